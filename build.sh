@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# AgentPg build entry point.
+#
+#   ./build.sh quickstart [args]  run the quick-start sample end to end on a throwaway PostgreSQL
+#                                 (Claude when ANTHROPIC_API_KEY is set, otherwise the bundled fake Claude)
+#   ./build.sh test               build, start a throwaway PostgreSQL, run every test project, print
+#                                 "N passed, N failed, N skipped" as the last line
+#   ./build.sh build              build everything (zero warnings: warnings are errors)
+#   ./build.sh bench [args]       run the benchmarks on a PostgreSQL with stock settings
+#
+# PostgreSQL is installed from Debian's packages when missing (root, or a user with sudo).
+set -uo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+# shellcheck source=eng/pg.sh
+source "$ROOT/eng/pg.sh"
+
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+build() {
+  dotnet build "$ROOT/AgentPg.slnx" -c "${CONFIGURATION:-Debug}" -nologo -clp:ErrorsOnly "$@"
+}
+
+cmd_test() {
+  local started=$SECONDS
+  if ! build; then
+    echo "build failed"
+    echo "0 passed, 1 failed"
+    exit 1
+  fi
+  if ! pg_start test; then
+    if [ "${CI:-}" = "true" ]; then
+      echo "PostgreSQL could not be started"
+      echo "0 passed, 1 failed"
+      exit 1
+    fi
+    echo "PostgreSQL could not be started: database tests will be skipped" >&2
+  fi
+
+  local results="$ROOT/artifacts/test-results"
+  rm -rf "$results"
+  mkdir -p "$results"
+  local projects=()
+  mapfile -t projects < <(find "$ROOT/test" -name '*.csproj' | sort)
+  local pids=() names=()
+  for p in "${projects[@]}"; do
+    local name
+    name=$(basename "$p" .csproj)
+    names+=("$name")
+    dotnet test "$p" -c "${CONFIGURATION:-Debug}" --no-build --nologo \
+      --logger "trx;LogFileName=$name.trx" --logger "console;verbosity=normal" \
+      --results-directory "$results/$name" \
+      --blame-hang-timeout 20m --blame-hang-dump-type none \
+      >"$results/$name.log" 2>&1 &
+    pids+=($!)
+  done
+
+  local passed=0 failed=0 skipped=0 i
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}"
+    local rc=$? name=${names[$i]}
+    local trx
+    trx=$(find "$results/$name" -name '*.trx' 2>/dev/null | head -n 1)
+    local total=0 p=0 f=0
+    if [ -n "$trx" ]; then
+      local counters
+      counters=$(grep -o '<Counters [^>]*>' "$trx" | head -n 1)
+      total=$(sed -n 's/.* total="\([0-9]*\)".*/\1/p' <<<"$counters")
+      p=$(sed -n 's/.* passed="\([0-9]*\)".*/\1/p' <<<"$counters")
+      f=$(( $(sed -n 's/.* failed="\([0-9]*\)".*/\1/p' <<<"$counters") + $(sed -n 's/.* error="\([0-9]*\)".*/\1/p' <<<"$counters") + $(sed -n 's/.* timeout="\([0-9]*\)".*/\1/p' <<<"$counters") + $(sed -n 's/.* aborted="\([0-9]*\)".*/\1/p' <<<"$counters") ))
+    fi
+    total=${total:-0}; p=${p:-0}
+    local s=$(( total - p - f ))
+    if [ "$rc" != "0" ] && [ "$f" = "0" ]; then
+      # The test host crashed or hung: count it as a failure so it cannot pass silently.
+      f=1
+      echo "!! $name: dotnet test exited with $rc without reporting a failed test (crash or hang); see $results/$name.log"
+    fi
+    grep -E '^\s+(Failed|Skipped) ' "$results/$name.log" | sed "s/^/   [$name]/" | head -n 200
+    if [ "$f" != "0" ]; then
+      # Show failure details for CI logs.
+      sed -n '/^\s*Failed /,/^\s*\(Passed\|Failed\|Skipped\) /p' "$results/$name.log" | head -n 400
+    fi
+    echo "== $name: $p passed, $f failed, $s skipped"
+    passed=$(( passed + p )); failed=$(( failed + f )); skipped=$(( skipped + s ))
+  done
+  pg_stop
+  echo "test command took $(( SECONDS - started )) s"
+  echo "$passed passed, $failed failed, $skipped skipped"
+  if [ "$failed" != "0" ] || [ "$passed" = "0" ]; then
+    exit 1
+  fi
+}
+
+cmd_quickstart() {
+  build >/dev/null || { build; exit 1; }
+  pg_start test || exit 1
+  dotnet run --project "$ROOT/samples/Quickstart" -c "${CONFIGURATION:-Debug}" --no-build -- "$@"
+  local rc=$?
+  pg_stop
+  exit $rc
+}
+
+cmd_bench() {
+  CONFIGURATION=Release build || exit 1
+  pg_start stock || exit 1
+  dotnet run --project "$ROOT/bench/AgentPg.Benchmarks" -c Release --no-build -- "$@"
+  local rc=$?
+  pg_stop
+  exit $rc
+}
+
+case "${1:-}" in
+  test) shift; cmd_test "$@" ;;
+  quickstart|run) shift; cmd_quickstart "$@" ;;
+  build) shift; build "$@" ;;
+  bench) shift; cmd_bench "$@" ;;
+  *) sed -n '2,12p' "$0"; exit 2 ;;
+esac
