@@ -1,0 +1,404 @@
+using AgentPg.Internal;
+using AgentPg.Storage;
+using Npgsql;
+
+namespace AgentPg;
+
+public sealed partial class AgentPgClient
+{
+    /// <summary>Creates an agent.</summary>
+    /// <param name="definition">The agent; <see cref="AgentDefinition.Id"/> and the timestamps are ignored.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>The stored agent, with its id and timestamps.</returns>
+    /// <exception cref="ArgumentException">A field is invalid (the message names it), or a delegate's name cannot be a tool name.</exception>
+    /// <exception cref="AgentPgException">An agent with the same name and metadata exists (<see cref="AgentPgErrorCode.AgentAlreadyExists"/>),
+    /// or a delegate in <see cref="AgentDefinition.AgentIds"/> does not exist (<see cref="AgentPgErrorCode.AgentNotFound"/>).</exception>
+    public async Task<AgentDefinition> CreateAgentAsync(AgentDefinition definition, CancellationToken cancellationToken = default)
+    {
+        var (metadata, config) = ValidateDefinition(definition, nameof(definition));
+        await ValidateDelegatesAsync(definition, cancellationToken).ConfigureAwait(false);
+        var command = Db.Command(_dataSource, null, _sql.Agents.Insert);
+        await using (command.ConfigureAwait(false))
+        {
+            AgentSql.AddValues(command.Parameters, definition, metadata, config);
+            try
+            {
+                return (await command.QueryFirstOrDefaultAsync(AgentSql.Read, cancellationToken).ConfigureAwait(false))!;
+            }
+            catch (PostgresException ex) when (ex.IsUniqueViolation("agent_unique_name_metadata"))
+            {
+                throw AgentExists(definition, "CreateAgent", ex);
+            }
+        }
+    }
+
+    /// <summary>Returns the agent with the definition's name and exactly its metadata, creating it when there is none.</summary>
+    /// <param name="definition">The agent to find or create.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>The existing agent, unchanged (use <see cref="UpdateAgentAsync"/> to change it), or the created one.</returns>
+    /// <remarks>Safe to call on every application start and from concurrent instances: exactly one agent results.</remarks>
+    /// <exception cref="ArgumentException">A field is invalid (the message names it).</exception>
+    public async Task<AgentDefinition> GetOrCreateAgentAsync(AgentDefinition definition, CancellationToken cancellationToken = default)
+    {
+        var (metadata, config) = ValidateDefinition(definition, nameof(definition));
+        var existing = await GetAgentByNameAndMetadataAsync(definition.Name, metadata, cancellationToken).ConfigureAwait(false);
+        if (existing is not null)
+        {
+            return existing;
+        }
+
+        await ValidateDelegatesAsync(definition, cancellationToken).ConfigureAwait(false);
+        var command = Db.Command(_dataSource, null, _sql.Agents.InsertIfAbsent);
+        await using (command.ConfigureAwait(false))
+        {
+            AgentSql.AddValues(command.Parameters, definition, metadata, config);
+            var created = await command.QueryFirstOrDefaultAsync(AgentSql.Read, cancellationToken).ConfigureAwait(false);
+            if (created is not null)
+            {
+                return created;
+            }
+        }
+
+        // Another caller created it between the lookup and the insert.
+        return (await GetAgentByNameAndMetadataAsync(definition.Name, metadata, cancellationToken).ConfigureAwait(false))!;
+    }
+
+    /// <summary>Replaces every field of an existing agent.</summary>
+    /// <param name="definition">The agent, identified by <see cref="AgentDefinition.Id"/>.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>A task that completes when the agent is updated.</returns>
+    /// <remarks>Renaming an agent that other agents delegate to is checked against the tool-name rule and their other tools.
+    /// Runs already in progress keep using the previous definition until their next model call.</remarks>
+    /// <exception cref="ArgumentException">The id is empty or a field is invalid.</exception>
+    /// <exception cref="AgentPgException">The agent does not exist (<see cref="AgentPgErrorCode.AgentNotFound"/>), or another agent
+    /// has the same name and metadata (<see cref="AgentPgErrorCode.AgentAlreadyExists"/>).</exception>
+    public async Task UpdateAgentAsync(AgentDefinition definition, CancellationToken cancellationToken = default)
+    {
+        var (metadata, config) = ValidateDefinition(definition, nameof(definition));
+        if (definition.Id == Guid.Empty)
+        {
+            throw new ArgumentException("AgentDefinition.Id is empty; pass the agent returned by CreateAgentAsync or GetAgentByIdAsync.", nameof(definition));
+        }
+
+        await ValidateDelegatesAsync(definition, cancellationToken).ConfigureAwait(false);
+        await ValidateRenameAsync(definition, cancellationToken).ConfigureAwait(false);
+        var command = Db.Command(_dataSource, null, _sql.Agents.Update, P.Uuid(definition.Id));
+        await using (command.ConfigureAwait(false))
+        {
+            AgentSql.AddValues(command.Parameters, definition, metadata, config);
+            int rows;
+            try
+            {
+                rows = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (PostgresException ex) when (ex.IsUniqueViolation("agent_unique_name_metadata"))
+            {
+                throw AgentExists(definition, "UpdateAgent", ex);
+            }
+
+            if (rows == 0)
+            {
+                throw AgentNotFound(definition.Id, "UpdateAgent");
+            }
+        }
+    }
+
+    /// <summary>Deletes an agent that no run references.</summary>
+    /// <param name="id">The agent.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>A task that completes when the agent is deleted.</returns>
+    /// <exception cref="AgentPgException">The agent does not exist (<see cref="AgentPgErrorCode.AgentNotFound"/>), or runs or tool
+    /// executions reference it (<see cref="AgentPgErrorCode.AgentInUse"/>; delete their sessions first).</exception>
+    public async Task DeleteAgentAsync(Guid id, CancellationToken cancellationToken = default)
+    {
+        var command = Db.Command(_dataSource, null, _sql.Agents.Delete, P.Uuid(id));
+        await using (command.ConfigureAwait(false))
+        {
+            try
+            {
+                if (await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 0)
+                {
+                    throw AgentNotFound(id, "DeleteAgent");
+                }
+            }
+            catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.ForeignKeyViolation)
+            {
+                var (runs, executions) = await CountAgentReferencesAsync(id, cancellationToken).ConfigureAwait(false);
+                throw new AgentPgException(AgentPgErrorCode.AgentInUse, "DeleteAgent",
+                    $"Agent {id} cannot be deleted: {runs} runs and {executions} tool executions reference it. " +
+                    "Delete the sessions that hold them first, or keep the agent.", ex)
+                {
+                    Context = new Dictionary<string, object?> { ["agent_id"] = id, ["runs"] = runs, ["tool_executions"] = executions },
+                };
+            }
+        }
+    }
+
+    /// <summary>Gets an agent by id.</summary>
+    /// <param name="id">The agent.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>The agent.</returns>
+    /// <exception cref="AgentPgException">No agent has that id (<see cref="AgentPgErrorCode.AgentNotFound"/>).</exception>
+    public async Task<AgentDefinition> GetAgentByIdAsync(Guid id, CancellationToken cancellationToken = default)
+    {
+        var command = Db.Command(_dataSource, null, _sql.Agents.GetById, P.Uuid(id));
+        await using (command.ConfigureAwait(false))
+        {
+            return await command.QueryFirstOrDefaultAsync(AgentSql.Read, cancellationToken).ConfigureAwait(false)
+                   ?? throw AgentNotFound(id, "GetAgentById");
+        }
+    }
+
+    /// <summary>Gets an agent by name whose metadata contains <paramref name="metadata"/>.</summary>
+    /// <param name="name">The agent name.</param>
+    /// <param name="metadata">Key/values the agent's metadata must contain (for example a tenant id); <see langword="null"/> matches any.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>The matching agent; the oldest one when several match.</returns>
+    /// <exception cref="AgentPgException">No agent matches (<see cref="AgentPgErrorCode.AgentNotFound"/>).</exception>
+    public async Task<AgentDefinition> GetAgentByNameAsync(string name, IReadOnlyDictionary<string, object?>? metadata = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        var filter = JsonMapping.ToJsonObject(metadata, nameof(metadata));
+        var command = Db.Command(_dataSource, null, _sql.Agents.GetByName, P.Text(name), P.Jsonb(filter));
+        await using (command.ConfigureAwait(false))
+        {
+            return await command.QueryFirstOrDefaultAsync(AgentSql.Read, cancellationToken).ConfigureAwait(false)
+                   ?? throw new AgentPgException(AgentPgErrorCode.AgentNotFound, "GetAgentByName",
+                       metadata is { Count: > 0 }
+                           ? $"No agent named '{name}' has metadata containing {filter}."
+                           : $"No agent is named '{name}'.")
+                   {
+                       Context = new Dictionary<string, object?> { ["name"] = name },
+                   };
+        }
+    }
+
+    /// <summary>Lists agents ordered by name.</summary>
+    /// <param name="metadata">Key/values the agents' metadata must contain; <see langword="null"/> lists all.</param>
+    /// <param name="limit">The page size, 1 to 1000.</param>
+    /// <param name="offset">How many matching agents to skip.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>The page and the total number of matching agents.</returns>
+    public async Task<AgentList> ListAgentsAsync(IReadOnlyDictionary<string, object?>? metadata = null, int limit = 100, int offset = 0, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(limit, 1000);
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        var filter = JsonMapping.ToJsonObject(metadata, nameof(metadata));
+        var batch = _dataSource.CreateBatch();
+        await using (batch.ConfigureAwait(false))
+        {
+            var list = new NpgsqlBatchCommand(_sql.Agents.List);
+            list.Parameters.Add(P.Jsonb(filter));
+            list.Parameters.Add(P.Int(limit));
+            list.Parameters.Add(P.Int(offset));
+            batch.BatchCommands.Add(list);
+            var count = new NpgsqlBatchCommand(_sql.Agents.Count);
+            count.Parameters.Add(P.Jsonb(filter));
+            batch.BatchCommands.Add(count);
+
+            var agents = new List<AgentDefinition>();
+            var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    agents.Add(AgentSql.Read(reader));
+                }
+
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                return new AgentList(agents, reader.GetInt32(0));
+            }
+        }
+    }
+
+    private async Task<AgentDefinition?> GetAgentByNameAndMetadataAsync(string name, string metadataJson, CancellationToken cancellationToken)
+    {
+        var command = Db.Command(_dataSource, null, _sql.Agents.GetByNameAndMetadata, P.Text(name), P.Jsonb(metadataJson));
+        await using (command.ConfigureAwait(false))
+        {
+            return await command.QueryFirstOrDefaultAsync(AgentSql.Read, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<List<AgentDefinition>> GetAgentsByIdsAsync(IReadOnlyList<Guid> ids, CancellationToken cancellationToken)
+    {
+        var command = Db.Command(_dataSource, null, _sql.Agents.GetByIds, P.UuidArray(ids));
+        await using (command.ConfigureAwait(false))
+        {
+            return await command.QueryListAsync(AgentSql.Read, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<(int Runs, int Executions)> CountAgentReferencesAsync(Guid id, CancellationToken cancellationToken)
+    {
+        var command = Db.Command(_dataSource, null, _sql.Agents.CountReferences, P.Uuid(id));
+        await using (command.ConfigureAwait(false))
+        {
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                return (reader.GetInt32(0), reader.GetInt32(1));
+            }
+        }
+    }
+
+    private static (string Metadata, string Config) ValidateDefinition(AgentDefinition definition, string parameterName)
+    {
+        ArgumentNullException.ThrowIfNull(definition, parameterName);
+        if (string.IsNullOrWhiteSpace(definition.Name))
+        {
+            throw new ArgumentException("AgentDefinition.Name is required (1 to 255 characters).", parameterName);
+        }
+
+        if (definition.Name.Length > 255)
+        {
+            throw new ArgumentException($"AgentDefinition.Name is {definition.Name.Length} characters long; the maximum is 255.", parameterName);
+        }
+
+        if (string.IsNullOrWhiteSpace(definition.Model))
+        {
+            throw new ArgumentException($"AgentDefinition.Model is required for agent '{definition.Name}', for example \"claude-sonnet-4-5\".", parameterName);
+        }
+
+        if (definition.MaxTokens is <= 0)
+        {
+            throw new ArgumentException($"AgentDefinition.MaxTokens must be positive (was {definition.MaxTokens}); leave it null for 4096.", parameterName);
+        }
+
+        if (definition.Temperature is { } temperature && (double.IsNaN(temperature) || temperature is < 0 or > 1))
+        {
+            throw new ArgumentException($"AgentDefinition.Temperature must be between 0 and 1 (was {temperature}); leave it null for the model's default.", parameterName);
+        }
+
+        if (definition.TopP is { } topP && (double.IsNaN(topP) || topP is < 0 or > 1))
+        {
+            throw new ArgumentException($"AgentDefinition.TopP must be between 0 and 1 (was {topP}); leave it null for the model's default.", parameterName);
+        }
+
+        if (definition.TopK is <= 0)
+        {
+            throw new ArgumentException($"AgentDefinition.TopK must be positive (was {definition.TopK}); leave it null for the model's default.", parameterName);
+        }
+
+        if (definition.Tools is not null)
+        {
+            foreach (var tool in definition.Tools)
+            {
+                if (!ToolNames.IsValid(tool))
+                {
+                    throw new ArgumentException(
+                        $"AgentDefinition.Tools contains '{tool}', which is not a valid tool name ({ToolNames.Rule}); no tool could ever be registered under it.",
+                        parameterName);
+                }
+            }
+
+            if (definition.Tools.Distinct(StringComparer.Ordinal).Count() != definition.Tools.Count)
+            {
+                throw new ArgumentException("AgentDefinition.Tools lists a tool more than once.", parameterName);
+            }
+        }
+
+        if (definition.AgentIds is null)
+        {
+            throw new ArgumentException("AgentDefinition.AgentIds is null; use an empty list for an agent without delegates.", parameterName);
+        }
+
+        if (definition.AgentIds.Contains(Guid.Empty) || definition.AgentIds.Distinct().Count() != definition.AgentIds.Count)
+        {
+            throw new ArgumentException("AgentDefinition.AgentIds must list distinct, non-empty agent ids.", parameterName);
+        }
+
+        return (JsonMapping.ToJsonObject(definition.Metadata, "AgentDefinition.Metadata"),
+                JsonMapping.ToJsonObject(definition.Config, "AgentDefinition.Config"));
+    }
+
+    // Delegates are offered to Claude as tools named after them: the names must be valid tool names and unique among the
+    // agent's tools.
+    private async Task ValidateDelegatesAsync(AgentDefinition definition, CancellationToken cancellationToken)
+    {
+        if (definition.AgentIds.Count == 0)
+        {
+            return;
+        }
+
+        var delegates = await GetAgentsByIdsAsync(definition.AgentIds, cancellationToken).ConfigureAwait(false);
+        foreach (var id in definition.AgentIds)
+        {
+            if (!delegates.Any(d => d.Id == id))
+            {
+                throw new AgentPgException(AgentPgErrorCode.AgentNotFound, "ValidateAgent",
+                    $"Agent '{definition.Name}' lists delegate agent {id} in AgentIds, but no agent has that id.")
+                {
+                    Context = new Dictionary<string, object?> { ["agent_id"] = id },
+                };
+            }
+        }
+
+        CheckDelegateNames(definition.Name, definition.Tools, delegates.Select(d => d.Name).ToList());
+    }
+
+    private async Task ValidateRenameAsync(AgentDefinition definition, CancellationToken cancellationToken)
+    {
+        var command = Db.Command(_dataSource, null, _sql.Agents.GetDelegators, P.Uuid(definition.Id));
+        List<AgentDefinition> delegators;
+        await using (command.ConfigureAwait(false))
+        {
+            delegators = await command.QueryListAsync(AgentSql.Read, cancellationToken).ConfigureAwait(false);
+        }
+
+        foreach (var delegator in delegators)
+        {
+            var others = await GetAgentsByIdsAsync([.. delegator.AgentIds.Where(id => id != definition.Id)], cancellationToken).ConfigureAwait(false);
+            CheckDelegateNames(delegator.Name, delegator.Tools, [.. others.Select(o => o.Name), definition.Name]);
+        }
+    }
+
+    private static void CheckDelegateNames(string agentName, IReadOnlyList<string>? tools, IReadOnlyList<string> delegateNames)
+    {
+        foreach (var name in delegateNames)
+        {
+            if (!ToolNames.IsValid(name))
+            {
+                throw new ArgumentException(
+                    $"Agent '{name}' cannot be a delegate of agent '{agentName}': delegates are offered to Claude as tools named after " +
+                    $"them, and tool names must match {ToolNames.Rule}. Rename it, for example to '{SuggestToolName(name)}'.");
+            }
+
+            if (tools?.Contains(name, StringComparer.Ordinal) == true)
+            {
+                throw new ArgumentException(
+                    $"Agent '{agentName}' has a tool and a delegate agent both named '{name}'; Claude could not tell them apart. Rename one of them.");
+            }
+        }
+
+        var duplicate = delegateNames.GroupBy(n => n, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null)
+        {
+            throw new ArgumentException(
+                $"Agent '{agentName}' has two delegate agents named '{duplicate.Key}'; Claude could not tell them apart. Rename one of them.");
+        }
+    }
+
+    private static string SuggestToolName(string name)
+    {
+        var chars = name.Select(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' ? c : '_').Take(64).ToArray();
+        return chars.Length == 0 ? "agent" : new string(chars);
+    }
+
+    private static AgentPgException AgentNotFound(Guid id, string operation)
+        => new(AgentPgErrorCode.AgentNotFound, operation, $"No agent has id {id}.")
+        {
+            Context = new Dictionary<string, object?> { ["agent_id"] = id },
+        };
+
+    private static AgentPgException AgentExists(AgentDefinition definition, string operation, Exception inner)
+        => new(AgentPgErrorCode.AgentAlreadyExists, operation,
+            $"An agent named '{definition.Name}' with the same metadata already exists. Use GetOrCreateAgentAsync to reuse it, " +
+            "or give the new agent a different name or metadata.", inner)
+        {
+            Context = new Dictionary<string, object?> { ["name"] = definition.Name },
+        };
+}

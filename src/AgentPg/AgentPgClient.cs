@@ -1,0 +1,237 @@
+using System.Collections.Concurrent;
+using System.Reflection;
+using AgentPg.Diagnostics;
+using AgentPg.Internal;
+using AgentPg.Storage;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
+
+namespace AgentPg;
+
+/// <summary>The entry point of AgentPg: creates agents, sessions and runs, and — once started — processes runs as one
+/// worker instance among any number of others sharing the database.</summary>
+/// <remarks>
+/// <para>A client that is never started is a producer: it creates agents, sessions and runs, reads them, cancels,
+/// regenerates and waits. <see cref="StartAsync"/> registers the client as an instance and starts its workers.</para>
+/// <para>All members are thread-safe.</para>
+/// <para>Security: tool inputs are produced by a model and must be treated as untrusted input (see <see cref="ITool"/>).</para>
+/// </remarks>
+public sealed partial class AgentPgClient : IAsyncDisposable
+{
+    private static readonly string s_version =
+        typeof(AgentPgClient).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
+
+    private readonly NpgsqlDataSource _dataSource;
+    private readonly AgentPgOptions _options;
+    private readonly Sql _sql;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly ConcurrentDictionary<string, ITool> _tools = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _lifecycle = new(1, 1);
+    private volatile bool _started;
+    private bool _disposed;
+
+    private AgentPgClient(NpgsqlDataSource dataSource, AgentPgOptions options)
+    {
+        _dataSource = dataSource;
+        _options = options;
+        _sql = new Sql(new SchemaName(options.Schema));
+        _logger = options.LoggerFactory?.CreateLogger("AgentPg") ?? NullLogger.Instance;
+        _time = options.TimeProvider;
+        InstanceId = options.InstanceId!;
+    }
+
+    /// <summary>Creates a client.</summary>
+    /// <param name="dataSource">The PostgreSQL database (its schema must be migrated before processing starts; see <see cref="AgentPgMigrator"/>).</param>
+    /// <param name="options">The options; the client keeps a validated copy.</param>
+    /// <returns>A client that is not started.</returns>
+    /// <exception cref="ArgumentException">An option is invalid; the message names each invalid option and how to fix it.</exception>
+    public static AgentPgClient Create(NpgsqlDataSource dataSource, AgentPgOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(dataSource);
+        ArgumentNullException.ThrowIfNull(options);
+        var errors = options.Validate();
+        if (errors.Count > 0)
+        {
+            throw new ArgumentException("Invalid AgentPgOptions:" + Environment.NewLine + "  " + string.Join(Environment.NewLine + "  ", errors), nameof(options));
+        }
+
+        var copy = options.Clone();
+        copy.ApiKey ??= Environment.GetEnvironmentVariable("ANTHROPIC_API_KEY") is { Length: > 0 } key ? key : null;
+        copy.InstanceId ??= Guid.NewGuid().ToString();
+        copy.InstanceName ??= SafeHostName();
+        return new AgentPgClient(dataSource, copy);
+    }
+
+    /// <summary>Gets this instance's id (<see cref="AgentPgOptions.InstanceId"/> or a generated GUID).</summary>
+    public string InstanceId { get; }
+
+    /// <summary>Gets the client's copy of its options, with defaults resolved. Changing it has no effect.</summary>
+    public AgentPgOptions Options => _options;
+
+    /// <summary>Gets whether <see cref="StartAsync"/> has completed and <see cref="StopAsync"/> has not been called.</summary>
+    public bool IsStarted => _started;
+
+    /// <summary>Registers this instance and its tools and starts processing runs.</summary>
+    /// <param name="cancellationToken">Cancels starting; it does not stop a started client (use <see cref="StopAsync"/>).</param>
+    /// <returns>A task that completes when the instance is registered and its workers run.</returns>
+    /// <exception cref="AgentPgException">The client is already started (<see cref="AgentPgErrorCode.ClientAlreadyStarted"/>), or the
+    /// database schema is missing or at an unknown version (<see cref="AgentPgErrorCode.SchemaVersionMismatch"/>, with instructions).</exception>
+    /// <exception cref="InvalidOperationException">No Claude API key is configured.</exception>
+    public async Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        await _lifecycle.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_started)
+            {
+                throw new AgentPgException(AgentPgErrorCode.ClientAlreadyStarted, "Start", $"Instance {InstanceId} is already started.");
+            }
+
+            if (string.IsNullOrEmpty(_options.ApiKey))
+            {
+                throw new InvalidOperationException(
+                    "No Claude API key: set AgentPgOptions.ApiKey or the ANTHROPIC_API_KEY environment variable before StartAsync. " +
+                    "(A client that only creates and reads runs does not need to be started.)");
+            }
+
+            await EnsureSchemaAsync(cancellationToken).ConfigureAwait(false);
+            await RegisterInstanceAsync(cancellationToken).ConfigureAwait(false);
+            await SyncToolsAsync(_tools.Values.ToList(), cancellationToken).ConfigureAwait(false);
+            _started = true;
+            Log.ClientStarted(_logger, InstanceId, _options.InstanceName!, _options.Schema, _tools.Count);
+        }
+        finally
+        {
+            _lifecycle.Release();
+        }
+    }
+
+    /// <summary>Stops processing: stops claiming work, lets in-flight work finish until <paramref name="cancellationToken"/>
+    /// fires, releases what is still held back to the queue, and deregisters the instance.</summary>
+    /// <param name="cancellationToken">The hard deadline for in-flight work.</param>
+    /// <returns>A task that completes when the instance is deregistered. Does nothing when the client is not started.</returns>
+    /// <remarks>Released work is never failed: another instance (or this one, restarted) picks it up.</remarks>
+    public async Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        await _lifecycle.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+        try
+        {
+            if (!_started)
+            {
+                return;
+            }
+
+            _started = false;
+            var released = 0;
+            try
+            {
+                // Deregistration must happen even when the caller's deadline already passed.
+                released = await DeregisterInstanceAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
+            {
+                Log.StopFailed(_logger, ex, InstanceId);
+            }
+
+            Log.ClientStopped(_logger, InstanceId, released);
+        }
+        finally
+        {
+            _lifecycle.Release();
+        }
+    }
+
+    /// <summary>Stops the client if it is started (with no deadline for in-flight work beyond releasing it).</summary>
+    /// <returns>A task that completes when the client is stopped.</returns>
+    public async ValueTask DisposeAsync()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        using (var cts = new CancellationTokenSource())
+        {
+            await cts.CancelAsync().ConfigureAwait(false);
+            await StopAsync(cts.Token).ConfigureAwait(false);
+        }
+
+        _disposed = true;
+        _lifecycle.Dispose();
+    }
+
+    private async Task EnsureSchemaAsync(CancellationToken cancellationToken)
+    {
+        var migrator = new AgentPgMigrator(_dataSource, _options.Schema);
+        if (_options.MigrateOnStart)
+        {
+            var reached = await migrator.MigrateAsync(null, cancellationToken).ConfigureAwait(false);
+            Log.MigratedOnStart(_logger, _options.Schema, reached);
+            return;
+        }
+
+        var version = await migrator.GetVersionAsync(cancellationToken).ConfigureAwait(false);
+        if (version == AgentPgMigrator.LatestVersion)
+        {
+            return;
+        }
+
+        var message = version == 0
+            ? $"The AgentPg schema \"{_options.Schema}\" is not migrated (version 0; this AgentPg needs version {AgentPgMigrator.LatestVersion}). "
+            : version < AgentPgMigrator.LatestVersion
+                ? $"The AgentPg schema \"{_options.Schema}\" is at version {version}; this AgentPg needs version {AgentPgMigrator.LatestVersion}. "
+                : $"The AgentPg schema \"{_options.Schema}\" is at version {version}, newer than this AgentPg knows ({AgentPgMigrator.LatestVersion}). Upgrade the AgentPg package. ";
+        throw new AgentPgException(AgentPgErrorCode.SchemaVersionMismatch, "Start",
+            version > AgentPgMigrator.LatestVersion ? message.TrimEnd() : message + AgentPgMigrator.HowToMigrate(_options.Schema))
+        {
+            Context = new Dictionary<string, object?> { ["schema"] = _options.Schema, ["version"] = version, ["expected_version"] = AgentPgMigrator.LatestVersion },
+        };
+    }
+
+    private async Task RegisterInstanceAsync(CancellationToken cancellationToken)
+    {
+        var command = Db.Command(_dataSource, null, _sql.Instances.Register,
+            P.Text(InstanceId),
+            P.Text(_options.InstanceName),
+            P.Text(SafeHostName()),
+            P.Int(Environment.ProcessId),
+            P.Text(s_version),
+            P.Int(_options.MaxConcurrentRuns),
+            P.Int(_options.MaxConcurrentTools));
+        await using (command.ConfigureAwait(false))
+        {
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<int> DeregisterInstanceAsync(CancellationToken cancellationToken)
+    {
+        var batch = _dataSource.CreateBatch();
+        await using (batch.ConfigureAwait(false))
+        {
+            var release = new NpgsqlBatchCommand(_sql.Instances.ReleaseWork);
+            release.Parameters.Add(P.Text(InstanceId));
+            batch.BatchCommands.Add(release);
+            var delete = new NpgsqlBatchCommand(_sql.Instances.Delete);
+            delete.Parameters.Add(P.Text(InstanceId));
+            batch.BatchCommands.Add(delete);
+            var released = await batch.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+            return released is int n ? n : 0;
+        }
+    }
+
+    private static string SafeHostName()
+    {
+        try
+        {
+            return Environment.MachineName is { Length: > 0 } name ? name : "unknown";
+        }
+        catch (InvalidOperationException)
+        {
+            return "unknown";
+        }
+    }
+}

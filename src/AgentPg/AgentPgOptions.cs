@@ -1,0 +1,128 @@
+using Microsoft.Extensions.Logging;
+
+namespace AgentPg;
+
+/// <summary>Configuration of an <see cref="AgentPgClient"/>.</summary>
+/// <remarks>
+/// Every property has a working default. The options are validated once, by <see cref="AgentPgClient.Create"/>,
+/// which throws an <see cref="ArgumentException"/> naming each invalid property and how to fix it; the client then
+/// works on its own copy, so changing this object afterwards has no effect.
+/// Any positive interval is accepted: tests commonly use 50–200 ms.
+/// </remarks>
+public sealed class AgentPgOptions
+{
+    /// <summary>Gets or sets the Claude API key.</summary>
+    /// <value>The default value is the <c>ANTHROPIC_API_KEY</c> environment variable.</value>
+    /// <remarks>Only processing needs it: a client that is never started (a producer) works without a key.</remarks>
+    public string? ApiKey { get; set; }
+
+    /// <summary>Gets or sets the base URL of the Claude API, for example a proxy or <c>FakeClaudeServer.BaseUrl</c>.</summary>
+    /// <value>The default value is <see langword="null"/>: the official SDK's default (<c>https://api.anthropic.com</c>).</value>
+    public string? BaseUrl { get; set; }
+
+    /// <summary>Gets or sets a human-readable name for this instance, stored in <c>agentpg_instances</c>.</summary>
+    /// <value>The default value is the host name.</value>
+    public string? InstanceName { get; set; }
+
+    /// <summary>Gets or sets the unique id of this instance (1 to 127 characters).</summary>
+    /// <value>The default value is <see langword="null"/>: every client gets a new GUID.</value>
+    /// <remarks>Two live clients must never share an id: each would treat the other's work as its own.</remarks>
+    public string? InstanceId { get; set; }
+
+    /// <summary>Gets or sets the PostgreSQL schema that holds AgentPg's tables, functions and NOTIFY channels.</summary>
+    /// <value>The default value is <c>public</c>.</value>
+    /// <remarks>1 to 40 lowercase letters, digits or underscores, starting with a letter or an underscore. Outside
+    /// <c>public</c> the schema name prefixes every NOTIFY channel, so schemas in one database never wake each other.</remarks>
+    public string Schema { get; set; } = "public";
+
+    /// <summary>Gets or sets whether <see cref="AgentPgClient.StartAsync"/> applies missing migrations instead of refusing to start.</summary>
+    /// <value>The default value is <see langword="false"/>.</value>
+    public bool MigrateOnStart { get; set; }
+
+    /// <summary>Gets or sets how many batch runs this instance processes at the same time.</summary>
+    /// <value>The default value is 10.</value>
+    public int MaxConcurrentRuns { get; set; } = 10;
+
+    /// <summary>Gets or sets how many streaming runs this instance processes at the same time.</summary>
+    /// <value>The default value is 5.</value>
+    public int MaxConcurrentStreamingRuns { get; set; } = 5;
+
+    /// <summary>Gets or sets how many tool executions this instance runs at the same time.</summary>
+    /// <value>The default value is 50.</value>
+    public int MaxConcurrentTools { get; set; } = 50;
+
+    /// <summary>Gets or sets how often the run workers look for work when no notification woke them.</summary>
+    /// <value>The default value is 1 second.</value>
+    public TimeSpan RunPollInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Gets or sets how often the tool worker looks for work when no notification woke it (retries and snoozes are found this way).</summary>
+    /// <value>The default value is 500 milliseconds.</value>
+    public TimeSpan ToolPollInterval { get; set; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>Gets or sets how often in-progress message batches are polled.</summary>
+    /// <value>The default value is 30 seconds.</value>
+    public TimeSpan BatchPollInterval { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Gets or sets how often this instance records that it is alive.</summary>
+    /// <value>The default value is 15 seconds.</value>
+    public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Gets or sets the length of the leader lease; the leader refreshes it every half of it.</summary>
+    /// <value>The default value is 30 seconds.</value>
+    public TimeSpan LeaderTtl { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Gets or sets how long an instance may go without a heartbeat before its work is rescued.</summary>
+    /// <value>The default value is 2 minutes. It must be longer than <see cref="HeartbeatInterval"/>.</value>
+    public TimeSpan InstanceTtl { get; set; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>Gets or sets how often the leader removes instances that stopped heartbeating.</summary>
+    /// <value>The default value is 1 minute.</value>
+    public TimeSpan CleanupInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Gets or sets how runs of dead or stuck workers are rescued.</summary>
+    public RunRescueOptions RunRescue { get; set; } = new();
+
+    /// <summary>Gets or sets how failed tool executions are retried.</summary>
+    public ToolRetryOptions ToolRetry { get; set; } = new();
+
+    /// <summary>Gets or sets how long one tool attempt may run before it is cancelled and counted as a failure.</summary>
+    /// <value>The default value is 5 minutes.</value>
+    public TimeSpan ToolTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Gets or sets how deep agents may delegate to agents (a root run has depth 0).</summary>
+    /// <value>The default value is 8.</value>
+    public int MaxAgentDepth { get; set; } = 8;
+
+    /// <summary>Gets or sets how many continuation iterations (after <c>pause_turn</c> or a truncated tool call) one run may make.</summary>
+    /// <value>The default value is 3.</value>
+    public int MaxContinuations { get; set; } = 3;
+
+    /// <summary>Gets or sets how many times the run engine retries a model call that failed inside a streamed answer.</summary>
+    /// <value>The default value is 2.</value>
+    /// <remarks>HTTP errors before the answer starts (408, 409, 429, 5xx) are retried by the Anthropic SDK itself.</remarks>
+    public int MaxModelRetries { get; set; } = 2;
+
+    /// <summary>Gets or sets whether a "prompt is too long" answer is retried once with Claude's 1M-token context window.</summary>
+    /// <value>The default value is <see langword="false"/>. An agent can also opt in with <c>Config["extended_context"] = true</c>.</value>
+    public bool ExtendedContext { get; set; }
+
+    /// <summary>Gets or sets the source of time for every timer, timestamp and backoff of the client.</summary>
+    /// <value>The default value is <see cref="System.TimeProvider.System"/>.</value>
+    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+
+    /// <summary>Gets or sets the logger factory.</summary>
+    /// <value>The default value is <see langword="null"/>: nothing is logged.</value>
+    public ILoggerFactory? LoggerFactory { get; set; }
+
+    /// <summary>Checks every property and returns one message per invalid property.</summary>
+    /// <returns>An empty list when the options are valid.</returns>
+    public IReadOnlyList<string> Validate() => Internal.AgentPgOptionsValidator.Validate(this);
+
+    internal AgentPgOptions Clone()
+    {
+        var copy = (AgentPgOptions)MemberwiseClone();
+        copy.RunRescue = RunRescue?.Clone()!;
+        copy.ToolRetry = ToolRetry?.Clone()!;
+        return copy;
+    }
+}

@@ -1,0 +1,56 @@
+namespace AgentPg;
+
+/// <summary>An agent: a model, instructions, tools and delegates, stored in the database and shared by every instance.</summary>
+/// <remarks>
+/// An agent listed in another agent's <see cref="AgentIds"/> is offered to Claude as a tool named after it, so such
+/// names must match Claude's tool-name rule (<c>^[a-zA-Z0-9_-]{1,64}$</c>); this is checked when agents are created
+/// or updated.
+/// </remarks>
+public sealed record AgentDefinition
+{
+    /// <summary>Gets the id, assigned by the database on creation.</summary>
+    public Guid Id { get; init; }
+
+    /// <summary>Gets the name (1 to 255 characters). Names are unique per <see cref="Metadata"/> value.</summary>
+    public required string Name { get; init; }
+
+    /// <summary>Gets the description; for a delegate agent it is the tool description Claude sees.</summary>
+    public string? Description { get; init; }
+
+    /// <summary>Gets the Claude model, for example <c>claude-sonnet-4-5</c>.</summary>
+    public required string Model { get; init; }
+
+    /// <summary>Gets the system prompt.</summary>
+    public string? SystemPrompt { get; init; }
+
+    /// <summary>Gets the tools the agent may use: <see langword="null"/> = every tool of the instance that runs it, empty = none.</summary>
+    /// <remarks>A run of an agent with a tool list is only claimed by instances that registered all of these tools.</remarks>
+    public IReadOnlyList<string>? Tools { get; init; }
+
+    /// <summary>Gets the agents this agent may delegate to; each is offered as a tool named after the agent.</summary>
+    public IReadOnlyList<Guid> AgentIds { get; init; } = [];
+
+    /// <summary>Gets the maximum number of tokens per answer; <see langword="null"/> means 4096.</summary>
+    public int? MaxTokens { get; init; }
+
+    /// <summary>Gets the sampling temperature (0 to 1), or <see langword="null"/> for the model's default.</summary>
+    public double? Temperature { get; init; }
+
+    /// <summary>Gets the top-k sampling parameter, or <see langword="null"/> for the model's default.</summary>
+    public int? TopK { get; init; }
+
+    /// <summary>Gets the top-p sampling parameter (0 to 1), or <see langword="null"/> for the model's default.</summary>
+    public double? TopP { get; init; }
+
+    /// <summary>Gets free-form metadata, for example a tenant id; <see cref="AgentPgClient.GetAgentByNameAsync"/> filters on it.</summary>
+    public IReadOnlyDictionary<string, object?> Metadata { get; init; } = EmptyDictionary.Instance;
+
+    /// <summary>Gets free-form configuration; <c>extended_context: true</c> enables the 1M-token context window on "prompt is too long".</summary>
+    public IReadOnlyDictionary<string, object?> Config { get; init; } = EmptyDictionary.Instance;
+
+    /// <summary>Gets when the agent was created.</summary>
+    public DateTimeOffset CreatedAt { get; init; }
+
+    /// <summary>Gets when the agent was last updated.</summary>
+    public DateTimeOffset UpdatedAt { get; init; }
+}

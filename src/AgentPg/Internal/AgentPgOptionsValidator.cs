@@ -1,0 +1,125 @@
+using System.Globalization;
+using AgentPg.Storage;
+
+namespace AgentPg.Internal;
+
+internal static class AgentPgOptionsValidator
+{
+    public static IReadOnlyList<string> Validate(AgentPgOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var errors = new List<string>();
+
+        if (options.Schema is null || !SchemaName.IsValid(options.Schema))
+        {
+            errors.Add($"AgentPgOptions.Schema '{options.Schema}' is not a valid schema name: use 1 to {SchemaName.MaxLength} lowercase " +
+                       "letters, digits or underscores, starting with a letter or an underscore (the name also prefixes NOTIFY " +
+                       "channels, which PostgreSQL limits to 63 bytes), or leave the default 'public'.");
+        }
+
+        if (options.InstanceId is not null && (options.InstanceId.Length is 0 or > 127 || string.IsNullOrWhiteSpace(options.InstanceId)))
+        {
+            errors.Add($"AgentPgOptions.InstanceId must be 1 to 127 non-blank characters (was {Describe(options.InstanceId)}); " +
+                       "leave it null to get a new GUID per client.");
+        }
+
+        if (options.InstanceName is not null && (options.InstanceName.Length > 255 || string.IsNullOrWhiteSpace(options.InstanceName)))
+        {
+            errors.Add($"AgentPgOptions.InstanceName must be 1 to 255 non-blank characters (was {Describe(options.InstanceName)}); " +
+                       "leave it null to use the host name.");
+        }
+
+        if (options.BaseUrl is not null
+            && (!Uri.TryCreate(options.BaseUrl, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https")))
+        {
+            errors.Add($"AgentPgOptions.BaseUrl '{options.BaseUrl}' is not an absolute http or https URL; use for example " +
+                       "'https://api.anthropic.com' or leave it null for the SDK's default.");
+        }
+
+        if (options.ApiKey is not null && string.IsNullOrWhiteSpace(options.ApiKey))
+        {
+            errors.Add("AgentPgOptions.ApiKey is blank; set the key or leave it null to read ANTHROPIC_API_KEY.");
+        }
+
+        Positive(errors, options.MaxConcurrentRuns, nameof(AgentPgOptions.MaxConcurrentRuns), "10");
+        Positive(errors, options.MaxConcurrentStreamingRuns, nameof(AgentPgOptions.MaxConcurrentStreamingRuns), "5");
+        Positive(errors, options.MaxConcurrentTools, nameof(AgentPgOptions.MaxConcurrentTools), "50");
+        Positive(errors, options.MaxAgentDepth, nameof(AgentPgOptions.MaxAgentDepth), "8");
+        NotNegative(errors, options.MaxContinuations, nameof(AgentPgOptions.MaxContinuations), "3");
+        NotNegative(errors, options.MaxModelRetries, nameof(AgentPgOptions.MaxModelRetries), "2");
+
+        Positive(errors, options.RunPollInterval, nameof(AgentPgOptions.RunPollInterval), "TimeSpan.FromSeconds(1)");
+        Positive(errors, options.ToolPollInterval, nameof(AgentPgOptions.ToolPollInterval), "TimeSpan.FromMilliseconds(500)");
+        Positive(errors, options.BatchPollInterval, nameof(AgentPgOptions.BatchPollInterval), "TimeSpan.FromSeconds(30)");
+        Positive(errors, options.HeartbeatInterval, nameof(AgentPgOptions.HeartbeatInterval), "TimeSpan.FromSeconds(15)");
+        Positive(errors, options.LeaderTtl, nameof(AgentPgOptions.LeaderTtl), "TimeSpan.FromSeconds(30)");
+        Positive(errors, options.InstanceTtl, nameof(AgentPgOptions.InstanceTtl), "TimeSpan.FromMinutes(2)");
+        Positive(errors, options.CleanupInterval, nameof(AgentPgOptions.CleanupInterval), "TimeSpan.FromMinutes(1)");
+        Positive(errors, options.ToolTimeout, nameof(AgentPgOptions.ToolTimeout), "TimeSpan.FromMinutes(5)");
+
+        if (options.InstanceTtl > TimeSpan.Zero && options.HeartbeatInterval > TimeSpan.Zero && options.InstanceTtl <= options.HeartbeatInterval)
+        {
+            errors.Add($"AgentPgOptions.InstanceTtl ({options.InstanceTtl}) must be longer than AgentPgOptions.HeartbeatInterval " +
+                       $"({options.HeartbeatInterval}), otherwise live instances are evicted between two heartbeats; " +
+                       "a TTL of several heartbeat intervals is typical.");
+        }
+
+        if (options.RunRescue is null)
+        {
+            errors.Add("AgentPgOptions.RunRescue is null; leave the default instance or set a new RunRescueOptions().");
+        }
+        else
+        {
+            Positive(errors, options.RunRescue.Interval, "RunRescue.Interval", "TimeSpan.FromMinutes(1)");
+            Positive(errors, options.RunRescue.Timeout, "RunRescue.Timeout", "TimeSpan.FromMinutes(5)");
+            Positive(errors, options.RunRescue.MaxAttempts, "RunRescue.MaxAttempts", "3");
+        }
+
+        if (options.ToolRetry is null)
+        {
+            errors.Add("AgentPgOptions.ToolRetry is null; leave the default instance or set a new ToolRetryOptions().");
+        }
+        else
+        {
+            Positive(errors, options.ToolRetry.MaxAttempts, "ToolRetry.MaxAttempts", "2");
+            if (double.IsNaN(options.ToolRetry.Jitter) || options.ToolRetry.Jitter is < 0 or > 1)
+            {
+                errors.Add($"AgentPgOptions.ToolRetry.Jitter must be between 0 and 1 (was {options.ToolRetry.Jitter.ToString(CultureInfo.InvariantCulture)}); " +
+                           "0 retries immediately, 0.1 spreads the n⁴-second backoff by ±10 %.");
+            }
+        }
+
+        if (options.TimeProvider is null)
+        {
+            errors.Add("AgentPgOptions.TimeProvider is null; leave the default TimeProvider.System or set a TimeProvider.");
+        }
+
+        return errors;
+    }
+
+    private static void Positive(List<string> errors, int value, string name, string example)
+    {
+        if (value <= 0)
+        {
+            errors.Add($"AgentPgOptions.{name} must be greater than zero (was {value}); the default is {example}.");
+        }
+    }
+
+    private static void NotNegative(List<string> errors, int value, string name, string example)
+    {
+        if (value < 0)
+        {
+            errors.Add($"AgentPgOptions.{name} must not be negative (was {value}); the default is {example}.");
+        }
+    }
+
+    private static void Positive(List<string> errors, TimeSpan value, string name, string example)
+    {
+        if (value <= TimeSpan.Zero)
+        {
+            errors.Add($"AgentPgOptions.{name} must be a positive duration (was {value}); for example {example}.");
+        }
+    }
+
+    private static string Describe(string value) => value.Length == 0 ? "empty" : $"{value.Length} characters";
+}

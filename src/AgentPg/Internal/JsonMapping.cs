@@ -1,0 +1,90 @@
+using System.Globalization;
+using System.Text.Json;
+
+namespace AgentPg.Internal;
+
+/// <summary>Metadata and variables: .NET dictionaries in the API, JSON objects in the database ('{}' for nothing).</summary>
+internal static class JsonMapping
+{
+    public const string EmptyObject = "{}";
+
+    private static readonly JsonSerializerOptions s_options = new(JsonSerializerDefaults.General);
+
+    public static string ToJsonObject(IReadOnlyDictionary<string, object?>? values, string parameterName)
+    {
+        if (values is null || values.Count == 0)
+        {
+            return EmptyObject;
+        }
+
+        try
+        {
+            return JsonSerializer.Serialize(values, s_options);
+        }
+        catch (Exception ex) when (ex is NotSupportedException or JsonException or InvalidOperationException)
+        {
+            throw new ArgumentException(
+                $"{parameterName} cannot be stored as JSON: {ex.Message} Use strings, numbers, booleans, lists, dictionaries or JSON-serializable objects.",
+                parameterName, ex);
+        }
+    }
+
+    /// <summary>Reads a JSON object into plain .NET values: string, long or double, bool, null,
+    /// <see cref="List{T}"/> of values and <see cref="Dictionary{TKey,TValue}"/> of values.</summary>
+    public static IReadOnlyDictionary<string, object?> FromJsonObject(string? json)
+    {
+        if (string.IsNullOrEmpty(json) || json == EmptyObject)
+        {
+            return EmptyDictionary.Instance;
+        }
+
+        using var doc = JsonDocument.Parse(json);
+        return doc.RootElement.ValueKind == JsonValueKind.Object
+            ? (IReadOnlyDictionary<string, object?>)ToDictionary(doc.RootElement)
+            : EmptyDictionary.Instance;
+    }
+
+    public static Dictionary<string, JsonElement> ToElementDictionary(string? json)
+    {
+        var result = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
+        if (string.IsNullOrEmpty(json))
+        {
+            return result;
+        }
+
+        using var doc = JsonDocument.Parse(json);
+        if (doc.RootElement.ValueKind == JsonValueKind.Object)
+        {
+            foreach (var p in doc.RootElement.EnumerateObject())
+            {
+                result[p.Name] = p.Value.Clone();
+            }
+        }
+
+        return result;
+    }
+
+    public static object? ToClr(JsonElement e) => e.ValueKind switch
+    {
+        JsonValueKind.String => e.GetString(),
+        JsonValueKind.Number => e.TryGetInt64(out var l) ? (object)l : e.GetDouble(),
+        JsonValueKind.True => true,
+        JsonValueKind.False => false,
+        JsonValueKind.Object => ToDictionary(e),
+        JsonValueKind.Array => e.EnumerateArray().Select(ToClr).ToList(),
+        _ => null,
+    };
+
+    private static Dictionary<string, object?> ToDictionary(JsonElement e)
+    {
+        var result = new Dictionary<string, object?>(StringComparer.Ordinal);
+        foreach (var p in e.EnumerateObject())
+        {
+            result[p.Name] = ToClr(p.Value);
+        }
+
+        return result;
+    }
+
+    public static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+}

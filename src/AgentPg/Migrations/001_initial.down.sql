@@ -1,0 +1,61 @@
+-- Reverts 001_initial.up.sql: drops every object it created, in dependency order, in the first schema of
+-- the search_path (see the header of the up file). Other objects in that schema are left alone.
+
+DROP TRIGGER IF EXISTS agentpg_trg_cleanup_orphaned_tools ON agentpg_instance_tools;
+DROP TRIGGER IF EXISTS agentpg_trg_cleanup_orphaned_work ON agentpg_instances;
+DROP TRIGGER IF EXISTS agentpg_trg_tool_created ON agentpg_tool_executions;
+DROP TRIGGER IF EXISTS agentpg_trg_tools_complete ON agentpg_tool_executions;
+DROP TRIGGER IF EXISTS agentpg_trg_child_run_complete ON agentpg_runs;
+DROP TRIGGER IF EXISTS agentpg_trg_run_state_change ON agentpg_runs;
+DROP TRIGGER IF EXISTS agentpg_trg_run_created ON agentpg_runs;
+DROP TRIGGER IF EXISTS agentpg_trg_run_before_insert ON agentpg_runs;
+DROP TRIGGER IF EXISTS agentpg_trg_run_before_update ON agentpg_runs;
+
+DROP FUNCTION IF EXISTS agentpg_get_iterations_for_poll(TEXT, INTERVAL, INTEGER);
+DROP FUNCTION IF EXISTS agentpg_cleanup_orphaned_tools();
+DROP FUNCTION IF EXISTS agentpg_cleanup_orphaned_work();
+DROP FUNCTION IF EXISTS agentpg_rescue(INTERVAL, INTERVAL, INTEGER);
+DROP FUNCTION IF EXISTS agentpg_release_instance_work(TEXT, BOOLEAN, INTEGER);
+DROP FUNCTION IF EXISTS agentpg_delete_run_messages(UUID);
+DROP FUNCTION IF EXISTS agentpg_cancel_run(UUID);
+DROP FUNCTION IF EXISTS agentpg_create_tool_executions_and_update_run(JSONB, UUID, agentpg_run_state, JSONB, TEXT, BIGINT);
+DROP FUNCTION IF EXISTS agentpg_fence_tool_execution(UUID, TEXT, BIGINT);
+DROP FUNCTION IF EXISTS agentpg_fence_run(UUID, TEXT, BIGINT);
+DROP FUNCTION IF EXISTS agentpg_claim_tool_executions(TEXT, INTEGER);
+DROP FUNCTION IF EXISTS agentpg_claim_runs(TEXT, INTEGER, agentpg_run_mode);
+DROP FUNCTION IF EXISTS agentpg_notify_tool_created();
+DROP FUNCTION IF EXISTS agentpg_tool_execution_after_update();
+DROP FUNCTION IF EXISTS agentpg_complete_tools_and_continue_run(UUID);
+DROP FUNCTION IF EXISTS agentpg_handle_child_run_complete();
+DROP FUNCTION IF EXISTS agentpg_notify_run_state_change();
+DROP FUNCTION IF EXISTS agentpg_notify_run_created();
+DROP FUNCTION IF EXISTS agentpg_run_before_insert();
+DROP FUNCTION IF EXISTS agentpg_run_before_update();
+
+ALTER TABLE IF EXISTS agentpg_runs DROP CONSTRAINT IF EXISTS agentpg_fk_runs_current_iteration;
+ALTER TABLE IF EXISTS agentpg_runs DROP CONSTRAINT IF EXISTS agentpg_fk_runs_parent_tool_execution;
+
+DROP TABLE IF EXISTS agentpg_leader;
+DROP TABLE IF EXISTS agentpg_instance_tools;
+DROP TABLE IF EXISTS agentpg_instances;
+DROP TABLE IF EXISTS agentpg_message_archive;
+DROP TABLE IF EXISTS agentpg_compaction_events;
+DROP TABLE IF EXISTS agentpg_tool_executions;
+DROP TABLE IF EXISTS agentpg_iterations;
+DROP TABLE IF EXISTS agentpg_content_blocks;
+DROP TABLE IF EXISTS agentpg_messages;
+DROP TABLE IF EXISTS agentpg_runs;
+DROP TABLE IF EXISTS agentpg_tools;
+DROP TABLE IF EXISTS agentpg_agents;
+DROP TABLE IF EXISTS agentpg_sessions;
+
+DROP FUNCTION IF EXISTS agentpg_channel(TEXT);
+
+DROP TYPE IF EXISTS agentpg_message_role;
+DROP TYPE IF EXISTS agentpg_content_type;
+DROP TYPE IF EXISTS agentpg_tool_execution_state;
+DROP TYPE IF EXISTS agentpg_batch_status;
+DROP TYPE IF EXISTS agentpg_run_state;
+DROP TYPE IF EXISTS agentpg_run_mode;
+
+DROP TABLE IF EXISTS agentpg_migrations;

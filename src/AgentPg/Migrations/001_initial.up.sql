@@ -1,0 +1,1046 @@
+-- AgentPg schema, version 1.
+--
+-- Every object is created unqualified in the first schema of the search_path. AgentPgMigrator runs this file
+-- with `SET LOCAL search_path TO "<schema>"`; by hand (see docs/migrations.md):
+--
+--   psql -v ON_ERROR_STOP=1 -c 'CREATE SCHEMA IF NOT EXISTS my_schema'
+--   PGOPTIONS='-c search_path=my_schema' psql -v ON_ERROR_STOP=1 --single-transaction -f 001_initial.up.sql
+--
+-- Functions and trigger functions are created with `SET search_path FROM CURRENT`, so they always resolve
+-- their own schema's tables whatever the caller's search_path is, and current_schema() inside them names that
+-- schema. NOTIFY channels are prefixed with the schema name unless it is `public` (agentpg_channel), so two
+-- schemas in one database never wake each other.
+--
+-- Derived from the reference schema (AgentPG for Go, "schema v2.1"), adapted by DESIGN.md §5 and §12:
+--   * fencing: runs and tool executions carry claim_epoch, bumped on every claim and release; workers write
+--     only through agentpg_fence_run / agentpg_fence_tool_execution, which raise SQLSTATE AP001 when the work
+--     was taken away;
+--   * rescue is driven by instance liveness (agentpg_rescue), shutdown releases work instead of failing it;
+--   * previous_state and finalized_at are maintained by a trigger on every transition;
+--   * JSON columns hold objects ('{}' for nothing, never JSON null) — enforced by CHECK constraints;
+--   * runs carry an idempotency key (unique per session) and a FIFO position (seq) so one session processes
+--     one root run at a time; messages carry seq so a conversation has a total order;
+--   * content blocks are stored losslessly (raw holds the block exactly as Claude sent it);
+--   * NOTIFY is sent only where another instance must act: run created or re-queued, run finalized, tool
+--     execution created. Tool completion continues the run inside the completing transaction instead of
+--     sending agentpg_tools_complete;
+--   * fewer indexes on agentpg_runs than the reference (each one makes every state change more expensive).
+
+CREATE TABLE agentpg_migrations (
+    version     INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL,
+    applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Enum types (reference names and values; content types extended for lossless storage).
+-- ---------------------------------------------------------------------------------------------------------
+
+CREATE TYPE agentpg_run_mode AS ENUM ('batch', 'streaming');
+
+CREATE TYPE agentpg_run_state AS ENUM (
+    'pending', 'batch_submitting', 'batch_pending', 'batch_processing', 'streaming',
+    'pending_tools', 'awaiting_input', 'completed', 'cancelled', 'failed');
+
+CREATE TYPE agentpg_batch_status AS ENUM ('in_progress', 'canceling', 'ended');
+
+CREATE TYPE agentpg_tool_execution_state AS ENUM ('pending', 'running', 'completed', 'failed', 'skipped');
+
+-- 'other' stores any block type Claude adds later; raw keeps its full JSON, so nothing is lost.
+CREATE TYPE agentpg_content_type AS ENUM (
+    'text', 'tool_use', 'tool_result', 'image', 'document', 'thinking', 'server_tool_use', 'web_search_result',
+    'redacted_thinking', 'web_search_tool_result', 'web_fetch_tool_result', 'code_execution_tool_result',
+    'bash_code_execution_tool_result', 'text_editor_code_execution_tool_result', 'tool_search_tool_result',
+    'mcp_tool_use', 'mcp_tool_result', 'container_upload', 'search_result', 'other');
+
+CREATE TYPE agentpg_message_role AS ENUM ('user', 'assistant', 'system');
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Helpers
+-- ---------------------------------------------------------------------------------------------------------
+
+-- NOTIFY channel name for this schema: 'agentpg_run_created' in public, 'my_schema.agentpg_run_created' elsewhere.
+CREATE FUNCTION agentpg_channel(p_name TEXT) RETURNS TEXT
+LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT CASE WHEN current_schema() = 'public' THEN p_name ELSE current_schema() || '.' || p_name END
+$$;
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Logged tables
+-- ---------------------------------------------------------------------------------------------------------
+
+CREATE TABLE agentpg_sessions (
+    id                 UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    parent_session_id  UUID REFERENCES agentpg_sessions (id) ON DELETE CASCADE,
+    depth              INTEGER NOT NULL DEFAULT 0,
+    metadata           JSONB NOT NULL DEFAULT '{}',
+    compaction_count   INTEGER NOT NULL DEFAULT 0,
+    created_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT session_metadata_object CHECK (jsonb_typeof(metadata) = 'object'),
+    CONSTRAINT session_depth_consistency CHECK (
+        (parent_session_id IS NULL AND depth = 0) OR (parent_session_id IS NOT NULL AND depth > 0))
+);
+CREATE INDEX agentpg_idx_sessions_metadata ON agentpg_sessions USING GIN (metadata);
+CREATE INDEX agentpg_idx_sessions_updated ON agentpg_sessions (updated_at DESC);
+CREATE INDEX agentpg_idx_sessions_created ON agentpg_sessions (created_at DESC);
+CREATE INDEX agentpg_idx_sessions_parent ON agentpg_sessions (parent_session_id) WHERE parent_session_id IS NOT NULL;
+
+CREATE TABLE agentpg_agents (
+    id             UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    name           TEXT NOT NULL,
+    description    TEXT,
+    model          TEXT NOT NULL,
+    system_prompt  TEXT,
+    max_tokens     INTEGER,
+    temperature    REAL,
+    top_k          INTEGER,
+    top_p          REAL,
+    -- NULL = every tool of the executing instance; '{}' = no tools; otherwise exactly these.
+    tool_names     TEXT[] DEFAULT '{}',
+    agent_ids      UUID[] NOT NULL DEFAULT '{}',
+    metadata       JSONB NOT NULL DEFAULT '{}',
+    config         JSONB NOT NULL DEFAULT '{}',
+    created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT agent_name_valid CHECK (char_length(name) > 0 AND char_length(name) < 256),
+    CONSTRAINT agent_model_valid CHECK (char_length(model) > 0),
+    CONSTRAINT agent_max_tokens_valid CHECK (max_tokens IS NULL OR max_tokens > 0),
+    CONSTRAINT agent_metadata_object CHECK (jsonb_typeof(metadata) = 'object'),
+    CONSTRAINT agent_config_object CHECK (jsonb_typeof(config) = 'object'),
+    CONSTRAINT agent_unique_name_metadata UNIQUE (name, metadata)
+);
+CREATE INDEX agentpg_idx_agents_metadata ON agentpg_agents USING GIN (metadata);
+CREATE INDEX agentpg_idx_agents_name ON agentpg_agents (name);
+CREATE INDEX agentpg_idx_agents_updated ON agentpg_agents (updated_at DESC);
+-- Finds the agents that delegate to a given agent (rename checks, UI).
+CREATE INDEX agentpg_idx_agents_agent_ids ON agentpg_agents USING GIN (agent_ids);
+
+CREATE TABLE agentpg_tools (
+    name           TEXT PRIMARY KEY,
+    description    TEXT NOT NULL,
+    input_schema   JSONB NOT NULL,
+    is_agent_tool  BOOLEAN NOT NULL DEFAULT FALSE,
+    agent_id       UUID REFERENCES agentpg_agents (id) ON DELETE CASCADE,
+    metadata       JSONB NOT NULL DEFAULT '{}',
+    created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT tool_name_valid CHECK (char_length(name) > 0 AND char_length(name) < 128),
+    CONSTRAINT agent_tool_consistency CHECK (
+        (is_agent_tool AND agent_id IS NOT NULL) OR (NOT is_agent_tool AND agent_id IS NULL)),
+    CONSTRAINT tool_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
+);
+CREATE INDEX agentpg_idx_tools_agent ON agentpg_tools (agent_id) WHERE is_agent_tool = TRUE;
+
+CREATE TABLE agentpg_runs (
+    id                           UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    -- FIFO position: claims and the one-root-run-per-session rule order by it (created_at can tie).
+    seq                          BIGINT GENERATED ALWAYS AS IDENTITY,
+    session_id                   UUID NOT NULL REFERENCES agentpg_sessions (id) ON DELETE CASCADE,
+    -- No ON DELETE: deleting an agent that has runs is refused (AgentInUse).
+    agent_id                     UUID NOT NULL REFERENCES agentpg_agents (id),
+    run_mode                     agentpg_run_mode NOT NULL DEFAULT 'batch',
+    parent_run_id                UUID REFERENCES agentpg_runs (id) ON DELETE CASCADE,
+    parent_tool_execution_id     UUID,
+    depth                        INTEGER NOT NULL DEFAULT 0,
+    state                        agentpg_run_state NOT NULL DEFAULT 'pending',
+    previous_state               agentpg_run_state,
+    prompt                       TEXT NOT NULL,
+    idempotency_key              TEXT,
+    current_iteration            INTEGER NOT NULL DEFAULT 0,
+    current_iteration_id         UUID,
+    response_text                TEXT,
+    stop_reason                  TEXT,
+    input_tokens                 INTEGER NOT NULL DEFAULT 0,
+    output_tokens                INTEGER NOT NULL DEFAULT 0,
+    cache_creation_input_tokens  INTEGER NOT NULL DEFAULT 0,
+    cache_read_input_tokens      INTEGER NOT NULL DEFAULT 0,
+    iteration_count              INTEGER NOT NULL DEFAULT 0,
+    tool_iterations              INTEGER NOT NULL DEFAULT 0,
+    continuation_count           INTEGER NOT NULL DEFAULT 0,
+    error_message                TEXT,
+    -- processing_error, streaming_error, model_error, batch_error, context_window_exceeded,
+    -- continuation_limit, rescue_failed, instance_disconnected, cancelled
+    error_type                   TEXT,
+    created_by_instance_id       TEXT,
+    claimed_by_instance_id       TEXT,
+    claimed_at                   TIMESTAMPTZ,
+    -- Fencing token: bumped on every claim and every release. Workers write only while it still matches.
+    claim_epoch                  BIGINT NOT NULL DEFAULT 0,
+    -- Last sign of life of the claimed work (claim, stream progress); RescueTimeout measures from it.
+    last_progress_at             TIMESTAMPTZ,
+    metadata                     JSONB NOT NULL DEFAULT '{}',
+    options                      JSONB NOT NULL DEFAULT '{}',
+    created_at                   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    started_at                   TIMESTAMPTZ,
+    finalized_at                 TIMESTAMPTZ,
+    rescue_attempts              INTEGER NOT NULL DEFAULT 0,
+    last_rescue_at               TIMESTAMPTZ,
+    CONSTRAINT run_finalized_consistency CHECK (
+        (state IN ('completed', 'cancelled', 'failed')) = (finalized_at IS NOT NULL)),
+    CONSTRAINT run_depth_consistency CHECK (
+        (parent_run_id IS NULL AND depth = 0) OR (parent_run_id IS NOT NULL AND depth > 0)),
+    CONSTRAINT run_metadata_object CHECK (jsonb_typeof(metadata) = 'object'),
+    CONSTRAINT run_options_object CHECK (jsonb_typeof(options) = 'object'),
+    CONSTRAINT run_idempotency_key_valid CHECK (idempotency_key IS NULL OR char_length(idempotency_key) BETWEEN 1 AND 255),
+    CONSTRAINT run_unique_idempotency_key UNIQUE (session_id, idempotency_key)
+);
+CREATE UNIQUE INDEX agentpg_idx_runs_seq ON agentpg_runs (seq);
+-- Claim path: pending runs of one mode in FIFO order.
+CREATE INDEX agentpg_idx_runs_pending_claim ON agentpg_runs (run_mode, seq) WHERE state = 'pending';
+-- One root run per session at a time: the active root runs of a session, in order.
+CREATE INDEX agentpg_idx_runs_session_active ON agentpg_runs (session_id, seq)
+    WHERE parent_run_id IS NULL AND state NOT IN ('completed', 'cancelled', 'failed');
+CREATE INDEX agentpg_idx_runs_session ON agentpg_runs (session_id, created_at DESC);
+CREATE INDEX agentpg_idx_runs_agent ON agentpg_runs (agent_id);
+CREATE INDEX agentpg_idx_runs_parent ON agentpg_runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+-- Rescue and release by instance.
+CREATE INDEX agentpg_idx_runs_claimed_instance ON agentpg_runs (claimed_by_instance_id)
+    WHERE claimed_by_instance_id IS NOT NULL;
+CREATE INDEX agentpg_idx_runs_pending_tools ON agentpg_runs (created_at) WHERE state = 'pending_tools';
+
+CREATE TABLE agentpg_messages (
+    id            UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    -- Conversation order. BY DEFAULT so compaction can place a summary where the removed prefix was.
+    seq           BIGINT GENERATED BY DEFAULT AS IDENTITY,
+    session_id    UUID NOT NULL REFERENCES agentpg_sessions (id) ON DELETE CASCADE,
+    run_id        UUID REFERENCES agentpg_runs (id) ON DELETE SET NULL,
+    role          agentpg_message_role NOT NULL,
+    usage         JSONB NOT NULL DEFAULT '{}',
+    is_preserved  BOOLEAN NOT NULL DEFAULT FALSE,
+    is_summary    BOOLEAN NOT NULL DEFAULT FALSE,
+    metadata      JSONB NOT NULL DEFAULT '{}',
+    created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT message_usage_object CHECK (jsonb_typeof(usage) = 'object'),
+    CONSTRAINT message_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
+);
+CREATE UNIQUE INDEX agentpg_idx_messages_seq ON agentpg_messages (seq);
+CREATE INDEX agentpg_idx_messages_session ON agentpg_messages (session_id, seq);
+CREATE INDEX agentpg_idx_messages_run ON agentpg_messages (run_id, seq) WHERE run_id IS NOT NULL;
+CREATE INDEX agentpg_idx_messages_preserved ON agentpg_messages (session_id) WHERE is_preserved;
+
+CREATE TABLE agentpg_content_blocks (
+    id                      UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    message_id              UUID NOT NULL REFERENCES agentpg_messages (id) ON DELETE CASCADE,
+    block_index             INTEGER NOT NULL,
+    type                    agentpg_content_type NOT NULL,
+    text                    TEXT,            -- text, thinking
+    signature               TEXT,            -- thinking
+    tool_use_id             TEXT,            -- tool_use, server_tool_use
+    tool_name               TEXT,
+    tool_input              JSONB,
+    tool_result_for_use_id  TEXT,            -- tool_result, *_tool_result
+    tool_content            TEXT,
+    is_error                BOOLEAN NOT NULL DEFAULT FALSE,
+    source                  JSONB,           -- image, document
+    search_results          JSONB,
+    -- The block exactly as Claude sent it (or as the caller built it); sent back verbatim.
+    raw                     JSONB,
+    metadata                JSONB NOT NULL DEFAULT '{}',
+    created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT content_block_unique_index UNIQUE (message_id, block_index),
+    CONSTRAINT content_block_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
+);
+CREATE INDEX agentpg_idx_content_blocks_tool_use ON agentpg_content_blocks (tool_use_id) WHERE tool_use_id IS NOT NULL;
+
+CREATE TABLE agentpg_iterations (
+    id                           UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    run_id                       UUID NOT NULL REFERENCES agentpg_runs (id) ON DELETE CASCADE,
+    iteration_number             INTEGER NOT NULL,
+    is_streaming                 BOOLEAN NOT NULL DEFAULT FALSE,
+    batch_id                     TEXT,
+    batch_request_id             TEXT,
+    batch_status                 agentpg_batch_status,
+    batch_submitted_at           TIMESTAMPTZ,
+    batch_completed_at           TIMESTAMPTZ,
+    batch_expires_at             TIMESTAMPTZ,
+    batch_poll_count             INTEGER NOT NULL DEFAULT 0,
+    batch_last_poll_at           TIMESTAMPTZ,
+    batch_resubmit_count         INTEGER NOT NULL DEFAULT 0,
+    streaming_started_at         TIMESTAMPTZ,
+    streaming_completed_at       TIMESTAMPTZ,
+    trigger_type                 TEXT NOT NULL DEFAULT 'user_prompt',
+    -- max_tokens sent with this iteration (a continuation after a truncated tool_use doubles it).
+    max_tokens                   INTEGER,
+    request_message_ids          JSONB,
+    stop_reason                  TEXT,
+    response_message_id          UUID REFERENCES agentpg_messages (id) ON DELETE SET NULL,
+    has_tool_use                 BOOLEAN NOT NULL DEFAULT FALSE,
+    tool_execution_count         INTEGER NOT NULL DEFAULT 0,
+    input_tokens                 INTEGER NOT NULL DEFAULT 0,
+    output_tokens                INTEGER NOT NULL DEFAULT 0,
+    cache_creation_input_tokens  INTEGER NOT NULL DEFAULT 0,
+    cache_read_input_tokens      INTEGER NOT NULL DEFAULT 0,
+    error_message                TEXT,
+    error_type                   TEXT,
+    created_at                   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    started_at                   TIMESTAMPTZ,
+    completed_at                 TIMESTAMPTZ,
+    CONSTRAINT unique_iteration_per_run UNIQUE (run_id, iteration_number),
+    CONSTRAINT iteration_trigger_type_valid CHECK (trigger_type IN ('user_prompt', 'tool_results', 'continuation'))
+);
+CREATE INDEX agentpg_idx_iterations_batch ON agentpg_iterations (batch_id) WHERE batch_id IS NOT NULL;
+CREATE INDEX agentpg_idx_iterations_polling ON agentpg_iterations (batch_status, batch_last_poll_at NULLS FIRST)
+    WHERE batch_status = 'in_progress';
+
+CREATE TABLE agentpg_tool_executions (
+    id                      UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    run_id                  UUID NOT NULL REFERENCES agentpg_runs (id) ON DELETE CASCADE,
+    iteration_id            UUID NOT NULL REFERENCES agentpg_iterations (id) ON DELETE CASCADE,
+    -- Order of the tool_use block in the assistant message; tool_results are written in this order.
+    position                INTEGER NOT NULL DEFAULT 0,
+    state                   agentpg_tool_execution_state NOT NULL DEFAULT 'pending',
+    tool_use_id             TEXT NOT NULL,
+    tool_name               TEXT NOT NULL,
+    tool_input              JSONB NOT NULL,
+    is_agent_tool           BOOLEAN NOT NULL DEFAULT FALSE,
+    agent_id                UUID REFERENCES agentpg_agents (id),
+    child_run_id            UUID REFERENCES agentpg_runs (id) ON DELETE SET NULL,
+    tool_output             TEXT,
+    is_error                BOOLEAN NOT NULL DEFAULT FALSE,
+    error_message           TEXT,
+    claimed_by_instance_id  TEXT,
+    claimed_at              TIMESTAMPTZ,
+    claim_epoch             BIGINT NOT NULL DEFAULT 0,
+    attempt_count           INTEGER NOT NULL DEFAULT 0,
+    max_attempts            INTEGER NOT NULL DEFAULT 2,
+    scheduled_at            TIMESTAMPTZ NOT NULL DEFAULT now(),
+    snooze_count            INTEGER NOT NULL DEFAULT 0,
+    rescue_attempts         INTEGER NOT NULL DEFAULT 0,
+    last_error              TEXT,
+    created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
+    started_at              TIMESTAMPTZ,
+    completed_at            TIMESTAMPTZ,
+    CONSTRAINT tool_exec_state_consistency CHECK (
+        (state IN ('completed', 'failed', 'skipped') AND completed_at IS NOT NULL)
+        OR (state IN ('pending', 'running') AND completed_at IS NULL)),
+    CONSTRAINT tool_exec_agent_consistency CHECK (
+        (is_agent_tool AND agent_id IS NOT NULL) OR (NOT is_agent_tool AND agent_id IS NULL)),
+    CONSTRAINT tool_exec_unique_use UNIQUE (iteration_id, tool_use_id)
+);
+CREATE INDEX agentpg_idx_tool_exec_pending_scheduled ON agentpg_tool_executions (scheduled_at, created_at)
+    WHERE state = 'pending';
+CREATE INDEX agentpg_idx_tool_exec_claimed_instance ON agentpg_tool_executions (claimed_by_instance_id)
+    WHERE claimed_by_instance_id IS NOT NULL;
+CREATE INDEX agentpg_idx_tool_exec_run ON agentpg_tool_executions (run_id);
+CREATE INDEX agentpg_idx_tool_exec_child_run ON agentpg_tool_executions (child_run_id) WHERE child_run_id IS NOT NULL;
+CREATE INDEX agentpg_idx_tool_exec_agent ON agentpg_tool_executions (agent_id) WHERE agent_id IS NOT NULL;
+
+ALTER TABLE agentpg_runs ADD CONSTRAINT agentpg_fk_runs_parent_tool_execution
+    FOREIGN KEY (parent_tool_execution_id) REFERENCES agentpg_tool_executions (id) ON DELETE SET NULL;
+ALTER TABLE agentpg_runs ADD CONSTRAINT agentpg_fk_runs_current_iteration
+    FOREIGN KEY (current_iteration_id) REFERENCES agentpg_iterations (id) ON DELETE SET NULL;
+
+CREATE TABLE agentpg_compaction_events (
+    id                     UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    session_id             UUID NOT NULL REFERENCES agentpg_sessions (id) ON DELETE CASCADE,
+    strategy               TEXT NOT NULL,
+    original_tokens        INTEGER NOT NULL,
+    compacted_tokens       INTEGER NOT NULL,
+    messages_removed       INTEGER NOT NULL,
+    summary_content        TEXT,
+    preserved_message_ids  JSONB NOT NULL DEFAULT '[]',
+    model_used             TEXT,
+    duration_ms            BIGINT,
+    created_at             TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX agentpg_idx_compaction_session ON agentpg_compaction_events (session_id, created_at DESC);
+
+CREATE TABLE agentpg_message_archive (
+    id                   UUID PRIMARY KEY,
+    compaction_event_id  UUID REFERENCES agentpg_compaction_events (id) ON DELETE CASCADE,
+    session_id           UUID NOT NULL REFERENCES agentpg_sessions (id) ON DELETE CASCADE,
+    original_message     JSONB NOT NULL,
+    archived_at          TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX agentpg_idx_archive_compaction ON agentpg_message_archive (compaction_event_id);
+CREATE INDEX agentpg_idx_archive_session ON agentpg_message_archive (session_id, archived_at DESC);
+
+-- ---------------------------------------------------------------------------------------------------------
+-- UNLOGGED tables: liveness and leadership, rebuilt by the instances themselves after a crash.
+-- ---------------------------------------------------------------------------------------------------------
+
+CREATE UNLOGGED TABLE agentpg_instances (
+    id                    TEXT PRIMARY KEY,
+    name                  TEXT NOT NULL,
+    hostname              TEXT,
+    pid                   INTEGER,
+    version               TEXT,
+    max_concurrent_runs   INTEGER NOT NULL DEFAULT 10,
+    max_concurrent_tools  INTEGER NOT NULL DEFAULT 50,
+    metadata              JSONB NOT NULL DEFAULT '{}',
+    created_at            TIMESTAMPTZ NOT NULL DEFAULT now(),
+    last_heartbeat_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT instance_id_valid CHECK (char_length(id) > 0 AND char_length(id) < 128),
+    CONSTRAINT instance_capacity_valid CHECK (max_concurrent_runs > 0 AND max_concurrent_tools > 0),
+    CONSTRAINT instance_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
+);
+CREATE INDEX agentpg_idx_instances_heartbeat ON agentpg_instances (last_heartbeat_at);
+
+CREATE UNLOGGED TABLE agentpg_instance_tools (
+    instance_id    TEXT NOT NULL REFERENCES agentpg_instances (id) ON DELETE CASCADE,
+    tool_name      TEXT NOT NULL REFERENCES agentpg_tools (name) ON DELETE CASCADE,
+    registered_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (instance_id, tool_name)
+);
+CREATE INDEX agentpg_idx_instance_tools_tool ON agentpg_instance_tools (tool_name);
+
+CREATE UNLOGGED TABLE agentpg_leader (
+    name        TEXT PRIMARY KEY DEFAULT 'default' CHECK (name = 'default'),
+    leader_id   TEXT NOT NULL,
+    elected_at  TIMESTAMPTZ NOT NULL,
+    expires_at  TIMESTAMPTZ NOT NULL,
+    CONSTRAINT leader_id_valid CHECK (char_length(leader_id) > 0 AND char_length(leader_id) < 128)
+);
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Triggers on runs
+-- ---------------------------------------------------------------------------------------------------------
+
+-- previous_state and finalized_at on every transition, whoever makes it (reference defect 19).
+CREATE FUNCTION agentpg_run_before_update() RETURNS TRIGGER
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF NEW.state IS DISTINCT FROM OLD.state THEN
+        NEW.previous_state := OLD.state;
+        IF NEW.state IN ('completed', 'cancelled', 'failed') THEN
+            NEW.finalized_at := coalesce(NEW.finalized_at, now());
+        ELSE
+            NEW.finalized_at := NULL;
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER agentpg_trg_run_before_update BEFORE UPDATE OF state ON agentpg_runs
+    FOR EACH ROW EXECUTE FUNCTION agentpg_run_before_update();
+
+CREATE FUNCTION agentpg_run_before_insert() RETURNS TRIGGER
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF NEW.state IN ('completed', 'cancelled', 'failed') THEN
+        NEW.finalized_at := coalesce(NEW.finalized_at, now());
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER agentpg_trg_run_before_insert BEFORE INSERT ON agentpg_runs
+    FOR EACH ROW EXECUTE FUNCTION agentpg_run_before_insert();
+
+-- Wakes the workers of every instance. Delivered at commit, so an uncommitted run stays invisible.
+CREATE FUNCTION agentpg_notify_run_created() RETURNS TRIGGER
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM pg_notify(agentpg_channel('agentpg_run_created'),
+        json_build_object('run_id', NEW.id, 'run_mode', NEW.run_mode, 'session_id', NEW.session_id)::text);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER agentpg_trg_run_created AFTER INSERT ON agentpg_runs
+    FOR EACH ROW WHEN (NEW.state = 'pending') EXECUTE FUNCTION agentpg_notify_run_created();
+
+-- Only transitions another instance must act on are announced: back to pending (claimable again) on
+-- agentpg_run_state, terminal (waiters, cancellation of in-flight work, the next queued run of the session)
+-- on agentpg_run_finalized. Other transitions are visible by reading the row.
+CREATE FUNCTION agentpg_notify_run_state_change() RETURNS TRIGGER
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF NEW.state = 'pending' THEN
+        PERFORM pg_notify(agentpg_channel('agentpg_run_state'),
+            json_build_object('run_id', NEW.id, 'state', NEW.state, 'previous_state', OLD.state,
+                              'run_mode', NEW.run_mode)::text);
+    ELSIF NEW.state IN ('completed', 'cancelled', 'failed') THEN
+        PERFORM pg_notify(agentpg_channel('agentpg_run_finalized'),
+            json_build_object('run_id', NEW.id, 'session_id', NEW.session_id, 'state', NEW.state,
+                              'parent_run_id', NEW.parent_run_id, 'depth', NEW.depth,
+                              'run_mode', NEW.run_mode)::text);
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER agentpg_trg_run_state_change AFTER UPDATE OF state ON agentpg_runs
+    FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state) EXECUTE FUNCTION agentpg_notify_run_state_change();
+
+-- A child run (agent as tool) finished: complete the parent's tool execution with its answer or its error.
+CREATE FUNCTION agentpg_handle_child_run_complete() RETURNS TRIGGER
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    UPDATE agentpg_tool_executions
+       SET state = CASE WHEN NEW.state = 'completed' THEN 'completed' ELSE 'failed' END::agentpg_tool_execution_state,
+           tool_output = CASE WHEN NEW.state = 'completed' THEN coalesce(NEW.response_text, '') ELSE NULL END,
+           is_error = (NEW.state <> 'completed'),
+           error_message = CASE WHEN NEW.state = 'completed' THEN NULL
+                                ELSE coalesce(NEW.error_message, 'child run ' || NEW.state) END,
+           completed_at = now(),
+           claimed_by_instance_id = NULL
+     WHERE id = NEW.parent_tool_execution_id
+       AND state = 'running';
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER agentpg_trg_child_run_complete AFTER UPDATE OF state ON agentpg_runs
+    FOR EACH ROW
+    WHEN (NEW.parent_tool_execution_id IS NOT NULL
+          AND NEW.state IN ('completed', 'cancelled', 'failed')
+          AND OLD.state NOT IN ('completed', 'cancelled', 'failed'))
+    EXECUTE FUNCTION agentpg_handle_child_run_complete();
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Tools-complete continuation (exactly once across instances)
+-- ---------------------------------------------------------------------------------------------------------
+
+-- When every tool execution of the run's current iteration is terminal: write one user message with the
+-- tool_results in tool_use order and put the run back to pending. The run row lock makes it happen once:
+-- a second caller finds the run no longer in pending_tools and returns NULL.
+CREATE FUNCTION agentpg_complete_tools_and_continue_run(p_run_id UUID) RETURNS UUID
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_run agentpg_runs%ROWTYPE;
+    v_message_id UUID;
+BEGIN
+    SELECT * INTO v_run FROM agentpg_runs WHERE id = p_run_id FOR NO KEY UPDATE;
+    IF NOT FOUND OR v_run.state <> 'pending_tools' OR v_run.current_iteration_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF EXISTS (SELECT 1 FROM agentpg_tool_executions
+                WHERE iteration_id = v_run.current_iteration_id AND state IN ('pending', 'running')) THEN
+        RETURN NULL;
+    END IF;
+
+    INSERT INTO agentpg_messages (session_id, run_id, role)
+    VALUES (v_run.session_id, v_run.id, 'user')
+    RETURNING id INTO v_message_id;
+
+    INSERT INTO agentpg_content_blocks (message_id, block_index, type, tool_result_for_use_id, tool_content, is_error)
+    SELECT v_message_id,
+           (row_number() OVER (ORDER BY te.position, te.created_at) - 1)::int,
+           'tool_result',
+           te.tool_use_id,
+           CASE
+               WHEN te.state = 'skipped' THEN coalesce(te.error_message, 'Tool execution was skipped.')
+               WHEN coalesce(te.tool_output, '') = '' AND te.is_error THEN coalesce(te.error_message, 'Tool execution failed.')
+               ELSE coalesce(te.tool_output, '')
+           END,
+           te.is_error OR te.state = 'skipped'
+      FROM agentpg_tool_executions te
+     WHERE te.iteration_id = v_run.current_iteration_id;
+
+    UPDATE agentpg_runs
+       SET state = 'pending',
+           claimed_by_instance_id = NULL,
+           claimed_at = NULL
+     WHERE id = p_run_id;
+
+    RETURN v_message_id;
+END
+$$;
+
+-- A tool execution reached a terminal state: continue the run if it was the last one of its iteration.
+-- Runs in the completing transaction; the run row is locked first so two tools finishing at once cannot
+-- both see the other as still running (the second waits for the first and then sees its commit).
+CREATE FUNCTION agentpg_tool_execution_after_update() RETURNS TRIGGER
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM 1 FROM agentpg_runs WHERE id = NEW.run_id FOR NO KEY UPDATE;
+    IF NOT EXISTS (SELECT 1 FROM agentpg_tool_executions
+                    WHERE iteration_id = NEW.iteration_id AND state IN ('pending', 'running')) THEN
+        PERFORM agentpg_complete_tools_and_continue_run(NEW.run_id);
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER agentpg_trg_tools_complete AFTER UPDATE OF state ON agentpg_tool_executions
+    FOR EACH ROW
+    WHEN (NEW.state IN ('completed', 'failed', 'skipped') AND OLD.state IN ('pending', 'running'))
+    EXECUTE FUNCTION agentpg_tool_execution_after_update();
+
+-- New tool executions wake the tool workers. The payload is the run id, so the tool_use blocks of one
+-- assistant message produce a single notification (PostgreSQL folds identical notifications of a transaction).
+CREATE FUNCTION agentpg_notify_tool_created() RETURNS TRIGGER
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM pg_notify(agentpg_channel('agentpg_tool_pending'), json_build_object('run_id', NEW.run_id)::text);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER agentpg_trg_tool_created AFTER INSERT ON agentpg_tool_executions
+    FOR EACH ROW WHEN (NEW.state = 'pending') EXECUTE FUNCTION agentpg_notify_tool_created();
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Claims and fencing
+-- ---------------------------------------------------------------------------------------------------------
+
+-- Claims up to p_max_count pending runs of one mode for an instance, oldest first. A run is claimable when:
+--   * the instance registered every tool the agent lists (NULL or empty tool list: any instance), and
+--   * it is a child run, or no older root run of the same session is still active (one root run per session).
+-- Each claim bumps claim_epoch; the worker conditions every later write on it.
+CREATE FUNCTION agentpg_claim_runs(p_instance_id TEXT, p_max_count INTEGER, p_run_mode agentpg_run_mode)
+RETURNS SETOF agentpg_runs
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    RETURN QUERY
+    WITH candidates AS (
+        SELECT r.id
+          FROM agentpg_runs r
+          JOIN agentpg_agents a ON a.id = r.agent_id
+         WHERE r.state = 'pending'
+           AND r.run_mode = p_run_mode
+           AND (a.tool_names IS NULL
+                OR a.tool_names <@ ARRAY(SELECT it.tool_name FROM agentpg_instance_tools it
+                                          WHERE it.instance_id = p_instance_id))
+           AND (r.parent_run_id IS NOT NULL
+                OR NOT EXISTS (SELECT 1 FROM agentpg_runs o
+                                WHERE o.session_id = r.session_id
+                                  AND o.parent_run_id IS NULL
+                                  AND o.state NOT IN ('completed', 'cancelled', 'failed')
+                                  AND o.seq < r.seq))
+         ORDER BY r.seq
+         LIMIT p_max_count
+         FOR UPDATE OF r SKIP LOCKED
+    )
+    UPDATE agentpg_runs r
+       SET state = CASE WHEN p_run_mode = 'batch' THEN 'batch_submitting' ELSE 'streaming' END::agentpg_run_state,
+           claimed_by_instance_id = p_instance_id,
+           claimed_at = now(),
+           last_progress_at = now(),
+           claim_epoch = r.claim_epoch + 1,
+           started_at = coalesce(r.started_at, now())
+      FROM candidates c
+     WHERE r.id = c.id
+    RETURNING r.*;
+END
+$$;
+
+-- Claims up to p_max_count due tool executions the instance can run: a regular tool it registered, or an
+-- agent tool whose target agent's tools it has. Each claim bumps claim_epoch and attempt_count.
+CREATE FUNCTION agentpg_claim_tool_executions(p_instance_id TEXT, p_max_count INTEGER)
+RETURNS SETOF agentpg_tool_executions
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    RETURN QUERY
+    WITH my_tools AS (
+        SELECT ARRAY(SELECT it.tool_name FROM agentpg_instance_tools it WHERE it.instance_id = p_instance_id) AS names
+    ), candidates AS (
+        SELECT te.id
+          FROM agentpg_tool_executions te
+          LEFT JOIN agentpg_agents a ON a.id = te.agent_id
+         CROSS JOIN my_tools m
+         WHERE te.state = 'pending'
+           AND te.scheduled_at <= now()
+           AND CASE WHEN te.is_agent_tool
+                    THEN a.tool_names IS NULL OR a.tool_names <@ m.names
+                    ELSE te.tool_name = ANY (m.names)
+               END
+         ORDER BY te.scheduled_at, te.created_at
+         LIMIT p_max_count
+         FOR UPDATE OF te SKIP LOCKED
+    )
+    UPDATE agentpg_tool_executions te
+       SET state = 'running',
+           claimed_by_instance_id = p_instance_id,
+           claimed_at = now(),
+           started_at = now(),
+           claim_epoch = te.claim_epoch + 1,
+           attempt_count = te.attempt_count + 1
+      FROM candidates c
+     WHERE te.id = c.id
+    RETURNING te.*;
+END
+$$;
+
+-- Raises SQLSTATE AP001 unless the run is still claimed by this instance under this epoch; locks the row.
+-- Every write a worker makes after a claim starts with this call in the same transaction (or batch).
+CREATE FUNCTION agentpg_fence_run(p_run_id UUID, p_instance_id TEXT, p_claim_epoch BIGINT) RETURNS VOID
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM 1 FROM agentpg_runs
+     WHERE id = p_run_id AND claimed_by_instance_id = p_instance_id AND claim_epoch = p_claim_epoch
+       AND state NOT IN ('completed', 'cancelled', 'failed')
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'run % is no longer claimed by instance % with epoch %', p_run_id, p_instance_id, p_claim_epoch
+            USING ERRCODE = 'AP001';
+    END IF;
+END
+$$;
+
+-- Same for a tool execution. The run row is locked first (lock order: run, then its tool executions).
+CREATE FUNCTION agentpg_fence_tool_execution(p_execution_id UUID, p_instance_id TEXT, p_claim_epoch BIGINT) RETURNS VOID
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_run_id UUID;
+BEGIN
+    SELECT run_id INTO v_run_id FROM agentpg_tool_executions WHERE id = p_execution_id;
+    IF FOUND THEN
+        PERFORM 1 FROM agentpg_runs WHERE id = v_run_id FOR NO KEY UPDATE;
+        PERFORM 1 FROM agentpg_tool_executions
+         WHERE id = p_execution_id AND claimed_by_instance_id = p_instance_id AND claim_epoch = p_claim_epoch
+           AND state = 'running'
+           FOR NO KEY UPDATE;
+    END IF;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'tool execution % is no longer claimed by instance % with epoch %', p_execution_id, p_instance_id, p_claim_epoch
+            USING ERRCODE = 'AP001';
+    END IF;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Tool executions from an assistant message (reference function, fenced)
+-- ---------------------------------------------------------------------------------------------------------
+
+-- Inserts one tool execution per element of p_tool_params ({iteration_id, tool_use_id, tool_name, tool_input,
+-- is_agent_tool, agent_id, max_attempts, position}) and moves the run to p_new_state with p_run_updates
+-- applied (tool_iterations, token counters, iteration_count, response_text, stop_reason). Fenced.
+CREATE FUNCTION agentpg_create_tool_executions_and_update_run(
+    p_tool_params JSONB, p_run_id UUID, p_new_state agentpg_run_state, p_run_updates JSONB,
+    p_instance_id TEXT, p_claim_epoch BIGINT)
+RETURNS SETOF agentpg_tool_executions
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM agentpg_fence_run(p_run_id, p_instance_id, p_claim_epoch);
+
+    RETURN QUERY
+    INSERT INTO agentpg_tool_executions (run_id, iteration_id, tool_use_id, tool_name, tool_input, is_agent_tool,
+                                         agent_id, max_attempts, position)
+    SELECT p_run_id,
+           (p->>'iteration_id')::uuid,
+           p->>'tool_use_id',
+           p->>'tool_name',
+           coalesce(p->'tool_input', '{}'::jsonb),
+           coalesce((p->>'is_agent_tool')::boolean, FALSE),
+           (p->>'agent_id')::uuid,
+           coalesce((p->>'max_attempts')::int, 2),
+           coalesce((p->>'position')::int, (ordinality - 1)::int)
+      FROM jsonb_array_elements(p_tool_params) WITH ORDINALITY AS t(p, ordinality)
+    RETURNING *;
+
+    UPDATE agentpg_runs
+       SET state = p_new_state,
+           tool_iterations = coalesce((p_run_updates->>'tool_iterations')::int, tool_iterations),
+           input_tokens = coalesce((p_run_updates->>'input_tokens')::int, input_tokens),
+           output_tokens = coalesce((p_run_updates->>'output_tokens')::int, output_tokens),
+           cache_creation_input_tokens = coalesce((p_run_updates->>'cache_creation_input_tokens')::int, cache_creation_input_tokens),
+           cache_read_input_tokens = coalesce((p_run_updates->>'cache_read_input_tokens')::int, cache_read_input_tokens),
+           iteration_count = coalesce((p_run_updates->>'iteration_count')::int, iteration_count),
+           response_text = CASE WHEN p_run_updates ? 'response_text' THEN p_run_updates->>'response_text' ELSE response_text END,
+           stop_reason = CASE WHEN p_run_updates ? 'stop_reason' THEN p_run_updates->>'stop_reason' ELSE stop_reason END,
+           claimed_by_instance_id = CASE WHEN p_new_state = 'pending_tools' THEN NULL ELSE claimed_by_instance_id END,
+           claimed_at = CASE WHEN p_new_state = 'pending_tools' THEN NULL ELSE claimed_at END
+     WHERE id = p_run_id;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Cancellation and regeneration
+-- ---------------------------------------------------------------------------------------------------------
+
+-- Cancels a run and, recursively, its child runs, in one transaction. Returns cancelled = false for an
+-- unknown (found = false) or already terminal run. Open tool executions become skipped; if the run's last
+-- assistant message has tool_use blocks without results, a user message with a tool_result for each
+-- (the real output when the tool had finished, otherwise an is_error "cancelled" result) is written, so the
+-- session's history stays valid for the next run. Returns the in-progress batch ids to cancel at the API.
+CREATE FUNCTION agentpg_cancel_run(p_run_id UUID)
+RETURNS TABLE (found BOOLEAN, cancelled BOOLEAN, batch_ids TEXT[], previous_state agentpg_run_state, child_run_ids UUID[])
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_run agentpg_runs%ROWTYPE;
+    v_batch_ids TEXT[] := '{}';
+    v_child_ids UUID[] := '{}';
+    v_child RECORD;
+    v_sub RECORD;
+    v_last_assistant UUID;
+    v_last_assistant_seq BIGINT;
+    v_message_id UUID;
+BEGIN
+    SELECT * INTO v_run FROM agentpg_runs WHERE id = p_run_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT FALSE, FALSE, '{}'::text[], NULL::agentpg_run_state, '{}'::uuid[];
+        RETURN;
+    END IF;
+    IF v_run.state IN ('completed', 'cancelled', 'failed') THEN
+        RETURN QUERY SELECT TRUE, FALSE, '{}'::text[], v_run.state, '{}'::uuid[];
+        RETURN;
+    END IF;
+
+    SELECT coalesce(array_agg(DISTINCT i.batch_id), '{}') INTO v_batch_ids
+      FROM agentpg_iterations i
+     WHERE i.run_id = p_run_id AND i.batch_status IN ('in_progress', 'canceling') AND i.batch_id IS NOT NULL;
+
+    UPDATE agentpg_iterations
+       SET batch_status = CASE WHEN batch_status = 'in_progress' THEN 'canceling'::agentpg_batch_status ELSE batch_status END,
+           error_type = coalesce(error_type, 'cancelled'),
+           completed_at = coalesce(completed_at, now())
+     WHERE run_id = p_run_id AND completed_at IS NULL;
+
+    UPDATE agentpg_runs
+       SET state = 'cancelled',
+           error_message = 'Run cancelled by user',
+           error_type = 'cancelled',
+           claimed_by_instance_id = NULL,
+           claimed_at = NULL,
+           claim_epoch = claim_epoch + 1
+     WHERE id = p_run_id;
+
+    -- Children first recorded, then cancelled recursively (their own dangling tool_use get results too).
+    FOR v_child IN
+        SELECT te.child_run_id FROM agentpg_tool_executions te
+         WHERE te.run_id = p_run_id AND te.child_run_id IS NOT NULL
+    LOOP
+        SELECT * INTO v_sub FROM agentpg_cancel_run(v_child.child_run_id);
+        IF v_sub.cancelled THEN
+            v_child_ids := v_child_ids || v_child.child_run_id || v_sub.child_run_ids;
+            v_batch_ids := v_batch_ids || v_sub.batch_ids;
+        END IF;
+    END LOOP;
+
+    UPDATE agentpg_tool_executions
+       SET state = 'skipped',
+           error_message = coalesce(error_message, 'cancelled'),
+           completed_at = now(),
+           claimed_by_instance_id = NULL,
+           claim_epoch = claim_epoch + 1
+     WHERE run_id = p_run_id AND state IN ('pending', 'running');
+
+    -- Dangling tool_use: the run's last assistant message, if no message of the run follows it.
+    SELECT m.id, m.seq INTO v_last_assistant, v_last_assistant_seq
+      FROM agentpg_messages m
+     WHERE m.run_id = p_run_id AND m.role = 'assistant'
+     ORDER BY m.seq DESC LIMIT 1;
+    IF v_last_assistant IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM agentpg_messages m2 WHERE m2.run_id = p_run_id AND m2.seq > v_last_assistant_seq)
+       AND EXISTS (SELECT 1 FROM agentpg_content_blocks b WHERE b.message_id = v_last_assistant AND b.type = 'tool_use') THEN
+        INSERT INTO agentpg_messages (session_id, run_id, role)
+        VALUES (v_run.session_id, v_run.id, 'user')
+        RETURNING id INTO v_message_id;
+
+        INSERT INTO agentpg_content_blocks (message_id, block_index, type, tool_result_for_use_id, tool_content, is_error)
+        SELECT v_message_id,
+               (row_number() OVER (ORDER BY b.block_index) - 1)::int,
+               'tool_result',
+               b.tool_use_id,
+               CASE WHEN te.state = 'completed' THEN coalesce(te.tool_output, '')
+                    WHEN te.state = 'failed' AND coalesce(te.tool_output, '') <> '' THEN te.tool_output
+                    WHEN te.state = 'failed' THEN coalesce(te.error_message, 'Tool execution failed.')
+                    ELSE 'cancelled' END,
+               coalesce(te.state <> 'completed' OR te.is_error, TRUE)
+          FROM agentpg_content_blocks b
+          LEFT JOIN agentpg_tool_executions te
+                 ON te.run_id = p_run_id AND te.tool_use_id = b.tool_use_id
+                AND te.iteration_id = v_run.current_iteration_id
+         WHERE b.message_id = v_last_assistant AND b.type = 'tool_use';
+    END IF;
+
+    RETURN QUERY SELECT TRUE, TRUE, v_batch_ids, v_run.state, v_child_ids;
+END
+$$;
+
+-- Deletes the messages (and their content blocks) of one run; returns how many messages were deleted.
+CREATE FUNCTION agentpg_delete_run_messages(p_run_id UUID) RETURNS INTEGER
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_count INTEGER;
+BEGIN
+    DELETE FROM agentpg_messages WHERE run_id = p_run_id;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Liveness: release and rescue (replaces the reference's fail-on-delete and get_stuck_runs)
+-- ---------------------------------------------------------------------------------------------------------
+
+-- Gives work held by instance p_instance_id back to the queue, bumping every claim_epoch so its late writes
+-- are refused:
+--   * streaming / batch_submitting runs go back to pending (their unfinished iteration is marked abandoned);
+--   * batch_pending / batch_processing runs keep their batch and are released for adoption by a poller;
+--   * running tool executions go back to pending; an agent-tool execution whose child run exists keeps
+--     running (the child's completion finishes it).
+-- p_count_rescue: whether this counts against p_max_attempts (crash) or not (graceful shutdown). Work over the
+-- limit is failed with error_type rescue_failed. Returns the number of runs and tool executions touched.
+CREATE FUNCTION agentpg_release_instance_work(p_instance_id TEXT, p_count_rescue BOOLEAN, p_max_attempts INTEGER)
+RETURNS INTEGER
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_count INTEGER := 0;
+    v_n INTEGER;
+BEGIN
+    UPDATE agentpg_iterations i
+       SET error_type = 'abandoned', error_message = 'Instance ' || p_instance_id || ' released the run',
+           completed_at = now()
+      FROM agentpg_runs r
+     WHERE r.claimed_by_instance_id = p_instance_id
+       AND r.state IN ('streaming', 'batch_submitting')
+       AND i.id = r.current_iteration_id AND i.completed_at IS NULL AND i.batch_id IS NULL;
+
+    UPDATE agentpg_runs
+       SET state = CASE
+                       WHEN p_count_rescue AND rescue_attempts + 1 > p_max_attempts THEN 'failed'
+                       WHEN state IN ('batch_pending', 'batch_processing') THEN state
+                       ELSE 'pending'
+                   END::agentpg_run_state,
+           error_type = CASE WHEN p_count_rescue AND rescue_attempts + 1 > p_max_attempts THEN 'rescue_failed' ELSE error_type END,
+           error_message = CASE WHEN p_count_rescue AND rescue_attempts + 1 > p_max_attempts
+                                THEN 'Run was rescued ' || rescue_attempts || ' times (the maximum is ' || p_max_attempts
+                                     || '); last holder: instance ' || p_instance_id
+                                ELSE error_message END,
+           rescue_attempts = rescue_attempts + CASE WHEN p_count_rescue THEN 1 ELSE 0 END,
+           last_rescue_at = CASE WHEN p_count_rescue THEN now() ELSE last_rescue_at END,
+           claimed_by_instance_id = NULL,
+           claimed_at = NULL,
+           claim_epoch = claim_epoch + 1
+     WHERE claimed_by_instance_id = p_instance_id
+       AND state NOT IN ('completed', 'cancelled', 'failed');
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    v_count := v_count + v_n;
+
+    UPDATE agentpg_tool_executions
+       SET state = CASE WHEN p_count_rescue AND rescue_attempts + 1 > p_max_attempts
+                        THEN 'failed' ELSE 'pending' END::agentpg_tool_execution_state,
+           is_error = p_count_rescue AND rescue_attempts + 1 > p_max_attempts,
+           error_message = CASE WHEN p_count_rescue AND rescue_attempts + 1 > p_max_attempts
+                                THEN 'Tool execution was interrupted ' || (rescue_attempts + 1)
+                                     || ' times by instances that stopped responding'
+                                ELSE error_message END,
+           completed_at = CASE WHEN p_count_rescue AND rescue_attempts + 1 > p_max_attempts THEN now() END,
+           rescue_attempts = rescue_attempts + CASE WHEN p_count_rescue THEN 1 ELSE 0 END,
+           -- An interrupted attempt is not the tool's failure: give it back.
+           attempt_count = greatest(attempt_count - 1, 0),
+           claimed_by_instance_id = NULL,
+           claimed_at = NULL,
+           started_at = NULL,
+           claim_epoch = claim_epoch + 1
+     WHERE claimed_by_instance_id = p_instance_id
+       AND state = 'running'
+       AND child_run_id IS NULL;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    v_count := v_count + v_n;
+    RETURN v_count;
+END
+$$;
+
+-- Leader-only periodic rescue. Releases the work of instances that stopped heartbeating for p_instance_ttl
+-- (a claim by an instance with no row at all is judged by its claim time, but never before the server's
+-- start, since a crash empties the UNLOGGED instance table), releases runs whose holder made no progress for
+-- p_rescue_timeout, and continues pending_tools runs whose tools are all terminal. Returns what it did.
+CREATE FUNCTION agentpg_rescue(p_instance_ttl INTERVAL, p_rescue_timeout INTERVAL, p_max_attempts INTEGER)
+RETURNS TABLE (released_instances TEXT[], released_runs INTEGER, continued_runs INTEGER)
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_dead TEXT[];
+    v_instance TEXT;
+    v_released INTEGER := 0;
+    v_continued INTEGER := 0;
+    v_run RECORD;
+BEGIN
+    SELECT coalesce(array_agg(DISTINCT holder), '{}') INTO v_dead
+      FROM (
+        SELECT r.claimed_by_instance_id AS holder, r.claimed_at AS claimed_at
+          FROM agentpg_runs r
+         WHERE r.claimed_by_instance_id IS NOT NULL AND r.state NOT IN ('completed', 'cancelled', 'failed')
+        UNION ALL
+        SELECT te.claimed_by_instance_id, te.claimed_at
+          FROM agentpg_tool_executions te
+         WHERE te.claimed_by_instance_id IS NOT NULL AND te.state = 'running'
+      ) claims
+      LEFT JOIN agentpg_instances i ON i.id = claims.holder
+     WHERE coalesce(i.last_heartbeat_at, greatest(claims.claimed_at, pg_postmaster_start_time()))
+           < now() - p_instance_ttl;
+
+    FOREACH v_instance IN ARRAY v_dead LOOP
+        v_released := v_released + agentpg_release_instance_work(v_instance, TRUE, p_max_attempts);
+    END LOOP;
+
+    -- Live holder, no progress: release that run only.
+    FOR v_run IN
+        SELECT r.id FROM agentpg_runs r
+         WHERE r.state IN ('streaming', 'batch_submitting')
+           AND r.claimed_by_instance_id IS NOT NULL
+           AND coalesce(r.last_progress_at, r.claimed_at) < now() - p_rescue_timeout
+           FOR NO KEY UPDATE SKIP LOCKED
+    LOOP
+        UPDATE agentpg_iterations i
+           SET error_type = 'abandoned', error_message = 'No progress for ' || p_rescue_timeout, completed_at = now()
+          FROM agentpg_runs r
+         WHERE r.id = v_run.id AND i.id = r.current_iteration_id AND i.completed_at IS NULL;
+        UPDATE agentpg_runs
+           SET state = CASE WHEN rescue_attempts + 1 > p_max_attempts THEN 'failed' ELSE 'pending' END::agentpg_run_state,
+               error_type = CASE WHEN rescue_attempts + 1 > p_max_attempts THEN 'rescue_failed' ELSE error_type END,
+               error_message = CASE WHEN rescue_attempts + 1 > p_max_attempts
+                                    THEN 'Run made no progress and was rescued ' || rescue_attempts
+                                         || ' times (the maximum is ' || p_max_attempts || ')'
+                                    ELSE error_message END,
+               rescue_attempts = rescue_attempts + 1,
+               last_rescue_at = now(),
+               claimed_by_instance_id = NULL,
+               claimed_at = NULL,
+               claim_epoch = claim_epoch + 1
+         WHERE id = v_run.id;
+        v_released := v_released + 1;
+    END LOOP;
+
+    -- pending_tools runs whose tools are all terminal but whose results were never written.
+    FOR v_run IN
+        SELECT r.id FROM agentpg_runs r
+         WHERE r.state = 'pending_tools'
+           AND r.current_iteration_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM agentpg_tool_executions te
+                            WHERE te.iteration_id = r.current_iteration_id AND te.state IN ('pending', 'running'))
+    LOOP
+        IF agentpg_complete_tools_and_continue_run(v_run.id) IS NOT NULL THEN
+            v_continued := v_continued + 1;
+        END IF;
+    END LOOP;
+
+    RETURN QUERY SELECT v_dead, v_released, v_continued;
+END
+$$;
+
+-- An instance row is deleted (graceful stop, or the leader evicting a stale instance): release what it
+-- still holds instead of failing it (reference defect 6). Graceful stop releases first, so this is a no-op then.
+CREATE FUNCTION agentpg_cleanup_orphaned_work() RETURNS TRIGGER
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM agentpg_release_instance_work(OLD.id, TRUE, 2147483647);
+    RETURN OLD;
+END
+$$;
+CREATE TRIGGER agentpg_trg_cleanup_orphaned_work BEFORE DELETE ON agentpg_instances
+    FOR EACH ROW EXECUTE FUNCTION agentpg_cleanup_orphaned_work();
+
+-- Drops a tool definition nobody registers any more and no execution references.
+CREATE FUNCTION agentpg_cleanup_orphaned_tools() RETURNS TRIGGER
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    DELETE FROM agentpg_tools t
+     WHERE t.name = OLD.tool_name
+       AND NOT EXISTS (SELECT 1 FROM agentpg_instance_tools it WHERE it.tool_name = OLD.tool_name)
+       AND NOT EXISTS (SELECT 1 FROM agentpg_tool_executions te WHERE te.tool_name = OLD.tool_name);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER agentpg_trg_cleanup_orphaned_tools AFTER DELETE ON agentpg_instance_tools
+    FOR EACH ROW EXECUTE FUNCTION agentpg_cleanup_orphaned_tools();
+
+-- Batch iterations this instance must poll: its own runs' in-progress batches, plus orphaned ones
+-- (batch runs released by a rescue), least recently polled first.
+CREATE FUNCTION agentpg_get_iterations_for_poll(p_instance_id TEXT, p_poll_interval INTERVAL, p_max_count INTEGER)
+RETURNS SETOF agentpg_iterations
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    RETURN QUERY
+    SELECT i.*
+      FROM agentpg_iterations i
+      JOIN agentpg_runs r ON r.id = i.run_id
+     WHERE i.batch_status = 'in_progress'
+       AND r.state IN ('batch_pending', 'batch_processing')
+       AND (r.claimed_by_instance_id = p_instance_id OR r.claimed_by_instance_id IS NULL)
+       AND (i.batch_last_poll_at IS NULL OR i.batch_last_poll_at < now() - p_poll_interval)
+     ORDER BY i.batch_last_poll_at NULLS FIRST
+     LIMIT p_max_count;
+END
+$$;
+
+INSERT INTO agentpg_migrations (version, name) VALUES (1, 'initial');

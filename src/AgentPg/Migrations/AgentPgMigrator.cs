@@ -1,0 +1,261 @@
+using System.Globalization;
+using AgentPg.Storage;
+using Npgsql;
+
+namespace AgentPg;
+
+/// <summary>Creates, upgrades and removes AgentPg's database schema.</summary>
+/// <remarks>
+/// <para>Migrations are numbered SQL files embedded in the assembly (<c>Migrations/NNN_name.up.sql</c> and
+/// <c>.down.sql</c>; the same files are in the repository for <c>psql -f</c>). Each run of the migrator takes a
+/// transaction-level advisory lock for the schema, so instances starting together apply a migration exactly once, and
+/// each file records its version in <c>agentpg_migrations</c>.</para>
+/// <para>Everything is created in one schema; the files themselves are schema-agnostic and use the first schema of
+/// the <c>search_path</c>, which the migrator sets.</para>
+/// </remarks>
+public sealed class AgentPgMigrator
+{
+    private const string CreatedByComment = "created by AgentPgMigrator";
+
+    // First key of the two-key advisory lock: "AgPg". The second is hashtext(schema name).
+    private const int LockClass = 0x41675067;
+
+    private static readonly IReadOnlyList<Script> s_scripts = LoadScripts();
+
+    private readonly NpgsqlDataSource _dataSource;
+    private readonly SchemaName _schema;
+
+    /// <summary>Creates a migrator for one schema.</summary>
+    /// <param name="dataSource">The database.</param>
+    /// <param name="schema">The schema (see <see cref="AgentPgOptions.Schema"/>).</param>
+    /// <exception cref="ArgumentException"><paramref name="schema"/> is not a valid AgentPg schema name.</exception>
+    public AgentPgMigrator(NpgsqlDataSource dataSource, string schema = "public")
+    {
+        ArgumentNullException.ThrowIfNull(dataSource);
+        ArgumentNullException.ThrowIfNull(schema);
+        if (!SchemaName.IsValid(schema))
+        {
+            throw new ArgumentException(
+                $"'{schema}' is not a valid AgentPg schema name: use 1 to {SchemaName.MaxLength} lowercase letters, digits or " +
+                "underscores, starting with a letter or an underscore.", nameof(schema));
+        }
+
+        _dataSource = dataSource;
+        _schema = new SchemaName(schema);
+    }
+
+    /// <summary>Gets the newest schema version this library knows.</summary>
+    public static int LatestVersion { get; } = s_scripts.Max(s => s.Version);
+
+    /// <summary>Applies the migrations the schema is missing, up to <paramref name="targetVersion"/>.</summary>
+    /// <param name="targetVersion">The version to reach; <see langword="null"/> for <see cref="LatestVersion"/>.</param>
+    /// <param name="cancellationToken">Cancels the migration (it is rolled back).</param>
+    /// <returns>The version the schema is at afterwards. A schema already at or beyond the target is left unchanged.</returns>
+    /// <remarks>Creates the schema when it does not exist and accepts an existing empty one. All pending migrations
+    /// are applied in one transaction.</remarks>
+    /// <exception cref="AgentPgException">The schema is at a version newer than this library (<see cref="AgentPgErrorCode.SchemaVersionMismatch"/>).</exception>
+    public async Task<int> MigrateAsync(int? targetVersion = null, CancellationToken cancellationToken = default)
+    {
+        var target = targetVersion ?? LatestVersion;
+        ArgumentOutOfRangeException.ThrowIfNegative(target, nameof(targetVersion));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(target, LatestVersion, nameof(targetVersion));
+
+        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using (transaction.ConfigureAwait(false))
+            {
+                await LockAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+
+                var exists = await ExecuteScalarAsync<bool>(connection, transaction,
+                    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", cancellationToken, P.Text(_schema.Name)).ConfigureAwait(false);
+                if (!exists)
+                {
+                    await ExecuteAsync(connection, transaction, $"CREATE SCHEMA {_schema.Quoted}", cancellationToken).ConfigureAwait(false);
+                    await ExecuteAsync(connection, transaction, $"COMMENT ON SCHEMA {_schema.Quoted} IS '{CreatedByComment}'", cancellationToken).ConfigureAwait(false);
+                }
+
+                var current = await ReadVersionAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+                ThrowIfNewer(current);
+                if (current >= target)
+                {
+                    await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                    return current;
+                }
+
+                await ExecuteAsync(connection, transaction, $"SET LOCAL search_path TO {_schema.Quoted}", cancellationToken).ConfigureAwait(false);
+                foreach (var script in s_scripts.Where(s => s.Up && s.Version > current && s.Version <= target).OrderBy(s => s.Version))
+                {
+                    await ExecuteScriptAsync(connection, transaction, script, cancellationToken).ConfigureAwait(false);
+                }
+
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                return target;
+            }
+        }
+    }
+
+    /// <summary>Reverts migrations until the schema is at <paramref name="targetVersion"/>.</summary>
+    /// <param name="targetVersion">The version to go back to; 0 removes everything the migrations created (and the
+    /// schema itself when <see cref="MigrateAsync"/> created it and nothing else is left in it).</param>
+    /// <param name="cancellationToken">Cancels the rollback (nothing is changed).</param>
+    /// <returns>A task that completes when the schema is at <paramref name="targetVersion"/>.</returns>
+    /// <remarks>Down migrations drop tables: every run, message and agent stored in them is lost.</remarks>
+    public async Task RollbackAsync(int targetVersion, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(targetVersion);
+
+        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using (transaction.ConfigureAwait(false))
+            {
+                await LockAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+                var current = await ReadVersionAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+                ThrowIfNewer(current);
+                if (current > targetVersion)
+                {
+                    await ExecuteAsync(connection, transaction, $"SET LOCAL search_path TO {_schema.Quoted}", cancellationToken).ConfigureAwait(false);
+                    foreach (var script in s_scripts.Where(s => !s.Up && s.Version > targetVersion && s.Version <= current).OrderByDescending(s => s.Version))
+                    {
+                        await ExecuteScriptAsync(connection, transaction, script, cancellationToken).ConfigureAwait(false);
+                    }
+                }
+
+                if (targetVersion == 0 && _schema.Name != "public")
+                {
+                    await DropSchemaIfOursAndEmptyAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+                }
+
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Reads the schema's version.</summary>
+    /// <param name="cancellationToken">Cancels the query.</param>
+    /// <returns>The highest applied migration; 0 when the schema or its migration table does not exist.</returns>
+    public async Task<int> GetVersionAsync(CancellationToken cancellationToken = default)
+    {
+        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            return await ReadVersionAsync(connection, null, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    internal static string HowToMigrate(string schema)
+        => $"Run `await new AgentPgMigrator(dataSource, \"{schema}\").MigrateAsync()`, apply src/AgentPg/Migrations/*.up.sql with " +
+           $"psql (docs/migrations.md), or set AgentPgOptions.MigrateOnStart = true.";
+
+    private void ThrowIfNewer(int current)
+    {
+        if (current > LatestVersion)
+        {
+            throw new AgentPgException(AgentPgErrorCode.SchemaVersionMismatch, "Migrate",
+                $"Schema \"{_schema.Name}\" is at version {current}, newer than the newest version this AgentPg knows " +
+                $"({LatestVersion}). Upgrade the AgentPg package.");
+        }
+    }
+
+    private async Task LockAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, CancellationToken cancellationToken)
+        => await ExecuteAsync(connection, transaction, "SELECT pg_advisory_xact_lock($1, hashtext($2))", cancellationToken,
+            P.Int(LockClass), P.Text(_schema.Name)).ConfigureAwait(false);
+
+    private async Task<int> ReadVersionAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, CancellationToken cancellationToken)
+    {
+        var hasTable = await ExecuteScalarAsync<bool>(connection, transaction,
+            "SELECT to_regclass($1) IS NOT NULL", cancellationToken, P.Text($"{_schema.Quoted}.agentpg_migrations")).ConfigureAwait(false);
+        if (!hasTable)
+        {
+            return 0;
+        }
+
+        return await ExecuteScalarAsync<int>(connection, transaction,
+            $"SELECT coalesce(max(version), 0) FROM {_schema.Quoted}.agentpg_migrations", cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task DropSchemaIfOursAndEmptyAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, CancellationToken cancellationToken)
+    {
+        var ours = await ExecuteScalarAsync<bool>(connection, transaction,
+            "SELECT coalesce(obj_description(oid, 'pg_namespace') = $2, FALSE) FROM pg_namespace WHERE nspname = $1",
+            cancellationToken, P.Text(_schema.Name), P.Text(CreatedByComment)).ConfigureAwait(false);
+        if (!ours)
+        {
+            return;
+        }
+
+        // RESTRICT refuses when anything else lives in the schema; that is the "nothing else is left" check.
+        await transaction.SaveAsync("drop_schema", cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await ExecuteAsync(connection, transaction, $"DROP SCHEMA {_schema.Quoted} RESTRICT", cancellationToken).ConfigureAwait(false);
+            await transaction.ReleaseAsync("drop_schema", cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.DependentObjectsStillExist)
+        {
+            await transaction.RollbackAsync("drop_schema", cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task ExecuteScriptAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, Script script, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await ExecuteAsync(connection, transaction, script.Text, cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException ex)
+        {
+            throw new AgentPgException(AgentPgErrorCode.StorageError, "Migrate",
+                $"Migration {script.Name} failed: {ex.MessageText}. Nothing was changed.", ex);
+        }
+    }
+
+    private static async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, CancellationToken cancellationToken, params NpgsqlParameter[] parameters)
+    {
+        var command = new NpgsqlCommand(sql, connection, transaction);
+        await using (command.ConfigureAwait(false))
+        {
+            command.Parameters.AddRange(parameters);
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task<T> ExecuteScalarAsync<T>(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, CancellationToken cancellationToken, params NpgsqlParameter[] parameters)
+    {
+        var command = new NpgsqlCommand(sql, connection, transaction);
+        await using (command.ConfigureAwait(false))
+        {
+            command.Parameters.AddRange(parameters);
+            var value = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+            return (T)Convert.ChangeType(value!, typeof(T), CultureInfo.InvariantCulture);
+        }
+    }
+
+    private static List<Script> LoadScripts()
+    {
+        var assembly = typeof(AgentPgMigrator).Assembly;
+        const string prefix = "AgentPg.Migrations.";
+        var scripts = new List<Script>();
+        foreach (var resource in assembly.GetManifestResourceNames().Where(n => n.StartsWith(prefix, StringComparison.Ordinal)))
+        {
+            var file = resource[prefix.Length..];
+            var up = file.EndsWith(".up.sql", StringComparison.Ordinal);
+            if (!up && !file.EndsWith(".down.sql", StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            var version = int.Parse(file[..file.IndexOf('_', StringComparison.Ordinal)], CultureInfo.InvariantCulture);
+            using var stream = assembly.GetManifestResourceStream(resource)!;
+            using var reader = new StreamReader(stream);
+            scripts.Add(new Script(version, up, file, reader.ReadToEnd()));
+        }
+
+        return scripts;
+    }
+
+    private sealed record Script(int Version, bool Up, string Name, string Text);
+}

@@ -1,0 +1,35 @@
+namespace AgentPg;
+
+/// <summary>Per-run settings for the <c>Run*</c> and <c>RunFast*</c> methods.</summary>
+public sealed class RunOptions
+{
+    /// <summary>Gets or sets values passed to every tool of the run (and of its child runs) through <see cref="ToolContext.Variables"/>.</summary>
+    /// <remarks>Stored as JSON: a tool reads them back with <see cref="ToolContext.GetVariable{T}"/>.</remarks>
+    public IReadOnlyDictionary<string, object?>? Variables { get; set; }
+
+    /// <summary>Gets or sets instructions that replace the agent's system prompt for this run (not for child runs).</summary>
+    public string? OverrideInstructions { get; set; }
+
+    /// <summary>Gets or sets instructions appended to the agent's system prompt for this run (not for child runs).</summary>
+    /// <remarks>Ignored when <see cref="OverrideInstructions"/> is set.</remarks>
+    public string? AppendInstructions { get; set; }
+
+    /// <summary>Gets or sets a callback fired when a tool of the run (or of its child runs) starts an attempt.</summary>
+    /// <remarks>Fires on the instance that executes the tool, on a thread-pool thread; an exception it throws is logged
+    /// and ignored. Callbacks live in memory of the instance that created the run.</remarks>
+    public Action<ToolCallEvent>? OnToolStart { get; set; }
+
+    /// <summary>Gets or sets a callback fired when a tool of the run (or of its child runs) finishes, with its result.</summary>
+    /// <remarks>Same threading and error rules as <see cref="OnToolStart"/>; not fired for intermediate retries or snoozes.</remarks>
+    public Action<ToolCallEvent>? OnToolComplete { get; set; }
+
+    /// <summary>Gets or sets a key that makes creating the run idempotent within its session.</summary>
+    /// <remarks>Creating a run with a key already used in the session returns the first run's id instead of a new run,
+    /// or throws <see cref="AgentPgException"/> with <see cref="AgentPgErrorCode.IdempotencyConflict"/> when the agent or
+    /// prompt differs. 1 to 255 characters.</remarks>
+    public string? IdempotencyKey { get; set; }
+
+    /// <summary>Gets or sets what happens when the session already has an active root run.</summary>
+    /// <value>The default value is <see cref="AgentPg.ConcurrencyPolicy.Queue"/>.</value>
+    public ConcurrencyPolicy ConcurrencyPolicy { get; set; } = ConcurrencyPolicy.Queue;
+}

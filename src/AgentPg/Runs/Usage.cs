@@ -1,0 +1,45 @@
+namespace AgentPg;
+
+/// <summary>Token usage of one or more model calls.</summary>
+public sealed record Usage
+{
+    /// <summary>An empty usage.</summary>
+    public static readonly Usage Zero = new();
+
+    /// <summary>Gets the input tokens that were not read from or written to the prompt cache.</summary>
+    public long InputTokens { get; init; }
+
+    /// <summary>Gets the generated tokens.</summary>
+    public long OutputTokens { get; init; }
+
+    /// <summary>Gets the input tokens written to the prompt cache.</summary>
+    public long CacheCreationInputTokens { get; init; }
+
+    /// <summary>Gets the input tokens read from the prompt cache.</summary>
+    public long CacheReadInputTokens { get; init; }
+
+    /// <summary>Gets input plus output tokens (cache tokens excluded).</summary>
+    public long TotalTokens => InputTokens + OutputTokens;
+
+    /// <summary>Adds two usages.</summary>
+    /// <param name="left">The first usage.</param>
+    /// <param name="right">The second usage.</param>
+    /// <returns>The sum of every counter.</returns>
+    public static Usage operator +(Usage left, Usage right)
+    {
+        ArgumentNullException.ThrowIfNull(left);
+        ArgumentNullException.ThrowIfNull(right);
+        return new Usage
+        {
+            InputTokens = left.InputTokens + right.InputTokens,
+            OutputTokens = left.OutputTokens + right.OutputTokens,
+            CacheCreationInputTokens = left.CacheCreationInputTokens + right.CacheCreationInputTokens,
+            CacheReadInputTokens = left.CacheReadInputTokens + right.CacheReadInputTokens,
+        };
+    }
+
+    /// <summary>Adds another usage to this one.</summary>
+    /// <param name="other">The usage to add.</param>
+    /// <returns>The sum of every counter.</returns>
+    public Usage Add(Usage other) => this + other;
+}

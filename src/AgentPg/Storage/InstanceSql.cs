@@ -1,0 +1,50 @@
+namespace AgentPg.Storage;
+
+/// <summary>SQL for agentpg_instances, agentpg_instance_tools and agentpg_tools.</summary>
+internal sealed class InstanceSql
+{
+    public InstanceSql(SchemaName s)
+    {
+        // $1 id, $2 name, $3 hostname, $4 pid, $5 version, $6 max_concurrent_runs, $7 max_concurrent_tools
+        Register = $"""
+            INSERT INTO {s}.agentpg_instances (id, name, hostname, pid, version, max_concurrent_runs, max_concurrent_tools)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            ON CONFLICT (id) DO UPDATE
+               SET name = EXCLUDED.name, hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, version = EXCLUDED.version,
+                   max_concurrent_runs = EXCLUDED.max_concurrent_runs, max_concurrent_tools = EXCLUDED.max_concurrent_tools,
+                   last_heartbeat_at = now()
+            """;
+        // 0 rows: the instance was evicted as stale while alive; it re-registers.
+        Heartbeat = $"UPDATE {s}.agentpg_instances SET last_heartbeat_at = now() WHERE id = $1";
+        Delete = $"DELETE FROM {s}.agentpg_instances WHERE id = $1";
+        // Graceful shutdown: give everything back without counting it as a rescue.
+        ReleaseWork = $"SELECT {s}.agentpg_release_instance_work($1, FALSE, 2147483647)";
+        // $1 names, $2 descriptions, $3 input schemas (JSON)
+        UpsertTools = $"""
+            INSERT INTO {s}.agentpg_tools (name, description, input_schema)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])
+            ON CONFLICT (name) DO UPDATE
+               SET description = EXCLUDED.description, input_schema = EXCLUDED.input_schema, updated_at = now()
+             WHERE agentpg_tools.description IS DISTINCT FROM EXCLUDED.description
+                OR agentpg_tools.input_schema IS DISTINCT FROM EXCLUDED.input_schema
+            """;
+        // $1 instance id, $2 tool names
+        RegisterTools = $"""
+            INSERT INTO {s}.agentpg_instance_tools (instance_id, tool_name)
+            SELECT $1, unnest($2::text[])
+            ON CONFLICT DO NOTHING
+            """;
+    }
+
+    public string Register { get; }
+
+    public string Heartbeat { get; }
+
+    public string Delete { get; }
+
+    public string ReleaseWork { get; }
+
+    public string UpsertTools { get; }
+
+    public string RegisterTools { get; }
+}

@@ -1,0 +1,44 @@
+using Npgsql;
+using NpgsqlTypes;
+
+namespace AgentPg.Storage;
+
+/// <summary>Typed positional parameters ($1, $2 …). Explicit types let PostgreSQL plan statements once (auto-prepare)
+/// and keep NULLs typed.</summary>
+internal static class P
+{
+    public static NpgsqlParameter Text(string? value) => new() { NpgsqlDbType = NpgsqlDbType.Text, Value = (object?)value ?? DBNull.Value };
+
+    public static NpgsqlParameter Jsonb(string? value) => new() { NpgsqlDbType = NpgsqlDbType.Jsonb, Value = (object?)value ?? DBNull.Value };
+
+    public static NpgsqlParameter Uuid(Guid value) => new NpgsqlParameter<Guid> { NpgsqlDbType = NpgsqlDbType.Uuid, TypedValue = value };
+
+    public static NpgsqlParameter Uuid(Guid? value) => new() { NpgsqlDbType = NpgsqlDbType.Uuid, Value = value.HasValue ? value.Value : DBNull.Value };
+
+    public static NpgsqlParameter Int(int value) => new NpgsqlParameter<int> { NpgsqlDbType = NpgsqlDbType.Integer, TypedValue = value };
+
+    public static NpgsqlParameter Int(int? value) => new() { NpgsqlDbType = NpgsqlDbType.Integer, Value = value.HasValue ? value.Value : DBNull.Value };
+
+    public static NpgsqlParameter Long(long value) => new NpgsqlParameter<long> { NpgsqlDbType = NpgsqlDbType.Bigint, TypedValue = value };
+
+    public static NpgsqlParameter Double(double? value) => new() { NpgsqlDbType = NpgsqlDbType.Double, Value = value.HasValue ? value.Value : DBNull.Value };
+
+    public static NpgsqlParameter Bool(bool value) => new NpgsqlParameter<bool> { NpgsqlDbType = NpgsqlDbType.Boolean, TypedValue = value };
+
+    public static NpgsqlParameter Interval(TimeSpan value) => new NpgsqlParameter<TimeSpan> { NpgsqlDbType = NpgsqlDbType.Interval, TypedValue = value };
+
+    public static NpgsqlParameter TextArray(IReadOnlyList<string>? value)
+        => new() { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text, Value = value is null ? DBNull.Value : value.ToArray() };
+
+    public static NpgsqlParameter UuidArray(IReadOnlyList<Guid> value)
+        => new() { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = value.ToArray() };
+
+    public static NpgsqlParameter JsonbArray(IReadOnlyList<string?> value)
+        => new() { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb, Value = value.Select(v => (object?)v ?? DBNull.Value).ToArray() };
+
+    public static NpgsqlParameter IntArray(IReadOnlyList<int> value)
+        => new() { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Integer, Value = value.ToArray() };
+
+    public static NpgsqlParameter BoolArray(IReadOnlyList<bool> value)
+        => new() { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Boolean, Value = value.ToArray() };
+}

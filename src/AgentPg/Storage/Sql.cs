@@ -1,0 +1,21 @@
+namespace AgentPg.Storage;
+
+/// <summary>All SQL text of one schema, built once per client from the validated schema name.</summary>
+internal sealed class Sql
+{
+    public Sql(SchemaName schema)
+    {
+        Schema = schema;
+        Agents = new AgentSql(schema);
+        Sessions = new SessionSql(schema);
+        Instances = new InstanceSql(schema);
+    }
+
+    public SchemaName Schema { get; }
+
+    public AgentSql Agents { get; }
+
+    public SessionSql Sessions { get; }
+
+    public InstanceSql Instances { get; }
+}

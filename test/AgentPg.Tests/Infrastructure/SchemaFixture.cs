@@ -1,0 +1,77 @@
+using Npgsql;
+
+namespace AgentPg.Tests.Infrastructure;
+
+/// <summary>A migrated schema of its own for one test class, dropped afterwards.</summary>
+public sealed class SchemaFixture : IAsyncLifetime
+{
+    public string Schema { get; } = NewSchemaName();
+
+    public NpgsqlDataSource DataSource => TestDatabase.DataSource;
+
+    public static string NewSchemaName() => "t_" + Guid.NewGuid().ToString("N")[..16];
+
+    public async Task InitializeAsync()
+    {
+        if (TestDatabase.UnavailableReason is not null && !TestDatabase.IsCi)
+        {
+            return;
+        }
+
+        await new AgentPgMigrator(DataSource, Schema).MigrateAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (TestDatabase.UnavailableReason is not null)
+        {
+            return;
+        }
+
+        await using var command = DataSource.CreateCommand($"DROP SCHEMA IF EXISTS \"{Schema}\" CASCADE");
+        await command.ExecuteNonQueryAsync();
+    }
+
+    /// <summary>Options for a client on this schema with short test intervals.</summary>
+    public AgentPgOptions Options(Action<AgentPgOptions>? configure = null)
+    {
+        var options = new AgentPgOptions
+        {
+            Schema = Schema,
+            ApiKey = "test-key",
+            RunPollInterval = TimeSpan.FromMilliseconds(200),
+            ToolPollInterval = TimeSpan.FromMilliseconds(100),
+            BatchPollInterval = TimeSpan.FromMilliseconds(200),
+            HeartbeatInterval = TimeSpan.FromMilliseconds(500),
+            InstanceTtl = TimeSpan.FromSeconds(10),
+            LeaderTtl = TimeSpan.FromSeconds(2),
+            CleanupInterval = TimeSpan.FromSeconds(1),
+        };
+        configure?.Invoke(options);
+        return options;
+    }
+
+    public AgentPgClient CreateClient(Action<AgentPgOptions>? configure = null) => AgentPgClient.Create(DataSource, Options(configure));
+
+    public async Task<T> ScalarAsync<T>(string sql, params object[] parameters)
+    {
+        await using var command = DataSource.CreateCommand(sql.Replace("{schema}", $"\"{Schema}\"", StringComparison.Ordinal));
+        foreach (var p in parameters)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = p });
+        }
+
+        return (T)(await command.ExecuteScalarAsync())!;
+    }
+
+    public async Task<int> ExecuteAsync(string sql, params object[] parameters)
+    {
+        await using var command = DataSource.CreateCommand(sql.Replace("{schema}", $"\"{Schema}\"", StringComparison.Ordinal));
+        foreach (var p in parameters)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = p });
+        }
+
+        return await command.ExecuteNonQueryAsync();
+    }
+}

@@ -1,0 +1,145 @@
+using AgentPg.Tests.Infrastructure;
+
+namespace AgentPg.Tests.Lifecycle;
+
+public sealed class ClientLifecycleTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    [DatabaseFact]
+    public async Task StartAsync_RegistersTheInstanceAndItsTools_StopAsyncRemovesThem()
+    {
+        await using var client = db.CreateClient(o => o.InstanceName = "worker-a");
+        client.RegisterTool(new TestTool("get_weather"));
+        client.RegisterTool(new TestTool("calculator"));
+
+        await client.StartAsync();
+
+        Assert.True(client.IsStarted);
+        Assert.Equal("worker-a", await db.ScalarAsync<string>("SELECT name FROM {schema}.agentpg_instances WHERE id = $1", client.InstanceId));
+        Assert.Equal(Environment.ProcessId, await db.ScalarAsync<int>("SELECT pid FROM {schema}.agentpg_instances WHERE id = $1", client.InstanceId));
+        Assert.Equal(2L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instance_tools WHERE instance_id = $1", client.InstanceId));
+        Assert.Equal("{\"type\": \"object\", \"properties\": {}}",
+            await db.ScalarAsync<string>("SELECT input_schema::text FROM {schema}.agentpg_tools WHERE name = 'calculator'"));
+
+        await client.StopAsync();
+
+        Assert.False(client.IsStarted);
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = $1", client.InstanceId));
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instance_tools WHERE instance_id = $1", client.InstanceId));
+    }
+
+    [DatabaseFact]
+    public async Task RegisterTool_AfterStart_IsSyncedToTheDatabase()
+    {
+        await using var client = db.CreateClient();
+        await client.StartAsync();
+
+        client.RegisterTool(new TestTool("late_tool"));
+
+        await Eventually.TrueAsync(
+            async () => await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instance_tools WHERE instance_id = $1 AND tool_name = 'late_tool'", client.InstanceId) == 1,
+            "the tool registered after start is in agentpg_instance_tools");
+    }
+
+    [DatabaseFact]
+    public async Task StartAsync_Twice_ThrowsClientAlreadyStarted()
+    {
+        await using var client = db.CreateClient();
+        await client.StartAsync();
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => client.StartAsync());
+
+        Assert.Equal(AgentPgErrorCode.ClientAlreadyStarted, ex.Code);
+    }
+
+    [DatabaseFact]
+    public async Task StartAsync_AfterStop_StartsAgain()
+    {
+        await using var client = db.CreateClient();
+        await client.StartAsync();
+        await client.StopAsync();
+
+        await client.StartAsync();
+
+        Assert.True(client.IsStarted);
+        Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = $1", client.InstanceId));
+    }
+
+    [DatabaseFact]
+    public async Task StopAsync_NotStarted_DoesNothing()
+    {
+        await using var client = db.CreateClient();
+        await client.StopAsync();
+        Assert.False(client.IsStarted);
+    }
+
+    [DatabaseFact]
+    public async Task StartAsync_NoApiKey_ThrowsInvalidOperationWithTheFix()
+    {
+        var previous = Environment.GetEnvironmentVariable("ANTHROPIC_API_KEY");
+        AgentPgClient client;
+        try
+        {
+            Environment.SetEnvironmentVariable("ANTHROPIC_API_KEY", null);
+            client = db.CreateClient(o => o.ApiKey = null);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("ANTHROPIC_API_KEY", previous);
+        }
+
+        await using (client)
+        {
+            var ex = await Assert.ThrowsAsync<InvalidOperationException>(() => client.StartAsync());
+            Assert.Contains("ANTHROPIC_API_KEY", ex.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("has space")]
+    [InlineData("dots.not.allowed")]
+    [InlineData("a_name_that_is_far_too_long_for_claude_because_it_has_over_64_chars")]
+    public void RegisterTool_InvalidName_ThrowsArgumentException(string name)
+    {
+        var client = AgentPgClient.Create(TestDatabase.DataSource, new AgentPgOptions());
+
+        var ex = Assert.Throws<ArgumentException>(() => client.RegisterTool(new TestTool(name)));
+
+        Assert.Contains("[a-zA-Z0-9_-]", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void RegisterTool_SchemaNotAnObject_ThrowsArgumentException()
+    {
+        var client = AgentPgClient.Create(TestDatabase.DataSource, new AgentPgOptions());
+
+        var ex = Assert.Throws<ArgumentException>(() => client.RegisterTool(new TestTool("t", schema: new ToolSchema { Type = "string" })));
+
+        Assert.Contains("'object'", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void RegisterTool_RequiredPropertyNotDefined_ThrowsArgumentException()
+    {
+        var client = AgentPgClient.Create(TestDatabase.DataSource, new AgentPgOptions());
+
+        var ex = Assert.Throws<ArgumentException>(() => client.RegisterTool(new TestTool("t", schema: new ToolSchema { Required = ["city"] })));
+
+        Assert.Contains("city", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void GetTool_AndGetAllToolNames_ReflectRegistrations()
+    {
+        var client = AgentPgClient.Create(TestDatabase.DataSource, new AgentPgOptions());
+        var first = new TestTool("b_tool");
+        client.RegisterTool(first);
+        client.RegisterTool(new TestTool("a_tool"));
+        var replacement = new TestTool("b_tool");
+        client.RegisterTool(replacement);
+
+        Assert.Same(replacement, client.GetTool("b_tool"));
+        Assert.Null(client.GetTool("missing"));
+        Assert.Equal(["a_tool", "b_tool"], client.GetAllToolNames());
+    }
+}

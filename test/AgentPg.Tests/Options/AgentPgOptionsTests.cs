@@ -1,0 +1,126 @@
+using Npgsql;
+
+namespace AgentPg.Tests.Options;
+
+public sealed class AgentPgOptionsTests
+{
+    private static readonly NpgsqlDataSource s_dataSource = NpgsqlDataSource.Create("Host=127.0.0.1;Database=unused");
+
+    public static TheoryData<string, Action<AgentPgOptions>> InvalidOptions() => new()
+    {
+        { "Schema", o => o.Schema = "My-Schema" },
+        { "Schema", o => o.Schema = "" },
+        { "Schema", o => o.Schema = new string('a', 41) },
+        { "Schema", o => o.Schema = "pg_agents" },
+        { "InstanceId", o => o.InstanceId = "" },
+        { "InstanceId", o => o.InstanceId = new string('x', 128) },
+        { "InstanceName", o => o.InstanceName = " " },
+        { "BaseUrl", o => o.BaseUrl = "not a url" },
+        { "BaseUrl", o => o.BaseUrl = "ftp://example.com" },
+        { "ApiKey", o => o.ApiKey = " " },
+        { "MaxConcurrentRuns", o => o.MaxConcurrentRuns = 0 },
+        { "MaxConcurrentStreamingRuns", o => o.MaxConcurrentStreamingRuns = -1 },
+        { "MaxConcurrentTools", o => o.MaxConcurrentTools = 0 },
+        { "MaxAgentDepth", o => o.MaxAgentDepth = 0 },
+        { "MaxContinuations", o => o.MaxContinuations = -1 },
+        { "MaxModelRetries", o => o.MaxModelRetries = -1 },
+        { "RunPollInterval", o => o.RunPollInterval = TimeSpan.Zero },
+        { "ToolPollInterval", o => o.ToolPollInterval = TimeSpan.FromSeconds(-1) },
+        { "BatchPollInterval", o => o.BatchPollInterval = TimeSpan.Zero },
+        { "HeartbeatInterval", o => o.HeartbeatInterval = TimeSpan.Zero },
+        { "LeaderTtl", o => o.LeaderTtl = TimeSpan.Zero },
+        { "InstanceTtl", o => o.InstanceTtl = TimeSpan.Zero },
+        { "InstanceTtl", o => o.InstanceTtl = TimeSpan.FromSeconds(10) },
+        { "CleanupInterval", o => o.CleanupInterval = TimeSpan.Zero },
+        { "ToolTimeout", o => o.ToolTimeout = TimeSpan.Zero },
+        { "RunRescue.Interval", o => o.RunRescue.Interval = TimeSpan.Zero },
+        { "RunRescue.Timeout", o => o.RunRescue.Timeout = TimeSpan.Zero },
+        { "RunRescue.MaxAttempts", o => o.RunRescue.MaxAttempts = 0 },
+        { "RunRescue", o => o.RunRescue = null! },
+        { "ToolRetry.MaxAttempts", o => o.ToolRetry.MaxAttempts = 0 },
+        { "ToolRetry.Jitter", o => o.ToolRetry.Jitter = 1.5 },
+        { "ToolRetry.Jitter", o => o.ToolRetry.Jitter = double.NaN },
+        { "ToolRetry", o => o.ToolRetry = null! },
+        { "TimeProvider", o => o.TimeProvider = null! },
+    };
+
+    [Theory]
+    [MemberData(nameof(InvalidOptions))]
+    public void Create_InvalidField_ThrowsAMessageNamingIt(string field, Action<AgentPgOptions> breakIt)
+    {
+        var options = new AgentPgOptions();
+        breakIt(options);
+
+        var ex = Assert.Throws<ArgumentException>(() => AgentPgClient.Create(s_dataSource, options));
+
+        Assert.Contains("AgentPgOptions." + field, ex.Message, StringComparison.Ordinal);
+        Assert.Equal("options", ex.ParamName);
+        Assert.Single(options.Validate());
+    }
+
+    [Fact]
+    public void Create_SeveralInvalidFields_ListsEachOnItsOwnLine()
+    {
+        var options = new AgentPgOptions { MaxConcurrentTools = 0, LeaderTtl = TimeSpan.Zero };
+
+        var ex = Assert.Throws<ArgumentException>(() => AgentPgClient.Create(s_dataSource, options));
+
+        Assert.Contains("AgentPgOptions.MaxConcurrentTools", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("AgentPgOptions.LeaderTtl", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(2, options.Validate().Count);
+    }
+
+    [Fact]
+    public void Defaults_AreValidAndMatchTheDocumentedValues()
+    {
+        var o = new AgentPgOptions();
+
+        Assert.Empty(o.Validate());
+        Assert.Equal("public", o.Schema);
+        Assert.False(o.MigrateOnStart);
+        Assert.Equal(10, o.MaxConcurrentRuns);
+        Assert.Equal(5, o.MaxConcurrentStreamingRuns);
+        Assert.Equal(50, o.MaxConcurrentTools);
+        Assert.Equal(TimeSpan.FromSeconds(1), o.RunPollInterval);
+        Assert.Equal(TimeSpan.FromMilliseconds(500), o.ToolPollInterval);
+        Assert.Equal(TimeSpan.FromSeconds(30), o.BatchPollInterval);
+        Assert.Equal(TimeSpan.FromSeconds(15), o.HeartbeatInterval);
+        Assert.Equal(TimeSpan.FromSeconds(30), o.LeaderTtl);
+        Assert.Equal(TimeSpan.FromMinutes(2), o.InstanceTtl);
+        Assert.Equal(TimeSpan.FromMinutes(1), o.CleanupInterval);
+        Assert.Equal(TimeSpan.FromMinutes(1), o.RunRescue.Interval);
+        Assert.Equal(TimeSpan.FromMinutes(5), o.RunRescue.Timeout);
+        Assert.Equal(3, o.RunRescue.MaxAttempts);
+        Assert.Equal(2, o.ToolRetry.MaxAttempts);
+        Assert.Equal(0, o.ToolRetry.Jitter);
+        Assert.Equal(TimeSpan.FromMinutes(5), o.ToolTimeout);
+        Assert.Equal(8, o.MaxAgentDepth);
+        Assert.Equal(3, o.MaxContinuations);
+        Assert.Equal(2, o.MaxModelRetries);
+        Assert.False(o.ExtendedContext);
+        Assert.Same(TimeProvider.System, o.TimeProvider);
+    }
+
+    [Fact]
+    public void Create_CopiesTheOptionsAndResolvesDefaults()
+    {
+        var options = new AgentPgOptions { ApiKey = "k" };
+
+        var a = AgentPgClient.Create(s_dataSource, options);
+        var b = AgentPgClient.Create(s_dataSource, options);
+        options.MaxConcurrentTools = 1;
+
+        Assert.NotEqual(a.InstanceId, b.InstanceId);
+        Assert.True(Guid.TryParse(a.InstanceId, out _));
+        Assert.False(string.IsNullOrEmpty(a.Options.InstanceName));
+        Assert.Equal(50, a.Options.MaxConcurrentTools);
+        Assert.Null(options.InstanceId);
+    }
+
+    [Fact]
+    public void Create_NullArguments_Throw()
+    {
+        Assert.Throws<ArgumentNullException>(() => AgentPgClient.Create(null!, new AgentPgOptions()));
+        Assert.Throws<ArgumentNullException>(() => AgentPgClient.Create(s_dataSource, null!));
+    }
+}
