@@ -1,0 +1,522 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
+namespace AgentPg.Testing;
+
+/// <summary>The context-window rules of a server.</summary>
+internal sealed record ModelLimits(int ContextWindow, int ExtendedContextWindow, IReadOnlyDictionary<string, int> ModelWindows, IReadOnlySet<string> AllowedModels)
+{
+    public const string Context1MBeta = "context-1m-2025-08-07";
+
+    public int WindowFor(string model, IReadOnlyList<string> betas)
+    {
+        var window = ModelWindows.TryGetValue(model, out var own) ? own : ContextWindow;
+        return betas.Contains(Context1MBeta, StringComparer.Ordinal) ? Math.Max(window, ExtendedContextWindow) : window;
+    }
+}
+
+/// <summary>
+/// Validates Messages and count_tokens bodies the way the real API does, with its status codes, error types and (as far
+/// as they are known) messages.
+/// </summary>
+internal static partial class RequestValidator
+{
+    private const int MaxBreakpoints = 4;
+
+    public static ApiFailure? Validate(JsonElement body, ModelLimits limits, IReadOnlyList<string> betas, bool countTokens, out ParsedMessageRequest? parsed)
+    {
+        parsed = null;
+        if (body.ValueKind != JsonValueKind.Object)
+        {
+            return ApiFailure.Invalid("The request body must be a JSON object.");
+        }
+
+        if (!body.TryGetProperty("model", out var modelElement) || modelElement.ValueKind == JsonValueKind.Null)
+        {
+            return ApiFailure.Invalid("model: Field required");
+        }
+
+        if (modelElement.ValueKind != JsonValueKind.String || modelElement.GetString() is not { Length: > 0 } model)
+        {
+            return ApiFailure.Invalid("model: Input should be a valid string");
+        }
+
+        long maxTokens = 0;
+        if (!countTokens)
+        {
+            if (!body.TryGetProperty("max_tokens", out var maxTokensElement) || maxTokensElement.ValueKind == JsonValueKind.Null)
+            {
+                return ApiFailure.Invalid("max_tokens: Field required");
+            }
+
+            if (maxTokensElement.ValueKind != JsonValueKind.Number || !maxTokensElement.TryGetInt64(out maxTokens))
+            {
+                return ApiFailure.Invalid("max_tokens: Input should be a valid integer");
+            }
+
+            if (maxTokens < 1)
+            {
+                return ApiFailure.Invalid("max_tokens: Input should be greater than or equal to 1");
+            }
+        }
+
+        var stream = body.TryGetProperty("stream", out var streamElement) && streamElement.ValueKind == JsonValueKind.True;
+
+        if (!body.TryGetProperty("messages", out var messages) || messages.ValueKind == JsonValueKind.Null)
+        {
+            return ApiFailure.Invalid("messages: Field required");
+        }
+
+        if (messages.ValueKind != JsonValueKind.Array)
+        {
+            return ApiFailure.Invalid("messages: Input should be a valid list");
+        }
+
+        if (messages.GetArrayLength() == 0)
+        {
+            return ApiFailure.Invalid("messages: at least one message is required");
+        }
+
+        var failure = ValidateSystem(body, out var systemText);
+        var toolsFailure = ValidateTools(body, out var tools);
+        var toolChoiceFailure = ValidateToolChoice(body, tools, out var toolChoice);
+        var thinkingFailure = ValidateThinking(body, maxTokens, countTokens, out var thinking);
+        var turnsFailure = ParseTurns(messages, out var turns);
+        failure = failure ?? toolsFailure ?? toolChoiceFailure ?? thinkingFailure ?? turnsFailure ?? ValidateConversation(turns);
+        if (failure is not null)
+        {
+            return failure;
+        }
+
+        var prompt = TokenEstimator.Analyze(body, turns);
+        var breakpoints = prompt.Units.Count(u => u.CacheTtl is not null);
+        if (breakpoints > MaxBreakpoints)
+        {
+            return ApiFailure.Invalid(string.Create(CultureInfo.InvariantCulture, $"A maximum of {MaxBreakpoints} blocks with cache_control may be provided. Found {breakpoints}."));
+        }
+
+        if (limits.AllowedModels.Count > 0 && !limits.AllowedModels.Contains(model))
+        {
+            return new ApiFailure(404, "not_found_error", $"model: {model}");
+        }
+
+        var window = limits.WindowFor(model, betas);
+        if (prompt.TotalTokens > window)
+        {
+            return ApiFailure.Invalid(string.Create(CultureInfo.InvariantCulture, $"prompt is too long: {prompt.TotalTokens} tokens > {window} maximum"));
+        }
+
+        parsed = new ParsedMessageRequest
+        {
+            Body = body,
+            Model = model,
+            MaxTokens = maxTokens,
+            Stream = stream && !countTokens,
+            Turns = turns,
+            Tools = tools,
+            ToolChoice = toolChoice,
+            Thinking = thinking,
+            SystemText = systemText,
+            Prompt = prompt,
+        };
+        return null;
+    }
+
+    [GeneratedRegex("^[a-zA-Z0-9_-]{1,64}$", RegexOptions.CultureInvariant)]
+    internal static partial Regex NamePattern();
+
+    private static ApiFailure? ValidateSystem(JsonElement body, out string systemText)
+    {
+        systemText = "";
+        if (!FakeJson.TryGet(body, "system", out var system))
+        {
+            return null;
+        }
+
+        if (system.ValueKind == JsonValueKind.String)
+        {
+            systemText = system.GetString()!;
+            return null;
+        }
+
+        if (system.ValueKind != JsonValueKind.Array)
+        {
+            return ApiFailure.Invalid("system: Input should be a valid string or a valid list");
+        }
+
+        var text = new StringBuilder();
+        var index = 0;
+        foreach (var block in system.EnumerateArray())
+        {
+            if (FakeJson.GetString(block, "type") != "text")
+            {
+                return ApiFailure.Invalid($"system.{index}.type: Input should be 'text'");
+            }
+
+            if (FakeJson.GetString(block, "text") is not { } blockText)
+            {
+                return ApiFailure.Invalid($"system.{index}.text: Field required");
+            }
+
+            if (text.Length > 0)
+            {
+                text.Append('\n');
+            }
+
+            text.Append(blockText);
+            index++;
+        }
+
+        systemText = text.ToString();
+        return null;
+    }
+
+    private static ApiFailure? ValidateTools(JsonElement body, out List<FakeTool> tools)
+    {
+        tools = [];
+        if (!FakeJson.TryGet(body, "tools", out var toolsElement))
+        {
+            return null;
+        }
+
+        if (toolsElement.ValueKind != JsonValueKind.Array)
+        {
+            return ApiFailure.Invalid("tools: Input should be a valid list");
+        }
+
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        var index = 0;
+        foreach (var tool in toolsElement.EnumerateArray())
+        {
+            if (tool.ValueKind != JsonValueKind.Object)
+            {
+                return ApiFailure.Invalid($"tools.{index}: Input should be a valid dictionary");
+            }
+
+            var type = FakeJson.GetString(tool, "type");
+            var isClientTool = type is null or "custom";
+            var tag = isClientTool ? "custom" : type;
+            if (FakeJson.GetString(tool, "name") is not { } name)
+            {
+                return ApiFailure.Invalid($"tools.{index}.{tag}.name: Field required");
+            }
+
+            if (!NamePattern().IsMatch(name))
+            {
+                return ApiFailure.Invalid($"tools.{index}.{tag}.name: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'");
+            }
+
+            JsonElement? schema = null;
+            if (isClientTool)
+            {
+                if (!FakeJson.TryGet(tool, "input_schema", out var inputSchema))
+                {
+                    return ApiFailure.Invalid($"tools.{index}.custom.input_schema: Field required");
+                }
+
+                if (inputSchema.ValueKind != JsonValueKind.Object)
+                {
+                    return ApiFailure.Invalid($"tools.{index}.custom.input_schema: Input should be a valid dictionary");
+                }
+
+                if (FakeJson.GetString(inputSchema, "type") != "object")
+                {
+                    return ApiFailure.Invalid($"tools.{index}.custom.input_schema.type: Input should be 'object'");
+                }
+
+                schema = inputSchema;
+            }
+
+            if (!names.Add(name))
+            {
+                return ApiFailure.Invalid("tools: Tool names must be unique.");
+            }
+
+            tools.Add(new FakeTool(name)
+            {
+                Description = FakeJson.GetString(tool, "description"),
+                InputSchema = schema,
+                ServerToolType = isClientTool ? null : type,
+                Json = tool,
+            });
+            index++;
+        }
+
+        return null;
+    }
+
+    private static ApiFailure? ValidateToolChoice(JsonElement body, List<FakeTool> tools, out JsonElement? toolChoice)
+    {
+        toolChoice = null;
+        if (!FakeJson.TryGet(body, "tool_choice", out var choice))
+        {
+            return null;
+        }
+
+        toolChoice = choice;
+        var type = FakeJson.GetString(choice, "type");
+        switch (type)
+        {
+            case "auto" or "none":
+                return null;
+            case "any":
+                return tools.Count == 0 ? ApiFailure.Invalid("tool_choice may only be specified while providing tools.") : null;
+            case "tool":
+                if (FakeJson.GetString(choice, "name") is not { } name)
+                {
+                    return ApiFailure.Invalid("tool_choice.tool.name: Field required");
+                }
+
+                if (tools.Count == 0)
+                {
+                    return ApiFailure.Invalid("tool_choice may only be specified while providing tools.");
+                }
+
+                return tools.Any(t => t.Name == name)
+                    ? null
+                    : ApiFailure.Invalid($"tool_choice.tool.name: Tool '{name}' not found in provided tools");
+            default:
+                return ApiFailure.Invalid($"tool_choice: Input tag '{type}' found using 'type' does not match any of the expected tags: 'auto', 'any', 'tool', 'none'");
+        }
+    }
+
+    private static ApiFailure? ValidateThinking(JsonElement body, long maxTokens, bool countTokens, out JsonElement? thinking)
+    {
+        thinking = null;
+        if (!FakeJson.TryGet(body, "thinking", out var config))
+        {
+            return null;
+        }
+
+        thinking = config;
+        var type = FakeJson.GetString(config, "type");
+        switch (type)
+        {
+            case "disabled" or "adaptive":
+                return null;
+            case "enabled":
+                if (!FakeJson.TryGet(config, "budget_tokens", out var budgetElement))
+                {
+                    return ApiFailure.Invalid("thinking.enabled.budget_tokens: Field required");
+                }
+
+                if (!budgetElement.TryGetInt64(out var budget))
+                {
+                    return ApiFailure.Invalid("thinking.enabled.budget_tokens: Input should be a valid integer");
+                }
+
+                if (budget < 1024)
+                {
+                    return ApiFailure.Invalid("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024");
+                }
+
+                return !countTokens && budget >= maxTokens
+                    ? ApiFailure.Invalid("`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size")
+                    : null;
+            default:
+                return ApiFailure.Invalid($"thinking: Input tag '{type}' found using 'type' does not match any of the expected tags: 'enabled', 'disabled', 'adaptive'");
+        }
+    }
+
+    private static ApiFailure? ParseTurns(JsonElement messages, out List<Turn> turns)
+    {
+        turns = [];
+        var count = messages.GetArrayLength();
+        var index = 0;
+        foreach (var message in messages.EnumerateArray())
+        {
+            if (message.ValueKind != JsonValueKind.Object)
+            {
+                return ApiFailure.Invalid($"messages.{index}: Input should be a valid dictionary");
+            }
+
+            if (!FakeJson.TryGet(message, "role", out var roleElement))
+            {
+                return ApiFailure.Invalid($"messages.{index}.role: Field required");
+            }
+
+            var role = roleElement.ValueKind == JsonValueKind.String ? roleElement.GetString() : null;
+            if (role is not ("user" or "assistant" or "system"))
+            {
+                return ApiFailure.Invalid($"messages.{index}.role: Input should be 'user' or 'assistant'");
+            }
+
+            if (!FakeJson.TryGet(message, "content", out var content))
+            {
+                return ApiFailure.Invalid($"messages.{index}.content: Field required");
+            }
+
+            var isFinalAssistant = role == "assistant" && index == count - 1;
+            var blocks = new List<TurnBlock>();
+            if (content.ValueKind == JsonValueKind.String)
+            {
+                if (content.GetString()!.Length == 0 && !isFinalAssistant)
+                {
+                    return ApiFailure.Invalid($"messages.{index}: all messages must have non-empty content except for the optional final assistant message");
+                }
+
+                blocks.Add(new TurnBlock(index, -1, "text", content));
+            }
+            else if (content.ValueKind == JsonValueKind.Array)
+            {
+                if (content.GetArrayLength() == 0 && !isFinalAssistant)
+                {
+                    return ApiFailure.Invalid($"messages.{index}: all messages must have non-empty content except for the optional final assistant message");
+                }
+
+                var blockIndex = 0;
+                foreach (var block in content.EnumerateArray())
+                {
+                    var failure = ValidateBlock(block, index, blockIndex, role, out var type);
+                    if (failure is not null)
+                    {
+                        return failure;
+                    }
+
+                    blocks.Add(new TurnBlock(index, blockIndex, type, block));
+                    blockIndex++;
+                }
+            }
+            else
+            {
+                return ApiFailure.Invalid($"messages.{index}.content: Input should be a valid string or a valid list");
+            }
+
+            // "system" messages mid-conversation are tolerated (the SDK can send them) and stay out of the turns.
+            if (role != "system")
+            {
+                if (turns.Count > 0 && turns[^1].Role == role)
+                {
+                    turns[^1].Blocks.AddRange(blocks);
+                    turns[^1].LastMessageIndex = index;
+                }
+                else
+                {
+                    var turn = new Turn(role, index);
+                    turn.Blocks.AddRange(blocks);
+                    turns.Add(turn);
+                }
+            }
+
+            index++;
+        }
+
+        return turns.Count == 0 ? ApiFailure.Invalid("messages: at least one message is required") : null;
+    }
+
+    private static ApiFailure? ValidateBlock(JsonElement block, int messageIndex, int blockIndex, string role, out string type)
+    {
+        type = "";
+        var path = $"messages.{messageIndex}.content.{blockIndex}";
+        if (block.ValueKind != JsonValueKind.Object)
+        {
+            return ApiFailure.Invalid($"{path}: Input should be a valid dictionary");
+        }
+
+        if (FakeJson.GetString(block, "type") is not { } blockType)
+        {
+            return ApiFailure.Invalid($"{path}.type: Field required");
+        }
+
+        type = blockType;
+        switch (blockType)
+        {
+            case "text":
+                if (FakeJson.GetString(block, "text") is not { } text)
+                {
+                    return ApiFailure.Invalid($"{path}.text.text: Field required");
+                }
+
+                return text.Length == 0 ? ApiFailure.Invalid("messages: text content blocks must be non-empty") : null;
+            case "tool_use":
+                if (role != "assistant")
+                {
+                    return ApiFailure.Invalid($"{path}: `tool_use` blocks can only be in `assistant` messages");
+                }
+
+                if (FakeJson.GetString(block, "id") is null)
+                {
+                    return ApiFailure.Invalid($"{path}.tool_use.id: Field required");
+                }
+
+                if (FakeJson.GetString(block, "name") is null)
+                {
+                    return ApiFailure.Invalid($"{path}.tool_use.name: Field required");
+                }
+
+                return FakeJson.TryGet(block, "input", out var input) && input.ValueKind == JsonValueKind.Object
+                    ? null
+                    : ApiFailure.Invalid($"{path}.tool_use.input: Input should be a valid dictionary");
+            case "tool_result":
+                if (role != "user")
+                {
+                    return ApiFailure.Invalid($"{path}: `tool_result` blocks can only be in `user` messages");
+                }
+
+                return FakeJson.GetString(block, "tool_use_id") is null
+                    ? ApiFailure.Invalid($"{path}.tool_result.tool_use_id: Field required")
+                    : null;
+            default:
+                return null;
+        }
+    }
+
+    private static ApiFailure? ValidateConversation(List<Turn> turns)
+    {
+        if (turns[0].Role != "user")
+        {
+            return ApiFailure.Invalid("messages: first message must use the \"user\" role");
+        }
+
+        for (var t = 0; t < turns.Count; t++)
+        {
+            var turn = turns[t];
+            if (turn.Role == "assistant")
+            {
+                var toolUseIds = turn.Blocks.Where(b => b.Type == "tool_use").Select(b => FakeJson.GetString(b.Element, "id")!).ToList();
+                if (toolUseIds.Count == 0)
+                {
+                    continue;
+                }
+
+                // The tool_result blocks must open the very next user turn.
+                var answered = new HashSet<string>(StringComparer.Ordinal);
+                if (t + 1 < turns.Count)
+                {
+                    foreach (var block in turns[t + 1].Blocks)
+                    {
+                        if (block.Type != "tool_result")
+                        {
+                            break;
+                        }
+
+                        answered.Add(FakeJson.GetString(block.Element, "tool_use_id")!);
+                    }
+                }
+
+                var missing = toolUseIds.Where(id => !answered.Contains(id)).ToList();
+                if (missing.Count > 0)
+                {
+                    return ApiFailure.Invalid($"messages.{turn.LastMessageIndex}: `tool_use` ids were found without `tool_result` blocks immediately after: {string.Join(", ", missing)}. Each `tool_use` block must have a corresponding `tool_result` block in the next message.");
+                }
+            }
+            else
+            {
+                var previousToolUseIds = t > 0
+                    ? turns[t - 1].Blocks.Where(b => b.Type == "tool_use").Select(b => FakeJson.GetString(b.Element, "id")!).ToHashSet(StringComparer.Ordinal)
+                    : [];
+                foreach (var block in turn.Blocks)
+                {
+                    if (block.Type == "tool_result" && !previousToolUseIds.Contains(FakeJson.GetString(block.Element, "tool_use_id")!))
+                    {
+                        return ApiFailure.Invalid($"{block.Path}: unexpected `tool_use_id` found in `tool_result` blocks: {FakeJson.GetString(block.Element, "tool_use_id")}. Each `tool_result` block must have a corresponding `tool_use` block in the previous message.");
+                    }
+                }
+            }
+        }
+
+        return null;
+    }
+}

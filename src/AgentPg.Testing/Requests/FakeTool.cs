@@ -1,0 +1,20 @@
+using System.Text.Json;
+
+namespace AgentPg.Testing;
+
+/// <summary>A tool offered in a request's <c>tools</c>.</summary>
+/// <param name="Name">The tool name.</param>
+public sealed record FakeTool(string Name)
+{
+    /// <summary>The description, if any.</summary>
+    public string? Description { get; init; }
+
+    /// <summary>The <c>input_schema</c> of a client tool; <see langword="null"/> for server tools.</summary>
+    public JsonElement? InputSchema { get; init; }
+
+    /// <summary>The <c>type</c> of a server tool (for example <c>web_search_20250305</c>); <see langword="null"/> for client tools.</summary>
+    public string? ServerToolType { get; init; }
+
+    /// <summary>The tool definition as sent.</summary>
+    public JsonElement Json { get; init; }
+}

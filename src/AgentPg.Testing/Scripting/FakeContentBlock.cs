@@ -1,0 +1,74 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+
+namespace AgentPg.Testing;
+
+/// <summary>
+/// One content block of a scripted assistant message. Make blocks with the static factories
+/// (<see cref="Text(string)"/>, <see cref="ToolUse(string, object?, string?)"/>, <see cref="Thinking(string, string?)"/>…)
+/// and combine them with <see cref="FakeReply.Message(FakeContentBlock[])"/>.
+/// </summary>
+public abstract record FakeContentBlock
+{
+    private protected FakeContentBlock()
+    {
+    }
+
+    /// <summary>The block's <c>type</c> on the wire, for example <c>text</c> or <c>tool_use</c>.</summary>
+    public abstract string Type { get; }
+
+    /// <summary>A <c>text</c> block.</summary>
+    /// <param name="text">The text.</param>
+    /// <returns>The block.</returns>
+    public static FakeTextBlock Text(string text) => new(text);
+
+    /// <summary>A <c>tool_use</c> block: the model calls <paramref name="name"/> with <paramref name="input"/>.</summary>
+    /// <param name="name">The tool name.</param>
+    /// <param name="input">The input object: an anonymous object, a dictionary, a <see cref="JsonElement"/>, a
+    /// <c>JsonNode</c> or a JSON string; <see langword="null"/> means <c>{}</c>.</param>
+    /// <param name="id">The tool_use id; <see langword="null"/> generates a fresh <c>toolu_01…</c> id for every answer.</param>
+    /// <returns>The block.</returns>
+    public static FakeToolUseBlock ToolUse(string name, object? input = null, string? id = null) =>
+        new(name, FakeJson.ToObject(input, nameof(input))) { Id = id };
+
+    /// <summary>
+    /// A <c>tool_use</c> block cut off by <c>max_tokens</c>: a stream sends exactly <paramref name="partialInputJson"/> (for
+    /// example <c>{"location": "Par</c>) as <c>input_json_delta</c> chunks and stops mid-object, as the real API does. A
+    /// non-streaming answer carries, as <c>input</c>, the top-level properties that were complete before the cut
+    /// (<c>{}</c> when none). Use it with <see cref="FakeStopReason.MaxTokens"/>.
+    /// </summary>
+    /// <param name="name">The tool name.</param>
+    /// <param name="partialInputJson">The JSON text the model produced before it was cut off.</param>
+    /// <param name="id">The tool_use id; <see langword="null"/> generates one.</param>
+    /// <returns>The block.</returns>
+    public static FakeToolUseBlock TruncatedToolUse(string name, string partialInputJson, string? id = null)
+    {
+        ArgumentNullException.ThrowIfNull(partialInputJson);
+        return new(name, FakeJson.CompleteTopLevelMembers(partialInputJson)) { Id = id, PartialInputJson = partialInputJson };
+    }
+
+    /// <summary>A <c>thinking</c> block (extended thinking).</summary>
+    /// <param name="thinking">The thinking text.</param>
+    /// <param name="signature">The signature; <see langword="null"/> derives a stable one from the text.</param>
+    /// <returns>The block.</returns>
+    public static FakeThinkingBlock Thinking(string thinking, string? signature = null)
+    {
+        ArgumentNullException.ThrowIfNull(thinking);
+        return new(thinking, signature ?? Convert.ToBase64String(SHA256.HashData(Encoding.UTF8.GetBytes("thinking:" + thinking))));
+    }
+
+    /// <summary>A <c>redacted_thinking</c> block.</summary>
+    /// <param name="data">The opaque data; <see langword="null"/> uses a fixed placeholder.</param>
+    /// <returns>The block.</returns>
+    public static FakeRedactedThinkingBlock RedactedThinking(string? data = null) =>
+        new(data ?? "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP");
+
+    /// <summary>
+    /// Any other block, sent verbatim (for example <c>server_tool_use</c> or <c>web_search_tool_result</c>). A stream sends
+    /// it whole in <c>content_block_start</c>, with no deltas.
+    /// </summary>
+    /// <param name="json">The block object; it must have a string <c>type</c>.</param>
+    /// <returns>The block.</returns>
+    public static FakeRawBlock Raw(JsonElement json) => new(json);
+}

@@ -1,0 +1,20 @@
+namespace AgentPg.Testing;
+
+/// <summary>
+/// Explicit token counts for a <see cref="FakeReply"/>. Every count left <see langword="null"/> is estimated by the server:
+/// input from the request (UTF-8 bytes / 4, rounded up, per block), cache counts from its prompt cache, output from the reply.
+/// </summary>
+public sealed record FakeUsage
+{
+    /// <summary>The <c>input_tokens</c> to report (the uncached input).</summary>
+    public long? InputTokens { get; init; }
+
+    /// <summary>The <c>output_tokens</c> to report.</summary>
+    public long? OutputTokens { get; init; }
+
+    /// <summary>The <c>cache_creation_input_tokens</c> to report.</summary>
+    public long? CacheCreationInputTokens { get; init; }
+
+    /// <summary>The <c>cache_read_input_tokens</c> to report.</summary>
+    public long? CacheReadInputTokens { get; init; }
+}
