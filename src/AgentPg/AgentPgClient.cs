@@ -2,7 +2,12 @@ using System.Collections.Concurrent;
 using System.Reflection;
 using AgentPg.Diagnostics;
 using AgentPg.Internal;
+using AgentPg.Notifications;
+using AgentPg.Runs;
 using AgentPg.Storage;
+using AgentPg.Workers;
+using Anthropic;
+using Anthropic.Core;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
@@ -29,8 +34,11 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<string, ITool> _tools = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _lifecycle = new(1, 1);
+    private readonly Engine _engine;
+    private readonly NotificationListener _listener;
     private volatile bool _started;
     private bool _disposed;
+    private WorkerSet? _workers;
 
     private AgentPgClient(NpgsqlDataSource dataSource, AgentPgOptions options)
     {
@@ -40,6 +48,10 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         _logger = options.LoggerFactory?.CreateLogger("AgentPg") ?? NullLogger.Instance;
         _time = options.TimeProvider;
         InstanceId = options.InstanceId!;
+        _engine = new Engine(dataSource, options, _sql, _logger, InstanceId, _tools);
+        _listener = new NotificationListener(dataSource, _sql.Schema, _time, _logger);
+        _listener.Received += OnNotification;
+        _listener.Reconnected += OnListenerReconnected;
     }
 
     /// <summary>Creates a client.</summary>
@@ -100,6 +112,10 @@ public sealed partial class AgentPgClient : IAsyncDisposable
             await EnsureSchemaAsync(cancellationToken).ConfigureAwait(false);
             await RegisterInstanceAsync(cancellationToken).ConfigureAwait(false);
             await SyncToolsAsync(_tools.Values.ToList(), cancellationToken).ConfigureAwait(false);
+            await EnsureListenerAsync(cancellationToken).ConfigureAwait(false);
+            _engine.Claude = CreateClaudeClient();
+            _workers = new WorkerSet(_engine, RegisterAgainAsync);
+            _workers.Start();
             _started = true;
             Log.ClientStarted(_logger, InstanceId, _options.InstanceName!, _options.Schema, _tools.Count);
         }
@@ -125,6 +141,9 @@ public sealed partial class AgentPgClient : IAsyncDisposable
             }
 
             _started = false;
+            var workers = _workers!;
+            _workers = null;
+            await workers.StopAsync(cancellationToken).ConfigureAwait(false);
             var released = 0;
             try
             {
@@ -136,6 +155,8 @@ public sealed partial class AgentPgClient : IAsyncDisposable
                 Log.StopFailed(_logger, ex, InstanceId);
             }
 
+            (_engine.Claude as IDisposable)?.Dispose();
+            _engine.Claude = null;
             Log.ClientStopped(_logger, InstanceId, released);
         }
         finally
@@ -160,7 +181,150 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         }
 
         _disposed = true;
+        await _listener.DisposeAsync().ConfigureAwait(false);
         _lifecycle.Dispose();
+    }
+
+    private IAnthropicClient CreateClaudeClient()
+    {
+        var options = new ClientOptions { ApiKey = _options.ApiKey };
+        if (_options.BaseUrl is { } baseUrl)
+        {
+            options.BaseUrl = baseUrl;
+        }
+
+        return new AnthropicClient(options);
+    }
+
+    private async Task RegisterAgainAsync(CancellationToken cancellationToken)
+    {
+        await RegisterInstanceAsync(cancellationToken).ConfigureAwait(false);
+        await SyncToolsAsync(_tools.Values.ToList(), cancellationToken).ConfigureAwait(false);
+    }
+
+    private Task EnsureListenerAsync(CancellationToken cancellationToken)
+        => _listener.StartAsync(TimeSpan.FromSeconds(5), cancellationToken);
+
+    private void OnNotification(Notification notification)
+    {
+        switch (notification.Channel)
+        {
+            case Channels.RunCreated:
+                Wake(notification.RunMode);
+                if (notification is { ParentRunId: { } parent, RunId: { } child })
+                {
+                    // Callbacks reach child runs even when another instance created them.
+                    _engine.Callbacks.Inherit(parent, child);
+                }
+
+                break;
+            case Channels.RunState:
+                Wake(notification.RunMode);
+                break;
+            case Channels.RunFinalized:
+                if (notification.RunId is { } runId)
+                {
+                    _engine.Waiters.Signal(runId);
+                    _engine.InFlight.Cancel(runId);
+                    if (notification.ParentRunId is { } parentRun && _engine.Callbacks.Has(parentRun))
+                    {
+                        _ = FireAgentToolCompleteAsync(runId);
+                    }
+
+                    _engine.Callbacks.Remove(runId);
+                }
+
+                // The session's next queued run may be claimable now.
+                Wake(null);
+                break;
+            case Channels.ToolPending:
+                _engine.ToolWake.Set();
+                break;
+        }
+    }
+
+    private void OnListenerReconnected()
+    {
+        // Notifications sent while disconnected are lost: look again.
+        Wake(null);
+        _engine.ToolWake.Set();
+        _engine.Waiters.SignalAll();
+    }
+
+    private void Wake(string? runMode)
+    {
+        if (runMode != "batch")
+        {
+            _engine.StreamingWake.Set();
+        }
+
+        if (runMode != "streaming")
+        {
+            _engine.BatchWake.Set();
+        }
+    }
+
+    /// <summary>OnToolComplete of an agent tool: its child run finished and the trigger completed the execution.</summary>
+    private async Task FireAgentToolCompleteAsync(Guid childRunId)
+    {
+        try
+        {
+            var command = Db.Command(_dataSource, null, _sql.ToolExecutions.ByChildRun, P.Uuid(childRunId));
+            await using (command.ConfigureAwait(false))
+            {
+                var reader = await command.ExecuteReaderAsync(CancellationToken.None).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    if (!await reader.ReadAsync(CancellationToken.None).ConfigureAwait(false))
+                    {
+                        return;
+                    }
+
+                    var call = ToolExecutionSql.ReadToolCall(reader);
+                    var execution = ToolExecutionSql.Read(reader);
+                    _engine.Callbacks.FireComplete(new ToolCallEvent
+                    {
+                        RunId = execution.RunId,
+                        SessionId = reader.GetGuid(24),
+                        ToolName = call.Name,
+                        ToolInput = call.Input,
+                        IsAgentTool = true,
+                        IterationNumber = call.IterationNumber,
+                        Output = call.Output,
+                        IsError = call.IsError,
+                        ErrorMessage = call.ErrorMessage.Length == 0 ? null : call.ErrorMessage,
+                        Duration = call.Duration,
+                    });
+                }
+            }
+        }
+        catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException)
+        {
+            Log.CallbackFailed(_logger, ex, "OnToolComplete", childRunId, "(agent tool)");
+        }
+    }
+
+    private void CancelBatchesInBackground(IReadOnlyList<string> batchIds)
+    {
+        if (batchIds.Count == 0 || _engine.Claude is not { } claude)
+        {
+            return;
+        }
+
+        _ = Task.Run(async () =>
+        {
+            foreach (var batchId in batchIds.Distinct(StringComparer.Ordinal))
+            {
+                try
+                {
+                    await claude.Messages.Batches.Cancel(batchId, new Anthropic.Models.Messages.Batches.BatchCancelParams(), CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is Anthropic.Exceptions.AnthropicException or HttpRequestException or IOException)
+                {
+                    Log.BatchCancelFailed(_logger, ex, batchId);
+                }
+            }
+        });
     }
 
     private async Task EnsureSchemaAsync(CancellationToken cancellationToken)

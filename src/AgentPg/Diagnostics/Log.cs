@@ -19,4 +19,76 @@ internal static partial class Log
 
     [LoggerMessage(1005, LogLevel.Warning, "Stopping instance {InstanceId} did not complete cleanly")]
     public static partial void StopFailed(ILogger logger, Exception exception, string instanceId);
+
+    [LoggerMessage(1101, LogLevel.Information, "LISTEN connection re-established (backend {ProcessId}); running a catch-up poll")]
+    public static partial void ListenerReconnected(ILogger logger, int processId);
+
+    [LoggerMessage(1102, LogLevel.Warning, "LISTEN connection lost; reconnecting in {DelayMs} ms (polling continues meanwhile)")]
+    public static partial void ListenerLost(ILogger logger, Exception exception, double delayMs);
+
+    [LoggerMessage(1103, LogLevel.Error, "Handling a notification on {Channel} failed")]
+    public static partial void NotificationHandlerFailed(ILogger logger, Exception exception, string channel);
+
+    [LoggerMessage(1201, LogLevel.Error, "{Callback} callback of run {RunId} for tool {ToolName} threw; ignored")]
+    public static partial void CallbackFailed(ILogger logger, Exception exception, string callback, Guid runId, string toolName);
+
+    [LoggerMessage(2001, LogLevel.Debug, "Run {RunId}: claim with epoch {ClaimEpoch} was taken away (rescued, cancelled or released); dropping the work")]
+    public static partial void ClaimLost(ILogger logger, Guid runId, long claimEpoch);
+
+    [LoggerMessage(2002, LogLevel.Debug, "Run {RunId}: processing cancelled")]
+    public static partial void RunProcessingCancelled(ILogger logger, Guid runId);
+
+    [LoggerMessage(2003, LogLevel.Error, "Run {RunId}: processing failed")]
+    public static partial void RunProcessingFailed(ILogger logger, Exception exception, Guid runId);
+
+    [LoggerMessage(2004, LogLevel.Information, "Run {RunId}: prompt too long; retrying with the 1M-token context window")]
+    public static partial void ExtendedContextRetry(ILogger logger, Guid runId);
+
+    [LoggerMessage(2005, LogLevel.Warning, "Run {RunId}: Claude's stream failed (failure {Failure}): {Error}; retrying")]
+    public static partial void ModelRetry(ILogger logger, Guid runId, int failure, string error);
+
+    [LoggerMessage(2006, LogLevel.Debug, "Run {RunId} completed after iteration {Iteration} ({StopReason})")]
+    public static partial void RunCompleted(ILogger logger, Guid runId, int iteration, string stopReason);
+
+    [LoggerMessage(2007, LogLevel.Debug, "Run {RunId}: iteration {Iteration} asked for {ToolCount} tools")]
+    public static partial void RunWaitingForTools(ILogger logger, Guid runId, int iteration, int toolCount);
+
+    [LoggerMessage(2008, LogLevel.Warning, "Run {RunId} failed ({ErrorType}): {ErrorMessage}")]
+    public static partial void RunFailed(ILogger logger, Guid runId, string errorType, string errorMessage);
+
+    [LoggerMessage(3001, LogLevel.Warning, "The {Worker} loop failed; retrying")]
+    public static partial void WorkerLoopFailed(ILogger logger, Exception exception, string worker);
+
+    [LoggerMessage(3002, LogLevel.Error, "A {Worker} item failed unexpectedly")]
+    public static partial void WorkerItemFailed(ILogger logger, Exception exception, string worker);
+
+    [LoggerMessage(4001, LogLevel.Information, "Continued {Count} runs left in pending_tools with all tools done")]
+    public static partial void StuckPendingToolsContinued(ILogger logger, int count);
+
+    [LoggerMessage(4002, LogLevel.Debug, "Tool execution {ExecutionId} of run {RunId}: claim taken away; result dropped")]
+    public static partial void ToolClaimLost(ILogger logger, Guid executionId, Guid runId);
+
+    [LoggerMessage(4003, LogLevel.Debug, "Tool execution {ExecutionId} of run {RunId}: cancelled")]
+    public static partial void ToolCancelled(ILogger logger, Guid executionId, Guid runId);
+
+    [LoggerMessage(4004, LogLevel.Debug, "Tool execution {ExecutionId} ({ToolName}) snoozed for {Delay}")]
+    public static partial void ToolSnoozed(ILogger logger, Guid executionId, string toolName, TimeSpan delay);
+
+    [LoggerMessage(4005, LogLevel.Warning, "Tool execution {ExecutionId} ({ToolName}) failed for good after {Attempts} attempts")]
+    public static partial void ToolFailed(ILogger logger, Exception exception, Guid executionId, string toolName, int attempts);
+
+    [LoggerMessage(4006, LogLevel.Warning, "Tool execution {ExecutionId} ({ToolName}) attempt {Attempt} failed: {Error}; retrying in {Delay}")]
+    public static partial void ToolRetrying(ILogger logger, Guid executionId, string toolName, int attempt, TimeSpan delay, string error);
+
+    [LoggerMessage(4007, LogLevel.Debug, "Child run {ChildRunId} created for run {RunId} (agent tool {ToolName})")]
+    public static partial void ChildRunCreated(ILogger logger, Guid childRunId, Guid runId, string toolName);
+
+    [LoggerMessage(5001, LogLevel.Warning, "Instance {InstanceId} was removed as stale while alive; registering it and its tools again")]
+    public static partial void ReRegistering(ILogger logger, string instanceId);
+
+    [LoggerMessage(5002, LogLevel.Warning, "Heartbeat of instance {InstanceId} failed")]
+    public static partial void HeartbeatFailed(ILogger logger, Exception exception, string instanceId);
+
+    [LoggerMessage(6001, LogLevel.Warning, "Cancelling message batch {BatchId} at the API failed; its late result will be discarded")]
+    public static partial void BatchCancelFailed(ILogger logger, Exception exception, string batchId);
 }

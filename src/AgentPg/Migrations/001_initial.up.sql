@@ -261,6 +261,9 @@ CREATE TABLE agentpg_iterations (
     streaming_started_at         TIMESTAMPTZ,
     streaming_completed_at       TIMESTAMPTZ,
     trigger_type                 TEXT NOT NULL DEFAULT 'user_prompt',
+    -- Who made the call and under which claim: the claim history of the run.
+    instance_id                  TEXT,
+    claim_epoch                  BIGINT,
     -- max_tokens sent with this iteration (a continuation after a truncated tool_use doubles it).
     max_tokens                   INTEGER,
     request_message_ids          JSONB,
@@ -433,7 +436,8 @@ CREATE FUNCTION agentpg_notify_run_created() RETURNS TRIGGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     PERFORM pg_notify(agentpg_channel('agentpg_run_created'),
-        json_build_object('run_id', NEW.id, 'run_mode', NEW.run_mode, 'session_id', NEW.session_id)::text);
+        json_build_object('run_id', NEW.id, 'run_mode', NEW.run_mode, 'session_id', NEW.session_id,
+                          'parent_run_id', NEW.parent_run_id)::text);
     RETURN NULL;
 END
 $$;
@@ -691,8 +695,11 @@ $$;
 -- ---------------------------------------------------------------------------------------------------------
 
 -- Inserts one tool execution per element of p_tool_params ({iteration_id, tool_use_id, tool_name, tool_input,
--- is_agent_tool, agent_id, max_attempts, position}) and moves the run to p_new_state with p_run_updates
--- applied (tool_iterations, token counters, iteration_count, response_text, stop_reason). Fenced.
+-- is_agent_tool, agent_id, max_attempts, position}, plus state/error_message for executions that fail before
+-- running: unknown tool, invalid input) and moves the run to p_new_state with p_run_updates applied
+-- (tool_iterations, token counters, iteration_count, response_text, stop_reason). Fenced. When every execution
+-- is already terminal the run continues at once (tool_result message, back to pending). Counters in
+-- p_run_updates are added to the run's (the reference replaced them with client-computed totals).
 CREATE FUNCTION agentpg_create_tool_executions_and_update_run(
     p_tool_params JSONB, p_run_id UUID, p_new_state agentpg_run_state, p_run_updates JSONB,
     p_instance_id TEXT, p_claim_epoch BIGINT)
@@ -703,7 +710,8 @@ BEGIN
 
     RETURN QUERY
     INSERT INTO agentpg_tool_executions (run_id, iteration_id, tool_use_id, tool_name, tool_input, is_agent_tool,
-                                         agent_id, max_attempts, position)
+                                         agent_id, max_attempts, position, state, is_error, error_message,
+                                         tool_output, completed_at)
     SELECT p_run_id,
            (p->>'iteration_id')::uuid,
            p->>'tool_use_id',
@@ -712,23 +720,32 @@ BEGIN
            coalesce((p->>'is_agent_tool')::boolean, FALSE),
            (p->>'agent_id')::uuid,
            coalesce((p->>'max_attempts')::int, 2),
-           coalesce((p->>'position')::int, (ordinality - 1)::int)
+           coalesce((p->>'position')::int, (ordinality - 1)::int),
+           coalesce(p->>'state', 'pending')::agentpg_tool_execution_state,
+           coalesce(p->>'state', 'pending') = 'failed',
+           p->>'error_message',
+           p->>'tool_output',
+           CASE WHEN coalesce(p->>'state', 'pending') IN ('completed', 'failed', 'skipped') THEN now() END
       FROM jsonb_array_elements(p_tool_params) WITH ORDINALITY AS t(p, ordinality)
     RETURNING *;
 
     UPDATE agentpg_runs
        SET state = p_new_state,
-           tool_iterations = coalesce((p_run_updates->>'tool_iterations')::int, tool_iterations),
-           input_tokens = coalesce((p_run_updates->>'input_tokens')::int, input_tokens),
-           output_tokens = coalesce((p_run_updates->>'output_tokens')::int, output_tokens),
-           cache_creation_input_tokens = coalesce((p_run_updates->>'cache_creation_input_tokens')::int, cache_creation_input_tokens),
-           cache_read_input_tokens = coalesce((p_run_updates->>'cache_read_input_tokens')::int, cache_read_input_tokens),
-           iteration_count = coalesce((p_run_updates->>'iteration_count')::int, iteration_count),
+           tool_iterations = tool_iterations + coalesce((p_run_updates->>'tool_iterations')::int, 0),
+           input_tokens = input_tokens + coalesce((p_run_updates->>'input_tokens')::int, 0),
+           output_tokens = output_tokens + coalesce((p_run_updates->>'output_tokens')::int, 0),
+           cache_creation_input_tokens = cache_creation_input_tokens + coalesce((p_run_updates->>'cache_creation_input_tokens')::int, 0),
+           cache_read_input_tokens = cache_read_input_tokens + coalesce((p_run_updates->>'cache_read_input_tokens')::int, 0),
+           iteration_count = iteration_count + coalesce((p_run_updates->>'iteration_count')::int, 0),
            response_text = CASE WHEN p_run_updates ? 'response_text' THEN p_run_updates->>'response_text' ELSE response_text END,
            stop_reason = CASE WHEN p_run_updates ? 'stop_reason' THEN p_run_updates->>'stop_reason' ELSE stop_reason END,
            claimed_by_instance_id = CASE WHEN p_new_state = 'pending_tools' THEN NULL ELSE claimed_by_instance_id END,
            claimed_at = CASE WHEN p_new_state = 'pending_tools' THEN NULL ELSE claimed_at END
      WHERE id = p_run_id;
+
+    IF p_new_state = 'pending_tools' THEN
+        PERFORM agentpg_complete_tools_and_continue_run(p_run_id);
+    END IF;
 END
 $$;
 

@@ -46,6 +46,13 @@ internal sealed class AgentSql
         // Agents that list $1 as a delegate.
         GetDelegators = $"SELECT {Columns} FROM {t} WHERE agent_ids @> ARRAY[$1]::uuid[]";
         Delete = $"DELETE FROM {t} WHERE id = $1";
+        // The delegates of agent $1, in AgentIds order (each is offered to Claude as a tool).
+        GetDelegates = $"""
+            SELECT d.id, d.name, d.description
+              FROM {t} a JOIN {t} d ON d.id = ANY (a.agent_ids)
+             WHERE a.id = $1
+             ORDER BY array_position(a.agent_ids, d.id)
+            """;
         List = $"SELECT {Columns} FROM {t} WHERE metadata @> $1 ORDER BY name, id LIMIT $2 OFFSET $3";
         Count = $"SELECT count(*)::int FROM {t} WHERE metadata @> $1";
         CountReferences = $"""
@@ -71,6 +78,8 @@ internal sealed class AgentSql
     public string GetDelegators { get; }
 
     public string Delete { get; }
+
+    public string GetDelegates { get; }
 
     public string List { get; }
 

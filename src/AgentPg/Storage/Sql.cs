@@ -9,6 +9,10 @@ internal sealed class Sql
         Agents = new AgentSql(schema);
         Sessions = new SessionSql(schema);
         Instances = new InstanceSql(schema);
+        Runs = new RunSql(schema);
+        Messages = new MessageSql(schema);
+        Iterations = new IterationSql(schema);
+        ToolExecutions = new ToolExecutionSql(schema);
     }
 
     public SchemaName Schema { get; }
@@ -18,4 +22,12 @@ internal sealed class Sql
     public SessionSql Sessions { get; }
 
     public InstanceSql Instances { get; }
+
+    public RunSql Runs { get; }
+
+    public MessageSql Messages { get; }
+
+    public IterationSql Iterations { get; }
+
+    public ToolExecutionSql ToolExecutions { get; }
 }

@@ -1,0 +1,441 @@
+using System.Data.Common;
+using System.Text.Json.Nodes;
+using AgentPg.Internal;
+using AgentPg.Storage;
+using Npgsql;
+
+namespace AgentPg;
+
+public sealed partial class AgentPgClient
+{
+    /// <summary>Creates a streaming run: Claude's streaming API answers within seconds.</summary>
+    /// <param name="sessionId">The session; root runs of a session are processed one at a time.</param>
+    /// <param name="agentId">The agent that answers.</param>
+    /// <param name="prompt">The user's message.</param>
+    /// <param name="options">Variables, instructions, tool callbacks, idempotency key and concurrency policy.</param>
+    /// <param name="cancellationToken">Cancels creating the run.</param>
+    /// <returns>The run id (the first run's id when <see cref="RunOptions.IdempotencyKey"/> was used before).</returns>
+    /// <remarks>Any started instance that has the agent's tools picks the run up; this client does not need to be started.</remarks>
+    /// <exception cref="ArgumentException">The prompt is empty, or an option is invalid.</exception>
+    /// <exception cref="AgentPgException">The session or agent does not exist (<see cref="AgentPgErrorCode.SessionNotFound"/>,
+    /// <see cref="AgentPgErrorCode.AgentNotFound"/>), the session is busy under <see cref="ConcurrencyPolicy.Reject"/>
+    /// (<see cref="AgentPgErrorCode.SessionBusy"/>), or the idempotency key belongs to a different request
+    /// (<see cref="AgentPgErrorCode.IdempotencyConflict"/>).</exception>
+    public Task<Guid> RunFastAsync(Guid sessionId, Guid agentId, string prompt, RunOptions? options = null, CancellationToken cancellationToken = default)
+        => CreateRunAsync(null, sessionId, agentId, prompt, RunMode.Streaming, options, cancellationToken);
+
+    /// <summary>Creates a streaming run inside the caller's transaction.</summary>
+    /// <param name="transaction">An open transaction on an <see cref="NpgsqlConnection"/> to the client's database.</param>
+    /// <param name="sessionId">The session.</param>
+    /// <param name="agentId">The agent that answers.</param>
+    /// <param name="prompt">The user's message.</param>
+    /// <param name="options">Per-run options.</param>
+    /// <param name="cancellationToken">Cancels creating the run.</param>
+    /// <returns>The run id.</returns>
+    /// <remarks>The run is invisible to workers until the transaction commits and disappears if it rolls back, so business
+    /// data and agent work commit together. There is no synchronous variant: waiting inside the transaction would deadlock.</remarks>
+    /// <exception cref="ArgumentException">The transaction is not an open Npgsql transaction on the client's database, or an
+    /// argument is invalid.</exception>
+    /// <exception cref="AgentPgException">See <see cref="RunFastAsync(Guid, Guid, string, RunOptions?, CancellationToken)"/>.</exception>
+    public Task<Guid> RunFastAsync(DbTransaction transaction, Guid sessionId, Guid agentId, string prompt, RunOptions? options = null, CancellationToken cancellationToken = default)
+        => CreateRunAsync(TransactionGuard.Require(transaction, _dataSource, nameof(transaction)), sessionId, agentId, prompt, RunMode.Streaming, options, cancellationToken);
+
+    /// <summary>Creates a streaming run and waits for its response.</summary>
+    /// <param name="sessionId">The session.</param>
+    /// <param name="agentId">The agent that answers.</param>
+    /// <param name="prompt">The user's message.</param>
+    /// <param name="options">Per-run options.</param>
+    /// <param name="cancellationToken">Stops waiting; the run itself goes on (cancel it with <see cref="CancelRunAsync"/>).</param>
+    /// <returns>The response of the completed run.</returns>
+    /// <exception cref="AgentPgException">The run failed (<see cref="AgentPgErrorCode.RunFailed"/>) or was cancelled
+    /// (<see cref="AgentPgErrorCode.RunCancelled"/>), or creating it failed.</exception>
+    public async Task<Response> RunFastSyncAsync(Guid sessionId, Guid agentId, string prompt, RunOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var runId = await RunFastAsync(sessionId, agentId, prompt, options, cancellationToken).ConfigureAwait(false);
+        return await WaitForRunAsync(runId, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Waits until a run is final and returns its response.</summary>
+    /// <param name="runId">The run.</param>
+    /// <param name="cancellationToken">Stops waiting; the run itself goes on.</param>
+    /// <returns>The response of the completed run.</returns>
+    /// <remarks>Works on any client, started or not, for runs processed by any instance, any number of times, also after the
+    /// run finished. It wakes on the run's NOTIFY and polls every <see cref="AgentPgOptions.RunPollInterval"/> as a fallback.</remarks>
+    /// <exception cref="AgentPgException">The run does not exist (<see cref="AgentPgErrorCode.RunNotFound"/>), failed
+    /// (<see cref="AgentPgErrorCode.RunFailed"/>, with the run's error) or was cancelled (<see cref="AgentPgErrorCode.RunCancelled"/>).</exception>
+    public async Task<Response> WaitForRunAsync(Guid runId, CancellationToken cancellationToken = default)
+    {
+        await EnsureListenerAsync(cancellationToken).ConfigureAwait(false);
+        while (true)
+        {
+            var signal = _engine.Waiters.Get(runId);
+            var run = await FindRunAsync(runId, cancellationToken).ConfigureAwait(false) ?? throw RunNotFound(runId, "WaitForRun");
+            if (run.State.IsTerminal())
+            {
+                return await BuildResponseAsync(run, cancellationToken).ConfigureAwait(false);
+            }
+
+            try
+            {
+                await signal.WaitAsync(_options.RunPollInterval, _time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                // Polling fallback: a notification can be lost while the LISTEN connection reconnects.
+            }
+        }
+    }
+
+    /// <summary>Gets a run.</summary>
+    /// <param name="id">The run.</param>
+    /// <param name="cancellationToken">Cancels the query.</param>
+    /// <returns>The run.</returns>
+    /// <exception cref="AgentPgException">No run has that id (<see cref="AgentPgErrorCode.RunNotFound"/>).</exception>
+    public async Task<Run> GetRunAsync(Guid id, CancellationToken cancellationToken = default)
+        => await FindRunAsync(id, cancellationToken).ConfigureAwait(false) ?? throw RunNotFound(id, "GetRun");
+
+    /// <summary>Gets every message of a session in conversation order, child runs' messages included.</summary>
+    /// <param name="sessionId">The session.</param>
+    /// <param name="cancellationToken">Cancels the query.</param>
+    /// <returns>The messages with their content blocks.</returns>
+    /// <exception cref="AgentPgException">The session does not exist (<see cref="AgentPgErrorCode.SessionNotFound"/>).</exception>
+    public async Task<IReadOnlyList<Message>> GetMessagesAsync(Guid sessionId, CancellationToken cancellationToken = default)
+    {
+        var command = Db.Command(_dataSource, null, _sql.Messages.BySession, P.Uuid(sessionId));
+        List<Message> messages;
+        await using (command.ConfigureAwait(false))
+        {
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                messages = await MessageSql.ReadMessagesAsync(reader, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        if (messages.Count == 0)
+        {
+            // Distinguish an empty session from a missing one.
+            await GetSessionAsync(sessionId, cancellationToken).ConfigureAwait(false);
+        }
+
+        return messages;
+    }
+
+    /// <summary>Gets the tool calls of a run, in the order Claude made them.</summary>
+    /// <param name="runId">The run.</param>
+    /// <param name="cancellationToken">Cancels the query.</param>
+    /// <returns>The tool calls (empty when the run made none or does not exist).</returns>
+    public async Task<IReadOnlyList<ToolCall>> GetRunToolCallsAsync(Guid runId, CancellationToken cancellationToken = default)
+    {
+        var command = Db.Command(_dataSource, null, _sql.ToolExecutions.ByRun, P.Uuid(runId));
+        await using (command.ConfigureAwait(false))
+        {
+            return await command.QueryListAsync(ToolExecutionSql.ReadToolCall, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Gets the tool calls one iteration asked for.</summary>
+    /// <param name="iterationId">The iteration.</param>
+    /// <param name="cancellationToken">Cancels the query.</param>
+    /// <returns>The tool calls (empty when none).</returns>
+    public async Task<IReadOnlyList<ToolCall>> GetIterationToolCallsAsync(Guid iterationId, CancellationToken cancellationToken = default)
+    {
+        var command = Db.Command(_dataSource, null, _sql.ToolExecutions.ByIteration, P.Uuid(iterationId));
+        await using (command.ConfigureAwait(false))
+        {
+            return await command.QueryListAsync(ToolExecutionSql.ReadToolCall, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Gets the iterations (model calls) of a run, in order.</summary>
+    /// <param name="runId">The run.</param>
+    /// <param name="cancellationToken">Cancels the query.</param>
+    /// <returns>The iterations (empty when none).</returns>
+    public async Task<IReadOnlyList<Iteration>> GetIterationsAsync(Guid runId, CancellationToken cancellationToken = default)
+    {
+        var command = Db.Command(_dataSource, null, _sql.Iterations.ByRun, P.Uuid(runId));
+        await using (command.ConfigureAwait(false))
+        {
+            return await command.QueryListAsync(IterationSql.Read, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Cancels a run and, recursively, the child runs it delegated to.</summary>
+    /// <param name="runId">The run.</param>
+    /// <param name="cancellationToken">Cancels the request (not the run).</param>
+    /// <returns>A task that completes when the run is recorded as cancelled.</returns>
+    /// <remarks>
+    /// Idempotent: cancelling a run that is already final does nothing. In-flight streams and tools of the run are
+    /// cancelled on whichever instance holds them; their late results are refused. Every tool call left without a result
+    /// gets an error tool_result ("cancelled"), so the session stays valid for the next run.
+    /// </remarks>
+    /// <exception cref="AgentPgException">No run has that id (<see cref="AgentPgErrorCode.RunNotFound"/>).</exception>
+    public async Task CancelRunAsync(Guid runId, CancellationToken cancellationToken = default)
+    {
+        var result = await Transient.RetryAsync(async ct =>
+        {
+            var command = Db.Command(_dataSource, null, _sql.Runs.Cancel, P.Uuid(runId));
+            await using (command.ConfigureAwait(false))
+            {
+                var reader = await command.ExecuteReaderAsync(ct).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    await reader.ReadAsync(ct).ConfigureAwait(false);
+                    return (Found: reader.GetBoolean(0), Cancelled: reader.GetBoolean(1), BatchIds: reader.GetFieldValue<string[]>(2));
+                }
+            }
+        }, _time, cancellationToken).ConfigureAwait(false);
+
+        if (!result.Found)
+        {
+            throw RunNotFound(runId, "CancelRun");
+        }
+
+        if (result.Cancelled)
+        {
+            // Local work stops now; other instances learn it from agentpg_run_finalized.
+            _engine.InFlight.Cancel(runId);
+            _engine.Waiters.Signal(runId);
+            CancelBatchesInBackground(result.BatchIds);
+        }
+    }
+
+    private async Task<Guid> CreateRunAsync(NpgsqlTransaction? transaction, Guid sessionId, Guid agentId, string prompt, RunMode mode, RunOptions? options, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        if (string.IsNullOrWhiteSpace(prompt))
+        {
+            throw new ArgumentException("The prompt is empty; a run needs something to answer.", nameof(prompt));
+        }
+
+        if (options?.IdempotencyKey is { } key && (key.Length is 0 or > 255))
+        {
+            throw new ArgumentException("RunOptions.IdempotencyKey must be 1 to 255 characters long.", nameof(options));
+        }
+
+        var policy = options?.ConcurrencyPolicy ?? ConcurrencyPolicy.Queue;
+        if (!Enum.IsDefined(policy))
+        {
+            throw new ArgumentException($"RunOptions.ConcurrencyPolicy {policy} is not a defined value.", nameof(options));
+        }
+
+        var variables = JsonMapping.ToJsonObject(options?.Variables, "RunOptions.Variables");
+        var runOptions = new JsonObject();
+        if (!string.IsNullOrEmpty(options?.OverrideInstructions))
+        {
+            runOptions[RunOptionKeys.OverrideInstructions] = options.OverrideInstructions;
+        }
+
+        if (!string.IsNullOrEmpty(options?.AppendInstructions))
+        {
+            runOptions[RunOptionKeys.AppendInstructions] = options.AppendInstructions;
+        }
+
+        var insertValues = new Func<NpgsqlParameter[]>(() =>
+        [
+            P.Uuid(sessionId), P.Uuid(agentId), P.Text(prompt), P.Text(mode.ToDb()), P.Text(InstanceId), P.Jsonb(variables),
+            P.Jsonb(runOptions.ToJsonString()), P.Text(options?.IdempotencyKey),
+        ]);
+
+        var batch = transaction is null ? _dataSource.CreateBatch() : new NpgsqlBatch(transaction.Connection, transaction);
+        Guid? id = null;
+        string[] batchIdsToCancel = [];
+        await using (batch.ConfigureAwait(false))
+        {
+            if (policy != ConcurrencyPolicy.Queue)
+            {
+                // Serializes rejecting and interrupting creators of one session.
+                AddCommand(batch, _sql.Runs.LockSession, P.Uuid(sessionId));
+            }
+
+            if (policy == ConcurrencyPolicy.Interrupt)
+            {
+                AddCommand(batch, _sql.Runs.CancelActiveRootRuns, P.Uuid(sessionId));
+            }
+
+            AddCommand(batch, policy == ConcurrencyPolicy.Reject ? _sql.Runs.InsertIfSessionIdle : _sql.Runs.Insert, insertValues());
+            try
+            {
+                var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    if (policy != ConcurrencyPolicy.Queue)
+                    {
+                        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                        {
+                            throw SessionNotFound(sessionId, "CreateRun");
+                        }
+
+                        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                    }
+
+                    if (policy == ConcurrencyPolicy.Interrupt)
+                    {
+                        var ids = new List<string>();
+                        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                        {
+                            _engine.InFlight.Cancel(reader.GetGuid(0));
+                            ids.AddRange(reader.GetFieldValue<string[]>(2));
+                        }
+
+                        batchIdsToCancel = [.. ids];
+                        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                    }
+
+                    if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        id = reader.GetGuid(0);
+                    }
+                }
+            }
+            catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.ForeignKeyViolation)
+            {
+                throw ex.ConstraintName == "agentpg_runs_agent_id_fkey"
+                    ? new AgentPgException(AgentPgErrorCode.AgentNotFound, "CreateRun", $"No agent has id {agentId}.", ex) { SessionId = sessionId }
+                    : SessionNotFound(sessionId, "CreateRun");
+            }
+        }
+
+        if (id is null)
+        {
+            // The idempotency key is taken, or (Reject) the session is busy.
+            if (options?.IdempotencyKey is not null
+                && await FindIdempotentRunAsync(transaction, sessionId, agentId, prompt, options.IdempotencyKey, cancellationToken).ConfigureAwait(false) is { } existing)
+            {
+                return existing;
+            }
+
+            throw new AgentPgException(AgentPgErrorCode.SessionBusy, "CreateRun",
+                $"Session {sessionId} already has an active run and the run was created with ConcurrencyPolicy.Reject. " +
+                "Wait for it (WaitForRunAsync), cancel it, or use ConcurrencyPolicy.Queue or Interrupt.")
+            {
+                SessionId = sessionId,
+            };
+        }
+
+        _engine.Callbacks.Register(id.Value, options);
+        if (transaction is null)
+        {
+            CancelBatchesInBackground(batchIdsToCancel);
+            if (_started)
+            {
+                // The NOTIFY reaches every instance; waking the local worker directly saves its delivery.
+                (mode == RunMode.Streaming ? _engine.StreamingWake : _engine.BatchWake).Set();
+            }
+        }
+
+        return id.Value;
+    }
+
+    private async Task<Guid?> FindIdempotentRunAsync(NpgsqlTransaction? transaction, Guid sessionId, Guid agentId, string prompt, string key, CancellationToken cancellationToken)
+    {
+        var command = Db.Command(_dataSource, transaction, _sql.Runs.GetByIdempotencyKey, P.Uuid(sessionId), P.Text(key));
+        await using (command.ConfigureAwait(false))
+        {
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    return null;
+                }
+
+                var existing = reader.GetGuid(0);
+                if (reader.GetGuid(1) != agentId || reader.GetString(2) != prompt)
+                {
+                    throw new AgentPgException(AgentPgErrorCode.IdempotencyConflict, "CreateRun",
+                        $"Idempotency key '{key}' was already used in session {sessionId} for run {existing} with a different " +
+                        "agent or prompt. Use a new key for a new request.")
+                    {
+                        SessionId = sessionId,
+                        RunId = existing,
+                    };
+                }
+
+                return existing;
+            }
+        }
+    }
+
+    private async Task<Run?> FindRunAsync(Guid id, CancellationToken cancellationToken)
+    {
+        var command = Db.Command(_dataSource, null, _sql.Runs.Get, P.Uuid(id));
+        await using (command.ConfigureAwait(false))
+        {
+            return await command.QueryFirstOrDefaultAsync(RunSql.Read, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<Response> BuildResponseAsync(Run run, CancellationToken cancellationToken)
+    {
+        if (run.State == RunState.Failed)
+        {
+            throw new AgentPgException(AgentPgErrorCode.RunFailed, "run", $"Run {run.Id} failed: {run.ErrorMessage}")
+            {
+                RunId = run.Id,
+                SessionId = run.SessionId,
+                Context = new Dictionary<string, object?> { ["error_type"] = run.ErrorType, ["error_message"] = run.ErrorMessage },
+            };
+        }
+
+        if (run.State == RunState.Cancelled)
+        {
+            throw new AgentPgException(AgentPgErrorCode.RunCancelled, "run", $"Run {run.Id} was cancelled.")
+            {
+                RunId = run.Id,
+                SessionId = run.SessionId,
+            };
+        }
+
+        var batch = _dataSource.CreateBatch();
+        await using (batch.ConfigureAwait(false))
+        {
+            AddCommand(batch, _sql.Messages.FinalOfRun, P.Uuid(run.Id), P.Uuid(run.CurrentIterationId));
+            AddCommand(batch, _sql.ToolExecutions.ByRun, P.Uuid(run.Id));
+            AddCommand(batch, _sql.Runs.TreeUsage, P.Uuid(run.Id));
+            var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                var message = (await MessageSql.ReadMessagesAsync(reader, cancellationToken).ConfigureAwait(false)).FirstOrDefault();
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                var toolCalls = new List<ToolCall>();
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    toolCalls.Add(ToolExecutionSql.ReadToolCall(reader));
+                }
+
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                var total = new Usage
+                {
+                    InputTokens = reader.GetInt64(0),
+                    OutputTokens = reader.GetInt64(1),
+                    CacheCreationInputTokens = reader.GetInt64(2),
+                    CacheReadInputTokens = reader.GetInt64(3),
+                };
+                return new Response
+                {
+                    RunId = run.Id,
+                    Text = run.ResponseText ?? "",
+                    StopReason = run.StopReason ?? "",
+                    Usage = run.Usage,
+                    TotalUsage = total,
+                    Message = message,
+                    IterationCount = run.IterationCount,
+                    ToolIterations = run.ToolIterations,
+                    ToolCalls = toolCalls,
+                };
+            }
+        }
+    }
+
+    private static void AddCommand(NpgsqlBatch batch, string sql, params NpgsqlParameter[] parameters)
+    {
+        var command = new NpgsqlBatchCommand(sql);
+        command.Parameters.AddRange(parameters);
+        batch.BatchCommands.Add(command);
+    }
+
+    private static AgentPgException RunNotFound(Guid id, string operation)
+        => new(AgentPgErrorCode.RunNotFound, operation, $"Run {id} does not exist.") { RunId = id };
+}

@@ -1,0 +1,164 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace AgentPg.Claude;
+
+/// <summary>Builds a <see cref="ModelResponse"/> from raw SSE events (their JSON), the way the API would have returned the
+/// message without streaming. Unknown event and delta types are ignored, as the SDK does.</summary>
+internal sealed class StreamAggregator
+{
+    private readonly ModelResponse _response = new();
+    private readonly Dictionary<int, StringBuilder> _partialJson = [];
+    private readonly Dictionary<int, int> _blockPositions = [];
+
+    /// <summary>Called with each text delta as it arrives.</summary>
+    public Action<string>? OnText { get; init; }
+
+    public ModelResponse Response => _response;
+
+    public void Add(JsonElement ev)
+    {
+        switch (ev.TryGetProperty("type", out var t) ? t.GetString() : null)
+        {
+            case "message_start":
+                var message = ev.GetProperty("message");
+                _response.MessageId = message.TryGetProperty("id", out var id) ? id.GetString() : null;
+                _response.Model = message.TryGetProperty("model", out var model) ? model.GetString() : null;
+                if (message.TryGetProperty("usage", out var startUsage))
+                {
+                    _response.Usage = MergeUsage(_response.Usage, startUsage);
+                }
+
+                break;
+
+            case "content_block_start":
+                var index = ev.GetProperty("index").GetInt32();
+                var block = JsonNode.Parse(ev.GetProperty("content_block").GetRawText())!.AsObject();
+                _blockPositions[index] = _response.Blocks.Count;
+                _response.Blocks.Add(block);
+                if ((string?)block["type"] is "tool_use" or "server_tool_use" or "mcp_tool_use")
+                {
+                    _partialJson[index] = new StringBuilder();
+                }
+
+                break;
+
+            case "content_block_delta":
+                ApplyDelta(ev.GetProperty("index").GetInt32(), ev.GetProperty("delta"));
+                break;
+
+            case "content_block_stop":
+                FinishBlock(ev.GetProperty("index").GetInt32());
+                break;
+
+            case "message_delta":
+                if (ev.TryGetProperty("delta", out var delta))
+                {
+                    if (delta.TryGetProperty("stop_reason", out var sr) && sr.ValueKind == JsonValueKind.String)
+                    {
+                        _response.StopReason = sr.GetString();
+                    }
+
+                    if (delta.TryGetProperty("stop_sequence", out var ss) && ss.ValueKind == JsonValueKind.String)
+                    {
+                        _response.StopSequence = ss.GetString();
+                    }
+                }
+
+                if (ev.TryGetProperty("usage", out var deltaUsage))
+                {
+                    _response.Usage = MergeUsage(_response.Usage, deltaUsage);
+                }
+
+                break;
+
+            case "message_stop":
+                // Blocks left open (no content_block_stop) are finished as they are.
+                foreach (var open in _partialJson.Keys.ToList())
+                {
+                    FinishBlock(open);
+                }
+
+                _response.Completed = true;
+                break;
+        }
+    }
+
+    private void ApplyDelta(int index, JsonElement delta)
+    {
+        if (!_blockPositions.TryGetValue(index, out var position))
+        {
+            return;
+        }
+
+        var block = _response.Blocks[position];
+        switch (delta.TryGetProperty("type", out var t) ? t.GetString() : null)
+        {
+            case "text_delta":
+                var text = delta.GetProperty("text").GetString() ?? "";
+                block["text"] = ((string?)block["text"] ?? "") + text;
+                OnText?.Invoke(text);
+                break;
+            case "input_json_delta":
+                if (_partialJson.TryGetValue(index, out var sb))
+                {
+                    sb.Append(delta.GetProperty("partial_json").GetString());
+                }
+
+                break;
+            case "thinking_delta":
+                block["thinking"] = ((string?)block["thinking"] ?? "") + delta.GetProperty("thinking").GetString();
+                break;
+            case "signature_delta":
+                block["signature"] = delta.GetProperty("signature").GetString();
+                break;
+            case "citations_delta":
+                if (block["citations"] is not JsonArray citations)
+                {
+                    citations = [];
+                    block["citations"] = citations;
+                }
+
+                citations.Add(JsonNode.Parse(delta.GetProperty("citation").GetRawText()));
+                break;
+        }
+    }
+
+    private void FinishBlock(int index)
+    {
+        if (!_partialJson.Remove(index, out var sb) || !_blockPositions.TryGetValue(index, out var position))
+        {
+            return;
+        }
+
+        var block = _response.Blocks[position];
+        var json = sb.ToString();
+        if (json.Length == 0)
+        {
+            // No input deltas: the input of content_block_start ({} for a tool without parameters) stands.
+            return;
+        }
+
+        try
+        {
+            block["input"] = JsonNode.Parse(json);
+        }
+        catch (JsonException)
+        {
+            // Cut off mid-object (max_tokens). Never executed; the iteration is repeated with more room.
+            _response.TruncatedToolUses.Add(position);
+        }
+    }
+
+    private static Usage MergeUsage(Usage current, JsonElement usage) => new()
+    {
+        InputTokens = Get(usage, "input_tokens") ?? current.InputTokens,
+        OutputTokens = Get(usage, "output_tokens") ?? current.OutputTokens,
+        CacheCreationInputTokens = Get(usage, "cache_creation_input_tokens") ?? current.CacheCreationInputTokens,
+        CacheReadInputTokens = Get(usage, "cache_read_input_tokens") ?? current.CacheReadInputTokens,
+    };
+
+    private static long? Get(JsonElement e, string name)
+        => e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt64() : null;
+}

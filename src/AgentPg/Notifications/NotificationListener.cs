@@ -1,0 +1,163 @@
+using AgentPg.Diagnostics;
+using AgentPg.Storage;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace AgentPg.Notifications;
+
+/// <summary>One dedicated LISTEN connection per client. On loss it reconnects with backoff, LISTENs again and raises
+/// <see cref="Reconnected"/> so subscribers run a catch-up poll (notifications sent while disconnected are lost).</summary>
+internal sealed class NotificationListener : IAsyncDisposable
+{
+    private static readonly TimeSpan s_keepAlive = TimeSpan.FromSeconds(15);
+    private static readonly TimeSpan s_maxBackoff = TimeSpan.FromSeconds(5);
+
+    private readonly NpgsqlDataSource _dataSource;
+    private readonly SchemaName _schema;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Dictionary<string, string> _baseNames;
+    private readonly TaskCompletionSource _firstListen = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private Task? _loop;
+    private NpgsqlConnection? _connection;
+
+    public NotificationListener(NpgsqlDataSource dataSource, SchemaName schema, TimeProvider time, ILogger logger)
+    {
+        _dataSource = dataSource;
+        _schema = schema;
+        _time = time;
+        _logger = logger;
+        _baseNames = Channels.All.ToDictionary(schema.Channel, c => c, StringComparer.Ordinal);
+    }
+
+    /// <summary>Raised on the listener's thread for every notification; handlers must be quick and never throw.</summary>
+    public event Action<Notification>? Received;
+
+    /// <summary>Raised after a lost connection was re-established (not on the first connect).</summary>
+    public event Action? Reconnected;
+
+    /// <summary>The backend process id of the LISTEN connection (tests kill it to simulate a lost connection).</summary>
+    public int? ProcessId => _connection?.ProcessID;
+
+    public bool IsStarted => _loop is not null;
+
+    /// <summary>Starts listening (once); completes when the first LISTEN succeeded or after <paramref name="timeout"/>.
+    /// Without a connection the loop keeps retrying in the background and polling covers the gap.</summary>
+    public async Task StartAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        lock (_stop)
+        {
+            _loop ??= Task.Run(() => RunAsync(_stop.Token), CancellationToken.None);
+        }
+
+        try
+        {
+            await _firstListen.Task.WaitAsync(timeout, _time, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        if (_loop is not null)
+        {
+            await _loop.ConfigureAwait(false);
+        }
+
+        _stop.Dispose();
+    }
+
+    private async Task RunAsync(CancellationToken stop)
+    {
+        var backoff = TimeSpan.FromMilliseconds(100);
+        var connectedBefore = false;
+        while (!stop.IsCancellationRequested)
+        {
+            NpgsqlConnection? connection = null;
+            try
+            {
+                connection = await _dataSource.OpenConnectionAsync(stop).ConfigureAwait(false);
+                connection.Notification += OnNotification;
+                var listen = string.Join("; ", _baseNames.Keys.Select(c => $"LISTEN \"{c}\""));
+                var command = new NpgsqlCommand(listen, connection);
+                await using (command.ConfigureAwait(false))
+                {
+                    await command.ExecuteNonQueryAsync(stop).ConfigureAwait(false);
+                }
+
+                _connection = connection;
+                backoff = TimeSpan.FromMilliseconds(100);
+                _firstListen.TrySetResult();
+                if (connectedBefore)
+                {
+                    Log.ListenerReconnected(_logger, connection.ProcessID);
+                    Reconnected?.Invoke();
+                }
+
+                connectedBefore = true;
+                while (!stop.IsCancellationRequested)
+                {
+                    if (!await connection.WaitAsync(s_keepAlive, stop).ConfigureAwait(false))
+                    {
+                        // Quiet period: prove the connection is alive so a silently dead one is replaced.
+                        var ping = new NpgsqlCommand("SELECT 1", connection);
+                        await using (ping.ConfigureAwait(false))
+                        {
+                            await ping.ExecuteNonQueryAsync(stop).ConfigureAwait(false);
+                        }
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception ex) when (ex is NpgsqlException or IOException or TimeoutException or InvalidOperationException or OperationCanceledException)
+            {
+                Log.ListenerLost(_logger, ex, backoff.TotalMilliseconds);
+            }
+            finally
+            {
+                _connection = null;
+                if (connection is not null)
+                {
+                    connection.Notification -= OnNotification;
+                    await connection.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+
+            try
+            {
+                await Task.Delay(backoff, _time, stop).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+
+            backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, s_maxBackoff.Ticks));
+        }
+    }
+
+    private void OnNotification(object sender, NpgsqlNotificationEventArgs e)
+    {
+        if (!_baseNames.TryGetValue(e.Channel, out var baseName))
+        {
+            return;
+        }
+
+        var notification = Notification.Parse(baseName, e.Payload);
+        try
+        {
+            Received?.Invoke(notification);
+        }
+        catch (Exception ex)
+        {
+            Log.NotificationHandlerFailed(_logger, ex, baseName);
+        }
+    }
+}

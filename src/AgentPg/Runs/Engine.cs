@@ -1,0 +1,58 @@
+using System.Collections.Concurrent;
+using AgentPg.Storage;
+using AgentPg.Workers;
+using Anthropic;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace AgentPg.Runs;
+
+/// <summary>What the workers of one client share.</summary>
+internal sealed class Engine
+{
+    public Engine(NpgsqlDataSource dataSource, AgentPgOptions options, Sql sql, ILogger logger, string instanceId, ConcurrentDictionary<string, ITool> tools)
+    {
+        DataSource = dataSource;
+        Options = options;
+        Sql = sql;
+        Logger = logger;
+        InstanceId = instanceId;
+        Tools = tools;
+        Callbacks = new RunCallbacks(logger);
+    }
+
+    public NpgsqlDataSource DataSource { get; }
+
+    public AgentPgOptions Options { get; }
+
+    public Sql Sql { get; }
+
+    public ILogger Logger { get; }
+
+    public TimeProvider Time => Options.TimeProvider;
+
+    public string InstanceId { get; }
+
+    public ConcurrentDictionary<string, ITool> Tools { get; }
+
+    public InFlightWork InFlight { get; } = new();
+
+    public RunCallbacks Callbacks { get; }
+
+    public RunWaiters Waiters { get; } = new();
+
+    public WakeSignal StreamingWake { get; } = new();
+
+    public WakeSignal BatchWake { get; } = new();
+
+    public WakeSignal ToolWake { get; } = new();
+
+    /// <summary>The Claude client; set when the client starts.</summary>
+    public IAnthropicClient? Claude { get; set; }
+}
+
+/// <summary>A run failure with the error_type it is recorded under.</summary>
+internal sealed class RunFailureException(string errorType, string message, Exception? inner = null) : Exception(message, inner)
+{
+    public string ErrorType { get; } = errorType;
+}

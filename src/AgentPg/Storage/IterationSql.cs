@@ -1,0 +1,78 @@
+using AgentPg.Internal;
+using Npgsql;
+
+namespace AgentPg.Storage;
+
+/// <summary>SQL for agentpg_iterations.</summary>
+internal sealed class IterationSql
+{
+    private const string Columns =
+        "id, run_id, iteration_number, is_streaming, trigger_type, batch_id, batch_status::text, batch_submitted_at, batch_completed_at, " +
+        "batch_expires_at, batch_poll_count, max_tokens, stop_reason, response_message_id, has_tool_use, tool_execution_count, " +
+        "input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens, error_message, error_type, created_at, " +
+        "started_at, completed_at";
+
+    public IterationSql(SchemaName s)
+    {
+        var t = $"{s}.agentpg_iterations";
+        // $1 id, $2 run, $3 number, $4 streaming, $5 trigger, $6 max_tokens, $7 instance, $8 epoch
+        Insert = $"""
+            INSERT INTO {t} (id, run_id, iteration_number, is_streaming, trigger_type, max_tokens, instance_id, claim_epoch,
+                             started_at, streaming_started_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), CASE WHEN $4 THEN now() END)
+            ON CONFLICT (id) DO NOTHING
+            """;
+        // $1 id, $2 stop reason, $3 response message, $4 tool execution count, $5..$8 tokens, $9 error type, $10 error message,
+        // $11 max_tokens sent (null: keep)
+        Complete = $"""
+            UPDATE {t}
+               SET stop_reason = $2, response_message_id = $3, has_tool_use = $4 > 0, tool_execution_count = $4,
+                   input_tokens = $5, output_tokens = $6, cache_creation_input_tokens = $7, cache_read_input_tokens = $8,
+                   error_type = $9, error_message = $10, max_tokens = coalesce($11, max_tokens),
+                   completed_at = now(), streaming_completed_at = CASE WHEN is_streaming THEN now() END
+             WHERE id = $1
+            """;
+        ByRun = $"SELECT {Columns} FROM {t} WHERE run_id = $1 ORDER BY iteration_number";
+        Get = $"SELECT {Columns} FROM {t} WHERE id = $1";
+    }
+
+    public string Insert { get; }
+
+    public string Complete { get; }
+
+    public string ByRun { get; }
+
+    public string Get { get; }
+
+    public static Iteration Read(NpgsqlDataReader r) => new()
+    {
+        Id = r.GetGuid(0),
+        RunId = r.GetGuid(1),
+        IterationNumber = r.GetInt32(2),
+        IsStreaming = r.GetBoolean(3),
+        TriggerType = r.GetString(4),
+        BatchId = r.IsDBNull(5) ? null : r.GetString(5),
+        BatchStatus = r.IsDBNull(6) ? null : DbEnums.ParseBatchStatus(r.GetString(6)),
+        BatchSubmittedAt = r.IsDBNull(7) ? null : r.GetFieldValue<DateTimeOffset>(7),
+        BatchCompletedAt = r.IsDBNull(8) ? null : r.GetFieldValue<DateTimeOffset>(8),
+        BatchExpiresAt = r.IsDBNull(9) ? null : r.GetFieldValue<DateTimeOffset>(9),
+        BatchPollCount = r.GetInt32(10),
+        MaxTokens = r.IsDBNull(11) ? null : r.GetInt32(11),
+        StopReason = r.IsDBNull(12) ? null : r.GetString(12),
+        ResponseMessageId = r.IsDBNull(13) ? null : r.GetGuid(13),
+        HasToolUse = r.GetBoolean(14),
+        ToolExecutionCount = r.GetInt32(15),
+        Usage = new Usage
+        {
+            InputTokens = r.GetInt32(16),
+            OutputTokens = r.GetInt32(17),
+            CacheCreationInputTokens = r.GetInt32(18),
+            CacheReadInputTokens = r.GetInt32(19),
+        },
+        ErrorMessage = r.IsDBNull(20) ? null : r.GetString(20),
+        ErrorType = r.IsDBNull(21) ? null : r.GetString(21),
+        CreatedAt = r.GetFieldValue<DateTimeOffset>(22),
+        StartedAt = r.IsDBNull(23) ? null : r.GetFieldValue<DateTimeOffset>(23),
+        CompletedAt = r.IsDBNull(24) ? null : r.GetFieldValue<DateTimeOffset>(24),
+    };
+}

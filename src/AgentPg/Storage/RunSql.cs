@@ -1,0 +1,201 @@
+using AgentPg.Internal;
+using Npgsql;
+
+namespace AgentPg.Storage;
+
+/// <summary>SQL for agentpg_runs.</summary>
+internal sealed class RunSql
+{
+    public const string Columns =
+        "id, session_id, agent_id, run_mode::text, parent_run_id, parent_tool_execution_id, depth, state::text, previous_state::text, " +
+        "prompt, idempotency_key, current_iteration, current_iteration_id, response_text, stop_reason, input_tokens, output_tokens, " +
+        "cache_creation_input_tokens, cache_read_input_tokens, iteration_count, tool_iterations, continuation_count, error_message, " +
+        "error_type, created_by_instance_id, claimed_by_instance_id, claimed_at, claim_epoch, metadata::text, options::text, " +
+        "created_at, started_at, finalized_at, rescue_attempts, last_rescue_at";
+
+    private const string Terminal = "('completed', 'cancelled', 'failed')";
+
+    public RunSql(SchemaName s)
+    {
+        var t = $"{s}.agentpg_runs";
+        // $1 session, $2 agent, $3 prompt, $4 mode, $5 created_by, $6 metadata (variables), $7 options, $8 idempotency key.
+        // No row back when the idempotency key is already used in the session.
+        Insert = $"""
+            INSERT INTO {t} (session_id, agent_id, prompt, run_mode, created_by_instance_id, metadata, options, idempotency_key)
+            VALUES ($1, $2, $3, $4::{s}.agentpg_run_mode, $5, $6, $7, $8)
+            ON CONFLICT ON CONSTRAINT run_unique_idempotency_key DO NOTHING
+            RETURNING id
+            """;
+        // ConcurrencyPolicy.Reject: same parameters; no row back when the session has an active root run.
+        // Callers lock the session row first (LockSession) so two rejecting inserts cannot both pass.
+        InsertIfSessionIdle = $"""
+            INSERT INTO {t} (session_id, agent_id, prompt, run_mode, created_by_instance_id, metadata, options, idempotency_key)
+            SELECT $1, $2, $3, $4::{s}.agentpg_run_mode, $5, $6, $7, $8
+             WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE session_id = $1 AND parent_run_id IS NULL AND state NOT IN {Terminal})
+            ON CONFLICT ON CONSTRAINT run_unique_idempotency_key DO NOTHING
+            RETURNING id
+            """;
+        LockSession = $"SELECT id FROM {s}.agentpg_sessions WHERE id = $1 FOR NO KEY UPDATE";
+        ActiveRootRunExists = $"SELECT EXISTS (SELECT 1 FROM {t} WHERE session_id = $1 AND parent_run_id IS NULL AND state NOT IN {Terminal})";
+        // ConcurrencyPolicy.Interrupt: cancel the session's active root runs (and their children), returning the batch
+        // ids to cancel at the API.
+        CancelActiveRootRuns = $"""
+            SELECT r.id, c.cancelled, c.batch_ids
+              FROM {t} r, LATERAL {s}.agentpg_cancel_run(r.id) c
+             WHERE r.session_id = $1 AND r.parent_run_id IS NULL AND r.state NOT IN {Terminal}
+            """;
+        GetByIdempotencyKey = $"SELECT id, agent_id, prompt FROM {t} WHERE session_id = $1 AND idempotency_key = $2";
+        Get = $"SELECT {Columns} FROM {t} WHERE id = $1";
+        GetState = $"SELECT state::text FROM {t} WHERE id = $1";
+        Claim = $"SELECT {Columns} FROM {s}.agentpg_claim_runs($1, $2, $3::{s}.agentpg_run_mode)";
+        Fence = $"SELECT {s}.agentpg_fence_run($1, $2, $3)";
+        // Progress of a live stream; not fenced by exception: a lost claim simply matches no row.
+        Progress = $"UPDATE {t} SET last_progress_at = now() WHERE id = $1 AND claim_epoch = $2 AND claimed_by_instance_id = $3";
+        // $1 run, $2 iteration number, $3 iteration id. After the fence.
+        StartIteration = $"UPDATE {t} SET current_iteration = $2, current_iteration_id = $3, last_progress_at = now() WHERE id = $1";
+        // $1 run, $2 response text, $3 stop reason, $4..$7 tokens. After the fence.
+        Complete = $"""
+            UPDATE {t}
+               SET state = 'completed', response_text = $2, stop_reason = $3,
+                   input_tokens = input_tokens + $4, output_tokens = output_tokens + $5,
+                   cache_creation_input_tokens = cache_creation_input_tokens + $6, cache_read_input_tokens = cache_read_input_tokens + $7,
+                   iteration_count = iteration_count + 1, claimed_by_instance_id = NULL, claimed_at = NULL
+             WHERE id = $1
+            """;
+        // An iteration that continues in place (pause_turn, truncated tool call, context retry): count it, keep the claim.
+        // $1 run, $2..$5 tokens, $6 continuation increment. After the fence.
+        Continue = $"""
+            UPDATE {t}
+               SET input_tokens = input_tokens + $2, output_tokens = output_tokens + $3,
+                   cache_creation_input_tokens = cache_creation_input_tokens + $4, cache_read_input_tokens = cache_read_input_tokens + $5,
+                   iteration_count = iteration_count + 1, continuation_count = continuation_count + $6, last_progress_at = now()
+             WHERE id = $1
+            """;
+        // $1 run, $2 error type, $3 error message, $4..$7 tokens of the failed iteration. After the fence.
+        Fail = $"""
+            UPDATE {t}
+               SET state = 'failed', error_type = $2, error_message = $3,
+                   input_tokens = input_tokens + $4, output_tokens = output_tokens + $5,
+                   cache_creation_input_tokens = cache_creation_input_tokens + $6, cache_read_input_tokens = cache_read_input_tokens + $7,
+                   claimed_by_instance_id = NULL, claimed_at = NULL
+             WHERE id = $1
+            """;
+        // $1 tool params (JSON array), $2 run, $3 run updates (JSON), $4 instance, $5 epoch.
+        CreateToolExecutions = $"SELECT count(*)::int FROM {s}.agentpg_create_tool_executions_and_update_run($1, $2, 'pending_tools', $3, $4, $5)";
+        // Usage of the run and of every run below it.
+        TreeUsage = $"""
+            WITH RECURSIVE tree AS (
+                SELECT id, input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens FROM {t} WHERE id = $1
+                UNION ALL
+                SELECT r.id, r.input_tokens, r.output_tokens, r.cache_creation_input_tokens, r.cache_read_input_tokens
+                  FROM {t} r JOIN tree ON r.parent_run_id = tree.id
+            )
+            SELECT coalesce(sum(input_tokens), 0)::bigint, coalesce(sum(output_tokens), 0)::bigint,
+                   coalesce(sum(cache_creation_input_tokens), 0)::bigint, coalesce(sum(cache_read_input_tokens), 0)::bigint
+              FROM tree
+            """;
+        Cancel = $"SELECT found, cancelled, batch_ids FROM {s}.agentpg_cancel_run($1)";
+        ContinueStuckPendingTools = $"""
+            SELECT count(*)::int FROM (
+                SELECT {s}.agentpg_complete_tools_and_continue_run(r.id) AS message_id
+                  FROM {t} r
+                 WHERE r.state = 'pending_tools' AND r.current_iteration_id IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM {s}.agentpg_tool_executions te
+                                    WHERE te.iteration_id = r.current_iteration_id AND te.state IN ('pending', 'running'))
+                 LIMIT 100
+            ) continued WHERE message_id IS NOT NULL
+            """;
+    }
+
+    public string Insert { get; }
+
+    public string InsertIfSessionIdle { get; }
+
+    public string LockSession { get; }
+
+    public string ActiveRootRunExists { get; }
+
+    public string CancelActiveRootRuns { get; }
+
+    public string GetByIdempotencyKey { get; }
+
+    public string Get { get; }
+
+    public string GetState { get; }
+
+    public string Claim { get; }
+
+    public string Fence { get; }
+
+    public string Progress { get; }
+
+    public string StartIteration { get; }
+
+    public string Complete { get; }
+
+    public string Continue { get; }
+
+    public string Fail { get; }
+
+    public string CreateToolExecutions { get; }
+
+    public string TreeUsage { get; }
+
+    public string ContinueStuckPendingTools { get; }
+
+    public string Cancel { get; }
+
+    public static Run Read(NpgsqlDataReader r)
+    {
+        var options = JsonMapping.FromJsonObject(r.GetString(29));
+        return new Run
+        {
+            Id = r.GetGuid(0),
+            SessionId = r.GetGuid(1),
+            AgentId = r.GetGuid(2),
+            RunMode = DbEnums.ParseRunMode(r.GetString(3)),
+            ParentRunId = r.IsDBNull(4) ? null : r.GetGuid(4),
+            ParentToolExecutionId = r.IsDBNull(5) ? null : r.GetGuid(5),
+            Depth = r.GetInt32(6),
+            State = DbEnums.ParseRunState(r.GetString(7)),
+            PreviousState = r.IsDBNull(8) ? null : DbEnums.ParseRunState(r.GetString(8)),
+            Prompt = r.GetString(9),
+            IdempotencyKey = r.IsDBNull(10) ? null : r.GetString(10),
+            CurrentIteration = r.GetInt32(11),
+            CurrentIterationId = r.IsDBNull(12) ? null : r.GetGuid(12),
+            ResponseText = r.IsDBNull(13) ? null : r.GetString(13),
+            StopReason = r.IsDBNull(14) ? null : r.GetString(14),
+            Usage = new Usage
+            {
+                InputTokens = r.GetInt32(15),
+                OutputTokens = r.GetInt32(16),
+                CacheCreationInputTokens = r.GetInt32(17),
+                CacheReadInputTokens = r.GetInt32(18),
+            },
+            IterationCount = r.GetInt32(19),
+            ToolIterations = r.GetInt32(20),
+            ContinuationCount = r.GetInt32(21),
+            ErrorMessage = r.IsDBNull(22) ? null : r.GetString(22),
+            ErrorType = r.IsDBNull(23) ? null : r.GetString(23),
+            CreatedByInstanceId = r.IsDBNull(24) ? null : r.GetString(24),
+            ClaimedByInstanceId = r.IsDBNull(25) ? null : r.GetString(25),
+            ClaimedAt = r.IsDBNull(26) ? null : r.GetFieldValue<DateTimeOffset>(26),
+            ClaimEpoch = r.GetInt64(27),
+            Variables = JsonMapping.FromJsonObject(r.GetString(28)),
+            OverrideInstructions = options.TryGetValue(RunOptionKeys.OverrideInstructions, out var o) ? o as string : null,
+            AppendInstructions = options.TryGetValue(RunOptionKeys.AppendInstructions, out var a) ? a as string : null,
+            CreatedAt = r.GetFieldValue<DateTimeOffset>(30),
+            StartedAt = r.IsDBNull(31) ? null : r.GetFieldValue<DateTimeOffset>(31),
+            FinalizedAt = r.IsDBNull(32) ? null : r.GetFieldValue<DateTimeOffset>(32),
+            RescueAttempts = r.GetInt32(33),
+            LastRescueAt = r.IsDBNull(34) ? null : r.GetFieldValue<DateTimeOffset>(34),
+        };
+    }
+}
+
+/// <summary>Keys of agentpg_runs.options.</summary>
+internal static class RunOptionKeys
+{
+    public const string OverrideInstructions = "override_instructions";
+    public const string AppendInstructions = "append_instructions";
+}

@@ -1,0 +1,165 @@
+using System.Text.Json;
+using AgentPg.Internal;
+using Npgsql;
+
+namespace AgentPg.Storage;
+
+/// <summary>SQL for agentpg_tool_executions.</summary>
+internal sealed class ToolExecutionSql
+{
+    public const string Columns =
+        "te.id, te.run_id, te.iteration_id, te.state::text, te.tool_use_id, te.tool_name, te.tool_input::text, te.is_agent_tool, " +
+        "te.agent_id, te.child_run_id, te.tool_output, te.is_error, te.error_message, te.claimed_by_instance_id, te.claim_epoch, " +
+        "te.attempt_count, te.max_attempts, te.scheduled_at, te.snooze_count, te.last_error, te.created_at, te.started_at, te.completed_at";
+
+    public ToolExecutionSql(SchemaName s)
+    {
+        var t = $"{s}.agentpg_tool_executions";
+        // Claimed executions with what the worker needs to run them: the run's session, agent, variables and depth,
+        // and the iteration number. $1 instance, $2 max count.
+        Claim = $"""
+            SELECT {Columns}, r.session_id, r.agent_id, r.metadata::text, r.depth, i.iteration_number
+              FROM {s}.agentpg_claim_tool_executions($1, $2) te
+              JOIN {s}.agentpg_runs r ON r.id = te.run_id
+              JOIN {s}.agentpg_iterations i ON i.id = te.iteration_id
+            """;
+        Fence = $"SELECT {s}.agentpg_fence_tool_execution($1, $2, $3)";
+        // $1 id, $2 state, $3 output, $4 is_error, $5 error message. After the fence.
+        Complete = $"""
+            UPDATE {t}
+               SET state = $2::{s}.agentpg_tool_execution_state, tool_output = $3, is_error = $4, error_message = $5,
+                   completed_at = now(), claimed_by_instance_id = NULL
+             WHERE id = $1
+            """;
+        // $1 id, $2 delay, $3 error. After the fence.
+        Retry = $"""
+            UPDATE {t}
+               SET state = 'pending', claimed_by_instance_id = NULL, claimed_at = NULL, started_at = NULL,
+                   scheduled_at = now() + $2, last_error = $3
+             WHERE id = $1
+            """;
+        // $1 id, $2 delay, $3 reason. Gives back the attempt the claim took. After the fence.
+        Snooze = $"""
+            UPDATE {t}
+               SET state = 'pending', claimed_by_instance_id = NULL, claimed_at = NULL, started_at = NULL,
+                   scheduled_at = now() + $2, attempt_count = greatest(0, attempt_count - 1), snooze_count = snooze_count + 1,
+                   last_error = $3
+             WHERE id = $1
+            """;
+        ByRun = $"""
+            SELECT {Columns}, i.iteration_number
+              FROM {t} te JOIN {s}.agentpg_iterations i ON i.id = te.iteration_id
+             WHERE te.run_id = $1
+             ORDER BY i.iteration_number, te.position, te.created_at
+            """;
+        ByIteration = $"""
+            SELECT {Columns}, i.iteration_number
+              FROM {t} te JOIN {s}.agentpg_iterations i ON i.id = te.iteration_id
+             WHERE te.iteration_id = $1
+             ORDER BY te.position, te.created_at
+            """;
+        // Agent as tool: the child run answering execution $4 of run $1, for delegate agent $2 with task $3, created by
+        // instance $5. Same session, depth + 1, the parent's variables and mode (instruction overrides stay with the
+        // parent). No row comes back when the delegate already works further up the chain (a cycle). The execution stays
+        // running without a holder; the child's completion finishes it.
+        CreateChildRun = $"""
+            WITH RECURSIVE ancestors AS (
+                SELECT id, agent_id, parent_run_id FROM {s}.agentpg_runs WHERE id = $1
+                UNION ALL
+                SELECT r.id, r.agent_id, r.parent_run_id FROM {s}.agentpg_runs r JOIN ancestors a ON r.id = a.parent_run_id
+            ), child AS (
+                INSERT INTO {s}.agentpg_runs (session_id, agent_id, prompt, run_mode, parent_run_id, parent_tool_execution_id, depth,
+                                              created_by_instance_id, metadata)
+                SELECT p.session_id, $2, $3, p.run_mode, p.id, $4, p.depth + 1, $5, p.metadata
+                  FROM {s}.agentpg_runs p
+                 WHERE p.id = $1 AND NOT EXISTS (SELECT 1 FROM ancestors WHERE agent_id = $2)
+                RETURNING id
+            )
+            UPDATE {t} te SET child_run_id = child.id, claimed_by_instance_id = NULL
+              FROM child
+             WHERE te.id = $4
+            RETURNING child.id
+            """;
+        ByChildRun = $"""
+            SELECT {Columns}, i.iteration_number, r.session_id
+              FROM {t} te JOIN {s}.agentpg_iterations i ON i.id = te.iteration_id JOIN {s}.agentpg_runs r ON r.id = te.run_id
+             WHERE te.child_run_id = $1
+            """;
+        // When the next retry or snooze of this instance's tools is due.
+        NextScheduled = $"SELECT min(scheduled_at) FROM {t} WHERE state = 'pending'";
+    }
+
+    public string Claim { get; }
+
+    public string Fence { get; }
+
+    public string Complete { get; }
+
+    public string Retry { get; }
+
+    public string Snooze { get; }
+
+    public string ByRun { get; }
+
+    public string ByIteration { get; }
+
+    public string NextScheduled { get; }
+
+    public string CreateChildRun { get; }
+
+    public string ByChildRun { get; }
+
+    public static ToolExecution Read(NpgsqlDataReader r) => new()
+    {
+        Id = r.GetGuid(0),
+        RunId = r.GetGuid(1),
+        IterationId = r.GetGuid(2),
+        State = DbEnums.ParseToolExecutionState(r.GetString(3)),
+        ToolUseId = r.GetString(4),
+        ToolName = r.GetString(5),
+        ToolInput = ParseJson(r.GetString(6)),
+        IsAgentTool = r.GetBoolean(7),
+        AgentId = r.IsDBNull(8) ? null : r.GetGuid(8),
+        ChildRunId = r.IsDBNull(9) ? null : r.GetGuid(9),
+        ToolOutput = r.IsDBNull(10) ? null : r.GetString(10),
+        IsError = r.GetBoolean(11),
+        ErrorMessage = r.IsDBNull(12) ? null : r.GetString(12),
+        ClaimedByInstanceId = r.IsDBNull(13) ? null : r.GetString(13),
+        ClaimEpoch = r.GetInt64(14),
+        AttemptCount = r.GetInt32(15),
+        MaxAttempts = r.GetInt32(16),
+        ScheduledAt = r.GetFieldValue<DateTimeOffset>(17),
+        SnoozeCount = r.GetInt32(18),
+        LastError = r.IsDBNull(19) ? null : r.GetString(19),
+        CreatedAt = r.GetFieldValue<DateTimeOffset>(20),
+        StartedAt = r.IsDBNull(21) ? null : r.GetFieldValue<DateTimeOffset>(21),
+        CompletedAt = r.IsDBNull(22) ? null : r.GetFieldValue<DateTimeOffset>(22),
+    };
+
+    public static ToolCall ReadToolCall(NpgsqlDataReader r)
+    {
+        var e = Read(r);
+        return new ToolCall
+        {
+            Name = e.ToolName,
+            Input = e.ToolInput,
+            Output = e.ToolOutput ?? "",
+            IsError = e.IsError,
+            ErrorMessage = e.ErrorMessage ?? "",
+            IsAgentTool = e.IsAgentTool,
+            AgentId = e.AgentId,
+            ChildRunId = e.ChildRunId,
+            Duration = e.StartedAt is { } started && e.CompletedAt is { } completed && completed > started ? completed - started : TimeSpan.Zero,
+            IterationNumber = r.GetInt32(23),
+            State = e.State,
+            StartedAt = e.StartedAt,
+            CompletedAt = e.CompletedAt,
+        };
+    }
+
+    public static JsonElement ParseJson(string json)
+    {
+        using var doc = JsonDocument.Parse(json);
+        return doc.RootElement.Clone();
+    }
+}

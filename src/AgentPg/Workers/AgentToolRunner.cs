@@ -1,0 +1,93 @@
+using AgentPg.Diagnostics;
+using AgentPg.Runs;
+using AgentPg.Storage;
+using Npgsql;
+
+namespace AgentPg.Workers;
+
+/// <summary>Executes an agent-as-tool call: creates the child run that answers it. The child's completion (trigger
+/// agentpg_handle_child_run_complete) completes the execution and continues the parent.</summary>
+internal sealed class AgentToolRunner(Engine engine, ClaimedTool claimed)
+{
+    private readonly ToolExecution _execution = claimed.Execution;
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        var task = _execution.ToolInput.TryGetProperty("task", out var t) && t.ValueKind == System.Text.Json.JsonValueKind.String ? t.GetString()! : "";
+        var delegateId = _execution.AgentId!.Value;
+        var childDepth = claimed.Depth + 1;
+        if (childDepth > engine.Options.MaxAgentDepth)
+        {
+            await FailAsync(
+                $"Delegation refused: agent '{_execution.ToolName}' would run at depth {childDepth}, beyond the limit of " +
+                $"{engine.Options.MaxAgentDepth} (AgentPgOptions.MaxAgentDepth). Answer without delegating further.",
+                cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        var childId = await Transient.RetryAsync(async ct =>
+        {
+            var batch = engine.DataSource.CreateBatch();
+            await using (batch.ConfigureAwait(false))
+            {
+                Add(batch, engine.Sql.ToolExecutions.Fence, P.Uuid(_execution.Id), P.Text(engine.InstanceId), P.Long(_execution.ClaimEpoch));
+                Add(batch, engine.Sql.ToolExecutions.CreateChildRun, P.Uuid(_execution.RunId), P.Uuid(delegateId), P.Text(task),
+                    P.Uuid(_execution.Id), P.Text(engine.InstanceId));
+                var reader = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    await reader.NextResultAsync(ct).ConfigureAwait(false);
+                    return await reader.ReadAsync(ct).ConfigureAwait(false) ? reader.GetGuid(0) : (Guid?)null;
+                }
+            }
+        }, engine.Time, cancellationToken).ConfigureAwait(false);
+
+        if (childId is not { } child)
+        {
+            await FailAsync(
+                $"Delegation refused: agent '{_execution.ToolName}' is already working on this request further up the chain " +
+                "(a delegation cycle). Answer without delegating to it.",
+                cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        engine.Callbacks.Inherit(_execution.RunId, child);
+        Log.ChildRunCreated(engine.Logger, child, _execution.RunId, _execution.ToolName);
+        if (engine.Options.MaxConcurrentStreamingRuns > 0)
+        {
+            engine.StreamingWake.Set();
+        }
+    }
+
+    private async Task FailAsync(string message, CancellationToken cancellationToken)
+    {
+        await Transient.RetryAsync(async ct =>
+        {
+            var batch = engine.DataSource.CreateBatch();
+            await using (batch.ConfigureAwait(false))
+            {
+                Add(batch, engine.Sql.ToolExecutions.Fence, P.Uuid(_execution.Id), P.Text(engine.InstanceId), P.Long(_execution.ClaimEpoch));
+                Add(batch, engine.Sql.ToolExecutions.Complete, P.Uuid(_execution.Id), P.Text("failed"), P.Text((string?)null), P.Bool(true), P.Text(message));
+                await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+            }
+        }, engine.Time, cancellationToken).ConfigureAwait(false);
+        engine.Callbacks.FireComplete(new ToolCallEvent
+        {
+            RunId = _execution.RunId,
+            SessionId = claimed.SessionId,
+            ToolName = _execution.ToolName,
+            ToolInput = _execution.ToolInput,
+            IsAgentTool = true,
+            IterationNumber = claimed.IterationNumber,
+            IsError = true,
+            ErrorMessage = message,
+        });
+    }
+
+    private static void Add(NpgsqlBatch batch, string sql, params NpgsqlParameter[] parameters)
+    {
+        var command = new NpgsqlBatchCommand(sql);
+        command.Parameters.AddRange(parameters);
+        batch.BatchCommands.Add(command);
+    }
+}

@@ -1,0 +1,181 @@
+using AgentPg.Diagnostics;
+using AgentPg.Runs;
+using AgentPg.Storage;
+
+namespace AgentPg.Workers;
+
+/// <summary>The claim loop shared by the run and tool workers.</summary>
+/// <remarks>
+/// <see cref="MaxInFlight"/> bounds the work in progress, not the claim size: each claim takes as many items as there
+/// are free slots, each item runs in its own task, and a finished item frees its slot and wakes the loop. The loop also
+/// wakes on its <see cref="WakeSignal"/> (NOTIFY, local events) and on <see cref="PollInterval"/> as a fallback.
+/// Stopping is two-phase: <c>stopClaiming</c> ends the loop; in-flight items run until <c>hardStop</c> fires.
+/// </remarks>
+internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int maxInFlight, TimeSpan pollInterval) : IDisposable
+{
+    private readonly SemaphoreSlim _slots = new(maxInFlight, maxInFlight);
+    private readonly HashSet<Task> _inFlight = [];
+    private Task? _loop;
+
+    protected Engine Engine => engine;
+
+    protected int MaxInFlight => maxInFlight;
+
+    protected TimeSpan PollInterval => pollInterval;
+
+    protected abstract string Name { get; }
+
+    public void Start(CancellationToken stopClaiming, CancellationToken hardStop)
+        => _loop = Task.Run(() => LoopAsync(stopClaiming, hardStop), CancellationToken.None);
+
+    /// <summary>Waits for the claim loop to end (after stopClaiming) and for in-flight items to finish.</summary>
+    public async Task DrainAsync()
+    {
+        if (_loop is not null)
+        {
+            await _loop.ConfigureAwait(false);
+        }
+
+        Task[] remaining;
+        lock (_inFlight)
+        {
+            remaining = [.. _inFlight];
+        }
+
+        await Task.WhenAll(remaining).ConfigureAwait(false);
+    }
+
+    public void Dispose() => _slots.Dispose();
+
+    protected abstract Task<IReadOnlyList<T>> ClaimAsync(int count, CancellationToken cancellationToken);
+
+    protected abstract Task ProcessAsync(T item, CancellationToken hardStop);
+
+    /// <summary>Periodic extra work of the loop (for example scans); called at most once per poll.</summary>
+    protected virtual Task OnPollAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    private async Task LoopAsync(CancellationToken stopClaiming, CancellationToken hardStop)
+    {
+        var errorDelay = TimeSpan.FromMilliseconds(100);
+        while (!stopClaiming.IsCancellationRequested)
+        {
+            var saturated = false;
+            try
+            {
+                var free = _slots.CurrentCount;
+                if (free > 0)
+                {
+                    var items = await ClaimAsync(free, stopClaiming).ConfigureAwait(false);
+                    foreach (var item in items)
+                    {
+                        await _slots.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+                        Track(RunItemAsync(item, hardStop));
+                    }
+
+                    saturated = items.Count == free;
+                }
+
+                await OnPollAsync(stopClaiming).ConfigureAwait(false);
+                errorDelay = TimeSpan.FromMilliseconds(100);
+            }
+            catch (OperationCanceledException) when (stopClaiming.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception ex)
+            {
+                // Usually the database is unreachable: back off, keep going.
+                Log.WorkerLoopFailed(engine.Logger, ex, Name);
+                saturated = false;
+                try
+                {
+                    await Task.Delay(errorDelay, engine.Time, stopClaiming).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+
+                errorDelay = TimeSpan.FromTicks(Math.Min(errorDelay.Ticks * 2, TimeSpan.FromSeconds(5).Ticks));
+                continue;
+            }
+
+            if (saturated && _slots.CurrentCount > 0)
+            {
+                // More work is likely waiting and a slot is already free again.
+                continue;
+            }
+
+            try
+            {
+                await wake.WaitAsync(pollInterval, engine.Time, stopClaiming).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+        }
+    }
+
+    private async Task RunItemAsync(T item, CancellationToken hardStop)
+    {
+        // Run the item off the loop's thread so a slow synchronous part cannot stall claiming.
+        await Task.Yield();
+        try
+        {
+            await ProcessAsync(item, hardStop).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Log.WorkerItemFailed(engine.Logger, ex, Name);
+        }
+        finally
+        {
+            _slots.Release();
+            wake.Set();
+        }
+    }
+
+    private void Track(Task task)
+    {
+        lock (_inFlight)
+        {
+            _inFlight.Add(task);
+        }
+
+        task.ContinueWith(
+            t =>
+            {
+                lock (_inFlight)
+                {
+                    _inFlight.Remove(t);
+                }
+            },
+            CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
+    }
+}
+
+/// <summary>Claims pending streaming runs this instance can serve and processes each in its own task.</summary>
+internal sealed class StreamingRunWorker(Engine engine)
+    : ClaimingWorker<Run>(engine, engine.StreamingWake, engine.Options.MaxConcurrentStreamingRuns, engine.Options.RunPollInterval)
+{
+    private readonly RunProcessor _processor = new(engine);
+
+    protected override string Name => "streaming run worker";
+
+    protected override async Task<IReadOnlyList<Run>> ClaimAsync(int count, CancellationToken cancellationToken)
+    {
+        var command = Engine.DataSource.CreateCommand(Engine.Sql.Runs.Claim);
+        await using (command.ConfigureAwait(false))
+        {
+            command.Parameters.Add(P.Text(Engine.InstanceId));
+            command.Parameters.Add(P.Int(count));
+            command.Parameters.Add(P.Text("streaming"));
+            return await command.QueryListAsync(RunSql.Read, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    protected override Task ProcessAsync(Run item, CancellationToken hardStop) => _processor.ProcessAsync(item, hardStop);
+}

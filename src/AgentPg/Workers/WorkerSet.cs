@@ -1,0 +1,62 @@
+using AgentPg.Runs;
+
+namespace AgentPg.Workers;
+
+/// <summary>The background loops of a started client, and their two-phase stop.</summary>
+internal sealed class WorkerSet(Engine engine, Func<CancellationToken, Task> registerAgain) : IDisposable
+{
+    // How long in-flight work gets to notice the hard stop before the instance releases it anyway (its late writes are
+    // refused by fencing).
+    private static readonly TimeSpan s_hardStopGrace = TimeSpan.FromSeconds(10);
+
+    private readonly CancellationTokenSource _stopClaiming = new();
+    private readonly CancellationTokenSource _hardStop = new();
+    private readonly CancellationTokenSource _stopHeartbeat = new();
+    private readonly StreamingRunWorker _streaming = new(engine);
+    private readonly ToolWorker _tools = new(engine);
+    private readonly HeartbeatWorker _heartbeat = new(engine, registerAgain);
+
+    public void Start()
+    {
+        _heartbeat.Start(_stopHeartbeat.Token);
+        _streaming.Start(_stopClaiming.Token, _hardStop.Token);
+        _tools.Start(_stopClaiming.Token, _hardStop.Token);
+    }
+
+    /// <summary>Stops claiming, lets in-flight work finish until <paramref name="deadline"/>, then cancels what is left.</summary>
+    public async Task StopAsync(CancellationToken deadline)
+    {
+        await _stopClaiming.CancelAsync().ConfigureAwait(false);
+        var drain = Task.WhenAll(_streaming.DrainAsync(), _tools.DrainAsync());
+        try
+        {
+            await drain.WaitAsync(deadline).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            await _hardStop.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await drain.WaitAsync(s_hardStopGrace, engine.Time, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                // Work that ignores cancellation keeps running detached; releasing it below fences it off.
+            }
+        }
+
+        // The heartbeat runs until here so a long drain never makes this instance look dead.
+        await _stopHeartbeat.CancelAsync().ConfigureAwait(false);
+        await _heartbeat.StopAsync().ConfigureAwait(false);
+        Dispose();
+    }
+
+    public void Dispose()
+    {
+        _streaming.Dispose();
+        _tools.Dispose();
+        _stopClaiming.Dispose();
+        _hardStop.Dispose();
+        _stopHeartbeat.Dispose();
+    }
+}
