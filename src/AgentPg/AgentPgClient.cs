@@ -49,7 +49,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         _time = options.TimeProvider;
         InstanceId = options.InstanceId!;
         _engine = new Engine(dataSource, options, _sql, _logger, InstanceId, _tools);
-        _listener = new NotificationListener(dataSource, _sql.Schema, _time, _logger);
+        _listener = new NotificationListener(dataSource, _sql.Schema, InstanceId, _time, _logger);
         _listener.Received += OnNotification;
         _listener.Reconnected += OnListenerReconnected;
     }

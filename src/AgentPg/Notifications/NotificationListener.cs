@@ -22,8 +22,10 @@ internal sealed class NotificationListener : IAsyncDisposable
     private Task? _loop;
     private NpgsqlConnection? _connection;
 
-    public NotificationListener(NpgsqlDataSource dataSource, SchemaName schema, TimeProvider time, ILogger logger)
+    public NotificationListener(NpgsqlDataSource dataSource, SchemaName schema, string instanceId, TimeProvider time, ILogger logger)
     {
+        var name = "agentpg-listen:" + instanceId;
+        ApplicationName = name.Length > 63 ? name[..63] : name;
         _dataSource = dataSource;
         _schema = schema;
         _time = time;
@@ -41,6 +43,9 @@ internal sealed class NotificationListener : IAsyncDisposable
     public int? ProcessId => _connection?.ProcessID;
 
     public bool IsStarted => _loop is not null;
+
+    /// <summary>The application_name of the LISTEN connection: <c>agentpg-listen:{instance id}</c> (at most 63 bytes).</summary>
+    public string ApplicationName { get; }
 
     /// <summary>Starts listening (once); completes when the first LISTEN succeeded or after <paramref name="timeout"/>.
     /// Without a connection the loop keeps retrying in the background and polling covers the gap.</summary>
@@ -82,6 +87,14 @@ internal sealed class NotificationListener : IAsyncDisposable
             {
                 connection = await _dataSource.OpenConnectionAsync(stop).ConfigureAwait(false);
                 connection.Notification += OnNotification;
+                // Tagged so operators (and tests) can find the connection in pg_stat_activity.
+                var tag = new NpgsqlCommand("SELECT set_config('application_name', $1, false)", connection);
+                await using (tag.ConfigureAwait(false))
+                {
+                    tag.Parameters.Add(P.Text(ApplicationName));
+                    await tag.ExecuteNonQueryAsync(stop).ConfigureAwait(false);
+                }
+
                 var listen = string.Join("; ", _baseNames.Keys.Select(c => $"LISTEN \"{c}\""));
                 var command = new NpgsqlCommand(listen, connection);
                 await using (command.ConfigureAwait(false))

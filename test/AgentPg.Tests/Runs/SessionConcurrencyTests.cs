@@ -1,0 +1,77 @@
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+
+namespace AgentPg.Tests.Runs;
+
+public sealed class SessionConcurrencyTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    [DatabaseFact]
+    public async Task Queue_TwoRootRunsInOneSession_RunOneAfterTheOtherWithValidHistory()
+    {
+        await using var h = await Harness.StartAsync(db, o => o.MaxConcurrentStreamingRuns = 5);
+        var agent = await h.AgentAsync();
+        var session = await h.Client.NewSessionAsync();
+        var release = new TaskCompletionSource();
+        var firstArrived = new TaskCompletionSource();
+        h.Claude.Respond(async (request, ct) =>
+        {
+            if (request.LastUserText == "first")
+            {
+                firstArrived.TrySetResult();
+                await release.Task.WaitAsync(ct);
+                return FakeReply.Text("answer one");
+            }
+
+            return FakeReply.Text("answer two");
+        });
+
+        var first = await h.Client.RunFastAsync(session, agent.Id, "first");
+        var second = await h.Client.RunFastAsync(session, agent.Id, "second");
+        await Eventually.WithinAsync(firstArrived.Task, "the first run's request");
+
+        // While the first streams, the second waits in pending and its prompt is not in the conversation yet.
+        Assert.Equal(RunState.Pending, (await h.Client.GetRunAsync(second)).State);
+        Assert.DoesNotContain(await h.Client.GetMessagesAsync(session), m => m.Content.Any(b => b.Text == "second"));
+
+        release.SetResult();
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(second), "the second run");
+
+        var secondRequest = h.Claude.Requests.Where(r => r.IsMessagesCall).Last();
+        var sent = secondRequest.Body!.Value.GetProperty("messages");
+        Assert.Equal(3, sent.GetArrayLength());
+        Assert.Equal("answer one", sent[1].GetProperty("content")[0].GetProperty("text").GetString());
+        Assert.Equal(["first", "answer one", "second", "answer two"],
+            (await h.Client.GetMessagesAsync(session)).Select(m => m.Content.Single().Text));
+        Assert.True((await h.Client.GetRunAsync(second)).StartedAt >= (await h.Client.GetRunAsync(first)).FinalizedAt);
+    }
+
+    [DatabaseFact]
+    public async Task Interrupt_CancelsTheActiveRunAndRunsTheNewOne()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        var session = await h.Client.NewSessionAsync();
+        var firstArrived = new TaskCompletionSource();
+        h.Claude.Respond(async (request, ct) =>
+        {
+            if (request.LastUserText == "long task")
+            {
+                firstArrived.TrySetResult();
+                await new TaskCompletionSource().Task.WaitAsync(ct);
+            }
+
+            return FakeReply.Text("new answer");
+        });
+        var first = await h.Client.RunFastAsync(session, agent.Id, "long task");
+        await Eventually.WithinAsync(firstArrived.Task, "the first run's request");
+
+        var second = await h.Client.RunFastAsync(session, agent.Id, "do this instead", new RunOptions { ConcurrencyPolicy = ConcurrencyPolicy.Interrupt });
+
+        var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(second), "the interrupting run");
+        Assert.Equal("new answer", response.Text);
+        var cancelled = await h.Client.GetRunAsync(first);
+        Assert.Equal(RunState.Cancelled, cancelled.State);
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => h.Client.WaitForRunAsync(first));
+        Assert.Equal(AgentPgErrorCode.RunCancelled, ex.Code);
+    }
+}
