@@ -20,9 +20,12 @@ public sealed class Harness : IAsyncDisposable
     /// <summary>The first client (started unless created with start: false).</summary>
     public AgentPgClient Client => _clients[0];
 
-    public static async Task<Harness> StartAsync(SchemaFixture db, Action<AgentPgOptions>? configure = null, bool start = true, params ITool[] tools)
+    public static Task<Harness> StartAsync(SchemaFixture db, Action<AgentPgOptions>? configure = null, bool start = true, params ITool[] tools)
+        => StartAsync(db, new FakeClaudeServerOptions(), configure, start, tools);
+
+    public static async Task<Harness> StartAsync(SchemaFixture db, FakeClaudeServerOptions claudeOptions, Action<AgentPgOptions>? configure = null, bool start = true, params ITool[] tools)
     {
-        var claude = await FakeClaudeServer.StartAsync();
+        var claude = await FakeClaudeServer.StartAsync(claudeOptions);
         var harness = new Harness(db, claude);
         await harness.AddClientAsync(configure, start, tools);
         return harness;

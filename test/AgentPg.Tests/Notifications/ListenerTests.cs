@@ -1,0 +1,71 @@
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+
+namespace AgentPg.Tests.Notifications;
+
+public sealed class ListenerTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    [DatabaseFact]
+    public async Task ListenConnectionKilled_ReconnectsAndNewRunsArePickedUpPromptly()
+    {
+        // Polling is slowed down so that only notifications can explain a prompt pickup.
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.RunPollInterval = TimeSpan.FromMinutes(2);
+            o.ToolPollInterval = TimeSpan.FromMinutes(2);
+        });
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(request => FakeReply.Text("answer to " + request.LastUserText));
+        var appName = "agentpg-listen:" + h.Client.InstanceId;
+        var before = await ListenerPidAsync(appName);
+        Assert.NotNull(before);
+
+        // Work before the kill, to prove the path works at all.
+        Assert.Equal("answer to one", (await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "one")).Text);
+
+        await db.ScalarAsync<bool>("SELECT pg_terminate_backend($1)", before!.Value);
+        // A run created while the listener is down is found by the catch-up poll after the reconnect.
+        var whileDown = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "two");
+
+        await Eventually.TrueAsync(async () => await ListenerPidAsync(appName) is { } pid && pid != before, "the LISTEN connection is re-established", TimeSpan.FromSeconds(20));
+        Assert.Equal("answer to two", (await Eventually.WithinAsync(h.Client.WaitForRunAsync(whileDown), "the run created while disconnected", TimeSpan.FromSeconds(20))).Text);
+
+        // And new runs are dispatched by notification again, well within the 2-minute poll interval.
+        var started = DateTime.UtcNow;
+        var three = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "three"), "a run after the reconnect", TimeSpan.FromSeconds(20));
+        Assert.Equal("answer to three", three.Text);
+        Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(10));
+    }
+
+    [DatabaseFact]
+    public async Task WaitForRunAsync_OnAProducerClient_WakesOnTheFinalizedNotification()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        // The producer polls only every 2 minutes: the notification must wake it.
+        var producer = await h.AddClientAsync(o => o.RunPollInterval = TimeSpan.FromMinutes(2), start: false);
+        h.Claude.Enqueue(FakeReply.Text("from the worker"));
+
+        var run = await producer.RunFastAsync(await producer.NewSessionAsync(), agent.Id, "hi");
+        var response = await Eventually.WithinAsync(producer.WaitForRunAsync(run), "the producer's wait", TimeSpan.FromSeconds(20));
+
+        Assert.Equal("from the worker", response.Text);
+        // Waiting again after the end returns at once.
+        Assert.Equal("from the worker", (await producer.WaitForRunAsync(run)).Text);
+    }
+
+    [DatabaseFact]
+    public async Task WaitForRunAsync_UnknownRun_ThrowsRunNotFound()
+    {
+        await using var h = await Harness.StartAsync(db, start: false);
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => h.Client.WaitForRunAsync(Guid.NewGuid()));
+        Assert.Equal(AgentPgErrorCode.RunNotFound, ex.Code);
+    }
+
+    private async Task<int?> ListenerPidAsync(string applicationName)
+    {
+        await using var command = db.DataSource.CreateCommand("SELECT pid FROM pg_stat_activity WHERE application_name = $1");
+        command.Parameters.Add(new Npgsql.NpgsqlParameter { Value = applicationName });
+        return await command.ExecuteScalarAsync() as int?;
+    }
+}

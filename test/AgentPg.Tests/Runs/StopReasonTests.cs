@@ -1,0 +1,251 @@
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+
+namespace AgentPg.Tests.Runs;
+
+public sealed class StopReasonTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    private static ToolSchema NoteSchema => new()
+    {
+        Properties = new Dictionary<string, PropertyDef> { ["text"] = new() { Type = "string" } },
+        Required = ["text"],
+    };
+
+    [DatabaseTheory]
+    [InlineData("end_turn")]
+    [InlineData("stop_sequence")]
+    [InlineData("max_tokens")]
+    [InlineData("refusal")]
+    public async Task TextAnswer_CompletesWithTheStopReasonReported(string stopReason)
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        h.Claude.Enqueue(FakeReply.Text("partial or full answer") with { StopReason = stopReason, StopSequence = stopReason == "stop_sequence" ? "END" : null });
+
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi");
+
+        Assert.Equal(stopReason, response.StopReason);
+        Assert.Equal("partial or full answer", response.Text);
+        Assert.Equal(RunState.Completed, (await h.Client.GetRunAsync(response.RunId)).State);
+    }
+
+    [DatabaseFact]
+    public async Task MaxTokensWithTruncatedToolUse_NeverExecutesThePartialCallAndRetriesWithDoubledMaxTokens()
+    {
+        var inputs = new List<string>();
+        await using var h = await Harness.StartAsync(db, tools: new TestTool("save_note", (_, input, _) =>
+        {
+            lock (inputs)
+            {
+                inputs.Add(input.GetProperty("text").GetString()!);
+            }
+
+            return Task.FromResult("saved");
+        }, NoteSchema));
+        var agent = await h.AgentAsync(a => a with { MaxTokens = 1000 });
+        h.Claude.Enqueue(
+            FakeReply.Message(FakeContentBlock.Text("Saving."), FakeContentBlock.TruncatedToolUse("save_note", "{\"text\": \"a very long no")) with { StopReason = "max_tokens" },
+            FakeReply.Message(FakeContentBlock.ToolUse("save_note", new { text = "a very long note" })) with { StopReason = "tool_use" },
+            FakeReply.Text("Saved your note."));
+
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "save a long note");
+
+        Assert.Equal("Saved your note.", response.Text);
+        Assert.Equal(["a very long note"], inputs);
+        var requests = h.Claude.Requests.Where(r => r.IsMessagesCall).ToList();
+        // Only the repeated iteration gets the doubled budget; the next one is back to the agent's setting.
+        Assert.Equal([1000L, 2000L, 1000L], requests.Select(r => r.Body!.Value.GetProperty("max_tokens").GetInt64()));
+        // The truncated answer never entered the conversation.
+        Assert.Equal(1, requests[1].Body!.Value.GetProperty("messages").GetArrayLength());
+        var iterations = await h.Client.GetIterationsAsync(response.RunId);
+        Assert.Equal(["user_prompt", "continuation", "tool_results"], iterations.Select(i => i.TriggerType));
+        Assert.Equal("truncated_tool_use", iterations[0].ErrorType);
+        Assert.Equal(1, (await h.Client.GetRunAsync(response.RunId)).ContinuationCount);
+        Assert.Single(response.ToolCalls);
+    }
+
+    [DatabaseFact]
+    public async Task PauseTurn_ContinuesWithThePausedTurnSentBackAsIs()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        h.Claude.Enqueue(
+            FakeReply.Text("Searching the web...") with { StopReason = "pause_turn" },
+            FakeReply.Text("Found it: 42."));
+        var session = await h.Client.NewSessionAsync();
+
+        var response = await h.Client.RunFastSyncAsync(session, agent.Id, "look it up");
+
+        Assert.Equal("Found it: 42.", response.Text);
+        var second = h.Claude.Requests.Where(r => r.IsMessagesCall).ElementAt(1).Body!.Value.GetProperty("messages");
+        Assert.Equal(2, second.GetArrayLength());
+        Assert.Equal("assistant", second[1].GetProperty("role").GetString());
+        Assert.Equal("Searching the web...", second[1].GetProperty("content")[0].GetProperty("text").GetString());
+        Assert.Equal(["user_prompt", "continuation"], (await h.Client.GetIterationsAsync(response.RunId)).Select(i => i.TriggerType));
+        Assert.Equal(2, response.IterationCount);
+    }
+
+    [DatabaseFact]
+    public async Task PauseTurn_BeyondMaxContinuations_FailsWithAClearError()
+    {
+        await using var h = await Harness.StartAsync(db, o => o.MaxContinuations = 2);
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(_ => FakeReply.Text("still working") with { StopReason = "pause_turn" });
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(async () => await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "go"));
+
+        Assert.Equal(AgentPgErrorCode.RunFailed, ex.Code);
+        Assert.Equal("continuation_limit", ex.Context["error_type"]);
+        Assert.Contains("MaxContinuations = 2", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(3, h.Claude.Requests.Count(r => r.IsMessagesCall));
+    }
+
+    [DatabaseFact]
+    public async Task ModelContextWindowExceeded_FailsWithAClearError()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        h.Claude.Enqueue(FakeReply.Text("cut") with { StopReason = "model_context_window_exceeded" });
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(async () => await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi"));
+
+        Assert.Equal("context_window_exceeded", ex.Context["error_type"]);
+        Assert.Contains("ExtendedContext", ex.Message, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
+    public async Task PromptTooLong_WithoutExtendedContext_FailsSayingHowToFixIt()
+    {
+        await using var h = await Harness.StartAsync(db, new FakeClaudeServerOptions { ContextWindow = 30 });
+        var agent = await h.AgentAsync();
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(async () => await
+            h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, new string('x', 400)));
+
+        Assert.Equal("context_window_exceeded", ex.Context["error_type"]);
+        Assert.Contains("prompt is too long", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("extended_context", ex.Message, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
+    public async Task PromptTooLong_WithExtendedContextOnTheAgent_RetriesWithThe1MBeta()
+    {
+        await using var h = await Harness.StartAsync(db, new FakeClaudeServerOptions { ContextWindow = 30 });
+        var agent = await h.AgentAsync(a => a with { Config = new Dictionary<string, object?> { ["extended_context"] = true } });
+        h.Claude.Enqueue(FakeReply.Text("read it all"));
+
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, new string('x', 400));
+
+        Assert.Equal("read it all", response.Text);
+        var requests = h.Claude.Requests.Where(r => r.IsMessagesCall).ToList();
+        Assert.Equal(2, requests.Count);
+        Assert.DoesNotContain("context-1m-2025-08-07", requests[0].Betas);
+        Assert.Contains("context-1m-2025-08-07", requests[1].Betas);
+    }
+
+    [DatabaseFact]
+    public async Task ErrorInsideTheStream_IsRetriedThenSucceeds()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        h.Claude.Enqueue(
+            FakeReply.Text("partial") with { StreamFault = FakeStreamFault.Error(3) },
+            FakeReply.Text("second try works"));
+
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi");
+
+        Assert.Equal("second try works", response.Text);
+        Assert.Equal(2, h.Claude.Requests.Count(r => r.IsMessagesCall));
+        Assert.Equal(1, response.IterationCount);
+    }
+
+    [DatabaseFact]
+    public async Task ErrorInsideTheStreamEveryTime_FailsAfterMaxModelRetriesWithAClearError()
+    {
+        await using var h = await Harness.StartAsync(db, o => o.MaxModelRetries = 2);
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(_ => FakeReply.Text("partial") with { StreamFault = FakeStreamFault.Error(2, "overloaded_error", "Overloaded") });
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(async () => await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi"));
+
+        Assert.Equal("model_error", ex.Context["error_type"]);
+        Assert.Contains("failed 3 times", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("overloaded_error: Overloaded", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(3, h.Claude.Requests.Count(r => r.IsMessagesCall));
+    }
+
+    [DatabaseFact]
+    public async Task DroppedConnectionMidStream_IsRetried()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        h.Claude.Enqueue(FakeReply.Text("partial") with { StreamFault = FakeStreamFault.Disconnect(3) }, FakeReply.Text("recovered"));
+
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi");
+
+        Assert.Equal("recovered", response.Text);
+    }
+
+    [DatabaseFact]
+    public async Task HttpErrorThatIsNotRetryable_FailsTheRunWithTheApiMessage()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        h.Claude.Enqueue(FakeReply.Error(400, "invalid_request_error", "messages: something is off"));
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(async () => await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi"));
+
+        Assert.Equal("model_error", ex.Context["error_type"]);
+        Assert.Contains("400 invalid_request_error: messages: something is off", ex.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(h.Claude.ApiKey, ex.Message, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
+    public async Task ThinkingAndRedactedThinking_AreStoredLosslesslyAndSentBackVerbatim()
+    {
+        await using var h = await Harness.StartAsync(db, tools: new TestTool("lookup"));
+        var agent = await h.AgentAsync(a => a with { Tools = ["lookup"] });
+        h.Claude.Enqueue(
+            FakeReply.Message(
+                FakeContentBlock.Thinking("I should look this up.", "sig-abc123"),
+                FakeContentBlock.RedactedThinking("ENCRYPTED=="),
+                FakeContentBlock.ToolUse("lookup", new { }, "toolu_l1")) with { StopReason = "tool_use" },
+            FakeReply.Text("Looked it up."));
+        var session = await h.Client.NewSessionAsync();
+
+        await h.Client.RunFastSyncAsync(session, agent.Id, "think");
+
+        var assistant = (await h.Client.GetMessagesAsync(session))[1];
+        Assert.Equal([ContentTypes.Thinking, ContentTypes.RedactedThinking, ContentTypes.ToolUse], assistant.Content.Select(b => b.Type));
+        Assert.Equal("I should look this up.", assistant.Content[0].Text);
+        Assert.Equal("sig-abc123", assistant.Content[0].Signature);
+        Assert.Equal("ENCRYPTED==", assistant.Content[1].Raw!.Value.GetProperty("data").GetString());
+
+        var sent = h.Claude.Requests.Where(r => r.IsMessagesCall).ElementAt(1).Body!.Value.GetProperty("messages")[1].GetProperty("content");
+        Assert.Equal("thinking", sent[0].GetProperty("type").GetString());
+        Assert.Equal("sig-abc123", sent[0].GetProperty("signature").GetString());
+        Assert.Equal("I should look this up.", sent[0].GetProperty("thinking").GetString());
+        Assert.Equal("ENCRYPTED==", sent[1].GetProperty("data").GetString());
+    }
+
+    [DatabaseFact]
+    public async Task AgentParametersAndInstructions_AreSentAsTheRequestFields()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync(a => a with { SystemPrompt = "Base prompt.", Temperature = 0.3, TopK = 20, TopP = 0.8, MaxTokens = 777 });
+        h.Claude.Respond(_ => FakeReply.Text("ok"));
+
+        await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "a", new RunOptions { AppendInstructions = "Be formal." });
+        await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "b", new RunOptions { OverrideInstructions = "Only this.", AppendInstructions = "ignored" });
+
+        var requests = h.Claude.Requests.Where(r => r.IsMessagesCall).Select(r => r.Body!.Value).ToList();
+        Assert.Equal("Base prompt.\n\nBe formal.", requests[0].GetProperty("system").GetString());
+        Assert.Equal("Only this.", requests[1].GetProperty("system").GetString());
+        Assert.Equal(0.3, requests[0].GetProperty("temperature").GetDouble(), 5);
+        Assert.Equal(20, requests[0].GetProperty("top_k").GetInt32());
+        Assert.Equal(0.8, requests[0].GetProperty("top_p").GetDouble(), 5);
+        Assert.Equal(777, requests[0].GetProperty("max_tokens").GetInt32());
+        Assert.Equal("claude-sonnet-4-5", requests[0].GetProperty("model").GetString());
+        Assert.False(requests[0].TryGetProperty("tools", out _));
+    }
+}
