@@ -1,0 +1,133 @@
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+
+namespace AgentPg.Tests.Runs;
+
+public sealed class WorkerBoundsTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    [DatabaseFact]
+    public async Task Claim_RoutesRunsOnlyToInstancesWithEveryToolTheAgentNeeds()
+    {
+        await using var h = await Harness.StartAsync(db, tools: new TestTool("common"));
+        var capable = await h.AddClientAsync(tools: [new TestTool("common"), new TestTool("special")]);
+        var agent = await h.AgentAsync(a => a with { Tools = ["common", "special"] });
+        h.Claude.Respond(_ => FakeReply.Text("ok"));
+
+        var runs = new List<Guid>();
+        for (var i = 0; i < 10; i++)
+        {
+            runs.Add(await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go"));
+        }
+
+        await Task.WhenAll(runs.Select(r => h.Client.WaitForRunAsync(r)));
+        Assert.Equal([capable.InstanceId], await db.ScalarAsync<string[]>(
+            "SELECT array_agg(DISTINCT instance_id) FROM {schema}.agentpg_iterations WHERE run_id = ANY($1)", runs.ToArray()));
+    }
+
+    [DatabaseFact]
+    public async Task MaxConcurrentStreamingRuns_BoundsRunsInFlight()
+    {
+        await using var h = await Harness.StartAsync(db, o => o.MaxConcurrentStreamingRuns = 2);
+        var agent = await h.AgentAsync();
+        var inFlight = 0;
+        var peak = 0;
+        var release = new TaskCompletionSource();
+        var twoArrived = new TaskCompletionSource();
+        h.Claude.Respond(async (_, ct) =>
+        {
+            var now = Interlocked.Increment(ref inFlight);
+            InterlockedMax(ref peak, now);
+            if (now == 2)
+            {
+                twoArrived.TrySetResult();
+            }
+
+            await release.Task.WaitAsync(ct);
+            Interlocked.Decrement(ref inFlight);
+            return FakeReply.Text("done");
+        });
+
+        var runs = new List<Guid>();
+        for (var i = 0; i < 6; i++)
+        {
+            runs.Add(await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go " + i));
+        }
+
+        await Eventually.WithinAsync(twoArrived.Task, "two concurrent requests");
+        // Give a third claim every chance to happen: wake the worker and let it claim if it were allowed to.
+        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>(
+            "SELECT count(*) FROM {schema}.agentpg_runs WHERE id = ANY($1) AND state = 'pending'", runs.ToArray()) == 4, "four runs wait");
+        Assert.Equal(2, Volatile.Read(ref inFlight));
+        release.SetResult();
+        await Task.WhenAll(runs.Select(r => h.Client.WaitForRunAsync(r)));
+        Assert.Equal(2, peak);
+    }
+
+    [DatabaseFact]
+    public async Task MaxConcurrentTools_BoundsToolsInFlight()
+    {
+        var inFlight = 0;
+        var peak = 0;
+        var release = new TaskCompletionSource();
+        var threeRunning = new TaskCompletionSource();
+        await using var h = await Harness.StartAsync(db, o => o.MaxConcurrentTools = 3, start: true, new TestTool("slow", async (_, _, ct) =>
+        {
+            var now = Interlocked.Increment(ref inFlight);
+            InterlockedMax(ref peak, now);
+            if (now == 3)
+            {
+                threeRunning.TrySetResult();
+            }
+
+            await release.Task.WaitAsync(ct);
+            Interlocked.Decrement(ref inFlight);
+            return "ok";
+        }));
+        var agent = await h.AgentAsync(a => a with { Tools = ["slow"] });
+        h.Claude.Respond(request => request.ToolResults.Count > 0
+            ? FakeReply.Text("done")
+            : FakeReply.Message([.. Enumerable.Range(0, 8).Select(i => FakeContentBlock.ToolUse("slow", new { }, "toolu_" + i))]) with { StopReason = "tool_use" });
+
+        var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "eight calls");
+        await Eventually.WithinAsync(threeRunning.Task, "three tools running");
+        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>(
+            "SELECT count(*) FROM {schema}.agentpg_tool_executions WHERE run_id = $1 AND state = 'pending'", run) == 5, "five executions wait");
+        Assert.Equal(3, Volatile.Read(ref inFlight));
+
+        release.SetResult();
+        await h.Client.WaitForRunAsync(run);
+        Assert.Equal(3, peak);
+    }
+
+    [DatabaseFact]
+    public async Task PendingToolsScan_ContinuesARunWhoseToolResultsWereNeverWritten()
+    {
+        await using var h = await Harness.StartAsync(db, o => o.ToolPollInterval = TimeSpan.FromMilliseconds(50), start: true, new TestTool("noop"));
+        var agent = await h.AgentAsync(a => a with { Tools = ["noop"] });
+        h.Claude.Respond(request => request.ToolResults.Count > 0 ? FakeReply.Text("continued") : FakeReply.ToolUse("noop", new { }));
+
+        // Without the trigger nothing continues the run when its tool finishes: only the periodic scan can.
+        await db.ExecuteAsync("ALTER TABLE {schema}.agentpg_tool_executions DISABLE TRIGGER agentpg_trg_tools_complete");
+        Guid run;
+        try
+        {
+            run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+            await Eventually.TrueAsync(async () => await db.ScalarAsync<long>(
+                "SELECT count(*) FROM {schema}.agentpg_tool_executions WHERE run_id = $1 AND state = 'completed'", run) == 1, "the tool completes");
+        }
+        finally
+        {
+            await db.ExecuteAsync("ALTER TABLE {schema}.agentpg_tool_executions ENABLE TRIGGER agentpg_trg_tools_complete");
+        }
+
+        Assert.Equal("continued", (await Eventually.WithinAsync(h.Client.WaitForRunAsync(run), "the scan to continue the run")).Text);
+    }
+
+    private static void InterlockedMax(ref int target, int value)
+    {
+        int current;
+        while (value > (current = Volatile.Read(ref target)) && Interlocked.CompareExchange(ref target, value, current) != current)
+        {
+        }
+    }
+}
