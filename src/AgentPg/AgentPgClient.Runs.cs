@@ -200,6 +200,66 @@ public sealed partial class AgentPgClient
         }
     }
 
+    /// <summary>Runs a finished request again: deletes the run's messages and creates a new run with the same session, agent,
+    /// prompt, mode, variables and instructions, in one transaction.</summary>
+    /// <param name="runId">A completed, failed or cancelled run.</param>
+    /// <param name="cancellationToken">Cancels the request (nothing is changed).</param>
+    /// <returns>The new run's id.</returns>
+    /// <remarks>The old run row, its iterations and tool executions are kept for the record; only its messages leave the
+    /// conversation. Tool callbacks are not carried over.</remarks>
+    /// <exception cref="AgentPgException">The run does not exist (<see cref="AgentPgErrorCode.RunNotFound"/>) or is not final
+    /// (<see cref="AgentPgErrorCode.InvalidStateTransition"/>; cancel it first).</exception>
+    public async Task<Guid> RegenerateRunAsync(Guid runId, CancellationToken cancellationToken = default)
+    {
+        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using (transaction.ConfigureAwait(false))
+            {
+                string? state;
+                var lockRun = Db.Command(_dataSource, transaction, _sql.Runs.LockForRegenerate, P.Uuid(runId));
+                await using (lockRun.ConfigureAwait(false))
+                {
+                    state = await lockRun.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string;
+                }
+
+                if (state is null)
+                {
+                    throw RunNotFound(runId, "RegenerateRun");
+                }
+
+                var parsed = DbEnums.ParseRunState(state);
+                if (!parsed.IsTerminal())
+                {
+                    throw new AgentPgException(AgentPgErrorCode.InvalidStateTransition, "RegenerateRun",
+                        $"Run {runId} is {parsed}; only a completed, failed or cancelled run can be regenerated. Cancel it first.")
+                    {
+                        RunId = runId,
+                    };
+                }
+
+                var batch = new NpgsqlBatch(connection, transaction);
+                Guid newId;
+                await using (batch.ConfigureAwait(false))
+                {
+                    AddCommand(batch, _sql.Runs.DeleteMessages, P.Uuid(runId));
+                    AddCommand(batch, _sql.Runs.Regenerate, P.Uuid(runId), P.Text(InstanceId));
+                    var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                    await using (reader.ConfigureAwait(false))
+                    {
+                        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                        await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                        newId = reader.GetGuid(0);
+                    }
+                }
+
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                return newId;
+            }
+        }
+    }
+
     private async Task<Guid> CreateRunAsync(NpgsqlTransaction? transaction, Guid sessionId, Guid agentId, string prompt, RunMode mode, RunOptions? options, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(prompt);

@@ -95,6 +95,15 @@ internal sealed class RunSql
               FROM tree
             """;
         Cancel = $"SELECT found, cancelled, batch_ids FROM {s}.agentpg_cancel_run($1)";
+        LockForRegenerate = $"SELECT state::text FROM {t} WHERE id = $1 FOR NO KEY UPDATE";
+        DeleteMessages = $"SELECT {s}.agentpg_delete_run_messages($1)";
+        // The same request again: session, agent, prompt, mode, variables and instructions; created by $2. Parent links
+        // are not copied (reference behaviour): a regenerated run is a root run.
+        Regenerate = $"""
+            INSERT INTO {t} (session_id, agent_id, prompt, run_mode, created_by_instance_id, metadata, options)
+            SELECT session_id, agent_id, prompt, run_mode, $2, metadata, options FROM {t} WHERE id = $1
+            RETURNING id
+            """;
         ContinueStuckPendingTools = $"""
             SELECT count(*)::int FROM (
                 SELECT {s}.agentpg_complete_tools_and_continue_run(r.id) AS message_id
@@ -144,6 +153,12 @@ internal sealed class RunSql
     public string ContinueStuckPendingTools { get; }
 
     public string Cancel { get; }
+
+    public string LockForRegenerate { get; }
+
+    public string DeleteMessages { get; }
+
+    public string Regenerate { get; }
 
     public static Run Read(NpgsqlDataReader r)
     {
