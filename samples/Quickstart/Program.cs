@@ -105,7 +105,7 @@ try
 }
 catch (OperationCanceledException) when (timeout.IsCancellationRequested)
 {
-    Console.Error.WriteLine("quickstart failed: the run did not finish within 2 minutes.");
+    Console.Error.WriteLine("quickstart failed: no result within 2 minutes.");
     return 1;
 }
 catch (NpgsqlException ex)
