@@ -307,11 +307,25 @@ internal sealed class RunProcessor(Engine engine)
         => ex is AnthropicSseException or AnthropicIOException or AnthropicInvalidDataException or IOException or HttpRequestException
            || (ex is OperationCanceledException { InnerException: TimeoutException });
 
-    private static string Describe(Exception ex) => ex switch
+    private static string Describe(Exception ex)
     {
-        AnthropicSseException sse => $"{sse.Type?.Raw() ?? "error"}: {sse.ApiMessage}",
-        _ => ex.Message,
-    };
+        if (ex is AnthropicSseException sse)
+        {
+            return $"{sse.Type?.Raw() ?? "error"}: {sse.ApiMessage}";
+        }
+
+        // Transport errors wrap the useful part ("Connection refused (api.anthropic.com:443)").
+        var parts = new List<string>();
+        for (var e = ex; e is not null && parts.Count < 4; e = e.InnerException)
+        {
+            if (!string.IsNullOrWhiteSpace(e.Message) && !parts.Contains(e.Message))
+            {
+                parts.Add(e.Message);
+            }
+        }
+
+        return string.Join(" ← ", parts);
+    }
 
     private static RunFailureException ContextWindowExceeded(IterationContext context, string detail, bool triedExtended)
         => new("context_window_exceeded",
