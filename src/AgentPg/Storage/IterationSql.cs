@@ -32,6 +32,13 @@ internal sealed class IterationSql
                    completed_at = now(), streaming_completed_at = CASE WHEN is_streaming THEN now() END
              WHERE id = $1
             """;
+        // The iteration of a failing run: $1 id, $2..$5 tokens, $6 error type, $7 error message.
+        Fail = $"""
+            UPDATE {t}
+               SET input_tokens = $2, output_tokens = $3, cache_creation_input_tokens = $4, cache_read_input_tokens = $5,
+                   error_type = $6, error_message = $7, completed_at = coalesce(completed_at, now())
+             WHERE id = $1
+            """;
         ByRun = $"SELECT {Columns} FROM {t} WHERE run_id = $1 ORDER BY iteration_number";
         Get = $"SELECT {Columns} FROM {t} WHERE id = $1";
     }
@@ -39,6 +46,8 @@ internal sealed class IterationSql
     public string Insert { get; }
 
     public string Complete { get; }
+
+    public string Fail { get; }
 
     public string ByRun { get; }
 

@@ -1,4 +1,5 @@
 using AgentPg.Internal;
+using AgentPg.Runs;
 using Npgsql;
 
 namespace AgentPg.Storage;
@@ -47,7 +48,12 @@ internal sealed class RunSql
         GetByIdempotencyKey = $"SELECT id, agent_id, prompt FROM {t} WHERE session_id = $1 AND idempotency_key = $2";
         Get = $"SELECT {Columns} FROM {t} WHERE id = $1";
         GetState = $"SELECT state::text FROM {t} WHERE id = $1";
-        Claim = $"SELECT {Columns} FROM {s}.agentpg_claim_runs($1, $2, $3::{s}.agentpg_run_mode)";
+        // The claimed runs with the outcome of their previous iteration, which decides what the next one is.
+        Claim = $"""
+            SELECT {Prefixed("r")}, pi.trigger_type, pi.stop_reason, pi.error_type, pi.max_tokens
+              FROM {s}.agentpg_claim_runs($1, $2, $3::{s}.agentpg_run_mode) r
+              LEFT JOIN {s}.agentpg_iterations pi ON pi.id = r.current_iteration_id
+            """;
         Fence = $"SELECT {s}.agentpg_fence_run($1, $2, $3)";
         // Progress of a live stream; not fenced by exception: a lost claim simply matches no row.
         Progress = $"UPDATE {t} SET last_progress_at = now() WHERE id = $1 AND claim_epoch = $2 AND claimed_by_instance_id = $3";
@@ -69,6 +75,15 @@ internal sealed class RunSql
                SET input_tokens = input_tokens + $2, output_tokens = output_tokens + $3,
                    cache_creation_input_tokens = cache_creation_input_tokens + $4, cache_read_input_tokens = cache_read_input_tokens + $5,
                    iteration_count = iteration_count + 1, continuation_count = continuation_count + $6, last_progress_at = now()
+             WHERE id = $1
+            """;
+        // A batch run's continuation: count the iteration and queue the run again (the next iteration is another batch).
+        ContinueLater = $"""
+            UPDATE {t}
+               SET input_tokens = input_tokens + $2, output_tokens = output_tokens + $3,
+                   cache_creation_input_tokens = cache_creation_input_tokens + $4, cache_read_input_tokens = cache_read_input_tokens + $5,
+                   iteration_count = iteration_count + 1, continuation_count = continuation_count + $6,
+                   state = 'pending', claimed_by_instance_id = NULL, claimed_at = NULL
              WHERE id = $1
             """;
         // $1 run, $2 error type, $3 error message, $4..$7 tokens of the failed iteration. After the fence.
@@ -144,6 +159,8 @@ internal sealed class RunSql
 
     public string Continue { get; }
 
+    public string ContinueLater { get; }
+
     public string Fail { get; }
 
     public string CreateToolExecutions { get; }
@@ -159,6 +176,18 @@ internal sealed class RunSql
     public string DeleteMessages { get; }
 
     public string Regenerate { get; }
+
+    public static string Prefixed(string alias) => string.Join(", ", Columns.Split(", ").Select(c => alias + "." + c));
+
+    public static ClaimedRun ReadClaimed(NpgsqlDataReader r)
+    {
+        var run = Read(r);
+        var previous = r.IsDBNull(35)
+            ? null
+            : new PreviousIteration(r.GetString(35), r.IsDBNull(36) ? null : r.GetString(36), r.IsDBNull(37) ? null : r.GetString(37),
+                r.IsDBNull(38) ? null : r.GetInt32(38));
+        return new ClaimedRun(run, previous);
+    }
 
     public static Run Read(NpgsqlDataReader r)
     {

@@ -159,13 +159,13 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
 
 /// <summary>Claims pending streaming runs this instance can serve and processes each in its own task.</summary>
 internal sealed class StreamingRunWorker(Engine engine)
-    : ClaimingWorker<Run>(engine, engine.StreamingWake, engine.Options.MaxConcurrentStreamingRuns, engine.Options.RunPollInterval)
+    : ClaimingWorker<ClaimedRun>(engine, engine.StreamingWake, engine.Options.MaxConcurrentStreamingRuns, engine.Options.RunPollInterval)
 {
     private readonly RunProcessor _processor = new(engine);
 
     protected override string Name => "streaming run worker";
 
-    protected override async Task<IReadOnlyList<Run>> ClaimAsync(int count, CancellationToken cancellationToken)
+    protected override async Task<IReadOnlyList<ClaimedRun>> ClaimAsync(int count, CancellationToken cancellationToken)
     {
         var command = Engine.DataSource.CreateCommand(Engine.Sql.Runs.Claim);
         await using (command.ConfigureAwait(false))
@@ -173,9 +173,9 @@ internal sealed class StreamingRunWorker(Engine engine)
             command.Parameters.Add(P.Text(Engine.InstanceId));
             command.Parameters.Add(P.Int(count));
             command.Parameters.Add(P.Text("streaming"));
-            return await command.QueryListAsync(RunSql.Read, cancellationToken).ConfigureAwait(false);
+            return await command.QueryListAsync(RunSql.ReadClaimed, cancellationToken).ConfigureAwait(false);
         }
     }
 
-    protected override Task ProcessAsync(Run item, CancellationToken hardStop) => _processor.ProcessAsync(item, hardStop);
+    protected override Task ProcessAsync(ClaimedRun item, CancellationToken hardStop) => _processor.ProcessAsync(item, hardStop);
 }

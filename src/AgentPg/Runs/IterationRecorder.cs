@@ -1,0 +1,315 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using AgentPg.Claude;
+using AgentPg.Diagnostics;
+using AgentPg.Storage;
+using AgentPg.Tools;
+using Npgsql;
+
+namespace AgentPg.Runs;
+
+/// <summary>What happens after an iteration's result is recorded.</summary>
+internal enum IterationOutcome
+{
+    /// <summary>The run completed, waits for tools, or was re-queued: this holder is done with it.</summary>
+    Done,
+
+    /// <summary>Another iteration follows at once (pause_turn, truncated tool call) and the holder keeps the claim.</summary>
+    ContinueInPlace,
+}
+
+/// <summary>Records an iteration's result in one fenced step, the same way for streamed and batch answers.</summary>
+/// <remarks>
+/// Each step starts with the fence (agentpg_fence_run): if the claim was taken away (cancelled, rescued) the whole step
+/// rolls back and the caller drops the run. Steps are idempotent under retry: client-generated ids with ON CONFLICT DO
+/// NOTHING, and a state change that makes a repeated fence fail.
+/// </remarks>
+internal sealed class IterationRecorder(Engine engine)
+{
+    internal static readonly ToolSchema AgentToolSchema = new()
+    {
+        Properties = new Dictionary<string, PropertyDef>
+        {
+            ["task"] = new() { Type = "string", MinLength = 1, Description = "The task to delegate to this agent" },
+        },
+        Required = ["task"],
+    };
+
+    // continueInPlace: streaming continuations run at once on this instance; batch ones re-queue the run (its next
+    // iteration is another batch).
+    public async Task<IterationOutcome> RecordAsync(ClaimedRun claimed, IterationContext context, ModelResponse response, bool continueInPlace,
+        CancellationToken cancellationToken)
+    {
+        // A tool call cut off by max_tokens is never executed: the iteration is repeated with more room.
+        if (response.StopReason == "max_tokens" && response.TruncatedToolUses.Count > 0)
+        {
+            var limit = RequestBuilder.ModelMaxOutputTokens(context.Agent.Model);
+            if (context.MaxTokens >= limit)
+            {
+                throw new RunFailureException("max_tokens_exceeded",
+                    $"Claude's tool call was cut off at max_tokens {context.MaxTokens}, the most model {context.Agent.Model} allows. " +
+                    "Ask for smaller tool inputs.");
+            }
+
+            EnsureContinuationAllowed(claimed, "a truncated tool call");
+            var next = Math.Min(context.MaxTokens * 2, limit);
+            await ContinueAsync(claimed, context, response, storeMessage: false, IterationErrors.TruncatedToolUse,
+                $"tool_use cut off at max_tokens {context.MaxTokens}; repeating with max_tokens {next}", continueInPlace, cancellationToken).ConfigureAwait(false);
+            claimed.MaxTokensOverride = next;
+            return continueInPlace ? IterationOutcome.ContinueInPlace : IterationOutcome.Done;
+        }
+
+        if (response.StopReason == "pause_turn")
+        {
+            EnsureContinuationAllowed(claimed, "pause_turn");
+            await ContinueAsync(claimed, context, response, storeMessage: true, null, null, continueInPlace, cancellationToken).ConfigureAwait(false);
+            claimed.MaxTokensOverride = null;
+            return continueInPlace ? IterationOutcome.ContinueInPlace : IterationOutcome.Done;
+        }
+
+        if (response.StopReason == "model_context_window_exceeded")
+        {
+            throw ContextWindowExceeded(context, "generation reached the model's context window", claimed.UsedExtendedContext);
+        }
+
+        var toolUses = response.CompleteToolUses().ToList();
+        if (toolUses.Count > 0)
+        {
+            await CreateToolExecutionsAsync(claimed, context, response, toolUses, cancellationToken).ConfigureAwait(false);
+            return IterationOutcome.Done;
+        }
+
+        await CompleteAsync(claimed, context, response, cancellationToken).ConfigureAwait(false);
+        return IterationOutcome.Done;
+    }
+
+    public static RunFailureException ContextWindowExceeded(IterationContext context, string detail, bool triedExtended)
+        => new("context_window_exceeded",
+            triedExtended
+                ? $"The conversation does not fit Claude's context window even with the 1M-token window ({detail}). Start a new session."
+                : $"The conversation no longer fits Claude's context window ({detail}). Enable AgentPgOptions.ExtendedContext " +
+                  $"(or Config[\"extended_context\"] = true on agent '{context.Agent.Name}') to retry with the 1M-token window, or start a new session.");
+
+    /// <summary>Fails the run (and its current iteration); a lost claim is not an error.</summary>
+    public async Task FailAsync(ClaimedRun claimed, string errorType, string message)
+    {
+        var run = claimed.Run;
+        var usage = claimed.IterationUsage;
+        try
+        {
+            await Transient.RetryAsync(async ct =>
+            {
+                var batch = engine.DataSource.CreateBatch();
+                await using (batch.ConfigureAwait(false))
+                {
+                    AddFence(batch, run);
+                    if (claimed.IterationId is { } iterationId)
+                    {
+                        Add(batch, engine.Sql.Iterations.Fail, P.Uuid(iterationId), P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens),
+                            P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens), P.Text(errorType), P.Text(message));
+                    }
+
+                    Add(batch, engine.Sql.Runs.Fail, P.Uuid(run.Id), P.Text(errorType), P.Text(message), P.Int((int)usage.InputTokens),
+                        P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens));
+                    await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+                }
+            }, engine.Time, CancellationToken.None).ConfigureAwait(false);
+            Log.RunFailed(engine.Logger, run.Id, errorType, message);
+        }
+        catch (Exception ex) when (ex.IsClaimLost())
+        {
+            Log.ClaimLost(engine.Logger, run.Id, run.ClaimEpoch);
+        }
+        catch (NpgsqlException ex)
+        {
+            Log.RunProcessingFailed(engine.Logger, ex, run.Id);
+        }
+    }
+
+    private void EnsureContinuationAllowed(ClaimedRun claimed, string reason)
+    {
+        if (claimed.Continuations >= engine.Options.MaxContinuations)
+        {
+            throw new RunFailureException("continuation_limit",
+                $"The run needed another continuation iteration ({reason}) but already made {claimed.Continuations}, the maximum " +
+                $"(AgentPgOptions.MaxContinuations = {engine.Options.MaxContinuations}).");
+        }
+    }
+
+    private async Task CompleteAsync(ClaimedRun claimed, IterationContext context, ModelResponse response, CancellationToken token)
+    {
+        var run = claimed.Run;
+        var messageId = Guid.CreateVersion7();
+        var usage = claimed.IterationUsage;
+        await Transient.RetryAsync(async ct =>
+        {
+            var batch = engine.DataSource.CreateBatch();
+            await using (batch.ConfigureAwait(false))
+            {
+                AddFence(batch, run);
+                AddAssistantMessage(batch, run, messageId, response);
+                AddIterationCompletion(batch, claimed, context, response.StopReason, messageId, 0, null, null);
+                Add(batch, engine.Sql.Runs.Complete, P.Uuid(run.Id), P.Text(response.Text), P.Text(response.StopReason ?? "end_turn"),
+                    P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens));
+                await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+            }
+        }, engine.Time, token).ConfigureAwait(false);
+        Log.RunCompleted(engine.Logger, run.Id, claimed.Iteration, response.StopReason ?? "end_turn");
+    }
+
+    private async Task ContinueAsync(ClaimedRun claimed, IterationContext context, ModelResponse response, bool storeMessage, string? errorType,
+        string? errorMessage, bool continueInPlace, CancellationToken token)
+    {
+        var run = claimed.Run;
+        var messageId = Guid.CreateVersion7();
+        var usage = claimed.IterationUsage;
+        await Transient.RetryAsync(async ct =>
+        {
+            var batch = engine.DataSource.CreateBatch();
+            await using (batch.ConfigureAwait(false))
+            {
+                AddFence(batch, run);
+                if (storeMessage)
+                {
+                    AddAssistantMessage(batch, run, messageId, response);
+                }
+
+                AddIterationCompletion(batch, claimed, context, response.StopReason, storeMessage ? messageId : null, 0, errorType, errorMessage);
+                Add(batch, continueInPlace ? engine.Sql.Runs.Continue : engine.Sql.Runs.ContinueLater, P.Uuid(run.Id), P.Int((int)usage.InputTokens),
+                    P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens), P.Int(1));
+                await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+            }
+        }, engine.Time, token).ConfigureAwait(false);
+        claimed.Continuations++;
+        claimed.Trigger = "continuation";
+    }
+
+    private async Task CreateToolExecutionsAsync(ClaimedRun claimed, IterationContext context, ModelResponse response,
+        List<(int Index, JsonObject Block)> toolUses, CancellationToken token)
+    {
+        var run = claimed.Run;
+        var messageId = Guid.CreateVersion7();
+        var usage = claimed.IterationUsage;
+        var parameters = new JsonArray();
+        var failedEarly = new List<ToolCallEvent>();
+        var position = 0;
+        foreach (var (_, block) in toolUses)
+        {
+            var name = (string?)block["name"] ?? "";
+            var input = block["input"] ?? new JsonObject();
+            var inputElement = JsonSerializer.SerializeToElement(input);
+            var p = new JsonObject
+            {
+                ["iteration_id"] = context.IterationId.ToString(),
+                ["tool_use_id"] = (string?)block["id"],
+                ["tool_name"] = name,
+                ["tool_input"] = input.DeepClone(),
+                ["max_attempts"] = engine.Options.ToolRetry.MaxAttempts,
+                ["position"] = position++,
+            };
+
+            // Unknown tools and invalid inputs fail here, before any worker claims them: no attempt is consumed.
+            string? error;
+            if (context.Delegates.TryGetValue(name, out var delegateId))
+            {
+                p["is_agent_tool"] = true;
+                p["agent_id"] = delegateId.ToString();
+                p["max_attempts"] = 1;
+                error = ToolInputValidator.Validate(name, AgentToolSchema, inputElement);
+            }
+            else if (context.Tools.TryGetValue(name, out var tool))
+            {
+                error = ToolInputValidator.Validate(name, tool.InputSchema, inputElement);
+            }
+            else
+            {
+                error = $"tool not found: {name}";
+            }
+
+            if (error is not null)
+            {
+                p["state"] = "failed";
+                p["error_message"] = error;
+                failedEarly.Add(new ToolCallEvent
+                {
+                    RunId = run.Id,
+                    SessionId = run.SessionId,
+                    ToolName = name,
+                    ToolInput = inputElement,
+                    IsAgentTool = p["is_agent_tool"] is not null,
+                    IterationNumber = context.IterationNumber,
+                    IsError = true,
+                    ErrorMessage = error,
+                });
+            }
+
+            parameters.Add(p);
+        }
+
+        var updates = new JsonObject
+        {
+            ["tool_iterations"] = 1,
+            ["iteration_count"] = 1,
+            ["input_tokens"] = usage.InputTokens,
+            ["output_tokens"] = usage.OutputTokens,
+            ["cache_creation_input_tokens"] = usage.CacheCreationInputTokens,
+            ["cache_read_input_tokens"] = usage.CacheReadInputTokens,
+            ["response_text"] = response.Text,
+            ["stop_reason"] = response.StopReason,
+        };
+
+        await Transient.RetryAsync(async ct =>
+        {
+            var batch = engine.DataSource.CreateBatch();
+            await using (batch.ConfigureAwait(false))
+            {
+                AddFence(batch, run);
+                AddAssistantMessage(batch, run, messageId, response);
+                AddIterationCompletion(batch, claimed, context, response.StopReason, messageId, toolUses.Count, null, null);
+                Add(batch, engine.Sql.Runs.CreateToolExecutions, P.Jsonb(parameters.ToJsonString()), P.Uuid(run.Id), P.Jsonb(updates.ToJsonString()),
+                    P.Text(engine.InstanceId), P.Long(run.ClaimEpoch));
+                await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+            }
+        }, engine.Time, token).ConfigureAwait(false);
+
+        engine.ToolWake.Set();
+        foreach (var e in failedEarly)
+        {
+            engine.Callbacks.FireComplete(e);
+        }
+
+        Log.RunWaitingForTools(engine.Logger, run.Id, claimed.Iteration, toolUses.Count);
+    }
+
+    private void AddFence(NpgsqlBatch batch, Run run)
+        => Add(batch, engine.Sql.Runs.Fence, P.Uuid(run.Id), P.Text(engine.InstanceId), P.Long(run.ClaimEpoch));
+
+    private void AddAssistantMessage(NpgsqlBatch batch, Run run, Guid messageId, ModelResponse response)
+    {
+        Add(batch, engine.Sql.Messages.Insert, P.Uuid(messageId), P.Uuid(run.SessionId), P.Uuid(run.Id), P.Text("assistant"),
+            P.Jsonb(MessageSql.UsageJson(response.Usage)));
+        var blocks = response.Blocks.Select(BlockMapping.ToStored).ToList();
+        if (blocks.Count > 0)
+        {
+            var insert = new NpgsqlBatchCommand(engine.Sql.Messages.InsertBlocks);
+            MessageSql.AddBlockArrays(insert.Parameters, messageId, blocks);
+            batch.BatchCommands.Add(insert);
+        }
+    }
+
+    private void AddIterationCompletion(NpgsqlBatch batch, ClaimedRun claimed, IterationContext context, string? stopReason, Guid? messageId,
+        int toolCount, string? errorType, string? errorMessage)
+    {
+        var usage = claimed.IterationUsage;
+        Add(batch, engine.Sql.Iterations.Complete, P.Uuid(context.IterationId), P.Text(stopReason), P.Uuid(messageId), P.Int(toolCount),
+            P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens),
+            P.Int((int)usage.CacheReadInputTokens), P.Text(errorType), P.Text(errorMessage), P.Int(context.MaxTokens));
+    }
+
+    private static void Add(NpgsqlBatch batch, string sql, params NpgsqlParameter[] parameters)
+    {
+        var command = new NpgsqlBatchCommand(sql);
+        command.Parameters.AddRange(parameters);
+        batch.BatchCommands.Add(command);
+    }
+}

@@ -1,0 +1,156 @@
+using System.Text.Json.Nodes;
+using AgentPg.Claude;
+using AgentPg.Internal;
+using AgentPg.Storage;
+using Npgsql;
+
+namespace AgentPg.Runs;
+
+/// <summary>Starts an iteration in one fenced step: writes the prompt (first iteration only), inserts the iteration, and
+/// reads the agent, its delegates and the conversation the request is built from.</summary>
+internal sealed class IterationStarter(Engine engine)
+{
+    public async Task<IterationContext> StartAsync(ClaimedRun claimed, bool streaming, CancellationToken cancellationToken)
+    {
+        var run = claimed.Run;
+        var number = claimed.Iteration + 1;
+        var iterationId = Guid.CreateVersion7();
+        var writePrompt = claimed.Iteration == 0 && !string.IsNullOrEmpty(run.Prompt);
+        var promptId = Guid.CreateVersion7();
+        var trigger = claimed.Trigger;
+
+        return await Transient.RetryAsync(async ct =>
+        {
+            var sql = engine.Sql;
+            var batch = engine.DataSource.CreateBatch();
+            await using (batch.ConfigureAwait(false))
+            {
+                Add(batch, sql.Runs.Fence, P.Uuid(run.Id), P.Text(engine.InstanceId), P.Long(run.ClaimEpoch));
+                if (writePrompt)
+                {
+                    Add(batch, sql.Messages.Insert, P.Uuid(promptId), P.Uuid(run.SessionId), P.Uuid(run.Id), P.Text("user"), P.Jsonb("{}"));
+                    Add(batch, sql.Messages.InsertTextBlock, P.Uuid(promptId), P.Text(run.Prompt));
+                }
+
+                // max_tokens is only known with the agent; the iteration row gets it when the result is recorded.
+                Add(batch, sql.Iterations.Insert, P.Uuid(iterationId), P.Uuid(run.Id), P.Int(number), P.Bool(streaming), P.Text(trigger),
+                    P.Int((int?)null), P.Text(engine.InstanceId), P.Long(run.ClaimEpoch));
+                Add(batch, sql.Runs.StartIteration, P.Uuid(run.Id), P.Int(number), P.Uuid(iterationId));
+                Add(batch, sql.Agents.GetById, P.Uuid(run.AgentId));
+                Add(batch, sql.Agents.GetDelegates, P.Uuid(run.AgentId));
+                Add(batch, run.Depth == 0 ? sql.Messages.RootContext : sql.Messages.RunContext, P.Uuid(run.Depth == 0 ? run.SessionId : run.Id));
+
+                var reader = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    await reader.NextResultAsync(ct).ConfigureAwait(false); // past the fence
+                    var agent = await reader.ReadAsync(ct).ConfigureAwait(false)
+                        ? AgentSql.Read(reader)
+                        : throw new RunFailureException("processing_error", $"Agent {run.AgentId} of the run no longer exists.");
+                    await reader.NextResultAsync(ct).ConfigureAwait(false);
+                    var delegates = await ReadDelegatesAsync(reader, ct).ConfigureAwait(false);
+                    await reader.NextResultAsync(ct).ConfigureAwait(false);
+                    var history = await MessageSql.ReadMessagesAsync(reader, ct).ConfigureAwait(false);
+                    claimed.Iteration = number;
+                    claimed.IterationId = iterationId;
+                    claimed.IterationUsage = Usage.Zero;
+                    return BuildContext(claimed, agent, delegates, history, number, iterationId, claimed.MaxTokensOverride);
+                }
+            }
+        }, engine.Time, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The context of an iteration that was started earlier (a batch result arriving later), without the history.</summary>
+    public async Task<IterationContext> LoadAsync(ClaimedRun claimed, Iteration iteration, CancellationToken cancellationToken)
+    {
+        var run = claimed.Run;
+        return await Transient.RetryAsync(async ct =>
+        {
+            var batch = engine.DataSource.CreateBatch();
+            await using (batch.ConfigureAwait(false))
+            {
+                Add(batch, engine.Sql.Agents.GetById, P.Uuid(run.AgentId));
+                Add(batch, engine.Sql.Agents.GetDelegates, P.Uuid(run.AgentId));
+                var reader = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    var agent = await reader.ReadAsync(ct).ConfigureAwait(false)
+                        ? AgentSql.Read(reader)
+                        : throw new RunFailureException("processing_error", $"Agent {run.AgentId} of the run no longer exists.");
+                    await reader.NextResultAsync(ct).ConfigureAwait(false);
+                    var delegates = await ReadDelegatesAsync(reader, ct).ConfigureAwait(false);
+                    return BuildContext(claimed, agent, delegates, [], iteration.IterationNumber, iteration.Id, iteration.MaxTokens);
+                }
+            }
+        }, engine.Time, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async Task<List<(Guid Id, string Name, string? Description)>> ReadDelegatesAsync(NpgsqlDataReader reader, CancellationToken ct)
+    {
+        var delegates = new List<(Guid Id, string Name, string? Description)>();
+        while (await reader.ReadAsync(ct).ConfigureAwait(false))
+        {
+            delegates.Add((reader.GetGuid(0), reader.GetString(1), reader.IsDBNull(2) ? null : reader.GetString(2)));
+        }
+
+        return delegates;
+    }
+
+    private IterationContext BuildContext(ClaimedRun claimed, AgentDefinition agent, List<(Guid Id, string Name, string? Description)> delegates,
+        IReadOnlyList<Message> history, int number, Guid iterationId, int? maxTokens)
+    {
+        var offered = new SortedDictionary<string, ITool>(StringComparer.Ordinal);
+        if (agent.Tools is null)
+        {
+            foreach (var (name, tool) in engine.Tools)
+            {
+                offered[name] = tool;
+            }
+        }
+        else
+        {
+            foreach (var name in agent.Tools)
+            {
+                if (engine.Tools.TryGetValue(name, out var tool))
+                {
+                    offered[name] = tool;
+                }
+            }
+        }
+
+        var delegateTools = new Dictionary<string, Guid>(StringComparer.Ordinal);
+        foreach (var d in delegates)
+        {
+            if (ToolNames.IsValid(d.Name) && !delegateTools.ContainsKey(d.Name))
+            {
+                // A delegate wins over an instance tool of the same name (only possible with Tools = null).
+                offered.Remove(d.Name);
+                delegateTools[d.Name] = d.Id;
+            }
+        }
+
+        var toolsJson = new JsonArray();
+        foreach (var tool in offered.Values)
+        {
+            toolsJson.Add(RequestBuilder.ToolDefinition(tool.Name, tool.Description, tool.InputSchema.ToJsonObject()));
+        }
+
+        foreach (var d in delegates.Where(d => delegateTools.TryGetValue(d.Name, out var id) && id == d.Id))
+        {
+            toolsJson.Add(RequestBuilder.ToolDefinition(d.Name, d.Description ?? "", (JsonObject)RequestBuilder.DelegateInputSchema.DeepClone()));
+        }
+
+        var limit = RequestBuilder.ModelMaxOutputTokens(agent.Model);
+        var tokens = Math.Min(maxTokens ?? agent.MaxTokens ?? RequestBuilder.DefaultMaxTokens, Math.Max(limit, agent.MaxTokens ?? 0));
+        var extended = engine.Options.ExtendedContext || (agent.Config.TryGetValue("extended_context", out var value) && value is true);
+        return new IterationContext(agent, history, offered, delegateTools, toolsJson, tokens,
+            RequestBuilder.SystemPrompt(agent, claimed.Run.OverrideInstructions, claimed.Run.AppendInstructions), number, iterationId, extended);
+    }
+
+    private static void Add(NpgsqlBatch batch, string sql, params NpgsqlParameter[] parameters)
+    {
+        var command = new NpgsqlBatchCommand(sql);
+        command.Parameters.AddRange(parameters);
+        batch.BatchCommands.Add(command);
+    }
+}

@@ -1,0 +1,81 @@
+using System.Text.Json.Nodes;
+using AgentPg.Claude;
+
+namespace AgentPg.Runs;
+
+/// <summary>A run this instance holds: the claim that fences every write, and the processing state of its iterations.</summary>
+internal sealed class ClaimedRun
+{
+    public ClaimedRun(Run run, PreviousIteration? previous)
+    {
+        Run = run;
+        Iteration = run.CurrentIteration;
+        IterationId = run.CurrentIterationId;
+        Continuations = run.ContinuationCount;
+        (Trigger, MaxTokensOverride) = NextIteration(run, previous);
+    }
+
+    public Run Run { get; }
+
+    /// <summary>The number of the latest iteration started.</summary>
+    public int Iteration { get; set; }
+
+    public Guid? IterationId { get; set; }
+
+    public int Continuations { get; set; }
+
+    /// <summary>The trigger of the next iteration.</summary>
+    public string Trigger { get; set; }
+
+    /// <summary>max_tokens for the next iteration when it differs from the agent's (a truncated tool call doubles it).</summary>
+    public int? MaxTokensOverride { get; set; }
+
+    public bool UsedExtendedContext { get; set; }
+
+    /// <summary>Usage of the current iteration's model calls (retries included: they are paid for).</summary>
+    public Usage IterationUsage { get; set; } = Usage.Zero;
+
+    /// <summary>What the next iteration is, from the outcome of the previous one (persisted, so it survives a re-queue,
+    /// a rescue, or another instance taking over).</summary>
+    private static (string Trigger, int? MaxTokens) NextIteration(Run run, PreviousIteration? previous)
+    {
+        if (run.CurrentIteration == 0 || previous is null)
+        {
+            return (run.CurrentIteration == 0 ? "user_prompt" : "tool_results", null);
+        }
+
+        return previous switch
+        {
+            // Abandoned by a dead or stuck holder: do it again.
+            { ErrorType: "abandoned" } => (previous.TriggerType, previous.MaxTokens),
+            { ErrorType: IterationErrors.TruncatedToolUse } => ("continuation", previous.MaxTokens is { } m ? m * 2 : null),
+            { StopReason: "pause_turn" } => ("continuation", null),
+            _ => ("tool_results", null),
+        };
+    }
+}
+
+/// <summary>The outcome of the iteration before the current claim.</summary>
+internal sealed record PreviousIteration(string TriggerType, string? StopReason, string? ErrorType, int? MaxTokens);
+
+internal static class IterationErrors
+{
+    public const string TruncatedToolUse = "truncated_tool_use";
+}
+
+/// <summary>Everything one iteration needs: the agent as it is now, the conversation, and the tools offered to Claude.</summary>
+internal sealed record IterationContext(
+    AgentDefinition Agent,
+    IReadOnlyList<Message> History,
+    SortedDictionary<string, ITool> Tools,
+    Dictionary<string, Guid> Delegates,
+    JsonArray ToolsJson,
+    int MaxTokens,
+    string? System,
+    int IterationNumber,
+    Guid IterationId,
+    bool ExtendedContextAllowed)
+{
+    public Dictionary<string, System.Text.Json.JsonElement> Body()
+        => RequestBuilder.Body(Agent, MaxTokens, System, RequestBuilder.Messages(History), ToolsJson);
+}
