@@ -1,8 +1,10 @@
 // AgentPg quick start: migrate the schema, register two tools, create an agent and a session, start this process as a
-// worker instance and make one streaming run, printing the tool calls as they happen and the result afterwards.
+// worker instance and make one run, printing the tool calls as they happen and the result afterwards.
 //
-//   ./build.sh quickstart                                   a throwaway PostgreSQL, then this program
-//   dotnet run --project samples/Quickstart [-- "prompt"]   the database in AGENTPG_CONNECTION
+//   ./build.sh quickstart [--batch] ["prompt"]                       a throwaway PostgreSQL, then this program
+//   dotnet run --project samples/Quickstart [-- --batch] [-- "prompt"]  the database in AGENTPG_CONNECTION
+//
+// --batch uses the Message Batches API (half the price; minutes to hours with the real Claude) instead of streaming.
 //
 // With ANTHROPIC_API_KEY set it talks to Claude; without it, to the bundled fake Claude (FakeClaudeServer's demo model).
 
@@ -11,9 +13,11 @@ using AgentPg.Testing;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 
+var batch = args.Contains("--batch");
+args = [.. args.Where(a => a != "--batch")];
 if (args.Any(a => a.StartsWith('-')))
 {
-    Console.Error.WriteLine("usage: Quickstart [prompt]");
+    Console.Error.WriteLine("usage: Quickstart [--batch] [prompt]");
     return 2;
 }
 
@@ -29,7 +33,9 @@ await using var dataSource = NpgsqlDataSource.Create(connectionString);
 await using var fakeClaude = string.IsNullOrEmpty(Environment.GetEnvironmentVariable("ANTHROPIC_API_KEY"))
     ? await FakeClaudeServer.StartAsync(new FakeClaudeServerOptions { Responder = FakeModels.Demo })
     : null;
-using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+// A batch can take hours at the real API (it is guaranteed within 24); streaming answers in seconds.
+var limit = batch && fakeClaude is null ? TimeSpan.FromHours(24) : TimeSpan.FromMinutes(2);
+using var timeout = new CancellationTokenSource(limit);
 
 try
 {
@@ -47,6 +53,8 @@ try
     {
         options.BaseUrl = fakeClaude.BaseUrl;
         options.ApiKey = fakeClaude.ApiKey;
+        // The fake answers batches within milliseconds; Claude takes minutes, which the 30-second default suits.
+        options.BatchPollInterval = TimeSpan.FromMilliseconds(250);
         Console.WriteLine($"Claude      fake: FakeClaudeServer's demo model at {fakeClaude.BaseUrl} (set ANTHROPIC_API_KEY for Claude)");
     }
 
@@ -70,13 +78,16 @@ try
     Console.WriteLine($"Agent       {agent.Name} ({agent.Model}) with tools {string.Join(", ", agent.Tools!)}");
 
     Console.WriteLine();
-    Console.WriteLine($"> {prompt}");
-    var response = await client.RunFastSyncAsync(sessionId, agent.Id, prompt, new RunOptions
+    Console.WriteLine($"> {prompt}{(batch ? "   (batch mode: Message Batches API)" : "")}");
+    var runOptions = new RunOptions
     {
         // Called on a worker thread while the run is in progress.
         OnToolStart = e => Console.WriteLine($"  [tool] {e.ToolName} {e.ToolInput.GetRawText()}"),
         OnToolComplete = e => Console.WriteLine($"  [tool] {e.ToolName} done in {e.Duration.TotalMilliseconds:0} ms"),
-    }, timeout.Token);
+    };
+    var response = batch
+        ? await client.RunSyncAsync(sessionId, agent.Id, prompt, runOptions, timeout.Token)
+        : await client.RunFastSyncAsync(sessionId, agent.Id, prompt, runOptions, timeout.Token);
 
     Console.WriteLine();
     Console.WriteLine("Tool calls");
@@ -105,7 +116,7 @@ try
 }
 catch (OperationCanceledException) when (timeout.IsCancellationRequested)
 {
-    Console.Error.WriteLine("quickstart failed: no result within 2 minutes.");
+    Console.Error.WriteLine($"quickstart failed: no result within {limit}.");
     return 1;
 }
 catch (NpgsqlException ex)

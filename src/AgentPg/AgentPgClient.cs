@@ -318,9 +318,15 @@ public sealed partial class AgentPgClient : IAsyncDisposable
                 try
                 {
                     await claude.Messages.Batches.Cancel(batchId, new Anthropic.Models.Messages.Batches.BatchCancelParams(), CancellationToken.None).ConfigureAwait(false);
+                    var ended = Db.Command(_dataSource, null, _sql.Iterations.EndBatchesById, P.TextArray([batchId]));
+                    await using (ended.ConfigureAwait(false))
+                    {
+                        await ended.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+                    }
                 }
-                catch (Exception ex) when (ex is Anthropic.Exceptions.AnthropicException or HttpRequestException or IOException)
+                catch (Exception ex) when (ex is Anthropic.Exceptions.AnthropicException or HttpRequestException or IOException or NpgsqlException)
                 {
+                    // Any started instance's batch poller cancels it later.
                     Log.BatchCancelFailed(_logger, ex, batchId);
                 }
             }

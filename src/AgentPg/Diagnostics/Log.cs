@@ -91,4 +91,16 @@ internal static partial class Log
 
     [LoggerMessage(6001, LogLevel.Warning, "Cancelling message batch {BatchId} at the API failed; its late result will be discarded")]
     public static partial void BatchCancelFailed(ILogger logger, Exception exception, string batchId);
+
+    [LoggerMessage(6002, LogLevel.Debug, "Run {RunId}: iteration {Iteration} submitted as batch {BatchId}")]
+    public static partial void BatchSubmitted(ILogger logger, Guid runId, string batchId, int iteration);
+
+    [LoggerMessage(6003, LogLevel.Information, "Run {RunId}: adopted batch {BatchId} left by a stopped or dead instance")]
+    public static partial void BatchRunAdopted(ILogger logger, Guid runId, string batchId);
+
+    [LoggerMessage(6004, LogLevel.Warning, "Run {RunId}: polling batch {BatchId} failed; trying again next time")]
+    public static partial void BatchPollFailed(ILogger logger, Exception exception, Guid runId, string batchId);
+
+    [LoggerMessage(6005, LogLevel.Warning, "Run {RunId}: the request of batch {BatchId} {Reason}; resubmitting it")]
+    public static partial void BatchResubmitting(ILogger logger, Guid runId, string batchId, string reason);
 }

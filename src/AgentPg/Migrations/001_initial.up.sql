@@ -258,6 +258,9 @@ CREATE TABLE agentpg_iterations (
     batch_poll_count             INTEGER NOT NULL DEFAULT 0,
     batch_last_poll_at           TIMESTAMPTZ,
     batch_resubmit_count         INTEGER NOT NULL DEFAULT 0,
+    batch_expired_count          INTEGER NOT NULL DEFAULT 0,
+    -- The request was sent with the 1M-token context window beta.
+    extended_context             BOOLEAN NOT NULL DEFAULT FALSE,
     streaming_started_at         TIMESTAMPTZ,
     streaming_completed_at       TIMESTAMPTZ,
     trigger_type                 TEXT NOT NULL DEFAULT 'user_prompt',

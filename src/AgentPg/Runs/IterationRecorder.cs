@@ -303,7 +303,7 @@ internal sealed class IterationRecorder(Engine engine)
         var usage = claimed.IterationUsage;
         Add(batch, engine.Sql.Iterations.Complete, P.Uuid(context.IterationId), P.Text(stopReason), P.Uuid(messageId), P.Int(toolCount),
             P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens),
-            P.Int((int)usage.CacheReadInputTokens), P.Text(errorType), P.Text(errorMessage), P.Int(context.MaxTokens));
+            P.Int((int)usage.CacheReadInputTokens), P.Text(errorType), P.Text(errorMessage), P.Int(context.MaxTokens), P.Bool(claimed.UsedExtendedContext));
     }
 
     private static void Add(NpgsqlBatch batch, string sql, params NpgsqlParameter[] parameters)

@@ -60,8 +60,10 @@ internal sealed class IterationStarter(Engine engine)
         }, engine.Time, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>The context of an iteration that was started earlier (a batch result arriving later), without the history.</summary>
-    public async Task<IterationContext> LoadAsync(ClaimedRun claimed, Iteration iteration, CancellationToken cancellationToken)
+    /// <summary>The context of an iteration that was started earlier (a batch result arriving later, or a resubmission, which
+    /// also needs the conversation).</summary>
+    public async Task<IterationContext> LoadAsync(ClaimedRun claimed, int iterationNumber, Guid iterationId, int? maxTokens, bool includeHistory,
+        CancellationToken cancellationToken)
     {
         var run = claimed.Run;
         return await Transient.RetryAsync(async ct =>
@@ -71,6 +73,11 @@ internal sealed class IterationStarter(Engine engine)
             {
                 Add(batch, engine.Sql.Agents.GetById, P.Uuid(run.AgentId));
                 Add(batch, engine.Sql.Agents.GetDelegates, P.Uuid(run.AgentId));
+                if (includeHistory)
+                {
+                    Add(batch, run.Depth == 0 ? engine.Sql.Messages.RootContext : engine.Sql.Messages.RunContext, P.Uuid(run.Depth == 0 ? run.SessionId : run.Id));
+                }
+
                 var reader = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
                 {
@@ -79,7 +86,14 @@ internal sealed class IterationStarter(Engine engine)
                         : throw new RunFailureException("processing_error", $"Agent {run.AgentId} of the run no longer exists.");
                     await reader.NextResultAsync(ct).ConfigureAwait(false);
                     var delegates = await ReadDelegatesAsync(reader, ct).ConfigureAwait(false);
-                    return BuildContext(claimed, agent, delegates, [], iteration.IterationNumber, iteration.Id, iteration.MaxTokens);
+                    IReadOnlyList<Message> history = [];
+                    if (includeHistory)
+                    {
+                        await reader.NextResultAsync(ct).ConfigureAwait(false);
+                        history = await MessageSql.ReadMessagesAsync(reader, ct).ConfigureAwait(false);
+                    }
+
+                    return BuildContext(claimed, agent, delegates, history, iterationNumber, iterationId, maxTokens);
                 }
             }
         }, engine.Time, cancellationToken).ConfigureAwait(false);

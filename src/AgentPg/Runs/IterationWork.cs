@@ -13,6 +13,9 @@ internal sealed class ClaimedRun
         IterationId = run.CurrentIterationId;
         Continuations = run.ContinuationCount;
         (Trigger, MaxTokensOverride) = NextIteration(run, previous);
+
+        // Once a conversation needed the 1M-token window it keeps needing it.
+        UsedExtendedContext = previous?.ExtendedContext ?? false;
     }
 
     public Run Run { get; }
@@ -56,7 +59,7 @@ internal sealed class ClaimedRun
 }
 
 /// <summary>The outcome of the iteration before the current claim.</summary>
-internal sealed record PreviousIteration(string TriggerType, string? StopReason, string? ErrorType, int? MaxTokens);
+internal sealed record PreviousIteration(string TriggerType, string? StopReason, string? ErrorType, int? MaxTokens, bool ExtendedContext);
 
 internal static class IterationErrors
 {

@@ -23,22 +23,49 @@ internal sealed class IterationSql
             ON CONFLICT (id) DO NOTHING
             """;
         // $1 id, $2 stop reason, $3 response message, $4 tool execution count, $5..$8 tokens, $9 error type, $10 error message,
-        // $11 max_tokens sent (null: keep)
+        // $11 max_tokens sent (null: keep), $12 whether the 1M-token context window was used
         Complete = $"""
             UPDATE {t}
                SET stop_reason = $2, response_message_id = $3, has_tool_use = $4 > 0, tool_execution_count = $4,
                    input_tokens = $5, output_tokens = $6, cache_creation_input_tokens = $7, cache_read_input_tokens = $8,
-                   error_type = $9, error_message = $10, max_tokens = coalesce($11, max_tokens),
-                   completed_at = now(), streaming_completed_at = CASE WHEN is_streaming THEN now() END
+                   error_type = $9, error_message = $10, max_tokens = coalesce($11, max_tokens), extended_context = extended_context OR $12,
+                   completed_at = now(), streaming_completed_at = CASE WHEN is_streaming THEN now() END,
+                   batch_status = CASE WHEN batch_id IS NULL THEN batch_status ELSE 'ended' END,
+                   batch_completed_at = CASE WHEN batch_id IS NULL THEN batch_completed_at ELSE now() END
              WHERE id = $1
             """;
         // The iteration of a failing run: $1 id, $2..$5 tokens, $6 error type, $7 error message.
         Fail = $"""
             UPDATE {t}
                SET input_tokens = $2, output_tokens = $3, cache_creation_input_tokens = $4, cache_read_input_tokens = $5,
-                   error_type = $6, error_message = $7, completed_at = coalesce(completed_at, now())
+                   error_type = $6, error_message = $7, completed_at = coalesce(completed_at, now()),
+                   batch_status = CASE WHEN batch_id IS NULL THEN batch_status ELSE 'ended' END
              WHERE id = $1
             """;
+        // A batch was created for iteration $1: $2 batch id, $3 expiry, $4 max_tokens, $5 extended context, $6 resubmission (0/1),
+        // $7 expiry counted (0/1). After the fence.
+        Submitted = $"""
+            UPDATE {t}
+               SET batch_id = $2, batch_request_id = id::text, batch_status = 'in_progress', batch_submitted_at = now(),
+                   batch_expires_at = $3, batch_last_poll_at = NULL, max_tokens = $4, extended_context = $5,
+                   batch_resubmit_count = batch_resubmit_count + $6, batch_expired_count = batch_expired_count + $7,
+                   started_at = coalesce(started_at, now())
+             WHERE id = $1
+            """;
+        // Batch polling bookkeeping (not fenced: it changes nothing another holder relies on).
+        Polled = $"UPDATE {t} SET batch_poll_count = batch_poll_count + 1, batch_last_poll_at = now() WHERE id = $1";
+        // Batches of final runs still to cancel at the API: taken by one poller (SKIP LOCKED) and marked ended at once;
+        // a cancel that then fails at the API only means the batch runs to its end and its result is ignored.
+        TakeCancelingBatches = $"""
+            UPDATE {t} SET batch_status = 'ended', batch_completed_at = coalesce(batch_completed_at, now())
+             WHERE id IN (SELECT i.id
+                            FROM {t} i JOIN {s}.agentpg_runs r ON r.id = i.run_id
+                           WHERE i.batch_status = 'canceling' AND r.state IN ('completed', 'cancelled', 'failed')
+                           LIMIT 20
+                             FOR UPDATE OF i SKIP LOCKED)
+            RETURNING batch_id
+            """;
+        EndBatchesById = $"UPDATE {t} SET batch_status = 'ended', batch_completed_at = coalesce(batch_completed_at, now()) WHERE batch_id = ANY($1) AND batch_status = 'canceling'";
         ByRun = $"SELECT {Columns} FROM {t} WHERE run_id = $1 ORDER BY iteration_number";
         Get = $"SELECT {Columns} FROM {t} WHERE id = $1";
     }
@@ -48,6 +75,14 @@ internal sealed class IterationSql
     public string Complete { get; }
 
     public string Fail { get; }
+
+    public string Submitted { get; }
+
+    public string Polled { get; }
+
+    public string TakeCancelingBatches { get; }
+
+    public string EndBatchesById { get; }
 
     public string ByRun { get; }
 

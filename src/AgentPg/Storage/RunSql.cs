@@ -50,7 +50,7 @@ internal sealed class RunSql
         GetState = $"SELECT state::text FROM {t} WHERE id = $1";
         // The claimed runs with the outcome of their previous iteration, which decides what the next one is.
         Claim = $"""
-            SELECT {Prefixed("r")}, pi.trigger_type, pi.stop_reason, pi.error_type, pi.max_tokens
+            SELECT {Prefixed("r")}, pi.trigger_type, pi.stop_reason, pi.error_type, pi.max_tokens, pi.extended_context
               FROM {s}.agentpg_claim_runs($1, $2, $3::{s}.agentpg_run_mode) r
               LEFT JOIN {s}.agentpg_iterations pi ON pi.id = r.current_iteration_id
             """;
@@ -76,6 +76,23 @@ internal sealed class RunSql
                    cache_creation_input_tokens = cache_creation_input_tokens + $4, cache_read_input_tokens = cache_read_input_tokens + $5,
                    iteration_count = iteration_count + 1, continuation_count = continuation_count + $6, last_progress_at = now()
              WHERE id = $1
+            """;
+        // $1 run, $2 state. After the fence.
+        SetState = $"UPDATE {t} SET state = $2::{s}.agentpg_run_state, last_progress_at = now() WHERE id = $1";
+        // A batch run whose holder is gone (released by a rescue or a shutdown): the first poller to get here takes it.
+        // $1 run, $2 instance. Returns the new claim epoch.
+        AdoptBatchRun = $"""
+            UPDATE {t}
+               SET claimed_by_instance_id = $2, claimed_at = now(), claim_epoch = claim_epoch + 1, last_progress_at = now()
+             WHERE id = $1 AND claimed_by_instance_id IS NULL AND state IN ('batch_pending', 'batch_processing')
+            RETURNING claim_epoch
+            """;
+        // Iterations to poll: this instance's in-progress batches and orphaned ones. $1 instance, $2 interval, $3 max.
+        ForPoll = $"""
+            SELECT i.id, i.iteration_number, i.batch_id, i.batch_expires_at, i.batch_resubmit_count, i.batch_expired_count,
+                   i.extended_context, i.max_tokens, {Prefixed("r")}
+              FROM {s}.agentpg_get_iterations_for_poll($1, $2, $3) i
+              JOIN {t} r ON r.id = i.run_id
             """;
         // A batch run's continuation: count the iteration and queue the run again (the next iteration is another batch).
         ContinueLater = $"""
@@ -161,6 +178,12 @@ internal sealed class RunSql
 
     public string ContinueLater { get; }
 
+    public string SetState { get; }
+
+    public string AdoptBatchRun { get; }
+
+    public string ForPoll { get; }
+
     public string Fail { get; }
 
     public string CreateToolExecutions { get; }
@@ -185,54 +208,57 @@ internal sealed class RunSql
         var previous = r.IsDBNull(35)
             ? null
             : new PreviousIteration(r.GetString(35), r.IsDBNull(36) ? null : r.GetString(36), r.IsDBNull(37) ? null : r.GetString(37),
-                r.IsDBNull(38) ? null : r.GetInt32(38));
+                r.IsDBNull(38) ? null : r.GetInt32(38), r.GetBoolean(39));
         return new ClaimedRun(run, previous);
     }
 
-    public static Run Read(NpgsqlDataReader r)
+    public static Run Read(NpgsqlDataReader r) => Read(r, 0);
+
+    /// <summary>Reads a run whose columns start at <paramref name="offset"/> (after the columns of a joined table).</summary>
+    public static Run Read(NpgsqlDataReader r, int offset)
     {
-        var options = JsonMapping.FromJsonObject(r.GetString(29));
+        var options = JsonMapping.FromJsonObject(r.GetString(offset + 29));
         return new Run
         {
-            Id = r.GetGuid(0),
-            SessionId = r.GetGuid(1),
-            AgentId = r.GetGuid(2),
-            RunMode = DbEnums.ParseRunMode(r.GetString(3)),
-            ParentRunId = r.IsDBNull(4) ? null : r.GetGuid(4),
-            ParentToolExecutionId = r.IsDBNull(5) ? null : r.GetGuid(5),
-            Depth = r.GetInt32(6),
-            State = DbEnums.ParseRunState(r.GetString(7)),
-            PreviousState = r.IsDBNull(8) ? null : DbEnums.ParseRunState(r.GetString(8)),
-            Prompt = r.GetString(9),
-            IdempotencyKey = r.IsDBNull(10) ? null : r.GetString(10),
-            CurrentIteration = r.GetInt32(11),
-            CurrentIterationId = r.IsDBNull(12) ? null : r.GetGuid(12),
-            ResponseText = r.IsDBNull(13) ? null : r.GetString(13),
-            StopReason = r.IsDBNull(14) ? null : r.GetString(14),
+            Id = r.GetGuid(offset + 0),
+            SessionId = r.GetGuid(offset + 1),
+            AgentId = r.GetGuid(offset + 2),
+            RunMode = DbEnums.ParseRunMode(r.GetString(offset + 3)),
+            ParentRunId = r.IsDBNull(offset + 4) ? null : r.GetGuid(offset + 4),
+            ParentToolExecutionId = r.IsDBNull(offset + 5) ? null : r.GetGuid(offset + 5),
+            Depth = r.GetInt32(offset + 6),
+            State = DbEnums.ParseRunState(r.GetString(offset + 7)),
+            PreviousState = r.IsDBNull(offset + 8) ? null : DbEnums.ParseRunState(r.GetString(offset + 8)),
+            Prompt = r.GetString(offset + 9),
+            IdempotencyKey = r.IsDBNull(offset + 10) ? null : r.GetString(offset + 10),
+            CurrentIteration = r.GetInt32(offset + 11),
+            CurrentIterationId = r.IsDBNull(offset + 12) ? null : r.GetGuid(offset + 12),
+            ResponseText = r.IsDBNull(offset + 13) ? null : r.GetString(offset + 13),
+            StopReason = r.IsDBNull(offset + 14) ? null : r.GetString(offset + 14),
             Usage = new Usage
             {
-                InputTokens = r.GetInt32(15),
-                OutputTokens = r.GetInt32(16),
-                CacheCreationInputTokens = r.GetInt32(17),
-                CacheReadInputTokens = r.GetInt32(18),
+                InputTokens = r.GetInt32(offset + 15),
+                OutputTokens = r.GetInt32(offset + 16),
+                CacheCreationInputTokens = r.GetInt32(offset + 17),
+                CacheReadInputTokens = r.GetInt32(offset + 18),
             },
-            IterationCount = r.GetInt32(19),
-            ToolIterations = r.GetInt32(20),
-            ContinuationCount = r.GetInt32(21),
-            ErrorMessage = r.IsDBNull(22) ? null : r.GetString(22),
-            ErrorType = r.IsDBNull(23) ? null : r.GetString(23),
-            CreatedByInstanceId = r.IsDBNull(24) ? null : r.GetString(24),
-            ClaimedByInstanceId = r.IsDBNull(25) ? null : r.GetString(25),
-            ClaimedAt = r.IsDBNull(26) ? null : r.GetFieldValue<DateTimeOffset>(26),
-            ClaimEpoch = r.GetInt64(27),
-            Variables = JsonMapping.FromJsonObject(r.GetString(28)),
+            IterationCount = r.GetInt32(offset + 19),
+            ToolIterations = r.GetInt32(offset + 20),
+            ContinuationCount = r.GetInt32(offset + 21),
+            ErrorMessage = r.IsDBNull(offset + 22) ? null : r.GetString(offset + 22),
+            ErrorType = r.IsDBNull(offset + 23) ? null : r.GetString(offset + 23),
+            CreatedByInstanceId = r.IsDBNull(offset + 24) ? null : r.GetString(offset + 24),
+            ClaimedByInstanceId = r.IsDBNull(offset + 25) ? null : r.GetString(offset + 25),
+            ClaimedAt = r.IsDBNull(offset + 26) ? null : r.GetFieldValue<DateTimeOffset>(offset + 26),
+            ClaimEpoch = r.GetInt64(offset + 27),
+            Variables = JsonMapping.FromJsonObject(r.GetString(offset + 28)),
             OverrideInstructions = options.TryGetValue(RunOptionKeys.OverrideInstructions, out var o) ? o as string : null,
             AppendInstructions = options.TryGetValue(RunOptionKeys.AppendInstructions, out var a) ? a as string : null,
-            CreatedAt = r.GetFieldValue<DateTimeOffset>(30),
-            StartedAt = r.IsDBNull(31) ? null : r.GetFieldValue<DateTimeOffset>(31),
-            FinalizedAt = r.IsDBNull(32) ? null : r.GetFieldValue<DateTimeOffset>(32),
-            RescueAttempts = r.GetInt32(33),
-            LastRescueAt = r.IsDBNull(34) ? null : r.GetFieldValue<DateTimeOffset>(34),
+            CreatedAt = r.GetFieldValue<DateTimeOffset>(offset + 30),
+            StartedAt = r.IsDBNull(offset + 31) ? null : r.GetFieldValue<DateTimeOffset>(offset + 31),
+            FinalizedAt = r.IsDBNull(offset + 32) ? null : r.GetFieldValue<DateTimeOffset>(offset + 32),
+            RescueAttempts = r.GetInt32(offset + 33),
+            LastRescueAt = r.IsDBNull(offset + 34) ? null : r.GetFieldValue<DateTimeOffset>(offset + 34),
         };
     }
 }

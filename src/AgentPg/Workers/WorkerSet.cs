@@ -13,6 +13,8 @@ internal sealed class WorkerSet(Engine engine, Func<CancellationToken, Task> reg
     private readonly CancellationTokenSource _hardStop = new();
     private readonly CancellationTokenSource _stopHeartbeat = new();
     private readonly StreamingRunWorker _streaming = new(engine);
+    private readonly BatchRunWorker _batches = new(engine);
+    private readonly BatchPoller _poller = new(engine);
     private readonly ToolWorker _tools = new(engine);
     private readonly HeartbeatWorker _heartbeat = new(engine, registerAgain);
 
@@ -20,14 +22,16 @@ internal sealed class WorkerSet(Engine engine, Func<CancellationToken, Task> reg
     {
         _heartbeat.Start(_stopHeartbeat.Token);
         _streaming.Start(_stopClaiming.Token, _hardStop.Token);
+        _batches.Start(_stopClaiming.Token, _hardStop.Token);
         _tools.Start(_stopClaiming.Token, _hardStop.Token);
+        _poller.Start(_stopClaiming.Token);
     }
 
     /// <summary>Stops claiming, lets in-flight work finish until <paramref name="deadline"/>, then cancels what is left.</summary>
     public async Task StopAsync(CancellationToken deadline)
     {
         await _stopClaiming.CancelAsync().ConfigureAwait(false);
-        var drain = Task.WhenAll(_streaming.DrainAsync(), _tools.DrainAsync());
+        var drain = Task.WhenAll(_streaming.DrainAsync(), _batches.DrainAsync(), _tools.DrainAsync(), _poller.StopAsync());
         try
         {
             await drain.WaitAsync(deadline).ConfigureAwait(false);
@@ -54,6 +58,7 @@ internal sealed class WorkerSet(Engine engine, Func<CancellationToken, Task> reg
     public void Dispose()
     {
         _streaming.Dispose();
+        _batches.Dispose();
         _tools.Dispose();
         _stopClaiming.Dispose();
         _hardStop.Dispose();

@@ -97,6 +97,27 @@ public sealed class HierarchyTests(SchemaFixture db) : IClassFixture<SchemaFixtu
     }
 
     [DatabaseFact]
+    public async Task Delegation_InBatchMode_ChildRunsAreBatchRunsToo()
+    {
+        await using var h = await Harness.StartAsync(db);
+        string boss = Unique("boss"), helper = Unique("helper");
+        var helperAgent = await Agent(h, helper);
+        var bossAgent = await Agent(h, boss, [helperAgent.Id]);
+        Script(h.Claude, new()
+        {
+            [boss] = r => r.ToolResults.Count == 0 ? FakeReply.ToolUse(helper, new { task = "sum 2+2" }) : FakeReply.Text("boss: " + r.ToolResults[0].Content),
+            [helper] = r => FakeReply.Text("helper says 4 for '" + r.LastUserText + "'"),
+        });
+
+        var response = await Eventually.WithinAsync(h.Client.RunSyncAsync(await h.Client.NewSessionAsync(), bossAgent.Id, "delegate"), "the batch hierarchy", TimeSpan.FromSeconds(60));
+
+        Assert.Equal("boss: helper says 4 for 'sum 2+2'", response.Text);
+        var child = await h.Client.GetRunAsync(Assert.Single(response.ToolCalls).ChildRunId!.Value);
+        Assert.Equal(RunMode.Batch, child.RunMode);
+        Assert.All(await h.Client.GetIterationsAsync(child.Id), i => Assert.NotNull(i.BatchId));
+    }
+
+    [DatabaseFact]
     public async Task ToolNamedLikeAnAgentNotInAgentIds_IsAnOrdinaryTool()
     {
         var name = Unique("helper");

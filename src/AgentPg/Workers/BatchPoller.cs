@@ -1,0 +1,300 @@
+using System.Text.Json;
+using AgentPg.Claude;
+using AgentPg.Diagnostics;
+using AgentPg.Runs;
+using AgentPg.Storage;
+using Anthropic.Exceptions;
+using Npgsql;
+
+namespace AgentPg.Workers;
+
+/// <summary>Polls the in-progress batches of the runs this instance holds (and of orphaned runs, which it adopts) every
+/// <see cref="AgentPgOptions.BatchPollInterval"/>, and hands each result to the same recording as streamed answers.</summary>
+/// <remarks>
+/// Every outcome ends somewhere: succeeded → recorded; errored → resubmitted while retryable (up to
+/// <see cref="AgentPgOptions.MaxModelRetries"/>), else the run fails; canceled or missing from the results →
+/// resubmitted, then failed; expired (or past its expiry without an end) → resubmitted once, then failed.
+/// </remarks>
+internal sealed class BatchPoller(Engine engine)
+{
+    private const int MaxPerTick = 20;
+
+    private static readonly HashSet<string> s_retryableErrors = ["overloaded_error", "api_error", "rate_limit_error", "timeout_error"];
+
+    private readonly BatchApi _api = new(engine);
+    private readonly IterationStarter _starter = new(engine);
+    private readonly IterationRecorder _recorder = new(engine);
+    private readonly BatchSubmitter _submitter = new(engine);
+    private Task? _loop;
+
+    public void Start(CancellationToken stop) => _loop = Task.Run(() => LoopAsync(stop), CancellationToken.None);
+
+    public Task StopAsync() => _loop ?? Task.CompletedTask;
+
+    private async Task LoopAsync(CancellationToken stop)
+    {
+        using var timer = new PeriodicTimer(engine.Options.BatchPollInterval, engine.Time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stop).ConfigureAwait(false))
+            {
+                try
+                {
+                    await CancelAbandonedBatchesAsync(stop).ConfigureAwait(false);
+                    await PollAsync(stop).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException || !stop.IsCancellationRequested)
+                {
+                    Log.WorkerLoopFailed(engine.Logger, ex, "batch poller");
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>Batches of runs that were cancelled (or otherwise ended) while their batch was in progress.</summary>
+    private async Task CancelAbandonedBatchesAsync(CancellationToken cancellationToken)
+    {
+        List<string> batchIds;
+        var command = engine.DataSource.CreateCommand(engine.Sql.Iterations.TakeCancelingBatches);
+        await using (command.ConfigureAwait(false))
+        {
+            batchIds = await command.QueryListAsync(r => r.GetString(0), cancellationToken).ConfigureAwait(false);
+        }
+
+        foreach (var batchId in batchIds.Distinct(StringComparer.Ordinal))
+        {
+            try
+            {
+                await _api.CancelAsync(batchId, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException)
+            {
+                Log.BatchCancelFailed(engine.Logger, ex, batchId);
+            }
+        }
+    }
+
+    private async Task PollAsync(CancellationToken cancellationToken)
+    {
+        List<PollItem> items;
+        var command = engine.DataSource.CreateCommand(engine.Sql.Runs.ForPoll);
+        await using (command.ConfigureAwait(false))
+        {
+            command.Parameters.Add(P.Text(engine.InstanceId));
+            // Due once a poll interval has passed; a little less so a poll right on the tick is not skipped.
+            command.Parameters.Add(P.Interval(engine.Options.BatchPollInterval * 0.9));
+            command.Parameters.Add(P.Int(MaxPerTick));
+            items = await command.QueryListAsync(PollItem.Read, cancellationToken).ConfigureAwait(false);
+        }
+
+        foreach (var item in items)
+        {
+            await PollOneAsync(item, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task PollOneAsync(PollItem item, CancellationToken cancellationToken)
+    {
+        var run = item.Run;
+        if (run.ClaimedByInstanceId is null)
+        {
+            var epoch = await AdoptAsync(run.Id, cancellationToken).ConfigureAwait(false);
+            if (epoch is null)
+            {
+                return;
+            }
+
+            run = run with { ClaimedByInstanceId = engine.InstanceId, ClaimEpoch = epoch.Value };
+            Log.BatchRunAdopted(engine.Logger, run.Id, item.BatchId);
+        }
+
+        var claimed = new ClaimedRun(run, null)
+        {
+            Iteration = item.IterationNumber,
+            IterationId = item.IterationId,
+            UsedExtendedContext = item.ExtendedContext,
+        };
+
+        try
+        {
+            var batch = await _api.RetrieveAsync(item.BatchId, cancellationToken).ConfigureAwait(false);
+            await MarkPolledAsync(item.IterationId, cancellationToken).ConfigureAwait(false);
+            switch (batch.ProcessingStatus.Raw())
+            {
+                case "in_progress":
+                    if (batch.ExpiresAt <= engine.Time.GetUtcNow())
+                    {
+                        // Past its expiry without an end: it will not be processed any more.
+                        await CancelQuietlyAsync(item.BatchId).ConfigureAwait(false);
+                        await HandleExpiredAsync(claimed, item, cancellationToken).ConfigureAwait(false);
+                    }
+                    else if (run.State == RunState.BatchPending)
+                    {
+                        await SetStateAsync(run, "batch_processing", cancellationToken).ConfigureAwait(false);
+                    }
+
+                    break;
+                case "ended":
+                    await HandleEndedAsync(claimed, item, cancellationToken).ConfigureAwait(false);
+                    break;
+            }
+        }
+        catch (Exception ex) when (ex.IsClaimLost())
+        {
+            Log.ClaimLost(engine.Logger, run.Id, run.ClaimEpoch);
+        }
+        catch (RunFailureException failure)
+        {
+            await _recorder.FailAsync(claimed, failure.ErrorType, failure.Message).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException)
+        {
+            // The API is unreachable or refused the poll: try again on the next tick.
+            Log.BatchPollFailed(engine.Logger, ex, run.Id, item.BatchId);
+        }
+    }
+
+    private async Task HandleEndedAsync(ClaimedRun claimed, PollItem item, CancellationToken cancellationToken)
+    {
+        var result = await _api.FindResultAsync(item.BatchId, item.IterationId, cancellationToken).ConfigureAwait(false);
+        var type = result is { } r && r.TryGetProperty("type", out var t) ? t.GetString() : null;
+        switch (type)
+        {
+            case "succeeded":
+                var response = ModelResponse.FromMessage(result!.Value.GetProperty("message"));
+                claimed.IterationUsage = response.Usage;
+                var context = await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false);
+                await _recorder.RecordAsync(claimed, context, response, continueInPlace: false, cancellationToken).ConfigureAwait(false);
+                engine.BatchWake.Set();
+                return;
+
+            case "errored":
+                var error = result!.Value.TryGetProperty("error", out var e) && e.TryGetProperty("error", out var inner) ? inner : default;
+                var errorType = error.ValueKind == JsonValueKind.Object && error.TryGetProperty("type", out var et) ? et.GetString() ?? "error" : "error";
+                var message = error.ValueKind == JsonValueKind.Object && error.TryGetProperty("message", out var em) ? em.GetString() ?? "" : "";
+                if (message.StartsWith("prompt is too long", StringComparison.Ordinal) && !claimed.UsedExtendedContext
+                    && await ExtendedContextAllowedAsync(claimed, item, cancellationToken).ConfigureAwait(false))
+                {
+                    claimed.UsedExtendedContext = true;
+                    await ResubmitAsync(claimed, item, BatchSubmitter.Kind.Resubmission, cancellationToken).ConfigureAwait(false);
+                    return;
+                }
+
+                if (s_retryableErrors.Contains(errorType) && item.ResubmitCount < engine.Options.MaxModelRetries)
+                {
+                    await ResubmitAsync(claimed, item, BatchSubmitter.Kind.Resubmission, cancellationToken).ConfigureAwait(false);
+                    return;
+                }
+
+                throw new RunFailureException(message.StartsWith("prompt is too long", StringComparison.Ordinal) ? "context_window_exceeded" : "batch_error",
+                    $"Claude's batch request failed: {errorType}: {message}" +
+                    (s_retryableErrors.Contains(errorType) ? $" (after {item.ResubmitCount} resubmissions; AgentPgOptions.MaxModelRetries = {engine.Options.MaxModelRetries})" : ""));
+
+            case "expired":
+                await HandleExpiredAsync(claimed, item, cancellationToken).ConfigureAwait(false);
+                return;
+
+            default:
+                // "canceled" (by someone else: our own cancels end the run first) or no result line at all.
+                var what = type == "canceled" ? "was canceled at the API" : "has no line in the batch results";
+                if (item.ResubmitCount < engine.Options.MaxModelRetries)
+                {
+                    Log.BatchResubmitting(engine.Logger, claimed.Run.Id, item.BatchId, what);
+                    await ResubmitAsync(claimed, item, BatchSubmitter.Kind.Resubmission, cancellationToken).ConfigureAwait(false);
+                    return;
+                }
+
+                throw new RunFailureException("batch_error",
+                    $"The batch request of iteration {item.IterationNumber} {what} (batch {item.BatchId}), also after {item.ResubmitCount} resubmissions.");
+        }
+    }
+
+    private async Task HandleExpiredAsync(ClaimedRun claimed, PollItem item, CancellationToken cancellationToken)
+    {
+        if (item.ExpiredCount == 0)
+        {
+            Log.BatchResubmitting(engine.Logger, claimed.Run.Id, item.BatchId, "expired");
+            await ResubmitAsync(claimed, item, BatchSubmitter.Kind.AfterExpiry, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        throw new RunFailureException("batch_expired",
+            $"The batch request of iteration {item.IterationNumber} expired twice without being processed (batch {item.BatchId}); " +
+            "Claude's Message Batches API was too busy. Create the run again, or use RunFastAsync for the streaming API.");
+    }
+
+    private async Task ResubmitAsync(ClaimedRun claimed, PollItem item, BatchSubmitter.Kind kind, CancellationToken cancellationToken)
+    {
+        var context = await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: true, cancellationToken).ConfigureAwait(false);
+        await _submitter.SubmitAsync(claimed, context, kind, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task<bool> ExtendedContextAllowedAsync(ClaimedRun claimed, PollItem item, CancellationToken cancellationToken)
+        => (await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false)).ExtendedContextAllowed;
+
+    private async Task<long?> AdoptAsync(Guid runId, CancellationToken cancellationToken)
+    {
+        var command = engine.DataSource.CreateCommand(engine.Sql.Runs.AdoptBatchRun);
+        await using (command.ConfigureAwait(false))
+        {
+            command.Parameters.Add(P.Uuid(runId));
+            command.Parameters.Add(P.Text(engine.InstanceId));
+            return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as long?;
+        }
+    }
+
+    private async Task MarkPolledAsync(Guid iterationId, CancellationToken cancellationToken)
+    {
+        var command = engine.DataSource.CreateCommand(engine.Sql.Iterations.Polled);
+        await using (command.ConfigureAwait(false))
+        {
+            command.Parameters.Add(P.Uuid(iterationId));
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task SetStateAsync(Run run, string state, CancellationToken cancellationToken)
+    {
+        var batch = engine.DataSource.CreateBatch();
+        await using (batch.ConfigureAwait(false))
+        {
+            var fence = new NpgsqlBatchCommand(engine.Sql.Runs.Fence);
+            fence.Parameters.Add(P.Uuid(run.Id));
+            fence.Parameters.Add(P.Text(engine.InstanceId));
+            fence.Parameters.Add(P.Long(run.ClaimEpoch));
+            batch.BatchCommands.Add(fence);
+            var set = new NpgsqlBatchCommand(engine.Sql.Runs.SetState);
+            set.Parameters.Add(P.Uuid(run.Id));
+            set.Parameters.Add(P.Text(state));
+            batch.BatchCommands.Add(set);
+            await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task CancelQuietlyAsync(string batchId)
+    {
+        try
+        {
+            await _api.CancelAsync(batchId, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException)
+        {
+            Log.BatchCancelFailed(engine.Logger, ex, batchId);
+        }
+    }
+
+    private sealed record PollItem(Guid IterationId, int IterationNumber, string BatchId, DateTimeOffset? ExpiresAt, int ResubmitCount,
+        int ExpiredCount, bool ExtendedContext, int? MaxTokens, Run Run)
+    {
+        public static PollItem Read(NpgsqlDataReader r)
+        {
+            // The run's columns follow the iteration's eight.
+            var run = RunSql.Read(r, 8);
+            return new PollItem(r.GetGuid(0), r.GetInt32(1), r.GetString(2), r.IsDBNull(3) ? null : r.GetFieldValue<DateTimeOffset>(3),
+                r.GetInt32(4), r.GetInt32(5), r.GetBoolean(6), r.IsDBNull(7) ? null : r.GetInt32(7), run);
+        }
+    }
+}

@@ -1,0 +1,149 @@
+using AgentPg.Claude;
+using AgentPg.Diagnostics;
+using AgentPg.Runs;
+using AgentPg.Storage;
+using Anthropic.Exceptions;
+using Npgsql;
+
+namespace AgentPg.Workers;
+
+/// <summary>Claims pending batch runs and submits each run's next iteration as its own message batch.</summary>
+/// <remarks>
+/// One request per batch (not one batch per claim cycle): a run's batch can then be cancelled at the API without touching
+/// other runs, and a failed submission affects one run only. The poller (<see cref="BatchPoller"/>) takes it from there.
+/// </remarks>
+internal sealed class BatchRunWorker(Engine engine)
+    : ClaimingWorker<ClaimedRun>(engine, engine.BatchWake, engine.Options.MaxConcurrentRuns, engine.Options.RunPollInterval)
+{
+    private readonly IterationStarter _starter = new(engine);
+    private readonly IterationRecorder _recorder = new(engine);
+    private readonly BatchSubmitter _submitter = new(engine);
+
+    protected override string Name => "batch run worker";
+
+    protected override async Task<IReadOnlyList<ClaimedRun>> ClaimAsync(int count, CancellationToken cancellationToken)
+    {
+        var command = Engine.DataSource.CreateCommand(Engine.Sql.Runs.Claim);
+        await using (command.ConfigureAwait(false))
+        {
+            command.Parameters.Add(P.Text(Engine.InstanceId));
+            command.Parameters.Add(P.Int(count));
+            command.Parameters.Add(P.Text("batch"));
+            return await command.QueryListAsync(RunSql.ReadClaimed, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    protected override async Task ProcessAsync(ClaimedRun claimed, CancellationToken hardStop)
+    {
+        var run = claimed.Run;
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(hardStop);
+        using var registration = Engine.InFlight.Register(run.Id, cts);
+        try
+        {
+            var context = await _starter.StartAsync(claimed, streaming: false, cts.Token).ConfigureAwait(false);
+            await _submitter.SubmitAsync(claimed, context, resubmission: BatchSubmitter.Kind.First, cts.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex.IsClaimLost())
+        {
+            Log.ClaimLost(Engine.Logger, run.Id, run.ClaimEpoch);
+        }
+        catch (OperationCanceledException) when (cts.IsCancellationRequested)
+        {
+            Log.RunProcessingCancelled(Engine.Logger, run.Id);
+        }
+        catch (RunFailureException failure)
+        {
+            await _recorder.FailAsync(claimed, failure.ErrorType, failure.Message).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (!Transient.IsTransient(ex) && ex is not OperationCanceledException)
+        {
+            Log.RunProcessingFailed(Engine.Logger, ex, run.Id);
+            await _recorder.FailAsync(claimed, "processing_error", $"Submitting the batch failed: {ex.Message}").ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Log.RunProcessingFailed(Engine.Logger, ex, run.Id);
+        }
+    }
+}
+
+/// <summary>Creates a batch for an iteration and records it (fenced); a batch that cannot be recorded is cancelled at the
+/// API, so none is left unpolled.</summary>
+internal sealed class BatchSubmitter(Engine engine)
+{
+    private readonly BatchApi _api = new(engine);
+
+    public enum Kind
+    {
+        First,
+        Resubmission,
+        AfterExpiry,
+    }
+
+    public async Task SubmitAsync(ClaimedRun claimed, IterationContext context, Kind resubmission, CancellationToken cancellationToken)
+    {
+        var run = claimed.Run;
+        string batchId;
+        DateTimeOffset expiresAt;
+        try
+        {
+            // Never abandoned half-way: once the request is sent the batch may exist, and only a recorded (or cancelled)
+            // batch is safe. A cancelled run makes the recording below fail, which cancels the batch at the API.
+            cancellationToken.ThrowIfCancellationRequested();
+            (batchId, expiresAt) = await _api.CreateAsync(context.IterationId, context.Body(), claimed.UsedExtendedContext, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (AnthropicApiException ex)
+        {
+            // The SDK already retried what is retryable before throwing.
+            throw new RunFailureException("batch_error",
+                $"Creating the message batch failed: Claude API error {(int)ex.StatusCode} {ex.Type?.Raw() ?? "error"}: {ex.ApiMessage ?? "(no message)"}");
+        }
+
+        var recorded = false;
+        try
+        {
+            await Transient.RetryAsync(async ct =>
+            {
+                var batch = engine.DataSource.CreateBatch();
+                await using (batch.ConfigureAwait(false))
+                {
+                    Add(batch, engine.Sql.Runs.Fence, P.Uuid(run.Id), P.Text(engine.InstanceId), P.Long(run.ClaimEpoch));
+                    Add(batch, engine.Sql.Iterations.Submitted, P.Uuid(context.IterationId), P.Text(batchId),
+                        new NpgsqlParameter<DateTimeOffset> { TypedValue = expiresAt }, P.Int(context.MaxTokens), P.Bool(claimed.UsedExtendedContext),
+                        P.Int(resubmission == Kind.Resubmission ? 1 : 0), P.Int(resubmission == Kind.AfterExpiry ? 1 : 0));
+                    Add(batch, engine.Sql.Runs.SetState, P.Uuid(run.Id), P.Text("batch_pending"));
+                    await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+                }
+            }, engine.Time, CancellationToken.None).ConfigureAwait(false);
+            recorded = true;
+            Log.BatchSubmitted(engine.Logger, run.Id, batchId, claimed.Iteration);
+        }
+        finally
+        {
+            if (!recorded)
+            {
+                // Cancelled or rescued meanwhile, or the database is gone: nobody would ever poll this batch.
+                _ = CancelQuietlyAsync(batchId);
+            }
+        }
+    }
+
+    private async Task CancelQuietlyAsync(string batchId)
+    {
+        try
+        {
+            await _api.CancelAsync(batchId, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException or InvalidOperationException)
+        {
+            Log.BatchCancelFailed(engine.Logger, ex, batchId);
+        }
+    }
+
+    private static void Add(NpgsqlBatch batch, string sql, params NpgsqlParameter[] parameters)
+    {
+        var command = new NpgsqlBatchCommand(sql);
+        command.Parameters.AddRange(parameters);
+        batch.BatchCommands.Add(command);
+    }
+}
