@@ -106,6 +106,10 @@ public sealed class AgentPgOptions
     /// <value>The default value is <see langword="false"/>. An agent can also opt in with <c>Config["extended_context"] = true</c>.</value>
     public bool ExtendedContext { get; set; }
 
+    /// <summary>Gets or sets callbacks into the engine's life (model calls, tool calls, leadership, background errors).</summary>
+    /// <value>The default value is <see langword="null"/>: no hooks.</value>
+    public AgentPgHooks? Hooks { get; set; }
+
     /// <summary>Gets or sets the source of time for every timer, timestamp and backoff of the client.</summary>
     /// <value>The default value is <see cref="System.TimeProvider.System"/>.</value>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;

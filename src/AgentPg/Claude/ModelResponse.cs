@@ -67,6 +67,35 @@ internal sealed class ModelResponse
         static long Get(JsonElement e, string name) => e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt64() : 0;
     }
 
+    /// <summary>The answer as the Messages API would return it without streaming.</summary>
+    public JsonElement ToMessageJson()
+    {
+        var content = new JsonArray();
+        foreach (var block in Blocks)
+        {
+            content.Add(block.DeepClone());
+        }
+
+        var message = new JsonObject
+        {
+            ["id"] = MessageId,
+            ["type"] = "message",
+            ["role"] = "assistant",
+            ["model"] = Model,
+            ["content"] = content,
+            ["stop_reason"] = StopReason,
+            ["stop_sequence"] = StopSequence,
+            ["usage"] = new JsonObject
+            {
+                ["input_tokens"] = Usage.InputTokens,
+                ["output_tokens"] = Usage.OutputTokens,
+                ["cache_creation_input_tokens"] = Usage.CacheCreationInputTokens,
+                ["cache_read_input_tokens"] = Usage.CacheReadInputTokens,
+            },
+        };
+        return JsonSerializer.SerializeToElement(message);
+    }
+
     public IEnumerable<(int Index, JsonObject Block)> CompleteToolUses()
         => Blocks.Select((b, i) => (i, b)).Where(x => (string?)x.b["type"] == "tool_use" && !TruncatedToolUses.Contains(x.i));
 }

@@ -103,4 +103,22 @@ internal static partial class Log
 
     [LoggerMessage(6005, LogLevel.Warning, "Run {RunId}: the request of batch {BatchId} {Reason}; resubmitting it")]
     public static partial void BatchResubmitting(ILogger logger, Guid runId, string batchId, string reason);
+
+    [LoggerMessage(7001, LogLevel.Information, "Instance {InstanceId} became the leader")]
+    public static partial void BecameLeader(ILogger logger, string instanceId);
+
+    [LoggerMessage(7002, LogLevel.Information, "Instance {InstanceId} is no longer the leader")]
+    public static partial void LostLeadership(ILogger logger, string instanceId);
+
+    [LoggerMessage(7003, LogLevel.Warning, "Leadership work of instance {InstanceId} failed")]
+    public static partial void LeadershipFailed(ILogger logger, Exception exception, string instanceId);
+
+    [LoggerMessage(7004, LogLevel.Warning, "Removed instance {InstanceId}: no heartbeat within InstanceTtl")]
+    public static partial void StaleInstanceRemoved(ILogger logger, string instanceId);
+
+    [LoggerMessage(7005, LogLevel.Warning, "Rescue released {Released} runs and tool executions and continued {Continued} runs (dead instances: {DeadInstances})")]
+    public static partial void Rescued(ILogger logger, int released, int continued, string deadInstances);
+
+    [LoggerMessage(7006, LogLevel.Error, "Hook {Hook} threw; ignored")]
+    public static partial void HookFailed(ILogger logger, Exception exception, string hook);
 }

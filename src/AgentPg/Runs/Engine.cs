@@ -19,7 +19,10 @@ internal sealed class Engine
         InstanceId = instanceId;
         Tools = tools;
         Callbacks = new RunCallbacks(logger);
+        Hooks = new HookRunner(options.Hooks, logger);
     }
+
+    public HookRunner Hooks { get; }
 
     public NpgsqlDataSource DataSource { get; }
 

@@ -34,8 +34,14 @@ internal sealed class RunProcessor(Engine engine)
             while (true)
             {
                 var context = await _starter.StartAsync(claimed, streaming: true, token).ConfigureAwait(false);
-                var response = await CallWithRetriesAsync(claimed, context, context.Body(), token).ConfigureAwait(false);
+                var body = context.Body();
+                await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, null, null), token).ConfigureAwait(false);
+                var response = await CallWithRetriesAsync(claimed, context, body, token).ConfigureAwait(false);
                 claimed.IterationUsage += response.Usage;
+                if (engine.Hooks.Hooks?.OnAfterMessage is not null)
+                {
+                    await engine.Hooks.AfterMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, response.ToMessageJson(), response.Usage), token).ConfigureAwait(false);
+                }
                 if (await _recorder.RecordAsync(claimed, context, response, continueInPlace: true, token).ConfigureAwait(false) == IterationOutcome.Done)
                 {
                     return;

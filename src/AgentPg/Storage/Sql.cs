@@ -13,6 +13,7 @@ internal sealed class Sql
         Messages = new MessageSql(schema);
         Iterations = new IterationSql(schema);
         ToolExecutions = new ToolExecutionSql(schema);
+        Leader = new LeaderSql(schema);
     }
 
     public SchemaName Schema { get; }
@@ -30,4 +31,6 @@ internal sealed class Sql
     public IterationSql Iterations { get; }
 
     public ToolExecutionSql ToolExecutions { get; }
+
+    public LeaderSql Leader { get; }
 }

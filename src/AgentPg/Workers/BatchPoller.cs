@@ -46,6 +46,7 @@ internal sealed class BatchPoller(Engine engine)
                 catch (Exception ex) when (ex is not OperationCanceledException || !stop.IsCancellationRequested)
                 {
                     Log.WorkerLoopFailed(engine.Logger, ex, "batch poller");
+                    engine.Hooks.Error(ex);
                 }
             }
         }
@@ -164,9 +165,11 @@ internal sealed class BatchPoller(Engine engine)
         switch (type)
         {
             case "succeeded":
-                var response = ModelResponse.FromMessage(result!.Value.GetProperty("message"));
+                var message = result!.Value.GetProperty("message");
+                var response = ModelResponse.FromMessage(message);
                 claimed.IterationUsage = response.Usage;
                 var context = await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false);
+                await engine.Hooks.AfterMessageAsync(ModelCalls.Context(claimed, context, RunMode.Batch, null, message, response.Usage), cancellationToken).ConfigureAwait(false);
                 await _recorder.RecordAsync(claimed, context, response, continueInPlace: false, cancellationToken).ConfigureAwait(false);
                 engine.BatchWake.Set();
                 return;
@@ -174,8 +177,8 @@ internal sealed class BatchPoller(Engine engine)
             case "errored":
                 var error = result!.Value.TryGetProperty("error", out var e) && e.TryGetProperty("error", out var inner) ? inner : default;
                 var errorType = error.ValueKind == JsonValueKind.Object && error.TryGetProperty("type", out var et) ? et.GetString() ?? "error" : "error";
-                var message = error.ValueKind == JsonValueKind.Object && error.TryGetProperty("message", out var em) ? em.GetString() ?? "" : "";
-                if (message.StartsWith("prompt is too long", StringComparison.Ordinal) && !claimed.UsedExtendedContext
+                var errorMessage = error.ValueKind == JsonValueKind.Object && error.TryGetProperty("message", out var em) ? em.GetString() ?? "" : "";
+                if (errorMessage.StartsWith("prompt is too long", StringComparison.Ordinal) && !claimed.UsedExtendedContext
                     && await ExtendedContextAllowedAsync(claimed, item, cancellationToken).ConfigureAwait(false))
                 {
                     claimed.UsedExtendedContext = true;
@@ -189,8 +192,8 @@ internal sealed class BatchPoller(Engine engine)
                     return;
                 }
 
-                throw new RunFailureException(message.StartsWith("prompt is too long", StringComparison.Ordinal) ? "context_window_exceeded" : "batch_error",
-                    $"Claude's batch request failed: {errorType}: {message}" +
+                throw new RunFailureException(errorMessage.StartsWith("prompt is too long", StringComparison.Ordinal) ? "context_window_exceeded" : "batch_error",
+                    $"Claude's batch request failed: {errorType}: {errorMessage}" +
                     (s_retryableErrors.Contains(errorType) ? $" (after {item.ResubmitCount} resubmissions; AgentPgOptions.MaxModelRetries = {engine.Options.MaxModelRetries})" : ""));
 
             case "expired":

@@ -86,6 +86,7 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
             {
                 // Usually the database is unreachable: back off, keep going.
                 Log.WorkerLoopFailed(engine.Logger, ex, Name);
+                engine.Hooks.Error(ex);
                 saturated = false;
                 try
                 {

@@ -47,6 +47,7 @@ internal sealed class HeartbeatWorker(Engine engine, Func<CancellationToken, Tas
             catch (Exception ex)
             {
                 Log.HeartbeatFailed(engine.Logger, ex, engine.InstanceId);
+                engine.Hooks.Error(ex);
             }
         }
     }

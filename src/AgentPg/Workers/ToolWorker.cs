@@ -288,13 +288,17 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
     };
 
     private void FireComplete(string? output, bool isError, string? errorMessage, long started)
-        => engine.Callbacks.FireComplete(Event() with
+    {
+        var e = Event() with
         {
             Output = output,
             IsError = isError,
             ErrorMessage = errorMessage,
             Duration = engine.Time.GetElapsedTime(started),
-        });
+        };
+        engine.Callbacks.FireComplete(e);
+        _ = engine.Hooks.ToolCallAsync(e, CancellationToken.None);
+    }
 }
 
 /// <summary>The reference backoff: attempt⁴ seconds ± jitter, at least 1 s; immediate when jitter is 0.</summary>

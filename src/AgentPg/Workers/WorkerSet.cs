@@ -17,10 +17,14 @@ internal sealed class WorkerSet(Engine engine, Func<CancellationToken, Task> reg
     private readonly BatchPoller _poller = new(engine);
     private readonly ToolWorker _tools = new(engine);
     private readonly HeartbeatWorker _heartbeat = new(engine, registerAgain);
+    private readonly Leadership.LeaderElector _elector = new(engine, engine.Hooks);
+
+    public bool IsLeader => _elector.IsLeader;
 
     public void Start()
     {
         _heartbeat.Start(_stopHeartbeat.Token);
+        _elector.Start(_stopClaiming.Token);
         _streaming.Start(_stopClaiming.Token, _hardStop.Token);
         _batches.Start(_stopClaiming.Token, _hardStop.Token);
         _tools.Start(_stopClaiming.Token, _hardStop.Token);
@@ -48,6 +52,9 @@ internal sealed class WorkerSet(Engine engine, Func<CancellationToken, Task> reg
                 // Work that ignores cancellation keeps running detached; releasing it below fences it off.
             }
         }
+
+        // Resign before releasing work, so the next leader's rescue does not race with this instance's release.
+        await _elector.StopAsync().ConfigureAwait(false);
 
         // The heartbeat runs until here so a long drain never makes this instance look dead.
         await _stopHeartbeat.CancelAsync().ConfigureAwait(false);

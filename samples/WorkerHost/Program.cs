@@ -1,0 +1,160 @@
+// A standalone AgentPg worker process: one client (one instance) with a few demo tools, running until SIGTERM/Ctrl+C,
+// then stopping gracefully (in-flight work finishes or is released to the other instances).
+//
+//   dotnet WorkerHost.dll --connection "Host=...;Username=..." [--schema public] [--claude-url http://127.0.0.1:1234]
+//                         [--api-key KEY] [--instance-id ID] [--heartbeat-ms N] [--instance-ttl-ms N] [--leader-ttl-ms N]
+//                         [--rescue-interval-ms N] [--rescue-timeout-ms N] [--poll-ms N] [--batch-poll-ms N]
+//                         [--max-streaming N] [--max-batch N] [--max-tools N] [--stop-timeout-ms N]
+//
+// It prints "READY <instance id>" once started. The multi-process crash tests drive it; it is also a template for a
+// dedicated worker service.
+
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using AgentPg;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+var settings = ParseArguments(args);
+if (!settings.TryGetValue("connection", out var connectionString))
+{
+    Console.Error.WriteLine("usage: WorkerHost --connection <connection string> [options]; see the header of Program.cs");
+    return 2;
+}
+
+var schema = settings.GetValueOrDefault("schema", "public");
+using var loggerFactory = LoggerFactory.Create(logging => logging
+    .AddSimpleConsole(o => o.SingleLine = true)
+    .SetMinimumLevel(Enum.Parse<LogLevel>(settings.GetValueOrDefault("log-level", "Warning"))));
+await using var dataSource = NpgsqlDataSource.Create(connectionString);
+
+var options = new AgentPgOptions
+{
+    Schema = schema,
+    LoggerFactory = loggerFactory,
+    ApiKey = settings.GetValueOrDefault("api-key") ?? Environment.GetEnvironmentVariable("ANTHROPIC_API_KEY"),
+    BaseUrl = settings.GetValueOrDefault("claude-url"),
+    InstanceId = settings.GetValueOrDefault("instance-id"),
+};
+Milliseconds("heartbeat-ms", v => options.HeartbeatInterval = v);
+Milliseconds("instance-ttl-ms", v => options.InstanceTtl = v);
+Milliseconds("leader-ttl-ms", v => options.LeaderTtl = v);
+Milliseconds("cleanup-interval-ms", v => options.CleanupInterval = v);
+Milliseconds("rescue-interval-ms", v => options.RunRescue.Interval = v);
+Milliseconds("rescue-timeout-ms", v => options.RunRescue.Timeout = v);
+Milliseconds("poll-ms", v => options.RunPollInterval = options.ToolPollInterval = v);
+Milliseconds("batch-poll-ms", v => options.BatchPollInterval = v);
+Number("max-streaming", v => options.MaxConcurrentStreamingRuns = v);
+Number("max-batch", v => options.MaxConcurrentRuns = v);
+Number("max-tools", v => options.MaxConcurrentTools = v);
+Number("max-rescue-attempts", v => options.RunRescue.MaxAttempts = v);
+
+await using var client = AgentPgClient.Create(dataSource, options);
+client.RegisterTool(new RecordEffectTool(schema));
+client.RegisterTool(FunctionTool.Create("slow_echo", "Waits the given number of milliseconds, then echoes the text.",
+    async (string text, int ms, CancellationToken cancellationToken) =>
+    {
+        await Task.Delay(ms, cancellationToken);
+        return text;
+    }));
+
+using var stopping = new CancellationTokenSource();
+using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
+{
+    context.Cancel = true;
+    stopping.Cancel();
+});
+Console.CancelKeyPress += (_, e) =>
+{
+    e.Cancel = true;
+    stopping.Cancel();
+};
+
+await client.StartAsync();
+Console.WriteLine($"READY {client.InstanceId}");
+try
+{
+    await Task.Delay(Timeout.Infinite, stopping.Token);
+}
+catch (OperationCanceledException)
+{
+}
+
+var stopTimeout = TimeSpan.FromMilliseconds(int.Parse(settings.GetValueOrDefault("stop-timeout-ms", "10000"), CultureInfo.InvariantCulture));
+using (var deadline = new CancellationTokenSource(stopTimeout))
+{
+    await client.StopAsync(deadline.Token);
+}
+
+Console.WriteLine($"STOPPED {client.InstanceId}");
+return 0;
+
+void Milliseconds(string name, Action<TimeSpan> set)
+{
+    if (settings.TryGetValue(name, out var value))
+    {
+        set(TimeSpan.FromMilliseconds(int.Parse(value, CultureInfo.InvariantCulture)));
+    }
+}
+
+void Number(string name, Action<int> set)
+{
+    if (settings.TryGetValue(name, out var value))
+    {
+        set(int.Parse(value, CultureInfo.InvariantCulture));
+    }
+}
+
+static Dictionary<string, string> ParseArguments(string[] args)
+{
+    var result = new Dictionary<string, string>(StringComparer.Ordinal);
+    for (var i = 0; i + 1 < args.Length; i += 2)
+    {
+        result[args[i].TrimStart('-')] = args[i + 1];
+    }
+
+    return result;
+}
+
+/// <summary>Writes one row per call into &lt;schema&gt;.tool_effects, in the tool's transaction: the row exists exactly
+/// when the tool's result was recorded (exactly once, whatever crashes in between).</summary>
+internal sealed class RecordEffectTool(string schema) : ITransactionalTool
+{
+    public string Name => "record_effect";
+
+    public string Description => "Records that the effect named in the input happened.";
+
+    public ToolSchema InputSchema { get; } = new()
+    {
+        Properties = new Dictionary<string, PropertyDef>
+        {
+            ["effect"] = new() { Type = "string", Description = "What happened" },
+            ["hold_ms"] = new() { Type = "integer", Minimum = 0, Maximum = 60000, Description = "How long the tool takes" },
+        },
+        Required = ["effect"],
+    };
+
+    public async Task<string> ExecuteAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken)
+    {
+        var effect = input.GetProperty("effect").GetString()!;
+        var transaction = context.Transaction!;
+        await using (var command = new NpgsqlCommand(
+            $"INSERT INTO \"{schema}\".tool_effects (execution_id, run_id, effect, attempt) VALUES ($1, $2, $3, $4)",
+            transaction.Connection, transaction))
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = context.ToolExecutionId });
+            command.Parameters.Add(new NpgsqlParameter { Value = context.RunId });
+            command.Parameters.Add(new NpgsqlParameter { Value = effect });
+            command.Parameters.Add(new NpgsqlParameter { Value = context.Attempt });
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        if (input.TryGetProperty("hold_ms", out var hold))
+        {
+            await Task.Delay(hold.GetInt32(), cancellationToken);
+        }
+
+        return "recorded " + effect;
+    }
+}

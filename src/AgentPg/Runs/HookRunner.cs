@@ -1,0 +1,51 @@
+using AgentPg.Diagnostics;
+using Microsoft.Extensions.Logging;
+
+namespace AgentPg.Runs;
+
+/// <summary>Calls <see cref="AgentPgHooks"/> so that a failing hook is logged and never breaks the engine.</summary>
+internal sealed class HookRunner(AgentPgHooks? hooks, ILogger logger)
+{
+    public AgentPgHooks? Hooks => hooks;
+
+    public Task BeforeMessageAsync(ModelCallContext context, CancellationToken cancellationToken)
+        => InvokeAsync(hooks?.OnBeforeMessage, context, nameof(AgentPgHooks.OnBeforeMessage), cancellationToken);
+
+    public Task AfterMessageAsync(ModelCallContext context, CancellationToken cancellationToken)
+        => InvokeAsync(hooks?.OnAfterMessage, context, nameof(AgentPgHooks.OnAfterMessage), cancellationToken);
+
+    public Task ToolCallAsync(ToolCallEvent e, CancellationToken cancellationToken)
+        => InvokeAsync(hooks?.OnToolCall, e, nameof(AgentPgHooks.OnToolCall), cancellationToken);
+
+    public Task BecameLeaderAsync(CancellationToken cancellationToken)
+        => InvokeAsync(hooks?.OnBecameLeader is { } hook ? (_, ct) => hook(ct) : null, 0, nameof(AgentPgHooks.OnBecameLeader), cancellationToken);
+
+    public Task LostLeadershipAsync(CancellationToken cancellationToken)
+        => InvokeAsync(hooks?.OnLostLeadership is { } hook ? (_, ct) => hook(ct) : null, 0, nameof(AgentPgHooks.OnLostLeadership), cancellationToken);
+
+    /// <summary>Reports a background error to <see cref="AgentPgHooks.OnError"/> without waiting for it.</summary>
+    public void Error(Exception exception)
+    {
+        if (hooks?.OnError is { } hook)
+        {
+            _ = InvokeAsync((e, ct) => hook(e, ct), exception, nameof(AgentPgHooks.OnError), CancellationToken.None);
+        }
+    }
+
+    private async Task InvokeAsync<T>(Func<T, CancellationToken, Task>? hook, T argument, string name, CancellationToken cancellationToken)
+    {
+        if (hook is null)
+        {
+            return;
+        }
+
+        try
+        {
+            await hook(argument, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            Log.HookFailed(logger, ex, name);
+        }
+    }
+}

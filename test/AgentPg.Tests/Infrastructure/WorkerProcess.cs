@@ -1,0 +1,129 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace AgentPg.Tests.Infrastructure;
+
+/// <summary>A WorkerHost instance in its own OS process, which tests can kill (SIGKILL), pause (SIGSTOP), resume (SIGCONT)
+/// or stop gracefully (SIGTERM).</summary>
+public sealed class WorkerProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _output = new();
+    private readonly TaskCompletionSource<string> _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private WorkerProcess(Process process) => _process = process;
+
+    public string InstanceId { get; private set; } = "";
+
+    public int Pid => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
+    public string Output
+    {
+        get
+        {
+            lock (_output)
+            {
+                return _output.ToString();
+            }
+        }
+    }
+
+    public static async Task<WorkerProcess> StartAsync(IReadOnlyDictionary<string, string> arguments, TimeSpan? timeout = null)
+    {
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        info.ArgumentList.Add(WorkerHostPath());
+        foreach (var (name, value) in arguments)
+        {
+            info.ArgumentList.Add("--" + name);
+            info.ArgumentList.Add(value);
+        }
+
+        info.Environment.Remove("ANTHROPIC_API_KEY");
+        var process = new Process { StartInfo = info, EnableRaisingEvents = true };
+        var worker = new WorkerProcess(process);
+        process.OutputDataReceived += (_, e) => worker.OnLine(e.Data);
+        process.ErrorDataReceived += (_, e) => worker.OnLine(e.Data);
+        process.Exited += (_, _) => worker._ready.TrySetException(new InvalidOperationException("The worker process exited before it was ready:\n" + worker.Output));
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        worker.InstanceId = await worker._ready.Task.WaitAsync(timeout ?? TimeSpan.FromSeconds(60));
+        return worker;
+    }
+
+    /// <summary>SIGKILL: the process dies at once, without releasing anything.</summary>
+    public async Task KillAsync()
+    {
+        _process.Kill(entireProcessTree: true);
+        await _process.WaitForExitAsync();
+    }
+
+    /// <summary>SIGSTOP: the process freezes (no heartbeat, no writes) until <see cref="Resume"/>.</summary>
+    public void Pause() => Signal(19);
+
+    /// <summary>SIGCONT.</summary>
+    public void Resume() => Signal(18);
+
+    /// <summary>SIGTERM: graceful stop; waits for the process to exit.</summary>
+    public async Task StopAsync(TimeSpan? timeout = null)
+    {
+        Signal(15);
+        await _process.WaitForExitAsync().WaitAsync(timeout ?? TimeSpan.FromSeconds(60));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            Resume();
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+
+        _process.Dispose();
+    }
+
+    private void OnLine(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_output)
+        {
+            _output.AppendLine(line);
+        }
+
+        if (line.StartsWith("READY ", StringComparison.Ordinal))
+        {
+            _ready.TrySetResult(line["READY ".Length..].Trim());
+        }
+    }
+
+    private void Signal(int signal)
+    {
+        if (Kill(_process.Id, signal) != 0)
+        {
+            throw new InvalidOperationException($"kill({_process.Id}, {signal}) failed: errno {Marshal.GetLastPInvokeError()}");
+        }
+    }
+
+    private static string WorkerHostPath()
+    {
+        // Same configuration as this test assembly: .../test/AgentPg.Tests/bin/<Configuration>/net10.0/
+        var testBin = new DirectoryInfo(AppContext.BaseDirectory);
+        var configuration = testBin.Parent!.Name;
+        var root = testBin.Parent.Parent!.Parent!.Parent!.Parent!.FullName;
+        var path = Path.Combine(root, "samples", "WorkerHost", "bin", configuration, "net10.0", "WorkerHost.dll");
+        return File.Exists(path) ? path : throw new FileNotFoundException("Build samples/WorkerHost first (dotnet build AgentPg.slnx).", path);
+    }
+
+#pragma warning disable SYSLIB1054 // LibraryImport would need unsafe code in the test project; one libc call is fine.
+    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Kill(int pid, int signal);
+#pragma warning restore SYSLIB1054
+}

@@ -1,0 +1,136 @@
+using System.Collections.Concurrent;
+using AgentPg.Tests.Infrastructure;
+
+namespace AgentPg.Tests.Leadership;
+
+public sealed class LeadershipTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    private sealed class LeaderTracker
+    {
+        private int _current;
+
+        public ConcurrentQueue<string> Events { get; } = new();
+
+        public int MaxConcurrent { get; private set; }
+
+        public AgentPgHooks HooksFor(string name) => new()
+        {
+            OnBecameLeader = _ =>
+            {
+                var now = Interlocked.Increment(ref _current);
+                lock (this)
+                {
+                    MaxConcurrent = Math.Max(MaxConcurrent, now);
+                }
+
+                Events.Enqueue("became " + name);
+                return Task.CompletedTask;
+            },
+            OnLostLeadership = _ =>
+            {
+                Interlocked.Decrement(ref _current);
+                Events.Enqueue("lost " + name);
+                return Task.CompletedTask;
+            },
+        };
+
+        public int Current => Volatile.Read(ref _current);
+    }
+
+    private Task<string?> LeaderInDatabaseAsync()
+        => db.ScalarAsync<object>("SELECT coalesce((SELECT leader_id FROM {schema}.agentpg_leader WHERE expires_at > now()), '')")
+            .ContinueWith(t => t.Result is string s && s.Length > 0 ? s : null, TaskScheduler.Default);
+
+    [DatabaseFact]
+    public async Task ThreeClients_ExactlyOneLeads_AndStoppingItHandsOverWithinOneTtl()
+    {
+        var tracker = new LeaderTracker();
+        var ttl = TimeSpan.FromSeconds(1);
+        var clients = new List<AgentPgClient>();
+        foreach (var name in new[] { "a", "b", "c" })
+        {
+            var client = db.CreateClient(o =>
+            {
+                o.LeaderTtl = ttl;
+                o.Hooks = tracker.HooksFor(name);
+            });
+            await client.StartAsync();
+            clients.Add(client);
+        }
+
+        try
+        {
+            await Eventually.TrueAsync(() => tracker.Current == 1, "one client to lead");
+            var leaderId = await LeaderInDatabaseAsync();
+            var leader = clients.Single(c => c.InstanceId == leaderId);
+
+            // Several lease periods later the same single leader holds it.
+            await Eventually.TrueAsync(async () => await db.ScalarAsync<DateTime>(
+                "SELECT elected_at FROM {schema}.agentpg_leader") < DateTime.UtcNow - (ttl * 3), "three lease periods to pass", TimeSpan.FromSeconds(10));
+            Assert.Equal(leaderId, await LeaderInDatabaseAsync());
+            Assert.Equal(1, tracker.MaxConcurrent);
+
+            var stopped = DateTime.UtcNow;
+            await leader.StopAsync();
+            await Eventually.TrueAsync(async () => await LeaderInDatabaseAsync() is { } next && next != leaderId, "another client to take over", ttl * 2);
+            Assert.True(DateTime.UtcNow - stopped < ttl + TimeSpan.FromMilliseconds(500));
+            await Eventually.TrueAsync(() => tracker.Current == 1, "exactly one believing leader after the handover");
+            Assert.Equal(1, tracker.MaxConcurrent);
+        }
+        finally
+        {
+            foreach (var client in clients)
+            {
+                await client.DisposeAsync();
+            }
+        }
+    }
+
+    [DatabaseFact]
+    public async Task LeaderThatLosesItsLease_StopsActingAsLeader()
+    {
+        var tracker = new LeaderTracker();
+        await using var client = db.CreateClient(o =>
+        {
+            o.LeaderTtl = TimeSpan.FromMilliseconds(600);
+            o.CleanupInterval = TimeSpan.FromMilliseconds(100);
+            o.InstanceTtl = TimeSpan.FromSeconds(5);
+            o.Hooks = tracker.HooksFor("only");
+        });
+        await client.StartAsync();
+        await Eventually.TrueAsync(() => tracker.Current == 1, "the client to lead");
+
+        // Another party takes the lease for an hour; the next refresh finds it gone.
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_leader SET leader_id = 'usurper', expires_at = now() + interval '1 hour'");
+        await Eventually.TrueAsync(() => tracker.Events.Contains("lost only"), "the client to notice it lost leadership");
+
+        // A stale instance stays: only a leader with a live lease may evict it.
+        await db.ExecuteAsync("INSERT INTO {schema}.agentpg_instances (id, name, last_heartbeat_at) VALUES ('ghost', 'ghost', now() - interval '1 hour')");
+        var before = await db.ScalarAsync<DateTime>("SELECT last_heartbeat_at FROM {schema}.agentpg_instances WHERE id = $1", client.InstanceId);
+        await Eventually.TrueAsync(async () => await db.ScalarAsync<DateTime>(
+            "SELECT last_heartbeat_at FROM {schema}.agentpg_instances WHERE id = $1", client.InstanceId) > before.AddSeconds(1.5), "a few heartbeats (and cleanup ticks) to pass");
+        Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = 'ghost'"));
+        Assert.Equal(0, tracker.Current);
+
+        // When the usurper's lease ends, the client leads again and cleans up.
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_leader SET expires_at = now() - interval '1 second'");
+        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = 'ghost'") == 0, "the re-elected leader to remove the stale instance");
+        Assert.Equal(1, tracker.Current);
+    }
+
+    [DatabaseFact]
+    public async Task EvictedWhileAlive_ReRegistersItselfAndItsTools()
+    {
+        await using var client = db.CreateClient(o => o.HeartbeatInterval = TimeSpan.FromMilliseconds(100));
+        client.RegisterTool(new TestTool("evicted_tool"));
+        await client.StartAsync();
+
+        await db.ExecuteAsync("DELETE FROM {schema}.agentpg_instances WHERE id = $1", client.InstanceId);
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instance_tools WHERE instance_id = $1", client.InstanceId));
+
+        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>(
+            "SELECT count(*) FROM {schema}.agentpg_instance_tools WHERE instance_id = $1 AND tool_name = 'evicted_tool'", client.InstanceId) == 1,
+            "the instance and its tool to be registered again");
+        Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = $1", client.InstanceId));
+    }
+}
