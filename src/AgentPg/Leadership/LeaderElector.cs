@@ -156,6 +156,7 @@ internal sealed class LeaderElector(Engine engine, HookRunner hooks)
         {
             command.Parameters.Add(P.Text(engine.InstanceId));
             command.Parameters.Add(P.Interval(engine.Options.InstanceTtl));
+            command.Parameters.Add(P.Int(engine.Options.RunRescue.MaxAttempts));
             var removed = await command.QueryListAsync(r => r.GetString(0), stop).ConfigureAwait(false);
             foreach (var instance in removed)
             {

@@ -1018,8 +1018,29 @@ BEGIN
 END
 $$;
 
+-- Leader-only cleanup: removes instances that stopped heartbeating for p_instance_ttl, releasing their work
+-- with the rescue limit first (the delete trigger below is only a safety net for other deletions).
+CREATE FUNCTION agentpg_cleanup_stale_instances(p_leader_id TEXT, p_instance_ttl INTERVAL, p_max_attempts INTEGER)
+RETURNS SETOF TEXT
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_instance TEXT;
+BEGIN
+    FOR v_instance IN
+        SELECT id FROM agentpg_instances
+         WHERE last_heartbeat_at < now() - p_instance_ttl AND id <> p_leader_id
+           FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM agentpg_release_instance_work(v_instance, TRUE, p_max_attempts);
+        DELETE FROM agentpg_instances WHERE id = v_instance;
+        RETURN NEXT v_instance;
+    END LOOP;
+END
+$$;
+
 -- An instance row is deleted (graceful stop, or the leader evicting a stale instance): release what it
--- still holds instead of failing it (reference defect 6). Graceful stop releases first, so this is a no-op then.
+-- still holds instead of failing it (reference defect 6). Graceful stop and cleanup release first, so this is a
+-- no-op then; it only catches deletions made by hand.
 CREATE FUNCTION agentpg_cleanup_orphaned_work() RETURNS TRIGGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN

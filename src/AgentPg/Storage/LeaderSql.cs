@@ -26,11 +26,10 @@ internal sealed class LeaderSql
             SELECT r.released_instances, r.released_runs, r.continued_runs
               FROM ({isLeader}) leader, LATERAL {s}.agentpg_rescue($2, $3, $4) r
             """;
-        // $1 instance, $2 instance ttl. Deleting an instance releases what it still held (trigger).
+        // $1 instance, $2 instance ttl, $3 max rescue attempts. Releases the stale instances' work, then deletes them.
         DeleteStaleInstances = $"""
-            DELETE FROM {s}.agentpg_instances
-             WHERE last_heartbeat_at < now() - $2 AND id <> $1 AND EXISTS ({isLeader})
-            RETURNING id
+            SELECT c.id
+              FROM ({isLeader}) leader, LATERAL {s}.agentpg_cleanup_stale_instances($1, $2, $3) AS c(id)
             """;
     }
 

@@ -1,0 +1,156 @@
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+
+namespace AgentPg.Tests.Leadership;
+
+public sealed class RescueTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    private static void FastRescue(AgentPgOptions o)
+    {
+        o.LeaderTtl = TimeSpan.FromMilliseconds(600);
+        o.InstanceTtl = TimeSpan.FromSeconds(2);
+        o.HeartbeatInterval = TimeSpan.FromMilliseconds(200);
+        o.CleanupInterval = TimeSpan.FromMilliseconds(300);
+        o.RunRescue.Interval = TimeSpan.FromMilliseconds(200);
+    }
+
+    /// <summary>Makes <paramref name="run"/> look claimed by a dead instance: its holder stopped heartbeating an hour ago.</summary>
+    private async Task ClaimByDeadInstanceAsync(Guid run, string holder, bool withInstanceRow = true, int rescueAttempts = 0)
+    {
+        if (withInstanceRow)
+        {
+            await db.ExecuteAsync("INSERT INTO {schema}.agentpg_instances (id, name, last_heartbeat_at) VALUES ($1, $1, now() - interval '1 hour')", holder);
+        }
+
+        await db.ExecuteAsync(
+            "UPDATE {schema}.agentpg_runs SET state = 'streaming', claimed_by_instance_id = $2, claimed_at = now() - interval '1 hour', " +
+            "claim_epoch = claim_epoch + 1, rescue_attempts = $3, started_at = now() WHERE id = $1", run, holder, rescueAttempts);
+    }
+
+    [DatabaseFact]
+    public async Task DeadInstance_ItsStreamingRunIsReleasedAndFinishedByALiveInstance()
+    {
+        await using var h = await Harness.StartAsync(db, FastRescue, start: false);
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(_ => FakeReply.Text("finished by the survivor"));
+        var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+        await ClaimByDeadInstanceAsync(run, "ghost-1");
+
+        await h.Client.StartAsync();
+        var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(run), "the rescued run to complete");
+
+        Assert.Equal("finished by the survivor", response.Text);
+        var finished = await h.Client.GetRunAsync(run);
+        Assert.Equal(1, finished.RescueAttempts);
+        Assert.NotNull(finished.LastRescueAt);
+        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = 'ghost-1'") == 0,
+            "the leader to remove the dead instance");
+    }
+
+    [DatabaseFact]
+    public async Task ClaimWithoutAnyInstanceRow_IsRescuedByClaimAge()
+    {
+        // After a PostgreSQL crash the UNLOGGED instance table is empty: claims are judged by their age instead.
+        await using var h = await Harness.StartAsync(db, FastRescue, start: false);
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(_ => FakeReply.Text("recovered"));
+        var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+        await ClaimByDeadInstanceAsync(run, "vanished", withInstanceRow: false);
+
+        await h.Client.StartAsync();
+
+        Assert.Equal("recovered", (await Eventually.WithinAsync(h.Client.WaitForRunAsync(run), "the rescued run")).Text);
+    }
+
+    [DatabaseFact]
+    public async Task RescuedTooOften_FailsWithRescueFailed()
+    {
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            FastRescue(o);
+            o.RunRescue.MaxAttempts = 2;
+        }, start: false);
+        var agent = await h.AgentAsync();
+        var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+        await ClaimByDeadInstanceAsync(run, "ghost-2", rescueAttempts: 2);
+
+        await h.Client.StartAsync();
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => Eventually.WithinAsync(h.Client.WaitForRunAsync(run), "the run to fail"));
+        Assert.Equal("rescue_failed", ex.Context["error_type"]);
+        Assert.Contains("the maximum is 2", ex.Message, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
+    public async Task DeadInstance_ItsRunningToolIsReleasedAndExecutedElsewhere()
+    {
+        var executed = 0;
+        await using var h = await Harness.StartAsync(db, FastRescue, start: false,
+            new TestTool("work", (_, _, _) => Task.FromResult("worked " + Interlocked.Increment(ref executed))));
+        var agent = await h.AgentAsync(a => a with { Tools = ["work"] });
+        h.Claude.Respond(r => r.ToolResults.Count > 0 ? FakeReply.Text(r.ToolResults[0].Content) : null);
+        var session = await h.Client.NewSessionAsync();
+        var run = await h.Client.RunFastAsync(session, agent.Id, "go");
+
+        // The state a dead instance leaves behind: it recorded Claude's tool_use and was executing the tool.
+        var iteration = Guid.NewGuid();
+        var message = Guid.NewGuid();
+        await db.ExecuteAsync("INSERT INTO {schema}.agentpg_instances (id, name, last_heartbeat_at) VALUES ('ghost-3', 'ghost-3', now() - interval '1 hour')");
+        await db.ExecuteAsync("INSERT INTO {schema}.agentpg_messages (session_id, run_id, role) VALUES ($1, $2, 'user')", session, run);
+        await db.ExecuteAsync("INSERT INTO {schema}.agentpg_content_blocks (message_id, block_index, type, text) SELECT id, 0, 'text', 'go' FROM {schema}.agentpg_messages WHERE run_id = $1", run);
+        await db.ExecuteAsync("INSERT INTO {schema}.agentpg_messages (id, session_id, run_id, role) VALUES ($1, $2, $3, 'assistant')", message, session, run);
+        await db.ExecuteAsync("INSERT INTO {schema}.agentpg_content_blocks (message_id, block_index, type, tool_use_id, tool_name, tool_input) VALUES ($1, 0, 'tool_use', 'toolu_g', 'work', '{}')", message);
+        await db.ExecuteAsync("INSERT INTO {schema}.agentpg_iterations (id, run_id, iteration_number, is_streaming, completed_at, stop_reason, has_tool_use, tool_execution_count) VALUES ($1, $2, 1, true, now(), 'tool_use', true, 1)", iteration, run);
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET state = 'pending_tools', current_iteration = 1, current_iteration_id = $2, iteration_count = 1, tool_iterations = 1, started_at = now() WHERE id = $1", run, iteration);
+        await db.ExecuteAsync(
+            "INSERT INTO {schema}.agentpg_tool_executions (run_id, iteration_id, tool_use_id, tool_name, tool_input, state, claimed_by_instance_id, claimed_at, attempt_count, claim_epoch, started_at) " +
+            "VALUES ($1, $2, 'toolu_g', 'work', '{}', 'running', 'ghost-3', now() - interval '1 hour', 1, 1, now())", run, iteration);
+
+        await h.Client.StartAsync();
+        var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(run), "the run to finish after the tool's rescue");
+
+        Assert.Equal("worked 1", response.Text);
+        Assert.Equal(1L, await db.ScalarAsync<long>("SELECT rescue_attempts::bigint FROM {schema}.agentpg_tool_executions WHERE run_id = $1", run));
+        // The interrupted attempt was given back: the tool ran once and that was attempt 1.
+        Assert.Equal(1L, await db.ScalarAsync<long>("SELECT attempt_count::bigint FROM {schema}.agentpg_tool_executions WHERE run_id = $1", run));
+    }
+
+    [DatabaseFact]
+    public async Task LiveInstanceWithoutProgress_RunIsRescuedAfterRescueTimeoutAndItsLateResultRefused()
+    {
+        var firstArrived = new TaskCompletionSource();
+        var releaseFirst = new TaskCompletionSource();
+        var requests = 0;
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            FastRescue(o);
+            o.RunRescue.Timeout = TimeSpan.FromSeconds(1);
+        });
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(async (_, ct) =>
+        {
+            if (Interlocked.Increment(ref requests) == 1)
+            {
+                // Headers never come: no progress at all.
+                firstArrived.TrySetResult();
+                await releaseFirst.Task.WaitAsync(ct);
+                return FakeReply.Text("stale answer");
+            }
+
+            return FakeReply.Text("fresh answer");
+        });
+        var session = await h.Client.NewSessionAsync();
+        var run = await h.Client.RunFastAsync(session, agent.Id, "go");
+        await Eventually.WithinAsync(firstArrived.Task, "the first request");
+
+        var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(run), "the rescued run to complete");
+        releaseFirst.SetResult();
+
+        Assert.Equal("fresh answer", response.Text);
+        Assert.Equal(1, (await h.Client.GetRunAsync(run)).RescueAttempts);
+        var iterations = await h.Client.GetIterationsAsync(run);
+        Assert.Equal("abandoned", iterations[0].ErrorType);
+        Assert.Null(iterations[1].ErrorType);
+        Assert.Single(await h.Client.GetMessagesAsync(session), m => m.Role == MessageRole.Assistant);
+    }
+}
