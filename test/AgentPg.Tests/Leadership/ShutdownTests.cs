@@ -1,0 +1,82 @@
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+
+namespace AgentPg.Tests.Leadership;
+
+public sealed class ShutdownTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    [DatabaseFact]
+    public async Task StopAsync_DeadlinePassesWithStreamsInFlight_ReleasesThemAndAnotherInstanceCompletesThem()
+    {
+        await using var h = await Harness.StartAsync(db, o => o.MaxConcurrentStreamingRuns = 5);
+        var agent = await h.AgentAsync();
+        var stopping = false;
+        var arrived = 0;
+        var allArrived = new TaskCompletionSource();
+        h.Claude.Respond(async (request, ct) =>
+        {
+            if (!Volatile.Read(ref stopping))
+            {
+                if (Interlocked.Increment(ref arrived) == 5)
+                {
+                    allArrived.TrySetResult();
+                }
+
+                // The first instance's streams never end on their own.
+                await new TaskCompletionSource().Task.WaitAsync(ct);
+            }
+
+            return FakeReply.Text("finished by the other instance: " + request.LastUserText);
+        });
+        var runs = new List<Guid>();
+        for (var i = 0; i < 5; i++)
+        {
+            runs.Add(await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "job " + i));
+        }
+
+        await Eventually.WithinAsync(allArrived.Task, "five streams in flight on the first instance");
+        var other = await h.AddClientAsync();
+        Volatile.Write(ref stopping, true);
+
+        using (var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(300)))
+        {
+            await h.Client.StopAsync(deadline.Token);
+        }
+
+        var responses = await Eventually.WithinAsync(Task.WhenAll(runs.Select(r => other.WaitForRunAsync(r))), "the released runs to complete");
+        Assert.All(responses, r => Assert.StartsWith("finished by the other instance", r.Text, StringComparison.Ordinal));
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_runs WHERE id = ANY($1) AND state = 'failed'", runs.ToArray()));
+        // Released on shutdown, not rescued: it does not count against MaxAttempts.
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT sum(rescue_attempts)::bigint FROM {schema}.agentpg_runs WHERE id = ANY($1)", runs.ToArray()));
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = $1", h.Client.InstanceId));
+        Assert.All(await Task.WhenAll(runs.Select(r => other.GetIterationsAsync(r))), its => Assert.Equal("abandoned", its[0].ErrorType));
+    }
+
+    [DatabaseFact]
+    public async Task StopAsync_WorkThatFinishesBeforeTheDeadline_CompletesOnTheStoppingInstance()
+    {
+        var toolStarted = new TaskCompletionSource();
+        var finishTool = new TaskCompletionSource();
+        await using var h = await Harness.StartAsync(db, start: true, tools: new TestTool("finishing", async (_, _, _) =>
+        {
+            toolStarted.TrySetResult();
+            await finishTool.Task;
+            return "tool finished during shutdown";
+        }));
+        var agent = await h.AgentAsync(a => a with { Tools = ["finishing"] });
+        h.Claude.Respond(r => r.ToolResults.Count > 0 ? FakeReply.Text(r.ToolResults[0].Content) : FakeReply.ToolUse("finishing", new { }));
+        var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+        await Eventually.WithinAsync(toolStarted.Task, "the tool to start");
+
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var stop = h.Client.StopAsync(deadline.Token);
+        Assert.False(stop.IsCompleted);
+        finishTool.SetResult();
+        await Eventually.WithinAsync(stop, "StopAsync to return once the tool finished");
+
+        // The tool's result was recorded before the instance left; the run continues on the next instance.
+        Assert.Equal("tool finished during shutdown", (await h.Client.GetRunToolCallsAsync(run)).Single().Output);
+        var other = await h.AddClientAsync(tools: new TestTool("finishing"));
+        Assert.Equal("tool finished during shutdown", (await Eventually.WithinAsync(other.WaitForRunAsync(run), "the run to complete")).Text);
+    }
+}
