@@ -46,7 +46,13 @@ public sealed class WorkerProcess : IAsyncDisposable
         var worker = new WorkerProcess(process);
         process.OutputDataReceived += (_, e) => worker.OnLine(e.Data);
         process.ErrorDataReceived += (_, e) => worker.OnLine(e.Data);
-        process.Exited += (_, _) => worker._ready.TrySetException(new InvalidOperationException("The worker process exited before it was ready:\n" + worker.Output));
+        process.Exited += (_, _) => Task.Run(() =>
+        {
+            // WaitForExit() without a timeout also waits for the redirected output to be read to the end.
+            process.WaitForExit();
+            worker._ready.TrySetException(new InvalidOperationException(
+                $"The worker process exited with code {process.ExitCode} before it was ready:\n{worker.Output}"));
+        });
         process.Start();
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
