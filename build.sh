@@ -5,6 +5,7 @@
 #                                 (Claude when ANTHROPIC_API_KEY is set, otherwise the bundled fake Claude)
 #   ./build.sh test               build, start a throwaway PostgreSQL, run every test project, print
 #                                 "N passed, N failed, N skipped" as the last line
+#   ./build.sh sample NAME [args] run samples/NAME (Hierarchy, WorkerHost …) on a throwaway PostgreSQL
 #   ./build.sh build              build everything (zero warnings: warnings are errors)
 #   ./build.sh bench [args]       run the benchmarks on a PostgreSQL with stock settings
 #
@@ -101,6 +102,21 @@ cmd_quickstart() {
   exit $rc
 }
 
+cmd_sample() {
+  local name="${1:-}"
+  if [ -z "$name" ] || [ ! -d "$ROOT/samples/$name" ]; then
+    echo "usage: ./build.sh sample NAME [args]; NAME is one of: $(ls "$ROOT/samples" | grep -v Directory | tr '\n' ' ')"
+    exit 2
+  fi
+  shift
+  build >/dev/null || { build; exit 1; }
+  pg_start test || exit 1
+  dotnet run --project "$ROOT/samples/$name" -c "${CONFIGURATION:-Debug}" --no-build -- "$@"
+  local rc=$?
+  pg_stop
+  exit $rc
+}
+
 cmd_bench() {
   CONFIGURATION=Release build || exit 1
   pg_start stock || exit 1
@@ -113,7 +129,8 @@ cmd_bench() {
 case "${1:-}" in
   test) shift; cmd_test "$@" ;;
   quickstart|run) shift; cmd_quickstart "$@" ;;
+  sample) shift; cmd_sample "$@" ;;
   build) shift; build "$@" ;;
   bench) shift; cmd_bench "$@" ;;
-  *) sed -n '2,12p' "$0"; exit 2 ;;
+  *) sed -n '2,13p' "$0"; exit 2 ;;
 esac
