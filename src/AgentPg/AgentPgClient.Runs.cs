@@ -343,6 +343,7 @@ public sealed partial class AgentPgClient
         var batch = transaction is null ? _dataSource.CreateBatch() : new NpgsqlBatch(transaction.Connection, transaction);
         Guid? id = null;
         string[] batchIdsToCancel = [];
+        var interrupted = new List<Guid>();
         await using (batch.ConfigureAwait(false))
         {
             if (policy != ConcurrencyPolicy.Queue)
@@ -377,7 +378,7 @@ public sealed partial class AgentPgClient
                         var ids = new List<string>();
                         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                         {
-                            _engine.InFlight.Cancel(reader.GetGuid(0));
+                            interrupted.Add(reader.GetGuid(0));
                             ids.AddRange(reader.GetFieldValue<string[]>(2));
                         }
 
@@ -419,6 +420,12 @@ public sealed partial class AgentPgClient
         _engine.Callbacks.Register(id.Value, options);
         if (transaction is null)
         {
+            // Committed now. (In the caller's transaction, the runs' finalized notifications stop their work at commit.)
+            foreach (var cancelled in interrupted)
+            {
+                _engine.InFlight.Cancel(cancelled);
+            }
+
             CancelBatchesInBackground(batchIdsToCancel);
             if (_started)
             {

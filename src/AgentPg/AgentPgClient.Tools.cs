@@ -84,25 +84,33 @@ public sealed partial class AgentPgClient
 
     private async Task SyncToolsAsync(List<ITool> tools, CancellationToken cancellationToken)
     {
+        var batch = _dataSource.CreateBatch();
+        await using (batch.ConfigureAwait(false))
+        {
+            AddToolSync(batch, tools);
+            if (batch.BatchCommands.Count > 0)
+            {
+                await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private void AddToolSync(Npgsql.NpgsqlBatch batch, List<ITool> tools)
+    {
         if (tools.Count == 0)
         {
             return;
         }
 
         var ordered = tools.OrderBy(t => t.Name, StringComparer.Ordinal).ToList();
-        var batch = _dataSource.CreateBatch();
-        await using (batch.ConfigureAwait(false))
-        {
-            var upsert = new Npgsql.NpgsqlBatchCommand(_sql.Instances.UpsertTools);
-            upsert.Parameters.Add(P.TextArray([.. ordered.Select(t => t.Name)]));
-            upsert.Parameters.Add(P.TextArray([.. ordered.Select(t => t.Description)]));
-            upsert.Parameters.Add(P.TextArray([.. ordered.Select(t => t.InputSchema.ToJson())]));
-            batch.BatchCommands.Add(upsert);
-            var register = new Npgsql.NpgsqlBatchCommand(_sql.Instances.RegisterTools);
-            register.Parameters.Add(P.Text(InstanceId));
-            register.Parameters.Add(P.TextArray([.. ordered.Select(t => t.Name)]));
-            batch.BatchCommands.Add(register);
-            await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
+        var upsert = new Npgsql.NpgsqlBatchCommand(_sql.Instances.UpsertTools);
+        upsert.Parameters.Add(P.TextArray([.. ordered.Select(t => t.Name)]));
+        upsert.Parameters.Add(P.TextArray([.. ordered.Select(t => t.Description)]));
+        upsert.Parameters.Add(P.TextArray([.. ordered.Select(t => t.InputSchema.ToJson())]));
+        batch.BatchCommands.Add(upsert);
+        var register = new Npgsql.NpgsqlBatchCommand(_sql.Instances.RegisterTools);
+        register.Parameters.Add(P.Text(InstanceId));
+        register.Parameters.Add(P.TextArray([.. ordered.Select(t => t.Name)]));
+        batch.BatchCommands.Add(register);
     }
 }

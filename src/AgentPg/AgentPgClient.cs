@@ -111,7 +111,6 @@ public sealed partial class AgentPgClient : IAsyncDisposable
 
             await EnsureSchemaAsync(cancellationToken).ConfigureAwait(false);
             await RegisterInstanceAsync(cancellationToken).ConfigureAwait(false);
-            await SyncToolsAsync(_tools.Values.ToList(), cancellationToken).ConfigureAwait(false);
             await EnsureListenerAsync(cancellationToken).ConfigureAwait(false);
             _engine.Claude = CreateClaudeClient();
             _workers = new WorkerSet(_engine, RegisterAgainAsync);
@@ -196,11 +195,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         return new AnthropicClient(options);
     }
 
-    private async Task RegisterAgainAsync(CancellationToken cancellationToken)
-    {
-        await RegisterInstanceAsync(cancellationToken).ConfigureAwait(false);
-        await SyncToolsAsync(_tools.Values.ToList(), cancellationToken).ConfigureAwait(false);
-    }
+    private Task RegisterAgainAsync(CancellationToken cancellationToken) => RegisterInstanceAsync(cancellationToken);
 
     private Task EnsureListenerAsync(CancellationToken cancellationToken)
         => _listener.StartAsync(TimeSpan.FromSeconds(5), cancellationToken);
@@ -361,19 +356,23 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         };
     }
 
+    /// <summary>Registers the instance and its tools in one transaction (the tool rows reference the instance row).</summary>
     private async Task RegisterInstanceAsync(CancellationToken cancellationToken)
     {
-        var command = Db.Command(_dataSource, null, _sql.Instances.Register,
-            P.Text(InstanceId),
-            P.Text(_options.InstanceName),
-            P.Text(SafeHostName()),
-            P.Int(Environment.ProcessId),
-            P.Text(s_version),
-            P.Int(_options.MaxConcurrentRuns),
-            P.Int(_options.MaxConcurrentTools));
-        await using (command.ConfigureAwait(false))
+        var batch = _dataSource.CreateBatch();
+        await using (batch.ConfigureAwait(false))
         {
-            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            var register = new NpgsqlBatchCommand(_sql.Instances.Register);
+            register.Parameters.Add(P.Text(InstanceId));
+            register.Parameters.Add(P.Text(_options.InstanceName));
+            register.Parameters.Add(P.Text(SafeHostName()));
+            register.Parameters.Add(P.Int(Environment.ProcessId));
+            register.Parameters.Add(P.Text(s_version));
+            register.Parameters.Add(P.Int(_options.MaxConcurrentRuns));
+            register.Parameters.Add(P.Int(_options.MaxConcurrentTools));
+            batch.BatchCommands.Add(register);
+            AddToolSync(batch, [.. _tools.Values]);
+            await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
     }
 

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -187,6 +186,4 @@ internal static class RequestBuilder
     }
 
     private static JsonElement ToElement(JsonNode node) => JsonSerializer.SerializeToElement(node);
-
-    internal static string Format(double value) => value.ToString(CultureInfo.InvariantCulture);
 }

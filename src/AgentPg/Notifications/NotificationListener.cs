@@ -39,11 +39,6 @@ internal sealed class NotificationListener : IAsyncDisposable
     /// <summary>Raised after a lost connection was re-established (not on the first connect).</summary>
     public event Action? Reconnected;
 
-    /// <summary>The backend process id of the LISTEN connection (tests kill it to simulate a lost connection).</summary>
-    public int? ProcessId => _connection?.ProcessID;
-
-    public bool IsStarted => _loop is not null;
-
     /// <summary>The application_name of the LISTEN connection: <c>agentpg-listen:{instance id}</c> (at most 63 bytes).</summary>
     public string ApplicationName { get; }
 

@@ -67,7 +67,6 @@ internal sealed class IterationSql
             """;
         EndBatchesById = $"UPDATE {t} SET batch_status = 'ended', batch_completed_at = coalesce(batch_completed_at, now()) WHERE batch_id = ANY($1) AND batch_status = 'canceling'";
         ByRun = $"SELECT {Columns} FROM {t} WHERE run_id = $1 ORDER BY iteration_number";
-        Get = $"SELECT {Columns} FROM {t} WHERE id = $1";
     }
 
     public string Insert { get; }
@@ -85,8 +84,6 @@ internal sealed class IterationSql
     public string EndBatchesById { get; }
 
     public string ByRun { get; }
-
-    public string Get { get; }
 
     public static Iteration Read(NpgsqlDataReader r) => new()
     {

@@ -54,11 +54,6 @@ internal sealed class MessageSql
                                    (SELECT id FROM {m} WHERE run_id = $1 AND role = 'assistant' ORDER BY seq DESC LIMIT 1))
              ORDER BY b.block_index
             """;
-        LastAssistantOfRun = $"""
-            SELECT {JoinedColumns} FROM {m} m LEFT JOIN {b} b ON b.message_id = m.id
-             WHERE m.id = (SELECT id FROM {m} WHERE run_id = $1 AND role = 'assistant' ORDER BY seq DESC LIMIT 1)
-             ORDER BY b.block_index
-            """;
     }
 
     public string Insert { get; }
@@ -74,8 +69,6 @@ internal sealed class MessageSql
     public string RootContext { get; }
 
     public string RunContext { get; }
-
-    public string LastAssistantOfRun { get; }
 
     public string FinalOfRun { get; }
 

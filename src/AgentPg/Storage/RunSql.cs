@@ -37,7 +37,6 @@ internal sealed class RunSql
             RETURNING id
             """;
         LockSession = $"SELECT id FROM {s}.agentpg_sessions WHERE id = $1 FOR NO KEY UPDATE";
-        ActiveRootRunExists = $"SELECT EXISTS (SELECT 1 FROM {t} WHERE session_id = $1 AND parent_run_id IS NULL AND state NOT IN {Terminal})";
         // ConcurrencyPolicy.Interrupt: cancel the session's active root runs (and their children), returning the batch
         // ids to cancel at the API.
         CancelActiveRootRuns = $"""
@@ -47,7 +46,6 @@ internal sealed class RunSql
             """;
         GetByIdempotencyKey = $"SELECT id, agent_id, prompt FROM {t} WHERE session_id = $1 AND idempotency_key = $2";
         Get = $"SELECT {Columns} FROM {t} WHERE id = $1";
-        GetState = $"SELECT state::text FROM {t} WHERE id = $1";
         // The claimed runs with the outcome of their previous iteration, which decides what the next one is.
         Claim = $"""
             SELECT {Prefixed("r")}, pi.trigger_type, pi.stop_reason, pi.error_type, pi.max_tokens, pi.extended_context
@@ -154,15 +152,11 @@ internal sealed class RunSql
 
     public string LockSession { get; }
 
-    public string ActiveRootRunExists { get; }
-
     public string CancelActiveRootRuns { get; }
 
     public string GetByIdempotencyKey { get; }
 
     public string Get { get; }
-
-    public string GetState { get; }
 
     public string Claim { get; }
 

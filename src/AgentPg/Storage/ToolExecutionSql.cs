@@ -85,8 +85,6 @@ internal sealed class ToolExecutionSql
               FROM {t} te JOIN {s}.agentpg_iterations i ON i.id = te.iteration_id JOIN {s}.agentpg_runs r ON r.id = te.run_id
              WHERE te.child_run_id = $1
             """;
-        // When the next retry or snooze of this instance's tools is due.
-        NextScheduled = $"SELECT min(scheduled_at) FROM {t} WHERE state = 'pending'";
     }
 
     public string Claim { get; }
@@ -102,8 +100,6 @@ internal sealed class ToolExecutionSql
     public string ByRun { get; }
 
     public string ByIteration { get; }
-
-    public string NextScheduled { get; }
 
     public string CreateChildRun { get; }
 

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -235,6 +234,4 @@ public sealed record ToolSchema
 
         return [.. v.EnumerateArray().Select(x => x.ValueKind == JsonValueKind.String ? x.GetString()! : x.GetRawText())];
     }
-
-    internal static string FormatNumber(double value) => value.ToString(CultureInfo.InvariantCulture);
 }

@@ -53,10 +53,9 @@ internal sealed class AgentToolRunner(Engine engine, ClaimedTool claimed)
 
         engine.Callbacks.Inherit(_execution.RunId, child);
         Log.ChildRunCreated(engine.Logger, child, _execution.RunId, _execution.ToolName);
-        if (engine.Options.MaxConcurrentStreamingRuns > 0)
-        {
-            engine.StreamingWake.Set();
-        }
+        // The child runs in the parent's mode; let the local worker of that mode look at once.
+        engine.StreamingWake.Set();
+        engine.BatchWake.Set();
     }
 
     private async Task FailAsync(string message, CancellationToken cancellationToken)
