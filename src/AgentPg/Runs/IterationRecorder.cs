@@ -90,6 +90,43 @@ internal sealed class IterationRecorder(Engine engine)
                 : $"The conversation no longer fits Claude's context window ({detail}). Enable AgentPgOptions.ExtendedContext " +
                   $"(or Config[\"extended_context\"] = true on agent '{context.Agent.Name}') to retry with the 1M-token window, or start a new session.");
 
+    /// <summary>Runs the work of a claimed run with the engine's failure policy: the run's in-flight work can be cancelled
+    /// (cancel, shutdown); a lost claim drops the work; a <see cref="RunFailureException"/> or an unexpected error fails the
+    /// run; a database that stays unreachable leaves the run claimed for rescue.</summary>
+    public async Task GuardAsync(ClaimedRun claimed, Func<CancellationToken, Task> work, CancellationToken hardStop)
+    {
+        var run = claimed.Run;
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(hardStop);
+        using var registration = engine.InFlight.Register(run.Id, cts);
+        try
+        {
+            await work(cts.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex.IsClaimLost())
+        {
+            Log.ClaimLost(engine.Logger, run.Id, run.ClaimEpoch);
+        }
+        catch (OperationCanceledException) when (cts.IsCancellationRequested)
+        {
+            // Cancelled run (already final) or shutdown (the run is released by StopAsync).
+            Log.RunProcessingCancelled(engine.Logger, run.Id);
+        }
+        catch (RunFailureException failure)
+        {
+            await FailAsync(claimed, failure.ErrorType, failure.Message).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (!Transient.IsTransient(ex) && ex is not OperationCanceledException)
+        {
+            Log.RunProcessingFailed(engine.Logger, ex, run.Id);
+            await FailAsync(claimed, "processing_error", $"Processing the run failed: {ex.Message}").ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            // The database stayed unreachable: leave the run claimed; rescue gives it to a live instance.
+            Log.RunProcessingFailed(engine.Logger, ex, run.Id);
+        }
+    }
+
     /// <summary>Fails the run (and its current iteration); a lost claim is not an error.</summary>
     public async Task FailAsync(ClaimedRun claimed, string errorType, string message)
     {

@@ -23,55 +23,26 @@ internal sealed class RunProcessor(Engine engine)
     private readonly IterationStarter _starter = new(engine);
     private readonly IterationRecorder _recorder = new(engine);
 
-    public async Task ProcessAsync(ClaimedRun claimed, CancellationToken hardStop)
+    public Task ProcessAsync(ClaimedRun claimed, CancellationToken hardStop) => _recorder.GuardAsync(claimed, async token =>
     {
-        var run = claimed.Run;
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(hardStop);
-        using var registration = engine.InFlight.Register(run.Id, cts);
-        var token = cts.Token;
-        try
+        while (true)
         {
-            while (true)
+            var context = await _starter.StartAsync(claimed, streaming: true, token).ConfigureAwait(false);
+            var body = context.Body();
+            await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, null, null), token).ConfigureAwait(false);
+            var response = await CallWithRetriesAsync(claimed, context, body, token).ConfigureAwait(false);
+            claimed.IterationUsage += response.Usage;
+            if (engine.Hooks.Hooks?.OnAfterMessage is not null)
             {
-                var context = await _starter.StartAsync(claimed, streaming: true, token).ConfigureAwait(false);
-                var body = context.Body();
-                await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, null, null), token).ConfigureAwait(false);
-                var response = await CallWithRetriesAsync(claimed, context, body, token).ConfigureAwait(false);
-                claimed.IterationUsage += response.Usage;
-                if (engine.Hooks.Hooks?.OnAfterMessage is not null)
-                {
-                    await engine.Hooks.AfterMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, response.ToMessageJson(), response.Usage), token).ConfigureAwait(false);
-                }
-                if (await _recorder.RecordAsync(claimed, context, response, continueInPlace: true, token).ConfigureAwait(false) == IterationOutcome.Done)
-                {
-                    return;
-                }
+                await engine.Hooks.AfterMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, response.ToMessageJson(), response.Usage), token).ConfigureAwait(false);
+            }
+
+            if (await _recorder.RecordAsync(claimed, context, response, continueInPlace: true, token).ConfigureAwait(false) == IterationOutcome.Done)
+            {
+                return;
             }
         }
-        catch (Exception ex) when (ex.IsClaimLost())
-        {
-            Log.ClaimLost(engine.Logger, run.Id, run.ClaimEpoch);
-        }
-        catch (OperationCanceledException) when (token.IsCancellationRequested)
-        {
-            // Cancelled run (already final) or shutdown (the run is released by StopAsync).
-            Log.RunProcessingCancelled(engine.Logger, run.Id);
-        }
-        catch (RunFailureException failure)
-        {
-            await _recorder.FailAsync(claimed, failure.ErrorType, failure.Message).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (!Transient.IsTransient(ex) && ex is not OperationCanceledException)
-        {
-            Log.RunProcessingFailed(engine.Logger, ex, run.Id);
-            await _recorder.FailAsync(claimed, "processing_error", $"Processing the run failed: {ex.Message}").ConfigureAwait(false);
-        }
-        catch (Exception ex)
-        {
-            // The database stayed unreachable: leave the run claimed; rescue gives it to a live instance.
-            Log.RunProcessingFailed(engine.Logger, ex, run.Id);
-        }
-    }
+    }, hardStop);
 
     private async Task<ModelResponse> CallWithRetriesAsync(ClaimedRun claimed, IterationContext context, Dictionary<string, JsonElement> body, CancellationToken token)
     {

@@ -13,7 +13,7 @@ namespace AgentPg.Workers;
 /// other runs, and a failed submission affects one run only. The poller (<see cref="BatchPoller"/>) takes it from there.
 /// </remarks>
 internal sealed class BatchRunWorker(Engine engine)
-    : ClaimingWorker<ClaimedRun>(engine, engine.BatchWake, engine.Options.MaxConcurrentRuns, engine.Options.RunPollInterval)
+    : RunWorker(engine, RunMode.Batch, engine.BatchWake, engine.Options.MaxConcurrentRuns)
 {
     private readonly IterationStarter _starter = new(engine);
     private readonly IterationRecorder _recorder = new(engine);
@@ -21,50 +21,11 @@ internal sealed class BatchRunWorker(Engine engine)
 
     protected override string Name => "batch run worker";
 
-    protected override async Task<IReadOnlyList<ClaimedRun>> ClaimAsync(int count, CancellationToken cancellationToken)
+    protected override Task ProcessAsync(ClaimedRun claimed, CancellationToken hardStop) => _recorder.GuardAsync(claimed, async token =>
     {
-        var command = Engine.DataSource.CreateCommand(Engine.Sql.Runs.Claim);
-        await using (command.ConfigureAwait(false))
-        {
-            command.Parameters.Add(P.Text(Engine.InstanceId));
-            command.Parameters.Add(P.Int(count));
-            command.Parameters.Add(P.Text("batch"));
-            return await command.QueryListAsync(RunSql.ReadClaimed, cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    protected override async Task ProcessAsync(ClaimedRun claimed, CancellationToken hardStop)
-    {
-        var run = claimed.Run;
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(hardStop);
-        using var registration = Engine.InFlight.Register(run.Id, cts);
-        try
-        {
-            var context = await _starter.StartAsync(claimed, streaming: false, cts.Token).ConfigureAwait(false);
-            await _submitter.SubmitAsync(claimed, context, resubmission: BatchSubmitter.Kind.First, cts.Token).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex.IsClaimLost())
-        {
-            Log.ClaimLost(Engine.Logger, run.Id, run.ClaimEpoch);
-        }
-        catch (OperationCanceledException) when (cts.IsCancellationRequested)
-        {
-            Log.RunProcessingCancelled(Engine.Logger, run.Id);
-        }
-        catch (RunFailureException failure)
-        {
-            await _recorder.FailAsync(claimed, failure.ErrorType, failure.Message).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (!Transient.IsTransient(ex) && ex is not OperationCanceledException)
-        {
-            Log.RunProcessingFailed(Engine.Logger, ex, run.Id);
-            await _recorder.FailAsync(claimed, "processing_error", $"Submitting the batch failed: {ex.Message}").ConfigureAwait(false);
-        }
-        catch (Exception ex)
-        {
-            Log.RunProcessingFailed(Engine.Logger, ex, run.Id);
-        }
-    }
+        var context = await _starter.StartAsync(claimed, streaming: false, token).ConfigureAwait(false);
+        await _submitter.SubmitAsync(claimed, context, BatchSubmitter.Kind.First, token).ConfigureAwait(false);
+    }, hardStop);
 }
 
 /// <summary>Creates a batch for an iteration and records it (fenced); a batch that cannot be recorded is cancelled at the

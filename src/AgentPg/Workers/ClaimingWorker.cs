@@ -1,4 +1,5 @@
 using AgentPg.Diagnostics;
+using AgentPg.Internal;
 using AgentPg.Runs;
 using AgentPg.Storage;
 
@@ -158,14 +159,10 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
     }
 }
 
-/// <summary>Claims pending streaming runs this instance can serve and processes each in its own task.</summary>
-internal sealed class StreamingRunWorker(Engine engine)
-    : ClaimingWorker<ClaimedRun>(engine, engine.StreamingWake, engine.Options.MaxConcurrentStreamingRuns, engine.Options.RunPollInterval)
+/// <summary>Claims pending runs of one mode that this instance can serve (it registered every tool their agent lists).</summary>
+internal abstract class RunWorker(Engine engine, RunMode mode, WakeSignal wake, int maxInFlight)
+    : ClaimingWorker<ClaimedRun>(engine, wake, maxInFlight, engine.Options.RunPollInterval)
 {
-    private readonly RunProcessor _processor = new(engine);
-
-    protected override string Name => "streaming run worker";
-
     protected override async Task<IReadOnlyList<ClaimedRun>> ClaimAsync(int count, CancellationToken cancellationToken)
     {
         var command = Engine.DataSource.CreateCommand(Engine.Sql.Runs.Claim);
@@ -173,10 +170,19 @@ internal sealed class StreamingRunWorker(Engine engine)
         {
             command.Parameters.Add(P.Text(Engine.InstanceId));
             command.Parameters.Add(P.Int(count));
-            command.Parameters.Add(P.Text("streaming"));
+            command.Parameters.Add(P.Text(mode.ToDb()));
             return await command.QueryListAsync(RunSql.ReadClaimed, cancellationToken).ConfigureAwait(false);
         }
     }
+}
+
+/// <summary>Processes each claimed streaming run in its own task, <see cref="AgentPgOptions.MaxConcurrentStreamingRuns"/> at a time.</summary>
+internal sealed class StreamingRunWorker(Engine engine)
+    : RunWorker(engine, RunMode.Streaming, engine.StreamingWake, engine.Options.MaxConcurrentStreamingRuns)
+{
+    private readonly RunProcessor _processor = new(engine);
+
+    protected override string Name => "streaming run worker";
 
     protected override Task ProcessAsync(ClaimedRun item, CancellationToken hardStop) => _processor.ProcessAsync(item, hardStop);
 }
