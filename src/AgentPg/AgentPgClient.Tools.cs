@@ -23,6 +23,11 @@ public sealed partial class AgentPgClient
         }
     }
 
+    /// <summary>Registers a Microsoft.Extensions.AI function as a tool (see <see cref="FunctionTool.Create(Microsoft.Extensions.AI.AIFunction)"/>).</summary>
+    /// <param name="function">The function, for example one made with <c>AIFunctionFactory.Create</c>.</param>
+    /// <exception cref="ArgumentException">The function's name does not match <c>^[a-zA-Z0-9_-]{1,64}$</c>.</exception>
+    public void RegisterTool(Microsoft.Extensions.AI.AIFunction function) => RegisterTool(FunctionTool.Create(function));
+
     /// <summary>Gets a registered tool.</summary>
     /// <param name="name">The tool name.</param>
     /// <returns>The tool, or <see langword="null"/> when none has that name.</returns>

@@ -2,7 +2,7 @@ using System.Text.Json;
 
 namespace AgentPg;
 
-/// <summary>A tool Claude can call. Register it with <see cref="AgentPgClient.RegisterTool"/>.</summary>
+/// <summary>A tool Claude can call. Register it with <see cref="AgentPgClient.RegisterTool(ITool)"/>.</summary>
 /// <remarks>
 /// <para>The input comes from a model and is untrusted: AgentPg validates it against <see cref="InputSchema"/> before
 /// calling <see cref="ExecuteAsync"/> (an invalid input is reported back to Claude and the tool is not called), but a

@@ -343,13 +343,13 @@ public sealed class ToolExecutionTests(SchemaFixture db) : IClassFixture<SchemaF
     {
         var forecast = FunctionTool.Create("forecast", "Forecast for a city", (string city, int days, ToolContext context) =>
             $"{days} days of sun in {city} for run {context.RunId}");
-        var shout = FunctionTool.Create(AIFunctionFactory.Create((string text) => text.ToUpperInvariant(), "shout", "Upper-cases text"));
         Assert.Equal(["city", "days"], forecast.InputSchema.Required);
         Assert.Equal("integer", forecast.InputSchema.Properties["days"].Type);
         Assert.False(forecast.InputSchema.Properties.ContainsKey("context"));
 
-        var (h, session, agent) = await SetUpAsync(db, null, forecast, shout);
+        var (h, session, agent) = await SetUpAsync(db, null, forecast);
         await using var scope = h;
+        h.Client.RegisterTool(AIFunctionFactory.Create((string text) => text.ToUpperInvariant(), "shout", "Upper-cases text"));
         h.Claude.Respond(request => request.ToolResults.Count > 0
             ? FakeReply.Text(string.Join(" | ", request.ToolResults.Select(r => r.Content)))
             : FakeReply.Message(FakeContentBlock.ToolUse("forecast", new { city = "Rome", days = 3 }), FakeContentBlock.ToolUse("shout", new { text = "hi" })) with { StopReason = "tool_use" });
