@@ -346,6 +346,12 @@ public sealed partial class AgentPgClient
         var interrupted = new List<Guid>();
         await using (batch.ConfigureAwait(false))
         {
+            if (transaction is null)
+            {
+                // Our own transaction: commit without NOTIFY and send it right after (see agentpg_notify).
+                AddCommand(batch, NotifySql.Defer, P.Text(Notifications.Channels.RunCreated));
+            }
+
             if (policy != ConcurrencyPolicy.Queue)
             {
                 // Serializes rejecting and interrupting creators of one session.
@@ -363,6 +369,11 @@ public sealed partial class AgentPgClient
                 var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
                 {
+                    if (transaction is null)
+                    {
+                        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                    }
+
                     if (policy != ConcurrencyPolicy.Queue)
                     {
                         if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -427,6 +438,7 @@ public sealed partial class AgentPgClient
             }
 
             CancelBatchesInBackground(batchIdsToCancel);
+            _engine.Notifier.RunCreated(id.Value, mode, sessionId, null);
             if (_started)
             {
                 // The NOTIFY reaches every instance; waking the local worker directly saves its delivery.

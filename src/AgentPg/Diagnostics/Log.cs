@@ -104,6 +104,9 @@ internal static partial class Log
     [LoggerMessage(6005, LogLevel.Warning, "Run {RunId}: the request of batch {BatchId} {Reason}; resubmitting it")]
     public static partial void BatchResubmitting(ILogger logger, Guid runId, string batchId, string reason);
 
+    [LoggerMessage(6006, LogLevel.Debug, "Sending a notification on {Channel} failed; receivers will poll")]
+    public static partial void NotifyFailed(ILogger logger, Exception exception, string channel);
+
     [LoggerMessage(7001, LogLevel.Information, "Instance {InstanceId} became the leader")]
     public static partial void BecameLeader(ILogger logger, string instanceId);
 

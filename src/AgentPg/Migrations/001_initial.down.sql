@@ -21,7 +21,7 @@ DROP FUNCTION IF EXISTS agentpg_delete_run_messages(UUID);
 DROP FUNCTION IF EXISTS agentpg_cancel_run(UUID);
 DROP FUNCTION IF EXISTS agentpg_create_tool_executions_and_update_run(JSONB, UUID, agentpg_run_state, JSONB, TEXT, BIGINT);
 DROP FUNCTION IF EXISTS agentpg_fence_tool_execution(UUID, TEXT, BIGINT);
-DROP FUNCTION IF EXISTS agentpg_fence_run(UUID, TEXT, BIGINT);
+DROP FUNCTION IF EXISTS agentpg_fence_run(UUID, TEXT, BIGINT, UUID);
 DROP FUNCTION IF EXISTS agentpg_claim_tool_executions(TEXT, INTEGER);
 DROP FUNCTION IF EXISTS agentpg_claim_runs(TEXT, INTEGER, agentpg_run_mode);
 DROP FUNCTION IF EXISTS agentpg_notify_tool_created();
@@ -50,6 +50,7 @@ DROP TABLE IF EXISTS agentpg_tools;
 DROP TABLE IF EXISTS agentpg_agents;
 DROP TABLE IF EXISTS agentpg_sessions;
 
+DROP FUNCTION IF EXISTS agentpg_notify(TEXT, TEXT);
 DROP FUNCTION IF EXISTS agentpg_channel(TEXT);
 
 DROP TYPE IF EXISTS agentpg_message_role;

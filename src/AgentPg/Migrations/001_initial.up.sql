@@ -65,6 +65,21 @@ LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     SELECT CASE WHEN current_schema() = 'public' THEN p_name ELSE current_schema() || '.' || p_name END
 $$;
 
+-- Sends a notification on this schema's channel, unless the transaction said it sends that one itself after the
+-- commit (setting agentpg.defer_notify to a comma-separated list of channel names). A notifying transaction holds a
+-- database-wide lock through its commit's WAL flush, so notifying commits run one at a time; AgentPg's own steps
+-- therefore commit their data without NOTIFY and send it right after in a tiny asynchronously committed transaction.
+-- Transactions of callers (RunFastAsync(transaction, ...)) keep the notification: it is delivered at their commit.
+CREATE FUNCTION agentpg_notify(p_channel TEXT, p_payload TEXT) RETURNS VOID
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF p_channel = ANY (string_to_array(current_setting('agentpg.defer_notify', TRUE), ',')) THEN
+        RETURN;
+    END IF;
+    PERFORM pg_notify(agentpg_channel(p_channel), p_payload);
+END
+$$;
+
 -- ---------------------------------------------------------------------------------------------------------
 -- Logged tables
 -- ---------------------------------------------------------------------------------------------------------
@@ -438,7 +453,7 @@ CREATE TRIGGER agentpg_trg_run_before_insert BEFORE INSERT ON agentpg_runs
 CREATE FUNCTION agentpg_notify_run_created() RETURNS TRIGGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-    PERFORM pg_notify(agentpg_channel('agentpg_run_created'),
+    PERFORM agentpg_notify('agentpg_run_created',
         json_build_object('run_id', NEW.id, 'run_mode', NEW.run_mode, 'session_id', NEW.session_id,
                           'parent_run_id', NEW.parent_run_id)::text);
     RETURN NULL;
@@ -454,11 +469,11 @@ CREATE FUNCTION agentpg_notify_run_state_change() RETURNS TRIGGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     IF NEW.state = 'pending' THEN
-        PERFORM pg_notify(agentpg_channel('agentpg_run_state'),
+        PERFORM agentpg_notify('agentpg_run_state',
             json_build_object('run_id', NEW.id, 'state', NEW.state, 'previous_state', OLD.state,
                               'run_mode', NEW.run_mode)::text);
     ELSIF NEW.state IN ('completed', 'cancelled', 'failed') THEN
-        PERFORM pg_notify(agentpg_channel('agentpg_run_finalized'),
+        PERFORM agentpg_notify('agentpg_run_finalized',
             json_build_object('run_id', NEW.id, 'session_id', NEW.session_id, 'state', NEW.state,
                               'parent_run_id', NEW.parent_run_id, 'depth', NEW.depth,
                               'run_mode', NEW.run_mode)::text);
@@ -567,7 +582,7 @@ CREATE TRIGGER agentpg_trg_tools_complete AFTER UPDATE OF state ON agentpg_tool_
 CREATE FUNCTION agentpg_notify_tool_created() RETURNS TRIGGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-    PERFORM pg_notify(agentpg_channel('agentpg_tool_pending'), json_build_object('run_id', NEW.run_id)::text);
+    PERFORM agentpg_notify('agentpg_tool_pending', json_build_object('run_id', NEW.run_id)::text);
     RETURN NULL;
 END
 $$;
@@ -656,14 +671,18 @@ BEGIN
 END
 $$;
 
--- Raises SQLSTATE AP001 unless the run is still claimed by this instance under this epoch; locks the row.
--- Every write a worker makes after a claim starts with this call in the same transaction (or batch).
-CREATE FUNCTION agentpg_fence_run(p_run_id UUID, p_instance_id TEXT, p_claim_epoch BIGINT) RETURNS VOID
+-- Raises SQLSTATE AP001 unless the run is still claimed by this instance under this epoch (and, when given, its
+-- current iteration is p_iteration_id); locks the row. Every write a worker makes after a claim starts with this call
+-- in the same transaction (or batch). The iteration check lets claims and iteration starts commit asynchronously:
+-- if a server crash loses one, the next fenced write fails instead of recording an answer without its start.
+CREATE FUNCTION agentpg_fence_run(p_run_id UUID, p_instance_id TEXT, p_claim_epoch BIGINT, p_iteration_id UUID DEFAULT NULL)
+RETURNS VOID
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     PERFORM 1 FROM agentpg_runs
      WHERE id = p_run_id AND claimed_by_instance_id = p_instance_id AND claim_epoch = p_claim_epoch
        AND state NOT IN ('completed', 'cancelled', 'failed')
+       AND (p_iteration_id IS NULL OR current_iteration_id = p_iteration_id)
        FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'run % is no longer claimed by instance % with epoch %', p_run_id, p_instance_id, p_claim_epoch

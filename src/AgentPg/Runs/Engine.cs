@@ -20,7 +20,10 @@ internal sealed class Engine
         Tools = tools;
         Callbacks = new RunCallbacks(logger);
         Hooks = new HookRunner(options.Hooks, logger);
+        Notifier = new Notifier(dataSource, sql.Schema, logger);
     }
+
+    public Notifier Notifier { get; }
 
     public HookRunner Hooks { get; }
 

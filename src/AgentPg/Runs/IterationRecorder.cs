@@ -139,7 +139,7 @@ internal sealed class IterationRecorder(Engine engine)
                 var batch = engine.DataSource.CreateBatch();
                 await using (batch.ConfigureAwait(false))
                 {
-                    AddFence(batch, run);
+                    AddFence(batch, run, null);
                     if (claimed.IterationId is { } iterationId)
                     {
                         Add(batch, engine.Sql.Iterations.Fail, P.Uuid(iterationId), P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens),
@@ -183,7 +183,8 @@ internal sealed class IterationRecorder(Engine engine)
             var batch = engine.DataSource.CreateBatch();
             await using (batch.ConfigureAwait(false))
             {
-                AddFence(batch, run);
+                Add(batch, NotifySql.Defer, P.Text(Notifications.Channels.RunFinalized));
+                AddFence(batch, run, context.IterationId);
                 AddAssistantMessage(batch, run, messageId, response);
                 AddIterationCompletion(batch, claimed, context, response.StopReason, messageId, 0, null, null);
                 Add(batch, engine.Sql.Runs.Complete, P.Uuid(run.Id), P.Text(response.Text), P.Text(response.StopReason ?? "end_turn"),
@@ -191,6 +192,7 @@ internal sealed class IterationRecorder(Engine engine)
                 await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
             }
         }, engine.Time, token).ConfigureAwait(false);
+        engine.Notifier.RunFinalized(run, RunState.Completed);
         Log.RunCompleted(engine.Logger, run.Id, claimed.Iteration, response.StopReason ?? "end_turn");
     }
 
@@ -205,7 +207,7 @@ internal sealed class IterationRecorder(Engine engine)
             var batch = engine.DataSource.CreateBatch();
             await using (batch.ConfigureAwait(false))
             {
-                AddFence(batch, run);
+                AddFence(batch, run, context.IterationId);
                 if (storeMessage)
                 {
                     AddAssistantMessage(batch, run, messageId, response);
@@ -300,7 +302,8 @@ internal sealed class IterationRecorder(Engine engine)
             var batch = engine.DataSource.CreateBatch();
             await using (batch.ConfigureAwait(false))
             {
-                AddFence(batch, run);
+                Add(batch, NotifySql.Defer, P.Text(Notifications.Channels.ToolPending));
+                AddFence(batch, run, context.IterationId);
                 AddAssistantMessage(batch, run, messageId, response);
                 AddIterationCompletion(batch, claimed, context, response.StopReason, messageId, toolUses.Count, null, null);
                 Add(batch, engine.Sql.Runs.CreateToolExecutions, P.Jsonb(parameters.ToJsonString()), P.Uuid(run.Id), P.Jsonb(updates.ToJsonString()),
@@ -310,6 +313,11 @@ internal sealed class IterationRecorder(Engine engine)
         }, engine.Time, token).ConfigureAwait(false);
 
         engine.ToolWake.Set();
+        if (failedEarly.Count < toolUses.Count)
+        {
+            engine.Notifier.ToolPending(run.Id);
+        }
+
         foreach (var e in failedEarly)
         {
             engine.Callbacks.FireComplete(e);
@@ -318,8 +326,8 @@ internal sealed class IterationRecorder(Engine engine)
         Log.RunWaitingForTools(engine.Logger, run.Id, claimed.Iteration, toolUses.Count);
     }
 
-    private void AddFence(NpgsqlBatch batch, Run run)
-        => Add(batch, engine.Sql.Runs.Fence, P.Uuid(run.Id), P.Text(engine.InstanceId), P.Long(run.ClaimEpoch));
+    private void AddFence(NpgsqlBatch batch, Run run, Guid? iterationId)
+        => Add(batch, engine.Sql.Runs.Fence, P.Uuid(run.Id), P.Text(engine.InstanceId), P.Long(run.ClaimEpoch), P.Uuid(iterationId));
 
     private void AddAssistantMessage(NpgsqlBatch batch, Run run, Guid messageId, ModelResponse response)
     {

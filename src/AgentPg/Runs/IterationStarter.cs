@@ -25,7 +25,9 @@ internal sealed class IterationStarter(Engine engine)
             var batch = engine.DataSource.CreateBatch();
             await using (batch.ConfigureAwait(false))
             {
-                Add(batch, sql.Runs.Fence, P.Uuid(run.Id), P.Text(engine.InstanceId), P.Long(run.ClaimEpoch));
+                // A lost start (server crash) is detected by the next fenced write, which checks the current iteration.
+                Add(batch, NotifySql.AsyncCommit);
+                Add(batch, sql.Runs.Fence, P.Uuid(run.Id), P.Text(engine.InstanceId), P.Long(run.ClaimEpoch), P.Uuid((Guid?)null));
                 if (writePrompt)
                 {
                     Add(batch, sql.Messages.Insert, P.Uuid(promptId), P.Uuid(run.SessionId), P.Uuid(run.Id), P.Text("user"), P.Jsonb("{}"));
@@ -43,6 +45,7 @@ internal sealed class IterationStarter(Engine engine)
                 var reader = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
                 {
+                    await reader.NextResultAsync(ct).ConfigureAwait(false); // past the commit setting
                     await reader.NextResultAsync(ct).ConfigureAwait(false); // past the fence
                     var agent = await reader.ReadAsync(ct).ConfigureAwait(false)
                         ? AgentSql.Read(reader)

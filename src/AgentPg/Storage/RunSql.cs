@@ -52,7 +52,8 @@ internal sealed class RunSql
               FROM {s}.agentpg_claim_runs($1, $2, $3::{s}.agentpg_run_mode) r
               LEFT JOIN {s}.agentpg_iterations pi ON pi.id = r.current_iteration_id
             """;
-        Fence = $"SELECT {s}.agentpg_fence_run($1, $2, $3)";
+        // $1 run, $2 instance, $3 epoch, $4 current iteration (null: not checked).
+        Fence = $"SELECT {s}.agentpg_fence_run($1, $2, $3, $4)";
         // Progress of a live stream; not fenced by exception: a lost claim simply matches no row.
         Progress = $"UPDATE {t} SET last_progress_at = now() WHERE id = $1 AND claim_epoch = $2 AND claimed_by_instance_id = $3";
         // $1 run, $2 iteration number, $3 iteration id. After the fence.

@@ -268,6 +268,7 @@ internal sealed class BatchPoller(Engine engine)
             fence.Parameters.Add(P.Uuid(run.Id));
             fence.Parameters.Add(P.Text(engine.InstanceId));
             fence.Parameters.Add(P.Long(run.ClaimEpoch));
+            fence.Parameters.Add(P.Uuid((Guid?)null));
             batch.BatchCommands.Add(fence);
             var set = new NpgsqlBatchCommand(engine.Sql.Runs.SetState);
             set.Parameters.Add(P.Uuid(run.Id));

@@ -70,7 +70,7 @@ internal sealed class BatchSubmitter(Engine engine)
                 var batch = engine.DataSource.CreateBatch();
                 await using (batch.ConfigureAwait(false))
                 {
-                    Add(batch, engine.Sql.Runs.Fence, P.Uuid(run.Id), P.Text(engine.InstanceId), P.Long(run.ClaimEpoch));
+                    Add(batch, engine.Sql.Runs.Fence, P.Uuid(run.Id), P.Text(engine.InstanceId), P.Long(run.ClaimEpoch), P.Uuid(context.IterationId));
                     Add(batch, engine.Sql.Iterations.Submitted, P.Uuid(context.IterationId), P.Text(batchId),
                         new NpgsqlParameter<DateTimeOffset> { TypedValue = expiresAt }, P.Int(context.MaxTokens), P.Bool(claimed.UsedExtendedContext),
                         P.Int(resubmission == Kind.Resubmission ? 1 : 0), P.Int(resubmission == Kind.AfterExpiry ? 1 : 0));

@@ -2,6 +2,7 @@ using AgentPg.Diagnostics;
 using AgentPg.Internal;
 using AgentPg.Runs;
 using AgentPg.Storage;
+using Npgsql;
 
 namespace AgentPg.Workers;
 
@@ -165,13 +166,28 @@ internal abstract class RunWorker(Engine engine, RunMode mode, WakeSignal wake, 
 {
     protected override async Task<IReadOnlyList<ClaimedRun>> ClaimAsync(int count, CancellationToken cancellationToken)
     {
-        var command = Engine.DataSource.CreateCommand(Engine.Sql.Runs.Claim);
-        await using (command.ConfigureAwait(false))
+        var batch = Engine.DataSource.CreateBatch();
+        await using (batch.ConfigureAwait(false))
         {
-            command.Parameters.Add(P.Text(Engine.InstanceId));
-            command.Parameters.Add(P.Int(count));
-            command.Parameters.Add(P.Text(mode.ToDb()));
-            return await command.QueryListAsync(RunSql.ReadClaimed, cancellationToken).ConfigureAwait(false);
+            // A claim lost in a server crash is harmless: the run is pending again and every later write is fenced.
+            batch.BatchCommands.Add(new NpgsqlBatchCommand(NotifySql.AsyncCommit));
+            var claim = new NpgsqlBatchCommand(Engine.Sql.Runs.Claim);
+            claim.Parameters.Add(P.Text(Engine.InstanceId));
+            claim.Parameters.Add(P.Int(count));
+            claim.Parameters.Add(P.Text(mode.ToDb()));
+            batch.BatchCommands.Add(claim);
+            var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                var claimed = new List<ClaimedRun>();
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    claimed.Add(RunSql.ReadClaimed(reader));
+                }
+
+                return claimed;
+            }
         }
     }
 }

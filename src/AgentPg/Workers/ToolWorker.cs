@@ -22,14 +22,28 @@ internal sealed class ToolWorker(Engine engine)
 
     protected override async Task<IReadOnlyList<ClaimedTool>> ClaimAsync(int count, CancellationToken cancellationToken)
     {
-        var command = Engine.DataSource.CreateCommand(Engine.Sql.ToolExecutions.Claim);
-        await using (command.ConfigureAwait(false))
+        var batch = Engine.DataSource.CreateBatch();
+        await using (batch.ConfigureAwait(false))
         {
-            command.Parameters.Add(P.Text(Engine.InstanceId));
-            command.Parameters.Add(P.Int(count));
-            return await command.QueryListAsync(
-                r => new ClaimedTool(ToolExecutionSql.Read(r), r.GetGuid(23), r.GetGuid(24), r.GetString(25), r.GetInt32(26), r.GetInt32(27)),
-                cancellationToken).ConfigureAwait(false);
+            // A claim lost in a server crash is harmless: the execution is pending again and its result write is fenced.
+            batch.BatchCommands.Add(new NpgsqlBatchCommand(NotifySql.AsyncCommit));
+            var claim = new NpgsqlBatchCommand(Engine.Sql.ToolExecutions.Claim);
+            claim.Parameters.Add(P.Text(Engine.InstanceId));
+            claim.Parameters.Add(P.Int(count));
+            batch.BatchCommands.Add(claim);
+            var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                var claimed = new List<ClaimedTool>();
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    claimed.Add(new ClaimedTool(ToolExecutionSql.Read(reader), reader.GetGuid(23), reader.GetGuid(24), reader.GetString(25),
+                        reader.GetInt32(26), reader.GetInt32(27)));
+                }
+
+                return claimed;
+            }
         }
     }
 

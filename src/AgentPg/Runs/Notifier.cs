@@ -1,0 +1,54 @@
+using System.Text.Json.Nodes;
+using AgentPg.Diagnostics;
+using AgentPg.Notifications;
+using AgentPg.Storage;
+using Npgsql;
+
+namespace AgentPg.Runs;
+
+/// <summary>Sends the notifications that AgentPg's own steps defer until after their commit.</summary>
+/// <remarks>Best effort, like every NOTIFY: a lost one only means the receivers find the work at their next poll.</remarks>
+internal sealed class Notifier(NpgsqlDataSource dataSource, SchemaName schema, Microsoft.Extensions.Logging.ILogger logger)
+{
+    public void RunCreated(Guid runId, RunMode mode, Guid sessionId, Guid? parentRunId)
+        => Send(Channels.RunCreated, new JsonObject
+        {
+            ["run_id"] = runId.ToString(),
+            ["run_mode"] = mode == RunMode.Batch ? "batch" : "streaming",
+            ["session_id"] = sessionId.ToString(),
+            ["parent_run_id"] = parentRunId?.ToString(),
+        });
+
+    public void RunFinalized(Run run, RunState state)
+        => Send(Channels.RunFinalized, new JsonObject
+        {
+            ["run_id"] = run.Id.ToString(),
+            ["session_id"] = run.SessionId.ToString(),
+            ["state"] = state == RunState.Completed ? "completed" : state == RunState.Failed ? "failed" : "cancelled",
+            ["parent_run_id"] = run.ParentRunId?.ToString(),
+            ["depth"] = run.Depth,
+            ["run_mode"] = run.RunMode == RunMode.Batch ? "batch" : "streaming",
+        });
+
+    public void ToolPending(Guid runId) => Send(Channels.ToolPending, new JsonObject { ["run_id"] = runId.ToString() });
+
+    private void Send(string channel, JsonObject payload) => _ = SendAsync(schema.Channel(channel), payload.ToJsonString());
+
+    private async Task SendAsync(string channel, string payload)
+    {
+        try
+        {
+            var command = dataSource.CreateCommand(NotifySql.Send);
+            await using (command.ConfigureAwait(false))
+            {
+                command.Parameters.Add(P.Text(channel));
+                command.Parameters.Add(P.Text(payload));
+                await command.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidOperationException)
+        {
+            Log.NotifyFailed(logger, ex, channel);
+        }
+    }
+}

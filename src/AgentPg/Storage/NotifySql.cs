@@ -1,0 +1,16 @@
+namespace AgentPg.Storage;
+
+/// <summary>SQL to keep NOTIFY (and WAL flushes) off the hot path. See agentpg_notify in the migration.</summary>
+internal static class NotifySql
+{
+    /// <summary>In a step's batch: the listed channels are not notified by the triggers; the step sends them after commit.</summary>
+    public const string Defer = "SELECT set_config('agentpg.defer_notify', $1, true)";
+
+    /// <summary>A notification on its own, committed asynchronously: it carries no data, so nothing waits for a WAL flush
+    /// while holding the notification lock.</summary>
+    public const string Send = "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)";
+
+    /// <summary>In a step's batch: commit without waiting for the WAL flush. Only for steps whose loss in a server crash is
+    /// harmless because the next fenced write detects it (claims, iteration starts).</summary>
+    public const string AsyncCommit = "SELECT set_config('synchronous_commit', 'off', true)";
+}
