@@ -1,0 +1,106 @@
+using System.Globalization;
+
+namespace AgentPg.Benchmarks;
+
+/// <summary>Command-line options of the benchmark harness.</summary>
+internal sealed class BenchOptions
+{
+    public const string Usage = """
+        usage: AgentPg.Benchmarks [--runs N] [--seconds S] [--only dispatch|throughput|pgbench] [--concurrency C]
+                                  [--warmup N] [--breakdown] [--keep]
+
+          --runs N         measured runs per dispatch scenario (default 1000; at least 1000 for the §11 figure)
+          --seconds S      measured seconds of the throughput phase and of pgbench (default 20)
+          --only PHASE     run one phase: dispatch, throughput or pgbench (default: all three)
+          --concurrency C  parallel sessions in the throughput phase, MaxConcurrentStreamingRuns there, and pgbench
+                           -c/-j (default 32)
+          --warmup N       unmeasured warm-up runs before each measured phase (default 200)
+          --breakdown      also cut each dispatched run into segments (database round trips, HTTP) and print them
+          --keep           keep the benchmark schemas afterwards (for inspection)
+
+        The database comes from AGENTPG_CONNECTION; pgbench from AGENTPG_PG_BIN (both exported by eng/pg.sh, which
+        `./build.sh bench` uses to start a throwaway cluster with stock settings).
+        """;
+
+    public int Runs { get; private set; } = 1000;
+
+    public int Seconds { get; private set; } = 20;
+
+    public int Concurrency { get; private set; } = 32;
+
+    public int Warmup { get; private set; } = 200;
+
+    public bool Keep { get; private set; }
+
+    public bool Breakdown { get; private set; }
+
+    public string? Only { get; private set; }
+
+    public bool Includes(string phase) => Only is null || Only == phase;
+
+    public static BenchOptions Parse(string[] args)
+    {
+        var options = new BenchOptions();
+        for (var i = 0; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--runs":
+                    options.Runs = PositiveInt(args, ref i);
+                    break;
+                case "--seconds":
+                    options.Seconds = PositiveInt(args, ref i);
+                    break;
+                case "--concurrency":
+                    options.Concurrency = PositiveInt(args, ref i);
+                    break;
+                case "--warmup":
+                    options.Warmup = int.Parse(Value(args, ref i), NumberStyles.None, CultureInfo.InvariantCulture);
+                    break;
+                case "--only":
+                    var phase = Value(args, ref i);
+                    if (phase is not ("dispatch" or "throughput" or "pgbench"))
+                    {
+                        throw new ArgumentException($"--only takes dispatch, throughput or pgbench, not '{phase}'.");
+                    }
+
+                    options.Only = phase;
+                    break;
+                case "--breakdown":
+                    options.Breakdown = true;
+                    break;
+                case "--keep":
+                    options.Keep = true;
+                    break;
+                case "-h" or "--help":
+                    throw new ArgumentException("");
+                default:
+                    throw new ArgumentException($"Unknown argument '{args[i]}'.");
+            }
+        }
+
+        return options;
+    }
+
+    private static string Value(string[] args, ref int i)
+    {
+        if (i + 1 >= args.Length)
+        {
+            throw new ArgumentException($"{args[i]} needs a value.");
+        }
+
+        return args[++i];
+    }
+
+    private static int PositiveInt(string[] args, ref int i)
+    {
+        var name = args[i];
+        var text = Value(args, ref i);
+        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) || value <= 0)
+        {
+            throw new ArgumentException($"{name} takes a positive integer, not '{text}'.");
+        }
+
+        return value;
+    }
+}

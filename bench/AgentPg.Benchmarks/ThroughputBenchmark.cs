@@ -1,0 +1,147 @@
+using System.Diagnostics;
+
+namespace AgentPg.Benchmarks;
+
+/// <summary>Throughput of single-iteration streaming runs (one text reply, no tools) against a zero-latency model.</summary>
+/// <remarks>
+/// <para><b>Closed loop</b> (the §11 figure): <c>--concurrency</c> producers share one started client whose
+/// MaxConcurrentStreamingRuns is the same number. Each producer creates a run (<c>RunFastAsync</c>) in a fresh session,
+/// waits until it is final, and starts the next, so C runs are always in the system. Runs/s = runs that completed inside
+/// the measured window / its length, end to end: creation, claim, iteration start, model stream, completion.</para>
+/// <para><b>Drain</b> (the engine alone): a backlog of pending runs is created with a client that is not started, then a
+/// client with the same MaxConcurrentStreamingRuns starts and processes them all; runs/s = backlog / time to the last
+/// completion. This has the same scope as the pgbench script (no run creation in the timed part).</para>
+/// <para>Each run has its own session so every request carries one user message, as in the pgbench script; sessions are
+/// created beforehand.</para>
+/// </remarks>
+internal static class ThroughputBenchmark
+{
+    private static readonly TimeSpan s_minimumWarmup = TimeSpan.FromSeconds(3);
+    private static readonly TimeSpan s_completionTimeout = TimeSpan.FromSeconds(120);
+
+    public static async Task<ThroughputResult> RunClosedLoopAsync(BenchEnvironment env, BenchOptions options, DbCounters counters)
+    {
+        var concurrency = options.Concurrency;
+        await using var client = env.CreateClient(concurrency);
+        await client.StartAsync();
+        var agent = await BenchEnvironment.CreateAgentAsync(client);
+
+        // Enough fresh sessions for a generous guess of the rate; if they run out, sessions are reused round robin.
+        var sessions = await env.CreateSessionsInBulkAsync(Math.Max(20_000, options.Warmup + options.Seconds * 2_000));
+        var nextSession = -1;
+        var reusedSessions = false;
+        await env.SettleAsync($"{BenchEnvironment.Schema}.agentpg_runs", $"{BenchEnvironment.Schema}.agentpg_sessions",
+            $"{BenchEnvironment.Schema}.agentpg_messages", $"{BenchEnvironment.Schema}.agentpg_content_blocks",
+            $"{BenchEnvironment.Schema}.agentpg_iterations");
+
+        long windowStart = 0;
+        var windowEnd = long.MaxValue;
+        long completed = 0;
+        long inWindow = 0;
+        long failed = 0;
+        var latencies = new LatencySamples();
+        using var stop = new CancellationTokenSource();
+
+        async Task ProduceAsync()
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                var index = Interlocked.Increment(ref nextSession);
+                if (index >= sessions.Length)
+                {
+                    reusedSessions = true;
+                }
+
+                var created = Stopwatch.GetTimestamp();
+                var runId = await client.RunFastAsync(sessions[index % sessions.Length], agent.Id, "Say hello.");
+                var completion = await env.Completions.WaitAsync(runId).WaitAsync(s_completionTimeout);
+                env.Completions.Forget(runId);
+                Interlocked.Increment(ref completed);
+                if (completion.State != "completed")
+                {
+                    Interlocked.Increment(ref failed);
+                }
+
+                var start = Interlocked.Read(ref windowStart);
+                if (start != 0 && completion.Timestamp >= start && completion.Timestamp <= Interlocked.Read(ref windowEnd))
+                {
+                    Interlocked.Increment(ref inWindow);
+                    latencies.Add(LatencySamples.Milliseconds(created, completion.Timestamp));
+                }
+            }
+        }
+
+        var began = Stopwatch.GetTimestamp();
+        var producers = Enumerable.Range(0, concurrency).Select(_ => Task.Run(ProduceAsync)).ToArray();
+        while (Interlocked.Read(ref completed) < options.Warmup || Stopwatch.GetElapsedTime(began) < s_minimumWarmup)
+        {
+            await Task.WhenAny(Task.WhenAll(producers), Task.Delay(50));
+            ThrowIfFaulted(producers);
+        }
+
+        var before = await counters.TakeAsync(env);
+        Interlocked.Exchange(ref windowStart, Stopwatch.GetTimestamp());
+        await Task.WhenAny(Task.WhenAll(producers), Task.Delay(TimeSpan.FromSeconds(options.Seconds)));
+        var end = Stopwatch.GetTimestamp();
+        Interlocked.Exchange(ref windowEnd, end);
+        var after = await counters.TakeAsync(env);
+        ThrowIfFaulted(producers);
+        await stop.CancelAsync();
+        await Task.WhenAll(producers);
+
+        var seconds = Stopwatch.GetElapsedTime(windowStart, end).TotalSeconds;
+        return new ThroughputResult(concurrency, concurrency, inWindow, seconds, inWindow / seconds, Interlocked.Read(ref failed),
+            latencies.Summarize(), before.PerRun(after, inWindow), reusedSessions);
+    }
+
+    public static async Task<ThroughputResult> RunDrainAsync(BenchEnvironment env, BenchOptions options, DbCounters counters, int backlog)
+    {
+        var concurrency = options.Concurrency;
+        var agent = default(AgentDefinition);
+        var runs = new Guid[backlog];
+        var producer = env.CreateClient(concurrency);
+        await using (producer)
+        {
+            agent = await BenchEnvironment.CreateAgentAsync(producer);
+            var sessions = await env.CreateSessionsInBulkAsync(backlog);
+            await Parallel.ForAsync(0, backlog, new ParallelOptions { MaxDegreeOfParallelism = 8 },
+                async (i, ct) => runs[i] = await producer.RunFastAsync(sessions[i], agent.Id, "Say hello.", cancellationToken: ct));
+        }
+
+        await env.SettleAsync($"{BenchEnvironment.Schema}.agentpg_runs", $"{BenchEnvironment.Schema}.agentpg_sessions",
+            $"{BenchEnvironment.Schema}.agentpg_messages", $"{BenchEnvironment.Schema}.agentpg_content_blocks",
+            $"{BenchEnvironment.Schema}.agentpg_iterations");
+
+        var waits = runs.Select(env.Completions.WaitAsync).ToArray();
+        await using var worker = env.CreateClient(concurrency);
+        var before = await counters.TakeAsync(env);
+        var started = Stopwatch.GetTimestamp();
+        await worker.StartAsync();
+        var completions = await Task.WhenAll(waits).WaitAsync(TimeSpan.FromSeconds(Math.Max(120, backlog / 50)));
+        var last = completions.Max(c => c.Timestamp);
+        var after = await counters.TakeAsync(env);
+        foreach (var run in runs)
+        {
+            env.Completions.Forget(run);
+        }
+
+        var seconds = Stopwatch.GetElapsedTime(started, last).TotalSeconds;
+        var failed = completions.Count(c => c.State != "completed");
+        var latencies = new LatencySamples();
+        return new ThroughputResult(0, concurrency, backlog, seconds, backlog / seconds, failed, latencies.Summarize(),
+            before.PerRun(after, backlog), false);
+    }
+
+    private static void ThrowIfFaulted(Task[] producers)
+    {
+        if (producers.FirstOrDefault(p => p.IsFaulted) is { } faulted)
+        {
+            throw new InvalidOperationException("A producer failed: " + faulted.Exception!.GetBaseException().Message, faulted.Exception);
+        }
+    }
+}
+
+/// <param name="Producers">Closed-loop producers (0 for a drain).</param>
+/// <param name="MaxConcurrentStreamingRuns">The worker's slots.</param>
+internal sealed record ThroughputResult(int Producers, int MaxConcurrentStreamingRuns, long Runs, double Seconds, double RunsPerSecond,
+    long Failed, LatencySummary EndToEnd, DbCounters.Cost Cost, bool ReusedSessions);
