@@ -340,7 +340,7 @@ public sealed partial class AgentPgClient
             P.Jsonb(runOptions.ToJsonString()), P.Text(options?.IdempotencyKey),
         ]);
 
-        var batch = transaction is null ? _dataSource.CreateBatch() : new NpgsqlBatch(transaction.Connection, transaction);
+        var batch = transaction is null ? new NpgsqlBatch() : new NpgsqlBatch(transaction.Connection, transaction);
         Guid? id = null;
         string[] batchIdsToCancel = [];
         var interrupted = new List<Guid>();
@@ -366,7 +366,10 @@ public sealed partial class AgentPgClient
             AddCommand(batch, policy == ConcurrencyPolicy.Reject ? _sql.Runs.InsertIfSessionIdle : _sql.Runs.Insert, insertValues());
             try
             {
-                var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                // A caller's transaction is left as it is; on our own connection the statements are prepared.
+                var reader = transaction is null
+                    ? await batch.ExecuteReaderAsync(_dataSource, _options.PrepareStatements, cancellationToken).ConfigureAwait(false)
+                    : await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
                 {
                     if (transaction is null)

@@ -597,9 +597,11 @@ CREATE TRIGGER agentpg_trg_tool_created AFTER INSERT ON agentpg_tool_executions
 --   * the instance registered every tool the agent lists (NULL or empty tool list: any instance), and
 --   * it is a child run, or no older root run of the same session is still active (one root run per session).
 -- Each claim bumps claim_epoch; the worker conditions every later write on it.
+-- The set-returning functions declare a small ROWS estimate: callers join their rows to other tables, and the
+-- default estimate (1000) makes the planner hash whole tables instead of probing their primary keys.
 CREATE FUNCTION agentpg_claim_runs(p_instance_id TEXT, p_max_count INTEGER, p_run_mode agentpg_run_mode)
 RETURNS SETOF agentpg_runs
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT AS $$
 BEGIN
     RETURN QUERY
     WITH candidates AS (
@@ -638,7 +640,7 @@ $$;
 -- agent tool whose target agent's tools it has. Each claim bumps claim_epoch and attempt_count.
 CREATE FUNCTION agentpg_claim_tool_executions(p_instance_id TEXT, p_max_count INTEGER)
 RETURNS SETOF agentpg_tool_executions
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT AS $$
 BEGIN
     RETURN QUERY
     WITH my_tools AS (
@@ -726,7 +728,7 @@ CREATE FUNCTION agentpg_create_tool_executions_and_update_run(
     p_tool_params JSONB, p_run_id UUID, p_new_state agentpg_run_state, p_run_updates JSONB,
     p_instance_id TEXT, p_claim_epoch BIGINT)
 RETURNS SETOF agentpg_tool_executions
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT AS $$
 BEGIN
     PERFORM agentpg_fence_run(p_run_id, p_instance_id, p_claim_epoch);
 
@@ -782,7 +784,7 @@ $$;
 -- session's history stays valid for the next run. Returns the in-progress batch ids to cancel at the API.
 CREATE FUNCTION agentpg_cancel_run(p_run_id UUID)
 RETURNS TABLE (found BOOLEAN, cancelled BOOLEAN, batch_ids TEXT[], previous_state agentpg_run_state, child_run_ids UUID[])
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql ROWS 1 SET search_path FROM CURRENT AS $$
 DECLARE
     v_run agentpg_runs%ROWTYPE;
     v_batch_ids TEXT[] := '{}';
@@ -966,7 +968,7 @@ $$;
 -- p_rescue_timeout, and continues pending_tools runs whose tools are all terminal. Returns what it did.
 CREATE FUNCTION agentpg_rescue(p_instance_ttl INTERVAL, p_rescue_timeout INTERVAL, p_max_attempts INTEGER)
 RETURNS TABLE (released_instances TEXT[], released_runs INTEGER, continued_runs INTEGER)
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql ROWS 1 SET search_path FROM CURRENT AS $$
 DECLARE
     v_dead TEXT[];
     v_instance TEXT;
@@ -1041,7 +1043,7 @@ $$;
 -- with the rescue limit first (the delete trigger below is only a safety net for other deletions).
 CREATE FUNCTION agentpg_cleanup_stale_instances(p_leader_id TEXT, p_instance_ttl INTERVAL, p_max_attempts INTEGER)
 RETURNS SETOF TEXT
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT AS $$
 DECLARE
     v_instance TEXT;
 BEGIN
@@ -1088,7 +1090,7 @@ CREATE TRIGGER agentpg_trg_cleanup_orphaned_tools AFTER DELETE ON agentpg_instan
 -- (batch runs released by a rescue), least recently polled first.
 CREATE FUNCTION agentpg_get_iterations_for_poll(p_instance_id TEXT, p_poll_interval INTERVAL, p_max_count INTEGER)
 RETURNS SETOF agentpg_iterations
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT AS $$
 BEGIN
     RETURN QUERY
     SELECT i.*

@@ -20,7 +20,7 @@ internal sealed class Engine
         Tools = tools;
         Callbacks = new RunCallbacks(logger);
         Hooks = new HookRunner(options.Hooks, logger);
-        Notifier = new Notifier(dataSource, sql.Schema, logger);
+        Notifier = new Notifier(dataSource, options.PrepareStatements, sql.Schema, logger);
     }
 
     public Notifier Notifier { get; }
@@ -52,6 +52,15 @@ internal sealed class Engine
     public WakeSignal BatchWake { get; } = new();
 
     public WakeSignal ToolWake { get; } = new();
+
+    /// <summary>Executes a worker's batch (created with <c>new NpgsqlBatch()</c>) on a pooled connection of its own, prepared
+    /// when <see cref="AgentPgOptions.PrepareStatements"/> is set.</summary>
+    public Task<NpgsqlDataReader> ExecuteReaderAsync(NpgsqlBatch batch, CancellationToken cancellationToken)
+        => batch.ExecuteReaderAsync(DataSource, Options.PrepareStatements, cancellationToken);
+
+    /// <summary>Same as <see cref="ExecuteReaderAsync"/> for a batch that returns no rows.</summary>
+    public Task<int> ExecuteNonQueryAsync(NpgsqlBatch batch, CancellationToken cancellationToken)
+        => batch.ExecuteNonQueryAsync(DataSource, Options.PrepareStatements, cancellationToken);
 
     /// <summary>The Claude client; set when the client starts.</summary>
     public IAnthropicClient? Claude { get; set; }

@@ -136,7 +136,7 @@ internal sealed class IterationRecorder(Engine engine)
         {
             await Transient.RetryAsync(async ct =>
             {
-                var batch = engine.DataSource.CreateBatch();
+                var batch = new NpgsqlBatch();
                 await using (batch.ConfigureAwait(false))
                 {
                     AddFence(batch, run, null);
@@ -148,7 +148,7 @@ internal sealed class IterationRecorder(Engine engine)
 
                     Add(batch, engine.Sql.Runs.Fail, P.Uuid(run.Id), P.Text(errorType), P.Text(message), P.Int((int)usage.InputTokens),
                         P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens));
-                    await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+                    await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
                 }
             }, engine.Time, CancellationToken.None).ConfigureAwait(false);
             Log.RunFailed(engine.Logger, run.Id, errorType, message);
@@ -180,7 +180,7 @@ internal sealed class IterationRecorder(Engine engine)
         var usage = claimed.IterationUsage;
         await Transient.RetryAsync(async ct =>
         {
-            var batch = engine.DataSource.CreateBatch();
+            var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
                 Add(batch, NotifySql.Defer, P.Text(Notifications.Channels.RunFinalized));
@@ -189,7 +189,7 @@ internal sealed class IterationRecorder(Engine engine)
                 AddIterationCompletion(batch, claimed, context, response.StopReason, messageId, 0, null, null);
                 Add(batch, engine.Sql.Runs.Complete, P.Uuid(run.Id), P.Text(response.Text), P.Text(response.StopReason ?? "end_turn"),
                     P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens));
-                await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+                await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
             }
         }, engine.Time, token).ConfigureAwait(false);
         engine.Notifier.RunFinalized(run, RunState.Completed);
@@ -204,7 +204,7 @@ internal sealed class IterationRecorder(Engine engine)
         var usage = claimed.IterationUsage;
         await Transient.RetryAsync(async ct =>
         {
-            var batch = engine.DataSource.CreateBatch();
+            var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
                 AddFence(batch, run, context.IterationId);
@@ -216,7 +216,7 @@ internal sealed class IterationRecorder(Engine engine)
                 AddIterationCompletion(batch, claimed, context, response.StopReason, storeMessage ? messageId : null, 0, errorType, errorMessage);
                 Add(batch, continueInPlace ? engine.Sql.Runs.Continue : engine.Sql.Runs.ContinueLater, P.Uuid(run.Id), P.Int((int)usage.InputTokens),
                     P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens), P.Int(1));
-                await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+                await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
             }
         }, engine.Time, token).ConfigureAwait(false);
         claimed.Continuations++;
@@ -299,7 +299,7 @@ internal sealed class IterationRecorder(Engine engine)
 
         await Transient.RetryAsync(async ct =>
         {
-            var batch = engine.DataSource.CreateBatch();
+            var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
                 Add(batch, NotifySql.Defer, P.Text(Notifications.Channels.ToolPending));
@@ -308,7 +308,7 @@ internal sealed class IterationRecorder(Engine engine)
                 AddIterationCompletion(batch, claimed, context, response.StopReason, messageId, toolUses.Count, null, null);
                 Add(batch, engine.Sql.Runs.CreateToolExecutions, P.Jsonb(parameters.ToJsonString()), P.Uuid(run.Id), P.Jsonb(updates.ToJsonString()),
                     P.Text(engine.InstanceId), P.Long(run.ClaimEpoch));
-                await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+                await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
             }
         }, engine.Time, token).ConfigureAwait(false);
 

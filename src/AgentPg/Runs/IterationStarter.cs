@@ -22,7 +22,7 @@ internal sealed class IterationStarter(Engine engine)
         return await Transient.RetryAsync(async ct =>
         {
             var sql = engine.Sql;
-            var batch = engine.DataSource.CreateBatch();
+            var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
                 // A lost start (server crash) is detected by the next fenced write, which checks the current iteration.
@@ -42,7 +42,7 @@ internal sealed class IterationStarter(Engine engine)
                 Add(batch, sql.Agents.GetDelegates, P.Uuid(run.AgentId));
                 Add(batch, run.Depth == 0 ? sql.Messages.RootContext : sql.Messages.RunContext, P.Uuid(run.Depth == 0 ? run.SessionId : run.Id));
 
-                var reader = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
+                var reader = await engine.ExecuteReaderAsync(batch, ct).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
                 {
                     await reader.NextResultAsync(ct).ConfigureAwait(false); // past the commit setting
@@ -71,7 +71,7 @@ internal sealed class IterationStarter(Engine engine)
         var run = claimed.Run;
         return await Transient.RetryAsync(async ct =>
         {
-            var batch = engine.DataSource.CreateBatch();
+            var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
                 Add(batch, engine.Sql.Agents.GetById, P.Uuid(run.AgentId));
@@ -81,7 +81,7 @@ internal sealed class IterationStarter(Engine engine)
                     Add(batch, run.Depth == 0 ? engine.Sql.Messages.RootContext : engine.Sql.Messages.RunContext, P.Uuid(run.Depth == 0 ? run.SessionId : run.Id));
                 }
 
-                var reader = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
+                var reader = await engine.ExecuteReaderAsync(batch, ct).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
                 {
                     var agent = await reader.ReadAsync(ct).ConfigureAwait(false)

@@ -8,7 +8,7 @@ namespace AgentPg.Runs;
 
 /// <summary>Sends the notifications that AgentPg's own steps defer until after their commit.</summary>
 /// <remarks>Best effort, like every NOTIFY: a lost one only means the receivers find the work at their next poll.</remarks>
-internal sealed class Notifier(NpgsqlDataSource dataSource, SchemaName schema, Microsoft.Extensions.Logging.ILogger logger)
+internal sealed class Notifier(NpgsqlDataSource dataSource, bool prepare, SchemaName schema, Microsoft.Extensions.Logging.ILogger logger)
 {
     public void RunCreated(Guid runId, RunMode mode, Guid sessionId, Guid? parentRunId)
         => Send(Channels.RunCreated, new JsonObject
@@ -38,12 +38,14 @@ internal sealed class Notifier(NpgsqlDataSource dataSource, SchemaName schema, M
     {
         try
         {
-            var command = dataSource.CreateCommand(NotifySql.Send);
-            await using (command.ConfigureAwait(false))
+            var batch = new NpgsqlBatch();
+            await using (batch.ConfigureAwait(false))
             {
+                var command = new NpgsqlBatchCommand(NotifySql.Send);
                 command.Parameters.Add(P.Text(channel));
                 command.Parameters.Add(P.Text(payload));
-                await command.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+                batch.BatchCommands.Add(command);
+                await batch.ExecuteNonQueryAsync(dataSource, prepare, CancellationToken.None).ConfigureAwait(false);
             }
         }
         catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidOperationException)

@@ -1,3 +1,4 @@
+using System.Data;
 using Npgsql;
 
 namespace AgentPg.Storage;
@@ -35,6 +36,49 @@ internal static class Db
         }
 
         return result;
+    }
+
+    /// <summary>Executes a batch on a pooled connection of its own, its statements prepared first when
+    /// <paramref name="prepare"/> is set. Npgsql keeps prepared statements on the physical connection across pool returns, so a
+    /// statement is parsed and planned once per connection and later preparations cost no round trip. Disposing the reader
+    /// returns the connection to the pool.</summary>
+    public static async Task<NpgsqlDataReader> ExecuteReaderAsync(this NpgsqlBatch batch, NpgsqlDataSource dataSource, bool prepare,
+        CancellationToken cancellationToken)
+    {
+        var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            batch.Connection = connection;
+            if (prepare)
+            {
+                await batch.PrepareAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            return await batch.ExecuteReaderAsync(CommandBehavior.CloseConnection, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Executes a batch that returns no rows on a pooled connection of its own; see
+    /// <see cref="ExecuteReaderAsync(NpgsqlBatch, NpgsqlDataSource, bool, CancellationToken)"/>.</summary>
+    public static async Task<int> ExecuteNonQueryAsync(this NpgsqlBatch batch, NpgsqlDataSource dataSource, bool prepare,
+        CancellationToken cancellationToken)
+    {
+        var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            batch.Connection = connection;
+            if (prepare)
+            {
+                await batch.PrepareAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            return await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
     }
 
     public static bool IsUniqueViolation(this PostgresException exception, string constraint)

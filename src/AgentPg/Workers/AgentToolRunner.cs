@@ -27,13 +27,13 @@ internal sealed class AgentToolRunner(Engine engine, ClaimedTool claimed)
 
         var childId = await Transient.RetryAsync(async ct =>
         {
-            var batch = engine.DataSource.CreateBatch();
+            var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
                 Add(batch, engine.Sql.ToolExecutions.Fence, P.Uuid(_execution.Id), P.Text(engine.InstanceId), P.Long(_execution.ClaimEpoch));
                 Add(batch, engine.Sql.ToolExecutions.CreateChildRun, P.Uuid(_execution.RunId), P.Uuid(delegateId), P.Text(task),
                     P.Uuid(_execution.Id), P.Text(engine.InstanceId));
-                var reader = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
+                var reader = await engine.ExecuteReaderAsync(batch, ct).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
                 {
                     await reader.NextResultAsync(ct).ConfigureAwait(false);
@@ -62,12 +62,12 @@ internal sealed class AgentToolRunner(Engine engine, ClaimedTool claimed)
     {
         await Transient.RetryAsync(async ct =>
         {
-            var batch = engine.DataSource.CreateBatch();
+            var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
                 Add(batch, engine.Sql.ToolExecutions.Fence, P.Uuid(_execution.Id), P.Text(engine.InstanceId), P.Long(_execution.ClaimEpoch));
                 Add(batch, engine.Sql.ToolExecutions.Complete, P.Uuid(_execution.Id), P.Text("failed"), P.Text((string?)null), P.Bool(true), P.Text(message));
-                await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+                await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
             }
         }, engine.Time, cancellationToken).ConfigureAwait(false);
         engine.Callbacks.FireComplete(new ToolCallEvent

@@ -67,7 +67,7 @@ internal sealed class BatchSubmitter(Engine engine)
         {
             await Transient.RetryAsync(async ct =>
             {
-                var batch = engine.DataSource.CreateBatch();
+                var batch = new NpgsqlBatch();
                 await using (batch.ConfigureAwait(false))
                 {
                     Add(batch, engine.Sql.Runs.Fence, P.Uuid(run.Id), P.Text(engine.InstanceId), P.Long(run.ClaimEpoch), P.Uuid(context.IterationId));
@@ -75,7 +75,7 @@ internal sealed class BatchSubmitter(Engine engine)
                         new NpgsqlParameter<DateTimeOffset> { TypedValue = expiresAt }, P.Int(context.MaxTokens), P.Bool(claimed.UsedExtendedContext),
                         P.Int(resubmission == Kind.Resubmission ? 1 : 0), P.Int(resubmission == Kind.AfterExpiry ? 1 : 0));
                     Add(batch, engine.Sql.Runs.SetState, P.Uuid(run.Id), P.Text("batch_pending"));
-                    await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+                    await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
                 }
             }, engine.Time, CancellationToken.None).ConfigureAwait(false);
             recorded = true;

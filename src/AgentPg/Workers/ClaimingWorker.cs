@@ -166,7 +166,7 @@ internal abstract class RunWorker(Engine engine, RunMode mode, WakeSignal wake, 
 {
     protected override async Task<IReadOnlyList<ClaimedRun>> ClaimAsync(int count, CancellationToken cancellationToken)
     {
-        var batch = Engine.DataSource.CreateBatch();
+        var batch = new NpgsqlBatch();
         await using (batch.ConfigureAwait(false))
         {
             // A claim lost in a server crash is harmless: the run is pending again and every later write is fenced.
@@ -176,7 +176,7 @@ internal abstract class RunWorker(Engine engine, RunMode mode, WakeSignal wake, 
             claim.Parameters.Add(P.Int(count));
             claim.Parameters.Add(P.Text(mode.ToDb()));
             batch.BatchCommands.Add(claim);
-            var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            var reader = await Engine.ExecuteReaderAsync(batch, cancellationToken).ConfigureAwait(false);
             await using (reader.ConfigureAwait(false))
             {
                 await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);

@@ -22,7 +22,7 @@ internal sealed class ToolWorker(Engine engine)
 
     protected override async Task<IReadOnlyList<ClaimedTool>> ClaimAsync(int count, CancellationToken cancellationToken)
     {
-        var batch = Engine.DataSource.CreateBatch();
+        var batch = new NpgsqlBatch();
         await using (batch.ConfigureAwait(false))
         {
             // A claim lost in a server crash is harmless: the execution is pending again and its result write is fenced.
@@ -31,7 +31,7 @@ internal sealed class ToolWorker(Engine engine)
             claim.Parameters.Add(P.Text(Engine.InstanceId));
             claim.Parameters.Add(P.Int(count));
             batch.BatchCommands.Add(claim);
-            var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            var reader = await Engine.ExecuteReaderAsync(batch, cancellationToken).ConfigureAwait(false);
             await using (reader.ConfigureAwait(false))
             {
                 await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
@@ -239,11 +239,11 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
     {
         await Transient.RetryAsync(async ct =>
         {
-            var batch = engine.DataSource.CreateBatch();
+            var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
                 AddComplete(batch, state, output, isError, errorMessage);
-                await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+                await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
             }
         }, engine.Time, cancellationToken).ConfigureAwait(false);
         FireComplete(output, isError, errorMessage, started);
@@ -265,7 +265,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
     {
         await Transient.RetryAsync(async ct =>
         {
-            var batch = engine.DataSource.CreateBatch();
+            var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
                 AddFence(batch);
@@ -277,7 +277,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
                 }
 
                 batch.BatchCommands.Add(command);
-                await batch.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+                await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
             }
         }, engine.Time, cancellationToken).ConfigureAwait(false);
     }
