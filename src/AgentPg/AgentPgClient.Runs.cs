@@ -441,12 +441,20 @@ public sealed partial class AgentPgClient
             }
 
             CancelBatchesInBackground(batchIdsToCancel);
-            _engine.Notifier.RunCreated(id.Value, mode, sessionId, null);
             if (_started)
             {
-                // The NOTIFY reaches every instance; waking the local worker directly saves its delivery.
+                // The NOTIFY reaches every instance; waking the local worker directly saves its delivery (and the
+                // delivery to this client then wakes nothing).
+                if (_wokenLocally.Count >= 10_000)
+                {
+                    _wokenLocally.Clear();
+                }
+
+                _wokenLocally.TryAdd(id.Value, 0);
                 (mode == RunMode.Streaming ? _engine.StreamingWake : _engine.BatchWake).Set();
             }
+
+            _engine.Notifier.RunCreated(id.Value, mode, sessionId, null);
         }
 
         return id.Value;

@@ -36,6 +36,10 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     private readonly SemaphoreSlim _lifecycle = new(1, 1);
     private readonly Engine _engine;
     private readonly NotificationListener _listener;
+
+    // Runs this client created and handed to its own workers directly; their agentpg_run_created notification, which comes
+    // back to this client too, then wakes nobody. Bounded: entries whose notification never arrives are dropped in bulk.
+    private readonly ConcurrentDictionary<Guid, byte> _wokenLocally = new();
     private volatile bool _started;
     private bool _disposed;
     private WorkerSet? _workers;
@@ -205,7 +209,11 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         switch (notification.Channel)
         {
             case Channels.RunCreated:
-                Wake(notification.RunMode);
+                if (notification.RunId is not { } created || !_wokenLocally.TryRemove(created, out _))
+                {
+                    Wake(notification.RunMode);
+                }
+
                 if (notification is { ParentRunId: { } parent, RunId: { } child })
                 {
                     // Callbacks reach child runs even when another instance created them.
@@ -229,8 +237,12 @@ public sealed partial class AgentPgClient : IAsyncDisposable
                     _engine.Callbacks.Remove(runId);
                 }
 
-                // The session's next queued run may be claimable now.
-                Wake(null);
+                // A finished root run may have held back the session's next one; nothing else became claimable.
+                if (notification.NextRunMode is { } nextRunMode)
+                {
+                    Wake(nextRunMode);
+                }
+
                 break;
             case Channels.ToolPending:
                 _engine.ToolWake.Set();

@@ -465,6 +465,20 @@ CREATE TRIGGER agentpg_trg_run_created AFTER INSERT ON agentpg_runs
 -- Only transitions another instance must act on are announced: back to pending (claimable again) on
 -- agentpg_run_state, terminal (waiters, cancellation of in-flight work, the next queued run of the session)
 -- on agentpg_run_finalized. Other transitions are visible by reading the row.
+-- The mode of the session's next active root run, which a finished root run may have been holding back (one root run
+-- per session at a time); NULL for child runs and when nothing waits. Workers claim only when it is set.
+CREATE FUNCTION agentpg_next_root_run_mode(p_session_id UUID, p_parent_run_id UUID) RETURNS TEXT
+LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT o.run_mode::text
+      FROM agentpg_runs o
+     WHERE p_parent_run_id IS NULL
+       AND o.session_id = p_session_id
+       AND o.parent_run_id IS NULL
+       AND o.state NOT IN ('completed', 'cancelled', 'failed')
+     ORDER BY o.seq
+     LIMIT 1
+$$;
+
 CREATE FUNCTION agentpg_notify_run_state_change() RETURNS TRIGGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
@@ -476,7 +490,8 @@ BEGIN
         PERFORM agentpg_notify('agentpg_run_finalized',
             json_build_object('run_id', NEW.id, 'session_id', NEW.session_id, 'state', NEW.state,
                               'parent_run_id', NEW.parent_run_id, 'depth', NEW.depth,
-                              'run_mode', NEW.run_mode)::text);
+                              'run_mode', NEW.run_mode,
+                              'next_run_mode', agentpg_next_root_run_mode(NEW.session_id, NEW.parent_run_id))::text);
     END IF;
     RETURN NULL;
 END

@@ -14,7 +14,8 @@ internal static class Channels
 }
 
 /// <summary>A notification, with the payload fields AgentPg's triggers put in it.</summary>
-internal sealed record Notification(string Channel, Guid? RunId, string? RunMode, string? State, Guid? ParentRunId, Guid? SessionId)
+internal sealed record Notification(string Channel, Guid? RunId, string? RunMode, string? State, Guid? ParentRunId, Guid? SessionId,
+    string? NextRunMode = null)
 {
     public static Notification Parse(string channel, string payload)
     {
@@ -22,7 +23,8 @@ internal sealed record Notification(string Channel, Guid? RunId, string? RunMode
         {
             using var doc = JsonDocument.Parse(payload);
             var e = doc.RootElement;
-            return new Notification(channel, GetGuid(e, "run_id"), GetString(e, "run_mode"), GetString(e, "state"), GetGuid(e, "parent_run_id"), GetGuid(e, "session_id"));
+            return new Notification(channel, GetGuid(e, "run_id"), GetString(e, "run_mode"), GetString(e, "state"), GetGuid(e, "parent_run_id"), GetGuid(e, "session_id"),
+                GetString(e, "next_run_mode"));
         }
         catch (JsonException)
         {

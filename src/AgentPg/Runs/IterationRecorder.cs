@@ -178,7 +178,7 @@ internal sealed class IterationRecorder(Engine engine)
         var run = claimed.Run;
         var messageId = Guid.CreateVersion7();
         var usage = claimed.IterationUsage;
-        await Transient.RetryAsync(async ct =>
+        var nextRunMode = await Transient.RetryAsync(async ct =>
         {
             var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
@@ -189,10 +189,24 @@ internal sealed class IterationRecorder(Engine engine)
                 AddIterationCompletion(batch, claimed, context, response.StopReason, messageId, 0, null, null);
                 Add(batch, engine.Sql.Runs.Complete, P.Uuid(run.Id), P.Text(response.Text), P.Text(response.StopReason ?? "end_turn"),
                     P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens));
-                await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
+                var reader = await engine.ExecuteReaderAsync(batch, ct).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    string? next = null;
+                    do
+                    {
+                        if (reader.FieldCount > 0 && reader.GetName(0) == "next_run_mode" && await reader.ReadAsync(ct).ConfigureAwait(false))
+                        {
+                            next = reader.IsDBNull(0) ? null : reader.GetString(0);
+                        }
+                    }
+                    while (await reader.NextResultAsync(ct).ConfigureAwait(false));
+
+                    return next;
+                }
             }
         }, engine.Time, token).ConfigureAwait(false);
-        engine.Notifier.RunFinalized(run, RunState.Completed);
+        engine.Notifier.RunFinalized(run, RunState.Completed, nextRunMode);
         Log.RunCompleted(engine.Logger, run.Id, claimed.Iteration, response.StopReason ?? "end_turn");
     }
 

@@ -19,7 +19,7 @@ internal sealed class Notifier(NpgsqlDataSource dataSource, bool prepare, Schema
             ["parent_run_id"] = parentRunId?.ToString(),
         });
 
-    public void RunFinalized(Run run, RunState state)
+    public void RunFinalized(Run run, RunState state, string? nextRunMode)
         => Send(Channels.RunFinalized, new JsonObject
         {
             ["run_id"] = run.Id.ToString(),
@@ -28,6 +28,7 @@ internal sealed class Notifier(NpgsqlDataSource dataSource, bool prepare, Schema
             ["parent_run_id"] = run.ParentRunId?.ToString(),
             ["depth"] = run.Depth,
             ["run_mode"] = run.RunMode == RunMode.Batch ? "batch" : "streaming",
+            ["next_run_mode"] = nextRunMode,
         });
 
     public void ToolPending(Guid runId) => Send(Channels.ToolPending, new JsonObject { ["run_id"] = runId.ToString() });

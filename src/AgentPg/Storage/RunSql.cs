@@ -58,7 +58,8 @@ internal sealed class RunSql
         Progress = $"UPDATE {t} SET last_progress_at = now() WHERE id = $1 AND claim_epoch = $2 AND claimed_by_instance_id = $3";
         // $1 run, $2 iteration number, $3 iteration id. After the fence.
         StartIteration = $"UPDATE {t} SET current_iteration = $2, current_iteration_id = $3, last_progress_at = now() WHERE id = $1";
-        // $1 run, $2 response text, $3 stop reason, $4..$7 tokens. After the fence.
+        // $1 run, $2 response text, $3 stop reason, $4..$7 tokens. After the fence. Returns the mode of the session's next
+        // active root run (see agentpg_next_root_run_mode), for the deferred agentpg_run_finalized notification.
         Complete = $"""
             UPDATE {t}
                SET state = 'completed', response_text = $2, stop_reason = $3,
@@ -66,6 +67,7 @@ internal sealed class RunSql
                    cache_creation_input_tokens = cache_creation_input_tokens + $6, cache_read_input_tokens = cache_read_input_tokens + $7,
                    iteration_count = iteration_count + 1, claimed_by_instance_id = NULL, claimed_at = NULL
              WHERE id = $1
+            RETURNING {s}.agentpg_next_root_run_mode(session_id, parent_run_id) AS next_run_mode
             """;
         // An iteration that continues in place (pause_turn, truncated tool call, context retry): count it, keep the claim.
         // $1 run, $2..$5 tokens, $6 continuation increment. After the fence.

@@ -16,6 +16,10 @@ namespace AgentPg.Workers;
 internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int maxInFlight, TimeSpan pollInterval) : IDisposable
 {
     private readonly SemaphoreSlim _slots = new(maxInFlight, maxInFlight);
+
+    // Whether claimable work may be left behind: the last claim filled every free slot, or the loop woke while none was free.
+    // A finishing item wakes the loop only then, so idle instances do not claim after every item.
+    private bool _mayHaveMore = true;
     private readonly HashSet<Task> _inFlight = [];
     private Task? _loop;
 
@@ -64,6 +68,8 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
             var saturated = false;
             try
             {
+                // Set before the slots are read: an item finishing from here on wakes the loop again (see RunItemAsync).
+                Volatile.Write(ref _mayHaveMore, true);
                 var free = _slots.CurrentCount;
                 if (free > 0)
                 {
@@ -75,6 +81,11 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
                     }
 
                     saturated = items.Count == free;
+                    if (!saturated)
+                    {
+                        // Everything claimable was taken; work that arrives later comes with its own wake-up.
+                        Volatile.Write(ref _mayHaveMore, false);
+                    }
                 }
 
                 await OnPollAsync(stopClaiming).ConfigureAwait(false);
@@ -135,7 +146,11 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
         finally
         {
             _slots.Release();
-            wake.Set();
+            if (Volatile.Read(ref _mayHaveMore))
+            {
+                // The last claim filled every slot, or a wake-up came while none was free: look again now.
+                wake.Set();
+            }
         }
     }
 

@@ -45,6 +45,48 @@ public sealed class SessionConcurrencyTests(SchemaFixture db) : IClassFixture<Sc
         Assert.True((await h.Client.GetRunAsync(second)).StartedAt >= (await h.Client.GetRunAsync(first)).FinalizedAt);
     }
 
+    [DatabaseTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Queue_TheNextRunStartsOnTheFinishNotificationNotAtThePoll(bool cancelFirst)
+    {
+        // Polling is out of the picture: only agentpg_run_finalized (carrying the session's next run mode) can start the
+        // second run, whether the first completes (notification sent by the worker) or is cancelled (sent by the trigger).
+        await using var h = await Harness.StartAsync(db, o => o.RunPollInterval = TimeSpan.FromMinutes(10));
+        var producer = await h.AddClientAsync(start: false);
+        var agent = await h.AgentAsync();
+        var session = await h.Client.NewSessionAsync();
+        var release = new TaskCompletionSource();
+        var firstArrived = new TaskCompletionSource();
+        h.Claude.Respond(async (request, ct) =>
+        {
+            if (request.LastUserText == "first")
+            {
+                firstArrived.TrySetResult();
+                await release.Task.WaitAsync(ct);
+                return FakeReply.Text("answer one");
+            }
+
+            return FakeReply.Text("answer two");
+        });
+
+        var first = await producer.RunFastAsync(session, agent.Id, "first");
+        await Eventually.WithinAsync(firstArrived.Task, "the first run's request");
+        var second = await producer.RunFastAsync(session, agent.Id, "second");
+        if (cancelFirst)
+        {
+            await producer.CancelRunAsync(first);
+        }
+        else
+        {
+            release.SetResult();
+        }
+
+        var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(second), "the second run, woken by the first one's end");
+        Assert.Equal("answer two", response.Text);
+        Assert.Equal(cancelFirst ? RunState.Cancelled : RunState.Completed, (await h.Client.GetRunAsync(first)).State);
+    }
+
     [DatabaseFact]
     public async Task Interrupt_CancelsTheActiveRunAndRunsTheNewOne()
     {

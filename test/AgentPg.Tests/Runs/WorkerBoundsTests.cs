@@ -25,6 +25,47 @@ public sealed class WorkerBoundsTests(SchemaFixture db) : IClassFixture<SchemaFi
     }
 
     [DatabaseFact]
+    public async Task RunsCreatedWhileEverySlotIsBusy_AreClaimedAsSlotsFreeNotAtThePoll()
+    {
+        // One slot and no polling to speak of: the wake-ups of the queued runs arrive while the slot is taken, so each
+        // finishing run must make the worker look again, or the queue stalls until the poll.
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.MaxConcurrentStreamingRuns = 1;
+            o.RunPollInterval = TimeSpan.FromMinutes(10);
+        });
+        var agent = await h.AgentAsync();
+        var release = new TaskCompletionSource();
+        var firstArrived = new TaskCompletionSource();
+        h.Claude.Respond(async (request, ct) =>
+        {
+            if (request.LastUserText == "first")
+            {
+                firstArrived.TrySetResult();
+                await release.Task.WaitAsync(ct);
+            }
+
+            return FakeReply.Text("ok");
+        });
+
+        var first = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "first");
+        await Eventually.WithinAsync(firstArrived.Task, "the first run's request");
+        var queued = new List<Guid>();
+        for (var i = 0; i < 10; i++)
+        {
+            queued.Add(await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "next " + i));
+        }
+
+        release.SetResult();
+
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(first), "the first run");
+        foreach (var run in queued)
+        {
+            await Eventually.WithinAsync(h.Client.WaitForRunAsync(run), "a queued run, claimed when the slot freed");
+        }
+    }
+
+    [DatabaseFact]
     public async Task MaxConcurrentStreamingRuns_BoundsRunsInFlight()
     {
         await using var h = await Harness.StartAsync(db, o => o.MaxConcurrentStreamingRuns = 2);
