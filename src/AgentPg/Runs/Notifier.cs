@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Text.Json.Nodes;
 using AgentPg.Diagnostics;
 using AgentPg.Notifications;
@@ -10,6 +11,10 @@ namespace AgentPg.Runs;
 /// <remarks>Best effort, like every NOTIFY: a lost one only means the receivers find the work at their next poll.</remarks>
 internal sealed class Notifier(NpgsqlDataSource dataSource, bool prepare, SchemaName schema, Microsoft.Extensions.Logging.ILogger logger)
 {
+    private const int MaxPerTransaction = 500;
+    private readonly ConcurrentQueue<(string Channel, string Payload)> _queue = new();
+    private int _sending;
+
     public void RunCreated(Guid runId, RunMode mode, Guid sessionId, Guid? parentRunId)
         => Send(Channels.RunCreated, new JsonObject
         {
@@ -33,9 +38,45 @@ internal sealed class Notifier(NpgsqlDataSource dataSource, bool prepare, Schema
 
     public void ToolPending(Guid runId) => Send(Channels.ToolPending, new JsonObject { ["run_id"] = runId.ToString() });
 
-    private void Send(string channel, JsonObject payload) => _ = SendAsync(schema.Channel(channel), payload.ToJsonString());
+    private void Send(string channel, JsonObject payload)
+    {
+        _queue.Enqueue((schema.Channel(channel), payload.ToJsonString()));
+        if (Interlocked.CompareExchange(ref _sending, 1, 0) == 0)
+        {
+            _ = Task.Run(DrainAsync);
+        }
+    }
 
-    private async Task SendAsync(string channel, string payload)
+    // One sender at a time: notifications queued while a send is in flight go out together in the next transaction, so
+    // under load many steps share one NOTIFY transaction (and one pooled connection) instead of one each.
+    private async Task DrainAsync()
+    {
+        while (true)
+        {
+            var channels = new List<string>();
+            var payloads = new List<string>();
+            while (channels.Count < MaxPerTransaction && _queue.TryDequeue(out var notification))
+            {
+                channels.Add(notification.Channel);
+                payloads.Add(notification.Payload);
+            }
+
+            if (channels.Count > 0)
+            {
+                await SendAsync(channels, payloads).ConfigureAwait(false);
+                continue;
+            }
+
+            Volatile.Write(ref _sending, 0);
+            // A notification queued after the queue looked empty, whose Send saw the flag still set, is sent now.
+            if (_queue.IsEmpty || Interlocked.CompareExchange(ref _sending, 1, 0) != 0)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task SendAsync(List<string> channels, List<string> payloads)
     {
         try
         {
@@ -43,15 +84,15 @@ internal sealed class Notifier(NpgsqlDataSource dataSource, bool prepare, Schema
             await using (batch.ConfigureAwait(false))
             {
                 var command = new NpgsqlBatchCommand(NotifySql.Send);
-                command.Parameters.Add(P.Text(channel));
-                command.Parameters.Add(P.Text(payload));
+                command.Parameters.Add(P.TextArray(channels));
+                command.Parameters.Add(P.TextArray(payloads));
                 batch.BatchCommands.Add(command);
                 await batch.ExecuteNonQueryAsync(dataSource, prepare, CancellationToken.None).ConfigureAwait(false);
             }
         }
         catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidOperationException)
         {
-            Log.NotifyFailed(logger, ex, channel);
+            Log.NotifyFailed(logger, ex, string.Join(", ", channels.Distinct()));
         }
     }
 }

@@ -6,9 +6,10 @@ internal static class NotifySql
     /// <summary>In a step's batch: the listed channels are not notified by the triggers; the step sends them after commit.</summary>
     public const string Defer = "SELECT set_config('agentpg.defer_notify', $1, true)";
 
-    /// <summary>A notification on its own, committed asynchronously: it carries no data, so nothing waits for a WAL flush
-    /// while holding the notification lock.</summary>
-    public const string Send = "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)";
+    /// <summary>Notifications on their own ($1 channels, $2 payloads, pairwise), committed asynchronously: they carry no
+    /// data, so nothing waits for a WAL flush while holding the notification lock. One transaction for many.</summary>
+    public const string Send =
+        "SELECT pg_notify(n.channel, n.payload) FROM (SELECT set_config('synchronous_commit', 'off', true)) s, unnest($1::text[], $2::text[]) AS n(channel, payload)";
 
     /// <summary>In a step's batch: commit without waiting for the WAL flush. Only for steps whose loss in a server crash is
     /// harmless because the next fenced write detects it (claims, iteration starts).</summary>

@@ -55,6 +55,28 @@ public sealed class ListenerTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     }
 
     [DatabaseFact]
+    public async Task NotificationsSentAfterCommit_EveryOneArrives_OneRunAfterAnotherAndInABurst()
+    {
+        // Worker and producer poll every 10 minutes: each run starts on its agentpg_run_created notification and each wait
+        // ends on its agentpg_run_finalized notification, both sent after the commit by the clients' coalescing senders.
+        await using var h = await Harness.StartAsync(db, o => o.RunPollInterval = TimeSpan.FromMinutes(10));
+        var producer = await h.AddClientAsync(o => o.RunPollInterval = TimeSpan.FromMinutes(10), start: false);
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(request => FakeReply.Text("re: " + request.LastUserText));
+
+        for (var i = 0; i < 20; i++)
+        {
+            var run = await producer.RunFastAsync(await producer.NewSessionAsync(), agent.Id, "one " + i);
+            Assert.Equal("re: one " + i, (await Eventually.WithinAsync(producer.WaitForRunAsync(run), $"run {i} of the sequence")).Text);
+        }
+
+        var sessions = await Task.WhenAll(Enumerable.Range(0, 30).Select(_ => producer.NewSessionAsync()));
+        var burst = await Task.WhenAll(sessions.Select((session, i) => producer.RunFastAsync(session, agent.Id, "burst " + i)));
+        var responses = await Eventually.WithinAsync(Task.WhenAll(burst.Select(run => producer.WaitForRunAsync(run))), "the burst");
+        Assert.Equal(Enumerable.Range(0, 30).Select(i => "re: burst " + i), responses.Select(r => r.Text));
+    }
+
+    [DatabaseFact]
     public async Task WaitForRunAsync_UnknownRun_ThrowsRunNotFound()
     {
         await using var h = await Harness.StartAsync(db, start: false);
