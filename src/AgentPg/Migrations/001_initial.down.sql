@@ -52,6 +52,7 @@ DROP TABLE IF EXISTS agentpg_agents;
 DROP TABLE IF EXISTS agentpg_sessions;
 
 DROP FUNCTION IF EXISTS agentpg_notify(TEXT, TEXT);
+DROP FUNCTION IF EXISTS agentpg_notify_deferred(TEXT);
 DROP FUNCTION IF EXISTS agentpg_channel(TEXT);
 
 DROP TYPE IF EXISTS agentpg_message_role;

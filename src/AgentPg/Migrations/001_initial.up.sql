@@ -70,10 +70,16 @@ $$;
 -- database-wide lock through its commit's WAL flush, so notifying commits run one at a time; AgentPg's own steps
 -- therefore commit their data without NOTIFY and send it right after in a tiny asynchronously committed transaction.
 -- Transactions of callers (RunFastAsync(transaction, ...)) keep the notification: it is delivered at their commit.
+CREATE FUNCTION agentpg_notify_deferred(p_channel TEXT) RETURNS BOOLEAN
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(p_channel = ANY (string_to_array(current_setting('agentpg.defer_notify', TRUE), ',')), FALSE)
+$$;
+
+-- The triggers test agentpg_notify_deferred first, so a deferred notification does not even build its payload.
 CREATE FUNCTION agentpg_notify(p_channel TEXT, p_payload TEXT) RETURNS VOID
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-    IF p_channel = ANY (string_to_array(current_setting('agentpg.defer_notify', TRUE), ',')) THEN
+    IF agentpg_notify_deferred(p_channel) THEN
         RETURN;
     END IF;
     PERFORM pg_notify(agentpg_channel(p_channel), p_payload);
@@ -197,10 +203,14 @@ CREATE TABLE agentpg_runs (
         (parent_run_id IS NULL AND depth = 0) OR (parent_run_id IS NOT NULL AND depth > 0)),
     CONSTRAINT run_metadata_object CHECK (jsonb_typeof(metadata) = 'object'),
     CONSTRAINT run_options_object CHECK (jsonb_typeof(options) = 'object'),
-    CONSTRAINT run_idempotency_key_valid CHECK (idempotency_key IS NULL OR char_length(idempotency_key) BETWEEN 1 AND 255),
-    CONSTRAINT run_unique_idempotency_key UNIQUE (session_id, idempotency_key)
+    CONSTRAINT run_idempotency_key_valid CHECK (idempotency_key IS NULL OR char_length(idempotency_key) BETWEEN 1 AND 255)
 );
-CREATE UNIQUE INDEX agentpg_idx_runs_seq ON agentpg_runs (seq);
+-- Every state change rewrites the run row in all of its indexes (state appears in partial index predicates), so the
+-- table keeps few of them; the free space per page lets the other updates (iteration starts, progress) stay HOT.
+ALTER TABLE agentpg_runs SET (fillfactor = 80);
+-- Idempotency keys are unique per session; runs without one take no entry.
+CREATE UNIQUE INDEX agentpg_idx_runs_idempotency_key ON agentpg_runs (session_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 -- Claim path: pending runs of one mode in FIFO order.
 CREATE INDEX agentpg_idx_runs_pending_claim ON agentpg_runs (run_mode, seq) WHERE state = 'pending';
 -- One root run per session at a time: the active root runs of a session, in order.
@@ -453,6 +463,9 @@ CREATE TRIGGER agentpg_trg_run_before_insert BEFORE INSERT ON agentpg_runs
 CREATE FUNCTION agentpg_notify_run_created() RETURNS TRIGGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
+    IF agentpg_notify_deferred('agentpg_run_created') THEN
+        RETURN NULL;
+    END IF;
     PERFORM agentpg_notify('agentpg_run_created',
         json_build_object('run_id', NEW.id, 'run_mode', NEW.run_mode, 'session_id', NEW.session_id,
                           'parent_run_id', NEW.parent_run_id)::text);
@@ -462,23 +475,27 @@ $$;
 CREATE TRIGGER agentpg_trg_run_created AFTER INSERT ON agentpg_runs
     FOR EACH ROW WHEN (NEW.state = 'pending') EXECUTE FUNCTION agentpg_notify_run_created();
 
+-- The mode of the session's next active root run, which a finished root run may have been holding back (one root run
+-- per session at a time); NULL for child runs and when nothing waits. Workers claim on a finished run only when it is set.
+CREATE FUNCTION agentpg_next_root_run_mode(p_session_id UUID, p_parent_run_id UUID) RETURNS TEXT
+LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+BEGIN
+    IF p_parent_run_id IS NOT NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT o.run_mode::text
+              FROM agentpg_runs o
+             WHERE o.session_id = p_session_id
+               AND o.parent_run_id IS NULL
+               AND o.state NOT IN ('completed', 'cancelled', 'failed')
+             ORDER BY o.seq
+             LIMIT 1);
+END
+$$;
+
 -- Only transitions another instance must act on are announced: back to pending (claimable again) on
 -- agentpg_run_state, terminal (waiters, cancellation of in-flight work, the next queued run of the session)
 -- on agentpg_run_finalized. Other transitions are visible by reading the row.
--- The mode of the session's next active root run, which a finished root run may have been holding back (one root run
--- per session at a time); NULL for child runs and when nothing waits. Workers claim only when it is set.
-CREATE FUNCTION agentpg_next_root_run_mode(p_session_id UUID, p_parent_run_id UUID) RETURNS TEXT
-LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
-    SELECT o.run_mode::text
-      FROM agentpg_runs o
-     WHERE p_parent_run_id IS NULL
-       AND o.session_id = p_session_id
-       AND o.parent_run_id IS NULL
-       AND o.state NOT IN ('completed', 'cancelled', 'failed')
-     ORDER BY o.seq
-     LIMIT 1
-$$;
-
 CREATE FUNCTION agentpg_notify_run_state_change() RETURNS TRIGGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
@@ -486,7 +503,7 @@ BEGIN
         PERFORM agentpg_notify('agentpg_run_state',
             json_build_object('run_id', NEW.id, 'state', NEW.state, 'previous_state', OLD.state,
                               'run_mode', NEW.run_mode)::text);
-    ELSIF NEW.state IN ('completed', 'cancelled', 'failed') THEN
+    ELSIF NEW.state IN ('completed', 'cancelled', 'failed') AND NOT agentpg_notify_deferred('agentpg_run_finalized') THEN
         PERFORM agentpg_notify('agentpg_run_finalized',
             json_build_object('run_id', NEW.id, 'session_id', NEW.session_id, 'state', NEW.state,
                               'parent_run_id', NEW.parent_run_id, 'depth', NEW.depth,
@@ -597,6 +614,9 @@ CREATE TRIGGER agentpg_trg_tools_complete AFTER UPDATE OF state ON agentpg_tool_
 CREATE FUNCTION agentpg_notify_tool_created() RETURNS TRIGGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
+    IF agentpg_notify_deferred('agentpg_tool_pending') THEN
+        RETURN NULL;
+    END IF;
     PERFORM agentpg_notify('agentpg_tool_pending', json_build_object('run_id', NEW.run_id)::text);
     RETURN NULL;
 END

@@ -24,7 +24,7 @@ internal sealed class RunSql
         Insert = $"""
             INSERT INTO {t} (session_id, agent_id, prompt, run_mode, created_by_instance_id, metadata, options, idempotency_key)
             VALUES ($1, $2, $3, $4::{s}.agentpg_run_mode, $5, $6, $7, $8)
-            ON CONFLICT ON CONSTRAINT run_unique_idempotency_key DO NOTHING
+            ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING id
             """;
         // ConcurrencyPolicy.Reject: same parameters; no row back when the session has an active root run.
@@ -33,7 +33,7 @@ internal sealed class RunSql
             INSERT INTO {t} (session_id, agent_id, prompt, run_mode, created_by_instance_id, metadata, options, idempotency_key)
             SELECT $1, $2, $3, $4::{s}.agentpg_run_mode, $5, $6, $7, $8
              WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE session_id = $1 AND parent_run_id IS NULL AND state NOT IN {Terminal})
-            ON CONFLICT ON CONSTRAINT run_unique_idempotency_key DO NOTHING
+            ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING id
             """;
         LockSession = $"SELECT id FROM {s}.agentpg_sessions WHERE id = $1 FOR NO KEY UPDATE";
