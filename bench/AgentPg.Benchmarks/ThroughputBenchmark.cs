@@ -16,7 +16,8 @@ namespace AgentPg.Benchmarks;
 /// </remarks>
 internal static class ThroughputBenchmark
 {
-    private static readonly TimeSpan s_minimumWarmup = TimeSpan.FromSeconds(3);
+    // Long enough for the JIT's tiering to settle in a fresh process (the closed loop is the first phase).
+    private static readonly TimeSpan s_minimumWarmup = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan s_completionTimeout = TimeSpan.FromSeconds(120);
 
     public static async Task<ThroughputResult> RunClosedLoopAsync(BenchEnvironment env, BenchOptions options, DbCounters counters)
