@@ -90,8 +90,9 @@ internal sealed class Notifier(NpgsqlDataSource dataSource, bool prepare, Schema
                 await batch.ExecuteNonQueryAsync(dataSource, prepare, CancellationToken.None).ConfigureAwait(false);
             }
         }
-        catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidOperationException)
+        catch (Exception ex)
         {
+            // Whatever the failure (database unreachable, data source disposed at shutdown), the drain goes on.
             Log.NotifyFailed(logger, ex, string.Join(", ", channels.Distinct()));
         }
     }
