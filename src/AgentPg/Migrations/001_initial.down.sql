@@ -29,7 +29,7 @@ DROP FUNCTION IF EXISTS agentpg_tool_execution_after_update();
 DROP FUNCTION IF EXISTS agentpg_complete_tools_and_continue_run(UUID);
 DROP FUNCTION IF EXISTS agentpg_handle_child_run_complete();
 DROP FUNCTION IF EXISTS agentpg_notify_run_state_change();
-DROP FUNCTION IF EXISTS agentpg_next_root_run_mode(UUID, UUID);
+DROP FUNCTION IF EXISTS agentpg_next_root_run_mode(UUID, UUID, UUID);
 DROP FUNCTION IF EXISTS agentpg_notify_run_created();
 DROP FUNCTION IF EXISTS agentpg_run_before_insert();
 DROP FUNCTION IF EXISTS agentpg_run_before_update();

@@ -475,9 +475,11 @@ $$;
 CREATE TRIGGER agentpg_trg_run_created AFTER INSERT ON agentpg_runs
     FOR EACH ROW WHEN (NEW.state = 'pending') EXECUTE FUNCTION agentpg_notify_run_created();
 
--- The mode of the session's next active root run, which a finished root run may have been holding back (one root run
--- per session at a time); NULL for child runs and when nothing waits. Workers claim on a finished run only when it is set.
-CREATE FUNCTION agentpg_next_root_run_mode(p_session_id UUID, p_parent_run_id UUID) RETURNS TEXT
+-- The mode of the session's next active root run, which the finished run p_run_id may have been holding back (one root
+-- run per session at a time); NULL for child runs and when nothing waits. Workers claim on a finished run only when it
+-- is set. The finished run is excluded by id: called from the RETURNING of its own UPDATE, this STABLE function still
+-- sees the row as it was before.
+CREATE FUNCTION agentpg_next_root_run_mode(p_run_id UUID, p_session_id UUID, p_parent_run_id UUID) RETURNS TEXT
 LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 BEGIN
     IF p_parent_run_id IS NOT NULL THEN
@@ -486,6 +488,7 @@ BEGIN
     RETURN (SELECT o.run_mode::text
               FROM agentpg_runs o
              WHERE o.session_id = p_session_id
+               AND o.id <> p_run_id
                AND o.parent_run_id IS NULL
                AND o.state NOT IN ('completed', 'cancelled', 'failed')
              ORDER BY o.seq
@@ -508,7 +511,7 @@ BEGIN
             json_build_object('run_id', NEW.id, 'session_id', NEW.session_id, 'state', NEW.state,
                               'parent_run_id', NEW.parent_run_id, 'depth', NEW.depth,
                               'run_mode', NEW.run_mode,
-                              'next_run_mode', agentpg_next_root_run_mode(NEW.session_id, NEW.parent_run_id))::text);
+                              'next_run_mode', agentpg_next_root_run_mode(NEW.id, NEW.session_id, NEW.parent_run_id))::text);
     END IF;
     RETURN NULL;
 END

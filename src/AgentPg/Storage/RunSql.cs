@@ -67,7 +67,7 @@ internal sealed class RunSql
                    cache_creation_input_tokens = cache_creation_input_tokens + $6, cache_read_input_tokens = cache_read_input_tokens + $7,
                    iteration_count = iteration_count + 1, claimed_by_instance_id = NULL, claimed_at = NULL
              WHERE id = $1
-            RETURNING {s}.agentpg_next_root_run_mode(session_id, parent_run_id) AS next_run_mode
+            RETURNING {s}.agentpg_next_root_run_mode(id, session_id, parent_run_id) AS next_run_mode
             """;
         // An iteration that continues in place (pause_turn, truncated tool call, context retry): count it, keep the claim.
         // $1 run, $2..$5 tokens, $6 continuation increment. After the fence.

@@ -1,5 +1,8 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
 using AgentPg.Testing;
 using AgentPg.Tests.Infrastructure;
+using Npgsql;
 
 namespace AgentPg.Tests.Notifications;
 
@@ -74,6 +77,87 @@ public sealed class ListenerTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         var burst = await Task.WhenAll(sessions.Select((session, i) => producer.RunFastAsync(session, agent.Id, "burst " + i)));
         var responses = await Eventually.WithinAsync(Task.WhenAll(burst.Select(run => producer.WaitForRunAsync(run))), "the burst");
         Assert.Equal(Enumerable.Range(0, 30).Select(i => "re: burst " + i), responses.Select(r => r.Text));
+    }
+
+    [DatabaseFact]
+    public async Task RunFinalized_CarriesTheSessionsNextRunMode_OnlyWhenARunWaits()
+    {
+        // Read the agentpg_run_finalized payloads as any listener would.
+        var payloads = new ConcurrentDictionary<Guid, JsonElement>();
+        await using var listen = await TestDatabase.DataSource.OpenConnectionAsync();
+        listen.Notification += (_, e) =>
+        {
+            using var doc = JsonDocument.Parse(e.Payload);
+            payloads[Guid.Parse(doc.RootElement.GetProperty("run_id").GetString()!)] = doc.RootElement.Clone();
+        };
+        await using (var command = new NpgsqlCommand($"LISTEN \"{db.Schema}.agentpg_run_finalized\"", listen))
+        {
+            await command.ExecuteNonQueryAsync();
+        }
+
+        using var stopListening = new CancellationTokenSource();
+        var pump = Task.Run(async () =>
+        {
+            try
+            {
+                while (true)
+                {
+                    await listen.WaitAsync(stopListening.Token);
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        });
+
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        var releases = new ConcurrentDictionary<string, TaskCompletionSource>();
+        var arrived = new ConcurrentDictionary<string, TaskCompletionSource>();
+        h.Claude.Respond(async (request, ct) =>
+        {
+            arrived.GetOrAdd(request.LastUserText!, _ => new()).TrySetResult();
+            if (releases.TryGetValue(request.LastUserText!, out var release))
+            {
+                await release.Task.WaitAsync(ct);
+            }
+
+            return FakeReply.Text("re: " + request.LastUserText);
+        });
+
+        // Completed by the worker (notification sent after the commit) with nothing queued behind it.
+        var alone = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "alone");
+        await h.Client.WaitForRunAsync(alone);
+
+        // Completed by the worker with a run queued behind it, then that run.
+        var session = await h.Client.NewSessionAsync();
+        releases["first"] = new();
+        var first = await h.Client.RunFastAsync(session, agent.Id, "first");
+        await Eventually.WithinAsync(arrived.GetOrAdd("first", _ => new()).Task, "the first run's request");
+        var second = await h.Client.RunFastAsync(session, agent.Id, "second");
+        releases["first"].SetResult();
+        await h.Client.WaitForRunAsync(second);
+
+        // Cancelled (notification sent by the trigger) with a run queued behind it.
+        var other = await h.Client.NewSessionAsync();
+        releases["third"] = new();
+        var third = await h.Client.RunFastAsync(other, agent.Id, "third");
+        await Eventually.WithinAsync(arrived.GetOrAdd("third", _ => new()).Task, "the third run's request");
+        var fourth = await h.Client.RunFastAsync(other, agent.Id, "fourth");
+        await h.Client.CancelRunAsync(third);
+        await h.Client.WaitForRunAsync(fourth);
+
+        await Eventually.TrueAsync(() => new[] { alone, first, second, third, fourth }.All(payloads.ContainsKey), "every run's finalized notification");
+        await stopListening.CancelAsync();
+        await pump;
+
+        string? Next(Guid run) => payloads[run].GetProperty("next_run_mode").ValueKind == JsonValueKind.Null ? null : payloads[run].GetProperty("next_run_mode").GetString();
+        Assert.Null(Next(alone));
+        Assert.Equal("streaming", Next(first));
+        Assert.Null(Next(second));
+        Assert.Equal("cancelled", payloads[third].GetProperty("state").GetString());
+        Assert.Equal("streaming", Next(third));
+        Assert.Null(Next(fourth));
     }
 
     [DatabaseFact]
