@@ -16,8 +16,9 @@ namespace AgentPg.Benchmarks;
 /// </remarks>
 internal static class ThroughputBenchmark
 {
-    // Long enough for the JIT's tiering to settle in a fresh process (the closed loop is the first phase).
-    private static readonly TimeSpan s_minimumWarmup = TimeSpan.FromSeconds(10);
+    // Long enough for the JIT's tiering to settle in a fresh process (the closed loop is the first phase); on a busy
+    // 2-core machine 10 s was not.
+    private static readonly TimeSpan s_minimumWarmup = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan s_completionTimeout = TimeSpan.FromSeconds(120);
 
     public static async Task<ThroughputResult> RunClosedLoopAsync(BenchEnvironment env, BenchOptions options, DbCounters counters)
