@@ -27,6 +27,7 @@ internal sealed class IterationStarter(Engine engine)
             {
                 // A lost start (server crash) is detected by the next fenced write, which checks the current iteration.
                 Add(batch, NotifySql.AsyncCommit);
+                Add(batch, MessageSql.IndexPlans);
                 Add(batch, sql.Runs.Fence, P.Uuid(run.Id), P.Text(engine.InstanceId), P.Long(run.ClaimEpoch), P.Uuid((Guid?)null));
                 if (writePrompt)
                 {
@@ -46,6 +47,7 @@ internal sealed class IterationStarter(Engine engine)
                 await using (reader.ConfigureAwait(false))
                 {
                     await reader.NextResultAsync(ct).ConfigureAwait(false); // past the commit setting
+                    await reader.NextResultAsync(ct).ConfigureAwait(false); // past the planner setting
                     await reader.NextResultAsync(ct).ConfigureAwait(false); // past the fence
                     var agent = await reader.ReadAsync(ct).ConfigureAwait(false)
                         ? AgentSql.Read(reader)
@@ -74,6 +76,7 @@ internal sealed class IterationStarter(Engine engine)
             var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
+                Add(batch, MessageSql.IndexPlans);
                 Add(batch, engine.Sql.Agents.GetById, P.Uuid(run.AgentId));
                 Add(batch, engine.Sql.Agents.GetDelegates, P.Uuid(run.AgentId));
                 if (includeHistory)
@@ -84,6 +87,7 @@ internal sealed class IterationStarter(Engine engine)
                 var reader = await engine.ExecuteReaderAsync(batch, ct).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
                 {
+                    await reader.NextResultAsync(ct).ConfigureAwait(false); // past the planner setting
                     var agent = await reader.ReadAsync(ct).ConfigureAwait(false)
                         ? AgentSql.Read(reader)
                         : throw new RunFailureException("processing_error", $"Agent {run.AgentId} of the run no longer exists.");

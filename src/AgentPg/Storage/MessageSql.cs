@@ -7,6 +7,13 @@ namespace AgentPg.Storage;
 /// <summary>SQL for agentpg_messages and agentpg_content_blocks.</summary>
 internal sealed class MessageSql
 {
+    /// <summary>In a worker's batch, before a conversation read: plan it on its indexes. The workers' statements are
+    /// prepared, and a generic plan made while the tables were still small (or their statistics stale, as on a fresh
+    /// schema before autovacuum's first analyze) may read the messages with a sequential scan, a cost that then grows with
+    /// the table until the next analyze replans it. Every worker read has an index path, so this only removes that risk.
+    /// Local to the transaction.</summary>
+    public const string IndexPlans = "SELECT set_config('enable_seqscan', 'off', true)";
+
     // Messages joined with their blocks; rows come ordered by message, then block. Read with ReadMessages.
     private const string JoinedColumns =
         "m.id, m.session_id, m.run_id, m.role::text, m.usage::text, m.is_preserved, m.is_summary, m.metadata::text, m.created_at, " +
