@@ -480,7 +480,7 @@ CREATE TRIGGER agentpg_trg_run_created AFTER INSERT ON agentpg_runs
 -- is set. The finished run is excluded by id: called from the RETURNING of its own UPDATE, this STABLE function still
 -- sees the row as it was before.
 CREATE FUNCTION agentpg_next_root_run_mode(p_run_id UUID, p_session_id UUID, p_parent_run_id UUID) RETURNS TEXT
-LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
     IF p_parent_run_id IS NOT NULL THEN
         RETURN NULL;
@@ -635,11 +635,13 @@ CREATE TRIGGER agentpg_trg_tool_created AFTER INSERT ON agentpg_tool_executions
 --   * the instance registered every tool the agent lists (NULL or empty tool list: any instance), and
 --   * it is a child run, or no older root run of the same session is still active (one root run per session).
 -- Each claim bumps claim_epoch; the worker conditions every later write on it.
+-- The claim functions (like agentpg_next_root_run_mode) plan with enable_seqscan off: their plans are cached per
+-- connection, and a plan made while the tables were small would otherwise keep scanning them whole as they grow.
 -- The set-returning functions declare a small ROWS estimate: callers join their rows to other tables, and the
 -- default estimate (1000) makes the planner hash whole tables instead of probing their primary keys.
 CREATE FUNCTION agentpg_claim_runs(p_instance_id TEXT, p_max_count INTEGER, p_run_mode agentpg_run_mode)
 RETURNS SETOF agentpg_runs
-LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
     RETURN QUERY
     WITH candidates AS (
@@ -678,7 +680,7 @@ $$;
 -- agent tool whose target agent's tools it has. Each claim bumps claim_epoch and attempt_count.
 CREATE FUNCTION agentpg_claim_tool_executions(p_instance_id TEXT, p_max_count INTEGER)
 RETURNS SETOF agentpg_tool_executions
-LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
     RETURN QUERY
     WITH my_tools AS (
