@@ -22,6 +22,7 @@ DROP FUNCTION IF EXISTS agentpg_cancel_run(UUID);
 DROP FUNCTION IF EXISTS agentpg_create_tool_executions_and_update_run(JSONB, UUID, agentpg_run_state, JSONB, TEXT, BIGINT);
 DROP FUNCTION IF EXISTS agentpg_fence_tool_execution(UUID, TEXT, BIGINT);
 DROP FUNCTION IF EXISTS agentpg_fence_run(UUID, TEXT, BIGINT, UUID);
+DROP FUNCTION IF EXISTS agentpg_claim_lost(UUID, TEXT, BIGINT);
 DROP FUNCTION IF EXISTS agentpg_claim_tool_executions(TEXT, INTEGER);
 DROP FUNCTION IF EXISTS agentpg_claim_runs(TEXT, INTEGER, agentpg_run_mode);
 DROP FUNCTION IF EXISTS agentpg_notify_tool_created();

@@ -733,6 +733,16 @@ BEGIN
 END
 $$;
 
+-- What agentpg_fence_run raises, for the workers' plain-SQL fence (a prepared statement that locks the run row and
+-- calls this only when no row matched): the common case costs no function call.
+CREATE FUNCTION agentpg_claim_lost(p_run_id UUID, p_instance_id TEXT, p_claim_epoch BIGINT) RETURNS VOID
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'run % is no longer claimed by instance % with epoch %', p_run_id, p_instance_id, p_claim_epoch
+        USING ERRCODE = 'AP001';
+END
+$$;
+
 -- Same for a tool execution. The run row is locked first (lock order: run, then its tool executions).
 CREATE FUNCTION agentpg_fence_tool_execution(p_execution_id UUID, p_instance_id TEXT, p_claim_epoch BIGINT) RETURNS VOID
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$

@@ -52,8 +52,17 @@ internal sealed class RunSql
               FROM {s}.agentpg_claim_runs($1, $2, $3::{s}.agentpg_run_mode) r
               LEFT JOIN {s}.agentpg_iterations pi ON pi.id = r.current_iteration_id
             """;
-        // $1 run, $2 instance, $3 epoch, $4 current iteration (null: not checked).
-        Fence = $"SELECT {s}.agentpg_fence_run($1, $2, $3, $4)";
+        // $1 run, $2 instance, $3 epoch, $4 current iteration (null: not checked). Same check and lock as
+        // agentpg_fence_run, in plain SQL: SQLSTATE AP001 (agentpg_claim_lost) only when the run row did not match.
+        Fence = $"""
+            SELECT {s}.agentpg_claim_lost($1, $2, $3)
+              FROM (SELECT count(*) AS held
+                      FROM (SELECT 1 FROM {t}
+                             WHERE id = $1 AND claimed_by_instance_id = $2 AND claim_epoch = $3 AND state NOT IN {Terminal}
+                               AND ($4::uuid IS NULL OR current_iteration_id = $4)
+                               FOR NO KEY UPDATE) locked) fence
+             WHERE fence.held = 0
+            """;
         // Progress of a live stream; not fenced by exception: a lost claim simply matches no row.
         Progress = $"UPDATE {t} SET last_progress_at = now() WHERE id = $1 AND claim_epoch = $2 AND claimed_by_instance_id = $3";
         // $1 run, $2 iteration number, $3 iteration id. After the fence.

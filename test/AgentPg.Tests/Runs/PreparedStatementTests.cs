@@ -81,7 +81,7 @@ public sealed class PreparedStatementTests(SchemaFixture db) : IClassFixture<Sch
         {
             Assert.Contains(prepared, s => s.Contains("agentpg_claim_runs", StringComparison.Ordinal));
             Assert.Contains(prepared, s => s.Contains("agentpg_claim_tool_executions", StringComparison.Ordinal));
-            Assert.Contains(prepared, s => s.Contains("agentpg_fence_run", StringComparison.Ordinal));
+            Assert.Contains(prepared, s => s.Contains("agentpg_claim_lost", StringComparison.Ordinal)); // the run fence
         }
         else
         {
