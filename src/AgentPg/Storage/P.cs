@@ -3,7 +3,7 @@ using NpgsqlTypes;
 
 namespace AgentPg.Storage;
 
-/// <summary>Typed positional parameters ($1, $2 …). Explicit types let PostgreSQL plan statements once (auto-prepare)
+/// <summary>Typed positional parameters ($1, $2 …). Explicit types let prepared statements keep one plan source
 /// and keep NULLs typed.</summary>
 internal static class P
 {

@@ -11,29 +11,17 @@ public sealed class SessionConcurrencyTests(SchemaFixture db) : IClassFixture<Sc
         await using var h = await Harness.StartAsync(db, o => o.MaxConcurrentStreamingRuns = 5);
         var agent = await h.AgentAsync();
         var session = await h.Client.NewSessionAsync();
-        var release = new TaskCompletionSource();
-        var firstArrived = new TaskCompletionSource();
-        h.Claude.Respond(async (request, ct) =>
-        {
-            if (request.LastUserText == "first")
-            {
-                firstArrived.TrySetResult();
-                await release.Task.WaitAsync(ct);
-                return FakeReply.Text("answer one");
-            }
-
-            return FakeReply.Text("answer two");
-        });
+        var held = new HeldRequest(h.Claude, "first", r => FakeReply.Text(r.LastUserText == "first" ? "answer one" : "answer two"));
 
         var first = await h.Client.RunFastAsync(session, agent.Id, "first");
         var second = await h.Client.RunFastAsync(session, agent.Id, "second");
-        await Eventually.WithinAsync(firstArrived.Task, "the first run's request");
+        await Eventually.WithinAsync(held.Arrived, "the first run's request");
 
         // While the first streams, the second waits in pending and its prompt is not in the conversation yet.
         Assert.Equal(RunState.Pending, (await h.Client.GetRunAsync(second)).State);
         Assert.DoesNotContain(await h.Client.GetMessagesAsync(session), m => m.Content.Any(b => b.Text == "second"));
 
-        release.SetResult();
+        held.Release();
         await Eventually.WithinAsync(h.Client.WaitForRunAsync(second), "the second run");
 
         var secondRequest = h.Claude.Requests.Where(r => r.IsMessagesCall).Last();
@@ -56,22 +44,10 @@ public sealed class SessionConcurrencyTests(SchemaFixture db) : IClassFixture<Sc
         var producer = await h.AddClientAsync(start: false);
         var agent = await h.AgentAsync();
         var session = await h.Client.NewSessionAsync();
-        var release = new TaskCompletionSource();
-        var firstArrived = new TaskCompletionSource();
-        h.Claude.Respond(async (request, ct) =>
-        {
-            if (request.LastUserText == "first")
-            {
-                firstArrived.TrySetResult();
-                await release.Task.WaitAsync(ct);
-                return FakeReply.Text("answer one");
-            }
-
-            return FakeReply.Text("answer two");
-        });
+        var held = new HeldRequest(h.Claude, "first", r => FakeReply.Text(r.LastUserText == "first" ? "answer one" : "answer two"));
 
         var first = await producer.RunFastAsync(session, agent.Id, "first");
-        await Eventually.WithinAsync(firstArrived.Task, "the first run's request");
+        await Eventually.WithinAsync(held.Arrived, "the first run's request");
         var second = await producer.RunFastAsync(session, agent.Id, "second");
         if (cancelFirst)
         {
@@ -79,7 +55,7 @@ public sealed class SessionConcurrencyTests(SchemaFixture db) : IClassFixture<Sc
         }
         else
         {
-            release.SetResult();
+            held.Release();
         }
 
         var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(second), "the second run, woken by the first one's end");

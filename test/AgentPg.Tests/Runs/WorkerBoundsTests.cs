@@ -35,28 +35,17 @@ public sealed class WorkerBoundsTests(SchemaFixture db) : IClassFixture<SchemaFi
             o.RunPollInterval = TimeSpan.FromMinutes(10);
         });
         var agent = await h.AgentAsync();
-        var release = new TaskCompletionSource();
-        var firstArrived = new TaskCompletionSource();
-        h.Claude.Respond(async (request, ct) =>
-        {
-            if (request.LastUserText == "first")
-            {
-                firstArrived.TrySetResult();
-                await release.Task.WaitAsync(ct);
-            }
-
-            return FakeReply.Text("ok");
-        });
+        var held = new HeldRequest(h.Claude, "first", _ => FakeReply.Text("ok"));
 
         var first = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "first");
-        await Eventually.WithinAsync(firstArrived.Task, "the first run's request");
+        await Eventually.WithinAsync(held.Arrived, "the first run's request");
         var queued = new List<Guid>();
         for (var i = 0; i < 10; i++)
         {
             queued.Add(await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "next " + i));
         }
 
-        release.SetResult();
+        held.Release();
 
         await Eventually.WithinAsync(h.Client.WaitForRunAsync(first), "the first run");
         foreach (var run in queued)
