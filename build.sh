@@ -7,6 +7,7 @@
 #                                 "N passed, N failed, N skipped" as the last line
 #   ./build.sh sample NAME [args] run samples/NAME (Hierarchy, WorkerHost …) on a throwaway PostgreSQL
 #   ./build.sh build              build everything (zero warnings: warnings are errors)
+#   ./build.sh pack               Release .nupkg + .snupkg of every library into artifacts/packages
 #   ./build.sh bench [args]       run the benchmarks on a PostgreSQL with stock settings
 #
 # quickstart and sample use the PostgreSQL in AGENTPG_CONNECTION when it is set (any platform; see the README);
@@ -150,6 +151,18 @@ cmd_sample() {
   exit $rc
 }
 
+cmd_pack() {
+  local out="$ROOT/artifacts/packages"
+  rm -rf "$out"
+  mkdir -p "$out"
+  local p
+  for p in "$ROOT"/src/*/*.csproj; do
+    echo "[pack] $(basename "$p" .csproj)"
+    dotnet pack "$p" -c Release -o "$out" -nologo -clp:ErrorsOnly "$@" || exit 1
+  done
+  ls -1 "$out"
+}
+
 cmd_bench() {
   CONFIGURATION=Release build || exit 1
   pg_start stock || exit 1
@@ -164,6 +177,7 @@ case "${1:-}" in
   quickstart|run) shift; cmd_quickstart "$@" ;;
   sample) shift; cmd_sample "$@" ;;
   build) shift; build "$@" ;;
+  pack) shift; cmd_pack "$@" ;;
   bench) shift; cmd_bench "$@" ;;
   *) sed -n '2,13p' "$0"; exit 2 ;;
 esac
