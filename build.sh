@@ -8,6 +8,8 @@
 #   ./build.sh sample NAME [args] run samples/NAME (Hierarchy, WorkerHost …) on a throwaway PostgreSQL
 #   ./build.sh build              build everything (zero warnings: warnings are errors)
 #   ./build.sh bench [args]       run the benchmarks on a PostgreSQL with stock settings
+#   ./build.sh soak [--minutes N] chaos soak: worker processes killed, frozen and cut off by PostgreSQL restarts
+#                                 under load, then checked for lost, stuck and duplicated work (bench/README.md)
 #
 # PostgreSQL is installed from Debian's packages when missing (root, or a user with sudo).
 set -uo pipefail
@@ -126,11 +128,21 @@ cmd_bench() {
   exit $rc
 }
 
+cmd_soak() {
+  CONFIGURATION=Release build || exit 1
+  pg_start test || exit 1
+  dotnet run --project "$ROOT/bench/AgentPg.Soak" -c Release --no-build -- "$@"
+  local rc=$?
+  pg_stop
+  exit $rc
+}
+
 case "${1:-}" in
   test) shift; cmd_test "$@" ;;
   quickstart|run) shift; cmd_quickstart "$@" ;;
   sample) shift; cmd_sample "$@" ;;
   build) shift; build "$@" ;;
   bench) shift; cmd_bench "$@" ;;
-  *) sed -n '2,13p' "$0"; exit 2 ;;
+  soak) shift; cmd_soak "$@" ;;
+  *) sed -n '2,15p' "$0"; exit 2 ;;
 esac
