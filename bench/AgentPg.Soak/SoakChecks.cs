@@ -115,7 +115,7 @@ internal sealed class SoakChecks(NpgsqlDataSource dataSource, SoakLog log)
             "SELECT count(*) FROM soak_effects f JOIN agentpg_tool_executions e ON e.id = f.execution_id WHERE e.state <> 'completed' OR e.is_error");
         Check("transactional effects not matching their result", effectMissing + effectOrphan,
             $"{effectMissing} successful executions without their effect, {effectOrphan} effects of executions that did not succeed");
-        await DetailAsync("SELECT e.id, e.state, e.is_error, left(e.tool_output, 80) FROM soak_effects f JOIN agentpg_tool_executions e ON e.id = f.execution_id WHERE e.state <> 'completed' OR e.is_error LIMIT 20");
+        await DetailAsync("SELECT e.id, e.state::text, e.is_error, left(e.tool_output, 80) FROM soak_effects f JOIN agentpg_tool_executions e ON e.id = f.execution_id WHERE e.state <> 'completed' OR e.is_error LIMIT 20");
 
         // 4. Tool bodies that started for a run already cancelled (the body itself read the run's state when it started).
         var afterCancel = await ScalarAsync<long>("SELECT count(*) FROM soak_tool_calls WHERE run_state_seen = 'cancelled'");
@@ -157,7 +157,7 @@ internal sealed class SoakChecks(NpgsqlDataSource dataSource, SoakLog log)
 
         Console.WriteLine("  open tool executions of stuck runs:");
         await DetailAsync("""
-            SELECT e.run_id, e.tool_name, e.state, e.claimed_by_instance_id, EXISTS (SELECT 1 FROM agentpg_instances i WHERE i.id = e.claimed_by_instance_id) AS alive,
+            SELECT e.run_id, e.tool_name, e.state::text AS state, e.claimed_by_instance_id, EXISTS (SELECT 1 FROM agentpg_instances i WHERE i.id = e.claimed_by_instance_id) AS alive,
                    e.attempt_count, e.rescue_attempts, left(e.last_error, 160), e.child_run_id, e.started_at
               FROM agentpg_tool_executions e WHERE e.state IN ('pending', 'running') ORDER BY e.created_at LIMIT 30
             """);
@@ -182,6 +182,18 @@ internal sealed class SoakChecks(NpgsqlDataSource dataSource, SoakLog log)
     }
 
     private async Task DetailAsync(string sql)
+    {
+        try
+        {
+            await DetailCoreAsync(sql);
+        }
+        catch (Exception ex) when (ex is NpgsqlException or InvalidCastException)
+        {
+            Console.WriteLine($"    (detail query failed: {ex.Message})");
+        }
+    }
+
+    private async Task DetailCoreAsync(string sql)
     {
         await using var command = dataSource.CreateCommand(sql);
         await using var reader = await command.ExecuteReaderAsync();
