@@ -161,6 +161,7 @@ cmd_bench() {
   exit $rc
 }
 
+# The soak restarts PostgreSQL, so it always runs on a throwaway cluster of its own (never AGENTPG_CONNECTION).
 cmd_soak() {
   CONFIGURATION=Release build || exit 1
   pg_start test || exit 1
