@@ -11,8 +11,6 @@ namespace AgentPg.Tests.Packaging;
 /// dependency missing from a package fails here.</summary>
 public sealed class PackedPackagesTests
 {
-    private static readonly string[] s_packages = ["AgentPg", "AgentPg.EntityFrameworkCore", "AgentPg.Testing"];
-
     [DatabaseFact]
     public async Task PackedPackages_ConsoleAppFromLocalFeed_RunsAnAgentEndToEnd()
     {
@@ -39,21 +37,31 @@ public sealed class PackedPackagesTests
         }
     }
 
-    /// <summary>Every package has its assembly, XML docs, README, license expression and repository commit; every library
-    /// has its symbol package.</summary>
+    /// <summary>Every project under src/ is packed, and every package has its assembly, XML docs, README, license expression
+    /// and repository commit, and a symbol package next to it.</summary>
     private static string CheckPackages(string feed)
     {
         // The version lives in one place, the root Directory.Build.props, for every package.
         var version = XDocument.Load(Path.Combine(RepositoryRoot(), "Directory.Build.props")).Descendants("VersionPrefix").Single().Value;
-        foreach (var id in s_packages)
+        // Every project under src/ is a package, today's and each later one.
+        var packages = Directory.GetDirectories(Path.Combine(RepositoryRoot(), "src")).Select(Path.GetFileName).OfType<string>()
+            .Where(id => File.Exists(Path.Combine(RepositoryRoot(), "src", id, id + ".csproj"))).ToList();
+        Assert.Contains("AgentPg.EntityFrameworkCore", packages);
+        foreach (var id in packages)
         {
+            Assert.True(File.Exists(Path.Combine(RepositoryRoot(), "src", id, "README.md")),
+                $"src/{id} has no README.md: every package carries one (it becomes the package's readme on the feed).");
             var nupkg = Path.Combine(feed, $"{id}.{version}.nupkg");
             Assert.True(File.Exists(nupkg), $"{id}: no {Path.GetFileName(nupkg)} in {feed}: {string.Join(", ", Directory.GetFiles(feed).Select(Path.GetFileName))}");
             Assert.True(File.Exists(Path.ChangeExtension(nupkg, ".snupkg")), $"{id}: no symbol package next to {nupkg}");
             using var zip = ZipFile.OpenRead(nupkg);
             var entries = zip.Entries.Select(e => e.FullName).ToHashSet(StringComparer.Ordinal);
-            Assert.Contains($"lib/net10.0/{id}.dll", entries);
-            Assert.Contains($"lib/net10.0/{id}.xml", entries);
+            if (!entries.Any(e => e.StartsWith("tools/", StringComparison.Ordinal)))
+            {
+                Assert.Contains($"lib/net10.0/{id}.dll", entries);
+                Assert.Contains($"lib/net10.0/{id}.xml", entries);
+            }
+
             Assert.Contains("README.md", entries);
             using var nuspecStream = zip.Entries.Single(e => e.FullName.EndsWith(".nuspec", StringComparison.Ordinal)).Open();
             var nuspec = XDocument.Load(nuspecStream);
