@@ -9,6 +9,9 @@ namespace AgentPg.Tests.Packaging;
 /// <summary>Packs the libraries exactly as <c>./build.sh pack</c> does, then builds and runs a throwaway console app that
 /// consumes them from a local feed only (no project references) against the fake Claude and the test PostgreSQL: a file or a
 /// dependency missing from a package fails here.</summary>
+/// <remarks>It runs alone (after the parallel tests): packing, restoring and building take both cores for a while and would
+/// slow every timing-sensitive test running beside them.</remarks>
+[Collection(nameof(PackedPackagesTests))]
 public sealed class PackedPackagesTests
 {
     [DatabaseFact]
@@ -239,3 +242,6 @@ public sealed class PackedPackagesTests
         return output;
     }
 }
+
+[CollectionDefinition(nameof(PackedPackagesTests), DisableParallelization = true)]
+public sealed class PackedPackagesRunAlone;
