@@ -1,0 +1,103 @@
+using AgentPg.Compaction;
+using AgentPg.Diagnostics;
+
+namespace AgentPg.Runs;
+
+/// <summary>What the engine does about the context window, for streaming and batch runs alike.</summary>
+/// <remarks>
+/// <para>Before a request: with <see cref="AgentPgOptions.AutoCompaction"/>, a root run whose request is estimated over
+/// <see cref="CompactionOptions.Trigger"/> compacts its session first, at this boundary between two iterations (the run's
+/// earlier iterations are all recorded, so its own messages may be compacted too), and the request is built again.</para>
+/// <para>When Claude answers that the prompt is too long: compaction (once per iteration, when enabled), then the 1M-token
+/// window (when allowed), then the run fails with <c>context_window_exceeded</c> and a message that says what was tried.</para>
+/// <para>Delegated (child) runs are never compacted: their conversation is their own task and stays short.</para>
+/// </remarks>
+internal sealed class ContextWindowPolicy(Engine engine)
+{
+    private readonly IterationStarter _starter = new(engine);
+
+    public async Task<IterationContext> BeforeRequestAsync(ClaimedRun claimed, IterationContext context, CancellationToken cancellationToken)
+    {
+        if (!engine.Options.AutoCompaction || claimed.Run.Depth != 0 || !engine.Compactor.IsOverTrigger(context))
+        {
+            return context;
+        }
+
+        return await CompactAndReloadAsync(claimed, context, Compactor.ReasonAuto, cancellationToken).ConfigureAwait(false) ?? context;
+    }
+
+    /// <summary>The prompt was too long: returns the context to send again, or throws the run's failure.</summary>
+    public async Task<IterationContext> OnPromptTooLongAsync(ClaimedRun claimed, IterationContext context, string detail, CancellationToken cancellationToken)
+    {
+        var compactionAllowed = engine.Options.AutoCompaction && claimed.Run.Depth == 0;
+        if (compactionAllowed && !claimed.CompactedForContextWindow)
+        {
+            claimed.CompactedForContextWindow = true;
+            if (await CompactAndReloadAsync(claimed, context, Compactor.ReasonContextWindow, cancellationToken).ConfigureAwait(false) is { } compacted)
+            {
+                return compacted;
+            }
+        }
+
+        if (context.ExtendedContextAllowed && !claimed.UsedExtendedContext)
+        {
+            claimed.UsedExtendedContext = true;
+            Log.ExtendedContextRetry(engine.Logger, claimed.Run.Id);
+            return context;
+        }
+
+        throw Exceeded(context, detail, claimed.UsedExtendedContext, compactionAllowed);
+    }
+
+    /// <summary>For a batch result that was too long: compacts when allowed (once per iteration); true when the request should
+    /// be submitted again.</summary>
+    public async Task<bool> CompactForBatchAsync(ClaimedRun claimed, IterationContext context, CancellationToken cancellationToken)
+    {
+        if (!engine.Options.AutoCompaction || claimed.Run.Depth != 0 || claimed.CompactedForContextWindow)
+        {
+            return false;
+        }
+
+        claimed.CompactedForContextWindow = true;
+        return await CompactAndReloadAsync(claimed, context, Compactor.ReasonContextWindow, cancellationToken).ConfigureAwait(false) is not null;
+    }
+
+    public static RunFailureException Exceeded(IterationContext context, string detail, bool triedExtended, bool triedCompaction)
+    {
+        var tried = (triedCompaction, triedExtended) switch
+        {
+            (true, true) => "even after compacting the session and with the 1M-token window",
+            (true, false) => "even after compacting the session",
+            (false, true) => "even with the 1M-token window",
+            _ => null,
+        };
+        return new RunFailureException("context_window_exceeded", tried is not null
+            ? $"The conversation does not fit Claude's context window {tried} ({detail}). Start a new session."
+            : $"The conversation no longer fits Claude's context window ({detail}). Enable AgentPgOptions.AutoCompaction to compact the " +
+              $"session, or AgentPgOptions.ExtendedContext (or Config[\"extended_context\"] = true on agent '{context.Agent.Name}') to retry " +
+              "with the 1M-token window, or start a new session.");
+    }
+
+    private async Task<IterationContext?> CompactAndReloadAsync(ClaimedRun claimed, IterationContext context, string reason, CancellationToken cancellationToken)
+    {
+        var run = claimed.Run;
+        try
+        {
+            await engine.Compactor.CompactAsync(run.SessionId, engine.Options.Compaction, reason, run.Id, onlyIfNeeded: false, cancellationToken)
+                .ConfigureAwait(false);
+        }
+        catch (AgentPgException ex) when (ex.Code is AgentPgErrorCode.NothingToCompact or AgentPgErrorCode.CompactionFailed)
+        {
+            Log.AutoCompactionFailed(engine.Logger, ex, run.SessionId, run.Id);
+            return null;
+        }
+        catch (InvalidOperationException ex)
+        {
+            Log.AutoCompactionFailed(engine.Logger, ex, run.SessionId, run.Id);
+            return null;
+        }
+
+        return await _starter.LoadAsync(claimed, context.IterationNumber, context.IterationId, context.MaxTokens, includeHistory: true, cancellationToken)
+            .ConfigureAwait(false);
+    }
+}
