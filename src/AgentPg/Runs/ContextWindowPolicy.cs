@@ -62,20 +62,23 @@ internal sealed class ContextWindowPolicy(Engine engine)
         return await CompactAndReloadAsync(claimed, context, Compactor.ReasonContextWindow, cancellationToken).ConfigureAwait(false) is not null;
     }
 
+    /// <summary>The run's failure, saying truthfully what was tried and what is left to try.</summary>
     public static RunFailureException Exceeded(IterationContext context, string detail, bool triedExtended, bool triedCompaction)
     {
-        var tried = (triedCompaction, triedExtended) switch
+        const string compaction = "enable AgentPgOptions.AutoCompaction to compact the session";
+        var extended = $"enable AgentPgOptions.ExtendedContext (or Config[\"extended_context\"] = true on agent '{context.Agent.Name}') to retry with " +
+                       "the 1M-token window";
+        var message = (triedCompaction, triedExtended) switch
         {
-            (true, true) => "even after compacting the session and with the 1M-token window",
-            (true, false) => "even after compacting the session",
-            (false, true) => "even with the 1M-token window",
-            _ => null,
+            (true, true) => $"The conversation does not fit Claude's context window even with automatic compaction and the 1M-token window ({detail}). " +
+                            "Start a new session.",
+            (true, false) => $"The conversation does not fit Claude's context window even with automatic compaction ({detail}): {extended}, " +
+                             "lower CompactionOptions.ProtectedTokens/PreserveLastN, or start a new session.",
+            (false, true) => $"The conversation does not fit Claude's context window even with the 1M-token window ({detail}): {compaction}, " +
+                             "or start a new session.",
+            _ => $"The conversation no longer fits Claude's context window ({detail}): {compaction}, {extended}, or start a new session.",
         };
-        return new RunFailureException("context_window_exceeded", tried is not null
-            ? $"The conversation does not fit Claude's context window {tried} ({detail}). Start a new session."
-            : $"The conversation no longer fits Claude's context window ({detail}). Enable AgentPgOptions.AutoCompaction to compact the " +
-              $"session, or AgentPgOptions.ExtendedContext (or Config[\"extended_context\"] = true on agent '{context.Agent.Name}') to retry " +
-              "with the 1M-token window, or start a new session.");
+        return new RunFailureException("context_window_exceeded", message);
     }
 
     private async Task<IterationContext?> CompactAndReloadAsync(ClaimedRun claimed, IterationContext context, string reason, CancellationToken cancellationToken)
