@@ -14,6 +14,8 @@ internal sealed class Sql
         Iterations = new IterationSql(schema);
         ToolExecutions = new ToolExecutionSql(schema);
         Leader = new LeaderSql(schema);
+        Rescue = new RescueSql(schema, Leader);
+        InstanceCleanup = new InstanceCleanupSql(schema, Leader);
     }
 
     public SchemaName Schema { get; }
@@ -33,4 +35,8 @@ internal sealed class Sql
     public ToolExecutionSql ToolExecutions { get; }
 
     public LeaderSql Leader { get; }
+
+    public RescueSql Rescue { get; }
+
+    public InstanceCleanupSql InstanceCleanup { get; }
 }
