@@ -21,7 +21,7 @@ internal sealed class LeaderElector(Engine engine, Func<bool, CancellationToken,
 
     public void Start(CancellationToken stop) => _loop = Task.Run(() => LoopAsync(stop), CancellationToken.None);
 
-    /// <summary>Waits for the loop to end (its token cancelled), then resigns if this instance leads.</summary>
+    /// <summary>Waits for the loop to end (its token cancelled), then, if this instance leads, stops leading and resigns.</summary>
     public async Task StopAsync()
     {
         if (_loop is not null)
@@ -31,6 +31,8 @@ internal sealed class LeaderElector(Engine engine, Func<bool, CancellationToken,
 
         if (IsLeader)
         {
+            // Stop acting as leader before giving the lease up, so no successor is elected while this instance still acts.
+            await LoseAsync(CancellationToken.None).ConfigureAwait(false);
             try
             {
                 var batch = new NpgsqlBatch();
@@ -44,8 +46,6 @@ internal sealed class LeaderElector(Engine engine, Func<bool, CancellationToken,
             {
                 Log.LeadershipFailed(engine.Logger, ex, engine.InstanceId);
             }
-
-            await LoseAsync(CancellationToken.None).ConfigureAwait(false);
         }
     }
 

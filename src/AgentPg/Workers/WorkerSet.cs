@@ -58,7 +58,6 @@ internal sealed class WorkerSet(Engine engine, Func<CancellationToken, Task> reg
         }
 
         // Resign before releasing work, so the next leader's rescue does not race with this instance's release.
-        await _maintenance.StopAsync().ConfigureAwait(false);
         if (_elector is not null)
         {
             await _elector.StopAsync().ConfigureAwait(false);
