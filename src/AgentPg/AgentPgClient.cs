@@ -92,9 +92,10 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     /// <summary>Registers this instance and its tools and starts processing runs.</summary>
     /// <param name="cancellationToken">Cancels starting; it does not stop a started client (use <see cref="StopAsync"/>).</param>
     /// <returns>A task that completes when the instance is registered and its workers run.</returns>
-    /// <exception cref="AgentPgException">The client is already started (<see cref="AgentPgErrorCode.ClientAlreadyStarted"/>), or the
-    /// database schema is missing or at an unknown version (<see cref="AgentPgErrorCode.SchemaVersionMismatch"/>, with instructions).</exception>
-    /// <exception cref="InvalidOperationException">No Claude API key is configured.</exception>
+    /// <exception cref="AgentPgException">The database schema is missing or at another version
+    /// (<see cref="AgentPgErrorCode.SchemaVersionMismatch"/>, with instructions).</exception>
+    /// <exception cref="InvalidOperationException">The client is already started (misuse: call <see cref="StopAsync"/> first),
+    /// or no Claude API key is configured.</exception>
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -103,7 +104,9 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         {
             if (_started)
             {
-                throw new AgentPgException(AgentPgErrorCode.ClientAlreadyStarted, "Start", $"Instance {InstanceId} is already started.");
+                // Misuse, so a BCL exception (STYLE: misuse raises BCL exceptions, domain failures AgentPgException).
+                throw new InvalidOperationException(
+                    $"The client (instance {InstanceId}) is already started. Start it once; to restart it, call StopAsync first.");
             }
 
             if (string.IsNullOrEmpty(_options.ApiKey))
