@@ -16,6 +16,7 @@ internal sealed class Sql
         Leader = new LeaderSql(schema);
         Rescue = new RescueSql(schema, Leader);
         InstanceCleanup = new InstanceCleanupSql(schema, Leader);
+        Compaction = new CompactionSql(schema);
     }
 
     public SchemaName Schema { get; }
@@ -39,4 +40,6 @@ internal sealed class Sql
     public RescueSql Rescue { get; }
 
     public InstanceCleanupSql InstanceCleanup { get; }
+
+    public CompactionSql Compaction { get; }
 }
