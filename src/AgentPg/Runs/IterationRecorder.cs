@@ -41,33 +41,33 @@ internal sealed class IterationRecorder(Engine engine)
         CancellationToken cancellationToken)
     {
         // A tool call cut off by max_tokens is never executed: the iteration is repeated with more room.
-        if (response.StopReason == "max_tokens" && response.TruncatedToolUses.Count > 0)
+        if (response.StopReason == StopReasons.MaxTokens && response.TruncatedToolUses.Count > 0)
         {
             var limit = RequestBuilder.ModelMaxOutputTokens(context.Agent.Model);
             if (context.MaxTokens >= limit)
             {
-                throw new RunFailureException("max_tokens_exceeded",
+                throw new RunFailureException(ErrorTypes.MaxTokensExceeded,
                     $"Claude's tool call was cut off at max_tokens {context.MaxTokens}, the most model {context.Agent.Model} allows. " +
                     "Ask for smaller tool inputs.");
             }
 
             EnsureContinuationAllowed(claimed, "a truncated tool call");
             var next = Math.Min(context.MaxTokens * 2, limit);
-            await ContinueAsync(claimed, context, response, storeMessage: false, IterationErrors.TruncatedToolUse,
+            await ContinueAsync(claimed, context, response, storeMessage: false, ErrorTypes.TruncatedToolUse,
                 $"tool_use cut off at max_tokens {context.MaxTokens}; repeating with max_tokens {next}", continueInPlace, cancellationToken).ConfigureAwait(false);
             claimed.MaxTokensOverride = next;
             return continueInPlace ? IterationOutcome.ContinueInPlace : IterationOutcome.Done;
         }
 
-        if (response.StopReason == "pause_turn")
+        if (response.StopReason == StopReasons.PauseTurn)
         {
-            EnsureContinuationAllowed(claimed, "pause_turn");
+            EnsureContinuationAllowed(claimed, StopReasons.PauseTurn);
             await ContinueAsync(claimed, context, response, storeMessage: true, null, null, continueInPlace, cancellationToken).ConfigureAwait(false);
             claimed.MaxTokensOverride = null;
             return continueInPlace ? IterationOutcome.ContinueInPlace : IterationOutcome.Done;
         }
 
-        if (response.StopReason == "model_context_window_exceeded")
+        if (response.StopReason == StopReasons.ModelContextWindowExceeded)
         {
             throw ContextWindowPolicy.Exceeded(context, "generation reached the model's context window", claimed.UsedExtendedContext, claimed.CompactedForContextWindow);
         }
@@ -160,7 +160,7 @@ internal sealed class IterationRecorder(Engine engine)
     {
         if (claimed.Continuations >= engine.Options.MaxContinuations)
         {
-            throw new RunFailureException("continuation_limit",
+            throw new RunFailureException(ErrorTypes.ContinuationLimit,
                 $"The run needed another continuation iteration ({reason}) but already made {claimed.Continuations}, the maximum " +
                 $"(AgentPgOptions.MaxContinuations = {engine.Options.MaxContinuations}).");
         }
@@ -180,7 +180,7 @@ internal sealed class IterationRecorder(Engine engine)
                 AddFence(batch, run, context.IterationId);
                 AddAssistantMessage(batch, run, messageId, response);
                 AddIterationCompletion(batch, claimed, context, response.StopReason, messageId, 0, null, null);
-                Add(batch, engine.Sql.Runs.Complete, P.Uuid(run.Id), P.Text(response.Text), P.Text(response.StopReason ?? "end_turn"),
+                Add(batch, engine.Sql.Runs.Complete, P.Uuid(run.Id), P.Text(response.Text), P.Text(response.StopReason ?? StopReasons.EndTurn),
                     P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens));
                 var reader = await engine.ExecuteReaderAsync(batch, ct).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
@@ -200,7 +200,7 @@ internal sealed class IterationRecorder(Engine engine)
             }
         }, engine.Time, token).ConfigureAwait(false);
         engine.Notifier.RunFinalized(run, RunState.Completed, nextRunMode);
-        Log.RunCompleted(engine.Logger, run.Id, claimed.Iteration, response.StopReason ?? "end_turn");
+        Log.RunCompleted(engine.Logger, run.Id, claimed.Iteration, response.StopReason ?? StopReasons.EndTurn);
     }
 
     private async Task ContinueAsync(ClaimedRun claimed, IterationContext context, ModelResponse response, bool storeMessage, string? errorType,
@@ -227,7 +227,7 @@ internal sealed class IterationRecorder(Engine engine)
             }
         }, engine.Time, token).ConfigureAwait(false);
         claimed.Continuations++;
-        claimed.Trigger = "continuation";
+        claimed.Trigger = TriggerTypes.Continuation;
     }
 
     private async Task CreateToolExecutionsAsync(ClaimedRun claimed, IterationContext context, ModelResponse response,

@@ -72,7 +72,7 @@ internal sealed class RunProcessor(Engine engine)
             catch (AnthropicApiException ex)
             {
                 // The SDK already retried what is retryable (408, 409, 429, 5xx) before throwing.
-                throw new RunFailureException("model_error",
+                throw new RunFailureException(ErrorTypes.ModelError,
                     $"Claude API error {(int)ex.StatusCode} {ex.Type?.Raw() ?? "error"}: {ex.ApiMessage ?? "(no message)"}");
             }
             catch (Exception ex) when (IsStreamFailure(ex) && !token.IsCancellationRequested)
@@ -80,7 +80,7 @@ internal sealed class RunProcessor(Engine engine)
                 failures++;
                 if (failures > engine.Options.MaxModelRetries)
                 {
-                    throw new RunFailureException("model_error",
+                    throw new RunFailureException(ErrorTypes.ModelError,
                         $"Claude's streamed answer failed {failures} times (AgentPgOptions.MaxModelRetries = {engine.Options.MaxModelRetries}); " +
                         $"last error: {Describe(ex)}");
                 }

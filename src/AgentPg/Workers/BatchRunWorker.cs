@@ -60,7 +60,7 @@ internal sealed class BatchSubmitter(Engine engine)
         catch (AnthropicApiException ex)
         {
             // The SDK already retried what is retryable before throwing.
-            throw new RunFailureException("batch_error",
+            throw new RunFailureException(ErrorTypes.BatchError,
                 $"Creating the message batch failed: Claude API error {(int)ex.StatusCode} {ex.Type?.Raw() ?? "error"}: {ex.ApiMessage ?? "(no message)"}");
         }
 

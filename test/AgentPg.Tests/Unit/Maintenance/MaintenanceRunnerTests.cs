@@ -2,7 +2,7 @@ using System.Collections.Concurrent;
 using AgentPg.Maintenance;
 using AgentPg.Tests.Infrastructure;
 
-namespace AgentPg.Tests.Maintenance;
+namespace AgentPg.Tests.Unit.Maintenance;
 
 public sealed class MaintenanceRunnerTests
 {
