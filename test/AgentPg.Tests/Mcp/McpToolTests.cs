@@ -201,7 +201,8 @@ public sealed class McpToolTests(SchemaFixture db) : IClassFixture<SchemaFixture
         using var server = new StdioTestServer();
         await using var h = await Harness.StartAsync(db, o =>
         {
-            o.ToolTimeout = TimeSpan.FromMilliseconds(500);
+            // Long enough for the call to reach the server first even on a loaded machine.
+            o.ToolTimeout = TimeSpan.FromSeconds(3);
             o.ToolRetry = new ToolRetryOptions { MaxAttempts = 1 };
         });
         await h.Client.AddMcpServerAsync(server.Options());
