@@ -113,6 +113,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
                     "(A client that only creates and reads runs does not need to be started.)");
             }
 
+            PoolBudget.Validate(_dataSource, _options.MaxConcurrentTools, _tools.Values);
             await EnsureSchemaAsync(cancellationToken).ConfigureAwait(false);
             await RegisterInstanceAsync(cancellationToken).ConfigureAwait(false);
             await EnsureListenerAsync(cancellationToken).ConfigureAwait(false);

@@ -83,6 +83,12 @@ internal static partial class Log
     [LoggerMessage(4007, LogLevel.Debug, "Child run {ChildRunId} created for run {RunId} (agent tool {ToolName})")]
     public static partial void ChildRunCreated(ILogger logger, Guid childRunId, Guid runId, string toolName);
 
+    [LoggerMessage(4008, LogLevel.Error, "Tool execution {ExecutionId} ({ToolName}) of run {RunId}: its outcome could not be recorded")]
+    public static partial void ToolResultNotRecorded(ILogger logger, Exception exception, Guid executionId, string toolName, Guid runId);
+
+    [LoggerMessage(4009, LogLevel.Warning, "Tool execution {ExecutionId} ({ToolName}) handed back: {Reason}")]
+    public static partial void ToolReleased(ILogger logger, Guid executionId, string toolName, string reason);
+
     [LoggerMessage(5001, LogLevel.Warning, "Instance {InstanceId} was removed as stale while alive; registering it and its tools again")]
     public static partial void ReRegistering(ILogger logger, string instanceId);
 

@@ -21,7 +21,12 @@ internal sealed class Engine
         Callbacks = new RunCallbacks(logger);
         Hooks = new HookRunner(options.Hooks, logger);
         Notifier = new Notifier(dataSource, options.PrepareStatements, sql.Schema, logger);
+        var transactional = Math.Max(1, PoolBudget.TransactionalToolLimit(dataSource, options.MaxConcurrentTools));
+        TransactionalTools = new SemaphoreSlim(transactional, transactional);
     }
+
+    /// <summary>Slots for transactional tools, each of which holds a connection while it runs (see <see cref="PoolBudget"/>).</summary>
+    public SemaphoreSlim TransactionalTools { get; }
 
     public Notifier Notifier { get; }
 
