@@ -128,6 +128,9 @@ internal static partial class Log
     [LoggerMessage(7005, LogLevel.Warning, "Rescue released {Released} runs and tool executions and continued {Continued} runs (dead instances: {DeadInstances})")]
     public static partial void Rescued(ILogger logger, int released, int continued, string deadInstances);
 
+    [LoggerMessage(7007, LogLevel.Warning, "Released {Released} runs and tool executions held by live instances that no longer worked on them")]
+    public static partial void UnheldWorkReleased(ILogger logger, int released);
+
     [LoggerMessage(7006, LogLevel.Error, "Hook {Hook} threw; ignored")]
     public static partial void HookFailed(ILogger logger, Exception exception, string hook);
 }

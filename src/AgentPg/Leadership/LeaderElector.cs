@@ -13,6 +13,7 @@ namespace AgentPg.Leadership;
 /// </remarks>
 internal sealed class LeaderElector(Engine engine, HookRunner hooks)
 {
+    private readonly Maintenance.StuckWorkSweeper _sweeper = new(engine);
     private Task? _loop;
     private long _lastCleanup;
     private long _lastRescue;
@@ -139,6 +140,7 @@ internal sealed class LeaderElector(Engine engine, HookRunner hooks)
         {
             _lastRescue = engine.Time.GetTimestamp();
             await RescueAsync(stop).ConfigureAwait(false);
+            await _sweeper.RunAsync(stop).ConfigureAwait(false);
         }
     }
 

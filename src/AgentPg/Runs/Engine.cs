@@ -48,6 +48,8 @@ internal sealed class Engine
 
     public InFlightWork InFlight { get; } = new();
 
+    public HeldWork Held { get; } = new();
+
     public RunCallbacks Callbacks { get; }
 
     public RunWaiters Waiters { get; } = new();

@@ -26,6 +26,11 @@ internal sealed class LeaderSql
             SELECT r.released_instances, r.released_runs, r.continued_runs
               FROM ({isLeader}) leader, LATERAL {s}.agentpg_rescue($2, $3, $4) r
             """;
+        // $1 instance, $2 bound, $3 max rescue attempts. Work of live instances that they do not report as in flight.
+        ReleaseUnheldWork = $"""
+            SELECT r.released
+              FROM ({isLeader}) leader, LATERAL {s}.agentpg_release_unheld_work($2, $3) AS r(released)
+            """;
         // $1 instance, $2 instance ttl, $3 max rescue attempts. Releases the stale instances' work, then deletes them.
         DeleteStaleInstances = $"""
             SELECT c.id
@@ -44,4 +49,6 @@ internal sealed class LeaderSql
     public string Rescue { get; }
 
     public string DeleteStaleInstances { get; }
+
+    public string ReleaseUnheldWork { get; }
 }

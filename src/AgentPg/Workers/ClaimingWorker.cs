@@ -61,6 +61,9 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
 
     protected abstract Task ProcessAsync(T item, StopTokens stop);
 
+    /// <summary>The id under which the item's claim is stored (a run's or a tool execution's).</summary>
+    protected abstract Guid KeyOf(T item);
+
     /// <summary>Periodic extra work of the loop (for example scans); called at most once per poll.</summary>
     protected virtual Task OnPollAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
@@ -80,6 +83,8 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
                     var items = await ClaimAsync(free, stopClaiming).ConfigureAwait(false);
                     foreach (var item in items)
                     {
+                        // Reported by the heartbeat from now until the item is done (see HeldWork).
+                        engine.Held.Add(KeyOf(item));
                         await _slots.WaitAsync(CancellationToken.None).ConfigureAwait(false);
                         Track(RunItemAsync(item, stop));
                     }
@@ -149,6 +154,7 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
         }
         finally
         {
+            engine.Held.Remove(KeyOf(item));
             _slots.Release();
             if (Volatile.Read(ref _mayHaveMore))
             {
@@ -183,6 +189,8 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
 internal abstract class RunWorker(Engine engine, RunMode mode, WakeSignal wake, int maxInFlight)
     : ClaimingWorker<ClaimedRun>(engine, wake, maxInFlight, engine.Options.RunPollInterval)
 {
+    protected override Guid KeyOf(ClaimedRun item) => item.Run.Id;
+
     protected override async Task<IReadOnlyList<ClaimedRun>> ClaimAsync(int count, CancellationToken cancellationToken)
     {
         var batch = new NpgsqlBatch();

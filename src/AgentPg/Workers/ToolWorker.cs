@@ -47,6 +47,8 @@ internal sealed class ToolWorker(Engine engine)
         }
     }
 
+    protected override Guid KeyOf(ClaimedTool item) => item.Execution.Id;
+
     protected override Task ProcessAsync(ClaimedTool item, StopTokens stop) => new ToolRunner(Engine, item).RunAsync(stop);
 
     /// <summary>Safety net: runs whose tools are all done but whose tool_result message was never written.</summary>
@@ -75,7 +77,7 @@ internal sealed class ToolWorker(Engine engine)
 /// Every path ends the execution or hands it back (review D1): the tool's result, its failure (retried while attempts
 /// remain), a misuse of the transaction it was given, a result the database refuses, or an interruption by the database
 /// (connection lost, pool exhausted), which gives the attempt back. When even that cannot be written (the database stays
-/// away), the runner ends without it and the leader's stuck-work sweep (<c>StuckWorkSweeper</c>) releases
+/// away), the runner ends without it and the leader's stuck-work sweep (<see cref="Maintenance.StuckWorkSweeper"/>) releases
 /// the execution, since this instance no longer reports it as in flight.
 /// Results obtained before a shutdown's deadline are still written after it (review D13): writes use
 /// <see cref="StopTokens.Abandon"/>, not the hard stop; the tool itself gets the hard stop.
