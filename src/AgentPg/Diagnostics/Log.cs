@@ -113,6 +113,9 @@ internal static partial class Log
     [LoggerMessage(6005, LogLevel.Warning, "Run {RunId}: the request of batch {BatchId} {Reason}; resubmitting it")]
     public static partial void BatchResubmitting(ILogger logger, Guid runId, string batchId, string reason);
 
+    [LoggerMessage(6007, LogLevel.Warning, "Run {RunId}: creating its message batch failed ({Failures}): {Error}; retrying")]
+    public static partial void BatchCreateRetry(ILogger logger, Guid runId, int failures, string error);
+
     [LoggerMessage(6006, LogLevel.Debug, "Sending a notification on {Channel} failed; receivers will poll")]
     public static partial void NotifyFailed(ILogger logger, Exception exception, string channel);
 
