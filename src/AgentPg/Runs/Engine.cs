@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using AgentPg.Storage;
+using Claude_ = AgentPg.Claude;
 using AgentPg.Workers;
 using Anthropic;
 using Microsoft.Extensions.Logging;
@@ -23,7 +24,10 @@ internal sealed class Engine
         Notifier = new Notifier(dataSource, options.PrepareStatements, sql.Schema, logger);
         var transactional = Math.Max(1, PoolBudget.TransactionalToolLimit(dataSource, options.MaxConcurrentTools));
         TransactionalTools = new SemaphoreSlim(transactional, transactional);
+        Compactor = new Compaction.Compactor(this, () => ModelClient);
     }
+
+    public Compaction.Compactor Compactor { get; }
 
     /// <summary>Slots for transactional tools, each of which holds a connection while it runs (see <see cref="PoolBudget"/>).</summary>
     public SemaphoreSlim TransactionalTools { get; }
@@ -71,6 +75,13 @@ internal sealed class Engine
 
     /// <summary>The Claude client; set when the client starts.</summary>
     public IAnthropicClient? Claude { get; set; }
+
+    /// <summary>The Claude client for calls that do not need a started client (compaction): the started client's, else one
+    /// made on first use; null without an API key.</summary>
+    public IAnthropicClient? ModelClient
+        => Claude ?? (string.IsNullOrEmpty(Options.ApiKey) ? null : LazyInitializer.EnsureInitialized(ref _modelClient, () => Claude_.ClaudeClients.Create(Options)));
+
+    private IAnthropicClient? _modelClient;
 }
 
 /// <summary>A run failure with the error_type it is recorded under.</summary>
