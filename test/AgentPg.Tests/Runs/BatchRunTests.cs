@@ -179,30 +179,6 @@ public sealed class BatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     }
 
     [DatabaseFact]
-    public async Task Polling_ABacklogOfEndedBatches_IsCollectedInOneTick()
-    {
-        // Sixty batches, ended, left by a stopped instance: the next instance collects them in one poll, not twenty per poll.
-        await using var h = await Harness.StartAsync(db, o => o.BatchPollInterval = TimeSpan.FromHours(1));
-        var agent = await h.AgentAsync();
-        h.Claude.Respond(r => FakeReply.Text("answer to " + r.LastUserText));
-        var runs = new List<Guid>();
-        for (var i = 0; i < 60; i++)
-        {
-            runs.Add(await h.Client.RunAsync(await h.Client.NewSessionAsync(), agent.Id, "q" + i));
-        }
-
-        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_runs WHERE id = ANY($1) AND state = 'batch_pending'", runs.ToArray()) == 60,
-            "every batch to be submitted", s_timeout);
-        await h.Client.StopAsync();
-        var interval = TimeSpan.FromSeconds(4);
-        var other = await h.AddClientAsync(o => o.BatchPollInterval = interval);
-        await Eventually.WithinAsync(Task.WhenAll(runs.Select(r => other.WaitForRunAsync(r))), "every run to complete", s_timeout);
-
-        var spread = await db.ScalarAsync<TimeSpan>("SELECT max(finalized_at) - min(finalized_at) FROM {schema}.agentpg_runs WHERE id = ANY($1)", runs.ToArray());
-        Assert.True(spread < interval, $"The runs completed over {spread}, more than one poll interval ({interval}).");
-    }
-
-    [DatabaseFact]
     public async Task Outcome_ErroredRetryableEveryTime_FailsAfterMaxModelRetries()
     {
         await using var h = await Harness.StartAsync(db, o => o.MaxModelRetries = 2);
