@@ -16,7 +16,7 @@ namespace AgentPg.Maintenance;
 /// fenced off. The check is one statement over the claimed rows and the instance rows, so it is cheap enough to run with
 /// rescue.
 /// </remarks>
-internal sealed class StuckWorkSweeper(Engine engine)
+internal sealed class StuckWorkSweeper(Engine engine) : IMaintenanceService
 {
     public string Name { get; } = "stuck-work sweep";
 
@@ -24,7 +24,7 @@ internal sealed class StuckWorkSweeper(Engine engine)
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        var command = engine.DataSource.CreateCommand(engine.Sql.Leader.ReleaseUnheldWork);
+        var command = engine.DataSource.CreateCommand(engine.Sql.Rescue.ReleaseUnheldWork);
         await using (command.ConfigureAwait(false))
         {
             command.Parameters.Add(P.Text(engine.InstanceId));
