@@ -352,15 +352,12 @@ public sealed partial class AgentPgClient
                 AddCommand(batch, NotifySql.Defer, P.Text(Notifications.Channels.RunCreated));
             }
 
-            if (policy != ConcurrencyPolicy.Queue)
-            {
-                // Serializes rejecting and interrupting creators of one session.
-                AddCommand(batch, _sql.Runs.LockSession, P.Uuid(sessionId));
-            }
-
+            // Serializes the creators of one session: a Queue insert cannot slip past a Reject check, and an idempotent
+            // repeat is recognised before Interrupt cancels anything.
+            AddCommand(batch, _sql.Runs.LockSession, P.Uuid(sessionId));
             if (policy == ConcurrencyPolicy.Interrupt)
             {
-                AddCommand(batch, _sql.Runs.CancelActiveRootRuns, P.Uuid(sessionId));
+                AddCommand(batch, _sql.Runs.CancelActiveRootRuns, P.Uuid(sessionId), P.Text(options?.IdempotencyKey));
             }
 
             AddCommand(batch, policy == ConcurrencyPolicy.Reject ? _sql.Runs.InsertIfSessionIdle : _sql.Runs.Insert, insertValues());
@@ -377,15 +374,12 @@ public sealed partial class AgentPgClient
                         await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
                     }
 
-                    if (policy != ConcurrencyPolicy.Queue)
+                    if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                     {
-                        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                        {
-                            throw SessionNotFound(sessionId, "CreateRun");
-                        }
-
-                        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                        throw SessionNotFound(sessionId, "CreateRun");
                     }
+
+                    await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
 
                     if (policy == ConcurrencyPolicy.Interrupt)
                     {

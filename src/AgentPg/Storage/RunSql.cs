@@ -28,7 +28,7 @@ internal sealed class RunSql
             RETURNING id
             """;
         // ConcurrencyPolicy.Reject: same parameters; no row back when the session has an active root run.
-        // Callers lock the session row first (LockSession) so two rejecting inserts cannot both pass.
+        // Every creator locks the session row first (LockSession), so no insert can slip past a rejecting one.
         InsertIfSessionIdle = $"""
             INSERT INTO {t} (session_id, agent_id, prompt, run_mode, created_by_instance_id, metadata, options, idempotency_key)
             SELECT $1, $2, $3, $4::{s}.agentpg_run_mode, $5, $6, $7, $8
@@ -36,13 +36,17 @@ internal sealed class RunSql
             ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING id
             """;
+        // Serializes the run creators of one session (all policies): Reject's check and Interrupt's cancel see every
+        // other creator's run, and an idempotency key is looked up before anything is interrupted.
         LockSession = $"SELECT id FROM {s}.agentpg_sessions WHERE id = $1 FOR NO KEY UPDATE";
         // ConcurrencyPolicy.Interrupt: cancel the session's active root runs (and their children), returning the batch
-        // ids to cancel at the API.
+        // ids to cancel at the API. $2 idempotency key: when a run of the session already has it, the request is a repeat
+        // and interrupts nothing (the session row is locked first, so the key's run, if any, is committed and visible).
         CancelActiveRootRuns = $"""
             SELECT r.id, c.cancelled, c.batch_ids
               FROM {t} r, LATERAL {s}.agentpg_cancel_run(r.id) c
              WHERE r.session_id = $1 AND r.parent_run_id IS NULL AND r.state NOT IN {Terminal}
+               AND ($2::text IS NULL OR NOT EXISTS (SELECT 1 FROM {t} k WHERE k.session_id = $1 AND k.idempotency_key = $2))
             """;
         GetByIdempotencyKey = $"SELECT id, agent_id, prompt FROM {t} WHERE session_id = $1 AND idempotency_key = $2";
         Get = $"SELECT {Columns} FROM {t} WHERE id = $1";
