@@ -111,7 +111,8 @@ public sealed partial class AgentPgClient
         await EnsureListenerAsync(cancellationToken).ConfigureAwait(false);
         while (true)
         {
-            var signal = _engine.Waiters.Get(runId);
+            // Held for one read and one wait only: nothing is left behind whichever way this ends.
+            using var waiter = _engine.Waiters.Acquire(runId);
             var run = await FindRunAsync(runId, cancellationToken).ConfigureAwait(false) ?? throw RunNotFound(runId, "WaitForRun");
             if (run.State.IsTerminal())
             {
@@ -120,7 +121,7 @@ public sealed partial class AgentPgClient
 
             try
             {
-                await signal.WaitAsync(_options.RunPollInterval, _time, cancellationToken).ConfigureAwait(false);
+                await waiter.Task.WaitAsync(_options.RunPollInterval, _time, cancellationToken).ConfigureAwait(false);
             }
             catch (TimeoutException)
             {
@@ -344,6 +345,7 @@ public sealed partial class AgentPgClient
         Guid? id = null;
         string[] batchIdsToCancel = [];
         var interrupted = new List<Guid>();
+        string? creatingTransaction = null;
         await using (batch.ConfigureAwait(false))
         {
             if (transaction is null)
@@ -361,6 +363,12 @@ public sealed partial class AgentPgClient
             }
 
             AddCommand(batch, policy == ConcurrencyPolicy.Reject ? _sql.Runs.InsertIfSessionIdle : _sql.Runs.Insert, insertValues());
+            var hasCallbacks = options?.OnToolStart is not null || options?.OnToolComplete is not null;
+            if (transaction is not null && hasCallbacks)
+            {
+                // The callbacks' entry must go if the caller rolls back: the sweep asks whether this transaction committed.
+                AddCommand(batch, _sql.Runs.CurrentTransaction);
+            }
             try
             {
                 // A caller's transaction is left as it is; on our own connection the statements are prepared.
@@ -398,6 +406,12 @@ public sealed partial class AgentPgClient
                     {
                         id = reader.GetGuid(0);
                     }
+
+                    if (transaction is not null && hasCallbacks && await reader.NextResultAsync(cancellationToken).ConfigureAwait(false)
+                        && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        creatingTransaction = reader.GetString(0);
+                    }
                 }
             }
             catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.ForeignKeyViolation)
@@ -425,7 +439,7 @@ public sealed partial class AgentPgClient
             };
         }
 
-        _engine.Callbacks.Register(id.Value, options);
+        _engine.Callbacks.Register(id.Value, options, creatingTransaction);
         if (transaction is null)
         {
             // Committed now. (In the caller's transaction, the runs' finalized notifications stop their work at commit.)

@@ -86,6 +86,9 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     /// <summary>Gets the client's copy of its options, with defaults resolved. Changing it has no effect.</summary>
     public AgentPgOptions Options => _options;
 
+    /// <summary>Gets the engine state this client shares with its workers (tests inspect its tables).</summary>
+    internal Engine Engine => _engine;
+
     /// <summary>Gets whether <see cref="StartAsync"/> has completed and <see cref="StopAsync"/> has not been called.</summary>
     public bool IsStarted => _started;
 

@@ -32,6 +32,9 @@ internal static partial class Log
     [LoggerMessage(1201, LogLevel.Error, "{Callback} callback of run {RunId} for tool {ToolName} threw; ignored")]
     public static partial void CallbackFailed(ILogger logger, Exception exception, string callback, Guid runId, string toolName);
 
+    [LoggerMessage(1202, LogLevel.Warning, "Looking up runs with tool callbacks failed; their entries are checked again later")]
+    public static partial void CallbackSweepFailed(ILogger logger, Exception exception);
+
     [LoggerMessage(2001, LogLevel.Debug, "Run {RunId}: claim with epoch {ClaimEpoch} was taken away (rescued, cancelled or released); dropping the work")]
     public static partial void ClaimLost(ILogger logger, Guid runId, long claimEpoch);
 

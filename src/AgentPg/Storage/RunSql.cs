@@ -27,6 +27,8 @@ internal sealed class RunSql
             ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING id
             """;
+        // The caller's transaction that created a run (for the callback sweep), as text.
+        CurrentTransaction = "SELECT pg_current_xact_id()::text";
         // ConcurrencyPolicy.Reject: same parameters; no row back when the session has an active root run.
         // Every creator locks the session row first (LockSession), so no insert can slip past a rejecting one.
         InsertIfSessionIdle = $"""
@@ -47,6 +49,13 @@ internal sealed class RunSql
               FROM {t} r, LATERAL {s}.agentpg_cancel_run(r.id) c
              WHERE r.session_id = $1 AND r.parent_run_id IS NULL AND r.state NOT IN {Terminal}
                AND ($2::text IS NULL OR NOT EXISTS (SELECT 1 FROM {t} k WHERE k.session_id = $1 AND k.idempotency_key = $2))
+            """;
+        // Runs with tool callbacks in memory: $1 run ids, $2 the creating transaction (xid8 as text; null when committed).
+        // Returns each run's state (null: not visible) and the creating transaction's status.
+        CallbackSweep = $"""
+            SELECT e.id, r.state::text, pg_xact_status(e.xact)
+              FROM unnest($1::uuid[], $2::text[]::xid8[]) AS e(id, xact)
+              LEFT JOIN {t} r ON r.id = e.id
             """;
         GetByIdempotencyKey = $"SELECT id, agent_id, prompt FROM {t} WHERE session_id = $1 AND idempotency_key = $2";
         Get = $"SELECT {Columns} FROM {t} WHERE id = $1";
@@ -166,9 +175,13 @@ internal sealed class RunSql
 
     public string InsertIfSessionIdle { get; }
 
+    public string CurrentTransaction { get; }
+
     public string LockSession { get; }
 
     public string CancelActiveRootRuns { get; }
+
+    public string CallbackSweep { get; }
 
     public string GetByIdempotencyKey { get; }
 
