@@ -83,8 +83,10 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     /// <summary>Gets this instance's id (<see cref="AgentPgOptions.InstanceId"/> or a generated GUID).</summary>
     public string InstanceId { get; }
 
-    /// <summary>Gets the client's copy of its options, with defaults resolved. Changing it has no effect.</summary>
-    public AgentPgOptions Options => _options;
+    /// <summary>Gets a copy of the client's options, with defaults resolved.</summary>
+    /// <remarks>Each call returns a new copy (hooks and nested options included): changing it never changes the running
+    /// client. To run with other options, create another client.</remarks>
+    public AgentPgOptions Options => _options.Clone();
 
     /// <summary>Gets the engine state this client shares with its workers (tests inspect its tables).</summary>
     internal Engine Engine => _engine;
