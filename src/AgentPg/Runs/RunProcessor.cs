@@ -29,10 +29,15 @@ internal sealed class RunProcessor(Engine engine)
         {
             var context = await _starter.StartAsync(claimed, streaming: true, token).ConfigureAwait(false);
             var body = context.Body();
-            await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, null, null), token).ConfigureAwait(false);
+            if (engine.Hooks.HasBeforeMessage)
+            {
+                // Serializing the request costs O(conversation): only for a hook that reads it.
+                await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, null, null), token).ConfigureAwait(false);
+            }
+
             var response = await CallWithRetriesAsync(claimed, context, body, token).ConfigureAwait(false);
             claimed.IterationUsage += response.Usage;
-            if (engine.Hooks.Hooks?.OnAfterMessage is not null)
+            if (engine.Hooks.HasAfterMessage)
             {
                 await engine.Hooks.AfterMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, response.ToMessageJson(), response.Usage), token).ConfigureAwait(false);
             }

@@ -51,7 +51,11 @@ internal sealed class BatchSubmitter(Engine engine)
             // Never abandoned half-way: once the request is sent the batch may exist, and only a recorded (or cancelled)
             // batch is safe. A cancelled run makes the recording below fail, which cancels the batch at the API.
             var body = context.Body();
-            await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Batch, body, null, null), cancellationToken).ConfigureAwait(false);
+            if (engine.Hooks.HasBeforeMessage)
+            {
+                await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Batch, body, null, null), cancellationToken).ConfigureAwait(false);
+            }
+
             cancellationToken.ThrowIfCancellationRequested();
             (batchId, expiresAt) = await _api.CreateAsync(context.IterationId, body, claimed.UsedExtendedContext, CancellationToken.None).ConfigureAwait(false);
         }

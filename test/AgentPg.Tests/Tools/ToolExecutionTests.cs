@@ -361,9 +361,7 @@ public sealed class ToolExecutionTests(SchemaFixture db) : IClassFixture<SchemaF
         Assert.Equal(["forecast", "shout"], sentTools.EnumerateArray().Select(t => t.GetProperty("name").GetString()));
     }
 
-    private static ToolContext Context() => (ToolContext)Activator.CreateInstance(
-        typeof(ToolContext), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance, null,
-        [Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid(), "toolu_x", 1, new Dictionary<string, JsonElement>(), null], null)!;
+    private static ToolContext Context() => ToolContext.Create();
 
     private sealed record Address(string City, string Zip);
 
