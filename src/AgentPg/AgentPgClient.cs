@@ -41,7 +41,9 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     // back to this client too, then wakes nobody. Bounded: entries whose notification never arrives are dropped in bulk.
     private readonly ConcurrentDictionary<Guid, byte> _wokenLocally = new();
     private volatile bool _started;
-    private bool _disposed;
+    private volatile bool _disposed;
+    private Task? _disposal;
+    private readonly Lock _disposeLock = new();
     private WorkerSet? _workers;
 
     private AgentPgClient(NpgsqlDataSource dataSource, AgentPgOptions options)
@@ -175,13 +177,20 @@ public sealed partial class AgentPgClient : IAsyncDisposable
 
     /// <summary>Stops the client if it is started (with no deadline for in-flight work beyond releasing it).</summary>
     /// <returns>A task that completes when the client is stopped.</returns>
-    public async ValueTask DisposeAsync()
+    /// <remarks>Safe to call any number of times, also concurrently: every call completes when the one disposal did.</remarks>
+    public ValueTask DisposeAsync()
     {
-        if (_disposed)
+        Task disposal;
+        lock (_disposeLock)
         {
-            return;
+            disposal = _disposal ??= DisposeCoreAsync();
         }
 
+        return new ValueTask(disposal);
+    }
+
+    private async Task DisposeCoreAsync()
+    {
         using (var cts = new CancellationTokenSource())
         {
             await cts.CancelAsync().ConfigureAwait(false);
@@ -190,7 +199,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
 
         _disposed = true;
         await _listener.DisposeAsync().ConfigureAwait(false);
-        _lifecycle.Dispose();
+        // _lifecycle is not disposed: a StopAsync racing with the disposal must find it usable (it holds no wait handle).
     }
 
     private IAnthropicClient CreateClaudeClient()
