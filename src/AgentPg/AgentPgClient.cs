@@ -34,6 +34,8 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<string, ITool> _tools = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _lifecycle = new(1, 1);
+    private readonly SemaphoreSlim _toolSync = new(1, 1);
+    private readonly List<IClientAttachment> _attachments = [];
     private readonly Engine _engine;
     private readonly NotificationListener _listener;
 
@@ -93,15 +95,19 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     /// <summary>Gets the engine state this client shares with its workers (tests inspect its tables).</summary>
     internal Engine Engine => _engine;
 
+    /// <summary>Gets the data source the client works on (for the hosting integration and health checks).</summary>
+    internal NpgsqlDataSource DataSource => _dataSource;
+
     /// <summary>Gets whether <see cref="StartAsync"/> has completed and <see cref="StopAsync"/> has not been called.</summary>
     public bool IsStarted => _started;
 
     /// <summary>Registers this instance and its tools and starts processing runs.</summary>
     /// <param name="cancellationToken">Cancels starting; it does not stop a started client (use <see cref="StopAsync"/>).</param>
     /// <returns>A task that completes when the instance is registered and its workers run.</returns>
-    /// <exception cref="AgentPgException">The client is already started (<see cref="AgentPgErrorCode.ClientAlreadyStarted"/>), or the
-    /// database schema is missing or at an unknown version (<see cref="AgentPgErrorCode.SchemaVersionMismatch"/>, with instructions).</exception>
-    /// <exception cref="InvalidOperationException">No Claude API key is configured.</exception>
+    /// <exception cref="AgentPgException">The database schema is missing or at another version
+    /// (<see cref="AgentPgErrorCode.SchemaVersionMismatch"/>, with instructions).</exception>
+    /// <exception cref="InvalidOperationException">The client is already started (misuse: call <see cref="StopAsync"/> first),
+    /// or no Claude API key is configured.</exception>
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -110,7 +116,9 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         {
             if (_started)
             {
-                throw new AgentPgException(AgentPgErrorCode.ClientAlreadyStarted, "Start", $"Instance {InstanceId} is already started.");
+                // Misuse, so a BCL exception (STYLE: misuse raises BCL exceptions, domain failures AgentPgException).
+                throw new InvalidOperationException(
+                    $"The client (instance {InstanceId}) is already started. Start it once; to restart it, call StopAsync first.");
             }
 
             if (string.IsNullOrEmpty(_options.ApiKey))
@@ -133,6 +141,8 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         {
             _lifecycle.Release();
         }
+
+        await NotifyAttachmentsAsync(static a => a.ClientStartedAsync()).ConfigureAwait(false);
     }
 
     /// <summary>Stops processing: stops claiming work, lets in-flight work finish until <paramref name="cancellationToken"/>
@@ -173,6 +183,8 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         {
             _lifecycle.Release();
         }
+
+        await NotifyAttachmentsAsync(static a => a.ClientStoppedAsync()).ConfigureAwait(false);
     }
 
     /// <summary>Stops the client if it is started (with no deadline for in-flight work beyond releasing it).</summary>
@@ -198,8 +210,50 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         }
 
         _disposed = true;
+        await NotifyAttachmentsAsync(static a => a.ClientDisposedAsync().AsTask()).ConfigureAwait(false);
         await _listener.DisposeAsync().ConfigureAwait(false);
         // _lifecycle is not disposed: a StopAsync racing with the disposal must find it usable (it holds no wait handle).
+    }
+
+    /// <summary>Attaches something whose lifetime follows this client's (see <see cref="IClientAttachment"/>).</summary>
+    internal void Attach(IClientAttachment attachment)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        lock (_attachments)
+        {
+            _attachments.Add(attachment);
+        }
+    }
+
+    /// <summary>Detaches an attachment (it closed on its own).</summary>
+    internal void Detach(IClientAttachment attachment)
+    {
+        lock (_attachments)
+        {
+            _attachments.Remove(attachment);
+        }
+    }
+
+    private async Task NotifyAttachmentsAsync(Func<IClientAttachment, Task> notify)
+    {
+        IClientAttachment[] attachments;
+        lock (_attachments)
+        {
+            attachments = [.. _attachments];
+        }
+
+        foreach (var attachment in attachments)
+        {
+            // An add-on's failure must not break the client's lifecycle; it is logged.
+            try
+            {
+                await notify(attachment).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                Log.AttachmentFailed(_logger, ex, attachment.Name);
+            }
+        }
     }
 
     private IAnthropicClient CreateClaudeClient()
@@ -415,6 +469,18 @@ public sealed partial class AgentPgClient : IAsyncDisposable
             batch.BatchCommands.Add(delete);
             var released = await batch.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
             return released is int n ? n : 0;
+        }
+    }
+
+    /// <summary>Gets how long ago this instance last recorded a heartbeat, by the database clock.</summary>
+    /// <returns>The age, or <see langword="null"/> when the instance is not registered (not started, or evicted as stale).</returns>
+    internal async Task<TimeSpan?> GetHeartbeatAgeAsync(CancellationToken cancellationToken)
+    {
+        var command = Db.Command(_dataSource, null, _sql.Instances.HeartbeatAge, P.Text(InstanceId));
+        await using (command.ConfigureAwait(false))
+        {
+            var seconds = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+            return seconds is double s ? TimeSpan.FromSeconds(s) : null;
         }
     }
 

@@ -16,6 +16,8 @@ internal sealed class InstanceSql
             """;
         // 0 rows: the instance was evicted as stale while alive; it re-registers.
         Heartbeat = $"UPDATE {s}.agentpg_instances SET last_heartbeat_at = now() WHERE id = $1";
+        // Health checks: seconds since the instance's last heartbeat, by the database clock; no row when it is not registered.
+        HeartbeatAge = $"SELECT extract(epoch FROM now() - last_heartbeat_at)::float8 FROM {s}.agentpg_instances WHERE id = $1";
         Delete = $"DELETE FROM {s}.agentpg_instances WHERE id = $1";
         // Graceful shutdown: give everything back without counting it as a rescue.
         ReleaseWork = $"SELECT {s}.agentpg_release_instance_work($1, FALSE, 2147483647)";
@@ -34,11 +36,15 @@ internal sealed class InstanceSql
             SELECT $1, unnest($2::text[])
             ON CONFLICT DO NOTHING
             """;
+        // $1 instance id, $2 tool names: tools this instance no longer has (runs needing them go elsewhere)
+        UnregisterTools = $"DELETE FROM {s}.agentpg_instance_tools WHERE instance_id = $1 AND tool_name = ANY($2::text[])";
     }
 
     public string Register { get; }
 
     public string Heartbeat { get; }
+
+    public string HeartbeatAge { get; }
 
     public string Delete { get; }
 
@@ -47,4 +53,6 @@ internal sealed class InstanceSql
     public string UpsertTools { get; }
 
     public string RegisterTools { get; }
+
+    public string UnregisterTools { get; }
 }
