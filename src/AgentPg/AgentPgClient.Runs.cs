@@ -250,9 +250,12 @@ public sealed partial class AgentPgClient
     /// <param name="cancellationToken">Cancels the request (nothing is changed).</param>
     /// <returns>The new run's id.</returns>
     /// <remarks>The old run row, its iterations and tool executions are kept for the record; only its messages leave the
-    /// conversation. Tool callbacks are not carried over.</remarks>
-    /// <exception cref="AgentPgException">The run does not exist (<see cref="AgentPgErrorCode.RunNotFound"/>) or is not final
-    /// (<see cref="AgentPgErrorCode.InvalidStateTransition"/>; cancel it first).</exception>
+    /// conversation. Tool callbacks are not carried over. Only the session's latest root run can be regenerated: the new
+    /// answer is appended at the end of the conversation, so regenerating an earlier run would reorder history, and a child
+    /// run's task would enter the root conversation.</remarks>
+    /// <exception cref="AgentPgException">The run does not exist (<see cref="AgentPgErrorCode.RunNotFound"/>), is not final
+    /// (<see cref="AgentPgErrorCode.InvalidStateTransition"/>; cancel it first), is a child run, or is not the latest root
+    /// run of its session (<see cref="AgentPgErrorCode.InvalidStateTransition"/>).</exception>
     public async Task<Guid> RegenerateRunAsync(Guid runId, CancellationToken cancellationToken = default)
     {
         var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
@@ -261,16 +264,46 @@ public sealed partial class AgentPgClient
             var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await using (transaction.ConfigureAwait(false))
             {
-                string? state;
+                string? state = null;
+                var isChild = false;
+                Guid? later = null;
                 var lockRun = Db.Command(_dataSource, transaction, _sql.Runs.LockForRegenerate, P.Uuid(runId));
                 await using (lockRun.ConfigureAwait(false))
                 {
-                    state = await lockRun.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string;
+                    var reader = await lockRun.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                    await using (reader.ConfigureAwait(false))
+                    {
+                        if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                        {
+                            state = reader.GetString(0);
+                            isChild = reader.GetBoolean(1);
+                            later = reader.IsDBNull(2) ? null : reader.GetGuid(2);
+                        }
+                    }
                 }
 
                 if (state is null)
                 {
                     throw RunNotFound(runId, "RegenerateRun");
+                }
+
+                if (isChild)
+                {
+                    throw new AgentPgException(AgentPgErrorCode.InvalidStateTransition, "RegenerateRun",
+                        $"Run {runId} is a child run (an agent delegation); only root runs can be regenerated. Regenerate its root run.")
+                    {
+                        RunId = runId,
+                    };
+                }
+
+                if (later is { } newer)
+                {
+                    throw new AgentPgException(AgentPgErrorCode.InvalidStateTransition, "RegenerateRun",
+                        $"Run {runId} is not the latest root run of its session (run {newer} came after it); regenerating it would " +
+                        "remove turns from the middle of the conversation. Only the session's latest root run can be regenerated.")
+                    {
+                        RunId = runId,
+                    };
                 }
 
                 var parsed = DbEnums.ParseRunState(state);

@@ -24,7 +24,7 @@ internal sealed class LeaderSql
         // $1 instance, $2 instance ttl, $3 rescue timeout, $4 max rescue attempts
         Rescue = $"""
             SELECT r.released_instances, r.released_runs, r.continued_runs
-              FROM ({isLeader}) leader, LATERAL {s}.agentpg_rescue($2, $3, $4) r
+              FROM ({isLeader}) leader, LATERAL {s}.agentpg_rescue($2, $3, $4, $1) r
             """;
         // $1 instance, $2 instance ttl, $3 max rescue attempts. Releases the stale instances' work, then deletes them.
         DeleteStaleInstances = $"""

@@ -76,6 +76,9 @@ internal sealed class RunSql
                                FOR NO KEY UPDATE) locked) fence
              WHERE fence.held = 0
             """;
+        // Lock order (parent run before child run): a child run's final write locks its parent first, since the child's
+        // completion trigger completes the parent's tool execution and locks the parent. $1 parent run.
+        LockParent = $"SELECT 1 FROM {t} WHERE id = $1 FOR NO KEY UPDATE";
         // Progress of a live stream; not fenced by exception: a lost claim simply matches no row.
         Progress = $"UPDATE {t} SET last_progress_at = now() WHERE id = $1 AND claim_epoch = $2 AND claimed_by_instance_id = $3";
         // $1 run, $2 iteration number, $3 iteration id. After the fence.
@@ -150,7 +153,14 @@ internal sealed class RunSql
               FROM tree
             """;
         Cancel = $"SELECT found, cancelled, batch_ids FROM {s}.agentpg_cancel_run($1)";
-        LockForRegenerate = $"SELECT state::text FROM {t} WHERE id = $1 FOR NO KEY UPDATE";
+        // The run's state, whether it is a child run, and the newest root run of its session (regeneration rewrites the
+        // end of the conversation only).
+        LockForRegenerate = $"""
+            SELECT r.state::text, r.parent_run_id IS NOT NULL,
+                   (SELECT o.id FROM {t} o WHERE o.session_id = r.session_id AND o.parent_run_id IS NULL AND o.seq > r.seq
+                     ORDER BY o.seq DESC LIMIT 1)
+              FROM {t} r WHERE r.id = $1 FOR NO KEY UPDATE OF r
+            """;
         DeleteMessages = $"SELECT {s}.agentpg_delete_run_messages($1)";
         // The same request again: session, agent, prompt, mode, variables and instructions; created by $2. Parent links
         // are not copied (reference behaviour): a regenerated run is a root run.
@@ -190,6 +200,8 @@ internal sealed class RunSql
     public string Claim { get; }
 
     public string Fence { get; }
+
+    public string LockParent { get; }
 
     public string Progress { get; }
 
