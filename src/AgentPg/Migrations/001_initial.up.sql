@@ -180,8 +180,8 @@ CREATE TABLE agentpg_runs (
     tool_iterations              INTEGER NOT NULL DEFAULT 0,
     continuation_count           INTEGER NOT NULL DEFAULT 0,
     error_message                TEXT,
-    -- processing_error, streaming_error, model_error, batch_error, context_window_exceeded,
-    -- continuation_limit, rescue_failed, instance_disconnected, cancelled
+    -- What ended a failed or cancelled run: processing_error, model_error, batch_error, batch_expired,
+    -- context_window_exceeded, max_tokens_exceeded, continuation_limit, rescue_failed, cancelled
     error_type                   TEXT,
     created_by_instance_id       TEXT,
     claimed_by_instance_id       TEXT,
