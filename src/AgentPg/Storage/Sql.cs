@@ -14,6 +14,8 @@ internal sealed class Sql
         Iterations = new IterationSql(schema);
         ToolExecutions = new ToolExecutionSql(schema);
         Leader = new LeaderSql(schema);
+        Rescue = new RescueSql(schema, Leader);
+        InstanceCleanup = new InstanceCleanupSql(schema, Leader);
         Compaction = new CompactionSql(schema);
     }
 
@@ -34,6 +36,10 @@ internal sealed class Sql
     public ToolExecutionSql ToolExecutions { get; }
 
     public LeaderSql Leader { get; }
+
+    public RescueSql Rescue { get; }
+
+    public InstanceCleanupSql InstanceCleanup { get; }
 
     public CompactionSql Compaction { get; }
 }
