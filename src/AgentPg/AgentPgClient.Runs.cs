@@ -43,6 +43,9 @@ public sealed partial class AgentPgClient
     /// <param name="options">Per-run options.</param>
     /// <param name="cancellationToken">Stops waiting; the run itself goes on (cancel it with <see cref="CancelRunAsync"/>).</param>
     /// <returns>The response of the completed run.</returns>
+    /// <remarks>Waits like <see cref="WaitForRunAsync"/>: as long as the run is not final, with a logged warning (event id
+    /// 1101) when after a short grace period no live instance can claim it — for example because this client is a producer
+    /// and no started client (worker) runs on the schema, or none registered the agent's tools.</remarks>
     /// <exception cref="AgentPgException">The run failed (<see cref="AgentPgErrorCode.RunFailed"/>) or was cancelled
     /// (<see cref="AgentPgErrorCode.RunCancelled"/>), or creating it failed.</exception>
     public async Task<Response> RunSyncAsync(Guid sessionId, Guid agentId, string prompt, RunOptions? options = null, CancellationToken cancellationToken = default)
@@ -90,6 +93,9 @@ public sealed partial class AgentPgClient
     /// <param name="options">Per-run options.</param>
     /// <param name="cancellationToken">Stops waiting; the run itself goes on (cancel it with <see cref="CancelRunAsync"/>).</param>
     /// <returns>The response of the completed run.</returns>
+    /// <remarks>Waits like <see cref="WaitForRunAsync"/>: as long as the run is not final, with a logged warning (event id
+    /// 1101) when after a short grace period no live instance can claim it — for example because this client is a producer
+    /// and no started client (worker) runs on the schema, or none registered the agent's tools.</remarks>
     /// <exception cref="AgentPgException">The run failed (<see cref="AgentPgErrorCode.RunFailed"/>) or was cancelled
     /// (<see cref="AgentPgErrorCode.RunCancelled"/>), or creating it failed.</exception>
     public async Task<Response> RunFastSyncAsync(Guid sessionId, Guid agentId, string prompt, RunOptions? options = null, CancellationToken cancellationToken = default)
@@ -102,13 +108,20 @@ public sealed partial class AgentPgClient
     /// <param name="runId">The run.</param>
     /// <param name="cancellationToken">Stops waiting; the run itself goes on.</param>
     /// <returns>The response of the completed run.</returns>
-    /// <remarks>Works on any client, started or not, for runs processed by any instance, any number of times, also after the
-    /// run finished. It wakes on the run's NOTIFY and polls every <see cref="AgentPgOptions.RunPollInterval"/> as a fallback.</remarks>
+    /// <remarks><para>Works on any client, started or not, for runs processed by any instance, any number of times, also after the
+    /// run finished. It wakes on the run's NOTIFY and polls every <see cref="AgentPgOptions.RunPollInterval"/> as a fallback.</para>
+    /// <para>It waits as long as the run is not final, also when no instance can process it. When the run is still pending
+    /// after five poll intervals (5 s by default) and no live instance can claim it — no client is started on the schema, or
+    /// none registered every tool the agent lists — it logs a warning (event id 1101) that names the run, the agent and the
+    /// missing tools, once per call. <see cref="GetRunDiagnosticsAsync"/> returns the same diagnosis.</para></remarks>
     /// <exception cref="AgentPgException">The run does not exist (<see cref="AgentPgErrorCode.RunNotFound"/>), failed
     /// (<see cref="AgentPgErrorCode.RunFailed"/>, with the run's error) or was cancelled (<see cref="AgentPgErrorCode.RunCancelled"/>).</exception>
     public async Task<Response> WaitForRunAsync(Guid runId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("WaitForRun", null, cancellationToken).ConfigureAwait(false);
         await EnsureListenerAsync(cancellationToken).ConfigureAwait(false);
+        var waitStarted = _time.GetTimestamp();
+        var diagnosed = false;
         while (true)
         {
             var signal = _engine.Waiters.Get(runId);
@@ -116,6 +129,14 @@ public sealed partial class AgentPgClient
             if (run.State.IsTerminal())
             {
                 return await BuildResponseAsync(run, cancellationToken).ConfigureAwait(false);
+            }
+
+            // No silent infinite wait: a run still pending after the grace period gets one diagnosis per wait, logged as a
+            // warning when no live instance can claim it (none started, or none has the agent's tools).
+            if (!diagnosed && run.State == RunState.Pending && _time.GetElapsedTime(waitStarted) is var waited && waited >= UnclaimedGracePeriod)
+            {
+                diagnosed = true;
+                await WarnIfUnclaimableAsync(runId, waited, cancellationToken).ConfigureAwait(false);
             }
 
             try
@@ -135,7 +156,10 @@ public sealed partial class AgentPgClient
     /// <returns>The run.</returns>
     /// <exception cref="AgentPgException">No run has that id (<see cref="AgentPgErrorCode.RunNotFound"/>).</exception>
     public async Task<Run> GetRunAsync(Guid id, CancellationToken cancellationToken = default)
-        => await FindRunAsync(id, cancellationToken).ConfigureAwait(false) ?? throw RunNotFound(id, "GetRun");
+    {
+        await _schemaCheck.EnsureAsync("GetRun", null, cancellationToken).ConfigureAwait(false);
+        return await FindRunAsync(id, cancellationToken).ConfigureAwait(false) ?? throw RunNotFound(id, "GetRun");
+    }
 
     /// <summary>Gets every message of a session in conversation order, child runs' messages included.</summary>
     /// <param name="sessionId">The session.</param>
@@ -144,6 +168,7 @@ public sealed partial class AgentPgClient
     /// <exception cref="AgentPgException">The session does not exist (<see cref="AgentPgErrorCode.SessionNotFound"/>).</exception>
     public async Task<IReadOnlyList<Message>> GetMessagesAsync(Guid sessionId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("GetMessages", null, cancellationToken).ConfigureAwait(false);
         var command = Db.Command(_dataSource, null, _sql.Messages.BySession, P.Uuid(sessionId));
         List<Message> messages;
         await using (command.ConfigureAwait(false))
@@ -170,6 +195,7 @@ public sealed partial class AgentPgClient
     /// <returns>The tool calls (empty when the run made none or does not exist).</returns>
     public async Task<IReadOnlyList<ToolCall>> GetRunToolCallsAsync(Guid runId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("GetRunToolCalls", null, cancellationToken).ConfigureAwait(false);
         var command = Db.Command(_dataSource, null, _sql.ToolExecutions.ByRun, P.Uuid(runId));
         await using (command.ConfigureAwait(false))
         {
@@ -183,6 +209,7 @@ public sealed partial class AgentPgClient
     /// <returns>The tool calls (empty when none).</returns>
     public async Task<IReadOnlyList<ToolCall>> GetIterationToolCallsAsync(Guid iterationId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("GetIterationToolCalls", null, cancellationToken).ConfigureAwait(false);
         var command = Db.Command(_dataSource, null, _sql.ToolExecutions.ByIteration, P.Uuid(iterationId));
         await using (command.ConfigureAwait(false))
         {
@@ -196,6 +223,7 @@ public sealed partial class AgentPgClient
     /// <returns>The iterations (empty when none).</returns>
     public async Task<IReadOnlyList<Iteration>> GetIterationsAsync(Guid runId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("GetIterations", null, cancellationToken).ConfigureAwait(false);
         var command = Db.Command(_dataSource, null, _sql.Iterations.ByRun, P.Uuid(runId));
         await using (command.ConfigureAwait(false))
         {
@@ -215,6 +243,7 @@ public sealed partial class AgentPgClient
     /// <exception cref="AgentPgException">No run has that id (<see cref="AgentPgErrorCode.RunNotFound"/>).</exception>
     public async Task CancelRunAsync(Guid runId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("CancelRun", null, cancellationToken).ConfigureAwait(false);
         var result = await Transient.RetryAsync(async ct =>
         {
             var command = Db.Command(_dataSource, null, _sql.Runs.Cancel, P.Uuid(runId));
@@ -254,6 +283,7 @@ public sealed partial class AgentPgClient
     /// (<see cref="AgentPgErrorCode.InvalidStateTransition"/>; cancel it first).</exception>
     public async Task<Guid> RegenerateRunAsync(Guid runId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("RegenerateRun", null, cancellationToken).ConfigureAwait(false);
         var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
@@ -323,6 +353,7 @@ public sealed partial class AgentPgClient
         }
 
         var variables = JsonMapping.ToJsonObject(options?.Variables, "RunOptions.Variables");
+        await _schemaCheck.EnsureAsync(mode == RunMode.Batch ? "Run" : "RunFast", transaction, cancellationToken).ConfigureAwait(false);
         var runOptions = new JsonObject();
         if (!string.IsNullOrEmpty(options?.OverrideInstructions))
         {
@@ -495,7 +526,20 @@ public sealed partial class AgentPgClient
         var command = Db.Command(_dataSource, null, _sql.Runs.Get, P.Uuid(id));
         await using (command.ConfigureAwait(false))
         {
-            return await command.QueryFirstOrDefaultAsync(RunSql.Read, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                return await command.QueryFirstOrDefaultAsync(RunSql.Read, cancellationToken).ConfigureAwait(false);
+            }
+            catch (PostgresException ex) when (_schemaCheck.Invalidate(ex))
+            {
+                // The schema was checked, then dropped or rolled back underneath a long wait: say how to migrate.
+                if (await _schemaCheck.TranslateAsync("GetRun", ex, cancellationToken).ConfigureAwait(false) is { } mismatch)
+                {
+                    throw mismatch;
+                }
+
+                throw;
+            }
         }
     }
 

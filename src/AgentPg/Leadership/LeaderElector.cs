@@ -5,7 +5,8 @@ using AgentPg.Storage;
 namespace AgentPg.Leadership;
 
 /// <summary>Holds the leader lease (agentpg_leader) when it can: tries to acquire it every LeaderTtl/2, refreshes it at
-/// the same pace while leading, and runs the leader-only jobs (stale-instance cleanup and rescue) on their intervals.</summary>
+/// the same pace while leading, and runs the leader-only jobs (stale-instance cleanup, the unclaimable-run scan, and
+/// rescue) on their intervals.</summary>
 /// <remarks>
 /// At most one instance has a live lease at a time. The leader-only SQL checks the lease itself, so an instance that lost
 /// its lease without noticing (a paused process) cannot act as leader. Stopping resigns, so another instance takes over
@@ -13,6 +14,7 @@ namespace AgentPg.Leadership;
 /// </remarks>
 internal sealed class LeaderElector(Engine engine, HookRunner hooks)
 {
+    private readonly UnclaimableRunScan _unclaimableRuns = new(engine);
     private Task? _loop;
     private long _lastCleanup;
     private long _lastRescue;
@@ -125,6 +127,7 @@ internal sealed class LeaderElector(Engine engine, HookRunner hooks)
             _lastRefresh = engine.Time.GetTimestamp();
             _lastCleanup = 0;
             _lastRescue = 0;
+            _unclaimableRuns.Reset();
             Log.BecameLeader(engine.Logger, engine.InstanceId);
             await hooks.BecameLeaderAsync(stop).ConfigureAwait(false);
         }
@@ -133,6 +136,8 @@ internal sealed class LeaderElector(Engine engine, HookRunner hooks)
         {
             _lastCleanup = engine.Time.GetTimestamp();
             await CleanupAsync(stop).ConfigureAwait(false);
+            // After the cleanup, so instances that just died no longer count as able to claim.
+            await _unclaimableRuns.ScanAsync(stop).ConfigureAwait(false);
         }
 
         if (_lastRescue == 0 || engine.Time.GetElapsedTime(_lastRescue) >= engine.Options.RunRescue.Interval)
