@@ -15,7 +15,7 @@ public sealed partial class AgentPgClient
     /// claim it (no instance is started, or none registered every tool the agent lists).</returns>
     /// <remarks>Works on any client, started or not; one read-only query. A run nobody can claim is not failed: it waits
     /// until an instance that has the agent's tools starts. The leader instance also logs such runs as a warning (event
-    /// id 7101, once per agent and condition), and <see cref="WaitForRunAsync"/> logs one (event id 1101) when it waited a
+    /// id 7101, once per agent and condition), and <see cref="WaitForRunAsync"/> logs one (event id 1301) when it waited a
     /// few poll intervals for one.</remarks>
     /// <exception cref="AgentPgException">No run has that id (<see cref="AgentPgErrorCode.RunNotFound"/>).</exception>
     public async Task<RunDiagnostics> GetRunDiagnosticsAsync(Guid runId, CancellationToken cancellationToken = default)

@@ -44,7 +44,7 @@ public sealed partial class AgentPgClient
     /// <param name="cancellationToken">Stops waiting; the run itself goes on (cancel it with <see cref="CancelRunAsync"/>).</param>
     /// <returns>The response of the completed run.</returns>
     /// <remarks>Waits like <see cref="WaitForRunAsync"/>: as long as the run is not final, with a logged warning (event id
-    /// 1101) when after a short grace period no live instance can claim it — for example because this client is a producer
+    /// 1301) when after a short grace period no live instance can claim it — for example because this client is a producer
     /// and no started client (worker) runs on the schema, or none registered the agent's tools.</remarks>
     /// <exception cref="AgentPgException">The run failed (<see cref="AgentPgErrorCode.RunFailed"/>) or was cancelled
     /// (<see cref="AgentPgErrorCode.RunCancelled"/>), or creating it failed.</exception>
@@ -94,7 +94,7 @@ public sealed partial class AgentPgClient
     /// <param name="cancellationToken">Stops waiting; the run itself goes on (cancel it with <see cref="CancelRunAsync"/>).</param>
     /// <returns>The response of the completed run.</returns>
     /// <remarks>Waits like <see cref="WaitForRunAsync"/>: as long as the run is not final, with a logged warning (event id
-    /// 1101) when after a short grace period no live instance can claim it — for example because this client is a producer
+    /// 1301) when after a short grace period no live instance can claim it — for example because this client is a producer
     /// and no started client (worker) runs on the schema, or none registered the agent's tools.</remarks>
     /// <exception cref="AgentPgException">The run failed (<see cref="AgentPgErrorCode.RunFailed"/>) or was cancelled
     /// (<see cref="AgentPgErrorCode.RunCancelled"/>), or creating it failed.</exception>
@@ -112,7 +112,7 @@ public sealed partial class AgentPgClient
     /// run finished. It wakes on the run's NOTIFY and polls every <see cref="AgentPgOptions.RunPollInterval"/> as a fallback.</para>
     /// <para>It waits as long as the run is not final, also when no instance can process it. When the run is still pending
     /// after five poll intervals (5 s by default) and no live instance can claim it — no client is started on the schema, or
-    /// none registered every tool the agent lists — it logs a warning (event id 1101) that names the run, the agent and the
+    /// none registered every tool the agent lists — it logs a warning (event id 1301) that names the run, the agent and the
     /// missing tools, once per call. <see cref="GetRunDiagnosticsAsync"/> returns the same diagnosis.</para></remarks>
     /// <exception cref="AgentPgException">The run does not exist (<see cref="AgentPgErrorCode.RunNotFound"/>), failed
     /// (<see cref="AgentPgErrorCode.RunFailed"/>, with the run's error) or was cancelled (<see cref="AgentPgErrorCode.RunCancelled"/>).</exception>

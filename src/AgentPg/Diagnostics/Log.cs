@@ -128,13 +128,13 @@ internal static partial class Log
     [LoggerMessage(7102, LogLevel.Information, "Pending {RunMode} runs of agent {AgentName} ({AgentId}) can be claimed again, or none are left")]
     public static partial void UnclaimableRunsResolved(ILogger logger, string runMode, string agentName, Guid agentId);
 
-    [LoggerMessage(1101, LogLevel.Warning, "Run {RunId} of agent {AgentName} has waited {WaitedSeconds:0} s and no instance can claim it; missing tools: {MissingTools}. {Problem}")]
+    [LoggerMessage(1301, LogLevel.Warning, "Run {RunId} of agent {AgentName} has waited {WaitedSeconds:0} s and no instance can claim it; missing tools: {MissingTools}. {Problem}")]
     public static partial void WaitingForUnclaimableRun(ILogger logger, Guid runId, string agentName, double waitedSeconds, string missingTools, string problem);
 
-    [LoggerMessage(1103, LogLevel.Debug, "Run {RunId} has waited {WaitedSeconds:0} s; it can be claimed ({LiveInstances} live instances)")]
+    [LoggerMessage(1303, LogLevel.Debug, "Run {RunId} has waited {WaitedSeconds:0} s; it can be claimed ({LiveInstances} live instances)")]
     public static partial void WaitingForClaimableRun(ILogger logger, Guid runId, double waitedSeconds, int liveInstances);
 
-    [LoggerMessage(1102, LogLevel.Debug, "Diagnosing why run {RunId} is not claimed failed")]
+    [LoggerMessage(1302, LogLevel.Debug, "Diagnosing why run {RunId} is not claimed failed")]
     public static partial void DiagnosisFailed(ILogger logger, Exception exception, Guid runId);
 
     [LoggerMessage(7006, LogLevel.Error, "Hook {Hook} threw; ignored")]

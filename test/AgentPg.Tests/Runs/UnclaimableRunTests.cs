@@ -9,8 +9,8 @@ public sealed class UnclaimableRunTests(SchemaFixture db) : IClassFixture<Schema
 {
     private const int LeaderWarning = 7101;
     private const int LeaderResolved = 7102;
-    private const int WaitWarning = 1101;
-    private const int WaitDiagnosedClaimable = 1103;
+    private const int WaitWarning = 1301;
+    private const int WaitDiagnosedClaimable = 1303;
 
     [DatabaseFact]
     public async Task GetRunDiagnosticsAsync_NoInstanceStarted_SaysNoInstanceIsRunning()
