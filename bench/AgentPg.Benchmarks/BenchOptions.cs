@@ -9,7 +9,7 @@ internal sealed class BenchOptions
         usage: AgentPg.Benchmarks [--runs N] [--seconds S] [--only dispatch|throughput|pgbench] [--concurrency C]
                                   [--warmup N] [--breakdown] [--keep]
 
-          --runs N         measured runs per dispatch scenario (default 1000; at least 1000 for the §11 figure)
+          --runs N         measured runs per dispatch scenario (default 1000; at least 1000 for the target figure)
           --seconds S      measured seconds of the throughput phase and of pgbench (default 20)
           --only PHASE     run one phase: dispatch, throughput or pgbench (default: all three)
           --concurrency C  parallel sessions in the throughput phase, MaxConcurrentStreamingRuns there, and pgbench

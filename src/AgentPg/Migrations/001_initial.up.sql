@@ -11,7 +11,7 @@
 -- schema. NOTIFY channels are prefixed with the schema name unless it is `public` (agentpg_channel), so two
 -- schemas in one database never wake each other.
 --
--- Derived from the reference schema (AgentPG for Go, "schema v2.1"), adapted by DESIGN.md §5 and §12:
+-- Derived from the schema of AgentPG for Go ("schema v2.1"), adapted as follows (docs/architecture.md explains the design):
 --   * fencing: runs and tool executions carry claim_epoch, bumped on every claim and release; workers write
 --     only through agentpg_fence_run / agentpg_fence_tool_execution, which raise SQLSTATE AP001 when the work
 --     was taken away;

@@ -4,7 +4,7 @@ using Microsoft.Extensions.Logging;
 
 namespace AgentPg.Tests.Runs;
 
-/// <summary>A run that no live instance can claim is diagnosed, never a silent infinite wait (review D18).</summary>
+/// <summary>A run that no live instance can claim is diagnosed, never a silent infinite wait.</summary>
 public sealed class UnclaimableRunTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
     private const int LeaderWarning = 7101;
