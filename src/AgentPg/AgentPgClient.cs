@@ -92,6 +92,9 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     /// <summary>Gets the client's copy of its options, with defaults resolved. Changing it has no effect.</summary>
     public AgentPgOptions Options => _options;
 
+    /// <summary>Gets the data source the client works on (for the hosting integration and health checks).</summary>
+    internal NpgsqlDataSource DataSource => _dataSource;
+
     /// <summary>Gets whether <see cref="StartAsync"/> has completed and <see cref="StopAsync"/> has not been called.</summary>
     public bool IsStarted => _started;
 
@@ -402,6 +405,18 @@ public sealed partial class AgentPgClient : IAsyncDisposable
             batch.BatchCommands.Add(delete);
             var released = await batch.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
             return released is int n ? n : 0;
+        }
+    }
+
+    /// <summary>Gets how long ago this instance last recorded a heartbeat, by the database clock.</summary>
+    /// <returns>The age, or <see langword="null"/> when the instance is not registered (not started, or evicted as stale).</returns>
+    internal async Task<TimeSpan?> GetHeartbeatAgeAsync(CancellationToken cancellationToken)
+    {
+        var command = Db.Command(_dataSource, null, _sql.Instances.HeartbeatAge, P.Text(InstanceId));
+        await using (command.ConfigureAwait(false))
+        {
+            var seconds = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+            return seconds is double s ? TimeSpan.FromSeconds(s) : null;
         }
     }
 
