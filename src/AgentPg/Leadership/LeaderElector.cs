@@ -127,7 +127,6 @@ internal sealed class LeaderElector(Engine engine, HookRunner hooks)
             _lastRefresh = engine.Time.GetTimestamp();
             _lastCleanup = 0;
             _lastRescue = 0;
-            _unclaimableRuns.Reset();
             Log.BecameLeader(engine.Logger, engine.InstanceId);
             await hooks.BecameLeaderAsync(stop).ConfigureAwait(false);
         }

@@ -11,7 +11,8 @@ namespace AgentPg.Leadership;
 /// from here (the leader is an instance): producers report it when they wait (<c>WaitForRunAsync</c>).</remarks>
 internal sealed class UnclaimableRunScan(Engine engine)
 {
-    // What was logged at the last scan: agent, run mode and the missing tools. Only the leader loop touches it.
+    // What was logged at the last scan: agent, run mode and the missing tools, with the agent's name. Only the leader loop
+    // touches it. It survives losing and regaining leadership, so a flapping lease does not repeat warnings.
     private Dictionary<(Guid AgentId, string RunMode, string MissingTools), string> _reported = [];
 
     public async Task ScanAsync(CancellationToken cancellationToken)
@@ -19,7 +20,6 @@ internal sealed class UnclaimableRunScan(Engine engine)
         var command = engine.DataSource.CreateCommand(engine.Sql.Diagnostics.UnclaimableRuns);
         await using (command.ConfigureAwait(false))
         {
-            command.Parameters.Add(P.Text(engine.InstanceId));
             command.Parameters.Add(P.Interval(engine.Options.InstanceTtl));
             var rows = await command.QueryListAsync(r => new Row(
                 r.GetGuid(0), r.GetString(1), r.GetString(2), r.GetInt32(3), r.GetGuid(4), r.GetFieldValue<string[]>(5), r.GetInt32(6),
@@ -53,9 +53,6 @@ internal sealed class UnclaimableRunScan(Engine engine)
             _reported = current;
         }
     }
-
-    /// <summary>Forgets what was logged, so a new term of leadership reports every condition once again.</summary>
-    public void Reset() => _reported = [];
 
     private sealed record Row(Guid AgentId, string AgentName, string RunMode, int Runs, Guid OldestRunId, string[] MissingTools, int LiveInstances,
         string[]? AgentTools);

@@ -7,12 +7,11 @@ internal sealed class DiagnosticsSql
     public DiagnosticsSql(SchemaName s)
     {
         // Live instances and their tools. "Live" is what the leader's cleanup keeps: a heartbeat within InstanceTtl.
-        // $2 is always the instance TTL.
-        var live = $"""
+        string Live(string ttl) => $"""
             live AS (
                 SELECT i.id, ARRAY(SELECT it.tool_name FROM {s}.agentpg_instance_tools it WHERE it.instance_id = i.id) AS tools
                   FROM {s}.agentpg_instances i
-                 WHERE i.last_heartbeat_at > now() - $2
+                 WHERE i.last_heartbeat_at > now() - {ttl}
             )
             """;
         // The agent's tools that no live instance registered, in name order.
@@ -22,7 +21,7 @@ internal sealed class DiagnosticsSql
 
         // $1 run id, $2 instance ttl. One row, or none when the run does not exist.
         Run = $"""
-            WITH {live}
+            WITH {Live("$2")}
             SELECT r.id, r.state::text, r.run_mode::text, r.agent_id, a.name, a.tool_names,
                    (SELECT count(*) FROM live)::int, {missing}, {claimable},
                    CASE WHEN r.state = 'pending' AND r.parent_run_id IS NULL THEN
@@ -37,20 +36,20 @@ internal sealed class DiagnosticsSql
              WHERE r.id = $1
             """;
 
-        // Leader only. $1 leader instance, $2 instance ttl. One row per agent and run mode whose pending runs no live instance
-        // can claim: agent id and name, run mode, how many runs, the oldest one, the tools nobody registered, live instances,
-        // the agent's tools.
-        // One pass over the pending runs (agentpg_idx_runs_pending_claim), grouped before the per-agent checks.
+        // Run by the leader. $1 instance ttl. One row per agent and run mode whose
+        // pending runs no live instance can claim: agent id and name, run mode, how many runs, the oldest one, the tools
+        // nobody registered, live instances, the agent's tools. One pass over the pending runs
+        // (agentpg_idx_runs_pending_claim), grouped before the per-agent checks. Unlike the leader's writing jobs it does
+        // not check the lease: it only reads, and a missing row must mean "no condition", never "lease just expired".
         UnclaimableRuns = $"""
-            WITH {live}, waiting AS (
+            WITH {Live("$1")}, waiting AS (
                 SELECT r.agent_id, r.run_mode, count(*) AS runs, (array_agg(r.id ORDER BY r.seq))[1] AS oldest_run_id
                   FROM {s}.agentpg_runs r
                  WHERE r.state = 'pending'
                  GROUP BY r.agent_id, r.run_mode
             )
             SELECT w.agent_id, a.name, w.run_mode::text, w.runs::int, w.oldest_run_id, {missing}, (SELECT count(*) FROM live)::int, a.tool_names
-              FROM (SELECT 1 FROM {s}.agentpg_leader WHERE leader_id = $1 AND expires_at > now()) leader,
-                   waiting w
+              FROM waiting w
               JOIN {s}.agentpg_agents a ON a.id = w.agent_id
              WHERE NOT {claimable}
              ORDER BY a.name, w.run_mode
