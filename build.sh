@@ -8,6 +8,8 @@
 #   ./build.sh sample NAME [args] run samples/NAME (Hierarchy, WorkerHost …) on a throwaway PostgreSQL
 #   ./build.sh build              build everything (zero warnings: warnings are errors)
 #   ./build.sh bench [args]       run the benchmarks on a PostgreSQL with stock settings
+#   ./build.sh soak [--minutes N] chaos soak: worker processes killed, frozen and cut off by PostgreSQL restarts
+#                                 under load, then checked for lost, stuck and duplicated work (bench/README.md)
 #
 # quickstart and sample use the PostgreSQL in AGENTPG_CONNECTION when it is set (any platform; see the README);
 # otherwise they start a throwaway one, installed from Debian's packages when missing (root, or a user with sudo).
@@ -159,11 +161,22 @@ cmd_bench() {
   exit $rc
 }
 
+# The soak restarts PostgreSQL, so it always runs on a throwaway cluster of its own (never AGENTPG_CONNECTION).
+cmd_soak() {
+  CONFIGURATION=Release build || exit 1
+  pg_start test || exit 1
+  dotnet run --project "$ROOT/bench/AgentPg.Soak" -c Release --no-build -- "$@"
+  local rc=$?
+  pg_stop
+  exit $rc
+}
+
 case "${1:-}" in
   test) shift; cmd_test "$@" ;;
   quickstart|run) shift; cmd_quickstart "$@" ;;
   sample) shift; cmd_sample "$@" ;;
   build) shift; build "$@" ;;
   bench) shift; cmd_bench "$@" ;;
-  *) sed -n '2,13p' "$0"; exit 2 ;;
+  soak) shift; cmd_soak "$@" ;;
+  *) sed -n '2,15p' "$0"; exit 2 ;;
 esac
