@@ -7,6 +7,7 @@
 #                                 "N passed, N failed, N skipped" as the last line
 #   ./build.sh sample NAME [args] run samples/NAME (Hierarchy, WorkerHost …) on a throwaway PostgreSQL
 #   ./build.sh build              build everything (zero warnings: warnings are errors)
+#   ./build.sh pack               Release .nupkg + .snupkg of every library into artifacts/packages
 #   ./build.sh bench [args]       run the benchmarks on a PostgreSQL with stock settings
 #   ./build.sh soak [--minutes N] chaos soak: worker processes killed, frozen and cut off by PostgreSQL restarts
 #                                 under load, then checked for lost, stuck and duplicated work (bench/README.md)
@@ -152,6 +153,18 @@ cmd_sample() {
   exit $rc
 }
 
+cmd_pack() {
+  local out="$ROOT/artifacts/packages"
+  rm -rf "$out"
+  mkdir -p "$out"
+  local p
+  for p in "$ROOT"/src/*/*.csproj; do
+    echo "[pack] $(basename "$p" .csproj)"
+    dotnet pack "$p" -c Release -o "$out" -nologo -clp:ErrorsOnly "$@" || exit 1
+  done
+  ls -1 "$out"
+}
+
 cmd_bench() {
   CONFIGURATION=Release build || exit 1
   pg_start stock || exit 1
@@ -176,7 +189,8 @@ case "${1:-}" in
   quickstart|run) shift; cmd_quickstart "$@" ;;
   sample) shift; cmd_sample "$@" ;;
   build) shift; build "$@" ;;
+  pack) shift; cmd_pack "$@" ;;
   bench) shift; cmd_bench "$@" ;;
   soak) shift; cmd_soak "$@" ;;
-  *) sed -n '2,15p' "$0"; exit 2 ;;
+  *) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 2 ;;
 esac
