@@ -15,6 +15,7 @@ internal sealed class Sql
         ToolExecutions = new ToolExecutionSql(schema);
         Leader = new LeaderSql(schema);
         Diagnostics = new DiagnosticsSql(schema);
+        Compaction = new CompactionSql(schema);
     }
 
     public SchemaName Schema { get; }
@@ -36,4 +37,6 @@ internal sealed class Sql
     public LeaderSql Leader { get; }
 
     public DiagnosticsSql Diagnostics { get; }
+
+    public CompactionSql Compaction { get; }
 }

@@ -13,7 +13,8 @@ public sealed class ProducerSchemaCheckTests : IAsyncLifetime
     public static TheoryData<string> Operations() =>
     [
         "NewSession", "GetSession", "CreateAgent", "GetOrCreateAgent", "GetAgentByName", "ListAgents", "RunFast", "Run",
-        "GetRun", "WaitForRun", "GetMessages", "CancelRun",
+        "GetRun", "WaitForRun", "GetMessages", "CancelRun", "GetRunDiagnostics", "Compact", "GetCompactionStats",
+        "GetCompactionEvents", "RestoreCompaction",
     ];
 
     [DatabaseTheory]
@@ -128,6 +129,11 @@ public sealed class ProducerSchemaCheckTests : IAsyncLifetime
             "WaitForRun" => client.WaitForRunAsync(id),
             "GetMessages" => client.GetMessagesAsync(id),
             "CancelRun" => client.CancelRunAsync(id),
+            "GetRunDiagnostics" => client.GetRunDiagnosticsAsync(id),
+            "Compact" => client.CompactAsync(id),
+            "GetCompactionStats" => client.GetCompactionStatsAsync(id),
+            "GetCompactionEvents" => client.GetCompactionEventsAsync(id),
+            "RestoreCompaction" => client.RestoreCompactionAsync(id),
             _ => throw new ArgumentOutOfRangeException(nameof(operation)),
         };
     }
