@@ -140,6 +140,9 @@ internal static partial class Log
     [LoggerMessage(1302, LogLevel.Debug, "Diagnosing why run {RunId} is not claimed failed")]
     public static partial void DiagnosisFailed(ILogger logger, Exception exception, Guid runId);
 
+    [LoggerMessage(7007, LogLevel.Warning, "Leader job {Job} of instance {InstanceId} failed; it runs again at its next interval")]
+    public static partial void MaintenanceFailed(ILogger logger, Exception exception, string job, string instanceId);
+
     [LoggerMessage(7006, LogLevel.Error, "Hook {Hook} threw; ignored")]
     public static partial void HookFailed(ILogger logger, Exception exception, string hook);
 }

@@ -15,6 +15,8 @@ internal sealed class Sql
         ToolExecutions = new ToolExecutionSql(schema);
         Leader = new LeaderSql(schema);
         Diagnostics = new DiagnosticsSql(schema);
+        Rescue = new RescueSql(schema, Leader);
+        InstanceCleanup = new InstanceCleanupSql(schema, Leader);
         Compaction = new CompactionSql(schema);
     }
 
@@ -37,6 +39,10 @@ internal sealed class Sql
     public LeaderSql Leader { get; }
 
     public DiagnosticsSql Diagnostics { get; }
+
+    public RescueSql Rescue { get; }
+
+    public InstanceCleanupSql InstanceCleanup { get; }
 
     public CompactionSql Compaction { get; }
 }

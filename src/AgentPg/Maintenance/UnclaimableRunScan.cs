@@ -2,20 +2,24 @@ using AgentPg.Diagnostics;
 using AgentPg.Runs;
 using AgentPg.Storage;
 
-namespace AgentPg.Leadership;
+namespace AgentPg.Maintenance;
 
 /// <summary>Leader job: finds pending runs that no live instance can claim (their agent lists a tool that no live instance
 /// registered, or no single instance registered all of them) and logs each such condition once as a warning, with the
 /// agent, the number of runs, the oldest run and the missing tools. A condition is logged again only after it cleared.</summary>
 /// <remarks>Runs on the cleanup interval, one read-only query over the pending runs. "No instance at all" cannot be seen
 /// from here (the leader is an instance): producers report it when they wait (<c>WaitForRunAsync</c>).</remarks>
-internal sealed class UnclaimableRunScan(Engine engine)
+internal sealed class UnclaimableRunScan(Engine engine) : IMaintenanceService
 {
+    public string Name => "unclaimable-run scan";
+
+    public TimeSpan Interval => engine.Options.CleanupInterval;
+
     // What was logged at the last scan: agent, run mode and the missing tools, with the agent's name. Only the leader loop
     // touches it. It survives losing and regaining leadership, so a flapping lease does not repeat warnings.
     private Dictionary<(Guid AgentId, string RunMode, string MissingTools), string> _reported = [];
 
-    public async Task ScanAsync(CancellationToken cancellationToken)
+    public async Task RunAsync(CancellationToken cancellationToken)
     {
         var command = engine.DataSource.CreateCommand(engine.Sql.Diagnostics.UnclaimableRuns);
         await using (command.ConfigureAwait(false))
