@@ -26,6 +26,7 @@ internal sealed class MaintenanceRunner(Engine engine, IReadOnlyList<IMaintenanc
         // After the cleanup, so instances that just died no longer count as able to claim.
         new UnclaimableRunScan(engine),
         new RunRescuer(engine),
+        new StuckWorkSweeper(engine),
     ];
 
     public IReadOnlyList<IMaintenanceService> Services => services;
