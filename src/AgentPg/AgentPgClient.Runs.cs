@@ -16,7 +16,7 @@ public sealed partial class AgentPgClient
     /// <param name="cancellationToken">Cancels creating the run.</param>
     /// <returns>The run id.</returns>
     /// <remarks>Each model call of the run (one per tool round) is its own message batch; tools run as soon as a result is in.</remarks>
-    /// <exception cref="ArgumentException">The prompt is empty, or an option is invalid.</exception>
+    /// <exception cref="ArgumentException">The prompt is empty or contains U+0000 (which PostgreSQL cannot store), or an option is invalid.</exception>
     /// <exception cref="AgentPgException">See <see cref="RunFastAsync(Guid, Guid, string, RunOptions?, CancellationToken)"/>.</exception>
     public Task<Guid> RunAsync(Guid sessionId, Guid agentId, string prompt, RunOptions? options = null, CancellationToken cancellationToken = default)
         => CreateRunAsync(null, sessionId, agentId, prompt, RunMode.Batch, options, cancellationToken);
@@ -43,6 +43,9 @@ public sealed partial class AgentPgClient
     /// <param name="options">Per-run options.</param>
     /// <param name="cancellationToken">Stops waiting; the run itself goes on (cancel it with <see cref="CancelRunAsync"/>).</param>
     /// <returns>The response of the completed run.</returns>
+    /// <remarks>Waits like <see cref="WaitForRunAsync"/>: as long as the run is not final, with a logged warning (event id
+    /// 1301) when after a short grace period no live instance can claim it — for example because this client is a producer
+    /// and no started client (worker) runs on the schema, or none registered the agent's tools.</remarks>
     /// <exception cref="AgentPgException">The run failed (<see cref="AgentPgErrorCode.RunFailed"/>) or was cancelled
     /// (<see cref="AgentPgErrorCode.RunCancelled"/>), or creating it failed.</exception>
     public async Task<Response> RunSyncAsync(Guid sessionId, Guid agentId, string prompt, RunOptions? options = null, CancellationToken cancellationToken = default)
@@ -59,7 +62,7 @@ public sealed partial class AgentPgClient
     /// <param name="cancellationToken">Cancels creating the run.</param>
     /// <returns>The run id (the first run's id when <see cref="RunOptions.IdempotencyKey"/> was used before).</returns>
     /// <remarks>Any started instance that has the agent's tools picks the run up; this client does not need to be started.</remarks>
-    /// <exception cref="ArgumentException">The prompt is empty, or an option is invalid.</exception>
+    /// <exception cref="ArgumentException">The prompt is empty or contains U+0000 (which PostgreSQL cannot store), or an option is invalid.</exception>
     /// <exception cref="AgentPgException">The session or agent does not exist (<see cref="AgentPgErrorCode.SessionNotFound"/>,
     /// <see cref="AgentPgErrorCode.AgentNotFound"/>), the session is busy under <see cref="ConcurrencyPolicy.Reject"/>
     /// (<see cref="AgentPgErrorCode.SessionBusy"/>), or the idempotency key belongs to a different request
@@ -90,6 +93,9 @@ public sealed partial class AgentPgClient
     /// <param name="options">Per-run options.</param>
     /// <param name="cancellationToken">Stops waiting; the run itself goes on (cancel it with <see cref="CancelRunAsync"/>).</param>
     /// <returns>The response of the completed run.</returns>
+    /// <remarks>Waits like <see cref="WaitForRunAsync"/>: as long as the run is not final, with a logged warning (event id
+    /// 1301) when after a short grace period no live instance can claim it — for example because this client is a producer
+    /// and no started client (worker) runs on the schema, or none registered the agent's tools.</remarks>
     /// <exception cref="AgentPgException">The run failed (<see cref="AgentPgErrorCode.RunFailed"/>) or was cancelled
     /// (<see cref="AgentPgErrorCode.RunCancelled"/>), or creating it failed.</exception>
     public async Task<Response> RunFastSyncAsync(Guid sessionId, Guid agentId, string prompt, RunOptions? options = null, CancellationToken cancellationToken = default)
@@ -102,13 +108,20 @@ public sealed partial class AgentPgClient
     /// <param name="runId">The run.</param>
     /// <param name="cancellationToken">Stops waiting; the run itself goes on.</param>
     /// <returns>The response of the completed run.</returns>
-    /// <remarks>Works on any client, started or not, for runs processed by any instance, any number of times, also after the
-    /// run finished. It wakes on the run's NOTIFY and polls every <see cref="AgentPgOptions.RunPollInterval"/> as a fallback.</remarks>
+    /// <remarks><para>Works on any client, started or not, for runs processed by any instance, any number of times, also after the
+    /// run finished. It wakes on the run's NOTIFY and polls every <see cref="AgentPgOptions.RunPollInterval"/> as a fallback.</para>
+    /// <para>It waits as long as the run is not final, also when no instance can process it. When the run is still pending
+    /// after five poll intervals (5 s by default) and no live instance can claim it — no client is started on the schema, or
+    /// none registered every tool the agent lists — it logs a warning (event id 1301) that names the run, the agent and the
+    /// missing tools, once per call. <see cref="GetRunDiagnosticsAsync"/> returns the same diagnosis.</para></remarks>
     /// <exception cref="AgentPgException">The run does not exist (<see cref="AgentPgErrorCode.RunNotFound"/>), failed
     /// (<see cref="AgentPgErrorCode.RunFailed"/>, with the run's error) or was cancelled (<see cref="AgentPgErrorCode.RunCancelled"/>).</exception>
     public async Task<Response> WaitForRunAsync(Guid runId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("WaitForRun", null, cancellationToken).ConfigureAwait(false);
         await EnsureListenerAsync(cancellationToken).ConfigureAwait(false);
+        var waitStarted = _time.GetTimestamp();
+        var diagnosed = false;
         while (true)
         {
             // Held for one read and one wait only: nothing is left behind whichever way this ends.
@@ -117,6 +130,14 @@ public sealed partial class AgentPgClient
             if (run.State.IsTerminal())
             {
                 return await BuildResponseAsync(run, cancellationToken).ConfigureAwait(false);
+            }
+
+            // No silent infinite wait: a run still pending after the grace period gets one diagnosis per wait, logged as a
+            // warning when no live instance can claim it (none started, or none has the agent's tools).
+            if (!diagnosed && run.State == RunState.Pending && _time.GetElapsedTime(waitStarted) is var waited && waited >= UnclaimedGracePeriod)
+            {
+                diagnosed = true;
+                await WarnIfUnclaimableAsync(runId, waited, cancellationToken).ConfigureAwait(false);
             }
 
             try
@@ -136,7 +157,10 @@ public sealed partial class AgentPgClient
     /// <returns>The run.</returns>
     /// <exception cref="AgentPgException">No run has that id (<see cref="AgentPgErrorCode.RunNotFound"/>).</exception>
     public async Task<Run> GetRunAsync(Guid id, CancellationToken cancellationToken = default)
-        => await FindRunAsync(id, cancellationToken).ConfigureAwait(false) ?? throw RunNotFound(id, "GetRun");
+    {
+        await _schemaCheck.EnsureAsync("GetRun", null, cancellationToken).ConfigureAwait(false);
+        return await FindRunAsync(id, cancellationToken).ConfigureAwait(false) ?? throw RunNotFound(id, "GetRun");
+    }
 
     /// <summary>Gets every message of a session in conversation order, child runs' messages included.</summary>
     /// <param name="sessionId">The session.</param>
@@ -145,6 +169,7 @@ public sealed partial class AgentPgClient
     /// <exception cref="AgentPgException">The session does not exist (<see cref="AgentPgErrorCode.SessionNotFound"/>).</exception>
     public async Task<IReadOnlyList<Message>> GetMessagesAsync(Guid sessionId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("GetMessages", null, cancellationToken).ConfigureAwait(false);
         var command = Db.Command(_dataSource, null, _sql.Messages.BySession, P.Uuid(sessionId));
         List<Message> messages;
         await using (command.ConfigureAwait(false))
@@ -171,6 +196,7 @@ public sealed partial class AgentPgClient
     /// <returns>The tool calls (empty when the run made none or does not exist).</returns>
     public async Task<IReadOnlyList<ToolCall>> GetRunToolCallsAsync(Guid runId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("GetRunToolCalls", null, cancellationToken).ConfigureAwait(false);
         var command = Db.Command(_dataSource, null, _sql.ToolExecutions.ByRun, P.Uuid(runId));
         await using (command.ConfigureAwait(false))
         {
@@ -184,6 +210,7 @@ public sealed partial class AgentPgClient
     /// <returns>The tool calls (empty when none).</returns>
     public async Task<IReadOnlyList<ToolCall>> GetIterationToolCallsAsync(Guid iterationId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("GetIterationToolCalls", null, cancellationToken).ConfigureAwait(false);
         var command = Db.Command(_dataSource, null, _sql.ToolExecutions.ByIteration, P.Uuid(iterationId));
         await using (command.ConfigureAwait(false))
         {
@@ -197,6 +224,7 @@ public sealed partial class AgentPgClient
     /// <returns>The iterations (empty when none).</returns>
     public async Task<IReadOnlyList<Iteration>> GetIterationsAsync(Guid runId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("GetIterations", null, cancellationToken).ConfigureAwait(false);
         var command = Db.Command(_dataSource, null, _sql.Iterations.ByRun, P.Uuid(runId));
         await using (command.ConfigureAwait(false))
         {
@@ -216,6 +244,7 @@ public sealed partial class AgentPgClient
     /// <exception cref="AgentPgException">No run has that id (<see cref="AgentPgErrorCode.RunNotFound"/>).</exception>
     public async Task CancelRunAsync(Guid runId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("CancelRun", null, cancellationToken).ConfigureAwait(false);
         var result = await Transient.RetryAsync(async ct =>
         {
             var command = Db.Command(_dataSource, null, _sql.Runs.Cancel, P.Uuid(runId));
@@ -258,6 +287,7 @@ public sealed partial class AgentPgClient
     /// run of its session (<see cref="AgentPgErrorCode.InvalidStateTransition"/>).</exception>
     public async Task<Guid> RegenerateRunAsync(Guid runId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("RegenerateRun", null, cancellationToken).ConfigureAwait(false);
         var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
@@ -345,6 +375,9 @@ public sealed partial class AgentPgClient
             throw new ArgumentException("The prompt is empty; a run needs something to answer.", nameof(prompt));
         }
 
+        // U+0000 cannot be stored; the caller can fix the prompt (see Internal/Nul.cs for the rule everywhere).
+        Nul.Reject(prompt, nameof(prompt));
+
         if (options?.IdempotencyKey is { } key && (key.Length is 0 or > 255))
         {
             throw new ArgumentException("RunOptions.IdempotencyKey must be 1 to 255 characters long.", nameof(options));
@@ -357,6 +390,7 @@ public sealed partial class AgentPgClient
         }
 
         var variables = JsonMapping.ToJsonObject(options?.Variables, "RunOptions.Variables");
+        await _schemaCheck.EnsureAsync(mode == RunMode.Batch ? "Run" : "RunFast", transaction, cancellationToken).ConfigureAwait(false);
         var runOptions = new JsonObject();
         if (!string.IsNullOrEmpty(options?.OverrideInstructions))
         {
@@ -536,7 +570,20 @@ public sealed partial class AgentPgClient
         var command = Db.Command(_dataSource, null, _sql.Runs.Get, P.Uuid(id));
         await using (command.ConfigureAwait(false))
         {
-            return await command.QueryFirstOrDefaultAsync(RunSql.Read, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                return await command.QueryFirstOrDefaultAsync(RunSql.Read, cancellationToken).ConfigureAwait(false);
+            }
+            catch (PostgresException ex) when (_schemaCheck.Invalidate(ex))
+            {
+                // The schema was checked, then dropped or rolled back underneath a long wait: say how to migrate.
+                if (await _schemaCheck.TranslateAsync("GetRun", ex, cancellationToken).ConfigureAwait(false) is { } mismatch)
+                {
+                    throw mismatch;
+                }
+
+                throw;
+            }
         }
     }
 

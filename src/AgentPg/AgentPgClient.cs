@@ -19,6 +19,10 @@ namespace AgentPg;
 /// <remarks>
 /// <para>A client that is never started is a producer: it creates agents, sessions and runs, reads them, cancels,
 /// regenerates and waits. <see cref="StartAsync"/> registers the client as an instance and starts its workers.</para>
+/// <para>Every client checks the schema version once, at <see cref="StartAsync"/> or at its first database call: against a
+/// schema that is missing or at another version than <see cref="AgentPgMigrator.LatestVersion"/>, every method that reads or
+/// writes the database throws <see cref="AgentPgException"/> with <see cref="AgentPgErrorCode.SchemaVersionMismatch"/> and a
+/// message that says how to migrate.</para>
 /// <para>All members are thread-safe.</para>
 /// <para>Security: tool inputs are produced by a model and must be treated as untrusted input (see <see cref="ITool"/>).</para>
 /// </remarks>
@@ -38,6 +42,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     private readonly List<IClientAttachment> _attachments = [];
     private readonly Engine _engine;
     private readonly NotificationListener _listener;
+    private readonly SchemaCheck _schemaCheck;
 
     // Runs this client created and handed to its own workers directly; their agentpg_run_created notification, which comes
     // back to this client too, then wakes nobody. Bounded: entries whose notification never arrives are dropped in bulk.
@@ -58,6 +63,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         InstanceId = options.InstanceId!;
         _engine = new Engine(dataSource, options, _sql, _logger, InstanceId, _tools);
         _listener = new NotificationListener(dataSource, _sql.Schema, InstanceId, _time, _logger);
+        _schemaCheck = new SchemaCheck(dataSource, options.Schema);
         _listener.Received += OnNotification;
         _listener.Reconnected += OnListenerReconnected;
     }
@@ -128,6 +134,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
                     "(A client that only creates and reads runs does not need to be started.)");
             }
 
+            PoolBudget.Validate(_dataSource, _options.MaxConcurrentTools, _tools.Values);
             await EnsureSchemaAsync(cancellationToken).ConfigureAwait(false);
             await RegisterInstanceAsync(cancellationToken).ConfigureAwait(false);
             await EnsureListenerAsync(cancellationToken).ConfigureAwait(false);
@@ -390,9 +397,11 @@ public sealed partial class AgentPgClient : IAsyncDisposable
                         await ended.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
                     }
                 }
-                catch (Exception ex) when (ex is Anthropic.Exceptions.AnthropicException or HttpRequestException or IOException or NpgsqlException)
+                catch (Exception ex) when (ex is Anthropic.Exceptions.AnthropicException or HttpRequestException or IOException or NpgsqlException
+                                               or OperationCanceledException or InvalidOperationException or ObjectDisposedException)
                 {
-                    // Any started instance's batch poller cancels it later.
+                    // Any started instance's batch poller cancels it later. (Timeouts surface as OperationCanceledException; a
+                    // client stopped meanwhile as ObjectDisposedException or InvalidOperationException.)
                     Log.BatchCancelFailed(_logger, ex, batchId);
                 }
             }
@@ -406,25 +415,17 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         {
             var reached = await migrator.MigrateAsync(null, cancellationToken).ConfigureAwait(false);
             Log.MigratedOnStart(_logger, _options.Schema, reached);
+            _schemaCheck.MarkVerified();
             return;
         }
 
         var version = await migrator.GetVersionAsync(cancellationToken).ConfigureAwait(false);
-        if (version == AgentPgMigrator.LatestVersion)
+        if (version != AgentPgMigrator.LatestVersion)
         {
-            return;
+            throw SchemaCheck.Mismatch(_options.Schema, "Start", version);
         }
 
-        var message = version == 0
-            ? $"The AgentPg schema \"{_options.Schema}\" is not migrated (version 0; this AgentPg needs version {AgentPgMigrator.LatestVersion}). "
-            : version < AgentPgMigrator.LatestVersion
-                ? $"The AgentPg schema \"{_options.Schema}\" is at version {version}; this AgentPg needs version {AgentPgMigrator.LatestVersion}. "
-                : $"The AgentPg schema \"{_options.Schema}\" is at version {version}, newer than this AgentPg knows ({AgentPgMigrator.LatestVersion}). Upgrade the AgentPg package. ";
-        throw new AgentPgException(AgentPgErrorCode.SchemaVersionMismatch, "Start",
-            version > AgentPgMigrator.LatestVersion ? message.TrimEnd() : message + AgentPgMigrator.HowToMigrate(_options.Schema))
-        {
-            Context = new Dictionary<string, object?> { ["schema"] = _options.Schema, ["version"] = version, ["expected_version"] = AgentPgMigrator.LatestVersion },
-        };
+        _schemaCheck.MarkVerified();
     }
 
     /// <summary>Registers the instance and its tools in one transaction (the tool rows reference the instance row).</summary>
