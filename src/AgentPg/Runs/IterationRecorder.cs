@@ -141,6 +141,7 @@ internal sealed class IterationRecorder(Engine engine)
                 var batch = new NpgsqlBatch();
                 await using (batch.ConfigureAwait(false))
                 {
+                    AddParentLock(batch, run);
                     AddFence(batch, run, null);
                     if (claimed.IterationId is { } iterationId)
                     {
@@ -186,6 +187,7 @@ internal sealed class IterationRecorder(Engine engine)
             await using (batch.ConfigureAwait(false))
             {
                 Add(batch, NotifySql.Defer, P.Text(Notifications.Channels.RunFinalized));
+                AddParentLock(batch, run);
                 AddFence(batch, run, context.IterationId);
                 AddAssistantMessage(batch, run, messageId, response);
                 AddIterationCompletion(batch, claimed, context, response.StopReason, messageId, 0, null, null);
@@ -340,6 +342,15 @@ internal sealed class IterationRecorder(Engine engine)
         }
 
         Log.RunWaitingForTools(engine.Logger, run.Id, claimed.Iteration, toolUses.Count);
+    }
+
+    /// <summary>Before a child run's final write: its parent run first (lock order parent, child; see RunSql.LockParent).</summary>
+    private void AddParentLock(NpgsqlBatch batch, Run run)
+    {
+        if (run.ParentRunId is { } parent)
+        {
+            Add(batch, engine.Sql.Runs.LockParent, P.Uuid(parent));
+        }
     }
 
     private void AddFence(NpgsqlBatch batch, Run run, Guid? iterationId)

@@ -31,7 +31,12 @@ internal sealed class RunProcessor(Engine engine)
             while (true)
             {
                 body = context.Body();
-                await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, null, null), token).ConfigureAwait(false);
+                if (engine.Hooks.HasBeforeMessage)
+                {
+                    // Serializing the request costs O(conversation): only for a hook that reads it.
+                    await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, null, null), token).ConfigureAwait(false);
+                }
+
                 try
                 {
                     response = await CallWithRetriesAsync(claimed, context, body, token).ConfigureAwait(false);
@@ -44,7 +49,7 @@ internal sealed class RunProcessor(Engine engine)
             }
 
             claimed.IterationUsage += response.Usage;
-            if (engine.Hooks.Hooks?.OnAfterMessage is not null)
+            if (engine.Hooks.HasAfterMessage)
             {
                 await engine.Hooks.AfterMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, response.ToMessageJson(), response.Usage), token).ConfigureAwait(false);
             }
