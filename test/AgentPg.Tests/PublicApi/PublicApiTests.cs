@@ -1,5 +1,4 @@
 using System.Reflection;
-using System.Runtime.CompilerServices;
 using System.Text;
 using AgentPg.Testing;
 
@@ -20,10 +19,10 @@ public sealed class PublicApiTests
     [Fact]
     public void AgentPgTesting_PublicApi_MatchesTheListing() => Verify(typeof(FakeClaudeServer).Assembly);
 
-    private static void Verify(Assembly assembly, [CallerFilePath] string thisFile = "")
+    private static void Verify(Assembly assembly)
     {
         var name = assembly.GetName().Name!;
-        var path = Path.Combine(Path.GetDirectoryName(thisFile)!, name + ".txt");
+        var path = Path.Combine(ListingDirectory(), name + ".txt");
         var actual = PublicApiListing.Of(assembly);
         if (Environment.GetEnvironmentVariable(UpdateVariable) == "1")
         {
@@ -37,6 +36,21 @@ public sealed class PublicApiTests
             $"The public API of {name} differs from {path} ('-' only in the listing, '+' only in the assembly):\n{diff}\n" +
             $"If the change is intended, run  {UpdateVariable}=1 dotnet test test/AgentPg.Tests --filter FullyQualifiedName~PublicApiTests  " +
             "and commit the updated listing with it.");
+    }
+
+    /// <summary>This folder in the source tree: found from the test's output directory upwards (the repository root holds
+    /// AgentPg.slnx). Not [CallerFilePath]: deterministic builds (CI=true) map source paths to /_/.</summary>
+    private static string ListingDirectory()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "AgentPg.slnx")))
+            {
+                return Path.Combine(dir.FullName, "test", "AgentPg.Tests", "PublicApi");
+            }
+        }
+
+        throw new InvalidOperationException($"No AgentPg.slnx above {AppContext.BaseDirectory}: run the tests from the repository.");
     }
 
     /// <summary>The lines each side has that the other lacks, in listing order (a member that changed shows as - and +), each
