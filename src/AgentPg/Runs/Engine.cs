@@ -19,13 +19,18 @@ internal sealed class Engine
         Logger = logger;
         InstanceId = instanceId;
         Tools = tools;
-        Callbacks = new RunCallbacks(logger);
+        Callbacks = new RunCallbacks(dataSource, sql, options.TimeProvider, logger);
         Hooks = new HookRunner(options.Hooks, logger);
         Notifier = new Notifier(dataSource, options.PrepareStatements, sql.Schema, logger);
+        var transactional = Math.Max(1, PoolBudget.TransactionalToolLimit(dataSource, options.MaxConcurrentTools));
+        TransactionalTools = new SemaphoreSlim(transactional, transactional);
         Compactor = new Compaction.Compactor(this, () => ModelClient);
     }
 
     public Compaction.Compactor Compactor { get; }
+
+    /// <summary>Slots for transactional tools, each of which holds a connection while it runs (see <see cref="PoolBudget"/>).</summary>
+    public SemaphoreSlim TransactionalTools { get; }
 
     public Notifier Notifier { get; }
 
@@ -46,6 +51,8 @@ internal sealed class Engine
     public ConcurrentDictionary<string, ITool> Tools { get; }
 
     public InFlightWork InFlight { get; } = new();
+
+    public HeldWork Held { get; } = new();
 
     public RunCallbacks Callbacks { get; }
 

@@ -31,7 +31,12 @@ internal sealed class RunProcessor(Engine engine)
             while (true)
             {
                 body = context.Body();
-                await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, null, null), token).ConfigureAwait(false);
+                if (engine.Hooks.HasBeforeMessage)
+                {
+                    // Serializing the request costs O(conversation): only for a hook that reads it.
+                    await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, null, null), token).ConfigureAwait(false);
+                }
+
                 try
                 {
                     response = await CallWithRetriesAsync(claimed, context, body, token).ConfigureAwait(false);
@@ -44,7 +49,7 @@ internal sealed class RunProcessor(Engine engine)
             }
 
             claimed.IterationUsage += response.Usage;
-            if (engine.Hooks.Hooks?.OnAfterMessage is not null)
+            if (engine.Hooks.HasAfterMessage)
             {
                 await engine.Hooks.AfterMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, response.ToMessageJson(), response.Usage), token).ConfigureAwait(false);
             }
@@ -72,7 +77,7 @@ internal sealed class RunProcessor(Engine engine)
             catch (AnthropicApiException ex)
             {
                 // The SDK already retried what is retryable (408, 409, 429, 5xx) before throwing.
-                throw new RunFailureException("model_error",
+                throw new RunFailureException(ErrorTypes.ModelError,
                     $"Claude API error {(int)ex.StatusCode} {ex.Type?.Raw() ?? "error"}: {ex.ApiMessage ?? "(no message)"}");
             }
             catch (Exception ex) when (IsStreamFailure(ex) && !token.IsCancellationRequested)
@@ -80,7 +85,7 @@ internal sealed class RunProcessor(Engine engine)
                 failures++;
                 if (failures > engine.Options.MaxModelRetries)
                 {
-                    throw new RunFailureException("model_error",
+                    throw new RunFailureException(ErrorTypes.ModelError,
                         $"Claude's streamed answer failed {failures} times (AgentPgOptions.MaxModelRetries = {engine.Options.MaxModelRetries}); " +
                         $"last error: {Describe(ex)}");
                 }
@@ -170,7 +175,7 @@ internal sealed class RunProcessor(Engine engine)
                     await command.ExecuteNonQueryAsync(token).ConfigureAwait(false);
                 }
             }
-            catch (Exception ex) when (ex is NpgsqlException or OperationCanceledException or TimeoutException)
+            catch (Exception ex) when (ex is NpgsqlException or OperationCanceledException or TimeoutException or ObjectDisposedException or InvalidOperationException)
             {
                 // Best effort: a missed progress mark only matters if the stream stalls for RescueTimeout.
             }

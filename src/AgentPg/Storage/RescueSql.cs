@@ -9,14 +9,23 @@ internal sealed class RescueSql
 
     public RescueSql(SchemaName s, LeaderSql leader)
     {
-        // $1 instance (the leader), $2 instance ttl, $3 rescue timeout, $4 max rescue attempts. No row when $1 does not lead.
+        // $1 instance (the leader, whose own work is never released), $2 instance ttl, $3 rescue timeout, $4 max rescue
+        // attempts. No row when $1 does not lead.
         Rescue = $"""
             SELECT {Columns}
-              FROM ({leader.LeaseHeldBy}) leader, LATERAL {s}.agentpg_rescue($2, $3, $4) r
+              FROM ({leader.LeaseHeldBy}) leader, LATERAL {s}.agentpg_rescue($2, $3, $4, $1) r
+            """;
+        // $1 instance (the leader), $2 bound, $3 max rescue attempts. Work of live instances that they do not report as in
+        // flight (see Maintenance/StuckWorkSweeper). No row when $1 does not lead.
+        ReleaseUnheldWork = $"""
+            SELECT r.released
+              FROM ({leader.LeaseHeldBy}) leader, LATERAL {s}.agentpg_release_unheld_work($2, $3) AS r(released)
             """;
     }
 
     public string Rescue { get; }
+
+    public string ReleaseUnheldWork { get; }
 
     public void AddRescue(NpgsqlBatch batch, string leaderId, TimeSpan instanceTtl, TimeSpan rescueTimeout, int maxAttempts)
         => batch.Append(Rescue, P.Text(leaderId), P.Interval(instanceTtl), P.Interval(rescueTimeout), P.Int(maxAttempts));

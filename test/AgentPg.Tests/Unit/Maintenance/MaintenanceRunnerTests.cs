@@ -2,7 +2,7 @@ using System.Collections.Concurrent;
 using AgentPg.Maintenance;
 using AgentPg.Tests.Infrastructure;
 
-namespace AgentPg.Tests.Maintenance;
+namespace AgentPg.Tests.Unit.Maintenance;
 
 public sealed class MaintenanceRunnerTests
 {
@@ -104,10 +104,10 @@ public sealed class MaintenanceRunnerTests
     }
 
     [Fact]
-    public void CreateServices_HasTheCleanupAndTheRescue()
+    public void CreateServices_HasTheCleanupTheUnclaimableRunScanTheRescueAndTheStuckWorkSweep()
     {
         var services = MaintenanceRunner.CreateServices(TestEngine.CreateWithoutDatabase("runner-5"));
 
-        Assert.Equal(["instance cleanup", "run rescue"], services.Select(s => s.Name));
+        Assert.Equal(["instance cleanup", "unclaimable-run scan", "run rescue", "stuck-work sweep"], services.Select(s => s.Name));
     }
 }
