@@ -15,11 +15,22 @@ internal sealed class StreamAggregator
     /// <summary>Called with each text delta as it arrives.</summary>
     public Action<string>? OnText { get; init; }
 
+    /// <summary>Called for every event that shows Claude is producing the message: message start and delta, block starts
+    /// and stops, and every kind of content delta (text, thinking, signature, tool input, citations). Pings are not
+    /// progress: they only show that the connection is open.</summary>
+    public Action? OnProgress { get; init; }
+
     public ModelResponse Response => _response;
 
     public void Add(JsonElement ev)
     {
-        switch (ev.TryGetProperty("type", out var t) ? t.GetString() : null)
+        var type = ev.TryGetProperty("type", out var t) ? t.GetString() : null;
+        if (type is "message_start" or "content_block_start" or "content_block_delta" or "content_block_stop" or "message_delta")
+        {
+            OnProgress?.Invoke();
+        }
+
+        switch (type)
         {
             case "message_start":
                 var message = ev.GetProperty("message");

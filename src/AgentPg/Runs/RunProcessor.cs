@@ -101,7 +101,7 @@ internal sealed class RunProcessor(Engine engine)
         var claude = engine.Claude ?? throw new InvalidOperationException("The client is not started.");
         var parameters = MessageCreateParams.FromRawUnchecked(context.Headers(claimed.UsedExtendedContext), s_noHeaders, body);
         var progress = new ProgressReporter(engine, claimed.Run, token);
-        var aggregator = new StreamAggregator { OnText = _ => progress.Report() };
+        var aggregator = new StreamAggregator { OnProgress = progress.Report };
         var events = claude.Messages.CreateStreaming(parameters, token);
         await foreach (var ev in events.WithCancellation(token).ConfigureAwait(false))
         {
