@@ -40,12 +40,22 @@ internal sealed class RunProcessor(Engine engine)
                 try
                 {
                     response = await CallWithRetriesAsync(claimed, context, body, token).ConfigureAwait(false);
-                    break;
                 }
                 catch (PromptTooLongException ex)
                 {
                     context = await _window.OnPromptTooLongAsync(claimed, context, ex.Message, token).ConfigureAwait(false);
+                    continue;
                 }
+
+                if (response.StopReason != StopReasons.ModelContextWindowExceeded)
+                {
+                    break;
+                }
+
+                // Generation ran into the context window: the cut-off answer is paid for but dropped, and the request takes
+                // the path of a prompt that is too long (compaction, then the 1M window, then a failure that says so).
+                claimed.IterationUsage += response.Usage;
+                context = await _window.OnPromptTooLongAsync(claimed, context, ContextWindowPolicy.GenerationExceeded, token).ConfigureAwait(false);
             }
 
             claimed.IterationUsage += response.Usage;
