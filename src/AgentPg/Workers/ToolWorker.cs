@@ -371,7 +371,12 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
             return;
         }
 
-        // The poll interval would find it too; this makes short delays precise.
+        // The poll interval would find it too; this makes short delays precise (longer than a timer allows: the poll's job).
+        if (delay > Internal.AgentPgOptionsValidator.MaxTimer)
+        {
+            return;
+        }
+
         _ = Task.Delay(delay, engine.Time).ContinueWith(_ => engine.ToolWake.Set(), TaskScheduler.Default);
     }
 
