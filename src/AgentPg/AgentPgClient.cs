@@ -345,33 +345,9 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     {
         try
         {
-            var command = Db.Command(_dataSource, null, _sql.ToolExecutions.ByChildRun, P.Uuid(childRunId));
-            await using (command.ConfigureAwait(false))
+            if (await ToolExecutionSql.ReadAgentToolEventAsync(_dataSource, _sql, childRunId, CancellationToken.None).ConfigureAwait(false) is { } e)
             {
-                var reader = await command.ExecuteReaderAsync(CancellationToken.None).ConfigureAwait(false);
-                await using (reader.ConfigureAwait(false))
-                {
-                    if (!await reader.ReadAsync(CancellationToken.None).ConfigureAwait(false))
-                    {
-                        return;
-                    }
-
-                    var call = ToolExecutionSql.ReadToolCall(reader);
-                    var execution = ToolExecutionSql.Read(reader);
-                    _engine.Callbacks.FireComplete(new ToolCallEvent
-                    {
-                        RunId = execution.RunId,
-                        SessionId = reader.GetGuid(24),
-                        ToolName = call.Name,
-                        ToolInput = call.Input,
-                        IsAgentTool = true,
-                        IterationNumber = call.IterationNumber,
-                        Output = call.Output,
-                        IsError = call.IsError,
-                        ErrorMessage = call.ErrorMessage.Length == 0 ? null : call.ErrorMessage,
-                        Duration = call.Duration,
-                    });
-                }
+                _engine.Callbacks.FireComplete(e);
             }
         }
         catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException)

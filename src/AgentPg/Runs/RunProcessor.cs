@@ -3,6 +3,7 @@ using System.Text.Json;
 using AgentPg.Claude;
 using AgentPg.Diagnostics;
 using AgentPg.Storage;
+using AgentPg.Workers;
 using Anthropic.Exceptions;
 using Anthropic.Models.Messages;
 using Npgsql;
@@ -20,7 +21,7 @@ internal sealed class RunProcessor(Engine engine)
     private readonly ContextWindowPolicy _window = new(engine);
     private readonly IterationRecorder _recorder = new(engine);
 
-    public Task ProcessAsync(ClaimedRun claimed, CancellationToken hardStop) => _recorder.GuardAsync(claimed, async token =>
+    public Task ProcessAsync(ClaimedRun claimed, StopTokens stop) => _recorder.GuardAsync(claimed, async (token, record) =>
     {
         while (true)
         {
@@ -58,18 +59,19 @@ internal sealed class RunProcessor(Engine engine)
                 context = await _window.OnPromptTooLongAsync(claimed, context, ContextWindowPolicy.GenerationExceeded, token).ConfigureAwait(false);
             }
 
+            // The answer is complete: from here on it is recorded even if the shutdown's deadline passes meanwhile (D13).
             claimed.IterationUsage += response.Usage;
             if (engine.Hooks.HasAfterMessage)
             {
-                await engine.Hooks.AfterMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, response.ToMessageJson(), response.Usage), token).ConfigureAwait(false);
+                await engine.Hooks.AfterMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, response.ToMessageJson(), response.Usage), record).ConfigureAwait(false);
             }
 
-            if (await _recorder.RecordAsync(claimed, context, response, continueInPlace: true, token).ConfigureAwait(false) == IterationOutcome.Done)
+            if (await _recorder.RecordAsync(claimed, context, response, continueInPlace: true, record).ConfigureAwait(false) == IterationOutcome.Done)
             {
                 return;
             }
         }
-    }, hardStop);
+    }, stop);
 
     private async Task<ModelResponse> CallWithRetriesAsync(ClaimedRun claimed, IterationContext context, Dictionary<string, JsonElement> body, CancellationToken token)
     {
@@ -112,15 +114,25 @@ internal sealed class RunProcessor(Engine engine)
         var parameters = MessageCreateParams.FromRawUnchecked(context.Headers(claimed.UsedExtendedContext), s_noHeaders, body);
         var progress = new ProgressReporter(engine, claimed.Run, token);
         var aggregator = new StreamAggregator { OnProgress = progress.Report };
-        var events = claude.Messages.CreateStreaming(parameters, token);
-        await foreach (var ev in events.WithCancellation(token).ConfigureAwait(false))
+        try
         {
-            aggregator.Add(ev.Json);
-        }
+            var events = claude.Messages.CreateStreaming(parameters, token);
+            await foreach (var ev in events.WithCancellation(token).ConfigureAwait(false))
+            {
+                aggregator.Add(ev.Json);
+            }
 
-        if (!aggregator.Response.Completed)
+            if (!aggregator.Response.Completed)
+            {
+                throw new IOException("Claude's stream ended before message_stop.");
+            }
+        }
+        catch (Exception) when (!aggregator.Response.Completed)
         {
-            throw new IOException("Claude's stream ended before message_stop.");
+            // A stream that failed mid-way is paid for as far as it went: message_start reported its input tokens (and
+            // message_delta, when it came, the output so far). Counted in the iteration's usage, retried or not.
+            claimed.IterationUsage += aggregator.Response.Usage;
+            throw;
         }
 
         return aggregator.Response;

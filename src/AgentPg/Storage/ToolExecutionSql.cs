@@ -149,6 +149,40 @@ internal sealed class ToolExecutionSql
         CompletedAt = r.IsDBNull(22) ? null : r.GetFieldValue<DateTimeOffset>(22),
     };
 
+    /// <summary>The event of the agent tool whose child run is <paramref name="childRunId"/>, once the child finished and the
+    /// trigger completed the parent's execution; null when there is none.</summary>
+    public static async Task<ToolCallEvent?> ReadAgentToolEventAsync(NpgsqlDataSource dataSource, Sql sql, Guid childRunId, CancellationToken cancellationToken)
+    {
+        var command = Db.Command(dataSource, null, sql.ToolExecutions.ByChildRun, P.Uuid(childRunId));
+        await using (command.ConfigureAwait(false))
+        {
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    return null;
+                }
+
+                var call = ReadToolCall(reader);
+                var execution = Read(reader);
+                return new ToolCallEvent
+                {
+                    RunId = execution.RunId,
+                    SessionId = reader.GetGuid(24),
+                    ToolName = call.Name,
+                    ToolInput = call.Input,
+                    IsAgentTool = true,
+                    IterationNumber = call.IterationNumber,
+                    Output = call.Output,
+                    IsError = call.IsError,
+                    ErrorMessage = call.ErrorMessage.Length == 0 ? null : call.ErrorMessage,
+                    Duration = call.Duration,
+                };
+            }
+        }
+    }
+
     public static ToolCall ReadToolCall(NpgsqlDataReader r)
     {
         var e = Read(r);
