@@ -396,6 +396,127 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     }
 
     [DatabaseFact]
+    public async Task Depth_AnAgentToolAndAGrandchildsToolWaitForApproval_ListedWithDepthAndRoot_ApprovingCompletesTheTree()
+    {
+        var refunds = new Refunds();
+        await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
+        var producer = await h.AddClientAsync(start: false);
+        string boss = "boss_" + Guid.NewGuid().ToString("N")[..6], manager = "manager_" + Guid.NewGuid().ToString("N")[..6],
+            clerk = "clerk_" + Guid.NewGuid().ToString("N")[..6];
+        var clerkAgent = await h.AgentAsync(a => a with { Name = clerk, SystemPrompt = clerk, Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
+        var managerAgent = await h.AgentAsync(a => a with { Name = manager, SystemPrompt = manager, Tools = [], AgentIds = [clerkAgent.Id] });
+        // The delegation itself needs approval: the manager's child run may only exist after it.
+        var bossAgent = await h.AgentAsync(a => a with { Name = boss, SystemPrompt = boss, Tools = [], AgentIds = [managerAgent.Id], ToolsRequiringApproval = [manager] });
+        h.Claude.Respond(r =>
+        {
+            var next = r.SystemText == boss ? manager : r.SystemText == manager ? clerk : null;
+            if (r.ToolResults.Count > 0)
+            {
+                return FakeReply.Text(r.SystemText + " got: " + r.ToolResults[0].Content);
+            }
+
+            return next is null ? RefundScript(r) : FakeReply.ToolUse(next, new { task = "refund A-1" });
+        });
+        var session = await h.Client.NewSessionAsync();
+        var rootId = await h.Client.RunFastAsync(session, bossAgent.Id, "handle the refund");
+
+        var delegation = await PendingAsync(producer, session, manager);
+        Assert.Equal(0, delegation.Depth);
+        Assert.Null(Assert.Single(await h.Client.GetRunToolCallsAsync(rootId)).ChildRunId);
+        Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_runs WHERE session_id = $1", session));
+        await producer.ApproveToolCallAsync(delegation.ToolExecutionId);
+
+        var refund = await PendingAsync(producer, session);
+        Assert.Equal(2, refund.Depth);
+        Assert.Equal(rootId, refund.RootRunId);
+        Assert.NotEqual(rootId, refund.RunId);
+        var clerkRun = await h.Client.GetRunAsync(refund.RunId);
+        Assert.Equal(clerkAgent.Id, clerkRun.AgentId);
+        Assert.Equal(refund.RunId, Assert.Single(await producer.GetPendingApprovalsAsync()).RunId);
+        Assert.Empty(refunds.Calls);
+
+        await producer.ApproveToolCallAsync(refund.ToolExecutionId);
+        var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(rootId), "the whole tree", s_timeout);
+
+        Assert.Equal($"{boss} got: {manager} got: {clerk} got: refunded 40 on A-1", response.Text);
+        Assert.Single(refunds.Calls);
+        Assert.True(Assert.Single(response.ToolCalls).Approval!.Approved);
+    }
+
+    [DatabaseFact]
+    public async Task Durability_EveryClientStoppedWhileWaiting_ApprovalGiven_ANewClientCompletesTheRun()
+    {
+        var refunds = new Refunds();
+        await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
+        var approver = await h.AddClientAsync(start: false);
+        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
+        h.Claude.Respond(r => RefundScript(r));
+        var session = await h.Client.NewSessionAsync();
+        var runId = await h.Client.RunFastAsync(session, agent.Id, "refund");
+        var request = await PendingAsync(approver, session);
+
+        await h.Client.StopAsync();
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances"));
+        await approver.ApproveToolCallAsync(request.ToolExecutionId, null, "approved while nobody worked");
+        Assert.Equal(RunState.PendingTools, (await approver.GetRunAsync(runId)).State);
+
+        await h.AddClientAsync(tools: refunds.Tool());
+        var response = await Eventually.WithinAsync(approver.WaitForRunAsync(runId), "the run on the new client", s_timeout);
+        Assert.Equal("refunded 40 on A-1", response.Text);
+        Assert.Single(refunds.Calls);
+    }
+
+    [DatabaseFact]
+    public async Task TenThousandRunsAwaitingApproval_HoldNoSlots_ANewRunOnTheSameClientStartsAtOnce()
+    {
+        const int waiting = 10_000;
+        var refunds = new Refunds();
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.MaxConcurrentTools = 2;
+            o.MaxConcurrentStreamingRuns = 2;
+            o.MaxConcurrentRuns = 2;
+        }, start: false, tools: refunds.Tool());
+        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
+        var tenant = "bulk_" + Guid.NewGuid().ToString("N")[..6];
+
+        // Runs that waited in pending_tools before the client started, as Claude's answers left them: one refund call each.
+        await db.ExecuteAsync("""
+            WITH s AS (INSERT INTO {schema}.agentpg_sessions (metadata)
+                       SELECT jsonb_build_object('tenant', $2::text) FROM generate_series(1, $3::int) RETURNING id)
+            INSERT INTO {schema}.agentpg_runs (session_id, agent_id, prompt, run_mode, state, current_iteration, started_at)
+            SELECT id, $1::uuid, 'refund', 'streaming', 'pending_tools', 1, now() FROM s
+            """, agent.Id, tenant, waiting);
+        await db.ExecuteAsync("""
+            INSERT INTO {schema}.agentpg_iterations (run_id, iteration_number, has_tool_use, tool_execution_count, stop_reason, completed_at)
+            SELECT r.id, 1, TRUE, 1, 'tool_use', now() FROM {schema}.agentpg_runs r WHERE r.agent_id = $1::uuid
+            """, agent.Id);
+        await db.ExecuteAsync("""
+            UPDATE {schema}.agentpg_runs r SET current_iteration_id = i.id FROM {schema}.agentpg_iterations i WHERE i.run_id = r.id AND r.agent_id = $1::uuid
+            """, agent.Id);
+        await db.ExecuteAsync("""
+            INSERT INTO {schema}.agentpg_tool_executions (run_id, iteration_id, tool_use_id, tool_name, tool_input, state, approval_required)
+            SELECT i.run_id, i.id, 'toolu_bulk_' || i.id, 'issue_refund', '{"order": "B-1", "amount": 1}', 'awaiting_approval', TRUE
+              FROM {schema}.agentpg_iterations i JOIN {schema}.agentpg_runs r ON r.id = i.run_id WHERE r.agent_id = $1::uuid
+            """, agent.Id);
+
+        await h.Client.StartAsync();
+        var plain = await h.AgentAsync(a => a with { Tools = [] });
+        h.Claude.Respond(_ => FakeReply.Text("still responsive"));
+        var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), plain.Id, "hello"),
+            "a new run on the client that holds 10 000 runs awaiting approval", s_timeout);
+
+        Assert.Equal("still responsive", response.Text);
+        Assert.Empty(refunds.Calls);
+        Assert.Equal((long)waiting, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_tool_executions WHERE state = 'awaiting_approval'"));
+        Assert.Equal((long)waiting, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_runs WHERE state = 'pending_tools' AND claimed_by_instance_id IS NULL"));
+        var inbox = await h.Client.GetPendingApprovalsAsync(metadata: new Dictionary<string, object?> { ["tenant"] = tenant }, limit: 1000);
+        Assert.Equal(1000, inbox.Count);
+        Assert.All(inbox, r => Assert.Equal(r.RunId, r.RootRunId));
+        Assert.Empty(await h.Client.GetPendingApprovalsAsync(metadata: new Dictionary<string, object?> { ["tenant"] = "someone else" }));
+    }
+
+    [DatabaseFact]
     public async Task AgentDefinition_ToolsRequiringApproval_IsStoredAndValidated()
     {
         await using var h = await Harness.StartAsync(db, start: false);
