@@ -19,6 +19,7 @@ internal sealed class Sql
         InstanceCleanup = new InstanceCleanupSql(schema, Leader);
         Compaction = new CompactionSql(schema);
         Approvals = new ApprovalSql(schema, Leader);
+        Queries = new QuerySql(schema);
     }
 
     public SchemaName Schema { get; }
@@ -48,4 +49,5 @@ internal sealed class Sql
     public CompactionSql Compaction { get; }
 
     public ApprovalSql Approvals { get; }
+    public QuerySql Queries { get; }
 }
