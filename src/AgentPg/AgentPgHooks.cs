@@ -7,8 +7,8 @@ namespace AgentPg;
 /// <see cref="OnAfterMessage"/> (the run's worker, before the request and before the answer is recorded),
 /// <see cref="OnBeforeCompaction"/> and <see cref="OnAfterCompaction"/> (the compaction), <see cref="OnBecameLeader"/> and
 /// <see cref="OnLostLeadership"/> (the leader election).</para>
-/// <para>Started and not awaited (fire-and-forget; the engine goes on at once): <see cref="OnToolCall"/> and
-/// <see cref="OnError"/>.</para>
+/// <para>Started and not awaited (fire-and-forget; the engine goes on at once): <see cref="OnToolCall"/>,
+/// <see cref="OnApprovalRequested"/> and <see cref="OnError"/>.</para>
 /// </remarks>
 public sealed class AgentPgHooks
 {
@@ -21,9 +21,16 @@ public sealed class AgentPgHooks
     /// <summary>Gets or sets a hook called once for every tool execution that ends: success, final failure after retries,
     /// <see cref="ToolDiscardException"/>, <see cref="ToolCancelException"/>, timeout, an unknown tool or an input that fails
     /// the schema (these two on the instance that recorded Claude's answer), and agent tools (on the instance that finished
-    /// the child run). Other tools report on the instance that executed them. Executions skipped because their run was
-    /// cancelled are not reported.</summary>
+    /// the child run). Other tools report on the instance that executed them. Not reported: executions skipped because
+    /// their run was cancelled, and tool calls rejected by a person or by <see cref="AgentPgOptions.ApprovalTimeout"/> (the
+    /// decision is the caller's, possibly inside a transaction that rolls back).</summary>
     public Func<ToolCallEvent, CancellationToken, Task>? OnToolCall { get; set; }
+
+    /// <summary>Gets or sets a hook called when a tool call starts waiting for a person's decision
+    /// (<see cref="AgentDefinition.ToolsRequiringApproval"/>), once, on the instance that recorded Claude's answer: the place to
+    /// send an email or a chat message. The request stays listed by <see cref="AgentPgClient.GetPendingApprovalsAsync"/>
+    /// whether or not the hook succeeds.</summary>
+    public Func<ToolApprovalRequest, CancellationToken, Task>? OnApprovalRequested { get; set; }
 
     /// <summary>Gets or sets a hook called before a session is compacted (by <see cref="AgentPgOptions.AutoCompaction"/> or
     /// <see cref="AgentPgClient.CompactAsync(Guid, CancellationToken)"/>), before the summariser is called.</summary>

@@ -60,6 +60,11 @@ internal static class AgentPgOptionsValidator
             "leadership flaps)");
         var instanceTtlValid = Duration(errors, options.InstanceTtl, nameof(AgentPgOptions.InstanceTtl), MinTimer, "1 ms", "TimeSpan.FromMinutes(2)", "");
 
+        if (options.ApprovalTimeout is { } approvalTimeout && approvalTimeout <= TimeSpan.Zero)
+        {
+            errors.Add($"AgentPgOptions.ApprovalTimeout must be positive (was {approvalTimeout}); leave it null to wait for decisions forever.");
+        }
+
         if (instanceTtlValid && InRange(options.HeartbeatInterval, MinTimer) && options.InstanceTtl <= options.HeartbeatInterval)
         {
             errors.Add($"AgentPgOptions.InstanceTtl ({options.InstanceTtl}) must be longer than AgentPgOptions.HeartbeatInterval " +
