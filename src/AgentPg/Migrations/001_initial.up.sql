@@ -331,6 +331,9 @@ CREATE TABLE agentpg_tool_executions (
     agent_id                UUID REFERENCES agentpg_agents (id),
     child_run_id            UUID REFERENCES agentpg_runs (id) ON DELETE SET NULL,
     tool_output             TEXT,
+    -- Claude content blocks of a result with images or documents (IContentTool), sent as the tool_result's content;
+    -- tool_output then holds their text. NULL for text results.
+    tool_output_content     JSONB,
     is_error                BOOLEAN NOT NULL DEFAULT FALSE,
     error_message           TEXT,
     claimed_by_instance_id  TEXT,
@@ -591,7 +594,8 @@ BEGIN
     VALUES (v_run.session_id, v_run.id, 'user')
     RETURNING id INTO v_message_id;
 
-    INSERT INTO agentpg_content_blocks (message_id, block_index, type, tool_result_for_use_id, tool_content, is_error)
+    -- A result with content blocks is written as the whole tool_result block (raw), which is what Claude receives.
+    INSERT INTO agentpg_content_blocks (message_id, block_index, type, tool_result_for_use_id, tool_content, is_error, raw)
     SELECT v_message_id,
            (row_number() OVER (ORDER BY te.position, te.created_at) - 1)::int,
            'tool_result',
@@ -601,7 +605,12 @@ BEGIN
                WHEN coalesce(te.tool_output, '') = '' AND te.is_error THEN coalesce(te.error_message, 'Tool execution failed.')
                ELSE coalesce(te.tool_output, '')
            END,
-           te.is_error OR te.state = 'skipped'
+           te.is_error OR te.state = 'skipped',
+           CASE
+               WHEN te.tool_output_content IS NOT NULL AND te.state <> 'skipped' THEN
+                   jsonb_build_object('type', 'tool_result', 'tool_use_id', te.tool_use_id, 'content', te.tool_output_content)
+                   || CASE WHEN te.is_error THEN '{"is_error": true}'::jsonb ELSE '{}'::jsonb END
+           END
       FROM agentpg_tool_executions te
      WHERE te.iteration_id = v_run.current_iteration_id;
 
