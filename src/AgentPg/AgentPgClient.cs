@@ -3,6 +3,7 @@ using System.Reflection;
 using AgentPg.Diagnostics;
 using AgentPg.Internal;
 using AgentPg.Notifications;
+using AgentPg.Queries;
 using AgentPg.Runs;
 using AgentPg.Storage;
 using AgentPg.Workers;
@@ -52,6 +53,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     private Task? _disposal;
     private readonly Lock _disposeLock = new();
     private WorkerSet? _workers;
+    private readonly QueryReader _queries;
 
     private AgentPgClient(NpgsqlDataSource dataSource, AgentPgOptions options)
     {
@@ -64,6 +66,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         _engine = new Engine(dataSource, options, _sql, _logger, InstanceId, _tools);
         _listener = new NotificationListener(dataSource, _sql.Schema, InstanceId, _time, _logger);
         _schemaCheck = new SchemaCheck(dataSource, options.Schema);
+        _queries = new QueryReader(dataSource, _sql.Queries);
         _listener.Received += OnNotification;
         _listener.Reconnected += OnListenerReconnected;
     }

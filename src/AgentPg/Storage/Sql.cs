@@ -18,6 +18,7 @@ internal sealed class Sql
         Rescue = new RescueSql(schema, Leader);
         InstanceCleanup = new InstanceCleanupSql(schema, Leader);
         Compaction = new CompactionSql(schema);
+        Queries = new QuerySql(schema);
     }
 
     public SchemaName Schema { get; }
@@ -45,4 +46,6 @@ internal sealed class Sql
     public InstanceCleanupSql InstanceCleanup { get; }
 
     public CompactionSql Compaction { get; }
+
+    public QuerySql Queries { get; }
 }
