@@ -365,6 +365,8 @@ CREATE INDEX agentpg_idx_tool_exec_claimed_instance ON agentpg_tool_executions (
 CREATE INDEX agentpg_idx_tool_exec_run ON agentpg_tool_executions (run_id);
 CREATE INDEX agentpg_idx_tool_exec_child_run ON agentpg_tool_executions (child_run_id) WHERE child_run_id IS NOT NULL;
 CREATE INDEX agentpg_idx_tool_exec_agent ON agentpg_tool_executions (agent_id) WHERE agent_id IS NOT NULL;
+-- ListToolExecutionsAsync: newest first, keyset by (created_at, id). created_at never changes.
+CREATE INDEX agentpg_idx_tool_exec_created ON agentpg_tool_executions (created_at DESC);
 
 ALTER TABLE agentpg_runs ADD CONSTRAINT agentpg_fk_runs_parent_tool_execution
     FOREIGN KEY (parent_tool_execution_id) REFERENCES agentpg_tool_executions (id) ON DELETE SET NULL;
@@ -393,6 +395,8 @@ CREATE TABLE agentpg_compaction_events (
     CONSTRAINT compaction_usage_object CHECK (jsonb_typeof(usage) = 'object')
 );
 CREATE INDEX agentpg_idx_compaction_session ON agentpg_compaction_events (session_id, created_at DESC);
+-- ListCompactionEventsAsync across sessions.
+CREATE INDEX agentpg_idx_compaction_created ON agentpg_compaction_events (created_at DESC);
 
 -- What a compaction removed or rewrote, exactly as it was, so RestoreCompactionAsync can put it back:
 -- {"format": 1, "action": "removed" | "pruned", "message": <agentpg_messages row>, "blocks": [<agentpg_content_blocks rows>],

@@ -8,7 +8,7 @@ namespace AgentPg.Storage;
 /// compactions of one session, or a compaction and a restore, are serialised; run workers never lock the session row.</remarks>
 internal sealed class CompactionSql
 {
-    private const string EventColumns =
+    public const string EventColumns =
         "id, session_id, strategy, reason, original_tokens, compacted_tokens, messages_removed, messages_pruned, summary_content, " +
         "preserved_message_ids::text, model_used, usage::text, coalesce(duration_ms, 0), created_at, restored_at";
 
