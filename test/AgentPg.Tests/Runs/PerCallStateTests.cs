@@ -103,7 +103,7 @@ public sealed class PerCallStateTests(SchemaFixture db) : IClassFixture<SchemaFi
     }
 
     [DatabaseFact]
-    public async Task TwentyThousandWaitsAndFiveThousandRolledBackCallbacks_LeaveTheTablesEmpty()
+    public async Task TenThousandWaitsAndTwoThousandRolledBackCallbacks_LeaveTheTablesEmpty()
     {
         // D5/D6 at scale: the per-call tables stay bounded however many calls a long-lived client serves.
         await using var h = await Harness.StartAsync(db);
@@ -112,10 +112,10 @@ public sealed class PerCallStateTests(SchemaFixture db) : IClassFixture<SchemaFi
         var session = await h.Client.NewSessionAsync();
         var finished = (await h.Client.RunFastSyncAsync(session, agent.Id, "finish")).RunId;
 
-        // 20 000 waits, 8 at a time: on a finished run (the normal end of every RunFastSyncAsync) and on unknown ids.
+        // 10 000 waits, 8 at a time: on a finished run (the normal end of every RunFastSyncAsync) and on unknown ids.
         await Eventually.WithinAsync(Task.WhenAll(Enumerable.Range(0, 8).Select(async worker =>
         {
-            for (var i = 0; i < 2_500; i++)
+            for (var i = 0; i < 1_250; i++)
             {
                 if (i % 2 == 0)
                 {
@@ -126,13 +126,13 @@ public sealed class PerCallStateTests(SchemaFixture db) : IClassFixture<SchemaFi
                     await Assert.ThrowsAsync<AgentPgException>(() => h.Client.WaitForRunAsync(Guid.NewGuid()));
                 }
             }
-        })), "20 000 waits", TimeSpan.FromMinutes(2));
+        })), "10 000 waits", TimeSpan.FromMinutes(3));
         Assert.Equal(0, h.Client.Engine.Waiters.Count);
 
-        // 5 000 runs with callbacks, created in 50 transactions that all roll back.
+        // 2 000 runs with callbacks, created in 20 transactions that all roll back.
         var options = new RunOptions { OnToolStart = _ => { }, OnToolComplete = _ => { } };
         var largest = 0;
-        for (var t = 0; t < 50; t++)
+        for (var t = 0; t < 20; t++)
         {
             await using var connection = await db.DataSource.OpenConnectionAsync();
             await using var transaction = await connection.BeginTransactionAsync();
@@ -146,8 +146,8 @@ public sealed class PerCallStateTests(SchemaFixture db) : IClassFixture<SchemaFi
             largest = Math.Max(largest, h.Client.Engine.Callbacks.Count);
         }
 
-        // Background sweeps keep it bounded (a rolled-back run goes after two sweeps that miss it); a leak would hold all 5000.
-        Assert.True(largest < 8 * RunCallbacks.SweepThreshold, $"the callback table grew to {largest} entries for 5000 rolled-back runs");
+        // Background sweeps keep it bounded (a rolled-back run goes after two sweeps that miss it); a leak would hold all 2000.
+        Assert.True(largest < 8 * RunCallbacks.SweepThreshold, $"the callback table grew to {largest} entries for 2000 rolled-back runs");
         await h.Client.Engine.Callbacks.SweepAsync(CancellationToken.None);
         await h.Client.Engine.Callbacks.SweepAsync(CancellationToken.None);
         Assert.Equal(0, h.Client.Engine.Callbacks.Count);
