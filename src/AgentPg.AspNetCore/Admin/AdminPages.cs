@@ -32,6 +32,7 @@ internal static class AdminPages
             <meta charset="utf-8">
             <meta name="viewport" content="width=device-width, initial-scale=1">
             <title>{title} · AgentPg</title>
+            <link rel="icon" href="{r.Url("/assets/favicon.svg")}">
             <link rel="stylesheet" href="{r.Url("/assets/admin.css")}">
             <script src="{r.Url("/assets/admin.js")}" defer></script>
             </head>
@@ -125,9 +126,9 @@ internal static class AdminPages
         => Html.Of($"""<option value="{value}"{Html.When(value == selected, Html.Trusted(" selected"))}>{label}</option>""");
 
     /// <summary>A POST button with the antiforgery token; absent in read-only mode.</summary>
-    public static Html ActionButton(AdminRequest r, string path, string label, string cssClass = "")
+    public static Html ActionButton(AdminRequest r, string path, string label, string cssClass = "", bool returnToChat = false)
         => r.CanAct
-            ? Html.Of($"""<form method="post" action="{r.Url(path)}" class="inline">{r.AntiforgeryField()}<button type="submit" class="{cssClass}">{label}</button></form>""")
+            ? Html.Of($"""<form method="post" action="{r.Url(path)}" class="inline">{r.AntiforgeryField()}{Html.When(returnToChat, Html.Trusted("<input type=\"hidden\" name=\"return\" value=\"chat\">"))}<button type="submit" class="{cssClass}">{label}</button></form>""")
             : Html.Empty;
 
     /// <summary>Writes a page with its content type; the security headers were set by <see cref="AdminGate"/>.</summary>

@@ -12,7 +12,7 @@ internal static class Assets
     {
         var assembly = typeof(Assets).Assembly;
         var assets = new Dictionary<string, (byte[], string)>(StringComparer.Ordinal);
-        foreach (var (name, type) in new[] { ("admin.css", "text/css; charset=utf-8"), ("admin.js", "text/javascript; charset=utf-8") })
+        foreach (var (name, type) in new[] { ("admin.css", "text/css; charset=utf-8"), ("admin.js", "text/javascript; charset=utf-8"), ("favicon.svg", "image/svg+xml") })
         {
             using var stream = assembly.GetManifestResourceStream("AgentPg.AspNetCore.Assets." + name)
                 ?? throw new InvalidOperationException($"The embedded asset {name} is missing from {assembly.GetName().Name}.");

@@ -43,11 +43,11 @@ internal static class ChatPages
                 <div class="meta">assistant · {agents.GetValueOrDefault(active.AgentId, "")} · {AdminPages.StateBadge(active.State)}</div>
                 <div class="block text" data-live-text></div>
                 <ul class="live-tools" data-live-tools></ul>
-                {AdminPages.ActionButton(r, $"/runs/{active.Id}/cancel", "Stop", "danger")}
+                {AdminPages.ActionButton(r, $"/runs/{active.Id}/cancel", "Stop", "danger", returnToChat: true)}
                 </div>
                 """);
         var regenerate = latest is not null && active is null && r.CanAct
-            ? Html.Of($"""<form method="post" action="{r.Url($"/runs/{latest.Id}/regenerate")}" class="inline">{r.AntiforgeryField()}<input type="hidden" name="return" value="chat"><button type="submit">Regenerate last response</button></form>""")
+            ? AdminPages.ActionButton(r, $"/runs/{latest.Id}/regenerate", "Regenerate last response", returnToChat: true)
             : Html.Empty;
         var send = r.CanAct && active is null
             ? Html.Of($"""

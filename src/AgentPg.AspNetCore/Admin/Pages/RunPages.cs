@@ -129,7 +129,7 @@ internal static class RunPages
     {
         var run = await r.RunAsync(r.RouteId("run")).ConfigureAwait(false);
         await r.Client.CancelRunAsync(run.Id, r.Aborted).ConfigureAwait(false);
-        return Back(r, $"/runs/{run.Id}");
+        return Back(r, r.Http.Request.Form["return"] == "chat" ? $"/chat/{run.SessionId}" : $"/runs/{run.Id}");
     }
 
     public static async Task<IResult> RegenerateAsync(AdminRequest r)
