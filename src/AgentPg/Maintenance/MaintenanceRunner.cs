@@ -27,6 +27,7 @@ internal sealed class MaintenanceRunner(Engine engine, IReadOnlyList<IMaintenanc
         new UnclaimableRunScan(engine),
         new RunRescuer(engine),
         new StuckWorkSweeper(engine),
+        new ApprovalTimeout(engine),
     ];
 
     public IReadOnlyList<IMaintenanceService> Services => services;

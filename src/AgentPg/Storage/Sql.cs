@@ -18,6 +18,7 @@ internal sealed class Sql
         Rescue = new RescueSql(schema, Leader);
         InstanceCleanup = new InstanceCleanupSql(schema, Leader);
         Compaction = new CompactionSql(schema);
+        Approvals = new ApprovalSql(schema, Leader);
         Queries = new QuerySql(schema);
     }
 
@@ -47,5 +48,6 @@ internal sealed class Sql
 
     public CompactionSql Compaction { get; }
 
+    public ApprovalSql Approvals { get; }
     public QuerySql Queries { get; }
 }

@@ -12,6 +12,11 @@ internal sealed class ToolExecutionSql
         "te.agent_id, te.child_run_id, te.tool_output, te.is_error, te.error_message, te.claimed_by_instance_id, te.claim_epoch, " +
         "te.attempt_count, te.max_attempts, te.scheduled_at, te.snooze_count, te.last_error, te.created_at, te.started_at, te.completed_at";
 
+    // After the iteration number (23) in the tool-call queries: 24..29.
+    private const string ApprovalColumns =
+        "te.approval_required, te.approval_decision, te.approval_comment, te.approval_decided_by, te.approval_decided_at, " +
+        "te.approval_original_input::text";
+
     public ToolExecutionSql(SchemaName s)
     {
         var t = $"{s}.agentpg_tool_executions";
@@ -62,13 +67,13 @@ internal sealed class ToolExecutionSql
              WHERE id = $1
             """;
         ByRun = $"""
-            SELECT {Columns}, i.iteration_number
+            SELECT {Columns}, i.iteration_number, {ApprovalColumns}
               FROM {t} te JOIN {s}.agentpg_iterations i ON i.id = te.iteration_id
              WHERE te.run_id = $1
              ORDER BY i.iteration_number, te.position, te.created_at
             """;
         ByIteration = $"""
-            SELECT {Columns}, i.iteration_number
+            SELECT {Columns}, i.iteration_number, {ApprovalColumns}
               FROM {t} te JOIN {s}.agentpg_iterations i ON i.id = te.iteration_id
              WHERE te.iteration_id = $1
              ORDER BY te.position, te.created_at
@@ -96,7 +101,7 @@ internal sealed class ToolExecutionSql
             RETURNING child.id
             """;
         ByChildRun = $"""
-            SELECT {Columns}, i.iteration_number, r.session_id
+            SELECT {Columns}, i.iteration_number, {ApprovalColumns}, r.session_id
               FROM {t} te JOIN {s}.agentpg_iterations i ON i.id = te.iteration_id JOIN {s}.agentpg_runs r ON r.id = te.run_id
              WHERE te.child_run_id = $1
             """;
@@ -167,6 +172,15 @@ internal sealed class ToolExecutionSql
             State = e.State,
             StartedAt = e.StartedAt,
             CompletedAt = e.CompletedAt,
+            RequiresApproval = r.GetBoolean(24),
+            Approval = r.IsDBNull(25) ? null : new ToolApproval
+            {
+                Approved = r.GetString(25) == "approved",
+                Comment = r.IsDBNull(26) ? null : r.GetString(26),
+                DecidedBy = r.IsDBNull(27) ? null : r.GetString(27),
+                DecidedAt = r.GetFieldValue<DateTimeOffset>(28),
+                OriginalInput = r.IsDBNull(29) ? null : ParseJson(r.GetString(29)),
+            },
         };
     }
 

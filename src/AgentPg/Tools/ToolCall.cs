@@ -43,4 +43,10 @@ public sealed record ToolCall
 
     /// <summary>Gets when the execution finished.</summary>
     public DateTimeOffset? CompletedAt { get; init; }
+
+    /// <summary>Gets whether the call had to wait for a person's decision (<see cref="AgentDefinition.ToolsRequiringApproval"/>).</summary>
+    public bool RequiresApproval { get; init; }
+
+    /// <summary>Gets the decision on a call that required approval; <see langword="null"/> while it waits or when none was needed.</summary>
+    public ToolApproval? Approval { get; init; }
 }

@@ -104,10 +104,10 @@ public sealed class MaintenanceRunnerTests
     }
 
     [Fact]
-    public void CreateServices_HasTheCleanupTheUnclaimableRunScanTheRescueAndTheStuckWorkSweep()
+    public void CreateServices_HasTheCleanupTheUnclaimableRunScanTheRescueTheStuckWorkSweepAndTheApprovalTimeout()
     {
         var services = MaintenanceRunner.CreateServices(TestEngine.CreateWithoutDatabase("runner-5"));
 
-        Assert.Equal(["instance cleanup", "unclaimable-run scan", "run rescue", "stuck-work sweep"], services.Select(s => s.Name));
+        Assert.Equal(["instance cleanup", "unclaimable-run scan", "run rescue", "stuck-work sweep", "approval timeout"], services.Select(s => s.Name));
     }
 }
