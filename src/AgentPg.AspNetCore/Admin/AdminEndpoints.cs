@@ -29,11 +29,14 @@ internal static class AdminEndpoints
         Get("/agents", AgentPages.ListAsync);
         Get("/instances", InstancePages.ListAsync);
         Get("/compaction", CompactionPages.ListAsync);
+        Get("/approvals", ApprovalPages.ListAsync);
         Get("/chat", ChatPages.IndexAsync);
         Get("/chat/{id}", ChatPages.SessionAsync);
 
         Post("/chat/send", ChatPages.SendAsync);
         Post("/runs/{id}/cancel", RunPages.CancelAsync);
         Post("/runs/{id}/regenerate", RunPages.RegenerateAsync);
+        Post("/approvals/{id}/approve", ApprovalPages.ApproveAsync);
+        Post("/approvals/{id}/reject", ApprovalPages.RejectAsync);
     }
 }

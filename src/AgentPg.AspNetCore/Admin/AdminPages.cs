@@ -11,7 +11,7 @@ internal static class AdminPages
     private static readonly (string Path, string Label)[] s_navigation =
     [
         ("/dashboard", "Dashboard"), ("/runs", "Runs"), ("/sessions", "Sessions"), ("/tool-executions", "Tool executions"),
-        ("/agents", "Agents"), ("/instances", "Instances"), ("/compaction", "Compaction"), ("/chat", "Chat"),
+        ("/agents", "Agents"), ("/instances", "Instances"), ("/compaction", "Compaction"), ("/approvals", "Approvals"), ("/chat", "Chat"),
     ];
 
     /// <summary>A whole page. With the <c>X-AgentPg-Fragment</c> header (the live refresh of admin.js) only the main content.</summary>
@@ -75,7 +75,7 @@ internal static class AdminPages
         _ => state.ToString().ToLowerInvariant(),
     };
 
-    public static string Name(ToolExecutionState state) => state.ToString().ToLowerInvariant();
+    public static string Name(ToolExecutionState state) => state == ToolExecutionState.AwaitingApproval ? "awaiting_approval" : state.ToString().ToLowerInvariant();
 
     public static bool IsTerminal(RunState state) => state is RunState.Completed or RunState.Cancelled or RunState.Failed;
 

@@ -41,7 +41,7 @@ public sealed class AdminApp : IAsyncDisposable
     /// <summary>Starts the app. <paramref name="protect"/> false mounts the UI with no authorization requirement (deny by default
     /// applies); <paramref name="worker"/> also processes runs in this app.</summary>
     public static async Task<AdminApp> StartAsync(SchemaFixture db, FakeClaudeServer? claude = null, Action<AgentPgAdminOptions>? configure = null,
-        bool protect = true, bool worker = false, string? pathBase = null)
+        bool protect = true, bool worker = false, string? pathBase = null, Action<IAgentPgBuilder>? agentpgBuilder = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -52,6 +52,8 @@ public sealed class AdminApp : IAsyncDisposable
         {
             agentpg.AddWorker();
         }
+
+        agentpgBuilder?.Invoke(agentpg);
 
         builder.Services.AddAgentPgAdmin();
         builder.Services.AddAuthentication(HeaderAuthentication.SchemeName)

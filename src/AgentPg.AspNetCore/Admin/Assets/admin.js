@@ -27,13 +27,20 @@
   }
 
   // A run in progress: follow its server-sent events (text deltas, tool calls) and reload when it finishes.
-  function follow(el) {
+  function follow(el, fallback) {
     var url = el.getAttribute("data-events");
     if (!url || !window.EventSource) { return false; }
     var text = el.querySelector("[data-live-text]");
     var tools = el.querySelector("[data-live-tools]");
     var source = new EventSource(url);
+    var received = false;
+    source.addEventListener("message", function () { received = true; });
+    // The stream could not be opened (or broke before any event): poll the page instead of retrying forever.
+    source.onerror = function () {
+      if (!received) { source.close(); fallback(); }
+    };
     source.addEventListener("text", function (e) {
+      received = true;
       if (text) { text.textContent += JSON.parse(e.data).text; }
     });
     source.addEventListener("tool", function (e) {
@@ -52,11 +59,15 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    var following = false;
-    document.querySelectorAll(".live[data-events]").forEach(function (el) { following = follow(el) || following; });
-    document.querySelectorAll("[data-refresh]").forEach(function (el) { refresh(el, "data-refresh"); });
-    if (!following) {
+    var polling = false;
+    function poll() {
+      if (polling) { return; }
+      polling = true;
       document.querySelectorAll("[data-refresh-until-done]").forEach(function (el) { refresh(el, "data-refresh-until-done"); });
     }
+    var following = false;
+    document.querySelectorAll(".live[data-events]").forEach(function (el) { following = follow(el, poll) || following; });
+    document.querySelectorAll("[data-refresh]").forEach(function (el) { refresh(el, "data-refresh"); });
+    if (!following) { poll(); }
   });
 })();
