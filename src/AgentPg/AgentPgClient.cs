@@ -361,7 +361,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
                     _engine.Callbacks.FireComplete(new ToolCallEvent
                     {
                         RunId = execution.RunId,
-                        SessionId = reader.GetGuid(30),
+                        SessionId = reader.GetGuid(ToolExecutionSql.AfterToolCallColumns),
                         ToolName = call.Name,
                         ToolInput = call.Input,
                         IsAgentTool = true,

@@ -338,6 +338,9 @@ CREATE TABLE agentpg_tool_executions (
     agent_id                UUID REFERENCES agentpg_agents (id),
     child_run_id            UUID REFERENCES agentpg_runs (id) ON DELETE SET NULL,
     tool_output             TEXT,
+    -- Claude content blocks of a result with images or documents (IContentTool), sent as the tool_result's content;
+    -- tool_output then holds their text. NULL for text results.
+    tool_output_content     JSONB,
     is_error                BOOLEAN NOT NULL DEFAULT FALSE,
     error_message           TEXT,
     claimed_by_instance_id  TEXT,
@@ -377,6 +380,8 @@ CREATE INDEX agentpg_idx_tool_exec_claimed_instance ON agentpg_tool_executions (
 CREATE INDEX agentpg_idx_tool_exec_run ON agentpg_tool_executions (run_id);
 CREATE INDEX agentpg_idx_tool_exec_child_run ON agentpg_tool_executions (child_run_id) WHERE child_run_id IS NOT NULL;
 CREATE INDEX agentpg_idx_tool_exec_agent ON agentpg_tool_executions (agent_id) WHERE agent_id IS NOT NULL;
+-- ListToolExecutionsAsync: newest first, keyset by (created_at, id). created_at never changes.
+CREATE INDEX agentpg_idx_tool_exec_created ON agentpg_tool_executions (created_at DESC);
 -- The approval inbox (GetPendingApprovalsAsync) and the leader's approval timeout, oldest first.
 CREATE INDEX agentpg_idx_tool_exec_awaiting ON agentpg_tool_executions (created_at) WHERE state = 'awaiting_approval';
 
@@ -407,6 +412,8 @@ CREATE TABLE agentpg_compaction_events (
     CONSTRAINT compaction_usage_object CHECK (jsonb_typeof(usage) = 'object')
 );
 CREATE INDEX agentpg_idx_compaction_session ON agentpg_compaction_events (session_id, created_at DESC);
+-- ListCompactionEventsAsync across sessions.
+CREATE INDEX agentpg_idx_compaction_created ON agentpg_compaction_events (created_at DESC);
 
 -- What a compaction removed or rewrote, exactly as it was, so RestoreCompactionAsync can put it back:
 -- {"format": 1, "action": "removed" | "pruned", "message": <agentpg_messages row>, "blocks": [<agentpg_content_blocks rows>],
@@ -611,7 +618,8 @@ BEGIN
     VALUES (v_run.session_id, v_run.id, 'user')
     RETURNING id INTO v_message_id;
 
-    INSERT INTO agentpg_content_blocks (message_id, block_index, type, tool_result_for_use_id, tool_content, is_error)
+    -- A result with content blocks is written as the whole tool_result block (raw), which is what Claude receives.
+    INSERT INTO agentpg_content_blocks (message_id, block_index, type, tool_result_for_use_id, tool_content, is_error, raw)
     SELECT v_message_id,
            (row_number() OVER (ORDER BY te.position, te.created_at) - 1)::int,
            'tool_result',
@@ -621,7 +629,12 @@ BEGIN
                WHEN coalesce(te.tool_output, '') = '' AND te.is_error THEN coalesce(te.error_message, 'Tool execution failed.')
                ELSE coalesce(te.tool_output, '')
            END,
-           te.is_error OR te.state = 'skipped'
+           te.is_error OR te.state = 'skipped',
+           CASE
+               WHEN te.tool_output_content IS NOT NULL AND te.state <> 'skipped' THEN
+                   jsonb_build_object('type', 'tool_result', 'tool_use_id', te.tool_use_id, 'content', te.tool_output_content)
+                   || CASE WHEN te.is_error THEN '{"is_error": true}'::jsonb ELSE '{}'::jsonb END
+           END
       FROM agentpg_tool_executions te
      WHERE te.iteration_id = v_run.current_iteration_id;
 
