@@ -34,24 +34,27 @@
     var tools = el.querySelector("[data-live-tools]");
     var source = new EventSource(url);
     var received = false;
-    source.addEventListener("message", function () { received = true; });
-    // The stream could not be opened (or broke before any event): poll the page instead of retrying forever.
+    function on(name, handler) {
+      source.addEventListener(name, function (e) { received = true; handler(JSON.parse(e.data)); });
+    }
+    // The stream could not be opened (or broke before any event): poll the page instead.
     source.onerror = function () {
       if (!received) { source.close(); fallback(); }
     };
-    source.addEventListener("text", function (e) {
-      received = true;
-      if (text) { text.textContent += JSON.parse(e.data).text; }
-    });
-    source.addEventListener("tool", function (e) {
+    on("text", function (data) { if (text) { text.textContent += data.text; } });
+    on("reset", function () { if (text) { text.textContent = ""; } });
+    on("tool", function (data) {
       if (!tools) { return; }
-      var data = JSON.parse(e.data);
-      var li = document.createElement("li");
-      li.textContent = data.name + (data.done ? (data.isError ? " failed" : " done") : " running…");
-      tools.appendChild(li);
+      var li = tools.querySelector("[data-tool='" + data.id + "']");
+      if (!li) {
+        li = document.createElement("li");
+        li.setAttribute("data-tool", data.id);
+        tools.appendChild(li);
+      }
+      li.textContent = (data.depth > 0 ? "↳ " : "") + data.name + (data.done ? (data.isError ? ": failed" : ": done") : ": running…");
     });
-    source.addEventListener("approval", function () { location.reload(); });
-    source.addEventListener("finished", function () {
+    on("state", function (data) { el.setAttribute("data-state", data.state); });
+    on("finished", function () {
       source.close();
       if (el.hasAttribute("data-done-reload")) { location.reload(); }
     });
