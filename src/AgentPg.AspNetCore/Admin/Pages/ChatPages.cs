@@ -39,7 +39,7 @@ internal static class ChatPages
         var live = active is null
             ? Html.Empty
             : Html.Of($"""
-                <div class="message assistant pending live" data-run="{active.Id}" data-events="{r.Url($"/runs/{active.Id}/events")}" data-done-reload="1">
+                <div class="message assistant pending live" data-run="{active.Id}" data-events="{AdminPages.EventsUrl(r, active.Id)}" data-done-reload="1">
                 <div class="meta">assistant · {agents.GetValueOrDefault(active.AgentId, "")} · {AdminPages.StateBadge(active.State)}</div>
                 <div class="block text" data-live-text></div>
                 <ul class="live-tools" data-live-tools></ul>

@@ -114,7 +114,7 @@ internal static class RunPages
             </p>
             <h2>Prompt</h2><pre class="text">{run.Prompt}</pre>
             <h2>Response</h2>
-            <div class="live"{Html.When(!terminal, Html.Trusted(" data-refresh-until-done=\"2000\" data-done-reload=\"1\""))} data-run="{run.Id}" data-events="{(terminal ? "" : r.Url($"/runs/{run.Id}/events"))}"><pre class="text" data-live-text>{run.ResponseText}</pre></div>
+            <div class="live"{Html.When(!terminal, Html.Trusted(" data-refresh-until-done=\"2000\" data-done-reload=\"1\""))} data-run="{run.Id}" data-events="{(terminal ? "" : AdminPages.EventsUrl(r, run.Id))}"><pre class="text" data-live-text>{run.ResponseText}</pre></div>
             <h2>Run tree</h2>{tree}
             <h2>Iterations</h2>
             <table><thead><tr><th>#</th><th>Trigger</th><th>Mode</th><th>Stop reason</th><th>Started</th><th>Duration</th><th class="num">Tokens in / out</th><th class="num">Tools</th><th>Error</th></tr></thead><tbody>{iterationRows}</tbody></table>
