@@ -10,7 +10,7 @@ public sealed record CliResult(int ExitCode, string Output, string Error)
 }
 
 /// <summary>Runs <c>agentpg</c> in-process (CliApp.RunAsync, as Program.Main does) against the test database.</summary>
-public static class CliRunner
+internal static class CliRunner
 {
     /// <summary>Runs the command with --connection set to the test database and --schema to <paramref name="schema"/>.</summary>
     public static Task<CliResult> RunAsync(string schema, params string[] args)
