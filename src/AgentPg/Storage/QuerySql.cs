@@ -104,7 +104,7 @@ internal sealed class QuerySql
              WHERE r.created_at >= now() - $1::interval AND {tenant}
              GROUP BY r.state
             """;
-        // Non-terminal runs are few and covered by partial indexes (pending claim, active per session, pending tools).
+        // Non-terminal runs are few: agentpg_idx_runs_active (run_mode, state) holds exactly them (an index-only scan).
         StatisticsQueue = $"""
             SELECT r.run_mode::text, r.state::text, count(*)::int
               FROM {runs} r
