@@ -1,7 +1,8 @@
 using System.Globalization;
 using AgentPg.Benchmarks;
 
-// AgentPg benchmarks (docs/architecture.md, "Performance targets"): dispatch latency, streaming-run throughput, and the pgbench yardstick, in one
+// AgentPg benchmarks (docs/architecture.md, "Performance targets"): dispatch latency, streaming-run throughput, the pgbench yardstick and the
+// approval-to-continuation latency, in one
 // process run against the same database. `./build.sh bench [args]` runs this in Release on a throwaway cluster.
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
@@ -65,6 +66,15 @@ try
         report.Progress("dispatch: other client (NOTIFY) …");
         var remote = await DispatchBenchmark.RunAsync(env, options, viaNotify: true);
         report.Dispatch(local, remote);
+    }
+
+    if (options.Includes("approvals"))
+    {
+        report.Progress("approvals: decided by the worker's own client …");
+        var localApprovals = await ApprovalBenchmark.RunAsync(env, options, viaNotify: false);
+        report.Progress("approvals: decided by another client (NOTIFY) …");
+        var remoteApprovals = await ApprovalBenchmark.RunAsync(env, options, viaNotify: true);
+        report.Approvals(localApprovals, remoteApprovals);
     }
 
     if (options.Includes("long"))
