@@ -98,6 +98,21 @@ public sealed class ToolOutputTests
         Assert.Equal("tool discarded: broken", discard.Message);
     }
 
+    [Fact]
+    public void TokenEstimate_ToolResultWithAnImage_CountsTheImageNotItsBase64()
+    {
+        var output = ToolOutput.From(ToolResult.FromContent(new TextContent("a chart"), new DataContent(new byte[200_000].Select((_, i) => i < s_png.Length ? s_png[i] : (byte)0).ToArray(), "image/png"),
+            new DataContent("twelve chars"u8.ToArray(), "text/plain")));
+        var block = new ContentBlock
+        {
+            Type = ContentTypes.ToolResult,
+            ToolContent = output.Text,
+            ToolContentBlocks = ContentBlocks.FromJsonArray(output.BlocksJson!),
+        };
+
+        Assert.Equal(Compaction.TokenEstimate.ToolBlockOverhead + 2 + Compaction.TokenEstimate.ImageTokens + 3, Compaction.TokenEstimate.Of(block));
+    }
+
     private sealed class ContentTool(ToolResult result) : IContentTool
     {
         public string Name => "content";
