@@ -84,6 +84,12 @@ try
         LongSessionBenchmark.Print(longSession);
     }
 
+    if (options.Includes("admin"))
+    {
+        var admin = await AdminPagesBenchmark.RunAsync(env, options, report.Progress);
+        AdminPagesBenchmark.Print(admin);
+    }
+
     report.Footer();
 }
 finally
