@@ -1,4 +1,5 @@
 using System.Text.Json;
+using AgentPg.Compaction;
 using Microsoft.Extensions.AI;
 
 namespace AgentPg.Tests.Unit.Tools;
@@ -110,7 +111,7 @@ public sealed class ToolOutputTests
             ToolContentBlocks = ContentBlocks.FromJsonArray(output.BlocksJson!),
         };
 
-        Assert.Equal(Compaction.TokenEstimate.ToolBlockOverhead + 2 + Compaction.TokenEstimate.ImageTokens + 3, Compaction.TokenEstimate.Of(block));
+        Assert.Equal(TokenEstimate.ToolBlockOverhead + 2 + TokenEstimate.ImageTokens + 3, TokenEstimate.Of(block));
     }
 
     private sealed class ContentTool(ToolResult result) : IContentTool
