@@ -4,6 +4,7 @@ using AgentPg.Diagnostics;
 using AgentPg.Internal;
 using AgentPg.Notifications;
 using AgentPg.Runs;
+using AgentPg.Runs.Events;
 using AgentPg.Storage;
 using AgentPg.Workers;
 using Anthropic;
@@ -36,6 +37,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     private readonly SemaphoreSlim _lifecycle = new(1, 1);
     private readonly Engine _engine;
     private readonly NotificationListener _listener;
+    private readonly RunEventFeeds _feeds;
 
     // Runs this client created and handed to its own workers directly; their agentpg_run_created notification, which comes
     // back to this client too, then wakes nobody. Bounded: entries whose notification never arrives are dropped in bulk.
@@ -56,6 +58,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         _listener = new NotificationListener(dataSource, _sql.Schema, InstanceId, _time, _logger);
         _listener.Received += OnNotification;
         _listener.Reconnected += OnListenerReconnected;
+        _feeds = new RunEventFeeds(ReadEventPageAsync, options.RunPollInterval, _time, _logger);
     }
 
     /// <summary>Creates a client.</summary>
@@ -116,6 +119,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
             await EnsureSchemaAsync(cancellationToken).ConfigureAwait(false);
             await RegisterInstanceAsync(cancellationToken).ConfigureAwait(false);
             await EnsureListenerAsync(cancellationToken).ConfigureAwait(false);
+            await _engine.Deltas.LoadAsync(cancellationToken).ConfigureAwait(false);
             _engine.Claude = CreateClaudeClient();
             _workers = new WorkerSet(_engine, RegisterAgainAsync);
             _workers.Start();
@@ -235,6 +239,10 @@ public sealed partial class AgentPgClient : IAsyncDisposable
                     }
 
                     _engine.Callbacks.Remove(runId);
+                    if (notification.ParentRunId is null)
+                    {
+                        _engine.Deltas.Finished(runId);
+                    }
                 }
 
                 // A finished root run may have held back the session's next one; nothing else became claimable.
@@ -247,6 +255,20 @@ public sealed partial class AgentPgClient : IAsyncDisposable
             case Channels.ToolPending:
                 _engine.ToolWake.Set();
                 break;
+            case Channels.RunEvent:
+                if (notification.RunId is { } eventRoot)
+                {
+                    _feeds.Signal(eventRoot);
+                }
+
+                break;
+            case Channels.RunWatch:
+                if (notification.RunId is { } watchedRoot)
+                {
+                    _engine.Deltas.Watched(watchedRoot);
+                }
+
+                break;
         }
     }
 
@@ -256,6 +278,11 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         Wake(null);
         _engine.ToolWake.Set();
         _engine.Waiters.SignalAll();
+        _feeds.SignalAll();
+        if (_started)
+        {
+            _ = _engine.Deltas.LoadAsync(CancellationToken.None);
+        }
     }
 
     private void Wake(string? runMode)

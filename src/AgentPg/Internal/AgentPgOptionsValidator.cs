@@ -56,6 +56,7 @@ internal static class AgentPgOptionsValidator
         Positive(errors, options.InstanceTtl, nameof(AgentPgOptions.InstanceTtl), "TimeSpan.FromMinutes(2)");
         Positive(errors, options.CleanupInterval, nameof(AgentPgOptions.CleanupInterval), "TimeSpan.FromMinutes(1)");
         Positive(errors, options.ToolTimeout, nameof(AgentPgOptions.ToolTimeout), "TimeSpan.FromMinutes(5)");
+        Positive(errors, options.RunEventRetention, nameof(AgentPgOptions.RunEventRetention), "TimeSpan.FromHours(24)");
 
         if (options.InstanceTtl > TimeSpan.Zero && options.HeartbeatInterval > TimeSpan.Zero && options.InstanceTtl <= options.HeartbeatInterval)
         {

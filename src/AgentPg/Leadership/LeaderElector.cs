@@ -163,6 +163,17 @@ internal sealed class LeaderElector(Engine engine, HookRunner hooks)
                 Log.StaleInstanceRemoved(engine.Logger, instance);
             }
         }
+
+        var expired = engine.DataSource.CreateCommand(engine.Sql.RunEvents.DeleteExpired);
+        await using (expired.ConfigureAwait(false))
+        {
+            expired.Parameters.Add(P.Interval(engine.Options.RunEventRetention));
+            var count = await expired.ExecuteNonQueryAsync(stop).ConfigureAwait(false);
+            if (count > 0)
+            {
+                Log.RunEventsExpired(engine.Logger, count);
+            }
+        }
     }
 
     private async Task RescueAsync(CancellationToken stop)

@@ -21,7 +21,11 @@ internal sealed class Engine
         Callbacks = new RunCallbacks(logger);
         Hooks = new HookRunner(options.Hooks, logger);
         Notifier = new Notifier(dataSource, options.PrepareStatements, sql.Schema, logger);
+        Deltas = new Events.DeltaPublisher(this);
     }
+
+    /// <summary>Publishes streamed text to watchers of the run (WatchRunAsync).</summary>
+    public Events.DeltaPublisher Deltas { get; }
 
     public Notifier Notifier { get; }
 

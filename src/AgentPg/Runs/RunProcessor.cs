@@ -2,6 +2,7 @@ using System.Net.Http;
 using System.Text.Json;
 using AgentPg.Claude;
 using AgentPg.Diagnostics;
+using AgentPg.Runs.Events;
 using AgentPg.Storage;
 using Anthropic.Exceptions;
 using Anthropic.Models.Messages;
@@ -47,11 +48,14 @@ internal sealed class RunProcessor(Engine engine)
     private async Task<ModelResponse> CallWithRetriesAsync(ClaimedRun claimed, IterationContext context, Dictionary<string, JsonElement> body, CancellationToken token)
     {
         var failures = 0;
+        var deltas = engine.Deltas.Open(claimed, context.IterationNumber, token);
+        await using var _ = deltas.ConfigureAwait(false);
         while (true)
         {
             try
             {
-                return await CallOnceAsync(claimed, body, token).ConfigureAwait(false);
+                deltas.BeginAttempt();
+                return await CallOnceAsync(claimed, body, deltas, token).ConfigureAwait(false);
             }
             catch (AnthropicBadRequestException ex) when (IsPromptTooLong(ex))
             {
@@ -86,12 +90,12 @@ internal sealed class RunProcessor(Engine engine)
         }
     }
 
-    private async Task<ModelResponse> CallOnceAsync(ClaimedRun claimed, Dictionary<string, JsonElement> body, CancellationToken token)
+    private async Task<ModelResponse> CallOnceAsync(ClaimedRun claimed, Dictionary<string, JsonElement> body, DeltaStream deltas, CancellationToken token)
     {
         var claude = engine.Claude ?? throw new InvalidOperationException("The client is not started.");
         var parameters = MessageCreateParams.FromRawUnchecked(claimed.UsedExtendedContext ? s_extendedContextHeaders : s_noHeaders, s_noHeaders, body);
         var progress = new ProgressReporter(engine, claimed.Run, token);
-        var aggregator = new StreamAggregator { OnText = _ => progress.Report() };
+        var aggregator = new StreamAggregator { OnText = _ => progress.Report(), OnDelta = deltas.OnDelta };
         var events = claude.Messages.CreateStreaming(parameters, token);
         await foreach (var ev in events.WithCancellation(token).ConfigureAwait(false))
         {
@@ -102,6 +106,8 @@ internal sealed class RunProcessor(Engine engine)
         {
             throw new IOException("Claude's stream ended before message_stop.");
         }
+
+        await deltas.CompleteAsync(aggregator.Response).ConfigureAwait(false);
 
         return aggregator.Response;
     }

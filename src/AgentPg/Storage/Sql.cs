@@ -14,6 +14,7 @@ internal sealed class Sql
         Iterations = new IterationSql(schema);
         ToolExecutions = new ToolExecutionSql(schema);
         Leader = new LeaderSql(schema);
+        RunEvents = new RunEventSql(schema);
     }
 
     public SchemaName Schema { get; }
@@ -33,4 +34,6 @@ internal sealed class Sql
     public ToolExecutionSql ToolExecutions { get; }
 
     public LeaderSql Leader { get; }
+
+    public RunEventSql RunEvents { get; }
 }
