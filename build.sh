@@ -9,7 +9,8 @@
 #   ./build.sh build              build everything (zero warnings: warnings are errors)
 #   ./build.sh bench [args]       run the benchmarks on a PostgreSQL with stock settings
 #
-# PostgreSQL is installed from Debian's packages when missing (root, or a user with sudo).
+# quickstart and sample use the PostgreSQL in AGENTPG_CONNECTION when it is set (any platform; see the README);
+# otherwise they start a throwaway one, installed from Debian's packages when missing (root, or a user with sudo).
 set -uo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -22,8 +23,40 @@ build() {
   dotnet build "$ROOT/AgentPg.slnx" -c "${CONFIGURATION:-Debug}" -nologo -clp:ErrorsOnly "$@"
 }
 
+say() { printf '[build] %s\n' "$*" >&2; }
+
+# Builds with a line before and after, so the first build (NuGet restore, a minute or more) is not a silent pause.
+build_announced() {
+  local started=$SECONDS
+  if [ -d "$ROOT/src/AgentPg/obj" ]; then
+    say "building AgentPg (${CONFIGURATION:-Debug})…"
+  else
+    say "building AgentPg (${CONFIGURATION:-Debug}) for the first time: restoring NuGet packages and compiling, this takes a minute or two…"
+  fi
+  local log
+  log=$(build 2>&1)
+  local rc=$?
+  if [ $rc != 0 ]; then
+    printf '%s\n' "$log"
+    say "build failed"
+    return $rc
+  fi
+  say "built in $(( SECONDS - started )) s"
+}
+
+# The database for samples: AGENTPG_CONNECTION when the caller set it, otherwise a throwaway cluster.
+sample_database() {
+  if [ -n "${AGENTPG_CONNECTION:-}" ]; then
+    say "using the PostgreSQL in AGENTPG_CONNECTION"
+    return 0
+  fi
+  say "starting a throwaway PostgreSQL (set AGENTPG_CONNECTION to use your own server instead)"
+  pg_start test
+}
+
 cmd_test() {
   local started=$SECONDS
+  say "building, then running every test project on a throwaway PostgreSQL (a few minutes; the last line is the summary)"
   if ! build; then
     echo "build failed"
     echo "0 passed, 1 failed"
@@ -94,8 +127,8 @@ cmd_test() {
 }
 
 cmd_quickstart() {
-  build >/dev/null || { build; exit 1; }
-  pg_start test || exit 1
+  build_announced || exit 1
+  sample_database || exit 1
   dotnet run --project "$ROOT/samples/Quickstart" -c "${CONFIGURATION:-Debug}" --no-build -- "$@"
   local rc=$?
   pg_stop
@@ -109,8 +142,8 @@ cmd_sample() {
     exit 2
   fi
   shift
-  build >/dev/null || { build; exit 1; }
-  pg_start test || exit 1
+  build_announced || exit 1
+  sample_database || exit 1
   dotnet run --project "$ROOT/samples/$name" -c "${CONFIGURATION:-Debug}" --no-build -- "$@"
   local rc=$?
   pg_stop

@@ -38,6 +38,12 @@ pg_install_if_missing() {
   if pg_find_bin; then
     return 0
   fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    pg_log "PostgreSQL is not installed and this is not a Debian system, so it cannot be installed here."
+    pg_log "Start PostgreSQL 15 or newer any way you like (for example: docker run -d -p 5432:5432 -e POSTGRES_PASSWORD=postgres postgres:17)"
+    pg_log "and set AGENTPG_CONNECTION='Host=127.0.0.1;Username=postgres;Password=postgres;Database=postgres' (README: \"Without Debian\")."
+    return 1
+  fi
   local sudo=""
   if [ "$(id -u)" != "0" ]; then
     if command -v sudo >/dev/null 2>&1; then

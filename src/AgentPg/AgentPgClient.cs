@@ -89,15 +89,19 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     /// <summary>Gets the client's copy of its options, with defaults resolved. Changing it has no effect.</summary>
     public AgentPgOptions Options => _options;
 
+    /// <summary>Gets the data source the client works on (for the hosting integration and health checks).</summary>
+    internal NpgsqlDataSource DataSource => _dataSource;
+
     /// <summary>Gets whether <see cref="StartAsync"/> has completed and <see cref="StopAsync"/> has not been called.</summary>
     public bool IsStarted => _started;
 
     /// <summary>Registers this instance and its tools and starts processing runs.</summary>
     /// <param name="cancellationToken">Cancels starting; it does not stop a started client (use <see cref="StopAsync"/>).</param>
     /// <returns>A task that completes when the instance is registered and its workers run.</returns>
-    /// <exception cref="AgentPgException">The client is already started (<see cref="AgentPgErrorCode.ClientAlreadyStarted"/>), or the
-    /// database schema is missing or at an unknown version (<see cref="AgentPgErrorCode.SchemaVersionMismatch"/>, with instructions).</exception>
-    /// <exception cref="InvalidOperationException">No Claude API key is configured.</exception>
+    /// <exception cref="AgentPgException">The database schema is missing or at another version
+    /// (<see cref="AgentPgErrorCode.SchemaVersionMismatch"/>, with instructions).</exception>
+    /// <exception cref="InvalidOperationException">The client is already started (misuse: call <see cref="StopAsync"/> first),
+    /// or no Claude API key is configured.</exception>
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -106,7 +110,9 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         {
             if (_started)
             {
-                throw new AgentPgException(AgentPgErrorCode.ClientAlreadyStarted, "Start", $"Instance {InstanceId} is already started.");
+                // Misuse, so a BCL exception (STYLE: misuse raises BCL exceptions, domain failures AgentPgException).
+                throw new InvalidOperationException(
+                    $"The client (instance {InstanceId}) is already started. Start it once; to restart it, call StopAsync first.");
             }
 
             if (string.IsNullOrEmpty(_options.ApiKey))
@@ -428,6 +434,18 @@ public sealed partial class AgentPgClient : IAsyncDisposable
             batch.BatchCommands.Add(delete);
             var released = await batch.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
             return released is int n ? n : 0;
+        }
+    }
+
+    /// <summary>Gets how long ago this instance last recorded a heartbeat, by the database clock.</summary>
+    /// <returns>The age, or <see langword="null"/> when the instance is not registered (not started, or evicted as stale).</returns>
+    internal async Task<TimeSpan?> GetHeartbeatAgeAsync(CancellationToken cancellationToken)
+    {
+        var command = Db.Command(_dataSource, null, _sql.Instances.HeartbeatAge, P.Text(InstanceId));
+        await using (command.ConfigureAwait(false))
+        {
+            var seconds = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+            return seconds is double s ? TimeSpan.FromSeconds(s) : null;
         }
     }
 

@@ -37,7 +37,8 @@ public enum AgentPgErrorCode
     /// <summary>The operation needs a started client (<see cref="AgentPgClient.StartAsync"/>).</summary>
     ClientNotStarted,
 
-    /// <summary>The client was already started.</summary>
+    /// <summary>The client was already started. Declared for parity with the reference; calling
+    /// <see cref="AgentPgClient.StartAsync"/> twice is misuse and throws <see cref="InvalidOperationException"/>.</summary>
     ClientAlreadyStarted,
 
     /// <summary>The client is stopping.</summary>

@@ -48,12 +48,17 @@ public sealed class AgentPgOptions
     /// transaction mode before version 1.21). Statements run on a caller's transaction are never prepared.</remarks>
     public bool PrepareStatements { get; set; } = true;
 
-    /// <summary>Gets or sets how many batch runs this instance processes at the same time.</summary>
+    /// <summary>Gets or sets how many <b>batch</b> runs (<see cref="AgentPgClient.RunAsync(Guid, Guid, string, RunOptions?, CancellationToken)"/>,
+    /// Claude's Message Batches API) this instance processes at the same time.</summary>
     /// <value>The default value is 10.</value>
+    /// <remarks><b>This is the batch-run limit only</b>, despite its name (kept from the reference implementation). Streaming
+    /// runs (<c>RunFastAsync</c>) are limited by <see cref="MaxConcurrentStreamingRuns"/>, tool executions by
+    /// <see cref="MaxConcurrentTools"/>.</remarks>
     public int MaxConcurrentRuns { get; set; } = 10;
 
-    /// <summary>Gets or sets how many streaming runs this instance processes at the same time.</summary>
+    /// <summary>Gets or sets how many streaming runs (<c>RunFastAsync</c>) this instance processes at the same time.</summary>
     /// <value>The default value is 5.</value>
+    /// <remarks>Batch runs have their own limit, <see cref="MaxConcurrentRuns"/>.</remarks>
     public int MaxConcurrentStreamingRuns { get; set; } = 5;
 
     /// <summary>Gets or sets how many tool executions this instance runs at the same time.</summary>

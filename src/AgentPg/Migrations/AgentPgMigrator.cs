@@ -6,8 +6,8 @@ namespace AgentPg;
 
 /// <summary>Creates, upgrades and removes AgentPg's database schema.</summary>
 /// <remarks>
-/// <para>Migrations are numbered SQL files embedded in the assembly (<c>Migrations/NNN_name.up.sql</c> and
-/// <c>.down.sql</c>; the same files are in the repository for <c>psql -f</c>). Each run of the migrator takes a
+/// <para>Migrations are numbered SQL files embedded in the assembly (<c>NNN_name.up.sql</c> and <c>.down.sql</c>);
+/// <see cref="GetScript"/> returns them, for <c>psql -f</c> or a migration tool. Each run of the migrator takes a
 /// transaction-level advisory lock for the schema, so instances starting together apply a migration exactly once, and
 /// each file records its version in <c>agentpg_migrations</c>.</para>
 /// <para>Everything is created in one schema; the files themselves are schema-agnostic and use the first schema of
@@ -146,9 +146,23 @@ public sealed class AgentPgMigrator
         }
     }
 
+    /// <summary>Gets the SQL of one migration exactly as the migrator applies it.</summary>
+    /// <param name="version">The migration's version, 1 to <see cref="LatestVersion"/>.</param>
+    /// <param name="up"><see langword="true"/> for the file that applies the migration, <see langword="false"/> for the one that reverts it.</param>
+    /// <returns>The script. It creates every object unqualified in the first schema of the <c>search_path</c> and an up
+    /// script records its version in <c>agentpg_migrations</c>; run it in one transaction with the <c>search_path</c> set to
+    /// the target schema (for example <c>PGOPTIONS='-c search_path=my_schema' psql -v ON_ERROR_STOP=1 --single-transaction -f 001.up.sql</c>).</returns>
+    /// <remarks>For applying the SQL with psql or a migration tool (Flyway, DbUp, …) without the source repository. Apply
+    /// only the versions above <see cref="GetVersionAsync"/>, in order; revert newest first.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="version"/> is not a migration of this library.</exception>
+    public static string GetScript(int version, bool up = true)
+        => s_scripts.FirstOrDefault(s => s.Version == version && s.Up == up)?.Text
+           ?? throw new ArgumentOutOfRangeException(nameof(version), version,
+               $"AgentPg has migrations 1 to {LatestVersion}; there is no version {version}.");
+
     internal static string HowToMigrate(string schema)
-        => $"Run `await new AgentPgMigrator(dataSource, \"{schema}\").MigrateAsync()`, apply src/AgentPg/Migrations/*.up.sql with " +
-           $"psql (docs/migrations.md), or set AgentPgOptions.MigrateOnStart = true.";
+        => $"Run `await new AgentPgMigrator(dataSource, \"{schema}\").MigrateAsync()`, set AgentPgOptions.MigrateOnStart = true, " +
+           $"or apply the SQL of AgentPgMigrator.GetScript(version) with psql for each version up to {LatestVersion} (docs/migrations.md).";
 
     private void ThrowIfNewer(int current)
     {

@@ -16,6 +16,8 @@ internal sealed class InstanceSql
             """;
         // 0 rows: the instance was evicted as stale while alive; it re-registers.
         Heartbeat = $"UPDATE {s}.agentpg_instances SET last_heartbeat_at = now() WHERE id = $1";
+        // Health checks: seconds since the instance's last heartbeat, by the database clock; no row when it is not registered.
+        HeartbeatAge = $"SELECT extract(epoch FROM now() - last_heartbeat_at)::float8 FROM {s}.agentpg_instances WHERE id = $1";
         Delete = $"DELETE FROM {s}.agentpg_instances WHERE id = $1";
         // Graceful shutdown: give everything back without counting it as a rescue.
         ReleaseWork = $"SELECT {s}.agentpg_release_instance_work($1, FALSE, 2147483647)";
@@ -39,6 +41,8 @@ internal sealed class InstanceSql
     public string Register { get; }
 
     public string Heartbeat { get; }
+
+    public string HeartbeatAge { get; }
 
     public string Delete { get; }
 

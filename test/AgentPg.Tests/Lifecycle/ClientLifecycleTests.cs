@@ -41,14 +41,16 @@ public sealed class ClientLifecycleTests(SchemaFixture db) : IClassFixture<Schem
     }
 
     [DatabaseFact]
-    public async Task StartAsync_Twice_ThrowsClientAlreadyStarted()
+    public async Task StartAsync_Twice_ThrowsInvalidOperationAndKeepsRunning()
     {
         await using var client = db.CreateClient();
         await client.StartAsync();
 
-        var ex = await Assert.ThrowsAsync<AgentPgException>(() => client.StartAsync());
+        var ex = await Assert.ThrowsAsync<InvalidOperationException>(() => client.StartAsync());
 
-        Assert.Equal(AgentPgErrorCode.ClientAlreadyStarted, ex.Code);
+        Assert.Contains("already started", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("StopAsync", ex.Message, StringComparison.Ordinal);
+        Assert.True(client.IsStarted);
     }
 
     [DatabaseFact]

@@ -120,6 +120,42 @@ public sealed class AgentPgMigratorTests : IAsyncLifetime
         Assert.Equal(expected, actual);
     }
 
+    [Fact]
+    public async Task GetScript_EveryVersion_IsTheRepositoryFile()
+    {
+        var directory = Path.Combine(RepositoryRoot(), "src", "AgentPg", "Migrations");
+        for (var version = 1; version <= AgentPgMigrator.LatestVersion; version++)
+        {
+            foreach (var up in new[] { true, false })
+            {
+                var file = Directory.GetFiles(directory, $"{version:000}_*.{(up ? "up" : "down")}.sql").Single();
+                Assert.Equal(await File.ReadAllTextAsync(file), AgentPgMigrator.GetScript(version, up));
+            }
+        }
+    }
+
+    [Fact]
+    public void GetScript_UnknownVersion_SaysWhichExist()
+    {
+        var ex = Assert.Throws<ArgumentOutOfRangeException>(() => AgentPgMigrator.GetScript(AgentPgMigrator.LatestVersion + 1));
+        Assert.Contains($"1 to {AgentPgMigrator.LatestVersion}", ex.Message, StringComparison.Ordinal);
+        Assert.Throws<ArgumentOutOfRangeException>(() => AgentPgMigrator.GetScript(0, up: false));
+    }
+
+    [DatabaseFact]
+    public async Task GetScript_AppliedWithSearchPathAndRevertedByItsDownScript_LeavesNothing()
+    {
+        var schema = NewSchema();
+        await ExecuteAsync($"CREATE SCHEMA \"{schema}\"");
+        await ApplyInTransactionAsync(schema, AgentPgMigrator.GetScript(1));
+        Assert.Equal(1, await new AgentPgMigrator(DataSource, schema).GetVersionAsync());
+
+        await ApplyInTransactionAsync(schema, AgentPgMigrator.GetScript(1, up: false));
+
+        Assert.Equal(0, await new AgentPgMigrator(DataSource, schema).GetVersionAsync());
+        Assert.Empty(await CatalogAsync(schema));
+    }
+
     [DatabaseFact]
     public async Task StartAsync_UnmigratedSchema_RefusesWithInstructions()
     {
@@ -131,6 +167,8 @@ public sealed class AgentPgMigratorTests : IAsyncLifetime
         Assert.Equal(AgentPgErrorCode.SchemaVersionMismatch, ex.Code);
         Assert.Contains("MigrateAsync", ex.Message, StringComparison.Ordinal);
         Assert.Contains("MigrateOnStart", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("AgentPgMigrator.GetScript", ex.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("src/", ex.Message, StringComparison.Ordinal);
         Assert.False(client.IsStarted);
     }
 
@@ -188,6 +226,23 @@ public sealed class AgentPgMigratorTests : IAsyncLifetime
         var schema = SchemaFixture.NewSchemaName();
         _schemas.Add(schema);
         return schema;
+    }
+
+    private async Task ApplyInTransactionAsync(string schema, string script)
+    {
+        await using var connection = await DataSource.OpenConnectionAsync();
+        await using var transaction = await connection.BeginTransactionAsync();
+        await using (var path = new NpgsqlCommand($"SET LOCAL search_path TO \"{schema}\"", connection, transaction))
+        {
+            await path.ExecuteNonQueryAsync();
+        }
+
+        await using (var apply = new NpgsqlCommand(script, connection, transaction))
+        {
+            await apply.ExecuteNonQueryAsync();
+        }
+
+        await transaction.CommitAsync();
     }
 
     private async Task ExecuteAsync(string sql)

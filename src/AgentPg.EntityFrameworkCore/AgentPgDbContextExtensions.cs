@@ -1,0 +1,113 @@
+using System.Data.Common;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
+
+namespace AgentPg;
+
+/// <summary>Creates AgentPg sessions and runs inside a <see cref="DbContext"/>'s current transaction, so the application's
+/// rows and the agent work commit or roll back together.</summary>
+/// <remarks>
+/// <para>Each method enlists in <c>db.Database.CurrentTransaction</c>: begin it with
+/// <c>await db.Database.BeginTransactionAsync()</c>, call <c>SaveChangesAsync</c> and these methods in any order, then commit.
+/// Work created in an uncommitted transaction is invisible to workers until the commit and disappears on rollback.</para>
+/// <para>The context must use Npgsql (<c>UseNpgsql</c>) on the same database as the client.</para>
+/// </remarks>
+public static class AgentPgDbContextExtensions
+{
+    /// <summary>Creates a session in the context's current transaction.</summary>
+    /// <param name="client">The AgentPg client.</param>
+    /// <param name="db">A context with a current transaction.</param>
+    /// <param name="parentSessionId">The parent session, if any.</param>
+    /// <param name="metadata">Metadata stored with the session.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>The new session's id.</returns>
+    /// <exception cref="InvalidOperationException">The context has no current transaction.</exception>
+    /// <exception cref="ArgumentException">The context's transaction is not an Npgsql transaction on the client's database.</exception>
+    public static Task<Guid> NewSessionAsync(this AgentPgClient client, DbContext db, Guid? parentSessionId = null,
+        IReadOnlyDictionary<string, object?>? metadata = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        return client.NewSessionAsync(CurrentTransaction(db, nameof(NewSessionAsync)), parentSessionId, metadata, cancellationToken);
+    }
+
+    /// <summary>Creates a batch-mode run (Message Batches API) in the context's current transaction.</summary>
+    /// <param name="client">The AgentPg client.</param>
+    /// <param name="db">A context with a current transaction.</param>
+    /// <param name="sessionId">The session.</param>
+    /// <param name="agentId">The agent.</param>
+    /// <param name="prompt">The user's prompt.</param>
+    /// <param name="options">Run options (variables, instructions, idempotency key…).</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>The run's id; workers see the run once the transaction commits.</returns>
+    /// <exception cref="InvalidOperationException">The context has no current transaction.</exception>
+    /// <exception cref="ArgumentException">The context's transaction is not an Npgsql transaction on the client's database.</exception>
+    public static Task<Guid> RunAsync(this AgentPgClient client, DbContext db, Guid sessionId, Guid agentId, string prompt,
+        RunOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        return client.RunAsync(CurrentTransaction(db, nameof(RunAsync)), sessionId, agentId, prompt, options, cancellationToken);
+    }
+
+    /// <summary>Creates a streaming run in the context's current transaction.</summary>
+    /// <param name="client">The AgentPg client.</param>
+    /// <param name="db">A context with a current transaction.</param>
+    /// <param name="sessionId">The session.</param>
+    /// <param name="agentId">The agent.</param>
+    /// <param name="prompt">The user's prompt.</param>
+    /// <param name="options">Run options (variables, instructions, idempotency key…).</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>The run's id; workers see the run once the transaction commits.</returns>
+    /// <exception cref="InvalidOperationException">The context has no current transaction.</exception>
+    /// <exception cref="ArgumentException">The context's transaction is not an Npgsql transaction on the client's database.</exception>
+    public static Task<Guid> RunFastAsync(this AgentPgClient client, DbContext db, Guid sessionId, Guid agentId, string prompt,
+        RunOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        return client.RunFastAsync(CurrentTransaction(db, nameof(RunFastAsync)), sessionId, agentId, prompt, options, cancellationToken);
+    }
+
+    /// <summary>Binds the context to a transactional tool's transaction, so its <c>SaveChangesAsync</c> writes commit
+    /// exactly once, together with the tool's recorded result.</summary>
+    /// <typeparam name="TContext">The context type.</typeparam>
+    /// <param name="db">A context that has not opened a connection of its own yet (for example a scoped context resolved
+    /// in the tool's constructor through <c>AddTool&lt;TTool&gt;()</c>).</param>
+    /// <param name="context">The tool context of an <see cref="ITransactionalTool"/> execution.</param>
+    /// <returns>The same context, for chaining.</returns>
+    /// <remarks>Do not commit or roll back the transaction, and do not use the context after the tool returns: the worker
+    /// commits the tool's writes with its result, or rolls them back when the tool throws (a retry then starts afresh).</remarks>
+    /// <exception cref="InvalidOperationException">The tool is not an <see cref="ITransactionalTool"/> (it has no transaction),
+    /// or the context already has a transaction of its own.</exception>
+    public static TContext UseToolTransaction<TContext>(this TContext db, ToolContext context)
+        where TContext : DbContext
+    {
+        ArgumentNullException.ThrowIfNull(db);
+        ArgumentNullException.ThrowIfNull(context);
+        var transaction = context.Transaction ?? throw new InvalidOperationException(
+            "This tool execution has no transaction: only tools that implement ITransactionalTool get one. " +
+            "Implement ITransactionalTool to make the tool's EF Core writes commit exactly once with its result.");
+        if (db.Database.CurrentTransaction is { } current)
+        {
+            if (ReferenceEquals(current.GetDbTransaction(), transaction))
+            {
+                return db;
+            }
+
+            throw new InvalidOperationException(
+                "The DbContext already has a transaction of its own; use a fresh context (for example the scoped one the tool's constructor receives) for the tool's transaction.");
+        }
+
+        // The worker owns the connection and the transaction: EF Core neither closes the one nor commits the other.
+        db.Database.SetDbConnection(transaction.Connection, contextOwnsConnection: false);
+        db.Database.UseTransaction(transaction);
+        return db;
+    }
+
+    private static DbTransaction CurrentTransaction(DbContext db, string method)
+    {
+        ArgumentNullException.ThrowIfNull(db);
+        return db.Database.CurrentTransaction?.GetDbTransaction() ?? throw new InvalidOperationException(
+            $"{method}(DbContext …) enlists in the context's current transaction, and {db.GetType().Name} has none. " +
+            "Call await db.Database.BeginTransactionAsync() first, then SaveChangesAsync and CommitAsync after creating the AgentPg work " +
+            "(or use the overload without a DbContext to create it in a transaction of its own).");
+    }
+}

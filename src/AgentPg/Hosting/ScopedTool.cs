@@ -1,0 +1,45 @@
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace AgentPg.Hosting;
+
+/// <summary>A tool registered with <c>AddTool&lt;TTool&gt;()</c>: each execution resolves the tool in a scope of its own.</summary>
+internal class ScopedTool<TTool>(IServiceScopeFactory scopes, string name, string description, ToolSchema inputSchema) : ITool
+    where TTool : class, ITool
+{
+    public string Name { get; } = name;
+
+    public string Description { get; } = description;
+
+    public ToolSchema InputSchema { get; } = inputSchema;
+
+    public async Task<string> ExecuteAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken)
+    {
+        var scope = scopes.CreateAsyncScope();
+        await using (scope.ConfigureAwait(false))
+        {
+            var tool = scope.ServiceProvider.GetRequiredService<TTool>();
+            return await tool.ExecuteAsync(context, input, cancellationToken).ConfigureAwait(false);
+        }
+    }
+}
+
+/// <summary>A scoped <see cref="ITransactionalTool"/>: the worker sees the marker and runs it in its exactly-once transaction.</summary>
+internal sealed class ScopedTransactionalTool<TTool>(IServiceScopeFactory scopes, string name, string description, ToolSchema inputSchema)
+    : ScopedTool<TTool>(scopes, name, description, inputSchema), ITransactionalTool
+    where TTool : class, ITool;
+
+internal static class ScopedTool
+{
+    public static ITool Create<TTool>(IServiceProvider services)
+        where TTool : class, ITool
+    {
+        var scopes = services.GetRequiredService<IServiceScopeFactory>();
+        using var scope = scopes.CreateScope();
+        // The metadata is read while the scope lives: the properties may depend on scoped services.
+        var prototype = scope.ServiceProvider.GetRequiredService<TTool>();
+        return typeof(ITransactionalTool).IsAssignableFrom(typeof(TTool))
+            ? new ScopedTransactionalTool<TTool>(scopes, prototype.Name, prototype.Description, prototype.InputSchema)
+            : new ScopedTool<TTool>(scopes, prototype.Name, prototype.Description, prototype.InputSchema);
+    }
+}

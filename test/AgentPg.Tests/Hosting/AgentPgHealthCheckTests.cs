@@ -1,0 +1,99 @@
+using AgentPg.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Hosting;
+using Npgsql;
+
+namespace AgentPg.Tests.Hosting;
+
+public sealed class AgentPgHealthCheckTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    [DatabaseFact]
+    public async Task CheckHealth_StartedWorker_IsHealthyWithSchemaVersionAndHeartbeat()
+    {
+        var builder = HostFactory.Builder();
+        builder.Services.AddAgentPg(HostFactory.Options(db, null)).AddWorker();
+        builder.Services.AddHealthChecks().AddAgentPg();
+        using var host = builder.Build();
+        await host.StartAsync();
+        try
+        {
+            var report = await host.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync();
+
+            var entry = report.Entries["agentpg"];
+            Assert.True(entry.Status == HealthStatus.Healthy, entry.Description);
+            Assert.Equal(AgentPgMigrator.LatestVersion, entry.Data["schema_version"]);
+            Assert.True(entry.Data.ContainsKey("heartbeat_age_seconds"));
+        }
+        finally
+        {
+            await host.StopAsync();
+        }
+
+        var afterStop = await host.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync();
+        Assert.Equal(HealthStatus.Unhealthy, afterStop.Entries["agentpg"].Status);
+        Assert.Contains("not running", afterStop.Entries["agentpg"].Description, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
+    public async Task CheckHealth_WorkerEvicted_IsUnhealthy()
+    {
+        var builder = HostFactory.Builder();
+        builder.Services.AddAgentPg(HostFactory.Options(db, null, o => (o.HeartbeatInterval, o.InstanceTtl) = (TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(5))))
+            .AddWorker();
+        builder.Services.AddHealthChecks().AddAgentPg("queue", tags: ["ready"]);
+        using var host = builder.Build();
+        await host.StartAsync();
+        try
+        {
+            var client = host.Services.GetRequiredService<AgentPgClient>();
+            await db.ExecuteAsync("DELETE FROM {schema}.agentpg_instances WHERE id = $1", client.InstanceId);
+
+            var report = await host.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync(r => r.Tags.Contains("ready"));
+
+            Assert.Equal(HealthStatus.Unhealthy, report.Entries["queue"].Status);
+            Assert.Contains("not registered", report.Entries["queue"].Description, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await host.StopAsync();
+        }
+    }
+
+    [DatabaseFact]
+    public async Task CheckHealth_SchemaNotMigrated_IsUnhealthyAndSaysHowToMigrate()
+    {
+        var schema = SchemaFixture.NewSchemaName();
+        var builder = HostFactory.Builder();
+        builder.Services.AddAgentPg(o => o.Schema = schema);
+        builder.Services.AddHealthChecks().AddAgentPg();
+        using var host = builder.Build();
+        await host.StartAsync();
+
+        var entry = (await host.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync()).Entries["agentpg"];
+
+        Assert.Equal(HealthStatus.Unhealthy, entry.Status);
+        Assert.Contains("at version 0", entry.Description, StringComparison.Ordinal);
+        Assert.Contains("MigrateAsync", entry.Description, StringComparison.Ordinal);
+        await host.StopAsync();
+    }
+
+    [Fact]
+    public async Task CheckHealth_DatabaseDown_IsUnhealthy()
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        // Port 1 on the loopback: nothing listens, the connection is refused at once.
+        builder.Services.AddNpgsqlDataSource("Host=127.0.0.1;Port=1;Username=nobody;Timeout=5");
+        builder.Services.AddAgentPg();
+        builder.Services.AddHealthChecks().AddAgentPg(failureStatus: HealthStatus.Degraded);
+        using var host = builder.Build();
+        await host.StartAsync();
+
+        var entry = (await host.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync()).Entries["agentpg"];
+
+        Assert.Equal(HealthStatus.Degraded, entry.Status);
+        Assert.Contains("cannot reach PostgreSQL", entry.Description, StringComparison.Ordinal);
+        Assert.IsAssignableFrom<NpgsqlException>(entry.Exception);
+        await host.StopAsync();
+    }
+}
