@@ -6,7 +6,8 @@ namespace AgentPg.Tests.Events;
 /// <summary>A watcher in the test process follows a run streamed by a worker process that is killed mid-stream.</summary>
 public sealed class WatchRunCrashTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
-    private const string FirstAttempt = "This answer is being written slowly by the first worker, which will not live to finish it, sadly.";
+    // About 60 stream events at 100 ms: the first worker is still streaming it seconds after the watcher's first delta.
+    private static readonly string s_firstAttempt = string.Concat(Enumerable.Repeat("This answer is written slowly by the first worker. ", 18));
     private const string SecondAttempt = "This answer comes from the second worker, after the rescue.";
 
     private static Dictionary<string, string> WorkerArguments(FakeClaudeServer claude, string schema, string name) => new()
@@ -34,7 +35,7 @@ public sealed class WatchRunCrashTests(SchemaFixture db) : IClassFixture<SchemaF
         await using var claude = await FakeClaudeServer.StartAsync();
         var calls = 0;
         claude.Respond(_ => Interlocked.Increment(ref calls) == 1
-            ? FakeReply.Text(FirstAttempt) with { EventDelay = TimeSpan.FromMilliseconds(60) }
+            ? FakeReply.Text(s_firstAttempt) with { EventDelay = TimeSpan.FromMilliseconds(100) }
             : FakeReply.Text(SecondAttempt) with { EventDelay = TimeSpan.FromMilliseconds(10) });
         var first = await WorkerProcess.StartAsync(WorkerArguments(claude, db.Schema, "first"));
         await using var firstWorker = first;
@@ -77,7 +78,7 @@ public sealed class WatchRunCrashTests(SchemaFixture db) : IClassFixture<SchemaF
         Assert.Equal([1, 2], events.OfType<IterationStartedEvent>().Select(i => i.IterationNumber));
         Assert.True(afterKill.IndexOf(rescued) < afterKill.FindIndex(e => e is IterationStartedEvent { IterationNumber: 2 }));
         Assert.Equal(SecondAttempt, string.Concat(events.OfType<TextDeltaEvent>().Where(d => d.IterationNumber == 2).Select(d => d.Text)));
-        Assert.StartsWith(string.Concat(events.OfType<TextDeltaEvent>().Where(d => d.IterationNumber == 1).Select(d => d.Text)), FirstAttempt, StringComparison.Ordinal);
+        Assert.StartsWith(string.Concat(events.OfType<TextDeltaEvent>().Where(d => d.IterationNumber == 1).Select(d => d.Text)), s_firstAttempt, StringComparison.Ordinal);
         Assert.All(events.Zip(events.Skip(1)), p => Assert.True(p.First.Sequence < p.Second.Sequence, "sequences strictly increase"));
         var finished = Assert.IsType<RunFinishedEvent>(events[^1]);
         Assert.Equal(RunState.Completed, finished.State);
