@@ -19,7 +19,7 @@ public sealed class WatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     };
 
     /// <summary>A root agent that calls a tool and a delegate agent, then answers slowly; the delegate answers slowly too.</summary>
-    private static async Task<(AgentDefinition Root, string ChildName)> ScriptAsync(Harness h, TimeSpan eventDelay)
+    private static async Task<(AgentDefinition Root, string ChildName)> ScriptAsync(Harness h, TimeSpan eventDelay, Task? watching = null)
     {
         string root = Unique("root"), child = Unique("child");
         var childAgent = await h.Client.CreateAgentAsync(new AgentDefinition
@@ -30,8 +30,14 @@ public sealed class WatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         {
             Name = root, Model = "claude-sonnet-4-5", SystemPrompt = $"You are {root}.", Tools = ["get_weather"], AgentIds = [childAgent.Id],
         });
-        h.Claude.Respond(request =>
+        h.Claude.Respond(async (request, cancellationToken) =>
         {
+            if (watching is not null)
+            {
+                // The watch started before the model answers, so every delta is published.
+                await watching.WaitAsync(cancellationToken);
+            }
+
             if (request.SystemText.Contains(child, StringComparison.Ordinal))
             {
                 return FakeReply.Text("Research says: eighteen degrees and a breeze.") with { EventDelay = eventDelay };
@@ -70,13 +76,15 @@ public sealed class WatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     {
         await using var h = await Harness.StartAsync(db, tools: Weather());
         var watcher = await h.AddClientAsync(start: false);
-        var (agent, childName) = await ScriptAsync(h, TimeSpan.FromMilliseconds(15));
+        var watching = new TaskCompletionSource();
+        var (agent, childName) = await ScriptAsync(h, TimeSpan.FromMilliseconds(15), watching.Task);
         var session = await watcher.NewSessionAsync();
         var runId = await watcher.RunFastAsync(session, agent.Id, "What's the weather in Paris?");
 
         var stateAtFirstFinalDelta = (RunState?)null;
         var events = await Eventually.WithinAsync(CollectAsync(watcher.WatchRunAsync(runId), async e =>
         {
+            watching.TrySetResult();
             if (e is TextDeltaEvent { IterationNumber: 2 } && e.RunId == runId && stateAtFirstFinalDelta is null)
             {
                 stateAtFirstFinalDelta = (await watcher.GetRunAsync(runId)).State;
