@@ -45,6 +45,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     private volatile bool _started;
     private bool _disposed;
     private WorkerSet? _workers;
+    private PendingRunsProbe? _pendingProbe;
 
     private AgentPgClient(NpgsqlDataSource dataSource, AgentPgOptions options)
     {
@@ -129,6 +130,8 @@ public sealed partial class AgentPgClient : IAsyncDisposable
             _engine.Claude = CreateClaudeClient();
             _workers = new WorkerSet(_engine, RegisterAgainAsync);
             _workers.Start();
+            _pendingProbe = new PendingRunsProbe(_options.Schema, InstanceId, CountPendingRunsAsync, _time);
+            Telemetry.Register(_pendingProbe);
             _started = true;
             Log.ClientStarted(_logger, InstanceId, _options.InstanceName!, _options.Schema, _tools.Count);
         }
@@ -154,6 +157,12 @@ public sealed partial class AgentPgClient : IAsyncDisposable
             }
 
             _started = false;
+            if (_pendingProbe is { } probe)
+            {
+                Telemetry.Unregister(probe);
+                _pendingProbe = null;
+            }
+
             var workers = _workers!;
             _workers = null;
             await workers.StopAsync(cancellationToken).ConfigureAwait(false);
@@ -207,6 +216,15 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         }
 
         return new AnthropicClient(options);
+    }
+
+    private async Task<long> CountPendingRunsAsync(CancellationToken cancellationToken)
+    {
+        var command = _dataSource.CreateCommand(_sql.Runs.CountPending);
+        await using (command.ConfigureAwait(false))
+        {
+            return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is long count ? count : 0;
+        }
     }
 
     private Task RegisterAgainAsync(CancellationToken cancellationToken) => RegisterInstanceAsync(cancellationToken);

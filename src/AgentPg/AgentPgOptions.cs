@@ -100,6 +100,9 @@ public sealed class AgentPgOptions
     /// with new sequences.</remarks>
     public TimeSpan RunEventRetention { get; set; } = TimeSpan.FromHours(24);
 
+    /// <summary>Gets or sets what AgentPg's traces record (message content is opt-in).</summary>
+    public TelemetryOptions Telemetry { get; set; } = new();
+
     /// <summary>Gets or sets how runs of dead or stuck workers are rescued.</summary>
     public RunRescueOptions RunRescue { get; set; } = new();
 
@@ -148,6 +151,7 @@ public sealed class AgentPgOptions
         var copy = (AgentPgOptions)MemberwiseClone();
         copy.RunRescue = RunRescue?.Clone()!;
         copy.ToolRetry = ToolRetry?.Clone()!;
+        copy.Telemetry = Telemetry?.Clone()!;
         return copy;
     }
 }

@@ -65,6 +65,11 @@ internal static class AgentPgOptionsValidator
                        "a TTL of several heartbeat intervals is typical.");
         }
 
+        if (options.Telemetry is null)
+        {
+            errors.Add("AgentPgOptions.Telemetry is null; leave the default instance or set a new TelemetryOptions().");
+        }
+
         if (options.RunRescue is null)
         {
             errors.Add("AgentPgOptions.RunRescue is null; leave the default instance or set a new RunRescueOptions().");

@@ -165,6 +165,8 @@ CREATE TABLE agentpg_runs (
     parent_tool_execution_id     UUID,
     -- The run at the top of this run's hierarchy (itself for a root run); set on insert. Live events are per root run.
     root_run_id                  UUID,
+    -- The W3C trace context of the code that created the run (OpenTelemetry): the run's spans continue its trace.
+    traceparent                  TEXT,
     depth                        INTEGER NOT NULL DEFAULT 0,
     state                        agentpg_run_state NOT NULL DEFAULT 'pending',
     previous_state               agentpg_run_state,

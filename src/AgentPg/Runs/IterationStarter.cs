@@ -164,6 +164,7 @@ internal sealed class IterationStarter(Engine engine)
         var limit = RequestBuilder.ModelMaxOutputTokens(agent.Model);
         var tokens = Math.Min(maxTokens ?? agent.MaxTokens ?? RequestBuilder.DefaultMaxTokens, Math.Max(limit, agent.MaxTokens ?? 0));
         var extended = engine.Options.ExtendedContext || (agent.Config.TryGetValue("extended_context", out var value) && value is true);
+        Diagnostics.Telemetry.AgentKnown(claimed.Activity, agent);
         return new IterationContext(agent, history, offered, delegateTools, toolsJson, tokens,
             RequestBuilder.SystemPrompt(agent, claimed.Run.OverrideInstructions, claimed.Run.AppendInstructions), number, iterationId, extended);
     }

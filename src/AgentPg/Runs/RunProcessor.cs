@@ -48,6 +48,8 @@ internal sealed class RunProcessor(Engine engine)
     private async Task<ModelResponse> CallWithRetriesAsync(ClaimedRun claimed, IterationContext context, Dictionary<string, JsonElement> body, CancellationToken token)
     {
         var failures = 0;
+        using var chat = Telemetry.StartChat(claimed, context.Agent.Model, engine.Options.Telemetry.CaptureContent ? body : null);
+        var started = engine.Time.GetTimestamp();
         var deltas = engine.Deltas.Open(claimed, context.IterationNumber, token);
         await using var _ = deltas.ConfigureAwait(false);
         while (true)
@@ -55,7 +57,9 @@ internal sealed class RunProcessor(Engine engine)
             try
             {
                 deltas.BeginAttempt();
-                return await CallOnceAsync(claimed, body, deltas, token).ConfigureAwait(false);
+                var response = await CallOnceAsync(claimed, body, deltas, token).ConfigureAwait(false);
+                Telemetry.ChatCompleted(chat, context.Agent.Model, response, engine.Time.GetElapsedTime(started), engine.Options.Telemetry.CaptureContent);
+                return response;
             }
             catch (AnthropicBadRequestException ex) when (IsPromptTooLong(ex))
             {
@@ -70,6 +74,7 @@ internal sealed class RunProcessor(Engine engine)
             }
             catch (AnthropicApiException ex)
             {
+                Telemetry.ChatFailed(chat, context.Agent.Model, ex.GetType().Name, engine.Time.GetElapsedTime(started));
                 // The SDK already retried what is retryable (408, 409, 429, 5xx) before throwing.
                 throw new RunFailureException("model_error",
                     $"Claude API error {(int)ex.StatusCode} {ex.Type?.Raw() ?? "error"}: {ex.ApiMessage ?? "(no message)"}");
@@ -79,6 +84,7 @@ internal sealed class RunProcessor(Engine engine)
                 failures++;
                 if (failures > engine.Options.MaxModelRetries)
                 {
+                    Telemetry.ChatFailed(chat, context.Agent.Model, ex.GetType().Name, engine.Time.GetElapsedTime(started));
                     throw new RunFailureException("model_error",
                         $"Claude's streamed answer failed {failures} times (AgentPgOptions.MaxModelRetries = {engine.Options.MaxModelRetries}); " +
                         $"last error: {Describe(ex)}");

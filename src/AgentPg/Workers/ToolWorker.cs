@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json;
 using AgentPg.Diagnostics;
 using AgentPg.Internal;
@@ -8,7 +9,11 @@ using Npgsql;
 namespace AgentPg.Workers;
 
 /// <summary>A claimed tool execution and what the worker needs to run it.</summary>
-internal sealed record ClaimedTool(ToolExecution Execution, Guid SessionId, Guid AgentId, string VariablesJson, int Depth, int IterationNumber);
+internal sealed record ClaimedTool(ToolExecution Execution, Guid SessionId, Guid AgentId, string VariablesJson, int Depth, int IterationNumber)
+{
+    /// <summary>The W3C trace context stored with the run: the tool's span continues the run's trace.</summary>
+    public string? TraceParent { get; init; }
+}
 
 /// <summary>Claims due tool executions this instance can run and executes each in its own task
 /// (<see cref="AgentPgOptions.MaxConcurrentTools"/> at a time).</summary>
@@ -39,7 +44,7 @@ internal sealed class ToolWorker(Engine engine)
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                 {
                     claimed.Add(new ClaimedTool(ToolExecutionSql.Read(reader), reader.GetGuid(23), reader.GetGuid(24), reader.GetString(25),
-                        reader.GetInt32(26), reader.GetInt32(27)));
+                        reader.GetInt32(26), reader.GetInt32(27)) { TraceParent = reader.IsDBNull(28) ? null : reader.GetString(28) });
                 }
 
                 return claimed;
@@ -80,6 +85,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(hardStop);
         using var registration = engine.InFlight.Register(_execution.RunId, cts);
         var started = engine.Time.GetTimestamp();
+        using var activity = Telemetry.StartTool(claimed, engine.Options.Telemetry.CaptureContent);
         engine.Callbacks.FireStart(Event());
         try
         {
@@ -303,6 +309,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
 
     private void FireComplete(string? output, bool isError, string? errorMessage, long started)
     {
+        Telemetry.ToolCompleted(Activity.Current, _execution.ToolName, output, isError, errorMessage, engine.Options.Telemetry.CaptureContent);
         var e = Event() with
         {
             Output = output,
