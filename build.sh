@@ -7,7 +7,10 @@
 #                                 "N passed, N failed, N skipped" as the last line
 #   ./build.sh sample NAME [args] run samples/NAME (Hierarchy, WorkerHost …) on a throwaway PostgreSQL
 #   ./build.sh build              build everything (zero warnings: warnings are errors)
+#   ./build.sh pack               Release .nupkg + .snupkg of every library into artifacts/packages
 #   ./build.sh bench [args]       run the benchmarks on a PostgreSQL with stock settings
+#   ./build.sh soak [--minutes N] chaos soak: worker processes killed, frozen and cut off by PostgreSQL restarts
+#                                 under load, then checked for lost, stuck and duplicated work (bench/README.md)
 #
 # quickstart and sample use the PostgreSQL in AGENTPG_CONNECTION when it is set (any platform; see the README);
 # otherwise they start a throwaway one, installed from Debian's packages when missing (root, or a user with sudo).
@@ -150,10 +153,32 @@ cmd_sample() {
   exit $rc
 }
 
+cmd_pack() {
+  local out="$ROOT/artifacts/packages"
+  rm -rf "$out"
+  mkdir -p "$out"
+  local p
+  for p in "$ROOT"/src/*/*.csproj; do
+    echo "[pack] $(basename "$p" .csproj)"
+    dotnet pack "$p" -c Release -o "$out" -nologo -clp:ErrorsOnly "$@" || exit 1
+  done
+  ls -1 "$out"
+}
+
 cmd_bench() {
   CONFIGURATION=Release build || exit 1
   pg_start stock || exit 1
   dotnet run --project "$ROOT/bench/AgentPg.Benchmarks" -c Release --no-build -- "$@"
+  local rc=$?
+  pg_stop
+  exit $rc
+}
+
+# The soak restarts PostgreSQL, so it always runs on a throwaway cluster of its own (never AGENTPG_CONNECTION).
+cmd_soak() {
+  CONFIGURATION=Release build || exit 1
+  pg_start test || exit 1
+  dotnet run --project "$ROOT/bench/AgentPg.Soak" -c Release --no-build -- "$@"
   local rc=$?
   pg_stop
   exit $rc
@@ -164,6 +189,8 @@ case "${1:-}" in
   quickstart|run) shift; cmd_quickstart "$@" ;;
   sample) shift; cmd_sample "$@" ;;
   build) shift; build "$@" ;;
+  pack) shift; cmd_pack "$@" ;;
   bench) shift; cmd_bench "$@" ;;
-  *) sed -n '2,13p' "$0"; exit 2 ;;
+  soak) shift; cmd_soak "$@" ;;
+  *) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 2 ;;
 esac

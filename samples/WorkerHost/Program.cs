@@ -1,18 +1,21 @@
-// A standalone AgentPg worker process: one client (one instance) with a few demo tools, running until SIGTERM/Ctrl+C,
-// then stopping gracefully (in-flight work finishes or is released to the other instances).
+// A standalone AgentPg worker process on the .NET generic host: AddNpgsqlDataSource + AddAgentPg(...).AddWorker() with a
+// few demo tools. The host starts the worker, and on SIGTERM/Ctrl+C stops it gracefully: in-flight work finishes within
+// the host's shutdown timeout, or is released to the other instances.
 //
 //   dotnet WorkerHost.dll --connection "Host=...;Username=..." [--schema public] [--claude-url http://127.0.0.1:1234]
 //                         [--api-key KEY] [--instance-id ID] [--heartbeat-ms N] [--instance-ttl-ms N] [--leader-ttl-ms N]
 //                         [--rescue-interval-ms N] [--rescue-timeout-ms N] [--poll-ms N] [--batch-poll-ms N]
-//                         [--max-streaming N] [--max-batch N] [--max-tools N] [--stop-timeout-ms N]
+//                         [--max-streaming N] [--max-batch N] [--max-tools N] [--stop-timeout-ms N] [--log-level Warning]
 //
-// It prints "READY <instance id>" once started. The multi-process crash tests drive it; it is also a template for a
-// dedicated worker service.
+// It prints "READY <instance id>" once started and "STOPPED <instance id>" after a graceful stop. The multi-process crash
+// tests drive it; it is also a template for a dedicated worker service (a real one would bind its options from
+// configuration: builder.Services.AddAgentPg(builder.Configuration.GetSection("AgentPg"))).
 
 using System.Globalization;
-using System.Runtime.InteropServices;
 using System.Text.Json;
 using AgentPg;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 
@@ -24,70 +27,50 @@ if (!settings.TryGetValue("connection", out var connectionString))
 }
 
 var schema = settings.GetValueOrDefault("schema", "public");
-using var loggerFactory = LoggerFactory.Create(logging => logging
+var builder = Host.CreateApplicationBuilder();
+builder.Logging.ClearProviders()
     .AddSimpleConsole(o => o.SingleLine = true)
-    .SetMinimumLevel(Enum.Parse<LogLevel>(settings.GetValueOrDefault("log-level", "Warning"))));
-await using var dataSource = NpgsqlDataSource.Create(connectionString);
-
-var options = new AgentPgOptions
-{
-    Schema = schema,
-    LoggerFactory = loggerFactory,
-    ApiKey = settings.GetValueOrDefault("api-key") ?? Environment.GetEnvironmentVariable("ANTHROPIC_API_KEY"),
-    BaseUrl = settings.GetValueOrDefault("claude-url"),
-    InstanceId = settings.GetValueOrDefault("instance-id"),
-};
-Milliseconds("heartbeat-ms", v => options.HeartbeatInterval = v);
-Milliseconds("instance-ttl-ms", v => options.InstanceTtl = v);
-Milliseconds("leader-ttl-ms", v => options.LeaderTtl = v);
-Milliseconds("cleanup-interval-ms", v => options.CleanupInterval = v);
-Milliseconds("rescue-interval-ms", v => options.RunRescue.Interval = v);
-Milliseconds("rescue-timeout-ms", v => options.RunRescue.Timeout = v);
-Milliseconds("poll-ms", v => options.RunPollInterval = options.ToolPollInterval = v);
-Milliseconds("batch-poll-ms", v => options.BatchPollInterval = v);
-Number("max-streaming", v => options.MaxConcurrentStreamingRuns = v);
-Number("max-batch", v => options.MaxConcurrentRuns = v);
-Number("max-tools", v => options.MaxConcurrentTools = v);
-Number("max-rescue-attempts", v => options.RunRescue.MaxAttempts = v);
-
-await using var client = AgentPgClient.Create(dataSource, options);
-client.RegisterTool(new RecordEffectTool(schema));
-client.RegisterTool(FunctionTool.Create("slow_echo", "Waits the given number of milliseconds, then echoes the text.",
-    async (string text, int ms, CancellationToken cancellationToken) =>
+    .SetMinimumLevel(Enum.Parse<LogLevel>(settings.GetValueOrDefault("log-level", "Warning")));
+// How long in-flight work may take to finish on SIGTERM before it is released to the other instances.
+builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout =
+    TimeSpan.FromMilliseconds(int.Parse(settings.GetValueOrDefault("stop-timeout-ms", "10000"), CultureInfo.InvariantCulture)));
+builder.Services.AddNpgsqlDataSource(connectionString);
+builder.Services.AddAgentPg(options =>
     {
-        await Task.Delay(ms, cancellationToken);
-        return text;
-    }));
+        options.Schema = schema;
+        options.ApiKey = settings.GetValueOrDefault("api-key") ?? Environment.GetEnvironmentVariable("ANTHROPIC_API_KEY");
+        options.BaseUrl = settings.GetValueOrDefault("claude-url");
+        options.InstanceId = settings.GetValueOrDefault("instance-id");
+        Milliseconds("heartbeat-ms", v => options.HeartbeatInterval = v);
+        Milliseconds("instance-ttl-ms", v => options.InstanceTtl = v);
+        Milliseconds("leader-ttl-ms", v => options.LeaderTtl = v);
+        Milliseconds("cleanup-interval-ms", v => options.CleanupInterval = v);
+        Milliseconds("rescue-interval-ms", v => options.RunRescue.Interval = v);
+        Milliseconds("rescue-timeout-ms", v => options.RunRescue.Timeout = v);
+        Milliseconds("poll-ms", v => options.RunPollInterval = options.ToolPollInterval = v);
+        Milliseconds("batch-poll-ms", v => options.BatchPollInterval = v);
+        Number("max-streaming", v => options.MaxConcurrentStreamingRuns = v);
+        Number("max-batch", v => options.MaxConcurrentRuns = v);
+        Number("max-tools", v => options.MaxConcurrentTools = v);
+        Number("max-rescue-attempts", v => options.RunRescue.MaxAttempts = v);
+    })
+    .AddWorker()
+    .AddTool(new RecordEffectTool(schema))
+    .AddTool(FunctionTool.Create("slow_echo", "Waits the given number of milliseconds, then echoes the text.",
+        async (string text, int ms, CancellationToken cancellationToken) =>
+        {
+            await Task.Delay(ms, cancellationToken);
+            return text;
+        }));
 
-using var stopping = new CancellationTokenSource();
-using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
-{
-    context.Cancel = true;
-    stopping.Cancel();
-});
-Console.CancelKeyPress += (_, e) =>
-{
-    e.Cancel = true;
-    stopping.Cancel();
-};
+using var host = builder.Build();
+await host.StartAsync();
+var instanceId = host.Services.GetRequiredService<AgentPgClient>().InstanceId;
+Console.WriteLine($"READY {instanceId}");
 
-await client.StartAsync();
-Console.WriteLine($"READY {client.InstanceId}");
-try
-{
-    await Task.Delay(Timeout.Infinite, stopping.Token);
-}
-catch (OperationCanceledException)
-{
-}
-
-var stopTimeout = TimeSpan.FromMilliseconds(int.Parse(settings.GetValueOrDefault("stop-timeout-ms", "10000"), CultureInfo.InvariantCulture));
-using (var deadline = new CancellationTokenSource(stopTimeout))
-{
-    await client.StopAsync(deadline.Token);
-}
-
-Console.WriteLine($"STOPPED {client.InstanceId}");
+// Returns once SIGTERM or Ctrl+C stopped the host (the worker released or finished its work).
+await host.WaitForShutdownAsync();
+Console.WriteLine($"STOPPED {instanceId}");
 return 0;
 
 void Milliseconds(string name, Action<TimeSpan> set)

@@ -19,8 +19,30 @@ public sealed partial class AgentPgClient
         _tools[tool.Name] = tool;
         if (_started)
         {
-            _ = SyncToolInBackgroundAsync(tool);
+            _ = SyncToolInBackgroundAsync(tool.Name);
         }
+    }
+
+    /// <summary>Removes a registered tool from this instance (for example one its source no longer offers).</summary>
+    /// <param name="name">The tool name.</param>
+    /// <returns><see langword="true"/> when a tool with that name was registered.</returns>
+    /// <remarks>Runs of agents that list the tool are no longer claimed by this instance. When the client is started,
+    /// the instance's registration is removed from the database in the background. An execution of the tool already
+    /// claimed by this instance completes as failed with "tool not found".</remarks>
+    public bool UnregisterTool(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        if (!_tools.TryRemove(name, out _))
+        {
+            return false;
+        }
+
+        if (_started)
+        {
+            _ = SyncToolInBackgroundAsync(name);
+        }
+
+        return true;
     }
 
     /// <summary>Registers a Microsoft.Extensions.AI function as a tool (see <see cref="FunctionTool.Create(Microsoft.Extensions.AI.AIFunction)"/>).</summary>
@@ -65,6 +87,13 @@ public sealed partial class AgentPgClient
                 $"Tool '{tool.Name}' has an input schema of type '{tool.InputSchema.Type}'; Claude requires type 'object'.", nameof(tool));
         }
 
+        if (tool.InputSchema.JsonSchema is not null)
+        {
+            // A complete JSON Schema may define required properties elsewhere (allOf, $ref …); it must compile.
+            Tools.FullSchemaValidator.EnsureUsable(tool.Name, tool.InputSchema);
+            return;
+        }
+
         foreach (var required in tool.InputSchema.Required)
         {
             if (!tool.InputSchema.Properties.ContainsKey(required))
@@ -75,15 +104,36 @@ public sealed partial class AgentPgClient
         }
     }
 
-    private async Task SyncToolInBackgroundAsync(ITool tool)
+    /// <summary>Writes the current registration state of one tool (registered or not); serialized, so the database
+    /// ends in the state of the last change even when changes to the same tool follow each other quickly.</summary>
+    private async Task SyncToolInBackgroundAsync(string name)
     {
         try
         {
-            await SyncToolsAsync([tool], CancellationToken.None).ConfigureAwait(false);
+            await _toolSync.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+            try
+            {
+                if (_tools.TryGetValue(name, out var tool))
+                {
+                    await SyncToolsAsync([tool], CancellationToken.None).ConfigureAwait(false);
+                }
+                else
+                {
+                    var command = Db.Command(_dataSource, null, _sql.Instances.UnregisterTools, P.Text(InstanceId), P.TextArray([name]));
+                    await using (command.ConfigureAwait(false))
+                    {
+                        await command.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+                    }
+                }
+            }
+            finally
+            {
+                _toolSync.Release();
+            }
         }
-        catch (Exception ex) when (ex is Npgsql.NpgsqlException or TimeoutException or InvalidOperationException)
+        catch (Exception ex) when (ex is Npgsql.NpgsqlException or TimeoutException or InvalidOperationException or ObjectDisposedException)
         {
-            Log.ToolSyncFailed(_logger, ex, tool.Name);
+            Log.ToolSyncFailed(_logger, ex, name);
         }
     }
 

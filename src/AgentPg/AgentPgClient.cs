@@ -35,6 +35,8 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<string, ITool> _tools = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _lifecycle = new(1, 1);
+    private readonly SemaphoreSlim _toolSync = new(1, 1);
+    private readonly List<IClientAttachment> _attachments = [];
     private readonly Engine _engine;
     private readonly NotificationListener _listener;
     private readonly RunEventFeeds _feeds;
@@ -139,6 +141,8 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         {
             _lifecycle.Release();
         }
+
+        await NotifyAttachmentsAsync(static a => a.ClientStartedAsync()).ConfigureAwait(false);
     }
 
     /// <summary>Stops processing: stops claiming work, lets in-flight work finish until <paramref name="cancellationToken"/>
@@ -185,6 +189,8 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         {
             _lifecycle.Release();
         }
+
+        await NotifyAttachmentsAsync(static a => a.ClientStoppedAsync()).ConfigureAwait(false);
     }
 
     /// <summary>Stops the client if it is started (with no deadline for in-flight work beyond releasing it).</summary>
@@ -203,8 +209,50 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         }
 
         _disposed = true;
+        await NotifyAttachmentsAsync(static a => a.ClientDisposedAsync().AsTask()).ConfigureAwait(false);
         await _listener.DisposeAsync().ConfigureAwait(false);
         _lifecycle.Dispose();
+    }
+
+    /// <summary>Attaches something whose lifetime follows this client's (see <see cref="IClientAttachment"/>).</summary>
+    internal void Attach(IClientAttachment attachment)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        lock (_attachments)
+        {
+            _attachments.Add(attachment);
+        }
+    }
+
+    /// <summary>Detaches an attachment (it closed on its own).</summary>
+    internal void Detach(IClientAttachment attachment)
+    {
+        lock (_attachments)
+        {
+            _attachments.Remove(attachment);
+        }
+    }
+
+    private async Task NotifyAttachmentsAsync(Func<IClientAttachment, Task> notify)
+    {
+        IClientAttachment[] attachments;
+        lock (_attachments)
+        {
+            attachments = [.. _attachments];
+        }
+
+        foreach (var attachment in attachments)
+        {
+            // An add-on's failure must not break the client's lifecycle; it is logged.
+            try
+            {
+                await notify(attachment).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                Log.AttachmentFailed(_logger, ex, attachment.Name);
+            }
+        }
     }
 
     private IAnthropicClient CreateClaudeClient()

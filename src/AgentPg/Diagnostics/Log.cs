@@ -20,6 +20,9 @@ internal static partial class Log
     [LoggerMessage(1005, LogLevel.Warning, "Stopping instance {InstanceId} did not complete cleanly")]
     public static partial void StopFailed(ILogger logger, Exception exception, string instanceId);
 
+    [LoggerMessage(1006, LogLevel.Error, "{Attachment} failed to follow the client's start, stop or disposal")]
+    public static partial void AttachmentFailed(ILogger logger, Exception exception, string attachment);
+
     [LoggerMessage(1101, LogLevel.Information, "LISTEN connection re-established (backend {ProcessId}); running a catch-up poll")]
     public static partial void ListenerReconnected(ILogger logger, int processId);
 

@@ -36,6 +36,8 @@ internal sealed class InstanceSql
             SELECT $1, unnest($2::text[])
             ON CONFLICT DO NOTHING
             """;
+        // $1 instance id, $2 tool names: tools this instance no longer has (runs needing them go elsewhere)
+        UnregisterTools = $"DELETE FROM {s}.agentpg_instance_tools WHERE instance_id = $1 AND tool_name = ANY($2::text[])";
     }
 
     public string Register { get; }
@@ -51,4 +53,6 @@ internal sealed class InstanceSql
     public string UpsertTools { get; }
 
     public string RegisterTools { get; }
+
+    public string UnregisterTools { get; }
 }

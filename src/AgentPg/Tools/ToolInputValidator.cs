@@ -13,6 +13,11 @@ internal static class ToolInputValidator
     /// <summary>Returns null when the input is valid, otherwise a message for the model listing what is wrong.</summary>
     public static string? Validate(string toolName, ToolSchema schema, JsonElement input)
     {
+        if (FullSchemaValidator.IsNeeded(schema))
+        {
+            return FullSchemaValidator.Validate(toolName, schema, input);
+        }
+
         var problems = new List<string>();
         if (input.ValueKind != JsonValueKind.Object)
         {

@@ -18,10 +18,23 @@ public sealed record ToolSchema
     /// <summary>Gets the names of the properties Claude must provide.</summary>
     public IReadOnlyList<string> Required { get; init; } = [];
 
+    /// <summary>Gets the complete JSON Schema this schema was read from by <see cref="FromJsonSchema"/>, or
+    /// <see langword="null"/> for a schema built from its properties.</summary>
+    /// <remarks>When set, it is what Claude receives as <c>input_schema</c>, unchanged, and what the model's input is
+    /// validated against (every keyword, including <c>anyOf</c>, <c>$ref</c> and <c>additionalProperties</c>);
+    /// <see cref="Properties"/> and <see cref="Required"/> are then only a reading of its modelled subset, and changing
+    /// them with a <c>with</c> expression does not change what Claude sees.</remarks>
+    public JsonElement? JsonSchema { get; private init; }
+
     /// <summary>Returns the schema as the JSON object sent to Claude as <c>input_schema</c>.</summary>
-    /// <returns>A JSON object.</returns>
+    /// <returns>A JSON object: a copy of <see cref="JsonSchema"/> when set, otherwise built from the properties.</returns>
     public JsonObject ToJsonObject()
     {
+        if (JsonSchema is { } source)
+        {
+            return JsonNode.Parse(source.GetRawText())!.AsObject();
+        }
+
         var obj = new JsonObject { ["type"] = Type };
         if (!string.IsNullOrEmpty(Description))
         {
@@ -45,12 +58,13 @@ public sealed record ToolSchema
 
     /// <summary>Returns the schema as JSON text.</summary>
     /// <returns>The JSON of <see cref="ToJsonObject"/>.</returns>
-    public string ToJson() => ToJsonObject().ToJsonString();
+    public string ToJson() => JsonSchema is { } source ? source.GetRawText() : ToJsonObject().ToJsonString();
 
     /// <summary>Reads a JSON schema (for example one produced by <c>AIFunctionFactory</c> or an MCP server).</summary>
     /// <param name="schema">An object schema.</param>
-    /// <returns>The schema. Keywords this type cannot express (<c>anyOf</c>, <c>$ref</c>, <c>format</c> …) are dropped,
-    /// so validation is more lenient than the source schema, never stricter.</returns>
+    /// <returns>The schema. It keeps the complete JSON in <see cref="JsonSchema"/>: Claude receives it unchanged and the
+    /// model's input is validated against all of it. <see cref="Properties"/> and <see cref="Required"/> hold the part
+    /// this type can express (keywords such as <c>anyOf</c>, <c>$ref</c> or <c>format</c> have no property here).</returns>
     /// <exception cref="ArgumentException">The schema is not a JSON object, or its type is not <c>object</c>.</exception>
     public static ToolSchema FromJsonSchema(JsonElement schema)
     {
@@ -70,6 +84,7 @@ public sealed record ToolSchema
             Description = GetString(schema, "description"),
             Properties = ReadProperties(schema) ?? new Dictionary<string, PropertyDef>(),
             Required = ReadStringArray(schema, "required") ?? [],
+            JsonSchema = schema.Clone(),
         };
     }
 

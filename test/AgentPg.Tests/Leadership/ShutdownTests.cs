@@ -79,4 +79,31 @@ public sealed class ShutdownTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         var other = await h.AddClientAsync(tools: new TestTool("finishing"));
         Assert.Equal("tool finished during shutdown", (await Eventually.WithinAsync(other.WaitForRunAsync(run), "the run to complete")).Text);
     }
+
+    [DatabaseFact]
+    public async Task StopAsync_WithASubmittedBatch_AnotherInstanceAdoptsItWithoutSubmittingAgain()
+    {
+        await using var h = await Harness.StartAsync(db, new FakeClaudeServerOptions { BatchProcessingDelay = TimeSpan.FromSeconds(3) });
+        h.Claude.Respond(_ => FakeReply.Text("batch answer"));
+        var agent = await h.AgentAsync();
+        var run = await h.Client.RunAsync(await h.Client.NewSessionAsync(), agent.Id, "batch it");
+        await Eventually.TrueAsync(async () => (await h.Client.GetRunAsync(run)).State is RunState.BatchPending or RunState.BatchProcessing,
+            "the batch to be submitted");
+        Assert.Equal(h.Client.InstanceId, (await h.Client.GetRunAsync(run)).ClaimedByInstanceId);
+
+        await h.Client.StopAsync();
+
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = $1", h.Client.InstanceId));
+        var other = await h.AddClientAsync();
+        var response = await Eventually.WithinAsync(other.WaitForRunAsync(run), "the other instance to adopt and finish the batch", TimeSpan.FromSeconds(30));
+        Assert.Equal("batch answer", response.Text);
+        Assert.Single(h.Claude.Requests, r => r.Method == "POST" && r.Path == "/v1/messages/batches");
+        var iteration = Assert.Single(await other.GetIterationsAsync(run));
+        Assert.Equal(BatchStatus.Ended, iteration.BatchStatus);
+        Assert.Null(iteration.ErrorType);
+        var finished = await other.GetRunAsync(run);
+        Assert.Equal(RunState.Completed, finished.State);
+        // Released on shutdown, not rescued.
+        Assert.Equal(0, finished.RescueAttempts);
+    }
 }

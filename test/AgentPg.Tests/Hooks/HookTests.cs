@@ -1,0 +1,203 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+using Npgsql;
+
+namespace AgentPg.Tests.Hooks;
+
+/// <summary>AgentPgHooks: the model-call hooks, the tool hook and the error hook (leadership hooks: LeadershipTests).</summary>
+public sealed class HookTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    private static FakeReply OneToolRound(FakeRequest request) => request.ToolResults.Count > 0
+        ? FakeReply.Text("the answer: " + request.ToolResults[0].Content)
+        : FakeReply.Message(FakeContentBlock.Text("Looking it up."), FakeContentBlock.ToolUse("lookup", new { q = "x" }, "toolu_hook")) with { StopReason = "tool_use" };
+
+    [DatabaseTheory]
+    [InlineData(RunMode.Streaming)]
+    [InlineData(RunMode.Batch)]
+    public async Task ModelHooks_SeeEveryRequestBeforeItIsSentAndEveryAnswer(RunMode mode)
+    {
+        var before = new ConcurrentQueue<(ModelCallContext Context, int RequestsAtServer)>();
+        var after = new ConcurrentQueue<ModelCallContext>();
+        FakeClaudeServer? claude = null;
+        await using var h = await Harness.StartAsync(db, o => o.Hooks = new AgentPgHooks
+        {
+            OnBeforeMessage = (context, _) =>
+            {
+                before.Enqueue((context, claude!.Requests.Count(r => r.IsMessagesCall || r.Path == "/v1/messages/batches")));
+                return Task.CompletedTask;
+            },
+            OnAfterMessage = (context, _) =>
+            {
+                after.Enqueue(context);
+                return Task.CompletedTask;
+            },
+        }, start: true, new TestTool("lookup", (_, _, _) => Task.FromResult("found")));
+        claude = h.Claude;
+        var agent = await h.AgentAsync(a => a with { Tools = ["lookup"] });
+        h.Claude.Respond(OneToolRound);
+        var session = await h.Client.NewSessionAsync();
+
+        var response = await Eventually.WithinAsync(mode == RunMode.Batch
+            ? h.Client.RunSyncAsync(session, agent.Id, "look it up")
+            : h.Client.RunFastSyncAsync(session, agent.Id, "look it up"), "the run", TimeSpan.FromSeconds(60));
+
+        Assert.Equal("the answer: found", response.Text);
+        Assert.Equal([1, 2], before.Select(b => b.Context.IterationNumber));
+        Assert.Equal([0, 1], before.Select(b => b.RequestsAtServer));
+        Assert.All(before, b =>
+        {
+            Assert.Equal(response.RunId, b.Context.RunId);
+            Assert.Equal(session, b.Context.SessionId);
+            Assert.Equal(agent.Id, b.Context.AgentId);
+            Assert.Equal(mode, b.Context.RunMode);
+            Assert.Equal(agent.Model, b.Context.Request.GetProperty("model").GetString());
+            Assert.Null(b.Context.Response);
+            Assert.Null(b.Context.Usage);
+        });
+        // The second request carries the tool round: user, assistant tool_use, user tool_result.
+        Assert.Equal(1, before.First().Context.Request.GetProperty("messages").GetArrayLength());
+        Assert.Equal(3, before.Last().Context.Request.GetProperty("messages").GetArrayLength());
+
+        Assert.Equal([1, 2], after.Select(a => a.IterationNumber));
+        Assert.All(after, a =>
+        {
+            Assert.Equal(response.RunId, a.RunId);
+            Assert.Equal(mode, a.RunMode);
+            Assert.NotNull(a.Usage);
+            Assert.True(a.Usage!.OutputTokens > 0);
+        });
+        Assert.Equal(["tool_use", "end_turn"], after.Select(a => a.Response!.Value.GetProperty("stop_reason").GetString()));
+        var lastContent = after.Last().Response!.Value.GetProperty("content");
+        Assert.Equal("the answer: found", lastContent[0].GetProperty("text").GetString());
+        Assert.Equal("toolu_hook", after.First().Response!.Value.GetProperty("content")[1].GetProperty("id").GetString());
+    }
+
+    [DatabaseFact]
+    public async Task OnToolCall_ReportsEachFinishedExecutionOnTheExecutingInstance_SuccessAndFinalFailure()
+    {
+        var events = new ConcurrentQueue<ToolCallEvent>();
+        var producerEvents = 0;
+        var attempts = 0;
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.ToolRetry.MaxAttempts = 2;
+            o.Hooks = new AgentPgHooks
+            {
+                OnToolCall = (e, _) =>
+                {
+                    events.Enqueue(e);
+                    return Task.CompletedTask;
+                },
+            };
+        }, start: true,
+            new TestTool("good", (_, _, _) => Task.FromResult("fine")),
+            new TestTool("bad", (_, _, _) =>
+            {
+                Interlocked.Increment(ref attempts);
+                throw new InvalidOperationException("broken on purpose");
+            }));
+        var producer = await h.AddClientAsync(o => o.Hooks = new AgentPgHooks
+        {
+            OnToolCall = (_, _) =>
+            {
+                Interlocked.Increment(ref producerEvents);
+                return Task.CompletedTask;
+            },
+        }, start: false);
+        var agent = await h.AgentAsync(a => a with { Tools = ["good", "bad"] });
+        h.Claude.Respond(request => request.ToolResults.Count > 0
+            ? FakeReply.Text("done")
+            : FakeReply.Message(FakeContentBlock.ToolUse("good", new { n = 1 }, "toolu_good"), FakeContentBlock.ToolUse("bad", new { n = 2 }, "toolu_bad")) with { StopReason = "tool_use" });
+        var session = await producer.NewSessionAsync();
+
+        var response = await Eventually.WithinAsync(producer.RunFastSyncAsync(session, agent.Id, "use both"), "the run");
+
+        Assert.Equal("done", response.Text);
+        await Eventually.TrueAsync(() => events.Count == 2, "two tool hook calls");
+        Assert.Equal(2, attempts);
+        var good = Assert.Single(events, e => e.ToolName == "good");
+        Assert.Equal("fine", good.Output);
+        Assert.False(good.IsError);
+        Assert.Null(good.ErrorMessage);
+        Assert.Equal(1, good.ToolInput.GetProperty("n").GetInt32());
+        var bad = Assert.Single(events, e => e.ToolName == "bad");
+        Assert.True(bad.IsError);
+        Assert.Contains("broken on purpose", bad.ErrorMessage, StringComparison.Ordinal);
+        Assert.All(events, e =>
+        {
+            Assert.Equal(response.RunId, e.RunId);
+            Assert.Equal(session, e.SessionId);
+            Assert.Equal(1, e.IterationNumber);
+            Assert.False(e.IsAgentTool);
+            Assert.True(e.Duration >= TimeSpan.Zero);
+        });
+        Assert.Equal(0, Volatile.Read(ref producerEvents));
+    }
+
+    [DatabaseFact]
+    public async Task HooksThatThrow_NeverBreakARun()
+    {
+        var calls = 0;
+        Task Throw()
+        {
+            Interlocked.Increment(ref calls);
+            throw new InvalidOperationException("hook failure");
+        }
+
+        await using var h = await Harness.StartAsync(db, o => o.Hooks = new AgentPgHooks
+        {
+            OnBeforeMessage = (_, _) => Throw(),
+            OnAfterMessage = (_, _) => Task.FromException(new InvalidOperationException("faulted hook task")),
+            OnToolCall = (_, _) => Throw(),
+        }, start: true, new TestTool("lookup", (_, _, _) => Task.FromResult("found")));
+        var agent = await h.AgentAsync(a => a with { Tools = ["lookup"] });
+        h.Claude.Respond(OneToolRound);
+
+        var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "look it up"), "the run");
+
+        Assert.Equal("the answer: found", response.Text);
+        Assert.Equal(RunState.Completed, (await h.Client.GetRunAsync(response.RunId)).State);
+        await Eventually.TrueAsync(() => Volatile.Read(ref calls) == 3, "two model hooks and one tool hook to be called");
+    }
+
+    [DatabaseFact]
+    public async Task OnError_ReceivesBackgroundErrors_AndTheInstanceRecoversWhenTheyStop()
+    {
+        var errors = new ConcurrentQueue<Exception>();
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.HeartbeatInterval = TimeSpan.FromMilliseconds(100);
+            o.InstanceTtl = TimeSpan.FromMinutes(1);
+            o.Hooks = new AgentPgHooks
+            {
+                OnError = (ex, _) =>
+                {
+                    errors.Enqueue(ex);
+                    return Task.CompletedTask;
+                },
+            };
+        });
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(_ => FakeReply.Text("still working"));
+
+        // Every heartbeat now fails in the database (a real error from PostgreSQL, not a mock).
+        await db.ExecuteAsync("ALTER TABLE {schema}.agentpg_instances ADD CONSTRAINT hook_test_no_heartbeat CHECK (last_heartbeat_at < '2000-01-01') NOT VALID");
+        try
+        {
+            await Eventually.TrueAsync(() => !errors.IsEmpty, "the failing heartbeat to reach OnError");
+        }
+        finally
+        {
+            await db.ExecuteAsync("ALTER TABLE {schema}.agentpg_instances DROP CONSTRAINT hook_test_no_heartbeat");
+        }
+
+        var error = Assert.IsType<PostgresException>(errors.First(), exactMatch: false);
+        Assert.Equal(PostgresErrorCodes.CheckViolation, error.SqlState);
+        var before = await db.ScalarAsync<DateTime>("SELECT last_heartbeat_at FROM {schema}.agentpg_instances WHERE id = $1", h.Client.InstanceId);
+        await Eventually.TrueAsync(async () => await db.ScalarAsync<DateTime>(
+            "SELECT last_heartbeat_at FROM {schema}.agentpg_instances WHERE id = $1", h.Client.InstanceId) > before, "heartbeats to resume");
+        Assert.Equal("still working", (await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi"), "a run after the errors")).Text);
+    }
+}

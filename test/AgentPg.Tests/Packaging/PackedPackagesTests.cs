@@ -1,0 +1,233 @@
+using System.Diagnostics;
+using System.IO.Compression;
+using System.Text;
+using System.Xml.Linq;
+using AgentPg.Tests.Infrastructure;
+
+namespace AgentPg.Tests.Packaging;
+
+/// <summary>Packs the libraries exactly as <c>./build.sh pack</c> does, then builds and runs a throwaway console app that
+/// consumes them from a local feed only (no project references) against the fake Claude and the test PostgreSQL: a file or a
+/// dependency missing from a package fails here.</summary>
+public sealed class PackedPackagesTests
+{
+    private static readonly string[] s_packages = ["AgentPg", "AgentPg.EntityFrameworkCore", "AgentPg.Testing"];
+
+    [DatabaseFact]
+    public async Task PackedPackages_ConsoleAppFromLocalFeed_RunsAnAgentEndToEnd()
+    {
+        var root = RepositoryRoot();
+        var configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;
+        var work = Directory.CreateTempSubdirectory("agentpg-smoke-");
+        try
+        {
+            var feed = Path.Combine(work.FullName, "feed");
+            await RunAsync(root, "dotnet", "pack", Path.Combine(root, "AgentPg.slnx"), "--no-build", "-c", configuration, "-o", feed, "-nologo");
+
+            var version = CheckPackages(feed);
+            var app = Path.Combine(work.FullName, "app");
+            Directory.CreateDirectory(app);
+            WriteApp(app, feed, version);
+
+            var output = await RunAsync(app, "dotnet", "run", "-c", "Release", "--", TestDatabase.ConnectionString);
+
+            Assert.Contains("SMOKE OK", output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            work.Delete(recursive: true);
+        }
+    }
+
+    /// <summary>Every package has its assembly, XML docs, README, license expression and repository commit; every library
+    /// has its symbol package.</summary>
+    private static string CheckPackages(string feed)
+    {
+        // The version lives in one place, the root Directory.Build.props, for every package.
+        var version = XDocument.Load(Path.Combine(RepositoryRoot(), "Directory.Build.props")).Descendants("VersionPrefix").Single().Value;
+        foreach (var id in s_packages)
+        {
+            var nupkg = Path.Combine(feed, $"{id}.{version}.nupkg");
+            Assert.True(File.Exists(nupkg), $"{id}: no {Path.GetFileName(nupkg)} in {feed}: {string.Join(", ", Directory.GetFiles(feed).Select(Path.GetFileName))}");
+            Assert.True(File.Exists(Path.ChangeExtension(nupkg, ".snupkg")), $"{id}: no symbol package next to {nupkg}");
+            using var zip = ZipFile.OpenRead(nupkg);
+            var entries = zip.Entries.Select(e => e.FullName).ToHashSet(StringComparer.Ordinal);
+            Assert.Contains($"lib/net10.0/{id}.dll", entries);
+            Assert.Contains($"lib/net10.0/{id}.xml", entries);
+            Assert.Contains("README.md", entries);
+            using var nuspecStream = zip.Entries.Single(e => e.FullName.EndsWith(".nuspec", StringComparison.Ordinal)).Open();
+            var nuspec = XDocument.Load(nuspecStream);
+            var ns = nuspec.Root!.GetDefaultNamespace();
+            var metadata = nuspec.Root.Element(ns + "metadata")!;
+            Assert.Equal("MIT", metadata.Element(ns + "license")?.Value);
+            Assert.Equal("README.md", metadata.Element(ns + "readme")?.Value);
+            Assert.False(string.IsNullOrEmpty(metadata.Element(ns + "repository")?.Attribute("commit")?.Value), $"{id}: no repository commit in the nuspec");
+            Assert.False(string.IsNullOrEmpty(metadata.Element(ns + "description")?.Value), $"{id}: no description");
+        }
+
+        return version;
+    }
+
+    private static void WriteApp(string app, string feed, string version)
+    {
+        File.WriteAllText(Path.Combine(app, "nuget.config"), $"""
+            <?xml version="1.0" encoding="utf-8"?>
+            <configuration>
+              <config>
+                <!-- AgentPg's packages are restored into a folder of their own, so a stale copy of the same version in the
+                     machine's package cache can never be used; every other package comes from that cache. -->
+                <add key="globalPackagesFolder" value="{Path.Combine(app, "packages")}" />
+              </config>
+              <fallbackPackageFolders>
+                <add key="machine" value="{MachinePackages()}" />
+              </fallbackPackageFolders>
+              <packageSources>
+                <add key="local" value="{feed}" />
+              </packageSources>
+            </configuration>
+            """);
+        File.WriteAllText(Path.Combine(app, "Smoke.csproj"), $"""
+            <Project Sdk="Microsoft.NET.Sdk">
+              <PropertyGroup>
+                <OutputType>Exe</OutputType>
+                <TargetFramework>net10.0</TargetFramework>
+                <Nullable>enable</Nullable>
+                <ImplicitUsings>enable</ImplicitUsings>
+                <ManagePackageVersionsCentrally>false</ManagePackageVersionsCentrally>
+              </PropertyGroup>
+              <ItemGroup>
+                <PackageReference Include="AgentPg" Version="{version}" />
+                <PackageReference Include="AgentPg.EntityFrameworkCore" Version="{version}" />
+                <PackageReference Include="AgentPg.Testing" Version="{version}" />
+                <PackageReference Include="Microsoft.Extensions.Hosting" Version="{PackageVersion("Microsoft.Extensions.Hosting")}" />
+                <PackageReference Include="Npgsql.DependencyInjection" Version="{PackageVersion("Npgsql.DependencyInjection")}" />
+              </ItemGroup>
+            </Project>
+            """);
+        // No Directory.Build.props or Directory.Packages.props of the repository may leak into the app.
+        File.WriteAllText(Path.Combine(app, "Directory.Build.props"), "<Project />");
+        File.WriteAllText(Path.Combine(app, "Directory.Packages.props"), "<Project />");
+        File.WriteAllText(Path.Combine(app, "Program.cs"), SmokeProgram);
+    }
+
+    private const string SmokeProgram = """
+        using AgentPg;
+        using AgentPg.Testing;
+        using Microsoft.EntityFrameworkCore;
+        using Microsoft.Extensions.DependencyInjection;
+        using Microsoft.Extensions.Diagnostics.HealthChecks;
+        using Microsoft.Extensions.Hosting;
+        using Npgsql;
+
+        var schema = "smoke_" + Guid.NewGuid().ToString("N")[..12];
+        await using var claude = await FakeClaudeServer.StartAsync();
+        claude.Respond(r => r.ToolResults.Count == 0
+            ? FakeReply.ToolUse("add", new { a = 2, b = 3 })
+            : FakeReply.Text("sum=" + r.ToolResults[0].Content));
+
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Services.AddNpgsqlDataSource(args[0]);
+        builder.Services.AddDbContext<SmokeDb>((sp, o) => o.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>()));
+        builder.Services.AddAgentPg(o =>
+            {
+                o.Schema = schema;
+                o.MigrateOnStart = true;
+                o.ApiKey = claude.ApiKey;
+                o.BaseUrl = claude.BaseUrl;
+                o.RunPollInterval = TimeSpan.FromMilliseconds(200);
+                o.ToolPollInterval = TimeSpan.FromMilliseconds(100);
+            })
+            .AddWorker()
+            .AddTool(FunctionTool.Create("add", "Adds two numbers.", (int a, int b) => a + b))
+            .AddAgent(new AgentDefinition { Name = "smoke", Model = "claude-sonnet-4-5", Tools = ["add"] });
+        builder.Services.AddHealthChecks().AddAgentPg();
+        using var host = builder.Build();
+        await host.StartAsync();
+        try
+        {
+            var client = host.Services.GetRequiredService<AgentPgClient>();
+            var agent = await client.GetAgentByNameAsync("smoke");
+            Guid run;
+            await using (var scope = host.Services.CreateAsyncScope())
+            {
+                var db = scope.ServiceProvider.GetRequiredService<SmokeDb>();
+                await using var tx = await db.Database.BeginTransactionAsync();
+                var session = await client.NewSessionAsync(db);
+                run = await client.RunFastAsync(db, session, agent.Id, "What is 2 + 3?");
+                await tx.CommitAsync();
+            }
+
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            var response = await client.WaitForRunAsync(run, timeout.Token);
+            var health = await host.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync();
+            if (response.Text != "sum=5" || health.Status != HealthStatus.Healthy)
+            {
+                Console.WriteLine($"SMOKE FAILED: answer '{response.Text}', health {health.Status}");
+                return 1;
+            }
+
+            Console.WriteLine("SMOKE OK " + response.Text);
+            return 0;
+        }
+        finally
+        {
+            await host.StopAsync();
+            await using var drop = host.Services.GetRequiredService<NpgsqlDataSource>().CreateCommand($"DROP SCHEMA \"{schema}\" CASCADE");
+            await drop.ExecuteNonQueryAsync();
+        }
+
+        internal sealed class SmokeDb(DbContextOptions<SmokeDb> options) : DbContext(options);
+        """;
+
+    private static string PackageVersion(string id)
+    {
+        var props = XDocument.Load(Path.Combine(RepositoryRoot(), "Directory.Packages.props"));
+        return props.Descendants("PackageVersion").Single(e => (string?)e.Attribute("Include") == id).Attribute("Version")!.Value;
+    }
+
+    private static string MachinePackages()
+        => Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } packages
+            ? packages
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
+
+    private static string RepositoryRoot()
+    {
+        // .../test/AgentPg.Tests/bin/<Configuration>/net10.0/
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "AgentPg.slnx")))
+        {
+            dir = dir.Parent;
+        }
+
+        return dir?.FullName ?? throw new InvalidOperationException("AgentPg.slnx not found above " + AppContext.BaseDirectory);
+    }
+
+    private static async Task<string> RunAsync(string directory, string file, params string[] arguments)
+    {
+        var info = new ProcessStartInfo(file) { WorkingDirectory = directory, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var argument in arguments)
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        info.Environment["DOTNET_NOLOGO"] = "1";
+        using var process = Process.Start(info)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(8));
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"`{file} {string.Join(' ', arguments)}` did not finish within 8 minutes:\n{await stdout}\n{await stderr}");
+        }
+
+        var output = new StringBuilder().Append(await stdout).Append(await stderr).ToString();
+        Assert.True(process.ExitCode == 0, $"`{file} {string.Join(' ', arguments)}` in {directory} exited with {process.ExitCode}:\n{output}");
+        return output;
+    }
+}
