@@ -6,12 +6,15 @@ namespace AgentPg.Benchmarks;
 internal sealed class BenchOptions
 {
     public const string Usage = """
-        usage: AgentPg.Benchmarks [--runs N] [--seconds S] [--only dispatch|throughput|pgbench] [--concurrency C]
-                                  [--warmup N] [--breakdown] [--keep]
+        usage: AgentPg.Benchmarks [--runs N] [--seconds S] [--only dispatch|throughput|pgbench|long] [--concurrency C]
+                                  [--warmup N] [--turns N] [--breakdown] [--keep]
 
           --runs N         measured runs per dispatch scenario (default 1000; at least 1000 for the §11 figure)
           --seconds S      measured seconds of the throughput phase and of pgbench (default 20)
-          --only PHASE     run one phase: dispatch, throughput or pgbench (default: all three)
+          --only PHASE     run one phase: dispatch, throughput, pgbench or long (default: all; long only when named
+                           or with --turns)
+          --turns N        turns of the long-session phase (default 1000): one session, one tool call per turn,
+                           auto-compaction and prompt caching on
           --concurrency C  parallel sessions in the throughput phase, MaxConcurrentStreamingRuns there, and pgbench
                            -c/-j (default 32)
           --warmup N       unmeasured warm-up runs before each measured phase (default 200)
@@ -36,7 +39,11 @@ internal sealed class BenchOptions
 
     public string? Only { get; private set; }
 
-    public bool Includes(string phase) => Only is null || Only == phase;
+    public int Turns { get; private set; } = 1000;
+
+    private bool _turnsGiven;
+
+    public bool Includes(string phase) => phase == "long" ? Only == "long" || (Only is null && _turnsGiven) : Only is null || Only == phase;
 
     public static BenchOptions Parse(string[] args)
     {
@@ -59,12 +66,16 @@ internal sealed class BenchOptions
                     break;
                 case "--only":
                     var phase = Value(args, ref i);
-                    if (phase is not ("dispatch" or "throughput" or "pgbench"))
+                    if (phase is not ("dispatch" or "throughput" or "pgbench" or "long"))
                     {
-                        throw new ArgumentException($"--only takes dispatch, throughput or pgbench, not '{phase}'.");
+                        throw new ArgumentException($"--only takes dispatch, throughput, pgbench or long, not '{phase}'.");
                     }
 
                     options.Only = phase;
+                    break;
+                case "--turns":
+                    options.Turns = PositiveInt(args, ref i);
+                    options._turnsGiven = true;
                     break;
                 case "--breakdown":
                     options.Breakdown = true;

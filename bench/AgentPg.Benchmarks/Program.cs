@@ -67,6 +67,13 @@ try
         report.Dispatch(local, remote);
     }
 
+    if (options.Includes("long"))
+    {
+        report.Progress($"long session: {options.Turns} turns with auto-compaction …");
+        var longSession = await LongSessionBenchmark.RunAsync(env, options);
+        LongSessionBenchmark.Print(longSession);
+    }
+
     report.Footer();
 }
 finally

@@ -311,8 +311,19 @@ public sealed partial class AgentPgClient
             throw new ArgumentException("AgentDefinition.AgentIds must list distinct, non-empty agent ids.", parameterName);
         }
 
-        return (JsonMapping.ToJsonObject(definition.Metadata, "AgentDefinition.Metadata"),
-                JsonMapping.ToJsonObject(definition.Config, "AgentDefinition.Config"));
+        var config = JsonMapping.ToJsonObject(definition.Config, "AgentDefinition.Config");
+        if (definition.Config is { } c && c.TryGetValue(Claude.RequestBuilder.ContextManagementKey, out var management)
+            && System.Text.Json.JsonSerializer.SerializeToElement(management) is var element
+            && (element.ValueKind != System.Text.Json.JsonValueKind.Object
+                || !element.TryGetProperty("edits", out var edits) || edits.ValueKind != System.Text.Json.JsonValueKind.Array))
+        {
+            throw new ArgumentException(
+                "AgentDefinition.Config[\"context_management\"] must be Claude's context_management object with an \"edits\" list, for example " +
+                "new Dictionary<string, object?> { [\"edits\"] = new[] { new Dictionary<string, object?> { [\"type\"] = \"clear_tool_uses_20250919\" } } }; " +
+                "it is sent to Claude as is.", parameterName);
+        }
+
+        return (JsonMapping.ToJsonObject(definition.Metadata, "AgentDefinition.Metadata"), config);
     }
 
     // Delegates are offered to Claude as tools named after them: the names must be valid tool names and unique among the

@@ -255,16 +255,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         }
     }
 
-    private IAnthropicClient CreateClaudeClient()
-    {
-        var options = new ClientOptions { ApiKey = _options.ApiKey };
-        if (_options.BaseUrl is { } baseUrl)
-        {
-            options.BaseUrl = baseUrl;
-        }
-
-        return new AnthropicClient(options);
-    }
+    private IAnthropicClient CreateClaudeClient() => Claude.ClaudeClients.Create(_options);
 
     private async Task<long> CountPendingRunsAsync(CancellationToken cancellationToken)
     {

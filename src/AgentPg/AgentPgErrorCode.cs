@@ -80,8 +80,16 @@ public enum AgentPgErrorCode
     /// <summary>No instance has the given id.</summary>
     InstanceNotFound,
 
-    /// <summary>Compacting a session's context failed.</summary>
+    /// <summary>Compacting a session's context failed (the summariser failed, or another compaction of the session committed
+    /// first); nothing was changed.</summary>
     CompactionFailed,
+
+    /// <summary>A compaction was asked for but the session has nothing that may be compacted (everything is protected, kept, or
+    /// part of a run in progress); nothing was changed.</summary>
+    NothingToCompact,
+
+    /// <summary>No compaction event has the given id.</summary>
+    CompactionNotFound,
 
     /// <summary>The session already has an active root run and the run was created with <see cref="ConcurrencyPolicy.Reject"/>.</summary>
     SessionBusy,

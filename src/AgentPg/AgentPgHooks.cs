@@ -14,6 +14,13 @@ public sealed class AgentPgHooks
     /// <summary>Gets or sets a hook called when a tool execution finishes (success or final failure), on the executing instance.</summary>
     public Func<ToolCallEvent, CancellationToken, Task>? OnToolCall { get; set; }
 
+    /// <summary>Gets or sets a hook called before a session is compacted (by <see cref="AgentPgOptions.AutoCompaction"/> or
+    /// <see cref="AgentPgClient.CompactAsync(Guid, CancellationToken)"/>), before the summariser is called.</summary>
+    public Func<CompactionContext, CancellationToken, Task>? OnBeforeCompaction { get; set; }
+
+    /// <summary>Gets or sets a hook called after a compaction committed, with its result.</summary>
+    public Func<CompactionResult, CancellationToken, Task>? OnAfterCompaction { get; set; }
+
     /// <summary>Gets or sets a hook called when this instance becomes the leader (it then runs cleanup and rescue).</summary>
     public Func<CancellationToken, Task>? OnBecameLeader { get; set; }
 

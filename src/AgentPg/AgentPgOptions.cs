@@ -130,6 +130,28 @@ public sealed class AgentPgOptions
     /// <value>The default value is <see langword="false"/>. An agent can also opt in with <c>Config["extended_context"] = true</c>.</value>
     public bool ExtendedContext { get; set; }
 
+    /// <summary>Gets or sets whether requests carry Claude prompt-cache breakpoints.</summary>
+    /// <value>The default value is <see cref="PromptCacheMode.Automatic"/>.</value>
+    /// <remarks>Automatic places at most three <c>cache_control</c> breakpoints: after the tools and system prompt, at the end
+    /// of the previous request's conversation and at the end of this one, so every iteration of a tool loop and every new
+    /// run of a session reads the prefix the previous request wrote (reads cost a tenth of input tokens, writes 1.25× for
+    /// 5 minutes or 2× for 1 hour). A compaction changes the prefix: the request after it writes the cache again.</remarks>
+    public PromptCacheMode PromptCaching { get; set; } = PromptCacheMode.Automatic;
+
+    /// <summary>Gets or sets how long prompt-cache entries live: 5 minutes or 1 hour.</summary>
+    /// <value>The default value is <see langword="null"/>: 5 minutes for streaming runs, 1 hour for batch runs (a batch result
+    /// can take longer than 5 minutes to arrive, so the next iteration would miss a 5-minute entry).</value>
+    public TimeSpan? PromptCacheTtl { get; set; }
+
+    /// <summary>Gets or sets whether sessions are compacted automatically: before an iteration's request when the conversation
+    /// is over <see cref="CompactionOptions.Trigger"/>, and when Claude answers that the prompt is too long.</summary>
+    /// <value>The default value is <see langword="false"/>.</value>
+    public bool AutoCompaction { get; set; }
+
+    /// <summary>Gets or sets how sessions are compacted, by <see cref="AutoCompaction"/> and by
+    /// <see cref="AgentPgClient.CompactAsync(Guid, CancellationToken)"/>.</summary>
+    public CompactionOptions Compaction { get; set; } = new();
+
     /// <summary>Gets or sets callbacks into the engine's life (model calls, tool calls, leadership, background errors).</summary>
     /// <value>The default value is <see langword="null"/>: no hooks.</value>
     public AgentPgHooks? Hooks { get; set; }
@@ -152,6 +174,7 @@ public sealed class AgentPgOptions
         copy.RunRescue = RunRescue?.Clone()!;
         copy.ToolRetry = ToolRetry?.Clone()!;
         copy.Telemetry = Telemetry?.Clone()!;
+        copy.Compaction = Compaction?.Clone()!;
         return copy;
     }
 }

@@ -84,7 +84,8 @@ internal static partial class RequestValidator
         var toolChoiceFailure = ValidateToolChoice(body, tools, out var toolChoice);
         var thinkingFailure = ValidateThinking(body, maxTokens, countTokens, out var thinking);
         var turnsFailure = ParseTurns(messages, out var turns);
-        failure = failure ?? toolsFailure ?? toolChoiceFailure ?? thinkingFailure ?? turnsFailure ?? ValidateConversation(turns);
+        failure = failure ?? toolsFailure ?? toolChoiceFailure ?? thinkingFailure ?? ValidateContextManagement(body, betas) ?? turnsFailure
+                  ?? ValidateConversation(turns);
         if (failure is not null)
         {
             return failure;
@@ -170,6 +171,67 @@ internal static partial class RequestValidator
         }
 
         systemText = text.ToString();
+        return null;
+    }
+
+    public const string ContextManagementBeta = "context-management-2025-06-27";
+
+    private static readonly string[] s_contextEdits = ["clear_tool_uses_20250919", "clear_thinking_20251015", "compact_20260112"];
+
+    /// <summary>Claude's context management (context editing), a beta: the field is refused without the beta, and each edit
+    /// must be a known type with well-typed settings.</summary>
+    private static ApiFailure? ValidateContextManagement(JsonElement body, IReadOnlyList<string> betas)
+    {
+        if (!FakeJson.TryGet(body, "context_management", out var management))
+        {
+            return null;
+        }
+
+        if (!betas.Contains(ContextManagementBeta, StringComparer.Ordinal))
+        {
+            return ApiFailure.Invalid($"context_management: Extra inputs are not permitted (the field needs the anthropic-beta header {ContextManagementBeta})");
+        }
+
+        if (management.ValueKind != JsonValueKind.Object)
+        {
+            return ApiFailure.Invalid("context_management: Input should be a valid dictionary");
+        }
+
+        if (!FakeJson.TryGet(management, "edits", out var edits) || edits.ValueKind != JsonValueKind.Array)
+        {
+            return ApiFailure.Invalid("context_management.edits: Input should be a valid list");
+        }
+
+        var index = 0;
+        foreach (var edit in edits.EnumerateArray())
+        {
+            var type = edit.ValueKind == JsonValueKind.Object ? FakeJson.GetString(edit, "type") : null;
+            if (type is null || !s_contextEdits.Contains(type, StringComparer.Ordinal))
+            {
+                return ApiFailure.Invalid(string.Create(CultureInfo.InvariantCulture,
+                    $"context_management.edits.{index}: Input tag '{type}' found using 'type' does not match any of the expected tags: {string.Join(", ", s_contextEdits.Select(t => "'" + t + "'"))}"));
+            }
+
+            foreach (var setting in new[] { "trigger", "keep", "clear_at_least" })
+            {
+                if (FakeJson.TryGet(edit, setting, out var value)
+                    && (value.ValueKind != JsonValueKind.Object || !FakeJson.TryGet(value, "value", out var amount) || amount.ValueKind != JsonValueKind.Number
+                        || FakeJson.GetString(value, "type") is null))
+                {
+                    return ApiFailure.Invalid(string.Create(CultureInfo.InvariantCulture,
+                        $"context_management.edits.{index}.{setting}: Input should be an object with a 'type' and a numeric 'value'"));
+                }
+            }
+
+            if (FakeJson.TryGet(edit, "exclude_tools", out var exclude)
+                && (exclude.ValueKind != JsonValueKind.Array || exclude.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.String)))
+            {
+                return ApiFailure.Invalid(string.Create(CultureInfo.InvariantCulture, $"context_management.edits.{index}.exclude_tools: Input should be a valid list of strings"));
+            }
+
+            index++;
+        }
+
         return null;
     }
 

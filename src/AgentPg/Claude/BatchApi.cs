@@ -8,20 +8,19 @@ namespace AgentPg.Claude;
 internal sealed class BatchApi(Engine engine)
 {
     private static readonly IReadOnlyDictionary<string, JsonElement> s_none = new Dictionary<string, JsonElement>();
-    private static readonly IReadOnlyDictionary<string, JsonElement> s_extendedContext =
-        new Dictionary<string, JsonElement> { ["anthropic-beta"] = JsonSerializer.SerializeToElement(RunProcessor.ExtendedContextBeta) };
 
     private Anthropic.IAnthropicClient Claude => engine.Claude ?? throw new InvalidOperationException("The client is not started.");
 
     /// <summary>Creates a batch holding the iteration's request; its custom_id is the iteration id.</summary>
-    public async Task<(string Id, DateTimeOffset ExpiresAt)> CreateAsync(Guid iterationId, Dictionary<string, JsonElement> body, bool extendedContext, CancellationToken cancellationToken)
+    public async Task<(string Id, DateTimeOffset ExpiresAt)> CreateAsync(Guid iterationId, Dictionary<string, JsonElement> body,
+        IReadOnlyDictionary<string, JsonElement> headers, CancellationToken cancellationToken)
     {
         var request = new Dictionary<string, JsonElement>
         {
             ["custom_id"] = JsonSerializer.SerializeToElement(CustomId(iterationId)),
             ["params"] = JsonSerializer.SerializeToElement(body),
         };
-        var parameters = BatchCreateParams.FromRawUnchecked(extendedContext ? s_extendedContext : s_none, s_none,
+        var parameters = BatchCreateParams.FromRawUnchecked(headers, s_none,
             new Dictionary<string, JsonElement> { ["requests"] = JsonSerializer.SerializeToElement(new[] { request }) });
         var batch = await Claude.Messages.Batches.Create(parameters, cancellationToken).ConfigureAwait(false);
         return (batch.ID, batch.ExpiresAt);

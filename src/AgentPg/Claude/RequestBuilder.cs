@@ -122,23 +122,38 @@ internal static class RequestBuilder
         }
     }
 
+    /// <summary>The request body. With <paramref name="cacheTtl"/> ("5m" or "1h") the body carries prompt-cache breakpoints
+    /// (see <see cref="PromptCacheBreakpoints"/>); <paramref name="contextManagement"/> is the agent's Claude
+    /// <c>context_management</c> value, sent as is.</summary>
     public static Dictionary<string, JsonElement> Body(
-        AgentDefinition agent, int maxTokens, string? system, JsonArray messages, JsonArray tools)
+        AgentDefinition agent, int maxTokens, string? system, JsonArray messages, JsonArray tools,
+        string? cacheTtl = null, JsonElement? contextManagement = null)
     {
+        JsonNode? systemNode = string.IsNullOrEmpty(system) ? null : JsonValue.Create(system);
+        if (cacheTtl is not null)
+        {
+            (systemNode, tools) = PromptCacheBreakpoints.Apply(systemNode, tools, messages, cacheTtl);
+        }
+
         var body = new Dictionary<string, JsonElement>(StringComparer.Ordinal)
         {
             ["model"] = JsonSerializer.SerializeToElement(agent.Model),
             ["max_tokens"] = JsonSerializer.SerializeToElement(maxTokens),
             ["messages"] = ToElement(messages),
         };
-        if (!string.IsNullOrEmpty(system))
+        if (systemNode is not null)
         {
-            body["system"] = JsonSerializer.SerializeToElement(system);
+            body["system"] = ToElement(systemNode);
         }
 
         if (tools.Count > 0)
         {
             body["tools"] = ToElement(tools);
+        }
+
+        if (contextManagement is { } management)
+        {
+            body["context_management"] = management;
         }
 
         // SDK 13.12 has no typed sampling parameters: they go in the raw body.
@@ -159,6 +174,35 @@ internal static class RequestBuilder
 
         return body;
     }
+
+    /// <summary>The beta that <c>context_management</c> needs.</summary>
+    public const string ContextManagementBeta = "context-management-2025-06-27";
+
+    /// <summary>The agent's Claude <c>context_management</c> (context editing), from <c>Config["context_management"]</c>, as JSON.</summary>
+    public static JsonElement? ContextManagement(AgentDefinition agent)
+        => agent.Config.TryGetValue(ContextManagementKey, out var value) && value is not null ? JsonSerializer.SerializeToElement(value) : null;
+
+    /// <summary>The key of an agent's <see cref="AgentDefinition.Config"/> whose value is sent as Claude's <c>context_management</c>.</summary>
+    public const string ContextManagementKey = "context_management";
+
+    /// <summary>The anthropic-beta header for a request: the 1M-token window and context management, as needed.</summary>
+    public static IReadOnlyDictionary<string, JsonElement> BetaHeaders(bool extendedContext, bool contextManagement)
+    {
+        if (!extendedContext && !contextManagement)
+        {
+            return s_noHeaders;
+        }
+
+        var betas = extendedContext && contextManagement
+            ? ExtendedContextBeta + "," + ContextManagementBeta
+            : extendedContext ? ExtendedContextBeta : ContextManagementBeta;
+        return new Dictionary<string, JsonElement> { ["anthropic-beta"] = JsonSerializer.SerializeToElement(betas) };
+    }
+
+    /// <summary>The beta that opens Claude's 1M-token context window.</summary>
+    public const string ExtendedContextBeta = "context-1m-2025-08-07";
+
+    private static readonly IReadOnlyDictionary<string, JsonElement> s_noHeaders = new Dictionary<string, JsonElement>();
 
     public static JsonObject ToolDefinition(string name, string description, JsonObject inputSchema)
         => new() { ["name"] = name, ["description"] = description, ["input_schema"] = inputSchema };

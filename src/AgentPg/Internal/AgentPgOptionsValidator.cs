@@ -95,6 +95,26 @@ internal static class AgentPgOptionsValidator
             }
         }
 
+        if (options.PromptCaching is not (PromptCacheMode.Automatic or PromptCacheMode.Off))
+        {
+            errors.Add($"AgentPgOptions.PromptCaching has the undefined value {(int)options.PromptCaching}; use PromptCacheMode.Automatic or PromptCacheMode.Off.");
+        }
+
+        if (options.PromptCacheTtl is { } ttl && ttl != TimeSpan.FromMinutes(5) && ttl != TimeSpan.FromHours(1))
+        {
+            errors.Add($"AgentPgOptions.PromptCacheTtl must be 5 minutes or 1 hour, the two lifetimes Claude's prompt cache offers (was {ttl}); " +
+                       "leave it null for 5 minutes on streaming runs and 1 hour on batch runs.");
+        }
+
+        if (options.Compaction is null)
+        {
+            errors.Add("AgentPgOptions.Compaction is null; leave the default instance or set a new CompactionOptions().");
+        }
+        else
+        {
+            errors.AddRange(CompactionOptionsValidator.Validate(options.Compaction, "AgentPgOptions.Compaction."));
+        }
+
         if (options.TimeProvider is null)
         {
             errors.Add("AgentPgOptions.TimeProvider is null; leave the default TimeProvider.System or set a TimeProvider.");

@@ -371,25 +371,37 @@ CREATE TABLE agentpg_compaction_events (
     id                     UUID PRIMARY KEY DEFAULT gen_random_uuid(),
     session_id             UUID NOT NULL REFERENCES agentpg_sessions (id) ON DELETE CASCADE,
     strategy               TEXT NOT NULL,
+    -- manual (CompactAsync), auto (over the trigger before a request), context_window (prompt too long).
+    reason                 TEXT NOT NULL DEFAULT 'manual',
     original_tokens        INTEGER NOT NULL,
     compacted_tokens       INTEGER NOT NULL,
     messages_removed       INTEGER NOT NULL,
+    messages_pruned        INTEGER NOT NULL DEFAULT 0,
     summary_content        TEXT,
+    -- The user-role message that took the place of the removed prefix; restore deletes it.
+    summary_message_id     UUID,
     preserved_message_ids  JSONB NOT NULL DEFAULT '[]',
     model_used             TEXT,
+    usage                  JSONB NOT NULL DEFAULT '{}',
     duration_ms            BIGINT,
-    created_at             TIMESTAMPTZ NOT NULL DEFAULT now()
+    created_at             TIMESTAMPTZ NOT NULL DEFAULT now(),
+    restored_at            TIMESTAMPTZ,
+    CONSTRAINT compaction_usage_object CHECK (jsonb_typeof(usage) = 'object')
 );
 CREATE INDEX agentpg_idx_compaction_session ON agentpg_compaction_events (session_id, created_at DESC);
 
+-- What a compaction removed or rewrote, exactly as it was, so RestoreCompactionAsync can put it back:
+-- {"format": 1, "action": "removed" | "pruned", "message": <agentpg_messages row>, "blocks": [<agentpg_content_blocks rows>],
+--  "iterations": [ids of iterations whose response_message_id was this message]}.
+-- A message can be archived by several compactions (pruned by one, removed by a later one), hence the key.
 CREATE TABLE agentpg_message_archive (
-    id                   UUID PRIMARY KEY,
-    compaction_event_id  UUID REFERENCES agentpg_compaction_events (id) ON DELETE CASCADE,
+    id                   UUID NOT NULL,
+    compaction_event_id  UUID NOT NULL REFERENCES agentpg_compaction_events (id) ON DELETE CASCADE,
     session_id           UUID NOT NULL REFERENCES agentpg_sessions (id) ON DELETE CASCADE,
     original_message     JSONB NOT NULL,
-    archived_at          TIMESTAMPTZ NOT NULL DEFAULT now()
+    archived_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (compaction_event_id, id)
 );
-CREATE INDEX agentpg_idx_archive_compaction ON agentpg_message_archive (compaction_event_id);
 CREATE INDEX agentpg_idx_archive_session ON agentpg_message_archive (session_id, archived_at DESC);
 
 -- ---------------------------------------------------------------------------------------------------------

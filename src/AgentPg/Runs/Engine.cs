@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using AgentPg.Storage;
+using Claude_ = AgentPg.Claude;
 using AgentPg.Workers;
 using Anthropic;
 using Microsoft.Extensions.Logging;
@@ -22,10 +23,13 @@ internal sealed class Engine
         Hooks = new HookRunner(options.Hooks, logger);
         Notifier = new Notifier(dataSource, options.PrepareStatements, sql.Schema, logger);
         Deltas = new Events.DeltaPublisher(this);
+        Compactor = new Compaction.Compactor(this, () => ModelClient);
     }
 
     /// <summary>Publishes streamed text to watchers of the run (WatchRunAsync).</summary>
     public Events.DeltaPublisher Deltas { get; }
+
+    public Compaction.Compactor Compactor { get; }
 
     public Notifier Notifier { get; }
 
@@ -68,6 +72,13 @@ internal sealed class Engine
 
     /// <summary>The Claude client; set when the client starts.</summary>
     public IAnthropicClient? Claude { get; set; }
+
+    /// <summary>The Claude client for calls that do not need a started client (compaction): the started client's, else one
+    /// made on first use; null without an API key.</summary>
+    public IAnthropicClient? ModelClient
+        => Claude ?? (string.IsNullOrEmpty(Options.ApiKey) ? null : LazyInitializer.EnsureInitialized(ref _modelClient, () => Claude_.ClaudeClients.Create(Options)));
+
+    private IAnthropicClient? _modelClient;
 }
 
 /// <summary>A run failure with the error_type it is recorded under.</summary>

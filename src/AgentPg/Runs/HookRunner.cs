@@ -17,6 +17,12 @@ internal sealed class HookRunner(AgentPgHooks? hooks, ILogger logger)
     public Task ToolCallAsync(ToolCallEvent e, CancellationToken cancellationToken)
         => InvokeAsync(hooks?.OnToolCall, e, nameof(AgentPgHooks.OnToolCall), cancellationToken);
 
+    public Task BeforeCompactionAsync(CompactionContext context, CancellationToken cancellationToken)
+        => InvokeAsync(hooks?.OnBeforeCompaction, context, nameof(AgentPgHooks.OnBeforeCompaction), cancellationToken);
+
+    public Task AfterCompactionAsync(CompactionResult result, CancellationToken cancellationToken)
+        => InvokeAsync(hooks?.OnAfterCompaction, result, nameof(AgentPgHooks.OnAfterCompaction), cancellationToken);
+
     public Task BecameLeaderAsync(CancellationToken cancellationToken)
         => InvokeAsync(hooks?.OnBecameLeader is { } hook ? (_, ct) => hook(ct) : null, 0, nameof(AgentPgHooks.OnBecameLeader), cancellationToken);
 

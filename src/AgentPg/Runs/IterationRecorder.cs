@@ -69,7 +69,7 @@ internal sealed class IterationRecorder(Engine engine)
 
         if (response.StopReason == "model_context_window_exceeded")
         {
-            throw ContextWindowExceeded(context, "generation reached the model's context window", claimed.UsedExtendedContext);
+            throw ContextWindowPolicy.Exceeded(context, "generation reached the model's context window", claimed.UsedExtendedContext, claimed.CompactedForContextWindow);
         }
 
         var toolUses = response.CompleteToolUses().ToList();
@@ -82,13 +82,6 @@ internal sealed class IterationRecorder(Engine engine)
         await CompleteAsync(claimed, context, response, cancellationToken).ConfigureAwait(false);
         return IterationOutcome.Done;
     }
-
-    public static RunFailureException ContextWindowExceeded(IterationContext context, string detail, bool triedExtended)
-        => new("context_window_exceeded",
-            triedExtended
-                ? $"The conversation does not fit Claude's context window even with the 1M-token window ({detail}). Start a new session."
-                : $"The conversation no longer fits Claude's context window ({detail}). Enable AgentPgOptions.ExtendedContext " +
-                  $"(or Config[\"extended_context\"] = true on agent '{context.Agent.Name}') to retry with the 1M-token window, or start a new session.");
 
     /// <summary>Runs the work of a claimed run with the engine's failure policy: the run's in-flight work can be cancelled
     /// (cancel, shutdown); a lost claim drops the work; a <see cref="RunFailureException"/> or an unexpected error fails the

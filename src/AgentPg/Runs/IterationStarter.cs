@@ -59,7 +59,8 @@ internal sealed class IterationStarter(Engine engine)
                     claimed.Iteration = number;
                     claimed.IterationId = iterationId;
                     claimed.IterationUsage = Usage.Zero;
-                    return BuildContext(claimed, agent, delegates, history, number, iterationId, claimed.MaxTokensOverride);
+                    claimed.CompactedForContextWindow = false;
+                    return BuildContext(claimed, agent, delegates, history, number, iterationId, claimed.MaxTokensOverride, streaming);
                 }
             }
         }, engine.Time, cancellationToken).ConfigureAwait(false);
@@ -100,7 +101,7 @@ internal sealed class IterationStarter(Engine engine)
                         history = await MessageSql.ReadMessagesAsync(reader, ct).ConfigureAwait(false);
                     }
 
-                    return BuildContext(claimed, agent, delegates, history, iterationNumber, iterationId, maxTokens);
+                    return BuildContext(claimed, agent, delegates, history, iterationNumber, iterationId, maxTokens, claimed.Run.RunMode == RunMode.Streaming);
                 }
             }
         }, engine.Time, cancellationToken).ConfigureAwait(false);
@@ -118,7 +119,7 @@ internal sealed class IterationStarter(Engine engine)
     }
 
     private IterationContext BuildContext(ClaimedRun claimed, AgentDefinition agent, List<(Guid Id, string Name, string? Description)> delegates,
-        IReadOnlyList<Message> history, int number, Guid iterationId, int? maxTokens)
+        IReadOnlyList<Message> history, int number, Guid iterationId, int? maxTokens, bool streaming)
     {
         var offered = new SortedDictionary<string, ITool>(StringComparer.Ordinal);
         if (agent.Tools is null)
@@ -165,8 +166,13 @@ internal sealed class IterationStarter(Engine engine)
         var tokens = Math.Min(maxTokens ?? agent.MaxTokens ?? RequestBuilder.DefaultMaxTokens, Math.Max(limit, agent.MaxTokens ?? 0));
         var extended = engine.Options.ExtendedContext || (agent.Config.TryGetValue("extended_context", out var value) && value is true);
         Diagnostics.Telemetry.AgentKnown(claimed.Activity, agent);
+        var options = engine.Options;
+        var cacheTtl = options.PromptCaching == PromptCacheMode.Off
+            ? null
+            : (options.PromptCacheTtl ?? (streaming ? TimeSpan.FromMinutes(5) : TimeSpan.FromHours(1))) == TimeSpan.FromHours(1) ? "1h" : "5m";
         return new IterationContext(agent, history, offered, delegateTools, toolsJson, tokens,
-            RequestBuilder.SystemPrompt(agent, claimed.Run.OverrideInstructions, claimed.Run.AppendInstructions), number, iterationId, extended);
+            RequestBuilder.SystemPrompt(agent, claimed.Run.OverrideInstructions, claimed.Run.AppendInstructions), number, iterationId, extended,
+            cacheTtl, RequestBuilder.ContextManagement(agent));
     }
 
     private static void Add(NpgsqlBatch batch, string sql, params NpgsqlParameter[] parameters)

@@ -41,6 +41,9 @@ internal sealed class ClaimedRun
 
     public bool UsedExtendedContext { get; set; }
 
+    /// <summary>Whether the current iteration already compacted the session because its prompt was too long.</summary>
+    public bool CompactedForContextWindow { get; set; }
+
     /// <summary>Usage of the current iteration's model calls (retries included: they are paid for).</summary>
     public Usage IterationUsage { get; set; } = Usage.Zero;
 
@@ -83,8 +86,14 @@ internal sealed record IterationContext(
     string? System,
     int IterationNumber,
     Guid IterationId,
-    bool ExtendedContextAllowed)
+    bool ExtendedContextAllowed,
+    string? CacheTtl = null,
+    System.Text.Json.JsonElement? ContextManagement = null)
 {
     public Dictionary<string, System.Text.Json.JsonElement> Body()
-        => RequestBuilder.Body(Agent, MaxTokens, System, RequestBuilder.Messages(History), ToolsJson);
+        => RequestBuilder.Body(Agent, MaxTokens, System, RequestBuilder.Messages(History), ToolsJson, CacheTtl, ContextManagement);
+
+    /// <summary>The anthropic-beta header of the request, if any.</summary>
+    public IReadOnlyDictionary<string, System.Text.Json.JsonElement> Headers(bool extendedContext)
+        => RequestBuilder.BetaHeaders(extendedContext, ContextManagement is not null);
 }

@@ -15,13 +15,10 @@ namespace AgentPg.Runs;
 /// <see cref="IterationStarter"/> and <see cref="IterationRecorder"/>).</remarks>
 internal sealed class RunProcessor(Engine engine)
 {
-    internal const string ExtendedContextBeta = "context-1m-2025-08-07";
-
     private static readonly IReadOnlyDictionary<string, JsonElement> s_noHeaders = new Dictionary<string, JsonElement>();
-    private static readonly IReadOnlyDictionary<string, JsonElement> s_extendedContextHeaders =
-        new Dictionary<string, JsonElement> { ["anthropic-beta"] = JsonSerializer.SerializeToElement(ExtendedContextBeta) };
 
     private readonly IterationStarter _starter = new(engine);
+    private readonly ContextWindowPolicy _window = new(engine);
     private readonly IterationRecorder _recorder = new(engine);
 
     public Task ProcessAsync(ClaimedRun claimed, CancellationToken hardStop) => _recorder.GuardAsync(claimed, async token =>
@@ -29,9 +26,24 @@ internal sealed class RunProcessor(Engine engine)
         while (true)
         {
             var context = await _starter.StartAsync(claimed, streaming: true, token).ConfigureAwait(false);
-            var body = context.Body();
-            await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, null, null), token).ConfigureAwait(false);
-            var response = await CallWithRetriesAsync(claimed, context, body, token).ConfigureAwait(false);
+            context = await _window.BeforeRequestAsync(claimed, context, token).ConfigureAwait(false);
+            ModelResponse response;
+            Dictionary<string, JsonElement> body;
+            while (true)
+            {
+                body = context.Body();
+                await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, null, null), token).ConfigureAwait(false);
+                try
+                {
+                    response = await CallWithRetriesAsync(claimed, context, body, token).ConfigureAwait(false);
+                    break;
+                }
+                catch (PromptTooLongException ex)
+                {
+                    context = await _window.OnPromptTooLongAsync(claimed, context, ex.Message, token).ConfigureAwait(false);
+                }
+            }
+
             claimed.IterationUsage += response.Usage;
             if (engine.Hooks.Hooks?.OnAfterMessage is not null)
             {
@@ -57,20 +69,13 @@ internal sealed class RunProcessor(Engine engine)
             try
             {
                 deltas.BeginAttempt();
-                var response = await CallOnceAsync(claimed, body, deltas, token).ConfigureAwait(false);
+                var response = await CallOnceAsync(claimed, context, body, deltas, token).ConfigureAwait(false);
                 Telemetry.ChatCompleted(chat, context.Agent.Model, response, engine.Time.GetElapsedTime(started), engine.Options.Telemetry.CaptureContent);
                 return response;
             }
             catch (AnthropicBadRequestException ex) when (IsPromptTooLong(ex))
             {
-                if (context.ExtendedContextAllowed && !claimed.UsedExtendedContext)
-                {
-                    claimed.UsedExtendedContext = true;
-                    Log.ExtendedContextRetry(engine.Logger, claimed.Run.Id);
-                    continue;
-                }
-
-                throw IterationRecorder.ContextWindowExceeded(context, ex.ApiMessage ?? ex.Message, claimed.UsedExtendedContext);
+                throw new PromptTooLongException(ex.ApiMessage ?? ex.Message);
             }
             catch (AnthropicApiException ex)
             {
@@ -96,10 +101,11 @@ internal sealed class RunProcessor(Engine engine)
         }
     }
 
-    private async Task<ModelResponse> CallOnceAsync(ClaimedRun claimed, Dictionary<string, JsonElement> body, DeltaStream deltas, CancellationToken token)
+    private async Task<ModelResponse> CallOnceAsync(ClaimedRun claimed, IterationContext context, Dictionary<string, JsonElement> body, DeltaStream deltas,
+        CancellationToken token)
     {
         var claude = engine.Claude ?? throw new InvalidOperationException("The client is not started.");
-        var parameters = MessageCreateParams.FromRawUnchecked(claimed.UsedExtendedContext ? s_extendedContextHeaders : s_noHeaders, s_noHeaders, body);
+        var parameters = MessageCreateParams.FromRawUnchecked(context.Headers(claimed.UsedExtendedContext), s_noHeaders, body);
         var progress = new ProgressReporter(engine, claimed.Run, token);
         var aggregator = new StreamAggregator { OnText = _ => progress.Report(), OnDelta = deltas.OnDelta };
         var events = claude.Messages.CreateStreaming(parameters, token);
@@ -184,3 +190,6 @@ internal sealed class RunProcessor(Engine engine)
         }
     }
 }
+
+/// <summary>Claude answered that the prompt does not fit the context window; <see cref="ContextWindowPolicy"/> decides.</summary>
+internal sealed class PromptTooLongException(string message) : Exception(message);

@@ -15,6 +15,8 @@ internal sealed class Sql
         ToolExecutions = new ToolExecutionSql(schema);
         Leader = new LeaderSql(schema);
         RunEvents = new RunEventSql(schema);
+
+        Compaction = new CompactionSql(schema);
     }
 
     public SchemaName Schema { get; }
@@ -36,4 +38,6 @@ internal sealed class Sql
     public LeaderSql Leader { get; }
 
     public RunEventSql RunEvents { get; }
+
+    public CompactionSql Compaction { get; }
 }

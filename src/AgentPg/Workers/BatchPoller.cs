@@ -25,6 +25,7 @@ internal sealed class BatchPoller(Engine engine)
     private readonly IterationStarter _starter = new(engine);
     private readonly IterationRecorder _recorder = new(engine);
     private readonly BatchSubmitter _submitter = new(engine);
+    private readonly ContextWindowPolicy _window = new(engine);
     private Task? _loop;
 
     public void Start(CancellationToken stop) => _loop = Task.Run(() => LoopAsync(stop), CancellationToken.None);
@@ -178,6 +179,15 @@ internal sealed class BatchPoller(Engine engine)
                 var error = result!.Value.TryGetProperty("error", out var e) && e.TryGetProperty("error", out var inner) ? inner : default;
                 var errorType = error.ValueKind == JsonValueKind.Object && error.TryGetProperty("type", out var et) ? et.GetString() ?? "error" : "error";
                 var errorMessage = error.ValueKind == JsonValueKind.Object && error.TryGetProperty("message", out var em) ? em.GetString() ?? "" : "";
+                if (errorMessage.StartsWith("prompt is too long", StringComparison.Ordinal)
+                    && await _window.CompactForBatchAsync(claimed,
+                        await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false),
+                        cancellationToken).ConfigureAwait(false))
+                {
+                    await ResubmitAsync(claimed, item, BatchSubmitter.Kind.Resubmission, cancellationToken).ConfigureAwait(false);
+                    return;
+                }
+
                 if (errorMessage.StartsWith("prompt is too long", StringComparison.Ordinal) && !claimed.UsedExtendedContext
                     && await ExtendedContextAllowedAsync(claimed, item, cancellationToken).ConfigureAwait(false))
                 {

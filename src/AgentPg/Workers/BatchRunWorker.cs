@@ -33,6 +33,7 @@ internal sealed class BatchRunWorker(Engine engine)
 internal sealed class BatchSubmitter(Engine engine)
 {
     private readonly BatchApi _api = new(engine);
+    private readonly ContextWindowPolicy _window = new(engine);
 
     public enum Kind
     {
@@ -50,10 +51,11 @@ internal sealed class BatchSubmitter(Engine engine)
         {
             // Never abandoned half-way: once the request is sent the batch may exist, and only a recorded (or cancelled)
             // batch is safe. A cancelled run makes the recording below fail, which cancels the batch at the API.
+            context = await _window.BeforeRequestAsync(claimed, context, cancellationToken).ConfigureAwait(false);
             var body = context.Body();
             await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Batch, body, null, null), cancellationToken).ConfigureAwait(false);
             cancellationToken.ThrowIfCancellationRequested();
-            (batchId, expiresAt) = await _api.CreateAsync(context.IterationId, body, claimed.UsedExtendedContext, CancellationToken.None).ConfigureAwait(false);
+            (batchId, expiresAt) = await _api.CreateAsync(context.IterationId, body, context.Headers(claimed.UsedExtendedContext), CancellationToken.None).ConfigureAwait(false);
         }
         catch (AnthropicApiException ex)
         {

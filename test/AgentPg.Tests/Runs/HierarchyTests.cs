@@ -84,7 +84,7 @@ public sealed class HierarchyTests(SchemaFixture db) : IClassFixture<SchemaFixtu
         Assert.Equal(4, leadMessages.Count);
         var pmMessages = messages.Where(m => m.RunId == response.RunId).ToList();
         Assert.Equal(4, pmMessages.Count);
-        var pmSecondRequest = h.Claude.Requests.Where(r => r.IsMessagesCall && r.Body!.Value.GetProperty("system").GetString() == $"You are {pm}.").Last();
+        var pmSecondRequest = h.Claude.Requests.Where(r => r.IsMessagesCall && RequestBodies.SystemText(r.Body!.Value) == $"You are {pm}.").Last();
         Assert.Equal(3, pmSecondRequest.Body!.Value.GetProperty("messages").GetArrayLength());
 
         // Callbacks reach child runs and fire for agent tools too.
@@ -177,7 +177,7 @@ public sealed class HierarchyTests(SchemaFixture db) : IClassFixture<SchemaFixtu
 
         Assert.StartsWith("top: mid: Delegation refused:", response.Text, StringComparison.Ordinal);
         Assert.Contains("MaxAgentDepth", response.Text, StringComparison.Ordinal);
-        Assert.DoesNotContain(h.Claude.Requests, r => r.IsMessagesCall && r.Body!.Value.GetProperty("system").GetString() == $"You are {low}.");
+        Assert.DoesNotContain(h.Claude.Requests, r => r.IsMessagesCall && RequestBodies.SystemText(r.Body!.Value) == $"You are {low}.");
     }
 
     [DatabaseFact]

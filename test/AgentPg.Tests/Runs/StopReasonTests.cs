@@ -239,8 +239,8 @@ public sealed class StopReasonTests(SchemaFixture db) : IClassFixture<SchemaFixt
         await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "b", new RunOptions { OverrideInstructions = "Only this.", AppendInstructions = "ignored" });
 
         var requests = h.Claude.Requests.Where(r => r.IsMessagesCall).Select(r => r.Body!.Value).ToList();
-        Assert.Equal("Base prompt.\n\nBe formal.", requests[0].GetProperty("system").GetString());
-        Assert.Equal("Only this.", requests[1].GetProperty("system").GetString());
+        Assert.Equal("Base prompt.\n\nBe formal.", RequestBodies.SystemText(requests[0]));
+        Assert.Equal("Only this.", RequestBodies.SystemText(requests[1]));
         Assert.Equal(0.3, requests[0].GetProperty("temperature").GetDouble(), 5);
         Assert.Equal(20, requests[0].GetProperty("top_k").GetInt32());
         Assert.Equal(0.8, requests[0].GetProperty("top_p").GetDouble(), 5);

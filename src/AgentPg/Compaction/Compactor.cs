@@ -1,0 +1,336 @@
+using System.Text.Json;
+using AgentPg.Claude;
+using AgentPg.Diagnostics;
+using AgentPg.Runs;
+using AgentPg.Storage;
+using Anthropic;
+using Anthropic.Models.Messages;
+using Npgsql;
+
+namespace AgentPg.Compaction;
+
+/// <summary>Compacts a session's root conversation (see <see cref="ConversationPartition"/> for what may be rewritten).</summary>
+/// <remarks>
+/// <para>Read, then decide and summarise with no transaction open (the summariser is a model call), then write in one
+/// transaction that locks the session row and checks that nothing it read has changed: the compaction count, and every
+/// message it rewrites still there. Two compactions of one session therefore never both apply: the second finds the
+/// count changed and reports it (<see cref="AgentPgErrorCode.CompactionFailed"/>), having written nothing.</para>
+/// <para>Delegated runs' messages are not part of the root conversation and are never touched.</para>
+/// </remarks>
+internal sealed class Compactor(Engine engine, Func<IAnthropicClient?> claude)
+{
+    public const string ReasonManual = "manual";
+    public const string ReasonAuto = "auto";
+    public const string ReasonContextWindow = "context_window";
+
+    private static readonly IReadOnlyDictionary<string, JsonElement> s_none = new Dictionary<string, JsonElement>();
+    private int _countingFailed;
+
+    /// <summary>Whether the iteration about to be sent is over the trigger, by the estimate (no request is made for it).</summary>
+    public bool IsOverTrigger(IterationContext context)
+        => TokenEstimate.OfRequest(context.System, context.ToolsJson, context.History) >= engine.Options.Compaction.TriggerTokens;
+
+    public async Task<CompactionStats> GetStatsAsync(Guid sessionId, CompactionOptions options, CancellationToken cancellationToken)
+    {
+        var state = await LoadAsync(sessionId, ownRun: null, cancellationToken).ConfigureAwait(false);
+        var partition = await PartitionAsync(state, options, exact: true, cancellationToken).ConfigureAwait(false);
+        return new CompactionStats
+        {
+            SessionId = sessionId,
+            TotalMessages = partition.Messages.Count,
+            TotalTokens = partition.Total,
+            UsageFraction = (double)partition.Total / options.MaxTokensForModel,
+            CompactionCount = state.CompactionCount,
+            PreservedMessages = partition.Messages.Count - partition.PrefixLength,
+            SummaryMessages = partition.Messages.Count(m => m.IsSummary),
+            CompactableMessages = partition.CompactableCount,
+            NeedsCompaction = partition.Total >= options.TriggerTokens,
+        };
+    }
+
+    /// <summary>Compacts the session.</summary>
+    /// <param name="sessionId">The session.</param>
+    /// <param name="options">How.</param>
+    /// <param name="reason">manual, auto or context_window.</param>
+    /// <param name="ownRun">The root run the caller holds between two of its iterations: its messages may be compacted.</param>
+    /// <param name="onlyIfNeeded">Return null when the conversation is under the trigger.</param>
+    /// <param name="cancellationToken">Cancels the compaction (nothing is written once cancelled).</param>
+    /// <returns>The result, or null when <paramref name="onlyIfNeeded"/> and not needed.</returns>
+    public async Task<CompactionResult?> CompactAsync(Guid sessionId, CompactionOptions options, string reason, Guid? ownRun, bool onlyIfNeeded,
+        CancellationToken cancellationToken)
+    {
+        var started = engine.Time.GetTimestamp();
+        var state = await LoadAsync(sessionId, ownRun, cancellationToken).ConfigureAwait(false);
+        var partition = await PartitionAsync(state, options, exact: reason == ReasonManual, cancellationToken).ConfigureAwait(false);
+        if (onlyIfNeeded && partition.Total < options.TriggerTokens)
+        {
+            return null;
+        }
+
+        if (partition.CompactableCount == 0)
+        {
+            throw new AgentPgException(AgentPgErrorCode.NothingToCompact, "Compact",
+                $"Session {sessionId} has nothing to compact: its {partition.Messages.Count} root messages ({partition.Total} tokens) are all within " +
+                $"the protected part (ProtectedTokens = {options.ProtectedTokens}, PreserveLastN = {options.PreserveLastN}), marked preserved, " +
+                "earlier summaries, or part of a run in progress. Nothing was changed.")
+            { SessionId = sessionId };
+        }
+
+        await engine.Hooks.BeforeCompactionAsync(new CompactionContext
+        {
+            SessionId = sessionId,
+            RunId = ownRun,
+            Reason = reason,
+            Strategy = options.Strategy,
+            TotalTokens = partition.Total,
+            CompactableMessages = partition.CompactableCount,
+        }, cancellationToken).ConfigureAwait(false);
+
+        var prune = options.Strategy == CompactionStrategy.Hybrid && !options.PreserveToolOutputs;
+        var prefix = partition.Prefix.ToList();
+        List<Guid> pruned = [];
+        long saved = 0;
+        if (prune)
+        {
+            var placeholderTokens = TokenEstimate.Of(Summarizer.PrunedPlaceholder);
+            foreach (var message in prefix.Where(m => !m.IsSummary))
+            {
+                var before = saved;
+                foreach (var block in message.Content)
+                {
+                    if (block.Type == ContentTypes.ToolResult && (block.ToolContent?.Length ?? 0) > Summarizer.PrunedPlaceholder.Length)
+                    {
+                        saved += Math.Max(0, TokenEstimate.Of(block.ToolContent) - placeholderTokens);
+                    }
+                }
+
+                if (saved > before || message.Content.Any(b => b.Type == ContentTypes.ToolResult && (b.ToolContent?.Length ?? 0) > Summarizer.PrunedPlaceholder.Length))
+                {
+                    pruned.Add(message.Id);
+                }
+            }
+        }
+
+        string? summary = null;
+        var usage = Usage.Zero;
+        IReadOnlyList<Guid> removed = [];
+        long after;
+        if (prune && pruned.Count > 0 && partition.Total - saved <= options.TargetTokens)
+        {
+            after = partition.Total - saved;
+        }
+        else
+        {
+            var model = claude() ?? throw new InvalidOperationException(
+                "Compaction needs Claude to write the summary, and no API key is configured: set AgentPgOptions.ApiKey or ANTHROPIC_API_KEY.");
+            var previous = Summarizer.Render(prefix.Where(m => m.IsSummary).Select(StripPreamble), pruneToolOutputs: false);
+            var conversation = Summarizer.Render(prefix.Where(m => !m.IsSummary), prune);
+            (summary, usage) = await Summarizer.SummarizeAsync(model, options, sessionId, Summarizer.Prompt(previous, conversation), cancellationToken)
+                .ConfigureAwait(false);
+            removed = [.. prefix.Select(m => m.Id)];
+            pruned = [];
+            after = partition.Total - partition.PrefixTokens + TokenEstimate.Of(Summarizer.SummaryPreamble + summary) + TokenEstimate.MessageOverhead;
+        }
+
+        var write = new CompactionWrite(
+            Guid.CreateVersion7(), sessionId, options.Strategy == CompactionStrategy.Summarization ? "summarization" : "hybrid", reason,
+            partition.Total, after, removed, pruned,
+            [.. partition.Messages.Where(m => !removed.Contains(m.Id) && !pruned.Contains(m.Id)).Select(m => m.Id)],
+            Summarizer.PrunedPlaceholder, Guid.CreateVersion7(), summary is null ? null : Summarizer.SummaryPreamble + summary,
+            summary is null ? null : options.SummarizerModel, usage, engine.Time.GetElapsedTime(started));
+        await WriteAsync(state, write, cancellationToken).ConfigureAwait(false);
+
+        var result = new CompactionResult
+        {
+            EventId = write.EventId,
+            SessionId = sessionId,
+            Strategy = options.Strategy,
+            OriginalTokens = partition.Total,
+            CompactedTokens = after,
+            MessagesRemoved = removed.Count,
+            MessagesPruned = pruned.Count,
+            SummaryCreated = summary is not null,
+            PreservedMessageIds = write.Preserved,
+            Usage = usage,
+            Duration = engine.Time.GetElapsedTime(started),
+        };
+        Log.Compacted(engine.Logger, sessionId, reason, result.OriginalTokens, result.CompactedTokens, result.MessagesRemoved, result.MessagesPruned);
+        await engine.Hooks.AfterCompactionAsync(result, CancellationToken.None).ConfigureAwait(false);
+        return result;
+    }
+
+    public async Task<IReadOnlyList<CompactionEvent>> GetEventsAsync(Guid sessionId, int limit, CancellationToken cancellationToken)
+    {
+        var batch = new NpgsqlBatch();
+        await using (batch.ConfigureAwait(false))
+        {
+            batch.BatchCommands.Add(new NpgsqlBatchCommand(engine.Sql.Sessions.Get) { Parameters = { P.Uuid(sessionId) } });
+            batch.BatchCommands.Add(engine.Sql.Compaction.Events(sessionId, limit));
+            var reader = await batch.ExecuteReaderAsync(engine.DataSource, prepare: false, cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    throw SessionNotFound(sessionId, "GetCompactionEvents");
+                }
+
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                var events = new List<CompactionEvent>();
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    events.Add(CompactionSql.ReadEvent(reader));
+                }
+
+                return events;
+            }
+        }
+    }
+
+    public async Task RestoreAsync(Guid eventId, CancellationToken cancellationToken)
+    {
+        var connection = await engine.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using (transaction.ConfigureAwait(false))
+            {
+                var found = await engine.Sql.Compaction.EventForRestoreAsync(connection, transaction, eventId, cancellationToken).ConfigureAwait(false)
+                    ?? throw new AgentPgException(AgentPgErrorCode.CompactionNotFound, "RestoreCompaction", $"No compaction event has id {eventId}.");
+                await engine.Sql.Compaction.LockSessionAsync(connection, transaction, found.SessionId, cancellationToken).ConfigureAwait(false);
+
+                // Read again under the session lock: a concurrent restore or compaction may have committed meanwhile.
+                found = (await engine.Sql.Compaction.EventForRestoreAsync(connection, transaction, eventId, cancellationToken).ConfigureAwait(false))!.Value;
+                if (found.Restored)
+                {
+                    throw new AgentPgException(AgentPgErrorCode.CompactionFailed, "RestoreCompaction",
+                        $"Compaction {eventId} of session {found.SessionId} was already restored.") { SessionId = found.SessionId };
+                }
+
+                if (found.LaterExists)
+                {
+                    throw new AgentPgException(AgentPgErrorCode.CompactionFailed, "RestoreCompaction",
+                        $"Compaction {eventId} is not the latest compaction of session {found.SessionId} still in place: restore the later ones " +
+                        "first (GetCompactionEventsAsync lists them, newest first).") { SessionId = found.SessionId };
+                }
+
+                var batch = engine.Sql.Compaction.Restore(eventId, found.SummaryId);
+                await using (batch.ConfigureAwait(false))
+                {
+                    batch.Connection = connection;
+                    batch.Transaction = transaction;
+                    await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static Message StripPreamble(Message summary) => summary with
+    {
+        Content = [.. summary.Content.Select(b => b.Type == ContentTypes.Text && b.Text is { } t && t.StartsWith(Summarizer.SummaryPreamble, StringComparison.Ordinal)
+            ? b with { Text = t[Summarizer.SummaryPreamble.Length..] }
+            : b)],
+    };
+
+    private async Task<SessionState> LoadAsync(Guid sessionId, Guid? ownRun, CancellationToken cancellationToken)
+    {
+        var batch = new NpgsqlBatch();
+        await using (batch.ConfigureAwait(false))
+        {
+            batch.BatchCommands.Add(new NpgsqlBatchCommand(engine.Sql.Sessions.Get) { Parameters = { P.Uuid(sessionId) } });
+            batch.BatchCommands.Add(engine.Sql.Compaction.ActiveRootRuns(sessionId));
+            batch.BatchCommands.Add(new NpgsqlBatchCommand(engine.Sql.Messages.RootContext) { Parameters = { P.Uuid(sessionId) } });
+            var reader = await batch.ExecuteReaderAsync(engine.DataSource, prepare: false, cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    throw SessionNotFound(sessionId, "Compact");
+                }
+
+                var session = SessionSql.Read(reader);
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                var active = new HashSet<Guid>();
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    var runId = CompactionSql.ReadRunId(reader);
+                    if (runId != ownRun)
+                    {
+                        active.Add(runId);
+                    }
+                }
+
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                var messages = await MessageSql.ReadMessagesAsync(reader, cancellationToken).ConfigureAwait(false);
+                return new SessionState(sessionId, session.CompactionCount, active, messages);
+            }
+        }
+    }
+
+    private async Task<ConversationPartition> PartitionAsync(SessionState state, CompactionOptions options, bool exact, CancellationToken cancellationToken)
+    {
+        long? total = null;
+        if (exact && options.UseTokenCountingApi && state.Messages.Count > 0 && Volatile.Read(ref _countingFailed) == 0 && claude() is { } model)
+        {
+            try
+            {
+                var body = new Dictionary<string, JsonElement>(StringComparer.Ordinal)
+                {
+                    ["model"] = JsonSerializer.SerializeToElement(options.SummarizerModel),
+                    ["messages"] = JsonSerializer.SerializeToElement(RequestBuilder.Messages(state.Messages)),
+                };
+                var count = await model.Messages.CountTokens(MessageCountTokensParams.FromRawUnchecked(s_none, s_none, body), cancellationToken)
+                    .ConfigureAwait(false);
+                total = count.InputTokens;
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                // From now on this client estimates: counting is an optimisation, and a failing endpoint should not cost a
+                // request per compaction.
+                Interlocked.Exchange(ref _countingFailed, 1);
+                Log.TokenCountingFailed(engine.Logger, ex, state.SessionId);
+            }
+        }
+
+        return ConversationPartition.Create(state.Messages, options, state.ActiveRuns, total);
+    }
+
+    private async Task WriteAsync(SessionState state, CompactionWrite write, CancellationToken cancellationToken)
+    {
+        var connection = await engine.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using (transaction.ConfigureAwait(false))
+            {
+                var count = await engine.Sql.Compaction.LockSessionAsync(connection, transaction, state.SessionId, cancellationToken).ConfigureAwait(false)
+                    ?? throw SessionNotFound(state.SessionId, "Compact");
+                var rewritten = write.Removed.Concat(write.Pruned).ToList();
+                if (count != state.CompactionCount
+                    || await engine.Sql.Compaction.CountMessagesAsync(connection, transaction, state.SessionId, rewritten, cancellationToken).ConfigureAwait(false) != rewritten.Count)
+                {
+                    throw new AgentPgException(AgentPgErrorCode.CompactionFailed, "Compact",
+                        $"Session {state.SessionId} changed while it was being compacted (another compaction, a restore or a regeneration " +
+                        "committed first). Nothing was changed; check GetCompactionStatsAsync and compact again if it is still needed.")
+                    { SessionId = state.SessionId };
+                }
+
+                var batch = engine.Sql.Compaction.Write(write);
+                await using (batch.ConfigureAwait(false))
+                {
+                    batch.Connection = connection;
+                    batch.Transaction = transaction;
+                    await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static AgentPgException SessionNotFound(Guid sessionId, string operation)
+        => new(AgentPgErrorCode.SessionNotFound, operation, $"Session {sessionId} does not exist.") { SessionId = sessionId };
+
+    private sealed record SessionState(Guid SessionId, int CompactionCount, IReadOnlySet<Guid> ActiveRuns, IReadOnlyList<Message> Messages);
+}

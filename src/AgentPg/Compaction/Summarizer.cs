@@ -1,0 +1,151 @@
+using System.Text;
+using System.Text.Json;
+using AgentPg.Claude;
+using Anthropic;
+using Anthropic.Models.Messages;
+
+namespace AgentPg.Compaction;
+
+/// <summary>Writes the summary of a conversation prefix with the summariser model, through the streaming Messages API.</summary>
+internal static class Summarizer
+{
+    /// <summary>What replaces a pruned tool output.</summary>
+    public const string PrunedPlaceholder = "[TOOL OUTPUT PRUNED]";
+
+    /// <summary>How the summary message opens, so the model reads it as context rather than as the user's request.</summary>
+    public const string SummaryPreamble = "[Summary of the earlier conversation, which was compacted to save context]\n\n";
+
+    private const int MaxToolResultChars = 500;
+
+    private static readonly IReadOnlyDictionary<string, JsonElement> s_none = new Dictionary<string, JsonElement>();
+
+    public const string SystemPrompt = """
+        You summarise conversations between a user and an AI assistant so that the assistant can continue the conversation
+        with full context after the original messages are removed. Create a structured summary with the following 9 sections,
+        in this order, as Markdown headings; write "None" under a heading that has no content:
+
+        1. Primary Request and Intent
+        2. Key Technical Concepts
+        3. Files and Code Sections
+        4. Errors and Fixes
+        5. Problem Solving
+        6. User Preferences and Constraints
+        7. Pending Tasks
+        8. Current Work
+        9. Next Step
+
+        Guidelines: be concise but complete; use bullet points; keep specific names, identifiers, numbers, paths and error
+        messages exactly; keep chronological order within a section; quote the user's own words where they state intent;
+        add nothing that is not in the conversation; prefer actionable facts over commentary.
+        """;
+
+    /// <summary>Renders messages as the summariser reads them: "Role:\ncontent", tool calls and results in brackets, long tool
+    /// results truncated, pruned outputs shown as the placeholder.</summary>
+    public static string Render(IEnumerable<Message> messages, bool pruneToolOutputs)
+    {
+        var text = new StringBuilder();
+        foreach (var message in messages)
+        {
+            var parts = new List<string>();
+            foreach (var block in message.Content)
+            {
+                switch (block.Type)
+                {
+                    case ContentTypes.Text when !string.IsNullOrEmpty(block.Text):
+                        parts.Add(block.Text);
+                        break;
+                    case ContentTypes.ToolUse:
+                        parts.Add($"[Tool: {block.ToolName}, Input: {block.ToolInput?.GetRawText() ?? "{}"}]");
+                        break;
+                    case ContentTypes.ToolResult:
+                        var content = pruneToolOutputs && (block.ToolContent?.Length ?? 0) > PrunedPlaceholder.Length
+                            ? PrunedPlaceholder
+                            : Truncate(block.ToolContent ?? "");
+                        parts.Add(block.IsError
+                            ? $"[Tool Error for {block.ToolResultForUseId}: {content}]"
+                            : $"[Tool Result for {block.ToolResultForUseId}: {content}]");
+                        break;
+                    case ContentTypes.Thinking when !string.IsNullOrEmpty(block.Text):
+                        parts.Add($"[Thinking: {block.Text}]");
+                        break;
+                }
+            }
+
+            if (parts.Count == 0)
+            {
+                continue;
+            }
+
+            if (text.Length > 0)
+            {
+                text.Append("\n\n");
+            }
+
+            text.Append(message.Role == MessageRole.Assistant ? "Assistant" : "User").Append(":\n").AppendJoin('\n', parts);
+        }
+
+        return text.ToString();
+    }
+
+    public static string Prompt(string previousContext, string conversation)
+    {
+        var prompt = new StringBuilder("Please summarize the following conversation according to the format specified in your instructions.\n\n");
+        if (previousContext.Length == 0)
+        {
+            prompt.Append("<conversation>\n").Append(conversation).Append("\n</conversation>\n\n");
+        }
+        else
+        {
+            prompt.Append("<previous_context>\n").Append(previousContext).Append("\n</previous_context>\n\n")
+                .Append("The previous context above summarises what came before; incorporate it into your summary.\n\n")
+                .Append("<conversation_to_summarize>\n").Append(conversation).Append("\n</conversation_to_summarize>\n\n");
+        }
+
+        return prompt.Append("Create a comprehensive summary that will allow continuation of this conversation with full context. ")
+            .Append("Follow the 9-section format exactly.").ToString();
+    }
+
+    /// <summary>Calls the summariser; returns the summary text and the call's usage.</summary>
+    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.CompactionFailed"/> when Claude fails or answers nothing.</exception>
+    public static async Task<(string Summary, Usage Usage)> SummarizeAsync(IAnthropicClient claude, CompactionOptions options, Guid sessionId, string prompt,
+        CancellationToken cancellationToken)
+    {
+        var body = new Dictionary<string, JsonElement>(StringComparer.Ordinal)
+        {
+            ["model"] = JsonSerializer.SerializeToElement(options.SummarizerModel),
+            ["max_tokens"] = JsonSerializer.SerializeToElement(options.SummarizerMaxTokens),
+            ["system"] = JsonSerializer.SerializeToElement(SystemPrompt),
+            ["messages"] = JsonSerializer.SerializeToElement(new[]
+            {
+                new Dictionary<string, object> { ["role"] = "user", ["content"] = prompt },
+            }),
+        };
+        var aggregator = new StreamAggregator();
+        try
+        {
+            var events = claude.Messages.CreateStreaming(MessageCreateParams.FromRawUnchecked(s_none, s_none, body), cancellationToken);
+            await foreach (var ev in events.WithCancellation(cancellationToken).ConfigureAwait(false))
+            {
+                aggregator.Add(ev.Json);
+            }
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            throw new AgentPgException(AgentPgErrorCode.CompactionFailed, "Compact",
+                $"The summariser model '{options.SummarizerModel}' failed: {ex.Message} Nothing was changed.", ex) { SessionId = sessionId };
+        }
+
+        var summary = aggregator.Response.Text.Trim();
+        if (!aggregator.Response.Completed || summary.Length == 0)
+        {
+            throw new AgentPgException(AgentPgErrorCode.CompactionFailed, "Compact",
+                $"The summariser model '{options.SummarizerModel}' returned no summary (stop reason {aggregator.Response.StopReason ?? "none"}). Nothing was changed.")
+            { SessionId = sessionId };
+        }
+
+        return (summary, aggregator.Response.Usage);
+    }
+
+    private static string Truncate(string content)
+        => content.Length <= MaxToolResultChars ? content : string.Concat(content.AsSpan(0, MaxToolResultChars - 3), "...");
+}

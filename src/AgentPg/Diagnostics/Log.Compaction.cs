@@ -1,0 +1,15 @@
+using Microsoft.Extensions.Logging;
+
+namespace AgentPg.Diagnostics;
+
+internal static partial class Log
+{
+    [LoggerMessage(8101, LogLevel.Information, "Session {SessionId} compacted ({Reason}): {OriginalTokens} → {CompactedTokens} tokens, {Removed} messages summarised, {Pruned} pruned")]
+    public static partial void Compacted(ILogger logger, Guid sessionId, string reason, long originalTokens, long compactedTokens, int removed, int pruned);
+
+    [LoggerMessage(8102, LogLevel.Warning, "Claude's count_tokens failed for session {SessionId}; this client estimates token counts from now on")]
+    public static partial void TokenCountingFailed(ILogger logger, Exception exception, Guid sessionId);
+
+    [LoggerMessage(8103, LogLevel.Warning, "Automatic compaction of session {SessionId} before run {RunId}'s request failed; the request is sent as it is")]
+    public static partial void AutoCompactionFailed(ILogger logger, Exception exception, Guid sessionId, Guid runId);
+}

@@ -1,0 +1,278 @@
+using AgentPg.Internal;
+using Npgsql;
+
+namespace AgentPg.Storage;
+
+/// <summary>SQL for agentpg_compaction_events and agentpg_message_archive, and the conversation rewrites of compaction.</summary>
+/// <remarks>Every write runs in one transaction that first locks the session row (<see cref="LockSessionAsync"/>), so two
+/// compactions of one session, or a compaction and a restore, are serialised; run workers never lock the session row.</remarks>
+internal sealed class CompactionSql
+{
+    private const string EventColumns =
+        "id, session_id, strategy, reason, original_tokens, compacted_tokens, messages_removed, messages_pruned, summary_content, " +
+        "preserved_message_ids::text, model_used, usage::text, coalesce(duration_ms, 0), created_at, restored_at";
+
+    private readonly string _lockSession;
+    private readonly string _countMessages;
+    private readonly string _activeRootRuns;
+    private readonly string _insertEvent;
+    private readonly string _archive;
+    private readonly string _prune;
+    private readonly string _remove;
+    private readonly string _insertSummary;
+    private readonly string _insertSummaryBlock;
+    private readonly string _incrementCount;
+    private readonly string _events;
+    private readonly string _eventForRestore;
+    private readonly string _deleteMessage;
+    private readonly string _deletePrunedBlocks;
+    private readonly string _restoreMessages;
+
+    public CompactionSql(SchemaName s)
+    {
+        var sessions = $"{s}.agentpg_sessions";
+        var m = $"{s}.agentpg_messages";
+        var b = $"{s}.agentpg_content_blocks";
+        var events = $"{s}.agentpg_compaction_events";
+        var archive = $"{s}.agentpg_message_archive";
+        _lockSession = $"SELECT compaction_count FROM {sessions} WHERE id = $1 FOR UPDATE";
+        _countMessages = $"SELECT count(*)::int FROM {m} WHERE session_id = $1 AND id = ANY($2)";
+        // Root runs still in progress: their messages are never compacted by anyone but the worker holding the run.
+        _activeRootRuns = $"""
+            SELECT id FROM {s}.agentpg_runs
+             WHERE session_id = $1 AND depth = 0 AND state NOT IN ('completed', 'failed', 'cancelled')
+            """;
+        _insertEvent = $"""
+            INSERT INTO {events} (id, session_id, strategy, reason, original_tokens, compacted_tokens, messages_removed, messages_pruned,
+                                  summary_content, summary_message_id, preserved_message_ids, model_used, usage, duration_ms)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+            """;
+        // $1 event, $2 session, $3 removed ids, $4 pruned ids.
+        _archive = $"""
+            INSERT INTO {archive} (id, compaction_event_id, session_id, original_message)
+            SELECT msg.id, $1, msg.session_id,
+                   jsonb_build_object(
+                       'format', 1,
+                       'action', CASE WHEN msg.id = ANY($3) THEN 'removed' ELSE 'pruned' END,
+                       'message', to_jsonb(msg),
+                       'blocks', coalesce((SELECT jsonb_agg(to_jsonb(blk) ORDER BY blk.block_index) FROM {b} blk WHERE blk.message_id = msg.id), '[]'),
+                       'iterations', coalesce((SELECT jsonb_agg(i.id) FROM {s}.agentpg_iterations i WHERE i.response_message_id = msg.id), '[]'))
+              FROM {m} msg
+             WHERE msg.session_id = $2 AND (msg.id = ANY($3) OR msg.id = ANY($4))
+            """;
+        // Tool outputs longer than the placeholder become the placeholder; every other field stays (the tool_use_id pairing
+        // included). $1 pruned message ids, $2 placeholder.
+        _prune = $"""
+            UPDATE {b}
+               SET tool_content = $2,
+                   raw = CASE WHEN raw IS NULL THEN NULL ELSE jsonb_set(raw, ARRAY['content'], to_jsonb($2::text)) END
+             WHERE message_id = ANY($1) AND type = 'tool_result' AND length(coalesce(tool_content, '')) > length($2)
+            """;
+        _remove = $"DELETE FROM {m} WHERE session_id = $1 AND id = ANY($2)";
+        // The summary takes the position (seq, free again once the prefix is deleted) of the oldest removed message, as a
+        // user turn. $1 event, $2 session, $3 summary message id.
+        _insertSummary = $"""
+            INSERT INTO {m} (id, seq, session_id, run_id, role, is_summary)
+            SELECT $3, min((a.original_message->'message'->>'seq')::bigint), $2, NULL, 'user', TRUE
+              FROM {archive} a WHERE a.compaction_event_id = $1 AND a.original_message->>'action' = 'removed'
+            """;
+        _insertSummaryBlock = $"INSERT INTO {b} (message_id, block_index, type, text) VALUES ($1, 0, 'text', $2)";
+        _incrementCount = $"UPDATE {sessions} SET compaction_count = compaction_count + $2, updated_at = now() WHERE id = $1";
+        _events = $"SELECT {EventColumns} FROM {events} WHERE session_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2";
+        // The event, and whether a later compaction of its session is still in place.
+        _eventForRestore = $"""
+            SELECT e.session_id, e.restored_at IS NOT NULL, e.summary_message_id,
+                   EXISTS (SELECT 1 FROM {events} later
+                            WHERE later.session_id = e.session_id AND later.restored_at IS NULL
+                              AND (later.created_at, later.id) > (e.created_at, e.id))
+              FROM {events} e WHERE e.id = $1
+            """;
+        // Restore, in order: the summary goes (freeing its seq), pruned messages lose their rewritten blocks, removed messages
+        // come back with their ids, seq and timestamps, then every archived block, then the iteration links.
+        _deleteMessage = $"DELETE FROM {m} WHERE id = $1";
+        _deletePrunedBlocks = $"""
+            DELETE FROM {b} WHERE message_id IN (
+                SELECT a.id FROM {archive} a WHERE a.compaction_event_id = $1 AND a.original_message->>'action' = 'pruned')
+            """;
+        _restoreMessages = $"""
+            INSERT INTO {m}
+            SELECT (jsonb_populate_record(NULL::{m}, a.original_message->'message')).*
+              FROM {archive} a WHERE a.compaction_event_id = $1 AND a.original_message->>'action' = 'removed'
+            """;
+        RestoreBlocks = $"""
+            INSERT INTO {b}
+            SELECT (jsonb_populate_record(NULL::{b}, blk)).*
+              FROM {archive} a, jsonb_array_elements(a.original_message->'blocks') blk
+             WHERE a.compaction_event_id = $1
+            """;
+        RestoreLinks = $"""
+            UPDATE {s}.agentpg_iterations i SET response_message_id = a.id
+              FROM {archive} a, jsonb_array_elements_text(a.original_message->'iterations') it
+             WHERE a.compaction_event_id = $1 AND i.id = it::uuid
+            """;
+        FinishRestore = $"""
+            WITH e AS (UPDATE {events} SET restored_at = now() WHERE id = $1 RETURNING session_id),
+                 a AS (DELETE FROM {archive} WHERE compaction_event_id = $1)
+            UPDATE {sessions} SET compaction_count = greatest(compaction_count - 1, 0), updated_at = now()
+             WHERE id = (SELECT session_id FROM e)
+            """;
+    }
+
+    private string RestoreBlocks { get; }
+
+    private string RestoreLinks { get; }
+
+    private string FinishRestore { get; }
+
+    /// <summary>Locks the session row; returns its compaction count, or null when the session does not exist.</summary>
+    public async Task<int?> LockSessionAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, Guid sessionId, CancellationToken cancellationToken)
+    {
+        var command = new NpgsqlCommand(_lockSession, connection, transaction);
+        await using (command.ConfigureAwait(false))
+        {
+            command.Parameters.Add(P.Uuid(sessionId));
+            var value = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+            return value is int count ? count : null;
+        }
+    }
+
+    /// <summary>How many of <paramref name="ids"/> are still messages of the session.</summary>
+    public async Task<int> CountMessagesAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, Guid sessionId, IReadOnlyList<Guid> ids,
+        CancellationToken cancellationToken)
+    {
+        var command = new NpgsqlCommand(_countMessages, connection, transaction);
+        await using (command.ConfigureAwait(false))
+        {
+            command.Parameters.Add(P.Uuid(sessionId));
+            command.Parameters.Add(P.UuidArray(ids));
+            return (int)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        }
+    }
+
+    public NpgsqlBatchCommand ActiveRootRuns(Guid sessionId) => Command(_activeRootRuns, P.Uuid(sessionId));
+
+    public static Guid ReadRunId(NpgsqlDataReader reader) => reader.GetGuid(0);
+
+    /// <summary>The writes of one compaction, in order: the event, the archive, then the rewrite.</summary>
+    public NpgsqlBatch Write(CompactionWrite w)
+    {
+        var batch = new NpgsqlBatch();
+        batch.BatchCommands.Add(Command(_insertEvent,
+            P.Uuid(w.EventId), P.Uuid(w.SessionId), P.Text(w.Strategy), P.Text(w.Reason), P.Int(ClampInt(w.OriginalTokens)), P.Int(ClampInt(w.CompactedTokens)),
+            P.Int(w.Removed.Count), P.Int(w.Pruned.Count), P.Text(w.Summary), P.Uuid(w.Summary is null ? null : w.SummaryMessageId),
+            P.Jsonb(JsonMapping.Invariant($"[{string.Join(",", w.Preserved.Select(id => "\"" + id.ToString("D") + "\""))}]")),
+            P.Text(w.ModelUsed), P.Jsonb(MessageSql.UsageJson(w.Usage)), P.Long((long)w.Duration.TotalMilliseconds)));
+        batch.BatchCommands.Add(Command(_archive, P.Uuid(w.EventId), P.Uuid(w.SessionId), P.UuidArray(w.Removed), P.UuidArray(w.Pruned)));
+        if (w.Pruned.Count > 0)
+        {
+            batch.BatchCommands.Add(Command(_prune, P.UuidArray(w.Pruned), P.Text(w.Placeholder)));
+        }
+
+        if (w.Removed.Count > 0)
+        {
+            batch.BatchCommands.Add(Command(_remove, P.Uuid(w.SessionId), P.UuidArray(w.Removed)));
+            if (w.Summary is not null)
+            {
+                batch.BatchCommands.Add(Command(_insertSummary, P.Uuid(w.EventId), P.Uuid(w.SessionId), P.Uuid(w.SummaryMessageId)));
+                batch.BatchCommands.Add(Command(_insertSummaryBlock, P.Uuid(w.SummaryMessageId), P.Text(w.Summary)));
+            }
+        }
+
+        batch.BatchCommands.Add(Command(_incrementCount, P.Uuid(w.SessionId), P.Int(1)));
+        return batch;
+    }
+
+    public NpgsqlBatchCommand Events(Guid sessionId, int limit) => Command(_events, P.Uuid(sessionId), P.Int(limit));
+
+    public static CompactionEvent ReadEvent(NpgsqlDataReader r) => new()
+    {
+        Id = r.GetGuid(0),
+        SessionId = r.GetGuid(1),
+        Strategy = r.GetString(2) == "summarization" ? CompactionStrategy.Summarization : CompactionStrategy.Hybrid,
+        Reason = r.GetString(3),
+        OriginalTokens = r.GetInt32(4),
+        CompactedTokens = r.GetInt32(5),
+        MessagesRemoved = r.GetInt32(6),
+        MessagesPruned = r.GetInt32(7),
+        SummaryContent = r.IsDBNull(8) ? null : r.GetString(8),
+        PreservedMessageIds = ParseIds(r.GetString(9)),
+        ModelUsed = r.IsDBNull(10) ? null : r.GetString(10),
+        Usage = MessageSql.ReadUsage(r.GetString(11)),
+        Duration = TimeSpan.FromMilliseconds(r.GetInt64(12)),
+        CreatedAt = r.GetFieldValue<DateTimeOffset>(13),
+        RestoredAt = r.IsDBNull(14) ? null : r.GetFieldValue<DateTimeOffset>(14),
+    };
+
+    /// <summary>The event to restore: its session, whether it was restored already, its summary message, and whether a later
+    /// compaction of the session is still in place.</summary>
+    public async Task<(Guid SessionId, bool Restored, Guid? SummaryId, bool LaterExists)?> EventForRestoreAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, Guid eventId, CancellationToken cancellationToken)
+    {
+        var command = new NpgsqlCommand(_eventForRestore, connection, transaction);
+        await using (command.ConfigureAwait(false))
+        {
+            command.Parameters.Add(P.Uuid(eventId));
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    return null;
+                }
+
+                return (reader.GetGuid(0), reader.GetBoolean(1), reader.IsDBNull(2) ? null : reader.GetGuid(2), reader.GetBoolean(3));
+            }
+        }
+    }
+
+    /// <summary>Undoes a compaction: summary removed, pruned blocks and removed messages put back, iteration links restored,
+    /// event marked restored, archive rows deleted, compaction count decremented.</summary>
+    public NpgsqlBatch Restore(Guid eventId, Guid? summaryMessageId)
+    {
+        var batch = new NpgsqlBatch();
+        if (summaryMessageId is { } summary)
+        {
+            batch.BatchCommands.Add(Command(_deleteMessage, P.Uuid(summary)));
+        }
+
+        batch.BatchCommands.Add(Command(_deletePrunedBlocks, P.Uuid(eventId)));
+        batch.BatchCommands.Add(Command(_restoreMessages, P.Uuid(eventId)));
+        batch.BatchCommands.Add(Command(RestoreBlocks, P.Uuid(eventId)));
+        batch.BatchCommands.Add(Command(RestoreLinks, P.Uuid(eventId)));
+        batch.BatchCommands.Add(Command(FinishRestore, P.Uuid(eventId)));
+        return batch;
+    }
+
+    private static IReadOnlyList<Guid> ParseIds(string json)
+    {
+        using var doc = System.Text.Json.JsonDocument.Parse(json);
+        return [.. doc.RootElement.EnumerateArray().Select(e => e.GetGuid())];
+    }
+
+    private static int ClampInt(long value) => (int)Math.Clamp(value, 0, int.MaxValue);
+
+    private static NpgsqlBatchCommand Command(string sql, params NpgsqlParameter[] parameters)
+    {
+        var command = new NpgsqlBatchCommand(sql);
+        command.Parameters.AddRange(parameters);
+        return command;
+    }
+}
+
+/// <summary>Everything one compaction writes.</summary>
+internal sealed record CompactionWrite(
+    Guid EventId,
+    Guid SessionId,
+    string Strategy,
+    string Reason,
+    long OriginalTokens,
+    long CompactedTokens,
+    IReadOnlyList<Guid> Removed,
+    IReadOnlyList<Guid> Pruned,
+    IReadOnlyList<Guid> Preserved,
+    string Placeholder,
+    Guid SummaryMessageId,
+    string? Summary,
+    string? ModelUsed,
+    Usage Usage,
+    TimeSpan Duration);

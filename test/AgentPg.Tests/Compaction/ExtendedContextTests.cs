@@ -1,0 +1,78 @@
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+
+namespace AgentPg.Tests.Compaction;
+
+/// <summary>The 1M-token window retry, end to end in both modes, and its place after compaction.</summary>
+public sealed class ExtendedContextTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    private const string Beta = "context-1m-2025-08-07";
+
+    [DatabaseFact]
+    public async Task BatchRun_PromptTooLong_WithExtendedContext_IsResubmittedWithThe1MBeta()
+    {
+        await using var h = await Harness.StartAsync(db, new FakeClaudeServerOptions { ContextWindow = 30 });
+        var agent = await h.AgentAsync(a => a with { Config = new Dictionary<string, object?> { ["extended_context"] = true } });
+        h.Claude.Enqueue(FakeReply.Text("read it all in a batch"));
+
+        var response = await Eventually.WithinAsync(h.Client.RunSyncAsync(await h.Client.NewSessionAsync(), agent.Id, new string('x', 400)),
+            "the batch run to complete");
+
+        Assert.Equal("read it all in a batch", response.Text);
+        var batches = h.Claude.Requests.Where(r => r.Method == "POST" && r.Path == "/v1/messages/batches").ToList();
+        Assert.Equal(2, batches.Count);
+        Assert.DoesNotContain(Beta, batches[0].Betas);
+        Assert.Contains(Beta, batches[1].Betas);
+        var iterations = await h.Client.GetIterationsAsync(response.RunId);
+        Assert.Single(iterations);
+    }
+
+    [DatabaseFact]
+    public async Task BatchRun_PromptTooLong_WithoutExtendedContext_FailsSayingHowToFixIt()
+    {
+        await using var h = await Harness.StartAsync(db, new FakeClaudeServerOptions { ContextWindow = 30 });
+        var agent = await h.AgentAsync();
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => Eventually.WithinAsync(
+            h.Client.RunSyncAsync(h.Client.NewSessionAsync().GetAwaiter().GetResult(), agent.Id, new string('x', 400)), "the batch run to fail"));
+
+        Assert.Equal("context_window_exceeded", ex.Context["error_type"]);
+        Assert.Contains("prompt is too long", ex.Message, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
+    public async Task AutoCompactionWithNothingToCompact_ThenThe1MWindow_ThenASuccess()
+    {
+        await using var h = await Harness.StartAsync(db, new FakeClaudeServerOptions { ContextWindow = 30 }, o =>
+        {
+            o.AutoCompaction = true;
+            o.ExtendedContext = true;
+        });
+        var agent = await h.AgentAsync();
+        h.Claude.Enqueue(FakeReply.Text("fits in 1M"));
+
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, new string('x', 400));
+
+        Assert.Equal("fits in 1M", response.Text);
+        var requests = h.Claude.Requests.Where(r => r.IsMessagesCall).ToList();
+        Assert.Equal(2, requests.Count);
+        Assert.Contains(Beta, requests[1].Betas);
+    }
+
+    [DatabaseFact]
+    public async Task EverythingTried_TheErrorSaysSo()
+    {
+        await using var h = await Harness.StartAsync(db, new FakeClaudeServerOptions { ContextWindow = 30, ExtendedContextWindow = 40 }, o =>
+        {
+            o.AutoCompaction = true;
+            o.ExtendedContext = true;
+        });
+        var agent = await h.AgentAsync();
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(async () =>
+            await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, new string('x', 400)));
+
+        Assert.Equal("context_window_exceeded", ex.Context["error_type"]);
+        Assert.Contains("even with automatic compaction and the 1M-token window", ex.Message, StringComparison.Ordinal);
+    }
+}
