@@ -125,6 +125,9 @@ internal static partial class Log
     [LoggerMessage(7005, LogLevel.Warning, "Rescue released {Released} runs and tool executions and continued {Continued} runs (dead instances: {DeadInstances})")]
     public static partial void Rescued(ILogger logger, int released, int continued, string deadInstances);
 
+    [LoggerMessage(7007, LogLevel.Warning, "Leader job {Job} of instance {InstanceId} failed; it runs again at its next interval")]
+    public static partial void MaintenanceFailed(ILogger logger, Exception exception, string job, string instanceId);
+
     [LoggerMessage(7006, LogLevel.Error, "Hook {Hook} threw; ignored")]
     public static partial void HookFailed(ILogger logger, Exception exception, string hook);
 

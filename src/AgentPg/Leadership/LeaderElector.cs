@@ -1,28 +1,27 @@
 using AgentPg.Diagnostics;
 using AgentPg.Runs;
-using AgentPg.Storage;
+using Npgsql;
 
 namespace AgentPg.Leadership;
 
-/// <summary>Holds the leader lease (agentpg_leader) when it can: tries to acquire it every LeaderTtl/2, refreshes it at
-/// the same pace while leading, and runs the leader-only jobs (stale-instance cleanup and rescue) on their intervals.</summary>
+/// <summary>Holds the leader lease (agentpg_leader) when it can: tries to acquire it every LeaderTtl/2 and refreshes it at
+/// the same pace while leading. It only elects: what a leader does is up to <paramref name="leadershipChanged"/>, called with
+/// <see langword="true"/> when this instance becomes the leader and <see langword="false"/> when it stops being one.</summary>
 /// <remarks>
-/// At most one instance has a live lease at a time. The leader-only SQL checks the lease itself, so an instance that lost
-/// its lease without noticing (a paused process) cannot act as leader. Stopping resigns, so another instance takes over
-/// at its next attempt instead of after the TTL.
+/// At most one instance has a live lease at a time. Leader-only SQL checks the lease itself, so an instance that lost its
+/// lease without noticing (a paused process) cannot act as leader. Stopping resigns, so another instance takes over at its
+/// next attempt instead of after the TTL.
 /// </remarks>
-internal sealed class LeaderElector(Engine engine, HookRunner hooks)
+internal sealed class LeaderElector(Engine engine, Func<bool, CancellationToken, Task> leadershipChanged)
 {
     private Task? _loop;
-    private long _lastCleanup;
-    private long _lastRescue;
-    private long _lastRefresh;
 
     /// <summary>Gets whether this instance believes it leads (the database has the final word).</summary>
     public bool IsLeader { get; private set; }
 
     public void Start(CancellationToken stop) => _loop = Task.Run(() => LoopAsync(stop), CancellationToken.None);
 
+    /// <summary>Waits for the loop to end (its token cancelled), then, if this instance leads, stops leading and resigns.</summary>
     public async Task StopAsync()
     {
         if (_loop is not null)
@@ -32,18 +31,21 @@ internal sealed class LeaderElector(Engine engine, HookRunner hooks)
 
         if (IsLeader)
         {
-            IsLeader = false;
+            // Stop acting as leader before giving the lease up, so no successor is elected while this instance still acts.
+            await LoseAsync(CancellationToken.None).ConfigureAwait(false);
             try
             {
-                await ExecuteAsync(engine.Sql.Leader.Resign, CancellationToken.None, P.Text(engine.InstanceId)).ConfigureAwait(false);
+                var batch = new NpgsqlBatch();
+                await using (batch.ConfigureAwait(false))
+                {
+                    engine.Sql.Leader.AddResign(batch, engine.InstanceId);
+                    await engine.ExecuteNonQueryAsync(batch, CancellationToken.None).ConfigureAwait(false);
+                }
             }
-            catch (Exception ex) when (ex is Npgsql.NpgsqlException or TimeoutException)
+            catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
             {
                 Log.LeadershipFailed(engine.Logger, ex, engine.InstanceId);
             }
-
-            Log.LostLeadership(engine.Logger, engine.InstanceId);
-            await hooks.LostLeadershipAsync(CancellationToken.None).ConfigureAwait(false);
         }
     }
 
@@ -64,7 +66,7 @@ internal sealed class LeaderElector(Engine engine, HookRunner hooks)
             catch (Exception ex)
             {
                 Log.LeadershipFailed(engine.Logger, ex, engine.InstanceId);
-                hooks.Error(ex);
+                engine.Hooks.Error(ex);
                 if (IsLeader)
                 {
                     // Without a confirmed refresh we cannot know we still lead: act as if we did not.
@@ -74,7 +76,7 @@ internal sealed class LeaderElector(Engine engine, HookRunner hooks)
 
             try
             {
-                await Task.Delay(NextWait(), engine.Time, stop).ConfigureAwait(false);
+                await Task.Delay(Period, engine.Time, stop).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
@@ -83,138 +85,43 @@ internal sealed class LeaderElector(Engine engine, HookRunner hooks)
         }
     }
 
-    private TimeSpan NextWait()
-    {
-        if (!IsLeader)
-        {
-            return Period;
-        }
-
-        // Wake for whichever comes first: the lease refresh or a leader job.
-        var untilCleanup = engine.Options.CleanupInterval - engine.Time.GetElapsedTime(_lastCleanup);
-        var untilRescue = engine.Options.RunRescue.Interval - engine.Time.GetElapsedTime(_lastRescue);
-        var wait = new[] { Period, untilCleanup, untilRescue }.Min();
-        return wait < TimeSpan.FromMilliseconds(10) ? TimeSpan.FromMilliseconds(10) : wait;
-    }
-
     private async Task TickAsync(CancellationToken stop)
     {
-        if (IsLeader)
+        var batch = new NpgsqlBatch();
+        await using (batch.ConfigureAwait(false))
         {
-            if (engine.Time.GetElapsedTime(_lastRefresh) >= Period * 0.9)
+            if (IsLeader)
             {
-                var refreshed = await ExecuteAsync(engine.Sql.Leader.Refresh, stop, P.Text(engine.InstanceId), P.Interval(engine.Options.LeaderTtl)).ConfigureAwait(false);
-                if (refreshed == 0)
-                {
-                    await LoseAsync(stop).ConfigureAwait(false);
-                    return;
-                }
-
-                _lastRefresh = engine.Time.GetTimestamp();
+                engine.Sql.Leader.AddRefresh(batch, engine.InstanceId, engine.Options.LeaderTtl);
             }
-        }
-        else
-        {
-            var acquired = await ExecuteAsync(engine.Sql.Leader.TryAcquire, stop, P.Text(engine.InstanceId), P.Interval(engine.Options.LeaderTtl)).ConfigureAwait(false);
-            if (acquired == 0)
+            else
+            {
+                engine.Sql.Leader.AddTryAcquire(batch, engine.InstanceId, engine.Options.LeaderTtl);
+            }
+
+            var held = await engine.ExecuteNonQueryAsync(batch, stop).ConfigureAwait(false) > 0;
+            if (held == IsLeader)
             {
                 return;
             }
 
-            IsLeader = true;
-            _lastRefresh = engine.Time.GetTimestamp();
-            _lastCleanup = 0;
-            _lastRescue = 0;
-            Log.BecameLeader(engine.Logger, engine.InstanceId);
-            await hooks.BecameLeaderAsync(stop).ConfigureAwait(false);
-        }
-
-        if (_lastCleanup == 0 || engine.Time.GetElapsedTime(_lastCleanup) >= engine.Options.CleanupInterval)
-        {
-            _lastCleanup = engine.Time.GetTimestamp();
-            await CleanupAsync(stop).ConfigureAwait(false);
-        }
-
-        if (_lastRescue == 0 || engine.Time.GetElapsedTime(_lastRescue) >= engine.Options.RunRescue.Interval)
-        {
-            _lastRescue = engine.Time.GetTimestamp();
-            await RescueAsync(stop).ConfigureAwait(false);
+            if (held)
+            {
+                IsLeader = true;
+                Log.BecameLeader(engine.Logger, engine.InstanceId);
+                await leadershipChanged(true, stop).ConfigureAwait(false);
+            }
+            else
+            {
+                await LoseAsync(stop).ConfigureAwait(false);
+            }
         }
     }
 
-    private async Task LoseAsync(CancellationToken stop)
+    private async Task LoseAsync(CancellationToken cancellationToken)
     {
         IsLeader = false;
         Log.LostLeadership(engine.Logger, engine.InstanceId);
-        await hooks.LostLeadershipAsync(stop).ConfigureAwait(false);
-    }
-
-    private async Task CleanupAsync(CancellationToken stop)
-    {
-        var command = engine.DataSource.CreateCommand(engine.Sql.Leader.DeleteStaleInstances);
-        await using (command.ConfigureAwait(false))
-        {
-            command.Parameters.Add(P.Text(engine.InstanceId));
-            command.Parameters.Add(P.Interval(engine.Options.InstanceTtl));
-            command.Parameters.Add(P.Int(engine.Options.RunRescue.MaxAttempts));
-            var removed = await command.QueryListAsync(r => r.GetString(0), stop).ConfigureAwait(false);
-            foreach (var instance in removed)
-            {
-                Log.StaleInstanceRemoved(engine.Logger, instance);
-            }
-        }
-
-        var expired = engine.DataSource.CreateCommand(engine.Sql.RunEvents.DeleteExpired);
-        await using (expired.ConfigureAwait(false))
-        {
-            expired.Parameters.Add(P.Interval(engine.Options.RunEventRetention));
-            var count = await expired.ExecuteNonQueryAsync(stop).ConfigureAwait(false);
-            if (count > 0)
-            {
-                Log.RunEventsExpired(engine.Logger, count);
-            }
-        }
-    }
-
-    private async Task RescueAsync(CancellationToken stop)
-    {
-        var command = engine.DataSource.CreateCommand(engine.Sql.Leader.Rescue);
-        await using (command.ConfigureAwait(false))
-        {
-            command.Parameters.Add(P.Text(engine.InstanceId));
-            command.Parameters.Add(P.Interval(engine.Options.InstanceTtl));
-            command.Parameters.Add(P.Interval(engine.Options.RunRescue.Timeout));
-            command.Parameters.Add(P.Int(engine.Options.RunRescue.MaxAttempts));
-            var reader = await command.ExecuteReaderAsync(stop).ConfigureAwait(false);
-            await using (reader.ConfigureAwait(false))
-            {
-                if (!await reader.ReadAsync(stop).ConfigureAwait(false))
-                {
-                    return;
-                }
-
-                var dead = reader.GetFieldValue<string[]>(0);
-                var released = reader.GetInt32(1);
-                var continued = reader.GetInt32(2);
-                if (released > 0 || continued > 0)
-                {
-                    Log.Rescued(engine.Logger, released, continued, string.Join(", ", dead));
-                    // Released work is claimable now: look at once rather than at the next poll.
-                    engine.StreamingWake.Set();
-                    engine.BatchWake.Set();
-                    engine.ToolWake.Set();
-                }
-            }
-        }
-    }
-
-    private async Task<int> ExecuteAsync(string sql, CancellationToken cancellationToken, params Npgsql.NpgsqlParameter[] parameters)
-    {
-        var command = engine.DataSource.CreateCommand(sql);
-        await using (command.ConfigureAwait(false))
-        {
-            command.Parameters.AddRange(parameters);
-            return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
+        await leadershipChanged(false, cancellationToken).ConfigureAwait(false);
     }
 }

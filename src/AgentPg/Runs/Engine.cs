@@ -70,6 +70,10 @@ internal sealed class Engine
     public Task<int> ExecuteNonQueryAsync(NpgsqlBatch batch, CancellationToken cancellationToken)
         => batch.ExecuteNonQueryAsync(DataSource, Options.PrepareStatements, cancellationToken);
 
+    /// <summary>Executes a batch as <see cref="ExecuteReaderAsync"/> does and reads every row with <paramref name="read"/>.</summary>
+    public Task<List<T>> QueryListAsync<T>(NpgsqlBatch batch, Func<NpgsqlDataReader, T> read, CancellationToken cancellationToken)
+        => batch.QueryListAsync(DataSource, Options.PrepareStatements, read, cancellationToken);
+
     /// <summary>The Claude client; set when the client starts.</summary>
     public IAnthropicClient? Claude { get; set; }
 

@@ -13,6 +13,33 @@ internal static class Db
         return command;
     }
 
+    /// <summary>Appends a statement with its parameters to <paramref name="batch"/>. Only the <c>Storage/*Sql</c> classes call
+    /// this: they own each statement's text and its binding.</summary>
+    public static NpgsqlBatchCommand Append(this NpgsqlBatch batch, string sql, params NpgsqlParameter[] parameters)
+    {
+        var command = new NpgsqlBatchCommand(sql);
+        command.Parameters.AddRange(parameters);
+        batch.BatchCommands.Add(command);
+        return command;
+    }
+
+    /// <summary>Executes a batch on a pooled connection of its own and reads every row of its results.</summary>
+    public static async Task<List<T>> QueryListAsync<T>(this NpgsqlBatch batch, NpgsqlDataSource dataSource, bool prepare,
+        Func<NpgsqlDataReader, T> read, CancellationToken cancellationToken)
+    {
+        var result = new List<T>();
+        var reader = await batch.ExecuteReaderAsync(dataSource, prepare, cancellationToken).ConfigureAwait(false);
+        await using (reader.ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                result.Add(read(reader));
+            }
+        }
+
+        return result;
+    }
+
     public static async Task<T?> QueryFirstOrDefaultAsync<T>(this NpgsqlCommand command, Func<NpgsqlDataReader, T> read, CancellationToken cancellationToken)
         where T : class
     {

@@ -1,6 +1,8 @@
+using Npgsql;
+
 namespace AgentPg.Storage;
 
-/// <summary>SQL for agentpg_leader and the leader-only maintenance.</summary>
+/// <summary>SQL for agentpg_leader: the lease one instance holds to run the leader-only jobs.</summary>
 internal sealed class LeaderSql
 {
     public LeaderSql(SchemaName s)
@@ -16,21 +18,7 @@ internal sealed class LeaderSql
         // Extends the lease if it is still ours and alive. 0 rows: leadership lost.
         Refresh = $"UPDATE {t} SET expires_at = now() + $2 WHERE leader_id = $1 AND expires_at > now()";
         Resign = $"DELETE FROM {t} WHERE leader_id = $1";
-        GetLeader = $"SELECT leader_id FROM {t} WHERE expires_at > now()";
-
-        // Leader-only jobs run only while the lease is live in the database, so a leader that lost its lease without
-        // noticing (a paused process) cannot act.
-        var isLeader = $"SELECT 1 FROM {t} WHERE leader_id = $1 AND expires_at > now()";
-        // $1 instance, $2 instance ttl, $3 rescue timeout, $4 max rescue attempts
-        Rescue = $"""
-            SELECT r.released_instances, r.released_runs, r.continued_runs
-              FROM ({isLeader}) leader, LATERAL {s}.agentpg_rescue($2, $3, $4) r
-            """;
-        // $1 instance, $2 instance ttl, $3 max rescue attempts. Releases the stale instances' work, then deletes them.
-        DeleteStaleInstances = $"""
-            SELECT c.id
-              FROM ({isLeader}) leader, LATERAL {s}.agentpg_cleanup_stale_instances($1, $2, $3) AS c(id)
-            """;
+        LeaseHeldBy = $"SELECT 1 FROM {t} WHERE leader_id = $1 AND expires_at > now()";
     }
 
     public string TryAcquire { get; }
@@ -39,9 +27,13 @@ internal sealed class LeaderSql
 
     public string Resign { get; }
 
-    public string GetLeader { get; }
+    /// <summary>One row when the instance in $1 holds a live lease. Leader-only statements select from it, so a leader that
+    /// lost its lease without noticing (a paused process) cannot act.</summary>
+    public string LeaseHeldBy { get; }
 
-    public string Rescue { get; }
+    public void AddTryAcquire(NpgsqlBatch batch, string instanceId, TimeSpan ttl) => batch.Append(TryAcquire, P.Text(instanceId), P.Interval(ttl));
 
-    public string DeleteStaleInstances { get; }
+    public void AddRefresh(NpgsqlBatch batch, string instanceId, TimeSpan ttl) => batch.Append(Refresh, P.Text(instanceId), P.Interval(ttl));
+
+    public void AddResign(NpgsqlBatch batch, string instanceId) => batch.Append(Resign, P.Text(instanceId));
 }

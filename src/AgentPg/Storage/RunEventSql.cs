@@ -3,7 +3,7 @@ namespace AgentPg.Storage;
 /// <summary>SQL for the live run events (agentpg_run_events, agentpg_run_event_heads; see docs/streaming.md).</summary>
 internal sealed class RunEventSql
 {
-    public RunEventSql(SchemaName s)
+    public RunEventSql(SchemaName s, LeaderSql leader)
     {
         var e = $"{s}.agentpg_run_events";
         // $1 run: the root run's id after registering the watch (back-filling on the first), or NULL for an unknown run.
@@ -37,11 +37,13 @@ internal sealed class RunEventSql
             """;
         // $1 root run: resolves a run's root (deltas of child runs are gated on their root being watched).
         RootOf = $"SELECT root_run_id FROM {s}.agentpg_runs WHERE id = $1";
-        // Leader retention: the events of root runs that finished more than $1 ago (the heads cascade to their events).
+        // Leader retention ($1 the leader, $2 RunEventRetention): the events of root runs that finished more than $2 ago (the
+        // heads cascade to their events). Nothing when $1 does not hold the lease.
         DeleteExpired = $"""
             DELETE FROM {s}.agentpg_run_event_heads h
              USING {s}.agentpg_runs r
-             WHERE r.id = h.root_run_id AND r.finalized_at < now() - $1
+             WHERE r.id = h.root_run_id AND r.finalized_at < now() - $2
+               AND EXISTS ({leader.LeaseHeldBy})
             """;
     }
 

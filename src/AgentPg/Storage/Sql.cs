@@ -14,8 +14,9 @@ internal sealed class Sql
         Iterations = new IterationSql(schema);
         ToolExecutions = new ToolExecutionSql(schema);
         Leader = new LeaderSql(schema);
-        RunEvents = new RunEventSql(schema);
-
+        Rescue = new RescueSql(schema, Leader);
+        InstanceCleanup = new InstanceCleanupSql(schema, Leader);
+        RunEvents = new RunEventSql(schema, Leader);
         Compaction = new CompactionSql(schema);
     }
 
@@ -36,6 +37,10 @@ internal sealed class Sql
     public ToolExecutionSql ToolExecutions { get; }
 
     public LeaderSql Leader { get; }
+
+    public RescueSql Rescue { get; }
+
+    public InstanceCleanupSql InstanceCleanup { get; }
 
     public RunEventSql RunEvents { get; }
 

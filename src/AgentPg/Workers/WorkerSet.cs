@@ -1,3 +1,5 @@
+using AgentPg.Leadership;
+using AgentPg.Maintenance;
 using AgentPg.Runs;
 
 namespace AgentPg.Workers;
@@ -17,13 +19,15 @@ internal sealed class WorkerSet(Engine engine, Func<CancellationToken, Task> reg
     private readonly BatchPoller _poller = new(engine);
     private readonly ToolWorker _tools = new(engine);
     private readonly HeartbeatWorker _heartbeat = new(engine, registerAgain);
-    private readonly Leadership.LeaderElector _elector = new(engine, engine.Hooks);
+    private readonly MaintenanceRunner _maintenance = new(engine);
+    private LeaderElector? _elector;
 
-    public bool IsLeader => _elector.IsLeader;
+    public bool IsLeader => _elector?.IsLeader ?? false;
 
     public void Start()
     {
         _heartbeat.Start(_stopHeartbeat.Token);
+        _elector = new LeaderElector(engine, LeadershipChangedAsync);
         _elector.Start(_stopClaiming.Token);
         _streaming.Start(_stopClaiming.Token, _hardStop.Token);
         _batches.Start(_stopClaiming.Token, _hardStop.Token);
@@ -54,12 +58,30 @@ internal sealed class WorkerSet(Engine engine, Func<CancellationToken, Task> reg
         }
 
         // Resign before releasing work, so the next leader's rescue does not race with this instance's release.
-        await _elector.StopAsync().ConfigureAwait(false);
+        if (_elector is not null)
+        {
+            await _elector.StopAsync().ConfigureAwait(false);
+        }
 
         // The heartbeat runs until here so a long drain never makes this instance look dead.
         await _stopHeartbeat.CancelAsync().ConfigureAwait(false);
         await _heartbeat.StopAsync().ConfigureAwait(false);
         Dispose();
+    }
+
+    /// <summary>The leader runs the maintenance jobs, from the moment it is elected until it stops leading.</summary>
+    private async Task LeadershipChangedAsync(bool leading, CancellationToken cancellationToken)
+    {
+        if (leading)
+        {
+            await engine.Hooks.BecameLeaderAsync(cancellationToken).ConfigureAwait(false);
+            _maintenance.Start(_stopClaiming.Token);
+        }
+        else
+        {
+            await _maintenance.StopAsync().ConfigureAwait(false);
+            await engine.Hooks.LostLeadershipAsync(cancellationToken).ConfigureAwait(false);
+        }
     }
 
     public void Dispose()

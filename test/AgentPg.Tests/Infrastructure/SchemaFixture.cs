@@ -9,6 +9,9 @@ public sealed class SchemaFixture : IAsyncLifetime
 
     public NpgsqlDataSource DataSource => TestDatabase.DataSource;
 
+    /// <summary>Seeds rows of this schema in a given state.</summary>
+    public TestData Seed => new(this);
+
     public static string NewSchemaName() => "t_" + Guid.NewGuid().ToString("N")[..16];
 
     public async Task InitializeAsync()

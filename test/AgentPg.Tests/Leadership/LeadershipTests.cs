@@ -107,7 +107,7 @@ public sealed class LeadershipTests(SchemaFixture db) : IClassFixture<SchemaFixt
         await Eventually.TrueAsync(() => tracker.Events.Contains("lost only"), "the client to notice it lost leadership");
 
         // A stale instance stays: only a leader with a live lease may evict it.
-        await db.ExecuteAsync("INSERT INTO {schema}.agentpg_instances (id, name, last_heartbeat_at) VALUES ('ghost', 'ghost', now() - interval '1 hour')");
+        await db.Seed.DeadInstanceAsync("ghost");
         var before = await db.ScalarAsync<DateTime>("SELECT last_heartbeat_at FROM {schema}.agentpg_instances WHERE id = $1", client.InstanceId);
         await Eventually.TrueAsync(async () => await db.ScalarAsync<DateTime>(
             "SELECT last_heartbeat_at FROM {schema}.agentpg_instances WHERE id = $1", client.InstanceId) > before.AddSeconds(1.5), "a few heartbeats (and cleanup ticks) to pass");

@@ -19,12 +19,10 @@ public sealed class RescueTests(SchemaFixture db) : IClassFixture<SchemaFixture>
     {
         if (withInstanceRow)
         {
-            await db.ExecuteAsync("INSERT INTO {schema}.agentpg_instances (id, name, last_heartbeat_at) VALUES ($1, $1, now() - interval '1 hour')", holder);
+            await db.Seed.DeadInstanceAsync(holder);
         }
 
-        await db.ExecuteAsync(
-            "UPDATE {schema}.agentpg_runs SET state = 'streaming', claimed_by_instance_id = $2, claimed_at = now() - interval '1 hour', " +
-            "claim_epoch = claim_epoch + 1, rescue_attempts = $3, started_at = now() WHERE id = $1", run, holder, rescueAttempts);
+        await db.Seed.ClaimRunAsync(run, holder, TimeSpan.FromHours(1), rescueAttempts: rescueAttempts);
     }
 
     [DatabaseFact]
@@ -95,7 +93,7 @@ public sealed class RescueTests(SchemaFixture db) : IClassFixture<SchemaFixture>
         // The state a dead instance leaves behind: it recorded Claude's tool_use and was executing the tool.
         var iteration = Guid.NewGuid();
         var message = Guid.NewGuid();
-        await db.ExecuteAsync("INSERT INTO {schema}.agentpg_instances (id, name, last_heartbeat_at) VALUES ('ghost-3', 'ghost-3', now() - interval '1 hour')");
+        await db.Seed.DeadInstanceAsync("ghost-3");
         await db.ExecuteAsync("INSERT INTO {schema}.agentpg_messages (session_id, run_id, role) VALUES ($1, $2, 'user')", session, run);
         await db.ExecuteAsync("INSERT INTO {schema}.agentpg_content_blocks (message_id, block_index, type, text) SELECT id, 0, 'text', 'go' FROM {schema}.agentpg_messages WHERE run_id = $1", run);
         await db.ExecuteAsync("INSERT INTO {schema}.agentpg_messages (id, session_id, run_id, role) VALUES ($1, $2, $3, 'assistant')", message, session, run);

@@ -1,0 +1,37 @@
+using AgentPg.Diagnostics;
+using AgentPg.Runs;
+using AgentPg.Storage;
+using Npgsql;
+
+namespace AgentPg.Maintenance;
+
+/// <summary>Every <see cref="RunRescueOptions.Interval"/>: gives back the work of dead instances and the runs of live ones
+/// that made no progress for <see cref="RunRescueOptions.Timeout"/>, and continues runs whose tools all finished but whose
+/// results were never written.</summary>
+internal sealed class RunRescuer(Engine engine) : IMaintenanceService
+{
+    public string Name => "run rescue";
+
+    public TimeSpan Interval => engine.Options.RunRescue.Interval;
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        var rescue = engine.Options.RunRescue;
+        var batch = new NpgsqlBatch();
+        await using (batch.ConfigureAwait(false))
+        {
+            engine.Sql.Rescue.AddRescue(batch, engine.InstanceId, engine.Options.InstanceTtl, rescue.Timeout, rescue.MaxAttempts);
+            foreach (var result in await engine.QueryListAsync(batch, RescueSql.ReadRescue, cancellationToken).ConfigureAwait(false))
+            {
+                if (result.Released > 0 || result.Continued > 0)
+                {
+                    Log.Rescued(engine.Logger, result.Released, result.Continued, string.Join(", ", result.DeadInstances));
+                    // Released work is claimable now: look at once rather than at the next poll.
+                    engine.StreamingWake.Set();
+                    engine.BatchWake.Set();
+                    engine.ToolWake.Set();
+                }
+            }
+        }
+    }
+}

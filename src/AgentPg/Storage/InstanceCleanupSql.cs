@@ -1,0 +1,24 @@
+using Npgsql;
+
+namespace AgentPg.Storage;
+
+/// <summary>SQL of the leader's stale-instance cleanup (see Maintenance/InstanceCleanup).</summary>
+internal sealed class InstanceCleanupSql
+{
+    public InstanceCleanupSql(SchemaName s, LeaderSql leader)
+    {
+        // $1 instance (the leader), $2 instance ttl, $3 max rescue attempts. Releases the stale instances' work, then deletes
+        // them; one row per deleted instance. No row when $1 does not lead.
+        DeleteStale = $"""
+            SELECT c.id
+              FROM ({leader.LeaseHeldBy}) leader, LATERAL {s}.agentpg_cleanup_stale_instances($1, $2, $3) AS c(id)
+            """;
+    }
+
+    public string DeleteStale { get; }
+
+    public void AddDeleteStale(NpgsqlBatch batch, string leaderId, TimeSpan instanceTtl, int maxAttempts)
+        => batch.Append(DeleteStale, P.Text(leaderId), P.Interval(instanceTtl), P.Int(maxAttempts));
+
+    public static string ReadDeleted(NpgsqlDataReader reader) => reader.GetString(0);
+}

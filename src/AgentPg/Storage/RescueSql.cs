@@ -1,0 +1,30 @@
+using Npgsql;
+
+namespace AgentPg.Storage;
+
+/// <summary>SQL of the leader's run rescue (see Maintenance/RunRescuer).</summary>
+internal sealed class RescueSql
+{
+    private const string Columns = "r.released_instances, r.released_runs, r.continued_runs";
+
+    public RescueSql(SchemaName s, LeaderSql leader)
+    {
+        // $1 instance (the leader), $2 instance ttl, $3 rescue timeout, $4 max rescue attempts. No row when $1 does not lead.
+        Rescue = $"""
+            SELECT {Columns}
+              FROM ({leader.LeaseHeldBy}) leader, LATERAL {s}.agentpg_rescue($2, $3, $4) r
+            """;
+    }
+
+    public string Rescue { get; }
+
+    public void AddRescue(NpgsqlBatch batch, string leaderId, TimeSpan instanceTtl, TimeSpan rescueTimeout, int maxAttempts)
+        => batch.Append(Rescue, P.Text(leaderId), P.Interval(instanceTtl), P.Interval(rescueTimeout), P.Int(maxAttempts));
+
+    public static RescueResult ReadRescue(NpgsqlDataReader reader)
+        => new(reader.GetFieldValue<string[]>(0), reader.GetInt32(1), reader.GetInt32(2));
+}
+
+/// <summary>What one rescue pass did: the dead instances whose work it gave back, how many runs and tool executions it
+/// released, and how many runs it continued.</summary>
+internal sealed record RescueResult(IReadOnlyList<string> DeadInstances, int Released, int Continued);
