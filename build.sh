@@ -19,6 +19,8 @@ cd "$(dirname "$0")"
 ROOT=$(pwd)
 # shellcheck source=eng/pg.sh
 source "$ROOT/eng/pg.sh"
+# shellcheck source=eng/npm.sh
+source "$ROOT/eng/npm.sh"
 
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
@@ -73,12 +75,21 @@ cmd_test() {
     fi
     echo "PostgreSQL could not be started: database tests will be skipped" >&2
   fi
+  # The MCP tests also talk to a real third-party server, installed from the npm registry once and cached in artifacts/npm.
+  if ! mcp_everything_install; then
+    if [ "${CI:-}" = "true" ]; then
+      echo "@modelcontextprotocol/server-everything could not be installed"
+      echo "0 passed, 1 failed"
+      exit 1
+    fi
+    echo "@modelcontextprotocol/server-everything could not be installed: its tests will be skipped" >&2
+  fi
 
   local results="$ROOT/artifacts/test-results"
   rm -rf "$results"
   mkdir -p "$results"
   local projects=()
-  mapfile -t projects < <(find "$ROOT/test" -name '*.csproj' | sort)
+  mapfile -t projects < <(find "$ROOT/test" -name '*Tests.csproj' | sort)
   local pids=() names=()
   for p in "${projects[@]}"; do
     local name

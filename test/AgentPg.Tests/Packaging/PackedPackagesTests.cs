@@ -11,7 +11,7 @@ namespace AgentPg.Tests.Packaging;
 /// dependency missing from a package fails here.</summary>
 public sealed class PackedPackagesTests
 {
-    private static readonly string[] s_packages = ["AgentPg", "AgentPg.EntityFrameworkCore", "AgentPg.Testing"];
+    private static readonly string[] s_packages = ["AgentPg", "AgentPg.EntityFrameworkCore", "AgentPg.Mcp", "AgentPg.Testing"];
 
     [DatabaseFact]
     public async Task PackedPackages_ConsoleAppFromLocalFeed_RunsAnAgentEndToEnd()

@@ -1,0 +1,158 @@
+using System.Text.RegularExpressions;
+
+namespace AgentPg.Mcp;
+
+/// <summary>How to reach one MCP server whose tools become AgentPg tools (see
+/// <see cref="AgentPgMcpExtensions.AddMcpServerAsync"/>).</summary>
+/// <remarks>Exactly one transport: <see cref="Command"/> (stdio: AgentPg starts the server as a child process) or
+/// <see cref="Endpoint"/> (Streamable HTTP). The options are validated once, when the server is added; the source works on
+/// its own copy.</remarks>
+public sealed partial class McpServerOptions
+{
+    /// <summary>The longest <see cref="Name"/>: it prefixes tool names (<c>{Name}__{tool}</c>), which Claude limits to 64 characters.</summary>
+    public const int MaxNameLength = 40;
+
+    /// <summary>Gets or sets the server's name: it prefixes its tools' names (<c>{Name}__{tool}</c>) and appears in logs and errors.</summary>
+    /// <value>Required: 1 to 40 letters, digits, <c>_</c> or <c>-</c>.</value>
+    public string Name { get; set; } = "";
+
+    /// <summary>Gets or sets the command that starts the server over stdio (for example <c>npx</c>, <c>node</c>, <c>uvx</c> or a path).</summary>
+    /// <value>The default value is <see langword="null"/>. Set it or <see cref="Endpoint"/>, not both.</value>
+    public string? Command { get; set; }
+
+    /// <summary>Gets or sets the command's arguments (stdio only).</summary>
+    /// <value>The default value is empty.</value>
+    public IReadOnlyList<string> Arguments { get; set; } = [];
+
+    /// <summary>Gets or sets environment variables for the server process (stdio only), added to the ones it inherits;
+    /// a <see langword="null"/> value removes an inherited variable.</summary>
+    /// <value>The default value is empty.</value>
+    public IReadOnlyDictionary<string, string?> Environment { get; set; } = new Dictionary<string, string?>();
+
+    /// <summary>Gets or sets the server process's working directory (stdio only).</summary>
+    /// <value>The default value is <see langword="null"/>: the current directory.</value>
+    public string? WorkingDirectory { get; set; }
+
+    /// <summary>Gets or sets the server's Streamable HTTP endpoint (an absolute <c>http</c> or <c>https</c> URI).</summary>
+    /// <value>The default value is <see langword="null"/>. Set it or <see cref="Command"/>, not both.</value>
+    public Uri? Endpoint { get; set; }
+
+    /// <summary>Gets or sets headers sent with every HTTP request (Streamable HTTP only), for example a static API key.</summary>
+    /// <value>The default value is empty.</value>
+    public IReadOnlyDictionary<string, string> Headers { get; set; } = new Dictionary<string, string>();
+
+    /// <summary>Gets or sets a callback that returns headers for each HTTP request (Streamable HTTP only), for example a
+    /// bearer token that expires; its headers replace <see cref="Headers"/> of the same name.</summary>
+    /// <value>The default value is <see langword="null"/>.</value>
+    /// <remarks>Called for every request, concurrently: cache tokens in the callback. An exception fails the request
+    /// (a tool call then retries per <see cref="AgentPgOptions.ToolRetry"/>).</remarks>
+    public Func<CancellationToken, ValueTask<IReadOnlyDictionary<string, string>>>? HeaderProvider { get; set; }
+
+    /// <summary>Gets or sets which of the server's tools to register, by their name on the server; the others are ignored.</summary>
+    /// <value>The default value is <see langword="null"/>: every tool.</value>
+    public Func<string, bool>? ToolFilter { get; set; }
+
+    /// <summary>Gets or sets whether tools keep their name on the server instead of <c>{Name}__{tool}</c>.</summary>
+    /// <value>The default value is <see langword="false"/>.</value>
+    /// <remarks>Without the prefix, a tool with the name of another registered tool replaces it.</remarks>
+    public bool DisableToolPrefix { get; set; }
+
+    /// <summary>Gets or sets the longest wait between two reconnection attempts after the connection is lost (the wait
+    /// starts at 1 second and doubles).</summary>
+    /// <value>The default value is 30 seconds.</value>
+    public TimeSpan MaxReconnectDelay { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Gets or sets how long the first connection (and each reconnection) may take, including the MCP handshake
+    /// and the tool discovery.</summary>
+    /// <value>The default value is 60 seconds (an <c>npx</c> server may be downloaded first).</value>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Returns the name Claude sees for a tool called <paramref name="toolName"/> on this server.</summary>
+    /// <param name="toolName">The tool's name on the server.</param>
+    /// <returns><c>{Name}__{toolName}</c>, or <paramref name="toolName"/> when <see cref="DisableToolPrefix"/> is set.</returns>
+    public string ToolNameFor(string toolName)
+    {
+        ArgumentNullException.ThrowIfNull(toolName);
+        return DisableToolPrefix ? toolName : $"{Name}__{toolName}";
+    }
+
+    /// <summary>Checks the options.</summary>
+    /// <returns>One message per problem, each naming the option and how to fix it; empty when the options are valid.</returns>
+    public IReadOnlyList<string> Validate()
+    {
+        var errors = new List<string>();
+        var label = string.IsNullOrEmpty(Name) ? "MCP server" : $"MCP server '{Name}'";
+        if (string.IsNullOrEmpty(Name))
+        {
+            errors.Add("Name is required: it prefixes the server's tool names ({Name}__{tool}).");
+        }
+        else if (Name.Length > MaxNameLength || !ValidName().IsMatch(Name))
+        {
+            errors.Add($"Name '{Name}' is invalid: use 1 to {MaxNameLength} letters, digits, '_' or '-' (it prefixes tool names, which Claude requires to match ^[a-zA-Z0-9_-]{{1,64}}$).");
+        }
+
+        var hasCommand = !string.IsNullOrWhiteSpace(Command);
+        if (hasCommand == Endpoint is not null)
+        {
+            errors.Add(hasCommand
+                ? $"{label}: set Command (stdio) or Endpoint (Streamable HTTP), not both."
+                : $"{label}: set Command (stdio, for example \"npx\") or Endpoint (Streamable HTTP, for example https://host/mcp); neither is set.");
+        }
+
+        if (Endpoint is { } endpoint && (!endpoint.IsAbsoluteUri || (endpoint.Scheme != Uri.UriSchemeHttp && endpoint.Scheme != Uri.UriSchemeHttps)))
+        {
+            errors.Add($"{label}: Endpoint '{endpoint}' must be an absolute http or https URI.");
+        }
+
+        if (Endpoint is null && (Headers.Count > 0 || HeaderProvider is not null))
+        {
+            errors.Add($"{label}: Headers and HeaderProvider apply to Endpoint (Streamable HTTP) only.");
+        }
+
+        if (!hasCommand && (Arguments.Count > 0 || Environment.Count > 0 || WorkingDirectory is not null))
+        {
+            errors.Add($"{label}: Arguments, Environment and WorkingDirectory apply to Command (stdio) only.");
+        }
+
+        if (Arguments.Any(a => a is null))
+        {
+            errors.Add($"{label}: Arguments must not contain null.");
+        }
+
+        if (WorkingDirectory is not null && !Directory.Exists(WorkingDirectory))
+        {
+            errors.Add($"{label}: WorkingDirectory '{WorkingDirectory}' does not exist.");
+        }
+
+        if (MaxReconnectDelay < TimeSpan.FromSeconds(1))
+        {
+            errors.Add($"{label}: MaxReconnectDelay must be at least 1 second (got {MaxReconnectDelay}).");
+        }
+
+        if (ConnectTimeout <= TimeSpan.Zero)
+        {
+            errors.Add($"{label}: ConnectTimeout must be positive (got {ConnectTimeout}).");
+        }
+
+        return errors;
+    }
+
+    internal McpServerOptions Clone() => new()
+    {
+        Name = Name,
+        Command = Command,
+        Arguments = [.. Arguments],
+        Environment = new Dictionary<string, string?>(Environment, StringComparer.Ordinal),
+        WorkingDirectory = WorkingDirectory,
+        Endpoint = Endpoint,
+        Headers = new Dictionary<string, string>(Headers, StringComparer.OrdinalIgnoreCase),
+        HeaderProvider = HeaderProvider,
+        ToolFilter = ToolFilter,
+        DisableToolPrefix = DisableToolPrefix,
+        MaxReconnectDelay = MaxReconnectDelay,
+        ConnectTimeout = ConnectTimeout,
+    };
+
+    [GeneratedRegex("^[a-zA-Z0-9_-]+$", RegexOptions.CultureInvariant)]
+    private static partial Regex ValidName();
+}

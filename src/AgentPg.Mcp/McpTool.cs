@@ -1,0 +1,141 @@
+using System.Net;
+using System.Text.Json;
+using ModelContextProtocol;
+using ModelContextProtocol.Client;
+using ModelContextProtocol.Protocol;
+
+namespace AgentPg.Mcp;
+
+/// <summary>One tool of an MCP server, registered as an AgentPg tool.</summary>
+/// <remarks>Its input schema is the server's complete JSON Schema (<see cref="ToolSchema.FromJsonSchema"/>): Claude
+/// receives it unchanged and AgentPg validates the model's input against it before <see cref="ExecuteAsync"/>.</remarks>
+internal sealed class McpTool : ITool
+{
+    private static readonly TimeSpan s_rateLimitSnooze = TimeSpan.FromSeconds(30);
+
+    public McpTool(McpToolSource source, Tool tool, string name)
+    {
+        Source = source;
+        ServerToolName = tool.Name;
+        Name = name;
+        Description = tool.Description ?? tool.Title ?? "";
+        InputSchema = ToolSchema.FromJsonSchema(tool.InputSchema);
+    }
+
+    public McpToolSource Source { get; }
+
+    /// <summary>Gets the tool's name on the server.</summary>
+    public string ServerToolName { get; }
+
+    public string Name { get; }
+
+    public string Description { get; }
+
+    public ToolSchema InputSchema { get; }
+
+    public async Task<string> ExecuteAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken)
+    {
+        var session = Source.CurrentSession;
+        if (session is null)
+        {
+            throw new ToolSnoozeException(Source.RetryAfter, $"MCP server '{Source.Name}' is not connected (reconnecting) for tool '{Name}'");
+        }
+
+        var arguments = new Dictionary<string, object?>(StringComparer.Ordinal);
+        if (input.ValueKind == JsonValueKind.Object)
+        {
+            foreach (var property in input.EnumerateObject())
+            {
+                arguments[property.Name] = property.Value;
+            }
+        }
+
+        CallToolResult result;
+        try
+        {
+            // The token carries the run's cancellation and AgentPgOptions.ToolTimeout: the SDK sends
+            // notifications/cancelled to the server when it fires.
+            result = await session.CallToolAsync(ServerToolName, arguments, progress: null, options: null, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception ex) when (ex is not (ToolSnoozeException or ToolCancelException or ToolDiscardException))
+        {
+            throw Map(session, ex);
+        }
+
+        var text = McpContent.ToText(result);
+        if (result.IsError == true)
+        {
+            // A tool execution error: Claude sees it as an is_error tool_result and can correct itself; not retried.
+            throw new ToolDiscardException(text.Length == 0 ? $"MCP tool '{ServerToolName}' returned an error with no message" : text);
+        }
+
+        return text;
+    }
+
+    /// <summary>Maps a failed call to AgentPg's tool semantics by exception type and status, never by message text.</summary>
+    private Exception Map(McpClient session, Exception ex)
+    {
+        if (FindInChain<HttpRequestException>(ex) is { StatusCode: { } status } http)
+        {
+            switch (status)
+            {
+                case HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden:
+                    return new ToolCancelException($"MCP server '{Source.Name}' refused tool '{Name}' ({(int)status} {status}): check its credentials", http);
+                case HttpStatusCode.TooManyRequests:
+                    return new ToolSnoozeException(s_rateLimitSnooze, $"MCP server '{Source.Name}' rate limited tool '{Name}' ({(int)status})");
+                case HttpStatusCode.NotFound:
+                    // Streamable HTTP: the server no longer knows the session (it restarted); a new session is needed.
+                    Source.ConnectionLost(session);
+                    return new ToolSnoozeException(Source.RetryAfter, $"MCP server '{Source.Name}' lost the session for tool '{Name}' ({(int)status}); reconnecting");
+                case >= HttpStatusCode.InternalServerError:
+                    return new InvalidOperationException($"MCP tool '{ServerToolName}' on server '{Source.Name}' failed: HTTP {(int)status} {status}", ex);
+            }
+        }
+
+        if (FindInChain<McpProtocolException>(ex) is { } protocol)
+        {
+            return protocol.ErrorCode == McpErrorCode.InvalidParams
+                ? new ToolDiscardException($"MCP tool '{ServerToolName}' refused its input: {protocol.Message}", protocol)
+                : new InvalidOperationException($"MCP tool '{ServerToolName}' on server '{Source.Name}' failed ({protocol.ErrorCode}): {protocol.Message}", protocol);
+        }
+
+        if (session.Completion.IsCompleted || FindInChain<ClientTransportClosedException>(ex) is not null
+            || FindInChain<IOException>(ex) is not null || FindInChain<ObjectDisposedException>(ex) is not null
+            || FindInChain<HttpRequestException>(ex) is { StatusCode: null })
+        {
+            Source.ConnectionLost(session);
+            return new ToolSnoozeException(Source.RetryAfter, $"MCP server '{Source.Name}' connection lost for tool '{Name}'; reconnecting");
+        }
+
+        return new InvalidOperationException($"MCP tool '{ServerToolName}' on server '{Source.Name}' failed: {ex.Message}", ex);
+    }
+
+    private static T? FindInChain<T>(Exception ex)
+        where T : Exception
+    {
+        for (Exception? e = ex; e is not null; e = e.InnerException)
+        {
+            if (e is T match)
+            {
+                return match;
+            }
+
+            if (e is AggregateException { InnerExceptions.Count: > 0 } aggregate)
+            {
+                foreach (var inner in aggregate.InnerExceptions)
+                {
+                    if (FindInChain<T>(inner) is { } found)
+                    {
+                        return found;
+                    }
+                }
+            }
+        }
+
+        return null;
+    }
+}

@@ -1,0 +1,513 @@
+using AgentPg.Internal;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using ModelContextProtocol.Client;
+using ModelContextProtocol.Protocol;
+
+namespace AgentPg.Mcp;
+
+/// <summary>The connection to one MCP server and the AgentPg tools made of its tools.</summary>
+/// <remarks>
+/// <para>Created by <see cref="AgentPgMcpExtensions.AddMcpServerAsync"/>. The connection lives as long as the client,
+/// started or not: when it is lost (the server process exits, the network fails) the source reconnects with a backoff
+/// from 1 second to <see cref="McpServerOptions.MaxReconnectDelay"/>, discovers the tools again and registers them again;
+/// tool calls made meanwhile are snoozed. It follows <c>notifications/tools/list_changed</c>: new tools are registered,
+/// removed ones unregistered from the instance. <see cref="AgentPgClient.StopAsync"/> closes the connection (a stdio
+/// server process exits) and a later <see cref="AgentPgClient.StartAsync"/> opens it again;
+/// <see cref="AgentPgClient.DisposeAsync"/> closes it for good.</para>
+/// <para>Disposing the source closes the connection and unregisters its tools.</para>
+/// </remarks>
+public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
+{
+    private static readonly TimeSpan s_firstReconnectDelay = TimeSpan.FromSeconds(1);
+
+    private readonly AgentPgClient _client;
+    private readonly McpServerOptions _options;
+    private readonly ILogger _logger;
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly TimeProvider _time;
+    private readonly SemaphoreSlim _sync = new(1, 1);
+    private readonly Lock _gate = new();
+    private readonly HttpClient? _http;
+    private McpClient? _session;
+    private Dictionary<string, McpTool> _tools = new(StringComparer.Ordinal);
+    private CancellationTokenSource? _lifetime;
+    private Task _monitor = Task.CompletedTask;
+    private TimeSpan _reconnectDelay = s_firstReconnectDelay;
+    private bool _disposed;
+
+    private McpToolSource(AgentPgClient client, McpServerOptions options)
+    {
+        _client = client;
+        _options = options;
+        _loggerFactory = client.Options.LoggerFactory ?? NullLoggerFactory.Instance;
+        _logger = _loggerFactory.CreateLogger("AgentPg.Mcp");
+        _time = client.Options.TimeProvider;
+        if (options.Endpoint is not null)
+        {
+            _http = new HttpClient(new HeaderHandler(options.Headers, options.HeaderProvider) { InnerHandler = new SocketsHttpHandler() })
+            {
+                Timeout = Timeout.InfiniteTimeSpan,
+            };
+        }
+    }
+
+    /// <summary>Gets the server's name (<see cref="McpServerOptions.Name"/>).</summary>
+    public string Name => _options.Name;
+
+    /// <summary>Gets whether the server is connected now.</summary>
+    public bool IsConnected => CurrentSession is not null;
+
+    /// <summary>Gets the names (as Claude sees them) of the tools registered from this server, sorted.</summary>
+    public IReadOnlyList<string> ToolNames
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return [.. _tools.Keys.Order(StringComparer.Ordinal)];
+            }
+        }
+    }
+
+    /// <summary>Gets the server's name and version as it announced them, or <see langword="null"/> when not connected.</summary>
+    public string? ServerInfo => CurrentSession?.ServerInfo is { } info ? $"{info.Name} {info.Version}" : null;
+
+    string IClientAttachment.Name => $"MCP server '{Name}'";
+
+    internal McpClient? CurrentSession
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _session is { Completion.IsCompleted: false } session ? session : null;
+            }
+        }
+    }
+
+    /// <summary>How long a call made while disconnected waits before it is tried again: about when the next attempt ends.</summary>
+    internal TimeSpan RetryAfter
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _reconnectDelay + TimeSpan.FromSeconds(1);
+            }
+        }
+    }
+
+    /// <summary>Closes the connection and unregisters this server's tools from the client.</summary>
+    /// <returns>A task that completes when the connection is closed (a stdio server process has exited).</returns>
+    public async ValueTask DisposeAsync()
+    {
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+        }
+
+        _client.Detach(this);
+        await CloseAsync().ConfigureAwait(false);
+        Dictionary<string, McpTool> tools;
+        lock (_gate)
+        {
+            tools = _tools;
+            _tools = new(StringComparer.Ordinal);
+        }
+
+        foreach (var tool in tools.Values)
+        {
+            UnregisterIfOurs(tool);
+        }
+
+        _http?.Dispose();
+    }
+
+    internal static async Task<McpToolSource> CreateAsync(AgentPgClient client, McpServerOptions options, CancellationToken cancellationToken)
+    {
+        var source = new McpToolSource(client, options);
+        try
+        {
+            await source.ConnectAndSyncAsync(firstTime: true, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            source._http?.Dispose();
+            throw;
+        }
+
+        client.Attach(source);
+        source.StartMonitor();
+        Log.Connected(source._logger, source.Name, source.ToolNames.Count);
+        return source;
+    }
+
+    /// <summary>A call saw the connection fail: close that session so the monitor reconnects.</summary>
+    internal void ConnectionLost(McpClient session)
+    {
+        lock (_gate)
+        {
+            if (!ReferenceEquals(_session, session))
+            {
+                return;
+            }
+
+            _session = null;
+        }
+
+        Log.ConnectionLost(_logger, Name, null);
+        _ = DisposeQuietlyAsync(session);
+    }
+
+    Task IClientAttachment.ClientStartedAsync()
+    {
+        lock (_gate)
+        {
+            if (_disposed || _lifetime is not null)
+            {
+                return Task.CompletedTask;
+            }
+        }
+
+        // Reopened after StopAsync: connect in the background; calls snooze until it succeeds.
+        StartMonitor();
+        return Task.CompletedTask;
+    }
+
+    Task IClientAttachment.ClientStoppedAsync() => CloseAsync();
+
+    async ValueTask IClientAttachment.ClientDisposedAsync() => await DisposeAsync().ConfigureAwait(false);
+
+    private void StartMonitor()
+    {
+        lock (_gate)
+        {
+            if (_disposed || _lifetime is not null)
+            {
+                return;
+            }
+
+            _lifetime = new CancellationTokenSource();
+            var token = _lifetime.Token;
+            _monitor = Task.Run(() => MonitorAsync(token), CancellationToken.None);
+        }
+    }
+
+    private async Task CloseAsync()
+    {
+        CancellationTokenSource? lifetime;
+        Task monitor;
+        McpClient? session;
+        lock (_gate)
+        {
+            lifetime = _lifetime;
+            _lifetime = null;
+            monitor = _monitor;
+            session = _session;
+            _session = null;
+        }
+
+        if (lifetime is not null)
+        {
+            await lifetime.CancelAsync().ConfigureAwait(false);
+            await monitor.ConfigureAwait(false);
+            lifetime.Dispose();
+        }
+
+        if (session is not null)
+        {
+            await DisposeQuietlyAsync(session).ConfigureAwait(false);
+            Log.Closed(_logger, Name);
+        }
+    }
+
+    /// <summary>Waits for the session to end and reconnects, with backoff, until the source is closed.</summary>
+    private async Task MonitorAsync(CancellationToken lifetime)
+    {
+        while (!lifetime.IsCancellationRequested)
+        {
+            McpClient? session;
+            lock (_gate)
+            {
+                session = _session;
+            }
+
+            try
+            {
+                if (session is not null)
+                {
+                    var details = await session.Completion.WaitAsync(lifetime).ConfigureAwait(false);
+                    lock (_gate)
+                    {
+                        if (ReferenceEquals(_session, session))
+                        {
+                            _session = null;
+                        }
+                    }
+
+                    Log.ConnectionLost(_logger, Name, details.Exception);
+                    await DisposeQuietlyAsync(session).ConfigureAwait(false);
+                    continue;
+                }
+
+                TimeSpan delay;
+                lock (_gate)
+                {
+                    delay = _reconnectDelay;
+                }
+
+                await Task.Delay(delay, _time, lifetime).ConfigureAwait(false);
+                try
+                {
+                    await ConnectAndSyncAsync(firstTime: false, lifetime).ConfigureAwait(false);
+                    lock (_gate)
+                    {
+                        _reconnectDelay = s_firstReconnectDelay;
+                    }
+
+                    Log.Reconnected(_logger, Name, ToolNames.Count);
+                }
+                catch (Exception ex) when (!lifetime.IsCancellationRequested && ex is not OutOfMemoryException)
+                {
+                    lock (_gate)
+                    {
+                        _reconnectDelay = TimeSpan.FromTicks(Math.Min(_reconnectDelay.Ticks * 2, _options.MaxReconnectDelay.Ticks));
+                        delay = _reconnectDelay;
+                    }
+
+                    Log.ReconnectFailed(_logger, ex, Name, delay.TotalMilliseconds);
+                }
+            }
+            catch (OperationCanceledException) when (lifetime.IsCancellationRequested)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task ConnectAndSyncAsync(bool firstTime, CancellationToken cancellationToken)
+    {
+        using var timeout = new CancellationTokenSource(_options.ConnectTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        McpClient session;
+        try
+        {
+            session = await McpClient.CreateAsync(CreateTransport(), ClientOptions(), _loggerFactory, linked.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException($"MCP server '{Name}' ({Describe()}) did not complete the MCP handshake within {_options.ConnectTimeout} (McpServerOptions.ConnectTimeout).");
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            throw ConnectFailure(ex);
+        }
+
+        try
+        {
+            await SyncToolsAsync(session, firstTime, linked.Token).ConfigureAwait(false);
+        }
+        catch
+        {
+            await DisposeQuietlyAsync(session).ConfigureAwait(false);
+            throw;
+        }
+
+        McpClient? previous;
+        lock (_gate)
+        {
+            previous = _session;
+            _session = session;
+        }
+
+        if (previous is not null)
+        {
+            await DisposeQuietlyAsync(previous).ConfigureAwait(false);
+        }
+    }
+
+    private Exception ConnectFailure(Exception ex)
+    {
+        if (_options.Command is { } command)
+        {
+            return new InvalidOperationException(
+                $"MCP server '{Name}': could not start or talk to the command '{command}'{(_options.Arguments.Count > 0 ? " " + string.Join(' ', _options.Arguments) : "")}" +
+                $" ({ex.GetType().Name}: {ex.Message}). Check that the command exists on PATH (or give its full path) and starts an MCP server on stdio.", ex);
+        }
+
+        for (Exception? e = ex; e is not null; e = e.InnerException)
+        {
+            if (e is HttpRequestException { StatusCode: { } status })
+            {
+                var hint = status is System.Net.HttpStatusCode.Unauthorized or System.Net.HttpStatusCode.Forbidden
+                    ? " Set McpServerOptions.Headers or HeaderProvider to send its credentials."
+                    : "";
+                return new InvalidOperationException(
+                    $"MCP server '{Name}' at {_options.Endpoint} answered HTTP {(int)status} ({status}).{hint}", ex);
+            }
+        }
+
+        return new InvalidOperationException($"MCP server '{Name}' at {_options.Endpoint} could not be reached: {ex.Message}", ex);
+    }
+
+    private string Describe() => _options.Command is { } command ? $"command '{command}'" : $"endpoint {_options.Endpoint}";
+
+    private IClientTransport CreateTransport()
+    {
+        if (_options.Command is { } command)
+        {
+            return new StdioClientTransport(new StdioClientTransportOptions
+            {
+                Name = Name,
+                Command = command,
+                Arguments = [.. _options.Arguments],
+                EnvironmentVariables = new Dictionary<string, string?>(_options.Environment, StringComparer.Ordinal),
+                WorkingDirectory = _options.WorkingDirectory,
+                StandardErrorLines = line => Log.ServerStandardError(_logger, Name, line),
+            }, _loggerFactory);
+        }
+
+        return new HttpClientTransport(new HttpClientTransportOptions
+        {
+            Name = Name,
+            Endpoint = _options.Endpoint!,
+            TransportMode = HttpTransportMode.StreamableHttp,
+        }, _http!, _loggerFactory, ownsHttpClient: false);
+    }
+
+    private McpClientOptions ClientOptions() => new()
+    {
+        ClientInfo = new Implementation { Name = "agentpg", Version = typeof(McpToolSource).Assembly.GetName().Version?.ToString() ?? "0.0.0" },
+        Handlers = new McpClientHandlers
+        {
+            NotificationHandlers =
+            [
+                new(NotificationMethods.ToolListChangedNotification, (_, _) =>
+                {
+                    // Not on the session's read loop: listing the tools needs that loop.
+                    _ = Task.Run(ResyncAfterListChangedAsync, CancellationToken.None);
+                    return ValueTask.CompletedTask;
+                }),
+            ],
+        },
+    };
+
+    private async Task ResyncAfterListChangedAsync()
+    {
+        if (CurrentSession is not { } session)
+        {
+            return;
+        }
+
+        try
+        {
+            await SyncToolsAsync(session, firstTime: false, CancellationToken.None).ConfigureAwait(false);
+            Log.ToolsChanged(_logger, Name, ToolNames.Count);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // The connection probably went away; the reconnect discovers the tools again.
+            Log.ToolListFailed(_logger, ex, Name);
+        }
+    }
+
+    /// <summary>Lists the server's tools and brings the client's registrations in line: new and changed tools registered,
+    /// removed ones unregistered.</summary>
+    private async Task SyncToolsAsync(McpClient session, bool firstTime, CancellationToken cancellationToken)
+    {
+        await _sync.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var listed = await session.ListToolsAsync(options: null, cancellationToken).ConfigureAwait(false);
+            var discovered = new Dictionary<string, McpTool>(StringComparer.Ordinal);
+            var problems = new List<string>();
+            foreach (var tool in listed.Select(t => t.ProtocolTool))
+            {
+                if (_options.ToolFilter is { } filter && !filter(tool.Name))
+                {
+                    continue;
+                }
+
+                var name = _options.ToolNameFor(tool.Name);
+                try
+                {
+                    var agentTool = new McpTool(this, tool, name);
+                    AgentPgClient.ValidateTool(agentTool);
+                    discovered[name] = agentTool;
+                }
+                catch (ArgumentException ex)
+                {
+                    problems.Add($"tool '{tool.Name}' (as '{name}'): {ex.Message}");
+                }
+            }
+
+            if (problems.Count > 0)
+            {
+                var message = $"MCP server '{Name}' offers tools AgentPg cannot register: {string.Join("; ", problems)}. " +
+                              "Exclude them with McpServerOptions.ToolFilter, or shorten McpServerOptions.Name (or set DisableToolPrefix) when a name is too long.";
+                if (firstTime)
+                {
+                    throw new InvalidOperationException(message);
+                }
+
+                Log.ToolsSkipped(_logger, Name, message);
+            }
+
+            Dictionary<string, McpTool> previous;
+            lock (_gate)
+            {
+                if (_disposed)
+                {
+                    return;
+                }
+
+                previous = _tools;
+                _tools = discovered;
+            }
+
+            foreach (var tool in discovered.Values)
+            {
+                _client.RegisterTool(tool);
+            }
+
+            foreach (var (name, tool) in previous)
+            {
+                if (!discovered.ContainsKey(name))
+                {
+                    UnregisterIfOurs(tool);
+                }
+            }
+        }
+        finally
+        {
+            _sync.Release();
+        }
+    }
+
+    private void UnregisterIfOurs(McpTool tool)
+    {
+        // Another registration under the same name (another source, or the application) is left alone.
+        if (ReferenceEquals(_client.GetTool(tool.Name), tool))
+        {
+            _client.UnregisterTool(tool.Name);
+        }
+    }
+
+    private async Task DisposeQuietlyAsync(McpClient session)
+    {
+        try
+        {
+            await session.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            Log.CloseFailed(_logger, ex, Name);
+        }
+    }
+}

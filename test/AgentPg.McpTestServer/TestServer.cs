@@ -1,0 +1,170 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text.Json;
+using ModelContextProtocol;
+using ModelContextProtocol.Protocol;
+using ModelContextProtocol.Server;
+
+namespace AgentPg.McpTestServer;
+
+/// <summary>The test server's tools, written with the SDK's low-level handlers so each tool's JSON Schema is exactly
+/// what the tests compare against.</summary>
+public sealed class TestServer
+{
+    /// <summary>A schema with keywords AgentPg's ToolSchema does not model: anyOf, enum of mixed types, nested objects,
+    /// format, $ref/$defs, additionalProperties.</summary>
+    public const string LookupSchema = """
+        {
+          "type": "object",
+          "description": "What to look up",
+          "properties": {
+            "id": { "anyOf": [ { "type": "string", "format": "uuid" }, { "type": "integer", "minimum": 1 } ] },
+            "mode": { "enum": ["fast", "thorough", 3] },
+            "filter": {
+              "type": "object",
+              "properties": {
+                "since": { "type": "string", "format": "date" },
+                "tags": { "type": "array", "items": { "$ref": "#/$defs/tag" }, "maxItems": 3 }
+              },
+              "required": ["since"],
+              "additionalProperties": false
+            }
+          },
+          "required": ["id"],
+          "additionalProperties": false,
+          "$defs": { "tag": { "type": "string", "pattern": "^[a-z]+$" } }
+        }
+        """;
+
+    /// <summary>A tool name long enough that a 30-character server name makes <c>{Name}__{tool}</c> longer than 64.</summary>
+    public const string LongToolName = "a_tool_with_a_rather_long_name_for_limits";
+
+    private const string EchoSchema = """{ "type": "object", "properties": { "message": { "type": "string" } }, "required": ["message"] }""";
+    private const string AddSchema = """{ "type": "object", "properties": { "a": { "type": "number" }, "b": { "type": "number" } }, "required": ["a", "b"] }""";
+    private const string EmptySchema = """{ "type": "object", "properties": {} }""";
+
+    private readonly string? _eventsFile;
+    private volatile bool _late;
+
+    /// <summary>Creates the server state.</summary>
+    /// <param name="eventsFile">A file every event is appended to (for a test that runs the server as a process).</param>
+    public TestServer(string? eventsFile = null)
+    {
+        _eventsFile = eventsFile;
+    }
+
+    /// <summary>Gets what happened, in order: <c>called NAME</c>, <c>started wait</c>, <c>cancelled wait</c> …</summary>
+    public ConcurrentQueue<string> Events { get; } = new();
+
+    /// <summary>Configures an SDK server with this server's tools.</summary>
+    /// <param name="options">The SDK options.</param>
+    public void Configure(McpServerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.ServerInfo = new Implementation { Name = "agentpg-test-server", Version = "1.0.0" };
+        options.Capabilities = new ServerCapabilities { Tools = new ToolsCapability { ListChanged = true } };
+        options.Handlers = new McpServerHandlers
+        {
+            ListToolsHandler = (_, _) => ValueTask.FromResult(new ListToolsResult { Tools = Tools() }),
+            CallToolHandler = CallAsync,
+        };
+    }
+
+    private List<Tool> Tools()
+    {
+        var tools = new List<Tool>
+        {
+            Tool("echo", "Echoes a message back", EchoSchema),
+            Tool("add", "Adds two numbers", AddSchema),
+            Tool("lookup", "Looks an item up", LookupSchema),
+            Tool("pid", "Returns the server's process id", EmptySchema),
+            Tool("wait", "Waits until cancelled", EmptySchema),
+            Tool("grow", "Adds the tool 'late'", EmptySchema),
+            Tool("shrink", "Removes the tool 'late'", EmptySchema),
+            Tool("fail", "Reports a tool error", EmptySchema),
+            Tool("picture", "Returns text, an image and a resource", EmptySchema),
+            Tool("bad_params", "Refuses its parameters at the protocol level", EmptySchema),
+            Tool(LongToolName, "Has a long name", EmptySchema),
+        };
+        if (_late)
+        {
+            tools.Add(Tool("late", "Exists only after grow", EmptySchema));
+        }
+
+        return tools;
+    }
+
+    private static Tool Tool(string name, string description, string schema) => new()
+    {
+        Name = name,
+        Description = description,
+        InputSchema = JsonDocument.Parse(schema).RootElement.Clone(),
+    };
+
+    private async ValueTask<CallToolResult> CallAsync(RequestContext<CallToolRequestParams> context, CancellationToken cancellationToken)
+    {
+        var name = context.Params!.Name;
+        var args = context.Params.Arguments ?? new Dictionary<string, JsonElement>();
+        Record($"called {name} {JsonSerializer.Serialize(args)}");
+        switch (name)
+        {
+            case "echo":
+                return Text($"Echo: {args["message"].GetString()}");
+            case "add":
+                return Text((args["a"].GetDouble() + args["b"].GetDouble()).ToString(CultureInfo.InvariantCulture));
+            case "lookup":
+                return Text($"looked up {args["id"].GetRawText()}");
+            case "pid":
+                return Text(Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+            case "wait":
+                Record("started wait");
+                try
+                {
+                    await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    Record("cancelled wait");
+                    throw;
+                }
+
+                return Text("never");
+            case "grow" or "shrink":
+                _late = name == "grow";
+                await context.Server.SendNotificationAsync(NotificationMethods.ToolListChangedNotification, cancellationToken).ConfigureAwait(false);
+                return Text(name == "grow" ? "grown" : "shrunk");
+            case "late" when _late:
+                return Text("late tool here");
+            case "fail":
+                return new CallToolResult { IsError = true, Content = [new TextContentBlock { Text = "the widget is broken" }] };
+            case "picture":
+                return new CallToolResult
+                {
+                    Content =
+                    [
+                        new TextContentBlock { Text = "a red dot" },
+                        ImageContentBlock.FromBytes(new byte[] { 0x89, 0x50, 0x4E, 0x47, 1, 2 }, "image/png"),
+                        new EmbeddedResourceBlock { Resource = new TextResourceContents { Uri = "memo://1", MimeType = "text/plain", Text = "memo text" } },
+                    ],
+                };
+            case "bad_params":
+                throw new McpProtocolException("parameter 'x' is missing", McpErrorCode.InvalidParams);
+            default:
+                throw new McpProtocolException($"Unknown tool: '{name}'", McpErrorCode.InvalidParams);
+        }
+    }
+
+    private static CallToolResult Text(string text) => new() { Content = [new TextContentBlock { Text = text }] };
+
+    private void Record(string what)
+    {
+        Events.Enqueue(what);
+        if (_eventsFile is not null)
+        {
+            lock (Events)
+            {
+                File.AppendAllText(_eventsFile, what + "\n");
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+using System.Diagnostics;
+using System.Net;
+using AgentPg.Mcp;
+using AgentPg.McpTestServer;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace AgentPg.Tests.Mcp;
+
+/// <summary>The test MCP server as a child process over stdio; its events go to a file the test reads.</summary>
+public sealed class StdioTestServer : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("agentpg-mcp-").FullName;
+
+    public string EventsFile => Path.Combine(_directory, "events.txt");
+
+    public IReadOnlyList<string> Events => File.Exists(EventsFile) ? File.ReadAllLines(EventsFile) : [];
+
+    public McpServerOptions Options(string name = "test") => new()
+    {
+        Name = name,
+        Command = "dotnet",
+        Arguments = [ServerPath()],
+        Environment = new Dictionary<string, string?> { ["AGENTPG_MCP_TEST_EVENTS"] = EventsFile },
+        WorkingDirectory = _directory,
+    };
+
+    public void Dispose()
+    {
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A server process still writing; the temp directory is cleaned up by the OS.
+        }
+    }
+
+    public static string ServerPath()
+    {
+        // Same configuration as this test assembly: .../test/AgentPg.Tests/bin/<Configuration>/net10.0/
+        var testBin = new DirectoryInfo(AppContext.BaseDirectory);
+        var configuration = testBin.Parent!.Name;
+        var testRoot = testBin.Parent.Parent!.Parent!.Parent!.FullName;
+        var path = Path.Combine(testRoot, "AgentPg.McpTestServer", "bin", configuration, "net10.0", "AgentPg.McpTestServer.dll");
+        return File.Exists(path) ? path : throw new FileNotFoundException("Build test/AgentPg.McpTestServer first (dotnet build AgentPg.slnx).", path);
+    }
+
+    public static bool IsRunning(int pid)
+    {
+        try
+        {
+            using var process = Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+}
+
+/// <summary>The test MCP server over Streamable HTTP on 127.0.0.1 (ModelContextProtocol.AspNetCore), optionally requiring headers.</summary>
+public sealed class HttpTestServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    private HttpTestServer(WebApplication app, TestServer server, Uri endpoint)
+    {
+        _app = app;
+        Server = server;
+        Endpoint = endpoint;
+    }
+
+    public TestServer Server { get; }
+
+    public Uri Endpoint { get; }
+
+    /// <summary>Every request's headers, as (name, value) pairs of the ones the test asked to record.</summary>
+    public List<string> SeenAuthorization { get; } = [];
+
+    public static async Task<HttpTestServer> StartAsync(IReadOnlyDictionary<string, string>? requiredHeaders = null)
+    {
+        var server = new TestServer();
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0));
+        builder.Services.AddMcpServer(server.Configure).WithHttpTransport();
+        var app = builder.Build();
+        HttpTestServer? self = null;
+        app.Use(async (context, next) =>
+        {
+            lock (self!.SeenAuthorization)
+            {
+                self.SeenAuthorization.Add(context.Request.Headers.Authorization.ToString());
+            }
+
+            foreach (var (name, value) in requiredHeaders ?? new Dictionary<string, string>())
+            {
+                if (context.Request.Headers[name] != value)
+                {
+                    context.Response.StatusCode = StatusCodes.Status401Unauthorized;
+                    return;
+                }
+            }
+
+            await next(context);
+        });
+        app.MapMcp("/mcp");
+        await app.StartAsync();
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        self = new HttpTestServer(app, server, new Uri(address.TrimEnd('/') + "/mcp"));
+        return self;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+    }
+}

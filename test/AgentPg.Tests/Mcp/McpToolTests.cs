@@ -1,0 +1,305 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using AgentPg.Mcp;
+using AgentPg.McpTestServer;
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+
+namespace AgentPg.Tests.Mcp;
+
+/// <summary>MCP servers' tools as agent tools, against a real C# MCP server over stdio and Streamable HTTP.</summary>
+public sealed class McpToolTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    /// <summary>Claude calls <paramref name="tool"/> with <paramref name="input"/>, then answers with the tool result it got.</summary>
+    private static void ScriptOneCall(FakeClaudeServer claude, string tool, object input)
+        => claude.Respond(request => request.ToolResults.Count > 0
+            ? FakeReply.Text($"result: {request.ToolResults[0].Content} error={request.ToolResults[0].IsError}")
+            : FakeReply.ToolUse(tool, input));
+
+    private async Task<Response> RunOneCallAsync(Harness h, string tool, object input)
+    {
+        var agent = await h.AgentAsync(a => a with { Tools = null });
+        ScriptOneCall(h.Claude, tool, input);
+        return await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "use the tool");
+    }
+
+    private Task<long> InstanceHasToolAsync(AgentPgClient client, string tool) => db.ScalarAsync<long>(
+        "SELECT count(*) FROM {schema}.agentpg_instance_tools WHERE instance_id = $1 AND tool_name = $2", client.InstanceId, tool);
+
+    internal static ToolContext Context() => new(Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid(), "toolu_test", 1,
+        new Dictionary<string, JsonElement>(), null);
+
+    private static JsonElement Json(string json) => JsonDocument.Parse(json).RootElement.Clone();
+
+    [DatabaseFact]
+    public async Task Stdio_ToolsAreDiscoveredAndRegisteredOnTheInstance_AndARunCallsOne()
+    {
+        using var server = new StdioTestServer();
+        await using var h = await Harness.StartAsync(db);
+        var source = await h.Client.AddMcpServerAsync(server.Options());
+
+        Assert.True(source.IsConnected);
+        Assert.Equal("agentpg-test-server 1.0.0", source.ServerInfo);
+        Assert.Contains("test__echo", source.ToolNames);
+        Assert.Contains("test__lookup", source.ToolNames);
+        Assert.Equal("Echoes a message back", h.Client.GetTool("test__echo")!.Description);
+        await Eventually.TrueAsync(async () => await InstanceHasToolAsync(h.Client, "test__echo") == 1, "the MCP tool is registered on the instance in the database");
+
+        var response = await RunOneCallAsync(h, "test__echo", new { message = "hello" });
+
+        Assert.Equal("result: Echo: hello error=False", response.Text);
+        Assert.Contains("called echo {\"message\":\"hello\"}", server.Events);
+    }
+
+    [DatabaseFact]
+    public async Task StreamableHttp_WithStaticAndPerRequestHeaders_ToolsAreDiscovered_AndARunCallsOne()
+    {
+        await using var server = await HttpTestServer.StartAsync(new Dictionary<string, string> { ["X-Api-Key"] = "static-key", ["Authorization"] = "Bearer t2" });
+        await using var h = await Harness.StartAsync(db);
+        var tokens = 0;
+        var source = await h.Client.AddMcpServerAsync(new McpServerOptions
+        {
+            Name = "web",
+            Endpoint = server.Endpoint,
+            Headers = new Dictionary<string, string> { ["X-Api-Key"] = "static-key", ["Authorization"] = "Bearer static" },
+            HeaderProvider = _ => ValueTask.FromResult<IReadOnlyDictionary<string, string>>(
+                new Dictionary<string, string> { ["Authorization"] = "Bearer t" + Math.Min(2, Interlocked.Increment(ref tokens) + 1) }),
+        });
+
+        Assert.Contains("web__add", source.ToolNames);
+        var response = await RunOneCallAsync(h, "web__add", new { a = 2, b = 3.5 });
+
+        Assert.Equal("result: 5.5 error=False", response.Text);
+        Assert.Contains(server.Server.Events, e => e.StartsWith("called add", StringComparison.Ordinal));
+        Assert.True(tokens >= 2, "the header callback runs for every request");
+        Assert.DoesNotContain("Bearer static", server.SeenAuthorization);
+    }
+
+    [DatabaseFact]
+    public async Task SchemaFidelity_ClaudeReceivesTheServersSchemaUnchanged_AndInvalidInputNeverReachesTheServer()
+    {
+        using var server = new StdioTestServer();
+        await using var h = await Harness.StartAsync(db);
+        await h.Client.AddMcpServerAsync(server.Options());
+        var agent = await h.AgentAsync(a => a with { Tools = null });
+        ScriptOneCall(h.Claude, "test__lookup", new { id = true, mode = "slow", filter = new { since = "2026-01-01", tags = new[] { "A" }, extra = 1 } });
+
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "look it up");
+
+        var tools = h.Claude.Requests.First(r => r.IsMessagesCall).Body!.Value.GetProperty("tools");
+        var lookup = tools.EnumerateArray().Single(t => t.GetProperty("name").GetString() == "test__lookup");
+        Assert.True(JsonNode.DeepEquals(JsonNode.Parse(TestServer.LookupSchema), JsonNode.Parse(lookup.GetProperty("input_schema").GetRawText())),
+            "input_schema sent to Claude: " + lookup.GetProperty("input_schema").GetRawText());
+        Assert.StartsWith("result: Invalid input for tool 'test__lookup': ", response.Text, StringComparison.Ordinal);
+        Assert.Contains("/properties/id/anyOf", response.Text, StringComparison.Ordinal);
+        Assert.Contains("'mode'", response.Text, StringComparison.Ordinal);
+        Assert.Contains("'filter.tags.0'", response.Text, StringComparison.Ordinal);
+        Assert.Contains("'filter.extra'", response.Text, StringComparison.Ordinal);
+        Assert.EndsWith("error=True", response.Text, StringComparison.Ordinal);
+        Assert.DoesNotContain(server.Events, e => e.StartsWith("called lookup", StringComparison.Ordinal));
+
+        // Valid input goes through.
+        ScriptOneCall(h.Claude, "test__lookup", new { id = 42, mode = 3, filter = new { since = "2026-01-01", tags = new[] { "ab" } } });
+        var valid = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "look it up");
+        Assert.Equal("result: looked up 42 error=False", valid.Text);
+    }
+
+    [DatabaseFact]
+    public async Task Results_ErrorsAndNonTextContent_MapToToolResults()
+    {
+        await using var server = await HttpTestServer.StartAsync();
+        await using var h = await Harness.StartAsync(db);
+        await h.Client.AddMcpServerAsync(new McpServerOptions { Name = "web", Endpoint = server.Endpoint });
+
+        var failed = await RunOneCallAsync(h, "web__fail", new { });
+        Assert.Equal("result: tool discarded: the widget is broken error=True", failed.Text);
+        Assert.Single(server.Server.Events, e => e.StartsWith("called fail", StringComparison.Ordinal));
+        Assert.Equal(ToolExecutionState.Failed, Assert.Single(failed.ToolCalls).State);
+
+        var refused = await RunOneCallAsync(h, "web__bad_params", new { });
+        Assert.StartsWith("result: tool discarded: MCP tool 'bad_params' refused its input: ", refused.Text, StringComparison.Ordinal);
+        Assert.Single(server.Server.Events, e => e.StartsWith("called bad_params", StringComparison.Ordinal));
+
+        var picture = await RunOneCallAsync(h, "web__picture", new { });
+        Assert.Equal("result: a red dot\n[image: image/png, 6 bytes; not shown: AgentPg passes tool results to Claude as text]\n[resource memo://1 (text/plain)]\nmemo text error=False", picture.Text);
+    }
+
+    [DatabaseFact]
+    public async Task ServerProcessKilledMidSession_TheNextCallSnoozes_TheClientReconnects_AndTheRunCompletes()
+    {
+        using var server = new StdioTestServer();
+        await using var h = await Harness.StartAsync(db);
+        var source = await h.Client.AddMcpServerAsync(server.Options());
+        var echo = h.Client.GetTool("test__echo")!;
+        var pid = int.Parse(await h.Client.GetTool("test__pid")!.ExecuteAsync(Context(), Json("{}"), CancellationToken.None), CultureInfo.InvariantCulture);
+
+        using (var process = Process.GetProcessById(pid))
+        {
+            process.Kill();
+        }
+
+        await Eventually.TrueAsync(() => !source.IsConnected, "the source notices the server process is gone");
+        var snooze = await Assert.ThrowsAsync<ToolSnoozeException>(() => echo.ExecuteAsync(Context(), Json("""{"message":"x"}"""), CancellationToken.None));
+        Assert.Contains("MCP server 'test' is not connected", snooze.Message, StringComparison.Ordinal);
+
+        // A run started now snoozes its call until the source has reconnected, then completes.
+        var response = await RunOneCallAsync(h, "test__echo", new { message = "again" });
+
+        Assert.Equal("result: Echo: again error=False", response.Text);
+        Assert.True(source.IsConnected);
+        var newPid = int.Parse(await h.Client.GetTool("test__pid")!.ExecuteAsync(Context(), Json("{}"), CancellationToken.None), CultureInfo.InvariantCulture);
+        Assert.NotEqual(pid, newPid);
+        Assert.Contains("test__echo", source.ToolNames);
+    }
+
+    [DatabaseFact]
+    public async Task ToolsListChanged_AddsAndRemovesTools_OnTheClientAndTheInstance()
+    {
+        using var server = new StdioTestServer();
+        await using var h = await Harness.StartAsync(db);
+        var source = await h.Client.AddMcpServerAsync(server.Options());
+        Assert.Null(h.Client.GetTool("test__late"));
+
+        await h.Client.GetTool("test__grow")!.ExecuteAsync(Context(), Json("{}"), CancellationToken.None);
+
+        await Eventually.TrueAsync(() => h.Client.GetTool("test__late") is not null, "tools/list_changed registers the new tool");
+        Assert.Contains("test__late", source.ToolNames);
+        await Eventually.TrueAsync(async () => await InstanceHasToolAsync(h.Client, "test__late") == 1, "the new tool is registered on the instance");
+        var response = await RunOneCallAsync(h, "test__late", new { });
+        Assert.Equal("result: late tool here error=False", response.Text);
+
+        await h.Client.GetTool("test__shrink")!.ExecuteAsync(Context(), Json("{}"), CancellationToken.None);
+
+        await Eventually.TrueAsync(() => h.Client.GetTool("test__late") is null, "tools/list_changed unregisters the removed tool");
+        Assert.DoesNotContain("test__late", source.ToolNames);
+        await Eventually.TrueAsync(async () => await InstanceHasToolAsync(h.Client, "test__late") == 0, "the removed tool is unregistered from the instance");
+        Assert.Equal(1, await InstanceHasToolAsync(h.Client, "test__echo"));
+    }
+
+    [DatabaseFact]
+    public async Task CancellingARun_WithAnInFlightMcpCall_SendsTheCancellationToTheServer()
+    {
+        using var server = new StdioTestServer();
+        await using var h = await Harness.StartAsync(db);
+        await h.Client.AddMcpServerAsync(server.Options());
+        var agent = await h.AgentAsync(a => a with { Tools = null });
+        ScriptOneCall(h.Claude, "test__wait", new { });
+        var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "wait");
+        await Eventually.TrueAsync(() => server.Events.Contains("started wait"), "the server runs the tool");
+
+        await h.Client.CancelRunAsync(run);
+
+        await Eventually.TrueAsync(() => server.Events.Contains("cancelled wait"), "the server receives notifications/cancelled and cancels the call");
+        Assert.Equal(RunState.Cancelled, (await h.Client.GetRunAsync(run)).State);
+    }
+
+    [DatabaseFact]
+    public async Task ToolTimeout_CancelsTheMcpCallOnTheServer()
+    {
+        using var server = new StdioTestServer();
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            // Long enough for the call to reach the server first even on a loaded machine.
+            o.ToolTimeout = TimeSpan.FromSeconds(3);
+            o.ToolRetry = new ToolRetryOptions { MaxAttempts = 1 };
+        });
+        await h.Client.AddMcpServerAsync(server.Options());
+
+        var response = await RunOneCallAsync(h, "test__wait", new { });
+
+        Assert.Contains("tool timed out", response.Text, StringComparison.Ordinal);
+        await Eventually.TrueAsync(() => server.Events.Contains("cancelled wait"), "the timed-out call is cancelled on the server");
+    }
+
+    [DatabaseFact]
+    public async Task StopAndDispose_CloseTheConnection_AndTheServerProcessExits()
+    {
+        using var server = new StdioTestServer();
+        await using var h = await Harness.StartAsync(db);
+        var source = await h.Client.AddMcpServerAsync(server.Options());
+        var pid = int.Parse(await h.Client.GetTool("test__pid")!.ExecuteAsync(Context(), Json("{}"), CancellationToken.None), CultureInfo.InvariantCulture);
+
+        await h.Client.StopAsync();
+
+        Assert.False(source.IsConnected);
+        await Eventually.TrueAsync(() => !StdioTestServer.IsRunning(pid), "the stdio server process exits when the client stops");
+        Assert.NotNull(h.Client.GetTool("test__echo"));
+
+        // Started again, the source connects again (a new process).
+        await h.Client.StartAsync();
+        await Eventually.TrueAsync(() => source.IsConnected, "the source reconnects when the client starts again");
+        var second = int.Parse(await h.Client.GetTool("test__pid")!.ExecuteAsync(Context(), Json("{}"), CancellationToken.None), CultureInfo.InvariantCulture);
+
+        await h.Client.DisposeAsync();
+
+        await Eventually.TrueAsync(() => !StdioTestServer.IsRunning(second), "the stdio server process exits when the client is disposed");
+        Assert.Null(h.Client.GetTool("test__echo"));
+    }
+
+    [DatabaseFact]
+    public async Task DisposingTheSource_UnregistersItsTools()
+    {
+        await using var server = await HttpTestServer.StartAsync();
+        await using var h = await Harness.StartAsync(db);
+        var source = await h.Client.AddMcpServerAsync(new McpServerOptions { Name = "web", Endpoint = server.Endpoint });
+        await Eventually.TrueAsync(async () => await InstanceHasToolAsync(h.Client, "web__echo") == 1, "the tool is registered on the instance");
+
+        await source.DisposeAsync();
+
+        Assert.Empty(h.Client.GetAllToolNames());
+        await Eventually.TrueAsync(async () => await InstanceHasToolAsync(h.Client, "web__echo") == 0, "the tool is unregistered from the instance");
+    }
+
+    [Fact]
+    public void Options_AreValidated_WithMessagesThatSayWhatToFix()
+    {
+        static string Errors(McpServerOptions o) => string.Join("\n", o.Validate());
+
+        Assert.Contains("set Command (stdio, for example \"npx\") or Endpoint", Errors(new McpServerOptions { Name = "x" }), StringComparison.Ordinal);
+        Assert.Contains("not both", Errors(new McpServerOptions { Name = "x", Command = "node", Endpoint = new Uri("http://127.0.0.1/mcp") }), StringComparison.Ordinal);
+        Assert.Contains("Name is required", Errors(new McpServerOptions { Command = "node" }), StringComparison.Ordinal);
+        Assert.Contains("Name 'my server' is invalid", Errors(new McpServerOptions { Name = "my server", Command = "node" }), StringComparison.Ordinal);
+        Assert.Contains("is invalid", Errors(new McpServerOptions { Name = new string('a', 41), Command = "node" }), StringComparison.Ordinal);
+        Assert.Contains("must be an absolute http or https URI", Errors(new McpServerOptions { Name = "x", Endpoint = new Uri("ftp://host/mcp") }), StringComparison.Ordinal);
+        Assert.Contains("apply to Endpoint (Streamable HTTP) only", Errors(new McpServerOptions { Name = "x", Command = "node", Headers = new Dictionary<string, string> { ["a"] = "b" } }), StringComparison.Ordinal);
+        Assert.Empty(new McpServerOptions { Name = "files-2", Command = "node" }.Validate());
+        Assert.Equal("files-2__read", new McpServerOptions { Name = "files-2" }.ToolNameFor("read"));
+        Assert.Equal("read", new McpServerOptions { Name = "files-2", DisableToolPrefix = true }.ToolNameFor("read"));
+    }
+
+    [DatabaseFact]
+    public async Task BadInput_FailsWithAClearError_AndRegistersNothing()
+    {
+        await using var h = await Harness.StartAsync(db);
+
+        var both = await Assert.ThrowsAsync<ArgumentException>(() => h.Client.AddMcpServerAsync(new McpServerOptions { Name = "x", Command = "node", Endpoint = new Uri("http://127.0.0.1:1/mcp") }));
+        Assert.Contains("Invalid McpServerOptions", both.Message, StringComparison.Ordinal);
+
+        var missing = await Assert.ThrowsAsync<InvalidOperationException>(() => h.Client.AddMcpServerAsync(new McpServerOptions { Name = "ghost", Command = "agentpg-no-such-mcp-server" }));
+        Assert.Contains("'agentpg-no-such-mcp-server'", missing.Message, StringComparison.Ordinal);
+        Assert.Contains("MCP server 'ghost'", missing.Message, StringComparison.Ordinal);
+
+        await using var guarded = await HttpTestServer.StartAsync(new Dictionary<string, string> { ["Authorization"] = "Bearer right" });
+        var unauthorized = await Assert.ThrowsAsync<InvalidOperationException>(() => h.Client.AddMcpServerAsync(new McpServerOptions
+        {
+            Name = "guarded",
+            Endpoint = guarded.Endpoint,
+            Headers = new Dictionary<string, string> { ["Authorization"] = "Bearer wrong" },
+        }));
+        Assert.Contains("answered HTTP 401", unauthorized.Message, StringComparison.Ordinal);
+        Assert.Contains("Headers or HeaderProvider", unauthorized.Message, StringComparison.Ordinal);
+
+        // A tool whose prefixed name would exceed Claude's 64 characters: refused, unless filtered out.
+        await using var server = await HttpTestServer.StartAsync();
+        var longPrefix = new string('n', 30);
+        var tooLong = await Assert.ThrowsAsync<InvalidOperationException>(() => h.Client.AddMcpServerAsync(new McpServerOptions { Name = longPrefix, Endpoint = server.Endpoint }));
+        Assert.Contains($"tool '{TestServer.LongToolName}' (as '{longPrefix}__{TestServer.LongToolName}')", tooLong.Message, StringComparison.Ordinal);
+        Assert.Contains("ToolFilter", tooLong.Message, StringComparison.Ordinal);
+        Assert.Empty(h.Client.GetAllToolNames());
+
+        var filtered = await h.Client.AddMcpServerAsync(new McpServerOptions { Name = longPrefix, Endpoint = server.Endpoint, ToolFilter = t => t != TestServer.LongToolName });
+        Assert.Contains($"{longPrefix}__echo", filtered.ToolNames);
+    }
+}
