@@ -177,6 +177,23 @@ public sealed partial class FakeClaudeServer : IAsyncDisposable
     /// <summary>Forgets the requests recorded so far.</summary>
     public void ClearRequests() => _requests.Clear();
 
+    /// <summary>Makes a message batch unknown to the server whatever its state, as if it had been deleted or belonged to
+    /// another API key or workspace: from now on retrieving it, its results or cancelling it answers 404
+    /// <c>not_found_error</c>.</summary>
+    /// <param name="batchId">The batch id (<c>msgbatch_…</c>).</param>
+    /// <returns><see langword="true"/> when the batch existed.</returns>
+    public bool ForgetBatch(string batchId)
+    {
+        ArgumentNullException.ThrowIfNull(batchId);
+        if (_batches.Find(batchId) is not { } batch)
+        {
+            return false;
+        }
+
+        _batches.Remove(batch);
+        return true;
+    }
+
     /// <summary>
     /// Waits for the first request, already received or still to come, that matches <paramref name="predicate"/>.
     /// </summary>

@@ -16,7 +16,7 @@ public sealed partial class AgentPgClient
     /// <param name="cancellationToken">Cancels creating the run.</param>
     /// <returns>The run id.</returns>
     /// <remarks>Each model call of the run (one per tool round) is its own message batch; tools run as soon as a result is in.</remarks>
-    /// <exception cref="ArgumentException">The prompt is empty, or an option is invalid.</exception>
+    /// <exception cref="ArgumentException">The prompt is empty or contains U+0000 (which PostgreSQL cannot store), or an option is invalid.</exception>
     /// <exception cref="AgentPgException">See <see cref="RunFastAsync(Guid, Guid, string, RunOptions?, CancellationToken)"/>.</exception>
     public Task<Guid> RunAsync(Guid sessionId, Guid agentId, string prompt, RunOptions? options = null, CancellationToken cancellationToken = default)
         => CreateRunAsync(null, sessionId, agentId, prompt, RunMode.Batch, options, cancellationToken);
@@ -59,7 +59,7 @@ public sealed partial class AgentPgClient
     /// <param name="cancellationToken">Cancels creating the run.</param>
     /// <returns>The run id (the first run's id when <see cref="RunOptions.IdempotencyKey"/> was used before).</returns>
     /// <remarks>Any started instance that has the agent's tools picks the run up; this client does not need to be started.</remarks>
-    /// <exception cref="ArgumentException">The prompt is empty, or an option is invalid.</exception>
+    /// <exception cref="ArgumentException">The prompt is empty or contains U+0000 (which PostgreSQL cannot store), or an option is invalid.</exception>
     /// <exception cref="AgentPgException">The session or agent does not exist (<see cref="AgentPgErrorCode.SessionNotFound"/>,
     /// <see cref="AgentPgErrorCode.AgentNotFound"/>), the session is busy under <see cref="ConcurrencyPolicy.Reject"/>
     /// (<see cref="AgentPgErrorCode.SessionBusy"/>), or the idempotency key belongs to a different request
@@ -311,6 +311,9 @@ public sealed partial class AgentPgClient
         {
             throw new ArgumentException("The prompt is empty; a run needs something to answer.", nameof(prompt));
         }
+
+        // U+0000 cannot be stored; the caller can fix the prompt (see Internal/Nul.cs for the rule everywhere).
+        Nul.Reject(prompt, nameof(prompt));
 
         if (options?.IdempotencyKey is { } key && (key.Length is 0 or > 255))
         {

@@ -125,6 +125,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
                     "(A client that only creates and reads runs does not need to be started.)");
             }
 
+            PoolBudget.Validate(_dataSource, _options.MaxConcurrentTools, _tools.Values);
             await EnsureSchemaAsync(cancellationToken).ConfigureAwait(false);
             await RegisterInstanceAsync(cancellationToken).ConfigureAwait(false);
             await EnsureListenerAsync(cancellationToken).ConfigureAwait(false);
@@ -421,9 +422,11 @@ public sealed partial class AgentPgClient : IAsyncDisposable
                         await ended.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
                     }
                 }
-                catch (Exception ex) when (ex is Anthropic.Exceptions.AnthropicException or HttpRequestException or IOException or NpgsqlException)
+                catch (Exception ex) when (ex is Anthropic.Exceptions.AnthropicException or HttpRequestException or IOException or NpgsqlException
+                                               or OperationCanceledException or InvalidOperationException or ObjectDisposedException)
                 {
-                    // Any started instance's batch poller cancels it later.
+                    // Any started instance's batch poller cancels it later. (Timeouts surface as OperationCanceledException; a
+                    // client stopped meanwhile as ObjectDisposedException or InvalidOperationException.)
                     Log.BatchCancelFailed(_logger, ex, batchId);
                 }
             }

@@ -40,6 +40,23 @@ public sealed partial class FakeClaudeServerTests
     }
 
     [Fact]
+    public async Task ForgetBatch_InProgress_EveryLaterRequestForItIsNotFound()
+    {
+        await using var claude = await FakeClaudeServer.StartAsync(new FakeClaudeServerOptions { BatchProcessingDelay = TimeSpan.FromHours(1) });
+        using var client = claude.CreateClient();
+        claude.Enqueue(FakeReply.Text("never seen"));
+        var created = await client.Messages.Batches.Create(Batch(("doc-1", "Summarize A")));
+
+        Assert.True(claude.ForgetBatch(created.ID));
+
+        Assert.False(claude.ForgetBatch(created.ID));
+        Assert.False(claude.ForgetBatch("msgbatch_unknown"));
+        await Assert.ThrowsAsync<AnthropicNotFoundException>(() => client.Messages.Batches.Retrieve(created.ID));
+        await Assert.ThrowsAsync<AnthropicNotFoundException>(() => client.Messages.Batches.Cancel(created.ID));
+        await Assert.ThrowsAsync<AnthropicNotFoundException>(() => Results(client, created.ID));
+    }
+
+    [Fact]
     public async Task Batches_RequestCounts_StayProcessingUntilTheWholeBatchEnds()
     {
         var clock = new ManualTimeProvider(s_epoch);

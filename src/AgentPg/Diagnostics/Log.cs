@@ -86,6 +86,12 @@ internal static partial class Log
     [LoggerMessage(4007, LogLevel.Debug, "Child run {ChildRunId} created for run {RunId} (agent tool {ToolName})")]
     public static partial void ChildRunCreated(ILogger logger, Guid childRunId, Guid runId, string toolName);
 
+    [LoggerMessage(4008, LogLevel.Error, "Tool execution {ExecutionId} ({ToolName}) of run {RunId}: its outcome could not be recorded")]
+    public static partial void ToolResultNotRecorded(ILogger logger, Exception exception, Guid executionId, string toolName, Guid runId);
+
+    [LoggerMessage(4009, LogLevel.Warning, "Tool execution {ExecutionId} ({ToolName}) handed back: {Reason}")]
+    public static partial void ToolReleased(ILogger logger, Guid executionId, string toolName, string reason);
+
     [LoggerMessage(5001, LogLevel.Warning, "Instance {InstanceId} was removed as stale while alive; registering it and its tools again")]
     public static partial void ReRegistering(ILogger logger, string instanceId);
 
@@ -107,6 +113,9 @@ internal static partial class Log
     [LoggerMessage(6005, LogLevel.Warning, "Run {RunId}: the request of batch {BatchId} {Reason}; resubmitting it")]
     public static partial void BatchResubmitting(ILogger logger, Guid runId, string batchId, string reason);
 
+    [LoggerMessage(6007, LogLevel.Warning, "Run {RunId}: creating its message batch failed ({Failures}): {Error}; retrying")]
+    public static partial void BatchCreateRetry(ILogger logger, Guid runId, int failures, string error);
+
     [LoggerMessage(6006, LogLevel.Debug, "Sending a notification on {Channel} failed; receivers will poll")]
     public static partial void NotifyFailed(ILogger logger, Exception exception, string channel);
 
@@ -127,6 +136,9 @@ internal static partial class Log
 
     [LoggerMessage(7007, LogLevel.Warning, "Leader job {Job} of instance {InstanceId} failed; it runs again at its next interval")]
     public static partial void MaintenanceFailed(ILogger logger, Exception exception, string job, string instanceId);
+
+    [LoggerMessage(7008, LogLevel.Warning, "Released {Released} runs and tool executions held by live instances that no longer worked on them")]
+    public static partial void UnheldWorkReleased(ILogger logger, int released);
 
     [LoggerMessage(7006, LogLevel.Error, "Hook {Hook} threw; ignored")]
     public static partial void HookFailed(ILogger logger, Exception exception, string hook);

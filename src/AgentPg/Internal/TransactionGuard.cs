@@ -5,6 +5,27 @@ namespace AgentPg.Internal;
 
 internal static class TransactionGuard
 {
+    /// <summary>Whether the transaction was committed or rolled back (or its connection is gone).</summary>
+    public static bool IsCompleted(NpgsqlTransaction transaction)
+    {
+        var connection = transaction.Connection;
+        if (connection is null)
+        {
+            return true;
+        }
+
+        try
+        {
+            // Npgsql exposes completion only by refusing to enlist a command (no I/O happens here).
+            using var probe = new NpgsqlCommand(null, connection, transaction);
+            return false;
+        }
+        catch (InvalidOperationException)
+        {
+            return true;
+        }
+    }
+
     /// <summary>Accepts any ADO.NET transaction that is a live Npgsql transaction on the client's database.</summary>
     public static NpgsqlTransaction Require(DbTransaction transaction, NpgsqlDataSource dataSource, string parameterName)
     {
@@ -17,19 +38,7 @@ internal static class TransactionGuard
                 parameterName);
         }
 
-        var connection = npgsql.Connection;
-        if (connection is not null)
-        {
-            try
-            {
-                // Npgsql exposes completion only by refusing to enlist a command (no I/O happens here).
-                using var probe = new NpgsqlCommand(null, connection, npgsql);
-            }
-            catch (InvalidOperationException)
-            {
-                connection = null;
-            }
-        }
+        var connection = IsCompleted(npgsql) ? null : npgsql.Connection;
         if (connection is null)
         {
             throw new ArgumentException("The transaction has already been committed or rolled back; pass a transaction that is still open.", parameterName);

@@ -24,6 +24,7 @@ internal sealed class MaintenanceRunner(Engine engine, IReadOnlyList<IMaintenanc
     [
         new InstanceCleanup(engine),
         new RunRescuer(engine),
+        new StuckWorkSweeper(engine),
         new RunEventRetention(engine),
     ];
 

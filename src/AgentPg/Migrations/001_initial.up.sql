@@ -419,6 +419,10 @@ CREATE UNLOGGED TABLE agentpg_instances (
     metadata              JSONB NOT NULL DEFAULT '{}',
     created_at            TIMESTAMPTZ NOT NULL DEFAULT now(),
     last_heartbeat_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- What the instance's workers were working on at its last heartbeat (run and tool execution ids), and when;
+    -- see agentpg_release_unheld_work.
+    held_work             UUID[] NOT NULL DEFAULT '{}',
+    held_reported_at      TIMESTAMPTZ,
     CONSTRAINT instance_id_valid CHECK (char_length(id) > 0 AND char_length(id) < 128),
     CONSTRAINT instance_capacity_valid CHECK (max_concurrent_runs > 0 AND max_concurrent_tools > 0),
     CONSTRAINT instance_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
@@ -1107,6 +1111,96 @@ BEGIN
     END LOOP;
 
     RETURN QUERY SELECT v_dead, v_released, v_continued;
+END
+$$;
+
+-- Leader-only, last line of defence (review D1): work claimed by a LIVE instance that this instance does not report as
+-- in flight. Every heartbeat records the ids of the runs and tool executions its workers are processing (held_work,
+-- held_reported_at). A claim made more than p_bound before that report and missing from it is held by nobody: its
+-- worker ended without writing an outcome (for example every write failed for longer than the retry budget), and
+-- without this the run would wait forever, since rescue only frees the work of dead instances and streams without
+-- progress. Such work is released like a dead instance's (counted as a rescue; failed after p_max_attempts).
+-- p_bound covers the time between a claim's commit and the worker's registration of it (normally microseconds); claims
+-- newer than the report are never looked at, and a wrong release is harmless anyway (every later write of the old
+-- holder is fenced). Not looked at: batch runs waiting for their batch (batch_pending, batch_processing; the poller
+-- holds them, not a worker) and agent-tool executions waiting for their child run (no holder). Cost: one scan of the
+-- claimed rows joined to the few instance rows, once per rescue interval. Lock order as everywhere: the run, then its
+-- executions.
+CREATE FUNCTION agentpg_release_unheld_work(p_bound INTERVAL, p_max_attempts INTEGER)
+RETURNS INTEGER
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_count INTEGER := 0;
+    v_item RECORD;
+BEGIN
+    FOR v_item IN
+        SELECT te.id, te.run_id, te.claimed_by_instance_id AS holder, te.claim_epoch
+          FROM agentpg_tool_executions te
+          JOIN agentpg_instances i ON i.id = te.claimed_by_instance_id
+         WHERE te.state = 'running'
+           AND te.child_run_id IS NULL
+           AND i.held_reported_at IS NOT NULL
+           AND te.claimed_at < i.held_reported_at - p_bound
+           AND NOT (te.id = ANY (i.held_work))
+    LOOP
+        PERFORM 1 FROM agentpg_runs WHERE id = v_item.run_id FOR NO KEY UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        UPDATE agentpg_tool_executions
+           SET state = CASE WHEN rescue_attempts + 1 > p_max_attempts THEN 'failed' ELSE 'pending' END::agentpg_tool_execution_state,
+               is_error = rescue_attempts + 1 > p_max_attempts,
+               error_message = CASE WHEN rescue_attempts + 1 > p_max_attempts
+                                    THEN 'Tool execution was interrupted ' || (rescue_attempts + 1)
+                                         || ' times; last: instance ' || v_item.holder || ' stopped working on it without recording an outcome'
+                                    ELSE error_message END,
+               completed_at = CASE WHEN rescue_attempts + 1 > p_max_attempts THEN now() END,
+               rescue_attempts = rescue_attempts + 1,
+               attempt_count = greatest(attempt_count - 1, 0),
+               last_error = 'instance ' || v_item.holder || ' stopped working on it without recording an outcome',
+               claimed_by_instance_id = NULL,
+               claimed_at = NULL,
+               started_at = NULL,
+               claim_epoch = claim_epoch + 1
+         WHERE id = v_item.id AND state = 'running' AND claimed_by_instance_id = v_item.holder AND claim_epoch = v_item.claim_epoch;
+        IF FOUND THEN
+            v_count := v_count + 1;
+        END IF;
+    END LOOP;
+
+    FOR v_item IN
+        SELECT r.id, r.claimed_by_instance_id AS holder, r.claim_epoch
+          FROM agentpg_runs r
+          JOIN agentpg_instances i ON i.id = r.claimed_by_instance_id
+         WHERE r.state NOT IN ('completed', 'cancelled', 'failed', 'batch_pending', 'batch_processing')
+           AND i.held_reported_at IS NOT NULL
+           AND r.claimed_at < i.held_reported_at - p_bound
+           AND NOT (r.id = ANY (i.held_work))
+    LOOP
+        PERFORM 1 FROM agentpg_runs
+         WHERE id = v_item.id AND claimed_by_instance_id = v_item.holder AND claim_epoch = v_item.claim_epoch
+           AND state NOT IN ('completed', 'cancelled', 'failed', 'batch_pending', 'batch_processing')
+           FOR NO KEY UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        UPDATE agentpg_iterations i
+           SET error_type = 'abandoned', error_message = 'Instance ' || v_item.holder || ' stopped working on the run',
+               completed_at = now()
+          FROM agentpg_runs r
+         WHERE r.id = v_item.id AND i.id = r.current_iteration_id AND i.completed_at IS NULL AND i.batch_id IS NULL;
+        UPDATE agentpg_runs
+           SET state = CASE WHEN rescue_attempts + 1 > p_max_attempts THEN 'failed' ELSE 'pending' END::agentpg_run_state,
+               error_type = CASE WHEN rescue_attempts + 1 > p_max_attempts THEN 'rescue_failed' ELSE error_type END,
+               error_message = CASE WHEN rescue_attempts + 1 > p_max_attempts
+                                    THEN 'Run was rescued ' || rescue_attempts || ' times (the maximum is ' || p_max_attempts
+                                         || '); last holder: instance ' || v_item.holder || ', which stopped working on it'
+                                    ELSE error_message END,
+               rescue_attempts = rescue_attempts + 1,
+               last_rescue_at = now(),
+               claimed_by_instance_id = NULL,
+               claimed_at = NULL,
+               claim_epoch = claim_epoch + 1
+         WHERE id = v_item.id;
+        v_count := v_count + 1;
+    END LOOP;
+    RETURN v_count;
 END
 $$;
 

@@ -23,6 +23,8 @@ internal sealed class Engine
         Hooks = new HookRunner(options.Hooks, logger);
         Notifier = new Notifier(dataSource, options.PrepareStatements, sql.Schema, logger);
         Deltas = new Events.DeltaPublisher(this);
+        var transactional = Math.Max(1, PoolBudget.TransactionalToolLimit(dataSource, options.MaxConcurrentTools));
+        TransactionalTools = new SemaphoreSlim(transactional, transactional);
         Compactor = new Compaction.Compactor(this, () => ModelClient);
     }
 
@@ -30,6 +32,9 @@ internal sealed class Engine
     public Events.DeltaPublisher Deltas { get; }
 
     public Compaction.Compactor Compactor { get; }
+
+    /// <summary>Slots for transactional tools, each of which holds a connection while it runs (see <see cref="PoolBudget"/>).</summary>
+    public SemaphoreSlim TransactionalTools { get; }
 
     public Notifier Notifier { get; }
 
@@ -50,6 +55,8 @@ internal sealed class Engine
     public ConcurrentDictionary<string, ITool> Tools { get; }
 
     public InFlightWork InFlight { get; } = new();
+
+    public HeldWork Held { get; } = new();
 
     public RunCallbacks Callbacks { get; }
 

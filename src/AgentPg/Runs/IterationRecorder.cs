@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using AgentPg.Claude;
 using AgentPg.Diagnostics;
+using AgentPg.Internal;
 using AgentPg.Storage;
 using AgentPg.Tools;
 using Npgsql;
@@ -40,6 +41,14 @@ internal sealed class IterationRecorder(Engine engine)
     public async Task<IterationOutcome> RecordAsync(ClaimedRun claimed, IterationContext context, ModelResponse response, bool continueInPlace,
         CancellationToken cancellationToken)
     {
+        // U+0000 cannot be stored: Claude's text and tool inputs, streamed or from a batch, keep U+FFFD in its place (see Nul).
+        foreach (var block in response.Blocks)
+        {
+            Nul.ReplaceIn(block);
+        }
+
+        response.StopSequence = Nul.Replace(response.StopSequence);
+
         // A tool call cut off by max_tokens is never executed: the iteration is repeated with more room.
         if (response.StopReason == "max_tokens" && response.TruncatedToolUses.Count > 0)
         {

@@ -183,7 +183,7 @@ internal sealed class RunProcessor(Engine engine)
                     await command.ExecuteNonQueryAsync(token).ConfigureAwait(false);
                 }
             }
-            catch (Exception ex) when (ex is NpgsqlException or OperationCanceledException or TimeoutException)
+            catch (Exception ex) when (ex is NpgsqlException or OperationCanceledException or TimeoutException or ObjectDisposedException or InvalidOperationException)
             {
                 // Best effort: a missed progress mark only matters if the stream stalls for RescueTimeout.
             }

@@ -15,7 +15,8 @@ internal sealed class InstanceSql
                    last_heartbeat_at = now()
             """;
         // 0 rows: the instance was evicted as stale while alive; it re-registers.
-        Heartbeat = $"UPDATE {s}.agentpg_instances SET last_heartbeat_at = now() WHERE id = $1";
+        // $2: the ids of the runs and tool executions in flight (see agentpg_release_unheld_work).
+        Heartbeat = $"UPDATE {s}.agentpg_instances SET last_heartbeat_at = now(), held_work = $2, held_reported_at = now() WHERE id = $1";
         // Health checks: seconds since the instance's last heartbeat, by the database clock; no row when it is not registered.
         HeartbeatAge = $"SELECT extract(epoch FROM now() - last_heartbeat_at)::float8 FROM {s}.agentpg_instances WHERE id = $1";
         Delete = $"DELETE FROM {s}.agentpg_instances WHERE id = $1";

@@ -14,9 +14,17 @@ internal sealed class RescueSql
             SELECT {Columns}
               FROM ({leader.LeaseHeldBy}) leader, LATERAL {s}.agentpg_rescue($2, $3, $4) r
             """;
+        // $1 instance (the leader), $2 bound, $3 max rescue attempts. Work of live instances that they do not report as in
+        // flight (see Maintenance/StuckWorkSweeper). No row when $1 does not lead.
+        ReleaseUnheldWork = $"""
+            SELECT r.released
+              FROM ({leader.LeaseHeldBy}) leader, LATERAL {s}.agentpg_release_unheld_work($2, $3) AS r(released)
+            """;
     }
 
     public string Rescue { get; }
+
+    public string ReleaseUnheldWork { get; }
 
     public void AddRescue(NpgsqlBatch batch, string leaderId, TimeSpan instanceTtl, TimeSpan rescueTimeout, int maxAttempts)
         => batch.Append(Rescue, P.Text(leaderId), P.Interval(instanceTtl), P.Interval(rescueTimeout), P.Int(maxAttempts));

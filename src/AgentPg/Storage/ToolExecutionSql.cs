@@ -46,6 +46,21 @@ internal sealed class ToolExecutionSql
                    last_error = $3
              WHERE id = $1
             """;
+        // $1 id, $2 reason, $3 most interruptions. After the fence. The attempt was interrupted by the database (no
+        // connection, connection lost), not by the tool: give it back, count the interruption (like a rescue) and fail the
+        // execution once there were more than $3.
+        Release = $"""
+            UPDATE {t}
+               SET state = CASE WHEN rescue_attempts + 1 > $3 THEN 'failed' ELSE 'pending' END::{s}.agentpg_tool_execution_state,
+                   is_error = rescue_attempts + 1 > $3,
+                   error_message = CASE WHEN rescue_attempts + 1 > $3
+                                        THEN 'Tool execution was interrupted ' || (rescue_attempts + 1) || ' times; last: ' || $2 END,
+                   completed_at = CASE WHEN rescue_attempts + 1 > $3 THEN now() END,
+                   rescue_attempts = rescue_attempts + 1,
+                   attempt_count = greatest(attempt_count - 1, 0),
+                   claimed_by_instance_id = NULL, claimed_at = NULL, started_at = NULL, scheduled_at = now(), last_error = $2
+             WHERE id = $1
+            """;
         ByRun = $"""
             SELECT {Columns}, i.iteration_number
               FROM {t} te JOIN {s}.agentpg_iterations i ON i.id = te.iteration_id
@@ -96,6 +111,8 @@ internal sealed class ToolExecutionSql
     public string Retry { get; }
 
     public string Snooze { get; }
+
+    public string Release { get; }
 
     public string ByRun { get; }
 

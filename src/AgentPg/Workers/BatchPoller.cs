@@ -1,3 +1,4 @@
+using System.Net;
 using System.Text.Json;
 using AgentPg.Claude;
 using AgentPg.Diagnostics;
@@ -17,7 +18,13 @@ namespace AgentPg.Workers;
 /// </remarks>
 internal sealed class BatchPoller(Engine engine)
 {
-    private const int MaxPerTick = 20;
+    // Due batches are polled PollConcurrency at a time (a poll is an HTTP round trip; an ended batch adds a download and a
+    // recording), up to MaxPerTick per tick: a backlog of 1 000 finished batches is collected in two ticks, not 50 (review D17).
+    private const int MaxPerTick = 500;
+    private const int PollConcurrency = 8;
+
+    // How long past a batch's expiry an unreachable API is tolerated before the run fails.
+    private static readonly TimeSpan s_unreachableGrace = TimeSpan.FromHours(1);
 
     private static readonly HashSet<string> s_retryableErrors = ["overloaded_error", "api_error", "rate_limit_error", "timeout_error"];
 
@@ -72,7 +79,8 @@ internal sealed class BatchPoller(Engine engine)
             {
                 await _api.CancelAsync(batchId, cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException)
+            catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException
+                                           || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested))
             {
                 Log.BatchCancelFailed(engine.Logger, ex, batchId);
             }
@@ -92,10 +100,19 @@ internal sealed class BatchPoller(Engine engine)
             items = await command.QueryListAsync(PollItem.Read, cancellationToken).ConfigureAwait(false);
         }
 
-        foreach (var item in items)
+        var parallel = new ParallelOptions { MaxDegreeOfParallelism = PollConcurrency, CancellationToken = cancellationToken };
+        await Parallel.ForEachAsync(items, parallel, async (item, ct) =>
         {
-            await PollOneAsync(item, cancellationToken).ConfigureAwait(false);
-        }
+            try
+            {
+                await PollOneAsync(item, ct).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !ct.IsCancellationRequested)
+            {
+                // One batch's trouble (for example the database refusing its adoption) must not stop the others.
+                Log.BatchPollFailed(engine.Logger, ex, item.Run.Id, item.BatchId);
+            }
+        }).ConfigureAwait(false);
     }
 
     private async Task PollOneAsync(PollItem item, CancellationToken cancellationToken)
@@ -152,12 +169,47 @@ internal sealed class BatchPoller(Engine engine)
         {
             await _recorder.FailAsync(claimed, failure.ErrorType, failure.Message).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException)
+        catch (AnthropicApiException ex) when (IsPermanent(ex))
         {
-            // The API is unreachable or refused the poll: try again on the next tick.
+            // No later poll can succeed (404: the batch was deleted, or belongs to another API key or workspace).
+            await _recorder.FailAsync(claimed, "batch_error",
+                $"Message batch {item.BatchId} of iteration {item.IterationNumber} cannot be polled: Claude API error {(int)ex.StatusCode} " +
+                $"{ex.Type?.Raw() ?? "error"}: {ex.ApiMessage ?? "(no message)"}" +
+                (ex.StatusCode == HttpStatusCode.NotFound ? " (deleted, or created with another API key or workspace)." : ".")).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (IsTransportFailure(ex, cancellationToken))
+        {
+            // The API is unreachable or busy (the SDK already retried): try again on the next tick, until the batch could
+            // no longer produce a result anyway.
+            Log.BatchPollFailed(engine.Logger, ex, run.Id, item.BatchId);
+            if (item.ExpiresAt is { } expiresAt && engine.Time.GetUtcNow() > expiresAt + s_unreachableGrace)
+            {
+                await _recorder.FailAsync(claimed, "batch_error",
+                    $"Message batch {item.BatchId} of iteration {item.IterationNumber} could not be polled since before it expired " +
+                    $"({expiresAt:u}); last error: {ex.Message}").ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (Transient.IsTransient(ex))
+        {
+            // The database is unreachable: the next tick polls again.
             Log.BatchPollFailed(engine.Logger, ex, run.Id, item.BatchId);
         }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            // A result that cannot be processed (malformed, refused by the database) would fail the same way at every poll:
+            // the run fails, as a streamed answer would (review D2).
+            Log.RunProcessingFailed(engine.Logger, ex, run.Id);
+            await _recorder.FailAsync(claimed, "processing_error", $"Processing the result of message batch {item.BatchId} failed: {ex.Message}")
+                .ConfigureAwait(false);
+        }
     }
+
+    private static bool IsPermanent(AnthropicApiException ex)
+        => (int)ex.StatusCode is >= 400 and < 500 and not 408 and not 409 and not 429;
+
+    private static bool IsTransportFailure(Exception ex, CancellationToken cancellationToken)
+        => ex is AnthropicException or HttpRequestException or IOException
+           || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested);
 
     private async Task HandleEndedAsync(ClaimedRun claimed, PollItem item, CancellationToken cancellationToken)
     {
@@ -166,7 +218,12 @@ internal sealed class BatchPoller(Engine engine)
         switch (type)
         {
             case "succeeded":
-                var message = result!.Value.GetProperty("message");
+                if (!result!.Value.TryGetProperty("message", out var message) || message.ValueKind != JsonValueKind.Object)
+                {
+                    throw new RunFailureException("processing_error",
+                        $"The batch result of iteration {item.IterationNumber} (batch {item.BatchId}) says succeeded but holds no message.");
+                }
+
                 var response = ModelResponse.FromMessage(message);
                 claimed.IterationUsage = response.Usage;
                 var context = await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false);
@@ -294,7 +351,7 @@ internal sealed class BatchPoller(Engine engine)
         {
             await _api.CancelAsync(batchId, CancellationToken.None).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException)
+        catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException or OperationCanceledException or InvalidOperationException)
         {
             Log.BatchCancelFailed(engine.Logger, ex, batchId);
         }

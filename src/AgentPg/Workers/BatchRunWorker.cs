@@ -21,11 +21,11 @@ internal sealed class BatchRunWorker(Engine engine)
 
     protected override string Name => "batch run worker";
 
-    protected override Task ProcessAsync(ClaimedRun claimed, CancellationToken hardStop) => _recorder.GuardAsync(claimed, async token =>
+    protected override Task ProcessAsync(ClaimedRun claimed, StopTokens stop) => _recorder.GuardAsync(claimed, async token =>
     {
         var context = await _starter.StartAsync(claimed, streaming: false, token).ConfigureAwait(false);
         await _submitter.SubmitAsync(claimed, context, BatchSubmitter.Kind.First, token).ConfigureAwait(false);
-    }, hardStop);
+    }, stop.HardStop);
 }
 
 /// <summary>Creates a batch for an iteration and records it (fenced); a batch that cannot be recorded is cancelled at the
@@ -47,21 +47,43 @@ internal sealed class BatchSubmitter(Engine engine)
         var run = claimed.Run;
         string batchId;
         DateTimeOffset expiresAt;
-        try
+        context = await _window.BeforeRequestAsync(claimed, context, cancellationToken).ConfigureAwait(false);
+        var body = context.Body();
+        await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Batch, body, null, null), cancellationToken).ConfigureAwait(false);
+        var failures = 0;
+        while (true)
         {
-            // Never abandoned half-way: once the request is sent the batch may exist, and only a recorded (or cancelled)
-            // batch is safe. A cancelled run makes the recording below fail, which cancels the batch at the API.
-            context = await _window.BeforeRequestAsync(claimed, context, cancellationToken).ConfigureAwait(false);
-            var body = context.Body();
-            await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Batch, body, null, null), cancellationToken).ConfigureAwait(false);
-            cancellationToken.ThrowIfCancellationRequested();
-            (batchId, expiresAt) = await _api.CreateAsync(context.IterationId, body, context.Headers(claimed.UsedExtendedContext), CancellationToken.None).ConfigureAwait(false);
-        }
-        catch (AnthropicApiException ex)
-        {
-            // The SDK already retried what is retryable before throwing.
-            throw new RunFailureException("batch_error",
-                $"Creating the message batch failed: Claude API error {(int)ex.StatusCode} {ex.Type?.Raw() ?? "error"}: {ex.ApiMessage ?? "(no message)"}");
+            try
+            {
+                // Never abandoned half-way: once the request is sent the batch may exist, and only a recorded (or cancelled)
+                // batch is safe. A cancelled run makes the recording below fail, which cancels the batch at the API.
+                cancellationToken.ThrowIfCancellationRequested();
+                (batchId, expiresAt) = await _api.CreateAsync(context.IterationId, body, context.Headers(claimed.UsedExtendedContext), CancellationToken.None).ConfigureAwait(false);
+                break;
+            }
+            catch (AnthropicApiException ex)
+            {
+                // The SDK already retried what is retryable before throwing.
+                throw new RunFailureException("batch_error",
+                    $"Creating the message batch failed: Claude API error {(int)ex.StatusCode} {ex.Type?.Raw() ?? "error"}: {ex.ApiMessage ?? "(no message)"}");
+            }
+            catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException or OperationCanceledException
+                                       && !cancellationToken.IsCancellationRequested)
+            {
+                // A transport failure, retried like a failed stream (AgentPgOptions.MaxModelRetries). If the request did create
+                // a batch whose answer was lost, that batch cannot be found again (the API has no idempotency key for it):
+                // it runs once, unpolled, and its result is never used.
+                failures++;
+                if (failures > engine.Options.MaxModelRetries)
+                {
+                    throw new RunFailureException("batch_error",
+                        $"Creating the message batch failed {failures} times (AgentPgOptions.MaxModelRetries = {engine.Options.MaxModelRetries}); " +
+                        $"last error: {ex.Message}", ex);
+                }
+
+                Log.BatchCreateRetry(engine.Logger, run.Id, failures, ex.Message);
+                await Task.Delay(TimeSpan.FromMilliseconds(250 * failures), engine.Time, cancellationToken).ConfigureAwait(false);
+            }
         }
 
         var recorded = false;
@@ -99,8 +121,10 @@ internal sealed class BatchSubmitter(Engine engine)
         {
             await _api.CancelAsync(batchId, CancellationToken.None).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException or InvalidOperationException)
+        catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException or InvalidOperationException
+                                   or OperationCanceledException or ObjectDisposedException)
         {
+            // Fire and forget: every failure ends here (an HTTP timeout is an OperationCanceledException).
             Log.BatchCancelFailed(engine.Logger, ex, batchId);
         }
     }

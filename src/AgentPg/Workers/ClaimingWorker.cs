@@ -31,8 +31,8 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
 
     protected abstract string Name { get; }
 
-    public void Start(CancellationToken stopClaiming, CancellationToken hardStop)
-        => _loop = Task.Run(() => LoopAsync(stopClaiming, hardStop), CancellationToken.None);
+    public void Start(StopTokens stop, CancellationToken stopClaiming)
+        => _loop = Task.Run(() => LoopAsync(stop, stopClaiming), CancellationToken.None);
 
     /// <summary>Waits for the claim loop to end (after stopClaiming) and for in-flight items to finish.</summary>
     public async Task DrainAsync()
@@ -51,16 +51,23 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
         await Task.WhenAll(remaining).ConfigureAwait(false);
     }
 
-    public void Dispose() => _slots.Dispose();
+    // The slots are not disposed: an item that ignored the hard stop may still finish (and release its slot) after
+    // StopAsync returned. SemaphoreSlim holds no unmanaged resource unless its AvailableWaitHandle is used.
+    public void Dispose()
+    {
+    }
 
     protected abstract Task<IReadOnlyList<T>> ClaimAsync(int count, CancellationToken cancellationToken);
 
-    protected abstract Task ProcessAsync(T item, CancellationToken hardStop);
+    protected abstract Task ProcessAsync(T item, StopTokens stop);
+
+    /// <summary>The id under which the item's claim is stored (a run's or a tool execution's).</summary>
+    protected abstract Guid KeyOf(T item);
 
     /// <summary>Periodic extra work of the loop (for example scans); called at most once per poll.</summary>
     protected virtual Task OnPollAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    private async Task LoopAsync(CancellationToken stopClaiming, CancellationToken hardStop)
+    private async Task LoopAsync(StopTokens stop, CancellationToken stopClaiming)
     {
         var errorDelay = TimeSpan.FromMilliseconds(100);
         while (!stopClaiming.IsCancellationRequested)
@@ -76,8 +83,10 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
                     var items = await ClaimAsync(free, stopClaiming).ConfigureAwait(false);
                     foreach (var item in items)
                     {
+                        // Reported by the heartbeat from now until the item is done (see HeldWork).
+                        engine.Held.Add(KeyOf(item));
                         await _slots.WaitAsync(CancellationToken.None).ConfigureAwait(false);
-                        Track(RunItemAsync(item, hardStop));
+                        Track(RunItemAsync(item, stop));
                     }
 
                     saturated = items.Count == free;
@@ -131,13 +140,13 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
         }
     }
 
-    private async Task RunItemAsync(T item, CancellationToken hardStop)
+    private async Task RunItemAsync(T item, StopTokens stop)
     {
         // Run the item off the loop's thread so a slow synchronous part cannot stall claiming.
         await Task.Yield();
         try
         {
-            await ProcessAsync(item, hardStop).ConfigureAwait(false);
+            await ProcessAsync(item, stop).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -145,6 +154,7 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
         }
         finally
         {
+            engine.Held.Remove(KeyOf(item));
             _slots.Release();
             if (Volatile.Read(ref _mayHaveMore))
             {
@@ -179,6 +189,8 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
 internal abstract class RunWorker(Engine engine, RunMode mode, WakeSignal wake, int maxInFlight)
     : ClaimingWorker<ClaimedRun>(engine, wake, maxInFlight, engine.Options.RunPollInterval)
 {
+    protected override Guid KeyOf(ClaimedRun item) => item.Run.Id;
+
     protected override async Task<IReadOnlyList<ClaimedRun>> ClaimAsync(int count, CancellationToken cancellationToken)
     {
         var batch = new NpgsqlBatch();
@@ -215,5 +227,5 @@ internal sealed class StreamingRunWorker(Engine engine)
 
     protected override string Name => "streaming run worker";
 
-    protected override Task ProcessAsync(ClaimedRun item, CancellationToken hardStop) => _processor.ProcessAsync(item, hardStop);
+    protected override Task ProcessAsync(ClaimedRun item, StopTokens stop) => _processor.ProcessAsync(item, stop.HardStop);
 }

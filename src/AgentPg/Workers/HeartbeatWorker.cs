@@ -5,7 +5,8 @@ using AgentPg.Storage;
 namespace AgentPg.Workers;
 
 /// <summary>Records every <see cref="AgentPgOptions.HeartbeatInterval"/> that this instance is alive. An instance that was
-/// evicted as stale while still alive (for example after a long pause) registers itself and its tools again.</summary>
+/// evicted as stale while still alive (for example after a long pause) registers itself and its tools again. Each
+/// heartbeat also records what the workers hold (<see cref="HeldWork"/>), for the leader's stuck-work sweep.</summary>
 internal sealed class HeartbeatWorker(Engine engine, Func<CancellationToken, Task> registerAgain)
 {
     private Task? _loop;
@@ -31,6 +32,7 @@ internal sealed class HeartbeatWorker(Engine engine, Func<CancellationToken, Tas
                 await using (command.ConfigureAwait(false))
                 {
                     command.Parameters.Add(P.Text(engine.InstanceId));
+                    command.Parameters.Add(P.UuidArray(engine.Held.Snapshot()));
                     rows = await command.ExecuteNonQueryAsync(stop).ConfigureAwait(false);
                 }
 

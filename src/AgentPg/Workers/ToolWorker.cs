@@ -52,7 +52,9 @@ internal sealed class ToolWorker(Engine engine)
         }
     }
 
-    protected override Task ProcessAsync(ClaimedTool item, CancellationToken hardStop) => new ToolRunner(Engine, item).RunAsync(hardStop);
+    protected override Guid KeyOf(ClaimedTool item) => item.Execution.Id;
+
+    protected override Task ProcessAsync(ClaimedTool item, StopTokens stop) => new ToolRunner(Engine, item).RunAsync(stop);
 
     /// <summary>Safety net: runs whose tools are all done but whose tool_result message was never written.</summary>
     protected override async Task OnPollAsync(CancellationToken cancellationToken)
@@ -76,97 +78,227 @@ internal sealed class ToolWorker(Engine engine)
 }
 
 /// <summary>Executes one claimed tool execution and records its outcome (fenced).</summary>
+/// <remarks>
+/// Every path ends the execution or hands it back (review D1): the tool's result, its failure (retried while attempts
+/// remain), a misuse of the transaction it was given, a result the database refuses, or an interruption by the database
+/// (connection lost, pool exhausted), which gives the attempt back. When even that cannot be written (the database stays
+/// away), the runner ends without it and the leader's stuck-work sweep (<see cref="Maintenance.StuckWorkSweeper"/>) releases
+/// the execution, since this instance no longer reports it as in flight.
+/// Results obtained before a shutdown's deadline are still written after it (review D13): writes use
+/// <see cref="StopTokens.Abandon"/>, not the hard stop; the tool itself gets the hard stop.
+/// </remarks>
 internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
 {
     private readonly ToolExecution _execution = claimed.Execution;
 
-    public async Task RunAsync(CancellationToken hardStop)
+    public async Task RunAsync(StopTokens stop)
     {
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(hardStop);
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(stop.HardStop);
         using var registration = engine.InFlight.Register(_execution.RunId, cts);
+        var record = stop.Abandon;
         var started = engine.Time.GetTimestamp();
         using var activity = Telemetry.StartTool(claimed, engine.Options.Telemetry.CaptureContent);
-        engine.Callbacks.FireStart(Event());
         try
         {
             if (_execution.IsAgentTool)
             {
+                // Its first write (the child run) is fenced and nothing happens before it.
+                engine.Callbacks.FireStart(Event());
                 await new AgentToolRunner(engine, claimed).RunAsync(cts.Token).ConfigureAwait(false);
                 return;
             }
 
             if (!engine.Tools.TryGetValue(_execution.ToolName, out var tool))
             {
-                await CompleteAsync(ToolExecutionState.Failed, null, true, $"tool not found: {_execution.ToolName}", started, cts.Token).ConfigureAwait(false);
+                engine.Callbacks.FireStart(Event());
+                await CompleteAsync(ToolExecutionState.Failed, null, true, $"tool not found: {_execution.ToolName}", started, record).ConfigureAwait(false);
                 return;
             }
 
             if (tool is ITransactionalTool)
             {
-                await RunTransactionalAsync(tool, started, cts.Token).ConfigureAwait(false);
+                await RunTransactionalAsync(tool, started, cts.Token, record).ConfigureAwait(false);
+                return;
             }
-            else
-            {
-                string output;
-                try
-                {
-                    output = await ExecuteWithTimeoutAsync(tool, null, cts.Token).ConfigureAwait(false);
-                }
-                catch (Exception ex) when (!cts.IsCancellationRequested)
-                {
-                    await HandleFailureAsync(ex, started, cts.Token).ConfigureAwait(false);
-                    return;
-                }
 
-                await CompleteAsync(ToolExecutionState.Completed, output, false, null, started, cts.Token).ConfigureAwait(false);
+            await CheckStillClaimedAsync(null, cts.Token).ConfigureAwait(false);
+            engine.Callbacks.FireStart(Event());
+            string output;
+            try
+            {
+                output = await ExecuteWithTimeoutAsync(tool, null, cts.Token).ConfigureAwait(false);
             }
+            catch (Exception ex) when (!cts.IsCancellationRequested)
+            {
+                await HandleFailureAsync(ex, started, record).ConfigureAwait(false);
+                return;
+            }
+
+            await CompleteAsync(ToolExecutionState.Completed, output, false, null, started, record).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex.IsClaimLost())
         {
             // Cancelled run (the execution is skipped) or rescued: the result is dropped.
             Log.ToolClaimLost(engine.Logger, _execution.Id, _execution.RunId);
         }
-        catch (OperationCanceledException) when (cts.IsCancellationRequested)
+        catch (OperationCanceledException) when (cts.IsCancellationRequested || record.IsCancellationRequested)
         {
             // Run cancelled (already recorded) or shutdown (StopAsync releases the execution).
             Log.ToolCancelled(engine.Logger, _execution.Id, _execution.RunId);
         }
-    }
-
-    private async Task RunTransactionalAsync(ITool tool, long started, CancellationToken cancellationToken)
-    {
-        var connection = await engine.DataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using (connection.ConfigureAwait(false))
+        catch (Exception ex)
         {
-            var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-            await using (transaction.ConfigureAwait(false))
-            {
-                string output;
-                try
-                {
-                    output = await ExecuteWithTimeoutAsync(tool, transaction, cancellationToken).ConfigureAwait(false);
-                }
-                catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
-                {
-                    // The tool's writes go away with its failure; the failure is recorded outside the transaction.
-                    await RollbackQuietlyAsync(transaction).ConfigureAwait(false);
-                    await HandleFailureAsync(ex, started, cancellationToken).ConfigureAwait(false);
-                    return;
-                }
-
-                // Result and the tool's writes commit together; a lost claim rolls both back.
-                var batch = new NpgsqlBatch(connection, transaction);
-                await using (batch.ConfigureAwait(false))
-                {
-                    AddComplete(batch, ToolExecutionState.Completed, output, false, null);
-                    await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-                }
-
-                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-                FireComplete(output, false, null, started);
-            }
+            await EndUnrecordedAsync(ex, started, record).ConfigureAwait(false);
         }
     }
+
+    /// <summary>The outcome could not be written: end the execution with the reason (or hand it back when the database is
+    /// unreachable). If that fails too, the stuck-work sweep releases it.</summary>
+    private async Task EndUnrecordedAsync(Exception ex, long started, CancellationToken record)
+    {
+        Log.ToolResultNotRecorded(engine.Logger, ex, _execution.Id, _execution.ToolName, _execution.RunId);
+        try
+        {
+            if (Transient.IsTransient(ex))
+            {
+                await ReleaseAsync(Describe(ex), record).ConfigureAwait(false);
+            }
+            else
+            {
+                var message = $"The tool's result could not be stored: {Describe(ex)}";
+                await CompleteAsync(ToolExecutionState.Failed, message, true, message, started, record).ConfigureAwait(false);
+            }
+        }
+        catch (Exception again) when (again.IsClaimLost())
+        {
+            Log.ToolClaimLost(engine.Logger, _execution.Id, _execution.RunId);
+        }
+        catch (Exception again)
+        {
+            Log.ToolResultNotRecorded(engine.Logger, again, _execution.Id, _execution.ToolName, _execution.RunId);
+        }
+    }
+
+    /// <summary>The execution is still this instance's (review D9): a cancel committed between the claim and the
+    /// registration in <see cref="InFlightWork"/> sent its notification to nobody, and the tool must not run for a cancelled
+    /// run. One statement without a transaction; the fence's row locks end with it.</summary>
+    private async Task CheckStillClaimedAsync(NpgsqlConnection? connection, CancellationToken cancellationToken)
+    {
+        if (connection is null)
+        {
+            var batch = new NpgsqlBatch();
+            await using (batch.ConfigureAwait(false))
+            {
+                AddFence(batch);
+                await engine.ExecuteNonQueryAsync(batch, cancellationToken).ConfigureAwait(false);
+            }
+
+            return;
+        }
+
+        var command = new NpgsqlCommand(engine.Sql.ToolExecutions.Fence, connection);
+        await using (command.ConfigureAwait(false))
+        {
+            command.Parameters.Add(P.Uuid(_execution.Id));
+            command.Parameters.Add(P.Text(engine.InstanceId));
+            command.Parameters.Add(P.Long(_execution.ClaimEpoch));
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task RunTransactionalAsync(ITool tool, long started, CancellationToken cancellationToken, CancellationToken record)
+    {
+        // At most TransactionalToolSlots at a time, so connections stay for heartbeats, fences and claims (review D8).
+        await engine.TransactionalTools.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            NpgsqlConnection connection;
+            try
+            {
+                connection = await Transient.RetryAsync(async ct => await engine.DataSource.OpenConnectionAsync(ct).ConfigureAwait(false), engine.Time,
+                    cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (Transient.IsTransient(ex) && !cancellationToken.IsCancellationRequested)
+            {
+                // Pool exhausted or database unreachable: the tool has not run; hand the execution back.
+                await ReleaseAsync($"no database connection for the tool's transaction: {Describe(ex)}", record).ConfigureAwait(false);
+                return;
+            }
+
+            await using (connection.ConfigureAwait(false))
+            {
+                // Before BEGIN: the fence's lock on the run must not last as long as the tool.
+                await CheckStillClaimedAsync(connection, cancellationToken).ConfigureAwait(false);
+                engine.Callbacks.FireStart(Event());
+                var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                await using (transaction.ConfigureAwait(false))
+                {
+                    string output;
+                    try
+                    {
+                        output = await ExecuteWithTimeoutAsync(tool, transaction, cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+                    {
+                        // The tool's writes go away with its failure; the failure is recorded outside the transaction.
+                        await RollbackQuietlyAsync(transaction).ConfigureAwait(false);
+                        await HandleFailureAsync(ex, started, record).ConfigureAwait(false);
+                        return;
+                    }
+
+                    if (TransactionGuard.IsCompleted(transaction))
+                    {
+                        // Its writes may be committed already: running it again could make them twice.
+                        const string message = "The tool committed or rolled back context.Transaction itself. AgentPg commits an " +
+                            "ITransactionalTool's transaction together with its result, so the tool must leave it open (use a savepoint " +
+                            "to undo part of its work); the execution is not retried.";
+                        await CompleteAsync(ToolExecutionState.Failed, message, true, message, started, record).ConfigureAwait(false);
+                        return;
+                    }
+
+                    try
+                    {
+                        // Result and the tool's writes commit together; a lost claim rolls both back.
+                        var batch = new NpgsqlBatch(connection, transaction);
+                        await using (batch.ConfigureAwait(false))
+                        {
+                            AddComplete(batch, ToolExecutionState.Completed, output, false, null);
+                            await batch.ExecuteNonQueryAsync(record).ConfigureAwait(false);
+                        }
+
+                        await transaction.CommitAsync(record).ConfigureAwait(false);
+                    }
+                    catch (Exception ex) when (!ex.IsClaimLost() && ex is not OperationCanceledException)
+                    {
+                        await RollbackQuietlyAsync(transaction).ConfigureAwait(false);
+                        if (Transient.IsTransient(ex))
+                        {
+                            // The connection went away: if the commit happened, the fence of the release reports a lost claim.
+                            await ReleaseAsync($"the tool's transaction could not be committed: {Describe(ex)}", record).ConfigureAwait(false);
+                            return;
+                        }
+
+                        // The tool's writes are rolled back: its attempt failed (retried while attempts remain).
+                        await HandleFailureAsync(TransactionFailure(ex), started, record).ConfigureAwait(false);
+                        return;
+                    }
+
+                    FireComplete(output, false, null, started);
+                }
+            }
+        }
+        finally
+        {
+            engine.TransactionalTools.Release();
+        }
+    }
+
+    private static Exception TransactionFailure(Exception ex) => ex is PostgresException { SqlState: PostgresErrorCodes.InFailedSqlTransaction }
+        ? new InvalidOperationException(
+            "The tool's transaction was aborted by a database error that the tool caught without rethrowing, so its result and its " +
+            "writes cannot be committed. An ITransactionalTool must let database errors propagate, or run a statement that may " +
+            "fail inside a savepoint (context.Transaction.SaveAsync / RollbackAsync(name)).", ex)
+        : ex;
 
     private static async Task RollbackQuietlyAsync(NpgsqlTransaction transaction)
     {
@@ -227,6 +359,16 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
         WakeAfter(delay);
     }
 
+    /// <summary>Hands the execution back after an interruption that is not the tool's doing (no connection, connection lost):
+    /// the attempt is given back and counted as an interruption; after <see cref="RunRescueOptions.MaxAttempts"/> of them it
+    /// fails.</summary>
+    private async Task ReleaseAsync(string reason, CancellationToken cancellationToken)
+    {
+        await WriteAsync(engine.Sql.ToolExecutions.Release, cancellationToken, P.Text(reason), P.Int(engine.Options.RunRescue.MaxAttempts)).ConfigureAwait(false);
+        Log.ToolReleased(engine.Logger, _execution.Id, _execution.ToolName, reason);
+        WakeAfter(TimeSpan.Zero);
+    }
+
     private void WakeAfter(TimeSpan delay)
     {
         if (delay <= TimeSpan.Zero)
@@ -261,9 +403,9 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
         var complete = new NpgsqlBatchCommand(engine.Sql.ToolExecutions.Complete);
         complete.Parameters.Add(P.Uuid(_execution.Id));
         complete.Parameters.Add(P.Text(state.ToDb()));
-        complete.Parameters.Add(P.Text(output));
+        complete.Parameters.Add(P.Text(Nul.Replace(output)));
         complete.Parameters.Add(P.Bool(isError));
-        complete.Parameters.Add(P.Text(errorMessage));
+        complete.Parameters.Add(P.Text(Nul.Replace(errorMessage)));
         batch.BatchCommands.Add(complete);
     }
 
@@ -279,7 +421,13 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
                 command.Parameters.Add(P.Uuid(_execution.Id));
                 foreach (var p in parameters)
                 {
-                    command.Parameters.Add(p.Clone());
+                    var copy = p.Clone();
+                    if (copy.Value is string text)
+                    {
+                        copy.Value = Nul.Replace(text);
+                    }
+
+                    command.Parameters.Add(copy);
                 }
 
                 batch.BatchCommands.Add(command);

@@ -13,6 +13,7 @@ internal sealed class WorkerSet(Engine engine, Func<CancellationToken, Task> reg
 
     private readonly CancellationTokenSource _stopClaiming = new();
     private readonly CancellationTokenSource _hardStop = new();
+    private readonly CancellationTokenSource _abandon = new();
     private readonly CancellationTokenSource _stopHeartbeat = new();
     private readonly StreamingRunWorker _streaming = new(engine);
     private readonly BatchRunWorker _batches = new(engine);
@@ -29,9 +30,10 @@ internal sealed class WorkerSet(Engine engine, Func<CancellationToken, Task> reg
         _heartbeat.Start(_stopHeartbeat.Token);
         _elector = new LeaderElector(engine, LeadershipChangedAsync);
         _elector.Start(_stopClaiming.Token);
-        _streaming.Start(_stopClaiming.Token, _hardStop.Token);
-        _batches.Start(_stopClaiming.Token, _hardStop.Token);
-        _tools.Start(_stopClaiming.Token, _hardStop.Token);
+        var stop = new StopTokens(_hardStop.Token, _abandon.Token);
+        _streaming.Start(stop, _stopClaiming.Token);
+        _batches.Start(stop, _stopClaiming.Token);
+        _tools.Start(stop, _stopClaiming.Token);
         _poller.Start(_stopClaiming.Token);
     }
 
@@ -53,7 +55,9 @@ internal sealed class WorkerSet(Engine engine, Func<CancellationToken, Task> reg
             }
             catch (TimeoutException)
             {
-                // Work that ignores cancellation keeps running detached; releasing it below fences it off.
+                // Work that ignores cancellation keeps running detached; releasing it below fences it off. Results still
+                // being written are given up now.
+                await _abandon.CancelAsync().ConfigureAwait(false);
             }
         }
 
@@ -91,6 +95,7 @@ internal sealed class WorkerSet(Engine engine, Func<CancellationToken, Task> reg
         _tools.Dispose();
         _stopClaiming.Dispose();
         _hardStop.Dispose();
+        _abandon.Dispose();
         _stopHeartbeat.Dispose();
     }
 }

@@ -106,4 +106,50 @@ public sealed class ShutdownTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         // Released on shutdown, not rescued.
         Assert.Equal(0, finished.RescueAttempts);
     }
+
+    [DatabaseFact]
+    public async Task StopAsync_DeadlinePassesWhileAToolResultIsBeingWritten_TheResultIsKeptAndTheToolNotRunAgain()
+    {
+        var calls = 0;
+        var returned = new TaskCompletionSource();
+        await using var h = await Harness.StartAsync(db, start: true, tools: new TestTool("once", (_, _, _) =>
+        {
+            Interlocked.Increment(ref calls);
+            returned.TrySetResult();
+            return Task.FromResult("done once");
+        }));
+        var agent = await h.AgentAsync(a => a with { Tools = ["once"] });
+        h.Claude.Respond(r => r.ToolResults.Count > 0 ? FakeReply.Text(r.ToolResults[0].Content) : FakeReply.ToolUse("once", new { }));
+
+        // The completion write is slow: the deadline passes while it is in flight.
+        await db.ExecuteAsync("""
+            CREATE FUNCTION {schema}.slow_completion() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$
+            """);
+        await db.ExecuteAsync("""
+            CREATE TRIGGER slow_completion BEFORE UPDATE ON {schema}.agentpg_tool_executions
+               FOR EACH ROW WHEN (OLD.state = 'running' AND NEW.state = 'completed') EXECUTE FUNCTION {schema}.slow_completion()
+            """);
+        try
+        {
+            var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+            await Eventually.WithinAsync(returned.Task, "the tool to return");
+            using (var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(100)))
+            {
+                await h.Client.StopAsync(deadline.Token);
+            }
+
+            var other = await h.AddClientAsync(tools: new TestTool("once", (_, _, _) =>
+            {
+                Interlocked.Increment(ref calls);
+                return Task.FromResult("done again");
+            }));
+            Assert.Equal("done once", (await Eventually.WithinAsync(other.WaitForRunAsync(run), "the run to complete")).Text);
+            Assert.Equal(1, calls);
+        }
+        finally
+        {
+            await db.ExecuteAsync("DROP TRIGGER slow_completion ON {schema}.agentpg_tool_executions");
+        }
+    }
 }

@@ -104,10 +104,10 @@ public sealed class MaintenanceRunnerTests
     }
 
     [Fact]
-    public void CreateServices_HasTheCleanupTheRescueAndTheEventRetention()
+    public void CreateServices_HasTheCleanupTheRescueTheStuckWorkSweepAndTheEventRetention()
     {
         var services = MaintenanceRunner.CreateServices(TestEngine.CreateWithoutDatabase("runner-5"));
 
-        Assert.Equal(["instance cleanup", "run rescue", "run event retention"], services.Select(s => s.Name));
+        Assert.Equal(["instance cleanup", "run rescue", "stuck-work sweep", "run event retention"], services.Select(s => s.Name));
     }
 }

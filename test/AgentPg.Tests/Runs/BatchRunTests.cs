@@ -131,6 +131,54 @@ public sealed class BatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     }
 
     [DatabaseFact]
+    public async Task Outcome_ResultTheDatabaseRefuses_FailsTheRunInsteadOfPollingForever()
+    {
+        // A poison result: recording it fails the same way at every poll.
+        await db.ExecuteAsync("""
+            CREATE FUNCTION {schema}.refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'injected: this content is refused'; END $$
+            """);
+        await db.ExecuteAsync("""
+            CREATE TRIGGER refuse_poison BEFORE INSERT ON {schema}.agentpg_content_blocks
+               FOR EACH ROW WHEN (NEW.text = 'poison') EXECUTE FUNCTION {schema}.refuse_poison()
+            """);
+        try
+        {
+            await using var h = await Harness.StartAsync(db);
+            var agent = await h.AgentAsync();
+            h.Claude.Enqueue(FakeReply.Text("poison"));
+
+            var ex = await Assert.ThrowsAsync<AgentPgException>(async () =>
+                await Eventually.WithinAsync(h.Client.RunSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "go"), "the run to end", TimeSpan.FromSeconds(30)));
+
+            Assert.Equal("processing_error", ex.Context["error_type"]);
+            Assert.Contains("injected: this content is refused", ex.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await db.ExecuteAsync("DROP TRIGGER refuse_poison ON {schema}.agentpg_content_blocks");
+        }
+    }
+
+    [DatabaseFact]
+    public async Task Retrieve_BatchNotFound_FailsTheRunWithBatchError()
+    {
+        await using var h = await Harness.StartAsync(db, new FakeClaudeServerOptions { BatchProcessingDelay = TimeSpan.FromHours(1) });
+        var agent = await h.AgentAsync();
+        h.Claude.Enqueue(FakeReply.Text("never collected"));
+        var run = await h.Client.RunAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+        var batchId = "";
+        await Eventually.TrueAsync(async () => (batchId = (await h.Client.GetIterationsAsync(run)).SingleOrDefault()?.BatchId ?? "") != "", "the batch to be submitted");
+
+        Assert.True(h.Claude.ForgetBatch(batchId));
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(async () => await Eventually.WithinAsync(h.Client.WaitForRunAsync(run), "the run to end", TimeSpan.FromSeconds(30)));
+        Assert.Equal("batch_error", ex.Context["error_type"]);
+        Assert.Contains($"Message batch {batchId} of iteration 1 cannot be polled: Claude API error 404", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("deleted, or created with another API key or workspace", ex.Message, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
     public async Task Outcome_ErroredRetryableEveryTime_FailsAfterMaxModelRetries()
     {
         await using var h = await Harness.StartAsync(db, o => o.MaxModelRetries = 2);

@@ -1,0 +1,43 @@
+using AgentPg.Diagnostics;
+using AgentPg.Runs;
+using AgentPg.Storage;
+
+namespace AgentPg.Maintenance;
+
+/// <summary>Leader job, every <see cref="RunRescueOptions.Interval"/>: releases runs and tool executions claimed by a live
+/// instance that this instance does not report as in flight (review D1, last line of defence).</summary>
+/// <remarks>
+/// Workers end every execution they claim (see <see cref="Workers.ToolRunner"/>), but when even the write that says why
+/// fails (the database stays away longer than the retry budget) the claim stays behind on a live instance, where neither
+/// dead-instance rescue nor the no-progress rescue of streams looks. Each heartbeat records the ids the instance's workers
+/// hold (<see cref="HeldWork"/>); agentpg_release_unheld_work releases claims older than that report by more than
+/// <see cref="AgentPgOptions.InstanceTtl"/> that it does not list. The bound covers the moment between a claim's commit and
+/// its registration; a process stalled longer than that would count as dead anyway, and the old holder's later writes are
+/// fenced off. The check is one statement over the claimed rows and the instance rows, so it is cheap enough to run with
+/// rescue.
+/// </remarks>
+internal sealed class StuckWorkSweeper(Engine engine) : IMaintenanceService
+{
+    public string Name { get; } = "stuck-work sweep";
+
+    public TimeSpan Interval => engine.Options.RunRescue.Interval;
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        var command = engine.DataSource.CreateCommand(engine.Sql.Rescue.ReleaseUnheldWork);
+        await using (command.ConfigureAwait(false))
+        {
+            command.Parameters.Add(P.Text(engine.InstanceId));
+            command.Parameters.Add(P.Interval(engine.Options.InstanceTtl));
+            command.Parameters.Add(P.Int(engine.Options.RunRescue.MaxAttempts));
+            var released = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as int? ?? 0;
+            if (released > 0)
+            {
+                Log.UnheldWorkReleased(engine.Logger, released);
+                engine.StreamingWake.Set();
+                engine.BatchWake.Set();
+                engine.ToolWake.Set();
+            }
+        }
+    }
+}

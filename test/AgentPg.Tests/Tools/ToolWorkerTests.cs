@@ -1,0 +1,164 @@
+using System.Text.Json;
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+using Npgsql;
+
+namespace AgentPg.Tests.Tools;
+
+/// <summary>How the tool worker starts tools: not for cancelled runs (review D9), not beyond what the pool can give
+/// transactional tools (review D8).</summary>
+public sealed class ToolWorkerTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(30);
+
+    [DatabaseFact]
+    public async Task CancelBetweenClaimAndStart_TheToolBodyNeverRuns()
+    {
+        var snoozed = 0;
+        var bodyRuns = 0;
+        var h = await Harness.StartAsync(db, tools: new TestTool("late", (_, _, _) =>
+        {
+            if (Interlocked.Increment(ref snoozed) == 1)
+            {
+                // Leaves time to lock the run before the execution is claimed again.
+                throw new ToolSnoozeException(TimeSpan.FromSeconds(1), "later");
+            }
+
+            Interlocked.Increment(ref bodyRuns);
+            return Task.FromResult("ran");
+        }));
+        await using var scope = h;
+        var agent = await h.AgentAsync(a => a with { Tools = null });
+        h.Claude.Respond(r => r.ToolResults.Count > 0 ? FakeReply.Text("done") : FakeReply.ToolUse("late", new { }));
+        var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+        await Eventually.TrueAsync(
+            async () => await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_tool_executions WHERE run_id = $1 AND snooze_count = 1 AND state = 'pending'", run) == 1,
+            "the execution to be snoozed");
+
+        // A cancel that commits right after the claim, whose notification reached the instance before the execution was
+        // registered as in flight (here: not sent at all). The transaction holds the run's lock from before the claim.
+        await using var connection = await db.DataSource.OpenConnectionAsync();
+        await using var transaction = await connection.BeginTransactionAsync();
+        await Execute(connection, $"SELECT 1 FROM \"{db.Schema}\".agentpg_runs WHERE id = $1 FOR NO KEY UPDATE", run);
+        await Eventually.TrueAsync(
+            async () => await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_tool_executions WHERE run_id = $1 AND state = 'running'", run) == 1,
+            "the execution to be claimed again");
+        await Eventually.TrueAsync(
+            async () => await db.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%agentpg_fence_tool_execution%'",
+                db.Schema) == 1,
+            "the worker to wait for the run's lock");
+        await Execute(connection, "SET LOCAL agentpg.defer_notify = 'agentpg_run_finalized'");
+        await Execute(connection, $"SELECT * FROM \"{db.Schema}\".agentpg_cancel_run($1)", run);
+        await transaction.CommitAsync();
+
+        Assert.Equal(RunState.Cancelled, (await h.Client.GetRunAsync(run)).State);
+        await h.Client.StopAsync();
+        Assert.Equal(0, bodyRuns);
+        Assert.Equal(ToolExecutionState.Skipped, Assert.Single(await h.Client.GetRunToolCallsAsync(run)).State);
+    }
+
+    [DatabaseFact]
+    public async Task TransactionalTools_OnASmallPool_LeaveConnectionsForHeartbeats()
+    {
+        await using var dataSource = TestDatabase.CreateDataSource(b =>
+        {
+            b.MaxPoolSize = 4;
+            b.Timeout = 2;
+        });
+        var gate = new TaskCompletionSource();
+        var running = 0;
+        var mostAtOnce = 0;
+        await using var claude = await FakeClaudeServer.StartAsync();
+        var client = AgentPgClient.Create(dataSource, db.Options(o =>
+        {
+            o.ApiKey = claude.ApiKey;
+            o.BaseUrl = claude.BaseUrl;
+            o.MaxConcurrentTools = 8;
+            o.HeartbeatInterval = TimeSpan.FromMilliseconds(300);
+            o.InstanceTtl = TimeSpan.FromSeconds(3);
+        }));
+        await using var scope = client;
+        client.RegisterTool(new TransactionalTool("hold", async (ctx, _, ct) =>
+        {
+            var now = Interlocked.Increment(ref running);
+            InterlockedMax(ref mostAtOnce, now);
+            try
+            {
+                await gate.Task.WaitAsync(ct);
+                return "held " + ctx.ToolUseId;
+            }
+            finally
+            {
+                Interlocked.Decrement(ref running);
+            }
+        }));
+        await client.StartAsync();
+        var agent = await client.CreateAgentAsync(new AgentDefinition { Name = "pool_" + Guid.NewGuid().ToString("N")[..8], Model = "claude-sonnet-4-5" });
+        claude.Respond(r => r.ToolResults.Count > 0
+            ? FakeReply.Text($"{r.ToolResults.Count} results")
+            : FakeReply.Message([.. Enumerable.Range(0, 8).Select(i => FakeContentBlock.ToolUse("hold", new { }, $"toolu_{i}"))]) with { StopReason = "tool_use" });
+        var run = await client.RunFastAsync(await client.NewSessionAsync(), agent.Id, "hold eight");
+        await Eventually.TrueAsync(() => Volatile.Read(ref running) > 0, "a transactional tool to run");
+
+        // While the tools hold their connections, the instance keeps heartbeating (it would be evicted otherwise).
+        var first = await HeartbeatAsync(client.InstanceId);
+        await Eventually.TrueAsync(async () => await HeartbeatAsync(client.InstanceId) > first, "a heartbeat while the tools hold connections", TimeSpan.FromSeconds(5));
+        var second = await HeartbeatAsync(client.InstanceId);
+        await Eventually.TrueAsync(async () => await HeartbeatAsync(client.InstanceId) > second, "another heartbeat while the tools hold connections", TimeSpan.FromSeconds(5));
+
+        gate.SetResult();
+        var response = await Eventually.WithinAsync(client.WaitForRunAsync(run), "the run to complete", s_timeout);
+        Assert.Equal("8 results", response.Text);
+        Assert.All(response.ToolCalls, c => Assert.Equal(ToolExecutionState.Completed, c.State));
+        // MaxPoolSize 4: 1 for LISTEN, 2 kept for heartbeats, fences and claims.
+        Assert.Equal(1, mostAtOnce);
+    }
+
+    [DatabaseFact]
+    public async Task StartAsync_PoolTooSmallForTransactionalTools_ThrowsAndSaysWhatToRaise()
+    {
+        await using var dataSource = TestDatabase.CreateDataSource(b => b.MaxPoolSize = 3);
+        var client = AgentPgClient.Create(dataSource, db.Options());
+        await using var scope = client;
+        client.RegisterTool(new TransactionalTool("tx", (_, _, _) => Task.FromResult("ok")));
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => client.StartAsync());
+
+        Assert.Contains("MaxPoolSize (3)", error.Message, StringComparison.Ordinal);
+        Assert.Contains("at least 4", error.Message, StringComparison.Ordinal);
+    }
+
+    private async Task<DateTime> HeartbeatAsync(string instanceId)
+        => await db.ScalarAsync<DateTime>("SELECT last_heartbeat_at FROM {schema}.agentpg_instances WHERE id = $1", instanceId);
+
+    private static void InterlockedMax(ref int target, int value)
+    {
+        int current;
+        while ((current = Volatile.Read(ref target)) < value && Interlocked.CompareExchange(ref target, value, current) != current)
+        {
+        }
+    }
+
+    private static async Task Execute(NpgsqlConnection connection, string sql, params object[] parameters)
+    {
+        await using var command = new NpgsqlCommand(sql, connection);
+        foreach (var p in parameters)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = p });
+        }
+
+        await command.ExecuteNonQueryAsync();
+    }
+
+    private sealed class TransactionalTool(string name, Func<ToolContext, JsonElement, CancellationToken, Task<string>> execute) : ITransactionalTool
+    {
+        public string Name => name;
+
+        public string Description => "A transactional test tool";
+
+        public ToolSchema InputSchema { get; } = new();
+
+        public Task<string> ExecuteAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken) => execute(context, input, cancellationToken);
+    }
+}
