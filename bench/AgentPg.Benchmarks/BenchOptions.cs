@@ -9,7 +9,7 @@ internal sealed class BenchOptions
         usage: AgentPg.Benchmarks [--runs N] [--seconds S] [--only dispatch|throughput|pgbench|long] [--concurrency C]
                                   [--warmup N] [--turns N] [--breakdown] [--keep]
 
-          --runs N         measured runs per dispatch scenario (default 1000; at least 1000 for the §11 figure)
+          --runs N         measured runs per dispatch scenario (default 1000; at least 1000 for the target figure)
           --seconds S      measured seconds of the throughput phase and of pgbench (default 20)
           --only PHASE     run one phase: dispatch, throughput, pgbench or long (default: all; long only when named
                            or with --turns)

@@ -5,7 +5,7 @@ using AgentPg.Testing;
 
 namespace AgentPg.Benchmarks;
 
-/// <summary>Dispatch latency (DESIGN.md §11): from <c>RunFastAsync</c> returning (its transaction committed) to the model
+/// <summary>Dispatch latency (docs/architecture.md, "Performance targets"): from <c>RunFastAsync</c> returning (its transaction committed) to the model
 /// request arriving at the fake Claude (<see cref="FakeClaudeServer.RequestReceived"/>).</summary>
 /// <remarks>
 /// Runs are issued one at a time: the next run is created only after the previous one completed, so the worker is idle

@@ -4,7 +4,7 @@ using System.Text.RegularExpressions;
 
 namespace AgentPg.Benchmarks;
 
-/// <summary>The plain-SQL yardstick of DESIGN.md §11: pgbench running the minimal lifecycle of a run on the same database.</summary>
+/// <summary>The plain-SQL yardstick of docs/architecture.md ("Performance targets"): pgbench running the minimal lifecycle of a run on the same database.</summary>
 /// <remarks>
 /// Minimal tables of their own in schema <see cref="Schema"/>: runs (with a partial index on pending rows, the queue) and
 /// messages. A backlog of pending runs is inserted first; each script execution is one run: claim the oldest pending run

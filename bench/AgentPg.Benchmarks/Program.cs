@@ -1,7 +1,7 @@
 using System.Globalization;
 using AgentPg.Benchmarks;
 
-// AgentPg benchmarks (DESIGN.md §11): dispatch latency, streaming-run throughput, and the pgbench yardstick, in one
+// AgentPg benchmarks (docs/architecture.md, "Performance targets"): dispatch latency, streaming-run throughput, and the pgbench yardstick, in one
 // process run against the same database. `./build.sh bench [args]` runs this in Release on a throwaway cluster.
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;

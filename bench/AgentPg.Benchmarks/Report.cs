@@ -34,7 +34,7 @@ internal sealed class Report(BenchOptions options, string serverVersion)
         Console.WriteLine($"          one at a time (next run created when the previous completed), each in its own session, " +
                           $"one started client, MaxConcurrentStreamingRuns={local.MaxConcurrentStreamingRuns}; cpu = ms per run");
         Console.WriteLine($"  {"producer",-30} {"p50",9} {"p95",9} {"p99",9} {"max",9} {"mean",9}   {"commit->final p50",17} {"p99",9}  " +
-                          $"{"failed",6} {"cpu app",8} {"cpu db",7}  §11");
+                          $"{"failed",6} {"cpu app",8} {"cpu db",7} target");
         Row("same client (local wake)", local);
         Row("other client (NOTIFY)", remote);
         Console.WriteLine($"  {"target",-30} {Ms(DispatchP50Target, "<="),9} {"",9} {Ms(DispatchP99Target, "<="),9}");
@@ -94,7 +94,7 @@ internal sealed class Report(BenchOptions options, string serverVersion)
         {
             var ratio = closedLoop.RunsPerSecond / pgbench.Tps;
             Console.WriteLine();
-            Console.WriteLine($"  ratio AgentPg closed loop / pgbench = {ratio:0.000}   (§11 target >= {ThroughputRatioTarget:0.0}: " +
+            Console.WriteLine($"  ratio AgentPg closed loop / pgbench = {ratio:0.000}   (target >= {ThroughputRatioTarget:0.0}: " +
                               $"{(ratio >= ThroughputRatioTarget ? "meets" : "MISSES")})");
             if (drain is not null)
             {

@@ -4,7 +4,7 @@ namespace AgentPg.Benchmarks;
 
 /// <summary>Throughput of single-iteration streaming runs (one text reply, no tools) against a zero-latency model.</summary>
 /// <remarks>
-/// <para><b>Closed loop</b> (the §11 figure): <c>--concurrency</c> producers share one started client whose
+/// <para><b>Closed loop</b> (the target figure): <c>--concurrency</c> producers share one started client whose
 /// MaxConcurrentStreamingRuns is the same number. Each producer creates a run (<c>RunFastAsync</c>) in a fresh session,
 /// waits until it is final, and starts the next, so C runs are always in the system. Runs/s = runs that completed inside
 /// the measured window / its length, end to end: creation, claim, iteration start, model stream, completion.</para>

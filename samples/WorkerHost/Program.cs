@@ -10,21 +10,37 @@
 // It prints "READY <instance id>" once started and "STOPPED <instance id>" after a graceful stop. The multi-process crash
 // tests drive it; it is also a template for a dedicated worker service (a real one would bind its options from
 // configuration: builder.Services.AddAgentPg(builder.Configuration.GetSection("AgentPg"))).
+//
+// Without --connection it runs as a demo (`./build.sh sample WorkerHost`): the database comes from AGENTPG_CONNECTION,
+// the schema is migrated, Claude is the bundled fake unless ANTHROPIC_API_KEY is set, and next to the worker a producer —
+// a second client that is never started, as a web app would be — creates runs and waits for the worker's answers, then
+// the worker stops gracefully. Add --keep-running to keep the worker up after that (Ctrl+C stops it).
 
 using System.Globalization;
 using System.Text.Json;
 using AgentPg;
+using AgentPg.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 
-var settings = ParseArguments(args);
-if (!settings.TryGetValue("connection", out var connectionString))
+var keepRunning = args.Contains("--keep-running");
+var settings = ParseArguments([.. args.Where(a => a != "--keep-running")]);
+var demo = !settings.ContainsKey("connection");
+var connectionString = settings.GetValueOrDefault("connection") ?? Environment.GetEnvironmentVariable("AGENTPG_CONNECTION");
+if (string.IsNullOrEmpty(connectionString))
 {
-    Console.Error.WriteLine("usage: WorkerHost --connection <connection string> [options]; see the header of Program.cs");
+    Console.Error.WriteLine("usage: WorkerHost --connection <connection string> [options], or set AGENTPG_CONNECTION for the demo; " +
+                            "see the header of Program.cs");
     return 2;
 }
+
+// The demo talks to the bundled fake Claude unless a real key (or another endpoint) is given.
+await using var fakeClaude = demo && settings.GetValueOrDefault("claude-url") is null && settings.GetValueOrDefault("api-key") is null
+                             && string.IsNullOrEmpty(Environment.GetEnvironmentVariable("ANTHROPIC_API_KEY"))
+    ? await FakeClaudeServer.StartAsync(new FakeClaudeServerOptions { Responder = FakeModels.Demo })
+    : null;
 
 var schema = settings.GetValueOrDefault("schema", "public");
 var builder = Host.CreateApplicationBuilder();
@@ -35,11 +51,12 @@ builder.Logging.ClearProviders()
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout =
     TimeSpan.FromMilliseconds(int.Parse(settings.GetValueOrDefault("stop-timeout-ms", "10000"), CultureInfo.InvariantCulture)));
 builder.Services.AddNpgsqlDataSource(connectionString);
-builder.Services.AddAgentPg(options =>
+var agentPg = builder.Services.AddAgentPg(options =>
     {
         options.Schema = schema;
-        options.ApiKey = settings.GetValueOrDefault("api-key") ?? Environment.GetEnvironmentVariable("ANTHROPIC_API_KEY");
-        options.BaseUrl = settings.GetValueOrDefault("claude-url");
+        options.ApiKey = fakeClaude?.ApiKey ?? settings.GetValueOrDefault("api-key") ?? Environment.GetEnvironmentVariable("ANTHROPIC_API_KEY");
+        options.BaseUrl = fakeClaude?.BaseUrl ?? settings.GetValueOrDefault("claude-url");
+        options.MigrateOnStart = demo;
         options.InstanceId = settings.GetValueOrDefault("instance-id");
         Milliseconds("heartbeat-ms", v => options.HeartbeatInterval = v);
         Milliseconds("instance-ttl-ms", v => options.InstanceTtl = v);
@@ -62,16 +79,60 @@ builder.Services.AddAgentPg(options =>
             await Task.Delay(ms, cancellationToken);
             return text;
         }));
+if (demo)
+{
+    agentPg.AddTool(FunctionTool.Create("get_weather", "Gets the current weather for a city.",
+            (string city) => $"{city}: 14 °C, light wind"))
+        .AddAgent(new AgentDefinition
+        {
+            Name = "workerhost_demo",
+            Model = "claude-sonnet-4-5",
+            SystemPrompt = "You are a concise assistant. Use get_weather for weather questions.",
+            Tools = ["get_weather"],
+        });
+}
 
 using var host = builder.Build();
 await host.StartAsync();
 var instanceId = host.Services.GetRequiredService<AgentPgClient>().InstanceId;
 Console.WriteLine($"READY {instanceId}");
 
+if (demo)
+{
+    Console.WriteLine(fakeClaude is null ? "Claude: the Claude API" : $"Claude: FakeClaudeServer's demo model at {fakeClaude.BaseUrl} (set ANTHROPIC_API_KEY for Claude)");
+    await RunProducerAsync(connectionString, schema);
+    if (!keepRunning)
+    {
+        await host.StopAsync();
+        Console.WriteLine($"STOPPED {instanceId}");
+        return 0;
+    }
+
+    Console.WriteLine("The worker keeps running (--keep-running); Ctrl+C stops it.");
+}
+
 // Returns once SIGTERM or Ctrl+C stopped the host (the worker released or finished its work).
 await host.WaitForShutdownAsync();
 Console.WriteLine($"STOPPED {instanceId}");
 return 0;
+
+// A producer: its own data source and a client that is never started, like a web app that creates runs. It shares
+// nothing with the worker but the database: the worker claims the runs, and the producer's wait wakes on their NOTIFY.
+static async Task RunProducerAsync(string connectionString, string schema)
+{
+    await using var dataSource = NpgsqlDataSource.Create(connectionString);
+    await using var producer = AgentPgClient.Create(dataSource, new AgentPgOptions { Schema = schema });
+    var agent = await producer.GetAgentByNameAsync("workerhost_demo");
+    foreach (var prompt in new[] { "What's the weather in Oslo?", "What's the weather in Lisbon?" })
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        var runId = await producer.RunFastAsync(await producer.NewSessionAsync(cancellationToken: timeout.Token), agent.Id, prompt,
+            cancellationToken: timeout.Token);
+        Console.WriteLine($"producer  created run {runId}: {prompt}");
+        var response = await producer.WaitForRunAsync(runId, timeout.Token);
+        Console.WriteLine($"worker    answered after {response.IterationCount} model calls: {response.Text}");
+    }
+}
 
 void Milliseconds(string name, Action<TimeSpan> set)
 {

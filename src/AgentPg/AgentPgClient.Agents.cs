@@ -15,6 +15,7 @@ public sealed partial class AgentPgClient
     /// or a delegate in <see cref="AgentDefinition.AgentIds"/> does not exist (<see cref="AgentPgErrorCode.AgentNotFound"/>).</exception>
     public async Task<AgentDefinition> CreateAgentAsync(AgentDefinition definition, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("CreateAgent", null, cancellationToken).ConfigureAwait(false);
         var (metadata, config) = ValidateDefinition(definition, nameof(definition));
         await ValidateDelegatesAsync(definition, cancellationToken).ConfigureAwait(false);
         var command = Db.Command(_dataSource, null, _sql.Agents.Insert);
@@ -40,6 +41,7 @@ public sealed partial class AgentPgClient
     /// <exception cref="ArgumentException">A field is invalid (the message names it).</exception>
     public async Task<AgentDefinition> GetOrCreateAgentAsync(AgentDefinition definition, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("GetOrCreateAgent", null, cancellationToken).ConfigureAwait(false);
         var (metadata, config) = ValidateDefinition(definition, nameof(definition));
         var existing = await GetAgentByNameAndMetadataAsync(definition.Name, metadata, cancellationToken).ConfigureAwait(false);
         if (existing is not null)
@@ -74,6 +76,7 @@ public sealed partial class AgentPgClient
     /// has the same name and metadata (<see cref="AgentPgErrorCode.AgentAlreadyExists"/>).</exception>
     public async Task UpdateAgentAsync(AgentDefinition definition, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("UpdateAgent", null, cancellationToken).ConfigureAwait(false);
         var (metadata, config) = ValidateDefinition(definition, nameof(definition));
         if (definition.Id == Guid.Empty)
         {
@@ -111,6 +114,7 @@ public sealed partial class AgentPgClient
     /// executions reference it (<see cref="AgentPgErrorCode.AgentInUse"/>; delete their sessions first).</exception>
     public async Task DeleteAgentAsync(Guid id, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("DeleteAgent", null, cancellationToken).ConfigureAwait(false);
         var command = Db.Command(_dataSource, null, _sql.Agents.Delete, P.Uuid(id));
         await using (command.ConfigureAwait(false))
         {
@@ -141,6 +145,7 @@ public sealed partial class AgentPgClient
     /// <exception cref="AgentPgException">No agent has that id (<see cref="AgentPgErrorCode.AgentNotFound"/>).</exception>
     public async Task<AgentDefinition> GetAgentByIdAsync(Guid id, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("GetAgentById", null, cancellationToken).ConfigureAwait(false);
         var command = Db.Command(_dataSource, null, _sql.Agents.GetById, P.Uuid(id));
         await using (command.ConfigureAwait(false))
         {
@@ -157,6 +162,7 @@ public sealed partial class AgentPgClient
     /// <exception cref="AgentPgException">No agent matches (<see cref="AgentPgErrorCode.AgentNotFound"/>).</exception>
     public async Task<AgentDefinition> GetAgentByNameAsync(string name, IReadOnlyDictionary<string, object?>? metadata = null, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("GetAgentByName", null, cancellationToken).ConfigureAwait(false);
         ArgumentNullException.ThrowIfNull(name);
         var filter = JsonMapping.ToJsonObject(metadata, nameof(metadata));
         var command = Db.Command(_dataSource, null, _sql.Agents.GetByName, P.Text(name), P.Jsonb(filter));
@@ -181,6 +187,7 @@ public sealed partial class AgentPgClient
     /// <returns>The page and the total number of matching agents.</returns>
     public async Task<AgentList> ListAgentsAsync(IReadOnlyDictionary<string, object?>? metadata = null, int limit = 100, int offset = 0, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("ListAgents", null, cancellationToken).ConfigureAwait(false);
         ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(limit, 1000);
         ArgumentOutOfRangeException.ThrowIfNegative(offset);

@@ -35,6 +35,7 @@ public sealed partial class AgentPgClient
     public async Task<CompactionResult> CompactAsync(Guid sessionId, CompactionOptions options, CancellationToken cancellationToken = default)
     {
         var validated = Validated(options);
+        await _schemaCheck.EnsureAsync("Compact", null, cancellationToken).ConfigureAwait(false);
         return (await _engine.Compactor.CompactAsync(sessionId, validated, Compaction.Compactor.ReasonManual, ownRun: null, onlyIfNeeded: false,
             cancellationToken).ConfigureAwait(false))!;
     }
@@ -45,8 +46,12 @@ public sealed partial class AgentPgClient
     /// <param name="cancellationToken">Cancels the operation.</param>
     /// <returns>What was done, or <see langword="null"/> when no compaction was needed.</returns>
     /// <exception cref="AgentPgException">As <see cref="CompactAsync(Guid, CancellationToken)"/>.</exception>
-    public Task<CompactionResult?> CompactIfNeededAsync(Guid sessionId, CancellationToken cancellationToken = default)
-        => _engine.Compactor.CompactAsync(sessionId, _options.Compaction, Compaction.Compactor.ReasonManual, ownRun: null, onlyIfNeeded: true, cancellationToken);
+    public async Task<CompactionResult?> CompactIfNeededAsync(Guid sessionId, CancellationToken cancellationToken = default)
+    {
+        await _schemaCheck.EnsureAsync("CompactIfNeeded", null, cancellationToken).ConfigureAwait(false);
+        return await _engine.Compactor.CompactAsync(sessionId, _options.Compaction, Compaction.Compactor.ReasonManual, ownRun: null, onlyIfNeeded: true,
+            cancellationToken).ConfigureAwait(false);
+    }
 
     /// <summary>Gets whether the session's root conversation has reached the compaction trigger.</summary>
     /// <param name="sessionId">The session.</param>
@@ -62,8 +67,11 @@ public sealed partial class AgentPgClient
     /// <returns>The statistics; token counts come from Claude's count_tokens when <see cref="CompactionOptions.UseTokenCountingApi"/>
     /// is set and an API key is configured, else from an estimate.</returns>
     /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.SessionNotFound"/>.</exception>
-    public Task<CompactionStats> GetCompactionStatsAsync(Guid sessionId, CancellationToken cancellationToken = default)
-        => _engine.Compactor.GetStatsAsync(sessionId, _options.Compaction, cancellationToken);
+    public async Task<CompactionStats> GetCompactionStatsAsync(Guid sessionId, CancellationToken cancellationToken = default)
+    {
+        await _schemaCheck.EnsureAsync("GetCompactionStats", null, cancellationToken).ConfigureAwait(false);
+        return await _engine.Compactor.GetStatsAsync(sessionId, _options.Compaction, cancellationToken).ConfigureAwait(false);
+    }
 
     /// <summary>Lists a session's compactions, newest first (restored ones included, with <see cref="CompactionEvent.RestoredAt"/>).</summary>
     /// <param name="sessionId">The session.</param>
@@ -72,11 +80,12 @@ public sealed partial class AgentPgClient
     /// <returns>The events.</returns>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="limit"/> is outside 1..1000.</exception>
     /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.SessionNotFound"/>.</exception>
-    public Task<IReadOnlyList<CompactionEvent>> GetCompactionEventsAsync(Guid sessionId, int limit = 100, CancellationToken cancellationToken = default)
+    public async Task<IReadOnlyList<CompactionEvent>> GetCompactionEventsAsync(Guid sessionId, int limit = 100, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(limit, 1000);
-        return _engine.Compactor.GetEventsAsync(sessionId, limit, cancellationToken);
+        await _schemaCheck.EnsureAsync("GetCompactionEvents", null, cancellationToken).ConfigureAwait(false);
+        return await _engine.Compactor.GetEventsAsync(sessionId, limit, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Undoes the latest compaction of a session still in place: the archived messages come back exactly as they were
@@ -87,8 +96,11 @@ public sealed partial class AgentPgClient
     /// <remarks>Messages written after the compaction stay, after the restored ones. Restore later compactions first.</remarks>
     /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.CompactionNotFound"/>; <see cref="AgentPgErrorCode.CompactionFailed"/>
     /// when it was restored already or a later compaction of the session is still in place.</exception>
-    public Task RestoreCompactionAsync(Guid compactionEventId, CancellationToken cancellationToken = default)
-        => _engine.Compactor.RestoreAsync(compactionEventId, cancellationToken);
+    public async Task RestoreCompactionAsync(Guid compactionEventId, CancellationToken cancellationToken = default)
+    {
+        await _schemaCheck.EnsureAsync("RestoreCompaction", null, cancellationToken).ConfigureAwait(false);
+        await _engine.Compactor.RestoreAsync(compactionEventId, cancellationToken).ConfigureAwait(false);
+    }
 
     private static CompactionOptions Validated(CompactionOptions options)
     {

@@ -43,6 +43,9 @@ public sealed partial class AgentPgClient
     /// <param name="options">Per-run options.</param>
     /// <param name="cancellationToken">Stops waiting; the run itself goes on (cancel it with <see cref="CancelRunAsync"/>).</param>
     /// <returns>The response of the completed run.</returns>
+    /// <remarks>Waits like <see cref="WaitForRunAsync"/>: as long as the run is not final, with a logged warning (event id
+    /// 1301) when after a short grace period no live instance can claim it — for example because this client is a producer
+    /// and no started client (worker) runs on the schema, or none registered the agent's tools.</remarks>
     /// <exception cref="AgentPgException">The run failed (<see cref="AgentPgErrorCode.RunFailed"/>) or was cancelled
     /// (<see cref="AgentPgErrorCode.RunCancelled"/>), or creating it failed.</exception>
     public async Task<Response> RunSyncAsync(Guid sessionId, Guid agentId, string prompt, RunOptions? options = null, CancellationToken cancellationToken = default)
@@ -90,6 +93,9 @@ public sealed partial class AgentPgClient
     /// <param name="options">Per-run options.</param>
     /// <param name="cancellationToken">Stops waiting; the run itself goes on (cancel it with <see cref="CancelRunAsync"/>).</param>
     /// <returns>The response of the completed run.</returns>
+    /// <remarks>Waits like <see cref="WaitForRunAsync"/>: as long as the run is not final, with a logged warning (event id
+    /// 1301) when after a short grace period no live instance can claim it — for example because this client is a producer
+    /// and no started client (worker) runs on the schema, or none registered the agent's tools.</remarks>
     /// <exception cref="AgentPgException">The run failed (<see cref="AgentPgErrorCode.RunFailed"/>) or was cancelled
     /// (<see cref="AgentPgErrorCode.RunCancelled"/>), or creating it failed.</exception>
     public async Task<Response> RunFastSyncAsync(Guid sessionId, Guid agentId, string prompt, RunOptions? options = null, CancellationToken cancellationToken = default)
@@ -102,25 +108,41 @@ public sealed partial class AgentPgClient
     /// <param name="runId">The run.</param>
     /// <param name="cancellationToken">Stops waiting; the run itself goes on.</param>
     /// <returns>The response of the completed run.</returns>
-    /// <remarks>Works on any client, started or not, for runs processed by any instance, any number of times, also after the
-    /// run finished. It wakes on the run's NOTIFY and polls every <see cref="AgentPgOptions.RunPollInterval"/> as a fallback.</remarks>
+    /// <remarks><para>Works on any client, started or not, for runs processed by any instance, any number of times, also after the
+    /// run finished. It wakes on the run's NOTIFY and polls every <see cref="AgentPgOptions.RunPollInterval"/> as a fallback.</para>
+    /// <para>It waits as long as the run is not final, also when no instance can process it. When the run is still pending
+    /// after five poll intervals (5 s by default) and no live instance can claim it — no client is started on the schema, or
+    /// none registered every tool the agent lists — it logs a warning (event id 1301) that names the run, the agent and the
+    /// missing tools, once per call. <see cref="GetRunDiagnosticsAsync"/> returns the same diagnosis.</para></remarks>
     /// <exception cref="AgentPgException">The run does not exist (<see cref="AgentPgErrorCode.RunNotFound"/>), failed
     /// (<see cref="AgentPgErrorCode.RunFailed"/>, with the run's error) or was cancelled (<see cref="AgentPgErrorCode.RunCancelled"/>).</exception>
     public async Task<Response> WaitForRunAsync(Guid runId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("WaitForRun", null, cancellationToken).ConfigureAwait(false);
         await EnsureListenerAsync(cancellationToken).ConfigureAwait(false);
+        var waitStarted = _time.GetTimestamp();
+        var diagnosed = false;
         while (true)
         {
-            var signal = _engine.Waiters.Get(runId);
+            // Held for one read and one wait only: nothing is left behind whichever way this ends.
+            using var waiter = _engine.Waiters.Acquire(runId);
             var run = await FindRunAsync(runId, cancellationToken).ConfigureAwait(false) ?? throw RunNotFound(runId, "WaitForRun");
             if (run.State.IsTerminal())
             {
                 return await BuildResponseAsync(run, cancellationToken).ConfigureAwait(false);
             }
 
+            // No silent infinite wait: a run still pending after the grace period gets one diagnosis per wait, logged as a
+            // warning when no live instance can claim it (none started, or none has the agent's tools).
+            if (!diagnosed && run.State == RunState.Pending && _time.GetElapsedTime(waitStarted) is var waited && waited >= UnclaimedGracePeriod)
+            {
+                diagnosed = true;
+                await WarnIfUnclaimableAsync(runId, waited, cancellationToken).ConfigureAwait(false);
+            }
+
             try
             {
-                await signal.WaitAsync(_options.RunPollInterval, _time, cancellationToken).ConfigureAwait(false);
+                await waiter.Task.WaitAsync(_options.RunPollInterval, _time, cancellationToken).ConfigureAwait(false);
             }
             catch (TimeoutException)
             {
@@ -135,7 +157,10 @@ public sealed partial class AgentPgClient
     /// <returns>The run.</returns>
     /// <exception cref="AgentPgException">No run has that id (<see cref="AgentPgErrorCode.RunNotFound"/>).</exception>
     public async Task<Run> GetRunAsync(Guid id, CancellationToken cancellationToken = default)
-        => await FindRunAsync(id, cancellationToken).ConfigureAwait(false) ?? throw RunNotFound(id, "GetRun");
+    {
+        await _schemaCheck.EnsureAsync("GetRun", null, cancellationToken).ConfigureAwait(false);
+        return await FindRunAsync(id, cancellationToken).ConfigureAwait(false) ?? throw RunNotFound(id, "GetRun");
+    }
 
     /// <summary>Gets every message of a session in conversation order, child runs' messages included.</summary>
     /// <param name="sessionId">The session.</param>
@@ -144,6 +169,7 @@ public sealed partial class AgentPgClient
     /// <exception cref="AgentPgException">The session does not exist (<see cref="AgentPgErrorCode.SessionNotFound"/>).</exception>
     public async Task<IReadOnlyList<Message>> GetMessagesAsync(Guid sessionId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("GetMessages", null, cancellationToken).ConfigureAwait(false);
         var command = Db.Command(_dataSource, null, _sql.Messages.BySession, P.Uuid(sessionId));
         List<Message> messages;
         await using (command.ConfigureAwait(false))
@@ -170,6 +196,7 @@ public sealed partial class AgentPgClient
     /// <returns>The tool calls (empty when the run made none or does not exist).</returns>
     public async Task<IReadOnlyList<ToolCall>> GetRunToolCallsAsync(Guid runId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("GetRunToolCalls", null, cancellationToken).ConfigureAwait(false);
         var command = Db.Command(_dataSource, null, _sql.ToolExecutions.ByRun, P.Uuid(runId));
         await using (command.ConfigureAwait(false))
         {
@@ -183,6 +210,7 @@ public sealed partial class AgentPgClient
     /// <returns>The tool calls (empty when none).</returns>
     public async Task<IReadOnlyList<ToolCall>> GetIterationToolCallsAsync(Guid iterationId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("GetIterationToolCalls", null, cancellationToken).ConfigureAwait(false);
         var command = Db.Command(_dataSource, null, _sql.ToolExecutions.ByIteration, P.Uuid(iterationId));
         await using (command.ConfigureAwait(false))
         {
@@ -196,6 +224,7 @@ public sealed partial class AgentPgClient
     /// <returns>The iterations (empty when none).</returns>
     public async Task<IReadOnlyList<Iteration>> GetIterationsAsync(Guid runId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("GetIterations", null, cancellationToken).ConfigureAwait(false);
         var command = Db.Command(_dataSource, null, _sql.Iterations.ByRun, P.Uuid(runId));
         await using (command.ConfigureAwait(false))
         {
@@ -215,6 +244,7 @@ public sealed partial class AgentPgClient
     /// <exception cref="AgentPgException">No run has that id (<see cref="AgentPgErrorCode.RunNotFound"/>).</exception>
     public async Task CancelRunAsync(Guid runId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("CancelRun", null, cancellationToken).ConfigureAwait(false);
         var result = await Transient.RetryAsync(async ct =>
         {
             var command = Db.Command(_dataSource, null, _sql.Runs.Cancel, P.Uuid(runId));
@@ -250,27 +280,61 @@ public sealed partial class AgentPgClient
     /// <param name="cancellationToken">Cancels the request (nothing is changed).</param>
     /// <returns>The new run's id.</returns>
     /// <remarks>The old run row, its iterations and tool executions are kept for the record; only its messages leave the
-    /// conversation. Tool callbacks are not carried over.</remarks>
-    /// <exception cref="AgentPgException">The run does not exist (<see cref="AgentPgErrorCode.RunNotFound"/>) or is not final
-    /// (<see cref="AgentPgErrorCode.InvalidStateTransition"/>; cancel it first).</exception>
+    /// conversation. Tool callbacks are not carried over. Only the session's latest root run can be regenerated: the new
+    /// answer is appended at the end of the conversation, so regenerating an earlier run would reorder history, and a child
+    /// run's task would enter the root conversation.</remarks>
+    /// <exception cref="AgentPgException">The run does not exist (<see cref="AgentPgErrorCode.RunNotFound"/>), is not final
+    /// (<see cref="AgentPgErrorCode.InvalidStateTransition"/>; cancel it first), is a child run, or is not the latest root
+    /// run of its session (<see cref="AgentPgErrorCode.InvalidStateTransition"/>).</exception>
     public async Task<Guid> RegenerateRunAsync(Guid runId, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("RegenerateRun", null, cancellationToken).ConfigureAwait(false);
         var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
             var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await using (transaction.ConfigureAwait(false))
             {
-                string? state;
+                string? state = null;
+                var isChild = false;
+                Guid? later = null;
                 var lockRun = Db.Command(_dataSource, transaction, _sql.Runs.LockForRegenerate, P.Uuid(runId));
                 await using (lockRun.ConfigureAwait(false))
                 {
-                    state = await lockRun.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string;
+                    var reader = await lockRun.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                    await using (reader.ConfigureAwait(false))
+                    {
+                        if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                        {
+                            state = reader.GetString(0);
+                            isChild = reader.GetBoolean(1);
+                            later = reader.IsDBNull(2) ? null : reader.GetGuid(2);
+                        }
+                    }
                 }
 
                 if (state is null)
                 {
                     throw RunNotFound(runId, "RegenerateRun");
+                }
+
+                if (isChild)
+                {
+                    throw new AgentPgException(AgentPgErrorCode.InvalidStateTransition, "RegenerateRun",
+                        $"Run {runId} is a child run (an agent delegation); only root runs can be regenerated. Regenerate its root run.")
+                    {
+                        RunId = runId,
+                    };
+                }
+
+                if (later is { } newer)
+                {
+                    throw new AgentPgException(AgentPgErrorCode.InvalidStateTransition, "RegenerateRun",
+                        $"Run {runId} is not the latest root run of its session (run {newer} came after it); regenerating it would " +
+                        "remove turns from the middle of the conversation. Only the session's latest root run can be regenerated.")
+                    {
+                        RunId = runId,
+                    };
                 }
 
                 var parsed = DbEnums.ParseRunState(state);
@@ -327,6 +391,7 @@ public sealed partial class AgentPgClient
         }
 
         var variables = JsonMapping.ToJsonObject(options?.Variables, "RunOptions.Variables");
+        await _schemaCheck.EnsureAsync(mode == RunMode.Batch ? "Run" : "RunFast", transaction, cancellationToken).ConfigureAwait(false);
         var runOptions = new JsonObject();
         if (!string.IsNullOrEmpty(options?.OverrideInstructions))
         {
@@ -348,6 +413,7 @@ public sealed partial class AgentPgClient
         Guid? id = null;
         string[] batchIdsToCancel = [];
         var interrupted = new List<Guid>();
+        string? creatingTransaction = null;
         await using (batch.ConfigureAwait(false))
         {
             if (transaction is null)
@@ -356,18 +422,21 @@ public sealed partial class AgentPgClient
                 AddCommand(batch, NotifySql.Defer, P.Text(Notifications.Channels.RunCreated));
             }
 
-            if (policy != ConcurrencyPolicy.Queue)
-            {
-                // Serializes rejecting and interrupting creators of one session.
-                AddCommand(batch, _sql.Runs.LockSession, P.Uuid(sessionId));
-            }
-
+            // Serializes the creators of one session: a Queue insert cannot slip past a Reject check, and an idempotent
+            // repeat is recognised before Interrupt cancels anything.
+            AddCommand(batch, _sql.Runs.LockSession, P.Uuid(sessionId));
             if (policy == ConcurrencyPolicy.Interrupt)
             {
-                AddCommand(batch, _sql.Runs.CancelActiveRootRuns, P.Uuid(sessionId));
+                AddCommand(batch, _sql.Runs.CancelActiveRootRuns, P.Uuid(sessionId), P.Text(options?.IdempotencyKey));
             }
 
             AddCommand(batch, policy == ConcurrencyPolicy.Reject ? _sql.Runs.InsertIfSessionIdle : _sql.Runs.Insert, insertValues());
+            var hasCallbacks = options?.OnToolStart is not null || options?.OnToolComplete is not null;
+            if (transaction is not null && hasCallbacks)
+            {
+                // The callbacks' entry must go if the caller rolls back: the sweep asks whether this transaction committed.
+                AddCommand(batch, _sql.Runs.CurrentTransaction);
+            }
             try
             {
                 // A caller's transaction is left as it is; on our own connection the statements are prepared.
@@ -381,15 +450,12 @@ public sealed partial class AgentPgClient
                         await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
                     }
 
-                    if (policy != ConcurrencyPolicy.Queue)
+                    if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                     {
-                        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                        {
-                            throw SessionNotFound(sessionId, "CreateRun");
-                        }
-
-                        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                        throw SessionNotFound(sessionId, "CreateRun");
                     }
+
+                    await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
 
                     if (policy == ConcurrencyPolicy.Interrupt)
                     {
@@ -407,6 +473,12 @@ public sealed partial class AgentPgClient
                     if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                     {
                         id = reader.GetGuid(0);
+                    }
+
+                    if (transaction is not null && hasCallbacks && await reader.NextResultAsync(cancellationToken).ConfigureAwait(false)
+                        && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        creatingTransaction = reader.GetString(0);
                     }
                 }
             }
@@ -435,7 +507,7 @@ public sealed partial class AgentPgClient
             };
         }
 
-        _engine.Callbacks.Register(id.Value, options);
+        _engine.Callbacks.Register(id.Value, options, creatingTransaction);
         if (transaction is null)
         {
             // Committed now. (In the caller's transaction, the runs' finalized notifications stop their work at commit.)
@@ -499,7 +571,20 @@ public sealed partial class AgentPgClient
         var command = Db.Command(_dataSource, null, _sql.Runs.Get, P.Uuid(id));
         await using (command.ConfigureAwait(false))
         {
-            return await command.QueryFirstOrDefaultAsync(RunSql.Read, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                return await command.QueryFirstOrDefaultAsync(RunSql.Read, cancellationToken).ConfigureAwait(false);
+            }
+            catch (PostgresException ex) when (_schemaCheck.Invalidate(ex))
+            {
+                // The schema was checked, then dropped or rolled back underneath a long wait: say how to migrate.
+                if (await _schemaCheck.TranslateAsync("GetRun", ex, cancellationToken).ConfigureAwait(false) is { } mismatch)
+                {
+                    throw mismatch;
+                }
+
+                throw;
+            }
         }
     }
 

@@ -36,6 +36,7 @@ public sealed partial class AgentPgClient
     /// <exception cref="AgentPgException">No session has that id (<see cref="AgentPgErrorCode.SessionNotFound"/>).</exception>
     public async Task<Session> GetSessionAsync(Guid id, CancellationToken cancellationToken = default)
     {
+        await _schemaCheck.EnsureAsync("GetSession", null, cancellationToken).ConfigureAwait(false);
         var command = Db.Command(_dataSource, null, _sql.Sessions.Get, P.Uuid(id));
         await using (command.ConfigureAwait(false))
         {
@@ -47,6 +48,7 @@ public sealed partial class AgentPgClient
     private async Task<Guid> InsertSessionAsync(NpgsqlTransaction? transaction, Guid? parentSessionId, IReadOnlyDictionary<string, object?>? metadata, CancellationToken cancellationToken)
     {
         var json = JsonMapping.ToJsonObject(metadata, nameof(metadata));
+        await _schemaCheck.EnsureAsync("NewSession", transaction, cancellationToken).ConfigureAwait(false);
         var command = parentSessionId is { } parent
             ? Db.Command(_dataSource, transaction, _sql.Sessions.InsertChild, P.Uuid(parent), P.Jsonb(json))
             : Db.Command(_dataSource, transaction, _sql.Sessions.Insert, P.Jsonb(json));

@@ -20,6 +20,10 @@ namespace AgentPg;
 /// <remarks>
 /// <para>A client that is never started is a producer: it creates agents, sessions and runs, reads them, cancels,
 /// regenerates and waits. <see cref="StartAsync"/> registers the client as an instance and starts its workers.</para>
+/// <para>Every client checks the schema version once, at <see cref="StartAsync"/> or at its first database call: against a
+/// schema that is missing or at another version than <see cref="AgentPgMigrator.LatestVersion"/>, every method that reads or
+/// writes the database throws <see cref="AgentPgException"/> with <see cref="AgentPgErrorCode.SchemaVersionMismatch"/> and a
+/// message that says how to migrate.</para>
 /// <para>All members are thread-safe.</para>
 /// <para>Security: tool inputs are produced by a model and must be treated as untrusted input (see <see cref="ITool"/>).</para>
 /// </remarks>
@@ -40,12 +44,15 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     private readonly Engine _engine;
     private readonly NotificationListener _listener;
     private readonly RunEventFeeds _feeds;
+    private readonly SchemaCheck _schemaCheck;
 
     // Runs this client created and handed to its own workers directly; their agentpg_run_created notification, which comes
     // back to this client too, then wakes nobody. Bounded: entries whose notification never arrives are dropped in bulk.
     private readonly ConcurrentDictionary<Guid, byte> _wokenLocally = new();
     private volatile bool _started;
-    private bool _disposed;
+    private volatile bool _disposed;
+    private Task? _disposal;
+    private readonly Lock _disposeLock = new();
     private WorkerSet? _workers;
     private PendingRunsProbe? _pendingProbe;
 
@@ -59,6 +66,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         InstanceId = options.InstanceId!;
         _engine = new Engine(dataSource, options, _sql, _logger, InstanceId, _tools);
         _listener = new NotificationListener(dataSource, _sql.Schema, InstanceId, _time, _logger);
+        _schemaCheck = new SchemaCheck(dataSource, options.Schema);
         _listener.Received += OnNotification;
         _listener.Reconnected += OnListenerReconnected;
         _feeds = new RunEventFeeds(ReadEventPageAsync, options.RunPollInterval, _time, _logger);
@@ -89,8 +97,13 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     /// <summary>Gets this instance's id (<see cref="AgentPgOptions.InstanceId"/> or a generated GUID).</summary>
     public string InstanceId { get; }
 
-    /// <summary>Gets the client's copy of its options, with defaults resolved. Changing it has no effect.</summary>
-    public AgentPgOptions Options => _options;
+    /// <summary>Gets a copy of the client's options, with defaults resolved.</summary>
+    /// <remarks>Each call returns a new copy (hooks and nested options included): changing it never changes the running
+    /// client. To run with other options, create another client.</remarks>
+    public AgentPgOptions Options => _options.Clone();
+
+    /// <summary>Gets the engine state this client shares with its workers (tests inspect its tables).</summary>
+    internal Engine Engine => _engine;
 
     /// <summary>Gets the data source the client works on (for the hosting integration and health checks).</summary>
     internal NpgsqlDataSource DataSource => _dataSource;
@@ -196,13 +209,20 @@ public sealed partial class AgentPgClient : IAsyncDisposable
 
     /// <summary>Stops the client if it is started (with no deadline for in-flight work beyond releasing it).</summary>
     /// <returns>A task that completes when the client is stopped.</returns>
-    public async ValueTask DisposeAsync()
+    /// <remarks>Safe to call any number of times, also concurrently: every call completes when the one disposal did.</remarks>
+    public ValueTask DisposeAsync()
     {
-        if (_disposed)
+        Task disposal;
+        lock (_disposeLock)
         {
-            return;
+            disposal = _disposal ??= DisposeCoreAsync();
         }
 
+        return new ValueTask(disposal);
+    }
+
+    private async Task DisposeCoreAsync()
+    {
         using (var cts = new CancellationTokenSource())
         {
             await cts.CancelAsync().ConfigureAwait(false);
@@ -212,7 +232,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         _disposed = true;
         await NotifyAttachmentsAsync(static a => a.ClientDisposedAsync().AsTask()).ConfigureAwait(false);
         await _listener.DisposeAsync().ConfigureAwait(false);
-        _lifecycle.Dispose();
+        // _lifecycle is not disposed: a StopAsync racing with the disposal must find it usable (it holds no wait handle).
     }
 
     /// <summary>Attaches something whose lifetime follows this client's (see <see cref="IClientAttachment"/>).</summary>
@@ -440,25 +460,17 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         {
             var reached = await migrator.MigrateAsync(null, cancellationToken).ConfigureAwait(false);
             Log.MigratedOnStart(_logger, _options.Schema, reached);
+            _schemaCheck.MarkVerified();
             return;
         }
 
         var version = await migrator.GetVersionAsync(cancellationToken).ConfigureAwait(false);
-        if (version == AgentPgMigrator.LatestVersion)
+        if (version != AgentPgMigrator.LatestVersion)
         {
-            return;
+            throw SchemaCheck.Mismatch(_options.Schema, "Start", version);
         }
 
-        var message = version == 0
-            ? $"The AgentPg schema \"{_options.Schema}\" is not migrated (version 0; this AgentPg needs version {AgentPgMigrator.LatestVersion}). "
-            : version < AgentPgMigrator.LatestVersion
-                ? $"The AgentPg schema \"{_options.Schema}\" is at version {version}; this AgentPg needs version {AgentPgMigrator.LatestVersion}. "
-                : $"The AgentPg schema \"{_options.Schema}\" is at version {version}, newer than this AgentPg knows ({AgentPgMigrator.LatestVersion}). Upgrade the AgentPg package. ";
-        throw new AgentPgException(AgentPgErrorCode.SchemaVersionMismatch, "Start",
-            version > AgentPgMigrator.LatestVersion ? message.TrimEnd() : message + AgentPgMigrator.HowToMigrate(_options.Schema))
-        {
-            Context = new Dictionary<string, object?> { ["schema"] = _options.Schema, ["version"] = version, ["expected_version"] = AgentPgMigrator.LatestVersion },
-        };
+        _schemaCheck.MarkVerified();
     }
 
     /// <summary>Registers the instance and its tools in one transaction (the tool rows reference the instance row).</summary>

@@ -1,8 +1,9 @@
 namespace AgentPg;
 
 /// <summary>Optional callbacks into the engine's life, set on <see cref="AgentPgOptions.Hooks"/>.</summary>
-/// <remarks>Hooks run on background threads. A hook that throws is logged and never breaks a run; keep them quick, since
-/// the step that calls them waits for them.</remarks>
+/// <remarks>Hooks run on background threads. A hook that throws is logged and never breaks a run. <see cref="OnBeforeMessage"/>,
+/// <see cref="OnAfterMessage"/>, <see cref="OnBecameLeader"/> and <see cref="OnLostLeadership"/> are awaited by the step
+/// that calls them (keep them quick); <see cref="OnToolCall"/> and <see cref="OnError"/> are started and not awaited.</remarks>
 public sealed class AgentPgHooks
 {
     /// <summary>Gets or sets a hook called before each model call, with the request about to be sent.</summary>

@@ -6,7 +6,8 @@ namespace AgentPg;
 /// <remarks>
 /// Every property has a working default. The options are validated once, by <see cref="AgentPgClient.Create"/>,
 /// which throws an <see cref="ArgumentException"/> naming each invalid property and how to fix it; the client then
-/// works on its own copy, so changing this object afterwards has no effect.
+/// works on its own copy (nested <see cref="RunRescue"/>, <see cref="ToolRetry"/> and <see cref="Hooks"/> objects
+/// included), so changing this object afterwards has no effect.
 /// Any positive interval is accepted: tests commonly use 50–200 ms.
 /// </remarks>
 public sealed class AgentPgOptions
@@ -174,6 +175,7 @@ public sealed class AgentPgOptions
         copy.RunRescue = RunRescue?.Clone()!;
         copy.ToolRetry = ToolRetry?.Clone()!;
         copy.Telemetry = Telemetry?.Clone()!;
+        copy.Hooks = Hooks?.Clone();
         copy.Compaction = Compaction?.Clone()!;
         return copy;
     }

@@ -10,7 +10,7 @@ namespace AgentPg.Testing;
 internal readonly record struct UsageCounts(long Input, long CacheCreation, long CacheRead, long Creation5m, long Creation1h, long Output);
 
 /// <summary>
-/// A prefix cache keyed on cache_control breakpoints (reference §8): the key of a breakpoint is the model plus a hash of
+/// A prefix cache keyed on cache_control breakpoints, as Claude's prompt caching documents it: the key of a breakpoint is the model plus a hash of
 /// every unit (tools → system → messages) up to and including it, with cache_control itself left out. A hit reports the
 /// prefix as <c>cache_read_input_tokens</c>; breakpoints after the hit whose prefix reaches the minimum size are written
 /// and reported as <c>cache_creation_input_tokens</c> (split by TTL); the rest is <c>input_tokens</c>.

@@ -57,7 +57,7 @@ internal sealed class ModelResponse
             };
         }
 
-        if (response.StopReason == "max_tokens" && response.Blocks.Count > 0 && (string?)response.Blocks[^1]["type"] == "tool_use")
+        if (response.StopReason == Runs.StopReasons.MaxTokens && response.Blocks.Count > 0 && (string?)response.Blocks[^1]["type"] == "tool_use")
         {
             response.TruncatedToolUses.Add(response.Blocks.Count - 1);
         }

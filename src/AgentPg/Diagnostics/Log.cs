@@ -35,6 +35,9 @@ internal static partial class Log
     [LoggerMessage(1201, LogLevel.Error, "{Callback} callback of run {RunId} for tool {ToolName} threw; ignored")]
     public static partial void CallbackFailed(ILogger logger, Exception exception, string callback, Guid runId, string toolName);
 
+    [LoggerMessage(1202, LogLevel.Warning, "Looking up runs with tool callbacks failed; their entries are checked again later")]
+    public static partial void CallbackSweepFailed(ILogger logger, Exception exception);
+
     [LoggerMessage(2001, LogLevel.Debug, "Run {RunId}: claim with epoch {ClaimEpoch} was taken away (rescued, cancelled or released); dropping the work")]
     public static partial void ClaimLost(ILogger logger, Guid runId, long claimEpoch);
 
@@ -133,6 +136,21 @@ internal static partial class Log
 
     [LoggerMessage(7005, LogLevel.Warning, "Rescue released {Released} runs and tool executions and continued {Continued} runs (dead instances: {DeadInstances})")]
     public static partial void Rescued(ILogger logger, int released, int continued, string deadInstances);
+
+    [LoggerMessage(7101, LogLevel.Warning, "{RunCount} pending {RunMode} run(s) of agent {AgentName} ({AgentId}) cannot be claimed, oldest {RunId}; missing tools: {MissingTools}. {Problem}")]
+    public static partial void UnclaimableRuns(ILogger logger, int runCount, string runMode, string agentName, Guid agentId, Guid runId, string missingTools, string problem);
+
+    [LoggerMessage(7102, LogLevel.Information, "Pending {RunMode} runs of agent {AgentName} ({AgentId}) can be claimed again, or none are left")]
+    public static partial void UnclaimableRunsResolved(ILogger logger, string runMode, string agentName, Guid agentId);
+
+    [LoggerMessage(1301, LogLevel.Warning, "Run {RunId} of agent {AgentName} has waited {WaitedSeconds:0} s and no instance can claim it; missing tools: {MissingTools}. {Problem}")]
+    public static partial void WaitingForUnclaimableRun(ILogger logger, Guid runId, string agentName, double waitedSeconds, string missingTools, string problem);
+
+    [LoggerMessage(1303, LogLevel.Debug, "Run {RunId} has waited {WaitedSeconds:0} s; it can be claimed ({LiveInstances} live instances)")]
+    public static partial void WaitingForClaimableRun(ILogger logger, Guid runId, double waitedSeconds, int liveInstances);
+
+    [LoggerMessage(1302, LogLevel.Debug, "Diagnosing why run {RunId} is not claimed failed")]
+    public static partial void DiagnosisFailed(ILogger logger, Exception exception, Guid runId);
 
     [LoggerMessage(7007, LogLevel.Warning, "Leader job {Job} of instance {InstanceId} failed; it runs again at its next interval")]
     public static partial void MaintenanceFailed(ILogger logger, Exception exception, string job, string instanceId);

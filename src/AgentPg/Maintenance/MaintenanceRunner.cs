@@ -23,6 +23,8 @@ internal sealed class MaintenanceRunner(Engine engine, IReadOnlyList<IMaintenanc
     public static IReadOnlyList<IMaintenanceService> CreateServices(Engine engine) =>
     [
         new InstanceCleanup(engine),
+        // After the cleanup, so instances that just died no longer count as able to claim.
+        new UnclaimableRunScan(engine),
         new RunRescuer(engine),
         new StuckWorkSweeper(engine),
         new RunEventRetention(engine),

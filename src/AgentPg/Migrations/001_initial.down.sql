@@ -29,7 +29,7 @@ DROP FUNCTION IF EXISTS agentpg_get_iterations_for_poll(TEXT, INTERVAL, INTEGER)
 DROP FUNCTION IF EXISTS agentpg_cleanup_orphaned_tools();
 DROP FUNCTION IF EXISTS agentpg_cleanup_orphaned_work();
 DROP FUNCTION IF EXISTS agentpg_cleanup_stale_instances(TEXT, INTERVAL, INTEGER);
-DROP FUNCTION IF EXISTS agentpg_rescue(INTERVAL, INTERVAL, INTEGER);
+DROP FUNCTION IF EXISTS agentpg_rescue(INTERVAL, INTERVAL, INTEGER, TEXT);
 DROP FUNCTION IF EXISTS agentpg_release_unheld_work(INTERVAL, INTEGER);
 DROP FUNCTION IF EXISTS agentpg_release_instance_work(TEXT, BOOLEAN, INTEGER);
 DROP FUNCTION IF EXISTS agentpg_delete_run_messages(UUID);

@@ -178,7 +178,7 @@ public sealed class AgentPgMigrator
         => await ExecuteAsync(connection, transaction, "SELECT pg_advisory_xact_lock($1, hashtext($2))", cancellationToken,
             P.Int(LockClass), P.Text(_schema.Name)).ConfigureAwait(false);
 
-    private async Task<int> ReadVersionAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, CancellationToken cancellationToken)
+    internal async Task<int> ReadVersionAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, CancellationToken cancellationToken)
     {
         var hasTable = await ExecuteScalarAsync<bool>(connection, transaction,
             "SELECT to_regclass($1) IS NOT NULL", cancellationToken, P.Text($"{_schema.Quoted}.agentpg_migrations")).ConfigureAwait(false);

@@ -29,6 +29,12 @@ internal sealed record Notification(string Channel, Guid? RunId, string? RunMode
         {
             using var doc = JsonDocument.Parse(payload);
             var e = doc.RootElement;
+            if (e.ValueKind != JsonValueKind.Object)
+            {
+                // Anyone may NOTIFY on these channels: a payload that is not an object carries nothing we read.
+                return new Notification(channel, null, null, null, null, null);
+            }
+
             return new Notification(channel, GetGuid(e, "run_id"), GetString(e, "run_mode"), GetString(e, "state"), GetGuid(e, "parent_run_id"), GetGuid(e, "session_id"),
                 GetString(e, "next_run_mode"));
         }

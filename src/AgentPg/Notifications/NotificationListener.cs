@@ -19,6 +19,10 @@ internal sealed class NotificationListener : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Dictionary<string, string> _baseNames;
     private readonly TaskCompletionSource _firstListen = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    // Completed when the first connection attempt ended, whether LISTEN succeeded or not.
+    private readonly TaskCompletionSource _firstAttempt = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private volatile bool _stopWaiting;
     private Task? _loop;
     private NpgsqlConnection? _connection;
 
@@ -42,8 +46,9 @@ internal sealed class NotificationListener : IAsyncDisposable
     /// <summary>The application_name of the LISTEN connection: <c>agentpg-listen:{instance id}</c> (at most 63 bytes).</summary>
     public string ApplicationName { get; }
 
-    /// <summary>Starts listening (once); completes when the first LISTEN succeeded or after <paramref name="timeout"/>.
-    /// Without a connection the loop keeps retrying in the background and polling covers the gap.</summary>
+    /// <summary>Starts listening (once); completes when the first connection attempt ended (LISTEN established or failed)
+    /// or after <paramref name="timeout"/>. Only the first attempt is waited for: once it failed or timed out, later calls
+    /// return at once while the loop keeps retrying in the background and polling covers the gap.</summary>
     public async Task StartAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
         lock (_stop)
@@ -51,14 +56,24 @@ internal sealed class NotificationListener : IAsyncDisposable
             _loop ??= Task.Run(() => RunAsync(_stop.Token), CancellationToken.None);
         }
 
+        if (_stopWaiting || _firstAttempt.Task.IsCompleted)
+        {
+            return;
+        }
+
         try
         {
-            await _firstListen.Task.WaitAsync(timeout, _time, cancellationToken).ConfigureAwait(false);
+            await _firstAttempt.Task.WaitAsync(timeout, _time, cancellationToken).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {
+            // A connection attempt that hangs is not waited for again.
+            _stopWaiting = true;
         }
     }
+
+    /// <summary>Gets whether the LISTEN connection was established at least once.</summary>
+    public bool HasListened => _firstListen.Task.IsCompleted;
 
     public async ValueTask DisposeAsync()
     {
@@ -100,6 +115,7 @@ internal sealed class NotificationListener : IAsyncDisposable
                 _connection = connection;
                 backoff = TimeSpan.FromMilliseconds(100);
                 _firstListen.TrySetResult();
+                _firstAttempt.TrySetResult();
                 if (connectedBefore)
                 {
                     Log.ListenerReconnected(_logger, connection.ProcessID);
@@ -127,6 +143,7 @@ internal sealed class NotificationListener : IAsyncDisposable
             catch (Exception ex) when (ex is NpgsqlException or IOException or TimeoutException or InvalidOperationException or OperationCanceledException)
             {
                 Log.ListenerLost(_logger, ex, backoff.TotalMilliseconds);
+                _firstAttempt.TrySetResult();
             }
             finally
             {

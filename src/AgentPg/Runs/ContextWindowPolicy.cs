@@ -78,7 +78,7 @@ internal sealed class ContextWindowPolicy(Engine engine)
                              "or start a new session.",
             _ => $"The conversation no longer fits Claude's context window ({detail}): {compaction}, {extended}, or start a new session.",
         };
-        return new RunFailureException("context_window_exceeded", message);
+        return new RunFailureException(ErrorTypes.ContextWindowExceeded, message);
     }
 
     private async Task<IterationContext?> CompactAndReloadAsync(ClaimedRun claimed, IterationContext context, string reason, CancellationToken cancellationToken)

@@ -19,7 +19,7 @@ internal sealed class Engine
         Logger = logger;
         InstanceId = instanceId;
         Tools = tools;
-        Callbacks = new RunCallbacks(logger);
+        Callbacks = new RunCallbacks(dataSource, sql, options.TimeProvider, logger);
         Hooks = new HookRunner(options.Hooks, logger);
         Notifier = new Notifier(dataSource, options.PrepareStatements, sql.Schema, logger);
         Deltas = new Events.DeltaPublisher(this);

@@ -8,6 +8,12 @@ internal sealed class HookRunner(AgentPgHooks? hooks, ILogger logger)
 {
     public AgentPgHooks? Hooks => hooks;
 
+    /// <summary>Gets whether <see cref="AgentPgHooks.OnBeforeMessage"/> is set: the request is serialized for it only then.</summary>
+    public bool HasBeforeMessage => hooks?.OnBeforeMessage is not null;
+
+    /// <summary>Gets whether <see cref="AgentPgHooks.OnAfterMessage"/> is set.</summary>
+    public bool HasAfterMessage => hooks?.OnAfterMessage is not null;
+
     public Task BeforeMessageAsync(ModelCallContext context, CancellationToken cancellationToken)
         => InvokeAsync(hooks?.OnBeforeMessage, context, nameof(AgentPgHooks.OnBeforeMessage), cancellationToken);
 

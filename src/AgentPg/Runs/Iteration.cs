@@ -16,7 +16,7 @@ public sealed record Iteration
     public bool IsStreaming { get; init; }
 
     /// <summary>Gets what started it: <c>user_prompt</c>, <c>tool_results</c> or <c>continuation</c>.</summary>
-    public string TriggerType { get; init; } = "user_prompt";
+    public string TriggerType { get; init; } = Runs.TriggerTypes.UserPrompt;
 
     /// <summary>Gets the message batch id, for batch runs.</summary>
     public string? BatchId { get; init; }

@@ -50,33 +50,33 @@ internal sealed class IterationRecorder(Engine engine)
         response.StopSequence = Nul.Replace(response.StopSequence);
 
         // A tool call cut off by max_tokens is never executed: the iteration is repeated with more room.
-        if (response.StopReason == "max_tokens" && response.TruncatedToolUses.Count > 0)
+        if (response.StopReason == StopReasons.MaxTokens && response.TruncatedToolUses.Count > 0)
         {
             var limit = RequestBuilder.ModelMaxOutputTokens(context.Agent.Model);
             if (context.MaxTokens >= limit)
             {
-                throw new RunFailureException("max_tokens_exceeded",
+                throw new RunFailureException(ErrorTypes.MaxTokensExceeded,
                     $"Claude's tool call was cut off at max_tokens {context.MaxTokens}, the most model {context.Agent.Model} allows. " +
                     "Ask for smaller tool inputs.");
             }
 
             EnsureContinuationAllowed(claimed, "a truncated tool call");
             var next = Math.Min(context.MaxTokens * 2, limit);
-            await ContinueAsync(claimed, context, response, storeMessage: false, IterationErrors.TruncatedToolUse,
+            await ContinueAsync(claimed, context, response, storeMessage: false, ErrorTypes.TruncatedToolUse,
                 $"tool_use cut off at max_tokens {context.MaxTokens}; repeating with max_tokens {next}", continueInPlace, cancellationToken).ConfigureAwait(false);
             claimed.MaxTokensOverride = next;
             return continueInPlace ? IterationOutcome.ContinueInPlace : IterationOutcome.Done;
         }
 
-        if (response.StopReason == "pause_turn")
+        if (response.StopReason == StopReasons.PauseTurn)
         {
-            EnsureContinuationAllowed(claimed, "pause_turn");
+            EnsureContinuationAllowed(claimed, StopReasons.PauseTurn);
             await ContinueAsync(claimed, context, response, storeMessage: true, null, null, continueInPlace, cancellationToken).ConfigureAwait(false);
             claimed.MaxTokensOverride = null;
             return continueInPlace ? IterationOutcome.ContinueInPlace : IterationOutcome.Done;
         }
 
-        if (response.StopReason == "model_context_window_exceeded")
+        if (response.StopReason == StopReasons.ModelContextWindowExceeded)
         {
             throw ContextWindowPolicy.Exceeded(context, "generation reached the model's context window", claimed.UsedExtendedContext, claimed.CompactedForContextWindow);
         }
@@ -143,6 +143,7 @@ internal sealed class IterationRecorder(Engine engine)
                 var batch = new NpgsqlBatch();
                 await using (batch.ConfigureAwait(false))
                 {
+                    AddParentLock(batch, run);
                     AddFence(batch, run, null);
                     if (claimed.IterationId is { } iterationId)
                     {
@@ -173,7 +174,7 @@ internal sealed class IterationRecorder(Engine engine)
     {
         if (claimed.Continuations >= engine.Options.MaxContinuations)
         {
-            throw new RunFailureException("continuation_limit",
+            throw new RunFailureException(ErrorTypes.ContinuationLimit,
                 $"The run needed another continuation iteration ({reason}) but already made {claimed.Continuations}, the maximum " +
                 $"(AgentPgOptions.MaxContinuations = {engine.Options.MaxContinuations}).");
         }
@@ -190,10 +191,11 @@ internal sealed class IterationRecorder(Engine engine)
             await using (batch.ConfigureAwait(false))
             {
                 Add(batch, NotifySql.Defer, P.Text(Notifications.Channels.RunFinalized));
+                AddParentLock(batch, run);
                 AddFence(batch, run, context.IterationId);
                 AddAssistantMessage(batch, run, messageId, response);
                 AddIterationCompletion(batch, claimed, context, response.StopReason, messageId, 0, null, null);
-                Add(batch, engine.Sql.Runs.Complete, P.Uuid(run.Id), P.Text(response.Text), P.Text(response.StopReason ?? "end_turn"),
+                Add(batch, engine.Sql.Runs.Complete, P.Uuid(run.Id), P.Text(response.Text), P.Text(response.StopReason ?? StopReasons.EndTurn),
                     P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens));
                 var reader = await engine.ExecuteReaderAsync(batch, ct).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
@@ -213,7 +215,7 @@ internal sealed class IterationRecorder(Engine engine)
             }
         }, engine.Time, token).ConfigureAwait(false);
         engine.Notifier.RunFinalized(run, RunState.Completed, nextRunMode);
-        Log.RunCompleted(engine.Logger, run.Id, claimed.Iteration, response.StopReason ?? "end_turn");
+        Log.RunCompleted(engine.Logger, run.Id, claimed.Iteration, response.StopReason ?? StopReasons.EndTurn);
         Telemetry.RunFinished(run, "completed");
     }
 
@@ -241,7 +243,7 @@ internal sealed class IterationRecorder(Engine engine)
             }
         }, engine.Time, token).ConfigureAwait(false);
         claimed.Continuations++;
-        claimed.Trigger = "continuation";
+        claimed.Trigger = TriggerTypes.Continuation;
     }
 
     private async Task CreateToolExecutionsAsync(ClaimedRun claimed, IterationContext context, ModelResponse response,
@@ -345,6 +347,15 @@ internal sealed class IterationRecorder(Engine engine)
         }
 
         Log.RunWaitingForTools(engine.Logger, run.Id, claimed.Iteration, toolUses.Count);
+    }
+
+    /// <summary>Before a child run's final write: its parent run first (lock order parent, child; see RunSql.LockParent).</summary>
+    private void AddParentLock(NpgsqlBatch batch, Run run)
+    {
+        if (run.ParentRunId is { } parent)
+        {
+            Add(batch, engine.Sql.Runs.LockParent, P.Uuid(parent));
+        }
     }
 
     private void AddFence(NpgsqlBatch batch, Run run, Guid? iterationId)

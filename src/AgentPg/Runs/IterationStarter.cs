@@ -51,7 +51,7 @@ internal sealed class IterationStarter(Engine engine)
                     await reader.NextResultAsync(ct).ConfigureAwait(false); // past the fence
                     var agent = await reader.ReadAsync(ct).ConfigureAwait(false)
                         ? AgentSql.Read(reader)
-                        : throw new RunFailureException("processing_error", $"Agent {run.AgentId} of the run no longer exists.");
+                        : throw new RunFailureException(ErrorTypes.ProcessingError, $"Agent {run.AgentId} of the run no longer exists.");
                     await reader.NextResultAsync(ct).ConfigureAwait(false);
                     var delegates = await ReadDelegatesAsync(reader, ct).ConfigureAwait(false);
                     await reader.NextResultAsync(ct).ConfigureAwait(false);
@@ -91,7 +91,7 @@ internal sealed class IterationStarter(Engine engine)
                     await reader.NextResultAsync(ct).ConfigureAwait(false); // past the planner setting
                     var agent = await reader.ReadAsync(ct).ConfigureAwait(false)
                         ? AgentSql.Read(reader)
-                        : throw new RunFailureException("processing_error", $"Agent {run.AgentId} of the run no longer exists.");
+                        : throw new RunFailureException(ErrorTypes.ProcessingError, $"Agent {run.AgentId} of the run no longer exists.");
                     await reader.NextResultAsync(ct).ConfigureAwait(false);
                     var delegates = await ReadDelegatesAsync(reader, ct).ConfigureAwait(false);
                     IReadOnlyList<Message> history = [];

@@ -12,7 +12,7 @@ internal sealed class ClaimedRun
         Iteration = run.CurrentIteration;
         IterationId = run.CurrentIterationId;
         Continuations = run.ContinuationCount;
-        (Trigger, MaxTokensOverride) = NextIteration(run, previous);
+        (Trigger, MaxTokensOverride) = NextIteration.Decide(run.CurrentIteration, previous);
 
         // Once a conversation needed the 1M-token window it keeps needing it.
         UsedExtendedContext = previous?.ExtendedContext ?? false;
@@ -46,34 +46,10 @@ internal sealed class ClaimedRun
 
     /// <summary>Usage of the current iteration's model calls (retries included: they are paid for).</summary>
     public Usage IterationUsage { get; set; } = Usage.Zero;
-
-    /// <summary>What the next iteration is, from the outcome of the previous one (persisted, so it survives a re-queue,
-    /// a rescue, or another instance taking over).</summary>
-    private static (string Trigger, int? MaxTokens) NextIteration(Run run, PreviousIteration? previous)
-    {
-        if (run.CurrentIteration == 0 || previous is null)
-        {
-            return (run.CurrentIteration == 0 ? "user_prompt" : "tool_results", null);
-        }
-
-        return previous switch
-        {
-            // Abandoned by a dead or stuck holder: do it again.
-            { ErrorType: "abandoned" } => (previous.TriggerType, previous.MaxTokens),
-            { ErrorType: IterationErrors.TruncatedToolUse } => ("continuation", previous.MaxTokens is { } m ? m * 2 : null),
-            { StopReason: "pause_turn" } => ("continuation", null),
-            _ => ("tool_results", null),
-        };
-    }
 }
 
 /// <summary>The outcome of the iteration before the current claim.</summary>
 internal sealed record PreviousIteration(string TriggerType, string? StopReason, string? ErrorType, int? MaxTokens, bool ExtendedContext);
-
-internal static class IterationErrors
-{
-    public const string TruncatedToolUse = "truncated_tool_use";
-}
 
 /// <summary>Everything one iteration needs: the agent as it is now, the conversation, and the tools offered to Claude.</summary>
 internal sealed record IterationContext(

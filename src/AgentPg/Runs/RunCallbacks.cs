@@ -1,40 +1,89 @@
-using System.Collections.Concurrent;
 using AgentPg.Diagnostics;
+using AgentPg.Storage;
 using Microsoft.Extensions.Logging;
+using Npgsql;
 
 namespace AgentPg.Runs;
 
 /// <summary>OnToolStart/OnToolComplete callbacks of runs created by this instance (and of their child runs).</summary>
-/// <remarks>Callbacks live in memory: they fire when this instance executes a tool of the run, or learns that a child
-/// run it is waiting for finished. Each fires on the thread pool; an exception is logged, never propagated.</remarks>
-internal sealed class RunCallbacks(ILogger logger)
+/// <remarks>
+/// <para>Callbacks live in memory: they fire when this instance executes a tool of the run, or learns that a child run it
+/// is waiting for finished. Each fires on the thread pool; an exception is logged, never propagated.</para>
+/// <para>An entry is removed when this instance hears the run's <c>agentpg_run_finalized</c>. Entries whose notification
+/// never comes (the creating transaction rolled back, the notification was lost, a producer that never listens) are swept:
+/// whenever the table doubled since the last sweep (and at least <see cref="SweepThreshold"/> entries), or a minute
+/// passed, one query looks the entries up; runs that are final go, runs not found go once two sweeps in a row did not
+/// find them (a creating transaction still in progress keeps its entry), so the table holds only live runs.</para>
+/// </remarks>
+internal sealed class RunCallbacks(NpgsqlDataSource dataSource, Sql sql, TimeProvider time, ILogger logger)
 {
-    private readonly ConcurrentDictionary<Guid, Entry> _entries = new();
+    internal const int SweepThreshold = 256;
+    private static readonly TimeSpan s_sweepInterval = TimeSpan.FromMinutes(1);
 
-    public void Register(Guid runId, RunOptions? options)
+    private readonly Dictionary<Guid, Entry> _entries = [];
+    private readonly Lock _lock = new();
+    private int _sweepAt = SweepThreshold;
+    private long _lastSweep = time.GetTimestamp();
+    private int _sweeping;
+
+    /// <summary>Gets how many runs have callbacks (tests check that it stays bounded).</summary>
+    public int Count
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _entries.Count;
+            }
+        }
+    }
+
+    /// <summary>Registers the callbacks of a run created by this client.</summary>
+    /// <param name="runId">The run.</param>
+    /// <param name="options">The run's options (nothing is registered without callbacks).</param>
+    /// <param name="transactionId">The creating transaction when it is the caller's (not committed yet), else null.</param>
+    public void Register(Guid runId, RunOptions? options, string? transactionId)
     {
         if (options?.OnToolStart is not null || options?.OnToolComplete is not null)
         {
-            _entries[runId] = new Entry(options.OnToolStart, options.OnToolComplete);
+            Add(runId, new Entry(options.OnToolStart, options.OnToolComplete, transactionId));
         }
     }
 
     /// <summary>Makes a child run fire its parent's callbacks.</summary>
     public void Inherit(Guid parentRunId, Guid childRunId)
     {
-        if (_entries.TryGetValue(parentRunId, out var entry))
+        Entry? parent;
+        lock (_lock)
         {
-            _entries.TryAdd(childRunId, entry);
+            if (!_entries.TryGetValue(parentRunId, out parent) || _entries.ContainsKey(childRunId))
+            {
+                return;
+            }
+        }
+
+        Add(childRunId, new Entry(parent.OnStart, parent.OnComplete, null));
+    }
+
+    public bool Has(Guid runId)
+    {
+        lock (_lock)
+        {
+            return _entries.ContainsKey(runId);
         }
     }
 
-    public bool Has(Guid runId) => _entries.ContainsKey(runId);
-
-    public void Remove(Guid runId) => _entries.TryRemove(runId, out _);
+    public void Remove(Guid runId)
+    {
+        lock (_lock)
+        {
+            _entries.Remove(runId);
+        }
+    }
 
     public void FireStart(ToolCallEvent e)
     {
-        if (_entries.TryGetValue(e.RunId, out var entry) && entry.OnStart is { } callback)
+        if (TryGet(e.RunId) is { OnStart: { } callback })
         {
             Fire(callback, e, "OnToolStart");
         }
@@ -42,9 +91,115 @@ internal sealed class RunCallbacks(ILogger logger)
 
     public void FireComplete(ToolCallEvent e)
     {
-        if (_entries.TryGetValue(e.RunId, out var entry) && entry.OnComplete is { } callback)
+        if (TryGet(e.RunId) is { OnComplete: { } callback })
         {
             Fire(callback, e, "OnToolComplete");
+        }
+    }
+
+    /// <summary>Looks every entry up and removes those of runs that are final or do not exist.</summary>
+    internal async Task SweepAsync(CancellationToken cancellationToken)
+    {
+        List<(Guid RunId, Entry Entry)> snapshot;
+        lock (_lock)
+        {
+            snapshot = [.. _entries.Select(e => (e.Key, e.Value))];
+        }
+
+        if (snapshot.Count == 0)
+        {
+            return;
+        }
+
+        var found = new Dictionary<Guid, (string? State, string? Transaction)>(snapshot.Count);
+        var command = Db.Command(dataSource, null, sql.Runs.CallbackSweep, P.UuidArray([.. snapshot.Select(e => e.RunId)]),
+            P.TextArray([.. snapshot.Select(e => e.Entry.TransactionId)!]));
+        await using (command.ConfigureAwait(false))
+        {
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    found[reader.GetGuid(0)] = (reader.IsDBNull(1) ? null : reader.GetString(1), reader.IsDBNull(2) ? null : reader.GetString(2));
+                }
+            }
+        }
+
+        lock (_lock)
+        {
+            foreach (var (runId, entry) in snapshot)
+            {
+                if (!_entries.TryGetValue(runId, out var current) || !ReferenceEquals(current, entry) || !found.TryGetValue(runId, out var row))
+                {
+                    continue;
+                }
+
+                if (row.State is null && row.Transaction != "in progress")
+                {
+                    // Not found: rolled back, or committed just after the query's snapshot; the next sweep decides.
+                    if (++entry.Misses >= 2)
+                    {
+                        _entries.Remove(runId);
+                    }
+                }
+                else if (row.State is "completed" or "cancelled" or "failed")
+                {
+                    _entries.Remove(runId);
+                }
+                else
+                {
+                    entry.Misses = 0;
+                }
+            }
+
+            _sweepAt = Math.Max(SweepThreshold, _entries.Count * 2);
+            _lastSweep = time.GetTimestamp();
+        }
+    }
+
+    private void Add(Guid runId, Entry entry)
+    {
+        bool sweep;
+        lock (_lock)
+        {
+            _entries[runId] = entry;
+            sweep = _entries.Count >= _sweepAt || time.GetElapsedTime(_lastSweep) >= s_sweepInterval;
+        }
+
+        if (sweep && Interlocked.CompareExchange(ref _sweeping, 1, 0) == 0)
+        {
+            _ = SweepInBackgroundAsync();
+        }
+    }
+
+    private async Task SweepInBackgroundAsync()
+    {
+        try
+        {
+            await SweepAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidOperationException)
+        {
+            Log.CallbackSweepFailed(logger, ex);
+            lock (_lock)
+            {
+                // Try again at the next registration after a while, not at every one.
+                _lastSweep = time.GetTimestamp();
+                _sweepAt = Math.Max(SweepThreshold, _entries.Count * 2);
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _sweeping, 0);
+        }
+    }
+
+    private Entry? TryGet(Guid runId)
+    {
+        lock (_lock)
+        {
+            return _entries.TryGetValue(runId, out var entry) ? entry : null;
         }
     }
 
@@ -64,5 +219,14 @@ internal sealed class RunCallbacks(ILogger logger)
             e,
             preferLocal: false);
 
-    private sealed record Entry(Action<ToolCallEvent>? OnStart, Action<ToolCallEvent>? OnComplete);
+    private sealed class Entry(Action<ToolCallEvent>? onStart, Action<ToolCallEvent>? onComplete, string? transactionId)
+    {
+        public Action<ToolCallEvent>? OnStart { get; } = onStart;
+
+        public Action<ToolCallEvent>? OnComplete { get; } = onComplete;
+
+        public string? TransactionId { get; } = transactionId;
+
+        public int Misses { get; set; }
+    }
 }

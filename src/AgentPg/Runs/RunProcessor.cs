@@ -32,7 +32,12 @@ internal sealed class RunProcessor(Engine engine)
             while (true)
             {
                 body = context.Body();
-                await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, null, null), token).ConfigureAwait(false);
+                if (engine.Hooks.HasBeforeMessage)
+                {
+                    // Serializing the request costs O(conversation): only for a hook that reads it.
+                    await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, null, null), token).ConfigureAwait(false);
+                }
+
                 try
                 {
                     response = await CallWithRetriesAsync(claimed, context, body, token).ConfigureAwait(false);
@@ -45,7 +50,7 @@ internal sealed class RunProcessor(Engine engine)
             }
 
             claimed.IterationUsage += response.Usage;
-            if (engine.Hooks.Hooks?.OnAfterMessage is not null)
+            if (engine.Hooks.HasAfterMessage)
             {
                 await engine.Hooks.AfterMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, response.ToMessageJson(), response.Usage), token).ConfigureAwait(false);
             }
@@ -81,7 +86,7 @@ internal sealed class RunProcessor(Engine engine)
             {
                 Telemetry.ChatFailed(chat, context.Agent.Model, ex.GetType().Name, engine.Time.GetElapsedTime(started));
                 // The SDK already retried what is retryable (408, 409, 429, 5xx) before throwing.
-                throw new RunFailureException("model_error",
+                throw new RunFailureException(ErrorTypes.ModelError,
                     $"Claude API error {(int)ex.StatusCode} {ex.Type?.Raw() ?? "error"}: {ex.ApiMessage ?? "(no message)"}");
             }
             catch (Exception ex) when (IsStreamFailure(ex) && !token.IsCancellationRequested)
@@ -90,7 +95,7 @@ internal sealed class RunProcessor(Engine engine)
                 if (failures > engine.Options.MaxModelRetries)
                 {
                     Telemetry.ChatFailed(chat, context.Agent.Model, ex.GetType().Name, engine.Time.GetElapsedTime(started));
-                    throw new RunFailureException("model_error",
+                    throw new RunFailureException(ErrorTypes.ModelError,
                         $"Claude's streamed answer failed {failures} times (AgentPgOptions.MaxModelRetries = {engine.Options.MaxModelRetries}); " +
                         $"last error: {Describe(ex)}");
                 }

@@ -1,30 +1,104 @@
-using System.Collections.Concurrent;
-
 namespace AgentPg.Runs;
 
 /// <summary>Wakes <see cref="AgentPgClient.WaitForRunAsync"/> callers when a run is finalized (NOTIFY), on any instance.</summary>
+/// <remarks>An entry exists only while someone waits: every caller holds a <see cref="Waiter"/> for the time of one read and
+/// one wait and disposes it; the last one out removes the entry. A signal removes the entry at once (later waiters get a
+/// new one), so nothing stays behind for runs that finished, do not exist, or whose waiters gave up.</remarks>
 internal sealed class RunWaiters
 {
-    private readonly ConcurrentDictionary<Guid, TaskCompletionSource> _waiters = new();
+    private readonly Dictionary<Guid, Entry> _waiters = [];
+    private readonly Lock _lock = new();
 
-    /// <summary>The signal for the run; get it before reading the run so a notification in between is not missed.</summary>
-    public Task Get(Guid runId)
-        => _waiters.GetOrAdd(runId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+    /// <summary>Gets how many runs have waiters (tests check that it returns to zero).</summary>
+    public int Count
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _waiters.Count;
+            }
+        }
+    }
+
+    /// <summary>The signal for the run; acquire it before reading the run so a notification in between is not missed, and
+    /// dispose it when done waiting.</summary>
+    public Waiter Acquire(Guid runId)
+    {
+        lock (_lock)
+        {
+            if (!_waiters.TryGetValue(runId, out var entry))
+            {
+                entry = new Entry();
+                _waiters.Add(runId, entry);
+            }
+
+            entry.References++;
+            return new Waiter(this, runId, entry);
+        }
+    }
 
     public void Signal(Guid runId)
     {
-        if (_waiters.TryRemove(runId, out var tcs))
+        Entry? entry;
+        lock (_lock)
         {
-            tcs.TrySetResult();
+            if (!_waiters.Remove(runId, out entry))
+            {
+                return;
+            }
         }
+
+        entry.Signal.TrySetResult();
     }
 
     /// <summary>After a lost LISTEN connection: everyone re-reads.</summary>
     public void SignalAll()
     {
-        foreach (var runId in _waiters.Keys)
+        List<Entry> entries;
+        lock (_lock)
         {
-            Signal(runId);
+            entries = [.. _waiters.Values];
+            _waiters.Clear();
         }
+
+        foreach (var entry in entries)
+        {
+            entry.Signal.TrySetResult();
+        }
+    }
+
+    private void Release(Guid runId, Entry entry)
+    {
+        lock (_lock)
+        {
+            if (--entry.References == 0 && _waiters.TryGetValue(runId, out var current) && ReferenceEquals(current, entry))
+            {
+                _waiters.Remove(runId);
+            }
+        }
+    }
+
+    /// <summary>One caller's hold on a run's signal.</summary>
+    internal sealed class Waiter(RunWaiters owner, Guid runId, Entry entry) : IDisposable
+    {
+        private int _disposed;
+
+        public Task Task => entry.Signal.Task;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                owner.Release(runId, entry);
+            }
+        }
+    }
+
+    internal sealed class Entry
+    {
+        public TaskCompletionSource Signal { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public int References { get; set; }
     }
 }

@@ -43,14 +43,14 @@ internal sealed class MessageSql
         BySession = $"SELECT {JoinedColumns} FROM {m} m LEFT JOIN {b} b ON b.message_id = m.id WHERE m.session_id = $1 ORDER BY m.seq, b.block_index";
         ById = $"SELECT {JoinedColumns} FROM {m} m LEFT JOIN {b} b ON b.message_id = m.id WHERE m.id = $1 ORDER BY b.block_index";
         ByIds = $"SELECT {JoinedColumns} FROM {m} m LEFT JOIN {b} b ON b.message_id = m.id WHERE m.id = ANY($1) ORDER BY m.seq, b.block_index";
-        // A root run sees the session's root conversation: messages of depth-0 runs and messages without a run
-        // (compaction summaries). Child runs of delegations write to the same session and are excluded.
+        // A root run sees the session's root conversation: messages of depth-0 runs and compaction summaries (the only
+        // messages without a run). Child runs of delegations write to the same session and are excluded.
         RootContext = $"""
             SELECT {JoinedColumns}
               FROM {m} m
               LEFT JOIN {b} b ON b.message_id = m.id
              WHERE m.session_id = $1
-               AND (m.run_id IS NULL OR EXISTS (SELECT 1 FROM {s}.agentpg_runs r WHERE r.id = m.run_id AND r.depth = 0))
+               AND ((m.run_id IS NULL AND m.is_summary) OR EXISTS (SELECT 1 FROM {s}.agentpg_runs r WHERE r.id = m.run_id AND r.depth = 0))
              ORDER BY m.seq, b.block_index
             """;
         // A child run sees only its own messages: each delegation starts fresh with its task.

@@ -9,10 +9,11 @@ internal sealed class RescueSql
 
     public RescueSql(SchemaName s, LeaderSql leader)
     {
-        // $1 instance (the leader), $2 instance ttl, $3 rescue timeout, $4 max rescue attempts. No row when $1 does not lead.
+        // $1 instance (the leader, whose own work is never released), $2 instance ttl, $3 rescue timeout, $4 max rescue
+        // attempts. No row when $1 does not lead.
         Rescue = $"""
             SELECT {Columns}
-              FROM ({leader.LeaseHeldBy}) leader, LATERAL {s}.agentpg_rescue($2, $3, $4) r
+              FROM ({leader.LeaseHeldBy}) leader, LATERAL {s}.agentpg_rescue($2, $3, $4, $1) r
             """;
         // $1 instance (the leader), $2 bound, $3 max rescue attempts. Work of live instances that they do not report as in
         // flight (see Maintenance/StuckWorkSweeper). No row when $1 does not lead.

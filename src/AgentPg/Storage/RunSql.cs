@@ -28,8 +28,10 @@ internal sealed class RunSql
             ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING id
             """;
+        // The caller's transaction that created a run (for the callback sweep), as text.
+        CurrentTransaction = "SELECT pg_current_xact_id()::text";
         // ConcurrencyPolicy.Reject: same parameters; no row back when the session has an active root run.
-        // Callers lock the session row first (LockSession) so two rejecting inserts cannot both pass.
+        // Every creator locks the session row first (LockSession), so no insert can slip past a rejecting one.
         InsertIfSessionIdle = $"""
             INSERT INTO {t} (session_id, agent_id, prompt, run_mode, created_by_instance_id, metadata, options, idempotency_key, traceparent)
             SELECT $1, $2, $3, $4::{s}.agentpg_run_mode, $5, $6, $7, $8, $9
@@ -37,13 +39,24 @@ internal sealed class RunSql
             ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING id
             """;
+        // Serializes the run creators of one session (all policies): Reject's check and Interrupt's cancel see every
+        // other creator's run, and an idempotency key is looked up before anything is interrupted.
         LockSession = $"SELECT id FROM {s}.agentpg_sessions WHERE id = $1 FOR NO KEY UPDATE";
         // ConcurrencyPolicy.Interrupt: cancel the session's active root runs (and their children), returning the batch
-        // ids to cancel at the API.
+        // ids to cancel at the API. $2 idempotency key: when a run of the session already has it, the request is a repeat
+        // and interrupts nothing (the session row is locked first, so the key's run, if any, is committed and visible).
         CancelActiveRootRuns = $"""
             SELECT r.id, c.cancelled, c.batch_ids
               FROM {t} r, LATERAL {s}.agentpg_cancel_run(r.id) c
              WHERE r.session_id = $1 AND r.parent_run_id IS NULL AND r.state NOT IN {Terminal}
+               AND ($2::text IS NULL OR NOT EXISTS (SELECT 1 FROM {t} k WHERE k.session_id = $1 AND k.idempotency_key = $2))
+            """;
+        // Runs with tool callbacks in memory: $1 run ids, $2 the creating transaction (xid8 as text; null when committed).
+        // Returns each run's state (null: not visible) and the creating transaction's status.
+        CallbackSweep = $"""
+            SELECT e.id, r.state::text, pg_xact_status(e.xact)
+              FROM unnest($1::uuid[], $2::text[]::xid8[]) AS e(id, xact)
+              LEFT JOIN {t} r ON r.id = e.id
             """;
         GetByIdempotencyKey = $"SELECT id, agent_id, prompt FROM {t} WHERE session_id = $1 AND idempotency_key = $2";
         Get = $"SELECT {Columns} FROM {t} WHERE id = $1";
@@ -66,6 +79,9 @@ internal sealed class RunSql
                                FOR NO KEY UPDATE) locked) fence
              WHERE fence.held = 0
             """;
+        // Lock order (parent run before child run): a child run's final write locks its parent first, since the child's
+        // completion trigger completes the parent's tool execution and locks the parent. $1 parent run.
+        LockParent = $"SELECT 1 FROM {t} WHERE id = $1 FOR NO KEY UPDATE";
         // Progress of a live stream; not fenced by exception: a lost claim simply matches no row.
         Progress = $"UPDATE {t} SET last_progress_at = now() WHERE id = $1 AND claim_epoch = $2 AND claimed_by_instance_id = $3";
         // $1 run, $2 iteration number, $3 iteration id. After the fence.
@@ -140,7 +156,14 @@ internal sealed class RunSql
               FROM tree
             """;
         Cancel = $"SELECT found, cancelled, batch_ids FROM {s}.agentpg_cancel_run($1)";
-        LockForRegenerate = $"SELECT state::text FROM {t} WHERE id = $1 FOR NO KEY UPDATE";
+        // The run's state, whether it is a child run, and the newest root run of its session (regeneration rewrites the
+        // end of the conversation only).
+        LockForRegenerate = $"""
+            SELECT r.state::text, r.parent_run_id IS NOT NULL,
+                   (SELECT o.id FROM {t} o WHERE o.session_id = r.session_id AND o.parent_run_id IS NULL AND o.seq > r.seq
+                     ORDER BY o.seq DESC LIMIT 1)
+              FROM {t} r WHERE r.id = $1 FOR NO KEY UPDATE OF r
+            """;
         DeleteMessages = $"SELECT {s}.agentpg_delete_run_messages($1)";
         // The same request again: session, agent, prompt, mode, variables and instructions; created by $2. Parent links
         // are not copied (reference behaviour): a regenerated run is a root run.
@@ -166,10 +189,13 @@ internal sealed class RunSql
     public string InsertIfSessionIdle { get; }
 
     public string CountPending { get; }
+    public string CurrentTransaction { get; }
 
     public string LockSession { get; }
 
     public string CancelActiveRootRuns { get; }
+
+    public string CallbackSweep { get; }
 
     public string GetByIdempotencyKey { get; }
 
@@ -178,6 +204,8 @@ internal sealed class RunSql
     public string Claim { get; }
 
     public string Fence { get; }
+
+    public string LockParent { get; }
 
     public string Progress { get; }
 

@@ -14,6 +14,7 @@ internal sealed class Sql
         Iterations = new IterationSql(schema);
         ToolExecutions = new ToolExecutionSql(schema);
         Leader = new LeaderSql(schema);
+        Diagnostics = new DiagnosticsSql(schema);
         Rescue = new RescueSql(schema, Leader);
         InstanceCleanup = new InstanceCleanupSql(schema, Leader);
         RunEvents = new RunEventSql(schema, Leader);
@@ -37,6 +38,8 @@ internal sealed class Sql
     public ToolExecutionSql ToolExecutions { get; }
 
     public LeaderSql Leader { get; }
+
+    public DiagnosticsSql Diagnostics { get; }
 
     public RescueSql Rescue { get; }
 

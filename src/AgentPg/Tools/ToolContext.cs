@@ -28,6 +28,43 @@ public sealed class ToolContext
         IdempotencyKey = "agentpg-tool-" + toolExecutionId.ToString("N");
     }
 
+    /// <summary>Creates a context for calling a tool outside the engine, for example in a unit test of the tool.</summary>
+    /// <param name="variables">The run's variables, as <see cref="RunOptions.Variables"/> would pass them; they go through the
+    /// same JSON conversion as in a real run, so <see cref="GetVariable{T}"/> behaves the same. <see langword="null"/>: none.</param>
+    /// <param name="transaction">The transaction an <see cref="ITransactionalTool"/> would get, or <see langword="null"/>.</param>
+    /// <param name="attempt">The attempt number (1 on the first try).</param>
+    /// <param name="runId">The run id; <see langword="null"/> for a new random id.</param>
+    /// <param name="sessionId">The session id; <see langword="null"/> for a new random id.</param>
+    /// <param name="agentId">The agent id; <see langword="null"/> for a new random id.</param>
+    /// <param name="toolExecutionId">The tool execution id, which <see cref="IdempotencyKey"/> is derived from;
+    /// <see langword="null"/> for a new random id.</param>
+    /// <param name="toolUseId">Claude's tool_use id; <see langword="null"/> for a made-up one.</param>
+    /// <returns>A context with the given values.</returns>
+    /// <exception cref="ArgumentException">A variable cannot be stored as JSON.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="attempt"/> is less than 1.</exception>
+    /// <example>
+    /// <code>
+    /// var output = await new WeatherTool().ExecuteAsync(input,
+    ///     ToolContext.Create(new Dictionary&lt;string, object?&gt; { ["tenant_id"] = 42 }), CancellationToken.None);
+    /// </code>
+    /// </example>
+    public static ToolContext Create(
+        IReadOnlyDictionary<string, object?>? variables = null,
+        NpgsqlTransaction? transaction = null,
+        int attempt = 1,
+        Guid? runId = null,
+        Guid? sessionId = null,
+        Guid? agentId = null,
+        Guid? toolExecutionId = null,
+        string? toolUseId = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(attempt, 1);
+        var executionId = toolExecutionId ?? Guid.NewGuid();
+        return new ToolContext(runId ?? Guid.NewGuid(), sessionId ?? Guid.NewGuid(), agentId ?? Guid.NewGuid(), executionId,
+            toolUseId ?? "toolu_" + executionId.ToString("N")[..24], attempt,
+            Internal.JsonMapping.ToElementDictionary(Internal.JsonMapping.ToJsonObject(variables, nameof(variables))), transaction);
+    }
+
     /// <summary>Gets the run that asked for the tool.</summary>
     public Guid RunId { get; }
 

@@ -2,7 +2,9 @@ namespace AgentPg;
 
 /// <summary>Thrown by a tool to run again later, without consuming an attempt (for example while waiting on a rate limit).</summary>
 /// <remarks>The execution goes back to pending and is picked up again after <see cref="Duration"/>, by any instance.
-/// Snoozes are not limited; the run's own timeout and cancellation still apply.</remarks>
+/// Snoozes are deliberately not limited (a tool waiting on an external system decides how long to keep waiting; count
+/// <see cref="ToolContext.Attempt"/> or your own state to give up): the run stays in <c>pending_tools</c> meanwhile, and
+/// cancelling the run still ends it. There is no run timeout.</remarks>
 public sealed class ToolSnoozeException : Exception
 {
     /// <summary>Creates the exception.</summary>

@@ -259,7 +259,7 @@ internal sealed class BatchPoller(Engine engine)
                     return;
                 }
 
-                throw new RunFailureException(errorMessage.StartsWith("prompt is too long", StringComparison.Ordinal) ? "context_window_exceeded" : "batch_error",
+                throw new RunFailureException(errorMessage.StartsWith("prompt is too long", StringComparison.Ordinal) ? ErrorTypes.ContextWindowExceeded : ErrorTypes.BatchError,
                     $"Claude's batch request failed: {errorType}: {errorMessage}" +
                     (s_retryableErrors.Contains(errorType) ? $" (after {item.ResubmitCount} resubmissions; AgentPgOptions.MaxModelRetries = {engine.Options.MaxModelRetries})" : ""));
 
@@ -277,7 +277,7 @@ internal sealed class BatchPoller(Engine engine)
                     return;
                 }
 
-                throw new RunFailureException("batch_error",
+                throw new RunFailureException(ErrorTypes.BatchError,
                     $"The batch request of iteration {item.IterationNumber} {what} (batch {item.BatchId}), also after {item.ResubmitCount} resubmissions.");
         }
     }
@@ -291,7 +291,7 @@ internal sealed class BatchPoller(Engine engine)
             return;
         }
 
-        throw new RunFailureException("batch_expired",
+        throw new RunFailureException(ErrorTypes.BatchExpired,
             $"The batch request of iteration {item.IterationNumber} expired twice without being processed (batch {item.BatchId}); " +
             "Claude's Message Batches API was too busy. Create the run again, or use RunFastAsync for the streaming API.");
     }

@@ -49,7 +49,11 @@ internal sealed class BatchSubmitter(Engine engine)
         DateTimeOffset expiresAt;
         context = await _window.BeforeRequestAsync(claimed, context, cancellationToken).ConfigureAwait(false);
         var body = context.Body();
-        await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Batch, body, null, null), cancellationToken).ConfigureAwait(false);
+        if (engine.Hooks.HasBeforeMessage)
+        {
+            await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Batch, body, null, null), cancellationToken).ConfigureAwait(false);
+        }
+
         var failures = 0;
         while (true)
         {

@@ -243,7 +243,7 @@ public sealed class AgentTests(SchemaFixture db) : IClassFixture<SchemaFixture>
     {
         var created = await _client.CreateAgentAsync(Agent());
         var session = await _client.NewSessionAsync();
-        await db.ExecuteAsync("INSERT INTO {schema}.agentpg_runs (session_id, agent_id, prompt) VALUES ($1, $2, 'hi')", session, created.Id);
+        await db.Seed.RunAsync(session, created.Id, mode: "batch");
 
         var ex = await Assert.ThrowsAsync<AgentPgException>(() => _client.DeleteAgentAsync(created.Id));
 

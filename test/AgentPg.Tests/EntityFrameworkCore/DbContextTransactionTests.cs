@@ -107,7 +107,8 @@ public sealed class DbContextTransactionTests(SchemaFixture db) : IClassFixture<
             var agent = await client.GetAgentByNameAsync(agentName);
             var run = await client.RunFastAsync(await client.NewSessionAsync(), agent.Id, "record it");
 
-            var response = await Eventually.WithinAsync(client.WaitForRunAsync(run), "the run to complete after the tool's retry");
+            var response = await Eventually.WithinAsync(client.WaitForRunAsync(run), "the run to complete after the tool's retry",
+                TimeSpan.FromSeconds(90));
 
             Assert.Equal("recorded paid on attempt 2", response.Text);
             var execution = (await client.GetRunToolCallsAsync(run)).Single();

@@ -52,9 +52,12 @@ public sealed class AgentPgHostingTests(SchemaFixture db) : IClassFixture<Schema
     }
 
     [DatabaseFact]
-    public async Task AddAgentPg_CalledTwice_RegistersOneClientAndKeepsBothConfigurations()
+    public async Task AddAgentPg_CalledTwice_RegistersOneClientKeepsBothConfigurationsAndTakesTimeAndLoggingFromTheContainer()
     {
         var builder = HostFactory.Builder();
+        var time = new ContainerTimeProvider();
+        builder.Services.AddSingleton<TimeProvider>(time);
+        builder.Services.AddLogging();
         var first = builder.Services.AddAgentPg(HostFactory.Options(db, null));
         var second = builder.Services.AddAgentPg(o => o.MaxConcurrentTools = 3);
         using var host = builder.Build();
@@ -65,6 +68,8 @@ public sealed class AgentPgHostingTests(SchemaFixture db) : IClassFixture<Schema
         Assert.Single(host.Services.GetServices<AgentPgClient>());
         Assert.Equal(db.Schema, client.Options.Schema);
         Assert.Equal(3, client.Options.MaxConcurrentTools);
+        Assert.Same(time, client.Options.TimeProvider);
+        Assert.Same(host.Services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>(), client.Options.LoggerFactory);
         Assert.False(client.IsStarted);
         await host.StopAsync();
     }
@@ -206,6 +211,8 @@ public sealed class AgentPgHostingTests(SchemaFixture db) : IClassFixture<Schema
             await secondHost.StopAsync();
         }
     }
+
+    private sealed class ContainerTimeProvider : TimeProvider;
 
     /// <summary>Singleton record of which scoped dependency each execution used and which were disposed.</summary>
     public sealed class ScopeLog

@@ -26,7 +26,7 @@ public sealed class TestData(SchemaFixture db)
     /// <summary>A dead instance: its last heartbeat was an hour ago.</summary>
     public Task DeadInstanceAsync(string id) => InstanceAsync(id, TimeSpan.FromHours(1));
 
-    /// <summary>Gives <paramref name="leaderId"/> a live leader lease for an hour, as the elector would.</summary>
+    /// <summary>Gives <paramref name="leaderId"/> a live leader lease for an hour, whoever holds it now.</summary>
     public Task LeaseAsync(string leaderId)
         => db.ExecuteAsync(
             "INSERT INTO {schema}.agentpg_leader (name, leader_id, elected_at, expires_at) VALUES ('default', $1, now(), now() + interval '1 hour') " +
@@ -38,6 +38,53 @@ public sealed class TestData(SchemaFixture db)
         => db.ExecuteAsync(
             $"UPDATE {{schema}}.agentpg_runs SET state = '{Sql(state)}', claimed_by_instance_id = $2, claimed_at = now() - $3, " +
             "claim_epoch = claim_epoch + 1, rescue_attempts = $4, started_at = now() WHERE id = $1", run, holder, claimedAgo, rescueAttempts);
+
+    /// <summary>A user message of <paramref name="run"/> with one text block.</summary>
+    public async Task<Guid> UserTextAsync(Guid session, Guid run, string text)
+    {
+        var message = await db.ScalarAsync<Guid>("INSERT INTO {schema}.agentpg_messages (session_id, run_id, role) VALUES ($1, $2, 'user') RETURNING id", session, run);
+        await db.ExecuteAsync("INSERT INTO {schema}.agentpg_content_blocks (message_id, block_index, type, text) VALUES ($1, 0, 'text', $2)", message, text);
+        return message;
+    }
+
+    /// <summary>An assistant message of <paramref name="run"/> with one tool_use block (input <c>{}</c>), as Claude's response
+    /// is recorded.</summary>
+    public async Task<Guid> ToolUseAsync(Guid session, Guid run, string toolUseId, string toolName)
+    {
+        var message = await db.ScalarAsync<Guid>("INSERT INTO {schema}.agentpg_messages (session_id, run_id, role) VALUES ($1, $2, 'assistant') RETURNING id", session, run);
+        await db.ExecuteAsync(
+            "INSERT INTO {schema}.agentpg_content_blocks (message_id, block_index, type, tool_use_id, tool_name, tool_input) VALUES ($1, 0, 'tool_use', $2, $3, '{}')",
+            message, toolUseId, toolName);
+        return message;
+    }
+
+    /// <summary>A completed streaming iteration of <paramref name="run"/> that stopped for <paramref name="toolExecutions"/>
+    /// tool calls, and the run moved on to it: in pending_tools with it as current iteration.</summary>
+    public async Task<Guid> ToolIterationAsync(Guid run, int number = 1, int toolExecutions = 1)
+    {
+        var iteration = await db.ScalarAsync<Guid>(
+            "INSERT INTO {schema}.agentpg_iterations (run_id, iteration_number, is_streaming, completed_at, stop_reason, has_tool_use, tool_execution_count) " +
+            "VALUES ($1, $2, true, now(), 'tool_use', true, $3) RETURNING id", run, number, toolExecutions);
+        await db.ExecuteAsync(
+            "UPDATE {schema}.agentpg_runs SET state = 'pending_tools', current_iteration = $3, current_iteration_id = $2, iteration_count = $3, " +
+            "tool_iterations = tool_iterations + 1, started_at = coalesce(started_at, now()) WHERE id = $1", run, iteration, number);
+        return iteration;
+    }
+
+    /// <summary>A tool execution (input <c>{}</c>) of <paramref name="iteration"/>: pending, or running on
+    /// <paramref name="holder"/> since <paramref name="claimedAgo"/> in its first attempt.</summary>
+    public Task<Guid> ToolExecutionAsync(Guid run, Guid iteration, string toolUseId, string toolName, string? holder = null, TimeSpan? claimedAgo = null)
+        => holder is null
+            ? db.ScalarAsync<Guid>(
+                "INSERT INTO {schema}.agentpg_tool_executions (run_id, iteration_id, tool_use_id, tool_name, tool_input) VALUES ($1, $2, $3, $4, '{}') RETURNING id",
+                run, iteration, toolUseId, toolName)
+            : db.ScalarAsync<Guid>(
+                "INSERT INTO {schema}.agentpg_tool_executions (run_id, iteration_id, tool_use_id, tool_name, tool_input, state, claimed_by_instance_id, claimed_at, " +
+                "attempt_count, claim_epoch, started_at) VALUES ($1, $2, $3, $4, '{}', 'running', $5, now() - $6, 1, 1, now()) RETURNING id",
+                run, iteration, toolUseId, toolName, holder, claimedAgo ?? TimeSpan.Zero);
+
+    /// <summary>Ends the current leader lease, as if its holder stopped refreshing it.</summary>
+    public Task ExpireLeaseAsync() => db.ExecuteAsync("UPDATE {schema}.agentpg_leader SET expires_at = now() - interval '1 second'");
 
     // Enum values are written into the text (their types live in the test schema); only known words get there.
     private static string Sql(string word)

@@ -103,7 +103,7 @@ public sealed class LeadershipTests(SchemaFixture db) : IClassFixture<SchemaFixt
         await Eventually.TrueAsync(() => tracker.Current == 1, "the client to lead");
 
         // Another party takes the lease for an hour; the next refresh finds it gone.
-        await db.ExecuteAsync("UPDATE {schema}.agentpg_leader SET leader_id = 'usurper', expires_at = now() + interval '1 hour'");
+        await db.Seed.LeaseAsync("usurper");
         await Eventually.TrueAsync(() => tracker.Events.Contains("lost only"), "the client to notice it lost leadership");
 
         // A stale instance stays: only a leader with a live lease may evict it.
@@ -115,7 +115,7 @@ public sealed class LeadershipTests(SchemaFixture db) : IClassFixture<SchemaFixt
         Assert.Equal(0, tracker.Current);
 
         // When the usurper's lease ends, the client leads again and cleans up.
-        await db.ExecuteAsync("UPDATE {schema}.agentpg_leader SET expires_at = now() - interval '1 second'");
+        await db.Seed.ExpireLeaseAsync();
         await Eventually.TrueAsync(async () => await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = 'ghost'") == 0, "the re-elected leader to remove the stale instance");
         Assert.Equal(1, tracker.Current);
     }

@@ -91,18 +91,11 @@ public sealed class RescueTests(SchemaFixture db) : IClassFixture<SchemaFixture>
         var run = await h.Client.RunFastAsync(session, agent.Id, "go");
 
         // The state a dead instance leaves behind: it recorded Claude's tool_use and was executing the tool.
-        var iteration = Guid.NewGuid();
-        var message = Guid.NewGuid();
         await db.Seed.DeadInstanceAsync("ghost-3");
-        await db.ExecuteAsync("INSERT INTO {schema}.agentpg_messages (session_id, run_id, role) VALUES ($1, $2, 'user')", session, run);
-        await db.ExecuteAsync("INSERT INTO {schema}.agentpg_content_blocks (message_id, block_index, type, text) SELECT id, 0, 'text', 'go' FROM {schema}.agentpg_messages WHERE run_id = $1", run);
-        await db.ExecuteAsync("INSERT INTO {schema}.agentpg_messages (id, session_id, run_id, role) VALUES ($1, $2, $3, 'assistant')", message, session, run);
-        await db.ExecuteAsync("INSERT INTO {schema}.agentpg_content_blocks (message_id, block_index, type, tool_use_id, tool_name, tool_input) VALUES ($1, 0, 'tool_use', 'toolu_g', 'work', '{}')", message);
-        await db.ExecuteAsync("INSERT INTO {schema}.agentpg_iterations (id, run_id, iteration_number, is_streaming, completed_at, stop_reason, has_tool_use, tool_execution_count) VALUES ($1, $2, 1, true, now(), 'tool_use', true, 1)", iteration, run);
-        await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET state = 'pending_tools', current_iteration = 1, current_iteration_id = $2, iteration_count = 1, tool_iterations = 1, started_at = now() WHERE id = $1", run, iteration);
-        await db.ExecuteAsync(
-            "INSERT INTO {schema}.agentpg_tool_executions (run_id, iteration_id, tool_use_id, tool_name, tool_input, state, claimed_by_instance_id, claimed_at, attempt_count, claim_epoch, started_at) " +
-            "VALUES ($1, $2, 'toolu_g', 'work', '{}', 'running', 'ghost-3', now() - interval '1 hour', 1, 1, now())", run, iteration);
+        await db.Seed.UserTextAsync(session, run, "go");
+        await db.Seed.ToolUseAsync(session, run, "toolu_g", "work");
+        var iteration = await db.Seed.ToolIterationAsync(run);
+        await db.Seed.ToolExecutionAsync(run, iteration, "toolu_g", "work", holder: "ghost-3", claimedAgo: TimeSpan.FromHours(1));
 
         await h.Client.StartAsync();
         var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(run), "the run to finish after the tool's rescue");

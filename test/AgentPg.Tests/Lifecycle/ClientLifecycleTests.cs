@@ -28,6 +28,24 @@ public sealed class ClientLifecycleTests(SchemaFixture db) : IClassFixture<Schem
     }
 
     [DatabaseFact]
+    public async Task DisposeAsync_CalledConcurrently_DisposesOnceAndEveryCallCompletes()
+    {
+        var client = db.CreateClient();
+        await client.StartAsync();
+
+        // Review: the second of two concurrent calls used to hit the disposed lifecycle semaphore.
+        var calls = Enumerable.Range(0, 8).Select(_ => Task.Run(async () => await client.DisposeAsync())).ToList();
+        calls.Add(Task.Run(() => client.StopAsync()));
+        await Eventually.WithinAsync(Task.WhenAll(calls), "every DisposeAsync and StopAsync call");
+
+        Assert.False(client.IsStarted);
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = $1", client.InstanceId));
+        await client.DisposeAsync();
+        await client.StopAsync();
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => client.StartAsync());
+    }
+
+    [DatabaseFact]
     public async Task RegisterTool_AfterStart_IsSyncedToTheDatabase()
     {
         await using var client = db.CreateClient();

@@ -96,8 +96,6 @@ public sealed class SchemaIsolationTests : IAsyncLifetime
         var client = fixture.CreateClient();
         var agent = await client.GetOrCreateAgentAsync(new AgentDefinition { Name = "notifier", Model = "m" });
         var session = await client.NewSessionAsync();
-        return await fixture.ScalarAsync<Guid>(
-            "INSERT INTO {schema}.agentpg_runs (session_id, agent_id, prompt, run_mode) VALUES ($1, $2, 'hi', 'streaming') RETURNING id",
-            session, agent.Id);
+        return await fixture.Seed.RunAsync(session, agent.Id);
     }
 }

@@ -256,4 +256,47 @@ public sealed class CancelAndRegenerateTests(SchemaFixture db) : IClassFixture<S
         Assert.Equal(AgentPgErrorCode.RunNotFound, missing.Code);
         await h.Client.CancelRunAsync(run);
     }
+
+    [DatabaseFact]
+    public async Task RegenerateRunAsync_NotTheLatestRootRun_IsRefusedAndChangesNothing()
+    {
+        // Review D15: regenerating A after B removed A's turns from the middle and appended A' after B.
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(request => FakeReply.Text("answer to " + request.LastUserText));
+        var session = await h.Client.NewSessionAsync();
+        var a = await h.Client.RunFastAsync(session, agent.Id, "A");
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(a), "run A");
+        var b = await h.Client.RunFastAsync(session, agent.Id, "B");
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(b), "run B");
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => h.Client.RegenerateRunAsync(a));
+
+        Assert.Equal(AgentPgErrorCode.InvalidStateTransition, ex.Code);
+        Assert.Contains("latest root run", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(["A", "answer to A", "B", "answer to B"], (await h.Client.GetMessagesAsync(session)).Select(m => m.Content.Single().Text));
+        var regenerated = await h.Client.RegenerateRunAsync(b);
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(regenerated), "the regenerated run B");
+        Assert.Equal(["A", "answer to A", "B", "answer to B"], (await h.Client.GetMessagesAsync(session)).Select(m => m.Content.Single().Text));
+    }
+
+    [DatabaseFact]
+    public async Task RegenerateRunAsync_ChildRun_IsRefused()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var child = await h.AgentAsync(a => a with { SystemPrompt = "You are the child." });
+        var parent = await h.AgentAsync(a => a with { SystemPrompt = "You are the parent.", AgentIds = [child.Id] });
+        h.Claude.Respond(request => request.SystemText.Contains("the child", StringComparison.Ordinal)
+            ? FakeReply.Text("child done")
+            : request.ToolResults.Count == 0
+                ? FakeReply.ToolUse(child.Name, new { task = "sub task" }) with { StopReason = "tool_use" }
+                : FakeReply.Text("parent done"));
+        var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), parent.Id, "go"), "the parent run");
+        var childRun = Assert.Single(response.ToolCalls).ChildRunId!.Value;
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => h.Client.RegenerateRunAsync(childRun));
+
+        Assert.Equal(AgentPgErrorCode.InvalidStateTransition, ex.Code);
+        Assert.Contains("child run", ex.Message, StringComparison.Ordinal);
+    }
 }

@@ -183,11 +183,16 @@ public sealed class ToolExecutionTests(SchemaFixture db) : IClassFixture<SchemaF
         Assert.EndsWith("error=True", response.Text, StringComparison.Ordinal);
     }
 
-    [DatabaseFact]
-    public async Task ExceptionsThatAreNotOrdinary_NeverCrashTheWorker()
+    [DatabaseTheory]
+    [InlineData("synchronous")]
+    [InlineData("aggregate")]
+    public async Task ToolThrowingSynchronouslyOrAnAggregate_FailsTheCallAndTheWorkerGoesOn(string how)
     {
+        // A Task-returning tool that throws before returning a task, and one whose task faults with an AggregateException.
         var (h, session, agent) = await SetUpAsync(db, o => o.ToolRetry.MaxAttempts = 1,
-            new TestTool("nasty", (_, _, _) => throw new StackOverflowLikeException()));
+            new TestTool("nasty", (_, _, _) => how == "synchronous"
+                ? throw new StackOverflowLikeException()
+                : Task.FromException<string>(new AggregateException(new StackOverflowLikeException(), new InvalidOperationException()))));
         await using var scope = h;
         ScriptOneCall(h.Claude, "nasty", new { });
 
@@ -361,9 +366,7 @@ public sealed class ToolExecutionTests(SchemaFixture db) : IClassFixture<SchemaF
         Assert.Equal(["forecast", "shout"], sentTools.EnumerateArray().Select(t => t.GetProperty("name").GetString()));
     }
 
-    private static ToolContext Context() => (ToolContext)Activator.CreateInstance(
-        typeof(ToolContext), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance, null,
-        [Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid(), "toolu_x", 1, new Dictionary<string, JsonElement>(), null], null)!;
+    private static ToolContext Context() => ToolContext.Create();
 
     private sealed record Address(string City, string Zip);
 

@@ -2,7 +2,7 @@ using System.Collections.Concurrent;
 using AgentPg.Maintenance;
 using AgentPg.Tests.Infrastructure;
 
-namespace AgentPg.Tests.Maintenance;
+namespace AgentPg.Tests.Unit.Maintenance;
 
 public sealed class MaintenanceRunnerTests
 {
@@ -104,10 +104,10 @@ public sealed class MaintenanceRunnerTests
     }
 
     [Fact]
-    public void CreateServices_HasTheCleanupTheRescueTheStuckWorkSweepAndTheEventRetention()
+    public void CreateServices_HasTheCleanupTheUnclaimableRunScanTheRescueTheStuckWorkSweepAndTheEventRetention()
     {
         var services = MaintenanceRunner.CreateServices(TestEngine.CreateWithoutDatabase("runner-5"));
 
-        Assert.Equal(["instance cleanup", "run rescue", "stuck-work sweep", "run event retention"], services.Select(s => s.Name));
+        Assert.Equal(["instance cleanup", "unclaimable-run scan", "run rescue", "stuck-work sweep", "run event retention"], services.Select(s => s.Name));
     }
 }

@@ -2,7 +2,7 @@ using System.Text.Json;
 using AgentPg.Tools;
 using AgentPg.Workers;
 
-namespace AgentPg.Tests.Unit;
+namespace AgentPg.Tests.Unit.Tools;
 
 public sealed class ToolInputValidatorTests
 {

@@ -1,0 +1,62 @@
+namespace AgentPg.Storage;
+
+/// <summary>SQL that explains why pending runs are not claimed (read-only; over agentpg_runs, agentpg_agents,
+/// agentpg_instances and agentpg_instance_tools).</summary>
+internal sealed class DiagnosticsSql
+{
+    public DiagnosticsSql(SchemaName s)
+    {
+        // Live instances and their tools. "Live" is what the leader's cleanup keeps: a heartbeat within InstanceTtl.
+        string Live(string ttl) => $"""
+            live AS (
+                SELECT i.id, ARRAY(SELECT it.tool_name FROM {s}.agentpg_instance_tools it WHERE it.instance_id = i.id) AS tools
+                  FROM {s}.agentpg_instances i
+                 WHERE i.last_heartbeat_at > now() - {ttl}
+            )
+            """;
+        // The agent's tools that no live instance registered, in name order.
+        var missing = "ARRAY(SELECT t FROM unnest(a.tool_names) t WHERE NOT EXISTS (SELECT 1 FROM live l WHERE t = ANY (l.tools)) ORDER BY t)";
+        // agentpg_claim_runs takes a run only on an instance that registered every tool of its agent.
+        var claimable = "EXISTS (SELECT 1 FROM live l WHERE a.tool_names IS NULL OR a.tool_names <@ l.tools)";
+
+        // $1 run id, $2 instance ttl. One row, or none when the run does not exist.
+        Run = $"""
+            WITH {Live("$2")}
+            SELECT r.id, r.state::text, r.run_mode::text, r.agent_id, a.name, a.tool_names,
+                   (SELECT count(*) FROM live)::int, {missing}, {claimable},
+                   CASE WHEN r.state = 'pending' AND r.parent_run_id IS NULL THEN
+                       (SELECT o.id FROM {s}.agentpg_runs o
+                         WHERE o.session_id = r.session_id AND o.parent_run_id IS NULL
+                           AND o.state NOT IN ('completed', 'cancelled', 'failed') AND o.seq < r.seq
+                         ORDER BY o.seq LIMIT 1)
+                   END,
+                   r.claimed_by_instance_id
+              FROM {s}.agentpg_runs r
+              JOIN {s}.agentpg_agents a ON a.id = r.agent_id
+             WHERE r.id = $1
+            """;
+
+        // Run by the leader. $1 instance ttl. One row per agent and run mode whose
+        // pending runs no live instance can claim: agent id and name, run mode, how many runs, the oldest one, the tools
+        // nobody registered, live instances, the agent's tools. One pass over the pending runs
+        // (agentpg_idx_runs_pending_claim), grouped before the per-agent checks. Unlike the leader's writing jobs it does
+        // not check the lease: it only reads, and a missing row must mean "no condition", never "lease just expired".
+        UnclaimableRuns = $"""
+            WITH {Live("$1")}, waiting AS (
+                SELECT r.agent_id, r.run_mode, count(*) AS runs, (array_agg(r.id ORDER BY r.seq))[1] AS oldest_run_id
+                  FROM {s}.agentpg_runs r
+                 WHERE r.state = 'pending'
+                 GROUP BY r.agent_id, r.run_mode
+            )
+            SELECT w.agent_id, a.name, w.run_mode::text, w.runs::int, w.oldest_run_id, {missing}, (SELECT count(*) FROM live)::int, a.tool_names
+              FROM waiting w
+              JOIN {s}.agentpg_agents a ON a.id = w.agent_id
+             WHERE NOT {claimable}
+             ORDER BY a.name, w.run_mode
+            """;
+    }
+
+    public string Run { get; }
+
+    public string UnclaimableRuns { get; }
+}

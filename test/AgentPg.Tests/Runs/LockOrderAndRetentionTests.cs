@@ -1,0 +1,94 @@
+using System.Collections.Concurrent;
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+using Npgsql;
+
+namespace AgentPg.Tests.Runs;
+
+/// <summary>Review D7 (one lock order: parent run before child run, run before its executions) and D14 (deleted runs'
+/// messages never join another conversation).</summary>
+public sealed class LockOrderAndRetentionTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    [DatabaseFact]
+    public async Task ChildCompletingWhileTheParentIsInterrupted_NoDeadlockReachesTheCaller()
+    {
+        // The child's completion is slowed inside its transaction (a test trigger sleeps while the parent's agent-tool
+        // execution is completed): the interrupt then always arrives while the worker holds what it locked so far. With the
+        // old order (child, then parent) and the cancel's (parent, then child), PostgreSQL detected a deadlock and the
+        // caller of RunFastAsync got a raw 40P01 about half of the time.
+        await db.ExecuteAsync("""
+            CREATE OR REPLACE FUNCTION {schema}.test_slow_agent_tool_completion() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.is_agent_tool AND NEW.state = 'completed' AND OLD.state = 'running' THEN
+                    PERFORM pg_sleep(0.5);
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER test_slow_agent_tool_completion BEFORE UPDATE ON {schema}.agentpg_tool_executions
+                FOR EACH ROW EXECUTE FUNCTION {schema}.test_slow_agent_tool_completion();
+            """);
+        try
+        {
+            await using var h = await Harness.StartAsync(db);
+            var child = await h.AgentAsync(a => a with { SystemPrompt = "You are the child." });
+            var parent = await h.AgentAsync(a => a with { SystemPrompt = "You are the parent.", AgentIds = [child.Id] });
+            var childArrived = new ConcurrentDictionary<string, TaskCompletionSource>();
+            var releaseChild = new ConcurrentDictionary<string, TaskCompletionSource>();
+            h.Claude.Respond(async (request, ct) =>
+            {
+                if (request.SystemText.Contains("the child", StringComparison.Ordinal))
+                {
+                    var task = request.LastUserText;
+                    childArrived.GetOrAdd(task, _ => new()).TrySetResult();
+                    await releaseChild.GetOrAdd(task, _ => new()).Task.WaitAsync(ct);
+                    return FakeReply.Text("child did " + task);
+                }
+
+                return request.ToolResults.Count == 0 && request.LastUserText.StartsWith("delegate", StringComparison.Ordinal)
+                    ? FakeReply.ToolUse(child.Name, new { task = request.LastUserText + " work" }) with { StopReason = "tool_use" }
+                    : FakeReply.Text("parent done");
+            });
+
+            for (var i = 0; i < 3; i++)
+            {
+                var session = await h.Client.NewSessionAsync();
+                var task = $"delegate {i} work";
+                await h.Client.RunFastAsync(session, parent.Id, $"delegate {i}");
+                await Eventually.WithinAsync(childArrived.GetOrAdd(task, _ => new()).Task, "the child run's request");
+                releaseChild.GetOrAdd(task, _ => new()).TrySetResult();
+                await Eventually.TrueAsync(
+                    async () => await db.ScalarAsync<long>("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE $1",
+                        $"%{db.Schema}%") > 0,
+                    "the worker records the child's completion");
+
+                var interrupting = await h.Client.RunFastAsync(session, parent.Id, "interrupt " + i,
+                    new RunOptions { ConcurrencyPolicy = ConcurrencyPolicy.Interrupt });
+
+                Assert.Equal("parent done", (await Eventually.WithinAsync(h.Client.WaitForRunAsync(interrupting), "the interrupting run")).Text);
+            }
+        }
+        finally
+        {
+            await db.ExecuteAsync("DROP TRIGGER test_slow_agent_tool_completion ON {schema}.agentpg_tool_executions");
+        }
+    }
+
+    [DatabaseFact]
+    public async Task DeletedRun_ItsMessagesDoNotJoinTheNextRunsConversation()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(request => FakeReply.Text("answer to " + request.LastUserText));
+        var session = await h.Client.NewSessionAsync();
+        var deleted = await h.Client.RunFastAsync(session, agent.Id, "to be deleted");
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(deleted), "the first run");
+
+        // A retention job or a manual cleanup deletes the run row.
+        await db.ExecuteAsync("DELETE FROM {schema}.agentpg_runs WHERE id = $1", deleted);
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "next"), "the next run");
+
+        var sent = h.Claude.Requests.Last(r => r.IsMessagesCall).Body!.Value.GetProperty("messages");
+        Assert.Equal(1, sent.GetArrayLength());
+        Assert.Equal(["next", "answer to next"], (await h.Client.GetMessagesAsync(session)).Select(m => m.Content.Single().Text));
+    }
+}

@@ -1,0 +1,144 @@
+using System.Text.Json;
+using AgentPg.Claude;
+
+namespace AgentPg.Tests.Unit.Claude;
+
+public sealed class StreamAggregatorTests
+{
+    private static StreamAggregator Aggregate(params string[] events)
+    {
+        var aggregator = new StreamAggregator();
+        foreach (var e in events)
+        {
+            using var doc = JsonDocument.Parse(e);
+            aggregator.Add(doc.RootElement.Clone());
+        }
+
+        return aggregator;
+    }
+
+    private const string Start = """{"type":"message_start","message":{"id":"msg_1","model":"claude-sonnet-4-5","usage":{"input_tokens":10,"output_tokens":1,"cache_read_input_tokens":3}}}""";
+    private const string Stop = """{"type":"message_stop"}""";
+
+    [Fact]
+    public void TextDeltas_AreJoinedAndReportedAsTheyArrive()
+    {
+        var seen = new List<string>();
+        var aggregator = new StreamAggregator { OnText = seen.Add };
+        foreach (var e in new[]
+                 {
+                     Start,
+                     """{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}""",
+                     """{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello, "}}""",
+                     """{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"world"}}""",
+                     """{"type":"content_block_stop","index":0}""",
+                     """{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":7}}""",
+                     Stop,
+                 })
+        {
+            aggregator.Add(JsonDocument.Parse(e).RootElement);
+        }
+
+        var r = aggregator.Response;
+        Assert.Equal("Hello, world", r.Text);
+        Assert.Equal(["Hello, ", "world"], seen);
+        Assert.Equal("msg_1", r.MessageId);
+        Assert.Equal("claude-sonnet-4-5", r.Model);
+        Assert.Equal("end_turn", r.StopReason);
+        Assert.Null(r.StopSequence);
+        Assert.True(r.Completed);
+        Assert.Equal(10, r.Usage.InputTokens);
+        Assert.Equal(7, r.Usage.OutputTokens);
+        Assert.Equal(3, r.Usage.CacheReadInputTokens);
+    }
+
+    [Fact]
+    public void ToolInput_FromJsonDeltas_IsParsed()
+    {
+        var r = Aggregate(Start,
+            """{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"lookup","input":{}}}""",
+            """{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"city\": \"Par"}}""",
+            """{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"is\"}"}}""",
+            """{"type":"content_block_stop","index":0}""",
+            """{"type":"message_delta","delta":{"stop_reason":"tool_use"}}""",
+            Stop).Response;
+
+        var block = Assert.Single(r.Blocks);
+        Assert.Equal("Paris", (string?)block["input"]!["city"]);
+        Assert.Empty(r.TruncatedToolUses);
+        Assert.Equal([0], r.CompleteToolUses().Select(t => t.Index));
+    }
+
+    [Fact]
+    public void ToolWithoutInputDeltas_KeepsTheInputOfItsStart()
+    {
+        var r = Aggregate(Start,
+            """{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"now","input":{}}}""",
+            """{"type":"content_block_stop","index":0}""",
+            Stop).Response;
+
+        Assert.Equal("{}", r.Blocks[0]["input"]!.ToJsonString());
+    }
+
+    [Fact]
+    public void ToolInputCutOffAtMaxTokens_IsMarkedTruncatedAndNotComplete()
+    {
+        var r = Aggregate(Start,
+            """{"type":"content_block_start","index":0,"content_block":{"type":"text","text":"Let me look."}}""",
+            """{"type":"content_block_stop","index":0}""",
+            """{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"lookup","input":{}}}""",
+            """{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"city\": \"Pa"}}""",
+            """{"type":"message_delta","delta":{"stop_reason":"max_tokens"}}""",
+            Stop).Response;
+
+        Assert.Equal([1], r.TruncatedToolUses);
+        Assert.Empty(r.CompleteToolUses());
+        Assert.Equal("max_tokens", r.StopReason);
+    }
+
+    [Fact]
+    public void ThinkingSignatureAndCitations_AreAccumulated()
+    {
+        var r = Aggregate(Start,
+            """{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}""",
+            """{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"step 1, "}}""",
+            """{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"step 2"}}""",
+            """{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"sig"}}""",
+            """{"type":"content_block_stop","index":0}""",
+            """{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}""",
+            """{"type":"content_block_delta","index":1,"delta":{"type":"citations_delta","citation":{"type":"char_location","cited_text":"a"}}}""",
+            """{"type":"content_block_delta","index":1,"delta":{"type":"citations_delta","citation":{"type":"char_location","cited_text":"b"}}}""",
+            """{"type":"content_block_stop","index":1}""",
+            Stop).Response;
+
+        Assert.Equal("step 1, step 2", (string?)r.Blocks[0]["thinking"]);
+        Assert.Equal("sig", (string?)r.Blocks[0]["signature"]);
+        Assert.Equal(2, r.Blocks[1]["citations"]!.AsArray().Count);
+    }
+
+    [Fact]
+    public void UnknownEventsAndDeltas_AreIgnored()
+    {
+        var r = Aggregate(Start,
+            """{"type":"ping"}""",
+            """{"type":"content_block_start","index":0,"content_block":{"type":"text","text":"a"}}""",
+            """{"type":"content_block_delta","index":0,"delta":{"type":"future_delta","x":1}}""",
+            """{"type":"content_block_delta","index":5,"delta":{"type":"text_delta","text":"lost"}}""",
+            """{"type":"content_block_stop","index":0}""",
+            """{"type":"some_future_event"}""",
+            Stop).Response;
+
+        Assert.Equal("a", r.Text);
+        Assert.True(r.Completed);
+    }
+
+    [Fact]
+    public void StreamWithoutMessageStop_IsNotCompleted()
+    {
+        var r = Aggregate(Start,
+            """{"type":"content_block_start","index":0,"content_block":{"type":"text","text":"partial"}}""").Response;
+
+        Assert.False(r.Completed);
+        Assert.Equal("partial", r.Text);
+    }
+}
