@@ -214,6 +214,34 @@ public sealed class WatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     }
 
     [DatabaseFact]
+    public async Task WatchRun_StreamedTextWithNul_DeltasCarryTheReplacementCharacterLikeTheStoredAnswer()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var watcher = await h.AddClientAsync(start: false);
+        var agent = await h.AgentAsync();
+        var watching = new TaskCompletionSource();
+        h.Claude.Respond(async (_, cancellationToken) =>
+        {
+            await watching.Task.WaitAsync(cancellationToken);
+            return FakeReply.Text("Paris\0is mild today, eighteen degrees.") with { EventDelay = TimeSpan.FromMilliseconds(10) };
+        });
+        var session = await watcher.NewSessionAsync();
+        var runId = await watcher.RunFastAsync(session, agent.Id, "Weather?");
+
+        var events = await Eventually.WithinAsync(CollectAsync(watcher.WatchRunAsync(runId), _ =>
+        {
+            watching.TrySetResult();
+            return Task.CompletedTask;
+        }), "the watched run to finish");
+
+        // PostgreSQL cannot store U+0000: the deltas get the same U+FFFD as the stored answer, and none are lost.
+        var finished = Assert.IsType<RunFinishedEvent>(events[^1]);
+        Assert.Equal(RunState.Completed, finished.State);
+        Assert.Equal("Paris\uFFFDis mild today, eighteen degrees.", finished.Response!.Text);
+        Assert.Equal(finished.Response.Text, Deltas(events, runId, 1));
+    }
+
+    [DatabaseFact]
     public async Task WatchRun_UnknownRun_ThrowsRunNotFound()
     {
         await using var h = await Harness.StartAsync(db, start: false);

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Text;
 using AgentPg.Claude;
 using AgentPg.Diagnostics;
+using AgentPg.Internal;
 using AgentPg.Storage;
 using AgentPg.Workers;
 using Npgsql;
@@ -275,7 +276,8 @@ internal sealed class DeltaStream : IAsyncDisposable
                     {
                         kinds.Add(kind);
                         blocks.Add(block);
-                        texts.Add(text.ToString());
+                        // U+0000 cannot be stored: the same U+FFFD the stored answer gets (Internal/Nul.cs).
+                        texts.Add(Nul.Replace(text.ToString())!);
                     }
 
                     _pending.Clear();
