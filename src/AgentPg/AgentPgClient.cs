@@ -3,6 +3,7 @@ using System.Reflection;
 using AgentPg.Diagnostics;
 using AgentPg.Internal;
 using AgentPg.Notifications;
+using AgentPg.Queries;
 using AgentPg.Runs;
 using AgentPg.Runs.Events;
 using AgentPg.Storage;
@@ -55,6 +56,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     private readonly Lock _disposeLock = new();
     private WorkerSet? _workers;
     private PendingRunsProbe? _pendingProbe;
+    private readonly QueryReader _queries;
 
     private AgentPgClient(NpgsqlDataSource dataSource, AgentPgOptions options)
     {
@@ -67,6 +69,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         _engine = new Engine(dataSource, options, _sql, _logger, InstanceId, _tools);
         _listener = new NotificationListener(dataSource, _sql.Schema, InstanceId, _time, _logger);
         _schemaCheck = new SchemaCheck(dataSource, options.Schema);
+        _queries = new QueryReader(dataSource, _sql.Queries);
         _listener.Received += OnNotification;
         _listener.Reconnected += OnListenerReconnected;
         _feeds = new RunEventFeeds(ReadEventPageAsync, options.RunPollInterval, _time, _logger);

@@ -227,6 +227,9 @@ CREATE INDEX agentpg_idx_runs_parent ON agentpg_runs (parent_run_id) WHERE paren
 CREATE INDEX agentpg_idx_runs_claimed_instance ON agentpg_runs (claimed_by_instance_id)
     WHERE claimed_by_instance_id IS NOT NULL;
 CREATE INDEX agentpg_idx_runs_pending_tools ON agentpg_runs (created_at) WHERE state = 'pending_tools';
+-- Lists and dashboards (ListRunsAsync, GetRunStatisticsAsync): newest first, keyset by (created_at, id), and the runs of
+-- a recent window. created_at never changes, so the index costs an entry per insert and per non-HOT update only.
+CREATE INDEX agentpg_idx_runs_created ON agentpg_runs (created_at DESC);
 
 CREATE TABLE agentpg_messages (
     id            UUID PRIMARY KEY DEFAULT gen_random_uuid(),

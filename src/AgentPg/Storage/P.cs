@@ -30,6 +30,14 @@ internal static class P
     public static NpgsqlParameter TextArray(IReadOnlyList<string>? value)
         => new() { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text, Value = value is null ? DBNull.Value : value.ToArray() };
 
+    public static NpgsqlParameter UuidArrayOrNull(IReadOnlyList<Guid>? value)
+        => new() { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = value is null ? DBNull.Value : value.ToArray() };
+
+    public static NpgsqlParameter Timestamp(DateTimeOffset? value)
+        => new() { NpgsqlDbType = NpgsqlDbType.TimestampTz, Value = value.HasValue ? value.Value.ToUniversalTime() : DBNull.Value };
+
+    public static NpgsqlParameter BoolOrNull(bool? value) => new() { NpgsqlDbType = NpgsqlDbType.Boolean, Value = value.HasValue ? value.Value : DBNull.Value };
+
     public static NpgsqlParameter UuidArray(IReadOnlyList<Guid> value)
         => new() { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = value.ToArray() };
 

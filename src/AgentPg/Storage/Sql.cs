@@ -19,6 +19,7 @@ internal sealed class Sql
         InstanceCleanup = new InstanceCleanupSql(schema, Leader);
         RunEvents = new RunEventSql(schema, Leader);
         Compaction = new CompactionSql(schema);
+        Queries = new QuerySql(schema);
     }
 
     public SchemaName Schema { get; }
@@ -48,4 +49,6 @@ internal sealed class Sql
     public RunEventSql RunEvents { get; }
 
     public CompactionSql Compaction { get; }
+
+    public QuerySql Queries { get; }
 }

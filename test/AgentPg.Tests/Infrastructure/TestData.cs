@@ -83,6 +83,16 @@ public sealed class TestData(SchemaFixture db)
                 "attempt_count, claim_epoch, started_at) VALUES ($1, $2, $3, $4, '{}', 'running', $5, now() - $6, 1, 1, now()) RETURNING id",
                 run, iteration, toolUseId, toolName, holder, claimedAgo ?? TimeSpan.Zero);
 
+    /// <summary>A root session with <paramref name="metadata"/> (a JSON object).</summary>
+    public Task<Guid> SessionAsync(string metadata)
+        => db.ScalarAsync<Guid>("INSERT INTO {schema}.agentpg_sessions (metadata) VALUES ($1::jsonb) RETURNING id", metadata);
+
+    /// <summary>Ends <paramref name="run"/> in <paramref name="state"/> (completed, failed or cancelled) with the given token usage.</summary>
+    public Task FinishRunAsync(Guid run, string state = "completed", int inputTokens = 0, int outputTokens = 0)
+        => db.ExecuteAsync(
+            $"UPDATE {{schema}}.agentpg_runs SET state = '{Sql(state)}', input_tokens = $2, output_tokens = $3, started_at = coalesce(started_at, now()) " +
+            "WHERE id = $1", run, inputTokens, outputTokens);
+
     /// <summary>Ends the current leader lease, as if its holder stopped refreshing it.</summary>
     public Task ExpireLeaseAsync() => db.ExecuteAsync("UPDATE {schema}.agentpg_leader SET expires_at = now() - interval '1 second'");
 

@@ -1,0 +1,96 @@
+namespace AgentPg;
+
+// The read side for dashboards, admin pages and command-line tools: filtered lists with keyset pagination and recent
+// statistics. Each takes the tenant filter and applies it in SQL.
+public sealed partial class AgentPgClient
+{
+    private static readonly TimeSpan s_maxStatisticsWindow = TimeSpan.FromDays(31);
+
+    /// <summary>Lists runs, newest first, one page at a time.</summary>
+    /// <param name="query">The filters, page size and cursor; <see langword="null"/> lists every run, 25 per page.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>The page and the cursor of the next one.</returns>
+    /// <remarks>With <see cref="RunQuery.SessionMetadata"/> set, only runs of sessions whose metadata contains it are listed
+    /// (the check is in the statement, so an id of another tenant in <see cref="RunQuery.Ids"/> returns nothing).</remarks>
+    /// <exception cref="ArgumentOutOfRangeException"><see cref="RunQuery.Limit"/> is outside 1..1000.</exception>
+    /// <exception cref="ArgumentException">The cursor was not returned by this method, or the metadata cannot be stored as JSON.</exception>
+    public async Task<ResultPage<Run>> ListRunsAsync(RunQuery? query = null, CancellationToken cancellationToken = default)
+    {
+        query ??= new RunQuery();
+        CheckLimit(query.Limit);
+        await _schemaCheck.EnsureAsync("ListRuns", null, cancellationToken).ConfigureAwait(false);
+        return await _queries.RunsAsync(query, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Lists sessions, newest first, one page at a time.</summary>
+    /// <param name="query">The filters, page size and cursor; <see langword="null"/> lists every session, 25 per page.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>The page and the cursor of the next one.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><see cref="SessionQuery.Limit"/> is outside 1..1000.</exception>
+    /// <exception cref="ArgumentException">The cursor was not returned by this method, or the metadata cannot be stored as JSON.</exception>
+    public async Task<ResultPage<Session>> ListSessionsAsync(SessionQuery? query = null, CancellationToken cancellationToken = default)
+    {
+        query ??= new SessionQuery();
+        CheckLimit(query.Limit);
+        await _schemaCheck.EnsureAsync("ListSessions", null, cancellationToken).ConfigureAwait(false);
+        return await _queries.SessionsAsync(query, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Lists tool executions, newest first, one page at a time.</summary>
+    /// <param name="query">The filters, page size and cursor; <see langword="null"/> lists every execution, 25 per page.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>The page and the cursor of the next one.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><see cref="ToolExecutionQuery.Limit"/> is outside 1..1000.</exception>
+    /// <exception cref="ArgumentException">The cursor was not returned by this method, or the metadata cannot be stored as JSON.</exception>
+    public async Task<ResultPage<ToolExecution>> ListToolExecutionsAsync(ToolExecutionQuery? query = null, CancellationToken cancellationToken = default)
+    {
+        query ??= new ToolExecutionQuery();
+        CheckLimit(query.Limit);
+        await _schemaCheck.EnsureAsync("ListToolExecutions", null, cancellationToken).ConfigureAwait(false);
+        return await _queries.ToolExecutionsAsync(query, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Lists the registered worker instances with their heartbeat age, leadership, tools and in-flight work.</summary>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>Every registered instance, oldest first. An instance that stopped heartbeating stays listed until the leader
+    /// removes it (after <see cref="AgentPgOptions.InstanceTtl"/>).</returns>
+    public async Task<IReadOnlyList<InstanceInfo>> ListInstancesAsync(CancellationToken cancellationToken = default)
+    {
+        await _schemaCheck.EnsureAsync("ListInstances", null, cancellationToken).ConfigureAwait(false);
+        return await _queries.InstancesAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Reads run counts, the queue and token usage over a recent window, for dashboards.</summary>
+    /// <param name="window">How far back to look, up to 31 days (for example one hour or one day).</param>
+    /// <param name="bucket">The width of each bucket of <see cref="RunStatistics.Buckets"/>; at least one second and at most
+    /// 1 000 buckets per window.</param>
+    /// <param name="sessionMetadata">The tenant filter: only runs of sessions whose metadata contains these entries count.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>The statistics, by the database clock.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="window"/> or <paramref name="bucket"/> is out of range.</exception>
+    public async Task<RunStatistics> GetRunStatisticsAsync(TimeSpan window, TimeSpan bucket,
+        IReadOnlyDictionary<string, object?>? sessionMetadata = null, CancellationToken cancellationToken = default)
+    {
+        if (window <= TimeSpan.Zero || window > s_maxStatisticsWindow)
+        {
+            throw new ArgumentOutOfRangeException(nameof(window), window, "The window must be positive and at most 31 days.");
+        }
+
+        if (bucket < TimeSpan.FromSeconds(1) || window / bucket > 1000)
+        {
+            throw new ArgumentOutOfRangeException(nameof(bucket), bucket,
+                "The bucket must be at least one second and divide the window into at most 1 000 buckets.");
+        }
+
+        await _schemaCheck.EnsureAsync("GetRunStatistics", null, cancellationToken).ConfigureAwait(false);
+        return await _queries.StatisticsAsync(window, bucket, sessionMetadata, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static void CheckLimit(int limit)
+    {
+        if (limit is < 1 or > 1000)
+        {
+            throw new ArgumentOutOfRangeException(nameof(limit), limit, "The page size (Limit) must be 1 to 1000.");
+        }
+    }
+}

@@ -1,0 +1,115 @@
+using AgentPg.Internal;
+using AgentPg.Storage;
+using Npgsql;
+
+namespace AgentPg.Queries;
+
+/// <summary>Runs the read-side statements of <see cref="QuerySql"/>: each list fetches one row more than the page to know
+/// whether another page follows, and builds its cursor from the last row shown.</summary>
+internal sealed class QueryReader(NpgsqlDataSource dataSource, QuerySql sql)
+{
+    public async Task<ResultPage<Run>> RunsAsync(RunQuery query, CancellationToken cancellationToken)
+    {
+        var tenant = Tenant(query.SessionMetadata, nameof(query.SessionMetadata));
+        var cursor = PageCursor.Decode(query.Cursor, nameof(query.Cursor));
+        var command = QuerySql.BindRuns(dataSource.CreateCommand(sql.Runs), query, tenant, cursor);
+        await using (command.ConfigureAwait(false))
+        {
+            var rows = await command.QueryListAsync(RunSql.Read, cancellationToken).ConfigureAwait(false);
+            return Page(rows, query.Limit, r => (r.CreatedAt, r.Id));
+        }
+    }
+
+    public async Task<ResultPage<Session>> SessionsAsync(SessionQuery query, CancellationToken cancellationToken)
+    {
+        var tenant = Tenant(query.Metadata, nameof(query.Metadata));
+        var cursor = PageCursor.Decode(query.Cursor, nameof(query.Cursor));
+        var command = QuerySql.BindSessions(dataSource.CreateCommand(sql.Sessions), query, tenant, cursor);
+        await using (command.ConfigureAwait(false))
+        {
+            var rows = await command.QueryListAsync(SessionSql.Read, cancellationToken).ConfigureAwait(false);
+            return Page(rows, query.Limit, s => (s.CreatedAt, s.Id));
+        }
+    }
+
+    public async Task<ResultPage<ToolExecution>> ToolExecutionsAsync(ToolExecutionQuery query, CancellationToken cancellationToken)
+    {
+        var tenant = Tenant(query.SessionMetadata, nameof(query.SessionMetadata));
+        var cursor = PageCursor.Decode(query.Cursor, nameof(query.Cursor));
+        var command = QuerySql.BindToolExecutions(dataSource.CreateCommand(sql.ToolExecutions), query, tenant, cursor);
+        await using (command.ConfigureAwait(false))
+        {
+            var rows = await command.QueryListAsync(ToolExecutionSql.Read, cancellationToken).ConfigureAwait(false);
+            return Page(rows, query.Limit, e => (e.CreatedAt, e.Id));
+        }
+    }
+
+    public async Task<IReadOnlyList<InstanceInfo>> InstancesAsync(CancellationToken cancellationToken)
+    {
+        var command = dataSource.CreateCommand(sql.Instances);
+        await using (command.ConfigureAwait(false))
+        {
+            return await command.QueryListAsync(QuerySql.ReadInstance, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public async Task<RunStatistics> StatisticsAsync(TimeSpan window, TimeSpan bucket, IReadOnlyDictionary<string, object?>? tenantFilter,
+        CancellationToken cancellationToken)
+    {
+        var tenant = Tenant(tenantFilter, "sessionMetadata");
+        var batch = dataSource.CreateBatch();
+        await using (batch.ConfigureAwait(false))
+        {
+            foreach (var statement in new[] { sql.StatisticsByState, sql.StatisticsQueue, sql.StatisticsBuckets })
+            {
+                var command = new NpgsqlBatchCommand(statement);
+                QuerySql.BindStatistics(command.Parameters, window, bucket, tenant);
+                batch.BatchCommands.Add(command);
+            }
+
+            var byState = new Dictionary<RunState, int>();
+            var queue = new List<QueueDepth>();
+            var buckets = new List<RunStatisticsBucket>();
+            DateTimeOffset since = default, until = default;
+            var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    var (state, count) = QuerySql.ReadStateCount(reader);
+                    byState[state] = count;
+                }
+
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    queue.Add(QuerySql.ReadQueueDepth(reader));
+                }
+
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    (var b, since, until) = QuerySql.ReadBucket(reader);
+                    buckets.Add(b);
+                }
+            }
+
+            return new RunStatistics { Since = since, Until = until, CreatedByState = byState, Queue = queue, Buckets = buckets };
+        }
+    }
+
+    private static string? Tenant(IReadOnlyDictionary<string, object?>? metadata, string parameterName)
+        => metadata is null ? null : JsonMapping.ToJsonObject(metadata, parameterName);
+
+    private static ResultPage<T> Page<T>(List<T> rows, int limit, Func<T, (DateTimeOffset CreatedAt, Guid Id)> key)
+    {
+        if (rows.Count <= limit)
+        {
+            return new ResultPage<T>(rows, null);
+        }
+
+        rows.RemoveAt(rows.Count - 1);
+        var (createdAt, id) = key(rows[^1]);
+        return new ResultPage<T>(rows, PageCursor.Encode(createdAt, id));
+    }
+}

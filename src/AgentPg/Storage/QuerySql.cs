@@ -1,0 +1,228 @@
+using AgentPg.Internal;
+using Npgsql;
+
+namespace AgentPg.Storage;
+
+/// <summary>The read side for dashboards, the admin UI and the CLI: filtered, keyset-paginated lists and aggregate counts.
+/// Every statement takes the tenant filter (JSON containment on the session's metadata) and applies it in SQL, so another
+/// tenant's rows never reach a list, a count or a chart.</summary>
+/// <remarks>Each filter is written as <c>($n IS NULL OR …)</c>. These statements are not prepared, so PostgreSQL plans
+/// them with the values of each call and folds away the filters that are not set.</remarks>
+internal sealed class QuerySql
+{
+    public QuerySql(SchemaName s)
+    {
+        var runs = $"{s}.agentpg_runs";
+        var sessions = $"{s}.agentpg_sessions";
+        var tools = $"{s}.agentpg_tool_executions";
+
+        // $1 ids, $2 states, $3 agent, $4 session, $5 mode, $6 created from, $7 created before, $8 root only, $9 tenant,
+        // $10/$11 cursor (created_at, id), $12 limit. The duplicated created_at bound lets the created_at index serve the
+        // keyset; the row comparison breaks ties on id.
+        Runs = $"""
+            SELECT {RunSql.Prefixed("r")}
+              FROM {runs} r
+             WHERE ($1::uuid[] IS NULL OR r.id = ANY($1))
+               AND ($2::text[] IS NULL OR r.state::text = ANY($2))
+               AND ($3::uuid IS NULL OR r.agent_id = $3)
+               AND ($4::uuid IS NULL OR r.session_id = $4)
+               AND ($5::text IS NULL OR r.run_mode::text = $5)
+               AND ($6::timestamptz IS NULL OR r.created_at >= $6)
+               AND ($7::timestamptz IS NULL OR r.created_at < $7)
+               AND (NOT $8 OR r.parent_run_id IS NULL)
+               AND ($9::jsonb IS NULL OR EXISTS (SELECT 1 FROM {sessions} s WHERE s.id = r.session_id AND s.metadata @> $9))
+               AND ($10::timestamptz IS NULL OR (r.created_at <= $10 AND (r.created_at, r.id) < ($10, $11)))
+             ORDER BY r.created_at DESC, r.id DESC
+             LIMIT $12
+            """;
+
+        // $1 ids, $2 tenant, $3 root only, $4 created from, $5/$6 cursor, $7 limit.
+        Sessions = $"""
+            SELECT s.id, s.parent_session_id, s.depth, s.metadata::text, s.compaction_count, s.created_at, s.updated_at
+              FROM {sessions} s
+             WHERE ($1::uuid[] IS NULL OR s.id = ANY($1))
+               AND ($2::jsonb IS NULL OR s.metadata @> $2)
+               AND (NOT $3 OR s.parent_session_id IS NULL)
+               AND ($4::timestamptz IS NULL OR s.created_at >= $4)
+               AND ($5::timestamptz IS NULL OR (s.created_at <= $5 AND (s.created_at, s.id) < ($5, $6)))
+             ORDER BY s.created_at DESC, s.id DESC
+             LIMIT $7
+            """;
+
+        // $1 ids, $2 run, $3 tool name, $4 states, $5 is agent tool, $6 tenant, $7/$8 cursor, $9 limit.
+        ToolExecutions = $"""
+            SELECT {ToolExecutionSql.Columns}
+              FROM {tools} te
+             WHERE ($1::uuid[] IS NULL OR te.id = ANY($1))
+               AND ($2::uuid IS NULL OR te.run_id = $2)
+               AND ($3::text IS NULL OR te.tool_name = $3)
+               AND ($4::text[] IS NULL OR te.state::text = ANY($4))
+               AND ($5::boolean IS NULL OR te.is_agent_tool = $5)
+               AND ($6::jsonb IS NULL OR EXISTS (
+                    SELECT 1 FROM {runs} r JOIN {sessions} s ON s.id = r.session_id
+                     WHERE r.id = te.run_id AND s.metadata @> $6))
+               AND ($7::timestamptz IS NULL OR (te.created_at <= $7 AND (te.created_at, te.id) < ($7, $8)))
+             ORDER BY te.created_at DESC, te.id DESC
+             LIMIT $9
+            """;
+
+        // Instances with their heartbeat age by the database clock, leadership, tools and in-flight work.
+        Instances = $"""
+            SELECT i.id, i.name, i.hostname, i.pid, i.version, i.max_concurrent_runs, i.max_concurrent_tools, i.created_at,
+                   i.last_heartbeat_at, now() - i.last_heartbeat_at,
+                   EXISTS (SELECT 1 FROM {s}.agentpg_leader l WHERE l.leader_id = i.id AND l.expires_at > now()),
+                   coalesce((SELECT array_agg(it.tool_name ORDER BY it.tool_name) FROM {s}.agentpg_instance_tools it
+                              WHERE it.instance_id = i.id), ARRAY[]::text[]),
+                   (SELECT count(*) FROM {runs} r
+                     WHERE r.claimed_by_instance_id = i.id AND r.state NOT IN ('completed', 'cancelled', 'failed'))::int,
+                   (SELECT count(*) FROM {tools} te WHERE te.claimed_by_instance_id = i.id AND te.state = 'running')::int
+              FROM {s}.agentpg_instances i
+             ORDER BY i.created_at, i.id
+            """;
+
+        // $1 window start offset (interval), $2 bucket (interval), $3 tenant. One statement per result; see Read* below.
+        var tenant = $"($3::jsonb IS NULL OR EXISTS (SELECT 1 FROM {sessions} s WHERE s.id = r.session_id AND s.metadata @> $3))";
+        StatisticsByState = $"""
+            SELECT r.state::text, count(*)::int
+              FROM {runs} r
+             WHERE r.created_at >= now() - $1::interval AND {tenant}
+             GROUP BY r.state
+            """;
+        // Non-terminal runs are few and covered by partial indexes (pending claim, active per session, pending tools).
+        StatisticsQueue = $"""
+            SELECT r.run_mode::text, r.state::text, count(*)::int
+              FROM {runs} r
+             WHERE r.state NOT IN ('completed', 'cancelled', 'failed') AND {tenant}
+             GROUP BY r.run_mode, r.state
+            """;
+        // Finished runs per bucket. Runs finish shortly after they are created, so the created_at index bounds the scan
+        // (a day of slack for long ones); every bucket comes back, empty ones with zeros.
+        StatisticsBuckets = $"""
+            WITH bounds AS (
+                SELECT now() AS until, now() - $1::interval AS since
+            ), buckets AS (
+                SELECT g AS start FROM bounds, generate_series(
+                    date_bin($2::interval, bounds.since, TIMESTAMPTZ '2000-01-01'), bounds.until, $2::interval) g
+            ), finished AS (
+                SELECT date_bin($2::interval, r.finalized_at, TIMESTAMPTZ '2000-01-01') AS start, r.state,
+                       r.input_tokens, r.output_tokens, r.cache_creation_input_tokens, r.cache_read_input_tokens
+                  FROM {runs} r, bounds
+                 WHERE r.created_at >= bounds.since - interval '1 day'
+                   AND r.finalized_at >= bounds.since
+                   AND {tenant}
+            )
+            SELECT b.start, (SELECT since FROM bounds), (SELECT until FROM bounds),
+                   count(f.state) FILTER (WHERE f.state = 'completed')::int,
+                   count(f.state) FILTER (WHERE f.state = 'failed')::int,
+                   count(f.state) FILTER (WHERE f.state = 'cancelled')::int,
+                   coalesce(sum(f.input_tokens), 0)::bigint, coalesce(sum(f.output_tokens), 0)::bigint,
+                   coalesce(sum(f.cache_creation_input_tokens), 0)::bigint, coalesce(sum(f.cache_read_input_tokens), 0)::bigint
+              FROM buckets b LEFT JOIN finished f ON f.start = b.start
+             GROUP BY b.start
+             ORDER BY b.start
+            """;
+    }
+
+    public string Runs { get; }
+
+    public string Sessions { get; }
+
+    public string ToolExecutions { get; }
+
+    public string Instances { get; }
+
+    public string StatisticsByState { get; }
+
+    public string StatisticsQueue { get; }
+
+    public string StatisticsBuckets { get; }
+
+    public static NpgsqlCommand BindRuns(NpgsqlCommand command, RunQuery q, string? tenant, (DateTimeOffset CreatedAt, Guid Id)? cursor)
+    {
+        command.Parameters.Add(P.UuidArrayOrNull(q.Ids));
+        command.Parameters.Add(P.TextArray(q.States?.Select(state => state.ToDb()).ToList()));
+        command.Parameters.Add(P.Uuid(q.AgentId));
+        command.Parameters.Add(P.Uuid(q.SessionId));
+        command.Parameters.Add(P.Text(q.Mode is { } mode ? mode.ToDb() : null));
+        command.Parameters.Add(P.Timestamp(q.CreatedAfter));
+        command.Parameters.Add(P.Timestamp(q.CreatedBefore));
+        command.Parameters.Add(P.Bool(q.RootOnly));
+        command.Parameters.Add(P.Jsonb(tenant));
+        command.Parameters.Add(P.Timestamp(cursor?.CreatedAt));
+        command.Parameters.Add(P.Uuid(cursor?.Id));
+        command.Parameters.Add(P.Int(q.Limit + 1));
+        return command;
+    }
+
+    public static NpgsqlCommand BindSessions(NpgsqlCommand command, SessionQuery q, string? tenant, (DateTimeOffset CreatedAt, Guid Id)? cursor)
+    {
+        command.Parameters.Add(P.UuidArrayOrNull(q.Ids));
+        command.Parameters.Add(P.Jsonb(tenant));
+        command.Parameters.Add(P.Bool(q.RootOnly));
+        command.Parameters.Add(P.Timestamp(q.CreatedAfter));
+        command.Parameters.Add(P.Timestamp(cursor?.CreatedAt));
+        command.Parameters.Add(P.Uuid(cursor?.Id));
+        command.Parameters.Add(P.Int(q.Limit + 1));
+        return command;
+    }
+
+    public static NpgsqlCommand BindToolExecutions(NpgsqlCommand command, ToolExecutionQuery q, string? tenant,
+        (DateTimeOffset CreatedAt, Guid Id)? cursor)
+    {
+        command.Parameters.Add(P.UuidArrayOrNull(q.Ids));
+        command.Parameters.Add(P.Uuid(q.RunId));
+        command.Parameters.Add(P.Text(q.ToolName));
+        command.Parameters.Add(P.TextArray(q.States?.Select(state => state.ToDb()).ToList()));
+        command.Parameters.Add(P.BoolOrNull(q.IsAgentTool));
+        command.Parameters.Add(P.Jsonb(tenant));
+        command.Parameters.Add(P.Timestamp(cursor?.CreatedAt));
+        command.Parameters.Add(P.Uuid(cursor?.Id));
+        command.Parameters.Add(P.Int(q.Limit + 1));
+        return command;
+    }
+
+    public static void BindStatistics(NpgsqlParameterCollection parameters, TimeSpan window, TimeSpan bucket, string? tenant)
+    {
+        parameters.Add(P.Interval(window));
+        parameters.Add(P.Interval(bucket));
+        parameters.Add(P.Jsonb(tenant));
+    }
+
+    public static InstanceInfo ReadInstance(NpgsqlDataReader r) => new()
+    {
+        Id = r.GetString(0),
+        Name = r.GetString(1),
+        Hostname = r.IsDBNull(2) ? null : r.GetString(2),
+        ProcessId = r.IsDBNull(3) ? null : r.GetInt32(3),
+        Version = r.IsDBNull(4) ? null : r.GetString(4),
+        MaxConcurrentRuns = r.GetInt32(5),
+        MaxConcurrentTools = r.GetInt32(6),
+        CreatedAt = r.GetFieldValue<DateTimeOffset>(7),
+        LastHeartbeatAt = r.GetFieldValue<DateTimeOffset>(8),
+        HeartbeatAge = r.GetTimeSpan(9),
+        IsLeader = r.GetBoolean(10),
+        Tools = r.GetFieldValue<string[]>(11),
+        ActiveRuns = r.GetInt32(12),
+        ActiveToolExecutions = r.GetInt32(13),
+    };
+
+    public static (RunState State, int Count) ReadStateCount(NpgsqlDataReader r) => (DbEnums.ParseRunState(r.GetString(0)), r.GetInt32(1));
+
+    public static QueueDepth ReadQueueDepth(NpgsqlDataReader r)
+        => new(DbEnums.ParseRunMode(r.GetString(0)), DbEnums.ParseRunState(r.GetString(1)), r.GetInt32(2));
+
+    public static (RunStatisticsBucket Bucket, DateTimeOffset Since, DateTimeOffset Until) ReadBucket(NpgsqlDataReader r) => (new RunStatisticsBucket
+    {
+        Start = r.GetFieldValue<DateTimeOffset>(0),
+        Completed = r.GetInt32(3),
+        Failed = r.GetInt32(4),
+        Cancelled = r.GetInt32(5),
+        Usage = new Usage
+        {
+            InputTokens = r.GetInt64(6),
+            OutputTokens = r.GetInt64(7),
+            CacheCreationInputTokens = r.GetInt64(8),
+            CacheReadInputTokens = r.GetInt64(9),
+        },
+    }, r.GetFieldValue<DateTimeOffset>(1), r.GetFieldValue<DateTimeOffset>(2));
+}
