@@ -6,13 +6,14 @@ namespace AgentPg.Benchmarks;
 internal sealed class BenchOptions
 {
     public const string Usage = """
-        usage: AgentPg.Benchmarks [--runs N] [--seconds S] [--only dispatch|throughput|pgbench|long] [--concurrency C]
+        usage: AgentPg.Benchmarks [--runs N] [--seconds S] [--only dispatch|throughput|pgbench|events|long] [--concurrency C]
                                   [--warmup N] [--turns N] [--breakdown] [--keep]
 
           --runs N         measured runs per dispatch scenario (default 1000; at least 1000 for the target figure)
           --seconds S      measured seconds of the throughput phase and of pgbench (default 20)
-          --only PHASE     run one phase: dispatch, throughput, pgbench or long (default: all; long only when named
-                           or with --turns)
+          --only PHASE     run one phase: dispatch, throughput, pgbench, events or long (default: all; long only when
+                           named or with --turns). events: live-event delta latency to a watcher on another client, and
+                           1 000 concurrent watchers on one instance
           --turns N        turns of the long-session phase (default 1000): one session, one tool call per turn,
                            auto-compaction and prompt caching on
           --concurrency C  parallel sessions in the throughput phase, MaxConcurrentStreamingRuns there, and pgbench
@@ -66,9 +67,9 @@ internal sealed class BenchOptions
                     break;
                 case "--only":
                     var phase = Value(args, ref i);
-                    if (phase is not ("dispatch" or "throughput" or "pgbench" or "long"))
+                    if (phase is not ("dispatch" or "throughput" or "pgbench" or "events" or "long"))
                     {
-                        throw new ArgumentException($"--only takes dispatch, throughput, pgbench or long, not '{phase}'.");
+                        throw new ArgumentException($"--only takes dispatch, throughput, pgbench, events or long, not '{phase}'.");
                     }
 
                     options.Only = phase;

@@ -67,6 +67,11 @@ try
         report.Dispatch(local, remote);
     }
 
+    if (options.Includes("events"))
+    {
+        EventsBenchmark.Print(await EventsBenchmark.RunAsync(env, options, report.Progress));
+    }
+
     if (options.Includes("long"))
     {
         report.Progress($"long session: {options.Turns} turns with auto-compaction …");
