@@ -50,6 +50,8 @@ await using var fakeClaude = string.IsNullOrEmpty(apiKey)
     })
     : null;
 using var worker = StartWorker(connectionString, schema, fakeClaude);
+// The worker stops when its standard input closes: when this process ends, however it ends.
+AppDomain.CurrentDomain.ProcessExit += (_, _) => StopWorker(worker);
 
 await using var agentpg = AgentPgClient.Create(dataSource, new AgentPgOptions { Schema = schema });
 var agent = await agentpg.GetOrCreateAgentAsync(new AgentDefinition
@@ -83,12 +85,27 @@ app.MapGet("/runs/{id:guid}/events", async (Guid id, long? after, HttpContext ht
 {
     // EventSource resends the last `id:` it received as Last-Event-ID when it reconnects.
     var resumeFrom = long.TryParse(http.Request.Headers["Last-Event-ID"], out var lastEventId) ? lastEventId : after ?? 0;
-    http.Response.ContentType = "text/event-stream";
-    http.Response.Headers.CacheControl = "no-cache";
     try
     {
-        await foreach (var e in agentpg.WatchRunAsync(id, resumeFrom, http.RequestAborted))
+        await using var events = agentpg.WatchRunAsync(id, resumeFrom, http.RequestAborted).GetAsyncEnumerator();
+        bool more;
+        try
         {
+            more = await events.MoveNextAsync();
+        }
+        catch (AgentPgException ex) when (ex.Code == AgentPgErrorCode.RunNotFound)
+        {
+            http.Response.StatusCode = StatusCodes.Status404NotFound;
+            return;
+        }
+
+        // The headers go out now, so the browser knows the stream is open before the first text arrives.
+        http.Response.ContentType = "text/event-stream";
+        http.Response.Headers.CacheControl = "no-cache";
+        await http.Response.StartAsync(http.RequestAborted);
+        for (; more; more = await events.MoveNextAsync())
+        {
+            var e = events.Current;
             var (type, data) = e switch
             {
                 TextDeltaEvent { Depth: 0 } d => ("text", JsonSerializer.Serialize(new { text = d.Text, iteration = d.IterationNumber })),
@@ -106,10 +123,6 @@ app.MapGet("/runs/{id:guid}/events", async (Guid id, long? after, HttpContext ht
             await http.Response.Body.FlushAsync(http.RequestAborted);
         }
     }
-    catch (AgentPgException ex) when (ex.Code == AgentPgErrorCode.RunNotFound)
-    {
-        http.Response.StatusCode = StatusCodes.Status404NotFound;
-    }
     catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
     {
         // The browser went away; it resumes with Last-Event-ID.
@@ -122,12 +135,30 @@ Console.WriteLine($"StreamingChat listening on {address} (worker process {worker
 if (!settings.ContainsKey("smoke"))
 {
     await app.WaitForShutdownAsync();
+    StopWorker(worker);
     return 0;
 }
 
 var ok = await SmokeAsync(address);
 await app.StopAsync();
+StopWorker(worker);
 return ok ? 0 : 1;
+
+static void StopWorker(Process worker)
+{
+    try
+    {
+        if (!worker.HasExited)
+        {
+            worker.StandardInput.Close();
+            worker.WaitForExit(TimeSpan.FromSeconds(30));
+        }
+    }
+    catch (InvalidOperationException)
+    {
+        // Already stopped and disposed.
+    }
+}
 
 static async Task<bool> SmokeAsync(string address)
 {
@@ -176,13 +207,13 @@ static Process StartWorker(string connectionString, string schema, FakeClaudeSer
 {
     // This same program in worker mode: `dotnet StreamingChat.dll --worker …` or the apphost directly.
     var self = Environment.ProcessPath!;
-    var start = new ProcessStartInfo(self) { UseShellExecute = false };
+    var start = new ProcessStartInfo(self) { UseShellExecute = false, RedirectStandardInput = true };
     if (Path.GetFileNameWithoutExtension(self) == "dotnet")
     {
         start.ArgumentList.Add(typeof(ChatRequest).Assembly.Location);
     }
 
-    foreach (var argument in (string[])["--worker", "--connection", connectionString, "--schema", schema])
+    foreach (var argument in (string[])["--worker", "--stop-with-input", "--connection", connectionString, "--schema", schema])
     {
         start.ArgumentList.Add(argument);
     }
@@ -195,15 +226,7 @@ static Process StartWorker(string connectionString, string schema, FakeClaudeSer
         start.ArgumentList.Add(fakeClaude.ApiKey);
     }
 
-    var process = Process.Start(start)!;
-    AppDomain.CurrentDomain.ProcessExit += (_, _) =>
-    {
-        if (!process.HasExited)
-        {
-            process.Kill(entireProcessTree: true);
-        }
-    };
-    return process;
+    return Process.Start(start)!;
 }
 
 static async Task<int> RunWorkerAsync(NpgsqlDataSource dataSource, string schema, Dictionary<string, string> settings)
@@ -219,7 +242,27 @@ static async Task<int> RunWorkerAsync(NpgsqlDataSource dataSource, string schema
     Console.WriteLine($"worker {client.InstanceId} started");
     using var stop = new CancellationTokenSource();
     Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
-    AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.Cancel();
+    AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+    {
+        try
+        {
+            stop.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Stopped already.
+        }
+    };
+    if (settings.ContainsKey("stop-with-input"))
+    {
+        // Started by the web process: its end closes this pipe.
+        _ = Task.Run(async () =>
+        {
+            await Console.In.ReadToEndAsync();
+            await stop.CancelAsync();
+        });
+    }
+
     try
     {
         await Task.Delay(Timeout.Infinite, stop.Token);
@@ -244,8 +287,8 @@ static Dictionary<string, string> ParseArguments(string[] args)
     {
         if (args[i].StartsWith("--", StringComparison.Ordinal))
         {
-            var value = i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal) ? args[++i] : "true";
-            result[args[i][2..]] = value;
+            var name = args[i][2..];
+            result[name] = i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal) ? args[++i] : "true";
         }
     }
 
