@@ -8,8 +8,8 @@ namespace AgentPg.Mcp;
 
 /// <summary>One tool of an MCP server, registered as an AgentPg tool.</summary>
 /// <remarks>Its input schema is the server's complete JSON Schema (<see cref="ToolSchema.FromJsonSchema"/>): Claude
-/// receives it unchanged and AgentPg validates the model's input against it before <see cref="ExecuteAsync"/>.</remarks>
-internal sealed class McpTool : ITool
+/// receives it unchanged and AgentPg validates the model's input against it before <see cref="ExecuteContentAsync"/>.</remarks>
+internal sealed class McpTool : IContentTool
 {
     private static readonly TimeSpan s_rateLimitSnooze = TimeSpan.FromSeconds(30);
 
@@ -33,7 +33,7 @@ internal sealed class McpTool : ITool
 
     public ToolSchema InputSchema { get; }
 
-    public async Task<string> ExecuteAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken)
+    public async Task<ToolResult> ExecuteContentAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken)
     {
         var session = Source.CurrentSession;
         if (session is null)
@@ -66,14 +66,9 @@ internal sealed class McpTool : ITool
             throw Map(session, ex);
         }
 
-        var text = McpContent.ToText(result);
-        if (result.IsError == true)
-        {
-            // A tool execution error: Claude sees it as an is_error tool_result and can correct itself; not retried.
-            throw new ToolDiscardException(text.Length == 0 ? $"MCP tool '{ServerToolName}' returned an error with no message" : text);
-        }
-
-        return text;
+        // isError (a tool execution error): Claude gets an is_error tool_result with the server's content and can correct
+        // itself; not retried.
+        return McpContent.ToResult(result, ServerToolName);
     }
 
     /// <summary>Maps a failed call to AgentPg's tool semantics by exception type and status, never by message text.</summary>

@@ -180,6 +180,9 @@ public sealed partial class FakeClaudeServer
                 {
                     ToolName = toolNames.GetValueOrDefault(id),
                     Content = ToolResultText(block.Element),
+                    Blocks = FakeJson.TryGet(block.Element, "content", out var blocks) && blocks.ValueKind == JsonValueKind.Array
+                        ? [.. blocks.EnumerateArray()]
+                        : [],
                     IsError = block.Element.TryGetProperty("is_error", out var isError) && isError.ValueKind == JsonValueKind.True,
                     Json = block.Element,
                 });

@@ -308,6 +308,24 @@ public sealed partial class AgentPgClient
             }
         }
 
+        if (definition.ToolsRequiringApproval is { } approval)
+        {
+            foreach (var name in approval)
+            {
+                if (name != "*" && !ToolNames.IsValid(name))
+                {
+                    throw new ArgumentException(
+                        $"AgentDefinition.ToolsRequiringApproval contains '{name}', which is neither \"*\" nor a valid tool name ({ToolNames.Rule}).",
+                        parameterName);
+                }
+            }
+
+            if (approval.Distinct(StringComparer.Ordinal).Count() != approval.Count)
+            {
+                throw new ArgumentException("AgentDefinition.ToolsRequiringApproval lists a name more than once.", parameterName);
+            }
+        }
+
         if (definition.AgentIds is null)
         {
             throw new ArgumentException("AgentDefinition.AgentIds is null; use an empty list for an agent without delegates.", parameterName);
@@ -339,6 +357,7 @@ public sealed partial class AgentPgClient
     {
         if (definition.AgentIds.Count == 0)
         {
+            CheckApprovalNames(definition, []);
             return;
         }
 
@@ -356,6 +375,28 @@ public sealed partial class AgentPgClient
         }
 
         CheckDelegateNames(definition.Name, definition.Tools, delegates.Select(d => d.Name).ToList());
+        CheckApprovalNames(definition, [.. delegates.Select(d => d.Name)]);
+    }
+
+    // An approval name must be one of the agent's tools (any tool name when Tools is null: the executing instance decides) or
+    // one of its delegates, so a typo cannot silently leave a dangerous tool unguarded.
+    private static void CheckApprovalNames(AgentDefinition definition, IReadOnlyList<string> delegateNames)
+    {
+        if (definition.ToolsRequiringApproval is not { Count: > 0 } approval || definition.Tools is null)
+        {
+            return;
+        }
+
+        foreach (var name in approval)
+        {
+            if (name != "*" && !definition.Tools.Contains(name, StringComparer.Ordinal) && !delegateNames.Contains(name, StringComparer.Ordinal))
+            {
+                throw new ArgumentException(
+                    $"AgentDefinition.ToolsRequiringApproval of agent '{definition.Name}' lists '{name}', which is neither in its Tools nor the " +
+                    "name of a delegate agent in its AgentIds. Add the tool to Tools, or fix the name (\"*\" requires approval for every call).",
+                    nameof(definition));
+            }
+        }
     }
 
     private async Task ValidateRenameAsync(AgentDefinition definition, CancellationToken cancellationToken)

@@ -50,6 +50,20 @@ public sealed partial class AgentPgClient
         return await _queries.ToolExecutionsAsync(query, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>Lists compaction events of every session (or of one), newest first, one page at a time.</summary>
+    /// <param name="query">The filters, page size and cursor; <see langword="null"/> lists every event, 25 per page.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>The page and the cursor of the next one.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><see cref="CompactionEventQuery.Limit"/> is outside 1..1000.</exception>
+    /// <exception cref="ArgumentException">The cursor was not returned by this method, or the metadata cannot be stored as JSON.</exception>
+    public async Task<ResultPage<CompactionEvent>> ListCompactionEventsAsync(CompactionEventQuery? query = null, CancellationToken cancellationToken = default)
+    {
+        query ??= new CompactionEventQuery();
+        CheckLimit(query.Limit);
+        await _schemaCheck.EnsureAsync("ListCompactionEvents", null, cancellationToken).ConfigureAwait(false);
+        return await _queries.CompactionEventsAsync(query, cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>Lists the registered worker instances with their heartbeat age, leadership, tools and in-flight work.</summary>
     /// <param name="cancellationToken">Cancels the operation.</param>
     /// <returns>Every registered instance, oldest first. An instance that stopped heartbeating stays listed until the leader

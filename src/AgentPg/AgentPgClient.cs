@@ -406,7 +406,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
                     _engine.Callbacks.FireComplete(new ToolCallEvent
                     {
                         RunId = execution.RunId,
-                        SessionId = reader.GetGuid(24),
+                        SessionId = reader.GetGuid(ToolExecutionSql.AfterToolCallColumns),
                         ToolName = call.Name,
                         ToolInput = call.Input,
                         IsAgentTool = true,

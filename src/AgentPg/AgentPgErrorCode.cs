@@ -108,4 +108,8 @@ public enum AgentPgErrorCode
 
     /// <summary>An agent with the same name and metadata already exists.</summary>
     AgentAlreadyExists,
+
+    /// <summary>The tool execution is not waiting for approval: it was decided already (approved, rejected, timed out) or its run
+    /// was cancelled.</summary>
+    ApprovalNotPending,
 }

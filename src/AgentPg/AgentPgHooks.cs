@@ -3,7 +3,8 @@ namespace AgentPg;
 /// <summary>Optional callbacks into the engine's life, set on <see cref="AgentPgOptions.Hooks"/>.</summary>
 /// <remarks>Hooks run on background threads. A hook that throws is logged and never breaks a run. <see cref="OnBeforeMessage"/>,
 /// <see cref="OnAfterMessage"/>, <see cref="OnBecameLeader"/> and <see cref="OnLostLeadership"/> are awaited by the step
-/// that calls them (keep them quick); <see cref="OnToolCall"/> and <see cref="OnError"/> are started and not awaited.</remarks>
+/// that calls them (keep them quick); <see cref="OnToolCall"/>, <see cref="OnApprovalRequested"/> and <see cref="OnError"/> are
+/// started and not awaited.</remarks>
 public sealed class AgentPgHooks
 {
     /// <summary>Gets or sets a hook called before each model call, with the request about to be sent.</summary>
@@ -14,6 +15,12 @@ public sealed class AgentPgHooks
 
     /// <summary>Gets or sets a hook called when a tool execution finishes (success or final failure), on the executing instance.</summary>
     public Func<ToolCallEvent, CancellationToken, Task>? OnToolCall { get; set; }
+
+    /// <summary>Gets or sets a hook called when a tool call starts waiting for a person's decision
+    /// (<see cref="AgentDefinition.ToolsRequiringApproval"/>), once, on the instance that recorded Claude's answer: the place to
+    /// send an email or a chat message. The request stays listed by <see cref="AgentPgClient.GetPendingApprovalsAsync"/>
+    /// whether or not the hook succeeds.</summary>
+    public Func<ToolApprovalRequest, CancellationToken, Task>? OnApprovalRequested { get; set; }
 
     /// <summary>Gets or sets a hook called before a session is compacted (by <see cref="AgentPgOptions.AutoCompaction"/> or
     /// <see cref="AgentPgClient.CompactAsync(Guid, CancellationToken)"/>), before the summariser is called.</summary>

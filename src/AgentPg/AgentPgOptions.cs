@@ -114,6 +114,13 @@ public sealed class AgentPgOptions
     /// <value>The default value is 5 minutes.</value>
     public TimeSpan ToolTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>Gets or sets how long a tool call may wait for a person's decision
+    /// (<see cref="AgentDefinition.ToolsRequiringApproval"/>) before it is rejected with "approval timed out".</summary>
+    /// <value>The default value is <see langword="null"/>: wait forever.</value>
+    /// <remarks>Enforced by the leader's maintenance every <see cref="CleanupInterval"/>, measured with the database clock from
+    /// when the request was recorded; the leader's value applies.</remarks>
+    public TimeSpan? ApprovalTimeout { get; set; }
+
     /// <summary>Gets or sets how deep agents may delegate to agents (a root run has depth 0).</summary>
     /// <value>The default value is 8.</value>
     public int MaxAgentDepth { get; set; } = 8;

@@ -136,15 +136,25 @@ public sealed class TestServer
             case "late" when _late:
                 return Text("late tool here");
             case "fail":
-                return new CallToolResult { IsError = true, Content = [new TextContentBlock { Text = "the widget is broken" }] };
+                return new CallToolResult
+                {
+                    IsError = true,
+                    Content = [new TextContentBlock { Text = "the widget is broken" }, ImageContentBlock.FromBytes(Png, "image/png")],
+                };
             case "picture":
                 return new CallToolResult
                 {
                     Content =
                     [
                         new TextContentBlock { Text = "a red dot" },
-                        ImageContentBlock.FromBytes(new byte[] { 0x89, 0x50, 0x4E, 0x47, 1, 2 }, "image/png"),
+                        ImageContentBlock.FromBytes(Png, "image/png"),
                         new EmbeddedResourceBlock { Resource = new TextResourceContents { Uri = "memo://1", MimeType = "text/plain", Text = "memo text" } },
+                        new EmbeddedResourceBlock { Resource = BlobResourceContents.FromBytes(Pdf, "file:///report.pdf", "application/pdf") },
+                        new EmbeddedResourceBlock { Resource = BlobResourceContents.FromBytes(Gif, "file:///dot.gif", "image/gif") },
+                        new EmbeddedResourceBlock { Resource = BlobResourceContents.FromBytes(new byte[] { 0x50, 0x4B, 3, 4 }, "file:///data.zip", "application/zip") },
+                        ImageContentBlock.FromBytes("<svg/>"u8.ToArray(), "image/svg+xml"),
+                        AudioContentBlock.FromBytes(new byte[] { 1, 2, 3 }, "audio/wav"),
+                        new ResourceLinkBlock { Name = "manual", Uri = "https://example.com/manual" },
                     ],
                 };
             case "bad_params":
@@ -153,6 +163,15 @@ public sealed class TestServer
                 throw new McpProtocolException($"Unknown tool: '{name}'", McpErrorCode.InvalidParams);
         }
     }
+
+    /// <summary>A PNG signature and header: enough for the bytes to be a PNG (what Claude checks against the media type).</summary>
+    public static readonly byte[] Png = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D, 0x49, 0x48, 0x44, 0x52];
+
+    /// <summary>A GIF signature.</summary>
+    public static readonly byte[] Gif = "GIF89a\u0001\u0000\u0001\u0000"u8.ToArray();
+
+    /// <summary>The start of a PDF.</summary>
+    public static readonly byte[] Pdf = "%PDF-1.4\n%%EOF\n"u8.ToArray();
 
     private static CallToolResult Text(string text) => new() { Content = [new TextContentBlock { Text = text }] };
 

@@ -40,7 +40,45 @@ public sealed partial class FakeClaudeServerTests
         { "thinking budget not below max_tokens", Body(Hi, maxTokens: 2048, extra: """{"thinking":{"type":"enabled","budget_tokens":2048}}"""), "`max_tokens` must be greater than `thinking.budget_tokens`", Body(Hi, maxTokens: 2049, extra: """{"thinking":{"type":"enabled","budget_tokens":2048}}""") },
         { "thinking budget below 1024", Body(Hi, maxTokens: 4096, extra: """{"thinking":{"type":"enabled","budget_tokens":1023}}"""), "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024", Body(Hi, maxTokens: 4096, extra: """{"thinking":{"type":"enabled","budget_tokens":1024}}""") },
         { "five cache_control breakpoints", Body(CacheBlocks(5)), "A maximum of 4 blocks with cache_control may be provided. Found 5.", Body(CacheBlocks(4)) },
+        { "tool_result image of a media type Claude refuses", ToolResultBody(Image("image/svg+xml", Png)), "messages.2.content.0.tool_result.content.1.image.source.base64.media_type: Input should be 'image/jpeg', 'image/png', 'image/gif' or 'image/webp'", ToolResultBody(Image("image/png", Png)) },
+        { "tool_result image whose bytes are another type", ToolResultBody(Image("image/jpeg", Png)), "messages.2.content.0.tool_result.content.1.image.source.base64.data: Image does not match the provided media type image/jpeg", ToolResultBody(Image("image/gif", "R0lGODlh")) },
+        { "tool_result image with invalid base64", ToolResultBody(Image("image/png", "not base64!")), "messages.2.content.0.tool_result.content.1.image.source.base64.data: Field required and must be valid base64 data", ToolResultBody(Image("image/png", Png)) },
+        { "tool_result block of a type Claude refuses", ToolResultBody("""{"type":"audio","data":"AAAA"}"""), "messages.2.content.0.tool_result.content.1: Input tag 'audio' found using 'type' does not match any of the expected tags: 'text', 'image', 'search_result', 'document'", ToolResultBody("""{"type":"document","source":{"type":"text","media_type":"text/plain","data":"notes"}}""") },
+        { "tool_result document that is not a PDF", ToolResultBody("""{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"aGVsbG8="}}"""), "messages.2.content.0.tool_result.content.1.document.source.base64.data: The PDF specified was not valid.", ToolResultBody("""{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0xLjQ="}}""") },
+        { "tool_result content neither string nor list", Body($$$"""[{"role":"user","content":"Weather?"},{{{ToolUseTurn}}},{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":{"text":"x"}}]}]""", WeatherTool), "messages.2.content.0.tool_result.content: Input should be a valid string or a valid list", ToolResultBody("""{"type":"text","text":"more"}""") },
+        { "user image whose bytes are another type", Body($$"""[{"role":"user","content":[{{Image("image/webp", Png)}},{"type":"text","text":"what is it?"}]}]"""), "messages.0.content.0.image.source.base64.data: Image does not match the provided media type image/webp", Body($$"""[{"role":"user","content":[{{Image("image/png", Png)}},{"type":"text","text":"what is it?"}]}]""") },
     };
+
+    /// <summary>The PNG signature, base64.</summary>
+    private const string Png = "iVBORw0KGgo=";
+
+    private static string Image(string mediaType, string data) => $$$"""{"type":"image","source":{"type":"base64","media_type":"{{{mediaType}}}","data":"{{{data}}}"}}""";
+
+    /// <summary>A conversation whose tool_result content is a text block followed by <paramref name="block"/>.</summary>
+    private static string ToolResultBody(string block)
+        => Body($$"""[{"role":"user","content":"Weather?"},{{ToolUseTurn}},{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":[{"type":"text","text":"18 C"},{{block}}]}]}]""", WeatherTool);
+
+    [Fact]
+    public async Task Create_ToolResultWithContentBlocks_IsRecordedWithItsBlocks()
+    {
+        FakeToolResult? received = null;
+        await using var claude = await FakeClaudeServer.StartAsync(new FakeClaudeServerOptions
+        {
+            Responder = request =>
+            {
+                received = request.ToolResults.SingleOrDefault();
+                return FakeReply.Text("ok");
+            },
+        });
+        using var client = claude.CreateClient(o => o with { MaxRetries = 0 });
+
+        await client.Messages.Create(Sdk.Raw(ToolResultBody(Image("image/png", Png))));
+
+        Assert.NotNull(received);
+        Assert.Equal("18 C", received.Content);
+        Assert.Equal(["text", "image"], received.Blocks.Select(b => b.GetProperty("type").GetString()));
+        Assert.Equal(Png, received.Blocks[1].GetProperty("source").GetProperty("data").GetString());
+    }
 
     [Theory]
     [MemberData(nameof(ValidationRules))]

@@ -519,10 +519,177 @@ internal static partial class RequestValidator
 
                 return FakeJson.GetString(block, "tool_use_id") is null
                     ? ApiFailure.Invalid($"{path}.tool_result.tool_use_id: Field required")
-                    : null;
+                    : ValidateToolResultContent(block, $"{path}.tool_result");
+            case "image":
+                return role == "assistant" ? null : ValidateImage(block, $"{path}.image");
+            case "document":
+                return role == "assistant" ? null : ValidateDocument(block, $"{path}.document");
             default:
                 return null;
         }
+    }
+
+    private static readonly string[] s_imageMediaTypes = ["image/jpeg", "image/png", "image/gif", "image/webp"];
+
+    /// <summary>A tool_result's content: a string, or a list of text, image, document and search_result blocks, each
+    /// valid.</summary>
+    private static ApiFailure? ValidateToolResultContent(JsonElement block, string path)
+    {
+        if (!FakeJson.TryGet(block, "content", out var content) || content.ValueKind == JsonValueKind.String)
+        {
+            return null;
+        }
+
+        if (content.ValueKind != JsonValueKind.Array)
+        {
+            return ApiFailure.Invalid($"{path}.content: Input should be a valid string or a valid list");
+        }
+
+        var index = 0;
+        foreach (var inner in content.EnumerateArray())
+        {
+            var innerPath = $"{path}.content.{index}";
+            if (inner.ValueKind != JsonValueKind.Object)
+            {
+                return ApiFailure.Invalid($"{innerPath}: Input should be a valid dictionary");
+            }
+
+            var type = FakeJson.GetString(inner, "type");
+            var failure = type switch
+            {
+                "text" => FakeJson.GetString(inner, "text") switch
+                {
+                    null => ApiFailure.Invalid($"{innerPath}.text.text: Field required"),
+                    { Length: 0 } => ApiFailure.Invalid("messages: text content blocks must be non-empty"),
+                    _ => null,
+                },
+                "image" => ValidateImage(inner, $"{innerPath}.image"),
+                "document" => ValidateDocument(inner, $"{innerPath}.document"),
+                "search_result" => null,
+                _ => ApiFailure.Invalid($"{innerPath}: Input tag '{type}' found using 'type' does not match any of the expected tags: 'text', 'image', 'search_result', 'document'"),
+            };
+            if (failure is not null)
+            {
+                return failure;
+            }
+
+            index++;
+        }
+
+        return null;
+    }
+
+    /// <summary>An image block: a base64 source with a media type Claude accepts and data that is such an image, or a URL.</summary>
+    private static ApiFailure? ValidateImage(JsonElement block, string path)
+    {
+        if (!FakeJson.TryGet(block, "source", out var source) || source.ValueKind != JsonValueKind.Object)
+        {
+            return ApiFailure.Invalid($"{path}.source: Field required");
+        }
+
+        var sourceType = FakeJson.GetString(source, "type");
+        switch (sourceType)
+        {
+            case "base64":
+                var mediaType = FakeJson.GetString(source, "media_type");
+                if (mediaType is null || !s_imageMediaTypes.Contains(mediaType, StringComparer.Ordinal))
+                {
+                    return ApiFailure.Invalid($"{path}.source.base64.media_type: Input should be 'image/jpeg', 'image/png', 'image/gif' or 'image/webp'");
+                }
+
+                if (DecodeBase64(source) is not { } bytes)
+                {
+                    return ApiFailure.Invalid($"{path}.source.base64.data: Field required and must be valid base64 data");
+                }
+
+                return SniffImage(bytes) == mediaType
+                    ? null
+                    : ApiFailure.Invalid($"{path}.source.base64.data: Image does not match the provided media type {mediaType}");
+            case "url":
+                return FakeJson.GetString(source, "url") is null ? ApiFailure.Invalid($"{path}.source.url.url: Field required") : null;
+            case "file":
+                return FakeJson.GetString(source, "file_id") is null ? ApiFailure.Invalid($"{path}.source.file.file_id: Field required") : null;
+            default:
+                return ApiFailure.Invalid($"{path}.source: Input tag '{sourceType}' found using 'type' does not match any of the expected tags: 'base64', 'url', 'file'");
+        }
+    }
+
+    /// <summary>A document block: a base64 PDF, plain text, content blocks, a URL or a file.</summary>
+    private static ApiFailure? ValidateDocument(JsonElement block, string path)
+    {
+        if (!FakeJson.TryGet(block, "source", out var source) || source.ValueKind != JsonValueKind.Object)
+        {
+            return ApiFailure.Invalid($"{path}.source: Field required");
+        }
+
+        var sourceType = FakeJson.GetString(source, "type");
+        switch (sourceType)
+        {
+            case "base64":
+                if (FakeJson.GetString(source, "media_type") != "application/pdf")
+                {
+                    return ApiFailure.Invalid($"{path}.source.base64.media_type: Input should be 'application/pdf'");
+                }
+
+                if (DecodeBase64(source) is not { } pdf)
+                {
+                    return ApiFailure.Invalid($"{path}.source.base64.data: Field required and must be valid base64 data");
+                }
+
+                return pdf.AsSpan().StartsWith("%PDF-"u8) ? null : ApiFailure.Invalid($"{path}.source.base64.data: The PDF specified was not valid.");
+            case "text":
+                if (FakeJson.GetString(source, "media_type") != "text/plain")
+                {
+                    return ApiFailure.Invalid($"{path}.source.text.media_type: Input should be 'text/plain'");
+                }
+
+                return FakeJson.GetString(source, "data") is null ? ApiFailure.Invalid($"{path}.source.text.data: Field required") : null;
+            case "content":
+                return FakeJson.TryGet(source, "content", out _) ? null : ApiFailure.Invalid($"{path}.source.content.content: Field required");
+            case "url":
+                return FakeJson.GetString(source, "url") is null ? ApiFailure.Invalid($"{path}.source.url.url: Field required") : null;
+            case "file":
+                return FakeJson.GetString(source, "file_id") is null ? ApiFailure.Invalid($"{path}.source.file.file_id: Field required") : null;
+            default:
+                return ApiFailure.Invalid($"{path}.source: Input tag '{sourceType}' found using 'type' does not match any of the expected tags: 'base64', 'text', 'content', 'url', 'file'");
+        }
+    }
+
+    private static byte[]? DecodeBase64(JsonElement source)
+    {
+        if (FakeJson.GetString(source, "data") is not { Length: > 0 } data)
+        {
+            return null;
+        }
+
+        try
+        {
+            return Convert.FromBase64String(data);
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+    }
+
+    private static string? SniffImage(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.StartsWith((ReadOnlySpan<byte>)[0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))
+        {
+            return "image/png";
+        }
+
+        if (bytes.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xD8, 0xFF]))
+        {
+            return "image/jpeg";
+        }
+
+        if (bytes.StartsWith("GIF87a"u8) || bytes.StartsWith("GIF89a"u8))
+        {
+            return "image/gif";
+        }
+
+        return bytes.Length >= 12 && bytes.StartsWith("RIFF"u8) && bytes[8..12].SequenceEqual("WEBP"u8) ? "image/webp" : null;
     }
 
     private static ApiFailure? ValidateConversation(List<Turn> turns)

@@ -30,6 +30,14 @@ public sealed record AgentDefinition
     /// <summary>Gets the agents this agent may delegate to; each is offered as a tool named after the agent.</summary>
     public IReadOnlyList<Guid> AgentIds { get; init; } = [];
 
+    /// <summary>Gets the tools and delegate agents whose calls wait for a person's decision: tool names, delegate agent names,
+    /// or <c>"*"</c> for every call; <see langword="null"/> or empty = none.</summary>
+    /// <remarks>Such a call is stored as <see cref="ToolExecutionState.AwaitingApproval"/> and runs only after
+    /// <see cref="AgentPgClient.ApproveToolCallAsync(Guid, System.Text.Json.JsonElement?, string?, CancellationToken)"/>; a delegate
+    /// agent's child run is created only then. Names must be in <see cref="Tools"/> (any valid tool name when
+    /// <see cref="Tools"/> is <see langword="null"/>) or name a delegate in <see cref="AgentIds"/>.</remarks>
+    public IReadOnlyList<string>? ToolsRequiringApproval { get; init; }
+
     /// <summary>Gets the maximum number of tokens per answer; <see langword="null"/> means 4096.</summary>
     public int? MaxTokens { get; init; }
 

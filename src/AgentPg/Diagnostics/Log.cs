@@ -158,6 +158,12 @@ internal static partial class Log
     [LoggerMessage(7008, LogLevel.Warning, "Released {Released} runs and tool executions held by live instances that no longer worked on them")]
     public static partial void UnheldWorkReleased(ILogger logger, int released);
 
+    [LoggerMessage(7201, LogLevel.Information, "Rejected {Count} tool calls that waited longer than {Timeout} for approval (AgentPgOptions.ApprovalTimeout)")]
+    public static partial void ApprovalsTimedOut(ILogger logger, int count, TimeSpan timeout);
+
+    [LoggerMessage(7202, LogLevel.Information, "Tool execution {ToolExecutionId} was {Decision} by {DecidedBy}")]
+    public static partial void ToolCallDecided(ILogger logger, Guid toolExecutionId, string decision, string decidedBy);
+
     [LoggerMessage(7006, LogLevel.Error, "Hook {Hook} threw; ignored")]
     public static partial void HookFailed(ILogger logger, Exception exception, string hook);
 

@@ -4,7 +4,9 @@ using Microsoft.Extensions.DependencyInjection;
 namespace AgentPg.Hosting;
 
 /// <summary>A tool registered with <c>AddTool&lt;TTool&gt;()</c>: each execution resolves the tool in a scope of its own.</summary>
-internal class ScopedTool<TTool>(IServiceScopeFactory scopes, string name, string description, ToolSchema inputSchema) : ITool
+/// <remarks>It is an <see cref="IContentTool"/> so that a scoped <see cref="IContentTool"/> keeps its content blocks; a
+/// text tool's result passes through as text.</remarks>
+internal class ScopedTool<TTool>(IServiceScopeFactory scopes, string name, string description, ToolSchema inputSchema) : IContentTool
     where TTool : class, ITool
 {
     public string Name { get; } = name;
@@ -20,6 +22,18 @@ internal class ScopedTool<TTool>(IServiceScopeFactory scopes, string name, strin
         {
             var tool = scope.ServiceProvider.GetRequiredService<TTool>();
             return await tool.ExecuteAsync(context, input, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public async Task<ToolResult> ExecuteContentAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken)
+    {
+        var scope = scopes.CreateAsyncScope();
+        await using (scope.ConfigureAwait(false))
+        {
+            var tool = scope.ServiceProvider.GetRequiredService<TTool>();
+            return tool is IContentTool contentTool
+                ? await contentTool.ExecuteContentAsync(context, input, cancellationToken).ConfigureAwait(false)
+                : ToolResult.FromText(await tool.ExecuteAsync(context, input, cancellationToken).ConfigureAwait(false) ?? "");
         }
     }
 }

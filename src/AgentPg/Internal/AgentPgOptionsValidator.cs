@@ -57,6 +57,10 @@ internal static class AgentPgOptionsValidator
         Positive(errors, options.CleanupInterval, nameof(AgentPgOptions.CleanupInterval), "TimeSpan.FromMinutes(1)");
         Positive(errors, options.ToolTimeout, nameof(AgentPgOptions.ToolTimeout), "TimeSpan.FromMinutes(5)");
         Positive(errors, options.RunEventRetention, nameof(AgentPgOptions.RunEventRetention), "TimeSpan.FromHours(24)");
+        if (options.ApprovalTimeout is { } approvalTimeout && approvalTimeout <= TimeSpan.Zero)
+        {
+            errors.Add($"AgentPgOptions.ApprovalTimeout must be positive (was {approvalTimeout}); leave it null to wait for decisions forever.");
+        }
 
         if (options.InstanceTtl > TimeSpan.Zero && options.HeartbeatInterval > TimeSpan.Zero && options.InstanceTtl <= options.HeartbeatInterval)
         {

@@ -49,6 +49,7 @@ internal static class DbEnums
         ToolExecutionState.Completed => "completed",
         ToolExecutionState.Failed => "failed",
         ToolExecutionState.Skipped => "skipped",
+        ToolExecutionState.AwaitingApproval => "awaiting_approval",
         _ => throw new ArgumentOutOfRangeException(nameof(state), state, null),
     };
 
@@ -59,6 +60,7 @@ internal static class DbEnums
         "completed" => ToolExecutionState.Completed,
         "failed" => ToolExecutionState.Failed,
         "skipped" => ToolExecutionState.Skipped,
+        "awaiting_approval" => ToolExecutionState.AwaitingApproval,
         _ => throw new InvalidOperationException($"Unknown tool execution state '{value}' in the database."),
     };
 

@@ -28,6 +28,7 @@ internal sealed class MaintenanceRunner(Engine engine, IReadOnlyList<IMaintenanc
         new RunRescuer(engine),
         new StuckWorkSweeper(engine),
         new RunEventRetention(engine),
+        new ApprovalTimeout(engine),
     ];
 
     public IReadOnlyList<IMaintenanceService> Services => services;

@@ -25,8 +25,13 @@ public sealed record ContentBlock
     /// <summary>Gets the tool_use id a tool_result block answers.</summary>
     public string? ToolResultForUseId { get; init; }
 
-    /// <summary>Gets the content of a tool_result block.</summary>
+    /// <summary>Gets the content of a tool_result block as text; for a result with images or documents, its text blocks
+    /// joined, with a bracketed line for each image or document.</summary>
     public string? ToolContent { get; init; }
+
+    /// <summary>Gets the content blocks (text, image, document) of a tool_result block whose tool returned images or
+    /// documents (<see cref="IContentTool"/>); empty when the result is text only (<see cref="ToolContent"/>).</summary>
+    public IReadOnlyList<ContentBlock> ToolContentBlocks { get; init; } = [];
 
     /// <summary>Gets whether a tool_result block reports an error.</summary>
     public bool IsError { get; init; }

@@ -34,6 +34,8 @@ DROP FUNCTION IF EXISTS agentpg_release_unheld_work(INTERVAL, INTEGER);
 DROP FUNCTION IF EXISTS agentpg_release_instance_work(TEXT, BOOLEAN, INTEGER);
 DROP FUNCTION IF EXISTS agentpg_delete_run_messages(UUID);
 DROP FUNCTION IF EXISTS agentpg_cancel_run(UUID);
+DROP FUNCTION IF EXISTS agentpg_expire_tool_approvals(INTERVAL, INTEGER);
+DROP FUNCTION IF EXISTS agentpg_decide_tool_approval(UUID, BOOLEAN, JSONB, TEXT, TEXT);
 DROP FUNCTION IF EXISTS agentpg_create_tool_executions_and_update_run(JSONB, UUID, agentpg_run_state, JSONB, TEXT, BIGINT);
 DROP FUNCTION IF EXISTS agentpg_fence_tool_execution(UUID, TEXT, BIGINT);
 DROP FUNCTION IF EXISTS agentpg_fence_run(UUID, TEXT, BIGINT, UUID);

@@ -44,7 +44,9 @@ CREATE TYPE agentpg_run_state AS ENUM (
 
 CREATE TYPE agentpg_batch_status AS ENUM ('in_progress', 'canceling', 'ended');
 
-CREATE TYPE agentpg_tool_execution_state AS ENUM ('pending', 'running', 'completed', 'failed', 'skipped');
+-- awaiting_approval: the agent lists the tool in tools_requiring_approval; nothing claims it until a person decides
+-- (agentpg_decide_tool_approval), and its run waits in pending_tools without a holder.
+CREATE TYPE agentpg_tool_execution_state AS ENUM ('pending', 'running', 'completed', 'failed', 'skipped', 'awaiting_approval');
 
 -- 'other' stores any block type Claude adds later; raw keeps its full JSON, so nothing is lost.
 CREATE TYPE agentpg_content_type AS ENUM (
@@ -120,6 +122,8 @@ CREATE TABLE agentpg_agents (
     -- NULL = every tool of the executing instance; '{}' = no tools; otherwise exactly these.
     tool_names     TEXT[] DEFAULT '{}',
     agent_ids      UUID[] NOT NULL DEFAULT '{}',
+    -- Tools and agent tools whose calls wait for a person's decision ('*' = all); NULL = none.
+    tools_requiring_approval  TEXT[],
     metadata       JSONB NOT NULL DEFAULT '{}',
     config         JSONB NOT NULL DEFAULT '{}',
     created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
@@ -338,6 +342,9 @@ CREATE TABLE agentpg_tool_executions (
     agent_id                UUID REFERENCES agentpg_agents (id),
     child_run_id            UUID REFERENCES agentpg_runs (id) ON DELETE SET NULL,
     tool_output             TEXT,
+    -- Claude content blocks of a result with images or documents (IContentTool), sent as the tool_result's content;
+    -- tool_output then holds their text. NULL for text results.
+    tool_output_content     JSONB,
     is_error                BOOLEAN NOT NULL DEFAULT FALSE,
     error_message           TEXT,
     claimed_by_instance_id  TEXT,
@@ -349,12 +356,23 @@ CREATE TABLE agentpg_tool_executions (
     snooze_count            INTEGER NOT NULL DEFAULT 0,
     rescue_attempts         INTEGER NOT NULL DEFAULT 0,
     last_error              TEXT,
+    -- Approvals: whether the call had to wait for a person, and the decision (approved or rejected, the comment or
+    -- rejection reason, who and when). approval_original_input keeps Claude's input when the approver edited it.
+    approval_required        BOOLEAN NOT NULL DEFAULT FALSE,
+    approval_decision        TEXT,
+    approval_comment         TEXT,
+    approval_decided_by      TEXT,
+    approval_decided_at      TIMESTAMPTZ,
+    approval_original_input  JSONB,
     created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
     started_at              TIMESTAMPTZ,
     completed_at            TIMESTAMPTZ,
     CONSTRAINT tool_exec_state_consistency CHECK (
         (state IN ('completed', 'failed', 'skipped') AND completed_at IS NOT NULL)
-        OR (state IN ('pending', 'running') AND completed_at IS NULL)),
+        OR (state IN ('pending', 'running', 'awaiting_approval') AND completed_at IS NULL)),
+    CONSTRAINT tool_exec_approval_consistency CHECK (
+        (approval_decision IS NULL OR approval_decision IN ('approved', 'rejected'))
+        AND (state <> 'awaiting_approval' OR (approval_required AND approval_decision IS NULL))),
     CONSTRAINT tool_exec_agent_consistency CHECK (
         (is_agent_tool AND agent_id IS NOT NULL) OR (NOT is_agent_tool AND agent_id IS NULL)),
     CONSTRAINT tool_exec_unique_use UNIQUE (iteration_id, tool_use_id)
@@ -366,6 +384,10 @@ CREATE INDEX agentpg_idx_tool_exec_claimed_instance ON agentpg_tool_executions (
 CREATE INDEX agentpg_idx_tool_exec_run ON agentpg_tool_executions (run_id);
 CREATE INDEX agentpg_idx_tool_exec_child_run ON agentpg_tool_executions (child_run_id) WHERE child_run_id IS NOT NULL;
 CREATE INDEX agentpg_idx_tool_exec_agent ON agentpg_tool_executions (agent_id) WHERE agent_id IS NOT NULL;
+-- ListToolExecutionsAsync: newest first, keyset by (created_at, id). created_at never changes.
+CREATE INDEX agentpg_idx_tool_exec_created ON agentpg_tool_executions (created_at DESC);
+-- The approval inbox (GetPendingApprovalsAsync) and the leader's approval timeout, oldest first.
+CREATE INDEX agentpg_idx_tool_exec_awaiting ON agentpg_tool_executions (created_at) WHERE state = 'awaiting_approval';
 
 ALTER TABLE agentpg_runs ADD CONSTRAINT agentpg_fk_runs_parent_tool_execution
     FOREIGN KEY (parent_tool_execution_id) REFERENCES agentpg_tool_executions (id) ON DELETE SET NULL;
@@ -394,6 +416,8 @@ CREATE TABLE agentpg_compaction_events (
     CONSTRAINT compaction_usage_object CHECK (jsonb_typeof(usage) = 'object')
 );
 CREATE INDEX agentpg_idx_compaction_session ON agentpg_compaction_events (session_id, created_at DESC);
+-- ListCompactionEventsAsync across sessions.
+CREATE INDEX agentpg_idx_compaction_created ON agentpg_compaction_events (created_at DESC);
 
 -- What a compaction removed or rewrote, exactly as it was, so RestoreCompactionAsync can put it back:
 -- {"format": 1, "action": "removed" | "pruned", "message": <agentpg_messages row>, "blocks": [<agentpg_content_blocks rows>],
@@ -595,7 +619,7 @@ BEGIN
         RETURN NULL;
     END IF;
     IF EXISTS (SELECT 1 FROM agentpg_tool_executions
-                WHERE iteration_id = v_run.current_iteration_id AND state IN ('pending', 'running')) THEN
+                WHERE iteration_id = v_run.current_iteration_id AND state IN ('pending', 'running', 'awaiting_approval')) THEN
         RETURN NULL;
     END IF;
 
@@ -603,7 +627,8 @@ BEGIN
     VALUES (v_run.session_id, v_run.id, 'user')
     RETURNING id INTO v_message_id;
 
-    INSERT INTO agentpg_content_blocks (message_id, block_index, type, tool_result_for_use_id, tool_content, is_error)
+    -- A result with content blocks is written as the whole tool_result block (raw), which is what Claude receives.
+    INSERT INTO agentpg_content_blocks (message_id, block_index, type, tool_result_for_use_id, tool_content, is_error, raw)
     SELECT v_message_id,
            (row_number() OVER (ORDER BY te.position, te.created_at) - 1)::int,
            'tool_result',
@@ -613,7 +638,12 @@ BEGIN
                WHEN coalesce(te.tool_output, '') = '' AND te.is_error THEN coalesce(te.error_message, 'Tool execution failed.')
                ELSE coalesce(te.tool_output, '')
            END,
-           te.is_error OR te.state = 'skipped'
+           te.is_error OR te.state = 'skipped',
+           CASE
+               WHEN te.tool_output_content IS NOT NULL AND te.state <> 'skipped' THEN
+                   jsonb_build_object('type', 'tool_result', 'tool_use_id', te.tool_use_id, 'content', te.tool_output_content)
+                   || CASE WHEN te.is_error THEN '{"is_error": true}'::jsonb ELSE '{}'::jsonb END
+           END
       FROM agentpg_tool_executions te
      WHERE te.iteration_id = v_run.current_iteration_id;
 
@@ -635,7 +665,7 @@ LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     PERFORM 1 FROM agentpg_runs WHERE id = NEW.run_id FOR NO KEY UPDATE;
     IF NOT EXISTS (SELECT 1 FROM agentpg_tool_executions
-                    WHERE iteration_id = NEW.iteration_id AND state IN ('pending', 'running')) THEN
+                    WHERE iteration_id = NEW.iteration_id AND state IN ('pending', 'running', 'awaiting_approval')) THEN
         PERFORM agentpg_complete_tools_and_continue_run(NEW.run_id);
     END IF;
     RETURN NULL;
@@ -643,7 +673,7 @@ END
 $$;
 CREATE TRIGGER agentpg_trg_tools_complete AFTER UPDATE OF state ON agentpg_tool_executions
     FOR EACH ROW
-    WHEN (NEW.state IN ('completed', 'failed', 'skipped') AND OLD.state IN ('pending', 'running'))
+    WHEN (NEW.state IN ('completed', 'failed', 'skipped') AND OLD.state IN ('pending', 'running', 'awaiting_approval'))
     EXECUTE FUNCTION agentpg_tool_execution_after_update();
 
 -- New tool executions wake the tool workers. The payload is the run id, so the tool_use blocks of one
@@ -802,9 +832,9 @@ $$;
 -- Tool executions from an assistant message (reference function, fenced)
 -- ---------------------------------------------------------------------------------------------------------
 
--- Inserts one tool execution per element of p_tool_params ({iteration_id, tool_use_id, tool_name, tool_input,
+-- Inserts one tool execution per element of p_tool_params ({id, iteration_id, tool_use_id, tool_name, tool_input,
 -- is_agent_tool, agent_id, max_attempts, position}, plus state/error_message for executions that fail before
--- running: unknown tool, invalid input) and moves the run to p_new_state with p_run_updates applied
+-- running: unknown tool, invalid input; or state awaiting_approval for calls that wait for a person) and moves the run to p_new_state with p_run_updates applied
 -- (tool_iterations, token counters, iteration_count, response_text, stop_reason). Fenced. When every execution
 -- is already terminal the run continues at once (tool_result message, back to pending). Counters in
 -- p_run_updates are added to the run's (the reference replaced them with client-computed totals).
@@ -817,10 +847,11 @@ BEGIN
     PERFORM agentpg_fence_run(p_run_id, p_instance_id, p_claim_epoch);
 
     RETURN QUERY
-    INSERT INTO agentpg_tool_executions (run_id, iteration_id, tool_use_id, tool_name, tool_input, is_agent_tool,
+    INSERT INTO agentpg_tool_executions (id, run_id, iteration_id, tool_use_id, tool_name, tool_input, is_agent_tool,
                                          agent_id, max_attempts, position, state, is_error, error_message,
-                                         tool_output, completed_at)
-    SELECT p_run_id,
+                                         tool_output, completed_at, approval_required)
+    SELECT coalesce((p->>'id')::uuid, gen_random_uuid()),
+           p_run_id,
            (p->>'iteration_id')::uuid,
            p->>'tool_use_id',
            p->>'tool_name',
@@ -833,7 +864,8 @@ BEGIN
            coalesce(p->>'state', 'pending') = 'failed',
            p->>'error_message',
            p->>'tool_output',
-           CASE WHEN coalesce(p->>'state', 'pending') IN ('completed', 'failed', 'skipped') THEN now() END
+           CASE WHEN coalesce(p->>'state', 'pending') IN ('completed', 'failed', 'skipped') THEN now() END,
+           coalesce(p->>'state', 'pending') = 'awaiting_approval'
       FROM jsonb_array_elements(p_tool_params) WITH ORDINALITY AS t(p, ordinality)
     RETURNING *;
 
@@ -854,6 +886,85 @@ BEGIN
     IF p_new_state = 'pending_tools' THEN
         PERFORM agentpg_complete_tools_and_continue_run(p_run_id);
     END IF;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Approvals (human in the loop)
+-- ---------------------------------------------------------------------------------------------------------
+
+-- Decides an execution waiting in awaiting_approval, exactly once: returns 'not_found', 'not_pending' (decided
+-- already, or its run was cancelled), 'approved' or 'rejected'. The run row is locked first (lock order: run, then its
+-- executions), so a concurrent approve and reject of one execution serialise and the second finds it decided.
+-- Approve: back to pending for any tool worker (p_input, already validated by the caller, replaces Claude's input, which
+-- is kept in approval_original_input), announced on agentpg_tool_pending at commit. Reject: failed with an is_error
+-- result carrying the reason; if it was the iteration's last open execution, agentpg_trg_tools_complete continues the
+-- run in this same transaction. Runs in the caller's transaction when there is one: a rollback undoes the decision.
+CREATE FUNCTION agentpg_decide_tool_approval(p_execution_id UUID, p_approve BOOLEAN, p_input JSONB, p_comment TEXT,
+                                             p_decided_by TEXT)
+RETURNS TEXT
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_run_id UUID;
+BEGIN
+    SELECT run_id INTO v_run_id FROM agentpg_tool_executions WHERE id = p_execution_id;
+    IF NOT FOUND THEN
+        RETURN 'not_found';
+    END IF;
+    PERFORM 1 FROM agentpg_runs WHERE id = v_run_id FOR NO KEY UPDATE;
+    IF p_approve THEN
+        UPDATE agentpg_tool_executions
+           SET state = 'pending',
+               approval_decision = 'approved',
+               approval_comment = p_comment,
+               approval_decided_by = p_decided_by,
+               approval_decided_at = now(),
+               approval_original_input = CASE WHEN p_input IS NOT NULL THEN tool_input END,
+               tool_input = coalesce(p_input, tool_input),
+               scheduled_at = now()
+         WHERE id = p_execution_id AND state = 'awaiting_approval';
+        IF NOT FOUND THEN
+            RETURN 'not_pending';
+        END IF;
+        PERFORM agentpg_notify('agentpg_tool_pending', json_build_object('run_id', v_run_id)::text);
+        RETURN 'approved';
+    END IF;
+    UPDATE agentpg_tool_executions
+       SET state = 'failed',
+           is_error = TRUE,
+           error_message = 'The tool call was rejected by the approver: ' || coalesce(p_comment, 'no reason given'),
+           completed_at = now(),
+           approval_decision = 'rejected',
+           approval_comment = p_comment,
+           approval_decided_by = p_decided_by,
+           approval_decided_at = now()
+     WHERE id = p_execution_id AND state = 'awaiting_approval';
+    IF NOT FOUND THEN
+        RETURN 'not_pending';
+    END IF;
+    RETURN 'rejected';
+END
+$$;
+
+-- Leader-only (AgentPgOptions.ApprovalTimeout): rejects up to p_limit requests that waited longer than p_timeout with
+-- "approval timed out", oldest first. A request decided meanwhile is skipped by the decision's own guard.
+CREATE FUNCTION agentpg_expire_tool_approvals(p_timeout INTERVAL, p_limit INTEGER) RETURNS INTEGER
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_id UUID;
+    v_count INTEGER := 0;
+BEGIN
+    FOR v_id IN
+        SELECT id FROM agentpg_tool_executions
+         WHERE state = 'awaiting_approval' AND created_at < now() - p_timeout
+         ORDER BY created_at
+         LIMIT p_limit
+    LOOP
+        IF agentpg_decide_tool_approval(v_id, FALSE, NULL, 'approval timed out', NULL) = 'rejected' THEN
+            v_count := v_count + 1;
+        END IF;
+    END LOOP;
+    RETURN v_count;
 END
 $$;
 
@@ -931,7 +1042,7 @@ BEGIN
            completed_at = now(),
            claimed_by_instance_id = NULL,
            claim_epoch = claim_epoch + 1
-     WHERE run_id = p_run_id AND state IN ('pending', 'running');
+     WHERE run_id = p_run_id AND state IN ('pending', 'running', 'awaiting_approval');
 
     -- Dangling tool_use: the run's last assistant message, if no message of the run follows it.
     SELECT m.id, m.seq INTO v_last_assistant, v_last_assistant_seq
@@ -1135,7 +1246,7 @@ BEGIN
          WHERE r.state = 'pending_tools'
            AND r.current_iteration_id IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM agentpg_tool_executions te
-                            WHERE te.iteration_id = r.current_iteration_id AND te.state IN ('pending', 'running'))
+                            WHERE te.iteration_id = r.current_iteration_id AND te.state IN ('pending', 'running', 'awaiting_approval'))
     LOOP
         IF agentpg_complete_tools_and_continue_run(v_run.id) IS NOT NULL THEN
             v_continued := v_continued + 1;

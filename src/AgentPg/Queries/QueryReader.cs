@@ -44,6 +44,18 @@ internal sealed class QueryReader(NpgsqlDataSource dataSource, QuerySql sql)
         }
     }
 
+    public async Task<ResultPage<CompactionEvent>> CompactionEventsAsync(CompactionEventQuery query, CancellationToken cancellationToken)
+    {
+        var tenant = Tenant(query.SessionMetadata, nameof(query.SessionMetadata));
+        var cursor = PageCursor.Decode(query.Cursor, nameof(query.Cursor));
+        var command = QuerySql.BindCompactionEvents(dataSource.CreateCommand(sql.CompactionEvents), query, tenant, cursor);
+        await using (command.ConfigureAwait(false))
+        {
+            var rows = await command.QueryListAsync(CompactionSql.ReadEvent, cancellationToken).ConfigureAwait(false);
+            return Page(rows, query.Limit, e => (e.CreatedAt, e.Id));
+        }
+    }
+
     public async Task<IReadOnlyList<InstanceInfo>> InstancesAsync(CancellationToken cancellationToken)
     {
         var command = dataSource.CreateCommand(sql.Instances);

@@ -16,6 +16,9 @@ public sealed record SessionQuery
     /// <summary>Only sessions created at or after this instant.</summary>
     public DateTimeOffset? CreatedAfter { get; init; }
 
+    /// <summary>Only sessions created before this instant.</summary>
+    public DateTimeOffset? CreatedBefore { get; init; }
+
     /// <summary>Rows per page, 1 to 1 000. Default 25.</summary>
     public int Limit { get; init; } = 25;
 

@@ -19,6 +19,12 @@ public sealed record ToolExecutionQuery
     /// <summary>Only agent tools (<see langword="true"/>) or only ordinary tools (<see langword="false"/>).</summary>
     public bool? IsAgentTool { get; init; }
 
+    /// <summary>Only executions created at or after this instant.</summary>
+    public DateTimeOffset? CreatedAfter { get; init; }
+
+    /// <summary>Only executions created before this instant.</summary>
+    public DateTimeOffset? CreatedBefore { get; init; }
+
     /// <summary>Only executions whose run's session metadata contains these entries: the tenant filter, applied in SQL.</summary>
     public IReadOnlyDictionary<string, object?>? SessionMetadata { get; init; }
 

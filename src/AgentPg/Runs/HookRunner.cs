@@ -14,6 +14,12 @@ internal sealed class HookRunner(AgentPgHooks? hooks, ILogger logger)
     /// <summary>Gets whether <see cref="AgentPgHooks.OnAfterMessage"/> is set.</summary>
     public bool HasAfterMessage => hooks?.OnAfterMessage is not null;
 
+    /// <summary>Gets whether <see cref="AgentPgHooks.OnApprovalRequested"/> is set: the requests are read for it only then.</summary>
+    public bool HasApprovalRequested => hooks?.OnApprovalRequested is not null;
+
+    public Task ApprovalRequestedAsync(ToolApprovalRequest request, CancellationToken cancellationToken)
+        => InvokeAsync(hooks?.OnApprovalRequested, request, nameof(AgentPgHooks.OnApprovalRequested), cancellationToken);
+
     public Task BeforeMessageAsync(ModelCallContext context, CancellationToken cancellationToken)
         => InvokeAsync(hooks?.OnBeforeMessage, context, nameof(AgentPgHooks.OnBeforeMessage), cancellationToken);
 

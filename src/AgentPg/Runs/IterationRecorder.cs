@@ -254,6 +254,8 @@ internal sealed class IterationRecorder(Engine engine)
         var usage = claimed.IterationUsage;
         var parameters = new JsonArray();
         var failedEarly = new List<ToolCallEvent>();
+        var awaiting = 0;
+        var approvalList = context.Agent.ToolsRequiringApproval;
         var position = 0;
         foreach (var (_, block) in toolUses)
         {
@@ -262,6 +264,7 @@ internal sealed class IterationRecorder(Engine engine)
             var inputElement = JsonSerializer.SerializeToElement(input);
             var p = new JsonObject
             {
+                ["id"] = Guid.CreateVersion7().ToString(),
                 ["iteration_id"] = context.IterationId.ToString(),
                 ["tool_use_id"] = (string?)block["id"],
                 ["tool_name"] = name,
@@ -288,7 +291,13 @@ internal sealed class IterationRecorder(Engine engine)
                 error = $"tool not found: {name}";
             }
 
-            if (error is not null)
+            if (error is null && approvalList is { Count: > 0 } && (approvalList.Contains("*") || approvalList.Contains(name)))
+            {
+                // Waits for a person; no worker claims it until the decision (agentpg_decide_tool_approval).
+                p["state"] = "awaiting_approval";
+                awaiting++;
+            }
+            else if (error is not null)
             {
                 p["state"] = "failed";
                 p["error_message"] = error;
@@ -336,9 +345,14 @@ internal sealed class IterationRecorder(Engine engine)
         }, engine.Time, token).ConfigureAwait(false);
 
         engine.ToolWake.Set();
-        if (failedEarly.Count < toolUses.Count)
+        if (failedEarly.Count + awaiting < toolUses.Count)
         {
             engine.Notifier.ToolPending(run.Id);
+        }
+
+        if (awaiting > 0 && engine.Hooks.HasApprovalRequested)
+        {
+            _ = FireApprovalRequestedAsync(context.IterationId);
         }
 
         foreach (var e in failedEarly)
@@ -347,6 +361,30 @@ internal sealed class IterationRecorder(Engine engine)
         }
 
         Log.RunWaitingForTools(engine.Logger, run.Id, claimed.Iteration, toolUses.Count);
+    }
+
+    /// <summary>Calls <see cref="AgentPgHooks.OnApprovalRequested"/> for the iteration's new requests, not awaited.</summary>
+    private async Task FireApprovalRequestedAsync(Guid iterationId)
+    {
+        try
+        {
+            var command = engine.DataSource.CreateCommand(engine.Sql.Approvals.OfIteration);
+            List<ToolApprovalRequest> requests;
+            await using (command.ConfigureAwait(false))
+            {
+                command.Parameters.Add(P.Uuid(iterationId));
+                requests = await command.QueryListAsync(ApprovalSql.Read, CancellationToken.None).ConfigureAwait(false);
+            }
+
+            foreach (var request in requests)
+            {
+                await engine.Hooks.ApprovalRequestedAsync(request, CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException or TimeoutException)
+        {
+            Log.HookFailed(engine.Logger, ex, nameof(AgentPgHooks.OnApprovalRequested));
+        }
     }
 
     /// <summary>Before a child run's final write: its parent run first (lock order parent, child; see RunSql.LockParent).</summary>

@@ -8,32 +8,33 @@ internal sealed class AgentSql
 {
     private const string Columns =
         "id, name, description, model, system_prompt, max_tokens, temperature, top_k, top_p, tool_names, agent_ids, " +
-        "metadata::text, config::text, created_at, updated_at";
+        "metadata::text, config::text, created_at, updated_at, tools_requiring_approval";
 
     public AgentSql(SchemaName s)
     {
         var t = $"{s}.agentpg_agents";
         // $1 name, $2 description, $3 model, $4 system_prompt, $5 max_tokens, $6 temperature, $7 top_k, $8 top_p,
-        // $9 tool_names, $10 agent_ids, $11 metadata, $12 config
+        // $9 tool_names, $10 agent_ids, $11 metadata, $12 config, $13 tools_requiring_approval
         Insert = $"""
             INSERT INTO {t} (name, description, model, system_prompt, max_tokens, temperature, top_k, top_p,
-                             tool_names, agent_ids, metadata, config)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                             tool_names, agent_ids, metadata, config, tools_requiring_approval)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
             RETURNING {Columns}
             """;
         // Same parameters; returns no row when (name, metadata) already exists.
         InsertIfAbsent = $"""
             INSERT INTO {t} (name, description, model, system_prompt, max_tokens, temperature, top_k, top_p,
-                             tool_names, agent_ids, metadata, config)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                             tool_names, agent_ids, metadata, config, tools_requiring_approval)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
             ON CONFLICT ON CONSTRAINT agent_unique_name_metadata DO NOTHING
             RETURNING {Columns}
             """;
-        // $1 id, then the insert parameters as $2..$13.
+        // $1 id, then the insert parameters as $2..$14.
         Update = $"""
             UPDATE {t}
                SET name = $2, description = $3, model = $4, system_prompt = $5, max_tokens = $6, temperature = $7,
                    top_k = $8, top_p = $9, tool_names = $10, agent_ids = $11, metadata = $12, config = $13,
+                   tools_requiring_approval = $14,
                    updated_at = now()
              WHERE id = $1
             """;
@@ -101,6 +102,7 @@ internal sealed class AgentSql
         parameters.Add(P.UuidArray(d.AgentIds));
         parameters.Add(P.Jsonb(metadataJson));
         parameters.Add(P.Jsonb(configJson));
+        parameters.Add(P.TextArray(d.ToolsRequiringApproval is { Count: > 0 } approval ? approval : null));
     }
 
     public static AgentDefinition Read(NpgsqlDataReader r) => new()
@@ -120,5 +122,6 @@ internal sealed class AgentSql
         Config = JsonMapping.FromJsonObject(r.GetString(12)),
         CreatedAt = r.GetFieldValue<DateTimeOffset>(13),
         UpdatedAt = r.GetFieldValue<DateTimeOffset>(14),
+        ToolsRequiringApproval = r.IsDBNull(15) ? null : r.GetFieldValue<string[]>(15),
     };
 }

@@ -8,7 +8,7 @@ namespace AgentPg.Storage;
 /// compactions of one session, or a compaction and a restore, are serialised; run workers never lock the session row.</remarks>
 internal sealed class CompactionSql
 {
-    private const string EventColumns =
+    public const string EventColumns =
         "id, session_id, strategy, reason, original_tokens, compacted_tokens, messages_removed, messages_pruned, summary_content, " +
         "preserved_message_ids::text, model_used, usage::text, coalesce(duration_ms, 0), created_at, restored_at";
 
@@ -60,13 +60,14 @@ internal sealed class CompactionSql
               FROM {m} msg
              WHERE msg.session_id = $2 AND (msg.id = ANY($3) OR msg.id = ANY($4))
             """;
-        // Tool outputs longer than the placeholder become the placeholder; every other field stays (the tool_use_id pairing
-        // included). $1 pruned message ids, $2 placeholder.
+        // Tool outputs longer than the placeholder, and those with images or documents, become the placeholder; every other
+        // field stays (the tool_use_id pairing included). $1 pruned message ids, $2 placeholder.
         _prune = $"""
             UPDATE {b}
                SET tool_content = $2,
                    raw = CASE WHEN raw IS NULL THEN NULL ELSE jsonb_set(raw, ARRAY['content'], to_jsonb($2::text)) END
-             WHERE message_id = ANY($1) AND type = 'tool_result' AND length(coalesce(tool_content, '')) > length($2)
+             WHERE message_id = ANY($1) AND type = 'tool_result'
+               AND (length(coalesce(tool_content, '')) > length($2) OR jsonb_typeof(raw -> 'content') = 'array')
             """;
         _remove = $"DELETE FROM {m} WHERE session_id = $1 AND id = ANY($2)";
         // The summary takes the position (seq, free again once the prefix is deleted) of the oldest removed message, as a

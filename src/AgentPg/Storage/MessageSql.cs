@@ -169,6 +169,10 @@ internal sealed class MessageSql
             ToolContent = r.IsDBNull(17) ? null : r.GetString(17),
             IsError = r.GetBoolean(18),
             Source = r.IsDBNull(19) ? null : Parse(r.GetString(19)),
+            ToolContentBlocks = type == ContentTypes.ToolResult && raw is { ValueKind: JsonValueKind.Object } rawResult
+                                && rawResult.TryGetProperty("content", out var content) && content.ValueKind == JsonValueKind.Array
+                ? ContentBlocks.FromJsonArray(content)
+                : [],
             Raw = raw,
         };
     }

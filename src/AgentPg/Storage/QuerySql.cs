@@ -36,7 +36,7 @@ internal sealed class QuerySql
              LIMIT $12
             """;
 
-        // $1 ids, $2 tenant, $3 root only, $4 created from, $5/$6 cursor, $7 limit.
+        // $1 ids, $2 tenant, $3 root only, $4 created from, $5/$6 cursor, $7 limit, $8 created before.
         Sessions = $"""
             SELECT s.id, s.parent_session_id, s.depth, s.metadata::text, s.compaction_count, s.created_at, s.updated_at
               FROM {sessions} s
@@ -44,12 +44,14 @@ internal sealed class QuerySql
                AND ($2::jsonb IS NULL OR s.metadata @> $2)
                AND (NOT $3 OR s.parent_session_id IS NULL)
                AND ($4::timestamptz IS NULL OR s.created_at >= $4)
+               AND ($8::timestamptz IS NULL OR s.created_at < $8)
                AND ($5::timestamptz IS NULL OR (s.created_at <= $5 AND (s.created_at, s.id) < ($5, $6)))
              ORDER BY s.created_at DESC, s.id DESC
              LIMIT $7
             """;
 
-        // $1 ids, $2 run, $3 tool name, $4 states, $5 is agent tool, $6 tenant, $7/$8 cursor, $9 limit.
+        // $1 ids, $2 run, $3 tool name, $4 states, $5 is agent tool, $6 tenant, $7/$8 cursor, $9 limit, $10 created from,
+        // $11 created before.
         ToolExecutions = $"""
             SELECT {ToolExecutionSql.Columns}
               FROM {tools} te
@@ -61,9 +63,23 @@ internal sealed class QuerySql
                AND ($6::jsonb IS NULL OR EXISTS (
                     SELECT 1 FROM {runs} r JOIN {sessions} s ON s.id = r.session_id
                      WHERE r.id = te.run_id AND s.metadata @> $6))
+               AND ($10::timestamptz IS NULL OR te.created_at >= $10)
+               AND ($11::timestamptz IS NULL OR te.created_at < $11)
                AND ($7::timestamptz IS NULL OR (te.created_at <= $7 AND (te.created_at, te.id) < ($7, $8)))
              ORDER BY te.created_at DESC, te.id DESC
              LIMIT $9
+            """;
+
+        // $1 session, $2 tenant, $3 created from, $4/$5 cursor, $6 limit.
+        CompactionEvents = $"""
+            SELECT {CompactionSql.EventColumns}
+              FROM {s}.agentpg_compaction_events e
+             WHERE ($1::uuid IS NULL OR e.session_id = $1)
+               AND ($2::jsonb IS NULL OR EXISTS (SELECT 1 FROM {sessions} s WHERE s.id = e.session_id AND s.metadata @> $2))
+               AND ($3::timestamptz IS NULL OR e.created_at >= $3)
+               AND ($4::timestamptz IS NULL OR (e.created_at <= $4 AND (e.created_at, e.id) < ($4, $5)))
+             ORDER BY e.created_at DESC, e.id DESC
+             LIMIT $6
             """;
 
         // Instances with their heartbeat age by the database clock, leadership, tools and in-flight work.
@@ -129,6 +145,8 @@ internal sealed class QuerySql
 
     public string ToolExecutions { get; }
 
+    public string CompactionEvents { get; }
+
     public string Instances { get; }
 
     public string StatisticsByState { get; }
@@ -163,6 +181,19 @@ internal sealed class QuerySql
         command.Parameters.Add(P.Timestamp(cursor?.CreatedAt));
         command.Parameters.Add(P.Uuid(cursor?.Id));
         command.Parameters.Add(P.Int(q.Limit + 1));
+        command.Parameters.Add(P.Timestamp(q.CreatedBefore));
+        return command;
+    }
+
+    public static NpgsqlCommand BindCompactionEvents(NpgsqlCommand command, CompactionEventQuery q, string? tenant,
+        (DateTimeOffset CreatedAt, Guid Id)? cursor)
+    {
+        command.Parameters.Add(P.Uuid(q.SessionId));
+        command.Parameters.Add(P.Jsonb(tenant));
+        command.Parameters.Add(P.Timestamp(q.CreatedAfter));
+        command.Parameters.Add(P.Timestamp(cursor?.CreatedAt));
+        command.Parameters.Add(P.Uuid(cursor?.Id));
+        command.Parameters.Add(P.Int(q.Limit + 1));
         return command;
     }
 
@@ -178,6 +209,8 @@ internal sealed class QuerySql
         command.Parameters.Add(P.Timestamp(cursor?.CreatedAt));
         command.Parameters.Add(P.Uuid(cursor?.Id));
         command.Parameters.Add(P.Int(q.Limit + 1));
+        command.Parameters.Add(P.Timestamp(q.CreatedAfter));
+        command.Parameters.Add(P.Timestamp(q.CreatedBefore));
         return command;
     }
 

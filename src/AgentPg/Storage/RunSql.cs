@@ -178,7 +178,7 @@ internal sealed class RunSql
                   FROM {t} r
                  WHERE r.state = 'pending_tools' AND r.current_iteration_id IS NOT NULL
                    AND NOT EXISTS (SELECT 1 FROM {s}.agentpg_tool_executions te
-                                    WHERE te.iteration_id = r.current_iteration_id AND te.state IN ('pending', 'running'))
+                                    WHERE te.iteration_id = r.current_iteration_id AND te.state IN ('pending', 'running', 'awaiting_approval'))
                  LIMIT 100
             ) continued WHERE message_id IS NOT NULL
             """;

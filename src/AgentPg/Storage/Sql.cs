@@ -19,6 +19,7 @@ internal sealed class Sql
         InstanceCleanup = new InstanceCleanupSql(schema, Leader);
         RunEvents = new RunEventSql(schema, Leader);
         Compaction = new CompactionSql(schema);
+        Approvals = new ApprovalSql(schema, Leader);
         Queries = new QuerySql(schema);
     }
 
@@ -50,5 +51,6 @@ internal sealed class Sql
 
     public CompactionSql Compaction { get; }
 
+    public ApprovalSql Approvals { get; }
     public QuerySql Queries { get; }
 }

@@ -10,7 +10,12 @@ internal sealed class ToolExecutionSql
     public const string Columns =
         "te.id, te.run_id, te.iteration_id, te.state::text, te.tool_use_id, te.tool_name, te.tool_input::text, te.is_agent_tool, " +
         "te.agent_id, te.child_run_id, te.tool_output, te.is_error, te.error_message, te.claimed_by_instance_id, te.claim_epoch, " +
-        "te.attempt_count, te.max_attempts, te.scheduled_at, te.snooze_count, te.last_error, te.created_at, te.started_at, te.completed_at";
+        "te.attempt_count, te.max_attempts, te.scheduled_at, te.snooze_count, te.last_error, te.created_at, te.started_at, te.completed_at, te.tool_output_content::text";
+
+    // After the iteration number (NextColumn) in the tool-call queries: NextColumn + 1 .. NextColumn + 6.
+    private const string ApprovalColumns =
+        "te.approval_required, te.approval_decision, te.approval_comment, te.approval_decided_by, te.approval_decided_at, " +
+        "te.approval_original_input::text";
 
     public ToolExecutionSql(SchemaName s)
     {
@@ -24,10 +29,10 @@ internal sealed class ToolExecutionSql
               JOIN {s}.agentpg_iterations i ON i.id = te.iteration_id
             """;
         Fence = $"SELECT {s}.agentpg_fence_tool_execution($1, $2, $3)";
-        // $1 id, $2 state, $3 output, $4 is_error, $5 error message. After the fence.
+        // $1 id, $2 state, $3 output, $4 is_error, $5 error message, $6 content blocks (NULL for text). After the fence.
         Complete = $"""
             UPDATE {t}
-               SET state = $2::{s}.agentpg_tool_execution_state, tool_output = $3, is_error = $4, error_message = $5,
+               SET state = $2::{s}.agentpg_tool_execution_state, tool_output = $3, is_error = $4, error_message = $5, tool_output_content = $6,
                    completed_at = now(), claimed_by_instance_id = NULL
              WHERE id = $1
             """;
@@ -62,13 +67,13 @@ internal sealed class ToolExecutionSql
              WHERE id = $1
             """;
         ByRun = $"""
-            SELECT {Columns}, i.iteration_number
+            SELECT {Columns}, i.iteration_number, {ApprovalColumns}
               FROM {t} te JOIN {s}.agentpg_iterations i ON i.id = te.iteration_id
              WHERE te.run_id = $1
              ORDER BY i.iteration_number, te.position, te.created_at
             """;
         ByIteration = $"""
-            SELECT {Columns}, i.iteration_number
+            SELECT {Columns}, i.iteration_number, {ApprovalColumns}
               FROM {t} te JOIN {s}.agentpg_iterations i ON i.id = te.iteration_id
              WHERE te.iteration_id = $1
              ORDER BY te.position, te.created_at
@@ -96,7 +101,7 @@ internal sealed class ToolExecutionSql
             RETURNING child.id
             """;
         ByChildRun = $"""
-            SELECT {Columns}, i.iteration_number, r.session_id
+            SELECT {Columns}, i.iteration_number, {ApprovalColumns}, r.session_id
               FROM {t} te JOIN {s}.agentpg_iterations i ON i.id = te.iteration_id JOIN {s}.agentpg_runs r ON r.id = te.run_id
              WHERE te.child_run_id = $1
             """;
@@ -147,7 +152,14 @@ internal sealed class ToolExecutionSql
         CreatedAt = r.GetFieldValue<DateTimeOffset>(20),
         StartedAt = r.IsDBNull(21) ? null : r.GetFieldValue<DateTimeOffset>(21),
         CompletedAt = r.IsDBNull(22) ? null : r.GetFieldValue<DateTimeOffset>(22),
+        ToolOutputBlocks = r.IsDBNull(23) ? [] : ContentBlocks.FromJsonArray(r.GetString(23)),
     };
+
+    /// <summary>The index of the first column after <see cref="Columns"/>.</summary>
+    public const int NextColumn = 24;
+
+    /// <summary>The index of the first column after the iteration number and the approval columns of the tool-call queries.</summary>
+    public const int AfterToolCallColumns = NextColumn + 7;
 
     public static ToolCall ReadToolCall(NpgsqlDataReader r)
     {
@@ -163,10 +175,20 @@ internal sealed class ToolExecutionSql
             AgentId = e.AgentId,
             ChildRunId = e.ChildRunId,
             Duration = e.StartedAt is { } started && e.CompletedAt is { } completed && completed > started ? completed - started : TimeSpan.Zero,
-            IterationNumber = r.GetInt32(23),
+            OutputBlocks = e.ToolOutputBlocks,
+            IterationNumber = r.GetInt32(NextColumn),
             State = e.State,
             StartedAt = e.StartedAt,
             CompletedAt = e.CompletedAt,
+            RequiresApproval = r.GetBoolean(NextColumn + 1),
+            Approval = r.IsDBNull(NextColumn + 2) ? null : new ToolApproval
+            {
+                Approved = r.GetString(NextColumn + 2) == "approved",
+                Comment = r.IsDBNull(NextColumn + 3) ? null : r.GetString(NextColumn + 3),
+                DecidedBy = r.IsDBNull(NextColumn + 4) ? null : r.GetString(NextColumn + 4),
+                DecidedAt = r.GetFieldValue<DateTimeOffset>(NextColumn + 5),
+                OriginalInput = r.IsDBNull(NextColumn + 6) ? null : ParseJson(r.GetString(NextColumn + 6)),
+            },
         };
     }
 

@@ -11,8 +11,13 @@ public sealed record ToolCall
     /// <summary>Gets the input Claude provided.</summary>
     public JsonElement Input { get; init; }
 
-    /// <summary>Gets the output ("" when none).</summary>
+    /// <summary>Gets the output ("" when none): the text Claude received, or for a result with images or documents its text
+    /// blocks joined, with a bracketed line for each image or document.</summary>
     public string Output { get; init; } = "";
+
+    /// <summary>Gets the content blocks (text, image, document) Claude received when the result had images or documents;
+    /// empty for a text result (<see cref="Output"/> is then all of it).</summary>
+    public IReadOnlyList<ContentBlock> OutputBlocks { get; init; } = [];
 
     /// <summary>Gets whether the result was an error.</summary>
     public bool IsError { get; init; }
@@ -43,4 +48,10 @@ public sealed record ToolCall
 
     /// <summary>Gets when the execution finished.</summary>
     public DateTimeOffset? CompletedAt { get; init; }
+
+    /// <summary>Gets whether the call had to wait for a person's decision (<see cref="AgentDefinition.ToolsRequiringApproval"/>).</summary>
+    public bool RequiresApproval { get; init; }
+
+    /// <summary>Gets the decision on a call that required approval; <see langword="null"/> while it waits or when none was needed.</summary>
+    public ToolApproval? Approval { get; init; }
 }

@@ -35,8 +35,13 @@ public sealed record ToolExecution
     /// <summary>Gets the child run created for an agent tool.</summary>
     public Guid? ChildRunId { get; init; }
 
-    /// <summary>Gets the output.</summary>
+    /// <summary>Gets the output: the text Claude received, or for a result with images or documents (an
+    /// <see cref="IContentTool"/>) its text blocks joined, with a bracketed line for each image or document.</summary>
     public string? ToolOutput { get; init; }
+
+    /// <summary>Gets the content blocks (text, image, document) Claude received when the result had images or documents;
+    /// empty for a text result (<see cref="ToolOutput"/> is then all of it).</summary>
+    public IReadOnlyList<ContentBlock> ToolOutputBlocks { get; init; } = [];
 
     /// <summary>Gets whether the result is an error.</summary>
     public bool IsError { get; init; }

@@ -17,4 +17,9 @@ public enum ToolExecutionState
 
     /// <summary>Not executed because its run was cancelled.</summary>
     Skipped,
+
+    /// <summary>Waiting for a person to approve or reject it (<see cref="AgentDefinition.ToolsRequiringApproval"/>); no worker
+    /// claims it until <see cref="AgentPgClient.ApproveToolCallAsync(Guid, System.Text.Json.JsonElement?, string?, CancellationToken)"/>
+    /// or <see cref="AgentPgClient.RejectToolCallAsync(Guid, string, CancellationToken)"/>.</summary>
+    AwaitingApproval,
 }

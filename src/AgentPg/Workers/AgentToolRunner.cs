@@ -66,7 +66,7 @@ internal sealed class AgentToolRunner(Engine engine, ClaimedTool claimed)
             await using (batch.ConfigureAwait(false))
             {
                 Add(batch, engine.Sql.ToolExecutions.Fence, P.Uuid(_execution.Id), P.Text(engine.InstanceId), P.Long(_execution.ClaimEpoch));
-                Add(batch, engine.Sql.ToolExecutions.Complete, P.Uuid(_execution.Id), P.Text("failed"), P.Text((string?)null), P.Bool(true), P.Text(message));
+                Add(batch, engine.Sql.ToolExecutions.Complete, P.Uuid(_execution.Id), P.Text("failed"), P.Text((string?)null), P.Bool(true), P.Text(message), P.Jsonb(null));
                 await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
             }
         }, engine.Time, cancellationToken).ConfigureAwait(false);

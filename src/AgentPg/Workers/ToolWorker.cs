@@ -43,8 +43,9 @@ internal sealed class ToolWorker(Engine engine)
                 var claimed = new List<ClaimedTool>();
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                 {
-                    claimed.Add(new ClaimedTool(ToolExecutionSql.Read(reader), reader.GetGuid(23), reader.GetGuid(24), reader.GetString(25),
-                        reader.GetInt32(26), reader.GetInt32(27)) { TraceParent = reader.IsDBNull(28) ? null : reader.GetString(28) });
+                    const int c = ToolExecutionSql.NextColumn;
+                    claimed.Add(new ClaimedTool(ToolExecutionSql.Read(reader), reader.GetGuid(c), reader.GetGuid(c + 1), reader.GetString(c + 2),
+                        reader.GetInt32(c + 3), reader.GetInt32(c + 4)) { TraceParent = reader.IsDBNull(c + 5) ? null : reader.GetString(c + 5) });
                 }
 
                 return claimed;
@@ -123,7 +124,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
 
             await CheckStillClaimedAsync(null, cts.Token).ConfigureAwait(false);
             engine.Callbacks.FireStart(Event());
-            string output;
+            ToolOutput output;
             try
             {
                 output = await ExecuteWithTimeoutAsync(tool, null, cts.Token).ConfigureAwait(false);
@@ -134,7 +135,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
                 return;
             }
 
-            await CompleteAsync(ToolExecutionState.Completed, output, false, null, started, record).ConfigureAwait(false);
+            await CompleteAsync(output, started, record).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex.IsClaimLost())
         {
@@ -233,7 +234,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
                 var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
                 await using (transaction.ConfigureAwait(false))
                 {
-                    string output;
+                    ToolOutput output;
                     try
                     {
                         output = await ExecuteWithTimeoutAsync(tool, transaction, cancellationToken).ConfigureAwait(false);
@@ -262,7 +263,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
                         var batch = new NpgsqlBatch(connection, transaction);
                         await using (batch.ConfigureAwait(false))
                         {
-                            AddComplete(batch, ToolExecutionState.Completed, output, false, null);
+                            AddComplete(batch, output);
                             await batch.ExecuteNonQueryAsync(record).ConfigureAwait(false);
                         }
 
@@ -283,7 +284,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
                         return;
                     }
 
-                    FireComplete(output, false, null, started);
+                    FireComplete(output.Text, output.IsError, ErrorMessageOf(output), started);
                 }
             }
         }
@@ -312,7 +313,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
         }
     }
 
-    private async Task<string> ExecuteWithTimeoutAsync(ITool tool, NpgsqlTransaction? transaction, CancellationToken cancellationToken)
+    private async Task<ToolOutput> ExecuteWithTimeoutAsync(ITool tool, NpgsqlTransaction? transaction, CancellationToken cancellationToken)
     {
         var context = new ToolContext(_execution.RunId, claimed.SessionId, claimed.AgentId, _execution.Id, _execution.ToolUseId,
             _execution.AttemptCount, JsonMapping.ToElementDictionary(claimed.VariablesJson), transaction);
@@ -321,8 +322,15 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
         try
         {
             // Task.Run: a tool that blocks synchronously must not block the worker.
-            return await Task.Run(() => tool.ExecuteAsync(context, _execution.ToolInput, linked.Token), linked.Token)
-                .WaitAsync(linked.Token).ConfigureAwait(false) ?? "";
+            if (tool is IContentTool contentTool)
+            {
+                var result = await Task.Run(() => contentTool.ExecuteContentAsync(context, _execution.ToolInput, linked.Token), linked.Token)
+                    .WaitAsync(linked.Token).ConfigureAwait(false);
+                return ToolOutput.From(result);
+            }
+
+            return ToolOutput.FromText(await Task.Run(() => tool.ExecuteAsync(context, _execution.ToolInput, linked.Token), linked.Token)
+                .WaitAsync(linked.Token).ConfigureAwait(false));
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
@@ -383,21 +391,34 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
 
     private static string Describe(Exception ex) => string.IsNullOrEmpty(ex.Message) ? ex.GetType().Name : ex.Message;
 
-    private async Task CompleteAsync(ToolExecutionState state, string? output, bool isError, string? errorMessage, long started, CancellationToken cancellationToken)
+    /// <summary>Records the tool's result: completed, or failed without a retry when the result reports an error.</summary>
+    private Task CompleteAsync(ToolOutput output, long started, CancellationToken cancellationToken)
+        => CompleteAsync(output.IsError ? ToolExecutionState.Failed : ToolExecutionState.Completed, output.Text, output.IsError, ErrorMessageOf(output),
+            started, cancellationToken, output.BlocksJson);
+
+    private static string? ErrorMessageOf(ToolOutput output)
+        => !output.IsError ? null : output.Text.Length > 0 ? output.Text : "The tool reported an error without a message.";
+
+    private async Task CompleteAsync(ToolExecutionState state, string? output, bool isError, string? errorMessage, long started, CancellationToken cancellationToken,
+        string? blocksJson = null)
     {
         await Transient.RetryAsync(async ct =>
         {
             var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
-                AddComplete(batch, state, output, isError, errorMessage);
+                AddComplete(batch, state, output, isError, errorMessage, blocksJson);
                 await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
             }
         }, engine.Time, cancellationToken).ConfigureAwait(false);
         FireComplete(output, isError, errorMessage, started);
     }
 
-    private void AddComplete(NpgsqlBatch batch, ToolExecutionState state, string? output, bool isError, string? errorMessage)
+    private void AddComplete(NpgsqlBatch batch, ToolOutput output)
+        => AddComplete(batch, output.IsError ? ToolExecutionState.Failed : ToolExecutionState.Completed, output.Text, output.IsError, ErrorMessageOf(output),
+            output.BlocksJson);
+
+    private void AddComplete(NpgsqlBatch batch, ToolExecutionState state, string? output, bool isError, string? errorMessage, string? blocksJson = null)
     {
         AddFence(batch);
         var complete = new NpgsqlBatchCommand(engine.Sql.ToolExecutions.Complete);
@@ -406,6 +427,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
         complete.Parameters.Add(P.Text(Nul.Replace(output)));
         complete.Parameters.Add(P.Bool(isError));
         complete.Parameters.Add(P.Text(Nul.Replace(errorMessage)));
+        complete.Parameters.Add(P.Jsonb(blocksJson));
         batch.BatchCommands.Add(complete);
     }
 

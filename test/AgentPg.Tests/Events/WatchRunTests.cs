@@ -242,6 +242,41 @@ public sealed class WatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     }
 
     [DatabaseFact]
+    public async Task WatchRun_RejectedToolCall_CompletesLiveAsInTheReplay()
+    {
+        var refund = new TestTool("issue_refund", (_, _, _) => Task.FromResult("refunded"), s_citySchema);
+        await using var h = await Harness.StartAsync(db, tools: refund);
+        var watcher = await h.AddClientAsync(start: false);
+        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
+        h.Claude.Respond(r => r.ToolResults.Count == 0
+            ? FakeReply.Message(FakeContentBlock.ToolUse("issue_refund", new { city = "Paris" })) with { StopReason = "tool_use" }
+            : FakeReply.Text("Not refunded."));
+        var session = await watcher.NewSessionAsync();
+        var runId = await watcher.RunFastAsync(session, agent.Id, "Refund Paris.");
+
+        var rejected = false;
+        var live = await Eventually.WithinAsync(CollectAsync(watcher.WatchRunAsync(runId), async _ =>
+        {
+            if (!rejected && (await watcher.GetPendingApprovalsAsync(session)).FirstOrDefault() is { } request)
+            {
+                rejected = true;
+                await watcher.RejectToolCallAsync(request.ToolExecutionId, "no refunds today");
+            }
+        }), "the watched run to finish after the rejection");
+
+        // The rejected call completes (as an error) in the live stream, as it does in a replay built from the stored rows.
+        Assert.True(rejected);
+        var completed = Assert.Single(live.OfType<ToolCallCompletedEvent>());
+        Assert.Equal("issue_refund", completed.ToolName);
+        Assert.True(completed.IsError);
+        Assert.Contains("no refunds today", completed.Output, StringComparison.Ordinal);
+        Assert.IsType<RunFinishedEvent>(live[^1]);
+        await db.ExecuteAsync("DELETE FROM {schema}.agentpg_run_event_heads WHERE root_run_id = $1", runId);
+        var replay = await CollectAsync(watcher.WatchRunAsync(runId));
+        Assert.Equal(completed.ToolExecutionId, Assert.Single(replay.OfType<ToolCallCompletedEvent>()).ToolExecutionId);
+    }
+
+    [DatabaseFact]
     public async Task WatchRun_UnknownRun_ThrowsRunNotFound()
     {
         await using var h = await Harness.StartAsync(db, start: false);

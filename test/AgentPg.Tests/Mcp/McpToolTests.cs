@@ -113,17 +113,90 @@ public sealed class McpToolTests(SchemaFixture db) : IClassFixture<SchemaFixture
         await using var h = await Harness.StartAsync(db);
         await h.Client.AddMcpServerAsync(new McpServerOptions { Name = "web", Endpoint = server.Endpoint });
 
-        var failed = await RunOneCallAsync(h, "web__fail", new { });
-        Assert.Equal("result: tool discarded: the widget is broken error=True", failed.Text);
-        Assert.Single(server.Server.Events, e => e.StartsWith("called fail", StringComparison.Ordinal));
-        Assert.Equal(ToolExecutionState.Failed, Assert.Single(failed.ToolCalls).State);
-
         var refused = await RunOneCallAsync(h, "web__bad_params", new { });
         Assert.StartsWith("result: tool discarded: MCP tool 'bad_params' refused its input: ", refused.Text, StringComparison.Ordinal);
         Assert.Single(server.Server.Events, e => e.StartsWith("called bad_params", StringComparison.Ordinal));
+    }
 
-        var picture = await RunOneCallAsync(h, "web__picture", new { });
-        Assert.Equal("result: a red dot\n[image: image/png, 6 bytes; not shown: AgentPg passes tool results to Claude as text]\n[resource memo://1 (text/plain)]\nmemo text error=False", picture.Text);
+    /// <summary>Runs one call of <paramref name="tool"/> and returns the tool_result Claude received.</summary>
+    private static async Task<(Response Response, FakeToolResult Result)> CallAndCaptureAsync(Harness h, string tool)
+    {
+        var agent = await h.AgentAsync(a => a with { Tools = null });
+        FakeToolResult? received = null;
+        h.Claude.Respond(request =>
+        {
+            if (request.ToolResults.Count == 0)
+            {
+                return FakeReply.ToolUse(tool, new { });
+            }
+
+            received = request.ToolResults[0];
+            return FakeReply.Text("done");
+        });
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "use the tool");
+        return (response, received ?? throw new InvalidOperationException("Claude received no tool_result"));
+    }
+
+    [DatabaseFact]
+    public async Task IsErrorResult_ReachesClaudeAsAnIsErrorToolResultWithTheServersContent_NotRetried()
+    {
+        await using var server = await HttpTestServer.StartAsync();
+        await using var h = await Harness.StartAsync(db);
+        await h.Client.AddMcpServerAsync(new McpServerOptions { Name = "web", Endpoint = server.Endpoint });
+
+        var (response, result) = await CallAndCaptureAsync(h, "web__fail");
+
+        Assert.True(result.IsError);
+        Assert.Equal(["text", "image"], result.Blocks.Select(b => b.GetProperty("type").GetString()));
+        Assert.Equal("the widget is broken", result.Blocks[0].GetProperty("text").GetString());
+        Assert.Equal(Convert.ToBase64String(TestServer.Png), result.Blocks[1].GetProperty("source").GetProperty("data").GetString());
+        Assert.DoesNotContain("tool discarded", result.Json.GetRawText(), StringComparison.Ordinal);
+        Assert.Single(server.Server.Events, e => e.StartsWith("called fail", StringComparison.Ordinal));
+        var call = Assert.Single(response.ToolCalls);
+        Assert.Equal(ToolExecutionState.Failed, call.State);
+        Assert.True(call.IsError);
+        Assert.StartsWith("the widget is broken", call.ErrorMessage, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
+    public async Task ImagesAndEmbeddedResources_ReachClaudeAsContentBlocks_TheRestIsDescribedInText()
+    {
+        using var server = new StdioTestServer();
+        await using var h = await Harness.StartAsync(db);
+        await h.Client.AddMcpServerAsync(server.Options());
+
+        var (response, result) = await CallAndCaptureAsync(h, "test__picture");
+
+        Assert.False(result.IsError);
+        var blocks = result.Blocks.Select(b => b.GetProperty("type").GetString() switch
+        {
+            "text" => "text: " + b.GetProperty("text").GetString(),
+            var type => $"{type}: {b.GetProperty("source").GetProperty("type").GetString()} {b.GetProperty("source").GetProperty("media_type").GetString()} "
+                        + b.GetProperty("source").GetProperty("data").GetString(),
+        }).ToList();
+        Assert.Equal(
+        [
+            "text: a red dot",
+            "image: base64 image/png " + Convert.ToBase64String(TestServer.Png),
+            "text: [resource memo://1 (text/plain)]\nmemo text",
+            "document: base64 application/pdf " + Convert.ToBase64String(TestServer.Pdf),
+            "image: base64 image/gif " + Convert.ToBase64String(TestServer.Gif),
+            "text: [content: file:///data.zip, application/zip, 4 bytes; not shown: Claude does not accept application/zip in a tool result]",
+            "text: [image: image/svg+xml, 6 bytes; not shown: Claude accepts JPEG, PNG, GIF and WebP images]",
+            "text: [audio: audio/wav, 3 bytes; not shown: Claude does not accept audio]",
+            "text: [resource link: manual https://example.com/manual]",
+        ], blocks);
+        Assert.Equal("file:///report.pdf", result.Blocks[3].GetProperty("title").GetString());
+
+        // The text of the result, and the blocks, are what the run reports and what the conversation stores.
+        var call = Assert.Single(response.ToolCalls);
+        Assert.Equal(ToolExecutionState.Completed, call.State);
+        Assert.StartsWith("a red dot\n[image: image/png, 16 bytes]\n[resource memo://1 (text/plain)]\nmemo text\n[document: file:///report.pdf, application/pdf, 15 bytes]", call.Output, StringComparison.Ordinal);
+        Assert.Equal(9, call.OutputBlocks.Count);
+        Assert.Equal(ContentTypes.Image, call.OutputBlocks[1].Type);
+        var stored = (await h.Client.GetMessagesAsync(response.Message!.SessionId)).SelectMany(m => m.Content).Single(b => b.Type == ContentTypes.ToolResult);
+        Assert.Equal(call.Output, stored.ToolContent);
+        Assert.Equal(["text", "image", "text", "document", "image", "text", "text", "text", "text"], stored.ToolContentBlocks.Select(b => b.Type));
     }
 
     [DatabaseFact]

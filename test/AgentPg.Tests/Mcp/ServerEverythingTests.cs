@@ -55,6 +55,38 @@ public sealed class ServerEverythingTests(SchemaFixture db) : IClassFixture<Sche
     }
 
     [ServerEverythingFact]
+    public async Task GetTinyImage_TheImageReachesClaudeAsAnImageBlock()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var source = await h.Client.AddMcpServerAsync(Everything());
+        Assert.Contains("everything__get-tiny-image", source.ToolNames);
+        var agent = await h.AgentAsync(a => a with { Tools = null });
+        FakeToolResult? received = null;
+        h.Claude.Respond(request =>
+        {
+            if (request.ToolResults.Count == 0)
+            {
+                return FakeReply.ToolUse("everything__get-tiny-image", new { });
+            }
+
+            received = request.ToolResults[0];
+            return FakeReply.Text("a logo");
+        });
+
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "show me the image");
+
+        Assert.Equal("a logo", response.Text);
+        Assert.NotNull(received);
+        Assert.False(received.IsError);
+        Assert.Equal(["text", "image", "text"], received.Blocks.Select(b => b.GetProperty("type").GetString()));
+        var image = received.Blocks[1].GetProperty("source");
+        Assert.Equal("base64", image.GetProperty("type").GetString());
+        Assert.Equal("image/png", image.GetProperty("media_type").GetString());
+        Assert.StartsWith("iVBORw0KGgo", image.GetProperty("data").GetString(), StringComparison.Ordinal);
+        Assert.Equal(ContentTypes.Image, Assert.Single(response.ToolCalls).OutputBlocks[1].Type);
+    }
+
+    [ServerEverythingFact]
     public async Task InvalidInput_IsRejectedBeforeTheCall()
     {
         await using var h = await Harness.StartAsync(db);

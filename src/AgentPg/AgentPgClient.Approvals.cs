@@ -1,0 +1,271 @@
+using System.Data.Common;
+using System.Text.Json;
+using AgentPg.Diagnostics;
+using AgentPg.Internal;
+using AgentPg.Runs;
+using AgentPg.Storage;
+using AgentPg.Tools;
+using Npgsql;
+
+namespace AgentPg;
+
+public sealed partial class AgentPgClient
+{
+    /// <summary>Lists tool calls waiting for a person's decision (<see cref="AgentDefinition.ToolsRequiringApproval"/>), oldest first,
+    /// at any agent depth.</summary>
+    /// <param name="sessionId">Only this session's requests; <see langword="null"/> for every session.</param>
+    /// <param name="metadata">Key/values the session's metadata must contain (for example a tenant id), so an application can
+    /// build a per-tenant inbox; <see langword="null"/> matches any.</param>
+    /// <param name="limit">The most requests returned, 1 to 1000.</param>
+    /// <param name="cancellationToken">Cancels the query.</param>
+    /// <returns>The requests; each carries the run that asked, its root run and depth.</returns>
+    /// <remarks>Works on any client, started or not. A request stays listed until it is approved, rejected, timed out
+    /// (<see cref="AgentPgOptions.ApprovalTimeout"/>) or its run is cancelled.</remarks>
+    public async Task<IReadOnlyList<ToolApprovalRequest>> GetPendingApprovalsAsync(Guid? sessionId = null, IReadOnlyDictionary<string, object?>? metadata = null,
+        int limit = 100, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(limit, 1000);
+        var filter = JsonMapping.ToJsonObject(metadata, nameof(metadata));
+        await _schemaCheck.EnsureAsync("GetPendingApprovals", null, cancellationToken).ConfigureAwait(false);
+        var command = Db.Command(_dataSource, null, _sql.Approvals.Pending, P.Uuid(sessionId), P.Jsonb(filter), P.Int(limit));
+        await using (command.ConfigureAwait(false))
+        {
+            return await command.QueryListAsync(ApprovalSql.Read, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Approves a tool call that waits for a decision: the tool runs on any started instance that has it.</summary>
+    /// <param name="toolExecutionId">The request's <see cref="ToolApprovalRequest.ToolExecutionId"/>.</param>
+    /// <param name="input">A corrected input to run the tool with instead of Claude's; validated against the tool's schema.
+    /// <see langword="null"/> runs it with Claude's input.</param>
+    /// <param name="comment">A comment stored with the decision.</param>
+    /// <param name="cancellationToken">Cancels the request (nothing is decided then).</param>
+    /// <returns>A task that completes when the decision is committed.</returns>
+    /// <remarks>Works on any client, started or not, on any instance; the decision wakes the tool workers of every instance.
+    /// Exactly one decision wins: a second one, concurrent or later, throws <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</remarks>
+    /// <exception cref="ArgumentException"><paramref name="input"/> does not match the tool's schema (the message says what is
+    /// wrong); the request stays waiting.</exception>
+    /// <exception cref="AgentPgException">No tool execution has that id (<see cref="AgentPgErrorCode.ToolExecutionNotFound"/>), or
+    /// it is not waiting for a decision (<see cref="AgentPgErrorCode.ApprovalNotPending"/>).</exception>
+    public Task ApproveToolCallAsync(Guid toolExecutionId, JsonElement? input = null, string? comment = null, CancellationToken cancellationToken = default)
+        => DecideAsync(null, toolExecutionId, true, input, comment, null, "ApproveToolCall", cancellationToken);
+
+    /// <summary>Approves a tool call and records who decided.</summary>
+    /// <param name="toolExecutionId">The request's <see cref="ToolApprovalRequest.ToolExecutionId"/>.</param>
+    /// <param name="input">A corrected input, or <see langword="null"/> for Claude's.</param>
+    /// <param name="comment">A comment stored with the decision.</param>
+    /// <param name="decidedBy">Who decided (a user id or name), stored with the decision and shown in <see cref="ToolApproval.DecidedBy"/>.</param>
+    /// <param name="cancellationToken">Cancels the request (nothing is decided then).</param>
+    /// <returns>A task that completes when the decision is committed.</returns>
+    /// <exception cref="ArgumentException"><paramref name="input"/> does not match the tool's schema; the request stays waiting.</exception>
+    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
+    public Task ApproveToolCallAsync(Guid toolExecutionId, JsonElement? input, string? comment, string? decidedBy, CancellationToken cancellationToken = default)
+        => DecideAsync(null, toolExecutionId, true, input, comment, decidedBy, "ApproveToolCall", cancellationToken);
+
+    /// <summary>Approves a tool call inside the caller's transaction: the decision commits (and the tool may run) only if the
+    /// transaction commits, together with the caller's own writes (an audit row, a business change).</summary>
+    /// <param name="transaction">An open transaction on an <see cref="NpgsqlConnection"/> to the client's database.</param>
+    /// <param name="toolExecutionId">The request's <see cref="ToolApprovalRequest.ToolExecutionId"/>.</param>
+    /// <param name="input">A corrected input, or <see langword="null"/> for Claude's.</param>
+    /// <param name="comment">A comment stored with the decision.</param>
+    /// <param name="cancellationToken">Cancels the request.</param>
+    /// <returns>A task that completes when the decision is written in the transaction.</returns>
+    /// <remarks>The execution's run row stays locked until the transaction ends: commit promptly. A rollback leaves the request
+    /// waiting.</remarks>
+    /// <exception cref="ArgumentException">The transaction is not an open Npgsql transaction on the client's database, or
+    /// <paramref name="input"/> does not match the tool's schema.</exception>
+    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
+    public Task ApproveToolCallAsync(DbTransaction transaction, Guid toolExecutionId, JsonElement? input = null, string? comment = null,
+        CancellationToken cancellationToken = default)
+        => DecideAsync(TransactionGuard.Require(transaction, _dataSource, nameof(transaction)), toolExecutionId, true, input, comment, null,
+            "ApproveToolCall", cancellationToken);
+
+    /// <summary>Approves a tool call inside the caller's transaction and records who decided.</summary>
+    /// <param name="transaction">An open transaction on an <see cref="NpgsqlConnection"/> to the client's database.</param>
+    /// <param name="toolExecutionId">The request's <see cref="ToolApprovalRequest.ToolExecutionId"/>.</param>
+    /// <param name="input">A corrected input, or <see langword="null"/> for Claude's.</param>
+    /// <param name="comment">A comment stored with the decision.</param>
+    /// <param name="decidedBy">Who decided.</param>
+    /// <param name="cancellationToken">Cancels the request.</param>
+    /// <returns>A task that completes when the decision is written in the transaction.</returns>
+    /// <exception cref="ArgumentException">The transaction is not usable, or <paramref name="input"/> does not match the tool's schema.</exception>
+    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
+    public Task ApproveToolCallAsync(DbTransaction transaction, Guid toolExecutionId, JsonElement? input, string? comment, string? decidedBy,
+        CancellationToken cancellationToken = default)
+        => DecideAsync(TransactionGuard.Require(transaction, _dataSource, nameof(transaction)), toolExecutionId, true, input, comment, decidedBy,
+            "ApproveToolCall", cancellationToken);
+
+    /// <summary>Rejects a tool call that waits for a decision: the tool never runs and Claude receives an error tool_result with the
+    /// reason.</summary>
+    /// <param name="toolExecutionId">The request's <see cref="ToolApprovalRequest.ToolExecutionId"/>.</param>
+    /// <param name="reason">Why; Claude reads it ("The tool call was rejected by the approver: REASON").</param>
+    /// <param name="cancellationToken">Cancels the request (nothing is decided then).</param>
+    /// <returns>A task that completes when the decision is committed.</returns>
+    /// <remarks>When it was the last open call of its iteration, the run continues at once on any started instance.</remarks>
+    /// <exception cref="ArgumentException"><paramref name="reason"/> is empty.</exception>
+    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
+    public Task RejectToolCallAsync(Guid toolExecutionId, string reason, CancellationToken cancellationToken = default)
+        => DecideAsync(null, toolExecutionId, false, null, RequireReason(reason), null, "RejectToolCall", cancellationToken);
+
+    /// <summary>Rejects a tool call and records who decided.</summary>
+    /// <param name="toolExecutionId">The request's <see cref="ToolApprovalRequest.ToolExecutionId"/>.</param>
+    /// <param name="reason">Why; Claude reads it.</param>
+    /// <param name="decidedBy">Who decided.</param>
+    /// <param name="cancellationToken">Cancels the request.</param>
+    /// <returns>A task that completes when the decision is committed.</returns>
+    /// <exception cref="ArgumentException"><paramref name="reason"/> is empty.</exception>
+    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
+    public Task RejectToolCallAsync(Guid toolExecutionId, string reason, string? decidedBy, CancellationToken cancellationToken = default)
+        => DecideAsync(null, toolExecutionId, false, null, RequireReason(reason), decidedBy, "RejectToolCall", cancellationToken);
+
+    /// <summary>Rejects a tool call inside the caller's transaction.</summary>
+    /// <param name="transaction">An open transaction on an <see cref="NpgsqlConnection"/> to the client's database.</param>
+    /// <param name="toolExecutionId">The request's <see cref="ToolApprovalRequest.ToolExecutionId"/>.</param>
+    /// <param name="reason">Why; Claude reads it.</param>
+    /// <param name="cancellationToken">Cancels the request.</param>
+    /// <returns>A task that completes when the decision is written in the transaction.</returns>
+    /// <remarks>The run continues only when the transaction commits; a rollback leaves the request waiting.</remarks>
+    /// <exception cref="ArgumentException">The transaction is not usable, or <paramref name="reason"/> is empty.</exception>
+    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
+    public Task RejectToolCallAsync(DbTransaction transaction, Guid toolExecutionId, string reason, CancellationToken cancellationToken = default)
+        => DecideAsync(TransactionGuard.Require(transaction, _dataSource, nameof(transaction)), toolExecutionId, false, null, RequireReason(reason), null,
+            "RejectToolCall", cancellationToken);
+
+    /// <summary>Rejects a tool call inside the caller's transaction and records who decided.</summary>
+    /// <param name="transaction">An open transaction on an <see cref="NpgsqlConnection"/> to the client's database.</param>
+    /// <param name="toolExecutionId">The request's <see cref="ToolApprovalRequest.ToolExecutionId"/>.</param>
+    /// <param name="reason">Why; Claude reads it.</param>
+    /// <param name="decidedBy">Who decided.</param>
+    /// <param name="cancellationToken">Cancels the request.</param>
+    /// <returns>A task that completes when the decision is written in the transaction.</returns>
+    /// <exception cref="ArgumentException">The transaction is not usable, or <paramref name="reason"/> is empty.</exception>
+    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
+    public Task RejectToolCallAsync(DbTransaction transaction, Guid toolExecutionId, string reason, string? decidedBy, CancellationToken cancellationToken = default)
+        => DecideAsync(TransactionGuard.Require(transaction, _dataSource, nameof(transaction)), toolExecutionId, false, null, RequireReason(reason), decidedBy,
+            "RejectToolCall", cancellationToken);
+
+    private static string RequireReason(string reason)
+    {
+        ArgumentNullException.ThrowIfNull(reason);
+        if (string.IsNullOrWhiteSpace(reason))
+        {
+            throw new ArgumentException("The rejection reason is empty; Claude reads it to decide what to do instead, so say why.", nameof(reason));
+        }
+
+        Nul.Reject(reason, nameof(reason));
+        return reason;
+    }
+
+    private async Task DecideAsync(NpgsqlTransaction? transaction, Guid toolExecutionId, bool approve, JsonElement? input, string? comment,
+        string? decidedBy, string operation, CancellationToken cancellationToken)
+    {
+        Nul.Reject(comment, nameof(comment));
+        Nul.Reject(decidedBy, nameof(decidedBy));
+        await _schemaCheck.EnsureAsync(operation, transaction, cancellationToken).ConfigureAwait(false);
+        string? inputJson = null;
+        if (input is { } edited)
+        {
+            inputJson = await ValidateEditedInputAsync(transaction, toolExecutionId, edited, operation, cancellationToken).ConfigureAwait(false);
+        }
+
+        var command = Db.Command(_dataSource, transaction, _sql.Approvals.Decide, P.Uuid(toolExecutionId), P.Bool(approve), P.Jsonb(inputJson),
+            P.Text(comment), P.Text(decidedBy));
+        string outcome;
+        await using (command.ConfigureAwait(false))
+        {
+            outcome = (string)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        }
+
+        switch (outcome)
+        {
+            case "not_found":
+                throw ToolExecutionNotFound(toolExecutionId, operation);
+            case "not_pending":
+                throw ApprovalNotPending(toolExecutionId, operation, null);
+        }
+
+        Log.ToolCallDecided(_logger, toolExecutionId, outcome, decidedBy ?? "(unnamed)");
+        if (transaction is null && _started)
+        {
+            // The NOTIFY reaches every instance at commit; waking the local workers directly saves its delivery.
+            if (approve)
+            {
+                _engine.ToolWake.Set();
+            }
+            else
+            {
+                _engine.StreamingWake.Set();
+                _engine.BatchWake.Set();
+            }
+        }
+    }
+
+    /// <summary>Checks an approver's edited input against the tool's schema: this client's registration of the tool when it has
+    /// one, otherwise the schema the executing instances stored in agentpg_tools; a delegate agent takes <c>{"task": …}</c>.</summary>
+    private async Task<string> ValidateEditedInputAsync(NpgsqlTransaction? transaction, Guid toolExecutionId, JsonElement input, string operation,
+        CancellationToken cancellationToken)
+    {
+        var raw = input.GetRawText();
+        if (raw.Contains("\\u0000", StringComparison.Ordinal))
+        {
+            throw new ArgumentException("The edited input contains the character U+0000 (NUL), which PostgreSQL cannot store; remove it.", nameof(input));
+        }
+
+        var command = Db.Command(_dataSource, transaction, _sql.Approvals.ForDecision, P.Uuid(toolExecutionId));
+        string state;
+        string toolName;
+        bool isAgentTool;
+        string? storedSchema;
+        await using (command.ConfigureAwait(false))
+        {
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    throw ToolExecutionNotFound(toolExecutionId, operation);
+                }
+
+                state = reader.GetString(0);
+                toolName = reader.GetString(1);
+                isAgentTool = reader.GetBoolean(2);
+                storedSchema = reader.IsDBNull(3) ? null : reader.GetString(3);
+            }
+        }
+
+        if (state != "awaiting_approval")
+        {
+            throw ApprovalNotPending(toolExecutionId, operation, DbEnums.ParseToolExecutionState(state));
+        }
+
+        ToolSchema? schema = isAgentTool
+            ? IterationRecorder.AgentToolSchema
+            : _tools.TryGetValue(toolName, out var tool) ? tool.InputSchema
+            : storedSchema is not null ? ToolSchema.FromJsonSchema(ToolExecutionSql.ParseJson(storedSchema))
+            : null;
+        if (schema is not null && ToolInputValidator.Validate(toolName, schema, input) is { } problem)
+        {
+            throw new ArgumentException(
+                $"The edited input was refused and tool execution {toolExecutionId} still waits for a decision. {problem.Replace(
+                    "Call the tool again with input that matches its schema.", "Pass an input that matches the tool's schema.", StringComparison.Ordinal)}",
+                nameof(input));
+        }
+
+        return raw;
+    }
+
+    private static AgentPgException ToolExecutionNotFound(Guid id, string operation)
+        => new(AgentPgErrorCode.ToolExecutionNotFound, operation, $"No tool execution has id {id}.")
+        {
+            Context = new Dictionary<string, object?> { ["tool_execution_id"] = id },
+        };
+
+    private static AgentPgException ApprovalNotPending(Guid id, string operation, ToolExecutionState? state)
+        => new(AgentPgErrorCode.ApprovalNotPending, operation,
+            $"Tool execution {id} is not waiting for approval{(state is { } s ? $" (it is {s})" : "")}: it was already approved, rejected or " +
+            "timed out, or its run was cancelled. GetRunToolCallsAsync shows the decision.")
+        {
+            Context = new Dictionary<string, object?> { ["tool_execution_id"] = id },
+        };
+}

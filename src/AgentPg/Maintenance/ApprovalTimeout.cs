@@ -1,0 +1,43 @@
+using AgentPg.Diagnostics;
+using AgentPg.Runs;
+using AgentPg.Storage;
+
+namespace AgentPg.Maintenance;
+
+/// <summary>Leader job, every <see cref="AgentPgOptions.CleanupInterval"/> when <see cref="AgentPgOptions.ApprovalTimeout"/> is
+/// set: rejects tool calls that waited longer than the timeout for a decision, with "approval timed out", so their runs
+/// continue (Claude sees the rejection) instead of waiting forever.</summary>
+/// <remarks>One statement per pass, over the partial index of awaiting executions, at most <see cref="PassLimit"/> requests
+/// (the next pass takes the rest). Each rejection is the same guarded decision as <c>RejectToolCallAsync</c>, so a person
+/// deciding at the same moment either wins or finds the request decided.</remarks>
+internal sealed class ApprovalTimeout(Engine engine) : IMaintenanceService
+{
+    internal const int PassLimit = 1000;
+
+    public string Name => "approval timeout";
+
+    public TimeSpan Interval => engine.Options.CleanupInterval;
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        if (engine.Options.ApprovalTimeout is not { } timeout)
+        {
+            return;
+        }
+
+        var command = engine.DataSource.CreateCommand(engine.Sql.Approvals.Expire);
+        await using (command.ConfigureAwait(false))
+        {
+            command.Parameters.Add(P.Text(engine.InstanceId));
+            command.Parameters.Add(P.Interval(timeout));
+            command.Parameters.Add(P.Int(PassLimit));
+            var expired = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as int? ?? 0;
+            if (expired > 0)
+            {
+                Log.ApprovalsTimedOut(engine.Logger, expired, timeout);
+                engine.StreamingWake.Set();
+                engine.BatchWake.Set();
+            }
+        }
+    }
+}

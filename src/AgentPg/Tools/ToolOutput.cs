@@ -1,0 +1,223 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+using AgentPg.Internal;
+using Microsoft.Extensions.AI;
+
+namespace AgentPg;
+
+/// <summary>What a tool execution records: the text (tool_output), the Claude content blocks when the result has an image
+/// or a document (tool_output_content, else <see langword="null"/>), and the error flag.</summary>
+internal sealed record ToolOutput(string Text, string? BlocksJson, bool IsError)
+{
+    private static readonly UTF8Encoding s_strictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    public static ToolOutput FromText(string? text) => new(text ?? "", null, false);
+
+    /// <summary>Converts a tool's result to what Claude accepts in a tool_result (see <see cref="ToolResult"/>): content it
+    /// would refuse is described in a text block instead, so one bad block never makes the session's requests fail.</summary>
+    public static ToolOutput From(ToolResult? result)
+    {
+        if (result is null)
+        {
+            return FromText("");
+        }
+
+        var blocks = new JsonArray();
+        var text = new StringBuilder();
+        var rich = false;
+        foreach (var content in result.Content ?? [])
+        {
+            switch (content)
+            {
+                case null:
+                    continue;
+                case TextContent { Text: var value }:
+                    AddText(value);
+                    continue;
+                case DataContent data:
+                    if (ToBlock(data, out var summary) is { } block)
+                    {
+                        blocks.Add(block);
+                        Append(summary);
+                        rich = true;
+                    }
+                    else
+                    {
+                        AddText(summary);
+                    }
+
+                    continue;
+                case UriContent uri:
+                    AddText($"[link: {uri.Uri}{Mime(uri.MediaType)}; not shown: Claude gets tool results inline, not by URL]");
+                    continue;
+                case ErrorContent error:
+                    AddText(error.Message);
+                    continue;
+                default:
+                    AddText($"[{content.GetType().Name}; not shown: not a content type Claude accepts in a tool result]");
+                    continue;
+            }
+        }
+
+        return new ToolOutput(text.ToString(), rich ? blocks.ToJsonString() : null, result.IsError);
+
+        void AddText(string? value)
+        {
+            if (string.IsNullOrEmpty(value))
+            {
+                return;
+            }
+
+            // U+0000 cannot be stored (Nul): replaced here, where the text enters the JSON of the blocks.
+            value = Nul.Replace(value)!;
+            blocks.Add(new JsonObject { ["type"] = "text", ["text"] = value });
+            Append(value);
+        }
+
+        void Append(string value)
+        {
+            if (text.Length > 0)
+            {
+                text.Append('\n');
+            }
+
+            text.Append(value);
+        }
+    }
+
+    /// <summary>An image or document block for the data, with the line that stands for it in the text; or
+    /// <see langword="null"/> with the line that describes why it is not sent.</summary>
+    private static JsonObject? ToBlock(DataContent data, out string summary)
+    {
+        var mediaType = NormalizeMediaType(data.MediaType);
+        var name = string.IsNullOrEmpty(data.Name) ? "" : data.Name + ", ";
+        ReadOnlyMemory<byte> bytes;
+        try
+        {
+            bytes = data.Data;
+        }
+        catch (FormatException)
+        {
+            summary = $"[{name}{mediaType}; not shown: its base64 data is invalid]";
+            return null;
+        }
+
+        var size = bytes.Length.ToString("N0", CultureInfo.InvariantCulture);
+        var kind = mediaType.StartsWith("image/", StringComparison.Ordinal) ? "image" : "content";
+        if (mediaType.StartsWith("image/", StringComparison.Ordinal))
+        {
+            if (SniffImage(bytes.Span) is not { } actual)
+            {
+                summary = IsClaudeImageType(mediaType)
+                    ? $"[image: {name}{mediaType}, {size} bytes; not shown: the bytes are not a {mediaType[6..].ToUpperInvariant()} image]"
+                    : $"[image: {name}{mediaType}, {size} bytes; not shown: Claude accepts JPEG, PNG, GIF and WebP images]";
+                return null;
+            }
+
+            if (bytes.Length > ToolResult.MaxImageBytes)
+            {
+                summary = $"[image: {name}{mediaType}, {size} bytes; not shown: larger than Claude's 5 MB limit per image]";
+                return null;
+            }
+
+            summary = $"[image: {name}{actual}, {size} bytes]";
+            return new JsonObject
+            {
+                ["type"] = "image",
+                ["source"] = new JsonObject { ["type"] = "base64", ["media_type"] = actual, ["data"] = Convert.ToBase64String(bytes.Span) },
+            };
+        }
+
+        if (mediaType is "application/pdf" or "text/plain")
+        {
+            if (bytes.Length > ToolResult.MaxDocumentBytes)
+            {
+                summary = $"[document: {name}{mediaType}, {size} bytes; not shown: larger than {ToolResult.MaxDocumentBytes / (1024 * 1024)} MB]";
+                return null;
+            }
+
+            JsonObject source;
+            if (mediaType == "application/pdf")
+            {
+                if (!bytes.Span.StartsWith("%PDF-"u8))
+                {
+                    summary = $"[document: {name}{mediaType}, {size} bytes; not shown: the bytes are not a PDF]";
+                    return null;
+                }
+
+                source = new JsonObject { ["type"] = "base64", ["media_type"] = mediaType, ["data"] = Convert.ToBase64String(bytes.Span) };
+            }
+            else
+            {
+                string decoded;
+                try
+                {
+                    decoded = s_strictUtf8.GetString(bytes.Span);
+                }
+                catch (DecoderFallbackException)
+                {
+                    summary = $"[document: {name}{mediaType}, {size} bytes; not shown: not valid UTF-8 text]";
+                    return null;
+                }
+
+                if (decoded.Length == 0)
+                {
+                    summary = "";
+                    return null;
+                }
+
+                source = new JsonObject { ["type"] = "text", ["media_type"] = mediaType, ["data"] = Nul.Replace(decoded) };
+            }
+
+            summary = $"[document: {name}{mediaType}, {size} bytes]";
+            var document = new JsonObject { ["type"] = "document", ["source"] = source };
+            if (!string.IsNullOrEmpty(data.Name))
+            {
+                document["title"] = Nul.Replace(data.Name);
+            }
+
+            return document;
+        }
+
+        summary = $"[{kind}: {name}{mediaType}, {size} bytes; not shown: Claude does not accept {mediaType} in a tool result]";
+        return null;
+    }
+
+    private static string NormalizeMediaType(string? mediaType)
+    {
+        if (string.IsNullOrWhiteSpace(mediaType))
+        {
+            return "application/octet-stream";
+        }
+
+        var semicolon = mediaType.IndexOf(';', StringComparison.Ordinal);
+        return (semicolon >= 0 ? mediaType[..semicolon] : mediaType).Trim().ToLowerInvariant();
+    }
+
+    private static bool IsClaudeImageType(string mediaType) => mediaType is "image/jpeg" or "image/png" or "image/gif" or "image/webp";
+
+    /// <summary>The media type the bytes actually have, among those Claude accepts (it refuses an image whose bytes do not
+    /// match its declared type).</summary>
+    internal static string? SniffImage(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.StartsWith((ReadOnlySpan<byte>)[0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))
+        {
+            return "image/png";
+        }
+
+        if (bytes.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xD8, 0xFF]))
+        {
+            return "image/jpeg";
+        }
+
+        if (bytes.StartsWith("GIF87a"u8) || bytes.StartsWith("GIF89a"u8))
+        {
+            return "image/gif";
+        }
+
+        return bytes.Length >= 12 && bytes.StartsWith("RIFF"u8) && bytes[8..12].SequenceEqual("WEBP"u8) ? "image/webp" : null;
+    }
+
+    private static string Mime(string? mediaType) => string.IsNullOrEmpty(mediaType) ? "" : $" ({mediaType})";
+}
