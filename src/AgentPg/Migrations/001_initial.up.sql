@@ -1519,7 +1519,8 @@ CREATE TRIGGER agentpg_trg_run_event_message AFTER INSERT ON agentpg_messages
     FOR EACH ROW WHEN (NEW.run_id IS NOT NULL) EXECUTE FUNCTION agentpg_run_event_on_message();
 
 -- A tool call starts when its execution starts running (an agent tool: when its child run exists) and completes when
--- its execution is terminal (an execution can also be created terminal: invalid input, unknown tool).
+-- its execution is terminal (an execution can also be created terminal: invalid input, unknown tool; or end without
+-- starting: a call rejected while it awaited approval).
 CREATE FUNCTION agentpg_run_event_on_tool() RETURNS TRIGGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
@@ -1531,7 +1532,7 @@ BEGIN
        OR (NEW.is_agent_tool AND NEW.child_run_id IS NOT NULL AND v_old_child IS NULL) THEN
         PERFORM agentpg_append_run_event(v_root, NEW.run_id, 'tool_started', NEW.id, jsonb_build_object('child_run_id', NEW.child_run_id));
     END IF;
-    IF NEW.state IN ('completed', 'failed', 'skipped') AND (v_old_state IS NULL OR v_old_state IN ('pending', 'running')) THEN
+    IF NEW.state IN ('completed', 'failed', 'skipped') AND (v_old_state IS NULL OR v_old_state IN ('pending', 'running', 'awaiting_approval')) THEN
         PERFORM agentpg_append_run_event(v_root, NEW.run_id, 'tool_completed', NEW.id, '{}');
     END IF;
     RETURN NULL;

@@ -257,7 +257,7 @@ public sealed class WatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         var rejected = false;
         var live = await Eventually.WithinAsync(CollectAsync(watcher.WatchRunAsync(runId), async _ =>
         {
-            if (!rejected && (await watcher.GetPendingApprovalsAsync(session)).FirstOrDefault() is { } request)
+            if (!rejected && await watcher.GetPendingApprovalsAsync(session) is [var request, ..])
             {
                 rejected = true;
                 await watcher.RejectToolCallAsync(request.ToolExecutionId, "no refunds today");
