@@ -21,6 +21,8 @@ ROOT=$(pwd)
 source "$ROOT/eng/pg.sh"
 # shellcheck source=eng/npm.sh
 source "$ROOT/eng/npm.sh"
+# shellcheck source=eng/chromium.sh
+source "$ROOT/eng/chromium.sh"
 
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
@@ -83,6 +85,16 @@ cmd_test() {
       exit 1
     fi
     echo "@modelcontextprotocol/server-everything could not be installed: its tests will be skipped" >&2
+  fi
+
+  # The admin UI's browser tests drive Debian's chromium.
+  if ! chromium_install; then
+    if [ "${CI:-}" = "true" ]; then
+      echo "chromium could not be installed"
+      echo "0 passed, 1 failed"
+      exit 1
+    fi
+    echo "chromium could not be installed: the browser tests will fail" >&2
   fi
 
   local results="$ROOT/artifacts/test-results"

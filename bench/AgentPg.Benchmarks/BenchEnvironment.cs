@@ -62,14 +62,19 @@ internal sealed class BenchEnvironment : IAsyncDisposable
         return new BenchEnvironment(dataSource, new NpgsqlConnectionStringBuilder(builder.ConnectionString), claude, completions, version);
     }
 
-    public AgentPgClient CreateClient(int maxConcurrentStreamingRuns) => AgentPgClient.Create(DataSource, new AgentPgOptions
+    public AgentPgClient CreateClient(int maxConcurrentStreamingRuns, Action<AgentPgOptions>? configure = null)
     {
-        Schema = Schema,
-        ApiKey = Claude.ApiKey,
-        BaseUrl = Claude.BaseUrl,
-        InstanceName = "bench",
-        MaxConcurrentStreamingRuns = maxConcurrentStreamingRuns,
-    });
+        var options = new AgentPgOptions
+        {
+            Schema = Schema,
+            ApiKey = Claude.ApiKey,
+            BaseUrl = Claude.BaseUrl,
+            InstanceName = "bench",
+            MaxConcurrentStreamingRuns = maxConcurrentStreamingRuns,
+        };
+        configure?.Invoke(options);
+        return AgentPgClient.Create(DataSource, options);
+    }
 
     public static Task<AgentDefinition> CreateAgentAsync(AgentPgClient client) => client.CreateAgentAsync(new AgentDefinition
     {

@@ -1,7 +1,8 @@
 using System.Globalization;
 using AgentPg.Benchmarks;
 
-// AgentPg benchmarks (docs/architecture.md, "Performance targets"): dispatch latency, streaming-run throughput, and the pgbench yardstick, in one
+// AgentPg benchmarks (docs/architecture.md, "Performance targets"): dispatch latency, streaming-run throughput, the pgbench yardstick and the
+// approval-to-continuation latency, in one
 // process run against the same database. `./build.sh bench [args]` runs this in Release on a throwaway cluster.
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
@@ -72,11 +73,26 @@ try
         EventsBenchmark.Print(await EventsBenchmark.RunAsync(env, options, report.Progress));
     }
 
+    if (options.Includes("approvals"))
+    {
+        report.Progress("approvals: decided by the worker's own client …");
+        var localApprovals = await ApprovalBenchmark.RunAsync(env, options, viaNotify: false);
+        report.Progress("approvals: decided by another client (NOTIFY) …");
+        var remoteApprovals = await ApprovalBenchmark.RunAsync(env, options, viaNotify: true);
+        report.Approvals(localApprovals, remoteApprovals);
+    }
+
     if (options.Includes("long"))
     {
         report.Progress($"long session: {options.Turns} turns with auto-compaction …");
         var longSession = await LongSessionBenchmark.RunAsync(env, options);
         LongSessionBenchmark.Print(longSession);
+    }
+
+    if (options.Includes("admin"))
+    {
+        var admin = await AdminPagesBenchmark.RunAsync(env, options, report.Progress);
+        AdminPagesBenchmark.Print(admin);
     }
 
     report.Footer();

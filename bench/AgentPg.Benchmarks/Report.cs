@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Runtime;
 using System.Runtime.InteropServices;
 
@@ -54,6 +55,29 @@ internal sealed class Report(BenchOptions options, string serverVersion)
             var verdict = d.P50 <= DispatchP50Target && d.P99 <= DispatchP99Target ? "meets" : "MISSES";
             Console.WriteLine($"  {name,-30} {Ms(d.P50),9} {Ms(d.P95),9} {Ms(d.P99),9} {Ms(d.Max),9} {Ms(d.Mean),9}   " +
                               $"{Ms(r.EndToEnd.P50),17} {Ms(r.EndToEnd.P99),9}  {r.Failed,6} {r.Cpu.App,8:0.00} {r.Cpu.Server,7:0.00}  {verdict}");
+        }
+    }
+
+    public void Approvals(ApprovalResult local, ApprovalResult remote)
+    {
+        const double p50Target = 10;
+        const double p99Target = 50;
+        Console.WriteLine($"APPROVALS  ApproveToolCallAsync returned (committed) -> the continuation's request at the fake Claude; {local.Latency.Count} " +
+                          $"runs per row after {options.Warmup} warm-up,");
+        Console.WriteLine("           one at a time, each in its own session: the model asks for a tool that needs approval, the run waits in " +
+                          "pending_tools, the decision lets the tool run and the run continue");
+        Console.WriteLine($"  {"decided by",-30} {"p50",9} {"p95",9} {"p99",9} {"max",9} {"mean",9}  {"failed",6} target");
+        Row("the worker's client", local);
+        Row("another client (NOTIFY)", remote);
+        Console.WriteLine($"  {"target",-30} {"<=" + p50Target.ToString("0.00", CultureInfo.InvariantCulture) + "ms",9} {"",9} " +
+                          $"{"<=" + p99Target.ToString("0.00", CultureInfo.InvariantCulture) + "ms",9}");
+        Console.WriteLine();
+
+        static void Row(string name, ApprovalResult r)
+        {
+            var d = r.Latency;
+            var verdict = d.P50 <= p50Target && d.P99 <= p99Target ? "meets" : "MISSES";
+            Console.WriteLine($"  {name,-30} {d.P50,7:0.00}ms {d.P95,7:0.00}ms {d.P99,7:0.00}ms {d.Max,7:0.00}ms {d.Mean,7:0.00}ms  {r.Failed,6} {verdict}");
         }
     }
 

@@ -1,11 +1,12 @@
 using System.Data.Common;
+using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage;
 
 namespace AgentPg;
 
-/// <summary>Creates AgentPg sessions and runs inside a <see cref="DbContext"/>'s current transaction, so the application's
-/// rows and the agent work commit or roll back together.</summary>
+/// <summary>Creates AgentPg sessions and runs, and decides tool approvals, inside a <see cref="DbContext"/>'s current
+/// transaction, so the application's rows and the agent work commit or roll back together.</summary>
 /// <remarks>
 /// <para>Each method enlists in <c>db.Database.CurrentTransaction</c>: begin it with
 /// <c>await db.Database.BeginTransactionAsync()</c>, call <c>SaveChangesAsync</c> and these methods in any order, then commit.
@@ -64,6 +65,46 @@ public static class AgentPgDbContextExtensions
     {
         ArgumentNullException.ThrowIfNull(client);
         return client.RunFastAsync(CurrentTransaction(db, nameof(RunFastAsync)), sessionId, agentId, prompt, options, cancellationToken);
+    }
+
+    /// <summary>Approves a tool call waiting for a decision in the context's current transaction: the tool runs only once the
+    /// transaction commits, together with the application's rows (an audit entry, a business change).</summary>
+    /// <param name="client">The AgentPg client.</param>
+    /// <param name="db">A context with a current transaction.</param>
+    /// <param name="toolExecutionId">The request's <see cref="ToolApprovalRequest.ToolExecutionId"/>.</param>
+    /// <param name="input">A corrected input, validated against the tool's schema; <see langword="null"/> keeps Claude's.</param>
+    /// <param name="comment">A comment stored with the decision.</param>
+    /// <param name="decidedBy">Who decided, stored with the decision.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>A task that completes when the decision is written in the transaction; a rollback leaves the request waiting.</returns>
+    /// <exception cref="InvalidOperationException">The context has no current transaction.</exception>
+    /// <exception cref="ArgumentException">The context's transaction is not an Npgsql transaction on the client's database, or
+    /// <paramref name="input"/> does not match the tool's schema.</exception>
+    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
+    public static Task ApproveToolCallAsync(this AgentPgClient client, DbContext db, Guid toolExecutionId, JsonElement? input = null,
+        string? comment = null, string? decidedBy = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        return client.ApproveToolCallAsync(CurrentTransaction(db, nameof(ApproveToolCallAsync)), toolExecutionId, input, comment, decidedBy, cancellationToken);
+    }
+
+    /// <summary>Rejects a tool call waiting for a decision in the context's current transaction: Claude receives the reason
+    /// once the transaction commits.</summary>
+    /// <param name="client">The AgentPg client.</param>
+    /// <param name="db">A context with a current transaction.</param>
+    /// <param name="toolExecutionId">The request's <see cref="ToolApprovalRequest.ToolExecutionId"/>.</param>
+    /// <param name="reason">Why; Claude reads it.</param>
+    /// <param name="decidedBy">Who decided, stored with the decision.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>A task that completes when the decision is written in the transaction; a rollback leaves the request waiting.</returns>
+    /// <exception cref="InvalidOperationException">The context has no current transaction.</exception>
+    /// <exception cref="ArgumentException">The context's transaction is not usable, or <paramref name="reason"/> is empty.</exception>
+    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
+    public static Task RejectToolCallAsync(this AgentPgClient client, DbContext db, Guid toolExecutionId, string reason, string? decidedBy = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        return client.RejectToolCallAsync(CurrentTransaction(db, nameof(RejectToolCallAsync)), toolExecutionId, reason, decidedBy, cancellationToken);
     }
 
     /// <summary>Binds the context to a transactional tool's transaction, so its <c>SaveChangesAsync</c> writes commit

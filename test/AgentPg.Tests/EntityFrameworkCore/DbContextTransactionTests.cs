@@ -65,6 +65,67 @@ public sealed class DbContextTransactionTests(SchemaFixture db) : IClassFixture<
     }
 
     [DatabaseFact]
+    public async Task ApproveAndRejectToolCallAsync_DbContextTransaction_DecisionCommitsWithTheOrderOrNotAtAll()
+    {
+        await using var h = await Harness.StartAsync(db, tools: new TestTool("ship", (_, input, _) => Task.FromResult("shipped " + input.GetProperty("item").GetString())));
+        var agent = await h.AgentAsync(a => a with { Tools = ["ship"], ToolsRequiringApproval = ["ship"] });
+        h.Claude.Respond(r => r.ToolResults.Count == 0
+            ? FakeReply.ToolUse("ship", new { item = r.LastUserText }) with { StopReason = "tool_use" }
+            : FakeReply.Text((r.ToolResults[0].IsError ? "not shipped: " : "") + r.ToolResults[0].Content));
+        await using var shop = NewShop();
+        await ShopDb.CreateTablesAsync(shop);
+
+        async Task<(Guid Run, ToolApprovalRequest Request)> WaitingAsync(string item)
+        {
+            var session = await h.Client.NewSessionAsync();
+            var run = await h.Client.RunFastAsync(session, agent.Id, item);
+            ToolApprovalRequest? request = null;
+            await Eventually.TrueAsync(async () => (request = await h.Client.GetPendingApprovalsAsync(session) is [var first, ..] ? first : null) is not null,
+                "the ship call waits for approval");
+            return (run, request!);
+        }
+
+        var (approvedRun, approved) = await WaitingAsync("book");
+        var rolledBack = new ShopOrder { Id = Guid.NewGuid(), Item = "rolled back" };
+        await using (var tx = await shop.Database.BeginTransactionAsync())
+        {
+            shop.Orders.Add(rolledBack);
+            await shop.SaveChangesAsync();
+            await h.Client.ApproveToolCallAsync(shop, approved.ToolExecutionId, comment: "rolled back");
+            await tx.RollbackAsync();
+        }
+
+        Assert.Equal(RunState.PendingTools, (await h.Client.GetRunAsync(approvedRun)).State);
+        Assert.Single(await h.Client.GetPendingApprovalsAsync(approved.SessionId));
+        shop.ChangeTracker.Clear();
+        var order = new ShopOrder { Id = Guid.NewGuid(), Item = "book" };
+        await using (var tx = await shop.Database.BeginTransactionAsync())
+        {
+            shop.Orders.Add(order);
+            await shop.SaveChangesAsync();
+            await h.Client.ApproveToolCallAsync(shop, approved.ToolExecutionId, JsonSerializer.SerializeToElement(new { item = "book (gift wrapped)" }),
+                "wrap it", "erin");
+            await tx.CommitAsync();
+        }
+
+        var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(approvedRun), "the approved run", TimeSpan.FromSeconds(60));
+        Assert.Equal("shipped book (gift wrapped)", response.Text);
+        Assert.Equal("erin", Assert.Single(response.ToolCalls).Approval!.DecidedBy);
+        Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.shop_orders WHERE id = $1", order.Id));
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.shop_orders WHERE id = $1", rolledBack.Id));
+
+        var (rejectedRun, rejected) = await WaitingAsync("lamp");
+        await using (var tx = await shop.Database.BeginTransactionAsync())
+        {
+            await h.Client.RejectToolCallAsync(shop, rejected.ToolExecutionId, "out of stock", "erin");
+            await tx.CommitAsync();
+        }
+
+        var rejectedResponse = await Eventually.WithinAsync(h.Client.WaitForRunAsync(rejectedRun), "the rejected run", TimeSpan.FromSeconds(60));
+        Assert.Equal("not shipped: The tool call was rejected by the approver: out of stock", rejectedResponse.Text);
+    }
+
+    [DatabaseFact]
     public async Task DbContextOverloads_NoCurrentTransaction_ThrowSayingToBeginOne()
     {
         await using var client = db.CreateClient();
@@ -75,6 +136,8 @@ public sealed class DbContextTransactionTests(SchemaFixture db) : IClassFixture<
             await Assert.ThrowsAsync<InvalidOperationException>(() => client.NewSessionAsync(shop)),
             await Assert.ThrowsAsync<InvalidOperationException>(() => client.RunAsync(shop, Guid.NewGuid(), Guid.NewGuid(), "x")),
             await Assert.ThrowsAsync<InvalidOperationException>(() => client.RunFastAsync(shop, Guid.NewGuid(), Guid.NewGuid(), "x")),
+            await Assert.ThrowsAsync<InvalidOperationException>(() => client.ApproveToolCallAsync(shop, Guid.NewGuid())),
+            await Assert.ThrowsAsync<InvalidOperationException>(() => client.RejectToolCallAsync(shop, Guid.NewGuid(), "x")),
         };
 
         Assert.All(errors, e => Assert.Contains("Database.BeginTransactionAsync()", e.Message, StringComparison.Ordinal));

@@ -93,6 +93,12 @@ public sealed class TestData(SchemaFixture db)
             $"UPDATE {{schema}}.agentpg_runs SET state = '{Sql(state)}', input_tokens = $2, output_tokens = $3, started_at = coalesce(started_at, now()) " +
             "WHERE id = $1", run, inputTokens, outputTokens);
 
+    /// <summary>Completes <paramref name="execution"/> with <paramref name="output"/>.</summary>
+    public Task CompleteToolExecutionAsync(Guid execution, string output, bool isError = false)
+        => db.ExecuteAsync(
+            "UPDATE {schema}.agentpg_tool_executions SET state = 'completed', tool_output = $2, is_error = $3, started_at = coalesce(started_at, now()), " +
+            "completed_at = now() WHERE id = $1", execution, output, isError);
+
     /// <summary>Ends the current leader lease, as if its holder stopped refreshing it.</summary>
     public Task ExpireLeaseAsync() => db.ExecuteAsync("UPDATE {schema}.agentpg_leader SET expires_at = now() - interval '1 second'");
 

@@ -1,0 +1,82 @@
+using System.Globalization;
+using Microsoft.AspNetCore.Antiforgery;
+
+namespace AgentPg.AspNetCore.Admin;
+
+/// <summary>What a page needs to know about the request it renders: the client, the options, the tenant, where the UI
+/// lives, and the antiforgery token of its forms.</summary>
+internal sealed class AdminRequest
+{
+    private AntiforgeryTokenSet? _tokens;
+
+    public AdminRequest(HttpContext http, AgentPgAdminOptions options, string prefix)
+    {
+        Http = http;
+        Options = options;
+        Client = http.RequestServices.GetRequiredService<AgentPgClient>();
+        Tenant = options.TenantFilter?.Invoke(http);
+        Base = http.Request.PathBase.Add(prefix).Value ?? prefix;
+    }
+
+    public HttpContext Http { get; }
+
+    public AgentPgAdminOptions Options { get; }
+
+    public AgentPgClient Client { get; }
+
+    /// <summary>The request's tenant filter, or <see langword="null"/> when it sees everything.</summary>
+    public IReadOnlyDictionary<string, object?>? Tenant { get; }
+
+    /// <summary>PathBase + prefix: every link starts with it.</summary>
+    public string Base { get; }
+
+    public bool CanAct => !Options.ReadOnly;
+
+    public DateTimeOffset Now => Client.Options.TimeProvider.GetUtcNow();
+
+    public CancellationToken Aborted => Http.RequestAborted;
+
+    /// <summary>A link inside the UI; <paramref name="path"/> is built by the UI from constants and ids, never from input.</summary>
+    public string Url(string path) => Base + path;
+
+    public string? Query(string name) => Http.Request.Query.TryGetValue(name, out var v) && !string.IsNullOrWhiteSpace(v.ToString()) ? v.ToString() : null;
+
+    /// <summary>Parses an id from the route or the query; anything else is a 400, never a database error.</summary>
+    public static Guid ParseId(string? value, string what)
+        => Guid.TryParse(value, CultureInfo.InvariantCulture, out var id)
+            ? id
+            : throw new AdminHttpException(StatusCodes.Status400BadRequest, $"'{value}' is not a valid {what} id (a GUID).");
+
+    /// <summary>The <c>{id}</c> of the route, or 400.</summary>
+    public Guid RouteId(string what) => ParseId(Http.Request.RouteValues["id"]?.ToString(), what);
+
+    public Guid? OptionalId(string name, string what) => Query(name) is { } text ? ParseId(text, what) : null;
+
+    public Html AntiforgeryField()
+    {
+        _tokens ??= Http.RequestServices.GetRequiredService<IAntiforgery>().GetAndStoreTokens(Http);
+        return Html.Of($"""<input type="hidden" name="{_tokens.FormFieldName}" value="{_tokens.RequestToken}">""");
+    }
+
+    /// <summary>The session if the request's tenant may see it (checked in SQL), else 404.</summary>
+    public async Task<Session> SessionAsync(Guid id)
+    {
+        var page = await Client.ListSessionsAsync(new SessionQuery { Ids = [id], Metadata = Tenant, Limit = 1 }, Aborted).ConfigureAwait(false);
+        return page.Items.Count == 1 ? page.Items[0] : throw AdminHttpException.NotFound("session");
+    }
+
+    /// <summary>The run if the request's tenant may see it (checked in SQL), else 404.</summary>
+    public async Task<Run> RunAsync(Guid id)
+    {
+        var page = await Client.ListRunsAsync(new RunQuery { Ids = [id], SessionMetadata = Tenant, Limit = 1 }, Aborted).ConfigureAwait(false);
+        return page.Items.Count == 1 ? page.Items[0] : throw AdminHttpException.NotFound("run");
+    }
+
+    /// <summary>The tool execution if the request's tenant may see it (checked in SQL), else 404.</summary>
+    public async Task<ToolExecution> ToolExecutionAsync(Guid id)
+    {
+        var page = await Client.ListToolExecutionsAsync(new ToolExecutionQuery { Ids = [id], SessionMetadata = Tenant, Limit = 1 }, Aborted)
+            .ConfigureAwait(false);
+        return page.Items.Count == 1 ? page.Items[0] : throw AdminHttpException.NotFound("tool execution");
+    }
+}

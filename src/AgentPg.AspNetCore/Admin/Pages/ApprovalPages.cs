@@ -1,0 +1,103 @@
+using System.Text.Json;
+
+namespace AgentPg.AspNetCore.Admin.Pages;
+
+/// <summary>The approvals inbox: tool calls waiting for a person, at any agent depth, to approve (optionally with an edited
+/// input) or reject with a reason. The decision records the signed-in user's name.</summary>
+internal static class ApprovalPages
+{
+    private const int MaxTextLength = 10_000;
+
+    public static async Task<IResult> ListAsync(AdminRequest r)
+    {
+        var pending = await r.Client.GetPendingApprovalsAsync(metadata: r.Tenant, limit: 200, cancellationToken: r.Aborted).ConfigureAwait(false);
+        var agents = await RunPages.AgentNamesAsync(r).ConfigureAwait(false);
+        var items = pending.Select(a => Html.Of($"""
+            <article class="approval" data-approval="{a.ToolExecutionId}">
+            <h3><code>{a.ToolName}</code> <span class="muted">requested by {agents.GetValueOrDefault(a.AgentId, AdminPages.Short(a.AgentId))} · depth {a.Depth} · {AdminPages.Time(a.RequestedAt)}</span></h3>
+            <p>Run {AdminPages.RunLink(r, a.RunId)}{Html.When(a.RootRunId != a.RunId, Html.Of($" (root {AdminPages.RunLink(r, a.RootRunId)})"))} · session {AdminPages.SessionLink(r, a.SessionId)} · execution {AdminPages.ToolExecutionLink(r, a.ToolExecutionId)}</p>
+            <pre>{AdminPages.Json(a.Input)}</pre>
+            {Html.When(r.CanAct, Html.Of($"""
+                <form method="post" action="{r.Url($"/approvals/{a.ToolExecutionId}/approve")}" class="decide">{r.AntiforgeryField()}
+                <details><summary>edit the input</summary><textarea name="input" rows="6" maxlength="{MaxTextLength}">{AdminPages.Json(a.Input)}</textarea></details>
+                <input name="comment" maxlength="1000" placeholder="comment (optional)">
+                <button type="submit">Approve</button>
+                </form>
+                <form method="post" action="{r.Url($"/approvals/{a.ToolExecutionId}/reject")}" class="decide">{r.AntiforgeryField()}
+                <input name="reason" required maxlength="1000" placeholder="reason (the model sees it)">
+                <button type="submit" class="danger">Reject</button>
+                </form>
+                """))}
+            </article>
+            """));
+        var content = Html.Of($"""
+            <div data-refresh="3000">
+            {items}
+            {Html.When(pending.Count == 0, Html.Trusted("<p class=\"muted\">No tool call is waiting for approval.</p>"))}
+            </div>
+            """);
+        return AdminPages.Page(r, "Approvals", content);
+    }
+
+    public static async Task<IResult> ApproveAsync(AdminRequest r)
+    {
+        var execution = await r.ToolExecutionAsync(r.RouteId("tool execution")).ConfigureAwait(false);
+        var form = await r.Http.Request.ReadFormAsync(r.Aborted).ConfigureAwait(false);
+        JsonElement? input = null;
+        var edited = form["input"].ToString();
+        if (!string.IsNullOrWhiteSpace(edited) && edited.Length <= MaxTextLength)
+        {
+            try
+            {
+                using var document = JsonDocument.Parse(edited);
+                var parsed = document.RootElement.Clone();
+                // Only an input that differs from the model's counts as an edit.
+                if (!JsonElement.DeepEquals(parsed, execution.ToolInput))
+                {
+                    input = parsed;
+                }
+            }
+            catch (JsonException e)
+            {
+                throw new AdminHttpException(StatusCodes.Status400BadRequest, $"The edited input is not valid JSON: {e.Message}");
+            }
+        }
+        else if (edited.Length > MaxTextLength)
+        {
+            throw new AdminHttpException(StatusCodes.Status400BadRequest, $"The edited input is longer than {MaxTextLength} characters.");
+        }
+
+        await DecideAsync(() => r.Client.ApproveToolCallAsync(execution.Id, input, Text(form["comment"].ToString()), DecidedBy(r), r.Aborted)).ConfigureAwait(false);
+        return RunPages.Back(r, "/approvals");
+    }
+
+    public static async Task<IResult> RejectAsync(AdminRequest r)
+    {
+        var execution = await r.ToolExecutionAsync(r.RouteId("tool execution")).ConfigureAwait(false);
+        var form = await r.Http.Request.ReadFormAsync(r.Aborted).ConfigureAwait(false);
+        var reason = Text(form["reason"].ToString())
+            ?? throw new AdminHttpException(StatusCodes.Status400BadRequest, "Give a reason: the model sees it in place of the tool's result.");
+        await DecideAsync(() => r.Client.RejectToolCallAsync(execution.Id, reason, DecidedBy(r), r.Aborted)).ConfigureAwait(false);
+        return RunPages.Back(r, "/approvals");
+    }
+
+    private static async Task DecideAsync(Func<Task> decide)
+    {
+        try
+        {
+            await decide().ConfigureAwait(false);
+        }
+        catch (AgentPgException e) when (e.Code == AgentPgErrorCode.ApprovalNotPending)
+        {
+            throw new AdminHttpException(StatusCodes.Status409Conflict, "This tool call was already decided (or its run ended).");
+        }
+        catch (ArgumentException e)
+        {
+            throw new AdminHttpException(StatusCodes.Status400BadRequest, e.Message);
+        }
+    }
+
+    private static string? Text(string value) => string.IsNullOrWhiteSpace(value) ? null : value.Length <= 1000 ? value : value[..1000];
+
+    private static string? DecidedBy(AdminRequest r) => r.Http.User.Identity?.Name;
+}

@@ -1,0 +1,67 @@
+namespace AgentPg.AspNetCore.Admin.Pages;
+
+/// <summary>The sessions list and a session's detail: metadata, its runs and the whole conversation.</summary>
+internal static class SessionPages
+{
+    public static async Task<IResult> ListAsync(AdminRequest r)
+    {
+        ResultPage<Session> page;
+        try
+        {
+            page = await r.Client.ListSessionsAsync(new SessionQuery
+            {
+                Metadata = r.Tenant,
+                RootOnly = r.Query("root") == "1",
+                Limit = r.Options.PageSize,
+                Cursor = r.Query("cursor"),
+            }, r.Aborted).ConfigureAwait(false);
+        }
+        catch (ArgumentException e)
+        {
+            throw new AdminHttpException(StatusCodes.Status400BadRequest, e.Message);
+        }
+
+        var rows = page.Items.Select(s => Html.Of($"""
+            <tr><td>{AdminPages.SessionLink(r, s.Id)}</td><td>{Html.When(s.ParentSessionId is not null, AdminPages.SessionLink(r, s.ParentSessionId ?? Guid.Empty))}</td>
+            <td class="num">{s.Depth}</td><td class="clip"><code>{Metadata(s.Metadata)}</code></td><td class="num">{s.CompactionCount}</td>
+            <td>{AdminPages.Time(s.CreatedAt)}</td><td>{AdminPages.Time(s.UpdatedAt)}</td></tr>
+            """));
+        var content = Html.Of($"""
+            <form method="get" class="filters"><label><input type="checkbox" name="root" value="1"{Html.When(r.Query("root") == "1", Html.Trusted(" checked"))}> root sessions only</label> <button type="submit">Filter</button></form>
+            <table><thead><tr><th>Session</th><th>Parent</th><th class="num">Depth</th><th>Metadata</th><th class="num">Compactions</th><th>Created</th><th>Updated</th></tr></thead><tbody>{rows}</tbody></table>
+            {Html.When(page.Items.Count == 0, Html.Trusted("<p class=\"muted\">No sessions.</p>"))}
+            {AdminPages.NextPage(r, page.NextCursor)}
+            """);
+        return AdminPages.Page(r, "Sessions", content);
+    }
+
+    public static async Task<IResult> DetailAsync(AdminRequest r)
+    {
+        var session = await r.SessionAsync(r.RouteId("session")).ConfigureAwait(false);
+        var runs = await r.Client.ListRunsAsync(new RunQuery { SessionId = session.Id, SessionMetadata = r.Tenant, Limit = 1000 }, r.Aborted).ConfigureAwait(false);
+        var messages = await r.Client.GetMessagesAsync(session.Id, r.Aborted).ConfigureAwait(false);
+        var agents = await RunPages.AgentNamesAsync(r).ConfigureAwait(false);
+        var usage = runs.Items.Aggregate((In: 0L, Out: 0L), (sum, run) => (sum.In + run.Usage.InputTokens, sum.Out + run.Usage.OutputTokens));
+
+        var content = Html.Of($"""
+            <dl class="facts">
+            <dt>Metadata</dt><dd><code>{Metadata(session.Metadata)}</code></dd>
+            <dt>Parent</dt><dd>{(session.ParentSessionId is { } parent ? AdminPages.SessionLink(r, parent) : Html.Trusted("—"))}</dd>
+            <dt>Created</dt><dd>{AdminPages.Time(session.CreatedAt)}</dd>
+            <dt>Updated</dt><dd>{AdminPages.Time(session.UpdatedAt)}</dd>
+            <dt>Compactions</dt><dd>{session.CompactionCount}{Html.When(session.CompactionCount > 0, Html.Of($" (<a href=\"{r.Url($"/compaction?session={session.Id}")}\">events</a>)"))}</dd>
+            <dt>Tokens</dt><dd>{AdminPages.Tokens(usage.In)} in, {AdminPages.Tokens(usage.Out)} out</dd>
+            </dl>
+            <p class="actions"><a class="button" href="{r.Url($"/chat/{session.Id}")}">Open in chat</a></p>
+            <h2>Runs</h2>
+            <table class="runs"><thead><tr><th>Run</th><th>Agent</th><th>State</th><th>Mode</th><th>Depth</th><th>Session</th><th>Created</th><th>Duration</th><th class="num">Tokens</th></tr></thead>
+            <tbody>{runs.Items.Select(run => RunPages.Row(r, run, agents))}</tbody></table>
+            <h2>Conversation</h2>
+            {Conversation.Render(r, messages, runs.Items.ToDictionary(run => run.Id))}
+            """);
+        return AdminPages.Page(r, $"Session {AdminPages.Short(session.Id)}", content);
+    }
+
+    public static string Metadata(IReadOnlyDictionary<string, object?> metadata)
+        => metadata.Count == 0 ? "{}" : System.Text.Json.JsonSerializer.Serialize(metadata);
+}

@@ -1,0 +1,33 @@
+using Microsoft.AspNetCore.Http;
+
+namespace AgentPg.AspNetCore;
+
+/// <summary>Options of the admin UI mounted by <c>MapAgentPgAdmin</c>.</summary>
+public sealed class AgentPgAdminOptions
+{
+    /// <summary>Hides every action (cancel, regenerate, approve, reject, chat) and refuses their requests with 403.
+    /// Default <see langword="false"/>.</summary>
+    public bool ReadOnly { get; set; }
+
+    /// <summary>Serves the UI to requests that no authorization policy protects. Default <see langword="false"/>: unless the
+    /// endpoints carry an authorization requirement (<c>.RequireAuthorization(…)</c>), every request is refused with a page
+    /// that says how to configure access. Set it only for a UI reachable from your own machine.</summary>
+    public bool AllowAnonymous { get; set; }
+
+    /// <summary>The tenant of a request: the metadata entries a session must contain for the request to see it, its runs,
+    /// their tool executions and their counts, or <see langword="null"/> to see everything. Applied in SQL on every page,
+    /// fragment, stream and action; another tenant's id answers 404. Sessions created from the chat page get these entries.</summary>
+    /// <example><c>o.TenantFilter = http => new Dictionary&lt;string, object?&gt; { ["tenant"] = http.User.FindFirst("tenant")?.Value };</c></example>
+    public Func<HttpContext, IReadOnlyDictionary<string, object?>?>? TenantFilter { get; set; }
+
+    /// <summary>Rows per page of the lists, 1 to 1 000. Default 25.</summary>
+    public int PageSize { get; set; } = 25;
+
+    internal void Validate()
+    {
+        if (PageSize is < 1 or > 1000)
+        {
+            throw new ArgumentException($"AgentPgAdminOptions.PageSize must be 1 to 1000 (was {PageSize}).", nameof(PageSize));
+        }
+    }
+}

@@ -1,0 +1,115 @@
+using System.Net;
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Playwright;
+
+namespace AgentPg.Tests.AdminUi;
+
+/// <summary>The approvals inbox: scoped to the tenant, approve (with an edited input) and reject over HTTP, and in the browser
+/// a request appearing without a reload and the run completing on screen after the approval.</summary>
+public sealed class AdminApprovalTests(SchemaFixture db, Chromium chromium) : IClassFixture<SchemaFixture>, IClassFixture<Chromium>
+{
+    private static readonly ToolSchema s_schema = new()
+    {
+        Properties = new Dictionary<string, PropertyDef> { ["order"] = new() { Type = "string" }, ["amount"] = new() { Type = "number", Maximum = 500 } },
+        Required = ["order", "amount"],
+    };
+
+    private static FakeReply Script(FakeRequest request)
+        => request.ToolResults.Count == 0
+            ? FakeReply.Message(FakeContentBlock.ToolUse("issue_refund", new { order = "A-1", amount = 40 })) with { StopReason = "tool_use" }
+            : FakeReply.Text("done: " + string.Join(" | ", request.ToolResults.Select(t => (t.IsError ? "ERROR " : "") + t.Content)));
+
+    private static async Task<(AdminApp App, FakeClaudeServer Claude, AgentDefinition Agent)> StartAsync(SchemaFixture db)
+    {
+        var claude = await FakeClaudeServer.StartAsync(new FakeClaudeServerOptions { Responder = Script });
+        var tool = new TestTool("issue_refund", (_, input, _) => Task.FromResult($"refunded {input.GetProperty("amount").GetDouble()}"), s_schema);
+        var app = await AdminApp.StartAsync(db, claude, worker: true, agentpgBuilder: b => b.AddTool(tool));
+        var agent = await app.Client.GetOrCreateAgentAsync(new AgentDefinition
+        {
+            Name = "refunder", Model = "claude-sonnet-4-5", Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"],
+        });
+        return (app, claude, agent);
+    }
+
+    private static async Task<(Guid Session, Guid Run, ToolApprovalRequest Request)> RequestAsync(AdminApp app, AgentDefinition agent, string tenant)
+    {
+        var session = await app.Client.NewSessionAsync(metadata: new Dictionary<string, object?> { ["tenant"] = tenant });
+        var run = await app.Client.RunFastAsync(session, agent.Id, "refund A-1");
+        ToolApprovalRequest? request = null;
+        await Eventually.TrueAsync(async () => (request = (await app.Client.GetPendingApprovalsAsync(session)) is [var first, ..] ? first : null) is not null,
+            "the refund waits for approval");
+        return (session, run, request!);
+    }
+
+    [DatabaseFact]
+    public async Task ApproveAndReject_FromTheInbox_DecideAsTheSignedInUser()
+    {
+        var (app, claude, agent) = await StartAsync(db);
+        await using var _ = app;
+        await using var __ = claude;
+        var tenant = "ap-" + Guid.NewGuid().ToString("N")[..8];
+        var (_, approvedRun, approved) = await RequestAsync(app, agent, tenant);
+        var (_, rejectedRun, rejected) = await RequestAsync(app, agent, tenant);
+        using var http = app.HttpClient(user: "ann", tenant: tenant);
+        using var other = app.HttpClient(user: "bob", tenant: "other-" + tenant);
+
+        var (token, inbox) = await AdminHttpTests.FormTokenAsync(http, "approvals");
+        Assert.Contains(approved.ToolExecutionId.ToString(), inbox, StringComparison.Ordinal);
+        Assert.DoesNotContain(approved.ToolExecutionId.ToString(), await other.GetStringAsync("approvals"), StringComparison.Ordinal);
+        var (otherToken, _) = await AdminHttpTests.FormTokenAsync(other, "chat");
+        Assert.Equal(HttpStatusCode.NotFound, (await other.PostAsync($"approvals/{approved.ToolExecutionId}/approve",
+            new FormUrlEncodedContent([new("__RequestVerificationToken", otherToken)]))).StatusCode);
+
+        var badJson = await http.PostAsync($"approvals/{approved.ToolExecutionId}/approve",
+            new FormUrlEncodedContent([new("__RequestVerificationToken", token), new("input", "{not json")]));
+        Assert.Equal(HttpStatusCode.BadRequest, badJson.StatusCode);
+        var invalid = await http.PostAsync($"approvals/{approved.ToolExecutionId}/approve",
+            new FormUrlEncodedContent([new("__RequestVerificationToken", token), new("input", """{"order": "A-1", "amount": 9000}""")]));
+        Assert.Equal(HttpStatusCode.BadRequest, invalid.StatusCode);
+        Assert.Contains("amount", await invalid.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+
+        var approve = await http.PostAsync($"approvals/{approved.ToolExecutionId}/approve", new FormUrlEncodedContent(
+            [new("__RequestVerificationToken", token), new("input", """{"order": "A-1", "amount": 25}"""), new("comment", "half now")]));
+        Assert.Equal(HttpStatusCode.Redirect, approve.StatusCode);
+        var reject = await http.PostAsync($"approvals/{rejected.ToolExecutionId}/reject",
+            new FormUrlEncodedContent([new("__RequestVerificationToken", token), new("reason", "not eligible")]));
+        Assert.Equal(HttpStatusCode.Redirect, reject.StatusCode);
+        var twice = await http.PostAsync($"approvals/{rejected.ToolExecutionId}/reject",
+            new FormUrlEncodedContent([new("__RequestVerificationToken", token), new("reason", "again")]));
+        Assert.Equal(HttpStatusCode.Conflict, twice.StatusCode);
+
+        var approvedResponse = await Eventually.WithinAsync(app.Client.WaitForRunAsync(approvedRun), "the approved run completes");
+        Assert.Equal("done: refunded 25", approvedResponse.Text);
+        var decision = (await app.Client.GetRunToolCallsAsync(approvedRun)).Single().Approval!;
+        Assert.True(decision.Approved);
+        Assert.Equal("ann", decision.DecidedBy);
+        Assert.Equal("half now", decision.Comment);
+        var rejectedResponse = await Eventually.WithinAsync(app.Client.WaitForRunAsync(rejectedRun), "the rejected run completes");
+        Assert.Contains("ERROR", rejectedResponse.Text, StringComparison.Ordinal);
+        Assert.Contains("not eligible", rejectedResponse.Text, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
+    public async Task Browser_ARequestAppearsWithoutReload_ApprovingItCompletesTheRunOnScreen()
+    {
+        var (app, claude, agent) = await StartAsync(db);
+        await using var _ = app;
+        await using var __ = claude;
+        var tenant = "br-" + Guid.NewGuid().ToString("N")[..8];
+        var (page, errors) = await chromium.PageAsync(tenant: tenant);
+        await page.GotoAsync(new Uri(app.Root, "approvals").ToString());
+        Assert.Contains("No tool call is waiting", await page.InnerTextAsync("main"), StringComparison.Ordinal);
+
+        var (_, run, request) = await RequestAsync(app, agent, tenant);
+
+        var card = page.Locator($"[data-approval='{request.ToolExecutionId}']");
+        await card.WaitForAsync(new LocatorWaitForOptions { Timeout = 30_000 });
+        await card.Locator("button:has-text('Approve')").ClickAsync();
+        await page.GotoAsync(new Uri(app.Root, $"runs/{run}").ToString());
+        await page.Locator(".facts .badge.state-completed").WaitForAsync(new LocatorWaitForOptions { Timeout = 30_000 });
+        Assert.Contains("done: refunded 40", await page.InnerTextAsync("main"), StringComparison.Ordinal);
+        Assert.DoesNotContain(errors, e => !e.Contains("/events", StringComparison.Ordinal));
+    }
+}

@@ -1,0 +1,272 @@
+using System.Net;
+using System.Text.RegularExpressions;
+using AgentPg.Tests.Infrastructure;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace AgentPg.Tests.AdminUi;
+
+/// <summary>The admin UI over HTTP, without a browser: access control, every route's status codes, tenant isolation, encoding
+/// of untrusted output, antiforgery and read-only mode.</summary>
+public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    private static readonly string[] s_listPages =
+        ["dashboard", "dashboard?window=hour", "runs", "sessions", "tool-executions", "agents", "instances", "compaction", "chat"];
+
+    [DatabaseFact]
+    public async Task NoAuthorizationRequirement_EveryRequestRefusedWithHowToConfigureAccess()
+    {
+        await using var app = await AdminApp.StartAsync(db, protect: false);
+        using var http = app.HttpClient(user: "admin");
+
+        foreach (var path in s_listPages.Append("assets/admin.css"))
+        {
+            var response = await http.GetAsync(path);
+            Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
+            Assert.Contains("RequireAuthorization", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        var post = await http.PostAsync("chat/send", new FormUrlEncodedContent([new("message", "hi")]));
+        Assert.Equal(HttpStatusCode.Forbidden, post.StatusCode);
+    }
+
+    [DatabaseFact]
+    public async Task AllowAnonymous_ServesTheUiWithoutAPolicy()
+    {
+        await using var app = await AdminApp.StartAsync(db, protect: false, configure: o => o.AllowAnonymous = true);
+        using var http = app.HttpClient(user: null);
+
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("dashboard")).StatusCode);
+    }
+
+    [DatabaseFact]
+    public async Task Protected_AnonymousRequest_IsChallengedBeforeAnyPage()
+    {
+        await using var app = await AdminApp.StartAsync(db);
+        using var http = app.HttpClient(user: null);
+
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync("dashboard")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync("runs")).StatusCode);
+    }
+
+    [DatabaseFact]
+    public async Task EveryPage_RendersSeededDataWithASecurityPolicy()
+    {
+        await using var app = await AdminApp.StartAsync(db);
+        var seed = await AdminSeed.CreateAsync(db, app.Client, "t-" + Guid.NewGuid().ToString("N")[..8]);
+        using var http = app.HttpClient(tenant: seed.Tenant);
+
+        var detailPages = new[]
+        {
+            $"runs/{seed.Run}", $"sessions/{seed.Session}", $"tool-executions/{seed.ToolExecution}", $"chat/{seed.Session}",
+            $"compaction?session={seed.Session}", $"runs?agent={seed.Agent}", $"runs?state=completed&mode=streaming&since=24h&root=1",
+            $"tool-executions?run={seed.Run}&state=completed&kind=tool&tool=lookup", $"runs?session={seed.Session}",
+        };
+        foreach (var path in s_listPages.Concat(detailPages))
+        {
+            var response = await http.GetAsync(path);
+            var html = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.OK, $"GET {path} → {(int)response.StatusCode}: {html[..Math.Min(html.Length, 400)]}");
+            Assert.Equal("text/html; charset=utf-8", response.Content.Headers.ContentType?.ToString());
+            Assert.Contains("default-src 'none'", response.Headers.GetValues("Content-Security-Policy").Single(), StringComparison.Ordinal);
+            Assert.Equal("nosniff", response.Headers.GetValues("X-Content-Type-Options").Single());
+        }
+
+        Assert.Contains(seed.Run.ToString("N")[..8], await http.GetStringAsync("runs"), StringComparison.Ordinal);
+        Assert.Contains(seed.Session.ToString("N")[..8], await http.GetStringAsync("sessions"), StringComparison.Ordinal);
+        Assert.Contains("lookup", await http.GetStringAsync("tool-executions"), StringComparison.Ordinal);
+        Assert.Contains(seed.AgentName, await http.GetStringAsync("agents"), StringComparison.Ordinal);
+        var root = await http.GetAsync("");
+        Assert.Equal(HttpStatusCode.Redirect, root.StatusCode);
+        Assert.EndsWith("/agentpg/dashboard", root.Headers.Location!.ToString(), StringComparison.Ordinal);
+        var css = await http.GetAsync("assets/admin.css");
+        Assert.Equal("text/css; charset=utf-8", css.Content.Headers.ContentType?.ToString());
+        Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync("assets/other.js")).StatusCode);
+    }
+
+    [DatabaseFact]
+    public async Task BadIdsAre400_UnknownIdsAre404()
+    {
+        await using var app = await AdminApp.StartAsync(db);
+        using var http = app.HttpClient();
+
+        foreach (var path in new[] { "runs/not-a-guid", "sessions/1", "tool-executions/%3Cscript%3E", "chat/x", "runs?agent=x", "compaction?session=x",
+                     "runs?state=exploded", "runs?mode=fast", "runs?since=1y", "runs?cursor=garbage", "tool-executions?kind=x" })
+        {
+            var response = await http.GetAsync(path);
+            Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"GET {path} → {(int)response.StatusCode}, expected 400");
+            Assert.DoesNotContain("<script>", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        foreach (var path in new[] { "runs/", "sessions/", "tool-executions/", "chat/" })
+        {
+            var response = await http.GetAsync(path + Guid.NewGuid());
+            Assert.True(response.StatusCode == HttpStatusCode.NotFound, $"GET {path}… → {(int)response.StatusCode}, expected 404");
+        }
+    }
+
+    [DatabaseFact]
+    public async Task AnotherTenant_GetsNotFoundForEveryIdAndSeesNoneOfThemInLists()
+    {
+        await using var app = await AdminApp.StartAsync(db);
+        var a = await AdminSeed.CreateAsync(db, app.Client, "a-" + Guid.NewGuid().ToString("N")[..8]);
+        var b = await AdminSeed.CreateAsync(db, app.Client, "b-" + Guid.NewGuid().ToString("N")[..8]);
+        using var tenantB = app.HttpClient(user: "bob", tenant: b.Tenant);
+        using var tenantA = app.HttpClient(user: "ann", tenant: a.Tenant);
+
+        foreach (var path in new[] { $"runs/{a.Run}", $"sessions/{a.Session}", $"tool-executions/{a.ToolExecution}", $"chat/{a.Session}", $"compaction?session={a.Session}",
+                     $"runs?session={a.Session}", $"tool-executions?run={a.Run}" })
+        {
+            Assert.Equal(HttpStatusCode.NotFound, (await tenantB.GetAsync(path)).StatusCode);
+            Assert.Equal(HttpStatusCode.OK, (await tenantA.GetAsync(path)).StatusCode);
+        }
+
+        var aIds = new[] { a.Run, a.Session, a.ToolExecution }.Select(id => id.ToString("N")[..8]).ToList();
+        foreach (var path in s_listPages.Concat([$"runs/{b.Run}", $"sessions/{b.Session}", $"chat/{b.Session}"]))
+        {
+            var html = await tenantB.GetStringAsync(path);
+            foreach (var id in aIds)
+            {
+                Assert.False(html.Contains(id, StringComparison.Ordinal), $"tenant B's page {path} shows tenant A's id {id}");
+            }
+        }
+
+        // Counts and charts: B's dashboard counts B's run only.
+        var dashboard = await tenantB.GetStringAsync("dashboard");
+        Assert.Matches(CompletedCard(), dashboard);
+        // Actions on A's run from B are refused like a missing run, and change nothing.
+        var (token, _) = await FormTokenAsync(tenantB, "chat");
+        var cancel = await tenantB.PostAsync($"runs/{a.Run}/regenerate", new FormUrlEncodedContent([new("__RequestVerificationToken", token)]));
+        Assert.Equal(HttpStatusCode.NotFound, cancel.StatusCode);
+        Assert.Single((await app.Client.ListRunsAsync(new RunQuery { SessionId = a.Session })).Items);
+    }
+
+    [DatabaseFact]
+    public async Task ModelAndToolOutput_AreRenderedAsText()
+    {
+        await using var app = await AdminApp.StartAsync(db);
+        var seed = await AdminSeed.CreateAsync(db, app.Client, "x-" + Guid.NewGuid().ToString("N")[..8]);
+        using var http = app.HttpClient(tenant: seed.Tenant);
+
+        foreach (var path in new[] { $"runs/{seed.Run}", $"sessions/{seed.Session}", $"tool-executions/{seed.ToolExecution}", $"chat/{seed.Session}", "tool-executions" })
+        {
+            var html = await http.GetStringAsync(path);
+            Assert.DoesNotContain("<script>window", html, StringComparison.Ordinal);
+            Assert.DoesNotContain("<img src=x", html, StringComparison.Ordinal);
+            Assert.Contains("&lt;script&gt;window.__pwned = 1&lt;/script&gt;", html, StringComparison.Ordinal);
+        }
+    }
+
+    [DatabaseFact]
+    public async Task Post_WithoutAValidAntiforgeryToken_Is400AndDoesNothing()
+    {
+        await using var app = await AdminApp.StartAsync(db);
+        var agent = await app.Client.CreateAgentAsync(new AgentDefinition { Name = "af_" + Guid.NewGuid().ToString("N")[..8], Model = "claude-sonnet-4-5" });
+        var session = await app.Client.NewSessionAsync();
+        var run = await app.Client.RunFastAsync(session, agent.Id, "wait");
+        using var http = app.HttpClient();
+
+        var noToken = await http.PostAsync($"runs/{run}/cancel", new FormUrlEncodedContent([]));
+        Assert.Equal(HttpStatusCode.BadRequest, noToken.StatusCode);
+        Assert.Contains("antiforgery", await noToken.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        var forged = await http.PostAsync($"runs/{run}/cancel", new FormUrlEncodedContent([new("__RequestVerificationToken", "forged")]));
+        Assert.Equal(HttpStatusCode.BadRequest, forged.StatusCode);
+        var send = await http.PostAsync("chat/send", new FormUrlEncodedContent([new("agent", agent.Name), new("message", "hello")]));
+        Assert.Equal(HttpStatusCode.BadRequest, send.StatusCode);
+        Assert.Equal(RunState.Pending, (await app.Client.GetRunAsync(run)).State);
+        Assert.Single((await app.Client.ListRunsAsync(new RunQuery { AgentId = agent.Id })).Items);
+
+        // With the page's token and cookie the same cancel goes through.
+        var (token, _) = await FormTokenAsync(http, $"runs/{run}");
+        var cancel = await http.PostAsync($"runs/{run}/cancel", new FormUrlEncodedContent([new("__RequestVerificationToken", token)]));
+        Assert.Equal(HttpStatusCode.Redirect, cancel.StatusCode);
+        Assert.Equal(RunState.Cancelled, (await app.Client.GetRunAsync(run)).State);
+    }
+
+    [DatabaseFact]
+    public async Task ChatSend_CreatesASessionOfTheTenantAndARun()
+    {
+        await using var app = await AdminApp.StartAsync(db);
+        var tenant = "c-" + Guid.NewGuid().ToString("N")[..8];
+        var agent = await app.Client.CreateAgentAsync(new AgentDefinition { Name = "chat_" + Guid.NewGuid().ToString("N")[..8], Model = "claude-sonnet-4-5" });
+        using var http = app.HttpClient(tenant: tenant);
+
+        var (token, page) = await FormTokenAsync(http, "chat");
+        Assert.Contains(agent.Name, page, StringComparison.Ordinal);
+        var sent = await http.PostAsync("chat/send", new FormUrlEncodedContent(
+            [new("__RequestVerificationToken", token), new("agent", agent.Name), new("message", "Hello <b>there</b>")]));
+
+        Assert.Equal(HttpStatusCode.Redirect, sent.StatusCode);
+        var sessionId = Guid.Parse(sent.Headers.Location!.ToString().Split('/')[^1]);
+        Assert.Equal(tenant, (await app.Client.GetSessionAsync(sessionId)).Metadata["tenant"]);
+        var run = Assert.Single((await app.Client.ListRunsAsync(new RunQuery { SessionId = sessionId })).Items);
+        Assert.Equal("Hello <b>there</b>", run.Prompt);
+        Assert.Equal(RunMode.Streaming, run.RunMode);
+
+        var empty = await http.PostAsync("chat/send", new FormUrlEncodedContent([new("__RequestVerificationToken", token), new("agent", agent.Name), new("message", " ")]));
+        Assert.Equal(HttpStatusCode.BadRequest, empty.StatusCode);
+        var unknown = await http.PostAsync("chat/send", new FormUrlEncodedContent([new("__RequestVerificationToken", token), new("agent", "nobody"), new("message", "hi")]));
+        Assert.Equal(HttpStatusCode.BadRequest, unknown.StatusCode);
+    }
+
+    [DatabaseFact]
+    public async Task ReadOnly_HidesEveryActionAndRefusesTheirRequests()
+    {
+        await using var app = await AdminApp.StartAsync(db, configure: o => o.ReadOnly = true);
+        var agent = await app.Client.CreateAgentAsync(new AgentDefinition { Name = "ro_" + Guid.NewGuid().ToString("N")[..8], Model = "claude-sonnet-4-5" });
+        var session = await app.Client.NewSessionAsync();
+        var run = await app.Client.RunFastAsync(session, agent.Id, "wait");
+        using var http = app.HttpClient();
+
+        foreach (var path in new[] { $"runs/{run}", $"chat/{session}", "chat" })
+        {
+            var html = await http.GetStringAsync(path);
+            Assert.DoesNotContain("method=\"post\"", html, StringComparison.Ordinal);
+        }
+
+        var post = await http.PostAsync($"runs/{run}/cancel", new FormUrlEncodedContent([]));
+        Assert.Equal(HttpStatusCode.Forbidden, post.StatusCode);
+        Assert.Equal(RunState.Pending, (await app.Client.GetRunAsync(run)).State);
+    }
+
+    [DatabaseFact]
+    public async Task BehindAPathBase_EveryLinkIncludesIt()
+    {
+        await using var app = await AdminApp.StartAsync(db, pathBase: "/proxy");
+        using var http = app.HttpClient();
+
+        var html = await http.GetStringAsync("runs");
+
+        Assert.Contains("href=\"/proxy/agentpg/assets/admin.css\"", html, StringComparison.Ordinal);
+        Assert.Contains("href=\"/proxy/agentpg/dashboard\"", html, StringComparison.Ordinal);
+        Assert.DoesNotMatch("href=\"/agentpg/", html);
+    }
+
+    [Fact]
+    public void MapAgentPgAdmin_WithoutItsServices_SaysWhatToCall()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Services.AddNpgsqlDataSource("Host=127.0.0.1");
+        builder.Services.AddAgentPg(o => o.ApiKey = "test");
+        using var app = builder.Build();
+
+        var e = Assert.Throws<InvalidOperationException>(() => app.MapAgentPgAdmin());
+        Assert.Contains("AddAgentPgAdmin", e.Message, StringComparison.Ordinal);
+        Assert.Throws<ArgumentException>(() => app.MapAgentPgAdmin("agentpg"));
+    }
+
+    /// <summary>GETs a page and returns the antiforgery token of its forms (the cookie stays in the client).</summary>
+    public static async Task<(string Token, string Html)> FormTokenAsync(HttpClient http, string path)
+    {
+        var html = await http.GetStringAsync(path);
+        var match = TokenField().Match(html);
+        Assert.True(match.Success, $"no antiforgery field on {path}");
+        return (WebUtility.HtmlDecode(match.Groups[1].Value), html);
+    }
+
+    [GeneratedRegex("name=\"__RequestVerificationToken\" value=\"([^\"]+)\"")]
+    private static partial Regex TokenField();
+
+    [GeneratedRegex("Completed, last 24 hours</span><span class=\"value\">1</span>")]
+    private static partial Regex CompletedCard();
+}
