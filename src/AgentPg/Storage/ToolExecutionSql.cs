@@ -36,6 +36,10 @@ internal sealed class ToolExecutionSql
                    completed_at = now(), claimed_by_instance_id = NULL
              WHERE id = $1
             """;
+        // $1 run. After Complete in the same transaction: the run's mode when that result was the iteration's last one and
+        // continued the run (agentpg_trg_tools_complete put it back to pending), so the worker wakes its own run worker at
+        // once instead of waiting for the NOTIFY to come back.
+        ContinuedRunMode = $"SELECT run_mode::text AS continued_run_mode FROM {s}.agentpg_runs WHERE id = $1 AND state = 'pending'";
         // $1 id, $2 delay, $3 error. After the fence.
         Retry = $"""
             UPDATE {t}
@@ -112,6 +116,8 @@ internal sealed class ToolExecutionSql
     public string Fence { get; }
 
     public string Complete { get; }
+
+    public string ContinuedRunMode { get; }
 
     public string Retry { get; }
 

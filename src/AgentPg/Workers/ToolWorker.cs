@@ -257,6 +257,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
                         return;
                     }
 
+                    string? continuedRunMode = null;
                     try
                     {
                         // Result and the tool's writes commit together; a lost claim rolls both back.
@@ -264,10 +265,16 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
                         await using (batch.ConfigureAwait(false))
                         {
                             AddComplete(batch, output);
-                            await batch.ExecuteNonQueryAsync(record).ConfigureAwait(false);
+                            AddContinuedCheck(batch);
+                            var reader = await batch.ExecuteReaderAsync(record).ConfigureAwait(false);
+                            await using (reader.ConfigureAwait(false))
+                            {
+                                continuedRunMode = await ReadContinuedRunModeAsync(reader, record).ConfigureAwait(false);
+                            }
                         }
 
                         await transaction.CommitAsync(record).ConfigureAwait(false);
+                        WakeContinuedRun(continuedRunMode);
                     }
                     catch (Exception ex) when (!ex.IsClaimLost() && ex is not OperationCanceledException)
                     {
@@ -402,16 +409,59 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
     private async Task CompleteAsync(ToolExecutionState state, string? output, bool isError, string? errorMessage, long started, CancellationToken cancellationToken,
         string? blocksJson = null)
     {
-        await Transient.RetryAsync(async ct =>
+        var continuedRunMode = await Transient.RetryAsync(async ct =>
         {
             var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
                 AddComplete(batch, state, output, isError, errorMessage, blocksJson);
-                await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
+                AddContinuedCheck(batch);
+                var reader = await engine.ExecuteReaderAsync(batch, ct).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    return await ReadContinuedRunModeAsync(reader, ct).ConfigureAwait(false);
+                }
             }
         }, engine.Time, cancellationToken).ConfigureAwait(false);
+        WakeContinuedRun(continuedRunMode);
         FireComplete(output, isError, errorMessage, started);
+    }
+
+    private void AddContinuedCheck(NpgsqlBatch batch)
+    {
+        var check = new NpgsqlBatchCommand(engine.Sql.ToolExecutions.ContinuedRunMode);
+        check.Parameters.Add(P.Uuid(_execution.RunId));
+        batch.BatchCommands.Add(check);
+    }
+
+    /// <summary>The mode of the run this result continued (the last result set), or null when other executions are still open.</summary>
+    private static async Task<string?> ReadContinuedRunModeAsync(NpgsqlDataReader reader, CancellationToken cancellationToken)
+    {
+        string? mode = null;
+        do
+        {
+            if (reader.FieldCount == 1 && reader.GetName(0) == "continued_run_mode" && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                mode = reader.GetString(0);
+            }
+        }
+        while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false));
+
+        return mode;
+    }
+
+    /// <summary>The run continued on this commit: the local run worker of its mode looks at once (other instances learn it from
+    /// agentpg_run_state).</summary>
+    private void WakeContinuedRun(string? mode)
+    {
+        if (mode == "streaming")
+        {
+            engine.StreamingWake.Set();
+        }
+        else if (mode == "batch")
+        {
+            engine.BatchWake.Set();
+        }
     }
 
     private void AddComplete(NpgsqlBatch batch, ToolOutput output)
