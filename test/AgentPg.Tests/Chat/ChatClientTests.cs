@@ -42,9 +42,18 @@ public sealed class ChatClientTests(SchemaFixture db) : IClassFixture<SchemaFixt
         await using var h = await Harness.StartAsync(db,
             tools: new TestTool("get_weather", (_, input, _) => Task.FromResult("sunny in " + input.GetProperty("city").GetString()), s_citySchema));
         var agent = await h.AgentAsync(a => a with { Tools = ["get_weather"] });
-        h.Claude.Respond(r => r.ToolResults.Count == 0
-            ? FakeReply.ToolUse("get_weather", new { city = "Oslo" })
-            : FakeReply.Text(answer) with { EventDelay = TimeSpan.FromMilliseconds(10) });
+        // The answer waits until the stream delivered something (the watch is registered), so it streams live under any load.
+        var streaming = new TaskCompletionSource();
+        h.Claude.Respond(async (r, cancellationToken) =>
+        {
+            if (r.ToolResults.Count == 0)
+            {
+                return FakeReply.ToolUse("get_weather", new { city = "Oslo" });
+            }
+
+            await streaming.Task.WaitAsync(cancellationToken);
+            return FakeReply.Text(answer) with { EventDelay = TimeSpan.FromMilliseconds(30) };
+        });
         using var chat = h.Client.AsChatClient(agent.Id);
 
         var updates = new List<ChatResponseUpdate>();
@@ -53,6 +62,7 @@ public sealed class ChatClientTests(SchemaFixture db) : IClassFixture<SchemaFixt
             await foreach (var u in chat.GetStreamingResponseAsync([new ChatMessage(ChatRole.User, "Weather in Oslo?")]))
             {
                 updates.Add(u);
+                streaming.TrySetResult();
             }
         }), "the stream to end");
 

@@ -67,9 +67,10 @@ public sealed class StreamingChatSampleTests(SchemaFixture db) : IClassFixture<S
         posted.EnsureSuccessStatusCode();
         var started = (await posted.Content.ReadFromJsonAsync<Started>())!;
 
-        // The first connection drops after three text deltas; the second resumes with the last id it saw.
-        var first = await ReadAsync(http, started.RunId, null, events => events.Count(e => e.Type == "text") == 3);
-        Assert.Equal(3, first.Count(e => e.Type == "text"));
+        // The first connection drops after two events (live: the iteration and the first text; when the machine is so slow
+        // that the run finished first, the replay's first two); the second resumes with the last id it saw.
+        var first = await ReadAsync(http, started.RunId, null, events => events.Count == 2);
+        Assert.Equal(2, first.Count);
         var rest = await ReadAsync(http, started.RunId, first[^1].Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
         var everything = await ReadAsync(http, started.RunId, null);
 
