@@ -40,6 +40,35 @@ public sealed class PackedPackagesTests
         }
     }
 
+    /// <summary>The agentpg tool, packed as <c>./build.sh pack</c> does, installs with <c>dotnet tool install --add-source</c>
+    /// from a local feed and runs: a tool package missing a dependency or its entry point fails here.</summary>
+    [Fact]
+    public async Task PackedTool_InstalledFromLocalFeed_RunsAgentpgVersion()
+    {
+        var root = RepositoryRoot();
+        var configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;
+        var work = Directory.CreateTempSubdirectory("agentpg-tool-");
+        try
+        {
+            var feed = Path.Combine(work.FullName, "feed");
+            await RunAsync(root, "dotnet", "pack", Path.Combine(root, "src", "AgentPg.Cli", "AgentPg.Cli.csproj"), "--no-build", "-c", configuration, "-o", feed, "-nologo");
+            var version = XDocument.Load(Path.Combine(root, "Directory.Build.props")).Descendants("VersionPrefix").Single().Value;
+            Assert.True(File.Exists(Path.Combine(feed, $"AgentPg.Cli.{version}.nupkg")), $"no AgentPg.Cli.{version}.nupkg in {feed}");
+
+            var tools = Path.Combine(work.FullName, "tools");
+            // A package folder of its own, so a stale AgentPg.Cli of the same version in the machine's cache is never installed.
+            var environment = new Dictionary<string, string> { ["NUGET_PACKAGES"] = Path.Combine(work.FullName, "packages") };
+            await RunAsync(work.FullName, environment, "dotnet", "tool", "install", "--tool-path", tools, "--add-source", feed, "--version", version, "AgentPg.Cli");
+            var output = await RunAsync(work.FullName, Path.Combine(tools, OperatingSystem.IsWindows() ? "agentpg.exe" : "agentpg"), "--version");
+
+            Assert.StartsWith(version, output.Trim(), StringComparison.Ordinal);
+        }
+        finally
+        {
+            work.Delete(recursive: true);
+        }
+    }
+
     /// <summary>Every project under src/ is packed, and every package has its assembly, XML docs, README, license expression
     /// and repository commit, and a symbol package next to it.</summary>
     private static string CheckPackages(string feed)
@@ -213,12 +242,20 @@ public sealed class PackedPackagesTests
         return dir?.FullName ?? throw new InvalidOperationException("AgentPg.slnx not found above " + AppContext.BaseDirectory);
     }
 
-    private static async Task<string> RunAsync(string directory, string file, params string[] arguments)
+    private static Task<string> RunAsync(string directory, string file, params string[] arguments)
+        => RunAsync(directory, new Dictionary<string, string>(), file, arguments);
+
+    private static async Task<string> RunAsync(string directory, IReadOnlyDictionary<string, string> environment, string file, params string[] arguments)
     {
         var info = new ProcessStartInfo(file) { WorkingDirectory = directory, RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var argument in arguments)
         {
             info.ArgumentList.Add(argument);
+        }
+
+        foreach (var (name, value) in environment)
+        {
+            info.Environment[name] = value;
         }
 
         info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";

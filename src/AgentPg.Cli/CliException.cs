@@ -1,0 +1,24 @@
+namespace AgentPg.Cli;
+
+/// <summary>A failure the CLI reports as one line: a usage error (exit code 2) or an operational one (exit code 1).</summary>
+internal sealed class CliException(string message, int exitCode = CliExitCodes.Failure) : Exception(message)
+{
+    /// <summary>The process exit code for this failure.</summary>
+    public int ExitCode { get; } = exitCode;
+
+    public static CliException Usage(string message) => new(message, CliExitCodes.Usage);
+}
+
+/// <summary>The exit codes scripts can test.</summary>
+internal static class CliExitCodes
+{
+    public const int Success = 0;
+    public const int Failure = 1;
+    public const int Usage = 2;
+
+    /// <summary><c>migrate status</c>: the schema is reachable but migrations are pending.</summary>
+    public const int MigrationsPending = 3;
+
+    /// <summary>Interrupted by Ctrl+C (128 + SIGINT, as shells report it).</summary>
+    public const int Interrupted = 130;
+}
