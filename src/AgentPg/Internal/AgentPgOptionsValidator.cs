@@ -56,6 +56,7 @@ internal static class AgentPgOptionsValidator
         Positive(errors, options.InstanceTtl, nameof(AgentPgOptions.InstanceTtl), "TimeSpan.FromMinutes(2)");
         Positive(errors, options.CleanupInterval, nameof(AgentPgOptions.CleanupInterval), "TimeSpan.FromMinutes(1)");
         Positive(errors, options.ToolTimeout, nameof(AgentPgOptions.ToolTimeout), "TimeSpan.FromMinutes(5)");
+        Positive(errors, options.RunEventRetention, nameof(AgentPgOptions.RunEventRetention), "TimeSpan.FromHours(24)");
         if (options.ApprovalTimeout is { } approvalTimeout && approvalTimeout <= TimeSpan.Zero)
         {
             errors.Add($"AgentPgOptions.ApprovalTimeout must be positive (was {approvalTimeout}); leave it null to wait for decisions forever.");
@@ -66,6 +67,11 @@ internal static class AgentPgOptionsValidator
             errors.Add($"AgentPgOptions.InstanceTtl ({options.InstanceTtl}) must be longer than AgentPgOptions.HeartbeatInterval " +
                        $"({options.HeartbeatInterval}), otherwise live instances are evicted between two heartbeats; " +
                        "a TTL of several heartbeat intervals is typical.");
+        }
+
+        if (options.Telemetry is null)
+        {
+            errors.Add("AgentPgOptions.Telemetry is null; leave the default instance or set a new TelemetryOptions().");
         }
 
         if (options.RunRescue is null)

@@ -100,6 +100,8 @@ internal sealed class IterationRecorder(Engine engine)
         var run = claimed.Run;
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(hardStop);
         using var registration = engine.InFlight.Register(run.Id, cts);
+        using var activity = Telemetry.StartInvokeAgent(claimed);
+        claimed.Activity = activity;
         try
         {
             await work(cts.Token).ConfigureAwait(false);
@@ -155,6 +157,8 @@ internal sealed class IterationRecorder(Engine engine)
                 }
             }, engine.Time, CancellationToken.None).ConfigureAwait(false);
             Log.RunFailed(engine.Logger, run.Id, errorType, message);
+            Telemetry.RunFinished(run, "failed");
+            claimed.Activity.Error(errorType, message);
         }
         catch (Exception ex) when (ex.IsClaimLost())
         {
@@ -212,6 +216,7 @@ internal sealed class IterationRecorder(Engine engine)
         }, engine.Time, token).ConfigureAwait(false);
         engine.Notifier.RunFinalized(run, RunState.Completed, nextRunMode);
         Log.RunCompleted(engine.Logger, run.Id, claimed.Iteration, response.StopReason ?? StopReasons.EndTurn);
+        Telemetry.RunFinished(run, "completed");
     }
 
     private async Task ContinueAsync(ClaimedRun claimed, IterationContext context, ModelResponse response, bool storeMessage, string? errorType,
