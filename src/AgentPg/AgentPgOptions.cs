@@ -95,6 +95,16 @@ public sealed class AgentPgOptions
     /// <value>The default value is 1 minute. From 1 ms to 49.7 days.</value>
     public TimeSpan CleanupInterval { get; set; } = TimeSpan.FromMinutes(1);
 
+    /// <summary>Gets or sets how long the live events of a run (<see cref="AgentPgClient.WatchRunAsync"/>) can be replayed after its
+    /// root run finished; the leader deletes them afterwards. Messages and runs are kept forever.</summary>
+    /// <value>The default value is 24 hours.</value>
+    /// <remarks>Watching a run whose events were deleted replays what the stored messages, tool calls and states still show,
+    /// with new sequences.</remarks>
+    public TimeSpan RunEventRetention { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>Gets or sets what AgentPg's traces record (message content is opt-in).</summary>
+    public TelemetryOptions Telemetry { get; set; } = new();
+
     /// <summary>Gets or sets how runs of dead or stuck workers are rescued.</summary>
     public RunRescueOptions RunRescue { get; set; } = new();
 
@@ -172,6 +182,7 @@ public sealed class AgentPgOptions
         var copy = (AgentPgOptions)MemberwiseClone();
         copy.RunRescue = RunRescue?.Clone()!;
         copy.ToolRetry = ToolRetry?.Clone()!;
+        copy.Telemetry = Telemetry?.Clone()!;
         copy.Hooks = Hooks?.Clone();
         copy.Compaction = Compaction?.Clone()!;
         return copy;

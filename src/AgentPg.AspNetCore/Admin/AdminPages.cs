@@ -131,9 +131,9 @@ internal static class AdminPages
             ? Html.Of($"""<form method="post" action="{r.Url(path)}" class="inline">{r.AntiforgeryField()}{Html.When(returnToChat, Html.Trusted("<input type=\"hidden\" name=\"return\" value=\"chat\">"))}<button type="submit" class="{cssClass}">{label}</button></form>""")
             : Html.Empty;
 
-    /// <summary>The live event stream of a run in progress. Until the stream endpoint exists, pages poll (empty URL: the script
-    /// refreshes the page fragment until the run ends).</summary>
-    public static string EventsUrl(AdminRequest r, Guid runId) => "";
+    /// <summary>The live event stream of a run in progress (server-sent events fed by WatchRunAsync). When it cannot be
+    /// opened the script falls back to refreshing the page fragment until the run ends.</summary>
+    public static string EventsUrl(AdminRequest r, Guid runId) => r.Url($"/runs/{runId}/events");
 
     /// <summary>Writes a page with its content type; the security headers were set by <see cref="AdminGate"/>.</summary>
     private sealed class HtmlResult(string html, int statusCode) : IResult

@@ -60,6 +60,8 @@ internal static class AgentPgOptionsValidator
             "leadership flaps)");
         var instanceTtlValid = Duration(errors, options.InstanceTtl, nameof(AgentPgOptions.InstanceTtl), MinTimer, "1 ms", "TimeSpan.FromMinutes(2)", "");
 
+        Timer(errors, options.RunEventRetention, nameof(AgentPgOptions.RunEventRetention), "TimeSpan.FromHours(24)");
+
         if (options.ApprovalTimeout is { } approvalTimeout && approvalTimeout <= TimeSpan.Zero)
         {
             errors.Add($"AgentPgOptions.ApprovalTimeout must be positive (was {approvalTimeout}); leave it null to wait for decisions forever.");
@@ -78,6 +80,11 @@ internal static class AgentPgOptionsValidator
                        $"({options.InstanceTtl}): the leader rescues the work of dead instances, so when the leader itself dies its work " +
                        "waits for its lease to expire; a lease longer than the TTL would delay that rescue beyond InstanceTtl. " +
                        "A lease of a quarter of the TTL is typical (30 seconds and 2 minutes by default).");
+        }
+
+        if (options.Telemetry is null)
+        {
+            errors.Add("AgentPgOptions.Telemetry is null; leave the default instance or set a new TelemetryOptions().");
         }
 
         if (options.RunRescue is null)

@@ -105,6 +105,8 @@ internal sealed class IterationRecorder(Engine engine)
         var run = claimed.Run;
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(stop.HardStop);
         using var registration = engine.InFlight.Register(run.Id, cts);
+        using var activity = Telemetry.StartInvokeAgent(claimed);
+        claimed.Activity = activity;
         try
         {
             await work(cts.Token, stop.Abandon).ConfigureAwait(false);
@@ -160,6 +162,8 @@ internal sealed class IterationRecorder(Engine engine)
                 }
             }, engine.Time, CancellationToken.None).ConfigureAwait(false);
             Log.RunFailed(engine.Logger, run.Id, errorType, message);
+            Telemetry.RunFinished(run, "failed");
+            claimed.Activity.Error(errorType, message);
             FireAgentToolHook(run);
         }
         catch (Exception ex) when (ex.IsClaimLost())
@@ -218,6 +222,7 @@ internal sealed class IterationRecorder(Engine engine)
         }, engine.Time, token).ConfigureAwait(false);
         engine.Notifier.RunFinalized(run, RunState.Completed, nextRunMode);
         Log.RunCompleted(engine.Logger, run.Id, claimed.Iteration, response.StopReason ?? StopReasons.EndTurn);
+        Telemetry.RunFinished(run, "completed");
         FireAgentToolHook(run);
     }
 

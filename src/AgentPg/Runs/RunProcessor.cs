@@ -2,6 +2,7 @@ using System.Net.Http;
 using System.Text.Json;
 using AgentPg.Claude;
 using AgentPg.Diagnostics;
+using AgentPg.Runs.Events;
 using AgentPg.Storage;
 using AgentPg.Workers;
 using Anthropic.Exceptions;
@@ -76,11 +77,18 @@ internal sealed class RunProcessor(Engine engine)
     private async Task<ModelResponse> CallWithRetriesAsync(ClaimedRun claimed, IterationContext context, Dictionary<string, JsonElement> body, CancellationToken token)
     {
         var failures = 0;
+        using var chat = Telemetry.StartChat(claimed, context.Agent.Model, engine.Options.Telemetry.CaptureContent ? body : null);
+        var started = engine.Time.GetTimestamp();
+        var deltas = engine.Deltas.Open(claimed, context.IterationNumber, token);
+        await using var _ = deltas.ConfigureAwait(false);
         while (true)
         {
             try
             {
-                return await CallOnceAsync(claimed, context, body, token).ConfigureAwait(false);
+                deltas.BeginAttempt();
+                var response = await CallOnceAsync(claimed, context, body, deltas, token).ConfigureAwait(false);
+                Telemetry.ChatCompleted(chat, context.Agent.Model, response, engine.Time.GetElapsedTime(started), engine.Options.Telemetry.CaptureContent);
+                return response;
             }
             catch (AnthropicBadRequestException ex) when (IsPromptTooLong(ex))
             {
@@ -88,6 +96,7 @@ internal sealed class RunProcessor(Engine engine)
             }
             catch (AnthropicApiException ex)
             {
+                Telemetry.ChatFailed(chat, context.Agent.Model, ex.GetType().Name, engine.Time.GetElapsedTime(started));
                 // The SDK already retried what is retryable (408, 409, 429, 5xx) before throwing.
                 throw new RunFailureException(ErrorTypes.ModelError,
                     $"Claude API error {(int)ex.StatusCode} {ex.Type?.Raw() ?? "error"}: {ex.ApiMessage ?? "(no message)"}");
@@ -97,6 +106,7 @@ internal sealed class RunProcessor(Engine engine)
                 failures++;
                 if (failures > engine.Options.MaxModelRetries)
                 {
+                    Telemetry.ChatFailed(chat, context.Agent.Model, ex.GetType().Name, engine.Time.GetElapsedTime(started));
                     throw new RunFailureException(ErrorTypes.ModelError,
                         $"Claude's streamed answer failed {failures} times (AgentPgOptions.MaxModelRetries = {engine.Options.MaxModelRetries}); " +
                         $"last error: {Describe(ex)}");
@@ -108,12 +118,13 @@ internal sealed class RunProcessor(Engine engine)
         }
     }
 
-    private async Task<ModelResponse> CallOnceAsync(ClaimedRun claimed, IterationContext context, Dictionary<string, JsonElement> body, CancellationToken token)
+    private async Task<ModelResponse> CallOnceAsync(ClaimedRun claimed, IterationContext context, Dictionary<string, JsonElement> body, DeltaStream deltas,
+        CancellationToken token)
     {
         var claude = engine.Claude ?? throw new InvalidOperationException("The client is not started.");
         var parameters = MessageCreateParams.FromRawUnchecked(context.Headers(claimed.UsedExtendedContext), s_noHeaders, body);
         var progress = new ProgressReporter(engine, claimed.Run, token);
-        var aggregator = new StreamAggregator { OnProgress = progress.Report };
+        var aggregator = new StreamAggregator { OnProgress = progress.Report, OnDelta = deltas.OnDelta };
         try
         {
             var events = claude.Messages.CreateStreaming(parameters, token);
@@ -134,6 +145,8 @@ internal sealed class RunProcessor(Engine engine)
             claimed.IterationUsage += aggregator.Response.Usage;
             throw;
         }
+
+        await deltas.CompleteAsync(aggregator.Response).ConfigureAwait(false);
 
         return aggregator.Response;
     }
