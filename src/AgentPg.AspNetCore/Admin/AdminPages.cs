@@ -77,7 +77,7 @@ internal static class AdminPages
 
     public static string Name(ToolExecutionState state) => state == ToolExecutionState.AwaitingApproval ? "awaiting_approval" : state.ToString().ToLowerInvariant();
 
-    public static bool IsTerminal(RunState state) => state is RunState.Completed or RunState.Cancelled or RunState.Failed;
+    public static bool IsTerminal(RunState state) => state.IsTerminal();
 
     public static Html Time(DateTimeOffset? time)
         => time is { } t
