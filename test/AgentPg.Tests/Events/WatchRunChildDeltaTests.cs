@@ -1,10 +1,13 @@
 using AgentPg.Testing;
 using AgentPg.Tests.Infrastructure;
+using Npgsql;
 
 namespace AgentPg.Tests.Events;
 
 /// <summary>The deltas of a child run: the streaming instance looks the child's root up before it can tell whether the root is
-/// watched, and an answer may be complete before that lookup returns.</summary>
+/// watched, and an answer may be complete before that lookup returns. The test holds the lookup (an exclusive lock on the runs
+/// table, taken when the child's model request arrives) until either the child's result is being recorded (the bug: the
+/// answer's deltas were given up) or the stream reported that it waits for the lookup (the fix).</summary>
 public sealed class WatchRunChildDeltaTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
     private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(60);
@@ -13,20 +16,30 @@ public sealed class WatchRunChildDeltaTests(SchemaFixture db) : IClassFixture<Sc
     public async Task WatchRun_AChildRunAnswersAtOnce_ItsTextStillArrivesAsDeltasBeforeItsStoredMessage()
     {
         const string childAnswer = "Quick: eighteen degrees.";
-        await using var h = await Harness.StartAsync(db);
+        var logs = new LogCapture();
+        await using var h = await Harness.StartAsync(db, o => o.LoggerFactory = logs);
         var watcher = await h.AddClientAsync(start: false);
         string root = "root_" + Guid.NewGuid().ToString("N")[..6], child = "child_" + Guid.NewGuid().ToString("N")[..6];
         var childAgent = await h.AgentAsync(a => a with { Name = child, SystemPrompt = child, Tools = [] });
         var rootAgent = await h.AgentAsync(a => a with { Name = root, SystemPrompt = root, Tools = [], AgentIds = [childAgent.Id] });
         var watching = new TaskCompletionSource();
         var rootStreamed = new TaskCompletionSource();
+        var locked = new TaskCompletionSource<(NpgsqlConnection, NpgsqlTransaction)>();
         h.Claude.Respond(async (r, cancellationToken) =>
         {
             if (r.SystemText == child)
             {
                 // The root's text reached the watcher, so the streaming instance knows the root is watched; the child's answer
-                // then comes in one piece, with no delay.
+                // then comes at once, while its root cannot be looked up.
                 await rootStreamed.Task.WaitAsync(cancellationToken);
+                var connection = await db.DataSource.OpenConnectionAsync(cancellationToken);
+                var transaction = await connection.BeginTransactionAsync(cancellationToken);
+                await using (var command = new NpgsqlCommand($"LOCK TABLE {db.Schema}.agentpg_runs IN ACCESS EXCLUSIVE MODE", connection, transaction))
+                {
+                    await command.ExecuteNonQueryAsync(cancellationToken);
+                }
+
+                locked.TrySetResult((connection, transaction));
                 return FakeReply.Text(childAnswer);
             }
 
@@ -45,7 +58,7 @@ public sealed class WatchRunChildDeltaTests(SchemaFixture db) : IClassFixture<Sc
         var rootId = await h.Client.RunFastAsync(session, rootAgent.Id, "weather?");
 
         var events = new List<RunEvent>();
-        await Eventually.WithinAsync(Task.Run(async () =>
+        var watch = Task.Run(async () =>
         {
             await foreach (var e in watcher.WatchRunAsync(rootId))
             {
@@ -56,7 +69,19 @@ public sealed class WatchRunChildDeltaTests(SchemaFixture db) : IClassFixture<Sc
                     rootStreamed.TrySetResult();
                 }
             }
-        }), "the watched run to finish", s_timeout);
+        });
+
+        var (lockConnection, lockTransaction) = await Eventually.WithinAsync(locked.Task, "the child's model request", s_timeout);
+        await using (lockConnection)
+        {
+            await Eventually.TrueAsync(async () => logs.WithEventId(8004).Count > 0 || await db.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FOR NO KEY UPDATE%' AND strpos(query, $1) > 0",
+                db.Schema) > 0,
+                "the child's answer is complete: it waits for its root's lookup, or its result is being recorded", s_timeout);
+            await lockTransaction.RollbackAsync();
+        }
+
+        await Eventually.WithinAsync(watch, "the watched run to finish", s_timeout);
 
         Assert.True(rootStreamed.Task.IsCompleted, "the root's first answer streamed as deltas");
         var childId = Assert.Single(events.OfType<ToolCallStartedEvent>()).ChildRunId!.Value;
