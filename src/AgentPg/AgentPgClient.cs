@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Reflection;
 using AgentPg.Claude;
 using AgentPg.Diagnostics;
 using AgentPg.Internal;
@@ -9,8 +8,6 @@ using AgentPg.Runs;
 using AgentPg.Runs.Events;
 using AgentPg.Storage;
 using AgentPg.Workers;
-using Anthropic;
-using Anthropic.Core;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
