@@ -1,9 +1,9 @@
 using System.Globalization;
 using AgentPg.Benchmarks;
 
-// AgentPg benchmarks (docs/architecture.md, "Performance targets"): dispatch latency, streaming-run throughput, the pgbench yardstick and the
-// approval-to-continuation latency, in one
-// process run against the same database. `./build.sh bench [args]` runs this in Release on a throwaway cluster.
+// AgentPg benchmarks (docs/architecture.md, "Performance targets"): dispatch latency, streaming-run throughput, the pgbench yardstick,
+// tool-heavy runs, 1 000 concurrent streams on one instance, worker processes scaling out, live events, approvals, in one
+// process run against the same database (README.md). `./build.sh bench [args]` runs this in Release on a throwaway cluster.
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 
