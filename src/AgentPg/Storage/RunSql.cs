@@ -62,11 +62,12 @@ internal sealed class RunSql
         Get = $"SELECT {Columns} FROM {t} WHERE id = $1";
         // agentpg.runs.pending: an index-only count on the claim index.
         CountPending = $"SELECT count(*) FROM {t} WHERE state = 'pending'";
-        // The claimed runs with the outcome of their previous iteration, which decides what the next one is.
+        // The claimed runs, each with its next iteration started (current_iteration), and the outcome of the iteration before
+        // it, which decides what the new one is (its max_tokens).
         Claim = $"""
             SELECT {Prefixed("r")}, pi.trigger_type, pi.stop_reason, pi.error_type, pi.max_tokens, pi.extended_context, r.traceparent
               FROM {s}.agentpg_claim_runs($1, $2, $3::{s}.agentpg_run_mode) r
-              LEFT JOIN {s}.agentpg_iterations pi ON pi.id = r.current_iteration_id
+              LEFT JOIN {s}.agentpg_iterations pi ON pi.run_id = r.id AND pi.iteration_number = r.current_iteration - 1
             """;
         // $1 run, $2 instance, $3 epoch, $4 current iteration (null: not checked). Same check and lock as
         // agentpg_fence_run, in plain SQL: SQLSTATE AP001 (agentpg_claim_lost) only when the run row did not match.
@@ -248,7 +249,7 @@ internal sealed class RunSql
             ? null
             : new PreviousIteration(r.GetString(35), r.IsDBNull(36) ? null : r.GetString(36), r.IsDBNull(37) ? null : r.GetString(37),
                 r.IsDBNull(38) ? null : r.GetInt32(38), r.GetBoolean(39));
-        return new ClaimedRun(run, previous) { TraceParent = r.IsDBNull(40) ? null : r.GetString(40) };
+        return new ClaimedRun(run, previous, iterationStarted: true) { TraceParent = r.IsDBNull(40) ? null : r.GetString(40) };
     }
 
     public static Run Read(NpgsqlDataReader r) => Read(r, 0);
