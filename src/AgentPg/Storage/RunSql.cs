@@ -28,6 +28,12 @@ internal sealed class RunSql
             ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING id
             """;
+        // The same for a run without an idempotency key: nothing can conflict, so a plain insert (no speculative insertion).
+        InsertWithoutKey = $"""
+            INSERT INTO {t} (session_id, agent_id, prompt, run_mode, created_by_instance_id, metadata, options, idempotency_key, traceparent)
+            VALUES ($1, $2, $3, $4::{s}.agentpg_run_mode, $5, $6, $7, $8, $9)
+            RETURNING id
+            """;
         // The caller's transaction that created a run (for the callback sweep), as text.
         CurrentTransaction = "SELECT pg_current_xact_id()::text";
         // ConcurrencyPolicy.Reject: same parameters; no row back when the session has an active root run.
@@ -186,6 +192,8 @@ internal sealed class RunSql
     }
 
     public string Insert { get; }
+
+    public string InsertWithoutKey { get; }
 
     public string InsertIfSessionIdle { get; }
 
