@@ -258,13 +258,14 @@ CREATE TABLE agentpg_messages (
     CONSTRAINT message_usage_object CHECK (jsonb_typeof(usage) = 'object'),
     CONSTRAINT message_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
 );
-CREATE UNIQUE INDEX agentpg_idx_messages_seq ON agentpg_messages (seq);
-CREATE INDEX agentpg_idx_messages_session ON agentpg_messages (session_id, seq);
+-- The conversation order of a session (unique: compaction gives a summary the seq of the prefix it replaced). One index
+-- for both the order and the session's messages: every message is an entry in each index of the table.
+CREATE UNIQUE INDEX agentpg_idx_messages_session ON agentpg_messages (session_id, seq);
 CREATE INDEX agentpg_idx_messages_run ON agentpg_messages (run_id, seq) WHERE run_id IS NOT NULL;
 CREATE INDEX agentpg_idx_messages_preserved ON agentpg_messages (session_id) WHERE is_preserved;
 
+-- A block is identified by its message and position (no id of its own: one index, not two, per block written).
 CREATE TABLE agentpg_content_blocks (
-    id                      UUID PRIMARY KEY DEFAULT gen_random_uuid(),
     message_id              UUID NOT NULL REFERENCES agentpg_messages (id) ON DELETE CASCADE,
     block_index             INTEGER NOT NULL,
     type                    agentpg_content_type NOT NULL,
@@ -282,7 +283,7 @@ CREATE TABLE agentpg_content_blocks (
     raw                     JSONB,
     metadata                JSONB NOT NULL DEFAULT '{}',
     created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
-    CONSTRAINT content_block_unique_index UNIQUE (message_id, block_index),
+    CONSTRAINT content_block_unique_index PRIMARY KEY (message_id, block_index),
     CONSTRAINT content_block_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
 );
 CREATE INDEX agentpg_idx_content_blocks_tool_use ON agentpg_content_blocks (tool_use_id) WHERE tool_use_id IS NOT NULL;
