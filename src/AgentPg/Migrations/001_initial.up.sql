@@ -514,8 +514,12 @@ BEGIN
     RETURN NEW;
 END
 $$;
+-- Skipped (no PL/pgSQL call) for what the run insert of RunFastAsync and RunAsync writes: a pending root run that names
+-- itself as its root.
 CREATE TRIGGER agentpg_trg_run_before_insert BEFORE INSERT ON agentpg_runs
-    FOR EACH ROW EXECUTE FUNCTION agentpg_run_before_insert();
+    FOR EACH ROW WHEN (NEW.parent_run_id IS NOT NULL OR NEW.root_run_id IS DISTINCT FROM NEW.id
+                       OR NEW.state IN ('completed', 'cancelled', 'failed'))
+    EXECUTE FUNCTION agentpg_run_before_insert();
 
 -- Wakes the workers of every instance. Delivered at commit, so an uncommitted run stays invisible.
 CREATE FUNCTION agentpg_notify_run_created() RETURNS TRIGGER
@@ -530,8 +534,10 @@ BEGIN
     RETURN NULL;
 END
 $$;
+-- The deferral is tested in the trigger's condition too, so a deferred notification costs no PL/pgSQL call.
 CREATE TRIGGER agentpg_trg_run_created AFTER INSERT ON agentpg_runs
-    FOR EACH ROW WHEN (NEW.state = 'pending') EXECUTE FUNCTION agentpg_notify_run_created();
+    FOR EACH ROW WHEN (NEW.state = 'pending' AND NOT agentpg_notify_deferred('agentpg_run_created'))
+    EXECUTE FUNCTION agentpg_notify_run_created();
 
 -- The mode of the session's next active root run, which the finished run p_run_id may have been holding back (one root
 -- run per session at a time); NULL for child runs and when nothing waits. Workers claim on a finished run only when it
@@ -574,8 +580,12 @@ BEGIN
     RETURN NULL;
 END
 $$;
+-- Fires only for the transitions it announces (not for a claim, nor for a finalization whose notification is deferred).
 CREATE TRIGGER agentpg_trg_run_state_change AFTER UPDATE OF state ON agentpg_runs
-    FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state) EXECUTE FUNCTION agentpg_notify_run_state_change();
+    FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state
+                       AND (NEW.state = 'pending'
+                            OR (NEW.state IN ('completed', 'cancelled', 'failed') AND NOT agentpg_notify_deferred('agentpg_run_finalized'))))
+    EXECUTE FUNCTION agentpg_notify_run_state_change();
 
 -- A child run (agent as tool) finished: complete the parent's tool execution with its answer or its error.
 -- Lock order everywhere: a parent run before its child runs, a run before its tool executions. Whoever finalizes a

@@ -29,9 +29,11 @@ internal sealed class RunSql
             RETURNING id
             """;
         // The same for a run without an idempotency key: nothing can conflict, so a plain insert (no speculative insertion).
+        // A root run is its own root: naming it here spares the row agentpg_run_before_insert (a PL/pgSQL call).
         InsertWithoutKey = $"""
-            INSERT INTO {t} (session_id, agent_id, prompt, run_mode, created_by_instance_id, metadata, options, idempotency_key, traceparent)
-            VALUES ($1, $2, $3, $4::{s}.agentpg_run_mode, $5, $6, $7, $8, $9)
+            INSERT INTO {t} (id, root_run_id, session_id, agent_id, prompt, run_mode, created_by_instance_id, metadata, options, idempotency_key,
+                             traceparent)
+            SELECT g.id, g.id, $1, $2, $3, $4::{s}.agentpg_run_mode, $5, $6, $7, $8, $9 FROM (SELECT gen_random_uuid() AS id) g
             RETURNING id
             """;
         // The caller's transaction that created a run (for the callback sweep), as text.
