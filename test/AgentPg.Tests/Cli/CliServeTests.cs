@@ -16,8 +16,19 @@ public sealed partial class CliServeTests(SchemaFixture db) : IClassFixture<Sche
     {
         Assert.True(string.IsNullOrEmpty(Environment.GetEnvironmentVariable("ANTHROPIC_API_KEY")), "this test runs serve --fake, which uses Claude when ANTHROPIC_API_KEY is set: unset it");
         using var stop = new CancellationTokenSource();
-        var output = TextWriter.Synchronized(new StringWriter());
-        var error = TextWriter.Synchronized(new StringWriter());
+        // serve writes from its own tasks while the test reads: synchronized writers (which lock on themselves, as read here).
+        var outputText = new StringWriter();
+        var errorText = new StringWriter();
+        var output = TextWriter.Synchronized(outputText);
+        var error = TextWriter.Synchronized(errorText);
+        string Read(TextWriter writer, StringWriter text)
+        {
+            lock (writer)
+            {
+                return text.ToString();
+            }
+        }
+
         var serving = CliApp.RunAsync(["--connection", TestDatabase.ConnectionString, "--schema", db.Schema, "serve", "--fake", "--urls", "http://127.0.0.1:0"],
             output, error, TextReader.Null, new CliInterrupts(), stop.Token);
         try
@@ -25,11 +36,11 @@ public sealed partial class CliServeTests(SchemaFixture db) : IClassFixture<Sche
             string? address = null;
             await Eventually.TrueAsync(() =>
             {
-                Assert.False(serving.IsCompleted, $"agentpg serve ended: {output}\n{error}");
-                address = ListeningPattern().Match(output.ToString() ?? "") is { Success: true } match ? match.Groups[1].Value : null;
+                Assert.False(serving.IsCompleted, $"agentpg serve ended: {Read(output, outputText)}\n{Read(error, errorText)}");
+                address = ListeningPattern().Match(Read(output, outputText)) is { Success: true } match ? match.Groups[1].Value : null;
                 return address is not null;
             }, "agentpg serve prints where it listens", s_timeout);
-            var token = TokenPattern().Match(output.ToString()!).Groups[1].Value;
+            var token = TokenPattern().Match(Read(output, outputText)).Groups[1].Value;
             Assert.NotEmpty(token);
 
             using var browser = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false }) { BaseAddress = new Uri(address!) };
@@ -63,7 +74,7 @@ public sealed partial class CliServeTests(SchemaFixture db) : IClassFixture<Sche
         }
 
         Assert.Equal(0, await serving.WaitAsync(s_timeout));
-        Assert.Contains("agentpg serve: stopped.", output.ToString(), StringComparison.Ordinal);
+        Assert.Contains("agentpg serve: stopped.", Read(output, outputText), StringComparison.Ordinal);
     }
 
     [GeneratedRegex(@"Listening on (http://\S+)")]
