@@ -139,7 +139,9 @@ internal static class AdminPagesBenchmark
                        bs.at + make_interval(secs => (g / {sessions}) * 30), bs.at + make_interval(secs => (g / {sessions}) * 30),
                        bs.at + make_interval(secs => (g / {sessions}) * 30 + 2),
                        CASE WHEN g % 50 = 0 THEN 'model_error' END, CASE WHEN g % 50 = 0 THEN 'overloaded' END
-                  FROM generate_series(0, {runs - 1}) g JOIN bench_sessions bs ON bs.idx = g % {sessions};
+                  FROM generate_series(0, {runs - 1}) g JOIN bench_sessions bs ON bs.idx = g % {sessions}
+                 -- In creation order, as an application writes them (the heap then follows the created_at index).
+                 ORDER BY bs.at + make_interval(secs => (g / {sessions}) * 30);
             CREATE TEMP TABLE bench_messages AS
                 SELECT gen_random_uuid() AS id, r.session_id, r.id AS run_id,
                        (CASE WHEN m % 2 = 0 THEN 'user' ELSE 'assistant' END)::{s}.agentpg_message_role AS role,

@@ -6,14 +6,15 @@ namespace AgentPg.Benchmarks;
 internal sealed class BenchOptions
 {
     public const string Usage = """
-        usage: AgentPg.Benchmarks [--runs N] [--seconds S] [--only dispatch|throughput|pgbench|long|approvals|admin] [--concurrency C]
-                                  [--warmup N] [--turns N] [--breakdown] [--keep]
+        usage: AgentPg.Benchmarks [--runs N] [--seconds S] [--only dispatch|throughput|pgbench|events|long|approvals|admin]
+                                  [--concurrency C] [--warmup N] [--turns N] [--breakdown] [--keep]
 
           --runs N         measured runs per dispatch and approvals scenario (default 1000; at least 1000 for the
                            target figure)
           --seconds S      measured seconds of the throughput phase and of pgbench (default 20)
-          --only PHASE     run one phase: dispatch, throughput, pgbench, approvals, long or admin (default: all; long only
-                           when named or with --turns; admin only when named)
+          --only PHASE     run one phase: dispatch, throughput, pgbench, events, approvals, long or admin (default: all;
+                           long only when named or with --turns; admin only when named). events: live-event delta
+                           latency to a watcher on another client, and 1 000 concurrent watchers on one instance
           --admin-runs N   runs seeded for the admin phase (default 1000000; 10 messages each)
           --turns N        turns of the long-session phase (default 1000): one session, one tool call per turn,
                            auto-compaction and prompt caching on
@@ -75,9 +76,9 @@ internal sealed class BenchOptions
                     break;
                 case "--only":
                     var phase = Value(args, ref i);
-                    if (phase is not ("dispatch" or "throughput" or "pgbench" or "long" or "approvals" or "admin"))
+                    if (phase is not ("dispatch" or "throughput" or "pgbench" or "events" or "long" or "approvals" or "admin"))
                     {
-                        throw new ArgumentException($"--only takes dispatch, throughput, pgbench, approvals, long or admin, not '{phase}'.");
+                        throw new ArgumentException($"--only takes dispatch, throughput, pgbench, events, approvals, long or admin, not '{phase}'.");
                     }
 
                     options.Only = phase;

@@ -68,6 +68,11 @@ try
         report.Dispatch(local, remote);
     }
 
+    if (options.Includes("events"))
+    {
+        EventsBenchmark.Print(await EventsBenchmark.RunAsync(env, options, report.Progress));
+    }
+
     if (options.Includes("approvals"))
     {
         report.Progress("approvals: decided by the worker's own client …");

@@ -121,9 +121,12 @@ internal sealed class SoakChecks(NpgsqlDataSource dataSource, SoakLog log)
         var afterCancel = await ScalarAsync<long>("SELECT count(*) FROM soak_tool_calls WHERE run_state_seen = 'cancelled'");
         var startedAfterCancelBegan = await ScalarAsync<long>(
             "SELECT count(*) FROM soak_tool_calls c JOIN agentpg_runs r ON r.id = c.run_id WHERE r.state = 'cancelled' AND c.started_at > r.finalized_at");
+        // A transactional body whose result was refused left no effect (its transaction rolled back): say how many did.
+        var afterCancelWithEffect = await ScalarAsync<long>(
+            "SELECT count(*) FROM soak_tool_calls c WHERE c.run_state_seen = 'cancelled' AND EXISTS (SELECT 1 FROM soak_effects f WHERE f.execution_id = c.execution_id)");
         Check("tool executions run for a cancelled run", afterCancel,
-            $"{afterCancel} tool bodies started when their run was already cancelled ({startedAfterCancelBegan} started after the cancelling transaction began, which includes the ones racing it)");
-        await DetailAsync("SELECT c.tool, c.run_id, c.execution_id, c.instance_id, c.attempt, c.started_at, r.finalized_at FROM soak_tool_calls c JOIN agentpg_runs r ON r.id = c.run_id WHERE c.run_state_seen = 'cancelled' LIMIT 20");
+            $"{afterCancel} tool bodies started when their run was already cancelled ({startedAfterCancelBegan} started after the cancelling transaction began, which includes the ones racing it; {afterCancelWithEffect} left a transactional effect)");
+        await DetailAsync("SELECT c.tool, c.run_id, c.execution_id, c.instance_id, c.attempt, c.started_at, r.finalized_at, e.state::text AS execution_state, EXISTS (SELECT 1 FROM soak_effects f WHERE f.execution_id = c.execution_id) AS left_effect FROM soak_tool_calls c JOIN agentpg_runs r ON r.id = c.run_id JOIN agentpg_tool_executions e ON e.id = c.execution_id WHERE c.run_state_seen = 'cancelled' LIMIT 20");
 
         Console.WriteLine();
         Console.WriteLine(FailedChecks == 0 ? "SOAK PASSED: 0 lost, 0 stuck, 0 duplicated, 0 run after cancel" : $"SOAK FAILED: {FailedChecks} checks failed");

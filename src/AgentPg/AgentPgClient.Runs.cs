@@ -269,6 +269,7 @@ public sealed partial class AgentPgClient
             // Local work stops now; other instances learn it from agentpg_run_finalized.
             _engine.InFlight.Cancel(runId);
             _engine.Waiters.Signal(runId);
+            Diagnostics.Telemetry.Runs.Add(1, new KeyValuePair<string, object?>("agentpg.run.outcome", "cancelled"));
             CancelBatchesInBackground(result.BatchIds);
         }
     }
@@ -405,7 +406,7 @@ public sealed partial class AgentPgClient
         var insertValues = new Func<NpgsqlParameter[]>(() =>
         [
             P.Uuid(sessionId), P.Uuid(agentId), P.Text(prompt), P.Text(mode.ToDb()), P.Text(InstanceId), P.Jsonb(variables),
-            P.Jsonb(runOptions.ToJsonString()), P.Text(options?.IdempotencyKey),
+            P.Jsonb(runOptions.ToJsonString()), P.Text(options?.IdempotencyKey), P.Text(Diagnostics.Telemetry.CurrentTraceParent()),
         ]);
 
         var batch = transaction is null ? new NpgsqlBatch() : new NpgsqlBatch(transaction.Connection, transaction);

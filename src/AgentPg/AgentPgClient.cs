@@ -5,6 +5,7 @@ using AgentPg.Internal;
 using AgentPg.Notifications;
 using AgentPg.Queries;
 using AgentPg.Runs;
+using AgentPg.Runs.Events;
 using AgentPg.Storage;
 using AgentPg.Workers;
 using Anthropic;
@@ -43,6 +44,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     private readonly List<IClientAttachment> _attachments = [];
     private readonly Engine _engine;
     private readonly NotificationListener _listener;
+    private readonly RunEventFeeds _feeds;
     private readonly SchemaCheck _schemaCheck;
 
     // Runs this client created and handed to its own workers directly; their agentpg_run_created notification, which comes
@@ -53,6 +55,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     private Task? _disposal;
     private readonly Lock _disposeLock = new();
     private WorkerSet? _workers;
+    private PendingRunsProbe? _pendingProbe;
     private readonly QueryReader _queries;
 
     private AgentPgClient(NpgsqlDataSource dataSource, AgentPgOptions options)
@@ -69,6 +72,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         _queries = new QueryReader(dataSource, _sql.Queries);
         _listener.Received += OnNotification;
         _listener.Reconnected += OnListenerReconnected;
+        _feeds = new RunEventFeeds(ReadEventPageAsync, options.RunPollInterval, _time, _logger);
     }
 
     /// <summary>Creates a client.</summary>
@@ -141,9 +145,12 @@ public sealed partial class AgentPgClient : IAsyncDisposable
             await EnsureSchemaAsync(cancellationToken).ConfigureAwait(false);
             await RegisterInstanceAsync(cancellationToken).ConfigureAwait(false);
             await EnsureListenerAsync(cancellationToken).ConfigureAwait(false);
+            await _engine.Deltas.LoadAsync(cancellationToken).ConfigureAwait(false);
             _engine.Claude = CreateClaudeClient();
             _workers = new WorkerSet(_engine, RegisterAgainAsync);
             _workers.Start();
+            _pendingProbe = new PendingRunsProbe(_options.Schema, InstanceId, CountPendingRunsAsync, _time);
+            Telemetry.Register(_pendingProbe);
             _started = true;
             Log.ClientStarted(_logger, InstanceId, _options.InstanceName!, _options.Schema, _tools.Count);
         }
@@ -171,6 +178,12 @@ public sealed partial class AgentPgClient : IAsyncDisposable
             }
 
             _started = false;
+            if (_pendingProbe is { } probe)
+            {
+                Telemetry.Unregister(probe);
+                _pendingProbe = null;
+            }
+
             var workers = _workers!;
             _workers = null;
             await workers.StopAsync(cancellationToken).ConfigureAwait(false);
@@ -268,6 +281,15 @@ public sealed partial class AgentPgClient : IAsyncDisposable
 
     private IAnthropicClient CreateClaudeClient() => Claude.ClaudeClients.Create(_options);
 
+    private async Task<long> CountPendingRunsAsync(CancellationToken cancellationToken)
+    {
+        var command = _dataSource.CreateCommand(_sql.Runs.CountPending);
+        await using (command.ConfigureAwait(false))
+        {
+            return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is long count ? count : 0;
+        }
+    }
+
     private Task RegisterAgainAsync(CancellationToken cancellationToken) => RegisterInstanceAsync(cancellationToken);
 
     private Task EnsureListenerAsync(CancellationToken cancellationToken)
@@ -304,6 +326,10 @@ public sealed partial class AgentPgClient : IAsyncDisposable
                     }
 
                     _engine.Callbacks.Remove(runId);
+                    if (notification.ParentRunId is null)
+                    {
+                        _engine.Deltas.Finished(runId);
+                    }
                 }
 
                 // A finished root run may have held back the session's next one; nothing else became claimable.
@@ -316,6 +342,20 @@ public sealed partial class AgentPgClient : IAsyncDisposable
             case Channels.ToolPending:
                 _engine.ToolWake.Set();
                 break;
+            case Channels.RunEvent:
+                if (notification.RunId is { } eventRoot)
+                {
+                    _feeds.Signal(eventRoot);
+                }
+
+                break;
+            case Channels.RunWatch:
+                if (notification.RunId is { } watchedRoot)
+                {
+                    _engine.Deltas.Watched(watchedRoot);
+                }
+
+                break;
         }
     }
 
@@ -325,6 +365,11 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         Wake(null);
         _engine.ToolWake.Set();
         _engine.Waiters.SignalAll();
+        _feeds.SignalAll();
+        if (_started)
+        {
+            _ = _engine.Deltas.LoadAsync(CancellationToken.None);
+        }
     }
 
     private void Wake(string? runMode)
@@ -345,33 +390,9 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     {
         try
         {
-            var command = Db.Command(_dataSource, null, _sql.ToolExecutions.ByChildRun, P.Uuid(childRunId));
-            await using (command.ConfigureAwait(false))
+            if (await ToolExecutionSql.ReadAgentToolEventAsync(_dataSource, _sql, childRunId, CancellationToken.None).ConfigureAwait(false) is { } e)
             {
-                var reader = await command.ExecuteReaderAsync(CancellationToken.None).ConfigureAwait(false);
-                await using (reader.ConfigureAwait(false))
-                {
-                    if (!await reader.ReadAsync(CancellationToken.None).ConfigureAwait(false))
-                    {
-                        return;
-                    }
-
-                    var call = ToolExecutionSql.ReadToolCall(reader);
-                    var execution = ToolExecutionSql.Read(reader);
-                    _engine.Callbacks.FireComplete(new ToolCallEvent
-                    {
-                        RunId = execution.RunId,
-                        SessionId = reader.GetGuid(ToolExecutionSql.AfterToolCallColumns),
-                        ToolName = call.Name,
-                        ToolInput = call.Input,
-                        IsAgentTool = true,
-                        IterationNumber = call.IterationNumber,
-                        Output = call.Output,
-                        IsError = call.IsError,
-                        ErrorMessage = call.ErrorMessage.Length == 0 ? null : call.ErrorMessage,
-                        Duration = call.Duration,
-                    });
-                }
+                _engine.Callbacks.FireComplete(e);
             }
         }
         catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException)

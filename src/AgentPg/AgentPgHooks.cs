@@ -1,10 +1,15 @@
 namespace AgentPg;
 
 /// <summary>Optional callbacks into the engine's life, set on <see cref="AgentPgOptions.Hooks"/>.</summary>
-/// <remarks>Hooks run on background threads. A hook that throws is logged and never breaks a run. <see cref="OnBeforeMessage"/>,
-/// <see cref="OnAfterMessage"/>, <see cref="OnBecameLeader"/> and <see cref="OnLostLeadership"/> are awaited by the step
-/// that calls them (keep them quick); <see cref="OnToolCall"/>, <see cref="OnApprovalRequested"/> and <see cref="OnError"/> are
-/// started and not awaited.</remarks>
+/// <remarks>
+/// <para>Hooks run on background threads. A hook that throws is logged and never breaks a run.</para>
+/// <para>Awaited by the step that calls them (keep them quick: the step waits): <see cref="OnBeforeMessage"/> and
+/// <see cref="OnAfterMessage"/> (the run's worker, before the request and before the answer is recorded),
+/// <see cref="OnBeforeCompaction"/> and <see cref="OnAfterCompaction"/> (the compaction), <see cref="OnBecameLeader"/> and
+/// <see cref="OnLostLeadership"/> (the leader election).</para>
+/// <para>Started and not awaited (fire-and-forget; the engine goes on at once): <see cref="OnToolCall"/>,
+/// <see cref="OnApprovalRequested"/> and <see cref="OnError"/>.</para>
+/// </remarks>
 public sealed class AgentPgHooks
 {
     /// <summary>Gets or sets a hook called before each model call, with the request about to be sent.</summary>
@@ -13,7 +18,12 @@ public sealed class AgentPgHooks
     /// <summary>Gets or sets a hook called after each successful model call, with the answer.</summary>
     public Func<ModelCallContext, CancellationToken, Task>? OnAfterMessage { get; set; }
 
-    /// <summary>Gets or sets a hook called when a tool execution finishes (success or final failure), on the executing instance.</summary>
+    /// <summary>Gets or sets a hook called once for every tool execution that ends: success, final failure after retries,
+    /// <see cref="ToolDiscardException"/>, <see cref="ToolCancelException"/>, timeout, an unknown tool or an input that fails
+    /// the schema (these two on the instance that recorded Claude's answer), and agent tools (on the instance that finished
+    /// the child run). Other tools report on the instance that executed them. Not reported: executions skipped because
+    /// their run was cancelled, and tool calls rejected by a person or by <see cref="AgentPgOptions.ApprovalTimeout"/> (the
+    /// decision is the caller's, possibly inside a transaction that rolls back).</summary>
     public Func<ToolCallEvent, CancellationToken, Task>? OnToolCall { get; set; }
 
     /// <summary>Gets or sets a hook called when a tool call starts waiting for a person's decision

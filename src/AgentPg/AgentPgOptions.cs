@@ -67,32 +67,43 @@ public sealed class AgentPgOptions
     public int MaxConcurrentTools { get; set; } = 50;
 
     /// <summary>Gets or sets how often the run workers look for work when no notification woke them.</summary>
-    /// <value>The default value is 1 second.</value>
+    /// <value>The default value is 1 second. From 1 ms to 49.7 days (the range .NET timers accept).</value>
     public TimeSpan RunPollInterval { get; set; } = TimeSpan.FromSeconds(1);
 
     /// <summary>Gets or sets how often the tool worker looks for work when no notification woke it (retries and snoozes are found this way).</summary>
-    /// <value>The default value is 500 milliseconds.</value>
+    /// <value>The default value is 500 milliseconds. From 1 ms to 49.7 days.</value>
     public TimeSpan ToolPollInterval { get; set; } = TimeSpan.FromMilliseconds(500);
 
     /// <summary>Gets or sets how often in-progress message batches are polled.</summary>
-    /// <value>The default value is 30 seconds.</value>
+    /// <value>The default value is 30 seconds. From 1 ms to 49.7 days.</value>
     public TimeSpan BatchPollInterval { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Gets or sets how often this instance records that it is alive.</summary>
-    /// <value>The default value is 15 seconds.</value>
+    /// <value>The default value is 15 seconds. From 1 ms to 49.7 days, and shorter than <see cref="InstanceTtl"/>.</value>
     public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(15);
 
     /// <summary>Gets or sets the length of the leader lease; the leader refreshes it every half of it.</summary>
-    /// <value>The default value is 30 seconds.</value>
+    /// <value>The default value is 30 seconds. From 100 ms to 49.7 days, and not longer than <see cref="InstanceTtl"/> (the
+    /// leader rescues dead instances' work, so a dead leader's work waits for its lease).</value>
     public TimeSpan LeaderTtl { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Gets or sets how long an instance may go without a heartbeat before its work is rescued.</summary>
-    /// <value>The default value is 2 minutes. It must be longer than <see cref="HeartbeatInterval"/>.</value>
+    /// <value>The default value is 2 minutes. Up to 49.7 days, and longer than <see cref="HeartbeatInterval"/>.</value>
     public TimeSpan InstanceTtl { get; set; } = TimeSpan.FromMinutes(2);
 
     /// <summary>Gets or sets how often the leader removes instances that stopped heartbeating.</summary>
-    /// <value>The default value is 1 minute.</value>
+    /// <value>The default value is 1 minute. From 1 ms to 49.7 days.</value>
     public TimeSpan CleanupInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Gets or sets how long the live events of a run (<see cref="AgentPgClient.WatchRunAsync"/>) can be replayed after its
+    /// root run finished; the leader deletes them afterwards. Messages and runs are kept forever.</summary>
+    /// <value>The default value is 24 hours.</value>
+    /// <remarks>Watching a run whose events were deleted replays what the stored messages, tool calls and states still show,
+    /// with new sequences.</remarks>
+    public TimeSpan RunEventRetention { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>Gets or sets what AgentPg's traces record (message content is opt-in).</summary>
+    public TelemetryOptions Telemetry { get; set; } = new();
 
     /// <summary>Gets or sets how runs of dead or stuck workers are rescued.</summary>
     public RunRescueOptions RunRescue { get; set; } = new();
@@ -101,7 +112,7 @@ public sealed class AgentPgOptions
     public ToolRetryOptions ToolRetry { get; set; } = new();
 
     /// <summary>Gets or sets how long one tool attempt may run before it is cancelled and counted as a failure.</summary>
-    /// <value>The default value is 5 minutes.</value>
+    /// <value>The default value is 5 minutes. From 1 ms to 49.7 days.</value>
     public TimeSpan ToolTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>Gets or sets how long a tool call may wait for a person's decision
@@ -171,6 +182,7 @@ public sealed class AgentPgOptions
         var copy = (AgentPgOptions)MemberwiseClone();
         copy.RunRescue = RunRescue?.Clone()!;
         copy.ToolRetry = ToolRetry?.Clone()!;
+        copy.Telemetry = Telemetry?.Clone()!;
         copy.Hooks = Hooks?.Clone();
         copy.Compaction = Compaction?.Clone()!;
         return copy;

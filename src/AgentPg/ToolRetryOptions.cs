@@ -10,7 +10,7 @@ namespace AgentPg;
 public sealed class ToolRetryOptions
 {
     /// <summary>Gets or sets how many times a tool is attempted in total.</summary>
-    /// <value>The default value is 2 (one retry).</value>
+    /// <value>The default value is 2 (one retry). From 1 to 100.</value>
     public int MaxAttempts { get; set; } = 2;
 
     /// <summary>Gets or sets the random spread of the backoff, as a fraction of it (0 to 1). 0 retries immediately.</summary>

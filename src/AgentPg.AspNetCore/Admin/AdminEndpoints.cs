@@ -22,6 +22,7 @@ internal static class AdminEndpoints
         Get("/dashboard", DashboardPage.RenderAsync);
         Get("/runs", RunPages.ListAsync);
         Get("/runs/{id}", RunPages.DetailAsync);
+        Get("/runs/{id}/events", RunEventsStream.StreamAsync);
         Get("/sessions", SessionPages.ListAsync);
         Get("/sessions/{id}", SessionPages.DetailAsync);
         Get("/tool-executions", ToolExecutionPages.ListAsync);

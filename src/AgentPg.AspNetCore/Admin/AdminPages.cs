@@ -77,7 +77,7 @@ internal static class AdminPages
 
     public static string Name(ToolExecutionState state) => state == ToolExecutionState.AwaitingApproval ? "awaiting_approval" : state.ToString().ToLowerInvariant();
 
-    public static bool IsTerminal(RunState state) => state is RunState.Completed or RunState.Cancelled or RunState.Failed;
+    public static bool IsTerminal(RunState state) => state.IsTerminal();
 
     public static Html Time(DateTimeOffset? time)
         => time is { } t
@@ -131,9 +131,9 @@ internal static class AdminPages
             ? Html.Of($"""<form method="post" action="{r.Url(path)}" class="inline">{r.AntiforgeryField()}{Html.When(returnToChat, Html.Trusted("<input type=\"hidden\" name=\"return\" value=\"chat\">"))}<button type="submit" class="{cssClass}">{label}</button></form>""")
             : Html.Empty;
 
-    /// <summary>The live event stream of a run in progress. Until the stream endpoint exists, pages poll (empty URL: the script
-    /// refreshes the page fragment until the run ends).</summary>
-    public static string EventsUrl(AdminRequest r, Guid runId) => "";
+    /// <summary>The live event stream of a run in progress (server-sent events fed by WatchRunAsync). When it cannot be
+    /// opened the script falls back to refreshing the page fragment until the run ends.</summary>
+    public static string EventsUrl(AdminRequest r, Guid runId) => r.Url($"/runs/{runId}/events");
 
     /// <summary>Writes a page with its content type; the security headers were set by <see cref="AdminGate"/>.</summary>
     private sealed class HtmlResult(string html, int statusCode) : IResult

@@ -15,11 +15,25 @@ internal sealed class StreamAggregator
     /// <summary>Called with each text delta as it arrives.</summary>
     public Action<string>? OnText { get; init; }
 
+    /// <summary>Called for every event that shows Claude is producing the message: message start and delta, block starts
+    /// and stops, and every kind of content delta (text, thinking, signature, tool input, citations). Pings are not
+    /// progress: they only show that the connection is open.</summary>
+    public Action? OnProgress { get; init; }
+    /// <summary>Called with each text or thinking delta after it was applied: the response, the block's position in it,
+    /// whether it is thinking, and the delta.</summary>
+    public Action<ModelResponse, int, bool, string>? OnDelta { get; init; }
+
     public ModelResponse Response => _response;
 
     public void Add(JsonElement ev)
     {
-        switch (ev.TryGetProperty("type", out var t) ? t.GetString() : null)
+        var type = ev.TryGetProperty("type", out var t) ? t.GetString() : null;
+        if (type is "message_start" or "content_block_start" or "content_block_delta" or "content_block_stop" or "message_delta")
+        {
+            OnProgress?.Invoke();
+        }
+
+        switch (type)
         {
             case "message_start":
                 var message = ev.GetProperty("message");
@@ -99,6 +113,7 @@ internal sealed class StreamAggregator
                 var text = delta.GetProperty("text").GetString() ?? "";
                 block["text"] = ((string?)block["text"] ?? "") + text;
                 OnText?.Invoke(text);
+                OnDelta?.Invoke(_response, position, false, text);
                 break;
             case "input_json_delta":
                 if (_partialJson.TryGetValue(index, out var sb))
@@ -108,7 +123,9 @@ internal sealed class StreamAggregator
 
                 break;
             case "thinking_delta":
-                block["thinking"] = ((string?)block["thinking"] ?? "") + delta.GetProperty("thinking").GetString();
+                var thinking = delta.GetProperty("thinking").GetString() ?? "";
+                block["thinking"] = ((string?)block["thinking"] ?? "") + thinking;
+                OnDelta?.Invoke(_response, position, true, thinking);
                 break;
             case "signature_delta":
                 block["signature"] = delta.GetProperty("signature").GetString();

@@ -29,10 +29,20 @@ internal static class TokenEstimate
         ContentTypes.Text => Of(block.Text),
         ContentTypes.Thinking => Of(block.Text),
         ContentTypes.ToolUse => ToolBlockOverhead + Of(block.ToolName) + Of(block.ToolInput?.GetRawText()),
-        ContentTypes.ToolResult => ToolBlockOverhead + Of(block.ToolContent),
-        ContentTypes.Image or ContentTypes.Document => ImageTokens,
+        // A result with images or documents (IContentTool) counts its blocks; its text adds a line per image.
+        ContentTypes.ToolResult => ToolBlockOverhead + (block.ToolContentBlocks.Count == 0 ? Of(block.ToolContent) : block.ToolContentBlocks.Sum(Of)),
+        ContentTypes.Image => ImageTokens,
+        ContentTypes.Document => TextSource(block) is { } text ? Of(text) : ImageTokens,
         _ => Of(block.Raw?.GetRawText() ?? block.Text),
     };
+
+    /// <summary>The text of a document block with a text source (<c>{"type":"text","data":…}</c>).</summary>
+    private static string? TextSource(ContentBlock block)
+        => block.Source is { ValueKind: System.Text.Json.JsonValueKind.Object } source
+           && source.TryGetProperty("type", out var type) && type.ValueEquals("text")
+           && source.TryGetProperty("data", out var data) && data.ValueKind == System.Text.Json.JsonValueKind.String
+            ? data.GetString()
+            : null;
 
     /// <summary>The estimate of a whole request: tools, system prompt and messages.</summary>
     public static long OfRequest(string? system, JsonArray tools, IReadOnlyList<Message> history)

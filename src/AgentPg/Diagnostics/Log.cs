@@ -166,4 +166,13 @@ internal static partial class Log
 
     [LoggerMessage(7006, LogLevel.Error, "Hook {Hook} threw; ignored")]
     public static partial void HookFailed(ILogger logger, Exception exception, string hook);
+
+    [LoggerMessage(8001, LogLevel.Debug, "Run {RunId}: publishing streamed deltas failed; watchers get the text with the stored message")]
+    public static partial void DeltaPublishFailed(ILogger logger, Exception exception, Guid runId);
+
+    [LoggerMessage(8002, LogLevel.Warning, "Reading the live events of root run {RootRunId} failed; retrying")]
+    public static partial void RunEventReadFailed(ILogger logger, Exception exception, Guid rootRunId);
+
+    [LoggerMessage(8003, LogLevel.Information, "Deleted the live events of {Count} runs finished longer than RunEventRetention ago")]
+    public static partial void RunEventsExpired(ILogger logger, int count);
 }

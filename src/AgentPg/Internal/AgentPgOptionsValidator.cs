@@ -48,24 +48,43 @@ internal static class AgentPgOptionsValidator
         NotNegative(errors, options.MaxContinuations, nameof(AgentPgOptions.MaxContinuations), "3");
         NotNegative(errors, options.MaxModelRetries, nameof(AgentPgOptions.MaxModelRetries), "2");
 
-        Positive(errors, options.RunPollInterval, nameof(AgentPgOptions.RunPollInterval), "TimeSpan.FromSeconds(1)");
-        Positive(errors, options.ToolPollInterval, nameof(AgentPgOptions.ToolPollInterval), "TimeSpan.FromMilliseconds(500)");
-        Positive(errors, options.BatchPollInterval, nameof(AgentPgOptions.BatchPollInterval), "TimeSpan.FromSeconds(30)");
-        Positive(errors, options.HeartbeatInterval, nameof(AgentPgOptions.HeartbeatInterval), "TimeSpan.FromSeconds(15)");
-        Positive(errors, options.LeaderTtl, nameof(AgentPgOptions.LeaderTtl), "TimeSpan.FromSeconds(30)");
-        Positive(errors, options.InstanceTtl, nameof(AgentPgOptions.InstanceTtl), "TimeSpan.FromMinutes(2)");
-        Positive(errors, options.CleanupInterval, nameof(AgentPgOptions.CleanupInterval), "TimeSpan.FromMinutes(1)");
-        Positive(errors, options.ToolTimeout, nameof(AgentPgOptions.ToolTimeout), "TimeSpan.FromMinutes(5)");
+        // Intervals drive PeriodicTimer, Task.Delay, WaitAsync and CancellationTokenSource: 1 ms to 49.7 days.
+        Timer(errors, options.RunPollInterval, nameof(AgentPgOptions.RunPollInterval), "TimeSpan.FromSeconds(1)");
+        Timer(errors, options.ToolPollInterval, nameof(AgentPgOptions.ToolPollInterval), "TimeSpan.FromMilliseconds(500)");
+        Timer(errors, options.BatchPollInterval, nameof(AgentPgOptions.BatchPollInterval), "TimeSpan.FromSeconds(30)");
+        Timer(errors, options.HeartbeatInterval, nameof(AgentPgOptions.HeartbeatInterval), "TimeSpan.FromSeconds(15)");
+        Timer(errors, options.CleanupInterval, nameof(AgentPgOptions.CleanupInterval), "TimeSpan.FromMinutes(1)");
+        Timer(errors, options.ToolTimeout, nameof(AgentPgOptions.ToolTimeout), "TimeSpan.FromMinutes(5)");
+        var leaderTtlValid = Duration(errors, options.LeaderTtl, nameof(AgentPgOptions.LeaderTtl), MinLeaderTtl, "100 ms", "TimeSpan.FromSeconds(30)",
+            " (the lease is refreshed every LeaderTtl / 2: a shorter lease expires between two refreshes on a busy database and " +
+            "leadership flaps)");
+        var instanceTtlValid = Duration(errors, options.InstanceTtl, nameof(AgentPgOptions.InstanceTtl), MinTimer, "1 ms", "TimeSpan.FromMinutes(2)", "");
+
+        Timer(errors, options.RunEventRetention, nameof(AgentPgOptions.RunEventRetention), "TimeSpan.FromHours(24)");
+
         if (options.ApprovalTimeout is { } approvalTimeout && approvalTimeout <= TimeSpan.Zero)
         {
             errors.Add($"AgentPgOptions.ApprovalTimeout must be positive (was {approvalTimeout}); leave it null to wait for decisions forever.");
         }
 
-        if (options.InstanceTtl > TimeSpan.Zero && options.HeartbeatInterval > TimeSpan.Zero && options.InstanceTtl <= options.HeartbeatInterval)
+        if (instanceTtlValid && InRange(options.HeartbeatInterval, MinTimer) && options.InstanceTtl <= options.HeartbeatInterval)
         {
             errors.Add($"AgentPgOptions.InstanceTtl ({options.InstanceTtl}) must be longer than AgentPgOptions.HeartbeatInterval " +
                        $"({options.HeartbeatInterval}), otherwise live instances are evicted between two heartbeats; " +
                        "a TTL of several heartbeat intervals is typical.");
+        }
+
+        if (leaderTtlValid && instanceTtlValid && options.LeaderTtl > options.InstanceTtl)
+        {
+            errors.Add($"AgentPgOptions.LeaderTtl ({options.LeaderTtl}) must not be longer than AgentPgOptions.InstanceTtl " +
+                       $"({options.InstanceTtl}): the leader rescues the work of dead instances, so when the leader itself dies its work " +
+                       "waits for its lease to expire; a lease longer than the TTL would delay that rescue beyond InstanceTtl. " +
+                       "A lease of a quarter of the TTL is typical (30 seconds and 2 minutes by default).");
+        }
+
+        if (options.Telemetry is null)
+        {
+            errors.Add("AgentPgOptions.Telemetry is null; leave the default instance or set a new TelemetryOptions().");
         }
 
         if (options.RunRescue is null)
@@ -74,8 +93,10 @@ internal static class AgentPgOptionsValidator
         }
         else
         {
-            Positive(errors, options.RunRescue.Interval, "RunRescue.Interval", "TimeSpan.FromMinutes(1)");
-            Positive(errors, options.RunRescue.Timeout, "RunRescue.Timeout", "TimeSpan.FromMinutes(5)");
+            Timer(errors, options.RunRescue.Interval, "RunRescue.Interval", "TimeSpan.FromMinutes(1)");
+            Duration(errors, options.RunRescue.Timeout, "RunRescue.Timeout", MinRescueTimeout, "1 second", "TimeSpan.FromMinutes(5)",
+                " (a live stream's first event, and each later progress mark, may take that long: a shorter timeout rescues healthy " +
+                "runs and pays for their answers twice)");
             Positive(errors, options.RunRescue.MaxAttempts, "RunRescue.MaxAttempts", "3");
         }
 
@@ -85,7 +106,11 @@ internal static class AgentPgOptionsValidator
         }
         else
         {
-            Positive(errors, options.ToolRetry.MaxAttempts, "ToolRetry.MaxAttempts", "2");
+            if (options.ToolRetry.MaxAttempts is < 1 or > MaxToolAttempts)
+            {
+                errors.Add($"AgentPgOptions.ToolRetry.MaxAttempts must be between 1 and {MaxToolAttempts} (was {options.ToolRetry.MaxAttempts}): " +
+                           "with jitter the wait before attempt n is n⁴ seconds, already more than 3 years before attempt 100; the default is 2.");
+            }
             if (double.IsNaN(options.ToolRetry.Jitter) || options.ToolRetry.Jitter is < 0 or > 1)
             {
                 errors.Add($"AgentPgOptions.ToolRetry.Jitter must be between 0 and 1 (was {options.ToolRetry.Jitter.ToString(CultureInfo.InvariantCulture)}); " +
@@ -137,12 +162,33 @@ internal static class AgentPgOptionsValidator
         }
     }
 
-    private static void Positive(List<string> errors, TimeSpan value, string name, string example)
+    /// <summary>The shortest period .NET timers accept (PeriodicTimer rejects anything under a millisecond).</summary>
+    internal static readonly TimeSpan MinTimer = TimeSpan.FromMilliseconds(1);
+
+    /// <summary>The longest period PeriodicTimer, Task.Delay, Task.WaitAsync and CancellationTokenSource accept
+    /// (uint.MaxValue - 1 milliseconds, about 49.7 days).</summary>
+    internal static readonly TimeSpan MaxTimer = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+
+    internal static readonly TimeSpan MinLeaderTtl = TimeSpan.FromMilliseconds(100);
+
+    internal static readonly TimeSpan MinRescueTimeout = TimeSpan.FromSeconds(1);
+
+    internal const int MaxToolAttempts = 100;
+
+    private static bool InRange(TimeSpan value, TimeSpan min) => value >= min && value <= MaxTimer;
+
+    private static void Timer(List<string> errors, TimeSpan value, string name, string example)
+        => Duration(errors, value, name, MinTimer, "1 ms", example, " (the range .NET timers accept)");
+
+    private static bool Duration(List<string> errors, TimeSpan value, string name, TimeSpan min, string minText, string example, string reason)
     {
-        if (value <= TimeSpan.Zero)
+        if (InRange(value, min))
         {
-            errors.Add($"AgentPgOptions.{name} must be a positive duration (was {value}); for example {example}.");
+            return true;
         }
+
+        errors.Add($"AgentPgOptions.{name} must be between {minText} and 49.7 days{reason} (was {value}); for example {example}.");
+        return false;
     }
 
     private static string Describe(string value) => value.Length == 0 ? "empty" : $"{value.Length} characters";

@@ -27,6 +27,7 @@ internal sealed class MaintenanceRunner(Engine engine, IReadOnlyList<IMaintenanc
         new UnclaimableRunScan(engine),
         new RunRescuer(engine),
         new StuckWorkSweeper(engine),
+        new RunEventRetention(engine),
         new ApprovalTimeout(engine),
     ];
 

@@ -1,6 +1,12 @@
 -- Reverts 001_initial.up.sql: drops every object it created, in dependency order, in the first schema of
 -- the search_path (see the header of the up file). Other objects in that schema are left alone.
 
+DROP TRIGGER IF EXISTS agentpg_trg_run_event_tool_created ON agentpg_tool_executions;
+DROP TRIGGER IF EXISTS agentpg_trg_run_event_tool ON agentpg_tool_executions;
+DROP TRIGGER IF EXISTS agentpg_trg_run_event_message ON agentpg_messages;
+DROP TRIGGER IF EXISTS agentpg_trg_run_event_iteration ON agentpg_iterations;
+DROP TRIGGER IF EXISTS agentpg_trg_run_event_created ON agentpg_runs;
+DROP TRIGGER IF EXISTS agentpg_trg_a_run_event_state ON agentpg_runs;
 DROP TRIGGER IF EXISTS agentpg_trg_cleanup_orphaned_tools ON agentpg_instance_tools;
 DROP TRIGGER IF EXISTS agentpg_trg_cleanup_orphaned_work ON agentpg_instances;
 DROP TRIGGER IF EXISTS agentpg_trg_tool_created ON agentpg_tool_executions;
@@ -11,6 +17,14 @@ DROP TRIGGER IF EXISTS agentpg_trg_run_created ON agentpg_runs;
 DROP TRIGGER IF EXISTS agentpg_trg_run_before_insert ON agentpg_runs;
 DROP TRIGGER IF EXISTS agentpg_trg_run_before_update ON agentpg_runs;
 
+DROP FUNCTION IF EXISTS agentpg_append_run_deltas(UUID, TEXT, BIGINT, INTEGER, TEXT[], INTEGER[], TEXT[]);
+DROP FUNCTION IF EXISTS agentpg_watch_run(UUID);
+DROP FUNCTION IF EXISTS agentpg_run_event_on_tool();
+DROP FUNCTION IF EXISTS agentpg_run_event_on_message();
+DROP FUNCTION IF EXISTS agentpg_run_event_on_iteration();
+DROP FUNCTION IF EXISTS agentpg_run_event_on_run();
+DROP FUNCTION IF EXISTS agentpg_append_run_event(UUID, UUID, TEXT, UUID, JSONB);
+DROP FUNCTION IF EXISTS agentpg_run_event_lock_key(UUID);
 DROP FUNCTION IF EXISTS agentpg_get_iterations_for_poll(TEXT, INTERVAL, INTEGER);
 DROP FUNCTION IF EXISTS agentpg_cleanup_orphaned_tools();
 DROP FUNCTION IF EXISTS agentpg_cleanup_orphaned_work();
@@ -41,6 +55,8 @@ DROP FUNCTION IF EXISTS agentpg_run_before_update();
 ALTER TABLE IF EXISTS agentpg_runs DROP CONSTRAINT IF EXISTS agentpg_fk_runs_current_iteration;
 ALTER TABLE IF EXISTS agentpg_runs DROP CONSTRAINT IF EXISTS agentpg_fk_runs_parent_tool_execution;
 
+DROP TABLE IF EXISTS agentpg_run_events;
+DROP TABLE IF EXISTS agentpg_run_event_heads;
 DROP TABLE IF EXISTS agentpg_leader;
 DROP TABLE IF EXISTS agentpg_instance_tools;
 DROP TABLE IF EXISTS agentpg_instances;

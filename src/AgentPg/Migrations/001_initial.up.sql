@@ -167,6 +167,10 @@ CREATE TABLE agentpg_runs (
     run_mode                     agentpg_run_mode NOT NULL DEFAULT 'batch',
     parent_run_id                UUID REFERENCES agentpg_runs (id) ON DELETE CASCADE,
     parent_tool_execution_id     UUID,
+    -- The run at the top of this run's hierarchy (itself for a root run); set on insert. Live events are per root run.
+    root_run_id                  UUID,
+    -- The W3C trace context of the code that created the run (OpenTelemetry): the run's spans continue its trace.
+    traceparent                  TEXT,
     depth                        INTEGER NOT NULL DEFAULT 0,
     state                        agentpg_run_state NOT NULL DEFAULT 'pending',
     previous_state               agentpg_run_state,
@@ -230,6 +234,9 @@ CREATE INDEX agentpg_idx_runs_pending_tools ON agentpg_runs (created_at) WHERE s
 -- Lists and dashboards (ListRunsAsync, GetRunStatisticsAsync): newest first, keyset by (created_at, id), and the runs of
 -- a recent window. created_at never changes, so the index costs an entry per insert and per non-HOT update only.
 CREATE INDEX agentpg_idx_runs_created ON agentpg_runs (created_at DESC);
+-- The queue depth of dashboards (GetRunStatisticsAsync): the non-terminal runs by mode and state, an index-only scan
+-- instead of a scan of every run. Only active runs have an entry; a run leaves it when it finishes.
+CREATE INDEX agentpg_idx_runs_active ON agentpg_runs (run_mode, state) WHERE state NOT IN ('completed', 'cancelled', 'failed');
 
 CREATE TABLE agentpg_messages (
     id            UUID PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -495,6 +502,11 @@ CREATE TRIGGER agentpg_trg_run_before_update BEFORE UPDATE OF state ON agentpg_r
 CREATE FUNCTION agentpg_run_before_insert() RETURNS TRIGGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
+    IF NEW.parent_run_id IS NULL THEN
+        NEW.root_run_id := NEW.id;
+    ELSE
+        NEW.root_run_id := (SELECT coalesce(p.root_run_id, p.id) FROM agentpg_runs p WHERE p.id = NEW.parent_run_id);
+    END IF;
     IF NEW.state IN ('completed', 'cancelled', 'failed') THEN
         NEW.finalized_at := coalesce(NEW.finalized_at, now());
     END IF;
@@ -1405,3 +1417,226 @@ END
 $$;
 
 INSERT INTO agentpg_migrations (version, name) VALUES (1, 'initial');
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Live run events (WatchRunAsync; docs/streaming.md, src/AgentPg/Runs/Events/README.md)
+-- ---------------------------------------------------------------------------------------------------------
+-- Events are recorded only for root runs somebody watches (or watched): the first watcher creates the root's head row
+-- and, in the same transaction, back-fills the events of what already happened from the durable tables. From then on
+-- the triggers below append an event for every state change, iteration, message and tool call of the root run's
+-- hierarchy, and the streaming instance appends coalesced text deltas. For a root run nobody watches, a trigger costs a
+-- shared advisory lock and one primary-key probe of agentpg_run_event_heads, and nothing is written.
+-- Logged tables: written only for watched runs, and a resuming watcher must find the same sequences after a server
+-- restart. The leader deletes them RunEventRetention after the root run finished (messages stay forever).
+
+CREATE TABLE agentpg_run_event_heads (
+    root_run_id    UUID PRIMARY KEY REFERENCES agentpg_runs (id) ON DELETE CASCADE,
+    -- The sequence of the root run's latest event. Its row lock orders concurrent appends: sequence order is commit order.
+    last_sequence  BIGINT NOT NULL DEFAULT 0,
+    created_at     TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE TABLE agentpg_run_events (
+    root_run_id  UUID NOT NULL REFERENCES agentpg_run_event_heads (root_run_id) ON DELETE CASCADE,
+    sequence     BIGINT NOT NULL,
+    run_id       UUID NOT NULL,
+    -- state, finished, iteration, text, thinking, message, tool_started, tool_completed
+    kind         TEXT NOT NULL,
+    -- The row the event is about (message, tool execution, iteration), read when the event is delivered.
+    ref_id       UUID,
+    data         JSONB NOT NULL DEFAULT '{}',
+    created_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (root_run_id, sequence),
+    CONSTRAINT run_event_data_object CHECK (jsonb_typeof(data) = 'object')
+);
+
+-- The advisory lock that orders a first watcher's back-fill against the triggers' appends (see agentpg_watch_run).
+CREATE FUNCTION agentpg_run_event_lock_key(p_root_run_id UUID) RETURNS BIGINT
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT hashtextextended('agentpg_run_events:' || p_root_run_id::text, 0)
+$$;
+
+-- Appends one event when the root run is watched. The shared advisory lock makes a concurrent first watcher either see
+-- this transaction's rows in its back-fill (it waited for our commit) or be seen by the head lookup (we waited for its).
+CREATE FUNCTION agentpg_append_run_event(p_root_run_id UUID, p_run_id UUID, p_kind TEXT, p_ref_id UUID, p_data JSONB)
+RETURNS VOID
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_sequence BIGINT;
+BEGIN
+    IF p_root_run_id IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock_shared(agentpg_run_event_lock_key(p_root_run_id));
+    UPDATE agentpg_run_event_heads SET last_sequence = last_sequence + 1
+     WHERE root_run_id = p_root_run_id
+    RETURNING last_sequence INTO v_sequence;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    INSERT INTO agentpg_run_events (root_run_id, sequence, run_id, kind, ref_id, data)
+    VALUES (p_root_run_id, v_sequence, p_run_id, p_kind, p_ref_id, p_data);
+    -- Identical notifications of one transaction are folded into one.
+    PERFORM pg_notify(agentpg_channel('agentpg_run_event'), json_build_object('run_id', p_root_run_id)::text);
+END
+$$;
+
+CREATE FUNCTION agentpg_run_event_on_run() RETURNS TRIGGER
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM agentpg_append_run_event(NEW.root_run_id, NEW.id, 'state', NULL,
+        jsonb_build_object('state', NEW.state, 'previous_state', CASE WHEN TG_OP = 'UPDATE' THEN OLD.state END));
+    IF NEW.state IN ('completed', 'cancelled', 'failed') THEN
+        PERFORM agentpg_append_run_event(NEW.root_run_id, NEW.id, 'finished', NULL, jsonb_build_object('state', NEW.state));
+    END IF;
+    RETURN NULL;
+END
+$$;
+-- Named to fire before agentpg_trg_child_run_complete (same-event triggers fire in name order), so a child run's
+-- finish comes before the parent's tool completion and continuation in the stream.
+CREATE TRIGGER agentpg_trg_a_run_event_state AFTER UPDATE OF state ON agentpg_runs
+    FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state) EXECUTE FUNCTION agentpg_run_event_on_run();
+-- A root run is never watched before it exists; a child run appears in its root's stream when it is created.
+CREATE TRIGGER agentpg_trg_run_event_created AFTER INSERT ON agentpg_runs
+    FOR EACH ROW WHEN (NEW.parent_run_id IS NOT NULL) EXECUTE FUNCTION agentpg_run_event_on_run();
+
+CREATE FUNCTION agentpg_run_event_on_iteration() RETURNS TRIGGER
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM agentpg_append_run_event((SELECT r.root_run_id FROM agentpg_runs r WHERE r.id = NEW.run_id), NEW.run_id, 'iteration', NEW.id,
+        jsonb_build_object('iteration_number', NEW.iteration_number));
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER agentpg_trg_run_event_iteration AFTER INSERT ON agentpg_iterations
+    FOR EACH ROW EXECUTE FUNCTION agentpg_run_event_on_iteration();
+
+CREATE FUNCTION agentpg_run_event_on_message() RETURNS TRIGGER
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM agentpg_append_run_event((SELECT r.root_run_id FROM agentpg_runs r WHERE r.id = NEW.run_id), NEW.run_id, 'message', NEW.id, '{}');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER agentpg_trg_run_event_message AFTER INSERT ON agentpg_messages
+    FOR EACH ROW WHEN (NEW.run_id IS NOT NULL) EXECUTE FUNCTION agentpg_run_event_on_message();
+
+-- A tool call starts when its execution starts running (an agent tool: when its child run exists) and completes when
+-- its execution is terminal (an execution can also be created terminal: invalid input, unknown tool; or end without
+-- starting: a call rejected while it awaited approval).
+CREATE FUNCTION agentpg_run_event_on_tool() RETURNS TRIGGER
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_root UUID := (SELECT r.root_run_id FROM agentpg_runs r WHERE r.id = NEW.run_id);
+    v_old_state agentpg_tool_execution_state := CASE WHEN TG_OP = 'UPDATE' THEN OLD.state END;
+    v_old_child UUID := CASE WHEN TG_OP = 'UPDATE' THEN OLD.child_run_id END;
+BEGIN
+    IF (NOT NEW.is_agent_tool AND NEW.state = 'running' AND v_old_state IS DISTINCT FROM 'running')
+       OR (NEW.is_agent_tool AND NEW.child_run_id IS NOT NULL AND v_old_child IS NULL) THEN
+        PERFORM agentpg_append_run_event(v_root, NEW.run_id, 'tool_started', NEW.id, jsonb_build_object('child_run_id', NEW.child_run_id));
+    END IF;
+    IF NEW.state IN ('completed', 'failed', 'skipped') AND (v_old_state IS NULL OR v_old_state IN ('pending', 'running', 'awaiting_approval')) THEN
+        PERFORM agentpg_append_run_event(v_root, NEW.run_id, 'tool_completed', NEW.id, '{}');
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER agentpg_trg_run_event_tool AFTER UPDATE OF state, child_run_id ON agentpg_tool_executions
+    FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state OR OLD.child_run_id IS DISTINCT FROM NEW.child_run_id)
+    EXECUTE FUNCTION agentpg_run_event_on_tool();
+CREATE TRIGGER agentpg_trg_run_event_tool_created AFTER INSERT ON agentpg_tool_executions
+    FOR EACH ROW WHEN (NEW.state <> 'pending') EXECUTE FUNCTION agentpg_run_event_on_tool();
+
+-- Starts watching the hierarchy of p_run_id's root run; returns the root run's id, or NULL when the run does not exist.
+-- The first watcher creates the head and back-fills, in order, the events of what the durable tables already hold
+-- (coalesced: a run's past states are its creation and its current state; text is in the stored messages), and
+-- announces the root on agentpg_run_watch so the instance streaming it starts publishing deltas.
+CREATE FUNCTION agentpg_watch_run(p_run_id UUID) RETURNS UUID
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_root UUID;
+    v_count BIGINT;
+BEGIN
+    SELECT coalesce(root_run_id, id) INTO v_root FROM agentpg_runs WHERE id = p_run_id;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF EXISTS (SELECT 1 FROM agentpg_run_event_heads WHERE root_run_id = v_root) THEN
+        RETURN v_root;
+    END IF;
+    PERFORM pg_advisory_xact_lock(agentpg_run_event_lock_key(v_root));
+    INSERT INTO agentpg_run_event_heads (root_run_id) VALUES (v_root) ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN v_root;
+    END IF;
+
+    WITH RECURSIVE tree AS (
+        SELECT r.* FROM agentpg_runs r WHERE r.id = v_root
+        UNION ALL
+        SELECT c.* FROM agentpg_runs c JOIN tree t ON c.parent_run_id = t.id
+    ),
+    past (run_id, kind, ref_id, data, at, ord, tie) AS (
+        SELECT t.id, 'state', NULL::uuid, jsonb_build_object('state', 'pending', 'previous_state', NULL), t.created_at, 0, t.seq
+          FROM tree t
+        UNION ALL
+        SELECT t.id, 'state', NULL, jsonb_build_object('state', t.state, 'previous_state', t.previous_state),
+               coalesce(t.finalized_at, t.claimed_at, t.started_at, t.created_at), CASE WHEN t.finalized_at IS NULL THEN 1 ELSE 6 END, t.seq
+          FROM tree t WHERE t.state <> 'pending'
+        UNION ALL
+        SELECT t.id, 'finished', NULL, jsonb_build_object('state', t.state), t.finalized_at, 7, t.seq
+          FROM tree t WHERE t.finalized_at IS NOT NULL
+        UNION ALL
+        SELECT i.run_id, 'iteration', i.id, jsonb_build_object('iteration_number', i.iteration_number), i.created_at, 2, i.iteration_number
+          FROM agentpg_iterations i JOIN tree t ON t.id = i.run_id
+        UNION ALL
+        SELECT m.run_id, 'message', m.id, '{}'::jsonb, m.created_at, 3, m.seq
+          FROM agentpg_messages m JOIN tree t ON t.id = m.run_id
+        UNION ALL
+        SELECT te.run_id, 'tool_started', te.id, jsonb_build_object('child_run_id', te.child_run_id), coalesce(te.started_at, te.created_at), 4, te.position
+          FROM agentpg_tool_executions te JOIN tree t ON t.id = te.run_id
+         WHERE te.started_at IS NOT NULL OR te.child_run_id IS NOT NULL
+        UNION ALL
+        SELECT te.run_id, 'tool_completed', te.id, '{}'::jsonb, te.completed_at, 5, te.position
+          FROM agentpg_tool_executions te JOIN tree t ON t.id = te.run_id
+         WHERE te.state IN ('completed', 'failed', 'skipped')
+    )
+    INSERT INTO agentpg_run_events (root_run_id, sequence, run_id, kind, ref_id, data, created_at)
+    SELECT v_root, row_number() OVER (ORDER BY p.at, p.ord, p.tie), p.run_id, p.kind, p.ref_id, p.data, p.at
+      FROM past p;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    UPDATE agentpg_run_event_heads SET last_sequence = v_count WHERE root_run_id = v_root;
+    PERFORM pg_notify(agentpg_channel('agentpg_run_watch'), json_build_object('run_id', v_root)::text);
+    RETURN v_root;
+END
+$$;
+
+-- Text and thinking deltas of a streaming iteration, coalesced by the streaming instance; written only while the
+-- instance still holds the run (p_instance_id, p_claim_epoch) and the root run is watched. Returns whether it wrote.
+CREATE FUNCTION agentpg_append_run_deltas(p_run_id UUID, p_instance_id TEXT, p_claim_epoch BIGINT, p_iteration_number INTEGER,
+                                          p_kinds TEXT[], p_block_indexes INTEGER[], p_texts TEXT[])
+RETURNS BOOLEAN
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_root UUID;
+    v_count INTEGER := cardinality(p_texts);
+    v_last BIGINT;
+BEGIN
+    SELECT root_run_id INTO v_root FROM agentpg_runs
+     WHERE id = p_run_id AND claimed_by_instance_id = p_instance_id AND claim_epoch = p_claim_epoch;
+    IF NOT FOUND OR v_count = 0 THEN
+        RETURN FALSE;
+    END IF;
+    UPDATE agentpg_run_event_heads SET last_sequence = last_sequence + v_count
+     WHERE root_run_id = v_root
+    RETURNING last_sequence INTO v_last;
+    IF NOT FOUND THEN
+        RETURN FALSE;
+    END IF;
+    INSERT INTO agentpg_run_events (root_run_id, sequence, run_id, kind, data)
+    SELECT v_root, v_last - v_count + d.n, p_run_id, d.kind,
+           jsonb_build_object('iteration_number', p_iteration_number, 'block_index', d.block_index, 'text', d.text)
+      FROM unnest(p_kinds, p_block_indexes, p_texts) WITH ORDINALITY AS d(kind, block_index, text, n);
+    PERFORM pg_notify(agentpg_channel('agentpg_run_event'), json_build_object('run_id', v_root)::text);
+    RETURN TRUE;
+END
+$$;

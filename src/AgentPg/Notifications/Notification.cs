@@ -10,7 +10,13 @@ internal static class Channels
     public const string RunFinalized = "agentpg_run_finalized";
     public const string ToolPending = "agentpg_tool_pending";
 
-    public static readonly string[] All = [RunCreated, RunState, RunFinalized, ToolPending];
+    /// <summary>New live events of a root run (payload: the root run id); sent only for watched runs.</summary>
+    public const string RunEvent = "agentpg_run_event";
+
+    /// <summary>A root run got its first watcher (payload: the root run id): the instance streaming it publishes deltas.</summary>
+    public const string RunWatch = "agentpg_run_watch";
+
+    public static readonly string[] All = [RunCreated, RunState, RunFinalized, ToolPending, RunEvent, RunWatch];
 }
 
 /// <summary>A notification, with the payload fields AgentPg's triggers put in it.</summary>

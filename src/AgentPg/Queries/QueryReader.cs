@@ -12,7 +12,7 @@ internal sealed class QueryReader(NpgsqlDataSource dataSource, QuerySql sql)
     {
         var tenant = Tenant(query.SessionMetadata, nameof(query.SessionMetadata));
         var cursor = PageCursor.Decode(query.Cursor, nameof(query.Cursor));
-        var command = QuerySql.BindRuns(dataSource.CreateCommand(sql.Runs), query, tenant, cursor);
+        var command = QuerySql.BindRuns(dataSource.CreateCommand(sql.Runs.For(tenant)), query, tenant, cursor);
         await using (command.ConfigureAwait(false))
         {
             var rows = await command.QueryListAsync(RunSql.Read, cancellationToken).ConfigureAwait(false);
@@ -36,7 +36,7 @@ internal sealed class QueryReader(NpgsqlDataSource dataSource, QuerySql sql)
     {
         var tenant = Tenant(query.SessionMetadata, nameof(query.SessionMetadata));
         var cursor = PageCursor.Decode(query.Cursor, nameof(query.Cursor));
-        var command = QuerySql.BindToolExecutions(dataSource.CreateCommand(sql.ToolExecutions), query, tenant, cursor);
+        var command = QuerySql.BindToolExecutions(dataSource.CreateCommand(sql.ToolExecutions.For(tenant)), query, tenant, cursor);
         await using (command.ConfigureAwait(false))
         {
             var rows = await command.QueryListAsync(ToolExecutionSql.Read, cancellationToken).ConfigureAwait(false);
@@ -48,7 +48,7 @@ internal sealed class QueryReader(NpgsqlDataSource dataSource, QuerySql sql)
     {
         var tenant = Tenant(query.SessionMetadata, nameof(query.SessionMetadata));
         var cursor = PageCursor.Decode(query.Cursor, nameof(query.Cursor));
-        var command = QuerySql.BindCompactionEvents(dataSource.CreateCommand(sql.CompactionEvents), query, tenant, cursor);
+        var command = QuerySql.BindCompactionEvents(dataSource.CreateCommand(sql.CompactionEvents.For(tenant)), query, tenant, cursor);
         await using (command.ConfigureAwait(false))
         {
             var rows = await command.QueryListAsync(CompactionSql.ReadEvent, cancellationToken).ConfigureAwait(false);
@@ -72,7 +72,7 @@ internal sealed class QueryReader(NpgsqlDataSource dataSource, QuerySql sql)
         var batch = dataSource.CreateBatch();
         await using (batch.ConfigureAwait(false))
         {
-            foreach (var statement in new[] { sql.StatisticsByState, sql.StatisticsQueue, sql.StatisticsBuckets })
+            foreach (var statement in new[] { sql.StatisticsWindow, sql.StatisticsQueue.For(tenant), sql.StatisticsBuckets.For(tenant) })
             {
                 var command = new NpgsqlBatchCommand(statement);
                 QuerySql.BindStatistics(command.Parameters, window, bucket, tenant);
@@ -81,17 +81,13 @@ internal sealed class QueryReader(NpgsqlDataSource dataSource, QuerySql sql)
 
             var byState = new Dictionary<RunState, int>();
             var queue = new List<QueueDepth>();
-            var buckets = new List<RunStatisticsBucket>();
-            DateTimeOffset since = default, until = default;
+            var rows = new List<(DateTimeOffset Start, RunState State, int Count, Usage Usage)>();
+            DateTimeOffset since, until;
             var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             await using (reader.ConfigureAwait(false))
             {
-                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    var (state, count) = QuerySql.ReadStateCount(reader);
-                    byState[state] = count;
-                }
-
+                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                (since, until) = QuerySql.ReadWindow(reader);
                 await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                 {
@@ -101,9 +97,37 @@ internal sealed class QueryReader(NpgsqlDataSource dataSource, QuerySql sql)
                 await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                 {
-                    (var b, since, until) = QuerySql.ReadBucket(reader);
-                    buckets.Add(b);
+                    rows.Add(QuerySql.ReadBucketState(reader));
                 }
+            }
+
+            foreach (var row in rows)
+            {
+                byState[row.State] = byState.GetValueOrDefault(row.State) + row.Count;
+            }
+
+            // Every bucket from the one holding the window's start to the one holding its end, empty ones with zeros.
+            var buckets = new List<RunStatisticsBucket>();
+            var origin = new DateTimeOffset(2000, 1, 1, 0, 0, 0, TimeSpan.Zero);
+            var start = origin + (bucket * Math.Floor((since - origin) / bucket));
+            for (; start <= until; start += bucket)
+            {
+                var inBucket = rows.Where(r => r.Start == start).ToList();
+                int Count(RunState state) => inBucket.Where(r => r.State == state).Sum(r => r.Count);
+                buckets.Add(new RunStatisticsBucket
+                {
+                    Start = start,
+                    Completed = Count(RunState.Completed),
+                    Failed = Count(RunState.Failed),
+                    Cancelled = Count(RunState.Cancelled),
+                    Usage = new Usage
+                    {
+                        InputTokens = inBucket.Sum(r => r.Usage.InputTokens),
+                        OutputTokens = inBucket.Sum(r => r.Usage.OutputTokens),
+                        CacheCreationInputTokens = inBucket.Sum(r => r.Usage.CacheCreationInputTokens),
+                        CacheReadInputTokens = inBucket.Sum(r => r.Usage.CacheReadInputTokens),
+                    },
+                });
             }
 
             return new RunStatistics { Since = since, Until = until, CreatedByState = byState, Queue = queue, Buckets = buckets };

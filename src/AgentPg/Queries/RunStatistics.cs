@@ -15,7 +15,9 @@ public sealed record RunStatistics
     /// <summary>Runs waiting or in progress now (whenever they were created), by mode and state: the queue depth.</summary>
     public IReadOnlyList<QueueDepth> Queue { get; init; } = [];
 
-    /// <summary>Runs finished in the window, per time bucket, oldest first; every bucket is present, empty ones with zeros.</summary>
+    /// <summary>Runs created in the window, per bucket of their creation time with their outcome so far, oldest first; every
+    /// bucket is present, empty ones with zeros. (Counting by creation keeps the read to one range of the created_at index;
+    /// runs finish seconds after they start, so the chart reads as throughput.)</summary>
     public IReadOnlyList<RunStatisticsBucket> Buckets { get; init; } = [];
 }
 
@@ -25,21 +27,21 @@ public sealed record RunStatistics
 /// <param name="Count">How many runs are in it now.</param>
 public sealed record QueueDepth(RunMode Mode, RunState State, int Count);
 
-/// <summary>Runs finished in one time bucket, and the tokens they used.</summary>
+/// <summary>Runs created in one time bucket, by outcome so far, and the tokens they used.</summary>
 public sealed record RunStatisticsBucket
 {
     /// <summary>Start of the bucket.</summary>
     public DateTimeOffset Start { get; init; }
 
-    /// <summary>Runs completed in the bucket.</summary>
+    /// <summary>Runs created in the bucket that completed.</summary>
     public int Completed { get; init; }
 
-    /// <summary>Runs failed in the bucket.</summary>
+    /// <summary>Runs created in the bucket that failed.</summary>
     public int Failed { get; init; }
 
-    /// <summary>Runs cancelled in the bucket.</summary>
+    /// <summary>Runs created in the bucket that were cancelled.</summary>
     public int Cancelled { get; init; }
 
-    /// <summary>Tokens used by the runs finished in the bucket (input, output and cache).</summary>
+    /// <summary>Tokens used by the runs created in the bucket (input, output and cache).</summary>
     public Usage Usage { get; init; } = new();
 }

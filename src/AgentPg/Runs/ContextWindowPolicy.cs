@@ -8,12 +8,16 @@ namespace AgentPg.Runs;
 /// <para>Before a request: with <see cref="AgentPgOptions.AutoCompaction"/>, a root run whose request is estimated over
 /// <see cref="CompactionOptions.Trigger"/> compacts its session first, at this boundary between two iterations (the run's
 /// earlier iterations are all recorded, so its own messages may be compacted too), and the request is built again.</para>
-/// <para>When Claude answers that the prompt is too long: compaction (once per iteration, when enabled), then the 1M-token
+/// <para>When Claude answers that the prompt is too long, or stops with <c>model_context_window_exceeded</c> (its answer ran
+/// into the window; the cut-off answer is dropped): compaction (once per iteration, when enabled), then the 1M-token
 /// window (when allowed), then the run fails with <c>context_window_exceeded</c> and a message that says what was tried.</para>
 /// <para>Delegated (child) runs are never compacted: their conversation is their own task and stays short.</para>
 /// </remarks>
 internal sealed class ContextWindowPolicy(Engine engine)
 {
+    /// <summary>The detail of a failure for the <c>model_context_window_exceeded</c> stop reason.</summary>
+    public const string GenerationExceeded = "Claude's answer reached the model's context window (stop_reason model_context_window_exceeded)";
+
     private readonly IterationStarter _starter = new(engine);
 
     public async Task<IterationContext> BeforeRequestAsync(ClaimedRun claimed, IterationContext context, CancellationToken cancellationToken)
@@ -26,7 +30,8 @@ internal sealed class ContextWindowPolicy(Engine engine)
         return await CompactAndReloadAsync(claimed, context, Compactor.ReasonAuto, cancellationToken).ConfigureAwait(false) ?? context;
     }
 
-    /// <summary>The prompt was too long: returns the context to send again, or throws the run's failure.</summary>
+    /// <summary>The prompt was too long, or the answer ran into the window: returns the context to send again (streaming) or
+    /// submit again (batch; <see cref="ClaimedRun.UsedExtendedContext"/> says which window), or throws the run's failure.</summary>
     public async Task<IterationContext> OnPromptTooLongAsync(ClaimedRun claimed, IterationContext context, string detail, CancellationToken cancellationToken)
     {
         var compactionAllowed = engine.Options.AutoCompaction && claimed.Run.Depth == 0;
@@ -47,19 +52,6 @@ internal sealed class ContextWindowPolicy(Engine engine)
         }
 
         throw Exceeded(context, detail, claimed.UsedExtendedContext, compactionAllowed);
-    }
-
-    /// <summary>For a batch result that was too long: compacts when allowed (once per iteration); true when the request should
-    /// be submitted again.</summary>
-    public async Task<bool> CompactForBatchAsync(ClaimedRun claimed, IterationContext context, CancellationToken cancellationToken)
-    {
-        if (!engine.Options.AutoCompaction || claimed.Run.Depth != 0 || claimed.CompactedForContextWindow)
-        {
-            return false;
-        }
-
-        claimed.CompactedForContextWindow = true;
-        return await CompactAndReloadAsync(claimed, context, Compactor.ReasonContextWindow, cancellationToken).ConfigureAwait(false) is not null;
     }
 
     /// <summary>The run's failure, saying truthfully what was tried and what is left to try.</summary>

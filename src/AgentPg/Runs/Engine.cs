@@ -22,10 +22,14 @@ internal sealed class Engine
         Callbacks = new RunCallbacks(dataSource, sql, options.TimeProvider, logger);
         Hooks = new HookRunner(options.Hooks, logger);
         Notifier = new Notifier(dataSource, options.PrepareStatements, sql.Schema, logger);
+        Deltas = new Events.DeltaPublisher(this);
         var transactional = Math.Max(1, PoolBudget.TransactionalToolLimit(dataSource, options.MaxConcurrentTools));
         TransactionalTools = new SemaphoreSlim(transactional, transactional);
         Compactor = new Compaction.Compactor(this, () => ModelClient);
     }
+
+    /// <summary>Publishes streamed text to watchers of the run (WatchRunAsync).</summary>
+    public Events.DeltaPublisher Deltas { get; }
 
     public Compaction.Compactor Compactor { get; }
 

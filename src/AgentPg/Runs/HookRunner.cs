@@ -26,6 +26,9 @@ internal sealed class HookRunner(AgentPgHooks? hooks, ILogger logger)
     public Task AfterMessageAsync(ModelCallContext context, CancellationToken cancellationToken)
         => InvokeAsync(hooks?.OnAfterMessage, context, nameof(AgentPgHooks.OnAfterMessage), cancellationToken);
 
+    /// <summary>Gets whether <see cref="AgentPgHooks.OnToolCall"/> is set: an agent tool's event is read back only then.</summary>
+    public bool HasToolCall => hooks?.OnToolCall is not null;
+
     public Task ToolCallAsync(ToolCallEvent e, CancellationToken cancellationToken)
         => InvokeAsync(hooks?.OnToolCall, e, nameof(AgentPgHooks.OnToolCall), cancellationToken);
 

@@ -5,6 +5,7 @@ using AgentPg.Diagnostics;
 using AgentPg.Internal;
 using AgentPg.Storage;
 using AgentPg.Tools;
+using AgentPg.Workers;
 using Npgsql;
 
 namespace AgentPg.Runs;
@@ -95,14 +96,20 @@ internal sealed class IterationRecorder(Engine engine)
     /// <summary>Runs the work of a claimed run with the engine's failure policy: the run's in-flight work can be cancelled
     /// (cancel, shutdown); a lost claim drops the work; a <see cref="RunFailureException"/> or an unexpected error fails the
     /// run; a database that stays unreachable leaves the run claimed for rescue.</summary>
-    public async Task GuardAsync(ClaimedRun claimed, Func<CancellationToken, Task> work, CancellationToken hardStop)
+    /// <remarks>The work gets two tokens: the first for work still to do (Claude's stream, the next iteration), cancelled by a
+    /// cancel of the run and by the shutdown's deadline; the second for recording a result already obtained, cancelled only
+    /// when the shutdown gives up on results (<see cref="StopTokens.Abandon"/>, review D13): an answer that reached
+    /// message_stop before the deadline is written, not requested again elsewhere. A cancelled run's write fails its fence.</remarks>
+    public async Task GuardAsync(ClaimedRun claimed, Func<CancellationToken, CancellationToken, Task> work, StopTokens stop)
     {
         var run = claimed.Run;
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(hardStop);
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(stop.HardStop);
         using var registration = engine.InFlight.Register(run.Id, cts);
+        using var activity = Telemetry.StartInvokeAgent(claimed);
+        claimed.Activity = activity;
         try
         {
-            await work(cts.Token).ConfigureAwait(false);
+            await work(cts.Token, stop.Abandon).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex.IsClaimLost())
         {
@@ -155,6 +162,9 @@ internal sealed class IterationRecorder(Engine engine)
                 }
             }, engine.Time, CancellationToken.None).ConfigureAwait(false);
             Log.RunFailed(engine.Logger, run.Id, errorType, message);
+            Telemetry.RunFinished(run, "failed");
+            claimed.Activity.Error(errorType, message);
+            FireAgentToolHook(run);
         }
         catch (Exception ex) when (ex.IsClaimLost())
         {
@@ -212,6 +222,35 @@ internal sealed class IterationRecorder(Engine engine)
         }, engine.Time, token).ConfigureAwait(false);
         engine.Notifier.RunFinalized(run, RunState.Completed, nextRunMode);
         Log.RunCompleted(engine.Logger, run.Id, claimed.Iteration, response.StopReason ?? StopReasons.EndTurn);
+        Telemetry.RunFinished(run, "completed");
+        FireAgentToolHook(run);
+    }
+
+    /// <summary>A child run finished here: its parent's agent-tool execution was completed by the same transaction (trigger),
+    /// so this instance reports it to <see cref="AgentPgHooks.OnToolCall"/> (not awaited; one read, only with the hook set).</summary>
+    private void FireAgentToolHook(Run run)
+    {
+        if (run.ParentRunId is null || !engine.Hooks.HasToolCall)
+        {
+            return;
+        }
+
+        _ = FireAsync();
+
+        async Task FireAsync()
+        {
+            try
+            {
+                if (await ToolExecutionSql.ReadAgentToolEventAsync(engine.DataSource, engine.Sql, run.Id, CancellationToken.None).ConfigureAwait(false) is { } e)
+                {
+                    await engine.Hooks.ToolCallAsync(e, CancellationToken.None).ConfigureAwait(false);
+                }
+            }
+            catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException or TimeoutException)
+            {
+                Log.HookFailed(engine.Logger, ex, nameof(AgentPgHooks.OnToolCall));
+            }
+        }
     }
 
     private async Task ContinueAsync(ClaimedRun claimed, IterationContext context, ModelResponse response, bool storeMessage, string? errorType,
@@ -353,6 +392,7 @@ internal sealed class IterationRecorder(Engine engine)
         foreach (var e in failedEarly)
         {
             engine.Callbacks.FireComplete(e);
+            _ = engine.Hooks.ToolCallAsync(e, CancellationToken.None);
         }
 
         Log.RunWaitingForTools(engine.Logger, run.Id, claimed.Iteration, toolUses.Count);

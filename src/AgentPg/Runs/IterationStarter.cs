@@ -165,6 +165,7 @@ internal sealed class IterationStarter(Engine engine)
         var limit = RequestBuilder.ModelMaxOutputTokens(agent.Model);
         var tokens = Math.Min(maxTokens ?? agent.MaxTokens ?? RequestBuilder.DefaultMaxTokens, Math.Max(limit, agent.MaxTokens ?? 0));
         var extended = engine.Options.ExtendedContext || (agent.Config.TryGetValue("extended_context", out var value) && value is true);
+        Diagnostics.Telemetry.AgentKnown(claimed.Activity, agent);
         var options = engine.Options;
         var cacheTtl = options.PromptCaching == PromptCacheMode.Off
             ? null

@@ -20,6 +20,12 @@ internal sealed class ClaimedRun
 
     public Run Run { get; }
 
+    /// <summary>The W3C trace context stored with the run (its creator's), continued by this claim's spans.</summary>
+    public string? TraceParent { get; init; }
+
+    /// <summary>This claim's <c>invoke_agent</c> span, when traced.</summary>
+    public System.Diagnostics.Activity? Activity { get; set; }
+
     /// <summary>The number of the latest iteration started.</summary>
     public int Iteration { get; set; }
 

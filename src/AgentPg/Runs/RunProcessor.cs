@@ -2,7 +2,9 @@ using System.Net.Http;
 using System.Text.Json;
 using AgentPg.Claude;
 using AgentPg.Diagnostics;
+using AgentPg.Runs.Events;
 using AgentPg.Storage;
+using AgentPg.Workers;
 using Anthropic.Exceptions;
 using Anthropic.Models.Messages;
 using Npgsql;
@@ -20,7 +22,7 @@ internal sealed class RunProcessor(Engine engine)
     private readonly ContextWindowPolicy _window = new(engine);
     private readonly IterationRecorder _recorder = new(engine);
 
-    public Task ProcessAsync(ClaimedRun claimed, CancellationToken hardStop) => _recorder.GuardAsync(claimed, async token =>
+    public Task ProcessAsync(ClaimedRun claimed, StopTokens stop) => _recorder.GuardAsync(claimed, async (token, record) =>
     {
         while (true)
         {
@@ -40,35 +42,53 @@ internal sealed class RunProcessor(Engine engine)
                 try
                 {
                     response = await CallWithRetriesAsync(claimed, context, body, token).ConfigureAwait(false);
-                    break;
                 }
                 catch (PromptTooLongException ex)
                 {
                     context = await _window.OnPromptTooLongAsync(claimed, context, ex.Message, token).ConfigureAwait(false);
+                    continue;
                 }
+
+                if (response.StopReason != StopReasons.ModelContextWindowExceeded)
+                {
+                    break;
+                }
+
+                // Generation ran into the context window: the cut-off answer is paid for but dropped, and the request takes
+                // the path of a prompt that is too long (compaction, then the 1M window, then a failure that says so).
+                claimed.IterationUsage += response.Usage;
+                context = await _window.OnPromptTooLongAsync(claimed, context, ContextWindowPolicy.GenerationExceeded, token).ConfigureAwait(false);
             }
 
+            // The answer is complete: from here on it is recorded even if the shutdown's deadline passes meanwhile (D13).
             claimed.IterationUsage += response.Usage;
             if (engine.Hooks.HasAfterMessage)
             {
-                await engine.Hooks.AfterMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, response.ToMessageJson(), response.Usage), token).ConfigureAwait(false);
+                await engine.Hooks.AfterMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, response.ToMessageJson(), response.Usage), record).ConfigureAwait(false);
             }
 
-            if (await _recorder.RecordAsync(claimed, context, response, continueInPlace: true, token).ConfigureAwait(false) == IterationOutcome.Done)
+            if (await _recorder.RecordAsync(claimed, context, response, continueInPlace: true, record).ConfigureAwait(false) == IterationOutcome.Done)
             {
                 return;
             }
         }
-    }, hardStop);
+    }, stop);
 
     private async Task<ModelResponse> CallWithRetriesAsync(ClaimedRun claimed, IterationContext context, Dictionary<string, JsonElement> body, CancellationToken token)
     {
         var failures = 0;
+        using var chat = Telemetry.StartChat(claimed, context.Agent.Model, engine.Options.Telemetry.CaptureContent ? body : null);
+        var started = engine.Time.GetTimestamp();
+        var deltas = engine.Deltas.Open(claimed, context.IterationNumber, token);
+        await using var _ = deltas.ConfigureAwait(false);
         while (true)
         {
             try
             {
-                return await CallOnceAsync(claimed, context, body, token).ConfigureAwait(false);
+                deltas.BeginAttempt();
+                var response = await CallOnceAsync(claimed, context, body, deltas, token).ConfigureAwait(false);
+                Telemetry.ChatCompleted(chat, context.Agent.Model, response, engine.Time.GetElapsedTime(started), engine.Options.Telemetry.CaptureContent);
+                return response;
             }
             catch (AnthropicBadRequestException ex) when (IsPromptTooLong(ex))
             {
@@ -76,6 +96,7 @@ internal sealed class RunProcessor(Engine engine)
             }
             catch (AnthropicApiException ex)
             {
+                Telemetry.ChatFailed(chat, context.Agent.Model, ex.GetType().Name, engine.Time.GetElapsedTime(started));
                 // The SDK already retried what is retryable (408, 409, 429, 5xx) before throwing.
                 throw new RunFailureException(ErrorTypes.ModelError,
                     $"Claude API error {(int)ex.StatusCode} {ex.Type?.Raw() ?? "error"}: {ex.ApiMessage ?? "(no message)"}");
@@ -85,6 +106,7 @@ internal sealed class RunProcessor(Engine engine)
                 failures++;
                 if (failures > engine.Options.MaxModelRetries)
                 {
+                    Telemetry.ChatFailed(chat, context.Agent.Model, ex.GetType().Name, engine.Time.GetElapsedTime(started));
                     throw new RunFailureException(ErrorTypes.ModelError,
                         $"Claude's streamed answer failed {failures} times (AgentPgOptions.MaxModelRetries = {engine.Options.MaxModelRetries}); " +
                         $"last error: {Describe(ex)}");
@@ -96,22 +118,35 @@ internal sealed class RunProcessor(Engine engine)
         }
     }
 
-    private async Task<ModelResponse> CallOnceAsync(ClaimedRun claimed, IterationContext context, Dictionary<string, JsonElement> body, CancellationToken token)
+    private async Task<ModelResponse> CallOnceAsync(ClaimedRun claimed, IterationContext context, Dictionary<string, JsonElement> body, DeltaStream deltas,
+        CancellationToken token)
     {
         var claude = engine.Claude ?? throw new InvalidOperationException("The client is not started.");
         var parameters = MessageCreateParams.FromRawUnchecked(context.Headers(claimed.UsedExtendedContext), s_noHeaders, body);
         var progress = new ProgressReporter(engine, claimed.Run, token);
-        var aggregator = new StreamAggregator { OnText = _ => progress.Report() };
-        var events = claude.Messages.CreateStreaming(parameters, token);
-        await foreach (var ev in events.WithCancellation(token).ConfigureAwait(false))
+        var aggregator = new StreamAggregator { OnProgress = progress.Report, OnDelta = deltas.OnDelta };
+        try
         {
-            aggregator.Add(ev.Json);
+            var events = claude.Messages.CreateStreaming(parameters, token);
+            await foreach (var ev in events.WithCancellation(token).ConfigureAwait(false))
+            {
+                aggregator.Add(ev.Json);
+            }
+
+            if (!aggregator.Response.Completed)
+            {
+                throw new IOException("Claude's stream ended before message_stop.");
+            }
+        }
+        catch (Exception) when (!aggregator.Response.Completed)
+        {
+            // A stream that failed mid-way is paid for as far as it went: message_start reported its input tokens (and
+            // message_delta, when it came, the output so far). Counted in the iteration's usage, retried or not.
+            claimed.IterationUsage += aggregator.Response.Usage;
+            throw;
         }
 
-        if (!aggregator.Response.Completed)
-        {
-            throw new IOException("Claude's stream ended before message_stop.");
-        }
+        await deltas.CompleteAsync(aggregator.Response).ConfigureAwait(false);
 
         return aggregator.Response;
     }

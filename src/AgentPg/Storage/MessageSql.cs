@@ -42,14 +42,18 @@ internal sealed class MessageSql
         InsertTextBlock = $"INSERT INTO {b} (message_id, block_index, type, text) VALUES ($1, 0, 'text', $2) ON CONFLICT ON CONSTRAINT content_block_unique_index DO NOTHING";
         BySession = $"SELECT {JoinedColumns} FROM {m} m LEFT JOIN {b} b ON b.message_id = m.id WHERE m.session_id = $1 ORDER BY m.seq, b.block_index";
         ById = $"SELECT {JoinedColumns} FROM {m} m LEFT JOIN {b} b ON b.message_id = m.id WHERE m.id = $1 ORDER BY b.block_index";
+        ByIds = $"SELECT {JoinedColumns} FROM {m} m LEFT JOIN {b} b ON b.message_id = m.id WHERE m.id = ANY($1) ORDER BY m.seq, b.block_index";
         // A root run sees the session's root conversation: messages of depth-0 runs and compaction summaries (the only
-        // messages without a run). Child runs of delegations write to the same session and are excluded.
+        // messages without a run). Child runs of delegations write to the same session and are excluded, and so are the turns
+        // of root runs that were cancelled or failed (review D22): they stay stored (GetMessagesAsync shows them), but a
+        // cancelled question is not merged into the next prompt, and a failed run's tool rounds are not continued later.
         RootContext = $"""
             SELECT {JoinedColumns}
               FROM {m} m
               LEFT JOIN {b} b ON b.message_id = m.id
              WHERE m.session_id = $1
-               AND ((m.run_id IS NULL AND m.is_summary) OR EXISTS (SELECT 1 FROM {s}.agentpg_runs r WHERE r.id = m.run_id AND r.depth = 0))
+               AND ((m.run_id IS NULL AND m.is_summary)
+                    OR EXISTS (SELECT 1 FROM {s}.agentpg_runs r WHERE r.id = m.run_id AND r.depth = 0 AND r.state NOT IN ('cancelled', 'failed')))
              ORDER BY m.seq, b.block_index
             """;
         // A child run sees only its own messages: each delegation starts fresh with its task.
@@ -72,6 +76,8 @@ internal sealed class MessageSql
     public string BySession { get; }
 
     public string ById { get; }
+
+    public string ByIds { get; }
 
     public string RootContext { get; }
 

@@ -19,7 +19,7 @@ internal sealed class QuerySql
         // $1 ids, $2 states, $3 agent, $4 session, $5 mode, $6 created from, $7 created before, $8 root only, $9 tenant,
         // $10/$11 cursor (created_at, id), $12 limit. The duplicated created_at bound lets the created_at index serve the
         // keyset; the row comparison breaks ties on id.
-        Runs = $"""
+        Runs = Filtered.Split($"""
             SELECT {RunSql.Prefixed("r")}
               FROM {runs} r
              WHERE ($1::uuid[] IS NULL OR r.id = ANY($1))
@@ -34,7 +34,7 @@ internal sealed class QuerySql
                AND ($10::timestamptz IS NULL OR (r.created_at <= $10 AND (r.created_at, r.id) < ($10, $11)))
              ORDER BY r.created_at DESC, r.id DESC
              LIMIT $12
-            """;
+            """);
 
         // $1 ids, $2 tenant, $3 root only, $4 created from, $5/$6 cursor, $7 limit, $8 created before.
         Sessions = $"""
@@ -52,7 +52,7 @@ internal sealed class QuerySql
 
         // $1 ids, $2 run, $3 tool name, $4 states, $5 is agent tool, $6 tenant, $7/$8 cursor, $9 limit, $10 created from,
         // $11 created before.
-        ToolExecutions = $"""
+        ToolExecutions = Filtered.Split($"""
             SELECT {ToolExecutionSql.Columns}
               FROM {tools} te
              WHERE ($1::uuid[] IS NULL OR te.id = ANY($1))
@@ -68,10 +68,10 @@ internal sealed class QuerySql
                AND ($7::timestamptz IS NULL OR (te.created_at <= $7 AND (te.created_at, te.id) < ($7, $8)))
              ORDER BY te.created_at DESC, te.id DESC
              LIMIT $9
-            """;
+            """);
 
         // $1 session, $2 tenant, $3 created from, $4/$5 cursor, $6 limit.
-        CompactionEvents = $"""
+        CompactionEvents = Filtered.Split($"""
             SELECT {CompactionSql.EventColumns}
               FROM {s}.agentpg_compaction_events e
              WHERE ($1::uuid IS NULL OR e.session_id = $1)
@@ -80,7 +80,7 @@ internal sealed class QuerySql
                AND ($4::timestamptz IS NULL OR (e.created_at <= $4 AND (e.created_at, e.id) < ($4, $5)))
              ORDER BY e.created_at DESC, e.id DESC
              LIMIT $6
-            """;
+            """);
 
         // Instances with their heartbeat age by the database clock, leadership, tools and in-flight work.
         Instances = $"""
@@ -98,62 +98,76 @@ internal sealed class QuerySql
 
         // $1 window start offset (interval), $2 bucket (interval), $3 tenant. One statement per result; see Read* below.
         var tenant = $"($3::jsonb IS NULL OR EXISTS (SELECT 1 FROM {sessions} s WHERE s.id = r.session_id AND s.metadata @> $3))";
-        StatisticsByState = $"""
-            SELECT r.state::text, count(*)::int
-              FROM {runs} r
-             WHERE r.created_at >= now() - $1::interval AND {tenant}
-             GROUP BY r.state
-            """;
-        // Non-terminal runs are few and covered by partial indexes (pending claim, active per session, pending tools).
-        StatisticsQueue = $"""
+        // The window by the database clock.
+        StatisticsWindow = "SELECT now() - $1::interval, now(), $2::interval, $3::jsonb";
+        // Non-terminal runs are few: agentpg_idx_runs_active (run_mode, state) holds exactly them (an index-only scan).
+        StatisticsQueue = Filtered.Split($"""
             SELECT r.run_mode::text, r.state::text, count(*)::int
               FROM {runs} r
              WHERE r.state NOT IN ('completed', 'cancelled', 'failed') AND {tenant}
              GROUP BY r.run_mode, r.state
-            """;
-        // Finished runs per bucket. Runs finish shortly after they are created, so the created_at index bounds the scan
-        // (a day of slack for long ones); every bucket comes back, empty ones with zeros.
-        StatisticsBuckets = $"""
-            WITH bounds AS (
-                SELECT now() AS until, now() - $1::interval AS since
-            ), buckets AS (
-                SELECT g AS start FROM bounds, generate_series(
-                    date_bin($2::interval, bounds.since, TIMESTAMPTZ '2000-01-01'), bounds.until, $2::interval) g
-            ), finished AS (
-                SELECT date_bin($2::interval, r.finalized_at, TIMESTAMPTZ '2000-01-01') AS start, r.state,
-                       r.input_tokens, r.output_tokens, r.cache_creation_input_tokens, r.cache_read_input_tokens
-                  FROM {runs} r, bounds
-                 WHERE r.created_at >= bounds.since - interval '1 day'
-                   AND r.finalized_at >= bounds.since
-                   AND {tenant}
-            )
-            SELECT b.start, (SELECT since FROM bounds), (SELECT until FROM bounds),
-                   count(f.state) FILTER (WHERE f.state = 'completed')::int,
-                   count(f.state) FILTER (WHERE f.state = 'failed')::int,
-                   count(f.state) FILTER (WHERE f.state = 'cancelled')::int,
-                   coalesce(sum(f.input_tokens), 0)::bigint, coalesce(sum(f.output_tokens), 0)::bigint,
-                   coalesce(sum(f.cache_creation_input_tokens), 0)::bigint, coalesce(sum(f.cache_read_input_tokens), 0)::bigint
-              FROM buckets b LEFT JOIN finished f ON f.start = b.start
-             GROUP BY b.start
-             ORDER BY b.start
-            """;
+            """);
+        // Runs created in the window, per bucket of their creation and state, with their tokens: one range scan of the
+        // created_at index serves the counts by state and the charts. Buckets are aligned on 2000-01-01 UTC.
+        StatisticsBuckets = Filtered.Split($"""
+            SELECT date_bin($2::interval, r.created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'), r.state::text, count(*)::int,
+                   sum(r.input_tokens)::bigint, sum(r.output_tokens)::bigint,
+                   sum(r.cache_creation_input_tokens)::bigint, sum(r.cache_read_input_tokens)::bigint
+              FROM {runs} r
+             WHERE r.created_at >= now() - $1::interval AND {tenant}
+             GROUP BY 1, 2
+            """);
     }
 
-    public string Runs { get; }
+    public Filtered Runs { get; }
 
     public string Sessions { get; }
 
-    public string ToolExecutions { get; }
+    public Filtered ToolExecutions { get; }
 
-    public string CompactionEvents { get; }
+    public Filtered CompactionEvents { get; }
 
     public string Instances { get; }
 
-    public string StatisticsByState { get; }
+    public string StatisticsWindow { get; }
 
-    public string StatisticsQueue { get; }
+    public Filtered StatisticsQueue { get; }
 
-    public string StatisticsBuckets { get; }
+    public Filtered StatisticsBuckets { get; }
+
+    /// <summary>A statement in two versions: for every tenant, and for one (the tenant condition as a plain <c>EXISTS</c>, so
+    /// PostgreSQL turns it into a semi-join; wrapped in <c>$n IS NULL OR …</c> it could only run it as a filter per row, and
+    /// estimated so high that a dashboard query paid ~1 s of JIT compilation).</summary>
+    public sealed class Filtered
+    {
+        private Filtered(string everyone, string oneTenant) => (Everyone, OneTenant) = (everyone, oneTenant);
+
+        public string Everyone { get; }
+
+        public string OneTenant { get; }
+
+        public string For(string? tenant) => tenant is null ? Everyone : OneTenant;
+
+        /// <summary>Splits a statement whose tenant condition is written <c>($n::jsonb IS NULL OR EXISTS (…))</c>.</summary>
+        public static Filtered Split(string sql)
+        {
+            var start = sql.IndexOf("::jsonb IS NULL OR EXISTS", StringComparison.Ordinal);
+            start = sql.LastIndexOf('(', start);
+            var exists = sql.IndexOf("EXISTS", start, StringComparison.Ordinal);
+            var depth = 0;
+            var end = start;
+            for (; end < sql.Length; end++)
+            {
+                depth += sql[end] == '(' ? 1 : sql[end] == ')' ? -1 : 0;
+                if (depth == 0)
+                {
+                    break;
+                }
+            }
+
+            return new Filtered(sql[..start] + "TRUE" + sql[(end + 1)..], sql[..start] + sql[exists..end] + sql[(end + 1)..]);
+        }
+    }
 
     public static NpgsqlCommand BindRuns(NpgsqlCommand command, RunQuery q, string? tenant, (DateTimeOffset CreatedAt, Guid Id)? cursor)
     {
@@ -239,23 +253,18 @@ internal sealed class QuerySql
         ActiveToolExecutions = r.GetInt32(13),
     };
 
-    public static (RunState State, int Count) ReadStateCount(NpgsqlDataReader r) => (DbEnums.ParseRunState(r.GetString(0)), r.GetInt32(1));
+    public static (DateTimeOffset Since, DateTimeOffset Until) ReadWindow(NpgsqlDataReader r)
+        => (r.GetFieldValue<DateTimeOffset>(0), r.GetFieldValue<DateTimeOffset>(1));
 
     public static QueueDepth ReadQueueDepth(NpgsqlDataReader r)
         => new(DbEnums.ParseRunMode(r.GetString(0)), DbEnums.ParseRunState(r.GetString(1)), r.GetInt32(2));
 
-    public static (RunStatisticsBucket Bucket, DateTimeOffset Since, DateTimeOffset Until) ReadBucket(NpgsqlDataReader r) => (new RunStatisticsBucket
-    {
-        Start = r.GetFieldValue<DateTimeOffset>(0),
-        Completed = r.GetInt32(3),
-        Failed = r.GetInt32(4),
-        Cancelled = r.GetInt32(5),
-        Usage = new Usage
+    public static (DateTimeOffset Start, RunState State, int Count, Usage Usage) ReadBucketState(NpgsqlDataReader r)
+        => (r.GetFieldValue<DateTimeOffset>(0), DbEnums.ParseRunState(r.GetString(1)), r.GetInt32(2), new Usage
         {
-            InputTokens = r.GetInt64(6),
-            OutputTokens = r.GetInt64(7),
-            CacheCreationInputTokens = r.GetInt64(8),
-            CacheReadInputTokens = r.GetInt64(9),
-        },
-    }, r.GetFieldValue<DateTimeOffset>(1), r.GetFieldValue<DateTimeOffset>(2));
+            InputTokens = r.GetInt64(3),
+            OutputTokens = r.GetInt64(4),
+            CacheCreationInputTokens = r.GetInt64(5),
+            CacheReadInputTokens = r.GetInt64(6),
+        });
 }

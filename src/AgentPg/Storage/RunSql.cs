@@ -19,11 +19,12 @@ internal sealed class RunSql
     public RunSql(SchemaName s)
     {
         var t = $"{s}.agentpg_runs";
-        // $1 session, $2 agent, $3 prompt, $4 mode, $5 created_by, $6 metadata (variables), $7 options, $8 idempotency key.
+        // $1 session, $2 agent, $3 prompt, $4 mode, $5 created_by, $6 metadata (variables), $7 options, $8 idempotency key,
+        // $9 the creator's W3C trace context.
         // No row back when the idempotency key is already used in the session.
         Insert = $"""
-            INSERT INTO {t} (session_id, agent_id, prompt, run_mode, created_by_instance_id, metadata, options, idempotency_key)
-            VALUES ($1, $2, $3, $4::{s}.agentpg_run_mode, $5, $6, $7, $8)
+            INSERT INTO {t} (session_id, agent_id, prompt, run_mode, created_by_instance_id, metadata, options, idempotency_key, traceparent)
+            VALUES ($1, $2, $3, $4::{s}.agentpg_run_mode, $5, $6, $7, $8, $9)
             ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING id
             """;
@@ -32,8 +33,8 @@ internal sealed class RunSql
         // ConcurrencyPolicy.Reject: same parameters; no row back when the session has an active root run.
         // Every creator locks the session row first (LockSession), so no insert can slip past a rejecting one.
         InsertIfSessionIdle = $"""
-            INSERT INTO {t} (session_id, agent_id, prompt, run_mode, created_by_instance_id, metadata, options, idempotency_key)
-            SELECT $1, $2, $3, $4::{s}.agentpg_run_mode, $5, $6, $7, $8
+            INSERT INTO {t} (session_id, agent_id, prompt, run_mode, created_by_instance_id, metadata, options, idempotency_key, traceparent)
+            SELECT $1, $2, $3, $4::{s}.agentpg_run_mode, $5, $6, $7, $8, $9
              WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE session_id = $1 AND parent_run_id IS NULL AND state NOT IN {Terminal})
             ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING id
@@ -59,9 +60,11 @@ internal sealed class RunSql
             """;
         GetByIdempotencyKey = $"SELECT id, agent_id, prompt FROM {t} WHERE session_id = $1 AND idempotency_key = $2";
         Get = $"SELECT {Columns} FROM {t} WHERE id = $1";
+        // agentpg.runs.pending: an index-only count on the claim index.
+        CountPending = $"SELECT count(*) FROM {t} WHERE state = 'pending'";
         // The claimed runs with the outcome of their previous iteration, which decides what the next one is.
         Claim = $"""
-            SELECT {Prefixed("r")}, pi.trigger_type, pi.stop_reason, pi.error_type, pi.max_tokens, pi.extended_context
+            SELECT {Prefixed("r")}, pi.trigger_type, pi.stop_reason, pi.error_type, pi.max_tokens, pi.extended_context, r.traceparent
               FROM {s}.agentpg_claim_runs($1, $2, $3::{s}.agentpg_run_mode) r
               LEFT JOIN {s}.agentpg_iterations pi ON pi.id = r.current_iteration_id
             """;
@@ -185,6 +188,7 @@ internal sealed class RunSql
 
     public string InsertIfSessionIdle { get; }
 
+    public string CountPending { get; }
     public string CurrentTransaction { get; }
 
     public string LockSession { get; }
@@ -244,7 +248,7 @@ internal sealed class RunSql
             ? null
             : new PreviousIteration(r.GetString(35), r.IsDBNull(36) ? null : r.GetString(36), r.IsDBNull(37) ? null : r.GetString(37),
                 r.IsDBNull(38) ? null : r.GetInt32(38), r.GetBoolean(39));
-        return new ClaimedRun(run, previous);
+        return new ClaimedRun(run, previous) { TraceParent = r.IsDBNull(40) ? null : r.GetString(40) };
     }
 
     public static Run Read(NpgsqlDataReader r) => Read(r, 0);

@@ -17,6 +17,7 @@ internal sealed class Sql
         Diagnostics = new DiagnosticsSql(schema);
         Rescue = new RescueSql(schema, Leader);
         InstanceCleanup = new InstanceCleanupSql(schema, Leader);
+        RunEvents = new RunEventSql(schema, Leader);
         Compaction = new CompactionSql(schema);
         Approvals = new ApprovalSql(schema, Leader);
         Queries = new QuerySql(schema);
@@ -45,6 +46,8 @@ internal sealed class Sql
     public RescueSql Rescue { get; }
 
     public InstanceCleanupSql InstanceCleanup { get; }
+
+    public RunEventSql RunEvents { get; }
 
     public CompactionSql Compaction { get; }
 

@@ -23,7 +23,7 @@ internal sealed class ToolExecutionSql
         // Claimed executions with what the worker needs to run them: the run's session, agent, variables and depth,
         // and the iteration number. $1 instance, $2 max count.
         Claim = $"""
-            SELECT {Columns}, r.session_id, r.agent_id, r.metadata::text, r.depth, i.iteration_number
+            SELECT {Columns}, r.session_id, r.agent_id, r.metadata::text, r.depth, i.iteration_number, r.traceparent
               FROM {s}.agentpg_claim_tool_executions($1, $2) te
               JOIN {s}.agentpg_runs r ON r.id = te.run_id
               JOIN {s}.agentpg_iterations i ON i.id = te.iteration_id
@@ -93,8 +93,8 @@ internal sealed class ToolExecutionSql
                 SELECT r.id, r.agent_id, r.parent_run_id FROM {s}.agentpg_runs r JOIN ancestors a ON r.id = a.parent_run_id
             ), child AS (
                 INSERT INTO {s}.agentpg_runs (session_id, agent_id, prompt, run_mode, parent_run_id, parent_tool_execution_id, depth,
-                                              created_by_instance_id, metadata)
-                SELECT p.session_id, $2, $3, p.run_mode, p.id, $4, p.depth + 1, $5, p.metadata
+                                              created_by_instance_id, metadata, traceparent)
+                SELECT p.session_id, $2, $3, p.run_mode, p.id, $4, p.depth + 1, $5, p.metadata, coalesce($6, p.traceparent)
                   FROM {s}.agentpg_runs p
                  WHERE p.id = $1 AND NOT EXISTS (SELECT 1 FROM ancestors WHERE agent_id = $2)
                 RETURNING id
@@ -166,6 +166,40 @@ internal sealed class ToolExecutionSql
 
     /// <summary>The index of the first column after the iteration number and the approval columns of the tool-call queries.</summary>
     public const int AfterToolCallColumns = NextColumn + 7;
+
+    /// <summary>The event of the agent tool whose child run is <paramref name="childRunId"/>, once the child finished and the
+    /// trigger completed the parent's execution; null when there is none.</summary>
+    public static async Task<ToolCallEvent?> ReadAgentToolEventAsync(NpgsqlDataSource dataSource, Sql sql, Guid childRunId, CancellationToken cancellationToken)
+    {
+        var command = Db.Command(dataSource, null, sql.ToolExecutions.ByChildRun, P.Uuid(childRunId));
+        await using (command.ConfigureAwait(false))
+        {
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    return null;
+                }
+
+                var call = ReadToolCall(reader);
+                var execution = Read(reader);
+                return new ToolCallEvent
+                {
+                    RunId = execution.RunId,
+                    SessionId = reader.GetGuid(AfterToolCallColumns),
+                    ToolName = call.Name,
+                    ToolInput = call.Input,
+                    IsAgentTool = true,
+                    IterationNumber = call.IterationNumber,
+                    Output = call.Output,
+                    IsError = call.IsError,
+                    ErrorMessage = call.ErrorMessage.Length == 0 ? null : call.ErrorMessage,
+                    Duration = call.Duration,
+                };
+            }
+        }
+    }
 
     public static ToolCall ReadToolCall(NpgsqlDataReader r)
     {

@@ -7,9 +7,12 @@ namespace AgentPg;
 /// <remarks>
 /// The input schema is derived from the function's parameters. A parameter of type <see cref="ToolContext"/> receives the
 /// execution's context and a <see cref="CancellationToken"/> parameter its cancellation; neither appears in the schema.
-/// The result is returned as is when it is a string, otherwise serialized to JSON.
+/// The result is returned as is when it is a string, otherwise serialized to JSON. A delegate that returns
+/// Microsoft.Extensions.AI content (<see cref="AIContent"/> such as <see cref="DataContent"/>, a list of them) or a
+/// <see cref="ToolResult"/> makes a content tool: images and documents reach Claude as content blocks (see
+/// <see cref="ToolResult"/>); the same holds for an <see cref="AIFunction"/> whose <c>InvokeAsync</c> returns such objects.
 /// </remarks>
-public sealed class FunctionTool : ITool
+public sealed class FunctionTool : IContentTool
 {
     private readonly AIFunction _function;
 
@@ -51,6 +54,13 @@ public sealed class FunctionTool : ITool
                     BindParameter = (_, arguments) => arguments.Context?[typeof(ToolContext)],
                 }
                 : default,
+            // Content and tool results stay objects (AgentPg sends them as blocks); everything else is serialized as by default.
+            MarshalResult = static (result, type, _) => ValueTask.FromResult<object?>(result switch
+            {
+                null => null,
+                AIContent or IEnumerable<AIContent> or ToolResult => result,
+                _ => JsonSerializer.SerializeToElement(result, type ?? result.GetType(), AIJsonUtilities.DefaultOptions),
+            }),
         };
         return new FunctionTool(AIFunctionFactory.Create(function, options), description);
     }
@@ -67,6 +77,42 @@ public sealed class FunctionTool : ITool
     /// <inheritdoc/>
     public async Task<string> ExecuteAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken)
     {
+        var result = await InvokeAsync(context, input, cancellationToken).ConfigureAwait(false);
+        if (AsToolResult(result) is { } content)
+        {
+            var output = ToolOutput.From(content);
+            return output.IsError ? throw new ToolDiscardException(output.Text) : output.Text;
+        }
+
+        return Text(result);
+    }
+
+    /// <inheritdoc/>
+    public async Task<ToolResult> ExecuteContentAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken)
+    {
+        var result = await InvokeAsync(context, input, cancellationToken).ConfigureAwait(false);
+        return AsToolResult(result) ?? ToolResult.FromText(Text(result));
+    }
+
+    private static ToolResult? AsToolResult(object? result) => result switch
+    {
+        ToolResult toolResult => toolResult,
+        AIContent content => ToolResult.FromContent(content),
+        IEnumerable<AIContent> contents => ToolResult.FromContent(contents),
+        _ => null,
+    };
+
+    private string Text(object? result) => result switch
+    {
+        null => "",
+        string text => text,
+        JsonElement { ValueKind: JsonValueKind.String } element => element.GetString() ?? "",
+        JsonElement element => element.GetRawText(),
+        _ => JsonSerializer.Serialize(result, _function.JsonSerializerOptions),
+    };
+
+    private async Task<object?> InvokeAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken)
+    {
         ArgumentNullException.ThrowIfNull(context);
         var arguments = new AIFunctionArguments(StringComparer.Ordinal)
         {
@@ -80,14 +126,6 @@ public sealed class FunctionTool : ITool
             }
         }
 
-        var result = await _function.InvokeAsync(arguments, cancellationToken).ConfigureAwait(false);
-        return result switch
-        {
-            null => "",
-            string text => text,
-            JsonElement { ValueKind: JsonValueKind.String } element => element.GetString() ?? "",
-            JsonElement element => element.GetRawText(),
-            _ => JsonSerializer.Serialize(result, _function.JsonSerializerOptions),
-        };
+        return await _function.InvokeAsync(arguments, cancellationToken).ConfigureAwait(false);
     }
 }

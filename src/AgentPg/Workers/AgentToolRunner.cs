@@ -32,7 +32,7 @@ internal sealed class AgentToolRunner(Engine engine, ClaimedTool claimed)
             {
                 Add(batch, engine.Sql.ToolExecutions.Fence, P.Uuid(_execution.Id), P.Text(engine.InstanceId), P.Long(_execution.ClaimEpoch));
                 Add(batch, engine.Sql.ToolExecutions.CreateChildRun, P.Uuid(_execution.RunId), P.Uuid(delegateId), P.Text(task),
-                    P.Uuid(_execution.Id), P.Text(engine.InstanceId));
+                    P.Uuid(_execution.Id), P.Text(engine.InstanceId), P.Text(Diagnostics.Telemetry.CurrentTraceParent()));
                 var reader = await engine.ExecuteReaderAsync(batch, ct).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
                 {

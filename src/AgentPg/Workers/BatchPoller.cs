@@ -226,6 +226,13 @@ internal sealed class BatchPoller(Engine engine)
 
                 var response = ModelResponse.FromMessage(message);
                 claimed.IterationUsage = response.Usage;
+                if (response.StopReason == StopReasons.ModelContextWindowExceeded)
+                {
+                    // The answer ran into the context window: dropped, and the request takes the prompt-too-long path.
+                    await RetryTooLongAsync(claimed, item, ContextWindowPolicy.GenerationExceeded, cancellationToken).ConfigureAwait(false);
+                    return;
+                }
+
                 var context = await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false);
                 await engine.Hooks.AfterMessageAsync(ModelCalls.Context(claimed, context, RunMode.Batch, null, message, response.Usage), cancellationToken).ConfigureAwait(false);
                 await _recorder.RecordAsync(claimed, context, response, continueInPlace: false, cancellationToken).ConfigureAwait(false);
@@ -236,20 +243,9 @@ internal sealed class BatchPoller(Engine engine)
                 var error = result!.Value.TryGetProperty("error", out var e) && e.TryGetProperty("error", out var inner) ? inner : default;
                 var errorType = error.ValueKind == JsonValueKind.Object && error.TryGetProperty("type", out var et) ? et.GetString() ?? "error" : "error";
                 var errorMessage = error.ValueKind == JsonValueKind.Object && error.TryGetProperty("message", out var em) ? em.GetString() ?? "" : "";
-                if (errorMessage.StartsWith("prompt is too long", StringComparison.Ordinal)
-                    && await _window.CompactForBatchAsync(claimed,
-                        await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false),
-                        cancellationToken).ConfigureAwait(false))
+                if (errorMessage.StartsWith("prompt is too long", StringComparison.Ordinal))
                 {
-                    await ResubmitAsync(claimed, item, BatchSubmitter.Kind.Resubmission, cancellationToken).ConfigureAwait(false);
-                    return;
-                }
-
-                if (errorMessage.StartsWith("prompt is too long", StringComparison.Ordinal) && !claimed.UsedExtendedContext
-                    && await ExtendedContextAllowedAsync(claimed, item, cancellationToken).ConfigureAwait(false))
-                {
-                    claimed.UsedExtendedContext = true;
-                    await ResubmitAsync(claimed, item, BatchSubmitter.Kind.Resubmission, cancellationToken).ConfigureAwait(false);
+                    await RetryTooLongAsync(claimed, item, errorMessage, cancellationToken).ConfigureAwait(false);
                     return;
                 }
 
@@ -259,7 +255,7 @@ internal sealed class BatchPoller(Engine engine)
                     return;
                 }
 
-                throw new RunFailureException(errorMessage.StartsWith("prompt is too long", StringComparison.Ordinal) ? ErrorTypes.ContextWindowExceeded : ErrorTypes.BatchError,
+                throw new RunFailureException(ErrorTypes.BatchError,
                     $"Claude's batch request failed: {errorType}: {errorMessage}" +
                     (s_retryableErrors.Contains(errorType) ? $" (after {item.ResubmitCount} resubmissions; AgentPgOptions.MaxModelRetries = {engine.Options.MaxModelRetries})" : ""));
 
@@ -302,8 +298,13 @@ internal sealed class BatchPoller(Engine engine)
         await _submitter.SubmitAsync(claimed, context, kind, cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task<bool> ExtendedContextAllowedAsync(ClaimedRun claimed, PollItem item, CancellationToken cancellationToken)
-        => (await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false)).ExtendedContextAllowed;
+    /// <summary>Compaction, then the 1M window, then the run's failure (<see cref="ContextWindowPolicy"/>), as for a stream.</summary>
+    private async Task RetryTooLongAsync(ClaimedRun claimed, PollItem item, string detail, CancellationToken cancellationToken)
+    {
+        var context = await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false);
+        await _window.OnPromptTooLongAsync(claimed, context, detail, cancellationToken).ConfigureAwait(false);
+        await ResubmitAsync(claimed, item, BatchSubmitter.Kind.Resubmission, cancellationToken).ConfigureAwait(false);
+    }
 
     private async Task<long?> AdoptAsync(Guid runId, CancellationToken cancellationToken)
     {

@@ -21,11 +21,11 @@ internal sealed class BatchRunWorker(Engine engine)
 
     protected override string Name => "batch run worker";
 
-    protected override Task ProcessAsync(ClaimedRun claimed, StopTokens stop) => _recorder.GuardAsync(claimed, async token =>
+    protected override Task ProcessAsync(ClaimedRun claimed, StopTokens stop) => _recorder.GuardAsync(claimed, async (token, _) =>
     {
         var context = await _starter.StartAsync(claimed, streaming: false, token).ConfigureAwait(false);
         await _submitter.SubmitAsync(claimed, context, BatchSubmitter.Kind.First, token).ConfigureAwait(false);
-    }, stop.HardStop);
+    }, stop);
 }
 
 /// <summary>Creates a batch for an iteration and records it (fenced); a batch that cannot be recorded is cancelled at the

@@ -227,5 +227,5 @@ internal sealed class StreamingRunWorker(Engine engine)
 
     protected override string Name => "streaming run worker";
 
-    protected override Task ProcessAsync(ClaimedRun item, StopTokens stop) => _processor.ProcessAsync(item, stop.HardStop);
+    protected override Task ProcessAsync(ClaimedRun item, StopTokens stop) => _processor.ProcessAsync(item, stop);
 }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json;
 using AgentPg.Diagnostics;
 using AgentPg.Internal;
@@ -8,7 +9,11 @@ using Npgsql;
 namespace AgentPg.Workers;
 
 /// <summary>A claimed tool execution and what the worker needs to run it.</summary>
-internal sealed record ClaimedTool(ToolExecution Execution, Guid SessionId, Guid AgentId, string VariablesJson, int Depth, int IterationNumber);
+internal sealed record ClaimedTool(ToolExecution Execution, Guid SessionId, Guid AgentId, string VariablesJson, int Depth, int IterationNumber)
+{
+    /// <summary>The W3C trace context stored with the run: the tool's span continues the run's trace.</summary>
+    public string? TraceParent { get; init; }
+}
 
 /// <summary>Claims due tool executions this instance can run and executes each in its own task
 /// (<see cref="AgentPgOptions.MaxConcurrentTools"/> at a time).</summary>
@@ -40,7 +45,7 @@ internal sealed class ToolWorker(Engine engine)
                 {
                     const int c = ToolExecutionSql.NextColumn;
                     claimed.Add(new ClaimedTool(ToolExecutionSql.Read(reader), reader.GetGuid(c), reader.GetGuid(c + 1), reader.GetString(c + 2),
-                        reader.GetInt32(c + 3), reader.GetInt32(c + 4)));
+                        reader.GetInt32(c + 3), reader.GetInt32(c + 4)) { TraceParent = reader.IsDBNull(c + 5) ? null : reader.GetString(c + 5) });
                 }
 
                 return claimed;
@@ -93,6 +98,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
         using var registration = engine.InFlight.Register(_execution.RunId, cts);
         var record = stop.Abandon;
         var started = engine.Time.GetTimestamp();
+        using var activity = Telemetry.StartTool(claimed, engine.Options.Telemetry.CaptureContent);
         try
         {
             if (_execution.IsAgentTool)
@@ -386,7 +392,12 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
             return;
         }
 
-        // The poll interval would find it too; this makes short delays precise.
+        // The poll interval would find it too; this makes short delays precise (longer than a timer allows: the poll's job).
+        if (delay > Internal.AgentPgOptionsValidator.MaxTimer)
+        {
+            return;
+        }
+
         _ = Task.Delay(delay, engine.Time).ContinueWith(_ => engine.ToolWake.Set(), TaskScheduler.Default);
     }
 
@@ -523,6 +534,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
 
     private void FireComplete(string? output, bool isError, string? errorMessage, long started)
     {
+        Telemetry.ToolCompleted(Activity.Current, _execution.ToolName, output, isError, errorMessage, engine.Options.Telemetry.CaptureContent);
         var e = Event() with
         {
             Output = output,

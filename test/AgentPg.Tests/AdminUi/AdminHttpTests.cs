@@ -91,7 +91,7 @@ public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<Sch
         using var http = app.HttpClient();
 
         foreach (var path in new[] { "runs/not-a-guid", "sessions/1", "tool-executions/%3Cscript%3E", "chat/x", "runs?agent=x", "compaction?session=x",
-                     "runs?state=exploded", "runs?mode=fast", "runs?since=1y", "runs?cursor=garbage", "tool-executions?kind=x" })
+                     "runs?state=exploded", "runs/not-a-guid/events", "runs?mode=fast", "runs?since=1y", "runs?cursor=garbage", "tool-executions?kind=x" })
         {
             var response = await http.GetAsync(path);
             Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"GET {path} → {(int)response.StatusCode}, expected 400");
@@ -115,7 +115,7 @@ public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<Sch
         using var tenantA = app.HttpClient(user: "ann", tenant: a.Tenant);
 
         foreach (var path in new[] { $"runs/{a.Run}", $"sessions/{a.Session}", $"tool-executions/{a.ToolExecution}", $"chat/{a.Session}", $"compaction?session={a.Session}",
-                     $"runs?session={a.Session}", $"tool-executions?run={a.Run}" })
+                     $"runs?session={a.Session}", $"tool-executions?run={a.Run}", $"runs/{a.Run}/events" })
         {
             Assert.Equal(HttpStatusCode.NotFound, (await tenantB.GetAsync(path)).StatusCode);
             Assert.Equal(HttpStatusCode.OK, (await tenantA.GetAsync(path)).StatusCode);
@@ -139,6 +139,23 @@ public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<Sch
         var cancel = await tenantB.PostAsync($"runs/{a.Run}/regenerate", new FormUrlEncodedContent([new("__RequestVerificationToken", token)]));
         Assert.Equal(HttpStatusCode.NotFound, cancel.StatusCode);
         Assert.Single((await app.Client.ListRunsAsync(new RunQuery { SessionId = a.Session })).Items);
+    }
+
+    [DatabaseFact]
+    public async Task EventStream_OfAFinishedRun_ReplaysAsServerSentEventsAndEndsWithFinished()
+    {
+        await using var app = await AdminApp.StartAsync(db);
+        var seed = await AdminSeed.CreateAsync(db, app.Client, "e-" + Guid.NewGuid().ToString("N")[..8]);
+        using var http = app.HttpClient(tenant: seed.Tenant);
+
+        var response = await http.GetAsync($"runs/{seed.Run}/events");
+        var body = await response.Content.ReadAsStringAsync();
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+        Assert.Contains("event: finished", body, StringComparison.Ordinal);
+        Assert.Matches("id: [0-9]+", body);
+        Assert.DoesNotContain("<script>", body, StringComparison.Ordinal);
     }
 
     [DatabaseFact]

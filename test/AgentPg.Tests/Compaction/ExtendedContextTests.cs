@@ -75,4 +75,88 @@ public sealed class ExtendedContextTests(SchemaFixture db) : IClassFixture<Schem
         Assert.Equal("context_window_exceeded", ex.Context["error_type"]);
         Assert.Contains("even with automatic compaction and the 1M-token window", ex.Message, StringComparison.Ordinal);
     }
+
+    private static Dictionary<string, object?> Extended => new() { ["extended_context"] = true };
+
+    private static FakeReply WindowExceeded() => FakeReply.Text("cut off") with { StopReason = FakeStopReason.ModelContextWindowExceeded };
+
+    [DatabaseFact]
+    public async Task StreamingRun_ModelContextWindowExceeded_WithExtendedContext_IsRetriedWithThe1MBeta()
+    {
+        // D10: generation that runs into the window takes the prompt-too-long path: the 1M window when allowed.
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync(a => a with { Config = Extended });
+        h.Claude.Enqueue(WindowExceeded());
+        h.Claude.Enqueue(FakeReply.Text("finished in 1M"));
+
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+
+        Assert.Equal("finished in 1M", response.Text);
+        var requests = h.Claude.Requests.Where(r => r.IsMessagesCall).ToList();
+        Assert.Equal(2, requests.Count);
+        Assert.DoesNotContain(Beta, requests[0].Betas);
+        Assert.Contains(Beta, requests[1].Betas);
+        Assert.Single(await h.Client.GetIterationsAsync(response.RunId));
+    }
+
+    [DatabaseFact]
+    public async Task StreamingRun_ModelContextWindowExceeded_EvenWithThe1MWindow_SaysItWasTried()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync(a => a with { Config = Extended });
+        h.Claude.Enqueue(WindowExceeded());
+        h.Claude.Enqueue(WindowExceeded());
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(async () => await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "go"));
+
+        Assert.Equal("context_window_exceeded", ex.Context["error_type"]);
+        Assert.Contains("even with the 1M-token window", ex.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("enable AgentPgOptions.ExtendedContext", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(2, h.Claude.Requests.Count(r => r.IsMessagesCall));
+    }
+
+    [DatabaseFact]
+    public async Task BatchRun_ModelContextWindowExceeded_WithExtendedContext_IsResubmittedWithThe1MBeta()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync(a => a with { Config = Extended });
+        h.Claude.Enqueue(WindowExceeded());
+        h.Claude.Enqueue(FakeReply.Text("batch finished in 1M"));
+
+        var response = await Eventually.WithinAsync(h.Client.RunSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "go"), "the batch run to complete");
+
+        Assert.Equal("batch finished in 1M", response.Text);
+        var batches = h.Claude.Requests.Where(r => r.Method == "POST" && r.Path == "/v1/messages/batches").ToList();
+        Assert.Equal(2, batches.Count);
+        Assert.DoesNotContain(Beta, batches[0].Betas);
+        Assert.Contains(Beta, batches[1].Betas);
+    }
+
+    [DatabaseFact]
+    public async Task BatchRun_ModelContextWindowExceeded_WithoutExtendedContext_FailsSayingHowToFixIt()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        h.Claude.Enqueue(WindowExceeded());
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => Eventually.WithinAsync(
+            h.Client.RunSyncAsync(h.Client.NewSessionAsync().GetAwaiter().GetResult(), agent.Id, "go"), "the batch run to fail"));
+
+        Assert.Equal("context_window_exceeded", ex.Context["error_type"]);
+        Assert.Contains("enable AgentPgOptions.ExtendedContext", ex.Message, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
+    public async Task BatchRun_PromptTooLong_EvenWithThe1MWindow_SaysItWasTried()
+    {
+        await using var h = await Harness.StartAsync(db, new FakeClaudeServerOptions { ContextWindow = 30, ExtendedContextWindow = 40 });
+        var agent = await h.AgentAsync(a => a with { Config = Extended });
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => Eventually.WithinAsync(
+            h.Client.RunSyncAsync(h.Client.NewSessionAsync().GetAwaiter().GetResult(), agent.Id, new string('x', 400)), "the batch run to fail"));
+
+        Assert.Equal("context_window_exceeded", ex.Context["error_type"]);
+        Assert.Contains("even with the 1M-token window", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("prompt is too long", ex.Message, StringComparison.Ordinal);
+    }
 }

@@ -137,6 +137,76 @@ public sealed class HookTests(SchemaFixture db) : IClassFixture<SchemaFixture>
     }
 
     [DatabaseFact]
+    public async Task OnToolCall_FiresForEveryKindOfTerminalExecution()
+    {
+        // Agent tool, unknown tool, invalid input, discard, cancel, timeout and success: each ends exactly once, and each
+        // is reported to OnToolCall.
+        var events = new ConcurrentQueue<ToolCallEvent>();
+        var strict = new ToolSchema { Properties = new Dictionary<string, PropertyDef> { ["n"] = new() { Type = "integer" } }, Required = ["n"] };
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.ToolRetry.MaxAttempts = 1;
+            o.ToolTimeout = TimeSpan.FromMilliseconds(300);
+            o.Hooks = new AgentPgHooks
+            {
+                OnToolCall = (e, _) =>
+                {
+                    events.Enqueue(e);
+                    return Task.CompletedTask;
+                },
+            };
+        }, start: true,
+            new TestTool("ok", (_, _, _) => Task.FromResult("fine")),
+            new TestTool("strict", (_, _, _) => Task.FromResult("never"), strict),
+            new TestTool("discard", (_, _, _) => throw new ToolDiscardException("not worth retrying")),
+            new TestTool("cancel", (_, _, _) => throw new ToolCancelException("cancelled by the tool")),
+            new TestTool("slow", async (_, _, ct) =>
+            {
+                await new TaskCompletionSource().Task.WaitAsync(ct);
+                return "never";
+            }));
+        var helperName = "helper_" + Guid.NewGuid().ToString("N")[..8];
+        var helper = await h.Client.CreateAgentAsync(new AgentDefinition { Name = helperName, Model = "claude-sonnet-4-5", SystemPrompt = "You help.", Description = "Helps" });
+        var agent = await h.AgentAsync(a => a with { Tools = ["ok", "strict", "discard", "cancel", "slow"], AgentIds = [helper.Id] });
+        h.Claude.Respond(request =>
+        {
+            if (request.SystemText.StartsWith("You help.", StringComparison.Ordinal))
+            {
+                return FakeReply.Text("helped");
+            }
+
+            return request.ToolResults.Count > 0
+                ? FakeReply.Text("all done")
+                : FakeReply.Message(
+                    FakeContentBlock.ToolUse("ok", new { }),
+                    FakeContentBlock.ToolUse("strict", new { n = "not a number" }),
+                    FakeContentBlock.ToolUse("discard", new { }),
+                    FakeContentBlock.ToolUse("cancel", new { }),
+                    FakeContentBlock.ToolUse("slow", new { }),
+                    FakeContentBlock.ToolUse("ghost", new { }),
+                    FakeContentBlock.ToolUse(helperName, new { task = "help" })) with { StopReason = "tool_use" };
+        });
+
+        var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "everything"), "the run");
+
+        Assert.Equal("all done", response.Text);
+        await Eventually.TrueAsync(() => events.Count >= 7, "seven tool hook calls");
+        var byName = events.ToDictionary(e => e.ToolName);
+        Assert.Equal(7, events.Count);
+        Assert.False(byName["ok"].IsError);
+        Assert.True(byName["strict"].IsError);
+        Assert.True(byName["discard"].IsError);
+        Assert.True(byName["cancel"].IsError);
+        Assert.Contains("timed out", byName["slow"].ErrorMessage, StringComparison.Ordinal);
+        Assert.Contains("tool not found", byName["ghost"].ErrorMessage, StringComparison.Ordinal);
+        var delegated = byName[helperName];
+        Assert.True(delegated.IsAgentTool);
+        Assert.False(delegated.IsError);
+        Assert.Equal("helped", delegated.Output);
+        Assert.All(events, e => Assert.Equal(response.RunId, e.RunId));
+    }
+
+    [DatabaseFact]
     public async Task HooksThatThrow_NeverBreakARun()
     {
         var calls = 0;

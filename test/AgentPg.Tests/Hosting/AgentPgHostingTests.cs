@@ -122,14 +122,20 @@ public sealed class AgentPgHostingTests(SchemaFixture db) : IClassFixture<Schema
         {
             ["AgentPg:HeartbeatInterval"] = "-00:00:01",
             ["AgentPg:RunRescue:MaxAttempts"] = "0",
+            ["AgentPg:RunPollInterval"] = "60.00:00:00",
         });
         builder.Services.AddAgentPg(builder.Configuration.GetSection("AgentPg")).AddWorker();
         using var host = builder.Build();
 
         var error = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
 
-        Assert.Contains("AgentPgOptions.HeartbeatInterval must be a positive duration (was -00:00:01)", error.Message, StringComparison.Ordinal);
+        Assert.Contains("AgentPgOptions.HeartbeatInterval must be between 1 ms and 49.7 days (the range .NET timers accept) (was -00:00:01)",
+            error.Message, StringComparison.Ordinal);
         Assert.Contains("AgentPgOptions.RunRescue.MaxAttempts must be greater than zero", error.Message, StringComparison.Ordinal);
+        // ValidateOnStart reports exactly what AgentPgClient.Create would.
+        var same = new AgentPgOptions { HeartbeatInterval = TimeSpan.FromSeconds(-1), RunPollInterval = TimeSpan.FromDays(60) };
+        same.RunRescue.MaxAttempts = 0;
+        Assert.Equal(same.Validate(), error.Failures);
     }
 
     [Fact]

@@ -4,15 +4,16 @@ using System.Text;
 
 namespace AgentPg.Tests.Infrastructure;
 
-/// <summary>A WorkerHost instance in its own OS process, which tests can kill (SIGKILL), pause (SIGSTOP), resume (SIGCONT)
-/// or stop gracefully (SIGTERM).</summary>
+/// <summary>A WorkerHost instance (or another sample) in its own OS process, which tests can kill (SIGKILL), pause (SIGSTOP),
+/// resume (SIGCONT) or stop gracefully (SIGTERM).</summary>
 public sealed class WorkerProcess : IAsyncDisposable
 {
     private readonly Process _process;
     private readonly StringBuilder _output = new();
     private readonly TaskCompletionSource<string> _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly string _readyPrefix;
 
-    private WorkerProcess(Process process) => _process = process;
+    private WorkerProcess(Process process, string readyPrefix) => (_process, _readyPrefix) = (process, readyPrefix);
 
     public string InstanceId { get; private set; } = "";
 
@@ -31,10 +32,16 @@ public sealed class WorkerProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<WorkerProcess> StartAsync(IReadOnlyDictionary<string, string> arguments, TimeSpan? timeout = null)
+    public static Task<WorkerProcess> StartAsync(IReadOnlyDictionary<string, string> arguments, TimeSpan? timeout = null)
+        => StartSampleAsync("WorkerHost", "READY ", arguments, timeout);
+
+    /// <summary>Starts samples/<paramref name="sample"/>; ready when it prints a line starting with <paramref name="readyPrefix"/>,
+    /// whose rest becomes <see cref="InstanceId"/> (for WorkerHost) or what the sample announces (StreamingChat: its address).</summary>
+    public static async Task<WorkerProcess> StartSampleAsync(string sample, string readyPrefix, IReadOnlyDictionary<string, string> arguments,
+        TimeSpan? timeout = null)
     {
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        info.ArgumentList.Add(WorkerHostPath());
+        info.ArgumentList.Add(SamplePath(sample));
         foreach (var (name, value) in arguments)
         {
             info.ArgumentList.Add("--" + name);
@@ -43,7 +50,7 @@ public sealed class WorkerProcess : IAsyncDisposable
 
         info.Environment.Remove("ANTHROPIC_API_KEY");
         var process = new Process { StartInfo = info, EnableRaisingEvents = true };
-        var worker = new WorkerProcess(process);
+        var worker = new WorkerProcess(process, readyPrefix);
         process.OutputDataReceived += (_, e) => worker.OnLine(e.Data);
         process.ErrorDataReceived += (_, e) => worker.OnLine(e.Data);
         process.Exited += (_, _) => Task.Run(() =>
@@ -104,9 +111,9 @@ public sealed class WorkerProcess : IAsyncDisposable
             _output.AppendLine(line);
         }
 
-        if (line.StartsWith("READY ", StringComparison.Ordinal))
+        if (line.StartsWith(_readyPrefix, StringComparison.Ordinal))
         {
-            _ready.TrySetResult(line["READY ".Length..].Trim());
+            _ready.TrySetResult(line[_readyPrefix.Length..].Trim());
         }
     }
 
@@ -118,14 +125,14 @@ public sealed class WorkerProcess : IAsyncDisposable
         }
     }
 
-    private static string WorkerHostPath()
+    private static string SamplePath(string sample)
     {
         // Same configuration as this test assembly: .../test/AgentPg.Tests/bin/<Configuration>/net10.0/
         var testBin = new DirectoryInfo(AppContext.BaseDirectory);
         var configuration = testBin.Parent!.Name;
         var root = testBin.Parent.Parent!.Parent!.Parent!.Parent!.FullName;
-        var path = Path.Combine(root, "samples", "WorkerHost", "bin", configuration, "net10.0", "WorkerHost.dll");
-        return File.Exists(path) ? path : throw new FileNotFoundException("Build samples/WorkerHost first (dotnet build AgentPg.slnx).", path);
+        var path = Path.Combine(root, "samples", sample, "bin", configuration, "net10.0", sample + ".dll");
+        return File.Exists(path) ? path : throw new FileNotFoundException($"Build samples/{sample} first (dotnet build AgentPg.slnx).", path);
     }
 
 #pragma warning disable SYSLIB1054 // LibraryImport would need unsafe code in the test project; one libc call is fine.

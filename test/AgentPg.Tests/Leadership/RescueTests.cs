@@ -144,4 +144,44 @@ public sealed class RescueTests(SchemaFixture db) : IClassFixture<SchemaFixture>
         Assert.Null(iterations[1].ErrorType);
         Assert.Single(await h.Client.GetMessagesAsync(session), m => m.Role == MessageRole.Assistant);
     }
+
+    [DatabaseFact]
+    public async Task LiveStreamOfThinkingAndToolInputWithoutText_IsProgress_NotRescued()
+    {
+        // D4: a stream that spends longer than RescueTimeout in extended thinking and writing a tool's input, with no
+        // text at all, is alive; the leader must not release it and restart it.
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            FastRescue(o);
+            o.RunRescue.Timeout = TimeSpan.FromSeconds(1);
+        }, start: true, new TestTool("note", (_, _, _) => Task.FromResult("noted")));
+        var agent = await h.AgentAsync(a => a with { Tools = ["note"] });
+        var streams = 0;
+        h.Claude.Respond(request =>
+        {
+            if (request.ToolResults.Count > 0)
+            {
+                return FakeReply.Text("done");
+            }
+
+            Interlocked.Increment(ref streams);
+            // 16 characters per delta, 40 ms per event: ~20 thinking deltas, a signature and ~20 input_json deltas ≈ 2 s
+            // (plus the starts and stops), twice the rescue timeout, and not one text_delta.
+            return FakeReply.Message(
+                FakeContentBlock.Thinking(string.Concat(Enumerable.Repeat("thinking hard...", 20)), signature: "sig-d4"),
+                FakeContentBlock.ToolUse("note", new { text = string.Concat(Enumerable.Repeat("a long argument.", 20)) })) with
+            {
+                EventDelay = TimeSpan.FromMilliseconds(40),
+            };
+        });
+        var session = await h.Client.NewSessionAsync();
+
+        var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "think, then note"), "the run to complete");
+
+        Assert.Equal("done", response.Text);
+        Assert.Equal(1, streams);
+        var run = await h.Client.GetRunAsync(response.RunId);
+        Assert.Equal(0, run.RescueAttempts);
+        Assert.DoesNotContain(await h.Client.GetIterationsAsync(response.RunId), i => i.ErrorType == "abandoned");
+    }
 }

@@ -152,4 +152,42 @@ public sealed class ShutdownTests(SchemaFixture db) : IClassFixture<SchemaFixtur
             await db.ExecuteAsync("DROP TRIGGER slow_completion ON {schema}.agentpg_tool_executions");
         }
     }
+
+    [DatabaseFact]
+    public async Task StopAsync_DeadlinePassesWhileAStreamedAnswerIsBeingRecorded_TheAnswerIsKeptAndNotRequestedAgain()
+    {
+        // D13 for streams: the answer reached message_stop before the deadline; its recording is slow. It is still written,
+        // not thrown away and paid for again on another instance.
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(_ => FakeReply.Text("answered once"));
+        await db.ExecuteAsync("""
+            CREATE FUNCTION {schema}.slow_run_completion() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$
+            """);
+        await db.ExecuteAsync("""
+            CREATE TRIGGER slow_run_completion BEFORE UPDATE ON {schema}.agentpg_runs
+               FOR EACH ROW WHEN (OLD.state = 'streaming' AND NEW.state = 'completed') EXECUTE FUNCTION {schema}.slow_run_completion()
+            """);
+        try
+        {
+            var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+            await Eventually.TrueAsync(async () => await db.ScalarAsync<long>(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%' || $1 || '%agentpg_runs%'", db.Schema) > 0,
+                "the completed stream's recording to be in flight");
+            using (var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(100)))
+            {
+                await h.Client.StopAsync(deadline.Token);
+            }
+
+            var other = await h.AddClientAsync();
+            Assert.Equal("answered once", (await Eventually.WithinAsync(other.WaitForRunAsync(run), "the run to complete")).Text);
+            Assert.Equal(1, h.Claude.Requests.Count(r => r.IsMessagesCall));
+            Assert.Null(Assert.Single(await other.GetIterationsAsync(run)).ErrorType);
+        }
+        finally
+        {
+            await db.ExecuteAsync("DROP TRIGGER slow_run_completion ON {schema}.agentpg_runs");
+        }
+    }
 }

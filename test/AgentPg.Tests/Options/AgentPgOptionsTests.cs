@@ -30,7 +30,7 @@ public sealed class AgentPgOptionsTests
         { "HeartbeatInterval", o => o.HeartbeatInterval = TimeSpan.Zero },
         { "LeaderTtl", o => o.LeaderTtl = TimeSpan.Zero },
         { "InstanceTtl", o => o.InstanceTtl = TimeSpan.Zero },
-        { "InstanceTtl", o => o.InstanceTtl = TimeSpan.FromSeconds(10) },
+        { "InstanceTtl", o => (o.InstanceTtl, o.LeaderTtl) = (TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(5)) },
         { "CleanupInterval", o => o.CleanupInterval = TimeSpan.Zero },
         { "ToolTimeout", o => o.ToolTimeout = TimeSpan.Zero },
         { "RunRescue.Interval", o => o.RunRescue.Interval = TimeSpan.Zero },
@@ -42,7 +42,86 @@ public sealed class AgentPgOptionsTests
         { "ToolRetry.Jitter", o => o.ToolRetry.Jitter = double.NaN },
         { "ToolRetry", o => o.ToolRetry = null! },
         { "TimeProvider", o => o.TimeProvider = null! },
+
+        // D12: what timers and the database accept, and the relations between the options.
+        { "HeartbeatInterval", o => o.HeartbeatInterval = TimeSpan.FromMicroseconds(500) },
+        { "RunPollInterval", o => o.RunPollInterval = TimeSpan.FromDays(60) },
+        { "ToolPollInterval", o => o.ToolPollInterval = TimeSpan.FromTicks(1) },
+        { "BatchPollInterval", o => o.BatchPollInterval = TimeSpan.FromDays(50) },
+        { "CleanupInterval", o => o.CleanupInterval = TimeSpan.FromMicroseconds(999) },
+        { "ToolTimeout", o => o.ToolTimeout = TimeSpan.MaxValue },
+        { "ToolTimeout", o => o.ToolTimeout = TimeSpan.FromMicroseconds(10) },
+        { "LeaderTtl", o => o.LeaderTtl = TimeSpan.FromMilliseconds(50) },
+        { "LeaderTtl", o => o.LeaderTtl = TimeSpan.FromMinutes(3) },
+        { "InstanceTtl", o => o.InstanceTtl = TimeSpan.FromDays(60) },
+        { "RunRescue.Interval", o => o.RunRescue.Interval = TimeSpan.FromDays(60) },
+        { "RunRescue.Timeout", o => o.RunRescue.Timeout = TimeSpan.FromMilliseconds(500) },
+        { "RunRescue.Timeout", o => o.RunRescue.Timeout = TimeSpan.MaxValue },
+        { "ToolRetry.MaxAttempts", o => o.ToolRetry.MaxAttempts = 101 },
     };
+
+    public static TheoryData<string, Action<AgentPgOptions>, string> RangeMessages() => new()
+    {
+        { "HeartbeatInterval", o => o.HeartbeatInterval = TimeSpan.FromMicroseconds(500),
+            "AgentPgOptions.HeartbeatInterval must be between 1 ms and 49.7 days (the range .NET timers accept) (was 00:00:00.0005000)" },
+        { "RunPollInterval", o => o.RunPollInterval = TimeSpan.FromDays(60),
+            "AgentPgOptions.RunPollInterval must be between 1 ms and 49.7 days (the range .NET timers accept) (was 60.00:00:00)" },
+        { "LeaderTtl", o => o.LeaderTtl = TimeSpan.FromMilliseconds(50), "AgentPgOptions.LeaderTtl must be between 100 ms and 49.7 days" },
+        { "LeaderTtl", o => o.LeaderTtl = TimeSpan.FromMinutes(3),
+            "AgentPgOptions.LeaderTtl (00:03:00) must not be longer than AgentPgOptions.InstanceTtl (00:02:00)" },
+        { "RunRescue.Timeout", o => o.RunRescue.Timeout = TimeSpan.FromMilliseconds(500),
+            "AgentPgOptions.RunRescue.Timeout must be between 1 second and 49.7 days" },
+        { "ToolRetry.MaxAttempts", o => o.ToolRetry.MaxAttempts = 101, "AgentPgOptions.ToolRetry.MaxAttempts must be between 1 and 100 (was 101)" },
+    };
+
+    [Theory]
+    [MemberData(nameof(RangeMessages))]
+    public void Create_OutOfRange_MessageNamesTheOptionAndTheAcceptedRange(string field, Action<AgentPgOptions> breakIt, string message)
+    {
+        var options = new AgentPgOptions();
+        breakIt(options);
+
+        var ex = Assert.Throws<ArgumentException>(() => AgentPgClient.Create(s_dataSource, options));
+
+        Assert.Contains(message, ex.Message, StringComparison.Ordinal);
+        Assert.Contains(field, Assert.Single(options.Validate()), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Validate_TheLimitsThemselves_AreAccepted()
+    {
+        var longest = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+        var shortest = new AgentPgOptions
+        {
+            RunPollInterval = TimeSpan.FromMilliseconds(1),
+            ToolPollInterval = TimeSpan.FromMilliseconds(1),
+            BatchPollInterval = TimeSpan.FromMilliseconds(1),
+            HeartbeatInterval = TimeSpan.FromMilliseconds(1),
+            CleanupInterval = TimeSpan.FromMilliseconds(1),
+            ToolTimeout = TimeSpan.FromMilliseconds(1),
+            LeaderTtl = TimeSpan.FromMilliseconds(100),
+            InstanceTtl = TimeSpan.FromMilliseconds(100),
+        };
+        shortest.RunRescue.Interval = TimeSpan.FromMilliseconds(1);
+        shortest.RunRescue.Timeout = TimeSpan.FromSeconds(1);
+        var longestOptions = new AgentPgOptions
+        {
+            RunPollInterval = longest,
+            ToolPollInterval = longest,
+            BatchPollInterval = longest,
+            HeartbeatInterval = longest - TimeSpan.FromMilliseconds(1),
+            CleanupInterval = longest,
+            ToolTimeout = longest,
+            LeaderTtl = longest,
+            InstanceTtl = longest,
+        };
+        longestOptions.RunRescue.Interval = longest;
+        longestOptions.RunRescue.Timeout = longest;
+        longestOptions.ToolRetry.MaxAttempts = 100;
+
+        Assert.Empty(shortest.Validate());
+        Assert.Empty(longestOptions.Validate());
+    }
 
     [Theory]
     [MemberData(nameof(InvalidOptions))]

@@ -81,4 +81,30 @@ public sealed class AdminQueriesTests(SchemaFixture db) : IClassFixture<SchemaFi
         var since = await client.ListSessionsAsync(new SessionQuery { Metadata = metadata, CreatedAfter = boundary });
         Assert.Equal([second], since.Items.Select(s => s.Id));
     }
+
+    [DatabaseFact]
+    public async Task ListSessionsAsync_PagingWhileSessionsAreCreated_ShowsEveryEarlierSessionOnce()
+    {
+        await using var client = db.CreateClient();
+        var metadata = new Dictionary<string, object?> { ["tenant"] = $"t-{Guid.NewGuid():N}" };
+        var seeded = new List<Guid>();
+        for (var i = 0; i < 7; i++)
+        {
+            seeded.Add(await client.NewSessionAsync(metadata: metadata));
+        }
+
+        var seen = new List<Guid>();
+        string? cursor = null;
+        do
+        {
+            var page = await client.ListSessionsAsync(new SessionQuery { Metadata = metadata, Limit = 3, Cursor = cursor });
+            seen.AddRange(page.Items.Select(s => s.Id));
+            cursor = page.NextCursor;
+            await client.NewSessionAsync(metadata: metadata);
+        }
+        while (cursor is not null);
+
+        Assert.Equal(seeded.Count, seen.Count);
+        Assert.Equal(seeded.ToHashSet(), seen.ToHashSet());
+    }
 }

@@ -70,9 +70,31 @@ public sealed class CancelAndRegenerateTests(SchemaFixture db) : IClassFixture<S
         await Eventually.WithinAsync(streamCancelled.Task, "the in-flight stream to be cancelled");
         Assert.Equal(RunState.Cancelled, (await h.Client.GetRunAsync(run)).State);
         var next = await h.Client.RunFastSyncAsync(session, agent.Id, "next");
-        // The cancelled run's prompt stays in the conversation; the two user turns are merged into one.
-        Assert.Equal("fresh answer to long\nnext", next.Text);
-        Assert.DoesNotContain(await h.Client.GetMessagesAsync(session), m => m.RunId == run && m.Role == MessageRole.Assistant);
+        // D22: the cancelled run's prompt stays in the session's history but is not part of what Claude sees next.
+        Assert.Equal("fresh answer to next", next.Text);
+        var messages = await h.Client.GetMessagesAsync(session);
+        Assert.Contains(messages, m => m.RunId == run && m.Role == MessageRole.User);
+        Assert.DoesNotContain(messages, m => m.RunId == run && m.Role == MessageRole.Assistant);
+    }
+
+    [DatabaseFact]
+    public async Task FailedRun_ItsTurnsStayInTheHistoryButAreNotSentWithTheNextRun()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        var session = await h.Client.NewSessionAsync();
+        h.Claude.Respond(request => request.LastUserText == "doomed question"
+            ? FakeReply.Error(400, "invalid_request_error", "refused")
+            : FakeReply.Text($"answer to '{request.LastUserText}' after {request.Messages.GetArrayLength()} message(s)"));
+        await h.Client.RunFastSyncAsync(session, agent.Id, "first question");
+        var failed = await h.Client.RunFastAsync(session, agent.Id, "doomed question");
+        await Assert.ThrowsAsync<AgentPgException>(() => h.Client.WaitForRunAsync(failed));
+
+        var next = await h.Client.RunFastSyncAsync(session, agent.Id, "next question");
+
+        // first question, its answer, next question: the failed run's lone prompt is left out, not merged into the next.
+        Assert.Equal("answer to 'next question' after 3 message(s)", next.Text);
+        Assert.Contains(await h.Client.GetMessagesAsync(session), m => m.RunId == failed && m.Role == MessageRole.User);
     }
 
     [DatabaseFact]

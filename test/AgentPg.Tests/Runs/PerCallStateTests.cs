@@ -101,4 +101,55 @@ public sealed class PerCallStateTests(SchemaFixture db) : IClassFixture<SchemaFi
         Assert.False(h.Client.Engine.Callbacks.Has(finished));
         await transaction.CommitAsync();
     }
+
+    [DatabaseFact]
+    public async Task TenThousandWaitsAndTwoThousandRolledBackCallbacks_LeaveTheTablesEmpty()
+    {
+        // D5/D6 at scale: the per-call tables stay bounded however many calls a long-lived client serves.
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(_ => FakeReply.Text("done"));
+        var session = await h.Client.NewSessionAsync();
+        var finished = (await h.Client.RunFastSyncAsync(session, agent.Id, "finish")).RunId;
+
+        // 10 000 waits, 8 at a time: on a finished run (the normal end of every RunFastSyncAsync) and on unknown ids.
+        await Eventually.WithinAsync(Task.WhenAll(Enumerable.Range(0, 8).Select(async worker =>
+        {
+            for (var i = 0; i < 1_250; i++)
+            {
+                if (i % 2 == 0)
+                {
+                    Assert.Equal("done", (await h.Client.WaitForRunAsync(finished)).Text);
+                }
+                else
+                {
+                    await Assert.ThrowsAsync<AgentPgException>(() => h.Client.WaitForRunAsync(Guid.NewGuid()));
+                }
+            }
+        })), "10 000 waits", TimeSpan.FromMinutes(3));
+        Assert.Equal(0, h.Client.Engine.Waiters.Count);
+
+        // 2 000 runs with callbacks, created in 20 transactions that all roll back.
+        var options = new RunOptions { OnToolStart = _ => { }, OnToolComplete = _ => { } };
+        var largest = 0;
+        for (var t = 0; t < 20; t++)
+        {
+            await using var connection = await db.DataSource.OpenConnectionAsync();
+            await using var transaction = await connection.BeginTransactionAsync();
+            var rolledBackSession = await h.Client.NewSessionAsync(transaction);
+            for (var i = 0; i < 100; i++)
+            {
+                await h.Client.RunFastAsync(transaction, rolledBackSession, agent.Id, "rolled back", options);
+            }
+
+            await transaction.RollbackAsync();
+            largest = Math.Max(largest, h.Client.Engine.Callbacks.Count);
+        }
+
+        // Background sweeps keep it bounded (a rolled-back run goes after two sweeps that miss it); a leak would hold all 2000.
+        Assert.True(largest < 2_000, $"the callback table grew to {largest} entries for 2000 rolled-back runs");
+        await h.Client.Engine.Callbacks.SweepAsync(CancellationToken.None);
+        await h.Client.Engine.Callbacks.SweepAsync(CancellationToken.None);
+        Assert.Equal(0, h.Client.Engine.Callbacks.Count);
+    }
 }

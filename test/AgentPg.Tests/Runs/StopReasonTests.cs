@@ -160,6 +160,45 @@ public sealed class StopReasonTests(SchemaFixture db) : IClassFixture<SchemaFixt
     }
 
     [DatabaseFact]
+    public async Task StreamThatFailedMidWay_ItsKnownUsageIsCountedInTheRunAndIteration()
+    {
+        // The failed attempt was paid for: message_start reported 1000 input tokens (and 1 output token) before the error.
+        await using var h = await Harness.StartAsync(db, new FakeClaudeServerOptions(), o => o.PromptCaching = PromptCacheMode.Off);
+        var agent = await h.AgentAsync();
+        h.Claude.Enqueue(
+            FakeReply.Text("partial") with { StreamFault = FakeStreamFault.Error(3), Usage = new FakeUsage { InputTokens = 1000, OutputTokens = 50 } },
+            FakeReply.Text("second try works") with { Usage = new FakeUsage { InputTokens = 1000, OutputTokens = 5 } });
+
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi");
+
+        Assert.Equal("second try works", response.Text);
+        var run = await h.Client.GetRunAsync(response.RunId);
+        Assert.Equal(2000, run.Usage.InputTokens);
+        Assert.Equal(6, run.Usage.OutputTokens);
+        var iteration = Assert.Single(await h.Client.GetIterationsAsync(response.RunId));
+        Assert.Equal(2000, iteration.Usage.InputTokens);
+        Assert.Equal(6, iteration.Usage.OutputTokens);
+    }
+
+    [DatabaseFact]
+    public async Task StreamThatFailedEveryTime_TheFailedRunCarriesTheUsageOfEveryAttempt()
+    {
+        await using var h = await Harness.StartAsync(db, new FakeClaudeServerOptions(), o =>
+        {
+            o.MaxModelRetries = 1;
+            o.PromptCaching = PromptCacheMode.Off;
+        });
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(_ => FakeReply.Text("partial") with { StreamFault = FakeStreamFault.Disconnect(3), Usage = new FakeUsage { InputTokens = 700 } });
+        var runId = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "hi");
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => h.Client.WaitForRunAsync(runId));
+
+        Assert.Equal("model_error", ex.Context["error_type"]);
+        Assert.Equal(1400, (await h.Client.GetRunAsync(runId)).Usage.InputTokens);
+    }
+
+    [DatabaseFact]
     public async Task ErrorInsideTheStreamEveryTime_FailsAfterMaxModelRetriesWithAClearError()
     {
         await using var h = await Harness.StartAsync(db, o => o.MaxModelRetries = 2);

@@ -172,4 +172,37 @@ public sealed class ContentToolTests(SchemaFixture db) : IClassFixture<SchemaFix
             .Count(b => b.GetProperty("content").ValueKind == JsonValueKind.Array);
         Assert.Equal(results.Count - pruned.Count, sent);
     }
+
+    [DatabaseFact]
+    public async Task FunctionTool_DelegateReturningDataContent_SendsTheImageAsABlock_AndOtherResultsStayText()
+    {
+        var chart = FunctionTool.Create("chart", "Draws a chart", (int quarter) => new AIContent[] { new TextContent($"Q{quarter}"), new DataContent(s_png, "image/png") });
+        var count = FunctionTool.Create("count", "Counts", (int n) => new { n, doubled = n * 2 });
+        await using var h = await Harness.StartAsync(db, null, start: true, chart, count);
+        var agent = await h.AgentAsync(a => a with { Tools = null });
+        var results = new List<FakeToolResult>();
+        h.Claude.Respond(request =>
+        {
+            if (request.ToolResults.Count == 0)
+            {
+                return FakeReply.Message(FakeContentBlock.ToolUse("chart", new { quarter = 3 }), FakeContentBlock.ToolUse("count", new { n = 4 })) with { StopReason = "tool_use" };
+            }
+
+            lock (results)
+            {
+                results.AddRange(request.ToolResults);
+            }
+
+            return FakeReply.Text("done");
+        });
+
+        await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "chart and count");
+
+        Assert.Equal(2, results.Count);
+        Assert.Equal(["text", "image"], results[0].Blocks.Select(b => b.GetProperty("type").GetString()));
+        Assert.Equal("Q3", results[0].Content);
+        Assert.Empty(results[1].Blocks);
+        Assert.Equal(8, JsonDocument.Parse(results[1].Content).RootElement.GetProperty("doubled").GetInt32());
+        Assert.Equal("Q3\n[image: image/png, 16 bytes]", await ((ITool)chart).ExecuteAsync(ToolContext.Create(), JsonDocument.Parse("""{"quarter":3}""").RootElement, CancellationToken.None));
+    }
 }

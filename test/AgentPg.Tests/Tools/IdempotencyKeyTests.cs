@@ -49,8 +49,9 @@ public sealed class IdempotencyKeyTests(SchemaFixture db) : IClassFixture<Schema
         void Options(AgentPgOptions o)
         {
             o.HeartbeatInterval = TimeSpan.FromMilliseconds(200);
-            o.InstanceTtl = TimeSpan.FromSeconds(2);
-            // Long enough that the leader keeps its lease on a busy machine: only the leader evicts the other instance.
+            // Long enough that the leader keeps its lease on a busy machine: only the leader evicts the other instance (a
+            // lease may not outlast the instance TTL).
+            o.InstanceTtl = TimeSpan.FromSeconds(4);
             o.LeaderTtl = TimeSpan.FromSeconds(4);
             o.CleanupInterval = TimeSpan.FromMilliseconds(300);
             o.RunRescue.Interval = TimeSpan.FromMilliseconds(300);

@@ -117,6 +117,29 @@ public sealed class StreamAggregatorTests
     }
 
     [Fact]
+    public void EveryDeltaKind_IsProgress_PingsAreNot()
+    {
+        // D4: RescueTimeout must see thinking, signatures, tool input and citations as a live stream, not only text.
+        var progress = 0;
+        var aggregator = new StreamAggregator { OnProgress = () => progress++ };
+        foreach (var e in new[]
+                 {
+                     """{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}""",
+                     """{"type":"ping"}""",
+                     """{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hm"}}""",
+                     """{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"sig"}}""",
+                     """{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"t","input":{}}}""",
+                     """{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{}"}}""",
+                     """{"type":"content_block_delta","index":2,"delta":{"type":"citations_delta","citation":{"type":"char_location"}}}""",
+                 })
+        {
+            aggregator.Add(JsonDocument.Parse(e).RootElement);
+        }
+
+        Assert.Equal(6, progress);
+    }
+
+    [Fact]
     public void UnknownEventsAndDeltas_AreIgnored()
     {
         var r = Aggregate(Start,

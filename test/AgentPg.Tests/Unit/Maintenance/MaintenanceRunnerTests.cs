@@ -104,10 +104,11 @@ public sealed class MaintenanceRunnerTests
     }
 
     [Fact]
-    public void CreateServices_HasTheCleanupTheUnclaimableRunScanTheRescueTheStuckWorkSweepAndTheApprovalTimeout()
+    public void CreateServices_HasTheCleanupTheUnclaimableRunScanTheRescueTheStuckWorkSweepTheEventRetentionAndTheApprovalTimeout()
     {
         var services = MaintenanceRunner.CreateServices(TestEngine.CreateWithoutDatabase("runner-5"));
 
-        Assert.Equal(["instance cleanup", "unclaimable-run scan", "run rescue", "stuck-work sweep", "approval timeout"], services.Select(s => s.Name));
+        Assert.Equal(["instance cleanup", "unclaimable-run scan", "run rescue", "stuck-work sweep", "run event retention", "approval timeout"],
+            services.Select(s => s.Name));
     }
 }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using AgentPg.Compaction;
 using Microsoft.Extensions.AI;
 
 namespace AgentPg.Tests.Unit.Tools;
@@ -96,6 +97,21 @@ public sealed class ToolOutputTests
         Assert.Equal("hi\n[image: image/png, 12 bytes]", await ok.ExecuteAsync(null!, default, CancellationToken.None));
         var discard = await Assert.ThrowsAsync<ToolDiscardException>(() => failing.ExecuteAsync(null!, default, CancellationToken.None));
         Assert.Equal("tool discarded: broken", discard.Message);
+    }
+
+    [Fact]
+    public void TokenEstimate_ToolResultWithAnImage_CountsTheImageNotItsBase64()
+    {
+        var output = ToolOutput.From(ToolResult.FromContent(new TextContent("a chart"), new DataContent(new byte[200_000].Select((_, i) => i < s_png.Length ? s_png[i] : (byte)0).ToArray(), "image/png"),
+            new DataContent("twelve chars"u8.ToArray(), "text/plain")));
+        var block = new ContentBlock
+        {
+            Type = ContentTypes.ToolResult,
+            ToolContent = output.Text,
+            ToolContentBlocks = ContentBlocks.FromJsonArray(output.BlocksJson!),
+        };
+
+        Assert.Equal(TokenEstimate.ToolBlockOverhead + 2 + TokenEstimate.ImageTokens + 3, TokenEstimate.Of(block));
     }
 
     private sealed class ContentTool(ToolResult result) : IContentTool

@@ -1,0 +1,68 @@
+using System.Text;
+using System.Text.Json;
+
+namespace AgentPg.AspNetCore.Admin.Pages;
+
+/// <summary>The live stream of a run for the run and chat pages: server-sent events fed by
+/// <see cref="AgentPgClient.WatchRunAsync"/>, resumable with <c>Last-Event-ID</c> (the event sequence). Payloads are JSON
+/// written by the serializer and inserted by the page as text, never as HTML.</summary>
+internal static class RunEventsStream
+{
+    public static async Task<IResult> StreamAsync(AdminRequest r)
+    {
+        var run = await r.RunAsync(r.RouteId("run")).ConfigureAwait(false);
+        var after = long.TryParse(r.Http.Request.Headers["Last-Event-ID"].ToString(), out var last) && last >= 0 ? last : 0;
+        return new EventStreamResult(r.Client, run.Id, after);
+    }
+
+    private sealed class EventStreamResult(AgentPgClient client, Guid runId, long after) : IResult
+    {
+        public async Task ExecuteAsync(HttpContext http)
+        {
+            var response = http.Response;
+            response.ContentType = "text/event-stream";
+            response.Headers.CacheControl = "no-store";
+            response.Headers["X-Accel-Buffering"] = "no";
+            var cancellationToken = http.RequestAborted;
+            var iterations = new HashSet<int>();
+            try
+            {
+                await foreach (var e in client.WatchRunAsync(runId, after, cancellationToken).ConfigureAwait(false))
+                {
+                    var (name, data) = e switch
+                    {
+                        TextDeltaEvent t when t.RunId == runId => ("text", (object)new { text = t.Text }),
+                        // A repeated iteration number means the model call was retried: the page drops that iteration's text.
+                        IterationStartedEvent i when i.RunId == runId => (iterations.Add(i.IterationNumber) ? "iteration" : "reset", new { n = i.IterationNumber }),
+                        ToolCallStartedEvent s => ("tool", new { id = s.ToolExecutionId, name = s.ToolName, depth = s.Depth, done = false, isError = false }),
+                        ToolCallCompletedEvent c => ("tool", new { id = c.ToolExecutionId, name = c.ToolName, depth = c.Depth, done = true, isError = c.IsError }),
+                        RunStateChangedEvent s when s.RunId == runId => ("state", new { state = AdminPages.Name(s.State) }),
+                        RunFinishedEvent f when f.RunId == runId => ("finished", new { state = AdminPages.Name(f.State) }),
+                        _ => ("", (object)new { }),
+                    };
+                    if (name.Length == 0)
+                    {
+                        continue;
+                    }
+
+                    await WriteAsync(response, e.Sequence, name, data, cancellationToken).ConfigureAwait(false);
+                    if (name == "finished")
+                    {
+                        return;
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // The browser went away: the watch ends with it.
+            }
+        }
+
+        private static async Task WriteAsync(HttpResponse response, long sequence, string name, object data, CancellationToken cancellationToken)
+        {
+            var text = $"id: {sequence}\nevent: {name}\ndata: {JsonSerializer.Serialize(data)}\n\n";
+            await response.Body.WriteAsync(Encoding.UTF8.GetBytes(text), cancellationToken).ConfigureAwait(false);
+            await response.Body.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,21 @@
+namespace AgentPg;
+
+public sealed partial class AgentPgClient
+{
+    /// <summary>Gets a Microsoft.Extensions.AI <see cref="Microsoft.Extensions.AI.IChatClient"/> that answers with an AgentPg agent:
+    /// each call is a durable streaming run in an AgentPg session.</summary>
+    /// <param name="agentId">The agent that answers.</param>
+    /// <returns>A chat client; disposing it does not dispose this client.</returns>
+    /// <remarks>
+    /// <para><see cref="Microsoft.Extensions.AI.ChatOptions.ConversationId"/> names the session (a new one is created when it is
+    /// absent, and its id is returned in <see cref="Microsoft.Extensions.AI.ChatResponse.ConversationId"/>). The session holds the
+    /// conversation, so each call sends only the last user message as the run's prompt.</para>
+    /// <para>Responses are streamed through <see cref="WatchRunAsync"/>: the agent's tool calls appear as
+    /// <see cref="Microsoft.Extensions.AI.FunctionCallContent"/>/<see cref="Microsoft.Extensions.AI.FunctionResultContent"/>
+    /// (already executed by AgentPg's workers), and every update carries a continuation token (the run id and the event
+    /// sequence): pass it as <see cref="Microsoft.Extensions.AI.ChatOptions.ContinuationToken"/> to resume an interrupted stream
+    /// where it stopped, from any process.</para>
+    /// <para>Some worker (any started client) must process the runs; this client does not need to be started.</para>
+    /// </remarks>
+    public Microsoft.Extensions.AI.IChatClient AsChatClient(Guid agentId) => new Chat.AgentPgChatClient(this, agentId);
+}

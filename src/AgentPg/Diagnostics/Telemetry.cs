@@ -1,0 +1,279 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using System.Reflection;
+
+namespace AgentPg.Diagnostics;
+
+/// <summary>AgentPg's <see cref="ActivitySource"/> and <see cref="Meter"/>, both named <c>AgentPg</c> (DESIGN §13.9): spans and
+/// metrics with the OpenTelemetry GenAI semantic conventions, through System.Diagnostics only.</summary>
+internal static class Telemetry
+{
+    public const string Name = "AgentPg";
+    public const string Provider = "anthropic";
+
+    private static readonly string s_version =
+        typeof(Telemetry).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
+
+    public static readonly ActivitySource Source = new(Name, s_version);
+
+    public static readonly Meter Meter = new(Name, s_version);
+
+    public static readonly Histogram<long> TokenUsage = Meter.CreateHistogram<long>("gen_ai.client.token.usage", "{token}",
+        "Tokens used by model calls, by gen_ai.token.type (input includes cache reads and writes).");
+
+    public static readonly Histogram<double> OperationDuration = Meter.CreateHistogram<double>("gen_ai.client.operation.duration", "s",
+        "Duration of model calls (chat), from request to the end of the answer.");
+
+    public static readonly Counter<long> Runs = Meter.CreateCounter<long>("agentpg.runs", "{run}",
+        "Runs that reached a final state, by agentpg.run.outcome (counted by the instance or client that made the transition).");
+
+    public static readonly Histogram<double> QueueDuration = Meter.CreateHistogram<double>("agentpg.run.queue_duration", "s",
+        "Time from a run's creation to its first claim.");
+
+    public static readonly Counter<long> ToolExecutions = Meter.CreateCounter<long>("agentpg.tool.executions", "{execution}",
+        "Tool execution attempts, by gen_ai.tool.name and agentpg.tool.outcome.");
+
+    private static readonly ConcurrentDictionary<PendingRunsProbe, byte> s_probes = new();
+
+    static Telemetry()
+    {
+        Meter.CreateObservableGauge("agentpg.runs.pending", ObservePending, "{run}",
+            "Runs waiting to be claimed, per schema, as last read by a started client (refreshed at most every few seconds).");
+    }
+
+    public static void Register(PendingRunsProbe probe) => s_probes.TryAdd(probe, 0);
+
+    public static void Unregister(PendingRunsProbe probe) => s_probes.TryRemove(probe, out _);
+
+    private static IEnumerable<Measurement<long>> ObservePending()
+    {
+        foreach (var probe in s_probes.Keys)
+        {
+            if (probe.Observe() is { } value)
+            {
+                yield return new Measurement<long>(value, new KeyValuePair<string, object?>("agentpg.schema", probe.Schema),
+                    new KeyValuePair<string, object?>("agentpg.instance.id", probe.InstanceId));
+            }
+        }
+    }
+
+    /// <summary>Starts a span continuing <paramref name="traceParent"/> (a W3C traceparent stored with the run) when it parses,
+    /// else the ambient context.</summary>
+    public static Activity? Start(string name, ActivityKind kind, string? traceParent)
+    {
+        if (!Source.HasListeners())
+        {
+            return null;
+        }
+
+        return traceParent is not null && ActivityContext.TryParse(traceParent, null, out var parent)
+            ? Source.StartActivity(name, kind, parent)
+            : Source.StartActivity(name, kind);
+    }
+
+    /// <summary>The current W3C trace context to store with a new run, if any.</summary>
+    public static string? CurrentTraceParent()
+        => Activity.Current is { IdFormat: ActivityIdFormat.W3C } current ? current.Id : null;
+
+    public static Activity? StartInvokeAgent(global::AgentPg.Runs.ClaimedRun claimed)
+    {
+        var run = claimed.Run;
+        if (run.CurrentIteration == 0 && run.ClaimedAt is { } claimedAt)
+        {
+            QueueDuration.Record((claimedAt - run.CreatedAt).TotalSeconds, new KeyValuePair<string, object?>("agentpg.run.mode", Mode(run)));
+        }
+
+        var activity = Start("invoke_agent", ActivityKind.Internal, claimed.TraceParent);
+        if (activity is not null)
+        {
+            activity.SetTag("gen_ai.operation.name", "invoke_agent");
+            activity.SetTag("gen_ai.provider.name", Provider);
+            activity.SetTag("gen_ai.agent.id", run.AgentId.ToString());
+            activity.SetTag("gen_ai.conversation.id", run.SessionId.ToString());
+            activity.SetTag("agentpg.run.id", run.Id.ToString());
+            activity.SetTag("agentpg.run.mode", Mode(run));
+            activity.SetTag("agentpg.run.depth", run.Depth);
+        }
+
+        return activity;
+    }
+
+    public static void AgentKnown(Activity? activity, AgentDefinition agent)
+    {
+        if (activity is null)
+        {
+            return;
+        }
+
+        activity.DisplayName = "invoke_agent " + agent.Name;
+        activity.SetTag("gen_ai.agent.name", agent.Name);
+        activity.SetTag("gen_ai.request.model", agent.Model);
+    }
+
+    public static void RunFinished(Run run, string outcome)
+        => Runs.Add(1, new KeyValuePair<string, object?>("agentpg.run.outcome", outcome), new KeyValuePair<string, object?>("agentpg.run.mode", Mode(run)));
+
+    public static Activity? StartChat(global::AgentPg.Runs.ClaimedRun claimed, string model, Dictionary<string, System.Text.Json.JsonElement>? capturedBody)
+    {
+        var activity = Start("chat " + model, ActivityKind.Client, claimed.Activity is null ? claimed.TraceParent : null);
+        if (activity is null)
+        {
+            return null;
+        }
+
+        activity.SetTag("gen_ai.operation.name", "chat");
+        activity.SetTag("gen_ai.provider.name", Provider);
+        activity.SetTag("gen_ai.request.model", model);
+        activity.SetTag("gen_ai.conversation.id", claimed.Run.SessionId.ToString());
+        activity.SetTag("agentpg.run.id", claimed.Run.Id.ToString());
+        if (capturedBody is not null && capturedBody.TryGetValue("messages", out var messages))
+        {
+            activity.SetTag("gen_ai.input.messages", messages.GetRawText());
+            if (capturedBody.TryGetValue("system", out var system))
+            {
+                activity.SetTag("gen_ai.system_instructions", system.GetRawText());
+            }
+        }
+
+        return activity;
+    }
+
+    public static void ChatCompleted(Activity? activity, string model, Claude.ModelResponse response, TimeSpan duration, bool captureContent)
+    {
+        var input = response.Usage.InputTokens + response.Usage.CacheReadInputTokens + response.Usage.CacheCreationInputTokens;
+        var output = response.Usage.OutputTokens;
+        KeyValuePair<string, object?>[] tags =
+        [
+            new("gen_ai.operation.name", "chat"), new("gen_ai.provider.name", Provider), new("gen_ai.request.model", model),
+            new("gen_ai.response.model", response.Model ?? model),
+        ];
+        OperationDuration.Record(duration.TotalSeconds, tags);
+        TokenUsage.Record(input, [.. tags, new("gen_ai.token.type", "input")]);
+        TokenUsage.Record(output, [.. tags, new("gen_ai.token.type", "output")]);
+        if (activity is null)
+        {
+            return;
+        }
+
+        activity.SetTag("gen_ai.response.model", response.Model);
+        activity.SetTag("gen_ai.response.id", response.MessageId);
+        activity.SetTag("gen_ai.response.finish_reasons", new[] { response.StopReason ?? "" });
+        activity.SetTag("gen_ai.usage.input_tokens", input);
+        activity.SetTag("gen_ai.usage.output_tokens", output);
+        if (captureContent)
+        {
+            activity.SetTag("gen_ai.output.messages", response.ToMessageJson().GetRawText());
+        }
+    }
+
+    public static void ChatFailed(Activity? activity, string model, string errorType, TimeSpan duration)
+    {
+        OperationDuration.Record(duration.TotalSeconds, new KeyValuePair<string, object?>("gen_ai.operation.name", "chat"),
+            new KeyValuePair<string, object?>("gen_ai.provider.name", Provider), new KeyValuePair<string, object?>("gen_ai.request.model", model),
+            new KeyValuePair<string, object?>("error.type", errorType));
+        activity.Error(errorType, null);
+    }
+
+    public static Activity? StartTool(Workers.ClaimedTool claimed, bool captureContent)
+    {
+        var execution = claimed.Execution;
+        var activity = Start("execute_tool " + execution.ToolName, ActivityKind.Internal, claimed.TraceParent);
+        if (activity is null)
+        {
+            return null;
+        }
+
+        activity.SetTag("gen_ai.operation.name", "execute_tool");
+        activity.SetTag("gen_ai.provider.name", Provider);
+        activity.SetTag("gen_ai.tool.name", execution.ToolName);
+        activity.SetTag("gen_ai.tool.call.id", execution.ToolUseId);
+        activity.SetTag("gen_ai.tool.type", execution.IsAgentTool ? "agent" : "function");
+        activity.SetTag("gen_ai.conversation.id", claimed.SessionId.ToString());
+        activity.SetTag("agentpg.run.id", execution.RunId.ToString());
+        activity.SetTag("agentpg.tool.execution_id", execution.Id.ToString());
+        if (captureContent)
+        {
+            activity.SetTag("gen_ai.tool.call.arguments", execution.ToolInput.GetRawText());
+        }
+
+        return activity;
+    }
+
+    public static void ToolCompleted(Activity? activity, string toolName, string? output, bool isError, string? errorMessage, bool captureContent)
+    {
+        ToolExecutions.Add(1, new KeyValuePair<string, object?>("gen_ai.tool.name", toolName),
+            new KeyValuePair<string, object?>("agentpg.tool.outcome", isError ? "error" : "success"));
+        if (activity is null || activity.Source != Source)
+        {
+            return;
+        }
+
+        if (isError)
+        {
+            activity.Error("tool_error", errorMessage);
+        }
+
+        if (captureContent)
+        {
+            activity.SetTag("gen_ai.tool.call.result", output ?? errorMessage);
+        }
+    }
+
+    private static string Mode(Run run) => run.RunMode == RunMode.Batch ? "batch" : "streaming";
+
+    public static void Error(this Activity? activity, string errorType, string? description)
+    {
+        if (activity is null)
+        {
+            return;
+        }
+
+        activity.SetStatus(ActivityStatusCode.Error, description);
+        activity.SetTag("error.type", errorType);
+    }
+}
+
+/// <summary>The pending-run count of one started client's schema for <c>agentpg.runs.pending</c>: observed synchronously,
+/// refreshed in the background so a metrics collection never waits for the database.</summary>
+internal sealed class PendingRunsProbe(string schema, string instanceId, Func<CancellationToken, Task<long>> count, TimeProvider time)
+{
+    private static readonly TimeSpan s_refresh = TimeSpan.FromSeconds(5);
+    private long _value = -1;
+    private long _refreshedAt;
+    private int _refreshing;
+
+    public string Schema { get; } = schema;
+
+    public string InstanceId { get; } = instanceId;
+
+    public long? Observe()
+    {
+        if ((_refreshedAt == 0 || time.GetElapsedTime(Volatile.Read(ref _refreshedAt)) >= s_refresh)
+            && Interlocked.CompareExchange(ref _refreshing, 1, 0) == 0)
+        {
+            _ = RefreshAsync();
+        }
+
+        var value = Volatile.Read(ref _value);
+        return value < 0 ? null : value;
+    }
+
+    /// <summary>Reads the count now (first observation, tests).</summary>
+    public async Task RefreshAsync()
+    {
+        try
+        {
+            Volatile.Write(ref _value, await count(CancellationToken.None).ConfigureAwait(false));
+            Volatile.Write(ref _refreshedAt, time.GetTimestamp());
+        }
+        catch (Exception ex) when (ex is Npgsql.NpgsqlException or TimeoutException or InvalidOperationException)
+        {
+            // Keep the last value; the next observation tries again.
+        }
+        finally
+        {
+            Volatile.Write(ref _refreshing, 0);
+        }
+    }
+}

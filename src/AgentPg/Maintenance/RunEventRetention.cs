@@ -1,0 +1,28 @@
+using AgentPg.Diagnostics;
+using AgentPg.Runs;
+using AgentPg.Storage;
+
+namespace AgentPg.Maintenance;
+
+/// <summary>Every <see cref="AgentPgOptions.CleanupInterval"/>: deletes the live events (<see cref="AgentPgClient.WatchRunAsync"/>) of
+/// root runs that finished more than <see cref="AgentPgOptions.RunEventRetention"/> ago.</summary>
+internal sealed class RunEventRetention(Engine engine) : IMaintenanceService
+{
+    public string Name => "run event retention";
+
+    public TimeSpan Interval => engine.Options.CleanupInterval;
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        var command = Db.Command(engine.DataSource, null, engine.Sql.RunEvents.DeleteExpired, P.Text(engine.InstanceId),
+            P.Interval(engine.Options.RunEventRetention));
+        await using (command.ConfigureAwait(false))
+        {
+            var count = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            if (count > 0)
+            {
+                Log.RunEventsExpired(engine.Logger, count);
+            }
+        }
+    }
+}

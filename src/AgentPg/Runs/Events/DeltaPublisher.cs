@@ -1,0 +1,323 @@
+using System.Collections.Concurrent;
+using System.Text;
+using AgentPg.Claude;
+using AgentPg.Diagnostics;
+using AgentPg.Internal;
+using AgentPg.Storage;
+using AgentPg.Workers;
+using Npgsql;
+
+namespace AgentPg.Runs.Events;
+
+/// <summary>Which root runs are watched, as this instance learned from agentpg_run_watch; opens a <see cref="DeltaStream"/> per
+/// streamed model call. Deltas of runs nobody watches cost one dictionary lookup each.</summary>
+internal sealed class DeltaPublisher(Engine engine)
+{
+    private readonly ConcurrentDictionary<Guid, byte> _watchedRoots = new();
+
+    public bool AnyWatched => !_watchedRoots.IsEmpty;
+
+    public bool IsWatched(Guid rootRunId) => _watchedRoots.ContainsKey(rootRunId);
+
+    public void Watched(Guid rootRunId) => _watchedRoots.TryAdd(rootRunId, 0);
+
+    public void Finished(Guid rootRunId) => _watchedRoots.TryRemove(rootRunId, out _);
+
+    /// <summary>After the listener (re)connected: announcements sent meanwhile were lost, so read the watched active roots.</summary>
+    public async Task LoadAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            var command = engine.DataSource.CreateCommand(engine.Sql.RunEvents.WatchedActiveRoots);
+            await using (command.ConfigureAwait(false))
+            {
+                foreach (var root in await command.QueryListAsync(r => r.GetGuid(0), cancellationToken).ConfigureAwait(false))
+                {
+                    Watched(root);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException or OperationCanceledException)
+        {
+            // Watchers still get everything: deltas not published arrive as the stored message.
+            Log.DeltaPublishFailed(engine.Logger, ex, Guid.Empty);
+        }
+    }
+
+    public DeltaStream Open(ClaimedRun claimed, int iterationNumber, CancellationToken cancellationToken)
+        => new(engine, this, claimed.Run, iterationNumber, cancellationToken);
+}
+
+/// <summary>Publishes the text and thinking deltas of one iteration's streamed answer while the root run is watched: coalesced
+/// (every <see cref="FlushInterval"/> or <see cref="FlushBytes"/>), written by a single background writer in order, never
+/// blocking the stream. When a watch starts in the middle of the answer, everything streamed so far goes out first.</summary>
+internal sealed class DeltaStream : IAsyncDisposable
+{
+    public static readonly TimeSpan FlushInterval = TimeSpan.FromMilliseconds(50);
+    public const int FlushBytes = 2048;
+
+    private readonly Engine _engine;
+    private readonly DeltaPublisher _publisher;
+    private readonly Run _run;
+    private readonly int _iterationNumber;
+    private readonly CancellationTokenSource _stop;
+    private readonly object _lock = new();
+    private readonly List<(string Kind, int Block, StringBuilder Text)> _pending = [];
+    private readonly WakeSignal _wake = new();
+    private readonly WakeSignal _full = new();
+    private Guid _root;
+    private volatile bool _rootKnown;
+    private Task? _resolving;
+    private Task? _writer;
+    private bool _active;
+    private bool _published;
+    private bool _reset;
+    private bool _completing;
+    private volatile bool _dead;
+    private int _pendingChars;
+
+    public DeltaStream(Engine engine, DeltaPublisher publisher, Run run, int iterationNumber, CancellationToken cancellationToken)
+    {
+        _engine = engine;
+        _publisher = publisher;
+        _run = run;
+        _iterationNumber = iterationNumber;
+        if (run.ParentRunId is null)
+        {
+            _root = run.Id;
+            _rootKnown = true;
+        }
+
+        _stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+    }
+
+    /// <summary>A new attempt of the model call (a retry): watchers are told to drop the text of the failed attempt.</summary>
+    public void BeginAttempt()
+    {
+        lock (_lock)
+        {
+            _pending.Clear();
+            _pendingChars = 0;
+            _active = false;
+            _reset = _published;
+        }
+    }
+
+    /// <summary>Called on the stream's thread after the aggregator applied a delta to the block at <paramref name="position"/>.</summary>
+    public void OnDelta(ModelResponse response, int position, bool thinking, string text)
+    {
+        if (_dead)
+        {
+            return;
+        }
+
+        if (!_active)
+        {
+            if (!IsWatched())
+            {
+                return;
+            }
+
+            // First delta since the watch started: everything streamed so far, then this delta's successors.
+            _active = true;
+            lock (_lock)
+            {
+                for (var i = 0; i < response.Blocks.Count; i++)
+                {
+                    var block = response.Blocks[i];
+                    var type = (string?)block["type"];
+                    if (type is "text" or "thinking" && (string?)block[type] is { Length: > 0 } soFar)
+                    {
+                        Append(type, i, soFar);
+                    }
+                }
+            }
+        }
+        else
+        {
+            lock (_lock)
+            {
+                Append(thinking ? "thinking" : "text", position, text);
+            }
+        }
+
+        _writer ??= Task.Run(WriteLoopAsync);
+        _wake.Set();
+        if (Volatile.Read(ref _pendingChars) >= FlushBytes)
+        {
+            _full.Set();
+        }
+    }
+
+    /// <summary>The answer is complete: publishes what is pending (catching up first if a watch started late), before the
+    /// iteration's result is recorded, so the deltas precede the stored message.</summary>
+    public async Task CompleteAsync(ModelResponse response)
+    {
+        if (!_active && !_dead && IsWatched() && response.Blocks.Count > 0)
+        {
+            OnDelta(response, 0, false, "");
+        }
+
+        lock (_lock)
+        {
+            _completing = true;
+        }
+
+        if (_writer is { } writer)
+        {
+            _wake.Set();
+            _full.Set();
+            await writer.ConfigureAwait(false);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        if (_writer is { } writer)
+        {
+            try
+            {
+                await writer.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+
+        _stop.Dispose();
+    }
+
+    private bool IsWatched()
+    {
+        if (_rootKnown)
+        {
+            return _publisher.IsWatched(_root);
+        }
+
+        // A child run: its root is looked up once, and only when some root is watched at all.
+        if (_publisher.AnyWatched && _resolving is null)
+        {
+            _resolving = ResolveRootAsync();
+        }
+
+        return false;
+    }
+
+    private async Task ResolveRootAsync()
+    {
+        try
+        {
+            var command = Db.Command(_engine.DataSource, null, _engine.Sql.RunEvents.RootOf, P.Uuid(_run.Id));
+            await using (command.ConfigureAwait(false))
+            {
+                if (await command.ExecuteScalarAsync(_stop.Token).ConfigureAwait(false) is Guid root)
+                {
+                    _root = root;
+                    _rootKnown = true;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException or OperationCanceledException)
+        {
+            Log.DeltaPublishFailed(_engine.Logger, ex, _run.Id);
+        }
+    }
+
+    private void Append(string kind, int block, string text)
+    {
+        if (text.Length == 0)
+        {
+            return;
+        }
+
+        if (_pending.Count > 0 && _pending[^1] is var last && last.Kind == kind && last.Block == block)
+        {
+            last.Text.Append(text);
+        }
+        else
+        {
+            _pending.Add((kind, block, new StringBuilder(text)));
+        }
+
+        _pendingChars += text.Length;
+    }
+
+    private async Task WriteLoopAsync()
+    {
+        var token = _stop.Token;
+        try
+        {
+            while (true)
+            {
+                await _wake.WaitAsync(Timeout.InfiniteTimeSpan, _engine.Time, token).ConfigureAwait(false);
+                if (!Volatile.Read(ref _completing) && Volatile.Read(ref _pendingChars) < FlushBytes)
+                {
+                    // Coalesce: more deltas arrive within the interval unless the buffer filled up.
+                    await _full.WaitAsync(FlushInterval, _engine.Time, token).ConfigureAwait(false);
+                }
+
+                List<string> kinds = [];
+                List<int> blocks = [];
+                List<string> texts = [];
+                bool completing;
+                lock (_lock)
+                {
+                    completing = _completing;
+                    if (_reset)
+                    {
+                        kinds.Add("iteration");
+                        blocks.Add(0);
+                        texts.Add("");
+                        _reset = false;
+                    }
+
+                    foreach (var (kind, block, text) in _pending)
+                    {
+                        kinds.Add(kind);
+                        blocks.Add(block);
+                        // U+0000 cannot be stored: the same U+FFFD the stored answer gets (Internal/Nul.cs).
+                        texts.Add(Nul.Replace(text.ToString())!);
+                    }
+
+                    _pending.Clear();
+                    _pendingChars = 0;
+                }
+
+                if (texts.Count > 0 && !await WriteAsync(kinds, blocks, texts, token).ConfigureAwait(false))
+                {
+                    // Not held any more, or not watched: nobody can use further deltas of this answer.
+                    _dead = true;
+                    return;
+                }
+
+                _published |= texts.Count > 0;
+                if (completing)
+                {
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task<bool> WriteAsync(List<string> kinds, List<int> blocks, List<string> texts, CancellationToken token)
+    {
+        try
+        {
+            var command = Db.Command(_engine.DataSource, null, _engine.Sql.RunEvents.AppendDeltas, P.Uuid(_run.Id), P.Text(_engine.InstanceId),
+                P.Long(_run.ClaimEpoch), P.Int(_iterationNumber), P.TextArray(kinds), P.IntArray(blocks), P.TextArray(texts));
+            await using (command.ConfigureAwait(false))
+            {
+                return await command.ExecuteScalarAsync(token).ConfigureAwait(false) is true;
+            }
+        }
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
+        {
+            Log.DeltaPublishFailed(_engine.Logger, ex, _run.Id);
+            return false;
+        }
+    }
+}

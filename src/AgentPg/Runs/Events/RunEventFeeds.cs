@@ -1,0 +1,209 @@
+using System.Collections.Concurrent;
+using AgentPg.Diagnostics;
+using AgentPg.Storage;
+using Microsoft.Extensions.Logging;
+
+namespace AgentPg.Runs.Events;
+
+/// <summary>An event with the parent of its run, which a watcher of a child run needs to follow the descendants.</summary>
+internal readonly record struct FeedEntry(RunEvent Event, Guid? ParentRunId);
+
+/// <summary>One page read from the database: the materialized events and whether the root run's finish is among them.</summary>
+internal readonly record struct FeedPage(IReadOnlyList<FeedEntry> Entries, bool RootFinished);
+
+/// <summary>The live event feeds of one client: one reader per watched root run, whatever the number of watchers, so many
+/// watchers of one run cost one query per wake-up and share the materialized events.</summary>
+internal sealed class RunEventFeeds(Func<Guid, long, CancellationToken, Task<FeedPage>> readPage, TimeSpan pollInterval, TimeProvider time,
+    ILogger logger)
+{
+    private readonly ConcurrentDictionary<Guid, RunEventFeed> _feeds = new();
+    private readonly object _lock = new();
+
+    /// <summary>The feeds with at least one watcher.</summary>
+    public int Count => _feeds.Count;
+
+    public RunEventFeed Acquire(Guid rootRunId)
+    {
+        lock (_lock)
+        {
+            if (!_feeds.TryGetValue(rootRunId, out var feed))
+            {
+                feed = new RunEventFeed(rootRunId, readPage, pollInterval, time, logger);
+                _feeds[rootRunId] = feed;
+                feed.Start();
+            }
+
+            feed.Watchers++;
+            return feed;
+        }
+    }
+
+    public void Release(RunEventFeed feed)
+    {
+        lock (_lock)
+        {
+            if (--feed.Watchers > 0)
+            {
+                return;
+            }
+
+            _feeds.TryRemove(new KeyValuePair<Guid, RunEventFeed>(feed.RootRunId, feed));
+        }
+
+        feed.Dispose();
+    }
+
+    public void Signal(Guid rootRunId)
+    {
+        if (_feeds.TryGetValue(rootRunId, out var feed))
+        {
+            feed.Wake();
+        }
+    }
+
+    public void SignalAll()
+    {
+        foreach (var feed in _feeds.Values)
+        {
+            feed.Wake();
+        }
+    }
+}
+
+/// <summary>The events of one root run read so far, in sequence order, and the reader that appends new ones.</summary>
+internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, CancellationToken, Task<FeedPage>> readPage, TimeSpan pollInterval,
+    TimeProvider time, ILogger logger) : IDisposable
+{
+    private const int PageSize = 500;
+    private static readonly TimeSpan s_maxBackoff = TimeSpan.FromSeconds(5);
+
+    private readonly List<FeedEntry> _entries = [];
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Workers.WakeSignal _wake = new();
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private Task? _reader;
+    private bool _ended;
+
+    public Guid RootRunId { get; } = rootRunId;
+
+    /// <summary>Guarded by the owning <see cref="RunEventFeeds"/>' lock.</summary>
+    public int Watchers { get; set; }
+
+    /// <summary>The reader, for tests that check a released feed stopped.</summary>
+    public Task? Reader => _reader;
+
+    public void Start() => _reader = Task.Run(() => ReadLoopAsync(_stop.Token));
+
+    /// <summary>Stops the reader (the last watcher left).</summary>
+    public void Dispose()
+    {
+        _stop.Cancel();
+        if (_reader is { } reader)
+        {
+            reader.ContinueWith(_ => _stop.Dispose(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+        else
+        {
+            _stop.Dispose();
+        }
+    }
+
+    public void Wake() => _wake.Set();
+
+    /// <summary>Copies the entries from <paramref name="index"/> on into <paramref name="into"/>; returns a task that completes when
+    /// more arrive, and whether the feed ended (the root run finished and everything was read).</summary>
+    public (Task Changed, bool Ended) Read(int index, List<FeedEntry> into)
+    {
+        lock (_entries)
+        {
+            for (var i = index; i < _entries.Count; i++)
+            {
+                into.Add(_entries[i]);
+            }
+
+            return (_changed.Task, _ended);
+        }
+    }
+
+    private void Append(FeedPage page)
+    {
+        TaskCompletionSource changed;
+        lock (_entries)
+        {
+            _entries.AddRange(page.Entries);
+            _ended |= page.RootFinished;
+            changed = _changed;
+            _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        changed.TrySetResult();
+    }
+
+    private async Task ReadLoopAsync(CancellationToken stop)
+    {
+        long after = 0;
+        var backoff = TimeSpan.FromMilliseconds(100);
+        while (!stop.IsCancellationRequested)
+        {
+            FeedPage page;
+            try
+            {
+                page = await readPage(RootRunId, after, stop).ConfigureAwait(false);
+                backoff = TimeSpan.FromMilliseconds(100);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                // The database may be restarting: the watchers wait, the feed keeps trying.
+                Log.RunEventReadFailed(logger, ex, RootRunId);
+                try
+                {
+                    await Task.Delay(backoff, time, stop).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, s_maxBackoff.Ticks));
+                continue;
+            }
+
+            if (page.Entries.Count > 0 || page.RootFinished)
+            {
+                if (page.Entries.Count > 0)
+                {
+                    after = page.Entries[^1].Event.Sequence;
+                }
+
+                Append(page);
+            }
+
+            if (page.RootFinished)
+            {
+                // Nothing is appended after the root run's finish.
+                return;
+            }
+
+            if (page.Entries.Count >= PageSize)
+            {
+                continue;
+            }
+
+            try
+            {
+                // Woken by agentpg_run_event; the poll covers notifications lost while the listener reconnects.
+                await _wake.WaitAsync(pollInterval, time, stop).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    internal const int MaxPage = PageSize;
+}

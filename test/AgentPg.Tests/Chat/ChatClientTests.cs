@@ -1,0 +1,123 @@
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+using Microsoft.Extensions.AI;
+
+namespace AgentPg.Tests.Chat;
+
+public sealed class ChatClientTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    private static readonly ToolSchema s_citySchema = new()
+    {
+        Properties = new Dictionary<string, PropertyDef> { ["city"] = new() { Type = "string" } },
+        Required = ["city"],
+    };
+
+    [DatabaseFact]
+    public async Task GetResponseAsync_MultiTurnThroughConversationId_ContinuesTheSession()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(r => FakeReply.Text($"turn {(r.Messages.GetArrayLength() + 1) / 2}: you said '{r.LastUserText}'"));
+        var producer = await h.AddClientAsync(start: false);
+        using var chat = producer.AsChatClient(agent.Id);
+
+        var first = await Eventually.WithinAsync(chat.GetResponseAsync([new ChatMessage(ChatRole.User, "hello")]), "the first answer");
+        var second = await Eventually.WithinAsync(chat.GetResponseAsync([new ChatMessage(ChatRole.User, "again")],
+            new ChatOptions { ConversationId = first.ConversationId }), "the second answer");
+
+        Assert.Equal("turn 1: you said 'hello'", first.Text);
+        Assert.Equal("turn 2: you said 'again'", second.Text);
+        Assert.Equal(first.ConversationId, second.ConversationId);
+        Assert.Equal(ChatFinishReason.Stop, second.FinishReason);
+        Assert.NotNull(second.Usage);
+        var messages = await producer.GetMessagesAsync(Guid.Parse(second.ConversationId!));
+        Assert.Equal(["hello", "turn 1: you said 'hello'", "again", "turn 2: you said 'again'"], messages.Select(m => m.Content[0].Text));
+        Assert.Equal(second.ResponseId, messages[^1].RunId.ToString());
+    }
+
+    [DatabaseFact]
+    public async Task GetStreamingResponseAsync_StreamsTextAndShowsToolCallsAsFunctionContents()
+    {
+        const string answer = "It is sunny in Oslo, with a light breeze from the fjord and clear skies all afternoon long.";
+        await using var h = await Harness.StartAsync(db,
+            tools: new TestTool("get_weather", (_, input, _) => Task.FromResult("sunny in " + input.GetProperty("city").GetString()), s_citySchema));
+        var agent = await h.AgentAsync(a => a with { Tools = ["get_weather"] });
+        // The answer waits until the stream delivered something (the watch is registered), so it streams live under any load.
+        var streaming = new TaskCompletionSource();
+        h.Claude.Respond(async (r, cancellationToken) =>
+        {
+            if (r.ToolResults.Count == 0)
+            {
+                return FakeReply.ToolUse("get_weather", new { city = "Oslo" });
+            }
+
+            await streaming.Task.WaitAsync(cancellationToken);
+            return FakeReply.Text(answer) with { EventDelay = TimeSpan.FromMilliseconds(30) };
+        });
+        using var chat = h.Client.AsChatClient(agent.Id);
+
+        var updates = new List<ChatResponseUpdate>();
+        await Eventually.WithinAsync(Task.Run(async () =>
+        {
+            await foreach (var u in chat.GetStreamingResponseAsync([new ChatMessage(ChatRole.User, "Weather in Oslo?")]))
+            {
+                updates.Add(u);
+                streaming.TrySetResult();
+            }
+        }), "the stream to end");
+
+        Assert.True(updates.Count(u => u.Text.Length > 0) > 1, "the answer arrived in several pieces");
+        Assert.Equal(answer, string.Concat(updates.Select(u => u.Text)));
+        var call = Assert.Single(updates.SelectMany(u => u.Contents).OfType<FunctionCallContent>());
+        Assert.Equal("get_weather", call.Name);
+        Assert.Equal("Oslo", call.Arguments!["city"]!.ToString());
+        var result = Assert.Single(updates.SelectMany(u => u.Contents).OfType<FunctionResultContent>());
+        Assert.Equal(call.CallId, result.CallId);
+        Assert.Equal("sunny in Oslo", result.Result);
+        Assert.Equal(ChatFinishReason.Stop, updates[^1].FinishReason);
+        Assert.Null(updates[^1].ContinuationToken);
+        Assert.All(updates[..^1], u => Assert.NotNull(u.ContinuationToken));
+        Assert.Single(updates.Select(u => u.ConversationId).Distinct());
+
+        var response = updates.ToChatResponse();
+        Assert.Equal(answer, response.Messages[^1].Text);
+    }
+
+    [DatabaseFact]
+    public async Task GetStreamingResponseAsync_ResumedWithAContinuationToken_GivesTheRestOfTheAnswer()
+    {
+        var answer = string.Concat(Enumerable.Range(1, 12).Select(i => $"Part {i} of the answer. "));
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(_ => FakeReply.Text(answer) with { EventDelay = TimeSpan.FromMilliseconds(15) });
+        var web1 = await h.AddClientAsync(start: false);
+        var web2 = await h.AddClientAsync(start: false);
+
+        // The first connection drops after the first piece of text.
+        var before = new List<ChatResponseUpdate>();
+        await foreach (var u in web1.AsChatClient(agent.Id).GetStreamingResponseAsync([new ChatMessage(ChatRole.User, "Tell me everything")]))
+        {
+            before.Add(u);
+            if (u.Text.Length > 0)
+            {
+                break;
+            }
+        }
+
+        // Another process resumes from the last update it delivered.
+        var after = new List<ChatResponseUpdate>();
+        await Eventually.WithinAsync(Task.Run(async () =>
+        {
+            await foreach (var u in web2.AsChatClient(agent.Id).GetStreamingResponseAsync([], new ChatOptions { ContinuationToken = before[^1].ContinuationToken }))
+            {
+                after.Add(u);
+            }
+        }), "the resumed stream to end");
+
+        Assert.True(after.Any(u => u.Text.Length > 0), "text arrived after the resume");
+        Assert.Equal(answer, string.Concat(before.Concat(after).Select(u => u.Text)));
+        Assert.Equal(before[0].ResponseId, after[^1].ResponseId);
+        Assert.Equal(before[0].ConversationId, after[^1].ConversationId);
+        Assert.Equal(ChatFinishReason.Stop, after[^1].FinishReason);
+    }
+}

@@ -1,0 +1,181 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+
+namespace AgentPg.Tests.Diagnostics;
+
+public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    private static readonly ActivitySource s_app = new("AgentPg.Tests.App");
+
+    private static readonly ToolSchema s_citySchema = new()
+    {
+        Properties = new Dictionary<string, PropertyDef> { ["city"] = new() { Type = "string" } },
+        Required = ["city"],
+    };
+
+    /// <summary>Collects every stopped activity of AgentPg and of the test's "application" source.</summary>
+    private sealed class Spans : IDisposable
+    {
+        private readonly ActivityListener _listener;
+
+        public Spans()
+        {
+            _listener = new ActivityListener
+            {
+                ShouldListenTo = s => s.Name is "AgentPg" or "AgentPg.Tests.App",
+                Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+                ActivityStopped = a => Stopped.Add(a),
+            };
+            ActivitySource.AddActivityListener(_listener);
+        }
+
+        public ConcurrentBag<Activity> Stopped { get; } = [];
+
+        public List<Activity> InTrace(ActivityTraceId traceId) => Stopped.Where(a => a.TraceId == traceId).ToList();
+
+        public void Dispose() => _listener.Dispose();
+    }
+
+    private async Task<(Harness H, AgentDefinition Agent, string Model, string Tool)> SetUpAsync(bool captureContent)
+    {
+        var model = "claude-otel-" + Guid.NewGuid().ToString("N")[..8];
+        var tool = "city_weather_" + Guid.NewGuid().ToString("N")[..6];
+        var h = await Harness.StartAsync(db, o => o.Telemetry.CaptureContent = captureContent,
+            tools: new TestTool(tool, (_, input, _) => Task.FromResult("sunny in " + input.GetProperty("city").GetString()), s_citySchema));
+        var agent = await h.AgentAsync(a => a with { Model = model, Tools = [tool] });
+        h.Claude.Respond(r => r.ToolResults.Count == 0
+            ? FakeReply.ToolUse(tool, new { city = "Oslo" }) with { Usage = new FakeUsage { InputTokens = 100, OutputTokens = 10, CacheReadInputTokens = 30, CacheCreationInputTokens = 5 } }
+            : FakeReply.Text("It is sunny in Oslo.") with { Usage = new FakeUsage { InputTokens = 200, OutputTokens = 7 } });
+        return (h, agent, model, tool);
+    }
+
+    [DatabaseFact]
+    public async Task Run_CreatedInsideAnActivity_ItsSpansContinueTheTraceWithGenAiAttributesAndNoContent()
+    {
+        using var spans = new Spans();
+        var (h, agent, model, tool) = await SetUpAsync(captureContent: false);
+        await using var _ = h;
+        var producer = await h.AddClientAsync(start: false);
+        var session = await producer.NewSessionAsync();
+        Guid runId;
+        ActivityTraceId traceId;
+        using (var request = s_app.StartActivity("POST /chat"))
+        {
+            traceId = request!.TraceId;
+            runId = await producer.RunFastAsync(session, agent.Id, "Weather in Oslo?");
+        }
+
+        await Eventually.WithinAsync(producer.WaitForRunAsync(runId), "the run");
+        await Eventually.TrueAsync(() => spans.InTrace(traceId).Count(a => a.OperationName == "invoke_agent") >= 2, "both claims' invoke_agent spans to end");
+
+        var trace = spans.InTrace(traceId);
+        var invokes = trace.Where(a => a.OperationName == "invoke_agent").ToList();
+        Assert.All(invokes, a =>
+        {
+            Assert.Equal("invoke_agent " + agent.Name, a.DisplayName);
+            Assert.Equal("invoke_agent", a.GetTagItem("gen_ai.operation.name"));
+            Assert.Equal("anthropic", a.GetTagItem("gen_ai.provider.name"));
+            Assert.Equal(agent.Id.ToString(), a.GetTagItem("gen_ai.agent.id"));
+            Assert.Equal(agent.Name, a.GetTagItem("gen_ai.agent.name"));
+            Assert.Equal(session.ToString(), a.GetTagItem("gen_ai.conversation.id"));
+            Assert.Equal(model, a.GetTagItem("gen_ai.request.model"));
+        });
+
+        var chats = trace.Where(a => a.DisplayName == "chat " + model).OrderBy(a => a.StartTimeUtc).ToList();
+        Assert.Equal(2, chats.Count);
+        Assert.All(chats, c => Assert.Contains(invokes, i => i.SpanId == c.ParentSpanId));
+        Assert.Equal(ActivityKind.Client, chats[0].Kind);
+        Assert.Equal("chat", chats[0].GetTagItem("gen_ai.operation.name"));
+        Assert.Equal(model, chats[0].GetTagItem("gen_ai.request.model"));
+        Assert.NotNull(chats[0].GetTagItem("gen_ai.response.model"));
+        Assert.StartsWith("msg_", (string)chats[0].GetTagItem("gen_ai.response.id")!, StringComparison.Ordinal);
+        Assert.Equal(["tool_use"], (string[])chats[0].GetTagItem("gen_ai.response.finish_reasons")!);
+        Assert.Equal(135L, chats[0].GetTagItem("gen_ai.usage.input_tokens"));
+        Assert.Equal(10L, chats[0].GetTagItem("gen_ai.usage.output_tokens"));
+        Assert.Equal(["end_turn"], (string[])chats[1].GetTagItem("gen_ai.response.finish_reasons")!);
+
+        var toolSpan = Assert.Single(trace, a => a.DisplayName == "execute_tool " + tool);
+        Assert.Equal("execute_tool", toolSpan.GetTagItem("gen_ai.operation.name"));
+        Assert.Equal(tool, toolSpan.GetTagItem("gen_ai.tool.name"));
+        Assert.StartsWith("toolu_", (string)toolSpan.GetTagItem("gen_ai.tool.call.id")!, StringComparison.Ordinal);
+
+        // Content is opt-in.
+        Assert.All(trace, a => Assert.DoesNotContain(a.TagObjects, t => t.Key is "gen_ai.input.messages" or "gen_ai.output.messages"
+            or "gen_ai.tool.call.arguments" or "gen_ai.tool.call.result"));
+    }
+
+    [DatabaseFact]
+    public async Task Run_WithCaptureContent_SpansCarryMessagesAndToolArguments()
+    {
+        using var spans = new Spans();
+        var (h, agent, model, tool) = await SetUpAsync(captureContent: true);
+        await using var _ = h;
+        var session = await h.Client.NewSessionAsync();
+        ActivityTraceId traceId;
+        Guid runId;
+        using (var request = s_app.StartActivity("POST /chat"))
+        {
+            traceId = request!.TraceId;
+            runId = await h.Client.RunFastAsync(session, agent.Id, "Weather in Oslo?");
+        }
+
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the run");
+        await Eventually.TrueAsync(() => spans.InTrace(traceId).Count(a => a.DisplayName == "chat " + model) == 2, "both chat spans to end");
+
+        var trace = spans.InTrace(traceId);
+        var chats = trace.Where(a => a.DisplayName == "chat " + model).OrderBy(a => a.StartTimeUtc).ToList();
+        Assert.Contains("Weather in Oslo?", (string)chats[0].GetTagItem("gen_ai.input.messages")!, StringComparison.Ordinal);
+        Assert.Contains("It is sunny in Oslo.", (string)chats[1].GetTagItem("gen_ai.output.messages")!, StringComparison.Ordinal);
+        var toolSpan = Assert.Single(trace, a => a.DisplayName == "execute_tool " + tool);
+        Assert.Contains("Oslo", (string)toolSpan.GetTagItem("gen_ai.tool.call.arguments")!, StringComparison.Ordinal);
+        Assert.Equal("sunny in Oslo", toolSpan.GetTagItem("gen_ai.tool.call.result"));
+    }
+
+    [DatabaseFact]
+    public async Task Run_RecordsTheMetricsOfDesign13_9()
+    {
+        var measurements = new ConcurrentBag<(string Instrument, double Value, Dictionary<string, object?> Tags)>();
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Name == "AgentPg")
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        void Record<T>(Instrument instrument, T value, ReadOnlySpan<KeyValuePair<string, object?>> tags, object? state)
+            => measurements.Add((instrument.Name, Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture),
+                tags.ToArray().ToDictionary(t => t.Key, t => t.Value)));
+        listener.SetMeasurementEventCallback<long>(Record);
+        listener.SetMeasurementEventCallback<double>(Record);
+        listener.Start();
+        var (h, agent, model, tool) = await SetUpAsync(captureContent: false);
+        await using var _ = h;
+        var session = await h.Client.NewSessionAsync();
+
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "Weather in Oslo?"), "the run");
+
+        List<(string Instrument, double Value, Dictionary<string, object?> Tags)> Of(string name)
+            => measurements.Where(m => m.Instrument == name).ToList();
+        var tokens = Of("gen_ai.client.token.usage").Where(m => Equals(m.Tags["gen_ai.request.model"], model)).ToList();
+        Assert.Equal(135 + 200, tokens.Where(m => Equals(m.Tags["gen_ai.token.type"], "input")).Sum(m => m.Value));
+        Assert.Equal(17, tokens.Where(m => Equals(m.Tags["gen_ai.token.type"], "output")).Sum(m => m.Value));
+        Assert.All(tokens, m => Assert.Equal("anthropic", m.Tags["gen_ai.provider.name"]));
+        Assert.Equal(2, Of("gen_ai.client.operation.duration").Count(m => Equals(m.Tags["gen_ai.request.model"], model) && m.Value >= 0));
+        Assert.Contains(Of("agentpg.runs"), m => Equals(m.Tags["agentpg.run.outcome"], "completed") && Equals(m.Tags["agentpg.run.mode"], "streaming"));
+        Assert.Single(Of("agentpg.tool.executions"), m => Equals(m.Tags["gen_ai.tool.name"], tool) && Equals(m.Tags["agentpg.tool.outcome"], "success"));
+        Assert.NotEmpty(Of("agentpg.run.queue_duration"));
+
+        // The observable gauge reports the started client's schema (refreshed in the background, so observe until it is read).
+        await Eventually.TrueAsync(() =>
+        {
+            listener.RecordObservableInstruments();
+            return Of("agentpg.runs.pending").Any(m => Equals(m.Tags["agentpg.schema"], db.Schema) && m.Value == 0);
+        }, "agentpg.runs.pending to report the schema's pending runs");
+    }
+}

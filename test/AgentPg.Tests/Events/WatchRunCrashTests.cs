@@ -1,0 +1,89 @@
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+
+namespace AgentPg.Tests.Events;
+
+/// <summary>A watcher in the test process follows a run streamed by a worker process that is killed mid-stream.</summary>
+public sealed class WatchRunCrashTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    // About 60 stream events at 100 ms: the first worker is still streaming it seconds after the watcher's first delta.
+    private static readonly string s_firstAttempt = string.Concat(Enumerable.Repeat("This answer is written slowly by the first worker. ", 18));
+    private const string SecondAttempt = "This answer comes from the second worker, after the rescue.";
+
+    private static Dictionary<string, string> WorkerArguments(FakeClaudeServer claude, string schema, string name) => new()
+    {
+        ["connection"] = TestDatabase.ConnectionString,
+        ["schema"] = schema,
+        ["claude-url"] = claude.BaseUrl,
+        ["api-key"] = claude.ApiKey,
+        ["instance-id"] = name + "-" + Guid.NewGuid().ToString("N")[..6],
+        ["heartbeat-ms"] = "250",
+        ["instance-ttl-ms"] = "2000",
+        ["leader-ttl-ms"] = "1000",
+        ["cleanup-interval-ms"] = "500",
+        ["rescue-interval-ms"] = "300",
+        ["rescue-timeout-ms"] = "60000",
+        ["poll-ms"] = "200",
+        ["batch-poll-ms"] = "200",
+        ["max-streaming"] = "10",
+        ["max-tools"] = "10",
+    };
+
+    [DatabaseFact]
+    public async Task WatchRun_WorkerKilledMidStream_WatcherSeesTheRescueAndTheAnswerFromAnotherInstance()
+    {
+        await using var claude = await FakeClaudeServer.StartAsync();
+        var calls = 0;
+        claude.Respond(_ => Interlocked.Increment(ref calls) == 1
+            ? FakeReply.Text(s_firstAttempt) with { EventDelay = TimeSpan.FromMilliseconds(100) }
+            : FakeReply.Text(SecondAttempt) with { EventDelay = TimeSpan.FromMilliseconds(10) });
+        var first = await WorkerProcess.StartAsync(WorkerArguments(claude, db.Schema, "first"));
+        await using var firstWorker = first;
+        WorkerProcess? second = null;
+        await using var watcher = db.CreateClient();
+        var agent = await watcher.CreateAgentAsync(new AgentDefinition { Name = "crash_" + Guid.NewGuid().ToString("N")[..6], Model = "m", Tools = [] });
+        var runId = await watcher.RunFastAsync(await watcher.NewSessionAsync(), agent.Id, "write slowly");
+
+        var events = new List<RunEvent>();
+        var killedAfter = -1;
+        try
+        {
+            await Eventually.WithinAsync(Task.Run(async () =>
+            {
+                await foreach (var e in watcher.WatchRunAsync(runId))
+                {
+                    events.Add(e);
+                    if (e is TextDeltaEvent && killedAfter < 0)
+                    {
+                        // The first worker is streaming the answer: kill it, and start the instance that takes over.
+                        killedAfter = events.Count;
+                        await first.KillAsync();
+                        second = await WorkerProcess.StartAsync(WorkerArguments(claude, db.Schema, "second"));
+                    }
+                }
+            }), "the watched run to finish after the rescue", TimeSpan.FromSeconds(90));
+        }
+        finally
+        {
+            if (second is not null)
+            {
+                await second.DisposeAsync();
+            }
+        }
+
+        Assert.True(killedAfter > 0, "a delta arrived while the first worker streamed");
+        var afterKill = events.Skip(killedAfter).ToList();
+        var rescued = Assert.Single(afterKill.OfType<RunStateChangedEvent>(), s => s.State == RunState.Pending);
+        Assert.Equal(RunState.Streaming, rescued.PreviousState);
+        Assert.Equal([1, 2], events.OfType<IterationStartedEvent>().Select(i => i.IterationNumber));
+        Assert.True(afterKill.IndexOf(rescued) < afterKill.FindIndex(e => e is IterationStartedEvent { IterationNumber: 2 }));
+        Assert.Equal(SecondAttempt, string.Concat(events.OfType<TextDeltaEvent>().Where(d => d.IterationNumber == 2).Select(d => d.Text)));
+        Assert.StartsWith(string.Concat(events.OfType<TextDeltaEvent>().Where(d => d.IterationNumber == 1).Select(d => d.Text)), s_firstAttempt, StringComparison.Ordinal);
+        Assert.All(events.Zip(events.Skip(1)), p => Assert.True(p.First.Sequence < p.Second.Sequence, "sequences strictly increase"));
+        var finished = Assert.IsType<RunFinishedEvent>(events[^1]);
+        Assert.Equal(RunState.Completed, finished.State);
+        Assert.Equal(SecondAttempt, finished.Response!.Text);
+        Assert.Equal(second!.InstanceId, await db.ScalarAsync<string>(
+            "SELECT instance_id FROM {schema}.agentpg_iterations WHERE run_id = $1 AND iteration_number = 2", runId));
+    }
+}
