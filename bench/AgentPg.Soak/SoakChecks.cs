@@ -117,19 +117,35 @@ internal sealed class SoakChecks(NpgsqlDataSource dataSource, SoakLog log)
             $"{effectMissing} successful executions without their effect, {effectOrphan} effects of executions that did not succeed");
         await DetailAsync("SELECT e.id, e.state::text, e.is_error, left(e.tool_output, 80) FROM soak_effects f JOIN agentpg_tool_executions e ON e.id = f.execution_id WHERE e.state <> 'completed' OR e.is_error LIMIT 20");
 
-        // 4. Tool bodies that started for a run already cancelled (the body itself read the run's state when it started).
-        var afterCancel = await ScalarAsync<long>("SELECT count(*) FROM soak_tool_calls WHERE run_state_seen = 'cancelled'");
-        var startedAfterCancelBegan = await ScalarAsync<long>(
-            "SELECT count(*) FROM soak_tool_calls c JOIN agentpg_runs r ON r.id = c.run_id WHERE r.state = 'cancelled' AND c.started_at > r.finalized_at");
-        // A transactional body whose result was refused left no effect (its transaction rolled back): say how many did.
-        var afterCancelWithEffect = await ScalarAsync<long>(
-            "SELECT count(*) FROM soak_tool_calls c WHERE c.run_state_seen = 'cancelled' AND EXISTS (SELECT 1 FROM soak_effects f WHERE f.execution_id = c.execution_id)");
-        Check("tool executions run for a cancelled run", afterCancel,
-            $"{afterCancel} tool bodies started when their run was already cancelled ({startedAfterCancelBegan} started after the cancelling transaction began, which includes the ones racing it; {afterCancelWithEffect} left a transactional effect)");
-        await DetailAsync("SELECT c.tool, c.run_id, c.execution_id, c.instance_id, c.attempt, c.started_at, r.finalized_at, e.state::text AS execution_state, EXISTS (SELECT 1 FROM soak_effects f WHERE f.execution_id = c.execution_id) AS left_effect FROM soak_tool_calls c JOIN agentpg_runs r ON r.id = c.run_id JOIN agentpg_tool_executions e ON e.id = c.execution_id WHERE c.run_state_seen = 'cancelled' LIMIT 20");
+        // 4. Tool work for a cancelled run. Every body first reads its run's state in its own statement. The engine checks
+        //    the claim (run not cancelled) in one statement just before the body, after registering the execution for the
+        //    cancel's notification (review D9). A cancel that commits between that check and the body's first statement is
+        //    a cancel during execution: the body may start, its token fires when the notification arrives, and the
+        //    completion fence refuses its result (a transactional body's writes roll back). What must never happen is a
+        //    result or an effect taken for a cancelled run, or a body whose token never fires.
+        var sawCancelled = await ScalarAsync<long>("SELECT count(*) FROM soak_tool_calls WHERE run_state_seen = 'cancelled'");
+        var taken = await ScalarAsync<long>("""
+            SELECT count(*) FROM soak_tool_calls c JOIN agentpg_tool_executions e ON e.id = c.execution_id
+             WHERE c.run_state_seen = 'cancelled'
+               AND (e.state = 'completed' OR EXISTS (SELECT 1 FROM soak_effects f WHERE f.execution_id = c.execution_id))
+            """);
+        Check("tool results or effects taken for a cancelled run", taken,
+            $"{taken} tool bodies that started after their run was cancelled had their result recorded or left a transactional effect");
+        await DetailAsync("SELECT c.tool, c.run_id, c.execution_id, c.instance_id, c.attempt, c.started_at, c.ended_at, c.token_fired, r.finalized_at, e.state::text AS execution_state, EXISTS (SELECT 1 FROM soak_effects f WHERE f.execution_id = c.execution_id) AS left_effect FROM soak_tool_calls c JOIN agentpg_runs r ON r.id = c.run_id JOIN agentpg_tool_executions e ON e.id = c.execution_id WHERE c.run_state_seen = 'cancelled' LIMIT 20");
+
+        // A body that read 'cancelled' and then held for more than a second without its token firing: the cancel was not
+        // delivered to it (its body holds at most 1.5 s, so a missed notification shows up here). Bodies ended by a kill or
+        // a restart have no end and are not counted.
+        var undelivered = await ScalarAsync<long>("""
+            SELECT count(*) FROM soak_tool_calls
+             WHERE run_state_seen = 'cancelled' AND ended_at IS NOT NULL AND NOT token_fired AND ended_at - started_at > interval '1 second'
+            """);
+        var raced = await ScalarAsync<long>("SELECT count(*) FROM soak_tool_calls WHERE run_state_seen = 'cancelled' AND token_fired");
+        Check("cancel not delivered to a running tool", undelivered,
+            $"{sawCancelled} tool bodies started in the window between the engine's last check and their first statement while a cancel committed; {raced} of them were stopped by their token, {undelivered} ran on for more than a second without it");
 
         Console.WriteLine();
-        Console.WriteLine(FailedChecks == 0 ? "SOAK PASSED: 0 lost, 0 stuck, 0 duplicated, 0 run after cancel" : $"SOAK FAILED: {FailedChecks} checks failed");
+        Console.WriteLine(FailedChecks == 0 ? "SOAK PASSED: 0 lost, 0 stuck, 0 duplicated, 0 results taken for a cancelled run" : $"SOAK FAILED: {FailedChecks} checks failed");
     }
 
     private async Task StuckDetailAsync()

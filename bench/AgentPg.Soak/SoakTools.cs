@@ -16,7 +16,9 @@ internal static class SoakSchema
             attempt          int NOT NULL,
             instance_id      text NOT NULL,
             run_state_seen   text,
-            started_at       timestamptz NOT NULL DEFAULT clock_timestamp());
+            started_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+            ended_at         timestamptz,
+            token_fired      boolean);
         CREATE TABLE IF NOT EXISTS soak_effects (
             id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
             run_id           uuid NOT NULL,
@@ -34,12 +36,14 @@ internal static class SoakSchema
         """;
 
     /// <summary>Records, in its own committed statement, that a tool body starts, with the state its run has right now:
-    /// a body that starts for a run already cancelled shows up as <c>run_state_seen = 'cancelled'</c>.</summary>
-    public static async Task RecordCallAsync(NpgsqlDataSource dataSource, string instanceId, string tool, ToolContext context, CancellationToken cancellationToken)
+    /// a body that starts for a run already cancelled shows up as <c>run_state_seen = 'cancelled'</c>. Returns the row's id
+    /// for <see cref="RecordEndAsync"/>.</summary>
+    public static async Task<long> RecordCallAsync(NpgsqlDataSource dataSource, string instanceId, string tool, ToolContext context, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand("""
             INSERT INTO soak_tool_calls (run_id, execution_id, idempotency_key, tool, attempt, instance_id, run_state_seen)
             SELECT $1, $2, $3, $4, $5, $6, (SELECT state::text FROM agentpg_runs WHERE id = $1)
+            RETURNING id
             """);
         command.Parameters.Add(new NpgsqlParameter { Value = context.RunId });
         command.Parameters.Add(new NpgsqlParameter { Value = context.ToolExecutionId });
@@ -47,7 +51,25 @@ internal static class SoakSchema
         command.Parameters.Add(new NpgsqlParameter { Value = tool });
         command.Parameters.Add(new NpgsqlParameter { Value = context.Attempt });
         command.Parameters.Add(new NpgsqlParameter { Value = instanceId });
-        await command.ExecuteNonQueryAsync(cancellationToken);
+        return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
+    /// <summary>Records, in its own statement, that the body ended and whether its cancellation token had fired by then
+    /// (a cancel that commits while the body runs reaches the token through the cancel's notification). Best effort: a
+    /// body ended by a kill or a restart leaves <c>ended_at</c> null.</summary>
+    public static async Task RecordEndAsync(NpgsqlDataSource dataSource, long callId, CancellationToken bodyToken)
+    {
+        try
+        {
+            await using var command = dataSource.CreateCommand("UPDATE soak_tool_calls SET ended_at = clock_timestamp(), token_fired = $2 WHERE id = $1");
+            command.Parameters.Add(new NpgsqlParameter { Value = callId });
+            command.Parameters.Add(new NpgsqlParameter { Value = bodyToken.IsCancellationRequested });
+            await command.ExecuteNonQueryAsync(CancellationToken.None);
+        }
+        catch (NpgsqlException)
+        {
+            // The database went away (a restart of the chaos loop): the end stays unknown.
+        }
     }
 
     public static ToolSchema HoldSchema { get; } = new()
@@ -83,7 +105,19 @@ internal sealed class EffectTool(NpgsqlDataSource dataSource, string instanceId)
 
     public async Task<string> ExecuteAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken)
     {
-        await SoakSchema.RecordCallAsync(dataSource, instanceId, Name, context, cancellationToken);
+        var call = await SoakSchema.RecordCallAsync(dataSource, instanceId, Name, context, cancellationToken);
+        try
+        {
+            return await RecordEffectAsync(context, input, cancellationToken);
+        }
+        finally
+        {
+            await SoakSchema.RecordEndAsync(dataSource, call, cancellationToken);
+        }
+    }
+
+    private async Task<string> RecordEffectAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken)
+    {
         var transaction = context.Transaction!;
         await using (var command = new NpgsqlCommand(
             "INSERT INTO soak_effects (run_id, execution_id, idempotency_key, instance_id) VALUES ($1, $2, $3, $4)",
@@ -114,8 +148,15 @@ internal sealed class EchoTool(NpgsqlDataSource dataSource, string instanceId) :
 
     public async Task<string> ExecuteAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken)
     {
-        await SoakSchema.RecordCallAsync(dataSource, instanceId, Name, context, cancellationToken);
-        await SoakSchema.HoldAsync(input, cancellationToken);
-        return "echo " + input.GetProperty("label").GetString();
+        var call = await SoakSchema.RecordCallAsync(dataSource, instanceId, Name, context, cancellationToken);
+        try
+        {
+            await SoakSchema.HoldAsync(input, cancellationToken);
+            return "echo " + input.GetProperty("label").GetString();
+        }
+        finally
+        {
+            await SoakSchema.RecordEndAsync(dataSource, call, cancellationToken);
+        }
     }
 }

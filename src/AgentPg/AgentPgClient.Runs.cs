@@ -521,13 +521,7 @@ public sealed partial class AgentPgClient
             {
                 // The NOTIFY reaches every instance; waking the local worker directly saves its delivery (and the
                 // delivery to this client then wakes nothing).
-                if (_wokenLocally.Count >= 10_000)
-                {
-                    _wokenLocally.Clear();
-                }
-
-                _wokenLocally.TryAdd(id.Value, 0);
-                (mode == RunMode.Streaming ? _engine.StreamingWake : _engine.BatchWake).Set();
+                _router.WakeForCreatedRun(id.Value, mode);
             }
 
             _engine.Notifier.RunCreated(id.Value, mode, sessionId, null);

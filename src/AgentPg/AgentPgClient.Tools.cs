@@ -19,7 +19,7 @@ public sealed partial class AgentPgClient
         _tools[tool.Name] = tool;
         if (_started)
         {
-            _ = SyncToolInBackgroundAsync(tool.Name);
+            _ = _registration.SyncToolInBackgroundAsync(tool.Name);
         }
     }
 
@@ -39,7 +39,7 @@ public sealed partial class AgentPgClient
 
         if (_started)
         {
-            _ = SyncToolInBackgroundAsync(name);
+            _ = _registration.SyncToolInBackgroundAsync(name);
         }
 
         return true;
@@ -102,70 +102,5 @@ public sealed partial class AgentPgClient
                     $"Tool '{tool.Name}' requires property '{required}', which its input schema does not define.", nameof(tool));
             }
         }
-    }
-
-    /// <summary>Writes the current registration state of one tool (registered or not); serialized, so the database
-    /// ends in the state of the last change even when changes to the same tool follow each other quickly.</summary>
-    private async Task SyncToolInBackgroundAsync(string name)
-    {
-        try
-        {
-            await _toolSync.WaitAsync(CancellationToken.None).ConfigureAwait(false);
-            try
-            {
-                if (_tools.TryGetValue(name, out var tool))
-                {
-                    await SyncToolsAsync([tool], CancellationToken.None).ConfigureAwait(false);
-                }
-                else
-                {
-                    var command = Db.Command(_dataSource, null, _sql.Instances.UnregisterTools, P.Text(InstanceId), P.TextArray([name]));
-                    await using (command.ConfigureAwait(false))
-                    {
-                        await command.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
-                    }
-                }
-            }
-            finally
-            {
-                _toolSync.Release();
-            }
-        }
-        catch (Exception ex) when (ex is Npgsql.NpgsqlException or TimeoutException or InvalidOperationException or ObjectDisposedException)
-        {
-            Log.ToolSyncFailed(_logger, ex, name);
-        }
-    }
-
-    private async Task SyncToolsAsync(List<ITool> tools, CancellationToken cancellationToken)
-    {
-        var batch = _dataSource.CreateBatch();
-        await using (batch.ConfigureAwait(false))
-        {
-            AddToolSync(batch, tools);
-            if (batch.BatchCommands.Count > 0)
-            {
-                await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            }
-        }
-    }
-
-    private void AddToolSync(Npgsql.NpgsqlBatch batch, List<ITool> tools)
-    {
-        if (tools.Count == 0)
-        {
-            return;
-        }
-
-        var ordered = tools.OrderBy(t => t.Name, StringComparer.Ordinal).ToList();
-        var upsert = new Npgsql.NpgsqlBatchCommand(_sql.Instances.UpsertTools);
-        upsert.Parameters.Add(P.TextArray([.. ordered.Select(t => t.Name)]));
-        upsert.Parameters.Add(P.TextArray([.. ordered.Select(t => t.Description)]));
-        upsert.Parameters.Add(P.TextArray([.. ordered.Select(t => t.InputSchema.ToJson())]));
-        batch.BatchCommands.Add(upsert);
-        var register = new Npgsql.NpgsqlBatchCommand(_sql.Instances.RegisterTools);
-        register.Parameters.Add(P.Text(InstanceId));
-        register.Parameters.Add(P.TextArray([.. ordered.Select(t => t.Name)]));
-        batch.BatchCommands.Add(register);
     }
 }

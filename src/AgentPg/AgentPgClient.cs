@@ -1,5 +1,5 @@
 using System.Collections.Concurrent;
-using System.Reflection;
+using AgentPg.Claude;
 using AgentPg.Diagnostics;
 using AgentPg.Internal;
 using AgentPg.Notifications;
@@ -8,8 +8,6 @@ using AgentPg.Runs;
 using AgentPg.Runs.Events;
 using AgentPg.Storage;
 using AgentPg.Workers;
-using Anthropic;
-using Anthropic.Core;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
@@ -30,9 +28,6 @@ namespace AgentPg;
 /// </remarks>
 public sealed partial class AgentPgClient : IAsyncDisposable
 {
-    private static readonly string s_version =
-        typeof(AgentPgClient).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
-
     private readonly NpgsqlDataSource _dataSource;
     private readonly AgentPgOptions _options;
     private readonly Sql _sql;
@@ -40,16 +35,15 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<string, ITool> _tools = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _lifecycle = new(1, 1);
-    private readonly SemaphoreSlim _toolSync = new(1, 1);
     private readonly List<IClientAttachment> _attachments = [];
     private readonly Engine _engine;
     private readonly NotificationListener _listener;
     private readonly RunEventFeeds _feeds;
     private readonly SchemaCheck _schemaCheck;
 
-    // Runs this client created and handed to its own workers directly; their agentpg_run_created notification, which comes
-    // back to this client too, then wakes nobody. Bounded: entries whose notification never arrives are dropped in bulk.
-    private readonly ConcurrentDictionary<Guid, byte> _wokenLocally = new();
+    private readonly NotificationRouter _router;
+    private readonly InstanceRegistration _registration;
+    private readonly BatchApi _batches;
     private volatile bool _started;
     private volatile bool _disposed;
     private Task? _disposal;
@@ -70,9 +64,12 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         _listener = new NotificationListener(dataSource, _sql.Schema, InstanceId, _time, _logger);
         _schemaCheck = new SchemaCheck(dataSource, options.Schema);
         _queries = new QueryReader(dataSource, _sql.Queries);
-        _listener.Received += OnNotification;
-        _listener.Reconnected += OnListenerReconnected;
         _feeds = new RunEventFeeds(ReadEventPageAsync, options.RunPollInterval, _time, _logger);
+        _router = new NotificationRouter(_engine, _feeds, () => _started);
+        _registration = new InstanceRegistration(dataSource, _sql, options, InstanceId, _tools, _logger);
+        _batches = new BatchApi(_engine);
+        _listener.Received += _router.Route;
+        _listener.Reconnected += _router.Reconnected;
     }
 
     /// <summary>Creates a client.</summary>
@@ -93,7 +90,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         var copy = options.Clone();
         copy.ApiKey ??= Environment.GetEnvironmentVariable("ANTHROPIC_API_KEY") is { Length: > 0 } key ? key : null;
         copy.InstanceId ??= Guid.NewGuid().ToString();
-        copy.InstanceName ??= SafeHostName();
+        copy.InstanceName ??= InstanceRegistration.HostName;
         return new AgentPgClient(dataSource, copy);
     }
 
@@ -142,12 +139,11 @@ public sealed partial class AgentPgClient : IAsyncDisposable
             }
 
             PoolBudget.Validate(_dataSource, _options.MaxConcurrentTools, _tools.Values);
-            await EnsureSchemaAsync(cancellationToken).ConfigureAwait(false);
-            await RegisterInstanceAsync(cancellationToken).ConfigureAwait(false);
+            await _schemaCheck.EnsureForStartAsync(_options.MigrateOnStart, _logger, cancellationToken).ConfigureAwait(false);
+            await _registration.RegisterAsync(cancellationToken).ConfigureAwait(false);
             await EnsureListenerAsync(cancellationToken).ConfigureAwait(false);
             await _engine.Deltas.LoadAsync(cancellationToken).ConfigureAwait(false);
-            _engine.Claude = CreateClaudeClient();
-            _workers = new WorkerSet(_engine, RegisterAgainAsync);
+            _workers = new WorkerSet(_engine, _registration.RegisterAsync);
             _workers.Start();
             _pendingProbe = new PendingRunsProbe(_options.Schema, InstanceId, CountPendingRunsAsync, _time);
             Telemetry.Register(_pendingProbe);
@@ -191,15 +187,13 @@ public sealed partial class AgentPgClient : IAsyncDisposable
             try
             {
                 // Deregistration must happen even when the caller's deadline already passed.
-                released = await DeregisterInstanceAsync(CancellationToken.None).ConfigureAwait(false);
+                released = await _registration.DeregisterAsync(CancellationToken.None).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
             {
                 Log.StopFailed(_logger, ex, InstanceId);
             }
 
-            (_engine.Claude as IDisposable)?.Dispose();
-            _engine.Claude = null;
             Log.ClientStopped(_logger, InstanceId, released);
         }
         finally
@@ -235,6 +229,8 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         _disposed = true;
         await NotifyAttachmentsAsync(static a => a.ClientDisposedAsync().AsTask()).ConfigureAwait(false);
         await _listener.DisposeAsync().ConfigureAwait(false);
+        _engine.Dispose();
+        _registration.Dispose();
         // _lifecycle is not disposed: a StopAsync racing with the disposal must find it usable (it holds no wait handle).
     }
 
@@ -279,8 +275,6 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         }
     }
 
-    private IAnthropicClient CreateClaudeClient() => Claude.ClaudeClients.Create(_options);
-
     private async Task<long> CountPendingRunsAsync(CancellationToken cancellationToken)
     {
         var command = _dataSource.CreateCommand(_sql.Runs.CountPending);
@@ -290,225 +284,20 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         }
     }
 
-    private Task RegisterAgainAsync(CancellationToken cancellationToken) => RegisterInstanceAsync(cancellationToken);
-
     private Task EnsureListenerAsync(CancellationToken cancellationToken)
         => _listener.StartAsync(TimeSpan.FromSeconds(5), cancellationToken);
 
-    private void OnNotification(Notification notification)
-    {
-        switch (notification.Channel)
-        {
-            case Channels.RunCreated:
-                if (notification.RunId is not { } created || !_wokenLocally.TryRemove(created, out _))
-                {
-                    Wake(notification.RunMode);
-                }
-
-                if (notification is { ParentRunId: { } parent, RunId: { } child })
-                {
-                    // Callbacks reach child runs even when another instance created them.
-                    _engine.Callbacks.Inherit(parent, child);
-                }
-
-                break;
-            case Channels.RunState:
-                Wake(notification.RunMode);
-                break;
-            case Channels.RunFinalized:
-                if (notification.RunId is { } runId)
-                {
-                    _engine.Waiters.Signal(runId);
-                    _engine.InFlight.Cancel(runId);
-                    if (notification.ParentRunId is { } parentRun && _engine.Callbacks.Has(parentRun))
-                    {
-                        _ = FireAgentToolCompleteAsync(runId);
-                    }
-
-                    _engine.Callbacks.Remove(runId);
-                    if (notification.ParentRunId is null)
-                    {
-                        _engine.Deltas.Finished(runId);
-                    }
-                }
-
-                // A finished root run may have held back the session's next one; nothing else became claimable.
-                if (notification.NextRunMode is { } nextRunMode)
-                {
-                    Wake(nextRunMode);
-                }
-
-                break;
-            case Channels.ToolPending:
-                _engine.ToolWake.Set();
-                break;
-            case Channels.RunEvent:
-                if (notification.RunId is { } eventRoot)
-                {
-                    _feeds.Signal(eventRoot);
-                }
-
-                break;
-            case Channels.RunWatch:
-                if (notification.RunId is { } watchedRoot)
-                {
-                    _engine.Deltas.Watched(watchedRoot);
-                }
-
-                break;
-        }
-    }
-
-    private void OnListenerReconnected()
-    {
-        // Notifications sent while disconnected are lost: look again.
-        Wake(null);
-        _engine.ToolWake.Set();
-        _engine.Waiters.SignalAll();
-        _feeds.SignalAll();
-        if (_started)
-        {
-            _ = _engine.Deltas.LoadAsync(CancellationToken.None);
-        }
-    }
-
-    private void Wake(string? runMode)
-    {
-        if (runMode != "batch")
-        {
-            _engine.StreamingWake.Set();
-        }
-
-        if (runMode != "streaming")
-        {
-            _engine.BatchWake.Set();
-        }
-    }
-
-    /// <summary>OnToolComplete of an agent tool: its child run finished and the trigger completed the execution.</summary>
-    private async Task FireAgentToolCompleteAsync(Guid childRunId)
-    {
-        try
-        {
-            if (await ToolExecutionSql.ReadAgentToolEventAsync(_dataSource, _sql, childRunId, CancellationToken.None).ConfigureAwait(false) is { } e)
-            {
-                _engine.Callbacks.FireComplete(e);
-            }
-        }
-        catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException)
-        {
-            Log.CallbackFailed(_logger, ex, "OnToolComplete", childRunId, "(agent tool)");
-        }
-    }
-
+    /// <summary>Cancels batches at the API in the background when this client processes runs (otherwise any started
+    /// instance's batch poller does it).</summary>
     private void CancelBatchesInBackground(IReadOnlyList<string> batchIds)
     {
-        if (batchIds.Count == 0 || _engine.Claude is not { } claude)
+        if (_started)
         {
-            return;
-        }
-
-        _ = Task.Run(async () =>
-        {
-            foreach (var batchId in batchIds.Distinct(StringComparer.Ordinal))
-            {
-                try
-                {
-                    await claude.Messages.Batches.Cancel(batchId, new Anthropic.Models.Messages.Batches.BatchCancelParams(), CancellationToken.None).ConfigureAwait(false);
-                    var ended = Db.Command(_dataSource, null, _sql.Iterations.EndBatchesById, P.TextArray([batchId]));
-                    await using (ended.ConfigureAwait(false))
-                    {
-                        await ended.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
-                    }
-                }
-                catch (Exception ex) when (ex is Anthropic.Exceptions.AnthropicException or HttpRequestException or IOException or NpgsqlException
-                                               or OperationCanceledException or InvalidOperationException or ObjectDisposedException)
-                {
-                    // Any started instance's batch poller cancels it later. (Timeouts surface as OperationCanceledException; a
-                    // client stopped meanwhile as ObjectDisposedException or InvalidOperationException.)
-                    Log.BatchCancelFailed(_logger, ex, batchId);
-                }
-            }
-        });
-    }
-
-    private async Task EnsureSchemaAsync(CancellationToken cancellationToken)
-    {
-        var migrator = new AgentPgMigrator(_dataSource, _options.Schema);
-        if (_options.MigrateOnStart)
-        {
-            var reached = await migrator.MigrateAsync(null, cancellationToken).ConfigureAwait(false);
-            Log.MigratedOnStart(_logger, _options.Schema, reached);
-            _schemaCheck.MarkVerified();
-            return;
-        }
-
-        var version = await migrator.GetVersionAsync(cancellationToken).ConfigureAwait(false);
-        if (version != AgentPgMigrator.LatestVersion)
-        {
-            throw SchemaCheck.Mismatch(_options.Schema, "Start", version);
-        }
-
-        _schemaCheck.MarkVerified();
-    }
-
-    /// <summary>Registers the instance and its tools in one transaction (the tool rows reference the instance row).</summary>
-    private async Task RegisterInstanceAsync(CancellationToken cancellationToken)
-    {
-        var batch = _dataSource.CreateBatch();
-        await using (batch.ConfigureAwait(false))
-        {
-            var register = new NpgsqlBatchCommand(_sql.Instances.Register);
-            register.Parameters.Add(P.Text(InstanceId));
-            register.Parameters.Add(P.Text(_options.InstanceName));
-            register.Parameters.Add(P.Text(SafeHostName()));
-            register.Parameters.Add(P.Int(Environment.ProcessId));
-            register.Parameters.Add(P.Text(s_version));
-            register.Parameters.Add(P.Int(_options.MaxConcurrentRuns));
-            register.Parameters.Add(P.Int(_options.MaxConcurrentTools));
-            batch.BatchCommands.Add(register);
-            AddToolSync(batch, [.. _tools.Values]);
-            await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    private async Task<int> DeregisterInstanceAsync(CancellationToken cancellationToken)
-    {
-        var batch = _dataSource.CreateBatch();
-        await using (batch.ConfigureAwait(false))
-        {
-            var release = new NpgsqlBatchCommand(_sql.Instances.ReleaseWork);
-            release.Parameters.Add(P.Text(InstanceId));
-            batch.BatchCommands.Add(release);
-            var delete = new NpgsqlBatchCommand(_sql.Instances.Delete);
-            delete.Parameters.Add(P.Text(InstanceId));
-            batch.BatchCommands.Add(delete);
-            var released = await batch.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
-            return released is int n ? n : 0;
+            _batches.CancelInBackground(batchIds);
         }
     }
 
     /// <summary>Gets how long ago this instance last recorded a heartbeat, by the database clock.</summary>
     /// <returns>The age, or <see langword="null"/> when the instance is not registered (not started, or evicted as stale).</returns>
-    internal async Task<TimeSpan?> GetHeartbeatAgeAsync(CancellationToken cancellationToken)
-    {
-        var command = Db.Command(_dataSource, null, _sql.Instances.HeartbeatAge, P.Text(InstanceId));
-        await using (command.ConfigureAwait(false))
-        {
-            var seconds = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
-            return seconds is double s ? TimeSpan.FromSeconds(s) : null;
-        }
-    }
-
-    private static string SafeHostName()
-    {
-        try
-        {
-            return Environment.MachineName is { Length: > 0 } name ? name : "unknown";
-        }
-        catch (InvalidOperationException)
-        {
-            return "unknown";
-        }
-    }
+    internal Task<TimeSpan?> GetHeartbeatAgeAsync(CancellationToken cancellationToken) => _registration.GetHeartbeatAgeAsync(cancellationToken);
 }

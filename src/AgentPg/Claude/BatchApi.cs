@@ -1,6 +1,10 @@
 using System.Text.Json;
+using AgentPg.Diagnostics;
 using AgentPg.Runs;
+using AgentPg.Storage;
+using Anthropic.Exceptions;
 using Anthropic.Models.Messages.Batches;
+using Npgsql;
 
 namespace AgentPg.Claude;
 
@@ -9,7 +13,8 @@ internal sealed class BatchApi(Engine engine)
 {
     private static readonly IReadOnlyDictionary<string, JsonElement> s_none = new Dictionary<string, JsonElement>();
 
-    private Anthropic.IAnthropicClient Claude => engine.Claude ?? throw new InvalidOperationException("The client is not started.");
+    private Anthropic.IAnthropicClient Claude => engine.Claude
+        ?? throw new InvalidOperationException("No Claude API key: set AgentPgOptions.ApiKey or the ANTHROPIC_API_KEY environment variable.");
 
     /// <summary>Creates a batch holding the iteration's request; its custom_id is the iteration id.</summary>
     public async Task<(string Id, DateTimeOffset ExpiresAt)> CreateAsync(Guid iterationId, Dictionary<string, JsonElement> body,
@@ -44,8 +49,48 @@ internal sealed class BatchApi(Engine engine)
         return null;
     }
 
-    public Task CancelAsync(string batchId, CancellationToken cancellationToken)
-        => Claude.Messages.Batches.Cancel(batchId, new BatchCancelParams(), cancellationToken);
+    /// <summary>The one way the engine cancels batches at the API: each batch once, one request each. A failure is logged and
+    /// goes no further: a batch whose run ended stays <c>canceling</c> in the database until a started instance's batch
+    /// poller cancels it (<see cref="Workers.BatchPoller"/>), and a batch no iteration references simply runs out.</summary>
+    /// <param name="batchIds">The batches to cancel (repeats are cancelled once).</param>
+    /// <param name="markEnded">Whether to mark each cancelled batch ended in the database (a run's cancel leaves its batch
+    /// <c>canceling</c> until then; the poller takes its batches already marked).</param>
+    /// <param name="cancellationToken">Stops cancelling (the worker stops); an HTTP timeout is a failure like any other.</param>
+    public async Task CancelQuietlyAsync(IEnumerable<string> batchIds, bool markEnded, CancellationToken cancellationToken)
+    {
+        foreach (var batchId in batchIds.Distinct(StringComparer.Ordinal))
+        {
+            try
+            {
+                await Claude.Messages.Batches.Cancel(batchId, new BatchCancelParams(), cancellationToken).ConfigureAwait(false);
+                if (markEnded)
+                {
+                    var ended = Db.Command(engine.DataSource, null, engine.Sql.Iterations.EndBatchesById, P.TextArray([batchId]));
+                    await using (ended.ConfigureAwait(false))
+                    {
+                        await ended.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException or NpgsqlException
+                                           or InvalidOperationException or ObjectDisposedException
+                                       || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+            {
+                // (A client stopped meanwhile surfaces as ObjectDisposedException or InvalidOperationException.)
+                Log.BatchCancelFailed(engine.Logger, ex, batchId);
+            }
+        }
+    }
+
+    /// <summary><see cref="CancelQuietlyAsync"/> in the background, marking each batch ended, for callers that must not wait
+    /// for the API (a run's cancel, a run created with <see cref="ConcurrencyPolicy.Interrupt"/>).</summary>
+    public void CancelInBackground(IReadOnlyCollection<string> batchIds)
+    {
+        if (batchIds.Count > 0)
+        {
+            _ = Task.Run(() => CancelQuietlyAsync(batchIds, markEnded: true, CancellationToken.None));
+        }
+    }
 
     public static string CustomId(Guid iterationId) => iterationId.ToString("D");
 }

@@ -17,7 +17,7 @@ namespace AgentPg.Compaction;
 /// count changed and reports it (<see cref="AgentPgErrorCode.CompactionFailed"/>), having written nothing.</para>
 /// <para>Delegated runs' messages are not part of the root conversation and are never touched.</para>
 /// </remarks>
-internal sealed class Compactor(Engine engine, Func<IAnthropicClient?> claude)
+internal sealed class Compactor(Engine engine)
 {
     public const string ReasonManual = "manual";
     public const string ReasonAuto = "auto";
@@ -121,7 +121,7 @@ internal sealed class Compactor(Engine engine, Func<IAnthropicClient?> claude)
         }
         else
         {
-            var model = claude() ?? throw new InvalidOperationException(
+            var model = engine.Claude ?? throw new InvalidOperationException(
                 "Compaction needs Claude to write the summary, and no API key is configured: set AgentPgOptions.ApiKey or ANTHROPIC_API_KEY.");
             var previous = Summarizer.Render(prefix.Where(m => m.IsSummary).Select(StripPreamble), pruneToolOutputs: false);
             var conversation = Summarizer.Render(prefix.Where(m => !m.IsSummary), prune);
@@ -271,7 +271,7 @@ internal sealed class Compactor(Engine engine, Func<IAnthropicClient?> claude)
     private async Task<ConversationPartition> PartitionAsync(SessionState state, CompactionOptions options, bool exact, CancellationToken cancellationToken)
     {
         long? total = null;
-        if (exact && options.UseTokenCountingApi && state.Messages.Count > 0 && Volatile.Read(ref _countingFailed) == 0 && claude() is { } model)
+        if (exact && options.UseTokenCountingApi && state.Messages.Count > 0 && Volatile.Read(ref _countingFailed) == 0 && engine.Claude is { } model)
         {
             try
             {

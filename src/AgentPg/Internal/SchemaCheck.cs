@@ -1,3 +1,5 @@
+using AgentPg.Diagnostics;
+using Microsoft.Extensions.Logging;
 using Npgsql;
 
 namespace AgentPg.Internal;
@@ -13,8 +15,23 @@ internal sealed class SchemaCheck(NpgsqlDataSource dataSource, string schema)
     private readonly AgentPgMigrator _migrator = new(dataSource, schema);
     private volatile bool _verified;
 
-    /// <summary>Records that the schema was checked (StartAsync checks it itself).</summary>
-    public void MarkVerified() => _verified = true;
+    /// <summary>StartAsync's check: migrates to <see cref="AgentPgMigrator.LatestVersion"/> when
+    /// <see cref="AgentPgOptions.MigrateOnStart"/> is set, else throws <see cref="AgentPgErrorCode.SchemaVersionMismatch"/>
+    /// unless the schema is there; either way producer calls need no further check.</summary>
+    public async Task EnsureForStartAsync(bool migrate, ILogger logger, CancellationToken cancellationToken)
+    {
+        if (migrate)
+        {
+            var reached = await _migrator.MigrateAsync(null, cancellationToken).ConfigureAwait(false);
+            Log.MigratedOnStart(logger, schema, reached);
+        }
+        else if (await _migrator.GetVersionAsync(cancellationToken).ConfigureAwait(false) is var version && version != AgentPgMigrator.LatestVersion)
+        {
+            throw Mismatch(schema, "Start", version);
+        }
+
+        _verified = true;
+    }
 
     /// <summary>Throws <see cref="AgentPgErrorCode.SchemaVersionMismatch"/> unless the schema is at
     /// <see cref="AgentPgMigrator.LatestVersion"/>; checked on the caller's transaction when there is one, so a pool whose

@@ -8,8 +8,9 @@ using Npgsql;
 
 namespace AgentPg.Runs;
 
-/// <summary>What the workers of one client share.</summary>
-internal sealed class Engine
+/// <summary>What the workers of one client share. Built once with the client and never changed: starting and stopping the
+/// client start and stop its workers, not this.</summary>
+internal sealed class Engine : IDisposable
 {
     public Engine(NpgsqlDataSource dataSource, AgentPgOptions options, Sql sql, ILogger logger, string instanceId, ConcurrentDictionary<string, ITool> tools)
     {
@@ -25,7 +26,10 @@ internal sealed class Engine
         Deltas = new Events.DeltaPublisher(this);
         var transactional = Math.Max(1, PoolBudget.TransactionalToolLimit(dataSource, options.MaxConcurrentTools));
         TransactionalTools = new SemaphoreSlim(transactional, transactional);
-        Compactor = new Compaction.Compactor(this, () => ModelClient);
+        // One model client for streaming, batches and count_tokens, whether or not the client is started (a producer
+        // compacts and counts tokens with it too); none without an API key.
+        Claude = string.IsNullOrEmpty(options.ApiKey) ? null : Claude_.ClaudeClients.Create(options);
+        Compactor = new Compaction.Compactor(this);
     }
 
     /// <summary>Publishes streamed text to watchers of the run (WatchRunAsync).</summary>
@@ -81,15 +85,12 @@ internal sealed class Engine
     public Task<List<T>> QueryListAsync<T>(NpgsqlBatch batch, Func<NpgsqlDataReader, T> read, CancellationToken cancellationToken)
         => batch.QueryListAsync(DataSource, Options.PrepareStatements, read, cancellationToken);
 
-    /// <summary>The Claude client; set when the client starts.</summary>
-    public IAnthropicClient? Claude { get; set; }
+    /// <summary>The Claude client (streaming, Message Batches, count_tokens), or null when the client has no API key (it can
+    /// then create and read runs but not process them: <c>StartAsync</c> refuses).</summary>
+    public IAnthropicClient? Claude { get; }
 
-    /// <summary>The Claude client for calls that do not need a started client (compaction): the started client's, else one
-    /// made on first use; null without an API key.</summary>
-    public IAnthropicClient? ModelClient
-        => Claude ?? (string.IsNullOrEmpty(Options.ApiKey) ? null : LazyInitializer.EnsureInitialized(ref _modelClient, () => Claude_.ClaudeClients.Create(Options)));
-
-    private IAnthropicClient? _modelClient;
+    /// <summary>Releases the model client's HTTP resources (when the client is disposed).</summary>
+    public void Dispose() => (Claude as IDisposable)?.Dispose();
 }
 
 /// <summary>A run failure with the error_type it is recorded under.</summary>

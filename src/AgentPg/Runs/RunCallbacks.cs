@@ -97,6 +97,23 @@ internal sealed class RunCallbacks(NpgsqlDataSource dataSource, Sql sql, TimePro
         }
     }
 
+    /// <summary>OnToolComplete of an agent tool whose child run finished (on any instance): the trigger completed the parent's
+    /// execution; its event is read back and handed to the parent run's callback. Fire and forget.</summary>
+    public async Task FireAgentToolCompleteAsync(Guid childRunId)
+    {
+        try
+        {
+            if (await ToolExecutionSql.ReadAgentToolEventAsync(dataSource, sql, childRunId, CancellationToken.None).ConfigureAwait(false) is { } e)
+            {
+                FireComplete(e);
+            }
+        }
+        catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException)
+        {
+            Log.CallbackFailed(logger, ex, "OnToolComplete", childRunId, "(agent tool)");
+        }
+    }
+
     /// <summary>Looks every entry up and removes those of runs that are final or do not exist.</summary>
     internal async Task SweepAsync(CancellationToken cancellationToken)
     {

@@ -121,7 +121,7 @@ internal sealed class RunProcessor(Engine engine)
     private async Task<ModelResponse> CallOnceAsync(ClaimedRun claimed, IterationContext context, Dictionary<string, JsonElement> body, DeltaStream deltas,
         CancellationToken token)
     {
-        var claude = engine.Claude ?? throw new InvalidOperationException("The client is not started.");
+        var claude = engine.Claude ?? throw new InvalidOperationException("No Claude API key (StartAsync checks it).");
         var parameters = MessageCreateParams.FromRawUnchecked(context.Headers(claimed.UsedExtendedContext), s_noHeaders, body);
         var progress = new ProgressReporter(engine, claimed.Run, token);
         var aggregator = new StreamAggregator { OnProgress = progress.Report, OnDelta = deltas.OnDelta };

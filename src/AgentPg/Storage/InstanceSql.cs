@@ -1,3 +1,5 @@
+using Npgsql;
+
 namespace AgentPg.Storage;
 
 /// <summary>SQL for agentpg_instances, agentpg_instance_tools and agentpg_tools.</summary>
@@ -56,4 +58,39 @@ internal sealed class InstanceSql
     public string RegisterTools { get; }
 
     public string UnregisterTools { get; }
+
+    /// <summary>Adds <see cref="Register"/> for an instance.</summary>
+    public void AddRegister(NpgsqlBatch batch, string instanceId, string? name, string hostname, string version, int maxConcurrentRuns,
+        int maxConcurrentTools)
+        => batch.Append(Register, P.Text(instanceId), P.Text(name), P.Text(hostname), P.Int(Environment.ProcessId), P.Text(version),
+            P.Int(maxConcurrentRuns), P.Int(maxConcurrentTools));
+
+    /// <summary>Adds <see cref="UpsertTools"/> and <see cref="RegisterTools"/> for the tools (nothing when there are none).</summary>
+    public void AddRegisterTools(NpgsqlBatch batch, string instanceId, IEnumerable<ITool> tools)
+    {
+        var ordered = tools.OrderBy(t => t.Name, StringComparer.Ordinal).ToList();
+        if (ordered.Count == 0)
+        {
+            return;
+        }
+
+        batch.Append(UpsertTools, P.TextArray([.. ordered.Select(t => t.Name)]), P.TextArray([.. ordered.Select(t => t.Description)]),
+            P.TextArray([.. ordered.Select(t => t.InputSchema.ToJson())]));
+        batch.Append(RegisterTools, P.Text(instanceId), P.TextArray([.. ordered.Select(t => t.Name)]));
+    }
+
+    /// <summary>Adds <see cref="UnregisterTools"/>.</summary>
+    public void AddUnregisterTools(NpgsqlBatch batch, string instanceId, IReadOnlyList<string> names)
+        => batch.Append(UnregisterTools, P.Text(instanceId), P.TextArray(names));
+
+    /// <summary>Adds <see cref="ReleaseWork"/> (its one row: how many items were released) and <see cref="Delete"/>.</summary>
+    public void AddDeregister(NpgsqlBatch batch, string instanceId)
+    {
+        batch.Append(ReleaseWork, P.Text(instanceId));
+        batch.Append(Delete, P.Text(instanceId));
+    }
+
+    /// <summary>A command for <see cref="HeartbeatAge"/>: seconds as float8, or no row.</summary>
+    public NpgsqlCommand HeartbeatAgeCommand(NpgsqlDataSource dataSource, string instanceId)
+        => Db.Command(dataSource, null, HeartbeatAge, P.Text(instanceId));
 }

@@ -73,18 +73,8 @@ internal sealed class BatchPoller(Engine engine)
             batchIds = await command.QueryListAsync(r => r.GetString(0), cancellationToken).ConfigureAwait(false);
         }
 
-        foreach (var batchId in batchIds.Distinct(StringComparer.Ordinal))
-        {
-            try
-            {
-                await _api.CancelAsync(batchId, cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException
-                                           || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested))
-            {
-                Log.BatchCancelFailed(engine.Logger, ex, batchId);
-            }
-        }
+        // Taken and marked ended by the statement: a failure here is logged and the batch runs out.
+        await _api.CancelQuietlyAsync(batchIds, markEnded: false, cancellationToken).ConfigureAwait(false);
     }
 
     private async Task PollAsync(CancellationToken cancellationToken)
@@ -147,7 +137,7 @@ internal sealed class BatchPoller(Engine engine)
                     if (batch.ExpiresAt <= engine.Time.GetUtcNow())
                     {
                         // Past its expiry without an end: it will not be processed any more.
-                        await CancelQuietlyAsync(item.BatchId).ConfigureAwait(false);
+                        await _api.CancelQuietlyAsync([item.BatchId], markEnded: false, CancellationToken.None).ConfigureAwait(false);
                         await HandleExpiredAsync(claimed, item, cancellationToken).ConfigureAwait(false);
                     }
                     else if (run.State == RunState.BatchPending)
@@ -343,18 +333,6 @@ internal sealed class BatchPoller(Engine engine)
             set.Parameters.Add(P.Text(state));
             batch.BatchCommands.Add(set);
             await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    private async Task CancelQuietlyAsync(string batchId)
-    {
-        try
-        {
-            await _api.CancelAsync(batchId, CancellationToken.None).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException or OperationCanceledException or InvalidOperationException)
-        {
-            Log.BatchCancelFailed(engine.Logger, ex, batchId);
         }
     }
 

@@ -114,22 +114,8 @@ internal sealed class BatchSubmitter(Engine engine)
             if (!recorded)
             {
                 // Cancelled or rescued meanwhile, or the database is gone: nobody would ever poll this batch.
-                _ = CancelQuietlyAsync(batchId);
+                _ = _api.CancelQuietlyAsync([batchId], markEnded: false, CancellationToken.None);
             }
-        }
-    }
-
-    private async Task CancelQuietlyAsync(string batchId)
-    {
-        try
-        {
-            await _api.CancelAsync(batchId, CancellationToken.None).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException or InvalidOperationException
-                                   or OperationCanceledException or ObjectDisposedException)
-        {
-            // Fire and forget: every failure ends here (an HTTP timeout is an OperationCanceledException).
-            Log.BatchCancelFailed(engine.Logger, ex, batchId);
         }
     }
 
