@@ -3,12 +3,14 @@
 #
 #   ./build.sh quickstart [args]  run the quick-start sample end to end on a throwaway PostgreSQL
 #                                 (Claude when ANTHROPIC_API_KEY is set, otherwise the bundled fake Claude)
-#   ./build.sh test               build, start a throwaway PostgreSQL, run every test project, print
-#                                 "N passed, N failed, N skipped" as the last line
+#   ./build.sh test               build, start a throwaway PostgreSQL, run every test project, then the
+#                                 benchmark harness in smoke mode (bench --smoke, one more line in the count);
+#                                 print "N passed, N failed, N skipped" as the last line
 #   ./build.sh sample NAME [args] run samples/NAME (Hierarchy, WorkerHost …) on a throwaway PostgreSQL
 #   ./build.sh build              build everything (zero warnings: warnings are errors)
 #   ./build.sh pack               Release .nupkg + .snupkg of every library into artifacts/packages
-#   ./build.sh bench [args]       run the benchmarks on a PostgreSQL with stock settings
+#   ./build.sh bench [args]       run the benchmarks on a PostgreSQL with stock settings (--smoke: every phase with
+#                                 tiny counts, a check of the harness; bench/AgentPg.Benchmarks/README.md)
 #   ./build.sh soak [--minutes N] chaos soak: worker processes killed, frozen and cut off by PostgreSQL restarts
 #                                 under load, then checked for lost, stuck and duplicated work (bench/README.md)
 #
@@ -144,6 +146,24 @@ cmd_test() {
     echo "== $name: $p passed, $f failed, $s skipped"
     passed=$(( passed + p )); failed=$(( failed + f )); skipped=$(( skipped + s ))
   done
+
+  # The benchmark harness, every phase with tiny counts, so it never rots (bench/AgentPg.Benchmarks/README.md): one more
+  # line in the count. After the tests, on the same throwaway cluster (its own schema), so it does not slow them down.
+  if [ -n "${AGENTPG_CONNECTION:-}" ]; then
+    local bench_started=$SECONDS
+    if dotnet run --project "$ROOT/bench/AgentPg.Benchmarks" -c "${CONFIGURATION:-Debug}" --no-build -- --smoke \
+        >"$results/bench-smoke.log" 2>&1; then
+      echo "== bench --smoke: passed in $(( SECONDS - bench_started )) s"
+      passed=$(( passed + 1 ))
+    else
+      echo "== bench --smoke: FAILED in $(( SECONDS - bench_started )) s; see $results/bench-smoke.log"
+      tail -n 40 "$results/bench-smoke.log"
+      failed=$(( failed + 1 ))
+    fi
+  else
+    echo "== bench --smoke: skipped (no PostgreSQL)"
+    skipped=$(( skipped + 1 ))
+  fi
   pg_stop
   echo "test command took $(( SECONDS - started )) s"
   echo "$passed passed, $failed failed, $skipped skipped"

@@ -62,13 +62,14 @@ internal sealed class BenchEnvironment : IAsyncDisposable
         return new BenchEnvironment(dataSource, new NpgsqlConnectionStringBuilder(builder.ConnectionString), claude, completions, version);
     }
 
-    public AgentPgClient CreateClient(int maxConcurrentStreamingRuns, Action<AgentPgOptions>? configure = null)
+    public AgentPgClient CreateClient(int maxConcurrentStreamingRuns, Action<AgentPgOptions>? configure = null, FakeClaudeServer? claude = null)
     {
+        claude ??= Claude;
         var options = new AgentPgOptions
         {
             Schema = Schema,
-            ApiKey = Claude.ApiKey,
-            BaseUrl = Claude.BaseUrl,
+            ApiKey = claude.ApiKey,
+            BaseUrl = claude.BaseUrl,
             InstanceName = "bench",
             MaxConcurrentStreamingRuns = maxConcurrentStreamingRuns,
         };

@@ -25,8 +25,9 @@ internal static class EventsBenchmark
     public static readonly TimeSpan ChunkInterval = TimeSpan.FromMilliseconds(10);
     private const int ChunkSize = 16;
     private const int ChunksPerAnswer = 60;
-    private const int LatencyRuns = 40;
-    private const int WatcherCount = 1000;
+    // Smaller with --smoke (set by RunAsync before anything reads them).
+    private static int LatencyRuns = 40;
+    private static int WatcherCount = 1000;
 
     /// <summary>Chunk k's text: 16 characters that name k, so a received text can be cut back into chunks.</summary>
     private static string Chunk(int k) => $"[chunk {k:D5}....]";
@@ -35,6 +36,7 @@ internal static class EventsBenchmark
 
     public static async Task<EventsResult> RunAsync(BenchEnvironment env, BenchOptions options, Action<string> progress)
     {
+        (LatencyRuns, WatcherCount) = options.Smoke ? (3, 40) : (40, 1000);
         progress($"events: delta latency, {LatencyRuns} watched runs of {ChunksPerAnswer} chunks, one every {ChunkInterval.TotalMilliseconds} ms …");
         var (chunk, @event, events, writesPerRun) = await DeltaLatencyAsync(env);
         progress($"events: {WatcherCount} runs, unwatched (baseline) …");

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using AgentPg.Testing;
 
 namespace AgentPg.Benchmarks;
 
@@ -21,15 +22,22 @@ internal static class ThroughputBenchmark
     private static readonly TimeSpan s_minimumWarmup = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan s_completionTimeout = TimeSpan.FromSeconds(120);
 
-    public static async Task<ThroughputResult> RunClosedLoopAsync(BenchEnvironment env, BenchOptions options, DbCounters counters)
+    /// <param name="shape">Another model, tools and agent (the tool-heavy phase); <see langword="null"/>: single-iteration text runs.</param>
+    public static async Task<ThroughputResult> RunClosedLoopAsync(BenchEnvironment env, BenchOptions options, DbCounters counters, ClosedLoopShape? shape = null)
     {
         var concurrency = options.Concurrency;
-        await using var client = env.CreateClient(concurrency);
+        await using var client = env.CreateClient(concurrency, claude: shape?.Claude);
+        foreach (var tool in shape?.Tools ?? [])
+        {
+            client.RegisterTool(tool);
+        }
+
         await client.StartAsync();
-        var agent = await BenchEnvironment.CreateAgentAsync(client);
+        var agent = shape is null ? await BenchEnvironment.CreateAgentAsync(client) : await shape.CreateAgentAsync(client);
+        var minimumWarmup = options.Smoke ? TimeSpan.Zero : s_minimumWarmup;
 
         // Enough fresh sessions for a generous guess of the rate; if they run out, sessions are reused round robin.
-        var sessions = await env.CreateSessionsInBulkAsync(Math.Max(20_000, options.Warmup + options.Seconds * 2_000));
+        var sessions = await env.CreateSessionsInBulkAsync(options.Smoke ? 2_000 : Math.Max(20_000, options.Warmup + options.Seconds * 2_000));
         var nextSession = -1;
         var reusedSessions = false;
         await env.SettleAsync($"{BenchEnvironment.Schema}.agentpg_runs", $"{BenchEnvironment.Schema}.agentpg_sessions",
@@ -75,7 +83,7 @@ internal static class ThroughputBenchmark
 
         var began = Stopwatch.GetTimestamp();
         var producers = Enumerable.Range(0, concurrency).Select(_ => Task.Run(ProduceAsync)).ToArray();
-        while (Interlocked.Read(ref completed) < options.Warmup || Stopwatch.GetElapsedTime(began) < s_minimumWarmup)
+        while (Interlocked.Read(ref completed) < options.Warmup || Stopwatch.GetElapsedTime(began) < minimumWarmup)
         {
             await Task.WhenAny(Task.WhenAll(producers), Task.Delay(50));
             ThrowIfFaulted(producers);
@@ -142,6 +150,10 @@ internal static class ThroughputBenchmark
         }
     }
 }
+
+/// <summary>What the closed loop runs instead of single-iteration text runs: its own fake Claude, the tools the client
+/// registers, and the agent.</summary>
+internal sealed record ClosedLoopShape(FakeClaudeServer Claude, IReadOnlyList<ITool> Tools, Func<AgentPgClient, Task<AgentDefinition>> CreateAgentAsync);
 
 /// <param name="Producers">Closed-loop producers (0 for a drain).</param>
 /// <param name="MaxConcurrentStreamingRuns">The worker's slots.</param>

@@ -153,6 +153,70 @@ public sealed class WorkerBoundsTests(SchemaFixture db) : IClassFixture<SchemaFi
         Assert.Equal("continued", (await Eventually.WithinAsync(h.Client.WaitForRunAsync(run), "the scan to continue the run")).Text);
     }
 
+    [DatabaseFact]
+    public async Task MoreStreamsThanPooledConnections_AllWaitOnTheModelAtOnce_HoldingNoConnection()
+    {
+        // A pool of 4 and 24 runs whose model calls are all held open: if a model call held a connection (or a
+        // transaction), at most 3 could be waiting on the model (LISTEN keeps one), and the rest could not start.
+        const int streams = 24;
+        var applicationName = "pool-" + Guid.NewGuid().ToString("N")[..12];
+        await using var dataSource = TestDatabase.CreateDataSource(b =>
+        {
+            b.MaxPoolSize = 4;
+            b.Timeout = 5;
+            b.ApplicationName = applicationName;
+        });
+        var arrived = 0;
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var claude = await FakeClaudeServer.StartAsync();
+        claude.Respond(async (_, ct) =>
+        {
+            Interlocked.Increment(ref arrived);
+            await gate.Task.WaitAsync(ct);
+            return FakeReply.Text("done") with { EventDelay = TimeSpan.FromMilliseconds(5) };
+        });
+        var client = AgentPgClient.Create(dataSource, db.Options(o =>
+        {
+            o.ApiKey = claude.ApiKey;
+            o.BaseUrl = claude.BaseUrl;
+            o.MaxConcurrentStreamingRuns = streams;
+        }));
+        await using var scope = client;
+        await client.StartAsync();
+        var agent = await client.CreateAgentAsync(new AgentDefinition { Name = "pool_" + Guid.NewGuid().ToString("N")[..8], Model = "claude-sonnet-4-5" });
+        var runs = new List<Guid>();
+        for (var i = 0; i < streams; i++)
+        {
+            runs.Add(await client.RunFastAsync(await client.NewSessionAsync(), agent.Id, "stream " + i));
+        }
+
+        await Eventually.TrueAsync(() => Volatile.Read(ref arrived) == streams, $"all {streams} model calls to be waiting at once on a pool of 4");
+        var listenName = ("agentpg-listen:" + client.InstanceId) is var n && n.Length > 63 ? n[..63] : n;
+        var (connections, inTransaction) = await ActivityAsync(applicationName, listenName);
+        Assert.True(connections <= 4, $"{connections} connections of the instance are open with a pool of 4");
+        Assert.Equal(0, inTransaction);
+
+        gate.SetResult();
+        foreach (var run in runs)
+        {
+            Assert.Equal("done", (await Eventually.WithinAsync(client.WaitForRunAsync(run), "a run to complete")).Text);
+        }
+    }
+
+    private static async Task<(long Connections, long InTransaction)> ActivityAsync(string applicationName, string listenName)
+    {
+        await using var command = TestDatabase.DataSource.CreateCommand("""
+            SELECT count(*), count(*) FILTER (WHERE state LIKE 'idle in transaction%')
+              FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name IN ($1, $2)
+            """);
+        command.Parameters.Add(new Npgsql.NpgsqlParameter { Value = applicationName });
+        command.Parameters.Add(new Npgsql.NpgsqlParameter { Value = listenName });
+        await using var reader = await command.ExecuteReaderAsync();
+        await reader.ReadAsync();
+        return (reader.GetInt64(0), reader.GetInt64(1));
+    }
+
     private static void InterlockedMax(ref int target, int value)
     {
         int current;
