@@ -66,14 +66,39 @@ internal static class ChatCommand
             }
 
             var turns = 0;
+            var exitCode = CliExitCodes.Success;
             while (true)
             {
                 context.Output.Write("> ");
-                await context.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
-                var line = await context.Input.ReadLineAsync(cancellationToken).ConfigureAwait(false);
+                await context.Output.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+                string? line;
+                try
+                {
+                    line = await context.ReadLineAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                {
+                    // Ctrl+C at the prompt: nothing is running, the chat ends.
+                    context.WriteLine();
+                    exitCode = CliExitCodes.Interrupted;
+                    break;
+                }
+
                 if (line is null || line.Trim() is "/exit" or "/quit")
                 {
+                    if (line is null || !context.InputIsTerminal)
+                    {
+                        // End of input (Ctrl+D) leaves the cursor after the prompt; a script's /exit is not on the screen.
+                        context.WriteLine(line ?? "");
+                    }
+
                     break;
+                }
+
+                if (!context.InputIsTerminal)
+                {
+                    // A script's input is not on the screen: show it, so the transcript reads as a conversation.
+                    context.WriteLine(line);
                 }
 
                 if (string.IsNullOrWhiteSpace(line))
@@ -81,12 +106,16 @@ internal static class ChatCommand
                     continue;
                 }
 
-                await TurnAsync(context, client, session, agent.Id, line, cancellationToken).ConfigureAwait(false);
                 turns++;
+                if (!await TurnAsync(context, client, session, agent.Id, line, cancellationToken).ConfigureAwait(false))
+                {
+                    exitCode = CliExitCodes.Interrupted;
+                    break;
+                }
             }
 
             context.WriteLine($"Bye. {turns} turn(s) in session {session} (continue with --session {session}).");
-            return CliExitCodes.Success;
+            return exitCode;
         }
         finally
         {
@@ -99,20 +128,32 @@ internal static class ChatCommand
         }
     }
 
-    /// <summary>One run: streams its text and tool calls until it finishes. The first Ctrl+C cancels the run (the stream then
-    /// ends with the cancellation); another one exits the chat.</summary>
-    private static async Task TurnAsync(CliContext context, AgentPgClient client, Guid session, Guid agentId, string prompt, CancellationToken cancellationToken)
+    /// <summary>One run: streams its text and tool calls until it finishes, asking for a decision on each tool call that needs
+    /// approval. The first Ctrl+C cancels the run (the stream then ends with the cancellation); another one exits the chat.
+    /// Returns false when the chat should end (Ctrl+C twice, or the input ended while a tool call waited for a decision).</summary>
+    private static async Task<bool> TurnAsync(CliContext context, AgentPgClient client, Guid session, Guid agentId, string prompt,
+        CancellationToken cancellationToken)
     {
-        var runId = await client.RunFastAsync(session, agentId, prompt, cancellationToken: cancellationToken).ConfigureAwait(false);
-        var cancelling = 0;
+        using var cancelling = new CancellationTokenSource();
         using var exit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var gate = new Lock();
+        Guid? created = null;
+        var cancel = Task.CompletedTask;
+        // Routed before the run exists, so a Ctrl+C while it is being created cancels it too.
         using var route = context.Interrupts.Route(() =>
         {
-            if (Interlocked.Exchange(ref cancelling, 1) == 0)
+            if (!cancelling.IsCancellationRequested)
             {
                 context.Error.WriteLine();
                 context.Error.WriteLine("(cancelling the run; Ctrl+C again exits)");
-                _ = client.CancelRunAsync(runId, CancellationToken.None);
+                lock (gate)
+                {
+                    cancelling.Cancel();
+                    if (created is { } id)
+                    {
+                        cancel = CancelAsync(context, client, id);
+                    }
+                }
             }
             else
             {
@@ -122,48 +163,119 @@ internal static class ChatCommand
             return true;
         });
 
-        var atLineStart = true;
-        void EnsureNewLine()
+        // Not interrupted by Ctrl+C (routed here): once asked for, the run is created, then cancelled.
+        var runId = await client.RunFastAsync(session, agentId, prompt, cancellationToken: cancellationToken).ConfigureAwait(false);
+        lock (gate)
         {
-            if (!atLineStart)
+            created = runId;
+            if (cancelling.IsCancellationRequested)
             {
-                context.Output.WriteLine();
-                atLineStart = true;
+                cancel = CancelAsync(context, client, runId);
             }
         }
 
-        await foreach (var runEvent in client.WatchRunAsync(runId, cancellationToken: exit.Token).ConfigureAwait(false))
+        var printer = new RunStreamPrinter(context.Output, client, runId, showStates: false);
+        try
         {
-            var indent = new string(' ', 2 * runEvent.Depth);
-            switch (runEvent)
+            await foreach (var runEvent in client.WatchRunAsync(runId, cancellationToken: exit.Token).ConfigureAwait(false))
             {
-                case TextDeltaEvent text when runEvent.Depth == 0:
-                    context.Output.Write(text.Text);
-                    atLineStart = text.Text.EndsWith('\n');
-                    break;
-                case ToolCallStartedEvent started:
-                    EnsureNewLine();
-                    context.WriteLine($"{indent}[tool] {started.ToolName} {Format.Line(started.Input.GetRawText(), 200)}");
-                    break;
-                case ToolCallCompletedEvent completed:
-                    EnsureNewLine();
-                    context.WriteLine($"{indent}[tool] {completed.ToolName} {(completed.IsError ? "failed: " : "→ ")}{Format.Line(completed.Output, 200)}" +
-                                      (completed.Duration is { } duration ? $" ({Format.Duration(duration)})" : ""));
-                    break;
-                case RunFinishedEvent finished when finished.RunId == runId:
-                    EnsureNewLine();
-                    if (finished.State != RunState.Completed)
+                foreach (var request in await printer.WriteAsync(runEvent, exit.Token).ConfigureAwait(false))
+                {
+                    if (!cancelling.IsCancellationRequested && !await DecideAsync(context, client, printer, request, cancelling.Token, exit.Token).ConfigureAwait(false))
                     {
-                        context.WriteLine($"[run {Format.Name(finished.State)}{(finished.Error is { Length: > 0 } error ? ": " + Format.Line(error, 200) : "")}]");
+                        return false;
                     }
-
-                    break;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (exit.IsCancellationRequested)
+        {
+            printer.Line("(stopped watching; the run goes on being cancelled)");
+            return false;
+        }
+        finally
+        {
+            printer.EndLine();
+            // A cancellation asked for by Ctrl+C is recorded (or reported) before the chat goes on or ends.
+            Task cancelled;
+            lock (gate)
+            {
+                cancelled = cancel;
             }
 
-            await context.Output.FlushAsync(exit.Token).ConfigureAwait(false);
+            await cancelled.ConfigureAwait(false);
         }
 
-        EnsureNewLine();
+        return true;
+    }
+
+    /// <summary>Asks whether to run a tool call that waits for approval: y approves, anything else rejects (with the text as
+    /// the reason the model reads). Returns false when the input ended (the call stays waiting).</summary>
+    private static async Task<bool> DecideAsync(CliContext context, AgentPgClient client, RunStreamPrinter printer, ToolApprovalRequest request,
+        CancellationToken cancelling, CancellationToken exit)
+    {
+        context.Output.Write($"Run {request.ToolName}? y approves; n, or a reason, rejects: ");
+        await context.Output.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+        string? answer;
+        using (var either = CancellationTokenSource.CreateLinkedTokenSource(cancelling, exit))
+        {
+            try
+            {
+                answer = await context.ReadLineAsync(either.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancelling.IsCancellationRequested && !exit.IsCancellationRequested)
+            {
+                // Ctrl+C while asking: the run is being cancelled, which settles the call.
+                context.WriteLine();
+                return true;
+            }
+        }
+
+        if (answer is null)
+        {
+            printer.Line($"(end of input: tool call {request.ToolExecutionId} keeps waiting; decide with 'agentpg approvals approve|reject {request.ToolExecutionId}')");
+            return false;
+        }
+
+        if (!context.InputIsTerminal)
+        {
+            context.WriteLine(answer);
+        }
+
+        var text = answer.Trim();
+        try
+        {
+            if (text.Equals("y", StringComparison.OrdinalIgnoreCase) || text.Equals("yes", StringComparison.OrdinalIgnoreCase))
+            {
+                await client.ApproveToolCallAsync(request.ToolExecutionId, null, null, Environment.UserName, exit).ConfigureAwait(false);
+            }
+            else
+            {
+                var reason = text.Length == 0 || text.Equals("n", StringComparison.OrdinalIgnoreCase) || text.Equals("no", StringComparison.OrdinalIgnoreCase)
+                    ? "The user rejected this tool call."
+                    : text;
+                await client.RejectToolCallAsync(request.ToolExecutionId, reason, Environment.UserName, exit).ConfigureAwait(false);
+            }
+        }
+        catch (AgentPgException ex)
+        {
+            // Decided meanwhile by someone else (agentpg approvals, the admin UI), timed out, or the run was cancelled.
+            printer.Line($"(not decided here: {ex.Message})");
+        }
+
+        return true;
+    }
+
+    private static async Task CancelAsync(CliContext context, AgentPgClient client, Guid runId)
+    {
+        try
+        {
+            await client.CancelRunAsync(runId, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is AgentPgException or Npgsql.NpgsqlException or TimeoutException)
+        {
+            await context.Error.WriteLineAsync($"error: could not cancel run {runId}: {ex.Message}").ConfigureAwait(false);
+        }
     }
 
     private sealed class NoDispose : IAsyncDisposable
