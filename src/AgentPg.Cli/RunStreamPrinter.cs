@@ -6,12 +6,11 @@ namespace AgentPg.Cli;
 /// <summary>Writes a run's events as a terminal transcript (for <c>runs watch</c> and <c>chat</c>): the root run's text as it
 /// streams, tool calls as they start and finish (a delegated run's indented by its depth), and tool calls waiting for
 /// approval.</summary>
-internal sealed class RunStreamPrinter(TextWriter output, AgentPgClient client, Guid runId, bool showStates)
+internal sealed class RunStreamPrinter(TextWriter output, Guid runId, bool showStates)
 {
     // Read by people: + and ° as they are, not \u002B (the default encoder escapes for HTML).
     private static readonly JsonSerializerOptions s_display = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    private readonly HashSet<Guid> _approvalsShown = [];
     private readonly Dictionary<Guid, int> _lastIteration = [];
     private readonly System.Text.StringBuilder _streamed = new();
     private bool _atLineStart = true;
@@ -19,12 +18,12 @@ internal sealed class RunStreamPrinter(TextWriter output, AgentPgClient client, 
     /// <summary>The watched run's final event, once it arrived.</summary>
     public RunFinishedEvent? Finished { get; private set; }
 
-    /// <summary>Writes one event. Returns the tool calls of the run's hierarchy that started waiting for approval with it (to
-    /// show them, or to ask for a decision).</summary>
-    public async Task<IReadOnlyList<ToolApprovalRequest>> WriteAsync(RunEvent runEvent, CancellationToken cancellationToken)
+    /// <summary>Writes one event. Returns the tool call of the run's hierarchy that started waiting for approval with it, if
+    /// any (to ask for a decision).</summary>
+    public async Task<ApprovalRequestedEvent?> WriteAsync(RunEvent runEvent, CancellationToken cancellationToken)
     {
         var indent = new string(' ', 2 * runEvent.Depth);
-        IReadOnlyList<ToolApprovalRequest> approvals = [];
+        ApprovalRequestedEvent? approvalRequested = null;
         switch (runEvent)
         {
             case TextDeltaEvent text when runEvent.Depth == 0:
@@ -68,17 +67,10 @@ internal sealed class RunStreamPrinter(TextWriter output, AgentPgClient client, 
                     Line($"{indent}[state] {Format.Name(state.State)}{(runEvent.Depth > 0 ? $" (run {runEvent.RunId})" : "")}");
                 }
 
-                if (state.State == RunState.PendingTools)
-                {
-                    // The calls waiting for a person are created with the iteration's result, in the transaction that moved
-                    // the run to pending_tools: they are there when this event is.
-                    approvals = await NewApprovalsAsync(state, cancellationToken).ConfigureAwait(false);
-                    foreach (var request in approvals)
-                    {
-                        Line($"{new string(' ', 2 * request.Depth)}[approval] {request.ToolName} {Json(request.Input)} waits for a decision (tool call {request.ToolExecutionId})");
-                    }
-                }
-
+                break;
+            case ApprovalRequestedEvent approval:
+                Line($"{indent}[approval] {approval.ToolName} {Json(approval.Input)} waits for a decision (tool call {approval.ToolExecutionId})");
+                approvalRequested = approval;
                 break;
             case ToolCallStartedEvent started:
                 Line($"{indent}[tool] {started.ToolName} {Json(started.Input)}");
@@ -103,7 +95,7 @@ internal sealed class RunStreamPrinter(TextWriter output, AgentPgClient client, 
         }
 
         await output.FlushAsync(cancellationToken).ConfigureAwait(false);
-        return approvals;
+        return approvalRequested;
     }
 
     private void Text(string text)
@@ -135,10 +127,4 @@ internal sealed class RunStreamPrinter(TextWriter output, AgentPgClient client, 
     /// <summary>Compact JSON on one line (PostgreSQL's jsonb text has spaces), at most 200 characters.</summary>
     public static string Json(JsonElement value)
         => value.ValueKind == JsonValueKind.Undefined ? "" : Format.Line(JsonSerializer.Serialize(value, s_display), 200);
-
-    private async Task<IReadOnlyList<ToolApprovalRequest>> NewApprovalsAsync(RunStateChangedEvent state, CancellationToken cancellationToken)
-    {
-        var pending = await client.GetPendingApprovalsAsync(state.SessionId, limit: 1000, cancellationToken: cancellationToken).ConfigureAwait(false);
-        return pending.Where(p => p.RunId == state.RunId && _approvalsShown.Add(p.ToolExecutionId)).ToList();
-    }
 }

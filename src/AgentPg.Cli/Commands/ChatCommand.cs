@@ -174,17 +174,15 @@ internal static class ChatCommand
             }
         }
 
-        var printer = new RunStreamPrinter(context.Output, client, runId, showStates: false);
+        var printer = new RunStreamPrinter(context.Output, runId, showStates: false);
         try
         {
             await foreach (var runEvent in client.WatchRunAsync(runId, cancellationToken: exit.Token).ConfigureAwait(false))
             {
-                foreach (var request in await printer.WriteAsync(runEvent, exit.Token).ConfigureAwait(false))
+                if (await printer.WriteAsync(runEvent, exit.Token).ConfigureAwait(false) is { } request && !cancelling.IsCancellationRequested
+                    && !await DecideAsync(context, client, printer, request, cancelling.Token, exit.Token).ConfigureAwait(false))
                 {
-                    if (!cancelling.IsCancellationRequested && !await DecideAsync(context, client, printer, request, cancelling.Token, exit.Token).ConfigureAwait(false))
-                    {
-                        return false;
-                    }
+                    return false;
                 }
             }
         }
@@ -211,7 +209,7 @@ internal static class ChatCommand
 
     /// <summary>Asks whether to run a tool call that waits for approval: y approves, anything else rejects (with the text as
     /// the reason the model reads). Returns false when the input ended (the call stays waiting).</summary>
-    private static async Task<bool> DecideAsync(CliContext context, AgentPgClient client, RunStreamPrinter printer, ToolApprovalRequest request,
+    private static async Task<bool> DecideAsync(CliContext context, AgentPgClient client, RunStreamPrinter printer, ApprovalRequestedEvent request,
         CancellationToken cancelling, CancellationToken exit)
     {
         context.Output.Write($"Run {request.ToolName}? y approves; n, or a reason, rejects: ");

@@ -234,6 +234,11 @@ public sealed partial class CliStreamingTests(SchemaFixture db) : IClassFixture<
         Assert.Contains($"[approval] issue_refund {{\"order\":\"A-7\"}} waits for a decision (tool call {request.ToolExecutionId})", result.Output, StringComparison.Ordinal);
         Assert.Contains("[tool] issue_refund → refunded", result.Output, StringComparison.Ordinal);
         Assert.Contains("done: refunded", result.Output, StringComparison.Ordinal);
+
+        // --json: the request is one of the events (ApprovalRequestedEvent), then the approved call runs.
+        var json = await CliRunner.RunAsync(db.Schema, "runs", "watch", runId.ToString(), "--json");
+        var types = json.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement.GetProperty("type").GetString()).ToList();
+        Assert.True(types.IndexOf("ApprovalRequestedEvent") is >= 0 and var requested && types.IndexOf("ToolCallStartedEvent") > requested, json.ToString());
     }
 
     [GeneratedRegex(@"in session ([0-9a-f-]{36})")]
