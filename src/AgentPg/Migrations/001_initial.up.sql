@@ -236,6 +236,10 @@ CREATE INDEX agentpg_idx_runs_pending_tools ON agentpg_runs (created_at) WHERE s
 -- Lists and dashboards (ListRunsAsync, GetRunStatisticsAsync): newest first, keyset by (created_at, id), and the runs of
 -- a recent window. created_at never changes, so the index costs an entry per insert and per non-HOT update only.
 CREATE INDEX agentpg_idx_runs_created ON agentpg_runs (created_at DESC);
+-- Failed runs newest first, the triage view of the admin UI and the CLI (ListRunsAsync with RunState.Failed): a page of a
+-- tenant's failures reads a few hundred entries instead of every run in the window. A run gets an entry only when it fails;
+-- state is already in other indexes' predicates, so this costs no HOT update.
+CREATE INDEX agentpg_idx_runs_failed ON agentpg_runs (created_at DESC) WHERE state = 'failed';
 -- The queue depth of dashboards (GetRunStatisticsAsync): the non-terminal runs by mode and state, an index-only scan
 -- instead of a scan of every run. Only active runs have an entry; a run leaves it when it finishes.
 CREATE INDEX agentpg_idx_runs_active ON agentpg_runs (run_mode, state) WHERE state NOT IN ('completed', 'cancelled', 'failed');
