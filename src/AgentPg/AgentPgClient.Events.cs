@@ -10,7 +10,7 @@ namespace AgentPg;
 public sealed partial class AgentPgClient
 {
     /// <summary>Streams what happens in a run and its descendants — state changes, iterations, text and thinking as Claude writes
-    /// it, stored messages, tool calls — ending after the run's <see cref="RunFinishedEvent"/>.</summary>
+    /// it, stored messages, tool calls, approval requests — ending after the run's <see cref="RunFinishedEvent"/>.</summary>
     /// <param name="runId">The run to watch (a root run or a child run).</param>
     /// <param name="afterSequence">Resume point: only events with a greater <see cref="RunEvent.Sequence"/> are delivered (0: from the
     /// start).</param>
@@ -215,6 +215,14 @@ public sealed partial class AgentPgClient
                     Input = row.ToolInput is { } input ? ToolExecutionSql.ParseJson(input) : default,
                     IsAgentTool = row.IsAgentTool,
                     ChildRunId = d.TryGetProperty("child_run_id", out var child) && child.ValueKind == JsonValueKind.String ? child.GetGuid() : row.ChildRunId,
+                };
+            case "approval_requested":
+                return new ApprovalRequestedEvent
+                {
+                    RunId = row.RunId, RootRunId = rootRunId, SessionId = sessionId, Depth = row.Depth, Sequence = row.Sequence, Timestamp = row.CreatedAt,
+                    ToolExecutionId = row.RefId ?? Guid.Empty,
+                    ToolName = row.ToolName ?? "",
+                    Input = row.ToolInput is { } requested ? ToolExecutionSql.ParseJson(requested) : default,
                 };
             case "tool_completed":
                 return new ToolCallCompletedEvent

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.AI;
 
@@ -51,7 +52,10 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
         }
 
         var responseId = runId.ToString();
-        await foreach (var e in client.WatchRunAsync(runId, after, cancellationToken).ConfigureAwait(false))
+        var text = new StreamedText();
+        // From the start even when resuming: what the caller already received (the events up to `after`) decides which part of
+        // a stored answer is still missing. The events are shared with every watcher of the run, so this reads nothing more.
+        await foreach (var e in client.WatchRunAsync(runId, 0, cancellationToken).ConfigureAwait(false))
         {
             if (e.RunId != runId)
             {
@@ -59,28 +63,38 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
                 continue;
             }
 
-            var update = e switch
+            var updates = e switch
             {
-                TextDeltaEvent d => Update(ChatRole.Assistant, new TextContent(d.Text), $"{runId}:{d.IterationNumber}"),
-                ThinkingDeltaEvent t => Update(ChatRole.Assistant, new TextReasoningContent(t.Thinking), $"{runId}:{t.IterationNumber}"),
-                ToolCallStartedEvent s => Update(ChatRole.Assistant, new FunctionCallContent(s.ToolExecutionId.ToString(), s.ToolName, Arguments(s.Input))
+                TextDeltaEvent d => One(Update(ChatRole.Assistant, new TextContent(text.Add(d)), $"{runId}:{d.IterationNumber}")),
+                ThinkingDeltaEvent t => One(Update(ChatRole.Assistant, new TextReasoningContent(text.Add(t)), $"{runId}:{t.IterationNumber}")),
+                IterationStartedEvent i => text.Start(i.IterationNumber),
+                // The stored answer is authoritative: the part its deltas did not bring (all of it when the watch started after
+                // the model's stream ended).
+                MessageStoredEvent { Message: { Role: MessageRole.Assistant } message } => Remainder(text.Stored(message), runId),
+                ToolCallStartedEvent s => One(Update(ChatRole.Assistant, new FunctionCallContent(s.ToolExecutionId.ToString(), s.ToolName, Arguments(s.Input))
                 {
                     InformationalOnly = true,
-                }, null),
-                ToolCallCompletedEvent c => Update(ChatRole.Tool, new FunctionResultContent(c.ToolExecutionId.ToString(), c.Output), null),
-                RunFinishedEvent f => Finish(f),
+                }, null)),
+                // The request id is the tool execution's id: decide with ApproveToolCallAsync / RejectToolCallAsync (from any client).
+                ApprovalRequestedEvent a => One(Update(ChatRole.Assistant, new ToolApprovalRequestContent(a.ToolExecutionId.ToString(),
+                    new FunctionCallContent(a.ToolExecutionId.ToString(), a.ToolName, Arguments(a.Input)) { InformationalOnly = true }), null)),
+                ToolCallCompletedEvent c => One(Update(ChatRole.Tool, new FunctionResultContent(c.ToolExecutionId.ToString(), c.Output), null)),
+                RunFinishedEvent f => One(Finish(f)),
                 _ => null,
             };
-            if (update is null)
+            if (updates is null || e.Sequence <= after)
             {
                 continue;
             }
 
-            update.ResponseId = responseId;
-            update.ConversationId = e.SessionId.ToString();
-            update.CreatedAt = e.Timestamp;
-            update.ContinuationToken = e is RunFinishedEvent ? null : Encode(runId, e.Sequence);
-            yield return update;
+            foreach (var update in updates)
+            {
+                update.ResponseId = responseId;
+                update.ConversationId = e.SessionId.ToString();
+                update.CreatedAt = e.Timestamp;
+                update.ContinuationToken = e is RunFinishedEvent ? null : Encode(runId, e.Sequence);
+                yield return update;
+            }
         }
     }
 
@@ -100,6 +114,11 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
 
     private static ChatResponseUpdate Update(ChatRole role, AIContent content, string? messageId)
         => new(role, [content]) { MessageId = messageId };
+
+    private static ChatResponseUpdate[] One(ChatResponseUpdate update) => [update];
+
+    private static ChatResponseUpdate[]? Remainder((int Iteration, List<AIContent> Contents) remainder, Guid runId)
+        => remainder.Contents.Count == 0 ? null : [new(ChatRole.Assistant, remainder.Contents) { MessageId = $"{runId}:{remainder.Iteration}" }];
 
     private static ChatResponseUpdate Finish(RunFinishedEvent finished)
     {
@@ -153,5 +172,68 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
         }
 
         return (new Guid(bytes[..16]), BinaryPrimitives.ReadInt64LittleEndian(bytes[16..]));
+    }
+
+    /// <summary>The text and thinking the deltas of the iteration in progress brought, per content block, to tell what part of the
+    /// stored answer a caller has not received yet.</summary>
+    private sealed class StreamedText
+    {
+        private readonly Dictionary<int, StringBuilder> _blocks = [];
+        private int _iteration;
+
+        public ChatResponseUpdate[]? Start(int iteration)
+        {
+            // A repeated number is a retried model call: its deltas start over (the text of the failed attempt is not repeated).
+            _iteration = iteration;
+            _blocks.Clear();
+            return null;
+        }
+
+        public string Add(TextDeltaEvent delta) => Add(delta.IterationNumber, delta.BlockIndex, delta.Text);
+
+        public string Add(ThinkingDeltaEvent delta) => Add(delta.IterationNumber, delta.BlockIndex, delta.Thinking);
+
+        /// <summary>The part of each text and thinking block of a stored answer that its deltas did not bring.</summary>
+        public (int Iteration, List<AIContent> Contents) Stored(Message message)
+        {
+            var contents = new List<AIContent>();
+            for (var i = 0; i < message.Content.Count; i++)
+            {
+                var block = message.Content[i];
+                if (block.Type is not (ContentTypes.Text or ContentTypes.Thinking) || string.IsNullOrEmpty(block.Text))
+                {
+                    continue;
+                }
+
+                var received = _blocks.TryGetValue(i, out var sb) ? sb.ToString() : "";
+                // Deltas are a prefix of the stored block (they are published in order from its start); if they are not, the
+                // stored text is not repeated: the caller would get it twice.
+                if (received.Length < block.Text.Length && block.Text.StartsWith(received, StringComparison.Ordinal))
+                {
+                    var rest = block.Text[received.Length..];
+                    contents.Add(block.Type == ContentTypes.Text ? new TextContent(rest) : new TextReasoningContent(rest));
+                }
+            }
+
+            _blocks.Clear();
+            return (_iteration, contents);
+        }
+
+        private string Add(int iteration, int block, string text)
+        {
+            if (iteration != _iteration)
+            {
+                _iteration = iteration;
+                _blocks.Clear();
+            }
+
+            if (!_blocks.TryGetValue(block, out var sb))
+            {
+                _blocks[block] = sb = new StringBuilder();
+            }
+
+            sb.Append(text);
+            return text;
+        }
     }
 }

@@ -170,6 +170,9 @@ internal static partial class Log
     [LoggerMessage(8001, LogLevel.Debug, "Run {RunId}: publishing streamed deltas failed; watchers get the text with the stored message")]
     public static partial void DeltaPublishFailed(ILogger logger, Exception exception, Guid runId);
 
+    [LoggerMessage(8004, LogLevel.Debug, "Run {RunId}: the answer ended before the run's root was looked up; its deltas wait for the lookup")]
+    public static partial void DeltaRootLookupPending(ILogger logger, Guid runId);
+
     [LoggerMessage(8002, LogLevel.Warning, "Reading the live events of root run {RootRunId} failed; retrying")]
     public static partial void RunEventReadFailed(ILogger logger, Exception exception, Guid rootRunId);
 

@@ -1440,7 +1440,7 @@ CREATE TABLE agentpg_run_events (
     root_run_id  UUID NOT NULL REFERENCES agentpg_run_event_heads (root_run_id) ON DELETE CASCADE,
     sequence     BIGINT NOT NULL,
     run_id       UUID NOT NULL,
-    -- state, finished, iteration, text, thinking, message, tool_started, tool_completed
+    -- state, finished, iteration, text, thinking, message, tool_started, tool_completed, approval_requested
     kind         TEXT NOT NULL,
     -- The row the event is about (message, tool execution, iteration), read when the event is delivered.
     ref_id       UUID,
@@ -1523,7 +1523,7 @@ CREATE TRIGGER agentpg_trg_run_event_message AFTER INSERT ON agentpg_messages
 
 -- A tool call starts when its execution starts running (an agent tool: when its child run exists) and completes when
 -- its execution is terminal (an execution can also be created terminal: invalid input, unknown tool; or end without
--- starting: a call rejected while it awaited approval).
+-- starting: a call rejected while it awaited approval). A call created awaiting approval is an approval request.
 CREATE FUNCTION agentpg_run_event_on_tool() RETURNS TRIGGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
@@ -1534,6 +1534,9 @@ BEGIN
     IF (NOT NEW.is_agent_tool AND NEW.state = 'running' AND v_old_state IS DISTINCT FROM 'running')
        OR (NEW.is_agent_tool AND NEW.child_run_id IS NOT NULL AND v_old_child IS NULL) THEN
         PERFORM agentpg_append_run_event(v_root, NEW.run_id, 'tool_started', NEW.id, jsonb_build_object('child_run_id', NEW.child_run_id));
+    END IF;
+    IF NEW.state = 'awaiting_approval' AND v_old_state IS DISTINCT FROM 'awaiting_approval' THEN
+        PERFORM agentpg_append_run_event(v_root, NEW.run_id, 'approval_requested', NEW.id, '{}');
     END IF;
     IF NEW.state IN ('completed', 'failed', 'skipped') AND (v_old_state IS NULL OR v_old_state IN ('pending', 'running', 'awaiting_approval')) THEN
         PERFORM agentpg_append_run_event(v_root, NEW.run_id, 'tool_completed', NEW.id, '{}');
@@ -1595,6 +1598,10 @@ BEGIN
         SELECT te.run_id, 'tool_started', te.id, jsonb_build_object('child_run_id', te.child_run_id), coalesce(te.started_at, te.created_at), 4, te.position
           FROM agentpg_tool_executions te JOIN tree t ON t.id = te.run_id
          WHERE te.started_at IS NOT NULL OR te.child_run_id IS NOT NULL
+        UNION ALL
+        SELECT te.run_id, 'approval_requested', te.id, '{}'::jsonb, te.created_at, 4, te.position
+          FROM agentpg_tool_executions te JOIN tree t ON t.id = te.run_id
+         WHERE te.approval_required
         UNION ALL
         SELECT te.run_id, 'tool_completed', te.id, '{}'::jsonb, te.completed_at, 5, te.position
           FROM agentpg_tool_executions te JOIN tree t ON t.id = te.run_id

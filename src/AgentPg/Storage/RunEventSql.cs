@@ -13,11 +13,12 @@ internal sealed class RunEventSql
         Page = $"""
             SELECT e.sequence, e.run_id, e.kind, e.ref_id, e.data::text, e.created_at,
                    r.session_id, r.depth, r.parent_run_id, r.error_message,
-                   te.tool_name, te.tool_input::text, te.is_agent_tool, te.child_run_id, te.tool_output, te.is_error, te.error_message,
+                   te.tool_name,
+                   (CASE WHEN e.kind = 'approval_requested' THEN coalesce(te.approval_original_input, te.tool_input) ELSE te.tool_input END)::text, te.is_agent_tool, te.child_run_id, te.tool_output, te.is_error, te.error_message,
                    te.started_at, te.completed_at, te.state::text
               FROM {e} e
               LEFT JOIN {s}.agentpg_runs r ON r.id = e.run_id
-              LEFT JOIN {s}.agentpg_tool_executions te ON e.kind IN ('tool_started', 'tool_completed') AND te.id = e.ref_id
+              LEFT JOIN {s}.agentpg_tool_executions te ON e.kind IN ('tool_started', 'tool_completed', 'approval_requested') AND te.id = e.ref_id
              WHERE e.root_run_id = $1 AND e.sequence > $2
              ORDER BY e.sequence
              LIMIT $3

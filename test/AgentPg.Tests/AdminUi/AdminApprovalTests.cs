@@ -44,6 +44,30 @@ public sealed class AdminApprovalTests(SchemaFixture db, Chromium chromium) : IC
     }
 
     [DatabaseFact]
+    public async Task EventStream_OfARunWaitingForApproval_ShowsTheCallAsAwaitingApproval()
+    {
+        var (app, claude, agent) = await StartAsync(db);
+        await using var _ = app;
+        await using var __ = claude;
+        var tenant = "ev-" + Guid.NewGuid().ToString("N")[..8];
+        var (_, run, request) = await RequestAsync(app, agent, tenant);
+        using var http = app.HttpClient(tenant: tenant);
+        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+
+        // The stream stays open while the run waits: read it until the request's line.
+        using var response = await http.GetAsync($"runs/{run}/events", HttpCompletionOption.ResponseHeadersRead, cancel.Token);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancel.Token));
+        string? line;
+        while ((line = await reader.ReadLineAsync(cancel.Token)) is not null && !line.Contains(request.ToolExecutionId.ToString(), StringComparison.Ordinal))
+        {
+        }
+
+        Assert.NotNull(line);
+        Assert.Contains("\"name\":\"issue_refund\"", line, StringComparison.Ordinal);
+        Assert.Contains("\"awaiting\":true", line, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
     public async Task ApproveAndReject_FromTheInbox_DecideAsTheSignedInUser()
     {
         var (app, claude, agent) = await StartAsync(db);

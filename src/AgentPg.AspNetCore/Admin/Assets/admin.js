@@ -51,7 +51,8 @@
         li.setAttribute("data-tool", data.id);
         tools.appendChild(li);
       }
-      li.textContent = (data.depth > 0 ? "↳ " : "") + data.name + (data.done ? (data.isError ? ": failed" : ": done") : ": running…");
+      li.textContent = (data.depth > 0 ? "↳ " : "") + data.name
+        + (data.done ? (data.isError ? ": failed" : ": done") : data.awaiting ? ": awaiting approval" : ": running…");
     });
     on("state", function (data) { el.setAttribute("data-state", data.state); });
     on("finished", function () {

@@ -34,8 +34,10 @@ internal static class RunEventsStream
                         TextDeltaEvent t when t.RunId == runId => ("text", (object)new { text = t.Text }),
                         // A repeated iteration number means the model call was retried: the page drops that iteration's text.
                         IterationStartedEvent i when i.RunId == runId => (iterations.Add(i.IterationNumber) ? "iteration" : "reset", new { n = i.IterationNumber }),
-                        ToolCallStartedEvent s => ("tool", new { id = s.ToolExecutionId, name = s.ToolName, depth = s.Depth, done = false, isError = false }),
-                        ToolCallCompletedEvent c => ("tool", new { id = c.ToolExecutionId, name = c.ToolName, depth = c.Depth, done = true, isError = c.IsError }),
+                        // A call waiting for a person shows as such until it starts (approved) or completes (rejected).
+                        ApprovalRequestedEvent a => ("tool", new { id = a.ToolExecutionId, name = a.ToolName, depth = a.Depth, done = false, isError = false, awaiting = true }),
+                        ToolCallStartedEvent s => ("tool", new { id = s.ToolExecutionId, name = s.ToolName, depth = s.Depth, done = false, isError = false, awaiting = false }),
+                        ToolCallCompletedEvent c => ("tool", new { id = c.ToolExecutionId, name = c.ToolName, depth = c.Depth, done = true, isError = c.IsError, awaiting = false }),
                         RunStateChangedEvent s when s.RunId == runId => ("state", new { state = AdminPages.Name(s.State) }),
                         RunFinishedEvent f when f.RunId == runId => ("finished", new { state = AdminPages.Name(f.State) }),
                         _ => ("", (object)new { }),

@@ -153,9 +153,25 @@ internal sealed class DeltaStream : IAsyncDisposable
     /// iteration's result is recorded, so the deltas precede the stored message.</summary>
     public async Task CompleteAsync(ModelResponse response)
     {
-        if (!_active && !_dead && IsWatched() && response.Blocks.Count > 0)
+        if (!_active && !_dead && response.Blocks.Count > 0)
         {
-            OnDelta(response, 0, false, "");
+            if (!_rootKnown && _publisher.AnyWatched)
+            {
+                // A child run whose answer ended before its root was looked up: without waiting for the lookup, a watcher of the
+                // root would get this text only with the stored message. One short query, only while some root is watched.
+                _resolving ??= ResolveRootAsync();
+                if (!_resolving.IsCompleted)
+                {
+                    Log.DeltaRootLookupPending(_engine.Logger, _run.Id);
+                }
+
+                await _resolving.ConfigureAwait(false);
+            }
+
+            if (IsWatched())
+            {
+                OnDelta(response, 0, false, "");
+            }
         }
 
         lock (_lock)
@@ -174,6 +190,12 @@ internal sealed class DeltaStream : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync().ConfigureAwait(false);
+        if (_resolving is { } resolving)
+        {
+            // It uses the token source disposed below (its failures are logged, never thrown).
+            await resolving.ConfigureAwait(false);
+        }
+
         if (_writer is { } writer)
         {
             try

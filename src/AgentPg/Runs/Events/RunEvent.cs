@@ -98,6 +98,23 @@ public sealed record ToolCallStartedEvent : RunEvent
     public Guid? ChildRunId { get; init; }
 }
 
+/// <summary>A tool call waits for a person's decision (the tool is in <see cref="AgentDefinition.ToolsRequiringApproval"/>): decide
+/// it with <c>ApproveToolCallAsync</c> or <c>RejectToolCallAsync</c>. An approval is followed by the call's
+/// <see cref="ToolCallStartedEvent"/> and <see cref="ToolCallCompletedEvent"/>; a rejection (or the approval timeout) by its
+/// <see cref="ToolCallCompletedEvent"/> with the reason as an error.</summary>
+public sealed record ApprovalRequestedEvent : RunEvent
+{
+    /// <summary>Gets the tool execution waiting for the decision.</summary>
+    public required Guid ToolExecutionId { get; init; }
+
+    /// <summary>Gets the tool's name (for an agent tool, the delegate agent's tool name).</summary>
+    public required string ToolName { get; init; }
+
+    /// <summary>Gets the input Claude gave the tool, as requested (an approver's edit shows in the
+    /// <see cref="ToolCallStartedEvent"/>).</summary>
+    public required JsonElement Input { get; init; }
+}
+
 /// <summary>A tool call finished (successfully, with an error, or skipped).</summary>
 public sealed record ToolCallCompletedEvent : RunEvent
 {
