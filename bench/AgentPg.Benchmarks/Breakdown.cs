@@ -64,7 +64,9 @@ internal sealed class Breakdown : IDisposable
             return Claim;
         }
 
-        if (sql.Contains($"INSERT INTO \"{BenchEnvironment.Schema}\".agentpg_iterations", StringComparison.Ordinal))
+        // The first iteration is started by the claim; what follows it is the read of the agent and the conversation.
+        if (sql.Contains($"INSERT INTO \"{BenchEnvironment.Schema}\".agentpg_iterations", StringComparison.Ordinal)
+            || sql.Contains("set_config('enable_seqscan'", StringComparison.Ordinal))
         {
             return StartIteration;
         }

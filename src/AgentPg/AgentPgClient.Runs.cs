@@ -430,7 +430,8 @@ public sealed partial class AgentPgClient
                 AddCommand(batch, _sql.Runs.CancelActiveRootRuns, P.Uuid(sessionId), P.Text(options?.IdempotencyKey));
             }
 
-            AddCommand(batch, policy == ConcurrencyPolicy.Reject ? _sql.Runs.InsertIfSessionIdle : _sql.Runs.Insert, insertValues());
+            AddCommand(batch, policy == ConcurrencyPolicy.Reject ? _sql.Runs.InsertIfSessionIdle
+                : options?.IdempotencyKey is null ? _sql.Runs.InsertWithoutKey : _sql.Runs.Insert, insertValues());
             var hasCallbacks = options?.OnToolStart is not null || options?.OnToolComplete is not null;
             if (transaction is not null && hasCallbacks)
             {

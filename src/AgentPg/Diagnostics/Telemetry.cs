@@ -79,7 +79,8 @@ internal static class Telemetry
     public static Activity? StartInvokeAgent(global::AgentPg.Runs.ClaimedRun claimed)
     {
         var run = claimed.Run;
-        if (run.CurrentIteration == 0 && run.ClaimedAt is { } claimedAt)
+        // The run's first claim: the claim started its first iteration (or, for a claim that starts none, none was started yet).
+        if (run.CurrentIteration == (claimed.IterationStarted ? 1 : 0) && run.ClaimedAt is { } claimedAt)
         {
             QueueDuration.Record((claimedAt - run.CreatedAt).TotalSeconds, new KeyValuePair<string, object?>("agentpg.run.mode", Mode(run)));
         }

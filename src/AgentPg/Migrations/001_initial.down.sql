@@ -52,7 +52,6 @@ DROP FUNCTION IF EXISTS agentpg_notify_run_created();
 DROP FUNCTION IF EXISTS agentpg_run_before_insert();
 DROP FUNCTION IF EXISTS agentpg_run_before_update();
 
-ALTER TABLE IF EXISTS agentpg_runs DROP CONSTRAINT IF EXISTS agentpg_fk_runs_current_iteration;
 ALTER TABLE IF EXISTS agentpg_runs DROP CONSTRAINT IF EXISTS agentpg_fk_runs_parent_tool_execution;
 
 DROP TABLE IF EXISTS agentpg_run_events;

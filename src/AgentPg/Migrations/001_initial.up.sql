@@ -177,6 +177,8 @@ CREATE TABLE agentpg_runs (
     prompt                       TEXT NOT NULL,
     idempotency_key              TEXT,
     current_iteration            INTEGER NOT NULL DEFAULT 0,
+    -- The iteration current_iteration started (an agentpg_iterations row of this run; no foreign key, since an iteration is
+    -- deleted only with its run, and the claim names the iteration it inserts right after).
     current_iteration_id         UUID,
     response_text                TEXT,
     stop_reason                  TEXT,
@@ -234,6 +236,10 @@ CREATE INDEX agentpg_idx_runs_pending_tools ON agentpg_runs (created_at) WHERE s
 -- Lists and dashboards (ListRunsAsync, GetRunStatisticsAsync): newest first, keyset by (created_at, id), and the runs of
 -- a recent window. created_at never changes, so the index costs an entry per insert and per non-HOT update only.
 CREATE INDEX agentpg_idx_runs_created ON agentpg_runs (created_at DESC);
+-- Failed runs newest first, the triage view of the admin UI and the CLI (ListRunsAsync with RunState.Failed): a page of a
+-- tenant's failures reads a few hundred entries instead of every run in the window. A run gets an entry only when it fails;
+-- state is already in other indexes' predicates, so this costs no HOT update.
+CREATE INDEX agentpg_idx_runs_failed ON agentpg_runs (created_at DESC) WHERE state = 'failed';
 -- The queue depth of dashboards (GetRunStatisticsAsync): the non-terminal runs by mode and state, an index-only scan
 -- instead of a scan of every run. Only active runs have an entry; a run leaves it when it finishes.
 CREATE INDEX agentpg_idx_runs_active ON agentpg_runs (run_mode, state) WHERE state NOT IN ('completed', 'cancelled', 'failed');
@@ -256,13 +262,14 @@ CREATE TABLE agentpg_messages (
     CONSTRAINT message_usage_object CHECK (jsonb_typeof(usage) = 'object'),
     CONSTRAINT message_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
 );
-CREATE UNIQUE INDEX agentpg_idx_messages_seq ON agentpg_messages (seq);
-CREATE INDEX agentpg_idx_messages_session ON agentpg_messages (session_id, seq);
+-- The conversation order of a session (unique: compaction gives a summary the seq of the prefix it replaced). One index
+-- for both the order and the session's messages: every message is an entry in each index of the table.
+CREATE UNIQUE INDEX agentpg_idx_messages_session ON agentpg_messages (session_id, seq);
 CREATE INDEX agentpg_idx_messages_run ON agentpg_messages (run_id, seq) WHERE run_id IS NOT NULL;
 CREATE INDEX agentpg_idx_messages_preserved ON agentpg_messages (session_id) WHERE is_preserved;
 
+-- A block is identified by its message and position (no id of its own: one index, not two, per block written).
 CREATE TABLE agentpg_content_blocks (
-    id                      UUID PRIMARY KEY DEFAULT gen_random_uuid(),
     message_id              UUID NOT NULL REFERENCES agentpg_messages (id) ON DELETE CASCADE,
     block_index             INTEGER NOT NULL,
     type                    agentpg_content_type NOT NULL,
@@ -280,7 +287,7 @@ CREATE TABLE agentpg_content_blocks (
     raw                     JSONB,
     metadata                JSONB NOT NULL DEFAULT '{}',
     created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
-    CONSTRAINT content_block_unique_index UNIQUE (message_id, block_index),
+    CONSTRAINT content_block_unique_index PRIMARY KEY (message_id, block_index),
     CONSTRAINT content_block_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
 );
 CREATE INDEX agentpg_idx_content_blocks_tool_use ON agentpg_content_blocks (tool_use_id) WHERE tool_use_id IS NOT NULL;
@@ -394,8 +401,6 @@ CREATE INDEX agentpg_idx_tool_exec_awaiting ON agentpg_tool_executions (created_
 
 ALTER TABLE agentpg_runs ADD CONSTRAINT agentpg_fk_runs_parent_tool_execution
     FOREIGN KEY (parent_tool_execution_id) REFERENCES agentpg_tool_executions (id) ON DELETE SET NULL;
-ALTER TABLE agentpg_runs ADD CONSTRAINT agentpg_fk_runs_current_iteration
-    FOREIGN KEY (current_iteration_id) REFERENCES agentpg_iterations (id) ON DELETE SET NULL;
 
 CREATE TABLE agentpg_compaction_events (
     id                     UUID PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -513,8 +518,12 @@ BEGIN
     RETURN NEW;
 END
 $$;
+-- Skipped (no PL/pgSQL call) for what the run insert of RunFastAsync and RunAsync writes: a pending root run that names
+-- itself as its root.
 CREATE TRIGGER agentpg_trg_run_before_insert BEFORE INSERT ON agentpg_runs
-    FOR EACH ROW EXECUTE FUNCTION agentpg_run_before_insert();
+    FOR EACH ROW WHEN (NEW.parent_run_id IS NOT NULL OR NEW.root_run_id IS DISTINCT FROM NEW.id
+                       OR NEW.state IN ('completed', 'cancelled', 'failed'))
+    EXECUTE FUNCTION agentpg_run_before_insert();
 
 -- Wakes the workers of every instance. Delivered at commit, so an uncommitted run stays invisible.
 CREATE FUNCTION agentpg_notify_run_created() RETURNS TRIGGER
@@ -529,8 +538,10 @@ BEGIN
     RETURN NULL;
 END
 $$;
+-- The deferral is tested in the trigger's condition too, so a deferred notification costs no PL/pgSQL call.
 CREATE TRIGGER agentpg_trg_run_created AFTER INSERT ON agentpg_runs
-    FOR EACH ROW WHEN (NEW.state = 'pending') EXECUTE FUNCTION agentpg_notify_run_created();
+    FOR EACH ROW WHEN (NEW.state = 'pending' AND NOT agentpg_notify_deferred('agentpg_run_created'))
+    EXECUTE FUNCTION agentpg_notify_run_created();
 
 -- The mode of the session's next active root run, which the finished run p_run_id may have been holding back (one root
 -- run per session at a time); NULL for child runs and when nothing waits. Workers claim on a finished run only when it
@@ -573,8 +584,12 @@ BEGIN
     RETURN NULL;
 END
 $$;
+-- Fires only for the transitions it announces (not for a claim, nor for a finalization whose notification is deferred).
 CREATE TRIGGER agentpg_trg_run_state_change AFTER UPDATE OF state ON agentpg_runs
-    FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state) EXECUTE FUNCTION agentpg_notify_run_state_change();
+    FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state
+                       AND (NEW.state = 'pending'
+                            OR (NEW.state IN ('completed', 'cancelled', 'failed') AND NOT agentpg_notify_deferred('agentpg_run_finalized'))))
+    EXECUTE FUNCTION agentpg_notify_run_state_change();
 
 -- A child run (agent as tool) finished: complete the parent's tool execution with its answer or its error.
 -- Lock order everywhere: a parent run before its child runs, a run before its tool executions. Whoever finalizes a
@@ -698,10 +713,15 @@ CREATE TRIGGER agentpg_trg_tool_created AFTER INSERT ON agentpg_tool_executions
 -- Claims and fencing
 -- ---------------------------------------------------------------------------------------------------------
 
--- Claims up to p_max_count pending runs of one mode for an instance, oldest first. A run is claimable when:
+-- Claims up to p_max_count pending runs of one mode for an instance, oldest first, and starts each one's next iteration
+-- in the same transaction. A run is claimable when:
 --   * the instance registered every tool the agent lists (NULL or empty tool list: any instance), and
 --   * it is a child run, or no older root run of the same session is still active (one root run per session).
--- Each claim bumps claim_epoch; the worker conditions every later write on it.
+-- Each claim bumps claim_epoch; the worker conditions every later write on it. The iteration start (what a worker used to
+-- write in a second transaction right after the claim) is part of the claim: the run's prompt as the conversation's user
+-- message (first iteration only) and the iteration row, whose trigger follows from the previous iteration's outcome
+-- (the rule of NextIteration.Decide in the library: keep both in step). The claim commits asynchronously: if a server
+-- crash loses it, it loses the iteration start with it, and the worker's next fenced write fails.
 -- The claim functions (like agentpg_next_root_run_mode) plan with enable_seqscan off: their plans are cached per
 -- connection, and a plan made while the tables were small would otherwise keep scanning them whole as they grow.
 -- The set-returning functions declare a small ROWS estimate: callers join their rows to other tables, and the
@@ -709,8 +729,9 @@ CREATE TRIGGER agentpg_trg_tool_created AFTER INSERT ON agentpg_tool_executions
 CREATE FUNCTION agentpg_claim_runs(p_instance_id TEXT, p_max_count INTEGER, p_run_mode agentpg_run_mode)
 RETURNS SETOF agentpg_runs
 LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+DECLARE
+    v_ids UUID[];
 BEGIN
-    RETURN QUERY
     WITH candidates AS (
         SELECT r.id
           FROM agentpg_runs r
@@ -729,17 +750,56 @@ BEGIN
          ORDER BY r.seq
          LIMIT p_max_count
          FOR UPDATE OF r SKIP LOCKED
+    ), claimed AS (
+        -- current_iteration_id names the iteration inserted below (no foreign key: an iteration only goes with its run).
+        UPDATE agentpg_runs r
+           SET state = CASE WHEN p_run_mode = 'batch' THEN 'batch_submitting' ELSE 'streaming' END::agentpg_run_state,
+               claimed_by_instance_id = p_instance_id,
+               claimed_at = now(),
+               last_progress_at = now(),
+               claim_epoch = r.claim_epoch + 1,
+               started_at = coalesce(r.started_at, now()),
+               current_iteration = r.current_iteration + 1,
+               current_iteration_id = gen_random_uuid()
+          FROM candidates c
+         WHERE r.id = c.id
+        RETURNING r.id, r.seq
     )
-    UPDATE agentpg_runs r
-       SET state = CASE WHEN p_run_mode = 'batch' THEN 'batch_submitting' ELSE 'streaming' END::agentpg_run_state,
-           claimed_by_instance_id = p_instance_id,
-           claimed_at = now(),
-           last_progress_at = now(),
-           claim_epoch = r.claim_epoch + 1,
-           started_at = coalesce(r.started_at, now())
-      FROM candidates c
-     WHERE r.id = c.id
-    RETURNING r.*;
+    SELECT array_agg(claimed.id ORDER BY claimed.seq) INTO v_ids FROM claimed;
+    IF v_ids IS NULL THEN
+        RETURN;
+    END IF;
+
+    -- The prompt opens the run's part of the conversation (written once: only the first iteration has none before it).
+    WITH prompts AS (
+        INSERT INTO agentpg_messages (session_id, run_id, role)
+        SELECT r.session_id, r.id, 'user'
+          FROM agentpg_runs r
+         WHERE r.id = ANY (v_ids) AND r.current_iteration = 1 AND r.prompt <> ''
+         ORDER BY r.seq
+        RETURNING id, run_id
+    )
+    INSERT INTO agentpg_content_blocks (message_id, block_index, type, text)
+    SELECT p.id, 0, 'text', r.prompt
+      FROM prompts p JOIN agentpg_runs r ON r.id = p.run_id;
+
+    INSERT INTO agentpg_iterations (id, run_id, iteration_number, is_streaming, trigger_type, instance_id, claim_epoch,
+                                    started_at, streaming_started_at)
+    SELECT r.current_iteration_id, r.id, r.current_iteration, p_run_mode = 'streaming',
+           CASE
+               WHEN pi.id IS NULL THEN CASE WHEN r.current_iteration = 1 THEN 'user_prompt' ELSE 'tool_results' END
+               -- Abandoned by a dead or stuck holder: do it again.
+               WHEN pi.error_type = 'abandoned' THEN pi.trigger_type
+               WHEN pi.error_type = 'truncated_tool_use' OR pi.stop_reason = 'pause_turn' THEN 'continuation'
+               ELSE 'tool_results'
+           END,
+           p_instance_id, r.claim_epoch, now(), CASE WHEN p_run_mode = 'streaming' THEN now() END
+      FROM agentpg_runs r
+      LEFT JOIN agentpg_iterations pi ON pi.run_id = r.id AND pi.iteration_number = r.current_iteration - 1
+     WHERE r.id = ANY (v_ids)
+     ORDER BY r.seq;
+
+    RETURN QUERY SELECT r.* FROM agentpg_runs r WHERE r.id = ANY (v_ids) ORDER BY r.seq;
 END
 $$;
 

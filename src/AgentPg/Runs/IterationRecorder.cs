@@ -199,7 +199,7 @@ internal sealed class IterationRecorder(Engine engine)
                 Add(batch, NotifySql.Defer, P.Text(Notifications.Channels.RunFinalized));
                 AddParentLock(batch, run);
                 AddFence(batch, run, context.IterationId);
-                AddAssistantMessage(batch, run, messageId, response);
+                AddAssistantMessage(batch, run, messageId, response, once: true);
                 AddIterationCompletion(batch, claimed, context, response.StopReason, messageId, 0, null, null);
                 Add(batch, engine.Sql.Runs.Complete, P.Uuid(run.Id), P.Text(response.Text), P.Text(response.StopReason ?? StopReasons.EndTurn),
                     P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens));
@@ -267,7 +267,7 @@ internal sealed class IterationRecorder(Engine engine)
                 AddFence(batch, run, context.IterationId);
                 if (storeMessage)
                 {
-                    AddAssistantMessage(batch, run, messageId, response);
+                    AddAssistantMessage(batch, run, messageId, response, once: false);
                 }
 
                 AddIterationCompletion(batch, claimed, context, response.StopReason, storeMessage ? messageId : null, 0, errorType, errorMessage);
@@ -370,7 +370,7 @@ internal sealed class IterationRecorder(Engine engine)
             {
                 Add(batch, NotifySql.Defer, P.Text(Notifications.Channels.ToolPending));
                 AddFence(batch, run, context.IterationId);
-                AddAssistantMessage(batch, run, messageId, response);
+                AddAssistantMessage(batch, run, messageId, response, once: true);
                 AddIterationCompletion(batch, claimed, context, response.StopReason, messageId, toolUses.Count, null, null);
                 Add(batch, engine.Sql.Runs.CreateToolExecutions, P.Jsonb(parameters.ToJsonString()), P.Uuid(run.Id), P.Jsonb(updates.ToJsonString()),
                     P.Text(engine.InstanceId), P.Long(run.ClaimEpoch));
@@ -434,14 +434,17 @@ internal sealed class IterationRecorder(Engine engine)
     private void AddFence(NpgsqlBatch batch, Run run, Guid? iterationId)
         => Add(batch, engine.Sql.Runs.Fence, P.Uuid(run.Id), P.Text(engine.InstanceId), P.Long(run.ClaimEpoch), P.Uuid(iterationId));
 
-    private void AddAssistantMessage(NpgsqlBatch batch, Run run, Guid messageId, ModelResponse response)
+    // once: the step's fence fails once it committed (it ends the claim or moves the run on), so a retry never reaches the
+    // insert: it need not be idempotent. A continuation in place keeps the claim and the iteration, so its retry passes the
+    // fence and must find its message already there.
+    private void AddAssistantMessage(NpgsqlBatch batch, Run run, Guid messageId, ModelResponse response, bool once)
     {
-        Add(batch, engine.Sql.Messages.Insert, P.Uuid(messageId), P.Uuid(run.SessionId), P.Uuid(run.Id), P.Text("assistant"),
-            P.Jsonb(MessageSql.UsageJson(response.Usage)));
+        Add(batch, once ? engine.Sql.Messages.InsertOnce : engine.Sql.Messages.Insert, P.Uuid(messageId), P.Uuid(run.SessionId), P.Uuid(run.Id),
+            P.Text("assistant"), P.Jsonb(MessageSql.UsageJson(response.Usage)));
         var blocks = response.Blocks.Select(BlockMapping.ToStored).ToList();
         if (blocks.Count > 0)
         {
-            var insert = new NpgsqlBatchCommand(engine.Sql.Messages.InsertBlocks);
+            var insert = new NpgsqlBatchCommand(once ? engine.Sql.Messages.InsertBlocksOnce : engine.Sql.Messages.InsertBlocks);
             MessageSql.AddBlockArrays(insert.Parameters, messageId, blocks);
             batch.BatchCommands.Add(insert);
         }

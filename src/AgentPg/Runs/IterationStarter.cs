@@ -6,13 +6,25 @@ using Npgsql;
 
 namespace AgentPg.Runs;
 
-/// <summary>Starts an iteration in one fenced step: writes the prompt (first iteration only), inserts the iteration, and
-/// reads the agent, its delegates and the conversation the request is built from.</summary>
+/// <summary>Starts an iteration: the first one of a claim was started by the claim itself, so only the agent, its delegates and
+/// the conversation the request is built from are read; a later one (a continuation in place) is started in one fenced step
+/// that writes the iteration and reads the same.</summary>
 internal sealed class IterationStarter(Engine engine)
 {
     public async Task<IterationContext> StartAsync(ClaimedRun claimed, bool streaming, CancellationToken cancellationToken)
     {
         var run = claimed.Run;
+        if (claimed.IterationStarted && claimed.IterationId is { } startedId)
+        {
+            // The claim wrote the prompt and the iteration (agentpg_claim_runs): only the reads are left, in no transaction
+            // of their own. Every later write is fenced on the claim and this iteration.
+            claimed.IterationStarted = false;
+            claimed.IterationUsage = Usage.Zero;
+            claimed.CompactedForContextWindow = false;
+            return await LoadAsync(claimed, claimed.Iteration, startedId, claimed.MaxTokensOverride, includeHistory: true, cancellationToken)
+                .ConfigureAwait(false);
+        }
+
         var number = claimed.Iteration + 1;
         var iterationId = Guid.CreateVersion7();
         var writePrompt = claimed.Iteration == 0 && !string.IsNullOrEmpty(run.Prompt);

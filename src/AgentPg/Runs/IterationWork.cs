@@ -6,13 +6,18 @@ namespace AgentPg.Runs;
 /// <summary>A run this instance holds: the claim that fences every write, and the processing state of its iterations.</summary>
 internal sealed class ClaimedRun
 {
-    public ClaimedRun(Run run, PreviousIteration? previous)
+    /// <param name="run">The run as claimed.</param>
+    /// <param name="previous">The outcome of the iteration before the next one.</param>
+    /// <param name="iterationStarted">Whether the claim already started the next iteration (agentpg_claim_runs): the run's
+    /// current iteration is then the new one, and <paramref name="previous"/> the one before it.</param>
+    public ClaimedRun(Run run, PreviousIteration? previous, bool iterationStarted = false)
     {
         Run = run;
         Iteration = run.CurrentIteration;
         IterationId = run.CurrentIterationId;
+        IterationStarted = iterationStarted;
         Continuations = run.ContinuationCount;
-        (Trigger, MaxTokensOverride) = NextIteration.Decide(run.CurrentIteration, previous);
+        (Trigger, MaxTokensOverride) = NextIteration.Decide(iterationStarted ? run.CurrentIteration - 1 : run.CurrentIteration, previous);
 
         // Once a conversation needed the 1M-token window it keeps needing it.
         UsedExtendedContext = previous?.ExtendedContext ?? false;
@@ -30,6 +35,10 @@ internal sealed class ClaimedRun
     public int Iteration { get; set; }
 
     public Guid? IterationId { get; set; }
+
+    /// <summary>Whether <see cref="Iteration"/> was started by the claim and has not been loaded yet: the next
+    /// <see cref="IterationStarter.StartAsync"/> only reads what the request needs.</summary>
+    public bool IterationStarted { get; set; }
 
     public int Continuations { get; set; }
 

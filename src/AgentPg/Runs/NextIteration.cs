@@ -2,6 +2,7 @@ namespace AgentPg.Runs;
 
 /// <summary>What the next iteration of a claimed run is, decided from the persisted outcome of the previous one, so the
 /// decision survives a re-queue, a rescue, or another instance taking over.</summary>
+/// <remarks>agentpg_claim_runs applies the same rule to the trigger of the iteration it starts: keep both in step.</remarks>
 internal static class NextIteration
 {
     /// <summary>The trigger of the next iteration and its max_tokens when it differs from the agent's (a truncated tool call

@@ -24,10 +24,14 @@ internal sealed class MessageSql
     {
         var m = $"{s}.agentpg_messages";
         var b = $"{s}.agentpg_content_blocks";
-        // $1 id, $2 session, $3 run, $4 role, $5 usage
+        // $1 id, $2 session, $3 run, $4 role, $5 usage. Idempotent (a retried step whose first attempt committed).
         Insert = $"INSERT INTO {m} (id, session_id, run_id, role, usage) VALUES ($1, $2, $3, $4::{s}.agentpg_message_role, $5) ON CONFLICT (id) DO NOTHING";
+        // The same without ON CONFLICT, for steps that cannot run twice: their fence fails once the step committed (the run
+        // left the claim or the iteration), so no retry gets this far. A plain insert skips the speculative insertion
+        // (an arbiter index probe and a confirmation WAL record per row).
+        InsertOnce = $"INSERT INTO {m} (id, session_id, run_id, role, usage) VALUES ($1, $2, $3, $4::{s}.agentpg_message_role, $5)";
         // All blocks of one message in one statement. $1 message id, then one array per column.
-        InsertBlocks = $"""
+        var insertBlocks = $"""
             INSERT INTO {b} (message_id, block_index, type, text, signature, tool_use_id, tool_name, tool_input,
                              tool_result_for_use_id, tool_content, is_error, source, search_results, raw)
             SELECT $1, x.idx, x.type::{s}.agentpg_content_type, x.text, x.signature, x.tool_use_id, x.tool_name, x.tool_input,
@@ -36,8 +40,9 @@ internal sealed class MessageSql
                           $10::text[], $11::bool[], $12::jsonb[], $13::jsonb[], $14::jsonb[])
                    AS x(idx, type, text, signature, tool_use_id, tool_name, tool_input, result_for, tool_content, is_error, source,
                         search_results, raw)
-            ON CONFLICT ON CONSTRAINT content_block_unique_index DO NOTHING
             """;
+        InsertBlocks = insertBlocks + "\nON CONFLICT ON CONSTRAINT content_block_unique_index DO NOTHING";
+        InsertBlocksOnce = insertBlocks;
         // One text block, for prompts.
         InsertTextBlock = $"INSERT INTO {b} (message_id, block_index, type, text) VALUES ($1, 0, 'text', $2) ON CONFLICT ON CONSTRAINT content_block_unique_index DO NOTHING";
         BySession = $"SELECT {JoinedColumns} FROM {m} m LEFT JOIN {b} b ON b.message_id = m.id WHERE m.session_id = $1 ORDER BY m.seq, b.block_index";
@@ -69,7 +74,11 @@ internal sealed class MessageSql
 
     public string Insert { get; }
 
+    public string InsertOnce { get; }
+
     public string InsertBlocks { get; }
+
+    public string InsertBlocksOnce { get; }
 
     public string InsertTextBlock { get; }
 

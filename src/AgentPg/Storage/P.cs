@@ -30,6 +30,13 @@ internal static class P
     public static NpgsqlParameter TextArray(IReadOnlyList<string>? value)
         => new() { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text, Value = value is null ? DBNull.Value : value.ToArray() };
 
+    /// <summary>An array of an AgentPg enum type, sent as an array literal of unknown type so PostgreSQL takes the type from
+    /// the statement's cast (<c>$n::schema.agentpg_run_state[]</c>): the planner then sees the enum values themselves and can
+    /// estimate them and match partial indexes (a <c>text[]</c> cast to the enum array is not folded: enum input is only
+    /// stable). The values are the enum's database names (<c>DbEnums.ToDb</c>), never free text.</summary>
+    public static NpgsqlParameter EnumArray(IReadOnlyList<string>? values)
+        => new() { NpgsqlDbType = NpgsqlDbType.Unknown, Value = values is null ? DBNull.Value : "{" + string.Join(',', values) + "}" };
+
     public static NpgsqlParameter UuidArrayOrNull(IReadOnlyList<Guid>? value)
         => new() { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = value is null ? DBNull.Value : value.ToArray() };
 

@@ -23,7 +23,7 @@ internal sealed class QuerySql
             SELECT {RunSql.Prefixed("r")}
               FROM {runs} r
              WHERE ($1::uuid[] IS NULL OR r.id = ANY($1))
-               AND ($2::text[] IS NULL OR r.state::text = ANY($2))
+               AND ($2::{s}.agentpg_run_state[] IS NULL OR r.state = ANY($2))
                AND ($3::uuid IS NULL OR r.agent_id = $3)
                AND ($4::uuid IS NULL OR r.session_id = $4)
                AND ($5::text IS NULL OR r.run_mode::text = $5)
@@ -58,7 +58,7 @@ internal sealed class QuerySql
              WHERE ($1::uuid[] IS NULL OR te.id = ANY($1))
                AND ($2::uuid IS NULL OR te.run_id = $2)
                AND ($3::text IS NULL OR te.tool_name = $3)
-               AND ($4::text[] IS NULL OR te.state::text = ANY($4))
+               AND ($4::{s}.agentpg_tool_execution_state[] IS NULL OR te.state = ANY($4))
                AND ($5::boolean IS NULL OR te.is_agent_tool = $5)
                AND ($6::jsonb IS NULL OR EXISTS (
                     SELECT 1 FROM {runs} r JOIN {sessions} s ON s.id = r.session_id
@@ -172,7 +172,7 @@ internal sealed class QuerySql
     public static NpgsqlCommand BindRuns(NpgsqlCommand command, RunQuery q, string? tenant, (DateTimeOffset CreatedAt, Guid Id)? cursor)
     {
         command.Parameters.Add(P.UuidArrayOrNull(q.Ids));
-        command.Parameters.Add(P.TextArray(q.States?.Select(state => state.ToDb()).ToList()));
+        command.Parameters.Add(P.EnumArray(q.States?.Select(state => state.ToDb()).ToList()));
         command.Parameters.Add(P.Uuid(q.AgentId));
         command.Parameters.Add(P.Uuid(q.SessionId));
         command.Parameters.Add(P.Text(q.Mode is { } mode ? mode.ToDb() : null));
@@ -217,7 +217,7 @@ internal sealed class QuerySql
         command.Parameters.Add(P.UuidArrayOrNull(q.Ids));
         command.Parameters.Add(P.Uuid(q.RunId));
         command.Parameters.Add(P.Text(q.ToolName));
-        command.Parameters.Add(P.TextArray(q.States?.Select(state => state.ToDb()).ToList()));
+        command.Parameters.Add(P.EnumArray(q.States?.Select(state => state.ToDb()).ToList()));
         command.Parameters.Add(P.BoolOrNull(q.IsAgentTool));
         command.Parameters.Add(P.Jsonb(tenant));
         command.Parameters.Add(P.Timestamp(cursor?.CreatedAt));

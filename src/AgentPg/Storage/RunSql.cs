@@ -28,6 +28,14 @@ internal sealed class RunSql
             ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING id
             """;
+        // The same for a run without an idempotency key: nothing can conflict, so a plain insert (no speculative insertion).
+        // A root run is its own root: naming it here spares the row agentpg_run_before_insert (a PL/pgSQL call).
+        InsertWithoutKey = $"""
+            INSERT INTO {t} (id, root_run_id, session_id, agent_id, prompt, run_mode, created_by_instance_id, metadata, options, idempotency_key,
+                             traceparent)
+            SELECT g.id, g.id, $1, $2, $3, $4::{s}.agentpg_run_mode, $5, $6, $7, $8, $9 FROM (SELECT gen_random_uuid() AS id) g
+            RETURNING id
+            """;
         // The caller's transaction that created a run (for the callback sweep), as text.
         CurrentTransaction = "SELECT pg_current_xact_id()::text";
         // ConcurrencyPolicy.Reject: same parameters; no row back when the session has an active root run.
@@ -62,11 +70,12 @@ internal sealed class RunSql
         Get = $"SELECT {Columns} FROM {t} WHERE id = $1";
         // agentpg.runs.pending: an index-only count on the claim index.
         CountPending = $"SELECT count(*) FROM {t} WHERE state = 'pending'";
-        // The claimed runs with the outcome of their previous iteration, which decides what the next one is.
+        // The claimed runs, each with its next iteration started (current_iteration), and the outcome of the iteration before
+        // it, which decides what the new one is (its max_tokens).
         Claim = $"""
             SELECT {Prefixed("r")}, pi.trigger_type, pi.stop_reason, pi.error_type, pi.max_tokens, pi.extended_context, r.traceparent
               FROM {s}.agentpg_claim_runs($1, $2, $3::{s}.agentpg_run_mode) r
-              LEFT JOIN {s}.agentpg_iterations pi ON pi.id = r.current_iteration_id
+              LEFT JOIN {s}.agentpg_iterations pi ON pi.run_id = r.id AND pi.iteration_number = r.current_iteration - 1
             """;
         // $1 run, $2 instance, $3 epoch, $4 current iteration (null: not checked). Same check and lock as
         // agentpg_fence_run, in plain SQL: SQLSTATE AP001 (agentpg_claim_lost) only when the run row did not match.
@@ -186,6 +195,8 @@ internal sealed class RunSql
 
     public string Insert { get; }
 
+    public string InsertWithoutKey { get; }
+
     public string InsertIfSessionIdle { get; }
 
     public string CountPending { get; }
@@ -248,7 +259,7 @@ internal sealed class RunSql
             ? null
             : new PreviousIteration(r.GetString(35), r.IsDBNull(36) ? null : r.GetString(36), r.IsDBNull(37) ? null : r.GetString(37),
                 r.IsDBNull(38) ? null : r.GetInt32(38), r.GetBoolean(39));
-        return new ClaimedRun(run, previous) { TraceParent = r.IsDBNull(40) ? null : r.GetString(40) };
+        return new ClaimedRun(run, previous, iterationStarted: true) { TraceParent = r.IsDBNull(40) ? null : r.GetString(40) };
     }
 
     public static Run Read(NpgsqlDataReader r) => Read(r, 0);
