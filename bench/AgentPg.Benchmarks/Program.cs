@@ -90,7 +90,7 @@ try
 
     if (options.Includes("scaleout"))
     {
-        var scaleOut = await ScaleOutBenchmark.RunAsync(env, options, report.Progress);
+        var scaleOut = await ScaleOutBenchmark.RunAsync(env, options, counters, report.Progress);
         ScaleOutBenchmark.Print(scaleOut);
         failures.AddRange(scaleOut.Problems.Select(p => "scaleout: " + p));
     }

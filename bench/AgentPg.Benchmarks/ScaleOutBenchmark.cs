@@ -24,21 +24,21 @@ internal static class ScaleOutBenchmark
 {
     private const string Marker = "[scale:";
 
-    public static async Task<ScaleOutResult> RunAsync(BenchEnvironment env, BenchOptions options, Action<string> progress)
+    public static async Task<ScaleOutResult> RunAsync(BenchEnvironment env, BenchOptions options, DbCounters counters, Action<string> progress)
     {
         var backlog = options.Smoke ? 60 : Math.Max(3_000, options.Runs * 3);
         var rows = new List<ScaleOutRow>();
         foreach (var workers in new[] { 1, options.Workers }.Distinct())
         {
             progress($"scaleout: {workers} worker process(es) draining {backlog} pending runs …");
-            rows.Add(await DrainAsync(env, options, workers, backlog));
+            rows.Add(await DrainAsync(env, options, counters, workers, backlog));
         }
 
         var problems = rows.SelectMany(r => r.Problems.Select(p => $"{r.Workers} process(es): {p}")).ToList();
         return new ScaleOutResult(backlog, options.Concurrency, rows, problems);
     }
 
-    private static async Task<ScaleOutRow> DrainAsync(BenchEnvironment env, BenchOptions options, int workers, int backlog)
+    private static async Task<ScaleOutRow> DrainAsync(BenchEnvironment env, BenchOptions options, DbCounters counters, int workers, int backlog)
     {
         var requests = new ConcurrentDictionary<int, int>();
         await using var claude = await FakeClaudeServer.StartAsync(new FakeClaudeServerOptions
@@ -85,14 +85,13 @@ internal static class ScaleOutBenchmark
                 env.Completions.Forget(run);
             }
 
-            var cpu = new CpuMeter();
-            var before = cpu.Take();
+            var before = await counters.TakeAsync(env);
             var created = await CreateAllAtOnceAsync(env, producer, agent.Id, sessions[..backlog], Marker, () => Task.CompletedTask);
             var started = created.Committed;
             created.Runs.CopyTo(runs, 0);
             var completions = await Task.WhenAll(runs.Select(env.Completions.WaitAsync)).WaitAsync(TimeSpan.FromSeconds(Math.Max(180, backlog / 20)));
             var last = completions.Max(c => c.Timestamp);
-            var cpuPerRun = before.PerRun(cpu.Take(), backlog);
+            var cost = before.PerRun(await counters.TakeAsync(env), backlog, clientOperations: false);
             var seconds = Stopwatch.GetElapsedTime(started, last).TotalSeconds;
             foreach (var p in processes)
             {
@@ -121,7 +120,7 @@ internal static class ScaleOutBenchmark
             }
 
             var shares = instances.Select(i => check.ClaimsByInstance.GetValueOrDefault(i)).ToArray();
-            return new ScaleOutRow(workers, seconds, backlog / seconds, failed, check, calledTwice, missing, shares, cpuPerRun.Server, problems);
+            return new ScaleOutRow(workers, seconds, backlog / seconds, failed, check, calledTwice, missing, shares, cost, problems);
         }
         finally
         {
@@ -203,14 +202,14 @@ internal static class ScaleOutBenchmark
         Console.WriteLine($"SCALE-OUT  worker processes (this executable, one client each, MaxConcurrentStreamingRuns={r.Slots}) draining " +
                           $"{r.Backlog} pending single-iteration runs on one database,");
         Console.WriteLine("           zero-latency fake Claude in the parent; warmed up; clock from the commit of the backlog's one transaction to the last run_finalized NOTIFY; " +
-                          "cpu db = PostgreSQL ms per run");
+                          "per run: write transactions, WAL bytes, PostgreSQL CPU ms");
         Console.WriteLine($"  {"processes",9} {"runs",6} {"s",6} {"runs/s",8} {"vs 1",6} {"failed",6} {"epoch<>1",8} {"iters<>1",8} {"calls>1",7} " +
-                          $"{"cpu db",7}  claims per process");
+                          $"{"xacts",6} {"WAL B",7} {"cpu db",7}  claims per process");
         var baseline = r.Rows.FirstOrDefault(x => x.Workers == 1)?.RunsPerSecond ?? double.NaN;
         foreach (var row in r.Rows)
         {
             Console.WriteLine($"  {row.Workers,9} {r.Backlog,6} {row.Seconds,6:0.0} {row.RunsPerSecond,8:0.0} {row.RunsPerSecond / baseline,6:0.00} " +
-                              $"{row.Failed,6} {row.Check.ClaimedAgain,8} {row.Check.IterationsOtherThanOne,8} {row.CalledTwice,7} {row.CpuDbPerRun,7:0.00}  " +
+                              $"{row.Failed,6} {row.Check.ClaimedAgain,8} {row.Check.IterationsOtherThanOne,8} {row.CalledTwice,7} {row.Cost.WriteTransactions,6:0.00} {row.Cost.WalBytes,7:0} {row.Cost.Cpu.Server,7:0.00}  " +
                               string.Join(" / ", row.ClaimShares));
         }
 
@@ -225,7 +224,7 @@ internal static class ScaleOutBenchmark
 internal sealed record ClaimCheck(int NotCompleted, int ClaimedAgain, int IterationsOtherThanOne, IReadOnlyDictionary<string, int> ClaimsByInstance);
 
 internal sealed record ScaleOutRow(int Workers, double Seconds, double RunsPerSecond, int Failed, ClaimCheck Check, int CalledTwice, int NeverCalled,
-    int[] ClaimShares, double CpuDbPerRun, IReadOnlyList<string> Problems);
+    int[] ClaimShares, DbCounters.Cost Cost, IReadOnlyList<string> Problems);
 
 internal sealed record ScaleOutResult(int Backlog, int Slots, IReadOnlyList<ScaleOutRow> Rows, IReadOnlyList<string> Problems);
 

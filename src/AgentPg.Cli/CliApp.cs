@@ -35,6 +35,8 @@ internal static class CliApp
         root.Subcommands.Add(AgentsCommands.Create(globals));
         root.Subcommands.Add(RunsCommands.Create(globals));
         root.Subcommands.Add(ApprovalsCommands.Create(globals));
+        root.Subcommands.Add(ChatCommand.Create(globals));
+        root.Subcommands.Add(ServeCommand.Create(globals));
 
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)

@@ -17,6 +17,7 @@ internal sealed class CliContext : IAsyncDisposable
 
     private NpgsqlDataSource? _dataSource;
     private AgentPgClient? _client;
+    private Task<string?>? _pendingRead;
 
     public CliContext(TextWriter output, TextWriter error, TextReader input, CliInterrupts interrupts, string? connection,
         string schema, bool json, bool verbose)
@@ -39,6 +40,9 @@ internal sealed class CliContext : IAsyncDisposable
     public TextReader Input { get; }
 
     public CliInterrupts Interrupts { get; }
+
+    /// <summary>Whether a person types the input (the console, not redirected): what they type is already on the screen.</summary>
+    public bool InputIsTerminal => ReferenceEquals(Input, System.Console.In) && !System.Console.IsInputRedirected;
 
     /// <summary>Tables, trees and progress; plain text without colours unless the output is a terminal.</summary>
     public IAnsiConsole Console { get; }
@@ -74,6 +78,17 @@ internal sealed class CliContext : IAsyncDisposable
                 return "the configured database";
             }
         }
+    }
+
+    /// <summary>Reads a line of input; <see langword="null"/> at the end of the input. Cancellation abandons the wait, not the
+    /// read (a console read cannot be interrupted): the next call receives that line.</summary>
+    public async Task<string?> ReadLineAsync(CancellationToken cancellationToken)
+    {
+        // Console.In reads synchronously even through ReadLineAsync: on a thread of its own, so Ctrl+C can stop waiting.
+        _pendingRead ??= Task.Run(Input.ReadLine, CancellationToken.None);
+        var line = await _pendingRead.WaitAsync(cancellationToken).ConfigureAwait(false);
+        _pendingRead = null;
+        return line;
     }
 
     public void WriteJson<T>(T value) => Output.WriteLine(JsonSerializer.Serialize(value, s_json));

@@ -25,3 +25,70 @@ internal static class CliRunner
         return new CliResult(exitCode, output.ToString(), error.ToString());
     }
 }
+
+/// <summary>An in-process <c>agentpg</c> invocation whose output can be read while it runs.</summary>
+internal sealed class LiveCliRun
+{
+    private readonly StringWriter _outputText = new();
+    private readonly StringWriter _errorText = new();
+    private readonly TextWriter _output;
+    private readonly TextWriter _error;
+
+    private LiveCliRun()
+    {
+        // The command writes from its own tasks while the test reads: synchronized writers lock on themselves, as Read does.
+        _output = TextWriter.Synchronized(_outputText);
+        _error = TextWriter.Synchronized(_errorText);
+    }
+
+    public Task<CliResult> Completion { get; private set; } = null!;
+
+    public string Output => Read(_output, _outputText);
+
+    public static LiveCliRun Start(string schema, params string[] args) => Start(schema, TextReader.Null, new CliInterrupts(), args);
+
+    public static LiveCliRun Start(string schema, TextReader input, CliInterrupts interrupts, params string[] args)
+    {
+        var run = new LiveCliRun();
+        run.Completion = run.RunAsync(["--connection", TestDatabase.ConnectionString, "--schema", schema, .. args], input, interrupts);
+        return run;
+    }
+
+    private async Task<CliResult> RunAsync(string[] args, TextReader input, CliInterrupts interrupts)
+    {
+        var exitCode = await CliApp.RunAsync(args, _output, _error, input, interrupts);
+        return new CliResult(exitCode, Read(_output, _outputText), Read(_error, _errorText));
+    }
+
+    private static string Read(TextWriter writer, StringWriter text)
+    {
+        lock (writer)
+        {
+            return text.ToString();
+        }
+    }
+}
+
+/// <summary>Input typed by a person, line by line: <see cref="TextReader.ReadLine"/> waits for the next <see cref="Type"/>.</summary>
+internal sealed class TypedInput : TextReader
+{
+    private readonly System.Collections.Concurrent.BlockingCollection<string?> _lines = [];
+
+    public void Type(string line) => _lines.Add(line);
+
+    /// <summary>Ends the input (Ctrl+D), releasing a read still waiting.</summary>
+    public void End() => _lines.Add(null);
+
+    public override string? ReadLine() => _lines.Take();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            End();
+            _lines.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
+}
