@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using AgentPg.Tests.Infrastructure;
+using Npgsql;
 
 namespace AgentPg.Tests.Leadership;
 
@@ -127,8 +128,25 @@ public sealed class LeadershipTests(SchemaFixture db) : IClassFixture<SchemaFixt
         client.RegisterTool(new TestTool("evicted_tool"));
         await client.StartAsync();
 
-        await db.ExecuteAsync("DELETE FROM {schema}.agentpg_instances WHERE id = $1", client.InstanceId);
-        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instance_tools WHERE instance_id = $1", client.InstanceId));
+        // Evict it as the leader's cleanup would, and see its tool rows go with it. Both in one transaction: once it commits,
+        // the 100 ms heartbeat may register the instance again at any moment, which is what this test waits for next.
+        await using (var connection = await db.DataSource.OpenConnectionAsync())
+        await using (var transaction = await connection.BeginTransactionAsync())
+        {
+            await using (var delete = new NpgsqlCommand($"DELETE FROM \"{db.Schema}\".agentpg_instances WHERE id = $1", connection, transaction))
+            {
+                delete.Parameters.Add(new NpgsqlParameter { Value = client.InstanceId });
+                Assert.Equal(1, await delete.ExecuteNonQueryAsync());
+            }
+
+            await using (var count = new NpgsqlCommand($"SELECT count(*) FROM \"{db.Schema}\".agentpg_instance_tools WHERE instance_id = $1", connection, transaction))
+            {
+                count.Parameters.Add(new NpgsqlParameter { Value = client.InstanceId });
+                Assert.Equal(0L, (long)(await count.ExecuteScalarAsync())!);
+            }
+
+            await transaction.CommitAsync();
+        }
 
         await Eventually.TrueAsync(async () => await db.ScalarAsync<long>(
             "SELECT count(*) FROM {schema}.agentpg_instance_tools WHERE instance_id = $1 AND tool_name = 'evicted_tool'", client.InstanceId) == 1,
