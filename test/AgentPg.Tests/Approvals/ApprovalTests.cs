@@ -9,50 +9,8 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
 {
     private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(60);
 
-    private static readonly ToolSchema s_refundSchema = new()
-    {
-        Properties = new Dictionary<string, PropertyDef>
-        {
-            ["order"] = new() { Type = "string", MinLength = 1 },
-            ["amount"] = new() { Type = "number", Minimum = 0, Maximum = 500 },
-        },
-        Required = ["order", "amount"],
-    };
-
-    /// <summary>A refund tool that records every execution (the input it got).</summary>
-    private sealed class Refunds
-    {
-        public ConcurrentQueue<JsonElement> Calls { get; } = new();
-
-        public TestTool Tool(string name = "issue_refund") => new(name, (_, input, _) =>
-        {
-            Calls.Enqueue(input.Clone());
-            return Task.FromResult($"refunded {input.GetProperty("amount").GetDouble()} on {input.GetProperty("order").GetString()}");
-        }, s_refundSchema);
-    }
-
-    /// <summary>First answer: the refund call (plus a lookup when asked); then the tool results as text.</summary>
-    private static FakeReply RefundScript(FakeRequest request, bool withLookup = false)
-    {
-        if (request.ToolResults.Count == 0)
-        {
-            var refund = FakeContentBlock.ToolUse("issue_refund", new { order = "A-1", amount = 40 });
-            return (withLookup ? FakeReply.Message(FakeContentBlock.ToolUse("lookup", new { }), refund) : FakeReply.Message(refund)) with { StopReason = "tool_use" };
-        }
-
-        return FakeReply.Text(string.Join(" | ", request.ToolResults.Select(t => (t.IsError ? "ERROR " : "") + t.Content)));
-    }
-
-    private static async Task<ToolApprovalRequest> PendingAsync(AgentPgClient client, Guid session, string toolName = "issue_refund")
-    {
-        ToolApprovalRequest? found = null;
-        await Eventually.TrueAsync(async () =>
-        {
-            found = (await client.GetPendingApprovalsAsync(session)).FirstOrDefault(r => r.ToolName == toolName);
-            return found is not null;
-        }, $"an approval request for {toolName} is listed", s_timeout);
-        return found!;
-    }
+    private static Task<ToolApprovalRequest> PendingAsync(AgentPgClient client, Guid session, string toolName = "issue_refund")
+        => Refunds.PendingAsync(client, session, s_timeout, toolName);
 
     [DatabaseFact]
     public async Task Approve_FromAnotherClient_RunsTheToolExactlyOnceAndRecordsTheDecision()
@@ -62,7 +20,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         await using var h = await Harness.StartAsync(db, tools: [refunds.Tool(), new TestTool("lookup", (_, _, _) => Task.FromResult("looked up " + Interlocked.Increment(ref lookups)))]);
         var producer = await h.AddClientAsync(start: false);
         var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund", "lookup"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => RefundScript(r, withLookup: true));
+        h.Claude.Respond(r => Refunds.Script(r, withLookup: true));
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "refund order A-1");
 
@@ -108,7 +66,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         var refunds = new Refunds();
         await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
         var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["*"] });
-        h.Claude.Respond(r => RefundScript(r));
+        h.Claude.Respond(r => Refunds.Script(r));
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "refund order A-1");
         var request = await PendingAsync(h.Client, session);
@@ -141,7 +99,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
         var producer = await h.AddClientAsync(start: false);
         var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => RefundScript(r));
+        h.Claude.Respond(r => Refunds.Script(r));
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "refund order A-1");
         var request = await PendingAsync(producer, session);
@@ -175,7 +133,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
         var other = await h.AddClientAsync(start: false);
         var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => RefundScript(r));
+        h.Claude.Respond(r => Refunds.Script(r));
 
         var unknown = Guid.NewGuid();
         Assert.Equal(AgentPgErrorCode.ToolExecutionNotFound, (await Assert.ThrowsAsync<AgentPgException>(() => h.Client.ApproveToolCallAsync(unknown))).Code);
@@ -227,7 +185,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
         await db.ExecuteAsync("CREATE TABLE IF NOT EXISTS {schema}.refund_audit (execution_id uuid PRIMARY KEY, approver text NOT NULL)");
         var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => RefundScript(r));
+        h.Claude.Respond(r => Refunds.Script(r));
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "refund");
         var request = await PendingAsync(h.Client, session);
@@ -272,7 +230,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         var refunds = new Refunds();
         await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
         var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => RefundScript(r));
+        h.Claude.Respond(r => Refunds.Script(r));
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "refund");
         var request = await PendingAsync(h.Client, session);
@@ -307,7 +265,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
             o.CleanupInterval = TimeSpan.FromMilliseconds(200);
         }, tools: refunds.Tool());
         var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => RefundScript(r));
+        h.Claude.Respond(r => Refunds.Script(r));
 
         var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "refund"), "the timed-out run", s_timeout);
 
@@ -325,7 +283,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         var refunds = new Refunds();
         await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
         var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => r.LastUserText == "just say hi" ? FakeReply.Text("hi") : RefundScript(r));
+        h.Claude.Respond(r => r.LastUserText == "just say hi" ? FakeReply.Text("hi") : Refunds.Script(r));
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "refund");
         var request = await PendingAsync(h.Client, session);
@@ -353,7 +311,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         var refunds = new Refunds();
         await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
         var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => RefundScript(r));
+        h.Claude.Respond(r => Refunds.Script(r));
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunAsync(session, agent.Id, "refund");
         var request = await PendingAsync(h.Client, session);
@@ -382,7 +340,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
             },
         }, tools: refunds.Tool());
         var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => RefundScript(r));
+        h.Claude.Respond(r => Refunds.Script(r));
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "refund");
         var request = await PendingAsync(h.Client, session);
@@ -415,7 +373,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
                 return FakeReply.Text(r.SystemText + " got: " + r.ToolResults[0].Content);
             }
 
-            return next is null ? RefundScript(r) : FakeReply.ToolUse(next, new { task = "refund A-1" });
+            return next is null ? Refunds.Script(r) : FakeReply.ToolUse(next, new { task = "refund A-1" });
         });
         var session = await h.Client.NewSessionAsync();
         var rootId = await h.Client.RunFastAsync(session, bossAgent.Id, "handle the refund");
@@ -450,7 +408,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
         var approver = await h.AddClientAsync(start: false);
         var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => RefundScript(r));
+        h.Claude.Respond(r => Refunds.Script(r));
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "refund");
         var request = await PendingAsync(approver, session);

@@ -1,6 +1,6 @@
-using System.Collections.Concurrent;
 using System.Text.Json;
 using AgentPg.Testing;
+using AgentPg.Tests.Approvals;
 using AgentPg.Tests.Infrastructure;
 
 namespace AgentPg.Tests.Events;
@@ -9,32 +9,6 @@ namespace AgentPg.Tests.Events;
 public sealed class WatchRunApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
     private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(60);
-
-    private static readonly ToolSchema s_refundSchema = new()
-    {
-        Properties = new Dictionary<string, PropertyDef>
-        {
-            ["order"] = new() { Type = "string", MinLength = 1 },
-            ["amount"] = new() { Type = "number", Minimum = 0, Maximum = 500 },
-        },
-        Required = ["order", "amount"],
-    };
-
-    private sealed class Refunds
-    {
-        public ConcurrentQueue<JsonElement> Calls { get; } = new();
-
-        public TestTool Tool() => new("issue_refund", (_, input, _) =>
-        {
-            Calls.Enqueue(input.Clone());
-            return Task.FromResult($"refunded {input.GetProperty("amount").GetDouble()} on {input.GetProperty("order").GetString()}");
-        }, s_refundSchema);
-    }
-
-    private static FakeReply RefundScript(FakeRequest request)
-        => request.ToolResults.Count == 0
-            ? FakeReply.Message(FakeContentBlock.ToolUse("issue_refund", new { order = "A-1", amount = 40 })) with { StopReason = "tool_use" }
-            : FakeReply.Text(string.Join(" | ", request.ToolResults.Select(t => (t.IsError ? "ERROR " : "") + t.Content)));
 
     /// <summary>Reads events until one matches (or the stream ends), with a deadline.</summary>
     private static async Task<T> NextAsync<T>(IAsyncEnumerator<RunEvent> events, List<RunEvent> seen, string what) where T : RunEvent
@@ -66,7 +40,7 @@ public sealed class WatchRunApprovalTests(SchemaFixture db) : IClassFixture<Sche
         await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
         var watcher = await h.AddClientAsync(start: false);
         var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => RefundScript(r));
+        h.Claude.Respond(r => Refunds.Script(r));
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "refund order A-1");
 
@@ -116,7 +90,7 @@ public sealed class WatchRunApprovalTests(SchemaFixture db) : IClassFixture<Sche
         await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
         var watcher = await h.AddClientAsync(start: false);
         var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["*"] });
-        h.Claude.Respond(r => RefundScript(r));
+        h.Claude.Respond(r => Refunds.Script(r));
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "refund order A-1");
 
@@ -143,10 +117,10 @@ public sealed class WatchRunApprovalTests(SchemaFixture db) : IClassFixture<Sche
         await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
         var watcher = await h.AddClientAsync(start: false);
         var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => RefundScript(r));
+        h.Claude.Respond(r => Refunds.Script(r));
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "refund order A-1");
-        var pending = await Eventually.WithinAsync(WaitForPendingAsync(watcher, session), "the approval request", s_timeout);
+        var pending = await Refunds.PendingAsync(watcher, session, s_timeout);
 
         // Nobody watched the run before: the first watch back-fills the request from the stored execution.
         var first = new List<RunEvent>();
@@ -181,7 +155,7 @@ public sealed class WatchRunApprovalTests(SchemaFixture db) : IClassFixture<Sche
         var clerkAgent = await h.AgentAsync(a => a with { Name = clerk, SystemPrompt = clerk, Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
         var bossAgent = await h.AgentAsync(a => a with { Name = boss, SystemPrompt = boss, Tools = [], AgentIds = [clerkAgent.Id] });
         h.Claude.Respond(r => r.ToolResults.Count > 0 ? FakeReply.Text(r.SystemText + " got: " + r.ToolResults[0].Content)
-            : r.SystemText == boss ? FakeReply.ToolUse(clerk, new { task = "refund A-1" }) : RefundScript(r));
+            : r.SystemText == boss ? FakeReply.ToolUse(clerk, new { task = "refund A-1" }) : Refunds.Script(r));
         var session = await h.Client.NewSessionAsync();
         var rootId = await h.Client.RunFastAsync(session, bossAgent.Id, "handle the refund");
 
@@ -202,17 +176,6 @@ public sealed class WatchRunApprovalTests(SchemaFixture db) : IClassFixture<Sche
         // A watcher of the child run alone sees the request too.
         var child = await Eventually.WithinAsync(Collect(watcher.WatchRunAsync(childId!.Value)), "the child's replay", s_timeout);
         Assert.Equal(requested.Sequence, Assert.Single(child.OfType<ApprovalRequestedEvent>()).Sequence);
-    }
-
-    private static async Task<ToolApprovalRequest> WaitForPendingAsync(AgentPgClient client, Guid session)
-    {
-        ToolApprovalRequest? found = null;
-        await Eventually.TrueAsync(async () =>
-        {
-            found = await client.GetPendingApprovalsAsync(session) is [var first, ..] ? first : null;
-            return found is not null;
-        }, "an approval request is listed", s_timeout);
-        return found!;
     }
 
     private static async Task<List<RunEvent>> Collect(IAsyncEnumerable<RunEvent> events)
