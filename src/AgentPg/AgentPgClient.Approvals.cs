@@ -240,7 +240,7 @@ public sealed partial class AgentPgClient
         }
 
         ToolSchema? schema = isAgentTool
-            ? IterationRecorder.AgentToolSchema
+            ? Tools.DelegateTool.Schema
             : _tools.TryGetValue(toolName, out var tool) ? tool.InputSchema
             : storedSchema is not null ? ToolSchema.FromJsonSchema(ToolExecutionSql.ParseJson(storedSchema))
             : null;

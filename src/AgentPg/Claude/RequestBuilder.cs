@@ -8,16 +8,6 @@ internal static class RequestBuilder
 {
     public const int DefaultMaxTokens = 4096;
 
-    public static readonly JsonObject DelegateInputSchema = new()
-    {
-        ["type"] = "object",
-        ["properties"] = new JsonObject
-        {
-            ["task"] = new JsonObject { ["type"] = "string", ["description"] = "The task to delegate to this agent" },
-        },
-        ["required"] = new JsonArray("task"),
-    };
-
     /// <summary>The system prompt: the run's override wins; otherwise the agent's prompt plus the run's addition.</summary>
     public static string? SystemPrompt(AgentDefinition agent, string? overrideInstructions, string? appendInstructions)
     {

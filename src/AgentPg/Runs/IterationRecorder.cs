@@ -5,7 +5,6 @@ using AgentPg.Diagnostics;
 using AgentPg.Internal;
 using AgentPg.Storage;
 using AgentPg.Tools;
-using AgentPg.Workers;
 using Npgsql;
 
 namespace AgentPg.Runs;
@@ -28,15 +27,6 @@ internal enum IterationOutcome
 /// </remarks>
 internal sealed class IterationRecorder(Engine engine)
 {
-    internal static readonly ToolSchema AgentToolSchema = new()
-    {
-        Properties = new Dictionary<string, PropertyDef>
-        {
-            ["task"] = new() { Type = "string", MinLength = 1, Description = "The task to delegate to this agent" },
-        },
-        Required = ["task"],
-    };
-
     // continueInPlace: streaming continuations run at once on this instance; batch ones re-queue the run (its next
     // iteration is another batch).
     public async Task<IterationOutcome> RecordAsync(ClaimedRun claimed, IterationContext context, ModelResponse response, bool continueInPlace,
@@ -93,89 +83,6 @@ internal sealed class IterationRecorder(Engine engine)
         return IterationOutcome.Done;
     }
 
-    /// <summary>Runs the work of a claimed run with the engine's failure policy: the run's in-flight work can be cancelled
-    /// (cancel, shutdown); a lost claim drops the work; a <see cref="RunFailureException"/> or an unexpected error fails the
-    /// run; a database that stays unreachable leaves the run claimed for rescue.</summary>
-    /// <remarks>The work gets two tokens: the first for work still to do (Claude's stream, the next iteration), cancelled by a
-    /// cancel of the run and by the shutdown's deadline; the second for recording a result already obtained, cancelled only
-    /// when the shutdown gives up on results (<see cref="StopTokens.Abandon"/>, review D13): an answer that reached
-    /// message_stop before the deadline is written, not requested again elsewhere. A cancelled run's write fails its fence.</remarks>
-    public async Task GuardAsync(ClaimedRun claimed, Func<CancellationToken, CancellationToken, Task> work, StopTokens stop)
-    {
-        var run = claimed.Run;
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(stop.HardStop);
-        using var registration = engine.InFlight.Register(run.Id, cts);
-        using var activity = Telemetry.StartInvokeAgent(claimed);
-        claimed.Activity = activity;
-        try
-        {
-            await work(cts.Token, stop.Abandon).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex.IsClaimLost())
-        {
-            Log.ClaimLost(engine.Logger, run.Id, run.ClaimEpoch);
-        }
-        catch (OperationCanceledException) when (cts.IsCancellationRequested)
-        {
-            // Cancelled run (already final) or shutdown (the run is released by StopAsync).
-            Log.RunProcessingCancelled(engine.Logger, run.Id);
-        }
-        catch (RunFailureException failure)
-        {
-            await FailAsync(claimed, failure.ErrorType, failure.Message).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (!Transient.IsTransient(ex) && ex is not OperationCanceledException)
-        {
-            Log.RunProcessingFailed(engine.Logger, ex, run.Id);
-            await FailAsync(claimed, "processing_error", $"Processing the run failed: {ex.Message}").ConfigureAwait(false);
-        }
-        catch (Exception ex)
-        {
-            // The database stayed unreachable: leave the run claimed; rescue gives it to a live instance.
-            Log.RunProcessingFailed(engine.Logger, ex, run.Id);
-        }
-    }
-
-    /// <summary>Fails the run (and its current iteration); a lost claim is not an error.</summary>
-    public async Task FailAsync(ClaimedRun claimed, string errorType, string message)
-    {
-        var run = claimed.Run;
-        var usage = claimed.IterationUsage;
-        try
-        {
-            await Transient.RetryAsync(async ct =>
-            {
-                var batch = new NpgsqlBatch();
-                await using (batch.ConfigureAwait(false))
-                {
-                    AddParentLock(batch, run);
-                    AddFence(batch, run, null);
-                    if (claimed.IterationId is { } iterationId)
-                    {
-                        Add(batch, engine.Sql.Iterations.Fail, P.Uuid(iterationId), P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens),
-                            P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens), P.Text(errorType), P.Text(message));
-                    }
-
-                    Add(batch, engine.Sql.Runs.Fail, P.Uuid(run.Id), P.Text(errorType), P.Text(message), P.Int((int)usage.InputTokens),
-                        P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens));
-                    await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
-                }
-            }, engine.Time, CancellationToken.None).ConfigureAwait(false);
-            Log.RunFailed(engine.Logger, run.Id, errorType, message);
-            Telemetry.RunFinished(run, "failed");
-            claimed.Activity.Error(errorType, message);
-            FireAgentToolHook(run);
-        }
-        catch (Exception ex) when (ex.IsClaimLost())
-        {
-            Log.ClaimLost(engine.Logger, run.Id, run.ClaimEpoch);
-        }
-        catch (NpgsqlException ex)
-        {
-            Log.RunProcessingFailed(engine.Logger, ex, run.Id);
-        }
-    }
-
     private void EnsureContinuationAllowed(ClaimedRun claimed, string reason)
     {
         if (claimed.Continuations >= engine.Options.MaxContinuations)
@@ -196,61 +103,23 @@ internal sealed class IterationRecorder(Engine engine)
             var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
-                Add(batch, NotifySql.Defer, P.Text(Notifications.Channels.RunFinalized));
-                AddParentLock(batch, run);
-                AddFence(batch, run, context.IterationId);
+                NotifySql.AddDefer(batch, Notifications.Channels.RunFinalized);
+                engine.Sql.Runs.AddLockParent(batch, run);
+                engine.Sql.Runs.AddFence(batch, run, engine.InstanceId, context.IterationId);
                 AddAssistantMessage(batch, run, messageId, response, once: true);
                 AddIterationCompletion(batch, claimed, context, response.StopReason, messageId, 0, null, null);
-                Add(batch, engine.Sql.Runs.Complete, P.Uuid(run.Id), P.Text(response.Text), P.Text(response.StopReason ?? StopReasons.EndTurn),
-                    P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens));
+                engine.Sql.Runs.AddComplete(batch, run.Id, response.Text, response.StopReason ?? StopReasons.EndTurn, usage);
                 var reader = await engine.ExecuteReaderAsync(batch, ct).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
                 {
-                    string? next = null;
-                    do
-                    {
-                        if (reader.FieldCount > 0 && reader.GetName(0) == "next_run_mode" && await reader.ReadAsync(ct).ConfigureAwait(false))
-                        {
-                            next = reader.IsDBNull(0) ? null : reader.GetString(0);
-                        }
-                    }
-                    while (await reader.NextResultAsync(ct).ConfigureAwait(false));
-
-                    return next;
+                    return await RunSql.ReadNextRunModeAsync(reader, ct).ConfigureAwait(false);
                 }
             }
         }, engine.Time, token).ConfigureAwait(false);
         engine.Notifier.RunFinalized(run, RunState.Completed, nextRunMode);
         Log.RunCompleted(engine.Logger, run.Id, claimed.Iteration, response.StopReason ?? StopReasons.EndTurn);
         Telemetry.RunFinished(run, "completed");
-        FireAgentToolHook(run);
-    }
-
-    /// <summary>A child run finished here: its parent's agent-tool execution was completed by the same transaction (trigger),
-    /// so this instance reports it to <see cref="AgentPgHooks.OnToolCall"/> (not awaited; one read, only with the hook set).</summary>
-    private void FireAgentToolHook(Run run)
-    {
-        if (run.ParentRunId is null || !engine.Hooks.HasToolCall)
-        {
-            return;
-        }
-
-        _ = FireAsync();
-
-        async Task FireAsync()
-        {
-            try
-            {
-                if (await ToolExecutionSql.ReadAgentToolEventAsync(engine.DataSource, engine.Sql, run.Id, CancellationToken.None).ConfigureAwait(false) is { } e)
-                {
-                    await engine.Hooks.ToolCallAsync(e, CancellationToken.None).ConfigureAwait(false);
-                }
-            }
-            catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException or TimeoutException)
-            {
-                Log.HookFailed(engine.Logger, ex, nameof(AgentPgHooks.OnToolCall));
-            }
-        }
+        AgentToolHook.Fire(engine, run);
     }
 
     private async Task ContinueAsync(ClaimedRun claimed, IterationContext context, ModelResponse response, bool storeMessage, string? errorType,
@@ -264,15 +133,14 @@ internal sealed class IterationRecorder(Engine engine)
             var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
-                AddFence(batch, run, context.IterationId);
+                engine.Sql.Runs.AddFence(batch, run, engine.InstanceId, context.IterationId);
                 if (storeMessage)
                 {
                     AddAssistantMessage(batch, run, messageId, response, once: false);
                 }
 
                 AddIterationCompletion(batch, claimed, context, response.StopReason, storeMessage ? messageId : null, 0, errorType, errorMessage);
-                Add(batch, continueInPlace ? engine.Sql.Runs.Continue : engine.Sql.Runs.ContinueLater, P.Uuid(run.Id), P.Int((int)usage.InputTokens),
-                    P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens), P.Int(1));
+                engine.Sql.Runs.AddContinue(batch, run.Id, usage, inPlace: continueInPlace);
                 await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
             }
         }, engine.Time, token).ConfigureAwait(false);
@@ -314,7 +182,7 @@ internal sealed class IterationRecorder(Engine engine)
                 p["is_agent_tool"] = true;
                 p["agent_id"] = delegateId.ToString();
                 p["max_attempts"] = 1;
-                error = ToolInputValidator.Validate(name, AgentToolSchema, inputElement);
+                error = ToolInputValidator.Validate(name, DelegateTool.Schema, inputElement);
             }
             else if (context.Tools.TryGetValue(name, out var tool))
             {
@@ -368,12 +236,11 @@ internal sealed class IterationRecorder(Engine engine)
             var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
-                Add(batch, NotifySql.Defer, P.Text(Notifications.Channels.ToolPending));
-                AddFence(batch, run, context.IterationId);
+                NotifySql.AddDefer(batch, Notifications.Channels.ToolPending);
+                engine.Sql.Runs.AddFence(batch, run, engine.InstanceId, context.IterationId);
                 AddAssistantMessage(batch, run, messageId, response, once: true);
                 AddIterationCompletion(batch, claimed, context, response.StopReason, messageId, toolUses.Count, null, null);
-                Add(batch, engine.Sql.Runs.CreateToolExecutions, P.Jsonb(parameters.ToJsonString()), P.Uuid(run.Id), P.Jsonb(updates.ToJsonString()),
-                    P.Text(engine.InstanceId), P.Long(run.ClaimEpoch));
+                engine.Sql.Runs.AddCreateToolExecutions(batch, run, engine.InstanceId, parameters.ToJsonString(), updates.ToJsonString());
                 await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
             }
         }, engine.Time, token).ConfigureAwait(false);
@@ -403,11 +270,10 @@ internal sealed class IterationRecorder(Engine engine)
     {
         try
         {
-            var command = engine.DataSource.CreateCommand(engine.Sql.Approvals.OfIteration);
+            var command = engine.Sql.Approvals.OfIterationCommand(engine.DataSource, iterationId);
             List<ToolApprovalRequest> requests;
             await using (command.ConfigureAwait(false))
             {
-                command.Parameters.Add(P.Uuid(iterationId));
                 requests = await command.QueryListAsync(ApprovalSql.Read, CancellationToken.None).ConfigureAwait(false);
             }
 
@@ -422,47 +288,17 @@ internal sealed class IterationRecorder(Engine engine)
         }
     }
 
-    /// <summary>Before a child run's final write: its parent run first (lock order parent, child; see RunSql.LockParent).</summary>
-    private void AddParentLock(NpgsqlBatch batch, Run run)
-    {
-        if (run.ParentRunId is { } parent)
-        {
-            Add(batch, engine.Sql.Runs.LockParent, P.Uuid(parent));
-        }
-    }
-
-    private void AddFence(NpgsqlBatch batch, Run run, Guid? iterationId)
-        => Add(batch, engine.Sql.Runs.Fence, P.Uuid(run.Id), P.Text(engine.InstanceId), P.Long(run.ClaimEpoch), P.Uuid(iterationId));
-
     // once: the step's fence fails once it committed (it ends the claim or moves the run on), so a retry never reaches the
     // insert: it need not be idempotent. A continuation in place keeps the claim and the iteration, so its retry passes the
     // fence and must find its message already there.
     private void AddAssistantMessage(NpgsqlBatch batch, Run run, Guid messageId, ModelResponse response, bool once)
     {
-        Add(batch, once ? engine.Sql.Messages.InsertOnce : engine.Sql.Messages.Insert, P.Uuid(messageId), P.Uuid(run.SessionId), P.Uuid(run.Id),
-            P.Text("assistant"), P.Jsonb(MessageSql.UsageJson(response.Usage)));
-        var blocks = response.Blocks.Select(BlockMapping.ToStored).ToList();
-        if (blocks.Count > 0)
-        {
-            var insert = new NpgsqlBatchCommand(once ? engine.Sql.Messages.InsertBlocksOnce : engine.Sql.Messages.InsertBlocks);
-            MessageSql.AddBlockArrays(insert.Parameters, messageId, blocks);
-            batch.BatchCommands.Add(insert);
-        }
+        engine.Sql.Messages.AddInsert(batch, messageId, run, MessageRole.Assistant, MessageSql.UsageJson(response.Usage), once);
+        engine.Sql.Messages.AddInsertBlocks(batch, messageId, response.Blocks.Select(BlockMapping.ToStored).ToList(), once);
     }
 
     private void AddIterationCompletion(NpgsqlBatch batch, ClaimedRun claimed, IterationContext context, string? stopReason, Guid? messageId,
         int toolCount, string? errorType, string? errorMessage)
-    {
-        var usage = claimed.IterationUsage;
-        Add(batch, engine.Sql.Iterations.Complete, P.Uuid(context.IterationId), P.Text(stopReason), P.Uuid(messageId), P.Int(toolCount),
-            P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens),
-            P.Int((int)usage.CacheReadInputTokens), P.Text(errorType), P.Text(errorMessage), P.Int(context.MaxTokens), P.Bool(claimed.UsedExtendedContext));
-    }
-
-    private static void Add(NpgsqlBatch batch, string sql, params NpgsqlParameter[] parameters)
-    {
-        var command = new NpgsqlBatchCommand(sql);
-        command.Parameters.AddRange(parameters);
-        batch.BatchCommands.Add(command);
-    }
+        => engine.Sql.Iterations.AddComplete(batch, context.IterationId, stopReason, messageId, toolCount, claimed.IterationUsage, errorType, errorMessage,
+            context.MaxTokens, claimed.UsedExtendedContext);
 }

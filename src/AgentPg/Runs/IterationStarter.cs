@@ -38,22 +38,21 @@ internal sealed class IterationStarter(Engine engine)
             await using (batch.ConfigureAwait(false))
             {
                 // A lost start (server crash) is detected by the next fenced write, which checks the current iteration.
-                Add(batch, NotifySql.AsyncCommit);
-                Add(batch, MessageSql.IndexPlans);
-                Add(batch, sql.Runs.Fence, P.Uuid(run.Id), P.Text(engine.InstanceId), P.Long(run.ClaimEpoch), P.Uuid((Guid?)null));
+                NotifySql.AddAsyncCommit(batch);
+                MessageSql.AddIndexPlans(batch);
+                sql.Runs.AddFence(batch, run, engine.InstanceId, null);
                 if (writePrompt)
                 {
-                    Add(batch, sql.Messages.Insert, P.Uuid(promptId), P.Uuid(run.SessionId), P.Uuid(run.Id), P.Text("user"), P.Jsonb("{}"));
-                    Add(batch, sql.Messages.InsertTextBlock, P.Uuid(promptId), P.Text(run.Prompt));
+                    sql.Messages.AddInsert(batch, promptId, run, MessageRole.User, "{}", once: false);
+                    sql.Messages.AddInsertTextBlock(batch, promptId, run.Prompt);
                 }
 
                 // max_tokens is only known with the agent; the iteration row gets it when the result is recorded.
-                Add(batch, sql.Iterations.Insert, P.Uuid(iterationId), P.Uuid(run.Id), P.Int(number), P.Bool(streaming), P.Text(trigger),
-                    P.Int((int?)null), P.Text(engine.InstanceId), P.Long(run.ClaimEpoch));
-                Add(batch, sql.Runs.StartIteration, P.Uuid(run.Id), P.Int(number), P.Uuid(iterationId));
-                Add(batch, sql.Agents.GetById, P.Uuid(run.AgentId));
-                Add(batch, sql.Agents.GetDelegates, P.Uuid(run.AgentId));
-                Add(batch, run.Depth == 0 ? sql.Messages.RootContext : sql.Messages.RunContext, P.Uuid(run.Depth == 0 ? run.SessionId : run.Id));
+                sql.Iterations.AddInsert(batch, iterationId, run, number, streaming, trigger, engine.InstanceId);
+                sql.Runs.AddStartIteration(batch, run.Id, number, iterationId);
+                sql.Agents.AddGetById(batch, run.AgentId);
+                sql.Agents.AddGetDelegates(batch, run.AgentId);
+                sql.Messages.AddContext(batch, run);
 
                 var reader = await engine.ExecuteReaderAsync(batch, ct).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
@@ -89,12 +88,12 @@ internal sealed class IterationStarter(Engine engine)
             var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
-                Add(batch, MessageSql.IndexPlans);
-                Add(batch, engine.Sql.Agents.GetById, P.Uuid(run.AgentId));
-                Add(batch, engine.Sql.Agents.GetDelegates, P.Uuid(run.AgentId));
+                MessageSql.AddIndexPlans(batch);
+                engine.Sql.Agents.AddGetById(batch, run.AgentId);
+                engine.Sql.Agents.AddGetDelegates(batch, run.AgentId);
                 if (includeHistory)
                 {
-                    Add(batch, run.Depth == 0 ? engine.Sql.Messages.RootContext : engine.Sql.Messages.RunContext, P.Uuid(run.Depth == 0 ? run.SessionId : run.Id));
+                    engine.Sql.Messages.AddContext(batch, run);
                 }
 
                 var reader = await engine.ExecuteReaderAsync(batch, ct).ConfigureAwait(false);
@@ -124,7 +123,7 @@ internal sealed class IterationStarter(Engine engine)
         var delegates = new List<(Guid Id, string Name, string? Description)>();
         while (await reader.ReadAsync(ct).ConfigureAwait(false))
         {
-            delegates.Add((reader.GetGuid(0), reader.GetString(1), reader.IsDBNull(2) ? null : reader.GetString(2)));
+            delegates.Add(AgentSql.ReadDelegate(reader));
         }
 
         return delegates;
@@ -171,7 +170,7 @@ internal sealed class IterationStarter(Engine engine)
 
         foreach (var d in delegates.Where(d => delegateTools.TryGetValue(d.Name, out var id) && id == d.Id))
         {
-            toolsJson.Add(RequestBuilder.ToolDefinition(d.Name, d.Description ?? "", (JsonObject)RequestBuilder.DelegateInputSchema.DeepClone()));
+            toolsJson.Add(RequestBuilder.ToolDefinition(d.Name, d.Description ?? "", Tools.DelegateTool.InputSchema()));
         }
 
         var limit = RequestBuilder.ModelMaxOutputTokens(agent.Model);
@@ -185,12 +184,5 @@ internal sealed class IterationStarter(Engine engine)
         return new IterationContext(agent, history, offered, delegateTools, toolsJson, tokens,
             RequestBuilder.SystemPrompt(agent, claimed.Run.OverrideInstructions, claimed.Run.AppendInstructions), number, iterationId, extended,
             cacheTtl, RequestBuilder.ContextManagement(agent));
-    }
-
-    private static void Add(NpgsqlBatch batch, string sql, params NpgsqlParameter[] parameters)
-    {
-        var command = new NpgsqlBatchCommand(sql);
-        command.Parameters.AddRange(parameters);
-        batch.BatchCommands.Add(command);
     }
 }

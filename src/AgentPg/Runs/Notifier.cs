@@ -83,10 +83,7 @@ internal sealed class Notifier(NpgsqlDataSource dataSource, bool prepare, Schema
             var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
-                var command = new NpgsqlBatchCommand(NotifySql.Send);
-                command.Parameters.Add(P.TextArray(channels));
-                command.Parameters.Add(P.TextArray(payloads));
-                batch.BatchCommands.Add(command);
+                NotifySql.AddSend(batch, channels, payloads);
                 await batch.ExecuteNonQueryAsync(dataSource, prepare, CancellationToken.None).ConfigureAwait(false);
             }
         }

@@ -129,8 +129,7 @@ internal sealed class RunCallbacks(NpgsqlDataSource dataSource, Sql sql, TimePro
         }
 
         var found = new Dictionary<Guid, (string? State, string? Transaction)>(snapshot.Count);
-        var command = Db.Command(dataSource, null, sql.Runs.CallbackSweep, P.UuidArray([.. snapshot.Select(e => e.RunId)]),
-            P.TextArray([.. snapshot.Select(e => e.Entry.TransactionId)!]));
+        var command = sql.Runs.CallbackSweepCommand(dataSource, [.. snapshot.Select(e => e.RunId)], [.. snapshot.Select(e => e.Entry.TransactionId)]);
         await using (command.ConfigureAwait(false))
         {
             var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
@@ -138,7 +137,8 @@ internal sealed class RunCallbacks(NpgsqlDataSource dataSource, Sql sql, TimePro
             {
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                 {
-                    found[reader.GetGuid(0)] = (reader.IsDBNull(1) ? null : reader.GetString(1), reader.IsDBNull(2) ? null : reader.GetString(2));
+                    var (runId, state, transaction) = RunSql.ReadCallbackSweep(reader);
+                    found[runId] = (state, transaction);
                 }
             }
         }

@@ -21,8 +21,9 @@ internal sealed class RunProcessor(Engine engine)
     private readonly IterationStarter _starter = new(engine);
     private readonly ContextWindowPolicy _window = new(engine);
     private readonly IterationRecorder _recorder = new(engine);
+    private readonly RunFailurePolicy _failures = new(engine);
 
-    public Task ProcessAsync(ClaimedRun claimed, StopTokens stop) => _recorder.GuardAsync(claimed, async (token, record) =>
+    public Task ProcessAsync(ClaimedRun claimed, StopTokens stop) => _failures.GuardAsync(claimed, async (token, record) =>
     {
         while (true)
         {
@@ -201,12 +202,9 @@ internal sealed class RunProcessor(Engine engine)
         {
             try
             {
-                var command = engine.DataSource.CreateCommand(engine.Sql.Runs.Progress);
+                var command = engine.Sql.Runs.ProgressCommand(engine.DataSource, run, engine.InstanceId);
                 await using (command.ConfigureAwait(false))
                 {
-                    command.Parameters.Add(P.Uuid(run.Id));
-                    command.Parameters.Add(P.Long(run.ClaimEpoch));
-                    command.Parameters.Add(P.Text(engine.InstanceId));
                     await command.ExecuteNonQueryAsync(token).ConfigureAwait(false);
                 }
             }

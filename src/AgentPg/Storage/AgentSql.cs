@@ -88,6 +88,16 @@ internal sealed class AgentSql
 
     public string CountReferences { get; }
 
+    /// <summary>Adds <see cref="GetById"/>; read its row with <see cref="Read"/>.</summary>
+    public void AddGetById(NpgsqlBatch batch, Guid agentId) => batch.Append(GetById, P.Uuid(agentId));
+
+    /// <summary>Adds <see cref="GetDelegates"/>; read each row with <see cref="ReadDelegate"/>.</summary>
+    public void AddGetDelegates(NpgsqlBatch batch, Guid agentId) => batch.Append(GetDelegates, P.Uuid(agentId));
+
+    /// <summary>Reads a row of <see cref="GetDelegates"/>.</summary>
+    public static (Guid Id, string Name, string? Description) ReadDelegate(NpgsqlDataReader r)
+        => (r.GetGuid(0), r.GetString(1), r.IsDBNull(2) ? null : r.GetString(2));
+
     public static void AddValues(NpgsqlParameterCollection parameters, AgentDefinition d, string metadataJson, string configJson)
     {
         parameters.Add(P.Text(d.Name));

@@ -66,6 +66,9 @@ internal sealed class ApprovalSql
 
     public string Expire { get; }
 
+    /// <summary>A command for <see cref="OfIteration"/>; read each row with <see cref="Read"/>.</summary>
+    public NpgsqlCommand OfIterationCommand(NpgsqlDataSource dataSource, Guid iterationId) => Db.Command(dataSource, null, OfIteration, P.Uuid(iterationId));
+
     public static ToolApprovalRequest Read(NpgsqlDataReader r) => new()
     {
         ToolExecutionId = r.GetGuid(0),

@@ -90,6 +90,11 @@ internal sealed class InstanceSql
         batch.Append(Delete, P.Text(instanceId));
     }
 
+    /// <summary>A command for <see cref="Heartbeat"/>, reporting <paramref name="held"/> (see <see cref="Runs.HeldWork"/>); 0 rows:
+    /// the instance was evicted.</summary>
+    public NpgsqlCommand HeartbeatCommand(NpgsqlDataSource dataSource, string instanceId, IReadOnlyList<Guid> held)
+        => Db.Command(dataSource, null, Heartbeat, P.Text(instanceId), P.UuidArray(held));
+
     /// <summary>A command for <see cref="HeartbeatAge"/>: seconds as float8, or no row.</summary>
     public NpgsqlCommand HeartbeatAgeCommand(NpgsqlDataSource dataSource, string instanceId)
         => Db.Command(dataSource, null, HeartbeatAge, P.Text(instanceId));

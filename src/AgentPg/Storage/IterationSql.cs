@@ -85,6 +85,40 @@ internal sealed class IterationSql
 
     public string ByRun { get; }
 
+    /// <summary>Adds <see cref="Insert"/> for an iteration of the run's claim by <paramref name="instanceId"/> (max_tokens is
+    /// set when its result is recorded).</summary>
+    public void AddInsert(NpgsqlBatch batch, Guid iterationId, Run run, int iterationNumber, bool streaming, string triggerType, string instanceId)
+        => batch.Append(Insert, P.Uuid(iterationId), P.Uuid(run.Id), P.Int(iterationNumber), P.Bool(streaming), P.Text(triggerType), P.Int((int?)null),
+            P.Text(instanceId), P.Long(run.ClaimEpoch));
+
+    /// <summary>Adds <see cref="Complete"/>.</summary>
+    public void AddComplete(NpgsqlBatch batch, Guid iterationId, string? stopReason, Guid? responseMessageId, int toolExecutionCount, Usage usage,
+        string? errorType, string? errorMessage, int maxTokens, bool extendedContext)
+        => batch.Append(Complete, P.Uuid(iterationId), P.Text(stopReason), P.Uuid(responseMessageId), P.Int(toolExecutionCount),
+            P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens),
+            P.Int((int)usage.CacheReadInputTokens), P.Text(errorType), P.Text(errorMessage), P.Int(maxTokens), P.Bool(extendedContext));
+
+    /// <summary>Adds <see cref="Fail"/>.</summary>
+    public void AddFail(NpgsqlBatch batch, Guid iterationId, Usage usage, string errorType, string errorMessage)
+        => batch.Append(Fail, P.Uuid(iterationId), P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens),
+            P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens), P.Text(errorType), P.Text(errorMessage));
+
+    /// <summary>Adds <see cref="Submitted"/>: <paramref name="resubmission"/> counts a resubmission, <paramref name="afterExpiry"/>
+    /// an expiry.</summary>
+    public void AddSubmitted(NpgsqlBatch batch, Guid iterationId, string batchId, DateTimeOffset expiresAt, int maxTokens, bool extendedContext,
+        bool resubmission, bool afterExpiry)
+        => batch.Append(Submitted, P.Uuid(iterationId), P.Text(batchId), new NpgsqlParameter<DateTimeOffset> { TypedValue = expiresAt }, P.Int(maxTokens),
+            P.Bool(extendedContext), P.Int(resubmission ? 1 : 0), P.Int(afterExpiry ? 1 : 0));
+
+    /// <summary>A command for <see cref="Polled"/>.</summary>
+    public NpgsqlCommand PolledCommand(NpgsqlDataSource dataSource, Guid iterationId) => Db.Command(dataSource, null, Polled, P.Uuid(iterationId));
+
+    /// <summary>A command for <see cref="TakeCancelingBatches"/>; read each row with <see cref="ReadBatchId"/>.</summary>
+    public NpgsqlCommand TakeCancelingBatchesCommand(NpgsqlDataSource dataSource) => Db.Command(dataSource, null, TakeCancelingBatches);
+
+    /// <summary>Reads a row of <see cref="TakeCancelingBatches"/>.</summary>
+    public static string ReadBatchId(NpgsqlDataReader r) => r.GetString(0);
+
     public static Iteration Read(NpgsqlDataReader r) => new()
     {
         Id = r.GetGuid(0),

@@ -94,6 +94,32 @@ internal sealed class MessageSql
 
     public string FinalOfRun { get; }
 
+    /// <summary>Adds <see cref="IndexPlans"/>.</summary>
+    public static void AddIndexPlans(NpgsqlBatch batch) => batch.Append(IndexPlans);
+
+    /// <summary>Adds <see cref="Insert"/>, or <see cref="InsertOnce"/> for a step that cannot run twice.</summary>
+    public void AddInsert(NpgsqlBatch batch, Guid messageId, Run run, MessageRole role, string usageJson, bool once)
+        => batch.Append(once ? InsertOnce : Insert, P.Uuid(messageId), P.Uuid(run.SessionId), P.Uuid(run.Id), P.Text(role.ToDb()), P.Jsonb(usageJson));
+
+    /// <summary>Adds <see cref="InsertBlocks"/>, or <see cref="InsertBlocksOnce"/> for a step that cannot run twice (nothing when
+    /// there are no blocks).</summary>
+    public void AddInsertBlocks(NpgsqlBatch batch, Guid messageId, IReadOnlyList<StoredBlock> blocks, bool once)
+    {
+        if (blocks.Count > 0)
+        {
+            var insert = batch.Append(once ? InsertBlocksOnce : InsertBlocks);
+            AddBlockArrays(insert.Parameters, messageId, blocks);
+        }
+    }
+
+    /// <summary>Adds <see cref="InsertTextBlock"/>.</summary>
+    public void AddInsertTextBlock(NpgsqlBatch batch, Guid messageId, string text) => batch.Append(InsertTextBlock, P.Uuid(messageId), P.Text(text));
+
+    /// <summary>Adds the conversation the run's requests are built from: <see cref="RootContext"/> for a root run,
+    /// <see cref="RunContext"/> for a child run. Read it with <see cref="ReadMessagesAsync"/>.</summary>
+    public void AddContext(NpgsqlBatch batch, Run run)
+        => batch.Append(run.Depth == 0 ? RootContext : RunContext, P.Uuid(run.Depth == 0 ? run.SessionId : run.Id));
+
     public static void AddBlockArrays(NpgsqlParameterCollection parameters, Guid messageId, IReadOnlyList<StoredBlock> blocks)
     {
         parameters.Add(P.Uuid(messageId));

@@ -1,3 +1,5 @@
+using Npgsql;
+
 namespace AgentPg.Storage;
 
 /// <summary>SQL to keep NOTIFY (and WAL flushes) off the hot path. See agentpg_notify in the migration.</summary>
@@ -14,4 +16,14 @@ internal static class NotifySql
     /// <summary>In a step's batch: commit without waiting for the WAL flush. Only for steps whose loss in a server crash is
     /// harmless because the next fenced write detects it (claims, iteration starts).</summary>
     public const string AsyncCommit = "SELECT set_config('synchronous_commit', 'off', true)";
+
+    /// <summary>Adds <see cref="Defer"/> for <paramref name="channels"/> (comma-separated).</summary>
+    public static void AddDefer(NpgsqlBatch batch, string channels) => batch.Append(Defer, P.Text(channels));
+
+    /// <summary>Adds <see cref="Send"/>: <paramref name="channels"/> and <paramref name="payloads"/> pairwise.</summary>
+    public static void AddSend(NpgsqlBatch batch, IReadOnlyList<string> channels, IReadOnlyList<string> payloads)
+        => batch.Append(Send, P.TextArray(channels), P.TextArray(payloads));
+
+    /// <summary>Adds <see cref="AsyncCommit"/>.</summary>
+    public static void AddAsyncCommit(NpgsqlBatch batch) => batch.Append(AsyncCommit);
 }

@@ -1,3 +1,5 @@
+using Npgsql;
+
 namespace AgentPg.Storage;
 
 /// <summary>SQL for the live run events (agentpg_run_events, agentpg_run_event_heads; see docs/streaming.md).</summary>
@@ -49,6 +51,22 @@ internal sealed class RunEventSql
     }
 
     public string Watch { get; }
+
+    /// <summary>A command for <see cref="AppendDeltas"/> of the run's claim by <paramref name="instanceId"/>: its scalar is
+    /// whether the deltas were kept.</summary>
+    public NpgsqlCommand AppendDeltasCommand(NpgsqlDataSource dataSource, Run run, string instanceId, int iterationNumber, IReadOnlyList<string> kinds,
+        IReadOnlyList<int> blocks, IReadOnlyList<string> texts)
+        => Db.Command(dataSource, null, AppendDeltas, P.Uuid(run.Id), P.Text(instanceId), P.Long(run.ClaimEpoch), P.Int(iterationNumber),
+            P.TextArray(kinds), P.IntArray(blocks), P.TextArray(texts));
+
+    /// <summary>A command for <see cref="WatchedActiveRoots"/>; read each row with <see cref="ReadRootRunId"/>.</summary>
+    public NpgsqlCommand WatchedActiveRootsCommand(NpgsqlDataSource dataSource) => Db.Command(dataSource, null, WatchedActiveRoots);
+
+    /// <summary>Reads a row of <see cref="WatchedActiveRoots"/>.</summary>
+    public static Guid ReadRootRunId(NpgsqlDataReader r) => r.GetGuid(0);
+
+    /// <summary>A command for <see cref="RootOf"/>: its scalar is the run's root run id (null: no such run).</summary>
+    public NpgsqlCommand RootOfCommand(NpgsqlDataSource dataSource, Guid runId) => Db.Command(dataSource, null, RootOf, P.Uuid(runId));
 
     public string Page { get; }
 

@@ -1,5 +1,6 @@
 using AgentPg.Internal;
 using AgentPg.Runs;
+using AgentPg.Workers;
 using Npgsql;
 
 namespace AgentPg.Storage;
@@ -127,8 +128,7 @@ internal sealed class RunSql
             """;
         // Iterations to poll: this instance's in-progress batches and orphaned ones. $1 instance, $2 interval, $3 max.
         ForPoll = $"""
-            SELECT i.id, i.iteration_number, i.batch_id, i.batch_expires_at, i.batch_resubmit_count, i.batch_expired_count,
-                   i.extended_context, i.max_tokens, {Prefixed("r")}
+            SELECT {PollColumns}, {Prefixed("r")}
               FROM {s}.agentpg_get_iterations_for_poll($1, $2, $3) i
               JOIN {t} r ON r.id = i.run_id
             """;
@@ -252,15 +252,119 @@ internal sealed class RunSql
 
     public static string Prefixed(string alias) => string.Join(", ", Columns.Split(", ").Select(c => alias + "." + c));
 
+    /// <summary>How many columns <see cref="Columns"/> lists: the index of the first column after them.</summary>
+    public static readonly int ColumnCount = Columns.Split(", ").Length;
+
+    // The iteration's columns before the run's in ForPoll, in the order ReadForPoll reads them.
+    private const string PollColumns =
+        "i.id, i.iteration_number, i.batch_id, i.batch_expires_at, i.batch_resubmit_count, i.batch_expired_count, i.extended_context, i.max_tokens";
+
+    private static readonly int PollColumnCount = PollColumns.Split(", ").Length;
+
+    /// <summary>Adds <see cref="Claim"/>: up to <paramref name="count"/> pending runs of <paramref name="mode"/> for the
+    /// instance; read each row with <see cref="ReadClaimed"/>.</summary>
+    public void AddClaim(NpgsqlBatch batch, string instanceId, int count, RunMode mode)
+        => batch.Append(Claim, P.Text(instanceId), P.Int(count), P.Text(mode.ToDb()));
+
+    /// <summary>Reads a row of <see cref="Claim"/>: the run, then the previous iteration's outcome and the trace context.</summary>
     public static ClaimedRun ReadClaimed(NpgsqlDataReader r)
     {
         var run = Read(r);
-        var previous = r.IsDBNull(35)
+        var c = ColumnCount;
+        var previous = r.IsDBNull(c)
             ? null
-            : new PreviousIteration(r.GetString(35), r.IsDBNull(36) ? null : r.GetString(36), r.IsDBNull(37) ? null : r.GetString(37),
-                r.IsDBNull(38) ? null : r.GetInt32(38), r.GetBoolean(39));
-        return new ClaimedRun(run, previous, iterationStarted: true) { TraceParent = r.IsDBNull(40) ? null : r.GetString(40) };
+            : new PreviousIteration(r.GetString(c), r.IsDBNull(c + 1) ? null : r.GetString(c + 1), r.IsDBNull(c + 2) ? null : r.GetString(c + 2),
+                r.IsDBNull(c + 3) ? null : r.GetInt32(c + 3), r.GetBoolean(c + 4));
+        return new ClaimedRun(run, previous, iterationStarted: true) { TraceParent = r.IsDBNull(c + 5) ? null : r.GetString(c + 5) };
     }
+
+    /// <summary>Adds <see cref="Fence"/> for the run's claim by <paramref name="instanceId"/>; with <paramref name="iterationId"/>,
+    /// also checks that it is still the run's current iteration.</summary>
+    public void AddFence(NpgsqlBatch batch, Run run, string instanceId, Guid? iterationId)
+        => batch.Append(Fence, P.Uuid(run.Id), P.Text(instanceId), P.Long(run.ClaimEpoch), P.Uuid(iterationId));
+
+    /// <summary>Adds <see cref="LockParent"/> for a child run (nothing for a root run).</summary>
+    public void AddLockParent(NpgsqlBatch batch, Run run)
+    {
+        if (run.ParentRunId is { } parent)
+        {
+            batch.Append(LockParent, P.Uuid(parent));
+        }
+    }
+
+    /// <summary>A command for <see cref="Progress"/> of the run's claim by <paramref name="instanceId"/>.</summary>
+    public NpgsqlCommand ProgressCommand(NpgsqlDataSource dataSource, Run run, string instanceId)
+        => Db.Command(dataSource, null, Progress, P.Uuid(run.Id), P.Long(run.ClaimEpoch), P.Text(instanceId));
+
+    /// <summary>Adds <see cref="StartIteration"/>.</summary>
+    public void AddStartIteration(NpgsqlBatch batch, Guid runId, int iterationNumber, Guid iterationId)
+        => batch.Append(StartIteration, P.Uuid(runId), P.Int(iterationNumber), P.Uuid(iterationId));
+
+    /// <summary>Adds <see cref="Complete"/>; its result holds one row, read with <see cref="ReadNextRunModeAsync"/>.</summary>
+    public void AddComplete(NpgsqlBatch batch, Guid runId, string responseText, string stopReason, Usage usage)
+        => batch.Append(Complete, P.Uuid(runId), P.Text(responseText), P.Text(stopReason), P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens),
+            P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens));
+
+    /// <summary>Reads every result of a batch holding <see cref="Complete"/> and returns its next_run_mode (null: none).</summary>
+    public static async Task<string?> ReadNextRunModeAsync(NpgsqlDataReader reader, CancellationToken cancellationToken)
+    {
+        string? next = null;
+        do
+        {
+            if (reader.FieldCount > 0 && reader.GetName(0) == "next_run_mode" && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                next = reader.IsDBNull(0) ? null : reader.GetString(0);
+            }
+        }
+        while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false));
+
+        return next;
+    }
+
+    /// <summary>Adds <see cref="Continue"/> (the claim is kept: <paramref name="inPlace"/>) or <see cref="ContinueLater"/>
+    /// (the run is queued again), counting one continuation.</summary>
+    public void AddContinue(NpgsqlBatch batch, Guid runId, Usage usage, bool inPlace)
+        => batch.Append(inPlace ? Continue : ContinueLater, P.Uuid(runId), P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens),
+            P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens), P.Int(1));
+
+    /// <summary>Adds <see cref="Fail"/> with the failed iteration's usage.</summary>
+    public void AddFail(NpgsqlBatch batch, Guid runId, string errorType, string message, Usage usage)
+        => batch.Append(Fail, P.Uuid(runId), P.Text(errorType), P.Text(message), P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens),
+            P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens));
+
+    /// <summary>Adds <see cref="SetState"/>.</summary>
+    public void AddSetState(NpgsqlBatch batch, Guid runId, RunState state) => batch.Append(SetState, P.Uuid(runId), P.Text(state.ToDb()));
+
+    /// <summary>Adds <see cref="CreateToolExecutions"/>: <paramref name="executionsJson"/> the executions (a JSON array),
+    /// <paramref name="updatesJson"/> the run's counters and answer (a JSON object).</summary>
+    public void AddCreateToolExecutions(NpgsqlBatch batch, Run run, string instanceId, string executionsJson, string updatesJson)
+        => batch.Append(CreateToolExecutions, P.Jsonb(executionsJson), P.Uuid(run.Id), P.Jsonb(updatesJson), P.Text(instanceId), P.Long(run.ClaimEpoch));
+
+    /// <summary>A command for <see cref="ContinueStuckPendingTools"/>: its scalar is how many runs it continued.</summary>
+    public NpgsqlCommand ContinueStuckPendingToolsCommand(NpgsqlDataSource dataSource) => Db.Command(dataSource, null, ContinueStuckPendingTools);
+
+    /// <summary>A command for <see cref="AdoptBatchRun"/>: its scalar is the new claim epoch (null: not adopted).</summary>
+    public NpgsqlCommand AdoptBatchRunCommand(NpgsqlDataSource dataSource, Guid runId, string instanceId)
+        => Db.Command(dataSource, null, AdoptBatchRun, P.Uuid(runId), P.Text(instanceId));
+
+    /// <summary>A command for <see cref="ForPoll"/>: batches of <paramref name="instanceId"/> and orphaned ones last polled more than
+    /// <paramref name="interval"/> ago, at most <paramref name="max"/>; read each row with <see cref="ReadForPoll"/>.</summary>
+    public NpgsqlCommand ForPollCommand(NpgsqlDataSource dataSource, string instanceId, TimeSpan interval, int max)
+        => Db.Command(dataSource, null, ForPoll, P.Text(instanceId), P.Interval(interval), P.Int(max));
+
+    /// <summary>Reads a row of <see cref="ForPoll"/>.</summary>
+    public static BatchPollItem ReadForPoll(NpgsqlDataReader r)
+        => new(r.GetGuid(0), r.GetInt32(1), r.GetString(2), r.IsDBNull(3) ? null : r.GetFieldValue<DateTimeOffset>(3), r.GetInt32(4), r.GetInt32(5),
+            r.GetBoolean(6), r.IsDBNull(7) ? null : r.GetInt32(7), Read(r, PollColumnCount));
+
+    /// <summary>A command for <see cref="CallbackSweep"/> over runs and their creating transactions (null: committed); read
+    /// each row with <see cref="ReadCallbackSweep"/>.</summary>
+    public NpgsqlCommand CallbackSweepCommand(NpgsqlDataSource dataSource, IReadOnlyList<Guid> runIds, IReadOnlyList<string?> transactionIds)
+        => Db.Command(dataSource, null, CallbackSweep, P.UuidArray(runIds), P.TextArray(transactionIds!));
+
+    /// <summary>Reads a row of <see cref="CallbackSweep"/>: the run, its state (null: not visible), its transaction's status.</summary>
+    public static (Guid RunId, string? State, string? TransactionStatus) ReadCallbackSweep(NpgsqlDataReader r)
+        => (r.GetGuid(0), r.IsDBNull(1) ? null : r.GetString(1), r.IsDBNull(2) ? null : r.GetString(2));
 
     public static Run Read(NpgsqlDataReader r) => Read(r, 0);
 

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using AgentPg.Internal;
+using AgentPg.Workers;
 using Npgsql;
 
 namespace AgentPg.Storage;
@@ -132,6 +133,81 @@ internal sealed class ToolExecutionSql
     public string CreateChildRun { get; }
 
     public string ByChildRun { get; }
+
+    /// <summary>Adds <see cref="Claim"/>: up to <paramref name="count"/> due executions for the instance; read each row with
+    /// <see cref="ReadClaimed"/>.</summary>
+    public void AddClaim(NpgsqlBatch batch, string instanceId, int count) => batch.Append(Claim, P.Text(instanceId), P.Int(count));
+
+    /// <summary>Reads a row of <see cref="Claim"/>: the execution, then what the worker needs of its run and iteration.</summary>
+    public static ClaimedTool ReadClaimed(NpgsqlDataReader r)
+    {
+        const int c = NextColumn;
+        return new ClaimedTool(Read(r), r.GetGuid(c), r.GetGuid(c + 1), r.GetString(c + 2), r.GetInt32(c + 3), r.GetInt32(c + 4))
+        {
+            TraceParent = r.IsDBNull(c + 5) ? null : r.GetString(c + 5),
+        };
+    }
+
+    /// <summary>Adds <see cref="Fence"/> for the execution's claim by <paramref name="instanceId"/>.</summary>
+    public void AddFence(NpgsqlBatch batch, ToolExecution execution, string instanceId)
+        => batch.Append(Fence, P.Uuid(execution.Id), P.Text(instanceId), P.Long(execution.ClaimEpoch));
+
+    /// <summary>A command for <see cref="Fence"/> on <paramref name="connection"/> (no transaction).</summary>
+    public NpgsqlCommand FenceCommand(NpgsqlConnection connection, ToolExecution execution, string instanceId)
+    {
+        var command = new NpgsqlCommand(Fence, connection);
+        command.Parameters.Add(P.Uuid(execution.Id));
+        command.Parameters.Add(P.Text(instanceId));
+        command.Parameters.Add(P.Long(execution.ClaimEpoch));
+        return command;
+    }
+
+    /// <summary>Adds <see cref="Complete"/>; U+0000 in the texts is replaced (see <see cref="Nul"/>).</summary>
+    public void AddComplete(NpgsqlBatch batch, Guid executionId, ToolExecutionState state, string? output, bool isError, string? errorMessage,
+        string? blocksJson)
+        => batch.Append(Complete, P.Uuid(executionId), P.Text(state.ToDb()), P.Text(Nul.Replace(output)), P.Bool(isError),
+            P.Text(Nul.Replace(errorMessage)), P.Jsonb(blocksJson));
+
+    /// <summary>Adds <see cref="ContinuedRunMode"/> for the run; read the batch with <see cref="ReadContinuedRunModeAsync"/>.</summary>
+    public void AddContinuedRunMode(NpgsqlBatch batch, Guid runId) => batch.Append(ContinuedRunMode, P.Uuid(runId));
+
+    /// <summary>Reads every result of a batch holding <see cref="ContinuedRunMode"/>: the mode of the run the result continued,
+    /// or null when other executions are still open.</summary>
+    public static async Task<string?> ReadContinuedRunModeAsync(NpgsqlDataReader reader, CancellationToken cancellationToken)
+    {
+        string? mode = null;
+        do
+        {
+            if (reader.FieldCount == 1 && reader.GetName(0) == "continued_run_mode" && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                mode = reader.GetString(0);
+            }
+        }
+        while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false));
+
+        return mode;
+    }
+
+    /// <summary>Adds <see cref="Retry"/> after <paramref name="delay"/>.</summary>
+    public void AddRetry(NpgsqlBatch batch, Guid executionId, TimeSpan delay, string error)
+        => batch.Append(Retry, P.Uuid(executionId), P.Interval(delay), P.Text(Nul.Replace(error)));
+
+    /// <summary>Adds <see cref="Snooze"/> for <paramref name="delay"/>.</summary>
+    public void AddSnooze(NpgsqlBatch batch, Guid executionId, TimeSpan delay, string reason)
+        => batch.Append(Snooze, P.Uuid(executionId), P.Interval(delay), P.Text(Nul.Replace(reason)));
+
+    /// <summary>Adds <see cref="Release"/>: failed once interrupted more than <paramref name="maxInterruptions"/> times.</summary>
+    public void AddRelease(NpgsqlBatch batch, Guid executionId, string reason, int maxInterruptions)
+        => batch.Append(Release, P.Uuid(executionId), P.Text(Nul.Replace(reason)), P.Int(maxInterruptions));
+
+    /// <summary>Adds <see cref="CreateChildRun"/> for the agent-tool execution; its result is the child run's id, or no row
+    /// (a delegation cycle), read with <see cref="ReadChildRunId"/>.</summary>
+    public void AddCreateChildRun(NpgsqlBatch batch, ToolExecution execution, Guid delegateAgentId, string task, string instanceId, string? traceParent)
+        => batch.Append(CreateChildRun, P.Uuid(execution.RunId), P.Uuid(delegateAgentId), P.Text(task), P.Uuid(execution.Id), P.Text(instanceId),
+            P.Text(traceParent));
+
+    /// <summary>Reads the row of <see cref="CreateChildRun"/>.</summary>
+    public static Guid ReadChildRunId(NpgsqlDataReader r) => r.GetGuid(0);
 
     public static ToolExecution Read(NpgsqlDataReader r) => new()
     {

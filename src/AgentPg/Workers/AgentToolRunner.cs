@@ -13,7 +13,7 @@ internal sealed class AgentToolRunner(Engine engine, ClaimedTool claimed)
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        var task = _execution.ToolInput.TryGetProperty("task", out var t) && t.ValueKind == System.Text.Json.JsonValueKind.String ? t.GetString()! : "";
+        var task = Tools.DelegateTool.TaskOf(_execution.ToolInput);
         var delegateId = _execution.AgentId!.Value;
         var childDepth = claimed.Depth + 1;
         if (childDepth > engine.Options.MaxAgentDepth)
@@ -30,14 +30,13 @@ internal sealed class AgentToolRunner(Engine engine, ClaimedTool claimed)
             var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
-                Add(batch, engine.Sql.ToolExecutions.Fence, P.Uuid(_execution.Id), P.Text(engine.InstanceId), P.Long(_execution.ClaimEpoch));
-                Add(batch, engine.Sql.ToolExecutions.CreateChildRun, P.Uuid(_execution.RunId), P.Uuid(delegateId), P.Text(task),
-                    P.Uuid(_execution.Id), P.Text(engine.InstanceId), P.Text(Diagnostics.Telemetry.CurrentTraceParent()));
+                engine.Sql.ToolExecutions.AddFence(batch, _execution, engine.InstanceId);
+                engine.Sql.ToolExecutions.AddCreateChildRun(batch, _execution, delegateId, task, engine.InstanceId, Diagnostics.Telemetry.CurrentTraceParent());
                 var reader = await engine.ExecuteReaderAsync(batch, ct).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
                 {
                     await reader.NextResultAsync(ct).ConfigureAwait(false);
-                    return await reader.ReadAsync(ct).ConfigureAwait(false) ? reader.GetGuid(0) : (Guid?)null;
+                    return await reader.ReadAsync(ct).ConfigureAwait(false) ? ToolExecutionSql.ReadChildRunId(reader) : (Guid?)null;
                 }
             }
         }, engine.Time, cancellationToken).ConfigureAwait(false);
@@ -65,8 +64,8 @@ internal sealed class AgentToolRunner(Engine engine, ClaimedTool claimed)
             var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
-                Add(batch, engine.Sql.ToolExecutions.Fence, P.Uuid(_execution.Id), P.Text(engine.InstanceId), P.Long(_execution.ClaimEpoch));
-                Add(batch, engine.Sql.ToolExecutions.Complete, P.Uuid(_execution.Id), P.Text("failed"), P.Text((string?)null), P.Bool(true), P.Text(message), P.Jsonb(null));
+                engine.Sql.ToolExecutions.AddFence(batch, _execution, engine.InstanceId);
+                engine.Sql.ToolExecutions.AddComplete(batch, _execution.Id, ToolExecutionState.Failed, null, isError: true, message, blocksJson: null);
                 await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
             }
         }, engine.Time, cancellationToken).ConfigureAwait(false);
@@ -81,12 +80,5 @@ internal sealed class AgentToolRunner(Engine engine, ClaimedTool claimed)
             IsError = true,
             ErrorMessage = message,
         });
-    }
-
-    private static void Add(NpgsqlBatch batch, string sql, params NpgsqlParameter[] parameters)
-    {
-        var command = new NpgsqlBatchCommand(sql);
-        command.Parameters.AddRange(parameters);
-        batch.BatchCommands.Add(command);
     }
 }

@@ -31,6 +31,7 @@ internal sealed class BatchPoller(Engine engine)
     private readonly BatchApi _api = new(engine);
     private readonly IterationStarter _starter = new(engine);
     private readonly IterationRecorder _recorder = new(engine);
+    private readonly RunFailurePolicy _failures = new(engine);
     private readonly BatchSubmitter _submitter = new(engine);
     private readonly ContextWindowPolicy _window = new(engine);
     private Task? _loop;
@@ -67,10 +68,10 @@ internal sealed class BatchPoller(Engine engine)
     private async Task CancelAbandonedBatchesAsync(CancellationToken cancellationToken)
     {
         List<string> batchIds;
-        var command = engine.DataSource.CreateCommand(engine.Sql.Iterations.TakeCancelingBatches);
+        var command = engine.Sql.Iterations.TakeCancelingBatchesCommand(engine.DataSource);
         await using (command.ConfigureAwait(false))
         {
-            batchIds = await command.QueryListAsync(r => r.GetString(0), cancellationToken).ConfigureAwait(false);
+            batchIds = await command.QueryListAsync(IterationSql.ReadBatchId, cancellationToken).ConfigureAwait(false);
         }
 
         // Taken and marked ended by the statement: a failure here is logged and the batch runs out.
@@ -79,15 +80,12 @@ internal sealed class BatchPoller(Engine engine)
 
     private async Task PollAsync(CancellationToken cancellationToken)
     {
-        List<PollItem> items;
-        var command = engine.DataSource.CreateCommand(engine.Sql.Runs.ForPoll);
+        List<BatchPollItem> items;
+        // Due once a poll interval has passed; a little less so a poll right on the tick is not skipped.
+        var command = engine.Sql.Runs.ForPollCommand(engine.DataSource, engine.InstanceId, engine.Options.BatchPollInterval * 0.9, MaxPerTick);
         await using (command.ConfigureAwait(false))
         {
-            command.Parameters.Add(P.Text(engine.InstanceId));
-            // Due once a poll interval has passed; a little less so a poll right on the tick is not skipped.
-            command.Parameters.Add(P.Interval(engine.Options.BatchPollInterval * 0.9));
-            command.Parameters.Add(P.Int(MaxPerTick));
-            items = await command.QueryListAsync(PollItem.Read, cancellationToken).ConfigureAwait(false);
+            items = await command.QueryListAsync(RunSql.ReadForPoll, cancellationToken).ConfigureAwait(false);
         }
 
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = PollConcurrency, CancellationToken = cancellationToken };
@@ -105,7 +103,7 @@ internal sealed class BatchPoller(Engine engine)
         }).ConfigureAwait(false);
     }
 
-    private async Task PollOneAsync(PollItem item, CancellationToken cancellationToken)
+    private async Task PollOneAsync(BatchPollItem item, CancellationToken cancellationToken)
     {
         var run = item.Run;
         if (run.ClaimedByInstanceId is null)
@@ -142,7 +140,7 @@ internal sealed class BatchPoller(Engine engine)
                     }
                     else if (run.State == RunState.BatchPending)
                     {
-                        await SetStateAsync(run, "batch_processing", cancellationToken).ConfigureAwait(false);
+                        await SetStateAsync(run, RunState.BatchProcessing, cancellationToken).ConfigureAwait(false);
                     }
 
                     break;
@@ -157,12 +155,12 @@ internal sealed class BatchPoller(Engine engine)
         }
         catch (RunFailureException failure)
         {
-            await _recorder.FailAsync(claimed, failure.ErrorType, failure.Message).ConfigureAwait(false);
+            await _failures.FailAsync(claimed, failure.ErrorType, failure.Message).ConfigureAwait(false);
         }
         catch (AnthropicApiException ex) when (IsPermanent(ex))
         {
             // No later poll can succeed (404: the batch was deleted, or belongs to another API key or workspace).
-            await _recorder.FailAsync(claimed, "batch_error",
+            await _failures.FailAsync(claimed, ErrorTypes.BatchError,
                 $"Message batch {item.BatchId} of iteration {item.IterationNumber} cannot be polled: Claude API error {(int)ex.StatusCode} " +
                 $"{ex.Type?.Raw() ?? "error"}: {ex.ApiMessage ?? "(no message)"}" +
                 (ex.StatusCode == HttpStatusCode.NotFound ? " (deleted, or created with another API key or workspace)." : ".")).ConfigureAwait(false);
@@ -174,7 +172,7 @@ internal sealed class BatchPoller(Engine engine)
             Log.BatchPollFailed(engine.Logger, ex, run.Id, item.BatchId);
             if (item.ExpiresAt is { } expiresAt && engine.Time.GetUtcNow() > expiresAt + s_unreachableGrace)
             {
-                await _recorder.FailAsync(claimed, "batch_error",
+                await _failures.FailAsync(claimed, ErrorTypes.BatchError,
                     $"Message batch {item.BatchId} of iteration {item.IterationNumber} could not be polled since before it expired " +
                     $"({expiresAt:u}); last error: {ex.Message}").ConfigureAwait(false);
             }
@@ -189,7 +187,7 @@ internal sealed class BatchPoller(Engine engine)
             // A result that cannot be processed (malformed, refused by the database) would fail the same way at every poll:
             // the run fails, as a streamed answer would (review D2).
             Log.RunProcessingFailed(engine.Logger, ex, run.Id);
-            await _recorder.FailAsync(claimed, "processing_error", $"Processing the result of message batch {item.BatchId} failed: {ex.Message}")
+            await _failures.FailAsync(claimed, ErrorTypes.ProcessingError, $"Processing the result of message batch {item.BatchId} failed: {ex.Message}")
                 .ConfigureAwait(false);
         }
     }
@@ -201,7 +199,7 @@ internal sealed class BatchPoller(Engine engine)
         => ex is AnthropicException or HttpRequestException or IOException
            || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested);
 
-    private async Task HandleEndedAsync(ClaimedRun claimed, PollItem item, CancellationToken cancellationToken)
+    private async Task HandleEndedAsync(ClaimedRun claimed, BatchPollItem item, CancellationToken cancellationToken)
     {
         var result = await _api.FindResultAsync(item.BatchId, item.IterationId, cancellationToken).ConfigureAwait(false);
         var type = result is { } r && r.TryGetProperty("type", out var t) ? t.GetString() : null;
@@ -210,7 +208,7 @@ internal sealed class BatchPoller(Engine engine)
             case "succeeded":
                 if (!result!.Value.TryGetProperty("message", out var message) || message.ValueKind != JsonValueKind.Object)
                 {
-                    throw new RunFailureException("processing_error",
+                    throw new RunFailureException(ErrorTypes.ProcessingError,
                         $"The batch result of iteration {item.IterationNumber} (batch {item.BatchId}) says succeeded but holds no message.");
                 }
 
@@ -268,7 +266,7 @@ internal sealed class BatchPoller(Engine engine)
         }
     }
 
-    private async Task HandleExpiredAsync(ClaimedRun claimed, PollItem item, CancellationToken cancellationToken)
+    private async Task HandleExpiredAsync(ClaimedRun claimed, BatchPollItem item, CancellationToken cancellationToken)
     {
         if (item.ExpiredCount == 0)
         {
@@ -282,14 +280,14 @@ internal sealed class BatchPoller(Engine engine)
             "Claude's Message Batches API was too busy. Create the run again, or use RunFastAsync for the streaming API.");
     }
 
-    private async Task ResubmitAsync(ClaimedRun claimed, PollItem item, BatchSubmitter.Kind kind, CancellationToken cancellationToken)
+    private async Task ResubmitAsync(ClaimedRun claimed, BatchPollItem item, BatchSubmitter.Kind kind, CancellationToken cancellationToken)
     {
         var context = await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: true, cancellationToken).ConfigureAwait(false);
         await _submitter.SubmitAsync(claimed, context, kind, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Compaction, then the 1M window, then the run's failure (<see cref="ContextWindowPolicy"/>), as for a stream.</summary>
-    private async Task RetryTooLongAsync(ClaimedRun claimed, PollItem item, string detail, CancellationToken cancellationToken)
+    private async Task RetryTooLongAsync(ClaimedRun claimed, BatchPollItem item, string detail, CancellationToken cancellationToken)
     {
         var context = await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false);
         await _window.OnPromptTooLongAsync(claimed, context, detail, cancellationToken).ConfigureAwait(false);
@@ -298,53 +296,34 @@ internal sealed class BatchPoller(Engine engine)
 
     private async Task<long?> AdoptAsync(Guid runId, CancellationToken cancellationToken)
     {
-        var command = engine.DataSource.CreateCommand(engine.Sql.Runs.AdoptBatchRun);
+        var command = engine.Sql.Runs.AdoptBatchRunCommand(engine.DataSource, runId, engine.InstanceId);
         await using (command.ConfigureAwait(false))
         {
-            command.Parameters.Add(P.Uuid(runId));
-            command.Parameters.Add(P.Text(engine.InstanceId));
             return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as long?;
         }
     }
 
     private async Task MarkPolledAsync(Guid iterationId, CancellationToken cancellationToken)
     {
-        var command = engine.DataSource.CreateCommand(engine.Sql.Iterations.Polled);
+        var command = engine.Sql.Iterations.PolledCommand(engine.DataSource, iterationId);
         await using (command.ConfigureAwait(false))
         {
-            command.Parameters.Add(P.Uuid(iterationId));
             await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
     }
 
-    private async Task SetStateAsync(Run run, string state, CancellationToken cancellationToken)
+    private async Task SetStateAsync(Run run, RunState state, CancellationToken cancellationToken)
     {
         var batch = engine.DataSource.CreateBatch();
         await using (batch.ConfigureAwait(false))
         {
-            var fence = new NpgsqlBatchCommand(engine.Sql.Runs.Fence);
-            fence.Parameters.Add(P.Uuid(run.Id));
-            fence.Parameters.Add(P.Text(engine.InstanceId));
-            fence.Parameters.Add(P.Long(run.ClaimEpoch));
-            fence.Parameters.Add(P.Uuid((Guid?)null));
-            batch.BatchCommands.Add(fence);
-            var set = new NpgsqlBatchCommand(engine.Sql.Runs.SetState);
-            set.Parameters.Add(P.Uuid(run.Id));
-            set.Parameters.Add(P.Text(state));
-            batch.BatchCommands.Add(set);
+            engine.Sql.Runs.AddFence(batch, run, engine.InstanceId, null);
+            engine.Sql.Runs.AddSetState(batch, run.Id, state);
             await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
     }
-
-    private sealed record PollItem(Guid IterationId, int IterationNumber, string BatchId, DateTimeOffset? ExpiresAt, int ResubmitCount,
-        int ExpiredCount, bool ExtendedContext, int? MaxTokens, Run Run)
-    {
-        public static PollItem Read(NpgsqlDataReader r)
-        {
-            // The run's columns follow the iteration's eight.
-            var run = RunSql.Read(r, 8);
-            return new PollItem(r.GetGuid(0), r.GetInt32(1), r.GetString(2), r.IsDBNull(3) ? null : r.GetFieldValue<DateTimeOffset>(3),
-                r.GetInt32(4), r.GetInt32(5), r.GetBoolean(6), r.IsDBNull(7) ? null : r.GetInt32(7), run);
-        }
-    }
 }
+
+/// <summary>An in-progress batch to poll: its iteration and the run (see <see cref="RunSql.ForPoll"/>).</summary>
+internal sealed record BatchPollItem(Guid IterationId, int IterationNumber, string BatchId, DateTimeOffset? ExpiresAt, int ResubmitCount,
+    int ExpiredCount, bool ExtendedContext, int? MaxTokens, Run Run);

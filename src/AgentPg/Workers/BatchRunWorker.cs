@@ -16,12 +16,12 @@ internal sealed class BatchRunWorker(Engine engine)
     : RunWorker(engine, RunMode.Batch, engine.BatchWake, engine.Options.MaxConcurrentRuns)
 {
     private readonly IterationStarter _starter = new(engine);
-    private readonly IterationRecorder _recorder = new(engine);
+    private readonly RunFailurePolicy _failures = new(engine);
     private readonly BatchSubmitter _submitter = new(engine);
 
     protected override string Name => "batch run worker";
 
-    protected override Task ProcessAsync(ClaimedRun claimed, StopTokens stop) => _recorder.GuardAsync(claimed, async (token, _) =>
+    protected override Task ProcessAsync(ClaimedRun claimed, StopTokens stop) => _failures.GuardAsync(claimed, async (token, _) =>
     {
         var context = await _starter.StartAsync(claimed, streaming: false, token).ConfigureAwait(false);
         await _submitter.SubmitAsync(claimed, context, BatchSubmitter.Kind.First, token).ConfigureAwait(false);
@@ -68,7 +68,7 @@ internal sealed class BatchSubmitter(Engine engine)
             catch (AnthropicApiException ex)
             {
                 // The SDK already retried what is retryable before throwing.
-                throw new RunFailureException("batch_error",
+                throw new RunFailureException(ErrorTypes.BatchError,
                     $"Creating the message batch failed: Claude API error {(int)ex.StatusCode} {ex.Type?.Raw() ?? "error"}: {ex.ApiMessage ?? "(no message)"}");
             }
             catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException or OperationCanceledException
@@ -80,7 +80,7 @@ internal sealed class BatchSubmitter(Engine engine)
                 failures++;
                 if (failures > engine.Options.MaxModelRetries)
                 {
-                    throw new RunFailureException("batch_error",
+                    throw new RunFailureException(ErrorTypes.BatchError,
                         $"Creating the message batch failed {failures} times (AgentPgOptions.MaxModelRetries = {engine.Options.MaxModelRetries}); " +
                         $"last error: {ex.Message}", ex);
                 }
@@ -98,11 +98,10 @@ internal sealed class BatchSubmitter(Engine engine)
                 var batch = new NpgsqlBatch();
                 await using (batch.ConfigureAwait(false))
                 {
-                    Add(batch, engine.Sql.Runs.Fence, P.Uuid(run.Id), P.Text(engine.InstanceId), P.Long(run.ClaimEpoch), P.Uuid(context.IterationId));
-                    Add(batch, engine.Sql.Iterations.Submitted, P.Uuid(context.IterationId), P.Text(batchId),
-                        new NpgsqlParameter<DateTimeOffset> { TypedValue = expiresAt }, P.Int(context.MaxTokens), P.Bool(claimed.UsedExtendedContext),
-                        P.Int(resubmission == Kind.Resubmission ? 1 : 0), P.Int(resubmission == Kind.AfterExpiry ? 1 : 0));
-                    Add(batch, engine.Sql.Runs.SetState, P.Uuid(run.Id), P.Text("batch_pending"));
+                    engine.Sql.Runs.AddFence(batch, run, engine.InstanceId, context.IterationId);
+                    engine.Sql.Iterations.AddSubmitted(batch, context.IterationId, batchId, expiresAt, context.MaxTokens, claimed.UsedExtendedContext,
+                        resubmission: resubmission == Kind.Resubmission, afterExpiry: resubmission == Kind.AfterExpiry);
+                    engine.Sql.Runs.AddSetState(batch, run.Id, RunState.BatchPending);
                     await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
                 }
             }, engine.Time, CancellationToken.None).ConfigureAwait(false);
@@ -117,12 +116,5 @@ internal sealed class BatchSubmitter(Engine engine)
                 _ = _api.CancelQuietlyAsync([batchId], markEnded: false, CancellationToken.None);
             }
         }
-    }
-
-    private static void Add(NpgsqlBatch batch, string sql, params NpgsqlParameter[] parameters)
-    {
-        var command = new NpgsqlBatchCommand(sql);
-        command.Parameters.AddRange(parameters);
-        batch.BatchCommands.Add(command);
     }
 }

@@ -1,5 +1,4 @@
 using AgentPg.Diagnostics;
-using AgentPg.Internal;
 using AgentPg.Runs;
 using AgentPg.Storage;
 using Npgsql;
@@ -57,7 +56,11 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
     {
     }
 
-    protected abstract Task<IReadOnlyList<T>> ClaimAsync(int count, CancellationToken cancellationToken);
+    /// <summary>Adds the claim of up to <paramref name="count"/> items to the claim's batch.</summary>
+    protected abstract void AddClaim(NpgsqlBatch batch, int count);
+
+    /// <summary>Reads a claimed item from a row of the claim.</summary>
+    protected abstract T ReadClaimed(NpgsqlDataReader reader);
 
     protected abstract Task ProcessAsync(T item, StopTokens stop);
 
@@ -140,6 +143,29 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
         }
     }
 
+    private async Task<List<T>> ClaimAsync(int count, CancellationToken cancellationToken)
+    {
+        var batch = new NpgsqlBatch();
+        await using (batch.ConfigureAwait(false))
+        {
+            // A claim lost in a server crash is harmless: the item is pending again and every later write is fenced.
+            NotifySql.AddAsyncCommit(batch);
+            AddClaim(batch, count);
+            var reader = await engine.ExecuteReaderAsync(batch, cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                var claimed = new List<T>();
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    claimed.Add(ReadClaimed(reader));
+                }
+
+                return claimed;
+            }
+        }
+    }
+
     private async Task RunItemAsync(T item, StopTokens stop)
     {
         // Run the item off the loop's thread so a slow synchronous part cannot stall claiming.
@@ -191,32 +217,9 @@ internal abstract class RunWorker(Engine engine, RunMode mode, WakeSignal wake, 
 {
     protected override Guid KeyOf(ClaimedRun item) => item.Run.Id;
 
-    protected override async Task<IReadOnlyList<ClaimedRun>> ClaimAsync(int count, CancellationToken cancellationToken)
-    {
-        var batch = new NpgsqlBatch();
-        await using (batch.ConfigureAwait(false))
-        {
-            // A claim lost in a server crash is harmless: the run is pending again and every later write is fenced.
-            batch.BatchCommands.Add(new NpgsqlBatchCommand(NotifySql.AsyncCommit));
-            var claim = new NpgsqlBatchCommand(Engine.Sql.Runs.Claim);
-            claim.Parameters.Add(P.Text(Engine.InstanceId));
-            claim.Parameters.Add(P.Int(count));
-            claim.Parameters.Add(P.Text(mode.ToDb()));
-            batch.BatchCommands.Add(claim);
-            var reader = await Engine.ExecuteReaderAsync(batch, cancellationToken).ConfigureAwait(false);
-            await using (reader.ConfigureAwait(false))
-            {
-                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
-                var claimed = new List<ClaimedRun>();
-                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    claimed.Add(RunSql.ReadClaimed(reader));
-                }
+    protected override void AddClaim(NpgsqlBatch batch, int count) => Engine.Sql.Runs.AddClaim(batch, Engine.InstanceId, count, mode);
 
-                return claimed;
-            }
-        }
-    }
+    protected override ClaimedRun ReadClaimed(NpgsqlDataReader reader) => RunSql.ReadClaimed(reader);
 }
 
 /// <summary>Processes each claimed streaming run in its own task, <see cref="AgentPgOptions.MaxConcurrentStreamingRuns"/> at a time.</summary>

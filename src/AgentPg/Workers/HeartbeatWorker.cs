@@ -28,11 +28,9 @@ internal sealed class HeartbeatWorker(Engine engine, Func<CancellationToken, Tas
                 }
 
                 int rows;
-                var command = engine.DataSource.CreateCommand(engine.Sql.Instances.Heartbeat);
+                var command = engine.Sql.Instances.HeartbeatCommand(engine.DataSource, engine.InstanceId, engine.Held.Snapshot());
                 await using (command.ConfigureAwait(false))
                 {
-                    command.Parameters.Add(P.Text(engine.InstanceId));
-                    command.Parameters.Add(P.UuidArray(engine.Held.Snapshot()));
                     rows = await command.ExecuteNonQueryAsync(stop).ConfigureAwait(false);
                 }
 

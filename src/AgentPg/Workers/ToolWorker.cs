@@ -25,33 +25,9 @@ internal sealed class ToolWorker(Engine engine)
 
     protected override string Name => "tool worker";
 
-    protected override async Task<IReadOnlyList<ClaimedTool>> ClaimAsync(int count, CancellationToken cancellationToken)
-    {
-        var batch = new NpgsqlBatch();
-        await using (batch.ConfigureAwait(false))
-        {
-            // A claim lost in a server crash is harmless: the execution is pending again and its result write is fenced.
-            batch.BatchCommands.Add(new NpgsqlBatchCommand(NotifySql.AsyncCommit));
-            var claim = new NpgsqlBatchCommand(Engine.Sql.ToolExecutions.Claim);
-            claim.Parameters.Add(P.Text(Engine.InstanceId));
-            claim.Parameters.Add(P.Int(count));
-            batch.BatchCommands.Add(claim);
-            var reader = await Engine.ExecuteReaderAsync(batch, cancellationToken).ConfigureAwait(false);
-            await using (reader.ConfigureAwait(false))
-            {
-                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
-                var claimed = new List<ClaimedTool>();
-                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    const int c = ToolExecutionSql.NextColumn;
-                    claimed.Add(new ClaimedTool(ToolExecutionSql.Read(reader), reader.GetGuid(c), reader.GetGuid(c + 1), reader.GetString(c + 2),
-                        reader.GetInt32(c + 3), reader.GetInt32(c + 4)) { TraceParent = reader.IsDBNull(c + 5) ? null : reader.GetString(c + 5) });
-                }
+    protected override void AddClaim(NpgsqlBatch batch, int count) => Engine.Sql.ToolExecutions.AddClaim(batch, Engine.InstanceId, count);
 
-                return claimed;
-            }
-        }
-    }
+    protected override ClaimedTool ReadClaimed(NpgsqlDataReader reader) => ToolExecutionSql.ReadClaimed(reader);
 
     protected override Guid KeyOf(ClaimedTool item) => item.Execution.Id;
 
@@ -66,7 +42,7 @@ internal sealed class ToolWorker(Engine engine)
         }
 
         _lastStuckScan = Engine.Time.GetTimestamp();
-        var command = Engine.DataSource.CreateCommand(Engine.Sql.Runs.ContinueStuckPendingTools);
+        var command = Engine.Sql.Runs.ContinueStuckPendingToolsCommand(Engine.DataSource);
         await using (command.ConfigureAwait(false))
         {
             var continued = (int)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
@@ -197,12 +173,9 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
             return;
         }
 
-        var command = new NpgsqlCommand(engine.Sql.ToolExecutions.Fence, connection);
+        var command = engine.Sql.ToolExecutions.FenceCommand(connection, _execution, engine.InstanceId);
         await using (command.ConfigureAwait(false))
         {
-            command.Parameters.Add(P.Uuid(_execution.Id));
-            command.Parameters.Add(P.Text(engine.InstanceId));
-            command.Parameters.Add(P.Long(_execution.ClaimEpoch));
             await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
     }
@@ -265,11 +238,11 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
                         await using (batch.ConfigureAwait(false))
                         {
                             AddComplete(batch, output);
-                            AddContinuedCheck(batch);
+                            engine.Sql.ToolExecutions.AddContinuedRunMode(batch, _execution.RunId);
                             var reader = await batch.ExecuteReaderAsync(record).ConfigureAwait(false);
                             await using (reader.ConfigureAwait(false))
                             {
-                                continuedRunMode = await ReadContinuedRunModeAsync(reader, record).ConfigureAwait(false);
+                                continuedRunMode = await ToolExecutionSql.ReadContinuedRunModeAsync(reader, record).ConfigureAwait(false);
                             }
                         }
 
@@ -354,7 +327,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
                 return;
 
             case ToolSnoozeException snooze:
-                await WriteAsync(engine.Sql.ToolExecutions.Snooze, cancellationToken, P.Interval(snooze.Duration), P.Text(snooze.Message)).ConfigureAwait(false);
+                await WriteAsync((sql, batch, id) => sql.AddSnooze(batch, id, snooze.Duration, snooze.Message), cancellationToken).ConfigureAwait(false);
                 Log.ToolSnoozed(engine.Logger, _execution.Id, _execution.ToolName, snooze.Duration);
                 WakeAfter(snooze.Duration);
                 return;
@@ -369,7 +342,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
         }
 
         var delay = RetryBackoff.NextDelay(_execution.AttemptCount, engine.Options.ToolRetry.Jitter);
-        await WriteAsync(engine.Sql.ToolExecutions.Retry, cancellationToken, P.Interval(delay), P.Text(message)).ConfigureAwait(false);
+        await WriteAsync((sql, batch, id) => sql.AddRetry(batch, id, delay, message), cancellationToken).ConfigureAwait(false);
         Log.ToolRetrying(engine.Logger, _execution.Id, _execution.ToolName, _execution.AttemptCount, delay, message);
         WakeAfter(delay);
     }
@@ -379,7 +352,8 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
     /// fails.</summary>
     private async Task ReleaseAsync(string reason, CancellationToken cancellationToken)
     {
-        await WriteAsync(engine.Sql.ToolExecutions.Release, cancellationToken, P.Text(reason), P.Int(engine.Options.RunRescue.MaxAttempts)).ConfigureAwait(false);
+        var maxInterruptions = engine.Options.RunRescue.MaxAttempts;
+        await WriteAsync((sql, batch, id) => sql.AddRelease(batch, id, reason, maxInterruptions), cancellationToken).ConfigureAwait(false);
         Log.ToolReleased(engine.Logger, _execution.Id, _execution.ToolName, reason);
         WakeAfter(TimeSpan.Zero);
     }
@@ -420,39 +394,16 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
             await using (batch.ConfigureAwait(false))
             {
                 AddComplete(batch, state, output, isError, errorMessage, blocksJson);
-                AddContinuedCheck(batch);
+                engine.Sql.ToolExecutions.AddContinuedRunMode(batch, _execution.RunId);
                 var reader = await engine.ExecuteReaderAsync(batch, ct).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
                 {
-                    return await ReadContinuedRunModeAsync(reader, ct).ConfigureAwait(false);
+                    return await ToolExecutionSql.ReadContinuedRunModeAsync(reader, ct).ConfigureAwait(false);
                 }
             }
         }, engine.Time, cancellationToken).ConfigureAwait(false);
         WakeContinuedRun(continuedRunMode);
         FireComplete(output, isError, errorMessage, started);
-    }
-
-    private void AddContinuedCheck(NpgsqlBatch batch)
-    {
-        var check = new NpgsqlBatchCommand(engine.Sql.ToolExecutions.ContinuedRunMode);
-        check.Parameters.Add(P.Uuid(_execution.RunId));
-        batch.BatchCommands.Add(check);
-    }
-
-    /// <summary>The mode of the run this result continued (the last result set), or null when other executions are still open.</summary>
-    private static async Task<string?> ReadContinuedRunModeAsync(NpgsqlDataReader reader, CancellationToken cancellationToken)
-    {
-        string? mode = null;
-        do
-        {
-            if (reader.FieldCount == 1 && reader.GetName(0) == "continued_run_mode" && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            {
-                mode = reader.GetString(0);
-            }
-        }
-        while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false));
-
-        return mode;
     }
 
     /// <summary>The run continued on this commit: the local run worker of its mode looks at once (other instances learn it from
@@ -476,17 +427,11 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
     private void AddComplete(NpgsqlBatch batch, ToolExecutionState state, string? output, bool isError, string? errorMessage, string? blocksJson = null)
     {
         AddFence(batch);
-        var complete = new NpgsqlBatchCommand(engine.Sql.ToolExecutions.Complete);
-        complete.Parameters.Add(P.Uuid(_execution.Id));
-        complete.Parameters.Add(P.Text(state.ToDb()));
-        complete.Parameters.Add(P.Text(Nul.Replace(output)));
-        complete.Parameters.Add(P.Bool(isError));
-        complete.Parameters.Add(P.Text(Nul.Replace(errorMessage)));
-        complete.Parameters.Add(P.Jsonb(blocksJson));
-        batch.BatchCommands.Add(complete);
+        engine.Sql.ToolExecutions.AddComplete(batch, _execution.Id, state, output, isError, errorMessage, blocksJson);
     }
 
-    private async Task WriteAsync(string sql, CancellationToken cancellationToken, params NpgsqlParameter[] parameters)
+    /// <summary>Writes a statement of the execution after its fence (retried while the database is unreachable).</summary>
+    private async Task WriteAsync(Action<ToolExecutionSql, NpgsqlBatch, Guid> add, CancellationToken cancellationToken)
     {
         await Transient.RetryAsync(async ct =>
         {
@@ -494,33 +439,13 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
             await using (batch.ConfigureAwait(false))
             {
                 AddFence(batch);
-                var command = new NpgsqlBatchCommand(sql);
-                command.Parameters.Add(P.Uuid(_execution.Id));
-                foreach (var p in parameters)
-                {
-                    var copy = p.Clone();
-                    if (copy.Value is string text)
-                    {
-                        copy.Value = Nul.Replace(text);
-                    }
-
-                    command.Parameters.Add(copy);
-                }
-
-                batch.BatchCommands.Add(command);
+                add(engine.Sql.ToolExecutions, batch, _execution.Id);
                 await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
             }
         }, engine.Time, cancellationToken).ConfigureAwait(false);
     }
 
-    private void AddFence(NpgsqlBatch batch)
-    {
-        var fence = new NpgsqlBatchCommand(engine.Sql.ToolExecutions.Fence);
-        fence.Parameters.Add(P.Uuid(_execution.Id));
-        fence.Parameters.Add(P.Text(engine.InstanceId));
-        fence.Parameters.Add(P.Long(_execution.ClaimEpoch));
-        batch.BatchCommands.Add(fence);
-    }
+    private void AddFence(NpgsqlBatch batch) => engine.Sql.ToolExecutions.AddFence(batch, _execution, engine.InstanceId);
 
     private ToolCallEvent Event() => new()
     {

@@ -71,6 +71,16 @@ public sealed class TestData(SchemaFixture db)
         return iteration;
     }
 
+    /// <summary>A streaming iteration of <paramref name="run"/> in progress (no result yet), and the run's current one.</summary>
+    public async Task<Guid> RunningIterationAsync(Guid run, int number = 1)
+    {
+        var iteration = await db.ScalarAsync<Guid>(
+            "INSERT INTO {schema}.agentpg_iterations (run_id, iteration_number, is_streaming, started_at) VALUES ($1, $2, true, now()) RETURNING id",
+            run, number);
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET current_iteration = $3, current_iteration_id = $2 WHERE id = $1", run, iteration, number);
+        return iteration;
+    }
+
     /// <summary>A tool execution (input <c>{}</c>) of <paramref name="iteration"/>: pending, or running on
     /// <paramref name="holder"/> since <paramref name="claimedAgo"/> in its first attempt.</summary>
     public Task<Guid> ToolExecutionAsync(Guid run, Guid iteration, string toolUseId, string toolName, string? holder = null, TimeSpan? claimedAgo = null)

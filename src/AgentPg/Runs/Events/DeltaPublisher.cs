@@ -28,10 +28,10 @@ internal sealed class DeltaPublisher(Engine engine)
     {
         try
         {
-            var command = engine.DataSource.CreateCommand(engine.Sql.RunEvents.WatchedActiveRoots);
+            var command = engine.Sql.RunEvents.WatchedActiveRootsCommand(engine.DataSource);
             await using (command.ConfigureAwait(false))
             {
-                foreach (var root in await command.QueryListAsync(r => r.GetGuid(0), cancellationToken).ConfigureAwait(false))
+                foreach (var root in await command.QueryListAsync(RunEventSql.ReadRootRunId, cancellationToken).ConfigureAwait(false))
                 {
                     Watched(root);
                 }
@@ -230,7 +230,7 @@ internal sealed class DeltaStream : IAsyncDisposable
     {
         try
         {
-            var command = Db.Command(_engine.DataSource, null, _engine.Sql.RunEvents.RootOf, P.Uuid(_run.Id));
+            var command = _engine.Sql.RunEvents.RootOfCommand(_engine.DataSource, _run.Id);
             await using (command.ConfigureAwait(false))
             {
                 if (await command.ExecuteScalarAsync(_stop.Token).ConfigureAwait(false) is Guid root)
@@ -329,8 +329,7 @@ internal sealed class DeltaStream : IAsyncDisposable
     {
         try
         {
-            var command = Db.Command(_engine.DataSource, null, _engine.Sql.RunEvents.AppendDeltas, P.Uuid(_run.Id), P.Text(_engine.InstanceId),
-                P.Long(_run.ClaimEpoch), P.Int(_iterationNumber), P.TextArray(kinds), P.IntArray(blocks), P.TextArray(texts));
+            var command = _engine.Sql.RunEvents.AppendDeltasCommand(_engine.DataSource, _run, _engine.InstanceId, _iterationNumber, kinds, blocks, texts);
             await using (command.ConfigureAwait(false))
             {
                 return await command.ExecuteScalarAsync(token).ConfigureAwait(false) is true;
