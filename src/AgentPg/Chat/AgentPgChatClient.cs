@@ -143,9 +143,9 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
         {
             FinishReason = response.StopReason switch
             {
-                "max_tokens" or "model_context_window_exceeded" => ChatFinishReason.Length,
-                "refusal" => ChatFinishReason.ContentFilter,
-                "tool_use" => ChatFinishReason.ToolCalls,
+                Runs.StopReasons.MaxTokens or Runs.StopReasons.ModelContextWindowExceeded => ChatFinishReason.Length,
+                Runs.StopReasons.Refusal => ChatFinishReason.ContentFilter,
+                Runs.StopReasons.ToolUse => ChatFinishReason.ToolCalls,
                 _ => ChatFinishReason.Stop,
             },
         };

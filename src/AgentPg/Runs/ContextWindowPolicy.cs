@@ -20,6 +20,12 @@ internal sealed class ContextWindowPolicy(Engine engine)
 
     private readonly IterationStarter _starter = new(engine);
 
+    /// <summary>Whether Claude's error message says the request does not fit the context window: the prompt is too long, or
+    /// the prompt and max_tokens together exceed it. The same for a stream's error and a batch request's errored result.</summary>
+    public static bool IsPromptTooLong(string? apiMessage)
+        => apiMessage is not null
+           && (apiMessage.StartsWith("prompt is too long", StringComparison.Ordinal) || apiMessage.Contains("exceed context limit", StringComparison.Ordinal));
+
     public async Task<IterationContext> BeforeRequestAsync(ClaimedRun claimed, IterationContext context, CancellationToken cancellationToken)
     {
         if (!engine.Options.AutoCompaction || claimed.Run.Depth != 0 || !engine.Compactor.IsOverTrigger(context))

@@ -152,9 +152,7 @@ internal sealed class RunProcessor(Engine engine)
         return aggregator.Response;
     }
 
-    private static bool IsPromptTooLong(AnthropicBadRequestException ex)
-        => ex.ApiMessage is { } message
-           && (message.StartsWith("prompt is too long", StringComparison.Ordinal) || message.Contains("exceed context limit", StringComparison.Ordinal));
+    private static bool IsPromptTooLong(AnthropicBadRequestException ex) => ContextWindowPolicy.IsPromptTooLong(ex.ApiMessage);
 
     private static bool IsStreamFailure(Exception ex)
         => ex is AnthropicSseException or AnthropicIOException or AnthropicInvalidDataException or IOException or HttpRequestException

@@ -8,4 +8,5 @@ internal static class StopReasons
     public const string MaxTokens = "max_tokens";
     public const string PauseTurn = "pause_turn";
     public const string ModelContextWindowExceeded = "model_context_window_exceeded";
+    public const string Refusal = "refusal";
 }

@@ -231,7 +231,7 @@ internal sealed class BatchPoller(Engine engine)
                 var error = result!.Value.TryGetProperty("error", out var e) && e.TryGetProperty("error", out var inner) ? inner : default;
                 var errorType = error.ValueKind == JsonValueKind.Object && error.TryGetProperty("type", out var et) ? et.GetString() ?? "error" : "error";
                 var errorMessage = error.ValueKind == JsonValueKind.Object && error.TryGetProperty("message", out var em) ? em.GetString() ?? "" : "";
-                if (errorMessage.StartsWith("prompt is too long", StringComparison.Ordinal))
+                if (ContextWindowPolicy.IsPromptTooLong(errorMessage))
                 {
                     await RetryTooLongAsync(claimed, item, errorMessage, cancellationToken).ConfigureAwait(false);
                     return;

@@ -27,6 +27,45 @@ public sealed class ExtendedContextTests(SchemaFixture db) : IClassFixture<Schem
         Assert.Single(iterations);
     }
 
+    // Claude's answer when the prompt fits but the prompt and max_tokens together do not.
+    private const string InputAndMaxTokensOverTheWindow =
+        "input length and `max_tokens` exceed context limit: 190000 + 64000 > 200000, decrease input length or `max_tokens` and try again";
+
+    [DatabaseFact]
+    public async Task BatchRun_InputAndMaxTokensOverTheWindow_IsResubmittedWithThe1MBeta()
+    {
+        // One context-window policy for both modes: a batch result errored this way takes the prompt-too-long path, as a stream does.
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync(a => a with { Config = Extended });
+        h.Claude.Enqueue(FakeReply.Error(400, "invalid_request_error", InputAndMaxTokensOverTheWindow));
+        h.Claude.Enqueue(FakeReply.Text("fits in 1M"));
+
+        var response = await Eventually.WithinAsync(h.Client.RunSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "go"), "the batch run to complete");
+
+        Assert.Equal("fits in 1M", response.Text);
+        var batches = h.Claude.Requests.Where(r => r.Method == "POST" && r.Path == "/v1/messages/batches").ToList();
+        Assert.Equal(2, batches.Count);
+        Assert.DoesNotContain(Beta, batches[0].Betas);
+        Assert.Contains(Beta, batches[1].Betas);
+    }
+
+    [DatabaseFact]
+    public async Task StreamingRun_InputAndMaxTokensOverTheWindow_IsRetriedWithThe1MBeta()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync(a => a with { Config = Extended });
+        h.Claude.Enqueue(FakeReply.Error(400, "invalid_request_error", InputAndMaxTokensOverTheWindow));
+        h.Claude.Enqueue(FakeReply.Text("fits in 1M"));
+
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+
+        Assert.Equal("fits in 1M", response.Text);
+        var requests = h.Claude.Requests.Where(r => r.IsMessagesCall).ToList();
+        Assert.Equal(2, requests.Count);
+        Assert.DoesNotContain(Beta, requests[0].Betas);
+        Assert.Contains(Beta, requests[1].Betas);
+    }
+
     [DatabaseFact]
     public async Task BatchRun_PromptTooLong_WithoutExtendedContext_FailsSayingHowToFixIt()
     {
