@@ -380,6 +380,10 @@ internal sealed class RunSql
         }
     }
 
+    /// <summary>How many runs are pending (<see cref="CountPending"/>).</summary>
+    public async Task<long> CountPendingAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
+        => await Db.Command(dataSource, null, CountPending).ScalarAsync(cancellationToken).ConfigureAwait(false) as long? ?? 0;
+
     /// <summary>Adds <see cref="TreeUsage"/> (one row for <see cref="ReadTreeUsage"/>).</summary>
     public void AddTreeUsage(NpgsqlBatch batch, Guid runId) => batch.Append(TreeUsage, P.Uuid(runId));
 
