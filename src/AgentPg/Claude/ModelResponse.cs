@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -22,6 +23,54 @@ internal sealed class ModelResponse
     public Usage Usage { get; set; } = Usage.Zero;
 
     public bool Completed { get; set; }
+
+    // The text (or thinking) of blocks still streaming, by position: deltas are appended here and the block's property is set
+    // once, when the block stops, instead of rebuilding the whole string (and its JSON node) for every delta.
+    private Dictionary<int, (string Property, StringBuilder Text)>? _streamed;
+
+    /// <summary>The text of a text block (or the thinking of a thinking block) so far, also while it is still streaming.</summary>
+    public string? BlockText(int position, string property)
+        => _streamed is not null && _streamed.TryGetValue(position, out var open) && open.Property == property
+            ? open.Text.ToString()
+            : (string?)Blocks[position][property];
+
+    /// <summary>The block at <paramref name="position"/> streams its <paramref name="property"/> (text or thinking) from now on.</summary>
+    internal void BeginStreamedText(int position, string property)
+    {
+        _streamed ??= [];
+        _streamed[position] = (property, new StringBuilder((string?)Blocks[position][property] ?? ""));
+    }
+
+    /// <summary>Appends a delta to a streaming block; false when the block is not streaming that property.</summary>
+    internal bool AppendStreamedText(int position, string property, string delta)
+    {
+        if (_streamed is null || !_streamed.TryGetValue(position, out var open) || open.Property != property)
+        {
+            return false;
+        }
+
+        open.Text.Append(delta);
+        return true;
+    }
+
+    /// <summary>Sets the streamed text of the block at <paramref name="position"/> (every streaming block when null) on the block.</summary>
+    internal void EndStreamedText(int? position = null)
+    {
+        if (_streamed is null)
+        {
+            return;
+        }
+
+        foreach (var (at, open) in _streamed.Where(s => position is null || s.Key == position).ToList())
+        {
+            if (open.Text.Length > 0 || Blocks[at][open.Property] is not null)
+            {
+                Blocks[at][open.Property] = open.Text.ToString();
+            }
+
+            _streamed.Remove(at);
+        }
+    }
 
     public string Text => string.Concat(Blocks.Where(b => (string?)b["type"] == "text").Select(b => (string?)b["text"] ?? ""));
 

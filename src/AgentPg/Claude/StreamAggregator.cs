@@ -51,9 +51,14 @@ internal sealed class StreamAggregator
                 var block = JsonNode.Parse(ev.GetProperty("content_block").GetRawText())!.AsObject();
                 _blockPositions[index] = _response.Blocks.Count;
                 _response.Blocks.Add(block);
-                if ((string?)block["type"] is "tool_use" or "server_tool_use" or "mcp_tool_use")
+                var blockType = (string?)block["type"];
+                if (blockType is "tool_use" or "server_tool_use" or "mcp_tool_use")
                 {
                     _partialJson[index] = new StringBuilder();
+                }
+                else if (blockType is "text" or "thinking")
+                {
+                    _response.BeginStreamedText(_response.Blocks.Count - 1, blockType);
                 }
 
                 break;
@@ -63,7 +68,13 @@ internal sealed class StreamAggregator
                 break;
 
             case "content_block_stop":
-                FinishBlock(ev.GetProperty("index").GetInt32());
+                var stopped = ev.GetProperty("index").GetInt32();
+                FinishBlock(stopped);
+                if (_blockPositions.TryGetValue(stopped, out var stoppedPosition))
+                {
+                    _response.EndStreamedText(stoppedPosition);
+                }
+
                 break;
 
             case "message_delta":
@@ -94,6 +105,7 @@ internal sealed class StreamAggregator
                     FinishBlock(open);
                 }
 
+                _response.EndStreamedText();
                 _response.Completed = true;
                 break;
         }
@@ -111,7 +123,11 @@ internal sealed class StreamAggregator
         {
             case "text_delta":
                 var text = delta.GetProperty("text").GetString() ?? "";
-                block["text"] = ((string?)block["text"] ?? "") + text;
+                if (!_response.AppendStreamedText(position, "text", text))
+                {
+                    block["text"] = ((string?)block["text"] ?? "") + text;
+                }
+
                 OnText?.Invoke(text);
                 OnDelta?.Invoke(_response, position, false, text);
                 break;
@@ -124,7 +140,11 @@ internal sealed class StreamAggregator
                 break;
             case "thinking_delta":
                 var thinking = delta.GetProperty("thinking").GetString() ?? "";
-                block["thinking"] = ((string?)block["thinking"] ?? "") + thinking;
+                if (!_response.AppendStreamedText(position, "thinking", thinking))
+                {
+                    block["thinking"] = ((string?)block["thinking"] ?? "") + thinking;
+                }
+
                 OnDelta?.Invoke(_response, position, true, thinking);
                 break;
             case "signature_delta":
