@@ -24,8 +24,9 @@ internal sealed class ModelResponse
 
     public bool Completed { get; set; }
 
-    // The text (or thinking) of blocks still streaming, by position: deltas are appended here and the block's property is set
-    // once, when the block stops, instead of rebuilding the whole string (and its JSON node) for every delta.
+    // The text (or thinking) of blocks still streaming that got more than one delta, by position: later deltas are appended
+    // here and the block's property is set once, when the block stops, instead of rebuilding the whole string (and its JSON
+    // node) for every delta. A block's first delta is set on it directly (a fast model's short answer is one delta).
     private Dictionary<int, (string Property, StringBuilder Text)>? _streamed;
 
     /// <summary>The text of a text block (or the thinking of a thinking block) so far, also while it is still streaming.</summary>
@@ -34,23 +35,25 @@ internal sealed class ModelResponse
             ? open.Text.ToString()
             : (string?)Blocks[position][property];
 
-    /// <summary>The block at <paramref name="position"/> streams its <paramref name="property"/> (text or thinking) from now on.</summary>
-    internal void BeginStreamedText(int position, string property)
+    /// <summary>Appends a text or thinking delta to the block at <paramref name="position"/>.</summary>
+    internal void AppendStreamedText(int position, string property, string delta)
     {
-        _streamed ??= [];
-        _streamed[position] = (property, new StringBuilder((string?)Blocks[position][property] ?? ""));
-    }
-
-    /// <summary>Appends a delta to a streaming block; false when the block is not streaming that property.</summary>
-    internal bool AppendStreamedText(int position, string property, string delta)
-    {
-        if (_streamed is null || !_streamed.TryGetValue(position, out var open) || open.Property != property)
+        if (_streamed is not null && _streamed.TryGetValue(position, out var open) && open.Property == property)
         {
-            return false;
+            open.Text.Append(delta);
+            return;
         }
 
-        open.Text.Append(delta);
-        return true;
+        var block = Blocks[position];
+        var soFar = (string?)block[property];
+        if (string.IsNullOrEmpty(soFar))
+        {
+            block[property] = delta;
+            return;
+        }
+
+        _streamed ??= [];
+        _streamed[position] = (property, new StringBuilder(soFar, Math.Max(256, 2 * (soFar.Length + delta.Length))).Append(delta));
     }
 
     /// <summary>Sets the streamed text of the block at <paramref name="position"/> (every streaming block when null) on the block.</summary>
@@ -63,11 +66,7 @@ internal sealed class ModelResponse
 
         foreach (var (at, open) in _streamed.Where(s => position is null || s.Key == position).ToList())
         {
-            if (open.Text.Length > 0 || Blocks[at][open.Property] is not null)
-            {
-                Blocks[at][open.Property] = open.Text.ToString();
-            }
-
+            Blocks[at][open.Property] = open.Text.ToString();
             _streamed.Remove(at);
         }
     }

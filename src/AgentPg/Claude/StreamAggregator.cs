@@ -51,14 +51,9 @@ internal sealed class StreamAggregator
                 var block = JsonNode.Parse(ev.GetProperty("content_block").GetRawText())!.AsObject();
                 _blockPositions[index] = _response.Blocks.Count;
                 _response.Blocks.Add(block);
-                var blockType = (string?)block["type"];
-                if (blockType is "tool_use" or "server_tool_use" or "mcp_tool_use")
+                if ((string?)block["type"] is "tool_use" or "server_tool_use" or "mcp_tool_use")
                 {
                     _partialJson[index] = new StringBuilder();
-                }
-                else if (blockType is "text" or "thinking")
-                {
-                    _response.BeginStreamedText(_response.Blocks.Count - 1, blockType);
                 }
 
                 break;
@@ -123,11 +118,7 @@ internal sealed class StreamAggregator
         {
             case "text_delta":
                 var text = delta.GetProperty("text").GetString() ?? "";
-                if (!_response.AppendStreamedText(position, "text", text))
-                {
-                    block["text"] = ((string?)block["text"] ?? "") + text;
-                }
-
+                _response.AppendStreamedText(position, "text", text);
                 OnText?.Invoke(text);
                 OnDelta?.Invoke(_response, position, false, text);
                 break;
@@ -140,11 +131,7 @@ internal sealed class StreamAggregator
                 break;
             case "thinking_delta":
                 var thinking = delta.GetProperty("thinking").GetString() ?? "";
-                if (!_response.AppendStreamedText(position, "thinking", thinking))
-                {
-                    block["thinking"] = ((string?)block["thinking"] ?? "") + thinking;
-                }
-
+                _response.AppendStreamedText(position, "thinking", thinking);
                 OnDelta?.Invoke(_response, position, true, thinking);
                 break;
             case "signature_delta":
