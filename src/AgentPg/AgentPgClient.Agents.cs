@@ -18,18 +18,13 @@ public sealed partial class AgentPgClient
         await _schemaCheck.EnsureAsync("CreateAgent", null, cancellationToken).ConfigureAwait(false);
         var (metadata, config) = ValidateDefinition(definition, nameof(definition));
         await ValidateDelegatesAsync(definition, cancellationToken).ConfigureAwait(false);
-        var command = Db.Command(_dataSource, null, _sql.Agents.Insert);
-        await using (command.ConfigureAwait(false))
+        try
         {
-            AgentSql.AddValues(command.Parameters, definition, metadata, config);
-            try
-            {
-                return (await command.QueryFirstOrDefaultAsync(AgentSql.Read, cancellationToken).ConfigureAwait(false))!;
-            }
-            catch (PostgresException ex) when (ex.IsUniqueViolation("agent_unique_name_metadata"))
-            {
-                throw AgentExists(definition, "CreateAgent", ex);
-            }
+            return (await _sql.Agents.InsertAsync(_dataSource, definition, metadata, config, ifAbsent: false, cancellationToken).ConfigureAwait(false))!;
+        }
+        catch (PostgresException ex) when (ex.IsUniqueViolation("agent_unique_name_metadata"))
+        {
+            throw AgentExists(definition, "CreateAgent", ex);
         }
     }
 
@@ -43,26 +38,21 @@ public sealed partial class AgentPgClient
     {
         await _schemaCheck.EnsureAsync("GetOrCreateAgent", null, cancellationToken).ConfigureAwait(false);
         var (metadata, config) = ValidateDefinition(definition, nameof(definition));
-        var existing = await GetAgentByNameAndMetadataAsync(definition.Name, metadata, cancellationToken).ConfigureAwait(false);
+        var existing = await _sql.Agents.GetByNameAndMetadataAsync(_dataSource, definition.Name, metadata, cancellationToken).ConfigureAwait(false);
         if (existing is not null)
         {
             return existing;
         }
 
         await ValidateDelegatesAsync(definition, cancellationToken).ConfigureAwait(false);
-        var command = Db.Command(_dataSource, null, _sql.Agents.InsertIfAbsent);
-        await using (command.ConfigureAwait(false))
+        var created = await _sql.Agents.InsertAsync(_dataSource, definition, metadata, config, ifAbsent: true, cancellationToken).ConfigureAwait(false);
+        if (created is not null)
         {
-            AgentSql.AddValues(command.Parameters, definition, metadata, config);
-            var created = await command.QueryFirstOrDefaultAsync(AgentSql.Read, cancellationToken).ConfigureAwait(false);
-            if (created is not null)
-            {
-                return created;
-            }
+            return created;
         }
 
         // Another caller created it between the lookup and the insert.
-        return (await GetAgentByNameAndMetadataAsync(definition.Name, metadata, cancellationToken).ConfigureAwait(false))!;
+        return (await _sql.Agents.GetByNameAndMetadataAsync(_dataSource, definition.Name, metadata, cancellationToken).ConfigureAwait(false))!;
     }
 
     /// <summary>Replaces every field of an existing agent.</summary>
@@ -85,24 +75,19 @@ public sealed partial class AgentPgClient
 
         await ValidateDelegatesAsync(definition, cancellationToken).ConfigureAwait(false);
         await ValidateRenameAsync(definition, cancellationToken).ConfigureAwait(false);
-        var command = Db.Command(_dataSource, null, _sql.Agents.Update, P.Uuid(definition.Id));
-        await using (command.ConfigureAwait(false))
+        int rows;
+        try
         {
-            AgentSql.AddValues(command.Parameters, definition, metadata, config);
-            int rows;
-            try
-            {
-                rows = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            }
-            catch (PostgresException ex) when (ex.IsUniqueViolation("agent_unique_name_metadata"))
-            {
-                throw AgentExists(definition, "UpdateAgent", ex);
-            }
+            rows = await _sql.Agents.UpdateAsync(_dataSource, definition, metadata, config, cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException ex) when (ex.IsUniqueViolation("agent_unique_name_metadata"))
+        {
+            throw AgentExists(definition, "UpdateAgent", ex);
+        }
 
-            if (rows == 0)
-            {
-                throw AgentNotFound(definition.Id, "UpdateAgent");
-            }
+        if (rows == 0)
+        {
+            throw AgentNotFound(definition.Id, "UpdateAgent");
         }
     }
 
@@ -115,26 +100,22 @@ public sealed partial class AgentPgClient
     public async Task DeleteAgentAsync(Guid id, CancellationToken cancellationToken = default)
     {
         await _schemaCheck.EnsureAsync("DeleteAgent", null, cancellationToken).ConfigureAwait(false);
-        var command = Db.Command(_dataSource, null, _sql.Agents.Delete, P.Uuid(id));
-        await using (command.ConfigureAwait(false))
+        try
         {
-            try
+            if (await _sql.Agents.DeleteAsync(_dataSource, id, cancellationToken).ConfigureAwait(false) == 0)
             {
-                if (await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 0)
-                {
-                    throw AgentNotFound(id, "DeleteAgent");
-                }
+                throw AgentNotFound(id, "DeleteAgent");
             }
-            catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.ForeignKeyViolation)
+        }
+        catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.ForeignKeyViolation)
+        {
+            var (runs, executions) = await _sql.Agents.CountReferencesAsync(_dataSource, id, cancellationToken).ConfigureAwait(false);
+            throw new AgentPgException(AgentPgErrorCode.AgentInUse, "DeleteAgent",
+                $"Agent {id} cannot be deleted: {runs} runs and {executions} tool executions reference it. " +
+                "Delete the sessions that hold them first, or keep the agent.", ex)
             {
-                var (runs, executions) = await CountAgentReferencesAsync(id, cancellationToken).ConfigureAwait(false);
-                throw new AgentPgException(AgentPgErrorCode.AgentInUse, "DeleteAgent",
-                    $"Agent {id} cannot be deleted: {runs} runs and {executions} tool executions reference it. " +
-                    "Delete the sessions that hold them first, or keep the agent.", ex)
-                {
-                    Context = new Dictionary<string, object?> { ["agent_id"] = id, ["runs"] = runs, ["tool_executions"] = executions },
-                };
-            }
+                Context = new Dictionary<string, object?> { ["agent_id"] = id, ["runs"] = runs, ["tool_executions"] = executions },
+            };
         }
     }
 
@@ -146,12 +127,7 @@ public sealed partial class AgentPgClient
     public async Task<AgentDefinition> GetAgentByIdAsync(Guid id, CancellationToken cancellationToken = default)
     {
         await _schemaCheck.EnsureAsync("GetAgentById", null, cancellationToken).ConfigureAwait(false);
-        var command = Db.Command(_dataSource, null, _sql.Agents.GetById, P.Uuid(id));
-        await using (command.ConfigureAwait(false))
-        {
-            return await command.QueryFirstOrDefaultAsync(AgentSql.Read, cancellationToken).ConfigureAwait(false)
-                   ?? throw AgentNotFound(id, "GetAgentById");
-        }
+        return await _sql.Agents.GetByIdAsync(_dataSource, id, cancellationToken).ConfigureAwait(false) ?? throw AgentNotFound(id, "GetAgentById");
     }
 
     /// <summary>Gets an agent by name whose metadata contains <paramref name="metadata"/>.</summary>
@@ -165,18 +141,14 @@ public sealed partial class AgentPgClient
         await _schemaCheck.EnsureAsync("GetAgentByName", null, cancellationToken).ConfigureAwait(false);
         ArgumentNullException.ThrowIfNull(name);
         var filter = JsonMapping.ToJsonObject(metadata, nameof(metadata));
-        var command = Db.Command(_dataSource, null, _sql.Agents.GetByName, P.Text(name), P.Jsonb(filter));
-        await using (command.ConfigureAwait(false))
-        {
-            return await command.QueryFirstOrDefaultAsync(AgentSql.Read, cancellationToken).ConfigureAwait(false)
-                   ?? throw new AgentPgException(AgentPgErrorCode.AgentNotFound, "GetAgentByName",
-                       metadata is { Count: > 0 }
-                           ? $"No agent named '{name}' has metadata containing {filter}."
-                           : $"No agent is named '{name}'.")
-                   {
-                       Context = new Dictionary<string, object?> { ["name"] = name },
-                   };
-        }
+        return await _sql.Agents.GetByNameAsync(_dataSource, name, filter, cancellationToken).ConfigureAwait(false)
+               ?? throw new AgentPgException(AgentPgErrorCode.AgentNotFound, "GetAgentByName",
+                   metadata is { Count: > 0 }
+                       ? $"No agent named '{name}' has metadata containing {filter}."
+                       : $"No agent is named '{name}'.")
+               {
+                   Context = new Dictionary<string, object?> { ["name"] = name },
+               };
     }
 
     /// <summary>Lists agents ordered by name.</summary>
@@ -192,64 +164,8 @@ public sealed partial class AgentPgClient
         ArgumentOutOfRangeException.ThrowIfGreaterThan(limit, 1000);
         ArgumentOutOfRangeException.ThrowIfNegative(offset);
         var filter = JsonMapping.ToJsonObject(metadata, nameof(metadata));
-        var batch = _dataSource.CreateBatch();
-        await using (batch.ConfigureAwait(false))
-        {
-            var list = new NpgsqlBatchCommand(_sql.Agents.List);
-            list.Parameters.Add(P.Jsonb(filter));
-            list.Parameters.Add(P.Int(limit));
-            list.Parameters.Add(P.Int(offset));
-            batch.BatchCommands.Add(list);
-            var count = new NpgsqlBatchCommand(_sql.Agents.Count);
-            count.Parameters.Add(P.Jsonb(filter));
-            batch.BatchCommands.Add(count);
-
-            var agents = new List<AgentDefinition>();
-            var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            await using (reader.ConfigureAwait(false))
-            {
-                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    agents.Add(AgentSql.Read(reader));
-                }
-
-                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
-                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-                return new AgentList(agents, reader.GetInt32(0));
-            }
-        }
-    }
-
-    private async Task<AgentDefinition?> GetAgentByNameAndMetadataAsync(string name, string metadataJson, CancellationToken cancellationToken)
-    {
-        var command = Db.Command(_dataSource, null, _sql.Agents.GetByNameAndMetadata, P.Text(name), P.Jsonb(metadataJson));
-        await using (command.ConfigureAwait(false))
-        {
-            return await command.QueryFirstOrDefaultAsync(AgentSql.Read, cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    private async Task<List<AgentDefinition>> GetAgentsByIdsAsync(IReadOnlyList<Guid> ids, CancellationToken cancellationToken)
-    {
-        var command = Db.Command(_dataSource, null, _sql.Agents.GetByIds, P.UuidArray(ids));
-        await using (command.ConfigureAwait(false))
-        {
-            return await command.QueryListAsync(AgentSql.Read, cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    private async Task<(int Runs, int Executions)> CountAgentReferencesAsync(Guid id, CancellationToken cancellationToken)
-    {
-        var command = Db.Command(_dataSource, null, _sql.Agents.CountReferences, P.Uuid(id));
-        await using (command.ConfigureAwait(false))
-        {
-            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            await using (reader.ConfigureAwait(false))
-            {
-                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-                return (reader.GetInt32(0), reader.GetInt32(1));
-            }
-        }
+        var (agents, total) = await _sql.Agents.ListAsync(_dataSource, filter, limit, offset, cancellationToken).ConfigureAwait(false);
+        return new AgentList(agents, total);
     }
 
     private static (string Metadata, string Config) ValidateDefinition(AgentDefinition definition, string parameterName)
@@ -361,7 +277,7 @@ public sealed partial class AgentPgClient
             return;
         }
 
-        var delegates = await GetAgentsByIdsAsync(definition.AgentIds, cancellationToken).ConfigureAwait(false);
+        var delegates = await _sql.Agents.GetByIdsAsync(_dataSource, definition.AgentIds, cancellationToken).ConfigureAwait(false);
         foreach (var id in definition.AgentIds)
         {
             if (!delegates.Any(d => d.Id == id))
@@ -401,16 +317,9 @@ public sealed partial class AgentPgClient
 
     private async Task ValidateRenameAsync(AgentDefinition definition, CancellationToken cancellationToken)
     {
-        var command = Db.Command(_dataSource, null, _sql.Agents.GetDelegators, P.Uuid(definition.Id));
-        List<AgentDefinition> delegators;
-        await using (command.ConfigureAwait(false))
+        foreach (var delegator in await _sql.Agents.GetDelegatorsAsync(_dataSource, definition.Id, cancellationToken).ConfigureAwait(false))
         {
-            delegators = await command.QueryListAsync(AgentSql.Read, cancellationToken).ConfigureAwait(false);
-        }
-
-        foreach (var delegator in delegators)
-        {
-            var others = await GetAgentsByIdsAsync([.. delegator.AgentIds.Where(id => id != definition.Id)], cancellationToken).ConfigureAwait(false);
+            var others = await _sql.Agents.GetByIdsAsync(_dataSource, [.. delegator.AgentIds.Where(id => id != definition.Id)], cancellationToken).ConfigureAwait(false);
             CheckDelegateNames(delegator.Name, delegator.Tools, [.. others.Select(o => o.Name), definition.Name]);
         }
     }

@@ -28,11 +28,7 @@ public sealed partial class AgentPgClient
         ArgumentOutOfRangeException.ThrowIfGreaterThan(limit, 1000);
         var filter = JsonMapping.ToJsonObject(metadata, nameof(metadata));
         await _schemaCheck.EnsureAsync("GetPendingApprovals", null, cancellationToken).ConfigureAwait(false);
-        var command = Db.Command(_dataSource, null, _sql.Approvals.Pending, P.Uuid(sessionId), P.Jsonb(filter), P.Int(limit));
-        await using (command.ConfigureAwait(false))
-        {
-            return await command.QueryListAsync(ApprovalSql.Read, cancellationToken).ConfigureAwait(false);
-        }
+        return await _sql.Approvals.PendingAsync(_dataSource, sessionId, filter, limit, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Approves a tool call that waits for a decision: the tool runs on any started instance that has it.</summary>
@@ -169,14 +165,8 @@ public sealed partial class AgentPgClient
             inputJson = await ValidateEditedInputAsync(transaction, toolExecutionId, edited, operation, cancellationToken).ConfigureAwait(false);
         }
 
-        var command = Db.Command(_dataSource, transaction, _sql.Approvals.Decide, P.Uuid(toolExecutionId), P.Bool(approve), P.Jsonb(inputJson),
-            P.Text(comment), P.Text(decidedBy));
-        string outcome;
-        await using (command.ConfigureAwait(false))
-        {
-            outcome = (string)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
-        }
-
+        var outcome = await _sql.Approvals.DecideAsync(_dataSource, transaction, toolExecutionId, approve, inputJson, comment, decidedBy, cancellationToken)
+            .ConfigureAwait(false);
         switch (outcome)
         {
             case "not_found":
@@ -212,28 +202,8 @@ public sealed partial class AgentPgClient
             throw new ArgumentException("The edited input contains the character U+0000 (NUL), which PostgreSQL cannot store; remove it.", nameof(input));
         }
 
-        var command = Db.Command(_dataSource, transaction, _sql.Approvals.ForDecision, P.Uuid(toolExecutionId));
-        string state;
-        string toolName;
-        bool isAgentTool;
-        string? storedSchema;
-        await using (command.ConfigureAwait(false))
-        {
-            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            await using (reader.ConfigureAwait(false))
-            {
-                if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    throw ToolExecutionNotFound(toolExecutionId, operation);
-                }
-
-                state = reader.GetString(0);
-                toolName = reader.GetString(1);
-                isAgentTool = reader.GetBoolean(2);
-                storedSchema = reader.IsDBNull(3) ? null : reader.GetString(3);
-            }
-        }
-
+        var (state, toolName, isAgentTool, storedSchema) = await _sql.Approvals.ForDecisionAsync(_dataSource, transaction, toolExecutionId, cancellationToken)
+                .ConfigureAwait(false) ?? throw ToolExecutionNotFound(toolExecutionId, operation);
         if (state != "awaiting_approval")
         {
             throw ApprovalNotPending(toolExecutionId, operation, DbEnums.ParseToolExecutionState(state));

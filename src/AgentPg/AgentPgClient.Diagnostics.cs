@@ -30,38 +30,14 @@ public sealed partial class AgentPgClient
 
     private async Task<RunDiagnostics?> DiagnoseRunAsync(Guid runId, CancellationToken cancellationToken)
     {
-        var command = Db.Command(_dataSource, null, _sql.Diagnostics.Run, P.Uuid(runId), P.Interval(_options.InstanceTtl));
-        await using (command.ConfigureAwait(false))
-        {
-            return await command.QueryFirstOrDefaultAsync(ReadDiagnostics, cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    private RunDiagnostics ReadDiagnostics(NpgsqlDataReader reader)
-    {
-        var state = DbEnums.ParseRunState(reader.GetString(1));
-        var agentName = reader.GetString(4);
-        IReadOnlyList<string>? agentTools = reader.IsDBNull(5) ? null : reader.GetFieldValue<string[]>(5);
-        var live = reader.GetInt32(6);
-        var missing = reader.GetFieldValue<string[]>(7);
-        var eligible = reader.GetBoolean(8);
-        return new RunDiagnostics
-        {
-            RunId = reader.GetGuid(0),
-            State = state,
-            RunMode = DbEnums.ParseRunMode(reader.GetString(2)),
-            AgentId = reader.GetGuid(3),
-            AgentName = agentName,
-            AgentTools = agentTools,
-            LiveInstanceCount = live,
-            MissingTools = missing,
-            HasEligibleInstance = eligible,
-            WaitingForRunId = reader.IsDBNull(9) ? null : reader.GetGuid(9),
-            ClaimedByInstanceId = reader.IsDBNull(10) ? null : reader.GetString(10),
-            Problem = state == RunState.Pending
-                ? Unclaimable.Describe(_options.Schema, agentName, agentTools, live, missing, eligible)
-                : null,
-        };
+        var diagnosis = await _sql.Diagnostics.RunAsync(_dataSource, runId, _options.InstanceTtl, cancellationToken).ConfigureAwait(false);
+        return diagnosis is { State: RunState.Pending }
+            ? diagnosis with
+            {
+                Problem = Unclaimable.Describe(_options.Schema, diagnosis.AgentName, diagnosis.AgentTools, diagnosis.LiveInstanceCount,
+                    diagnosis.MissingTools, diagnosis.HasEligibleInstance),
+            }
+            : diagnosis;
     }
 
     /// <summary>Called once per wait, after the grace period: logs why nobody claims the run, if nobody can.</summary>

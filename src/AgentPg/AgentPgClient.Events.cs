@@ -101,48 +101,21 @@ public sealed partial class AgentPgClient
 
     private async Task<Guid?> RegisterWatchAsync(Guid runId, CancellationToken cancellationToken)
     {
-        return await Transient.RetryAsync(async ct =>
-        {
-            var command = Db.Command(_dataSource, null, _sql.RunEvents.Watch, P.Uuid(runId));
-            await using (command.ConfigureAwait(false))
-            {
-                return await command.ExecuteScalarAsync(ct).ConfigureAwait(false) is Guid root ? root : (Guid?)null;
-            }
-        }, _time, cancellationToken).ConfigureAwait(false);
+        return await Transient.RetryAsync(ct => _sql.RunEvents.WatchAsync(_dataSource, runId, ct), _time, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Reads and materializes one page of a root run's events (the feed's reader).</summary>
     private async Task<FeedPage> ReadEventPageAsync(Guid rootRunId, long afterSequence, CancellationToken cancellationToken)
     {
-        var rows = new List<EventRow>();
-        var command = Db.Command(_dataSource, null, _sql.RunEvents.Page, P.Uuid(rootRunId), P.Long(afterSequence), P.Int(RunEventFeed.MaxPage));
-        await using (command.ConfigureAwait(false))
-        {
-            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            await using (reader.ConfigureAwait(false))
-            {
-                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    rows.Add(EventRow.Read(reader));
-                }
-            }
-        }
+        var rows = await _sql.RunEvents.PageAsync(_dataSource, rootRunId, afterSequence, RunEventFeed.MaxPage, cancellationToken).ConfigureAwait(false);
 
         var messageIds = rows.Where(r => r.Kind == "message" && r.RefId is not null).Select(r => r.RefId!.Value).ToList();
         var messages = new Dictionary<Guid, Message>();
         if (messageIds.Count > 0)
         {
-            var load = Db.Command(_dataSource, null, _sql.Messages.ByIds, P.UuidArray(messageIds));
-            await using (load.ConfigureAwait(false))
+            foreach (var message in await _sql.Messages.ByIdsAsync(_dataSource, messageIds, cancellationToken).ConfigureAwait(false))
             {
-                var reader = await load.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-                await using (reader.ConfigureAwait(false))
-                {
-                    foreach (var message in await MessageSql.ReadMessagesAsync(reader, cancellationToken).ConfigureAwait(false))
-                    {
-                        messages[message.Id] = message;
-                    }
-                }
+                messages[message.Id] = message;
             }
         }
 
@@ -162,7 +135,7 @@ public sealed partial class AgentPgClient
         return new FeedPage(entries, rootFinished);
     }
 
-    private async Task<RunEvent?> MaterializeAsync(Guid rootRunId, EventRow row, Dictionary<Guid, Message> messages, CancellationToken cancellationToken)
+    private async Task<RunEvent?> MaterializeAsync(Guid rootRunId, RunEventRow row, Dictionary<Guid, Message> messages, CancellationToken cancellationToken)
     {
         using var data = JsonDocument.Parse(row.Data);
         var d = data.RootElement;
@@ -255,18 +228,5 @@ public sealed partial class AgentPgClient
                 // A kind from a newer version: skipped, its sequence simply not delivered.
                 return null;
         }
-    }
-
-    private sealed record EventRow(long Sequence, Guid RunId, string Kind, Guid? RefId, string Data, DateTimeOffset CreatedAt, Guid? SessionId, int Depth,
-        Guid? ParentRunId, string? RunError, string? ToolName, string? ToolInput, bool IsAgentTool, Guid? ChildRunId, string? ToolOutput, bool IsError,
-        string? ToolError, DateTimeOffset? ToolStartedAt, DateTimeOffset? ToolCompletedAt, string? ToolState)
-    {
-        public static EventRow Read(NpgsqlDataReader r) => new(
-            r.GetInt64(0), r.GetGuid(1), r.GetString(2), r.IsDBNull(3) ? null : r.GetGuid(3), r.GetString(4), r.GetFieldValue<DateTimeOffset>(5),
-            r.IsDBNull(6) ? null : r.GetGuid(6), r.IsDBNull(7) ? 0 : r.GetInt32(7), r.IsDBNull(8) ? null : r.GetGuid(8), r.IsDBNull(9) ? null : r.GetString(9),
-            r.IsDBNull(10) ? null : r.GetString(10), r.IsDBNull(11) ? null : r.GetString(11), !r.IsDBNull(12) && r.GetBoolean(12),
-            r.IsDBNull(13) ? null : r.GetGuid(13), r.IsDBNull(14) ? null : r.GetString(14), !r.IsDBNull(15) && r.GetBoolean(15),
-            r.IsDBNull(16) ? null : r.GetString(16), r.IsDBNull(17) ? null : r.GetFieldValue<DateTimeOffset>(17),
-            r.IsDBNull(18) ? null : r.GetFieldValue<DateTimeOffset>(18), r.IsDBNull(19) ? null : r.GetString(19));
     }
 }

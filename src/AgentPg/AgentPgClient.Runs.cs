@@ -170,17 +170,7 @@ public sealed partial class AgentPgClient
     public async Task<IReadOnlyList<Message>> GetMessagesAsync(Guid sessionId, CancellationToken cancellationToken = default)
     {
         await _schemaCheck.EnsureAsync("GetMessages", null, cancellationToken).ConfigureAwait(false);
-        var command = Db.Command(_dataSource, null, _sql.Messages.BySession, P.Uuid(sessionId));
-        List<Message> messages;
-        await using (command.ConfigureAwait(false))
-        {
-            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            await using (reader.ConfigureAwait(false))
-            {
-                messages = await MessageSql.ReadMessagesAsync(reader, cancellationToken).ConfigureAwait(false);
-            }
-        }
-
+        var messages = await _sql.Messages.BySessionAsync(_dataSource, sessionId, cancellationToken).ConfigureAwait(false);
         if (messages.Count == 0)
         {
             // Distinguish an empty session from a missing one.
@@ -197,11 +187,7 @@ public sealed partial class AgentPgClient
     public async Task<IReadOnlyList<ToolCall>> GetRunToolCallsAsync(Guid runId, CancellationToken cancellationToken = default)
     {
         await _schemaCheck.EnsureAsync("GetRunToolCalls", null, cancellationToken).ConfigureAwait(false);
-        var command = Db.Command(_dataSource, null, _sql.ToolExecutions.ByRun, P.Uuid(runId));
-        await using (command.ConfigureAwait(false))
-        {
-            return await command.QueryListAsync(ToolExecutionSql.ReadToolCall, cancellationToken).ConfigureAwait(false);
-        }
+        return await _sql.ToolExecutions.CallsOfRunAsync(_dataSource, runId, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Gets the tool calls one iteration asked for.</summary>
@@ -211,11 +197,7 @@ public sealed partial class AgentPgClient
     public async Task<IReadOnlyList<ToolCall>> GetIterationToolCallsAsync(Guid iterationId, CancellationToken cancellationToken = default)
     {
         await _schemaCheck.EnsureAsync("GetIterationToolCalls", null, cancellationToken).ConfigureAwait(false);
-        var command = Db.Command(_dataSource, null, _sql.ToolExecutions.ByIteration, P.Uuid(iterationId));
-        await using (command.ConfigureAwait(false))
-        {
-            return await command.QueryListAsync(ToolExecutionSql.ReadToolCall, cancellationToken).ConfigureAwait(false);
-        }
+        return await _sql.ToolExecutions.CallsOfIterationAsync(_dataSource, iterationId, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Gets the iterations (model calls) of a run, in order.</summary>
@@ -225,11 +207,7 @@ public sealed partial class AgentPgClient
     public async Task<IReadOnlyList<Iteration>> GetIterationsAsync(Guid runId, CancellationToken cancellationToken = default)
     {
         await _schemaCheck.EnsureAsync("GetIterations", null, cancellationToken).ConfigureAwait(false);
-        var command = Db.Command(_dataSource, null, _sql.Iterations.ByRun, P.Uuid(runId));
-        await using (command.ConfigureAwait(false))
-        {
-            return await command.QueryListAsync(IterationSql.Read, cancellationToken).ConfigureAwait(false);
-        }
+        return await _sql.Iterations.ByRunAsync(_dataSource, runId, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Cancels a run and, recursively, the child runs it delegated to.</summary>
@@ -245,19 +223,7 @@ public sealed partial class AgentPgClient
     public async Task CancelRunAsync(Guid runId, CancellationToken cancellationToken = default)
     {
         await _schemaCheck.EnsureAsync("CancelRun", null, cancellationToken).ConfigureAwait(false);
-        var result = await Transient.RetryAsync(async ct =>
-        {
-            var command = Db.Command(_dataSource, null, _sql.Runs.Cancel, P.Uuid(runId));
-            await using (command.ConfigureAwait(false))
-            {
-                var reader = await command.ExecuteReaderAsync(ct).ConfigureAwait(false);
-                await using (reader.ConfigureAwait(false))
-                {
-                    await reader.ReadAsync(ct).ConfigureAwait(false);
-                    return (Found: reader.GetBoolean(0), Cancelled: reader.GetBoolean(1), BatchIds: reader.GetFieldValue<string[]>(2));
-                }
-            }
-        }, _time, cancellationToken).ConfigureAwait(false);
+        var result = await Transient.RetryAsync(ct => _sql.Runs.CancelAsync(_dataSource, runId, ct), _time, cancellationToken).ConfigureAwait(false);
 
         if (!result.Found)
         {
@@ -295,29 +261,8 @@ public sealed partial class AgentPgClient
             var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await using (transaction.ConfigureAwait(false))
             {
-                string? state = null;
-                var isChild = false;
-                Guid? later = null;
-                var lockRun = Db.Command(_dataSource, transaction, _sql.Runs.LockForRegenerate, P.Uuid(runId));
-                await using (lockRun.ConfigureAwait(false))
-                {
-                    var reader = await lockRun.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-                    await using (reader.ConfigureAwait(false))
-                    {
-                        if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                        {
-                            state = reader.GetString(0);
-                            isChild = reader.GetBoolean(1);
-                            later = reader.IsDBNull(2) ? null : reader.GetGuid(2);
-                        }
-                    }
-                }
-
-                if (state is null)
-                {
-                    throw RunNotFound(runId, "RegenerateRun");
-                }
-
+                var (state, isChild, later) = await _sql.Runs.LockForRegenerateAsync(_dataSource, transaction, runId, cancellationToken).ConfigureAwait(false)
+                    ?? throw RunNotFound(runId, "RegenerateRun");
                 if (isChild)
                 {
                     throw new AgentPgException(AgentPgErrorCode.InvalidStateTransition, "RegenerateRun",
@@ -347,21 +292,7 @@ public sealed partial class AgentPgClient
                     };
                 }
 
-                var batch = new NpgsqlBatch(connection, transaction);
-                Guid newId;
-                await using (batch.ConfigureAwait(false))
-                {
-                    AddCommand(batch, _sql.Runs.DeleteMessages, P.Uuid(runId));
-                    AddCommand(batch, _sql.Runs.Regenerate, P.Uuid(runId), P.Text(InstanceId));
-                    var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-                    await using (reader.ConfigureAwait(false))
-                    {
-                        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
-                        await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-                        newId = reader.GetGuid(0);
-                    }
-                }
-
+                var newId = await _sql.Runs.RegenerateAsync(transaction, runId, InstanceId, cancellationToken).ConfigureAwait(false);
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
                 return newId;
             }
@@ -403,94 +334,31 @@ public sealed partial class AgentPgClient
             runOptions[RunOptionKeys.AppendInstructions] = options.AppendInstructions;
         }
 
-        var insertValues = new Func<NpgsqlParameter[]>(() =>
-        [
-            P.Uuid(sessionId), P.Uuid(agentId), P.Text(prompt), P.Text(mode.ToDb()), P.Text(InstanceId), P.Jsonb(variables),
-            P.Jsonb(runOptions.ToJsonString()), P.Text(options?.IdempotencyKey), P.Text(Diagnostics.Telemetry.CurrentTraceParent()),
-        ]);
-
-        var batch = transaction is null ? new NpgsqlBatch() : new NpgsqlBatch(transaction.Connection, transaction);
-        Guid? id = null;
-        string[] batchIdsToCancel = [];
-        var interrupted = new List<Guid>();
-        string? creatingTransaction = null;
-        await using (batch.ConfigureAwait(false))
+        var newRun = new NewRun(sessionId, agentId, prompt, mode, InstanceId, variables, runOptions.ToJsonString(), options?.IdempotencyKey,
+            Diagnostics.Telemetry.CurrentTraceParent());
+        // The callbacks' entry must go if the caller rolls back: the sweep asks whether the creating transaction committed.
+        var readTransaction = transaction is not null && (options?.OnToolStart is not null || options?.OnToolComplete is not null);
+        CreatedRun created;
+        try
         {
-            if (transaction is null)
-            {
-                // Our own transaction: commit without NOTIFY and send it right after (see agentpg_notify).
-                AddCommand(batch, NotifySql.Defer, P.Text(Notifications.Channels.RunCreated));
-            }
-
             // Serializes the creators of one session: a Queue insert cannot slip past a Reject check, and an idempotent
             // repeat is recognised before Interrupt cancels anything.
-            AddCommand(batch, _sql.Runs.LockSession, P.Uuid(sessionId));
-            if (policy == ConcurrencyPolicy.Interrupt)
-            {
-                AddCommand(batch, _sql.Runs.CancelActiveRootRuns, P.Uuid(sessionId), P.Text(options?.IdempotencyKey));
-            }
-
-            AddCommand(batch, policy == ConcurrencyPolicy.Reject ? _sql.Runs.InsertIfSessionIdle
-                : options?.IdempotencyKey is null ? _sql.Runs.InsertWithoutKey : _sql.Runs.Insert, insertValues());
-            var hasCallbacks = options?.OnToolStart is not null || options?.OnToolComplete is not null;
-            if (transaction is not null && hasCallbacks)
-            {
-                // The callbacks' entry must go if the caller rolls back: the sweep asks whether this transaction committed.
-                AddCommand(batch, _sql.Runs.CurrentTransaction);
-            }
-            try
-            {
-                // A caller's transaction is left as it is; on our own connection the statements are prepared.
-                var reader = transaction is null
-                    ? await batch.ExecuteReaderAsync(_dataSource, _options.PrepareStatements, cancellationToken).ConfigureAwait(false)
-                    : await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-                await using (reader.ConfigureAwait(false))
-                {
-                    if (transaction is null)
-                    {
-                        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
-                    }
-
-                    if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                    {
-                        throw SessionNotFound(sessionId, "CreateRun");
-                    }
-
-                    await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
-
-                    if (policy == ConcurrencyPolicy.Interrupt)
-                    {
-                        var ids = new List<string>();
-                        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                        {
-                            interrupted.Add(reader.GetGuid(0));
-                            ids.AddRange(reader.GetFieldValue<string[]>(2));
-                        }
-
-                        batchIdsToCancel = [.. ids];
-                        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
-                    }
-
-                    if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                    {
-                        id = reader.GetGuid(0);
-                    }
-
-                    if (transaction is not null && hasCallbacks && await reader.NextResultAsync(cancellationToken).ConfigureAwait(false)
-                        && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                    {
-                        creatingTransaction = reader.GetString(0);
-                    }
-                }
-            }
-            catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.ForeignKeyViolation)
-            {
-                throw ex.ConstraintName == "agentpg_runs_agent_id_fkey"
-                    ? new AgentPgException(AgentPgErrorCode.AgentNotFound, "CreateRun", $"No agent has id {agentId}.", ex) { SessionId = sessionId }
-                    : SessionNotFound(sessionId, "CreateRun");
-            }
+            created = await _sql.Runs.CreateAsync(_dataSource, transaction, _options.PrepareStatements, newRun, policy, readTransaction, cancellationToken)
+                .ConfigureAwait(false);
+        }
+        catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.ForeignKeyViolation)
+        {
+            throw ex.ConstraintName == "agentpg_runs_agent_id_fkey"
+                ? new AgentPgException(AgentPgErrorCode.AgentNotFound, "CreateRun", $"No agent has id {agentId}.", ex) { SessionId = sessionId }
+                : SessionNotFound(sessionId, "CreateRun");
         }
 
+        if (!created.SessionFound)
+        {
+            throw SessionNotFound(sessionId, "CreateRun");
+        }
+
+        var id = created.Id;
         if (id is null)
         {
             // The idempotency key is taken, or (Reject) the session is busy.
@@ -508,16 +376,16 @@ public sealed partial class AgentPgClient
             };
         }
 
-        _engine.Callbacks.Register(id.Value, options, creatingTransaction);
+        _engine.Callbacks.Register(id.Value, options, created.CreatingTransaction);
         if (transaction is null)
         {
             // Committed now. (In the caller's transaction, the runs' finalized notifications stop their work at commit.)
-            foreach (var cancelled in interrupted)
+            foreach (var cancelled in created.Interrupted)
             {
                 _engine.InFlight.Cancel(cancelled);
             }
 
-            CancelBatchesInBackground(batchIdsToCancel);
+            CancelBatchesInBackground(created.BatchIdsToCancel);
             if (_started)
             {
                 // The NOTIFY reaches every instance; waking the local worker directly saves its delivery (and the
@@ -533,53 +401,40 @@ public sealed partial class AgentPgClient
 
     private async Task<Guid?> FindIdempotentRunAsync(NpgsqlTransaction? transaction, Guid sessionId, Guid agentId, string prompt, string key, CancellationToken cancellationToken)
     {
-        var command = Db.Command(_dataSource, transaction, _sql.Runs.GetByIdempotencyKey, P.Uuid(sessionId), P.Text(key));
-        await using (command.ConfigureAwait(false))
+        if (await _sql.Runs.GetByIdempotencyKeyAsync(_dataSource, transaction, sessionId, key, cancellationToken).ConfigureAwait(false) is not { } existing)
         {
-            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            await using (reader.ConfigureAwait(false))
-            {
-                if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    return null;
-                }
-
-                var existing = reader.GetGuid(0);
-                if (reader.GetGuid(1) != agentId || reader.GetString(2) != prompt)
-                {
-                    throw new AgentPgException(AgentPgErrorCode.IdempotencyConflict, "CreateRun",
-                        $"Idempotency key '{key}' was already used in session {sessionId} for run {existing} with a different " +
-                        "agent or prompt. Use a new key for a new request.")
-                    {
-                        SessionId = sessionId,
-                        RunId = existing,
-                    };
-                }
-
-                return existing;
-            }
+            return null;
         }
+
+        if (existing.AgentId != agentId || existing.Prompt != prompt)
+        {
+            throw new AgentPgException(AgentPgErrorCode.IdempotencyConflict, "CreateRun",
+                $"Idempotency key '{key}' was already used in session {sessionId} for run {existing.Id} with a different " +
+                "agent or prompt. Use a new key for a new request.")
+            {
+                SessionId = sessionId,
+                RunId = existing.Id,
+            };
+        }
+
+        return existing.Id;
     }
 
     private async Task<Run?> FindRunAsync(Guid id, CancellationToken cancellationToken)
     {
-        var command = Db.Command(_dataSource, null, _sql.Runs.Get, P.Uuid(id));
-        await using (command.ConfigureAwait(false))
+        try
         {
-            try
+            return await _sql.Runs.GetAsync(_dataSource, id, cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException ex) when (_schemaCheck.Invalidate(ex))
+        {
+            // The schema was checked, then dropped or rolled back underneath a long wait: say how to migrate.
+            if (await _schemaCheck.TranslateAsync("GetRun", ex, cancellationToken).ConfigureAwait(false) is { } mismatch)
             {
-                return await command.QueryFirstOrDefaultAsync(RunSql.Read, cancellationToken).ConfigureAwait(false);
+                throw mismatch;
             }
-            catch (PostgresException ex) when (_schemaCheck.Invalidate(ex))
-            {
-                // The schema was checked, then dropped or rolled back underneath a long wait: say how to migrate.
-                if (await _schemaCheck.TranslateAsync("GetRun", ex, cancellationToken).ConfigureAwait(false) is { } mismatch)
-                {
-                    throw mismatch;
-                }
 
-                throw;
-            }
+            throw;
         }
     }
 
@@ -604,13 +459,13 @@ public sealed partial class AgentPgClient
             };
         }
 
-        var batch = _dataSource.CreateBatch();
+        var batch = new NpgsqlBatch();
         await using (batch.ConfigureAwait(false))
         {
-            AddCommand(batch, _sql.Messages.FinalOfRun, P.Uuid(run.Id), P.Uuid(run.CurrentIterationId));
-            AddCommand(batch, _sql.ToolExecutions.ByRun, P.Uuid(run.Id));
-            AddCommand(batch, _sql.Runs.TreeUsage, P.Uuid(run.Id));
-            var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            _sql.Messages.AddFinalOfRun(batch, run.Id, run.CurrentIterationId);
+            _sql.ToolExecutions.AddCallsOfRun(batch, run.Id);
+            _sql.Runs.AddTreeUsage(batch, run.Id);
+            var reader = await batch.ExecuteReaderAsync(_dataSource, prepare: false, cancellationToken).ConfigureAwait(false);
             await using (reader.ConfigureAwait(false))
             {
                 var message = (await MessageSql.ReadMessagesAsync(reader, cancellationToken).ConfigureAwait(false)).FirstOrDefault();
@@ -623,13 +478,7 @@ public sealed partial class AgentPgClient
 
                 await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
                 await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-                var total = new Usage
-                {
-                    InputTokens = reader.GetInt64(0),
-                    OutputTokens = reader.GetInt64(1),
-                    CacheCreationInputTokens = reader.GetInt64(2),
-                    CacheReadInputTokens = reader.GetInt64(3),
-                };
+                var total = RunSql.ReadTreeUsage(reader);
                 return new Response
                 {
                     RunId = run.Id,
@@ -644,13 +493,6 @@ public sealed partial class AgentPgClient
                 };
             }
         }
-    }
-
-    private static void AddCommand(NpgsqlBatch batch, string sql, params NpgsqlParameter[] parameters)
-    {
-        var command = new NpgsqlBatchCommand(sql);
-        command.Parameters.AddRange(parameters);
-        batch.BatchCommands.Add(command);
     }
 
     private static AgentPgException RunNotFound(Guid id, string operation)

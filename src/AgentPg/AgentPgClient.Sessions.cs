@@ -37,26 +37,15 @@ public sealed partial class AgentPgClient
     public async Task<Session> GetSessionAsync(Guid id, CancellationToken cancellationToken = default)
     {
         await _schemaCheck.EnsureAsync("GetSession", null, cancellationToken).ConfigureAwait(false);
-        var command = Db.Command(_dataSource, null, _sql.Sessions.Get, P.Uuid(id));
-        await using (command.ConfigureAwait(false))
-        {
-            return await command.QueryFirstOrDefaultAsync(SessionSql.Read, cancellationToken).ConfigureAwait(false)
-                   ?? throw SessionNotFound(id, "GetSession");
-        }
+        return await _sql.Sessions.GetAsync(_dataSource, id, cancellationToken).ConfigureAwait(false) ?? throw SessionNotFound(id, "GetSession");
     }
 
     private async Task<Guid> InsertSessionAsync(NpgsqlTransaction? transaction, Guid? parentSessionId, IReadOnlyDictionary<string, object?>? metadata, CancellationToken cancellationToken)
     {
         var json = JsonMapping.ToJsonObject(metadata, nameof(metadata));
         await _schemaCheck.EnsureAsync("NewSession", transaction, cancellationToken).ConfigureAwait(false);
-        var command = parentSessionId is { } parent
-            ? Db.Command(_dataSource, transaction, _sql.Sessions.InsertChild, P.Uuid(parent), P.Jsonb(json))
-            : Db.Command(_dataSource, transaction, _sql.Sessions.Insert, P.Jsonb(json));
-        await using (command.ConfigureAwait(false))
-        {
-            var id = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
-            return id is Guid guid ? guid : throw SessionNotFound(parentSessionId!.Value, "NewSession", "Parent session");
-        }
+        return await _sql.Sessions.InsertAsync(_dataSource, transaction, parentSessionId, json, cancellationToken).ConfigureAwait(false)
+               ?? throw SessionNotFound(parentSessionId!.Value, "NewSession", "Parent session");
     }
 
     private static AgentPgException SessionNotFound(Guid id, string operation, string what = "Session")

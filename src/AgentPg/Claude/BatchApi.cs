@@ -65,11 +65,7 @@ internal sealed class BatchApi(Engine engine)
                 await Claude.Messages.Batches.Cancel(batchId, new BatchCancelParams(), cancellationToken).ConfigureAwait(false);
                 if (markEnded)
                 {
-                    var ended = Db.Command(engine.DataSource, null, engine.Sql.Iterations.EndBatchesById, P.TextArray([batchId]));
-                    await using (ended.ConfigureAwait(false))
-                    {
-                        await ended.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-                    }
+                    await engine.Sql.Iterations.EndBatchesAsync(engine.DataSource, [batchId], cancellationToken).ConfigureAwait(false);
                 }
             }
             catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException or NpgsqlException

@@ -164,7 +164,7 @@ internal sealed class Compactor(Engine engine)
         var batch = new NpgsqlBatch();
         await using (batch.ConfigureAwait(false))
         {
-            batch.BatchCommands.Add(new NpgsqlBatchCommand(engine.Sql.Sessions.Get) { Parameters = { P.Uuid(sessionId) } });
+            engine.Sql.Sessions.AddGet(batch, sessionId);
             batch.BatchCommands.Add(engine.Sql.Compaction.Events(sessionId, limit));
             var reader = await batch.ExecuteReaderAsync(engine.DataSource, prepare: false, cancellationToken).ConfigureAwait(false);
             await using (reader.ConfigureAwait(false))
@@ -238,9 +238,9 @@ internal sealed class Compactor(Engine engine)
         var batch = new NpgsqlBatch();
         await using (batch.ConfigureAwait(false))
         {
-            batch.BatchCommands.Add(new NpgsqlBatchCommand(engine.Sql.Sessions.Get) { Parameters = { P.Uuid(sessionId) } });
+            engine.Sql.Sessions.AddGet(batch, sessionId);
             batch.BatchCommands.Add(engine.Sql.Compaction.ActiveRootRuns(sessionId));
-            batch.BatchCommands.Add(new NpgsqlBatchCommand(engine.Sql.Messages.RootContext) { Parameters = { P.Uuid(sessionId) } });
+            engine.Sql.Messages.AddRootContext(batch, sessionId);
             var reader = await batch.ExecuteReaderAsync(engine.DataSource, prepare: false, cancellationToken).ConfigureAwait(false);
             await using (reader.ConfigureAwait(false))
             {

@@ -25,19 +25,12 @@ internal sealed class ApprovalTimeout(Engine engine) : IMaintenanceService
             return;
         }
 
-        var command = engine.DataSource.CreateCommand(engine.Sql.Approvals.Expire);
-        await using (command.ConfigureAwait(false))
+        var expired = await engine.Sql.Approvals.ExpireAsync(engine.DataSource, engine.InstanceId, timeout, PassLimit, cancellationToken).ConfigureAwait(false);
+        if (expired > 0)
         {
-            command.Parameters.Add(P.Text(engine.InstanceId));
-            command.Parameters.Add(P.Interval(timeout));
-            command.Parameters.Add(P.Int(PassLimit));
-            var expired = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as int? ?? 0;
-            if (expired > 0)
-            {
-                Log.ApprovalsTimedOut(engine.Logger, expired, timeout);
-                engine.StreamingWake.Set();
-                engine.BatchWake.Set();
-            }
+            Log.ApprovalsTimedOut(engine.Logger, expired, timeout);
+            engine.StreamingWake.Set();
+            engine.BatchWake.Set();
         }
     }
 }

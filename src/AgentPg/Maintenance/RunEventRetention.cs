@@ -14,15 +14,11 @@ internal sealed class RunEventRetention(Engine engine) : IMaintenanceService
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        var command = Db.Command(engine.DataSource, null, engine.Sql.RunEvents.DeleteExpired, P.Text(engine.InstanceId),
-            P.Interval(engine.Options.RunEventRetention));
-        await using (command.ConfigureAwait(false))
+        var count = await engine.Sql.RunEvents.DeleteExpiredAsync(engine.DataSource, engine.InstanceId, engine.Options.RunEventRetention, cancellationToken)
+            .ConfigureAwait(false);
+        if (count > 0)
         {
-            var count = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            if (count > 0)
-            {
-                Log.RunEventsExpired(engine.Logger, count);
-            }
+            Log.RunEventsExpired(engine.Logger, count);
         }
     }
 }

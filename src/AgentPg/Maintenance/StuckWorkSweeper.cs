@@ -24,20 +24,14 @@ internal sealed class StuckWorkSweeper(Engine engine) : IMaintenanceService
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        var command = engine.DataSource.CreateCommand(engine.Sql.Rescue.ReleaseUnheldWork);
-        await using (command.ConfigureAwait(false))
+        var released = await engine.Sql.Rescue.ReleaseUnheldWorkAsync(engine.DataSource, engine.InstanceId, engine.Options.InstanceTtl,
+            engine.Options.RunRescue.MaxAttempts, cancellationToken).ConfigureAwait(false);
+        if (released > 0)
         {
-            command.Parameters.Add(P.Text(engine.InstanceId));
-            command.Parameters.Add(P.Interval(engine.Options.InstanceTtl));
-            command.Parameters.Add(P.Int(engine.Options.RunRescue.MaxAttempts));
-            var released = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as int? ?? 0;
-            if (released > 0)
-            {
-                Log.UnheldWorkReleased(engine.Logger, released);
-                engine.StreamingWake.Set();
-                engine.BatchWake.Set();
-                engine.ToolWake.Set();
-            }
+            Log.UnheldWorkReleased(engine.Logger, released);
+            engine.StreamingWake.Set();
+            engine.BatchWake.Set();
+            engine.ToolWake.Set();
         }
     }
 }

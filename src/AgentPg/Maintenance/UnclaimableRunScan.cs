@@ -21,43 +21,32 @@ internal sealed class UnclaimableRunScan(Engine engine) : IMaintenanceService
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        var command = engine.DataSource.CreateCommand(engine.Sql.Diagnostics.UnclaimableRuns);
-        await using (command.ConfigureAwait(false))
+        var rows = await engine.Sql.Diagnostics.UnclaimableRunsAsync(engine.DataSource, engine.Options.InstanceTtl, cancellationToken).ConfigureAwait(false);
+
+        var current = new Dictionary<(Guid AgentId, string RunMode, string MissingTools), string>();
+        foreach (var row in rows)
         {
-            command.Parameters.Add(P.Interval(engine.Options.InstanceTtl));
-            var rows = await command.QueryListAsync(r => new Row(
-                r.GetGuid(0), r.GetString(1), r.GetString(2), r.GetInt32(3), r.GetGuid(4), r.GetFieldValue<string[]>(5), r.GetInt32(6),
-                r.IsDBNull(7) ? null : r.GetFieldValue<string[]>(7)),
-                cancellationToken).ConfigureAwait(false);
-
-            var current = new Dictionary<(Guid AgentId, string RunMode, string MissingTools), string>();
-            foreach (var row in rows)
+            var missing = string.Join(", ", row.MissingTools);
+            var key = (row.AgentId, row.RunMode, missing);
+            current[key] = row.AgentName;
+            if (_reported.ContainsKey(key))
             {
-                var missing = string.Join(", ", row.MissingTools);
-                var key = (row.AgentId, row.RunMode, missing);
-                current[key] = row.AgentName;
-                if (_reported.ContainsKey(key))
-                {
-                    continue;
-                }
-
-                var problem = Unclaimable.Describe(engine.Options.Schema, row.AgentName, row.AgentTools, row.LiveInstances, row.MissingTools, false)!;
-                Log.UnclaimableRuns(engine.Logger, row.Runs, row.RunMode, row.AgentName, row.AgentId, row.OldestRunId,
-                    missing.Length == 0 ? "none (no single instance has all of them)" : missing, problem);
+                continue;
             }
 
-            foreach (var (cleared, agentName) in _reported)
-            {
-                if (!current.Keys.Any(k => k.AgentId == cleared.AgentId && k.RunMode == cleared.RunMode))
-                {
-                    Log.UnclaimableRunsResolved(engine.Logger, cleared.RunMode, agentName, cleared.AgentId);
-                }
-            }
-
-            _reported = current;
+            var problem = Unclaimable.Describe(engine.Options.Schema, row.AgentName, row.AgentTools, row.LiveInstances, row.MissingTools, false)!;
+            Log.UnclaimableRuns(engine.Logger, row.Runs, row.RunMode, row.AgentName, row.AgentId, row.OldestRunId,
+                missing.Length == 0 ? "none (no single instance has all of them)" : missing, problem);
         }
-    }
 
-    private sealed record Row(Guid AgentId, string AgentName, string RunMode, int Runs, Guid OldestRunId, string[] MissingTools, int LiveInstances,
-        string[]? AgentTools);
+        foreach (var (cleared, agentName) in _reported)
+        {
+            if (!current.Keys.Any(k => k.AgentId == cleared.AgentId && k.RunMode == cleared.RunMode))
+            {
+                Log.UnclaimableRunsResolved(engine.Logger, cleared.RunMode, agentName, cleared.AgentId);
+            }
+        }
+
+        _reported = current;
+    }
 }

@@ -15,15 +15,11 @@ namespace AgentPg;
 /// </remarks>
 public sealed class AgentPgMigrator
 {
-    private const string CreatedByComment = "created by AgentPgMigrator";
-
-    // First key of the two-key advisory lock: "AgPg". The second is hashtext(schema name).
-    private const int LockClass = 0x41675067;
-
     private static readonly IReadOnlyList<Script> s_scripts = LoadScripts();
 
     private readonly NpgsqlDataSource _dataSource;
     private readonly SchemaName _schema;
+    private readonly MigrationSql _sql;
 
     /// <summary>Creates a migrator for one schema.</summary>
     /// <param name="dataSource">The database.</param>
@@ -42,6 +38,7 @@ public sealed class AgentPgMigrator
 
         _dataSource = dataSource;
         _schema = new SchemaName(schema);
+        _sql = new MigrationSql(_schema);
     }
 
     /// <summary>Gets the newest schema version this library knows.</summary>
@@ -66,16 +63,8 @@ public sealed class AgentPgMigrator
             var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await using (transaction.ConfigureAwait(false))
             {
-                await LockAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
-
-                var exists = await ExecuteScalarAsync<bool>(connection, transaction,
-                    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", cancellationToken, P.Text(_schema.Name)).ConfigureAwait(false);
-                if (!exists)
-                {
-                    await ExecuteAsync(connection, transaction, $"CREATE SCHEMA {_schema.Quoted}", cancellationToken).ConfigureAwait(false);
-                    await ExecuteAsync(connection, transaction, $"COMMENT ON SCHEMA {_schema.Quoted} IS '{CreatedByComment}'", cancellationToken).ConfigureAwait(false);
-                }
-
+                await _sql.LockAsync(transaction, cancellationToken).ConfigureAwait(false);
+                await _sql.EnsureSchemaAsync(transaction, cancellationToken).ConfigureAwait(false);
                 var current = await ReadVersionAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
                 ThrowIfNewer(current);
                 if (current >= target)
@@ -84,10 +73,10 @@ public sealed class AgentPgMigrator
                     return current;
                 }
 
-                await ExecuteAsync(connection, transaction, $"SET LOCAL search_path TO {_schema.Quoted}", cancellationToken).ConfigureAwait(false);
+                await _sql.SetSearchPathAsync(transaction, cancellationToken).ConfigureAwait(false);
                 foreach (var script in s_scripts.Where(s => s.Up && s.Version > current && s.Version <= target).OrderBy(s => s.Version))
                 {
-                    await ExecuteScriptAsync(connection, transaction, script, cancellationToken).ConfigureAwait(false);
+                    await ExecuteScriptAsync(transaction, script, cancellationToken).ConfigureAwait(false);
                 }
 
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
@@ -112,21 +101,21 @@ public sealed class AgentPgMigrator
             var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await using (transaction.ConfigureAwait(false))
             {
-                await LockAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+                await _sql.LockAsync(transaction, cancellationToken).ConfigureAwait(false);
                 var current = await ReadVersionAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
                 ThrowIfNewer(current);
                 if (current > targetVersion)
                 {
-                    await ExecuteAsync(connection, transaction, $"SET LOCAL search_path TO {_schema.Quoted}", cancellationToken).ConfigureAwait(false);
+                    await _sql.SetSearchPathAsync(transaction, cancellationToken).ConfigureAwait(false);
                     foreach (var script in s_scripts.Where(s => !s.Up && s.Version > targetVersion && s.Version <= current).OrderByDescending(s => s.Version))
                     {
-                        await ExecuteScriptAsync(connection, transaction, script, cancellationToken).ConfigureAwait(false);
+                        await ExecuteScriptAsync(transaction, script, cancellationToken).ConfigureAwait(false);
                     }
                 }
 
-                if (targetVersion == 0 && _schema.Name != "public")
+                if (targetVersion == 0 && _schema.Name != "public" && await _sql.IsOursAsync(transaction, cancellationToken).ConfigureAwait(false))
                 {
-                    await DropSchemaIfOursAndEmptyAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+                    await _sql.DropSchemaIfEmptyAsync(transaction, cancellationToken).ConfigureAwait(false);
                 }
 
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
@@ -174,77 +163,19 @@ public sealed class AgentPgMigrator
         }
     }
 
-    private async Task LockAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, CancellationToken cancellationToken)
-        => await ExecuteAsync(connection, transaction, "SELECT pg_advisory_xact_lock($1, hashtext($2))", cancellationToken,
-            P.Int(LockClass), P.Text(_schema.Name)).ConfigureAwait(false);
+    internal Task<int> ReadVersionAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, CancellationToken cancellationToken)
+        => _sql.ReadVersionAsync(connection, transaction, cancellationToken);
 
-    internal async Task<int> ReadVersionAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, CancellationToken cancellationToken)
-    {
-        var hasTable = await ExecuteScalarAsync<bool>(connection, transaction,
-            "SELECT to_regclass($1) IS NOT NULL", cancellationToken, P.Text($"{_schema.Quoted}.agentpg_migrations")).ConfigureAwait(false);
-        if (!hasTable)
-        {
-            return 0;
-        }
-
-        return await ExecuteScalarAsync<int>(connection, transaction,
-            $"SELECT coalesce(max(version), 0) FROM {_schema.Quoted}.agentpg_migrations", cancellationToken).ConfigureAwait(false);
-    }
-
-    private async Task DropSchemaIfOursAndEmptyAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, CancellationToken cancellationToken)
-    {
-        var ours = await ExecuteScalarAsync<bool>(connection, transaction,
-            "SELECT coalesce(obj_description(oid, 'pg_namespace') = $2, FALSE) FROM pg_namespace WHERE nspname = $1",
-            cancellationToken, P.Text(_schema.Name), P.Text(CreatedByComment)).ConfigureAwait(false);
-        if (!ours)
-        {
-            return;
-        }
-
-        // RESTRICT refuses when anything else lives in the schema; that is the "nothing else is left" check.
-        await transaction.SaveAsync("drop_schema", cancellationToken).ConfigureAwait(false);
-        try
-        {
-            await ExecuteAsync(connection, transaction, $"DROP SCHEMA {_schema.Quoted} RESTRICT", cancellationToken).ConfigureAwait(false);
-            await transaction.ReleaseAsync("drop_schema", cancellationToken).ConfigureAwait(false);
-        }
-        catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.DependentObjectsStillExist)
-        {
-            await transaction.RollbackAsync("drop_schema", cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    private static async Task ExecuteScriptAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, Script script, CancellationToken cancellationToken)
+    private static async Task ExecuteScriptAsync(NpgsqlTransaction transaction, Script script, CancellationToken cancellationToken)
     {
         try
         {
-            await ExecuteAsync(connection, transaction, script.Text, cancellationToken).ConfigureAwait(false);
+            await MigrationSql.ExecuteScriptAsync(transaction, script.Text, cancellationToken).ConfigureAwait(false);
         }
         catch (PostgresException ex)
         {
             throw new AgentPgException(AgentPgErrorCode.StorageError, "Migrate",
                 $"Migration {script.Name} failed: {ex.MessageText}. Nothing was changed.", ex);
-        }
-    }
-
-    private static async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, CancellationToken cancellationToken, params NpgsqlParameter[] parameters)
-    {
-        var command = new NpgsqlCommand(sql, connection, transaction);
-        await using (command.ConfigureAwait(false))
-        {
-            command.Parameters.AddRange(parameters);
-            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    private static async Task<T> ExecuteScalarAsync<T>(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, CancellationToken cancellationToken, params NpgsqlParameter[] parameters)
-    {
-        var command = new NpgsqlCommand(sql, connection, transaction);
-        await using (command.ConfigureAwait(false))
-        {
-            command.Parameters.AddRange(parameters);
-            var value = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
-            return (T)Convert.ChangeType(value!, typeof(T), CultureInfo.InvariantCulture);
         }
     }
 

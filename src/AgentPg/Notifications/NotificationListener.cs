@@ -98,19 +98,7 @@ internal sealed class NotificationListener : IAsyncDisposable
                 connection = await _dataSource.OpenConnectionAsync(stop).ConfigureAwait(false);
                 connection.Notification += OnNotification;
                 // Tagged so operators (and tests) can find the connection in pg_stat_activity.
-                var tag = new NpgsqlCommand("SELECT set_config('application_name', $1, false)", connection);
-                await using (tag.ConfigureAwait(false))
-                {
-                    tag.Parameters.Add(P.Text(ApplicationName));
-                    await tag.ExecuteNonQueryAsync(stop).ConfigureAwait(false);
-                }
-
-                var listen = string.Join("; ", _baseNames.Keys.Select(c => $"LISTEN \"{c}\""));
-                var command = new NpgsqlCommand(listen, connection);
-                await using (command.ConfigureAwait(false))
-                {
-                    await command.ExecuteNonQueryAsync(stop).ConfigureAwait(false);
-                }
+                await NotifySql.StartListeningAsync(connection, ApplicationName, _baseNames.Keys, stop).ConfigureAwait(false);
 
                 _connection = connection;
                 backoff = TimeSpan.FromMilliseconds(100);
@@ -128,11 +116,7 @@ internal sealed class NotificationListener : IAsyncDisposable
                     if (!await connection.WaitAsync(s_keepAlive, stop).ConfigureAwait(false))
                     {
                         // Quiet period: prove the connection is alive so a silently dead one is replaced.
-                        var ping = new NpgsqlCommand("SELECT 1", connection);
-                        await using (ping.ConfigureAwait(false))
-                        {
-                            await ping.ExecuteNonQueryAsync(stop).ConfigureAwait(false);
-                        }
+                        await NotifySql.PingAsync(connection, stop).ConfigureAwait(false);
                     }
                 }
             }

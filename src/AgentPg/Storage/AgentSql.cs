@@ -10,6 +10,11 @@ internal sealed class AgentSql
         "id, name, description, model, system_prompt, max_tokens, temperature, top_k, top_p, tool_names, agent_ids, " +
         "metadata::text, config::text, created_at, updated_at, tools_requiring_approval";
 
+    // Positions in Columns.
+    private const int IdColumn = 0, NameColumn = 1, DescriptionColumn = 2, ModelColumn = 3, SystemPromptColumn = 4, MaxTokensColumn = 5,
+        TemperatureColumn = 6, TopKColumn = 7, TopPColumn = 8, ToolNamesColumn = 9, AgentIdsColumn = 10, MetadataColumn = 11, ConfigColumn = 12,
+        CreatedAtColumn = 13, UpdatedAtColumn = 14, ToolsRequiringApprovalColumn = 15;
+
     public AgentSql(SchemaName s)
     {
         var t = $"{s}.agentpg_agents";
@@ -88,40 +93,93 @@ internal sealed class AgentSql
 
     public string CountReferences { get; }
 
-    public static void AddValues(NpgsqlParameterCollection parameters, AgentDefinition d, string metadataJson, string configJson)
+    /// <summary>Inserts an agent and returns it; with <paramref name="ifAbsent"/>, null when (name, metadata) already exists.</summary>
+    public Task<AgentDefinition?> InsertAsync(NpgsqlDataSource dataSource, AgentDefinition definition, string metadataJson, string configJson,
+        bool ifAbsent, CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, ifAbsent ? InsertIfAbsent : Insert, Values(definition, metadataJson, configJson))
+            .QueryFirstOrDefaultAsync(Read, cancellationToken);
+
+    /// <summary>Replaces every field of agent <see cref="AgentDefinition.Id"/>; returns the rows updated (0 or 1).</summary>
+    public Task<int> UpdateAsync(NpgsqlDataSource dataSource, AgentDefinition definition, string metadataJson, string configJson,
+        CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, Update, [P.Uuid(definition.Id), .. Values(definition, metadataJson, configJson)]).ExecuteAsync(cancellationToken);
+
+    /// <summary>Deletes an agent; returns the rows deleted (0 or 1).</summary>
+    public Task<int> DeleteAsync(NpgsqlDataSource dataSource, Guid id, CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, Delete, P.Uuid(id)).ExecuteAsync(cancellationToken);
+
+    public Task<AgentDefinition?> GetByIdAsync(NpgsqlDataSource dataSource, Guid id, CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, GetById, P.Uuid(id)).QueryFirstOrDefaultAsync(Read, cancellationToken);
+
+    public Task<List<AgentDefinition>> GetByIdsAsync(NpgsqlDataSource dataSource, IReadOnlyList<Guid> ids, CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, GetByIds, P.UuidArray(ids)).QueryListAsync(Read, cancellationToken);
+
+    /// <summary>The oldest agent named <paramref name="name"/> whose metadata contains <paramref name="filterJson"/>.</summary>
+    public Task<AgentDefinition?> GetByNameAsync(NpgsqlDataSource dataSource, string name, string filterJson, CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, GetByName, P.Text(name), P.Jsonb(filterJson)).QueryFirstOrDefaultAsync(Read, cancellationToken);
+
+    public Task<AgentDefinition?> GetByNameAndMetadataAsync(NpgsqlDataSource dataSource, string name, string metadataJson,
+        CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, GetByNameAndMetadata, P.Text(name), P.Jsonb(metadataJson)).QueryFirstOrDefaultAsync(Read, cancellationToken);
+
+    public Task<List<AgentDefinition>> GetDelegatorsAsync(NpgsqlDataSource dataSource, Guid id, CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, GetDelegators, P.Uuid(id)).QueryListAsync(Read, cancellationToken);
+
+    /// <summary>How many runs and tool executions reference the agent.</summary>
+    public async Task<(int Runs, int Executions)> CountReferencesAsync(NpgsqlDataSource dataSource, Guid id, CancellationToken cancellationToken)
+        => (await Db.Command(dataSource, null, CountReferences, P.Uuid(id)).QueryFirstAsync(r => (r.GetInt32(0), r.GetInt32(1)), cancellationToken)
+            .ConfigureAwait(false)).Row;
+
+    /// <summary>One page of the agents whose metadata contains <paramref name="filterJson"/>, by name, and how many match in all.</summary>
+    public async Task<(List<AgentDefinition> Page, int Total)> ListAsync(NpgsqlDataSource dataSource, string filterJson, int limit, int offset,
+        CancellationToken cancellationToken)
     {
-        parameters.Add(P.Text(d.Name));
-        parameters.Add(P.Text(d.Description));
-        parameters.Add(P.Text(d.Model));
-        parameters.Add(P.Text(d.SystemPrompt));
-        parameters.Add(P.Int(d.MaxTokens));
-        parameters.Add(P.Double(d.Temperature));
-        parameters.Add(P.Int(d.TopK));
-        parameters.Add(P.Double(d.TopP));
-        parameters.Add(P.TextArray(d.Tools));
-        parameters.Add(P.UuidArray(d.AgentIds));
-        parameters.Add(P.Jsonb(metadataJson));
-        parameters.Add(P.Jsonb(configJson));
-        parameters.Add(P.TextArray(d.ToolsRequiringApproval is { Count: > 0 } approval ? approval : null));
+        var batch = new NpgsqlBatch();
+        await using (batch.ConfigureAwait(false))
+        {
+            batch.Append(List, P.Jsonb(filterJson), P.Int(limit), P.Int(offset));
+            batch.Append(Count, P.Jsonb(filterJson));
+            var agents = new List<AgentDefinition>();
+            var reader = await batch.ExecuteReaderAsync(dataSource, prepare: false, cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    agents.Add(Read(reader));
+                }
+
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                return (agents, reader.GetInt32(0));
+            }
+        }
     }
+
+    // The parameters of Insert and InsertIfAbsent ($1..$13), and of Update after the id.
+    private static NpgsqlParameter[] Values(AgentDefinition d, string metadataJson, string configJson) =>
+    [
+        P.Text(d.Name), P.Text(d.Description), P.Text(d.Model), P.Text(d.SystemPrompt), P.Int(d.MaxTokens), P.Double(d.Temperature), P.Int(d.TopK),
+        P.Double(d.TopP), P.TextArray(d.Tools), P.UuidArray(d.AgentIds), P.Jsonb(metadataJson), P.Jsonb(configJson),
+        P.TextArray(d.ToolsRequiringApproval is { Count: > 0 } approval ? approval : null),
+    ];
 
     public static AgentDefinition Read(NpgsqlDataReader r) => new()
     {
-        Id = r.GetGuid(0),
-        Name = r.GetString(1),
-        Description = r.IsDBNull(2) ? null : r.GetString(2),
-        Model = r.GetString(3),
-        SystemPrompt = r.IsDBNull(4) ? null : r.GetString(4),
-        MaxTokens = r.IsDBNull(5) ? null : r.GetInt32(5),
-        Temperature = r.IsDBNull(6) ? null : r.GetFloat(6),
-        TopK = r.IsDBNull(7) ? null : r.GetInt32(7),
-        TopP = r.IsDBNull(8) ? null : r.GetFloat(8),
-        Tools = r.IsDBNull(9) ? null : r.GetFieldValue<string[]>(9),
-        AgentIds = r.GetFieldValue<Guid[]>(10),
-        Metadata = JsonMapping.FromJsonObject(r.GetString(11)),
-        Config = JsonMapping.FromJsonObject(r.GetString(12)),
-        CreatedAt = r.GetFieldValue<DateTimeOffset>(13),
-        UpdatedAt = r.GetFieldValue<DateTimeOffset>(14),
-        ToolsRequiringApproval = r.IsDBNull(15) ? null : r.GetFieldValue<string[]>(15),
+        Id = r.GetGuid(IdColumn),
+        Name = r.GetString(NameColumn),
+        Description = r.IsDBNull(DescriptionColumn) ? null : r.GetString(DescriptionColumn),
+        Model = r.GetString(ModelColumn),
+        SystemPrompt = r.IsDBNull(SystemPromptColumn) ? null : r.GetString(SystemPromptColumn),
+        MaxTokens = r.IsDBNull(MaxTokensColumn) ? null : r.GetInt32(MaxTokensColumn),
+        Temperature = r.IsDBNull(TemperatureColumn) ? null : r.GetFloat(TemperatureColumn),
+        TopK = r.IsDBNull(TopKColumn) ? null : r.GetInt32(TopKColumn),
+        TopP = r.IsDBNull(TopPColumn) ? null : r.GetFloat(TopPColumn),
+        Tools = r.IsDBNull(ToolNamesColumn) ? null : r.GetFieldValue<string[]>(ToolNamesColumn),
+        AgentIds = r.GetFieldValue<Guid[]>(AgentIdsColumn),
+        Metadata = JsonMapping.FromJsonObject(r.GetString(MetadataColumn)),
+        Config = JsonMapping.FromJsonObject(r.GetString(ConfigColumn)),
+        CreatedAt = r.GetFieldValue<DateTimeOffset>(CreatedAtColumn),
+        UpdatedAt = r.GetFieldValue<DateTimeOffset>(UpdatedAtColumn),
+        ToolsRequiringApproval = r.IsDBNull(ToolsRequiringApprovalColumn) ? null : r.GetFieldValue<string[]>(ToolsRequiringApprovalColumn),
     };
 }

@@ -66,16 +66,51 @@ internal sealed class ApprovalSql
 
     public string Expire { get; }
 
+    // Positions in ForDecision's SELECT list.
+    private const int DecisionStateColumn = 0, DecisionToolNameColumn = 1, DecisionIsAgentToolColumn = 2, DecisionSchemaColumn = 3;
+
+    // Positions in RequestColumns.
+    private const int IdColumn = 0, RunIdColumn = 1, RootRunIdColumn = 2, SessionIdColumn = 3, AgentIdColumn = 4, ToolNameColumn = 5, InputColumn = 6,
+        DepthColumn = 7, CreatedAtColumn = 8;
+
+    /// <summary>The oldest pending requests, of one session (or any) whose metadata contains <paramref name="filterJson"/>.</summary>
+    public Task<List<ToolApprovalRequest>> PendingAsync(NpgsqlDataSource dataSource, Guid? sessionId, string filterJson, int limit,
+        CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, Pending, P.Uuid(sessionId), P.Jsonb(filterJson), P.Int(limit)).QueryListAsync(Read, cancellationToken);
+
+    /// <summary>What a decision on execution <paramref name="toolExecutionId"/> needs to validate an edited input, or null when
+    /// it does not exist.</summary>
+    public Task<ApprovalTarget?> ForDecisionAsync(NpgsqlDataSource dataSource, NpgsqlTransaction? transaction, Guid toolExecutionId,
+        CancellationToken cancellationToken)
+        => Db.Command(dataSource, transaction, ForDecision, P.Uuid(toolExecutionId)).QueryFirstOrDefaultAsync(
+            r => new ApprovalTarget(r.GetString(DecisionStateColumn), r.GetString(DecisionToolNameColumn), r.GetBoolean(DecisionIsAgentToolColumn),
+                r.IsDBNull(DecisionSchemaColumn) ? null : r.GetString(DecisionSchemaColumn)),
+            cancellationToken);
+
+    /// <summary>Runs <see cref="Decide"/>: "not_found", "not_pending" or the decision taken.</summary>
+    public async Task<string> DecideAsync(NpgsqlDataSource dataSource, NpgsqlTransaction? transaction, Guid toolExecutionId, bool approve,
+        string? inputJson, string? comment, string? decidedBy, CancellationToken cancellationToken)
+        => (string)(await Db.Command(dataSource, transaction, Decide, P.Uuid(toolExecutionId), P.Bool(approve), P.Jsonb(inputJson), P.Text(comment),
+            P.Text(decidedBy)).ScalarAsync(cancellationToken).ConfigureAwait(false))!;
+
+    /// <summary>Runs <see cref="Expire"/>: how many requests it rejected (0 when the leader lost the lease).</summary>
+    public async Task<int> ExpireAsync(NpgsqlDataSource dataSource, string leaderId, TimeSpan timeout, int limit, CancellationToken cancellationToken)
+        => await Db.Command(dataSource, null, Expire, P.Text(leaderId), P.Interval(timeout), P.Int(limit)).ScalarAsync(cancellationToken)
+            .ConfigureAwait(false) as int? ?? 0;
+
     public static ToolApprovalRequest Read(NpgsqlDataReader r) => new()
     {
-        ToolExecutionId = r.GetGuid(0),
-        RunId = r.GetGuid(1),
-        RootRunId = r.GetGuid(2),
-        SessionId = r.GetGuid(3),
-        AgentId = r.GetGuid(4),
-        ToolName = r.GetString(5),
-        Input = ToolExecutionSql.ParseJson(r.GetString(6)),
-        Depth = r.GetInt32(7),
-        RequestedAt = r.GetFieldValue<DateTimeOffset>(8),
+        ToolExecutionId = r.GetGuid(IdColumn),
+        RunId = r.GetGuid(RunIdColumn),
+        RootRunId = r.GetGuid(RootRunIdColumn),
+        SessionId = r.GetGuid(SessionIdColumn),
+        AgentId = r.GetGuid(AgentIdColumn),
+        ToolName = r.GetString(ToolNameColumn),
+        Input = ToolExecutionSql.ParseJson(r.GetString(InputColumn)),
+        Depth = r.GetInt32(DepthColumn),
+        RequestedAt = r.GetFieldValue<DateTimeOffset>(CreatedAtColumn),
     };
 }
+
+/// <summary>A tool execution about to be decided: its state, its tool, and the tool's schema as the instances registered it.</summary>
+internal sealed record ApprovalTarget(string State, string ToolName, bool IsAgentTool, string? StoredSchema);

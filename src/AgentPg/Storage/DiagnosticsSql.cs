@@ -1,3 +1,6 @@
+using AgentPg.Internal;
+using Npgsql;
+
 namespace AgentPg.Storage;
 
 /// <summary>SQL that explains why pending runs are not claimed (read-only; over agentpg_runs, agentpg_agents,
@@ -59,4 +62,45 @@ internal sealed class DiagnosticsSql
     public string Run { get; }
 
     public string UnclaimableRuns { get; }
+
+    // Positions in Run's SELECT list.
+    private const int RunIdColumn = 0, StateColumn = 1, RunModeColumn = 2, AgentIdColumn = 3, AgentNameColumn = 4, AgentToolsColumn = 5,
+        LiveColumn = 6, MissingColumn = 7, EligibleColumn = 8, WaitingForColumn = 9, ClaimedByColumn = 10;
+
+    // Positions in UnclaimableRuns' SELECT list.
+    private const int UAgentIdColumn = 0, UAgentNameColumn = 1, URunModeColumn = 2, URunsColumn = 3, UOldestColumn = 4, UMissingColumn = 5,
+        ULiveColumn = 6, UAgentToolsColumn = 7;
+
+    /// <summary>The run's diagnosis without <see cref="RunDiagnostics.Problem"/> (the caller describes it), or null when the run
+    /// does not exist.</summary>
+    public Task<RunDiagnostics?> RunAsync(NpgsqlDataSource dataSource, Guid runId, TimeSpan instanceTtl, CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, Run, P.Uuid(runId), P.Interval(instanceTtl)).QueryFirstOrDefaultAsync(ReadRun, cancellationToken);
+
+    /// <summary>The agents and run modes whose pending runs no live instance can claim.</summary>
+    public Task<List<UnclaimableRuns>> UnclaimableRunsAsync(NpgsqlDataSource dataSource, TimeSpan instanceTtl, CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, UnclaimableRuns, P.Interval(instanceTtl)).QueryListAsync(ReadUnclaimable, cancellationToken);
+
+    private static RunDiagnostics ReadRun(NpgsqlDataReader r) => new()
+    {
+        RunId = r.GetGuid(RunIdColumn),
+        State = DbEnums.ParseRunState(r.GetString(StateColumn)),
+        RunMode = DbEnums.ParseRunMode(r.GetString(RunModeColumn)),
+        AgentId = r.GetGuid(AgentIdColumn),
+        AgentName = r.GetString(AgentNameColumn),
+        AgentTools = r.IsDBNull(AgentToolsColumn) ? null : r.GetFieldValue<string[]>(AgentToolsColumn),
+        LiveInstanceCount = r.GetInt32(LiveColumn),
+        MissingTools = r.GetFieldValue<string[]>(MissingColumn),
+        HasEligibleInstance = r.GetBoolean(EligibleColumn),
+        WaitingForRunId = r.IsDBNull(WaitingForColumn) ? null : r.GetGuid(WaitingForColumn),
+        ClaimedByInstanceId = r.IsDBNull(ClaimedByColumn) ? null : r.GetString(ClaimedByColumn),
+    };
+
+    private static UnclaimableRuns ReadUnclaimable(NpgsqlDataReader r) => new(
+        r.GetGuid(UAgentIdColumn), r.GetString(UAgentNameColumn), r.GetString(URunModeColumn), r.GetInt32(URunsColumn), r.GetGuid(UOldestColumn),
+        r.GetFieldValue<string[]>(UMissingColumn), r.GetInt32(ULiveColumn), r.IsDBNull(UAgentToolsColumn) ? null : r.GetFieldValue<string[]>(UAgentToolsColumn));
 }
+
+/// <summary>One row of <see cref="DiagnosticsSql.UnclaimableRuns"/>: pending runs of one agent and run mode that no live instance
+/// can claim.</summary>
+internal sealed record UnclaimableRuns(Guid AgentId, string AgentName, string RunMode, int Runs, Guid OldestRunId, string[] MissingTools,
+    int LiveInstances, string[]? AgentTools);

@@ -85,6 +85,16 @@ internal sealed class IterationSql
 
     public string ByRun { get; }
 
+    // Client and services (AgentPgClient*, Claude/BatchApi).
+
+    /// <summary>Marks canceled batches ended (<see cref="EndBatchesById"/>).</summary>
+    public Task<int> EndBatchesAsync(NpgsqlDataSource dataSource, IReadOnlyList<string> batchIds, CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, EndBatchesById, P.TextArray(batchIds)).ExecuteAsync(cancellationToken);
+
+    /// <summary>The iterations of a run, in order.</summary>
+    public Task<List<Iteration>> ByRunAsync(NpgsqlDataSource dataSource, Guid runId, CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, ByRun, P.Uuid(runId)).QueryListAsync(Read, cancellationToken);
+
     public static Iteration Read(NpgsqlDataReader r) => new()
     {
         Id = r.GetGuid(0),

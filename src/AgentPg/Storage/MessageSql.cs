@@ -217,6 +217,35 @@ internal sealed class MessageSql
 
     public static string UsageJson(Usage usage)
         => JsonMapping.Invariant($"{{\"input_tokens\":{usage.InputTokens},\"output_tokens\":{usage.OutputTokens},\"cache_creation_input_tokens\":{usage.CacheCreationInputTokens},\"cache_read_input_tokens\":{usage.CacheReadInputTokens}}}");
+
+    // Client and services (AgentPgClient*, Compaction/).
+
+    /// <summary>Every message of a session in conversation order, child runs' messages included.</summary>
+    public Task<List<Message>> BySessionAsync(NpgsqlDataSource dataSource, Guid sessionId, CancellationToken cancellationToken)
+        => QueryMessagesAsync(Db.Command(dataSource, null, BySession, P.Uuid(sessionId)), cancellationToken);
+
+    // Executes a command of message rows, reads them with ReadMessagesAsync and disposes the command.
+    private static async Task<List<Message>> QueryMessagesAsync(NpgsqlCommand command, CancellationToken cancellationToken)
+    {
+        await using (command.ConfigureAwait(false))
+        {
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                return await ReadMessagesAsync(reader, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>The messages with the given ids, in conversation order.</summary>
+    public async Task<List<Message>> ByIdsAsync(NpgsqlDataSource dataSource, IReadOnlyList<Guid> ids, CancellationToken cancellationToken)
+        => await QueryMessagesAsync(Db.Command(dataSource, null, ByIds, P.UuidArray(ids)), cancellationToken).ConfigureAwait(false);
+
+    /// <summary>Adds <see cref="FinalOfRun"/> (rows for <see cref="ReadMessagesAsync"/>).</summary>
+    public void AddFinalOfRun(NpgsqlBatch batch, Guid runId, Guid? iterationId) => batch.Append(FinalOfRun, P.Uuid(runId), P.Uuid(iterationId));
+
+    /// <summary>Adds <see cref="RootContext"/> for a session (rows for <see cref="ReadMessagesAsync"/>).</summary>
+    public void AddRootContext(NpgsqlBatch batch, Guid sessionId) => batch.Append(RootContext, P.Uuid(sessionId));
 }
 
 /// <summary>A content block ready to be written: the typed columns plus the raw JSON.</summary>

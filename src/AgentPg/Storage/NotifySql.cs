@@ -1,3 +1,5 @@
+using Npgsql;
+
 namespace AgentPg.Storage;
 
 /// <summary>SQL to keep NOTIFY (and WAL flushes) off the hot path. See agentpg_notify in the migration.</summary>
@@ -13,5 +15,31 @@ internal static class NotifySql
 
     /// <summary>In a step's batch: commit without waiting for the WAL flush. Only for steps whose loss in a server crash is
     /// harmless because the next fenced write detects it (claims, iteration starts).</summary>
+    /// <summary>Adds <see cref="Defer"/> for <paramref name="channels"/> (comma-separated).</summary>
+    public static void AddDefer(NpgsqlBatch batch, string channels) => batch.Append(Defer, P.Text(channels));
+
     public const string AsyncCommit = "SELECT set_config('synchronous_commit', 'off', true)";
+
+    // The listener's connection (Notifications/NotificationListener).
+
+    /// <summary>Tags the connection so operators (and tests) can find it in pg_stat_activity.</summary>
+    public const string SetApplicationName = "SELECT set_config('application_name', $1, false)";
+
+    /// <summary>A round trip that proves the connection is alive.</summary>
+    public const string Ping = "SELECT 1";
+
+    /// <summary>LISTEN to each channel (the names are AgentPg's own, quoted), in one round trip.</summary>
+    public static string Listen(IEnumerable<string> channels) => string.Join("; ", channels.Select(c => $"LISTEN \"{c}\""));
+
+    /// <summary>Sets up a listener connection: <see cref="SetApplicationName"/>, then <see cref="Listen"/>.</summary>
+    public static async Task StartListeningAsync(NpgsqlConnection connection, string applicationName, IEnumerable<string> channels,
+        CancellationToken cancellationToken)
+    {
+        await Db.Command(connection, null, SetApplicationName, P.Text(applicationName)).ExecuteAsync(cancellationToken).ConfigureAwait(false);
+        await Db.Command(connection, null, Listen(channels)).ExecuteAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Runs <see cref="Ping"/>.</summary>
+    public static Task PingAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+        => Db.Command(connection, null, Ping).ExecuteAsync(cancellationToken);
 }

@@ -30,6 +30,12 @@ internal sealed class RescueSql
     public void AddRescue(NpgsqlBatch batch, string leaderId, TimeSpan instanceTtl, TimeSpan rescueTimeout, int maxAttempts)
         => batch.Append(Rescue, P.Text(leaderId), P.Interval(instanceTtl), P.Interval(rescueTimeout), P.Int(maxAttempts));
 
+    /// <summary>Runs <see cref="ReleaseUnheldWork"/>: how many runs and tool executions it released (0 when the leader lost the lease).</summary>
+    public async Task<int> ReleaseUnheldWorkAsync(NpgsqlDataSource dataSource, string leaderId, TimeSpan bound, int maxAttempts,
+        CancellationToken cancellationToken)
+        => await Db.Command(dataSource, null, ReleaseUnheldWork, P.Text(leaderId), P.Interval(bound), P.Int(maxAttempts))
+            .ScalarAsync(cancellationToken).ConfigureAwait(false) as int? ?? 0;
+
     public static RescueResult ReadRescue(NpgsqlDataReader reader)
         => new(reader.GetFieldValue<string[]>(0), reader.GetInt32(1), reader.GetInt32(2));
 }

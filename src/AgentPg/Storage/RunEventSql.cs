@@ -1,3 +1,5 @@
+using Npgsql;
+
 namespace AgentPg.Storage;
 
 /// <summary>SQL for the live run events (agentpg_run_events, agentpg_run_event_heads; see docs/streaming.md).</summary>
@@ -59,4 +61,39 @@ internal sealed class RunEventSql
     public string RootOf { get; }
 
     public string DeleteExpired { get; }
+
+    // Positions in Page's SELECT list.
+    private const int SequenceColumn = 0, RunIdColumn = 1, KindColumn = 2, RefIdColumn = 3, DataColumn = 4, CreatedAtColumn = 5, SessionIdColumn = 6,
+        DepthColumn = 7, ParentRunIdColumn = 8, RunErrorColumn = 9, ToolNameColumn = 10, ToolInputColumn = 11, IsAgentToolColumn = 12,
+        ChildRunIdColumn = 13, ToolOutputColumn = 14, IsErrorColumn = 15, ToolErrorColumn = 16, ToolStartedAtColumn = 17, ToolCompletedAtColumn = 18,
+        ToolStateColumn = 19;
+
+    /// <summary>Registers a watch of the run (<see cref="Watch"/>): the root run's id, or null for an unknown run.</summary>
+    public async Task<Guid?> WatchAsync(NpgsqlDataSource dataSource, Guid runId, CancellationToken cancellationToken)
+        => await Db.Command(dataSource, null, Watch, P.Uuid(runId)).ScalarAsync(cancellationToken).ConfigureAwait(false) as Guid?;
+
+    /// <summary>One page of a root run's events after <paramref name="afterSequence"/>.</summary>
+    public Task<List<RunEventRow>> PageAsync(NpgsqlDataSource dataSource, Guid rootRunId, long afterSequence, int limit, CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, Page, P.Uuid(rootRunId), P.Long(afterSequence), P.Int(limit)).QueryListAsync(ReadRow, cancellationToken);
+
+    private static RunEventRow ReadRow(NpgsqlDataReader r) => new(
+        r.GetInt64(SequenceColumn), r.GetGuid(RunIdColumn), r.GetString(KindColumn), r.IsDBNull(RefIdColumn) ? null : r.GetGuid(RefIdColumn),
+        r.GetString(DataColumn), r.GetFieldValue<DateTimeOffset>(CreatedAtColumn), r.IsDBNull(SessionIdColumn) ? null : r.GetGuid(SessionIdColumn),
+        r.IsDBNull(DepthColumn) ? 0 : r.GetInt32(DepthColumn), r.IsDBNull(ParentRunIdColumn) ? null : r.GetGuid(ParentRunIdColumn),
+        r.IsDBNull(RunErrorColumn) ? null : r.GetString(RunErrorColumn), r.IsDBNull(ToolNameColumn) ? null : r.GetString(ToolNameColumn),
+        r.IsDBNull(ToolInputColumn) ? null : r.GetString(ToolInputColumn), !r.IsDBNull(IsAgentToolColumn) && r.GetBoolean(IsAgentToolColumn),
+        r.IsDBNull(ChildRunIdColumn) ? null : r.GetGuid(ChildRunIdColumn), r.IsDBNull(ToolOutputColumn) ? null : r.GetString(ToolOutputColumn),
+        !r.IsDBNull(IsErrorColumn) && r.GetBoolean(IsErrorColumn), r.IsDBNull(ToolErrorColumn) ? null : r.GetString(ToolErrorColumn),
+        r.IsDBNull(ToolStartedAtColumn) ? null : r.GetFieldValue<DateTimeOffset>(ToolStartedAtColumn),
+        r.IsDBNull(ToolCompletedAtColumn) ? null : r.GetFieldValue<DateTimeOffset>(ToolCompletedAtColumn),
+        r.IsDBNull(ToolStateColumn) ? null : r.GetString(ToolStateColumn));
+
+    /// <summary>Runs <see cref="DeleteExpired"/>: how many watched root runs lost their events.</summary>
+    public Task<int> DeleteExpiredAsync(NpgsqlDataSource dataSource, string leaderId, TimeSpan retention, CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, DeleteExpired, P.Text(leaderId), P.Interval(retention)).ExecuteAsync(cancellationToken);
 }
+
+/// <summary>One row of <see cref="RunEventSql.Page"/>: an event with its run's place and the tool execution it is about.</summary>
+internal sealed record RunEventRow(long Sequence, Guid RunId, string Kind, Guid? RefId, string Data, DateTimeOffset CreatedAt, Guid? SessionId, int Depth,
+    Guid? ParentRunId, string? RunError, string? ToolName, string? ToolInput, bool IsAgentTool, Guid? ChildRunId, string? ToolOutput, bool IsError,
+    string? ToolError, DateTimeOffset? ToolStartedAt, DateTimeOffset? ToolCompletedAt, string? ToolState);

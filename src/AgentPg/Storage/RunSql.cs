@@ -250,6 +250,144 @@ internal sealed class RunSql
 
     public string Regenerate { get; }
 
+    // Client (AgentPgClient.Runs): creating, cancelling, regenerating and reading runs.
+
+    // Positions in CancelActiveRootRuns' and Cancel's SELECT lists, in LockForRegenerate's, in GetByIdempotencyKey's.
+    private const int InterruptedIdColumn = 0, InterruptedBatchIdsColumn = 2;
+    private const int CancelFoundColumn = 0, CancelCancelledColumn = 1, CancelBatchIdsColumn = 2;
+    private const int RegenerateStateColumn = 0, RegenerateIsChildColumn = 1, RegenerateLaterColumn = 2;
+    private const int KeyIdColumn = 0, KeyAgentIdColumn = 1, KeyPromptColumn = 2;
+
+    /// <summary>Creates a run in one batch: the session lock (no row: no session), Interrupt's cancellations, the insert for the
+    /// policy (no row: the idempotency key is taken or, for Reject, the session is busy) and, when asked, the creating
+    /// transaction. Without <paramref name="transaction"/> the batch runs in its own transaction, prepared when
+    /// <paramref name="prepare"/> is set, and defers its NOTIFY (the caller sends it after the commit).</summary>
+    public async Task<CreatedRun> CreateAsync(NpgsqlDataSource dataSource, NpgsqlTransaction? transaction, bool prepare, NewRun run,
+        ConcurrencyPolicy policy, bool readTransaction, CancellationToken cancellationToken)
+    {
+        var batch = transaction is null ? new NpgsqlBatch() : new NpgsqlBatch(transaction.Connection, transaction);
+        await using (batch.ConfigureAwait(false))
+        {
+            if (transaction is null)
+            {
+                NotifySql.AddDefer(batch, Notifications.Channels.RunCreated);
+            }
+
+            batch.Append(LockSession, P.Uuid(run.SessionId));
+            if (policy == ConcurrencyPolicy.Interrupt)
+            {
+                batch.Append(CancelActiveRootRuns, P.Uuid(run.SessionId), P.Text(run.IdempotencyKey));
+            }
+
+            batch.Append(policy == ConcurrencyPolicy.Reject ? InsertIfSessionIdle : run.IdempotencyKey is null ? InsertWithoutKey : Insert,
+                P.Uuid(run.SessionId), P.Uuid(run.AgentId), P.Text(run.Prompt), P.Text(run.Mode.ToDb()), P.Text(run.InstanceId), P.Jsonb(run.VariablesJson),
+                P.Jsonb(run.OptionsJson), P.Text(run.IdempotencyKey), P.Text(run.TraceParent));
+            if (readTransaction)
+            {
+                batch.Append(CurrentTransaction);
+            }
+
+            // A caller's transaction is left as it is; on our own connection the statements are prepared.
+            var reader = transaction is null
+                ? await batch.ExecuteReaderAsync(dataSource, prepare, cancellationToken).ConfigureAwait(false)
+                : await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                if (transaction is null)
+                {
+                    await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    return new CreatedRun { SessionFound = false };
+                }
+
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                var interrupted = new List<Guid>();
+                var batchIds = new List<string>();
+                if (policy == ConcurrencyPolicy.Interrupt)
+                {
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        interrupted.Add(reader.GetGuid(InterruptedIdColumn));
+                        batchIds.AddRange(reader.GetFieldValue<string[]>(InterruptedBatchIdsColumn));
+                    }
+
+                    await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                Guid? id = await reader.ReadAsync(cancellationToken).ConfigureAwait(false) ? reader.GetGuid(0) : null;
+                string? creatingTransaction = null;
+                if (readTransaction && await reader.NextResultAsync(cancellationToken).ConfigureAwait(false)
+                    && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    creatingTransaction = reader.GetString(0);
+                }
+
+                return new CreatedRun
+                {
+                    SessionFound = true, Id = id, Interrupted = interrupted, BatchIdsToCancel = [.. batchIds], CreatingTransaction = creatingTransaction,
+                };
+            }
+        }
+    }
+
+    /// <summary>The run that holds idempotency key <paramref name="key"/> in the session, or null.</summary>
+    public Task<IdempotentRun?> GetByIdempotencyKeyAsync(NpgsqlDataSource dataSource, NpgsqlTransaction? transaction, Guid sessionId, string key,
+        CancellationToken cancellationToken)
+        => Db.Command(dataSource, transaction, GetByIdempotencyKey, P.Uuid(sessionId), P.Text(key)).QueryFirstOrDefaultAsync(
+            r => new IdempotentRun(r.GetGuid(KeyIdColumn), r.GetGuid(KeyAgentIdColumn), r.GetString(KeyPromptColumn)), cancellationToken);
+
+    public Task<Run?> GetAsync(NpgsqlDataSource dataSource, Guid id, CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, Get, P.Uuid(id)).QueryFirstOrDefaultAsync(Read, cancellationToken);
+
+    /// <summary>Cancels a run and its children (agentpg_cancel_run): whether it exists, whether this call cancelled it, and the
+    /// Message Batches to cancel at the API.</summary>
+    public async Task<(bool Found, bool Cancelled, string[] BatchIds)> CancelAsync(NpgsqlDataSource dataSource, Guid runId, CancellationToken cancellationToken)
+        => (await Db.Command(dataSource, null, Cancel, P.Uuid(runId)).QueryFirstAsync(
+            r => (r.GetBoolean(CancelFoundColumn), r.GetBoolean(CancelCancelledColumn), r.GetFieldValue<string[]>(CancelBatchIdsColumn)),
+            cancellationToken).ConfigureAwait(false)).Row;
+
+    /// <summary>Locks the run for regeneration (<see cref="LockForRegenerate"/>); null when it does not exist.</summary>
+    public Task<RegenerateTarget?> LockForRegenerateAsync(NpgsqlDataSource dataSource, NpgsqlTransaction transaction, Guid runId,
+        CancellationToken cancellationToken)
+        => Db.Command(dataSource, transaction, LockForRegenerate, P.Uuid(runId)).QueryFirstOrDefaultAsync(
+            r => new RegenerateTarget(r.GetString(RegenerateStateColumn), r.GetBoolean(RegenerateIsChildColumn),
+                r.IsDBNull(RegenerateLaterColumn) ? null : r.GetGuid(RegenerateLaterColumn)),
+            cancellationToken);
+
+    /// <summary>Deletes the run's messages and inserts the same request again, created by <paramref name="instanceId"/>; returns the
+    /// new run's id.</summary>
+    public async Task<Guid> RegenerateAsync(NpgsqlTransaction transaction, Guid runId, string instanceId, CancellationToken cancellationToken)
+    {
+        var batch = new NpgsqlBatch(transaction.Connection, transaction);
+        await using (batch.ConfigureAwait(false))
+        {
+            batch.Append(DeleteMessages, P.Uuid(runId));
+            batch.Append(Regenerate, P.Uuid(runId), P.Text(instanceId));
+            var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                return reader.GetGuid(0);
+            }
+        }
+    }
+
+    /// <summary>Adds <see cref="TreeUsage"/> (one row for <see cref="ReadTreeUsage"/>).</summary>
+    public void AddTreeUsage(NpgsqlBatch batch, Guid runId) => batch.Append(TreeUsage, P.Uuid(runId));
+
+    /// <summary>Reads <see cref="TreeUsage"/>'s row: the token counts summed over the run and its descendants.</summary>
+    public static Usage ReadTreeUsage(NpgsqlDataReader r) => new()
+    {
+        InputTokens = r.GetInt64(0),
+        OutputTokens = r.GetInt64(1),
+        CacheCreationInputTokens = r.GetInt64(2),
+        CacheReadInputTokens = r.GetInt64(3),
+    };
+
     public static string Prefixed(string alias) => string.Join(", ", Columns.Split(", ").Select(c => alias + "." + c));
 
     public static ClaimedRun ReadClaimed(NpgsqlDataReader r)
@@ -314,6 +452,35 @@ internal sealed class RunSql
 }
 
 /// <summary>Keys of agentpg_runs.options.</summary>
+/// <summary>A run to create (<see cref="RunSql.CreateAsync"/>).</summary>
+internal sealed record NewRun(Guid SessionId, Guid AgentId, string Prompt, RunMode Mode, string InstanceId, string VariablesJson, string OptionsJson,
+    string? IdempotencyKey, string? TraceParent);
+
+/// <summary>What <see cref="RunSql.CreateAsync"/> did.</summary>
+internal sealed record CreatedRun
+{
+    /// <summary>Whether the session exists (nothing was done when it does not).</summary>
+    public required bool SessionFound { get; init; }
+
+    /// <summary>The new run; null when the idempotency key is taken or (Reject) the session is busy.</summary>
+    public Guid? Id { get; init; }
+
+    /// <summary>The root runs Interrupt cancelled.</summary>
+    public IReadOnlyList<Guid> Interrupted { get; init; } = [];
+
+    /// <summary>The Message Batches of the cancelled runs, to cancel at the API after the commit.</summary>
+    public string[] BatchIdsToCancel { get; init; } = [];
+
+    /// <summary>The creating transaction (xid8 as text), when asked for.</summary>
+    public string? CreatingTransaction { get; init; }
+}
+
+/// <summary>The run that holds an idempotency key.</summary>
+internal sealed record IdempotentRun(Guid Id, Guid AgentId, string Prompt);
+
+/// <summary>A run about to be regenerated: its state, whether it is a child run, and the newer root run of its session if any.</summary>
+internal sealed record RegenerateTarget(string State, bool IsChild, Guid? Later);
+
 internal static class RunOptionKeys
 {
     public const string OverrideInstructions = "override_instructions";

@@ -8,6 +8,10 @@ internal sealed class SessionSql
 {
     private const string Columns = "id, parent_session_id, depth, metadata::text, compaction_count, created_at, updated_at";
 
+    // Positions in Columns.
+    private const int IdColumn = 0, ParentColumn = 1, DepthColumn = 2, MetadataColumn = 3, CompactionCountColumn = 4, CreatedAtColumn = 5,
+        UpdatedAtColumn = 6;
+
     public SessionSql(SchemaName s)
     {
         var t = $"{s}.agentpg_sessions";
@@ -27,14 +31,32 @@ internal sealed class SessionSql
 
     public string Get { get; }
 
+    /// <summary>The session, or null when it does not exist.</summary>
+    public Task<Session?> GetAsync(NpgsqlDataSource dataSource, Guid id, CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, Get, P.Uuid(id)).QueryFirstOrDefaultAsync(Read, cancellationToken);
+
+    /// <summary>Adds <see cref="Get"/> (one <see cref="Read"/> row, or none).</summary>
+    public void AddGet(NpgsqlBatch batch, Guid id) => batch.Append(Get, P.Uuid(id));
+
+    /// <summary>Inserts a session (a child of <paramref name="parentId"/> when set) and returns its id, or null when the parent
+    /// does not exist.</summary>
+    public async Task<Guid?> InsertAsync(NpgsqlDataSource dataSource, NpgsqlTransaction? transaction, Guid? parentId, string metadataJson,
+        CancellationToken cancellationToken)
+    {
+        var command = parentId is { } parent
+            ? Db.Command(dataSource, transaction, InsertChild, P.Uuid(parent), P.Jsonb(metadataJson))
+            : Db.Command(dataSource, transaction, Insert, P.Jsonb(metadataJson));
+        return await command.ScalarAsync(cancellationToken).ConfigureAwait(false) as Guid?;
+    }
+
     public static Session Read(NpgsqlDataReader r) => new()
     {
-        Id = r.GetGuid(0),
-        ParentSessionId = r.IsDBNull(1) ? null : r.GetGuid(1),
-        Depth = r.GetInt32(2),
-        Metadata = JsonMapping.FromJsonObject(r.GetString(3)),
-        CompactionCount = r.GetInt32(4),
-        CreatedAt = r.GetFieldValue<DateTimeOffset>(5),
-        UpdatedAt = r.GetFieldValue<DateTimeOffset>(6),
+        Id = r.GetGuid(IdColumn),
+        ParentSessionId = r.IsDBNull(ParentColumn) ? null : r.GetGuid(ParentColumn),
+        Depth = r.GetInt32(DepthColumn),
+        Metadata = JsonMapping.FromJsonObject(r.GetString(MetadataColumn)),
+        CompactionCount = r.GetInt32(CompactionCountColumn),
+        CreatedAt = r.GetFieldValue<DateTimeOffset>(CreatedAtColumn),
+        UpdatedAt = r.GetFieldValue<DateTimeOffset>(UpdatedAtColumn),
     };
 }

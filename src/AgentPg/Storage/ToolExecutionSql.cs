@@ -161,6 +161,19 @@ internal sealed class ToolExecutionSql
         ToolOutputBlocks = r.IsDBNull(23) ? [] : ContentBlocks.FromJsonArray(r.GetString(23)),
     };
 
+    // Client (AgentPgClient.Runs).
+
+    /// <summary>The tool calls of a run, in the order Claude made them.</summary>
+    public Task<List<ToolCall>> CallsOfRunAsync(NpgsqlDataSource dataSource, Guid runId, CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, ByRun, P.Uuid(runId)).QueryListAsync(ReadToolCall, cancellationToken);
+
+    /// <summary>The tool calls one iteration asked for.</summary>
+    public Task<List<ToolCall>> CallsOfIterationAsync(NpgsqlDataSource dataSource, Guid iterationId, CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, ByIteration, P.Uuid(iterationId)).QueryListAsync(ReadToolCall, cancellationToken);
+
+    /// <summary>Adds <see cref="ByRun"/> (rows for <see cref="ReadToolCall"/>).</summary>
+    public void AddCallsOfRun(NpgsqlBatch batch, Guid runId) => batch.Append(ByRun, P.Uuid(runId));
+
     /// <summary>The index of the first column after <see cref="Columns"/>.</summary>
     public const int NextColumn = 24;
 
