@@ -1,6 +1,5 @@
 using AgentPg.Diagnostics;
 using AgentPg.Internal;
-using AgentPg.Storage;
 using Npgsql;
 
 namespace AgentPg;

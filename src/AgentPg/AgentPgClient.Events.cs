@@ -157,22 +157,21 @@ public sealed partial class AgentPgClient
                     RunId = row.RunId, RootRunId = rootRunId, SessionId = sessionId, Depth = row.Depth, Sequence = row.Sequence, Timestamp = row.CreatedAt,
                     IterationNumber = d.GetProperty("iteration_number").GetInt32(),
                 };
-            case "text":
-                return new TextDeltaEvent
-                {
-                    RunId = row.RunId, RootRunId = rootRunId, SessionId = sessionId, Depth = row.Depth, Sequence = row.Sequence, Timestamp = row.CreatedAt,
-                    IterationNumber = d.GetProperty("iteration_number").GetInt32(),
-                    BlockIndex = d.GetProperty("block_index").GetInt32(),
-                    Text = d.GetProperty("text").GetString() ?? "",
-                };
-            case "thinking":
-                return new ThinkingDeltaEvent
-                {
-                    RunId = row.RunId, RootRunId = rootRunId, SessionId = sessionId, Depth = row.Depth, Sequence = row.Sequence, Timestamp = row.CreatedAt,
-                    IterationNumber = d.GetProperty("iteration_number").GetInt32(),
-                    BlockIndex = d.GetProperty("block_index").GetInt32(),
-                    Thinking = d.GetProperty("text").GetString() ?? "",
-                };
+            case "text" or "thinking":
+                // Both deltas carry the same data: the iteration, the block and the text to append.
+                var (iteration, block, delta) = (d.GetProperty("iteration_number").GetInt32(), d.GetProperty("block_index").GetInt32(),
+                    d.GetProperty("text").GetString() ?? "");
+                return row.Kind == "text"
+                    ? new TextDeltaEvent
+                    {
+                        RunId = row.RunId, RootRunId = rootRunId, SessionId = sessionId, Depth = row.Depth, Sequence = row.Sequence, Timestamp = row.CreatedAt,
+                        IterationNumber = iteration, BlockIndex = block, Text = delta,
+                    }
+                    : new ThinkingDeltaEvent
+                    {
+                        RunId = row.RunId, RootRunId = rootRunId, SessionId = sessionId, Depth = row.Depth, Sequence = row.Sequence, Timestamp = row.CreatedAt,
+                        IterationNumber = iteration, BlockIndex = block, Thinking = delta,
+                    };
             case "message":
                 return new MessageStoredEvent
                 {

@@ -14,13 +14,8 @@ public sealed partial class AgentPgClient
     /// (the check is in the statement, so an id of another tenant in <see cref="RunQuery.Ids"/> returns nothing).</remarks>
     /// <exception cref="ArgumentOutOfRangeException"><see cref="RunQuery.Limit"/> is outside 1..1000.</exception>
     /// <exception cref="ArgumentException">The cursor was not returned by this method, or the metadata cannot be stored as JSON.</exception>
-    public async Task<ResultPage<Run>> ListRunsAsync(RunQuery? query = null, CancellationToken cancellationToken = default)
-    {
-        query ??= new RunQuery();
-        CheckLimit(query.Limit);
-        await _schemaCheck.EnsureAsync("ListRuns", null, cancellationToken).ConfigureAwait(false);
-        return await _queries.RunsAsync(query, cancellationToken).ConfigureAwait(false);
-    }
+    public Task<ResultPage<Run>> ListRunsAsync(RunQuery? query = null, CancellationToken cancellationToken = default)
+        => ListAsync(query ?? new RunQuery(), q => q.Limit, "ListRuns", _queries.RunsAsync, cancellationToken);
 
     /// <summary>Lists sessions, newest first, one page at a time.</summary>
     /// <param name="query">The filters, page size and cursor; <see langword="null"/> lists every session, 25 per page.</param>
@@ -28,13 +23,8 @@ public sealed partial class AgentPgClient
     /// <returns>The page and the cursor of the next one.</returns>
     /// <exception cref="ArgumentOutOfRangeException"><see cref="SessionQuery.Limit"/> is outside 1..1000.</exception>
     /// <exception cref="ArgumentException">The cursor was not returned by this method, or the metadata cannot be stored as JSON.</exception>
-    public async Task<ResultPage<Session>> ListSessionsAsync(SessionQuery? query = null, CancellationToken cancellationToken = default)
-    {
-        query ??= new SessionQuery();
-        CheckLimit(query.Limit);
-        await _schemaCheck.EnsureAsync("ListSessions", null, cancellationToken).ConfigureAwait(false);
-        return await _queries.SessionsAsync(query, cancellationToken).ConfigureAwait(false);
-    }
+    public Task<ResultPage<Session>> ListSessionsAsync(SessionQuery? query = null, CancellationToken cancellationToken = default)
+        => ListAsync(query ?? new SessionQuery(), q => q.Limit, "ListSessions", _queries.SessionsAsync, cancellationToken);
 
     /// <summary>Lists tool executions, newest first, one page at a time.</summary>
     /// <param name="query">The filters, page size and cursor; <see langword="null"/> lists every execution, 25 per page.</param>
@@ -42,13 +32,8 @@ public sealed partial class AgentPgClient
     /// <returns>The page and the cursor of the next one.</returns>
     /// <exception cref="ArgumentOutOfRangeException"><see cref="ToolExecutionQuery.Limit"/> is outside 1..1000.</exception>
     /// <exception cref="ArgumentException">The cursor was not returned by this method, or the metadata cannot be stored as JSON.</exception>
-    public async Task<ResultPage<ToolExecution>> ListToolExecutionsAsync(ToolExecutionQuery? query = null, CancellationToken cancellationToken = default)
-    {
-        query ??= new ToolExecutionQuery();
-        CheckLimit(query.Limit);
-        await _schemaCheck.EnsureAsync("ListToolExecutions", null, cancellationToken).ConfigureAwait(false);
-        return await _queries.ToolExecutionsAsync(query, cancellationToken).ConfigureAwait(false);
-    }
+    public Task<ResultPage<ToolExecution>> ListToolExecutionsAsync(ToolExecutionQuery? query = null, CancellationToken cancellationToken = default)
+        => ListAsync(query ?? new ToolExecutionQuery(), q => q.Limit, "ListToolExecutions", _queries.ToolExecutionsAsync, cancellationToken);
 
     /// <summary>Lists compaction events of every session (or of one), newest first, one page at a time.</summary>
     /// <param name="query">The filters, page size and cursor; <see langword="null"/> lists every event, 25 per page.</param>
@@ -56,13 +41,8 @@ public sealed partial class AgentPgClient
     /// <returns>The page and the cursor of the next one.</returns>
     /// <exception cref="ArgumentOutOfRangeException"><see cref="CompactionEventQuery.Limit"/> is outside 1..1000.</exception>
     /// <exception cref="ArgumentException">The cursor was not returned by this method, or the metadata cannot be stored as JSON.</exception>
-    public async Task<ResultPage<CompactionEvent>> ListCompactionEventsAsync(CompactionEventQuery? query = null, CancellationToken cancellationToken = default)
-    {
-        query ??= new CompactionEventQuery();
-        CheckLimit(query.Limit);
-        await _schemaCheck.EnsureAsync("ListCompactionEvents", null, cancellationToken).ConfigureAwait(false);
-        return await _queries.CompactionEventsAsync(query, cancellationToken).ConfigureAwait(false);
-    }
+    public Task<ResultPage<CompactionEvent>> ListCompactionEventsAsync(CompactionEventQuery? query = null, CancellationToken cancellationToken = default)
+        => ListAsync(query ?? new CompactionEventQuery(), q => q.Limit, "ListCompactionEvents", _queries.CompactionEventsAsync, cancellationToken);
 
     /// <summary>Lists the registered worker instances with their heartbeat age, leadership, tools and in-flight work.</summary>
     /// <param name="cancellationToken">Cancels the operation.</param>
@@ -98,6 +78,15 @@ public sealed partial class AgentPgClient
 
         await _schemaCheck.EnsureAsync("GetRunStatistics", null, cancellationToken).ConfigureAwait(false);
         return await _queries.StatisticsAsync(window, bucket, sessionMetadata, cancellationToken).ConfigureAwait(false);
+    }
+
+    // Every list: the page size checked, the schema checked, then the query.
+    private async Task<ResultPage<T>> ListAsync<TQuery, T>(TQuery query, Func<TQuery, int> limit, string operation,
+        Func<TQuery, CancellationToken, Task<ResultPage<T>>> list, CancellationToken cancellationToken)
+    {
+        CheckLimit(limit(query));
+        await _schemaCheck.EnsureAsync(operation, null, cancellationToken).ConfigureAwait(false);
+        return await list(query, cancellationToken).ConfigureAwait(false);
     }
 
     private static void CheckLimit(int limit)

@@ -459,40 +459,19 @@ public sealed partial class AgentPgClient
             };
         }
 
-        var batch = new NpgsqlBatch();
-        await using (batch.ConfigureAwait(false))
+        var (message, toolCalls, total) = await _sql.FinalAnswerAsync(_dataSource, run, cancellationToken).ConfigureAwait(false);
+        return new Response
         {
-            _sql.Messages.AddFinalOfRun(batch, run.Id, run.CurrentIterationId);
-            _sql.ToolExecutions.AddCallsOfRun(batch, run.Id);
-            _sql.Runs.AddTreeUsage(batch, run.Id);
-            var reader = await batch.ExecuteReaderAsync(_dataSource, prepare: false, cancellationToken).ConfigureAwait(false);
-            await using (reader.ConfigureAwait(false))
-            {
-                var message = (await MessageSql.ReadMessagesAsync(reader, cancellationToken).ConfigureAwait(false)).FirstOrDefault();
-                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
-                var toolCalls = new List<ToolCall>();
-                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    toolCalls.Add(ToolExecutionSql.ReadToolCall(reader));
-                }
-
-                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
-                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-                var total = RunSql.ReadTreeUsage(reader);
-                return new Response
-                {
-                    RunId = run.Id,
-                    Text = run.ResponseText ?? "",
-                    StopReason = run.StopReason ?? "",
-                    Usage = run.Usage,
-                    TotalUsage = total,
-                    Message = message,
-                    IterationCount = run.IterationCount,
-                    ToolIterations = run.ToolIterations,
-                    ToolCalls = toolCalls,
-                };
-            }
-        }
+            RunId = run.Id,
+            Text = run.ResponseText ?? "",
+            StopReason = run.StopReason ?? "",
+            Usage = run.Usage,
+            TotalUsage = total,
+            Message = message,
+            IterationCount = run.IterationCount,
+            ToolIterations = run.ToolIterations,
+            ToolCalls = toolCalls,
+        };
     }
 
     private static AgentPgException RunNotFound(Guid id, string operation)

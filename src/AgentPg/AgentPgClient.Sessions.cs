@@ -1,6 +1,5 @@
 using System.Data.Common;
 using AgentPg.Internal;
-using AgentPg.Storage;
 using Npgsql;
 
 namespace AgentPg;

@@ -277,11 +277,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
 
     private async Task<long> CountPendingRunsAsync(CancellationToken cancellationToken)
     {
-        var command = _dataSource.CreateCommand(_sql.Runs.CountPending);
-        await using (command.ConfigureAwait(false))
-        {
-            return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is long count ? count : 0;
-        }
+        return await _sql.Runs.CountPendingAsync(_dataSource, cancellationToken).ConfigureAwait(false);
     }
 
     private Task EnsureListenerAsync(CancellationToken cancellationToken)

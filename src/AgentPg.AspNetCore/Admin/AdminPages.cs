@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using AgentPg.Internal;
 
 namespace AgentPg.AspNetCore.Admin;
 
@@ -60,22 +61,11 @@ internal static class AdminPages
 
     public static Html StateBadge(ToolExecutionState state) => Html.Of($"""<span class="badge tool-{Name(state)}">{Name(state)}</span>""");
 
-    public static string Name(RunState state) => state switch
-    {
-        RunState.Pending => "pending",
-        RunState.BatchSubmitting => "batch_submitting",
-        RunState.BatchPending => "batch_pending",
-        RunState.BatchProcessing => "batch_processing",
-        RunState.Streaming => "streaming",
-        RunState.PendingTools => "pending_tools",
-        RunState.AwaitingInput => "awaiting_input",
-        RunState.Completed => "completed",
-        RunState.Cancelled => "cancelled",
-        RunState.Failed => "failed",
-        _ => state.ToString().ToLowerInvariant(),
-    };
+    /// <summary>The state's database name (the page filters and the badges' CSS classes use it).</summary>
+    public static string Name(RunState state) => state.ToDb();
 
-    public static string Name(ToolExecutionState state) => state == ToolExecutionState.AwaitingApproval ? "awaiting_approval" : state.ToString().ToLowerInvariant();
+    /// <summary>The state's database name.</summary>
+    public static string Name(ToolExecutionState state) => state.ToDb();
 
     public static bool IsTerminal(RunState state) => state.IsTerminal();
 

@@ -1,7 +1,6 @@
 using System.Text.Json;
 using AgentPg.Diagnostics;
 using AgentPg.Runs;
-using AgentPg.Storage;
 using Anthropic.Exceptions;
 using Anthropic.Models.Messages.Batches;
 using Npgsql;

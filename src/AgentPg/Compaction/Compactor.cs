@@ -165,7 +165,7 @@ internal sealed class Compactor(Engine engine)
         await using (batch.ConfigureAwait(false))
         {
             engine.Sql.Sessions.AddGet(batch, sessionId);
-            batch.BatchCommands.Add(engine.Sql.Compaction.Events(sessionId, limit));
+            engine.Sql.Compaction.AddEvents(batch, sessionId, limit);
             var reader = await batch.ExecuteReaderAsync(engine.DataSource, prepare: false, cancellationToken).ConfigureAwait(false);
             await using (reader.ConfigureAwait(false))
             {
@@ -239,7 +239,7 @@ internal sealed class Compactor(Engine engine)
         await using (batch.ConfigureAwait(false))
         {
             engine.Sql.Sessions.AddGet(batch, sessionId);
-            batch.BatchCommands.Add(engine.Sql.Compaction.ActiveRootRuns(sessionId));
+            engine.Sql.Compaction.AddActiveRootRuns(batch, sessionId);
             engine.Sql.Messages.AddRootContext(batch, sessionId);
             var reader = await batch.ExecuteReaderAsync(engine.DataSource, prepare: false, cancellationToken).ConfigureAwait(false);
             await using (reader.ConfigureAwait(false))

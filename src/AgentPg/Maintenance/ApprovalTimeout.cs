@@ -1,6 +1,5 @@
 using AgentPg.Diagnostics;
 using AgentPg.Runs;
-using AgentPg.Storage;
 
 namespace AgentPg.Maintenance;
 

@@ -8,82 +8,50 @@ namespace AgentPg.Queries;
 /// whether another page follows, and builds its cursor from the last row shown.</summary>
 internal sealed class QueryReader(NpgsqlDataSource dataSource, QuerySql sql)
 {
-    public async Task<ResultPage<Run>> RunsAsync(RunQuery query, CancellationToken cancellationToken)
+    public Task<ResultPage<Run>> RunsAsync(RunQuery query, CancellationToken cancellationToken)
     {
         var tenant = Tenant(query.SessionMetadata, nameof(query.SessionMetadata));
-        var cursor = PageCursor.Decode(query.Cursor, nameof(query.Cursor));
-        var command = QuerySql.BindRuns(dataSource.CreateCommand(sql.Runs.For(tenant)), query, tenant, cursor);
-        await using (command.ConfigureAwait(false))
-        {
-            var rows = await command.QueryListAsync(RunSql.Read, cancellationToken).ConfigureAwait(false);
-            return Page(rows, query.Limit, r => (r.CreatedAt, r.Id));
-        }
+        return PageAsync(sql.RunsCommand(dataSource, query, tenant, Cursor(query.Cursor)), query.Limit, RunSql.Read, r => (r.CreatedAt, r.Id), cancellationToken);
     }
 
-    public async Task<ResultPage<Session>> SessionsAsync(SessionQuery query, CancellationToken cancellationToken)
+    public Task<ResultPage<Session>> SessionsAsync(SessionQuery query, CancellationToken cancellationToken)
     {
         var tenant = Tenant(query.Metadata, nameof(query.Metadata));
-        var cursor = PageCursor.Decode(query.Cursor, nameof(query.Cursor));
-        var command = QuerySql.BindSessions(dataSource.CreateCommand(sql.Sessions), query, tenant, cursor);
-        await using (command.ConfigureAwait(false))
-        {
-            var rows = await command.QueryListAsync(SessionSql.Read, cancellationToken).ConfigureAwait(false);
-            return Page(rows, query.Limit, s => (s.CreatedAt, s.Id));
-        }
+        return PageAsync(sql.SessionsCommand(dataSource, query, tenant, Cursor(query.Cursor)), query.Limit, SessionSql.Read, s => (s.CreatedAt, s.Id),
+            cancellationToken);
     }
 
-    public async Task<ResultPage<ToolExecution>> ToolExecutionsAsync(ToolExecutionQuery query, CancellationToken cancellationToken)
+    public Task<ResultPage<ToolExecution>> ToolExecutionsAsync(ToolExecutionQuery query, CancellationToken cancellationToken)
     {
         var tenant = Tenant(query.SessionMetadata, nameof(query.SessionMetadata));
-        var cursor = PageCursor.Decode(query.Cursor, nameof(query.Cursor));
-        var command = QuerySql.BindToolExecutions(dataSource.CreateCommand(sql.ToolExecutions.For(tenant)), query, tenant, cursor);
-        await using (command.ConfigureAwait(false))
-        {
-            var rows = await command.QueryListAsync(ToolExecutionSql.Read, cancellationToken).ConfigureAwait(false);
-            return Page(rows, query.Limit, e => (e.CreatedAt, e.Id));
-        }
+        return PageAsync(sql.ToolExecutionsCommand(dataSource, query, tenant, Cursor(query.Cursor)), query.Limit, ToolExecutionSql.Read,
+            e => (e.CreatedAt, e.Id), cancellationToken);
     }
 
-    public async Task<ResultPage<CompactionEvent>> CompactionEventsAsync(CompactionEventQuery query, CancellationToken cancellationToken)
+    public Task<ResultPage<CompactionEvent>> CompactionEventsAsync(CompactionEventQuery query, CancellationToken cancellationToken)
     {
         var tenant = Tenant(query.SessionMetadata, nameof(query.SessionMetadata));
-        var cursor = PageCursor.Decode(query.Cursor, nameof(query.Cursor));
-        var command = QuerySql.BindCompactionEvents(dataSource.CreateCommand(sql.CompactionEvents.For(tenant)), query, tenant, cursor);
-        await using (command.ConfigureAwait(false))
-        {
-            var rows = await command.QueryListAsync(CompactionSql.ReadEvent, cancellationToken).ConfigureAwait(false);
-            return Page(rows, query.Limit, e => (e.CreatedAt, e.Id));
-        }
+        return PageAsync(sql.CompactionEventsCommand(dataSource, query, tenant, Cursor(query.Cursor)), query.Limit, CompactionSql.ReadEvent,
+            e => (e.CreatedAt, e.Id), cancellationToken);
     }
 
     public async Task<IReadOnlyList<InstanceInfo>> InstancesAsync(CancellationToken cancellationToken)
-    {
-        var command = dataSource.CreateCommand(sql.Instances);
-        await using (command.ConfigureAwait(false))
-        {
-            return await command.QueryListAsync(QuerySql.ReadInstance, cancellationToken).ConfigureAwait(false);
-        }
-    }
+        => await sql.InstancesAsync(dataSource, cancellationToken).ConfigureAwait(false);
 
     public async Task<RunStatistics> StatisticsAsync(TimeSpan window, TimeSpan bucket, IReadOnlyDictionary<string, object?>? tenantFilter,
         CancellationToken cancellationToken)
     {
         var tenant = Tenant(tenantFilter, "sessionMetadata");
-        var batch = dataSource.CreateBatch();
+        var batch = new NpgsqlBatch();
         await using (batch.ConfigureAwait(false))
         {
-            foreach (var statement in new[] { sql.StatisticsWindow, sql.StatisticsQueue.For(tenant), sql.StatisticsBuckets.For(tenant) })
-            {
-                var command = new NpgsqlBatchCommand(statement);
-                QuerySql.BindStatistics(command.Parameters, window, bucket, tenant);
-                batch.BatchCommands.Add(command);
-            }
+            sql.AddStatistics(batch, window, bucket, tenant);
 
             var byState = new Dictionary<RunState, int>();
             var queue = new List<QueueDepth>();
             var rows = new List<(DateTimeOffset Start, RunState State, int Count, Usage Usage)>();
             DateTimeOffset since, until;
-            var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            var reader = await batch.ExecuteReaderAsync(dataSource, prepare: false, cancellationToken).ConfigureAwait(false);
             await using (reader.ConfigureAwait(false))
             {
                 await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
@@ -137,8 +105,13 @@ internal sealed class QueryReader(NpgsqlDataSource dataSource, QuerySql sql)
     private static string? Tenant(IReadOnlyDictionary<string, object?>? metadata, string parameterName)
         => metadata is null ? null : JsonMapping.ToJsonObject(metadata, parameterName);
 
-    private static ResultPage<T> Page<T>(List<T> rows, int limit, Func<T, (DateTimeOffset CreatedAt, Guid Id)> key)
+    private static (DateTimeOffset CreatedAt, Guid Id)? Cursor(string? cursor) => PageCursor.Decode(cursor, "Cursor");
+
+    // Runs a page's command (one row more than the page) and builds the next page's cursor from the last row shown.
+    private static async Task<ResultPage<T>> PageAsync<T>(NpgsqlCommand command, int limit, Func<NpgsqlDataReader, T> read,
+        Func<T, (DateTimeOffset CreatedAt, Guid Id)> key, CancellationToken cancellationToken)
     {
+        var rows = await command.QueryListAsync(read, cancellationToken).ConfigureAwait(false);
         if (rows.Count <= limit)
         {
             return new ResultPage<T>(rows, null);

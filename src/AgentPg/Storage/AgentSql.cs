@@ -15,6 +15,9 @@ internal sealed class AgentSql
         TemperatureColumn = 6, TopKColumn = 7, TopPColumn = 8, ToolNamesColumn = 9, AgentIdsColumn = 10, MetadataColumn = 11, ConfigColumn = 12,
         CreatedAtColumn = 13, UpdatedAtColumn = 14, ToolsRequiringApprovalColumn = 15;
 
+    // Positions in CountReferences' and Count's SELECT lists.
+    private const int RunsColumn = 0, ExecutionsColumn = 1, CountColumn = 0;
+
     public AgentSql(SchemaName s)
     {
         var t = $"{s}.agentpg_agents";
@@ -127,7 +130,7 @@ internal sealed class AgentSql
 
     /// <summary>How many runs and tool executions reference the agent.</summary>
     public async Task<(int Runs, int Executions)> CountReferencesAsync(NpgsqlDataSource dataSource, Guid id, CancellationToken cancellationToken)
-        => (await Db.Command(dataSource, null, CountReferences, P.Uuid(id)).QueryFirstAsync(r => (r.GetInt32(0), r.GetInt32(1)), cancellationToken)
+        => (await Db.Command(dataSource, null, CountReferences, P.Uuid(id)).QueryFirstAsync(r => (r.GetInt32(RunsColumn), r.GetInt32(ExecutionsColumn)), cancellationToken)
             .ConfigureAwait(false)).Row;
 
     /// <summary>One page of the agents whose metadata contains <paramref name="filterJson"/>, by name, and how many match in all.</summary>
@@ -150,7 +153,7 @@ internal sealed class AgentSql
 
                 await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
                 await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-                return (agents, reader.GetInt32(0));
+                return (agents, reader.GetInt32(CountColumn));
             }
         }
     }

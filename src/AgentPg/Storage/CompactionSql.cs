@@ -12,6 +12,15 @@ internal sealed class CompactionSql
         "id, session_id, strategy, reason, original_tokens, compacted_tokens, messages_removed, messages_pruned, summary_content, " +
         "preserved_message_ids::text, model_used, usage::text, coalesce(duration_ms, 0), created_at, restored_at";
 
+    // Positions in EventColumns.
+    private const int IdColumn = 0, SessionIdColumn = 1, StrategyColumn = 2, ReasonColumn = 3, OriginalTokensColumn = 4, CompactedTokensColumn = 5,
+        RemovedColumn = 6, PrunedColumn = 7, SummaryColumn = 8, PreservedColumn = 9, ModelColumn = 10, UsageColumn = 11, DurationColumn = 12,
+        CreatedAtColumn = 13, RestoredAtColumn = 14;
+
+    // Positions in _eventForRestore's SELECT list, and in _activeRootRuns'.
+    private const int RestoreSessionColumn = 0, RestoreRestoredColumn = 1, RestoreSummaryColumn = 2, RestoreLaterColumn = 3;
+    private const int RunIdColumn = 0;
+
     private readonly string _lockSession;
     private readonly string _countMessages;
     private readonly string _activeRootRuns;
@@ -127,81 +136,68 @@ internal sealed class CompactionSql
 
     /// <summary>Locks the session row; returns its compaction count, or null when the session does not exist.</summary>
     public async Task<int?> LockSessionAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, Guid sessionId, CancellationToken cancellationToken)
-    {
-        var command = new NpgsqlCommand(_lockSession, connection, transaction);
-        await using (command.ConfigureAwait(false))
-        {
-            command.Parameters.Add(P.Uuid(sessionId));
-            var value = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
-            return value is int count ? count : null;
-        }
-    }
+        => await Db.Command(connection, transaction, _lockSession, P.Uuid(sessionId)).ScalarAsync(cancellationToken).ConfigureAwait(false) as int?;
 
     /// <summary>How many of <paramref name="ids"/> are still messages of the session.</summary>
     public async Task<int> CountMessagesAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, Guid sessionId, IReadOnlyList<Guid> ids,
         CancellationToken cancellationToken)
-    {
-        var command = new NpgsqlCommand(_countMessages, connection, transaction);
-        await using (command.ConfigureAwait(false))
-        {
-            command.Parameters.Add(P.Uuid(sessionId));
-            command.Parameters.Add(P.UuidArray(ids));
-            return (int)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
-        }
-    }
+        => (int)(await Db.Command(connection, transaction, _countMessages, P.Uuid(sessionId), P.UuidArray(ids)).ScalarAsync(cancellationToken)
+            .ConfigureAwait(false))!;
 
-    public NpgsqlBatchCommand ActiveRootRuns(Guid sessionId) => Command(_activeRootRuns, P.Uuid(sessionId));
+    /// <summary>Adds the session's active root runs (rows for <see cref="ReadRunId"/>).</summary>
+    public void AddActiveRootRuns(NpgsqlBatch batch, Guid sessionId) => batch.Append(_activeRootRuns, P.Uuid(sessionId));
 
-    public static Guid ReadRunId(NpgsqlDataReader reader) => reader.GetGuid(0);
+    public static Guid ReadRunId(NpgsqlDataReader reader) => reader.GetGuid(RunIdColumn);
 
     /// <summary>The writes of one compaction, in order: the event, the archive, then the rewrite.</summary>
     public NpgsqlBatch Write(CompactionWrite w)
     {
         var batch = new NpgsqlBatch();
-        batch.BatchCommands.Add(Command(_insertEvent,
+        batch.Append(_insertEvent,
             P.Uuid(w.EventId), P.Uuid(w.SessionId), P.Text(w.Strategy), P.Text(w.Reason), P.Int(ClampInt(w.OriginalTokens)), P.Int(ClampInt(w.CompactedTokens)),
             P.Int(w.Removed.Count), P.Int(w.Pruned.Count), P.Text(w.Summary), P.Uuid(w.Summary is null ? null : w.SummaryMessageId),
             P.Jsonb(JsonMapping.Invariant($"[{string.Join(",", w.Preserved.Select(id => "\"" + id.ToString("D") + "\""))}]")),
-            P.Text(w.ModelUsed), P.Jsonb(MessageSql.UsageJson(w.Usage)), P.Long((long)w.Duration.TotalMilliseconds)));
-        batch.BatchCommands.Add(Command(_archive, P.Uuid(w.EventId), P.Uuid(w.SessionId), P.UuidArray(w.Removed), P.UuidArray(w.Pruned)));
+            P.Text(w.ModelUsed), P.Jsonb(MessageSql.UsageJson(w.Usage)), P.Long((long)w.Duration.TotalMilliseconds));
+        batch.Append(_archive, P.Uuid(w.EventId), P.Uuid(w.SessionId), P.UuidArray(w.Removed), P.UuidArray(w.Pruned));
         if (w.Pruned.Count > 0)
         {
-            batch.BatchCommands.Add(Command(_prune, P.UuidArray(w.Pruned), P.Text(w.Placeholder)));
+            batch.Append(_prune, P.UuidArray(w.Pruned), P.Text(w.Placeholder));
         }
 
         if (w.Removed.Count > 0)
         {
-            batch.BatchCommands.Add(Command(_remove, P.Uuid(w.SessionId), P.UuidArray(w.Removed)));
+            batch.Append(_remove, P.Uuid(w.SessionId), P.UuidArray(w.Removed));
             if (w.Summary is not null)
             {
-                batch.BatchCommands.Add(Command(_insertSummary, P.Uuid(w.EventId), P.Uuid(w.SessionId), P.Uuid(w.SummaryMessageId)));
-                batch.BatchCommands.Add(Command(_insertSummaryBlock, P.Uuid(w.SummaryMessageId), P.Text(w.Summary)));
+                batch.Append(_insertSummary, P.Uuid(w.EventId), P.Uuid(w.SessionId), P.Uuid(w.SummaryMessageId));
+                batch.Append(_insertSummaryBlock, P.Uuid(w.SummaryMessageId), P.Text(w.Summary));
             }
         }
 
-        batch.BatchCommands.Add(Command(_incrementCount, P.Uuid(w.SessionId), P.Int(1)));
+        batch.Append(_incrementCount, P.Uuid(w.SessionId), P.Int(1));
         return batch;
     }
 
-    public NpgsqlBatchCommand Events(Guid sessionId, int limit) => Command(_events, P.Uuid(sessionId), P.Int(limit));
+    /// <summary>Adds the session's newest events (rows for <see cref="ReadEvent"/>).</summary>
+    public void AddEvents(NpgsqlBatch batch, Guid sessionId, int limit) => batch.Append(_events, P.Uuid(sessionId), P.Int(limit));
 
     public static CompactionEvent ReadEvent(NpgsqlDataReader r) => new()
     {
-        Id = r.GetGuid(0),
-        SessionId = r.GetGuid(1),
-        Strategy = r.GetString(2) == "summarization" ? CompactionStrategy.Summarization : CompactionStrategy.Hybrid,
-        Reason = r.GetString(3),
-        OriginalTokens = r.GetInt32(4),
-        CompactedTokens = r.GetInt32(5),
-        MessagesRemoved = r.GetInt32(6),
-        MessagesPruned = r.GetInt32(7),
-        SummaryContent = r.IsDBNull(8) ? null : r.GetString(8),
-        PreservedMessageIds = ParseIds(r.GetString(9)),
-        ModelUsed = r.IsDBNull(10) ? null : r.GetString(10),
-        Usage = MessageSql.ReadUsage(r.GetString(11)),
-        Duration = TimeSpan.FromMilliseconds(r.GetInt64(12)),
-        CreatedAt = r.GetFieldValue<DateTimeOffset>(13),
-        RestoredAt = r.IsDBNull(14) ? null : r.GetFieldValue<DateTimeOffset>(14),
+        Id = r.GetGuid(IdColumn),
+        SessionId = r.GetGuid(SessionIdColumn),
+        Strategy = r.GetString(StrategyColumn) == "summarization" ? CompactionStrategy.Summarization : CompactionStrategy.Hybrid,
+        Reason = r.GetString(ReasonColumn),
+        OriginalTokens = r.GetInt32(OriginalTokensColumn),
+        CompactedTokens = r.GetInt32(CompactedTokensColumn),
+        MessagesRemoved = r.GetInt32(RemovedColumn),
+        MessagesPruned = r.GetInt32(PrunedColumn),
+        SummaryContent = r.IsDBNull(SummaryColumn) ? null : r.GetString(SummaryColumn),
+        PreservedMessageIds = ParseIds(r.GetString(PreservedColumn)),
+        ModelUsed = r.IsDBNull(ModelColumn) ? null : r.GetString(ModelColumn),
+        Usage = MessageSql.ReadUsage(r.GetString(UsageColumn)),
+        Duration = TimeSpan.FromMilliseconds(r.GetInt64(DurationColumn)),
+        CreatedAt = r.GetFieldValue<DateTimeOffset>(CreatedAtColumn),
+        RestoredAt = r.IsDBNull(RestoredAtColumn) ? null : r.GetFieldValue<DateTimeOffset>(RestoredAtColumn),
     };
 
     /// <summary>The event to restore: its session, whether it was restored already, its summary message, and whether a later
@@ -209,21 +205,11 @@ internal sealed class CompactionSql
     public async Task<(Guid SessionId, bool Restored, Guid? SummaryId, bool LaterExists)?> EventForRestoreAsync(
         NpgsqlConnection connection, NpgsqlTransaction transaction, Guid eventId, CancellationToken cancellationToken)
     {
-        var command = new NpgsqlCommand(_eventForRestore, connection, transaction);
-        await using (command.ConfigureAwait(false))
-        {
-            command.Parameters.Add(P.Uuid(eventId));
-            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            await using (reader.ConfigureAwait(false))
-            {
-                if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    return null;
-                }
-
-                return (reader.GetGuid(0), reader.GetBoolean(1), reader.IsDBNull(2) ? null : reader.GetGuid(2), reader.GetBoolean(3));
-            }
-        }
+        var (found, row) = await Db.Command(connection, transaction, _eventForRestore, P.Uuid(eventId)).QueryFirstAsync(
+            r => (r.GetGuid(RestoreSessionColumn), r.GetBoolean(RestoreRestoredColumn),
+                r.IsDBNull(RestoreSummaryColumn) ? (Guid?)null : r.GetGuid(RestoreSummaryColumn), r.GetBoolean(RestoreLaterColumn)),
+            cancellationToken).ConfigureAwait(false);
+        return found ? row : null;
     }
 
     /// <summary>Undoes a compaction: summary removed, pruned blocks and removed messages put back, iteration links restored,
@@ -233,14 +219,14 @@ internal sealed class CompactionSql
         var batch = new NpgsqlBatch();
         if (summaryMessageId is { } summary)
         {
-            batch.BatchCommands.Add(Command(_deleteMessage, P.Uuid(summary)));
+            batch.Append(_deleteMessage, P.Uuid(summary));
         }
 
-        batch.BatchCommands.Add(Command(_deletePrunedBlocks, P.Uuid(eventId)));
-        batch.BatchCommands.Add(Command(_restoreMessages, P.Uuid(eventId)));
-        batch.BatchCommands.Add(Command(RestoreBlocks, P.Uuid(eventId)));
-        batch.BatchCommands.Add(Command(RestoreLinks, P.Uuid(eventId)));
-        batch.BatchCommands.Add(Command(FinishRestore, P.Uuid(eventId)));
+        batch.Append(_deletePrunedBlocks, P.Uuid(eventId));
+        batch.Append(_restoreMessages, P.Uuid(eventId));
+        batch.Append(RestoreBlocks, P.Uuid(eventId));
+        batch.Append(RestoreLinks, P.Uuid(eventId));
+        batch.Append(FinishRestore, P.Uuid(eventId));
         return batch;
     }
 
@@ -252,12 +238,6 @@ internal sealed class CompactionSql
 
     private static int ClampInt(long value) => (int)Math.Clamp(value, 0, int.MaxValue);
 
-    private static NpgsqlBatchCommand Command(string sql, params NpgsqlParameter[] parameters)
-    {
-        var command = new NpgsqlBatchCommand(sql);
-        command.Parameters.AddRange(parameters);
-        return command;
-    }
 }
 
 /// <summary>Everything one compaction writes.</summary>

@@ -20,5 +20,8 @@ internal sealed class InstanceCleanupSql
     public void AddDeleteStale(NpgsqlBatch batch, string leaderId, TimeSpan instanceTtl, int maxAttempts)
         => batch.Append(DeleteStale, P.Text(leaderId), P.Interval(instanceTtl), P.Int(maxAttempts));
 
-    public static string ReadDeleted(NpgsqlDataReader reader) => reader.GetString(0);
+    // Position in DeleteStale's SELECT list.
+    private const int IdColumn = 0;
+
+    public static string ReadDeleted(NpgsqlDataReader reader) => reader.GetString(IdColumn);
 }

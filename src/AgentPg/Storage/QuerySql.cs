@@ -16,9 +16,18 @@ internal sealed class QuerySql
         var sessions = $"{s}.agentpg_sessions";
         var tools = $"{s}.agentpg_tool_executions";
 
+        // The created_at range and one keyset page of alias a, newest first: from and before bound created_at (each may be
+        // null), at/id are the cursor (created_at and id of the last row shown), limit the page size. The duplicated
+        // created_at bound lets the created_at index serve the keyset; the row comparison breaks ties on id.
+        static string Page(string a, string from, string? before, string at, string id, string limit)
+            => $"   AND ({from}::timestamptz IS NULL OR {a}.created_at >= {from})\n"
+               + (before is null ? "" : $"   AND ({before}::timestamptz IS NULL OR {a}.created_at < {before})\n")
+               + $"   AND ({at}::timestamptz IS NULL OR ({a}.created_at <= {at} AND ({a}.created_at, {a}.id) < ({at}, {id})))\n"
+               + $" ORDER BY {a}.created_at DESC, {a}.id DESC\n"
+               + $" LIMIT {limit}";
+
         // $1 ids, $2 states, $3 agent, $4 session, $5 mode, $6 created from, $7 created before, $8 root only, $9 tenant,
-        // $10/$11 cursor (created_at, id), $12 limit. The duplicated created_at bound lets the created_at index serve the
-        // keyset; the row comparison breaks ties on id.
+        // $10/$11 cursor (created_at, id), $12 limit.
         Runs = Filtered.Split($"""
             SELECT {RunSql.Prefixed("r")}
               FROM {runs} r
@@ -27,13 +36,9 @@ internal sealed class QuerySql
                AND ($3::uuid IS NULL OR r.agent_id = $3)
                AND ($4::uuid IS NULL OR r.session_id = $4)
                AND ($5::text IS NULL OR r.run_mode::text = $5)
-               AND ($6::timestamptz IS NULL OR r.created_at >= $6)
-               AND ($7::timestamptz IS NULL OR r.created_at < $7)
                AND (NOT $8 OR r.parent_run_id IS NULL)
                AND ($9::jsonb IS NULL OR EXISTS (SELECT 1 FROM {sessions} s WHERE s.id = r.session_id AND s.metadata @> $9))
-               AND ($10::timestamptz IS NULL OR (r.created_at <= $10 AND (r.created_at, r.id) < ($10, $11)))
-             ORDER BY r.created_at DESC, r.id DESC
-             LIMIT $12
+            {Page("r", "$6", "$7", "$10", "$11", "$12")}
             """);
 
         // $1 ids, $2 tenant, $3 root only, $4 created from, $5/$6 cursor, $7 limit, $8 created before.
@@ -43,11 +48,7 @@ internal sealed class QuerySql
              WHERE ($1::uuid[] IS NULL OR s.id = ANY($1))
                AND ($2::jsonb IS NULL OR s.metadata @> $2)
                AND (NOT $3 OR s.parent_session_id IS NULL)
-               AND ($4::timestamptz IS NULL OR s.created_at >= $4)
-               AND ($8::timestamptz IS NULL OR s.created_at < $8)
-               AND ($5::timestamptz IS NULL OR (s.created_at <= $5 AND (s.created_at, s.id) < ($5, $6)))
-             ORDER BY s.created_at DESC, s.id DESC
-             LIMIT $7
+            {Page("s", "$4", "$8", "$5", "$6", "$7")}
             """;
 
         // $1 ids, $2 run, $3 tool name, $4 states, $5 is agent tool, $6 tenant, $7/$8 cursor, $9 limit, $10 created from,
@@ -63,11 +64,7 @@ internal sealed class QuerySql
                AND ($6::jsonb IS NULL OR EXISTS (
                     SELECT 1 FROM {runs} r JOIN {sessions} s ON s.id = r.session_id
                      WHERE r.id = te.run_id AND s.metadata @> $6))
-               AND ($10::timestamptz IS NULL OR te.created_at >= $10)
-               AND ($11::timestamptz IS NULL OR te.created_at < $11)
-               AND ($7::timestamptz IS NULL OR (te.created_at <= $7 AND (te.created_at, te.id) < ($7, $8)))
-             ORDER BY te.created_at DESC, te.id DESC
-             LIMIT $9
+            {Page("te", "$10", "$11", "$7", "$8", "$9")}
             """);
 
         // $1 session, $2 tenant, $3 created from, $4/$5 cursor, $6 limit.
@@ -76,10 +73,7 @@ internal sealed class QuerySql
               FROM {s}.agentpg_compaction_events e
              WHERE ($1::uuid IS NULL OR e.session_id = $1)
                AND ($2::jsonb IS NULL OR EXISTS (SELECT 1 FROM {sessions} s WHERE s.id = e.session_id AND s.metadata @> $2))
-               AND ($3::timestamptz IS NULL OR e.created_at >= $3)
-               AND ($4::timestamptz IS NULL OR (e.created_at <= $4 AND (e.created_at, e.id) < ($4, $5)))
-             ORDER BY e.created_at DESC, e.id DESC
-             LIMIT $6
+            {Page("e", "$3", null, "$4", "$5", "$6")}
             """);
 
         // Instances with their heartbeat age by the database clock, leadership, tools and in-flight work.
@@ -169,102 +163,87 @@ internal sealed class QuerySql
         }
     }
 
-    public static NpgsqlCommand BindRuns(NpgsqlCommand command, RunQuery q, string? tenant, (DateTimeOffset CreatedAt, Guid Id)? cursor)
-    {
-        command.Parameters.Add(P.UuidArrayOrNull(q.Ids));
-        command.Parameters.Add(P.EnumArray(q.States?.Select(state => state.ToDb()).ToList()));
-        command.Parameters.Add(P.Uuid(q.AgentId));
-        command.Parameters.Add(P.Uuid(q.SessionId));
-        command.Parameters.Add(P.Text(q.Mode is { } mode ? mode.ToDb() : null));
-        command.Parameters.Add(P.Timestamp(q.CreatedAfter));
-        command.Parameters.Add(P.Timestamp(q.CreatedBefore));
-        command.Parameters.Add(P.Bool(q.RootOnly));
-        command.Parameters.Add(P.Jsonb(tenant));
-        command.Parameters.Add(P.Timestamp(cursor?.CreatedAt));
-        command.Parameters.Add(P.Uuid(cursor?.Id));
-        command.Parameters.Add(P.Int(q.Limit + 1));
-        return command;
-    }
+    /// <summary>One page of <see cref="Runs"/> (one row more than the page, to know whether another follows).</summary>
+    public NpgsqlCommand RunsCommand(NpgsqlDataSource dataSource, RunQuery q, string? tenant, (DateTimeOffset CreatedAt, Guid Id)? cursor)
+        => Db.Command(dataSource, null, Runs.For(tenant), P.UuidArrayOrNull(q.Ids), P.EnumArray(q.States?.Select(state => state.ToDb()).ToList()),
+            P.Uuid(q.AgentId), P.Uuid(q.SessionId), P.Text(q.Mode is { } mode ? mode.ToDb() : null), P.Timestamp(q.CreatedAfter),
+            P.Timestamp(q.CreatedBefore), P.Bool(q.RootOnly), P.Jsonb(tenant), P.Timestamp(cursor?.CreatedAt), P.Uuid(cursor?.Id), P.Int(q.Limit + 1));
 
-    public static NpgsqlCommand BindSessions(NpgsqlCommand command, SessionQuery q, string? tenant, (DateTimeOffset CreatedAt, Guid Id)? cursor)
-    {
-        command.Parameters.Add(P.UuidArrayOrNull(q.Ids));
-        command.Parameters.Add(P.Jsonb(tenant));
-        command.Parameters.Add(P.Bool(q.RootOnly));
-        command.Parameters.Add(P.Timestamp(q.CreatedAfter));
-        command.Parameters.Add(P.Timestamp(cursor?.CreatedAt));
-        command.Parameters.Add(P.Uuid(cursor?.Id));
-        command.Parameters.Add(P.Int(q.Limit + 1));
-        command.Parameters.Add(P.Timestamp(q.CreatedBefore));
-        return command;
-    }
+    /// <summary>One page of <see cref="Sessions"/>, one row more.</summary>
+    public NpgsqlCommand SessionsCommand(NpgsqlDataSource dataSource, SessionQuery q, string? tenant, (DateTimeOffset CreatedAt, Guid Id)? cursor)
+        => Db.Command(dataSource, null, Sessions, P.UuidArrayOrNull(q.Ids), P.Jsonb(tenant), P.Bool(q.RootOnly), P.Timestamp(q.CreatedAfter),
+            P.Timestamp(cursor?.CreatedAt), P.Uuid(cursor?.Id), P.Int(q.Limit + 1), P.Timestamp(q.CreatedBefore));
 
-    public static NpgsqlCommand BindCompactionEvents(NpgsqlCommand command, CompactionEventQuery q, string? tenant,
+    /// <summary>One page of <see cref="CompactionEvents"/>, one row more.</summary>
+    public NpgsqlCommand CompactionEventsCommand(NpgsqlDataSource dataSource, CompactionEventQuery q, string? tenant,
         (DateTimeOffset CreatedAt, Guid Id)? cursor)
-    {
-        command.Parameters.Add(P.Uuid(q.SessionId));
-        command.Parameters.Add(P.Jsonb(tenant));
-        command.Parameters.Add(P.Timestamp(q.CreatedAfter));
-        command.Parameters.Add(P.Timestamp(cursor?.CreatedAt));
-        command.Parameters.Add(P.Uuid(cursor?.Id));
-        command.Parameters.Add(P.Int(q.Limit + 1));
-        return command;
-    }
+        => Db.Command(dataSource, null, CompactionEvents.For(tenant), P.Uuid(q.SessionId), P.Jsonb(tenant), P.Timestamp(q.CreatedAfter),
+            P.Timestamp(cursor?.CreatedAt), P.Uuid(cursor?.Id), P.Int(q.Limit + 1));
 
-    public static NpgsqlCommand BindToolExecutions(NpgsqlCommand command, ToolExecutionQuery q, string? tenant,
+    /// <summary>One page of <see cref="ToolExecutions"/>, one row more.</summary>
+    public NpgsqlCommand ToolExecutionsCommand(NpgsqlDataSource dataSource, ToolExecutionQuery q, string? tenant,
         (DateTimeOffset CreatedAt, Guid Id)? cursor)
+        => Db.Command(dataSource, null, ToolExecutions.For(tenant), P.UuidArrayOrNull(q.Ids), P.Uuid(q.RunId), P.Text(q.ToolName),
+            P.EnumArray(q.States?.Select(state => state.ToDb()).ToList()), P.BoolOrNull(q.IsAgentTool), P.Jsonb(tenant), P.Timestamp(cursor?.CreatedAt),
+            P.Uuid(cursor?.Id), P.Int(q.Limit + 1), P.Timestamp(q.CreatedAfter), P.Timestamp(q.CreatedBefore));
+
+    /// <summary>Every instance (<see cref="Instances"/>, rows for <see cref="ReadInstance"/>).</summary>
+    public Task<List<InstanceInfo>> InstancesAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, Instances).QueryListAsync(ReadInstance, cancellationToken);
+
+    /// <summary>Adds the statistics statements, in the order of their results: <see cref="StatisticsWindow"/> (one row for
+    /// <see cref="ReadWindow"/>), <see cref="StatisticsQueue"/> (<see cref="ReadQueueDepth"/>) and <see cref="StatisticsBuckets"/>
+    /// (<see cref="ReadBucketState"/>).</summary>
+    public void AddStatistics(NpgsqlBatch batch, TimeSpan window, TimeSpan bucket, string? tenant)
     {
-        command.Parameters.Add(P.UuidArrayOrNull(q.Ids));
-        command.Parameters.Add(P.Uuid(q.RunId));
-        command.Parameters.Add(P.Text(q.ToolName));
-        command.Parameters.Add(P.EnumArray(q.States?.Select(state => state.ToDb()).ToList()));
-        command.Parameters.Add(P.BoolOrNull(q.IsAgentTool));
-        command.Parameters.Add(P.Jsonb(tenant));
-        command.Parameters.Add(P.Timestamp(cursor?.CreatedAt));
-        command.Parameters.Add(P.Uuid(cursor?.Id));
-        command.Parameters.Add(P.Int(q.Limit + 1));
-        command.Parameters.Add(P.Timestamp(q.CreatedAfter));
-        command.Parameters.Add(P.Timestamp(q.CreatedBefore));
-        return command;
+        foreach (var statement in new[] { StatisticsWindow, StatisticsQueue.For(tenant), StatisticsBuckets.For(tenant) })
+        {
+            batch.Append(statement, P.Interval(window), P.Interval(bucket), P.Jsonb(tenant));
+        }
     }
 
-    public static void BindStatistics(NpgsqlParameterCollection parameters, TimeSpan window, TimeSpan bucket, string? tenant)
-    {
-        parameters.Add(P.Interval(window));
-        parameters.Add(P.Interval(bucket));
-        parameters.Add(P.Jsonb(tenant));
-    }
+    // Positions in Instances' SELECT list.
+    private const int IdColumn = 0, NameColumn = 1, HostnameColumn = 2, PidColumn = 3, VersionColumn = 4, MaxRunsColumn = 5, MaxToolsColumn = 6,
+        CreatedAtColumn = 7, HeartbeatAtColumn = 8, HeartbeatAgeColumn = 9, IsLeaderColumn = 10, ToolsColumn = 11, ActiveRunsColumn = 12,
+        ActiveToolsColumn = 13;
+
+    // Positions in StatisticsWindow's, StatisticsQueue's and StatisticsBuckets' SELECT lists.
+    private const int SinceColumn = 0, UntilColumn = 1;
+    private const int QueueModeColumn = 0, QueueStateColumn = 1, QueueCountColumn = 2;
+    private const int BucketStartColumn = 0, BucketStateColumn = 1, BucketCountColumn = 2, BucketInputColumn = 3, BucketOutputColumn = 4,
+        BucketCacheCreationColumn = 5, BucketCacheReadColumn = 6;
 
     public static InstanceInfo ReadInstance(NpgsqlDataReader r) => new()
     {
-        Id = r.GetString(0),
-        Name = r.GetString(1),
-        Hostname = r.IsDBNull(2) ? null : r.GetString(2),
-        ProcessId = r.IsDBNull(3) ? null : r.GetInt32(3),
-        Version = r.IsDBNull(4) ? null : r.GetString(4),
-        MaxConcurrentRuns = r.GetInt32(5),
-        MaxConcurrentTools = r.GetInt32(6),
-        CreatedAt = r.GetFieldValue<DateTimeOffset>(7),
-        LastHeartbeatAt = r.GetFieldValue<DateTimeOffset>(8),
-        HeartbeatAge = r.GetTimeSpan(9),
-        IsLeader = r.GetBoolean(10),
-        Tools = r.GetFieldValue<string[]>(11),
-        ActiveRuns = r.GetInt32(12),
-        ActiveToolExecutions = r.GetInt32(13),
+        Id = r.GetString(IdColumn),
+        Name = r.GetString(NameColumn),
+        Hostname = r.IsDBNull(HostnameColumn) ? null : r.GetString(HostnameColumn),
+        ProcessId = r.IsDBNull(PidColumn) ? null : r.GetInt32(PidColumn),
+        Version = r.IsDBNull(VersionColumn) ? null : r.GetString(VersionColumn),
+        MaxConcurrentRuns = r.GetInt32(MaxRunsColumn),
+        MaxConcurrentTools = r.GetInt32(MaxToolsColumn),
+        CreatedAt = r.GetFieldValue<DateTimeOffset>(CreatedAtColumn),
+        LastHeartbeatAt = r.GetFieldValue<DateTimeOffset>(HeartbeatAtColumn),
+        HeartbeatAge = r.GetTimeSpan(HeartbeatAgeColumn),
+        IsLeader = r.GetBoolean(IsLeaderColumn),
+        Tools = r.GetFieldValue<string[]>(ToolsColumn),
+        ActiveRuns = r.GetInt32(ActiveRunsColumn),
+        ActiveToolExecutions = r.GetInt32(ActiveToolsColumn),
     };
 
     public static (DateTimeOffset Since, DateTimeOffset Until) ReadWindow(NpgsqlDataReader r)
-        => (r.GetFieldValue<DateTimeOffset>(0), r.GetFieldValue<DateTimeOffset>(1));
+        => (r.GetFieldValue<DateTimeOffset>(SinceColumn), r.GetFieldValue<DateTimeOffset>(UntilColumn));
 
     public static QueueDepth ReadQueueDepth(NpgsqlDataReader r)
-        => new(DbEnums.ParseRunMode(r.GetString(0)), DbEnums.ParseRunState(r.GetString(1)), r.GetInt32(2));
+        => new(DbEnums.ParseRunMode(r.GetString(QueueModeColumn)), DbEnums.ParseRunState(r.GetString(QueueStateColumn)), r.GetInt32(QueueCountColumn));
 
     public static (DateTimeOffset Start, RunState State, int Count, Usage Usage) ReadBucketState(NpgsqlDataReader r)
-        => (r.GetFieldValue<DateTimeOffset>(0), DbEnums.ParseRunState(r.GetString(1)), r.GetInt32(2), new Usage
-        {
-            InputTokens = r.GetInt64(3),
-            OutputTokens = r.GetInt64(4),
-            CacheCreationInputTokens = r.GetInt64(5),
-            CacheReadInputTokens = r.GetInt64(6),
-        });
+        => (r.GetFieldValue<DateTimeOffset>(BucketStartColumn), DbEnums.ParseRunState(r.GetString(BucketStateColumn)), r.GetInt32(BucketCountColumn),
+            new Usage
+            {
+                InputTokens = r.GetInt64(BucketInputColumn),
+                OutputTokens = r.GetInt64(BucketOutputColumn),
+                CacheCreationInputTokens = r.GetInt64(BucketCacheCreationColumn),
+                CacheReadInputTokens = r.GetInt64(BucketCacheReadColumn),
+            });
 }

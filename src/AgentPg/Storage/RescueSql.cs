@@ -7,6 +7,9 @@ internal sealed class RescueSql
 {
     private const string Columns = "r.released_instances, r.released_runs, r.continued_runs";
 
+    // Positions in Columns.
+    private const int ReleasedInstancesColumn = 0, ReleasedRunsColumn = 1, ContinuedRunsColumn = 2;
+
     public RescueSql(SchemaName s, LeaderSql leader)
     {
         // $1 instance (the leader, whose own work is never released), $2 instance ttl, $3 rescue timeout, $4 max rescue
@@ -37,7 +40,7 @@ internal sealed class RescueSql
             .ScalarAsync(cancellationToken).ConfigureAwait(false) as int? ?? 0;
 
     public static RescueResult ReadRescue(NpgsqlDataReader reader)
-        => new(reader.GetFieldValue<string[]>(0), reader.GetInt32(1), reader.GetInt32(2));
+        => new(reader.GetFieldValue<string[]>(ReleasedInstancesColumn), reader.GetInt32(ReleasedRunsColumn), reader.GetInt32(ContinuedRunsColumn));
 }
 
 /// <summary>What one rescue pass did: the dead instances whose work it gave back, how many runs and tool executions it

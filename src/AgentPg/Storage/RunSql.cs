@@ -257,6 +257,10 @@ internal sealed class RunSql
     private const int CancelFoundColumn = 0, CancelCancelledColumn = 1, CancelBatchIdsColumn = 2;
     private const int RegenerateStateColumn = 0, RegenerateIsChildColumn = 1, RegenerateLaterColumn = 2;
     private const int KeyIdColumn = 0, KeyAgentIdColumn = 1, KeyPromptColumn = 2;
+    private const int TreeInputColumn = 0, TreeOutputColumn = 1, TreeCacheCreationColumn = 2, TreeCacheReadColumn = 3;
+
+    // The one column of the inserts' RETURNING, of Regenerate's and of CurrentTransaction.
+    private const int ReturnedColumn = 0;
 
     /// <summary>Creates a run in one batch: the session lock (no row: no session), Interrupt's cancellations, the insert for the
     /// policy (no row: the idempotency key is taken or, for Reject, the session is busy) and, when asked, the creating
@@ -317,12 +321,12 @@ internal sealed class RunSql
                     await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
                 }
 
-                Guid? id = await reader.ReadAsync(cancellationToken).ConfigureAwait(false) ? reader.GetGuid(0) : null;
+                Guid? id = await reader.ReadAsync(cancellationToken).ConfigureAwait(false) ? reader.GetGuid(ReturnedColumn) : null;
                 string? creatingTransaction = null;
                 if (readTransaction && await reader.NextResultAsync(cancellationToken).ConfigureAwait(false)
                     && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                 {
-                    creatingTransaction = reader.GetString(0);
+                    creatingTransaction = reader.GetString(ReturnedColumn);
                 }
 
                 return new CreatedRun
@@ -371,10 +375,14 @@ internal sealed class RunSql
             {
                 await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
                 await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-                return reader.GetGuid(0);
+                return reader.GetGuid(ReturnedColumn);
             }
         }
     }
+
+    /// <summary>How many runs are pending (<see cref="CountPending"/>).</summary>
+    public async Task<long> CountPendingAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
+        => await Db.Command(dataSource, null, CountPending).ScalarAsync(cancellationToken).ConfigureAwait(false) as long? ?? 0;
 
     /// <summary>Adds <see cref="TreeUsage"/> (one row for <see cref="ReadTreeUsage"/>).</summary>
     public void AddTreeUsage(NpgsqlBatch batch, Guid runId) => batch.Append(TreeUsage, P.Uuid(runId));
@@ -382,10 +390,10 @@ internal sealed class RunSql
     /// <summary>Reads <see cref="TreeUsage"/>'s row: the token counts summed over the run and its descendants.</summary>
     public static Usage ReadTreeUsage(NpgsqlDataReader r) => new()
     {
-        InputTokens = r.GetInt64(0),
-        OutputTokens = r.GetInt64(1),
-        CacheCreationInputTokens = r.GetInt64(2),
-        CacheReadInputTokens = r.GetInt64(3),
+        InputTokens = r.GetInt64(TreeInputColumn),
+        OutputTokens = r.GetInt64(TreeOutputColumn),
+        CacheCreationInputTokens = r.GetInt64(TreeCacheCreationColumn),
+        CacheReadInputTokens = r.GetInt64(TreeCacheReadColumn),
     };
 
     public static string Prefixed(string alias) => string.Join(", ", Columns.Split(", ").Select(c => alias + "." + c));

@@ -1,3 +1,5 @@
+using Npgsql;
+
 namespace AgentPg.Storage;
 
 /// <summary>All SQL text of one schema, built once per client from the validated schema name.</summary>
@@ -52,5 +54,35 @@ internal sealed class Sql
     public CompactionSql Compaction { get; }
 
     public ApprovalSql Approvals { get; }
+
     public QuerySql Queries { get; }
+
+    /// <summary>What a completed run's response needs besides the run row, in one round trip: its final message, its tool
+    /// calls and the token usage summed over the run and its descendants.</summary>
+    public async Task<(Message? Message, List<ToolCall> ToolCalls, Usage Total)> FinalAnswerAsync(NpgsqlDataSource dataSource, Run run,
+        CancellationToken cancellationToken)
+    {
+        var batch = new NpgsqlBatch();
+        await using (batch.ConfigureAwait(false))
+        {
+            Messages.AddFinalOfRun(batch, run.Id, run.CurrentIterationId);
+            ToolExecutions.AddCallsOfRun(batch, run.Id);
+            Runs.AddTreeUsage(batch, run.Id);
+            var reader = await batch.ExecuteReaderAsync(dataSource, prepare: false, cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                var message = (await MessageSql.ReadMessagesAsync(reader, cancellationToken).ConfigureAwait(false)).FirstOrDefault();
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                var toolCalls = new List<ToolCall>();
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    toolCalls.Add(ToolExecutionSql.ReadToolCall(reader));
+                }
+
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                return (message, toolCalls, RunSql.ReadTreeUsage(reader));
+            }
+        }
+    }
 }
