@@ -25,6 +25,7 @@ DROP FUNCTION IF EXISTS agentpg_run_event_on_iteration();
 DROP FUNCTION IF EXISTS agentpg_run_event_on_run();
 DROP FUNCTION IF EXISTS agentpg_append_run_event(UUID, UUID, TEXT, UUID, JSONB);
 DROP FUNCTION IF EXISTS agentpg_run_event_lock_key(UUID);
+DROP FUNCTION IF EXISTS agentpg_run_event_unwatched(UUID);
 DROP FUNCTION IF EXISTS agentpg_get_iterations_for_poll(TEXT, INTERVAL, INTEGER);
 DROP FUNCTION IF EXISTS agentpg_cleanup_orphaned_tools();
 DROP FUNCTION IF EXISTS agentpg_cleanup_orphaned_work();

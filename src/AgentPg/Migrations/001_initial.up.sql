@@ -1484,8 +1484,10 @@ INSERT INTO agentpg_migrations (version, name) VALUES (1, 'initial');
 -- Events are recorded only for root runs somebody watches (or watched): the first watcher creates the root's head row
 -- and, in the same transaction, back-fills the events of what already happened from the durable tables. From then on
 -- the triggers below append an event for every state change, iteration, message and tool call of the root run's
--- hierarchy, and the streaming instance appends coalesced text deltas. For a root run nobody watches, a trigger costs a
--- shared advisory lock and one primary-key probe of agentpg_run_event_heads, and nothing is written.
+-- hierarchy, and the streaming instance appends coalesced text deltas. For a root run nobody watches, the first trigger of
+-- a transaction takes a shared advisory lock and makes one primary-key probe of agentpg_run_event_heads, and nothing is
+-- written; it then remembers the root as unwatched for the rest of the transaction (agentpg_run_event_unwatched), so the
+-- transaction's later triggers for that root are skipped by their WHEN conditions without a PL/pgSQL call.
 -- Logged tables: written only for watched runs, and a resuming watcher must find the same sequences after a server
 -- restart. The leader deletes them RunEventRetention after the root run finished (messages stay forever).
 
@@ -1516,6 +1518,17 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT hashtextextended('agentpg_run_events:' || p_root_run_id::text, 0)
 $$;
 
+-- Whether the root run p_root_run_id is known unwatched for the rest of this transaction: a transaction-local setting
+-- lists the roots this transaction found without a head while holding their shared advisory lock. The lock is held until
+-- the transaction ends, and agentpg_watch_run creates a head only under the exclusive lock, so no head can appear for such
+-- a root before this transaction commits: its later events can be skipped without the lock and the probe. (A rolled-back
+-- savepoint releases the lock and reverts the setting together.) Written as a plain expression so the triggers' WHEN
+-- conditions can evaluate it without entering PL/pgSQL; a uuid's text contains no comma, so a match is a whole entry.
+CREATE FUNCTION agentpg_run_event_unwatched(p_root_run_id UUID) RETURNS BOOLEAN
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT coalesce(strpos(current_setting('agentpg.unwatched_roots', true), p_root_run_id::text), 0) > 0
+$$;
+
 -- Appends one event when the root run is watched. The shared advisory lock makes a concurrent first watcher either see
 -- this transaction's rows in its back-fill (it waited for our commit) or be seen by the head lookup (we waited for its).
 CREATE FUNCTION agentpg_append_run_event(p_root_run_id UUID, p_run_id UUID, p_kind TEXT, p_ref_id UUID, p_data JSONB)
@@ -1523,8 +1536,9 @@ RETURNS VOID
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     v_sequence BIGINT;
+    v_unwatched TEXT;
 BEGIN
-    IF p_root_run_id IS NULL THEN
+    IF p_root_run_id IS NULL OR agentpg_run_event_unwatched(p_root_run_id) THEN
         RETURN;
     END IF;
     PERFORM pg_advisory_xact_lock_shared(agentpg_run_event_lock_key(p_root_run_id));
@@ -1532,6 +1546,12 @@ BEGIN
      WHERE root_run_id = p_root_run_id
     RETURNING last_sequence INTO v_sequence;
     IF NOT FOUND THEN
+        -- Remember it (see agentpg_run_event_unwatched); bounded, so a transaction touching thousands of roots (a rescue)
+        -- does not make every later check scan a long string: past the bound, each event simply probes.
+        v_unwatched := coalesce(current_setting('agentpg.unwatched_roots', true), '');
+        IF length(v_unwatched) < 2000 THEN
+            PERFORM set_config('agentpg.unwatched_roots', v_unwatched || p_root_run_id::text || ',', true);
+        END IF;
         RETURN;
     END IF;
     INSERT INTO agentpg_run_events (root_run_id, sequence, run_id, kind, ref_id, data)
@@ -1555,7 +1575,8 @@ $$;
 -- Named to fire before agentpg_trg_child_run_complete (same-event triggers fire in name order), so a child run's
 -- finish comes before the parent's tool completion and continuation in the stream.
 CREATE TRIGGER agentpg_trg_a_run_event_state AFTER UPDATE OF state ON agentpg_runs
-    FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state) EXECUTE FUNCTION agentpg_run_event_on_run();
+    FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state AND NOT agentpg_run_event_unwatched(NEW.root_run_id))
+    EXECUTE FUNCTION agentpg_run_event_on_run();
 -- A root run is never watched before it exists; a child run appears in its root's stream when it is created.
 CREATE TRIGGER agentpg_trg_run_event_created AFTER INSERT ON agentpg_runs
     FOR EACH ROW WHEN (NEW.parent_run_id IS NOT NULL) EXECUTE FUNCTION agentpg_run_event_on_run();
@@ -1568,8 +1589,9 @@ BEGIN
     RETURN NULL;
 END
 $$;
+-- A root run's id is its root's: a transaction that found it unwatched skips the call (a child run's goes through the lookup).
 CREATE TRIGGER agentpg_trg_run_event_iteration AFTER INSERT ON agentpg_iterations
-    FOR EACH ROW EXECUTE FUNCTION agentpg_run_event_on_iteration();
+    FOR EACH ROW WHEN (NOT agentpg_run_event_unwatched(NEW.run_id)) EXECUTE FUNCTION agentpg_run_event_on_iteration();
 
 CREATE FUNCTION agentpg_run_event_on_message() RETURNS TRIGGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
@@ -1579,7 +1601,7 @@ BEGIN
 END
 $$;
 CREATE TRIGGER agentpg_trg_run_event_message AFTER INSERT ON agentpg_messages
-    FOR EACH ROW WHEN (NEW.run_id IS NOT NULL) EXECUTE FUNCTION agentpg_run_event_on_message();
+    FOR EACH ROW WHEN (NEW.run_id IS NOT NULL AND NOT agentpg_run_event_unwatched(NEW.run_id)) EXECUTE FUNCTION agentpg_run_event_on_message();
 
 -- A tool call starts when its execution starts running (an agent tool: when its child run exists) and completes when
 -- its execution is terminal (an execution can also be created terminal: invalid input, unknown tool; or end without

@@ -459,7 +459,6 @@ internal sealed class RunSql
     }
 }
 
-/// <summary>Keys of agentpg_runs.options.</summary>
 /// <summary>A run to create (<see cref="RunSql.CreateAsync"/>).</summary>
 internal sealed record NewRun(Guid SessionId, Guid AgentId, string Prompt, RunMode Mode, string InstanceId, string VariablesJson, string OptionsJson,
     string? IdempotencyKey, string? TraceParent);
@@ -489,6 +488,7 @@ internal sealed record IdempotentRun(Guid Id, Guid AgentId, string Prompt);
 /// <summary>A run about to be regenerated: its state, whether it is a child run, and the newer root run of its session if any.</summary>
 internal sealed record RegenerateTarget(string State, bool IsChild, Guid? Later);
 
+/// <summary>Keys of agentpg_runs.options.</summary>
 internal static class RunOptionKeys
 {
     public const string OverrideInstructions = "override_instructions";
