@@ -23,7 +23,7 @@ internal sealed class CpuMeter
         using var self = Process.GetCurrentProcess();
         var app = self.TotalProcessorTime.TotalMilliseconds;
         var children = ReadStat(Environment.ProcessId) is { } own ? (own[13] + own[14]) * MillisecondsPerTick : double.NaN;
-        return new Sample(app, children, ServerMilliseconds());
+        return new Sample(app, children, ServerMilliseconds(), GC.GetTotalAllocatedBytes());
     }
 
     private double ServerMilliseconds()
@@ -99,14 +99,18 @@ internal sealed class CpuMeter
     /// <param name="App">This process, in milliseconds.</param>
     /// <param name="Children">Exited children of this process (pgbench), in milliseconds.</param>
     /// <param name="Server">The PostgreSQL cluster, in milliseconds (NaN when unknown).</param>
-    public readonly record struct Sample(double App, double Children, double Server)
+    /// <param name="AllocatedBytes">Managed bytes allocated by this process so far (every thread: AgentPg, the fake Claude
+    /// and the harness), from <see cref="GC.GetTotalAllocatedBytes"/>.</param>
+    public readonly record struct Sample(double App, double Children, double Server, long AllocatedBytes)
     {
         public CpuPerRun PerRun(Sample later, long runs) => new(
             (later.App - App) / runs,
             (later.Children - Children) / runs,
-            (later.Server - Server) / runs);
+            (later.Server - Server) / runs,
+            (double)(later.AllocatedBytes - AllocatedBytes) / runs);
     }
 }
 
-/// <summary>CPU milliseconds per run.</summary>
-internal readonly record struct CpuPerRun(double App, double Children, double Server);
+/// <summary>CPU milliseconds per run, and this process's managed allocations per run (bytes; unlike CPU, they do not
+/// depend on how busy the machine is).</summary>
+internal readonly record struct CpuPerRun(double App, double Children, double Server, double AppAllocatedBytes = double.NaN);

@@ -90,8 +90,8 @@ internal sealed class Report(BenchOptions options, string serverVersion)
 
         Console.WriteLine("THROUGHPUT  single-iteration streaming runs (one text reply, no tools), zero-latency model");
         Console.WriteLine("  per run: write transactions (xids), WAL bytes, client round trips, CPU ms of the client process (AgentPg + fake " +
-                          "Claude, or pgbench) and of PostgreSQL");
-        Console.WriteLine($"  {"what",-44} {"runs",8} {"s",6} {"runs/s",9} {"e2e p50",9} {"e2e p99",9} {"failed",6} {"xacts",6} {"WAL B",7} {"trips",6} {"cpu app",8} {"cpu db",7}");
+                          "Claude, or pgbench) and of PostgreSQL, KB allocated by this process (AgentPg + fake Claude + harness)");
+        Console.WriteLine($"  {"what",-44} {"runs",8} {"s",6} {"runs/s",9} {"e2e p50",9} {"e2e p99",9} {"failed",6} {"xacts",6} {"WAL B",7} {"trips",6} {"cpu app",8} {"cpu db",7} {"alloc KB",8}");
         if (closedLoop is not null)
         {
             Row($"AgentPg closed loop: {closedLoop.Producers} sessions, slots {closedLoop.MaxConcurrentStreamingRuns}", closedLoop);
@@ -107,7 +107,7 @@ internal sealed class Report(BenchOptions options, string serverVersion)
             var c = pgbench.Cost;
             Console.WriteLine($"  {$"pgbench minimal lifecycle: -c {pgbench.Clients} -j {pgbench.Clients} -T {pgbench.Seconds}",-44} {pgbench.Runs,8} " +
                               $"{pgbench.Seconds,6} {pgbench.Tps,9:0.0} {"-",9} {"-",9} {0,6} {c.WriteTransactions,6:0.00} {c.WalBytes,7:0} {c.RoundTrips,6:0.0} " +
-                              $"{c.Cpu.Children,8:0.00} {c.Cpu.Server,7:0.00}");
+                              $"{c.Cpu.Children,8:0.00} {c.Cpu.Server,7:0.00} {"-",8}");
             if (pgbench.PendingLeft == 0)
             {
                 Console.WriteLine("  !! pgbench used up its backlog of pending runs: its figure is a lower bound");
@@ -136,7 +136,8 @@ internal sealed class Report(BenchOptions options, string serverVersion)
             static string Ms(double value) => double.IsNaN(value) ? "-" : $"{value:0.0}ms";
             var c = r.Cost;
             Console.WriteLine($"  {name,-44} {r.Runs,8} {r.Seconds,6:0.0} {r.RunsPerSecond,9:0.0} {Ms(r.EndToEnd.P50),9} {Ms(r.EndToEnd.P99),9} " +
-                              $"{r.Failed,6} {c.WriteTransactions,6:0.00} {c.WalBytes,7:0} {c.RoundTrips,6:0.0} {c.Cpu.App,8:0.00} {c.Cpu.Server,7:0.00}");
+                              $"{r.Failed,6} {c.WriteTransactions,6:0.00} {c.WalBytes,7:0} {c.RoundTrips,6:0.0} {c.Cpu.App,8:0.00} {c.Cpu.Server,7:0.00} " +
+                              $"{c.Cpu.AppAllocatedBytes / 1024,8:0.0}");
         }
     }
 }

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -22,6 +23,53 @@ internal sealed class ModelResponse
     public Usage Usage { get; set; } = Usage.Zero;
 
     public bool Completed { get; set; }
+
+    // The text (or thinking) of blocks still streaming that got more than one delta, by position: later deltas are appended
+    // here and the block's property is set once, when the block stops, instead of rebuilding the whole string (and its JSON
+    // node) for every delta. A block's first delta is set on it directly (a fast model's short answer is one delta).
+    private Dictionary<int, (string Property, StringBuilder Text)>? _streamed;
+
+    /// <summary>The text of a text block (or the thinking of a thinking block) so far, also while it is still streaming.</summary>
+    public string? BlockText(int position, string property)
+        => _streamed is not null && _streamed.TryGetValue(position, out var open) && open.Property == property
+            ? open.Text.ToString()
+            : (string?)Blocks[position][property];
+
+    /// <summary>Appends a text or thinking delta to the block at <paramref name="position"/>.</summary>
+    internal void AppendStreamedText(int position, string property, string delta)
+    {
+        if (_streamed is not null && _streamed.TryGetValue(position, out var open) && open.Property == property)
+        {
+            open.Text.Append(delta);
+            return;
+        }
+
+        var block = Blocks[position];
+        var soFar = (string?)block[property];
+        if (string.IsNullOrEmpty(soFar))
+        {
+            block[property] = delta;
+            return;
+        }
+
+        _streamed ??= [];
+        _streamed[position] = (property, new StringBuilder(soFar, Math.Max(256, 2 * (soFar.Length + delta.Length))).Append(delta));
+    }
+
+    /// <summary>Sets the streamed text of the block at <paramref name="position"/> (every streaming block when null) on the block.</summary>
+    internal void EndStreamedText(int? position = null)
+    {
+        if (_streamed is null)
+        {
+            return;
+        }
+
+        foreach (var (at, open) in _streamed.Where(s => position is null || s.Key == position).ToList())
+        {
+            Blocks[at][open.Property] = open.Text.ToString();
+            _streamed.Remove(at);
+        }
+    }
 
     public string Text => string.Concat(Blocks.Where(b => (string?)b["type"] == "text").Select(b => (string?)b["text"] ?? ""));
 

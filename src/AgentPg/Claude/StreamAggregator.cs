@@ -63,7 +63,13 @@ internal sealed class StreamAggregator
                 break;
 
             case "content_block_stop":
-                FinishBlock(ev.GetProperty("index").GetInt32());
+                var stopped = ev.GetProperty("index").GetInt32();
+                FinishBlock(stopped);
+                if (_blockPositions.TryGetValue(stopped, out var stoppedPosition))
+                {
+                    _response.EndStreamedText(stoppedPosition);
+                }
+
                 break;
 
             case "message_delta":
@@ -94,6 +100,7 @@ internal sealed class StreamAggregator
                     FinishBlock(open);
                 }
 
+                _response.EndStreamedText();
                 _response.Completed = true;
                 break;
         }
@@ -111,7 +118,7 @@ internal sealed class StreamAggregator
         {
             case "text_delta":
                 var text = delta.GetProperty("text").GetString() ?? "";
-                block["text"] = ((string?)block["text"] ?? "") + text;
+                _response.AppendStreamedText(position, "text", text);
                 OnText?.Invoke(text);
                 OnDelta?.Invoke(_response, position, false, text);
                 break;
@@ -124,7 +131,7 @@ internal sealed class StreamAggregator
                 break;
             case "thinking_delta":
                 var thinking = delta.GetProperty("thinking").GetString() ?? "";
-                block["thinking"] = ((string?)block["thinking"] ?? "") + thinking;
+                _response.AppendStreamedText(position, "thinking", thinking);
                 OnDelta?.Invoke(_response, position, true, thinking);
                 break;
             case "signature_delta":

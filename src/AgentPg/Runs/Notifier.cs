@@ -1,5 +1,5 @@
 using System.Collections.Concurrent;
-using System.Text.Json.Nodes;
+using System.Text.Json;
 using AgentPg.Diagnostics;
 using AgentPg.Notifications;
 using AgentPg.Storage;
@@ -15,32 +15,74 @@ internal sealed class Notifier(NpgsqlDataSource dataSource, bool prepare, Schema
     private readonly ConcurrentQueue<(string Channel, string Payload)> _queue = new();
     private int _sending;
 
+    // Payload property names, encoded once (the payloads are written for every run).
+    private static readonly JsonEncodedText s_runId = JsonEncodedText.Encode("run_id");
+    private static readonly JsonEncodedText s_runMode = JsonEncodedText.Encode("run_mode");
+    private static readonly JsonEncodedText s_sessionId = JsonEncodedText.Encode("session_id");
+    private static readonly JsonEncodedText s_parentRunId = JsonEncodedText.Encode("parent_run_id");
+    private static readonly JsonEncodedText s_state = JsonEncodedText.Encode("state");
+    private static readonly JsonEncodedText s_depth = JsonEncodedText.Encode("depth");
+    private static readonly JsonEncodedText s_nextRunMode = JsonEncodedText.Encode("next_run_mode");
+
+    [ThreadStatic]
+    private static PayloadWriter? t_writer;
+
     public void RunCreated(Guid runId, RunMode mode, Guid sessionId, Guid? parentRunId)
-        => Send(Channels.RunCreated, new JsonObject
-        {
-            ["run_id"] = runId.ToString(),
-            ["run_mode"] = mode == RunMode.Batch ? "batch" : "streaming",
-            ["session_id"] = sessionId.ToString(),
-            ["parent_run_id"] = parentRunId?.ToString(),
-        });
+        => Send(Channels.RunCreated, RunCreatedPayload(runId, mode, sessionId, parentRunId));
 
     public void RunFinalized(Run run, RunState state, string? nextRunMode)
-        => Send(Channels.RunFinalized, new JsonObject
-        {
-            ["run_id"] = run.Id.ToString(),
-            ["session_id"] = run.SessionId.ToString(),
-            ["state"] = state == RunState.Completed ? "completed" : state == RunState.Failed ? "failed" : "cancelled",
-            ["parent_run_id"] = run.ParentRunId?.ToString(),
-            ["depth"] = run.Depth,
-            ["run_mode"] = run.RunMode == RunMode.Batch ? "batch" : "streaming",
-            ["next_run_mode"] = nextRunMode,
-        });
+        => Send(Channels.RunFinalized, RunFinalizedPayload(run, state, nextRunMode));
 
-    public void ToolPending(Guid runId) => Send(Channels.ToolPending, new JsonObject { ["run_id"] = runId.ToString() });
+    public void ToolPending(Guid runId) => Send(Channels.ToolPending, ToolPendingPayload(runId));
 
-    private void Send(string channel, JsonObject payload)
+    /// <summary>The <c>agentpg_run_created</c> payload (<see cref="Notification.Parse"/> reads it).</summary>
+    internal static string RunCreatedPayload(Guid runId, RunMode mode, Guid sessionId, Guid? parentRunId)
     {
-        _queue.Enqueue((schema.Channel(channel), payload.ToJsonString()));
+        var w = PayloadWriter.Start(ref t_writer);
+        w.Json.WriteString(s_runId, runId);
+        w.Json.WriteString(s_runMode, mode == RunMode.Batch ? "batch" : "streaming");
+        w.Json.WriteString(s_sessionId, sessionId);
+        WriteGuidOrNull(w.Json, s_parentRunId, parentRunId);
+        return w.Finish();
+    }
+
+    /// <summary>The <c>agentpg_run_finalized</c> payload.</summary>
+    internal static string RunFinalizedPayload(Run run, RunState state, string? nextRunMode)
+    {
+        var w = PayloadWriter.Start(ref t_writer);
+        w.Json.WriteString(s_runId, run.Id);
+        w.Json.WriteString(s_sessionId, run.SessionId);
+        w.Json.WriteString(s_state, state == RunState.Completed ? "completed" : state == RunState.Failed ? "failed" : "cancelled");
+        WriteGuidOrNull(w.Json, s_parentRunId, run.ParentRunId);
+        w.Json.WriteNumber(s_depth, run.Depth);
+        w.Json.WriteString(s_runMode, run.RunMode == RunMode.Batch ? "batch" : "streaming");
+        w.Json.WriteString(s_nextRunMode, nextRunMode);
+        return w.Finish();
+    }
+
+    /// <summary>The <c>agentpg_tool_pending</c> payload.</summary>
+    internal static string ToolPendingPayload(Guid runId)
+    {
+        var w = PayloadWriter.Start(ref t_writer);
+        w.Json.WriteString(s_runId, runId);
+        return w.Finish();
+    }
+
+    private static void WriteGuidOrNull(Utf8JsonWriter json, JsonEncodedText name, Guid? value)
+    {
+        if (value is { } guid)
+        {
+            json.WriteString(name, guid);
+        }
+        else
+        {
+            json.WriteNull(name);
+        }
+    }
+
+    private void Send(string channel, string payload)
+    {
+        _queue.Enqueue((schema.Channel(channel), payload));
         if (Interlocked.CompareExchange(ref _sending, 1, 0) == 0)
         {
             _ = Task.Run(DrainAsync);

@@ -126,7 +126,7 @@ internal sealed class DeltaStream : IAsyncDisposable
                 {
                     var block = response.Blocks[i];
                     var type = (string?)block["type"];
-                    if (type is "text" or "thinking" && (string?)block[type] is { Length: > 0 } soFar)
+                    if (type is "text" or "thinking" && response.BlockText(i, type) is { Length: > 0 } soFar)
                     {
                         Append(type, i, soFar);
                     }

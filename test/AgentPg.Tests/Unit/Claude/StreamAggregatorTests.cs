@@ -164,4 +164,61 @@ public sealed class StreamAggregatorTests
         Assert.False(r.Completed);
         Assert.Equal("partial", r.Text);
     }
+
+    [Fact]
+    public void TextAndThinkingSoFar_AreReadableWhileStreaming_AndSetOnTheBlocksWhenTheyStop()
+    {
+        var seen = new List<(int Position, bool Thinking, string SoFar)>();
+        var aggregator = new StreamAggregator
+        {
+            OnDelta = (response, position, thinking, _) => seen.Add((position, thinking, response.BlockText(position, thinking ? "thinking" : "text")!)),
+        };
+        var events = new List<string>
+        {
+            Start,
+            """{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}""",
+            """{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Let me "}}""",
+            """{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"think."}}""",
+            """{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"sig"}}""",
+            """{"type":"content_block_stop","index":0}""",
+            """{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}""",
+        };
+        for (var i = 0; i < 300; i++)
+        {
+            events.Add($$$"""{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"{{{i}}} "}}""");
+        }
+
+        foreach (var e in events)
+        {
+            aggregator.Add(JsonDocument.Parse(e).RootElement);
+        }
+
+        var r = aggregator.Response;
+        var expected = string.Concat(Enumerable.Range(0, 300).Select(i => $"{i} "));
+        Assert.Equal("Let me think.", (string?)r.Blocks[0]["thinking"]);
+        Assert.Equal("sig", (string?)r.Blocks[0]["signature"]);
+        Assert.Equal((0, true, "Let me "), seen[0]);
+        Assert.Equal((0, true, "Let me think."), seen[1]);
+        Assert.Equal((1, false, "0 1 2 "), seen[4]);
+        Assert.Equal(expected, r.BlockText(1, "text"));
+
+        aggregator.Add(JsonDocument.Parse("""{"type":"content_block_stop","index":1}""").RootElement);
+        aggregator.Add(JsonDocument.Parse(Stop).RootElement);
+
+        Assert.Equal(expected, (string?)r.Blocks[1]["text"]);
+        Assert.Equal(expected, r.Text);
+    }
+
+    [Fact]
+    public void BlocksWithoutDeltas_KeepTheirJson()
+    {
+        var r = Aggregate(Start,
+            """{"type":"content_block_start","index":0,"content_block":{"type":"text"}}""",
+            """{"type":"content_block_stop","index":0}""",
+            """{"type":"content_block_start","index":1,"content_block":{"type":"text","text":"whole"}}""",
+            Stop).Response;
+
+        Assert.Equal("""{"type":"text"}""", r.Blocks[0].ToJsonString());
+        Assert.Equal("""{"type":"text","text":"whole"}""", r.Blocks[1].ToJsonString());
+    }
 }
