@@ -144,14 +144,19 @@ internal static class Telemetry
     {
         var input = response.Usage.InputTokens + response.Usage.CacheReadInputTokens + response.Usage.CacheCreationInputTokens;
         var output = response.Usage.OutputTokens;
-        KeyValuePair<string, object?>[] tags =
-        [
-            new("gen_ai.operation.name", "chat"), new("gen_ai.provider.name", Provider), new("gen_ai.request.model", model),
-            new("gen_ai.response.model", response.Model ?? model),
-        ];
-        OperationDuration.Record(duration.TotalSeconds, tags);
-        TokenUsage.Record(input, [.. tags, new("gen_ai.token.type", "input")]);
-        TokenUsage.Record(output, [.. tags, new("gen_ai.token.type", "output")]);
+        if (OperationDuration.Enabled || TokenUsage.Enabled)
+        {
+            // The tag arrays are only built when some listener takes the measurements (a run's model call without one
+            // allocated three of them).
+            KeyValuePair<string, object?>[] tags =
+            [
+                new("gen_ai.operation.name", "chat"), new("gen_ai.provider.name", Provider), new("gen_ai.request.model", model),
+                new("gen_ai.response.model", response.Model ?? model),
+            ];
+            OperationDuration.Record(duration.TotalSeconds, tags);
+            TokenUsage.Record(input, [.. tags, new("gen_ai.token.type", "input")]);
+            TokenUsage.Record(output, [.. tags, new("gen_ai.token.type", "output")]);
+        }
         if (activity is null)
         {
             return;
