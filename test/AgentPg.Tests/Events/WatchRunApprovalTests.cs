@@ -33,16 +33,32 @@ public sealed class WatchRunApprovalTests(SchemaFixture db) : IClassFixture<Sche
         }
     }
 
+    /// <summary>A started harness whose agent asks for a refund that needs approval (<paramref name="approvals"/>), a
+    /// never-started watcher client, and the run, created.</summary>
+    private async Task<(Harness H, AgentPgClient Watcher, Guid Session, Guid RunId)> StartRefundRunAsync(Refunds refunds, string approvals)
+    {
+        var h = await Harness.StartAsync(db, tools: refunds.Tool());
+        try
+        {
+            var watcher = await h.AddClientAsync(start: false);
+            var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = [approvals] });
+            h.Claude.Respond(r => Refunds.Script(r));
+            var session = await h.Client.NewSessionAsync();
+            return (h, watcher, session, await h.Client.RunFastAsync(session, agent.Id, "refund order A-1"));
+        }
+        catch
+        {
+            await h.DisposeAsync();
+            throw;
+        }
+    }
+
     [DatabaseFact]
     public async Task WatchRun_ApprovalRequested_ArrivesBeforeTheDecision_ThenTheToolStartsAndCompletesAfterTheApproval()
     {
         var refunds = new Refunds();
-        await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
-        var watcher = await h.AddClientAsync(start: false);
-        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => Refunds.Script(r));
-        var session = await h.Client.NewSessionAsync();
-        var runId = await h.Client.RunFastAsync(session, agent.Id, "refund order A-1");
+        var (h, watcher, session, runId) = await StartRefundRunAsync(refunds, "issue_refund");
+        await using var harness = h;
 
         var seen = new List<RunEvent>();
         await using var events = watcher.WatchRunAsync(runId).GetAsyncEnumerator();
@@ -87,12 +103,8 @@ public sealed class WatchRunApprovalTests(SchemaFixture db) : IClassFixture<Sche
     public async Task WatchRun_ApprovalRejected_TheCallCompletesAsAnErrorWithTheReasonAndNeverStarts()
     {
         var refunds = new Refunds();
-        await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
-        var watcher = await h.AddClientAsync(start: false);
-        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["*"] });
-        h.Claude.Respond(r => Refunds.Script(r));
-        var session = await h.Client.NewSessionAsync();
-        var runId = await h.Client.RunFastAsync(session, agent.Id, "refund order A-1");
+        var (h, watcher, session, runId) = await StartRefundRunAsync(refunds, "*");
+        await using var harness = h;
 
         var seen = new List<RunEvent>();
         await using var events = watcher.WatchRunAsync(runId).GetAsyncEnumerator();
@@ -114,12 +126,8 @@ public sealed class WatchRunApprovalTests(SchemaFixture db) : IClassFixture<Sche
     public async Task WatchRun_ResumedAfterTheApprovalRequest_GetsExactlyTheRemainder_AndAFirstWatchWhileWaitingReplaysTheRequest()
     {
         var refunds = new Refunds();
-        await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
-        var watcher = await h.AddClientAsync(start: false);
-        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => Refunds.Script(r));
-        var session = await h.Client.NewSessionAsync();
-        var runId = await h.Client.RunFastAsync(session, agent.Id, "refund order A-1");
+        var (h, watcher, session, runId) = await StartRefundRunAsync(refunds, "issue_refund");
+        await using var harness = h;
         var pending = await Refunds.PendingAsync(watcher, session, s_timeout);
 
         // Nobody watched the run before: the first watch back-fills the request from the stored execution.
