@@ -149,15 +149,16 @@ internal static class AdminPagesBenchmark
                        (CASE WHEN m % 2 = 0 THEN 'user' ELSE 'assistant' END)::{s}.agentpg_message_role AS role,
                        r.created_at + make_interval(secs => m) AS at, m
                   FROM {s}.agentpg_runs r, generate_series(0, 9) m;
-            INSERT INTO {s}.agentpg_messages (id, session_id, run_id, role, created_at, updated_at)
-                SELECT id, session_id, run_id, role, at, at FROM bench_messages ORDER BY at;
-            INSERT INTO {s}.agentpg_content_blocks (message_id, block_index, type, text)
-                SELECT id, 0, 'text', 'message text ' || m || ' of a conversation about orders and refunds' FROM bench_messages;
+            INSERT INTO {s}.agentpg_messages (id, session_id, run_id, role, content, created_at, updated_at)
+                SELECT id, session_id, run_id, role,
+                       jsonb_build_array(jsonb_build_object('type', 'text', 'text', 'message text ' || m || ' of a conversation about orders and refunds')),
+                       at, at
+                  FROM bench_messages ORDER BY at;
             DROP TABLE bench_messages;
             DROP TABLE bench_sessions;
             SET session_replication_role = origin;
             """);
-        foreach (var table in new[] { "agentpg_sessions", "agentpg_runs", "agentpg_messages", "agentpg_content_blocks" })
+        foreach (var table in new[] { "agentpg_sessions", "agentpg_runs", "agentpg_messages" })
         {
             await ExecuteAsync(dataSource, $"VACUUM ANALYZE {s}.{table}");
         }

@@ -131,6 +131,16 @@ internal sealed class BenchEnvironment : IAsyncDisposable
         }
     }
 
+    /// <summary>What autovacuum does to a table that grew: fresh statistics, and the statements planned before them
+    /// planned again.</summary>
+    public async Task AnalyzeAsync(params string[] tables)
+    {
+        foreach (var table in tables)
+        {
+            await ExecuteAsync($"ANALYZE {table}");
+        }
+    }
+
     public async Task ExecuteAsync(string sql)
     {
         await using var command = DataSource.CreateCommand(sql);

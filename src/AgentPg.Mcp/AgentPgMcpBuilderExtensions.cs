@@ -20,13 +20,7 @@ public static class AgentPgMcpBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         ArgumentNullException.ThrowIfNull(options);
-        var errors = options.Validate();
-        if (errors.Count > 0)
-        {
-            throw new ArgumentException("Invalid McpServerOptions:" + Environment.NewLine + "  " + string.Join(Environment.NewLine + "  ", errors), nameof(options));
-        }
-
-        var copy = options.Clone();
+        var copy = options.ValidatedCopy(nameof(options));
         builder.Services.AddSingleton<IHostedService>(services => new McpServerHostedService(services.GetRequiredService<AgentPgClient>(), copy));
         return builder;
     }

@@ -18,12 +18,6 @@ public static class AgentPgMcpExtensions
     {
         ArgumentNullException.ThrowIfNull(client);
         ArgumentNullException.ThrowIfNull(options);
-        var errors = options.Validate();
-        if (errors.Count > 0)
-        {
-            throw new ArgumentException("Invalid McpServerOptions:" + Environment.NewLine + "  " + string.Join(Environment.NewLine + "  ", errors), nameof(options));
-        }
-
-        return await McpToolSource.CreateAsync(client, options.Clone(), cancellationToken).ConfigureAwait(false);
+        return await McpToolSource.CreateAsync(client, options.ValidatedCopy(nameof(options)), cancellationToken).ConfigureAwait(false);
     }
 }

@@ -137,6 +137,14 @@ public sealed partial class McpServerOptions
         return errors;
     }
 
+    /// <summary>The copy a source works on, after <see cref="Validate"/> found nothing wrong.</summary>
+    /// <exception cref="ArgumentException">An option is invalid; the message names each problem.</exception>
+    internal McpServerOptions ValidatedCopy(string paramName)
+    {
+        Internal.OptionErrors.ThrowIfAny(Validate(), nameof(McpServerOptions), paramName);
+        return Clone();
+    }
+
     internal McpServerOptions Clone() => new()
     {
         Name = Name,

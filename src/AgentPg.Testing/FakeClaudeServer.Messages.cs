@@ -90,8 +90,15 @@ public sealed partial class FakeClaudeServer
         await response.StartAsync(cancellationToken).ConfigureAwait(false);
 
         var sent = 0;
+        var pause = reply.StreamPause;
         foreach (var frame in events)
         {
+            if (pause is not null && sent == pause.AfterEvents)
+            {
+                await pause.Until.WaitAsync(cancellationToken).ConfigureAwait(false);
+                pause = null;
+            }
+
             if (fault is not null && sent == fault.AfterEvents)
             {
                 break;
@@ -105,6 +112,12 @@ public sealed partial class FakeClaudeServer
             // PipeWriter.WriteAsync flushes: every event leaves at once.
             await response.BodyWriter.WriteAsync(frame, cancellationToken).ConfigureAwait(false);
             sent++;
+        }
+
+        if (pause is not null && sent == events.Count)
+        {
+            // A count at or beyond the last event: the answer is held before the response ends (not after an earlier fault).
+            await pause.Until.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
 
         switch (fault)

@@ -105,12 +105,7 @@ public sealed partial class AgentPgClient
     private static CompactionOptions Validated(CompactionOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var errors = options.Validate();
-        if (errors.Count > 0)
-        {
-            throw new ArgumentException("Invalid CompactionOptions:" + Environment.NewLine + "  " + string.Join(Environment.NewLine + "  ", errors), nameof(options));
-        }
-
+        Internal.OptionErrors.ThrowIfAny(options.Validate(), nameof(CompactionOptions), nameof(options));
         return options.Clone();
     }
 }

@@ -81,12 +81,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(dataSource);
         ArgumentNullException.ThrowIfNull(options);
-        var errors = options.Validate();
-        if (errors.Count > 0)
-        {
-            throw new ArgumentException("Invalid AgentPgOptions:" + Environment.NewLine + "  " + string.Join(Environment.NewLine + "  ", errors), nameof(options));
-        }
-
+        OptionErrors.ThrowIfAny(options.Validate(), nameof(AgentPgOptions), nameof(options));
         var copy = options.Clone();
         copy.ApiKey ??= Environment.GetEnvironmentVariable("ANTHROPIC_API_KEY") is { Length: > 0 } key ? key : null;
         copy.InstanceId ??= Guid.NewGuid().ToString();

@@ -109,6 +109,39 @@ public sealed partial class FakeClaudeServerTests
     }
 
     [Fact]
+    public async Task CreateStreaming_StreamPause_HoldsTheRestOfTheAnswerUntilReleased()
+    {
+        await using var claude = await FakeClaudeServer.StartAsync(new FakeClaudeServerOptions { StreamChunkSize = 4 });
+        using var client = claude.CreateClient();
+        var release = new TaskCompletionSource();
+        // message_start, content_block_start, ping, then two text deltas; the rest waits.
+        claude.Enqueue(FakeReply.Text("Held in the middle, then finished.") with { StreamPause = new FakeStreamPause(5, release.Task) });
+
+        var received = new List<RawMessageStreamEvent>();
+        await using var events = client.Messages.CreateStreaming(Sdk.Ask("Hi")).GetAsyncEnumerator();
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.True(await events.MoveNextAsync());
+            received.Add(events.Current);
+        }
+
+        // Everything before the pause has arrived; the next event cannot have been sent.
+        var next = events.MoveNextAsync();
+        Assert.False(next.IsCompleted, "an event after the pause arrived before the release");
+        release.SetResult();
+        Assert.True(await next);
+        received.Add(events.Current);
+        while (await events.MoveNextAsync())
+        {
+            received.Add(events.Current);
+        }
+
+        Assert.Equal(["message_start", "content_block_start", "content_block_delta", "content_block_delta"], received.Take(4).Select(e => e.Type.Raw()));
+        Assert.Equal("message_stop", received[^1].Type.Raw());
+        Assert.Equal(9, received.Count(e => e.Type.Raw() == "content_block_delta")); // 34 characters in chunks of 4: nothing lost
+    }
+
+    [Fact]
     public async Task CreateStreaming_DroppedConnection_ThrowsIOException()
     {
         await using var claude = await FakeClaudeServer.StartAsync();
@@ -180,7 +213,10 @@ public sealed partial class FakeClaudeServerTests
         claude.Enqueue(FakeReply.Text("too late") with { Delay = TimeSpan.FromSeconds(30) }, FakeReply.Text("on time") with { Delay = TimeSpan.FromMilliseconds(20) });
 
         var error = await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.Messages.Create(Sdk.Ask("Hi")));
-        var onTime = await client.Messages.Create(Sdk.Ask("Hi"));
+        // The next request gets the next reply (the timed-out one used its own). It is sent with the SDK's default timeout: 200 ms
+        // would bound the whole exchange (a new connection, the 20 ms latency, the body), which a loaded machine can exceed.
+        using var patient = claude.CreateClient(o => o with { MaxRetries = 0 });
+        var onTime = await patient.Messages.Create(Sdk.Ask("Hi"));
 
         Assert.IsType<TimeoutException>(error.InnerException);
         Assert.Equal("on time", Sdk.Text(onTime));

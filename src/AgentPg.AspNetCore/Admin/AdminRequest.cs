@@ -52,6 +52,45 @@ internal sealed class AdminRequest
 
     public Guid? OptionalId(string name, string what) => Query(name) is { } text ? ParseId(text, what) : null;
 
+    /// <summary>The session filter in the query string, or <see langword="null"/>; another tenant's session is a 404 like
+    /// opening it.</summary>
+    public async Task<Guid?> SessionFilterAsync(string name)
+    {
+        var id = OptionalId(name, "session");
+        if (id is { } filtered)
+        {
+            await SessionAsync(filtered).ConfigureAwait(false);
+        }
+
+        return id;
+    }
+
+    /// <summary>The run filter in the query string, or <see langword="null"/>; another tenant's run is a 404 like opening it.</summary>
+    public async Task<Guid?> RunFilterAsync(string name)
+    {
+        var id = OptionalId(name, "run");
+        if (id is { } filtered)
+        {
+            await RunAsync(filtered).ConfigureAwait(false);
+        }
+
+        return id;
+    }
+
+    /// <summary>One page of a list; a query the client refuses (a filter or cursor from the query string) is a 400, never a
+    /// 500.</summary>
+    public async Task<ResultPage<T>> PageAsync<T>(Func<AgentPgClient, CancellationToken, Task<ResultPage<T>>> list)
+    {
+        try
+        {
+            return await list(Client, Aborted).ConfigureAwait(false);
+        }
+        catch (ArgumentException e)
+        {
+            throw new AdminHttpException(StatusCodes.Status400BadRequest, e.Message);
+        }
+    }
+
     public Html AntiforgeryField()
     {
         _tokens ??= Http.RequestServices.GetRequiredService<IAntiforgery>().GetAndStoreTokens(Http);

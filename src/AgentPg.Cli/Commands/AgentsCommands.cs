@@ -7,16 +7,12 @@ internal static class AgentsCommands
 {
     public static Command Create(CliGlobals globals)
     {
-        var limit = new Option<int>("--limit") { Description = "How many agents to show.", DefaultValueFactory = _ => 100 };
+        var limit = LimitOption.Create("How many agents to show.", 100);
         var list = new Command("list", "List the agents stored in the database.");
         list.Options.Add(limit);
         globals.SetAction(list, async (parsed, context, cancellationToken) =>
         {
-            var count = parsed.GetValue(limit);
-            if (count is < 1 or > 1000)
-            {
-                throw CliException.Usage($"--limit {count}: give a number from 1 to 1000.");
-            }
+            var count = LimitOption.Get(parsed, limit);
 
             var agents = await context.Client.ListAgentsAsync(limit: count, cancellationToken: cancellationToken).ConfigureAwait(false);
             if (context.Json)

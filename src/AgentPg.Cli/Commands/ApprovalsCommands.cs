@@ -15,25 +15,25 @@ internal static class ApprovalsCommands
         return approvals;
     }
 
+    private static Argument<Guid> ExecutionId() => new("ID") { Description = "The tool execution's id (from 'approvals list')." };
+
     private static Option<string?> DecidedBy() => new("--by")
     {
         Description = "Who decides, recorded with the decision (default: the user name of this process).",
     };
 
+    private static string DecidedBy(ParseResult parsed, Option<string?> by) => parsed.GetValue(by) ?? Environment.UserName;
+
     private static Command List(CliGlobals globals)
     {
         var session = new Option<Guid?>("--session") { Description = "Only the approvals of this session." };
-        var limit = new Option<int>("--limit") { Description = "How many to show, oldest first.", DefaultValueFactory = _ => 100 };
+        var limit = LimitOption.Create("How many to show, oldest first.", 100);
         var command = new Command("list", "List the tool calls waiting for approval, oldest first.");
         command.Options.Add(session);
         command.Options.Add(limit);
         globals.SetAction(command, async (parsed, context, cancellationToken) =>
         {
-            var count = parsed.GetValue(limit);
-            if (count is < 1 or > 1000)
-            {
-                throw CliException.Usage($"--limit {count}: give a number from 1 to 1000.");
-            }
+            var count = LimitOption.Get(parsed, limit);
 
             var pending = await context.Client.GetPendingApprovalsAsync(parsed.GetValue(session), limit: count, cancellationToken: cancellationToken).ConfigureAwait(false);
             if (context.Json)
@@ -64,7 +64,7 @@ internal static class ApprovalsCommands
 
     private static Command Approve(CliGlobals globals)
     {
-        var id = new Argument<Guid>("ID") { Description = "The tool execution's id (from 'approvals list')." };
+        var id = ExecutionId();
         var input = new Option<string?>("--input") { Description = "Run the tool with this JSON input instead of the model's (checked against the tool's schema)." };
         var comment = new Option<string?>("--comment") { Description = "A note recorded with the decision." };
         var by = DecidedBy();
@@ -90,7 +90,7 @@ internal static class ApprovalsCommands
             }
 
             var executionId = parsed.GetValue(id);
-            await context.Client.ApproveToolCallAsync(executionId, edited, parsed.GetValue(comment), parsed.GetValue(by) ?? Environment.UserName,
+            await context.Client.ApproveToolCallAsync(executionId, edited, parsed.GetValue(comment), DecidedBy(parsed, by),
                 cancellationToken).ConfigureAwait(false);
             Report(context, executionId, approved: true);
             return CliExitCodes.Success;
@@ -100,7 +100,7 @@ internal static class ApprovalsCommands
 
     private static Command Reject(CliGlobals globals)
     {
-        var id = new Argument<Guid>("ID") { Description = "The tool execution's id (from 'approvals list')." };
+        var id = ExecutionId();
         var reason = new Option<string>("--reason") { Description = "Why: the model reads it as the tool's error result.", Required = true };
         var by = DecidedBy();
         var command = new Command("reject", "Reject a tool call: the model gets the reason as the tool's error and continues.");
@@ -116,7 +116,7 @@ internal static class ApprovalsCommands
                 throw CliException.Usage("--reason must not be empty: the model reads it.");
             }
 
-            await context.Client.RejectToolCallAsync(executionId, why, parsed.GetValue(by) ?? Environment.UserName, cancellationToken).ConfigureAwait(false);
+            await context.Client.RejectToolCallAsync(executionId, why, DecidedBy(parsed, by), cancellationToken).ConfigureAwait(false);
             Report(context, executionId, approved: false);
             return CliExitCodes.Success;
         });

@@ -67,6 +67,9 @@ internal static class ChatCommand
 
             var turns = 0;
             var exitCode = CliExitCodes.Success;
+            // Cancelled by Ctrl+C at the prompt, and by a second Ctrl+C during a run: whenever that press lands (even as the run's
+            // stream ends on its own), the chat ends.
+            using var leaving = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             while (true)
             {
                 context.Output.Write("> ");
@@ -74,9 +77,9 @@ internal static class ChatCommand
                 string? line;
                 try
                 {
-                    line = await context.ReadLineAsync(cancellationToken).ConfigureAwait(false);
+                    line = await context.ReadLineAsync(leaving.Token).ConfigureAwait(false);
                 }
-                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                catch (OperationCanceledException) when (leaving.IsCancellationRequested)
                 {
                     // Ctrl+C at the prompt: nothing is running, the chat ends.
                     context.WriteLine();
@@ -107,7 +110,7 @@ internal static class ChatCommand
                 }
 
                 turns++;
-                if (!await TurnAsync(context, client, session, agent.Id, line, cancellationToken).ConfigureAwait(false))
+                if (!await TurnAsync(context, client, session, agent.Id, line, leaving, cancellationToken).ConfigureAwait(false))
                 {
                     exitCode = CliExitCodes.Interrupted;
                     break;
@@ -129,13 +132,13 @@ internal static class ChatCommand
     }
 
     /// <summary>One run: streams its text and tool calls until it finishes, asking for a decision on each tool call that needs
-    /// approval. The first Ctrl+C cancels the run (the stream then ends with the cancellation); another one exits the chat.
-    /// Returns false when the chat should end (Ctrl+C twice, or the input ended while a tool call waited for a decision).</summary>
+    /// approval. The first Ctrl+C cancels the run (the stream then ends with the cancellation); another one exits the chat
+    /// (<paramref name="exit"/>). Returns false when the chat should end (Ctrl+C twice, or the input ended while a tool call
+    /// waited for a decision).</summary>
     private static async Task<bool> TurnAsync(CliContext context, AgentPgClient client, Guid session, Guid agentId, string prompt,
-        CancellationToken cancellationToken)
+        CancellationTokenSource exit, CancellationToken cancellationToken)
     {
         using var cancelling = new CancellationTokenSource();
-        using var exit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var gate = new Lock();
         Guid? created = null;
         var cancel = Task.CompletedTask;
@@ -204,7 +207,8 @@ internal static class ChatCommand
             await cancelled.ConfigureAwait(false);
         }
 
-        return true;
+        // The second Ctrl+C can land after the cancellation ended the stream, while this turn still handles the presses.
+        return !exit.IsCancellationRequested;
     }
 
     /// <summary>Asks whether to run a tool call that waits for approval: y approves, anything else rejects (with the text as

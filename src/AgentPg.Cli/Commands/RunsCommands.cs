@@ -28,7 +28,7 @@ internal static partial class RunsCommands
         var agent = new Option<string?>("--agent") { Description = "Only runs of this agent (name or id)." };
         var session = new Option<Guid?>("--session") { Description = "Only runs of this session." };
         var since = new Option<string?>("--since") { Description = "Only runs created since: a duration back from now (90s, 15m, 2h, 7d) or a timestamp." };
-        var limit = new Option<int>("--limit") { Description = "How many runs to show, newest first.", DefaultValueFactory = _ => 20 };
+        var limit = LimitOption.Create("How many runs to show, newest first.", 20);
         var command = new Command("list", "List runs, newest first.");
         command.Options.Add(state);
         command.Options.Add(agent);
@@ -37,11 +37,7 @@ internal static partial class RunsCommands
         command.Options.Add(limit);
         globals.SetAction(command, async (parsed, context, cancellationToken) =>
         {
-            var count = parsed.GetValue(limit);
-            if (count is < 1 or > 1000)
-            {
-                throw CliException.Usage($"--limit {count}: give a number from 1 to 1000.");
-            }
+            var count = LimitOption.Get(parsed, limit);
 
             var states = (parsed.GetValue(state) ?? [])
                 .SelectMany(s => s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))

@@ -54,15 +54,7 @@ internal static class ProtocolWriter
         }
 
         writer.WriteEndArray();
-        writer.WriteString("stop_reason", message.StopReason);
-        if (message.StopSequence is null)
-        {
-            writer.WriteNull("stop_sequence");
-        }
-        else
-        {
-            writer.WriteString("stop_sequence", message.StopSequence);
-        }
+        WriteStop(writer, message);
 
         writer.WritePropertyName("usage");
         WriteUsage(writer, message.Usage, message.Usage.Output);
@@ -147,16 +139,7 @@ internal static class ProtocolWriter
         {
             w.WriteString("type", "message_delta");
             w.WriteStartObject("delta");
-            w.WriteString("stop_reason", message.StopReason);
-            if (message.StopSequence is null)
-            {
-                w.WriteNull("stop_sequence");
-            }
-            else
-            {
-                w.WriteString("stop_sequence", message.StopSequence);
-            }
-
+            WriteStop(w, message);
             w.WriteEndObject();
             w.WriteStartObject("usage");
             w.WriteNumber("input_tokens", message.Usage.Input);
@@ -195,6 +178,20 @@ internal static class ProtocolWriter
         writer.WriteString("type", "message");
         writer.WriteString("role", "assistant");
         writer.WriteString("model", message.Model);
+    }
+
+    /// <summary>The <c>stop_reason</c> and <c>stop_sequence</c> of a message or a <c>message_delta</c> event.</summary>
+    private static void WriteStop(Utf8JsonWriter writer, RenderedMessage message)
+    {
+        writer.WriteString("stop_reason", message.StopReason);
+        if (message.StopSequence is null)
+        {
+            writer.WriteNull("stop_sequence");
+        }
+        else
+        {
+            writer.WriteString("stop_sequence", message.StopSequence);
+        }
     }
 
     private static void WriteUsage(Utf8JsonWriter writer, UsageCounts usage, long outputTokens)

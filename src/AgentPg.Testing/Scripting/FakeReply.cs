@@ -45,6 +45,10 @@ public sealed record FakeReply
     /// ends without <c>message_stop</c>.</summary>
     public FakeStreamFault? StreamFault { get; init; }
 
+    /// <summary>A hold in the middle of a streamed answer, until the test signals (see <see cref="FakeStreamPause"/>). A pause
+    /// at the same event count as <see cref="StreamFault"/> comes first. Default: none.</summary>
+    public FakeStreamPause? StreamPause { get; init; }
+
     internal FakeReplyKind Kind { get; init; }
 
     /// <summary>A message with one text block, stop reason <c>end_turn</c>.</summary>

@@ -213,13 +213,7 @@ internal sealed class Compactor(Engine engine)
                         "first (GetCompactionEventsAsync lists them, newest first).") { SessionId = found.SessionId };
                 }
 
-                var batch = engine.Sql.Compaction.Restore(eventId, found.SummaryId);
-                await using (batch.ConfigureAwait(false))
-                {
-                    batch.Connection = connection;
-                    batch.Transaction = transaction;
-                    await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-                }
+                await engine.Sql.Compaction.Restore(eventId, found.SummaryId).ExecuteAsync(transaction, cancellationToken).ConfigureAwait(false);
 
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
             }
@@ -316,13 +310,7 @@ internal sealed class Compactor(Engine engine)
                     { SessionId = state.SessionId };
                 }
 
-                var batch = engine.Sql.Compaction.Write(write);
-                await using (batch.ConfigureAwait(false))
-                {
-                    batch.Connection = connection;
-                    batch.Transaction = transaction;
-                    await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-                }
+                await engine.Sql.Compaction.Write(write).ExecuteAsync(transaction, cancellationToken).ConfigureAwait(false);
 
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
             }

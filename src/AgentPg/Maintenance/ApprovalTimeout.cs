@@ -9,15 +9,11 @@ namespace AgentPg.Maintenance;
 /// <remarks>One statement per pass, over the partial index of awaiting executions, at most <see cref="PassLimit"/> requests
 /// (the next pass takes the rest). Each rejection is the same guarded decision as <c>RejectToolCallAsync</c>, so a person
 /// deciding at the same moment either wins or finds the request decided.</remarks>
-internal sealed class ApprovalTimeout(Engine engine) : IMaintenanceService
+internal sealed class ApprovalTimeout(Engine engine) : MaintenanceService("approval timeout", engine.Options.CleanupInterval)
 {
     internal const int PassLimit = 1000;
 
-    public string Name => "approval timeout";
-
-    public TimeSpan Interval => engine.Options.CleanupInterval;
-
-    public async Task RunAsync(CancellationToken cancellationToken)
+    public override async Task RunAsync(CancellationToken cancellationToken)
     {
         if (engine.Options.ApprovalTimeout is not { } timeout)
         {

@@ -2,7 +2,7 @@ namespace AgentPg.Maintenance;
 
 /// <summary>A job only the leader runs, on its own interval, while it holds the lease.</summary>
 /// <remarks>
-/// To add one: implement this interface in this folder, put its SQL in <c>Storage/</c> (checking the lease itself, see
+/// To add one: derive from <see cref="MaintenanceService"/> in this folder, put its SQL in <c>Storage/</c> (checking the lease itself, see
 /// <see cref="Storage.LeaderSql.LeaseHeldBy"/>, so a leader that lost its lease without noticing cannot act), and list it in
 /// <see cref="MaintenanceRunner.CreateServices"/>. The runner calls the jobs one at a time, so two jobs never contend for the
 /// same rows; a job that throws is logged and reported to <see cref="AgentPgHooks.OnError"/> and runs again at its next

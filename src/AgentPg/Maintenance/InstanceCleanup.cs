@@ -7,13 +7,9 @@ namespace AgentPg.Maintenance;
 
 /// <summary>Every <see cref="AgentPgOptions.CleanupInterval"/>: releases the work of instances that stopped heartbeating
 /// for <see cref="AgentPgOptions.InstanceTtl"/> (counted as a rescue) and deletes them.</summary>
-internal sealed class InstanceCleanup(Engine engine) : IMaintenanceService
+internal sealed class InstanceCleanup(Engine engine) : MaintenanceService("instance cleanup", engine.Options.CleanupInterval)
 {
-    public string Name => "instance cleanup";
-
-    public TimeSpan Interval => engine.Options.CleanupInterval;
-
-    public async Task RunAsync(CancellationToken cancellationToken)
+    public override async Task RunAsync(CancellationToken cancellationToken)
     {
         var batch = new NpgsqlBatch();
         await using (batch.ConfigureAwait(false))

@@ -5,13 +5,9 @@ namespace AgentPg.Maintenance;
 
 /// <summary>Every <see cref="AgentPgOptions.CleanupInterval"/>: deletes the live events (<see cref="AgentPgClient.WatchRunAsync"/>) of
 /// root runs that finished more than <see cref="AgentPgOptions.RunEventRetention"/> ago.</summary>
-internal sealed class RunEventRetention(Engine engine) : IMaintenanceService
+internal sealed class RunEventRetention(Engine engine) : MaintenanceService("run event retention", engine.Options.CleanupInterval)
 {
-    public string Name => "run event retention";
-
-    public TimeSpan Interval => engine.Options.CleanupInterval;
-
-    public async Task RunAsync(CancellationToken cancellationToken)
+    public override async Task RunAsync(CancellationToken cancellationToken)
     {
         var count = await engine.Sql.RunEvents.DeleteExpiredAsync(engine.DataSource, engine.InstanceId, engine.Options.RunEventRetention, cancellationToken)
             .ConfigureAwait(false);

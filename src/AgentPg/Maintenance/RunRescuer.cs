@@ -8,13 +8,9 @@ namespace AgentPg.Maintenance;
 /// <summary>Every <see cref="RunRescueOptions.Interval"/>: gives back the work of dead instances and the runs of live ones
 /// that made no progress for <see cref="RunRescueOptions.Timeout"/>, and continues runs whose tools all finished but whose
 /// results were never written.</summary>
-internal sealed class RunRescuer(Engine engine) : IMaintenanceService
+internal sealed class RunRescuer(Engine engine) : MaintenanceService("run rescue", engine.Options.RunRescue.Interval)
 {
-    public string Name => "run rescue";
-
-    public TimeSpan Interval => engine.Options.RunRescue.Interval;
-
-    public async Task RunAsync(CancellationToken cancellationToken)
+    public override async Task RunAsync(CancellationToken cancellationToken)
     {
         var rescue = engine.Options.RunRescue;
         var batch = new NpgsqlBatch();

@@ -15,13 +15,9 @@ namespace AgentPg.Maintenance;
 /// fenced off. The check is one statement over the claimed rows and the instance rows, so it is cheap enough to run with
 /// rescue.
 /// </remarks>
-internal sealed class StuckWorkSweeper(Engine engine) : IMaintenanceService
+internal sealed class StuckWorkSweeper(Engine engine) : MaintenanceService("stuck-work sweep", engine.Options.RunRescue.Interval)
 {
-    public string Name { get; } = "stuck-work sweep";
-
-    public TimeSpan Interval => engine.Options.RunRescue.Interval;
-
-    public async Task RunAsync(CancellationToken cancellationToken)
+    public override async Task RunAsync(CancellationToken cancellationToken)
     {
         var released = await engine.Sql.Rescue.ReleaseUnheldWorkAsync(engine.DataSource, engine.InstanceId, engine.Options.InstanceTtl,
             engine.Options.RunRescue.MaxAttempts, cancellationToken).ConfigureAwait(false);

@@ -8,17 +8,13 @@ namespace AgentPg.Maintenance;
 /// agent, the number of runs, the oldest run and the missing tools. A condition is logged again only after it cleared.</summary>
 /// <remarks>Runs on the cleanup interval, one read-only query over the pending runs. "No instance at all" cannot be seen
 /// from here (the leader is an instance): producers report it when they wait (<c>WaitForRunAsync</c>).</remarks>
-internal sealed class UnclaimableRunScan(Engine engine) : IMaintenanceService
+internal sealed class UnclaimableRunScan(Engine engine) : MaintenanceService("unclaimable-run scan", engine.Options.CleanupInterval)
 {
-    public string Name => "unclaimable-run scan";
-
-    public TimeSpan Interval => engine.Options.CleanupInterval;
-
     // What was logged at the last scan: agent, run mode and the missing tools, with the agent's name. Only the leader loop
     // touches it. It survives losing and regaining leadership, so a flapping lease does not repeat warnings.
     private Dictionary<(Guid AgentId, string RunMode, string MissingTools), string> _reported = [];
 
-    public async Task RunAsync(CancellationToken cancellationToken)
+    public override async Task RunAsync(CancellationToken cancellationToken)
     {
         var rows = await engine.Sql.Diagnostics.UnclaimableRunsAsync(engine.DataSource, engine.Options.InstanceTtl, cancellationToken).ConfigureAwait(false);
 

@@ -42,6 +42,7 @@ public sealed record ContentBlock
     /// <summary>Gets the signature of a thinking block.</summary>
     public string? Signature { get; init; }
 
-    /// <summary>Gets the block exactly as Claude sent it, when it came from Claude.</summary>
+    /// <summary>Gets the block in Claude's wire format, as later requests send it: exactly as Claude sent it for a block
+    /// Claude returned. Every block read from the database has it; a block built in code may leave it unset.</summary>
     public JsonElement? Raw { get; init; }
 }

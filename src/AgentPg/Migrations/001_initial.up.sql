@@ -17,14 +17,16 @@
 --     was taken away;
 --   * rescue is driven by instance liveness (agentpg_rescue), shutdown releases work instead of failing it;
 --   * previous_state and finalized_at are maintained by a trigger on every transition;
---   * JSON columns hold objects ('{}' for nothing, never JSON null) — enforced by CHECK constraints;
+--   * JSON columns hold objects ('{}' for nothing, never JSON null), a message's content an array — enforced by CHECK
+--     constraints;
 --   * runs carry an idempotency key (unique per session) and a FIFO position (seq) so one session processes
 --     one root run at a time; messages carry seq so a conversation has a total order;
---   * content blocks are stored losslessly (raw holds the block exactly as Claude sent it);
+--   * content blocks are stored losslessly, in the message row (each block exactly as Claude sent it);
 --   * NOTIFY is sent only where another instance must act: run created or re-queued, run finalized, tool
 --     execution created. Tool completion continues the run inside the completing transaction instead of
 --     sending agentpg_tools_complete;
---   * fewer indexes on agentpg_runs than the reference (each one makes every state change more expensive).
+--   * fewer indexes on agentpg_runs than the reference, none naming a column its claim or completion changes (those
+--     updates are HOT); the active runs by state, session and mode are in agentpg_run_queue, kept in step by triggers.
 
 CREATE TABLE agentpg_migrations (
     version     INTEGER PRIMARY KEY,
@@ -48,13 +50,6 @@ CREATE TYPE agentpg_batch_status AS ENUM ('in_progress', 'canceling', 'ended');
 -- (agentpg_decide_tool_approval), and its run waits in pending_tools without a holder.
 CREATE TYPE agentpg_tool_execution_state AS ENUM ('pending', 'running', 'completed', 'failed', 'skipped', 'awaiting_approval');
 
--- 'other' stores any block type Claude adds later; raw keeps its full JSON, so nothing is lost.
-CREATE TYPE agentpg_content_type AS ENUM (
-    'text', 'tool_use', 'tool_result', 'image', 'document', 'thinking', 'server_tool_use', 'web_search_result',
-    'redacted_thinking', 'web_search_tool_result', 'web_fetch_tool_result', 'code_execution_tool_result',
-    'bash_code_execution_tool_result', 'text_editor_code_execution_tool_result', 'tool_search_tool_result',
-    'mcp_tool_use', 'mcp_tool_result', 'container_upload', 'search_result', 'other');
-
 CREATE TYPE agentpg_message_role AS ENUM ('user', 'assistant', 'system');
 
 -- ---------------------------------------------------------------------------------------------------------
@@ -72,6 +67,9 @@ $$;
 -- database-wide lock through its commit's WAL flush, so notifying commits run one at a time; AgentPg's own steps
 -- therefore commit their data without NOTIFY and send it right after in a tiny asynchronously committed transaction.
 -- Transactions of callers (RunFastAsync(transaction, ...)) keep the notification: it is delivered at their commit.
+-- The triggers' WHEN conditions spell this expression out instead of calling the function: the planner inlines a SQL
+-- function by parsing its body, and a trigger's condition is prepared again at every execution of the statement that
+-- fires it, so a call there costs a parse per statement.
 CREATE FUNCTION agentpg_notify_deferred(p_channel TEXT) RETURNS BOOLEAN
 LANGUAGE sql STABLE AS $$
     SELECT coalesce(p_channel = ANY (string_to_array(current_setting('agentpg.defer_notify', TRUE), ',')), FALSE)
@@ -207,6 +205,10 @@ CREATE TABLE agentpg_runs (
     finalized_at                 TIMESTAMPTZ,
     rescue_attempts              INTEGER NOT NULL DEFAULT 0,
     last_rescue_at               TIMESTAMPTZ,
+    -- Live events (root runs only): set for good by a first watcher, in a transaction of its own, before it creates the
+    -- root's event head (agentpg_mark_run_watched). A transaction that holds this row locked and reads it unset knows no
+    -- watcher can start before it commits, and skips the root's events without a lock or a probe. Not indexed.
+    watched                      BOOLEAN NOT NULL DEFAULT FALSE,
     CONSTRAINT run_finalized_consistency CHECK (
         (state IN ('completed', 'cancelled', 'failed')) = (finalized_at IS NOT NULL)),
     CONSTRAINT run_depth_consistency CHECK (
@@ -215,34 +217,52 @@ CREATE TABLE agentpg_runs (
     CONSTRAINT run_options_object CHECK (jsonb_typeof(options) = 'object'),
     CONSTRAINT run_idempotency_key_valid CHECK (idempotency_key IS NULL OR char_length(idempotency_key) BETWEEN 1 AND 255)
 );
--- Every state change rewrites the run row in all of its indexes (state appears in partial index predicates), so the
--- table keeps few of them; the free space per page lets the other updates (iteration starts, progress) stay HOT.
-ALTER TABLE agentpg_runs SET (fillfactor = 80);
+-- No index of agentpg_runs names a column that a run's claim, its progress or its completion changes (state,
+-- claimed_by_instance_id, claim_epoch, current_iteration…): those updates are HOT, a new row version on the same page and no
+-- index entry. What needs the active runs by state, session or holder reads agentpg_run_queue (below). The free space per
+-- page is for the HOT versions: a run row is updated two to four times (claim, completion; per tool round two more) within
+-- moments of its insert, and a page's dead versions are pruned as soon as no snapshot sees them.
+ALTER TABLE agentpg_runs SET (fillfactor = 70);
 -- Idempotency keys are unique per session; runs without one take no entry.
 CREATE UNIQUE INDEX agentpg_idx_runs_idempotency_key ON agentpg_runs (session_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
--- Claim path: pending runs of one mode in FIFO order.
-CREATE INDEX agentpg_idx_runs_pending_claim ON agentpg_runs (run_mode, seq) WHERE state = 'pending';
--- One root run per session at a time: the active root runs of a session, in order.
-CREATE INDEX agentpg_idx_runs_session_active ON agentpg_runs (session_id, seq)
-    WHERE parent_run_id IS NULL AND state NOT IN ('completed', 'cancelled', 'failed');
 CREATE INDEX agentpg_idx_runs_session ON agentpg_runs (session_id, created_at DESC);
 CREATE INDEX agentpg_idx_runs_agent ON agentpg_runs (agent_id);
 CREATE INDEX agentpg_idx_runs_parent ON agentpg_runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
--- Rescue and release by instance.
-CREATE INDEX agentpg_idx_runs_claimed_instance ON agentpg_runs (claimed_by_instance_id)
-    WHERE claimed_by_instance_id IS NOT NULL;
-CREATE INDEX agentpg_idx_runs_pending_tools ON agentpg_runs (created_at) WHERE state = 'pending_tools';
 -- Lists and dashboards (ListRunsAsync, GetRunStatisticsAsync): newest first, keyset by (created_at, id), and the runs of
--- a recent window. created_at never changes, so the index costs an entry per insert and per non-HOT update only.
+-- a recent window. created_at never changes, so the index costs an entry per insert only.
 CREATE INDEX agentpg_idx_runs_created ON agentpg_runs (created_at DESC);
--- Failed runs newest first, the triage view of the admin UI and the CLI (ListRunsAsync with RunState.Failed): a page of a
--- tenant's failures reads a few hundred entries instead of every run in the window. A run gets an entry only when it fails;
--- state is already in other indexes' predicates, so this costs no HOT update.
-CREATE INDEX agentpg_idx_runs_failed ON agentpg_runs (created_at DESC) WHERE state = 'failed';
--- The queue depth of dashboards (GetRunStatisticsAsync): the non-terminal runs by mode and state, an index-only scan
--- instead of a scan of every run. Only active runs have an entry; a run leaves it when it finishes.
-CREATE INDEX agentpg_idx_runs_active ON agentpg_runs (run_mode, state) WHERE state NOT IN ('completed', 'cancelled', 'failed');
+-- Failed (and cancelled) runs newest first, the triage view of the admin UI and the CLI (ListRunsAsync with RunState.Failed):
+-- a page of a tenant's failures reads a few hundred entries instead of every run in the window. Its predicate names
+-- error_type, not state: every failed or cancelled run has an error type (agentpg_run_before_update and _insert default it),
+-- and error_type changes only when a run fails or is cancelled, so the claim and the completion stay HOT.
+CREATE INDEX agentpg_idx_runs_errored ON agentpg_runs (created_at DESC) WHERE error_type IS NOT NULL;
+
+-- The active runs: one row per run that is not terminal, inserted with the run, kept in step with its state and deleted
+-- when it finishes, all by the triggers on agentpg_runs (agentpg_trg_run_queue_*), whoever writes the run. Holds what the
+-- claim (pending runs of a mode, FIFO), the one-root-run-per-session rule (a session's active root runs in order), the
+-- rescue (claimed runs; their holder is read from the run row), the pending_tools sweep and the dashboards' queue depth
+-- need, so that agentpg_runs itself needs no index naming state. Small (active runs only) and short-lived; the claim and
+-- every other state change of a run rewrite its queue row here, in one or two index entries, instead of its run row in
+-- every index of agentpg_runs. No foreign key (its check would lock the new run row on every insert): a deleted run takes
+-- its queue row with it through agentpg_trg_run_queue_deleted.
+CREATE TABLE agentpg_run_queue (
+    session_id  UUID NOT NULL,
+    -- The run's FIFO position (agentpg_runs.seq, unique).
+    seq         BIGINT NOT NULL,
+    run_id      UUID NOT NULL,
+    run_mode    agentpg_run_mode NOT NULL,
+    -- A root run (parent_run_id IS NULL): only root runs take part in the one-root-run-per-session rule.
+    is_root     BOOLEAN NOT NULL,
+    -- The run's state, never a terminal one.
+    state       agentpg_run_state NOT NULL,
+    -- The key is also the one-root-run-per-session rule's index (a session's active runs in order) and the triggers' way to
+    -- a run's queue row (they know both from the run row): one index entry per write of a queue row, not two.
+    PRIMARY KEY (session_id, seq),
+    CONSTRAINT run_queue_state_active CHECK (state NOT IN ('completed', 'cancelled', 'failed'))
+);
+-- Claim path: pending runs of one mode in FIFO order.
+CREATE INDEX agentpg_idx_run_queue_claim ON agentpg_run_queue (run_mode, seq) WHERE state = 'pending';
 
 CREATE TABLE agentpg_messages (
     id            UUID PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -253,12 +273,19 @@ CREATE TABLE agentpg_messages (
     -- summaries (is_summary) have no run.
     run_id        UUID REFERENCES agentpg_runs (id) ON DELETE CASCADE,
     role          agentpg_message_role NOT NULL,
+    -- The content blocks, in order, each exactly as Claude's Messages API has it (type, text, id, input, tool_use_id,
+    -- content, source, signature… and any field of a block type added later): blocks Claude returned are stored as it
+    -- sent them and sent back verbatim. One addition: a tool_result whose content is an array of blocks (a tool that
+    -- returned images or documents) carries its text form in "agentpg_text", which is never sent to Claude.
+    -- In the row, not a row per block: a message is written once, read whole, and never queried by block.
+    content       JSONB NOT NULL DEFAULT '[]',
     usage         JSONB NOT NULL DEFAULT '{}',
     is_preserved  BOOLEAN NOT NULL DEFAULT FALSE,
     is_summary    BOOLEAN NOT NULL DEFAULT FALSE,
     metadata      JSONB NOT NULL DEFAULT '{}',
     created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT message_content_array CHECK (jsonb_typeof(content) = 'array'),
     CONSTRAINT message_usage_object CHECK (jsonb_typeof(usage) = 'object'),
     CONSTRAINT message_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
 );
@@ -267,30 +294,6 @@ CREATE TABLE agentpg_messages (
 CREATE UNIQUE INDEX agentpg_idx_messages_session ON agentpg_messages (session_id, seq);
 CREATE INDEX agentpg_idx_messages_run ON agentpg_messages (run_id, seq) WHERE run_id IS NOT NULL;
 CREATE INDEX agentpg_idx_messages_preserved ON agentpg_messages (session_id) WHERE is_preserved;
-
--- A block is identified by its message and position (no id of its own: one index, not two, per block written).
-CREATE TABLE agentpg_content_blocks (
-    message_id              UUID NOT NULL REFERENCES agentpg_messages (id) ON DELETE CASCADE,
-    block_index             INTEGER NOT NULL,
-    type                    agentpg_content_type NOT NULL,
-    text                    TEXT,            -- text, thinking
-    signature               TEXT,            -- thinking
-    tool_use_id             TEXT,            -- tool_use, server_tool_use
-    tool_name               TEXT,
-    tool_input              JSONB,
-    tool_result_for_use_id  TEXT,            -- tool_result, *_tool_result
-    tool_content            TEXT,
-    is_error                BOOLEAN NOT NULL DEFAULT FALSE,
-    source                  JSONB,           -- image, document
-    search_results          JSONB,
-    -- The block exactly as Claude sent it (or as the caller built it); sent back verbatim.
-    raw                     JSONB,
-    metadata                JSONB NOT NULL DEFAULT '{}',
-    created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
-    CONSTRAINT content_block_unique_index PRIMARY KEY (message_id, block_index),
-    CONSTRAINT content_block_metadata_object CHECK (jsonb_typeof(metadata) = 'object')
-);
-CREATE INDEX agentpg_idx_content_blocks_tool_use ON agentpg_content_blocks (tool_use_id) WHERE tool_use_id IS NOT NULL;
 
 CREATE TABLE agentpg_iterations (
     id                           UUID PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -428,7 +431,7 @@ CREATE INDEX agentpg_idx_compaction_session ON agentpg_compaction_events (sessio
 CREATE INDEX agentpg_idx_compaction_created ON agentpg_compaction_events (created_at DESC);
 
 -- What a compaction removed or rewrote, exactly as it was, so RestoreCompactionAsync can put it back:
--- {"format": 1, "action": "removed" | "pruned", "message": <agentpg_messages row>, "blocks": [<agentpg_content_blocks rows>],
+-- {"format": 1, "action": "removed" | "pruned", "message": <agentpg_messages row, its content included>,
 --  "iterations": [ids of iterations whose response_message_id was this message]}.
 -- A message can be archived by several compactions (pruned by one, removed by a later one), hence the key.
 CREATE TABLE agentpg_message_archive (
@@ -494,6 +497,10 @@ BEGIN
         NEW.previous_state := OLD.state;
         IF NEW.state IN ('completed', 'cancelled', 'failed') THEN
             NEW.finalized_at := coalesce(NEW.finalized_at, now());
+            -- A failed or cancelled run always has an error type (agentpg_idx_runs_errored lists them by it).
+            IF NEW.state <> 'completed' THEN
+                NEW.error_type := coalesce(NEW.error_type, CASE WHEN NEW.state = 'failed' THEN 'processing_error' ELSE 'cancelled' END);
+            END IF;
         ELSE
             NEW.finalized_at := NULL;
         END IF;
@@ -514,6 +521,9 @@ BEGIN
     END IF;
     IF NEW.state IN ('completed', 'cancelled', 'failed') THEN
         NEW.finalized_at := coalesce(NEW.finalized_at, now());
+        IF NEW.state <> 'completed' THEN
+            NEW.error_type := coalesce(NEW.error_type, CASE WHEN NEW.state = 'failed' THEN 'processing_error' ELSE 'cancelled' END);
+        END IF;
     END IF;
     RETURN NEW;
 END
@@ -540,13 +550,44 @@ END
 $$;
 -- The deferral is tested in the trigger's condition too, so a deferred notification costs no PL/pgSQL call.
 CREATE TRIGGER agentpg_trg_run_created AFTER INSERT ON agentpg_runs
-    FOR EACH ROW WHEN (NEW.state = 'pending' AND NOT agentpg_notify_deferred('agentpg_run_created'))
+    FOR EACH ROW WHEN (NEW.state = 'pending' AND NOT coalesce('agentpg_run_created' = ANY (string_to_array(current_setting('agentpg.defer_notify', TRUE), ',')), FALSE))
     EXECUTE FUNCTION agentpg_notify_run_created();
+
+-- Keeps agentpg_run_queue in step with the run rows: a non-terminal run has its queue row with its state, a terminal or
+-- deleted run none. Fires after the run row is written, so its lock (held by whoever writes the run) always comes before
+-- the queue row's: the lock order run, then its queue row, holds everywhere.
+CREATE FUNCTION agentpg_run_queue_sync() RETURNS TRIGGER
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        DELETE FROM agentpg_run_queue WHERE session_id = OLD.session_id AND seq = OLD.seq;
+    ELSIF NEW.state IN ('completed', 'cancelled', 'failed') THEN
+        DELETE FROM agentpg_run_queue WHERE session_id = NEW.session_id AND seq = NEW.seq;
+    ELSIF TG_OP = 'INSERT' THEN
+        INSERT INTO agentpg_run_queue (run_id, session_id, seq, run_mode, is_root, state)
+        VALUES (NEW.id, NEW.session_id, NEW.seq, NEW.run_mode, NEW.parent_run_id IS NULL, NEW.state);
+    ELSE
+        UPDATE agentpg_run_queue SET state = NEW.state WHERE session_id = NEW.session_id AND seq = NEW.seq;
+        -- A terminal run made active again (by hand: the library never does) gets its queue row back.
+        IF NOT FOUND THEN
+            INSERT INTO agentpg_run_queue (run_id, session_id, seq, run_mode, is_root, state)
+            VALUES (NEW.id, NEW.session_id, NEW.seq, NEW.run_mode, NEW.parent_run_id IS NULL, NEW.state);
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER agentpg_trg_run_queue_insert AFTER INSERT ON agentpg_runs
+    FOR EACH ROW WHEN (NEW.state NOT IN ('completed', 'cancelled', 'failed')) EXECUTE FUNCTION agentpg_run_queue_sync();
+CREATE TRIGGER agentpg_trg_run_queue_state AFTER UPDATE OF state ON agentpg_runs
+    FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state) EXECUTE FUNCTION agentpg_run_queue_sync();
+CREATE TRIGGER agentpg_trg_run_queue_deleted AFTER DELETE ON agentpg_runs
+    FOR EACH ROW WHEN (OLD.state NOT IN ('completed', 'cancelled', 'failed')) EXECUTE FUNCTION agentpg_run_queue_sync();
 
 -- The mode of the session's next active root run, which the finished run p_run_id may have been holding back (one root
 -- run per session at a time); NULL for child runs and when nothing waits. Workers claim on a finished run only when it
 -- is set. The finished run is excluded by id: called from the RETURNING of its own UPDATE, this STABLE function still
--- sees the row as it was before.
+-- sees the row as it was before (and its queue row, which the run's queue trigger deletes only after the statement).
 CREATE FUNCTION agentpg_next_root_run_mode(p_run_id UUID, p_session_id UUID, p_parent_run_id UUID) RETURNS TEXT
 LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
@@ -554,11 +595,10 @@ BEGIN
         RETURN NULL;
     END IF;
     RETURN (SELECT o.run_mode::text
-              FROM agentpg_runs o
+              FROM agentpg_run_queue o
              WHERE o.session_id = p_session_id
-               AND o.id <> p_run_id
-               AND o.parent_run_id IS NULL
-               AND o.state NOT IN ('completed', 'cancelled', 'failed')
+               AND o.is_root
+               AND o.run_id <> p_run_id
              ORDER BY o.seq
              LIMIT 1);
 END
@@ -588,7 +628,8 @@ $$;
 CREATE TRIGGER agentpg_trg_run_state_change AFTER UPDATE OF state ON agentpg_runs
     FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state
                        AND (NEW.state = 'pending'
-                            OR (NEW.state IN ('completed', 'cancelled', 'failed') AND NOT agentpg_notify_deferred('agentpg_run_finalized'))))
+                            OR (NEW.state IN ('completed', 'cancelled', 'failed')
+                                AND NOT coalesce('agentpg_run_finalized' = ANY (string_to_array(current_setting('agentpg.defer_notify', TRUE), ',')), FALSE))))
     EXECUTE FUNCTION agentpg_notify_run_state_change();
 
 -- A child run (agent as tool) finished: complete the parent's tool execution with its answer or its error.
@@ -623,6 +664,17 @@ CREATE TRIGGER agentpg_trg_child_run_complete AFTER UPDATE OF state ON agentpg_r
 -- Tools-complete continuation (exactly once across instances)
 -- ---------------------------------------------------------------------------------------------------------
 
+-- A tool_result block as Claude's Messages API has it: the text as its content (none when empty), or, for a result with
+-- content blocks (images, documents), the blocks as its content and the text in agentpg_text, which is never sent.
+CREATE FUNCTION agentpg_tool_result_block(p_tool_use_id TEXT, p_text TEXT, p_blocks JSONB, p_is_error BOOLEAN) RETURNS JSONB
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_build_object('type', 'tool_result', 'tool_use_id', p_tool_use_id)
+           || CASE WHEN p_blocks IS NOT NULL THEN jsonb_build_object('content', p_blocks, 'agentpg_text', coalesce(p_text, ''))
+                   WHEN coalesce(p_text, '') <> '' THEN jsonb_build_object('content', p_text)
+                   ELSE '{}'::jsonb END
+           || CASE WHEN p_is_error THEN '{"is_error": true}'::jsonb ELSE '{}'::jsonb END
+$$;
+
 -- When every tool execution of the run's current iteration is terminal: write one user message with the
 -- tool_results in tool_use order and put the run back to pending. The run row lock makes it happen once:
 -- a second caller finds the run no longer in pending_tools and returns NULL.
@@ -641,29 +693,22 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    INSERT INTO agentpg_messages (session_id, run_id, role)
-    VALUES (v_run.session_id, v_run.id, 'user')
+    -- One tool_result per execution, in tool_use order. A result with content blocks (images, documents) sends them as its
+    -- content and keeps its text form in agentpg_text; an empty text result has no content field.
+    INSERT INTO agentpg_messages (session_id, run_id, role, content)
+    SELECT v_run.session_id, v_run.id, 'user',
+           coalesce(jsonb_agg(agentpg_tool_result_block(r.tool_use_id, r.text, r.blocks, r.is_error) ORDER BY r.position, r.created_at), '[]')
+      FROM (SELECT te.tool_use_id, te.position, te.created_at,
+                   CASE
+                       WHEN te.state = 'skipped' THEN coalesce(te.error_message, 'Tool execution was skipped.')
+                       WHEN coalesce(te.tool_output, '') = '' AND te.is_error THEN coalesce(te.error_message, 'Tool execution failed.')
+                       ELSE coalesce(te.tool_output, '')
+                   END AS text,
+                   CASE WHEN te.state <> 'skipped' THEN te.tool_output_content END AS blocks,
+                   te.is_error OR te.state = 'skipped' AS is_error
+              FROM agentpg_tool_executions te
+             WHERE te.iteration_id = v_run.current_iteration_id) r
     RETURNING id INTO v_message_id;
-
-    -- A result with content blocks is written as the whole tool_result block (raw), which is what Claude receives.
-    INSERT INTO agentpg_content_blocks (message_id, block_index, type, tool_result_for_use_id, tool_content, is_error, raw)
-    SELECT v_message_id,
-           (row_number() OVER (ORDER BY te.position, te.created_at) - 1)::int,
-           'tool_result',
-           te.tool_use_id,
-           CASE
-               WHEN te.state = 'skipped' THEN coalesce(te.error_message, 'Tool execution was skipped.')
-               WHEN coalesce(te.tool_output, '') = '' AND te.is_error THEN coalesce(te.error_message, 'Tool execution failed.')
-               ELSE coalesce(te.tool_output, '')
-           END,
-           te.is_error OR te.state = 'skipped',
-           CASE
-               WHEN te.tool_output_content IS NOT NULL AND te.state <> 'skipped' THEN
-                   jsonb_build_object('type', 'tool_result', 'tool_use_id', te.tool_use_id, 'content', te.tool_output_content)
-                   || CASE WHEN te.is_error THEN '{"is_error": true}'::jsonb ELSE '{}'::jsonb END
-           END
-      FROM agentpg_tool_executions te
-     WHERE te.iteration_id = v_run.current_iteration_id;
 
     UPDATE agentpg_runs
        SET state = 'pending',
@@ -713,6 +758,43 @@ CREATE TRIGGER agentpg_trg_tool_created AFTER INSERT ON agentpg_tool_executions
 -- Claims and fencing
 -- ---------------------------------------------------------------------------------------------------------
 
+-- The claim's candidates: the oldest claimable pending runs of one mode, their run rows locked (SKIP LOCKED; the lock
+-- rechecks the run's state, so a run claimed since this statement's snapshot is skipped). The queue row finds the pending
+-- run, the run row is what is locked, and its queue row follows through the trigger.
+-- Planned with sorts and bitmap scans off (and index scans on, whatever the session says), so that the one plan left is
+-- the claim index's order, stopped after p_max_count claimable rows, whatever the number of pending runs: the queue holds
+-- few rows in steady state, its statistics say so, and a plan cached from them (bitmap scan of every pending run, sort,
+-- limit) costs about 100 ms a claim once a backlog of 20 000 runs builds up, until the next ANALYZE of the queue.
+CREATE FUNCTION agentpg_claim_candidates(p_instance_id TEXT, p_max_count INTEGER, p_run_mode agentpg_run_mode)
+RETURNS UUID[]
+LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET enable_sort = off SET enable_bitmapscan = off
+                 SET enable_indexscan = on AS $$
+DECLARE
+    v_ids UUID[];
+BEGIN
+    SELECT coalesce(array_agg(c.id), '{}') INTO v_ids
+      FROM (SELECT r.id
+              FROM agentpg_run_queue q
+              JOIN agentpg_runs r ON r.id = q.run_id
+              JOIN agentpg_agents a ON a.id = r.agent_id
+             WHERE q.state = 'pending'
+               AND q.run_mode = p_run_mode
+               AND r.state = 'pending'
+               AND (a.tool_names IS NULL
+                    OR a.tool_names <@ ARRAY(SELECT it.tool_name FROM agentpg_instance_tools it
+                                              WHERE it.instance_id = p_instance_id))
+               AND (NOT q.is_root
+                    OR NOT EXISTS (SELECT 1 FROM agentpg_run_queue o
+                                    WHERE o.session_id = q.session_id
+                                      AND o.is_root
+                                      AND o.seq < q.seq))
+             ORDER BY q.seq
+             LIMIT p_max_count
+             FOR UPDATE OF r SKIP LOCKED) c;
+    RETURN v_ids;
+END
+$$;
+
 -- Claims up to p_max_count pending runs of one mode for an instance, oldest first, and starts each one's next iteration
 -- in the same transaction. A run is claimable when:
 --   * the instance registered every tool the agent lists (NULL or empty tool list: any instance), and
@@ -730,27 +812,17 @@ CREATE FUNCTION agentpg_claim_runs(p_instance_id TEXT, p_max_count INTEGER, p_ru
 RETURNS SETOF agentpg_runs
 LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
+    v_candidates UUID[];
     v_ids UUID[];
+    v_unwatched UUID[];
+    v_agents UUID[];
 BEGIN
-    WITH candidates AS (
-        SELECT r.id
-          FROM agentpg_runs r
-          JOIN agentpg_agents a ON a.id = r.agent_id
-         WHERE r.state = 'pending'
-           AND r.run_mode = p_run_mode
-           AND (a.tool_names IS NULL
-                OR a.tool_names <@ ARRAY(SELECT it.tool_name FROM agentpg_instance_tools it
-                                          WHERE it.instance_id = p_instance_id))
-           AND (r.parent_run_id IS NOT NULL
-                OR NOT EXISTS (SELECT 1 FROM agentpg_runs o
-                                WHERE o.session_id = r.session_id
-                                  AND o.parent_run_id IS NULL
-                                  AND o.state NOT IN ('completed', 'cancelled', 'failed')
-                                  AND o.seq < r.seq))
-         ORDER BY r.seq
-         LIMIT p_max_count
-         FOR UPDATE OF r SKIP LOCKED
-    ), claimed AS (
+    v_candidates := agentpg_claim_candidates(p_instance_id, p_max_count, p_run_mode);
+    IF cardinality(v_candidates) = 0 THEN
+        RETURN;
+    END IF;
+
+    WITH claimed AS (
         -- current_iteration_id names the iteration inserted below (no foreign key: an iteration only goes with its run).
         UPDATE agentpg_runs r
            SET state = CASE WHEN p_run_mode = 'batch' THEN 'batch_submitting' ELSE 'streaming' END::agentpg_run_state,
@@ -761,27 +833,32 @@ BEGIN
                started_at = coalesce(r.started_at, now()),
                current_iteration = r.current_iteration + 1,
                current_iteration_id = gen_random_uuid()
-          FROM candidates c
-         WHERE r.id = c.id
-        RETURNING r.id, r.seq
+         WHERE r.id = ANY (v_candidates)
+        RETURNING r.id, r.seq, r.agent_id, r.parent_run_id IS NULL AND NOT r.watched AS unwatched_root
     )
-    SELECT array_agg(claimed.id ORDER BY claimed.seq) INTO v_ids FROM claimed;
+    SELECT array_agg(claimed.id ORDER BY claimed.seq), array_agg(claimed.id) FILTER (WHERE claimed.unwatched_root),
+           array_agg(DISTINCT claimed.agent_id)
+      INTO v_ids, v_unwatched, v_agents
+      FROM claimed;
     IF v_ids IS NULL THEN
         RETURN;
     END IF;
+    -- For the statements after the claim in the same transaction, which read what the claimed runs' first iterations need
+    -- (agents, delegates, conversations) without a round trip per run.
+    PERFORM set_config('agentpg.claimed_runs', array_to_string(v_ids, ','), true),
+            set_config('agentpg.claimed_agents', array_to_string(v_agents, ','), true);
+    -- Root runs claimed with their watch marker unset: their rows stay locked to commit, so no watcher can start on them
+    -- meanwhile, and the prompt's and the iteration's live events are skipped by their triggers' conditions.
+    IF v_unwatched IS NOT NULL THEN
+        PERFORM agentpg_run_event_skip(u) FROM unnest(v_unwatched) u;
+    END IF;
 
     -- The prompt opens the run's part of the conversation (written once: only the first iteration has none before it).
-    WITH prompts AS (
-        INSERT INTO agentpg_messages (session_id, run_id, role)
-        SELECT r.session_id, r.id, 'user'
-          FROM agentpg_runs r
-         WHERE r.id = ANY (v_ids) AND r.current_iteration = 1 AND r.prompt <> ''
-         ORDER BY r.seq
-        RETURNING id, run_id
-    )
-    INSERT INTO agentpg_content_blocks (message_id, block_index, type, text)
-    SELECT p.id, 0, 'text', r.prompt
-      FROM prompts p JOIN agentpg_runs r ON r.id = p.run_id;
+    INSERT INTO agentpg_messages (session_id, run_id, role, content)
+    SELECT r.session_id, r.id, 'user', jsonb_build_array(jsonb_build_object('type', 'text', 'text', r.prompt))
+      FROM agentpg_runs r
+     WHERE r.id = ANY (v_ids) AND r.current_iteration = 1 AND r.prompt <> ''
+     ORDER BY r.seq;
 
     INSERT INTO agentpg_iterations (id, run_id, iteration_number, is_streaming, trigger_type, instance_id, claim_epoch,
                                     started_at, streaming_started_at)
@@ -847,8 +924,10 @@ $$;
 CREATE FUNCTION agentpg_fence_run(p_run_id UUID, p_instance_id TEXT, p_claim_epoch BIGINT, p_iteration_id UUID DEFAULT NULL)
 RETURNS VOID
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_unwatched_root BOOLEAN;
 BEGIN
-    PERFORM 1 FROM agentpg_runs
+    SELECT parent_run_id IS NULL AND NOT watched INTO v_unwatched_root FROM agentpg_runs
      WHERE id = p_run_id AND claimed_by_instance_id = p_instance_id AND claim_epoch = p_claim_epoch
        AND state NOT IN ('completed', 'cancelled', 'failed')
        AND (p_iteration_id IS NULL OR current_iteration_id = p_iteration_id)
@@ -856,6 +935,10 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'run % is no longer claimed by instance % with epoch %', p_run_id, p_instance_id, p_claim_epoch
             USING ERRCODE = 'AP001';
+    END IF;
+    -- A root run locked with its watch marker unset (see agentpg_runs.watched): skip its live events in this transaction.
+    IF v_unwatched_root THEN
+        PERFORM agentpg_run_event_skip(p_run_id);
     END IF;
 END
 $$;
@@ -1051,6 +1134,7 @@ DECLARE
     v_sub RECORD;
     v_last_assistant UUID;
     v_last_assistant_seq BIGINT;
+    v_last_assistant_content JSONB;
     v_message_id UUID;
 BEGIN
     -- Lock order: the parent run first (its execution is completed by the child's trigger). parent_run_id never changes,
@@ -1108,39 +1192,36 @@ BEGIN
      WHERE run_id = p_run_id AND state IN ('pending', 'running', 'awaiting_approval');
 
     -- Dangling tool_use: the run's last assistant message, if no message of the run follows it.
-    SELECT m.id, m.seq INTO v_last_assistant, v_last_assistant_seq
+    SELECT m.id, m.seq, m.content INTO v_last_assistant, v_last_assistant_seq, v_last_assistant_content
       FROM agentpg_messages m
      WHERE m.run_id = p_run_id AND m.role = 'assistant'
      ORDER BY m.seq DESC LIMIT 1;
     IF v_last_assistant IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM agentpg_messages m2 WHERE m2.run_id = p_run_id AND m2.seq > v_last_assistant_seq)
-       AND EXISTS (SELECT 1 FROM agentpg_content_blocks b WHERE b.message_id = v_last_assistant AND b.type = 'tool_use') THEN
-        INSERT INTO agentpg_messages (session_id, run_id, role)
-        VALUES (v_run.session_id, v_run.id, 'user')
-        RETURNING id INTO v_message_id;
-
-        INSERT INTO agentpg_content_blocks (message_id, block_index, type, tool_result_for_use_id, tool_content, is_error)
-        SELECT v_message_id,
-               (row_number() OVER (ORDER BY b.block_index) - 1)::int,
-               'tool_result',
-               b.tool_use_id,
-               CASE WHEN te.state = 'completed' THEN coalesce(te.tool_output, '')
-                    WHEN te.state = 'failed' AND coalesce(te.tool_output, '') <> '' THEN te.tool_output
-                    WHEN te.state = 'failed' THEN coalesce(te.error_message, 'Tool execution failed.')
-                    ELSE 'cancelled' END,
-               coalesce(te.state <> 'completed' OR te.is_error, TRUE)
-          FROM agentpg_content_blocks b
+       AND EXISTS (SELECT 1 FROM jsonb_array_elements(v_last_assistant_content) b WHERE b->>'type' = 'tool_use') THEN
+        INSERT INTO agentpg_messages (session_id, run_id, role, content)
+        SELECT v_run.session_id, v_run.id, 'user',
+               jsonb_agg(agentpg_tool_result_block(
+                   b.block->>'id',
+                   CASE WHEN te.state = 'completed' THEN coalesce(te.tool_output, '')
+                        WHEN te.state = 'failed' AND coalesce(te.tool_output, '') <> '' THEN te.tool_output
+                        WHEN te.state = 'failed' THEN coalesce(te.error_message, 'Tool execution failed.')
+                        ELSE 'cancelled' END,
+                   NULL,
+                   coalesce(te.state <> 'completed' OR te.is_error, TRUE)) ORDER BY b.n)
+          FROM jsonb_array_elements(v_last_assistant_content) WITH ORDINALITY AS b(block, n)
           LEFT JOIN agentpg_tool_executions te
-                 ON te.run_id = p_run_id AND te.tool_use_id = b.tool_use_id
+                 ON te.run_id = p_run_id AND te.tool_use_id = b.block->>'id'
                 AND te.iteration_id = v_run.current_iteration_id
-         WHERE b.message_id = v_last_assistant AND b.type = 'tool_use';
+         WHERE b.block->>'type' = 'tool_use'
+        RETURNING id INTO v_message_id;
     END IF;
 
     RETURN QUERY SELECT TRUE, TRUE, v_batch_ids, v_run.state, v_child_ids;
 END
 $$;
 
--- Deletes the messages (and their content blocks) of one run; returns how many messages were deleted.
+-- Deletes the messages of one run; returns how many messages were deleted.
 CREATE FUNCTION agentpg_delete_run_messages(p_run_id UUID) RETURNS INTEGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
@@ -1172,17 +1253,19 @@ DECLARE
     v_n INTEGER;
 BEGIN
     -- Lock order: parents before the child runs this may fail (the child's trigger completes the parent's execution).
+    -- The instance's runs are found through the queue (active runs only; agentpg_runs has no index on the holder).
     PERFORM 1 FROM agentpg_runs p
-     WHERE p.id IN (SELECT c.parent_run_id FROM agentpg_runs c
-                     WHERE c.claimed_by_instance_id = p_instance_id AND c.parent_run_id IS NOT NULL
+     WHERE p.id IN (SELECT c.parent_run_id FROM agentpg_run_queue q JOIN agentpg_runs c ON c.id = q.run_id
+                     WHERE NOT q.is_root AND c.claimed_by_instance_id = p_instance_id AND c.parent_run_id IS NOT NULL
                        AND c.state NOT IN ('completed', 'cancelled', 'failed'))
      ORDER BY p.depth, p.id
        FOR NO KEY UPDATE;
     UPDATE agentpg_iterations i
        SET error_type = 'abandoned', error_message = 'Instance ' || p_instance_id || ' released the run',
            completed_at = now()
-      FROM agentpg_runs r
-     WHERE r.claimed_by_instance_id = p_instance_id
+      FROM agentpg_run_queue q JOIN agentpg_runs r ON r.id = q.run_id
+     WHERE q.state IN ('streaming', 'batch_submitting')
+       AND r.claimed_by_instance_id = p_instance_id
        AND r.state IN ('streaming', 'batch_submitting')
        AND i.id = r.current_iteration_id AND i.completed_at IS NULL AND i.batch_id IS NULL;
 
@@ -1202,7 +1285,8 @@ BEGIN
            claimed_by_instance_id = NULL,
            claimed_at = NULL,
            claim_epoch = claim_epoch + 1
-     WHERE claimed_by_instance_id = p_instance_id
+     WHERE id IN (SELECT q.run_id FROM agentpg_run_queue q)
+       AND claimed_by_instance_id = p_instance_id
        AND state NOT IN ('completed', 'cancelled', 'failed');
     GET DIAGNOSTICS v_n = ROW_COUNT;
     v_count := v_count + v_n;
@@ -1252,7 +1336,7 @@ BEGIN
     SELECT coalesce(array_agg(DISTINCT holder), '{}') INTO v_dead
       FROM (
         SELECT r.claimed_by_instance_id AS holder, r.claimed_at AS claimed_at
-          FROM agentpg_runs r
+          FROM agentpg_run_queue q JOIN agentpg_runs r ON r.id = q.run_id
          WHERE r.claimed_by_instance_id IS NOT NULL AND r.state NOT IN ('completed', 'cancelled', 'failed')
         UNION ALL
         SELECT te.claimed_by_instance_id, te.claimed_at
@@ -1270,11 +1354,12 @@ BEGIN
 
     -- Live holder, no progress: release that run only.
     FOR v_run IN
-        SELECT r.id, r.parent_run_id FROM agentpg_runs r
-         WHERE r.state IN ('streaming', 'batch_submitting')
+        SELECT r.id, r.parent_run_id FROM agentpg_run_queue q JOIN agentpg_runs r ON r.id = q.run_id
+         WHERE q.state IN ('streaming', 'batch_submitting')
+           AND r.state IN ('streaming', 'batch_submitting')
            AND r.claimed_by_instance_id IS NOT NULL
            AND coalesce(r.last_progress_at, r.claimed_at) < now() - p_rescue_timeout
-           FOR NO KEY UPDATE SKIP LOCKED
+           FOR NO KEY UPDATE OF r SKIP LOCKED
     LOOP
         -- The child is held already: never wait for its parent (lock order); a busy parent means next round.
         IF v_run.parent_run_id IS NOT NULL THEN
@@ -1305,8 +1390,9 @@ BEGIN
 
     -- pending_tools runs whose tools are all terminal but whose results were never written.
     FOR v_run IN
-        SELECT r.id FROM agentpg_runs r
-         WHERE r.state = 'pending_tools'
+        SELECT r.id FROM agentpg_run_queue q JOIN agentpg_runs r ON r.id = q.run_id
+         WHERE q.state = 'pending_tools'
+           AND r.state = 'pending_tools'
            AND r.current_iteration_id IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM agentpg_tool_executions te
                             WHERE te.iteration_id = r.current_iteration_id AND te.state IN ('pending', 'running', 'awaiting_approval'))
@@ -1374,9 +1460,11 @@ BEGIN
 
     FOR v_item IN
         SELECT r.id, r.claimed_by_instance_id AS holder, r.claim_epoch
-          FROM agentpg_runs r
+          FROM agentpg_run_queue q
+          JOIN agentpg_runs r ON r.id = q.run_id
           JOIN agentpg_instances i ON i.id = r.claimed_by_instance_id
-         WHERE r.state NOT IN ('completed', 'cancelled', 'failed', 'batch_pending', 'batch_processing')
+         WHERE q.state NOT IN ('batch_pending', 'batch_processing')
+           AND r.state NOT IN ('completed', 'cancelled', 'failed', 'batch_pending', 'batch_processing')
            AND i.held_reported_at IS NOT NULL
            AND r.claimed_at < i.held_reported_at - p_bound
            AND NOT (r.id = ANY (i.held_work))
@@ -1481,13 +1569,23 @@ INSERT INTO agentpg_migrations (version, name) VALUES (1, 'initial');
 -- ---------------------------------------------------------------------------------------------------------
 -- Live run events (WatchRunAsync; docs/streaming.md, src/AgentPg/Runs/Events/README.md)
 -- ---------------------------------------------------------------------------------------------------------
--- Events are recorded only for root runs somebody watches (or watched): the first watcher creates the root's head row
--- and, in the same transaction, back-fills the events of what already happened from the durable tables. From then on
--- the triggers below append an event for every state change, iteration, message and tool call of the root run's
--- hierarchy, and the streaming instance appends coalesced text deltas. For a root run nobody watches, the first trigger of
--- a transaction takes a shared advisory lock and makes one primary-key probe of agentpg_run_event_heads, and nothing is
--- written; it then remembers the root as unwatched for the rest of the transaction (agentpg_run_event_unwatched), so the
--- transaction's later triggers for that root are skipped by their WHEN conditions without a PL/pgSQL call.
+-- Events are recorded only for root runs somebody watches (or watched): the first watcher marks the root run's row
+-- (agentpg_mark_run_watched, a transaction of its own), then creates the root's head row and, in the same transaction,
+-- back-fills the events of what already happened from the durable tables (agentpg_watch_run). From then on the triggers
+-- below append an event for every state change, iteration, message and tool call of the root run's hierarchy, and the
+-- streaming instance appends coalesced text deltas.
+-- For a root run nobody watches, nothing is written, and a transaction learns "unwatched" the cheapest way it can:
+-- * A transaction that holds the root run's row locked (the claim, the run fences, any UPDATE of the row) reads the
+--   row's watch marker: unset, no watcher can start before this transaction commits (marking the row waits for the
+--   lock). No lock, no probe, no PL/pgSQL call: the run's own state-change trigger tests the marker in its condition,
+--   and the claim and the fences remember the root for the transaction's other triggers (agentpg_run_event_skip).
+-- * Any other transaction (a tool's completion, a child run's writes) takes the root's shared advisory lock and probes
+--   agentpg_run_event_heads once, and remembers the root likewise.
+-- The transaction's later triggers for a remembered root are skipped by their WHEN conditions
+-- (agentpg_run_event_unwatched). A first watcher marks the row in a transaction of its own and only then takes the
+-- exclusive advisory lock: never holding one while waiting for the other, it cannot deadlock with writers that take the
+-- row lock and the advisory lock in either order (a child run's final write locks its parent's row and then appends; a
+-- tool's completion appends and then the tools-complete trigger updates its run's row).
 -- Logged tables: written only for watched runs, and a resuming watcher must find the same sequences after a server
 -- restart. The leader deletes them RunEventRetention after the root run finished (messages stay forever).
 
@@ -1522,11 +1620,24 @@ $$;
 -- lists the roots this transaction found without a head while holding their shared advisory lock. The lock is held until
 -- the transaction ends, and agentpg_watch_run creates a head only under the exclusive lock, so no head can appear for such
 -- a root before this transaction commits: its later events can be skipped without the lock and the probe. (A rolled-back
--- savepoint releases the lock and reverts the setting together.) Written as a plain expression so the triggers' WHEN
--- conditions can evaluate it without entering PL/pgSQL; a uuid's text contains no comma, so a match is a whole entry.
+-- savepoint releases the lock and reverts the setting together.) A uuid's text contains no comma, so a match is a whole
+-- entry. The triggers' WHEN conditions spell the expression out (see agentpg_notify_deferred for why).
 CREATE FUNCTION agentpg_run_event_unwatched(p_root_run_id UUID) RETURNS BOOLEAN
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT coalesce(strpos(current_setting('agentpg.unwatched_roots', true), p_root_run_id::text), 0) > 0
+$$;
+
+-- Remembers a root run as unwatched for the rest of this transaction (see agentpg_run_event_unwatched). Only for a
+-- transaction holding what a first watcher must wait for: the root's shared advisory lock, or the root run's row locked
+-- with its watch marker unset. Bounded, so a transaction touching thousands of roots (a rescue) does not make every
+-- later check scan a long string: past ~2 000 characters (~50 roots) nothing more is remembered and later events probe.
+-- A single expression of built-in functions, so the planner inlines it into the statements that call it.
+CREATE FUNCTION agentpg_run_event_skip(p_root_run_id UUID) RETURNS BOOLEAN
+LANGUAGE sql VOLATILE AS $$
+    SELECT CASE WHEN length(coalesce(current_setting('agentpg.unwatched_roots', true), '')) >= 2000 THEN FALSE
+                ELSE set_config('agentpg.unwatched_roots',
+                                coalesce(current_setting('agentpg.unwatched_roots', true), '') || p_root_run_id::text || ',', true) IS NOT NULL
+           END
 $$;
 
 -- Appends one event when the root run is watched. The shared advisory lock makes a concurrent first watcher either see
@@ -1536,7 +1647,6 @@ RETURNS VOID
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     v_sequence BIGINT;
-    v_unwatched TEXT;
 BEGIN
     IF p_root_run_id IS NULL OR agentpg_run_event_unwatched(p_root_run_id) THEN
         RETURN;
@@ -1546,12 +1656,7 @@ BEGIN
      WHERE root_run_id = p_root_run_id
     RETURNING last_sequence INTO v_sequence;
     IF NOT FOUND THEN
-        -- Remember it (see agentpg_run_event_unwatched); bounded, so a transaction touching thousands of roots (a rescue)
-        -- does not make every later check scan a long string: past the bound, each event simply probes.
-        v_unwatched := coalesce(current_setting('agentpg.unwatched_roots', true), '');
-        IF length(v_unwatched) < 2000 THEN
-            PERFORM set_config('agentpg.unwatched_roots', v_unwatched || p_root_run_id::text || ',', true);
-        END IF;
+        PERFORM agentpg_run_event_skip(p_root_run_id);
         RETURN;
     END IF;
     INSERT INTO agentpg_run_events (root_run_id, sequence, run_id, kind, ref_id, data)
@@ -1573,9 +1678,11 @@ BEGIN
 END
 $$;
 -- Named to fire before agentpg_trg_child_run_complete (same-event triggers fire in name order), so a child run's
--- finish comes before the parent's tool completion and continuation in the stream.
+-- finish comes before the parent's tool completion and continuation in the stream. A root run's row is locked by the
+-- UPDATE that fires this: its watch marker, unset, says nobody watches it (see agentpg_runs.watched).
 CREATE TRIGGER agentpg_trg_a_run_event_state AFTER UPDATE OF state ON agentpg_runs
-    FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state AND NOT agentpg_run_event_unwatched(NEW.root_run_id))
+    FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state AND (NEW.parent_run_id IS NOT NULL OR NEW.watched)
+                       AND NOT coalesce(strpos(current_setting('agentpg.unwatched_roots', true), NEW.root_run_id::text), 0) > 0)
     EXECUTE FUNCTION agentpg_run_event_on_run();
 -- A root run is never watched before it exists; a child run appears in its root's stream when it is created.
 CREATE TRIGGER agentpg_trg_run_event_created AFTER INSERT ON agentpg_runs
@@ -1591,7 +1698,8 @@ END
 $$;
 -- A root run's id is its root's: a transaction that found it unwatched skips the call (a child run's goes through the lookup).
 CREATE TRIGGER agentpg_trg_run_event_iteration AFTER INSERT ON agentpg_iterations
-    FOR EACH ROW WHEN (NOT agentpg_run_event_unwatched(NEW.run_id)) EXECUTE FUNCTION agentpg_run_event_on_iteration();
+    FOR EACH ROW WHEN (NOT coalesce(strpos(current_setting('agentpg.unwatched_roots', true), NEW.run_id::text), 0) > 0)
+    EXECUTE FUNCTION agentpg_run_event_on_iteration();
 
 CREATE FUNCTION agentpg_run_event_on_message() RETURNS TRIGGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
@@ -1601,7 +1709,8 @@ BEGIN
 END
 $$;
 CREATE TRIGGER agentpg_trg_run_event_message AFTER INSERT ON agentpg_messages
-    FOR EACH ROW WHEN (NEW.run_id IS NOT NULL AND NOT agentpg_run_event_unwatched(NEW.run_id)) EXECUTE FUNCTION agentpg_run_event_on_message();
+    FOR EACH ROW WHEN (NEW.run_id IS NOT NULL AND NOT coalesce(strpos(current_setting('agentpg.unwatched_roots', true), NEW.run_id::text), 0) > 0)
+    EXECUTE FUNCTION agentpg_run_event_on_message();
 
 -- A tool call starts when its execution starts running (an agent tool: when its child run exists) and completes when
 -- its execution is terminal (an execution can also be created terminal: invalid input, unknown tool; or end without
@@ -1632,7 +1741,34 @@ CREATE TRIGGER agentpg_trg_run_event_tool AFTER UPDATE OF state, child_run_id ON
 CREATE TRIGGER agentpg_trg_run_event_tool_created AFTER INSERT ON agentpg_tool_executions
     FOR EACH ROW WHEN (NEW.state <> 'pending') EXECUTE FUNCTION agentpg_run_event_on_tool();
 
--- Starts watching the hierarchy of p_run_id's root run; returns the root run's id, or NULL when the run does not exist.
+-- The first step of watching p_run_id's hierarchy, in a transaction of its own before agentpg_watch_run: sets the root
+-- run's watch marker (see agentpg_runs.watched). The UPDATE waits for the transactions holding the row, which skipped
+-- their events on the unset marker; agentpg_watch_run's back-fill then sees what they wrote. Returns the root run's id,
+-- or NULL when the run does not exist. Holding the row lock for a moment can make a concurrent claim skip a pending
+-- root run: it is announced again as claimable.
+CREATE FUNCTION agentpg_mark_run_watched(p_run_id UUID) RETURNS UUID
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_root UUID;
+    v_state agentpg_run_state;
+    v_mode agentpg_run_mode;
+BEGIN
+    SELECT coalesce(root_run_id, id) INTO v_root FROM agentpg_runs WHERE id = p_run_id;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    UPDATE agentpg_runs SET watched = TRUE WHERE id = v_root AND NOT watched
+    RETURNING state, run_mode INTO v_state, v_mode;
+    IF v_state = 'pending' THEN
+        PERFORM agentpg_notify('agentpg_run_state',
+            json_build_object('run_id', v_root, 'state', v_state, 'previous_state', v_state, 'run_mode', v_mode)::text);
+    END IF;
+    RETURN v_root;
+END
+$$;
+
+-- Starts watching the hierarchy of p_run_id's root run, marked by agentpg_mark_run_watched in an earlier transaction;
+-- returns the root run's id, or NULL when the run does not exist.
 -- The first watcher creates the head and back-fills, in order, the events of what the durable tables already hold
 -- (coalesced: a run's past states are its creation and its current state; text is in the stored messages), and
 -- announces the root on agentpg_run_watch so the instance streaming it starts publishing deltas.
@@ -1645,6 +1781,10 @@ BEGIN
     SELECT coalesce(root_run_id, id) INTO v_root FROM agentpg_runs WHERE id = p_run_id;
     IF NOT FOUND THEN
         RETURN NULL;
+    END IF;
+    IF NOT (SELECT r.watched FROM agentpg_runs r WHERE r.id = v_root) THEN
+        -- Without the marker, transactions holding the root's row would skip events after the head exists.
+        RAISE EXCEPTION 'run % is not marked watched: call agentpg_mark_run_watched in a transaction of its own first', v_root;
     END IF;
     IF EXISTS (SELECT 1 FROM agentpg_run_event_heads WHERE root_run_id = v_root) THEN
         RETURN v_root;
@@ -1679,7 +1819,9 @@ BEGIN
         UNION ALL
         SELECT te.run_id, 'tool_started', te.id, jsonb_build_object('child_run_id', te.child_run_id), coalesce(te.started_at, te.created_at), 4, te.position
           FROM agentpg_tool_executions te JOIN tree t ON t.id = te.run_id
-         WHERE te.started_at IS NOT NULL OR te.child_run_id IS NOT NULL
+         -- The rule of agentpg_run_event_on_tool: an agent tool starts when its child run exists, not at its claim (a watch
+         -- between the two would otherwise get the start twice, back-filled and then recorded).
+         WHERE (NOT te.is_agent_tool AND te.started_at IS NOT NULL) OR (te.is_agent_tool AND te.child_run_id IS NOT NULL)
         UNION ALL
         SELECT te.run_id, 'approval_requested', te.id, '{}'::jsonb, te.created_at, 4, te.position
           FROM agentpg_tool_executions te JOIN tree t ON t.id = te.run_id

@@ -57,32 +57,21 @@ public sealed class AgentPgMigrator
         ArgumentOutOfRangeException.ThrowIfNegative(target, nameof(targetVersion));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(target, LatestVersion, nameof(targetVersion));
 
-        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using (connection.ConfigureAwait(false))
+        return await LockedAsync(ensureSchema: true, async (transaction, current) =>
         {
-            var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-            await using (transaction.ConfigureAwait(false))
+            if (current >= target)
             {
-                await _sql.LockAsync(transaction, cancellationToken).ConfigureAwait(false);
-                await _sql.EnsureSchemaAsync(transaction, cancellationToken).ConfigureAwait(false);
-                var current = await ReadVersionAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
-                ThrowIfNewer(current);
-                if (current >= target)
-                {
-                    await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-                    return current;
-                }
-
-                await _sql.SetSearchPathAsync(transaction, cancellationToken).ConfigureAwait(false);
-                foreach (var script in s_scripts.Where(s => s.Up && s.Version > current && s.Version <= target).OrderBy(s => s.Version))
-                {
-                    await ExecuteScriptAsync(transaction, script, cancellationToken).ConfigureAwait(false);
-                }
-
-                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-                return target;
+                return current;
             }
-        }
+
+            await _sql.SetSearchPathAsync(transaction, cancellationToken).ConfigureAwait(false);
+            foreach (var script in s_scripts.Where(s => s.Up && s.Version > current && s.Version <= target).OrderBy(s => s.Version))
+            {
+                await ExecuteScriptAsync(transaction, script, cancellationToken).ConfigureAwait(false);
+            }
+
+            return target;
+        }, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Reverts migrations until the schema is at <paramref name="targetVersion"/>.</summary>
@@ -95,6 +84,33 @@ public sealed class AgentPgMigrator
     {
         ArgumentOutOfRangeException.ThrowIfNegative(targetVersion);
 
+        await LockedAsync(ensureSchema: false, async (transaction, current) =>
+        {
+            if (current > targetVersion)
+            {
+                await _sql.SetSearchPathAsync(transaction, cancellationToken).ConfigureAwait(false);
+                foreach (var script in s_scripts.Where(s => !s.Up && s.Version > targetVersion && s.Version <= current).OrderByDescending(s => s.Version))
+                {
+                    await ExecuteScriptAsync(transaction, script, cancellationToken).ConfigureAwait(false);
+                }
+            }
+
+            if (targetVersion == 0 && _schema.Name != "public" && await _sql.IsOursAsync(transaction, cancellationToken).ConfigureAwait(false))
+            {
+                await _sql.DropSchemaIfEmptyAsync(transaction, cancellationToken).ConfigureAwait(false);
+            }
+
+            return current;
+        }, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Runs <paramref name="body"/> in one transaction that holds the migration lock, with the schema's version
+    /// (a schema newer than this library is refused first), and commits what it did.</summary>
+    /// <param name="ensureSchema">Whether to create the schema when it does not exist (migrating up does, rolling back does not).</param>
+    /// <param name="body">Gets the transaction and the current version; returns the version afterwards.</param>
+    /// <param name="cancellationToken">Cancels the work; nothing is committed.</param>
+    private async Task<int> LockedAsync(bool ensureSchema, Func<NpgsqlTransaction, int, Task<int>> body, CancellationToken cancellationToken)
+    {
         var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
@@ -102,23 +118,16 @@ public sealed class AgentPgMigrator
             await using (transaction.ConfigureAwait(false))
             {
                 await _sql.LockAsync(transaction, cancellationToken).ConfigureAwait(false);
+                if (ensureSchema)
+                {
+                    await _sql.EnsureSchemaAsync(transaction, cancellationToken).ConfigureAwait(false);
+                }
+
                 var current = await ReadVersionAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
                 ThrowIfNewer(current);
-                if (current > targetVersion)
-                {
-                    await _sql.SetSearchPathAsync(transaction, cancellationToken).ConfigureAwait(false);
-                    foreach (var script in s_scripts.Where(s => !s.Up && s.Version > targetVersion && s.Version <= current).OrderByDescending(s => s.Version))
-                    {
-                        await ExecuteScriptAsync(transaction, script, cancellationToken).ConfigureAwait(false);
-                    }
-                }
-
-                if (targetVersion == 0 && _schema.Name != "public" && await _sql.IsOursAsync(transaction, cancellationToken).ConfigureAwait(false))
-                {
-                    await _sql.DropSchemaIfEmptyAsync(transaction, cancellationToken).ConfigureAwait(false);
-                }
-
+                var version = await body(transaction, current).ConfigureAwait(false);
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                return version;
             }
         }
     }

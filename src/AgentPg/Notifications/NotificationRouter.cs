@@ -98,9 +98,9 @@ internal sealed class NotificationRouter(Engine engine, RunEventFeeds feeds, Fun
     {
         engine.Waiters.Signal(runId);
         engine.InFlight.Cancel(runId);
-        if (parentRunId is { } parentRun && engine.Callbacks.Has(parentRun))
+        if (parentRunId is { } parentRun)
         {
-            _ = engine.Callbacks.FireAgentToolCompleteAsync(runId);
+            engine.Callbacks.FireAgentToolComplete(parentRun, runId);
         }
 
         engine.Callbacks.Remove(runId);

@@ -219,6 +219,8 @@ internal sealed class IterationRecorder(Engine engine)
             parameters.Add(p);
         }
 
+        // Taken before the commit: when every tool use failed here, the run goes on at once and may finish before they fire.
+        var onComplete = failedEarly.Count > 0 ? engine.Callbacks.OnComplete(run.Id) : null;
         var updates = new JsonObject
         {
             ["tool_iterations"] = 1,
@@ -258,7 +260,7 @@ internal sealed class IterationRecorder(Engine engine)
 
         foreach (var e in failedEarly)
         {
-            engine.Callbacks.FireComplete(e);
+            engine.Callbacks.FireComplete(e, onComplete);
             _ = engine.Hooks.ToolCallAsync(e, CancellationToken.None);
         }
 
@@ -292,10 +294,8 @@ internal sealed class IterationRecorder(Engine engine)
     // insert: it need not be idempotent. A continuation in place keeps the claim and the iteration, so its retry passes the
     // fence and must find its message already there.
     private void AddAssistantMessage(NpgsqlBatch batch, Run run, Guid messageId, ModelResponse response, bool once)
-    {
-        engine.Sql.Messages.AddInsert(batch, messageId, run, MessageRole.Assistant, MessageSql.UsageJson(response.Usage), once);
-        engine.Sql.Messages.AddInsertBlocks(batch, messageId, response.Blocks.Select(BlockMapping.ToStored).ToList(), once);
-    }
+        => engine.Sql.Messages.AddInsert(batch, messageId, run, MessageRole.Assistant, MessageSql.UsageJson(response.Usage),
+            MessageContent.FromClaude(response.Blocks), once);
 
     private void AddIterationCompletion(NpgsqlBatch batch, ClaimedRun claimed, IterationContext context, string? stopReason, Guid? messageId,
         int toolCount, string? errorType, string? errorMessage)

@@ -21,6 +21,14 @@ internal sealed class IterationStarter(Engine engine)
             claimed.IterationStarted = false;
             claimed.IterationUsage = Usage.Zero;
             claimed.CompactedForContextWindow = false;
+            if (claimed.FirstIterationInputs is { } inputs)
+            {
+                // ... and the claim's batch read them too.
+                claimed.FirstIterationInputs = null;
+                return BuildContext(claimed, inputs.Agent, inputs.Delegates, inputs.History, claimed.Iteration, startedId, claimed.MaxTokensOverride,
+                    claimed.Run.RunMode == RunMode.Streaming);
+            }
+
             return await LoadAsync(claimed, claimed.Iteration, startedId, claimed.MaxTokensOverride, includeHistory: true, cancellationToken)
                 .ConfigureAwait(false);
         }
@@ -43,8 +51,7 @@ internal sealed class IterationStarter(Engine engine)
                 sql.Runs.AddFence(batch, run, engine.InstanceId, null);
                 if (writePrompt)
                 {
-                    sql.Messages.AddInsert(batch, promptId, run, MessageRole.User, "{}", once: false);
-                    sql.Messages.AddInsertTextBlock(batch, promptId, run.Prompt);
+                    sql.Messages.AddInsert(batch, promptId, run, MessageRole.User, "{}", MessageContent.Text(run.Prompt), once: false);
                 }
 
                 // max_tokens is only known with the agent; the iteration row gets it when the result is recorded.
@@ -60,11 +67,7 @@ internal sealed class IterationStarter(Engine engine)
                     await reader.NextResultAsync(ct).ConfigureAwait(false); // past the commit setting
                     await reader.NextResultAsync(ct).ConfigureAwait(false); // past the planner setting
                     await reader.NextResultAsync(ct).ConfigureAwait(false); // past the fence
-                    var agent = await reader.ReadAsync(ct).ConfigureAwait(false)
-                        ? AgentSql.Read(reader)
-                        : throw new RunFailureException(ErrorTypes.ProcessingError, $"Agent {run.AgentId} of the run no longer exists.");
-                    await reader.NextResultAsync(ct).ConfigureAwait(false);
-                    var delegates = await ReadDelegatesAsync(reader, ct).ConfigureAwait(false);
+                    var (agent, delegates) = await ReadAgentAsync(reader, run.AgentId, ct).ConfigureAwait(false);
                     await reader.NextResultAsync(ct).ConfigureAwait(false);
                     var history = await MessageSql.ReadMessagesAsync(reader, ct).ConfigureAwait(false);
                     claimed.Iteration = number;
@@ -100,11 +103,7 @@ internal sealed class IterationStarter(Engine engine)
                 await using (reader.ConfigureAwait(false))
                 {
                     await reader.NextResultAsync(ct).ConfigureAwait(false); // past the planner setting
-                    var agent = await reader.ReadAsync(ct).ConfigureAwait(false)
-                        ? AgentSql.Read(reader)
-                        : throw new RunFailureException(ErrorTypes.ProcessingError, $"Agent {run.AgentId} of the run no longer exists.");
-                    await reader.NextResultAsync(ct).ConfigureAwait(false);
-                    var delegates = await ReadDelegatesAsync(reader, ct).ConfigureAwait(false);
+                    var (agent, delegates) = await ReadAgentAsync(reader, run.AgentId, ct).ConfigureAwait(false);
                     IReadOnlyList<Message> history = [];
                     if (includeHistory)
                     {
@@ -118,15 +117,22 @@ internal sealed class IterationStarter(Engine engine)
         }, engine.Time, cancellationToken).ConfigureAwait(false);
     }
 
-    private static async Task<List<(Guid Id, string Name, string? Description)>> ReadDelegatesAsync(NpgsqlDataReader reader, CancellationToken ct)
+    /// <summary>Reads the results of <see cref="AgentSql.AddGetById"/> and <see cref="AgentSql.AddGetDelegates"/>: the agent (a run
+    /// whose agent was deleted fails) and its delegates.</summary>
+    private static async Task<(AgentDefinition Agent, List<(Guid Id, string Name, string? Description)> Delegates)> ReadAgentAsync(
+        NpgsqlDataReader reader, Guid agentId, CancellationToken ct)
     {
+        var agent = await reader.ReadAsync(ct).ConfigureAwait(false)
+            ? AgentSql.Read(reader)
+            : throw new RunFailureException(ErrorTypes.ProcessingError, $"Agent {agentId} of the run no longer exists.");
+        await reader.NextResultAsync(ct).ConfigureAwait(false);
         var delegates = new List<(Guid Id, string Name, string? Description)>();
         while (await reader.ReadAsync(ct).ConfigureAwait(false))
         {
             delegates.Add(AgentSql.ReadDelegate(reader));
         }
 
-        return delegates;
+        return (agent, delegates);
     }
 
     private IterationContext BuildContext(ClaimedRun claimed, AgentDefinition agent, List<(Guid Id, string Name, string? Description)> delegates,

@@ -40,6 +40,10 @@ internal sealed class ClaimedRun
     /// <see cref="IterationStarter.StartAsync"/> only reads what the request needs.</summary>
     public bool IterationStarted { get; set; }
 
+    /// <summary>What the claim's batch read for the iteration it started (the agent, its delegates, the conversation), used
+    /// once by <see cref="IterationStarter.StartAsync"/>; null when not read.</summary>
+    public IterationInputs? FirstIterationInputs { get; set; }
+
     public int Continuations { get; set; }
 
     /// <summary>The trigger of the next iteration.</summary>
@@ -56,6 +60,9 @@ internal sealed class ClaimedRun
     /// <summary>Usage of the current iteration's model calls (retries included: they are paid for).</summary>
     public Usage IterationUsage { get; set; } = Usage.Zero;
 }
+
+/// <summary>What an iteration's request is built from, as read from the database.</summary>
+internal sealed record IterationInputs(AgentDefinition Agent, List<(Guid Id, string Name, string? Description)> Delegates, IReadOnlyList<Message> History);
 
 /// <summary>The outcome of the iteration before the current claim.</summary>
 internal sealed record PreviousIteration(string TriggerType, string? StopReason, string? ErrorType, int? MaxTokens, bool ExtendedContext);

@@ -89,9 +89,15 @@ internal sealed class RunCallbacks(NpgsqlDataSource dataSource, Sql sql, TimePro
         }
     }
 
-    public void FireComplete(ToolCallEvent e)
+    /// <summary>Gets the run's OnToolComplete now, for a worker about to commit the write that lets the run go on: from that
+    /// commit the run may finish, and its entry go with its notification, before the worker fires the callback.</summary>
+    public Action<ToolCallEvent>? OnComplete(Guid runId) => TryGet(runId)?.OnComplete;
+
+    /// <summary>Fires the OnToolComplete of <paramref name="e"/>'s run: its entry's, or, when the entry went meanwhile (the run
+    /// finished), <paramref name="taken"/> (from <see cref="OnComplete"/> before the commit).</summary>
+    public void FireComplete(ToolCallEvent e, Action<ToolCallEvent>? taken = null)
     {
-        if (TryGet(e.RunId) is { OnComplete: { } callback })
+        if ((TryGet(e.RunId)?.OnComplete ?? taken) is { } callback)
         {
             Fire(callback, e, "OnToolComplete");
         }
@@ -99,13 +105,24 @@ internal sealed class RunCallbacks(NpgsqlDataSource dataSource, Sql sql, TimePro
 
     /// <summary>OnToolComplete of an agent tool whose child run finished (on any instance): the trigger completed the parent's
     /// execution; its event is read back and handed to the parent run's callback. Fire and forget.</summary>
-    public async Task FireAgentToolCompleteAsync(Guid childRunId)
+    /// <remarks>The callback is taken now, when the child's notification arrives, not after the read: the parent cannot have
+    /// finished yet (its execution completed with the child), but it may finish, and its entry go with its own notification,
+    /// before the read returns.</remarks>
+    public void FireAgentToolComplete(Guid parentRunId, Guid childRunId)
+    {
+        if (TryGet(parentRunId) is { OnComplete: { } callback })
+        {
+            _ = FireAgentToolCompleteAsync(callback, childRunId);
+        }
+    }
+
+    private async Task FireAgentToolCompleteAsync(Action<ToolCallEvent> callback, Guid childRunId)
     {
         try
         {
             if (await ToolExecutionSql.ReadAgentToolEventAsync(dataSource, sql, childRunId, CancellationToken.None).ConfigureAwait(false) is { } e)
             {
-                FireComplete(e);
+                Fire(callback, e, "OnToolComplete");
             }
         }
         catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException)

@@ -56,6 +56,15 @@ internal sealed class AgentSql
         GetDelegators = $"SELECT {Columns} FROM {t} WHERE agent_ids @> ARRAY[$1]::uuid[]";
         Delete = $"DELETE FROM {t} WHERE id = $1";
         // The delegates of agent $1, in AgentIds order (each is offered to Claude as a tool).
+        // The agents of the runs claimed earlier in the transaction, and their delegates (the delegating agent first), read
+        // in the claim's batch for the claimed runs' first iterations.
+        ForClaimed = $"SELECT {Columns} FROM {t} WHERE id = ANY ({RunSql.ClaimedAgentIds})";
+        DelegatesForClaimed = $"""
+            SELECT a.id, d.id, d.name, d.description
+              FROM {t} a JOIN {t} d ON d.id = ANY (a.agent_ids)
+             WHERE a.id = ANY ({RunSql.ClaimedAgentIds})
+             ORDER BY a.id, array_position(a.agent_ids, d.id)
+            """;
         GetDelegates = $"""
             SELECT d.id, d.name, d.description
               FROM {t} a JOIN {t} d ON d.id = ANY (a.agent_ids)
@@ -90,6 +99,10 @@ internal sealed class AgentSql
 
     public string GetDelegates { get; }
 
+    public string ForClaimed { get; }
+
+    public string DelegatesForClaimed { get; }
+
     public string List { get; }
 
     public string Count { get; }
@@ -101,6 +114,42 @@ internal sealed class AgentSql
 
     /// <summary>Adds <see cref="GetDelegates"/>; read each row with <see cref="ReadDelegate"/>.</summary>
     public void AddGetDelegates(NpgsqlBatch batch, Guid agentId) => batch.Append(GetDelegates, P.Uuid(agentId));
+
+    /// <summary>Adds <see cref="ForClaimed"/> and <see cref="DelegatesForClaimed"/> after a claim in its batch; read them with
+    /// <see cref="ReadForClaimedAsync"/>.</summary>
+    public void AddForClaimed(NpgsqlBatch batch)
+    {
+        batch.Append(ForClaimed);
+        batch.Append(DelegatesForClaimed);
+    }
+
+    /// <summary>Reads the results of <see cref="AddForClaimed"/>, the reader positioned on the first: the agents by id, and
+    /// each agent's delegates in their order.</summary>
+    public static async Task<(Dictionary<Guid, AgentDefinition> Agents, Dictionary<Guid, List<(Guid Id, string Name, string? Description)>> Delegates)>
+        ReadForClaimedAsync(NpgsqlDataReader r, CancellationToken cancellationToken)
+    {
+        var agents = new Dictionary<Guid, AgentDefinition>();
+        while (await r.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            var agent = Read(r);
+            agents[agent.Id] = agent;
+        }
+
+        await r.NextResultAsync(cancellationToken).ConfigureAwait(false);
+        var delegates = new Dictionary<Guid, List<(Guid Id, string Name, string? Description)>>();
+        while (await r.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            var of = r.GetGuid(0);
+            if (!delegates.TryGetValue(of, out var list))
+            {
+                delegates[of] = list = [];
+            }
+
+            list.Add((r.GetGuid(1), r.GetString(2), r.IsDBNull(3) ? null : r.GetString(3)));
+        }
+
+        return (agents, delegates);
+    }
 
     /// <summary>Reads a row of <see cref="GetDelegates"/>.</summary>
     public static (Guid Id, string Name, string? Description) ReadDelegate(NpgsqlDataReader r)

@@ -29,27 +29,24 @@ internal sealed class CompactionSql
     private readonly string _prune;
     private readonly string _remove;
     private readonly string _insertSummary;
-    private readonly string _insertSummaryBlock;
     private readonly string _incrementCount;
     private readonly string _events;
     private readonly string _eventForRestore;
     private readonly string _deleteMessage;
-    private readonly string _deletePrunedBlocks;
+    private readonly string _restorePruned;
     private readonly string _restoreMessages;
 
     public CompactionSql(SchemaName s)
     {
         var sessions = $"{s}.agentpg_sessions";
         var m = $"{s}.agentpg_messages";
-        var b = $"{s}.agentpg_content_blocks";
         var events = $"{s}.agentpg_compaction_events";
         var archive = $"{s}.agentpg_message_archive";
         _lockSession = $"SELECT compaction_count FROM {sessions} WHERE id = $1 FOR UPDATE";
         _countMessages = $"SELECT count(*)::int FROM {m} WHERE session_id = $1 AND id = ANY($2)";
         // Root runs still in progress: their messages are never compacted by anyone but the worker holding the run.
         _activeRootRuns = $"""
-            SELECT id FROM {s}.agentpg_runs
-             WHERE session_id = $1 AND depth = 0 AND state NOT IN ('completed', 'failed', 'cancelled')
+            SELECT run_id FROM {s}.agentpg_run_queue WHERE session_id = $1 AND is_root
             """;
         _insertEvent = $"""
             INSERT INTO {events} (id, session_id, strategy, reason, original_tokens, compacted_tokens, messages_removed, messages_pruned,
@@ -64,7 +61,6 @@ internal sealed class CompactionSql
                        'format', 1,
                        'action', CASE WHEN msg.id = ANY($3) THEN 'removed' ELSE 'pruned' END,
                        'message', to_jsonb(msg),
-                       'blocks', coalesce((SELECT jsonb_agg(to_jsonb(blk) ORDER BY blk.block_index) FROM {b} blk WHERE blk.message_id = msg.id), '[]'),
                        'iterations', coalesce((SELECT jsonb_agg(i.id) FROM {s}.agentpg_iterations i WHERE i.response_message_id = msg.id), '[]'))
               FROM {m} msg
              WHERE msg.session_id = $2 AND (msg.id = ANY($3) OR msg.id = ANY($4))
@@ -72,21 +68,23 @@ internal sealed class CompactionSql
         // Tool outputs longer than the placeholder, and those with images or documents, become the placeholder; every other
         // field stays (the tool_use_id pairing included). $1 pruned message ids, $2 placeholder.
         _prune = $"""
-            UPDATE {b}
-               SET tool_content = $2,
-                   raw = CASE WHEN raw IS NULL THEN NULL ELSE jsonb_set(raw, ARRAY['content'], to_jsonb($2::text)) END
-             WHERE message_id = ANY($1) AND type = 'tool_result'
-               AND (length(coalesce(tool_content, '')) > length($2) OR jsonb_typeof(raw -> 'content') = 'array')
+            UPDATE {m} msg
+               SET content = (SELECT jsonb_agg(CASE WHEN blk ->> 'type' = 'tool_result'
+                                                     AND (jsonb_typeof(blk -> 'content') = 'array'
+                                                          OR length(coalesce(blk ->> 'content', '')) > length($2))
+                                                    THEN (blk - '{MessageContent.TextKey}') || jsonb_build_object('content', $2::text)
+                                                    ELSE blk END ORDER BY n)
+                                FROM jsonb_array_elements(msg.content) WITH ORDINALITY AS x(blk, n))
+             WHERE msg.id = ANY($1) AND jsonb_array_length(msg.content) > 0
             """;
         _remove = $"DELETE FROM {m} WHERE session_id = $1 AND id = ANY($2)";
         // The summary takes the position (seq, free again once the prefix is deleted) of the oldest removed message, as a
-        // user turn. $1 event, $2 session, $3 summary message id.
+        // user turn. $1 event, $2 session, $3 summary message id, $4 content.
         _insertSummary = $"""
-            INSERT INTO {m} (id, seq, session_id, run_id, role, is_summary)
-            SELECT $3, min((a.original_message->'message'->>'seq')::bigint), $2, NULL, 'user', TRUE
+            INSERT INTO {m} (id, seq, session_id, run_id, role, is_summary, content)
+            SELECT $3, min((a.original_message->'message'->>'seq')::bigint), $2, NULL, 'user', TRUE, $4
               FROM {archive} a WHERE a.compaction_event_id = $1 AND a.original_message->>'action' = 'removed'
             """;
-        _insertSummaryBlock = $"INSERT INTO {b} (message_id, block_index, type, text) VALUES ($1, 0, 'text', $2)";
         _incrementCount = $"UPDATE {sessions} SET compaction_count = compaction_count + $2, updated_at = now() WHERE id = $1";
         _events = $"SELECT {EventColumns} FROM {events} WHERE session_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2";
         // The event, and whether a later compaction of its session is still in place.
@@ -97,23 +95,18 @@ internal sealed class CompactionSql
                               AND (later.created_at, later.id) > (e.created_at, e.id))
               FROM {events} e WHERE e.id = $1
             """;
-        // Restore, in order: the summary goes (freeing its seq), pruned messages lose their rewritten blocks, removed messages
-        // come back with their ids, seq and timestamps, then every archived block, then the iteration links.
+        // Restore, in order: the summary goes (freeing its seq), pruned messages get their content back, removed messages
+        // come back with their ids, seq, timestamps and content, then the iteration links.
         _deleteMessage = $"DELETE FROM {m} WHERE id = $1";
-        _deletePrunedBlocks = $"""
-            DELETE FROM {b} WHERE message_id IN (
-                SELECT a.id FROM {archive} a WHERE a.compaction_event_id = $1 AND a.original_message->>'action' = 'pruned')
+        _restorePruned = $"""
+            UPDATE {m} msg SET content = a.original_message->'message'->'content'
+              FROM {archive} a
+             WHERE a.compaction_event_id = $1 AND a.original_message->>'action' = 'pruned' AND msg.id = a.id
             """;
         _restoreMessages = $"""
             INSERT INTO {m}
             SELECT (jsonb_populate_record(NULL::{m}, a.original_message->'message')).*
               FROM {archive} a WHERE a.compaction_event_id = $1 AND a.original_message->>'action' = 'removed'
-            """;
-        RestoreBlocks = $"""
-            INSERT INTO {b}
-            SELECT (jsonb_populate_record(NULL::{b}, blk)).*
-              FROM {archive} a, jsonb_array_elements(a.original_message->'blocks') blk
-             WHERE a.compaction_event_id = $1
             """;
         RestoreLinks = $"""
             UPDATE {s}.agentpg_iterations i SET response_message_id = a.id
@@ -127,8 +120,6 @@ internal sealed class CompactionSql
              WHERE id = (SELECT session_id FROM e)
             """;
     }
-
-    private string RestoreBlocks { get; }
 
     private string RestoreLinks { get; }
 
@@ -169,8 +160,7 @@ internal sealed class CompactionSql
             batch.Append(_remove, P.Uuid(w.SessionId), P.UuidArray(w.Removed));
             if (w.Summary is not null)
             {
-                batch.Append(_insertSummary, P.Uuid(w.EventId), P.Uuid(w.SessionId), P.Uuid(w.SummaryMessageId));
-                batch.Append(_insertSummaryBlock, P.Uuid(w.SummaryMessageId), P.Text(w.Summary));
+                batch.Append(_insertSummary, P.Uuid(w.EventId), P.Uuid(w.SessionId), P.Uuid(w.SummaryMessageId), P.Jsonb(MessageContent.Text(w.Summary)));
             }
         }
 
@@ -212,7 +202,7 @@ internal sealed class CompactionSql
         return found ? row : null;
     }
 
-    /// <summary>Undoes a compaction: summary removed, pruned blocks and removed messages put back, iteration links restored,
+    /// <summary>Undoes a compaction: summary removed, pruned content and removed messages put back, iteration links restored,
     /// event marked restored, archive rows deleted, compaction count decremented.</summary>
     public NpgsqlBatch Restore(Guid eventId, Guid? summaryMessageId)
     {
@@ -222,9 +212,8 @@ internal sealed class CompactionSql
             batch.Append(_deleteMessage, P.Uuid(summary));
         }
 
-        batch.Append(_deletePrunedBlocks, P.Uuid(eventId));
+        batch.Append(_restorePruned, P.Uuid(eventId));
         batch.Append(_restoreMessages, P.Uuid(eventId));
-        batch.Append(RestoreBlocks, P.Uuid(eventId));
         batch.Append(RestoreLinks, P.Uuid(eventId));
         batch.Append(FinishRestore, P.Uuid(eventId));
         return batch;

@@ -79,6 +79,17 @@ internal static class Db
         }
     }
 
+    /// <summary>Executes a batch that returns no rows on the caller's transaction and disposes it.</summary>
+    public static async Task ExecuteAsync(this NpgsqlBatch batch, NpgsqlTransaction transaction, CancellationToken cancellationToken)
+    {
+        await using (batch.ConfigureAwait(false))
+        {
+            batch.Connection = transaction.Connection;
+            batch.Transaction = transaction;
+            await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     /// <summary>Executes a command, disposes it and returns the first column of its first row (null when there is none).</summary>
     public static async Task<object?> ScalarAsync(this NpgsqlCommand command, CancellationToken cancellationToken)
     {

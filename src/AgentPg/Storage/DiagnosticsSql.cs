@@ -28,9 +28,8 @@ internal sealed class DiagnosticsSql
             SELECT r.id, r.state::text, r.run_mode::text, r.agent_id, a.name, a.tool_names,
                    (SELECT count(*) FROM live)::int, {missing}, {claimable},
                    CASE WHEN r.state = 'pending' AND r.parent_run_id IS NULL THEN
-                       (SELECT o.id FROM {s}.agentpg_runs o
-                         WHERE o.session_id = r.session_id AND o.parent_run_id IS NULL
-                           AND o.state NOT IN ('completed', 'cancelled', 'failed') AND o.seq < r.seq
+                       (SELECT o.run_id FROM {s}.agentpg_run_queue o
+                         WHERE o.session_id = r.session_id AND o.is_root AND o.seq < r.seq
                          ORDER BY o.seq LIMIT 1)
                    END,
                    r.claimed_by_instance_id
@@ -42,13 +41,13 @@ internal sealed class DiagnosticsSql
         // Run by the leader. $1 instance ttl. One row per agent and run mode whose
         // pending runs no live instance can claim: agent id and name, run mode, how many runs, the oldest one, the tools
         // nobody registered, live instances, the agent's tools. One pass over the pending runs
-        // (agentpg_idx_runs_pending_claim), grouped before the per-agent checks. Unlike the leader's writing jobs it does
+        // (agentpg_idx_run_queue_claim, each joined to its run row), grouped before the per-agent checks. Unlike the leader's writing jobs it does
         // not check the lease: it only reads, and a missing row must mean "no condition", never "lease just expired".
         UnclaimableRuns = $"""
             WITH {Live("$1")}, waiting AS (
                 SELECT r.agent_id, r.run_mode, count(*) AS runs, (array_agg(r.id ORDER BY r.seq))[1] AS oldest_run_id
-                  FROM {s}.agentpg_runs r
-                 WHERE r.state = 'pending'
+                  FROM {s}.agentpg_run_queue q JOIN {s}.agentpg_runs r ON r.id = q.run_id
+                 WHERE q.state = 'pending' AND r.state = 'pending'
                  GROUP BY r.agent_id, r.run_mode
             )
             SELECT w.agent_id, a.name, w.run_mode::text, w.runs::int, w.oldest_run_id, {missing}, (SELECT count(*) FROM live)::int, a.tool_names

@@ -4,7 +4,7 @@ using Npgsql;
 
 namespace AgentPg.Storage;
 
-/// <summary>SQL for agentpg_messages and agentpg_content_blocks.</summary>
+/// <summary>SQL for agentpg_messages (the content blocks are the row's content column, in Claude's wire format).</summary>
 internal sealed class MessageSql
 {
     /// <summary>In a worker's batch, before a conversation read: plan it on its indexes. The workers' statements are
@@ -14,61 +14,55 @@ internal sealed class MessageSql
     /// Local to the transaction.</summary>
     public const string IndexPlans = "SELECT set_config('enable_seqscan', 'off', true)";
 
-    // Messages joined with their blocks; rows come ordered by message, then block. Read with ReadMessages.
-    private const string JoinedColumns =
-        "m.id, m.session_id, m.run_id, m.role::text, m.usage::text, m.is_preserved, m.is_summary, m.metadata::text, m.created_at, " +
-        "b.block_index, b.type::text, b.text, b.signature, b.tool_use_id, b.tool_name, b.tool_input::text, b.tool_result_for_use_id, " +
-        "b.tool_content, b.is_error, b.source::text, b.raw::text";
+    // A message row with its content. Read with ReadMessages.
+    private const string Columns =
+        "m.id, m.session_id, m.run_id, m.role::text, m.usage::text, m.is_preserved, m.is_summary, m.metadata::text, m.created_at, m.content::text";
 
     public MessageSql(SchemaName s)
     {
         var m = $"{s}.agentpg_messages";
-        var b = $"{s}.agentpg_content_blocks";
-        // $1 id, $2 session, $3 run, $4 role, $5 usage. Idempotent (a retried step whose first attempt committed).
-        Insert = $"INSERT INTO {m} (id, session_id, run_id, role, usage) VALUES ($1, $2, $3, $4::{s}.agentpg_message_role, $5) ON CONFLICT (id) DO NOTHING";
+        // $1 id, $2 session, $3 run, $4 role, $5 usage, $6 content. Idempotent (a retried step whose first attempt committed).
+        Insert = $"INSERT INTO {m} (id, session_id, run_id, role, usage, content) VALUES ($1, $2, $3, $4::{s}.agentpg_message_role, $5, $6) ON CONFLICT (id) DO NOTHING";
         // The same without ON CONFLICT, for steps that cannot run twice: their fence fails once the step committed (the run
         // left the claim or the iteration), so no retry gets this far. A plain insert skips the speculative insertion
         // (an arbiter index probe and a confirmation WAL record per row).
-        InsertOnce = $"INSERT INTO {m} (id, session_id, run_id, role, usage) VALUES ($1, $2, $3, $4::{s}.agentpg_message_role, $5)";
-        // All blocks of one message in one statement. $1 message id, then one array per column.
-        var insertBlocks = $"""
-            INSERT INTO {b} (message_id, block_index, type, text, signature, tool_use_id, tool_name, tool_input,
-                             tool_result_for_use_id, tool_content, is_error, source, search_results, raw)
-            SELECT $1, x.idx, x.type::{s}.agentpg_content_type, x.text, x.signature, x.tool_use_id, x.tool_name, x.tool_input,
-                   x.result_for, x.tool_content, x.is_error, x.source, x.search_results, x.raw
-              FROM unnest($2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[], $9::text[],
-                          $10::text[], $11::bool[], $12::jsonb[], $13::jsonb[], $14::jsonb[])
-                   AS x(idx, type, text, signature, tool_use_id, tool_name, tool_input, result_for, tool_content, is_error, source,
-                        search_results, raw)
-            """;
-        InsertBlocks = insertBlocks + "\nON CONFLICT ON CONSTRAINT content_block_unique_index DO NOTHING";
-        InsertBlocksOnce = insertBlocks;
-        // One text block, for prompts.
-        InsertTextBlock = $"INSERT INTO {b} (message_id, block_index, type, text) VALUES ($1, 0, 'text', $2) ON CONFLICT ON CONSTRAINT content_block_unique_index DO NOTHING";
-        BySession = $"SELECT {JoinedColumns} FROM {m} m LEFT JOIN {b} b ON b.message_id = m.id WHERE m.session_id = $1 ORDER BY m.seq, b.block_index";
-        ById = $"SELECT {JoinedColumns} FROM {m} m LEFT JOIN {b} b ON b.message_id = m.id WHERE m.id = $1 ORDER BY b.block_index";
-        ByIds = $"SELECT {JoinedColumns} FROM {m} m LEFT JOIN {b} b ON b.message_id = m.id WHERE m.id = ANY($1) ORDER BY m.seq, b.block_index";
+        InsertOnce = $"INSERT INTO {m} (id, session_id, run_id, role, usage, content) VALUES ($1, $2, $3, $4::{s}.agentpg_message_role, $5, $6)";
+        BySession = $"SELECT {Columns} FROM {m} m WHERE m.session_id = $1 ORDER BY m.seq";
+        ByIds = $"SELECT {Columns} FROM {m} m WHERE m.id = ANY($1) ORDER BY m.seq";
         // A root run sees the session's root conversation: messages of depth-0 runs and compaction summaries (the only
         // messages without a run). Child runs of delegations write to the same session and are excluded, and so are the turns
         // of root runs that were cancelled or failed (review D22): they stay stored (GetMessagesAsync shows them), but a
         // cancelled question is not merged into the next prompt, and a failed run's tool rounds are not continued later.
-        RootContext = $"""
-            SELECT {JoinedColumns}
-              FROM {m} m
-              LEFT JOIN {b} b ON b.message_id = m.id
-             WHERE m.session_id = $1
-               AND ((m.run_id IS NULL AND m.is_summary)
+        var inRootConversation = $"""
+            ((m.run_id IS NULL AND m.is_summary)
                     OR EXISTS (SELECT 1 FROM {s}.agentpg_runs r WHERE r.id = m.run_id AND r.depth = 0 AND r.state NOT IN ('cancelled', 'failed')))
-             ORDER BY m.seq, b.block_index
+            """;
+        RootContext = $"""
+            SELECT {Columns}
+              FROM {m} m
+             WHERE m.session_id = $1
+               AND {inRootConversation}
+             ORDER BY m.seq
             """;
         // A child run sees only its own messages: each delegation starts fresh with its task.
-        RunContext = $"SELECT {JoinedColumns} FROM {m} m LEFT JOIN {b} b ON b.message_id = m.id WHERE m.run_id = $1 ORDER BY m.seq, b.block_index";
+        RunContext = $"SELECT {Columns} FROM {m} m WHERE m.run_id = $1 ORDER BY m.seq";
+        // The conversation of each run claimed earlier in the transaction (RootContext or RunContext), the run's id last,
+        // ordered by run: read in the claim's batch for the claimed runs' first iterations.
+        ContextsForClaimed = $"""
+            SELECT {Columns}, c.id
+              FROM {s}.agentpg_runs c
+             CROSS JOIN LATERAL (
+                   SELECT m.* FROM {m} m WHERE c.depth = 0 AND m.session_id = c.session_id AND {inRootConversation}
+                   UNION ALL
+                   SELECT m.* FROM {m} m WHERE c.depth > 0 AND m.run_id = c.id) m
+             WHERE c.id = ANY ({RunSql.ClaimedIds})
+             ORDER BY c.id, m.seq
+            """;
         // The final answer of run $1: the response of its current iteration $2, else its last assistant message.
         FinalOfRun = $"""
-            SELECT {JoinedColumns} FROM {m} m LEFT JOIN {b} b ON b.message_id = m.id
+            SELECT {Columns} FROM {m} m
              WHERE m.id = coalesce((SELECT response_message_id FROM {s}.agentpg_iterations WHERE id = $2),
                                    (SELECT id FROM {m} WHERE run_id = $1 AND role = 'assistant' ORDER BY seq DESC LIMIT 1))
-             ORDER BY b.block_index
             """;
     }
 
@@ -76,15 +70,7 @@ internal sealed class MessageSql
 
     public string InsertOnce { get; }
 
-    public string InsertBlocks { get; }
-
-    public string InsertBlocksOnce { get; }
-
-    public string InsertTextBlock { get; }
-
     public string BySession { get; }
-
-    public string ById { get; }
 
     public string ByIds { get; }
 
@@ -92,134 +78,73 @@ internal sealed class MessageSql
 
     public string RunContext { get; }
 
+    public string ContextsForClaimed { get; }
+
     public string FinalOfRun { get; }
 
     /// <summary>Adds <see cref="IndexPlans"/>.</summary>
     public static void AddIndexPlans(NpgsqlBatch batch) => batch.Append(IndexPlans);
 
-    /// <summary>Adds <see cref="Insert"/>, or <see cref="InsertOnce"/> for a step that cannot run twice.</summary>
-    public void AddInsert(NpgsqlBatch batch, Guid messageId, Run run, MessageRole role, string usageJson, bool once)
-        => batch.Append(once ? InsertOnce : Insert, P.Uuid(messageId), P.Uuid(run.SessionId), P.Uuid(run.Id), P.Text(role.ToDb()), P.Jsonb(usageJson));
-
-    /// <summary>Adds <see cref="InsertBlocks"/>, or <see cref="InsertBlocksOnce"/> for a step that cannot run twice (nothing when
-    /// there are no blocks).</summary>
-    public void AddInsertBlocks(NpgsqlBatch batch, Guid messageId, IReadOnlyList<StoredBlock> blocks, bool once)
-    {
-        if (blocks.Count > 0)
-        {
-            var insert = batch.Append(once ? InsertBlocksOnce : InsertBlocks);
-            AddBlockArrays(insert.Parameters, messageId, blocks);
-        }
-    }
-
-    /// <summary>Adds <see cref="InsertTextBlock"/>.</summary>
-    public void AddInsertTextBlock(NpgsqlBatch batch, Guid messageId, string text) => batch.Append(InsertTextBlock, P.Uuid(messageId), P.Text(text));
+    /// <summary>Adds <see cref="Insert"/>, or <see cref="InsertOnce"/> for a step that cannot run twice. <paramref name="contentJson"/>
+    /// is the JSON array of the message's blocks (<see cref="MessageContent"/>).</summary>
+    public void AddInsert(NpgsqlBatch batch, Guid messageId, Run run, MessageRole role, string usageJson, string contentJson, bool once)
+        => batch.Append(once ? InsertOnce : Insert, P.Uuid(messageId), P.Uuid(run.SessionId), P.Uuid(run.Id), P.Text(role.ToDb()), P.Jsonb(usageJson),
+            P.Jsonb(contentJson));
 
     /// <summary>Adds the conversation the run's requests are built from: <see cref="RootContext"/> for a root run,
     /// <see cref="RunContext"/> for a child run. Read it with <see cref="ReadMessagesAsync"/>.</summary>
     public void AddContext(NpgsqlBatch batch, Run run)
         => batch.Append(run.Depth == 0 ? RootContext : RunContext, P.Uuid(run.Depth == 0 ? run.SessionId : run.Id));
 
-    public static void AddBlockArrays(NpgsqlParameterCollection parameters, Guid messageId, IReadOnlyList<StoredBlock> blocks)
-    {
-        parameters.Add(P.Uuid(messageId));
-        parameters.Add(P.IntArray([.. Enumerable.Range(0, blocks.Count)]));
-        parameters.Add(P.TextArray([.. blocks.Select(b => b.DbType)]));
-        parameters.Add(TextArray(blocks.Select(b => b.Text)));
-        parameters.Add(TextArray(blocks.Select(b => b.Signature)));
-        parameters.Add(TextArray(blocks.Select(b => b.ToolUseId)));
-        parameters.Add(TextArray(blocks.Select(b => b.ToolName)));
-        parameters.Add(P.JsonbArray([.. blocks.Select(b => b.ToolInputJson)]));
-        parameters.Add(TextArray(blocks.Select(b => b.ToolResultForUseId)));
-        parameters.Add(TextArray(blocks.Select(b => b.ToolContent)));
-        parameters.Add(P.BoolArray([.. blocks.Select(b => b.IsError)]));
-        parameters.Add(P.JsonbArray([.. blocks.Select(b => b.SourceJson)]));
-        parameters.Add(P.JsonbArray([.. blocks.Select(b => b.SearchResultsJson)]));
-        parameters.Add(P.JsonbArray([.. blocks.Select(b => b.RawJson)]));
-    }
+    /// <summary>Adds <see cref="ContextsForClaimed"/> after a claim in its batch; read it with <see cref="ReadContextsForClaimedAsync"/>.</summary>
+    public void AddContextsForClaimed(NpgsqlBatch batch) => batch.Append(ContextsForClaimed);
 
-    private static NpgsqlParameter TextArray(IEnumerable<string?> values)
-        => new() { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text, Value = values.Select(v => (object?)v ?? DBNull.Value).ToArray() };
-
-    /// <summary>Groups joined message/block rows into messages.</summary>
+    /// <summary>Reads message rows.</summary>
     public static async Task<List<Message>> ReadMessagesAsync(NpgsqlDataReader r, CancellationToken cancellationToken)
     {
         var messages = new List<Message>();
-        Message? current = null;
-        List<ContentBlock>? blocks = null;
         while (await r.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            var id = r.GetGuid(0);
-            if (current is null || current.Id != id)
-            {
-                if (current is not null)
-                {
-                    messages.Add(current with { Content = blocks! });
-                }
-
-                blocks = [];
-                current = new Message
-                {
-                    Id = id,
-                    SessionId = r.GetGuid(1),
-                    RunId = r.IsDBNull(2) ? null : r.GetGuid(2),
-                    Role = DbEnums.ParseMessageRole(r.GetString(3)),
-                    Usage = ReadUsage(r.GetString(4)),
-                    IsPreserved = r.GetBoolean(5),
-                    IsSummary = r.GetBoolean(6),
-                    Metadata = JsonMapping.FromJsonObject(r.GetString(7)),
-                    CreatedAt = r.GetFieldValue<DateTimeOffset>(8),
-                };
-            }
-
-            if (!r.IsDBNull(9))
-            {
-                blocks!.Add(ReadBlock(r));
-            }
-        }
-
-        if (current is not null)
-        {
-            messages.Add(current with { Content = blocks! });
+            messages.Add(ReadMessage(r));
         }
 
         return messages;
     }
 
-    private static ContentBlock ReadBlock(NpgsqlDataReader r)
+    /// <summary>Reads <see cref="ContextsForClaimed"/>: each claimed run's conversation (a run without messages is absent).</summary>
+    public static async Task<Dictionary<Guid, List<Message>>> ReadContextsForClaimedAsync(NpgsqlDataReader r, CancellationToken cancellationToken)
     {
-        var raw = r.IsDBNull(20) ? (JsonElement?)null : Parse(r.GetString(20));
-        var type = r.GetString(10);
-        if (type == "other" && raw is { ValueKind: JsonValueKind.Object } rawObject && rawObject.TryGetProperty("type", out var t))
+        var contexts = new Dictionary<Guid, List<Message>>();
+        while (await r.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            type = t.GetString() ?? type;
+            var of = r.GetGuid(ClaimedRunColumn);
+            if (!contexts.TryGetValue(of, out var messages))
+            {
+                contexts[of] = messages = [];
+            }
+
+            messages.Add(ReadMessage(r));
         }
 
-        return new ContentBlock
-        {
-            Type = type,
-            Text = r.IsDBNull(11) ? null : r.GetString(11),
-            Signature = r.IsDBNull(12) ? null : r.GetString(12),
-            ToolUseId = r.IsDBNull(13) ? null : r.GetString(13),
-            ToolName = r.IsDBNull(14) ? null : r.GetString(14),
-            ToolInput = r.IsDBNull(15) ? null : Parse(r.GetString(15)),
-            ToolResultForUseId = r.IsDBNull(16) ? null : r.GetString(16),
-            ToolContent = r.IsDBNull(17) ? null : r.GetString(17),
-            IsError = r.GetBoolean(18),
-            Source = r.IsDBNull(19) ? null : Parse(r.GetString(19)),
-            ToolContentBlocks = type == ContentTypes.ToolResult && raw is { ValueKind: JsonValueKind.Object } rawResult
-                                && rawResult.TryGetProperty("content", out var content) && content.ValueKind == JsonValueKind.Array
-                ? ContentBlocks.FromJsonArray(content)
-                : [],
-            Raw = raw,
-        };
+        return contexts;
     }
 
-    private static JsonElement Parse(string json)
+    // Where ContextsForClaimed puts the claimed run's id: after the message columns.
+    private static readonly int ClaimedRunColumn = Columns.Split(", ").Length;
+
+    private static Message ReadMessage(NpgsqlDataReader r) => new()
     {
-        using var doc = JsonDocument.Parse(json);
-        return doc.RootElement.Clone();
-    }
+        Id = r.GetGuid(0),
+        SessionId = r.GetGuid(1),
+        RunId = r.IsDBNull(2) ? null : r.GetGuid(2),
+        Role = DbEnums.ParseMessageRole(r.GetString(3)),
+        Usage = ReadUsage(r.GetString(4)),
+        IsPreserved = r.GetBoolean(5),
+        IsSummary = r.GetBoolean(6),
+        Metadata = JsonMapping.FromJsonObject(r.GetString(7)),
+        CreatedAt = r.GetFieldValue<DateTimeOffset>(8),
+        Content = MessageContent.Read(r.GetString(9)),
+    };
 
     public static Usage ReadUsage(string json)
     {
@@ -272,32 +197,4 @@ internal sealed class MessageSql
 
     /// <summary>Adds <see cref="RootContext"/> for a session (rows for <see cref="ReadMessagesAsync"/>).</summary>
     public void AddRootContext(NpgsqlBatch batch, Guid sessionId) => batch.Append(RootContext, P.Uuid(sessionId));
-}
-
-/// <summary>A content block ready to be written: the typed columns plus the raw JSON.</summary>
-internal sealed record StoredBlock
-{
-    public required string DbType { get; init; }
-
-    public string? Text { get; init; }
-
-    public string? Signature { get; init; }
-
-    public string? ToolUseId { get; init; }
-
-    public string? ToolName { get; init; }
-
-    public string? ToolInputJson { get; init; }
-
-    public string? ToolResultForUseId { get; init; }
-
-    public string? ToolContent { get; init; }
-
-    public bool IsError { get; init; }
-
-    public string? SourceJson { get; init; }
-
-    public string? SearchResultsJson { get; init; }
-
-    public string? RawJson { get; init; }
 }

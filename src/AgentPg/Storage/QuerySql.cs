@@ -33,6 +33,10 @@ internal sealed class QuerySql
               FROM {runs} r
              WHERE ($1::uuid[] IS NULL OR r.id = ANY($1))
                AND ($2::{s}.agentpg_run_state[] IS NULL OR r.state = ANY($2))
+               -- Failed and cancelled runs have an error type: with only those states asked for, this folds to the predicate of
+               -- agentpg_idx_runs_errored, and the page is read from that index.
+               AND ($2::{s}.agentpg_run_state[] IS NULL OR NOT ($2 <@ ARRAY['failed', 'cancelled']::{s}.agentpg_run_state[])
+                    OR r.error_type IS NOT NULL)
                AND ($3::uuid IS NULL OR r.agent_id = $3)
                AND ($4::uuid IS NULL OR r.session_id = $4)
                AND ($5::text IS NULL OR r.run_mode::text = $5)
@@ -83,7 +87,7 @@ internal sealed class QuerySql
                    EXISTS (SELECT 1 FROM {s}.agentpg_leader l WHERE l.leader_id = i.id AND l.expires_at > now()),
                    coalesce((SELECT array_agg(it.tool_name ORDER BY it.tool_name) FROM {s}.agentpg_instance_tools it
                               WHERE it.instance_id = i.id), ARRAY[]::text[]),
-                   (SELECT count(*) FROM {runs} r
+                   (SELECT count(*) FROM {s}.agentpg_run_queue q JOIN {runs} r ON r.id = q.run_id
                      WHERE r.claimed_by_instance_id = i.id AND r.state NOT IN ('completed', 'cancelled', 'failed'))::int,
                    (SELECT count(*) FROM {tools} te WHERE te.claimed_by_instance_id = i.id AND te.state = 'running')::int
               FROM {s}.agentpg_instances i
@@ -94,11 +98,12 @@ internal sealed class QuerySql
         var tenant = $"($3::jsonb IS NULL OR EXISTS (SELECT 1 FROM {sessions} s WHERE s.id = r.session_id AND s.metadata @> $3))";
         // The window by the database clock.
         StatisticsWindow = "SELECT now() - $1::interval, now(), $2::interval, $3::jsonb";
-        // Non-terminal runs are few: agentpg_idx_runs_active (run_mode, state) holds exactly them (an index-only scan).
+        // Non-terminal runs are few: agentpg_run_queue holds exactly them, with their mode, state and session (a scan of that
+        // small table, no run row read).
         StatisticsQueue = Filtered.Split($"""
             SELECT r.run_mode::text, r.state::text, count(*)::int
-              FROM {runs} r
-             WHERE r.state NOT IN ('completed', 'cancelled', 'failed') AND {tenant}
+              FROM {s}.agentpg_run_queue r
+             WHERE {tenant}
              GROUP BY r.run_mode, r.state
             """);
         // Runs created in the window, per bucket of their creation and state, with their tokens: one range scan of the

@@ -8,6 +8,8 @@ internal sealed class RunEventSql
     public RunEventSql(SchemaName s, LeaderSql leader)
     {
         var e = $"{s}.agentpg_run_events";
+        // $1 run: the root run's id after marking its row watched, or NULL for an unknown run. Committed before Watch.
+        MarkWatched = $"SELECT {s}.agentpg_mark_run_watched($1)";
         // $1 run: the root run's id after registering the watch (back-filling on the first), or NULL for an unknown run.
         Watch = $"SELECT {s}.agentpg_watch_run($1)";
         // One page of a root run's events after a sequence, with what a watcher needs to materialize them: the run's
@@ -50,6 +52,8 @@ internal sealed class RunEventSql
             """;
     }
 
+    public string MarkWatched { get; }
+
     public string Watch { get; }
 
     /// <summary>A command for <see cref="AppendDeltas"/> of the run's claim by <paramref name="instanceId"/>: its scalar is
@@ -84,9 +88,18 @@ internal sealed class RunEventSql
         ChildRunIdColumn = 13, ToolOutputColumn = 14, IsErrorColumn = 15, ToolErrorColumn = 16, ToolStartedAtColumn = 17, ToolCompletedAtColumn = 18,
         ToolStateColumn = 19;
 
-    /// <summary>Registers a watch of the run (<see cref="Watch"/>): the root run's id, or null for an unknown run.</summary>
+    /// <summary>Registers a watch of the run: <see cref="MarkWatched"/> and <see cref="Watch"/>, each in a transaction of its
+    /// own (one holding the run row's lock while waiting for the advisory lock could deadlock with a writer taking them in
+    /// the other order). Returns the root run's id, or null for an unknown run. Both steps are idempotent.</summary>
     public async Task<Guid?> WatchAsync(NpgsqlDataSource dataSource, Guid runId, CancellationToken cancellationToken)
-        => await Db.Command(dataSource, null, Watch, P.Uuid(runId)).ScalarAsync(cancellationToken).ConfigureAwait(false) as Guid?;
+    {
+        if (await Db.Command(dataSource, null, MarkWatched, P.Uuid(runId)).ScalarAsync(cancellationToken).ConfigureAwait(false) is not Guid)
+        {
+            return null;
+        }
+
+        return await Db.Command(dataSource, null, Watch, P.Uuid(runId)).ScalarAsync(cancellationToken).ConfigureAwait(false) as Guid?;
+    }
 
     /// <summary>One page of a root run's events after <paramref name="afterSequence"/>.</summary>
     public Task<List<RunEventRow>> PageAsync(NpgsqlDataSource dataSource, Guid rootRunId, long afterSequence, int limit, CancellationToken cancellationToken)

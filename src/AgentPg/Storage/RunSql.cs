@@ -20,6 +20,8 @@ internal sealed class RunSql
     public RunSql(SchemaName s)
     {
         var t = $"{s}.agentpg_runs";
+        // The active runs (agentpg_run_queue, kept in step by triggers): agentpg_runs has no index on state.
+        var queue = $"{s}.agentpg_run_queue";
         // $1 session, $2 agent, $3 prompt, $4 mode, $5 created_by, $6 metadata (variables), $7 options, $8 idempotency key,
         // $9 the creator's W3C trace context.
         // No row back when the idempotency key is already used in the session.
@@ -44,7 +46,7 @@ internal sealed class RunSql
         InsertIfSessionIdle = $"""
             INSERT INTO {t} (session_id, agent_id, prompt, run_mode, created_by_instance_id, metadata, options, idempotency_key, traceparent)
             SELECT $1, $2, $3, $4::{s}.agentpg_run_mode, $5, $6, $7, $8, $9
-             WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE session_id = $1 AND parent_run_id IS NULL AND state NOT IN {Terminal})
+             WHERE NOT EXISTS (SELECT 1 FROM {queue} WHERE session_id = $1 AND is_root)
             ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING id
             """;
@@ -55,9 +57,9 @@ internal sealed class RunSql
         // ids to cancel at the API. $2 idempotency key: when a run of the session already has it, the request is a repeat
         // and interrupts nothing (the session row is locked first, so the key's run, if any, is committed and visible).
         CancelActiveRootRuns = $"""
-            SELECT r.id, c.cancelled, c.batch_ids
-              FROM {t} r, LATERAL {s}.agentpg_cancel_run(r.id) c
-             WHERE r.session_id = $1 AND r.parent_run_id IS NULL AND r.state NOT IN {Terminal}
+            SELECT r.run_id, c.cancelled, c.batch_ids
+              FROM {queue} r, LATERAL {s}.agentpg_cancel_run(r.run_id) c
+             WHERE r.session_id = $1 AND r.is_root
                AND ($2::text IS NULL OR NOT EXISTS (SELECT 1 FROM {t} k WHERE k.session_id = $1 AND k.idempotency_key = $2))
             """;
         // Runs with tool callbacks in memory: $1 run ids, $2 the creating transaction (xid8 as text; null when committed).
@@ -69,8 +71,8 @@ internal sealed class RunSql
             """;
         GetByIdempotencyKey = $"SELECT id, agent_id, prompt FROM {t} WHERE session_id = $1 AND idempotency_key = $2";
         Get = $"SELECT {Columns} FROM {t} WHERE id = $1";
-        // agentpg.runs.pending: an index-only count on the claim index.
-        CountPending = $"SELECT count(*) FROM {t} WHERE state = 'pending'";
+        // agentpg.runs.pending: a count on the queue's claim index.
+        CountPending = $"SELECT count(*) FROM {queue} WHERE state = 'pending'";
         // The claimed runs, each with its next iteration started (current_iteration), and the outcome of the iteration before
         // it, which decides what the new one is (its max_tokens).
         Claim = $"""
@@ -78,12 +80,15 @@ internal sealed class RunSql
               FROM {s}.agentpg_claim_runs($1, $2, $3::{s}.agentpg_run_mode) r
               LEFT JOIN {s}.agentpg_iterations pi ON pi.run_id = r.id AND pi.iteration_number = r.current_iteration - 1
             """;
-        // $1 run, $2 instance, $3 epoch, $4 current iteration (null: not checked). Same check and lock as
-        // agentpg_fence_run, in plain SQL: SQLSTATE AP001 (agentpg_claim_lost) only when the run row did not match.
+        // $1 run, $2 instance, $3 epoch, $4 current iteration (null: not checked). Same check, lock and live-event skip as
+        // agentpg_fence_run, in plain SQL: SQLSTATE AP001 (agentpg_claim_lost) only when the run row did not match (no row
+        // otherwise). A root run locked with its watch marker unset is remembered as unwatched for the transaction
+        // (agentpg_run_event_skip, inlined; evaluated on the locked row, above the lock).
         Fence = $"""
-            SELECT {s}.agentpg_claim_lost($1, $2, $3)
-              FROM (SELECT count(*) AS held
-                      FROM (SELECT 1 FROM {t}
+            SELECT {s}.agentpg_claim_lost($1, $2, $3), fence.skipped
+              FROM (SELECT count(*) AS held,
+                           bool_or({s}.agentpg_run_event_skip(locked.id)) FILTER (WHERE locked.parent_run_id IS NULL AND NOT locked.watched) AS skipped
+                      FROM (SELECT id, parent_run_id, watched FROM {t}
                              WHERE id = $1 AND claimed_by_instance_id = $2 AND claim_epoch = $3 AND state NOT IN {Terminal}
                                AND ($4::uuid IS NULL OR current_iteration_id = $4)
                                FOR NO KEY UPDATE) locked) fence
@@ -184,8 +189,8 @@ internal sealed class RunSql
         ContinueStuckPendingTools = $"""
             SELECT count(*)::int FROM (
                 SELECT {s}.agentpg_complete_tools_and_continue_run(r.id) AS message_id
-                  FROM {t} r
-                 WHERE r.state = 'pending_tools' AND r.current_iteration_id IS NOT NULL
+                  FROM {queue} q JOIN {t} r ON r.id = q.run_id
+                 WHERE q.state = 'pending_tools' AND r.state = 'pending_tools' AND r.current_iteration_id IS NOT NULL
                    AND NOT EXISTS (SELECT 1 FROM {s}.agentpg_tool_executions te
                                     WHERE te.iteration_id = r.current_iteration_id AND te.state IN ('pending', 'running', 'awaiting_approval'))
                  LIMIT 100
@@ -400,6 +405,15 @@ internal sealed class RunSql
 
     /// <summary>How many columns <see cref="Columns"/> lists: the index of the first column after them.</summary>
     public static readonly int ColumnCount = Columns.Split(", ").Length;
+
+    /// <summary>The ids of the runs claimed earlier in the same transaction (agentpg_claim_runs sets them), for the reads
+    /// that follow the claim in its batch (<see cref="AgentSql.ForClaimed"/>, <see cref="MessageSql.ContextsForClaimed"/>).
+    /// Empty when nothing was claimed.</summary>
+    public const string ClaimedIds = "string_to_array(current_setting('agentpg.claimed_runs', true), ',')::uuid[]";
+
+    /// <summary>The agents of the runs claimed earlier in the same transaction (agentpg_claim_runs sets them): the agent
+    /// reads after a claim need no join to agentpg_runs, whose plan a connection may have cached for a small table.</summary>
+    public const string ClaimedAgentIds = "string_to_array(current_setting('agentpg.claimed_agents', true), ',')::uuid[]";
 
     // The iteration's columns before the run's in ForPoll, in the order ReadForPoll reads them.
     private const string PollColumns =

@@ -11,6 +11,9 @@ internal sealed class AgentToolRunner(Engine engine, ClaimedTool claimed)
 {
     private readonly ToolExecution _execution = claimed.Execution;
 
+    // Taken before a refusal commits: the parent may go on and finish before the callback fires.
+    private readonly Action<ToolCallEvent>? _onComplete = engine.Callbacks.OnComplete(claimed.Execution.RunId);
+
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         var task = Tools.DelegateTool.TaskOf(_execution.ToolInput);
@@ -79,6 +82,6 @@ internal sealed class AgentToolRunner(Engine engine, ClaimedTool claimed)
             IterationNumber = claimed.IterationNumber,
             IsError = true,
             ErrorMessage = message,
-        });
+        }, _onComplete);
     }
 }

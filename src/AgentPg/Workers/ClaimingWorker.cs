@@ -62,6 +62,10 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
     /// <summary>Reads a claimed item from a row of the claim.</summary>
     protected abstract T ReadClaimed(NpgsqlDataReader reader);
 
+    /// <summary>Reads what <see cref="AddClaim"/> added after the claim itself, the reader past the claim's rows; called only
+    /// when something was claimed.</summary>
+    protected virtual Task ReadAfterClaimAsync(NpgsqlDataReader reader, List<T> claimed, CancellationToken cancellationToken) => Task.CompletedTask;
+
     protected abstract Task ProcessAsync(T item, StopTokens stop);
 
     /// <summary>The id under which the item's claim is stored (a run's or a tool execution's).</summary>
@@ -143,7 +147,8 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
         }
     }
 
-    private async Task<List<T>> ClaimAsync(int count, CancellationToken cancellationToken)
+    /// <summary>One claim of up to <paramref name="count"/> items, with what <see cref="AddClaim"/> reads after it.</summary>
+    internal async Task<List<T>> ClaimAsync(int count, CancellationToken cancellationToken)
     {
         var batch = new NpgsqlBatch();
         await using (batch.ConfigureAwait(false))
@@ -159,6 +164,11 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                 {
                     claimed.Add(ReadClaimed(reader));
+                }
+
+                if (claimed.Count > 0)
+                {
+                    await ReadAfterClaimAsync(reader, claimed, cancellationToken).ConfigureAwait(false);
                 }
 
                 return claimed;
@@ -217,9 +227,35 @@ internal abstract class RunWorker(Engine engine, RunMode mode, WakeSignal wake, 
 {
     protected override Guid KeyOf(ClaimedRun item) => item.Run.Id;
 
-    protected override void AddClaim(NpgsqlBatch batch, int count) => Engine.Sql.Runs.AddClaim(batch, Engine.InstanceId, count, mode);
+    // The claim starts each run's first iteration (agentpg_claim_runs); the same batch reads what those iterations' requests
+    // are built from (agents, delegates, conversations), so a run's first iteration needs no round trip of its own.
+    protected override void AddClaim(NpgsqlBatch batch, int count)
+    {
+        Engine.Sql.Runs.AddClaim(batch, Engine.InstanceId, count, mode);
+        MessageSql.AddIndexPlans(batch);
+        Engine.Sql.Agents.AddForClaimed(batch);
+        Engine.Sql.Messages.AddContextsForClaimed(batch);
+    }
 
     protected override ClaimedRun ReadClaimed(NpgsqlDataReader reader) => RunSql.ReadClaimed(reader);
+
+    protected override async Task ReadAfterClaimAsync(NpgsqlDataReader reader, List<ClaimedRun> claimed, CancellationToken cancellationToken)
+    {
+        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false); // past the planner setting
+        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+        var (agents, delegates) = await AgentSql.ReadForClaimedAsync(reader, cancellationToken).ConfigureAwait(false);
+        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+        var contexts = await MessageSql.ReadContextsForClaimedAsync(reader, cancellationToken).ConfigureAwait(false);
+        foreach (var run in claimed)
+        {
+            // A run whose agent is gone is left to the iteration start, which fails it with the reason.
+            if (agents.TryGetValue(run.Run.AgentId, out var agent))
+            {
+                run.FirstIterationInputs = new IterationInputs(
+                    agent, delegates.GetValueOrDefault(run.Run.AgentId) ?? [], contexts.GetValueOrDefault(run.Run.Id) ?? []);
+            }
+        }
+    }
 }
 
 /// <summary>Processes each claimed streaming run in its own task, <see cref="AgentPgOptions.MaxConcurrentStreamingRuns"/> at a time.</summary>

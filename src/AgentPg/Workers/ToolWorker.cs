@@ -68,6 +68,9 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
 {
     private readonly ToolExecution _execution = claimed.Execution;
 
+    // Taken before the execution's result commits: the run may go on and finish before the callback fires.
+    private readonly Action<ToolCallEvent>? _onComplete = engine.Callbacks.OnComplete(claimed.Execution.RunId);
+
     public async Task RunAsync(StopTokens stop)
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(stop.HardStop);
@@ -467,7 +470,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
             ErrorMessage = errorMessage,
             Duration = engine.Time.GetElapsedTime(started),
         };
-        engine.Callbacks.FireComplete(e);
+        engine.Callbacks.FireComplete(e, _onComplete);
         _ = engine.Hooks.ToolCallAsync(e, CancellationToken.None);
     }
 }

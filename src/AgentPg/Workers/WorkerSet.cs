@@ -41,6 +41,16 @@ internal sealed class WorkerSet(Engine engine, Func<CancellationToken, Task> reg
     public async Task StopAsync(CancellationToken deadline)
     {
         await _stopClaiming.CancelAsync().ConfigureAwait(false);
+
+        // Resign as soon as the elector's loop ends (with claiming): it no longer refreshes the lease, and a drain may outlast
+        // it, so waiting for the drain would let a successor be elected while this instance still believes it leads (and
+        // delay the handover by the drain). Draining work stays this instance's: the heartbeat runs on and reports it held,
+        // so the new leader's rescue leaves it alone, and the release below still comes after the resign.
+        if (_elector is not null)
+        {
+            await _elector.StopAsync().ConfigureAwait(false);
+        }
+
         var drain = Task.WhenAll(_streaming.DrainAsync(), _batches.DrainAsync(), _tools.DrainAsync(), _poller.StopAsync());
         try
         {
@@ -59,12 +69,6 @@ internal sealed class WorkerSet(Engine engine, Func<CancellationToken, Task> reg
                 // being written are given up now.
                 await _abandon.CancelAsync().ConfigureAwait(false);
             }
-        }
-
-        // Resign before releasing work, so the next leader's rescue does not race with this instance's release.
-        if (_elector is not null)
-        {
-            await _elector.StopAsync().ConfigureAwait(false);
         }
 
         // The heartbeat runs until here so a long drain never makes this instance look dead.

@@ -42,8 +42,11 @@ public sealed class ChatClientTests(SchemaFixture db) : IClassFixture<SchemaFixt
         await using var h = await Harness.StartAsync(db,
             tools: new TestTool("get_weather", (_, input, _) => Task.FromResult("sunny in " + input.GetProperty("city").GetString()), s_citySchema));
         var agent = await h.AgentAsync(a => a with { Tools = ["get_weather"] });
-        // The answer waits until the stream delivered something (the watch is registered), so it streams live under any load.
-        var streaming = new TaskCompletionSource();
+        // The answer waits until the worker streaming it knows of the watch (the stream's first update, the tool call, shows the
+        // watch is registered; the worker learns of it a moment later), so its deltas are published; it holds after two text deltas
+        // until the first piece reached the caller, so it arrives in several pieces under any load.
+        var workerKnowsTheWatch = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var firstPiece = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         h.Claude.Respond(async (r, cancellationToken) =>
         {
             if (r.ToolResults.Count == 0)
@@ -51,8 +54,9 @@ public sealed class ChatClientTests(SchemaFixture db) : IClassFixture<SchemaFixt
                 return FakeReply.ToolUse("get_weather", new { city = "Oslo" });
             }
 
-            await streaming.Task.WaitAsync(cancellationToken);
-            return FakeReply.Text(answer) with { EventDelay = TimeSpan.FromMilliseconds(30) };
+            await workerKnowsTheWatch.Task.WaitAsync(cancellationToken);
+            // message_start, content_block_start and ping come before the text deltas.
+            return FakeReply.Text(answer) with { EventDelay = TimeSpan.FromMilliseconds(30), StreamPause = new FakeStreamPause(3 + 2, firstPiece.Task) };
         });
         using var chat = h.Client.AsChatClient(agent.Id);
 
@@ -62,7 +66,17 @@ public sealed class ChatClientTests(SchemaFixture db) : IClassFixture<SchemaFixt
             await foreach (var u in chat.GetStreamingResponseAsync([new ChatMessage(ChatRole.User, "Weather in Oslo?")]))
             {
                 updates.Add(u);
-                streaming.TrySetResult();
+                if (!workerKnowsTheWatch.Task.IsCompleted)
+                {
+                    var runId = Guid.Parse(u.ResponseId!);
+                    await Eventually.TrueAsync(() => h.Client.Engine.Deltas.IsWatched(runId), "the worker learns of the watch");
+                    workerKnowsTheWatch.SetResult();
+                }
+
+                if (u.Text.Length > 0)
+                {
+                    firstPiece.TrySetResult();
+                }
             }
         }), "the stream to end");
 
@@ -86,10 +100,24 @@ public sealed class ChatClientTests(SchemaFixture db) : IClassFixture<SchemaFixt
     [DatabaseFact]
     public async Task GetStreamingResponseAsync_ResumedWithAContinuationToken_GivesTheRestOfTheAnswer()
     {
-        var answer = string.Concat(Enumerable.Range(1, 12).Select(i => $"Part {i} of the answer. "));
-        await using var h = await Harness.StartAsync(db);
-        var agent = await h.AgentAsync();
-        h.Claude.Respond(_ => FakeReply.Text(answer) with { EventDelay = TimeSpan.FromMilliseconds(15) });
+        string opening = string.Concat(Enumerable.Range(1, 6).Select(i => $"Part {i} of the answer. ")),
+            rest = string.Concat(Enumerable.Range(7, 6).Select(i => $"Part {i} of the answer. "));
+        // The answer comes in two model calls with a tool call between them, held until the first connection dropped: the rest
+        // of the answer cannot have been written before the resume, whatever the timing. (A single answer could finish before
+        // the first connection reads its first piece, which then holds all of it.)
+        var dropped = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var h = await Harness.StartAsync(db, tools: new TestTool("read_more", async (_, _, cancellationToken) =>
+        {
+            await dropped.Task.WaitAsync(cancellationToken);
+            return "the rest";
+        }));
+        var agent = await h.AgentAsync(a => a with { Tools = ["read_more"] });
+        h.Claude.Respond(r => r.ToolResults.Count == 0
+            ? FakeReply.Message(FakeContentBlock.Text(opening), FakeContentBlock.ToolUse("read_more", new { })) with
+            {
+                StopReason = FakeStopReason.ToolUse, EventDelay = TimeSpan.FromMilliseconds(15),
+            }
+            : FakeReply.Text(rest) with { EventDelay = TimeSpan.FromMilliseconds(15) });
         var web1 = await h.AddClientAsync(start: false);
         var web2 = await h.AddClientAsync(start: false);
 
@@ -105,6 +133,7 @@ public sealed class ChatClientTests(SchemaFixture db) : IClassFixture<SchemaFixt
         }
 
         // Another process resumes from the last update it delivered.
+        dropped.SetResult();
         var after = new List<ChatResponseUpdate>();
         await Eventually.WithinAsync(Task.Run(async () =>
         {
@@ -115,7 +144,7 @@ public sealed class ChatClientTests(SchemaFixture db) : IClassFixture<SchemaFixt
         }), "the resumed stream to end");
 
         Assert.True(after.Any(u => u.Text.Length > 0), "text arrived after the resume");
-        Assert.Equal(answer, string.Concat(before.Concat(after).Select(u => u.Text)));
+        Assert.Equal(opening + rest, string.Concat(before.Concat(after).Select(u => u.Text)));
         Assert.Equal(before[0].ResponseId, after[^1].ResponseId);
         Assert.Equal(before[0].ConversationId, after[^1].ConversationId);
         Assert.Equal(ChatFinishReason.Stop, after[^1].FinishReason);

@@ -92,3 +92,74 @@ internal sealed class TypedInput : TextReader
         base.Dispose(disposing);
     }
 }
+
+/// <summary>A terminal whose flush waits, once <c>marker</c> has been written, until <see cref="Release"/>: it holds the command
+/// right after it printed that line (the flush ignores the command's token, as a terminal already flushing does).</summary>
+internal sealed class HeldFlushWriter(string marker) : TextWriter
+{
+    private readonly System.Text.StringBuilder _text = new();
+    private readonly TaskCompletionSource _held = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public override System.Text.Encoding Encoding => System.Text.Encoding.UTF8;
+
+    /// <summary>Completes when a flush after the marker started waiting.</summary>
+    public Task Held => _held.Task;
+
+    public void Release() => _release.TrySetResult();
+
+    public override void Write(char value)
+    {
+        lock (_text)
+        {
+            _text.Append(value);
+        }
+    }
+
+    public override void Write(string? value)
+    {
+        lock (_text)
+        {
+            _text.Append(value);
+        }
+    }
+
+    public override void Write(char[] buffer, int index, int count)
+    {
+        lock (_text)
+        {
+            _text.Append(buffer, index, count);
+        }
+    }
+
+    public override Task WriteAsync(string? value)
+    {
+        Write(value);
+        return Task.CompletedTask;
+    }
+
+    public override Task WriteLineAsync(string? value)
+    {
+        WriteLine(value);
+        return Task.CompletedTask;
+    }
+
+    public override Task FlushAsync() => FlushAsync(CancellationToken.None);
+
+    public override async Task FlushAsync(CancellationToken cancellationToken)
+    {
+        if (!_held.Task.IsCompleted && ToString().Contains(marker, StringComparison.Ordinal))
+        {
+            _held.TrySetResult();
+            await _release.Task;
+        }
+    }
+
+    public override string ToString()
+    {
+        lock (_text)
+        {
+            return _text.ToString();
+        }
+    }
+}

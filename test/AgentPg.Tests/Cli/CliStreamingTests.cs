@@ -186,6 +186,34 @@ public sealed partial class CliStreamingTests(SchemaFixture db) : IClassFixture<
     }
 
     [DatabaseFact]
+    public async Task Chat_SecondCtrlCAfterTheCancelledRunsStreamEnded_ExitsTheChat()
+    {
+        // The second press lands after the first one's cancellation ended the run's stream, before the turn is over (under
+        // load, the presses of the test above can be that far apart): the terminal holds the flush of the run's last line
+        // until the second press is made.
+        await using var h = await Harness.StartAsync(db, start: false);
+        var agent = await h.AgentAsync();
+        var interrupts = new CliInterrupts();
+        using var input = new TypedInput();
+        using var output = new HeldFlushWriter("[run] cancelled");
+        using var error = new StringWriter();
+        var chatting = CliApp.RunAsync(["--connection", TestDatabase.ConnectionString, "--schema", db.Schema, "chat", "--agent", agent.Name],
+            output, TextWriter.Synchronized(error), input, interrupts);
+        input.Type("anyone there?");
+        await Eventually.TrueAsync(async () => (await h.Client.ListRunsAsync(new RunQuery { AgentId = agent.Id })).Items.Count == 1, "chat created its run", s_timeout);
+
+        Assert.True(interrupts.Press(), "chat handles the first Ctrl+C");
+        await Eventually.WithinAsync(output.Held, "chat prints the cancelled run", s_timeout);
+        Assert.True(interrupts.Press(), "chat handles the second Ctrl+C");
+        output.Release();
+        var exitCode = await Eventually.WithinAsync(chatting, "chat to exit after the second Ctrl+C", s_timeout);
+
+        Assert.True(exitCode == 130, $"exit code {exitCode}\n{output}");
+        Assert.Contains("Bye. 1 turn(s)", output.ToString(), StringComparison.Ordinal);
+        Assert.Equal(RunState.Cancelled, Assert.Single((await h.Client.ListRunsAsync(new RunQuery { AgentId = agent.Id })).Items).State);
+    }
+
+    [DatabaseFact]
     public async Task Chat_ToolCallNeedsApproval_AsksAndRunsItWhenApproved()
     {
         var refunds = 0;

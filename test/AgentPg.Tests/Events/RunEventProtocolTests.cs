@@ -1,12 +1,18 @@
+using AgentPg.Storage;
 using AgentPg.Tests.Infrastructure;
 using Npgsql;
 
 namespace AgentPg.Tests.Events;
 
 /// <summary>The database side of live events for runs nobody watches: a transaction that found a root run unwatched
-/// remembers it and skips the rest of its appends, and a first watcher still sees every change of that transaction.</summary>
+/// (under the root's advisory lock, or holding the root run's row with its watch marker unset) remembers it and skips the
+/// rest of its appends, and a first watcher still sees every change of that transaction.</summary>
 public sealed class RunEventProtocolTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
+    private const string Worker = "protocol-worker";
+
+    private readonly Sql _sql = new(new SchemaName(db.Schema));
+
     private string Q(string sql) => sql.Replace("{schema}", $"\"{db.Schema}\"", StringComparison.Ordinal);
 
     private static NpgsqlParameter Id(Guid value) => new() { Value = value };
@@ -26,11 +32,47 @@ public sealed class RunEventProtocolTests(SchemaFixture db) : IClassFixture<Sche
         await command.ExecuteNonQueryAsync();
     }
 
+    /// <summary>What a first watcher does (RunEventSql.WatchAsync), on a connection of the test's: marks the root run's row,
+    /// then registers the watch, each in a transaction of its own.</summary>
     private async Task<Guid?> WatchAsync(NpgsqlConnection connection, Guid run)
     {
-        await using var command = new NpgsqlCommand(Q("SELECT {schema}.agentpg_watch_run($1)"), connection);
+        await using (var mark = new NpgsqlCommand(_sql.RunEvents.MarkWatched, connection))
+        {
+            mark.Parameters.Add(Id(run));
+            await mark.ExecuteScalarAsync();
+        }
+
+        await using var command = new NpgsqlCommand(_sql.RunEvents.Watch, connection);
         command.Parameters.Add(Id(run));
         return await command.ExecuteScalarAsync() as Guid?;
+    }
+
+    private static async Task<string> RememberedAsync(NpgsqlConnection connection)
+    {
+        await using var command = new NpgsqlCommand("SELECT coalesce(current_setting('agentpg.unwatched_roots', true), '')", connection);
+        return (string)(await command.ExecuteScalarAsync())!;
+    }
+
+    private async Task<long> AdvisoryLocksHeldAsync(int backendPid)
+    {
+        await using var command = db.DataSource.CreateCommand("SELECT count(*) FROM pg_locks WHERE pid = $1 AND locktype = 'advisory'");
+        command.Parameters.Add(new NpgsqlParameter { Value = backendPid });
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
+
+    /// <summary>The workers' fence (RunSql.Fence) of <paramref name="run"/>'s claim by <see cref="Worker"/>.</summary>
+    private async Task FenceAsync(NpgsqlConnection connection, Guid run)
+    {
+        await using var epoch = new NpgsqlCommand(Q("SELECT claim_epoch FROM {schema}.agentpg_runs WHERE id = $1"), connection);
+        epoch.Parameters.Add(Id(run));
+        var claimEpoch = (long)(await epoch.ExecuteScalarAsync())!;
+        await using var fence = new NpgsqlCommand(_sql.Runs.Fence, connection);
+        fence.Parameters.Add(Id(run));
+        fence.Parameters.Add(new NpgsqlParameter { Value = Worker });
+        fence.Parameters.Add(new NpgsqlParameter { Value = claimEpoch });
+        fence.Parameters.Add(new NpgsqlParameter { Value = DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Uuid });
+        await using var reader = await fence.ExecuteReaderAsync();
+        Assert.False(await reader.ReadAsync(), "the fence returns no row while the claim is held");
     }
 
     private async Task<List<(long Sequence, string Kind, Guid? Ref)>> EventsAsync(Guid root)
@@ -153,5 +195,167 @@ public sealed class RunEventProtocolTests(SchemaFixture db) : IClassFixture<Sche
         {
             Assert.Empty(await EventsAsync(r));
         }
+    }
+
+    [DatabaseFact]
+    public async Task UnwatchedRootRow_LockedByTheFence_SkipsWithoutTheAdvisoryLock_AndAFirstWatcherWaitsForTheCommit()
+    {
+        var session = await db.Seed.SessionAsync();
+        var run = await db.Seed.RunAsync(session);
+        await db.Seed.ClaimRunAsync(run, Worker, TimeSpan.Zero);
+        await using var writer = await db.DataSource.OpenConnectionAsync();
+        await using var watcher = await db.DataSource.OpenConnectionAsync();
+
+        Guid first;
+        await using (var tx = await writer.BeginTransactionAsync())
+        {
+            // The fence holds the root run's row with its marker unset: the root is remembered, no lock taken, no probe.
+            await FenceAsync(writer, run);
+            Assert.Contains(run.ToString(), await RememberedAsync(writer), StringComparison.Ordinal);
+            first = await InsertUserMessageAsync(writer, session, run);
+            Assert.Equal(0, await AdvisoryLocksHeldAsync(writer.ProcessID));
+
+            // Marking the row waits for this transaction.
+            var watching = WatchAsync(watcher, run);
+            await Eventually.TrueAsync(() => WaitsForALockAsync(watcher.ProcessID), "the first watcher waits for the fenced transaction");
+            await ExecuteAsync(writer, Q($"UPDATE {{schema}}.agentpg_runs SET state = 'pending_tools' WHERE id = '{run}'"));
+            Assert.Equal(0, await AdvisoryLocksHeldAsync(writer.ProcessID));
+            Assert.False(watching.IsCompleted, "the watcher must not get past the row lock before the writer commits");
+            await tx.CommitAsync();
+
+            Assert.Equal(run, await Eventually.WithinAsync(watching, "the first watcher"));
+        }
+
+        var backFilled = await EventsAsync(run);
+        Assert.Contains(backFilled, e => e.Kind == "message" && e.Ref == first);
+        Assert.Contains(backFilled, e => e.Kind == "state");
+
+        // Watched now: the next fenced transaction reads the marker set, remembers nothing, and appends live.
+        await using (var tx = await writer.BeginTransactionAsync())
+        {
+            await FenceAsync(writer, run);
+            Assert.DoesNotContain(run.ToString(), await RememberedAsync(writer), StringComparison.Ordinal);
+            var second = await InsertUserMessageAsync(writer, session, run);
+            await ExecuteAsync(writer, Q($"UPDATE {{schema}}.agentpg_runs SET state = 'streaming' WHERE id = '{run}'"));
+            await tx.CommitAsync();
+
+            var after = await EventsAsync(run);
+            Assert.Equal(
+                [("message", (Guid?)second), ("state", null)],
+                after.Skip(backFilled.Count).Select(e => (e.Kind, e.Ref)).ToList());
+        }
+    }
+
+    [DatabaseFact]
+    public async Task UnwatchedRootRows_Claimed_SkipThePromptAndIteration_AndAFirstWatcherBackFillsThem()
+    {
+        var session = await db.Seed.SessionAsync();
+        // A batch-mode run: the only one of this class, so the claim takes it alone (the other tests leave pending streaming runs).
+        var run = await db.Seed.RunAsync(session, await db.Seed.AgentAsync(tools: []), mode: "batch");
+        await using var writer = await db.DataSource.OpenConnectionAsync();
+        await using var watcher = await db.DataSource.OpenConnectionAsync();
+
+        await using (var tx = await writer.BeginTransactionAsync())
+        {
+            await using (var claim = new NpgsqlCommand(_sql.Runs.Claim, writer))
+            {
+                claim.Parameters.Add(new NpgsqlParameter { Value = Worker });
+                claim.Parameters.Add(new NpgsqlParameter { Value = 5 });
+                claim.Parameters.Add(new NpgsqlParameter { Value = "batch" });
+                await using var reader = await claim.ExecuteReaderAsync();
+                Assert.True(await reader.ReadAsync(), "the pending run is claimed");
+            }
+
+            Assert.Contains(run.ToString(), await RememberedAsync(writer), StringComparison.Ordinal);
+            Assert.Equal(0, await AdvisoryLocksHeldAsync(writer.ProcessID));
+
+            var watching = WatchAsync(watcher, run);
+            await Eventually.TrueAsync(() => WaitsForALockAsync(watcher.ProcessID), "the first watcher waits for the claim");
+            Assert.False(watching.IsCompleted, "the watcher must not get past the row lock before the claim commits");
+            await tx.CommitAsync();
+            Assert.Equal(run, await Eventually.WithinAsync(watching, "the first watcher"));
+        }
+
+        var kinds = (await EventsAsync(run)).Select(e => e.Kind).ToList();
+        Assert.Contains("iteration", kinds);
+        Assert.Contains("message", kinds);
+        Assert.Equal(2, kinds.Count(k => k == "state"));
+    }
+
+    [DatabaseFact]
+    public async Task FirstWatcher_AgainstAWriterHoldingTheAdvisoryLockThenUpdatingTheRunRow_DoesNotDeadlock()
+    {
+        // A tool's completion appends under the root's shared advisory lock and then the tools-complete trigger updates the
+        // run's row. The watcher marks the row in a transaction of its own before it waits for the advisory lock, so the
+        // writer's row update never waits for the watcher.
+        var session = await db.Seed.SessionAsync();
+        var run = await db.Seed.RunAsync(session);
+        await db.Seed.ClaimRunAsync(run, Worker, TimeSpan.Zero, state: "pending_tools");
+        await using var writer = await db.DataSource.OpenConnectionAsync();
+        await using var watcher = await db.DataSource.OpenConnectionAsync();
+
+        await using var tx = await writer.BeginTransactionAsync();
+        var message = await InsertUserMessageAsync(writer, session, run);
+        Assert.Equal(1, await AdvisoryLocksHeldAsync(writer.ProcessID));
+
+        var watching = WatchAsync(watcher, run);
+        await Eventually.TrueAsync(() => WaitsForALockAsync(watcher.ProcessID), "the first watcher waits for the advisory lock");
+        await Eventually.WithinAsync(
+            ExecuteAsync(writer, Q($"UPDATE {{schema}}.agentpg_runs SET state = 'pending' WHERE id = '{run}'")),
+            "the writer's run update while a first watcher waits (a deadlock would make PostgreSQL abort one of them)");
+        await tx.CommitAsync();
+
+        Assert.Equal(run, await Eventually.WithinAsync(watching, "the first watcher"));
+        var events = await EventsAsync(run);
+        Assert.Contains(events, e => e.Kind == "message" && e.Ref == message);
+        Assert.Contains(events, e => e.Kind == "state");
+    }
+
+    [DatabaseFact]
+    public async Task WatchRun_WithoutTheMarkFirst_IsRefused()
+    {
+        var run = await db.Seed.RunAsync();
+        await using var command = db.DataSource.CreateCommand(_sql.RunEvents.Watch);
+        command.Parameters.Add(Id(run));
+        var error = await Assert.ThrowsAsync<PostgresException>(() => command.ExecuteScalarAsync());
+        Assert.Contains("agentpg_mark_run_watched", error.MessageText, StringComparison.Ordinal);
+        Assert.Empty(await EventsAsync(run));
+    }
+
+    [DatabaseFact]
+    public async Task MarkingAPendingRootRun_AnnouncesItClaimableAgain()
+    {
+        // Marking holds the run row for a moment; a claim meeting that lock skips the run (SKIP LOCKED), so the mark
+        // announces the run again on the channel that wakes claimers.
+        var run = await db.Seed.RunAsync();
+        await using var listener = await db.DataSource.OpenConnectionAsync();
+        string name;
+        await using (var channel = new NpgsqlCommand(Q("SELECT {schema}.agentpg_channel('agentpg_run_state')"), listener))
+        {
+            name = (string)(await channel.ExecuteScalarAsync())!;
+            await ExecuteAsync(listener, $"LISTEN \"{name}\"");
+        }
+
+        var payloads = new List<string>();
+        listener.Notification += (_, e) => payloads.Add(e.Payload);
+        await using var watcher = await db.DataSource.OpenConnectionAsync();
+        Assert.Equal(run, await WatchAsync(watcher, run));
+
+        await Eventually.TrueAsync(async () =>
+        {
+            await listener.WaitAsync(TimeSpan.FromMilliseconds(100));
+            return payloads.Any(p => p.Contains(run.ToString(), StringComparison.Ordinal) && p.Contains("\"pending\"", StringComparison.Ordinal));
+        }, "the marked pending run announced on agentpg_run_state");
+
+        // A second watch changes nothing and announces nothing: a notification sent after it arrives alone.
+        payloads.Clear();
+        Assert.Equal(run, await WatchAsync(watcher, run));
+        await ExecuteAsync(watcher, $"NOTIFY \"{name}\", 'after the second watch'");
+        await Eventually.TrueAsync(async () =>
+        {
+            await listener.WaitAsync(TimeSpan.FromMilliseconds(100));
+            return payloads.Count > 0;
+        }, "the notification sent after the second watch");
+        Assert.Equal(["after the second watch"], payloads);
     }
 }

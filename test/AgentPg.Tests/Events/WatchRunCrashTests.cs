@@ -6,8 +6,10 @@ namespace AgentPg.Tests.Events;
 /// <summary>A watcher in the test process follows a run streamed by a worker process that is killed mid-stream.</summary>
 public sealed class WatchRunCrashTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
-    // About 60 stream events at 100 ms: the first worker is still streaming it seconds after the watcher's first delta.
-    private static readonly string s_firstAttempt = string.Concat(Enumerable.Repeat("This answer is written slowly by the first worker. ", 18));
+    // About 2 000 stream events at 100 ms, over three minutes: longer than the test's deadline (90 s), so the first attempt
+    // can only end by the kill, however late a loaded machine lets the watcher see its first delta (a shorter stream could
+    // finish, and the run complete without a rescue, before the kill).
+    private static readonly string s_firstAttempt = string.Concat(Enumerable.Repeat("This answer is written slowly by the first worker. ", 600));
     private const string SecondAttempt = "This answer comes from the second worker, after the rescue.";
 
     private static Dictionary<string, string> WorkerArguments(FakeClaudeServer claude, string schema, string name) => new()

@@ -18,8 +18,11 @@ public sealed class WatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         Required = ["city"],
     };
 
-    /// <summary>A root agent that calls a tool and a delegate agent, then answers slowly; the delegate answers slowly too.</summary>
-    private static async Task<(AgentDefinition Root, string ChildName)> ScriptAsync(Harness h, TimeSpan eventDelay, Task? watching = null)
+    /// <summary>A root agent that calls a tool and a delegate agent, then answers slowly; the delegate answers slowly too.
+    /// <paramref name="watching"/> holds every model call, <paramref name="finalAnswer"/> the root's answer after the tools, and
+    /// <paramref name="finalAnswerRest"/> that answer after its first text delta.</summary>
+    private static async Task<(AgentDefinition Root, string ChildName)> ScriptAsync(Harness h, TimeSpan eventDelay, Task? watching = null,
+        Task? finalAnswer = null, Task? finalAnswerRest = null)
     {
         string root = Unique("root"), child = Unique("child");
         var childAgent = await h.Client.CreateAgentAsync(new AgentDefinition
@@ -43,10 +46,22 @@ public sealed class WatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
                 return FakeReply.Text("Research says: eighteen degrees and a breeze.") with { EventDelay = eventDelay };
             }
 
-            return request.ToolResults.Count == 0
-                ? FakeReply.Message(FakeContentBlock.Text("Let me check."), FakeContentBlock.ToolUse("get_weather", new { city = "Paris" }),
-                    FakeContentBlock.ToolUse(child, new { task = "confirm the weather" })) with { StopReason = "tool_use" }
-                : FakeReply.Text(LongAnswer) with { EventDelay = eventDelay };
+            if (request.ToolResults.Count == 0)
+            {
+                return FakeReply.Message(FakeContentBlock.Text("Let me check."), FakeContentBlock.ToolUse("get_weather", new { city = "Paris" }),
+                    FakeContentBlock.ToolUse(child, new { task = "confirm the weather" })) with { StopReason = "tool_use" };
+            }
+
+            if (finalAnswer is not null)
+            {
+                await finalAnswer.WaitAsync(cancellationToken);
+            }
+
+            // message_start, content_block_start and ping come before the text deltas.
+            return FakeReply.Text(LongAnswer) with
+            {
+                EventDelay = eventDelay, StreamPause = finalAnswerRest is null ? null : new FakeStreamPause(3 + 1, finalAnswerRest),
+            };
         });
         return (rootAgent, child);
     }
@@ -76,18 +91,28 @@ public sealed class WatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     {
         await using var h = await Harness.StartAsync(db, tools: Weather());
         var watcher = await h.AddClientAsync(start: false);
-        var watching = new TaskCompletionSource();
-        var (agent, childName) = await ScriptAsync(h, TimeSpan.FromMilliseconds(15), watching.Task);
+        // The model answers once the worker knows of the watch (the watcher's first event shows the watch registered; the worker
+        // learns of it a moment later), so every delta is published; the final answer holds after its first delta until the
+        // watcher has read the run's state.
+        var workerKnowsTheWatch = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var firstFinalDeltaSeen = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var (agent, childName) = await ScriptAsync(h, TimeSpan.FromMilliseconds(15), workerKnowsTheWatch.Task, finalAnswerRest: firstFinalDeltaSeen.Task);
         var session = await watcher.NewSessionAsync();
         var runId = await watcher.RunFastAsync(session, agent.Id, "What's the weather in Paris?");
 
         var stateAtFirstFinalDelta = (RunState?)null;
         var events = await Eventually.WithinAsync(CollectAsync(watcher.WatchRunAsync(runId), async e =>
         {
-            watching.TrySetResult();
+            if (!workerKnowsTheWatch.Task.IsCompleted)
+            {
+                await Eventually.TrueAsync(() => h.Client.Engine.Deltas.IsWatched(runId), "the worker learns of the watch");
+                workerKnowsTheWatch.SetResult();
+            }
+
             if (e is TextDeltaEvent { IterationNumber: 2 } && e.RunId == runId && stateAtFirstFinalDelta is null)
             {
                 stateAtFirstFinalDelta = (await watcher.GetRunAsync(runId)).State;
+                firstFinalDeltaSeen.SetResult();
             }
         }), "the watched run to finish");
 
@@ -138,7 +163,11 @@ public sealed class WatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     {
         await using var h = await Harness.StartAsync(db, tools: Weather());
         var watcher = await h.AddClientAsync(start: false);
-        var (agent, _) = await ScriptAsync(h, TimeSpan.FromMilliseconds(10));
+        // The model answers once the worker knows of the watch (so the first answers' deltas are published), and the root's final
+        // answer waits until the first watcher has gone: the disconnect is mid-run whatever the timing.
+        var workerKnowsTheWatch = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var disconnected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var (agent, _) = await ScriptAsync(h, TimeSpan.FromMilliseconds(10), workerKnowsTheWatch.Task, disconnected.Task);
         var session = await watcher.NewSessionAsync();
         var runId = await watcher.RunFastAsync(session, agent.Id, "What's the weather in Paris?");
 
@@ -147,6 +176,12 @@ public sealed class WatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         await foreach (var e in watcher.WatchRunAsync(runId))
         {
             first.Add(e);
+            if (!workerKnowsTheWatch.Task.IsCompleted)
+            {
+                await Eventually.TrueAsync(() => h.Client.Engine.Deltas.IsWatched(runId), "the worker learns of the watch");
+                workerKnowsTheWatch.SetResult();
+            }
+
             if (e is TextDeltaEvent)
             {
                 break;
@@ -154,6 +189,7 @@ public sealed class WatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         }
 
         Assert.False((await watcher.GetRunAsync(runId)).State.IsTerminal(), "the run was still running when the watcher disconnected");
+        disconnected.SetResult();
         var rest = await Eventually.WithinAsync(CollectAsync(watcher.WatchRunAsync(runId, first[^1].Sequence)), "the resumed watch to end");
         var everything = await CollectAsync(h.Client.WatchRunAsync(runId));
 
@@ -288,11 +324,39 @@ public sealed class WatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     }
 
     [DatabaseFact]
+    public async Task WatchRun_ReplayOfADelegationRefusedAtTheDepthLimit_HasNoToolCallStart()
+    {
+        // An agent tool call starts when its child run exists; one refused at the depth limit never has one (its execution was
+        // claimed, started_at set, then failed). The replay built for a first watch must say what a live watch says: it
+        // completed, failed, without starting.
+        await using var h = await Harness.StartAsync(db, o => o.MaxAgentDepth = 1);
+        string boss = Unique("boss"), mid = Unique("mid"), leaf = Unique("leaf");
+        var leafAgent = await h.AgentAsync(a => a with { Name = leaf, SystemPrompt = leaf, Description = "Leaf" });
+        var midAgent = await h.AgentAsync(a => a with { Name = mid, SystemPrompt = mid, Description = "Mid", AgentIds = [leafAgent.Id] });
+        var bossAgent = await h.AgentAsync(a => a with { Name = boss, SystemPrompt = boss, AgentIds = [midAgent.Id] });
+        h.Claude.Respond(r => r.ToolResults.Count > 0 ? FakeReply.Text(r.SystemText + " got: " + r.ToolResults[0].Content)
+            : r.SystemText == boss ? FakeReply.ToolUse(mid, new { task = "file it" }) : FakeReply.ToolUse(leaf, new { task = "file it" }));
+        var session = await h.Client.NewSessionAsync();
+        var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, bossAgent.Id, "file the report"), "the run");
+
+        var events = await Eventually.WithinAsync(CollectAsync(h.Client.WatchRunAsync(response.RunId)), "the replay to end");
+
+        var refused = Assert.Single(events.OfType<ToolCallCompletedEvent>(), c => c.ToolName == leaf);
+        Assert.True(refused.IsError);
+        Assert.Contains("Delegation refused", refused.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain(events.OfType<ToolCallStartedEvent>(), s => s.ToolName == leaf);
+        Assert.Single(events.OfType<ToolCallStartedEvent>(), s => s.ToolName == mid);
+    }
+
+    [DatabaseFact]
     public async Task WatchRun_CancelledMidStream_LeavesNoFeedAndNoConnection()
     {
         await using var h = await Harness.StartAsync(db, tools: Weather());
         var watcher = await h.AddClientAsync(start: false);
-        var (agent, _) = await ScriptAsync(h, TimeSpan.FromMilliseconds(20));
+        // The model answers once the worker knows of the watch, so deltas are published (a run that streamed before it learned of
+        // the watch has none, and the watch would end without being cancelled).
+        var workerKnowsTheWatch = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var (agent, _) = await ScriptAsync(h, TimeSpan.FromMilliseconds(20), workerKnowsTheWatch.Task);
         var session = await watcher.NewSessionAsync();
         var runId = await watcher.RunFastAsync(session, agent.Id, "What's the weather in Paris?");
         using var cts = new CancellationTokenSource();
@@ -301,6 +365,12 @@ public sealed class WatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         {
             await foreach (var e in watcher.WatchRunAsync(runId, cancellationToken: cts.Token))
             {
+                if (!workerKnowsTheWatch.Task.IsCompleted)
+                {
+                    await Eventually.TrueAsync(() => h.Client.Engine.Deltas.IsWatched(runId), "the worker learns of the watch");
+                    workerKnowsTheWatch.SetResult();
+                }
+
                 if (e is TextDeltaEvent)
                 {
                     Assert.Equal(1, watcher.ActiveEventFeeds);

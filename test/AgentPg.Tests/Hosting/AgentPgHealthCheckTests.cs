@@ -12,7 +12,11 @@ public sealed class AgentPgHealthCheckTests(SchemaFixture db) : IClassFixture<Sc
     public async Task CheckHealth_StartedWorker_IsHealthyWithSchemaVersionAndHeartbeat()
     {
         var builder = HostFactory.Builder();
-        builder.Services.AddAgentPg(HostFactory.Options(db, null)).AddWorker();
+        // Fresh means younger than 2 × HeartbeatInterval. The fixture's 500 ms interval makes that a one-second window, which a
+        // loaded machine can miss between the start's heartbeat and the check (the check then rightly says Degraded). With a
+        // one-minute interval the start's heartbeat is fresh for two minutes: the check proves Healthy, not the scheduler's speed.
+        builder.Services.AddAgentPg(HostFactory.Options(db, null, o => (o.HeartbeatInterval, o.InstanceTtl) = (TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(5))))
+            .AddWorker();
         builder.Services.AddHealthChecks().AddAgentPg();
         using var host = builder.Build();
         await host.StartAsync();

@@ -4,11 +4,11 @@ namespace AgentPg.Tests.Infrastructure;
 /// behind), so no test class writes its own INSERTs. Reach it as <see cref="SchemaFixture.Seed"/>.</summary>
 public sealed class TestData(SchemaFixture db)
 {
-    /// <summary>An agent with a unique name.</summary>
-    public Task<Guid> AgentAsync(string model = "claude-sonnet-4-5", IReadOnlyList<string>? tools = null)
+    /// <summary>An agent with a unique name (and, when given, these agents as its delegates, in this order).</summary>
+    public Task<Guid> AgentAsync(string model = "claude-sonnet-4-5", IReadOnlyList<string>? tools = null, IReadOnlyList<Guid>? delegates = null)
         => db.ScalarAsync<Guid>(
-            "INSERT INTO {schema}.agentpg_agents (name, model, system_prompt, tool_names) VALUES ($1, $2, 'You are a test agent.', $3) RETURNING id",
-            "agent_" + Guid.NewGuid().ToString("N")[..10], model, (tools ?? []).ToArray());
+            "INSERT INTO {schema}.agentpg_agents (name, model, system_prompt, tool_names, agent_ids) VALUES ($1, $2, 'You are a test agent.', $3, $4) RETURNING id",
+            "agent_" + Guid.NewGuid().ToString("N")[..10], model, (tools ?? []).ToArray(), (delegates ?? []).ToArray());
 
     /// <summary>A root session.</summary>
     public Task<Guid> SessionAsync() => db.ScalarAsync<Guid>("INSERT INTO {schema}.agentpg_sessions DEFAULT VALUES RETURNING id");
@@ -18,6 +18,19 @@ public sealed class TestData(SchemaFixture db)
         => await db.ScalarAsync<Guid>(
             $"INSERT INTO {{schema}}.agentpg_runs (session_id, agent_id, prompt, run_mode) VALUES ($1, $2, $3, '{Sql(mode)}') RETURNING id",
             session ?? await SessionAsync(), agent ?? await AgentAsync(), prompt);
+
+    /// <summary>A pending child run of <paramref name="parent"/> (a delegation to <paramref name="agent"/>) in the parent's session.</summary>
+    public Task<Guid> ChildRunAsync(Guid parent, Guid agent, string prompt = "do the part")
+        => db.ScalarAsync<Guid>(
+            "INSERT INTO {schema}.agentpg_runs (session_id, agent_id, prompt, run_mode, parent_run_id, depth) " +
+            "SELECT session_id, $2, $3, run_mode, id, depth + 1 FROM {schema}.agentpg_runs WHERE id = $1 RETURNING id",
+            parent, agent, prompt);
+
+    /// <summary>A compaction summary of <paramref name="session"/> (a user message without a run) with one text block.</summary>
+    public Task<Guid> SummaryAsync(Guid session, string text)
+        => db.ScalarAsync<Guid>(
+            "INSERT INTO {schema}.agentpg_messages (session_id, role, is_summary, content) " +
+            "VALUES ($1, 'user', true, jsonb_build_array(jsonb_build_object('type', 'text', 'text', $2::text))) RETURNING id", session, text);
 
     /// <summary>An instance whose last heartbeat was <paramref name="heartbeatAgo"/> ago.</summary>
     public Task InstanceAsync(string id, TimeSpan heartbeatAgo)
@@ -40,23 +53,18 @@ public sealed class TestData(SchemaFixture db)
             "claim_epoch = claim_epoch + 1, rescue_attempts = $4, started_at = now() WHERE id = $1", run, holder, claimedAgo, rescueAttempts);
 
     /// <summary>A user message of <paramref name="run"/> with one text block.</summary>
-    public async Task<Guid> UserTextAsync(Guid session, Guid run, string text)
-    {
-        var message = await db.ScalarAsync<Guid>("INSERT INTO {schema}.agentpg_messages (session_id, run_id, role) VALUES ($1, $2, 'user') RETURNING id", session, run);
-        await db.ExecuteAsync("INSERT INTO {schema}.agentpg_content_blocks (message_id, block_index, type, text) VALUES ($1, 0, 'text', $2)", message, text);
-        return message;
-    }
+    public Task<Guid> UserTextAsync(Guid session, Guid run, string text)
+        => db.ScalarAsync<Guid>(
+            "INSERT INTO {schema}.agentpg_messages (session_id, run_id, role, content) " +
+            "VALUES ($1, $2, 'user', jsonb_build_array(jsonb_build_object('type', 'text', 'text', $3::text))) RETURNING id", session, run, text);
 
     /// <summary>An assistant message of <paramref name="run"/> with one tool_use block (input <c>{}</c>), as Claude's response
     /// is recorded.</summary>
-    public async Task<Guid> ToolUseAsync(Guid session, Guid run, string toolUseId, string toolName)
-    {
-        var message = await db.ScalarAsync<Guid>("INSERT INTO {schema}.agentpg_messages (session_id, run_id, role) VALUES ($1, $2, 'assistant') RETURNING id", session, run);
-        await db.ExecuteAsync(
-            "INSERT INTO {schema}.agentpg_content_blocks (message_id, block_index, type, tool_use_id, tool_name, tool_input) VALUES ($1, 0, 'tool_use', $2, $3, '{}')",
-            message, toolUseId, toolName);
-        return message;
-    }
+    public Task<Guid> ToolUseAsync(Guid session, Guid run, string toolUseId, string toolName)
+        => db.ScalarAsync<Guid>(
+            "INSERT INTO {schema}.agentpg_messages (session_id, run_id, role, content) VALUES ($1, $2, 'assistant', " +
+            "jsonb_build_array(jsonb_build_object('type', 'tool_use', 'id', $3::text, 'name', $4::text, 'input', '{}'::jsonb))) RETURNING id",
+            session, run, toolUseId, toolName);
 
     /// <summary>A completed streaming iteration of <paramref name="run"/> that stopped for <paramref name="toolExecutions"/>
     /// tool calls, and the run moved on to it: in pending_tools with it as current iteration.</summary>

@@ -171,7 +171,10 @@ public sealed class CrashTests(SchemaFixture db, ITestOutputHelper output) : ICl
     [DatabaseFact]
     public async Task BatchRun_SurvivesTheDeathOfTheInstanceThatSubmittedIt()
     {
-        await using var claude = await FakeClaudeServer.StartAsync(new FakeClaudeServerOptions { BatchProcessingDelay = TimeSpan.FromSeconds(4) });
+        // The batch processes until the test moves the fake's clock past it, after the kill: its submitter cannot finish the
+        // run first, however long a loaded machine takes to see the batch submitted.
+        var clock = new SteppedClock();
+        await using var claude = await FakeClaudeServer.StartAsync(new FakeClaudeServerOptions { BatchProcessingDelay = TimeSpan.FromHours(1), TimeProvider = clock });
         claude.Respond(_ => FakeReply.Text("batch answer"));
         await using var producer = db.CreateClient();
         var agent = await producer.CreateAgentAsync(new AgentDefinition { Name = "batchsurvivor_" + Guid.NewGuid().ToString("N")[..6], Model = "m", Tools = [] });
@@ -182,6 +185,7 @@ public sealed class CrashTests(SchemaFixture db, ITestOutputHelper output) : ICl
         Assert.Equal(submitter.InstanceId, (await producer.GetRunAsync(run)).ClaimedByInstanceId);
 
         await submitter.KillAsync();
+        clock.Step(TimeSpan.FromHours(1));
         await using var survivor = db.CreateClient(o =>
         {
             o.ApiKey = claude.ApiKey;
@@ -242,6 +246,16 @@ public sealed class CrashTests(SchemaFixture db, ITestOutputHelper output) : ICl
         output.WriteLine($"runs created after the restart completed in {(DateTime.UtcNow - started).TotalSeconds:0.00} s (worker poll interval 60 s)");
         Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(15));
         Assert.Equal(0L, await ScalarAsync(dataSource, "SELECT count(*) FROM agentpg_runs WHERE state = 'failed'"));
+    }
+
+    /// <summary>System time plus the steps taken.</summary>
+    private sealed class SteppedClock : TimeProvider
+    {
+        private long _offsetTicks;
+
+        public void Step(TimeSpan by) => Interlocked.Add(ref _offsetTicks, by.Ticks);
+
+        public override DateTimeOffset GetUtcNow() => System.GetUtcNow() + TimeSpan.FromTicks(Interlocked.Read(ref _offsetTicks));
     }
 
     private static async Task<long> CountCompletedAsync(NpgsqlDataSource dataSource, List<Guid> runs)

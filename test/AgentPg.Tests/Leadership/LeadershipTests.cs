@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using AgentPg.Testing;
 using AgentPg.Tests.Infrastructure;
 using Npgsql;
 
@@ -73,10 +74,15 @@ public sealed class LeadershipTests(SchemaFixture db) : IClassFixture<SchemaFixt
             Assert.Equal(leaderId, await LeaderInDatabaseAsync());
             Assert.Equal(1, tracker.MaxConcurrent);
 
-            var stopped = DateTime.UtcNow;
+            // Stopping resigns at once, and the others try every TTL/2: the next attempt takes over. Without the resign the lease
+            // would run out first (up to one TTL after its last refresh). The bound is one TTL, TTL/2 above the attempt period
+            // for scheduling, measured on the database's clock from before the stop to the successor's election, so neither
+            // the test's polling nor the rest of the stop (which runs after the resign) counts.
+            var stopped = await db.ScalarAsync<DateTime>("SELECT now()");
             await leader.StopAsync();
             await Eventually.TrueAsync(async () => await LeaderInDatabaseAsync() is { } next && next != leaderId, "another client to take over", ttl * 2);
-            Assert.True(DateTime.UtcNow - stopped < ttl, "the handover took longer than one lease TTL");
+            var elected = await db.ScalarAsync<DateTime>("SELECT elected_at FROM {schema}.agentpg_leader");
+            Assert.True(elected - stopped < ttl, $"the handover took {(elected - stopped).TotalSeconds:0.00} s, longer than one lease TTL ({ttl.TotalSeconds} s)");
             await Eventually.TrueAsync(() => tracker.Current == 1, "exactly one believing leader after the handover");
             Assert.Equal(1, tracker.MaxConcurrent);
         }
@@ -87,6 +93,47 @@ public sealed class LeadershipTests(SchemaFixture db) : IClassFixture<SchemaFixt
                 await client.DisposeAsync();
             }
         }
+    }
+
+    [DatabaseFact]
+    public async Task StoppingWhileWorkDrains_ResignsAtOnce_AndTheSuccessorNeverOverlapsIt()
+    {
+        var tracker = new LeaderTracker();
+        var ttl = TimeSpan.FromSeconds(3);
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.LeaderTtl = ttl;
+            o.Hooks = tracker.HooksFor("a");
+        });
+        var a = h.Client;
+        await Eventually.TrueAsync(() => tracker.Current == 1, "A to lead");
+        var held = new HeldRequest(h.Claude, "hold the drain", _ => FakeReply.Text("drained"));
+        var agent = await h.AgentAsync();
+        var run = await a.RunFastAsync(await a.NewSessionAsync(), agent.Id, "hold the drain");
+        await Eventually.WithinAsync(held.Arrived, "A to stream the run");
+        var b = await h.AddClientAsync(o =>
+        {
+            o.LeaderTtl = ttl;
+            o.Hooks = tracker.HooksFor("b");
+        });
+
+        // A stops while it streams: the drain waits for the held request, and A no longer refreshes its lease meanwhile. It
+        // must stop leading and resign now, not after the drain: B takes over at its next attempt, never while A still leads.
+        var stopping = a.StopAsync();
+        try
+        {
+            await Eventually.TrueAsync(() => tracker.Events.Contains("became b"), "B to take over while A drains");
+            Assert.False(stopping.IsCompleted, "A's stop waits for the held request");
+            Assert.Equal(["became a", "lost a", "became b"], tracker.Events.Take(3));
+            Assert.Equal(1, tracker.MaxConcurrent);
+        }
+        finally
+        {
+            held.Release();
+        }
+
+        await Eventually.WithinAsync(stopping, "A's stop after the drain");
+        Assert.Equal("drained", (await b.GetRunAsync(run)).ResponseText);
     }
 
     [DatabaseFact]

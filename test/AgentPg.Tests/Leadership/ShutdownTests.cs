@@ -1,5 +1,6 @@
 using AgentPg.Testing;
 using AgentPg.Tests.Infrastructure;
+using Npgsql;
 
 namespace AgentPg.Tests.Leadership;
 
@@ -161,9 +162,12 @@ public sealed class ShutdownTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         await using var h = await Harness.StartAsync(db);
         var agent = await h.AgentAsync();
         h.Claude.Respond(_ => FakeReply.Text("answered once"));
-        await db.ExecuteAsync("""
+
+        // The recording waits (inside its transaction) for an advisory lock the test holds until the deadline has passed.
+        var gateKey = Random.Shared.Next(1, int.MaxValue);
+        await db.ExecuteAsync($$"""
             CREATE FUNCTION {schema}.slow_run_completion() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$
+            BEGIN PERFORM pg_advisory_xact_lock_shared(77002, {{gateKey}}); RETURN NEW; END $$
             """);
         await db.ExecuteAsync("""
             CREATE TRIGGER slow_run_completion BEFORE UPDATE ON {schema}.agentpg_runs
@@ -171,13 +175,29 @@ public sealed class ShutdownTests(SchemaFixture db) : IClassFixture<SchemaFixtur
             """);
         try
         {
+            await using var gate = await db.DataSource.OpenConnectionAsync();
+            await using (var hold = new NpgsqlCommand($"SELECT pg_advisory_lock(77002, {gateKey})", gate))
+            {
+                await hold.ExecuteNonQueryAsync();
+            }
+
             var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
             await Eventually.TrueAsync(async () => await db.ScalarAsync<long>(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%' || $1 || '%agentpg_runs%'", db.Schema) > 0,
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 77002 AND objid = $1 AND objsubid = 2 AND NOT granted",
+                    (long)gateKey) > 0,
                 "the completed stream's recording to be in flight");
             using (var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(100)))
             {
-                await h.Client.StopAsync(deadline.Token);
+                var deadlinePassed = new TaskCompletionSource();
+                using var registration = deadline.Token.Register(() => deadlinePassed.TrySetResult());
+                var stopping = h.Client.StopAsync(deadline.Token);
+                await Eventually.WithinAsync(deadlinePassed.Task, "the stop deadline");
+                await using (var release = new NpgsqlCommand($"SELECT pg_advisory_unlock(77002, {gateKey})", gate))
+                {
+                    await release.ExecuteNonQueryAsync();
+                }
+
+                await Eventually.WithinAsync(stopping, "the stop");
             }
 
             var other = await h.AddClientAsync();

@@ -139,8 +139,8 @@ public sealed class BatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
             BEGIN RAISE EXCEPTION 'injected: this content is refused'; END $$
             """);
         await db.ExecuteAsync("""
-            CREATE TRIGGER refuse_poison BEFORE INSERT ON {schema}.agentpg_content_blocks
-               FOR EACH ROW WHEN (NEW.text = 'poison') EXECUTE FUNCTION {schema}.refuse_poison()
+            CREATE TRIGGER refuse_poison BEFORE INSERT ON {schema}.agentpg_messages
+               FOR EACH ROW WHEN (NEW.content -> 0 ->> 'text' = 'poison') EXECUTE FUNCTION {schema}.refuse_poison()
             """);
         try
         {
@@ -156,7 +156,7 @@ public sealed class BatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         }
         finally
         {
-            await db.ExecuteAsync("DROP TRIGGER refuse_poison ON {schema}.agentpg_content_blocks");
+            await db.ExecuteAsync("DROP TRIGGER refuse_poison ON {schema}.agentpg_messages");
         }
     }
 

@@ -1,6 +1,9 @@
 using System.Collections.Concurrent;
+using AgentPg.Notifications;
+using AgentPg.Runs.Events;
 using AgentPg.Testing;
 using AgentPg.Tests.Infrastructure;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace AgentPg.Tests.Runs;
 
@@ -26,6 +29,30 @@ public sealed class HierarchyTests(SchemaFixture db) : IClassFixture<SchemaFixtu
             AgentIds = delegates ?? [],
             Tools = tools ?? [],
         });
+
+    /// <summary>A boss agent that delegates to a helper agent (its tool input <paramref name="task"/>) and then answers
+    /// "boss: " followed by the helper's answer (<paramref name="bossAnswer"/> instead, when given); returns the boss's id
+    /// and the helper's name.</summary>
+    private static async Task<(Guid Boss, string Helper)> BossAndHelperAsync(
+        Harness h, object task, Func<FakeRequest, FakeReply>? helperReply, Func<string, string>? bossAnswer = null)
+    {
+        string boss = Unique("boss"), helper = Unique("helper");
+        var helperAgent = await Agent(h, helper);
+        var bossAgent = await Agent(h, boss, [helperAgent.Id]);
+        var scripts = new Dictionary<string, Func<FakeRequest, FakeReply>>
+        {
+            [boss] = r => r.ToolResults.Count == 0
+                ? FakeReply.ToolUse(helper, task)
+                : FakeReply.Text(bossAnswer is null ? "boss: " + r.ToolResults[0].Content : bossAnswer(r.ToolResults[0].Content)),
+        };
+        if (helperReply is not null)
+        {
+            scripts[helper] = helperReply;
+        }
+
+        Script(h.Claude, scripts);
+        return (bossAgent.Id, helper);
+    }
 
     [DatabaseFact]
     public async Task ThreeLevels_CompleteWithOwnMessagesPerRunAndVariablesReachTheDeepestTool()
@@ -88,7 +115,16 @@ public sealed class HierarchyTests(SchemaFixture db) : IClassFixture<SchemaFixtu
         Assert.Equal(3, pmSecondRequest.Body!.Value.GetProperty("messages").GetArrayLength());
 
         // Callbacks reach child runs and fire for agent tools too.
-        await Eventually.TrueAsync(() => completes.Count >= 4, "four OnToolComplete callbacks");
+        try
+        {
+            await Eventually.TrueAsync(() => completes.Count >= 4, "four OnToolComplete callbacks");
+        }
+        catch (Xunit.Sdk.XunitException ex)
+        {
+            // Which one was dropped tells where: an agent tool's (read back on its child's notification) or a tool's.
+            Assert.Fail($"{ex.Message} Arrived: {string.Join(", ", completes.Select(c => $"{c.ToolName} on run {c.RunId}"))}.");
+        }
+
         Assert.Contains(starts, e => e.ToolName == research && e.IsAgentTool && e.RunId == response.RunId);
         Assert.Contains(starts, e => e.ToolName == "read_tenant" && !e.IsAgentTool);
         Assert.Contains(completes, e => e.ToolName == lead && e.IsAgentTool && e.Output == "lead got worker saw tenant=acme");
@@ -97,19 +133,39 @@ public sealed class HierarchyTests(SchemaFixture db) : IClassFixture<SchemaFixtu
     }
 
     [DatabaseFact]
+    public async Task AgentToolComplete_FiresWhenTheParentFinishesBeforeTheChildsToolCallIsReadBack()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var (boss, helper) = await BossAndHelperAsync(h, new { task = "sum 2+2" }, _ => FakeReply.Text("4"));
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), boss, "delegate");
+        var child = Assert.Single(response.ToolCalls).ChildRunId!.Value;
+
+        // The child's agentpg_run_finalized, then the parent's, back to back as a listener may deliver them: the child's makes
+        // the client read the agent tool's call back from the database, and the parent's removes the parent's callbacks before
+        // that read can return (a round trip). The callback taken when the child's notification arrived still fires.
+        var completes = new ConcurrentQueue<ToolCallEvent>();
+        h.Client.Engine.Callbacks.Register(response.RunId, new RunOptions { OnToolComplete = completes.Enqueue }, transactionId: null);
+        var feeds = new RunEventFeeds((_, _, _) => throw new InvalidOperationException("no feed reads in this test"), TimeSpan.FromSeconds(1),
+            TimeProvider.System, NullLogger.Instance);
+        var router = new NotificationRouter(h.Client.Engine, feeds, () => true);
+        router.Route(new Notification(Channels.RunFinalized, child, "streaming", "completed", response.RunId, null));
+        router.Route(new Notification(Channels.RunFinalized, response.RunId, "streaming", "completed", null, null));
+
+        await Eventually.TrueAsync(() => !completes.IsEmpty, "the agent tool's OnToolComplete", TimeSpan.FromSeconds(10));
+        var e = Assert.Single(completes);
+        Assert.Equal(helper, e.ToolName);
+        Assert.True(e.IsAgentTool);
+        Assert.Equal(response.RunId, e.RunId);
+        Assert.Equal("4", e.Output);
+    }
+
+    [DatabaseFact]
     public async Task Delegation_InBatchMode_ChildRunsAreBatchRunsToo()
     {
         await using var h = await Harness.StartAsync(db);
-        string boss = Unique("boss"), helper = Unique("helper");
-        var helperAgent = await Agent(h, helper);
-        var bossAgent = await Agent(h, boss, [helperAgent.Id]);
-        Script(h.Claude, new()
-        {
-            [boss] = r => r.ToolResults.Count == 0 ? FakeReply.ToolUse(helper, new { task = "sum 2+2" }) : FakeReply.Text("boss: " + r.ToolResults[0].Content),
-            [helper] = r => FakeReply.Text("helper says 4 for '" + r.LastUserText + "'"),
-        });
+        var (boss, _) = await BossAndHelperAsync(h, new { task = "sum 2+2" }, r => FakeReply.Text("helper says 4 for '" + r.LastUserText + "'"));
 
-        var response = await Eventually.WithinAsync(h.Client.RunSyncAsync(await h.Client.NewSessionAsync(), bossAgent.Id, "delegate"), "the batch hierarchy", TimeSpan.FromSeconds(60));
+        var response = await Eventually.WithinAsync(h.Client.RunSyncAsync(await h.Client.NewSessionAsync(), boss, "delegate"), "the batch hierarchy", TimeSpan.FromSeconds(60));
 
         Assert.Equal("boss: helper says 4 for 'sum 2+2'", response.Text);
         var child = await h.Client.GetRunAsync(Assert.Single(response.ToolCalls).ChildRunId!.Value);
@@ -184,15 +240,9 @@ public sealed class HierarchyTests(SchemaFixture db) : IClassFixture<SchemaFixtu
     public async Task DelegateWithoutTask_IsReportedAsInvalidInput()
     {
         await using var h = await Harness.StartAsync(db);
-        string boss = Unique("boss"), helper = Unique("helper");
-        var helperAgent = await Agent(h, helper);
-        var bossAgent = await Agent(h, boss, [helperAgent.Id]);
-        Script(h.Claude, new()
-        {
-            [boss] = r => r.ToolResults.Count == 0 ? FakeReply.ToolUse(helper, new { }) : FakeReply.Text(r.ToolResults[0].Content),
-        });
+        var (boss, _) = await BossAndHelperAsync(h, new { }, helperReply: null, bossAnswer: content => content);
 
-        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), bossAgent.Id, "go");
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), boss, "go");
 
         Assert.Contains("'task' is required", response.Text, StringComparison.Ordinal);
     }

@@ -12,23 +12,26 @@ public sealed class LockOrderAndRetentionTests(SchemaFixture db) : IClassFixture
     [DatabaseFact]
     public async Task ChildCompletingWhileTheParentIsInterrupted_NoDeadlockReachesTheCaller()
     {
-        // The child's completion is slowed inside its transaction (a test trigger sleeps while the parent's agent-tool
-        // execution is completed): the interrupt then always arrives while the worker holds what it locked so far. With the
-        // old order (child, then parent) and the cancel's (parent, then child), PostgreSQL detected a deadlock and the
-        // caller of RunFastAsync got a raw 40P01 about half of the time.
-        await db.ExecuteAsync("""
-            CREATE OR REPLACE FUNCTION {schema}.test_slow_agent_tool_completion() RETURNS trigger LANGUAGE plpgsql AS $$
+        // The child's completion is held inside its transaction (a test trigger waits for an advisory lock the test holds
+        // while the parent's agent-tool execution is completed): the interrupt then always arrives while the worker holds
+        // what it locked so far. With the old order (child, then parent) and the cancel's (parent, then child), PostgreSQL
+        // detected a deadlock and the caller of RunFastAsync got a raw 40P01 about half of the time. Every wait below is for
+        // a state that lasts until the test ends it (a lock waiter), never for a window that a slow poll could miss.
+        var gateKey = Random.Shared.Next(1, int.MaxValue);
+        await db.ExecuteAsync($$"""
+            CREATE OR REPLACE FUNCTION {schema}.test_held_agent_tool_completion() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
                 IF NEW.is_agent_tool AND NEW.state = 'completed' AND OLD.state = 'running' THEN
-                    PERFORM pg_sleep(0.5);
+                    PERFORM pg_advisory_xact_lock_shared(77001, {{gateKey}});
                 END IF;
                 RETURN NEW;
             END $$;
-            CREATE TRIGGER test_slow_agent_tool_completion BEFORE UPDATE ON {schema}.agentpg_tool_executions
-                FOR EACH ROW EXECUTE FUNCTION {schema}.test_slow_agent_tool_completion();
+            CREATE TRIGGER test_held_agent_tool_completion BEFORE UPDATE ON {schema}.agentpg_tool_executions
+                FOR EACH ROW EXECUTE FUNCTION {schema}.test_held_agent_tool_completion();
             """);
         try
         {
+            await using var gate = await db.DataSource.OpenConnectionAsync();
             await using var h = await Harness.StartAsync(db);
             var child = await h.AgentAsync(a => a with { SystemPrompt = "You are the child." });
             var parent = await h.AgentAsync(a => a with { SystemPrompt = "You are the parent.", AgentIds = [child.Id] });
@@ -55,21 +58,36 @@ public sealed class LockOrderAndRetentionTests(SchemaFixture db) : IClassFixture
                 var task = $"delegate {i} work";
                 await h.Client.RunFastAsync(session, parent.Id, $"delegate {i}");
                 await Eventually.WithinAsync(childArrived.GetOrAdd(task, _ => new()).Task, "the child run's request");
+                await ExecuteAsync(gate, $"SELECT pg_advisory_lock(77001, {gateKey})");
                 releaseChild.GetOrAdd(task, _ => new()).TrySetResult();
                 await Eventually.TrueAsync(
-                    async () => await db.ScalarAsync<long>("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE $1",
-                        $"%{db.Schema}%") > 0,
-                    "the worker records the child's completion");
+                    async () => await db.ScalarAsync<long>(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 77001 AND objid = $1 AND objsubid = 2 AND NOT granted",
+                        (long)gateKey) > 0,
+                    "the worker records the child's completion (and waits in the test trigger)");
 
-                var interrupting = await h.Client.RunFastAsync(session, parent.Id, "interrupt " + i,
+                var interrupting = h.Client.RunFastAsync(session, parent.Id, "interrupt " + i,
                     new RunOptions { ConcurrencyPolicy = ConcurrencyPolicy.Interrupt });
+                await Eventually.TrueAsync(
+                    async () => interrupting.IsCompleted || await db.ScalarAsync<long>(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event <> 'advisory' AND query LIKE $1",
+                        $"%{db.Schema}%") > 0,
+                    "the interrupting run's creation cancels the parent, or waits for the worker's locks to do it");
+                await ExecuteAsync(gate, $"SELECT pg_advisory_unlock(77001, {gateKey})");
 
-                Assert.Equal("parent done", (await Eventually.WithinAsync(h.Client.WaitForRunAsync(interrupting), "the interrupting run")).Text);
+                var interruptingId = await Eventually.WithinAsync(interrupting, "the interrupting run's creation");
+                Assert.Equal("parent done", (await Eventually.WithinAsync(h.Client.WaitForRunAsync(interruptingId), "the interrupting run")).Text);
             }
         }
         finally
         {
-            await db.ExecuteAsync("DROP TRIGGER test_slow_agent_tool_completion ON {schema}.agentpg_tool_executions");
+            await db.ExecuteAsync("DROP TRIGGER test_held_agent_tool_completion ON {schema}.agentpg_tool_executions");
+        }
+
+        static async Task ExecuteAsync(NpgsqlConnection connection, string sql)
+        {
+            await using var command = new NpgsqlCommand(sql, connection);
+            await command.ExecuteNonQueryAsync();
         }
     }
 

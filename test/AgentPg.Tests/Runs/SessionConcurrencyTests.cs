@@ -11,17 +11,35 @@ public sealed class SessionConcurrencyTests(SchemaFixture db) : IClassFixture<Sc
         await using var h = await Harness.StartAsync(db, o => o.MaxConcurrentStreamingRuns = 5);
         var agent = await h.AgentAsync();
         var session = await h.Client.NewSessionAsync();
-        var held = new HeldRequest(h.Claude, "first", r => FakeReply.Text(r.LastUserText == "first" ? "answer one" : "answer two"));
+        var first = Guid.Empty;
+        var firstArrived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var releaseFirst = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        // The first run as the second run's model call finds it: proof of the order that does not compare the clocks of two
+        // transactions (the second's started_at is its claim transaction's start, which can precede the first's finalizing
+        // transaction although the claim's snapshot saw it committed).
+        var firstWhenTheSecondCalls = new TaskCompletionSource<Run>(TaskCreationOptions.RunContinuationsAsynchronously);
+        h.Claude.Respond(async (r, cancellationToken) =>
+        {
+            if (r.LastUserText == "first")
+            {
+                firstArrived.TrySetResult();
+                await releaseFirst.Task.WaitAsync(cancellationToken);
+                return FakeReply.Text("answer one");
+            }
 
-        var first = await h.Client.RunFastAsync(session, agent.Id, "first");
+            firstWhenTheSecondCalls.TrySetResult(await h.Client.GetRunAsync(first, cancellationToken));
+            return FakeReply.Text("answer two");
+        });
+
+        first = await h.Client.RunFastAsync(session, agent.Id, "first");
         var second = await h.Client.RunFastAsync(session, agent.Id, "second");
-        await Eventually.WithinAsync(held.Arrived, "the first run's request");
+        await Eventually.WithinAsync(firstArrived.Task, "the first run's request");
 
         // While the first streams, the second waits in pending and its prompt is not in the conversation yet.
         Assert.Equal(RunState.Pending, (await h.Client.GetRunAsync(second)).State);
         Assert.DoesNotContain(await h.Client.GetMessagesAsync(session), m => m.Content.Any(b => b.Text == "second"));
 
-        held.Release();
+        releaseFirst.SetResult();
         await Eventually.WithinAsync(h.Client.WaitForRunAsync(second), "the second run");
 
         var secondRequest = h.Claude.Requests.Where(r => r.IsMessagesCall).Last();
@@ -30,7 +48,9 @@ public sealed class SessionConcurrencyTests(SchemaFixture db) : IClassFixture<Sc
         Assert.Equal("answer one", sent[1].GetProperty("content")[0].GetProperty("text").GetString());
         Assert.Equal(["first", "answer one", "second", "answer two"],
             (await h.Client.GetMessagesAsync(session)).Select(m => m.Content.Single().Text));
-        Assert.True((await h.Client.GetRunAsync(second)).StartedAt >= (await h.Client.GetRunAsync(first)).FinalizedAt);
+        var firstSeen = await firstWhenTheSecondCalls.Task;
+        Assert.True(firstSeen.State == RunState.Completed, $"the first run was {firstSeen.State} when the second run called the model");
+        Assert.NotNull(firstSeen.FinalizedAt);
     }
 
     [DatabaseTheory]

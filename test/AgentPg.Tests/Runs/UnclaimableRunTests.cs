@@ -90,9 +90,15 @@ public sealed class UnclaimableRunTests(SchemaFixture db) : IClassFixture<Schema
         var logs = new LogCapture();
         await using var h = await Harness.StartAsync(db, o => o.LoggerFactory = logs, tools: new TestTool("get_weather"));
         var agent = await h.Client.CreateAgentAsync(Agent(["get_weather", "send_invoice"]));
-        var sessionId = await h.Client.NewSessionAsync();
-        var runId = await h.Client.RunFastAsync(sessionId, agent.Id, "hello");
-        await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "hello again");
+        // Both runs commit together, so the leader's scan sees both or neither (a scan between two commits would report 1).
+        Guid runId;
+        await using (var connection = await db.DataSource.OpenConnectionAsync())
+        await using (var transaction = await connection.BeginTransactionAsync())
+        {
+            runId = await h.Client.RunFastAsync(transaction, await h.Client.NewSessionAsync(), agent.Id, "hello");
+            await h.Client.RunFastAsync(transaction, await h.Client.NewSessionAsync(), agent.Id, "hello again");
+            await transaction.CommitAsync();
+        }
 
         await Eventually.TrueAsync(() => Mentions(logs.WithEventId(LeaderWarning), agent.Name), "the leader warned about the agent's runs");
         var warning = Assert.Single(logs.WithEventId(LeaderWarning), e => e.Message.Contains(agent.Name, StringComparison.Ordinal));

@@ -49,8 +49,6 @@ public sealed class IdempotencyKeyTests(SchemaFixture db) : IClassFixture<Schema
         void Options(AgentPgOptions o)
         {
             o.HeartbeatInterval = TimeSpan.FromMilliseconds(200);
-            // Long enough that the leader keeps its lease on a busy machine: only the leader evicts the other instance (a
-            // lease may not outlast the instance TTL).
             o.InstanceTtl = TimeSpan.FromSeconds(4);
             o.LeaderTtl = TimeSpan.FromSeconds(4);
             o.CleanupInterval = TimeSpan.FromMilliseconds(300);
@@ -62,7 +60,7 @@ public sealed class IdempotencyKeyTests(SchemaFixture db) : IClassFixture<Schema
         var b = h.Client;
         await Eventually.TrueAsync(async () => await db.ScalarAsync<object>("SELECT leader_id FROM {schema}.agentpg_leader WHERE expires_at > now()") as string == b.InstanceId,
             "B to lead");
-        var a = await h.AddClientAsync(Options, start: true, new TestTool("charge", async (context, _, _) =>
+        var a = await h.AddClientAsync(Options, start: false, new TestTool("charge", async (context, _, _) =>
         {
             attempts.Enqueue(new Attempt("a", context.ToolExecutionId, context.Attempt, context.IdempotencyKey));
             firstStarted.TrySetResult();
@@ -71,15 +69,26 @@ public sealed class IdempotencyKeyTests(SchemaFixture db) : IClassFixture<Schema
             firstReturned.TrySetResult();
             return "charged by a";
         }));
+
+        // A never leads (its lease writes fail in the database): only the leader evicts instances, and never itself, so if a
+        // busy machine delayed B's refresh past its lease and A took over, nobody would ever evict A.
+        await db.ExecuteAsync(
+            $"ALTER TABLE {{schema}}.agentpg_leader ADD CONSTRAINT idempotency_test_a_never_leads CHECK (leader_id <> '{a.InstanceId}') NOT VALID");
+        await a.StartAsync();
         var agent = await h.AgentAsync(x => x with { Tools = ["charge"] });
         h.Claude.Respond(request => request.ToolResults.Count > 0 ? FakeReply.Text(request.ToolResults[0].Content) : FakeReply.ToolUse("charge", new { amount = 1 }));
         var session = await b.NewSessionAsync();
         var run = await b.RunFastAsync(session, agent.Id, "charge");
         await Eventually.WithinAsync(firstStarted.Task, "the tool to start on A");
 
-        // A stops heartbeating (every write of its instance row fails in the database), as a frozen process would.
+        // A freezes as a process would: it stops heartbeating (every write of its instance row fails in the database), and it
+        // claims nothing more (a claim naming it fails). Alive, it would otherwise race B for the execution the rescue releases.
         await db.ExecuteAsync(
             $"ALTER TABLE {{schema}}.agentpg_instances ADD CONSTRAINT idempotency_test_a_frozen CHECK (id <> '{a.InstanceId}' OR last_heartbeat_at < '2000-01-01') NOT VALID");
+        await db.ExecuteAsync(
+            $"ALTER TABLE {{schema}}.agentpg_tool_executions ADD CONSTRAINT idempotency_test_a_frozen CHECK (claimed_by_instance_id <> '{a.InstanceId}') NOT VALID");
+        await db.ExecuteAsync(
+            $"ALTER TABLE {{schema}}.agentpg_runs ADD CONSTRAINT idempotency_test_a_frozen CHECK (claimed_by_instance_id <> '{a.InstanceId}') NOT VALID");
         try
         {
             b.RegisterTool(new TestTool("charge", (context, _, _) =>
@@ -94,7 +103,11 @@ public sealed class IdempotencyKeyTests(SchemaFixture db) : IClassFixture<Schema
         }
         finally
         {
-            await db.ExecuteAsync("ALTER TABLE {schema}.agentpg_instances DROP CONSTRAINT IF EXISTS idempotency_test_a_frozen");
+            foreach (var table in new[] { "agentpg_instances", "agentpg_tool_executions", "agentpg_runs" })
+            {
+                await db.ExecuteAsync($"ALTER TABLE {{schema}}.{table} DROP CONSTRAINT IF EXISTS idempotency_test_a_frozen");
+            }
+
             releaseFirst.TrySetResult();
         }
 

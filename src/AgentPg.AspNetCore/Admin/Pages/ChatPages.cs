@@ -14,16 +14,10 @@ internal static class ChatPages
     {
         var sidebar = await SidebarAsync(r, null).ConfigureAwait(false);
         var form = r.CanAct ? await NewFormAsync(r).ConfigureAwait(false) : Html.Trusted("<p class=\"muted\">Chat is disabled: this admin UI is read-only.</p>");
-        var content = Html.Of($"""
-            <div class="chat">
-            {sidebar}
-            <section class="chat-main">
+        return Layout(r, sidebar, Html.Of($"""
             <h2>New conversation</h2>
             {form}
-            </section>
-            </div>
-            """);
-        return AdminPages.Page(r, "Chat", content);
+            """));
     }
 
     public static async Task<IResult> SessionAsync(AdminRequest r)
@@ -59,20 +53,25 @@ internal static class ChatPages
                 """)
             : Html.Empty;
         var sidebar = await SidebarAsync(r, session.Id).ConfigureAwait(false);
-        var content = Html.Of($"""
-            <div class="chat">
-            {sidebar}
-            <section class="chat-main"{Html.When(active is not null, Html.Trusted(" data-refresh-until-done=\"1000\""))}>
+        return Layout(r, sidebar, Html.Of($"""
             <p class="muted">Session {AdminPages.SessionLink(r, session.Id)}{Html.When(latest is not null, Html.Of($" · agent {agents.GetValueOrDefault(latest?.AgentId ?? Guid.Empty, "")}"))}</p>
             {Conversation.Render(r, messages, runs.Items.ToDictionary(run => run.Id))}
             {live}
             <p class="actions">{regenerate}</p>
             {send}
-            </section>
-            </div>
-            """);
-        return AdminPages.Page(r, "Chat", content);
+            """), refreshUntilDone: active is not null);
     }
+
+    /// <summary>The chat page: the sessions sidebar and the main column; <paramref name="refreshUntilDone"/> while a run is in
+    /// progress, so the page reloads when it ends.</summary>
+    private static IResult Layout(AdminRequest r, Html sidebar, Html main, bool refreshUntilDone = false) => AdminPages.Page(r, "Chat", Html.Of($"""
+        <div class="chat">
+        {sidebar}
+        <section class="chat-main"{Html.When(refreshUntilDone, Html.Trusted(" data-refresh-until-done=\"1000\""))}>
+        {main}
+        </section>
+        </div>
+        """));
 
     public static async Task<IResult> SendAsync(AdminRequest r)
     {

@@ -5,27 +5,14 @@ internal static class CompactionPages
 {
     public static async Task<IResult> ListAsync(AdminRequest r)
     {
-        var sessionId = r.OptionalId("session", "session");
-        if (sessionId is { } filtered)
+        var sessionId = await r.SessionFilterAsync("session").ConfigureAwait(false);
+        var page = await r.PageAsync((client, ct) => client.ListCompactionEventsAsync(new CompactionEventQuery
         {
-            await r.SessionAsync(filtered).ConfigureAwait(false);
-        }
-
-        ResultPage<CompactionEvent> page;
-        try
-        {
-            page = await r.Client.ListCompactionEventsAsync(new CompactionEventQuery
-            {
-                SessionId = sessionId,
-                SessionMetadata = r.Tenant,
-                Limit = r.Options.PageSize,
-                Cursor = r.Query("cursor"),
-            }, r.Aborted).ConfigureAwait(false);
-        }
-        catch (ArgumentException e)
-        {
-            throw new AdminHttpException(StatusCodes.Status400BadRequest, e.Message);
-        }
+            SessionId = sessionId,
+            SessionMetadata = r.Tenant,
+            Limit = r.Options.PageSize,
+            Cursor = r.Query("cursor"),
+        }, ct)).ConfigureAwait(false);
 
         var rows = page.Items.Select(e => Html.Of($"""
             <tr><td>{AdminPages.Time(e.CreatedAt)}</td><td>{AdminPages.SessionLink(r, e.SessionId)}</td><td>{e.Strategy}</td>

@@ -4,7 +4,7 @@ namespace AgentPg.AspNetCore.Admin.Pages;
 /// of a run in progress) and the cancel and regenerate actions.</summary>
 internal static class RunPages
 {
-    private static readonly RunState[] s_states = Enum.GetValues<RunState>();
+    private static readonly StateFilter<RunState> s_states = new(AdminPages.Name, "run state");
 
     public static async Task<IResult> ListAsync(AdminRequest r)
     {
@@ -12,16 +12,11 @@ internal static class RunPages
         var mode = r.Query("mode");
         var since = r.Query("since");
         var agentId = r.OptionalId("agent", "agent");
-        var sessionId = r.OptionalId("session", "session");
-        if (sessionId is { } filtered)
-        {
-            // Filtering by another tenant's session is a 404 like opening it.
-            await r.SessionAsync(filtered).ConfigureAwait(false);
-        }
+        var sessionId = await r.SessionFilterAsync("session").ConfigureAwait(false);
 
         var query = new RunQuery
         {
-            States = state is null ? null : [ParseState(state)],
+            States = s_states.Parse(state),
             Mode = mode switch
             {
                 null => null,
@@ -44,21 +39,13 @@ internal static class RunPages
             Limit = r.Options.PageSize,
             Cursor = r.Query("cursor"),
         };
-        ResultPage<Run> page;
-        try
-        {
-            page = await r.Client.ListRunsAsync(query, r.Aborted).ConfigureAwait(false);
-        }
-        catch (ArgumentException e)
-        {
-            throw new AdminHttpException(StatusCodes.Status400BadRequest, e.Message);
-        }
+        var page = await r.PageAsync((client, ct) => client.ListRunsAsync(query, ct)).ConfigureAwait(false);
 
         var agents = await AgentNamesAsync(r).ConfigureAwait(false);
         var rows = page.Items.Select(run => Row(r, run, agents));
         var content = Html.Of($"""
             <form method="get" class="filters">
-            <label>State <select name="state"><option value="">any</option>{s_states.Select(s => AdminPages.Option(AdminPages.Name(s), AdminPages.Name(s), state))}</select></label>
+            <label>State <select name="state"><option value="">any</option>{s_states.Options(state)}</select></label>
             <label>Agent <select name="agent"><option value="">any</option>{agents.OrderBy(a => a.Value, StringComparer.Ordinal).Select(a => AdminPages.Option(a.Key.ToString(), a.Value, agentId?.ToString()))}</select></label>
             <label>Mode <select name="mode"><option value="">any</option>{AdminPages.Option("streaming", "streaming", mode)}{AdminPages.Option("batch", "batch", mode)}</select></label>
             <label>Created <select name="since"><option value="">any time</option>{AdminPages.Option("1h", "last hour", since)}{AdminPages.Option("24h", "last 24 hours", since)}{AdminPages.Option("7d", "last 7 days", since)}</select></label>
@@ -146,19 +133,6 @@ internal static class RunPages
         }
 
         return Back(r, r.Http.Request.Form["return"] == "chat" ? $"/chat/{run.SessionId}" : $"/runs/{regenerated}");
-    }
-
-    private static RunState ParseState(string state)
-    {
-        foreach (var s in s_states)
-        {
-            if (AdminPages.Name(s) == state)
-            {
-                return s;
-            }
-        }
-
-        throw new AdminHttpException(StatusCodes.Status400BadRequest, $"'{state}' is not a run state.");
     }
 
     /// <summary>Post-redirect-get back to a page of the UI (never to a URL taken from the request).</summary>

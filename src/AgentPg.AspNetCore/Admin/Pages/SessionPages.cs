@@ -5,21 +5,13 @@ internal static class SessionPages
 {
     public static async Task<IResult> ListAsync(AdminRequest r)
     {
-        ResultPage<Session> page;
-        try
+        var page = await r.PageAsync((client, ct) => client.ListSessionsAsync(new SessionQuery
         {
-            page = await r.Client.ListSessionsAsync(new SessionQuery
-            {
-                Metadata = r.Tenant,
-                RootOnly = r.Query("root") == "1",
-                Limit = r.Options.PageSize,
-                Cursor = r.Query("cursor"),
-            }, r.Aborted).ConfigureAwait(false);
-        }
-        catch (ArgumentException e)
-        {
-            throw new AdminHttpException(StatusCodes.Status400BadRequest, e.Message);
-        }
+            Metadata = r.Tenant,
+            RootOnly = r.Query("root") == "1",
+            Limit = r.Options.PageSize,
+            Cursor = r.Query("cursor"),
+        }, ct)).ConfigureAwait(false);
 
         var rows = page.Items.Select(s => Html.Of($"""
             <tr><td>{AdminPages.SessionLink(r, s.Id)}</td><td>{Html.When(s.ParentSessionId is not null, AdminPages.SessionLink(r, s.ParentSessionId ?? Guid.Empty))}</td>

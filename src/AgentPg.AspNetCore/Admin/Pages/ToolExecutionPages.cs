@@ -3,46 +3,35 @@ namespace AgentPg.AspNetCore.Admin.Pages;
 /// <summary>The tool executions list (filters, keyset pages) and one execution's detail.</summary>
 internal static class ToolExecutionPages
 {
-    private static readonly ToolExecutionState[] s_states = Enum.GetValues<ToolExecutionState>();
+    private static readonly StateFilter<ToolExecutionState> s_states = new(AdminPages.Name, "tool execution state");
 
     public static async Task<IResult> ListAsync(AdminRequest r)
     {
         var state = r.Query("state");
         var tool = r.Query("tool");
         var kind = r.Query("kind");
-        var runId = r.OptionalId("run", "run");
-        if (runId is { } filtered)
+        var runId = await r.RunFilterAsync("run").ConfigureAwait(false);
+        var query = new ToolExecutionQuery
         {
-            await r.RunAsync(filtered).ConfigureAwait(false);
-        }
-        ResultPage<ToolExecution> page;
-        try
-        {
-            page = await r.Client.ListToolExecutionsAsync(new ToolExecutionQuery
+            States = s_states.Parse(state),
+            ToolName = tool,
+            IsAgentTool = kind switch
             {
-                States = state is null ? null : [ParseState(state)],
-                ToolName = tool,
-                IsAgentTool = kind switch
-                {
-                    null => null,
-                    "agent" => true,
-                    "tool" => false,
-                    _ => throw new AdminHttpException(StatusCodes.Status400BadRequest, $"'{kind}' is not a kind (agent or tool)."),
-                },
-                RunId = runId,
-                SessionMetadata = r.Tenant,
-                Limit = r.Options.PageSize,
-                Cursor = r.Query("cursor"),
-            }, r.Aborted).ConfigureAwait(false);
-        }
-        catch (ArgumentException e)
-        {
-            throw new AdminHttpException(StatusCodes.Status400BadRequest, e.Message);
-        }
+                null => null,
+                "agent" => true,
+                "tool" => false,
+                _ => throw new AdminHttpException(StatusCodes.Status400BadRequest, $"'{kind}' is not a kind (agent or tool)."),
+            },
+            RunId = runId,
+            SessionMetadata = r.Tenant,
+            Limit = r.Options.PageSize,
+            Cursor = r.Query("cursor"),
+        };
+        var page = await r.PageAsync((client, ct) => client.ListToolExecutionsAsync(query, ct)).ConfigureAwait(false);
 
         var content = Html.Of($"""
             <form method="get" class="filters">
-            <label>State <select name="state"><option value="">any</option>{s_states.Select(s => AdminPages.Option(AdminPages.Name(s), AdminPages.Name(s), state))}</select></label>
+            <label>State <select name="state"><option value="">any</option>{s_states.Options(state)}</select></label>
             <label>Tool <input name="tool" value="{tool}" placeholder="tool name"></label>
             <label>Kind <select name="kind"><option value="">any</option>{AdminPages.Option("tool", "tools", kind)}{AdminPages.Option("agent", "agent tools", kind)}</select></label>
             <label>Run <input name="run" value="{runId?.ToString()}" placeholder="run id" size="36"></label>
@@ -79,19 +68,6 @@ internal static class ToolExecutionPages
             <h2>Output</h2><pre>{e.ToolOutput}</pre>
             """);
         return AdminPages.Page(r, $"Tool execution {AdminPages.Short(e.Id)}", content);
-    }
-
-    private static ToolExecutionState ParseState(string state)
-    {
-        foreach (var s in s_states)
-        {
-            if (AdminPages.Name(s) == state)
-            {
-                return s;
-            }
-        }
-
-        throw new AdminHttpException(StatusCodes.Status400BadRequest, $"'{state}' is not a tool execution state.");
     }
 
     public static Html Row(AdminRequest r, ToolExecution e) => Html.Of($"""

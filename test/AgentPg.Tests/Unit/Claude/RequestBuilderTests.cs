@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using AgentPg.Claude;
+using AgentPg.Storage;
 
 namespace AgentPg.Tests.Unit.Claude;
 
@@ -66,10 +67,51 @@ public sealed class RequestBuilderTests
     [InlineData("""{"type":"web_search_tool_result","tool_use_id":"srvtoolu_1","content":[{"type":"web_search_result","url":"https://e.x","title":"t"}]}""")]
     public void ToApiBlock_ABlockClaudeSent_GoesBackVerbatim(string json)
     {
-        var stored = BlockMapping.ToStored(JsonNode.Parse(json)!.AsObject());
-        var block = new ContentBlock { Type = stored.DbType, Raw = JsonDocument.Parse(stored.RawJson!).RootElement.Clone() };
+        var block = Assert.Single(MessageContent.Read(MessageContent.FromClaude([JsonNode.Parse(json)!.AsObject()])));
 
         Assert.True(JsonNode.DeepEquals(JsonNode.Parse(json), RequestBuilder.ToApiBlock(block)));
+    }
+
+    [Fact]
+    public void MessageContent_StoredBlocks_ReadIntoTheirTypedFields()
+    {
+        var blocks = MessageContent.Read("""
+            [{"type":"thinking","thinking":"hmm","signature":"sig=="},
+             {"type":"text","text":"hi"},
+             {"type":"tool_use","id":"toolu_1","name":"lookup","input":{"q":"x"}},
+             {"type":"mcp_tool_use","id":"mcptoolu_1","name":"fetch","server_name":"s"},
+             {"type":"web_search_tool_result","tool_use_id":"srvtoolu_1","content":[]},
+             {"type":"tool_result","tool_use_id":"toolu_1","content":"42","is_error":true},
+             {"type":"tool_result","tool_use_id":"toolu_2"},
+             {"type":"image","source":{"type":"base64","media_type":"image/png","data":"AA=="}}]
+            """);
+
+        Assert.Equal(["thinking", "text", "tool_use", "mcp_tool_use", "web_search_tool_result", "tool_result", "tool_result", "image"], blocks.Select(b => b.Type));
+        Assert.Equal(("hmm", "sig=="), (blocks[0].Text, blocks[0].Signature));
+        Assert.Equal("hi", blocks[1].Text);
+        Assert.Equal(("toolu_1", "lookup", """{"q":"x"}"""), (blocks[2].ToolUseId, blocks[2].ToolName, blocks[2].ToolInput?.GetRawText()));
+        Assert.Equal(("mcptoolu_1", "{}"), (blocks[3].ToolUseId, blocks[3].ToolInput?.GetRawText()));
+        Assert.Equal(("srvtoolu_1", null), (blocks[4].ToolResultForUseId, blocks[4].ToolContent));
+        Assert.Equal(("toolu_1", "42", true), (blocks[5].ToolResultForUseId, blocks[5].ToolContent, blocks[5].IsError));
+        Assert.Equal(("", false), (blocks[6].ToolContent, blocks[6].IsError));
+        Assert.Equal("image/png", blocks[7].Source?.GetProperty("media_type").GetString());
+        Assert.All(blocks, b => Assert.NotNull(b.Raw));
+    }
+
+    [Fact]
+    public void MessageContent_ToolResultWithContentBlocks_KeepsItsTextFormButNeverSendsIt()
+    {
+        var block = Assert.Single(MessageContent.Read("""
+            [{"type":"tool_result","tool_use_id":"toolu_1","agentpg_text":"chart\n[image: image/png, 1 bytes]",
+              "content":[{"type":"text","text":"chart"},{"type":"image","source":{"type":"base64","media_type":"image/png","data":"AA=="}}]}]
+            """));
+
+        Assert.Equal("chart\n[image: image/png, 1 bytes]", block.ToolContent);
+        Assert.Equal([ContentTypes.Text, ContentTypes.Image], block.ToolContentBlocks.Select(b => b.Type));
+        Assert.False(block.Raw!.Value.TryGetProperty(MessageContent.TextKey, out _));
+        Assert.Equal(
+            """{"type":"tool_result","tool_use_id":"toolu_1","content":[{"type":"text","text":"chart"},{"type":"image","source":{"type":"base64","media_type":"image/png","data":"AA=="}}]}""",
+            RequestBuilder.ToApiBlock(block)!.ToJsonString());
     }
 
     [Fact]

@@ -3,6 +3,7 @@ using AgentPg.Notifications;
 using AgentPg.Runs;
 using AgentPg.Runs.Events;
 using AgentPg.Storage;
+using AgentPg.Tests.Infrastructure;
 using AgentPg.Workers;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
@@ -74,6 +75,24 @@ public sealed class NotificationRouterTests : IDisposable
         Assert.True(cts.IsCancellationRequested);
         Assert.True(await IsSetAsync(_engine.BatchWake));
         Assert.False(await IsSetAsync(_engine.StreamingWake));
+    }
+
+    [Fact]
+    public async Task RunFinalized_BeforeAToolRunnerFiresOnToolComplete_TheCallbackItTookBeforeItsCommitStillFires()
+    {
+        var run = Guid.NewGuid();
+        var completes = new ConcurrentQueue<ToolCallEvent>();
+        _engine.Callbacks.Register(run, new RunOptions { OnToolComplete = completes.Enqueue }, transactionId: null);
+
+        // A tool runner takes the callback before its result commits; the commit lets the run go on, and it finishes (its
+        // notification removes the run's callbacks) before the runner's continuation fires.
+        var taken = _engine.Callbacks.OnComplete(run);
+        _router.Route(new Notification(Channels.RunFinalized, run, "streaming", "completed", null, null));
+        _engine.Callbacks.FireComplete(new ToolCallEvent { RunId = run, ToolName = "read_tenant", Output = "tenant=acme" }, taken);
+
+        await Eventually.TrueAsync(() => !completes.IsEmpty, "OnToolComplete", TimeSpan.FromSeconds(10));
+        Assert.Equal("tenant=acme", Assert.Single(completes).Output);
+        Assert.False(_engine.Callbacks.Has(run));
     }
 
     [Fact]
