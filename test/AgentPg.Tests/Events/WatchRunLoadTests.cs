@@ -5,12 +5,13 @@ namespace AgentPg.Tests.Events;
 
 public sealed class WatchRunLoadTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
-    private static async Task<List<RunEvent>> CollectAsync(IAsyncEnumerable<RunEvent> events)
+    private static async Task<List<RunEvent>> CollectAsync(IAsyncEnumerable<RunEvent> events, TaskCompletionSource? firstEvent = null)
     {
         var list = new List<RunEvent>();
         await foreach (var e in events)
         {
             list.Add(e);
+            firstEvent?.TrySetResult();
         }
 
         return list;
@@ -31,9 +32,13 @@ public sealed class WatchRunLoadTests(SchemaFixture db) : IClassFixture<SchemaFi
         });
         var runId = await watcher.RunFastAsync(await watcher.NewSessionAsync(), agent.Id, "talk");
 
-        var watchers = Enumerable.Range(0, 200).Select(_ => Task.Run(() => CollectAsync(watcher.WatchRunAsync(runId)))).ToList();
+        var firstEvents = Enumerable.Range(0, 200).Select(_ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).ToList();
+        var watchers = firstEvents.Select(first => Task.Run(() => CollectAsync(watcher.WatchRunAsync(runId), first))).ToList();
+        // Every watcher holds the feed before the run can finish: one that joined after the others had finished and
+        // released it would start a new feed and materialize the events again.
+        await Eventually.WithinAsync(Task.WhenAll(firstEvents.Select(f => f.Task)), "every watcher to receive its first event", TimeSpan.FromSeconds(60));
         // One reader per root run, however many watch it.
-        await Eventually.TrueAsync(() => watcher.ActiveEventFeeds == 1, "the watchers to share one feed");
+        Assert.Equal(1, watcher.ActiveEventFeeds);
         release.SetResult();
         var results = await Eventually.WithinAsync(Task.WhenAll(watchers), "every watcher to finish", TimeSpan.FromSeconds(60));
 
