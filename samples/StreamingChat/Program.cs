@@ -85,9 +85,14 @@ app.MapGet("/runs/{id:guid}/events", async (Guid id, long? after, HttpContext ht
 {
     // EventSource resends the last `id:` it received as Last-Event-ID when it reconnects.
     var resumeFrom = long.TryParse(http.Request.Headers["Last-Event-ID"], out var lastEventId) ? lastEventId : after ?? 0;
+    // Deltas are published only while a run is watched, and the worker learns of a watch a moment after it starts: an answer
+    // streamed before then has no deltas (or only its end). The stored answer fills in what they did not bring, as a "text"
+    // event with its message's sequence. Read from the start even when resuming: the deltas the browser already received
+    // decide what is missing. The events are shared with every watcher of the run, so this reads nothing more.
+    var streamed = new StreamedText();
     try
     {
-        await using var events = agentpg.WatchRunAsync(id, resumeFrom, http.RequestAborted).GetAsyncEnumerator();
+        await using var events = agentpg.WatchRunAsync(id, 0, http.RequestAborted).GetAsyncEnumerator();
         bool more;
         try
         {
@@ -108,13 +113,15 @@ app.MapGet("/runs/{id:guid}/events", async (Guid id, long? after, HttpContext ht
             var e = events.Current;
             var (type, data) = e switch
             {
-                TextDeltaEvent { Depth: 0 } d => ("text", JsonSerializer.Serialize(new { text = d.Text, iteration = d.IterationNumber })),
-                IterationStartedEvent { Depth: 0 } i => ("iteration", JsonSerializer.Serialize(new { iteration = i.IterationNumber })),
+                TextDeltaEvent { Depth: 0 } d => ("text", JsonSerializer.Serialize(new { text = streamed.Add(d), iteration = d.IterationNumber })),
+                IterationStartedEvent { Depth: 0 } i => ("iteration", JsonSerializer.Serialize(new { iteration = streamed.Start(i.IterationNumber) })),
+                MessageStoredEvent { Depth: 0, Message: { Role: MessageRole.Assistant } m } when streamed.Missing(m) is { Length: > 0 } rest
+                    => ("text", JsonSerializer.Serialize(new { text = rest, iteration = streamed.Iteration })),
                 ToolCallStartedEvent t => ("tool", JsonSerializer.Serialize(new { name = t.ToolName })),
                 RunFinishedEvent f when f.RunId == id => ("done", JsonSerializer.Serialize(new { state = f.State.ToString(), text = f.Response?.Text, error = f.Error })),
                 _ => (null, null),
             };
-            if (type is null)
+            if (type is null || e.Sequence <= resumeFrom)
             {
                 continue;
             }
@@ -296,6 +303,60 @@ static Dictionary<string, string> ParseArguments(string[] args)
 }
 
 internal sealed record ChatRequest(Guid? SessionId, string Message);
+
+/// <summary>The text deltas of the root run's iteration in progress, per content block, to tell which part of its stored answer
+/// they did not bring.</summary>
+internal sealed class StreamedText
+{
+    private readonly Dictionary<int, StringBuilder> _blocks = [];
+
+    public int Iteration { get; private set; }
+
+    /// <summary>A model call starts; a number seen again is a retried call, whose deltas start over.</summary>
+    public int Start(int iteration)
+    {
+        Iteration = iteration;
+        _blocks.Clear();
+        return iteration;
+    }
+
+    public string Add(TextDeltaEvent delta)
+    {
+        if (delta.IterationNumber != Iteration)
+        {
+            Start(delta.IterationNumber);
+        }
+
+        if (!_blocks.TryGetValue(delta.BlockIndex, out var block))
+        {
+            _blocks[delta.BlockIndex] = block = new StringBuilder();
+        }
+
+        block.Append(delta.Text);
+        return delta.Text;
+    }
+
+    /// <summary>The part of the stored answer's text blocks that their deltas did not bring (deltas are a prefix of their block;
+    /// text that is not is not repeated).</summary>
+    public string Missing(Message message)
+    {
+        var missing = new StringBuilder();
+        for (var i = 0; i < message.Content.Count; i++)
+        {
+            if (message.Content[i] is { Type: ContentTypes.Text, Text: { } text })
+            {
+                var received = _blocks.TryGetValue(i, out var block) ? block.ToString() : "";
+                if (received.Length < text.Length && text.StartsWith(received, StringComparison.Ordinal))
+                {
+                    missing.Append(text, received.Length, text.Length - received.Length);
+                }
+            }
+        }
+
+        _blocks.Clear();
+        return missing.ToString();
+    }
+}
 
 internal sealed record ChatStarted(Guid SessionId, Guid RunId);
 

@@ -67,8 +67,9 @@ public sealed class StreamingChatSampleTests(SchemaFixture db) : IClassFixture<S
         posted.EnsureSuccessStatusCode();
         var started = (await posted.Content.ReadFromJsonAsync<Started>())!;
 
-        // The first connection drops after two events (live: the iteration and the first text; when the machine is so slow
-        // that the run finished first, the replay's first two); the second resumes with the last id it saw.
+        // The first connection drops after two events: the iteration and the first text (a delta, or, when the worker learned of
+        // the watch only after the answer had streamed, the part of the stored answer that no delta brought); the second
+        // resumes with the last id it saw.
         var first = await ReadAsync(http, started.RunId, null, events => events.Count == 2);
         Assert.Equal(2, first.Count);
         var rest = await ReadAsync(http, started.RunId, first[^1].Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
