@@ -22,7 +22,7 @@ public sealed class WatchRunChildDeltaTests(SchemaFixture db) : IClassFixture<Sc
         string root = "root_" + Guid.NewGuid().ToString("N")[..6], child = "child_" + Guid.NewGuid().ToString("N")[..6];
         var childAgent = await h.AgentAsync(a => a with { Name = child, SystemPrompt = child, Tools = [] });
         var rootAgent = await h.AgentAsync(a => a with { Name = root, SystemPrompt = root, Tools = [], AgentIds = [childAgent.Id] });
-        var watching = new TaskCompletionSource();
+        var watching = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var rootStreamed = new TaskCompletionSource();
         var locked = new TaskCompletionSource<(NpgsqlConnection, NpgsqlTransaction)>();
         h.Claude.Respond(async (r, cancellationToken) =>
@@ -48,7 +48,7 @@ public sealed class WatchRunChildDeltaTests(SchemaFixture db) : IClassFixture<Sc
                 return FakeReply.Text("Done: " + r.ToolResults[0].Content);
             }
 
-            // Streamed slowly once the watch is registered, so the streaming instance learns of it while the text streams.
+            // Streamed once the streaming instance knows of the watch, so the root's text arrives as deltas.
             await watching.Task.WaitAsync(cancellationToken);
             return FakeReply.Message(FakeContentBlock.Text(string.Concat(Enumerable.Repeat("Asking the researcher, one moment please. ", 8))),
                     FakeContentBlock.ToolUse(child, new { task = "weather" }))
@@ -63,7 +63,14 @@ public sealed class WatchRunChildDeltaTests(SchemaFixture db) : IClassFixture<Sc
             await foreach (var e in watcher.WatchRunAsync(rootId))
             {
                 events.Add(e);
-                watching.TrySetResult();
+                if (!watching.Task.IsCompleted)
+                {
+                    // The first event shows the watch registered; the streaming instance learns of it a moment later (an answer
+                    // streamed before that would have no deltas, and the child's request would wait for them forever).
+                    await Eventually.TrueAsync(() => h.Client.Engine.Deltas.IsWatched(rootId), "the streaming instance learns of the watch", s_timeout);
+                    watching.SetResult();
+                }
+
                 if (e is TextDeltaEvent && e.RunId == rootId)
                 {
                     rootStreamed.TrySetResult();

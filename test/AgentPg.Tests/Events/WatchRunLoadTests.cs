@@ -39,6 +39,9 @@ public sealed class WatchRunLoadTests(SchemaFixture db) : IClassFixture<SchemaFi
         await Eventually.WithinAsync(Task.WhenAll(firstEvents.Select(f => f.Task)), "every watcher to receive its first event", TimeSpan.FromSeconds(60));
         // One reader per root run, however many watch it.
         Assert.Equal(1, watcher.ActiveEventFeeds);
+        // The answer streams once the worker knows of the watch (it learns of it a moment after the first watcher registered),
+        // so all of its text arrives as deltas.
+        await Eventually.TrueAsync(() => h.Client.Engine.Deltas.IsWatched(runId), "the worker learns of the watch");
         release.SetResult();
         var results = await Eventually.WithinAsync(Task.WhenAll(watchers), "every watcher to finish", TimeSpan.FromSeconds(60));
 

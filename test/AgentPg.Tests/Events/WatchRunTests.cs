@@ -255,19 +255,24 @@ public sealed class WatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         await using var h = await Harness.StartAsync(db);
         var watcher = await h.AddClientAsync(start: false);
         var agent = await h.AgentAsync();
-        var watching = new TaskCompletionSource();
+        // The model answers once the worker knows of the watch (the watcher's first event shows the watch registered; the worker
+        // learns of it a moment later): an answer streamed before that would have no deltas at all.
+        var workerKnowsTheWatch = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         h.Claude.Respond(async (_, cancellationToken) =>
         {
-            await watching.Task.WaitAsync(cancellationToken);
+            await workerKnowsTheWatch.Task.WaitAsync(cancellationToken);
             return FakeReply.Text("Paris\0is mild today, eighteen degrees.") with { EventDelay = TimeSpan.FromMilliseconds(10) };
         });
         var session = await watcher.NewSessionAsync();
         var runId = await watcher.RunFastAsync(session, agent.Id, "Weather?");
 
-        var events = await Eventually.WithinAsync(CollectAsync(watcher.WatchRunAsync(runId), _ =>
+        var events = await Eventually.WithinAsync(CollectAsync(watcher.WatchRunAsync(runId), async _ =>
         {
-            watching.TrySetResult();
-            return Task.CompletedTask;
+            if (!workerKnowsTheWatch.Task.IsCompleted)
+            {
+                await Eventually.TrueAsync(() => h.Client.Engine.Deltas.IsWatched(runId), "the worker learns of the watch");
+                workerKnowsTheWatch.SetResult();
+            }
         }), "the watched run to finish");
 
         // PostgreSQL cannot store U+0000: the deltas get the same U+FFFD as the stored answer, and none are lost.
