@@ -20,8 +20,8 @@ public sealed class ToolWorkerTests(SchemaFixture db) : IClassFixture<SchemaFixt
         {
             if (Interlocked.Increment(ref snoozed) == 1)
             {
-                // Leaves time to lock the run before the execution is claimed again.
-                throw new ToolSnoozeException(TimeSpan.FromSeconds(1), "later");
+                // Not claimed again until the test, holding the run's lock, makes it due.
+                throw new ToolSnoozeException(TimeSpan.FromHours(1), "later");
             }
 
             Interlocked.Increment(ref bodyRuns);
@@ -40,6 +40,9 @@ public sealed class ToolWorkerTests(SchemaFixture db) : IClassFixture<SchemaFixt
         await using var connection = await db.DataSource.OpenConnectionAsync();
         await using var transaction = await connection.BeginTransactionAsync();
         await Execute(connection, $"SELECT 1 FROM \"{db.Schema}\".agentpg_runs WHERE id = $1 FOR NO KEY UPDATE", run);
+        // Due now (an update of scheduled_at alone fires no trigger and does not wait for the run's lock): the worker claims it
+        // at its next poll, with the run locked whatever the timing.
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_tool_executions SET scheduled_at = now() WHERE run_id = $1", run);
         await Eventually.TrueAsync(
             async () => await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_tool_executions WHERE run_id = $1 AND state = 'running'", run) == 1,
             "the execution to be claimed again");
