@@ -248,16 +248,6 @@ public sealed class CrashTests(SchemaFixture db, ITestOutputHelper output) : ICl
         Assert.Equal(0L, await ScalarAsync(dataSource, "SELECT count(*) FROM agentpg_runs WHERE state = 'failed'"));
     }
 
-    /// <summary>System time plus the steps taken.</summary>
-    private sealed class SteppedClock : TimeProvider
-    {
-        private long _offsetTicks;
-
-        public void Step(TimeSpan by) => Interlocked.Add(ref _offsetTicks, by.Ticks);
-
-        public override DateTimeOffset GetUtcNow() => System.GetUtcNow() + TimeSpan.FromTicks(Interlocked.Read(ref _offsetTicks));
-    }
-
     private static async Task<long> CountCompletedAsync(NpgsqlDataSource dataSource, List<Guid> runs)
     {
         try

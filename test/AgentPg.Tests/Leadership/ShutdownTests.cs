@@ -84,7 +84,10 @@ public sealed class ShutdownTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     [DatabaseFact]
     public async Task StopAsync_WithASubmittedBatch_AnotherInstanceAdoptsItWithoutSubmittingAgain()
     {
-        await using var h = await Harness.StartAsync(db, new FakeClaudeServerOptions { BatchProcessingDelay = TimeSpan.FromSeconds(3) });
+        // The batch processes until the test moves the fake's clock past it, after the stop: the stopping instance cannot finish
+        // the run first, however long a loaded machine takes to see the batch submitted.
+        var clock = new SteppedClock();
+        await using var h = await Harness.StartAsync(db, new FakeClaudeServerOptions { BatchProcessingDelay = TimeSpan.FromHours(1), TimeProvider = clock });
         h.Claude.Respond(_ => FakeReply.Text("batch answer"));
         var agent = await h.AgentAsync();
         var run = await h.Client.RunAsync(await h.Client.NewSessionAsync(), agent.Id, "batch it");
@@ -95,6 +98,7 @@ public sealed class ShutdownTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         await h.Client.StopAsync();
 
         Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = $1", h.Client.InstanceId));
+        clock.Step(TimeSpan.FromHours(1));
         var other = await h.AddClientAsync();
         var response = await Eventually.WithinAsync(other.WaitForRunAsync(run), "the other instance to adopt and finish the batch", TimeSpan.FromSeconds(30));
         Assert.Equal("batch answer", response.Text);
