@@ -270,7 +270,9 @@ public sealed class BatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     {
         await using var h = await Harness.StartAsync(db);
         var agent = await h.AgentAsync();
-        h.Claude.Enqueue(FakeReply.Text("late result") with { Delay = TimeSpan.FromSeconds(2) });
+        // The batch would take an hour to process: the run cannot complete before the test cancels it, however long a loaded
+        // machine takes to show the test the submitted batch.
+        h.Claude.Enqueue(FakeReply.Text("late result") with { Delay = TimeSpan.FromHours(1) });
         var session = await h.Client.NewSessionAsync();
         var run = await h.Client.RunAsync(session, agent.Id, "go");
         await Eventually.TrueAsync(async () => (await h.Client.GetRunAsync(run)).State is RunState.BatchPending or RunState.BatchProcessing, "the batch to be submitted");
