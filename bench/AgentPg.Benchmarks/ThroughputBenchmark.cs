@@ -41,8 +41,10 @@ internal static class ThroughputBenchmark
         var agent = shape is null ? await BenchEnvironment.CreateAgentAsync(client) : await shape.CreateAgentAsync(client);
         var minimumWarmup = options.Smoke ? TimeSpan.Zero : s_minimumWarmup;
 
-        // Enough fresh sessions for a generous guess of the rate; if they run out, sessions are reused round robin.
-        var sessions = await env.CreateSessionsInBulkAsync(options.Smoke ? 2_000 : Math.Max(20_000, options.Warmup + options.Seconds * 2_000));
+        // Enough fresh sessions for the warm-up and the window at a generous guess of the rate (3 000 runs/s, above pgbench's
+        // lifecycle on the project's machine); if they run out, sessions are reused round robin and the report says so.
+        var budgetSeconds = minimumWarmup.TotalSeconds + options.Seconds;
+        var sessions = await env.CreateSessionsInBulkAsync(options.Smoke ? 2_000 : Math.Max(20_000, options.Warmup + (int)(budgetSeconds * 3_000)));
         var nextSession = -1;
         var reusedSessions = false;
         await env.SettleAsync(TimedTables);
