@@ -86,6 +86,23 @@ internal sealed class NotificationListener : IAsyncDisposable
         _stop.Dispose();
     }
 
+    /// <summary>A healthy connection goes back to the pool: without its LISTENs and its name, which Npgsql's reset would remove
+    /// only at its next use and, with <c>No Reset On Close</c>, never. Best effort: a connection that fails here is broken and
+    /// never reused.</summary>
+    private static async Task StopListeningAsync(NpgsqlConnection connection)
+    {
+        try
+        {
+            await NotifySql.StopListeningAsync(connection, StopListeningTimeoutSeconds).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is NpgsqlException or IOException or TimeoutException or InvalidOperationException or OperationCanceledException)
+        {
+            // The connection is broken and discarded: nothing listens on it any more.
+        }
+    }
+
+    private const int StopListeningTimeoutSeconds = 2;
+
     private async Task RunAsync(CancellationToken stop)
     {
         var backoff = TimeSpan.FromMilliseconds(100);
@@ -93,6 +110,7 @@ internal sealed class NotificationListener : IAsyncDisposable
         while (!stop.IsCancellationRequested)
         {
             NpgsqlConnection? connection = null;
+            var stopping = false;
             try
             {
                 connection = await _dataSource.OpenConnectionAsync(stop).ConfigureAwait(false);
@@ -122,6 +140,7 @@ internal sealed class NotificationListener : IAsyncDisposable
             }
             catch (OperationCanceledException) when (stop.IsCancellationRequested)
             {
+                stopping = true;
                 break;
             }
             catch (Exception ex) when (ex is NpgsqlException or IOException or TimeoutException or InvalidOperationException or OperationCanceledException)
@@ -135,6 +154,11 @@ internal sealed class NotificationListener : IAsyncDisposable
                 if (connection is not null)
                 {
                     connection.Notification -= OnNotification;
+                    if (stopping && connection.State == System.Data.ConnectionState.Open)
+                    {
+                        await StopListeningAsync(connection).ConfigureAwait(false);
+                    }
+
                     await connection.DisposeAsync().ConfigureAwait(false);
                 }
             }

@@ -46,6 +46,22 @@ internal static class NotifySql
         await Db.Command(connection, null, Listen(channels)).ExecuteAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>Undoes <see cref="StartListeningAsync"/> on a connection that goes back to the pool: with <c>No Reset On Close</c>
+    /// Npgsql does not, and a pooled connection would keep receiving notifications nobody reads and the listener's name.</summary>
+    public const string StopListening = "UNLISTEN *; RESET application_name";
+
+    /// <summary>Runs <see cref="StopListening"/>, waiting at most <paramref name="timeoutSeconds"/> (a stop does not hang on an
+    /// unresponsive server: Npgsql then breaks the connection, which never goes back to the pool).</summary>
+    public static async Task StopListeningAsync(NpgsqlConnection connection, int timeoutSeconds)
+    {
+        var command = Db.Command(connection, null, StopListening);
+        await using (command.ConfigureAwait(false))
+        {
+            command.CommandTimeout = timeoutSeconds;
+            await command.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+    }
+
     /// <summary>Runs <see cref="Ping"/>.</summary>
     public static Task PingAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
         => Db.Command(connection, null, Ping).ExecuteAsync(cancellationToken);

@@ -161,6 +161,47 @@ public sealed class ListenerTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     }
 
     [DatabaseFact]
+    public async Task Stop_OnAPoolWithoutReset_LeavesNoPooledConnectionListeningOrNamedAsTheListener()
+    {
+        // No Reset On Close (docs/hosting.md recommends it): Npgsql no longer sends UNLISTEN * and RESET ALL when a pooled
+        // connection is reused, so the listener must undo its LISTENs and its name itself before its connection goes back.
+        var connection = new NpgsqlConnectionStringBuilder(db.DataSource.ConnectionString) { NoResetOnClose = true, MaxPoolSize = 4 };
+        await using var dataSource = NpgsqlDataSource.Create(connection.ConnectionString);
+        var client = AgentPgClient.Create(dataSource, db.Options());
+        await client.StartAsync();
+        var appName = "agentpg-listen:" + client.InstanceId;
+        await Eventually.TrueAsync(async () => await ListenerPidAsync(appName) is not null, "the LISTEN connection");
+
+        await client.DisposeAsync();
+
+        // Every physical connection of the pool at once (at most MaxPoolSize exist): the listener's is among them.
+        var pooled = new List<NpgsqlConnection>();
+        try
+        {
+            for (var i = 0; i < connection.MaxPoolSize; i++)
+            {
+                pooled.Add(await dataSource.OpenConnectionAsync());
+            }
+
+            foreach (var c in pooled)
+            {
+                await using var command = new NpgsqlCommand("SELECT (SELECT count(*) FROM pg_listening_channels()), current_setting('application_name')", c);
+                await using var reader = await command.ExecuteReaderAsync();
+                Assert.True(await reader.ReadAsync());
+                Assert.Equal(0L, reader.GetInt64(0));
+                Assert.NotEqual(appName, reader.GetString(1));
+            }
+        }
+        finally
+        {
+            foreach (var c in pooled)
+            {
+                await c.DisposeAsync();
+            }
+        }
+    }
+
+    [DatabaseFact]
     public async Task WaitForRunAsync_UnknownRun_ThrowsRunNotFound()
     {
         await using var h = await Harness.StartAsync(db, start: false);
