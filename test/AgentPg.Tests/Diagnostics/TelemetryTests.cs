@@ -69,7 +69,9 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
         }
 
         await Eventually.WithinAsync(producer.WaitForRunAsync(runId), "the run");
-        await Eventually.TrueAsync(() => spans.InTrace(traceId).Count(a => a.OperationName == "invoke_agent") >= 2, "both claims' invoke_agent spans to end");
+        // The tool's span ends after its result commits, so the run can go on and finish (and the waits above end) before it.
+        await Eventually.TrueAsync(() => spans.InTrace(traceId) is var ended && ended.Count(a => a.OperationName == "invoke_agent") >= 2
+            && ended.Any(a => a.DisplayName == "execute_tool " + tool), "both claims' invoke_agent spans and the tool's span to end");
 
         var trace = spans.InTrace(traceId);
         var invokes = trace.Where(a => a.OperationName == "invoke_agent").ToList();
@@ -123,7 +125,9 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
         }
 
         await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the run");
-        await Eventually.TrueAsync(() => spans.InTrace(traceId).Count(a => a.DisplayName == "chat " + model) == 2, "both chat spans to end");
+        // The tool's span ends after its result commits, so the run can go on and finish (and the wait above end) before it.
+        await Eventually.TrueAsync(() => spans.InTrace(traceId) is var ended && ended.Count(a => a.DisplayName == "chat " + model) == 2
+            && ended.Any(a => a.DisplayName == "execute_tool " + tool), "both chat spans and the tool's span to end");
 
         var trace = spans.InTrace(traceId);
         var chats = trace.Where(a => a.DisplayName == "chat " + model).OrderBy(a => a.StartTimeUtc).ToList();
@@ -162,6 +166,10 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
 
         List<(string Instrument, double Value, Dictionary<string, object?> Tags)> Of(string name)
             => measurements.Where(m => m.Instrument == name).ToList();
+        // A tool's and a run's outcome are counted after their commit: the run may go on past the first, and its wait end
+        // before the second.
+        await Eventually.TrueAsync(() => Of("agentpg.tool.executions").Any(m => Equals(m.Tags["gen_ai.tool.name"], tool))
+            && Of("agentpg.runs").Any(m => Equals(m.Tags["agentpg.run.outcome"], "completed")), "the tool's and the run's outcome to be counted");
         var tokens = Of("gen_ai.client.token.usage").Where(m => Equals(m.Tags["gen_ai.request.model"], model)).ToList();
         Assert.Equal(135 + 200, tokens.Where(m => Equals(m.Tags["gen_ai.token.type"], "input")).Sum(m => m.Value));
         Assert.Equal(17, tokens.Where(m => Equals(m.Tags["gen_ai.token.type"], "output")).Sum(m => m.Value));
