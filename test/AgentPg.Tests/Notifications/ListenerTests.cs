@@ -20,8 +20,9 @@ public sealed class ListenerTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         var agent = await h.AgentAsync();
         h.Claude.Respond(request => FakeReply.Text("answer to " + request.LastUserText));
         var appName = "agentpg-listen:" + h.Client.InstanceId;
-        var before = await ListenerPidAsync(appName);
-        Assert.NotNull(before);
+        // StartAsync waits for the first LISTEN for 5 s only, then goes on while the listener keeps connecting.
+        int? before = null;
+        await Eventually.TrueAsync(async () => (before = await ListenerPidAsync(appName)) is not null, "the LISTEN connection");
 
         // Work before the kill, to prove the path works at all.
         Assert.Equal("answer to one", (await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "one")).Text);
