@@ -110,7 +110,6 @@ internal sealed class NotificationListener : IAsyncDisposable
         while (!stop.IsCancellationRequested)
         {
             NpgsqlConnection? connection = null;
-            var stopping = false;
             try
             {
                 connection = await _dataSource.OpenConnectionAsync(stop).ConfigureAwait(false);
@@ -140,7 +139,6 @@ internal sealed class NotificationListener : IAsyncDisposable
             }
             catch (OperationCanceledException) when (stop.IsCancellationRequested)
             {
-                stopping = true;
                 break;
             }
             catch (Exception ex) when (ex is NpgsqlException or IOException or TimeoutException or InvalidOperationException or OperationCanceledException)
@@ -154,7 +152,8 @@ internal sealed class NotificationListener : IAsyncDisposable
                 if (connection is not null)
                 {
                     connection.Notification -= OnNotification;
-                    if (stopping && connection.State == System.Data.ConnectionState.Open)
+                    // Whether stopping or reconnecting after an error that left it open, it goes back to the pool.
+                    if (connection.State == System.Data.ConnectionState.Open)
                     {
                         await StopListeningAsync(connection).ConfigureAwait(false);
                     }

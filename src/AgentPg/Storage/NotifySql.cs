@@ -52,14 +52,11 @@ internal static class NotifySql
 
     /// <summary>Runs <see cref="StopListening"/>, waiting at most <paramref name="timeoutSeconds"/> (a stop does not hang on an
     /// unresponsive server: Npgsql then breaks the connection, which never goes back to the pool).</summary>
-    public static async Task StopListeningAsync(NpgsqlConnection connection, int timeoutSeconds)
+    public static Task StopListeningAsync(NpgsqlConnection connection, int timeoutSeconds)
     {
         var command = Db.Command(connection, null, StopListening);
-        await using (command.ConfigureAwait(false))
-        {
-            command.CommandTimeout = timeoutSeconds;
-            await command.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
-        }
+        command.CommandTimeout = timeoutSeconds;
+        return command.ExecuteAsync(CancellationToken.None);
     }
 
     /// <summary>Runs <see cref="Ping"/>.</summary>
