@@ -21,8 +21,11 @@ public sealed class WatchRunLoadTests(SchemaFixture db) : IClassFixture<SchemaFi
     public async Task WatchRun_200WatchersOfOneRun_AllCompleteSharingOneFeed()
     {
         var answer = string.Concat(Enumerable.Range(0, 40).Select(i => $"sentence {i} of a long answer. "));
+        // 200 watchers at once: a pool of their own, disposed after the harness (the test classes running beside this one share
+        // the other).
+        await using var watcherPool = TestDatabase.CreateDataSource();
         await using var h = await Harness.StartAsync(db);
-        var watcher = await h.AddClientAsync(start: false);
+        var watcher = await h.AddClientAsync(watcherPool, start: false);
         var agent = await h.AgentAsync();
         var release = new TaskCompletionSource();
         h.Claude.Respond(async (_, ct) =>
@@ -62,8 +65,11 @@ public sealed class WatchRunLoadTests(SchemaFixture db) : IClassFixture<SchemaFi
     [DatabaseFact]
     public async Task WatchRun_200RunsWatchedAtOnce_EveryWatcherGetsItsRunToTheFinish()
     {
+        // 200 watchers at once: a pool of their own, disposed after the harness (the test classes running beside this one share
+        // the other).
+        await using var watcherPool = TestDatabase.CreateDataSource();
         await using var h = await Harness.StartAsync(db, o => o.MaxConcurrentStreamingRuns = 50);
-        var watcher = await h.AddClientAsync(start: false);
+        var watcher = await h.AddClientAsync(watcherPool, start: false);
         var agent = await h.AgentAsync();
         h.Claude.Respond(request => FakeReply.Text("answer to " + request.LastUserText + ", streamed in pieces") with { EventDelay = TimeSpan.FromMilliseconds(2) });
 

@@ -1,4 +1,5 @@
 using AgentPg.Testing;
+using Npgsql;
 
 namespace AgentPg.Tests.Infrastructure;
 
@@ -31,9 +32,15 @@ public sealed class Harness : IAsyncDisposable
         return harness;
     }
 
-    public async Task<AgentPgClient> AddClientAsync(Action<AgentPgOptions>? configure = null, bool start = true, params ITool[] tools)
+    public Task<AgentPgClient> AddClientAsync(Action<AgentPgOptions>? configure = null, bool start = true, params ITool[] tools)
+        => AddClientAsync(Db.DataSource, configure, start, tools);
+
+    /// <summary>A client on <paramref name="dataSource"/>: a test that makes hundreds of concurrent calls gives them a pool of
+    /// their own, so its burst cannot take every connection of the pool the test classes running beside it share. Dispose the
+    /// data source after the harness.</summary>
+    public async Task<AgentPgClient> AddClientAsync(NpgsqlDataSource dataSource, Action<AgentPgOptions>? configure = null, bool start = true, params ITool[] tools)
     {
-        var client = Db.CreateClient(o =>
+        var client = Db.CreateClient(dataSource, o =>
         {
             o.ApiKey = Claude.ApiKey;
             o.BaseUrl = Claude.BaseUrl;

@@ -54,7 +54,10 @@ public sealed class SchemaFixture : IAsyncLifetime
         return options;
     }
 
-    public AgentPgClient CreateClient(Action<AgentPgOptions>? configure = null) => AgentPgClient.Create(DataSource, Options(configure));
+    public AgentPgClient CreateClient(Action<AgentPgOptions>? configure = null) => CreateClient(DataSource, configure);
+
+    /// <summary>A client on this schema that uses <paramref name="dataSource"/> (a pool of its own) instead of the shared one.</summary>
+    public AgentPgClient CreateClient(NpgsqlDataSource dataSource, Action<AgentPgOptions>? configure = null) => AgentPgClient.Create(dataSource, Options(configure));
 
     public async Task<T> ScalarAsync<T>(string sql, params object[] parameters)
     {

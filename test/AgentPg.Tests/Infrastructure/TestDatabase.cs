@@ -26,7 +26,9 @@ public static class TestDatabase
         var builder = new NpgsqlConnectionStringBuilder(ConnectionString)
         {
             MaxPoolSize = 100,
-            Timeout = 15,
+            // Eight test classes run at once on two cores: a connection freed by a test whose continuation waits for a thread
+            // can take seconds to come back.
+            Timeout = 30,
             CommandTimeout = 60,
         };
         configure?.Invoke(builder);
