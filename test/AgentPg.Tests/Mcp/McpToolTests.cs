@@ -272,15 +272,21 @@ public sealed class McpToolTests(SchemaFixture db) : IClassFixture<SchemaFixture
     public async Task ToolTimeout_CancelsTheMcpCallOnTheServer()
     {
         using var server = new StdioTestServer();
+        // The timeout fires once the call has reached the server: a real one raced the call's way through a busy thread pool,
+        // the SDK and the server process (a call still on its way is cancelled before the server starts it).
+        var timeouts = new HeldTimeouts(TimeSpan.FromMinutes(17));
         await using var h = await Harness.StartAsync(db, o =>
         {
-            // Long enough for the call to reach the server first even on a loaded machine.
-            o.ToolTimeout = TimeSpan.FromSeconds(3);
+            o.ToolTimeout = timeouts.Timeout;
+            o.TimeProvider = timeouts;
             o.ToolRetry = new ToolRetryOptions { MaxAttempts = 1 };
         });
         await h.Client.AddMcpServerAsync(server.Options());
 
-        var response = await RunOneCallAsync(h, "test__wait", new { });
+        var run = RunOneCallAsync(h, "test__wait", new { });
+        await Eventually.TrueAsync(() => server.Events.Contains("started wait"), "the server runs the tool");
+        await timeouts.FireNextAsync();
+        var response = await Eventually.WithinAsync(run, "the run");
 
         Assert.Contains("tool timed out", response.Text, StringComparison.Ordinal);
         await Eventually.TrueAsync(() => server.Events.Contains("cancelled wait"), "the timed-out call is cancelled on the server");

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
+using System.Threading.Channels;
 using AgentPg.Testing;
 using AgentPg.Tests.Infrastructure;
 using Microsoft.Extensions.AI;
@@ -158,9 +159,18 @@ public sealed class ToolExecutionTests(SchemaFixture db) : IClassFixture<SchemaF
     [DatabaseFact]
     public async Task Timeout_CancelsTheToolAndCountsAsAFailure()
     {
+        // The timeout fires when the test fires it, once the attempt's tool body runs: with a real 200-ms timeout, a busy thread
+        // pool could start the body after the timeout, and the attempt then ended without the tool ever running.
+        var timeouts = new HeldTimeouts(TimeSpan.FromMinutes(17));
+        var started = Channel.CreateUnbounded<int>();
         var cancelled = 0;
-        var (h, session, agent) = await SetUpAsync(db, o => o.ToolTimeout = TimeSpan.FromMilliseconds(200), new TestTool("slow", async (_, _, ct) =>
+        var (h, session, agent) = await SetUpAsync(db, o =>
         {
+            o.ToolTimeout = timeouts.Timeout;
+            o.TimeProvider = timeouts;
+        }, new TestTool("slow", async (ctx, _, ct) =>
+        {
+            started.Writer.TryWrite(ctx.Attempt);
             try
             {
                 await new TaskCompletionSource().Task.WaitAsync(ct);
@@ -176,10 +186,17 @@ public sealed class ToolExecutionTests(SchemaFixture db) : IClassFixture<SchemaF
         await using var scope = h;
         ScriptOneCall(h.Claude, "slow", new { });
 
-        var response = await h.Client.RunFastSyncAsync(session, agent.Id, "go");
+        var run = h.Client.RunFastSyncAsync(session, agent.Id, "go");
+        foreach (var attempt in new[] { 1, 2 })
+        {
+            Assert.Equal(attempt, await Eventually.WithinAsync(started.Reader.ReadAsync().AsTask(), $"attempt {attempt} of the tool to start"));
+            await timeouts.FireNextAsync();
+        }
+
+        var response = await Eventually.WithinAsync(run, "the run");
 
         Assert.Equal(2, cancelled);
-        Assert.Contains("tool timed out after 00:00:00.2000000", response.Text, StringComparison.Ordinal);
+        Assert.Contains("tool timed out after 00:17:00", response.Text, StringComparison.Ordinal);
         Assert.EndsWith("error=True", response.Text, StringComparison.Ordinal);
     }
 

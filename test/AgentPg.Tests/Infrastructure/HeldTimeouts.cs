@@ -1,0 +1,65 @@
+using System.Threading.Channels;
+
+namespace AgentPg.Tests.Infrastructure;
+
+/// <summary>System time, except the timers of one timeout under test (those created with <see cref="Timeout"/> as their due
+/// time, as <c>new CancellationTokenSource(Timeout, time)</c> does): they fire only when the test fires them. A test first waits
+/// for what must have happened before the timeout (the tool started, the call reached the server), then fires it, instead of
+/// racing a short real timeout on a loaded machine.</summary>
+public sealed class HeldTimeouts(TimeSpan timeout) : TimeProvider
+{
+    private static readonly TimeSpan s_never = global::System.Threading.Timeout.InfiniteTimeSpan;
+
+    private readonly Channel<ITimer> _held = Channel.CreateUnbounded<ITimer>();
+    private readonly List<ITimer> _all = [];
+
+    /// <summary>The due time of the held timers: an unusual value (17 minutes, say), so that no other timer has it.</summary>
+    public TimeSpan Timeout { get; } = timeout;
+
+    public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+    {
+        if (dueTime != Timeout)
+        {
+            return base.CreateTimer(callback, state, dueTime, period);
+        }
+
+        var timer = base.CreateTimer(callback, state, s_never, period);
+        lock (_all)
+        {
+            _all.Add(timer);
+        }
+
+        _held.Writer.TryWrite(timer);
+        return timer;
+    }
+
+    /// <summary>Fires the oldest held timer that has not fired yet, waiting for one to be created.</summary>
+    public async Task FireNextAsync()
+    {
+        var timer = await Eventually.WithinAsync(_held.Reader.ReadAsync().AsTask(), "a timer with the held timeout");
+        timer.Change(TimeSpan.Zero, s_never);
+    }
+
+    /// <summary>Fires every held timer created so far (the disposed ones, whose timeout is over, do nothing).</summary>
+    public void FireAll()
+    {
+        lock (_all)
+        {
+            foreach (var timer in _all)
+            {
+                try
+                {
+                    timer.Change(TimeSpan.Zero, s_never);
+                }
+                catch (ObjectDisposedException)
+                {
+                    // Its CancellationTokenSource was disposed: that timeout is over.
+                }
+            }
+        }
+
+        while (_held.Reader.TryRead(out _))
+        {
+        }
+    }
+}
