@@ -143,12 +143,15 @@ public sealed class HookTests(SchemaFixture db) : IClassFixture<SchemaFixture>
         // is reported to OnToolCall.
         var events = new ConcurrentQueue<ToolCallEvent>();
         var strict = new ToolSchema { Properties = new Dictionary<string, PropertyDef> { ["n"] = new() { Type = "integer" } }, Required = ["n"] };
+        // Only "slow" times out: the test fires the timeouts once every other call has ended and "slow" runs (a real timeout
+        // also had to cover the other tools' Task.Run dispatch, which a busy thread pool on two cores can delay).
+        var timeouts = new HeldTimeouts(TimeSpan.FromMinutes(17));
+        var slowStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using var h = await Harness.StartAsync(db, o =>
         {
             o.ToolRetry.MaxAttempts = 1;
-            // Only "slow" may time out: the budget also covers the other tools' Task.Run dispatch, which a busy thread pool
-            // on two cores can delay by hundreds of milliseconds.
-            o.ToolTimeout = TimeSpan.FromSeconds(2);
+            o.ToolTimeout = timeouts.Timeout;
+            o.TimeProvider = timeouts;
             o.Hooks = new AgentPgHooks
             {
                 OnToolCall = (e, _) =>
@@ -164,6 +167,7 @@ public sealed class HookTests(SchemaFixture db) : IClassFixture<SchemaFixture>
             new TestTool("cancel", (_, _, _) => throw new ToolCancelException("cancelled by the tool")),
             new TestTool("slow", async (_, _, ct) =>
             {
+                slowStarted.TrySetResult();
                 await new TaskCompletionSource().Task.WaitAsync(ct);
                 return "never";
             }));
@@ -189,7 +193,11 @@ public sealed class HookTests(SchemaFixture db) : IClassFixture<SchemaFixture>
                     FakeContentBlock.ToolUse(helperName, new { task = "help" })) with { StopReason = "tool_use" };
         });
 
-        var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "everything"), "the run");
+        var run = h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "everything");
+        await Eventually.WithinAsync(slowStarted.Task, "the slow tool to start");
+        await Eventually.TrueAsync(() => events.Count == 6, "the six other tool calls to end");
+        timeouts.FireAll();
+        var response = await Eventually.WithinAsync(run, "the run");
 
         Assert.Equal("all done", response.Text);
         await Eventually.TrueAsync(() => events.Count >= 7, "seven tool hook calls");
