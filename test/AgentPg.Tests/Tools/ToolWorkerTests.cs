@@ -104,11 +104,13 @@ public sealed class ToolWorkerTests(SchemaFixture db) : IClassFixture<SchemaFixt
         var run = await client.RunFastAsync(await client.NewSessionAsync(), agent.Id, "hold eight");
         await Eventually.TrueAsync(() => Volatile.Read(ref running) > 0, "a transactional tool to run");
 
-        // While the tools hold their connections, the instance keeps heartbeating (it would be evicted otherwise).
+        // While the tools hold their connections, the instance keeps heartbeating (it would be evicted otherwise). Without the
+        // reserve no heartbeat could get a connection until the gate opens: the default deadline, not a short one that the
+        // 300-ms heartbeat has to meet on a loaded machine.
         var first = await HeartbeatAsync(client.InstanceId);
-        await Eventually.TrueAsync(async () => await HeartbeatAsync(client.InstanceId) > first, "a heartbeat while the tools hold connections", TimeSpan.FromSeconds(5));
+        await Eventually.TrueAsync(async () => await HeartbeatAsync(client.InstanceId) > first, "a heartbeat while the tools hold connections");
         var second = await HeartbeatAsync(client.InstanceId);
-        await Eventually.TrueAsync(async () => await HeartbeatAsync(client.InstanceId) > second, "another heartbeat while the tools hold connections", TimeSpan.FromSeconds(5));
+        await Eventually.TrueAsync(async () => await HeartbeatAsync(client.InstanceId) > second, "another heartbeat while the tools hold connections");
 
         gate.SetResult();
         var response = await Eventually.WithinAsync(client.WaitForRunAsync(run), "the run to complete", s_timeout);
