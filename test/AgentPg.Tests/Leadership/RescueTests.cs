@@ -149,11 +149,13 @@ public sealed class RescueTests(SchemaFixture db) : IClassFixture<SchemaFixture>
     public async Task LiveStreamOfThinkingAndToolInputWithoutText_IsProgress_NotRescued()
     {
         // D4: a stream that spends longer than RescueTimeout in extended thinking and writing a tool's input, with no
-        // text at all, is alive; the leader must not release it and restart it.
+        // text at all, is alive; the leader must not release it and restart it. A rescue timeout of 3 s, not 1: progress is
+        // marked every timeout/4, and the first mark also waits for the request and its first events, which took 0.55-0.6 s
+        // of a 1-s timeout on a machine that was not even loaded.
         await using var h = await Harness.StartAsync(db, o =>
         {
             FastRescue(o);
-            o.RunRescue.Timeout = TimeSpan.FromSeconds(1);
+            o.RunRescue.Timeout = TimeSpan.FromSeconds(3);
         }, start: true, new TestTool("note", (_, _, _) => Task.FromResult("noted")));
         var agent = await h.AgentAsync(a => a with { Tools = ["note"] });
         var streams = 0;
@@ -165,13 +167,13 @@ public sealed class RescueTests(SchemaFixture db) : IClassFixture<SchemaFixture>
             }
 
             Interlocked.Increment(ref streams);
-            // 16 characters per delta, 40 ms per event: ~20 thinking deltas, a signature and ~20 input_json deltas ≈ 2 s
+            // 16 characters per delta, 150 ms per event: ~20 thinking deltas, a signature and ~20 input_json deltas ≈ 6 s
             // (plus the starts and stops), twice the rescue timeout, and not one text_delta.
             return FakeReply.Message(
                 FakeContentBlock.Thinking(string.Concat(Enumerable.Repeat("thinking hard...", 20)), signature: "sig-d4"),
                 FakeContentBlock.ToolUse("note", new { text = string.Concat(Enumerable.Repeat("a long argument.", 20)) })) with
             {
-                EventDelay = TimeSpan.FromMilliseconds(40),
+                EventDelay = TimeSpan.FromMilliseconds(150),
             };
         });
         var session = await h.Client.NewSessionAsync();
