@@ -125,7 +125,7 @@ public sealed class WorkerProcess : IAsyncDisposable
         }
     }
 
-    private static string SamplePath(string sample)
+    internal static string SamplePath(string sample)
     {
         // Same configuration as this test assembly: .../test/AgentPg.Tests/bin/<Configuration>/net10.0/
         var testBin = new DirectoryInfo(AppContext.BaseDirectory);
