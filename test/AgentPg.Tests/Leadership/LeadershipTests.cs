@@ -47,8 +47,10 @@ public sealed class LeadershipTests(SchemaFixture db) : IClassFixture<SchemaFixt
     public async Task ThreeClients_ExactlyOneLeads_AndStoppingItHandsOverWithinOneTtl()
     {
         var tracker = new LeaderTracker();
-        // Short enough for a quick test, long enough that a busy machine does not starve the lease refresh (every TTL/2).
-        var ttl = TimeSpan.FromSeconds(3);
+        // Short enough for a quick test, long enough that a busy machine does not starve the lease refresh (every TTL/2), and
+        // that the handover's bound below leaves TTL/2 = 2.5 s for scheduling: with 3 s, one handover beside loaded test
+        // classes took 2.2 s of the 3.
+        var ttl = TimeSpan.FromSeconds(5);
         var clients = new List<AgentPgClient>();
         foreach (var name in new[] { "a", "b", "c" })
         {
@@ -80,6 +82,9 @@ public sealed class LeadershipTests(SchemaFixture db) : IClassFixture<SchemaFixt
             // the test's polling nor the rest of the stop (which runs after the resign) counts.
             var stopped = await db.ScalarAsync<DateTime>("SELECT now()");
             await leader.StopAsync();
+            // The resign itself, on no clock: once StopAsync has returned the lease row is gone or a successor's. Without it the
+            // row would stay the stopped leader's until its lease ran out, at least TTL/2 after its last refresh.
+            Assert.NotEqual(leaderId, await db.ScalarAsync<string>("SELECT coalesce((SELECT leader_id FROM {schema}.agentpg_leader), '')"));
             await Eventually.TrueAsync(async () => await LeaderInDatabaseAsync() is { } next && next != leaderId, "another client to take over", ttl * 2);
             var elected = await db.ScalarAsync<DateTime>("SELECT elected_at FROM {schema}.agentpg_leader");
             Assert.True(elected - stopped < ttl, $"the handover took {(elected - stopped).TotalSeconds:0.00} s, longer than one lease TTL ({ttl.TotalSeconds} s)");
