@@ -109,7 +109,8 @@ public sealed partial class AgentPgClient
     /// <param name="cancellationToken">Stops waiting; the run itself goes on.</param>
     /// <returns>The response of the completed run.</returns>
     /// <remarks><para>Works on any client, started or not, for runs processed by any instance, any number of times, also after the
-    /// run finished. It wakes on the run's NOTIFY and polls every <see cref="AgentPgOptions.RunPollInterval"/> as a fallback.</para>
+    /// run finished. It wakes on the run's NOTIFY; as a fallback for a lost notification, the client reads the states of every
+    /// run its callers wait on in one statement every <see cref="AgentPgOptions.RunPollInterval"/> (not one read per caller).</para>
     /// <para>It waits as long as the run is not final, also when no instance can process it. When the run is still pending
     /// after five poll intervals (5 s by default) and no live instance can claim it — no client is started on the schema, or
     /// none registered every tool the agent lists — it logs a warning (event id 1301) that names the run, the agent and the
@@ -124,7 +125,8 @@ public sealed partial class AgentPgClient
         var diagnosed = false;
         while (true)
         {
-            // Held for one read and one wait only: nothing is left behind whichever way this ends.
+            // Held from one read of the run until its signal (or the shared poll) says it may be final: nothing is left behind
+            // whichever way this ends, and no notification is missed between the read and the wait.
             using var waiter = _engine.Waiters.Acquire(runId);
             var run = await FindRunAsync(runId, cancellationToken).ConfigureAwait(false) ?? throw RunNotFound(runId, "WaitForRun");
             if (run.State.IsTerminal())
@@ -132,21 +134,43 @@ public sealed partial class AgentPgClient
                 return await BuildResponseAsync(run, cancellationToken).ConfigureAwait(false);
             }
 
-            // No silent infinite wait: a run still pending after the grace period gets one diagnosis per wait, logged as a
-            // warning when no live instance can claim it (none started, or none has the agent's tools).
-            if (!diagnosed && run.State == RunState.Pending && _time.GetElapsedTime(waitStarted) is var waited && waited >= UnclaimedGracePeriod)
+            var state = run.State;
+            while (true)
             {
-                diagnosed = true;
-                await WarnIfUnclaimableAsync(runId, waited, cancellationToken).ConfigureAwait(false);
-            }
+                // No silent infinite wait: a run still pending after the grace period gets one diagnosis per wait, logged as a
+                // warning when no live instance can claim it (none started, or none has the agent's tools).
+                if (!diagnosed && state == RunState.Pending && _time.GetElapsedTime(waitStarted) is var waited && waited >= UnclaimedGracePeriod)
+                {
+                    diagnosed = true;
+                    await WarnIfUnclaimableAsync(runId, waited, cancellationToken).ConfigureAwait(false);
+                }
 
-            try
-            {
-                await waiter.Task.WaitAsync(_options.RunPollInterval, _time, cancellationToken).ConfigureAwait(false);
-            }
-            catch (TimeoutException)
-            {
-                // Polling fallback: a notification can be lost while the LISTEN connection reconnects.
+                try
+                {
+                    await waiter.Task.WaitAsync(_options.RunPollInterval, _time, cancellationToken).ConfigureAwait(false);
+                    break;
+                }
+                catch (TimeoutException)
+                {
+                    // Polling fallback (a notification can be lost while the LISTEN connection reconnects), shared by every
+                    // wait of this client: one statement per interval reads all the runs waited on, and signals the final ones.
+                    var states = await _engine.Waiters.PollAsync(
+                        (runIds, ct) => _sql.Runs.StatesAsync(_dataSource, runIds, ct), _time, _options.RunPollInterval, cancellationToken).ConfigureAwait(false);
+                    if (waiter.Task.IsCompleted)
+                    {
+                        break;
+                    }
+
+                    if (states.TryGetValue(runId, out var polled))
+                    {
+                        if (polled is not { } known || known.IsTerminal())
+                        {
+                            break;
+                        }
+
+                        state = known;
+                    }
+                }
             }
         }
     }

@@ -66,7 +66,9 @@ public sealed class AgentPgOptions
     /// <value>The default value is 50.</value>
     public int MaxConcurrentTools { get; set; } = 50;
 
-    /// <summary>Gets or sets how often the run workers look for work when no notification woke them.</summary>
+    /// <summary>Gets or sets how often the run workers look for work when no notification woke them, and how often a client
+    /// re-reads the runs its <c>WaitForRunAsync</c> callers wait on (one statement for all of them) in case a notification was
+    /// lost.</summary>
     /// <value>The default value is 1 second. From 1 ms to 49.7 days (the range .NET timers accept).</value>
     public TimeSpan RunPollInterval { get; set; } = TimeSpan.FromSeconds(1);
 

@@ -3,11 +3,15 @@ namespace AgentPg.Runs;
 /// <summary>Wakes <see cref="AgentPgClient.WaitForRunAsync"/> callers when a run is finalized (NOTIFY), on any instance.</summary>
 /// <remarks>An entry exists only while someone waits: every caller holds a <see cref="Waiter"/> for the time of one read and
 /// one wait and disposes it; the last one out removes the entry. A signal removes the entry at once (later waiters get a
-/// new one), so nothing stays behind for runs that finished, do not exist, or whose waiters gave up.</remarks>
+/// new one), so nothing stays behind for runs that finished, do not exist, or whose waiters gave up.
+/// <para>The fallback for a lost notification is shared as well (<see cref="PollAsync"/>): one statement per poll interval
+/// reads the states of every run waited on, however many callers wait, instead of one read per caller.</para></remarks>
 internal sealed class RunWaiters
 {
     private readonly Dictionary<Guid, Entry> _waiters = [];
     private readonly Lock _lock = new();
+    private Task<IReadOnlyDictionary<Guid, RunState?>>? _poll;
+    private long _pollStarted;
 
     /// <summary>Gets how many runs have waiters (tests check that it returns to zero).</summary>
     public int Count
@@ -50,6 +54,52 @@ internal sealed class RunWaiters
         }
 
         entry.Signal.TrySetResult();
+    }
+
+    /// <summary>The states of every run waited on, read by one poll that the callers of an interval share: the first caller
+    /// whose wait timed out at least <paramref name="interval"/> after the last poll started (or after one failed) starts it with
+    /// <paramref name="read"/>, the others get its result. Runs it finds final or missing are signalled.</summary>
+    /// <param name="read">Reads the states of the given runs (null: the run does not exist).</param>
+    /// <param name="time">The clock of the poll interval.</param>
+    /// <param name="interval">The poll interval.</param>
+    /// <param name="cancellationToken">Stops this caller's wait for the poll; the poll itself goes on for the others.</param>
+    /// <returns>The states the poll read; runs waited on since it started are not in it.</returns>
+    public Task<IReadOnlyDictionary<Guid, RunState?>> PollAsync(Func<IReadOnlyList<Guid>, CancellationToken, Task<IReadOnlyDictionary<Guid, RunState?>>> read,
+        TimeProvider time, TimeSpan interval, CancellationToken cancellationToken)
+    {
+        Task<IReadOnlyDictionary<Guid, RunState?>> poll;
+        lock (_lock)
+        {
+            if (_poll is null || _poll.IsFaulted || _poll.IsCanceled || (_poll.IsCompleted && time.GetElapsedTime(_pollStarted) >= interval))
+            {
+                var runIds = _waiters.Keys.ToArray();
+                _pollStarted = time.GetTimestamp();
+                // Started outside the lock (Task.Run), and with no caller's token: a caller that gives up does not fail the others.
+                _poll = Task.Run(() => PollCoreAsync(runIds, read), CancellationToken.None);
+                // Observed even when every caller gave up before it failed (the database gone, the client disposed).
+                _poll.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously,
+                    TaskScheduler.Default);
+            }
+
+            poll = _poll;
+        }
+
+        return poll.WaitAsync(cancellationToken);
+    }
+
+    private async Task<IReadOnlyDictionary<Guid, RunState?>> PollCoreAsync(IReadOnlyList<Guid> runIds,
+        Func<IReadOnlyList<Guid>, CancellationToken, Task<IReadOnlyDictionary<Guid, RunState?>>> read)
+    {
+        var states = await read(runIds, CancellationToken.None).ConfigureAwait(false);
+        foreach (var (runId, state) in states)
+        {
+            if (state is not { } known || known.IsTerminal())
+            {
+                Signal(runId);
+            }
+        }
+
+        return states;
     }
 
     /// <summary>After a lost LISTEN connection: everyone re-reads.</summary>

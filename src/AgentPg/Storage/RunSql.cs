@@ -69,6 +69,12 @@ internal sealed class RunSql
               FROM unnest($1::uuid[], $2::text[]::xid8[]) AS e(id, xact)
               LEFT JOIN {t} r ON r.id = e.id
             """;
+        // The waited runs' states in one statement (WaitForRunAsync's fallback poll): $1 run ids; null for a run that does not exist.
+        States = $"""
+            SELECT w.id, r.state::text
+              FROM unnest($1::uuid[]) AS w(id)
+              LEFT JOIN {t} r ON r.id = w.id
+            """;
         GetByIdempotencyKey = $"SELECT id, agent_id, prompt FROM {t} WHERE session_id = $1 AND idempotency_key = $2";
         Get = $"SELECT {Columns} FROM {t} WHERE id = $1";
         // agentpg.runs.pending: a count on the queue's claim index.
@@ -212,6 +218,8 @@ internal sealed class RunSql
     public string CancelActiveRootRuns { get; }
 
     public string CallbackSweep { get; }
+
+    public string States { get; }
 
     public string GetByIdempotencyKey { get; }
 
@@ -525,6 +533,21 @@ internal sealed class RunSql
     /// <summary>Reads a row of <see cref="CallbackSweep"/>: the run, its state (null: not visible), its transaction's status.</summary>
     public static (Guid RunId, string? State, string? TransactionStatus) ReadCallbackSweep(NpgsqlDataReader r)
         => (r.GetGuid(0), r.IsDBNull(1) ? null : r.GetString(1), r.IsDBNull(2) ? null : r.GetString(2));
+
+    /// <summary>Runs <see cref="States"/>: each run's state, null for a run that does not exist.</summary>
+    public async Task<IReadOnlyDictionary<Guid, RunState?>> StatesAsync(NpgsqlDataSource dataSource, IReadOnlyList<Guid> runIds, CancellationToken cancellationToken)
+    {
+        var rows = await Db.Command(dataSource, null, States, P.UuidArray(runIds))
+            .QueryListAsync(static r => (Id: r.GetGuid(0), State: r.IsDBNull(1) ? (RunState?)null : DbEnums.ParseRunState(r.GetString(1))), cancellationToken)
+            .ConfigureAwait(false);
+        var states = new Dictionary<Guid, RunState?>(rows.Count);
+        foreach (var (id, state) in rows)
+        {
+            states[id] = state;
+        }
+
+        return states;
+    }
 
     public static Run Read(NpgsqlDataReader r) => Read(r, 0);
 

@@ -1,0 +1,100 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using AgentPg.Tests.Infrastructure;
+using Npgsql;
+
+namespace AgentPg.Tests.Runs;
+
+/// <summary>WaitForRunAsync's fallback for a lost notification is one read per poll interval for all the waits of a client,
+/// not one per wait.</summary>
+public sealed class WaitPollTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    private const int Waits = 100;
+
+    /// <summary>The text of every statement this test class's schema saw through Npgsql (its tracing spans).</summary>
+    private sealed class Statements : IDisposable
+    {
+        private readonly ActivityListener _listener;
+
+        public Statements(string schema)
+        {
+            _listener = new ActivityListener
+            {
+                ShouldListenTo = s => s.Name == "Npgsql",
+                Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+                ActivityStopped = a =>
+                {
+                    if ((a.GetTagItem("db.query.text") ?? a.GetTagItem("db.statement")) is string text && text.Contains(schema, StringComparison.Ordinal))
+                    {
+                        Texts.Add(text);
+                    }
+                },
+            };
+            ActivitySource.AddActivityListener(_listener);
+        }
+
+        public ConcurrentBag<string> Texts { get; } = [];
+
+        public int Count(string fragment) => Texts.Count(t => t.Contains(fragment, StringComparison.Ordinal));
+
+        public void Dispose() => _listener.Dispose();
+    }
+
+    [DatabaseFact]
+    public async Task ManyWaits_OnRunsNobodyProcesses_ShareOneReadPerPollInterval_AndAFinishWithoutItsNotificationIsStillSeen()
+    {
+        var interval = TimeSpan.FromMilliseconds(100);
+        // A producer: nothing processes the runs, so every wait lasts until the test ends it.
+        await using var producer = db.CreateClient(o => o.RunPollInterval = interval);
+        var agent = await producer.CreateAgentAsync(new AgentDefinition { Name = "waited_" + Guid.NewGuid().ToString("N")[..8], Model = "claude-sonnet-4-5" });
+        var runs = new List<Guid>();
+        for (var i = 0; i < Waits; i++)
+        {
+            runs.Add(await producer.RunFastAsync(await producer.NewSessionAsync(), agent.Id, "question " + i));
+        }
+
+        using var statements = new Statements(db.Schema);
+        using var stop = new CancellationTokenSource();
+        var waits = runs.Select(run => Task.Run(() => producer.WaitForRunAsync(run, stop.Token))).ToList();
+
+        // Twenty shared polls (each reads the states of every waited run in one statement), or clearly more single-run reads
+        // than the waits' first ones (a read per wait per interval).
+        int Polls() => statements.Count("unnest($1::uuid[]) AS w(id)");
+        int Reads() => statements.Count("FROM \"" + db.Schema + "\".agentpg_runs WHERE id = $1");
+        await Eventually.TrueAsync(() => Polls() >= 20 || Reads() > 3 * Waits, "twenty shared polls");
+        // Each wait read its run once when it started; none read it again at each interval (that would be ~2 000 reads by now).
+        var reads = Reads();
+        Assert.True(reads <= Waits, $"{reads} reads of single runs for {Waits} waits ({Polls()} shared polls)");
+        Assert.True(Polls() >= 20, $"{Polls()} shared polls");
+
+        // A run finished by hand with its notification withheld: the shared poll finds it, and its wait ends.
+        await using (var connection = await db.DataSource.OpenConnectionAsync())
+        await using (var transaction = await connection.BeginTransactionAsync())
+        {
+            await using (var defer = new NpgsqlCommand("SET LOCAL agentpg.defer_notify = 'agentpg_run_finalized'", connection, transaction))
+            {
+                await defer.ExecuteNonQueryAsync();
+            }
+
+            await using (var cancel = new NpgsqlCommand($"SELECT * FROM \"{db.Schema}\".agentpg_cancel_run($1)", connection, transaction))
+            {
+                cancel.Parameters.Add(new NpgsqlParameter { Value = runs[0] });
+                await cancel.ExecuteNonQueryAsync();
+            }
+
+            await transaction.CommitAsync();
+        }
+
+        var error = await Assert.ThrowsAsync<AgentPgException>(() => Eventually.WithinAsync(waits[0], "the wait of the run finished without a notification"));
+        Assert.Equal(AgentPgErrorCode.RunCancelled, error.Code);
+        Assert.All(waits.Skip(1), w => Assert.False(w.IsCompleted));
+
+        await stop.CancelAsync();
+        foreach (var wait in waits.Skip(1))
+        {
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => wait);
+        }
+
+        Assert.Equal(0, producer.Engine.Waiters.Count);
+    }
+}
