@@ -12,6 +12,8 @@ internal sealed class RunEventSql
         MarkWatched = $"SELECT {s}.agentpg_mark_run_watched($1)";
         // $1 run: the root run's id after registering the watch (back-filling on the first), or NULL for an unknown run.
         Watch = $"SELECT {s}.agentpg_watch_run($1)";
+        // The feeds' shared fallback poll: the latest sequence of each root run in $1 (no row: no events head).
+        LastSequences = $"SELECT root_run_id, last_sequence FROM {s}.agentpg_run_event_heads WHERE root_run_id = ANY ($1)";
         // One page of a root run's events after a sequence, with what a watcher needs to materialize them: the run's
         // place in the hierarchy and state, and the tool execution an event is about. $1 root, $2 after, $3 limit.
         Page = $"""
@@ -53,6 +55,23 @@ internal sealed class RunEventSql
     }
 
     public string MarkWatched { get; }
+
+    public string LastSequences { get; }
+
+    /// <summary>Runs <see cref="LastSequences"/>: the latest event sequence of each root run that has an events head.</summary>
+    public async Task<IReadOnlyDictionary<Guid, long>> LastSequencesAsync(NpgsqlDataSource dataSource, IReadOnlyList<Guid> rootRunIds,
+        CancellationToken cancellationToken)
+    {
+        var rows = await Db.Command(dataSource, null, LastSequences, P.UuidArray(rootRunIds))
+            .QueryListAsync(static r => (Root: r.GetGuid(0), Sequence: r.GetInt64(1)), cancellationToken).ConfigureAwait(false);
+        var last = new Dictionary<Guid, long>(rows.Count);
+        foreach (var (root, sequence) in rows)
+        {
+            last[root] = sequence;
+        }
+
+        return last;
+    }
 
     public string Watch { get; }
 

@@ -145,7 +145,8 @@ public sealed class HierarchyTests(SchemaFixture db) : IClassFixture<SchemaFixtu
         // that read can return (a round trip). The callback taken when the child's notification arrived still fires.
         var completes = new ConcurrentQueue<ToolCallEvent>();
         h.Client.Engine.Callbacks.Register(response.RunId, new RunOptions { OnToolComplete = completes.Enqueue }, transactionId: null);
-        var feeds = new RunEventFeeds((_, _, _) => throw new InvalidOperationException("no feed reads in this test"), TimeSpan.FromSeconds(1),
+        var feeds = new RunEventFeeds((_, _, _) => throw new InvalidOperationException("no feed reads in this test"),
+            (_, _) => throw new InvalidOperationException("no feed polls in this test"), TimeSpan.FromSeconds(1),
             TimeProvider.System, NullLogger.Instance);
         var router = new NotificationRouter(h.Client.Engine, feeds, () => true);
         router.Route(new Notification(Channels.RunFinalized, child, "streaming", "completed", response.RunId, null));

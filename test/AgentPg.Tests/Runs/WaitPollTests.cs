@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-using System.Diagnostics;
 using AgentPg.Tests.Infrastructure;
 using Npgsql;
 
@@ -10,35 +8,6 @@ namespace AgentPg.Tests.Runs;
 public sealed class WaitPollTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
     private const int Waits = 100;
-
-    /// <summary>The text of every statement this test class's schema saw through Npgsql (its tracing spans).</summary>
-    private sealed class Statements : IDisposable
-    {
-        private readonly ActivityListener _listener;
-
-        public Statements(string schema)
-        {
-            _listener = new ActivityListener
-            {
-                ShouldListenTo = s => s.Name == "Npgsql",
-                Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-                ActivityStopped = a =>
-                {
-                    if ((a.GetTagItem("db.query.text") ?? a.GetTagItem("db.statement")) is string text && text.Contains(schema, StringComparison.Ordinal))
-                    {
-                        Texts.Add(text);
-                    }
-                },
-            };
-            ActivitySource.AddActivityListener(_listener);
-        }
-
-        public ConcurrentBag<string> Texts { get; } = [];
-
-        public int Count(string fragment) => Texts.Count(t => t.Contains(fragment, StringComparison.Ordinal));
-
-        public void Dispose() => _listener.Dispose();
-    }
 
     [DatabaseFact]
     public async Task ManyWaits_OnRunsNobodyProcesses_ShareOneReadPerPollInterval_AndAFinishWithoutItsNotificationIsStillSeen()
@@ -53,7 +22,7 @@ public sealed class WaitPollTests(SchemaFixture db) : IClassFixture<SchemaFixtur
             runs.Add(await producer.RunFastAsync(await producer.NewSessionAsync(), agent.Id, "question " + i));
         }
 
-        using var statements = new Statements(db.Schema);
+        using var statements = new TracedStatements(db.Schema);
         using var stop = new CancellationTokenSource();
         var waits = runs.Select(run => Task.Run(() => producer.WaitForRunAsync(run, stop.Token))).ToList();
 

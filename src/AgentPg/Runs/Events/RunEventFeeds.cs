@@ -13,11 +13,16 @@ internal readonly record struct FeedPage(IReadOnlyList<FeedEntry> Entries, bool 
 
 /// <summary>The live event feeds of one client: one reader per watched root run, whatever the number of watchers, so many
 /// watchers of one run cost one query per wake-up and share the materialized events.</summary>
-internal sealed class RunEventFeeds(Func<Guid, long, CancellationToken, Task<FeedPage>> readPage, TimeSpan pollInterval, TimeProvider time,
-    ILogger logger)
+/// <remarks>The fallback for a lost notification is shared too (<see cref="PollAsync"/>): one statement per poll interval
+/// reads the latest sequence of every watched root run, and only the feeds behind it read a page.</remarks>
+internal sealed class RunEventFeeds(Func<Guid, long, CancellationToken, Task<FeedPage>> readPage,
+    Func<IReadOnlyList<Guid>, CancellationToken, Task<IReadOnlyDictionary<Guid, long>>> readLastSequences, TimeSpan pollInterval,
+    TimeProvider time, ILogger logger)
 {
     private readonly ConcurrentDictionary<Guid, RunEventFeed> _feeds = new();
     private readonly object _lock = new();
+    private Task? _poll;
+    private long _pollStarted;
 
     /// <summary>The feeds with at least one watcher.</summary>
     public int Count => _feeds.Count;
@@ -28,7 +33,7 @@ internal sealed class RunEventFeeds(Func<Guid, long, CancellationToken, Task<Fee
         {
             if (!_feeds.TryGetValue(rootRunId, out var feed))
             {
-                feed = new RunEventFeed(rootRunId, readPage, pollInterval, time, logger);
+                feed = new RunEventFeed(rootRunId, readPage, PollAsync, pollInterval, time, logger);
                 _feeds[rootRunId] = feed;
                 feed.Start();
             }
@@ -68,11 +73,53 @@ internal sealed class RunEventFeeds(Func<Guid, long, CancellationToken, Task<Fee
             feed.Wake();
         }
     }
+
+    /// <summary>The feeds' shared fallback poll: the first feed whose wait timed out at least a poll interval after the last
+    /// poll started (or after one failed) starts it, the others wait for its end. It wakes the feeds whose root run has
+    /// events they have not read (or no events head any more).</summary>
+    /// <param name="cancellationToken">Stops this feed's wait for the poll; the poll itself goes on for the others.</param>
+    public Task PollAsync(CancellationToken cancellationToken)
+    {
+        Task poll;
+        lock (_lock)
+        {
+            if (_poll is null || _poll.IsFaulted || _poll.IsCanceled || (_poll.IsCompleted && time.GetElapsedTime(_pollStarted) >= pollInterval))
+            {
+                var feeds = _feeds.Values.ToArray();
+                _pollStarted = time.GetTimestamp();
+                _poll = Task.Run(() => PollCoreAsync(feeds), CancellationToken.None);
+                // Observed even when every feed stopped before it failed.
+                _poll.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously,
+                    TaskScheduler.Default);
+            }
+
+            poll = _poll;
+        }
+
+        return poll.WaitAsync(cancellationToken);
+    }
+
+    private async Task PollCoreAsync(RunEventFeed[] feeds)
+    {
+        if (feeds.Length == 0)
+        {
+            return;
+        }
+
+        var last = await readLastSequences([.. feeds.Select(f => f.RootRunId)], CancellationToken.None).ConfigureAwait(false);
+        foreach (var feed in feeds)
+        {
+            if (!last.TryGetValue(feed.RootRunId, out var sequence) || sequence > feed.LastRead)
+            {
+                feed.Wake();
+            }
+        }
+    }
 }
 
 /// <summary>The events of one root run read so far, in sequence order, and the reader that appends new ones.</summary>
-internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, CancellationToken, Task<FeedPage>> readPage, TimeSpan pollInterval,
-    TimeProvider time, ILogger logger) : IDisposable
+internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, CancellationToken, Task<FeedPage>> readPage,
+    Func<CancellationToken, Task> poll, TimeSpan pollInterval, TimeProvider time, ILogger logger) : IDisposable
 {
     private const int PageSize = 500;
     private static readonly TimeSpan s_maxBackoff = TimeSpan.FromSeconds(5);
@@ -83,6 +130,7 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task? _reader;
     private bool _ended;
+    private long _lastRead;
 
     public Guid RootRunId { get; } = rootRunId;
 
@@ -109,6 +157,9 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
     }
 
     public void Wake() => _wake.Set();
+
+    /// <summary>The sequence of the newest event read (0: none yet).</summary>
+    public long LastRead => Volatile.Read(ref _lastRead);
 
     /// <summary>Copies the entries from <paramref name="index"/> on into <paramref name="into"/>; returns a task that completes when
     /// more arrive, and whether the feed ended (the root run finished and everything was read).</summary>
@@ -177,6 +228,7 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
                 if (page.Entries.Count > 0)
                 {
                     after = page.Entries[^1].Event.Sequence;
+                    Volatile.Write(ref _lastRead, after);
                 }
 
                 Append(page);
@@ -195,8 +247,20 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
 
             try
             {
-                // Woken by agentpg_run_event; the poll covers notifications lost while the listener reconnects.
-                await _wake.WaitAsync(pollInterval, time, stop).ConfigureAwait(false);
+                // Woken by agentpg_run_event. Without one for a poll interval, the feeds' shared poll (one statement for all of
+                // them) wakes this feed if its root run has events it has not read: a notification can be lost while the
+                // listener reconnects.
+                while (!await _wake.WaitAsync(pollInterval, time, stop).ConfigureAwait(false))
+                {
+                    try
+                    {
+                        await poll(stop).ConfigureAwait(false);
+                    }
+                    catch (Exception ex) when (ex is not OperationCanceledException)
+                    {
+                        Log.RunEventReadFailed(logger, ex, RootRunId);
+                    }
+                }
             }
             catch (OperationCanceledException)
             {

@@ -24,7 +24,7 @@ public sealed class NotificationRouterTests : IDisposable
         _engine = new Engine(_dataSource, options, new Sql(new SchemaName(options.Schema)), NullLogger.Instance, "router-test",
             new ConcurrentDictionary<string, ITool>());
         var feeds = new RunEventFeeds((_, _, _) => throw new InvalidOperationException("no feed reads in these tests"),
-            TimeSpan.FromSeconds(1), TimeProvider.System, NullLogger.Instance);
+            (_, _) => throw new InvalidOperationException("no feed polls in these tests"), TimeSpan.FromSeconds(1), TimeProvider.System, NullLogger.Instance);
         _router = new NotificationRouter(_engine, feeds, () => false);
     }
 
