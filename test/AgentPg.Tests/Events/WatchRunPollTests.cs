@@ -13,15 +13,9 @@ public sealed class WatchRunPollTests(SchemaFixture db) : IClassFixture<SchemaFi
     [DatabaseFact]
     public async Task ManyQuietFeeds_ShareOnePollPerInterval_AndAnEventWithoutItsNotificationStillArrives()
     {
-        var interval = TimeSpan.FromMilliseconds(100);
-        // A producer: nothing processes the runs, so their feeds stay quiet after the back-filled events.
-        await using var producer = db.CreateClient(o => o.RunPollInterval = interval);
-        var agent = await producer.CreateAgentAsync(new AgentDefinition { Name = "watched_" + Guid.NewGuid().ToString("N")[..8], Model = "claude-sonnet-4-5" });
-        var runs = new List<Guid>();
-        for (var i = 0; i < Watched; i++)
-        {
-            runs.Add(await producer.RunFastAsync(await producer.NewSessionAsync(), agent.Id, "question " + i));
-        }
+        // Nothing processes the runs, so their feeds stay quiet after the back-filled events.
+        var (producer, runs) = await db.PendingRunsAsync(Watched);
+        await using var producerLifetime = producer;
 
         using var stop = new CancellationTokenSource();
         var received = runs.Select(_ => Channel.CreateUnbounded<RunEvent>()).ToList();

@@ -56,6 +56,21 @@ public sealed class SchemaFixture : IAsyncLifetime
 
     public AgentPgClient CreateClient(Action<AgentPgOptions>? configure = null) => CreateClient(DataSource, configure);
 
+    /// <summary>A client that is never started (a producer) polling every 100 ms, and <paramref name="count"/> streaming runs of a
+    /// fresh agent, each in a session of its own: nothing processes them, so they stay pending until the test ends them.</summary>
+    public async Task<(AgentPgClient Producer, List<Guid> Runs)> PendingRunsAsync(int count)
+    {
+        var producer = CreateClient(o => o.RunPollInterval = TimeSpan.FromMilliseconds(100));
+        var agent = await producer.CreateAgentAsync(new AgentDefinition { Name = "pending_" + Guid.NewGuid().ToString("N")[..8], Model = "claude-sonnet-4-5" });
+        var runs = new List<Guid>();
+        for (var i = 0; i < count; i++)
+        {
+            runs.Add(await producer.RunFastAsync(await producer.NewSessionAsync(), agent.Id, "question " + i));
+        }
+
+        return (producer, runs);
+    }
+
     /// <summary>A client on this schema that uses <paramref name="dataSource"/> (a pool of its own) instead of the shared one.</summary>
     public AgentPgClient CreateClient(NpgsqlDataSource dataSource, Action<AgentPgOptions>? configure = null) => AgentPgClient.Create(dataSource, Options(configure));
 

@@ -12,15 +12,9 @@ public sealed class WaitPollTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     [DatabaseFact]
     public async Task ManyWaits_OnRunsNobodyProcesses_ShareOneReadPerPollInterval_AndAFinishWithoutItsNotificationIsStillSeen()
     {
-        var interval = TimeSpan.FromMilliseconds(100);
-        // A producer: nothing processes the runs, so every wait lasts until the test ends it.
-        await using var producer = db.CreateClient(o => o.RunPollInterval = interval);
-        var agent = await producer.CreateAgentAsync(new AgentDefinition { Name = "waited_" + Guid.NewGuid().ToString("N")[..8], Model = "claude-sonnet-4-5" });
-        var runs = new List<Guid>();
-        for (var i = 0; i < Waits; i++)
-        {
-            runs.Add(await producer.RunFastAsync(await producer.NewSessionAsync(), agent.Id, "question " + i));
-        }
+        // Nothing processes the runs, so every wait lasts until the test ends it.
+        var (producer, runs) = await db.PendingRunsAsync(Waits);
+        await using var producerLifetime = producer;
 
         using var statements = new TracedStatements(db.Schema);
         using var stop = new CancellationTokenSource();
