@@ -82,7 +82,9 @@ internal static class Telemetry
         // The run's first claim: the claim started its first iteration (or, for a claim that starts none, none was started yet).
         if (run.CurrentIteration == (claimed.IterationStarted ? 1 : 0) && run.ClaimedAt is { } claimedAt)
         {
-            QueueDuration.Record((claimedAt - run.CreatedAt).TotalSeconds, new KeyValuePair<string, object?>("agentpg.run.mode", Mode(run)));
+            // Both are transaction start times (now()): a claim transaction that began before the creating one and whose
+            // claim statement ran after it committed reads a few milliseconds below zero. The run waited no time at all.
+            QueueDuration.Record(Math.Max(0, (claimedAt - run.CreatedAt).TotalSeconds), new KeyValuePair<string, object?>("agentpg.run.mode", Mode(run)));
         }
 
         var activity = Start("invoke_agent", ActivityKind.Internal, claimed.TraceParent);
