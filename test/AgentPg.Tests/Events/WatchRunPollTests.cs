@@ -37,9 +37,10 @@ public sealed class WatchRunPollTests(SchemaFixture db) : IClassFixture<SchemaFi
         int Polls() => statements.Count("agentpg_run_event_heads WHERE root_run_id = ANY");
         int PageReads() => statements.Count("agentpg_run_events e");
         await Eventually.TrueAsync(() => Polls() >= 20 || PageReads() > 3 * Watched, "twenty shared polls");
-        // No feed had anything new to read (a page read per feed per interval would be ~1 000 by now).
+        // No feed had anything new to read: a page read per feed per interval would be ~1 000 by now. At most one each is
+        // allowed, for the notification of the feed's back-fill, which the listener can deliver after the feed's first read.
         var pageReads = PageReads();
-        Assert.True(pageReads == 0, $"{pageReads} page reads by {Watched} quiet feeds ({Polls()} shared polls)");
+        Assert.True(pageReads <= Watched, $"{pageReads} page reads by {Watched} quiet feeds ({Polls()} shared polls)");
         Assert.True(Polls() >= 20, $"{Polls()} shared polls");
 
         // An event appended with no notification (as one sent while the listener reconnects would be lost): the shared poll
