@@ -154,8 +154,7 @@ public sealed partial class AgentPgClient
                 {
                     // Polling fallback (a notification can be lost while the LISTEN connection reconnects), shared by every
                     // wait of this client: one statement per interval reads all the runs waited on, and signals the final ones.
-                    var states = await _engine.Waiters.PollAsync(
-                        (runIds, ct) => _sql.Runs.StatesAsync(_dataSource, runIds, ct), _time, _options.RunPollInterval, cancellationToken).ConfigureAwait(false);
+                    var states = await _engine.Waiters.PollAsync(cancellationToken).ConfigureAwait(false);
                     if (waiter.Task.IsCompleted)
                     {
                         break;

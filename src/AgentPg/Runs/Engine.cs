@@ -21,6 +21,7 @@ internal sealed class Engine : IDisposable
         InstanceId = instanceId;
         Tools = tools;
         Callbacks = new RunCallbacks(dataSource, sql, options.TimeProvider, logger);
+        Waiters = new RunWaiters((runIds, ct) => sql.Runs.StatesAsync(dataSource, runIds, ct), options.TimeProvider, options.RunPollInterval);
         Hooks = new HookRunner(options.Hooks, logger);
         Notifier = new Notifier(dataSource, options.PrepareStatements, sql.Schema, logger);
         Deltas = new Events.DeltaPublisher(this);
@@ -64,7 +65,7 @@ internal sealed class Engine : IDisposable
 
     public RunCallbacks Callbacks { get; }
 
-    public RunWaiters Waiters { get; } = new();
+    public RunWaiters Waiters { get; }
 
     public WakeSignal StreamingWake { get; } = new();
 

@@ -10,8 +10,19 @@ internal sealed class RunWaiters
 {
     private readonly Dictionary<Guid, Entry> _waiters = [];
     private readonly Lock _lock = new();
-    private Task<IReadOnlyDictionary<Guid, RunState?>>? _poll;
-    private long _pollStarted;
+    private readonly Func<IReadOnlyList<Guid>, CancellationToken, Task<IReadOnlyDictionary<Guid, RunState?>>> _readStates;
+    private readonly SharedPoll<IReadOnlyDictionary<Guid, RunState?>> _poll;
+
+    /// <summary>Creates the waiters of one client.</summary>
+    /// <param name="readStates">Reads the states of the given runs (null: the run does not exist).</param>
+    /// <param name="time">The clock of the poll interval.</param>
+    /// <param name="pollInterval">The poll interval.</param>
+    public RunWaiters(Func<IReadOnlyList<Guid>, CancellationToken, Task<IReadOnlyDictionary<Guid, RunState?>>> readStates, TimeProvider time,
+        TimeSpan pollInterval)
+    {
+        _readStates = readStates;
+        _poll = new SharedPoll<IReadOnlyDictionary<Guid, RunState?>>(PollCoreAsync, time, pollInterval);
+    }
 
     /// <summary>Gets how many runs have waiters (tests check that it returns to zero).</summary>
     public int Count
@@ -56,41 +67,20 @@ internal sealed class RunWaiters
         entry.Signal.TrySetResult();
     }
 
-    /// <summary>The states of every run waited on, read by one poll that the callers of an interval share: the first caller
-    /// whose wait timed out at least <paramref name="interval"/> after the last poll started (or after one failed) starts it with
-    /// <paramref name="read"/>, the others get its result. Runs it finds final or missing are signalled.</summary>
-    /// <param name="read">Reads the states of the given runs (null: the run does not exist).</param>
-    /// <param name="time">The clock of the poll interval.</param>
-    /// <param name="interval">The poll interval.</param>
+    /// <summary>The states of every run waited on, read by the poll the callers of an interval share (<see cref="SharedPoll{T}"/>);
+    /// runs it finds final or missing are signalled. Runs waited on since that poll started are not in it.</summary>
     /// <param name="cancellationToken">Stops this caller's wait for the poll; the poll itself goes on for the others.</param>
-    /// <returns>The states the poll read; runs waited on since it started are not in it.</returns>
-    public Task<IReadOnlyDictionary<Guid, RunState?>> PollAsync(Func<IReadOnlyList<Guid>, CancellationToken, Task<IReadOnlyDictionary<Guid, RunState?>>> read,
-        TimeProvider time, TimeSpan interval, CancellationToken cancellationToken)
+    public Task<IReadOnlyDictionary<Guid, RunState?>> PollAsync(CancellationToken cancellationToken) => _poll.GetAsync(cancellationToken);
+
+    private async Task<IReadOnlyDictionary<Guid, RunState?>> PollCoreAsync()
     {
-        Task<IReadOnlyDictionary<Guid, RunState?>> poll;
+        Guid[] runIds;
         lock (_lock)
         {
-            if (_poll is null || _poll.IsFaulted || _poll.IsCanceled || (_poll.IsCompleted && time.GetElapsedTime(_pollStarted) >= interval))
-            {
-                var runIds = _waiters.Keys.ToArray();
-                _pollStarted = time.GetTimestamp();
-                // Started outside the lock (Task.Run), and with no caller's token: a caller that gives up does not fail the others.
-                _poll = Task.Run(() => PollCoreAsync(runIds, read), CancellationToken.None);
-                // Observed even when every caller gave up before it failed (the database gone, the client disposed).
-                _poll.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously,
-                    TaskScheduler.Default);
-            }
-
-            poll = _poll;
+            runIds = [.. _waiters.Keys];
         }
 
-        return poll.WaitAsync(cancellationToken);
-    }
-
-    private async Task<IReadOnlyDictionary<Guid, RunState?>> PollCoreAsync(IReadOnlyList<Guid> runIds,
-        Func<IReadOnlyList<Guid>, CancellationToken, Task<IReadOnlyDictionary<Guid, RunState?>>> read)
-    {
-        var states = await read(runIds, CancellationToken.None).ConfigureAwait(false);
+        var states = await _readStates(runIds, CancellationToken.None).ConfigureAwait(false);
         foreach (var (runId, state) in states)
         {
             if (state is not { } known || known.IsTerminal())

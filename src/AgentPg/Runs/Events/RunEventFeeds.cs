@@ -15,14 +15,24 @@ internal readonly record struct FeedPage(IReadOnlyList<FeedEntry> Entries, bool 
 /// watchers of one run cost one query per wake-up and share the materialized events.</summary>
 /// <remarks>The fallback for a lost notification is shared too (<see cref="PollAsync"/>): one statement per poll interval
 /// reads the latest sequence of every watched root run, and only the feeds behind it read a page.</remarks>
-internal sealed class RunEventFeeds(Func<Guid, long, CancellationToken, Task<FeedPage>> readPage,
-    Func<IReadOnlyList<Guid>, CancellationToken, Task<IReadOnlyDictionary<Guid, long>>> readLastSequences, TimeSpan pollInterval,
-    TimeProvider time, ILogger logger)
+internal sealed class RunEventFeeds
 {
     private readonly ConcurrentDictionary<Guid, RunEventFeed> _feeds = new();
     private readonly object _lock = new();
-    private Task? _poll;
-    private long _pollStarted;
+    private readonly Func<Guid, long, CancellationToken, Task<FeedPage>> _readPage;
+    private readonly Func<IReadOnlyList<Guid>, CancellationToken, Task<IReadOnlyDictionary<Guid, long>>> _readLastSequences;
+    private readonly SharedPoll<IReadOnlyDictionary<Guid, long>> _poll;
+    private readonly TimeSpan _pollInterval;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+
+    public RunEventFeeds(Func<Guid, long, CancellationToken, Task<FeedPage>> readPage,
+        Func<IReadOnlyList<Guid>, CancellationToken, Task<IReadOnlyDictionary<Guid, long>>> readLastSequences, TimeSpan pollInterval,
+        TimeProvider time, ILogger logger)
+    {
+        (_readPage, _readLastSequences, _pollInterval, _time, _logger) = (readPage, readLastSequences, pollInterval, time, logger);
+        _poll = new SharedPoll<IReadOnlyDictionary<Guid, long>>(PollCoreAsync, time, pollInterval);
+    }
 
     /// <summary>The feeds with at least one watcher.</summary>
     public int Count => _feeds.Count;
@@ -33,7 +43,7 @@ internal sealed class RunEventFeeds(Func<Guid, long, CancellationToken, Task<Fee
         {
             if (!_feeds.TryGetValue(rootRunId, out var feed))
             {
-                feed = new RunEventFeed(rootRunId, readPage, PollAsync, pollInterval, time, logger);
+                feed = new RunEventFeed(rootRunId, _readPage, PollAsync, _pollInterval, _time, _logger);
                 _feeds[rootRunId] = feed;
                 feed.Start();
             }
@@ -74,39 +84,21 @@ internal sealed class RunEventFeeds(Func<Guid, long, CancellationToken, Task<Fee
         }
     }
 
-    /// <summary>The feeds' shared fallback poll: the first feed whose wait timed out at least a poll interval after the last
-    /// poll started (or after one failed) starts it, the others wait for its end. It wakes the feeds whose root run has
-    /// events they have not read (or no events head any more).</summary>
+    /// <summary>The feeds' shared fallback poll (<see cref="SharedPoll{T}"/>): it wakes the feeds whose root run has events they
+    /// have not read (or no events head any more).</summary>
     /// <param name="cancellationToken">Stops this feed's wait for the poll; the poll itself goes on for the others.</param>
-    public Task PollAsync(CancellationToken cancellationToken)
+    public Task PollAsync(CancellationToken cancellationToken) => _poll.GetAsync(cancellationToken);
+
+    /// <summary>Reads the latest sequence of every watched root run and wakes the feeds behind it; returns what it read.</summary>
+    private async Task<IReadOnlyDictionary<Guid, long>> PollCoreAsync()
     {
-        Task poll;
-        lock (_lock)
-        {
-            if (_poll is null || _poll.IsFaulted || _poll.IsCanceled || (_poll.IsCompleted && time.GetElapsedTime(_pollStarted) >= pollInterval))
-            {
-                var feeds = _feeds.Values.ToArray();
-                _pollStarted = time.GetTimestamp();
-                _poll = Task.Run(() => PollCoreAsync(feeds), CancellationToken.None);
-                // Observed even when every feed stopped before it failed.
-                _poll.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously,
-                    TaskScheduler.Default);
-            }
-
-            poll = _poll;
-        }
-
-        return poll.WaitAsync(cancellationToken);
-    }
-
-    private async Task PollCoreAsync(RunEventFeed[] feeds)
-    {
+        var feeds = _feeds.Values.ToArray();
         if (feeds.Length == 0)
         {
-            return;
+            return new Dictionary<Guid, long>();
         }
 
-        var last = await readLastSequences([.. feeds.Select(f => f.RootRunId)], CancellationToken.None).ConfigureAwait(false);
+        var last = await _readLastSequences([.. feeds.Select(f => f.RootRunId)], CancellationToken.None).ConfigureAwait(false);
         foreach (var feed in feeds)
         {
             if (!last.TryGetValue(feed.RootRunId, out var sequence) || sequence > feed.LastRead)
@@ -114,6 +106,8 @@ internal sealed class RunEventFeeds(Func<Guid, long, CancellationToken, Task<Fee
                 feed.Wake();
             }
         }
+
+        return last;
     }
 }
 
