@@ -208,8 +208,7 @@ internal static partial class RequestValidator
             var type = edit.ValueKind == JsonValueKind.Object ? FakeJson.GetString(edit, "type") : null;
             if (type is null || !s_contextEdits.Contains(type, StringComparer.Ordinal))
             {
-                return ApiFailure.Invalid(string.Create(CultureInfo.InvariantCulture,
-                    $"context_management.edits.{index}: Input tag '{type}' found using 'type' does not match any of the expected tags: {string.Join(", ", s_contextEdits.Select(t => "'" + t + "'"))}"));
+                return ApiFailure.UnknownTag(string.Create(CultureInfo.InvariantCulture, $"context_management.edits.{index}"), type, s_contextEdits);
             }
 
             foreach (var setting in new[] { "trigger", "keep", "clear_at_least" })
@@ -340,7 +339,7 @@ internal static partial class RequestValidator
                     ? null
                     : ApiFailure.Invalid($"tool_choice.tool.name: Tool '{name}' not found in provided tools");
             default:
-                return ApiFailure.Invalid($"tool_choice: Input tag '{type}' found using 'type' does not match any of the expected tags: 'auto', 'any', 'tool', 'none'");
+                return ApiFailure.UnknownTag("tool_choice", type, "auto", "any", "tool", "none");
         }
     }
 
@@ -378,7 +377,7 @@ internal static partial class RequestValidator
                     ? ApiFailure.Invalid("`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size")
                     : null;
             default:
-                return ApiFailure.Invalid($"thinking: Input tag '{type}' found using 'type' does not match any of the expected tags: 'enabled', 'disabled', 'adaptive'");
+                return ApiFailure.UnknownTag("thinking", type, "enabled", "disabled", "adaptive");
         }
     }
 
@@ -566,7 +565,7 @@ internal static partial class RequestValidator
                 "image" => ValidateImage(inner, $"{innerPath}.image"),
                 "document" => ValidateDocument(inner, $"{innerPath}.document"),
                 "search_result" => null,
-                _ => ApiFailure.Invalid($"{innerPath}: Input tag '{type}' found using 'type' does not match any of the expected tags: 'text', 'image', 'search_result', 'document'"),
+                _ => ApiFailure.UnknownTag(innerPath, type, "text", "image", "search_result", "document"),
             };
             if (failure is not null)
             {
@@ -602,7 +601,7 @@ internal static partial class RequestValidator
                     return ApiFailure.Invalid($"{path}.source.base64.data: Field required and must be valid base64 data");
                 }
 
-                return SniffImage(bytes) == mediaType
+                return ImageSignature.Sniff(bytes) == mediaType
                     ? null
                     : ApiFailure.Invalid($"{path}.source.base64.data: Image does not match the provided media type {mediaType}");
             case "url":
@@ -610,7 +609,7 @@ internal static partial class RequestValidator
             case "file":
                 return FakeJson.GetString(source, "file_id") is null ? ApiFailure.Invalid($"{path}.source.file.file_id: Field required") : null;
             default:
-                return ApiFailure.Invalid($"{path}.source: Input tag '{sourceType}' found using 'type' does not match any of the expected tags: 'base64', 'url', 'file'");
+                return ApiFailure.UnknownTag($"{path}.source", sourceType, "base64", "url", "file");
         }
     }
 
@@ -651,7 +650,7 @@ internal static partial class RequestValidator
             case "file":
                 return FakeJson.GetString(source, "file_id") is null ? ApiFailure.Invalid($"{path}.source.file.file_id: Field required") : null;
             default:
-                return ApiFailure.Invalid($"{path}.source: Input tag '{sourceType}' found using 'type' does not match any of the expected tags: 'base64', 'text', 'content', 'url', 'file'");
+                return ApiFailure.UnknownTag($"{path}.source", sourceType, "base64", "text", "content", "url", "file");
         }
     }
 
@@ -670,26 +669,6 @@ internal static partial class RequestValidator
         {
             return null;
         }
-    }
-
-    private static string? SniffImage(ReadOnlySpan<byte> bytes)
-    {
-        if (bytes.StartsWith((ReadOnlySpan<byte>)[0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))
-        {
-            return "image/png";
-        }
-
-        if (bytes.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xD8, 0xFF]))
-        {
-            return "image/jpeg";
-        }
-
-        if (bytes.StartsWith("GIF87a"u8) || bytes.StartsWith("GIF89a"u8))
-        {
-            return "image/gif";
-        }
-
-        return bytes.Length >= 12 && bytes.StartsWith("RIFF"u8) && bytes[8..12].SequenceEqual("WEBP"u8) ? "image/webp" : null;
     }
 
     private static ApiFailure? ValidateConversation(List<Turn> turns)
