@@ -601,7 +601,7 @@ internal static partial class RequestValidator
                     return ApiFailure.Invalid($"{path}.source.base64.data: Field required and must be valid base64 data");
                 }
 
-                return ImageSignature.Sniff(bytes) == mediaType
+                return SniffImage(bytes) == mediaType
                     ? null
                     : ApiFailure.Invalid($"{path}.source.base64.data: Image does not match the provided media type {mediaType}");
             case "url":
@@ -669,6 +669,26 @@ internal static partial class RequestValidator
         {
             return null;
         }
+    }
+
+    private static string? SniffImage(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.StartsWith((ReadOnlySpan<byte>)[0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))
+        {
+            return "image/png";
+        }
+
+        if (bytes.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xD8, 0xFF]))
+        {
+            return "image/jpeg";
+        }
+
+        if (bytes.StartsWith("GIF87a"u8) || bytes.StartsWith("GIF89a"u8))
+        {
+            return "image/gif";
+        }
+
+        return bytes.Length >= 12 && bytes.StartsWith("RIFF"u8) && bytes[8..12].SequenceEqual("WEBP"u8) ? "image/webp" : null;
     }
 
     private static ApiFailure? ValidateConversation(List<Turn> turns)
