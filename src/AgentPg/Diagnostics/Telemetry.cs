@@ -117,6 +117,12 @@ internal static class Telemetry
     public static void RunFinished(Run run, string outcome)
         => Runs.Add(1, new KeyValuePair<string, object?>("agentpg.run.outcome", outcome), new KeyValuePair<string, object?>("agentpg.run.mode", Mode(run)));
 
+    /// <summary>Counts <paramref name="count"/> runs of mode <paramref name="mode"/> (as stored: streaming or batch) cancelled by this
+    /// client: a cancelled run and its descendants, which share its mode.</summary>
+    public static void RunsCancelled(string? mode, int count)
+        => Runs.Add(count, new KeyValuePair<string, object?>("agentpg.run.outcome", "cancelled"),
+            new KeyValuePair<string, object?>("agentpg.run.mode", mode == "batch" ? "batch" : "streaming"));
+
     public static Activity? StartChat(global::AgentPg.Runs.ClaimedRun claimed, string model, Dictionary<string, System.Text.Json.JsonElement>? capturedBody)
     {
         var activity = Start("chat " + model, ActivityKind.Client, claimed.Activity is null ? claimed.TraceParent : null);

@@ -192,6 +192,62 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
             return Of("agentpg.runs.pending").Any(m => Equals(m.Tags["agentpg.schema"], db.Schema) && m.Value == 0);
         }, "agentpg.runs.pending to report the schema's pending runs");
     }
+
+    [DatabaseFact]
+    public async Task CancelledRuns_AreCountedWithTheirMode_TheirChildRunsAndInterruptedRunsToo()
+    {
+        var measurements = new ConcurrentBag<(string Outcome, object? Mode)>();
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Name == "AgentPg" && instrument.Name == "agentpg.runs")
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+        {
+            var t = tags.ToArray().ToDictionary(x => x.Key, x => x.Value);
+            for (var i = 0; i < value; i++)
+            {
+                measurements.Add(((string)t["agentpg.run.outcome"]!, t.GetValueOrDefault("agentpg.run.mode")));
+            }
+        });
+        listener.Start();
+        // Two trees of a run and the child run it delegated to, the child's tool call waiting for approval (nothing in flight).
+        var tool = "send_" + Guid.NewGuid().ToString("N")[..6];
+        string parent = "parent_" + Guid.NewGuid().ToString("N")[..6], child = "child_" + Guid.NewGuid().ToString("N")[..6];
+        await using var h = await Harness.StartAsync(db, tools: new TestTool(tool));
+        var childAgent = await h.AgentAsync(a => a with { Name = child, SystemPrompt = child, Tools = [tool], ToolsRequiringApproval = [tool] });
+        var parentAgent = await h.AgentAsync(a => a with { Name = parent, SystemPrompt = parent, Tools = [], AgentIds = [childAgent.Id] });
+        h.Claude.Respond(r => r.LastUserText == "never mind" ? FakeReply.Text("ok")
+            : r.SystemText == parent ? FakeReply.ToolUse(child, new { task = "send it" })
+            : FakeReply.ToolUse(tool, new { }));
+        async Task<Guid> TreeAsync(Guid session)
+        {
+            var rootId = await h.Client.RunFastAsync(session, parentAgent.Id, "delegate");
+            await Eventually.TrueAsync(async () => (await h.Client.GetPendingApprovalsAsync(session)).Count == 1, "the child run's call to wait");
+            return rootId;
+        }
+
+        Guid cancelledSession = await h.Client.NewSessionAsync(), interruptedSession = await h.Client.NewSessionAsync();
+        var cancelledRoot = await TreeAsync(cancelledSession);
+        await TreeAsync(interruptedSession);
+
+        await h.Client.CancelRunAsync(cancelledRoot);
+        var next = await h.Client.RunFastAsync(interruptedSession, parentAgent.Id, "never mind", new RunOptions { ConcurrencyPolicy = ConcurrencyPolicy.Interrupt });
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(next), "the interrupting run");
+        // Its outcome is counted after its commit, maybe after the wait ended.
+        await Eventually.TrueAsync(() => measurements.Any(m => m.Outcome == "completed"), "the interrupting run's outcome to be counted");
+
+        Assert.Equal(2L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_runs WHERE session_id = $1 AND state = 'cancelled'", cancelledSession));
+        Assert.Equal(2L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_runs WHERE session_id = $1 AND state = 'cancelled'", interruptedSession));
+        var cancelled = measurements.Where(m => m.Outcome == "cancelled").ToList();
+        Assert.Equal(4, cancelled.Count);
+        Assert.All(cancelled, m => Assert.Equal("streaming", m.Mode));
+    }
 }
 
 [CollectionDefinition(nameof(TelemetryTests), DisableParallelization = true)]
