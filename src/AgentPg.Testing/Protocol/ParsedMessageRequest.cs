@@ -7,6 +7,10 @@ namespace AgentPg.Testing;
 internal sealed record ApiFailure(int Status, string Type, string Message)
 {
     public static ApiFailure Invalid(string message) => new(400, "invalid_request_error", message);
+
+    /// <summary>The API's answer to an object whose <c>type</c> tag is missing or not one of <paramref name="expected"/>.</summary>
+    public static ApiFailure UnknownTag(string path, string? tag, params IEnumerable<string> expected)
+        => Invalid($"{path}: Input tag '{tag}' found using 'type' does not match any of the expected tags: {string.Join(", ", expected.Select(t => "'" + t + "'"))}");
 }
 
 /// <summary>One block of a merged conversation turn; a string <c>content</c> is one text block with index -1.</summary>

@@ -208,8 +208,7 @@ internal static partial class RequestValidator
             var type = edit.ValueKind == JsonValueKind.Object ? FakeJson.GetString(edit, "type") : null;
             if (type is null || !s_contextEdits.Contains(type, StringComparer.Ordinal))
             {
-                return ApiFailure.Invalid(string.Create(CultureInfo.InvariantCulture,
-                    $"context_management.edits.{index}: Input tag '{type}' found using 'type' does not match any of the expected tags: {string.Join(", ", s_contextEdits.Select(t => "'" + t + "'"))}"));
+                return ApiFailure.UnknownTag(string.Create(CultureInfo.InvariantCulture, $"context_management.edits.{index}"), type, s_contextEdits);
             }
 
             foreach (var setting in new[] { "trigger", "keep", "clear_at_least" })
@@ -340,7 +339,7 @@ internal static partial class RequestValidator
                     ? null
                     : ApiFailure.Invalid($"tool_choice.tool.name: Tool '{name}' not found in provided tools");
             default:
-                return ApiFailure.Invalid($"tool_choice: Input tag '{type}' found using 'type' does not match any of the expected tags: 'auto', 'any', 'tool', 'none'");
+                return ApiFailure.UnknownTag("tool_choice", type, "auto", "any", "tool", "none");
         }
     }
 
@@ -378,7 +377,7 @@ internal static partial class RequestValidator
                     ? ApiFailure.Invalid("`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size")
                     : null;
             default:
-                return ApiFailure.Invalid($"thinking: Input tag '{type}' found using 'type' does not match any of the expected tags: 'enabled', 'disabled', 'adaptive'");
+                return ApiFailure.UnknownTag("thinking", type, "enabled", "disabled", "adaptive");
         }
     }
 
@@ -566,7 +565,7 @@ internal static partial class RequestValidator
                 "image" => ValidateImage(inner, $"{innerPath}.image"),
                 "document" => ValidateDocument(inner, $"{innerPath}.document"),
                 "search_result" => null,
-                _ => ApiFailure.Invalid($"{innerPath}: Input tag '{type}' found using 'type' does not match any of the expected tags: 'text', 'image', 'search_result', 'document'"),
+                _ => ApiFailure.UnknownTag(innerPath, type, "text", "image", "search_result", "document"),
             };
             if (failure is not null)
             {
@@ -610,7 +609,7 @@ internal static partial class RequestValidator
             case "file":
                 return FakeJson.GetString(source, "file_id") is null ? ApiFailure.Invalid($"{path}.source.file.file_id: Field required") : null;
             default:
-                return ApiFailure.Invalid($"{path}.source: Input tag '{sourceType}' found using 'type' does not match any of the expected tags: 'base64', 'url', 'file'");
+                return ApiFailure.UnknownTag($"{path}.source", sourceType, "base64", "url", "file");
         }
     }
 
@@ -651,7 +650,7 @@ internal static partial class RequestValidator
             case "file":
                 return FakeJson.GetString(source, "file_id") is null ? ApiFailure.Invalid($"{path}.source.file.file_id: Field required") : null;
             default:
-                return ApiFailure.Invalid($"{path}.source: Input tag '{sourceType}' found using 'type' does not match any of the expected tags: 'base64', 'text', 'content', 'url', 'file'");
+                return ApiFailure.UnknownTag($"{path}.source", sourceType, "base64", "text", "content", "url", "file");
         }
     }
 

@@ -508,8 +508,15 @@ BEGIN
     RETURN NEW;
 END
 $$;
+-- Skipped (no PL/pgSQL call) when the statement already wrote what the function would: the library's claim, completion,
+-- failure and other state changes set previous_state and finalized_at themselves. The condition is exactly "the function
+-- would change nothing", so a statement that does not (a hand-written UPDATE, an older library) still gets the function.
 CREATE TRIGGER agentpg_trg_run_before_update BEFORE UPDATE OF state ON agentpg_runs
-    FOR EACH ROW EXECUTE FUNCTION agentpg_run_before_update();
+    FOR EACH ROW WHEN (NEW.state IS DISTINCT FROM OLD.state
+                       AND (NEW.previous_state IS DISTINCT FROM OLD.state
+                            OR (NEW.finalized_at IS NULL) = (NEW.state IN ('completed', 'cancelled', 'failed'))
+                            OR (NEW.state IN ('cancelled', 'failed') AND NEW.error_type IS NULL)))
+    EXECUTE FUNCTION agentpg_run_before_update();
 
 CREATE FUNCTION agentpg_run_before_insert() RETURNS TRIGGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
@@ -826,8 +833,11 @@ BEGIN
         -- current_iteration_id names the iteration inserted below (no foreign key: an iteration only goes with its run).
         UPDATE agentpg_runs r
            SET state = CASE WHEN p_run_mode = 'batch' THEN 'batch_submitting' ELSE 'streaming' END::agentpg_run_state,
+               previous_state = r.state,
                claimed_by_instance_id = p_instance_id,
-               claimed_at = now(),
+               -- The clock, not the transaction's start: created_at is the creating transaction's start, and a claim
+               -- transaction that began before the creating one committed would otherwise read as claimed before created.
+               claimed_at = clock_timestamp(),
                last_progress_at = now(),
                claim_epoch = r.claim_epoch + 1,
                started_at = coalesce(r.started_at, now()),
@@ -1017,6 +1027,7 @@ BEGIN
 
     UPDATE agentpg_runs
        SET state = p_new_state,
+           previous_state = CASE WHEN state = p_new_state THEN previous_state ELSE state END,
            tool_iterations = tool_iterations + coalesce((p_run_updates->>'tool_iterations')::int, 0),
            input_tokens = input_tokens + coalesce((p_run_updates->>'input_tokens')::int, 0),
            output_tokens = output_tokens + coalesce((p_run_updates->>'output_tokens')::int, 0),

@@ -111,7 +111,7 @@ internal sealed class RunSql
         // active root run (see agentpg_next_root_run_mode), for the deferred agentpg_run_finalized notification.
         Complete = $"""
             UPDATE {t}
-               SET state = 'completed', response_text = $2, stop_reason = $3,
+               SET state = 'completed', previous_state = state, finalized_at = coalesce(finalized_at, now()), response_text = $2, stop_reason = $3,
                    input_tokens = input_tokens + $4, output_tokens = output_tokens + $5,
                    cache_creation_input_tokens = cache_creation_input_tokens + $6, cache_read_input_tokens = cache_read_input_tokens + $7,
                    iteration_count = iteration_count + 1, claimed_by_instance_id = NULL, claimed_at = NULL
@@ -149,13 +149,13 @@ internal sealed class RunSql
                SET input_tokens = input_tokens + $2, output_tokens = output_tokens + $3,
                    cache_creation_input_tokens = cache_creation_input_tokens + $4, cache_read_input_tokens = cache_read_input_tokens + $5,
                    iteration_count = iteration_count + 1, continuation_count = continuation_count + $6,
-                   state = 'pending', claimed_by_instance_id = NULL, claimed_at = NULL
+                   state = 'pending', previous_state = state, claimed_by_instance_id = NULL, claimed_at = NULL
              WHERE id = $1
             """;
         // $1 run, $2 error type, $3 error message, $4..$7 tokens of the failed iteration. After the fence.
         Fail = $"""
             UPDATE {t}
-               SET state = 'failed', error_type = $2, error_message = $3,
+               SET state = 'failed', previous_state = state, finalized_at = coalesce(finalized_at, now()), error_type = $2, error_message = $3,
                    input_tokens = input_tokens + $4, output_tokens = output_tokens + $5,
                    cache_creation_input_tokens = cache_creation_input_tokens + $6, cache_read_input_tokens = cache_read_input_tokens + $7,
                    claimed_by_instance_id = NULL, claimed_at = NULL
