@@ -140,6 +140,7 @@ public sealed partial class AgentPgClient
     {
         await _schemaCheck.EnsureAsync("GetAgentByName", null, cancellationToken).ConfigureAwait(false);
         ArgumentNullException.ThrowIfNull(name);
+        Nul.Reject(name, nameof(name), "The agent name");
         var filter = JsonMapping.ToJsonObject(metadata, nameof(metadata));
         return await _sql.Agents.GetByNameAsync(_dataSource, name, filter, cancellationToken).ConfigureAwait(false)
                ?? throw new AgentPgException(AgentPgErrorCode.AgentNotFound, "GetAgentByName",
@@ -185,6 +186,12 @@ public sealed partial class AgentPgClient
         {
             throw new ArgumentException($"AgentDefinition.Model is required for agent '{definition.Name}', for example \"claude-sonnet-4-5\".", parameterName);
         }
+
+        // Text PostgreSQL cannot store is the caller's to fix (Internal/Nul.cs).
+        Nul.Reject(definition.Name, parameterName, "AgentDefinition.Name");
+        Nul.Reject(definition.Model, parameterName, "AgentDefinition.Model");
+        Nul.Reject(definition.Description, parameterName, "AgentDefinition.Description");
+        Nul.Reject(definition.SystemPrompt, parameterName, "AgentDefinition.SystemPrompt");
 
         if (definition.MaxTokens is <= 0)
         {

@@ -149,15 +149,15 @@ public sealed partial class AgentPgClient
             throw new ArgumentException("The rejection reason is empty; Claude reads it to decide what to do instead, so say why.", nameof(reason));
         }
 
-        Nul.Reject(reason, nameof(reason));
+        Nul.Reject(reason, nameof(reason), "The rejection reason");
         return reason;
     }
 
     private async Task DecideAsync(NpgsqlTransaction? transaction, Guid toolExecutionId, bool approve, JsonElement? input, string? comment,
         string? decidedBy, string operation, CancellationToken cancellationToken)
     {
-        Nul.Reject(comment, nameof(comment));
-        Nul.Reject(decidedBy, nameof(decidedBy));
+        Nul.Reject(comment, nameof(comment), "The comment");
+        Nul.Reject(decidedBy, nameof(decidedBy), "decidedBy");
         await _schemaCheck.EnsureAsync(operation, transaction, cancellationToken).ConfigureAwait(false);
         string? inputJson = null;
         if (input is { } edited)
@@ -197,10 +197,7 @@ public sealed partial class AgentPgClient
         CancellationToken cancellationToken)
     {
         var raw = input.GetRawText();
-        if (raw.Contains("\\u0000", StringComparison.Ordinal))
-        {
-            throw new ArgumentException("The edited input contains the character U+0000 (NUL), which PostgreSQL cannot store; remove it.", nameof(input));
-        }
+        Nul.RejectInJson(raw, nameof(input), "The edited input");
 
         var (state, toolName, isAgentTool, storedSchema) = await _sql.Approvals.ForDecisionAsync(_dataSource, transaction, toolExecutionId, cancellationToken)
                 .ConfigureAwait(false) ?? throw ToolExecutionNotFound(toolExecutionId, operation);

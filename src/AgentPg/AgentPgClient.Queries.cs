@@ -13,9 +13,13 @@ public sealed partial class AgentPgClient
     /// <remarks>With <see cref="RunQuery.SessionMetadata"/> set, only runs of sessions whose metadata contains it are listed
     /// (the check is in the statement, so an id of another tenant in <see cref="RunQuery.Ids"/> returns nothing).</remarks>
     /// <exception cref="ArgumentOutOfRangeException"><see cref="RunQuery.Limit"/> is outside 1..1000.</exception>
-    /// <exception cref="ArgumentException">The cursor was not returned by this method, or the metadata cannot be stored as JSON.</exception>
+    /// <exception cref="ArgumentException">The cursor was not returned by this method, a state is not a <see cref="RunState"/>, or the
+    /// metadata cannot be stored as JSON.</exception>
     public Task<ResultPage<Run>> ListRunsAsync(RunQuery? query = null, CancellationToken cancellationToken = default)
-        => ListAsync(query ?? new RunQuery(), q => q.Limit, "ListRuns", _queries.RunsAsync, cancellationToken);
+    {
+        CheckStates(query?.States, "RunQuery.States", nameof(query));
+        return ListAsync(query ?? new RunQuery(), q => q.Limit, "ListRuns", _queries.RunsAsync, cancellationToken);
+    }
 
     /// <summary>Lists sessions, newest first, one page at a time.</summary>
     /// <param name="query">The filters, page size and cursor; <see langword="null"/> lists every session, 25 per page.</param>
@@ -31,9 +35,14 @@ public sealed partial class AgentPgClient
     /// <param name="cancellationToken">Cancels the operation.</param>
     /// <returns>The page and the cursor of the next one.</returns>
     /// <exception cref="ArgumentOutOfRangeException"><see cref="ToolExecutionQuery.Limit"/> is outside 1..1000.</exception>
-    /// <exception cref="ArgumentException">The cursor was not returned by this method, or the metadata cannot be stored as JSON.</exception>
+    /// <exception cref="ArgumentException">The cursor was not returned by this method, a state is not a <see cref="ToolExecutionState"/>,
+    /// the tool name or the metadata contains U+0000, or the metadata cannot be stored as JSON.</exception>
     public Task<ResultPage<ToolExecution>> ListToolExecutionsAsync(ToolExecutionQuery? query = null, CancellationToken cancellationToken = default)
-        => ListAsync(query ?? new ToolExecutionQuery(), q => q.Limit, "ListToolExecutions", _queries.ToolExecutionsAsync, cancellationToken);
+    {
+        Internal.Nul.Reject(query?.ToolName, nameof(query), "ToolExecutionQuery.ToolName");
+        CheckStates(query?.States, "ToolExecutionQuery.States", nameof(query));
+        return ListAsync(query ?? new ToolExecutionQuery(), q => q.Limit, "ListToolExecutions", _queries.ToolExecutionsAsync, cancellationToken);
+    }
 
     /// <summary>Lists compaction events of every session (or of one), newest first, one page at a time.</summary>
     /// <param name="query">The filters, page size and cursor; <see langword="null"/> lists every event, 25 per page.</param>
@@ -87,6 +96,20 @@ public sealed partial class AgentPgClient
         CheckLimit(limit(query));
         await _schemaCheck.EnsureAsync(operation, null, cancellationToken).ConfigureAwait(false);
         return await list(query, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static void CheckStates<TState>(IReadOnlyList<TState>? states, string field, string paramName)
+        where TState : struct, Enum
+    {
+        foreach (var state in states ?? [])
+        {
+            if (!Enum.IsDefined(state))
+            {
+                throw new ArgumentException(
+                    $"{field} contains {state}, which is not a {typeof(TState).Name}; use the {typeof(TState).Name} members ({string.Join(", ", Enum.GetNames<TState>())}).",
+                    paramName);
+            }
+        }
     }
 
     private static void CheckLimit(int limit)

@@ -331,12 +331,16 @@ public sealed partial class AgentPgClient
         }
 
         // U+0000 cannot be stored; the caller can fix the prompt (see Internal/Nul.cs for the rule everywhere).
-        Nul.Reject(prompt, nameof(prompt));
+        Nul.Reject(prompt, nameof(prompt), "The prompt");
 
         if (options?.IdempotencyKey is { } key && (key.Length is 0 or > 255))
         {
             throw new ArgumentException("RunOptions.IdempotencyKey must be 1 to 255 characters long.", nameof(options));
         }
+
+        Nul.Reject(options?.IdempotencyKey, nameof(options), "RunOptions.IdempotencyKey");
+        Nul.Reject(options?.OverrideInstructions, nameof(options), "RunOptions.OverrideInstructions");
+        Nul.Reject(options?.AppendInstructions, nameof(options), "RunOptions.AppendInstructions");
 
         var policy = options?.ConcurrencyPolicy ?? ConcurrencyPolicy.Queue;
         if (!Enum.IsDefined(policy))

@@ -6,12 +6,16 @@ namespace AgentPg;
 
 public sealed partial class AgentPgClient
 {
+    private static readonly string[] s_jsonTypes = ["string", "number", "integer", "boolean", "array", "object", "null"];
+
     /// <summary>Registers a tool on this instance (before or after <see cref="StartAsync"/>).</summary>
     /// <param name="tool">The tool. A tool with the same name replaces the previous one.</param>
     /// <remarks>Runs of agents that list tools are only claimed by instances that registered all of them. When the
     /// client is started, the registration is written to the database in the background.</remarks>
     /// <exception cref="ArgumentException">The name does not match <c>^[a-zA-Z0-9_-]{1,64}$</c>, the description is missing,
-    /// or the input schema is not an object schema.</exception>
+    /// the input schema is not an object schema or cannot be used (a null <see cref="ToolSchema.Properties"/>,
+    /// <see cref="ToolSchema.Required"/> or property, a type that is not a JSON Schema type, a pattern that is not a regular
+    /// expression), or the description or schema contains U+0000 or an unpaired surrogate. The message says which.</exception>
     public void RegisterTool(ITool tool)
     {
         ArgumentNullException.ThrowIfNull(tool);
@@ -87,20 +91,87 @@ public sealed partial class AgentPgClient
                 $"Tool '{tool.Name}' has an input schema of type '{tool.InputSchema.Type}'; Claude requires type 'object'.", nameof(tool));
         }
 
+        // The description and the schema are stored with the instance's registration (agentpg_tools).
+        Nul.Reject(tool.Description, nameof(tool), $"The description of tool '{tool.Name}'");
         if (tool.InputSchema.JsonSchema is not null)
         {
             // A complete JSON Schema may define required properties elsewhere (allOf, $ref …); it must compile.
             Tools.FullSchemaValidator.EnsureUsable(tool.Name, tool.InputSchema);
+            Nul.RejectInJson(tool.InputSchema.ToJson(), nameof(tool), $"The input schema of tool '{tool.Name}'");
             return;
         }
 
-        foreach (var required in tool.InputSchema.Required)
+        if (tool.InputSchema.Properties is null || tool.InputSchema.Required is null)
         {
-            if (!tool.InputSchema.Properties.ContainsKey(required))
+            throw new ArgumentException(
+                $"Tool '{tool.Name}' has an input schema whose {(tool.InputSchema.Properties is null ? "Properties" : "Required")} is null; leave the " +
+                "default (empty) for a tool without parameters.", nameof(tool));
+        }
+
+        CheckProperties(tool.Name, "", tool.InputSchema.Properties, tool.InputSchema.Required, nameof(tool));
+        Nul.RejectInJson(tool.InputSchema.ToJson(), nameof(tool), $"The input schema of tool '{tool.Name}'");
+    }
+
+    // What Claude would refuse (an unknown type) or what would make a property impossible to check (a null definition, a
+    // pattern that does not compile) is the developer's to fix, at registration, not a failure of every run that offers the tool.
+    private static void CheckProperties(string toolName, string path, IReadOnlyDictionary<string, PropertyDef>? properties, IReadOnlyList<string>? required,
+        string paramName)
+    {
+        foreach (var (name, property) in properties ?? System.Collections.ObjectModel.ReadOnlyDictionary<string, PropertyDef>.Empty)
+        {
+            if (property is null)
             {
                 throw new ArgumentException(
-                    $"Tool '{tool.Name}' requires property '{required}', which its input schema does not define.", nameof(tool));
+                    $"Tool '{toolName}' has a null definition for property '{path}{name}'; define it (for example new PropertyDef {{ Type = \"string\" }}) " +
+                    "or remove it.", paramName);
             }
+
+            CheckProperty(toolName, path + name, property, paramName);
+        }
+
+        foreach (var name in required ?? [])
+        {
+            // A nested object without Properties may require names of any value (JSON Schema allows it); the input schema
+            // itself must define what it requires.
+            if (name is null || (properties is not null && !properties.ContainsKey(name)))
+            {
+                throw new ArgumentException(
+                    $"Tool '{toolName}' requires property '{path}{name}', which its input schema does not define.", paramName);
+            }
+        }
+    }
+
+    private static void CheckProperty(string toolName, string path, PropertyDef property, string paramName)
+    {
+        if (property.Type is not null && !s_jsonTypes.Contains(property.Type, StringComparer.Ordinal))
+        {
+            throw new ArgumentException(
+                $"Tool '{toolName}' gives property '{path}' the type '{property.Type}', which is not a JSON Schema type; use one of " +
+                $"{string.Join(", ", s_jsonTypes)}, or null for any value.", paramName);
+        }
+
+        if (!string.IsNullOrEmpty(property.Pattern))
+        {
+            try
+            {
+                _ = new System.Text.RegularExpressions.Regex(property.Pattern, System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+            }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException(
+                    $"Tool '{toolName}' gives property '{path}' the pattern '{property.Pattern}', which is not a valid regular expression " +
+                    $"({e.Message}); fix it, or the model's input could never be checked against it.", paramName, e);
+            }
+        }
+
+        if (property.Items is { } items)
+        {
+            CheckProperty(toolName, path + "[]", items, paramName);
+        }
+
+        if (property.Properties is not null || property.Required is not null)
+        {
+            CheckProperties(toolName, path + ".", property.Properties, property.Required, paramName);
         }
     }
 }

@@ -17,15 +17,15 @@ internal static class AgentPgOptionsValidator
                        "channels, which PostgreSQL limits to 63 bytes), or leave the default 'public'.");
         }
 
-        if (options.InstanceId is not null && (options.InstanceId.Length is 0 or > 127 || string.IsNullOrWhiteSpace(options.InstanceId)))
+        if (options.InstanceId is not null && (options.InstanceId.Length is 0 or > 127 || string.IsNullOrWhiteSpace(options.InstanceId) || !IsStorable(options.InstanceId)))
         {
-            errors.Add($"AgentPgOptions.InstanceId must be 1 to 127 non-blank characters (was {Describe(options.InstanceId)}); " +
+            errors.Add($"AgentPgOptions.InstanceId must be 1 to 127 non-blank characters, none of them U+0000 or an unpaired surrogate (was {Describe(options.InstanceId)}); " +
                        "leave it null to get a new GUID per client.");
         }
 
-        if (options.InstanceName is not null && (options.InstanceName.Length > 255 || string.IsNullOrWhiteSpace(options.InstanceName)))
+        if (options.InstanceName is not null && (options.InstanceName.Length > 255 || string.IsNullOrWhiteSpace(options.InstanceName) || !IsStorable(options.InstanceName)))
         {
-            errors.Add($"AgentPgOptions.InstanceName must be 1 to 255 non-blank characters (was {Describe(options.InstanceName)}); " +
+            errors.Add($"AgentPgOptions.InstanceName must be 1 to 255 non-blank characters, none of them U+0000 or an unpaired surrogate (was {Describe(options.InstanceName)}); " +
                        "leave it null to use the host name.");
         }
 
@@ -191,5 +191,10 @@ internal static class AgentPgOptionsValidator
         return false;
     }
 
-    private static string Describe(string value) => value.Length == 0 ? "empty" : $"{value.Length} characters";
+    private static string Describe(string value) => value.Length == 0 ? "empty"
+        : IsStorable(value) ? $"{value.Length} characters"
+        : $"{value.Length} characters with U+0000 or an unpaired surrogate, which PostgreSQL cannot store";
+
+    // Instance ids and names are stored as text (Nul.cs).
+    private static bool IsStorable(string value) => !value.Contains('\0', StringComparison.Ordinal) && Nul.IndexOfUnpairedSurrogate(value) < 0;
 }

@@ -17,16 +17,22 @@ internal static class JsonMapping
             return EmptyObject;
         }
 
+        string json;
         try
         {
-            return JsonSerializer.Serialize(values, s_options);
+            json = JsonSerializer.Serialize(values, s_options);
         }
-        catch (Exception ex) when (ex is NotSupportedException or JsonException or InvalidOperationException)
+        catch (Exception ex) when (ex is NotSupportedException or JsonException or InvalidOperationException or ArgumentException)
         {
+            // ArgumentException: a NaN or infinite double, which JSON has no number for.
             throw new ArgumentException(
                 $"{parameterName} cannot be stored as JSON: {ex.Message} Use strings, numbers, booleans, lists, dictionaries or JSON-serializable objects.",
                 parameterName, ex);
         }
+
+        // jsonb cannot hold U+0000 (22P05); the caller can fix its values (Nul.cs).
+        Nul.RejectInJson(json, parameterName, parameterName);
+        return json;
     }
 
     /// <summary>Reads a JSON object into plain .NET values: string, long or double, bool, null,

@@ -1,15 +1,18 @@
+using System.Text;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 
 namespace AgentPg.Internal;
 
 /// <summary>AgentPg's one rule for U+0000, which PostgreSQL cannot store (<c>text</c> rejects it with 22021, <c>jsonb</c>
-/// rejects the <c>\u0000</c> escape with 22P05).</summary>
+/// rejects the <c>\u0000</c> escape with 22P05), and for unpaired UTF-16 surrogates, which are not Unicode and cannot be
+/// encoded as UTF-8 (Npgsql refuses them with an <see cref="EncoderFallbackException"/>, <c>jsonb</c> rejects their escapes).</summary>
 /// <remarks>
-/// Text a caller passes in (prompts) is rejected with an <see cref="ArgumentException"/> that names the position: the
-/// caller can fix it, and nothing is stored half-way. Text AgentPg receives and must keep (Claude's answers, tool inputs,
-/// streamed or from a batch, and tool outputs and error messages) is stored with each U+0000 replaced by U+FFFD
-/// (REPLACEMENT CHARACTER): that text cannot be sent back for a fix, and failing the run or the tool for one invisible
-/// character would lose everything else it holds.
+/// Text a caller passes in (prompts, instructions, agent definitions, metadata, variables, approval decisions, filters) is
+/// rejected with an <see cref="ArgumentException"/> that names the field and the position: the caller can fix it, and nothing
+/// is stored half-way. Text AgentPg receives and must keep (Claude's answers, tool inputs, streamed or from a batch, and tool
+/// outputs and error messages) is stored with each U+0000 replaced by U+FFFD (REPLACEMENT CHARACTER): that text cannot be
+/// sent back for a fix, and failing the run or the tool for one invisible character would lose everything else it holds.
 /// </remarks>
 internal static class Nul
 {
@@ -18,16 +21,113 @@ internal static class Nul
     /// <summary>The text with every U+0000 replaced by U+FFFD (the same instance when there is none).</summary>
     public static string? Replace(string? text) => text is not null && text.Contains('\0', StringComparison.Ordinal) ? text.Replace('\0', Replacement) : text;
 
-    /// <summary>Throws when <paramref name="text"/> contains U+0000, naming the parameter and the position.</summary>
-    public static void Reject(string? text, string paramName)
+    /// <summary>Throws when <paramref name="text"/> contains U+0000 or an unpaired surrogate, naming the parameter, the field
+    /// (<paramref name="field"/>, for example <c>AgentDefinition.SystemPrompt</c>; "The text" when null) and the position.</summary>
+    public static void Reject(string? text, string paramName, string? field = null)
     {
-        var index = text?.IndexOf('\0', StringComparison.Ordinal) ?? -1;
+        if (text is null)
+        {
+            return;
+        }
+
+        var what = field ?? "The text";
+        var index = text.IndexOf('\0', StringComparison.Ordinal);
         if (index >= 0)
         {
             throw new ArgumentException(
-                $"The text contains the character U+0000 (NUL) at index {index}, which PostgreSQL cannot store. Remove it (or replace it, " +
+                $"{what} contains the character U+0000 (NUL) at index {index}, which PostgreSQL cannot store. Remove it (or replace it, " +
                 "for example with U+FFFD) before passing the text.", paramName);
         }
+
+        var lone = IndexOfUnpairedSurrogate(text);
+        if (lone >= 0)
+        {
+            throw new ArgumentException(
+                $"{what} contains an unpaired UTF-16 surrogate (\\u{(int)text[lone]:X4}) at index {lone}, which is not a Unicode character and " +
+                "cannot be stored as UTF-8; the text was probably cut in the middle of a character or decoded wrongly. Remove it (or replace it, " +
+                "for example with U+FFFD) before passing the text.", paramName);
+        }
+    }
+
+    /// <summary>Throws when a string or property name of the JSON text <paramref name="json"/> contains U+0000 or an unpaired
+    /// surrogate (escaped or not), naming the parameter, the field and the JSON path.</summary>
+    public static void RejectInJson(string json, string paramName, string field)
+    {
+        if (!json.Contains("\\u", StringComparison.Ordinal) && IndexOfUnpairedSurrogate(json) < 0)
+        {
+            // Without an escape, U+0000 cannot be in valid JSON text, and no string holds an unpaired surrogate.
+            return;
+        }
+
+        var reader = new Utf8JsonReader(Encoding.UTF8.GetBytes(json));
+        var path = new List<string>();
+        var pendingName = (string?)null;
+        while (reader.Read())
+        {
+            switch (reader.TokenType)
+            {
+                case JsonTokenType.PropertyName:
+                    pendingName = CheckedString(ref reader, paramName, field, path, null);
+                    break;
+                case JsonTokenType.String:
+                    CheckedString(ref reader, paramName, field, path, pendingName);
+                    pendingName = null;
+                    break;
+                case JsonTokenType.StartObject or JsonTokenType.StartArray:
+                    path.Add(pendingName ?? "");
+                    pendingName = null;
+                    break;
+                case JsonTokenType.EndObject or JsonTokenType.EndArray:
+                    path.RemoveAt(path.Count - 1);
+                    break;
+                default:
+                    pendingName = null;
+                    break;
+            }
+        }
+    }
+
+    private static string CheckedString(ref Utf8JsonReader reader, string paramName, string field, List<string> path, string? name)
+    {
+        var where = string.Join(".", path.Append(name ?? "").Where(p => p.Length > 0));
+        var what = reader.TokenType == JsonTokenType.PropertyName
+            ? $"{field} has a property name{(where.Length == 0 ? "" : $" at '{where}'")} that"
+            : $"{field}{(where.Length == 0 ? "" : $" at '{where}'")}";
+        string value;
+        try
+        {
+            value = reader.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            // System.Text.Json refuses to unescape an unpaired surrogate.
+            throw new ArgumentException(
+                $"{what} contains an escaped unpaired UTF-16 surrogate, which is not a Unicode character and cannot be stored. Remove it (or " +
+                "replace it, for example with U+FFFD).", paramName);
+        }
+
+        Reject(value, paramName, what);
+        return value;
+    }
+
+    /// <summary>The index of the first high surrogate not followed by a low one, or low surrogate not preceded by a high one; -1
+    /// when the text is well-formed UTF-16.</summary>
+    public static int IndexOfUnpairedSurrogate(string text)
+    {
+        for (var i = 0; i < text.Length; i++)
+        {
+            var c = text[i];
+            if (char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+            {
+                i++;
+            }
+            else if (char.IsSurrogate(c))
+            {
+                return i;
+            }
+        }
+
+        return -1;
     }
 
     /// <summary>Replaces U+0000 in every string and property name of a JSON tree, in place; returns whether anything changed.</summary>

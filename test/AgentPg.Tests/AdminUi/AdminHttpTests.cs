@@ -91,7 +91,8 @@ public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<Sch
         using var http = app.HttpClient();
 
         foreach (var path in new[] { "runs/not-a-guid", "sessions/1", "tool-executions/%3Cscript%3E", "chat/x", "runs?agent=x", "compaction?session=x",
-                     "runs?state=exploded", "runs/not-a-guid/events", "runs?mode=fast", "runs?since=1y", "runs?cursor=garbage", "tool-executions?kind=x" })
+                     "runs?state=exploded", "runs/not-a-guid/events", "runs?mode=fast", "runs?since=1y", "runs?cursor=garbage", "tool-executions?kind=x",
+                     "tool-executions?tool=a%00b" })
         {
             var response = await http.GetAsync(path);
             Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"GET {path} → {(int)response.StatusCode}, expected 400");

@@ -113,6 +113,16 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         var missing = await Assert.ThrowsAsync<ArgumentException>(() =>
             producer.ApproveToolCallAsync(request.ToolExecutionId, JsonSerializer.SerializeToElement(new { amount = 5 })));
         Assert.Contains("order", missing.Message, StringComparison.Ordinal);
+        // Text PostgreSQL cannot store, escaped in the JSON (before: a PostgresException or an InvalidOperationException).
+        foreach (var (json, problem) in new[] { ("""{"order":"A-\u0000","amount":5}""", "U+0000"), ("""{"order":"A-\ud800","amount":5}""", "unpaired UTF-16 surrogate") })
+        {
+            using var document = JsonDocument.Parse(json);
+            var unstorable = await Assert.ThrowsAsync<ArgumentException>(() => producer.ApproveToolCallAsync(request.ToolExecutionId, document.RootElement));
+            Assert.Equal("input", unstorable.ParamName);
+            Assert.StartsWith("The edited input at 'order' contains ", unstorable.Message, StringComparison.Ordinal);
+            Assert.Contains(problem, unstorable.Message, StringComparison.Ordinal);
+        }
+
         Assert.Equal(request.ToolExecutionId, Assert.Single(await producer.GetPendingApprovalsAsync(session)).ToolExecutionId);
         Assert.Empty(refunds.Calls);
 

@@ -148,6 +148,51 @@ public sealed class ClientLifecycleTests(SchemaFixture db) : IClassFixture<Schem
         Assert.Contains("city", ex.Message, StringComparison.Ordinal);
     }
 
+    public static TheoryData<string, ToolSchema, string> UnusableSchemas() => new()
+    {
+        { "Required null", new ToolSchema { Required = null! }, "Required is null" },
+        { "Properties null", new ToolSchema { Properties = null! }, "Properties is null" },
+        { "null property", new ToolSchema { Properties = new Dictionary<string, PropertyDef> { ["city"] = null! } }, "null definition for property 'city'" },
+        { "unknown type", new ToolSchema { Properties = new Dictionary<string, PropertyDef> { ["city"] = new() { Type = "strnig" } } },
+            "property 'city' the type 'strnig', which is not a JSON Schema type; use one of string, number, integer" },
+        { "unknown nested type", new ToolSchema
+            {
+                Properties = new Dictionary<string, PropertyDef>
+                {
+                    ["stops"] = new() { Type = "array", Items = new() { Type = "object", Properties = new Dictionary<string, PropertyDef> { ["at"] = new() { Type = "int" } } } },
+                },
+            }, "property 'stops[].at' the type 'int'" },
+        { "invalid pattern", new ToolSchema { Properties = new Dictionary<string, PropertyDef> { ["zip"] = new() { Type = "string", Pattern = "([0-9]" } } },
+            "property 'zip' the pattern '([0-9]', which is not a valid regular expression" },
+        { "NUL in a description", new ToolSchema { Properties = new Dictionary<string, PropertyDef> { ["city"] = new() { Type = "string", Description = "the\0city" } } },
+            "The input schema of tool 't' at 'properties.city.description' contains the character U+0000 (NUL) at index 3" },
+    };
+
+    // Before: a NullReferenceException (Required null), or accepted and then refused by Claude on every run that offers the tool
+    // (unknown type), never checked (invalid pattern), or failing the background registration (U+0000).
+    [Theory]
+    [MemberData(nameof(UnusableSchemas))]
+    public void RegisterTool_SchemaClaudeWouldRefuseOrThatCannotBeChecked_ThrowsArgumentExceptionSayingWhatToFix(string scenario, ToolSchema schema, string message)
+    {
+        var client = AgentPgClient.Create(TestDatabase.DataSource, new AgentPgOptions());
+
+        var ex = Assert.Throws<ArgumentException>(() => client.RegisterTool(new TestTool("t", schema: schema)));
+
+        Assert.True(ex.Message.Contains(message, StringComparison.Ordinal), $"{scenario}: {ex.Message}");
+        Assert.Equal("tool", ex.ParamName);
+        Assert.Null(client.GetTool("t"));
+    }
+
+    [Fact]
+    public void RegisterTool_DescriptionWithNul_ThrowsArgumentException()
+    {
+        var client = AgentPgClient.Create(TestDatabase.DataSource, new AgentPgOptions());
+
+        var ex = Assert.Throws<ArgumentException>(() => client.RegisterTool(new TestTool("t") { Description = "finds\0things" }));
+
+        Assert.Contains("The description of tool 't' contains the character U+0000 (NUL) at index 5", ex.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void GetTool_AndGetAllToolNames_ReflectRegistrations()
     {

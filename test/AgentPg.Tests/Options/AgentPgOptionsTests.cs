@@ -15,6 +15,8 @@ public sealed class AgentPgOptionsTests
         { "InstanceId", o => o.InstanceId = "" },
         { "InstanceId", o => o.InstanceId = new string('x', 128) },
         { "InstanceName", o => o.InstanceName = " " },
+        { "InstanceId", o => o.InstanceId = "worker\0" },
+        { "InstanceName", o => o.InstanceName = "host\uD800" },
         { "BaseUrl", o => o.BaseUrl = "not a url" },
         { "BaseUrl", o => o.BaseUrl = "ftp://example.com" },
         { "ApiKey", o => o.ApiKey = " " },

@@ -186,5 +186,12 @@ public sealed class ListQueriesTests(SchemaFixture db) : IClassFixture<SchemaFix
         Assert.Contains("1 to 1000", limit.Message, StringComparison.Ordinal);
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => client.GetRunStatisticsAsync(TimeSpan.FromDays(40), TimeSpan.FromDays(1)));
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => client.GetRunStatisticsAsync(TimeSpan.FromDays(1), TimeSpan.FromSeconds(1)));
+
+        // Before: ArgumentOutOfRangeException "Specified argument was out of the range of valid values. (Parameter 'state')".
+        var state = await Assert.ThrowsAsync<ArgumentException>(() => client.ListRunsAsync(new RunQuery { States = [RunState.Completed, (RunState)42] }));
+        Assert.Equal("query", state.ParamName);
+        Assert.Contains("RunQuery.States contains 42, which is not a RunState; use the RunState members (Pending,", state.Message, StringComparison.Ordinal);
+        var toolState = await Assert.ThrowsAsync<ArgumentException>(() => client.ListToolExecutionsAsync(new ToolExecutionQuery { States = [(ToolExecutionState)42] }));
+        Assert.Contains("ToolExecutionQuery.States contains 42", toolState.Message, StringComparison.Ordinal);
     }
 }

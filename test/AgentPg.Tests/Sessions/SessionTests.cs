@@ -53,6 +53,16 @@ public sealed class SessionTests(SchemaFixture db) : IClassFixture<SchemaFixture
     }
 
     [DatabaseFact]
+    public async Task NewSessionAsync_MetadataWithNaN_ThrowsArgumentExceptionNamingIt()
+    {
+        // Before: System.Text.Json's own ArgumentException, without a parameter name or a word about the metadata.
+        var ex = await Assert.ThrowsAsync<ArgumentException>(() => _client.NewSessionAsync(metadata: new Dictionary<string, object?> { ["score"] = double.NaN }));
+
+        Assert.Equal("metadata", ex.ParamName);
+        Assert.StartsWith("metadata cannot be stored as JSON: ", ex.Message, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
     public async Task GetSessionAsync_UnknownId_ThrowsSessionNotFound()
     {
         var ex = await Assert.ThrowsAsync<AgentPgException>(() => _client.GetSessionAsync(Guid.NewGuid()));
