@@ -234,6 +234,17 @@ internal static class Telemetry
         }
     }
 
+    /// <summary>An attempt that threw and will be retried: counted as an error attempt, its span marked failed.</summary>
+    public static void ToolAttemptFailed(Activity? activity, string toolName, string errorMessage)
+    {
+        ToolExecutions.Add(1, new KeyValuePair<string, object?>("gen_ai.tool.name", toolName),
+            new KeyValuePair<string, object?>("agentpg.tool.outcome", "error"));
+        if (activity is not null && activity.Source == Source)
+        {
+            activity.Error("tool_error", errorMessage);
+        }
+    }
+
     private static string Mode(Run run) => run.RunMode == RunMode.Batch ? "batch" : "streaming";
 
     public static void Error(this Activity? activity, string errorType, string? description)

@@ -194,6 +194,54 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
     }
 
     [DatabaseFact]
+    public async Task ToolAttempt_FailedAndRetried_ItsSpanIsAnErrorAndTheAttemptIsCounted()
+    {
+        using var spans = new Spans();
+        var tool = "flaky_" + Guid.NewGuid().ToString("N")[..6];
+        var outcomes = new ConcurrentBag<string>();
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Name == "AgentPg" && instrument.Name == "agentpg.tool.executions")
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((_, _, tags, _) =>
+        {
+            var t = tags.ToArray().ToDictionary(x => x.Key, x => x.Value);
+            if (Equals(t["gen_ai.tool.name"], tool))
+            {
+                outcomes.Add((string)t["agentpg.tool.outcome"]!);
+            }
+        });
+        listener.Start();
+        // The first attempt throws; the retry (ToolRetry: 2 attempts, at once) succeeds.
+        var attempts = 0;
+        await using var h = await Harness.StartAsync(db, tools: new TestTool(tool, (_, _, _) => Interlocked.Increment(ref attempts) == 1
+            ? Task.FromException<string>(new InvalidOperationException("the service timed out"))
+            : Task.FromResult("done")));
+        var agent = await h.AgentAsync(a => a with { Tools = [tool] });
+        h.Claude.Respond(r => r.ToolResults.Count == 0 ? FakeReply.ToolUse(tool, new { }) : FakeReply.Text("finished"));
+        var session = await h.Client.NewSessionAsync();
+
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "go"), "the run");
+        // A span ends, and an outcome is counted, after the attempt's write commits: the run can finish before.
+        await Eventually.TrueAsync(() => spans.Stopped.Count(a => a.DisplayName == "execute_tool " + tool) == 2 && outcomes.Count == 2,
+            "both attempts' spans to end and both attempts to be counted");
+
+        Assert.Equal(2, attempts);
+        var attemptSpans = spans.Stopped.Where(a => a.DisplayName == "execute_tool " + tool).OrderBy(a => a.StartTimeUtc).ToList();
+        Assert.Equal(ActivityStatusCode.Error, attemptSpans[0].Status);
+        Assert.Contains("the service timed out", attemptSpans[0].StatusDescription, StringComparison.Ordinal);
+        Assert.NotNull(attemptSpans[0].GetTagItem("error.type"));
+        Assert.Equal(ActivityStatusCode.Unset, attemptSpans[1].Status);
+        Assert.Equal(["error", "success"], outcomes.Order());
+    }
+
+    [DatabaseFact]
     public async Task CancelledRuns_AreCountedWithTheirMode_TheirChildRunsAndInterruptedRunsToo()
     {
         var measurements = new ConcurrentBag<(string Outcome, object? Mode)>();
