@@ -96,10 +96,23 @@ public sealed partial class AgentPgClient
     /// <param name="cancellationToken">Cancels the operation.</param>
     /// <returns>A task that completes when the agent is deleted.</returns>
     /// <exception cref="AgentPgException">The agent does not exist (<see cref="AgentPgErrorCode.AgentNotFound"/>), or runs or tool
-    /// executions reference it (<see cref="AgentPgErrorCode.AgentInUse"/>; delete their sessions first).</exception>
+    /// executions reference it (<see cref="AgentPgErrorCode.AgentInUse"/>; delete their sessions first), or other agents list it
+    /// in their <see cref="AgentDefinition.AgentIds"/> (<see cref="AgentPgErrorCode.AgentInUse"/>; remove it from them first).</exception>
     public async Task DeleteAgentAsync(Guid id, CancellationToken cancellationToken = default)
     {
         await _schemaCheck.EnsureAsync("DeleteAgent", null, cancellationToken).ConfigureAwait(false);
+        // agent_ids has no foreign key: deleting a delegate would leave its delegators pointing at nothing.
+        var delegators = await _sql.Agents.GetDelegatorsAsync(_dataSource, id, cancellationToken).ConfigureAwait(false);
+        if (delegators.Count > 0)
+        {
+            throw new AgentPgException(AgentPgErrorCode.AgentInUse, "DeleteAgent",
+                $"Agent {id} cannot be deleted: {string.Join(", ", delegators.Select(d => $"agent '{d.Name}'"))} delegate{(delegators.Count == 1 ? "s" : "")} " +
+                "to it. Remove it from their AgentIds (UpdateAgentAsync) first, or keep the agent.")
+            {
+                Context = new Dictionary<string, object?> { ["agent_id"] = id, ["delegators"] = delegators.Select(d => d.Id).ToList() },
+            };
+        }
+
         try
         {
             if (await _sql.Agents.DeleteAsync(_dataSource, id, cancellationToken).ConfigureAwait(false) == 0)

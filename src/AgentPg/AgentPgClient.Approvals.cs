@@ -196,6 +196,12 @@ public sealed partial class AgentPgClient
     private async Task<string> ValidateEditedInputAsync(NpgsqlTransaction? transaction, Guid toolExecutionId, JsonElement input, string operation,
         CancellationToken cancellationToken)
     {
+        if (input.ValueKind == JsonValueKind.Undefined)
+        {
+            throw new ArgumentException("The edited input is a default JsonElement, which holds no JSON; pass null to run the tool with " +
+                "Claude's input, or the edited input as a JSON object.", nameof(input));
+        }
+
         var raw = input.GetRawText();
         Nul.RejectInJson(raw, nameof(input), "The edited input");
 

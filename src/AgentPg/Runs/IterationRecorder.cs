@@ -75,12 +75,32 @@ internal sealed class IterationRecorder(Engine engine)
         var toolUses = response.CompleteToolUses().ToList();
         if (toolUses.Count > 0)
         {
+            CheckToolUseIds(toolUses);
             await CreateToolExecutionsAsync(claimed, context, response, toolUses, cancellationToken).ConfigureAwait(false);
             return IterationOutcome.Done;
         }
 
         await CompleteAsync(claimed, context, response, cancellationToken).ConfigureAwait(false);
         return IterationOutcome.Done;
+    }
+
+    // Every tool_result of the next request answers one tool_use by its id, and the Messages API gives each tool_use a unique
+    // one: an answer with a missing or repeated id can be neither recorded (agentpg_tool_executions is unique per iteration
+    // and id) nor continued, so the run fails saying so instead of with the constraint's SQLSTATE.
+    private static void CheckToolUseIds(List<(int Index, JsonObject Block)> toolUses)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (index, block) in toolUses)
+        {
+            var id = block["id"] is JsonValue value && value.TryGetValue(out string? text) ? text : null;
+            if (string.IsNullOrEmpty(id) || !seen.Add(id))
+            {
+                throw new RunFailureException(ErrorTypes.ModelError,
+                    $"Claude's answer cannot be continued: its tool_use block {index} ('{(string?)block["name"]}') has " +
+                    (string.IsNullOrEmpty(id) ? "no id" : $"the id '{id}' of an earlier tool_use block") +
+                    ", and every tool_result must answer one tool_use by a unique id. Regenerate the run (RegenerateRunAsync) to ask again.");
+            }
+        }
     }
 
     private void EnsureContinuationAllowed(ClaimedRun claimed, string reason)

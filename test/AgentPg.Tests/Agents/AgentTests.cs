@@ -253,6 +253,27 @@ public sealed class AgentTests(SchemaFixture db) : IClassFixture<SchemaFixture>
     }
 
     [DatabaseFact]
+    public async Task DeleteAgentAsync_ADelegateOfAnotherAgent_ThrowsAgentInUseNamingItAndKeepsBoth()
+    {
+        // Before: deleted, leaving the delegating agent's AgentIds pointing at nothing; its runs silently lost the delegate
+        // and its next UpdateAgentAsync failed with "lists delegate agent … but no agent has that id".
+        var helper = await _client.CreateAgentAsync(Agent());
+        var boss = await _client.CreateAgentAsync(Agent() with { AgentIds = [helper.Id] });
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => _client.DeleteAgentAsync(helper.Id));
+
+        Assert.Equal(AgentPgErrorCode.AgentInUse, ex.Code);
+        Assert.Contains($"agent '{boss.Name}' delegates to it", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("Remove it from their AgentIds (UpdateAgentAsync) first", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(helper.Name, (await _client.GetAgentByIdAsync(helper.Id)).Name);
+        Assert.Equal([helper.Id], (await _client.GetAgentByIdAsync(boss.Id)).AgentIds);
+
+        await _client.UpdateAgentAsync(boss with { AgentIds = [] });
+        await _client.DeleteAgentAsync(helper.Id);
+        await Assert.ThrowsAsync<AgentPgException>(() => _client.GetAgentByIdAsync(helper.Id));
+    }
+
+    [DatabaseFact]
     public async Task DeleteAgentAsync_UnknownId_ThrowsAgentNotFound()
     {
         var ex = await Assert.ThrowsAsync<AgentPgException>(() => _client.DeleteAgentAsync(Guid.NewGuid()));

@@ -123,6 +123,11 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
             Assert.Contains(problem, unstorable.Message, StringComparison.Ordinal);
         }
 
+        // Before: InvalidOperationException "Operation is not valid due to the current state of the object." from GetRawText.
+        var undefined = await Assert.ThrowsAsync<ArgumentException>(() => producer.ApproveToolCallAsync(request.ToolExecutionId, default(JsonElement)));
+        Assert.Equal("input", undefined.ParamName);
+        Assert.Contains("pass null to run the tool with Claude's input", undefined.Message, StringComparison.Ordinal);
+
         Assert.Equal(request.ToolExecutionId, Assert.Single(await producer.GetPendingApprovalsAsync(session)).ToolExecutionId);
         Assert.Empty(refunds.Calls);
 

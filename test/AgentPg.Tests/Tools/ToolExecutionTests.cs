@@ -81,6 +81,32 @@ public sealed class ToolExecutionTests(SchemaFixture db) : IClassFixture<SchemaF
         Assert.Equal(ToolExecutionState.Failed, Assert.Single(response.ToolCalls).State);
     }
 
+    // Before: the run failed with "Processing the run failed: 23505: duplicate key value violates unique constraint
+    // "tool_exec_unique_use"", which says neither what was wrong with the answer nor what to do.
+    [DatabaseTheory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task RepeatedToolUseId_FailsTheRunSayingWhyWithoutRunningTheTool(bool streaming)
+    {
+        var calls = 0;
+        var (h, session, agent) = await SetUpAsync(db, null, new TestTool("forecast", (_, _, _) => Task.FromResult("called " + Interlocked.Increment(ref calls))));
+        await using var scope = h;
+        h.Claude.Respond(_ => FakeReply.Message(FakeContentBlock.ToolUse("forecast", new { city = "Paris" }, "toolu_01same"),
+            FakeContentBlock.ToolUse("forecast", new { city = "Oslo" }, "toolu_01same")));
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => streaming
+            ? h.Client.RunFastSyncAsync(session, agent.Id, "forecast please")
+            : h.Client.RunSyncAsync(session, agent.Id, "forecast please"));
+
+        Assert.Equal(AgentPgErrorCode.RunFailed, ex.Code);
+        Assert.Equal("model_error", ex.Context["error_type"]);
+        Assert.Contains("tool_use block 1 ('forecast') has the id 'toolu_01same' of an earlier tool_use block", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("Regenerate the run", ex.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("23505", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(0, calls);
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_tool_executions te JOIN {schema}.agentpg_runs r ON r.id = te.run_id WHERE r.session_id = $1", session));
+    }
+
     [DatabaseFact]
     public async Task ExceptionThenSuccess_IsRetriedAndSucceeds()
     {
