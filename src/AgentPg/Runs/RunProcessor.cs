@@ -93,6 +93,8 @@ internal sealed class RunProcessor(Engine engine)
             }
             catch (AnthropicBadRequestException ex) when (IsPromptTooLong(ex))
             {
+                // A failed call like any other for telemetry, although the run may go on (compaction, the 1M window).
+                Telemetry.ChatFailed(chat, context.Agent.Model, ex.GetType().Name, engine.Time.GetElapsedTime(started));
                 throw new PromptTooLongException(ex.ApiMessage ?? ex.Message);
             }
             catch (AnthropicApiException ex)

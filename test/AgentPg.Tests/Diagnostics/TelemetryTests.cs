@@ -194,6 +194,58 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
     }
 
     [DatabaseFact]
+    public async Task ModelCall_RefusedAsPromptTooLong_ItsChatSpanIsAnErrorAndItsDurationIsRecorded()
+    {
+        using var spans = new Spans();
+        var model = "claude-otel-" + Guid.NewGuid().ToString("N")[..8];
+        var durations = new ConcurrentBag<object?>();
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Name == "AgentPg" && instrument.Name == "gen_ai.client.operation.duration")
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<double>((_, _, tags, _) =>
+        {
+            var t = tags.ToArray().ToDictionary(x => x.Key, x => x.Value);
+            if (Equals(t["gen_ai.request.model"], model))
+            {
+                durations.Add(t.GetValueOrDefault("error.type"));
+            }
+        });
+        listener.Start();
+        await using var h = await Harness.StartAsync(db, new FakeClaudeServerOptions { ContextWindow = 30 });
+        var agent = await h.AgentAsync(a => a with { Model = model });
+        var session = await h.Client.NewSessionAsync();
+        Guid runId;
+        ActivityTraceId traceId;
+        using (var request = s_app.StartActivity("POST /chat"))
+        {
+            traceId = request!.TraceId;
+            runId = await h.Client.RunFastAsync(session, agent.Id, new string('x', 400));
+        }
+
+        await Assert.ThrowsAsync<AgentPgException>(() => Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the run"));
+        await Eventually.TrueAsync(() => spans.InTrace(traceId).Any(a => a.OperationName == "invoke_agent" && a.Status == ActivityStatusCode.Error),
+            "the failed run's invoke_agent span to end");
+
+        // Claude refused every model call of the run (400, prompt is too long).
+        var chats = spans.InTrace(traceId).Where(a => a.DisplayName == "chat " + model).ToList();
+        Assert.NotEmpty(chats);
+        Assert.All(chats, c =>
+        {
+            Assert.Equal(ActivityStatusCode.Error, c.Status);
+            Assert.NotNull(c.GetTagItem("error.type"));
+        });
+        Assert.Equal(chats.Count, durations.Count);
+        Assert.All(durations, Assert.NotNull);
+    }
+
+    [DatabaseFact]
     public async Task ToolAttempt_FailedAndRetried_ItsSpanIsAnErrorAndTheAttemptIsCounted()
     {
         using var spans = new Spans();
