@@ -258,7 +258,7 @@ public sealed partial class AgentPgClient
             // Local work stops now; other instances learn it from agentpg_run_finalized.
             _engine.InFlight.Cancel(runId);
             _engine.Waiters.Signal(runId);
-            Diagnostics.Telemetry.Runs.Add(1, new KeyValuePair<string, object?>("agentpg.run.outcome", "cancelled"));
+            Diagnostics.Telemetry.RunsCancelled(result.Mode, result.Runs);
             CancelBatchesInBackground(result.BatchIds);
         }
     }
@@ -410,6 +410,11 @@ public sealed partial class AgentPgClient
             foreach (var cancelled in created.Interrupted)
             {
                 _engine.InFlight.Cancel(cancelled);
+            }
+
+            foreach (var (cancelledMode, count) in created.CancelledRuns)
+            {
+                Diagnostics.Telemetry.RunsCancelled(cancelledMode, count);
             }
 
             CancelBatchesInBackground(created.BatchIdsToCancel);

@@ -53,6 +53,9 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
 
         var responseId = runId.ToString();
         var text = new StreamedText();
+        // An execution starts again after a failed attempt, a snooze or its instance's crash (a ToolCallStartedEvent each time);
+        // it is still one call of the model's: one FunctionCallContent per CallId.
+        var startedCalls = new HashSet<Guid>();
         // From the start even when resuming: what the caller already received (the events up to `after`) decides which part of
         // a stored answer is still missing. The events are shared with every watcher of the run, so this reads nothing more.
         await foreach (var e in client.WatchRunAsync(runId, 0, cancellationToken).ConfigureAwait(false))
@@ -71,7 +74,7 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
                 // The stored answer is authoritative: the part its deltas did not bring (all of it when the watch started after
                 // the model's stream ended).
                 MessageStoredEvent { Message: { Role: MessageRole.Assistant } message } => Remainder(text.Stored(message), runId),
-                ToolCallStartedEvent s => One(Update(ChatRole.Assistant, new FunctionCallContent(s.ToolExecutionId.ToString(), s.ToolName, Arguments(s.Input))
+                ToolCallStartedEvent s when startedCalls.Add(s.ToolExecutionId) => One(Update(ChatRole.Assistant, new FunctionCallContent(s.ToolExecutionId.ToString(), s.ToolName, Arguments(s.Input))
                 {
                     InformationalOnly = true,
                 }, null)),

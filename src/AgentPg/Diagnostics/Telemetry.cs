@@ -117,6 +117,12 @@ internal static class Telemetry
     public static void RunFinished(Run run, string outcome)
         => Runs.Add(1, new KeyValuePair<string, object?>("agentpg.run.outcome", outcome), new KeyValuePair<string, object?>("agentpg.run.mode", Mode(run)));
 
+    /// <summary>Counts <paramref name="count"/> runs of mode <paramref name="mode"/> (as stored: streaming or batch) cancelled by this
+    /// client: a cancelled run and its descendants, which share its mode.</summary>
+    public static void RunsCancelled(string? mode, int count)
+        => Runs.Add(count, new KeyValuePair<string, object?>("agentpg.run.outcome", "cancelled"),
+            new KeyValuePair<string, object?>("agentpg.run.mode", mode == "batch" ? "batch" : "streaming"));
+
     public static Activity? StartChat(global::AgentPg.Runs.ClaimedRun claimed, string model, Dictionary<string, System.Text.Json.JsonElement>? capturedBody)
     {
         var activity = Start("chat " + model, ActivityKind.Client, claimed.Activity is null ? claimed.TraceParent : null);
@@ -225,6 +231,17 @@ internal static class Telemetry
         if (captureContent)
         {
             activity.SetTag("gen_ai.tool.call.result", output ?? errorMessage);
+        }
+    }
+
+    /// <summary>An attempt that threw and will be retried: counted as an error attempt, its span marked failed.</summary>
+    public static void ToolAttemptFailed(Activity? activity, string toolName, string errorMessage)
+    {
+        ToolExecutions.Add(1, new KeyValuePair<string, object?>("gen_ai.tool.name", toolName),
+            new KeyValuePair<string, object?>("agentpg.tool.outcome", "error"));
+        if (activity is not null && activity.Source == Source)
+        {
+            activity.Error("tool_error", errorMessage);
         }
     }
 

@@ -57,7 +57,7 @@ internal sealed class RunSql
         // ids to cancel at the API. $2 idempotency key: when a run of the session already has it, the request is a repeat
         // and interrupts nothing (the session row is locked first, so the key's run, if any, is committed and visible).
         CancelActiveRootRuns = $"""
-            SELECT r.run_id, c.cancelled, c.batch_ids
+            SELECT r.run_id, c.cancelled, c.batch_ids, r.run_mode::text, cardinality(c.child_run_ids)
               FROM {queue} r, LATERAL {s}.agentpg_cancel_run(r.run_id) c
              WHERE r.session_id = $1 AND r.is_root
                AND ($2::text IS NULL OR NOT EXISTS (SELECT 1 FROM {t} k WHERE k.session_id = $1 AND k.idempotency_key = $2))
@@ -175,7 +175,11 @@ internal sealed class RunSql
                    coalesce(sum(cache_creation_input_tokens), 0)::bigint, coalesce(sum(cache_read_input_tokens), 0)::bigint
               FROM tree
             """;
-        Cancel = $"SELECT found, cancelled, batch_ids FROM {s}.agentpg_cancel_run($1)";
+        // With the run's mode (its child runs share it) and how many child runs were cancelled with it, for agentpg.runs.
+        Cancel = $"""
+            SELECT c.found, c.cancelled, c.batch_ids, (SELECT r.run_mode::text FROM {t} r WHERE r.id = $1), cardinality(c.child_run_ids)
+              FROM {s}.agentpg_cancel_run($1) c
+            """;
         // The run's state, whether it is a child run, and the newest root run of its session (regeneration rewrites the
         // end of the conversation only).
         LockForRegenerate = $"""
@@ -266,8 +270,9 @@ internal sealed class RunSql
     // Client (AgentPgClient.Runs): creating, cancelling, regenerating and reading runs.
 
     // Positions in CancelActiveRootRuns' and Cancel's SELECT lists, in LockForRegenerate's, in GetByIdempotencyKey's.
-    private const int InterruptedIdColumn = 0, InterruptedBatchIdsColumn = 2;
-    private const int CancelFoundColumn = 0, CancelCancelledColumn = 1, CancelBatchIdsColumn = 2;
+    private const int InterruptedIdColumn = 0, InterruptedCancelledColumn = 1, InterruptedBatchIdsColumn = 2, InterruptedModeColumn = 3,
+        InterruptedChildrenColumn = 4;
+    private const int CancelFoundColumn = 0, CancelCancelledColumn = 1, CancelBatchIdsColumn = 2, CancelModeColumn = 3, CancelChildrenColumn = 4;
     private const int RegenerateStateColumn = 0, RegenerateIsChildColumn = 1, RegenerateLaterColumn = 2;
     private const int KeyIdColumn = 0, KeyAgentIdColumn = 1, KeyPromptColumn = 2;
     private const int TreeInputColumn = 0, TreeOutputColumn = 1, TreeCacheCreationColumn = 2, TreeCacheReadColumn = 3;
@@ -322,6 +327,7 @@ internal sealed class RunSql
 
                 await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
                 var interrupted = new List<Guid>();
+                var cancelledRuns = new List<(string Mode, int Count)>();
                 var batchIds = new List<string>();
                 if (policy == ConcurrencyPolicy.Interrupt)
                 {
@@ -329,6 +335,10 @@ internal sealed class RunSql
                     {
                         interrupted.Add(reader.GetGuid(InterruptedIdColumn));
                         batchIds.AddRange(reader.GetFieldValue<string[]>(InterruptedBatchIdsColumn));
+                        if (reader.GetBoolean(InterruptedCancelledColumn))
+                        {
+                            cancelledRuns.Add((reader.GetString(InterruptedModeColumn), 1 + reader.GetInt32(InterruptedChildrenColumn)));
+                        }
                     }
 
                     await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
@@ -344,7 +354,8 @@ internal sealed class RunSql
 
                 return new CreatedRun
                 {
-                    SessionFound = true, Id = id, Interrupted = interrupted, BatchIdsToCancel = [.. batchIds], CreatingTransaction = creatingTransaction,
+                    SessionFound = true, Id = id, Interrupted = interrupted, CancelledRuns = cancelledRuns, BatchIdsToCancel = [.. batchIds],
+                    CreatingTransaction = creatingTransaction,
                 };
             }
         }
@@ -361,9 +372,13 @@ internal sealed class RunSql
 
     /// <summary>Cancels a run and its children (agentpg_cancel_run): whether it exists, whether this call cancelled it, and the
     /// Message Batches to cancel at the API.</summary>
-    public async Task<(bool Found, bool Cancelled, string[] BatchIds)> CancelAsync(NpgsqlDataSource dataSource, Guid runId, CancellationToken cancellationToken)
+    /// <summary>Runs <see cref="Cancel"/>: whether the run exists and was cancelled now, the batches to cancel at the API, the run's
+    /// mode (null when it does not exist) and how many runs were cancelled (the run and its descendants).</summary>
+    public async Task<(bool Found, bool Cancelled, string[] BatchIds, string? Mode, int Runs)> CancelAsync(NpgsqlDataSource dataSource, Guid runId,
+        CancellationToken cancellationToken)
         => (await Db.Command(dataSource, null, Cancel, P.Uuid(runId)).QueryFirstAsync(
-            r => (r.GetBoolean(CancelFoundColumn), r.GetBoolean(CancelCancelledColumn), r.GetFieldValue<string[]>(CancelBatchIdsColumn)),
+            r => (r.GetBoolean(CancelFoundColumn), r.GetBoolean(CancelCancelledColumn), r.GetFieldValue<string[]>(CancelBatchIdsColumn),
+                r.IsDBNull(CancelModeColumn) ? null : r.GetString(CancelModeColumn), 1 + r.GetInt32(CancelChildrenColumn)),
             cancellationToken).ConfigureAwait(false)).Row;
 
     /// <summary>Locks the run for regeneration (<see cref="LockForRegenerate"/>); null when it does not exist.</summary>
@@ -615,6 +630,9 @@ internal sealed record CreatedRun
 
     /// <summary>The root runs Interrupt cancelled.</summary>
     public IReadOnlyList<Guid> Interrupted { get; init; } = [];
+
+    /// <summary>Per root run Interrupt cancelled: its mode and how many runs were cancelled (it and its descendants), for agentpg.runs.</summary>
+    public IReadOnlyList<(string Mode, int Count)> CancelledRuns { get; init; } = [];
 
     /// <summary>The Message Batches of the cancelled runs, to cancel at the API after the commit.</summary>
     public string[] BatchIdsToCancel { get; init; } = [];

@@ -347,6 +347,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
         var delay = RetryBackoff.NextDelay(_execution.AttemptCount, engine.Options.ToolRetry.Jitter);
         await WriteAsync((sql, batch, id) => sql.AddRetry(batch, id, delay, message), cancellationToken).ConfigureAwait(false);
         Log.ToolRetrying(engine.Logger, _execution.Id, _execution.ToolName, _execution.AttemptCount, delay, message);
+        Telemetry.ToolAttemptFailed(Activity.Current, _execution.ToolName, message);
         WakeAfter(delay);
     }
 

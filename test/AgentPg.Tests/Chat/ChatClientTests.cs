@@ -98,6 +98,48 @@ public sealed class ChatClientTests(SchemaFixture db) : IClassFixture<SchemaFixt
     }
 
     [DatabaseFact]
+    public async Task GetStreamingResponseAsync_ARetriedTool_IsOneFunctionCallWithOneResult()
+    {
+        // The tool's first attempt holds until the caller received the call, then fails: the retry starts the same execution
+        // again (a second ToolCallStartedEvent), which is not a second call of the model's.
+        var callReceived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var attempts = 0;
+        await using var h = await Harness.StartAsync(db, tools: new TestTool("get_weather", async (_, input, cancellationToken) =>
+        {
+            if (Interlocked.Increment(ref attempts) == 1)
+            {
+                await callReceived.Task.WaitAsync(cancellationToken);
+                throw new InvalidOperationException("the weather service timed out");
+            }
+
+            return "sunny in " + input.GetProperty("city").GetString();
+        }, s_citySchema));
+        var agent = await h.AgentAsync(a => a with { Tools = ["get_weather"] });
+        h.Claude.Respond(r => r.ToolResults.Count == 0 ? FakeReply.ToolUse("get_weather", new { city = "Oslo" }) : FakeReply.Text("Sunny."));
+        using var chat = h.Client.AsChatClient(agent.Id);
+
+        var updates = new List<ChatResponseUpdate>();
+        await Eventually.WithinAsync(Task.Run(async () =>
+        {
+            await foreach (var u in chat.GetStreamingResponseAsync([new ChatMessage(ChatRole.User, "Weather in Oslo?")]))
+            {
+                updates.Add(u);
+                if (u.Contents.OfType<FunctionCallContent>().Any())
+                {
+                    callReceived.TrySetResult();
+                }
+            }
+        }), "the stream to end");
+
+        Assert.Equal(2, attempts);
+        var call = Assert.Single(updates.SelectMany(u => u.Contents).OfType<FunctionCallContent>());
+        var result = Assert.Single(updates.SelectMany(u => u.Contents).OfType<FunctionResultContent>());
+        Assert.Equal(call.CallId, result.CallId);
+        Assert.Equal("sunny in Oslo", result.Result);
+        Assert.Equal("Sunny.", updates.ToChatResponse().Text);
+    }
+
+    [DatabaseFact]
     public async Task GetStreamingResponseAsync_ResumedWithAContinuationToken_GivesTheRestOfTheAnswer()
     {
         string opening = string.Concat(Enumerable.Range(1, 6).Select(i => $"Part {i} of the answer. ")),

@@ -192,6 +192,110 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
             return Of("agentpg.runs.pending").Any(m => Equals(m.Tags["agentpg.schema"], db.Schema) && m.Value == 0);
         }, "agentpg.runs.pending to report the schema's pending runs");
     }
+
+    [DatabaseFact]
+    public async Task ToolAttempt_FailedAndRetried_ItsSpanIsAnErrorAndTheAttemptIsCounted()
+    {
+        using var spans = new Spans();
+        var tool = "flaky_" + Guid.NewGuid().ToString("N")[..6];
+        var outcomes = new ConcurrentBag<string>();
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Name == "AgentPg" && instrument.Name == "agentpg.tool.executions")
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((_, _, tags, _) =>
+        {
+            var t = tags.ToArray().ToDictionary(x => x.Key, x => x.Value);
+            if (Equals(t["gen_ai.tool.name"], tool))
+            {
+                outcomes.Add((string)t["agentpg.tool.outcome"]!);
+            }
+        });
+        listener.Start();
+        // The first attempt throws; the retry (ToolRetry: 2 attempts, at once) succeeds.
+        var attempts = 0;
+        await using var h = await Harness.StartAsync(db, tools: new TestTool(tool, (_, _, _) => Interlocked.Increment(ref attempts) == 1
+            ? Task.FromException<string>(new InvalidOperationException("the service timed out"))
+            : Task.FromResult("done")));
+        var agent = await h.AgentAsync(a => a with { Tools = [tool] });
+        h.Claude.Respond(r => r.ToolResults.Count == 0 ? FakeReply.ToolUse(tool, new { }) : FakeReply.Text("finished"));
+        var session = await h.Client.NewSessionAsync();
+
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "go"), "the run");
+        // A span ends, and an outcome is counted, after the attempt's write commits: the run can finish before.
+        await Eventually.TrueAsync(() => spans.Stopped.Count(a => a.DisplayName == "execute_tool " + tool) == 2 && outcomes.Count == 2,
+            "both attempts' spans to end and both attempts to be counted");
+
+        Assert.Equal(2, attempts);
+        var attemptSpans = spans.Stopped.Where(a => a.DisplayName == "execute_tool " + tool).OrderBy(a => a.StartTimeUtc).ToList();
+        Assert.Equal(ActivityStatusCode.Error, attemptSpans[0].Status);
+        Assert.Contains("the service timed out", attemptSpans[0].StatusDescription, StringComparison.Ordinal);
+        Assert.NotNull(attemptSpans[0].GetTagItem("error.type"));
+        Assert.Equal(ActivityStatusCode.Unset, attemptSpans[1].Status);
+        Assert.Equal(["error", "success"], outcomes.Order());
+    }
+
+    [DatabaseFact]
+    public async Task CancelledRuns_AreCountedWithTheirMode_TheirChildRunsAndInterruptedRunsToo()
+    {
+        var measurements = new ConcurrentBag<(string Outcome, object? Mode)>();
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Name == "AgentPg" && instrument.Name == "agentpg.runs")
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+        {
+            var t = tags.ToArray().ToDictionary(x => x.Key, x => x.Value);
+            for (var i = 0; i < value; i++)
+            {
+                measurements.Add(((string)t["agentpg.run.outcome"]!, t.GetValueOrDefault("agentpg.run.mode")));
+            }
+        });
+        listener.Start();
+        // Two trees of a run and the child run it delegated to, the child's tool call waiting for approval (nothing in flight).
+        var tool = "send_" + Guid.NewGuid().ToString("N")[..6];
+        string parent = "parent_" + Guid.NewGuid().ToString("N")[..6], child = "child_" + Guid.NewGuid().ToString("N")[..6];
+        await using var h = await Harness.StartAsync(db, tools: new TestTool(tool));
+        var childAgent = await h.AgentAsync(a => a with { Name = child, SystemPrompt = child, Tools = [tool], ToolsRequiringApproval = [tool] });
+        var parentAgent = await h.AgentAsync(a => a with { Name = parent, SystemPrompt = parent, Tools = [], AgentIds = [childAgent.Id] });
+        h.Claude.Respond(r => r.LastUserText == "never mind" ? FakeReply.Text("ok")
+            : r.SystemText == parent ? FakeReply.ToolUse(child, new { task = "send it" })
+            : FakeReply.ToolUse(tool, new { }));
+        async Task<Guid> TreeAsync(Guid session)
+        {
+            var rootId = await h.Client.RunFastAsync(session, parentAgent.Id, "delegate");
+            await Eventually.TrueAsync(async () => (await h.Client.GetPendingApprovalsAsync(session)).Count == 1, "the child run's call to wait");
+            return rootId;
+        }
+
+        Guid cancelledSession = await h.Client.NewSessionAsync(), interruptedSession = await h.Client.NewSessionAsync();
+        var cancelledRoot = await TreeAsync(cancelledSession);
+        await TreeAsync(interruptedSession);
+
+        await h.Client.CancelRunAsync(cancelledRoot);
+        var next = await h.Client.RunFastAsync(interruptedSession, parentAgent.Id, "never mind", new RunOptions { ConcurrencyPolicy = ConcurrencyPolicy.Interrupt });
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(next), "the interrupting run");
+        // Its outcome is counted after its commit, maybe after the wait ended.
+        await Eventually.TrueAsync(() => measurements.Any(m => m.Outcome == "completed"), "the interrupting run's outcome to be counted");
+
+        Assert.Equal(2L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_runs WHERE session_id = $1 AND state = 'cancelled'", cancelledSession));
+        Assert.Equal(2L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_runs WHERE session_id = $1 AND state = 'cancelled'", interruptedSession));
+        var cancelled = measurements.Where(m => m.Outcome == "cancelled").ToList();
+        Assert.Equal(4, cancelled.Count);
+        Assert.All(cancelled, m => Assert.Equal("streaming", m.Mode));
+    }
 }
 
 [CollectionDefinition(nameof(TelemetryTests), DisableParallelization = true)]
