@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 
 namespace AgentPg.Internal;
 
@@ -8,7 +9,7 @@ internal static class JsonMapping
 {
     public const string EmptyObject = "{}";
 
-    private static readonly JsonSerializerOptions s_options = new(JsonSerializerDefaults.General);
+    private static readonly JsonSerializerOptions s_options = new(JsonSerializerDefaults.General) { Converters = { new StorableStrings() } };
 
     public static string ToJsonObject(IReadOnlyDictionary<string, object?>? values, string parameterName)
     {
@@ -21,6 +22,13 @@ internal static class JsonMapping
         try
         {
             json = JsonSerializer.Serialize(values, s_options);
+        }
+        catch (UnpairedSurrogateException ex)
+        {
+            throw new ArgumentException(
+                $"{parameterName} holds a {(ex.IsName ? "key" : "string")} with an unpaired UTF-16 surrogate (\\u{(int)ex.Text[ex.Index]:X4}) at " +
+                $"index {ex.Index}, which is not a Unicode character and cannot be stored as UTF-8; the text was probably cut in the middle of a " +
+                "character or decoded wrongly. Remove it (or replace it, for example with U+FFFD).", parameterName);
         }
         catch (Exception ex) when (ex is NotSupportedException or JsonException or InvalidOperationException or ArgumentException)
         {
@@ -93,4 +101,42 @@ internal static class JsonMapping
     }
 
     public static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>Writes strings and dictionary keys as System.Text.Json does, but refuses an unpaired surrogate, which the writer
+    /// would silently store as U+FFFD: the caller's text is the caller's to fix (Nul.cs).</summary>
+    private sealed class StorableStrings : JsonConverter<string>
+    {
+        public override string? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) => reader.GetString();
+
+        public override void Write(Utf8JsonWriter writer, string value, JsonSerializerOptions options)
+        {
+            Check(value, isName: false);
+            writer.WriteStringValue(value);
+        }
+
+        public override string ReadAsPropertyName(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) => reader.GetString()!;
+
+        public override void WriteAsPropertyName(Utf8JsonWriter writer, string value, JsonSerializerOptions options)
+        {
+            Check(value, isName: true);
+            writer.WritePropertyName(value);
+        }
+
+        private static void Check(string value, bool isName)
+        {
+            if (Nul.IndexOfUnpairedSurrogate(value) is var index and >= 0)
+            {
+                throw new UnpairedSurrogateException(value, index, isName);
+            }
+        }
+    }
+
+    private sealed class UnpairedSurrogateException(string text, int index, bool isName) : Exception
+    {
+        public string Text { get; } = text;
+
+        public int Index { get; } = index;
+
+        public bool IsName { get; } = isName;
+    }
 }

@@ -63,6 +63,16 @@ public sealed class SessionTests(SchemaFixture db) : IClassFixture<SchemaFixture
     }
 
     [DatabaseFact]
+    public async Task NewSessionAsync_MetadataKeyWithAnUnpairedSurrogate_ThrowsArgumentExceptionNamingIt()
+    {
+        // Before: stored, with U+FFFD in place of the surrogate (System.Text.Json's writer replaces it).
+        var ex = await Assert.ThrowsAsync<ArgumentException>(() => _client.NewSessionAsync(metadata: new Dictionary<string, object?> { ["user\uDC00"] = "u1" }));
+
+        Assert.Equal("metadata", ex.ParamName);
+        Assert.StartsWith("metadata holds a key with an unpaired UTF-16 surrogate (\\uDC00) at index 4", ex.Message, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
     public async Task GetSessionAsync_UnknownId_ThrowsSessionNotFound()
     {
         var ex = await Assert.ThrowsAsync<AgentPgException>(() => _client.GetSessionAsync(Guid.NewGuid()));
