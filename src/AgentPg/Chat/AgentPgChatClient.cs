@@ -138,6 +138,8 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
         var usage = new UsageDetails
         {
             InputTokenCount = response.TotalUsage.InputTokens + response.TotalUsage.CacheReadInputTokens + response.TotalUsage.CacheCreationInputTokens,
+            // Cache reads, part of InputTokenCount (Microsoft.Extensions.AI's convention).
+            CachedInputTokenCount = response.TotalUsage.CacheReadInputTokens,
             OutputTokenCount = response.TotalUsage.OutputTokens,
             TotalTokenCount = response.TotalUsage.InputTokens + response.TotalUsage.CacheReadInputTokens + response.TotalUsage.CacheCreationInputTokens
                               + response.TotalUsage.OutputTokens,

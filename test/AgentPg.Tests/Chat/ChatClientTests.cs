@@ -36,6 +36,26 @@ public sealed class ChatClientTests(SchemaFixture db) : IClassFixture<SchemaFixt
     }
 
     [DatabaseFact]
+    public async Task GetResponseAsync_Usage_CountsCachedInputTokensAsSuch()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(_ => FakeReply.Text("hi") with
+        {
+            Usage = new FakeUsage { InputTokens = 100, OutputTokens = 10, CacheReadInputTokens = 30, CacheCreationInputTokens = 5 },
+        });
+        using var chat = h.Client.AsChatClient(agent.Id);
+
+        var response = await Eventually.WithinAsync(chat.GetResponseAsync([new ChatMessage(ChatRole.User, "hello")]), "the answer");
+
+        // Microsoft.Extensions.AI: the input count includes the cached tokens, which CachedInputTokenCount tells apart.
+        Assert.Equal(135, response.Usage!.InputTokenCount);
+        Assert.Equal(30, response.Usage.CachedInputTokenCount);
+        Assert.Equal(10, response.Usage.OutputTokenCount);
+        Assert.Equal(145, response.Usage.TotalTokenCount);
+    }
+
+    [DatabaseFact]
     public async Task GetStreamingResponseAsync_StreamsTextAndShowsToolCallsAsFunctionContents()
     {
         const string answer = "It is sunny in Oslo, with a light breeze from the fjord and clear skies all afternoon long.";
