@@ -42,6 +42,42 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
         public void Dispose() => _listener.Dispose();
     }
 
+    /// <summary>Collects every measurement of AgentPg's meter: instrument, value and tags.</summary>
+    private sealed class Measurements : IDisposable
+    {
+        private readonly MeterListener _listener;
+        private readonly ConcurrentBag<(string Instrument, double Value, Dictionary<string, object?> Tags)> _all = [];
+
+        public Measurements()
+        {
+            _listener = new MeterListener
+            {
+                InstrumentPublished = (instrument, l) =>
+                {
+                    if (instrument.Meter.Name == "AgentPg")
+                    {
+                        l.EnableMeasurementEvents(instrument);
+                    }
+                },
+            };
+            _listener.SetMeasurementEventCallback<long>(Record);
+            _listener.SetMeasurementEventCallback<double>(Record);
+            _listener.Start();
+        }
+
+        public List<(string Instrument, double Value, Dictionary<string, object?> Tags)> Of(string instrument)
+            => _all.Where(m => m.Instrument == instrument).ToList();
+
+        /// <summary>Reads the observable instruments (gauges) once.</summary>
+        public void Observe() => _listener.RecordObservableInstruments();
+
+        public void Dispose() => _listener.Dispose();
+
+        private void Record<T>(Instrument instrument, T value, ReadOnlySpan<KeyValuePair<string, object?>> tags, object? state)
+            => _all.Add((instrument.Name, Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture),
+                tags.ToArray().ToDictionary(t => t.Key, t => t.Value)));
+    }
+
     private async Task<(Harness H, AgentDefinition Agent, string Model, string Tool)> SetUpAsync(bool captureContent)
     {
         var model = "claude-otel-" + Guid.NewGuid().ToString("N")[..8];
@@ -144,52 +180,34 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
     [DatabaseFact]
     public async Task Run_RecordsTheMetricsOfDesign13_9()
     {
-        var measurements = new ConcurrentBag<(string Instrument, double Value, Dictionary<string, object?> Tags)>();
-        using var listener = new MeterListener
-        {
-            InstrumentPublished = (instrument, l) =>
-            {
-                if (instrument.Meter.Name == "AgentPg")
-                {
-                    l.EnableMeasurementEvents(instrument);
-                }
-            },
-        };
-        void Record<T>(Instrument instrument, T value, ReadOnlySpan<KeyValuePair<string, object?>> tags, object? state)
-            => measurements.Add((instrument.Name, Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture),
-                tags.ToArray().ToDictionary(t => t.Key, t => t.Value)));
-        listener.SetMeasurementEventCallback<long>(Record);
-        listener.SetMeasurementEventCallback<double>(Record);
-        listener.Start();
+        using var metrics = new Measurements();
         var (h, agent, model, tool) = await SetUpAsync(captureContent: false);
         await using var _ = h;
         var session = await h.Client.NewSessionAsync();
 
         await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "Weather in Oslo?"), "the run");
 
-        List<(string Instrument, double Value, Dictionary<string, object?> Tags)> Of(string name)
-            => measurements.Where(m => m.Instrument == name).ToList();
         // A tool's and a run's outcome are counted after their commit: the run may go on past the first, and its wait end
         // before the second.
-        await Eventually.TrueAsync(() => Of("agentpg.tool.executions").Any(m => Equals(m.Tags["gen_ai.tool.name"], tool))
-            && Of("agentpg.runs").Any(m => Equals(m.Tags["agentpg.run.outcome"], "completed")), "the tool's and the run's outcome to be counted");
+        await Eventually.TrueAsync(() => metrics.Of("agentpg.tool.executions").Any(m => Equals(m.Tags["gen_ai.tool.name"], tool))
+            && metrics.Of("agentpg.runs").Any(m => Equals(m.Tags["agentpg.run.outcome"], "completed")), "the tool's and the run's outcome to be counted");
         // Counted once: no other run is measured while this class runs alone.
-        Assert.Single(Of("agentpg.runs"));
-        var tokens = Of("gen_ai.client.token.usage").Where(m => Equals(m.Tags["gen_ai.request.model"], model)).ToList();
+        Assert.Single(metrics.Of("agentpg.runs"));
+        var tokens = metrics.Of("gen_ai.client.token.usage").Where(m => Equals(m.Tags["gen_ai.request.model"], model)).ToList();
         Assert.Equal(135 + 200, tokens.Where(m => Equals(m.Tags["gen_ai.token.type"], "input")).Sum(m => m.Value));
         Assert.Equal(17, tokens.Where(m => Equals(m.Tags["gen_ai.token.type"], "output")).Sum(m => m.Value));
         Assert.All(tokens, m => Assert.Equal("anthropic", m.Tags["gen_ai.provider.name"]));
-        Assert.Equal(2, Of("gen_ai.client.operation.duration").Count(m => Equals(m.Tags["gen_ai.request.model"], model) && m.Value >= 0));
-        Assert.Contains(Of("agentpg.runs"), m => Equals(m.Tags["agentpg.run.outcome"], "completed") && Equals(m.Tags["agentpg.run.mode"], "streaming"));
-        Assert.Single(Of("agentpg.tool.executions"), m => Equals(m.Tags["gen_ai.tool.name"], tool) && Equals(m.Tags["agentpg.tool.outcome"], "success"));
+        Assert.Equal(2, metrics.Of("gen_ai.client.operation.duration").Count(m => Equals(m.Tags["gen_ai.request.model"], model) && m.Value >= 0));
+        Assert.Contains(metrics.Of("agentpg.runs"), m => Equals(m.Tags["agentpg.run.outcome"], "completed") && Equals(m.Tags["agentpg.run.mode"], "streaming"));
+        Assert.Single(metrics.Of("agentpg.tool.executions"), m => Equals(m.Tags["gen_ai.tool.name"], tool) && Equals(m.Tags["agentpg.tool.outcome"], "success"));
         // The run's first claim only (its continuation after the tool is claimed again, but not queued anew).
-        Assert.Single(Of("agentpg.run.queue_duration"), m => Equals(m.Tags["agentpg.run.mode"], "streaming") && m.Value >= 0);
+        Assert.Single(metrics.Of("agentpg.run.queue_duration"), m => Equals(m.Tags["agentpg.run.mode"], "streaming") && m.Value >= 0);
 
         // The observable gauge reports the started client's schema (refreshed in the background, so observe until it is read).
         await Eventually.TrueAsync(() =>
         {
-            listener.RecordObservableInstruments();
-            return Of("agentpg.runs.pending").Any(m => Equals(m.Tags["agentpg.schema"], db.Schema) && m.Value == 0);
+            metrics.Observe();
+            return metrics.Of("agentpg.runs.pending").Any(m => Equals(m.Tags["agentpg.schema"], db.Schema) && m.Value == 0);
         }, "agentpg.runs.pending to report the schema's pending runs");
     }
 
@@ -198,26 +216,7 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
     {
         using var spans = new Spans();
         var model = "claude-otel-" + Guid.NewGuid().ToString("N")[..8];
-        var durations = new ConcurrentBag<object?>();
-        using var listener = new MeterListener
-        {
-            InstrumentPublished = (instrument, l) =>
-            {
-                if (instrument.Meter.Name == "AgentPg" && instrument.Name == "gen_ai.client.operation.duration")
-                {
-                    l.EnableMeasurementEvents(instrument);
-                }
-            },
-        };
-        listener.SetMeasurementEventCallback<double>((_, _, tags, _) =>
-        {
-            var t = tags.ToArray().ToDictionary(x => x.Key, x => x.Value);
-            if (Equals(t["gen_ai.request.model"], model))
-            {
-                durations.Add(t.GetValueOrDefault("error.type"));
-            }
-        });
-        listener.Start();
+        using var metrics = new Measurements();
         await using var h = await Harness.StartAsync(db, new FakeClaudeServerOptions { ContextWindow = 30 });
         var agent = await h.AgentAsync(a => a with { Model = model });
         var session = await h.Client.NewSessionAsync();
@@ -241,8 +240,9 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
             Assert.Equal(ActivityStatusCode.Error, c.Status);
             Assert.NotNull(c.GetTagItem("error.type"));
         });
+        var durations = metrics.Of("gen_ai.client.operation.duration").Where(m => Equals(m.Tags["gen_ai.request.model"], model)).ToList();
         Assert.Equal(chats.Count, durations.Count);
-        Assert.All(durations, Assert.NotNull);
+        Assert.All(durations, m => Assert.NotNull(m.Tags.GetValueOrDefault("error.type")));
     }
 
     [DatabaseFact]
@@ -250,26 +250,9 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
     {
         using var spans = new Spans();
         var tool = "flaky_" + Guid.NewGuid().ToString("N")[..6];
-        var outcomes = new ConcurrentBag<string>();
-        using var listener = new MeterListener
-        {
-            InstrumentPublished = (instrument, l) =>
-            {
-                if (instrument.Meter.Name == "AgentPg" && instrument.Name == "agentpg.tool.executions")
-                {
-                    l.EnableMeasurementEvents(instrument);
-                }
-            },
-        };
-        listener.SetMeasurementEventCallback<long>((_, _, tags, _) =>
-        {
-            var t = tags.ToArray().ToDictionary(x => x.Key, x => x.Value);
-            if (Equals(t["gen_ai.tool.name"], tool))
-            {
-                outcomes.Add((string)t["agentpg.tool.outcome"]!);
-            }
-        });
-        listener.Start();
+        using var metrics = new Measurements();
+        List<string> Outcomes() => metrics.Of("agentpg.tool.executions").Where(m => Equals(m.Tags["gen_ai.tool.name"], tool))
+            .Select(m => (string)m.Tags["agentpg.tool.outcome"]!).ToList();
         // The first attempt throws; the retry (ToolRetry: 2 attempts, at once) succeeds.
         var attempts = 0;
         await using var h = await Harness.StartAsync(db, tools: new TestTool(tool, (_, _, _) => Interlocked.Increment(ref attempts) == 1
@@ -281,7 +264,7 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
 
         await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "go"), "the run");
         // A span ends, and an outcome is counted, after the attempt's write commits: the run can finish before.
-        await Eventually.TrueAsync(() => spans.Stopped.Count(a => a.DisplayName == "execute_tool " + tool) == 2 && outcomes.Count == 2,
+        await Eventually.TrueAsync(() => spans.Stopped.Count(a => a.DisplayName == "execute_tool " + tool) == 2 && Outcomes().Count == 2,
             "both attempts' spans to end and both attempts to be counted");
 
         Assert.Equal(2, attempts);
@@ -290,32 +273,15 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
         Assert.Contains("the service timed out", attemptSpans[0].StatusDescription, StringComparison.Ordinal);
         Assert.NotNull(attemptSpans[0].GetTagItem("error.type"));
         Assert.Equal(ActivityStatusCode.Unset, attemptSpans[1].Status);
-        Assert.Equal(["error", "success"], outcomes.Order());
+        Assert.Equal(["error", "success"], Outcomes().Order());
     }
 
     [DatabaseFact]
     public async Task CancelledRuns_AreCountedWithTheirMode_TheirChildRunsAndInterruptedRunsToo()
     {
-        var measurements = new ConcurrentBag<(string Outcome, object? Mode)>();
-        using var listener = new MeterListener
-        {
-            InstrumentPublished = (instrument, l) =>
-            {
-                if (instrument.Meter.Name == "AgentPg" && instrument.Name == "agentpg.runs")
-                {
-                    l.EnableMeasurementEvents(instrument);
-                }
-            },
-        };
-        listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
-        {
-            var t = tags.ToArray().ToDictionary(x => x.Key, x => x.Value);
-            for (var i = 0; i < value; i++)
-            {
-                measurements.Add(((string)t["agentpg.run.outcome"]!, t.GetValueOrDefault("agentpg.run.mode")));
-            }
-        });
-        listener.Start();
+        using var metrics = new Measurements();
+        List<(string Instrument, double Value, Dictionary<string, object?> Tags)> Outcome(string outcome)
+            => metrics.Of("agentpg.runs").Where(m => Equals(m.Tags["agentpg.run.outcome"], outcome)).ToList();
         // Two trees of a run and the child run it delegated to, the child's tool call waiting for approval (nothing in flight).
         var tool = "send_" + Guid.NewGuid().ToString("N")[..6];
         string parent = "parent_" + Guid.NewGuid().ToString("N")[..6], child = "child_" + Guid.NewGuid().ToString("N")[..6];
@@ -340,13 +306,13 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
         var next = await h.Client.RunFastAsync(interruptedSession, parentAgent.Id, "never mind", new RunOptions { ConcurrencyPolicy = ConcurrencyPolicy.Interrupt });
         await Eventually.WithinAsync(h.Client.WaitForRunAsync(next), "the interrupting run");
         // Its outcome is counted after its commit, maybe after the wait ended.
-        await Eventually.TrueAsync(() => measurements.Any(m => m.Outcome == "completed"), "the interrupting run's outcome to be counted");
+        await Eventually.TrueAsync(() => Outcome("completed").Count > 0, "the interrupting run's outcome to be counted");
 
         Assert.Equal(2L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_runs WHERE session_id = $1 AND state = 'cancelled'", cancelledSession));
         Assert.Equal(2L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_runs WHERE session_id = $1 AND state = 'cancelled'", interruptedSession));
-        var cancelled = measurements.Where(m => m.Outcome == "cancelled").ToList();
-        Assert.Equal(4, cancelled.Count);
-        Assert.All(cancelled, m => Assert.Equal("streaming", m.Mode));
+        var cancelled = Outcome("cancelled");
+        Assert.Equal(4, cancelled.Sum(m => m.Value));
+        Assert.All(cancelled, m => Assert.Equal("streaming", m.Tags.GetValueOrDefault("agentpg.run.mode")));
     }
 }
 
