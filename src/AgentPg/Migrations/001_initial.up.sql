@@ -701,10 +701,17 @@ BEGIN
     END IF;
 
     -- One tool_result per execution, in tool_use order. A result with content blocks (images, documents) sends them as its
-    -- content and keeps its text form in agentpg_text; an empty text result has no content field.
+    -- content and keeps its text form in agentpg_text; an empty text result has no content field. A call whose input the
+    -- approver changed says so first: Claude's tool_use keeps the input Claude wrote, and without the note Claude would
+    -- report what it asked for ("refunded 40") instead of what ran.
     INSERT INTO agentpg_messages (session_id, run_id, role, content)
     SELECT v_run.session_id, v_run.id, 'user',
-           coalesce(jsonb_agg(agentpg_tool_result_block(r.tool_use_id, r.text, r.blocks, r.is_error) ORDER BY r.position, r.created_at), '[]')
+           coalesce(jsonb_agg(agentpg_tool_result_block(
+                        r.tool_use_id,
+                        CASE WHEN r.note IS NULL THEN r.text WHEN r.text = '' THEN r.note ELSE r.note || E'\n\n' || r.text END,
+                        CASE WHEN r.note IS NULL OR r.blocks IS NULL THEN r.blocks
+                             ELSE jsonb_build_array(jsonb_build_object('type', 'text', 'text', r.note)) || r.blocks END,
+                        r.is_error) ORDER BY r.position, r.created_at), '[]')
       FROM (SELECT te.tool_use_id, te.position, te.created_at,
                    CASE
                        WHEN te.state = 'skipped' THEN coalesce(te.error_message, 'Tool execution was skipped.')
@@ -712,7 +719,11 @@ BEGIN
                        ELSE coalesce(te.tool_output, '')
                    END AS text,
                    CASE WHEN te.state <> 'skipped' THEN te.tool_output_content END AS blocks,
-                   te.is_error OR te.state = 'skipped' AS is_error
+                   te.is_error OR te.state = 'skipped' AS is_error,
+                   CASE WHEN te.approval_original_input IS NOT NULL AND te.approval_original_input <> te.tool_input
+                        THEN 'The approver changed the input of this call before it ran; it ran with ' || te.tool_input::text
+                             || coalesce(' (comment: ' || te.approval_comment || ')', '') || '.'
+                   END AS note
               FROM agentpg_tool_executions te
              WHERE te.iteration_id = v_run.current_iteration_id) r
     RETURNING id INTO v_message_id;

@@ -105,7 +105,9 @@ public sealed class AdminApprovalTests(SchemaFixture db, Chromium chromium) : IC
         Assert.Equal(HttpStatusCode.Conflict, twice.StatusCode);
 
         var approvedResponse = await Eventually.WithinAsync(app.Client.WaitForRunAsync(approvedRun), "the approved run completes");
-        Assert.Equal("done: refunded 25", approvedResponse.Text);
+        // The edited input is announced to Claude ahead of the tool's output (docs/approvals.md).
+        Assert.StartsWith("done: The approver changed the input of this call before it ran;", approvedResponse.Text, StringComparison.Ordinal);
+        Assert.EndsWith("\n\nrefunded 25", approvedResponse.Text, StringComparison.Ordinal);
         var decision = (await app.Client.GetRunToolCallsAsync(approvedRun)).Single().Approval!;
         Assert.True(decision.Approved);
         Assert.Equal("ann", decision.DecidedBy);

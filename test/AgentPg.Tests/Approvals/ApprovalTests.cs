@@ -134,11 +134,32 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         await producer.ApproveToolCallAsync(request.ToolExecutionId, JsonSerializer.SerializeToElement(new { order = "A-1", amount = 25 }), "capped at 25");
         var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the approved run", s_timeout);
 
-        Assert.Equal("refunded 25 on A-1", response.Text);
+        // Claude is told what ran (its tool_use still says 40): the script answers with the tool_result's text.
+        Assert.StartsWith("The approver changed the input of this call before it ran; it ran with {", response.Text, StringComparison.Ordinal);
+        Assert.Contains("\"amount\": 25", response.Text, StringComparison.Ordinal);
+        Assert.EndsWith(" (comment: capped at 25).\n\nrefunded 25 on A-1", response.Text, StringComparison.Ordinal);
         Assert.Equal(25, Assert.Single(refunds.Calls).GetProperty("amount").GetInt32());
         var refund = Assert.Single(response.ToolCalls);
         Assert.Equal(25, refund.Input.GetProperty("amount").GetInt32());
         Assert.Equal(40, refund.Approval!.OriginalInput!.Value.GetProperty("amount").GetInt32());
+    }
+
+    [DatabaseFact]
+    public async Task Approve_WithClaudesOwnInput_TellsClaudeNothingMore()
+    {
+        var refunds = new Refunds();
+        await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
+        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
+        h.Claude.Respond(r => Refunds.Script(r));
+        var session = await h.Client.NewSessionAsync();
+        var runId = await h.Client.RunFastAsync(session, agent.Id, "refund order A-1");
+        var request = await PendingAsync(h.Client, session);
+
+        // The same input with its properties in another order: nothing was changed.
+        await h.Client.ApproveToolCallAsync(request.ToolExecutionId, JsonSerializer.SerializeToElement(new { amount = 40, order = "A-1" }), "fine");
+        var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the approved run", s_timeout);
+
+        Assert.Equal("refunded 40 on A-1", response.Text);
     }
 
     [DatabaseFact]

@@ -109,7 +109,9 @@ public sealed class DbContextTransactionTests(SchemaFixture db) : IClassFixture<
         }
 
         var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(approvedRun), "the approved run", TimeSpan.FromSeconds(60));
-        Assert.Equal("shipped book (gift wrapped)", response.Text);
+        // The edited input is announced to Claude ahead of the tool's output (docs/approvals.md).
+        Assert.StartsWith("The approver changed the input of this call before it ran;", response.Text, StringComparison.Ordinal);
+        Assert.EndsWith("\n\nshipped book (gift wrapped)", response.Text, StringComparison.Ordinal);
         Assert.Equal("erin", Assert.Single(response.ToolCalls).Approval!.DecidedBy);
         Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.shop_orders WHERE id = $1", order.Id));
         Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.shop_orders WHERE id = $1", rolledBack.Id));

@@ -88,7 +88,9 @@ public sealed class WatchRunApprovalTests(SchemaFixture db) : IClassFixture<Sche
         Assert.Equal(requested.ToolExecutionId, completed.ToolExecutionId);
         Assert.False(completed.IsError);
         Assert.Equal("refunded 10 on A-1", completed.Output);
-        Assert.Equal("refunded 10 on A-1", finished.Response!.Text);
+        // The edited input is announced to Claude ahead of the tool's output (docs/approvals.md).
+        Assert.StartsWith("The approver changed the input of this call before it ran;", finished.Response!.Text, StringComparison.Ordinal);
+        Assert.EndsWith("\n\nrefunded 10 on A-1", finished.Response!.Text, StringComparison.Ordinal);
         Assert.Single(refunds.Calls);
         Assert.Single(seen.OfType<ApprovalRequestedEvent>());
         AssertStrictlyIncreasing(seen);
