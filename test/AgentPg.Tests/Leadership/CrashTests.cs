@@ -163,8 +163,12 @@ public sealed class CrashTests(SchemaFixture db, ITestOutputHelper output) : ICl
         Assert.Equal(RunState.Completed, finished.State);
         Assert.Equal("answer from the survivor", finished.ResponseText);
         var iterations = await producer.GetIterationsAsync(run);
+        // The frozen worker's iteration was abandoned and the survivor's answered. Between them, only abandoned ones: with an
+        // instance TTL of 2 s a survivor starved that long (seen once at load 30) is evicted in turn, and its iteration is
+        // rescued and repeated before it answers.
         Assert.Equal("abandoned", iterations[0].ErrorType);
-        Assert.Null(iterations[1].ErrorType);
+        Assert.Null(iterations[^1].ErrorType);
+        Assert.All(iterations.Skip(1).SkipLast(1), i => Assert.Equal("abandoned", i.ErrorType));
         Assert.Contains("STOPPED", frozen.Output, StringComparison.Ordinal);
     }
 
