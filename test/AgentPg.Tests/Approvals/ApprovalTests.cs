@@ -12,6 +12,18 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     private static Task<ToolApprovalRequest> PendingAsync(AgentPgClient client, Guid session, string toolName = "issue_refund")
         => Refunds.PendingAsync(client, session, s_timeout, toolName);
 
+    // A started harness whose agent asks for one refund of 40 on A-1 that needs approval (the agent's ToolsRequiringApproval:
+    // approval), and that request, waiting.
+    private async Task<(Harness H, Guid RunId, ToolApprovalRequest Request)> WaitingRefundAsync(Refunds refunds, string approval = "issue_refund")
+    {
+        var h = await Harness.StartAsync(db, tools: refunds.Tool());
+        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = [approval] });
+        h.Claude.Respond(r => Refunds.Script(r));
+        var session = await h.Client.NewSessionAsync();
+        var runId = await h.Client.RunFastAsync(session, agent.Id, "refund order A-1");
+        return (h, runId, await PendingAsync(h.Client, session));
+    }
+
     [DatabaseFact]
     public async Task Approve_FromAnotherClient_RunsTheToolExactlyOnceAndRecordsTheDecision()
     {
@@ -64,12 +76,8 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     public async Task Reject_TheToolNeverRunsAndClaudeSeesTheReason()
     {
         var refunds = new Refunds();
-        await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
-        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["*"] });
-        h.Claude.Respond(r => Refunds.Script(r));
-        var session = await h.Client.NewSessionAsync();
-        var runId = await h.Client.RunFastAsync(session, agent.Id, "refund order A-1");
-        var request = await PendingAsync(h.Client, session);
+        var (h, runId, request) = await WaitingRefundAsync(refunds, approval: "*");
+        await using var _ = h;
 
         await h.Client.RejectToolCallAsync(request.ToolExecutionId, "the order was already refunded", "bob");
         var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the run after the rejection", s_timeout);
@@ -85,7 +93,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
 
         // A rejected run regenerates like any other.
         var regenerated = await h.Client.RegenerateRunAsync(runId);
-        var second = await PendingAsync(h.Client, session);
+        var second = await PendingAsync(h.Client, request.SessionId);
         Assert.Equal(regenerated, second.RunId);
         await h.Client.ApproveToolCallAsync(second.ToolExecutionId);
         Assert.Equal("refunded 40 on A-1", (await Eventually.WithinAsync(h.Client.WaitForRunAsync(regenerated), "the regenerated run", s_timeout)).Text);
@@ -147,13 +155,8 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     [DatabaseFact]
     public async Task Approve_WithClaudesOwnInput_TellsClaudeNothingMore()
     {
-        var refunds = new Refunds();
-        await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
-        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => Refunds.Script(r));
-        var session = await h.Client.NewSessionAsync();
-        var runId = await h.Client.RunFastAsync(session, agent.Id, "refund order A-1");
-        var request = await PendingAsync(h.Client, session);
+        var (h, runId, request) = await WaitingRefundAsync(new Refunds());
+        await using var _ = h;
 
         // The same input with its properties in another order: nothing was changed.
         await h.Client.ApproveToolCallAsync(request.ToolExecutionId, JsonSerializer.SerializeToElement(new { amount = 40, order = "A-1" }), "fine");
