@@ -82,8 +82,8 @@ internal static class Telemetry
         // The run's first claim: the claim started its first iteration (or, for a claim that starts none, none was started yet).
         if (run.CurrentIteration == (claimed.IterationStarted ? 1 : 0) && run.ClaimedAt is { } claimedAt)
         {
-            // Both are transaction start times (now()): a claim transaction that began before the creating one and whose
-            // claim statement ran after it committed reads a few milliseconds below zero. The run waited no time at all.
+            // created_at is the creating transaction's start and claimed_at the claim's clock_timestamp(), so the difference is
+            // not negative unless the database's clock stepped back; such a run waited no time at all.
             QueueDuration.Record(Math.Max(0, (claimedAt - run.CreatedAt).TotalSeconds), new KeyValuePair<string, object?>("agentpg.run.mode", Mode(run)));
         }
 

@@ -114,7 +114,14 @@ internal static class Nul
     /// when the text is well-formed UTF-16.</summary>
     public static int IndexOfUnpairedSurrogate(string text)
     {
-        for (var i = 0; i < text.Length; i++)
+        // Most text has no surrogate at all (every prompt passes here): a vectorized search finds the first one, if any.
+        var first = text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF');
+        if (first < 0)
+        {
+            return -1;
+        }
+
+        for (var i = first; i < text.Length; i++)
         {
             var c = text[i];
             if (char.IsHighSurrogate(c) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
