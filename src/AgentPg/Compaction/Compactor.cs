@@ -92,23 +92,26 @@ internal sealed class Compactor(Engine engine)
         long saved = 0;
         if (prune)
         {
-            var placeholderTokens = TokenEstimate.Of(Summarizer.PrunedPlaceholder);
+            // What pruning saves is each pruned tool_result's estimate (its text, or its images and documents) less the
+            // placeholder's, in the partition's units.
+            var placeholderTokens = TokenEstimate.Of(new ContentBlock { Type = ContentTypes.ToolResult, ToolContent = Summarizer.PrunedPlaceholder });
+            long estimatedSaving = 0;
             foreach (var message in prefix.Where(m => !m.IsSummary))
             {
-                var before = saved;
-                foreach (var block in message.Content)
+                var prunable = false;
+                foreach (var block in message.Content.Where(Summarizer.IsPrunable))
                 {
-                    if (block.Type == ContentTypes.ToolResult && (block.ToolContent?.Length ?? 0) > Summarizer.PrunedPlaceholder.Length)
-                    {
-                        saved += Math.Max(0, TokenEstimate.Of(block.ToolContent) - placeholderTokens);
-                    }
+                    prunable = true;
+                    estimatedSaving += Math.Max(0, TokenEstimate.Of(block) - placeholderTokens);
                 }
 
-                if (saved > before || message.Content.Any(b => b.Type == ContentTypes.ToolResult && (b.ToolContent?.Length ?? 0) > Summarizer.PrunedPlaceholder.Length))
+                if (prunable)
                 {
                     pruned.Add(message.Id);
                 }
             }
+
+            saved = (long)Math.Floor(estimatedSaving * partition.Scale);
         }
 
         string? summary = null;

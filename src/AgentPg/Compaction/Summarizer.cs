@@ -39,6 +39,11 @@ internal static class Summarizer
         add nothing that is not in the conversation; prefer actionable facts over commentary.
         """;
 
+    /// <summary>Whether pruning replaces this block with <see cref="PrunedPlaceholder"/>: a tool_result with content blocks
+    /// (images, documents), or whose text is longer than the placeholder. The same test as the prune's SQL.</summary>
+    public static bool IsPrunable(ContentBlock block)
+        => block.Type == ContentTypes.ToolResult && (block.ToolContentBlocks.Count > 0 || (block.ToolContent?.Length ?? 0) > PrunedPlaceholder.Length);
+
     /// <summary>Renders messages as the summariser reads them: "Role:\ncontent", tool calls and results in brackets, long tool
     /// results truncated, pruned outputs shown as the placeholder.</summary>
     public static string Render(IEnumerable<Message> messages, bool pruneToolOutputs)
@@ -58,7 +63,7 @@ internal static class Summarizer
                         parts.Add($"[Tool: {block.ToolName}, Input: {block.ToolInput?.GetRawText() ?? "{}"}]");
                         break;
                     case ContentTypes.ToolResult:
-                        var content = pruneToolOutputs && (block.ToolContent?.Length ?? 0) > PrunedPlaceholder.Length
+                        var content = pruneToolOutputs && IsPrunable(block)
                             ? PrunedPlaceholder
                             : Truncate(block.ToolContent ?? "");
                         parts.Add(block.IsError

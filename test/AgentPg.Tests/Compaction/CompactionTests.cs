@@ -368,6 +368,52 @@ public sealed class CompactionTests(SchemaFixture db) : IClassFixture<SchemaFixt
         Assert.All(events, e => Assert.Equal("context_window", e.Reason));
     }
 
+    [DatabaseFact]
+    public async Task Hybrid_CountsWhatPruningDocumentResultsSaves_AndPrunesWithoutASummary()
+    {
+        // A tool that returns a text document (an IContentTool result): its text form is one short line, its size the
+        // document's. Before, pruning was credited with the short line only, so a summary was written although pruning the
+        // documents brought the conversation far under TargetTokens.
+        var reader = new ContentTool("read_file", () => ToolResult.FromContent(
+            new Microsoft.Extensions.AI.DataContent(System.Text.Encoding.UTF8.GetBytes(new string('r', 8_000)), "text/plain")));
+        await using var h = await Harness.StartAsync(db, null, start: true, reader);
+        h.Claude.Respond(request => request.SystemText.StartsWith(SummarizerPrompt, StringComparison.Ordinal) ? FakeReply.Text("SUMMARY")
+            : request.ToolResults.Count == 0 ? FakeReply.ToolUse("read_file", new { }) : FakeReply.Text("read it"));
+        var agent = await h.AgentAsync(a => a with { Tools = ["read_file"] });
+        var session = await h.Client.NewSessionAsync();
+        for (var i = 0; i < 4; i++)
+        {
+            await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, $"read file {i}"), $"run {i}");
+        }
+
+        var requestsBefore = h.Claude.Requests.Count;
+        var stats = await h.Client.GetCompactionStatsAsync(session);
+        Assert.True(stats.TotalTokens > 8_000, $"{stats.TotalTokens} tokens");
+
+        var result = await h.Client.CompactAsync(session, Small(target: 4_000));
+
+        Assert.False(result.SummaryCreated);
+        Assert.Equal(0, result.MessagesRemoved);
+        Assert.Equal(3, result.MessagesPruned);
+        Assert.True(result.CompactedTokens < 4_000, $"{result.CompactedTokens} tokens after");
+        Assert.DoesNotContain(h.Claude.Requests.Skip(requestsBefore), r => r.IsMessagesCall);
+        var results = (await h.Client.GetMessagesAsync(session)).SelectMany(m => m.Content).Where(b => b.Type == ContentTypes.ToolResult).ToList();
+        Assert.Equal(3, results.Count(b => b.ToolContent == "[TOOL OUTPUT PRUNED]" && b.ToolContentBlocks.Count == 0));
+        Assert.True((await h.Client.GetCompactionStatsAsync(session)).TotalTokens < 4_000);
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "after pruning"), "the run after pruning");
+    }
+
+    private sealed class ContentTool(string name, Func<ToolResult> result) : IContentTool
+    {
+        public string Name { get; } = name;
+
+        public string Description => "Returns a document";
+
+        public ToolSchema InputSchema { get; } = new();
+
+        public Task<ToolResult> ExecuteContentAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken) => Task.FromResult(result());
+    }
+
     private static bool IsSummarizer(Testing.RecordedRequest request)
         => request.Body is { } body && body.TryGetProperty("system", out var s) && s.ValueKind == JsonValueKind.String
            && s.GetString()!.StartsWith(SummarizerPrompt, StringComparison.Ordinal);
