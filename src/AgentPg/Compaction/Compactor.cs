@@ -127,8 +127,8 @@ internal sealed class Compactor(Engine engine)
             var model = engine.Claude ?? throw new InvalidOperationException(
                 "Compaction needs Claude to write the summary, and no API key is configured: set AgentPgOptions.ApiKey or ANTHROPIC_API_KEY.");
             var previous = Summarizer.Render(prefix.Where(m => m.IsSummary).Select(StripPreamble), pruneToolOutputs: false);
-            var conversation = Summarizer.Render(prefix.Where(m => !m.IsSummary), prune);
-            (summary, usage) = await Summarizer.SummarizeAsync(model, options, sessionId, Summarizer.Prompt(previous, conversation), cancellationToken)
+            var conversation = prefix.Where(m => !m.IsSummary).Select(m => Summarizer.Render([m], prune)).Where(t => t.Length > 0).ToList();
+            (summary, usage) = await Summarizer.SummarizeInPartsAsync(model, options, sessionId, previous, conversation, cancellationToken)
                 .ConfigureAwait(false);
             removed = [.. prefix.Select(m => m.Id)];
             pruned = [];

@@ -369,6 +369,71 @@ public sealed class CompactionTests(SchemaFixture db) : IClassFixture<SchemaFixt
     }
 
     [DatabaseFact]
+    public async Task Summarization_OfAPrefixLargerThanTheSummarisersWindow_IsWrittenInParts_EachFoldingThePreviousSummary()
+    {
+        // The agent's model has a 1M-token window and the session grew past the summariser's (claude-haiku-4-5): here the
+        // summariser's window is 8 000 tokens and the compacted part about 12 000. Before, the one summariser request was
+        // refused ("prompt is too long") and the session could never be compacted.
+        var claudeOptions = new FakeClaudeServerOptions { ContextWindow = 8_000 };
+        claudeOptions.ModelContextWindows["claude-sonnet-4-5"] = 1_000_000;
+        await using var h = await Harness.StartAsync(db, claudeOptions);
+        var summaries = 0;
+        long summarizerInput = 0;
+        var prompts = new List<string>();
+        h.Claude.Respond(request =>
+        {
+            if (!request.SystemText.StartsWith(SummarizerPrompt, StringComparison.Ordinal))
+            {
+                return FakeReply.Text("noted");
+            }
+
+            lock (prompts)
+            {
+                prompts.Add(request.LastUserText);
+            }
+
+            Interlocked.Add(ref summarizerInput, request.InputTokens);
+
+            return FakeReply.Text($"SUMMARY {Interlocked.Increment(ref summaries)}");
+        });
+        var agent = await h.AgentAsync();
+        var session = await h.Client.NewSessionAsync();
+        for (var i = 0; i < 6; i++)
+        {
+            await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, $"document {i}: " + new string('d', 8_000)), $"run {i}");
+        }
+
+        var result = await h.Client.CompactAsync(session, new CompactionOptions
+        {
+            Strategy = CompactionStrategy.Summarization,
+            ProtectedTokens = 0,
+            PreserveLastN = 0,
+            MaxTokensForModel = 1_000_000,
+            SummarizerMaxTokens = 1_000,
+            UseTokenCountingApi = false,
+        });
+
+        Assert.True(result.SummaryCreated);
+        Assert.Equal(11, result.MessagesRemoved);
+        Assert.True(summaries >= 2, $"{summaries} summariser answers");
+        var summary = Assert.Single(await h.Client.GetMessagesAsync(session), m => m.IsSummary);
+        Assert.EndsWith($"SUMMARY {summaries}", Assert.Single(summary.Content).Text, StringComparison.Ordinal);
+        Assert.Equal(Interlocked.Read(ref summarizerInput), result.Usage.InputTokens);   // the usage of every answered call
+        // Each part after the first folds the summary of the parts before it; every document reached the summariser.
+        for (var i = 1; i < prompts.Count; i++)
+        {
+            Assert.Contains($"<previous_context>\nSUMMARY {i}\n</previous_context>", prompts[i], StringComparison.Ordinal);
+        }
+
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.Contains(prompts, p => p.Contains($"document {i}: ", StringComparison.Ordinal));
+        }
+
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "after compaction"), "the run after compaction");
+    }
+
+    [DatabaseFact]
     public async Task Hybrid_CountsWhatPruningDocumentResultsSaves_AndPrunesWithoutASummary()
     {
         // A tool that returns a text document (an IContentTool result): its text form is one short line, its size the
