@@ -55,9 +55,11 @@ internal sealed class Compactor(Engine engine)
     /// <param name="ownRun">The root run the caller holds between two of its iterations: its messages may be compacted.</param>
     /// <param name="onlyIfNeeded">Return null when the conversation is under the trigger.</param>
     /// <param name="cancellationToken">Cancels the compaction (nothing is written once cancelled).</param>
+    /// <param name="onProgress">Called as the summariser's answers stream (the worker of <paramref name="ownRun"/> marks its
+    /// run alive with it, so a long summary does not look like a stalled run).</param>
     /// <returns>The result, or null when <paramref name="onlyIfNeeded"/> and not needed.</returns>
     public async Task<CompactionResult?> CompactAsync(Guid sessionId, CompactionOptions options, string reason, Guid? ownRun, bool onlyIfNeeded,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, Action? onProgress = null)
     {
         var started = engine.Time.GetTimestamp();
         var state = await LoadAsync(sessionId, ownRun, cancellationToken).ConfigureAwait(false);
@@ -128,7 +130,7 @@ internal sealed class Compactor(Engine engine)
                 "Compaction needs Claude to write the summary, and no API key is configured: set AgentPgOptions.ApiKey or ANTHROPIC_API_KEY.");
             var previous = Summarizer.Render(prefix.Where(m => m.IsSummary).Select(StripPreamble), pruneToolOutputs: false);
             var conversation = prefix.Where(m => !m.IsSummary).Select(m => Summarizer.Render([m], prune)).Where(t => t.Length > 0).ToList();
-            (summary, usage) = await Summarizer.SummarizeInPartsAsync(model, options, sessionId, previous, conversation, cancellationToken)
+            (summary, usage) = await Summarizer.SummarizeInPartsAsync(model, options, sessionId, previous, conversation, onProgress, cancellationToken)
                 .ConfigureAwait(false);
             removed = [.. prefix.Select(m => m.Id)];
             pruned = [];

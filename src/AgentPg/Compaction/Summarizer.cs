@@ -126,7 +126,7 @@ internal static class Summarizer
     /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.CompactionFailed"/> when a call fails for another reason,
     /// or a part that cannot be split further is still too long.</exception>
     public static async Task<(string Summary, Usage Usage)> SummarizeInPartsAsync(IAnthropicClient claude, CompactionOptions options, Guid sessionId,
-        string previousContext, IReadOnlyList<string> messages, CancellationToken cancellationToken)
+        string previousContext, IReadOnlyList<string> messages, Action? onProgress, CancellationToken cancellationToken)
     {
         var parts = Pack(messages, PartBudget(options));
         if (parts.Count == 0)
@@ -147,7 +147,7 @@ internal static class Summarizer
         {
             try
             {
-                var (partSummary, partUsage) = await SummarizeAsync(claude, options, sessionId, Prompt(summary, string.Join("\n\n", part)), cancellationToken)
+                var (partSummary, partUsage) = await SummarizeAsync(claude, options, sessionId, Prompt(summary, string.Join("\n\n", part)), cancellationToken, onProgress)
                     .ConfigureAwait(false);
                 summary = partSummary;
                 usage += partUsage;
@@ -255,7 +255,7 @@ internal static class Summarizer
     /// <summary>Calls the summariser; returns the summary text and the call's usage.</summary>
     /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.CompactionFailed"/> when Claude fails or answers nothing.</exception>
     public static async Task<(string Summary, Usage Usage)> SummarizeAsync(IAnthropicClient claude, CompactionOptions options, Guid sessionId, string prompt,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, Action? onProgress = null)
     {
         var body = new Dictionary<string, JsonElement>(StringComparer.Ordinal)
         {
@@ -267,7 +267,7 @@ internal static class Summarizer
                 new Dictionary<string, object> { ["role"] = "user", ["content"] = prompt },
             }),
         };
-        var aggregator = new StreamAggregator();
+        var aggregator = new StreamAggregator { OnProgress = onProgress };
         try
         {
             var events = claude.Messages.CreateStreaming(MessageCreateParams.FromRawUnchecked(s_none, s_none, body), cancellationToken);

@@ -468,6 +468,46 @@ public sealed class CompactionTests(SchemaFixture db) : IClassFixture<SchemaFixt
         await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "after pruning"), "the run after pruning");
     }
 
+    [DatabaseFact]
+    public async Task AutoCompaction_ASummaryStreamingLongerThanRescueTimeout_IsProgress_TheRunIsNotRescued()
+    {
+        // The worker compacts before its run's request; the summariser's answer streams for ~6 s, twice the rescue timeout.
+        // Before, nothing marked the run alive meanwhile: the leader rescued it mid-compaction and a second worker compacted
+        // and requested again. Progress is marked every timeout/4 (see RescueTests.LiveStreamOfThinkingAndToolInputWithoutText).
+        await using var h = await Harness.StartAsync(db, new FakeClaudeServerOptions(), o =>
+        {
+            o.InstanceTtl = TimeSpan.FromSeconds(2);
+            o.HeartbeatInterval = TimeSpan.FromMilliseconds(200);
+            o.CleanupInterval = TimeSpan.FromMilliseconds(300);
+            o.RunRescue.Interval = TimeSpan.FromMilliseconds(200);
+            o.RunRescue.Timeout = TimeSpan.FromSeconds(3);
+            o.AutoCompaction = true;
+            o.Compaction = new CompactionOptions { MaxTokensForModel = 4_000, Trigger = 0.8, TargetTokens = 1_000, ProtectedTokens = 100, PreserveLastN = 0 };
+        });
+        var summaries = 0;
+        h.Claude.Respond(request =>
+        {
+            if (!request.SystemText.StartsWith(SummarizerPrompt, StringComparison.Ordinal))
+            {
+                return FakeReply.Text("noted");
+            }
+
+            Interlocked.Increment(ref summaries);
+            // 16 characters per delta, 150 ms per event: ~40 deltas ≈ 6 s.
+            return FakeReply.Text(string.Concat(Enumerable.Repeat("summary text....", 40))) with { EventDelay = TimeSpan.FromMilliseconds(150) };
+        });
+        var agent = await h.AgentAsync();
+        var session = await h.Client.NewSessionAsync();
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "a long document: " + new string('d', 14_000)), "the first run");
+
+        var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "and now?"), "the run that compacts first");
+
+        Assert.Equal("noted", response.Text);
+        Assert.Equal(0, (await h.Client.GetRunAsync(response.RunId)).RescueAttempts);
+        Assert.Equal(1, summaries);
+        Assert.Equal("auto", Assert.Single(await h.Client.GetCompactionEventsAsync(session)).Reason);
+    }
+
     private sealed class ContentTool(string name, Func<ToolResult> result) : IContentTool
     {
         public string Name { get; } = name;
