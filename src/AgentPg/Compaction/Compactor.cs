@@ -4,6 +4,7 @@ using AgentPg.Diagnostics;
 using AgentPg.Runs;
 using AgentPg.Storage;
 using Anthropic;
+using Anthropic.Exceptions;
 using Anthropic.Models.Messages;
 using Npgsql;
 
@@ -282,6 +283,13 @@ internal sealed class Compactor(Engine engine)
                 var count = await model.Messages.CountTokens(MessageCountTokensParams.FromRawUnchecked(s_none, s_none, body), cancellationToken)
                     .ConfigureAwait(false);
                 total = count.InputTokens;
+            }
+            catch (AnthropicBadRequestException ex) when (ContextWindowPolicy.IsPromptTooLong(ex.ApiMessage))
+            {
+                // The conversation is larger than the counting model's window (a session on the 1M-token window): the endpoint
+                // works, and its answer says how large the conversation is when it can ("prompt is too long: N tokens > M
+                // maximum"); otherwise this count is estimated. Other sessions are still counted.
+                total = ContextWindowPolicy.PromptTokens(ex.ApiMessage);
             }
             catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {

@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
 using AgentPg.Compaction;
 using AgentPg.Diagnostics;
 
@@ -13,7 +15,7 @@ namespace AgentPg.Runs;
 /// window (when allowed), then the run fails with <c>context_window_exceeded</c> and a message that says what was tried.</para>
 /// <para>Delegated (child) runs are never compacted: their conversation is their own task and stays short.</para>
 /// </remarks>
-internal sealed class ContextWindowPolicy(Engine engine)
+internal sealed partial class ContextWindowPolicy(Engine engine)
 {
     /// <summary>The detail of a failure for the <c>model_context_window_exceeded</c> stop reason.</summary>
     public const string GenerationExceeded = "Claude's answer reached the model's context window (stop_reason model_context_window_exceeded)";
@@ -25,6 +27,13 @@ internal sealed class ContextWindowPolicy(Engine engine)
     public static bool IsPromptTooLong(string? apiMessage)
         => apiMessage is not null
            && (apiMessage.StartsWith("prompt is too long", StringComparison.Ordinal) || apiMessage.Contains("exceed context limit", StringComparison.Ordinal));
+
+    /// <summary>The prompt's size in Claude's "prompt is too long: N tokens > M maximum" message, if it says.</summary>
+    public static long? PromptTokens(string? apiMessage)
+        => apiMessage is not null && PromptTokensPattern().Match(apiMessage) is { Success: true } match
+           && long.TryParse(match.Groups[1].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out var tokens)
+            ? tokens
+            : null;
 
     public async Task<IterationContext> BeforeRequestAsync(ClaimedRun claimed, IterationContext context, CancellationToken cancellationToken)
     {
@@ -103,4 +112,7 @@ internal sealed class ContextWindowPolicy(Engine engine)
         return await _starter.LoadAsync(claimed, context.IterationNumber, context.IterationId, context.MaxTokens, includeHistory: true, cancellationToken)
             .ConfigureAwait(false);
     }
+
+    [GeneratedRegex(@"^prompt is too long: (\d{1,18}) tokens", RegexOptions.CultureInvariant)]
+    private static partial Regex PromptTokensPattern();
 }

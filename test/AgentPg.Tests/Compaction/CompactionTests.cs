@@ -508,6 +508,37 @@ public sealed class CompactionTests(SchemaFixture db) : IClassFixture<SchemaFixt
         Assert.Equal("auto", Assert.Single(await h.Client.GetCompactionEventsAsync(session)).Reason);
     }
 
+    [DatabaseFact]
+    public async Task Stats_OfASessionLargerThanTheCountingModelsWindow_TakeClaudesFigure_AndOtherSessionsAreStillCounted()
+    {
+        // count_tokens counts with the summariser model, whose window (here 8 000 tokens) a session on the 1M window outgrows:
+        // Claude answers "prompt is too long: N tokens > 8000 maximum". Before, that answer was taken for a broken endpoint
+        // and the client stopped counting for every session, for good.
+        var claudeOptions = new FakeClaudeServerOptions { ContextWindow = 8_000 };
+        claudeOptions.ModelContextWindows["claude-sonnet-4-5"] = 1_000_000;
+        await using var h = await Harness.StartAsync(db, claudeOptions);
+        h.Claude.Respond(_ => FakeReply.Text("noted"));
+        var agent = await h.AgentAsync();
+        var large = await h.Client.NewSessionAsync();
+        for (var i = 0; i < 5; i++)
+        {
+            await Eventually.WithinAsync(h.Client.RunFastSyncAsync(large, agent.Id, $"document {i}: " + new string('d', 8_000)), $"run {i}");
+        }
+
+        var small = await h.Client.NewSessionAsync();
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(small, agent.Id, "hello"), "the small session's run");
+
+        var largeStats = await h.Client.GetCompactionStatsAsync(large);
+        var counted = CountTokensCalls(h);
+        var smallStats = await h.Client.GetCompactionStatsAsync(small);
+
+        Assert.InRange(largeStats.TotalTokens, 10_000, 10_100);   // Claude's N: five documents of 8 000 characters, ~2 000 tokens each
+        Assert.Equal(counted + 1, CountTokensCalls(h));
+        Assert.Equal(2, smallStats.TotalMessages);
+
+        static int CountTokensCalls(Harness h) => h.Claude.Requests.Count(r => r.Path.EndsWith("/count_tokens", StringComparison.Ordinal));
+    }
+
     private sealed class ContentTool(string name, Func<ToolResult> result) : IContentTool
     {
         public string Name { get; } = name;
