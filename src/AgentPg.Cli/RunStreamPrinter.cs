@@ -5,7 +5,7 @@ namespace AgentPg.Cli;
 
 /// <summary>Writes a run's events as a terminal transcript (for <c>runs watch</c> and <c>chat</c>): the root run's text as it
 /// streams, tool calls as they start and finish (a delegated run's indented by its depth), and tool calls waiting for
-/// approval.</summary>
+/// approval. What the model, the tools and the application wrote is made inert for the terminal (<see cref="Format.Terminal"/>).</summary>
 internal sealed class RunStreamPrinter(TextWriter output, Guid runId, bool showStates)
 {
     // Read by people: + and ° as they are, not \u002B (the default encoder escapes for HTML).
@@ -102,7 +102,7 @@ internal sealed class RunStreamPrinter(TextWriter output, Guid runId, bool showS
     {
         if (text.Length > 0)
         {
-            output.Write(text);
+            output.Write(Format.Terminal(text));
             _atLineStart = text.EndsWith('\n');
         }
     }
@@ -121,7 +121,7 @@ internal sealed class RunStreamPrinter(TextWriter output, Guid runId, bool showS
     public void Line(string text)
     {
         EndLine();
-        output.WriteLine(text);
+        output.WriteLine(Format.Terminal(text));
     }
 
     /// <summary>Compact JSON on one line (PostgreSQL's jsonb text has spaces), at most 200 characters.</summary>
