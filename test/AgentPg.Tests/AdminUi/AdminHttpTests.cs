@@ -202,6 +202,38 @@ public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<Sch
     }
 
     [DatabaseFact]
+    public async Task Post_WithTheTokenInTheHeaderOrAFormBeyondTheLimits_NeverA500()
+    {
+        await using var app = await AdminApp.StartAsync(db);
+        var agent = await app.Client.CreateAgentAsync(new AgentDefinition { Name = "pf_" + Guid.NewGuid().ToString("N")[..8], Model = "claude-sonnet-4-5" });
+        var session = await app.Client.NewSessionAsync();
+        var run = await app.Client.RunFastAsync(session, agent.Id, "wait");
+        using var http = app.HttpClient();
+        var (token, _) = await FormTokenAsync(http, $"runs/{run}");
+
+        // Antiforgery accepts its token in a header: an action posted with no form body is carried out (it has no field to read).
+        using var headerOnly = new HttpRequestMessage(HttpMethod.Post, $"runs/{run}/cancel");
+        headerOnly.Headers.Add("RequestVerificationToken", token);
+        var cancel = await http.SendAsync(headerOnly);
+        Assert.True(cancel.StatusCode == HttpStatusCode.Redirect, $"{(int)cancel.StatusCode}: {await cancel.Content.ReadAsStringAsync()}");
+        Assert.Equal(RunState.Cancelled, (await app.Client.GetRunAsync(run)).State);
+
+        // A body that is not a form: the message is missing, as the page says.
+        using var json = new HttpRequestMessage(HttpMethod.Post, "chat/send") { Content = new StringContent("""{"message":"hi"}""", System.Text.Encoding.UTF8, "application/json") };
+        json.Headers.Add("RequestVerificationToken", token);
+        var sent = await http.SendAsync(json);
+        Assert.Equal(HttpStatusCode.BadRequest, sent.StatusCode);
+        Assert.Contains("The message must be", await sent.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+
+        // A form value beyond ASP.NET Core's form limit (4 MB): refused as a bad request that says why, and nothing is created.
+        var huge = await http.PostAsync("chat/send", new FormUrlEncodedContent(
+            [new("__RequestVerificationToken", token), new("agent", agent.Name), new("message", new string('x', 5_000_000))]));
+        Assert.Equal(HttpStatusCode.BadRequest, huge.StatusCode);
+        Assert.Contains("The form could not be read", await huge.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Single((await app.Client.ListRunsAsync(new RunQuery { AgentId = agent.Id })).Items);
+    }
+
+    [DatabaseFact]
     public async Task ChatSend_CreatesASessionOfTheTenantAndARun()
     {
         await using var app = await AdminApp.StartAsync(db);
