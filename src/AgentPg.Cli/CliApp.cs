@@ -121,7 +121,7 @@ internal sealed class CliGlobals(TextWriter output, TextWriter error, TextReader
                 await error.WriteLineAsync($"error: {Format.Terminal(OneLine(failure.Message))}").ConfigureAwait(false);
                 if (verbose)
                 {
-                    await error.WriteLineAsync(ex.ToString()).ConfigureAwait(false);
+                    await error.WriteLineAsync(Format.Terminal(ex.ToString())).ConfigureAwait(false);
                 }
 
                 return failure.ExitCode;
