@@ -160,6 +160,32 @@ public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<Sch
     }
 
     [DatabaseFact]
+    public async Task EventStream_BehindAPathBase_FollowsARunInProgressAndEndsItsWatchWhenTheBrowserLeaves()
+    {
+        await using var app = await AdminApp.StartAsync(db, pathBase: "/proxy");
+        var agent = await app.Client.CreateAgentAsync(new AgentDefinition { Name = "ev_" + Guid.NewGuid().ToString("N")[..8], Model = "claude-sonnet-4-5" });
+        var session = await app.Client.NewSessionAsync();
+        var run = await app.Client.RunFastAsync(session, agent.Id, "no worker: it stays pending");
+        using var http = app.HttpClient();
+
+        // The run page points its live stream under the path base; the stream stays open while the run waits.
+        var page = await http.GetStringAsync($"runs/{run}");
+        Assert.Contains($"data-events=\"/proxy/agentpg/runs/{run}/events\"", page, StringComparison.Ordinal);
+        var response = await http.GetAsync($"runs/{run}/events", HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using (var reader = new StreamReader(await response.Content.ReadAsStreamAsync()))
+        {
+            Assert.Equal("id: 1", await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30)));
+            Assert.Equal("event: state", await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30)));
+            Assert.Equal(1, app.Client.ActiveEventFeeds);
+        }
+
+        // The browser goes away: the server's watch of the run ends with the request, leaving no feed behind.
+        response.Dispose();
+        await Eventually.TrueAsync(() => app.Client.ActiveEventFeeds == 0, "the event stream's watch ends when its client disconnects");
+    }
+
+    [DatabaseFact]
     public async Task ModelAndToolOutput_AreRenderedAsText()
     {
         await using var app = await AdminApp.StartAsync(db);
