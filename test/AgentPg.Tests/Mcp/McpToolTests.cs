@@ -228,6 +228,25 @@ public sealed class McpToolTests(SchemaFixture db) : IClassFixture<SchemaFixture
     }
 
     [DatabaseFact]
+    public async Task ServerProcessExitsDuringACall_TheCallIsAFailedAttempt_NotRepeatedWithoutEnd()
+    {
+        // The server may have done the call's work before it died: the call is an attempt like any failure (retried per
+        // ToolRetry, then reported to Claude), not a snooze that would call it again after every reconnect, forever.
+        using var server = new StdioTestServer();
+        await using var h = await Harness.StartAsync(db);
+        var source = await h.Client.AddMcpServerAsync(server.Options());
+
+        var response = await Eventually.WithinAsync(RunOneCallAsync(h, "test__crash", new { }), "the run whose MCP call kills the server", TimeSpan.FromSeconds(60));
+
+        Assert.EndsWith("error=True", response.Text, StringComparison.Ordinal);
+        Assert.Contains("connection lost", response.Text, StringComparison.Ordinal);
+        Assert.Equal(2, server.Events.Count(e => e.StartsWith("called crash", StringComparison.Ordinal)));
+        var call = Assert.Single(response.ToolCalls);
+        Assert.Equal(ToolExecutionState.Failed, call.State);
+        await Eventually.TrueAsync(() => source.IsConnected, "the source reconnects to a new server process");
+    }
+
+    [DatabaseFact]
     public async Task ToolsListChanged_AddsAndRemovesTools_OnTheClientAndTheInstance()
     {
         using var server = new StdioTestServer();
