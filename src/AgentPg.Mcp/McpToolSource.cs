@@ -337,7 +337,7 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
         if (_options.Command is { } command)
         {
             return new InvalidOperationException(
-                $"MCP server '{Name}': could not start or talk to the command '{command}'{(_options.Arguments.Count > 0 ? " " + string.Join(' ', _options.Arguments) : "")}" +
+                $"MCP server '{Name}': could not start or talk to the command '{command}'" +
                 $" ({ex.GetType().Name}: {ex.Message}). Check that the command exists on PATH (or give its full path) and starts an MCP server on stdio.", ex);
         }
 
@@ -349,14 +349,18 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
                     ? " Set McpServerOptions.Headers or HeaderProvider to send its credentials."
                     : "";
                 return new InvalidOperationException(
-                    $"MCP server '{Name}' at {_options.Endpoint} answered HTTP {(int)status} ({status}).{hint}", ex);
+                    $"MCP server '{Name}' at {SafeEndpoint} answered HTTP {(int)status} ({status}).{hint}", ex);
             }
         }
 
-        return new InvalidOperationException($"MCP server '{Name}' at {_options.Endpoint} could not be reached: {ex.Message}", ex);
+        return new InvalidOperationException($"MCP server '{Name}' at {SafeEndpoint} could not be reached: {ex.Message}", ex);
     }
 
-    private string Describe() => _options.Command is { } command ? $"command '{command}'" : $"endpoint {_options.Endpoint}";
+    private string Describe() => _options.Command is { } command ? $"command '{command}'" : $"endpoint {SafeEndpoint}";
+
+    /// <summary>The endpoint for messages and logs: without user info and query, where credentials are often put. (The
+    /// command's arguments are never shown, for the same reason: a connection string with a password, a token.)</summary>
+    private string SafeEndpoint => _options.Endpoint!.GetComponents(UriComponents.SchemeAndServer | UriComponents.Path, UriFormat.UriEscaped);
 
     private IClientTransport CreateTransport()
     {

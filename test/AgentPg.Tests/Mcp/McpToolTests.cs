@@ -350,6 +350,31 @@ public sealed class McpToolTests(SchemaFixture db) : IClassFixture<SchemaFixture
         await Eventually.TrueAsync(async () => await InstanceHasToolAsync(h.Client, "web__echo") == 0, "the tool is unregistered from the instance");
     }
 
+    [DatabaseFact]
+    public async Task ConnectFailures_NameTheCommandAndTheEndpoint_WithoutTheSecretsInTheirArgumentsOrUri()
+    {
+        // Servers commonly take credentials as arguments (a connection string) or in the endpoint's query; the errors end
+        // up in logs (every failed reconnection logs one).
+        await using var h = await Harness.StartAsync(db, start: false);
+
+        var stdio = await Assert.ThrowsAsync<InvalidOperationException>(() => h.Client.AddMcpServerAsync(new McpServerOptions
+        {
+            Name = "pg",
+            Command = "agentpg-no-such-mcp-server",
+            Arguments = ["--connection", "postgresql://app:s3cret-pw@db/app"],
+        }));
+        Assert.Contains("'agentpg-no-such-mcp-server'", stdio.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("s3cret", stdio.Message, StringComparison.Ordinal);
+
+        var http = await Assert.ThrowsAsync<InvalidOperationException>(() => h.Client.AddMcpServerAsync(new McpServerOptions
+        {
+            Name = "web",
+            Endpoint = new Uri("http://user:s3cret-pw@127.0.0.1:1/mcp?api_key=s3cret-key"),
+        }));
+        Assert.Contains("http://127.0.0.1:1/mcp", http.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("s3cret", http.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Options_AreValidated_WithMessagesThatSayWhatToFix()
     {
