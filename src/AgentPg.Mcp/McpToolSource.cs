@@ -131,6 +131,8 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
 
     internal static async Task<McpToolSource> CreateAsync(AgentPgClient client, McpServerOptions options, CancellationToken cancellationToken)
     {
+        // Nothing would ever close a connection (or stop a server process) of a disposed client.
+        ObjectDisposedException.ThrowIf(client.IsDisposed, client);
         var source = new McpToolSource(client, options);
         try
         {
@@ -142,7 +144,17 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
             throw;
         }
 
-        client.Attach(source);
+        try
+        {
+            client.Attach(source);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Disposed while connecting: close the connection and unregister the tools.
+            await source.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
         source.StartMonitor();
         Log.Connected(source._logger, source.Name, source.ToolNames.Count);
         return source;

@@ -375,6 +375,20 @@ public sealed class McpToolTests(SchemaFixture db) : IClassFixture<SchemaFixture
         Assert.DoesNotContain("s3cret", http.Message, StringComparison.Ordinal);
     }
 
+    [DatabaseFact]
+    public async Task AddingAServerToADisposedClient_Throws_WithoutStartingTheServerOrRegisteringTools()
+    {
+        using var server = new StdioTestServer();
+        await using var h = await Harness.StartAsync(db);
+        await h.Client.DisposeAsync();
+
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => h.Client.AddMcpServerAsync(server.Options()));
+
+        // Before, the server process was started and its tools registered, then Attach threw: nothing would ever stop it.
+        Assert.DoesNotContain(server.Events, e => e.StartsWith("process ", StringComparison.Ordinal));
+        Assert.Empty(h.Client.GetAllToolNames());
+    }
+
     [Fact]
     public void Options_AreValidated_WithMessagesThatSayWhatToFix()
     {
