@@ -75,6 +75,17 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
 
     string IClientAttachment.Name => $"MCP server '{Name}'";
 
+    internal bool IsDisposed
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _disposed;
+            }
+        }
+    }
+
     internal McpClient? CurrentSession
     {
         get
@@ -451,6 +462,14 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
                 }
 
                 var name = _options.ToolNameFor(tool.Name);
+                if (_client.GetTool(name) is McpTool { Source: var owner } && !ReferenceEquals(owner, this) && !owner.IsDisposed)
+                {
+                    // Replacing it would leave two connected sources fighting over the name (each reconnection takes it back)
+                    // and disposing either would unregister it from both.
+                    problems.Add($"tool '{tool.Name}' (as '{name}'): MCP server '{owner.Name}'{(owner.Name == Name ? " (another source)" : "")} already registered a tool of that name");
+                    continue;
+                }
+
                 try
                 {
                     var agentTool = new McpTool(this, tool, name);
@@ -466,7 +485,8 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
             if (problems.Count > 0)
             {
                 var message = $"MCP server '{Name}' offers tools AgentPg cannot register: {string.Join("; ", problems)}. " +
-                              "Exclude them with McpServerOptions.ToolFilter, or shorten McpServerOptions.Name (or set DisableToolPrefix) when a name is too long.";
+                              "Exclude them with McpServerOptions.ToolFilter, or shorten McpServerOptions.Name (or set DisableToolPrefix) when a name is too long, " +
+                              "or give each server its own Name when two offer the same tool.";
                 if (firstTime)
                 {
                     throw new InvalidOperationException(message);

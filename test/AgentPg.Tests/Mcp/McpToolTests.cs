@@ -247,6 +247,31 @@ public sealed class McpToolTests(SchemaFixture db) : IClassFixture<SchemaFixture
     }
 
     [DatabaseFact]
+    public async Task ASecondSourceOfferingToolsOfTheSameNames_IsRefused_AndTheFirstKeepsThem()
+    {
+        // Before, the second source's tools replaced the first's; disposing the second then unregistered the names although
+        // the first was still connected, and runs of agents listing them were claimed by no instance.
+        await using var server = await HttpTestServer.StartAsync();
+        await using var h = await Harness.StartAsync(db);
+        var first = await h.Client.AddMcpServerAsync(new McpServerOptions { Name = "web", Endpoint = server.Endpoint, ToolFilter = t => t is "echo" or "add" });
+        var echo = h.Client.GetTool("web__echo");
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => h.Client.AddMcpServerAsync(
+            new McpServerOptions { Name = "web", Endpoint = server.Endpoint, ToolFilter = t => t is "echo" or "pid" }));
+
+        Assert.Contains("tool 'echo' (as 'web__echo'): MCP server 'web' (another source) already registered a tool of that name", error.Message, StringComparison.Ordinal);
+        Assert.Same(echo, h.Client.GetTool("web__echo"));
+        Assert.Null(h.Client.GetTool("web__pid"));
+
+        // The same server name with tools that do not collide is fine.
+        await using var second = await h.Client.AddMcpServerAsync(new McpServerOptions { Name = "web", Endpoint = server.Endpoint, ToolFilter = t => t == "pid" });
+        Assert.Equal(["web__pid"], second.ToolNames);
+        var response = await RunOneCallAsync(h, "web__echo", new { message = "still here" });
+        Assert.Equal("result: Echo: still here error=False", response.Text);
+        Assert.True(first.IsConnected);
+    }
+
+    [DatabaseFact]
     public async Task ToolsListChanged_AddsAndRemovesTools_OnTheClientAndTheInstance()
     {
         using var server = new StdioTestServer();
