@@ -61,7 +61,8 @@ public sealed partial class AgentPgClient
     /// <returns>A task that completes when the agent is updated.</returns>
     /// <remarks>Renaming an agent that other agents delegate to is checked against the tool-name rule and their other tools.
     /// Runs already in progress keep using the previous definition until their next model call.</remarks>
-    /// <exception cref="ArgumentException">The id is empty or a field is invalid.</exception>
+    /// <exception cref="ArgumentException">The id is empty, a field is invalid, or <see cref="AgentDefinition.AgentIds"/> lists the
+    /// agent itself.</exception>
     /// <exception cref="AgentPgException">The agent does not exist (<see cref="AgentPgErrorCode.AgentNotFound"/>), or another agent
     /// has the same name and metadata (<see cref="AgentPgErrorCode.AgentAlreadyExists"/>).</exception>
     public async Task UpdateAgentAsync(AgentDefinition definition, CancellationToken cancellationToken = default)
@@ -71,6 +72,16 @@ public sealed partial class AgentPgClient
         if (definition.Id == Guid.Empty)
         {
             throw new ArgumentException("AgentDefinition.Id is empty; pass the agent returned by CreateAgentAsync or GetAgentByIdAsync.", nameof(definition));
+        }
+
+        // A delegation to an agent already working up the chain is refused at run time (a cycle), so an agent listing itself
+        // would offer Claude a tool that always fails.
+        if (definition.AgentIds.Contains(definition.Id))
+        {
+            throw new ArgumentException(
+                $"AgentDefinition.AgentIds of agent '{definition.Name}' lists the agent itself ({definition.Id}); an agent cannot delegate to itself " +
+                "(the delegation would be refused as a cycle on every call). Remove it, or list another agent with the same definition.",
+                nameof(definition));
         }
 
         await ValidateDelegatesAsync(definition, cancellationToken).ConfigureAwait(false);
@@ -182,7 +193,7 @@ public sealed partial class AgentPgClient
         return new AgentList(agents, total);
     }
 
-    private static (string Metadata, string Config) ValidateDefinition(AgentDefinition definition, string parameterName)
+    internal static (string Metadata, string Config) ValidateDefinition(AgentDefinition definition, string parameterName)
     {
         ArgumentNullException.ThrowIfNull(definition, parameterName);
         if (string.IsNullOrWhiteSpace(definition.Name))

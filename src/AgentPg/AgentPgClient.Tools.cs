@@ -15,7 +15,8 @@ public sealed partial class AgentPgClient
     /// <exception cref="ArgumentException">The name does not match <c>^[a-zA-Z0-9_-]{1,64}$</c>, the description is missing,
     /// the input schema is not an object schema or cannot be used (a null <see cref="ToolSchema.Properties"/>,
     /// <see cref="ToolSchema.Required"/> or property, a type that is not a JSON Schema type, a pattern that is not a regular
-    /// expression), or the description or schema contains U+0000 or an unpaired surrogate. The message says which.</exception>
+    /// expression, bounds no value satisfies such as a <see cref="PropertyDef.Minimum"/> above the <see cref="PropertyDef.Maximum"/>,
+    /// a negative length or item count, or an empty <see cref="PropertyDef.Enum"/>), or the description or schema contains U+0000 or an unpaired surrogate. The message says which.</exception>
     public void RegisterTool(ITool tool)
     {
         ArgumentNullException.ThrowIfNull(tool);
@@ -141,6 +142,52 @@ public sealed partial class AgentPgClient
         }
     }
 
+    // Bounds no value can satisfy would make every input the model writes fail validation (and be retried as model errors):
+    // the schema is wrong, not the model.
+    private static void CheckBounds(string toolName, string path, PropertyDef property, string paramName)
+    {
+        if (property.Enum is { Count: 0 })
+        {
+            throw Unsatisfiable("an empty Enum (no value is allowed)");
+        }
+
+        if (property.Minimum > property.Maximum)
+        {
+            throw Unsatisfiable($"Minimum {property.Minimum} above Maximum {property.Maximum}");
+        }
+
+        if (property.ExclusiveMinimum is { } exclusiveMinimum &&
+            (exclusiveMinimum >= property.Maximum || exclusiveMinimum >= property.ExclusiveMaximum))
+        {
+            throw Unsatisfiable($"ExclusiveMinimum {exclusiveMinimum} not below {(exclusiveMinimum >= property.Maximum ? $"Maximum {property.Maximum}" : $"ExclusiveMaximum {property.ExclusiveMaximum}")}");
+        }
+
+        if (property.Minimum >= property.ExclusiveMaximum)
+        {
+            throw Unsatisfiable($"Minimum {property.Minimum} not below ExclusiveMaximum {property.ExclusiveMaximum}");
+        }
+
+        CheckCounts("MinLength", property.MinLength, "MaxLength", property.MaxLength);
+        CheckCounts("MinItems", property.MinItems, "MaxItems", property.MaxItems);
+
+        void CheckCounts(string minName, int? min, string maxName, int? max)
+        {
+            if (min < 0 || max < 0)
+            {
+                throw Unsatisfiable($"a negative {(min < 0 ? $"{minName} ({min})" : $"{maxName} ({max})")}");
+            }
+
+            if (min > max)
+            {
+                throw Unsatisfiable($"{minName} {min} above {maxName} {max}");
+            }
+        }
+
+        ArgumentException Unsatisfiable(string what) => new(
+            $"Tool '{toolName}' gives property '{path}' {what}: no input could pass it, so every call the model makes would be refused; " +
+            "fix the bounds.", paramName);
+    }
+
     private static void CheckProperty(string toolName, string path, PropertyDef property, string paramName)
     {
         if (property.Type is not null && !s_jsonTypes.Contains(property.Type, StringComparer.Ordinal))
@@ -163,6 +210,8 @@ public sealed partial class AgentPgClient
                     $"({e.Message}); fix it, or the model's input could never be checked against it.", paramName, e);
             }
         }
+
+        CheckBounds(toolName, path, property, paramName);
 
         if (property.Items is { } items)
         {

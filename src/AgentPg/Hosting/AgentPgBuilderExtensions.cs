@@ -76,10 +76,15 @@ public static class AgentPgBuilderExtensions
     /// <param name="builder">The AgentPg builder.</param>
     /// <param name="definition">The agent. An existing agent with the same name and metadata is reused as it is.</param>
     /// <returns>The builder.</returns>
-    /// <remarks>Look the agent up by name afterwards with <see cref="AgentPgClient.GetAgentByNameAsync"/>.</remarks>
+    /// <remarks>Look the agent up by name afterwards with <see cref="AgentPgClient.GetAgentByNameAsync"/>. Its delegates
+    /// (<see cref="AgentDefinition.AgentIds"/>) and tool names are checked against the database when the host starts.</remarks>
+    /// <exception cref="ArgumentException">A field of the definition is invalid (the message names it), as
+    /// <see cref="AgentPgClient.GetOrCreateAgentAsync"/> would say.</exception>
     public static IAgentPgBuilder AddAgent(this IAgentPgBuilder builder, AgentDefinition definition)
     {
         ArgumentNullException.ThrowIfNull(definition);
+        // The fields are the developer's to fix at the call, not a failed host start later.
+        _ = AgentPgClient.ValidateDefinition(definition, nameof(definition));
         Registration(builder).Agents.Add(definition);
         return builder;
     }

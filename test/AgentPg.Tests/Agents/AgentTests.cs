@@ -147,6 +147,22 @@ public sealed class AgentTests(SchemaFixture db) : IClassFixture<SchemaFixture>
         Assert.Contains(missing.ToString(), ex.Message, StringComparison.Ordinal);
     }
 
+    // Before: stored, and every delegation of the agent to itself refused at run time as a cycle.
+    [DatabaseFact]
+    public async Task UpdateAgentAsync_AgentListsItselfAsADelegate_IsRejectedAndNothingChanges()
+    {
+        var helper = await _client.CreateAgentAsync(Agent());
+        var agent = await _client.CreateAgentAsync(Agent() with { AgentIds = [helper.Id] });
+
+        var ex = await Assert.ThrowsAsync<ArgumentException>(() => _client.UpdateAgentAsync(agent with { AgentIds = [helper.Id, agent.Id], SystemPrompt = "changed" }));
+
+        Assert.Contains($"lists the agent itself ({agent.Id}); an agent cannot delegate to itself", ex.Message, StringComparison.Ordinal);
+        Assert.Equal("definition", ex.ParamName);
+        var stored = await _client.GetAgentByIdAsync(agent.Id);
+        Assert.Equal([helper.Id], stored.AgentIds);
+        Assert.Equal(agent.SystemPrompt, stored.SystemPrompt);
+    }
+
     [DatabaseFact]
     public async Task CreateAgentAsync_ValidDelegates_AreStored()
     {

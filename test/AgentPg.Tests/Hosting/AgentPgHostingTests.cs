@@ -176,6 +176,21 @@ public sealed class AgentPgHostingTests(SchemaFixture db) : IClassFixture<Schema
         Assert.Equal(same.Validate(), error.Failures);
     }
 
+    // Before: accepted, and the host failed to start with the same message.
+    [Fact]
+    public void AddAgent_InvalidDefinition_ThrowsAtTheCallNamingTheField()
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        var agentpg = builder.Services.AddAgentPg(o => o.ApiKey = "k");
+
+        var ex = Assert.Throws<ArgumentException>(() => agentpg.AddAgent(new AgentDefinition { Name = "support", Model = " " }));
+
+        Assert.Contains("AgentDefinition.Model is required for agent 'support'", ex.Message, StringComparison.Ordinal);
+        Assert.Equal("definition", ex.ParamName);
+        ex = Assert.Throws<ArgumentException>(() => agentpg.AddAgent(new AgentDefinition { Name = "support", Model = "claude-sonnet-4-5", MaxTokens = 0 }));
+        Assert.Contains("AgentDefinition.MaxTokens must be positive", ex.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task StartAsync_NoDataSource_NamesBothWaysToProvideOne()
     {

@@ -164,6 +164,23 @@ public sealed class ClientLifecycleTests(SchemaFixture db) : IClassFixture<Schem
             }, "property 'stops[].at' the type 'int'" },
         { "invalid pattern", new ToolSchema { Properties = new Dictionary<string, PropertyDef> { ["zip"] = new() { Type = "string", Pattern = "([0-9]" } } },
             "property 'zip' the pattern '([0-9]', which is not a valid regular expression" },
+        { "Minimum above Maximum", new ToolSchema { Properties = new Dictionary<string, PropertyDef> { ["n"] = new() { Type = "integer", Minimum = 5, Maximum = 3 } } },
+            "property 'n' Minimum 5 above Maximum 3: no input could pass it" },
+        { "empty exclusive range", new ToolSchema { Properties = new Dictionary<string, PropertyDef> { ["n"] = new() { Type = "number", ExclusiveMinimum = 1, ExclusiveMaximum = 1 } } },
+            "property 'n' ExclusiveMinimum 1 not below ExclusiveMaximum 1" },
+        { "Minimum at ExclusiveMaximum", new ToolSchema { Properties = new Dictionary<string, PropertyDef> { ["n"] = new() { Type = "number", Minimum = 2, ExclusiveMaximum = 2 } } },
+            "property 'n' Minimum 2 not below ExclusiveMaximum 2" },
+        { "MinLength above MaxLength", new ToolSchema { Properties = new Dictionary<string, PropertyDef> { ["s"] = new() { Type = "string", MinLength = 10, MaxLength = 2 } } },
+            "property 's' MinLength 10 above MaxLength 2" },
+        { "negative MaxItems", new ToolSchema
+            {
+                Properties = new Dictionary<string, PropertyDef>
+                {
+                    ["o"] = new() { Type = "object", Properties = new Dictionary<string, PropertyDef> { ["tags"] = new() { Type = "array", MaxItems = -1 } } },
+                },
+            }, "property 'o.tags' a negative MaxItems (-1)" },
+        { "empty enum", new ToolSchema { Properties = new Dictionary<string, PropertyDef> { ["unit"] = new() { Type = "string", Enum = [] } } },
+            "property 'unit' an empty Enum (no value is allowed)" },
         { "NUL in a description", new ToolSchema { Properties = new Dictionary<string, PropertyDef> { ["city"] = new() { Type = "string", Description = "the\0city" } } },
             "The input schema of tool 't' at 'properties.city.description' contains the character U+0000 (NUL) at index 3" },
     };
@@ -181,6 +198,26 @@ public sealed class ClientLifecycleTests(SchemaFixture db) : IClassFixture<Schem
         Assert.True(ex.Message.Contains(message, StringComparison.Ordinal), $"{scenario}: {ex.Message}");
         Assert.Equal("tool", ex.ParamName);
         Assert.Null(client.GetTool("t"));
+    }
+
+    [Fact]
+    public void RegisterTool_BoundsThatLeaveOneValue_AreAccepted()
+    {
+        var client = AgentPgClient.Create(TestDatabase.DataSource, new AgentPgOptions());
+        var schema = new ToolSchema
+        {
+            Properties = new Dictionary<string, PropertyDef>
+            {
+                ["n"] = new() { Type = "integer", Minimum = 3, Maximum = 3 },
+                ["x"] = new() { Type = "number", ExclusiveMinimum = 1, Maximum = 2 },
+                ["code"] = new() { Type = "string", MinLength = 2, MaxLength = 2, Enum = ["FR", "IT"] },
+                ["tags"] = new() { Type = "array", MinItems = 0, MaxItems = 0 },
+            },
+        };
+
+        client.RegisterTool(new TestTool("t", schema: schema));
+
+        Assert.NotNull(client.GetTool("t"));
     }
 
     [Fact]
