@@ -17,15 +17,18 @@ public sealed partial class AgentPgClient
     {
         await _schemaCheck.EnsureAsync("CreateAgent", null, cancellationToken).ConfigureAwait(false);
         var (metadata, config) = ValidateDefinition(definition, nameof(definition));
-        await ValidateDelegatesAsync(definition, cancellationToken).ConfigureAwait(false);
-        try
+        return await InAgentTransactionAsync(async transaction =>
         {
-            return (await _sql.Agents.InsertAsync(_dataSource, definition, metadata, config, ifAbsent: false, cancellationToken).ConfigureAwait(false))!;
-        }
-        catch (PostgresException ex) when (ex.IsUniqueViolation("agent_unique_name_metadata"))
-        {
-            throw AgentExists(definition, "CreateAgent", ex);
-        }
+            await ValidateDelegatesAsync(definition, transaction, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                return (await _sql.Agents.InsertAsync(_dataSource, definition, metadata, config, ifAbsent: false, transaction, cancellationToken).ConfigureAwait(false))!;
+            }
+            catch (PostgresException ex) when (ex.IsUniqueViolation("agent_unique_name_metadata"))
+            {
+                throw AgentExists(definition, "CreateAgent", ex);
+            }
+        }, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Returns the agent with the definition's name and exactly its metadata, creating it when there is none.</summary>
@@ -44,8 +47,11 @@ public sealed partial class AgentPgClient
             return existing;
         }
 
-        await ValidateDelegatesAsync(definition, cancellationToken).ConfigureAwait(false);
-        var created = await _sql.Agents.InsertAsync(_dataSource, definition, metadata, config, ifAbsent: true, cancellationToken).ConfigureAwait(false);
+        var created = await InAgentTransactionAsync(async transaction =>
+        {
+            await ValidateDelegatesAsync(definition, transaction, cancellationToken).ConfigureAwait(false);
+            return await _sql.Agents.InsertAsync(_dataSource, definition, metadata, config, ifAbsent: true, transaction, cancellationToken).ConfigureAwait(false);
+        }, cancellationToken).ConfigureAwait(false);
         if (created is not null)
         {
             return created;
@@ -84,17 +90,19 @@ public sealed partial class AgentPgClient
                 nameof(definition));
         }
 
-        await ValidateDelegatesAsync(definition, cancellationToken).ConfigureAwait(false);
-        await ValidateRenameAsync(definition, cancellationToken).ConfigureAwait(false);
-        int rows;
-        try
+        var rows = await InAgentTransactionAsync(async transaction =>
         {
-            rows = await _sql.Agents.UpdateAsync(_dataSource, definition, metadata, config, cancellationToken).ConfigureAwait(false);
-        }
-        catch (PostgresException ex) when (ex.IsUniqueViolation("agent_unique_name_metadata"))
-        {
-            throw AgentExists(definition, "UpdateAgent", ex);
-        }
+            await ValidateDelegatesAsync(definition, transaction, cancellationToken).ConfigureAwait(false);
+            await ValidateRenameAsync(definition, transaction, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                return await _sql.Agents.UpdateAsync(_dataSource, definition, metadata, config, transaction, cancellationToken).ConfigureAwait(false);
+            }
+            catch (PostgresException ex) when (ex.IsUniqueViolation("agent_unique_name_metadata"))
+            {
+                throw AgentExists(definition, "UpdateAgent", ex);
+            }
+        }, cancellationToken).ConfigureAwait(false);
 
         if (rows == 0)
         {
@@ -112,24 +120,30 @@ public sealed partial class AgentPgClient
     public async Task DeleteAgentAsync(Guid id, CancellationToken cancellationToken = default)
     {
         await _schemaCheck.EnsureAsync("DeleteAgent", null, cancellationToken).ConfigureAwait(false);
-        // agent_ids has no foreign key: deleting a delegate would leave its delegators pointing at nothing.
-        var delegators = await _sql.Agents.GetDelegatorsAsync(_dataSource, id, cancellationToken).ConfigureAwait(false);
-        if (delegators.Count > 0)
-        {
-            throw new AgentPgException(AgentPgErrorCode.AgentInUse, "DeleteAgent",
-                $"Agent {id} cannot be deleted: {string.Join(", ", delegators.Select(d => $"agent '{d.Name}'"))} delegate{(delegators.Count == 1 ? "s" : "")} " +
-                "to it. Remove it from their AgentIds (UpdateAgentAsync) first, or keep the agent.")
-            {
-                Context = new Dictionary<string, object?> { ["agent_id"] = id, ["delegators"] = delegators.Select(d => d.Id).ToList() },
-            };
-        }
-
         try
         {
-            if (await _sql.Agents.DeleteAsync(_dataSource, id, cancellationToken).ConfigureAwait(false) == 0)
+            await InAgentTransactionAsync(async transaction =>
             {
-                throw AgentNotFound(id, "DeleteAgent");
-            }
+                // agent_ids has no foreign key: deleting a delegate would leave its delegators pointing at nothing. The lock
+                // makes a concurrent write listing the agent either finish first (and be seen here) or wait and fail.
+                if (!await _sql.Agents.LockForDeleteAsync(_dataSource, id, transaction, cancellationToken).ConfigureAwait(false))
+                {
+                    throw AgentNotFound(id, "DeleteAgent");
+                }
+
+                var delegators = await _sql.Agents.GetDelegatorsAsync(_dataSource, id, transaction, cancellationToken).ConfigureAwait(false);
+                if (delegators.Count > 0)
+                {
+                    throw new AgentPgException(AgentPgErrorCode.AgentInUse, "DeleteAgent",
+                        $"Agent {id} cannot be deleted: {string.Join(", ", delegators.Select(d => $"agent '{d.Name}'"))} delegate{(delegators.Count == 1 ? "s" : "")} " +
+                        "to it. Remove it from their AgentIds (UpdateAgentAsync) first, or keep the agent.")
+                    {
+                        Context = new Dictionary<string, object?> { ["agent_id"] = id, ["delegators"] = delegators.Select(d => d.Id).ToList() },
+                    };
+                }
+
+                return await _sql.Agents.DeleteAsync(_dataSource, id, transaction, cancellationToken).ConfigureAwait(false);
+            }, cancellationToken).ConfigureAwait(false);
         }
         catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.ForeignKeyViolation)
         {
@@ -300,7 +314,24 @@ public sealed partial class AgentPgClient
 
     // Delegates are offered to Claude as tools named after them: the names must be valid tool names and unique among the
     // agent's tools.
-    private async Task ValidateDelegatesAsync(AgentDefinition definition, CancellationToken cancellationToken)
+    // Agent writes and deletes run in a transaction of their own, so the delegates a write checks stay locked until it commits
+    // (AgentSql.GetByIdsForDelegation).
+    private async Task<T> InAgentTransactionAsync<T>(Func<NpgsqlTransaction, Task<T>> work, CancellationToken cancellationToken)
+    {
+        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using (transaction.ConfigureAwait(false))
+            {
+                var result = await work(transaction).ConfigureAwait(false);
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                return result;
+            }
+        }
+    }
+
+    private async Task ValidateDelegatesAsync(AgentDefinition definition, NpgsqlTransaction transaction, CancellationToken cancellationToken)
     {
         if (definition.AgentIds.Count == 0)
         {
@@ -308,7 +339,7 @@ public sealed partial class AgentPgClient
             return;
         }
 
-        var delegates = await _sql.Agents.GetByIdsAsync(_dataSource, definition.AgentIds, cancellationToken).ConfigureAwait(false);
+        var delegates = await _sql.Agents.GetForDelegationAsync(_dataSource, definition.AgentIds, transaction, cancellationToken).ConfigureAwait(false);
         foreach (var id in definition.AgentIds)
         {
             if (!delegates.Any(d => d.Id == id))
@@ -346,9 +377,9 @@ public sealed partial class AgentPgClient
         }
     }
 
-    private async Task ValidateRenameAsync(AgentDefinition definition, CancellationToken cancellationToken)
+    private async Task ValidateRenameAsync(AgentDefinition definition, NpgsqlTransaction transaction, CancellationToken cancellationToken)
     {
-        foreach (var delegator in await _sql.Agents.GetDelegatorsAsync(_dataSource, definition.Id, cancellationToken).ConfigureAwait(false))
+        foreach (var delegator in await _sql.Agents.GetDelegatorsAsync(_dataSource, definition.Id, transaction, cancellationToken).ConfigureAwait(false))
         {
             var others = await _sql.Agents.GetByIdsAsync(_dataSource, [.. delegator.AgentIds.Where(id => id != definition.Id)], cancellationToken).ConfigureAwait(false);
             CheckDelegateNames(delegator.Name, delegator.Tools, [.. others.Select(o => o.Name), definition.Name]);

@@ -48,6 +48,12 @@ internal sealed class AgentSql
             """;
         GetById = $"SELECT {Columns} FROM {t} WHERE id = $1";
         GetByIds = $"SELECT {Columns} FROM {t} WHERE id = ANY($1)";
+        // agent_ids has no foreign key, so a write that lists delegates locks them the way a foreign key would (KEY SHARE,
+        // until its commit), and a delete locks the agent before it looks for delegators: whichever comes second sees the
+        // first one's result (a delete waits for the write and then finds the delegator; a write waits for the delete and
+        // then misses the delegate).
+        GetByIdsForDelegation = $"{GetByIds} FOR KEY SHARE";
+        LockForDelete = $"SELECT id FROM {t} WHERE id = $1 FOR UPDATE";
         // Exact (name, metadata): the unique key, used by GetOrCreate.
         GetByNameAndMetadata = $"SELECT {Columns} FROM {t} WHERE name = $1 AND metadata = $2";
         // Containment filter; oldest first so the answer is stable when several tenants share a name.
@@ -88,6 +94,10 @@ internal sealed class AgentSql
     public string GetById { get; }
 
     public string GetByIds { get; }
+
+    public string GetByIdsForDelegation { get; }
+
+    public string LockForDelete { get; }
 
     public string GetByNameAndMetadata { get; }
 
@@ -157,18 +167,27 @@ internal sealed class AgentSql
 
     /// <summary>Inserts an agent and returns it; with <paramref name="ifAbsent"/>, null when (name, metadata) already exists.</summary>
     public Task<AgentDefinition?> InsertAsync(NpgsqlDataSource dataSource, AgentDefinition definition, string metadataJson, string configJson,
-        bool ifAbsent, CancellationToken cancellationToken)
-        => Db.Command(dataSource, null, ifAbsent ? InsertIfAbsent : Insert, Values(definition, metadataJson, configJson))
+        bool ifAbsent, NpgsqlTransaction transaction, CancellationToken cancellationToken)
+        => Db.Command(dataSource, transaction, ifAbsent ? InsertIfAbsent : Insert, Values(definition, metadataJson, configJson))
             .QueryFirstOrDefaultAsync(Read, cancellationToken);
 
     /// <summary>Replaces every field of agent <see cref="AgentDefinition.Id"/>; returns the rows updated (0 or 1).</summary>
     public Task<int> UpdateAsync(NpgsqlDataSource dataSource, AgentDefinition definition, string metadataJson, string configJson,
-        CancellationToken cancellationToken)
-        => Db.Command(dataSource, null, Update, [P.Uuid(definition.Id), .. Values(definition, metadataJson, configJson)]).ExecuteAsync(cancellationToken);
+        NpgsqlTransaction transaction, CancellationToken cancellationToken)
+        => Db.Command(dataSource, transaction, Update, [P.Uuid(definition.Id), .. Values(definition, metadataJson, configJson)]).ExecuteAsync(cancellationToken);
 
     /// <summary>Deletes an agent; returns the rows deleted (0 or 1).</summary>
-    public Task<int> DeleteAsync(NpgsqlDataSource dataSource, Guid id, CancellationToken cancellationToken)
-        => Db.Command(dataSource, null, Delete, P.Uuid(id)).ExecuteAsync(cancellationToken);
+    public Task<int> DeleteAsync(NpgsqlDataSource dataSource, Guid id, NpgsqlTransaction transaction, CancellationToken cancellationToken)
+        => Db.Command(dataSource, transaction, Delete, P.Uuid(id)).ExecuteAsync(cancellationToken);
+
+    /// <summary>Locks agent <paramref name="id"/> for its deletion (<see cref="LockForDelete"/>); false when there is none.</summary>
+    public async Task<bool> LockForDeleteAsync(NpgsqlDataSource dataSource, Guid id, NpgsqlTransaction transaction, CancellationToken cancellationToken)
+        => (await Db.Command(dataSource, transaction, LockForDelete, P.Uuid(id)).QueryFirstAsync(r => r.GetGuid(0), cancellationToken).ConfigureAwait(false)).Found;
+
+    /// <summary>The delegates a write is about to list, locked until its commit (<see cref="GetByIdsForDelegation"/>).</summary>
+    public Task<List<AgentDefinition>> GetForDelegationAsync(NpgsqlDataSource dataSource, IReadOnlyList<Guid> ids, NpgsqlTransaction transaction,
+        CancellationToken cancellationToken)
+        => Db.Command(dataSource, transaction, GetByIdsForDelegation, P.UuidArray(ids)).QueryListAsync(Read, cancellationToken);
 
     public Task<AgentDefinition?> GetByIdAsync(NpgsqlDataSource dataSource, Guid id, CancellationToken cancellationToken)
         => Db.Command(dataSource, null, GetById, P.Uuid(id)).QueryFirstOrDefaultAsync(Read, cancellationToken);
@@ -184,8 +203,9 @@ internal sealed class AgentSql
         CancellationToken cancellationToken)
         => Db.Command(dataSource, null, GetByNameAndMetadata, P.Text(name), P.Jsonb(metadataJson)).QueryFirstOrDefaultAsync(Read, cancellationToken);
 
-    public Task<List<AgentDefinition>> GetDelegatorsAsync(NpgsqlDataSource dataSource, Guid id, CancellationToken cancellationToken)
-        => Db.Command(dataSource, null, GetDelegators, P.Uuid(id)).QueryListAsync(Read, cancellationToken);
+    public Task<List<AgentDefinition>> GetDelegatorsAsync(NpgsqlDataSource dataSource, Guid id, NpgsqlTransaction? transaction,
+        CancellationToken cancellationToken)
+        => Db.Command(dataSource, transaction, GetDelegators, P.Uuid(id)).QueryListAsync(Read, cancellationToken);
 
     /// <summary>How many runs and tool executions reference the agent.</summary>
     public async Task<(int Runs, int Executions)> CountReferencesAsync(NpgsqlDataSource dataSource, Guid id, CancellationToken cancellationToken)

@@ -289,6 +289,71 @@ public sealed class AgentTests(SchemaFixture db) : IClassFixture<SchemaFixture>
         await Assert.ThrowsAsync<AgentPgException>(() => _client.GetAgentByIdAsync(helper.Id));
     }
 
+    // Before: the delete read "no delegators", the update listing the agent committed, and then the delete went through, leaving
+    // the update's AgentIds pointing at nothing. The test holds a KEY SHARE lock on the agent (as a run being created for it
+    // would) so the delete is stopped between the two, and lets the update run in that window.
+    [DatabaseFact]
+    public async Task DeleteAgentAsync_WhileAnUpdateStartsDelegatingToIt_SeesTheDelegatorAndKeepsTheAgent()
+    {
+        var helper = await _client.CreateAgentAsync(Agent());
+        var boss = await _client.CreateAgentAsync(Agent());
+        await using var connection = await db.DataSource.OpenConnectionAsync();
+        await using var holder = await connection.BeginTransactionAsync();
+        await using (var command = new Npgsql.NpgsqlCommand($"SELECT id FROM \"{db.Schema}\".agentpg_agents WHERE id = $1 FOR KEY SHARE", connection, holder))
+        {
+            command.Parameters.Add(new Npgsql.NpgsqlParameter { Value = helper.Id });
+            await command.ExecuteScalarAsync();
+        }
+
+        var delete = _client.DeleteAgentAsync(helper.Id);
+        await WaitForLockWaitAsync(delete, "the delete");
+        await _client.UpdateAgentAsync(boss with { AgentIds = [helper.Id] });
+        await holder.RollbackAsync();
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => Eventually.WithinAsync(delete, "the delete"));
+        Assert.Equal(AgentPgErrorCode.AgentInUse, ex.Code);
+        Assert.Contains($"agent '{boss.Name}' delegates to it", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(helper.Name, (await _client.GetAgentByIdAsync(helper.Id)).Name);
+        Assert.Equal([helper.Id], (await _client.GetAgentByIdAsync(boss.Id)).AgentIds);
+    }
+
+    // Before: the update read the delegate while an uncommitted delete of it was under way, and stored an AgentIds entry that
+    // pointed at nothing once the delete committed. Now it waits for the delete and refuses the missing delegate.
+    [DatabaseFact]
+    public async Task UpdateAgentAsync_ListingAnAgentBeingDeleted_WaitsAndThrowsAgentNotFound()
+    {
+        var helper = await _client.CreateAgentAsync(Agent());
+        var boss = await _client.CreateAgentAsync(Agent() with { SystemPrompt = "before" });
+        await using var connection = await db.DataSource.OpenConnectionAsync();
+        await using var deleter = await connection.BeginTransactionAsync();
+        await using (var command = new Npgsql.NpgsqlCommand($"DELETE FROM \"{db.Schema}\".agentpg_agents WHERE id = $1", connection, deleter))
+        {
+            command.Parameters.Add(new Npgsql.NpgsqlParameter { Value = helper.Id });
+            Assert.Equal(1, await command.ExecuteNonQueryAsync());
+        }
+
+        var update = _client.UpdateAgentAsync(boss with { AgentIds = [helper.Id], SystemPrompt = "after" });
+        await WaitForLockWaitAsync(update, "the update");
+        await deleter.CommitAsync();
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => Eventually.WithinAsync(update, "the update"));
+        Assert.Equal(AgentPgErrorCode.AgentNotFound, ex.Code);
+        Assert.Contains(helper.Id.ToString(), ex.Message, StringComparison.Ordinal);
+        var stored = await _client.GetAgentByIdAsync(boss.Id);
+        Assert.Empty(stored.AgentIds);
+        Assert.Equal("before", stored.SystemPrompt);
+    }
+
+    private async Task WaitForLockWaitAsync(Task operation, string what)
+    {
+        await Eventually.TrueAsync(
+            async () => operation.IsCompleted || await db.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1",
+                $"%{db.Schema}%agentpg_agents%") > 0,
+            $"{what} finished or waits for the agent's row lock");
+        Assert.False(operation.IsCompleted, $"{what} did not wait for the row lock the test holds");
+    }
+
     [DatabaseFact]
     public async Task DeleteAgentAsync_UnknownId_ThrowsAgentNotFound()
     {
