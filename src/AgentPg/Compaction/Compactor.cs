@@ -55,9 +55,11 @@ internal sealed class Compactor(Engine engine)
     /// <param name="ownRun">The root run the caller holds between two of its iterations: its messages may be compacted.</param>
     /// <param name="onlyIfNeeded">Return null when the conversation is under the trigger.</param>
     /// <param name="cancellationToken">Cancels the compaction (nothing is written once cancelled).</param>
+    /// <param name="onProgress">Called as the summariser's answers stream (the worker of <paramref name="ownRun"/> marks its
+    /// run alive with it, so a long summary does not look like a stalled run).</param>
     /// <returns>The result, or null when <paramref name="onlyIfNeeded"/> and not needed.</returns>
     public async Task<CompactionResult?> CompactAsync(Guid sessionId, CompactionOptions options, string reason, Guid? ownRun, bool onlyIfNeeded,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, Action? onProgress = null)
     {
         var started = engine.Time.GetTimestamp();
         var state = await LoadAsync(sessionId, ownRun, cancellationToken).ConfigureAwait(false);
@@ -92,23 +94,26 @@ internal sealed class Compactor(Engine engine)
         long saved = 0;
         if (prune)
         {
-            var placeholderTokens = TokenEstimate.Of(Summarizer.PrunedPlaceholder);
+            // What pruning saves is each pruned tool_result's estimate (its text, or its images and documents) less the
+            // placeholder's, in the partition's units.
+            var placeholderTokens = TokenEstimate.Of(new ContentBlock { Type = ContentTypes.ToolResult, ToolContent = Summarizer.PrunedPlaceholder });
+            long estimatedSaving = 0;
             foreach (var message in prefix.Where(m => !m.IsSummary))
             {
-                var before = saved;
-                foreach (var block in message.Content)
+                var prunable = false;
+                foreach (var block in message.Content.Where(Summarizer.IsPrunable))
                 {
-                    if (block.Type == ContentTypes.ToolResult && (block.ToolContent?.Length ?? 0) > Summarizer.PrunedPlaceholder.Length)
-                    {
-                        saved += Math.Max(0, TokenEstimate.Of(block.ToolContent) - placeholderTokens);
-                    }
+                    prunable = true;
+                    estimatedSaving += Math.Max(0, TokenEstimate.Of(block) - placeholderTokens);
                 }
 
-                if (saved > before || message.Content.Any(b => b.Type == ContentTypes.ToolResult && (b.ToolContent?.Length ?? 0) > Summarizer.PrunedPlaceholder.Length))
+                if (prunable)
                 {
                     pruned.Add(message.Id);
                 }
             }
+
+            saved = (long)Math.Floor(estimatedSaving * partition.Scale);
         }
 
         string? summary = null;
@@ -124,8 +129,8 @@ internal sealed class Compactor(Engine engine)
             var model = engine.Claude ?? throw new InvalidOperationException(
                 "Compaction needs Claude to write the summary, and no API key is configured: set AgentPgOptions.ApiKey or ANTHROPIC_API_KEY.");
             var previous = Summarizer.Render(prefix.Where(m => m.IsSummary).Select(StripPreamble), pruneToolOutputs: false);
-            var conversation = Summarizer.Render(prefix.Where(m => !m.IsSummary), prune);
-            (summary, usage) = await Summarizer.SummarizeAsync(model, options, sessionId, Summarizer.Prompt(previous, conversation), cancellationToken)
+            var conversation = prefix.Where(m => !m.IsSummary).Select(m => Summarizer.Render([m], prune)).Where(t => t.Length > 0).ToList();
+            (summary, usage) = await Summarizer.SummarizeInPartsAsync(model, options, sessionId, previous, conversation, onProgress, cancellationToken)
                 .ConfigureAwait(false);
             removed = [.. prefix.Select(m => m.Id)];
             pruned = [];

@@ -14,10 +14,11 @@ namespace AgentPg.Compaction;
 /// </remarks>
 internal sealed class ConversationPartition
 {
-    private ConversationPartition(IReadOnlyList<Message> messages, long[] tokens, int prefixLength)
+    private ConversationPartition(IReadOnlyList<Message> messages, long[] tokens, double scale, int prefixLength)
     {
         Messages = messages;
         Tokens = tokens;
+        Scale = scale;
         PrefixLength = prefixLength;
         Total = tokens.Sum();
         PrefixTokens = tokens.Take(prefixLength).Sum();
@@ -30,6 +31,10 @@ internal sealed class ConversationPartition
     public long[] Tokens { get; }
 
     public long Total { get; }
+
+    /// <summary>Exact tokens per estimated token: 1 when nothing was counted. Estimates compared with <see cref="Total"/> are
+    /// scaled by it.</summary>
+    public double Scale { get; }
 
     /// <summary>How many of the oldest messages may be rewritten.</summary>
     public int PrefixLength { get; }
@@ -54,9 +59,10 @@ internal sealed class ConversationPartition
         }
 
         var estimated = tokens.Sum();
+        var scale = 1.0;
         if (exactTotal is { } exact && estimated > 0 && exact > 0)
         {
-            var scale = (double)exact / estimated;
+            scale = (double)exact / estimated;
             for (var i = 0; i < n; i++)
             {
                 tokens[i] = (long)Math.Ceiling(tokens[i] * scale);
@@ -83,7 +89,7 @@ internal sealed class ConversationPartition
         }
 
         boundary = KeepToolPairs(messages, boundary);
-        return new ConversationPartition(messages, tokens, boundary);
+        return new ConversationPartition(messages, tokens, scale, boundary);
     }
 
     private static int KeepToolPairs(IReadOnlyList<Message> messages, int boundary)

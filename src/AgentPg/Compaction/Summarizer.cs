@@ -1,7 +1,9 @@
 using System.Text;
 using System.Text.Json;
 using AgentPg.Claude;
+using AgentPg.Runs;
 using Anthropic;
+using Anthropic.Exceptions;
 using Anthropic.Models.Messages;
 
 namespace AgentPg.Compaction;
@@ -39,6 +41,11 @@ internal static class Summarizer
         add nothing that is not in the conversation; prefer actionable facts over commentary.
         """;
 
+    /// <summary>Whether pruning replaces this block with <see cref="PrunedPlaceholder"/>: a tool_result with content blocks
+    /// (images, documents), or whose text is longer than the placeholder. The same test as the prune's SQL.</summary>
+    public static bool IsPrunable(ContentBlock block)
+        => block.Type == ContentTypes.ToolResult && (block.ToolContentBlocks.Count > 0 || (block.ToolContent?.Length ?? 0) > PrunedPlaceholder.Length);
+
     /// <summary>Renders messages as the summariser reads them: "Role:\ncontent", tool calls and results in brackets, long tool
     /// results truncated, pruned outputs shown as the placeholder.</summary>
     public static string Render(IEnumerable<Message> messages, bool pruneToolOutputs)
@@ -58,7 +65,7 @@ internal static class Summarizer
                         parts.Add($"[Tool: {block.ToolName}, Input: {block.ToolInput?.GetRawText() ?? "{}"}]");
                         break;
                     case ContentTypes.ToolResult:
-                        var content = pruneToolOutputs && (block.ToolContent?.Length ?? 0) > PrunedPlaceholder.Length
+                        var content = pruneToolOutputs && IsPrunable(block)
                             ? PrunedPlaceholder
                             : Truncate(block.ToolContent ?? "");
                         parts.Add(block.IsError
@@ -105,10 +112,150 @@ internal static class Summarizer
             .Append("Follow the 9-section format exactly.").ToString();
     }
 
+    /// <summary>The context window assumed for the summariser model: Claude's standard window. The compacted part of a
+    /// conversation on a larger window (the 1M-token one) can be larger than that.</summary>
+    public const int SummarizerWindow = 200_000;
+
+    /// <summary>The shortest piece of text a part is split into when Claude says a part is still too long.</summary>
+    private const int MinimumSplitChars = 2_000;
+
+    /// <summary>Summarises the rendered messages (<see cref="Render"/>, one string per message, oldest first) in as many
+    /// requests as the summariser's window needs: parts of at most <see cref="PartBudget"/> estimated tokens, each folding
+    /// the summary of the parts before it (as <c>previous_context</c>); a part Claude still finds too long is split in two.
+    /// Returns the last summary and the usage of every call.</summary>
+    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.CompactionFailed"/> when a call fails for another reason,
+    /// or a part that cannot be split further is still too long.</exception>
+    public static async Task<(string Summary, Usage Usage)> SummarizeInPartsAsync(IAnthropicClient claude, CompactionOptions options, Guid sessionId,
+        string previousContext, IReadOnlyList<string> messages, Action? onProgress, CancellationToken cancellationToken)
+    {
+        var parts = Pack(messages, PartBudget(options));
+        if (parts.Count == 0)
+        {
+            // Nothing renders as text (images only, say): one request still writes the summary, as before.
+            parts.Add([""]);
+        }
+
+        var work = new Stack<List<string>>();
+        for (var i = parts.Count - 1; i >= 0; i--)
+        {
+            work.Push(parts[i]);
+        }
+
+        var summary = previousContext;
+        var usage = Usage.Zero;
+        while (work.TryPop(out var part))
+        {
+            try
+            {
+                var (partSummary, partUsage) = await SummarizeAsync(claude, options, sessionId, Prompt(summary, string.Join("\n\n", part)), cancellationToken, onProgress)
+                    .ConfigureAwait(false);
+                summary = partSummary;
+                usage += partUsage;
+            }
+            catch (AgentPgException ex) when (ex.InnerException is AnthropicBadRequestException bad && ContextWindowPolicy.IsPromptTooLong(bad.ApiMessage)
+                                              && TrySplit(part, out var first, out var second))
+            {
+                work.Push(second);
+                work.Push(first);
+            }
+        }
+
+        return (summary, usage);
+    }
+
+    /// <summary>The estimated tokens of conversation one summariser request carries: three quarters of
+    /// <see cref="SummarizerWindow"/> (the estimate can count less than Claude does), less room for the previous summary
+    /// and the answer.</summary>
+    public static long PartBudget(CompactionOptions options)
+        => Math.Max(1_000, (SummarizerWindow * 3L / 4) - (2L * options.SummarizerMaxTokens));
+
+    /// <summary>Groups rendered messages into parts of at most <paramref name="budget"/> estimated tokens, in order; a
+    /// message larger than that is cut into pieces that fit.</summary>
+    public static List<List<string>> Pack(IReadOnlyList<string> messages, long budget)
+    {
+        var parts = new List<List<string>>();
+        var current = new List<string>();
+        long tokens = 0;
+        foreach (var message in messages)
+        {
+            foreach (var piece in Cut(message, budget))
+            {
+                var size = TokenEstimate.Of(piece) + 1;
+                if (current.Count > 0 && tokens + size > budget)
+                {
+                    parts.Add(current);
+                    current = [];
+                    tokens = 0;
+                }
+
+                current.Add(piece);
+                tokens += size;
+            }
+        }
+
+        if (current.Count > 0)
+        {
+            parts.Add(current);
+        }
+
+        return parts;
+    }
+
+    /// <summary>Cuts a text into pieces of at most <paramref name="budget"/> estimated tokens (a UTF-16 char is at most three
+    /// UTF-8 bytes, so 4 × budget / 3 chars fit), never inside a surrogate pair.</summary>
+    private static IEnumerable<string> Cut(string text, long budget)
+    {
+        if (TokenEstimate.Of(text) <= budget)
+        {
+            yield return text;
+            yield break;
+        }
+
+        var size = (int)Math.Min(int.MaxValue, Math.Max(1, budget * 4 / 3));
+        for (var start = 0; start < text.Length;)
+        {
+            var length = Math.Min(size, text.Length - start);
+            if (length < text.Length - start && length > 1 && char.IsHighSurrogate(text[start + length - 1]))
+            {
+                length--;
+            }
+
+            yield return text.Substring(start, length);
+            start += length;
+        }
+    }
+
+    private static bool TrySplit(List<string> part, out List<string> first, out List<string> second)
+    {
+        if (part.Count > 1)
+        {
+            first = part.GetRange(0, part.Count / 2);
+            second = part.GetRange(part.Count / 2, part.Count - (part.Count / 2));
+            return true;
+        }
+
+        var text = part[0];
+        if (text.Length < 2 * MinimumSplitChars)
+        {
+            first = second = [];
+            return false;
+        }
+
+        var middle = text.Length / 2;
+        if (char.IsHighSurrogate(text[middle - 1]))
+        {
+            middle--;
+        }
+
+        first = [text[..middle]];
+        second = [text[middle..]];
+        return true;
+    }
+
     /// <summary>Calls the summariser; returns the summary text and the call's usage.</summary>
     /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.CompactionFailed"/> when Claude fails or answers nothing.</exception>
     public static async Task<(string Summary, Usage Usage)> SummarizeAsync(IAnthropicClient claude, CompactionOptions options, Guid sessionId, string prompt,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, Action? onProgress = null)
     {
         var body = new Dictionary<string, JsonElement>(StringComparer.Ordinal)
         {
@@ -120,7 +267,7 @@ internal static class Summarizer
                 new Dictionary<string, object> { ["role"] = "user", ["content"] = prompt },
             }),
         };
-        var aggregator = new StreamAggregator();
+        var aggregator = new StreamAggregator { OnProgress = onProgress };
         try
         {
             var events = claude.Messages.CreateStreaming(MessageCreateParams.FromRawUnchecked(s_none, s_none, body), cancellationToken);

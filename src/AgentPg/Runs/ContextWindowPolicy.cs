@@ -84,7 +84,9 @@ internal sealed class ContextWindowPolicy(Engine engine)
         var run = claimed.Run;
         try
         {
-            await engine.Compactor.CompactAsync(run.SessionId, engine.Options.Compaction, reason, run.Id, onlyIfNeeded: false, cancellationToken)
+            // The summariser's stream is the run's progress meanwhile: a long summary must not get the run rescued.
+            var progress = new ProgressReporter(engine, run, cancellationToken);
+            await engine.Compactor.CompactAsync(run.SessionId, engine.Options.Compaction, reason, run.Id, onlyIfNeeded: false, cancellationToken, progress.Report)
                 .ConfigureAwait(false);
         }
         catch (AgentPgException ex) when (ex.Code is AgentPgErrorCode.NothingToCompact or AgentPgErrorCode.CompactionFailed)

@@ -7,7 +7,6 @@ using AgentPg.Storage;
 using AgentPg.Workers;
 using Anthropic.Exceptions;
 using Anthropic.Models.Messages;
-using Npgsql;
 
 namespace AgentPg.Runs;
 
@@ -178,41 +177,6 @@ internal sealed class RunProcessor(Engine engine)
         }
 
         return string.Join(" ← ", parts);
-    }
-
-    /// <summary>Records that a stream is alive, at most every few seconds, so RescueTimeout does not fire on long answers.</summary>
-    private sealed class ProgressReporter(Engine engine, Run run, CancellationToken token)
-    {
-        private long _last = engine.Time.GetTimestamp();
-
-        public void Report()
-        {
-            var interval = TimeSpan.FromTicks(Math.Min(engine.Options.RunRescue.Timeout.Ticks / 4, TimeSpan.FromSeconds(10).Ticks));
-            var now = engine.Time.GetTimestamp();
-            var last = Interlocked.Read(ref _last);
-            if (engine.Time.GetElapsedTime(last, now) < interval || Interlocked.CompareExchange(ref _last, now, last) != last)
-            {
-                return;
-            }
-
-            _ = WriteAsync();
-        }
-
-        private async Task WriteAsync()
-        {
-            try
-            {
-                var command = engine.Sql.Runs.ProgressCommand(engine.DataSource, run, engine.InstanceId);
-                await using (command.ConfigureAwait(false))
-                {
-                    await command.ExecuteNonQueryAsync(token).ConfigureAwait(false);
-                }
-            }
-            catch (Exception ex) when (ex is NpgsqlException or OperationCanceledException or TimeoutException or ObjectDisposedException or InvalidOperationException)
-            {
-                // Best effort: a missed progress mark only matters if the stream stalls for RescueTimeout.
-            }
-        }
     }
 }
 

@@ -368,6 +368,157 @@ public sealed class CompactionTests(SchemaFixture db) : IClassFixture<SchemaFixt
         Assert.All(events, e => Assert.Equal("context_window", e.Reason));
     }
 
+    [DatabaseFact]
+    public async Task Summarization_OfAPrefixLargerThanTheSummarisersWindow_IsWrittenInParts_EachFoldingThePreviousSummary()
+    {
+        // The agent's model has a 1M-token window and the session grew past the summariser's (claude-haiku-4-5): here the
+        // summariser's window is 8 000 tokens and the compacted part about 12 000. Before, the one summariser request was
+        // refused ("prompt is too long") and the session could never be compacted.
+        var claudeOptions = new FakeClaudeServerOptions { ContextWindow = 8_000 };
+        claudeOptions.ModelContextWindows["claude-sonnet-4-5"] = 1_000_000;
+        await using var h = await Harness.StartAsync(db, claudeOptions);
+        var summaries = 0;
+        long summarizerInput = 0;
+        var prompts = new List<string>();
+        h.Claude.Respond(request =>
+        {
+            if (!request.SystemText.StartsWith(SummarizerPrompt, StringComparison.Ordinal))
+            {
+                return FakeReply.Text("noted");
+            }
+
+            lock (prompts)
+            {
+                prompts.Add(request.LastUserText);
+            }
+
+            Interlocked.Add(ref summarizerInput, request.InputTokens);
+
+            return FakeReply.Text($"SUMMARY {Interlocked.Increment(ref summaries)}");
+        });
+        var agent = await h.AgentAsync();
+        var session = await h.Client.NewSessionAsync();
+        for (var i = 0; i < 6; i++)
+        {
+            await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, $"document {i}: " + new string('d', 8_000)), $"run {i}");
+        }
+
+        var result = await h.Client.CompactAsync(session, new CompactionOptions
+        {
+            Strategy = CompactionStrategy.Summarization,
+            ProtectedTokens = 0,
+            PreserveLastN = 0,
+            MaxTokensForModel = 1_000_000,
+            SummarizerMaxTokens = 1_000,
+            UseTokenCountingApi = false,
+        });
+
+        Assert.True(result.SummaryCreated);
+        Assert.Equal(11, result.MessagesRemoved);
+        Assert.True(summaries >= 2, $"{summaries} summariser answers");
+        var summary = Assert.Single(await h.Client.GetMessagesAsync(session), m => m.IsSummary);
+        Assert.EndsWith($"SUMMARY {summaries}", Assert.Single(summary.Content).Text, StringComparison.Ordinal);
+        Assert.Equal(Interlocked.Read(ref summarizerInput), result.Usage.InputTokens);   // the usage of every answered call
+        // Each part after the first folds the summary of the parts before it; every document reached the summariser.
+        for (var i = 1; i < prompts.Count; i++)
+        {
+            Assert.Contains($"<previous_context>\nSUMMARY {i}\n</previous_context>", prompts[i], StringComparison.Ordinal);
+        }
+
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.Contains(prompts, p => p.Contains($"document {i}: ", StringComparison.Ordinal));
+        }
+
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "after compaction"), "the run after compaction");
+    }
+
+    [DatabaseFact]
+    public async Task Hybrid_CountsWhatPruningDocumentResultsSaves_AndPrunesWithoutASummary()
+    {
+        // A tool that returns a text document (an IContentTool result): its text form is one short line, its size the
+        // document's. Before, pruning was credited with the short line only, so a summary was written although pruning the
+        // documents brought the conversation far under TargetTokens.
+        var reader = new ContentTool("read_file", () => ToolResult.FromContent(
+            new Microsoft.Extensions.AI.DataContent(System.Text.Encoding.UTF8.GetBytes(new string('r', 8_000)), "text/plain")));
+        await using var h = await Harness.StartAsync(db, null, start: true, reader);
+        h.Claude.Respond(request => request.SystemText.StartsWith(SummarizerPrompt, StringComparison.Ordinal) ? FakeReply.Text("SUMMARY")
+            : request.ToolResults.Count == 0 ? FakeReply.ToolUse("read_file", new { }) : FakeReply.Text("read it"));
+        var agent = await h.AgentAsync(a => a with { Tools = ["read_file"] });
+        var session = await h.Client.NewSessionAsync();
+        for (var i = 0; i < 4; i++)
+        {
+            await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, $"read file {i}"), $"run {i}");
+        }
+
+        var requestsBefore = h.Claude.Requests.Count;
+        var stats = await h.Client.GetCompactionStatsAsync(session);
+        Assert.True(stats.TotalTokens > 8_000, $"{stats.TotalTokens} tokens");
+
+        var result = await h.Client.CompactAsync(session, Small(target: 4_000));
+
+        Assert.False(result.SummaryCreated);
+        Assert.Equal(0, result.MessagesRemoved);
+        Assert.Equal(3, result.MessagesPruned);
+        Assert.True(result.CompactedTokens < 4_000, $"{result.CompactedTokens} tokens after");
+        Assert.DoesNotContain(h.Claude.Requests.Skip(requestsBefore), r => r.IsMessagesCall);
+        var results = (await h.Client.GetMessagesAsync(session)).SelectMany(m => m.Content).Where(b => b.Type == ContentTypes.ToolResult).ToList();
+        Assert.Equal(3, results.Count(b => b.ToolContent == "[TOOL OUTPUT PRUNED]" && b.ToolContentBlocks.Count == 0));
+        Assert.True((await h.Client.GetCompactionStatsAsync(session)).TotalTokens < 4_000);
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "after pruning"), "the run after pruning");
+    }
+
+    [DatabaseFact]
+    public async Task AutoCompaction_ASummaryStreamingLongerThanRescueTimeout_IsProgress_TheRunIsNotRescued()
+    {
+        // The worker compacts before its run's request; the summariser's answer streams for ~6 s, twice the rescue timeout.
+        // Before, nothing marked the run alive meanwhile: the leader rescued it mid-compaction and a second worker compacted
+        // and requested again. Progress is marked every timeout/4 (see RescueTests.LiveStreamOfThinkingAndToolInputWithoutText).
+        await using var h = await Harness.StartAsync(db, new FakeClaudeServerOptions(), o =>
+        {
+            o.InstanceTtl = TimeSpan.FromSeconds(2);
+            o.HeartbeatInterval = TimeSpan.FromMilliseconds(200);
+            o.CleanupInterval = TimeSpan.FromMilliseconds(300);
+            o.RunRescue.Interval = TimeSpan.FromMilliseconds(200);
+            o.RunRescue.Timeout = TimeSpan.FromSeconds(3);
+            o.AutoCompaction = true;
+            o.Compaction = new CompactionOptions { MaxTokensForModel = 4_000, Trigger = 0.8, TargetTokens = 1_000, ProtectedTokens = 100, PreserveLastN = 0 };
+        });
+        var summaries = 0;
+        h.Claude.Respond(request =>
+        {
+            if (!request.SystemText.StartsWith(SummarizerPrompt, StringComparison.Ordinal))
+            {
+                return FakeReply.Text("noted");
+            }
+
+            Interlocked.Increment(ref summaries);
+            // 16 characters per delta, 150 ms per event: ~40 deltas ≈ 6 s.
+            return FakeReply.Text(string.Concat(Enumerable.Repeat("summary text....", 40))) with { EventDelay = TimeSpan.FromMilliseconds(150) };
+        });
+        var agent = await h.AgentAsync();
+        var session = await h.Client.NewSessionAsync();
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "a long document: " + new string('d', 14_000)), "the first run");
+
+        var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "and now?"), "the run that compacts first");
+
+        Assert.Equal("noted", response.Text);
+        Assert.Equal(0, (await h.Client.GetRunAsync(response.RunId)).RescueAttempts);
+        Assert.Equal(1, summaries);
+        Assert.Equal("auto", Assert.Single(await h.Client.GetCompactionEventsAsync(session)).Reason);
+    }
+
+    private sealed class ContentTool(string name, Func<ToolResult> result) : IContentTool
+    {
+        public string Name { get; } = name;
+
+        public string Description => "Returns a document";
+
+        public ToolSchema InputSchema { get; } = new();
+
+        public Task<ToolResult> ExecuteContentAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken) => Task.FromResult(result());
+    }
+
     private static bool IsSummarizer(Testing.RecordedRequest request)
         => request.Body is { } body && body.TryGetProperty("system", out var s) && s.ValueKind == JsonValueKind.String
            && s.GetString()!.StartsWith(SummarizerPrompt, StringComparison.Ordinal);
