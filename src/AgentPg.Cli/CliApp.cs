@@ -116,10 +116,12 @@ internal sealed class CliGlobals(TextWriter output, TextWriter error, TextReader
             }
             catch (Exception ex) when (Describe(ex, context, interrupted.Token) is { } failure)
             {
-                await error.WriteLineAsync($"error: {failure.Message}").ConfigureAwait(false);
+                // One line, whatever the message holds; messages can quote stored text (PostgreSQL's details, names): inert for the
+                // terminal like every other output.
+                await error.WriteLineAsync($"error: {Format.Terminal(OneLine(failure.Message))}").ConfigureAwait(false);
                 if (verbose)
                 {
-                    await error.WriteLineAsync(ex.ToString()).ConfigureAwait(false);
+                    await error.WriteLineAsync(Format.Terminal(ex.ToString())).ConfigureAwait(false);
                 }
 
                 return failure.ExitCode;
@@ -151,11 +153,18 @@ internal sealed class CliGlobals(TextWriter output, TextWriter error, TextReader
             case NpgsqlException npgsql:
                 return new CliException($"PostgreSQL at {context.DatabaseDescription}: {npgsql.Message}");
             case ArgumentException argument:
-                return CliException.Usage(argument.Message);
+                // Without .NET's " (Parameter 'options')": the message says what to change.
+                return CliException.Usage(argument.ParamName is { } name && argument.Message.EndsWith($" (Parameter '{name}')", StringComparison.Ordinal)
+                    ? argument.Message[..^$" (Parameter '{name}')".Length]
+                    : argument.Message);
             default:
                 return new CliException($"{exception.GetType().Name}: {exception.Message}");
         }
     }
+
+    /// <summary>A message on one line: its lines joined with a space (AgentPgOptions lists each invalid option on a line of its own).</summary>
+    private static string OneLine(string message)
+        => string.Join(' ', message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
 
     private static bool IsUnreachable(NpgsqlException exception)
         => exception.InnerException is SocketException or TimeoutException or IOException

@@ -97,7 +97,8 @@ internal sealed class CliContext : IAsyncDisposable
 
     public void Write(IRenderable renderable) => Console.Write(renderable);
 
-    /// <summary>A table whose cells are plain text (never parsed as markup: ids, prompts and errors can hold brackets).</summary>
+    /// <summary>A table whose cells are plain text (never parsed as markup: ids, prompts and errors can hold brackets), with their
+    /// control characters made inert (<see cref="Format.Terminal"/>).</summary>
     public static Table Table(params string[] columns)
     {
         var table = new Table().Border(TableBorder.Rounded);
@@ -109,7 +110,7 @@ internal sealed class CliContext : IAsyncDisposable
         return table;
     }
 
-    public static void AddRow(Table table, params string?[] cells) => table.AddRow(cells.Select(c => (IRenderable)new Text(c ?? "")).ToArray());
+    public static void AddRow(Table table, params string?[] cells) => table.AddRow(cells.Select(c => (IRenderable)new Text(Format.Terminal(c))).ToArray());
 
     public async ValueTask DisposeAsync()
     {

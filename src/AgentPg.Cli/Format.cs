@@ -1,10 +1,53 @@
+using System.Buffers;
 using System.Globalization;
+using System.Text;
 
 namespace AgentPg.Cli;
 
 /// <summary>How values look in tables and text output.</summary>
 internal static class Format
 {
+    // C0 controls but line feed and tab, DEL, and C1 controls (U+009B is CSI on its own in many terminals).
+    private static readonly SearchValues<char> s_controls = SearchValues.Create(
+        "\u0000\u0001\u0002\u0003\u0004\u0005\u0006\u0007\u0008\u000B\u000C\u000D\u000E\u000F\u0010\u0011\u0012\u0013\u0014\u0015\u0016\u0017" +
+        "\u0018\u0019\u001A\u001B\u001C\u001D\u001E\u001F\u007F\u0080\u0081\u0082\u0083\u0084\u0085\u0086\u0087\u0088\u0089\u008A\u008B\u008C" +
+        "\u008D\u008E\u008F\u0090\u0091\u0092\u0093\u0094\u0095\u0096\u0097\u0098\u0099\u009A\u009B\u009C\u009D\u009E\u009F");
+
+    /// <summary>Text written by a model, a tool or an application (prompts, answers, tool outputs, errors, names) made inert for
+    /// a terminal. Its escape sequences would otherwise reach the terminal: ESC and the C1 controls move the cursor, clear or
+    /// rewrite the screen, set the window title, write the clipboard (OSC 52) or hide text; a carriage return overwrites the
+    /// line. Each control is shown as a visible symbol (ESC as ␛, C1 controls as �); carriage returns are dropped (CR LF reads as
+    /// LF); line feeds and tabs stay.</summary>
+    public static string Terminal(string? text)
+    {
+        if (string.IsNullOrEmpty(text))
+        {
+            return "";
+        }
+
+        var first = text.AsSpan().IndexOfAny(s_controls);
+        if (first < 0)
+        {
+            return text;
+        }
+
+        var builder = new StringBuilder(text.Length + 8).Append(text, 0, first);
+        foreach (var c in text.AsSpan(first))
+        {
+            if (!s_controls.Contains(c))
+            {
+                builder.Append(c);
+            }
+            else if (c != '\r')
+            {
+                // Control Pictures (U+2400 + code) for C0, ␡ for DEL, the replacement character for C1.
+                builder.Append(c < ' ' ? (char)(0x2400 + c) : c == '\u007F' ? '\u2421' : '\uFFFD');
+            }
+        }
+
+        return builder.ToString();
+    }
+
     public static string Time(DateTimeOffset? value)
         => value is { } time ? time.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss'Z'", CultureInfo.InvariantCulture) : "";
 
@@ -68,17 +111,22 @@ internal static class Format
         var trimmed = text.Trim();
         if (trimmed.Length >= 2 && double.TryParse(trimmed[..^1], NumberStyles.Float, CultureInfo.InvariantCulture, out var amount) && amount >= 0)
         {
-            TimeSpan? span = char.ToLowerInvariant(trimmed[^1]) switch
+            double? unit = char.ToLowerInvariant(trimmed[^1]) switch
             {
-                's' => TimeSpan.FromSeconds(amount),
-                'm' => TimeSpan.FromMinutes(amount),
-                'h' => TimeSpan.FromHours(amount),
-                'd' => TimeSpan.FromDays(amount),
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86400,
                 _ => null,
             };
-            if (span is { } value)
+            if (unit is { } secondsPerUnit)
             {
-                return time.GetUtcNow() - value;
+                // In seconds first: a duration reaching back before year 1 (or infinite) is no time, and TimeSpan would overflow.
+                var seconds = amount * secondsPerUnit;
+                var now = time.GetUtcNow();
+                return seconds < (now - DateTimeOffset.MinValue).TotalSeconds - 1
+                    ? now - TimeSpan.FromSeconds(seconds)
+                    : throw CliException.Usage($"--since: '{text}' reaches back before year 1: give a shorter duration or a timestamp.");
             }
         }
 

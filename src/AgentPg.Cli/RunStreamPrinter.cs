@@ -3,10 +3,11 @@ using System.Text.Json;
 
 namespace AgentPg.Cli;
 
-/// <summary>Writes a run's events as a terminal transcript (for <c>runs watch</c> and <c>chat</c>): the root run's text as it
-/// streams, tool calls as they start and finish (a delegated run's indented by its depth), and tool calls waiting for
-/// approval.</summary>
-internal sealed class RunStreamPrinter(TextWriter output, Guid runId, bool showStates)
+/// <summary>Writes a run's events as a terminal transcript (for <c>runs watch</c> and <c>chat</c>): the watched run's text as it
+/// streams, tool calls as they start and finish (a delegated run's indented by its depth below the watched run, whose
+/// <paramref name="depth"/> it is), and tool calls waiting for
+/// approval. What the model, the tools and the application wrote is made inert for the terminal (<see cref="Format.Terminal"/>).</summary>
+internal sealed class RunStreamPrinter(TextWriter output, Guid runId, bool showStates, int depth = 0)
 {
     // Read by people: + and ° as they are, not \u002B (the default encoder escapes for HTML).
     private static readonly JsonSerializerOptions s_display = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
@@ -22,16 +23,17 @@ internal sealed class RunStreamPrinter(TextWriter output, Guid runId, bool showS
     /// any (to ask for a decision).</summary>
     public async Task<ApprovalRequestedEvent?> WriteAsync(RunEvent runEvent, CancellationToken cancellationToken)
     {
-        var indent = new string(' ', 2 * runEvent.Depth);
+        var indent = new string(' ', 2 * Math.Max(0, runEvent.Depth - depth));
         ApprovalRequestedEvent? approvalRequested = null;
         switch (runEvent)
         {
-            case TextDeltaEvent text when runEvent.Depth == 0:
-                // Only the root run's text: a delegated run's answer reaches the root as its tool result.
+            case TextDeltaEvent text when runEvent.RunId == runId:
+                // Only the watched run's text (a child run's too, when that is the one watched): a delegated run's answer reaches
+                // its parent as the tool result.
                 Text(text.Text);
                 _streamed.Append(text.Text);
                 break;
-            case MessageStoredEvent { Message: { Role: MessageRole.Assistant } message } when runEvent.Depth == 0:
+            case MessageStoredEvent { Message: { Role: MessageRole.Assistant } message } when runEvent.RunId == runId:
                 // The stored answer is authoritative: a replay, or a watcher that arrived when the text was already streamed,
                 // gets no deltas; deltas lost to a database error leave a gap. Print what the deltas did not.
                 var full = string.Concat(message.Content.Where(b => b.Type == ContentTypes.Text).Select(b => b.Text));
@@ -46,7 +48,7 @@ internal sealed class RunStreamPrinter(TextWriter output, Guid runId, bool showS
             case IterationStartedEvent iteration:
                 var retried = _lastIteration.TryGetValue(runEvent.RunId, out var last) && last >= iteration.IterationNumber;
                 _lastIteration[runEvent.RunId] = iteration.IterationNumber;
-                if (runEvent.Depth == 0)
+                if (runEvent.RunId == runId)
                 {
                     _streamed.Clear();
                 }
@@ -64,7 +66,7 @@ internal sealed class RunStreamPrinter(TextWriter output, Guid runId, bool showS
             case RunStateChangedEvent state:
                 if (showStates)
                 {
-                    Line($"{indent}[state] {Format.Name(state.State)}{(runEvent.Depth > 0 ? $" (run {runEvent.RunId})" : "")}");
+                    Line($"{indent}[state] {Format.Name(state.State)}{(runEvent.RunId != runId ? $" (run {runEvent.RunId})" : "")}");
                 }
 
                 break;
@@ -102,7 +104,7 @@ internal sealed class RunStreamPrinter(TextWriter output, Guid runId, bool showS
     {
         if (text.Length > 0)
         {
-            output.Write(text);
+            output.Write(Format.Terminal(text));
             _atLineStart = text.EndsWith('\n');
         }
     }
@@ -121,7 +123,7 @@ internal sealed class RunStreamPrinter(TextWriter output, Guid runId, bool showS
     public void Line(string text)
     {
         EndLine();
-        output.WriteLine(text);
+        output.WriteLine(Format.Terminal(text));
     }
 
     /// <summary>Compact JSON on one line (PostgreSQL's jsonb text has spaces), at most 200 characters.</summary>

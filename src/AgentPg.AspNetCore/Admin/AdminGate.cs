@@ -43,7 +43,19 @@ internal sealed class AdminGate(AgentPgAdminOptions options) : IEndpointFilter
             }
 
             var antiforgery = http.RequestServices.GetRequiredService<IAntiforgery>();
-            if (!await antiforgery.IsRequestValidAsync(http).ConfigureAwait(false))
+            bool valid;
+            try
+            {
+                valid = await antiforgery.IsRequestValidAsync(http).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is AntiforgeryValidationException or InvalidDataException or BadHttpRequestException)
+            {
+                // A form beyond the server's limits (FormOptions, Kestrel's body size) or not well formed: the request's fault.
+                return AdminPages.Status(e is BadHttpRequestException bad ? bad.StatusCode : StatusCodes.Status400BadRequest, "Bad request",
+                    Html.Text($"The form could not be read: {(e.InnerException ?? e).Message}"));
+            }
+
+            if (!valid)
             {
                 return AdminPages.Status(StatusCodes.Status400BadRequest, "Bad request",
                     Html.Text("The form's antiforgery token is missing or invalid: reload the page and try again."));

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using AgentPg.Internal;
 
@@ -7,7 +8,11 @@ namespace AgentPg.AspNetCore.Admin;
 /// <summary>The page shell and the small renderers every page shares.</summary>
 internal static class AdminPages
 {
-    private static readonly JsonSerializerOptions s_indented = new() { WriteIndented = true };
+    // JSON for people: "São Paulo", + and < as they are, not \u00E3 (the default encoder escapes for HTML and ASCII). Safe
+    // because every page encodes it again as HTML text.
+    private static readonly JsonSerializerOptions s_indented = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    private static readonly JsonSerializerOptions s_compact = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     private static readonly (string Path, string Label)[] s_navigation =
     [
@@ -97,6 +102,9 @@ internal static class AdminPages
         => element is { ValueKind: not JsonValueKind.Undefined } e ? JsonSerializer.Serialize(e, s_indented) : "";
 
     public static string Json(IReadOnlyDictionary<string, object?> values) => values.Count == 0 ? "{}" : JsonSerializer.Serialize(values, s_indented);
+
+    /// <summary>Metadata on one line, as the lists and facts show it.</summary>
+    public static string CompactJson(IReadOnlyDictionary<string, object?> values) => values.Count == 0 ? "{}" : JsonSerializer.Serialize(values, s_compact);
 
     /// <summary>The "next page" link of a keyset list, keeping the current filters.</summary>
     public static Html NextPage(AdminRequest r, string? cursor)

@@ -91,6 +91,11 @@ internal sealed class AdminRequest
         }
     }
 
+    /// <summary>The posted form; empty when the POST carries none (its antiforgery token in the header, no body), so an action
+    /// reads its optional fields without a 500.</summary>
+    public async Task<IFormCollection> FormAsync()
+        => Http.Request.HasFormContentType ? await Http.Request.ReadFormAsync(Aborted).ConfigureAwait(false) : FormCollection.Empty;
+
     public Html AntiforgeryField()
     {
         _tokens ??= Http.RequestServices.GetRequiredService<IAntiforgery>().GetAndStoreTokens(Http);

@@ -58,7 +58,7 @@ internal static class ChatCommand
                 await worker.StartAsync(cancellationToken).ConfigureAwait(false);
             }
 
-            context.WriteLine($"Chatting with {agent.Name} ({agent.Model}) in session {session}{(claude is null ? "" : $"; model: {claude.Description}")}.");
+            context.WriteLine($"Chatting with {Format.Terminal(agent.Name)} ({Format.Terminal(agent.Model)}) in session {session}{(claude is null ? "" : $"; model: {claude.Description}")}.");
             context.WriteLine("Type a message; /exit or end of input quits. Ctrl+C cancels the answer in progress.");
             if (worker is null && (await client.ListInstancesAsync(cancellationToken).ConfigureAwait(false)).Count == 0)
             {
@@ -216,7 +216,7 @@ internal static class ChatCommand
     private static async Task<bool> DecideAsync(CliContext context, AgentPgClient client, RunStreamPrinter printer, ApprovalRequestedEvent request,
         CancellationToken cancelling, CancellationToken exit)
     {
-        context.Output.Write($"Run {request.ToolName}? y approves; n, or a reason, rejects: ");
+        context.Output.Write($"Run {Format.Terminal(request.ToolName)}? y approves; n, or a reason, rejects: ");
         await context.Output.FlushAsync(CancellationToken.None).ConfigureAwait(false);
         string? answer;
         using (var either = CancellationTokenSource.CreateLinkedTokenSource(cancelling, exit))

@@ -32,8 +32,8 @@ internal static partial class RunsCommands
             }
 
             // Unknown ids fail here with one line, before anything is streamed.
-            await context.Client.GetRunAsync(runId, cancellationToken).ConfigureAwait(false);
-            var printer = new RunStreamPrinter(context.Output, runId, showStates: true);
+            var run = await context.Client.GetRunAsync(runId, cancellationToken).ConfigureAwait(false);
+            var printer = new RunStreamPrinter(context.Output, runId, showStates: true, run.Depth);
             RunFinishedEvent? final = null;
             await foreach (var runEvent in context.Client.WatchRunAsync(runId, afterSequence, cancellationToken).ConfigureAwait(false))
             {

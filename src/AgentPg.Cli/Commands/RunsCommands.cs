@@ -107,7 +107,7 @@ internal static partial class RunsCommands
             {
                 if (!string.IsNullOrEmpty(value))
                 {
-                    facts.AddRow(new Text(name), new Text(value));
+                    facts.AddRow(new Text(name), new Text(Format.Terminal(value)));
                 }
             }
 

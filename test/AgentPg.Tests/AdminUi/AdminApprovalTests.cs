@@ -1,4 +1,5 @@
 using System.Net;
+using System.Text.RegularExpressions;
 using AgentPg.Testing;
 using AgentPg.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
@@ -115,6 +116,38 @@ public sealed class AdminApprovalTests(SchemaFixture db, Chromium chromium) : IC
         var rejectedResponse = await Eventually.WithinAsync(app.Client.WaitForRunAsync(rejectedRun), "the rejected run completes");
         Assert.Contains("ERROR", rejectedResponse.Text, StringComparison.Ordinal);
         Assert.Contains("not eligible", rejectedResponse.Text, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
+    public async Task Approve_ALongUneditedInputWithAccents_ShownReadableAndRunsWithTheModelsInput()
+    {
+        var (app, claude, agent) = await StartAsync(db);
+        await using var _ = app;
+        await using var __ = claude;
+        // An order reference longer than a textarea's old 10 000-character limit, with text beyond ASCII.
+        var order = "Café São Paulo + <b> " + new string('x', 12_000);
+        claude.Respond(request => request.ToolResults.Count == 0
+            ? FakeReply.Message(FakeContentBlock.ToolUse("issue_refund", new { order, amount = 40 })) with { StopReason = "tool_use" }
+            : FakeReply.Text("done: " + request.ToolResults[0].Content));
+        var tenant = "lg-" + Guid.NewGuid().ToString("N")[..8];
+        var (_, run, request) = await RequestAsync(app, agent, tenant);
+        using var http = app.HttpClient(tenant: tenant);
+
+        // The inbox shows the input as people read it (not "Caf\u00E9"), and the form carries it back as the browser does.
+        var (token, inbox) = await AdminHttpTests.FormTokenAsync(http, "approvals");
+        var textarea = Regex.Match(inbox, "<textarea name=\"input\"[^>]*>([^<]*)</textarea>");
+        Assert.True(textarea.Success, "no input textarea in the inbox");
+        Assert.DoesNotContain("maxlength", textarea.Value, StringComparison.Ordinal);
+        var shown = WebUtility.HtmlDecode(textarea.Groups[1].Value);
+        Assert.Contains("\"Café São Paulo + <b> xxx", shown, StringComparison.Ordinal);
+        var approve = await http.PostAsync($"approvals/{request.ToolExecutionId}/approve",
+            new FormUrlEncodedContent([new("__RequestVerificationToken", token), new("input", shown), new("comment", "")]));
+
+        Assert.True(approve.StatusCode == HttpStatusCode.Redirect, $"{(int)approve.StatusCode}: {await approve.Content.ReadAsStringAsync()}");
+        Assert.Equal("done: refunded 40", (await Eventually.WithinAsync(app.Client.WaitForRunAsync(run), "the approved run completes")).Text);
+        var decision = (await app.Client.GetRunToolCallsAsync(run)).Single().Approval!;
+        Assert.True(decision.Approved);
+        Assert.Null(decision.OriginalInput);
     }
 
     [DatabaseFact]

@@ -160,6 +160,32 @@ public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<Sch
     }
 
     [DatabaseFact]
+    public async Task EventStream_BehindAPathBase_FollowsARunInProgressAndEndsItsWatchWhenTheBrowserLeaves()
+    {
+        await using var app = await AdminApp.StartAsync(db, pathBase: "/proxy");
+        var agent = await app.Client.CreateAgentAsync(new AgentDefinition { Name = "ev_" + Guid.NewGuid().ToString("N")[..8], Model = "claude-sonnet-4-5" });
+        var session = await app.Client.NewSessionAsync();
+        var run = await app.Client.RunFastAsync(session, agent.Id, "no worker: it stays pending");
+        using var http = app.HttpClient();
+
+        // The run page points its live stream under the path base; the stream stays open while the run waits.
+        var page = await http.GetStringAsync($"runs/{run}");
+        Assert.Contains($"data-events=\"/proxy/agentpg/runs/{run}/events\"", page, StringComparison.Ordinal);
+        var response = await http.GetAsync($"runs/{run}/events", HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using (var reader = new StreamReader(await response.Content.ReadAsStreamAsync()))
+        {
+            Assert.Equal("id: 1", await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30)));
+            Assert.Equal("event: state", await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30)));
+            Assert.Equal(1, app.Client.ActiveEventFeeds);
+        }
+
+        // The browser goes away: the server's watch of the run ends with the request, leaving no feed behind.
+        response.Dispose();
+        await Eventually.TrueAsync(() => app.Client.ActiveEventFeeds == 0, "the event stream's watch ends when its client disconnects");
+    }
+
+    [DatabaseFact]
     public async Task ModelAndToolOutput_AreRenderedAsText()
     {
         await using var app = await AdminApp.StartAsync(db);
@@ -199,6 +225,38 @@ public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<Sch
         var cancel = await http.PostAsync($"runs/{run}/cancel", new FormUrlEncodedContent([new("__RequestVerificationToken", token)]));
         Assert.Equal(HttpStatusCode.Redirect, cancel.StatusCode);
         Assert.Equal(RunState.Cancelled, (await app.Client.GetRunAsync(run)).State);
+    }
+
+    [DatabaseFact]
+    public async Task Post_WithTheTokenInTheHeaderOrAFormBeyondTheLimits_NeverA500()
+    {
+        await using var app = await AdminApp.StartAsync(db);
+        var agent = await app.Client.CreateAgentAsync(new AgentDefinition { Name = "pf_" + Guid.NewGuid().ToString("N")[..8], Model = "claude-sonnet-4-5" });
+        var session = await app.Client.NewSessionAsync();
+        var run = await app.Client.RunFastAsync(session, agent.Id, "wait");
+        using var http = app.HttpClient();
+        var (token, _) = await FormTokenAsync(http, $"runs/{run}");
+
+        // Antiforgery accepts its token in a header: an action posted with no form body is carried out (it has no field to read).
+        using var headerOnly = new HttpRequestMessage(HttpMethod.Post, $"runs/{run}/cancel");
+        headerOnly.Headers.Add("RequestVerificationToken", token);
+        var cancel = await http.SendAsync(headerOnly);
+        Assert.True(cancel.StatusCode == HttpStatusCode.Redirect, $"{(int)cancel.StatusCode}: {await cancel.Content.ReadAsStringAsync()}");
+        Assert.Equal(RunState.Cancelled, (await app.Client.GetRunAsync(run)).State);
+
+        // A body that is not a form: the message is missing, as the page says.
+        using var json = new HttpRequestMessage(HttpMethod.Post, "chat/send") { Content = new StringContent("""{"message":"hi"}""", System.Text.Encoding.UTF8, "application/json") };
+        json.Headers.Add("RequestVerificationToken", token);
+        var sent = await http.SendAsync(json);
+        Assert.Equal(HttpStatusCode.BadRequest, sent.StatusCode);
+        Assert.Contains("The message must be", await sent.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+
+        // A form value beyond ASP.NET Core's form limit (4 MB): refused as a bad request that says why, and nothing is created.
+        var huge = await http.PostAsync("chat/send", new FormUrlEncodedContent(
+            [new("__RequestVerificationToken", token), new("agent", agent.Name), new("message", new string('x', 5_000_000))]));
+        Assert.Equal(HttpStatusCode.BadRequest, huge.StatusCode);
+        Assert.Contains("The form could not be read", await huge.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Single((await app.Client.ListRunsAsync(new RunQuery { AgentId = agent.Id })).Items);
     }
 
     [DatabaseFact]

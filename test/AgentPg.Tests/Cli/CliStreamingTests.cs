@@ -61,6 +61,29 @@ public sealed partial class CliStreamingTests(SchemaFixture db) : IClassFixture<
     }
 
     [DatabaseFact]
+    public async Task RunsWatch_ADelegatedRun_ShowsItsOwnAnswer()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var child = await h.AgentAsync(a => a with { SystemPrompt = "You are the child." });
+        var parent = await h.AgentAsync(a => a with { SystemPrompt = "You are the parent.", AgentIds = [child.Id] });
+        h.Claude.Respond(request => request.SystemText.Contains("the child", StringComparison.Ordinal)
+            ? FakeReply.Text("the child's own answer")
+            : request.ToolResults.Count == 0
+                ? FakeReply.ToolUse(child.Name, new { task = "sub task" }) with { StopReason = "tool_use" }
+                : FakeReply.Text("the parent's answer"));
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), parent.Id, "go").WaitAsync(s_timeout);
+        var childRun = Assert.Single(response.ToolCalls).ChildRunId!.Value;
+
+        // WatchRunAsync takes a child run as well as a root run: its text is the watched run's, not the root's.
+        var result = await CliRunner.RunAsync(db.Schema, "runs", "watch", childRun.ToString());
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Contains("the child's own answer", result.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("the parent's answer", result.Output, StringComparison.Ordinal);
+        Assert.Contains("\n[finished] completed", result.Output, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
     public async Task Chat_FakeWithRedirectedInput_ThreeTurnsWithToolCalls()
     {
         Assert.True(string.IsNullOrEmpty(Environment.GetEnvironmentVariable("ANTHROPIC_API_KEY")), "this test runs chat --fake, which uses Claude when ANTHROPIC_API_KEY is set: unset it");

@@ -112,6 +112,8 @@ public sealed class CliTests(SchemaFixture db) : IClassFixture<SchemaFixture>
     [InlineData("runs", "show", "not-a-guid")]
     [InlineData("runs", "list", "--state", "bogus")]
     [InlineData("runs", "list", "--since", "yesterday-ish")]
+    [InlineData("runs", "list", "--since", "100000000d")]
+    [InlineData("runs", "list", "--since", "Infinityh")]
     [InlineData("runs", "frobnicate")]
     [InlineData("approvals", "reject", "3f2504e0-4f89-11d3-9a0c-0305e82c3301")]
     public async Task Commands_BadArguments_ExitCode2(params string[] command)
@@ -121,6 +123,15 @@ public sealed class CliTests(SchemaFixture db) : IClassFixture<SchemaFixture>
         Assert.True(result.ExitCode == 2, result.ToString());
         Assert.Contains("error: ", result.Error, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", result.Error, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
+    public async Task Commands_InvalidSchemaName_OneLineUsageError()
+    {
+        var result = await CliRunner.RunAsync("Not-A-Schema", "runs", "list");
+
+        AssertOneLineError(result, 2, "AgentPgOptions.Schema 'Not-A-Schema' is not a valid schema name");
+        Assert.DoesNotContain("(Parameter", result.Error, StringComparison.Ordinal);
     }
 
     [DatabaseTheory]
@@ -180,6 +191,32 @@ public sealed class CliTests(SchemaFixture db) : IClassFixture<SchemaFixture>
         var call = Assert.Single(shown.GetProperty("toolCalls").EnumerateArray());
         Assert.Equal("lookup", call.GetProperty("name").GetString());
         Assert.Equal(response.Usage.InputTokens, shown.GetProperty("run").GetProperty("usage").GetProperty("inputTokens").GetInt64());
+    }
+
+    [DatabaseFact]
+    public async Task ModelAndToolOutputWithTerminalEscapes_AreShownInertByEveryCommand()
+    {
+        // What a model (or a prompt injection through a tool's output) could send a terminal: set the window title, write the
+        // clipboard (OSC 52), clear the screen, colour through the 8-bit CSI, overwrite the line with a carriage return.
+        const string hostile = "\u001b]0;pwned\u0007\u001b]52;c;ZXZpbA==\u0007\u001b[2J\u009b31mred\rfake";
+        await using var h = await Harness.StartAsync(db, tools: [new TestTool("lookup", (_, _, _) => Task.FromResult("found " + hostile))]);
+        var agent = await h.AgentAsync(a => a with { Tools = ["lookup"], Description = "looks " + hostile });
+        h.Claude.Respond(r => r.ToolResults.Count == 0 ? FakeReply.ToolUse("lookup", new { q = hostile }) : FakeReply.Text("the answer " + hostile));
+        var session = await h.Client.NewSessionAsync();
+        var response = await h.Client.RunFastSyncAsync(session, agent.Id, "prompt " + hostile);
+
+        foreach (var command in new[] { ["runs", "list"], ["runs", "show", response.RunId.ToString()], ["runs", "watch", response.RunId.ToString()], new[] { "agents", "list" } })
+        {
+            var result = await CliRunner.RunAsync(db.Schema, command);
+            Assert.True(result.ExitCode == 0, result.ToString());
+            var control = result.Output.IndexOfAny([.. Enumerable.Range(0, 0xA0).Select(c => (char)c).Where(c => c is (< ' ' and not '\n' and not '\t') or >= '\u007f')]);
+            Assert.True(control < 0, $"agentpg {string.Join(' ', command)} wrote the control character U+{(control < 0 ? 0 : result.Output[control]):X4} to the terminal:\n{result.Output}");
+        }
+
+        // Shown, not dropped: the reader sees that the text held escape sequences.
+        var watch = await CliRunner.RunAsync(db.Schema, "runs", "watch", response.RunId.ToString());
+        Assert.Contains("the answer ␛]0;pwned␇␛]52;c;ZXZpbA==␇␛[2J\uFFFD31mredfake", watch.Output, StringComparison.Ordinal);
+        Assert.Contains("[tool] lookup → found ␛]0;pwned␇", watch.Output, StringComparison.Ordinal);
     }
 
     [DatabaseFact]

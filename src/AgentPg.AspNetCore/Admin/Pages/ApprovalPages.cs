@@ -6,8 +6,6 @@ namespace AgentPg.AspNetCore.Admin.Pages;
 /// input) or reject with a reason. The decision records the signed-in user's name.</summary>
 internal static class ApprovalPages
 {
-    private const int MaxTextLength = 10_000;
-
     public static async Task<IResult> ListAsync(AdminRequest r)
     {
         var pending = await r.Client.GetPendingApprovalsAsync(metadata: r.Tenant, limit: 200, cancellationToken: r.Aborted).ConfigureAwait(false);
@@ -19,7 +17,7 @@ internal static class ApprovalPages
             <pre>{AdminPages.Json(a.Input)}</pre>
             {Html.When(r.CanAct, Html.Of($"""
                 <form method="post" action="{r.Url($"/approvals/{a.ToolExecutionId}/approve")}" class="decide">{r.AntiforgeryField()}
-                <details><summary>edit the input</summary><textarea name="input" rows="6" maxlength="{MaxTextLength}">{AdminPages.Json(a.Input)}</textarea></details>
+                <details><summary>edit the input</summary><textarea name="input" rows="6">{AdminPages.Json(a.Input)}</textarea></details>
                 <input name="comment" maxlength="1000" placeholder="comment (optional)">
                 <button type="submit">Approve</button>
                 </form>
@@ -42,10 +40,12 @@ internal static class ApprovalPages
     public static async Task<IResult> ApproveAsync(AdminRequest r)
     {
         var execution = await r.ToolExecutionAsync(r.RouteId("tool execution")).ConfigureAwait(false);
-        var form = await r.Http.Request.ReadFormAsync(r.Aborted).ConfigureAwait(false);
+        var form = await r.FormAsync().ConfigureAwait(false);
         JsonElement? input = null;
         var edited = form["input"].ToString();
-        if (!string.IsNullOrWhiteSpace(edited) && edited.Length <= MaxTextLength)
+        // The form carries the model's input back unchanged unless the approver edited it, however long it is: the server's
+        // form limits bound it, and the client validates an edit against the tool's schema.
+        if (!string.IsNullOrWhiteSpace(edited))
         {
             try
             {
@@ -62,11 +62,6 @@ internal static class ApprovalPages
                 throw new AdminHttpException(StatusCodes.Status400BadRequest, $"The edited input is not valid JSON: {e.Message}");
             }
         }
-        else if (edited.Length > MaxTextLength)
-        {
-            throw new AdminHttpException(StatusCodes.Status400BadRequest, $"The edited input is longer than {MaxTextLength} characters.");
-        }
-
         await DecideAsync(() => r.Client.ApproveToolCallAsync(execution.Id, input, Text(form["comment"].ToString()), DecidedBy(r), r.Aborted)).ConfigureAwait(false);
         return RunPages.Back(r, "/approvals");
     }
@@ -74,7 +69,7 @@ internal static class ApprovalPages
     public static async Task<IResult> RejectAsync(AdminRequest r)
     {
         var execution = await r.ToolExecutionAsync(r.RouteId("tool execution")).ConfigureAwait(false);
-        var form = await r.Http.Request.ReadFormAsync(r.Aborted).ConfigureAwait(false);
+        var form = await r.FormAsync().ConfigureAwait(false);
         var reason = Text(form["reason"].ToString())
             ?? throw new AdminHttpException(StatusCodes.Status400BadRequest, "Give a reason: the model sees it in place of the tool's result.");
         await DecideAsync(() => r.Client.RejectToolCallAsync(execution.Id, reason, DecidedBy(r), r.Aborted)).ConfigureAwait(false);

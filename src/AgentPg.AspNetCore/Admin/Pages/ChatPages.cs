@@ -75,7 +75,7 @@ internal static class ChatPages
 
     public static async Task<IResult> SendAsync(AdminRequest r)
     {
-        var form = await r.Http.Request.ReadFormAsync(r.Aborted).ConfigureAwait(false);
+        var form = await r.FormAsync().ConfigureAwait(false);
         var message = form["message"].ToString();
         if (string.IsNullOrWhiteSpace(message) || message.Length > MaxMessageLength)
         {

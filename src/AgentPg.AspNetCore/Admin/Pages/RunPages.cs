@@ -116,7 +116,8 @@ internal static class RunPages
     {
         var run = await r.RunAsync(r.RouteId("run")).ConfigureAwait(false);
         await r.Client.CancelRunAsync(run.Id, r.Aborted).ConfigureAwait(false);
-        return Back(r, r.Http.Request.Form["return"] == "chat" ? $"/chat/{run.SessionId}" : $"/runs/{run.Id}");
+        var form = await r.FormAsync().ConfigureAwait(false);
+        return Back(r, form["return"] == "chat" ? $"/chat/{run.SessionId}" : $"/runs/{run.Id}");
     }
 
     public static async Task<IResult> RegenerateAsync(AdminRequest r)
@@ -132,7 +133,8 @@ internal static class RunPages
             throw new AdminHttpException(StatusCodes.Status409Conflict, e.Message);
         }
 
-        return Back(r, r.Http.Request.Form["return"] == "chat" ? $"/chat/{run.SessionId}" : $"/runs/{regenerated}");
+        var form = await r.FormAsync().ConfigureAwait(false);
+        return Back(r, form["return"] == "chat" ? $"/chat/{run.SessionId}" : $"/runs/{regenerated}");
     }
 
     /// <summary>Post-redirect-get back to a page of the UI (never to a URL taken from the request).</summary>

@@ -54,6 +54,5 @@ internal static class SessionPages
         return AdminPages.Page(r, $"Session {AdminPages.Short(session.Id)}", content);
     }
 
-    public static string Metadata(IReadOnlyDictionary<string, object?> metadata)
-        => metadata.Count == 0 ? "{}" : System.Text.Json.JsonSerializer.Serialize(metadata);
+    public static string Metadata(IReadOnlyDictionary<string, object?> metadata) => AdminPages.CompactJson(metadata);
 }
