@@ -12,8 +12,11 @@ public static class AgentPgMcpExtensions
     /// <returns>The source: its connection lives as long as the client (see <see cref="McpToolSource"/>).</returns>
     /// <exception cref="ArgumentException">An option is invalid; the message names each problem and how to fix it.</exception>
     /// <exception cref="InvalidOperationException">The server could not be started or reached (the message names the command
-    /// or endpoint, and the HTTP status when there is one), or it offers a tool whose name or schema AgentPg cannot register.</exception>
+    /// or endpoint, and the HTTP status when there is one), or it offers a tool whose name or schema AgentPg cannot register
+    /// or whose name another connected MCP source already registered.</exception>
     /// <exception cref="TimeoutException">The server did not complete the handshake within <see cref="McpServerOptions.ConnectTimeout"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The client is disposed (the server is not started, or, when the client was
+    /// disposed while connecting, its connection is closed again).</exception>
     public static async Task<McpToolSource> AddMcpServerAsync(this AgentPgClient client, McpServerOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(client);

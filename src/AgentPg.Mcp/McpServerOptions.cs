@@ -54,7 +54,8 @@ public sealed partial class McpServerOptions
 
     /// <summary>Gets or sets whether tools keep their name on the server instead of <c>{Name}__{tool}</c>.</summary>
     /// <value>The default value is <see langword="false"/>.</value>
-    /// <remarks>Without the prefix, a tool with the name of another registered tool replaces it.</remarks>
+    /// <remarks>Without the prefix, a tool with the name of an application's registered tool replaces it; one with the name
+    /// of another MCP source's tool is refused (see <see cref="AgentPgMcpExtensions.AddMcpServerAsync"/>).</remarks>
     public bool DisableToolPrefix { get; set; }
 
     /// <summary>Gets or sets the longest wait between two reconnection attempts after the connection is lost (the wait

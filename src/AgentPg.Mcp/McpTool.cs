@@ -98,12 +98,24 @@ internal sealed class McpTool : IContentTool
                 : new InvalidOperationException($"MCP tool '{ServerToolName}' on server '{Source.Name}' failed ({protocol.ErrorCode}): {protocol.Message}", protocol);
         }
 
+        if (FindInChain<HttpRequestException>(ex) is { StatusCode: null, HttpRequestError: HttpRequestError.NameResolutionError
+                or HttpRequestError.ConnectionError or HttpRequestError.SecureConnectionError })
+        {
+            // No connection to the server, so the call never reached it: wait for the reconnection without using an attempt.
+            Source.ConnectionLost(session);
+            return new ToolSnoozeException(Source.RetryAfter, $"MCP server '{Source.Name}' could not be reached for tool '{Name}'; reconnecting");
+        }
+
         if (session.Completion.IsCompleted || FindInChain<ClientTransportClosedException>(ex) is not null
             || FindInChain<IOException>(ex) is not null || FindInChain<ObjectDisposedException>(ex) is not null
             || FindInChain<HttpRequestException>(ex) is { StatusCode: null })
         {
+            // Lost while the call was under way: the server may have done its work (a stdio server that dies on this input
+            // dies again on the next attempt). A failed attempt like any tool's exception, retried per
+            // AgentPgOptions.ToolRetry and then reported to Claude; a snooze would call it again after every reconnection.
             Source.ConnectionLost(session);
-            return new ToolSnoozeException(Source.RetryAfter, $"MCP server '{Source.Name}' connection lost for tool '{Name}'; reconnecting");
+            return new InvalidOperationException(
+                $"MCP server '{Source.Name}': connection lost during the call of tool '{ServerToolName}' (the server may have run it); reconnecting", ex);
         }
 
         return new InvalidOperationException($"MCP tool '{ServerToolName}' on server '{Source.Name}' failed: {ex.Message}", ex);

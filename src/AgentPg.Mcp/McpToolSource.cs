@@ -75,6 +75,17 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
 
     string IClientAttachment.Name => $"MCP server '{Name}'";
 
+    internal bool IsDisposed
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _disposed;
+            }
+        }
+    }
+
     internal McpClient? CurrentSession
     {
         get
@@ -131,6 +142,8 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
 
     internal static async Task<McpToolSource> CreateAsync(AgentPgClient client, McpServerOptions options, CancellationToken cancellationToken)
     {
+        // Nothing would ever close a connection (or stop a server process) of a disposed client.
+        ObjectDisposedException.ThrowIf(client.IsDisposed, client);
         var source = new McpToolSource(client, options);
         try
         {
@@ -142,7 +155,17 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
             throw;
         }
 
-        client.Attach(source);
+        try
+        {
+            client.Attach(source);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Disposed while connecting: close the connection and unregister the tools.
+            await source.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
         source.StartMonitor();
         Log.Connected(source._logger, source.Name, source.ToolNames.Count);
         return source;
@@ -337,7 +360,7 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
         if (_options.Command is { } command)
         {
             return new InvalidOperationException(
-                $"MCP server '{Name}': could not start or talk to the command '{command}'{(_options.Arguments.Count > 0 ? " " + string.Join(' ', _options.Arguments) : "")}" +
+                $"MCP server '{Name}': could not start or talk to the command '{command}'" +
                 $" ({ex.GetType().Name}: {ex.Message}). Check that the command exists on PATH (or give its full path) and starts an MCP server on stdio.", ex);
         }
 
@@ -349,14 +372,18 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
                     ? " Set McpServerOptions.Headers or HeaderProvider to send its credentials."
                     : "";
                 return new InvalidOperationException(
-                    $"MCP server '{Name}' at {_options.Endpoint} answered HTTP {(int)status} ({status}).{hint}", ex);
+                    $"MCP server '{Name}' at {SafeEndpoint} answered HTTP {(int)status} ({status}).{hint}", ex);
             }
         }
 
-        return new InvalidOperationException($"MCP server '{Name}' at {_options.Endpoint} could not be reached: {ex.Message}", ex);
+        return new InvalidOperationException($"MCP server '{Name}' at {SafeEndpoint} could not be reached: {ex.Message}", ex);
     }
 
-    private string Describe() => _options.Command is { } command ? $"command '{command}'" : $"endpoint {_options.Endpoint}";
+    private string Describe() => _options.Command is { } command ? $"command '{command}'" : $"endpoint {SafeEndpoint}";
+
+    /// <summary>The endpoint for messages and logs: without user info and query, where credentials are often put. (The
+    /// command's arguments are never shown, for the same reason: a connection string with a password, a token.)</summary>
+    private string SafeEndpoint => _options.Endpoint!.GetComponents(UriComponents.SchemeAndServer | UriComponents.Path, UriFormat.UriEscaped);
 
     private IClientTransport CreateTransport()
     {
@@ -435,6 +462,14 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
                 }
 
                 var name = _options.ToolNameFor(tool.Name);
+                if (_client.GetTool(name) is McpTool { Source: var owner } && !ReferenceEquals(owner, this) && !owner.IsDisposed)
+                {
+                    // Replacing it would leave two connected sources fighting over the name (each reconnection takes it back)
+                    // and disposing either would unregister it from both.
+                    problems.Add($"tool '{tool.Name}' (as '{name}'): MCP server '{owner.Name}'{(owner.Name == Name ? " (another source)" : "")} already registered a tool of that name");
+                    continue;
+                }
+
                 try
                 {
                     var agentTool = new McpTool(this, tool, name);
@@ -450,7 +485,8 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
             if (problems.Count > 0)
             {
                 var message = $"MCP server '{Name}' offers tools AgentPg cannot register: {string.Join("; ", problems)}. " +
-                              "Exclude them with McpServerOptions.ToolFilter, or shorten McpServerOptions.Name (or set DisableToolPrefix) when a name is too long.";
+                              "Exclude them with McpServerOptions.ToolFilter, or shorten McpServerOptions.Name (or set DisableToolPrefix) when a name is too long, " +
+                              "or give each server its own Name when two offer the same tool.";
                 if (firstTime)
                 {
                     throw new InvalidOperationException(message);

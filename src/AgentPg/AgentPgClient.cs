@@ -104,6 +104,9 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     /// <summary>Gets the data source the client works on (for the hosting integration and health checks).</summary>
     internal NpgsqlDataSource DataSource => _dataSource;
 
+    /// <summary>Gets whether <see cref="DisposeAsync"/> has stopped the client (add-ons refuse to attach to it).</summary>
+    internal bool IsDisposed => _disposed;
+
     /// <summary>Gets whether <see cref="StartAsync"/> has completed and <see cref="StopAsync"/> has not been called.</summary>
     public bool IsStarted => _started;
 

@@ -4,7 +4,13 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 // Over stdio: stdout carries the protocol, so nothing else may write to it.
-var server = new TestServer(Environment.GetEnvironmentVariable("AGENTPG_MCP_TEST_EVENTS"));
+var eventsFile = Environment.GetEnvironmentVariable("AGENTPG_MCP_TEST_EVENTS");
+if (eventsFile is not null)
+{
+    File.AppendAllText(eventsFile, $"process {Environment.ProcessId}\n");
+}
+
+var server = new TestServer(eventsFile);
 var builder = Host.CreateApplicationBuilder(args);
 builder.Logging.ClearProviders();
 builder.Services.AddMcpServer(server.Configure).WithStdioServerTransport();

@@ -84,6 +84,7 @@ public sealed class TestServer
             Tool("fail", "Reports a tool error", EmptySchema),
             Tool("picture", "Returns text, an image and a resource", EmptySchema),
             Tool("bad_params", "Refuses its parameters at the protocol level", EmptySchema),
+            Tool("crash", "Makes the server process exit while it handles the call (stdio only)", EmptySchema),
             Tool(LongToolName, "Has a long name", EmptySchema),
         };
         if (_late)
@@ -159,6 +160,10 @@ public sealed class TestServer
                 };
             case "bad_params":
                 throw new McpProtocolException("parameter 'x' is missing", McpErrorCode.InvalidParams);
+            case "crash" when _eventsFile is not null:
+                // Only the stdio server (a process of its own) has an events file: an in-process HTTP server must not exit.
+                Environment.Exit(3);
+                return Text("never");
             default:
                 throw new McpProtocolException($"Unknown tool: '{name}'", McpErrorCode.InvalidParams);
         }

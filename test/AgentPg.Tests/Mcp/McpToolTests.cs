@@ -228,6 +228,50 @@ public sealed class McpToolTests(SchemaFixture db) : IClassFixture<SchemaFixture
     }
 
     [DatabaseFact]
+    public async Task ServerProcessExitsDuringACall_TheCallIsAFailedAttempt_NotRepeatedWithoutEnd()
+    {
+        // The server may have done the call's work before it died: the call is an attempt like any failure (retried per
+        // ToolRetry, then reported to Claude), not a snooze that would call it again after every reconnect, forever.
+        using var server = new StdioTestServer();
+        await using var h = await Harness.StartAsync(db);
+        var source = await h.Client.AddMcpServerAsync(server.Options());
+
+        var response = await Eventually.WithinAsync(RunOneCallAsync(h, "test__crash", new { }), "the run whose MCP call kills the server", TimeSpan.FromSeconds(60));
+
+        Assert.EndsWith("error=True", response.Text, StringComparison.Ordinal);
+        Assert.Contains("connection lost", response.Text, StringComparison.Ordinal);
+        Assert.Equal(2, server.Events.Count(e => e.StartsWith("called crash", StringComparison.Ordinal)));
+        var call = Assert.Single(response.ToolCalls);
+        Assert.Equal(ToolExecutionState.Failed, call.State);
+        await Eventually.TrueAsync(() => source.IsConnected, "the source reconnects to a new server process");
+    }
+
+    [DatabaseFact]
+    public async Task ASecondSourceOfferingToolsOfTheSameNames_IsRefused_AndTheFirstKeepsThem()
+    {
+        // Before, the second source's tools replaced the first's; disposing the second then unregistered the names although
+        // the first was still connected, and runs of agents listing them were claimed by no instance.
+        await using var server = await HttpTestServer.StartAsync();
+        await using var h = await Harness.StartAsync(db);
+        var first = await h.Client.AddMcpServerAsync(new McpServerOptions { Name = "web", Endpoint = server.Endpoint, ToolFilter = t => t is "echo" or "add" });
+        var echo = h.Client.GetTool("web__echo");
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => h.Client.AddMcpServerAsync(
+            new McpServerOptions { Name = "web", Endpoint = server.Endpoint, ToolFilter = t => t is "echo" or "pid" }));
+
+        Assert.Contains("tool 'echo' (as 'web__echo'): MCP server 'web' (another source) already registered a tool of that name", error.Message, StringComparison.Ordinal);
+        Assert.Same(echo, h.Client.GetTool("web__echo"));
+        Assert.Null(h.Client.GetTool("web__pid"));
+
+        // The same server name with tools that do not collide is fine.
+        await using var second = await h.Client.AddMcpServerAsync(new McpServerOptions { Name = "web", Endpoint = server.Endpoint, ToolFilter = t => t == "pid" });
+        Assert.Equal(["web__pid"], second.ToolNames);
+        var response = await RunOneCallAsync(h, "web__echo", new { message = "still here" });
+        Assert.Equal("result: Echo: still here error=False", response.Text);
+        Assert.True(first.IsConnected);
+    }
+
+    [DatabaseFact]
     public async Task ToolsListChanged_AddsAndRemovesTools_OnTheClientAndTheInstance()
     {
         using var server = new StdioTestServer();
@@ -329,6 +373,45 @@ public sealed class McpToolTests(SchemaFixture db) : IClassFixture<SchemaFixture
 
         Assert.Empty(h.Client.GetAllToolNames());
         await Eventually.TrueAsync(async () => await InstanceHasToolAsync(h.Client, "web__echo") == 0, "the tool is unregistered from the instance");
+    }
+
+    [DatabaseFact]
+    public async Task ConnectFailures_NameTheCommandAndTheEndpoint_WithoutTheSecretsInTheirArgumentsOrUri()
+    {
+        // Servers commonly take credentials as arguments (a connection string) or in the endpoint's query; the errors end
+        // up in logs (every failed reconnection logs one).
+        await using var h = await Harness.StartAsync(db, start: false);
+
+        var stdio = await Assert.ThrowsAsync<InvalidOperationException>(() => h.Client.AddMcpServerAsync(new McpServerOptions
+        {
+            Name = "pg",
+            Command = "agentpg-no-such-mcp-server",
+            Arguments = ["--connection", "postgresql://app:s3cret-pw@db/app"],
+        }));
+        Assert.Contains("'agentpg-no-such-mcp-server'", stdio.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("s3cret", stdio.Message, StringComparison.Ordinal);
+
+        var http = await Assert.ThrowsAsync<InvalidOperationException>(() => h.Client.AddMcpServerAsync(new McpServerOptions
+        {
+            Name = "web",
+            Endpoint = new Uri("http://user:s3cret-pw@127.0.0.1:1/mcp?api_key=s3cret-key"),
+        }));
+        Assert.Contains("http://127.0.0.1:1/mcp", http.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("s3cret", http.Message, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
+    public async Task AddingAServerToADisposedClient_Throws_WithoutStartingTheServerOrRegisteringTools()
+    {
+        using var server = new StdioTestServer();
+        await using var h = await Harness.StartAsync(db);
+        await h.Client.DisposeAsync();
+
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => h.Client.AddMcpServerAsync(server.Options()));
+
+        // Before, the server process was started and its tools registered, then Attach threw: nothing would ever stop it.
+        Assert.DoesNotContain(server.Events, e => e.StartsWith("process ", StringComparison.Ordinal));
+        Assert.Empty(h.Client.GetAllToolNames());
     }
 
     [Fact]
