@@ -12,6 +12,9 @@ namespace AgentPg;
 /// <c>await db.Database.BeginTransactionAsync()</c>, call <c>SaveChangesAsync</c> and these methods in any order, then commit.
 /// Work created in an uncommitted transaction is invisible to workers until the commit and disappears on rollback.</para>
 /// <para>The context must use Npgsql (<c>UseNpgsql</c>) on the same database as the client.</para>
+/// <para>A context whose execution strategy retries (<c>EnableRetryOnFailure</c>) refuses <c>SaveChangesAsync</c> in a
+/// transaction begun outside the strategy, the application's and a tool's alike: run the transaction's work inside
+/// <c>db.Database.CreateExecutionStrategy().ExecuteAsync(…)</c> (the package's README shows both).</para>
 /// </remarks>
 public static class AgentPgDbContextExtensions
 {
@@ -114,8 +117,13 @@ public static class AgentPgDbContextExtensions
     /// in the tool's constructor through <c>AddTool&lt;TTool&gt;()</c>).</param>
     /// <param name="context">The tool context of an <see cref="ITransactionalTool"/> execution.</param>
     /// <returns>The same context, for chaining.</returns>
-    /// <remarks>Do not commit or roll back the transaction, and do not use the context after the tool returns: the worker
-    /// commits the tool's writes with its result, or rolls them back when the tool throws (a retry then starts afresh).</remarks>
+    /// <remarks>
+    /// <para>Do not commit or roll back the transaction, and do not use the context after the tool returns: the worker
+    /// commits the tool's writes with its result, or rolls them back when the tool throws (a retry then starts afresh).</para>
+    /// <para>With a retrying execution strategy (<c>EnableRetryOnFailure</c>), call this and <c>SaveChangesAsync</c> inside
+    /// <c>db.Database.CreateExecutionStrategy().ExecuteAsync(…)</c>: EF Core refuses to save in a transaction it did not
+    /// begin inside the strategy.</para>
+    /// </remarks>
     /// <exception cref="InvalidOperationException">The tool is not an <see cref="ITransactionalTool"/> (it has no transaction),
     /// or the context already has a transaction of its own.</exception>
     public static TContext UseToolTransaction<TContext>(this TContext db, ToolContext context)

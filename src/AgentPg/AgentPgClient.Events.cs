@@ -24,7 +24,8 @@ public sealed partial class AgentPgClient
     /// one delta shortly after.</para>
     /// <para>A watched run costs its workers a few small writes per iteration and coalesced deltas (every 50 ms or 2 KB); a run
     /// nobody watches costs nothing measurable. Events can be replayed until <see cref="AgentPgOptions.RunEventRetention"/>
-    /// after the root run finished.</para>
+    /// after the root run finished; a watch whose events the leader deletes before it read them ends without the
+    /// <see cref="RunFinishedEvent"/> (watch again for a replay from the stored messages).</para>
     /// <para>The stored message is authoritative: deltas lost to a database error are not repeated. An
     /// <see cref="IterationStartedEvent"/> repeating a number already seen means the model call was retried: discard that
     /// iteration's text received so far.</para>
@@ -108,6 +109,13 @@ public sealed partial class AgentPgClient
     private async Task<FeedPage> ReadEventPageAsync(Guid rootRunId, long afterSequence, CancellationToken cancellationToken)
     {
         var rows = await _sql.RunEvents.PageAsync(_dataSource, rootRunId, afterSequence, RunEventFeed.MaxPage, cancellationToken).ConfigureAwait(false);
+        if (rows.Count == 0 && !await _sql.RunEvents.HeadExistsAsync(_dataSource, rootRunId, cancellationToken).ConfigureAwait(false))
+        {
+            // The watch registered the head, so it is gone with the events: the leader's retention deleted them (the root run
+            // finished RunEventRetention ago), or the run was deleted. Nothing will be appended any more: the watch ends,
+            // as for a finish that is no longer recorded (before, it waited forever).
+            return new FeedPage([], RootFinished: true);
+        }
 
         var messageIds = rows.Where(r => r.Kind == "message" && r.RefId is not null).Select(r => r.RefId!.Value).ToList();
         var messages = new Dictionary<Guid, Message>();

@@ -99,7 +99,7 @@ public sealed class AgentPgOptions
 
     /// <summary>Gets or sets how long the live events of a run (<see cref="AgentPgClient.WatchRunAsync"/>) can be replayed after its
     /// root run finished; the leader deletes them afterwards. Messages and runs are kept forever.</summary>
-    /// <value>The default value is 24 hours.</value>
+    /// <value>The default value is 24 hours. Positive, at most 36 500 days (100 years).</value>
     /// <remarks>Watching a run whose events were deleted replays what the stored messages, tool calls and states still show,
     /// with new sequences.</remarks>
     public TimeSpan RunEventRetention { get; set; } = TimeSpan.FromHours(24);
@@ -119,7 +119,7 @@ public sealed class AgentPgOptions
 
     /// <summary>Gets or sets how long a tool call may wait for a person's decision
     /// (<see cref="AgentDefinition.ToolsRequiringApproval"/>) before it is rejected with "approval timed out".</summary>
-    /// <value>The default value is <see langword="null"/>: wait forever.</value>
+    /// <value>The default value is <see langword="null"/>: wait forever. Otherwise positive, at most 36 500 days (100 years).</value>
     /// <remarks>Enforced by the leader's maintenance every <see cref="CleanupInterval"/>, measured with the database clock from
     /// when the request was recorded; the leader's value applies.</remarks>
     public TimeSpan? ApprovalTimeout { get; set; }

@@ -49,11 +49,21 @@ internal static class ScopedTool
         where TTool : class, ITool
     {
         var scopes = services.GetRequiredService<IServiceScopeFactory>();
-        using var scope = scopes.CreateScope();
-        // The metadata is read while the scope lives: the properties may depend on scoped services.
-        var prototype = scope.ServiceProvider.GetRequiredService<TTool>();
-        return typeof(ITransactionalTool).IsAssignableFrom(typeof(TTool))
-            ? new ScopedTransactionalTool<TTool>(scopes, prototype.Name, prototype.Description, prototype.InputSchema)
-            : new ScopedTool<TTool>(scopes, prototype.Name, prototype.Description, prototype.InputSchema);
+        // An async scope: a tool or a scoped dependency that implements only IAsyncDisposable makes a synchronous Dispose
+        // throw. This runs in the container's synchronous factory of the client; disposing the services of a scope that
+        // was only used to read properties normally completes at once.
+        var scope = scopes.CreateAsyncScope();
+        try
+        {
+            // The metadata is read while the scope lives: the properties may depend on scoped services.
+            var prototype = scope.ServiceProvider.GetRequiredService<TTool>();
+            return typeof(ITransactionalTool).IsAssignableFrom(typeof(TTool))
+                ? new ScopedTransactionalTool<TTool>(scopes, prototype.Name, prototype.Description, prototype.InputSchema)
+                : new ScopedTool<TTool>(scopes, prototype.Name, prototype.Description, prototype.InputSchema);
+        }
+        finally
+        {
+            scope.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
     }
 }

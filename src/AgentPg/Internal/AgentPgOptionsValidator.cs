@@ -60,11 +60,17 @@ internal static class AgentPgOptionsValidator
             "leadership flaps)");
         var instanceTtlValid = Duration(errors, options.InstanceTtl, nameof(AgentPgOptions.InstanceTtl), MinTimer, "1 ms", "TimeSpan.FromMinutes(2)", "");
 
-        Timer(errors, options.RunEventRetention, nameof(AgentPgOptions.RunEventRetention), "TimeSpan.FromHours(24)");
-
-        if (options.ApprovalTimeout is { } approvalTimeout && approvalTimeout <= TimeSpan.Zero)
+        // Ages the leader compares with the database clock (now() - age), not timers: no 49.7-day limit.
+        if (options.RunEventRetention <= TimeSpan.Zero || options.RunEventRetention > MaxAge)
         {
-            errors.Add($"AgentPgOptions.ApprovalTimeout must be positive (was {approvalTimeout}); leave it null to wait for decisions forever.");
+            errors.Add($"AgentPgOptions.RunEventRetention must be positive and at most {MaxAgeText} (was {options.RunEventRetention}); " +
+                       "for example TimeSpan.FromHours(24) (the default) or TimeSpan.FromDays(90).");
+        }
+
+        if (options.ApprovalTimeout is { } approvalTimeout && (approvalTimeout <= TimeSpan.Zero || approvalTimeout > MaxAge))
+        {
+            errors.Add($"AgentPgOptions.ApprovalTimeout must be positive and at most {MaxAgeText} (was {approvalTimeout}); " +
+                       "leave it null to wait for decisions forever.");
         }
 
         if (instanceTtlValid && InRange(options.HeartbeatInterval, MinTimer) && options.InstanceTtl <= options.HeartbeatInterval)
@@ -168,6 +174,12 @@ internal static class AgentPgOptionsValidator
     /// <summary>The longest period PeriodicTimer, Task.Delay, Task.WaitAsync and CancellationTokenSource accept
     /// (uint.MaxValue - 1 milliseconds, about 49.7 days).</summary>
     internal static readonly TimeSpan MaxTimer = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+
+    /// <summary>The longest age the leader subtracts from the database clock (RunEventRetention, ApprovalTimeout): a
+    /// century, far inside PostgreSQL's timestamp range.</summary>
+    internal static readonly TimeSpan MaxAge = TimeSpan.FromDays(36_500);
+
+    private const string MaxAgeText = "36 500 days (100 years)";
 
     internal static readonly TimeSpan MinLeaderTtl = TimeSpan.FromMilliseconds(100);
 

@@ -70,7 +70,16 @@ internal sealed class LeaderElector(Engine engine, Func<bool, CancellationToken,
                 if (IsLeader)
                 {
                     // Without a confirmed refresh we cannot know we still lead: act as if we did not.
-                    await LoseAsync(stop).ConfigureAwait(false);
+                    try
+                    {
+                        await LoseAsync(stop).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException) when (stop.IsCancellationRequested)
+                    {
+                        // The stop came while OnLostLeadership honoured it: the loop ends as a stop ends it (escaping, the
+                        // cancellation failed StopAsync before the drain, the heartbeat's stop and the deregistration).
+                        return;
+                    }
                 }
             }
 

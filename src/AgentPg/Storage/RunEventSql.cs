@@ -14,6 +14,9 @@ internal sealed class RunEventSql
         Watch = $"SELECT {s}.agentpg_watch_run($1)";
         // The feeds' shared fallback poll: the latest sequence of each root run in $1 (no row: no events head).
         LastSequences = $"SELECT root_run_id, last_sequence FROM {s}.agentpg_run_event_heads WHERE root_run_id = ANY ($1)";
+        // $1 root run: whether its events head exists (a watched root's head disappears only with its events, deleted by
+        // the leader's retention or with the run).
+        HeadExists = $"SELECT EXISTS (SELECT 1 FROM {s}.agentpg_run_event_heads WHERE root_run_id = $1)";
         // One page of a root run's events after a sequence, with what a watcher needs to materialize them: the run's
         // place in the hierarchy and state, and the tool execution an event is about. $1 root, $2 after, $3 limit.
         Page = $"""
@@ -74,6 +77,12 @@ internal sealed class RunEventSql
     }
 
     public string Watch { get; }
+
+    public string HeadExists { get; }
+
+    /// <summary>Runs <see cref="HeadExists"/>.</summary>
+    public async Task<bool> HeadExistsAsync(NpgsqlDataSource dataSource, Guid rootRunId, CancellationToken cancellationToken)
+        => await Db.Command(dataSource, null, HeadExists, P.Uuid(rootRunId)).ScalarAsync(cancellationToken).ConfigureAwait(false) is true;
 
     /// <summary>A command for <see cref="AppendDeltas"/> of the run's claim by <paramref name="instanceId"/>: its scalar is
     /// whether the deltas were kept.</summary>

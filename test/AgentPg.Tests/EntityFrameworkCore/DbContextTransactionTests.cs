@@ -188,6 +188,59 @@ public sealed class DbContextTransactionTests(SchemaFixture db) : IClassFixture<
     }
 
     [DatabaseFact]
+    public async Task ContextWithEnableRetryOnFailure_TheDocumentedPatterns_WriteInsideTheExecutionStrategy()
+    {
+        // A retrying execution strategy (EnableRetryOnFailure, on by default in Aspire's AddNpgsqlDbContext) refuses
+        // SaveChanges in a transaction begun outside it; the README shows how to run the writes inside it, for a tool's
+        // transaction and for the application's own.
+        await using (var shop = NewShop())
+        {
+            await ShopDb.CreateTablesAsync(shop);
+        }
+
+        await using var claude = await FakeClaudeServer.StartAsync();
+        claude.Respond(r => r.ToolResults.Count == 0 ? FakeReply.ToolUse("record_retrying", new { }) : FakeReply.Text(r.ToolResults[0].Content));
+        var agentName = "ef_retrying_" + Guid.NewGuid().ToString("N")[..8];
+        var builder = HostFactory.Builder();
+        builder.Services.AddSingleton(new ShopSchema(db.Schema));
+        builder.Services.AddDbContext<ShopDb>((sp, o) => o.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>(), n => n.EnableRetryOnFailure())
+            .ReplaceService<IModelCacheKeyFactory, ShopDb.SchemaCacheKey>());
+        builder.Services.AddAgentPg(HostFactory.Options(db, claude))
+            .AddWorker()
+            .AddTool<RecordWithRetryingStrategyTool>()
+            .AddAgent(new AgentDefinition { Name = agentName, Model = "claude-sonnet-4-5", Tools = ["record_retrying"] });
+        using var host = builder.Build();
+        await host.StartAsync();
+        try
+        {
+            var client = host.Services.GetRequiredService<AgentPgClient>();
+            var agent = await client.GetAgentByNameAsync(agentName);
+            await using var scope = host.Services.CreateAsyncScope();
+            var shop = scope.ServiceProvider.GetRequiredService<ShopDb>();
+            var order = new ShopOrder { Id = Guid.NewGuid(), Item = "retrying" };
+            var run = Guid.Empty;
+
+            await shop.Database.CreateExecutionStrategy().ExecuteAsync(async () =>
+            {
+                await using var tx = await shop.Database.BeginTransactionAsync();
+                shop.Orders.Add(order);
+                await shop.SaveChangesAsync();
+                run = await client.RunFastAsync(shop, await client.NewSessionAsync(shop), agent.Id, "record order " + order.Id);
+                await tx.CommitAsync();
+            });
+            var response = await Eventually.WithinAsync(client.WaitForRunAsync(run), "the run and its EF tool to complete");
+
+            Assert.Equal("recorded", response.Text);
+            Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.shop_orders WHERE id = $1", order.Id));
+            Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.shop_effects WHERE note = 'retrying'"));
+        }
+        finally
+        {
+            await host.StopAsync();
+        }
+    }
+
+    [DatabaseFact]
     public async Task UseToolTransaction_ToolWithoutTransaction_ThrowsSayingToImplementITransactionalTool()
     {
         await using var h = await Harness.StartAsync(db, o => o.ToolRetry.MaxAttempts = 1,
@@ -203,6 +256,27 @@ public sealed class DbContextTransactionTests(SchemaFixture db) : IClassFixture<
         var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "go"), "the run to finish");
 
         Assert.Contains("ITransactionalTool", response.Text, StringComparison.Ordinal);
+    }
+
+    /// <summary>Writes through a context whose execution strategy retries: inside the strategy, as the README shows.</summary>
+    public sealed class RecordWithRetryingStrategyTool(ShopDb shop) : ITransactionalTool
+    {
+        public string Name => "record_retrying";
+
+        public string Description => "Records an effect with EF Core (retrying execution strategy).";
+
+        public ToolSchema InputSchema { get; } = new();
+
+        public async Task<string> ExecuteAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken)
+        {
+            await shop.Database.CreateExecutionStrategy().ExecuteAsync(async ct =>
+            {
+                shop.UseToolTransaction(context);
+                shop.Effects.Add(new ShopEffect { ExecutionId = context.ToolExecutionId, Attempt = context.Attempt, Note = "retrying" });
+                await shop.SaveChangesAsync(ct);
+            }, cancellationToken);
+            return "recorded";
+        }
     }
 
     /// <summary>Writes through EF Core in its exactly-once transaction, then fails on the first attempt.</summary>

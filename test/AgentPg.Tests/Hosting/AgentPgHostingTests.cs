@@ -52,6 +52,44 @@ public sealed class AgentPgHostingTests(SchemaFixture db) : IClassFixture<Schema
     }
 
     [DatabaseFact]
+    public async Task AddTool_ScopedToolThatIsOnlyAsyncDisposable_HostStartsAndEveryInstanceIsDisposed()
+    {
+        // Before the fix the host refused to start: the scope that reads the tool's name was disposed synchronously, and the
+        // container throws for a service that implements only IAsyncDisposable.
+        await using var claude = await FakeClaudeServer.StartAsync();
+        claude.Respond(r => r.ToolResults.Count == 0 ? FakeReply.ToolUse("async_disposable", new { }) : FakeReply.Text(r.ToolResults[0].Content));
+        var builder = HostFactory.Builder();
+        builder.Services.AddSingleton<ScopeLog>();
+        var agentName = "async_disposable_" + Guid.NewGuid().ToString("N")[..8];
+        builder.Services.AddAgentPg(HostFactory.Options(db, claude))
+            .AddWorker()
+            .AddTool<AsyncDisposableTool>()
+            .AddAgent(new AgentDefinition { Name = agentName, Model = "claude-sonnet-4-5", Tools = ["async_disposable"] });
+        using var host = builder.Build();
+        await host.StartAsync();
+        try
+        {
+            var client = host.Services.GetRequiredService<AgentPgClient>();
+            var log = host.Services.GetRequiredService<ScopeLog>();
+            // The instance the name was read from, when the client was created.
+            Assert.Single(log.Disposed);
+            var agent = await client.GetAgentByNameAsync(agentName);
+
+            var response = await Eventually.WithinAsync(
+                client.RunFastSyncAsync(await client.NewSessionAsync(), agent.Id, "go"), "the hosted worker to finish the run");
+
+            Assert.Equal("done", response.Text);
+            var execution = Assert.Single(log.UsedBy).Value;
+            Assert.Contains(execution, log.Disposed);
+            Assert.Equal(2, log.Disposed.Count);
+        }
+        finally
+        {
+            await host.StopAsync();
+        }
+    }
+
+    [DatabaseFact]
     public async Task AddAgentPg_CalledTwice_RegistersOneClientKeepsBothConfigurationsAndTakesTimeAndLoggingFromTheContainer()
     {
         var builder = HostFactory.Builder();
@@ -250,6 +288,30 @@ public sealed class AgentPgHostingTests(SchemaFixture db) : IClassFixture<Schema
         public int Calls { get; set; }
 
         public void Dispose() => log.Disposed.Add(Id);
+    }
+
+    /// <summary>A scoped tool that can only be disposed asynchronously (it holds, say, an async client).</summary>
+    public sealed class AsyncDisposableTool(ScopeLog log) : ITool, IAsyncDisposable
+    {
+        private readonly Guid _id = Guid.NewGuid();
+
+        public string Name => "async_disposable";
+
+        public string Description => "Does something with an async-only disposable resource.";
+
+        public ToolSchema InputSchema { get; } = new();
+
+        public Task<string> ExecuteAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken)
+        {
+            log.UsedBy[context.ToolExecutionId] = _id;
+            return Task.FromResult("done");
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await Task.Yield();
+            log.Disposed.Add(_id);
+        }
     }
 
     public sealed class ScopedLookupTool(ScopedDependency dependency, ScopeLog log) : ITool

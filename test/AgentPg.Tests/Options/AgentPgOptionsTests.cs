@@ -60,6 +60,9 @@ public sealed class AgentPgOptionsTests
         { "RunRescue.Timeout", o => o.RunRescue.Timeout = TimeSpan.FromMilliseconds(500) },
         { "RunRescue.Timeout", o => o.RunRescue.Timeout = TimeSpan.MaxValue },
         { "ToolRetry.MaxAttempts", o => o.ToolRetry.MaxAttempts = 101 },
+        { "RunEventRetention", o => o.RunEventRetention = TimeSpan.Zero },
+        { "RunEventRetention", o => o.RunEventRetention = TimeSpan.MaxValue },
+        { "ApprovalTimeout", o => o.ApprovalTimeout = TimeSpan.FromDays(36_501) },
     };
 
     public static TheoryData<string, Action<AgentPgOptions>, string> RangeMessages() => new()
@@ -74,7 +77,17 @@ public sealed class AgentPgOptionsTests
         { "RunRescue.Timeout", o => o.RunRescue.Timeout = TimeSpan.FromMilliseconds(500),
             "AgentPgOptions.RunRescue.Timeout must be between 1 second and 49.7 days" },
         { "ToolRetry.MaxAttempts", o => o.ToolRetry.MaxAttempts = 101, "AgentPgOptions.ToolRetry.MaxAttempts must be between 1 and 100 (was 101)" },
+        { "RunEventRetention", o => o.RunEventRetention = TimeSpan.FromDays(36_501),
+            "AgentPgOptions.RunEventRetention must be positive and at most 36 500 days (100 years) (was 36501.00:00:00)" },
     };
+
+    [Fact]
+    public void Validate_RunEventRetentionLongerThanTimersAllow_IsAccepted()
+    {
+        // An age compared with the database clock, not a timer: 90 days was refused "(the range .NET timers accept)".
+        Assert.Empty(new AgentPgOptions { RunEventRetention = TimeSpan.FromDays(90) }.Validate());
+        Assert.Empty(new AgentPgOptions { RunEventRetention = TimeSpan.FromDays(36_500), ApprovalTimeout = TimeSpan.FromDays(36_500) }.Validate());
+    }
 
     [Theory]
     [MemberData(nameof(RangeMessages))]
