@@ -290,6 +290,19 @@ internal static class Summarizer
             { SessionId = sessionId };
         }
 
+        // A summary cut off at max_tokens lacks its last sections (the current work, the next step), and a refusal is no
+        // summary at all: either would replace the old part of the conversation with less than it held.
+        if (aggregator.Response.StopReason is Runs.StopReasons.MaxTokens or Runs.StopReasons.ModelContextWindowExceeded or Runs.StopReasons.Refusal)
+        {
+            throw new AgentPgException(AgentPgErrorCode.CompactionFailed, "Compact",
+                aggregator.Response.StopReason == Runs.StopReasons.Refusal
+                    ? $"The summariser model '{options.SummarizerModel}' refused to summarise the conversation (stop reason refusal). Nothing was changed."
+                    : $"The summariser model '{options.SummarizerModel}' stopped before the summary was complete (stop reason " +
+                      $"{aggregator.Response.StopReason}, CompactionOptions.SummarizerMaxTokens {options.SummarizerMaxTokens}): raise " +
+                      "SummarizerMaxTokens. Nothing was changed.")
+            { SessionId = sessionId };
+        }
+
         return (summary, aggregator.Response.Usage);
     }
 

@@ -294,6 +294,28 @@ public sealed class CompactionTests(SchemaFixture db) : IClassFixture<SchemaFixt
         Assert.Empty(await h.Client.GetCompactionEventsAsync(session));
     }
 
+    // Before: the cut-off summary (without its last sections) or the refusal's text replaced the old part of the conversation.
+    [DatabaseTheory]
+    [InlineData("max_tokens", "stopped before the summary was complete (stop reason max_tokens, CompactionOptions.SummarizerMaxTokens")]
+    [InlineData("refusal", "refused to summarise the conversation")]
+    public async Task Summary_CutOffOrRefused_FailsTheCompaction_DeletesNothing(string stopReason, string message)
+    {
+        var (h, _, session) = await SessionWithTurnsAsync(4);
+        await using var _ = h;
+        var before = JsonSerializer.Serialize(await h.Client.GetMessagesAsync(session));
+        h.Claude.Enqueue(FakeReply.Text("1. Primary Request and Intent: the user wants") with
+        {
+            StopReason = stopReason == "refusal" ? FakeStopReason.Refusal : FakeStopReason.MaxTokens,
+        });
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => h.Client.CompactAsync(session, Small(CompactionStrategy.Summarization)));
+
+        Assert.Equal(AgentPgErrorCode.CompactionFailed, ex.Code);
+        Assert.Contains(message, ex.Message, StringComparison.Ordinal);
+        Assert.Equal(before, JsonSerializer.Serialize(await h.Client.GetMessagesAsync(session)));
+        Assert.Empty(await h.Client.GetCompactionEventsAsync(session));
+    }
+
     [DatabaseFact]
     public async Task Hooks_SeeTheCompactionBeforeAndItsResultAfter()
     {
