@@ -34,6 +34,21 @@ internal static class ServeCommand
 
     private static async Task<int> RunAsync(CliContext context, string urls, bool noUi, bool fake, CancellationToken cancellationToken)
     {
+        // Kestrel reads the same syntax only when it starts, and its FormatException would be exit code 1 with its type name.
+        var listen = urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        foreach (var address in listen.DefaultIfEmpty(""))
+        {
+            try
+            {
+                _ = BindingAddress.Parse(address);
+            }
+            catch (FormatException)
+            {
+                throw CliException.Usage($"--urls '{Format.Terminal(address)}' is not an address to listen on: give one or more URLs separated by ';', " +
+                    "for example http://127.0.0.1:5080.");
+            }
+        }
+
         // Fails with the one-line "not migrated" error before anything listens.
         var version = await new AgentPgMigrator(context.DataSource, context.Schema).GetVersionAsync(cancellationToken).ConfigureAwait(false);
         if (version != AgentPgMigrator.LatestVersion)
@@ -49,7 +64,7 @@ internal static class ServeCommand
         var tokenUsed = 0;
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
-        builder.WebHost.UseUrls(urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        builder.WebHost.UseUrls(listen);
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(context.Verbose ? LogLevel.Information : LogLevel.Warning);
         var agentPg = builder.Services.AddAgentPg(o =>

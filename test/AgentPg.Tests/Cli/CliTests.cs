@@ -115,6 +115,8 @@ public sealed class CliTests(SchemaFixture db) : IClassFixture<SchemaFixture>
     [InlineData("runs", "list", "--since", "100000000d")]
     [InlineData("runs", "list", "--since", "Infinityh")]
     [InlineData("runs", "frobnicate")]
+    [InlineData("serve", "--urls", "notaurl")]
+    [InlineData("serve", "--urls", ";")]
     [InlineData("approvals", "reject", "3f2504e0-4f89-11d3-9a0c-0305e82c3301")]
     public async Task Commands_BadArguments_ExitCode2(params string[] command)
     {
