@@ -381,7 +381,7 @@ public sealed partial class AgentPgClient
     {
         foreach (var delegator in await _sql.Agents.GetDelegatorsAsync(_dataSource, definition.Id, transaction, cancellationToken).ConfigureAwait(false))
         {
-            var others = await _sql.Agents.GetByIdsAsync(_dataSource, [.. delegator.AgentIds.Where(id => id != definition.Id)], cancellationToken).ConfigureAwait(false);
+            var others = await _sql.Agents.GetByIdsAsync(_dataSource, [.. delegator.AgentIds.Where(id => id != definition.Id)], transaction, cancellationToken).ConfigureAwait(false);
             CheckDelegateNames(delegator.Name, delegator.Tools, [.. others.Select(o => o.Name), definition.Name]);
         }
     }

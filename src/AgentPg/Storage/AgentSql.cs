@@ -192,8 +192,9 @@ internal sealed class AgentSql
     public Task<AgentDefinition?> GetByIdAsync(NpgsqlDataSource dataSource, Guid id, CancellationToken cancellationToken)
         => Db.Command(dataSource, null, GetById, P.Uuid(id)).QueryFirstOrDefaultAsync(Read, cancellationToken);
 
-    public Task<List<AgentDefinition>> GetByIdsAsync(NpgsqlDataSource dataSource, IReadOnlyList<Guid> ids, CancellationToken cancellationToken)
-        => Db.Command(dataSource, null, GetByIds, P.UuidArray(ids)).QueryListAsync(Read, cancellationToken);
+    public Task<List<AgentDefinition>> GetByIdsAsync(NpgsqlDataSource dataSource, IReadOnlyList<Guid> ids, NpgsqlTransaction? transaction,
+        CancellationToken cancellationToken)
+        => Db.Command(dataSource, transaction, GetByIds, P.UuidArray(ids)).QueryListAsync(Read, cancellationToken);
 
     /// <summary>The oldest agent named <paramref name="name"/> whose metadata contains <paramref name="filterJson"/>.</summary>
     public Task<AgentDefinition?> GetByNameAsync(NpgsqlDataSource dataSource, string name, string filterJson, CancellationToken cancellationToken)

@@ -164,6 +164,19 @@ public sealed class AgentTests(SchemaFixture db) : IClassFixture<SchemaFixture>
     }
 
     [DatabaseFact]
+    public async Task UpdateAgentAsync_RenamingADelegateToItsFellowDelegatesName_IsRejectedAndNothingChanges()
+    {
+        var first = await _client.CreateAgentAsync(Agent());
+        var second = await _client.CreateAgentAsync(Agent());
+        var boss = await _client.CreateAgentAsync(Agent() with { AgentIds = [first.Id, second.Id] });
+
+        var ex = await Assert.ThrowsAsync<ArgumentException>(() => _client.UpdateAgentAsync(first with { Name = second.Name }));
+
+        Assert.Contains($"Agent '{boss.Name}' has two delegate agents named '{second.Name}'", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(first.Name, (await _client.GetAgentByIdAsync(first.Id)).Name);
+    }
+
+    [DatabaseFact]
     public async Task CreateAgentAsync_ValidDelegates_AreStored()
     {
         var a = await _client.CreateAgentAsync(Agent());
