@@ -23,6 +23,7 @@ internal sealed class Compactor(Engine engine)
     public const string ReasonManual = "manual";
     public const string ReasonAuto = "auto";
     public const string ReasonContextWindow = "context_window";
+    public const string ReasonRequestTooLarge = "request_too_large";
 
     private static readonly IReadOnlyDictionary<string, JsonElement> s_none = new Dictionary<string, JsonElement>();
     private int _countingFailed;
@@ -52,7 +53,7 @@ internal sealed class Compactor(Engine engine)
     /// <summary>Compacts the session.</summary>
     /// <param name="sessionId">The session.</param>
     /// <param name="options">How.</param>
-    /// <param name="reason">manual, auto or context_window.</param>
+    /// <param name="reason">manual, auto, context_window or request_too_large.</param>
     /// <param name="ownRun">The root run the caller holds between two of its iterations: its messages may be compacted.</param>
     /// <param name="onlyIfNeeded">Return null when the conversation is under the trigger.</param>
     /// <param name="cancellationToken">Cancels the compaction (nothing is written once cancelled).</param>

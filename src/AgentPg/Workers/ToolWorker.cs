@@ -309,11 +309,11 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
             {
                 var result = await Task.Run(() => contentTool.ExecuteContentAsync(context, _execution.ToolInput, linked.Token), linked.Token)
                     .WaitAsync(linked.Token).ConfigureAwait(false);
-                return ToolOutput.From(result);
+                return ToolOutput.From(result, engine.Options.MaxToolOutputLength);
             }
 
             return ToolOutput.FromText(await Task.Run(() => tool.ExecuteAsync(context, _execution.ToolInput, linked.Token), linked.Token)
-                .WaitAsync(linked.Token).ConfigureAwait(false));
+                .WaitAsync(linked.Token).ConfigureAwait(false), engine.Options.MaxToolOutputLength);
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
@@ -326,7 +326,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
         switch (ex)
         {
             case ToolCancelException or ToolDiscardException:
-                await CompleteAsync(ToolExecutionState.Failed, null, true, ex.Message, started, cancellationToken).ConfigureAwait(false);
+                await CompleteAsync(ToolExecutionState.Failed, null, true, ToolOutput.Truncate(ex.Message, engine.Options.MaxToolOutputLength), started, cancellationToken).ConfigureAwait(false);
                 return;
 
             case ToolSnoozeException snooze:
@@ -379,7 +379,9 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
         _ = Task.Delay(delay, engine.Time).ContinueWith(_ => engine.ToolWake.Set(), TaskScheduler.Default);
     }
 
-    private static string Describe(Exception ex) => string.IsNullOrEmpty(ex.Message) ? ex.GetType().Name : ex.Message;
+    /// <summary>An exception's message as Claude gets it in the tool_result (cut like an output).</summary>
+    private string Describe(Exception ex)
+        => ToolOutput.Truncate(string.IsNullOrEmpty(ex.Message) ? ex.GetType().Name : ex.Message, engine.Options.MaxToolOutputLength);
 
     /// <summary>Records the tool's result: completed, or failed without a retry when the result reports an error.</summary>
     private Task CompleteAsync(ToolOutput output, long started, CancellationToken cancellationToken)
