@@ -125,8 +125,12 @@ internal sealed partial class ContextWindowPolicy(Engine engine)
         {
             // The summariser's stream is the run's progress meanwhile: a long summary must not get the run rescued.
             var progress = new ProgressReporter(engine, run, cancellationToken);
-            await engine.Compactor.CompactAsync(run.SessionId, options ?? engine.Options.Compaction, reason, run.Id, onlyIfNeeded: false, cancellationToken, progress.Report)
+            var result = await engine.Compactor.CompactAsync(run.SessionId, options ?? engine.Options.Compaction, reason, run.Id, onlyIfNeeded: false, cancellationToken, progress.Report)
                 .ConfigureAwait(false);
+            if (result is null)
+            {
+                return null;
+            }
         }
         catch (AgentPgException ex) when (ex.Code is AgentPgErrorCode.NothingToCompact or AgentPgErrorCode.CompactionFailed)
         {
