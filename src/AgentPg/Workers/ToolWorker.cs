@@ -336,7 +336,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
 
     /// <summary>What a tool threw after its token fired (the run was cancelled, or the client is stopping): an interruption of
     /// the attempt, not a failure of the tool. Reported as one, so that a stop hands the execution back instead of failing it.</summary>
-    private static OperationCanceledException Interrupted(Exception ex, CancellationToken token)
+    private OperationCanceledException Interrupted(Exception ex, CancellationToken token)
         => new($"The tool was interrupted (its cancellation token fired) and ended with: {Describe(ex)}", ex, token);
 
     private static Exception TransactionFailure(Exception ex) => ex is PostgresException { SqlState: PostgresErrorCodes.InFailedSqlTransaction }
