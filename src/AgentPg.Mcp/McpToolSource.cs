@@ -454,14 +454,22 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
             var listed = await session.ListToolsAsync(options: null, cancellationToken).ConfigureAwait(false);
             var discovered = new Dictionary<string, McpTool>(StringComparer.Ordinal);
             var problems = new List<string>();
-            foreach (var tool in listed.Select(t => t.ProtocolTool))
+            var candidates = listed.Select(t => t.ProtocolTool)
+                .Where(t => _options.ToolFilter is not { } filter || filter(t.Name))
+                .Select(t => (Tool: t, Name: _options.ToolNameFor(t.Name)))
+                .ToList();
+            // Two of the server's tools whose names map to the same name (files.read and files_read): a name that needed no
+            // mapping keeps it, the others are refused, whatever order the server lists them in.
+            var clashing = candidates.GroupBy(c => c.Name, StringComparer.Ordinal).Where(g => g.Count() > 1)
+                .ToDictionary(g => g.Key, g => g.Select(c => c.Tool.Name).Order(StringComparer.Ordinal).ToList(), StringComparer.Ordinal);
+            foreach (var (tool, name) in candidates)
             {
-                if (_options.ToolFilter is { } filter && !filter(tool.Name))
+                if (clashing.TryGetValue(name, out var sharing) && name != (_options.DisableToolPrefix ? tool.Name : $"{Name}__{tool.Name}"))
                 {
+                    problems.Add($"tool '{tool.Name}' (as '{name}'): the server's tools {string.Join(", ", sharing.Select(n => $"'{n}'"))} all map to that name");
                     continue;
                 }
 
-                var name = _options.ToolNameFor(tool.Name);
                 if (_client.GetTool(name) is McpTool { Source: var owner } && !ReferenceEquals(owner, this) && !owner.IsDisposed)
                 {
                     // Replacing it would leave two connected sources fighting over the name (each reconnection takes it back)
@@ -485,7 +493,7 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
             if (problems.Count > 0)
             {
                 var message = $"MCP server '{Name}' offers tools AgentPg cannot register: {string.Join("; ", problems)}. " +
-                              "Exclude them with McpServerOptions.ToolFilter, or shorten McpServerOptions.Name (or set DisableToolPrefix) when a name is too long, " +
+                              "Exclude them with McpServerOptions.ToolFilter, " +
                               "or give each server its own Name when two offer the same tool.";
                 if (firstTime)
                 {

@@ -53,6 +53,10 @@ public sealed class TestServer
         _eventsFile = eventsFile;
     }
 
+    /// <summary>Gets names of tools the server offers besides its own (each answers <c>NAME called</c>), for example names
+    /// Claude would refuse.</summary>
+    public IReadOnlyList<string> ExtraTools { get; init; } = [];
+
     /// <summary>Gets what happened, in order: <c>called NAME</c>, <c>started wait</c>, <c>cancelled wait</c> …</summary>
     public ConcurrentQueue<string> Events { get; } = new();
 
@@ -91,6 +95,8 @@ public sealed class TestServer
         {
             tools.Add(Tool("late", "Exists only after grow", EmptySchema));
         }
+
+        tools.AddRange(ExtraTools.Select(name => Tool(name, "An extra tool", EmptySchema)));
 
         return tools;
     }
@@ -164,6 +170,8 @@ public sealed class TestServer
                 // Only the stdio server (a process of its own) has an events file: an in-process HTTP server must not exit.
                 Environment.Exit(3);
                 return Text("never");
+            case var extra when ExtraTools.Contains(extra):
+                return Text($"{extra} called");
             default:
                 throw new McpProtocolException($"Unknown tool: '{name}'", McpErrorCode.InvalidParams);
         }

@@ -85,9 +85,9 @@ public sealed class HttpTestServer : IAsyncDisposable
     /// <summary>Every request's headers, as (name, value) pairs of the ones the test asked to record.</summary>
     public List<string> SeenAuthorization { get; } = [];
 
-    public static async Task<HttpTestServer> StartAsync(IReadOnlyDictionary<string, string>? requiredHeaders = null)
+    public static async Task<HttpTestServer> StartAsync(IReadOnlyDictionary<string, string>? requiredHeaders = null, TestServer? server = null)
     {
-        var server = new TestServer();
+        server ??= new TestServer();
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0));
