@@ -34,6 +34,7 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
     private CancellationTokenSource? _lifetime;
     private Task _monitor = Task.CompletedTask;
     private TimeSpan _reconnectDelay = s_firstReconnectDelay;
+    private long _listChanges;
     private bool _disposed;
 
     private McpToolSource(AgentPgClient client, McpServerOptions options)
@@ -74,6 +75,8 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
     public string? ServerInfo => CurrentSession?.ServerInfo is { } info ? $"{info.Name} {info.Version}" : null;
 
     string IClientAttachment.Name => $"MCP server '{Name}'";
+
+    internal TimeProvider Time => _time;
 
     internal bool IsDisposed
     {
@@ -125,16 +128,26 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
 
         _client.Detach(this);
         await CloseAsync().ConfigureAwait(false);
+        // A resync after tools/list_changed may be registering tools: wait for it (it holds _sync while it registers), so
+        // that none stays registered after this; a later one sees _disposed and registers nothing.
+        await _sync.WaitAsync().ConfigureAwait(false);
         Dictionary<string, McpTool> tools;
-        lock (_gate)
+        try
         {
-            tools = _tools;
-            _tools = new(StringComparer.Ordinal);
-        }
+            lock (_gate)
+            {
+                tools = _tools;
+                _tools = new(StringComparer.Ordinal);
+            }
 
-        foreach (var tool in tools.Values)
+            foreach (var tool in tools.Values)
+            {
+                UnregisterIfOurs(tool);
+            }
+        }
+        finally
         {
-            UnregisterIfOurs(tool);
+            _sync.Release();
         }
 
         _http?.Dispose();
@@ -318,6 +331,12 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
     {
         using var timeout = new CancellationTokenSource(_options.ConnectTimeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        long listChanges;
+        lock (_gate)
+        {
+            listChanges = _listChanges;
+        }
+
         McpClient session;
         try
         {
@@ -343,15 +362,24 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
         }
 
         McpClient? previous;
+        bool missedListChange;
         lock (_gate)
         {
             previous = _session;
             _session = session;
+            missedListChange = _listChanges != listChanges;
         }
 
         if (previous is not null)
         {
             await DisposeQuietlyAsync(previous).ConfigureAwait(false);
+        }
+
+        if (missedListChange)
+        {
+            // tools/list_changed arrived while connecting: its resync found no session (or the old one) and did nothing, and
+            // the tools listed above may predate the change.
+            _ = Task.Run(ResyncAfterListChangedAsync, CancellationToken.None);
         }
     }
 
@@ -417,6 +445,11 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
             [
                 new(NotificationMethods.ToolListChangedNotification, (_, _) =>
                 {
+                    lock (_gate)
+                    {
+                        _listChanges++;
+                    }
+
                     // Not on the session's read loop: listing the tools needs that loop.
                     _ = Task.Run(ResyncAfterListChangedAsync, CancellationToken.None);
                     return ValueTask.CompletedTask;

@@ -69,9 +69,27 @@ public sealed class TestServer
         options.Capabilities = new ServerCapabilities { Tools = new ToolsCapability { ListChanged = true } };
         options.Handlers = new McpServerHandlers
         {
-            ListToolsHandler = (_, _) => ValueTask.FromResult(new ListToolsResult { Tools = Tools() }),
+            ListToolsHandler = ListToolsAsync,
             CallToolHandler = CallAsync,
         };
+    }
+
+    /// <summary>Gets whether the first tools/list adds the tool 'late' after taking the list it answers, and sends
+    /// tools/list_changed before that answer (a change while the client connects).</summary>
+    public bool ChangeToolsDuringFirstList { get; init; }
+
+    private int _lists;
+
+    private async ValueTask<ListToolsResult> ListToolsAsync(RequestContext<ListToolsRequestParams> context, CancellationToken cancellationToken)
+    {
+        var result = new ListToolsResult { Tools = Tools() };
+        if (ChangeToolsDuringFirstList && Interlocked.Increment(ref _lists) == 1)
+        {
+            _late = true;
+            await context.Server.SendNotificationAsync(NotificationMethods.ToolListChangedNotification, cancellationToken).ConfigureAwait(false);
+        }
+
+        return result;
     }
 
     private List<Tool> Tools()

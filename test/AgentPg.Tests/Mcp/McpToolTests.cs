@@ -274,6 +274,31 @@ public sealed class McpToolTests(SchemaFixture db) : IClassFixture<SchemaFixture
     }
 
     [DatabaseFact]
+    public async Task RateLimited_TheCallIsSnoozedForTheServersRetryAfter_Or30SecondsWithoutOne()
+    {
+        // Before, a 429 was snoozed 30 s whatever the server's Retry-After said.
+        await using var server = await HttpTestServer.StartAsync();
+        await using var h = await Harness.StartAsync(db);
+        await using var source = await h.Client.AddMcpServerAsync(new McpServerOptions { Name = "web", Endpoint = server.Endpoint, ToolFilter = t => t == "echo" });
+        var echo = h.Client.GetTool("web__echo")!;
+        Task<ToolSnoozeException> RateLimitedAsync(string retryAfter)
+        {
+            server.RateLimitNextPost(retryAfter);
+            return Assert.ThrowsAsync<ToolSnoozeException>(() => echo.ExecuteAsync(Context(), Json("""{"message":"hi"}"""), CancellationToken.None));
+        }
+
+        Assert.Equal(TimeSpan.FromSeconds(120), (await RateLimitedAsync("120")).Duration);
+        var untilDate = (await RateLimitedAsync(DateTimeOffset.UtcNow.AddMinutes(5).ToString("R", CultureInfo.InvariantCulture))).Duration;
+        Assert.InRange(untilDate, TimeSpan.FromMinutes(4), TimeSpan.FromMinutes(5));
+        Assert.Equal(TimeSpan.FromSeconds(30), (await RateLimitedAsync("")).Duration);
+        Assert.Equal(TimeSpan.FromSeconds(1), (await RateLimitedAsync("0")).Duration);
+        Assert.Equal(TimeSpan.FromHours(1), (await RateLimitedAsync("864000")).Duration);
+
+        Assert.Equal("Echo: hi", await echo.ExecuteAsync(Context(), Json("""{"message":"hi"}"""), CancellationToken.None));
+        Assert.True(source.IsConnected);
+    }
+
+    [DatabaseFact]
     public async Task ToolsListChanged_AddsAndRemovesTools_OnTheClientAndTheInstance()
     {
         using var server = new StdioTestServer();
@@ -295,6 +320,40 @@ public sealed class McpToolTests(SchemaFixture db) : IClassFixture<SchemaFixture
         Assert.DoesNotContain("test__late", source.ToolNames);
         await Eventually.TrueAsync(async () => await InstanceHasToolAsync(h.Client, "test__late") == 0, "the removed tool is unregistered from the instance");
         Assert.Equal(1, await InstanceHasToolAsync(h.Client, "test__echo"));
+    }
+
+    [DatabaseFact]
+    public async Task ToolsListChanged_WhileConnecting_IsNotLost()
+    {
+        // The server changes its tools and says so before its answer to the first tools/list reaches the client. Before, the
+        // notification's resync found no session yet and did nothing: 'late' stayed unregistered until a reconnection.
+        // Over stdio, where the notification is sure to arrive before the answer.
+        using var server = new StdioTestServer();
+        var options = server.Options();
+        options.Environment = new Dictionary<string, string?>(options.Environment) { ["AGENTPG_MCP_TEST_CHANGE_TOOLS_DURING_FIRST_LIST"] = "1" };
+        await using var h = await Harness.StartAsync(db);
+        await using var source = await h.Client.AddMcpServerAsync(options);
+
+        await Eventually.TrueAsync(() => h.Client.GetTool("test__late") is not null, "the tool added while connecting is registered");
+        Assert.Contains("test__late", source.ToolNames);
+        Assert.Equal("late tool here", await h.Client.GetTool("test__late")!.ExecuteAsync(Context(), Json("{}"), CancellationToken.None));
+    }
+
+    [DatabaseFact]
+    public async Task DisposingTheSource_WhileAToolsListChangedResyncRuns_LeavesNoToolRegistered()
+    {
+        await using var server = await HttpTestServer.StartAsync();
+        await using var h = await Harness.StartAsync(db);
+        var source = await h.Client.AddMcpServerAsync(new McpServerOptions { Name = "web", Endpoint = server.Endpoint });
+
+        // grow sends tools/list_changed; the resync runs in the background while the source is disposed. (The window where a
+        // resync registered its tools after the disposal unregistered them was too narrow to hit on purpose: this covers the
+        // outcome, not that window.)
+        await h.Client.GetTool("web__grow")!.ExecuteAsync(Context(), Json("{}"), CancellationToken.None);
+        await source.DisposeAsync();
+
+        Assert.Empty(h.Client.GetAllToolNames());
+        Assert.Empty(source.ToolNames);
     }
 
     [DatabaseFact]
