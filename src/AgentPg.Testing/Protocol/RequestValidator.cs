@@ -128,6 +128,13 @@ internal static partial class RequestValidator
     [GeneratedRegex("^[a-zA-Z0-9_-]{1,64}$", RegexOptions.CultureInvariant)]
     internal static partial Regex NamePattern();
 
+    [GeneratedRegex("^[a-zA-Z0-9_-]+$", RegexOptions.CultureInvariant)]
+    private static partial Regex ToolUseIdPattern();
+
+    /// <summary>The real API refuses a text block (or string content) of whitespace only, wherever it is: Claude itself can
+    /// answer with such a block (two newlines before a tool call), which a client must not send back.</summary>
+    private const string NonWhitespaceText = "messages: text content blocks must contain non-whitespace text";
+
     private static ApiFailure? ValidateSystem(JsonElement body, out string systemText)
     {
         systemText = "";
@@ -413,9 +420,15 @@ internal static partial class RequestValidator
             var blocks = new List<TurnBlock>();
             if (content.ValueKind == JsonValueKind.String)
             {
-                if (content.GetString()!.Length == 0 && !isFinalAssistant)
+                var text = content.GetString()!;
+                if (text.Length == 0 && !isFinalAssistant)
                 {
                     return ApiFailure.Invalid($"messages.{index}: all messages must have non-empty content except for the optional final assistant message");
+                }
+
+                if (text.Length > 0 && string.IsNullOrWhiteSpace(text))
+                {
+                    return ApiFailure.Invalid(NonWhitespaceText);
                 }
 
                 blocks.Add(new TurnBlock(index, -1, "text", content));
@@ -490,16 +503,23 @@ internal static partial class RequestValidator
                     return ApiFailure.Invalid($"{path}.text.text: Field required");
                 }
 
-                return text.Length == 0 ? ApiFailure.Invalid("messages: text content blocks must be non-empty") : null;
+                return text.Length == 0 ? ApiFailure.Invalid("messages: text content blocks must be non-empty")
+                    : string.IsNullOrWhiteSpace(text) ? ApiFailure.Invalid(NonWhitespaceText)
+                    : null;
             case "tool_use":
                 if (role != "assistant")
                 {
                     return ApiFailure.Invalid($"{path}: `tool_use` blocks can only be in `assistant` messages");
                 }
 
-                if (FakeJson.GetString(block, "id") is null)
+                if (FakeJson.GetString(block, "id") is not { } id)
                 {
                     return ApiFailure.Invalid($"{path}.tool_use.id: Field required");
+                }
+
+                if (!ToolUseIdPattern().IsMatch(id))
+                {
+                    return ApiFailure.Invalid($"{path}.tool_use.id: String should match pattern '^[a-zA-Z0-9_-]+$'");
                 }
 
                 if (FakeJson.GetString(block, "name") is null)
@@ -696,6 +716,21 @@ internal static partial class RequestValidator
         if (turns[0].Role != "user")
         {
             return ApiFailure.Invalid("messages: first message must use the \"user\" role");
+        }
+
+        // A final assistant message is a prefill that Claude continues: its text must not end with whitespace.
+        if (turns[^1] is { Role: "assistant", Blocks: [.., { Type: "text" } last] } && last.Text is [.., var end] && char.IsWhiteSpace(end))
+        {
+            return ApiFailure.Invalid("messages: final assistant content cannot end with trailing whitespace");
+        }
+
+        var seenToolUseIds = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var block in turns.SelectMany(t => t.Blocks).Where(b => b.Type == "tool_use"))
+        {
+            if (!seenToolUseIds.Add(FakeJson.GetString(block.Element, "id")!))
+            {
+                return ApiFailure.Invalid($"{block.Path}: `tool_use` ids must be unique");
+            }
         }
 
         for (var t = 0; t < turns.Count; t++)

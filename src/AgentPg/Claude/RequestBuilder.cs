@@ -26,7 +26,37 @@ internal static class RequestBuilder
 
     /// <summary>Stored messages → API messages: blocks Claude sent go back verbatim, consecutive same-role messages are
     /// merged (the API requires alternation), empty messages are skipped, system messages are sent as user turns.</summary>
+    /// <remarks>The API refuses two things Claude itself can produce: a text block of whitespace only (Claude sometimes
+    /// writes <c>"\n\n"</c> before a tool call), which is left out, and a final assistant message (the paused turn a
+    /// <c>pause_turn</c> continuation sends back) whose text ends with whitespace, which is trimmed.</remarks>
     public static JsonArray Messages(IReadOnlyList<Message> history)
+    {
+        var result = MergedMessages(history);
+        if (result.Count > 0 && result[^1] is JsonObject { } final && (string?)final["role"] == "assistant")
+        {
+            var content = final["content"]!.AsArray();
+            if (content[^1] is JsonObject { } lastBlock && (string?)lastBlock["type"] == "text")
+            {
+                var trimmed = ((string?)lastBlock["text"] ?? "").TrimEnd();
+                if (trimmed.Length > 0)
+                {
+                    lastBlock["text"] = trimmed;
+                }
+                else
+                {
+                    content.RemoveAt(content.Count - 1);
+                    if (content.Count == 0)
+                    {
+                        result.RemoveAt(result.Count - 1);
+                    }
+                }
+            }
+        }
+
+        return result;
+    }
+
+    private static JsonArray MergedMessages(IReadOnlyList<Message> history)
     {
         var result = new JsonArray();
         JsonObject? last = null;
@@ -71,14 +101,14 @@ internal static class RequestBuilder
         if (block.Raw is { ValueKind: JsonValueKind.Object } raw)
         {
             var node = JsonNode.Parse(raw.GetRawText())!.AsObject();
-            // The API rejects empty text blocks; a stream can produce one.
-            return (string?)node["type"] == "text" && string.IsNullOrEmpty((string?)node["text"]) ? null : node;
+            // The API rejects empty and whitespace-only text blocks; Claude's answer can hold one.
+            return (string?)node["type"] == "text" && string.IsNullOrWhiteSpace((string?)node["text"]) ? null : node;
         }
 
         switch (block.Type)
         {
             case ContentTypes.Text:
-                return string.IsNullOrEmpty(block.Text) ? null : new JsonObject { ["type"] = "text", ["text"] = block.Text };
+                return string.IsNullOrWhiteSpace(block.Text) ? null : new JsonObject { ["type"] = "text", ["text"] = block.Text };
             case ContentTypes.ToolUse:
                 return new JsonObject
                 {
