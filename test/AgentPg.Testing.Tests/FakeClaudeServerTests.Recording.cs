@@ -22,7 +22,7 @@ public sealed partial class FakeClaudeServerTests
                 ["top_k"] = JsonSerializer.SerializeToElement(40),
             })
         {
-            Model = Sdk.Model,
+            Model = "claude-sonnet-4-20250514", // takes temperature and top_p together (Sonnet 4.5 and later take one)
             MaxTokens = 256,
             System = new List<TextBlockParam> { new("You are a helpful assistant.") { CacheControl = new CacheControlEphemeral() } },
             Messages = [new UserMessageParam("What's the weather in SF?")],

@@ -84,8 +84,8 @@ internal static partial class RequestValidator
         var toolChoiceFailure = ValidateToolChoice(body, tools, out var toolChoice);
         var thinkingFailure = ValidateThinking(body, maxTokens, countTokens, out var thinking);
         var turnsFailure = ParseTurns(messages, out var turns);
-        failure = failure ?? toolsFailure ?? toolChoiceFailure ?? thinkingFailure ?? ValidateContextManagement(body, betas) ?? turnsFailure
-                  ?? ValidateConversation(turns);
+        failure = failure ?? toolsFailure ?? toolChoiceFailure ?? thinkingFailure ?? ValidateSampling(body, model) ?? ValidateContextManagement(body, betas)
+                  ?? turnsFailure ?? ValidateConversation(turns);
         if (failure is not null)
         {
             return failure;
@@ -179,6 +179,43 @@ internal static partial class RequestValidator
 
         systemText = text.ToString();
         return null;
+    }
+
+    // Claude Opus 4.1, the 4.5 and later 4.x models and the 5.x models take temperature or top_p, not both (a dated model
+    // id such as claude-sonnet-4-20250514 is Sonnet 4, which takes both).
+    [GeneratedRegex("^claude-(opus|sonnet|haiku)-(4-[1-9](?![0-9])|[5-9](?![0-9]))", RegexOptions.CultureInvariant | RegexOptions.IgnoreCase)]
+    private static partial Regex OneSamplingParameterModels();
+
+    /// <summary><c>temperature</c> and <c>top_p</c> each from 0 to 1, and not both for the models that refuse that.</summary>
+    private static ApiFailure? ValidateSampling(JsonElement body, string model)
+    {
+        foreach (var name in new[] { "temperature", "top_p" })
+        {
+            if (!FakeJson.TryGet(body, name, out var value))
+            {
+                continue;
+            }
+
+            if (value.ValueKind != JsonValueKind.Number)
+            {
+                return ApiFailure.Invalid($"{name}: Input should be a valid number");
+            }
+
+            var number = value.GetDouble();
+            if (number < 0)
+            {
+                return ApiFailure.Invalid($"{name}: Input should be greater than or equal to 0");
+            }
+
+            if (number > 1)
+            {
+                return ApiFailure.Invalid($"{name}: Input should be less than or equal to 1");
+            }
+        }
+
+        return FakeJson.TryGet(body, "temperature", out _) && FakeJson.TryGet(body, "top_p", out _) && OneSamplingParameterModels().IsMatch(model)
+            ? ApiFailure.Invalid("`temperature` and `top_p` cannot both be specified for this model. Please use only one.")
+            : null;
     }
 
     public const string ContextManagementBeta = "context-management-2025-06-27";
