@@ -155,6 +155,34 @@ public sealed partial class FakeClaudeServerTests
     }
 
     [Fact]
+    public async Task CountTokens_WithAGenerationSetting_ThrowsBadRequest()
+    {
+        await using var claude = await FakeClaudeServer.StartAsync();
+        using var client = claude.CreateClient(o => o with { MaxRetries = 0 });
+        var none = new Dictionary<string, JsonElement>();
+        Dictionary<string, JsonElement> Body(bool withMaxTokens)
+        {
+            var body = new Dictionary<string, JsonElement>
+            {
+                ["model"] = JsonSerializer.SerializeToElement(Sdk.Model),
+                ["messages"] = JsonSerializer.SerializeToElement(new[] { new { role = "user", content = "Hello" } }),
+            };
+            if (withMaxTokens)
+            {
+                body["max_tokens"] = JsonSerializer.SerializeToElement(1024);
+            }
+
+            return body;
+        }
+
+        var error = await Assert.ThrowsAsync<AnthropicBadRequestException>(() => client.Messages.CountTokens(MessageCountTokensParams.FromRawUnchecked(none, none, Body(withMaxTokens: true))));
+        var count = await client.Messages.CountTokens(MessageCountTokensParams.FromRawUnchecked(none, none, Body(withMaxTokens: false)));
+
+        Assert.Equal("max_tokens: Extra inputs are not permitted", error.ApiMessage);
+        Assert.Equal(2, count.InputTokens);
+    }
+
+    [Fact]
     public async Task CountTokens_WithTools_CountsTheToolDefinitions()
     {
         await using var claude = await FakeClaudeServer.StartAsync();

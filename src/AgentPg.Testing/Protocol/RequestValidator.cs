@@ -33,6 +33,14 @@ internal static partial class RequestValidator
             return ApiFailure.Invalid("The request body must be a JSON object.");
         }
 
+        foreach (var property in body.EnumerateObject())
+        {
+            if (!(countTokens ? s_countTokensFields : s_messagesFields).Contains(property.Name))
+            {
+                return ApiFailure.Invalid($"{property.Name}: Extra inputs are not permitted");
+            }
+        }
+
         if (!body.TryGetProperty("model", out var modelElement) || modelElement.ValueKind == JsonValueKind.Null)
         {
             return ApiFailure.Invalid("model: Field required");
@@ -124,6 +132,22 @@ internal static partial class RequestValidator
         };
         return null;
     }
+
+    // The top-level fields of a Messages body (SDK 13.12's MessageCreateParams, the sampling parameters it sends as raw
+    // body data, and the beta fields); the real API refuses any other with "NAME: Extra inputs are not permitted".
+    private static readonly HashSet<string> s_messagesFields = new(StringComparer.Ordinal)
+    {
+        "model", "max_tokens", "messages", "system", "tools", "tool_choice", "stop_sequences", "metadata", "thinking", "stream",
+        "cache_control", "output_config", "service_tier", "container", "inference_geo", "speed", "diagnostics", "temperature",
+        "top_k", "top_p", "context_management", "mcp_servers", "output_format",
+    };
+
+    // count_tokens takes the prompt, not the generation settings (no max_tokens, stream, sampling, stop_sequences, metadata).
+    private static readonly HashSet<string> s_countTokensFields = new(StringComparer.Ordinal)
+    {
+        "model", "messages", "system", "tools", "tool_choice", "thinking", "cache_control", "output_config", "context_management",
+        "mcp_servers", "output_format",
+    };
 
     [GeneratedRegex("^[a-zA-Z0-9_-]{1,64}$", RegexOptions.CultureInvariant)]
     internal static partial Regex NamePattern();
