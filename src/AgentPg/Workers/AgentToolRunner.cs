@@ -72,7 +72,7 @@ internal sealed class AgentToolRunner(Engine engine, ClaimedTool claimed)
                 await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
             }
         }, engine.Time, cancellationToken).ConfigureAwait(false);
-        engine.Callbacks.FireComplete(new ToolCallEvent
+        var e = new ToolCallEvent
         {
             RunId = _execution.RunId,
             SessionId = claimed.SessionId,
@@ -82,6 +82,9 @@ internal sealed class AgentToolRunner(Engine engine, ClaimedTool claimed)
             IterationNumber = claimed.IterationNumber,
             IsError = true,
             ErrorMessage = message,
-        }, _onComplete);
+        };
+        engine.Callbacks.FireComplete(e, _onComplete);
+        // No child run will report this execution (AgentToolHook): it ended here.
+        _ = engine.Hooks.ToolCallAsync(e, CancellationToken.None);
     }
 }

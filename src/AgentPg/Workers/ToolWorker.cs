@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using AgentPg.Diagnostics;
 using AgentPg.Internal;
@@ -113,6 +114,10 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
                 await HandleFailureAsync(ex, started, record).ConfigureAwait(false);
                 return;
             }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                throw Interrupted(ex, cts.Token);
+            }
 
             await CompleteAsync(output, started, record).ConfigureAwait(false);
         }
@@ -187,9 +192,14 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
     {
         // At most TransactionalToolSlots at a time, so connections stay for heartbeats, fences and claims (review D8).
         await engine.TransactionalTools.WaitAsync(cancellationToken).ConfigureAwait(false);
+        NpgsqlConnection? connection = null;
+        NpgsqlTransaction? transaction = null;
+        // The tool's body when it has not ended by the time this attempt does (its token fired or its timeout passed, and it
+        // is still unwinding or ignores them): it may still be using the connection, which is not thread-safe, so the
+        // connection, its transaction and the slot stay the tool's until it ends (ReleaseWhenEndedAsync).
+        Task? stillRunning = null;
         try
         {
-            NpgsqlConnection connection;
             try
             {
                 connection = await Transient.RetryAsync(async ct => await engine.DataSource.OpenConnectionAsync(ct).ConfigureAwait(false), engine.Time,
@@ -202,80 +212,132 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
                 return;
             }
 
-            await using (connection.ConfigureAwait(false))
+            // Before BEGIN: the fence's lock on the run must not last as long as the tool.
+            await CheckStillClaimedAsync(connection, cancellationToken).ConfigureAwait(false);
+            engine.Callbacks.FireStart(Event());
+            transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            ToolOutput output;
+            var body = new StrongBox<Task?>();
+            try
             {
-                // Before BEGIN: the fence's lock on the run must not last as long as the tool.
-                await CheckStillClaimedAsync(connection, cancellationToken).ConfigureAwait(false);
-                engine.Callbacks.FireStart(Event());
-                var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-                await using (transaction.ConfigureAwait(false))
-                {
-                    ToolOutput output;
-                    try
-                    {
-                        output = await ExecuteWithTimeoutAsync(tool, transaction, cancellationToken).ConfigureAwait(false);
-                    }
-                    catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
-                    {
-                        // The tool's writes go away with its failure; the failure is recorded outside the transaction.
-                        await RollbackQuietlyAsync(transaction).ConfigureAwait(false);
-                        await HandleFailureAsync(ex, started, record).ConfigureAwait(false);
-                        return;
-                    }
-
-                    if (TransactionGuard.IsCompleted(transaction))
-                    {
-                        // Its writes may be committed already: running it again could make them twice.
-                        const string message = "The tool committed or rolled back context.Transaction itself. AgentPg commits an " +
-                            "ITransactionalTool's transaction together with its result, so the tool must leave it open (use a savepoint " +
-                            "to undo part of its work); the execution is not retried.";
-                        await CompleteAsync(ToolExecutionState.Failed, message, true, message, started, record).ConfigureAwait(false);
-                        return;
-                    }
-
-                    string? continuedRunMode = null;
-                    try
-                    {
-                        // Result and the tool's writes commit together; a lost claim rolls both back.
-                        var batch = new NpgsqlBatch(connection, transaction);
-                        await using (batch.ConfigureAwait(false))
-                        {
-                            AddComplete(batch, output);
-                            engine.Sql.ToolExecutions.AddContinuedRunMode(batch, _execution.RunId);
-                            var reader = await batch.ExecuteReaderAsync(record).ConfigureAwait(false);
-                            await using (reader.ConfigureAwait(false))
-                            {
-                                continuedRunMode = await ToolExecutionSql.ReadContinuedRunModeAsync(reader, record).ConfigureAwait(false);
-                            }
-                        }
-
-                        await transaction.CommitAsync(record).ConfigureAwait(false);
-                        WakeContinuedRun(continuedRunMode);
-                    }
-                    catch (Exception ex) when (!ex.IsClaimLost() && ex is not OperationCanceledException)
-                    {
-                        await RollbackQuietlyAsync(transaction).ConfigureAwait(false);
-                        if (Transient.IsTransient(ex))
-                        {
-                            // The connection went away: if the commit happened, the fence of the release reports a lost claim.
-                            await ReleaseAsync($"the tool's transaction could not be committed: {Describe(ex)}", record).ConfigureAwait(false);
-                            return;
-                        }
-
-                        // The tool's writes are rolled back: its attempt failed (retried while attempts remain).
-                        await HandleFailureAsync(TransactionFailure(ex), started, record).ConfigureAwait(false);
-                        return;
-                    }
-
-                    FireComplete(output.Text, output.IsError, ErrorMessageOf(output), started);
-                }
+                output = await ExecuteWithTimeoutAsync(tool, transaction, cancellationToken, body).ConfigureAwait(false);
             }
+            catch (Exception ex)
+            {
+                if (body.Value is { IsCompleted: false } running)
+                {
+                    stillRunning = running;
+                }
+                else
+                {
+                    // The tool's writes go away with its failure; the failure is recorded outside the transaction.
+                    await RollbackQuietlyAsync(transaction).ConfigureAwait(false);
+                }
+
+                if (cancellationToken.IsCancellationRequested)
+                {
+                    throw ex as OperationCanceledException ?? Interrupted(ex, cancellationToken);
+                }
+
+                await HandleFailureAsync(ex, started, record).ConfigureAwait(false);
+                return;
+            }
+
+            if (TransactionGuard.IsCompleted(transaction))
+            {
+                // Its writes may be committed already: running it again could make them twice.
+                const string message = "The tool committed or rolled back context.Transaction itself. AgentPg commits an " +
+                    "ITransactionalTool's transaction together with its result, so the tool must leave it open (use a savepoint " +
+                    "to undo part of its work); the execution is not retried.";
+                await CompleteAsync(ToolExecutionState.Failed, message, true, message, started, record).ConfigureAwait(false);
+                return;
+            }
+
+            string? continuedRunMode = null;
+            try
+            {
+                // Result and the tool's writes commit together; a lost claim rolls both back.
+                var batch = new NpgsqlBatch(connection, transaction);
+                await using (batch.ConfigureAwait(false))
+                {
+                    AddComplete(batch, output);
+                    engine.Sql.ToolExecutions.AddContinuedRunMode(batch, _execution.RunId);
+                    var reader = await batch.ExecuteReaderAsync(record).ConfigureAwait(false);
+                    await using (reader.ConfigureAwait(false))
+                    {
+                        continuedRunMode = await ToolExecutionSql.ReadContinuedRunModeAsync(reader, record).ConfigureAwait(false);
+                    }
+                }
+
+                await transaction.CommitAsync(record).ConfigureAwait(false);
+                WakeContinuedRun(continuedRunMode);
+            }
+            catch (Exception ex) when (!ex.IsClaimLost() && ex is not OperationCanceledException)
+            {
+                await RollbackQuietlyAsync(transaction).ConfigureAwait(false);
+                if (Transient.IsTransient(ex))
+                {
+                    // The connection went away: if the commit happened, the fence of the release reports a lost claim.
+                    await ReleaseAsync($"the tool's transaction could not be committed: {Describe(ex)}", record).ConfigureAwait(false);
+                    return;
+                }
+
+                // The tool's writes are rolled back: its attempt failed (retried while attempts remain).
+                await HandleFailureAsync(TransactionFailure(ex), started, record).ConfigureAwait(false);
+                return;
+            }
+
+            FireComplete(output.Text, output.IsError, ErrorMessageOf(output), started);
         }
         finally
         {
-            engine.TransactionalTools.Release();
+            if (stillRunning is null)
+            {
+                await DisposeQuietlyAsync(transaction, connection).ConfigureAwait(false);
+                engine.TransactionalTools.Release();
+            }
+            else
+            {
+                _ = ReleaseWhenEndedAsync(stillRunning, transaction!, connection!);
+            }
         }
     }
+
+    /// <summary>The tool's body outlived its attempt: once it ends, its transaction is rolled back (nothing of it is ever
+    /// committed), its connection returned and its slot freed.</summary>
+    private async Task ReleaseWhenEndedAsync(Task body, NpgsqlTransaction transaction, NpgsqlConnection connection)
+    {
+        Log.ToolOutlivedAttempt(engine.Logger, _execution.Id, _execution.ToolName);
+        await body.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await RollbackQuietlyAsync(transaction).ConfigureAwait(false);
+        await DisposeQuietlyAsync(transaction, connection).ConfigureAwait(false);
+        engine.TransactionalTools.Release();
+    }
+
+    private static async Task DisposeQuietlyAsync(NpgsqlTransaction? transaction, NpgsqlConnection? connection)
+    {
+        try
+        {
+            if (transaction is not null)
+            {
+                await transaction.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException)
+        {
+            // The connection is gone: the transaction is rolled back by the server.
+        }
+
+        if (connection is not null)
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>What a tool threw after its token fired (the run was cancelled, or the client is stopping): an interruption of
+    /// the attempt, not a failure of the tool. Reported as one, so that a stop hands the execution back instead of failing it.</summary>
+    private static OperationCanceledException Interrupted(Exception ex, CancellationToken token)
+        => new($"The tool was interrupted (its cancellation token fired) and ended with: {Describe(ex)}", ex, token);
 
     private static Exception TransactionFailure(Exception ex) => ex is PostgresException { SqlState: PostgresErrorCodes.InFailedSqlTransaction }
         ? new InvalidOperationException(
@@ -296,7 +358,10 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
         }
     }
 
-    private async Task<ToolOutput> ExecuteWithTimeoutAsync(ITool tool, NpgsqlTransaction? transaction, CancellationToken cancellationToken)
+    /// <summary>Runs the tool's body until it ends, its token fires or <see cref="AgentPgOptions.ToolTimeout"/> passes; the
+    /// body itself is in <paramref name="body"/> (it may still be running when this ends with an exception).</summary>
+    private async Task<ToolOutput> ExecuteWithTimeoutAsync(ITool tool, NpgsqlTransaction? transaction, CancellationToken cancellationToken,
+        StrongBox<Task?>? body = null)
     {
         var context = new ToolContext(_execution.RunId, claimed.SessionId, claimed.AgentId, _execution.Id, _execution.ToolUseId,
             _execution.AttemptCount, JsonMapping.ToElementDictionary(claimed.VariablesJson), transaction);
@@ -307,13 +372,14 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
             // Task.Run: a tool that blocks synchronously must not block the worker.
             if (tool is IContentTool contentTool)
             {
-                var result = await Task.Run(() => contentTool.ExecuteContentAsync(context, _execution.ToolInput, linked.Token), linked.Token)
-                    .WaitAsync(linked.Token).ConfigureAwait(false);
-                return ToolOutput.From(result);
+                var contentTask = Task.Run(() => contentTool.ExecuteContentAsync(context, _execution.ToolInput, linked.Token), linked.Token);
+                body?.Value = contentTask;
+                return ToolOutput.From(await contentTask.WaitAsync(linked.Token).ConfigureAwait(false));
             }
 
-            return ToolOutput.FromText(await Task.Run(() => tool.ExecuteAsync(context, _execution.ToolInput, linked.Token), linked.Token)
-                .WaitAsync(linked.Token).ConfigureAwait(false));
+            var textTask = Task.Run(() => tool.ExecuteAsync(context, _execution.ToolInput, linked.Token), linked.Token);
+            body?.Value = textTask;
+            return ToolOutput.FromText(await textTask.WaitAsync(linked.Token).ConfigureAwait(false));
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {

@@ -217,6 +217,44 @@ public sealed class HookTests(SchemaFixture db) : IClassFixture<SchemaFixture>
     }
 
     [DatabaseFact]
+    public async Task OnToolCall_ReportsADelegationRefusedForACycle()
+    {
+        // alpha delegates to beta, which delegates back to alpha: the second delegation is refused without a child run, so no
+        // child's completion reports it; before, OnToolCall never heard of it (OnToolComplete did).
+        var events = new ConcurrentQueue<ToolCallEvent>();
+        await using var h = await Harness.StartAsync(db, o => o.Hooks = new AgentPgHooks
+        {
+            OnToolCall = (e, _) =>
+            {
+                events.Enqueue(e);
+                return Task.CompletedTask;
+            },
+        });
+        string alpha = "alpha_" + Guid.NewGuid().ToString("N")[..8], beta = "beta_" + Guid.NewGuid().ToString("N")[..8];
+        var alphaAgent = await h.Client.CreateAgentAsync(new AgentDefinition { Name = alpha, Model = "claude-sonnet-4-5", SystemPrompt = "You are alpha.", Description = "Alpha" });
+        var betaAgent = await h.Client.CreateAgentAsync(new AgentDefinition
+        {
+            Name = beta, Model = "claude-sonnet-4-5", SystemPrompt = "You are beta.", Description = "Beta", AgentIds = [alphaAgent.Id],
+        });
+        await h.Client.UpdateAgentAsync(alphaAgent with { AgentIds = [betaAgent.Id] });
+        h.Claude.Respond(r => r.ToolResults.Count > 0
+            ? FakeReply.Text("got: " + r.ToolResults[0].Content)
+            : FakeReply.ToolUse(r.SystemText.StartsWith("You are alpha.", StringComparison.Ordinal) ? beta : alpha, new { task = "help" }));
+
+        var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), alphaAgent.Id, "start"), "the run");
+
+        Assert.StartsWith("got: got: Delegation refused:", response.Text, StringComparison.Ordinal);
+        await Eventually.TrueAsync(() => events.Count >= 2, "both delegations reported");
+        var refused = Assert.Single(events, e => e.ToolName == alpha);
+        Assert.True(refused.IsAgentTool);
+        Assert.True(refused.IsError);
+        Assert.StartsWith("Delegation refused:", refused.ErrorMessage, StringComparison.Ordinal);
+        var delegated = Assert.Single(events, e => e.ToolName == beta);
+        Assert.False(delegated.IsError);
+        Assert.Equal(response.RunId, delegated.RunId);
+    }
+
+    [DatabaseFact]
     public async Task HooksThatThrow_NeverBreakARun()
     {
         var calls = 0;

@@ -134,6 +134,113 @@ public sealed class ToolWorkerTests(SchemaFixture db) : IClassFixture<SchemaFixt
         Assert.Contains("at least 4", error.Message, StringComparison.Ordinal);
     }
 
+    [DatabaseFact]
+    public async Task HardStop_ToolThatEndsWithAnExceptionOfItsOwn_IsHandedBackNotFailed()
+    {
+        // A tool that turns its cancellation into an exception of its own (catch and wrap), at once, when its token fires. The
+        // stop's deadline has passed: the execution is handed back for another instance, like one whose tool threw an
+        // OperationCanceledException. Before, it failed for good: Claude got "The tool's result could not be stored: search
+        // aborted" as the tool's result.
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var listening = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var h = await Harness.StartAsync(db, tools: new TestTool("search", async (_, _, ct) =>
+        {
+            started.TrySetResult();
+            // Its registration on the token comes after the worker's own (the worker waits on the body with the same token).
+            await gate.Task;
+            var result = new TaskCompletionSource<string>();
+            using var registration = ct.Register(() => result.TrySetException(new InvalidOperationException("search aborted")));
+            listening.TrySetResult();
+            return await result.Task;
+        }));
+        await using var scope = h;
+        var agent = await h.AgentAsync(a => a with { Tools = null });
+        h.Claude.Respond(r => r.ToolResults.Count > 0 ? FakeReply.Text("done") : FakeReply.ToolUse("search", new { }));
+        var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+        await Eventually.WithinAsync(started.Task, "the tool to start");
+        gate.SetResult();
+        await Eventually.WithinAsync(listening.Task, "the tool to listen to its token");
+
+        await h.Client.StopAsync(new CancellationToken(true));
+
+        Assert.Equal("pending, 0 attempts, no error", await db.ScalarAsync<string>(
+            "SELECT state::text || ', ' || attempt_count || ' attempts, ' || coalesce(error_message, 'no error') FROM {schema}.agentpg_tool_executions WHERE run_id = $1",
+            run));
+        Assert.Equal(RunState.PendingTools, (await h.Client.GetRunAsync(run)).State);
+    }
+
+    [DatabaseFact]
+    public async Task TransactionalTool_StillRunningAfterItsTimeout_KeepsItsConnectionUntilItEnds_ThenRollsBack()
+    {
+        // A transactional tool whose statement ignores its token (here: waits for a lock the test holds) past ToolTimeout. The
+        // attempt times out and is retried; the first body still runs on its connection, which is not thread-safe. Before, the
+        // worker rolled back and returned that connection while the body was using it: the body's next command failed with an
+        // ArgumentOutOfRangeException from inside Npgsql and the session stayed 'idle in transaction', holding the body's locks.
+        // Now the connection stays the body's until it ends, and its transaction is rolled back then: nothing of it commits.
+        await using var dataSource = TestDatabase.CreateDataSource(_ => { });
+        await db.ExecuteAsync("CREATE TABLE IF NOT EXISTS {schema}.late_writes (attempt int)");
+        var table = $"\"{db.Schema}\".late_writes";
+        var lockKey = Random.Shared.NextInt64(1, long.MaxValue);
+        var timeouts = new HeldTimeouts(TimeSpan.FromMinutes(17));
+        var late = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var holder = await db.DataSource.OpenConnectionAsync();
+        await Execute(holder, "SELECT pg_advisory_lock($1)", lockKey);
+        await using var claude = await FakeClaudeServer.StartAsync();
+        var client = AgentPgClient.Create(dataSource, db.Options(o =>
+        {
+            o.ApiKey = claude.ApiKey;
+            o.BaseUrl = claude.BaseUrl;
+            o.ToolTimeout = timeouts.Timeout;
+            o.TimeProvider = timeouts;
+        }));
+        await using var scope = client;
+        client.RegisterTool(new TransactionalTool("book", async (ctx, _, _) =>
+        {
+            if (ctx.Attempt > 1)
+            {
+                return "booked on attempt " + ctx.Attempt;
+            }
+
+            try
+            {
+                await using (var wait = new NpgsqlCommand("SELECT pg_advisory_xact_lock($1) /* late tool body */", ctx.Transaction!.Connection, ctx.Transaction))
+                {
+                    wait.Parameters.Add(new NpgsqlParameter { Value = lockKey });
+                    await wait.ExecuteNonQueryAsync(CancellationToken.None);
+                }
+
+                await using (var insert = new NpgsqlCommand($"INSERT INTO {table} VALUES (1)", ctx.Transaction.Connection, ctx.Transaction))
+                {
+                    await insert.ExecuteNonQueryAsync(CancellationToken.None);
+                }
+
+                late.TrySetResult("written");
+            }
+            catch (Exception ex)
+            {
+                late.TrySetResult($"{ex.GetType().Name}: {ex.Message}");
+            }
+
+            return "late";
+        }));
+        await client.StartAsync();
+        var agent = await client.CreateAgentAsync(new AgentDefinition { Name = "late_" + Guid.NewGuid().ToString("N")[..8], Model = "claude-sonnet-4-5" });
+        claude.Respond(r => r.ToolResults.Count > 0 ? FakeReply.Text("result: " + r.ToolResults[0].Content) : FakeReply.ToolUse("book", new { }));
+        var run = await client.RunFastAsync(await client.NewSessionAsync(), agent.Id, "book it");
+        const string waiting = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%late tool body%' AND pid <> pg_backend_pid() AND state <> 'idle'";
+        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>(waiting + " AND wait_event_type = 'Lock'") == 1, "the tool to wait for the lock");
+
+        await timeouts.FireNextAsync();
+        var response = await Eventually.WithinAsync(client.WaitForRunAsync(run), "the run to complete with the second attempt", s_timeout);
+        Assert.Equal("result: booked on attempt 2", response.Text);
+        await Execute(holder, "SELECT pg_advisory_unlock($1)", lockKey);
+
+        Assert.Equal("written", await Eventually.WithinAsync(late.Task, "the first body to end"));
+        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>(waiting) == 0, "the first body's transaction to end");
+        Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
+    }
+
     private async Task<DateTime> HeartbeatAsync(string instanceId)
         => await db.ScalarAsync<DateTime>("SELECT last_heartbeat_at FROM {schema}.agentpg_instances WHERE id = $1", instanceId);
 
