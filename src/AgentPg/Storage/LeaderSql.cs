@@ -17,7 +17,9 @@ internal sealed class LeaderSql
             """;
         // Extends the lease if it is still ours and alive. 0 rows: leadership lost.
         Refresh = $"UPDATE {t} SET expires_at = now() + $2 WHERE leader_id = $1 AND expires_at > now()";
-        Resign = $"DELETE FROM {t} WHERE leader_id = $1";
+        // Ends the lease now rather than deleting it: the row keeps when the last lease ended, which the health check's
+        // "no leader for how long" reads (without it, the time would count from its own registration).
+        Resign = $"UPDATE {t} SET expires_at = now() WHERE leader_id = $1 AND expires_at > now()";
         LeaseHeldBy = $"SELECT 1 FROM {t} WHERE leader_id = $1 AND expires_at > now()";
     }
 

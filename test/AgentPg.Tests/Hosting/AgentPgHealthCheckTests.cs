@@ -88,6 +88,55 @@ public sealed class AgentPgHealthCheckTests(SchemaFixture db) : IClassFixture<Sc
     }
 
     [DatabaseFact]
+    public async Task CheckHealth_RightAfterTheLeaderResigns_IsHealthy_AndCountsTheLeaderlessTimeFromTheResign()
+    {
+        // A graceful stop of the leader (a rolling deploy) resigns its lease. Before, the resign deleted the lease row and every
+        // other instance's check then counted "no leader" from its own registration: an instance older than 2 × LeaderTtl
+        // reported Degraded at once, although a successor takes the lease within LeaderTtl / 2. B never leads here (a
+        // constraint refuses its id), so the time without a leader is measured, not raced.
+        var ttl = TimeSpan.FromSeconds(2);
+        var b = "health-b-" + Guid.NewGuid().ToString("N")[..8];
+        await db.ExecuteAsync($"ALTER TABLE {{schema}}.agentpg_leader ADD CONSTRAINT health_b_never_leads CHECK (leader_id <> '{b}') NOT VALID");
+        try
+        {
+            await using var a = await Harness.StartAsync(db, o => o.LeaderTtl = ttl);
+            await Eventually.TrueAsync(async () => await db.ScalarAsync<object>("SELECT leader_id FROM {schema}.agentpg_leader WHERE expires_at > now()") as string
+                == a.Client.InstanceId, "A to lead");
+
+            var builder = HostFactory.Builder();
+            builder.Services.AddAgentPg(HostFactory.Options(db, null, o =>
+                    (o.InstanceId, o.HeartbeatInterval, o.InstanceTtl, o.LeaderTtl) = (b, TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(5), ttl)))
+                .AddWorker();
+            builder.Services.AddHealthChecks().AddAgentPg();
+            using var host = builder.Build();
+            await host.StartAsync();
+            try
+            {
+                var health = host.Services.GetRequiredService<HealthCheckService>();
+                await Eventually.TrueAsync(async () => await db.ScalarAsync<bool>(
+                    "SELECT now() - created_at > interval '5 seconds' FROM {schema}.agentpg_instances WHERE id = $1", b), "B registered for over 2 × LeaderTtl");
+
+                await a.Client.StopAsync();
+                var entry = (await health.CheckHealthAsync()).Entries["agentpg"];
+
+                Assert.True(entry.Status == HealthStatus.Healthy, entry.Description);
+                // Nobody takes the lease after the resign: Degraded once two leases have passed since it.
+                await Eventually.TrueAsync(async () => (entry = (await health.CheckHealthAsync()).Entries["agentpg"]).Status == HealthStatus.Degraded,
+                    "Degraded once no instance has led for 2 × LeaderTtl");
+                Assert.InRange((double)entry.Data["leaderless_seconds"], 4.0, 30.0);
+            }
+            finally
+            {
+                await host.StopAsync();
+            }
+        }
+        finally
+        {
+            await db.ExecuteAsync("ALTER TABLE {schema}.agentpg_leader DROP CONSTRAINT health_b_never_leads");
+        }
+    }
+
+    [DatabaseFact]
     public async Task CheckHealth_WorkerEvicted_IsUnhealthy()
     {
         var builder = HostFactory.Builder();

@@ -84,7 +84,7 @@ public sealed class LeadershipTests(SchemaFixture db) : IClassFixture<SchemaFixt
             await leader.StopAsync();
             // The resign itself, on no clock: once StopAsync has returned the lease row is gone or a successor's. Without it the
             // row would stay the stopped leader's until its lease ran out, at least TTL/2 after its last refresh.
-            Assert.NotEqual(leaderId, await db.ScalarAsync<string>("SELECT coalesce((SELECT leader_id FROM {schema}.agentpg_leader), '')"));
+            Assert.NotEqual(leaderId, await db.ScalarAsync<string>("SELECT coalesce((SELECT leader_id FROM {schema}.agentpg_leader WHERE expires_at > now()), '')"));
             await Eventually.TrueAsync(async () => await LeaderInDatabaseAsync() is { } next && next != leaderId, "another client to take over", ttl * 2);
             var elected = await db.ScalarAsync<DateTime>("SELECT elected_at FROM {schema}.agentpg_leader");
             Assert.True(elected - stopped < ttl, $"the handover took {(elected - stopped).TotalSeconds:0.00} s, longer than one lease TTL ({ttl.TotalSeconds} s)");
