@@ -40,6 +40,7 @@ public sealed partial class FakeClaudeServer : IAsyncDisposable
     private readonly string? _requiredApiKey;
     private readonly ModelLimits _limits;
     private readonly int _chunkSize;
+    private readonly long _maxRequestBytes;
     private readonly bool _recordRequests;
     private readonly PromptCache _promptCache;
     private readonly BatchStore _batches;
@@ -62,6 +63,7 @@ public sealed partial class FakeClaudeServer : IAsyncDisposable
             new Dictionary<string, int>(options.ModelContextWindows, StringComparer.Ordinal),
             new HashSet<string>(options.AllowedModels, StringComparer.Ordinal));
         _chunkSize = options.StreamChunkSize;
+        _maxRequestBytes = options.MaxRequestBytes;
         _recordRequests = options.RecordRequests;
         _promptCache = new PromptCache(options.TimeProvider, options.MinimumCacheableTokens);
         _batches = new BatchStore(options.TimeProvider, options.BatchProcessingDelay, options.BatchCancelDelay, options.BatchExpiration);

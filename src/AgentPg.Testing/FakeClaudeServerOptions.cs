@@ -24,6 +24,11 @@ public sealed class FakeClaudeServerOptions
     /// <see cref="ModelContextWindows"/>. Default: 200,000.</summary>
     public int ContextWindow { get; set; } = 200_000;
 
+    /// <summary>The largest body, in bytes, of a Messages or count_tokens request: a larger one is answered 413
+    /// <c>request_too_large</c>, as the real API does above its 32 MB (the Batches limit, 256 MB, is fixed). Lower it to test
+    /// that path without sending 32 MB. Default: 33,554,432 (32 MB).</summary>
+    public long MaxRequestBytes { get; set; } = 32L * 1024 * 1024;
+
     /// <summary>The context window enforced when a request carries <c>anthropic-beta: context-1m-2025-08-07</c>
     /// (never lower than the model's own window). Default: 1,000,000.</summary>
     public int ExtendedContextWindow { get; set; } = 1_000_000;
@@ -82,6 +87,11 @@ public sealed class FakeClaudeServerOptions
         RequirePositive(ContextWindow, nameof(ContextWindow));
         RequirePositive(ExtendedContextWindow, nameof(ExtendedContextWindow));
         RequirePositive(StreamChunkSize, nameof(StreamChunkSize));
+        if (MaxRequestBytes <= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxRequestBytes), MaxRequestBytes, $"{nameof(FakeClaudeServerOptions)}.{nameof(MaxRequestBytes)} must be positive.");
+        }
+
         foreach (var (model, window) in ModelContextWindows)
         {
             if (window <= 0)

@@ -87,6 +87,22 @@ public sealed partial class FakeClaudeServerTests
     }
 
     [Fact]
+    public async Task Create_BodyOverMaxRequestBytes_Is413RequestTooLarge_AndOneUnderItIsAnswered()
+    {
+        await using var claude = await FakeClaudeServer.StartAsync(new FakeClaudeServerOptions { MaxRequestBytes = 10_000 });
+        using var client = claude.CreateClient(o => o with { MaxRetries = 0 });
+        claude.Enqueue(FakeReply.Text("fits"));
+
+        var error = await Assert.ThrowsAsync<AnthropicContentTooLargeException>(() => client.Messages.Create(Sdk.Ask(new string('x', 12_000))));
+        var message = await client.Messages.Create(Sdk.Ask(new string('x', 8_000)));
+
+        Assert.Equal(413, (int)error.StatusCode);
+        Assert.Equal("request_too_large", error.Type!.Raw());
+        Assert.Equal("fits", Sdk.Text(message));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => FakeClaudeServer.StartAsync(new FakeClaudeServerOptions { MaxRequestBytes = 0 }));
+    }
+
+    [Fact]
     public async Task CreateStreaming_ErrorEventMidStream_ThrowsSseExceptionWithoutRetry()
     {
         await using var claude = await FakeClaudeServer.StartAsync();

@@ -7,11 +7,16 @@ namespace AgentPg.Tests.Compaction;
 
 /// <summary>A session whose images outgrow Claude's 32 MB request limit (HTTP 413, whatever the tokens): the run fails with
 /// <c>request_too_large</c> and a message naming the fixes, or, with automatic compaction, old tool outputs are pruned and
-/// the run goes on. The fake refuses a body over 32 MB as the API does.</summary>
+/// the run goes on. The fake refuses a body over its limit with the API's 413; the limit is 1 MB here instead of the real
+/// 32 MB, and the photos are scaled down with it (the path is the same, without sending 37 MB per request).</summary>
 public sealed class RequestSizeTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
-    // 4.5 MB of PNG: 6 MB of base64 in every later request. Five fit under 32 MB, six do not.
-    private static readonly byte[] s_photo = MakePng(4_500_000);
+    private const long Limit = 1024 * 1024;
+
+    // 150 000 bytes of PNG: 200 000 bytes of base64 in every later request. Five fit under 1 MB, six do not.
+    private static readonly byte[] s_photo = MakePng(150_000);
+
+    private static FakeClaudeServerOptions Claude => new() { MaxRequestBytes = Limit };
 
     private sealed class CameraTool : IContentTool
     {
@@ -28,13 +33,14 @@ public sealed class RequestSizeTests(SchemaFixture db) : IClassFixture<SchemaFix
     [DatabaseFact]
     public async Task ImagesOverTheRequestLimit_WithoutAutoCompaction_FailTheRunWithRequestTooLarge_SayingHowToFixIt()
     {
-        await using var h = await Harness.StartAsync(db, null, start: true, new CameraTool());
+        await using var h = await Harness.StartAsync(db, Claude, null, start: true, new CameraTool());
         var (agent, session) = await FivePhotosAsync(h);
 
         var ex = await Assert.ThrowsAsync<AgentPgException>(() => h.Client.RunFastSyncAsync(session, agent, "one more"));
 
         Assert.Equal("request_too_large", ex.Context["error_type"]);
         Assert.Contains("over Claude's size limit of 32 MB", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("Request exceeds the maximum allowed number of bytes.", ex.Message, StringComparison.Ordinal);
         Assert.Contains("AgentPgOptions.AutoCompaction", ex.Message, StringComparison.Ordinal);
         Assert.Contains("CompactAsync", ex.Message, StringComparison.Ordinal);
         // One refused call: the SDK does not retry a 413 and neither does the engine.
@@ -52,7 +58,7 @@ public sealed class RequestSizeTests(SchemaFixture db) : IClassFixture<SchemaFix
     [DatabaseFact]
     public async Task ImagesOverTheRequestLimit_WithAutoCompaction_ArePrunedAndTheRunCompletes()
     {
-        await using var h = await Harness.StartAsync(db, o =>
+        await using var h = await Harness.StartAsync(db, Claude, o =>
         {
             o.AutoCompaction = true;
             o.Compaction.PreserveLastN = 2;
@@ -77,7 +83,7 @@ public sealed class RequestSizeTests(SchemaFixture db) : IClassFixture<SchemaFix
     [DatabaseFact]
     public async Task RequestTooLarge_WhenAutoCompactionFindsNothingToCompact_SaysItWasTried()
     {
-        await using var h = await Harness.StartAsync(db, o => o.AutoCompaction = true);
+        await using var h = await Harness.StartAsync(db, Claude, o => o.AutoCompaction = true);
         var agent = await h.AgentAsync();
         h.Claude.Enqueue(FakeReply.Error(413, "request_too_large", "Request exceeds the maximum allowed number of bytes."));
 
@@ -89,8 +95,8 @@ public sealed class RequestSizeTests(SchemaFixture db) : IClassFixture<SchemaFix
         Assert.Contains("Request exceeds the maximum allowed number of bytes.", ex.Message, StringComparison.Ordinal);
     }
 
-    /// <summary>A first run that takes five photos at once (30 MB of base64 in the session, under the limit); the next run's
-    /// photo takes its second request over 32 MB.</summary>
+    /// <summary>A first run that takes five photos at once (1 000 000 bytes of base64 in the session, under the limit); the
+    /// next run's photo takes its second request over it.</summary>
     private static async Task<(Guid Agent, Guid Session)> FivePhotosAsync(Harness h)
     {
         var agent = await h.AgentAsync(a => a with { Tools = ["snap"] });
