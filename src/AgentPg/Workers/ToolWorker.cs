@@ -381,9 +381,12 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
             body?.Value = textTask;
             return ToolOutput.FromText(await textTask.WaitAsync(linked.Token).ConfigureAwait(false));
         }
-        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        catch (Exception ex) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested
+                                   && ex is not (ToolCancelException or ToolDiscardException or ToolSnoozeException))
         {
-            throw new TimeoutException($"tool timed out after {engine.Options.ToolTimeout} (AgentPgOptions.ToolTimeout)");
+            // Also when the tool answered its token with an exception of its own (catch and wrap) before the wait noticed the
+            // timeout: the attempt timed out either way, and Claude reads the same message whichever came first.
+            throw new TimeoutException($"tool timed out after {engine.Options.ToolTimeout} (AgentPgOptions.ToolTimeout)", ex);
         }
     }
 
