@@ -1,3 +1,4 @@
+using System.Data;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
@@ -249,6 +250,17 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
                 const string message = "The tool committed or rolled back context.Transaction itself. AgentPg commits an " +
                     "ITransactionalTool's transaction together with its result, so the tool must leave it open (use a savepoint " +
                     "to undo part of its work); the execution is not retried.";
+                await CompleteAsync(ToolExecutionState.Failed, message, true, message, started, record).ConfigureAwait(false);
+                return;
+            }
+
+            if ((connection.FullState & (ConnectionState.Executing | ConnectionState.Fetching)) != 0)
+            {
+                // The result cannot be written on the connection while the tool's reader is open; the same code would do the
+                // same on every attempt. Its writes roll back when the connection is closed.
+                const string message = "The tool returned while a command or data reader of context.Transaction's connection was " +
+                    "still open (a data reader not disposed), so its result and writes could not be committed: dispose every " +
+                    "NpgsqlDataReader before returning. The tool's writes are rolled back; the execution is not retried.";
                 await CompleteAsync(ToolExecutionState.Failed, message, true, message, started, record).ConfigureAwait(false);
                 return;
             }

@@ -312,6 +312,40 @@ public sealed class ToolExecutionTests(SchemaFixture db) : IClassFixture<SchemaF
     }
 
     [DatabaseFact]
+    public async Task TransactionalTool_ReturningWithItsReaderOpen_FailsOnceSayingSoAndItsWritesRollBack()
+    {
+        // Before, Claude got Npgsql's "A command is already in progress: SELECT …" (with the tool's SQL), and the tool ran again
+        // on every attempt to fail the same way.
+        await db.ExecuteAsync("CREATE TABLE IF NOT EXISTS {schema}.peeks (n int)");
+        var table = $"\"{db.Schema}\".peeks";
+        var calls = 0;
+        var (h, session, agent) = await SetUpAsync(db, o => o.ToolRetry.MaxAttempts = 3, new TransactionalTestTool("peek", async (ctx, _, ct) =>
+        {
+            Interlocked.Increment(ref calls);
+            await using (var insert = new NpgsqlCommand($"INSERT INTO {table} VALUES (1)", ctx.Transaction!.Connection, ctx.Transaction))
+            {
+                await insert.ExecuteNonQueryAsync(ct);
+            }
+
+            var query = new NpgsqlCommand($"SELECT n FROM {table} UNION ALL SELECT 2", ctx.Transaction.Connection, ctx.Transaction);
+            var reader = await query.ExecuteReaderAsync(ct);
+            await reader.ReadAsync(ct);
+            return "peeked";
+        }));
+        await using var scope = h;
+        ScriptOneCall(h.Claude, "peek", new { });
+
+        var response = await h.Client.RunFastSyncAsync(session, agent.Id, "peek");
+
+        Assert.StartsWith("result: The tool returned while a command or data reader of context.Transaction's connection was still open", response.Text,
+            StringComparison.Ordinal);
+        Assert.DoesNotContain("UNION", response.Text, StringComparison.Ordinal);
+        Assert.EndsWith("error=True", response.Text, StringComparison.Ordinal);
+        Assert.Equal(1, calls);
+        Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
+    }
+
+    [DatabaseFact]
     public async Task Variables_OfSeveralJsonTypes_ReachTheTool()
     {
         var seen = new TaskCompletionSource<string>();
