@@ -22,7 +22,7 @@ public sealed partial class FakeClaudeServerTests
                 ["top_k"] = JsonSerializer.SerializeToElement(40),
             })
         {
-            Model = Sdk.Model,
+            Model = "claude-sonnet-4-20250514", // takes temperature and top_p together (Sonnet 4.5 and later take one)
             MaxTokens = 256,
             System = new List<TextBlockParam> { new("You are a helpful assistant.") { CacheControl = new CacheControlEphemeral() } },
             Messages = [new UserMessageParam("What's the weather in SF?")],
@@ -152,6 +152,34 @@ public sealed partial class FakeClaudeServerTests
         Assert.Equal(8, message.Usage.InputTokens);
         Assert.Equal(0, claude.PendingReplyCount);
         Assert.Equal(2, claude.Requests.Count);
+    }
+
+    [Fact]
+    public async Task CountTokens_WithAGenerationSetting_ThrowsBadRequest()
+    {
+        await using var claude = await FakeClaudeServer.StartAsync();
+        using var client = claude.CreateClient(o => o with { MaxRetries = 0 });
+        var none = new Dictionary<string, JsonElement>();
+        Dictionary<string, JsonElement> Body(bool withMaxTokens)
+        {
+            var body = new Dictionary<string, JsonElement>
+            {
+                ["model"] = JsonSerializer.SerializeToElement(Sdk.Model),
+                ["messages"] = JsonSerializer.SerializeToElement(new[] { new { role = "user", content = "Hello" } }),
+            };
+            if (withMaxTokens)
+            {
+                body["max_tokens"] = JsonSerializer.SerializeToElement(1024);
+            }
+
+            return body;
+        }
+
+        var error = await Assert.ThrowsAsync<AnthropicBadRequestException>(() => client.Messages.CountTokens(MessageCountTokensParams.FromRawUnchecked(none, none, Body(withMaxTokens: true))));
+        var count = await client.Messages.CountTokens(MessageCountTokensParams.FromRawUnchecked(none, none, Body(withMaxTokens: false)));
+
+        Assert.Equal("max_tokens: Extra inputs are not permitted", error.ApiMessage);
+        Assert.Equal(2, count.InputTokens);
     }
 
     [Fact]

@@ -33,6 +33,14 @@ internal static partial class RequestValidator
             return ApiFailure.Invalid("The request body must be a JSON object.");
         }
 
+        foreach (var property in body.EnumerateObject())
+        {
+            if (!(countTokens ? s_countTokensFields : s_messagesFields).Contains(property.Name))
+            {
+                return ApiFailure.Invalid($"{property.Name}: Extra inputs are not permitted");
+            }
+        }
+
         if (!body.TryGetProperty("model", out var modelElement) || modelElement.ValueKind == JsonValueKind.Null)
         {
             return ApiFailure.Invalid("model: Field required");
@@ -84,8 +92,8 @@ internal static partial class RequestValidator
         var toolChoiceFailure = ValidateToolChoice(body, tools, out var toolChoice);
         var thinkingFailure = ValidateThinking(body, maxTokens, countTokens, out var thinking);
         var turnsFailure = ParseTurns(messages, out var turns);
-        failure = failure ?? toolsFailure ?? toolChoiceFailure ?? thinkingFailure ?? ValidateContextManagement(body, betas) ?? turnsFailure
-                  ?? ValidateConversation(turns);
+        failure = failure ?? toolsFailure ?? toolChoiceFailure ?? thinkingFailure ?? ValidateSampling(body, model) ?? ValidateContextManagement(body, betas)
+                  ?? turnsFailure ?? ValidateConversation(turns);
         if (failure is not null)
         {
             return failure;
@@ -124,6 +132,22 @@ internal static partial class RequestValidator
         };
         return null;
     }
+
+    // The top-level fields of a Messages body (SDK 13.12's MessageCreateParams, the sampling parameters it sends as raw
+    // body data, and the beta fields); the real API refuses any other with "NAME: Extra inputs are not permitted".
+    private static readonly HashSet<string> s_messagesFields = new(StringComparer.Ordinal)
+    {
+        "model", "max_tokens", "messages", "system", "tools", "tool_choice", "stop_sequences", "metadata", "thinking", "stream",
+        "cache_control", "output_config", "service_tier", "container", "inference_geo", "speed", "diagnostics", "temperature",
+        "top_k", "top_p", "context_management", "mcp_servers", "output_format",
+    };
+
+    // count_tokens takes the prompt, not the generation settings (no max_tokens, stream, sampling, stop_sequences, metadata).
+    private static readonly HashSet<string> s_countTokensFields = new(StringComparer.Ordinal)
+    {
+        "model", "messages", "system", "tools", "tool_choice", "thinking", "cache_control", "output_config", "context_management",
+        "mcp_servers", "output_format",
+    };
 
     [GeneratedRegex("^[a-zA-Z0-9_-]{1,64}$", RegexOptions.CultureInvariant)]
     internal static partial Regex NamePattern();
@@ -179,6 +203,43 @@ internal static partial class RequestValidator
 
         systemText = text.ToString();
         return null;
+    }
+
+    // Claude Opus 4.1, the 4.5 and later 4.x models and the 5.x models take temperature or top_p, not both (a dated model
+    // id such as claude-sonnet-4-20250514 is Sonnet 4, which takes both).
+    [GeneratedRegex("^claude-(opus|sonnet|haiku)-(4-[1-9](?![0-9])|[5-9](?![0-9]))", RegexOptions.CultureInvariant | RegexOptions.IgnoreCase)]
+    private static partial Regex OneSamplingParameterModels();
+
+    /// <summary><c>temperature</c> and <c>top_p</c> each from 0 to 1, and not both for the models that refuse that.</summary>
+    private static ApiFailure? ValidateSampling(JsonElement body, string model)
+    {
+        foreach (var name in new[] { "temperature", "top_p" })
+        {
+            if (!FakeJson.TryGet(body, name, out var value))
+            {
+                continue;
+            }
+
+            if (value.ValueKind != JsonValueKind.Number)
+            {
+                return ApiFailure.Invalid($"{name}: Input should be a valid number");
+            }
+
+            var number = value.GetDouble();
+            if (number < 0)
+            {
+                return ApiFailure.Invalid($"{name}: Input should be greater than or equal to 0");
+            }
+
+            if (number > 1)
+            {
+                return ApiFailure.Invalid($"{name}: Input should be less than or equal to 1");
+            }
+        }
+
+        return FakeJson.TryGet(body, "temperature", out _) && FakeJson.TryGet(body, "top_p", out _) && OneSamplingParameterModels().IsMatch(model)
+            ? ApiFailure.Invalid("`temperature` and `top_p` cannot both be specified for this model. Please use only one.")
+            : null;
     }
 
     public const string ContextManagementBeta = "context-management-2025-06-27";

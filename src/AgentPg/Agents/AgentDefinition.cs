@@ -42,12 +42,16 @@ public sealed record AgentDefinition
     public int? MaxTokens { get; init; }
 
     /// <summary>Gets the sampling temperature (0 to 1), or <see langword="null"/> for the model's default.</summary>
+    /// <remarks>Claude Opus 4.1, Sonnet 4.5, Haiku 4.5 and later models take <see cref="Temperature"/> or <see cref="TopP"/>,
+    /// not both: with both set, every model call of such an agent fails with Claude's 400 "`temperature` and `top_p` cannot
+    /// both be specified for this model".</remarks>
     public double? Temperature { get; init; }
 
     /// <summary>Gets the top-k sampling parameter, or <see langword="null"/> for the model's default.</summary>
     public int? TopK { get; init; }
 
     /// <summary>Gets the top-p sampling parameter (0 to 1), or <see langword="null"/> for the model's default.</summary>
+    /// <remarks>Not together with <see cref="Temperature"/> on Claude Opus 4.1, Sonnet 4.5, Haiku 4.5 and later models.</remarks>
     public double? TopP { get; init; }
 
     /// <summary>Gets free-form metadata, for example a tenant id; <see cref="AgentPgClient.GetAgentByNameAsync"/> filters on it.</summary>

@@ -271,7 +271,8 @@ public sealed class StopReasonTests(SchemaFixture db) : IClassFixture<SchemaFixt
     public async Task AgentParametersAndInstructions_AreSentAsTheRequestFields()
     {
         await using var h = await Harness.StartAsync(db);
-        var agent = await h.AgentAsync(a => a with { SystemPrompt = "Base prompt.", Temperature = 0.3, TopK = 20, TopP = 0.8, MaxTokens = 777 });
+        // Sonnet 4 takes temperature and top_p together (Sonnet 4.5 and later models take one of them).
+        var agent = await h.AgentAsync(a => a with { Model = "claude-sonnet-4-20250514", SystemPrompt = "Base prompt.", Temperature = 0.3, TopK = 20, TopP = 0.8, MaxTokens = 777 });
         h.Claude.Respond(_ => FakeReply.Text("ok"));
 
         await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "a", new RunOptions { AppendInstructions = "Be formal." });
@@ -284,7 +285,7 @@ public sealed class StopReasonTests(SchemaFixture db) : IClassFixture<SchemaFixt
         Assert.Equal(20, requests[0].GetProperty("top_k").GetInt32());
         Assert.Equal(0.8, requests[0].GetProperty("top_p").GetDouble(), 5);
         Assert.Equal(777, requests[0].GetProperty("max_tokens").GetInt32());
-        Assert.Equal("claude-sonnet-4-5", requests[0].GetProperty("model").GetString());
+        Assert.Equal("claude-sonnet-4-20250514", requests[0].GetProperty("model").GetString());
         Assert.False(requests[0].TryGetProperty("tools", out _));
     }
 }
