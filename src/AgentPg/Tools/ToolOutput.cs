@@ -100,23 +100,12 @@ internal sealed record ToolOutput(string Text, string? BlocksJson, bool IsError)
 
             if (counted)
             {
-                if (textLeft <= 0)
+                if (Take(value, ref textLeft, ref textCut) is not { } kept)
                 {
-                    textCut += value.Length;
                     return;
                 }
 
-                if (value.Length > textLeft)
-                {
-                    var keep = CutAt(value, textLeft);
-                    textCut += value.Length - keep;
-                    value = value[..keep];
-                    textLeft = 0;
-                }
-                else
-                {
-                    textLeft -= value.Length;
-                }
+                value = kept;
             }
 
             // U+0000 cannot be stored (Nul): replaced here, where the text enters the JSON of the blocks.
@@ -134,6 +123,28 @@ internal sealed record ToolOutput(string Text, string? BlocksJson, bool IsError)
 
             text.Append(value);
         }
+    }
+
+    /// <summary>What of <paramref name="value"/> fits the text still allowed (all of it, or its head), or
+    /// <see langword="null"/> when nothing of it does; counts what is cut.</summary>
+    private static string? Take(string value, ref int textLeft, ref long textCut)
+    {
+        if (textLeft <= 0)
+        {
+            textCut += value.Length;
+            return null;
+        }
+
+        if (value.Length <= textLeft)
+        {
+            textLeft -= value.Length;
+            return value;
+        }
+
+        var keep = CutAt(value, textLeft);
+        textCut += value.Length - keep;
+        textLeft = 0;
+        return keep == 0 ? null : value[..keep];
     }
 
     /// <summary>Where to cut <paramref name="text"/> to keep at most <paramref name="max"/> characters: one earlier when the
@@ -240,24 +251,13 @@ internal sealed record ToolOutput(string Text, string? BlocksJson, bool IsError)
                 }
 
                 // A text document is text for Claude: it shares the result's text limit.
-                if (textLeft <= 0)
+                if (Take(decoded, ref textLeft, ref textCut) is not { } kept)
                 {
-                    textCut += decoded.Length;
                     summary = "";
                     return null;
                 }
 
-                if (decoded.Length > textLeft)
-                {
-                    var keep = CutAt(decoded, textLeft);
-                    textCut += decoded.Length - keep;
-                    decoded = decoded[..keep];
-                    textLeft = 0;
-                }
-                else
-                {
-                    textLeft -= decoded.Length;
-                }
+                decoded = kept;
 
                 source = new JsonObject { ["type"] = "text", ["media_type"] = mediaType, ["data"] = Nul.Replace(decoded) };
             }
