@@ -154,7 +154,23 @@ public sealed partial class AgentPgClient
                 {
                     // Polling fallback (a notification can be lost while the LISTEN connection reconnects), shared by every
                     // wait of this client: one statement per interval reads all the runs waited on, and signals the final ones.
-                    var states = await _engine.Waiters.PollAsync(cancellationToken).ConfigureAwait(false);
+                    IReadOnlyDictionary<Guid, RunState?> states;
+                    try
+                    {
+                        states = await _engine.Waiters.PollAsync(cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (PostgresException ex) when (_schemaCheck.Invalidate(ex))
+                    {
+                        // The schema was dropped or rolled back while the run was waited on: say how to migrate, as a read of
+                        // the run does (FindRunAsync), rather than PostgreSQL's "relation does not exist".
+                        if (await _schemaCheck.TranslateAsync("WaitForRun", ex, cancellationToken).ConfigureAwait(false) is { } mismatch)
+                        {
+                            throw mismatch;
+                        }
+
+                        throw;
+                    }
+
                     if (waiter.Task.IsCompleted)
                     {
                         break;

@@ -40,6 +40,10 @@ public sealed class HeldTimeouts(TimeSpan timeout) : TimeProvider
         timer.Change(TimeSpan.Zero, s_never);
     }
 
+    /// <summary>Waits until a timer with the held timeout is created (what had to happen before it has happened), without
+    /// firing it: <see cref="FireAll"/> fires it later.</summary>
+    public Task WaitForTimerAsync() => Eventually.WithinAsync(_held.Reader.ReadAsync().AsTask(), "a timer with the held timeout");
+
     /// <summary>Fires every held timer created so far (the disposed ones, whose timeout is over, do nothing).</summary>
     public void FireAll()
     {

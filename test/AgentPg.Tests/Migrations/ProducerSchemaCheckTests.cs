@@ -93,6 +93,29 @@ public sealed class ProducerSchemaCheckTests : IAsyncLifetime
         Assert.IsType<PostgresException>(ex.InnerException);
     }
 
+    [DatabaseFact]
+    public async Task WaitForRunAsync_SchemaDroppedWhileItPolls_ThrowsSchemaVersionMismatch()
+    {
+        // The wait has read the run (pending) and waits for its poll interval when the schema goes: the poll's statement, not
+        // the read, meets the missing table. Before, that poll's PostgresException (42P01) escaped WaitForRunAsync raw.
+        var schema = NewSchema();
+        await new AgentPgMigrator(DataSource, schema).MigrateAsync();
+        var poll = new HeldTimeouts(TimeSpan.FromMinutes(17));
+        await using var client = AgentPgClient.Create(DataSource, new AgentPgOptions { Schema = schema, RunPollInterval = poll.Timeout, TimeProvider = poll });
+        var agent = await client.CreateAgentAsync(new AgentDefinition { Name = "a", Model = "claude-sonnet-4-5" });
+        var runId = await client.RunFastAsync(await client.NewSessionAsync(), agent.Id, "hello");
+
+        var waiting = client.WaitForRunAsync(runId);
+        await poll.WaitForTimerAsync();
+        await ExecuteAsync($"DROP SCHEMA \"{schema}\" CASCADE");
+        poll.FireAll();
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => Eventually.WithinAsync(waiting, "WaitForRunAsync to notice the dropped schema"));
+        Assert.Equal(AgentPgErrorCode.SchemaVersionMismatch, ex.Code);
+        Assert.Equal("WaitForRun", ex.Operation);
+        Assert.IsType<PostgresException>(ex.InnerException);
+    }
+
     public Task InitializeAsync() => Task.CompletedTask;
 
     public async Task DisposeAsync()
