@@ -105,6 +105,31 @@ internal static class Format
         return line.Length <= max ? line : string.Concat(line.AsSpan(0, max - 1), "…");
     }
 
+    /// <summary>Parses a positive duration option (90s, 15m, 2h, 7d).</summary>
+    /// <exception cref="CliException">A usage error naming <paramref name="option"/> when <paramref name="text"/> is not one.</exception>
+    public static TimeSpan PositiveDuration(string text, string option)
+    {
+        var trimmed = text.Trim();
+        if (trimmed.Length >= 2 && double.TryParse(trimmed[..^1], NumberStyles.Float, CultureInfo.InvariantCulture, out var amount)
+            && amount > 0 && double.IsFinite(amount))
+        {
+            double? unit = char.ToLowerInvariant(trimmed[^1]) switch
+            {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86400,
+                _ => null,
+            };
+            if (unit is { } secondsPerUnit && amount * secondsPerUnit < TimeSpan.MaxValue.TotalSeconds / 2)
+            {
+                return TimeSpan.FromSeconds(amount * secondsPerUnit);
+            }
+        }
+
+        throw CliException.Usage($"{option}: '{text}' is not a positive duration (90s, 15m, 2h, 7d).");
+    }
+
     /// <summary>Parses --since: a duration back from now (90s, 15m, 2h, 7d) or a timestamp (2026-11-28T10:00Z).</summary>
     public static DateTimeOffset Since(string text, TimeProvider time)
     {

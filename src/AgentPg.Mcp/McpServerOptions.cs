@@ -68,13 +68,43 @@ public sealed partial class McpServerOptions
     /// <value>The default value is 60 seconds (an <c>npx</c> server may be downloaded first).</value>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>The longest tool name Claude accepts.</summary>
+    private const int MaxToolNameLength = 64;
+
     /// <summary>Returns the name Claude sees for a tool called <paramref name="toolName"/> on this server.</summary>
     /// <param name="toolName">The tool's name on the server.</param>
-    /// <returns><c>{Name}__{toolName}</c>, or <paramref name="toolName"/> when <see cref="DisableToolPrefix"/> is set.</returns>
+    /// <returns><c>{Name}__{toolName}</c>, or <paramref name="toolName"/> when <see cref="DisableToolPrefix"/> is set, when that
+    /// satisfies Claude's rule (<c>^[a-zA-Z0-9_-]{1,64}$</c>). Otherwise the same with every other character (<c>.</c>,
+    /// <c>/</c>, a space …) replaced by <c>_</c>; and when that is still longer than 64 characters (or empty), cut to fit
+    /// <c>_</c> and the first 8 hexadecimal digits of the SHA-256 of the tool's name on the server (UTF-8) at the end. The
+    /// mapping depends on the name alone, so a tool keeps its name across reconnections; calls reach the server under its
+    /// own name.</returns>
     public string ToolNameFor(string toolName)
     {
         ArgumentNullException.ThrowIfNull(toolName);
-        return DisableToolPrefix ? toolName : $"{Name}__{toolName}";
+        var prefix = DisableToolPrefix ? "" : $"{Name}__";
+        var name = prefix + toolName;
+        if (Internal.ToolNames.IsValid(name))
+        {
+            return name;
+        }
+
+        var mapped = string.Create(toolName.Length, toolName, static (span, source) =>
+        {
+            for (var i = 0; i < source.Length; i++)
+            {
+                var c = source[i];
+                span[i] = char.IsAsciiLetterOrDigit(c) || c is '_' or '-' ? c : '_';
+            }
+        });
+        if (mapped.Length > 0 && prefix.Length + mapped.Length <= MaxToolNameLength)
+        {
+            return prefix + mapped;
+        }
+
+        var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(toolName)))[..8];
+        var keep = MaxToolNameLength - prefix.Length - 1 - hash.Length;
+        return $"{prefix}{mapped[..Math.Min(keep, mapped.Length)]}_{hash}";
     }
 
     /// <summary>Checks the options.</summary>

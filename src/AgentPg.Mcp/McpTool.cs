@@ -12,6 +12,8 @@ namespace AgentPg.Mcp;
 internal sealed class McpTool : IContentTool
 {
     private static readonly TimeSpan s_rateLimitSnooze = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan s_minRateLimitSnooze = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan s_maxRateLimitSnooze = TimeSpan.FromHours(1);
 
     public McpTool(McpToolSource source, Tool tool, string name)
     {
@@ -51,6 +53,7 @@ internal sealed class McpTool : IContentTool
         }
 
         CallToolResult result;
+        var rateLimit = RateLimitCapture.Begin();
         try
         {
             // The token carries the run's cancellation and AgentPgOptions.ToolTimeout: the SDK sends
@@ -63,7 +66,7 @@ internal sealed class McpTool : IContentTool
         }
         catch (Exception ex) when (ex is not (ToolSnoozeException or ToolCancelException or ToolDiscardException))
         {
-            throw Map(session, ex);
+            throw Map(session, ex, rateLimit);
         }
 
         // isError (a tool execution error): Claude gets an is_error tool_result with the server's content and can correct
@@ -72,7 +75,7 @@ internal sealed class McpTool : IContentTool
     }
 
     /// <summary>Maps a failed call to AgentPg's tool semantics by exception type and status, never by message text.</summary>
-    private Exception Map(McpClient session, Exception ex)
+    private Exception Map(McpClient session, Exception ex, RateLimitCapture rateLimit)
     {
         if (FindInChain<HttpRequestException>(ex) is { StatusCode: { } status } http)
         {
@@ -81,7 +84,8 @@ internal sealed class McpTool : IContentTool
                 case HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden:
                     return new ToolCancelException($"MCP server '{Source.Name}' refused tool '{Name}' ({(int)status} {status}): check its credentials", http);
                 case HttpStatusCode.TooManyRequests:
-                    return new ToolSnoozeException(s_rateLimitSnooze, $"MCP server '{Source.Name}' rate limited tool '{Name}' ({(int)status})");
+                    var wait = RateLimitSnooze(rateLimit.RetryAfter);
+                    return new ToolSnoozeException(wait, $"MCP server '{Source.Name}' rate limited tool '{Name}' ({(int)status}); trying again in {wait.TotalSeconds:0} s");
                 case HttpStatusCode.NotFound:
                     // Streamable HTTP: the server no longer knows the session (it restarted); a new session is needed.
                     Source.ConnectionLost(session);
@@ -119,6 +123,19 @@ internal sealed class McpTool : IContentTool
         }
 
         return new InvalidOperationException($"MCP tool '{ServerToolName}' on server '{Source.Name}' failed: {ex.Message}", ex);
+    }
+
+    /// <summary>How long to wait after a 429: the server's <c>Retry-After</c> (seconds, or a date), kept between 1 second and
+    /// 1 hour; 30 seconds without one.</summary>
+    private TimeSpan RateLimitSnooze(System.Net.Http.Headers.RetryConditionHeaderValue? retryAfter)
+    {
+        var wait = retryAfter switch
+        {
+            { Delta: { } delta } => delta,
+            { Date: { } date } => date - Source.Time.GetUtcNow(),
+            _ => s_rateLimitSnooze,
+        };
+        return wait < s_minRateLimitSnooze ? s_minRateLimitSnooze : wait > s_maxRateLimitSnooze ? s_maxRateLimitSnooze : wait;
     }
 
     private static T? FindInChain<T>(Exception ex)

@@ -34,6 +34,7 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
     private CancellationTokenSource? _lifetime;
     private Task _monitor = Task.CompletedTask;
     private TimeSpan _reconnectDelay = s_firstReconnectDelay;
+    private long _listChanges;
     private bool _disposed;
 
     private McpToolSource(AgentPgClient client, McpServerOptions options)
@@ -74,6 +75,8 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
     public string? ServerInfo => CurrentSession?.ServerInfo is { } info ? $"{info.Name} {info.Version}" : null;
 
     string IClientAttachment.Name => $"MCP server '{Name}'";
+
+    internal TimeProvider Time => _time;
 
     internal bool IsDisposed
     {
@@ -125,16 +128,26 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
 
         _client.Detach(this);
         await CloseAsync().ConfigureAwait(false);
+        // A resync after tools/list_changed may be registering tools: wait for it (it holds _sync while it registers), so
+        // that none stays registered after this; a later one sees _disposed and registers nothing.
+        await _sync.WaitAsync().ConfigureAwait(false);
         Dictionary<string, McpTool> tools;
-        lock (_gate)
+        try
         {
-            tools = _tools;
-            _tools = new(StringComparer.Ordinal);
-        }
+            lock (_gate)
+            {
+                tools = _tools;
+                _tools = new(StringComparer.Ordinal);
+            }
 
-        foreach (var tool in tools.Values)
+            foreach (var tool in tools.Values)
+            {
+                UnregisterIfOurs(tool);
+            }
+        }
+        finally
         {
-            UnregisterIfOurs(tool);
+            _sync.Release();
         }
 
         _http?.Dispose();
@@ -318,6 +331,12 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
     {
         using var timeout = new CancellationTokenSource(_options.ConnectTimeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        long listChanges;
+        lock (_gate)
+        {
+            listChanges = _listChanges;
+        }
+
         McpClient session;
         try
         {
@@ -343,15 +362,24 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
         }
 
         McpClient? previous;
+        bool missedListChange;
         lock (_gate)
         {
             previous = _session;
             _session = session;
+            missedListChange = _listChanges != listChanges;
         }
 
         if (previous is not null)
         {
             await DisposeQuietlyAsync(previous).ConfigureAwait(false);
+        }
+
+        if (missedListChange)
+        {
+            // tools/list_changed arrived while connecting: its resync found no session (or the old one) and did nothing, and
+            // the tools listed above may predate the change.
+            _ = Task.Run(ResyncAfterListChangedAsync, CancellationToken.None);
         }
     }
 
@@ -417,6 +445,11 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
             [
                 new(NotificationMethods.ToolListChangedNotification, (_, _) =>
                 {
+                    lock (_gate)
+                    {
+                        _listChanges++;
+                    }
+
                     // Not on the session's read loop: listing the tools needs that loop.
                     _ = Task.Run(ResyncAfterListChangedAsync, CancellationToken.None);
                     return ValueTask.CompletedTask;
@@ -454,14 +487,22 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
             var listed = await session.ListToolsAsync(options: null, cancellationToken).ConfigureAwait(false);
             var discovered = new Dictionary<string, McpTool>(StringComparer.Ordinal);
             var problems = new List<string>();
-            foreach (var tool in listed.Select(t => t.ProtocolTool))
+            var candidates = listed.Select(t => t.ProtocolTool)
+                .Where(t => _options.ToolFilter is not { } filter || filter(t.Name))
+                .Select(t => (Tool: t, Name: _options.ToolNameFor(t.Name)))
+                .ToList();
+            // Two of the server's tools whose names map to the same name (files.read and files_read): a name that needed no
+            // mapping keeps it, the others are refused, whatever order the server lists them in.
+            var clashing = candidates.GroupBy(c => c.Name, StringComparer.Ordinal).Where(g => g.Count() > 1)
+                .ToDictionary(g => g.Key, g => g.Select(c => c.Tool.Name).Order(StringComparer.Ordinal).ToList(), StringComparer.Ordinal);
+            foreach (var (tool, name) in candidates)
             {
-                if (_options.ToolFilter is { } filter && !filter(tool.Name))
+                if (clashing.TryGetValue(name, out var sharing) && name != (_options.DisableToolPrefix ? tool.Name : $"{Name}__{tool.Name}"))
                 {
+                    problems.Add($"tool '{tool.Name}' (as '{name}'): the server's tools {string.Join(", ", sharing.Select(n => $"'{n}'"))} all map to that name");
                     continue;
                 }
 
-                var name = _options.ToolNameFor(tool.Name);
                 if (_client.GetTool(name) is McpTool { Source: var owner } && !ReferenceEquals(owner, this) && !owner.IsDisposed)
                 {
                     // Replacing it would leave two connected sources fighting over the name (each reconnection takes it back)
@@ -485,7 +526,7 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
             if (problems.Count > 0)
             {
                 var message = $"MCP server '{Name}' offers tools AgentPg cannot register: {string.Join("; ", problems)}. " +
-                              "Exclude them with McpServerOptions.ToolFilter, or shorten McpServerOptions.Name (or set DisableToolPrefix) when a name is too long, " +
+                              "Exclude them with McpServerOptions.ToolFilter, " +
                               "or give each server its own Name when two offer the same tool.";
                 if (firstTime)
                 {

@@ -140,8 +140,19 @@ public sealed partial class AgentPgClient : IAsyncDisposable
             PoolBudget.Validate(_dataSource, _options.MaxConcurrentTools, _tools.Values);
             await _schemaCheck.EnsureForStartAsync(_options.MigrateOnStart, _logger, cancellationToken).ConfigureAwait(false);
             await _registration.RegisterAsync(cancellationToken).ConfigureAwait(false);
-            await EnsureListenerAsync(cancellationToken).ConfigureAwait(false);
-            await _engine.Deltas.LoadAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await EnsureListenerAsync(cancellationToken).ConfigureAwait(false);
+                await _engine.Deltas.LoadAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // Not started after all (cancelled while waiting for the LISTEN connection): remove the instance row and its
+                // tools now rather than leave an instance that never ran listed as live until InstanceTtl.
+                await DeregisterAfterFailedStartAsync().ConfigureAwait(false);
+                throw;
+            }
+
             _workers = new WorkerSet(_engine, _registration.RegisterAsync);
             _workers.Start();
             _pendingProbe = new PendingRunsProbe(_options.Schema, InstanceId, CountPendingRunsAsync, _time);
@@ -279,6 +290,18 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         return await _sql.Runs.CountPendingAsync(_dataSource, cancellationToken).ConfigureAwait(false);
     }
 
+    private async Task DeregisterAfterFailedStartAsync()
+    {
+        try
+        {
+            await _registration.DeregisterAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
+        {
+            Log.StopFailed(_logger, ex, InstanceId);
+        }
+    }
+
     private Task EnsureListenerAsync(CancellationToken cancellationToken)
         => _listener.StartAsync(TimeSpan.FromSeconds(5), cancellationToken);
 
@@ -295,4 +318,10 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     /// <summary>Gets how long ago this instance last recorded a heartbeat, by the database clock.</summary>
     /// <returns>The age, or <see langword="null"/> when the instance is not registered (not started, or evicted as stale).</returns>
     internal Task<TimeSpan?> GetHeartbeatAgeAsync(CancellationToken cancellationToken) => _registration.GetHeartbeatAgeAsync(cancellationToken);
+
+    /// <summary>Gets the holder of the live leader lease, or how long no instance has held one (from this instance's
+    /// registration at the earliest), by the database clock.</summary>
+    /// <returns>The status, or <see langword="null"/> when the instance is not registered.</returns>
+    internal Task<(string? LeaderId, TimeSpan? Leaderless)?> GetLeaderStatusAsync(CancellationToken cancellationToken)
+        => _registration.GetLeaderStatusAsync(cancellationToken);
 }

@@ -10,7 +10,10 @@ if (eventsFile is not null)
     File.AppendAllText(eventsFile, $"process {Environment.ProcessId}\n");
 }
 
-var server = new TestServer(eventsFile);
+var server = new TestServer(eventsFile)
+{
+    ChangeToolsDuringFirstList = Environment.GetEnvironmentVariable("AGENTPG_MCP_TEST_CHANGE_TOOLS_DURING_FIRST_LIST") == "1",
+};
 var builder = Host.CreateApplicationBuilder(args);
 builder.Logging.ClearProviders();
 builder.Services.AddMcpServer(server.Configure).WithStdioServerTransport();

@@ -53,6 +53,10 @@ public sealed class TestServer
         _eventsFile = eventsFile;
     }
 
+    /// <summary>Gets names of tools the server offers besides its own (each answers <c>NAME called</c>), for example names
+    /// Claude would refuse.</summary>
+    public IReadOnlyList<string> ExtraTools { get; init; } = [];
+
     /// <summary>Gets what happened, in order: <c>called NAME</c>, <c>started wait</c>, <c>cancelled wait</c> …</summary>
     public ConcurrentQueue<string> Events { get; } = new();
 
@@ -65,9 +69,27 @@ public sealed class TestServer
         options.Capabilities = new ServerCapabilities { Tools = new ToolsCapability { ListChanged = true } };
         options.Handlers = new McpServerHandlers
         {
-            ListToolsHandler = (_, _) => ValueTask.FromResult(new ListToolsResult { Tools = Tools() }),
+            ListToolsHandler = ListToolsAsync,
             CallToolHandler = CallAsync,
         };
+    }
+
+    /// <summary>Gets whether the first tools/list adds the tool 'late' after taking the list it answers, and sends
+    /// tools/list_changed before that answer (a change while the client connects).</summary>
+    public bool ChangeToolsDuringFirstList { get; init; }
+
+    private int _lists;
+
+    private async ValueTask<ListToolsResult> ListToolsAsync(RequestContext<ListToolsRequestParams> context, CancellationToken cancellationToken)
+    {
+        var result = new ListToolsResult { Tools = Tools() };
+        if (ChangeToolsDuringFirstList && Interlocked.Increment(ref _lists) == 1)
+        {
+            _late = true;
+            await context.Server.SendNotificationAsync(NotificationMethods.ToolListChangedNotification, cancellationToken).ConfigureAwait(false);
+        }
+
+        return result;
     }
 
     private List<Tool> Tools()
@@ -91,6 +113,8 @@ public sealed class TestServer
         {
             tools.Add(Tool("late", "Exists only after grow", EmptySchema));
         }
+
+        tools.AddRange(ExtraTools.Select(name => Tool(name, "An extra tool", EmptySchema)));
 
         return tools;
     }
@@ -164,6 +188,8 @@ public sealed class TestServer
                 // Only the stdio server (a process of its own) has an events file: an in-process HTTP server must not exit.
                 Environment.Exit(3);
                 return Text("never");
+            case var extra when ExtraTools.Contains(extra):
+                return Text($"{extra} called");
             default:
                 throw new McpProtocolException($"Unknown tool: '{name}'", McpErrorCode.InvalidParams);
         }

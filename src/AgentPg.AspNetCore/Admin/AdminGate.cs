@@ -71,7 +71,8 @@ internal sealed class AdminGate(AgentPgAdminOptions options) : IEndpointFilter
             return AdminPages.Status(e.StatusCode, e.StatusCode == StatusCodes.Status404NotFound ? "Not found" : "Error", Html.Text(e.Message));
         }
         catch (AgentPgException e) when (e.Code is AgentPgErrorCode.RunNotFound or AgentPgErrorCode.SessionNotFound
-                                             or AgentPgErrorCode.AgentNotFound or AgentPgErrorCode.CompactionNotFound)
+                                             or AgentPgErrorCode.AgentNotFound or AgentPgErrorCode.CompactionNotFound
+                                             or AgentPgErrorCode.ToolExecutionNotFound or AgentPgErrorCode.IterationNotFound)
         {
             return AdminPages.Status(StatusCodes.Status404NotFound, "Not found", Html.Text(e.Message));
         }

@@ -4,7 +4,7 @@ using Npgsql;
 namespace AgentPg.Hosting;
 
 /// <summary>Reports whether PostgreSQL answers, the schema is at the version this AgentPg needs, and — in a worker process —
-/// whether the instance is started and its heartbeat is fresh.</summary>
+/// whether the instance is started, its heartbeat is fresh and some instance holds the leader lease.</summary>
 internal sealed class AgentPgHealthCheck(AgentPgClient client, AgentPgRegistration registration) : IHealthCheck
 {
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
@@ -71,6 +71,33 @@ internal sealed class AgentPgHealthCheck(AgentPgClient client, AgentPgRegistrati
         {
             return HealthCheckResult.Degraded(
                 $"The AgentPg worker {client.InstanceId} last recorded a heartbeat {heartbeatAge.TotalSeconds:0.#} s ago (HeartbeatInterval {options.HeartbeatInterval}).",
+                data: data);
+        }
+
+        (string? LeaderId, TimeSpan? Leaderless)? leader;
+        try
+        {
+            leader = await client.GetLeaderStatusAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException && !cancellationToken.IsCancellationRequested)
+        {
+            return new HealthCheckResult(failure, $"AgentPg cannot reach PostgreSQL: {ex.Message}", ex, data);
+        }
+
+        if (leader is { LeaderId: { } leaderId })
+        {
+            data["leader"] = leaderId;
+        }
+
+        // Every started instance tries to take an expired lease every LeaderTtl/2: none for two leases means the election
+        // fails everywhere, and the leader's jobs have stopped with it.
+        if (leader is { Leaderless: { } leaderless } && leaderless > 2 * options.LeaderTtl)
+        {
+            data["leaderless_seconds"] = Math.Round(leaderless.TotalSeconds, 3);
+            return HealthCheckResult.Degraded(
+                $"No AgentPg instance has held the leader lease for {leaderless.TotalSeconds:0.#} s (LeaderTtl {options.LeaderTtl}): the leader's jobs " +
+                "(rescuing the work of dead instances and removing them, the stuck-work sweep, approval timeouts, run event retention …) are not running. Every started " +
+                "instance, this one included, tries to take the lease: look for leader election errors in their logs.",
                 data: data);
         }
 

@@ -21,6 +21,15 @@ internal sealed class InstanceSql
         Heartbeat = $"UPDATE {s}.agentpg_instances SET last_heartbeat_at = now(), held_work = $2, held_reported_at = now() WHERE id = $1";
         // Health checks: seconds since the instance's last heartbeat, by the database clock; no row when it is not registered.
         HeartbeatAge = $"SELECT extract(epoch FROM now() - last_heartbeat_at)::float8 FROM {s}.agentpg_instances WHERE id = $1";
+        // Health checks: the live lease's holder, or for how long no instance has held one, counted from this instance's
+        // registration at the earliest (it competes for the lease from then on); no row when it is not registered.
+        LeaderStatus = $"""
+            SELECT CASE WHEN l.expires_at > now() THEN l.leader_id END,
+                   CASE WHEN l.expires_at > now() THEN NULL
+                        ELSE extract(epoch FROM now() - greatest(coalesce(l.expires_at, i.created_at), i.created_at))::float8 END
+              FROM {s}.agentpg_instances i LEFT JOIN {s}.agentpg_leader l ON TRUE
+             WHERE i.id = $1
+            """;
         Delete = $"DELETE FROM {s}.agentpg_instances WHERE id = $1";
         // Graceful shutdown: give everything back without counting it as a rescue.
         ReleaseWork = $"SELECT {s}.agentpg_release_instance_work($1, FALSE, 2147483647)";
@@ -48,6 +57,8 @@ internal sealed class InstanceSql
     public string Heartbeat { get; }
 
     public string HeartbeatAge { get; }
+
+    public string LeaderStatus { get; }
 
     public string Delete { get; }
 
@@ -94,6 +105,10 @@ internal sealed class InstanceSql
     /// the instance was evicted.</summary>
     public NpgsqlCommand HeartbeatCommand(NpgsqlDataSource dataSource, string instanceId, IReadOnlyList<Guid> held)
         => Db.Command(dataSource, null, Heartbeat, P.Text(instanceId), P.UuidArray(held));
+
+    /// <summary>A command for <see cref="LeaderStatus"/>: the live leader's id (or null) and the seconds without one (or null).</summary>
+    public NpgsqlCommand LeaderStatusCommand(NpgsqlDataSource dataSource, string instanceId)
+        => Db.Command(dataSource, null, LeaderStatus, P.Text(instanceId));
 
     /// <summary>A command for <see cref="HeartbeatAge"/>: seconds as float8, or no row.</summary>
     public NpgsqlCommand HeartbeatAgeCommand(NpgsqlDataSource dataSource, string instanceId)

@@ -54,6 +54,26 @@ internal sealed class InstanceRegistration(NpgsqlDataSource dataSource, Sql sql,
         }
     }
 
+    /// <summary>The holder of the live leader lease, or how long no instance has held one (counted from this instance's
+    /// registration at the earliest); null when this instance is not registered.</summary>
+    public async Task<(string? LeaderId, TimeSpan? Leaderless)?> GetLeaderStatusAsync(CancellationToken cancellationToken)
+    {
+        var command = sql.Instances.LeaderStatusCommand(dataSource, instanceId);
+        await using (command.ConfigureAwait(false))
+        {
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    return null;
+                }
+
+                return (reader.IsDBNull(0) ? null : reader.GetString(0), reader.IsDBNull(1) ? null : TimeSpan.FromSeconds(reader.GetDouble(1)));
+            }
+        }
+    }
+
     /// <summary>Writes the current registration state of one tool (registered or not) in the background; failures are logged.</summary>
     public async Task SyncToolInBackgroundAsync(string name)
     {

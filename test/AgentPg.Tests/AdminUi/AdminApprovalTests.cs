@@ -69,6 +69,46 @@ public sealed class AdminApprovalTests(SchemaFixture db, Chromium chromium) : IC
     }
 
     [DatabaseFact]
+    public async Task ApprovingACallWhoseSessionIsDeletedMeanwhile_AnswersNotFound_NotAServerError()
+    {
+        // The page finds the call, then its session is deleted (docs/operations.md) before the decision reads the call again.
+        // Before, the decision's ToolExecutionNotFound escaped as a 500. Made deterministic: the deleting transaction also
+        // holds agentpg_tools, which only the check of an edited input reads, and commits while that check waits for it.
+        var (app, claude, agent) = await StartAsync(db);
+        await using var _ = app;
+        await using var __ = claude;
+        var tenant = "gone-" + Guid.NewGuid().ToString("N")[..8];
+        var (session, _, request) = await RequestAsync(app, agent, tenant);
+        using var http = app.HttpClient(user: "ann", tenant: tenant);
+        var (token, _) = await AdminHttpTests.FormTokenAsync(http, "approvals");
+
+        await using var connection = await db.DataSource.OpenConnectionAsync();
+        await using var transaction = await connection.BeginTransactionAsync();
+        await using (var hold = new Npgsql.NpgsqlCommand($"LOCK TABLE \"{db.Schema}\".agentpg_tools IN ACCESS EXCLUSIVE MODE", connection, transaction))
+        {
+            await hold.ExecuteNonQueryAsync();
+        }
+
+        await using (var delete = new Npgsql.NpgsqlCommand($"DELETE FROM \"{db.Schema}\".agentpg_sessions WHERE id = $1", connection, transaction))
+        {
+            delete.Parameters.Add(new Npgsql.NpgsqlParameter { Value = session });
+            Assert.Equal(1, await delete.ExecuteNonQueryAsync());
+        }
+
+        var approve = http.PostAsync($"approvals/{request.ToolExecutionId}/approve", new FormUrlEncodedContent(
+            [new("__RequestVerificationToken", token), new("input", """{"order": "A-1", "amount": 25}""")]));
+        await Eventually.TrueAsync(async () => approve.IsCompleted || await db.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%agentpg_tools%' AND query LIKE '%te.tool_name%'",
+                db.Schema) > 0,
+            "the check of the edited input waits for agentpg_tools, which the deleting transaction holds");
+        await transaction.CommitAsync();
+        var response = await approve;
+
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        Assert.Contains("no longer exists", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
     public async Task ApproveAndReject_FromTheInbox_DecideAsTheSignedInUser()
     {
         var (app, claude, agent) = await StartAsync(db);

@@ -251,6 +251,41 @@ public sealed class CliTests(SchemaFixture db) : IClassFixture<SchemaFixture>
     }
 
     [DatabaseFact]
+    public async Task Status_JudgesHeartbeats_ByTheWorkersHeartbeatIntervalAndInstanceTtl()
+    {
+        // Before, a fixed 30 s: a worker with a HeartbeatInterval of a minute showed as stale between its beats (and one with
+        // a 1 s interval as ok long after it stopped), and no option could say otherwise.
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.HeartbeatInterval = TimeSpan.FromMinutes(1);
+            o.InstanceTtl = TimeSpan.FromMinutes(5);
+        });
+        Assert.Equal(1, await db.ExecuteAsync(
+            "UPDATE {schema}.agentpg_instances SET last_heartbeat_at = now() - interval '45 seconds' WHERE id = $1", h.Client.InstanceId));
+
+        async Task<string> HealthAsync(params string[] options)
+        {
+            var json = Json(await CliRunner.RunAsync(db.Schema, ["status", "--json", .. options]));
+            var instance = json.GetProperty("instances").EnumerateArray().Single(i => i.GetProperty("instance").GetProperty("id").GetString() == h.Client.InstanceId);
+            Assert.Equal(instance.GetProperty("health").GetString() == "ok", instance.GetProperty("healthy").GetBoolean());
+            return instance.GetProperty("health").GetString()!;
+        }
+
+        Assert.Equal("late", await HealthAsync());
+        Assert.Equal("ok", await HealthAsync("--heartbeat-interval", "1m", "--instance-ttl", "5m"));
+        Assert.Equal("stale", await HealthAsync("--instance-ttl", "40s"));
+        var table = await CliRunner.RunAsync(db.Schema, "status", "--heartbeat-interval", "1m");
+        Assert.True(table.ExitCode == 0, table.ToString());
+        // The table wraps its cells at the console's width ("ok" and "(45.3 s ago)" may land on two lines).
+        Assert.DoesNotContain("late", table.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("stale", table.Output, StringComparison.Ordinal);
+        Assert.Contains("late", (await CliRunner.RunAsync(db.Schema, "status")).Output, StringComparison.Ordinal);
+        var bad = await CliRunner.RunAsync(db.Schema, "status", "--instance-ttl", "0s");
+        Assert.Equal(2, bad.ExitCode);
+        Assert.Contains("--instance-ttl: '0s' is not a positive duration", bad.Error, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
     public async Task RunsCancel_QueuedRun_Cancelled()
     {
         await using var h = await Harness.StartAsync(db, start: false);

@@ -40,6 +40,54 @@ public sealed class AgentPgHealthCheckTests(SchemaFixture db) : IClassFixture<Sc
     }
 
     [DatabaseFact]
+    public async Task CheckHealth_NoInstanceHoldsTheLeaderLease_IsDegradedAndSaysTheLeadersJobsStopped()
+    {
+        // Before, a worker whose instances all failed to take the lease reported Healthy while rescue, cleanup, approval
+        // timeouts and retention had stopped. The election is broken here by a trigger that refuses every write of the lease.
+        await db.ExecuteAsync("""
+            CREATE FUNCTION {schema}.refuse_leader() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'election broken (test)'; END $$;
+            CREATE TRIGGER refuse_leader BEFORE INSERT OR UPDATE ON {schema}.agentpg_leader FOR EACH ROW EXECUTE FUNCTION {schema}.refuse_leader();
+            DELETE FROM {schema}.agentpg_leader;
+            """);
+        try
+        {
+            var builder = HostFactory.Builder();
+            builder.Services.AddAgentPg(HostFactory.Options(db, null, o =>
+                    (o.HeartbeatInterval, o.InstanceTtl, o.LeaderTtl) = (TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(5), TimeSpan.FromMilliseconds(200))))
+                .AddWorker();
+            builder.Services.AddHealthChecks().AddAgentPg();
+            using var host = builder.Build();
+            await host.StartAsync();
+            try
+            {
+                var health = host.Services.GetRequiredService<HealthCheckService>();
+                HealthReportEntry entry = default;
+                await Eventually.TrueAsync(async () => (entry = (await health.CheckHealthAsync()).Entries["agentpg"]).Status == HealthStatus.Degraded,
+                    "the check reports that no instance has held the leader lease for two LeaderTtl");
+
+                Assert.Contains("No AgentPg instance has held the leader lease", entry.Description, StringComparison.Ordinal);
+                Assert.Contains("rescuing the work of dead instances", entry.Description, StringComparison.Ordinal);
+                Assert.True((double)entry.Data["leaderless_seconds"] > 0.4);
+
+                // Elected again: healthy, with the leader named.
+                await db.ExecuteAsync("DROP TRIGGER refuse_leader ON {schema}.agentpg_leader");
+                var client = host.Services.GetRequiredService<AgentPgClient>();
+                await Eventually.TrueAsync(async () => (entry = (await health.CheckHealthAsync()).Entries["agentpg"]).Status == HealthStatus.Healthy,
+                    "healthy once an instance holds the lease");
+                Assert.Equal(client.InstanceId, entry.Data["leader"]);
+            }
+            finally
+            {
+                await host.StopAsync();
+            }
+        }
+        finally
+        {
+            await db.ExecuteAsync("DROP TRIGGER IF EXISTS refuse_leader ON {schema}.agentpg_leader; DROP FUNCTION {schema}.refuse_leader()");
+        }
+    }
+
+    [DatabaseFact]
     public async Task CheckHealth_WorkerEvicted_IsUnhealthy()
     {
         var builder = HostFactory.Builder();

@@ -5,6 +5,56 @@ namespace AgentPg.Tests.Lifecycle;
 public sealed class ClientLifecycleTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
     [DatabaseFact]
+    public async Task StartAsync_FailingAfterTheInstanceIsRegistered_RemovesTheInstanceRow()
+    {
+        // StartAsync is cancelled (a host's startup cancelled) while it waits for its LISTEN connection, after the instance
+        // and its tools were registered. Before, the row stayed until InstanceTtl: an instance that never started, listed as
+        // live (agentpg status, the admin UI) with its tools. The LISTEN connection is held open by a connection initializer:
+        // without pooling, the first connection opened once the instance row exists is the listener's.
+        string? instanceId = null;
+        var held = 0;
+        var blocked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var builder = new Npgsql.NpgsqlDataSourceBuilder(TestDatabase.ConnectionString + ";Pooling=false");
+        builder.UsePhysicalConnectionInitializer(_ => throw new NotSupportedException("AgentPg opens connections asynchronously"), async connection =>
+        {
+            if (Volatile.Read(ref instanceId) is not { } id || Volatile.Read(ref held) != 0)
+            {
+                return;
+            }
+
+            await using var registered = new Npgsql.NpgsqlCommand($"SELECT count(*) FROM \"{db.Schema}\".agentpg_instances WHERE id = $1", connection);
+            registered.Parameters.Add(new Npgsql.NpgsqlParameter { Value = id });
+            if ((long)(await registered.ExecuteScalarAsync())! > 0 && Interlocked.Exchange(ref held, 1) == 0)
+            {
+                blocked.TrySetResult();
+                await release.Task;
+            }
+        });
+        await using var dataSource = builder.Build();
+        await using var client = db.CreateClient(dataSource);
+        client.RegisterTool(new TestTool("get_weather"));
+        Volatile.Write(ref instanceId, client.InstanceId);
+        using var cancel = new CancellationTokenSource();
+
+        var start = client.StartAsync(cancel.Token);
+        await Eventually.WithinAsync(blocked.Task, "StartAsync registered the instance and opens its LISTEN connection");
+        await cancel.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => start);
+
+        try
+        {
+            Assert.False(client.IsStarted);
+            Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = $1", client.InstanceId));
+            Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instance_tools WHERE instance_id = $1", client.InstanceId));
+        }
+        finally
+        {
+            release.TrySetResult();
+        }
+    }
+
+    [DatabaseFact]
     public async Task StartAsync_RegistersTheInstanceAndItsTools_StopAsyncRemovesThem()
     {
         await using var client = db.CreateClient(o => o.InstanceName = "worker-a");

@@ -82,12 +82,17 @@ public sealed class HttpTestServer : IAsyncDisposable
 
     public Uri Endpoint { get; }
 
+    private string? _rateLimitNextPost;
+
+    /// <summary>The next POST (a tool call, once connected) is answered 429 with this <c>Retry-After</c> ("" for none).</summary>
+    public void RateLimitNextPost(string retryAfter) => Volatile.Write(ref _rateLimitNextPost, retryAfter);
+
     /// <summary>Every request's headers, as (name, value) pairs of the ones the test asked to record.</summary>
     public List<string> SeenAuthorization { get; } = [];
 
-    public static async Task<HttpTestServer> StartAsync(IReadOnlyDictionary<string, string>? requiredHeaders = null)
+    public static async Task<HttpTestServer> StartAsync(IReadOnlyDictionary<string, string>? requiredHeaders = null, TestServer? server = null)
     {
-        var server = new TestServer();
+        server ??= new TestServer();
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0));
@@ -99,6 +104,17 @@ public sealed class HttpTestServer : IAsyncDisposable
             lock (self!.SeenAuthorization)
             {
                 self.SeenAuthorization.Add(context.Request.Headers.Authorization.ToString());
+            }
+
+            if (HttpMethods.IsPost(context.Request.Method) && Interlocked.Exchange(ref self._rateLimitNextPost, null) is { } retryAfter)
+            {
+                context.Response.StatusCode = StatusCodes.Status429TooManyRequests;
+                if (retryAfter.Length > 0)
+                {
+                    context.Response.Headers.RetryAfter = retryAfter;
+                }
+
+                return;
             }
 
             foreach (var (name, value) in requiredHeaders ?? new Dictionary<string, string>())

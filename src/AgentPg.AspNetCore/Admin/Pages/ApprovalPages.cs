@@ -86,6 +86,11 @@ internal static class ApprovalPages
         {
             throw new AdminHttpException(StatusCodes.Status409Conflict, "This tool call was already decided (or its run ended).");
         }
+        catch (AgentPgException e) when (e.Code == AgentPgErrorCode.ToolExecutionNotFound)
+        {
+            // Found when the page loaded, gone now: its session was deleted meanwhile.
+            throw new AdminHttpException(StatusCodes.Status404NotFound, "This tool call no longer exists (its session was deleted).");
+        }
         catch (ArgumentException e)
         {
             throw new AdminHttpException(StatusCodes.Status400BadRequest, e.Message);
