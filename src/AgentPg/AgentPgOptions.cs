@@ -117,6 +117,21 @@ public sealed class AgentPgOptions
     /// <value>The default value is 5 minutes. From 1 ms to 49.7 days.</value>
     public TimeSpan ToolTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>Gets or sets how many characters of a tool's output reach Claude: text (and text documents) beyond it are cut,
+    /// with a last line that says how many characters were left out.</summary>
+    /// <value>The default value is 100 000 characters (about 25 000 tokens). From 1 000 to 100 000 000, or
+    /// <see langword="null"/> for no limit.</value>
+    /// <remarks>
+    /// <para>A tool result stays in the session's conversation and is sent again with every later request: one huge output
+    /// (a log, a table dump) fills the context window, and a request over Claude's 32 MB limit fails, for this run and every
+    /// later run of the session. The limit applies to what a tool returns or throws (text, <see cref="ToolResult"/> content,
+    /// MCP results, error messages) and to what is stored: <see cref="ToolExecution.ToolOutput"/> holds the cut text. Images
+    /// and documents are limited by bytes (<see cref="ToolResult"/>), not by this setting. An agent tool's answer is bounded
+    /// by its own max_tokens and is not cut.</para>
+    /// <para>A tool that has more to say should page it (an offset in its input) rather than raise the limit.</para>
+    /// </remarks>
+    public int? MaxToolOutputLength { get; set; } = 100_000;
+
     /// <summary>Gets or sets how long a tool call may wait for a person's decision
     /// (<see cref="AgentDefinition.ToolsRequiringApproval"/>) before it is rejected with "approval timed out".</summary>
     /// <value>The default value is <see langword="null"/>: wait forever. Otherwise positive, at most 36 500 days (100 years).</value>

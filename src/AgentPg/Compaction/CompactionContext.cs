@@ -9,7 +9,7 @@ public sealed record CompactionContext
     /// <summary>Gets the run whose iteration triggered it, for automatic compactions.</summary>
     public Guid? RunId { get; init; }
 
-    /// <summary>Gets what started it: <c>manual</c>, <c>auto</c> or <c>context_window</c>.</summary>
+    /// <summary>Gets what started it: <c>manual</c>, <c>auto</c>, <c>context_window</c> or <c>request_too_large</c>.</summary>
     public string Reason { get; init; } = "";
 
     /// <summary>Gets the strategy.</summary>

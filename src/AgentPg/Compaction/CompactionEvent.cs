@@ -13,7 +13,8 @@ public sealed record CompactionEvent
     public CompactionStrategy Strategy { get; init; }
 
     /// <summary>Gets what started the compaction: <c>manual</c>, <c>auto</c> (over the trigger before a request) or
-    /// <c>context_window</c> (Claude answered that the prompt was too long).</summary>
+    /// <c>context_window</c> (Claude answered that the prompt was too long) or <c>request_too_large</c> (Claude refused the
+    /// request's size, over 32 MB).</summary>
     public string Reason { get; init; } = "";
 
     /// <summary>Gets the size before, in tokens.</summary>

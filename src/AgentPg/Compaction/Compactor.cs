@@ -23,6 +23,7 @@ internal sealed class Compactor(Engine engine)
     public const string ReasonManual = "manual";
     public const string ReasonAuto = "auto";
     public const string ReasonContextWindow = "context_window";
+    public const string ReasonRequestTooLarge = "request_too_large";
 
     private static readonly IReadOnlyDictionary<string, JsonElement> s_none = new Dictionary<string, JsonElement>();
     private int _countingFailed;
@@ -52,13 +53,14 @@ internal sealed class Compactor(Engine engine)
     /// <summary>Compacts the session.</summary>
     /// <param name="sessionId">The session.</param>
     /// <param name="options">How.</param>
-    /// <param name="reason">manual, auto or context_window.</param>
+    /// <param name="reason">manual, auto, context_window or request_too_large.</param>
     /// <param name="ownRun">The root run the caller holds between two of its iterations: its messages may be compacted.</param>
     /// <param name="onlyIfNeeded">Return null when the conversation is under the trigger.</param>
     /// <param name="cancellationToken">Cancels the compaction (nothing is written once cancelled).</param>
     /// <param name="onProgress">Called as the summariser's answers stream (the worker of <paramref name="ownRun"/> marks its
     /// run alive with it, so a long summary does not look like a stalled run).</param>
-    /// <returns>The result, or null when <paramref name="onlyIfNeeded"/> and not needed.</returns>
+    /// <returns>The result, or null when <paramref name="onlyIfNeeded"/> and not needed, or when an automatic compaction
+    /// (<see cref="ReasonAuto"/>) could not bring the conversation under the trigger.</returns>
     public async Task<CompactionResult?> CompactAsync(Guid sessionId, CompactionOptions options, string reason, Guid? ownRun, bool onlyIfNeeded,
         CancellationToken cancellationToken, Action? onProgress = null)
     {
@@ -67,6 +69,15 @@ internal sealed class Compactor(Engine engine)
         var partition = await PartitionAsync(state, options, exact: reason == ReasonManual, cancellationToken).ConfigureAwait(false);
         if (onlyIfNeeded && partition.Total < options.TriggerTokens)
         {
+            return null;
+        }
+
+        if (reason == ReasonAuto && (partition.CompactableCount == 0 || partition.Total - partition.PrefixTokens >= options.TriggerTokens))
+        {
+            // What compaction must keep (ProtectedTokens, PreserveLastN, a run in progress) is over the trigger on its own:
+            // rewriting the rest cannot bring the request under it, and doing it anyway would summarise again before every
+            // request. The context-window path still compacts when Claude says the prompt is too long.
+            Log.AutoCompactionSkipped(engine.Logger, sessionId, partition.Total - partition.PrefixTokens, options.TriggerTokens);
             return null;
         }
 

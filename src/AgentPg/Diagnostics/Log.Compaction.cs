@@ -12,4 +12,8 @@ internal static partial class Log
 
     [LoggerMessage(8103, LogLevel.Warning, "Automatic compaction of session {SessionId} before run {RunId}'s request failed; the request is sent as it is")]
     public static partial void AutoCompactionFailed(ILogger logger, Exception exception, Guid sessionId, Guid runId);
+
+    [LoggerMessage(8104, LogLevel.Information, "Automatic compaction of session {SessionId} skipped: the part it keeps ({KeptTokens} tokens: " +
+        "CompactionOptions.ProtectedTokens, PreserveLastN, a run in progress) is over the trigger ({TriggerTokens} tokens) on its own")]
+    public static partial void AutoCompactionSkipped(ILogger logger, Guid sessionId, long keptTokens, int triggerTokens);
 }

@@ -48,6 +48,12 @@ internal static class AgentPgOptionsValidator
         NotNegative(errors, options.MaxContinuations, nameof(AgentPgOptions.MaxContinuations), "3");
         NotNegative(errors, options.MaxModelRetries, nameof(AgentPgOptions.MaxModelRetries), "2");
 
+        if (options.MaxToolOutputLength is < MinToolOutputLength or > MaxToolOutputLength)
+        {
+            errors.Add($"AgentPgOptions.MaxToolOutputLength must be between 1 000 and 100 000 000 characters " +
+                       $"(was {options.MaxToolOutputLength}); the default is 100 000, null sends every character.");
+        }
+
         // Intervals drive PeriodicTimer, Task.Delay, WaitAsync and CancellationTokenSource: 1 ms to 49.7 days.
         Timer(errors, options.RunPollInterval, nameof(AgentPgOptions.RunPollInterval), "TimeSpan.FromSeconds(1)");
         Timer(errors, options.ToolPollInterval, nameof(AgentPgOptions.ToolPollInterval), "TimeSpan.FromMilliseconds(500)");
@@ -186,6 +192,10 @@ internal static class AgentPgOptionsValidator
     internal static readonly TimeSpan MinRescueTimeout = TimeSpan.FromSeconds(1);
 
     internal const int MaxToolAttempts = 100;
+
+    private const int MinToolOutputLength = 1_000;
+
+    private const int MaxToolOutputLength = 100_000_000;
 
     private static bool InRange(TimeSpan value, TimeSpan min) => value >= min && value <= MaxTimer;
 

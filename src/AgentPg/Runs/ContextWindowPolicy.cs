@@ -69,6 +69,35 @@ internal sealed partial class ContextWindowPolicy(Engine engine)
         throw Exceeded(context, detail, claimed.UsedExtendedContext, compactionAllowed);
     }
 
+    /// <summary>Claude refused the request's size (HTTP 413, over 32 MB: images, documents and tool outputs, which a token
+    /// count does not see): compaction (once per iteration, when enabled) prunes old tool outputs and summarises old turns;
+    /// the 1M-token window would not help. Returns the context to send again, or throws the run's failure.</summary>
+    public async Task<IterationContext> OnRequestTooLargeAsync(ClaimedRun claimed, IterationContext context, string detail, CancellationToken cancellationToken)
+    {
+        var compactionAllowed = engine.Options.AutoCompaction && claimed.Run.Depth == 0;
+        if (compactionAllowed && !claimed.CompactedForContextWindow)
+        {
+            claimed.CompactedForContextWindow = true;
+
+            // Tokens do not measure bytes (a 5 MB image is ~1 600 tokens): the newest ProtectedTokens would keep every image
+            // of a short conversation. Only the PreserveLastN newest messages are kept as they are.
+            var options = engine.Options.Compaction.Clone();
+            options.ProtectedTokens = 0;
+            if (await CompactAndReloadAsync(claimed, context, Compactor.ReasonRequestTooLarge, cancellationToken, options).ConfigureAwait(false) is { } compacted)
+            {
+                return compacted;
+            }
+        }
+
+        const string why = "the conversation's images, documents and tool outputs are sent with every request";
+        throw new RunFailureException(ErrorTypes.RequestTooLarge, compactionAllowed
+            ? $"The request is over Claude's size limit of 32 MB even after automatic compaction ({detail}): {why}. Start a new " +
+              "session, and have the tools return smaller images, documents and outputs."
+            : $"The request is over Claude's size limit of 32 MB ({detail}): {why}. Enable AgentPgOptions.AutoCompaction (it prunes old " +
+              "tool outputs first), compact the session with CompactAsync (ProtectedTokens = 0 prunes even recent tool outputs), or start a new session; and have the tools return smaller " +
+              "images, documents and outputs (AgentPgOptions.MaxToolOutputLength).");
+    }
+
     /// <summary>The run's failure, saying truthfully what was tried and what is left to try.</summary>
     public static RunFailureException Exceeded(IterationContext context, string detail, bool triedExtended, bool triedCompaction)
     {
@@ -88,15 +117,20 @@ internal sealed partial class ContextWindowPolicy(Engine engine)
         return new RunFailureException(ErrorTypes.ContextWindowExceeded, message);
     }
 
-    private async Task<IterationContext?> CompactAndReloadAsync(ClaimedRun claimed, IterationContext context, string reason, CancellationToken cancellationToken)
+    private async Task<IterationContext?> CompactAndReloadAsync(ClaimedRun claimed, IterationContext context, string reason, CancellationToken cancellationToken,
+        CompactionOptions? options = null)
     {
         var run = claimed.Run;
         try
         {
             // The summariser's stream is the run's progress meanwhile: a long summary must not get the run rescued.
             var progress = new ProgressReporter(engine, run, cancellationToken);
-            await engine.Compactor.CompactAsync(run.SessionId, engine.Options.Compaction, reason, run.Id, onlyIfNeeded: false, cancellationToken, progress.Report)
+            var result = await engine.Compactor.CompactAsync(run.SessionId, options ?? engine.Options.Compaction, reason, run.Id, onlyIfNeeded: false, cancellationToken, progress.Report)
                 .ConfigureAwait(false);
+            if (result is null)
+            {
+                return null;
+            }
         }
         catch (AgentPgException ex) when (ex.Code is AgentPgErrorCode.NothingToCompact or AgentPgErrorCode.CompactionFailed)
         {

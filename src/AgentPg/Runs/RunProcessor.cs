@@ -45,7 +45,9 @@ internal sealed class RunProcessor(Engine engine)
                 }
                 catch (PromptTooLongException ex)
                 {
-                    context = await _window.OnPromptTooLongAsync(claimed, context, ex.Message, token).ConfigureAwait(false);
+                    context = ex.TooManyBytes
+                        ? await _window.OnRequestTooLargeAsync(claimed, context, ex.Message, token).ConfigureAwait(false)
+                        : await _window.OnPromptTooLongAsync(claimed, context, ex.Message, token).ConfigureAwait(false);
                     continue;
                 }
 
@@ -95,6 +97,12 @@ internal sealed class RunProcessor(Engine engine)
                 // A failed call like any other for telemetry, although the run may go on (compaction, the 1M window).
                 Telemetry.ChatFailed(chat, context.Agent.Model, ex.GetType().Name, engine.Time.GetElapsedTime(started));
                 throw new PromptTooLongException(ex.ApiMessage ?? ex.Message);
+            }
+            catch (AnthropicContentTooLargeException ex)
+            {
+                // 413: the request's bytes (images, documents, tool outputs) are over Claude's 32 MB, whatever the tokens.
+                Telemetry.ChatFailed(chat, context.Agent.Model, ex.GetType().Name, engine.Time.GetElapsedTime(started));
+                throw new PromptTooLongException(ex.ApiMessage ?? ex.Message, tooManyBytes: true);
             }
             catch (AnthropicApiException ex)
             {
@@ -180,5 +188,10 @@ internal sealed class RunProcessor(Engine engine)
     }
 }
 
-/// <summary>Claude answered that the prompt does not fit the context window; <see cref="ContextWindowPolicy"/> decides.</summary>
-internal sealed class PromptTooLongException(string message) : Exception(message);
+/// <summary>Claude answered that the prompt does not fit the context window, or (<see cref="TooManyBytes"/>) that the request
+/// is over its size limit; <see cref="ContextWindowPolicy"/> decides.</summary>
+internal sealed class PromptTooLongException(string message, bool tooManyBytes = false) : Exception(message)
+{
+    /// <summary>Gets whether the request's size in bytes was refused (HTTP 413), not its tokens.</summary>
+    public bool TooManyBytes { get; } = tooManyBytes;
+}

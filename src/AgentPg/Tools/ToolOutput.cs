@@ -12,11 +12,32 @@ internal sealed record ToolOutput(string Text, string? BlocksJson, bool IsError)
 {
     private static readonly UTF8Encoding s_strictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
-    public static ToolOutput FromText(string? text) => new(text ?? "", null, false);
+    /// <summary>The most bytes of images and documents one result sends to Claude (the raw bytes; base64 adds a third, and
+    /// a request may not exceed 32 MB): what comes after is described in a text line instead.</summary>
+    internal const int MaxResultDataBytes = ToolResult.MaxDocumentBytes;
+
+    /// <summary>A text result, cut after <paramref name="maxLength"/> characters (see <see cref="Truncate"/>).</summary>
+    public static ToolOutput FromText(string? text, int? maxLength = null) => new(Truncate(text ?? "", maxLength), null, false);
+
+    /// <summary>Cuts a tool's text after <paramref name="maxLength"/> characters (never inside a surrogate pair) and appends
+    /// a line that says how many were left out, so Claude knows the output is incomplete; shorter text, or no limit, is
+    /// returned as it is.</summary>
+    public static string Truncate(string text, int? maxLength)
+    {
+        if (maxLength is not { } max || text.Length <= max)
+        {
+            return text;
+        }
+
+        var keep = CutAt(text, max);
+        return string.Concat(text.AsSpan(0, keep), Marker(text.Length - keep, max));
+    }
 
     /// <summary>Converts a tool's result to what Claude accepts in a tool_result (see <see cref="ToolResult"/>): content it
-    /// would refuse is described in a text block instead, so one bad block never makes the session's requests fail.</summary>
-    public static ToolOutput From(ToolResult? result)
+    /// would refuse is described in a text block instead, so one bad block never makes the session's requests fail. At most
+    /// <paramref name="maxLength"/> characters of text (text blocks and text documents together) and
+    /// <see cref="MaxResultDataBytes"/> of images and documents are sent; what is cut is said in a last text block.</summary>
+    public static ToolOutput From(ToolResult? result, int? maxLength = null)
     {
         if (result is null)
         {
@@ -26,6 +47,9 @@ internal sealed record ToolOutput(string Text, string? BlocksJson, bool IsError)
         var blocks = new JsonArray();
         var text = new StringBuilder();
         var rich = false;
+        var textLeft = maxLength ?? int.MaxValue;
+        var textCut = 0L;
+        var dataLeft = (long)MaxResultDataBytes;
         foreach (var content in result.Content ?? [])
         {
             switch (content)
@@ -33,10 +57,10 @@ internal sealed record ToolOutput(string Text, string? BlocksJson, bool IsError)
                 case null:
                     continue;
                 case TextContent { Text: var value }:
-                    AddText(value);
+                    AddText(value, counted: true);
                     continue;
                 case DataContent data:
-                    if (ToBlock(data, out var summary) is { } block)
+                    if (ToBlock(data, ref dataLeft, ref textLeft, ref textCut, out var summary) is { } block)
                     {
                         blocks.Add(block);
                         Append(summary);
@@ -44,29 +68,55 @@ internal sealed record ToolOutput(string Text, string? BlocksJson, bool IsError)
                     }
                     else
                     {
-                        AddText(summary);
+                        AddText(summary, counted: false);
                     }
 
                     continue;
                 case UriContent uri:
-                    AddText($"[link: {uri.Uri}{Mime(uri.MediaType)}; not shown: Claude gets tool results inline, not by URL]");
+                    AddText($"[link: {uri.Uri}{Mime(uri.MediaType)}; not shown: Claude gets tool results inline, not by URL]", counted: false);
                     continue;
                 case ErrorContent error:
-                    AddText(error.Message);
+                    AddText(error.Message, counted: true);
                     continue;
                 default:
-                    AddText($"[{content.GetType().Name}; not shown: not a content type Claude accepts in a tool result]");
+                    AddText($"[{content.GetType().Name}; not shown: not a content type Claude accepts in a tool result]", counted: false);
                     continue;
             }
         }
 
+        if (textCut > 0)
+        {
+            AddText(Marker(textCut, maxLength!.Value).TrimStart('\n'), counted: false);
+        }
+
         return new ToolOutput(text.ToString(), rich ? blocks.ToJsonString() : null, result.IsError);
 
-        void AddText(string? value)
+        void AddText(string? value, bool counted)
         {
             if (string.IsNullOrEmpty(value))
             {
                 return;
+            }
+
+            if (counted)
+            {
+                if (textLeft <= 0)
+                {
+                    textCut += value.Length;
+                    return;
+                }
+
+                if (value.Length > textLeft)
+                {
+                    var keep = CutAt(value, textLeft);
+                    textCut += value.Length - keep;
+                    value = value[..keep];
+                    textLeft = 0;
+                }
+                else
+                {
+                    textLeft -= value.Length;
+                }
             }
 
             // U+0000 cannot be stored (Nul): replaced here, where the text enters the JSON of the blocks.
@@ -86,9 +136,17 @@ internal sealed record ToolOutput(string Text, string? BlocksJson, bool IsError)
         }
     }
 
+    /// <summary>Where to cut <paramref name="text"/> to keep at most <paramref name="max"/> characters: one earlier when the
+    /// cut would split a surrogate pair (a lone surrogate cannot be stored or sent).</summary>
+    private static int CutAt(string text, int max)
+        => max > 0 && max < text.Length && char.IsHighSurrogate(text[max - 1]) ? max - 1 : Math.Clamp(max, 0, text.Length);
+
+    private static string Marker(long cut, int max)
+        => string.Create(CultureInfo.InvariantCulture, $"\n[… {cut:N0} more characters not shown: a tool's output is limited to {max:N0} characters]");
+
     /// <summary>An image or document block for the data, with the line that stands for it in the text; or
     /// <see langword="null"/> with the line that describes why it is not sent.</summary>
-    private static JsonObject? ToBlock(DataContent data, out string summary)
+    private static JsonObject? ToBlock(DataContent data, ref long dataLeft, ref int textLeft, ref long textCut, out string summary)
     {
         var mediaType = NormalizeMediaType(data.MediaType);
         var name = string.IsNullOrEmpty(data.Name) ? "" : data.Name + ", ";
@@ -121,6 +179,13 @@ internal sealed record ToolOutput(string Text, string? BlocksJson, bool IsError)
                 return null;
             }
 
+            if (bytes.Length > dataLeft)
+            {
+                summary = $"[image: {name}{actual}, {size} bytes; not shown: {DataLimit}]";
+                return null;
+            }
+
+            dataLeft -= bytes.Length;
             summary = $"[image: {name}{actual}, {size} bytes]";
             return new JsonObject
             {
@@ -146,6 +211,13 @@ internal sealed record ToolOutput(string Text, string? BlocksJson, bool IsError)
                     return null;
                 }
 
+                if (bytes.Length > dataLeft)
+                {
+                    summary = $"[document: {name}{mediaType}, {size} bytes; not shown: {DataLimit}]";
+                    return null;
+                }
+
+                dataLeft -= bytes.Length;
                 source = new JsonObject { ["type"] = "base64", ["media_type"] = mediaType, ["data"] = Convert.ToBase64String(bytes.Span) };
             }
             else
@@ -165,6 +237,26 @@ internal sealed record ToolOutput(string Text, string? BlocksJson, bool IsError)
                 {
                     summary = "";
                     return null;
+                }
+
+                // A text document is text for Claude: it shares the result's text limit.
+                if (textLeft <= 0)
+                {
+                    textCut += decoded.Length;
+                    summary = "";
+                    return null;
+                }
+
+                if (decoded.Length > textLeft)
+                {
+                    var keep = CutAt(decoded, textLeft);
+                    textCut += decoded.Length - keep;
+                    decoded = decoded[..keep];
+                    textLeft = 0;
+                }
+                else
+                {
+                    textLeft -= decoded.Length;
                 }
 
                 source = new JsonObject { ["type"] = "text", ["media_type"] = mediaType, ["data"] = Nul.Replace(decoded) };
@@ -218,6 +310,8 @@ internal sealed record ToolOutput(string Text, string? BlocksJson, bool IsError)
 
         return bytes.Length >= 12 && bytes.StartsWith("RIFF"u8) && bytes[8..12].SequenceEqual("WEBP"u8) ? "image/webp" : null;
     }
+
+    private static string DataLimit => $"the result's images and documents are limited to {MaxResultDataBytes / (1024 * 1024)} MB together";
 
     private static string Mime(string? mediaType) => string.IsNullOrEmpty(mediaType) ? "" : $" ({mediaType})";
 }

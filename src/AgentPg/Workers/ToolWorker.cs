@@ -336,7 +336,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
 
     /// <summary>What a tool threw after its token fired (the run was cancelled, or the client is stopping): an interruption of
     /// the attempt, not a failure of the tool. Reported as one, so that a stop hands the execution back instead of failing it.</summary>
-    private static OperationCanceledException Interrupted(Exception ex, CancellationToken token)
+    private OperationCanceledException Interrupted(Exception ex, CancellationToken token)
         => new($"The tool was interrupted (its cancellation token fired) and ended with: {Describe(ex)}", ex, token);
 
     private static Exception TransactionFailure(Exception ex) => ex is PostgresException { SqlState: PostgresErrorCodes.InFailedSqlTransaction }
@@ -374,12 +374,12 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
             {
                 var contentTask = Task.Run(() => contentTool.ExecuteContentAsync(context, _execution.ToolInput, linked.Token), linked.Token);
                 body?.Value = contentTask;
-                return ToolOutput.From(await contentTask.WaitAsync(linked.Token).ConfigureAwait(false));
+                return ToolOutput.From(await contentTask.WaitAsync(linked.Token).ConfigureAwait(false), engine.Options.MaxToolOutputLength);
             }
 
             var textTask = Task.Run(() => tool.ExecuteAsync(context, _execution.ToolInput, linked.Token), linked.Token);
             body?.Value = textTask;
-            return ToolOutput.FromText(await textTask.WaitAsync(linked.Token).ConfigureAwait(false));
+            return ToolOutput.FromText(await textTask.WaitAsync(linked.Token).ConfigureAwait(false), engine.Options.MaxToolOutputLength);
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
@@ -392,7 +392,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
         switch (ex)
         {
             case ToolCancelException or ToolDiscardException:
-                await CompleteAsync(ToolExecutionState.Failed, null, true, ex.Message, started, cancellationToken).ConfigureAwait(false);
+                await CompleteAsync(ToolExecutionState.Failed, null, true, ToolOutput.Truncate(ex.Message, engine.Options.MaxToolOutputLength), started, cancellationToken).ConfigureAwait(false);
                 return;
 
             case ToolSnoozeException snooze:
@@ -445,7 +445,9 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
         _ = Task.Delay(delay, engine.Time).ContinueWith(_ => engine.ToolWake.Set(), TaskScheduler.Default);
     }
 
-    private static string Describe(Exception ex) => string.IsNullOrEmpty(ex.Message) ? ex.GetType().Name : ex.Message;
+    /// <summary>An exception's message as Claude gets it in the tool_result (cut like an output).</summary>
+    private string Describe(Exception ex)
+        => ToolOutput.Truncate(string.IsNullOrEmpty(ex.Message) ? ex.GetType().Name : ex.Message, engine.Options.MaxToolOutputLength);
 
     /// <summary>Records the tool's result: completed, or failed without a retry when the result reports an error.</summary>
     private Task CompleteAsync(ToolOutput output, long started, CancellationToken cancellationToken)

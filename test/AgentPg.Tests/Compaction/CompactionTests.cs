@@ -366,6 +366,31 @@ public sealed class CompactionTests(SchemaFixture db) : IClassFixture<SchemaFixt
     }
 
     [DatabaseFact]
+    public async Task AutoCompaction_WhenTheKeptPartAloneIsOverTheTrigger_IsSkipped_InsteadOfSummarisingBeforeEveryRequest()
+    {
+        // The newest 2 500 tokens are kept (ProtectedTokens) and the trigger is at 2 000: once the session is over the trigger,
+        // compacting the older messages can never bring a request under it. Before, every request compacted again: a
+        // summariser call for the one or two messages that had left the kept part since the last one.
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.AutoCompaction = true;
+            o.Compaction = new CompactionOptions { MaxTokensForModel = 10_000, Trigger = 0.2, TargetTokens = 1_000, ProtectedTokens = 2_500, PreserveLastN = 0 };
+        }, tools: Fetch());
+        ScriptModel(h);
+        var agent = await h.AgentAsync(a => a with { Tools = ["fetch"] });
+        var session = await h.Client.NewSessionAsync();
+
+        for (var i = 0; i < 16; i++)
+        {
+            await h.Client.RunFastSyncAsync(session, agent.Id, $"question {i}");
+        }
+
+        Assert.Equal(0, h.Claude.Requests.Count(IsSummarizer));
+        Assert.Empty(await h.Client.GetCompactionEventsAsync(session));
+        Assert.True((await h.Client.GetCompactionStatsAsync(session)).NeedsCompaction);
+    }
+
+    [DatabaseFact]
     public async Task AutoCompaction_PromptTooLong_CompactsAndRetries_InStreamingAndBatchMode()
     {
         var claudeOptions = new FakeClaudeServerOptions { ContextWindow = 2500 };

@@ -63,6 +63,9 @@ public sealed class AgentPgOptionsTests
         { "RunEventRetention", o => o.RunEventRetention = TimeSpan.Zero },
         { "RunEventRetention", o => o.RunEventRetention = TimeSpan.MaxValue },
         { "ApprovalTimeout", o => o.ApprovalTimeout = TimeSpan.FromDays(36_501) },
+        { "MaxToolOutputLength", o => o.MaxToolOutputLength = 999 },
+        { "MaxToolOutputLength", o => o.MaxToolOutputLength = 0 },
+        { "MaxToolOutputLength", o => o.MaxToolOutputLength = 100_000_001 },
     };
 
     public static TheoryData<string, Action<AgentPgOptions>, string> RangeMessages() => new()
@@ -77,6 +80,8 @@ public sealed class AgentPgOptionsTests
         { "RunRescue.Timeout", o => o.RunRescue.Timeout = TimeSpan.FromMilliseconds(500),
             "AgentPgOptions.RunRescue.Timeout must be between 1 second and 49.7 days" },
         { "ToolRetry.MaxAttempts", o => o.ToolRetry.MaxAttempts = 101, "AgentPgOptions.ToolRetry.MaxAttempts must be between 1 and 100 (was 101)" },
+        { "MaxToolOutputLength", o => o.MaxToolOutputLength = -1,
+            "AgentPgOptions.MaxToolOutputLength must be between 1 000 and 100 000 000 characters (was -1)" },
         { "RunEventRetention", o => o.RunEventRetention = TimeSpan.FromDays(36_501),
             "AgentPgOptions.RunEventRetention must be positive and at most 36 500 days (100 years) (was 36501.00:00:00)" },
     };
@@ -189,6 +194,7 @@ public sealed class AgentPgOptionsTests
         Assert.Equal(0, o.ToolRetry.Jitter);
         Assert.Equal(TimeSpan.FromMinutes(5), o.ToolTimeout);
         Assert.Equal(8, o.MaxAgentDepth);
+        Assert.Equal(100_000, o.MaxToolOutputLength);
         Assert.Equal(3, o.MaxContinuations);
         Assert.Equal(2, o.MaxModelRetries);
         Assert.False(o.ExtendedContext);

@@ -124,4 +124,63 @@ public sealed class ToolOutputTests
 
         public Task<ToolResult> ExecuteContentAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken) => Task.FromResult(result);
     }
+
+    [Fact]
+    public void Truncate_CutsAfterTheLimit_NeverInsideASurrogatePair_AndSaysHowMuchWasLeftOut()
+    {
+        Assert.Equal("short", ToolOutput.Truncate("short", 1_000));
+        Assert.Equal(new string('x', 5_000), ToolOutput.Truncate(new string('x', 5_000), null));
+        Assert.Equal(new string('x', 1_000), ToolOutput.Truncate(new string('x', 1_000), 1_000));
+
+        Assert.Equal(new string('x', 1_000) + "\n[… 1,500 more characters not shown: a tool's output is limited to 1,000 characters]",
+            ToolOutput.Truncate(new string('x', 2_500), 1_000));
+
+        // The 1 000th character would be the first half of an emoji: the cut keeps 999.
+        var text = new string('a', 999) + "😀" + new string('b', 10);
+        var cut = ToolOutput.Truncate(text, 1_000);
+        Assert.StartsWith(new string('a', 999) + "\n[… 12 more characters", cut, StringComparison.Ordinal);
+        Assert.DoesNotContain('\uD83D', cut);
+    }
+
+    [Fact]
+    public void From_TextBlocksShareTheLimit_ImagesDoNotCount_AndALastBlockSaysWhatWasCut()
+    {
+        var output = ToolOutput.From(ToolResult.FromContent(
+            new TextContent(new string('a', 600)), new DataContent(s_png, "image/png"), new TextContent(new string('b', 600)),
+            new TextContent("c")), maxLength: 1_000);
+
+        var blocks = Blocks(output);
+        Assert.Equal(["text", "image", "text", "text"], blocks.Select(b => b.GetProperty("type").GetString()));
+        Assert.Equal(new string('a', 600), blocks[0].GetProperty("text").GetString());
+        Assert.Equal(new string('b', 400), blocks[2].GetProperty("text").GetString());
+        Assert.Equal("[… 201 more characters not shown: a tool's output is limited to 1,000 characters]", blocks[3].GetProperty("text").GetString());
+        Assert.Equal($"{new string('a', 600)}\n[image: image/png, 12 bytes]\n{new string('b', 400)}\n[… 201 more characters not shown: a tool's output " +
+                     "is limited to 1,000 characters]", output.Text);
+    }
+
+    [Fact]
+    public void From_ATextDocumentSharesTheTextLimit()
+    {
+        var output = ToolOutput.From(ToolResult.FromContent(
+            new TextContent(new string('a', 400)), new DataContent(System.Text.Encoding.UTF8.GetBytes(new string('d', 900)), "text/plain")), maxLength: 1_000);
+
+        var blocks = Blocks(output);
+        Assert.Equal(["text", "document", "text"], blocks.Select(b => b.GetProperty("type").GetString()));
+        Assert.Equal(new string('d', 600), blocks[1].GetProperty("source").GetProperty("data").GetString());
+        Assert.Equal("[… 300 more characters not shown: a tool's output is limited to 1,000 characters]", blocks[2].GetProperty("text").GetString());
+    }
+
+    [Fact]
+    public void From_ImagesAndDocumentsBeyond24MBTogether_AreDescribedInsteadOfSent()
+    {
+        // Each image is under Claude's 5 MB, but six of them (27 MB, 36 MB of base64) would take the request over 32 MB.
+        var image = new byte[4_500_000];
+        s_png.CopyTo(image, 0);
+        var output = ToolOutput.From(ToolResult.FromContent([.. Enumerable.Range(0, 6).Select(_ => new DataContent(image, "image/png"))]));
+
+        var blocks = Blocks(output);
+        Assert.Equal(["image", "image", "image", "image", "image", "text"], blocks.Select(b => b.GetProperty("type").GetString()));
+        Assert.EndsWith("\n[image: image/png, 4,500,000 bytes; not shown: the result's images and documents are limited to 24 MB together]",
+            output.Text, StringComparison.Ordinal);
+    }
 }
