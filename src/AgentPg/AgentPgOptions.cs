@@ -115,6 +115,9 @@ public sealed class AgentPgOptions
 
     /// <summary>Gets or sets how long one tool attempt may run before it is cancelled and counted as a failure.</summary>
     /// <value>The default value is 5 minutes. From 1 ms to 49.7 days.</value>
+    /// <remarks>The tool's cancellation token fires; a tool that ignores it runs on detached, and its result is not recorded
+    /// (an <see cref="ITransactionalTool"/> keeps its connection and transaction until it ends, then they roll back). Agent
+    /// tools (delegations) are not timed: their child run takes as long as it takes, and cancelling the parent run cancels it.</remarks>
     public TimeSpan ToolTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>Gets or sets how many characters of a tool's output reach Claude: text (and text documents) beyond it are cut,

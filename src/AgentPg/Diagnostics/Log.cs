@@ -95,7 +95,7 @@ internal static partial class Log
     [LoggerMessage(4009, LogLevel.Warning, "Tool execution {ExecutionId} ({ToolName}) handed back: {Reason}")]
     public static partial void ToolReleased(ILogger logger, Guid executionId, string toolName, string reason);
 
-    [LoggerMessage(4010, LogLevel.Warning, "Tool execution {ExecutionId} ({ToolName}): the transactional tool did not end with its attempt (it ignored its cancellation token or is still unwinding); its connection and transaction stay open until it ends, then roll back")]
+    [LoggerMessage(4010, LogLevel.Debug, "Tool execution {ExecutionId} ({ToolName}): the transactional tool had not ended with its attempt (still unwinding its cancellation, or ignoring it); its connection and transaction stay open until it ends, then roll back")]
     public static partial void ToolOutlivedAttempt(ILogger logger, Guid executionId, string toolName);
 
     [LoggerMessage(5001, LogLevel.Warning, "Instance {InstanceId} was removed as stale while alive; registering it and its tools again")]

@@ -1,3 +1,4 @@
+using System.Data;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
@@ -253,6 +254,17 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
                 return;
             }
 
+            if ((connection.FullState & (ConnectionState.Executing | ConnectionState.Fetching)) != 0)
+            {
+                // The result cannot be written on the connection while the tool's reader is open; the same code would do the
+                // same on every attempt. Its writes roll back when the connection is closed.
+                const string message = "The tool returned while a command or data reader of context.Transaction's connection was " +
+                    "still open (a data reader not disposed), so its result and writes could not be committed: dispose every " +
+                    "NpgsqlDataReader before returning. The tool's writes are rolled back; the execution is not retried.";
+                await CompleteAsync(ToolExecutionState.Failed, message, true, message, started, record).ConfigureAwait(false);
+                return;
+            }
+
             string? continuedRunMode = null;
             try
             {
@@ -381,9 +393,12 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
             body?.Value = textTask;
             return ToolOutput.FromText(await textTask.WaitAsync(linked.Token).ConfigureAwait(false), engine.Options.MaxToolOutputLength);
         }
-        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        catch (Exception ex) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested
+                                   && ex is not (ToolCancelException or ToolDiscardException or ToolSnoozeException))
         {
-            throw new TimeoutException($"tool timed out after {engine.Options.ToolTimeout} (AgentPgOptions.ToolTimeout)");
+            // Also when the tool answered its token with an exception of its own (catch and wrap) before the wait noticed the
+            // timeout: the attempt timed out either way, and Claude reads the same message whichever came first.
+            throw new TimeoutException($"tool timed out after {engine.Options.ToolTimeout} (AgentPgOptions.ToolTimeout)", ex);
         }
     }
 

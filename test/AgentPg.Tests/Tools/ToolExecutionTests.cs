@@ -226,6 +226,43 @@ public sealed class ToolExecutionTests(SchemaFixture db) : IClassFixture<SchemaF
         Assert.EndsWith("error=True", response.Text, StringComparison.Ordinal);
     }
 
+    [DatabaseFact]
+    public async Task Timeout_ToolThatAnswersItsTokenWithAnExceptionOfItsOwn_IsReportedAsTheTimeout()
+    {
+        // The tool turns its cancellation into an exception of its own at once (catch and wrap), and its registration on the token
+        // comes after the worker's (so it runs first). Before, Claude got the tool's "search aborted" instead of the timeout,
+        // depending on which of the two noticed the cancellation first.
+        var timeouts = new HeldTimeouts(TimeSpan.FromMinutes(17));
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var listening = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var (h, session, agent) = await SetUpAsync(db, o =>
+        {
+            o.ToolTimeout = timeouts.Timeout;
+            o.TimeProvider = timeouts;
+            o.ToolRetry.MaxAttempts = 1;
+        }, new TestTool("search", async (_, _, ct) =>
+        {
+            started.TrySetResult();
+            await gate.Task;
+            var result = new TaskCompletionSource<string>();
+            using var registration = ct.Register(() => result.TrySetException(new InvalidOperationException("search aborted")));
+            listening.TrySetResult();
+            return await result.Task;
+        }));
+        await using var scope = h;
+        ScriptOneCall(h.Claude, "search", new { });
+
+        var run = h.Client.RunFastSyncAsync(session, agent.Id, "go");
+        await Eventually.WithinAsync(started.Task, "the tool to start");
+        gate.SetResult();
+        await Eventually.WithinAsync(listening.Task, "the tool to listen to its token");
+        await timeouts.FireNextAsync();
+        var response = await Eventually.WithinAsync(run, "the run");
+
+        Assert.Equal("result: tool timed out after 00:17:00 (AgentPgOptions.ToolTimeout) error=True", response.Text);
+    }
+
     [DatabaseTheory]
     [InlineData("synchronous")]
     [InlineData("aggregate")]
@@ -272,6 +309,40 @@ public sealed class ToolExecutionTests(SchemaFixture db) : IClassFixture<SchemaF
         Assert.Equal("result: booked on attempt 2 error=False", response.Text);
         Assert.Equal(1L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
         Assert.Equal(2, await db.ScalarAsync<int>($"SELECT attempt FROM {table}"));
+    }
+
+    [DatabaseFact]
+    public async Task TransactionalTool_ReturningWithItsReaderOpen_FailsOnceSayingSoAndItsWritesRollBack()
+    {
+        // Before, Claude got Npgsql's "A command is already in progress: SELECT …" (with the tool's SQL), and the tool ran again
+        // on every attempt to fail the same way.
+        await db.ExecuteAsync("CREATE TABLE IF NOT EXISTS {schema}.peeks (n int)");
+        var table = $"\"{db.Schema}\".peeks";
+        var calls = 0;
+        var (h, session, agent) = await SetUpAsync(db, o => o.ToolRetry.MaxAttempts = 3, new TransactionalTestTool("peek", async (ctx, _, ct) =>
+        {
+            Interlocked.Increment(ref calls);
+            await using (var insert = new NpgsqlCommand($"INSERT INTO {table} VALUES (1)", ctx.Transaction!.Connection, ctx.Transaction))
+            {
+                await insert.ExecuteNonQueryAsync(ct);
+            }
+
+            var query = new NpgsqlCommand($"SELECT n FROM {table} UNION ALL SELECT 2", ctx.Transaction.Connection, ctx.Transaction);
+            var reader = await query.ExecuteReaderAsync(ct);
+            await reader.ReadAsync(ct);
+            return "peeked";
+        }));
+        await using var scope = h;
+        ScriptOneCall(h.Claude, "peek", new { });
+
+        var response = await h.Client.RunFastSyncAsync(session, agent.Id, "peek");
+
+        Assert.StartsWith("result: The tool returned while a command or data reader of context.Transaction's connection was still open", response.Text,
+            StringComparison.Ordinal);
+        Assert.DoesNotContain("UNION", response.Text, StringComparison.Ordinal);
+        Assert.EndsWith("error=True", response.Text, StringComparison.Ordinal);
+        Assert.Equal(1, calls);
+        Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
     }
 
     [DatabaseFact]
