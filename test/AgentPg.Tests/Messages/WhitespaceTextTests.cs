@@ -42,6 +42,32 @@ public sealed class WhitespaceTextTests(SchemaFixture db) : IClassFixture<Schema
     }
 
     [DatabaseFact]
+    public async Task CompactionStats_OfASessionWhoseLastAnswerEndsWithWhitespace_AreCounted_AndCountingGoesOn()
+    {
+        // count_tokens gets the conversation as it is, ending with the last answer: Claude refuses a final assistant text
+        // ending with whitespace. Before, that refusal was taken for a broken endpoint, and the client stopped counting
+        // for every session until restarted.
+        await using var h = await Harness.StartAsync(db);
+        h.Claude.Respond(_ => FakeReply.Text("Noted.\n"));
+        var agent = await h.AgentAsync();
+        var first = await h.Client.NewSessionAsync();
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(first, agent.Id, "remember this"), "the first session's run");
+        var second = await h.Client.NewSessionAsync();
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(second, agent.Id, "and this"), "the second session's run");
+
+        await h.Client.GetCompactionStatsAsync(first);
+        var afterFirst = CountTokensCalls(h);
+        await h.Client.GetCompactionStatsAsync(second);
+
+        Assert.Equal(1, afterFirst);
+        Assert.Equal(2, CountTokensCalls(h));
+        var counted = h.Claude.Requests.Last(r => r.Path.EndsWith("/count_tokens", StringComparison.Ordinal)).Body!.Value.GetProperty("messages");
+        Assert.Equal("Noted.", counted[1].GetProperty("content")[0].GetProperty("text").GetString());
+
+        static int CountTokensCalls(Harness h) => h.Claude.Requests.Count(r => r.Path.EndsWith("/count_tokens", StringComparison.Ordinal));
+    }
+
+    [DatabaseFact]
     public async Task PauseTurn_WhoseTextEndsWithWhitespace_ContinuesWithTheTextTrimmed()
     {
         await using var h = await Harness.StartAsync(db);
