@@ -109,22 +109,9 @@ internal static class Format
     /// <exception cref="CliException">A usage error naming <paramref name="option"/> when <paramref name="text"/> is not one.</exception>
     public static TimeSpan PositiveDuration(string text, string option)
     {
-        var trimmed = text.Trim();
-        if (trimmed.Length >= 2 && double.TryParse(trimmed[..^1], NumberStyles.Float, CultureInfo.InvariantCulture, out var amount)
-            && amount > 0 && double.IsFinite(amount))
+        if (DurationSeconds(text.Trim()) is { } seconds && seconds > 0 && seconds < TimeSpan.MaxValue.TotalSeconds / 2)
         {
-            double? unit = char.ToLowerInvariant(trimmed[^1]) switch
-            {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86400,
-                _ => null,
-            };
-            if (unit is { } secondsPerUnit && amount * secondsPerUnit < TimeSpan.MaxValue.TotalSeconds / 2)
-            {
-                return TimeSpan.FromSeconds(amount * secondsPerUnit);
-            }
+            return TimeSpan.FromSeconds(seconds);
         }
 
         throw CliException.Usage($"{option}: '{text}' is not a positive duration (90s, 15m, 2h, 7d).");
@@ -134,25 +121,13 @@ internal static class Format
     public static DateTimeOffset Since(string text, TimeProvider time)
     {
         var trimmed = text.Trim();
-        if (trimmed.Length >= 2 && double.TryParse(trimmed[..^1], NumberStyles.Float, CultureInfo.InvariantCulture, out var amount) && amount >= 0)
+        if (DurationSeconds(trimmed) is { } seconds && seconds >= 0)
         {
-            double? unit = char.ToLowerInvariant(trimmed[^1]) switch
-            {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86400,
-                _ => null,
-            };
-            if (unit is { } secondsPerUnit)
-            {
-                // In seconds first: a duration reaching back before year 1 (or infinite) is no time, and TimeSpan would overflow.
-                var seconds = amount * secondsPerUnit;
-                var now = time.GetUtcNow();
-                return seconds < (now - DateTimeOffset.MinValue).TotalSeconds - 1
-                    ? now - TimeSpan.FromSeconds(seconds)
-                    : throw CliException.Usage($"--since: '{text}' reaches back before year 1: give a shorter duration or a timestamp.");
-            }
+            // In seconds first: a duration reaching back before year 1 (or infinite) is no time, and TimeSpan would overflow.
+            var now = time.GetUtcNow();
+            return seconds < (now - DateTimeOffset.MinValue).TotalSeconds - 1
+                ? now - TimeSpan.FromSeconds(seconds)
+                : throw CliException.Usage($"--since: '{text}' reaches back before year 1: give a shorter duration or a timestamp.");
         }
 
         if (DateTimeOffset.TryParse(trimmed, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at))
@@ -161,5 +136,25 @@ internal static class Format
         }
 
         throw CliException.Usage($"--since: '{text}' is neither a duration (90s, 15m, 2h, 7d) nor a timestamp (2026-11-28T10:00:00Z).");
+    }
+
+    /// <summary>A duration written as a number and a unit (s, m, h or d), in seconds (possibly negative or infinite: the
+    /// callers decide), or <see langword="null"/> when the text is not one.</summary>
+    private static double? DurationSeconds(string trimmed)
+    {
+        if (trimmed.Length < 2 || !double.TryParse(trimmed[..^1], NumberStyles.Float, CultureInfo.InvariantCulture, out var amount))
+        {
+            return null;
+        }
+
+        double? unit = char.ToLowerInvariant(trimmed[^1]) switch
+        {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => null,
+        };
+        return amount * unit;
     }
 }
