@@ -66,14 +66,16 @@ public sealed partial class AgentPgClient
                         }
                     }
 
-                    if (e.Sequence <= afterSequence)
+                    var last = e is RunFinishedEvent && e.RunId == runId;
+                    if (e.Sequence > afterSequence)
                     {
-                        continue;
+                        yield return e;
                     }
 
-                    yield return e;
-                    if (e is RunFinishedEvent && e.RunId == runId)
+                    if (last)
                     {
+                        // Delivered now or before afterSequence: nothing of the watched run follows its finish. (A child run's
+                        // watch resumed after its finish used to wait for the root run's.)
                         yield break;
                     }
                 }

@@ -304,6 +304,9 @@ internal sealed class DeltaStream : IAsyncDisposable
 
                     _pending.Clear();
                     _pendingChars = 0;
+                    // Counted as published from the moment they leave the buffer: a retry that begins while they are being
+                    // written (BeginAttempt) must still tell watchers to drop them, since the write goes through after it.
+                    _published |= texts.Count > 0;
                 }
 
                 if (texts.Count > 0 && !await WriteAsync(kinds, blocks, texts, token).ConfigureAwait(false))
@@ -313,7 +316,6 @@ internal sealed class DeltaStream : IAsyncDisposable
                     return;
                 }
 
-                _published |= texts.Count > 0;
                 if (completing)
                 {
                     return;
