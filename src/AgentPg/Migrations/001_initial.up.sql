@@ -1858,7 +1858,10 @@ BEGIN
       FROM past p;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     UPDATE agentpg_run_event_heads SET last_sequence = v_count WHERE root_run_id = v_root;
-    PERFORM pg_notify(agentpg_channel('agentpg_run_watch'), json_build_object('run_id', v_root)::text);
+    -- Not for a finished root (a replay): its finish was announced before, and the instances would keep it watched for good.
+    IF (SELECT r.finalized_at IS NULL FROM agentpg_runs r WHERE r.id = v_root) THEN
+        PERFORM pg_notify(agentpg_channel('agentpg_run_watch'), json_build_object('run_id', v_root)::text);
+    END IF;
     RETURN v_root;
 END
 $$;
