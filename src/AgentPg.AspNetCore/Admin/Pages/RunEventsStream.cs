@@ -27,7 +27,9 @@ internal static class RunEventsStream
             var iterations = new HashSet<int>();
             try
             {
-                await foreach (var e in client.WatchRunAsync(runId, after, cancellationToken).ConfigureAwait(false))
+                // From the start even when resuming: a repeated iteration number (a retried model call, "reset") is told from
+                // a new one by the iterations before Last-Event-ID too. The feed reads the run's events from the start anyway.
+                await foreach (var e in client.WatchRunAsync(runId, 0, cancellationToken).ConfigureAwait(false))
                 {
                     var (name, data) = e switch
                     {
@@ -42,7 +44,7 @@ internal static class RunEventsStream
                         RunFinishedEvent f when f.RunId == runId => ("finished", new { state = AdminPages.Name(f.State) }),
                         _ => ("", (object)new { }),
                     };
-                    if (name.Length == 0)
+                    if (name.Length == 0 || e.Sequence <= after)
                     {
                         continue;
                     }
