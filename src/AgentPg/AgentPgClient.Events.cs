@@ -30,13 +30,15 @@ public sealed partial class AgentPgClient
     /// <see cref="IterationStartedEvent"/> repeating a number already seen means the model call was retried: discard that
     /// iteration's text received so far.</para>
     /// </remarks>
-    /// <exception cref="AgentPgException">The run does not exist (<see cref="AgentPgErrorCode.RunNotFound"/>).</exception>
+    /// <exception cref="AgentPgException">The run does not exist (<see cref="AgentPgErrorCode.RunNotFound"/>), or the schema is
+    /// not migrated, or was dropped while watching (<see cref="AgentPgErrorCode.SchemaVersionMismatch"/>).</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="afterSequence"/> is negative.</exception>
     public async IAsyncEnumerable<RunEvent> WatchRunAsync(Guid runId, long afterSequence = 0,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(afterSequence);
         ObjectDisposedException.ThrowIf(_disposed, this);
+        await _schemaCheck.EnsureAsync("WatchRun", null, cancellationToken).ConfigureAwait(false);
         await EnsureListenerAsync(cancellationToken).ConfigureAwait(false);
         var root = await RegisterWatchAsync(runId, cancellationToken).ConfigureAwait(false) ?? throw RunNotFound(runId, "WatchRun");
         var feed = _feeds.Acquire(root);
@@ -49,7 +51,7 @@ public sealed partial class AgentPgClient
             while (true)
             {
                 batch.Clear();
-                var (changed, ended) = feed.Read(index, batch);
+                var (changed, ended, fault) = feed.Read(index, batch);
                 index += batch.Count;
                 foreach (var (e, parent) in batch)
                 {
@@ -82,6 +84,12 @@ public sealed partial class AgentPgClient
 
                 if (batch.Count == 0)
                 {
+                    if (fault is not null)
+                    {
+                        // The schema went away while watching: every watcher of the feed gets an exception of its own.
+                        throw new AgentPgException(fault.Code, fault.Operation, fault.Message, fault.InnerException) { Context = fault.Context, RunId = runId };
+                    }
+
                     if (ended)
                     {
                         // The root finished and everything was read: a finish of the watched run is no longer recorded
@@ -104,8 +112,28 @@ public sealed partial class AgentPgClient
 
     private async Task<Guid?> RegisterWatchAsync(Guid runId, CancellationToken cancellationToken)
     {
-        return await Transient.RetryAsync(ct => _sql.RunEvents.WatchAsync(_dataSource, runId, ct), _time, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await Transient.RetryAsync(ct => _sql.RunEvents.WatchAsync(_dataSource, runId, ct), _time, cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException ex) when (_schemaCheck.Invalidate(ex))
+        {
+            // The schema was dropped or rolled back after the check: say how to migrate, not "relation does not exist".
+            if (await _schemaCheck.TranslateAsync("WatchRun", ex, cancellationToken).ConfigureAwait(false) is { } mismatch)
+            {
+                throw mismatch;
+            }
+
+            throw;
+        }
     }
+
+    /// <summary>The feeds' judgment of a failed read: the schema is gone (the watches end with
+    /// <see cref="AgentPgErrorCode.SchemaVersionMismatch"/>), or null to keep trying.</summary>
+    private async Task<AgentPgException?> EventReadFaultAsync(Exception exception)
+        => _schemaCheck.Invalidate(exception)
+            ? await _schemaCheck.TranslateAsync("WatchRun", exception, CancellationToken.None).ConfigureAwait(false)
+            : null;
 
     /// <summary>Reads and materializes one page of a root run's events (the feed's reader).</summary>
     private async Task<FeedPage> ReadEventPageAsync(Guid rootRunId, long afterSequence, CancellationToken cancellationToken)

@@ -65,7 +65,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         _schemaCheck = new SchemaCheck(dataSource, options.Schema);
         _queries = new QueryReader(dataSource, _sql.Queries);
         _feeds = new RunEventFeeds(ReadEventPageAsync, (roots, ct) => _sql.RunEvents.LastSequencesAsync(_dataSource, roots, ct), options.RunPollInterval,
-            _time, _logger);
+            _time, _logger, EventReadFaultAsync);
         _router = new NotificationRouter(_engine, _feeds, () => _started);
         _registration = new InstanceRegistration(dataSource, _sql, options, InstanceId, _tools, _logger);
         _batches = new BatchApi(_engine);

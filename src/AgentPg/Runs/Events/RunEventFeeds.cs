@@ -21,16 +21,25 @@ internal sealed class RunEventFeeds
     private readonly object _lock = new();
     private readonly Func<Guid, long, CancellationToken, Task<FeedPage>> _readPage;
     private readonly Func<IReadOnlyList<Guid>, CancellationToken, Task<IReadOnlyDictionary<Guid, long>>> _readLastSequences;
+    private readonly Func<Exception, Task<AgentPgException?>> _fault;
     private readonly SharedPoll<IReadOnlyDictionary<Guid, long>> _poll;
     private readonly TimeSpan _pollInterval;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
 
+    /// <param name="readPage">Reads a page of a root run's events.</param>
+    /// <param name="readLastSequences">Reads the latest sequence of root runs (the shared poll).</param>
+    /// <param name="pollInterval">The fallback poll's interval.</param>
+    /// <param name="time">The clock.</param>
+    /// <param name="logger">Logs failed reads.</param>
+    /// <param name="fault">After a failed read: the exception that ends the watches (the schema is gone), or null to keep
+    /// trying (the database may be restarting). Without it, the feeds always keep trying.</param>
     public RunEventFeeds(Func<Guid, long, CancellationToken, Task<FeedPage>> readPage,
         Func<IReadOnlyList<Guid>, CancellationToken, Task<IReadOnlyDictionary<Guid, long>>> readLastSequences, TimeSpan pollInterval,
-        TimeProvider time, ILogger logger)
+        TimeProvider time, ILogger logger, Func<Exception, Task<AgentPgException?>>? fault = null)
     {
         (_readPage, _readLastSequences, _pollInterval, _time, _logger) = (readPage, readLastSequences, pollInterval, time, logger);
+        _fault = fault ?? (static _ => Task.FromResult<AgentPgException?>(null));
         _poll = new SharedPoll<IReadOnlyDictionary<Guid, long>>(PollCoreAsync, time, pollInterval);
     }
 
@@ -43,7 +52,7 @@ internal sealed class RunEventFeeds
         {
             if (!_feeds.TryGetValue(rootRunId, out var feed))
             {
-                feed = new RunEventFeed(rootRunId, _readPage, PollAsync, _pollInterval, _time, _logger);
+                feed = new RunEventFeed(rootRunId, _readPage, PollAsync, _fault, _pollInterval, _time, _logger);
                 _feeds[rootRunId] = feed;
                 feed.Start();
             }
@@ -113,7 +122,8 @@ internal sealed class RunEventFeeds
 
 /// <summary>The events of one root run read so far, in sequence order, and the reader that appends new ones.</summary>
 internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, CancellationToken, Task<FeedPage>> readPage,
-    Func<CancellationToken, Task> poll, TimeSpan pollInterval, TimeProvider time, ILogger logger) : IDisposable
+    Func<CancellationToken, Task> poll, Func<Exception, Task<AgentPgException?>> fault, TimeSpan pollInterval, TimeProvider time, ILogger logger)
+    : IDisposable
 {
     private const int PageSize = 500;
     private static readonly TimeSpan s_maxBackoff = TimeSpan.FromSeconds(5);
@@ -124,6 +134,7 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task? _reader;
     private bool _ended;
+    private AgentPgException? _fault;
     private long _lastRead;
 
     public Guid RootRunId { get; } = rootRunId;
@@ -156,8 +167,9 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
     public long LastRead => Volatile.Read(ref _lastRead);
 
     /// <summary>Copies the entries from <paramref name="index"/> on into <paramref name="into"/>; returns a task that completes when
-    /// more arrive, and whether the feed ended (the root run finished and everything was read).</summary>
-    public (Task Changed, bool Ended) Read(int index, List<FeedEntry> into)
+    /// more arrive, whether the feed ended (the root run finished and everything was read), and why it cannot go on, if it
+    /// cannot (the schema is gone: the watchers throw it after the entries read before).</summary>
+    public (Task Changed, bool Ended, AgentPgException? Fault) Read(int index, List<FeedEntry> into)
     {
         lock (_entries)
         {
@@ -166,8 +178,21 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
                 into.Add(_entries[i]);
             }
 
-            return (_changed.Task, _ended);
+            return (_changed.Task, _ended, _fault);
         }
+    }
+
+    private void Fail(AgentPgException exception)
+    {
+        TaskCompletionSource changed;
+        lock (_entries)
+        {
+            _fault = exception;
+            changed = _changed;
+            _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        changed.TrySetResult();
     }
 
     private void Append(FeedPage page)
@@ -202,8 +227,15 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
             }
             catch (Exception ex)
             {
-                // The database may be restarting: the watchers wait, the feed keeps trying.
                 Log.RunEventReadFailed(logger, ex, RootRunId);
+                if (await FaultAsync(ex).ConfigureAwait(false) is { } fatal)
+                {
+                    // The schema is gone (dropped or rolled back): nothing will be appended any more; the watchers throw.
+                    Fail(fatal);
+                    return;
+                }
+
+                // The database may be restarting: the watchers wait, the feed keeps trying.
                 try
                 {
                     await Task.Delay(backoff, time, stop).ConfigureAwait(false);
@@ -253,6 +285,12 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
                     catch (Exception ex) when (ex is not OperationCanceledException)
                     {
                         Log.RunEventReadFailed(logger, ex, RootRunId);
+                        if (Internal.SchemaCheck.IsMissingObject(ex))
+                        {
+                            // The schema may be gone: the page's read tells (and ends the watches if so), where the poll
+                            // would fail every interval and the watchers wait forever.
+                            break;
+                        }
                     }
                 }
             }
@@ -264,4 +302,18 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
     }
 
     internal const int MaxPage = PageSize;
+
+    private async Task<AgentPgException?> FaultAsync(Exception exception)
+    {
+        try
+        {
+            return await fault(exception).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // The check failed too (the database is restarting): keep trying.
+            Log.RunEventReadFailed(logger, ex, RootRunId);
+            return null;
+        }
+    }
 }
