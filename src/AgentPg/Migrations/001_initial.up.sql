@@ -1274,12 +1274,17 @@ DECLARE
     v_count INTEGER := 0;
     v_n INTEGER;
 BEGIN
-    -- Lock order: parents before the child runs this may fail (the child's trigger completes the parent's execution).
+    -- Lock order: parents before the child runs this may fail (the child's trigger completes the parent's execution), and
+    -- the runs of the executions it releases before those executions (failing one continues its run through
+    -- agentpg_trg_tools_complete, which locks the run: with the execution locked first, a cancel of the run, which locks
+    -- the run and then its executions, deadlocked with it).
     -- The instance's runs are found through the queue (active runs only; agentpg_runs has no index on the holder).
     PERFORM 1 FROM agentpg_runs p
      WHERE p.id IN (SELECT c.parent_run_id FROM agentpg_run_queue q JOIN agentpg_runs c ON c.id = q.run_id
                      WHERE NOT q.is_root AND c.claimed_by_instance_id = p_instance_id AND c.parent_run_id IS NOT NULL
                        AND c.state NOT IN ('completed', 'cancelled', 'failed'))
+        OR p.id IN (SELECT te.run_id FROM agentpg_tool_executions te
+                     WHERE te.claimed_by_instance_id = p_instance_id AND te.state = 'running' AND te.child_run_id IS NULL)
      ORDER BY p.depth, p.id
        FOR NO KEY UPDATE;
     UPDATE agentpg_iterations i
