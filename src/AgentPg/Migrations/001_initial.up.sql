@@ -1061,8 +1061,8 @@ $$;
 -- Approvals (human in the loop)
 -- ---------------------------------------------------------------------------------------------------------
 
--- Decides an execution waiting in awaiting_approval, exactly once: returns 'not_found', 'not_pending' (decided
--- already, or its run was cancelled), 'approved' or 'rejected'. The run row is locked first (lock order: run, then its
+-- Decides an execution waiting in awaiting_approval, exactly once: returns 'not_found' (also when it was deleted while
+-- this waited for its run), 'not_pending' (decided already, or its run was cancelled), 'approved' or 'rejected'. The run row is locked first (lock order: run, then its
 -- executions), so a concurrent approve and reject of one execution serialise and the second finds it decided.
 -- Approve: back to pending for any tool worker (p_input, already validated by the caller, replaces Claude's input, which
 -- is kept in approval_original_input), announced on agentpg_tool_pending at commit. Reject: failed with an is_error
@@ -1080,6 +1080,10 @@ BEGIN
         RETURN 'not_found';
     END IF;
     PERFORM 1 FROM agentpg_runs WHERE id = v_run_id FOR NO KEY UPDATE;
+    -- Deleted (with its run or session) while this waited for the run's lock: gone, not decided.
+    IF NOT FOUND OR NOT EXISTS (SELECT 1 FROM agentpg_tool_executions WHERE id = p_execution_id) THEN
+        RETURN 'not_found';
+    END IF;
     IF p_approve THEN
         UPDATE agentpg_tool_executions
            SET state = 'pending',
