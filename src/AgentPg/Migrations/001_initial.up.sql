@@ -1120,17 +1120,26 @@ $$;
 
 -- Leader-only (AgentPgOptions.ApprovalTimeout): rejects up to p_limit requests that waited longer than p_timeout with
 -- "approval timed out", oldest first. A request decided meanwhile is skipped by the decision's own guard.
+-- Every run of the pass is locked before the first rejection (parents first): a rejection appends a live event under its
+-- root's head row, and a pass that went on to lock the next run while holding that row deadlocked with a decision holding
+-- the next run and waiting for the head row (two child runs of one watched run).
 CREATE FUNCTION agentpg_expire_tool_approvals(p_timeout INTERVAL, p_limit INTEGER) RETURNS INTEGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
+    v_ids UUID[];
     v_id UUID;
     v_count INTEGER := 0;
 BEGIN
-    FOR v_id IN
-        SELECT id FROM agentpg_tool_executions
-         WHERE state = 'awaiting_approval' AND created_at < now() - p_timeout
-         ORDER BY created_at
-         LIMIT p_limit
+    SELECT coalesce(array_agg(e.id ORDER BY e.created_at), '{}') INTO v_ids
+      FROM (SELECT id, created_at FROM agentpg_tool_executions
+             WHERE state = 'awaiting_approval' AND created_at < now() - p_timeout
+             ORDER BY created_at
+             LIMIT p_limit) e;
+    PERFORM 1 FROM agentpg_runs r
+     WHERE r.id IN (SELECT te.run_id FROM agentpg_tool_executions te WHERE te.id = ANY (v_ids))
+     ORDER BY r.depth, r.id
+       FOR NO KEY UPDATE;
+    FOREACH v_id IN ARRAY v_ids
     LOOP
         IF agentpg_decide_tool_approval(v_id, FALSE, NULL, 'approval timed out', NULL) = 'rejected' THEN
             v_count := v_count + 1;
