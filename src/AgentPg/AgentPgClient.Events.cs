@@ -170,7 +170,7 @@ public sealed partial class AgentPgClient
             rootFinished |= row.Kind == "finished" && row.RunId == rootRunId;
         }
 
-        return new FeedPage(entries, rootFinished);
+        return new FeedPage(entries, rootFinished, rows.Count, rows.Count > 0 ? rows[^1].Sequence : 0);
     }
 
     private async Task<RunEvent?> MaterializeAsync(Guid rootRunId, RunEventRow row, Dictionary<Guid, Message> messages, CancellationToken cancellationToken)

@@ -8,8 +8,9 @@ namespace AgentPg.Runs.Events;
 /// <summary>An event with the parent of its run, which a watcher of a child run needs to follow the descendants.</summary>
 internal readonly record struct FeedEntry(RunEvent Event, Guid? ParentRunId);
 
-/// <summary>One page read from the database: the materialized events and whether the root run's finish is among them.</summary>
-internal readonly record struct FeedPage(IReadOnlyList<FeedEntry> Entries, bool RootFinished);
+/// <summary>One page read from the database: the materialized events, whether the root run's finish is among them, how many rows
+/// it read and the sequence of the last (an event of a kind this version does not know is read but not materialized).</summary>
+internal readonly record struct FeedPage(IReadOnlyList<FeedEntry> Entries, bool RootFinished, int Rows = 0, long LastSequence = 0);
 
 /// <summary>The live event feeds of one client: one reader per watched root run, whatever the number of watchers, so many
 /// watchers of one run cost one query per wake-up and share the materialized events.</summary>
@@ -249,14 +250,17 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
                 continue;
             }
 
+            // Past every row read, materialized or not: a feed that stopped before an event of an unknown kind read its page
+            // again at every poll (the poll found it behind) for as long as the run was watched.
+            var last = Math.Max(page.LastSequence, page.Entries.Count > 0 ? page.Entries[^1].Event.Sequence : 0);
+            if (last > after)
+            {
+                after = last;
+                Volatile.Write(ref _lastRead, after);
+            }
+
             if (page.Entries.Count > 0 || page.RootFinished)
             {
-                if (page.Entries.Count > 0)
-                {
-                    after = page.Entries[^1].Event.Sequence;
-                    Volatile.Write(ref _lastRead, after);
-                }
-
                 Append(page);
             }
 
@@ -266,7 +270,7 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
                 return;
             }
 
-            if (page.Entries.Count >= PageSize)
+            if (Math.Max(page.Rows, page.Entries.Count) >= PageSize)
             {
                 continue;
             }
