@@ -64,7 +64,7 @@ public sealed partial class LogEventIdsTests
     [GeneratedRegex(@"^\|\s*([0-9][0-9–,\- ]*?)\s*\|")]
     private static partial Regex IdCell();
 
-    private static string RepositoryRoot()
+    internal static string RepositoryRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {
