@@ -23,17 +23,28 @@ internal sealed class DeltaPublisher(Engine engine)
 
     public void Finished(Guid rootRunId) => _watchedRoots.TryRemove(rootRunId, out _);
 
-    /// <summary>After the listener (re)connected: announcements sent meanwhile were lost, so read the watched active roots.</summary>
+    /// <summary>After the listener (re)connected: announcements sent meanwhile were lost, so read the watched active roots —
+    /// and drop the roots known before the read that it does not return: their finish was announced while the listener was
+    /// away (a root announced during the read is not among them; one known before has its events head committed, so it is
+    /// missing from the read only when it is final or gone).</summary>
     public async Task LoadAsync(CancellationToken cancellationToken)
     {
+        var known = _watchedRoots.Keys.ToList();
         try
         {
             var command = engine.Sql.RunEvents.WatchedActiveRootsCommand(engine.DataSource);
             await using (command.ConfigureAwait(false))
             {
+                var active = new HashSet<Guid>();
                 foreach (var root in await command.QueryListAsync(RunEventSql.ReadRootRunId, cancellationToken).ConfigureAwait(false))
                 {
                     Watched(root);
+                    active.Add(root);
+                }
+
+                foreach (var root in known.Where(r => !active.Contains(r)))
+                {
+                    Finished(root);
                 }
             }
         }

@@ -1,0 +1,59 @@
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+
+namespace AgentPg.Tests.Events;
+
+/// <summary>An instance keeps the watched root runs it was told of until their finish is announced. A finish announced while its
+/// LISTEN connection was down is lost: the reconnect's catch-up read of the watched active roots also drops the roots it knew
+/// that are no longer active (before, they stayed in the set for the rest of the instance's life).</summary>
+public sealed class WatchRunLostFinishTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(30);
+
+    [DatabaseFact]
+    public async Task WatchedRootFinishingWhileTheListenerIsDown_IsNoLongerWatchedAfterTheReconnect()
+    {
+        // The listener's first reconnect delay (100 ms) is held: the run finishes while the instance listens to nothing.
+        var reconnect = new HeldTimeouts(TimeSpan.FromMilliseconds(100));
+        await using var h = await Harness.StartAsync(db, o => o.TimeProvider = reconnect);
+        var watcher = await h.AddClientAsync(start: false);
+        var agent = await h.AgentAsync();
+        var answer = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        h.Claude.Respond(async (_, cancellationToken) =>
+        {
+            await answer.Task.WaitAsync(cancellationToken);
+            return FakeReply.Text("Done.");
+        });
+        var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "hello");
+        var events = watcher.WatchRunAsync(run).GetAsyncEnumerator();
+        try
+        {
+            Assert.True(await events.MoveNextAsync());
+            await Eventually.TrueAsync(() => h.Client.Engine.Deltas.IsWatched(run), "the instance learns of the watch", s_timeout);
+            var appName = "agentpg-listen:" + h.Client.InstanceId;
+            var listener = await db.ScalarAsync<int>("SELECT pid FROM pg_stat_activity WHERE application_name = $1", appName);
+
+            await db.ScalarAsync<bool>("SELECT pg_terminate_backend($1)", listener);
+            await reconnect.WaitForTimerAsync();
+            answer.SetResult();
+            RunEvent last = events.Current;
+            while (await events.MoveNextAsync())
+            {
+                last = events.Current;
+            }
+
+            Assert.Equal(run, Assert.IsType<RunFinishedEvent>(last).RunId);
+            Assert.True(h.Client.Engine.Deltas.IsWatched(run), "the finish was announced while the instance did not listen");
+            reconnect.FireAll();
+
+            await Eventually.TrueAsync(async () => await db.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND pid <> $2", appName, listener) > 0,
+                "the LISTEN connection is re-established", s_timeout);
+            await Eventually.TrueAsync(() => !h.Client.Engine.Deltas.IsWatched(run), "the instance drops the finished root after the reconnect", s_timeout);
+        }
+        finally
+        {
+            await events.DisposeAsync();
+        }
+    }
+}
