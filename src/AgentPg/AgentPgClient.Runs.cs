@@ -406,7 +406,7 @@ public sealed partial class AgentPgClient
         {
             // The idempotency key is taken, or (Reject) the session is busy.
             if (options?.IdempotencyKey is not null
-                && await FindIdempotentRunAsync(transaction, sessionId, agentId, prompt, options.IdempotencyKey, cancellationToken).ConfigureAwait(false) is { } existing)
+                && await FindIdempotentRunAsync(transaction, newRun, cancellationToken).ConfigureAwait(false) is { } existing)
             {
                 return existing;
             }
@@ -447,20 +447,49 @@ public sealed partial class AgentPgClient
         return id.Value;
     }
 
-    private async Task<Guid?> FindIdempotentRunAsync(NpgsqlTransaction? transaction, Guid sessionId, Guid agentId, string prompt, string key, CancellationToken cancellationToken)
+    /// <summary>The run that already holds the repeat's idempotency key; throws <see cref="AgentPgErrorCode.IdempotencyConflict"/>
+    /// when the repeat is a different request (agent, prompt, mode, variables or instructions), as a payment API answers a key
+    /// reused with other parameters: returning the first run would silently drop what the caller changed.</summary>
+    private async Task<Guid?> FindIdempotentRunAsync(NpgsqlTransaction? transaction, NewRun repeat, CancellationToken cancellationToken)
     {
-        if (await _sql.Runs.GetByIdempotencyKeyAsync(_dataSource, transaction, sessionId, key, cancellationToken).ConfigureAwait(false) is not { } existing)
+        if (await _sql.Runs.GetByIdempotencyKeyAsync(_dataSource, transaction, repeat, cancellationToken).ConfigureAwait(false) is not { } existing)
         {
             return null;
         }
 
-        if (existing.AgentId != agentId || existing.Prompt != prompt)
+        List<string> differences = [];
+        if (existing.AgentId != repeat.AgentId)
+        {
+            differences.Add("agent");
+        }
+
+        if (existing.Prompt != repeat.Prompt)
+        {
+            differences.Add("prompt");
+        }
+
+        if (existing.Mode != repeat.Mode)
+        {
+            differences.Add($"mode ({(existing.Mode == RunMode.Batch ? "RunAsync" : "RunFastAsync")} first)");
+        }
+
+        if (!existing.SameVariables)
+        {
+            differences.Add("RunOptions.Variables");
+        }
+
+        if (!existing.SameOptions)
+        {
+            differences.Add("RunOptions.OverrideInstructions or AppendInstructions");
+        }
+
+        if (differences.Count > 0)
         {
             throw new AgentPgException(AgentPgErrorCode.IdempotencyConflict, "CreateRun",
-                $"Idempotency key '{key}' was already used in session {sessionId} for run {existing.Id} with a different " +
-                "agent or prompt. Use a new key for a new request.")
+                $"Idempotency key '{repeat.IdempotencyKey}' was already used in session {repeat.SessionId} for run {existing.Id} with a different " +
+                $"{string.Join(", ", differences)}. Use a new key for a new request.")
             {
-                SessionId = sessionId,
+                SessionId = repeat.SessionId,
                 RunId = existing.Id,
             };
         }

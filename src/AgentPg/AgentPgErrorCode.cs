@@ -97,7 +97,7 @@ public enum AgentPgErrorCode
     /// <summary>The agent cannot be deleted because runs or tool executions reference it.</summary>
     AgentInUse,
 
-    /// <summary>An idempotency key was reused for a run with a different agent or prompt.</summary>
+    /// <summary>An idempotency key was reused for a different run request: another agent, prompt, mode, variables or instructions.</summary>
     IdempotencyConflict,
 
     /// <summary>The database schema is missing or at a version this library does not know.</summary>

@@ -1061,8 +1061,8 @@ $$;
 -- Approvals (human in the loop)
 -- ---------------------------------------------------------------------------------------------------------
 
--- Decides an execution waiting in awaiting_approval, exactly once: returns 'not_found', 'not_pending' (decided
--- already, or its run was cancelled), 'approved' or 'rejected'. The run row is locked first (lock order: run, then its
+-- Decides an execution waiting in awaiting_approval, exactly once: returns 'not_found' (also when it was deleted while
+-- this waited for its run), 'not_pending' (decided already, or its run was cancelled), 'approved' or 'rejected'. The run row is locked first (lock order: run, then its
 -- executions), so a concurrent approve and reject of one execution serialise and the second finds it decided.
 -- Approve: back to pending for any tool worker (p_input, already validated by the caller, replaces Claude's input, which
 -- is kept in approval_original_input), announced on agentpg_tool_pending at commit. Reject: failed with an is_error
@@ -1080,6 +1080,10 @@ BEGIN
         RETURN 'not_found';
     END IF;
     PERFORM 1 FROM agentpg_runs WHERE id = v_run_id FOR NO KEY UPDATE;
+    -- Deleted (with its run or session) while this waited for the run's lock: gone, not decided.
+    IF NOT FOUND OR NOT EXISTS (SELECT 1 FROM agentpg_tool_executions WHERE id = p_execution_id) THEN
+        RETURN 'not_found';
+    END IF;
     IF p_approve THEN
         UPDATE agentpg_tool_executions
            SET state = 'pending',
@@ -1116,17 +1120,26 @@ $$;
 
 -- Leader-only (AgentPgOptions.ApprovalTimeout): rejects up to p_limit requests that waited longer than p_timeout with
 -- "approval timed out", oldest first. A request decided meanwhile is skipped by the decision's own guard.
+-- Every run of the pass is locked before the first rejection (parents first): a rejection appends a live event under its
+-- root's head row, and a pass that went on to lock the next run while holding that row deadlocked with a decision holding
+-- the next run and waiting for the head row (two child runs of one watched run).
 CREATE FUNCTION agentpg_expire_tool_approvals(p_timeout INTERVAL, p_limit INTEGER) RETURNS INTEGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
+    v_ids UUID[];
     v_id UUID;
     v_count INTEGER := 0;
 BEGIN
-    FOR v_id IN
-        SELECT id FROM agentpg_tool_executions
-         WHERE state = 'awaiting_approval' AND created_at < now() - p_timeout
-         ORDER BY created_at
-         LIMIT p_limit
+    SELECT coalesce(array_agg(e.id ORDER BY e.created_at), '{}') INTO v_ids
+      FROM (SELECT id, created_at FROM agentpg_tool_executions
+             WHERE state = 'awaiting_approval' AND created_at < now() - p_timeout
+             ORDER BY created_at
+             LIMIT p_limit) e;
+    PERFORM 1 FROM agentpg_runs r
+     WHERE r.id IN (SELECT te.run_id FROM agentpg_tool_executions te WHERE te.id = ANY (v_ids))
+     ORDER BY r.depth, r.id
+       FOR NO KEY UPDATE;
+    FOREACH v_id IN ARRAY v_ids
     LOOP
         IF agentpg_decide_tool_approval(v_id, FALSE, NULL, 'approval timed out', NULL) = 'rejected' THEN
             v_count := v_count + 1;
@@ -1274,12 +1287,17 @@ DECLARE
     v_count INTEGER := 0;
     v_n INTEGER;
 BEGIN
-    -- Lock order: parents before the child runs this may fail (the child's trigger completes the parent's execution).
+    -- Lock order: parents before the child runs this may fail (the child's trigger completes the parent's execution), and
+    -- the runs of the executions it releases before those executions (failing one continues its run through
+    -- agentpg_trg_tools_complete, which locks the run: with the execution locked first, a cancel of the run, which locks
+    -- the run and then its executions, deadlocked with it).
     -- The instance's runs are found through the queue (active runs only; agentpg_runs has no index on the holder).
     PERFORM 1 FROM agentpg_runs p
      WHERE p.id IN (SELECT c.parent_run_id FROM agentpg_run_queue q JOIN agentpg_runs c ON c.id = q.run_id
                      WHERE NOT q.is_root AND c.claimed_by_instance_id = p_instance_id AND c.parent_run_id IS NOT NULL
                        AND c.state NOT IN ('completed', 'cancelled', 'failed'))
+        OR p.id IN (SELECT te.run_id FROM agentpg_tool_executions te
+                     WHERE te.claimed_by_instance_id = p_instance_id AND te.state = 'running' AND te.child_run_id IS NULL)
      ORDER BY p.depth, p.id
        FOR NO KEY UPDATE;
     UPDATE agentpg_iterations i

@@ -25,8 +25,10 @@ public sealed class RunOptions
 
     /// <summary>Gets or sets a key that makes creating the run idempotent within its session.</summary>
     /// <remarks>Creating a run with a key already used in the session returns the first run's id instead of a new run,
-    /// or throws <see cref="AgentPgException"/> with <see cref="AgentPgErrorCode.IdempotencyConflict"/> when the agent or
-    /// prompt differs. 1 to 255 characters.</remarks>
+    /// or throws <see cref="AgentPgException"/> with <see cref="AgentPgErrorCode.IdempotencyConflict"/> when the request
+    /// differs: another agent, prompt, mode (<c>RunAsync</c> or <c>RunFastAsync</c>), <see cref="Variables"/>,
+    /// <see cref="OverrideInstructions"/> or <see cref="AppendInstructions"/> (the callbacks and the
+    /// <see cref="ConcurrencyPolicy"/> are not compared). 1 to 255 characters.</remarks>
     public string? IdempotencyKey { get; set; }
 
     /// <summary>Gets or sets what happens when the session already has an active root run.</summary>

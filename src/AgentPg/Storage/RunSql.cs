@@ -75,7 +75,11 @@ internal sealed class RunSql
               FROM unnest($1::uuid[]) AS w(id)
               LEFT JOIN {t} r ON r.id = w.id
             """;
-        GetByIdempotencyKey = $"SELECT id, agent_id, prompt FROM {t} WHERE session_id = $1 AND idempotency_key = $2";
+        // $1 session, $2 key, $3 the repeat's variables, $4 its options: the first run and whether the repeat asks for the same.
+        GetByIdempotencyKey = $"""
+            SELECT id, agent_id, prompt, run_mode::text, metadata = $3::jsonb, options = $4::jsonb
+              FROM {t} WHERE session_id = $1 AND idempotency_key = $2
+            """;
         Get = $"SELECT {Columns} FROM {t} WHERE id = $1";
         // agentpg.runs.pending: a count on the queue's claim index.
         CountPending = $"SELECT count(*) FROM {queue} WHERE state = 'pending'";
@@ -274,7 +278,7 @@ internal sealed class RunSql
         InterruptedChildrenColumn = 4;
     private const int CancelFoundColumn = 0, CancelCancelledColumn = 1, CancelBatchIdsColumn = 2, CancelModeColumn = 3, CancelChildrenColumn = 4;
     private const int RegenerateStateColumn = 0, RegenerateIsChildColumn = 1, RegenerateLaterColumn = 2;
-    private const int KeyIdColumn = 0, KeyAgentIdColumn = 1, KeyPromptColumn = 2;
+    private const int KeyIdColumn = 0, KeyAgentIdColumn = 1, KeyPromptColumn = 2, KeyModeColumn = 3, KeySameVariablesColumn = 4, KeySameOptionsColumn = 5;
     private const int TreeInputColumn = 0, TreeOutputColumn = 1, TreeCacheCreationColumn = 2, TreeCacheReadColumn = 3;
 
     // The one column of the inserts' RETURNING, of Regenerate's and of CurrentTransaction.
@@ -361,11 +365,16 @@ internal sealed class RunSql
         }
     }
 
-    /// <summary>The run that holds idempotency key <paramref name="key"/> in the session, or null.</summary>
-    public Task<IdempotentRun?> GetByIdempotencyKeyAsync(NpgsqlDataSource dataSource, NpgsqlTransaction? transaction, Guid sessionId, string key,
+    /// <summary>The run that holds the idempotency key of <paramref name="repeat"/> in its session (with whether <paramref name="repeat"/> asks for
+    /// the same variables and options), or null.</summary>
+    public Task<IdempotentRun?> GetByIdempotencyKeyAsync(NpgsqlDataSource dataSource, NpgsqlTransaction? transaction, NewRun repeat,
         CancellationToken cancellationToken)
-        => Db.Command(dataSource, transaction, GetByIdempotencyKey, P.Uuid(sessionId), P.Text(key)).QueryFirstOrDefaultAsync(
-            r => new IdempotentRun(r.GetGuid(KeyIdColumn), r.GetGuid(KeyAgentIdColumn), r.GetString(KeyPromptColumn)), cancellationToken);
+        => Db.Command(dataSource, transaction, GetByIdempotencyKey, P.Uuid(repeat.SessionId), P.Text(repeat.IdempotencyKey), P.Jsonb(repeat.VariablesJson),
+                P.Jsonb(repeat.OptionsJson))
+            .QueryFirstOrDefaultAsync(
+                r => new IdempotentRun(r.GetGuid(KeyIdColumn), r.GetGuid(KeyAgentIdColumn), r.GetString(KeyPromptColumn),
+                    DbEnums.ParseRunMode(r.GetString(KeyModeColumn)), r.GetBoolean(KeySameVariablesColumn), r.GetBoolean(KeySameOptionsColumn)),
+                cancellationToken);
 
     public Task<Run?> GetAsync(NpgsqlDataSource dataSource, Guid id, CancellationToken cancellationToken)
         => Db.Command(dataSource, null, Get, P.Uuid(id)).QueryFirstOrDefaultAsync(Read, cancellationToken);
@@ -642,7 +651,8 @@ internal sealed record CreatedRun
 }
 
 /// <summary>The run that holds an idempotency key.</summary>
-internal sealed record IdempotentRun(Guid Id, Guid AgentId, string Prompt);
+/// <summary>The run that holds an idempotency key, and whether a repeat asks for the same variables and instructions.</summary>
+internal sealed record IdempotentRun(Guid Id, Guid AgentId, string Prompt, RunMode Mode, bool SameVariables, bool SameOptions);
 
 /// <summary>A run about to be regenerated: its state, whether it is a child run, and the newer root run of its session if any.</summary>
 internal sealed record RegenerateTarget(string State, bool IsChild, Guid? Later);

@@ -58,6 +58,47 @@ public sealed class RunProducerTests(SchemaFixture db) : IClassFixture<SchemaFix
     }
 
     [DatabaseFact]
+    public async Task SameIdempotencyKey_DifferentRequest_ThrowsIdempotencyConflictSayingWhat()
+    {
+        // Before, only the agent and the prompt were compared: a repeat with other variables (another tenant's), other
+        // instructions or in the other mode silently got the first run, as if the caller's change had been applied.
+        await using var h = await Harness.StartAsync(db, start: false);
+        var agent = await h.AgentAsync();
+        var session = await h.Client.NewSessionAsync();
+        RunOptions Options(int tenant, string region = "eu", string? append = null) => new()
+        {
+            IdempotencyKey = "order-9",
+            Variables = new Dictionary<string, object?> { ["tenant"] = tenant, ["region"] = region },
+            AppendInstructions = append,
+        };
+        var first = await h.Client.RunFastAsync(session, agent.Id, "Summarize order 9", Options(1));
+
+        async Task<string> ConflictAsync(Func<Task<Guid>> repeat)
+        {
+            var ex = await Assert.ThrowsAsync<AgentPgException>(repeat);
+            Assert.Equal(AgentPgErrorCode.IdempotencyConflict, ex.Code);
+            Assert.Equal(first, ex.RunId);
+            return ex.Message;
+        }
+
+        Assert.Contains("RunOptions.Variables", await ConflictAsync(() => h.Client.RunFastAsync(session, agent.Id, "Summarize order 9", Options(2))),
+            StringComparison.Ordinal);
+        Assert.Contains("AppendInstructions", await ConflictAsync(
+            () => h.Client.RunFastAsync(session, agent.Id, "Summarize order 9", Options(1, append: "Be brief."))), StringComparison.Ordinal);
+        Assert.Contains("mode (RunFastAsync first)", await ConflictAsync(() => h.Client.RunAsync(session, agent.Id, "Summarize order 9", Options(1))),
+            StringComparison.Ordinal);
+
+        // The same request is recognised whatever the order of its variables.
+        var reordered = new RunOptions
+        {
+            IdempotencyKey = "order-9",
+            Variables = new Dictionary<string, object?> { ["region"] = "eu", ["tenant"] = 1 },
+        };
+        Assert.Equal(first, await h.Client.RunFastAsync(session, agent.Id, "Summarize order 9", reordered));
+        Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_runs WHERE session_id = $1", session));
+    }
+
+    [DatabaseFact]
     public async Task RunFastAsync_Variables_AreStoredAndReadBack()
     {
         await using var h = await Harness.StartAsync(db, start: false);

@@ -1,0 +1,118 @@
+using AgentPg.Tests.Infrastructure;
+using Npgsql;
+
+namespace AgentPg.Tests.Approvals;
+
+/// <summary>Decisions racing what else touches a waiting request: a delete of its run or session.</summary>
+public sealed class ApprovalRaceTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    private async Task<(Guid Session, Guid Run, Guid Execution)> WaitingRequestAsync()
+    {
+        var session = await db.Seed.SessionAsync();
+        var run = await db.Seed.RunAsync(session);
+        var iteration = await db.Seed.ToolIterationAsync(run);
+        var execution = await db.Seed.ToolExecutionAsync(run, iteration, "toolu_1", "issue_refund");
+        await db.ExecuteAsync(
+            "UPDATE {schema}.agentpg_tool_executions SET state = 'awaiting_approval', approval_required = true WHERE id = $1", execution);
+        return (session, run, execution);
+    }
+
+    [DatabaseFact]
+    public async Task Decision_WhileTheSessionIsDeleted_IsNotFound()
+    {
+        // The decision reads the request's run, then waits for the run row that the delete holds; the delete commits, and the
+        // request is gone. Before, the decision's guarded update found no row and reported "not waiting for approval: already
+        // approved, rejected or timed out, or its run was cancelled" (the admin UI's 409), none of which happened.
+        var (session, _, execution) = await WaitingRequestAsync();
+        await using var client = db.CreateClient();
+        await using var deleting = await db.DataSource.OpenConnectionAsync();
+        await using var transaction = await deleting.BeginTransactionAsync();
+        await using (var delete = new NpgsqlCommand($"DELETE FROM \"{db.Schema}\".agentpg_sessions WHERE id = $1", deleting) { Parameters = { new() { Value = session } } })
+        {
+            Assert.Equal(1, await delete.ExecuteNonQueryAsync());
+        }
+
+        var deciding = client.RejectToolCallAsync(execution, "not this one", "alice");
+        await Eventually.TrueAsync(
+            async () => deciding.IsCompleted || await db.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> $1 AND query LIKE '%agentpg_decide_tool_approval%'",
+                deleting.ProcessID) > 0,
+            "the decision waits for the run row the delete holds");
+        await transaction.CommitAsync();
+
+        var error = await Assert.ThrowsAsync<AgentPgException>(() => Eventually.WithinAsync(deciding, "the decision"));
+        Assert.Equal(AgentPgErrorCode.ToolExecutionNotFound, error.Code);
+    }
+
+    [DatabaseFact]
+    public async Task Expiry_OverTwoChildRunsOfAWatchedRun_WhileAPersonRejectsARequest_NoDeadlock()
+    {
+        // A watched run delegated to two child runs, each waiting for approvals past the timeout; a person rejects another
+        // request of the second child at the same moment. The decision holds the second child's row (its first step) when the
+        // expiry pass starts. The pass rejects the first child's request, which appends a live event under the root's head row,
+        // then waits for the second child. The decision's rejection appends an event too and waited for the head row: with the
+        // pass deciding run by run (lock a run, decide, next run), PostgreSQL aborted one of them with 40P01, the person's
+        // RejectToolCallAsync with a raw deadlock error or the whole expiry pass.
+        var agent = await db.Seed.AgentAsync();
+        var root = await db.Seed.RunAsync(agent: agent);
+        await db.Seed.ToolIterationAsync(root);
+        var first = await db.Seed.ChildRunAsync(root, agent);
+        var second = await db.Seed.ChildRunAsync(root, agent);
+        var expiring = new List<Guid>();
+        foreach (var child in new[] { first, second })
+        {
+            var iteration = await db.Seed.ToolIterationAsync(child);
+            expiring.Add(await db.Seed.ToolExecutionAsync(child, iteration, "toolu_old", "issue_refund"));
+        }
+
+        var decided = await db.Seed.ToolExecutionAsync(second, await db.ScalarAsync<Guid>(
+            "SELECT current_iteration_id FROM {schema}.agentpg_runs WHERE id = $1", second), "toolu_new", "issue_refund");
+        await db.ExecuteAsync(
+            "UPDATE {schema}.agentpg_tool_executions SET state = 'awaiting_approval', approval_required = true, " +
+            "created_at = CASE WHEN id = $1 THEN now() - interval '2 hours' WHEN id = $2 THEN now() - interval '1 hour' ELSE now() END " +
+            "WHERE id = ANY ($3)", expiring[0], expiring[1], new[] { expiring[0], expiring[1], decided });
+        await db.ScalarAsync<Guid>("SELECT {schema}.agentpg_mark_run_watched($1)", root);
+        await db.ScalarAsync<Guid>("SELECT {schema}.agentpg_watch_run($1)", root);
+
+        await using var person = await db.DataSource.OpenConnectionAsync();
+        await using var leader = await db.DataSource.OpenConnectionAsync();
+        await using var transaction = await person.BeginTransactionAsync();
+        await ScalarAsync<int>(person, "SELECT 1 FROM {schema}.agentpg_runs WHERE id = $1 FOR NO KEY UPDATE", second);
+
+        var expired = ScalarAsync<int>(leader, "SELECT {schema}.agentpg_expire_tool_approvals(interval '1 minute', 10)");
+        await Eventually.TrueAsync(
+            async () => expired.IsCompleted || await db.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", leader.ProcessID) > 0,
+            "the expiry pass waits for the second child's row, which the decision holds");
+
+        var outcome = await ScalarAsync<string>(person, "SELECT {schema}.agentpg_decide_tool_approval($1, false, NULL, 'no', 'alice')", decided);
+        await transaction.CommitAsync();
+
+        Assert.Equal("rejected", outcome);
+        Assert.Equal(2, await Eventually.WithinAsync(expired, "the expiry pass"));
+        Assert.Equal(3L, await db.ScalarAsync<long>(
+            "SELECT count(*) FROM {schema}.agentpg_run_events WHERE root_run_id = $1 AND kind = 'tool_completed'", root));
+    }
+
+    private async Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql, params object[] parameters)
+    {
+        await using var command = new NpgsqlCommand(sql.Replace("{schema}", $"\"{db.Schema}\"", StringComparison.Ordinal), connection);
+        foreach (var p in parameters)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = p });
+        }
+
+        return (T)(await command.ExecuteScalarAsync())!;
+    }
+
+    [DatabaseFact]
+    public async Task Decision_OfADecidedRequest_IsStillNotPending()
+    {
+        var (_, _, execution) = await WaitingRequestAsync();
+        await using var client = db.CreateClient();
+        await client.RejectToolCallAsync(execution, "not this one", "alice");
+
+        var error = await Assert.ThrowsAsync<AgentPgException>(() => client.ApproveToolCallAsync(execution, null, "ok", "bob"));
+        Assert.Equal(AgentPgErrorCode.ApprovalNotPending, error.Code);
+    }
+}

@@ -1,0 +1,79 @@
+using AgentPg.Tests.Infrastructure;
+using Npgsql;
+
+namespace AgentPg.Tests.Maintenance;
+
+/// <summary>The rescue keeps the lock order of every other writer (a run before its tool executions), also when it fails an
+/// execution interrupted too often: that failure continues the run through agentpg_trg_tools_complete, which locks the run.</summary>
+public sealed class RescueLockOrderTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    [DatabaseFact]
+    public async Task RescueFailingAnExecution_WhileItsRunIsCancelled_NoDeadlock()
+    {
+        // A run waits in pending_tools for one execution held by a dead instance that was already interrupted as often as
+        // allowed: the rescue fails it. A cancel of the run holds the run row (its first step) when the rescue starts; the
+        // rescue then waits for the run, and the cancel goes on to the executions. With the executions locked before the run
+        // (the rescue's old order), each waited for the other and PostgreSQL aborted one with 40P01 (deadlock detected).
+        var run = await db.Seed.RunAsync();
+        var iteration = await db.Seed.ToolIterationAsync(run);
+        var execution = await db.Seed.ToolExecutionAsync(run, iteration, "toolu_1", "lookup", holder: "dead-lock-order", claimedAgo: TimeSpan.FromHours(1));
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_tool_executions SET rescue_attempts = 3 WHERE id = $1", execution);
+
+        await using var cancel = await db.DataSource.OpenConnectionAsync();
+        await using var rescue = await db.DataSource.OpenConnectionAsync();
+        await using var transaction = await cancel.BeginTransactionAsync();
+        await ExecuteAsync(cancel, "SELECT 1 FROM {schema}.agentpg_runs WHERE id = $1 FOR NO KEY UPDATE", run);
+
+        var released = ScalarAsync<int>(rescue, "SELECT {schema}.agentpg_release_instance_work('dead-lock-order', true, 3)");
+        await Eventually.TrueAsync(
+            async () => released.IsCompleted || await db.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", rescue.ProcessID) > 0,
+            "the rescue waits for the run row the cancel holds");
+
+        var cancelled = await ScalarAsync<bool>(cancel, "SELECT cancelled FROM {schema}.agentpg_cancel_run($1)", run);
+        await transaction.CommitAsync();
+        await Eventually.WithinAsync(released, "the rescue");
+
+        Assert.True(cancelled);
+        Assert.Equal("cancelled", await db.ScalarAsync<string>("SELECT state::text FROM {schema}.agentpg_runs WHERE id = $1", run));
+        Assert.Equal("skipped", await db.ScalarAsync<string>("SELECT state::text FROM {schema}.agentpg_tool_executions WHERE id = $1", execution));
+    }
+
+    [DatabaseFact]
+    public async Task RescueFailingAnExecution_ContinuesItsRun()
+    {
+        // The same rescue without a concurrent cancel: the execution fails with the interruption count, and its run continues.
+        var run = await db.Seed.RunAsync();
+        var iteration = await db.Seed.ToolIterationAsync(run);
+        var execution = await db.Seed.ToolExecutionAsync(run, iteration, "toolu_1", "lookup", holder: "dead-continue", claimedAgo: TimeSpan.FromHours(1));
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_tool_executions SET rescue_attempts = 3 WHERE id = $1", execution);
+
+        Assert.Equal(1, await db.ScalarAsync<int>("SELECT {schema}.agentpg_release_instance_work('dead-continue', true, 3)"));
+
+        Assert.Equal("failed", await db.ScalarAsync<string>("SELECT state::text FROM {schema}.agentpg_tool_executions WHERE id = $1", execution));
+        Assert.Equal("pending", await db.ScalarAsync<string>("SELECT state::text FROM {schema}.agentpg_runs WHERE id = $1", run));
+    }
+
+    private async Task ExecuteAsync(NpgsqlConnection connection, string sql, params object[] parameters)
+    {
+        await using var command = Command(connection, sql, parameters);
+        await command.ExecuteNonQueryAsync();
+    }
+
+    private async Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql, params object[] parameters)
+    {
+        await using var command = Command(connection, sql, parameters);
+        return (T)(await command.ExecuteScalarAsync())!;
+    }
+
+    private NpgsqlCommand Command(NpgsqlConnection connection, string sql, object[] parameters)
+    {
+        var command = new NpgsqlCommand(sql.Replace("{schema}", $"\"{db.Schema}\"", StringComparison.Ordinal), connection);
+        foreach (var p in parameters)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = p });
+        }
+
+        return command;
+    }
+}
