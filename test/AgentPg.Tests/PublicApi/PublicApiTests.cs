@@ -19,6 +19,15 @@ public sealed class PublicApiTests
     [Fact]
     public void AgentPgTesting_PublicApi_MatchesTheListing() => Verify(typeof(FakeClaudeServer).Assembly);
 
+    [Fact]
+    public void AgentPgAspNetCore_PublicApi_MatchesTheListing() => Verify(typeof(AgentPg.AspNetCore.AgentPgAdminOptions).Assembly);
+
+    [Fact]
+    public void AgentPgEntityFrameworkCore_PublicApi_MatchesTheListing() => Verify(typeof(AgentPgDbContextExtensions).Assembly);
+
+    [Fact]
+    public void AgentPgMcp_PublicApi_MatchesTheListing() => Verify(typeof(AgentPg.Mcp.McpServerOptions).Assembly);
+
     private static void Verify(Assembly assembly)
     {
         var name = assembly.GetName().Name!;

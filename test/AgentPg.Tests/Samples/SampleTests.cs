@@ -3,8 +3,8 @@ using AgentPg.Tests.Infrastructure;
 namespace AgentPg.Tests.Samples;
 
 /// <summary>The samples the README sends newcomers to, run the way <c>./build.sh sample NAME</c> runs them (their own process,
-/// the bundled fake Claude), each on a database of its own: they finish, exit 0 and show what they promise. The two long-lived
-/// ones are driven by their own tests (WorkerHost by the crash tests, StreamingChat by StreamingChatSampleTests).</summary>
+/// the bundled fake Claude), each on a database of its own: they finish, exit 0 and show what they promise. WorkerHost's
+/// demo runs here; its worker mode is driven by the crash tests, and StreamingChat by StreamingChatSampleTests.</summary>
 public sealed class SampleTests
 {
     public static TheoryData<string, string[], string[]> Samples => new()
@@ -31,6 +31,12 @@ public sealed class SampleTests
         { "McpTools", ["--csharp"], ["The tools said: Echo: Hello from AgentPg / The sum of 17 and 25 is 42."] },
         { "WebApi", ["--smoke"], ["reserve_stock returned \"reserved 3 x espresso beans\"", "Healthy"] },
         { "AdminUi", ["--smoke"], ["admin UI: signed in as ann (tenant acme), dashboard and completed runs listed"] },
+        // The demo the README runs with ./build.sh sample WorkerHost (the crash tests drive its --connection mode only).
+        {
+            "WorkerHost", [],
+            ["worker    answered after 2 model calls: Here is what I found: get_weather returned \"Oslo: 14 °C, light wind\".",
+             "get_weather returned \"Lisbon: 14 °C, light wind\".", "STOPPED "]
+        },
     };
 
     [DatabaseTheory]
