@@ -12,12 +12,8 @@ public sealed class TokenCountingTests(SchemaFixture db) : IClassFixture<SchemaF
     public async Task ASessionOverTheCountingEndpointsSizeLimit_IsEstimated_AndOtherSessionsAreStillCounted()
     {
         await using var h = await Harness.StartAsync(db);
-        var agent = await h.AgentAsync();
-        var large = await h.Client.NewSessionAsync();
-        var small = await h.Client.NewSessionAsync();
-        h.Claude.Respond(_ => FakeReply.Text("noted"));
-        await h.Client.RunFastSyncAsync(large, agent.Id, new string('x', 300_000));
-        await h.Client.RunFastSyncAsync(small, agent.Id, "hello");
+        var large = await OneTurnAsync(h, new string('x', 300_000));
+        var small = await OneTurnAsync(h, "hello");
 
         // A second fake that refuses bodies over 200 kB, as the real endpoint refuses those over 32 MB (413 request_too_large).
         await using var counting = await FakeClaudeServer.StartAsync(new FakeClaudeServerOptions { MaxRequestBytes = 200_000 });
@@ -49,10 +45,7 @@ public sealed class TokenCountingTests(SchemaFixture db) : IClassFixture<SchemaF
     public async Task AnEndpointThatRefusesTheClient_IsNotAskedAgain()
     {
         await using var h = await Harness.StartAsync(db);
-        var agent = await h.AgentAsync();
-        var session = await h.Client.NewSessionAsync();
-        h.Claude.Respond(_ => FakeReply.Text("noted"));
-        await h.Client.RunFastSyncAsync(session, agent.Id, "hello");
+        var session = await OneTurnAsync(h, "hello");
         // A fake that requires another key: count_tokens answers 401 authentication_error.
         await using var counting = await FakeClaudeServer.StartAsync(new FakeClaudeServerOptions { ApiKey = "sk-ant-the-right-one" });
         var logs = new LogCapture();
@@ -75,10 +68,7 @@ public sealed class TokenCountingTests(SchemaFixture db) : IClassFixture<SchemaF
     public async Task AnUnreachableEndpoint_IsAskedAgainAfterFiveMinutes()
     {
         await using var h = await Harness.StartAsync(db);
-        var agent = await h.AgentAsync();
-        var session = await h.Client.NewSessionAsync();
-        h.Claude.Respond(_ => FakeReply.Text("noted"));
-        await h.Client.RunFastSyncAsync(session, agent.Id, "hello");
+        var session = await OneTurnAsync(h, "hello");
 
         // An address where nothing listens any more: every attempt is a connection failure.
         var gone = await FakeClaudeServer.StartAsync();
@@ -103,5 +93,15 @@ public sealed class TokenCountingTests(SchemaFixture db) : IClassFixture<SchemaF
         await client.GetCompactionStatsAsync(session);
         Assert.Equal(2, logs.WithEventId(8105).Count);
         Assert.Empty(logs.WithEventId(8102));
+    }
+
+    /// <summary>A session with one turn: <paramref name="prompt"/> and Claude's "noted".</summary>
+    private static async Task<Guid> OneTurnAsync(Harness h, string prompt)
+    {
+        var agent = await h.AgentAsync();
+        var session = await h.Client.NewSessionAsync();
+        h.Claude.Respond(_ => FakeReply.Text("noted"));
+        await h.Client.RunFastSyncAsync(session, agent.Id, prompt);
+        return session;
     }
 }
