@@ -33,7 +33,8 @@ public sealed partial class AgentPgClient
     /// <returns><see langword="true"/> when a tool with that name was registered.</returns>
     /// <remarks>Runs of agents that list the tool are no longer claimed by this instance. When the client is started,
     /// the instance's registration is removed from the database in the background. An execution of the tool already
-    /// claimed by this instance completes as failed with "tool not found".</remarks>
+    /// claimed by this instance goes back to the queue for another instance that registers the tool (the attempt is not
+    /// counted); when no other instance registers it, it completes as failed with "tool not found".</remarks>
     public bool UnregisterTool(string name)
     {
         ArgumentNullException.ThrowIfNull(name);

@@ -68,6 +68,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
             _time, _logger);
         _router = new NotificationRouter(_engine, _feeds, () => _started);
         _registration = new InstanceRegistration(dataSource, _sql, options, InstanceId, _tools, _logger);
+        _engine.SyncToolRegistration = _registration.SyncToolInBackgroundAsync;
         _batches = new BatchApi(_engine);
         _listener.Received += _router.Route;
         _listener.Reconnected += _router.Reconnected;

@@ -24,6 +24,10 @@ public sealed class AgentPgHooks
     /// the child run). Other tools report on the instance that executed them. Not reported: executions skipped because
     /// their run was cancelled, and tool calls rejected by a person or by <see cref="AgentPgOptions.ApprovalTimeout"/> (the
     /// decision is the caller's, possibly inside a transaction that rolls back).</summary>
+    /// <remarks>At most once rather than exactly once: when the connection to PostgreSQL drops just as the result commits,
+    /// the worker cannot tell that it did (its retry finds the execution no longer claimed by it) and the hook is not called
+    /// for that execution. The result itself is stored once and the tool does not run again; the stored calls
+    /// (<see cref="AgentPgClient.GetRunToolCallsAsync"/>) are the record to rely on.</remarks>
     public Func<ToolCallEvent, CancellationToken, Task>? OnToolCall { get; set; }
 
     /// <summary>Gets or sets a hook called when a tool call starts waiting for a person's decision

@@ -114,8 +114,16 @@ internal static class Telemetry
         activity.SetTag("gen_ai.request.model", agent.Model);
     }
 
-    public static void RunFinished(Run run, string outcome)
-        => Runs.Add(1, new KeyValuePair<string, object?>("agentpg.run.outcome", outcome), new KeyValuePair<string, object?>("agentpg.run.mode", Mode(run)));
+    /// <summary>Counts a run this instance finished, and tags the invoke_agent span that finished it with the outcome.</summary>
+    public static void RunFinished(Run run, string outcome, Activity? invokeAgent)
+    {
+        Runs.Add(1, new KeyValuePair<string, object?>("agentpg.run.outcome", outcome), new KeyValuePair<string, object?>("agentpg.run.mode", Mode(run)));
+        RunOutcome(invokeAgent, outcome);
+    }
+
+    /// <summary>Tags an invoke_agent span with the run's outcome (completed, failed, cancelled) when the run ended during it. A
+    /// cancellation is not an error: the span's status stays unset, as the OpenTelemetry conventions have it.</summary>
+    public static void RunOutcome(Activity? invokeAgent, string outcome) => invokeAgent?.SetTag("agentpg.run.outcome", outcome);
 
     /// <summary>Counts <paramref name="count"/> runs of mode <paramref name="mode"/> (as stored: streaming or batch) cancelled by this
     /// client: a cancelled run and its descendants, which share its mode.</summary>

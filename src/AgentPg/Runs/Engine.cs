@@ -59,6 +59,10 @@ internal sealed class Engine : IDisposable
 
     public ConcurrentDictionary<string, ITool> Tools { get; }
 
+    /// <summary>Writes this instance's registration of one tool as <see cref="Tools"/> has it now, after any such write already
+    /// under way (the client's <see cref="InstanceRegistration.SyncToolInBackgroundAsync"/>; set once with the client).</summary>
+    public Func<string, Task> SyncToolRegistration { get; set; } = _ => Task.CompletedTask;
+
     public InFlightWork InFlight { get; } = new();
 
     public HeldWork Held { get; } = new();

@@ -138,7 +138,7 @@ internal sealed class IterationRecorder(Engine engine)
         }, engine.Time, token).ConfigureAwait(false);
         engine.Notifier.RunFinalized(run, RunState.Completed, nextRunMode);
         Log.RunCompleted(engine.Logger, run.Id, claimed.Iteration, response.StopReason ?? StopReasons.EndTurn);
-        Telemetry.RunFinished(run, "completed");
+        Telemetry.RunFinished(run, "completed", claimed.Activity);
         AgentToolHook.Fire(engine, run);
     }
 

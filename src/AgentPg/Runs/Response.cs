@@ -6,7 +6,10 @@ public sealed record Response
     /// <summary>Gets the run.</summary>
     public Guid RunId { get; init; }
 
-    /// <summary>Gets the text of the final answer.</summary>
+    /// <summary>Gets the text of the final answer: the text blocks of the run's last model call.</summary>
+    /// <remarks>When Claude paused its turn (stop reason <c>pause_turn</c>, for example during a long web search) and the run
+    /// continued it, the text written before the pause is in the run's earlier assistant messages in the session
+    /// (<see cref="AgentPgClient.GetMessagesAsync(Guid, CancellationToken)"/>), not here.</remarks>
     public string Text { get; init; } = "";
 
     /// <summary>Gets the stop reason of the final answer (<c>end_turn</c>, <c>max_tokens</c>, <c>refusal</c> …).</summary>

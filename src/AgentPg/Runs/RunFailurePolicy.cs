@@ -84,6 +84,11 @@ internal sealed class RunFailurePolicy(Engine engine)
                 case RunFailureAction.Cancelled:
                     // Cancelled run (already final) or shutdown (the run is released by StopAsync).
                     Log.RunProcessingCancelled(engine.Logger, run.Id);
+                    if (!stop.HardStop.IsCancellationRequested)
+                    {
+                        Telemetry.RunOutcome(activity, "cancelled");
+                    }
+
                     break;
                 case RunFailureAction.Fail:
                     if (ex is not RunFailureException)
@@ -126,7 +131,7 @@ internal sealed class RunFailurePolicy(Engine engine)
                 }
             }, engine.Time, CancellationToken.None).ConfigureAwait(false);
             Log.RunFailed(engine.Logger, run.Id, errorType, message);
-            Telemetry.RunFinished(run, "failed");
+            Telemetry.RunFinished(run, "failed", claimed.Activity);
             claimed.Activity.Error(errorType, message);
             AgentToolHook.Fire(engine, run);
         }

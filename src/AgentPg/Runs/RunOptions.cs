@@ -20,7 +20,8 @@ public sealed class RunOptions
     public Action<ToolCallEvent>? OnToolStart { get; set; }
 
     /// <summary>Gets or sets a callback fired when a tool of the run (or of its child runs) finishes, with its result.</summary>
-    /// <remarks>Same threading and error rules as <see cref="OnToolStart"/>; not fired for intermediate retries or snoozes.</remarks>
+    /// <remarks>Same threading and error rules as <see cref="OnToolStart"/>; not fired for intermediate retries or snoozes. At
+    /// most once, like <see cref="AgentPgHooks.OnToolCall"/>: not fired when the connection drops just as the result commits.</remarks>
     public Action<ToolCallEvent>? OnToolComplete { get; set; }
 
     /// <summary>Gets or sets a key that makes creating the run idempotent within its session.</summary>

@@ -71,6 +71,22 @@ internal sealed class ToolExecutionSql
                    claimed_by_instance_id = NULL, claimed_at = NULL, started_at = NULL, scheduled_at = now(), last_error = $2
              WHERE id = $1
             """;
+        // $1 id, $2 instance, $3 reason. After the fence. The tool is no longer registered on instance $2 (unregistered after the
+        // claim): back to pending, the attempt given back, when another instance registers it; no row otherwise.
+        HandBack = $"""
+            UPDATE {t} te
+               SET state = 'pending', claimed_by_instance_id = NULL, claimed_at = NULL, started_at = NULL,
+                   attempt_count = greatest(attempt_count - 1, 0), scheduled_at = now(), last_error = $3
+             WHERE te.id = $1
+               AND EXISTS (SELECT 1 FROM {s}.agentpg_instance_tools it WHERE it.tool_name = te.tool_name AND it.instance_id <> $2)
+            RETURNING te.run_id AS handed_back
+            """;
+        // $1 id. After HandBack in the same transaction: wakes the tool workers of every instance when it was handed back.
+        HandBackNotify = $"""
+            SELECT {s}.agentpg_notify('agentpg_tool_pending', json_build_object('run_id', te.run_id)::text)
+              FROM {t} te
+             WHERE te.id = $1 AND te.state = 'pending' AND te.claimed_by_instance_id IS NULL
+            """;
         ByRun = $"""
             SELECT {Columns}, i.iteration_number, {ApprovalColumns}
               FROM {t} te JOIN {s}.agentpg_iterations i ON i.id = te.iteration_id
@@ -125,6 +141,10 @@ internal sealed class ToolExecutionSql
     public string Snooze { get; }
 
     public string Release { get; }
+
+    public string HandBack { get; }
+
+    public string HandBackNotify { get; }
 
     public string ByRun { get; }
 
@@ -199,6 +219,29 @@ internal sealed class ToolExecutionSql
     /// <summary>Adds <see cref="Release"/>: failed once interrupted more than <paramref name="maxInterruptions"/> times.</summary>
     public void AddRelease(NpgsqlBatch batch, Guid executionId, string reason, int maxInterruptions)
         => batch.Append(Release, P.Uuid(executionId), P.Text(Nul.Replace(reason)), P.Int(maxInterruptions));
+
+    /// <summary>Adds <see cref="HandBack"/> and <see cref="HandBackNotify"/>; read the batch with <see cref="ReadHandedBackAsync"/>.</summary>
+    public void AddHandBack(NpgsqlBatch batch, Guid executionId, string instanceId, string reason)
+    {
+        batch.Append(HandBack, P.Uuid(executionId), P.Text(instanceId), P.Text(Nul.Replace(reason)));
+        batch.Append(HandBackNotify, P.Uuid(executionId));
+    }
+
+    /// <summary>Reads every result of a batch holding <see cref="HandBack"/>: whether the execution was handed back.</summary>
+    public static async Task<bool> ReadHandedBackAsync(NpgsqlDataReader reader, CancellationToken cancellationToken)
+    {
+        var handedBack = false;
+        do
+        {
+            if (reader.FieldCount == 1 && reader.GetName(0) == "handed_back" && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                handedBack = true;
+            }
+        }
+        while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false));
+
+        return handedBack;
+    }
 
     /// <summary>Adds <see cref="CreateChildRun"/> for the agent-tool execution; its result is the child run's id, or no row
     /// (a delegation cycle), read with <see cref="ReadChildRunId"/>.</summary>

@@ -92,8 +92,17 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
 
             if (!engine.Tools.TryGetValue(_execution.ToolName, out var tool))
             {
+                // Unregistered here after the claim read this instance's registrations (UnregisterTool writes them in the
+                // background): another instance that registers the tool takes the call; without one it fails, saying so.
+                if (await HandBackAsync(record).ConfigureAwait(false))
+                {
+                    return;
+                }
+
                 engine.Callbacks.FireStart(Event());
-                await CompleteAsync(ToolExecutionState.Failed, null, true, $"tool not found: {_execution.ToolName}", started, record).ConfigureAwait(false);
+                var message = $"tool not found: {_execution.ToolName} (not registered on instance {engine.InstanceId}, which claimed the call, " +
+                    "and no other instance registers it)";
+                await CompleteAsync(ToolExecutionState.Failed, null, true, message, started, record).ConfigureAwait(false);
                 return;
             }
 
@@ -430,6 +439,37 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
         Log.ToolRetrying(engine.Logger, _execution.Id, _execution.ToolName, _execution.AttemptCount, delay, message);
         Telemetry.ToolAttemptFailed(Activity.Current, _execution.ToolName, message);
         WakeAfter(delay);
+    }
+
+    /// <summary>The tool is no longer registered on this instance: once this instance's registration row is gone (so that it does
+    /// not claim the call again), the execution goes back to pending for another instance that registers the tool, the attempt
+    /// given back. False, and nothing written, when no other instance registers it.</summary>
+    private async Task<bool> HandBackAsync(CancellationToken cancellationToken)
+    {
+        // After UnregisterTool's own write, which may still be under way; if the tool was registered again meanwhile, the row
+        // stays and this instance claims the call again and runs it.
+        await engine.SyncToolRegistration(_execution.ToolName).ConfigureAwait(false);
+        var reason = $"tool {_execution.ToolName} is no longer registered on instance {engine.InstanceId}";
+        var handedBack = await Transient.RetryAsync(async ct =>
+        {
+            var batch = new NpgsqlBatch();
+            await using (batch.ConfigureAwait(false))
+            {
+                AddFence(batch);
+                engine.Sql.ToolExecutions.AddHandBack(batch, _execution.Id, engine.InstanceId, reason);
+                var reader = await engine.ExecuteReaderAsync(batch, ct).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    return await ToolExecutionSql.ReadHandedBackAsync(reader, ct).ConfigureAwait(false);
+                }
+            }
+        }, engine.Time, cancellationToken).ConfigureAwait(false);
+        if (handedBack)
+        {
+            Log.ToolReleased(engine.Logger, _execution.Id, _execution.ToolName, reason);
+        }
+
+        return handedBack;
     }
 
     /// <summary>Hands the execution back after an interruption that is not the tool's doing (no connection, connection lost):

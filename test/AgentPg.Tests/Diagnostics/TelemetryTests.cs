@@ -277,6 +277,41 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
     }
 
     [DatabaseFact]
+    public async Task InvokeAgentSpan_CarriesTheRunsOutcome_ACancellationIsNoError()
+    {
+        // Before, a run cancelled while its instance processed it ended its invoke_agent span with status Unset and nothing
+        // else: a trace could not tell it from a run that went on to wait for its tools, or from a shutdown.
+        using var spans = new Spans();
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        var held = new TaskCompletionSource();
+        h.Claude.Respond(async (request, ct) =>
+        {
+            if (request.LastUserText == "hold")
+            {
+                held.TrySetResult();
+                await new TaskCompletionSource().Task.WaitAsync(ct);
+            }
+
+            return FakeReply.Text("done");
+        });
+        var session = await h.Client.NewSessionAsync();
+        var cancelledId = await h.Client.RunFastAsync(session, agent.Id, "hold");
+        await Eventually.WithinAsync(held.Task, "the cancelled run's model call");
+        await h.Client.CancelRunAsync(cancelledId);
+        var completedId = await h.Client.RunFastAsync(session, agent.Id, "answer");
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(completedId), "the next run");
+
+        Activity? Span(Guid runId) => spans.Stopped.SingleOrDefault(a => a.OperationName == "invoke_agent" && Equals(a.GetTagItem("agentpg.run.id"), runId.ToString()));
+        await Eventually.TrueAsync(() => Span(cancelledId) is not null && Span(completedId) is not null, "both runs' invoke_agent spans to end");
+
+        Assert.Equal("cancelled", Span(cancelledId)!.GetTagItem("agentpg.run.outcome"));
+        Assert.Equal(ActivityStatusCode.Unset, Span(cancelledId)!.Status);
+        Assert.Equal("completed", Span(completedId)!.GetTagItem("agentpg.run.outcome"));
+        Assert.Equal(ActivityStatusCode.Unset, Span(completedId)!.Status);
+    }
+
+    [DatabaseFact]
     public async Task CancelledRuns_AreCountedWithTheirMode_TheirChildRunsAndInterruptedRunsToo()
     {
         using var metrics = new Measurements();
