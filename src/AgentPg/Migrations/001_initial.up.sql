@@ -1186,6 +1186,18 @@ BEGIN
         RETURN QUERY SELECT TRUE, FALSE, '{}'::text[], v_run.state, '{}'::uuid[];
         RETURN;
     END IF;
+    -- Then its active descendants, parents first, before anything is written: every write below appends a live event under
+    -- the root's head row when the run is watched, and a cancel that held that row while going down to a child deadlocked
+    -- with the child's worker, which holds the child (its fence) and appends events too. (Recursive calls find them held.)
+    PERFORM 1 FROM agentpg_runs d
+     WHERE d.id IN (WITH RECURSIVE tree AS (
+                        SELECT c.id FROM agentpg_runs c WHERE c.parent_run_id = p_run_id
+                        UNION ALL
+                        SELECT c.id FROM agentpg_runs c JOIN tree t ON c.parent_run_id = t.id)
+                    SELECT tree.id FROM tree)
+       AND d.state NOT IN ('completed', 'cancelled', 'failed')
+     ORDER BY d.depth, d.id
+       FOR NO KEY UPDATE;
 
     SELECT coalesce(array_agg(DISTINCT i.batch_id), '{}') INTO v_batch_ids
       FROM agentpg_iterations i

@@ -54,6 +54,47 @@ public sealed class RescueLockOrderTests(SchemaFixture db) : IClassFixture<Schem
         Assert.Equal("pending", await db.ScalarAsync<string>("SELECT state::text FROM {schema}.agentpg_runs WHERE id = $1", run));
     }
 
+    [DatabaseFact]
+    public async Task CancelOfAWatchedRun_WhileItsChildRunsWorkerWrites_NoDeadlock()
+    {
+        // A watched run delegated to a child run, which a worker is streaming. The worker's write holds the child's row (its
+        // fence) when the cancel starts; the cancel locks the parent, cancels it (a live event: the root's head row) and goes
+        // down to the child. The worker's write then appends its own event and waited for the head row the cancel held, while
+        // the cancel waited for the child: 40P01, the cancel retried, or the caller's transaction of a run created with
+        // ConcurrencyPolicy.Interrupt aborted.
+        var agent = await db.Seed.AgentAsync();
+        var session = await db.Seed.SessionAsync();
+        var parent = await db.Seed.RunAsync(session, agent);
+        var iteration = await db.Seed.ToolIterationAsync(parent);
+        var child = await db.Seed.ChildRunAsync(parent, agent);
+        await db.Seed.ClaimRunAsync(child, "cancel-worker", TimeSpan.Zero);
+        await db.ExecuteAsync(
+            "INSERT INTO {schema}.agentpg_tool_executions (run_id, iteration_id, tool_use_id, tool_name, tool_input, is_agent_tool, agent_id, state, " +
+            "child_run_id) VALUES ($1, $2, 'toolu_1', 'delegate', '{}', true, $4, 'running', $3)", parent, iteration, child, agent);
+        await db.ScalarAsync<Guid>("SELECT {schema}.agentpg_mark_run_watched($1)", parent);
+        await db.ScalarAsync<Guid>("SELECT {schema}.agentpg_watch_run($1)", parent);
+
+        await using var worker = await db.DataSource.OpenConnectionAsync();
+        await using var cancel = await db.DataSource.OpenConnectionAsync();
+        await using var transaction = await worker.BeginTransactionAsync();
+        await ExecuteAsync(worker, "SELECT 1 FROM {schema}.agentpg_runs WHERE id = $1 FOR NO KEY UPDATE", child);
+
+        var cancelled = ScalarAsync<bool>(cancel, "SELECT cancelled FROM {schema}.agentpg_cancel_run($1)", parent);
+        await Eventually.TrueAsync(
+            async () => cancelled.IsCompleted || await db.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", cancel.ProcessID) > 0,
+            "the cancel waits for the child run's row, which the worker holds");
+
+        await ExecuteAsync(worker,
+            "INSERT INTO {schema}.agentpg_messages (session_id, run_id, role, content) " +
+            "VALUES ($1, $2, 'assistant', '[{\"type\": \"text\", \"text\": \"part of the answer\"}]')", session, child);
+        await transaction.CommitAsync();
+
+        Assert.True(await Eventually.WithinAsync(cancelled, "the cancel"));
+        Assert.Equal(2L, await db.ScalarAsync<long>(
+            "SELECT count(*) FROM {schema}.agentpg_runs WHERE id = ANY ($1) AND state = 'cancelled'", new[] { parent, child }));
+    }
+
     private async Task ExecuteAsync(NpgsqlConnection connection, string sql, params object[] parameters)
     {
         await using var command = Command(connection, sql, parameters);
