@@ -20,6 +20,13 @@ public sealed class AgentPgAdminOptions
     /// <example><c>o.TenantFilter = http => new Dictionary&lt;string, object?&gt; { ["tenant"] = http.User.FindFirst("tenant")?.Value };</c></example>
     public Func<HttpContext, IReadOnlyDictionary<string, object?>?>? TenantFilter { get; set; }
 
+    /// <summary>Which agents a request sees, for an application whose agents belong to tenants: return
+    /// <see langword="true"/> to show the agent on the Agents page, in the chat page's choice of agent and in the runs' agent
+    /// filter, and to let the request start a conversation with it. <see langword="null"/> (the default) shows every agent.
+    /// Runs are still shown by <see cref="TenantFilter"/>, with the name of the agent that ran them.</summary>
+    /// <example><c>o.AgentFilter = (http, agent) => !agent.Metadata.TryGetValue("tenant", out var t) || Equals(t?.ToString(), http.User.FindFirst("tenant")?.Value);</c></example>
+    public Func<HttpContext, AgentDefinition, bool>? AgentFilter { get; set; }
+
     /// <summary>Rows per page of the lists, 1 to 1 000. Default 25.</summary>
     public int PageSize { get; set; } = 25;
 

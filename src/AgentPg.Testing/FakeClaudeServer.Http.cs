@@ -6,7 +6,6 @@ namespace AgentPg.Testing;
 
 public sealed partial class FakeClaudeServer
 {
-    private const long BatchesBodyLimit = 256L * 1024 * 1024;
     private const string BatchesPath = "/v1/messages/batches";
 
     private async Task HandleAsync(HttpContext context)
@@ -40,7 +39,7 @@ public sealed partial class FakeClaudeServer
         var request = context.Request;
         var method = request.Method.ToUpperInvariant();
         var path = (request.Path.Value ?? "/").TrimEnd('/');
-        var limit = path.StartsWith(BatchesPath, StringComparison.Ordinal) ? BatchesBodyLimit : _maxRequestBytes;
+        var limit = path.StartsWith(BatchesPath, StringComparison.Ordinal) ? _maxBatchRequestBytes : _maxRequestBytes;
         var (bytes, tooLarge) = await ReadBodyAsync(request, limit, cancellationToken).ConfigureAwait(false);
 
         JsonElement? body = null;

@@ -41,6 +41,7 @@ public sealed partial class FakeClaudeServer : IAsyncDisposable
     private readonly ModelLimits _limits;
     private readonly int _chunkSize;
     private readonly long _maxRequestBytes;
+    private readonly long _maxBatchRequestBytes;
     private readonly bool _recordRequests;
     private readonly PromptCache _promptCache;
     private readonly BatchStore _batches;
@@ -64,6 +65,7 @@ public sealed partial class FakeClaudeServer : IAsyncDisposable
             new HashSet<string>(options.AllowedModels, StringComparer.Ordinal));
         _chunkSize = options.StreamChunkSize;
         _maxRequestBytes = options.MaxRequestBytes;
+        _maxBatchRequestBytes = options.MaxBatchRequestBytes;
         _recordRequests = options.RecordRequests;
         _promptCache = new PromptCache(options.TimeProvider, options.MinimumCacheableTokens);
         _batches = new BatchStore(options.TimeProvider, options.BatchProcessingDelay, options.BatchCancelDelay, options.BatchExpiration);

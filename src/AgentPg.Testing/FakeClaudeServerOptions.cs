@@ -25,9 +25,14 @@ public sealed class FakeClaudeServerOptions
     public int ContextWindow { get; set; } = 200_000;
 
     /// <summary>The largest body, in bytes, of a Messages or count_tokens request: a larger one is answered 413
-    /// <c>request_too_large</c>, as the real API does above its 32 MB (the Batches limit, 256 MB, is fixed). Lower it to test
-    /// that path without sending 32 MB. Default: 33,554,432 (32 MB).</summary>
+    /// <c>request_too_large</c>, as the real API does above its 32 MB (<see cref="MaxBatchRequestBytes"/> for batches). Lower it
+    /// to test that path without sending 32 MB. Default: 33,554,432 (32 MB).</summary>
     public long MaxRequestBytes { get; set; } = 32L * 1024 * 1024;
+
+    /// <summary>The largest body, in bytes, of a request that creates a message batch: a larger one is answered 413
+    /// <c>request_too_large</c>, as the real Message Batches API does above its 256 MB. Lower it to test that path without
+    /// sending 256 MB. Default: 268,435,456 (256 MB).</summary>
+    public long MaxBatchRequestBytes { get; set; } = 256L * 1024 * 1024;
 
     /// <summary>The context window enforced when a request carries <c>anthropic-beta: context-1m-2025-08-07</c>
     /// (never lower than the model's own window). Default: 1,000,000.</summary>
@@ -90,6 +95,12 @@ public sealed class FakeClaudeServerOptions
         if (MaxRequestBytes <= 0)
         {
             throw new ArgumentOutOfRangeException(nameof(MaxRequestBytes), MaxRequestBytes, $"{nameof(FakeClaudeServerOptions)}.{nameof(MaxRequestBytes)} must be positive.");
+        }
+
+        if (MaxBatchRequestBytes <= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxBatchRequestBytes), MaxBatchRequestBytes,
+                $"{nameof(FakeClaudeServerOptions)}.{nameof(MaxBatchRequestBytes)} must be positive.");
         }
 
         foreach (var (model, window) in ModelContextWindows)

@@ -9,7 +9,10 @@ public sealed partial class AgentPgClient
     /// <remarks>
     /// <para><see cref="Microsoft.Extensions.AI.ChatOptions.ConversationId"/> names the session (a new one is created when it is
     /// absent, and its id is returned in <see cref="Microsoft.Extensions.AI.ChatResponse.ConversationId"/>). The session holds the
-    /// conversation, so each call sends only the last user message as the run's prompt.</para>
+    /// conversation, so each call sends only the last user message as the run's prompt; the text of its system messages and
+    /// <see cref="Microsoft.Extensions.AI.ChatOptions.Instructions"/> are appended to the agent's system prompt for that run
+    /// (<see cref="RunOptions.AppendInstructions"/>). The agent chooses the model, tools and limits: the other chat options
+    /// are not read, and each update's <see cref="Microsoft.Extensions.AI.ChatResponseUpdate.ModelId"/> is the agent's model.</para>
     /// <para>Responses are streamed through <see cref="WatchRunAsync"/>: the agent's tool calls appear as
     /// <see cref="Microsoft.Extensions.AI.FunctionCallContent"/>/<see cref="Microsoft.Extensions.AI.FunctionResultContent"/>
     /// (already executed by AgentPg's workers), and every update carries a continuation token (the run id and the event

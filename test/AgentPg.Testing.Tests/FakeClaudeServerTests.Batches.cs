@@ -40,6 +40,22 @@ public sealed partial class FakeClaudeServerTests
     }
 
     [Fact]
+    public async Task Batches_CreateWithABodyOverMaxBatchRequestBytes_Is413RequestTooLarge_WhileMaxRequestBytesDoesNotApply()
+    {
+        await using var claude = await FakeClaudeServer.StartAsync(new FakeClaudeServerOptions { MaxBatchRequestBytes = 20_000, MaxRequestBytes = 5_000 });
+        using var client = claude.CreateClient(o => o with { MaxRetries = 0 });
+        claude.Enqueue(FakeReply.Text("fits"));
+
+        var error = await Assert.ThrowsAsync<AnthropicContentTooLargeException>(() => client.Messages.Batches.Create(Batch(("doc-1", new string('x', 25_000)))));
+        var created = await client.Messages.Batches.Create(Batch(("doc-1", new string('x', 10_000))));
+
+        Assert.Equal(413, (int)error.StatusCode);
+        Assert.Equal("request_too_large", error.Type!.Raw());
+        Assert.Equal("in_progress", created.ProcessingStatus.Raw());
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => FakeClaudeServer.StartAsync(new FakeClaudeServerOptions { MaxBatchRequestBytes = -1 }));
+    }
+
+    [Fact]
     public async Task ForgetBatch_InProgress_EveryLaterRequestForItIsNotFound()
     {
         await using var claude = await FakeClaudeServer.StartAsync(new FakeClaudeServerOptions { BatchProcessingDelay = TimeSpan.FromHours(1) });

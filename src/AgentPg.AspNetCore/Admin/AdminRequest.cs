@@ -27,6 +27,13 @@ internal sealed class AdminRequest
     /// <summary>The request's tenant filter, or <see langword="null"/> when it sees everything.</summary>
     public IReadOnlyDictionary<string, object?>? Tenant { get; }
 
+    /// <summary>The agents the request may see and chat with (<see cref="AgentPgAdminOptions.AgentFilter"/>), at most 1 000.</summary>
+    public async Task<IReadOnlyList<AgentDefinition>> AgentsAsync()
+    {
+        var agents = (await Client.ListAgentsAsync(limit: 1000, cancellationToken: Aborted).ConfigureAwait(false)).Agents;
+        return Options.AgentFilter is { } filter ? agents.Where(a => filter(Http, a)).ToList() : agents;
+    }
+
     /// <summary>PathBase + prefix: every link starts with it.</summary>
     public string Base { get; }
 

@@ -47,10 +47,14 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
                 sessionId = await client.NewSessionAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
             }
 
-            runId = await client.RunFastAsync(sessionId, agentId, prompt, cancellationToken: cancellationToken).ConfigureAwait(false);
+            var instructions = Instructions(messages, options);
+            runId = await client.RunFastAsync(sessionId, agentId, prompt, instructions is null ? null : new RunOptions { AppendInstructions = instructions },
+                cancellationToken).ConfigureAwait(false);
             after = 0;
         }
 
+        // The model that answers is the agent's (ChatOptions.ModelId does not choose it): every update names it.
+        var modelId = await ModelAsync(cancellationToken).ConfigureAwait(false);
         var responseId = runId.ToString();
         var text = new StreamedText();
         // An execution starts again after a failed attempt, a snooze or its instance's crash (a ToolCallStartedEvent each time);
@@ -93,6 +97,7 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
             foreach (var update in updates)
             {
                 update.ResponseId = responseId;
+                update.ModelId = modelId;
                 update.ConversationId = e.SessionId.ToString();
                 update.CreatedAt = e.Timestamp;
                 update.ContinuationToken = e is RunFinishedEvent ? null : Encode(runId, e.Sequence);
@@ -113,6 +118,30 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
 
     public void Dispose()
     {
+    }
+
+    private async Task<string?> ModelAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            return (await client.GetAgentByIdAsync(agentId, cancellationToken).ConfigureAwait(false)).Model;
+        }
+        catch (AgentPgException ex) when (ex.Code == AgentPgErrorCode.AgentNotFound)
+        {
+            // Deleted since the run was created: a resumed stream still gives the run's answer.
+            return null;
+        }
+    }
+
+    /// <summary>The run's added instructions: the text of the system messages (the session keeps the rest of the conversation,
+    /// so they are the only earlier messages that are read), then <see cref="ChatOptions.Instructions"/>.</summary>
+    private static string? Instructions(IEnumerable<ChatMessage> messages, ChatOptions? options)
+    {
+        var parts = messages.Where(m => m.Role == ChatRole.System).Select(m => m.Text)
+            .Append(options?.Instructions)
+            .Where(text => !string.IsNullOrWhiteSpace(text))
+            .ToList();
+        return parts.Count == 0 ? null : string.Join("\n\n", parts);
     }
 
     private static ChatResponseUpdate Update(ChatRole role, AIContent content, string? messageId)

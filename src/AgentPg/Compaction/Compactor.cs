@@ -26,7 +26,11 @@ internal sealed class Compactor(Engine engine)
     public const string ReasonRequestTooLarge = "request_too_large";
 
     private static readonly IReadOnlyDictionary<string, JsonElement> s_none = new Dictionary<string, JsonElement>();
-    private int _countingFailed;
+    // After a transient count_tokens failure (the SDK has already retried it) this client estimates for a while.
+    private static readonly TimeSpan s_countingPause = TimeSpan.FromMinutes(5);
+
+    // When count_tokens may be tried again (UTC ticks): 0 = now; long.MaxValue = never (the endpoint refused this client).
+    private long _countingPausedUntil;
 
     /// <summary>Whether the iteration about to be sent is over the trigger, by the estimate (no request is made for it).</summary>
     public bool IsOverTrigger(IterationContext context)
@@ -282,7 +286,8 @@ internal sealed class Compactor(Engine engine)
     private async Task<ConversationPartition> PartitionAsync(SessionState state, CompactionOptions options, bool exact, CancellationToken cancellationToken)
     {
         long? total = null;
-        if (exact && options.UseTokenCountingApi && state.Messages.Count > 0 && Volatile.Read(ref _countingFailed) == 0 && engine.Claude is { } model)
+        if (exact && options.UseTokenCountingApi && state.Messages.Count > 0 && engine.Claude is { } model
+            && engine.Time.GetUtcNow().UtcTicks >= Volatile.Read(ref _countingPausedUntil))
         {
             try
             {
@@ -302,12 +307,27 @@ internal sealed class Compactor(Engine engine)
                 // maximum"); otherwise this count is estimated. Other sessions are still counted.
                 total = ContextWindowPolicy.PromptTokens(ex.ApiMessage);
             }
+            catch (AnthropicContentTooLargeException ex)
+            {
+                // This conversation's bytes (images, documents) are over the endpoint's 32 MB: it is estimated, and the
+                // endpoint still counts every other session.
+                Log.TokenCountingTooLarge(engine.Logger, state.SessionId, ex.ApiMessage ?? ex.Message);
+            }
             catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
-                // From now on this client estimates: counting is an optimisation, and a failing endpoint should not cost a
-                // request per compaction.
-                Interlocked.Exchange(ref _countingFailed, 1);
-                Log.TokenCountingFailed(engine.Logger, ex, state.SessionId);
+                // Counting is an optimisation, and a failing endpoint should not cost a request (and the SDK's retries) per
+                // compaction: refused for this client (no access to it, a key without the permission, a proxy without the
+                // route) → estimated from now on; unreachable or busy → estimated for a few minutes, then tried again.
+                if (ex is AnthropicApiException { StatusCode: var status } && (int)status is >= 400 and < 500 and not 408 and not 409 and not 429)
+                {
+                    Volatile.Write(ref _countingPausedUntil, long.MaxValue);
+                    Log.TokenCountingFailed(engine.Logger, ex, state.SessionId);
+                }
+                else
+                {
+                    Volatile.Write(ref _countingPausedUntil, (engine.Time.GetUtcNow() + s_countingPause).UtcTicks);
+                    Log.TokenCountingPaused(engine.Logger, ex, state.SessionId, (int)s_countingPause.TotalMinutes);
+                }
             }
         }
 

@@ -10,6 +10,12 @@ internal static partial class Log
     [LoggerMessage(8102, LogLevel.Warning, "Claude's count_tokens failed for session {SessionId}; this client estimates token counts from now on")]
     public static partial void TokenCountingFailed(ILogger logger, Exception exception, Guid sessionId);
 
+    [LoggerMessage(8105, LogLevel.Warning, "Claude's count_tokens failed for session {SessionId}; this client estimates token counts for the next {Minutes} minutes")]
+    public static partial void TokenCountingPaused(ILogger logger, Exception exception, Guid sessionId, int minutes);
+
+    [LoggerMessage(8106, LogLevel.Debug, "Session {SessionId} is over count_tokens' size limit ({Detail}); its tokens are estimated")]
+    public static partial void TokenCountingTooLarge(ILogger logger, Guid sessionId, string detail);
+
     [LoggerMessage(8103, LogLevel.Warning, "Automatic compaction of session {SessionId} before run {RunId}'s request failed; the request is sent as it is")]
     public static partial void AutoCompactionFailed(ILogger logger, Exception exception, Guid sessionId, Guid runId);
 

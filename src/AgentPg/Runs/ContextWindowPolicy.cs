@@ -69,7 +69,7 @@ internal sealed partial class ContextWindowPolicy(Engine engine)
         throw Exceeded(context, detail, claimed.UsedExtendedContext, compactionAllowed);
     }
 
-    /// <summary>Claude refused the request's size (HTTP 413, over 32 MB: images, documents and tool outputs, which a token
+    /// <summary>Claude refused the request's size (HTTP 413, over 32 MB, or 256 MB for a batch: images, documents and tool outputs, which a token
     /// count does not see): compaction (once per iteration, when enabled) prunes old tool outputs and summarises old turns;
     /// the 1M-token window would not help. Returns the context to send again, or throws the run's failure.</summary>
     public async Task<IterationContext> OnRequestTooLargeAsync(ClaimedRun claimed, IterationContext context, string detail, CancellationToken cancellationToken)
@@ -90,10 +90,11 @@ internal sealed partial class ContextWindowPolicy(Engine engine)
         }
 
         const string why = "the conversation's images, documents and tool outputs are sent with every request";
+        var limit = claimed.Run.RunMode == RunMode.Batch ? "32 MB per request and 256 MB per message batch" : "32 MB";
         throw new RunFailureException(ErrorTypes.RequestTooLarge, compactionAllowed
-            ? $"The request is over Claude's size limit of 32 MB even after automatic compaction ({detail}): {why}. Start a new " +
+            ? $"The request is over Claude's size limit of {limit} even after automatic compaction ({detail}): {why}. Start a new " +
               "session, and have the tools return smaller images, documents and outputs."
-            : $"The request is over Claude's size limit of 32 MB ({detail}): {why}. Enable AgentPgOptions.AutoCompaction (it prunes old " +
+            : $"The request is over Claude's size limit of {limit} ({detail}): {why}. Enable AgentPgOptions.AutoCompaction (it prunes old " +
               "tool outputs first), compact the session with CompactAsync (ProtectedTokens = 0 prunes even recent tool outputs), or start a new session; and have the tools return smaller " +
               "images, documents and outputs (AgentPgOptions.MaxToolOutputLength).");
     }

@@ -16,7 +16,7 @@ internal static class ErrorTypes
     public const string MaxTokensExceeded = "max_tokens_exceeded";
     public const string ContextWindowExceeded = "context_window_exceeded";
 
-    /// <summary>A request over Claude's 32 MB size limit (HTTP 413) that compaction did not bring under it.</summary>
+    /// <summary>A request over Claude's size limit (HTTP 413: 32 MB, 256 MB for a message batch) that compaction did not bring under it.</summary>
     public const string RequestTooLarge = "request_too_large";
     public const string ContinuationLimit = "continuation_limit";
     public const string ModelError = "model_error";

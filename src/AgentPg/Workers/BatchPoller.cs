@@ -237,6 +237,12 @@ internal sealed class BatchPoller(Engine engine)
                     return;
                 }
 
+                if (errorType == "request_too_large") // the API's error type for a request over its size limit
+                {
+                    await RetryTooLargeAsync(claimed, item, errorMessage, cancellationToken).ConfigureAwait(false);
+                    return;
+                }
+
                 if (s_retryableErrors.Contains(errorType) && item.ResubmitCount < engine.Options.MaxModelRetries)
                 {
                     await ResubmitAsync(claimed, item, BatchSubmitter.Kind.Resubmission, cancellationToken).ConfigureAwait(false);
@@ -291,6 +297,14 @@ internal sealed class BatchPoller(Engine engine)
     {
         var context = await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false);
         await _window.OnPromptTooLongAsync(claimed, context, detail, cancellationToken).ConfigureAwait(false);
+        await ResubmitAsync(claimed, item, BatchSubmitter.Kind.Resubmission, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Compaction (when enabled), then the run's failure with <c>request_too_large</c>, as for a stream's 413.</summary>
+    private async Task RetryTooLargeAsync(ClaimedRun claimed, BatchPollItem item, string detail, CancellationToken cancellationToken)
+    {
+        var context = await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false);
+        await _window.OnRequestTooLargeAsync(claimed, context, detail, cancellationToken).ConfigureAwait(false);
         await ResubmitAsync(claimed, item, BatchSubmitter.Kind.Resubmission, cancellationToken).ConfigureAwait(false);
     }
 

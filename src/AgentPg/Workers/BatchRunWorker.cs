@@ -65,6 +65,14 @@ internal sealed class BatchSubmitter(Engine engine)
                 (batchId, expiresAt) = await _api.CreateAsync(context.IterationId, body, context.Headers(claimed.UsedExtendedContext), CancellationToken.None).ConfigureAwait(false);
                 break;
             }
+            catch (AnthropicContentTooLargeException ex)
+            {
+                // 413: the batch's one request is over the Batches API's 256 MB (images, documents, tool outputs). As for a
+                // stream: compacted once when enabled and submitted again, else the run fails with request_too_large.
+                context = await _window.OnRequestTooLargeAsync(claimed, context, ex.ApiMessage ?? ex.Message, cancellationToken).ConfigureAwait(false);
+                await SubmitAsync(claimed, context, resubmission, cancellationToken).ConfigureAwait(false);
+                return;
+            }
             catch (AnthropicApiException ex)
             {
                 // The SDK already retried what is retryable before throwing.

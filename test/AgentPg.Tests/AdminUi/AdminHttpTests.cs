@@ -286,6 +286,51 @@ public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<Sch
     }
 
     [DatabaseFact]
+    public async Task AgentFilter_HidesAnotherTenantsAgents_AndRefusesAChatWithThem()
+    {
+        await using var app = await AdminApp.StartAsync(db, configure: o => o.AgentFilter = (http, agent) =>
+            !agent.Metadata.TryGetValue("tenant", out var owner) || Equals(owner?.ToString(), http.User.FindFirst("tenant")?.Value));
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        string acme = "acme-" + suffix, globex = "globex-" + suffix;
+        var shared = await app.Client.CreateAgentAsync(new AgentDefinition { Name = "shared_" + suffix, Model = "claude-sonnet-4-5" });
+        var own = await app.Client.CreateAgentAsync(new AgentDefinition
+        {
+            Name = "own_" + suffix,
+            Model = "claude-sonnet-4-5",
+            Metadata = new Dictionary<string, object?> { ["tenant"] = acme },
+        });
+        var other = await app.Client.CreateAgentAsync(new AgentDefinition
+        {
+            Name = "other_" + suffix,
+            Model = "claude-sonnet-4-5",
+            Metadata = new Dictionary<string, object?> { ["tenant"] = globex },
+        });
+        using var http = app.HttpClient(tenant: acme);
+
+        foreach (var path in new[] { "agents", "chat", "runs" })
+        {
+            var html = await http.GetStringAsync(path);
+            Assert.Contains(shared.Name, html, StringComparison.Ordinal);
+            Assert.Contains(own.Name, html, StringComparison.Ordinal);
+            Assert.False(html.Contains(other.Name, StringComparison.Ordinal), $"{path} shows another tenant's agent");
+        }
+
+        var (token, _) = await FormTokenAsync(http, "chat");
+        var refused = await http.PostAsync("chat/send", new FormUrlEncodedContent(
+            [new("__RequestVerificationToken", token), new("agent", other.Name), new("message", "hi")]));
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Empty((await app.Client.ListRunsAsync(new RunQuery { AgentId = other.Id })).Items);
+        var sent = await http.PostAsync("chat/send", new FormUrlEncodedContent(
+            [new("__RequestVerificationToken", token), new("agent", own.Name), new("message", "hi")]));
+        Assert.Equal(HttpStatusCode.Redirect, sent.StatusCode);
+
+        // Without the filter every agent is shown (the default).
+        await using var open = await AdminApp.StartAsync(db);
+        using var anyone = open.HttpClient(tenant: acme);
+        Assert.Contains(other.Name, await anyone.GetStringAsync("agents"), StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
     public async Task ReadOnly_HidesEveryActionAndRefusesTheirRequests()
     {
         await using var app = await AdminApp.StartAsync(db, configure: o => o.ReadOnly = true);

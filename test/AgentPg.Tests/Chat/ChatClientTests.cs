@@ -36,6 +36,37 @@ public sealed class ChatClientTests(SchemaFixture db) : IClassFixture<SchemaFixt
     }
 
     [DatabaseFact]
+    public async Task GetResponseAsync_SystemMessagesAndInstructions_AreAddedToTheAgentsSystemPrompt_AndTheModelIsNamed()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(_ => FakeReply.Text("d'accord"));
+        using var chat = h.Client.AsChatClient(agent.Id);
+
+        var response = await Eventually.WithinAsync(chat.GetResponseAsync(
+            [new ChatMessage(ChatRole.System, "Be terse."), new ChatMessage(ChatRole.User, "hello")],
+            new ChatOptions { Instructions = "Answer in French." }), "the answer");
+        var plain = await Eventually.WithinAsync(chat.GetResponseAsync([new ChatMessage(ChatRole.User, "again")],
+            new ChatOptions { ConversationId = response.ConversationId }), "the second answer");
+
+        var requests = h.Claude.Requests.Where(r => r.IsMessagesCall).ToList();
+        Assert.Equal(2, requests.Count);
+        Assert.Equal("You are a test agent.\n\nBe terse.\n\nAnswer in French.", SystemText(requests[0]));
+        Assert.Equal("You are a test agent.", SystemText(requests[1])); // per call, not kept by the session
+        Assert.Equal("claude-sonnet-4-5", response.ModelId);
+        Assert.Equal("claude-sonnet-4-5", plain.ModelId);
+        Assert.Equal("d'accord", response.Text);
+    }
+
+    private static string SystemText(RecordedRequest request)
+    {
+        var system = request.Body!.Value.GetProperty("system");
+        return system.ValueKind == System.Text.Json.JsonValueKind.String
+            ? system.GetString()!
+            : string.Concat(system.EnumerateArray().Select(b => b.GetProperty("text").GetString()));
+    }
+
+    [DatabaseFact]
     public async Task GetResponseAsync_Usage_CountsCachedInputTokensAsSuch()
     {
         await using var h = await Harness.StartAsync(db);

@@ -7,8 +7,9 @@ namespace AgentPg.Tests.Compaction;
 
 /// <summary>A session whose images outgrow Claude's 32 MB request limit (HTTP 413, whatever the tokens): the run fails with
 /// <c>request_too_large</c> and a message naming the fixes, or, with automatic compaction, old tool outputs are pruned and
-/// the run goes on. The fake refuses a body over its limit with the API's 413; the limit is 1 MB here instead of the real
-/// 32 MB, and the photos are scaled down with it (the path is the same, without sending 37 MB per request).</summary>
+/// the run goes on; the same in batch mode, whether the batch's creation is refused (over 256 MB) or its request errored.
+/// The fake refuses a body over its limit with the API's 413; the limit is 1 MB here instead of the real 32 MB (and 256 MB),
+/// and the photos are scaled down with it (the path is the same, without sending 37 MB per request).</summary>
 public sealed class RequestSizeTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
     private const long Limit = 1024 * 1024;
@@ -16,7 +17,7 @@ public sealed class RequestSizeTests(SchemaFixture db) : IClassFixture<SchemaFix
     // 150 000 bytes of PNG: 200 000 bytes of base64 in every later request. Five fit under 1 MB, six do not.
     private static readonly byte[] s_photo = MakePng(150_000);
 
-    private static FakeClaudeServerOptions Claude => new() { MaxRequestBytes = Limit };
+    private static FakeClaudeServerOptions Claude => new() { MaxRequestBytes = Limit, MaxBatchRequestBytes = Limit };
 
     private sealed class CameraTool : IContentTool
     {
@@ -95,6 +96,56 @@ public sealed class RequestSizeTests(SchemaFixture db) : IClassFixture<SchemaFix
         Assert.Contains("Request exceeds the maximum allowed number of bytes.", ex.Message, StringComparison.Ordinal);
     }
 
+    [DatabaseFact]
+    public async Task ABatchOverTheBatchesLimit_WithoutAutoCompaction_FailsTheRunWithRequestTooLarge()
+    {
+        await using var h = await Harness.StartAsync(db, Claude, null, start: true, new CameraTool());
+        var (agent, session) = await FivePhotosAsync(h);
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => h.Client.RunSyncAsync(session, agent, "one more"));
+
+        Assert.Equal("request_too_large", ex.Context["error_type"]);
+        Assert.Contains("over Claude's size limit of 32 MB per request and 256 MB per message batch", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("AgentPgOptions.AutoCompaction", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("Request exceeds the maximum allowed number of bytes.", ex.Message, StringComparison.Ordinal);
+        Assert.Single(h.Claude.Requests, r => IsBatchCreate(r) && IsOverLimit(r));
+    }
+
+    [DatabaseFact]
+    public async Task ABatchOverTheBatchesLimit_WithAutoCompaction_IsCompactedAndSubmittedAgain()
+    {
+        await using var h = await Harness.StartAsync(db, Claude, o =>
+        {
+            o.AutoCompaction = true;
+            o.Compaction.PreserveLastN = 2;
+        }, start: true, new CameraTool());
+        var (agent, session) = await FivePhotosAsync(h);
+
+        var response = await h.Client.RunSyncAsync(session, agent, "one more");
+
+        Assert.Equal("seen 1", response.Text);
+        Assert.Single(h.Claude.Requests, r => IsBatchCreate(r) && IsOverLimit(r));
+        var last = h.Claude.Requests.Last(r => IsBatchCreate(r));
+        Assert.Equal(1, PhotosIn(last.Body!.Value.GetProperty("requests")[0].GetProperty("params")));
+        var compaction = Assert.Single(await h.Client.GetCompactionEventsAsync(session));
+        Assert.Equal("request_too_large", compaction.Reason);
+    }
+
+    [DatabaseFact]
+    public async Task ABatchRequestErroredAsTooLarge_WithNothingToCompact_FailsTheRunWithRequestTooLarge()
+    {
+        await using var h = await Harness.StartAsync(db, Claude, o => o.AutoCompaction = true);
+        var agent = await h.AgentAsync();
+        h.Claude.Enqueue(FakeReply.Error(413, "request_too_large", "Request exceeds the maximum allowed number of bytes."));
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(async () =>
+            await h.Client.RunSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hello"));
+
+        Assert.Equal("request_too_large", ex.Context["error_type"]);
+        Assert.Contains("even after automatic compaction", ex.Message, StringComparison.Ordinal);
+        Assert.Single(h.Claude.Requests, IsBatchCreate);
+    }
+
     /// <summary>A first run that takes five photos at once (1 000 000 bytes of base64 in the session, under the limit); the
     /// next run's photo takes its second request over it.</summary>
     private static async Task<(Guid Agent, Guid Session)> FivePhotosAsync(Harness h)
@@ -112,6 +163,8 @@ public sealed class RequestSizeTests(SchemaFixture db) : IClassFixture<SchemaFix
         Assert.Equal("seen 5", response.Text);
         return (agent.Id, session);
     }
+
+    private static bool IsBatchCreate(RecordedRequest request) => request.Method == "POST" && request.Path == "/v1/messages/batches";
 
     /// <summary>The fake refused the body as over 32 MB (it records no body then).</summary>
     private static bool IsOverLimit(RecordedRequest request) => request.Body is null;

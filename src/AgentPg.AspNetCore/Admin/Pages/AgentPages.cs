@@ -5,12 +5,12 @@ internal static class AgentPages
 {
     public static async Task<IResult> ListAsync(AdminRequest r)
     {
-        var agents = await r.Client.ListAgentsAsync(limit: 1000, cancellationToken: r.Aborted).ConfigureAwait(false);
+        var agents = await r.AgentsAsync().ConfigureAwait(false);
         var instances = (await r.Client.ListInstancesAsync(r.Aborted).ConfigureAwait(false))
             .Where(i => InstancePages.Health(r, i) != "unhealthy").ToList();
-        var names = agents.Agents.ToDictionary(a => a.Id, a => a.Name);
+        var names = agents.ToDictionary(a => a.Id, a => a.Name);
 
-        var rows = agents.Agents.OrderBy(a => a.Name, StringComparer.Ordinal).Select(a =>
+        var rows = agents.OrderBy(a => a.Name, StringComparer.Ordinal).Select(a =>
         {
             // An agent needs an instance that registered every one of its tools (agent tools run anywhere).
             var capable = instances.Where(i => (a.Tools ?? []).All(t => i.Tools.Contains(t, StringComparer.Ordinal))).ToList();
@@ -26,7 +26,7 @@ internal static class AgentPages
             .Select(g => Html.Of($"""<tr><td><code>{g.Key}</code></td><td>{string.Join(", ", g.Select(x => x.Instance))}</td><td><a href="{r.Url($"/tool-executions?tool={Uri.EscapeDataString(g.Key)}")}">executions</a></td></tr>"""));
         var content = Html.Of($"""
             <table><thead><tr><th>Agent</th><th>Model</th><th>Tools</th><th>Agent tools</th><th>Live instances that can run it</th><th></th></tr></thead><tbody>{rows}</tbody></table>
-            {Html.When(agents.Agents.Count == 0, Html.Trusted("<p class=\"muted\">No agents.</p>"))}
+            {Html.When(agents.Count == 0, Html.Trusted("<p class=\"muted\">No agents.</p>"))}
             <h2>Tools registered by live instances</h2>
             <table><thead><tr><th>Tool</th><th>Instances</th><th></th></tr></thead><tbody>{tools}</tbody></table>
             """);

@@ -124,17 +124,17 @@ internal static class ChatPages
             throw new AdminHttpException(StatusCodes.Status400BadRequest, "Choose an agent.");
         }
 
-        var agents = await r.Client.ListAgentsAsync(limit: 1000, cancellationToken: r.Aborted).ConfigureAwait(false);
-        return agents.Agents.FirstOrDefault(a => a.Name == name)?.Id
+        var agents = await r.AgentsAsync().ConfigureAwait(false);
+        return agents.FirstOrDefault(a => a.Name == name)?.Id
             ?? throw new AdminHttpException(StatusCodes.Status400BadRequest, $"There is no agent named '{name}'.");
     }
 
     private static async Task<Html> NewFormAsync(AdminRequest r)
     {
-        var agents = await r.Client.ListAgentsAsync(limit: 1000, cancellationToken: r.Aborted).ConfigureAwait(false);
+        var agents = await r.AgentsAsync().ConfigureAwait(false);
         return Html.Of($"""
             <form method="post" action="{r.Url("/chat/send")}" class="send">{r.AntiforgeryField()}
-            <label>Agent <select name="agent" required>{agents.Agents.OrderBy(a => a.Name, StringComparer.Ordinal).Select(a => AdminPages.Option(a.Name, a.Name, null))}</select></label>
+            <label>Agent <select name="agent" required>{agents.OrderBy(a => a.Name, StringComparer.Ordinal).Select(a => AdminPages.Option(a.Name, a.Name, null))}</select></label>
             <textarea name="message" rows="3" required maxlength="{MaxMessageLength}" placeholder="Message"></textarea>
             <button type="submit">Start</button>
             </form>

@@ -42,11 +42,12 @@ internal static class RunPages
         var page = await r.PageAsync((client, ct) => client.ListRunsAsync(query, ct)).ConfigureAwait(false);
 
         var agents = await AgentNamesAsync(r).ConfigureAwait(false);
+        var choices = r.Options.AgentFilter is null ? agents : (await r.AgentsAsync().ConfigureAwait(false)).ToDictionary(a => a.Id, a => a.Name);
         var rows = page.Items.Select(run => Row(r, run, agents));
         var content = Html.Of($"""
             <form method="get" class="filters">
             <label>State <select name="state"><option value="">any</option>{s_states.Options(state)}</select></label>
-            <label>Agent <select name="agent"><option value="">any</option>{agents.OrderBy(a => a.Value, StringComparer.Ordinal).Select(a => AdminPages.Option(a.Key.ToString(), a.Value, agentId?.ToString()))}</select></label>
+            <label>Agent <select name="agent"><option value="">any</option>{choices.OrderBy(a => a.Value, StringComparer.Ordinal).Select(a => AdminPages.Option(a.Key.ToString(), a.Value, agentId?.ToString()))}</select></label>
             <label>Mode <select name="mode"><option value="">any</option>{AdminPages.Option("streaming", "streaming", mode)}{AdminPages.Option("batch", "batch", mode)}</select></label>
             <label>Created <select name="since"><option value="">any time</option>{AdminPages.Option("1h", "last hour", since)}{AdminPages.Option("24h", "last 24 hours", since)}{AdminPages.Option("7d", "last 7 days", since)}</select></label>
             <label>Session <input name="session" value="{sessionId?.ToString()}" placeholder="session id" size="36"></label>
