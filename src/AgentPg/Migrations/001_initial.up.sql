@@ -1511,7 +1511,7 @@ BEGIN
     END LOOP;
 
     FOR v_item IN
-        SELECT r.id, r.claimed_by_instance_id AS holder, r.claim_epoch
+        SELECT r.id, r.parent_run_id, r.claimed_by_instance_id AS holder, r.claim_epoch
           FROM agentpg_run_queue q
           JOIN agentpg_runs r ON r.id = q.run_id
           JOIN agentpg_instances i ON i.id = r.claimed_by_instance_id
@@ -1526,6 +1526,12 @@ BEGIN
            AND state NOT IN ('completed', 'cancelled', 'failed', 'batch_pending', 'batch_processing')
            FOR NO KEY UPDATE SKIP LOCKED;
         CONTINUE WHEN NOT FOUND;
+        -- Failing a child run completes its parent's execution, which locks the parent: the child is held already, so never
+        -- wait for the parent (lock order: parent first); a busy parent means next round (as in agentpg_rescue).
+        IF v_item.parent_run_id IS NOT NULL THEN
+            PERFORM 1 FROM agentpg_runs p WHERE p.id = v_item.parent_run_id FOR NO KEY UPDATE SKIP LOCKED;
+            CONTINUE WHEN NOT FOUND;
+        END IF;
         UPDATE agentpg_iterations i
            SET error_type = 'abandoned', error_message = 'Instance ' || v_item.holder || ' stopped working on the run',
                completed_at = now()

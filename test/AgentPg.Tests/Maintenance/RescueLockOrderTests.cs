@@ -95,6 +95,45 @@ public sealed class RescueLockOrderTests(SchemaFixture db) : IClassFixture<Schem
             "SELECT count(*) FROM {schema}.agentpg_runs WHERE id = ANY ($1) AND state = 'cancelled'", new[] { parent, child }));
     }
 
+    [DatabaseFact]
+    public async Task StuckWorkSweepFailingAChildRun_WhileItsParentIsCancelled_NoDeadlock()
+    {
+        // A live instance stopped working on a child run (not in its held-work report) that was already rescued as often as
+        // allowed: the leader's sweep fails it, and failing a child completes its parent's agent-tool execution, which locks
+        // the parent. A cancel of the parent holds the parent (its first step) when the sweep starts. With the child locked
+        // first and the parent waited for, the cancel, going down to the child, deadlocked with the sweep (40P01).
+        var agent = await db.Seed.AgentAsync();
+        var parent = await db.Seed.RunAsync(agent: agent);
+        var iteration = await db.Seed.ToolIterationAsync(parent);
+        var child = await db.Seed.ChildRunAsync(parent, agent);
+        var execution = await db.ScalarAsync<Guid>(
+            "INSERT INTO {schema}.agentpg_tool_executions (run_id, iteration_id, tool_use_id, tool_name, tool_input, is_agent_tool, agent_id, state, " +
+            "child_run_id) VALUES ($1, $2, 'toolu_1', 'delegate', '{}', true, $4, 'running', $3) RETURNING id", parent, iteration, child, agent);
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET parent_tool_execution_id = $2 WHERE id = $1", child, execution);
+        await db.Seed.InstanceAsync("unheld-live", TimeSpan.Zero);
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_instances SET held_reported_at = now(), held_work = '{}' WHERE id = 'unheld-live'");
+        await db.Seed.ClaimRunAsync(child, "unheld-live", TimeSpan.FromHours(1), rescueAttempts: 3);
+
+        await using var cancel = await db.DataSource.OpenConnectionAsync();
+        await using var leader = await db.DataSource.OpenConnectionAsync();
+        await using var transaction = await cancel.BeginTransactionAsync();
+        await ExecuteAsync(cancel, "SELECT 1 FROM {schema}.agentpg_runs WHERE id = $1 FOR NO KEY UPDATE", parent);
+
+        var released = ScalarAsync<int>(leader, "SELECT {schema}.agentpg_release_unheld_work(interval '0 seconds', 3)");
+        await Eventually.TrueAsync(
+            async () => released.IsCompleted || await db.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", leader.ProcessID) > 0,
+            "the sweep skips the child run or waits for its parent");
+
+        var cancelled = await ScalarAsync<bool>(cancel, "SELECT cancelled FROM {schema}.agentpg_cancel_run($1)", parent);
+        await transaction.CommitAsync();
+        await Eventually.WithinAsync(released, "the sweep");
+
+        Assert.True(cancelled);
+        Assert.Equal(2L, await db.ScalarAsync<long>(
+            "SELECT count(*) FROM {schema}.agentpg_runs WHERE id = ANY ($1) AND state = 'cancelled'", new[] { parent, child }));
+    }
+
     private async Task ExecuteAsync(NpgsqlConnection connection, string sql, params object[] parameters)
     {
         await using var command = Command(connection, sql, parameters);
