@@ -60,7 +60,7 @@ var agent = await worker.GetOrCreateAgentAsync(new AgentDefinition
 await worker.StartAsync();
 
 // The approver: another client (never started: it only reads and decides), as a back office in another process would be.
-await using var approver = AgentPgClient.Create(dataSource, new AgentPgOptions { ApiKey = options.ApiKey ?? "unused" });
+await using var approver = AgentPgClient.Create(dataSource, new AgentPgOptions());   // no API key: it never calls Claude
 
 var session = await worker.NewSessionAsync(metadata: new Dictionary<string, object?> { ["tenant"] = "shop-42" });
 

@@ -1,7 +1,7 @@
 // AgentPg agent hierarchy and cancellation: a project manager delegates to two leads, one of which delegates again,
 // then a long run is cancelled mid-tool and the same session carries on.
 //
-//   ./build.sh quickstart is the first sample; this one runs with:
+//   ./build.sh sample Hierarchy
 //   AGENTPG_CONNECTION="Host=...;Username=..." dotnet run --project samples/Hierarchy
 //
 // With ANTHROPIC_API_KEY it talks to Claude; without, to FakeClaudeServer scripted below to play each agent.

@@ -44,13 +44,16 @@ public static class AgentPgServiceCollectionExtensions
     /// Durations are <see cref="TimeSpan"/> strings (<c>"00:00:15"</c>); nested options are sections (<c>RunRescue:Timeout</c>).</param>
     /// <returns>A builder that adds the worker, tools and agents.</returns>
     /// <remarks>See <see cref="AddAgentPg(IServiceCollection, Action{AgentPgOptions}?)"/>. Further delegates can be added with
-    /// <c>services.Configure&lt;AgentPgOptions&gt;(…)</c> or another <c>AddAgentPg</c> call.</remarks>
+    /// <c>services.Configure&lt;AgentPgOptions&gt;(…)</c> or another <c>AddAgentPg</c> call. A key of the section that names
+    /// no option (a misspelling) fails the host's start with an <see cref="InvalidOperationException"/> naming the key.</remarks>
     public static IAgentPgBuilder AddAgentPg(this IServiceCollection services, IConfiguration configuration)
     {
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(configuration);
         var registration = Register(services);
-        services.AddOptions<AgentPgOptions>().Bind(configuration);
+        // A key that is no option (a typo: "MaxConcurentStreamingRuns", "RunRescue:Timout") fails the host's start naming it,
+        // instead of leaving the option at its default while the configuration says otherwise.
+        services.AddOptions<AgentPgOptions>().Bind(configuration, binder => binder.ErrorOnUnknownConfiguration = true);
         return registration;
     }
 

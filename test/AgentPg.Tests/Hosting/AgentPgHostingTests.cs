@@ -176,6 +176,25 @@ public sealed class AgentPgHostingTests(SchemaFixture db) : IClassFixture<Schema
         Assert.Equal(same.Validate(), error.Failures);
     }
 
+    // Before: a misspelled key was ignored, and the option silently kept its default (the pool sized for 5 streams, a
+    // rescue after 5 minutes …) while the configuration file said otherwise.
+    [Theory]
+    [InlineData("AgentPg:MaxConcurentStreamingRuns", "20", "'MaxConcurentStreamingRuns'", "AgentPg.AgentPgOptions")]
+    [InlineData("AgentPg:RunRescue:Timout", "00:10:00", "'Timout'", "AgentPg.RunRescueOptions")]
+    public async Task StartAsync_MisspelledConfigurationKey_FailsNamingIt(string key, string value, string named, string type)
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["AgentPg:ApiKey"] = "k", [key] = value });
+        builder.Services.AddNpgsqlDataSource(TestDatabase.ConnectionString);
+        builder.Services.AddAgentPg(builder.Configuration.GetSection("AgentPg"));
+        using var host = builder.Build();
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => host.StartAsync());
+
+        Assert.Contains(named, error.Message, StringComparison.Ordinal);
+        Assert.Contains(type, error.Message, StringComparison.Ordinal);
+    }
+
     // Before: accepted, and the host failed to start with the same message.
     [Fact]
     public void AddAgent_InvalidDefinition_ThrowsAtTheCallNamingTheField()
