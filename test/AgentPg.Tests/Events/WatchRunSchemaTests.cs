@@ -5,12 +5,8 @@ namespace AgentPg.Tests.Events;
 
 /// <summary>WatchRunAsync on a schema that is not there gives the guidance every other call gives
 /// (<see cref="AgentPgErrorCode.SchemaVersionMismatch"/>), never a raw PostgreSQL error or an endless wait.</summary>
-public sealed class WatchRunSchemaTests : IAsyncLifetime
+public sealed class WatchRunSchemaTests : ThrowawaySchemaTests
 {
-    private readonly List<string> _schemas = [];
-
-    private static NpgsqlDataSource DataSource => TestDatabase.DataSource;
-
     [DatabaseFact]
     public async Task WatchRun_UnmigratedSchema_ThrowsSchemaVersionMismatchWithInstructions()
     {
@@ -66,36 +62,5 @@ public sealed class WatchRunSchemaTests : IAsyncLifetime
         }
 
         Assert.Equal(0, client.ActiveEventFeeds);
-    }
-
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
-    {
-        if (TestDatabase.UnavailableReason is not null)
-        {
-            return;
-        }
-
-        foreach (var schema in _schemas)
-        {
-            await ExecuteAsync($"DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-        }
-    }
-
-    private static AgentPgClient Producer(string schema)
-        => AgentPgClient.Create(DataSource, new AgentPgOptions { Schema = schema, RunPollInterval = TimeSpan.FromMilliseconds(100) });
-
-    private string NewSchema()
-    {
-        var schema = SchemaFixture.NewSchemaName();
-        _schemas.Add(schema);
-        return schema;
-    }
-
-    private static async Task ExecuteAsync(string sql)
-    {
-        await using var command = DataSource.CreateCommand(sql);
-        await command.ExecuteNonQueryAsync();
     }
 }

@@ -3,12 +3,8 @@ using Npgsql;
 
 namespace AgentPg.Tests.Migrations;
 
-public sealed class AgentPgMigratorTests : IAsyncLifetime
+public sealed class AgentPgMigratorTests : ThrowawaySchemaTests
 {
-    private readonly List<string> _schemas = [];
-
-    private NpgsqlDataSource DataSource => TestDatabase.DataSource;
-
     [DatabaseFact]
     public async Task MigrateAsync_UpDownUp_LeavesTheSameCatalog()
     {
@@ -206,28 +202,6 @@ public sealed class AgentPgMigratorTests : IAsyncLifetime
         Assert.Contains("Bad-Name", ex.Message, StringComparison.Ordinal);
     }
 
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
-    {
-        if (TestDatabase.UnavailableReason is not null)
-        {
-            return;
-        }
-
-        foreach (var schema in _schemas)
-        {
-            await ExecuteAsync($"DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-        }
-    }
-
-    private string NewSchema()
-    {
-        var schema = SchemaFixture.NewSchemaName();
-        _schemas.Add(schema);
-        return schema;
-    }
-
     private async Task ApplyInTransactionAsync(string schema, string script)
     {
         await using var connection = await DataSource.OpenConnectionAsync();
@@ -243,12 +217,6 @@ public sealed class AgentPgMigratorTests : IAsyncLifetime
         }
 
         await transaction.CommitAsync();
-    }
-
-    private async Task ExecuteAsync(string sql)
-    {
-        await using var command = DataSource.CreateCommand(sql);
-        await command.ExecuteNonQueryAsync();
     }
 
     private async Task<bool> SchemaExistsAsync(string schema)

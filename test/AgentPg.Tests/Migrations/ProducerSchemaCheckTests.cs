@@ -4,12 +4,8 @@ using Npgsql;
 namespace AgentPg.Tests.Migrations;
 
 /// <summary>A client that is never started gets the same schema guidance as StartAsync, never a raw PostgreSQL error.</summary>
-public sealed class ProducerSchemaCheckTests : IAsyncLifetime
+public sealed class ProducerSchemaCheckTests : ThrowawaySchemaTests
 {
-    private readonly List<string> _schemas = [];
-
-    private static NpgsqlDataSource DataSource => TestDatabase.DataSource;
-
     public static TheoryData<string> Operations() =>
     [
         "NewSession", "GetSession", "CreateAgent", "GetOrCreateAgent", "GetAgentByName", "ListAgents", "RunFast", "Run",
@@ -116,24 +112,6 @@ public sealed class ProducerSchemaCheckTests : IAsyncLifetime
         Assert.IsType<PostgresException>(ex.InnerException);
     }
 
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
-    {
-        if (TestDatabase.UnavailableReason is not null)
-        {
-            return;
-        }
-
-        foreach (var schema in _schemas)
-        {
-            await ExecuteAsync($"DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-        }
-    }
-
-    private static AgentPgClient Producer(string schema)
-        => AgentPgClient.Create(DataSource, new AgentPgOptions { Schema = schema, RunPollInterval = TimeSpan.FromMilliseconds(100) });
-
     private static Task CallAsync(AgentPgClient client, string operation)
     {
         var id = Guid.NewGuid();
@@ -159,18 +137,5 @@ public sealed class ProducerSchemaCheckTests : IAsyncLifetime
             "RestoreCompaction" => client.RestoreCompactionAsync(id),
             _ => throw new ArgumentOutOfRangeException(nameof(operation)),
         };
-    }
-
-    private string NewSchema()
-    {
-        var schema = SchemaFixture.NewSchemaName();
-        _schemas.Add(schema);
-        return schema;
-    }
-
-    private static async Task ExecuteAsync(string sql)
-    {
-        await using var command = DataSource.CreateCommand(sql);
-        await command.ExecuteNonQueryAsync();
     }
 }
