@@ -226,11 +226,15 @@ public sealed partial class FakeClaudeServerTests
     {
         await using var claude = await FakeClaudeServer.StartAsync();
         using var client = claude.CreateClient(o => o with { MaxRetries = 0, Timeout = TimeSpan.FromMilliseconds(200) });
-        claude.Enqueue(FakeReply.Text("too late") with { Delay = TimeSpan.FromSeconds(30) }, FakeReply.Text("on time") with { Delay = TimeSpan.FromMilliseconds(20) });
+        // Replies chosen by prompt, not queued: a request the client abandons before the server reads it takes no reply, and the
+        // next one would then have been answered 30 s late (seen once in CI).
+        claude.Respond(r => r.LastUserText == "Hi, slowly"
+            ? FakeReply.Text("too late") with { Delay = TimeSpan.FromSeconds(30) }
+            : FakeReply.Text("on time") with { Delay = TimeSpan.FromMilliseconds(20) });
 
-        var error = await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.Messages.Create(Sdk.Ask("Hi")));
-        // The next request gets the next reply (the timed-out one used its own). It is sent with the SDK's default timeout: 200 ms
-        // would bound the whole exchange (a new connection, the 20 ms latency, the body), which a loaded machine can exceed.
+        var error = await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.Messages.Create(Sdk.Ask("Hi, slowly")));
+        // The next request is sent with the SDK's default timeout: 200 ms would bound the whole exchange (a new connection, the
+        // 20 ms latency, the body), which a loaded machine can exceed.
         using var patient = claude.CreateClient(o => o with { MaxRetries = 0 });
         var onTime = await patient.Messages.Create(Sdk.Ask("Hi"));
 
