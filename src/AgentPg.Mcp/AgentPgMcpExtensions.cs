@@ -14,7 +14,7 @@ public static class AgentPgMcpExtensions
     /// <exception cref="ArgumentException">An option is invalid; the message names each problem and how to fix it.</exception>
     /// <exception cref="InvalidOperationException">The server could not be started or reached (the message names the command
     /// or endpoint, and the HTTP status when there is one), or it offers a tool whose schema AgentPg cannot register, whose
-    /// name another connected MCP source already registered, or whose name maps to the name of another of its tools.</exception>
+    /// name another connected MCP source already registered.</exception>
     /// <exception cref="TimeoutException">The server did not complete the handshake within <see cref="McpServerOptions.ConnectTimeout"/>.</exception>
     /// <exception cref="ObjectDisposedException">The client is disposed (the server is not started, or, when the client was
     /// disposed while connecting, its connection is closed again).</exception>

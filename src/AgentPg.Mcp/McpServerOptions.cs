@@ -78,7 +78,8 @@ public sealed partial class McpServerOptions
     /// <c>/</c>, a space …) replaced by <c>_</c>; and when that is still longer than 64 characters (or empty), cut to fit
     /// <c>_</c> and the first 8 hexadecimal digits of the SHA-256 of the tool's name on the server (UTF-8) at the end. The
     /// mapping depends on the name alone, so a tool keeps its name across reconnections; calls reach the server under its
-    /// own name.</returns>
+    /// own name. When another of the server's tools maps to the same name, a tool whose name needed mapping is registered
+    /// with <c>_</c> and those 8 hexadecimal digits at the end instead (the one that needed none keeps it).</returns>
     public string ToolNameFor(string toolName)
     {
         ArgumentNullException.ThrowIfNull(toolName);
@@ -89,19 +90,35 @@ public sealed partial class McpServerOptions
             return name;
         }
 
-        var mapped = string.Create(toolName.Length, toolName, static (span, source) =>
-        {
-            for (var i = 0; i < source.Length; i++)
-            {
-                var c = source[i];
-                span[i] = char.IsAsciiLetterOrDigit(c) || c is '_' or '-' ? c : '_';
-            }
-        });
+        var mapped = Mapped(toolName);
         if (mapped.Length > 0 && prefix.Length + mapped.Length <= MaxToolNameLength)
         {
             return prefix + mapped;
         }
 
+        return Hashed(prefix, mapped, toolName);
+    }
+
+    /// <summary>The name of a tool whose <see cref="ToolNameFor"/> another tool of the same server maps to as well: the
+    /// mapped name cut so that <c>_</c> and the first 8 hexadecimal digits of the SHA-256 of the tool's name fit at the end
+    /// (<c>files.read</c> next to <c>files_read</c> → <c>{Name}__files_read_{hash}</c>).</summary>
+    internal string DisambiguatedToolNameFor(string toolName)
+    {
+        var prefix = DisableToolPrefix ? "" : $"{Name}__";
+        return Hashed(prefix, Mapped(toolName), toolName);
+    }
+
+    private static string Mapped(string toolName) => string.Create(toolName.Length, toolName, static (span, source) =>
+    {
+        for (var i = 0; i < source.Length; i++)
+        {
+            var c = source[i];
+            span[i] = char.IsAsciiLetterOrDigit(c) || c is '_' or '-' ? c : '_';
+        }
+    });
+
+    private static string Hashed(string prefix, string mapped, string toolName)
+    {
         var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(toolName)))[..8];
         var keep = MaxToolNameLength - prefix.Length - 1 - hash.Length;
         return $"{prefix}{mapped[..Math.Min(keep, mapped.Length)]}_{hash}";

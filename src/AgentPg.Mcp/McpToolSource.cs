@@ -492,12 +492,19 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
                 .Select(t => (Tool: t, Name: _options.ToolNameFor(t.Name)))
                 .ToList();
             // Two of the server's tools whose names map to the same name (files.read and files_read): a name that needed no
-            // mapping keeps it, the others are refused, whatever order the server lists them in.
+            // mapping keeps it, the others take the mapped name with the hash of their own name at the end, whatever order
+            // the server lists them in. Only a name that still clashes after that (never in practice) is refused.
+            bool Unmapped(Tool tool, string name) => name == (_options.DisableToolPrefix ? tool.Name : $"{Name}__{tool.Name}");
+            var mappedTo = candidates.GroupBy(c => c.Name, StringComparer.Ordinal).Where(g => g.Count() > 1)
+                .Select(g => g.Key).ToHashSet(StringComparer.Ordinal);
+            candidates = [.. candidates.Select(c => mappedTo.Contains(c.Name) && !Unmapped(c.Tool, c.Name)
+                ? (c.Tool, _options.DisambiguatedToolNameFor(c.Tool.Name))
+                : c)];
             var clashing = candidates.GroupBy(c => c.Name, StringComparer.Ordinal).Where(g => g.Count() > 1)
                 .ToDictionary(g => g.Key, g => g.Select(c => c.Tool.Name).Order(StringComparer.Ordinal).ToList(), StringComparer.Ordinal);
             foreach (var (tool, name) in candidates)
             {
-                if (clashing.TryGetValue(name, out var sharing) && name != (_options.DisableToolPrefix ? tool.Name : $"{Name}__{tool.Name}"))
+                if (clashing.TryGetValue(name, out var sharing) && !Unmapped(tool, name))
                 {
                     problems.Add($"tool '{tool.Name}' (as '{name}'): the server's tools {string.Join(", ", sharing.Select(n => $"'{n}'"))} all map to that name");
                     continue;

@@ -550,23 +550,40 @@ public sealed class McpToolTests(SchemaFixture db) : IClassFixture<SchemaFixture
     }
 
     [DatabaseFact]
-    public async Task ServerToolsMappedToTheSameName_TheOneNeedingNoMappingKeepsIt_TheOthersAreRefused()
+    public async Task ServerToolsMappedToTheSameName_TheOneNeedingNoMappingKeepsIt_TheOthersGetTheHashOfTheirName_AndAllAreCallable()
     {
-        await using var server = await HttpTestServer.StartAsync(server: new TestServer { ExtraTools = ["files.read", "files_read", "files/read"] });
+        // Before, two of a server's tools mapping to the same name failed AddMcpServerAsync for the whole server (and after a
+        // reconnection or tools/list_changed, one of them was skipped).
+        await using var server = await HttpTestServer.StartAsync(server: new TestServer { ExtraTools = ["files.read", "files_read", "files/read", "x.y", "x/y"] });
         await using var h = await Harness.StartAsync(db);
 
-        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => h.Client.AddMcpServerAsync(new McpServerOptions { Name = "web", Endpoint = server.Endpoint }));
+        var source = await h.Client.AddMcpServerAsync(new McpServerOptions { Name = "web", Endpoint = server.Endpoint });
 
-        Assert.Contains("tool 'files.read' (as 'web__files_read'): the server's tools 'files.read', 'files/read', 'files_read' all map to that name",
-            error.Message, StringComparison.Ordinal);
-        Assert.Contains("tool 'files/read' (as 'web__files_read')", error.Message, StringComparison.Ordinal);
-        Assert.DoesNotContain("tool 'files_read'", error.Message, StringComparison.Ordinal);
-        Assert.Contains("ToolFilter", error.Message, StringComparison.Ordinal);
-        Assert.Empty(h.Client.GetAllToolNames());
+        static string Hash(string name) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(name)))[..8];
+        var expected = new Dictionary<string, string>
+        {
+            ["web__files_read"] = "files_read",
+            [$"web__files_read_{Hash("files.read")}"] = "files.read",
+            [$"web__files_read_{Hash("files/read")}"] = "files/read",
+            [$"web__x_y_{Hash("x.y")}"] = "x.y",
+            [$"web__x_y_{Hash("x/y")}"] = "x/y",
+        };
+        foreach (var (name, serverName) in expected)
+        {
+            Assert.Contains(name, source.ToolNames);
+            var response = await RunOneCallAsync(h, name, new { });
+            Assert.Equal($"result: {serverName} called error=False", response.Text);
+        }
 
-        var source = await h.Client.AddMcpServerAsync(new McpServerOptions { Name = "web", Endpoint = server.Endpoint, ToolFilter = t => t is not ("files.read" or "files/read") });
-        Assert.Contains("web__files_read", source.ToolNames);
-        var response = await RunOneCallAsync(h, "web__files_read", new { });
-        Assert.Equal("result: files_read called error=False", response.Text);
+        Assert.DoesNotContain("web__x_y", source.ToolNames);
+        Assert.Contains("web__echo", source.ToolNames);
+        await Eventually.TrueAsync(async () => await InstanceHasToolAsync(h.Client, $"web__x_y_{Hash("x.y")}") == 1, "the suffixed name is registered on the instance");
+
+        // The same without the prefix.
+        await using var bare = await h.Client.AddMcpServerAsync(new McpServerOptions
+        {
+            Name = "bare", Endpoint = server.Endpoint, DisableToolPrefix = true, ToolFilter = t => t.StartsWith("files", StringComparison.Ordinal),
+        });
+        Assert.Equal(new[] { "files_read", $"files_read_{Hash("files.read")}", $"files_read_{Hash("files/read")}" }.Order(StringComparer.Ordinal), bare.ToolNames);
     }
 }
