@@ -15,7 +15,8 @@ public static class AgentPgMcpExtensions
     /// <exception cref="InvalidOperationException">The server could not be started or reached (the message names the command
     /// or endpoint, and the HTTP status when there is one), or it offers a tool whose schema AgentPg cannot register, whose
     /// name another connected MCP source already registered.</exception>
-    /// <exception cref="TimeoutException">The server did not complete the handshake within <see cref="McpServerOptions.ConnectTimeout"/>.</exception>
+    /// <exception cref="TimeoutException">The server did not complete the handshake, or did not list its tools, within
+    /// <see cref="McpServerOptions.ConnectTimeout"/>.</exception>
     /// <exception cref="ObjectDisposedException">The client is disposed (the server is not started, or, when the client was
     /// disposed while connecting, its connection is closed again).</exception>
     public static async Task<McpToolSource> AddMcpServerAsync(this AgentPgClient client, McpServerOptions options, CancellationToken cancellationToken = default)

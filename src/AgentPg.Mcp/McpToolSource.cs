@@ -355,6 +355,11 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
         {
             await SyncToolsAsync(session, firstTime, linked.Token).ConfigureAwait(false);
         }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            await DisposeQuietlyAsync(session).ConfigureAwait(false);
+            throw new TimeoutException($"MCP server '{Name}' ({Describe()}) completed the handshake but did not answer tools/list within {_options.ConnectTimeout} (McpServerOptions.ConnectTimeout).");
+        }
         catch
         {
             await DisposeQuietlyAsync(session).ConfigureAwait(false);

@@ -13,6 +13,7 @@ if (eventsFile is not null)
 var server = new TestServer(eventsFile)
 {
     ChangeToolsDuringFirstList = Environment.GetEnvironmentVariable("AGENTPG_MCP_TEST_CHANGE_TOOLS_DURING_FIRST_LIST") == "1",
+    HangOnList = Environment.GetEnvironmentVariable("AGENTPG_MCP_TEST_HANG_LIST") == "1",
 };
 var builder = Host.CreateApplicationBuilder(args);
 builder.Logging.ClearProviders();

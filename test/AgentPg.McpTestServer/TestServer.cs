@@ -78,11 +78,34 @@ public sealed class TestServer
     /// tools/list_changed before that answer (a change while the client connects).</summary>
     public bool ChangeToolsDuringFirstList { get; init; }
 
+    /// <summary>Gets whether tools/list never answers (a server stuck after the handshake).</summary>
+    public bool HangOnList { get; init; }
+
+    /// <summary>Gets how many tools each tools/list page holds (with <c>nextCursor</c> to the next); 0: one page.</summary>
+    public int PageSize { get; init; }
+
     private int _lists;
 
     private async ValueTask<ListToolsResult> ListToolsAsync(RequestContext<ListToolsRequestParams> context, CancellationToken cancellationToken)
     {
-        var result = new ListToolsResult { Tools = Tools() };
+        Record($"listed {context.Params?.Cursor}");
+        if (HangOnList)
+        {
+            await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
+        }
+
+        var tools = Tools();
+        if (PageSize > 0)
+        {
+            var start = context.Params?.Cursor is { } cursor ? int.Parse(cursor, CultureInfo.InvariantCulture) : 0;
+            return new ListToolsResult
+            {
+                Tools = [.. tools.Skip(start).Take(PageSize)],
+                NextCursor = start + PageSize < tools.Count ? (start + PageSize).ToString(CultureInfo.InvariantCulture) : null,
+            };
+        }
+
+        var result = new ListToolsResult { Tools = tools };
         if (ChangeToolsDuringFirstList && Interlocked.Increment(ref _lists) == 1)
         {
             _late = true;

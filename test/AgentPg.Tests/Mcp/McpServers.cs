@@ -90,12 +90,12 @@ public sealed class HttpTestServer : IAsyncDisposable
     /// <summary>Every request's headers, as (name, value) pairs of the ones the test asked to record.</summary>
     public List<string> SeenAuthorization { get; } = [];
 
-    public static async Task<HttpTestServer> StartAsync(IReadOnlyDictionary<string, string>? requiredHeaders = null, TestServer? server = null)
+    public static async Task<HttpTestServer> StartAsync(IReadOnlyDictionary<string, string>? requiredHeaders = null, TestServer? server = null, int port = 0)
     {
         server ??= new TestServer();
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0));
+        builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, port));
         builder.Services.AddMcpServer(server.Configure).WithHttpTransport();
         var app = builder.Build();
         HttpTestServer? self = null;

@@ -1,0 +1,112 @@
+using System.Globalization;
+using System.Text.Json;
+using AgentPg.Mcp;
+using AgentPg.McpTestServer;
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+
+namespace AgentPg.Tests.Mcp;
+
+/// <summary>Connecting to MCP servers that misbehave or go away: a stuck tool discovery, a handshake that never completes,
+/// paginated tool lists, an HTTP server that stops and comes back.</summary>
+public sealed class McpConnectionTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    private static JsonElement Json(string json) => JsonDocument.Parse(json).RootElement.Clone();
+
+    private static int ServerPid(StdioTestServer server)
+        => server.Events.Where(e => e.StartsWith("process ", StringComparison.Ordinal)).Select(e => int.Parse(e["process ".Length..], CultureInfo.InvariantCulture)).Single();
+
+    [DatabaseFact]
+    public async Task ToolDiscoveryThatNeverAnswers_FailsAddWithATimeoutException_AndTheServerProcessExits()
+    {
+        // The handshake succeeds, tools/list never answers. Before, AddMcpServerAsync threw a TaskCanceledException although
+        // nothing was cancelled (the TimeoutException naming ConnectTimeout was only thrown for the handshake).
+        using var server = new StdioTestServer();
+        var timeouts = new HeldTimeouts(TimeSpan.FromMinutes(17));
+        await using var h = await Harness.StartAsync(db, o => o.TimeProvider = timeouts, start: false);
+        var options = server.Options();
+        options.Environment = new Dictionary<string, string?>(options.Environment) { ["AGENTPG_MCP_TEST_HANG_LIST"] = "1" };
+        options.ConnectTimeout = timeouts.Timeout;
+
+        var adding = h.Client.AddMcpServerAsync(options);
+        await Eventually.TrueAsync(() => server.Events.Any(e => e.StartsWith("listed", StringComparison.Ordinal)), "the server receives tools/list");
+        await timeouts.FireNextAsync();
+        await Eventually.TrueAsync(() => adding.IsCompleted, "AddMcpServerAsync ends");
+        var error = await Assert.ThrowsAsync<TimeoutException>(() => adding);
+
+        Assert.Contains("MCP server 'test'", error.Message, StringComparison.Ordinal);
+        Assert.Contains("McpServerOptions.ConnectTimeout", error.Message, StringComparison.Ordinal);
+        Assert.Contains("tools/list", error.Message, StringComparison.Ordinal);
+        var pid = ServerPid(server);
+        await Eventually.TrueAsync(() => !StdioTestServer.IsRunning(pid), "the server process exits");
+        Assert.Empty(h.Client.GetAllToolNames());
+    }
+
+    [DatabaseFact]
+    public async Task AHandshakeThatNeverCompletes_FailsAddWithATimeoutException_AndTheProcessIsStopped()
+    {
+        // A command that is not an MCP server and never answers (it reads nothing, writes nothing).
+        using var server = new StdioTestServer();
+        var pidFile = Path.Combine(Path.GetDirectoryName(server.EventsFile)!, "pid");
+        var timeouts = new HeldTimeouts(TimeSpan.FromMinutes(17));
+        await using var h = await Harness.StartAsync(db, o => o.TimeProvider = timeouts, start: false);
+
+        var adding = h.Client.AddMcpServerAsync(new McpServerOptions
+        {
+            Name = "mute",
+            Command = "sh",
+            Arguments = ["-c", $"echo $$ > '{pidFile}'; exec sleep 600"],
+            ConnectTimeout = timeouts.Timeout,
+        });
+        await Eventually.TrueAsync(() => File.Exists(pidFile) && File.ReadAllText(pidFile).EndsWith('\n'), "the process starts");
+        await timeouts.FireNextAsync();
+        await Eventually.TrueAsync(() => adding.IsCompleted, "AddMcpServerAsync ends");
+        var error = await Assert.ThrowsAsync<TimeoutException>(() => adding);
+
+        Assert.Contains("MCP server 'mute'", error.Message, StringComparison.Ordinal);
+        var pid = int.Parse(File.ReadAllText(pidFile).Trim(), CultureInfo.InvariantCulture);
+        await Eventually.TrueAsync(() => !StdioTestServer.IsRunning(pid), "the process that never answered is stopped");
+    }
+
+    [DatabaseFact]
+    public async Task APaginatedToolList_IsFollowedToTheEnd()
+    {
+        await using var server = await HttpTestServer.StartAsync(server: new TestServer { PageSize = 3, ExtraTools = ["x1", "x2"] });
+        await using var h = await Harness.StartAsync(db, start: false);
+
+        var source = await h.Client.AddMcpServerAsync(new McpServerOptions { Name = "web", Endpoint = server.Endpoint });
+
+        Assert.Equal(14, source.ToolNames.Count);
+        Assert.Contains("web__x2", source.ToolNames);
+        Assert.Contains("listed 12", server.Server.Events);
+        Assert.Equal("x2 called", await h.Client.GetTool("web__x2")!.ExecuteAsync(McpToolTests.Context(), Json("{}"), CancellationToken.None));
+    }
+
+    [DatabaseFact]
+    public async Task AnHttpServerThatStopsAndComesBack_CallsMeanwhileSnoozeWithoutUsingAnAttempt_ThenTheRunCompletes()
+    {
+        var first = await HttpTestServer.StartAsync();
+        var port = first.Endpoint.Port;
+        await using var h = await Harness.StartAsync(db);
+        var source = await h.Client.AddMcpServerAsync(new McpServerOptions { Name = "web", Endpoint = first.Endpoint, ToolFilter = t => t == "echo" });
+        var echo = h.Client.GetTool("web__echo")!;
+        Assert.Equal("Echo: one", await echo.ExecuteAsync(McpToolTests.Context(), Json("""{"message":"one"}"""), CancellationToken.None));
+
+        await first.DisposeAsync();
+
+        // The call cannot reach the server: snoozed (the server did nothing), not a failed attempt.
+        var snooze = await Assert.ThrowsAsync<ToolSnoozeException>(() => echo.ExecuteAsync(McpToolTests.Context(), Json("""{"message":"two"}"""), CancellationToken.None));
+        Assert.Contains("MCP server 'web'", snooze.Message, StringComparison.Ordinal);
+
+        await using var second = await HttpTestServer.StartAsync(port: port);
+        await Eventually.TrueAsync(() => source.IsConnected, "the source reconnects to the server on the same endpoint", TimeSpan.FromSeconds(60));
+        var agent = await h.AgentAsync(a => a with { Tools = null });
+        h.Claude.Respond(request => request.ToolResults.Count > 0
+            ? FakeReply.Text($"result: {request.ToolResults[0].Content} error={request.ToolResults[0].IsError}")
+            : FakeReply.ToolUse("web__echo", new { message = "three" }));
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "echo");
+
+        Assert.Equal("result: Echo: three error=False", response.Text);
+        Assert.Contains(second.Server.Events, e => e.StartsWith("called echo", StringComparison.Ordinal));
+    }
+}
