@@ -110,3 +110,38 @@ public sealed class McpConnectionTests(SchemaFixture db) : IClassFixture<SchemaF
         Assert.Contains(second.Server.Events, e => e.StartsWith("called echo", StringComparison.Ordinal));
     }
 }
+
+public sealed class McpEnvironmentTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    [DatabaseFact]
+    public async Task AStdioServer_InheritsTheEnvironment_WithEnvironmentOnTop_AndANullValueRemovesAnInheritedVariable()
+    {
+        // docs/mcp.md tells users to keep secrets such as ANTHROPIC_API_KEY from third-party servers with a null value.
+        var secret = "AGENTPG_TEST_SECRET_" + Guid.NewGuid().ToString("N");
+        var kept = "AGENTPG_TEST_KEPT_" + Guid.NewGuid().ToString("N");
+        Environment.SetEnvironmentVariable(secret, "s3cret");
+        Environment.SetEnvironmentVariable(kept, "inherited");
+        try
+        {
+            using var server = new StdioTestServer();
+            var envFile = Path.Combine(Path.GetDirectoryName(server.EventsFile)!, "env.txt");
+            var options = server.Options();
+            options.Command = "sh";
+            options.Arguments = ["-c", $"env > '{envFile}'; exec dotnet '{StdioTestServer.ServerPath()}'"];
+            options.Environment = new Dictionary<string, string?>(options.Environment) { [secret] = null, ["AGENTPG_TEST_ADDED"] = "added" };
+            await using var h = await Harness.StartAsync(db, start: false);
+
+            await using var source = await h.Client.AddMcpServerAsync(options);
+
+            var environment = File.ReadAllLines(envFile);
+            Assert.DoesNotContain(environment, line => line.StartsWith(secret + "=", StringComparison.Ordinal));
+            Assert.Contains($"{kept}=inherited", environment);
+            Assert.Contains("AGENTPG_TEST_ADDED=added", environment);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(secret, null);
+            Environment.SetEnvironmentVariable(kept, null);
+        }
+    }
+}
