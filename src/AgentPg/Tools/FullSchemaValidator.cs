@@ -155,8 +155,10 @@ internal static class FullSchemaValidator
 
         try
         {
-            // Each schema gets its own registry: two tools with the same $id never see each other's definitions.
-            var built = JsonSchema.Build(json, new BuildOptions { SchemaRegistry = new SchemaRegistry() });
+            // Each schema gets its own registry: two tools with the same $id never see each other's definitions. A schema
+            // without $schema is 2020-12 (as MCP specifies), whose unknown keywords are annotations: JsonSchema.Net's own
+            // default dialect (v1) refuses them, and with them schemas such as MCP's x-mcp-header or Pydantic's discriminator.
+            var built = JsonSchema.Build(json, new BuildOptions { SchemaRegistry = new SchemaRegistry(), Dialect = Dialect.Draft202012 });
             entry.Compiled = built;
             return built;
         }

@@ -88,6 +88,38 @@ public sealed class FullJsonSchemaToolTests(SchemaFixture db) : IClassFixture<Sc
     }
 
     [Fact]
+    public void ASchemaWithKeywordsJsonSchemaDoesNotDefine_IsRegistered_AndItsOtherKeywordsStillValidate()
+    {
+        // Without $schema, a schema is 2020-12 (MCP says so), where an unknown keyword is an annotation: MCP's x-mcp-header,
+        // Pydantic's discriminator, vendors' x-…. Before, JsonSchema.Net's default dialect refused them at registration
+        // ("Unknown keywords (x-mcp-header) are disallowed for this dialect"), which failed AddMcpServerAsync for the server.
+        var client = db.CreateClient();
+        var schema = ToolSchema.FromJsonSchema(JsonDocument.Parse("""
+            {
+              "type": "object",
+              "properties": {
+                "region": { "type": "string", "x-mcp-header": "Region", "x-order": 1 },
+                "pet": {
+                  "oneOf": [
+                    { "type": "object", "properties": { "kind": { "const": "cat" } }, "required": ["kind"] },
+                    { "type": "object", "properties": { "kind": { "const": "dog" } }, "required": ["kind"] }
+                  ],
+                  "discriminator": { "propertyName": "kind" }
+                }
+              },
+              "required": ["region"]
+            }
+            """).RootElement);
+
+        client.RegisterTool(new TestTool("annotated", schema: schema));
+
+        Assert.NotNull(client.GetTool("annotated"));
+        Assert.Null(AgentPg.Tools.FullSchemaValidator.Validate("annotated", schema, JsonDocument.Parse("""{ "region": "eu", "pet": { "kind": "cat" } }""").RootElement));
+        Assert.NotNull(AgentPg.Tools.FullSchemaValidator.Validate("annotated", schema, JsonDocument.Parse("""{ "region": "eu", "pet": { "kind": "cow" } }""").RootElement));
+        Assert.NotNull(AgentPg.Tools.FullSchemaValidator.Validate("annotated", schema, JsonDocument.Parse("""{ "pet": { "kind": "cat" } }""").RootElement));
+    }
+
+    [Fact]
     public void ASchemaWhoseRefDoesNotResolve_IsRefusedAtRegistration()
     {
         var client = db.CreateClient();
