@@ -1,6 +1,9 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using AgentPg.Internal;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using ModelContextProtocol;
 using ModelContextProtocol.Client;
 using ModelContextProtocol.Protocol;
 
@@ -21,6 +24,9 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
 {
     private static readonly TimeSpan s_firstReconnectDelay = TimeSpan.FromSeconds(1);
 
+    /// <summary>The most pages of tools/list followed: a server whose cursor never ends must not keep the source listing.</summary>
+    private const int MaxToolListPages = 1000;
+
     private readonly AgentPgClient _client;
     private readonly McpServerOptions _options;
     private readonly ILogger _logger;
@@ -35,6 +41,7 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
     private Task _monitor = Task.CompletedTask;
     private TimeSpan _reconnectDelay = s_firstReconnectDelay;
     private long _listChanges;
+    private (McpClient Session, HashSet<string> Names)? _known; // guarded by _sync
     private bool _disposed;
 
     private McpToolSource(AgentPgClient client, McpServerOptions options)
@@ -489,11 +496,10 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
         await _sync.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var listed = await session.ListToolsAsync(options: null, cancellationToken).ConfigureAwait(false);
             var discovered = new Dictionary<string, McpTool>(StringComparer.Ordinal);
             var problems = new List<string>();
-            var candidates = listed.Select(t => t.ProtocolTool)
-                .Where(t => _options.ToolFilter is not { } filter || filter(t.Name))
+            var listed = await ListToolsAsync(session, problems, cancellationToken).ConfigureAwait(false);
+            var candidates = listed
                 .Select(t => (Tool: t, Name: _options.ToolNameFor(t.Name)))
                 .ToList();
             // Two of the server's tools whose names map to the same name (files.read and files_read): a name that needed no
@@ -577,6 +583,79 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
         {
             _sync.Release();
         }
+    }
+
+    /// <summary>Lists the server's tools (every page) that <see cref="McpServerOptions.ToolFilter"/> keeps, reading each tool
+    /// on its own: one the SDK refuses (an <c>inputSchema</c> that is not an object schema, an invalid <c>outputSchema</c>) is a
+    /// problem naming it, instead of an error about the whole list that no filter can avoid. An <c>inputSchema</c> without
+    /// <c>type</c> gets <c>"type": "object"</c>, which MCP requires and Claude too.</summary>
+    private async Task<List<Tool>> ListToolsAsync(McpClient session, List<string> problems, CancellationToken cancellationToken)
+    {
+        var tools = new List<Tool>();
+        string? cursor = null;
+        var pages = 0;
+        do
+        {
+            var page = await session.SendRequestAsync<ListToolsRequestParams, JsonElement>(RequestMethods.ToolsList,
+                new ListToolsRequestParams { Cursor = cursor }, McpJsonUtilities.DefaultOptions, cancellationToken: cancellationToken).ConfigureAwait(false);
+            if (page.ValueKind != JsonValueKind.Object || !page.TryGetProperty("tools", out var listed) || listed.ValueKind != JsonValueKind.Array)
+            {
+                throw new InvalidOperationException($"MCP server '{Name}' answered tools/list without a list of tools.");
+            }
+
+            foreach (var element in listed.EnumerateArray())
+            {
+                var name = element.ValueKind == JsonValueKind.Object && element.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String
+                    ? n.GetString()!
+                    : null;
+                if (name is null)
+                {
+                    problems.Add("a tool without a name");
+                    continue;
+                }
+
+                if (_options.ToolFilter is { } filter && !filter(name))
+                {
+                    continue;
+                }
+
+                try
+                {
+                    var node = JsonNode.Parse(element.GetRawText())!.AsObject();
+                    if (node["inputSchema"] is JsonObject schema && !schema.ContainsKey("type"))
+                    {
+                        schema["type"] = "object";
+                    }
+
+                    var tool = node.Deserialize((System.Text.Json.Serialization.Metadata.JsonTypeInfo<Tool>)McpJsonUtilities.DefaultOptions.GetTypeInfo(typeof(Tool)))
+                        ?? throw new JsonException("the tool is null");
+                    // The SDK's tool cache, which ListToolsAsync would fill: calls of the tool send the Mcp-Param-* headers its
+                    // x-mcp-header annotations ask for (an invalid annotation throws, as ListToolsAsync rejects the tool).
+                    session.AddKnownTools([tool]);
+                    tools.Add(tool);
+                }
+                catch (Exception ex) when (ex is ArgumentException or JsonException or InvalidOperationException)
+                {
+                    problems.Add($"tool '{name}': {ex.Message}");
+                }
+            }
+
+            cursor = page.TryGetProperty("nextCursor", out var next) && next.ValueKind == JsonValueKind.String ? next.GetString() : null;
+            if (++pages > MaxToolListPages && cursor is not null)
+            {
+                throw new InvalidOperationException($"MCP server '{Name}' answered tools/list with more than {MaxToolListPages} pages (a cursor that never ends).");
+            }
+        }
+        while (cursor is not null);
+
+        var names = tools.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+        if (_known is { } known && ReferenceEquals(known.Session, session))
+        {
+            session.RemoveKnownTools(known.Names.Where(n => !names.Contains(n)));
+        }
+
+        _known = (session, names);
+        return tools;
     }
 
     private void UnregisterIfOurs(McpTool tool)

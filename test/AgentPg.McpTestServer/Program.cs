@@ -10,6 +10,12 @@ if (eventsFile is not null)
     File.AppendAllText(eventsFile, $"process {Environment.ProcessId}\n");
 }
 
+if (args.Contains("--raw"))
+{
+    await RawServer.RunAsync().ConfigureAwait(false);
+    return;
+}
+
 var server = new TestServer(eventsFile)
 {
     ChangeToolsDuringFirstList = Environment.GetEnvironmentVariable("AGENTPG_MCP_TEST_CHANGE_TOOLS_DURING_FIRST_LIST") == "1",

@@ -78,6 +78,13 @@ public sealed class TestServer
     /// tools/list_changed before that answer (a change while the client connects).</summary>
     public bool ChangeToolsDuringFirstList { get; init; }
 
+    /// <summary>Gets whether the server offers the tool 'regional', whose 'region' parameter is annotated with
+    /// <c>x-mcp-header</c> (over Streamable HTTP, the client mirrors it in an <c>Mcp-Param-Region</c> header).</summary>
+    public bool HeaderTool { get; init; }
+
+    /// <summary>The input schema of 'regional'.</summary>
+    public const string RegionalSchema = """{ "type": "object", "properties": { "region": { "type": "string", "x-mcp-header": "Region" } }, "required": ["region"] }""";
+
     /// <summary>Gets whether tools/list never answers (a server stuck after the handshake).</summary>
     public bool HangOnList { get; init; }
 
@@ -138,6 +145,10 @@ public sealed class TestServer
         }
 
         tools.AddRange(ExtraTools.Select(name => Tool(name, "An extra tool", EmptySchema)));
+        if (HeaderTool)
+        {
+            tools.Add(Tool("regional", "Has a parameter sent as a header too", RegionalSchema));
+        }
 
         return tools;
     }
@@ -211,6 +222,8 @@ public sealed class TestServer
                 // Only the stdio server (a process of its own) has an events file: an in-process HTTP server must not exit.
                 Environment.Exit(3);
                 return Text("never");
+            case "regional" when HeaderTool:
+                return Text($"region {args["region"].GetString()}");
             case var extra when ExtraTools.Contains(extra):
                 return Text($"{extra} called");
             default:

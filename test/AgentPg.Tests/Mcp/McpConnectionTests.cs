@@ -68,6 +68,68 @@ public sealed class McpConnectionTests(SchemaFixture db) : IClassFixture<SchemaF
         await Eventually.TrueAsync(() => !StdioTestServer.IsRunning(pid), "the process that never answered is stopped");
     }
 
+    private static McpServerOptions Raw(Func<string, bool>? filter = null) => new()
+    {
+        Name = "raw",
+        Command = "dotnet",
+        Arguments = [StdioTestServer.ServerPath(), "--raw"],
+        ToolFilter = filter,
+    };
+
+    [DatabaseFact]
+    public async Task AToolWhoseDefinitionTheSdkRefuses_FailsAddNamingIt_AndToolFilterExcludesIt()
+    {
+        // Before, the SDK's refusal of one tool's inputSchema failed the whole tools/list: AddMcpServerAsync threw
+        // "ArgumentException: The specified document is not a valid MCP tool input JSON schema. (Parameter 'InputSchema')",
+        // naming neither the server nor the tool, and no ToolFilter could exclude it.
+        await using var h = await Harness.StartAsync(db, start: false);
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => h.Client.AddMcpServerAsync(Raw()));
+
+        Assert.Contains("MCP server 'raw' offers tools AgentPg cannot register: tool 'stringy': ", error.Message, StringComparison.Ordinal);
+        Assert.Contains("ToolFilter", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("'plain'", error.Message, StringComparison.Ordinal);
+        Assert.Empty(h.Client.GetAllToolNames());
+
+        await using var source = await h.Client.AddMcpServerAsync(Raw(t => t != "stringy"));
+        Assert.Equal(["raw__plain", "raw__untyped"], source.ToolNames);
+    }
+
+    [DatabaseFact]
+    public async Task AnInputSchemaWithoutType_ReachesClaudeAsAnObjectSchema_AndTheToolIsCalled()
+    {
+        // MCP and Claude both require "type": "object"; a server that leaves it out means it (its tools take objects).
+        await using var h = await Harness.StartAsync(db);
+        await using var source = await h.Client.AddMcpServerAsync(Raw(t => t != "stringy"));
+        var agent = await h.AgentAsync(a => a with { Tools = null });
+        h.Claude.Respond(request => request.ToolResults.Count > 0
+            ? FakeReply.Text($"result: {request.ToolResults[0].Content} error={request.ToolResults[0].IsError}")
+            : FakeReply.ToolUse("raw__untyped", new { q = "cats" }));
+
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "search");
+
+        Assert.Equal("""result: untyped called with {"q":"cats"} error=False""", response.Text);
+        var sent = h.Claude.Requests.First(r => r.IsMessagesCall).Body!.Value.GetProperty("tools").EnumerateArray()
+            .Single(t => t.GetProperty("name").GetString() == "raw__untyped").GetProperty("input_schema");
+        Assert.Equal("object", sent.GetProperty("type").GetString());
+        Assert.Equal(["q"], sent.GetProperty("required").EnumerateArray().Select(r => r.GetString()));
+    }
+
+    [DatabaseFact]
+    public async Task AParameterAnnotatedXMcpHeader_IsSentAsAnMcpParamHeader()
+    {
+        // AgentPg lists the tools itself (one refused tool must not fail the list): it fills the SDK's tool cache as the SDK's
+        // own listing does, so calls still mirror annotated parameters in headers.
+        await using var server = await HttpTestServer.StartAsync(server: new TestServer { HeaderTool = true });
+        await using var h = await Harness.StartAsync(db, start: false);
+        await using var source = await h.Client.AddMcpServerAsync(new McpServerOptions { Name = "web", Endpoint = server.Endpoint });
+
+        var output = await h.Client.GetTool("web__regional")!.ExecuteAsync(McpToolTests.Context(), Json("""{"region":"eu-west"}"""), CancellationToken.None);
+
+        Assert.Equal("region eu-west", output);
+        Assert.Contains(server.SeenParamHeaders, header => header.Equals("Mcp-Param-Region: eu-west", StringComparison.OrdinalIgnoreCase));
+    }
+
     [DatabaseFact]
     public async Task APaginatedToolList_IsFollowedToTheEnd()
     {

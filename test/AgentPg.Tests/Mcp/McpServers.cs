@@ -90,6 +90,9 @@ public sealed class HttpTestServer : IAsyncDisposable
     /// <summary>Every request's headers, as (name, value) pairs of the ones the test asked to record.</summary>
     public List<string> SeenAuthorization { get; } = [];
 
+    /// <summary>Every <c>Mcp-Param-*</c> header received, as <c>name: value</c>.</summary>
+    public System.Collections.Concurrent.ConcurrentQueue<string> SeenParamHeaders { get; } = new();
+
     public static async Task<HttpTestServer> StartAsync(IReadOnlyDictionary<string, string>? requiredHeaders = null, TestServer? server = null, int port = 0)
     {
         server ??= new TestServer();
@@ -104,6 +107,11 @@ public sealed class HttpTestServer : IAsyncDisposable
             lock (self!.SeenAuthorization)
             {
                 self.SeenAuthorization.Add(context.Request.Headers.Authorization.ToString());
+            }
+
+            foreach (var header in context.Request.Headers.Where(h => h.Key.StartsWith("Mcp-Param-", StringComparison.OrdinalIgnoreCase)))
+            {
+                self.SeenParamHeaders.Enqueue($"{header.Key}: {header.Value}");
             }
 
             if (HttpMethods.IsPost(context.Request.Method) && Interlocked.Exchange(ref self._rateLimitNextPost, null) is { } retryAfter)
