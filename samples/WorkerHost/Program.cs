@@ -6,6 +6,10 @@
 //                         [--api-key KEY] [--instance-id ID] [--heartbeat-ms N] [--instance-ttl-ms N] [--leader-ttl-ms N]
 //                         [--rescue-interval-ms N] [--rescue-timeout-ms N] [--poll-ms N] [--batch-poll-ms N]
 //                         [--max-streaming N] [--max-batch N] [--max-tools N] [--stop-timeout-ms N] [--log-level Warning]
+//                         [--approval-timeout-ms N] [--auto-compaction WINDOW_TOKENS]
+//
+// --auto-compaction turns on AgentPgOptions.AutoCompaction for a model window of WINDOW_TOKENS, with settings small enough
+// for a short conversation to be summarised (the crash tests use it; a real service keeps the defaults).
 //
 // It prints "READY <instance id>" once started and "STOPPED <instance id>" after a graceful stop. The multi-process crash
 // tests drive it; it is also a template for a dedicated worker service (a real one would bind its options from
@@ -70,6 +74,21 @@ var agentPg = builder.Services.AddAgentPg(options =>
         Number("max-batch", v => options.MaxConcurrentRuns = v);
         Number("max-tools", v => options.MaxConcurrentTools = v);
         Number("max-rescue-attempts", v => options.RunRescue.MaxAttempts = v);
+        Milliseconds("approval-timeout-ms", v => options.ApprovalTimeout = v);
+        Number("auto-compaction", v =>
+        {
+            options.AutoCompaction = true;
+            options.Compaction = new CompactionOptions
+            {
+                Strategy = CompactionStrategy.Summarization,
+                MaxTokensForModel = v,
+                Trigger = 0.8,
+                TargetTokens = v / 4,
+                ProtectedTokens = 100,
+                PreserveLastN = 0,
+                UseTokenCountingApi = false,
+            };
+        });
     })
     .AddWorker()
     .AddTool(new RecordEffectTool(schema))

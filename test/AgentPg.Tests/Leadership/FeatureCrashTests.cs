@@ -1,0 +1,276 @@
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+using Npgsql;
+
+namespace AgentPg.Tests.Leadership;
+
+/// <summary>The second-wave features (approvals, compaction, delegation, live streams) with real worker processes
+/// (samples/WorkerHost) killed, and PostgreSQL restarted, at the moment that matters to each.</summary>
+public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    private const string SummarizerPrompt = "You summarise conversations";
+
+    private static Dictionary<string, string> WorkerArguments(string connection, string schema, FakeClaudeServer claude, string name) => new()
+    {
+        ["connection"] = connection,
+        ["schema"] = schema,
+        ["claude-url"] = claude.BaseUrl,
+        ["api-key"] = claude.ApiKey,
+        ["instance-id"] = name + "-" + Guid.NewGuid().ToString("N")[..6],
+        ["heartbeat-ms"] = "250",
+        ["instance-ttl-ms"] = "2000",
+        ["leader-ttl-ms"] = "1000",
+        ["cleanup-interval-ms"] = "500",
+        ["rescue-interval-ms"] = "300",
+        ["rescue-timeout-ms"] = "60000",
+        ["poll-ms"] = "200",
+        ["batch-poll-ms"] = "200",
+        ["max-streaming"] = "10",
+        ["max-tools"] = "10",
+    };
+
+    private Dictionary<string, string> Arguments(FakeClaudeServer claude, string name) => WorkerArguments(TestDatabase.ConnectionString, db.Schema, claude, name);
+
+    private static string Name(string prefix) => prefix + "_" + Guid.NewGuid().ToString("N")[..6];
+
+    private async Task CreateEffectsTableAsync()
+        => await db.ExecuteAsync("CREATE TABLE IF NOT EXISTS {schema}.tool_effects (execution_id uuid, run_id uuid, effect text, attempt int, created_at timestamptz DEFAULT now())");
+
+    [DatabaseFact]
+    public async Task Approval_WorkerKilledWhileWaiting_DecidedWithNoWorkerAlive_ToolRunsExactlyOnceOnTheNextInstance()
+    {
+        await CreateEffectsTableAsync();
+        await using var claude = await FakeClaudeServer.StartAsync();
+        claude.Respond(request => request.ToolResults.Count > 0
+            ? FakeReply.Text("done: " + request.ToolResults[0].Content)
+            : FakeReply.Message(FakeContentBlock.ToolUse("record_effect", new { effect = request.LastUserText })) with { StopReason = "tool_use" });
+        var first = await WorkerProcess.StartAsync(Arguments(claude, "first"));
+        await using var firstWorker = first;
+        await using var producer = db.CreateClient();
+        var agent = await producer.CreateAgentAsync(new AgentDefinition
+        {
+            Name = Name("approve"), Model = "m", Tools = ["record_effect"], ToolsRequiringApproval = ["record_effect"],
+        });
+        var session = await producer.NewSessionAsync();
+        var run = await producer.RunFastAsync(session, agent.Id, "refund-1");
+        await Eventually.TrueAsync(async () => (await producer.GetPendingApprovalsAsync(session)).Count == 1, "the approval request");
+        var request = Assert.Single(await producer.GetPendingApprovalsAsync(session));
+
+        await first.KillAsync();
+        await producer.ApproveToolCallAsync(request.ToolExecutionId, comment: "ok");
+        await using var second = await WorkerProcess.StartAsync(Arguments(claude, "second"));
+
+        var response = await Eventually.WithinAsync(producer.WaitForRunAsync(run), "the next instance to run the tool and finish", TimeSpan.FromSeconds(30));
+        Assert.Equal("done: recorded refund-1", response.Text);
+        Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.tool_effects WHERE run_id = $1", run));
+        var call = Assert.Single(await producer.GetRunToolCallsAsync(run));
+        Assert.Equal(ToolExecutionState.Completed, call.State);
+        Assert.Equal(second.InstanceId, await db.ScalarAsync<string>(
+            "SELECT instance_id FROM {schema}.agentpg_iterations WHERE run_id = $1 AND iteration_number = 2", run));
+    }
+
+    [DatabaseFact]
+    public async Task ApprovalTimeout_TheLeaderKilled_TheNextLeaderRejectsTheRequest_AndTheRunFinishes()
+    {
+        await using var claude = await FakeClaudeServer.StartAsync();
+        claude.Respond(request => request.ToolResults.Count > 0
+            ? FakeReply.Text((request.ToolResults[0].IsError ? "refused: " : "done: ") + request.ToolResults[0].Content)
+            : FakeReply.Message(FakeContentBlock.ToolUse("record_effect", new { effect = "never" })) with { StopReason = "tool_use" });
+        // The first instance (the only one, so the leader) has no timeout; the next one, started after the kill, has 2 s.
+        var leader = await WorkerProcess.StartAsync(Arguments(claude, "leader"));
+        await using var leaderWorker = leader;
+        await using var producer = db.CreateClient();
+        var agent = await producer.CreateAgentAsync(new AgentDefinition
+        {
+            Name = Name("timeout"), Model = "m", Tools = ["record_effect"], ToolsRequiringApproval = ["record_effect"],
+        });
+        var session = await producer.NewSessionAsync();
+        var run = await producer.RunFastAsync(session, agent.Id, "wait for a person");
+        await Eventually.TrueAsync(async () => (await producer.GetPendingApprovalsAsync(session)).Count == 1, "the approval request");
+        await Eventually.TrueAsync(async () => await db.ScalarAsync<string>("SELECT leader_id FROM {schema}.agentpg_leader WHERE expires_at > now()") == leader.InstanceId,
+            "the first instance to lead");
+
+        await leader.KillAsync();
+        var next = Arguments(claude, "next");
+        next["approval-timeout-ms"] = "2000";
+        await using var successor = await WorkerProcess.StartAsync(next);
+
+        var response = await Eventually.WithinAsync(producer.WaitForRunAsync(run), "the next leader to time the request out", TimeSpan.FromSeconds(30));
+        Assert.Equal("refused: The tool call was rejected by the approver: approval timed out", response.Text);
+        var call = Assert.Single(await producer.GetRunToolCallsAsync(run));
+        Assert.False(call.Approval!.Approved);
+        Assert.Equal("approval timed out", call.Approval.Comment);
+        Assert.Empty(await producer.GetPendingApprovalsAsync(session));
+    }
+
+    [DatabaseFact]
+    public async Task AutoCompaction_WorkerKilledDuringTheSummary_AnotherInstanceCompactsOnceAndFinishes_AndASecondCompactionIsCorrect()
+    {
+        await using var claude = await FakeClaudeServer.StartAsync();
+        var summaryRequested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var summaries = 0;
+        claude.Respond(async (request, ct) =>
+        {
+            if (!request.SystemText.StartsWith(SummarizerPrompt, StringComparison.Ordinal))
+            {
+                return FakeReply.Text("noted: " + request.LastUserText[..Math.Min(12, request.LastUserText.Length)]);
+            }
+
+            if (Interlocked.Increment(ref summaries) == 1)
+            {
+                // The first worker's summary never comes: it is killed while waiting for it.
+                summaryRequested.TrySetResult();
+                await Task.Delay(Timeout.Infinite, ct);
+            }
+
+            return FakeReply.Text("SUMMARY " + summaries);
+        });
+        var compacting = new Func<string, Dictionary<string, string>>(name =>
+        {
+            var arguments = Arguments(claude, name);
+            arguments["auto-compaction"] = "4000";
+            return arguments;
+        });
+        var first = await WorkerProcess.StartAsync(compacting("first"));
+        await using var firstWorker = first;
+        await using var producer = db.CreateClient(o => (o.ApiKey, o.BaseUrl) = (claude.ApiKey, claude.BaseUrl));
+        var agent = await producer.CreateAgentAsync(new AgentDefinition { Name = Name("compact"), Model = "m", Tools = [] });
+        var session = await producer.NewSessionAsync();
+        // A first run over the trigger on its own (nothing to compact yet), then a run whose request needs a compaction.
+        await Eventually.WithinAsync(producer.WaitForRunAsync(await producer.RunFastAsync(session, agent.Id, "a long document: " + new string('d', 14_000))),
+            "the first run");
+        var run = await producer.RunFastAsync(session, agent.Id, "and now?");
+        await Eventually.WithinAsync(summaryRequested.Task, "the first worker's summary request");
+
+        await first.KillAsync();
+        await using var second = await WorkerProcess.StartAsync(compacting("second"));
+
+        var response = await Eventually.WithinAsync(producer.WaitForRunAsync(run), "the second instance to compact and finish", TimeSpan.FromSeconds(30));
+        Assert.Equal("noted: and now?", response.Text);
+        var compaction = Assert.Single(await producer.GetCompactionEventsAsync(session));
+        Assert.Equal("auto", compaction.Reason);
+        // The document became the summary written by the second instance; nothing else was lost or repeated.
+        var messages = await producer.GetMessagesAsync(session);
+        Assert.Equal(["SUMMARY", "noted: a long docum", "and now?", "noted: and now?"],
+            messages.Select(m => m.IsSummary ? "SUMMARY" : m.Content.Single().Text!));
+        Assert.Equal("SUMMARY 2", messages[0].Content.Single().Text![^9..]);
+        Assert.Equal(1, compaction.MessagesRemoved);
+        Assert.Equal(1L, await db.ScalarAsync<long>(
+            "SELECT count(*) FROM {schema}.agentpg_message_archive WHERE session_id = $1 AND original_message::text LIKE '%a long document%'", session));
+
+        // The app compacts again (everything before the last turn): one summary, of the earlier summary and the run.
+        var again = await producer.CompactAsync(session, new CompactionOptions
+        {
+            Strategy = CompactionStrategy.Summarization, ProtectedTokens = 0, PreserveLastN = 1, UseTokenCountingApi = false,
+        });
+        Assert.True(again.SummaryCreated);
+        messages = await producer.GetMessagesAsync(session);
+        Assert.Equal(["SUMMARY", "noted: and now?"], messages.Select(m => m.IsSummary ? "SUMMARY" : m.Content.Single().Text!));
+        Assert.Equal(2, (await producer.GetCompactionEventsAsync(session)).Count);
+        Assert.Equal(3, summaries);
+    }
+
+    [DatabaseFact]
+    public async Task Delegation_WorkerKilledDuringTheChildRun_ParentFinishesOnceWithTheChildsAnswer()
+    {
+        await using var claude = await FakeClaudeServer.StartAsync();
+        var childRequested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var childCalls = 0;
+        claude.Respond(async (request, ct) =>
+        {
+            if (request.SystemText.StartsWith("Child", StringComparison.Ordinal))
+            {
+                if (Interlocked.Increment(ref childCalls) == 1)
+                {
+                    childRequested.TrySetResult();
+                    await Task.Delay(Timeout.Infinite, ct);
+                }
+
+                return FakeReply.Text("child answer to " + request.LastUserText);
+            }
+
+            return request.ToolResults.Count > 0
+                ? FakeReply.Text("parent got: " + request.ToolResults[0].Content)
+                : FakeReply.Message(FakeContentBlock.ToolUse(request.Tools.Single().Name, new { task = "look it up" })) with { StopReason = "tool_use" };
+        });
+        var first = await WorkerProcess.StartAsync(Arguments(claude, "first"));
+        await using var firstWorker = first;
+        await using var producer = db.CreateClient();
+        var child = await producer.CreateAgentAsync(new AgentDefinition
+        {
+            Name = Name("child"), Description = "Looks things up.", Model = "m", SystemPrompt = "Child agent.", Tools = [],
+        });
+        var parent = await producer.CreateAgentAsync(new AgentDefinition
+        {
+            Name = Name("parent"), Model = "m", SystemPrompt = "Parent agent.", Tools = [], AgentIds = [child.Id],
+        });
+        var run = await producer.RunFastAsync(await producer.NewSessionAsync(), parent.Id, "delegate it");
+        await Eventually.WithinAsync(childRequested.Task, "the child run's model call");
+
+        await first.KillAsync();
+        await using var second = await WorkerProcess.StartAsync(Arguments(claude, "second"));
+
+        var response = await Eventually.WithinAsync(producer.WaitForRunAsync(run), "the parent to finish after the rescue", TimeSpan.FromSeconds(30));
+        Assert.Equal("parent got: child answer to look it up", response.Text);
+        var call = Assert.Single(await producer.GetRunToolCallsAsync(run));
+        Assert.Equal(ToolExecutionState.Completed, call.State);
+        var childRun = Assert.Single(await db.ScalarAsync<Guid[]>("SELECT array_agg(id) FROM {schema}.agentpg_runs WHERE parent_run_id = $1", run));
+        Assert.Equal(RunState.Completed, (await producer.GetRunAsync(childRun)).State);
+        Assert.Equal(2L, await db.ScalarAsync<long>(
+            "SELECT count(*) FROM {schema}.agentpg_iterations WHERE run_id = $1 AND completed_at IS NOT NULL AND error_type IS NULL", run));
+        Assert.Equal(4L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_messages WHERE run_id = $1", run));
+    }
+
+    [PrivateClusterFact]
+    public async Task WatchRun_PostgresRestartedMidStream_TheWatcherResumesWithoutGapsOrDuplicates_AndSeesTheFinish()
+    {
+        await using var cluster = await PrivateCluster.StartAsync();
+        await using var dataSource = cluster.CreateDataSource();
+        await new AgentPgMigrator(dataSource).MigrateAsync();
+        await using var claude = await FakeClaudeServer.StartAsync();
+        var streaming = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        claude.Respond(async (_, ct) =>
+        {
+            streaming.TrySetResult();
+            await release.Task.WaitAsync(ct);
+            return FakeReply.Text("the answer after the restart");
+        });
+        await using var worker = await WorkerProcess.StartAsync(WorkerArguments(cluster.ConnectionString, "public", claude, "w"));
+        await using var watcher = AgentPgClient.Create(dataSource, new AgentPgOptions { RunPollInterval = TimeSpan.FromMilliseconds(200) });
+        var agent = await watcher.CreateAgentAsync(new AgentDefinition { Name = "watched", Model = "m", Tools = [] });
+        var run = await watcher.RunFastAsync(await watcher.NewSessionAsync(), agent.Id, "answer after a restart");
+
+        var events = new List<RunEvent>();
+        var watching = Task.Run(async () =>
+        {
+            await foreach (var e in watcher.WatchRunAsync(run))
+            {
+                lock (events)
+                {
+                    events.Add(e);
+                }
+            }
+        });
+        await Eventually.WithinAsync(streaming.Task, "the worker's model call");
+        await Eventually.TrueAsync(() => Task.FromResult(events.ToArray().OfType<IterationStartedEvent>().Any()), "the watcher to see the iteration start");
+
+        await cluster.RestartAsync();
+        release.SetResult();
+
+        await Eventually.WithinAsync(watching, "the watch to end after the restart", TimeSpan.FromSeconds(60));
+        Assert.All(events.Zip(events.Skip(1)), p => Assert.True(p.First.Sequence < p.Second.Sequence, "sequences strictly increase"));
+        var finished = Assert.IsType<RunFinishedEvent>(events[^1]);
+        Assert.Equal(RunState.Completed, finished.State);
+        Assert.Equal("the answer after the restart", finished.Response!.Text);
+
+        // A second watch replays exactly what the first one saw.
+        var replay = new List<RunEvent>();
+        await foreach (var e in watcher.WatchRunAsync(run))
+        {
+            replay.Add(e);
+        }
+
+        Assert.Equal(replay.Select(e => e.Sequence), events.Select(e => e.Sequence));
+    }
+}
