@@ -221,6 +221,76 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
         Assert.Equal(4L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_messages WHERE run_id = $1", run));
     }
 
+    [DatabaseFact]
+    public async Task GracefulStop_WithAStreamAToolAndAnApprovalInFlight_HandsEachBack_AndTheNextInstanceFinishesWithoutARescue()
+    {
+        await CreateEffectsTableAsync();
+        await using var claude = await FakeClaudeServer.StartAsync();
+        var streams = 0;
+        claude.Respond(async (request, ct) =>
+        {
+            if (request.ToolResults.Count > 0)
+            {
+                return FakeReply.Text("done: " + request.ToolResults[0].Content);
+            }
+
+            switch (request.LastUserText)
+            {
+                case "stream":
+                    if (Interlocked.Increment(ref streams) == 1)
+                    {
+                        // The stopping instance's answer never comes.
+                        await Task.Delay(Timeout.Infinite, ct);
+                    }
+
+                    return FakeReply.Text("streamed");
+                case "echo":
+                    return FakeReply.Message(FakeContentBlock.ToolUse("slow_echo", new { text = "echoed", ms = 3000 })) with { StopReason = "tool_use" };
+                default:
+                    return FakeReply.Message(FakeContentBlock.ToolUse("record_effect", new { effect = "approved" })) with { StopReason = "tool_use" };
+            }
+        });
+        var stopping = Arguments(claude, "stopping");
+        stopping["stop-timeout-ms"] = "500";
+        await using var first = await WorkerProcess.StartAsync(stopping);
+        await using var producer = db.CreateClient();
+        var plain = await producer.CreateAgentAsync(new AgentDefinition { Name = Name("plain"), Model = "m", Tools = ["slow_echo"] });
+        var guarded = await producer.CreateAgentAsync(new AgentDefinition
+        {
+            Name = Name("guarded"), Model = "m", Tools = ["record_effect"], ToolsRequiringApproval = ["record_effect"],
+        });
+        var stream = await producer.RunFastAsync(await producer.NewSessionAsync(), plain.Id, "stream");
+        var echo = await producer.RunFastAsync(await producer.NewSessionAsync(), plain.Id, "echo");
+        var approvalSession = await producer.NewSessionAsync();
+        var approval = await producer.RunFastAsync(approvalSession, guarded.Id, "approve");
+        await Eventually.TrueAsync(async () => streams == 1
+                && await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_tool_executions WHERE run_id = $1 AND state = 'running'", echo) == 1
+                && (await producer.GetPendingApprovalsAsync(approvalSession)).Count == 1,
+            "the stream, the tool and the approval request in flight");
+
+        await first.StopAsync();
+
+        Assert.Contains("STOPPED", first.Output, StringComparison.Ordinal);
+        var handedBack = await producer.GetRunAsync(stream);
+        Assert.Equal(RunState.Pending, handedBack.State);
+        Assert.Null(handedBack.ClaimedByInstanceId);
+        Assert.Equal("pending", await db.ScalarAsync<string>("SELECT state::text FROM {schema}.agentpg_tool_executions WHERE run_id = $1", echo));
+        Assert.Single(await producer.GetPendingApprovalsAsync(approvalSession));
+
+        // The rescue timeout is 60 s and the instance TTL 2 s: nothing below waits for either.
+        var started = DateTime.UtcNow;
+        await using var second = await WorkerProcess.StartAsync(Arguments(claude, "second"));
+        await producer.ApproveToolCallAsync((await producer.GetPendingApprovalsAsync(approvalSession)).Single().ToolExecutionId);
+        Assert.Equal("streamed", (await Eventually.WithinAsync(producer.WaitForRunAsync(stream), "the handed-back stream")).Text);
+        Assert.Equal("done: echoed", (await Eventually.WithinAsync(producer.WaitForRunAsync(echo), "the handed-back tool")).Text);
+        Assert.Equal("done: recorded approved", (await Eventually.WithinAsync(producer.WaitForRunAsync(approval), "the approved call")).Text);
+        Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(30), $"finished {DateTime.UtcNow - started} after the stop");
+        Assert.Equal(0, (await producer.GetRunAsync(stream)).RescueAttempts);
+        Assert.Equal(0, (await producer.GetRunAsync(echo)).RescueAttempts);
+        Assert.Equal(0, await db.ScalarAsync<int>("SELECT rescue_attempts FROM {schema}.agentpg_tool_executions WHERE run_id = $1", echo));
+        Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.tool_effects WHERE run_id = $1", approval));
+    }
+
     [PrivateClusterFact]
     public async Task WatchRun_PostgresRestartedMidStream_TheWatcherResumesWithoutGapsOrDuplicates_AndSeesTheFinish()
     {
@@ -272,5 +342,33 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
         }
 
         Assert.Equal(replay.Select(e => e.Sequence), events.Select(e => e.Sequence));
+    }
+
+    [PrivateClusterFact]
+    public async Task BatchRun_PostgresRestartedWhileTheBatchIsInFlight_TheResultIsRecordedOnce_WithoutASecondSubmission()
+    {
+        await using var cluster = await PrivateCluster.StartAsync();
+        await using var dataSource = cluster.CreateDataSource();
+        await new AgentPgMigrator(dataSource).MigrateAsync();
+        // The batch processes until the test moves the fake's clock, after the restart.
+        var clock = new SteppedClock();
+        await using var claude = await FakeClaudeServer.StartAsync(new FakeClaudeServerOptions { BatchProcessingDelay = TimeSpan.FromHours(1), TimeProvider = clock });
+        claude.Respond(_ => FakeReply.Text("batch answer"));
+        await using var worker = await WorkerProcess.StartAsync(WorkerArguments(cluster.ConnectionString, "public", claude, "w"));
+        await using var producer = AgentPgClient.Create(dataSource, new AgentPgOptions { RunPollInterval = TimeSpan.FromMilliseconds(200) });
+        var agent = await producer.CreateAgentAsync(new AgentDefinition { Name = "batched", Model = "m", Tools = [] });
+        var run = await producer.RunAsync(await producer.NewSessionAsync(), agent.Id, "batch it");
+        await Eventually.TrueAsync(async () => (await producer.GetRunAsync(run)).State is RunState.BatchPending or RunState.BatchProcessing,
+            "the batch to be submitted");
+
+        await cluster.RestartAsync();
+        clock.Step(TimeSpan.FromHours(1));
+
+        var response = await Eventually.WithinAsync(producer.WaitForRunAsync(run), "the batch's result after the restart", TimeSpan.FromSeconds(30));
+        Assert.Equal("batch answer", response.Text);
+        Assert.Single(claude.Requests, r => r.Method == "POST" && r.Path == "/v1/messages/batches");
+        var iteration = Assert.Single(await producer.GetIterationsAsync(run));
+        Assert.Equal(BatchStatus.Ended, iteration.BatchStatus);
+        Assert.Equal(2, (await producer.GetMessagesAsync((await producer.GetRunAsync(run)).SessionId)).Count);
     }
 }
