@@ -291,6 +291,79 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
         Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.tool_effects WHERE run_id = $1", approval));
     }
 
+    [DatabaseFact]
+    public async Task WatchRun_ListenConnectionsTerminatedMidStream_TheWatcherGetsEveryDeltaOnce_AndTheFinish()
+    {
+        var answer = string.Concat(Enumerable.Range(0, 60).Select(i => $"part {i:00}. "));
+        await using var claude = await FakeClaudeServer.StartAsync();
+        claude.Respond(_ => FakeReply.Text(answer) with { EventDelay = TimeSpan.FromMilliseconds(60) });
+        await using var worker = await WorkerProcess.StartAsync(Arguments(claude, "w"));
+        var watcherId = "watcher-" + Guid.NewGuid().ToString("N")[..6];
+        await using var watcher = db.CreateClient(o => (o.InstanceId, o.RunPollInterval) = (watcherId, TimeSpan.FromMilliseconds(200)));
+        var agent = await watcher.CreateAgentAsync(new AgentDefinition { Name = Name("listen"), Model = "m", Tools = [] });
+        var run = await watcher.RunFastAsync(await watcher.NewSessionAsync(), agent.Id, "stream slowly");
+
+        var events = new List<RunEvent>();
+        var terminated = 0L;
+        await Eventually.WithinAsync(Task.Run(async () =>
+        {
+            await foreach (var e in watcher.WatchRunAsync(run))
+            {
+                events.Add(e);
+                if (e is TextDeltaEvent && terminated == 0)
+                {
+                    // Both ends' LISTEN connections die mid-stream: the watcher's and the streaming worker's.
+                    terminated = await db.ScalarAsync<long>(
+                        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ANY($1)) t",
+                        (object)new[] { "agentpg-listen:" + watcherId, "agentpg-listen:" + worker.InstanceId });
+                }
+            }
+        }), "the watch to end", TimeSpan.FromSeconds(60));
+
+        Assert.Equal(2, terminated);
+        Assert.All(events.Zip(events.Skip(1)), p => Assert.True(p.First.Sequence < p.Second.Sequence, "sequences strictly increase"));
+        Assert.Equal(answer, string.Concat(events.OfType<TextDeltaEvent>().Select(d => d.Text)));
+        var finished = Assert.IsType<RunFinishedEvent>(events[^1]);
+        Assert.Equal(answer, finished.Response!.Text);
+    }
+
+    [DatabaseFact]
+    public async Task ToolRetry_WorkerKilledAfterAFailedAttempt_TheRetryRunsOnceOnTheNextInstance_WithTheRightAttemptNumber()
+    {
+        await CreateEffectsTableAsync();
+        await using var claude = await FakeClaudeServer.StartAsync();
+        // The first attempt fails; the retry (after a backoff of about a second) holds for 2 s: the kill lands in the
+        // backoff or in the retry, and either way the next instance makes attempt 2, once.
+        claude.Respond(request => request.ToolResults.Count > 0
+            ? FakeReply.Text("done: " + request.ToolResults[0].Content)
+            : FakeReply.Message(FakeContentBlock.ToolUse("record_effect", new { effect = "retried", fail_attempts = 1, hold_ms = 2000 })) with { StopReason = "tool_use" });
+        var retrying = new Func<string, Dictionary<string, string>>(name =>
+        {
+            var arguments = Arguments(claude, name);
+            arguments["tool-attempts"] = "3";
+            arguments["tool-retry-jitter"] = "0.1";
+            return arguments;
+        });
+        var first = await WorkerProcess.StartAsync(retrying("first"));
+        await using var firstWorker = first;
+        await using var producer = db.CreateClient();
+        var agent = await producer.CreateAgentAsync(new AgentDefinition { Name = Name("retry"), Model = "m", Tools = ["record_effect"] });
+        var run = await producer.RunFastAsync(await producer.NewSessionAsync(), agent.Id, "retry it");
+        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>(
+            "SELECT count(*) FROM {schema}.agentpg_tool_executions WHERE run_id = $1 AND last_error LIKE '%attempt 1 of retried fails%'", run) == 1,
+            "the first attempt to fail");
+
+        await first.KillAsync();
+        await using var second = await WorkerProcess.StartAsync(retrying("second"));
+
+        Assert.Equal("done: recorded retried", (await Eventually.WithinAsync(producer.WaitForRunAsync(run), "the retry on the next instance", TimeSpan.FromSeconds(30))).Text);
+        Assert.Equal(2, await db.ScalarAsync<int>("SELECT attempt FROM {schema}.tool_effects WHERE run_id = $1", run));
+        Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.tool_effects WHERE run_id = $1", run));
+        Assert.Equal(2, await db.ScalarAsync<int>("SELECT attempt_count FROM {schema}.agentpg_tool_executions WHERE run_id = $1", run));
+        Assert.Equal(second.InstanceId, await db.ScalarAsync<string>(
+            "SELECT instance_id FROM {schema}.agentpg_iterations WHERE run_id = $1 AND iteration_number = 2", run));
+    }
+
     [PrivateClusterFact]
     public async Task WatchRun_PostgresRestartedMidStream_TheWatcherResumesWithoutGapsOrDuplicates_AndSeesTheFinish()
     {
@@ -325,10 +398,13 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
         await Eventually.WithinAsync(streaming.Task, "the worker's model call");
         await Eventually.TrueAsync(() => Task.FromResult(events.ToArray().OfType<IterationStartedEvent>().Any()), "the watcher to see the iteration start");
 
+        // A wait started before the restart wakes as well.
+        var waiting = watcher.WaitForRunAsync(run);
         await cluster.RestartAsync();
         release.SetResult();
 
         await Eventually.WithinAsync(watching, "the watch to end after the restart", TimeSpan.FromSeconds(60));
+        Assert.Equal("the answer after the restart", (await Eventually.WithinAsync(waiting, "the wait to end after the restart")).Text);
         Assert.All(events.Zip(events.Skip(1)), p => Assert.True(p.First.Sequence < p.Second.Sequence, "sequences strictly increase"));
         var finished = Assert.IsType<RunFinishedEvent>(events[^1]);
         Assert.Equal(RunState.Completed, finished.State);
