@@ -364,6 +364,165 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
             "SELECT instance_id FROM {schema}.agentpg_iterations WHERE run_id = $1 AND iteration_number = 2", run));
     }
 
+    [DatabaseFact]
+    public async Task AutoCompaction_WorkerFrozenDuringTheSummary_TheSurvivorCompacts_AndTheThawedWorkersLateSummaryIsNotWritten()
+    {
+        await using var claude = await FakeClaudeServer.StartAsync();
+        var frozenSummaryRequested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var releaseFrozenSummary = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var summaries = 0;
+        claude.Respond(async (request, ct) =>
+        {
+            if (!request.SystemText.StartsWith(SummarizerPrompt, StringComparison.Ordinal))
+            {
+                return FakeReply.Text("noted: " + request.LastUserText[..Math.Min(12, request.LastUserText.Length)]);
+            }
+
+            if (Interlocked.Increment(ref summaries) == 1)
+            {
+                frozenSummaryRequested.TrySetResult();
+                await releaseFrozenSummary.Task.WaitAsync(ct);
+                return FakeReply.Text("LATE SUMMARY");
+            }
+
+            return FakeReply.Text("SUMMARY");
+        });
+        var compacting = new Func<string, Dictionary<string, string>>(name =>
+        {
+            var arguments = Arguments(claude, name);
+            arguments["auto-compaction"] = "4000";
+            return arguments;
+        });
+        await using var a = await WorkerProcess.StartAsync(compacting("a"));
+        await using var producer = db.CreateClient();
+        var agent = await producer.CreateAgentAsync(new AgentDefinition { Name = Name("frozencompact"), Model = "m", Tools = [] });
+        var session = await producer.NewSessionAsync();
+        await Eventually.WithinAsync(producer.WaitForRunAsync(await producer.RunFastAsync(session, agent.Id, "a long document: " + new string('d', 14_000))),
+            "the first run");
+        var run = await producer.RunFastAsync(session, agent.Id, "and now?");
+        await Eventually.WithinAsync(frozenSummaryRequested.Task, "the first worker's summary request");
+
+        a.Pause();
+        await using var b = await WorkerProcess.StartAsync(compacting("b"));
+        var response = await Eventually.WithinAsync(producer.WaitForRunAsync(run), "the survivor to compact and finish", TimeSpan.FromSeconds(30));
+        Assert.Equal("noted: and now?", response.Text);
+
+        // Thaw the frozen worker with its summary: its compaction finds the session compacted meanwhile and writes nothing.
+        releaseFrozenSummary.SetResult();
+        a.Resume();
+        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = $1", a.InstanceId) == 1,
+            "the thawed instance to register again");
+        await a.StopAsync();
+
+        var compaction = Assert.Single(await producer.GetCompactionEventsAsync(session));
+        Assert.Equal("auto", compaction.Reason);
+        var messages = await producer.GetMessagesAsync(session);
+        Assert.Equal(["SUMMARY", "noted: a long docum", "and now?", "noted: and now?"],
+            messages.Select(m => m.IsSummary ? (m.Content.Single().Text!.EndsWith("LATE SUMMARY", StringComparison.Ordinal) ? "LATE" : "SUMMARY") : m.Content.Single().Text!));
+        Assert.Equal(RunState.Completed, (await producer.GetRunAsync(run)).State);
+    }
+
+    [DatabaseFact]
+    public async Task Delegation_WorkerFrozenDuringTheChildRun_TheSurvivorFinishesBoth_AndTheThawedWorkersLateAnswerChangesNothing()
+    {
+        await using var claude = await FakeClaudeServer.StartAsync();
+        var frozenChildRequested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var releaseFrozenChild = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var childCalls = 0;
+        claude.Respond(async (request, ct) =>
+        {
+            if (request.SystemText.StartsWith("Child", StringComparison.Ordinal))
+            {
+                if (Interlocked.Increment(ref childCalls) == 1)
+                {
+                    frozenChildRequested.TrySetResult();
+                    await releaseFrozenChild.Task.WaitAsync(ct);
+                    return FakeReply.Text("late child answer");
+                }
+
+                return FakeReply.Text("child answer");
+            }
+
+            return request.ToolResults.Count > 0
+                ? FakeReply.Text("parent got: " + request.ToolResults[0].Content)
+                : FakeReply.Message(FakeContentBlock.ToolUse(request.Tools.Single().Name, new { task = "look it up" })) with { StopReason = "tool_use" };
+        });
+        await using var a = await WorkerProcess.StartAsync(Arguments(claude, "a"));
+        await using var producer = db.CreateClient();
+        var child = await producer.CreateAgentAsync(new AgentDefinition
+        {
+            Name = Name("child"), Description = "Looks things up.", Model = "m", SystemPrompt = "Child agent.", Tools = [],
+        });
+        var parent = await producer.CreateAgentAsync(new AgentDefinition
+        {
+            Name = Name("parent"), Model = "m", SystemPrompt = "Parent agent.", Tools = [], AgentIds = [child.Id],
+        });
+        var session = await producer.NewSessionAsync();
+        var run = await producer.RunFastAsync(session, parent.Id, "delegate it");
+        await Eventually.WithinAsync(frozenChildRequested.Task, "the child run's model call");
+
+        a.Pause();
+        await using var b = await WorkerProcess.StartAsync(Arguments(claude, "b"));
+        var response = await Eventually.WithinAsync(producer.WaitForRunAsync(run), "the survivor to finish the child and the parent", TimeSpan.FromSeconds(30));
+        Assert.Equal("parent got: child answer", response.Text);
+
+        releaseFrozenChild.SetResult();
+        a.Resume();
+        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = $1", a.InstanceId) == 1,
+            "the thawed instance to register again");
+        await a.StopAsync();
+
+        var finished = await producer.GetRunAsync(run);
+        Assert.Equal(RunState.Completed, finished.State);
+        Assert.Equal("parent got: child answer", finished.ResponseText);
+        var call = Assert.Single(await producer.GetRunToolCallsAsync(run));
+        Assert.Equal("child answer", call.Output);
+        var childRun = await producer.GetRunAsync(call.ChildRunId!.Value);
+        Assert.Equal("child answer", childRun.ResponseText);
+        Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_runs WHERE parent_run_id = $1", run));
+        Assert.DoesNotContain(await producer.GetMessagesAsync(session), m => m.Content.Any(c => c.Text?.Contains("late", StringComparison.Ordinal) == true));
+        Assert.Equal(0L, await db.ScalarAsync<long>(
+            "SELECT count(*) FROM {schema}.agentpg_messages WHERE run_id = $1 AND content::text LIKE '%late child answer%'", childRun.Id));
+    }
+
+    [PrivateClusterFact]
+    public async Task WaitForRun_PostgresDownForAWhileDuringTheWait_TheWaitGoesOnAndReturnsTheAnswer()
+    {
+        // Before, the wait's fallback poll threw the connection error ("Failed to connect") when it ran while PostgreSQL was
+        // down, and the caller was told the wait failed while the run went on and completed: a caller that retries starts
+        // the work a second time.
+        await using var cluster = await PrivateCluster.StartAsync();
+        await using var dataSource = cluster.CreateDataSource();
+        await new AgentPgMigrator(dataSource).MigrateAsync();
+        await using var claude = await FakeClaudeServer.StartAsync();
+        var requested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        claude.Respond(async (_, ct) =>
+        {
+            requested.TrySetResult();
+            await release.Task.WaitAsync(ct);
+            return FakeReply.Text("the answer after the outage");
+        });
+        await using var worker = await WorkerProcess.StartAsync(WorkerArguments(cluster.ConnectionString, "public", claude, "w"));
+        var logs = new LogCapture();
+        await using var caller = AgentPgClient.Create(dataSource, new AgentPgOptions { RunPollInterval = TimeSpan.FromMilliseconds(100), LoggerFactory = logs });
+        var agent = await caller.CreateAgentAsync(new AgentDefinition { Name = "waited", Model = "m", Tools = [] });
+        var run = await caller.RunFastAsync(await caller.NewSessionAsync(), agent.Id, "answer after an outage");
+        var waiting = caller.WaitForRunAsync(run);
+        await Eventually.WithinAsync(requested.Task, "the worker's model call");
+
+        await cluster.StopServerAsync();
+        // The caller's LISTEN connection fails to reconnect five times (backoff 100 ms, doubling): well over a poll interval
+        // (100 ms) with the server down.
+        await Eventually.TrueAsync(() => logs.WithEventId(1102).Count >= 5, "the caller's LISTEN connection to fail five times", TimeSpan.FromSeconds(30));
+        Assert.False(waiting.IsCompleted, waiting.Exception?.ToString());
+        await cluster.StartServerAsync();
+        release.SetResult();
+
+        var response = await Eventually.WithinAsync(waiting, "the wait to return after the outage", TimeSpan.FromSeconds(60));
+        Assert.Equal("the answer after the outage", response.Text);
+    }
+
     [PrivateClusterFact]
     public async Task WatchRun_PostgresRestartedMidStream_TheWatcherResumesWithoutGapsOrDuplicates_AndSeesTheFinish()
     {
