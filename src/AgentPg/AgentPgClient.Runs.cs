@@ -119,8 +119,10 @@ public sealed partial class AgentPgClient
     /// minute, and a longer outage throws the <see cref="NpgsqlException"/>.</para></remarks>
     /// <exception cref="AgentPgException">The run does not exist (<see cref="AgentPgErrorCode.RunNotFound"/>), failed
     /// (<see cref="AgentPgErrorCode.RunFailed"/>, with the run's error) or was cancelled (<see cref="AgentPgErrorCode.RunCancelled"/>).</exception>
+    /// <exception cref="ObjectDisposedException">The client is disposed, or was disposed while waiting.</exception>
     public async Task<Response> WaitForRunAsync(Guid runId, CancellationToken cancellationToken = default)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         await _schemaCheck.EnsureAsync("WaitForRun", null, cancellationToken).ConfigureAwait(false);
         await EnsureListenerAsync(cancellationToken).ConfigureAwait(false);
         var waitStarted = _time.GetTimestamp();
@@ -130,6 +132,8 @@ public sealed partial class AgentPgClient
             // Held from one read of the run until its signal (or the shared poll) says it may be final: nothing is left behind
             // whichever way this ends, and no notification is missed between the read and the wait.
             using var waiter = _engine.Waiters.Acquire(runId);
+            // After the acquire: a disposal after this check signals the waiter (DisposeAsync sets the flag, then wakes everyone).
+            ObjectDisposedException.ThrowIf(_disposed, this);
             // Reads retried through a lost connection (a PostgreSQL restart or failover): the run goes on meanwhile, and a
             // caller told it failed might start it again.
             var run = await Transient.RetryAsync(ct => FindRunAsync(runId, ct), _time, cancellationToken).ConfigureAwait(false)
