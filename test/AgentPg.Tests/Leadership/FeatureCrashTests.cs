@@ -485,6 +485,58 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
             "SELECT count(*) FROM {schema}.agentpg_messages WHERE run_id = $1 AND content::text LIKE '%late child answer%'", childRun.Id));
     }
 
+    [DatabaseFact]
+    public async Task AutoCompaction_GracefulStopDuringTheSummary_TheRunIsHandedBack_AndTheNextInstanceCompactsOnce()
+    {
+        await using var claude = await FakeClaudeServer.StartAsync();
+        var summaryRequested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var summaries = 0;
+        claude.Respond(async (request, ct) =>
+        {
+            if (!request.SystemText.StartsWith(SummarizerPrompt, StringComparison.Ordinal))
+            {
+                return FakeReply.Text("noted: " + request.LastUserText[..Math.Min(12, request.LastUserText.Length)]);
+            }
+
+            if (Interlocked.Increment(ref summaries) == 1)
+            {
+                // The stopping instance's summary never comes.
+                summaryRequested.TrySetResult();
+                await Task.Delay(Timeout.Infinite, ct);
+            }
+
+            return FakeReply.Text("SUMMARY");
+        });
+        var compacting = new Func<string, Dictionary<string, string>>(name =>
+        {
+            var arguments = Arguments(claude, name);
+            arguments["auto-compaction"] = "4000";
+            arguments["stop-timeout-ms"] = "500";
+            return arguments;
+        });
+        await using var first = await WorkerProcess.StartAsync(compacting("first"));
+        await using var producer = db.CreateClient();
+        var agent = await producer.CreateAgentAsync(new AgentDefinition { Name = Name("stopcompact"), Model = "m", Tools = [] });
+        var session = await producer.NewSessionAsync();
+        await Eventually.WithinAsync(producer.WaitForRunAsync(await producer.RunFastAsync(session, agent.Id, "a long document: " + new string('d', 14_000))),
+            "the first run");
+        var run = await producer.RunFastAsync(session, agent.Id, "and now?");
+        await Eventually.WithinAsync(summaryRequested.Task, "the first worker's summary request");
+
+        await first.StopAsync();
+
+        var handedBack = await producer.GetRunAsync(run);
+        Assert.Equal(RunState.Pending, handedBack.State);
+        Assert.Null(handedBack.ClaimedByInstanceId);
+        Assert.Empty(await producer.GetCompactionEventsAsync(session));
+        await using var second = await WorkerProcess.StartAsync(compacting("second"));
+        var response = await Eventually.WithinAsync(producer.WaitForRunAsync(run), "the next instance to compact and finish", TimeSpan.FromSeconds(30));
+        Assert.Equal("noted: and now?", response.Text);
+        Assert.Equal(0, (await producer.GetRunAsync(run)).RescueAttempts);
+        Assert.Single(await producer.GetCompactionEventsAsync(session));
+        Assert.Single(await producer.GetMessagesAsync(session), m => m.IsSummary);
+    }
+
     [PrivateClusterFact]
     public async Task WaitForRun_PostgresDownForAWhileDuringTheWait_TheWaitGoesOnAndReturnsTheAnswer()
     {
