@@ -30,8 +30,20 @@ public sealed class AgentPgAdminOptions
     /// <summary>Rows per page of the lists, 1 to 1 000. Default 25.</summary>
     public int PageSize { get; set; } = 25;
 
+    /// <summary>How long a run's live stream (server-sent events) may stay silent before the UI sends a comment line to keep
+    /// the connection open, for proxies and load balancers that close idle connections (often after 60 s): a run waiting for a
+    /// person or a long tool call sends nothing for minutes. 1 second to 1 hour, or <see cref="Timeout.InfiniteTimeSpan"/> for
+    /// none. Default 15 seconds.</summary>
+    public TimeSpan KeepAliveInterval { get; set; } = TimeSpan.FromSeconds(15);
+
     internal void Validate()
     {
+        if (KeepAliveInterval != Timeout.InfiniteTimeSpan && (KeepAliveInterval < TimeSpan.FromSeconds(1) || KeepAliveInterval > TimeSpan.FromHours(1)))
+        {
+            throw new ArgumentException($"AgentPgAdminOptions.KeepAliveInterval must be 1 second to 1 hour, or Timeout.InfiniteTimeSpan for none (was {KeepAliveInterval}).",
+                nameof(KeepAliveInterval));
+        }
+
         if (PageSize is < 1 or > 1000)
         {
             throw new ArgumentException($"AgentPgAdminOptions.PageSize must be 1 to 1000 (was {PageSize}).", nameof(PageSize));

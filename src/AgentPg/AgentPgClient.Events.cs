@@ -33,6 +33,7 @@ public sealed partial class AgentPgClient
     /// <exception cref="AgentPgException">The run does not exist (<see cref="AgentPgErrorCode.RunNotFound"/>), or the schema is
     /// not migrated, or was dropped while watching (<see cref="AgentPgErrorCode.SchemaVersionMismatch"/>).</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="afterSequence"/> is negative.</exception>
+    /// <exception cref="ObjectDisposedException">The client is disposed, or was disposed while watching.</exception>
     public async IAsyncEnumerable<RunEvent> WatchRunAsync(Guid runId, long afterSequence = 0,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
@@ -51,7 +52,14 @@ public sealed partial class AgentPgClient
             while (true)
             {
                 batch.Clear();
-                var (changed, ended, fault) = feed.Read(index, batch);
+                var (changed, ended, fault, closed) = feed.Read(index, batch);
+                if (closed)
+                {
+                    // The client was disposed while watching: its feeds stopped reading (before, a watch went on polling with a
+                    // data source the host may have disposed, and never returned).
+                    throw new ObjectDisposedException(nameof(AgentPgClient), "The AgentPgClient was disposed while watching the run.");
+                }
+
                 index += batch.Count;
                 foreach (var (e, parent) in batch)
                 {

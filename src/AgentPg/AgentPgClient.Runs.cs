@@ -117,8 +117,10 @@ public sealed partial class AgentPgClient
     /// missing tools, once per call. <see cref="GetRunDiagnosticsAsync"/> returns the same diagnosis.</para></remarks>
     /// <exception cref="AgentPgException">The run does not exist (<see cref="AgentPgErrorCode.RunNotFound"/>), failed
     /// (<see cref="AgentPgErrorCode.RunFailed"/>, with the run's error) or was cancelled (<see cref="AgentPgErrorCode.RunCancelled"/>).</exception>
+    /// <exception cref="ObjectDisposedException">The client is disposed, or was disposed while waiting.</exception>
     public async Task<Response> WaitForRunAsync(Guid runId, CancellationToken cancellationToken = default)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         await _schemaCheck.EnsureAsync("WaitForRun", null, cancellationToken).ConfigureAwait(false);
         await EnsureListenerAsync(cancellationToken).ConfigureAwait(false);
         var waitStarted = _time.GetTimestamp();
@@ -128,6 +130,8 @@ public sealed partial class AgentPgClient
             // Held from one read of the run until its signal (or the shared poll) says it may be final: nothing is left behind
             // whichever way this ends, and no notification is missed between the read and the wait.
             using var waiter = _engine.Waiters.Acquire(runId);
+            // After the acquire: a disposal after this check signals the waiter (DisposeAsync sets the flag, then wakes everyone).
+            ObjectDisposedException.ThrowIf(_disposed, this);
             var run = await FindRunAsync(runId, cancellationToken).ConfigureAwait(false) ?? throw RunNotFound(runId, "WaitForRun");
             if (run.State.IsTerminal())
             {

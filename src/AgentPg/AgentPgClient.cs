@@ -217,7 +217,9 @@ public sealed partial class AgentPgClient : IAsyncDisposable
 
     /// <summary>Stops the client if it is started (with no deadline for in-flight work beyond releasing it).</summary>
     /// <returns>A task that completes when the client is stopped.</returns>
-    /// <remarks>Safe to call any number of times, also concurrently: every call completes when the one disposal did.</remarks>
+    /// <remarks>Safe to call any number of times, also concurrently: every call completes when the one disposal did. Open
+    /// <see cref="WatchRunAsync"/> enumerations and <see cref="WaitForRunAsync"/> calls end with <see cref="ObjectDisposedException"/>
+    /// (the runs themselves go on).</remarks>
     public ValueTask DisposeAsync()
     {
         Task disposal;
@@ -238,6 +240,9 @@ public sealed partial class AgentPgClient : IAsyncDisposable
         }
 
         _disposed = true;
+        // Watches and waits still open end with ObjectDisposedException (they check _disposed when woken) and stop reading.
+        _feeds.Close();
+        _engine.Waiters.SignalAll();
         await NotifyAttachmentsAsync(static a => a.ClientDisposedAsync().AsTask()).ConfigureAwait(false);
         await _listener.DisposeAsync().ConfigureAwait(false);
         _engine.Dispose();

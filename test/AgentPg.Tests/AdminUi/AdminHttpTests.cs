@@ -186,6 +186,46 @@ public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<Sch
     }
 
     [DatabaseFact]
+    public async Task EventStream_OfASilentRun_SendsKeepAliveCommentsUntilSomethingHappens()
+    {
+        // A run waiting (here: pending, no worker) sends nothing for minutes; proxies close connections idle for 60 s. Before,
+        // the stream wrote nothing between events.
+        await using var app = await AdminApp.StartAsync(db, configure: o => o.KeepAliveInterval = TimeSpan.FromSeconds(1));
+        var agent = await app.Client.CreateAgentAsync(new AgentDefinition { Name = "ka_" + Guid.NewGuid().ToString("N")[..8], Model = "claude-sonnet-4-5" });
+        var run = await app.Client.RunFastAsync(await app.Client.NewSessionAsync(), agent.Id, "no worker: it stays pending");
+        using var http = app.HttpClient();
+
+        using var response = await http.GetAsync($"runs/{run}/events", HttpCompletionOption.ResponseHeadersRead);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        var lines = new List<string>();
+        var keepAlives = 0;
+        await Eventually.WithinAsync(Task.Run(async () =>
+        {
+            while (keepAlives < 2 && await reader.ReadLineAsync() is { } line)
+            {
+                lines.Add(line);
+                keepAlives += line == ": keep-alive" ? 1 : 0;
+            }
+        }), "two keep-alive comments on the silent stream");
+
+        Assert.Equal(["id: 1", "event: state"], lines.Take(2));
+        Assert.Equal(2, keepAlives);
+        Assert.All(lines.Skip(4), l => Assert.True(l is ": keep-alive" or "", $"only comments after the first event, not '{l}'"));
+    }
+
+    [Fact]
+    public void MapAgentPgAdmin_KeepAliveIntervalOutOfRange_ThrowsNamingTheOption()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Services.AddAgentPgAdmin();
+        var app = builder.Build();
+
+        var error = Assert.Throws<ArgumentException>(() => app.MapAgentPgAdmin(configure: o => o.KeepAliveInterval = TimeSpan.FromMilliseconds(10)));
+
+        Assert.Contains("KeepAliveInterval must be 1 second to 1 hour", error.Message, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
     public async Task ModelAndToolOutput_AreRenderedAsText()
     {
         await using var app = await AdminApp.StartAsync(db);

@@ -96,6 +96,38 @@ public sealed class ClientLifecycleTests(SchemaFixture db) : IClassFixture<Schem
     }
 
     [DatabaseFact]
+    public async Task DisposeAsync_EndsOpenWatchesAndWaitsWithObjectDisposed_AndStopsTheirReaders()
+    {
+        // A client disposed while callers watch or wait on a run nobody processes (no instance started). Before, the watch's
+        // reader went on polling the database with the client's data source (after the host disposed it: a warning every few
+        // seconds, forever) and neither call ever returned.
+        var client = db.CreateClient(o => o.RunPollInterval = TimeSpan.FromMilliseconds(100));
+        var agent = await client.CreateAgentAsync(new AgentDefinition { Name = "idle_" + Guid.NewGuid().ToString("N")[..6], Model = "claude-sonnet-4-5" });
+        var session = await client.NewSessionAsync();
+        var runId = await client.RunAsync(session, agent.Id, "Nobody will answer this.");
+        var watching = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var watch = Task.Run(async () =>
+        {
+            await foreach (var e in client.WatchRunAsync(runId))
+            {
+                watching.TrySetResult();
+            }
+        });
+        await Eventually.WithinAsync(watching.Task, "the watch to replay the pending run's creation");
+        var wait = client.WaitForRunAsync(runId);
+        Assert.Equal(1, client.ActiveEventFeeds);
+
+        await Eventually.WithinAsync(client.DisposeAsync().AsTask(), "DisposeAsync with a watch and a wait open");
+
+        var watchEnded = await Assert.ThrowsAsync<ObjectDisposedException>(() => Eventually.WithinAsync(watch, "the watch to end"));
+        Assert.Equal(nameof(AgentPgClient), watchEnded.ObjectName);
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => Eventually.WithinAsync(wait, "the wait to end"));
+        Assert.Equal(0, client.ActiveEventFeeds);
+        Assert.Equal(0, client.Engine.Waiters.Count);
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => client.WaitForRunAsync(runId));
+    }
+
+    [DatabaseFact]
     public async Task RegisterTool_AfterStart_IsSyncedToTheDatabase()
     {
         await using var client = db.CreateClient();

@@ -3,12 +3,13 @@ using System.IO.Compression;
 using System.Text;
 using System.Xml.Linq;
 using AgentPg.Tests.Infrastructure;
+using AgentPg.Tests.Mcp;
 
 namespace AgentPg.Tests.Packaging;
 
-/// <summary>Packs the libraries exactly as <c>./build.sh pack</c> does, then builds and runs a throwaway console app that
-/// consumes them from a local feed only (no project references) against the fake Claude and the test PostgreSQL: a file or a
-/// dependency missing from a package fails here.</summary>
+/// <summary>Packs the libraries exactly as <c>./build.sh pack</c> does, then builds and runs a throwaway app that consumes every
+/// library package from a local feed only (no project references) against the fake Claude, the test PostgreSQL and the test MCP
+/// server: a file, a dependency or a framework reference missing from a package fails here.</summary>
 /// <remarks>It runs alone (after the parallel tests): packing, restoring and building take both cores for a while and would
 /// slow every timing-sensitive test running beside them.</remarks>
 [Collection(nameof(PackedPackagesTests))]
@@ -30,9 +31,9 @@ public sealed class PackedPackagesTests
             Directory.CreateDirectory(app);
             WriteApp(app, feed, version);
 
-            var output = await RunAsync(app, "dotnet", "run", "-c", "Release", "--", TestDatabase.ConnectionString);
+            var output = await RunAsync(app, "dotnet", "run", "-c", "Release", "--", TestDatabase.ConnectionString, StdioTestServer.ServerPath());
 
-            Assert.Contains("SMOKE OK", output, StringComparison.Ordinal);
+            Assert.Contains("SMOKE OK sum=5,9", output, StringComparison.Ordinal);
         }
         finally
         {
@@ -137,7 +138,9 @@ public sealed class PackedPackagesTests
               </PropertyGroup>
               <ItemGroup>
                 <PackageReference Include="AgentPg" Version="{version}" />
+                <PackageReference Include="AgentPg.AspNetCore" Version="{version}" />
                 <PackageReference Include="AgentPg.EntityFrameworkCore" Version="{version}" />
+                <PackageReference Include="AgentPg.Mcp" Version="{version}" />
                 <PackageReference Include="AgentPg.Testing" Version="{version}" />
                 <PackageReference Include="Microsoft.Extensions.Hosting" Version="{PackageVersion("Microsoft.Extensions.Hosting")}" />
                 <PackageReference Include="Npgsql.DependencyInjection" Version="{PackageVersion("Npgsql.DependencyInjection")}" />
@@ -150,22 +153,34 @@ public sealed class PackedPackagesTests
         File.WriteAllText(Path.Combine(app, "Program.cs"), SmokeProgram);
     }
 
+    /// <summary>The app: an ASP.NET Core host (the AspNetCore package brings its shared framework to a plain console project)
+    /// with a worker, a function tool, an MCP server's tool (stdio), EF Core's transaction and the health check; one run calls
+    /// both tools; the admin UI then shows the run and serves its embedded assets.</summary>
     private const string SmokeProgram = """
         using AgentPg;
+        using AgentPg.AspNetCore;
+        using AgentPg.Mcp;
         using AgentPg.Testing;
+        using Microsoft.AspNetCore.Builder;
+        using Microsoft.AspNetCore.Hosting;
+        using Microsoft.AspNetCore.Hosting.Server;
+        using Microsoft.AspNetCore.Hosting.Server.Features;
         using Microsoft.EntityFrameworkCore;
         using Microsoft.Extensions.DependencyInjection;
         using Microsoft.Extensions.Diagnostics.HealthChecks;
         using Microsoft.Extensions.Hosting;
+        using Microsoft.Extensions.Logging;
         using Npgsql;
 
         var schema = "smoke_" + Guid.NewGuid().ToString("N")[..12];
         await using var claude = await FakeClaudeServer.StartAsync();
         claude.Respond(r => r.ToolResults.Count == 0
-            ? FakeReply.ToolUse("add", new { a = 2, b = 3 })
-            : FakeReply.Text("sum=" + r.ToolResults[0].Content));
+            ? FakeReply.Message(FakeContentBlock.ToolUse("add", new { a = 2, b = 3 }), FakeContentBlock.ToolUse("math__add", new { a = 4, b = 5 })) with { StopReason = "tool_use" }
+            : FakeReply.Text("sum=" + string.Join(",", r.ToolResults.Select(t => t.Content))));
 
-        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Services.AddNpgsqlDataSource(args[0]);
         builder.Services.AddDbContext<SmokeDb>((sp, o) => o.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>()));
         builder.Services.AddAgentPg(o =>
@@ -179,30 +194,38 @@ public sealed class PackedPackagesTests
             })
             .AddWorker()
             .AddTool(FunctionTool.Create("add", "Adds two numbers.", (int a, int b) => a + b))
-            .AddAgent(new AgentDefinition { Name = "smoke", Model = "claude-sonnet-4-5", Tools = ["add"] });
+            .AddMcpServer(new McpServerOptions { Name = "math", Command = "dotnet", Arguments = [args[1]] })
+            .AddAgent(new AgentDefinition { Name = "smoke", Model = "claude-sonnet-4-5", Tools = ["add", "math__add"] });
         builder.Services.AddHealthChecks().AddAgentPg();
-        using var host = builder.Build();
-        await host.StartAsync();
+        builder.Services.AddAgentPgAdmin();
+        await using var app = builder.Build();
+        app.MapAgentPgAdmin("/agentpg", o => o.AllowAnonymous = true);
+        await app.StartAsync();
         try
         {
-            var client = host.Services.GetRequiredService<AgentPgClient>();
+            var client = app.Services.GetRequiredService<AgentPgClient>();
             var agent = await client.GetAgentByNameAsync("smoke");
             Guid run;
-            await using (var scope = host.Services.CreateAsyncScope())
+            await using (var scope = app.Services.CreateAsyncScope())
             {
                 var db = scope.ServiceProvider.GetRequiredService<SmokeDb>();
                 await using var tx = await db.Database.BeginTransactionAsync();
                 var session = await client.NewSessionAsync(db);
-                run = await client.RunFastAsync(db, session, agent.Id, "What is 2 + 3?");
+                run = await client.RunFastAsync(db, session, agent.Id, "What are 2 + 3 and 4 + 5?");
                 await tx.CommitAsync();
             }
 
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
             var response = await client.WaitForRunAsync(run, timeout.Token);
-            var health = await host.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync();
-            if (response.Text != "sum=5" || health.Status != HealthStatus.Healthy)
+            var health = await app.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync();
+            using var http = new HttpClient { BaseAddress = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()) };
+            var page = await http.GetStringAsync($"/agentpg/runs/{run}", timeout.Token);
+            var stylesheet = await http.GetAsync("/agentpg/assets/admin.css", timeout.Token);
+            if (response.Text != "sum=5,9" || health.Status != HealthStatus.Healthy || !page.Contains(run.ToString(), StringComparison.Ordinal)
+                || !stylesheet.IsSuccessStatusCode)
             {
-                Console.WriteLine($"SMOKE FAILED: answer '{response.Text}', health {health.Status}");
+                Console.WriteLine($"SMOKE FAILED: answer '{response.Text}', health {health.Status}, run page has the run: "
+                    + $"{page.Contains(run.ToString(), StringComparison.Ordinal)}, stylesheet {(int)stylesheet.StatusCode}");
                 return 1;
             }
 
@@ -211,8 +234,8 @@ public sealed class PackedPackagesTests
         }
         finally
         {
-            await host.StopAsync();
-            await using var drop = host.Services.GetRequiredService<NpgsqlDataSource>().CreateCommand($"DROP SCHEMA \"{schema}\" CASCADE");
+            await app.StopAsync();
+            await using var drop = app.Services.GetRequiredService<NpgsqlDataSource>().CreateCommand($"DROP SCHEMA \"{schema}\" CASCADE");
             await drop.ExecuteNonQueryAsync();
         }
 

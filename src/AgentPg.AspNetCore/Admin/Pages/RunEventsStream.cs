@@ -12,10 +12,10 @@ internal static class RunEventsStream
     {
         var run = await r.RunAsync(r.RouteId("run")).ConfigureAwait(false);
         var after = long.TryParse(r.Http.Request.Headers["Last-Event-ID"].ToString(), out var last) && last >= 0 ? last : 0;
-        return new EventStreamResult(r.Client, run.Id, after);
+        return new EventStreamResult(r.Client, run.Id, after, r.Options.KeepAliveInterval);
     }
 
-    private sealed class EventStreamResult(AgentPgClient client, Guid runId, long after) : IResult
+    private sealed class EventStreamResult(AgentPgClient client, Guid runId, long after, TimeSpan keepAliveInterval) : IResult
     {
         public async Task ExecuteAsync(HttpContext http)
         {
@@ -25,6 +25,11 @@ internal static class RunEventsStream
             response.Headers["X-Accel-Buffering"] = "no";
             var cancellationToken = http.RequestAborted;
             var iterations = new HashSet<int>();
+            using var writer = new EventWriter(response);
+            using var streaming = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var keepAlive = keepAliveInterval == Timeout.InfiniteTimeSpan
+                ? Task.CompletedTask
+                : writer.KeepAliveAsync(keepAliveInterval, client.Options.TimeProvider, streaming.Token);
             try
             {
                 // From the start even when resuming: a repeated iteration number (a retried model call, "reset") is told from
@@ -49,7 +54,8 @@ internal static class RunEventsStream
                         continue;
                     }
 
-                    await WriteAsync(response, e.Sequence, name, data, cancellationToken).ConfigureAwait(false);
+                    await writer.WriteAsync(Encoding.UTF8.GetBytes($"id: {e.Sequence}\nevent: {name}\ndata: {JsonSerializer.Serialize(data)}\n\n"),
+                        cancellationToken).ConfigureAwait(false);
                     if (name == "finished")
                     {
                         return;
@@ -60,13 +66,61 @@ internal static class RunEventsStream
             {
                 // The browser went away: the watch ends with it.
             }
+            finally
+            {
+                await streaming.CancelAsync().ConfigureAwait(false);
+                await keepAlive.ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Writes one stream's events and keep-alive comments, one write at a time.</summary>
+    private sealed class EventWriter(HttpResponse response) : IDisposable
+    {
+        private static readonly byte[] s_keepAlive = ": keep-alive\n\n"u8.ToArray();
+
+        private readonly SemaphoreSlim _writing = new(1, 1);
+        private int _wrote;
+
+        public async Task WriteAsync(byte[] bytes, CancellationToken cancellationToken)
+        {
+            await _writing.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await response.Body.WriteAsync(bytes, cancellationToken).ConfigureAwait(false);
+                await response.Body.FlushAsync(cancellationToken).ConfigureAwait(false);
+                Volatile.Write(ref _wrote, 1);
+            }
+            finally
+            {
+                _writing.Release();
+            }
         }
 
-        private static async Task WriteAsync(HttpResponse response, long sequence, string name, object data, CancellationToken cancellationToken)
+        /// <summary>Writes a comment line (which EventSource ignores) at every tick after which nothing was written: proxies and
+        /// load balancers close connections idle for long (a run waiting for a person sends nothing for minutes), and a browser
+        /// that left without closing its connection is noticed at the next write.</summary>
+        public async Task KeepAliveAsync(TimeSpan interval, TimeProvider time, CancellationToken cancellationToken)
         {
-            var text = $"id: {sequence}\nevent: {name}\ndata: {JsonSerializer.Serialize(data)}\n\n";
-            await response.Body.WriteAsync(Encoding.UTF8.GetBytes(text), cancellationToken).ConfigureAwait(false);
-            await response.Body.FlushAsync(cancellationToken).ConfigureAwait(false);
+            using var timer = new PeriodicTimer(interval, time);
+            try
+            {
+                while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    if (Interlocked.Exchange(ref _wrote, 0) == 0)
+                    {
+                        await WriteAsync(s_keepAlive, cancellationToken).ConfigureAwait(false);
+                        // A comment is not an event: the next tick writes another if no event came.
+                        Volatile.Write(ref _wrote, 0);
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or IOException or ObjectDisposedException or InvalidOperationException)
+            {
+                // The stream ended, or the browser went away (the request is aborted: the watch ends with it).
+            }
         }
+
+        public void Dispose() => _writing.Dispose();
     }
 }

@@ -27,6 +27,7 @@ internal sealed class RunEventFeeds
     private readonly TimeSpan _pollInterval;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
+    private bool _closed;
 
     /// <param name="readPage">Reads a page of a root run's events.</param>
     /// <param name="readLastSequences">Reads the latest sequence of root runs (the shared poll).</param>
@@ -51,6 +52,14 @@ internal sealed class RunEventFeeds
     {
         lock (_lock)
         {
+            if (_closed)
+            {
+                // The client was disposed after the watch checked: a feed that is closed from the start, with no reader.
+                var closed = new RunEventFeed(rootRunId, _readPage, PollAsync, _fault, _pollInterval, _time, _logger) { Watchers = 1 };
+                closed.Close();
+                return closed;
+            }
+
             if (!_feeds.TryGetValue(rootRunId, out var feed))
             {
                 feed = new RunEventFeed(rootRunId, _readPage, PollAsync, _fault, _pollInterval, _time, _logger);
@@ -76,6 +85,23 @@ internal sealed class RunEventFeeds
         }
 
         feed.Dispose();
+    }
+
+    /// <summary>Closes every feed (the client is disposed): the readers stop and the watchers end (<see cref="RunEventFeed.Read"/>
+    /// says closed); a feed acquired later is closed from the start.</summary>
+    public void Close()
+    {
+        RunEventFeed[] feeds;
+        lock (_lock)
+        {
+            _closed = true;
+            feeds = [.. _feeds.Values];
+        }
+
+        foreach (var feed in feeds)
+        {
+            feed.Close();
+        }
     }
 
     public void Signal(Guid rootRunId)
@@ -135,6 +161,7 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task? _reader;
     private bool _ended;
+    private bool _closed;
     private AgentPgException? _fault;
     private long _lastRead;
 
@@ -168,19 +195,52 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
     public long LastRead => Volatile.Read(ref _lastRead);
 
     /// <summary>Copies the entries from <paramref name="index"/> on into <paramref name="into"/>; returns a task that completes when
-    /// more arrive, whether the feed ended (the root run finished and everything was read), and why it cannot go on, if it
-    /// cannot (the schema is gone: the watchers throw it after the entries read before).</summary>
-    public (Task Changed, bool Ended, AgentPgException? Fault) Read(int index, List<FeedEntry> into)
+    /// more arrive, whether the feed ended (the root run finished and everything was read), why it cannot go on, if it
+    /// cannot (the schema is gone: the watchers throw it after the entries read before), and whether it was closed (the client
+    /// was disposed: the watchers stop at once).</summary>
+    public (Task Changed, bool Ended, AgentPgException? Fault, bool Closed) Read(int index, List<FeedEntry> into)
     {
         lock (_entries)
         {
+            if (_closed)
+            {
+                return (Task.CompletedTask, _ended, _fault, true);
+            }
+
             for (var i = index; i < _entries.Count; i++)
             {
                 into.Add(_entries[i]);
             }
 
-            return (_changed.Task, _ended, _fault);
+            return (_changed.Task, _ended, _fault, false);
         }
+    }
+
+    /// <summary>Stops the reader and wakes the watchers, which find the feed closed (the client is disposed).</summary>
+    public void Close()
+    {
+        TaskCompletionSource changed;
+        lock (_entries)
+        {
+            if (_closed)
+            {
+                return;
+            }
+
+            _closed = true;
+            changed = _changed;
+        }
+
+        try
+        {
+            _stop.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Its last watcher released it meanwhile: the reader is stopped already.
+        }
+
+        changed.TrySetResult();
     }
 
     private void Fail(AgentPgException exception)
