@@ -149,6 +149,14 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
                 "user message.", nameof(messages));
         }
 
+        if (last.Contents.OfType<ToolApprovalResponseContent>().FirstOrDefault() is { } decision)
+        {
+            throw new ArgumentException($"The user message holds a ToolApprovalResponseContent (request {decision.RequestId}), which the AgentPg " +
+                "chat client does not read: decide with AgentPgClient.ApproveToolCallAsync or RejectToolCallAsync (the RequestId is the tool " +
+                "execution's id; chat.GetService<AgentPgClient>() returns the client), then resume the stream with the last update's " +
+                "ContinuationToken.", nameof(messages));
+        }
+
         if (last.Contents.FirstOrDefault(c => c is not TextContent) is { } other)
         {
             throw new ArgumentException($"The user message holds a {other.GetType().Name}: AgentPg sends the text of the last user message as " +

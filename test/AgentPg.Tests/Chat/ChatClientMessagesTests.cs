@@ -34,6 +34,11 @@ public sealed class ChatClientMessagesTests(SchemaFixture db) : IClassFixture<Sc
             ("an image link",
                 [new(ChatRole.User, [new TextContent("And this one?"), new UriContent(new Uri("https://example.com/cat.png"), "image/png")])],
                 continued, "UriContent"),
+            // Microsoft.Extensions.AI's way to answer an approval request: AgentPg's decisions go through ApproveToolCallAsync.
+            ("an approval response",
+                [new(ChatRole.User, [new ToolApprovalResponseContent("0f8fad5b-d9cb-469f-a165-70867728950e", true,
+                    new FunctionCallContent("0f8fad5b-d9cb-469f-a165-70867728950e", "issue_refund"))])],
+                continued, "ApproveToolCallAsync"),
             // A history without a ConversationId: a new session would not hold it, and the model would answer without it.
             ("a history without a conversation id",
                 [new(ChatRole.User, "My name is Ann."), new(ChatRole.Assistant, "Hello Ann."), new(ChatRole.User, "What is my name?")],
