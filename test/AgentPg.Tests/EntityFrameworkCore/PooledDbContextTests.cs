@@ -13,12 +13,16 @@ namespace AgentPg.Tests.EntityFrameworkCore;
 /// <c>UseToolTransaction</c> did to it must not follow it there.</summary>
 public sealed class PooledDbContextTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
-    [DatabaseFact]
-    public async Task UseToolTransaction_PooledContext_TheNextLeaseUsesAConnectionOfItsOwn()
+    [DatabaseTheory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task UseToolTransaction_PooledContext_TheNextLeaseUsesAConnectionOfItsOwn(bool onDataSource)
     {
         await using (var shop = new ShopDb(ShopDb.Options(db.DataSource), new ShopSchema(db.Schema)))
         {
             await ShopDb.CreateTablesAsync(shop);
+            var clear = "DELETE FROM \"" + db.Schema + "\".shop_effects"; // each case counts its own rows
+            await shop.Database.ExecuteSqlRawAsync(clear);
         }
 
         await using var claude = await FakeClaudeServer.StartAsync();
@@ -27,7 +31,18 @@ public sealed class PooledDbContextTests(SchemaFixture db) : IClassFixture<Schem
         var builder = HostFactory.Builder();
         builder.Services.AddSingleton(new ShopSchema(db.Schema));
         // One context in the pool: every lease is the same instance.
-        builder.Services.AddDbContextPool<PooledDb>((sp, o) => o.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>()), poolSize: 1);
+        // A context on the container's data source, or on a connection string of its own.
+        builder.Services.AddDbContextPool<PooledDb>((sp, o) =>
+        {
+            if (onDataSource)
+            {
+                o.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>());
+            }
+            else
+            {
+                o.UseNpgsql(TestDatabase.ConnectionString);
+            }
+        }, poolSize: 1);
         builder.Services.AddAgentPg(HostFactory.Options(db, claude))
             .AddWorker()
             .AddTool<RecordPooledTool>()
@@ -55,7 +70,7 @@ public sealed class PooledDbContextTests(SchemaFixture db) : IClassFixture<Schem
             // And a second tool execution leases it again.
             var second = await Eventually.WithinAsync(client.RunFastSyncAsync(await client.NewSessionAsync(), agent.Id, "record it again"), "the second run");
             Assert.Equal("recorded", second.Text);
-            Assert.Equal(3L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.shop_effects"));
+            Assert.Equal(3L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.shop_effects "));
         }
         finally
         {
