@@ -6,6 +6,10 @@
 //                         [--api-key KEY] [--instance-id ID] [--heartbeat-ms N] [--instance-ttl-ms N] [--leader-ttl-ms N]
 //                         [--rescue-interval-ms N] [--rescue-timeout-ms N] [--poll-ms N] [--batch-poll-ms N]
 //                         [--max-streaming N] [--max-batch N] [--max-tools N] [--stop-timeout-ms N] [--log-level Warning]
+//                         [--approval-timeout-ms N] [--auto-compaction WINDOW_TOKENS] [--tool-attempts N] [--tool-retry-jitter F]
+//
+// --auto-compaction turns on AgentPgOptions.AutoCompaction for a model window of WINDOW_TOKENS, with settings small enough
+// for a short conversation to be summarised (the crash tests use it; a real service keeps the defaults).
 //
 // It prints "READY <instance id>" once started and "STOPPED <instance id>" after a graceful stop. The multi-process crash
 // tests drive it; it is also a template for a dedicated worker service (a real one would bind its options from
@@ -70,6 +74,27 @@ var agentPg = builder.Services.AddAgentPg(options =>
         Number("max-batch", v => options.MaxConcurrentRuns = v);
         Number("max-tools", v => options.MaxConcurrentTools = v);
         Number("max-rescue-attempts", v => options.RunRescue.MaxAttempts = v);
+        Milliseconds("approval-timeout-ms", v => options.ApprovalTimeout = v);
+        Number("tool-attempts", v => options.ToolRetry.MaxAttempts = v);
+        if (settings.TryGetValue("tool-retry-jitter", out var jitter))
+        {
+            options.ToolRetry.Jitter = double.Parse(jitter, CultureInfo.InvariantCulture);
+        }
+
+        Number("auto-compaction", v =>
+        {
+            options.AutoCompaction = true;
+            options.Compaction = new CompactionOptions
+            {
+                Strategy = CompactionStrategy.Summarization,
+                MaxTokensForModel = v,
+                Trigger = 0.8,
+                TargetTokens = v / 4,
+                ProtectedTokens = 100,
+                PreserveLastN = 0,
+                UseTokenCountingApi = false,
+            };
+        });
     })
     .AddWorker()
     .AddTool(new RecordEffectTool(schema))
@@ -175,6 +200,7 @@ internal sealed class RecordEffectTool(string schema) : ITransactionalTool
         {
             ["effect"] = new() { Type = "string", Description = "What happened" },
             ["hold_ms"] = new() { Type = "integer", Minimum = 0, Maximum = 60000, Description = "How long the tool takes" },
+            ["fail_attempts"] = new() { Type = "integer", Minimum = 0, Description = "How many attempts fail before one succeeds" },
         },
         Required = ["effect"],
     };
@@ -182,6 +208,12 @@ internal sealed class RecordEffectTool(string schema) : ITransactionalTool
     public async Task<string> ExecuteAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken)
     {
         var effect = input.GetProperty("effect").GetString()!;
+        if (input.TryGetProperty("fail_attempts", out var failAttempts) && context.Attempt <= failAttempts.GetInt32())
+        {
+            // Thrown: the attempt is retried after AgentPgOptions.ToolRetry's backoff, on whichever instance claims it then.
+            throw new InvalidOperationException($"attempt {context.Attempt} of {effect} fails");
+        }
+
         var transaction = context.Transaction!;
         await using (var command = new NpgsqlCommand(
             $"INSERT INTO \"{schema}\".tool_effects (execution_id, run_id, effect, attempt) VALUES ($1, $2, $3, $4)",

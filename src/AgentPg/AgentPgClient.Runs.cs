@@ -114,7 +114,9 @@ public sealed partial class AgentPgClient
     /// <para>It waits as long as the run is not final, also when no instance can process it. When the run is still pending
     /// after five poll intervals (5 s by default) and no live instance can claim it — no client is started on the schema, or
     /// none registered every tool the agent lists — it logs a warning (event id 1301) that names the run, the agent and the
-    /// missing tools, once per call. <see cref="GetRunDiagnosticsAsync"/> returns the same diagnosis.</para></remarks>
+    /// missing tools, once per call. <see cref="GetRunDiagnosticsAsync"/> returns the same diagnosis.</para>
+    /// <para>A lost connection to PostgreSQL (a restart, a failover) does not end the wait: its reads are retried for up to a
+    /// minute, and a longer outage throws the <see cref="NpgsqlException"/>.</para></remarks>
     /// <exception cref="AgentPgException">The run does not exist (<see cref="AgentPgErrorCode.RunNotFound"/>), failed
     /// (<see cref="AgentPgErrorCode.RunFailed"/>, with the run's error) or was cancelled (<see cref="AgentPgErrorCode.RunCancelled"/>).</exception>
     /// <exception cref="ObjectDisposedException">The client is disposed, or was disposed while waiting.</exception>
@@ -132,10 +134,13 @@ public sealed partial class AgentPgClient
             using var waiter = _engine.Waiters.Acquire(runId);
             // After the acquire: a disposal after this check signals the waiter (DisposeAsync sets the flag, then wakes everyone).
             ObjectDisposedException.ThrowIf(_disposed, this);
-            var run = await FindRunAsync(runId, cancellationToken).ConfigureAwait(false) ?? throw RunNotFound(runId, "WaitForRun");
+            // Reads retried through a lost connection (a PostgreSQL restart or failover): the run goes on meanwhile, and a
+            // caller told it failed might start it again.
+            var run = await Transient.RetryAsync(ct => FindRunAsync(runId, ct), _time, cancellationToken).ConfigureAwait(false)
+                      ?? throw RunNotFound(runId, "WaitForRun");
             if (run.State.IsTerminal())
             {
-                return await BuildResponseAsync(run, cancellationToken).ConfigureAwait(false);
+                return await Transient.RetryAsync(ct => BuildResponseAsync(run, ct), _time, cancellationToken).ConfigureAwait(false);
             }
 
             var state = run.State;
@@ -161,7 +166,8 @@ public sealed partial class AgentPgClient
                     IReadOnlyDictionary<Guid, RunState?> states;
                     try
                     {
-                        states = await _engine.Waiters.PollAsync(cancellationToken).ConfigureAwait(false);
+                        // A failed poll starts a new one: retried while the database is unreachable, within Transient's budget.
+                        states = await Transient.RetryAsync(ct => _engine.Waiters.PollAsync(ct), _time, cancellationToken).ConfigureAwait(false);
                     }
                     catch (PostgresException ex) when (_schemaCheck.Invalidate(ex))
                     {

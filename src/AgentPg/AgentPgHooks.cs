@@ -34,6 +34,10 @@ public sealed class AgentPgHooks
     /// (<see cref="AgentDefinition.ToolsRequiringApproval"/>), once, on the instance that recorded Claude's answer: the place to
     /// send an email or a chat message. The request stays listed by <see cref="AgentPgClient.GetPendingApprovalsAsync"/>
     /// whether or not the hook succeeds.</summary>
+    /// <remarks>At most once rather than exactly once: the hook is started after the answer committed, so an instance that
+    /// dies (or stops) in between, or cannot read the requests back from PostgreSQL at that moment, never calls it, and no other
+    /// instance does. The request itself is stored and waits either way; a notifier that must not miss one also lists
+    /// <see cref="AgentPgClient.GetPendingApprovalsAsync"/> now and then, or watches for <see cref="ApprovalRequestedEvent"/>.</remarks>
     public Func<ToolApprovalRequest, CancellationToken, Task>? OnApprovalRequested { get; set; }
 
     /// <summary>Gets or sets a hook called before a session is compacted (by <see cref="AgentPgOptions.AutoCompaction"/> or

@@ -49,13 +49,19 @@ public sealed class PrivateCluster : IAsyncDisposable
         }
 
         await cluster.PgAsync("initdb", "-D", Path.Combine(dir, "data"), "-U", "postgres", "-A", "trust", "--no-locale", "--no-sync");
-        await cluster.PgAsync("pg_ctl", "-D", Path.Combine(dir, "data"), "-l", Path.Combine(dir, "log"), "-w", "-t", "60",
-            "-o", $"-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200", "start");
+        await cluster.StartServerAsync();
         return cluster;
     }
 
     /// <summary>pg_ctl restart -m fast: every connection is cut, the server comes back on the same port.</summary>
     public Task RestartAsync() => PgAsync("pg_ctl", "-D", Path.Combine(_dir, "data"), "-w", "-t", "60", "-m", "fast", "restart");
+
+    /// <summary>pg_ctl stop -m fast: every connection is cut and new ones are refused until <see cref="StartServerAsync"/>.</summary>
+    public Task StopServerAsync() => PgAsync("pg_ctl", "-D", Path.Combine(_dir, "data"), "-w", "-t", "60", "-m", "fast", "stop");
+
+    /// <summary>Starts the server (again) on the cluster's port.</summary>
+    public Task StartServerAsync() => PgAsync("pg_ctl", "-D", Path.Combine(_dir, "data"), "-l", Path.Combine(_dir, "log"), "-w", "-t", "60",
+        "-o", $"-p {Port} -k {_dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200", "start");
 
     public NpgsqlDataSource CreateDataSource() => NpgsqlDataSource.Create(ConnectionString);
 
