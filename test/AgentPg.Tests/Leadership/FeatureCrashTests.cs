@@ -537,6 +537,60 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
         Assert.Single(await producer.GetMessagesAsync(session), m => m.IsSummary);
     }
 
+    [DatabaseFact]
+    public async Task Delegation_GracefulStopDuringTheChildRun_TheChildIsHandedBack_AndTheNextInstanceFinishesBothWithoutARescue()
+    {
+        await using var claude = await FakeClaudeServer.StartAsync();
+        var childRequested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var childCalls = 0;
+        claude.Respond(async (request, ct) =>
+        {
+            if (request.SystemText.StartsWith("Child", StringComparison.Ordinal))
+            {
+                if (Interlocked.Increment(ref childCalls) == 1)
+                {
+                    childRequested.TrySetResult();
+                    await Task.Delay(Timeout.Infinite, ct);
+                }
+
+                return FakeReply.Text("child answer to " + request.LastUserText);
+            }
+
+            return request.ToolResults.Count > 0
+                ? FakeReply.Text("parent got: " + request.ToolResults[0].Content)
+                : FakeReply.Message(FakeContentBlock.ToolUse(request.Tools.Single().Name, new { task = "look it up" })) with { StopReason = "tool_use" };
+        });
+        var stopping = Arguments(claude, "stopping");
+        stopping["stop-timeout-ms"] = "500";
+        await using var first = await WorkerProcess.StartAsync(stopping);
+        await using var producer = db.CreateClient();
+        var child = await producer.CreateAgentAsync(new AgentDefinition
+        {
+            Name = Name("child"), Description = "Looks things up.", Model = "m", SystemPrompt = "Child agent.", Tools = [],
+        });
+        var parent = await producer.CreateAgentAsync(new AgentDefinition
+        {
+            Name = Name("parent"), Model = "m", SystemPrompt = "Parent agent.", Tools = [], AgentIds = [child.Id],
+        });
+        var run = await producer.RunFastAsync(await producer.NewSessionAsync(), parent.Id, "delegate it");
+        await Eventually.WithinAsync(childRequested.Task, "the child run's model call");
+
+        await first.StopAsync();
+
+        var childRun = await producer.GetRunAsync(Assert.Single(await db.ScalarAsync<Guid[]>(
+            "SELECT array_agg(id) FROM {schema}.agentpg_runs WHERE parent_run_id = $1", run)));
+        Assert.Equal(RunState.Pending, childRun.State);
+        Assert.Null(childRun.ClaimedByInstanceId);
+        Assert.Equal(RunState.PendingTools, (await producer.GetRunAsync(run)).State);
+        await using var second = await WorkerProcess.StartAsync(Arguments(claude, "second"));
+
+        var response = await Eventually.WithinAsync(producer.WaitForRunAsync(run), "the next instance to finish the child and the parent", TimeSpan.FromSeconds(30));
+        Assert.Equal("parent got: child answer to look it up", response.Text);
+        Assert.Equal(0, (await producer.GetRunAsync(childRun.Id)).RescueAttempts);
+        Assert.Equal(0, (await producer.GetRunAsync(run)).RescueAttempts);
+        Assert.Equal(ToolExecutionState.Completed, Assert.Single(await producer.GetRunToolCallsAsync(run)).State);
+    }
+
     [PrivateClusterFact]
     public async Task WaitForRun_PostgresDownForAWhileDuringTheWait_TheWaitGoesOnAndReturnsTheAnswer()
     {
