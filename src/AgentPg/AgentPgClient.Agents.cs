@@ -180,14 +180,21 @@ public sealed partial class AgentPgClient
         ArgumentNullException.ThrowIfNull(name);
         Nul.Reject(name, nameof(name), "The agent name");
         var filter = JsonMapping.ToJsonObject(metadata, nameof(metadata));
-        return await _sql.Agents.GetByNameAsync(_dataSource, name, filter, cancellationToken).ConfigureAwait(false)
-               ?? throw new AgentPgException(AgentPgErrorCode.AgentNotFound, "GetAgentByName",
-                   metadata is { Count: > 0 }
-                       ? $"No agent named '{name}' has metadata containing {filter}."
-                       : $"No agent is named '{name}'.")
-               {
-                   Context = new Dictionary<string, object?> { ["name"] = name },
-               };
+        if (await _sql.Agents.GetByNameAsync(_dataSource, name, filter, cancellationToken).ConfigureAwait(false) is { } agent)
+        {
+            return agent;
+        }
+
+        // Names are case-sensitive: a near miss ("Researcher" for "researcher") is the usual cause, so say which names are close.
+        var (candidates, _) = await _sql.Agents.ListAsync(_dataSource, filter, 1000, 0, cancellationToken).ConfigureAwait(false);
+        var similar = AgentNames.Similar(name, candidates.Select(a => a.Name));
+        var hint = similar.Count == 0 ? "" : $" Did you mean {string.Join(" or ", similar.Select(n => $"'{n}'"))}?"
+            + (similar.Any(n => string.Equals(n, name, StringComparison.OrdinalIgnoreCase)) ? " Agent names are case-sensitive." : "");
+        throw new AgentPgException(AgentPgErrorCode.AgentNotFound, "GetAgentByName",
+            (metadata is { Count: > 0 } ? $"No agent named '{name}' has metadata containing {filter}." : $"No agent is named '{name}'.") + hint)
+        {
+            Context = new Dictionary<string, object?> { ["name"] = name },
+        };
     }
 
     /// <summary>Lists agents ordered by name.</summary>

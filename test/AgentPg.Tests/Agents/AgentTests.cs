@@ -226,6 +226,23 @@ public sealed class AgentTests(SchemaFixture db) : IClassFixture<SchemaFixture>
     }
 
     [DatabaseFact]
+    public async Task GetAgentByNameAsync_NearMiss_NamesTheCloseAgentsInTheError()
+    {
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        await _client.CreateAgentAsync(Agent("researcher_" + suffix));
+        await _client.CreateAgentAsync(Agent("research_" + suffix));
+
+        var wrongCase = await Assert.ThrowsAsync<AgentPgException>(() => _client.GetAgentByNameAsync("Researcher_" + suffix));
+        var typo = await Assert.ThrowsAsync<AgentPgException>(() => _client.GetAgentByNameAsync("reseacher_" + suffix));
+        var unrelated = await Assert.ThrowsAsync<AgentPgException>(() => _client.GetAgentByNameAsync("writer_" + suffix));
+
+        Assert.Equal(AgentPgErrorCode.AgentNotFound, wrongCase.Code);
+        Assert.EndsWith($"Did you mean 'researcher_{suffix}' or 'research_{suffix}'? Agent names are case-sensitive.", wrongCase.Message, StringComparison.Ordinal);
+        Assert.EndsWith($"Did you mean 'researcher_{suffix}'?", typo.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("Did you mean", unrelated.Message, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
     public async Task UpdateAgentAsync_UnknownOrEmptyId_Throws()
     {
         var missing = await Assert.ThrowsAsync<AgentPgException>(() => _client.UpdateAgentAsync(Agent() with { Id = Guid.NewGuid() }));
