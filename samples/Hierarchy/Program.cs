@@ -14,7 +14,17 @@ var connectionString = Environment.GetEnvironmentVariable("AGENTPG_CONNECTION") 
     ? configured
     : "Host=127.0.0.1;Username=postgres;Database=postgres";
 await using var dataSource = NpgsqlDataSource.Create(connectionString);
-await new AgentPgMigrator(dataSource).MigrateAsync();
+try
+{
+    await new AgentPgMigrator(dataSource).MigrateAsync();
+}
+catch (NpgsqlException ex)
+{
+    // The first statement that needs the database: say what to do instead of a stack trace.
+    Console.Error.WriteLine($"Hierarchy failed: PostgreSQL error: {ex.Message}");
+    Console.Error.WriteLine("Is PostgreSQL running? Set AGENTPG_CONNECTION, or use ./build.sh sample Hierarchy for a throwaway database.");
+    return 1;
+}
 
 await using var fake = string.IsNullOrEmpty(Environment.GetEnvironmentVariable("ANTHROPIC_API_KEY")) ? await FakeClaudeServer.StartAsync() : null;
 var options = new AgentPgOptions();

@@ -19,7 +19,17 @@ var connectionString = Environment.GetEnvironmentVariable("AGENTPG_CONNECTION") 
 const int window = 20_000;
 
 await using var dataSource = NpgsqlDataSource.Create(connectionString);
-await new AgentPgMigrator(dataSource).MigrateAsync();
+try
+{
+    await new AgentPgMigrator(dataSource).MigrateAsync();
+}
+catch (NpgsqlException ex)
+{
+    // The first statement that needs the database: say what to do instead of a stack trace.
+    Console.Error.WriteLine($"LongConversation failed: PostgreSQL error: {ex.Message}");
+    Console.Error.WriteLine("Is PostgreSQL running? Set AGENTPG_CONNECTION, or use ./build.sh sample LongConversation for a throwaway database.");
+    return 1;
+}
 await using var claude = await FakeClaudeServer.StartAsync(new FakeClaudeServerOptions
 {
     ContextWindow = window,

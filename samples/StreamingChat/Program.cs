@@ -39,7 +39,17 @@ if (settings.ContainsKey("worker"))
     return await RunWorkerAsync(dataSource, schema, settings);
 }
 
-await new AgentPgMigrator(dataSource, schema).MigrateAsync();
+try
+{
+    await new AgentPgMigrator(dataSource, schema).MigrateAsync();
+}
+catch (NpgsqlException ex)
+{
+    // The first statement that needs the database: say what to do instead of a stack trace.
+    Console.Error.WriteLine($"StreamingChat failed: PostgreSQL error: {ex.Message}");
+    Console.Error.WriteLine("Is PostgreSQL running? Set AGENTPG_CONNECTION (or --connection), or use ./build.sh sample StreamingChat for a throwaway database.");
+    return 1;
+}
 
 // The fake Claude lives in the web process; the worker process calls it over HTTP like the real API.
 var apiKey = Environment.GetEnvironmentVariable("ANTHROPIC_API_KEY");

@@ -43,14 +43,24 @@ if (fakeClaude is not null)
 }
 
 builder.Services.AddHealthChecks().AddAgentPg();
+// Errors as RFC 9457 problem details: a request the endpoint cannot bind (malformed JSON, a number as text) is a 400 that
+// says so, not an empty body.
+builder.Services.AddProblemDetails();
 
 var app = builder.Build();
+app.UseExceptionHandler();
+app.UseStatusCodePages();
 
 app.MapPost("/orders", async (NewOrder request, ShopDb db, AgentPgClient agents, CancellationToken cancellationToken) =>
 {
-    if (string.IsNullOrWhiteSpace(request.Item) || request.Quantity is < 1 or > 1000)
+    // The item goes into the database and the agent's prompt: text of a reasonable length, no control characters (PostgreSQL
+    // cannot store U+0000).
+    if (string.IsNullOrWhiteSpace(request.Item) || request.Item.Length > 200 || request.Item.Any(char.IsControl) || request.Quantity is < 1 or > 1000)
     {
-        return Results.ValidationProblem(new Dictionary<string, string[]> { ["order"] = ["item is required and quantity must be 1 to 1000"] });
+        return Results.ValidationProblem(new Dictionary<string, string[]>
+        {
+            ["order"] = ["item is required (at most 200 characters, no control characters) and quantity must be 1 to 1000"],
+        });
     }
 
     var agent = await agents.GetAgentByNameAsync("order_checker", cancellationToken: cancellationToken);
@@ -96,7 +106,18 @@ app.MapHealthChecks("/health");
 await using (var scope = app.Services.CreateAsyncScope())
 {
     // Before the host starts: MigrateOnStart runs in the hosted service, and the orders table is the sample's own.
-    await scope.ServiceProvider.GetRequiredService<ShopDb>().CreateTableAsync(CancellationToken.None);
+    try
+    {
+        await scope.ServiceProvider.GetRequiredService<ShopDb>().CreateTableAsync(CancellationToken.None);
+    }
+    catch (NpgsqlException ex)
+    {
+        // The first statement that needs the database: say what to do instead of a stack trace.
+        Console.Error.WriteLine($"WebApi failed: PostgreSQL error: {ex.Message}");
+        Console.Error.WriteLine("Is PostgreSQL running? Set ConnectionStrings__Shop (or AGENTPG_CONNECTION), or use ./build.sh sample WebApi for a throwaway database.");
+        Environment.ExitCode = 1;
+        return;
+    }
 }
 
 if (args.Contains("--smoke"))
@@ -119,6 +140,16 @@ if (args.Contains("--smoke"))
     }
 
     Console.WriteLine(await http.GetStringAsync("/health"));
+    foreach (var (what, body) in new[]
+             {
+                 ("malformed JSON", "{\"item\": "), ("quantity as text", "{\"item\": \"tea\", \"quantity\": \"three\"}"),
+                 ("no item", "{\"quantity\": 2}"), ("a NUL in the item", "{\"item\": \"tea\\u0000\", \"quantity\": 1}"),
+             })
+    {
+        using var rejected = await http.PostAsync("/orders", new StringContent(body, System.Text.Encoding.UTF8, "application/json"));
+        Console.WriteLine($"bad input ({what}): {(int)rejected.StatusCode} {rejected.Content.Headers.ContentType?.MediaType}");
+    }
+
     await app.StopAsync();
     return;
 }

@@ -120,6 +120,9 @@ public static class AgentPgDbContextExtensions
     /// <remarks>
     /// <para>Do not commit or roll back the transaction, and do not use the context after the tool returns: the worker
     /// commits the tool's writes with its result, or rolls them back when the tool throws (a retry then starts afresh).</para>
+    /// <para>A context from a pool (<c>AddDbContextPool</c>) resolved in a tool registered with <c>AddTool&lt;TTool&gt;()</c> gets a
+    /// connection of its own back when the execution's scope ends, before it returns to the pool. A tool that leases a pooled
+    /// context otherwise (a scope of its own) must not use this method on it: the context would keep the worker's connection.</para>
     /// <para>With a retrying execution strategy (<c>EnableRetryOnFailure</c>), call this and <c>SaveChangesAsync</c> inside
     /// <c>db.Database.CreateExecutionStrategy().ExecuteAsync(…)</c>: EF Core refuses to save in a transaction it did not
     /// begin inside the strategy.</para>
@@ -145,10 +148,41 @@ public static class AgentPgDbContextExtensions
                 "The DbContext already has a transaction of its own; use a fresh context (for example the scoped one the tool's constructor receives) for the tool's transaction.");
         }
 
+        // Read before the context lets its own connection go: a context configured with a connection string gets it back.
+        var connectionString = db.Database.GetConnectionString();
+        var connection = transaction.Connection ?? throw new InvalidOperationException(
+            "The tool's transaction has already completed: call UseToolTransaction while the tool runs.");
         // The worker owns the connection and the transaction: EF Core neither closes the one nor commits the other.
-        db.Database.SetDbConnection(transaction.Connection, contextOwnsConnection: false);
+        db.Database.SetDbConnection(connection, contextOwnsConnection: false);
         db.Database.UseTransaction(transaction);
+        // A pooled context (AddDbContextPool) outlives the scope: it must not take the worker's connection, disposed once the
+        // execution ends (or still in the tool's transaction), to the next scope that leases it.
+        context.ScopeEnd?.Register(() => Unbind(db, connection, connectionString));
         return db;
+    }
+
+    /// <summary>Gives a context bound by <see cref="UseToolTransaction"/> a connection of its own again, as configured.</summary>
+    private static void Unbind(DbContext db, DbConnection connection, string? connectionString)
+    {
+        try
+        {
+            if (!ReferenceEquals(db.Database.GetDbConnection(), connection))
+            {
+                return;
+            }
+
+            db.Database.UseTransaction(null);
+            // A context on a data source creates its connections from it again; one on a connection string needs it back.
+            db.Database.SetDbConnection(null, contextOwnsConnection: true);
+            if (db.Database.GetConnectionString() is null && connectionString is not null)
+            {
+                db.Database.SetConnectionString(connectionString);
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            // The tool disposed the context itself: nothing goes back to a pool.
+        }
     }
 
     private static DbTransaction CurrentTransaction(DbContext db, string method)

@@ -9,7 +9,9 @@ public sealed partial class AgentPgClient
     /// <remarks>
     /// <para><see cref="Microsoft.Extensions.AI.ChatOptions.ConversationId"/> names the session (a new one is created when it is
     /// absent, and its id is returned in <see cref="Microsoft.Extensions.AI.ChatResponse.ConversationId"/>). The session holds the
-    /// conversation, so each call sends only the last user message as the run's prompt; the text of its system messages and
+    /// conversation, so each call sends only the last user message as the run's prompt: the messages must end with it, it must
+    /// hold text only, and without a conversation id it must be the only message besides system messages (an
+    /// <see cref="ArgumentException"/> says so otherwise, before any run is created). The text of the system messages and
     /// <see cref="Microsoft.Extensions.AI.ChatOptions.Instructions"/> are appended to the agent's system prompt for that run
     /// (<see cref="RunOptions.AppendInstructions"/>). The agent chooses the model, tools and limits: the other chat options
     /// are not read, and each update's <see cref="Microsoft.Extensions.AI.ChatResponseUpdate.ModelId"/> is the agent's model.</para>

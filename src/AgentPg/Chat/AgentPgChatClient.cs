@@ -26,13 +26,7 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
         }
         else
         {
-            var prompt = messages.LastOrDefault(m => m.Role == ChatRole.User)?.Text;
-            if (string.IsNullOrWhiteSpace(prompt))
-            {
-                throw new ArgumentException("The messages contain no user message with text: AgentPg sends the last user message as the run's prompt.",
-                    nameof(messages));
-            }
-
+            var prompt = Prompt(messages, options);
             Guid sessionId;
             if (options?.ConversationId is { } conversationId)
             {
@@ -131,6 +125,59 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
             // Deleted since the run was created: a resumed stream still gives the run's answer.
             return null;
         }
+    }
+
+    /// <summary>The run's prompt: the text of the last message, which must be a user message holding only text. Anything else
+    /// would be lost without a word (an image, a history no session holds) or answered again (an earlier user message), so
+    /// it is refused before any run is created.</summary>
+    private static string Prompt(IEnumerable<ChatMessage> messages, ChatOptions? options)
+    {
+        // System messages are the run's added instructions, wherever they are.
+        var conversation = messages.Where(m => m.Role != ChatRole.System).ToList();
+        if (conversation.Count == 0)
+        {
+            throw new ArgumentException("The messages contain no user message with text: AgentPg sends the last user message as the run's prompt.",
+                nameof(messages));
+        }
+
+        var last = conversation[^1];
+        if (last.Role != ChatRole.User)
+        {
+            throw new ArgumentException($"The last message is {(last.Role == ChatRole.Tool ? "a tool" : $"an {last.Role}")} message, and AgentPg sends " +
+                "the last message, a new user message, as the run's prompt (an earlier user message would be answered again). The " +
+                "session keeps the conversation and AgentPg's workers run the agent's tools themselves: end the messages with the new " +
+                "user message.", nameof(messages));
+        }
+
+        if (last.Contents.OfType<ToolApprovalResponseContent>().FirstOrDefault() is { } decision)
+        {
+            throw new ArgumentException($"The user message holds a ToolApprovalResponseContent (request {decision.RequestId}), which the AgentPg " +
+                "chat client does not read: decide with AgentPgClient.ApproveToolCallAsync or RejectToolCallAsync (the RequestId is the tool " +
+                "execution's id; chat.GetService<AgentPgClient>() returns the client), then resume the stream with the last update's " +
+                "ContinuationToken.", nameof(messages));
+        }
+
+        if (last.Contents.FirstOrDefault(c => c is not TextContent) is { } other)
+        {
+            throw new ArgumentException($"The user message holds a {other.GetType().Name}: AgentPg sends the text of the last user message as " +
+                "the run's prompt, and cannot send images, files or other content with it. Send text only (for a document, its text).",
+                nameof(messages));
+        }
+
+        if (string.IsNullOrWhiteSpace(last.Text))
+        {
+            throw new ArgumentException("The last user message has no text: AgentPg sends it as the run's prompt.", nameof(messages));
+        }
+
+        if (options?.ConversationId is null && conversation.Count > 1)
+        {
+            throw new ArgumentException("The messages hold an earlier conversation, but ChatOptions.ConversationId is null: a new session " +
+                "would not hold it, and the agent would answer without it. Pass the ConversationId of the previous response (the session " +
+                "keeps the conversation, so the new user message is enough), or send only the new user message to start a conversation.",
+                nameof(messages));
+        }
+
+        return last.Text;
     }
 
     /// <summary>The run's added instructions: the text of the system messages (the session keeps the rest of the conversation,

@@ -20,8 +20,16 @@ internal class ScopedTool<TTool>(IServiceScopeFactory scopes, string name, strin
         var scope = scopes.CreateAsyncScope();
         await using (scope.ConfigureAwait(false))
         {
-            var tool = scope.ServiceProvider.GetRequiredService<TTool>();
-            return await tool.ExecuteAsync(context, input, cancellationToken).ConfigureAwait(false);
+            var end = Begin(context);
+            try
+            {
+                var tool = scope.ServiceProvider.GetRequiredService<TTool>();
+                return await tool.ExecuteAsync(context, input, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                End(context, end);
+            }
         }
     }
 
@@ -30,11 +38,34 @@ internal class ScopedTool<TTool>(IServiceScopeFactory scopes, string name, strin
         var scope = scopes.CreateAsyncScope();
         await using (scope.ConfigureAwait(false))
         {
-            var tool = scope.ServiceProvider.GetRequiredService<TTool>();
-            return tool is IContentTool contentTool
-                ? await contentTool.ExecuteContentAsync(context, input, cancellationToken).ConfigureAwait(false)
-                : ToolResult.FromText(await tool.ExecuteAsync(context, input, cancellationToken).ConfigureAwait(false) ?? "");
+            var end = Begin(context);
+            try
+            {
+                var tool = scope.ServiceProvider.GetRequiredService<TTool>();
+                return tool is IContentTool contentTool
+                    ? await contentTool.ExecuteContentAsync(context, input, cancellationToken).ConfigureAwait(false)
+                    : ToolResult.FromText(await tool.ExecuteAsync(context, input, cancellationToken).ConfigureAwait(false) ?? "");
+            }
+            finally
+            {
+                End(context, end);
+            }
         }
+    }
+
+    /// <summary>Opens the execution's scope end: what the tool binds to the execution in its scoped services (a pooled
+    /// DbContext bound with UseToolTransaction) is undone before the scope is disposed and the services are reused.</summary>
+    private static ToolScopeEnd Begin(ToolContext context)
+    {
+        var end = new ToolScopeEnd();
+        context.ScopeEnd = end;
+        return end;
+    }
+
+    private static void End(ToolContext context, ToolScopeEnd end)
+    {
+        context.ScopeEnd = null;
+        end.Run();
     }
 }
 

@@ -93,6 +93,11 @@ public sealed class ToolContext
     /// <summary>Gets the transaction of an <see cref="ITransactionalTool"/>; <see langword="null"/> for other tools.</summary>
     public NpgsqlTransaction? Transaction { get; }
 
+    /// <summary>While a tool registered with <c>AddTool&lt;TTool&gt;()</c> runs: what to undo in the services of its DI scope
+    /// before the scope is disposed (a pooled <c>DbContext</c> bound to <see cref="Transaction"/> gets its own connection back
+    /// before it returns to the pool); <see langword="null"/> when the tool runs in no scope of AgentPg's.</summary>
+    internal ToolScopeEnd? ScopeEnd { get; set; }
+
     /// <summary>Gets a variable converted to <typeparamref name="T"/>.</summary>
     /// <typeparam name="T">The type to convert the JSON value to (for example <see cref="int"/>, <see cref="string"/>, a record).</typeparam>
     /// <param name="name">The variable name.</param>

@@ -29,7 +29,13 @@ public sealed class SampleTests
         { "LongConversation", ["22"], ["compaction: ", "Done: 1 compactions", "read from the cache"] },
         // The bundled C# MCP server (the default, server-everything, needs npx and is driven by ServerEverythingTests).
         { "McpTools", ["--csharp"], ["The tools said: Echo: Hello from AgentPg / The sum of 17 and 25 is 42."] },
-        { "WebApi", ["--smoke"], ["reserve_stock returned \"reserved 3 x espresso beans\"", "Healthy"] },
+        {
+            "WebApi", ["--smoke"],
+            ["reserve_stock returned \"reserved 3 x espresso beans\"", "Healthy",
+             // Bad input is a 400 with problem details, never an empty body or a 500.
+             "bad input (malformed JSON): 400 application/problem+json", "bad input (quantity as text): 400 application/problem+json",
+             "bad input (no item): 400 application/problem+json", "bad input (a NUL in the item): 400 application/problem+json"]
+        },
         { "AdminUi", ["--smoke"], ["admin UI: signed in as ann (tenant acme), dashboard and completed runs listed"] },
         // The demo the README runs with ./build.sh sample WorkerHost (the crash tests drive its --connection mode only).
         {
@@ -38,6 +44,26 @@ public sealed class SampleTests
              "get_weather returned \"Lisbon: 14 °C, light wind\".", "STOPPED "]
         },
     };
+
+    /// <summary>The samples a newcomer runs with <c>dotnet run</c>, without PostgreSQL: the sample says what is wrong and
+    /// what to do, and exits 1, instead of dying of an unhandled exception.</summary>
+    public static TheoryData<string, string[]> SamplesWithoutPostgreSql => new()
+    {
+        { "Quickstart", [] }, { "Hierarchy", [] }, { "Approvals", [] }, { "LongConversation", ["22"] }, { "WebApi", ["--smoke"] },
+        { "StreamingChat", ["--smoke"] },
+    };
+
+    [Theory]
+    [MemberData(nameof(SamplesWithoutPostgreSql))]
+    public async Task Sample_WithoutPostgreSql_SaysIsPostgreSqlRunningAndExits1(string sample, string[] arguments)
+    {
+        var (exitCode, output) = await SampleRun.RunWithoutPostgreSqlAsync(sample, arguments, TimeSpan.FromMinutes(2));
+
+        Assert.True(exitCode == 1, $"samples/{sample} exited with {exitCode}:\n{output}");
+        Assert.Contains("failed: PostgreSQL error: ", output, StringComparison.Ordinal);
+        Assert.Contains("Is PostgreSQL running?", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("Unhandled exception", output, StringComparison.Ordinal);
+    }
 
     [DatabaseTheory]
     [MemberData(nameof(Samples))]
