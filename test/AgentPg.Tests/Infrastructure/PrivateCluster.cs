@@ -56,8 +56,9 @@ public sealed class PrivateCluster : IAsyncDisposable
     /// <summary>pg_ctl restart -m fast: every connection is cut, the server comes back on the same port.</summary>
     public Task RestartAsync() => PgAsync("pg_ctl", "-D", Path.Combine(_dir, "data"), "-w", "-t", "60", "-m", "fast", "restart");
 
-    /// <summary>pg_ctl stop -m fast: every connection is cut and new ones are refused until <see cref="StartServerAsync"/>.</summary>
-    public Task StopServerAsync() => PgAsync("pg_ctl", "-D", Path.Combine(_dir, "data"), "-w", "-t", "60", "-m", "fast", "stop");
+    /// <summary>pg_ctl stop: every connection is cut and new ones are refused until <see cref="StartServerAsync"/>. Mode
+    /// "fast" shuts down cleanly; "immediate" is a crash (the next start runs crash recovery, which empties UNLOGGED tables).</summary>
+    public Task StopServerAsync(string mode = "fast") => PgAsync("pg_ctl", "-D", Path.Combine(_dir, "data"), "-w", "-t", "60", "-m", mode, "stop");
 
     /// <summary>Starts the server (again) on the cluster's port.</summary>
     public Task StartServerAsync() => PgAsync("pg_ctl", "-D", Path.Combine(_dir, "data"), "-l", Path.Combine(_dir, "log"), "-w", "-t", "60",

@@ -278,8 +278,8 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
         Assert.Single(await producer.GetPendingApprovalsAsync(approvalSession));
 
         // The rescue timeout is 60 s and the instance TTL 2 s: nothing below waits for either.
-        var started = DateTime.UtcNow;
         await using var second = await WorkerProcess.StartAsync(Arguments(claude, "second"));
+        var started = DateTime.UtcNow;
         await producer.ApproveToolCallAsync((await producer.GetPendingApprovalsAsync(approvalSession)).Single().ToolExecutionId);
         Assert.Equal("streamed", (await Eventually.WithinAsync(producer.WaitForRunAsync(stream), "the handed-back stream")).Text);
         Assert.Equal("done: echoed", (await Eventually.WithinAsync(producer.WaitForRunAsync(echo), "the handed-back tool")).Text);
@@ -537,6 +537,60 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
         Assert.Single(await producer.GetMessagesAsync(session), m => m.IsSummary);
     }
 
+    [DatabaseFact]
+    public async Task Delegation_GracefulStopDuringTheChildRun_TheChildIsHandedBack_AndTheNextInstanceFinishesBothWithoutARescue()
+    {
+        await using var claude = await FakeClaudeServer.StartAsync();
+        var childRequested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var childCalls = 0;
+        claude.Respond(async (request, ct) =>
+        {
+            if (request.SystemText.StartsWith("Child", StringComparison.Ordinal))
+            {
+                if (Interlocked.Increment(ref childCalls) == 1)
+                {
+                    childRequested.TrySetResult();
+                    await Task.Delay(Timeout.Infinite, ct);
+                }
+
+                return FakeReply.Text("child answer to " + request.LastUserText);
+            }
+
+            return request.ToolResults.Count > 0
+                ? FakeReply.Text("parent got: " + request.ToolResults[0].Content)
+                : FakeReply.Message(FakeContentBlock.ToolUse(request.Tools.Single().Name, new { task = "look it up" })) with { StopReason = "tool_use" };
+        });
+        var stopping = Arguments(claude, "stopping");
+        stopping["stop-timeout-ms"] = "500";
+        await using var first = await WorkerProcess.StartAsync(stopping);
+        await using var producer = db.CreateClient();
+        var child = await producer.CreateAgentAsync(new AgentDefinition
+        {
+            Name = Name("child"), Description = "Looks things up.", Model = "m", SystemPrompt = "Child agent.", Tools = [],
+        });
+        var parent = await producer.CreateAgentAsync(new AgentDefinition
+        {
+            Name = Name("parent"), Model = "m", SystemPrompt = "Parent agent.", Tools = [], AgentIds = [child.Id],
+        });
+        var run = await producer.RunFastAsync(await producer.NewSessionAsync(), parent.Id, "delegate it");
+        await Eventually.WithinAsync(childRequested.Task, "the child run's model call");
+
+        await first.StopAsync();
+
+        var childRun = await producer.GetRunAsync(Assert.Single(await db.ScalarAsync<Guid[]>(
+            "SELECT array_agg(id) FROM {schema}.agentpg_runs WHERE parent_run_id = $1", run)));
+        Assert.Equal(RunState.Pending, childRun.State);
+        Assert.Null(childRun.ClaimedByInstanceId);
+        Assert.Equal(RunState.PendingTools, (await producer.GetRunAsync(run)).State);
+        await using var second = await WorkerProcess.StartAsync(Arguments(claude, "second"));
+
+        var response = await Eventually.WithinAsync(producer.WaitForRunAsync(run), "the next instance to finish the child and the parent", TimeSpan.FromSeconds(30));
+        Assert.Equal("parent got: child answer to look it up", response.Text);
+        Assert.Equal(0, (await producer.GetRunAsync(childRun.Id)).RescueAttempts);
+        Assert.Equal(0, (await producer.GetRunAsync(run)).RescueAttempts);
+        Assert.Equal(ToolExecutionState.Completed, Assert.Single(await producer.GetRunToolCallsAsync(run)).State);
+    }
+
     [PrivateClusterFact]
     public async Task WaitForRun_PostgresDownForAWhileDuringTheWait_TheWaitGoesOnAndReturnsTheAnswer()
     {
@@ -657,5 +711,86 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
         var iteration = Assert.Single(await producer.GetIterationsAsync(run));
         Assert.Equal(BatchStatus.Ended, iteration.BatchStatus);
         Assert.Equal(2, (await producer.GetMessagesAsync((await producer.GetRunAsync(run)).SessionId)).Count);
+    }
+
+    [PrivateClusterFact]
+    public async Task PostgresCrashedMidLoad_UnloggedTablesEmptied_EveryRunAndTheApprovedCallCompleteWithEveryToolEffectOnce()
+    {
+        await using var cluster = await PrivateCluster.StartAsync();
+        await using var dataSource = cluster.CreateDataSource();
+        await new AgentPgMigrator(dataSource).MigrateAsync();
+        await using (var create = dataSource.CreateCommand(
+            "CREATE TABLE tool_effects (execution_id uuid, run_id uuid, effect text, attempt int, created_at timestamptz DEFAULT now())"))
+        {
+            await create.ExecuteNonQueryAsync();
+        }
+
+        await using var claude = await FakeClaudeServer.StartAsync();
+        claude.Respond(request => (request.ToolResults.Count > 0
+                ? FakeReply.Text("done: " + request.ToolResults[0].Content)
+                : FakeReply.Message(FakeContentBlock.ToolUse("record_effect", new { effect = request.LastUserText, hold_ms = 300 })) with { StopReason = "tool_use" })
+            with { EventDelay = TimeSpan.FromMilliseconds(20) });
+        await using var w1 = await WorkerProcess.StartAsync(WorkerArguments(cluster.ConnectionString, "public", claude, "c1"));
+        await using var w2 = await WorkerProcess.StartAsync(WorkerArguments(cluster.ConnectionString, "public", claude, "c2"));
+        await using var producer = AgentPgClient.Create(dataSource, new AgentPgOptions { RunPollInterval = TimeSpan.FromMilliseconds(200) });
+        var agent = await producer.CreateAgentAsync(new AgentDefinition { Name = "crashed", Model = "m", Tools = ["record_effect"] });
+        var runs = new List<Guid>();
+        for (var i = 0; i < 30; i++)
+        {
+            runs.Add(await producer.RunFastAsync(await producer.NewSessionAsync(), agent.Id, "effect-" + i));
+        }
+
+        // And one call waiting for a person across the crash.
+        var guarded = await producer.CreateAgentAsync(new AgentDefinition
+        {
+            Name = "crashed_guarded", Model = "m", Tools = ["record_effect"], ToolsRequiringApproval = ["record_effect"],
+        });
+        var approvalSession = await producer.NewSessionAsync();
+        runs.Add(await producer.RunFastAsync(approvalSession, guarded.Id, "effect-approved"));
+
+        var ids = runs.ToArray();
+        await Eventually.TrueAsync(async () => await CountAsync(dataSource, "SELECT count(*) FROM agentpg_runs WHERE id = ANY($1) AND state = 'completed'", ids) >= 5
+                && (await producer.GetPendingApprovalsAsync(approvalSession)).Count == 1,
+            "five runs to complete and the approval request", TimeSpan.FromSeconds(60));
+
+        await cluster.StopServerAsync("immediate");
+        await cluster.StartServerAsync();
+        // The app's first calls may meet pooled connections the crash broke (Npgsql throws on them once): it tries again.
+        ToolApprovalRequest? request = null;
+        await Eventually.TrueAsync(async () =>
+        {
+            try
+            {
+                request = (await producer.GetPendingApprovalsAsync(approvalSession)).Single();
+                return true;
+            }
+            catch (NpgsqlException)
+            {
+                return false;
+            }
+        }, "the approval request to be listed after the crash");
+        await producer.ApproveToolCallAsync(request!.ToolExecutionId);
+
+        await Eventually.TrueAsync(async () => await CountAsync(dataSource, "SELECT count(*) FROM agentpg_runs WHERE id = ANY($1) AND state IN ('completed', 'failed', 'cancelled')", ids) == 31,
+            "every run to end after the crash", TimeSpan.FromSeconds(90));
+        Assert.Equal(31L, await CountAsync(dataSource, "SELECT count(*) FROM agentpg_runs WHERE id = ANY($1) AND state = 'completed'", ids));
+        Assert.Equal(31L, await CountAsync(dataSource, "SELECT count(*) FROM tool_effects WHERE run_id = ANY($1)", ids));
+        Assert.Equal(31L, await CountAsync(dataSource, "SELECT count(DISTINCT run_id) FROM tool_effects WHERE run_id = ANY($1)", ids));
+        Assert.Equal(124L, await CountAsync(dataSource, "SELECT count(*) FROM agentpg_messages WHERE run_id = ANY($1)", ids));
+        Assert.Equal(2L, await CountAsync(dataSource, "SELECT count(*) FROM agentpg_instances WHERE id = ANY($1)", new[] { w1.InstanceId, w2.InstanceId }));
+    }
+
+    private static async Task<long> CountAsync(NpgsqlDataSource dataSource, string sql, object parameter)
+    {
+        try
+        {
+            await using var command = dataSource.CreateCommand(sql);
+            command.Parameters.Add(new NpgsqlParameter { Value = parameter });
+            return (long)(await command.ExecuteScalarAsync())!;
+        }
+        catch (NpgsqlException)
+        {
+            return -1; // the server is restarting
+        }
     }
 }
