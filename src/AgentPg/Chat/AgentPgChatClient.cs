@@ -9,7 +9,9 @@ namespace AgentPg.Chat;
 /// <summary>An <see cref="IChatClient"/> over AgentPg runs (see <see cref="AgentPgClient.AsChatClient"/>).</summary>
 internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IChatClient
 {
-    private readonly ChatClientMetadata _metadata = new("agentpg", null, agentId.ToString());
+    // No default model: the agent chooses it (each update names it). The agent's id here would be recorded as the requested
+    // model by Microsoft.Extensions.AI's OpenTelemetry middleware (gen_ai.request.model).
+    private readonly ChatClientMetadata _metadata = new("agentpg");
 
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
         => await GetStreamingResponseAsync(messages, options, cancellationToken).ToChatResponseAsync(cancellationToken).ConfigureAwait(false);

@@ -66,6 +66,24 @@ public sealed class ChatClientTests(SchemaFixture db) : IClassFixture<SchemaFixt
             : string.Concat(system.EnumerateArray().Select(b => b.GetProperty("text").GetString()));
     }
 
+    [Fact]
+    public async Task GetService_Metadata_NamesTheProviderAndNoModel_TheClientAndItself()
+    {
+        // The agent chooses the model. Before, DefaultModelId was the agent's id, which OpenTelemetry middleware records as
+        // gen_ai.request.model.
+        await using var dataSource = Npgsql.NpgsqlDataSource.Create("Host=127.0.0.1;Database=unused");
+        await using var client = AgentPgClient.Create(dataSource, new AgentPgOptions());
+        using var chat = client.AsChatClient(Guid.NewGuid());
+
+        var metadata = chat.GetService<ChatClientMetadata>();
+
+        Assert.Equal("agentpg", metadata?.ProviderName);
+        Assert.Null(metadata?.DefaultModelId);
+        Assert.Same(client, chat.GetService<AgentPgClient>());
+        Assert.Same(chat, chat.GetService<IChatClient>());
+        Assert.Null(chat.GetService<ChatClientMetadata>("a key"));
+    }
+
     [DatabaseFact]
     public async Task GetResponseAsync_Usage_CountsCachedInputTokensAsSuch()
     {

@@ -12,25 +12,6 @@ public sealed class WatchRunCrashTests(SchemaFixture db) : IClassFixture<SchemaF
     private static readonly string s_firstAttempt = string.Concat(Enumerable.Repeat("This answer is written slowly by the first worker. ", 600));
     private const string SecondAttempt = "This answer comes from the second worker, after the rescue.";
 
-    private static Dictionary<string, string> WorkerArguments(FakeClaudeServer claude, string schema, string name) => new()
-    {
-        ["connection"] = TestDatabase.ConnectionString,
-        ["schema"] = schema,
-        ["claude-url"] = claude.BaseUrl,
-        ["api-key"] = claude.ApiKey,
-        ["instance-id"] = name + "-" + Guid.NewGuid().ToString("N")[..6],
-        ["heartbeat-ms"] = "250",
-        ["instance-ttl-ms"] = "2000",
-        ["leader-ttl-ms"] = "1000",
-        ["cleanup-interval-ms"] = "500",
-        ["rescue-interval-ms"] = "300",
-        ["rescue-timeout-ms"] = "60000",
-        ["poll-ms"] = "200",
-        ["batch-poll-ms"] = "200",
-        ["max-streaming"] = "10",
-        ["max-tools"] = "10",
-    };
-
     [DatabaseFact]
     public async Task WatchRun_WorkerKilledMidStream_WatcherSeesTheRescueAndTheAnswerFromAnotherInstance()
     {
@@ -39,7 +20,7 @@ public sealed class WatchRunCrashTests(SchemaFixture db) : IClassFixture<SchemaF
         claude.Respond(_ => Interlocked.Increment(ref calls) == 1
             ? FakeReply.Text(s_firstAttempt) with { EventDelay = TimeSpan.FromMilliseconds(100) }
             : FakeReply.Text(SecondAttempt) with { EventDelay = TimeSpan.FromMilliseconds(10) });
-        var first = await WorkerProcess.StartAsync(WorkerArguments(claude, db.Schema, "first"));
+        var first = await WorkerProcess.StartAsync(WorkerProcess.CrashTestArguments(TestDatabase.ConnectionString, db.Schema, claude, "first"));
         await using var firstWorker = first;
         WorkerProcess? second = null;
         await using var watcher = db.CreateClient();
@@ -60,7 +41,7 @@ public sealed class WatchRunCrashTests(SchemaFixture db) : IClassFixture<SchemaF
                         // The first worker is streaming the answer: kill it, and start the instance that takes over.
                         killedAfter = events.Count;
                         await first.KillAsync();
-                        second = await WorkerProcess.StartAsync(WorkerArguments(claude, db.Schema, "second"));
+                        second = await WorkerProcess.StartAsync(WorkerProcess.CrashTestArguments(TestDatabase.ConnectionString, db.Schema, claude, "second"));
                     }
                 }
             }), "the watched run to finish after the rescue", TimeSpan.FromSeconds(90));

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text;
+using AgentPg.Testing;
 
 namespace AgentPg.Tests.Infrastructure;
 
@@ -31,6 +32,31 @@ public sealed class WorkerProcess : IAsyncDisposable
             }
         }
     }
+
+    /// <summary>WorkerHost's arguments for a crash test: short heartbeat, instance and leader TTLs and poll intervals (a dead
+    /// instance is noticed within seconds), a rescue timeout long enough that only death or a freeze triggers a rescue.</summary>
+    /// <param name="connection">The PostgreSQL connection string.</param>
+    /// <param name="schema">The AgentPg schema.</param>
+    /// <param name="claude">The fake Claude the worker calls.</param>
+    /// <param name="name">The start of the instance id (a random suffix follows).</param>
+    public static Dictionary<string, string> CrashTestArguments(string connection, string schema, FakeClaudeServer claude, string name) => new()
+    {
+        ["connection"] = connection,
+        ["schema"] = schema,
+        ["claude-url"] = claude.BaseUrl,
+        ["api-key"] = claude.ApiKey,
+        ["instance-id"] = name + "-" + Guid.NewGuid().ToString("N")[..6],
+        ["heartbeat-ms"] = "250",
+        ["instance-ttl-ms"] = "2000",
+        ["leader-ttl-ms"] = "1000",
+        ["cleanup-interval-ms"] = "500",
+        ["rescue-interval-ms"] = "300",
+        ["rescue-timeout-ms"] = "60000",
+        ["poll-ms"] = "200",
+        ["batch-poll-ms"] = "200",
+        ["max-streaming"] = "10",
+        ["max-tools"] = "10",
+    };
 
     public static Task<WorkerProcess> StartAsync(IReadOnlyDictionary<string, string> arguments, TimeSpan? timeout = null)
         => StartSampleAsync("WorkerHost", "READY ", arguments, timeout);

@@ -8,25 +8,6 @@ namespace AgentPg.Tests.Leadership;
 /// <summary>Real worker processes (samples/WorkerHost) killed, frozen and cut off from PostgreSQL.</summary>
 public sealed class CrashTests(SchemaFixture db, ITestOutputHelper output) : IClassFixture<SchemaFixture>
 {
-    private static Dictionary<string, string> WorkerArguments(string connection, string schema, FakeClaudeServer claude, string name) => new()
-    {
-        ["connection"] = connection,
-        ["schema"] = schema,
-        ["claude-url"] = claude.BaseUrl,
-        ["api-key"] = claude.ApiKey,
-        ["instance-id"] = name + "-" + Guid.NewGuid().ToString("N")[..6],
-        ["heartbeat-ms"] = "250",
-        ["instance-ttl-ms"] = "2000",
-        ["leader-ttl-ms"] = "1000",
-        ["cleanup-interval-ms"] = "500",
-        ["rescue-interval-ms"] = "300",
-        ["rescue-timeout-ms"] = "60000",
-        ["poll-ms"] = "200",
-        ["batch-poll-ms"] = "200",
-        ["max-streaming"] = "10",
-        ["max-tools"] = "10",
-    };
-
     private async Task<AgentDefinition> EffectAgentAsync(AgentPgClient producer)
         => await producer.CreateAgentAsync(new AgentDefinition
         {
@@ -49,9 +30,9 @@ public sealed class CrashTests(SchemaFixture db, ITestOutputHelper output) : ICl
                 ? FakeReply.Text("done: " + request.ToolResults[0].Content)
                 : FakeReply.Message(FakeContentBlock.Text("Recording it now."), FakeContentBlock.ToolUse("record_effect", new { effect = request.LastUserText, hold_ms = 400 })) with { StopReason = "tool_use" })
             with { EventDelay = TimeSpan.FromMilliseconds(15) });
-        await using var w1 = await WorkerProcess.StartAsync(WorkerArguments(TestDatabase.ConnectionString, db.Schema, claude, "w1"));
-        await using var w2 = await WorkerProcess.StartAsync(WorkerArguments(TestDatabase.ConnectionString, db.Schema, claude, "w2"));
-        await using var w3 = await WorkerProcess.StartAsync(WorkerArguments(TestDatabase.ConnectionString, db.Schema, claude, "w3"));
+        await using var w1 = await WorkerProcess.StartAsync(WorkerProcess.CrashTestArguments(TestDatabase.ConnectionString, db.Schema, claude, "w1"));
+        await using var w2 = await WorkerProcess.StartAsync(WorkerProcess.CrashTestArguments(TestDatabase.ConnectionString, db.Schema, claude, "w2"));
+        await using var w3 = await WorkerProcess.StartAsync(WorkerProcess.CrashTestArguments(TestDatabase.ConnectionString, db.Schema, claude, "w3"));
         await using var producer = db.CreateClient();
         var agent = await EffectAgentAsync(producer);
 
@@ -134,8 +115,8 @@ public sealed class CrashTests(SchemaFixture db, ITestOutputHelper output) : ICl
 
             return FakeReply.Text("answer from the survivor");
         });
-        await using var a = await WorkerProcess.StartAsync(WorkerArguments(TestDatabase.ConnectionString, db.Schema, claude, "a"));
-        await using var b = await WorkerProcess.StartAsync(WorkerArguments(TestDatabase.ConnectionString, db.Schema, claude, "b"));
+        await using var a = await WorkerProcess.StartAsync(WorkerProcess.CrashTestArguments(TestDatabase.ConnectionString, db.Schema, claude, "a"));
+        await using var b = await WorkerProcess.StartAsync(WorkerProcess.CrashTestArguments(TestDatabase.ConnectionString, db.Schema, claude, "b"));
         await using var producer = db.CreateClient();
         var agent = await producer.CreateAgentAsync(new AgentDefinition { Name = "frozen_" + Guid.NewGuid().ToString("N")[..6], Model = "m", Tools = [] });
         var session = await producer.NewSessionAsync();
@@ -182,7 +163,7 @@ public sealed class CrashTests(SchemaFixture db, ITestOutputHelper output) : ICl
         claude.Respond(_ => FakeReply.Text("batch answer"));
         await using var producer = db.CreateClient();
         var agent = await producer.CreateAgentAsync(new AgentDefinition { Name = "batchsurvivor_" + Guid.NewGuid().ToString("N")[..6], Model = "m", Tools = [] });
-        await using var submitter = await WorkerProcess.StartAsync(WorkerArguments(TestDatabase.ConnectionString, db.Schema, claude, "submitter"));
+        await using var submitter = await WorkerProcess.StartAsync(WorkerProcess.CrashTestArguments(TestDatabase.ConnectionString, db.Schema, claude, "submitter"));
         var run = await producer.RunAsync(await producer.NewSessionAsync(), agent.Id, "batch it");
         await Eventually.TrueAsync(async () => (await producer.GetRunAsync(run)).State is RunState.BatchPending or RunState.BatchProcessing,
             "the batch to be submitted");
@@ -218,7 +199,7 @@ public sealed class CrashTests(SchemaFixture db, ITestOutputHelper output) : ICl
         claude.Respond(request => FakeReply.Text("answer to " + request.LastUserText) with { EventDelay = TimeSpan.FromMilliseconds(40) });
         var arguments = new Func<string, Dictionary<string, string>>(name =>
         {
-            var args = WorkerArguments(cluster.ConnectionString, "public", claude, name);
+            var args = WorkerProcess.CrashTestArguments(cluster.ConnectionString, "public", claude, name);
             // Only notifications (and the catch-up poll after a reconnect) can pick up new work quickly.
             args["poll-ms"] = "60000";
             return args;

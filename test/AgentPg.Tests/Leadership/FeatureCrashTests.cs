@@ -10,28 +10,40 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
 {
     private const string SummarizerPrompt = "You summarise conversations";
 
-    private static Dictionary<string, string> WorkerArguments(string connection, string schema, FakeClaudeServer claude, string name) => new()
-    {
-        ["connection"] = connection,
-        ["schema"] = schema,
-        ["claude-url"] = claude.BaseUrl,
-        ["api-key"] = claude.ApiKey,
-        ["instance-id"] = name + "-" + Guid.NewGuid().ToString("N")[..6],
-        ["heartbeat-ms"] = "250",
-        ["instance-ttl-ms"] = "2000",
-        ["leader-ttl-ms"] = "1000",
-        ["cleanup-interval-ms"] = "500",
-        ["rescue-interval-ms"] = "300",
-        ["rescue-timeout-ms"] = "60000",
-        ["poll-ms"] = "200",
-        ["batch-poll-ms"] = "200",
-        ["max-streaming"] = "10",
-        ["max-tools"] = "10",
-    };
-
-    private Dictionary<string, string> Arguments(FakeClaudeServer claude, string name) => WorkerArguments(TestDatabase.ConnectionString, db.Schema, claude, name);
+    private Dictionary<string, string> Arguments(FakeClaudeServer claude, string name) => WorkerProcess.CrashTestArguments(TestDatabase.ConnectionString, db.Schema, claude, name);
 
     private static string Name(string prefix) => prefix + "_" + Guid.NewGuid().ToString("N")[..6];
+
+    /// <summary>A parent agent that delegates "look it up" to a child agent, then answers with the child's answer. The child's
+    /// first model call is <paramref name="firstChildCall"/> (it holds the call while the test acts on the worker); later ones
+    /// answer "child answer to …".</summary>
+    private static async Task<AgentDefinition> DelegatingAgentAsync(FakeClaudeServer claude, AgentPgClient producer,
+        Func<CancellationToken, Task<FakeReply>> firstChildCall)
+    {
+        var childCalls = 0;
+        claude.Respond(async (request, ct) =>
+        {
+            if (request.SystemText.StartsWith("Child", StringComparison.Ordinal))
+            {
+                return Interlocked.Increment(ref childCalls) == 1
+                    ? await firstChildCall(ct)
+                    : FakeReply.Text("child answer to " + request.LastUserText);
+            }
+
+            return request.ToolResults.Count > 0
+                ? FakeReply.Text("parent got: " + request.ToolResults[0].Content)
+                : FakeReply.Message(FakeContentBlock.ToolUse(request.Tools.Single().Name, new { task = "look it up" })) with { StopReason = "tool_use" };
+        });
+        var child = await producer.CreateAgentAsync(new AgentDefinition
+        {
+            Name = Name("child"), Description = "Looks things up.", Model = "m", SystemPrompt = "Child agent.", Tools = [],
+        });
+        var parent = await producer.CreateAgentAsync(new AgentDefinition
+        {
+            Name = Name("parent"), Model = "m", SystemPrompt = "Parent agent.", Tools = [], AgentIds = [child.Id],
+        });
+        return parent;
+    }
 
     private async Task CreateEffectsTableAsync()
         => await db.ExecuteAsync("CREATE TABLE IF NOT EXISTS {schema}.tool_effects (execution_id uuid, run_id uuid, effect text, attempt int, created_at timestamptz DEFAULT now())");
@@ -175,35 +187,15 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
     {
         await using var claude = await FakeClaudeServer.StartAsync();
         var childRequested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var childCalls = 0;
-        claude.Respond(async (request, ct) =>
+        await using var producer = db.CreateClient();
+        var parent = await DelegatingAgentAsync(claude, producer, async ct =>
         {
-            if (request.SystemText.StartsWith("Child", StringComparison.Ordinal))
-            {
-                if (Interlocked.Increment(ref childCalls) == 1)
-                {
-                    childRequested.TrySetResult();
-                    await Task.Delay(Timeout.Infinite, ct);
-                }
-
-                return FakeReply.Text("child answer to " + request.LastUserText);
-            }
-
-            return request.ToolResults.Count > 0
-                ? FakeReply.Text("parent got: " + request.ToolResults[0].Content)
-                : FakeReply.Message(FakeContentBlock.ToolUse(request.Tools.Single().Name, new { task = "look it up" })) with { StopReason = "tool_use" };
+            childRequested.TrySetResult();
+            await Task.Delay(Timeout.Infinite, ct);
+            throw new OperationCanceledException(ct);
         });
         var first = await WorkerProcess.StartAsync(Arguments(claude, "first"));
         await using var firstWorker = first;
-        await using var producer = db.CreateClient();
-        var child = await producer.CreateAgentAsync(new AgentDefinition
-        {
-            Name = Name("child"), Description = "Looks things up.", Model = "m", SystemPrompt = "Child agent.", Tools = [],
-        });
-        var parent = await producer.CreateAgentAsync(new AgentDefinition
-        {
-            Name = Name("parent"), Model = "m", SystemPrompt = "Parent agent.", Tools = [], AgentIds = [child.Id],
-        });
         var run = await producer.RunFastAsync(await producer.NewSessionAsync(), parent.Id, "delegate it");
         await Eventually.WithinAsync(childRequested.Task, "the child run's model call");
 
@@ -428,35 +420,14 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
         await using var claude = await FakeClaudeServer.StartAsync();
         var frozenChildRequested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var releaseFrozenChild = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var childCalls = 0;
-        claude.Respond(async (request, ct) =>
+        await using var producer = db.CreateClient();
+        var parent = await DelegatingAgentAsync(claude, producer, async ct =>
         {
-            if (request.SystemText.StartsWith("Child", StringComparison.Ordinal))
-            {
-                if (Interlocked.Increment(ref childCalls) == 1)
-                {
-                    frozenChildRequested.TrySetResult();
-                    await releaseFrozenChild.Task.WaitAsync(ct);
-                    return FakeReply.Text("late child answer");
-                }
-
-                return FakeReply.Text("child answer");
-            }
-
-            return request.ToolResults.Count > 0
-                ? FakeReply.Text("parent got: " + request.ToolResults[0].Content)
-                : FakeReply.Message(FakeContentBlock.ToolUse(request.Tools.Single().Name, new { task = "look it up" })) with { StopReason = "tool_use" };
+            frozenChildRequested.TrySetResult();
+            await releaseFrozenChild.Task.WaitAsync(ct);
+            return FakeReply.Text("late child answer");
         });
         await using var a = await WorkerProcess.StartAsync(Arguments(claude, "a"));
-        await using var producer = db.CreateClient();
-        var child = await producer.CreateAgentAsync(new AgentDefinition
-        {
-            Name = Name("child"), Description = "Looks things up.", Model = "m", SystemPrompt = "Child agent.", Tools = [],
-        });
-        var parent = await producer.CreateAgentAsync(new AgentDefinition
-        {
-            Name = Name("parent"), Model = "m", SystemPrompt = "Parent agent.", Tools = [], AgentIds = [child.Id],
-        });
         var session = await producer.NewSessionAsync();
         var run = await producer.RunFastAsync(session, parent.Id, "delegate it");
         await Eventually.WithinAsync(frozenChildRequested.Task, "the child run's model call");
@@ -464,7 +435,7 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
         a.Pause();
         await using var b = await WorkerProcess.StartAsync(Arguments(claude, "b"));
         var response = await Eventually.WithinAsync(producer.WaitForRunAsync(run), "the survivor to finish the child and the parent", TimeSpan.FromSeconds(30));
-        Assert.Equal("parent got: child answer", response.Text);
+        Assert.Equal("parent got: child answer to look it up", response.Text);
 
         releaseFrozenChild.SetResult();
         a.Resume();
@@ -474,11 +445,11 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
 
         var finished = await producer.GetRunAsync(run);
         Assert.Equal(RunState.Completed, finished.State);
-        Assert.Equal("parent got: child answer", finished.ResponseText);
+        Assert.Equal("parent got: child answer to look it up", finished.ResponseText);
         var call = Assert.Single(await producer.GetRunToolCallsAsync(run));
-        Assert.Equal("child answer", call.Output);
+        Assert.Equal("child answer to look it up", call.Output);
         var childRun = await producer.GetRunAsync(call.ChildRunId!.Value);
-        Assert.Equal("child answer", childRun.ResponseText);
+        Assert.Equal("child answer to look it up", childRun.ResponseText);
         Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_runs WHERE parent_run_id = $1", run));
         Assert.DoesNotContain(await producer.GetMessagesAsync(session), m => m.Content.Any(c => c.Text?.Contains("late", StringComparison.Ordinal) == true));
         Assert.Equal(0L, await db.ScalarAsync<long>(
@@ -542,36 +513,16 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
     {
         await using var claude = await FakeClaudeServer.StartAsync();
         var childRequested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var childCalls = 0;
-        claude.Respond(async (request, ct) =>
+        await using var producer = db.CreateClient();
+        var parent = await DelegatingAgentAsync(claude, producer, async ct =>
         {
-            if (request.SystemText.StartsWith("Child", StringComparison.Ordinal))
-            {
-                if (Interlocked.Increment(ref childCalls) == 1)
-                {
-                    childRequested.TrySetResult();
-                    await Task.Delay(Timeout.Infinite, ct);
-                }
-
-                return FakeReply.Text("child answer to " + request.LastUserText);
-            }
-
-            return request.ToolResults.Count > 0
-                ? FakeReply.Text("parent got: " + request.ToolResults[0].Content)
-                : FakeReply.Message(FakeContentBlock.ToolUse(request.Tools.Single().Name, new { task = "look it up" })) with { StopReason = "tool_use" };
+            childRequested.TrySetResult();
+            await Task.Delay(Timeout.Infinite, ct);
+            throw new OperationCanceledException(ct);
         });
         var stopping = Arguments(claude, "stopping");
         stopping["stop-timeout-ms"] = "500";
         await using var first = await WorkerProcess.StartAsync(stopping);
-        await using var producer = db.CreateClient();
-        var child = await producer.CreateAgentAsync(new AgentDefinition
-        {
-            Name = Name("child"), Description = "Looks things up.", Model = "m", SystemPrompt = "Child agent.", Tools = [],
-        });
-        var parent = await producer.CreateAgentAsync(new AgentDefinition
-        {
-            Name = Name("parent"), Model = "m", SystemPrompt = "Parent agent.", Tools = [], AgentIds = [child.Id],
-        });
         var run = await producer.RunFastAsync(await producer.NewSessionAsync(), parent.Id, "delegate it");
         await Eventually.WithinAsync(childRequested.Task, "the child run's model call");
 
@@ -609,7 +560,7 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
             await release.Task.WaitAsync(ct);
             return FakeReply.Text("the answer after the outage");
         });
-        await using var worker = await WorkerProcess.StartAsync(WorkerArguments(cluster.ConnectionString, "public", claude, "w"));
+        await using var worker = await WorkerProcess.StartAsync(WorkerProcess.CrashTestArguments(cluster.ConnectionString, "public", claude, "w"));
         var logs = new LogCapture();
         await using var caller = AgentPgClient.Create(dataSource, new AgentPgOptions { RunPollInterval = TimeSpan.FromMilliseconds(100), LoggerFactory = logs });
         var agent = await caller.CreateAgentAsync(new AgentDefinition { Name = "waited", Model = "m", Tools = [] });
@@ -644,7 +595,7 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
             await release.Task.WaitAsync(ct);
             return FakeReply.Text("the answer after the restart");
         });
-        await using var worker = await WorkerProcess.StartAsync(WorkerArguments(cluster.ConnectionString, "public", claude, "w"));
+        await using var worker = await WorkerProcess.StartAsync(WorkerProcess.CrashTestArguments(cluster.ConnectionString, "public", claude, "w"));
         await using var watcher = AgentPgClient.Create(dataSource, new AgentPgOptions { RunPollInterval = TimeSpan.FromMilliseconds(200) });
         var agent = await watcher.CreateAgentAsync(new AgentDefinition { Name = "watched", Model = "m", Tools = [] });
         var run = await watcher.RunFastAsync(await watcher.NewSessionAsync(), agent.Id, "answer after a restart");
@@ -695,7 +646,7 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
         var clock = new SteppedClock();
         await using var claude = await FakeClaudeServer.StartAsync(new FakeClaudeServerOptions { BatchProcessingDelay = TimeSpan.FromHours(1), TimeProvider = clock });
         claude.Respond(_ => FakeReply.Text("batch answer"));
-        await using var worker = await WorkerProcess.StartAsync(WorkerArguments(cluster.ConnectionString, "public", claude, "w"));
+        await using var worker = await WorkerProcess.StartAsync(WorkerProcess.CrashTestArguments(cluster.ConnectionString, "public", claude, "w"));
         await using var producer = AgentPgClient.Create(dataSource, new AgentPgOptions { RunPollInterval = TimeSpan.FromMilliseconds(200) });
         var agent = await producer.CreateAgentAsync(new AgentDefinition { Name = "batched", Model = "m", Tools = [] });
         var run = await producer.RunAsync(await producer.NewSessionAsync(), agent.Id, "batch it");
@@ -730,8 +681,8 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
                 ? FakeReply.Text("done: " + request.ToolResults[0].Content)
                 : FakeReply.Message(FakeContentBlock.ToolUse("record_effect", new { effect = request.LastUserText, hold_ms = 300 })) with { StopReason = "tool_use" })
             with { EventDelay = TimeSpan.FromMilliseconds(20) });
-        await using var w1 = await WorkerProcess.StartAsync(WorkerArguments(cluster.ConnectionString, "public", claude, "c1"));
-        await using var w2 = await WorkerProcess.StartAsync(WorkerArguments(cluster.ConnectionString, "public", claude, "c2"));
+        await using var w1 = await WorkerProcess.StartAsync(WorkerProcess.CrashTestArguments(cluster.ConnectionString, "public", claude, "c1"));
+        await using var w2 = await WorkerProcess.StartAsync(WorkerProcess.CrashTestArguments(cluster.ConnectionString, "public", claude, "c2"));
         await using var producer = AgentPgClient.Create(dataSource, new AgentPgOptions { RunPollInterval = TimeSpan.FromMilliseconds(200) });
         var agent = await producer.CreateAgentAsync(new AgentDefinition { Name = "crashed", Model = "m", Tools = ["record_effect"] });
         var runs = new List<Guid>();
