@@ -45,6 +45,21 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
         return parent;
     }
 
+    /// <summary>Every model call answers <paramref name="answer"/> once the test completes Release; Requested completes when a
+    /// call arrives (the worker is inside its model call).</summary>
+    private static (TaskCompletionSource Requested, TaskCompletionSource Release) HoldAnswer(FakeClaudeServer claude, string answer)
+    {
+        var requested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        claude.Respond(async (_, ct) =>
+        {
+            requested.TrySetResult();
+            await release.Task.WaitAsync(ct);
+            return FakeReply.Text(answer);
+        });
+        return (requested, release);
+    }
+
     private async Task CreateEffectsTableAsync()
         => await db.ExecuteAsync("CREATE TABLE IF NOT EXISTS {schema}.tool_effects (execution_id uuid, run_id uuid, effect text, attempt int, created_at timestamptz DEFAULT now())");
 
@@ -552,14 +567,7 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
         await using var dataSource = cluster.CreateDataSource();
         await new AgentPgMigrator(dataSource).MigrateAsync();
         await using var claude = await FakeClaudeServer.StartAsync();
-        var requested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        claude.Respond(async (_, ct) =>
-        {
-            requested.TrySetResult();
-            await release.Task.WaitAsync(ct);
-            return FakeReply.Text("the answer after the outage");
-        });
+        var (requested, release) = HoldAnswer(claude, "the answer after the outage");
         await using var worker = await WorkerProcess.StartAsync(WorkerProcess.CrashTestArguments(cluster.ConnectionString, "public", claude, "w"));
         var logs = new LogCapture();
         await using var caller = AgentPgClient.Create(dataSource, new AgentPgOptions { RunPollInterval = TimeSpan.FromMilliseconds(100), LoggerFactory = logs });
@@ -587,14 +595,7 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
         await using var dataSource = cluster.CreateDataSource();
         await new AgentPgMigrator(dataSource).MigrateAsync();
         await using var claude = await FakeClaudeServer.StartAsync();
-        var streaming = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        claude.Respond(async (_, ct) =>
-        {
-            streaming.TrySetResult();
-            await release.Task.WaitAsync(ct);
-            return FakeReply.Text("the answer after the restart");
-        });
+        var (streaming, release) = HoldAnswer(claude, "the answer after the restart");
         await using var worker = await WorkerProcess.StartAsync(WorkerProcess.CrashTestArguments(cluster.ConnectionString, "public", claude, "w"));
         await using var watcher = AgentPgClient.Create(dataSource, new AgentPgOptions { RunPollInterval = TimeSpan.FromMilliseconds(200) });
         var agent = await watcher.CreateAgentAsync(new AgentDefinition { Name = "watched", Model = "m", Tools = [] });
