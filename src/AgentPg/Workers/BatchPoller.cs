@@ -123,6 +123,7 @@ internal sealed class BatchPoller(Engine engine)
             Iteration = item.IterationNumber,
             IterationId = item.IterationId,
             UsedExtendedContext = item.ExtendedContext,
+            IterationUsage = item.DroppedUsage,
         };
 
         try
@@ -213,7 +214,7 @@ internal sealed class BatchPoller(Engine engine)
                 }
 
                 var response = ModelResponse.FromMessage(message);
-                claimed.IterationUsage = response.Usage;
+                claimed.IterationUsage += response.Usage;
                 if (response.StopReason == StopReasons.ModelContextWindowExceeded)
                 {
                     // The answer ran into the context window: dropped, and the request takes the prompt-too-long path.
@@ -339,5 +340,7 @@ internal sealed class BatchPoller(Engine engine)
 }
 
 /// <summary>An in-progress batch to poll: its iteration and the run (see <see cref="RunSql.ForPoll"/>).</summary>
+/// <remarks><see cref="DroppedUsage"/>: what the iteration's earlier batches were charged for answers it dropped (a result cut off
+/// by the context window), counted with its final result.</remarks>
 internal sealed record BatchPollItem(Guid IterationId, int IterationNumber, string BatchId, DateTimeOffset? ExpiresAt, int ResubmitCount,
-    int ExpiredCount, bool ExtendedContext, int? MaxTokens, Run Run);
+    int ExpiredCount, bool ExtendedContext, int? MaxTokens, Usage DroppedUsage, Run Run);
