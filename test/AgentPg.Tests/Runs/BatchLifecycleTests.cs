@@ -70,4 +70,71 @@ public sealed class BatchLifecycleTests(SchemaFixture db) : IClassFixture<Schema
         Assert.DoesNotContain("first question", sent, StringComparison.Ordinal);
         Assert.Contains("second question", sent, StringComparison.Ordinal);
     }
+
+    [DatabaseFact]
+    public async Task MaxConcurrentRuns_BoundsSubmissionsNotTheBatchesWaitingAtClaude()
+    {
+        // A submitted run holds no slot while its batch waits: six runs on an instance with two slots all reach Claude.
+        await using var h = await Harness.StartAsync(db, o => o.MaxConcurrentRuns = 2);
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(_ => FakeReply.Text("in an hour") with { Delay = TimeSpan.FromHours(1) });
+        var runs = new List<Guid>();
+        for (var i = 0; i < 6; i++)
+        {
+            runs.Add(await h.Client.RunAsync(await h.Client.NewSessionAsync(), agent.Id, "go " + i));
+        }
+
+        await Eventually.TrueAsync(async () =>
+        {
+            foreach (var run in runs)
+            {
+                if ((await h.Client.GetRunAsync(run)).State is not (RunState.BatchPending or RunState.BatchProcessing))
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }, "all six runs to wait at Claude");
+        Assert.Equal(6, h.Claude.Requests.Count(IsBatchCreate));
+        foreach (var run in runs)
+        {
+            await h.Client.CancelRunAsync(run);
+        }
+    }
+
+    [DatabaseFact]
+    public async Task WatchingABatchRun_ShowsItsStatesAndTheStoredAnswerWithoutTextDeltas()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        var release = new TaskCompletionSource();
+        h.Claude.Enqueue(FakeReply.Text("the batched answer") with { Delay = TimeSpan.FromHours(1) });
+        var run = await h.Client.RunAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+        var batchId = await SubmittedBatchAsync(h, run);
+
+        var events = new List<RunEvent>();
+        var watching = Task.Run(async () =>
+        {
+            await foreach (var e in h.Client.WatchRunAsync(run))
+            {
+                events.Add(e);
+                if (e is RunStateChangedEvent { State: RunState.BatchProcessing })
+                {
+                    release.TrySetResult();
+                }
+            }
+        });
+        // The batch stays in progress until the watcher saw the run wait for it; then someone cancels it at the console and
+        // the request goes into a second batch, answered at once.
+        await Eventually.WithinAsync(release.Task, "the watcher to see the run in batch_processing", s_timeout);
+        h.Claude.Enqueue(FakeReply.Text("the batched answer"));
+        await h.Claude.CreateClient().Messages.Batches.Cancel(batchId);
+        await Eventually.WithinAsync(watching, "the watch to end with the run", s_timeout);
+
+        Assert.DoesNotContain(events, e => e is TextDeltaEvent or ThinkingDeltaEvent);
+        Assert.Contains(events, e => e is IterationStartedEvent { IterationNumber: 1 });
+        Assert.Contains(events, e => e is MessageStoredEvent { Message.Role: MessageRole.Assistant } m && m.Message.Content[0].Text == "the batched answer");
+        Assert.Equal(RunState.Completed, Assert.IsType<RunFinishedEvent>(events[^1]).State);
+    }
 }
