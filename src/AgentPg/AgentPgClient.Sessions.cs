@@ -49,7 +49,8 @@ public sealed partial class AgentPgClient
     /// finished is refused: cancel its runs (<see cref="CancelRunAsync"/>) first. While the deletion runs, runs cannot be
     /// created in the session (their creation waits, then finds no session); one created just before is seen and refuses the
     /// deletion. Sessions are not per tenant here: check that the session belongs to the caller's tenant first (for example
-    /// with <see cref="ListSessionsAsync"/> and <see cref="SessionQuery.Ids"/> and <see cref="SessionQuery.Metadata"/>).</remarks>
+    /// with <see cref="ListSessionsAsync"/> and <see cref="SessionQuery.Ids"/> and <see cref="SessionQuery.Metadata"/>). Its child
+    /// sessions go with it whatever their own metadata.</remarks>
     /// <exception cref="AgentPgException">The session does not exist (<see cref="AgentPgErrorCode.SessionNotFound"/>), or it or one
     /// of its child sessions has a run that is not finished (<see cref="AgentPgErrorCode.SessionBusy"/>; nothing is deleted).</exception>
     public Task DeleteSessionAsync(Guid id, CancellationToken cancellationToken = default)

@@ -105,7 +105,7 @@ public sealed class AgentPgOptions
     /// root run finished; the leader deletes them afterwards. Messages and runs are kept forever.</summary>
     /// <value>The default value is 24 hours. Positive, at most 36 500 days (100 years).</value>
     /// <remarks>Watching a run whose events were deleted replays what the stored messages, tool calls and states still show,
-    /// with new sequences.</remarks>
+    /// with new sequences, which are then kept this long from that first watch.</remarks>
     public TimeSpan RunEventRetention { get; set; } = TimeSpan.FromHours(24);
 
     /// <summary>Gets or sets what AgentPg's traces record (message content is opt-in).</summary>

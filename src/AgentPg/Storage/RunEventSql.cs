@@ -48,11 +48,13 @@ internal sealed class RunEventSql
         // $1 root run: resolves a run's root (deltas of child runs are gated on their root being watched).
         RootOf = $"SELECT root_run_id FROM {s}.agentpg_runs WHERE id = $1";
         // Leader retention ($1 the leader, $2 RunEventRetention): the events of root runs that finished more than $2 ago (the
-        // heads cascade to their events). Nothing when $1 does not hold the lease.
+        // heads cascade to their events), and whose head is that old too: a first watch of a run that finished long ago
+        // back-fills its events, which a pass between the back-fill and the watcher's first read deleted (the watch saw
+        // nothing, and a resume found other sequences). Nothing when $1 does not hold the lease.
         DeleteExpired = $"""
             DELETE FROM {s}.agentpg_run_event_heads h
              USING {s}.agentpg_runs r
-             WHERE r.id = h.root_run_id AND r.finalized_at < now() - $2
+             WHERE r.id = h.root_run_id AND r.finalized_at < now() - $2 AND h.created_at < now() - $2
                AND EXISTS ({leader.LeaseHeldBy})
             """;
     }

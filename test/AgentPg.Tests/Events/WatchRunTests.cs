@@ -396,18 +396,62 @@ public sealed class WatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     [DatabaseFact]
     public async Task RunEventRetention_FinishedRunsEventsAreDeletedByTheLeader()
     {
-        await using var h = await Harness.StartAsync(db, o => o.RunEventRetention = TimeSpan.FromMilliseconds(1));
+        // An hour's retention and a run made to look finished (and first watched) two hours ago: with a retention of 1 ms the
+        // leader could delete the events between the watch's back-fill and its first read (the watch then saw nothing).
+        await using var h = await Harness.StartAsync(db, o => o.RunEventRetention = TimeSpan.FromHours(1));
         var agent = await h.AgentAsync();
         var session = await h.Client.NewSessionAsync();
         h.Claude.Enqueue(FakeReply.Text("done"));
         var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "hi"), "the run");
         Assert.NotEmpty(await CollectAsync(h.Client.WatchRunAsync(response.RunId)));
 
+        await AgeAsync(response.RunId, finished: true, watched: true);
+
         await Eventually.TrueAsync(async () => await db.ScalarAsync<long>(
             "SELECT count(*) FROM {schema}.agentpg_run_events WHERE root_run_id = $1", response.RunId) == 0, "the leader to delete the events");
         Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_run_event_heads WHERE root_run_id = $1", response.RunId));
         // Messages stay; watching again replays them.
         Assert.IsType<RunFinishedEvent>((await CollectAsync(h.Client.WatchRunAsync(response.RunId)))[^1]);
+    }
+
+    [DatabaseFact]
+    public async Task RunEventRetention_TheFirstWatchOfARunFinishedLongAgo_KeepsItsReplayForTheRetention_SoAResumeFindsTheSameEvents()
+    {
+        // Before: the leader's next pass deleted the replay a first watch had just built (the run had finished long ago), so
+        // the watch could see nothing and a resume found other sequences.
+        await using var h = await Harness.StartAsync(db, o => o.RunEventRetention = TimeSpan.FromHours(1));
+        var agent = await h.AgentAsync();
+        h.Claude.Enqueue(FakeReply.Text("old answer"), FakeReply.Text("sentinel"));
+        var old = (await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "long ago"), "the old run")).RunId;
+        var sentinel = (await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "sentinel"), "the sentinel run")).RunId;
+        Assert.NotEmpty(await CollectAsync(h.Client.WatchRunAsync(sentinel)));
+        await AgeAsync(old, finished: true, watched: false);
+
+        var first = await Eventually.WithinAsync(CollectAsync(h.Client.WatchRunAsync(old)), "the first watch of the old run");
+        Assert.IsType<RunFinishedEvent>(first[^1]);
+
+        // The sentinel's events are due: once the leader deleted them, a pass ran after the old run's replay was built.
+        await AgeAsync(sentinel, finished: true, watched: true);
+        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>(
+            "SELECT count(*) FROM {schema}.agentpg_run_event_heads WHERE root_run_id = $1", sentinel) == 0, "the leader's retention pass");
+
+        Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_run_event_heads WHERE root_run_id = $1", old));
+        var resumed = await Eventually.WithinAsync(CollectAsync(h.Client.WatchRunAsync(old, first[0].Sequence)), "the resumed watch");
+        Assert.Equal(first.Skip(1), resumed, RunEventComparer.Instance);
+    }
+
+    /// <summary>Makes a run look finished (and its events' head created) two hours ago.</summary>
+    private async Task AgeAsync(Guid runId, bool finished, bool watched)
+    {
+        if (finished)
+        {
+            Assert.Equal(1, await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET finalized_at = now() - interval '2 hours' WHERE id = $1", runId));
+        }
+
+        if (watched)
+        {
+            Assert.Equal(1, await db.ExecuteAsync("UPDATE {schema}.agentpg_run_event_heads SET created_at = now() - interval '2 hours' WHERE root_run_id = $1", runId));
+        }
     }
 
     /// <summary>Events are equal when they have the same type, run and sequence (payloads hold reference-typed members).</summary>
