@@ -45,11 +45,23 @@ public sealed class FeatureInterplayTests(SchemaFixture db) : IClassFixture<Sche
         h.Claude.Respond(r => IsSummarizer(r) ? FakeReply.Text("SUMMARY: the user asked for a refund") : Refunds.Script(r));
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "refund order A-1, here is the whole story: " + new string('s', 9_000));
+        var live = new List<RunEvent>();
+        await using var watch = h.Client.WatchRunAsync(runId).GetAsyncEnumerator();
+        while (await Eventually.WithinAsync(watch.MoveNextAsync().AsTask(), "the approval request", s_timeout) && watch.Current is not ApprovalRequestedEvent)
+        {
+            live.Add(watch.Current);
+        }
+
+        live.Add(watch.Current);
         var request = await Refunds.PendingAsync(h.Client, session, s_timeout);
         Assert.Equal(0, h.Claude.Requests.Count(IsSummarizer));
 
         await h.Client.ApproveToolCallAsync(request.ToolExecutionId, JsonSerializer.SerializeToElement(new { order = "A-1", amount = 25 }), "capped");
         var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the approved run", s_timeout);
+        while (await Eventually.WithinAsync(watch.MoveNextAsync().AsTask(), "the rest of the live watch", s_timeout))
+        {
+            live.Add(watch.Current);
+        }
 
         Assert.Equal(1, h.Claude.Requests.Count(IsSummarizer));
         Assert.EndsWith("refunded 25 on A-1", response.Text, StringComparison.Ordinal);
@@ -57,6 +69,73 @@ public sealed class FeatureInterplayTests(SchemaFixture db) : IClassFixture<Sche
         var messages = await h.Client.GetMessagesAsync(session);
         Assert.True(messages[0].IsSummary, string.Join(", ", messages.Select(m => m.Role + (m.IsSummary ? "*" : ""))));
         Assert.Equal(4, messages.Count);
+
+        // The live watch saw every message as stored, then the finish; a late watcher replays the same events, but the
+        // prompt's MessageStoredEvent has no message any more: the summary replaced it.
+        Assert.Equal(RunState.Completed, Assert.IsType<RunFinishedEvent>(live[^1]).State);
+        var replay = await Eventually.WithinAsync(CollectAsync(h.Client.WatchRunAsync(runId)), "the replay", s_timeout);
+        Assert.Equal(live.Select(e => (e.Sequence, e.GetType())), replay.Select(e => (e.Sequence, e.GetType())));
+        var liveStored = live.OfType<MessageStoredEvent>().ToList();
+        var stored = replay.OfType<MessageStoredEvent>().ToList();
+        Assert.Equal(4, stored.Count);
+        Assert.Equal(MessageRole.User, liveStored[0].Message!.Role);
+        Assert.Null(stored[0].Message);
+        Assert.Equal(messages.Skip(1).Select(m => m.Id), stored.Skip(1).Select(e => e.Message!.Id));
+
+        // The run regenerates after its prompt was summarised: the new run asks again, and the conversation stays valid.
+        var regenerated = await h.Client.RegenerateRunAsync(runId);
+        var again = await Refunds.PendingAsync(h.Client, session, s_timeout);
+        Assert.Equal(regenerated, again.RunId);
+        await h.Client.RejectToolCallAsync(again.ToolExecutionId, "done already");
+        Assert.Equal("ERROR The tool call was rejected by the approver: done already",
+            (await Eventually.WithinAsync(h.Client.WaitForRunAsync(regenerated), "the regenerated run", s_timeout)).Text);
+    }
+
+    [DatabaseFact]
+    public async Task DelegationApprovedWithAnEditedTask_TheChildRunsTheEditedTask_AndTheParentIsTold()
+    {
+        await using var h = await Harness.StartAsync(db);
+        string boss = "boss_" + Guid.NewGuid().ToString("N")[..6], clerk = "clerk_" + Guid.NewGuid().ToString("N")[..6];
+        var clerkAgent = await h.AgentAsync(a => a with { Name = clerk, SystemPrompt = clerk, Tools = [] });
+        var bossAgent = await h.AgentAsync(a => a with { Name = boss, SystemPrompt = boss, Tools = [], AgentIds = [clerkAgent.Id], ToolsRequiringApproval = [clerk] });
+        h.Claude.Respond(r => r.SystemText == boss
+            ? r.ToolResults.Count > 0 ? FakeReply.Text(boss + " got: " + r.ToolResults[0].Content) : FakeReply.ToolUse(clerk, new { task = "refund A-1 in full" })
+            : FakeReply.Text("did: " + r.LastUserText));
+        var session = await h.Client.NewSessionAsync();
+        var rootId = await h.Client.RunFastAsync(session, bossAgent.Id, "handle it");
+        var request = await Refunds.PendingAsync(h.Client, session, s_timeout, clerk);
+
+        await h.Client.ApproveToolCallAsync(request.ToolExecutionId, JsonSerializer.SerializeToElement(new { task = "refund A-1, half" }));
+        var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(rootId), "the tree", s_timeout);
+
+        var call = Assert.Single(response.ToolCalls);
+        Assert.Equal("refund A-1, half", (await h.Client.GetRunAsync(call.ChildRunId!.Value)).Prompt);
+        Assert.StartsWith(boss + " got: The approver changed the input of this call before it ran; it ran with {", response.Text, StringComparison.Ordinal);
+        Assert.EndsWith("\n\ndid: refund A-1, half", response.Text, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
+    public async Task BatchRunWaitingForApproval_Cancelled_ThenTheNextBatchRunAndARegenerationWork()
+    {
+        var refunds = new Refunds();
+        await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
+        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
+        h.Claude.Respond(r => r.LastUserText == "just say hi" ? FakeReply.Text("hi") : Refunds.Script(r));
+        var session = await h.Client.NewSessionAsync();
+        var runId = await h.Client.RunAsync(session, agent.Id, "refund");
+        var request = await Refunds.PendingAsync(h.Client, session, s_timeout);
+
+        await h.Client.CancelRunAsync(runId);
+
+        Assert.Empty(await h.Client.GetPendingApprovalsAsync(session));
+        Assert.Equal(AgentPgErrorCode.RunCancelled,
+            (await Assert.ThrowsAsync<AgentPgException>(() => Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the cancelled run", s_timeout))).Code);
+        var next = await Eventually.WithinAsync(h.Client.RunSyncAsync(session, agent.Id, "just say hi"), "the next batch run", s_timeout);
+        Assert.Equal("hi", next.Text);
+        var regenerated = await h.Client.RegenerateRunAsync(next.RunId);
+        Assert.Equal("hi", (await Eventually.WithinAsync(h.Client.WaitForRunAsync(regenerated), "the regenerated batch run", s_timeout)).Text);
+        Assert.Empty(refunds.Calls);
+        Assert.Equal(AgentPgErrorCode.ApprovalNotPending, (await Assert.ThrowsAsync<AgentPgException>(() => h.Client.ApproveToolCallAsync(request.ToolExecutionId))).Code);
     }
 
     /// <summary>The text of every tool_result Claude is sent, oldest first.</summary>

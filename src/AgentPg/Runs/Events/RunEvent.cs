@@ -74,8 +74,9 @@ public sealed record ThinkingDeltaEvent : RunEvent
 /// <summary>A message of the run was stored (the prompt, an assistant answer, tool results).</summary>
 public sealed record MessageStoredEvent : RunEvent
 {
-    /// <summary>Gets the message with its content blocks (<see langword="null"/> only when it was deleted since, e.g. by a
-    /// regeneration).</summary>
+    /// <summary>Gets the message with its content blocks, as it is when the event is read: <see langword="null"/> only when it
+    /// was deleted since (by a regeneration, or by a compaction that summarised it); pruned when a compaction pruned its tool
+    /// outputs since.</summary>
     public required Message? Message { get; init; }
 }
 
