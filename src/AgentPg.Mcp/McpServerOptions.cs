@@ -68,6 +68,15 @@ public sealed partial class McpServerOptions
     /// <value>The default value is 60 seconds (an <c>npx</c> server may be downloaded first).</value>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>Gets or sets how long tool calls wait for the server while it cannot be reached: a call made while the
+    /// server is unreachable is snoozed (no attempt used) until it reconnects, but once it has been unreachable for this
+    /// long, calls fail at once (Claude gets an error tool result saying so) until it is reachable again.</summary>
+    /// <value>The default value is 5 minutes. <see cref="Timeout.InfiniteTimeSpan"/> snoozes calls for as long as the
+    /// outage lasts (the runs wait in <c>pending_tools</c>).</value>
+    /// <remarks>The time counts from when this instance lost the connection (or was started again after
+    /// <see cref="AgentPgClient.StopAsync"/>), measured with <see cref="AgentPgOptions.TimeProvider"/>.</remarks>
+    public TimeSpan UnavailableTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
     /// <summary>The longest tool name Claude accepts.</summary>
     private const int MaxToolNameLength = 64;
 
@@ -182,6 +191,11 @@ public sealed partial class McpServerOptions
             errors.Add($"{label}: ConnectTimeout must be positive (got {ConnectTimeout}).");
         }
 
+        if (UnavailableTimeout <= TimeSpan.Zero && UnavailableTimeout != Timeout.InfiniteTimeSpan)
+        {
+            errors.Add($"{label}: UnavailableTimeout must be positive or Timeout.InfiniteTimeSpan (got {UnavailableTimeout}).");
+        }
+
         return errors;
     }
 
@@ -207,6 +221,7 @@ public sealed partial class McpServerOptions
         DisableToolPrefix = DisableToolPrefix,
         MaxReconnectDelay = MaxReconnectDelay,
         ConnectTimeout = ConnectTimeout,
+        UnavailableTimeout = UnavailableTimeout,
     };
 
     [GeneratedRegex("^[a-zA-Z0-9_-]+$", RegexOptions.CultureInvariant)]

@@ -40,7 +40,7 @@ internal sealed class McpTool : IContentTool
         var session = Source.CurrentSession;
         if (session is null)
         {
-            throw new ToolSnoozeException(Source.RetryAfter, $"MCP server '{Source.Name}' is not connected (reconnecting) for tool '{Name}'");
+            throw Source.Unreachable(Name, "is not connected");
         }
 
         var arguments = new Dictionary<string, object?>(StringComparer.Ordinal);
@@ -89,7 +89,7 @@ internal sealed class McpTool : IContentTool
                 case HttpStatusCode.NotFound:
                     // Streamable HTTP: the server no longer knows the session (it restarted); a new session is needed.
                     Source.ConnectionLost(session);
-                    return new ToolSnoozeException(Source.RetryAfter, $"MCP server '{Source.Name}' lost the session for tool '{Name}' ({(int)status}); reconnecting");
+                    return Source.Unreachable(Name, $"lost the session ({(int)status})");
                 case >= HttpStatusCode.InternalServerError:
                     return new InvalidOperationException($"MCP tool '{ServerToolName}' on server '{Source.Name}' failed: HTTP {(int)status} {status}", ex);
             }
@@ -107,7 +107,7 @@ internal sealed class McpTool : IContentTool
         {
             // No connection to the server, so the call never reached it: wait for the reconnection without using an attempt.
             Source.ConnectionLost(session);
-            return new ToolSnoozeException(Source.RetryAfter, $"MCP server '{Source.Name}' could not be reached for tool '{Name}'; reconnecting");
+            return Source.Unreachable(Name, "could not be reached");
         }
 
         if (session.Completion.IsCompleted || FindInChain<ClientTransportClosedException>(ex) is not null

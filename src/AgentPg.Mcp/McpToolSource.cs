@@ -40,6 +40,7 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
     private CancellationTokenSource? _lifetime;
     private Task _monitor = Task.CompletedTask;
     private TimeSpan _reconnectDelay = s_firstReconnectDelay;
+    private DateTimeOffset? _unavailableSince; // guarded by _gate: when the connection was lost (or reopened), null while connected
     private long _listChanges;
     private (McpClient Session, HashSet<string> Names)? _known; // guarded by _sync
     private bool _disposed;
@@ -118,6 +119,32 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
             }
         }
     }
+
+    /// <summary>The failure for a call that found the server unreachable: a snooze until it reconnects, or, once the server
+    /// has been unreachable for <see cref="McpServerOptions.UnavailableTimeout"/>, a cancellation Claude sees.</summary>
+    internal Exception Unreachable(string toolName, string reason)
+    {
+        TimeSpan unavailableFor;
+        lock (_gate)
+        {
+            _unavailableSince ??= _time.GetUtcNow();
+            unavailableFor = _time.GetUtcNow() - _unavailableSince.Value;
+        }
+
+        var limit = _options.UnavailableTimeout;
+        if (limit != Timeout.InfiniteTimeSpan && unavailableFor >= limit)
+        {
+            return new ToolCancelException(
+                $"MCP server '{Name}' has been unreachable for {FormatDuration(unavailableFor)} ({reason}); tool '{toolName}' is not available now (McpServerOptions.UnavailableTimeout: {FormatDuration(limit)})");
+        }
+
+        return new ToolSnoozeException(RetryAfter, $"MCP server '{Name}' {reason} for tool '{toolName}'; reconnecting");
+    }
+
+    private static string FormatDuration(TimeSpan duration)
+        => duration >= TimeSpan.FromMinutes(1)
+            ? $"{duration.TotalMinutes.ToString("0.#", System.Globalization.CultureInfo.InvariantCulture)} min"
+            : $"{duration.TotalSeconds.ToString("0.#", System.Globalization.CultureInfo.InvariantCulture)} s";
 
     /// <summary>Closes the connection and unregisters this server's tools from the client.</summary>
     /// <returns>A task that completes when the connection is closed (a stdio server process has exited).</returns>
@@ -202,6 +229,7 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
             }
 
             _session = null;
+            _unavailableSince ??= _time.GetUtcNow();
         }
 
         Log.ConnectionLost(_logger, Name, null);
@@ -236,6 +264,11 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
                 return;
             }
 
+            if (_session is null)
+            {
+                _unavailableSince ??= _time.GetUtcNow();
+            }
+
             _lifetime = new CancellationTokenSource();
             var token = _lifetime.Token;
             _monitor = Task.Run(() => MonitorAsync(token), CancellationToken.None);
@@ -254,6 +287,7 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
             monitor = _monitor;
             session = _session;
             _session = null;
+            _unavailableSince = null;
         }
 
         if (lifetime is not null)
@@ -291,6 +325,7 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
                         if (ReferenceEquals(_session, session))
                         {
                             _session = null;
+                            _unavailableSince ??= _time.GetUtcNow();
                         }
                     }
 
@@ -379,6 +414,7 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
         {
             previous = _session;
             _session = session;
+            _unavailableSince = null;
             missedListChange = _listChanges != listChanges;
         }
 

@@ -175,6 +175,51 @@ public sealed class McpConnectionTests(SchemaFixture db) : IClassFixture<SchemaF
         Assert.Equal("result: Echo: three error=False", response.Text);
         Assert.Contains(second.Server.Events, e => e.StartsWith("called echo", StringComparison.Ordinal));
     }
+
+    [DatabaseFact]
+    public async Task AServerUnreachableForLongerThanUnavailableTimeout_FailsCallsAtOnce_AndClaudeIsToldWhy()
+    {
+        // Before: a call snoozed for as long as the outage lasted, so a run waited in pending_tools for ever when a server
+        // was gone for good.
+        var server = await HttpTestServer.StartAsync();
+        var clock = new SteppedClock();
+        await using var h = await Harness.StartAsync(db, o => o.TimeProvider = clock);
+        await h.Client.AddMcpServerAsync(new McpServerOptions
+        {
+            Name = "web",
+            Endpoint = server.Endpoint,
+            ToolFilter = t => t == "echo",
+            UnavailableTimeout = TimeSpan.FromMinutes(2),
+        });
+        var echo = h.Client.GetTool("web__echo")!;
+        await server.DisposeAsync();
+
+        // The first call may be a failed attempt (see the test above); the ones after it snooze, using no attempt.
+        await Assert.ThrowsAnyAsync<Exception>(() => echo.ExecuteAsync(McpToolTests.Context(), Json("""{"message":"one"}"""), CancellationToken.None));
+        await Assert.ThrowsAsync<ToolSnoozeException>(() => echo.ExecuteAsync(McpToolTests.Context(), Json("""{"message":"two"}"""), CancellationToken.None));
+
+        clock.Step(TimeSpan.FromMinutes(2));
+        var cancelled = await Assert.ThrowsAsync<ToolCancelException>(() => echo.ExecuteAsync(McpToolTests.Context(), Json("""{"message":"three"}"""), CancellationToken.None));
+        Assert.Contains("MCP server 'web' has been unreachable for 2 min", cancelled.Message, StringComparison.Ordinal);
+        Assert.Contains("McpServerOptions.UnavailableTimeout: 2 min", cancelled.Message, StringComparison.Ordinal);
+
+        var agent = await h.AgentAsync(a => a with { Tools = null });
+        h.Claude.Respond(request => request.ToolResults.Count > 0
+            ? FakeReply.Text($"error={request.ToolResults[0].IsError}: {request.ToolResults[0].Content}")
+            : FakeReply.ToolUse("web__echo", new { message = "four" }));
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "echo");
+
+        Assert.StartsWith("error=True: tool cancelled: MCP server 'web' has been unreachable for 2 min", response.Text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void UnavailableTimeout_MustBePositiveOrInfinite()
+    {
+        var options = new McpServerOptions { Name = "web", Endpoint = new Uri("http://127.0.0.1:1/mcp"), UnavailableTimeout = TimeSpan.Zero };
+        Assert.Contains(options.Validate(), e => e.Contains("UnavailableTimeout must be positive or Timeout.InfiniteTimeSpan", StringComparison.Ordinal));
+        options.UnavailableTimeout = Timeout.InfiniteTimeSpan;
+        Assert.Empty(options.Validate());
+    }
 }
 
 public sealed class McpEnvironmentTests(SchemaFixture db) : IClassFixture<SchemaFixture>
