@@ -211,6 +211,62 @@ public sealed class FeatureInterplayTests(SchemaFixture db) : IClassFixture<Sche
     }
 
     [DatabaseFact]
+    public async Task AutoCompactionInsideAToolLoop_BreakpointsFollowTheCompactedConversation_AndUsageIsSummedAcrossIt()
+    {
+        await using var h = await Harness.StartAsync(db, new FakeClaudeServerOptions { MinimumCacheableTokens = 50 }, o =>
+        {
+            o.AutoCompaction = true;
+            o.Compaction = new CompactionOptions
+            {
+                Strategy = CompactionStrategy.Summarization, MaxTokensForModel = 4_000, Trigger = 0.5, TargetTokens = 500, ProtectedTokens = 50, PreserveLastN = 0,
+                UseTokenCountingApi = false,
+            };
+        }, tools: new TestTool("lookup", (_, _, _) => Task.FromResult(new string('r', 600))));
+        var agent = await h.AgentAsync(a => a with { Tools = ["lookup"], SystemPrompt = "You are a test agent. " + new string('s', 400) });
+        h.Claude.Respond(r => IsSummarizer(r) ? FakeReply.Text("SUMMARY of the long document " + new string('m', 300))
+            : r.LastUserText.Contains("look it up", StringComparison.Ordinal) && r.ToolResults.Count == 0 ? FakeReply.ToolUse("lookup", new { })
+            : FakeReply.Text("noted"));
+        var session = await h.Client.NewSessionAsync();
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "a long document: " + new string('d', 9_000)), "the first run", s_timeout);
+        Assert.Equal(0, h.Claude.Requests.Count(IsSummarizer));
+        var before = h.Claude.Requests.Count;
+
+        var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "look it up " + new string('p', 300)), "the run that compacts", s_timeout);
+
+        var requests = h.Claude.Requests.Skip(before).Where(r => r.IsMessagesCall).ToList();
+        Assert.True(IsSummarizer(requests[0]), "the compaction comes before the run's first request");
+        var calls = requests.Skip(1).Select(r => r.Body!.Value).ToList();
+        Assert.Equal(2, calls.Count);
+        foreach (var body in calls)
+        {
+            var messages = body.GetProperty("messages");
+            Assert.StartsWith("[Summary of the earlier conversation", messages[0].GetProperty("content")[0].GetProperty("text").GetString(), StringComparison.Ordinal);
+            Assert.True(Breakpoint(messages[messages.GetArrayLength() - 1]), "the moving breakpoint ends the conversation");
+            Assert.True(Assert.Single(body.GetProperty("system").EnumerateArray()).TryGetProperty("cache_control", out _), "the stable prefix ends with the system prompt");
+            Assert.True(body.GetRawText().Split("\"cache_control\"").Length - 1 <= 3);
+        }
+
+        // The second request marks where the first ended (the prompt, sent in one user turn after the summary), and reads it
+        // from the cache.
+        Assert.Equal(1, calls[0].GetProperty("messages").GetArrayLength());
+        Assert.True(Breakpoint(calls[1].GetProperty("messages")[0]));
+        var iterations = await h.Client.GetIterationsAsync(response.RunId);
+        Assert.Equal(2, iterations.Count);
+        Assert.True(iterations[0].Usage.CacheCreationInputTokens > 0, "the compacted prefix is written once");
+        Assert.True(iterations[1].Usage.CacheReadInputTokens > iterations[0].Usage.CacheReadInputTokens, "the next request reads it");
+        Assert.Equal(iterations.Sum(i => i.Usage.CacheReadInputTokens), response.Usage.CacheReadInputTokens);
+        Assert.Equal(iterations.Sum(i => i.Usage.CacheCreationInputTokens), response.Usage.CacheCreationInputTokens);
+        Assert.Equal(iterations.Sum(i => i.Usage.InputTokens), response.Usage.InputTokens);
+        // The summariser's call is the compaction's, not the run's.
+        var compaction = Assert.Single(await h.Client.GetCompactionEventsAsync(session));
+        Assert.True(compaction.Usage.OutputTokens > 0);
+        Assert.Equal(iterations.Sum(i => i.Usage.OutputTokens), response.Usage.OutputTokens);
+
+        static bool Breakpoint(JsonElement message)
+            => message.GetProperty("content") is { ValueKind: JsonValueKind.Array } content && content[content.GetArrayLength() - 1].TryGetProperty("cache_control", out _);
+    }
+
+    [DatabaseFact]
     public async Task CompactAsync_WhileARunWaitsForApproval_LeavesTheRunsMessages_AndTheDecisionStillApplies()
     {
         var refunds = new Refunds();
@@ -335,14 +391,38 @@ public sealed class FeatureInterplayTests(SchemaFixture db) : IClassFixture<Sche
         h.Claude.Respond(r => Refunds.Script(r));
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "refund");
+        var events = new List<RunEvent>();
+        await using var watch = h.Client.WatchRunAsync(runId).GetAsyncEnumerator();
+        while (await Eventually.WithinAsync(watch.MoveNextAsync().AsTask(), "the approval request", s_timeout) && watch.Current is not ApprovalRequestedEvent)
+        {
+            events.Add(watch.Current);
+        }
+
+        events.Add(watch.Current);
         var request = await Refunds.PendingAsync(h.Client, session, s_timeout);
+
         await h.Client.ApproveToolCallAsync(request.ToolExecutionId);
         var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the run", s_timeout);
+        while (await Eventually.WithinAsync(watch.MoveNextAsync().AsTask(), "the rest of the watch", s_timeout))
+        {
+            events.Add(watch.Current);
+        }
+
+        // One decision for the call: the failed attempt is retried without asking again.
         Assert.Equal("refunded 40 on A-1", response.Text);
         Assert.Equal(2, attempts);
         Assert.Single(requested);
-        var events = await CollectAsync(h.Client.WatchRunAsync(runId));
-        Assert.Single(events.OfType<ApprovalRequestedEvent>());
+        Assert.Empty(await h.Client.GetPendingApprovalsAsync(session));
+        var call = Assert.Single(response.ToolCalls);
+        Assert.True(call.Approval!.Approved);
+        Assert.Equal(ToolExecutionState.Completed, call.State);
+        // The watcher sees one request, a start per attempt (docs/streaming.md) and one completion, in that order.
+        Assert.Equal(request.ToolExecutionId, Assert.Single(events.OfType<ApprovalRequestedEvent>()).ToolExecutionId);
+        Assert.Equal(
+            ["ApprovalRequestedEvent", "ToolCallStartedEvent", "ToolCallStartedEvent", "ToolCallCompletedEvent"],
+            events.Where(e => e is ApprovalRequestedEvent or ToolCallStartedEvent or ToolCallCompletedEvent).Select(e => e.GetType().Name));
+        Assert.All(events.OfType<ToolCallStartedEvent>(), e => Assert.Equal(request.ToolExecutionId, e.ToolExecutionId));
+        Assert.Equal(RunState.Completed, Assert.IsType<RunFinishedEvent>(events[^1]).State);
     }
 
     [DatabaseFact]

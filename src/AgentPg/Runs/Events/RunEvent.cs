@@ -80,7 +80,9 @@ public sealed record MessageStoredEvent : RunEvent
     public required Message? Message { get; init; }
 }
 
-/// <summary>A tool call started executing (an agent tool: its child run was created).</summary>
+/// <summary>A tool call started executing (an agent tool: its child run was created); again, with the same
+/// <see cref="ToolExecutionId"/>, for each retry of a failed attempt, a snooze or an attempt a crash interrupted. It is
+/// still one call, which one <see cref="ToolCallCompletedEvent"/> ends.</summary>
 public sealed record ToolCallStartedEvent : RunEvent
 {
     /// <summary>Gets the tool execution.</summary>
