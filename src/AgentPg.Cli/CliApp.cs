@@ -34,6 +34,7 @@ internal static class CliApp
         root.Subcommands.Add(StatusCommand.Create(globals));
         root.Subcommands.Add(AgentsCommands.Create(globals));
         root.Subcommands.Add(RunsCommands.Create(globals));
+        root.Subcommands.Add(SessionsCommands.Create(globals));
         root.Subcommands.Add(ApprovalsCommands.Create(globals));
         root.Subcommands.Add(ChatCommand.Create(globals));
         root.Subcommands.Add(ServeCommand.Create(globals));

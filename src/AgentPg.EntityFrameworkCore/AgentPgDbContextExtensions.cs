@@ -34,6 +34,23 @@ public static class AgentPgDbContextExtensions
         return client.NewSessionAsync(CurrentTransaction(db, nameof(NewSessionAsync)), parentSessionId, metadata, cancellationToken);
     }
 
+    /// <summary>Deletes a session with everything in it, and its child sessions, in the context's current transaction (for
+    /// example with the application's own data of a user whose account is erased).</summary>
+    /// <param name="client">The AgentPg client.</param>
+    /// <param name="db">A context with a current transaction.</param>
+    /// <param name="sessionId">The session.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>A task that completes when the deletion is written in the transaction; a rollback keeps the session.</returns>
+    /// <exception cref="InvalidOperationException">The context has no current transaction.</exception>
+    /// <exception cref="ArgumentException">The context's transaction is not an Npgsql transaction on the client's database.</exception>
+    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.SessionNotFound"/>, or <see cref="AgentPgErrorCode.SessionBusy"/>
+    /// when a run in it is not finished (see <see cref="AgentPgClient.DeleteSessionAsync(Guid, CancellationToken)"/>).</exception>
+    public static Task DeleteSessionAsync(this AgentPgClient client, DbContext db, Guid sessionId, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        return client.DeleteSessionAsync(CurrentTransaction(db, nameof(DeleteSessionAsync)), sessionId, cancellationToken);
+    }
+
     /// <summary>Creates a batch-mode run (Message Batches API) in the context's current transaction.</summary>
     /// <param name="client">The AgentPg client.</param>
     /// <param name="db">A context with a current transaction.</param>

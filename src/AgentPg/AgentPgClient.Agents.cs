@@ -150,7 +150,7 @@ public sealed partial class AgentPgClient
             var (runs, executions) = await _sql.Agents.CountReferencesAsync(_dataSource, id, cancellationToken).ConfigureAwait(false);
             throw new AgentPgException(AgentPgErrorCode.AgentInUse, "DeleteAgent",
                 $"Agent {id} cannot be deleted: {runs} runs and {executions} tool executions reference it. " +
-                "Delete the sessions that hold them first, or keep the agent.", ex)
+                "Delete the sessions that hold them first (DeleteSessionAsync), or keep the agent.", ex)
             {
                 Context = new Dictionary<string, object?> { ["agent_id"] = id, ["runs"] = runs, ["tool_executions"] = executions },
             };

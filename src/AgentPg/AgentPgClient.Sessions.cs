@@ -1,4 +1,5 @@
 using System.Data.Common;
+using AgentPg.Diagnostics;
 using AgentPg.Internal;
 using Npgsql;
 
@@ -37,6 +38,59 @@ public sealed partial class AgentPgClient
     {
         await _schemaCheck.EnsureAsync("GetSession", null, cancellationToken).ConfigureAwait(false);
         return await _sql.Sessions.GetAsync(_dataSource, id, cancellationToken).ConfigureAwait(false) ?? throw SessionNotFound(id, "GetSession");
+    }
+
+    /// <summary>Deletes a session with everything in it — its runs (delegated child runs too), messages, iterations, tool
+    /// executions and approvals, compaction events and live events — and its child sessions likewise.</summary>
+    /// <param name="id">The session.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>A task that completes when the session is deleted.</returns>
+    /// <remarks>For erasing a user's data, or a retention job (see the operations guide). A session with a run that is not
+    /// finished is refused: cancel its runs (<see cref="CancelRunAsync"/>) first. While the deletion runs, runs cannot be
+    /// created in the session (their creation waits, then finds no session); one created just before is seen and refuses the
+    /// deletion. Sessions are not per tenant here: check that the session belongs to the caller's tenant first (for example
+    /// with <see cref="ListSessionsAsync"/> and <see cref="SessionQuery.Ids"/> and <see cref="SessionQuery.Metadata"/>).</remarks>
+    /// <exception cref="AgentPgException">The session does not exist (<see cref="AgentPgErrorCode.SessionNotFound"/>), or it or one
+    /// of its child sessions has a run that is not finished (<see cref="AgentPgErrorCode.SessionBusy"/>; nothing is deleted).</exception>
+    public Task DeleteSessionAsync(Guid id, CancellationToken cancellationToken = default)
+        => DeleteSessionCoreAsync(null, id, cancellationToken);
+
+    /// <summary>Deletes a session with everything in it, and its child sessions, inside the caller's transaction.</summary>
+    /// <param name="transaction">An open transaction on an <see cref="NpgsqlConnection"/> to the client's database.</param>
+    /// <param name="id">The session.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>A task that completes when the deletion is written in the transaction; a rollback keeps the session.</returns>
+    /// <remarks>Deletes the agent data of a user together with the application's own (for example an account's erasure). The
+    /// sessions stay locked until the transaction ends: runs created in them meanwhile wait. Use it in a READ COMMITTED
+    /// transaction (PostgreSQL's default), where the check for active runs sees the runs committed while it waited for
+    /// the lock. See <see cref="DeleteSessionAsync(Guid, CancellationToken)"/>.</remarks>
+    /// <exception cref="ArgumentException">The transaction is not an open Npgsql transaction on the client's database.</exception>
+    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.SessionNotFound"/> or <see cref="AgentPgErrorCode.SessionBusy"/>.</exception>
+    public Task DeleteSessionAsync(DbTransaction transaction, Guid id, CancellationToken cancellationToken = default)
+        => DeleteSessionCoreAsync(TransactionGuard.Require(transaction, _dataSource, nameof(transaction)), id, cancellationToken);
+
+    private async Task DeleteSessionCoreAsync(NpgsqlTransaction? transaction, Guid id, CancellationToken cancellationToken)
+    {
+        await _schemaCheck.EnsureAsync("DeleteSession", transaction, cancellationToken).ConfigureAwait(false);
+        var (found, activeRuns, someActive, deleted) = await _sql.Sessions.DeleteAsync(_dataSource, transaction, id, cancellationToken).ConfigureAwait(false);
+        if (!found)
+        {
+            throw SessionNotFound(id, "DeleteSession");
+        }
+
+        if (!deleted)
+        {
+            var named = string.Join(", ", someActive) + (activeRuns > someActive.Length ? $" and {activeRuns - someActive.Length} more" : "");
+            throw new AgentPgException(AgentPgErrorCode.SessionBusy, "DeleteSession",
+                $"Session {id} cannot be deleted: it or one of its child sessions has {activeRuns} run{(activeRuns == 1 ? "" : "s")} " +
+                $"that {(activeRuns == 1 ? "is" : "are")} not finished ({named}). Cancel {(activeRuns == 1 ? "it" : "them")} with CancelRunAsync first; nothing was deleted.")
+            {
+                SessionId = id,
+                Context = new Dictionary<string, object?> { ["session_id"] = id, ["active_runs"] = activeRuns, ["run_ids"] = someActive },
+            };
+        }
+
+        Log.SessionDeleted(_logger, id);
     }
 
     private async Task<Guid> InsertSessionAsync(NpgsqlTransaction? transaction, Guid? parentSessionId, IReadOnlyDictionary<string, object?>? metadata, CancellationToken cancellationToken)

@@ -91,7 +91,9 @@ public enum AgentPgErrorCode
     /// <summary>No compaction event has the given id.</summary>
     CompactionNotFound,
 
-    /// <summary>The session already has an active root run and the run was created with <see cref="ConcurrencyPolicy.Reject"/>.</summary>
+    /// <summary>The session already has an active root run and the run was created with <see cref="ConcurrencyPolicy.Reject"/>; or
+    /// <see cref="AgentPgClient.DeleteSessionAsync(Guid, CancellationToken)"/> found a run that is not finished in the session or
+    /// one of its child sessions.</summary>
     SessionBusy,
 
     /// <summary>The agent cannot be deleted because runs or tool executions reference it.</summary>

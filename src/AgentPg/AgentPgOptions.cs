@@ -50,11 +50,13 @@ public sealed class AgentPgOptions
     public bool PrepareStatements { get; set; } = true;
 
     /// <summary>Gets or sets how many <b>batch</b> runs (<see cref="AgentPgClient.RunAsync(Guid, Guid, string, RunOptions?, CancellationToken)"/>,
-    /// Claude's Message Batches API) this instance processes at the same time.</summary>
+    /// Claude's Message Batches API) this instance claims and submits at the same time.</summary>
     /// <value>The default value is 10.</value>
     /// <remarks><b>This is the batch-run limit only</b>, despite its name (kept from the reference implementation). Streaming
     /// runs (<c>RunFastAsync</c>) are limited by <see cref="MaxConcurrentStreamingRuns"/>, tool executions by
-    /// <see cref="MaxConcurrentTools"/>.</remarks>
+    /// <see cref="MaxConcurrentTools"/>. It bounds the work of building a request and creating its message batch, not the
+    /// batches waiting at Claude: a submitted run holds no slot while it waits, so any number of batches can be in progress
+    /// at once (each polled every <see cref="BatchPollInterval"/>).</remarks>
     public int MaxConcurrentRuns { get; set; } = 10;
 
     /// <summary>Gets or sets how many streaming runs (<c>RunFastAsync</c>) this instance processes at the same time.</summary>
@@ -78,6 +80,8 @@ public sealed class AgentPgOptions
 
     /// <summary>Gets or sets how often in-progress message batches are polled.</summary>
     /// <value>The default value is 30 seconds. From 1 ms to 49.7 days.</value>
+    /// <remarks>Each poll of a batch is a request to Claude's Message Batches API, which has its own rate limits; a batch
+    /// run's result is collected within about one interval after its batch ended.</remarks>
     public TimeSpan BatchPollInterval { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Gets or sets how often this instance records that it is alive.</summary>

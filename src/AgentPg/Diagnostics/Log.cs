@@ -23,6 +23,9 @@ internal static partial class Log
     [LoggerMessage(1006, LogLevel.Error, "{Attachment} failed to follow the client's start, stop or disposal")]
     public static partial void AttachmentFailed(ILogger logger, Exception exception, string attachment);
 
+    [LoggerMessage(1007, LogLevel.Information, "Session {SessionId} deleted, with its runs, messages and child sessions")]
+    public static partial void SessionDeleted(ILogger logger, Guid sessionId);
+
     [LoggerMessage(1101, LogLevel.Information, "LISTEN connection re-established (backend {ProcessId}); running a catch-up poll")]
     public static partial void ListenerReconnected(ILogger logger, int processId);
 

@@ -20,7 +20,7 @@ internal static class Telemetry
     public static readonly Meter Meter = new(Name, s_version);
 
     public static readonly Histogram<long> TokenUsage = Meter.CreateHistogram<long>("gen_ai.client.token.usage", "{token}",
-        "Tokens used by model calls, by gen_ai.token.type (input includes cache reads and writes).");
+        "Tokens used by model calls (streamed and batch), by gen_ai.token.type (input includes cache reads and writes) and agentpg.run.mode.");
 
     public static readonly Histogram<double> OperationDuration = Meter.CreateHistogram<double>("gen_ai.client.operation.duration", "s",
         "Duration of model calls (chat), from request to the end of the answer.");
@@ -170,8 +170,8 @@ internal static class Telemetry
                 new("gen_ai.response.model", response.Model ?? model),
             ];
             OperationDuration.Record(duration.TotalSeconds, tags);
-            TokenUsage.Record(input, [.. tags, new("gen_ai.token.type", "input")]);
-            TokenUsage.Record(output, [.. tags, new("gen_ai.token.type", "output")]);
+            TokenUsage.Record(input, [.. tags, new("gen_ai.token.type", "input"), new("agentpg.run.mode", "streaming")]);
+            TokenUsage.Record(output, [.. tags, new("gen_ai.token.type", "output"), new("agentpg.run.mode", "streaming")]);
         }
         if (activity is null)
         {
@@ -187,6 +187,25 @@ internal static class Telemetry
         {
             activity.SetTag("gen_ai.output.messages", response.ToMessageJson().GetRawText());
         }
+    }
+
+    /// <summary>Measures the tokens of a batch result (succeeded: Claude charged it, at the batch price). A batch request has no
+    /// chat span and no operation duration: its time is mostly queueing at Claude.</summary>
+    public static void BatchAnswered(string model, Claude.ModelResponse response)
+    {
+        if (!TokenUsage.Enabled)
+        {
+            return;
+        }
+
+        KeyValuePair<string, object?>[] tags =
+        [
+            new("gen_ai.operation.name", "chat"), new("gen_ai.provider.name", Provider), new("gen_ai.request.model", model),
+            new("gen_ai.response.model", response.Model ?? model), new("agentpg.run.mode", "batch"),
+        ];
+        TokenUsage.Record(response.Usage.InputTokens + response.Usage.CacheReadInputTokens + response.Usage.CacheCreationInputTokens,
+            [.. tags, new("gen_ai.token.type", "input")]);
+        TokenUsage.Record(response.Usage.OutputTokens, [.. tags, new("gen_ai.token.type", "output")]);
     }
 
     public static void ChatFailed(Activity? activity, string model, string errorType, TimeSpan duration)

@@ -90,6 +90,14 @@ internal static class Db
         }
     }
 
+    /// <summary>Executes a batch on the caller's transaction and returns its reader (the batch stays the caller's to dispose).</summary>
+    public static Task<NpgsqlDataReader> ExecuteReaderAsync(this NpgsqlBatch batch, NpgsqlTransaction transaction, CancellationToken cancellationToken)
+    {
+        batch.Connection = transaction.Connection;
+        batch.Transaction = transaction;
+        return batch.ExecuteReaderAsync(cancellationToken);
+    }
+
     /// <summary>Executes a command, disposes it and returns the first column of its first row (null when there is none).</summary>
     public static async Task<object?> ScalarAsync(this NpgsqlCommand command, CancellationToken cancellationToken)
     {

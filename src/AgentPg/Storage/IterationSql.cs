@@ -43,12 +43,14 @@ internal sealed class IterationSql
              WHERE id = $1
             """;
         // A batch was created for iteration $1: $2 batch id, $3 expiry, $4 max_tokens, $5 extended context, $6 resubmission (0/1),
-        // $7 expiry counted (0/1). After the fence.
+        // $7 expiry counted (0/1), $8..$11 the iteration's usage so far: answers it was charged for and dropped (a result cut
+        // off by the context window), which its final result adds to the run. After the fence.
         Submitted = $"""
             UPDATE {t}
                SET batch_id = $2, batch_request_id = id::text, batch_status = 'in_progress', batch_submitted_at = now(),
                    batch_expires_at = $3, batch_last_poll_at = NULL, max_tokens = $4, extended_context = $5,
                    batch_resubmit_count = batch_resubmit_count + $6, batch_expired_count = batch_expired_count + $7,
+                   input_tokens = $8, output_tokens = $9, cache_creation_input_tokens = $10, cache_read_input_tokens = $11,
                    started_at = coalesce(started_at, now())
              WHERE id = $1
             """;
@@ -104,11 +106,12 @@ internal sealed class IterationSql
             P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens), P.Text(errorType), P.Text(errorMessage));
 
     /// <summary>Adds <see cref="Submitted"/>: <paramref name="resubmission"/> counts a resubmission, <paramref name="afterExpiry"/>
-    /// an expiry.</summary>
+    /// an expiry; <paramref name="usage"/> is the iteration's usage so far (answers it was charged for and dropped).</summary>
     public void AddSubmitted(NpgsqlBatch batch, Guid iterationId, string batchId, DateTimeOffset expiresAt, int maxTokens, bool extendedContext,
-        bool resubmission, bool afterExpiry)
+        bool resubmission, bool afterExpiry, Usage usage)
         => batch.Append(Submitted, P.Uuid(iterationId), P.Text(batchId), new NpgsqlParameter<DateTimeOffset> { TypedValue = expiresAt }, P.Int(maxTokens),
-            P.Bool(extendedContext), P.Int(resubmission ? 1 : 0), P.Int(afterExpiry ? 1 : 0));
+            P.Bool(extendedContext), P.Int(resubmission ? 1 : 0), P.Int(afterExpiry ? 1 : 0), P.Int((int)usage.InputTokens),
+            P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens));
 
     /// <summary>A command for <see cref="Polled"/>.</summary>
     public NpgsqlCommand PolledCommand(NpgsqlDataSource dataSource, Guid iterationId) => Db.Command(dataSource, null, Polled, P.Uuid(iterationId));

@@ -449,7 +449,8 @@ internal sealed class RunSql
 
     // The iteration's columns before the run's in ForPoll, in the order ReadForPoll reads them.
     private const string PollColumns =
-        "i.id, i.iteration_number, i.batch_id, i.batch_expires_at, i.batch_resubmit_count, i.batch_expired_count, i.extended_context, i.max_tokens";
+        "i.id, i.iteration_number, i.batch_id, i.batch_expires_at, i.batch_resubmit_count, i.batch_expired_count, i.extended_context, i.max_tokens, " +
+        "i.input_tokens, i.output_tokens, i.cache_creation_input_tokens, i.cache_read_input_tokens";
 
     private static readonly int PollColumnCount = PollColumns.Split(", ").Length;
 
@@ -547,7 +548,9 @@ internal sealed class RunSql
     /// <summary>Reads a row of <see cref="ForPoll"/>.</summary>
     public static BatchPollItem ReadForPoll(NpgsqlDataReader r)
         => new(r.GetGuid(0), r.GetInt32(1), r.GetString(2), r.IsDBNull(3) ? null : r.GetFieldValue<DateTimeOffset>(3), r.GetInt32(4), r.GetInt32(5),
-            r.GetBoolean(6), r.IsDBNull(7) ? null : r.GetInt32(7), Read(r, PollColumnCount));
+            r.GetBoolean(6), r.IsDBNull(7) ? null : r.GetInt32(7),
+            new Usage { InputTokens = r.GetInt32(8), OutputTokens = r.GetInt32(9), CacheCreationInputTokens = r.GetInt32(10), CacheReadInputTokens = r.GetInt32(11) },
+            Read(r, PollColumnCount));
 
     /// <summary>A command for <see cref="CallbackSweep"/> over runs and their creating transactions (null: committed); read
     /// each row with <see cref="ReadCallbackSweep"/>.</summary>

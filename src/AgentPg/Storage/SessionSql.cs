@@ -23,13 +23,62 @@ internal sealed class SessionSql
             RETURNING id
             """;
         Get = $"SELECT {Columns} FROM {t} WHERE id = $1";
+        // Session $1 and its descendants (child sessions, any depth).
+        var tree = $"""
+            WITH RECURSIVE tree AS (
+                SELECT id FROM {t} WHERE id = $1
+                UNION ALL
+                SELECT c.id FROM {t} c JOIN tree ON c.parent_session_id = tree.id)
+            """;
+        // Locks the sessions to delete: no run can be created in them any more (its foreign key check waits for the lock),
+        // and one whose creation had the lock first has committed (or rolled back) before the next statement reads.
+        LockTree = $"{tree} SELECT id FROM {t} WHERE id IN (SELECT id FROM tree) ORDER BY id FOR UPDATE";
+        // A statement of its own, so that (READ COMMITTED) it sees the runs committed while the lock was awaited. Deletes the
+        // session when none of the sessions has a run that is not finished (agentpg_run_queue: the active runs); everything
+        // else goes with it (ON DELETE CASCADE).
+        DeleteIfIdle = $"""
+            {tree},
+            active AS (SELECT q.run_id FROM {s}.agentpg_run_queue q WHERE q.session_id IN (SELECT id FROM tree)),
+            deleted AS (DELETE FROM {t} WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM active) RETURNING id)
+            SELECT EXISTS (SELECT 1 FROM tree), (SELECT count(*) FROM active)::int,
+                   ARRAY(SELECT run_id FROM active ORDER BY run_id LIMIT {MaxActiveRunsReported}), EXISTS (SELECT 1 FROM deleted)
+            """;
     }
+
+    /// <summary>How many of a busy session's active runs a refused deletion names.</summary>
+    public const int MaxActiveRunsReported = 10;
 
     public string Insert { get; }
 
     public string InsertChild { get; }
 
     public string Get { get; }
+
+    public string LockTree { get; }
+
+    public string DeleteIfIdle { get; }
+
+    /// <summary>Deletes session <paramref name="id"/> and its child sessions unless one of them has a run that is not finished
+    /// (<see cref="LockTree"/>, then <see cref="DeleteIfIdle"/>, in one transaction: the caller's, or the batch's own).</summary>
+    public async Task<(bool Found, int ActiveRuns, Guid[] SomeActiveRuns, bool Deleted)> DeleteAsync(NpgsqlDataSource dataSource,
+        NpgsqlTransaction? transaction, Guid id, CancellationToken cancellationToken)
+    {
+        var batch = new NpgsqlBatch();
+        await using (batch.ConfigureAwait(false))
+        {
+            batch.Append(LockTree, P.Uuid(id));
+            batch.Append(DeleteIfIdle, P.Uuid(id));
+            var reader = transaction is null
+                ? await batch.ExecuteReaderAsync(dataSource, prepare: false, cancellationToken).ConfigureAwait(false)
+                : await batch.ExecuteReaderAsync(transaction, cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                return (reader.GetBoolean(0), reader.GetInt32(1), reader.GetFieldValue<Guid[]>(2), reader.GetBoolean(3));
+            }
+        }
+    }
 
     /// <summary>The session, or null when it does not exist.</summary>
     public Task<Session?> GetAsync(NpgsqlDataSource dataSource, Guid id, CancellationToken cancellationToken)

@@ -123,6 +123,7 @@ internal sealed class BatchPoller(Engine engine)
             Iteration = item.IterationNumber,
             IterationId = item.IterationId,
             UsedExtendedContext = item.ExtendedContext,
+            IterationUsage = item.DroppedUsage,
         };
 
         try
@@ -213,15 +214,16 @@ internal sealed class BatchPoller(Engine engine)
                 }
 
                 var response = ModelResponse.FromMessage(message);
-                claimed.IterationUsage = response.Usage;
+                claimed.IterationUsage += response.Usage;
+                var context = await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false);
+                Telemetry.BatchAnswered(context.Agent.Model, response);
                 if (response.StopReason == StopReasons.ModelContextWindowExceeded)
                 {
                     // The answer ran into the context window: dropped, and the request takes the prompt-too-long path.
-                    await RetryTooLongAsync(claimed, item, ContextWindowPolicy.GenerationExceeded, cancellationToken).ConfigureAwait(false);
+                    await RetryTooLongAsync(claimed, item, ContextWindowPolicy.GenerationExceeded, cancellationToken, context).ConfigureAwait(false);
                     return;
                 }
 
-                var context = await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false);
                 await engine.Hooks.AfterMessageAsync(ModelCalls.Context(claimed, context, RunMode.Batch, null, message, response.Usage), cancellationToken).ConfigureAwait(false);
                 await _recorder.RecordAsync(claimed, context, response, continueInPlace: false, cancellationToken).ConfigureAwait(false);
                 engine.BatchWake.Set();
@@ -293,9 +295,11 @@ internal sealed class BatchPoller(Engine engine)
     }
 
     /// <summary>Compaction, then the 1M window, then the run's failure (<see cref="ContextWindowPolicy"/>), as for a stream.</summary>
-    private async Task RetryTooLongAsync(ClaimedRun claimed, BatchPollItem item, string detail, CancellationToken cancellationToken)
+    private async Task RetryTooLongAsync(ClaimedRun claimed, BatchPollItem item, string detail, CancellationToken cancellationToken,
+        IterationContext? loaded = null)
     {
-        var context = await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false);
+        var context = loaded
+            ?? await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false);
         await _window.OnPromptTooLongAsync(claimed, context, detail, cancellationToken).ConfigureAwait(false);
         await ResubmitAsync(claimed, item, BatchSubmitter.Kind.Resubmission, cancellationToken).ConfigureAwait(false);
     }
@@ -339,5 +343,7 @@ internal sealed class BatchPoller(Engine engine)
 }
 
 /// <summary>An in-progress batch to poll: its iteration and the run (see <see cref="RunSql.ForPoll"/>).</summary>
+/// <remarks><see cref="DroppedUsage"/>: what the iteration's earlier batches were charged for answers it dropped (a result cut off
+/// by the context window), counted with its final result.</remarks>
 internal sealed record BatchPollItem(Guid IterationId, int IterationNumber, string BatchId, DateTimeOffset? ExpiresAt, int ResubmitCount,
-    int ExpiredCount, bool ExtendedContext, int? MaxTokens, Run Run);
+    int ExpiredCount, bool ExtendedContext, int? MaxTokens, Usage DroppedUsage, Run Run);

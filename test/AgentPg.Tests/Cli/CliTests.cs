@@ -139,6 +139,7 @@ public sealed class CliTests(SchemaFixture db) : IClassFixture<SchemaFixture>
     [DatabaseTheory]
     [InlineData("runs", "show")]
     [InlineData("runs", "cancel")]
+    [InlineData("sessions", "delete")]
     [InlineData("approvals", "approve")]
     [InlineData("approvals", "reject", "--reason", "no")]
     public async Task Commands_UnknownId_OneLineErrorAndExitCode1(params string[] command)
@@ -301,6 +302,27 @@ public sealed class CliTests(SchemaFixture db) : IClassFixture<SchemaFixture>
         var again = await CliRunner.RunAsync(db.Schema, "runs", "cancel", runId.ToString());
         Assert.True(again.ExitCode == 0, again.ToString());
         Assert.Contains("is cancelled", again.Output, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
+    public async Task SessionsDelete_RefusedWhileARunIsQueued_ThenDeletesTheSession()
+    {
+        await using var h = await Harness.StartAsync(db, start: false);
+        var agent = await h.AgentAsync();
+        var session = await h.Client.NewSessionAsync();
+        var runId = await h.Client.RunFastAsync(session, agent.Id, "never claimed: no worker runs");
+
+        var busy = await CliRunner.RunAsync(db.Schema, "sessions", "delete", session.ToString());
+        AssertOneLineError(busy, 1, $"has 1 run that is not finished ({runId})");
+        Assert.Equal(session, (await h.Client.GetSessionAsync(session)).Id);
+
+        await h.Client.CancelRunAsync(runId);
+        var deleted = await CliRunner.RunAsync(db.Schema, "sessions", "delete", session.ToString(), "--json");
+
+        Assert.True(deleted.ExitCode == 0, deleted.ToString());
+        Assert.True(Json(deleted).GetProperty("deleted").GetBoolean());
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_sessions WHERE id = $1", session));
+        AssertOneLineError(await CliRunner.RunAsync(db.Schema, "sessions", "delete", session.ToString()), 1, $"Session {session} does not exist");
     }
 
     [DatabaseFact]

@@ -212,6 +212,37 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
     }
 
     [DatabaseFact]
+    public async Task BatchRun_ItsTokensAreMeasuredLikeAStreamingRunsTaggedWithTheMode()
+    {
+        // Batch results have no chat span (docs/observability.md), but their tokens are charged (at half price): the token
+        // usage histogram counts them, tagged with the run mode so that a cost can be derived from it.
+        using var metrics = new Measurements();
+        var (h, agent, model, _) = await SetUpAsync(captureContent: false);
+        await using var _ = h;
+
+        await Eventually.WithinAsync(h.Client.RunSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "Weather in Oslo?"), "the batch run");
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "Weather in Oslo?"), "the streaming run");
+
+        var tokens = metrics.Of("gen_ai.client.token.usage").Where(m => Equals(m.Tags["gen_ai.request.model"], model)).ToList();
+        double Sum(string mode, string type) => tokens.Where(m => Equals(m.Tags.GetValueOrDefault("agentpg.run.mode"), mode)
+                                                                  && Equals(m.Tags["gen_ai.token.type"], type)).Sum(m => m.Value);
+        foreach (var mode in new[] { "batch", "streaming" })
+        {
+            Assert.Equal(135 + 200, Sum(mode, "input"));
+            Assert.Equal(17, Sum(mode, "output"));
+        }
+
+        Assert.All(tokens, m =>
+        {
+            Assert.Equal("anthropic", m.Tags["gen_ai.provider.name"]);
+            Assert.Equal("chat", m.Tags["gen_ai.operation.name"]);
+            Assert.Equal(model, m.Tags["gen_ai.response.model"]);
+        });
+        // No operation duration for a batch request (it measures hours of queueing, not a call): the two streamed calls only.
+        Assert.Equal(2, metrics.Of("gen_ai.client.operation.duration").Count(m => Equals(m.Tags["gen_ai.request.model"], model)));
+    }
+
+    [DatabaseFact]
     public async Task ModelCall_RefusedAsPromptTooLong_ItsChatSpanIsAnErrorAndItsDurationIsRecorded()
     {
         using var spans = new Spans();

@@ -1,0 +1,70 @@
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+
+namespace AgentPg.Tests.Runs;
+
+/// <summary>Token usage in batch mode, against the same run in streaming mode: what Claude charged is what the run, its
+/// iterations and its response report.</summary>
+public sealed class BatchUsageTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(60);
+
+    private static readonly Dictionary<string, object?> s_extended = new() { ["extended_context"] = true };
+
+    private static Task<Response> RunAsync(Harness h, bool batch, Guid session, Guid agent, string prompt)
+        => Eventually.WithinAsync(batch ? h.Client.RunSyncAsync(session, agent, prompt) : h.Client.RunFastSyncAsync(session, agent, prompt),
+            "the run", s_timeout);
+
+    [DatabaseTheory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task AnswerCutOffByTheContextWindow_ItsTokensAreCountedWithTheRetriedRequest(bool batch)
+    {
+        // The cut-off answer is paid for and dropped; the request goes again with the 1M window (docs/long-conversations.md:
+        // "the cut-off answer is dropped; its tokens are counted").
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync(a => a with { Config = s_extended });
+        h.Claude.Enqueue(FakeReply.Text("cut off") with
+        {
+            StopReason = FakeStopReason.ModelContextWindowExceeded,
+            Usage = new FakeUsage { InputTokens = 1000, OutputTokens = 300, CacheCreationInputTokens = 20, CacheReadInputTokens = 10 },
+        });
+        h.Claude.Enqueue(FakeReply.Text("answered in 1M") with
+        {
+            Usage = new FakeUsage { InputTokens = 2000, OutputTokens = 40, CacheCreationInputTokens = 2, CacheReadInputTokens = 1 },
+        });
+
+        var response = await RunAsync(h, batch, await h.Client.NewSessionAsync(), agent.Id, "go");
+
+        Assert.Equal("answered in 1M", response.Text);
+        var expected = new Usage { InputTokens = 3000, OutputTokens = 340, CacheCreationInputTokens = 22, CacheReadInputTokens = 11 };
+        Assert.Equal(expected, response.Usage);
+        Assert.Equal(expected, response.TotalUsage);
+        Assert.Equal(expected, (await h.Client.GetRunAsync(response.RunId)).Usage);
+        Assert.Equal(expected, Assert.Single(await h.Client.GetIterationsAsync(response.RunId)).Usage);
+    }
+
+    [DatabaseTheory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task AnswerCutOffTwice_TheFailedRunCountsBothAnswers(bool batch)
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync(a => a with { Config = s_extended });
+        var cutOff = FakeReply.Text("cut off") with
+        {
+            StopReason = FakeStopReason.ModelContextWindowExceeded,
+            Usage = new FakeUsage { InputTokens = 1000, OutputTokens = 300, CacheCreationInputTokens = 0, CacheReadInputTokens = 0 },
+        };
+        h.Claude.Enqueue(cutOff, cutOff);
+        var session = await h.Client.NewSessionAsync();
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => RunAsync(h, batch, session, agent.Id, "go"));
+
+        Assert.Equal("context_window_exceeded", ex.Context["error_type"]);
+        var runId = ex.RunId!.Value;
+        var expected = new Usage { InputTokens = 2000, OutputTokens = 600 };
+        Assert.Equal(expected, (await h.Client.GetRunAsync(runId)).Usage);
+        Assert.Equal(expected, Assert.Single(await h.Client.GetIterationsAsync(runId)).Usage);
+    }
+}
