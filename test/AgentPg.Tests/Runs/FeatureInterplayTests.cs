@@ -400,6 +400,9 @@ public sealed class FeatureInterplayTests(SchemaFixture db) : IClassFixture<Sche
 
         events.Add(watch.Current);
         var request = await Refunds.PendingAsync(h.Client, session, s_timeout);
+        // The hook is not awaited by the run, and it announces only requests still waiting when it reads them back: wait for it
+        // before deciding.
+        await Eventually.TrueAsync(() => !requested.IsEmpty, "OnApprovalRequested is called");
 
         await h.Client.ApproveToolCallAsync(request.ToolExecutionId);
         var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the run", s_timeout);
@@ -444,7 +447,8 @@ public sealed class FeatureInterplayTests(SchemaFixture db) : IClassFixture<Sche
             : r.ToolResults.Count == 0 ? FakeReply.ToolUse("flaky", new { }) : FakeReply.Text("done: " + r.ToolResults[0].Content));
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "go");
-        await Eventually.TrueAsync(() => Volatile.Read(ref attempts) >= 1, "the first attempt");
+        // After the second failed attempt the third waits 2⁴ = 16 s: the cancel lands in that backoff.
+        await Eventually.TrueAsync(() => Volatile.Read(ref attempts) >= 2, "the second attempt");
         await Eventually.TrueAsync(async () => (await h.Client.GetRunToolCallsAsync(runId)).Single().State == ToolExecutionState.Pending, "back to pending");
         await h.Client.CancelRunAsync(runId);
         var n = Volatile.Read(ref attempts);
@@ -470,8 +474,9 @@ public sealed class FeatureInterplayTests(SchemaFixture db) : IClassFixture<Sche
                 return FakeReply.Text("noted");
             }
 
-            Interlocked.Increment(ref summaries);
-            return FakeReply.Text(string.Concat(Enumerable.Repeat("summary text....", 40))) with { EventDelay = TimeSpan.FromMilliseconds(100) };
+            // The first summary streams for ~10 s (the run is cancelled meanwhile); the next run's is written at once.
+            var reply = FakeReply.Text(string.Concat(Enumerable.Repeat("summary text....", 40)));
+            return Interlocked.Increment(ref summaries) == 1 ? reply with { EventDelay = TimeSpan.FromMilliseconds(250) } : reply;
         });
         var agent = await h.AgentAsync();
         var session = await h.Client.NewSessionAsync();
@@ -492,7 +497,10 @@ public sealed class FeatureInterplayTests(SchemaFixture db) : IClassFixture<Sche
         Assert.Equal(AgentPgErrorCode.RunCancelled, ex.Code);
         var next = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "again?"), "the next run", s_timeout);
         Assert.Equal("noted", next.Text);
+        // The cancelled run's compaction was never written; the next run compacted the session before its request.
+        Assert.Equal(2, Volatile.Read(ref summaries));
+        Assert.Equal("auto", Assert.Single(await h.Client.GetCompactionEventsAsync(session)).Reason);
         var messages = await h.Client.GetMessagesAsync(session);
-        Assert.Equal(MessageRole.User, messages[0].Role);
+        Assert.True(messages[0].IsSummary);
     }
 }
