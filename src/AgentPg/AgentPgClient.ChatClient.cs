@@ -19,7 +19,11 @@ public sealed partial class AgentPgClient
     /// <see cref="Microsoft.Extensions.AI.FunctionCallContent"/>/<see cref="Microsoft.Extensions.AI.FunctionResultContent"/>
     /// (already executed by AgentPg's workers), and every update carries a continuation token (the run id and the event
     /// sequence): pass it as <see cref="Microsoft.Extensions.AI.ChatOptions.ContinuationToken"/> to resume an interrupted stream
-    /// where it stopped, from any process.</para>
+    /// where it stopped, from any process. A token resumes only a run of this chat client's agent and, when
+    /// <see cref="Microsoft.Extensions.AI.ChatOptions.ConversationId"/> is set too, only a run of that conversation (an
+    /// <see cref="ArgumentException"/> otherwise): the token is opaque but not secret, so an application that accepts tokens and
+    /// conversation ids from its users checks the conversation id (for example against the tenant, with
+    /// <see cref="ListSessionsAsync"/>) and passes both.</para>
     /// <para>Some worker (any started client) must process the runs; this client does not need to be started.</para>
     /// </remarks>
     public Microsoft.Extensions.AI.IChatClient AsChatClient(Guid agentId) => new Chat.AgentPgChatClient(this, agentId);

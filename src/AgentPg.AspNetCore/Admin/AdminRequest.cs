@@ -34,6 +34,25 @@ internal sealed class AdminRequest
         return Options.AgentFilter is { } filter ? agents.Where(a => filter(Http, a)).ToList() : agents;
     }
 
+    /// <summary>Whether the request may start a run of the agent (<see cref="AgentPgAdminOptions.AgentFilter"/>): a chat, a
+    /// message that continues a conversation, a regeneration. An agent deleted meanwhile is not.</summary>
+    public async Task<bool> MayChatWithAsync(Guid agentId)
+    {
+        if (Options.AgentFilter is not { } filter)
+        {
+            return true;
+        }
+
+        try
+        {
+            return filter(Http, await Client.GetAgentByIdAsync(agentId, Aborted).ConfigureAwait(false));
+        }
+        catch (AgentPgException e) when (e.Code == AgentPgErrorCode.AgentNotFound)
+        {
+            return false;
+        }
+    }
+
     /// <summary>PathBase + prefix: every link starts with it.</summary>
     public string Base { get; }
 

@@ -25,6 +25,7 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
         if (options?.ContinuationToken is { } token)
         {
             (runId, after) = Decode(token);
+            await CheckResumableAsync(runId, options.ConversationId, nameof(options), cancellationToken).ConfigureAwait(false);
         }
         else
         {
@@ -32,11 +33,7 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
             Guid sessionId;
             if (options?.ConversationId is { } conversationId)
             {
-                if (!Guid.TryParse(conversationId, out sessionId))
-                {
-                    throw new ArgumentException($"ChatOptions.ConversationId '{conversationId}' is not an AgentPg session id (a GUID returned in " +
-                        "ChatResponse.ConversationId); leave it null to start a new conversation.", nameof(options));
-                }
+                sessionId = SessionId(conversationId, nameof(options));
             }
             else
             {
@@ -114,6 +111,31 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
 
     public void Dispose()
     {
+    }
+
+    private static Guid SessionId(string conversationId, string paramName)
+        => Guid.TryParse(conversationId, out var sessionId)
+            ? sessionId
+            : throw new ArgumentException($"ChatOptions.ConversationId '{conversationId}' is not an AgentPg session id (a GUID returned in " +
+                "ChatResponse.ConversationId); leave it null to start a new conversation.", paramName);
+
+    /// <summary>A continuation token is caller input that names a run (it is opaque, not secret): it resumes only a run of this
+    /// client's agent, and of the conversation the caller names when it names one, so an application that checks the
+    /// conversation ids its users send cannot be led into another agent's or conversation's answer.</summary>
+    private async Task CheckResumableAsync(Guid runId, string? conversationId, string paramName, CancellationToken cancellationToken)
+    {
+        var run = await client.GetRunAsync(runId, cancellationToken).ConfigureAwait(false);
+        if (run.AgentId != agentId)
+        {
+            throw new ArgumentException("ChatOptions.ContinuationToken belongs to a run of another agent: resume a stream with the chat client " +
+                "of the agent that answered it (AsChatClient with that agent's id).", paramName);
+        }
+
+        if (conversationId is not null && SessionId(conversationId, paramName) != run.SessionId)
+        {
+            throw new ArgumentException("ChatOptions.ContinuationToken belongs to a run of another conversation than ChatOptions.ConversationId: " +
+                "pass the token with the conversation id of the response it came from, or without a conversation id.", paramName);
+        }
     }
 
     private async Task<string?> ModelAsync(CancellationToken cancellationToken)

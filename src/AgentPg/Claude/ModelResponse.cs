@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using AgentPg.Internal;
 
 namespace AgentPg.Claude;
 
@@ -90,7 +91,8 @@ internal sealed class ModelResponse
         {
             foreach (var block in content.EnumerateArray())
             {
-                response.Blocks.Add(JsonNode.Parse(block.GetRawText())!.AsObject());
+                // Tool inputs are JSON the model wrote: an escaped unpaired surrogate in one becomes U+FFFD (Nul), as when streamed.
+                response.Blocks.Add(JsonNode.Parse(Nul.ReplaceUnpairedSurrogates(block.GetRawText()))!.AsObject());
             }
         }
 

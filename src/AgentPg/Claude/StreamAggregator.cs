@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using AgentPg.Internal;
 
 namespace AgentPg.Claude;
 
@@ -48,7 +49,7 @@ internal sealed class StreamAggregator
 
             case "content_block_start":
                 var index = ev.GetProperty("index").GetInt32();
-                var block = JsonNode.Parse(ev.GetProperty("content_block").GetRawText())!.AsObject();
+                var block = JsonNode.Parse(Nul.ReplaceUnpairedSurrogates(ev.GetProperty("content_block").GetRawText()))!.AsObject();
                 _blockPositions[index] = _response.Blocks.Count;
                 _response.Blocks.Add(block);
                 if ((string?)block["type"] is "tool_use" or "server_tool_use" or "mcp_tool_use")
@@ -117,7 +118,7 @@ internal sealed class StreamAggregator
         switch (delta.TryGetProperty("type", out var t) ? t.GetString() : null)
         {
             case "text_delta":
-                var text = delta.GetProperty("text").GetString() ?? "";
+                var text = Unescaped(delta.GetProperty("text"));
                 _response.AppendStreamedText(position, "text", text);
                 OnText?.Invoke(text);
                 OnDelta?.Invoke(_response, position, false, text);
@@ -125,12 +126,12 @@ internal sealed class StreamAggregator
             case "input_json_delta":
                 if (_partialJson.TryGetValue(index, out var sb))
                 {
-                    sb.Append(delta.GetProperty("partial_json").GetString());
+                    sb.Append(Unescaped(delta.GetProperty("partial_json")));
                 }
 
                 break;
             case "thinking_delta":
-                var thinking = delta.GetProperty("thinking").GetString() ?? "";
+                var thinking = Unescaped(delta.GetProperty("thinking"));
                 _response.AppendStreamedText(position, "thinking", thinking);
                 OnDelta?.Invoke(_response, position, true, thinking);
                 break;
@@ -144,7 +145,7 @@ internal sealed class StreamAggregator
                     block["citations"] = citations;
                 }
 
-                citations.Add(JsonNode.Parse(delta.GetProperty("citation").GetRawText()));
+                citations.Add(JsonNode.Parse(Nul.ReplaceUnpairedSurrogates(delta.GetProperty("citation").GetRawText())));
                 break;
         }
     }
@@ -166,12 +167,26 @@ internal sealed class StreamAggregator
 
         try
         {
-            block["input"] = JsonNode.Parse(json);
+            block["input"] = JsonNode.Parse(Nul.ReplaceUnpairedSurrogates(json));
         }
         catch (JsonException)
         {
             // Cut off mid-object (max_tokens). Never executed; the iteration is repeated with more room.
             _response.TruncatedToolUses.Add(position);
+        }
+    }
+
+    // A delta's string; an escaped unpaired surrogate, which System.Text.Json refuses to read, becomes U+FFFD (Nul).
+    private static string Unescaped(JsonElement value)
+    {
+        try
+        {
+            return value.GetString() ?? "";
+        }
+        catch (InvalidOperationException) when (value.ValueKind == JsonValueKind.String)
+        {
+            using var repaired = JsonDocument.Parse(Nul.ReplaceUnpairedSurrogates(value.GetRawText()));
+            return repaired.RootElement.GetString() ?? "";
         }
     }
 

@@ -301,6 +301,8 @@ internal static class Summarizer
                 $"The summariser model '{options.SummarizerModel}' failed: {ex.Message} Nothing was changed.", ex) { SessionId = sessionId };
         }
 
+        // Charged whatever follows (a summary cut off at max_tokens is refused below but paid for).
+        Diagnostics.Telemetry.Answered(options.SummarizerModel, aggregator.Response, "streaming");
         var summary = aggregator.Response.Text.Trim();
         if (!aggregator.Response.Completed || summary.Length == 0)
         {

@@ -189,9 +189,10 @@ internal static class Telemetry
         }
     }
 
-    /// <summary>Measures the tokens of a batch result (succeeded: Claude charged it, at the batch price). A batch request has no
-    /// chat span and no operation duration: its time is mostly queueing at Claude.</summary>
-    public static void BatchAnswered(string model, Claude.ModelResponse response)
+    /// <summary>Measures the tokens of an answer that has no chat span: a batch result (<paramref name="mode"/> <c>batch</c>:
+    /// Claude charged it at the batch price; no operation duration either, as its time is mostly queueing at Claude) or the
+    /// compaction summariser's streamed answer (<c>streaming</c>).</summary>
+    public static void Answered(string model, Claude.ModelResponse response, string mode)
     {
         if (!TokenUsage.Enabled)
         {
@@ -201,7 +202,7 @@ internal static class Telemetry
         KeyValuePair<string, object?>[] tags =
         [
             new("gen_ai.operation.name", "chat"), new("gen_ai.provider.name", Provider), new("gen_ai.request.model", model),
-            new("gen_ai.response.model", response.Model ?? model), new("agentpg.run.mode", "batch"),
+            new("gen_ai.response.model", response.Model ?? model), new("agentpg.run.mode", mode),
         ];
         TokenUsage.Record(response.Usage.InputTokens + response.Usage.CacheReadInputTokens + response.Usage.CacheCreationInputTokens,
             [.. tags, new("gen_ai.token.type", "input")]);

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -11,7 +12,8 @@ namespace AgentPg.Internal;
 /// Text a caller passes in (prompts, instructions, agent definitions, metadata, variables, approval decisions, filters) is
 /// rejected with an <see cref="ArgumentException"/> that names the field and the position: the caller can fix it, and nothing
 /// is stored half-way. Text AgentPg receives and must keep (Claude's answers, tool inputs, streamed or from a batch, and tool
-/// outputs and error messages) is stored with each U+0000 replaced by U+FFFD (REPLACEMENT CHARACTER): that text cannot be
+/// outputs and error messages) is stored with each U+0000 replaced by U+FFFD (REPLACEMENT CHARACTER), and so is each unpaired
+/// surrogate Claude's JSON escapes (a tool input is JSON the model writes; see <see cref="ReplaceUnpairedSurrogates"/>): that text cannot be
 /// sent back for a fix, and failing the run or the tool for one invisible character would lose everything else it holds.
 /// </remarks>
 internal static class Nul
@@ -136,6 +138,81 @@ internal static class Nul
 
         return -1;
     }
+
+    /// <summary>The JSON text with every unpaired UTF-16 surrogate replaced by U+FFFD: an escaped one (<c>\uD800</c> not followed by
+    /// a low surrogate's escape, or a low one's escape alone), which System.Text.Json refuses to read, and a raw one; the same
+    /// instance when there is none. For JSON AgentPg receives and must keep: a tool input is JSON text the model writes, and
+    /// one such escape in it made the whole run fail when the input was read.</summary>
+    public static string ReplaceUnpairedSurrogates(string json)
+    {
+        if (json.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') < 0 && !HasSurrogateEscape(json))
+        {
+            return json;
+        }
+
+        var result = new StringBuilder(json.Length);
+        for (var i = 0; i < json.Length; i++)
+        {
+            var c = json[i];
+            if (c == '\\' && i + 1 < json.Length)
+            {
+                if (SurrogateEscape(json, i) is { } unit)
+                {
+                    if (char.IsHighSurrogate(unit) && SurrogateEscape(json, i + 6) is { } next && char.IsLowSurrogate(next))
+                    {
+                        result.Append(json, i, 12);
+                        i += 11;
+                    }
+                    else
+                    {
+                        result.Append("\\uFFFD");
+                        i += 5;
+                    }
+
+                    continue;
+                }
+
+                // Any other escape, \\ included: its two characters as they are.
+                result.Append(c).Append(json[i + 1]);
+                i++;
+                continue;
+            }
+
+            if (char.IsHighSurrogate(c) && i + 1 < json.Length && char.IsLowSurrogate(json[i + 1]))
+            {
+                result.Append(c).Append(json[i + 1]);
+                i++;
+                continue;
+            }
+
+            result.Append(char.IsSurrogate(c) ? Replacement : c);
+        }
+
+        return result.ToString();
+    }
+
+    // Whether the text may hold the escape of a surrogate (a false positive, such as an escaped backslash before "ud800", only
+    // costs the careful pass).
+    private static bool HasSurrogateEscape(string json)
+    {
+        for (var i = json.IndexOf("\\u", StringComparison.Ordinal); i >= 0; i = json.IndexOf("\\u", i + 2, StringComparison.Ordinal))
+        {
+            if (SurrogateEscape(json, i) is not null)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    // The UTF-16 unit of the \uXXXX escape at the index when it is a surrogate; null otherwise.
+    private static char? SurrogateEscape(string json, int index)
+        => index + 6 <= json.Length && json[index] == '\\' && json[index + 1] == 'u'
+           && ushort.TryParse(json.AsSpan(index + 2, 4), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var unit)
+           && char.IsSurrogate((char)unit)
+            ? (char)unit
+            : null;
 
     /// <summary>Replaces U+0000 in every string and property name of a JSON tree, in place; returns whether anything changed.</summary>
     public static bool ReplaceIn(JsonNode? node)

@@ -51,7 +51,9 @@ public sealed record Iteration
     /// <summary>Gets how many tool executions the answer created.</summary>
     public int ToolExecutionCount { get; init; }
 
-    /// <summary>Gets the usage of this call.</summary>
+    /// <summary>Gets the usage of this model call: every answer Claude charged for it, also one that was dropped and requested
+    /// again (a stream that failed and was retried, an answer cut off by the context window); for a batch iteration still
+    /// waiting at Claude, what its earlier batches were charged.</summary>
     public Usage Usage { get; init; } = Usage.Zero;
 
     /// <summary>Gets the error, when the call failed or was abandoned.</summary>

@@ -216,7 +216,7 @@ internal sealed class BatchPoller(Engine engine)
                 var response = ModelResponse.FromMessage(message);
                 claimed.IterationUsage += response.Usage;
                 var context = await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false);
-                Telemetry.BatchAnswered(context.Agent.Model, response);
+                Telemetry.Answered(context.Agent.Model, response, "batch");
                 if (response.StopReason == StopReasons.ModelContextWindowExceeded)
                 {
                     // The answer ran into the context window: dropped, and the request takes the prompt-too-long path.

@@ -243,6 +243,35 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
     }
 
     [DatabaseFact]
+    public async Task CompactionSummariser_ItsTokensAreMeasuredAsTheCompactionEventRecordsThem()
+    {
+        using var metrics = new Measurements();
+        var summarizer = "claude-summary-" + Guid.NewGuid().ToString("N")[..8];
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(r => r.SystemText.StartsWith("You summarise conversations", StringComparison.Ordinal)
+            ? FakeReply.Text("SUMMARY of the earlier turns") with { Usage = new FakeUsage { InputTokens = 900, OutputTokens = 60, CacheCreationInputTokens = 0, CacheReadInputTokens = 0 } }
+            : FakeReply.Text("answer to " + r.LastUserText[..12]));
+        var session = await h.Client.NewSessionAsync();
+        for (var i = 0; i < 5; i++)
+        {
+            await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, $"question {i} " + new string('x', 400)), $"turn {i}");
+        }
+
+        var result = await h.Client.CompactAsync(session, new CompactionOptions
+        {
+            Strategy = CompactionStrategy.Summarization, ProtectedTokens = 50, PreserveLastN = 2, TargetTokens = 100, SummarizerModel = summarizer,
+        });
+
+        Assert.True(result.SummaryCreated);
+        Assert.Equal(new Usage { InputTokens = 900, OutputTokens = 60 }, result.Usage);
+        var tokens = metrics.Of("gen_ai.client.token.usage").Where(m => Equals(m.Tags["gen_ai.request.model"], summarizer)).ToList();
+        Assert.Equal(900, tokens.Where(m => Equals(m.Tags["gen_ai.token.type"], "input")).Sum(m => m.Value));
+        Assert.Equal(60, tokens.Where(m => Equals(m.Tags["gen_ai.token.type"], "output")).Sum(m => m.Value));
+        Assert.All(tokens, m => Assert.Equal("streaming", m.Tags["agentpg.run.mode"]));
+    }
+
+    [DatabaseFact]
     public async Task ModelCall_RefusedAsPromptTooLong_ItsChatSpanIsAnErrorAndItsDurationIsRecorded()
     {
         using var spans = new Spans();

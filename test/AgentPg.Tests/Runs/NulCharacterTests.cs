@@ -6,7 +6,7 @@ namespace AgentPg.Tests.Runs;
 /// <summary>U+0000, which PostgreSQL cannot store, and unpaired UTF-16 surrogates, which UTF-8 cannot encode: rejected with a
 /// clear error where the caller can fix them (prompts, agent definitions, metadata, run options, filters), U+0000 stored as
 /// U+FFFD where AgentPg must keep it (Claude's text and tool inputs, streamed or batched; tool outputs are covered in
-/// ToolResultRecordingTests).</summary>
+/// ToolResultRecordingTests), and so is an unpaired surrogate the model escapes in a tool input's JSON.</summary>
 public sealed class NulCharacterTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
     private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(30);
@@ -158,6 +158,33 @@ public sealed class NulCharacterTests(SchemaFixture db) : IClassFixture<SchemaFi
         }));
         var agent = await h.AgentAsync(a => a with { Tools = null });
         h.Claude.Respond(r => r.ToolResults.Count > 0 ? FakeReply.Text("echoed " + r.ToolResults[0].Content) : FakeReply.ToolUse("echo", new { text = "x\0y" }));
+
+        var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "go"), "the run to end", s_timeout);
+
+        Assert.Equal("x\uFFFDy", await received.Task);
+        Assert.Equal("echoed x\uFFFDy", response.Text);
+        Assert.Equal("x\uFFFDy", Assert.Single(response.ToolCalls).Input.GetProperty("text").GetString());
+    }
+
+    [DatabaseFact]
+    public async Task ToolInput_WithAnEscapedUnpairedSurrogate_ReachesTheToolWithTheReplacementCharacter()
+    {
+        // The model writes a tool's input as JSON text; "\ud800" in it is an unpaired surrogate. Before, reading the input made
+        // the whole run fail ("Cannot read incomplete UTF-16 JSON text as string with missing low surrogate").
+        var received = new TaskCompletionSource<string>();
+        await using var h = await Harness.StartAsync(db, tools: new TestTool("echo", (_, input, _) =>
+        {
+            var text = input.GetProperty("text").GetString()!;
+            received.TrySetResult(text);
+            return Task.FromResult(text);
+        }));
+        var agent = await h.AgentAsync(a => a with { Tools = null });
+        h.Claude.Respond(r => r.ToolResults.Count > 0
+            ? FakeReply.Text("echoed " + r.ToolResults[0].Content)
+            : FakeReply.Message(new FakeToolUseBlock("echo", default) { PartialInputJson = """{"text": "x\ud800y"}""" }) with
+            {
+                StopReason = FakeStopReason.ToolUse,
+            });
 
         var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "go"), "the run to end", s_timeout);
 

@@ -29,6 +29,8 @@ internal static class ChatPages
         var latest = runs.Items.Where(run => run.ParentRunId is null).MaxBy(run => run.CreatedAt);
         var active = latest is not null && !AdminPages.IsTerminal(latest.State) ? latest : null;
         var agents = await RunPages.AgentNamesAsync(r).ConfigureAwait(false);
+        // A conversation of an agent the request may not chat with (AgentFilter) is shown, not continued.
+        var mayContinue = latest is null || await r.MayChatWithAsync(latest.AgentId).ConfigureAwait(false);
 
         var live = active is null
             ? Html.Empty
@@ -40,10 +42,12 @@ internal static class ChatPages
                 {AdminPages.ActionButton(r, $"/runs/{active.Id}/cancel", "Stop", "danger", returnToChat: true)}
                 </div>
                 """);
-        var regenerate = latest is not null && active is null && r.CanAct
+        var regenerate = latest is not null && active is null && r.CanAct && mayContinue
             ? AdminPages.ActionButton(r, $"/runs/{latest.Id}/regenerate", "Regenerate last response", returnToChat: true)
             : Html.Empty;
-        var send = r.CanAct && active is null
+        var send = r.CanAct && active is null && !mayContinue
+            ? Html.Trusted("<p class=\"muted\">This conversation's agent is not one you may chat with.</p>")
+            : r.CanAct && active is null
             ? Html.Of($"""
                 <form method="post" action="{r.Url("/chat/send")}" class="send">{r.AntiforgeryField()}
                 <input type="hidden" name="session" value="{session.Id}">
@@ -91,9 +95,18 @@ internal static class ChatPages
             var latestPage = await r.Client.ListRunsAsync(new RunQuery { SessionId = session.Id, RootOnly = true, SessionMetadata = r.Tenant, Limit = 1 }, r.Aborted)
                 .ConfigureAwait(false);
             var latest = latestPage.Items.Count > 0 ? latestPage.Items[0] : null;
-            agentId = form["agent"].ToString() is { Length: > 0 } agentText
-                ? await AgentIdAsync(r, agentText).ConfigureAwait(false)
-                : latest?.AgentId ?? throw new AdminHttpException(StatusCodes.Status400BadRequest, "Choose an agent: this session has no run yet.");
+            if (form["agent"].ToString() is { Length: > 0 } agentText)
+            {
+                agentId = await AgentIdAsync(r, agentText).ConfigureAwait(false);
+            }
+            else
+            {
+                agentId = latest?.AgentId ?? throw new AdminHttpException(StatusCodes.Status400BadRequest, "Choose an agent: this session has no run yet.");
+                if (!await r.MayChatWithAsync(agentId).ConfigureAwait(false))
+                {
+                    throw new AdminHttpException(StatusCodes.Status400BadRequest, "This conversation's agent is not one you may chat with: choose an agent.");
+                }
+            }
         }
         else
         {

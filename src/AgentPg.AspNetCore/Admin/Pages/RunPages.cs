@@ -71,6 +71,7 @@ internal static class RunPages
         var agents = await AgentNamesAsync(r).ConfigureAwait(false);
         var tree = await TreeAsync(r, run, agents, 0).ConfigureAwait(false);
         var terminal = AdminPages.IsTerminal(run.State);
+        var regenerable = terminal && run.ParentRunId is null && await r.MayChatWithAsync(run.AgentId).ConfigureAwait(false);
 
         var iterationRows = iterations.OrderBy(i => i.IterationNumber).Select(i => Html.Of($"""
             <tr><td>{i.IterationNumber}</td><td>{i.TriggerType}</td><td>{(i.IsStreaming ? "streaming" : "batch")}</td><td>{i.StopReason}</td>
@@ -98,7 +99,7 @@ internal static class RunPages
             </dl>
             <p class="actions">
             {Html.When(!terminal, AdminPages.ActionButton(r, $"/runs/{run.Id}/cancel", "Cancel run", "danger"))}
-            {Html.When(terminal && run.ParentRunId is null, AdminPages.ActionButton(r, $"/runs/{run.Id}/regenerate", "Regenerate"))}
+            {Html.When(regenerable, AdminPages.ActionButton(r, $"/runs/{run.Id}/regenerate", "Regenerate"))}
             </p>
             <h2>Prompt</h2><pre class="text">{run.Prompt}</pre>
             <h2>Response</h2>
@@ -124,6 +125,11 @@ internal static class RunPages
     public static async Task<IResult> RegenerateAsync(AdminRequest r)
     {
         var run = await r.RunAsync(r.RouteId("run")).ConfigureAwait(false);
+        if (!await r.MayChatWithAsync(run.AgentId).ConfigureAwait(false))
+        {
+            throw new AdminHttpException(StatusCodes.Status400BadRequest, "This run's agent is not one you may chat with: it cannot be regenerated here.");
+        }
+
         Guid regenerated;
         try
         {

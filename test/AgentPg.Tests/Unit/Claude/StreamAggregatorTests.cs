@@ -221,4 +221,42 @@ public sealed class StreamAggregatorTests
         Assert.Equal("""{"type":"text"}""", r.Blocks[0].ToJsonString());
         Assert.Equal("""{"type":"text","text":"whole"}""", r.Blocks[1].ToJsonString());
     }
+
+    [Fact]
+    public void UnpairedSurrogateEscapes_InToolInputTextAndThinking_BecomeTheReplacementCharacter_PairsStay()
+    {
+        // Tool inputs are JSON text the model writes: "\ud800" in it is an unpaired surrogate System.Text.Json refuses to read.
+        var r = Aggregate(Start,
+            """{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}""",
+            """{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"t\udc00"}}""",
+            """{"type":"content_block_stop","index":0}""",
+            """{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}""",
+            """{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"a\ud800b \ud83d\ude00"}}""",
+            """{"type":"content_block_stop","index":1}""",
+            """{"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_1","name":"echo","input":{}}}""",
+            """{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"te\\ud800xt\": \"x\\ud800"}}""",
+            """{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"y\\\\ud800 \\ud83d\\ude00\"}"}}""",
+            """{"type":"content_block_stop","index":2}""",
+            Stop).Response;
+
+        Assert.Equal("t\uFFFD", (string?)r.Blocks[0]["thinking"]);
+        Assert.Equal("a\uFFFDb \U0001F600", (string?)r.Blocks[1]["text"]);
+        var input = r.Blocks[2]["input"]!.AsObject();
+        // An escaped backslash before "ud800" is text, not an escape; a valid pair stays the emoji.
+        Assert.Equal("x\uFFFDy\\ud800 \U0001F600", (string?)input["te\uFFFDxt"]);
+        Assert.Empty(r.TruncatedToolUses);
+    }
+
+    [Fact]
+    public void UnpairedSurrogateEscapes_InABatchResultsToolInput_BecomeTheReplacementCharacter()
+    {
+        using var message = JsonDocument.Parse("""
+            {"id":"msg_1","model":"claude-sonnet-4-5","stop_reason":"tool_use","content":[
+              {"type":"tool_use","id":"toolu_1","name":"echo","input":{"text":"x\udfffy"}}],"usage":{"input_tokens":1,"output_tokens":1}}
+            """);
+
+        var r = ModelResponse.FromMessage(message.RootElement);
+
+        Assert.Equal("x\uFFFDy", (string?)r.Blocks[0]["input"]!["text"]);
+    }
 }
