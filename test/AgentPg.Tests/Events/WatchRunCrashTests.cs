@@ -55,10 +55,16 @@ public sealed class WatchRunCrashTests(SchemaFixture db) : IClassFixture<SchemaF
         }
 
         Assert.True(killedAfter > 0, "a delta arrived while the first worker streamed");
+        // What each iteration was, to tell why when there is one more (once under heavy load: iterations 1, 2, 3).
+        var iterations = await db.ScalarAsync<string>(
+            "SELECT string_agg(format('%s %s by %s, started %s, stop %s, error %s', iteration_number, trigger_type, instance_id, started_at, stop_reason, error_message), '; ' ORDER BY iteration_number) FROM {schema}.agentpg_iterations WHERE run_id = $1",
+            runId);
+        var iterationNumbers = events.OfType<IterationStartedEvent>().Select(i => i.IterationNumber).ToList();
+        Assert.True(iterationNumbers.SequenceEqual([1, 2]),
+            $"iterations {string.Join(", ", iterationNumbers)}: {iterations}; second worker's output: {second?.Output}");
         var afterKill = events.Skip(killedAfter).ToList();
         var rescued = Assert.Single(afterKill.OfType<RunStateChangedEvent>(), s => s.State == RunState.Pending);
         Assert.Equal(RunState.Streaming, rescued.PreviousState);
-        Assert.Equal([1, 2], events.OfType<IterationStartedEvent>().Select(i => i.IterationNumber));
         Assert.True(afterKill.IndexOf(rescued) < afterKill.FindIndex(e => e is IterationStartedEvent { IterationNumber: 2 }));
         Assert.Equal(SecondAttempt, string.Concat(events.OfType<TextDeltaEvent>().Where(d => d.IterationNumber == 2).Select(d => d.Text)));
         Assert.StartsWith(string.Concat(events.OfType<TextDeltaEvent>().Where(d => d.IterationNumber == 1).Select(d => d.Text)), s_firstAttempt, StringComparison.Ordinal);
