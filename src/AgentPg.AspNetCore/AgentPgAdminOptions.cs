@@ -15,8 +15,11 @@ public sealed class AgentPgAdminOptions
     public bool AllowAnonymous { get; set; }
 
     /// <summary>The tenant of a request: the metadata entries a session must contain for the request to see it, its runs,
-    /// their tool executions and their counts, or <see langword="null"/> to see everything. Applied in SQL on every page,
-    /// fragment, stream and action; another tenant's id answers 404. Sessions created from the chat page get these entries.</summary>
+    /// their tool executions and their counts, or <see langword="null"/> to see everything (an empty dictionary, which
+    /// requires nothing, also sees everything). Applied in SQL on every page, fragment, stream and action; another tenant's id
+    /// answers 404. Sessions created from the chat page get these entries. A user without the claim gets
+    /// <c>["tenant"] = null</c> from the example, which sees the sessions whose entry is null: require the claim in the
+    /// authorization policy.</summary>
     /// <example><c>o.TenantFilter = http => new Dictionary&lt;string, object?&gt; { ["tenant"] = http.User.FindFirst("tenant")?.Value };</c></example>
     public Func<HttpContext, IReadOnlyDictionary<string, object?>?>? TenantFilter { get; set; }
 

@@ -7,17 +7,22 @@ namespace AgentPg.Cli;
 /// <summary>How values look in tables and text output.</summary>
 internal static class Format
 {
-    // C0 controls but line feed and tab, DEL, and C1 controls (U+009B is CSI on its own in many terminals).
+    // C0 controls but line feed and tab, DEL, C1 controls (U+009B is CSI on its own in many terminals), and Bidi.
     private static readonly SearchValues<char> s_controls = SearchValues.Create(
         "\u0000\u0001\u0002\u0003\u0004\u0005\u0006\u0007\u0008\u000B\u000C\u000D\u000E\u000F\u0010\u0011\u0012\u0013\u0014\u0015\u0016\u0017" +
         "\u0018\u0019\u001A\u001B\u001C\u001D\u001E\u001F\u007F\u0080\u0081\u0082\u0083\u0084\u0085\u0086\u0087\u0088\u0089\u008A\u008B\u008C" +
-        "\u008D\u008E\u008F\u0090\u0091\u0092\u0093\u0094\u0095\u0096\u0097\u0098\u0099\u009A\u009B\u009C\u009D\u009E\u009F");
+        "\u008D\u008E\u008F\u0090\u0091\u0092\u0093\u0094\u0095\u0096\u0097\u0098\u0099\u009A\u009B\u009C\u009D\u009E\u009F" +
+        Bidi);
+
+    // Bidirectional embeddings, overrides and isolates: a terminal that applies them shows the text after one reversed (an
+    // approver could read another value than the one that runs), so they are shown as [U+202E].
+    private const string Bidi = "\u202A\u202B\u202C\u202D\u202E\u2066\u2067\u2068\u2069";
 
     /// <summary>Text written by a model, a tool or an application (prompts, answers, tool outputs, errors, names) made inert for
     /// a terminal. Its escape sequences would otherwise reach the terminal: ESC and the C1 controls move the cursor, clear or
     /// rewrite the screen, set the window title, write the clipboard (OSC 52) or hide text; a carriage return overwrites the
-    /// line. Each control is shown as a visible symbol (ESC as ␛, C1 controls as �); carriage returns are dropped (CR LF reads as
-    /// LF); line feeds and tabs stay.</summary>
+    /// line. Each control is shown as a visible symbol (ESC as ␛, C1 controls as �, a bidirectional override, embedding or
+    /// isolate as [U+202E]); carriage returns are dropped (CR LF reads as LF); line feeds and tabs stay.</summary>
     public static string Terminal(string? text)
     {
         if (string.IsNullOrEmpty(text))
@@ -37,6 +42,10 @@ internal static class Format
             if (!s_controls.Contains(c))
             {
                 builder.Append(c);
+            }
+            else if (Bidi.Contains(c, StringComparison.Ordinal))
+            {
+                builder.Append("[U+").Append(((int)c).ToString("X4", CultureInfo.InvariantCulture)).Append(']');
             }
             else if (c != '\r')
             {

@@ -99,12 +99,18 @@ internal static class AdminPages
     public static Html ToolExecutionLink(AdminRequest r, Guid id) => Html.Of($"""<a class="id" href="{r.Url($"/tool-executions/{id}")}">{Short(id)}</a>""");
 
     public static string Json(JsonElement? element)
-        => element is { ValueKind: not JsonValueKind.Undefined } e ? JsonSerializer.Serialize(e, s_indented) : "";
+        => element is { ValueKind: not JsonValueKind.Undefined } e ? EscapeBidiControls(JsonSerializer.Serialize(e, s_indented)) : "";
 
-    public static string Json(IReadOnlyDictionary<string, object?> values) => values.Count == 0 ? "{}" : JsonSerializer.Serialize(values, s_indented);
+    public static string Json(IReadOnlyDictionary<string, object?> values)
+        => values.Count == 0 ? "{}" : EscapeBidiControls(JsonSerializer.Serialize(values, s_indented));
 
     /// <summary>Metadata on one line, as the lists and facts show it.</summary>
-    public static string CompactJson(IReadOnlyDictionary<string, object?> values) => values.Count == 0 ? "{}" : JsonSerializer.Serialize(values, s_compact);
+    public static string CompactJson(IReadOnlyDictionary<string, object?> values)
+        => values.Count == 0 ? "{}" : EscapeBidiControls(JsonSerializer.Serialize(values, s_compact));
+
+    // JSON shows a bidirectional control (which would reorder what follows it on the page, see Html) as its escape, \u202E: the
+    // same value, so an input approved unchanged from the form is still Claude's. Outside strings JSON holds none.
+    private static string EscapeBidiControls(string json) => Html.ShowBidiControls(json, asJsonEscape: true);
 
     /// <summary>The "next page" link of a keyset list, keeping the current filters.</summary>
     public static Html NextPage(AdminRequest r, string? cursor)

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text;
@@ -14,6 +15,12 @@ internal readonly struct Html
     // Encodes &, <, >, " and ' (so values are safe in text and in double-quoted attributes) but keeps readable Unicode.
     private static readonly HtmlEncoder s_encoder = HtmlEncoder.Create(UnicodeRanges.All);
 
+    // Bidirectional embeddings, overrides and isolates reorder the text after them, so model output holding one could show a
+    // person something else than what is stored and runs (an approver reading a tool input: "Trojan Source"). The encoder
+    // passes them as they are, and an entity would still be one: pages show each as a visible "[U+202E]".
+    private static readonly SearchValues<char> s_bidiControls =
+        SearchValues.Create("\u202A\u202B\u202C\u202D\u202E\u2066\u2067\u2068\u2069");
+
     private readonly string? _value;
 
     private Html(string value) => _value = value;
@@ -27,7 +34,34 @@ internal readonly struct Html
 
     public static Html Of(ref Handler handler) => new(handler.ToStringAndClear());
 
-    public static Html Text(string? text) => new(text is null ? "" : s_encoder.Encode(text));
+    public static Html Text(string? text) => new(text is null ? "" : Encode(text));
+
+    /// <summary>The text with each bidirectional embedding, override or isolate control shown as <c>[U+202E]</c> (or, in JSON
+    /// text, as its escape <c>\u202E</c>); the same instance when it has none.</summary>
+    public static string ShowBidiControls(string text, bool asJsonEscape = false)
+    {
+        if (text.AsSpan().IndexOfAny(s_bidiControls) < 0)
+        {
+            return text;
+        }
+
+        var shown = new StringBuilder(text.Length + 16);
+        foreach (var c in text)
+        {
+            if (s_bidiControls.Contains(c))
+            {
+                shown.Append(asJsonEscape ? "\\u" : "[U+").Append(((int)c).ToString("X4", CultureInfo.InvariantCulture)).Append(asJsonEscape ? "" : "]");
+            }
+            else
+            {
+                shown.Append(c);
+            }
+        }
+
+        return shown.ToString();
+    }
+
+    private static string Encode(string text) => ShowBidiControls(s_encoder.Encode(text));
 
     public static Html Join(IEnumerable<Html> parts)
     {
@@ -74,10 +108,10 @@ internal readonly struct Html
 
                     return;
                 case IFormattable formattable:
-                    _builder!.Append(s_encoder.Encode(formattable.ToString(format, CultureInfo.InvariantCulture)));
+                    _builder!.Append(Encode(formattable.ToString(format, CultureInfo.InvariantCulture)));
                     return;
                 default:
-                    _builder!.Append(s_encoder.Encode(value.ToString() ?? ""));
+                    _builder!.Append(Encode(value.ToString() ?? ""));
                     return;
             }
         }

@@ -38,7 +38,7 @@ internal static class RunEventsStream
                 {
                     var (name, data) = e switch
                     {
-                        TextDeltaEvent t when t.RunId == runId => ("text", (object)new { text = t.Text }),
+                        TextDeltaEvent t when t.RunId == runId => ("text", (object)new { text = Html.ShowBidiControls(t.Text) }),
                         // A repeated iteration number means the model call was retried: the page drops that iteration's text.
                         IterationStartedEvent i when i.RunId == runId => (iterations.Add(i.IterationNumber) ? "iteration" : "reset", new { n = i.IterationNumber }),
                         // A call waiting for a person shows as such until it starts (approved) or completes (rejected).
