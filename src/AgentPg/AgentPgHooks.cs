@@ -36,7 +36,8 @@ public sealed class AgentPgHooks
     /// whether or not the hook succeeds.</summary>
     /// <remarks>At most once rather than exactly once: the hook is started after the answer committed, so an instance that
     /// dies (or stops) in between, or cannot read the requests back from PostgreSQL at that moment, never calls it, and no other
-    /// instance does. The request itself is stored and waits either way; a notifier that must not miss one also lists
+    /// instance does; nor is it called for a request already decided (or whose run was cancelled) when it reads them back. The
+    /// request itself is stored and waits either way; a notifier that must not miss one also lists
     /// <see cref="AgentPgClient.GetPendingApprovalsAsync"/> now and then, or watches for <see cref="ApprovalRequestedEvent"/>.</remarks>
     public Func<ToolApprovalRequest, CancellationToken, Task>? OnApprovalRequested { get; set; }
 

@@ -110,9 +110,8 @@ internal sealed class Compactor(Engine engine)
         long saved = 0;
         if (prune)
         {
-            // What pruning saves is each pruned tool_result's estimate (its text, or its images and documents) less the
-            // placeholder's, in the partition's units.
-            var placeholderTokens = TokenEstimate.Of(new ContentBlock { Type = ContentTypes.ToolResult, ToolContent = Summarizer.PrunedPlaceholder });
+            // What pruning saves is each pruned tool_result's estimate (its text, or its images and documents) less that of
+            // what is left (the placeholder, after an approver's note), in the partition's units.
             long estimatedSaving = 0;
             foreach (var message in prefix.Where(m => !m.IsSummary))
             {
@@ -120,7 +119,8 @@ internal sealed class Compactor(Engine engine)
                 foreach (var block in message.Content.Where(Summarizer.IsPrunable))
                 {
                     prunable = true;
-                    estimatedSaving += Math.Max(0, TokenEstimate.Of(block) - placeholderTokens);
+                    var left = TokenEstimate.Of(new ContentBlock { Type = ContentTypes.ToolResult, ToolContent = Summarizer.PrunedContent(block) });
+                    estimatedSaving += Math.Max(0, TokenEstimate.Of(block) - left);
                 }
 
                 if (prunable)
@@ -157,7 +157,7 @@ internal sealed class Compactor(Engine engine)
             Guid.CreateVersion7(), sessionId, options.Strategy == CompactionStrategy.Summarization ? "summarization" : "hybrid", reason,
             partition.Total, after, removed, pruned,
             [.. partition.Messages.Where(m => !removed.Contains(m.Id) && !pruned.Contains(m.Id)).Select(m => m.Id)],
-            Summarizer.PrunedPlaceholder, Guid.CreateVersion7(), summary is null ? null : Summarizer.SummaryPreamble + summary,
+            Summarizer.PrunedPlaceholder, Summarizer.ApprovalNotePrefix, Guid.CreateVersion7(), summary is null ? null : Summarizer.SummaryPreamble + summary,
             summary is null ? null : options.SummarizerModel, usage, engine.Time.GetElapsedTime(started));
         await WriteAsync(state, write, cancellationToken).ConfigureAwait(false);
 

@@ -41,10 +41,29 @@ internal static class Summarizer
         add nothing that is not in the conversation; prefer actionable facts over commentary.
         """;
 
-    /// <summary>Whether pruning replaces this block with <see cref="PrunedPlaceholder"/>: a tool_result with content blocks
-    /// (images, documents), or whose text is longer than the placeholder. The same test as the prune's SQL.</summary>
+    /// <summary>How the note of a call whose input the approver changed opens (agentpg_complete_tools_and_continue_run writes
+    /// it first in the call's tool_result; docs/approvals.md).</summary>
+    public const string ApprovalNotePrefix = "The approver changed the input of this call before it ran; it ran with ";
+
+    /// <summary>Whether pruning rewrites this block (as <see cref="PrunedContent"/>): a tool_result with content blocks (images,
+    /// documents), or whose text is longer than what pruning leaves. The same test as the prune's SQL.</summary>
     public static bool IsPrunable(ContentBlock block)
-        => block.Type == ContentTypes.ToolResult && (block.ToolContentBlocks.Count > 0 || (block.ToolContent?.Length ?? 0) > PrunedPlaceholder.Length);
+        => block.Type == ContentTypes.ToolResult && (block.ToolContentBlocks.Count > 0 || (block.ToolContent?.Length ?? 0) > PrunedContent(block).Length);
+
+    /// <summary>What a pruned tool_result says: the placeholder, after the approver's note when the result starts with one
+    /// (up to its first blank line). Claude's tool_use keeps the input Claude wrote, so without the note a compacted
+    /// conversation would say that what Claude asked for ran. The same text as the prune's SQL.</summary>
+    public static string PrunedContent(ContentBlock block)
+    {
+        var text = block.ToolContent ?? "";
+        if (!text.StartsWith(ApprovalNotePrefix, StringComparison.Ordinal))
+        {
+            return PrunedPlaceholder;
+        }
+
+        var end = text.IndexOf("\n\n", StringComparison.Ordinal);
+        return (end < 0 ? text : text[..end]) + "\n\n" + PrunedPlaceholder;
+    }
 
     /// <summary>Renders messages as the summariser reads them: "Role:\ncontent", tool calls and results in brackets, long tool
     /// results truncated, pruned outputs shown as the placeholder.</summary>
@@ -66,7 +85,7 @@ internal static class Summarizer
                         break;
                     case ContentTypes.ToolResult:
                         var content = pruneToolOutputs && IsPrunable(block)
-                            ? PrunedPlaceholder
+                            ? PrunedContent(block)
                             : Truncate(block.ToolContent ?? "");
                         parts.Add(block.IsError
                             ? $"[Tool Error for {block.ToolResultForUseId}: {content}]"

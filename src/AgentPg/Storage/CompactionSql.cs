@@ -65,16 +65,22 @@ internal sealed class CompactionSql
               FROM {m} msg
              WHERE msg.session_id = $2 AND (msg.id = ANY($3) OR msg.id = ANY($4))
             """;
-        // Tool outputs longer than the placeholder, and those with images or documents, become the placeholder; every other
-        // field stays (the tool_use_id pairing included). $1 pruned message ids, $2 placeholder.
+        // Tool outputs longer than what pruning leaves, and those with images or documents, become the placeholder, after the
+        // approver's note when the output starts with one (up to its first blank line: Claude's tool_use keeps the input
+        // Claude wrote, and only the note says what ran); every other field stays (the tool_use_id pairing included). The
+        // same rule as Summarizer.IsPrunable and PrunedContent. $1 pruned message ids, $2 placeholder, $3 the note's opening.
         _prune = $"""
             UPDATE {m} msg
-               SET content = (SELECT jsonb_agg(CASE WHEN blk ->> 'type' = 'tool_result'
-                                                     AND (jsonb_typeof(blk -> 'content') = 'array'
-                                                          OR length(coalesce(blk ->> 'content', '')) > length($2))
-                                                    THEN (blk - '{MessageContent.TextKey}') || jsonb_build_object('content', $2::text)
-                                                    ELSE blk END ORDER BY n)
-                                FROM jsonb_array_elements(msg.content) WITH ORDINALITY AS x(blk, n))
+               SET content = (SELECT jsonb_agg(CASE WHEN x.blk ->> 'type' = 'tool_result'
+                                                     AND (jsonb_typeof(x.blk -> 'content') = 'array' OR length(t.text) > length(k.kept))
+                                                    THEN (x.blk - '{MessageContent.TextKey}') || jsonb_build_object('content', k.kept)
+                                                    ELSE x.blk END ORDER BY x.n)
+                                FROM jsonb_array_elements(msg.content) WITH ORDINALITY AS x(blk, n),
+                                     LATERAL (SELECT coalesce(x.blk ->> '{MessageContent.TextKey}',
+                                                              CASE WHEN jsonb_typeof(x.blk -> 'content') = 'string' THEN x.blk ->> 'content' END,
+                                                              '') AS text) t,
+                                     LATERAL (SELECT CASE WHEN starts_with(t.text, $3) THEN split_part(t.text, E'\n\n', 1) || E'\n\n' ELSE '' END
+                                                     || $2 AS kept) k)
              WHERE msg.id = ANY($1) AND jsonb_array_length(msg.content) > 0
             """;
         _remove = $"DELETE FROM {m} WHERE session_id = $1 AND id = ANY($2)";
@@ -152,7 +158,7 @@ internal sealed class CompactionSql
         batch.Append(_archive, P.Uuid(w.EventId), P.Uuid(w.SessionId), P.UuidArray(w.Removed), P.UuidArray(w.Pruned));
         if (w.Pruned.Count > 0)
         {
-            batch.Append(_prune, P.UuidArray(w.Pruned), P.Text(w.Placeholder));
+            batch.Append(_prune, P.UuidArray(w.Pruned), P.Text(w.Placeholder), P.Text(w.ApprovalNotePrefix));
         }
 
         if (w.Removed.Count > 0)
@@ -241,6 +247,7 @@ internal sealed record CompactionWrite(
     IReadOnlyList<Guid> Pruned,
     IReadOnlyList<Guid> Preserved,
     string Placeholder,
+    string ApprovalNotePrefix,
     Guid SummaryMessageId,
     string? Summary,
     string? ModelUsed,

@@ -21,10 +21,11 @@ internal sealed class Refunds
 
     public ConcurrentQueue<JsonElement> Calls { get; } = new();
 
-    public TestTool Tool(string name = "issue_refund") => new(name, (_, input, _) =>
+    /// <summary>The tool; its output is "refunded AMOUNT on ORDER", then <paramref name="receipt"/>.</summary>
+    public TestTool Tool(string name = "issue_refund", string receipt = "") => new(name, (_, input, _) =>
     {
         Calls.Enqueue(input.Clone());
-        return Task.FromResult($"refunded {input.GetProperty("amount").GetDouble()} on {input.GetProperty("order").GetString()}");
+        return Task.FromResult($"refunded {input.GetProperty("amount").GetDouble()} on {input.GetProperty("order").GetString()}{receipt}");
     }, s_schema);
 
     /// <summary>First answer: the refund call (and a lookup when <paramref name="withLookup"/>); then the tool results as text.</summary>

@@ -74,12 +74,15 @@ public sealed record ThinkingDeltaEvent : RunEvent
 /// <summary>A message of the run was stored (the prompt, an assistant answer, tool results).</summary>
 public sealed record MessageStoredEvent : RunEvent
 {
-    /// <summary>Gets the message with its content blocks (<see langword="null"/> only when it was deleted since, e.g. by a
-    /// regeneration).</summary>
+    /// <summary>Gets the message with its content blocks, as it is when the event is read: <see langword="null"/> only when it
+    /// was deleted since (by a regeneration, or by a compaction that summarised it); pruned when a compaction pruned its tool
+    /// outputs since.</summary>
     public required Message? Message { get; init; }
 }
 
-/// <summary>A tool call started executing (an agent tool: its child run was created).</summary>
+/// <summary>A tool call started executing (an agent tool: its child run was created); again, with the same
+/// <see cref="ToolExecutionId"/>, for each retry of a failed attempt, a snooze or an attempt a crash interrupted. It is
+/// still one call, which one <see cref="ToolCallCompletedEvent"/> ends.</summary>
 public sealed record ToolCallStartedEvent : RunEvent
 {
     /// <summary>Gets the tool execution.</summary>
