@@ -207,22 +207,16 @@ public sealed partial class McpServerOptions
         return Clone();
     }
 
-    internal McpServerOptions Clone() => new()
+    internal McpServerOptions Clone()
     {
-        Name = Name,
-        Command = Command,
-        Arguments = [.. Arguments],
-        Environment = new Dictionary<string, string?>(Environment, StringComparer.Ordinal),
-        WorkingDirectory = WorkingDirectory,
-        Endpoint = Endpoint,
-        Headers = new Dictionary<string, string>(Headers, StringComparer.OrdinalIgnoreCase),
-        HeaderProvider = HeaderProvider,
-        ToolFilter = ToolFilter,
-        DisableToolPrefix = DisableToolPrefix,
-        MaxReconnectDelay = MaxReconnectDelay,
-        ConnectTimeout = ConnectTimeout,
-        UnavailableTimeout = UnavailableTimeout,
-    };
+        // Every option copied (a new one needs no line here); the collections copied too, so the caller's later changes to
+        // them do not reach the source.
+        var copy = (McpServerOptions)MemberwiseClone();
+        copy.Arguments = [.. Arguments];
+        copy.Environment = new Dictionary<string, string?>(Environment, StringComparer.Ordinal);
+        copy.Headers = new Dictionary<string, string>(Headers, StringComparer.OrdinalIgnoreCase);
+        return copy;
+    }
 
     [GeneratedRegex("^[a-zA-Z0-9_-]+$", RegexOptions.CultureInvariant)]
     private static partial Regex ValidName();

@@ -282,12 +282,8 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
         McpClient? session;
         lock (_gate)
         {
-            lifetime = _lifetime;
-            _lifetime = null;
-            monitor = _monitor;
-            session = _session;
-            _session = null;
-            _unavailableSince = null;
+            (lifetime, monitor, session) = (_lifetime, _monitor, _session);
+            (_lifetime, _session, _unavailableSince) = (null, null, null);
         }
 
         if (lifetime is not null)
