@@ -1,10 +1,13 @@
+using System.Collections.Concurrent;
 using System.Text.Json;
 using AgentPg.Testing;
+using AgentPg.Tests.Approvals;
 using AgentPg.Tests.Infrastructure;
 
 namespace AgentPg.Tests.Compaction;
 
-/// <summary>A compacted conversation edited after the fact: a regeneration, a restore.</summary>
+/// <summary>A compacted conversation edited after the fact: a regeneration, a restore, and approvers' words (notes and
+/// rejections) under pruning.</summary>
 public sealed class CompactionAfterTheFactTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
     private const string SummarizerPrompt = "You summarise conversations";
@@ -115,5 +118,101 @@ public sealed class CompactionAfterTheFactTests(SchemaFixture db) : IClassFixtur
         await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "question 2"), "the run after the restore", s_timeout);
         var sent = h.Claude.Requests.Last(r => r.IsMessagesCall).Body!.Value.GetProperty("messages").GetRawText();
         Assert.DoesNotContain("[TOOL OUTPUT PRUNED]", sent, StringComparison.Ordinal);
+    }
+
+    /// <summary>The tool_result blocks of a request, oldest first.</summary>
+    private static List<JsonElement> ToolResults(FakeRequest request) => [.. request.Messages.EnumerateArray()
+        .Where(m => m.GetProperty("content").ValueKind == JsonValueKind.Array)
+        .SelectMany(m => m.GetProperty("content").EnumerateArray())
+        .Where(b => b.GetProperty("type").GetString() == "tool_result")
+        .Select(b => b.Clone())];
+
+    private static string Text(JsonElement toolResult) => toolResult.TryGetProperty("content", out var c)
+        ? c.ValueKind == JsonValueKind.String ? c.GetString()! : c.GetRawText()
+        : "";
+
+    /// <summary>A session where Claude asked for a lookup and a refund of 40 (which needs approval), the person decided with
+    /// <paramref name="decide"/>, and a chat turn followed. The model is shown every tool_result when asked "how much?";
+    /// the summariser's prompts are collected.</summary>
+    private static async Task<(AgentDefinition Agent, Guid Session, ConcurrentQueue<FakeRequest> Asked, ConcurrentQueue<string> Summarised)> DecidedRefundAsync(
+        Harness h, Func<ToolApprovalRequest, Task> decide)
+    {
+        var asked = new ConcurrentQueue<FakeRequest>();
+        var summarised = new ConcurrentQueue<string>();
+        h.Claude.Respond(r =>
+        {
+            if (IsSummarizer(r))
+            {
+                summarised.Enqueue(r.LastUserText);
+                return FakeReply.Text("SUMMARY");
+            }
+
+            switch (r.LastUserText)
+            {
+                case "how much?":
+                    asked.Enqueue(r);
+                    return FakeReply.Text("told");
+                case "thanks":
+                    return FakeReply.Text("you are welcome");
+                default:
+                    return Refunds.Script(r, withLookup: true);
+            }
+        });
+        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund", "lookup"], ToolsRequiringApproval = ["issue_refund"] });
+        var session = await h.Client.NewSessionAsync();
+        var runId = await h.Client.RunFastAsync(session, agent.Id, "refund order A-1");
+        await decide(await Refunds.PendingAsync(h.Client, session, s_timeout));
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the decided run", s_timeout);
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "thanks"), "the chat turn", s_timeout);
+        return (agent, session, asked, summarised);
+    }
+
+    private static TestTool Lookup() => new("lookup", (_, _, _) => Task.FromResult("order A-1: " + new string('l', 600)));
+
+    [DatabaseFact]
+    public async Task ARejectionsReason_SurvivesPruning_AndIsShownToTheSummariser()
+    {
+        // Before, pruning replaced the approver's "no, and why" with the placeholder like any tool output: Claude kept an
+        // is_error result with no reason and could ask for the same call again.
+        const string Reason = "The tool call was rejected by the approver: already refunded once; ask the manager";
+        var refunds = new Refunds();
+        await using var h = await Harness.StartAsync(db, tools: [refunds.Tool(), Lookup()]);
+        var (agent, session, asked, summarised) = await DecidedRefundAsync(h, r => h.Client.RejectToolCallAsync(r.ToolExecutionId, "already refunded once; ask the manager"));
+
+        var pruned = await h.Client.CompactAsync(session, AllButTheLast(CompactionStrategy.Hybrid, 100_000));
+
+        Assert.False(pruned.SummaryCreated);
+        Assert.Equal(1, pruned.MessagesPruned);
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "how much?"), "the question after pruning", s_timeout);
+        var results = ToolResults(Assert.Single(asked));
+        Assert.Equal(["[TOOL OUTPUT PRUNED]", Reason], results.Select(Text));
+        Assert.True(results[1].GetProperty("is_error").GetBoolean());
+
+        // Summarised later, the summariser reads the reason too.
+        Assert.True((await h.Client.CompactAsync(session, AllButTheLast(CompactionStrategy.Hybrid, 1))).SummaryCreated);
+        Assert.Contains($": {Reason}]", Assert.Single(summarised), StringComparison.Ordinal);
+        Assert.Empty(refunds.Calls);
+    }
+
+    [DatabaseFact]
+    public async Task AnApproversNoteOfSeveralParagraphs_IsKeptWholeByPruning()
+    {
+        // Before, the note was cut at the comment's first blank line: "(comment: capped at 25." and the placeholder.
+        const string Comment = "capped at 25.\n\nThe customer agreed to 25 on the phone.";
+        var refunds = new Refunds();
+        await using var h = await Harness.StartAsync(db, tools: [refunds.Tool(receipt: "; receipt: " + new string('r', 400)), Lookup()]);
+        var (agent, session, asked, summarised) = await DecidedRefundAsync(h,
+            r => h.Client.ApproveToolCallAsync(r.ToolExecutionId, JsonSerializer.SerializeToElement(new { order = "A-1", amount = 25 }), Comment));
+        var note = "The approver changed the input of this call before it ran; it ran with {\"order\": \"A-1\", \"amount\": 25} (comment: "
+            + JsonSerializer.Serialize(Comment) + ").";
+
+        var pruned = await h.Client.CompactAsync(session, AllButTheLast(CompactionStrategy.Hybrid, 100_000));
+
+        Assert.False(pruned.SummaryCreated);
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "how much?"), "the question after pruning", s_timeout);
+        Assert.Equal(["[TOOL OUTPUT PRUNED]", note + "\n\n[TOOL OUTPUT PRUNED]"], ToolResults(Assert.Single(asked)).Select(Text));
+        Assert.True((await h.Client.CompactAsync(session, AllButTheLast(CompactionStrategy.Hybrid, 1))).SummaryCreated);
+        Assert.Contains(note + "\n\n[TOOL OUTPUT PRUNED]]", Assert.Single(summarised), StringComparison.Ordinal);
+        Assert.Equal(25, Assert.Single(refunds.Calls).GetProperty("amount").GetInt32());
     }
 }

@@ -204,10 +204,10 @@ public sealed class FeatureInterplayTests(SchemaFixture db) : IClassFixture<Sche
         var answer = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "how much?"), "the question after pruning", s_timeout);
         Assert.StartsWith("The approver changed the input of this call before it ran; it ran with {", answer.Text, StringComparison.Ordinal);
         Assert.Contains("\"amount\": 25", answer.Text, StringComparison.Ordinal);
-        Assert.EndsWith(" (comment: capped at 25).\n\n" + "[TOOL OUTPUT PRUNED]", answer.Text, StringComparison.Ordinal);
+        Assert.EndsWith(" (comment: \"capped at 25\").\n\n" + "[TOOL OUTPUT PRUNED]", answer.Text, StringComparison.Ordinal);
         // Pruned once is pruned: summarised later, the pruned result is shown to the summariser as it is stored, note included.
         Assert.True((await h.Client.CompactAsync(session, Options(1))).SummaryCreated);
-        Assert.Contains("(comment: capped at 25).\n\n[TOOL OUTPUT PRUNED]]", Assert.Single(prompts), StringComparison.Ordinal);
+        Assert.Contains("(comment: \"capped at 25\").\n\n[TOOL OUTPUT PRUNED]]", Assert.Single(prompts), StringComparison.Ordinal);
 
         // A session never pruned, summarised by Hybrid: the summariser is shown the note in place of the pruned output.
         var (_, other) = await EditedRefundSessionAsync(h, prompts);
@@ -217,7 +217,7 @@ public sealed class FeatureInterplayTests(SchemaFixture db) : IClassFixture<Sche
         var prompt = prompts.Last();
         Assert.Contains("[Tool Result for ", prompt, StringComparison.Ordinal);
         Assert.Contains("The approver changed the input of this call before it ran; it ran with {", prompt, StringComparison.Ordinal);
-        Assert.Contains("(comment: capped at 25).\n\n[TOOL OUTPUT PRUNED]]", prompt, StringComparison.Ordinal);
+        Assert.Contains("(comment: \"capped at 25\").\n\n[TOOL OUTPUT PRUNED]]", prompt, StringComparison.Ordinal);
         Assert.Equal(2, refunds.Calls.Count);
     }
 
