@@ -35,6 +35,7 @@ internal static class CliApp
         root.Subcommands.Add(AgentsCommands.Create(globals));
         root.Subcommands.Add(RunsCommands.Create(globals));
         root.Subcommands.Add(SessionsCommands.Create(globals));
+        root.Subcommands.Add(CompactionsCommands.Create(globals));
         root.Subcommands.Add(ApprovalsCommands.Create(globals));
         root.Subcommands.Add(ChatCommand.Create(globals));
         root.Subcommands.Add(ServeCommand.Create(globals));

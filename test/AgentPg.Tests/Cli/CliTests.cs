@@ -140,6 +140,7 @@ public sealed class CliTests(SchemaFixture db) : IClassFixture<SchemaFixture>
     [InlineData("runs", "show")]
     [InlineData("runs", "cancel")]
     [InlineData("sessions", "delete")]
+    [InlineData("compactions", "restore")]
     [InlineData("approvals", "approve")]
     [InlineData("approvals", "reject", "--reason", "no")]
     public async Task Commands_UnknownId_OneLineErrorAndExitCode1(params string[] command)
@@ -323,6 +324,47 @@ public sealed class CliTests(SchemaFixture db) : IClassFixture<SchemaFixture>
         Assert.True(Json(deleted).GetProperty("deleted").GetBoolean());
         Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_sessions WHERE id = $1", session));
         AssertOneLineError(await CliRunner.RunAsync(db.Schema, "sessions", "delete", session.ToString()), 1, $"Session {session} does not exist");
+    }
+
+    [DatabaseFact]
+    public async Task Compactions_ListAndRestore_TheConversationComesBack()
+    {
+        // RegenerateRunAsync refuses a run a compaction summarised in part and names the compaction to restore: an operator
+        // can do that from the command line.
+        await using var h = await Harness.StartAsync(db, tools: [new TestTool("fetch", (_, _, _) => Task.FromResult(new string('x', 2_000)))]);
+        var agent = await h.AgentAsync(a => a with { Tools = ["fetch"] });
+        h.Claude.Respond(r => r.ToolResults.Count == 0 ? FakeReply.ToolUse("fetch", new { }) : FakeReply.Text("fetched"));
+        var session = await h.Client.NewSessionAsync();
+        for (var i = 0; i < 4; i++)
+        {
+            await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, $"question {i}"), $"turn {i}");
+        }
+
+        var before = JsonSerializer.Serialize(await h.Client.GetMessagesAsync(session));
+        var compaction = await h.Client.CompactAsync(session, new CompactionOptions
+        {
+            Strategy = CompactionStrategy.Hybrid, ProtectedTokens = 50, PreserveLastN = 2, TargetTokens = 100_000, MaxTokensForModel = 200_000,
+        });
+        Assert.True(compaction.MessagesPruned > 0);
+
+        var list = Json(await CliRunner.RunAsync(db.Schema, "compactions", "list", "--session", session.ToString(), "--json"));
+        var listed = Assert.Single(list.GetProperty("compactions").EnumerateArray());
+        Assert.Equal(compaction.EventId, listed.GetProperty("id").GetGuid());
+        Assert.Equal(JsonValueKind.Null, listed.GetProperty("restoredAt").ValueKind);
+        var table = await CliRunner.RunAsync(db.Schema, "compactions", "list", "--session", session.ToString());
+        Assert.Contains(compaction.EventId.ToString(), table.Output, StringComparison.Ordinal);
+        Assert.Contains("1 compaction(s). Undo the newest of a session with 'agentpg compactions restore ID'.", table.Output, StringComparison.Ordinal);
+
+        var restored = await CliRunner.RunAsync(db.Schema, "compactions", "restore", compaction.EventId.ToString());
+
+        Assert.True(restored.ExitCode == 0, restored.ToString());
+        Assert.Contains($"Compaction {compaction.EventId} restored.", restored.Output, StringComparison.Ordinal);
+        Assert.Equal(before, JsonSerializer.Serialize(await h.Client.GetMessagesAsync(session)));
+        var again = await CliRunner.RunAsync(db.Schema, "compactions", "restore", compaction.EventId.ToString(), "--json");
+        AssertOneLineError(again, 1, "restored");
+        var listedAfter = Json(await CliRunner.RunAsync(db.Schema, "compactions", "list", "--session", session.ToString(), "--json"));
+        Assert.NotEqual(JsonValueKind.Null, Assert.Single(listedAfter.GetProperty("compactions").EnumerateArray()).GetProperty("restoredAt").ValueKind);
+        Assert.Equal("No compactions.", (await CliRunner.RunAsync(db.Schema, "compactions", "list", "--session", Guid.NewGuid().ToString())).Output.Trim());
     }
 
     [DatabaseFact]
