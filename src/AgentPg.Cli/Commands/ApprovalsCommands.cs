@@ -8,11 +8,7 @@ internal static class ApprovalsCommands
 {
     public static Command Create(CliGlobals globals)
     {
-        var approvals = new Command("approvals", "Tool calls waiting for a person's decision.");
-        approvals.Subcommands.Add(List(globals));
-        approvals.Subcommands.Add(Approve(globals));
-        approvals.Subcommands.Add(Reject(globals));
-        return approvals;
+        return new Command("approvals", "Tool calls waiting for a person's decision.") { List(globals), Approve(globals), Reject(globals) };
     }
 
     private static Argument<Guid> ExecutionId() => new("ID") { Description = "The tool execution's id (from 'approvals list')." };
@@ -28,9 +24,7 @@ internal static class ApprovalsCommands
     {
         var session = new Option<Guid?>("--session") { Description = "Only the approvals of this session." };
         var limit = LimitOption.Create("How many to show, oldest first.", 100);
-        var command = new Command("list", "List the tool calls waiting for approval, oldest first.");
-        command.Options.Add(session);
-        command.Options.Add(limit);
+        var command = new Command("list", "List the tool calls waiting for approval, oldest first.") { session, limit };
         globals.SetAction(command, async (parsed, context, cancellationToken) =>
         {
             var count = LimitOption.Get(parsed, limit);

@@ -8,19 +8,14 @@ internal static class CompactionsCommands
 {
     public static Command Create(CliGlobals globals)
     {
-        var compactions = new Command("compactions", "Compactions of sessions' conversations: list them, and undo one.");
-        compactions.Subcommands.Add(List(globals));
-        compactions.Subcommands.Add(Restore(globals));
-        return compactions;
+        return new Command("compactions", "Compactions of sessions' conversations: list them, and undo one.") { List(globals), Restore(globals) };
     }
 
     private static Command List(CliGlobals globals)
     {
         var session = new Option<Guid?>("--session") { Description = "Only the compactions of this session." };
         var limit = LimitOption.Create("How many to show, newest first.", 20);
-        var command = new Command("list", "List compactions, newest first.");
-        command.Options.Add(session);
-        command.Options.Add(limit);
+        var command = new Command("list", "List compactions, newest first.") { session, limit };
         globals.SetAction(command, async (parsed, context, cancellationToken) =>
         {
             var page = await context.Client.ListCompactionEventsAsync(new CompactionEventQuery
@@ -62,8 +57,10 @@ internal static class CompactionsCommands
     {
         var id = new Argument<Guid>("ID") { Description = "The compaction's id (from 'compactions list')." };
         var command = new Command("restore",
-            "Undo a compaction: the archived messages come back as they were and its summary is removed (restore a session's later compactions first).");
-        command.Arguments.Add(id);
+            "Undo a compaction: the archived messages come back as they were and its summary is removed (restore a session's later compactions first).")
+        {
+            id,
+        };
         globals.SetAction(command, async (parsed, context, cancellationToken) =>
         {
             var eventId = parsed.GetValue(id);
