@@ -135,6 +135,14 @@ internal static class RunPages
         {
             regenerated = await r.Client.RegenerateRunAsync(run.Id, r.Aborted).ConfigureAwait(false);
         }
+        catch (AgentPgException e) when (e.Code == AgentPgErrorCode.RunCompacted)
+        {
+            // The way out is on the Compaction page: restore the session's compactions, newest first, then regenerate.
+            return AdminPages.Page(r, "Run compacted", Html.Of($"""
+                <p class="error">{e.Message}</p>
+                <p><a href="{r.Url($"/compaction?session={run.SessionId}")}">The session's compactions</a> · <a href="{r.Url($"/runs/{run.Id}")}">Back to the run</a></p>
+                """), StatusCodes.Status409Conflict);
+        }
         catch (AgentPgException e) when (e.Code is not (AgentPgErrorCode.RunNotFound or AgentPgErrorCode.SessionNotFound))
         {
             throw new AdminHttpException(StatusCodes.Status409Conflict, e.Message);
