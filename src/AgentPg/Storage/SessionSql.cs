@@ -35,13 +35,17 @@ internal sealed class SessionSql
         LockTree = $"{tree} SELECT id FROM {t} WHERE id IN (SELECT id FROM tree) ORDER BY id FOR UPDATE";
         // A statement of its own, so that (READ COMMITTED) it sees the runs committed while the lock was awaited. Deletes the
         // session when none of the sessions has a run that is not finished (agentpg_run_queue: the active runs); everything
-        // else goes with it (ON DELETE CASCADE).
+        // else goes with it (ON DELETE CASCADE). In REPEATABLE READ or SERIALIZABLE it reads the transaction's snapshot, which
+        // may predate a run committed since; the cascade then meets rows that snapshot cannot see, and PostgreSQL's foreign
+        // key actions (which read the latest rows and cross-check them against the snapshot) fail with a serialization
+        // failure (40001) instead of deleting them: nothing is lost. The isolation level comes back for the busy message.
         DeleteIfIdle = $"""
             {tree},
             active AS (SELECT q.run_id FROM {s}.agentpg_run_queue q WHERE q.session_id IN (SELECT id FROM tree)),
             deleted AS (DELETE FROM {t} WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM active) RETURNING id)
             SELECT EXISTS (SELECT 1 FROM tree), (SELECT count(*) FROM active)::int,
-                   ARRAY(SELECT run_id FROM active ORDER BY run_id LIMIT {MaxActiveRunsReported}), EXISTS (SELECT 1 FROM deleted)
+                   ARRAY(SELECT run_id FROM active ORDER BY run_id LIMIT {MaxActiveRunsReported}), EXISTS (SELECT 1 FROM deleted),
+                   current_setting('transaction_isolation')
             """;
     }
 
@@ -60,7 +64,7 @@ internal sealed class SessionSql
 
     /// <summary>Deletes session <paramref name="id"/> and its child sessions unless one of them has a run that is not finished
     /// (<see cref="LockTree"/>, then <see cref="DeleteIfIdle"/>, in one transaction: the caller's, or the batch's own).</summary>
-    public async Task<(bool Found, int ActiveRuns, Guid[] SomeActiveRuns, bool Deleted)> DeleteAsync(NpgsqlDataSource dataSource,
+    public async Task<(bool Found, int ActiveRuns, Guid[] SomeActiveRuns, bool Deleted, string Isolation)> DeleteAsync(NpgsqlDataSource dataSource,
         NpgsqlTransaction? transaction, Guid id, CancellationToken cancellationToken)
     {
         var batch = new NpgsqlBatch();
@@ -75,7 +79,7 @@ internal sealed class SessionSql
             {
                 await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
                 await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-                return (reader.GetBoolean(0), reader.GetInt32(1), reader.GetFieldValue<Guid[]>(2), reader.GetBoolean(3));
+                return (reader.GetBoolean(0), reader.GetInt32(1), reader.GetFieldValue<Guid[]>(2), reader.GetBoolean(3), reader.GetString(4));
             }
         }
     }
