@@ -77,13 +77,38 @@ public sealed partial class AgentPgClient
     public Task DeleteSessionAsync(DbTransaction transaction, Guid id, CancellationToken cancellationToken = default)
         => DeleteSessionCoreAsync(TransactionGuard.Require(transaction, _dataSource, nameof(transaction)), id, cancellationToken);
 
-    private async Task DeleteSessionCoreAsync(NpgsqlTransaction? transaction, Guid id, CancellationToken cancellationToken)
+    /// <summary>The admin UI's deletion: <see cref="DeleteSessionAsync(Guid, CancellationToken)"/> of a session whose whole tree is in
+    /// the request's scope, checked under the lock in the statement that deletes, so no session can join the tree or change
+    /// in between. Out of scope comes first, so a busy message never names another tenant's runs.</summary>
+    /// <param name="id">The session.</param>
+    /// <param name="metadata">What every session of the tree must contain (the tenant filter), or <see langword="null"/>.</param>
+    /// <param name="agentIds">The agents whose runs the tree may hold (the agent filter), or <see langword="null"/> for any.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns><see cref="SessionDeletionScope.Deleted"/>, or why nothing was deleted.</returns>
+    internal async Task<SessionDeletionScope> DeleteSessionInScopeAsync(Guid id, IReadOnlyDictionary<string, object?>? metadata,
+        IReadOnlyList<Guid>? agentIds, CancellationToken cancellationToken)
+    {
+        var json = metadata is null ? null : JsonMapping.ToJsonObject(metadata, nameof(metadata));
+        return await DeleteSessionCoreAsync(null, id, json, agentIds?.ToArray(), cancellationToken).ConfigureAwait(false);
+    }
+
+    private Task DeleteSessionCoreAsync(NpgsqlTransaction? transaction, Guid id, CancellationToken cancellationToken)
+        => DeleteSessionCoreAsync(transaction, id, null, null, cancellationToken);
+
+    private async Task<SessionDeletionScope> DeleteSessionCoreAsync(NpgsqlTransaction? transaction, Guid id, string? scopeMetadataJson,
+        Guid[]? scopeAgentIds, CancellationToken cancellationToken)
     {
         await _schemaCheck.EnsureAsync("DeleteSession", transaction, cancellationToken).ConfigureAwait(false);
-        var (found, activeRuns, someActive, deleted, isolation) = await _sql.Sessions.DeleteAsync(_dataSource, transaction, id, cancellationToken).ConfigureAwait(false);
+        var (found, activeRuns, someActive, deleted, isolation, outsideMetadata, outsideAgents) =
+            await _sql.Sessions.DeleteAsync(_dataSource, transaction, id, scopeMetadataJson, scopeAgentIds, cancellationToken).ConfigureAwait(false);
         if (!found)
         {
             throw SessionNotFound(id, "DeleteSession");
+        }
+
+        if (outsideMetadata || outsideAgents)
+        {
+            return outsideMetadata ? SessionDeletionScope.SessionOutside : SessionDeletionScope.AgentOutside;
         }
 
         if (!deleted)
@@ -102,6 +127,7 @@ public sealed partial class AgentPgClient
         }
 
         Log.SessionDeleted(_logger, id);
+        return SessionDeletionScope.Deleted;
     }
 
     private async Task<Guid> InsertSessionAsync(NpgsqlTransaction? transaction, Guid? parentSessionId, IReadOnlyDictionary<string, object?>? metadata, CancellationToken cancellationToken)
@@ -117,4 +143,17 @@ public sealed partial class AgentPgClient
         {
             SessionId = id,
         };
+}
+
+/// <summary>What <see cref="AgentPgClient.DeleteSessionInScopeAsync"/> did.</summary>
+internal enum SessionDeletionScope
+{
+    /// <summary>The session and its tree were deleted.</summary>
+    Deleted,
+
+    /// <summary>Nothing was deleted: a session of the tree lacks the scope's metadata (another tenant's).</summary>
+    SessionOutside,
+
+    /// <summary>Nothing was deleted: a session of the tree holds runs of an agent outside the scope.</summary>
+    AgentOutside,
 }
