@@ -37,6 +37,7 @@ internal static class AdminEndpoints
         Post("/chat/send", ChatPages.SendAsync);
         Post("/runs/{id}/cancel", RunPages.CancelAsync);
         Post("/runs/{id}/regenerate", RunPages.RegenerateAsync);
+        Post("/sessions/{id}/delete", SessionPages.DeleteAsync);
         Post("/approvals/{id}/approve", ApprovalPages.ApproveAsync);
         Post("/approvals/{id}/reject", ApprovalPages.RejectAsync);
     }
