@@ -122,6 +122,32 @@ public sealed class AdminSessionDeletionTests(SchemaFixture db, Chromium chromiu
     }
 
     [DatabaseFact]
+    public async Task Delete_WhileAnotherTenantsChildSessionIsBeingCreatedInTheTree_WaitsForIt_AndIsRefused()
+    {
+        await using var app = await AdminApp.StartAsync(db);
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        string acme = "acme-" + suffix, globex = "globex-" + suffix;
+        var acmeSession = await app.Client.NewSessionAsync(metadata: Tenant(acme));
+        using var http = app.HttpClient(user: "ann", tenant: acme);
+        var (token, _) = await AdminHttpTests.FormTokenAsync(http, $"sessions/{acmeSession}");
+        await using var connection = await db.DataSource.OpenConnectionAsync();
+        await using var transaction = await connection.BeginTransactionAsync();
+        var sneaked = await app.Client.NewSessionAsync(transaction, acmeSession, Tenant(globex));
+
+        // The page's checks (the session is acme's, and it has no child yet) pass before the child commits: only the
+        // statement that deletes, under the lock the child's creation holds up, can see it.
+        var deletion = http.PostAsync($"sessions/{acmeSession}/delete", Form(token, confirm: true));
+        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND position($1 in query) > 0", db.Schema) > 0,
+            "the deletion waits for the transaction that creates a child session", TimeSpan.FromSeconds(60));
+        await transaction.CommitAsync();
+
+        var response = await Eventually.WithinAsync(deletion, "the deletion", TimeSpan.FromSeconds(60));
+        Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
+        Assert.Equal(2L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_sessions WHERE id = ANY ($1)", new[] { acmeSession, sneaked }));
+    }
+
+    [DatabaseFact]
     public async Task Delete_ASessionHoldingRunsOfAnAgentTheRequestMayNotSee_IsRefused()
     {
         await using var app = await AdminApp.StartAsync(db, configure: o => o.AgentFilter = (http, agent) =>
