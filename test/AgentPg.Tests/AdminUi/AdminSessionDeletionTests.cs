@@ -30,7 +30,10 @@ public sealed class AdminSessionDeletionTests(SchemaFixture db, Chromium chromiu
 
         await page.CheckAsync("details.danger-zone input[name=confirm]");
         await page.ClickAsync("button:has-text('Delete session')");
-        await page.WaitForURLAsync(url => url.EndsWith("/agentpg/sessions", StringComparison.Ordinal));
+        // The sessions list after the redirect, by its heading (WaitForURLAsync, which then waits for the load state, timed
+        // out in about one run of ten here).
+        await page.WaitForSelectorAsync("main h1:text-is('Sessions')");
+        Assert.EndsWith("/agentpg/sessions", page.Url, StringComparison.Ordinal);
 
         Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_sessions WHERE id = ANY ($1)", new[] { seed.Session, child }));
         Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_runs WHERE id = ANY ($1)", new[] { seed.Run, childRun }));
