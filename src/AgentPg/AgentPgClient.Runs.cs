@@ -300,7 +300,10 @@ public sealed partial class AgentPgClient
     /// run's task would enter the root conversation.</remarks>
     /// <exception cref="AgentPgException">The run does not exist (<see cref="AgentPgErrorCode.RunNotFound"/>), is not final
     /// (<see cref="AgentPgErrorCode.InvalidStateTransition"/>; cancel it first), is a child run, or is not the latest root
-    /// run of its session (<see cref="AgentPgErrorCode.InvalidStateTransition"/>).</exception>
+    /// run of its session (<see cref="AgentPgErrorCode.InvalidStateTransition"/>); or a compaction still in place summarised
+    /// some of its messages (<see cref="AgentPgErrorCode.RunCompacted"/>: the summary holds the attempt regeneration would
+    /// discard; restore the compaction with <see cref="RestoreCompactionAsync(Guid, CancellationToken)"/> first). A compaction
+    /// that only pruned the run's tool outputs does not prevent it. Nothing is changed when it throws.</exception>
     public async Task<Guid> RegenerateRunAsync(Guid runId, CancellationToken cancellationToken = default)
     {
         await _schemaCheck.EnsureAsync("RegenerateRun", null, cancellationToken).ConfigureAwait(false);
@@ -310,7 +313,7 @@ public sealed partial class AgentPgClient
             var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await using (transaction.ConfigureAwait(false))
             {
-                var (state, isChild, later) = await _sql.Runs.LockForRegenerateAsync(_dataSource, transaction, runId, cancellationToken).ConfigureAwait(false)
+                var (state, isChild, later, compactedBy) = await _sql.Runs.LockForRegenerateAsync(_dataSource, transaction, runId, cancellationToken).ConfigureAwait(false)
                     ?? throw RunNotFound(runId, "RegenerateRun");
                 if (isChild)
                 {
@@ -336,6 +339,20 @@ public sealed partial class AgentPgClient
                 {
                     throw new AgentPgException(AgentPgErrorCode.InvalidStateTransition, "RegenerateRun",
                         $"Run {runId} is {parsed}; only a completed, failed or cancelled run can be regenerated. Cancel it first.")
+                    {
+                        RunId = runId,
+                    };
+                }
+
+                if (compactedBy is { } compaction)
+                {
+                    // The compaction's summary (and any later summary folding it) tells the attempt this would discard, and Claude
+                    // would read it before answering again; restoring the compaction and then regenerating loses nothing.
+                    throw new AgentPgException(AgentPgErrorCode.RunCompacted, "RegenerateRun",
+                        $"Run {runId} cannot be regenerated: compaction {compaction} summarised some of its messages and is still in place, so " +
+                        "its summary holds the attempt a regeneration would discard and Claude would read it again. Restore the session's " +
+                        $"compactions back to {compaction} first (RestoreCompactionAsync, newest first; GetCompactionEventsAsync lists them), " +
+                        "then regenerate; or start a new run. Nothing was changed.")
                     {
                         RunId = runId,
                     };

@@ -114,4 +114,9 @@ public enum AgentPgErrorCode
     /// <summary>The tool execution is not waiting for approval: it was decided already (approved, rejected, timed out) or its run
     /// was cancelled.</summary>
     ApprovalNotPending,
+
+    /// <summary>The run cannot be regenerated: a compaction still in place summarised some of its messages, so the summary holds
+    /// the attempt a regeneration would discard. Restore the session's compactions back to that one
+    /// (<see cref="AgentPgClient.RestoreCompactionAsync(Guid, CancellationToken)"/>, newest first), or start a new run.</summary>
+    RunCompacted,
 }

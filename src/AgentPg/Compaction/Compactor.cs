@@ -157,7 +157,7 @@ internal sealed class Compactor(Engine engine)
             Guid.CreateVersion7(), sessionId, options.Strategy == CompactionStrategy.Summarization ? "summarization" : "hybrid", reason,
             partition.Total, after, removed, pruned,
             [.. partition.Messages.Where(m => !removed.Contains(m.Id) && !pruned.Contains(m.Id)).Select(m => m.Id)],
-            Summarizer.PrunedPlaceholder, Summarizer.ApprovalNotePrefix, Guid.CreateVersion7(), summary is null ? null : Summarizer.SummaryPreamble + summary,
+            Summarizer.PrunedPlaceholder, Summarizer.ApprovalNotePrefix, Summarizer.RejectionPrefix, Guid.CreateVersion7(), summary is null ? null : Summarizer.SummaryPreamble + summary,
             summary is null ? null : options.SummarizerModel, usage, engine.Time.GetElapsedTime(started));
         await WriteAsync(state, write, cancellationToken).ConfigureAwait(false);
 

@@ -42,20 +42,30 @@ internal static class Summarizer
         """;
 
     /// <summary>How the note of a call whose input the approver changed opens (agentpg_complete_tools_and_continue_run writes
-    /// it first in the call's tool_result; docs/approvals.md).</summary>
+    /// it first in the call's tool_result, on one line: the input and the comment are JSON; docs/approvals.md).</summary>
     public const string ApprovalNotePrefix = "The approver changed the input of this call before it ran; it ran with ";
+
+    /// <summary>How the is_error tool_result of a call the approver rejected opens, before the reason
+    /// (agentpg_decide_tool_approval; docs/approvals.md).</summary>
+    public const string RejectionPrefix = "The tool call was rejected by the approver: ";
 
     /// <summary>Whether pruning rewrites this block (as <see cref="PrunedContent"/>): a tool_result with content blocks (images,
     /// documents), or whose text is longer than what pruning leaves. The same test as the prune's SQL.</summary>
     public static bool IsPrunable(ContentBlock block)
         => block.Type == ContentTypes.ToolResult && (block.ToolContentBlocks.Count > 0 || (block.ToolContent?.Length ?? 0) > PrunedContent(block).Length);
 
-    /// <summary>What a pruned tool_result says: the placeholder, after the approver's note when the result starts with one
-    /// (up to its first blank line). Claude's tool_use keeps the input Claude wrote, so without the note a compacted
-    /// conversation would say that what Claude asked for ran. The same text as the prune's SQL.</summary>
+    /// <summary>What a pruned tool_result says: the placeholder, after the approver's note when the result starts with one (the
+    /// note is one line, up to the blank line before the output). Claude's tool_use keeps the input Claude wrote, so without
+    /// the note a compacted conversation would say that what Claude asked for ran. A rejection is not a tool's output but the
+    /// approver's word, short, and what keeps Claude from asking again: it is kept whole. The same text as the prune's SQL.</summary>
     public static string PrunedContent(ContentBlock block)
     {
         var text = block.ToolContent ?? "";
+        if (IsRejection(block))
+        {
+            return text;
+        }
+
         if (!text.StartsWith(ApprovalNotePrefix, StringComparison.Ordinal))
         {
             return PrunedPlaceholder;
@@ -64,6 +74,9 @@ internal static class Summarizer
         var end = text.IndexOf("\n\n", StringComparison.Ordinal);
         return (end < 0 ? text : text[..end]) + "\n\n" + PrunedPlaceholder;
     }
+
+    private static bool IsRejection(ContentBlock block)
+        => block.IsError && block.ToolContentBlocks.Count == 0 && (block.ToolContent ?? "").StartsWith(RejectionPrefix, StringComparison.Ordinal);
 
     /// <summary>Renders messages as the summariser reads them: "Role:\ncontent", tool calls and results in brackets, long tool
     /// results truncated, pruned outputs shown as the placeholder.</summary>

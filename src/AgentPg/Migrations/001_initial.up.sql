@@ -703,7 +703,8 @@ BEGIN
     -- One tool_result per execution, in tool_use order. A result with content blocks (images, documents) sends them as its
     -- content and keeps its text form in agentpg_text; an empty text result has no content field. A call whose input the
     -- approver changed says so first: Claude's tool_use keeps the input Claude wrote, and without the note Claude would
-    -- report what it asked for ("refunded 40") instead of what ran.
+    -- report what it asked for ("refunded 40") instead of what ran. The note is one line (the input and the comment as JSON),
+    -- so compaction's pruning can keep it whole before the placeholder.
     INSERT INTO agentpg_messages (session_id, run_id, role, content)
     SELECT v_run.session_id, v_run.id, 'user',
            coalesce(jsonb_agg(agentpg_tool_result_block(
@@ -722,7 +723,7 @@ BEGIN
                    te.is_error OR te.state = 'skipped' AS is_error,
                    CASE WHEN te.approval_original_input IS NOT NULL AND te.approval_original_input <> te.tool_input
                         THEN 'The approver changed the input of this call before it ran; it ran with ' || te.tool_input::text
-                             || coalesce(' (comment: ' || te.approval_comment || ')', '') || '.'
+                             || coalesce(' (comment: ' || to_jsonb(te.approval_comment)::text || ')', '') || '.'
                    END AS note
               FROM agentpg_tool_executions te
              WHERE te.iteration_id = v_run.current_iteration_id) r

@@ -66,9 +66,11 @@ internal sealed class CompactionSql
              WHERE msg.session_id = $2 AND (msg.id = ANY($3) OR msg.id = ANY($4))
             """;
         // Tool outputs longer than what pruning leaves, and those with images or documents, become the placeholder, after the
-        // approver's note when the output starts with one (up to its first blank line: Claude's tool_use keeps the input
-        // Claude wrote, and only the note says what ran); every other field stays (the tool_use_id pairing included). The
-        // same rule as Summarizer.IsPrunable and PrunedContent. $1 pruned message ids, $2 placeholder, $3 the note's opening.
+        // approver's note when the output starts with one (the note is one line, up to the blank line before the output:
+        // Claude's tool_use keeps the input Claude wrote, and only the note says what ran); every other field stays (the
+        // tool_use_id pairing included). An approver's rejection (is_error, no blocks) is kept whole: it is the approver's
+        // word, not a tool's output. The same rule as Summarizer.IsPrunable and PrunedContent. $1 pruned message ids,
+        // $2 placeholder, $3 the note's opening, $4 the rejection's opening.
         _prune = $"""
             UPDATE {m} msg
                SET content = (SELECT jsonb_agg(CASE WHEN x.blk ->> 'type' = 'tool_result'
@@ -79,8 +81,11 @@ internal sealed class CompactionSql
                                      LATERAL (SELECT coalesce(x.blk ->> '{MessageContent.TextKey}',
                                                               CASE WHEN jsonb_typeof(x.blk -> 'content') = 'string' THEN x.blk ->> 'content' END,
                                                               '') AS text) t,
-                                     LATERAL (SELECT CASE WHEN starts_with(t.text, $3) THEN split_part(t.text, E'\n\n', 1) || E'\n\n' ELSE '' END
-                                                     || $2 AS kept) k)
+                                     LATERAL (SELECT CASE WHEN x.blk -> 'is_error' = 'true'::jsonb AND jsonb_typeof(x.blk -> 'content') IS DISTINCT FROM 'array'
+                                                               AND starts_with(t.text, $4) THEN t.text
+                                                          ELSE CASE WHEN starts_with(t.text, $3) THEN split_part(t.text, E'\n\n', 1) || E'\n\n' ELSE '' END
+                                                               || $2
+                                                     END AS kept) k)
              WHERE msg.id = ANY($1) AND jsonb_array_length(msg.content) > 0
             """;
         _remove = $"DELETE FROM {m} WHERE session_id = $1 AND id = ANY($2)";
@@ -158,7 +163,7 @@ internal sealed class CompactionSql
         batch.Append(_archive, P.Uuid(w.EventId), P.Uuid(w.SessionId), P.UuidArray(w.Removed), P.UuidArray(w.Pruned));
         if (w.Pruned.Count > 0)
         {
-            batch.Append(_prune, P.UuidArray(w.Pruned), P.Text(w.Placeholder), P.Text(w.ApprovalNotePrefix));
+            batch.Append(_prune, P.UuidArray(w.Pruned), P.Text(w.Placeholder), P.Text(w.ApprovalNotePrefix), P.Text(w.RejectionPrefix));
         }
 
         if (w.Removed.Count > 0)
@@ -248,6 +253,7 @@ internal sealed record CompactionWrite(
     IReadOnlyList<Guid> Preserved,
     string Placeholder,
     string ApprovalNotePrefix,
+    string RejectionPrefix,
     Guid SummaryMessageId,
     string? Summary,
     string? ModelUsed,

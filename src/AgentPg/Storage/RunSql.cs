@@ -184,12 +184,22 @@ internal sealed class RunSql
             SELECT c.found, c.cancelled, c.batch_ids, (SELECT r.run_mode::text FROM {t} r WHERE r.id = $1), cardinality(c.child_run_ids)
               FROM {s}.agentpg_cancel_run($1) c
             """;
-        // The run's state, whether it is a child run, and the newest root run of its session (regeneration rewrites the
-        // end of the conversation only).
+        // Regeneration locks the run's session first, as run creators and compaction do (lock order: session, then run):
+        // no run is created after the latest-run check, and no compaction or restore of the session commits meanwhile.
+        LockSessionOfRun = $"""
+            SELECT 1 FROM {s}.agentpg_sessions WHERE id = (SELECT session_id FROM {t} WHERE id = $1) FOR NO KEY UPDATE
+            """;
+        // The run's state, whether it is a child run, the newest root run of its session (regeneration rewrites the end of
+        // the conversation only), and the oldest compaction still in place that summarised one of the run's messages (its
+        // archive rows go when it is restored): the summary holds the attempt regeneration would discard.
         LockForRegenerate = $"""
             SELECT r.state::text, r.parent_run_id IS NOT NULL,
                    (SELECT o.id FROM {t} o WHERE o.session_id = r.session_id AND o.parent_run_id IS NULL AND o.seq > r.seq
-                     ORDER BY o.seq DESC LIMIT 1)
+                     ORDER BY o.seq DESC LIMIT 1),
+                   (SELECT e.id FROM {s}.agentpg_message_archive a JOIN {s}.agentpg_compaction_events e ON e.id = a.compaction_event_id
+                     WHERE a.session_id = r.session_id AND a.original_message->>'action' = 'removed'
+                       AND a.original_message->'message'->>'run_id' = r.id::text
+                     ORDER BY e.created_at, e.id LIMIT 1)
               FROM {t} r WHERE r.id = $1 FOR NO KEY UPDATE OF r
             """;
         DeleteMessages = $"SELECT {s}.agentpg_delete_run_messages($1)";
@@ -265,6 +275,8 @@ internal sealed class RunSql
 
     public string Cancel { get; }
 
+    public string LockSessionOfRun { get; }
+
     public string LockForRegenerate { get; }
 
     public string DeleteMessages { get; }
@@ -277,7 +289,7 @@ internal sealed class RunSql
     private const int InterruptedIdColumn = 0, InterruptedCancelledColumn = 1, InterruptedBatchIdsColumn = 2, InterruptedModeColumn = 3,
         InterruptedChildrenColumn = 4;
     private const int CancelFoundColumn = 0, CancelCancelledColumn = 1, CancelBatchIdsColumn = 2, CancelModeColumn = 3, CancelChildrenColumn = 4;
-    private const int RegenerateStateColumn = 0, RegenerateIsChildColumn = 1, RegenerateLaterColumn = 2;
+    private const int RegenerateStateColumn = 0, RegenerateIsChildColumn = 1, RegenerateLaterColumn = 2, RegenerateCompactedColumn = 3;
     private const int KeyIdColumn = 0, KeyAgentIdColumn = 1, KeyPromptColumn = 2, KeyModeColumn = 3, KeySameVariablesColumn = 4, KeySameOptionsColumn = 5;
     private const int TreeInputColumn = 0, TreeOutputColumn = 1, TreeCacheCreationColumn = 2, TreeCacheReadColumn = 3;
 
@@ -390,13 +402,18 @@ internal sealed class RunSql
                 r.IsDBNull(CancelModeColumn) ? null : r.GetString(CancelModeColumn), 1 + r.GetInt32(CancelChildrenColumn)),
             cancellationToken).ConfigureAwait(false)).Row;
 
-    /// <summary>Locks the run for regeneration (<see cref="LockForRegenerate"/>); null when it does not exist.</summary>
-    public Task<RegenerateTarget?> LockForRegenerateAsync(NpgsqlDataSource dataSource, NpgsqlTransaction transaction, Guid runId,
+    /// <summary>Locks the run's session, then the run, for regeneration (<see cref="LockSessionOfRun"/>,
+    /// <see cref="LockForRegenerate"/>); null when the run does not exist.</summary>
+    public async Task<RegenerateTarget?> LockForRegenerateAsync(NpgsqlDataSource dataSource, NpgsqlTransaction transaction, Guid runId,
         CancellationToken cancellationToken)
-        => Db.Command(dataSource, transaction, LockForRegenerate, P.Uuid(runId)).QueryFirstOrDefaultAsync(
+    {
+        await Db.Command(dataSource, transaction, LockSessionOfRun, P.Uuid(runId)).ScalarAsync(cancellationToken).ConfigureAwait(false);
+        return await Db.Command(dataSource, transaction, LockForRegenerate, P.Uuid(runId)).QueryFirstOrDefaultAsync(
             r => new RegenerateTarget(r.GetString(RegenerateStateColumn), r.GetBoolean(RegenerateIsChildColumn),
-                r.IsDBNull(RegenerateLaterColumn) ? null : r.GetGuid(RegenerateLaterColumn)),
-            cancellationToken);
+                r.IsDBNull(RegenerateLaterColumn) ? null : r.GetGuid(RegenerateLaterColumn),
+                r.IsDBNull(RegenerateCompactedColumn) ? null : r.GetGuid(RegenerateCompactedColumn)),
+            cancellationToken).ConfigureAwait(false);
+    }
 
     /// <summary>Deletes the run's messages and inserts the same request again, created by <paramref name="instanceId"/>; returns the
     /// new run's id.</summary>
@@ -658,7 +675,7 @@ internal sealed record CreatedRun
 internal sealed record IdempotentRun(Guid Id, Guid AgentId, string Prompt, RunMode Mode, bool SameVariables, bool SameOptions);
 
 /// <summary>A run about to be regenerated: its state, whether it is a child run, and the newer root run of its session if any.</summary>
-internal sealed record RegenerateTarget(string State, bool IsChild, Guid? Later);
+internal sealed record RegenerateTarget(string State, bool IsChild, Guid? Later, Guid? CompactedBy);
 
 /// <summary>Keys of agentpg_runs.options.</summary>
 internal static class RunOptionKeys

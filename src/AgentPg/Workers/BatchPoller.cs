@@ -290,6 +290,10 @@ internal sealed class BatchPoller(Engine engine)
 
     private async Task ResubmitAsync(ClaimedRun claimed, BatchPollItem item, BatchSubmitter.Kind kind, CancellationToken cancellationToken)
     {
+        // Still held? A run cancelled (or rescued) after this poll read it had its batch cancelled by that, and the poll then
+        // finds it "canceled": a new batch would only be created at Claude to be cancelled again (and charged if answered
+        // first). Claim lost here ends the poll quietly (PollOneAsync).
+        await SetStateAsync(claimed.Run, null, cancellationToken).ConfigureAwait(false);
         var context = await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: true, cancellationToken).ConfigureAwait(false);
         await _submitter.SubmitAsync(claimed, context, kind, cancellationToken).ConfigureAwait(false);
     }
@@ -330,13 +334,18 @@ internal sealed class BatchPoller(Engine engine)
         }
     }
 
-    private async Task SetStateAsync(Run run, RunState state, CancellationToken cancellationToken)
+    /// <summary>Fenced: sets the run's state, or (<paramref name="state"/> null) only checks that this instance still holds it.</summary>
+    private async Task SetStateAsync(Run run, RunState? state, CancellationToken cancellationToken)
     {
         var batch = engine.DataSource.CreateBatch();
         await using (batch.ConfigureAwait(false))
         {
             engine.Sql.Runs.AddFence(batch, run, engine.InstanceId, null);
-            engine.Sql.Runs.AddSetState(batch, run.Id, state);
+            if (state is { } newState)
+            {
+                engine.Sql.Runs.AddSetState(batch, run.Id, newState);
+            }
+
             await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
     }

@@ -145,7 +145,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         // Claude is told what ran (its tool_use still says 40): the script answers with the tool_result's text.
         Assert.StartsWith("The approver changed the input of this call before it ran; it ran with {", response.Text, StringComparison.Ordinal);
         Assert.Contains("\"amount\": 25", response.Text, StringComparison.Ordinal);
-        Assert.EndsWith(" (comment: capped at 25).\n\nrefunded 25 on A-1", response.Text, StringComparison.Ordinal);
+        Assert.EndsWith(" (comment: \"capped at 25\").\n\nrefunded 25 on A-1", response.Text, StringComparison.Ordinal);
         Assert.Equal(25, Assert.Single(refunds.Calls).GetProperty("amount").GetInt32());
         var refund = Assert.Single(response.ToolCalls);
         Assert.Equal(25, refund.Input.GetProperty("amount").GetInt32());

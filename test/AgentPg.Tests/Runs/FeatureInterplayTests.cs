@@ -82,9 +82,20 @@ public sealed class FeatureInterplayTests(SchemaFixture db) : IClassFixture<Sche
         Assert.Null(stored[0].Message);
         Assert.Equal(messages.Skip(1).Select(m => m.Id), stored.Skip(1).Select(e => e.Message!.Id));
 
-        // The run regenerates after its prompt was summarised: the new run asks again, and the conversation stays valid.
+        // The run's prompt was summarised: the summary tells the attempt a regeneration would discard, so it is refused until
+        // the compaction is restored. Then the new run asks again, its first request holds nothing of the old attempt, and the
+        // conversation stays valid.
+        var compaction = Assert.Single(await h.Client.GetCompactionEventsAsync(session));
+        var refused = await Assert.ThrowsAsync<AgentPgException>(() => h.Client.RegenerateRunAsync(runId));
+        Assert.Equal(AgentPgErrorCode.RunCompacted, refused.Code);
+        Assert.Equal(messages.Select(m => m.Id), (await h.Client.GetMessagesAsync(session)).Select(m => m.Id));
+        await h.Client.RestoreCompactionAsync(compaction.Id);
+        var sentBefore = h.Claude.Requests.Count;
         var regenerated = await h.Client.RegenerateRunAsync(runId);
         var again = await Refunds.PendingAsync(h.Client, session, s_timeout);
+        var asked = h.Claude.Requests.Skip(sentBefore).First(r => r.IsMessagesCall && !IsSummarizer(r)).Body!.Value.GetProperty("messages");
+        Assert.Equal(1, asked.GetArrayLength());
+        Assert.StartsWith("refund order A-1, here is the whole story: ", asked[0].GetProperty("content")[0].GetProperty("text").GetString(), StringComparison.Ordinal);
         Assert.Equal(regenerated, again.RunId);
         await h.Client.RejectToolCallAsync(again.ToolExecutionId, "done already");
         Assert.Equal("ERROR The tool call was rejected by the approver: done already",
@@ -193,10 +204,10 @@ public sealed class FeatureInterplayTests(SchemaFixture db) : IClassFixture<Sche
         var answer = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "how much?"), "the question after pruning", s_timeout);
         Assert.StartsWith("The approver changed the input of this call before it ran; it ran with {", answer.Text, StringComparison.Ordinal);
         Assert.Contains("\"amount\": 25", answer.Text, StringComparison.Ordinal);
-        Assert.EndsWith(" (comment: capped at 25).\n\n" + "[TOOL OUTPUT PRUNED]", answer.Text, StringComparison.Ordinal);
+        Assert.EndsWith(" (comment: \"capped at 25\").\n\n" + "[TOOL OUTPUT PRUNED]", answer.Text, StringComparison.Ordinal);
         // Pruned once is pruned: summarised later, the pruned result is shown to the summariser as it is stored, note included.
         Assert.True((await h.Client.CompactAsync(session, Options(1))).SummaryCreated);
-        Assert.Contains("(comment: capped at 25).\n\n[TOOL OUTPUT PRUNED]]", Assert.Single(prompts), StringComparison.Ordinal);
+        Assert.Contains("(comment: \"capped at 25\").\n\n[TOOL OUTPUT PRUNED]]", Assert.Single(prompts), StringComparison.Ordinal);
 
         // A session never pruned, summarised by Hybrid: the summariser is shown the note in place of the pruned output.
         var (_, other) = await EditedRefundSessionAsync(h, prompts);
@@ -206,7 +217,7 @@ public sealed class FeatureInterplayTests(SchemaFixture db) : IClassFixture<Sche
         var prompt = prompts.Last();
         Assert.Contains("[Tool Result for ", prompt, StringComparison.Ordinal);
         Assert.Contains("The approver changed the input of this call before it ran; it ran with {", prompt, StringComparison.Ordinal);
-        Assert.Contains("(comment: capped at 25).\n\n[TOOL OUTPUT PRUNED]]", prompt, StringComparison.Ordinal);
+        Assert.Contains("(comment: \"capped at 25\").\n\n[TOOL OUTPUT PRUNED]]", prompt, StringComparison.Ordinal);
         Assert.Equal(2, refunds.Calls.Count);
     }
 
