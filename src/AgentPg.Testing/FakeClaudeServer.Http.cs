@@ -89,6 +89,18 @@ public sealed partial class FakeClaudeServer
             return;
         }
 
+        if (_failRequests?.Invoke(recorded) is { } fault)
+        {
+            if (fault.Status is < 400 or > 599)
+            {
+                throw new InvalidOperationException($"FailRequests returned status {fault.Status}; an error needs a 4xx or 5xx status.");
+            }
+
+            await WriteErrorAsync(context, requestId, new ApiFailure(fault.Status, fault.Type, fault.Message), fault.ShouldRetry, cancellationToken, fault.RetryAfter)
+                .ConfigureAwait(false);
+            return;
+        }
+
         if (tooLarge)
         {
             await WriteErrorAsync(context, requestId, new ApiFailure(413, "request_too_large", "Request exceeds the maximum allowed number of bytes."), shouldRetry: null, cancellationToken).ConfigureAwait(false);

@@ -50,6 +50,7 @@ public sealed partial class FakeClaudeServer : IAsyncDisposable
     private readonly ConcurrentDictionary<RequestWaiter, byte> _waiters = new();
     private readonly CancellationTokenSource _shutdown = new();
     private volatile Func<FakeRequest, CancellationToken, Task<FakeReply?>>? _responder;
+    private volatile Func<RecordedRequest, FakeApiError?>? _failRequests;
     private int _disposed;
 
     private FakeClaudeServer(WebApplication app, FakeClaudeServerOptions options)
@@ -174,6 +175,16 @@ public sealed partial class FakeClaudeServer : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(responder);
         _responder = responder;
     }
+
+    /// <summary>Fails requests to any endpoint (creating or polling a message batch, counting tokens, listing models…) with
+    /// an HTTP error, before the server handles them: for outages and rate limits on endpoints that take no
+    /// <see cref="FakeReply"/>. A Messages call is better scripted with <see cref="FakeReply.Error(int, string, string, TimeSpan?, bool?)"/>.</summary>
+    /// <param name="fault">Returns the error for a request (recorded and authenticated by then), or <see langword="null"/> to
+    /// handle it normally; <see langword="null"/> removes the fault.</param>
+    /// <example><code>claude.FailRequests(r =&gt; r.Path == "/v1/messages/batches" &amp;&amp; r.Method == "POST"
+    ///     ? new FakeApiError(529, "overloaded_error", "Overloaded") { RetryAfter = TimeSpan.FromMilliseconds(1) }
+    ///     : null);</code></example>
+    public void FailRequests(Func<RecordedRequest, FakeApiError?>? fault) => _failRequests = fault;
 
     /// <summary>Answers with the built-in deterministic demo model (<see cref="FakeModels.Demo"/>) when the queue is empty.</summary>
     public void UseDemoModel() => Respond(FakeModels.Demo);

@@ -156,8 +156,28 @@ public sealed class AgentPgOptions
 
     /// <summary>Gets or sets how many times the run engine retries a model call that failed inside a streamed answer.</summary>
     /// <value>The default value is 2.</value>
-    /// <remarks>HTTP errors before the answer starts (408, 409, 429, 5xx) are retried by the Anthropic SDK itself.</remarks>
+    /// <remarks>HTTP errors before the answer starts (408, 409, 429, 5xx) are retried by the Anthropic SDK itself. When Claude
+    /// says it is unavailable, <see cref="ModelUnavailableTimeout"/> decides how long the call goes on being retried.</remarks>
     public int MaxModelRetries { get; set; } = 2;
+
+    /// <summary>Gets or sets how long a model call goes on being retried while Claude is unavailable before the run fails.</summary>
+    /// <value>The default value is 5 minutes. <see cref="TimeSpan.Zero"/> waits for nothing (the run fails once the SDK's and
+    /// <see cref="MaxModelRetries"/>' retries are spent, as before this option); <see cref="Timeout.InfiniteTimeSpan"/> waits
+    /// for as long as it takes. Otherwise from 1 ms to 49.7 days.</value>
+    /// <remarks>
+    /// <para>Unavailable means Claude answered that it cannot serve the request now — rate limited (429), overloaded (529 or an
+    /// <c>overloaded_error</c> inside the stream), failing (5xx, <c>api_error</c>), timed out (408), in conflict (409) — or
+    /// that the connection to it cannot be made at all. The Anthropic SDK retries those twice within a few seconds; after
+    /// that the run's worker waits (1 second, doubling to 1 minute, jittered, and at most a quarter of
+    /// <see cref="RunRescueOptions.Timeout"/>) and calls again, until this long has passed since the call first failed.
+    /// A Claude outage then delays runs instead of failing them. It applies to streamed answers and to creating a batch
+    /// run's message batch.</para>
+    /// <para>A waiting run keeps its slot (<see cref="MaxConcurrentStreamingRuns"/>, <see cref="MaxConcurrentRuns"/>), so an
+    /// instance starts no more runs into a rate limit; it holds no connection or transaction; its worker records progress, so
+    /// the rescue leaves it alone; a cancel of the run, or the shutdown's deadline (which releases it to another instance),
+    /// ends the wait. Log event 2009 reports every wait. Refusals (400, 401, 403, 404…) are never retried.</para>
+    /// </remarks>
+    public TimeSpan ModelUnavailableTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>Gets or sets whether a "prompt is too long" answer is retried once with Claude's 1M-token context window.</summary>
     /// <value>The default value is <see langword="false"/>. An agent can also opt in with <c>Config["extended_context"] = true</c>.</value>

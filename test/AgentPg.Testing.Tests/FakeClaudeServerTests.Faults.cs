@@ -48,6 +48,41 @@ public sealed partial class FakeClaudeServerTests
     }
 
     [Fact]
+    public async Task FailRequests_FailsTheChosenEndpointWithRetryHeadersUntilRemoved()
+    {
+        await using var claude = await FakeClaudeServer.StartAsync();
+        using var client = claude.CreateClient(o => o with { MaxRetries = 1 });
+        claude.FailRequests(r => r.Method == "POST" && r.Path == "/v1/messages/batches"
+            ? new FakeApiError(529, "overloaded_error", "Overloaded") { RetryAfter = TimeSpan.FromMilliseconds(1) }
+            : null);
+        claude.Respond(_ => FakeReply.Text("answer"));
+
+        var error = await Assert.ThrowsAsync<AnthropicOverloadedException>(() => client.Messages.Batches.Create(Batch(("doc-1", "Summarize A"))));
+        var message = await client.Messages.Create(Sdk.Ask("Other endpoints answer"));
+        claude.FailRequests(null);
+        var created = await client.Messages.Batches.Create(Batch(("doc-1", "Summarize A")));
+
+        Assert.Equal("Overloaded", error.ApiMessage);
+        Assert.Equal("answer", Sdk.Text(message));
+        Assert.StartsWith("msgbatch_", created.ID, StringComparison.Ordinal);
+        Assert.Equal([0, 1], claude.Requests.Where(r => r.Path == "/v1/messages/batches").Take(2).Select(r => r.RetryCount));
+        Assert.Equal(3, claude.Requests.Count(r => r.Path == "/v1/messages/batches"));
+    }
+
+    [Fact]
+    public async Task FailRequests_AStatusThatIsNoError_IsAClearNonRetriedFailure()
+    {
+        await using var claude = await FakeClaudeServer.StartAsync();
+        using var client = claude.CreateClient();
+        claude.FailRequests(_ => new FakeApiError(200, "api_error", "not an error"));
+
+        var error = await Assert.ThrowsAsync<Anthropic5xxException>(() => client.Messages.Create(Sdk.Ask("Hi")));
+
+        Assert.Contains("FailRequests returned status 200; an error needs a 4xx or 5xx status", error.ApiMessage, StringComparison.Ordinal);
+        Assert.Single(claude.Requests);
+    }
+
+    [Fact]
     public async Task Create_ShouldRetryFalse_IsNotRetried()
     {
         await using var claude = await FakeClaudeServer.StartAsync();

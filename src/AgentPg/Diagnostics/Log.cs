@@ -65,6 +65,9 @@ internal static partial class Log
     [LoggerMessage(2008, LogLevel.Warning, "Run {RunId} failed ({ErrorType}): {ErrorMessage}")]
     public static partial void RunFailed(ILogger logger, Guid runId, string errorType, string errorMessage);
 
+    [LoggerMessage(2009, LogLevel.Warning, "Run {RunId}: Claude is unavailable ({Error}); trying again in {Wait} (failing for {FailingFor}; AgentPgOptions.ModelUnavailableTimeout)")]
+    public static partial void ModelUnavailable(ILogger logger, Guid runId, string error, string wait, string failingFor);
+
     [LoggerMessage(3001, LogLevel.Warning, "The {Worker} loop failed; retrying")]
     public static partial void WorkerLoopFailed(ILogger logger, Exception exception, string worker);
 

@@ -48,6 +48,13 @@ internal static class AgentPgOptionsValidator
         NotNegative(errors, options.MaxContinuations, nameof(AgentPgOptions.MaxContinuations), "3");
         NotNegative(errors, options.MaxModelRetries, nameof(AgentPgOptions.MaxModelRetries), "2");
 
+        if (options.ModelUnavailableTimeout != TimeSpan.Zero && options.ModelUnavailableTimeout != Timeout.InfiniteTimeSpan
+            && !InRange(options.ModelUnavailableTimeout, MinTimer))
+        {
+            errors.Add($"AgentPgOptions.ModelUnavailableTimeout must be TimeSpan.Zero (no waiting), between 1 ms and 49.7 days, or " +
+                       $"Timeout.InfiniteTimeSpan (was {options.ModelUnavailableTimeout}); the default is TimeSpan.FromMinutes(5).");
+        }
+
         if (options.MaxToolOutputLength is < MinToolOutputLength or > MaxToolOutputLength)
         {
             errors.Add($"AgentPgOptions.MaxToolOutputLength must be between 1 000 and 100 000 000 characters " +

@@ -78,7 +78,8 @@ internal sealed class RunProcessor(Engine engine)
 
     private async Task<ModelResponse> CallWithRetriesAsync(ClaimedRun claimed, IterationContext context, Dictionary<string, JsonElement> body, CancellationToken token)
     {
-        var failures = 0;
+        var retries = new ModelRetries(engine);
+        ProgressReporter? progress = null;
         using var chat = Telemetry.StartChat(claimed, context.Agent.Model, engine.Options.Telemetry.CaptureContent ? body : null);
         var started = engine.Time.GetTimestamp();
         var deltas = engine.Deltas.Open(claimed, context.IterationNumber, token);
@@ -104,26 +105,27 @@ internal sealed class RunProcessor(Engine engine)
                 Telemetry.ChatFailed(chat, context.Agent.Model, ex.GetType().Name, engine.Time.GetElapsedTime(started));
                 throw new PromptTooLongException(ex.ApiMessage ?? ex.Message, tooManyBytes: true);
             }
-            catch (AnthropicApiException ex)
+            catch (Exception ex) when (ModelRetries.Classify(ex) is { } kind && (ex is AnthropicApiException || !token.IsCancellationRequested))
             {
-                Telemetry.ChatFailed(chat, context.Agent.Model, ex.GetType().Name, engine.Time.GetElapsedTime(started));
-                // The SDK already retried what is retryable (408, 409, 429, 5xx) before throwing.
-                throw new RunFailureException(ErrorTypes.ModelError,
-                    $"Claude API error {(int)ex.StatusCode} {ex.Type?.Raw() ?? "error"}: {ex.ApiMessage ?? "(no message)"}");
-            }
-            catch (Exception ex) when (IsStreamFailure(ex) && !token.IsCancellationRequested)
-            {
-                failures++;
-                if (failures > engine.Options.MaxModelRetries)
+                if (retries.OnFailure(ex, kind) is not { } wait)
                 {
                     Telemetry.ChatFailed(chat, context.Agent.Model, ex.GetType().Name, engine.Time.GetElapsedTime(started));
-                    throw new RunFailureException(ErrorTypes.ModelError,
-                        $"Claude's streamed answer failed {failures} times (AgentPgOptions.MaxModelRetries = {engine.Options.MaxModelRetries}); " +
-                        $"last error: {Describe(ex)}");
+                    var error = ModelRetries.Error(ex);
+                    throw new RunFailureException(ErrorTypes.ModelError, retries.Describe("Claude's streamed answer", kind, error, error));
                 }
 
-                Log.ModelRetry(engine.Logger, claimed.Run.Id, failures, Describe(ex));
-                await Task.Delay(TimeSpan.FromMilliseconds(250 * failures), engine.Time, token).ConfigureAwait(false);
+                if (kind == ModelFailureKind.Unavailable && engine.Options.ModelUnavailableTimeout != TimeSpan.Zero)
+                {
+                    Log.ModelUnavailable(engine.Logger, claimed.Run.Id, ModelRetries.Error(ex), ModelRetries.Format(wait), ModelRetries.Format(retries.FailingFor));
+                }
+                else
+                {
+                    Log.ModelRetry(engine.Logger, claimed.Run.Id, retries.Failures, ModelRetries.Error(ex));
+                }
+
+                // The worker is alive and knows why it waits: the rescue must not take the run for a stuck one.
+                (progress ??= new ProgressReporter(engine, claimed.Run, token)).Report();
+                await Task.Delay(wait, engine.Time, token).ConfigureAwait(false);
             }
         }
     }
@@ -162,30 +164,6 @@ internal sealed class RunProcessor(Engine engine)
     }
 
     private static bool IsPromptTooLong(AnthropicBadRequestException ex) => ContextWindowPolicy.IsPromptTooLong(ex.ApiMessage);
-
-    private static bool IsStreamFailure(Exception ex)
-        => ex is AnthropicSseException or AnthropicIOException or AnthropicInvalidDataException or IOException or HttpRequestException
-           || (ex is OperationCanceledException { InnerException: TimeoutException });
-
-    private static string Describe(Exception ex)
-    {
-        if (ex is AnthropicSseException sse)
-        {
-            return $"{sse.Type?.Raw() ?? "error"}: {sse.ApiMessage}";
-        }
-
-        // Transport errors wrap the useful part ("Connection refused (api.anthropic.com:443)").
-        var parts = new List<string>();
-        for (var e = ex; e is not null && parts.Count < 4; e = e.InnerException)
-        {
-            if (!string.IsNullOrWhiteSpace(e.Message) && !parts.Contains(e.Message))
-            {
-                parts.Add(e.Message);
-            }
-        }
-
-        return string.Join(" ← ", parts);
-    }
 }
 
 /// <summary>Claude answered that the prompt does not fit the context window, or (<see cref="TooManyBytes"/>) that the request

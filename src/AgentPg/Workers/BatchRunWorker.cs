@@ -54,7 +54,8 @@ internal sealed class BatchSubmitter(Engine engine)
             await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Batch, body, null, null), cancellationToken).ConfigureAwait(false);
         }
 
-        var failures = 0;
+        var retries = new ModelRetries(engine);
+        ProgressReporter? progress = null;
         while (true)
         {
             try
@@ -73,28 +74,28 @@ internal sealed class BatchSubmitter(Engine engine)
                 await SubmitAsync(claimed, context, resubmission, cancellationToken).ConfigureAwait(false);
                 return;
             }
-            catch (AnthropicApiException ex)
+            catch (Exception ex) when (ModelRetries.Classify(ex, madeWithoutToken: true) is { } kind && (ex is AnthropicApiException || !cancellationToken.IsCancellationRequested))
             {
-                // The SDK already retried what is retryable before throwing.
-                throw new RunFailureException(ErrorTypes.BatchError,
-                    $"Creating the message batch failed: Claude API error {(int)ex.StatusCode} {ex.Type?.Raw() ?? "error"}: {ex.ApiMessage ?? "(no message)"}");
-            }
-            catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException or OperationCanceledException
-                                       && !cancellationToken.IsCancellationRequested)
-            {
-                // A transport failure, retried like a failed stream (AgentPgOptions.MaxModelRetries). If the request did create
-                // a batch whose answer was lost, that batch cannot be found again (the API has no idempotency key for it):
-                // it runs once, unpolled, and its result is never used.
-                failures++;
-                if (failures > engine.Options.MaxModelRetries)
+                // If a request whose answer was lost did create a batch, that batch cannot be found again (the API has no
+                // idempotency key for it): it runs once, unpolled, and its result is never used.
+                if (retries.OnFailure(ex, kind) is not { } wait)
                 {
+                    var error = ModelRetries.Error(ex);
                     throw new RunFailureException(ErrorTypes.BatchError,
-                        $"Creating the message batch failed {failures} times (AgentPgOptions.MaxModelRetries = {engine.Options.MaxModelRetries}); " +
-                        $"last error: {ex.Message}", ex);
+                        retries.Describe("Creating the message batch", kind, error, $"Creating the message batch failed: {error}"), ex);
                 }
 
-                Log.BatchCreateRetry(engine.Logger, run.Id, failures, ex.Message);
-                await Task.Delay(TimeSpan.FromMilliseconds(250 * failures), engine.Time, cancellationToken).ConfigureAwait(false);
+                if (kind == ModelFailureKind.Unavailable && engine.Options.ModelUnavailableTimeout != TimeSpan.Zero)
+                {
+                    Log.ModelUnavailable(engine.Logger, run.Id, ModelRetries.Error(ex), ModelRetries.Format(wait), ModelRetries.Format(retries.FailingFor));
+                }
+                else
+                {
+                    Log.BatchCreateRetry(engine.Logger, run.Id, retries.Failures, ModelRetries.Error(ex));
+                }
+
+                (progress ??= new ProgressReporter(engine, run, cancellationToken)).Report();
+                await Task.Delay(wait, engine.Time, cancellationToken).ConfigureAwait(false);
             }
         }
 

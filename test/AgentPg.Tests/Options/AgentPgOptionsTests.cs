@@ -26,6 +26,9 @@ public sealed class AgentPgOptionsTests
         { "MaxAgentDepth", o => o.MaxAgentDepth = 0 },
         { "MaxContinuations", o => o.MaxContinuations = -1 },
         { "MaxModelRetries", o => o.MaxModelRetries = -1 },
+        { "ModelUnavailableTimeout", o => o.ModelUnavailableTimeout = TimeSpan.FromSeconds(-5) },
+        { "ModelUnavailableTimeout", o => o.ModelUnavailableTimeout = TimeSpan.FromTicks(1) },
+        { "ModelUnavailableTimeout", o => o.ModelUnavailableTimeout = TimeSpan.FromDays(60) },
         { "RunPollInterval", o => o.RunPollInterval = TimeSpan.Zero },
         { "ToolPollInterval", o => o.ToolPollInterval = TimeSpan.FromSeconds(-1) },
         { "BatchPollInterval", o => o.BatchPollInterval = TimeSpan.Zero },
@@ -80,6 +83,8 @@ public sealed class AgentPgOptionsTests
         { "RunRescue.Timeout", o => o.RunRescue.Timeout = TimeSpan.FromMilliseconds(500),
             "AgentPgOptions.RunRescue.Timeout must be between 1 second and 49.7 days" },
         { "ToolRetry.MaxAttempts", o => o.ToolRetry.MaxAttempts = 101, "AgentPgOptions.ToolRetry.MaxAttempts must be between 1 and 100 (was 101)" },
+        { "ModelUnavailableTimeout", o => o.ModelUnavailableTimeout = TimeSpan.FromSeconds(-5),
+            "AgentPgOptions.ModelUnavailableTimeout must be TimeSpan.Zero (no waiting), between 1 ms and 49.7 days, or Timeout.InfiniteTimeSpan (was -00:00:05)" },
         { "MaxToolOutputLength", o => o.MaxToolOutputLength = -1,
             "AgentPgOptions.MaxToolOutputLength must be between 1 000 and 100 000 000 characters (was -1)" },
         { "RunEventRetention", o => o.RunEventRetention = TimeSpan.FromDays(36_501),
@@ -92,6 +97,14 @@ public sealed class AgentPgOptionsTests
         // An age compared with the database clock, not a timer: 90 days was refused "(the range .NET timers accept)".
         Assert.Empty(new AgentPgOptions { RunEventRetention = TimeSpan.FromDays(90) }.Validate());
         Assert.Empty(new AgentPgOptions { RunEventRetention = TimeSpan.FromDays(36_500), ApprovalTimeout = TimeSpan.FromDays(36_500) }.Validate());
+    }
+
+    [Fact]
+    public void Validate_ModelUnavailableTimeout_ZeroAndInfiniteAreAccepted()
+    {
+        Assert.Empty(new AgentPgOptions { ModelUnavailableTimeout = TimeSpan.Zero }.Validate());
+        Assert.Empty(new AgentPgOptions { ModelUnavailableTimeout = Timeout.InfiniteTimeSpan }.Validate());
+        Assert.Equal(TimeSpan.FromMinutes(5), new AgentPgOptions().ModelUnavailableTimeout);
     }
 
     [Theory]

@@ -11,7 +11,8 @@ public sealed class RunningClientOptionsTests(SchemaFixture db) : IClassFixture<
     {
         await using var h = await Harness.StartAsync(db);
         var agent = await h.AgentAsync();
-        h.Claude.Enqueue(FakeReply.Text("partial") with { StreamFault = FakeStreamFault.Error(2) });
+        // A cut connection (not an overloaded_error, which ModelUnavailableTimeout waits for whatever MaxModelRetries says).
+        h.Claude.Enqueue(FakeReply.Text("partial") with { StreamFault = FakeStreamFault.Disconnect(2) });
         h.Claude.Enqueue(FakeReply.Text("after one retry"));
 
         h.Client.Options.MaxModelRetries = 0;

@@ -199,9 +199,15 @@ public sealed class StopReasonTests(SchemaFixture db) : IClassFixture<SchemaFixt
     }
 
     [DatabaseFact]
-    public async Task ErrorInsideTheStreamEveryTime_FailsAfterMaxModelRetriesWithAClearError()
+    public async Task ErrorInsideTheStreamEveryTime_WithoutWaitingForClaude_FailsAfterMaxModelRetriesWithAClearError()
     {
-        await using var h = await Harness.StartAsync(db, o => o.MaxModelRetries = 2);
+        // ModelUnavailableTimeout zero: an overloaded_error is retried like a broken stream, MaxModelRetries times
+        // (ModelUnavailableTests: the default waits).
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.MaxModelRetries = 2;
+            o.ModelUnavailableTimeout = TimeSpan.Zero;
+        });
         var agent = await h.AgentAsync();
         h.Claude.Respond(_ => FakeReply.Text("partial") with { StreamFault = FakeStreamFault.Error(2, "overloaded_error", "Overloaded") });
 

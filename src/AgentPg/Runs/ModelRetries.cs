@@ -1,0 +1,176 @@
+using System.Globalization;
+using System.Net.Http;
+using Anthropic.Exceptions;
+
+namespace AgentPg.Runs;
+
+/// <summary>What a failed model call says about trying it again.</summary>
+internal enum ModelFailureKind
+{
+    /// <summary>Claude refused the request (400, 401, 403, 404, 422…): the same request fails again.</summary>
+    Permanent,
+
+    /// <summary>The answer broke on the way (a stream cut off, malformed, timed out): retried
+    /// <see cref="AgentPgOptions.MaxModelRetries"/> times.</summary>
+    Broken,
+
+    /// <summary>Claude is unavailable for now: rate limited (429), overloaded (529, <c>overloaded_error</c>), failing (5xx,
+    /// <c>api_error</c>) or unreachable (the connection cannot be made). Retried as a broken answer is, then for as long as
+    /// <see cref="AgentPgOptions.ModelUnavailableTimeout"/> allows.</summary>
+    Unavailable,
+}
+
+/// <summary>The retry policy of one model call (a streamed answer, or the creation of a run's message batch), the same for
+/// both: counts the failures, decides whether and when the call is tried again, and words the run's error when it is not.</summary>
+/// <remarks>
+/// <para>The SDK has already retried what it retries (408, 409, 429, 5xx before a stream starts, connection errors) before
+/// an exception gets here. A broken answer is retried at once, up to <see cref="AgentPgOptions.MaxModelRetries"/> times.
+/// When Claude says it is unavailable, the call goes on being retried after those, with exponential backoff (1 s doubling to
+/// a minute, jittered, never more than a quarter of <see cref="RunRescueOptions.Timeout"/> so the rescue does not take the
+/// waiting run for a stuck one), until <see cref="AgentPgOptions.ModelUnavailableTimeout"/> has passed since the call first
+/// failed: an outage of Claude delays runs instead of failing them.</para>
+/// <para>The caller reports the run's progress while it waits (the worker is alive) and waits on the run's token, so a cancel
+/// or the shutdown's deadline ends the wait.</para>
+/// </remarks>
+internal sealed class ModelRetries(Engine engine)
+{
+    private static readonly TimeSpan s_firstWait = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan s_longestWait = TimeSpan.FromMinutes(1);
+
+    private long _firstFailure;
+    private int _failures;
+    private int _quickRetries;
+    private int _waits;
+
+    /// <summary>Gets how many times the call failed so far.</summary>
+    public int Failures => _failures;
+
+    /// <summary>Gets how long ago the call first failed.</summary>
+    public TimeSpan FailingFor => _failures == 0 ? TimeSpan.Zero : engine.Time.GetElapsedTime(_firstFailure);
+
+    /// <summary>Classifies a failed call; <see langword="null"/> for an exception that is no failure of Claude's (a bug, a
+    /// cancellation of the caller).</summary>
+    /// <param name="exception">The failure.</param>
+    /// <param name="madeWithoutToken">Whether the call was made with <see cref="CancellationToken.None"/>, so that any
+    /// cancellation is a timeout.</param>
+    public static ModelFailureKind? Classify(Exception exception, bool madeWithoutToken = false) => exception switch
+    {
+        AnthropicApiException api => (int)api.StatusCode is 408 or 409 or 429 or >= 500 ? ModelFailureKind.Unavailable : ModelFailureKind.Permanent,
+        AnthropicSseException sse => sse.Type?.Raw() is "overloaded_error" or "rate_limit_error" or "api_error"
+            ? ModelFailureKind.Unavailable
+            : ModelFailureKind.Broken,
+        _ when IsUnreachable(exception) => ModelFailureKind.Unavailable,
+        AnthropicException or IOException or HttpRequestException => ModelFailureKind.Broken,
+        // The SDK's or HttpClient's own timeout; any cancellation when the call was made without a token.
+        OperationCanceledException { InnerException: TimeoutException } => ModelFailureKind.Broken,
+        OperationCanceledException when madeWithoutToken => ModelFailureKind.Broken,
+        _ => null,
+    };
+
+    /// <summary>Counts a failure of the call and decides what comes next.</summary>
+    /// <param name="exception">The failure.</param>
+    /// <param name="kind">Its kind (<see cref="Classify"/>).</param>
+    /// <returns>How long to wait before the next attempt, or <see langword="null"/> when the call fails now.</returns>
+    public TimeSpan? OnFailure(Exception exception, ModelFailureKind kind)
+    {
+        if (_failures++ == 0)
+        {
+            _firstFailure = engine.Time.GetTimestamp();
+        }
+
+        var limit = engine.Options.ModelUnavailableTimeout;
+        if (kind == ModelFailureKind.Unavailable && limit != TimeSpan.Zero)
+        {
+            var failingFor = FailingFor;
+            if (limit != Timeout.InfiniteTimeSpan && failingFor >= limit)
+            {
+                return null;
+            }
+
+            var longest = Math.Min(s_longestWait.Ticks, engine.Options.RunRescue.Timeout.Ticks / 4);
+            var wait = TimeSpan.FromTicks(Math.Min(longest, s_firstWait.Ticks << Math.Min(_waits, 16)));
+            wait *= 0.5 + (Random.Shared.NextDouble() / 2);
+            if (limit != Timeout.InfiniteTimeSpan && failingFor + wait > limit)
+            {
+                // The last attempt comes when the time is up, not a whole backoff later.
+                wait = limit - failingFor;
+            }
+
+            _waits++;
+            return wait;
+        }
+
+        // A broken answer, or Claude unavailable inside a stream when it is not waited for: a few quick retries. An HTTP error
+        // status has had the SDK's retries already, and a refused request fails the same way again.
+        if (kind == ModelFailureKind.Permanent || exception is AnthropicApiException || ++_quickRetries > engine.Options.MaxModelRetries)
+        {
+            return null;
+        }
+
+        return TimeSpan.FromMilliseconds(250 * _quickRetries);
+    }
+
+    /// <summary>Words the end of a call that is not tried again, for the run's error (never the API key).</summary>
+    /// <param name="what">What failed, for example "Claude's streamed answer".</param>
+    /// <param name="kind">The last failure's kind.</param>
+    /// <param name="lastError">The last failure, described.</param>
+    /// <param name="onlyFailure">The error when the call failed once and was not tried again.</param>
+    public string Describe(string what, ModelFailureKind kind, string lastError, string onlyFailure)
+    {
+        var options = engine.Options;
+        if (kind == ModelFailureKind.Unavailable && options.ModelUnavailableTimeout != TimeSpan.Zero)
+        {
+            return $"{what} failed {_failures} times over {Format(FailingFor)}: Claude stayed unavailable for longer than " +
+                   $"AgentPgOptions.ModelUnavailableTimeout ({Format(options.ModelUnavailableTimeout)}); last error: {lastError}";
+        }
+
+        return _failures > 1
+            ? $"{what} failed {_failures} times (AgentPgOptions.MaxModelRetries = {options.MaxModelRetries}); last error: {lastError}"
+            : onlyFailure;
+    }
+
+    /// <summary>Formats a duration for messages and logs: "45 s", "2.5 min".</summary>
+    public static string Format(TimeSpan duration)
+        => duration == Timeout.InfiniteTimeSpan ? "infinite"
+            : duration >= TimeSpan.FromMinutes(1) ? $"{duration.TotalMinutes.ToString("0.#", CultureInfo.InvariantCulture)} min"
+            : $"{duration.TotalSeconds.ToString("0.#", CultureInfo.InvariantCulture)} s";
+
+    /// <summary>Describes a failed call for the run's error and the logs: the API's error type and message, or the transport's
+    /// messages (never the API key).</summary>
+    public static string Error(Exception exception)
+    {
+        switch (exception)
+        {
+            case AnthropicApiException api:
+                return $"Claude API error {(int)api.StatusCode} {api.Type?.Raw() ?? "error"}: {api.ApiMessage ?? "(no message)"}";
+            case AnthropicSseException sse:
+                return $"{sse.Type?.Raw() ?? "error"}: {sse.ApiMessage}";
+        }
+
+        // Transport errors wrap the useful part ("Connection refused (api.anthropic.com:443)").
+        var parts = new List<string>();
+        for (var e = exception; e is not null && parts.Count < 4; e = e.InnerException)
+        {
+            if (!string.IsNullOrWhiteSpace(e.Message) && !parts.Contains(e.Message))
+            {
+                parts.Add(e.Message);
+            }
+        }
+
+        return string.Join(" ← ", parts);
+    }
+
+    private static bool IsUnreachable(Exception exception)
+    {
+        // The connection to Claude cannot be made at all (refused, no route, a name that does not resolve): nothing was sent.
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.ProxyTunnelError })
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+}

@@ -1,0 +1,213 @@
+using System.Net;
+using System.Net.Sockets;
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+
+namespace AgentPg.Tests.Runs;
+
+/// <summary><see cref="AgentPgOptions.ModelUnavailableTimeout"/>: a run waits out Claude being rate limited, overloaded or
+/// unreachable (after the SDK's own retries) instead of failing, for streamed answers and for a batch's creation.</summary>
+public sealed class ModelUnavailableTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    // The SDK honours retry-after: 1 ms keeps its own two retries fast.
+    private static readonly TimeSpan s_sdkRetryAfter = TimeSpan.FromMilliseconds(1);
+
+    private static FakeReply Overloaded => FakeReply.Error(529, "overloaded_error", "Overloaded", s_sdkRetryAfter);
+
+    private static bool IsBatchCreate(RecordedRequest r) => r.Method == "POST" && r.Path == "/v1/messages/batches";
+
+    [DatabaseFact]
+    public async Task OverloadedLongerThanTheSdkRetries_TheRunWaitsAndCompletes()
+    {
+        var logs = new LogCapture();
+        await using var h = await Harness.StartAsync(db, o => o.LoggerFactory = logs);
+        var agent = await h.AgentAsync();
+        // Two model calls' worth of 529s (the SDK makes three requests a call), a 429, then the answer.
+        h.Claude.Enqueue(Overloaded, Overloaded, Overloaded, Overloaded, Overloaded, Overloaded,
+            FakeReply.Error(429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit", s_sdkRetryAfter),
+            FakeReply.Error(429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit", s_sdkRetryAfter),
+            FakeReply.Error(429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit", s_sdkRetryAfter),
+            FakeReply.Text("finally"));
+
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi");
+
+        Assert.Equal("finally", response.Text);
+        Assert.Equal(10, h.Claude.Requests.Count(r => r.IsMessagesCall));
+        var waits = logs.WithEventId(2009);
+        Assert.Equal(3, waits.Count);
+        Assert.Contains("Claude API error 529 overloaded_error: Overloaded", waits[0].Message, StringComparison.Ordinal);
+        Assert.Contains("Claude API error 429 rate_limit_error", waits[2].Message, StringComparison.Ordinal);
+        var run = await h.Client.GetRunAsync(response.RunId);
+        Assert.Equal(RunState.Completed, run.State);
+        Assert.Equal(0, run.RescueAttempts);
+        Assert.Single(await h.Client.GetIterationsAsync(response.RunId));
+    }
+
+    [DatabaseFact]
+    public async Task OverloadedInsideTheStreamLongerThanMaxModelRetries_TheRunWaitsAndCompletes()
+    {
+        await using var h = await Harness.StartAsync(db, o => o.MaxModelRetries = 1);
+        var agent = await h.AgentAsync();
+        var fault = FakeReply.Text("cut") with { StreamFault = FakeStreamFault.Error(1, "overloaded_error", "Overloaded") };
+        h.Claude.Enqueue(fault, fault, fault, fault, FakeReply.Text("recovered"));
+
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi");
+
+        Assert.Equal("recovered", response.Text);
+        Assert.Equal(5, h.Claude.Requests.Count(r => r.IsMessagesCall));
+    }
+
+    [DatabaseFact]
+    public async Task UnavailableForLongerThanTheTimeout_FailsSayingForHowLongAndWhy()
+    {
+        await using var h = await Harness.StartAsync(db, o => o.ModelUnavailableTimeout = TimeSpan.FromSeconds(1));
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(_ => FakeReply.Text("cut") with { StreamFault = FakeStreamFault.Error(1, "overloaded_error", "Overloaded") });
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(async () => await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi"));
+
+        Assert.Equal("model_error", ex.Context["error_type"]);
+        Assert.Contains("Claude's streamed answer failed", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("Claude stayed unavailable for longer than AgentPgOptions.ModelUnavailableTimeout (1 s)", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("last error: overloaded_error: Overloaded", ex.Message, StringComparison.Ordinal);
+        Assert.InRange(h.Claude.Requests.Count(r => r.IsMessagesCall), 2, 4);
+    }
+
+    [DatabaseFact]
+    public async Task TimeoutZero_AnHttp529FailsAfterTheSdkRetriesAsBefore()
+    {
+        await using var h = await Harness.StartAsync(db, o => o.ModelUnavailableTimeout = TimeSpan.Zero);
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(_ => Overloaded);
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(async () => await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi"));
+
+        Assert.Equal("model_error", ex.Context["error_type"]);
+        Assert.Contains("Claude API error 529 overloaded_error: Overloaded", ex.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("ModelUnavailableTimeout", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(3, h.Claude.Requests.Count(r => r.IsMessagesCall));
+    }
+
+    [DatabaseFact]
+    public async Task ARefusal_IsNeverWaitedFor()
+    {
+        await using var h = await Harness.StartAsync(db, o => o.ModelUnavailableTimeout = Timeout.InfiniteTimeSpan);
+        var agent = await h.AgentAsync();
+        h.Claude.Enqueue(FakeReply.Error(403, "permission_error", "Your API key does not have permission to use the specified resource."));
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(async () => await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi"));
+
+        Assert.Contains("Claude API error 403 permission_error", ex.Message, StringComparison.Ordinal);
+        Assert.Single(h.Claude.Requests, r => r.IsMessagesCall);
+    }
+
+    [DatabaseFact]
+    public async Task CancellingARunThatWaits_EndsTheWaitAtOnce()
+    {
+        await using var h = await Harness.StartAsync(db, o => o.ModelUnavailableTimeout = Timeout.InfiniteTimeSpan);
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(_ => FakeReply.Error(429, "rate_limit_error", "rate limited", s_sdkRetryAfter));
+        var runId = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "hi");
+        // Four calls: the waits have grown past a few seconds by then (1, 2, 4 s, jittered down to half).
+        await Eventually.TrueAsync(() => Task.FromResult(h.Claude.Requests.Count(r => r.IsMessagesCall) >= 12), "four calls rate limited", TimeSpan.FromSeconds(60));
+
+        await h.Client.CancelRunAsync(runId);
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the cancelled run to end", TimeSpan.FromSeconds(30)));
+        Assert.Equal(AgentPgErrorCode.RunCancelled, ex.Code);
+        var calls = h.Claude.Requests.Count(r => r.IsMessagesCall);
+        Assert.Equal(RunState.Cancelled, (await h.Client.GetRunAsync(runId)).State);
+        Assert.Equal(calls, h.Claude.Requests.Count(r => r.IsMessagesCall));
+    }
+
+    [DatabaseFact]
+    public async Task AWaitLongerThanTheRescueTimeout_IsNotRescued()
+    {
+        // The waits never exceed a quarter of RunRescue.Timeout, and the worker records progress meanwhile: the leader
+        // (this client, rescuing every 200 ms) must not take the waiting run for a stuck one.
+        var rescueTimeout = TimeSpan.FromSeconds(3);
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.ModelUnavailableTimeout = Timeout.InfiniteTimeSpan;
+            o.RunRescue.Timeout = rescueTimeout;
+            o.RunRescue.Interval = TimeSpan.FromMilliseconds(200);
+            o.LeaderTtl = TimeSpan.FromSeconds(1);
+        });
+        var agent = await h.AgentAsync();
+        var available = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        h.Claude.Respond(_ => available.Task.IsCompleted ? FakeReply.Text("after the outage") : Overloaded);
+        var runId = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "hi");
+
+        // Until the outage has lasted three rescue timeouts, by the fake's own record of the requests.
+        await Eventually.TrueAsync(() =>
+        {
+            var calls = h.Claude.Requests.Where(r => r.IsMessagesCall).ToList();
+            return Task.FromResult(calls.Count > 1 && calls[^1].ReceivedAt - calls[0].ReceivedAt > 3 * rescueTimeout);
+        }, "an outage three rescue timeouts long", TimeSpan.FromSeconds(90));
+        available.SetResult();
+
+        var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the run to complete after the outage", TimeSpan.FromSeconds(30));
+        Assert.Equal("after the outage", response.Text);
+        var run = await h.Client.GetRunAsync(runId);
+        Assert.Equal(0, run.RescueAttempts);
+        Assert.Equal(1, run.ClaimEpoch);
+        Assert.Single(await h.Client.GetIterationsAsync(runId));
+    }
+
+    [DatabaseFact]
+    public async Task ClaudeUnreachable_IsWaitedForThenFailsNamingTheConnectionError()
+    {
+        // A port nothing listens on: every connection is refused.
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        var logs = new LogCapture();
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.BaseUrl = $"http://127.0.0.1:{port}";
+            o.ModelUnavailableTimeout = TimeSpan.FromSeconds(2);
+            o.LoggerFactory = logs;
+        });
+        var agent = await h.AgentAsync();
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(async () => await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi"));
+
+        Assert.Equal("model_error", ex.Context["error_type"]);
+        Assert.Contains("ModelUnavailableTimeout (2 s)", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("refused", ex.Message, StringComparison.OrdinalIgnoreCase);
+        Assert.NotEmpty(logs.WithEventId(2009));
+    }
+
+    [DatabaseFact]
+    public async Task BatchCreationOverloaded_TheRunWaitsThenItsBatchIsCreated()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        var failures = 0;
+        h.Claude.FailRequests(r => IsBatchCreate(r) && Interlocked.Increment(ref failures) <= 6
+            ? new FakeApiError(529, "overloaded_error", "Overloaded") { RetryAfter = s_sdkRetryAfter }
+            : null);
+        h.Claude.Respond(_ => FakeReply.Text("batched answer"));
+
+        var response = await h.Client.RunSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+
+        Assert.Equal("batched answer", response.Text);
+        Assert.Equal(7, h.Claude.Requests.Count(IsBatchCreate));
+        Assert.Single(await h.Client.GetIterationsAsync(response.RunId));
+    }
+
+    [DatabaseFact]
+    public async Task BatchCreationOverloaded_WithTimeoutZero_FailsAfterTheSdkRetries()
+    {
+        await using var h = await Harness.StartAsync(db, o => o.ModelUnavailableTimeout = TimeSpan.Zero);
+        var agent = await h.AgentAsync();
+        h.Claude.FailRequests(r => IsBatchCreate(r) ? new FakeApiError(529, "overloaded_error", "Overloaded") { RetryAfter = s_sdkRetryAfter } : null);
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(async () => await h.Client.RunSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "go"));
+
+        Assert.Equal("batch_error", ex.Context["error_type"]);
+        Assert.Contains("Creating the message batch failed: Claude API error 529 overloaded_error: Overloaded", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(3, h.Claude.Requests.Count(IsBatchCreate));
+    }
+}
