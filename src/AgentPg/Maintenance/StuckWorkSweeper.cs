@@ -10,9 +10,11 @@ namespace AgentPg.Maintenance;
 /// fails (the database stays away longer than the retry budget) the claim stays behind on a live instance, where neither
 /// dead-instance rescue nor the no-progress rescue of streams looks. Each heartbeat records the ids the instance's workers
 /// hold (<see cref="HeldWork"/>); agentpg_release_unheld_work releases claims older than that report by more than
-/// <see cref="AgentPgOptions.InstanceTtl"/> that it does not list. The bound covers the moment between a claim's commit and
-/// its registration; a process stalled longer than that would count as dead anyway, and the old holder's later writes are
-/// fenced off. The check is one statement over the claimed rows and the instance rows, so it is cheap enough to run with
+/// <see cref="AgentPgOptions.InstanceTtl"/> that it does not list. The report is dated no later than the moment its ids
+/// were read (by the previous heartbeat, and not past a claim in flight then), never by its own write: a process that
+/// stalls between the two (a starved thread pool, a wait for a pooled connection) claims meanwhile, and a later date would
+/// make the leader release work the instance is doing, which its worker then does twice (a second model call, a tool run
+/// again). The check is one statement over the claimed rows and the instance rows, so it is cheap enough to run with
 /// rescue.
 /// </remarks>
 internal sealed class StuckWorkSweeper(Engine engine) : MaintenanceService("stuck-work sweep", engine.Options.RunRescue.Interval)

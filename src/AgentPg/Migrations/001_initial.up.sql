@@ -1460,17 +1460,18 @@ END
 $$;
 
 -- Leader-only, last line of defence (review D1): work claimed by a LIVE instance that this instance does not report as
--- in flight. Every heartbeat records the ids of the runs and tool executions its workers are processing (held_work,
--- held_reported_at). A claim made more than p_bound before that report and missing from it is held by nobody: its
+-- in flight. Every heartbeat records the ids of the runs and tool executions its workers are processing (held_work) and
+-- a time no later than it read them (held_reported_at: the previous heartbeat's, not moved past a claim in flight at
+-- that read). A claim made more than p_bound before that time and missing from it is held by nobody: its
 -- worker ended without writing an outcome (for example every write failed for longer than the retry budget), and
 -- without this the run would wait forever, since rescue only frees the work of dead instances and streams without
 -- progress. Such work is released like a dead instance's (counted as a rescue; failed after p_max_attempts).
 -- p_bound covers the time between a claim's commit and the worker's registration of it (normally microseconds); claims
--- newer than the report are never looked at, and a wrong release is harmless anyway (every later write of the old
--- holder is fenced). Not looked at: batch runs waiting for their batch (batch_pending, batch_processing; the poller
--- holds them, not a worker) and agent-tool executions waiting for their child run (no holder). Cost: one scan of the
--- claimed rows joined to the few instance rows, once per rescue interval. Lock order as everywhere: the run, then its
--- executions.
+-- newer than the report are never looked at (a wrong release would repeat work the holder is doing, a model call or a
+-- tool; its later writes are fenced). Not looked at: batch runs waiting for their batch (batch_pending,
+-- batch_processing; the poller holds them, not a worker) and agent-tool executions waiting for their child run (no
+-- holder). Cost: one scan of the claimed rows joined to the few instance rows, once per rescue interval. Lock order as
+-- everywhere: the run, then its executions.
 CREATE FUNCTION agentpg_release_unheld_work(p_bound INTERVAL, p_max_attempts INTEGER)
 RETURNS INTEGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$

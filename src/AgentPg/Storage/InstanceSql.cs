@@ -17,8 +17,18 @@ internal sealed class InstanceSql
                    last_heartbeat_at = now()
             """;
         // 0 rows: the instance was evicted as stale while alive; it re-registers.
-        // $2: the ids of the runs and tool executions in flight (see agentpg_release_unheld_work).
-        Heartbeat = $"UPDATE {s}.agentpg_instances SET last_heartbeat_at = now(), held_work = $2, held_reported_at = now() WHERE id = $1";
+        // $2: the ids of the runs and tool executions in flight, $3: whether no claim was in flight when they were read (see
+        // HeldWork and agentpg_release_unheld_work). held_reported_at is a time no later than that read, by the database
+        // clock: the previous heartbeat (or the registration), which returned before it. Not this statement's now(): the
+        // process can stall between the read and the write (a starved thread pool, a wait for a pooled connection) while
+        // it claims more, and a report dated at the write would then vouch for claims its ids predate. A snapshot taken
+        // during a claim leaves the date where it was: it can miss what that claim takes.
+        Heartbeat = $"""
+            UPDATE {s}.agentpg_instances
+               SET last_heartbeat_at = now(), held_work = $2,
+                   held_reported_at = CASE WHEN $3 THEN last_heartbeat_at ELSE held_reported_at END
+             WHERE id = $1
+            """;
         // Health checks: seconds since the instance's last heartbeat, by the database clock; no row when it is not registered.
         HeartbeatAge = $"SELECT extract(epoch FROM now() - last_heartbeat_at)::float8 FROM {s}.agentpg_instances WHERE id = $1";
         // Health checks: the live lease's holder, or for how long no instance has held one, counted from this instance's
@@ -103,8 +113,8 @@ internal sealed class InstanceSql
 
     /// <summary>A command for <see cref="Heartbeat"/>, reporting <paramref name="held"/> (see <see cref="Runs.HeldWork"/>); 0 rows:
     /// the instance was evicted.</summary>
-    public NpgsqlCommand HeartbeatCommand(NpgsqlDataSource dataSource, string instanceId, IReadOnlyList<Guid> held)
-        => Db.Command(dataSource, null, Heartbeat, P.Text(instanceId), P.UuidArray(held));
+    public NpgsqlCommand HeartbeatCommand(NpgsqlDataSource dataSource, string instanceId, Runs.HeldSnapshot held)
+        => Db.Command(dataSource, null, Heartbeat, P.Text(instanceId), P.UuidArray(held.Ids), P.Bool(held.Complete));
 
     /// <summary>A command for <see cref="LeaderStatus"/>: the live leader's id (or null) and the seconds without one (or null).</summary>
     public NpgsqlCommand LeaderStatusCommand(NpgsqlDataSource dataSource, string instanceId)

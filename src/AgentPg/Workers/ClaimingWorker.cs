@@ -87,11 +87,25 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
                 var free = _slots.CurrentCount;
                 if (free > 0)
                 {
-                    var items = await ClaimAsync(free, stopClaiming).ConfigureAwait(false);
+                    List<T> items;
+                    // In flight until what it claimed is held: a heartbeat meanwhile could miss it (see HeldWork).
+                    engine.Held.BeginClaim();
+                    try
+                    {
+                        items = await ClaimAsync(free, stopClaiming).ConfigureAwait(false);
+                        foreach (var item in items)
+                        {
+                            // Reported by the heartbeat from now until the item is done.
+                            engine.Held.Add(KeyOf(item));
+                        }
+                    }
+                    finally
+                    {
+                        engine.Held.EndClaim();
+                    }
+
                     foreach (var item in items)
                     {
-                        // Reported by the heartbeat from now until the item is done (see HeldWork).
-                        engine.Held.Add(KeyOf(item));
                         await _slots.WaitAsync(CancellationToken.None).ConfigureAwait(false);
                         Track(RunItemAsync(item, stop));
                     }
