@@ -5,7 +5,7 @@ namespace AgentPg.AspNetCore;
 /// <summary>Options of the admin UI mounted by <c>MapAgentPgAdmin</c>.</summary>
 public sealed class AgentPgAdminOptions
 {
-    /// <summary>Hides every action (cancel, regenerate, approve, reject, chat) and refuses their requests with 403.
+    /// <summary>Hides every action (cancel, regenerate, approve, reject, chat, delete a session, restore a compaction) and refuses their requests with 403.
     /// Default <see langword="false"/>.</summary>
     public bool ReadOnly { get; set; }
 
@@ -17,7 +17,8 @@ public sealed class AgentPgAdminOptions
     /// <summary>The tenant of a request: the metadata entries a session must contain for the request to see it, its runs,
     /// their tool executions and their counts, or <see langword="null"/> to see everything (an empty dictionary, which
     /// requires nothing, also sees everything). Applied in SQL on every page, fragment, stream and action; another tenant's id
-    /// answers 404. Sessions created from the chat page get these entries. A user without the claim gets
+    /// answers 404. Sessions created from the chat page get these entries; a session is deleted only when every session of its
+    /// tree (its child sessions go with it) contains them. A user without the claim gets
     /// <c>["tenant"] = null</c> from the example, which sees the sessions whose entry is null: require the claim in the
     /// authorization policy.</summary>
     /// <example><c>o.TenantFilter = http => new Dictionary&lt;string, object?&gt; { ["tenant"] = http.User.FindFirst("tenant")?.Value };</c></example>
@@ -26,7 +27,8 @@ public sealed class AgentPgAdminOptions
     /// <summary>Which agents a request sees, for an application whose agents belong to tenants: return
     /// <see langword="true"/> to show the agent on the Agents page, in the chat page's choice of agent and in the runs' agent
     /// filter, and to let the request start a conversation with it. <see langword="null"/> (the default) shows every agent.
-    /// Runs are still shown by <see cref="TenantFilter"/>, with the name of the agent that ran them.</summary>
+    /// Runs are still shown by <see cref="TenantFilter"/>, with the name of the agent that ran them; a session holding runs of
+    /// a hidden agent (or a child session that does) cannot be deleted by the request.</summary>
     /// <example><c>o.AgentFilter = (http, agent) => !agent.Metadata.TryGetValue("tenant", out var t) || Equals(t?.ToString(), http.User.FindFirst("tenant")?.Value);</c></example>
     public Func<HttpContext, AgentDefinition, bool>? AgentFilter { get; set; }
 

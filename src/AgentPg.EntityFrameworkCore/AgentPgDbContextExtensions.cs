@@ -41,6 +41,9 @@ public static class AgentPgDbContextExtensions
     /// <param name="sessionId">The session.</param>
     /// <param name="cancellationToken">Cancels the operation.</param>
     /// <returns>A task that completes when the deletion is written in the transaction; a rollback keeps the session.</returns>
+    /// <remarks>In a REPEATABLE READ or SERIALIZABLE transaction, a session changed after the transaction's snapshot fails
+    /// the deletion with PostgreSQL's serialization failure, which an execution strategy retrying transient errors runs
+    /// again (see <see cref="AgentPgClient.DeleteSessionAsync(System.Data.Common.DbTransaction, Guid, CancellationToken)"/>).</remarks>
     /// <exception cref="InvalidOperationException">The context has no current transaction.</exception>
     /// <exception cref="ArgumentException">The context's transaction is not an Npgsql transaction on the client's database.</exception>
     /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.SessionNotFound"/>, or <see cref="AgentPgErrorCode.SessionBusy"/>

@@ -62,21 +62,53 @@ public sealed partial class AgentPgClient
     /// <param name="cancellationToken">Cancels the operation.</param>
     /// <returns>A task that completes when the deletion is written in the transaction; a rollback keeps the session.</returns>
     /// <remarks>Deletes the agent data of a user together with the application's own (for example an account's erasure). The
-    /// sessions stay locked until the transaction ends: runs created in them meanwhile wait. Use it in a READ COMMITTED
-    /// transaction (PostgreSQL's default), where the check for active runs sees the runs committed while it waited for
-    /// the lock. See <see cref="DeleteSessionAsync(Guid, CancellationToken)"/>.</remarks>
+    /// sessions stay locked until the transaction ends: runs created in them meanwhile wait. In a READ COMMITTED transaction
+    /// (PostgreSQL's default) the check for active runs sees the runs committed while it waited for the lock. In REPEATABLE
+    /// READ or SERIALIZABLE it sees the sessions as of the transaction's snapshot: when anything was written in them after
+    /// the snapshot (a run created or finished, a message), the deletion fails with PostgreSQL's serialization failure and
+    /// deletes nothing — roll back and run the transaction again, as for any serialization failure at those levels; and a
+    /// <see cref="AgentPgErrorCode.SessionBusy"/> may name a run that finished after the snapshot, so retry in a new
+    /// transaction. See <see cref="DeleteSessionAsync(Guid, CancellationToken)"/>.</remarks>
     /// <exception cref="ArgumentException">The transaction is not an open Npgsql transaction on the client's database.</exception>
     /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.SessionNotFound"/> or <see cref="AgentPgErrorCode.SessionBusy"/>.</exception>
+    /// <exception cref="PostgresException">In a REPEATABLE READ or SERIALIZABLE transaction, the sessions changed after its
+    /// snapshot (<see cref="PostgresException.SqlState"/> 40001, <see cref="NpgsqlException.IsTransient"/>): retry the
+    /// transaction.</exception>
     public Task DeleteSessionAsync(DbTransaction transaction, Guid id, CancellationToken cancellationToken = default)
         => DeleteSessionCoreAsync(TransactionGuard.Require(transaction, _dataSource, nameof(transaction)), id, cancellationToken);
 
-    private async Task DeleteSessionCoreAsync(NpgsqlTransaction? transaction, Guid id, CancellationToken cancellationToken)
+    /// <summary>The admin UI's deletion: <see cref="DeleteSessionAsync(Guid, CancellationToken)"/> of a session whose whole tree is in
+    /// the request's scope, checked under the lock in the statement that deletes, so no session can join the tree or change
+    /// in between. Out of scope comes first, so a busy message never names another tenant's runs.</summary>
+    /// <param name="id">The session.</param>
+    /// <param name="metadata">What every session of the tree must contain (the tenant filter), or <see langword="null"/>.</param>
+    /// <param name="agentIds">The agents whose runs the tree may hold (the agent filter), or <see langword="null"/> for any.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns><see cref="SessionDeletionScope.Deleted"/>, or why nothing was deleted.</returns>
+    internal async Task<SessionDeletionScope> DeleteSessionInScopeAsync(Guid id, IReadOnlyDictionary<string, object?>? metadata,
+        IReadOnlyList<Guid>? agentIds, CancellationToken cancellationToken)
+    {
+        var json = metadata is null ? null : JsonMapping.ToJsonObject(metadata, nameof(metadata));
+        return await DeleteSessionCoreAsync(null, id, json, agentIds?.ToArray(), cancellationToken).ConfigureAwait(false);
+    }
+
+    private Task DeleteSessionCoreAsync(NpgsqlTransaction? transaction, Guid id, CancellationToken cancellationToken)
+        => DeleteSessionCoreAsync(transaction, id, null, null, cancellationToken);
+
+    private async Task<SessionDeletionScope> DeleteSessionCoreAsync(NpgsqlTransaction? transaction, Guid id, string? scopeMetadataJson,
+        Guid[]? scopeAgentIds, CancellationToken cancellationToken)
     {
         await _schemaCheck.EnsureAsync("DeleteSession", transaction, cancellationToken).ConfigureAwait(false);
-        var (found, activeRuns, someActive, deleted) = await _sql.Sessions.DeleteAsync(_dataSource, transaction, id, cancellationToken).ConfigureAwait(false);
+        var (found, activeRuns, someActive, deleted, isolation, outsideMetadata, outsideAgents) =
+            await _sql.Sessions.DeleteAsync(_dataSource, transaction, id, scopeMetadataJson, scopeAgentIds, cancellationToken).ConfigureAwait(false);
         if (!found)
         {
             throw SessionNotFound(id, "DeleteSession");
+        }
+
+        if (outsideMetadata || outsideAgents)
+        {
+            return outsideMetadata ? SessionDeletionScope.SessionOutside : SessionDeletionScope.AgentOutside;
         }
 
         if (!deleted)
@@ -84,7 +116,10 @@ public sealed partial class AgentPgClient
             var named = string.Join(", ", someActive) + (activeRuns > someActive.Length ? $" and {activeRuns - someActive.Length} more" : "");
             throw new AgentPgException(AgentPgErrorCode.SessionBusy, "DeleteSession",
                 $"Session {id} cannot be deleted: it or one of its child sessions has {activeRuns} run{(activeRuns == 1 ? "" : "s")} " +
-                $"that {(activeRuns == 1 ? "is" : "are")} not finished ({named}). Cancel {(activeRuns == 1 ? "it" : "them")} with CancelRunAsync first; nothing was deleted.")
+                $"that {(activeRuns == 1 ? "is" : "are")} not finished ({named}). Cancel {(activeRuns == 1 ? "it" : "them")} with CancelRunAsync first; nothing was deleted." +
+                // REPEATABLE READ and SERIALIZABLE see the runs as of the transaction's snapshot: a run finished since still
+                // counts, and a retry in the same transaction sees it again.
+                (isolation == "read committed" ? "" : $" Your transaction is {isolation.ToUpperInvariant()}: it sees the runs as of its snapshot, so retry in a new transaction."))
             {
                 SessionId = id,
                 Context = new Dictionary<string, object?> { ["session_id"] = id, ["active_runs"] = activeRuns, ["run_ids"] = someActive },
@@ -92,6 +127,7 @@ public sealed partial class AgentPgClient
         }
 
         Log.SessionDeleted(_logger, id);
+        return SessionDeletionScope.Deleted;
     }
 
     private async Task<Guid> InsertSessionAsync(NpgsqlTransaction? transaction, Guid? parentSessionId, IReadOnlyDictionary<string, object?>? metadata, CancellationToken cancellationToken)
@@ -107,4 +143,17 @@ public sealed partial class AgentPgClient
         {
             SessionId = id,
         };
+}
+
+/// <summary>What <see cref="AgentPgClient.DeleteSessionInScopeAsync"/> did.</summary>
+internal enum SessionDeletionScope
+{
+    /// <summary>The session and its tree were deleted.</summary>
+    Deleted,
+
+    /// <summary>Nothing was deleted: a session of the tree lacks the scope's metadata (another tenant's).</summary>
+    SessionOutside,
+
+    /// <summary>Nothing was deleted: a session of the tree holds runs of an agent outside the scope.</summary>
+    AgentOutside,
 }

@@ -38,6 +38,7 @@ internal static class AdminEndpoints
         Post("/runs/{id}/cancel", RunPages.CancelAsync);
         Post("/runs/{id}/regenerate", RunPages.RegenerateAsync);
         Post("/compaction/{id}/restore", CompactionPages.RestoreAsync);
+        Post("/sessions/{id}/delete", SessionPages.DeleteAsync);
         Post("/approvals/{id}/approve", ApprovalPages.ApproveAsync);
         Post("/approvals/{id}/reject", ApprovalPages.RejectAsync);
     }

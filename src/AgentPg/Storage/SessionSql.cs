@@ -35,13 +35,23 @@ internal sealed class SessionSql
         LockTree = $"{tree} SELECT id FROM {t} WHERE id IN (SELECT id FROM tree) ORDER BY id FOR UPDATE";
         // A statement of its own, so that (READ COMMITTED) it sees the runs committed while the lock was awaited. Deletes the
         // session when none of the sessions has a run that is not finished (agentpg_run_queue: the active runs); everything
-        // else goes with it (ON DELETE CASCADE).
+        // else goes with it (ON DELETE CASCADE). In REPEATABLE READ or SERIALIZABLE it reads the transaction's snapshot, which
+        // may predate a run committed since; the cascade then meets rows that snapshot cannot see, and PostgreSQL's foreign
+        // key actions (which read the latest rows and cross-check them against the snapshot) fail with a serialization
+        // failure (40001) instead of deleting them: nothing is lost. The isolation level comes back for the busy message.
+        // A scope (the admin UI's tenant and agent filters; $2 metadata every session must contain, $3 the agents whose runs
+        // it may hold, NULL for none) is checked here too, under the lock: no session can join the tree or change in between.
         DeleteIfIdle = $"""
             {tree},
             active AS (SELECT q.run_id FROM {s}.agentpg_run_queue q WHERE q.session_id IN (SELECT id FROM tree)),
-            deleted AS (DELETE FROM {t} WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM active) RETURNING id)
+            outside_sessions AS (SELECT 1 FROM {t} o WHERE $2::jsonb IS NOT NULL AND o.id IN (SELECT id FROM tree) AND NOT o.metadata @> $2),
+            outside_runs AS (SELECT 1 FROM {s}.agentpg_runs r
+                              WHERE $3::uuid[] IS NOT NULL AND r.session_id IN (SELECT id FROM tree) AND r.agent_id <> ALL ($3)),
+            deleted AS (DELETE FROM {t} WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM active)
+                           AND NOT EXISTS (SELECT 1 FROM outside_sessions) AND NOT EXISTS (SELECT 1 FROM outside_runs) RETURNING id)
             SELECT EXISTS (SELECT 1 FROM tree), (SELECT count(*) FROM active)::int,
-                   ARRAY(SELECT run_id FROM active ORDER BY run_id LIMIT {MaxActiveRunsReported}), EXISTS (SELECT 1 FROM deleted)
+                   ARRAY(SELECT run_id FROM active ORDER BY run_id LIMIT {MaxActiveRunsReported}), EXISTS (SELECT 1 FROM deleted),
+                   current_setting('transaction_isolation'), EXISTS (SELECT 1 FROM outside_sessions), EXISTS (SELECT 1 FROM outside_runs)
             """;
     }
 
@@ -59,15 +69,16 @@ internal sealed class SessionSql
     public string DeleteIfIdle { get; }
 
     /// <summary>Deletes session <paramref name="id"/> and its child sessions unless one of them has a run that is not finished
-    /// (<see cref="LockTree"/>, then <see cref="DeleteIfIdle"/>, in one transaction: the caller's, or the batch's own).</summary>
-    public async Task<(bool Found, int ActiveRuns, Guid[] SomeActiveRuns, bool Deleted)> DeleteAsync(NpgsqlDataSource dataSource,
-        NpgsqlTransaction? transaction, Guid id, CancellationToken cancellationToken)
+    /// or is outside the scope (<see cref="LockTree"/>, then <see cref="DeleteIfIdle"/>, in one transaction: the caller's, or
+    /// the batch's own).</summary>
+    public async Task<SessionDeletionResult> DeleteAsync(NpgsqlDataSource dataSource, NpgsqlTransaction? transaction, Guid id,
+        string? scopeMetadataJson, Guid[]? scopeAgentIds, CancellationToken cancellationToken)
     {
         var batch = new NpgsqlBatch();
         await using (batch.ConfigureAwait(false))
         {
             batch.Append(LockTree, P.Uuid(id));
-            batch.Append(DeleteIfIdle, P.Uuid(id));
+            batch.Append(DeleteIfIdle, P.Uuid(id), P.Jsonb(scopeMetadataJson), P.UuidArrayOrNull(scopeAgentIds));
             var reader = transaction is null
                 ? await batch.ExecuteReaderAsync(dataSource, prepare: false, cancellationToken).ConfigureAwait(false)
                 : await batch.ExecuteReaderAsync(transaction, cancellationToken).ConfigureAwait(false);
@@ -75,7 +86,8 @@ internal sealed class SessionSql
             {
                 await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
                 await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-                return (reader.GetBoolean(0), reader.GetInt32(1), reader.GetFieldValue<Guid[]>(2), reader.GetBoolean(3));
+                return new SessionDeletionResult(reader.GetBoolean(0), reader.GetInt32(1), reader.GetFieldValue<Guid[]>(2), reader.GetBoolean(3),
+                    reader.GetString(4), reader.GetBoolean(5), reader.GetBoolean(6));
             }
         }
     }
@@ -109,3 +121,9 @@ internal sealed class SessionSql
         UpdatedAt = r.GetFieldValue<DateTimeOffset>(UpdatedAtColumn),
     };
 }
+
+/// <summary>What <see cref="SessionSql.DeleteAsync"/> found: whether the session exists, its tree's active runs (a count and
+/// the first ids), whether it was deleted, the transaction's isolation level, and whether a session of the tree lacks the
+/// scope's metadata or holds runs of an agent outside it.</summary>
+internal readonly record struct SessionDeletionResult(bool Found, int ActiveRuns, Guid[] SomeActiveRuns, bool Deleted, string Isolation,
+    bool OutsideMetadata, bool OutsideAgents);

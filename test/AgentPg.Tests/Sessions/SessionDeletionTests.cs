@@ -1,3 +1,4 @@
+using System.Data;
 using AgentPg.Testing;
 using AgentPg.Tests.Approvals;
 using AgentPg.Tests.EntityFrameworkCore;
@@ -185,6 +186,107 @@ public sealed class SessionDeletionTests(SchemaFixture db) : IClassFixture<Schem
         }
 
         Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_runs WHERE session_id = $1", session));
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_sessions WHERE id = $1", session));
+    }
+
+    [DatabaseTheory]
+    [InlineData(IsolationLevel.ReadCommitted)]
+    [InlineData(IsolationLevel.RepeatableRead)]
+    [InlineData(IsolationLevel.Serializable)]
+    public async Task DeleteSession_InACallersTransactionOfEachIsolationLevel_ARunCommittedWhileItWaits_IsNeverDeleted(IsolationLevel level)
+    {
+        await using var client = db.CreateClient();
+        var agent = await client.CreateAgentAsync(new AgentDefinition { Name = "del_" + Guid.NewGuid().ToString("N")[..8], Model = "claude-sonnet-4-5" });
+        var session = await client.NewSessionAsync();
+        var childSession = await client.NewSessionAsync(session);
+        await using var creating = await db.DataSource.OpenConnectionAsync();
+        await using var creation = await creating.BeginTransactionAsync();
+        var run = await client.RunFastAsync(creation, childSession, agent.Id, "created while the deletion waits");
+
+        await using (var deleting = await db.DataSource.OpenConnectionAsync())
+        await using (var transaction = await deleting.BeginTransactionAsync(level))
+        {
+            // The caller's transaction has read before (its snapshot, at REPEATABLE READ and SERIALIZABLE, predates the run).
+            await using (var read = new NpgsqlCommand("SELECT 1", deleting, transaction))
+            {
+                await read.ExecuteScalarAsync();
+            }
+
+            var deletion = client.DeleteSessionAsync(transaction, session);
+            await WaitUntilBlockedAsync("the deletion waits for the transaction that creates a run in the child session");
+            await creation.CommitAsync();
+
+            var failure = await Assert.ThrowsAnyAsync<Exception>(() => Eventually.WithinAsync(deletion, "the deletion", s_timeout));
+            if (level == IsolationLevel.ReadCommitted)
+            {
+                var busy = Assert.IsType<AgentPgException>(failure);
+                Assert.Equal(AgentPgErrorCode.SessionBusy, busy.Code);
+                Assert.Contains(run.ToString(), busy.Message, StringComparison.Ordinal);
+            }
+            else
+            {
+                // The snapshot cannot see the run: the cascade meets it and PostgreSQL refuses with a serialization failure.
+                var serialization = Assert.IsType<PostgresException>(failure);
+                Assert.Equal(PostgresErrorCodes.SerializationFailure, serialization.SqlState);
+                Assert.True(serialization.IsTransient);
+            }
+
+            await transaction.RollbackAsync();
+        }
+
+        Assert.Equal(RunState.Pending, (await client.GetRunAsync(run)).State);
+        Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_run_queue WHERE run_id = $1", run));
+        Assert.Equal(2L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_sessions WHERE id = ANY ($1)", new[] { session, childSession }));
+
+        // The retry the failure asks for: a new transaction sees the run, refuses while it is active, deletes once it is not.
+        await using (var deleting = await db.DataSource.OpenConnectionAsync())
+        await using (var transaction = await deleting.BeginTransactionAsync(level))
+        {
+            var busy = await Assert.ThrowsAsync<AgentPgException>(() => client.DeleteSessionAsync(transaction, session));
+            Assert.Equal(AgentPgErrorCode.SessionBusy, busy.Code);
+            Assert.Contains(run.ToString(), busy.Message, StringComparison.Ordinal);
+        }
+
+        await client.CancelRunAsync(run);
+        await using (var deleting = await db.DataSource.OpenConnectionAsync())
+        await using (var transaction = await deleting.BeginTransactionAsync(level))
+        {
+            await client.DeleteSessionAsync(transaction, session);
+            await transaction.CommitAsync();
+        }
+
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_runs WHERE id = $1", run));
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_sessions WHERE id = ANY ($1)", new[] { session, childSession }));
+    }
+
+    [DatabaseTheory]
+    [InlineData(IsolationLevel.RepeatableRead, "REPEATABLE READ")]
+    [InlineData(IsolationLevel.Serializable, "SERIALIZABLE")]
+    public async Task DeleteSession_InASnapshotTransaction_ARunFinishedAfterTheSnapshot_IsRefusedSayingToRetryInANewTransaction(IsolationLevel level, string name)
+    {
+        await using var client = db.CreateClient();
+        var agent = await client.CreateAgentAsync(new AgentDefinition { Name = "del_" + Guid.NewGuid().ToString("N")[..8], Model = "claude-sonnet-4-5" });
+        var session = await client.NewSessionAsync();
+        var run = await client.RunFastAsync(session, agent.Id, "cancelled after the snapshot");
+
+        await using var deleting = await db.DataSource.OpenConnectionAsync();
+        await using var transaction = await deleting.BeginTransactionAsync(level);
+        await using (var read = new NpgsqlCommand("SELECT 1", deleting, transaction))
+        {
+            await read.ExecuteScalarAsync();
+        }
+
+        await client.CancelRunAsync(run);
+
+        // Cancelling again, as the message asked before, could never help: this transaction sees the run as it was.
+        var busy = await Assert.ThrowsAsync<AgentPgException>(() => client.DeleteSessionAsync(transaction, session));
+        Assert.Equal(AgentPgErrorCode.SessionBusy, busy.Code);
+        Assert.Contains($"Your transaction is {name}: it sees the runs as of its snapshot, so retry in a new transaction.", busy.Message, StringComparison.Ordinal);
+        await transaction.RollbackAsync();
+
+        await using var retry = await deleting.BeginTransactionAsync(level);
+        await client.DeleteSessionAsync(retry, session);
+        await retry.CommitAsync();
         Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_sessions WHERE id = $1", session));
     }
 
