@@ -52,38 +52,72 @@ internal sealed class BatchApi(Engine engine)
     /// goes no further: a batch whose run ended stays <c>canceling</c> in the database until a started instance's batch
     /// poller cancels it (<see cref="Workers.BatchPoller"/>), and a batch no iteration references simply runs out.</summary>
     /// <param name="batchIds">The batches to cancel (repeats are cancelled once).</param>
-    /// <param name="markEnded">Whether to mark each cancelled batch ended in the database (a run's cancel leaves its batch
-    /// <c>canceling</c> until then; the poller takes its batches already marked).</param>
+    /// <param name="take">Whether to take each batch first, as the poller does, and cancel only those taken: a run's cancel
+    /// leaves its batches <c>canceling</c>, and the poller may take them meanwhile (then it sends the cancel, not this). A
+    /// cancel the API refused is put back for the poller to try once more. The poller and a batch never recorded pass
+    /// <see langword="false"/>.</param>
     /// <param name="cancellationToken">Stops cancelling (the worker stops); an HTTP timeout is a failure like any other.</param>
-    public async Task CancelQuietlyAsync(IEnumerable<string> batchIds, bool markEnded, CancellationToken cancellationToken)
+    public async Task CancelQuietlyAsync(IEnumerable<string> batchIds, bool take, CancellationToken cancellationToken)
     {
-        foreach (var batchId in batchIds.Distinct(StringComparer.Ordinal))
+        IReadOnlyList<string> ids = [.. batchIds.Distinct(StringComparer.Ordinal)];
+        if (take)
+        {
+            try
+            {
+                ids = await engine.Sql.Iterations.TakeBatchesAsync(engine.DataSource, ids, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException or ObjectDisposedException
+                                       || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+            {
+                // Still canceling in the database: the poller takes them.
+                foreach (var batchId in ids)
+                {
+                    Log.BatchCancelFailed(engine.Logger, ex, batchId);
+                }
+
+                return;
+            }
+        }
+
+        foreach (var batchId in ids)
         {
             try
             {
                 await Claude.Messages.Batches.Cancel(batchId, new BatchCancelParams(), cancellationToken).ConfigureAwait(false);
-                if (markEnded)
-                {
-                    await engine.Sql.Iterations.EndBatchesAsync(engine.DataSource, [batchId], cancellationToken).ConfigureAwait(false);
-                }
             }
-            catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException or NpgsqlException
-                                           or InvalidOperationException or ObjectDisposedException
+            catch (Exception ex) when (ex is AnthropicException or HttpRequestException or IOException or InvalidOperationException or ObjectDisposedException
                                        || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested))
             {
                 // (A client stopped meanwhile surfaces as ObjectDisposedException or InvalidOperationException.)
                 Log.BatchCancelFailed(engine.Logger, ex, batchId);
+                if (take)
+                {
+                    await ReopenQuietlyAsync(batchId).ConfigureAwait(false);
+                }
             }
         }
     }
 
-    /// <summary><see cref="CancelQuietlyAsync"/> in the background, marking each batch ended, for callers that must not wait
-    /// for the API (a run's cancel, a run created with <see cref="ConcurrencyPolicy.Interrupt"/>).</summary>
+    /// <summary><see cref="CancelQuietlyAsync"/> in the background, taking each batch, for callers that must not wait for the
+    /// API (a run's cancel, a run created with <see cref="ConcurrencyPolicy.Interrupt"/>), after their commit.</summary>
     public void CancelInBackground(IReadOnlyCollection<string> batchIds)
     {
         if (batchIds.Count > 0)
         {
-            _ = Task.Run(() => CancelQuietlyAsync(batchIds, markEnded: true, CancellationToken.None));
+            _ = Task.Run(() => CancelQuietlyAsync(batchIds, take: true, CancellationToken.None));
+        }
+    }
+
+    private async Task ReopenQuietlyAsync(string batchId)
+    {
+        try
+        {
+            await engine.Sql.Iterations.ReopenBatchesAsync(engine.DataSource, [batchId], CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException or ObjectDisposedException)
+        {
+            // Marked ended: the batch runs out at Claude, as one the poller failed to cancel does.
+            Log.BatchCancelFailed(engine.Logger, ex, batchId);
         }
     }
 

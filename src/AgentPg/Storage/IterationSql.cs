@@ -67,7 +67,14 @@ internal sealed class IterationSql
                              FOR UPDATE OF i SKIP LOCKED)
             RETURNING batch_id
             """;
-        EndBatchesById = $"UPDATE {t} SET batch_status = 'ended', batch_completed_at = coalesce(batch_completed_at, now()) WHERE batch_id = ANY($1) AND batch_status = 'canceling'";
+        // A run's cancel takes its batches as the poller's TakeCancelingBatches does, so each is cancelled at the API once,
+        // by whichever comes first; a cancel the API refused is put back for the poller to try once more.
+        TakeBatchesById = $"""
+            UPDATE {t} SET batch_status = 'ended', batch_completed_at = coalesce(batch_completed_at, now())
+             WHERE batch_id = ANY($1) AND batch_status = 'canceling'
+            RETURNING batch_id
+            """;
+        ReopenBatchesById = $"UPDATE {t} SET batch_status = 'canceling' WHERE batch_id = ANY($1) AND batch_status = 'ended'";
         ByRun = $"SELECT {Columns} FROM {t} WHERE run_id = $1 ORDER BY iteration_number";
     }
 
@@ -83,7 +90,9 @@ internal sealed class IterationSql
 
     public string TakeCancelingBatches { get; }
 
-    public string EndBatchesById { get; }
+    public string TakeBatchesById { get; }
+
+    public string ReopenBatchesById { get; }
 
     public string ByRun { get; }
 
@@ -124,9 +133,13 @@ internal sealed class IterationSql
 
     // Client and services (AgentPgClient*, Claude/BatchApi).
 
-    /// <summary>Marks canceled batches ended (<see cref="EndBatchesById"/>).</summary>
-    public Task<int> EndBatchesAsync(NpgsqlDataSource dataSource, IReadOnlyList<string> batchIds, CancellationToken cancellationToken)
-        => Db.Command(dataSource, null, EndBatchesById, P.TextArray(batchIds)).ExecuteAsync(cancellationToken);
+    /// <summary>Takes batches still to be cancelled, marking them ended (<see cref="TakeBatchesById"/>); returns those taken.</summary>
+    public Task<List<string>> TakeBatchesAsync(NpgsqlDataSource dataSource, IReadOnlyList<string> batchIds, CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, TakeBatchesById, P.TextArray(batchIds)).QueryListAsync(ReadBatchId, cancellationToken);
+
+    /// <summary>Puts taken batches back to be cancelled by the poller (<see cref="ReopenBatchesById"/>).</summary>
+    public Task<int> ReopenBatchesAsync(NpgsqlDataSource dataSource, IReadOnlyList<string> batchIds, CancellationToken cancellationToken)
+        => Db.Command(dataSource, null, ReopenBatchesById, P.TextArray(batchIds)).ExecuteAsync(cancellationToken);
 
     /// <summary>The iterations of a run, in order.</summary>
     public Task<List<Iteration>> ByRunAsync(NpgsqlDataSource dataSource, Guid runId, CancellationToken cancellationToken)

@@ -75,7 +75,7 @@ internal sealed class BatchPoller(Engine engine)
         }
 
         // Taken and marked ended by the statement: a failure here is logged and the batch runs out.
-        await _api.CancelQuietlyAsync(batchIds, markEnded: false, cancellationToken).ConfigureAwait(false);
+        await _api.CancelQuietlyAsync(batchIds, take: false, cancellationToken).ConfigureAwait(false);
     }
 
     private async Task PollAsync(CancellationToken cancellationToken)
@@ -136,7 +136,7 @@ internal sealed class BatchPoller(Engine engine)
                     if (batch.ExpiresAt <= engine.Time.GetUtcNow())
                     {
                         // Past its expiry without an end: it will not be processed any more.
-                        await _api.CancelQuietlyAsync([item.BatchId], markEnded: false, CancellationToken.None).ConfigureAwait(false);
+                        await _api.CancelQuietlyAsync([item.BatchId], take: false, CancellationToken.None).ConfigureAwait(false);
                         await HandleExpiredAsync(claimed, item, cancellationToken).ConfigureAwait(false);
                     }
                     else if (run.State == RunState.BatchPending)

@@ -123,7 +123,7 @@ internal sealed class BatchSubmitter(Engine engine)
             if (!recorded)
             {
                 // Cancelled or rescued meanwhile, or the database is gone: nobody would ever poll this batch.
-                _ = _api.CancelQuietlyAsync([batchId], markEnded: false, CancellationToken.None);
+                _ = _api.CancelQuietlyAsync([batchId], take: false, CancellationToken.None);
             }
         }
     }

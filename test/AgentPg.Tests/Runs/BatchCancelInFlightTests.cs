@@ -112,4 +112,46 @@ public sealed class BatchCancelInFlightTests(SchemaFixture db) : IClassFixture<S
         Assert.Equal(2, h.Claude.Requests.Count(IsBatchCreate));   // the run's and the later run's
         Assert.Single(h.Claude.Requests, IsBatchCancel);
     }
+
+    /// <summary>A batch run whose run a client that processes nothing cancelled: its batch is left <c>canceling</c> for a
+    /// started instance to cancel at the API.</summary>
+    private static async Task<(Guid Run, string BatchId)> CancellingBatchAsync(Harness h)
+    {
+        Script(h);
+        var agent = await h.AgentAsync();
+        var run = await h.Client.RunAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+        var batchId = await SubmittedBatchAsync(h, run);
+        var bystander = await h.AddClientAsync(start: false);
+        await bystander.CancelRunAsync(run);
+        Assert.Equal(BatchStatus.Canceling, Assert.Single(await h.Client.GetIterationsAsync(run)).BatchStatus);
+        return (run, batchId);
+    }
+
+    [DatabaseFact]
+    public async Task TheRunsCancelAndThePoller_CancelTheBatchAtTheApiOnce()
+    {
+        // A run's cancel cancels its batch in the background while the poller takes 'canceling' batches: both sent the cancel
+        // when the poller's tick came before the background task (seen once in a loaded suite). Each takes the batch first now.
+        await using var h = await Harness.StartAsync(db, o => o.BatchPollInterval = TimeSpan.FromHours(1));
+        var (run, batchId) = await CancellingBatchAsync(h);
+        var api = new AgentPg.Claude.BatchApi(h.Client.Engine);
+
+        await Task.WhenAll(api.CancelQuietlyAsync([batchId], take: true, CancellationToken.None), api.CancelQuietlyAsync([batchId], take: true, CancellationToken.None));
+
+        Assert.Equal($"/v1/messages/batches/{batchId}/cancel", Assert.Single(h.Claude.Requests, IsBatchCancel).Path);
+        Assert.Equal(BatchStatus.Ended, Assert.Single(await h.Client.GetIterationsAsync(run)).BatchStatus);
+    }
+
+    [DatabaseFact]
+    public async Task ACancelTheApiRefused_IsPutBackForThePollerToTryAgain()
+    {
+        await using var h = await Harness.StartAsync(db, o => o.BatchPollInterval = TimeSpan.FromHours(1));
+        var (run, batchId) = await CancellingBatchAsync(h);
+        h.Claude.FailRequests(r => IsBatchCancel(r) ? new FakeApiError(500, "api_error", "Internal server error") { ShouldRetry = false } : null);
+
+        await new AgentPg.Claude.BatchApi(h.Client.Engine).CancelQuietlyAsync([batchId], take: true, CancellationToken.None);
+
+        Assert.Single(h.Claude.Requests, IsBatchCancel);
+        Assert.Equal(BatchStatus.Canceling, Assert.Single(await h.Client.GetIterationsAsync(run)).BatchStatus);
+    }
 }
