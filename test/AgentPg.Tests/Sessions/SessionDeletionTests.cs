@@ -350,4 +350,71 @@ public sealed class SessionDeletionTests(SchemaFixture db) : IClassFixture<Schem
 
         return counts;
     }
+
+    /// <summary>docs/operations.md's retention job, as written there.</summary>
+    private static async Task RetentionJobAsync(AgentPgClient agents, DateTimeOffset cutoff)
+    {
+        string? cursor = null;
+        do
+        {
+            var page = await agents.ListSessionsAsync(new SessionQuery { RootOnly = true, CreatedBefore = cutoff, Limit = 100, Cursor = cursor });
+            foreach (var session in page.Items)
+            {
+                var newest = await agents.ListRunsAsync(new RunQuery { SessionId = session.Id, Limit = 1 });
+                if (newest.Items.Count > 0 && newest.Items[0].CreatedAt >= cutoff)
+                {
+                    continue;
+                }
+
+                try
+                {
+                    await agents.DeleteSessionAsync(session.Id);
+                }
+                catch (AgentPgException e) when (e.Code is AgentPgErrorCode.SessionBusy or AgentPgErrorCode.SessionNotFound)
+                {
+                }
+            }
+
+            cursor = page.NextCursor;
+        }
+        while (cursor is not null);
+    }
+
+    [DatabaseFact]
+    public async Task RetentionRecipe_DeletesOnlyConversationsNobodyUsedSinceTheCutoff()
+    {
+        // The SQL the docs gave before picked sessions by updated_at, which runs never change: a conversation used yesterday
+        // in a session created (or last compacted) months ago was deleted.
+        await using var h = await Harness.StartAsync(db, start: false);
+        var agent = (await h.AgentAsync()).Id;
+        async Task<Guid> FinishedRunAsync(Guid session)
+        {
+            var run = await db.Seed.RunAsync(session, agent);
+            await db.Seed.FinishRunAsync(run);
+            return run;
+        }
+
+        var idle = await h.Client.NewSessionAsync();
+        var idleChild = await h.Client.NewSessionAsync(idle);
+        var idleRun = await FinishedRunAsync(idle);
+        var usedYesterday = await h.Client.NewSessionAsync();
+        var oldRun = await FinishedRunAsync(usedYesterday);
+        var yesterdaysRun = await FinishedRunAsync(usedYesterday);
+        var busy = await h.Client.NewSessionAsync();
+        var pending = await db.Seed.RunAsync(busy, agent);
+        var empty = await h.Client.NewSessionAsync();
+        var recent = await h.Client.NewSessionAsync();
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_sessions SET created_at = now() - interval '100 days', updated_at = now() - interval '100 days' WHERE id = ANY($1)",
+            new[] { idle, idleChild, usedYesterday, busy, empty });
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET created_at = now() - interval '100 days' WHERE id = ANY($1)", new[] { idleRun, oldRun, pending });
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET created_at = now() - interval '1 day' WHERE id = $1", yesterdaysRun);
+
+        await RetentionJobAsync(h.Client, DateTimeOffset.UtcNow.AddDays(-90));
+
+        var left = await db.ScalarAsync<Guid[]>("SELECT coalesce(array_agg(id), '{}') FROM {schema}.agentpg_sessions WHERE id = ANY($1)",
+            new[] { idle, idleChild, usedYesterday, busy, empty, recent });
+        Assert.Equal(new[] { usedYesterday, busy, recent }.Order(), left.Order());
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_runs WHERE id = $1", idleRun));
+        Assert.Equal(RunState.Pending, (await h.Client.GetRunAsync(pending)).State);
+    }
 }
