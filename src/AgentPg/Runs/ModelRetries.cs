@@ -15,8 +15,9 @@ internal enum ModelFailureKind
     Broken,
 
     /// <summary>Claude is unavailable for now: rate limited (429), overloaded (529, <c>overloaded_error</c>), failing (5xx,
-    /// <c>api_error</c>) or unreachable (the connection cannot be made). Retried as a broken answer is, then for as long as
-    /// <see cref="AgentPgOptions.ModelUnavailableTimeout"/> allows.</summary>
+    /// <c>api_error</c>) or unreachable (the connection cannot be made). Retried with backoff for as long as
+    /// <see cref="AgentPgOptions.ModelUnavailableTimeout"/> allows; when that is zero, as a broken answer inside a stream and
+    /// not at all after an HTTP error status (the SDK retried it).</summary>
     Unavailable,
 }
 
@@ -24,11 +25,11 @@ internal enum ModelFailureKind
 /// both: counts the failures, decides whether and when the call is tried again, and words the run's error when it is not.</summary>
 /// <remarks>
 /// <para>The SDK has already retried what it retries (408, 409, 429, 5xx before a stream starts, connection errors) before
-/// an exception gets here. A broken answer is retried at once, up to <see cref="AgentPgOptions.MaxModelRetries"/> times.
-/// When Claude says it is unavailable, the call goes on being retried after those, with exponential backoff (1 s doubling to
-/// a minute, jittered, never more than a quarter of <see cref="RunRescueOptions.Timeout"/> so the rescue does not take the
-/// waiting run for a stuck one), until <see cref="AgentPgOptions.ModelUnavailableTimeout"/> has passed since the call first
-/// failed: an outage of Claude delays runs instead of failing them.</para>
+/// an exception gets here. A broken answer is retried soon (250 ms, 500 ms…), up to <see cref="AgentPgOptions.MaxModelRetries"/>
+/// times. When Claude says it is unavailable, the call is retried with exponential backoff instead (1 s doubling to a minute,
+/// jittered, never more than a quarter of <see cref="RunRescueOptions.Timeout"/> so the rescue does not take the waiting run
+/// for a stuck one), until <see cref="AgentPgOptions.ModelUnavailableTimeout"/> has passed since the call first failed: an
+/// outage of Claude delays runs instead of failing them.</para>
 /// <para>The caller reports the run's progress while it waits (the worker is alive) and waits on the run's token, so a cancel
 /// or the shutdown's deadline ends the wait.</para>
 /// </remarks>
