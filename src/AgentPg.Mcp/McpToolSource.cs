@@ -135,16 +135,11 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
         if (limit != Timeout.InfiniteTimeSpan && unavailableFor >= limit)
         {
             return new ToolCancelException(
-                $"MCP server '{Name}' has been unreachable for {FormatDuration(unavailableFor)} ({reason}); tool '{toolName}' is not available now (McpServerOptions.UnavailableTimeout: {FormatDuration(limit)})");
+                $"MCP server '{Name}' has been unreachable for {AgentPg.Internal.Durations.Format(unavailableFor)} ({reason}); tool '{toolName}' is not available now (McpServerOptions.UnavailableTimeout: {AgentPg.Internal.Durations.Format(limit)})");
         }
 
         return new ToolSnoozeException(RetryAfter, $"MCP server '{Name}' {reason} for tool '{toolName}'; reconnecting");
     }
-
-    private static string FormatDuration(TimeSpan duration)
-        => duration >= TimeSpan.FromMinutes(1)
-            ? $"{duration.TotalMinutes.ToString("0.#", System.Globalization.CultureInfo.InvariantCulture)} min"
-            : $"{duration.TotalSeconds.ToString("0.#", System.Globalization.CultureInfo.InvariantCulture)} s";
 
     /// <summary>Closes the connection and unregisters this server's tools from the client.</summary>
     /// <returns>A task that completes when the connection is closed (a stdio server process has exited).</returns>

@@ -318,7 +318,7 @@ internal sealed class Compactor(Engine engine)
                 // Counting is an optimisation, and a failing endpoint should not cost a request (and the SDK's retries) per
                 // compaction: refused for this client (no access to it, a key without the permission, a proxy without the
                 // route) → estimated from now on; unreachable or busy → estimated for a few minutes, then tried again.
-                if (ex is AnthropicApiException { StatusCode: var status } && (int)status is >= 400 and < 500 and not 408 and not 409 and not 429)
+                if (Runs.ModelRetries.Classify(ex) == Runs.ModelFailureKind.Permanent)
                 {
                     Volatile.Write(ref _countingPausedUntil, long.MaxValue);
                     Log.TokenCountingFailed(engine.Logger, ex, state.SessionId);

@@ -1,5 +1,5 @@
-using System.Globalization;
 using System.Net.Http;
+using AgentPg.Internal;
 using Anthropic.Exceptions;
 
 namespace AgentPg.Runs;
@@ -121,20 +121,14 @@ internal sealed class ModelRetries(Engine engine)
         var options = engine.Options;
         if (kind == ModelFailureKind.Unavailable && options.ModelUnavailableTimeout != TimeSpan.Zero)
         {
-            return $"{what} failed {_failures} times over {Format(FailingFor)}: Claude stayed unavailable for longer than " +
-                   $"AgentPgOptions.ModelUnavailableTimeout ({Format(options.ModelUnavailableTimeout)}); last error: {lastError}";
+            return $"{what} failed {_failures} times over {Durations.Format(FailingFor)}: Claude stayed unavailable for longer than " +
+                   $"AgentPgOptions.ModelUnavailableTimeout ({Durations.Format(options.ModelUnavailableTimeout)}); last error: {lastError}";
         }
 
         return _failures > 1
             ? $"{what} failed {_failures} times (AgentPgOptions.MaxModelRetries = {options.MaxModelRetries}); last error: {lastError}"
             : onlyFailure;
     }
-
-    /// <summary>Formats a duration for messages and logs: "45 s", "2.5 min".</summary>
-    public static string Format(TimeSpan duration)
-        => duration == Timeout.InfiniteTimeSpan ? "infinite"
-            : duration >= TimeSpan.FromMinutes(1) ? $"{duration.TotalMinutes.ToString("0.#", CultureInfo.InvariantCulture)} min"
-            : $"{duration.TotalSeconds.ToString("0.#", CultureInfo.InvariantCulture)} s";
 
     /// <summary>Describes a failed call for the run's error and the logs: the API's error type and message, or the transport's
     /// messages (never the API key).</summary>

@@ -116,7 +116,7 @@ internal sealed class RunProcessor(Engine engine)
 
                 if (kind == ModelFailureKind.Unavailable && engine.Options.ModelUnavailableTimeout != TimeSpan.Zero)
                 {
-                    Log.ModelUnavailable(engine.Logger, claimed.Run.Id, ModelRetries.Error(ex), ModelRetries.Format(wait), ModelRetries.Format(retries.FailingFor));
+                    Log.ModelUnavailable(engine.Logger, claimed.Run.Id, ModelRetries.Error(ex), Internal.Durations.Format(wait), Internal.Durations.Format(retries.FailingFor));
                 }
                 else
                 {

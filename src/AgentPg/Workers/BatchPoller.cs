@@ -193,8 +193,7 @@ internal sealed class BatchPoller(Engine engine)
         }
     }
 
-    private static bool IsPermanent(AnthropicApiException ex)
-        => (int)ex.StatusCode is >= 400 and < 500 and not 408 and not 409 and not 429;
+    private static bool IsPermanent(AnthropicApiException ex) => ModelRetries.Classify(ex) == ModelFailureKind.Permanent;
 
     private static bool IsTransportFailure(Exception ex, CancellationToken cancellationToken)
         => ex is AnthropicException or HttpRequestException or IOException

@@ -87,7 +87,7 @@ internal sealed class BatchSubmitter(Engine engine)
 
                 if (kind == ModelFailureKind.Unavailable && engine.Options.ModelUnavailableTimeout != TimeSpan.Zero)
                 {
-                    Log.ModelUnavailable(engine.Logger, run.Id, ModelRetries.Error(ex), ModelRetries.Format(wait), ModelRetries.Format(retries.FailingFor));
+                    Log.ModelUnavailable(engine.Logger, run.Id, ModelRetries.Error(ex), Internal.Durations.Format(wait), Internal.Durations.Format(retries.FailingFor));
                 }
                 else
                 {

@@ -24,6 +24,16 @@ public sealed class BatchCancelInFlightTests(SchemaFixture db) : IClassFixture<S
         return batchId;
     }
 
+    /// <summary>A batch run ("go", scripted to take an hour at Claude) whose batch was submitted.</summary>
+    private static async Task<(AgentDefinition Agent, Guid Session, Guid Run, string BatchId)> InFlightBatchRunAsync(Harness h)
+    {
+        Script(h);
+        var agent = await h.AgentAsync();
+        var session = await h.Client.NewSessionAsync();
+        var run = await h.Client.RunAsync(session, agent.Id, "go");
+        return (agent, session, run, await SubmittedBatchAsync(h, run));
+    }
+
     private static async Task<List<RunEvent>> CollectAsync(IAsyncEnumerable<RunEvent> events)
     {
         var list = new List<RunEvent>();
@@ -58,11 +68,7 @@ public sealed class BatchCancelInFlightTests(SchemaFixture db) : IClassFixture<S
     public async Task Cancelled_WhileTheBatchIsInProgress_TheBatchIsCancelledOnce_AWatcherSeesTheEnd_AndLaterPollsChangeNothing()
     {
         await using var h = await Harness.StartAsync(db);
-        Script(h);
-        var agent = await h.AgentAsync();
-        var session = await h.Client.NewSessionAsync();
-        var run = await h.Client.RunAsync(session, agent.Id, "go");
-        var batchId = await SubmittedBatchAsync(h, run);
+        var (agent, session, run, batchId) = await InFlightBatchRunAsync(h);
         var watching = CollectAsync(h.Client.WatchRunAsync(run));
 
         await h.Client.CancelRunAsync(run);
@@ -83,11 +89,7 @@ public sealed class BatchCancelInFlightTests(SchemaFixture db) : IClassFixture<S
         // before the answer comes back, which then says "ended, canceled". Before, the poller took that for a batch cancelled
         // by someone else and created a new batch for the cancelled run (only to cancel it when recording it failed).
         await using var h = await Harness.StartAsync(db);
-        Script(h);
-        var agent = await h.AgentAsync();
-        var session = await h.Client.NewSessionAsync();
-        var run = await h.Client.RunAsync(session, agent.Id, "go");
-        var batchId = await SubmittedBatchAsync(h, run);
+        var (agent, session, run, batchId) = await InFlightBatchRunAsync(h);
         using var release = new ManualResetEventSlim();
         var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         h.Claude.RequestReceived += (_, r) =>
@@ -117,10 +119,7 @@ public sealed class BatchCancelInFlightTests(SchemaFixture db) : IClassFixture<S
     /// started instance to cancel at the API.</summary>
     private static async Task<(Guid Run, string BatchId)> CancellingBatchAsync(Harness h)
     {
-        Script(h);
-        var agent = await h.AgentAsync();
-        var run = await h.Client.RunAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
-        var batchId = await SubmittedBatchAsync(h, run);
+        var (_, _, run, batchId) = await InFlightBatchRunAsync(h);
         var bystander = await h.AddClientAsync(start: false);
         await bystander.CancelRunAsync(run);
         Assert.Equal(BatchStatus.Canceling, Assert.Single(await h.Client.GetIterationsAsync(run)).BatchStatus);

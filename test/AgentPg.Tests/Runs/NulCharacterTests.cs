@@ -119,6 +119,14 @@ public sealed class NulCharacterTests(SchemaFixture db) : IClassFixture<SchemaFi
         Assert.Empty(stored.Config);
     }
 
+    /// <summary>A tool that returns its <c>text</c> input and hands it to <paramref name="received"/>.</summary>
+    private static TestTool Echo(TaskCompletionSource<string> received) => new("echo", (_, input, _) =>
+    {
+        var text = input.GetProperty("text").GetString()!;
+        received.TrySetResult(text);
+        return Task.FromResult(text);
+    });
+
     [DatabaseFact]
     public async Task StreamedText_WithNul_IsStoredWithTheReplacementCharacter()
     {
@@ -150,12 +158,7 @@ public sealed class NulCharacterTests(SchemaFixture db) : IClassFixture<SchemaFi
     public async Task ToolInput_WithNul_ReachesTheToolWithTheReplacementCharacter()
     {
         var received = new TaskCompletionSource<string>();
-        await using var h = await Harness.StartAsync(db, tools: new TestTool("echo", (_, input, _) =>
-        {
-            var text = input.GetProperty("text").GetString()!;
-            received.TrySetResult(text);
-            return Task.FromResult(text);
-        }));
+        await using var h = await Harness.StartAsync(db, tools: Echo(received));
         var agent = await h.AgentAsync(a => a with { Tools = null });
         h.Claude.Respond(r => r.ToolResults.Count > 0 ? FakeReply.Text("echoed " + r.ToolResults[0].Content) : FakeReply.ToolUse("echo", new { text = "x\0y" }));
 
@@ -172,12 +175,7 @@ public sealed class NulCharacterTests(SchemaFixture db) : IClassFixture<SchemaFi
         // The model writes a tool's input as JSON text; "\ud800" in it is an unpaired surrogate. Before, reading the input made
         // the whole run fail ("Cannot read incomplete UTF-16 JSON text as string with missing low surrogate").
         var received = new TaskCompletionSource<string>();
-        await using var h = await Harness.StartAsync(db, tools: new TestTool("echo", (_, input, _) =>
-        {
-            var text = input.GetProperty("text").GetString()!;
-            received.TrySetResult(text);
-            return Task.FromResult(text);
-        }));
+        await using var h = await Harness.StartAsync(db, tools: Echo(received));
         var agent = await h.AgentAsync(a => a with { Tools = null });
         h.Claude.Respond(r => r.ToolResults.Count > 0
             ? FakeReply.Text("echoed " + r.ToolResults[0].Content)
