@@ -122,6 +122,9 @@ CREATE TABLE agentpg_agents (
     agent_ids      UUID[] NOT NULL DEFAULT '{}',
     -- Tools and agent tools whose calls wait for a person's decision ('*' = all); NULL = none.
     tools_requiring_approval  TEXT[],
+    -- The JSON schema of the agent's answers (structured outputs), as its text: json, not jsonb, keeps the properties'
+    -- order, which is the order Claude writes them in.
+    output_schema  JSON,
     metadata       JSONB NOT NULL DEFAULT '{}',
     config         JSONB NOT NULL DEFAULT '{}',
     created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
@@ -131,6 +134,7 @@ CREATE TABLE agentpg_agents (
     CONSTRAINT agent_max_tokens_valid CHECK (max_tokens IS NULL OR max_tokens > 0),
     CONSTRAINT agent_metadata_object CHECK (jsonb_typeof(metadata) = 'object'),
     CONSTRAINT agent_config_object CHECK (jsonb_typeof(config) = 'object'),
+    CONSTRAINT agent_output_schema_object CHECK (output_schema IS NULL OR json_typeof(output_schema) = 'object'),
     CONSTRAINT agent_unique_name_metadata UNIQUE (name, metadata)
 );
 CREATE INDEX agentpg_idx_agents_metadata ON agentpg_agents USING GIN (metadata);
