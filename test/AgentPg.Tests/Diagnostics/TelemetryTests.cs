@@ -409,6 +409,61 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
         Assert.Equal(4, cancelled.Sum(m => m.Value));
         Assert.All(cancelled, m => Assert.Equal("streaming", m.Tags.GetValueOrDefault("agentpg.run.mode")));
     }
+
+    [DatabaseFact]
+    public async Task Client_StartedInsideAnActivity_ItsWorkDoesNotJoinThatTrace()
+    {
+        // A client started inside a span (a startup span, a request that starts it lazily, a test) must not make that span the
+        // parent of everything its background loops do: a run created outside any span starts a trace of its own.
+        using var spans = new Spans();
+        await using var h = await Harness.StartAsync(db, start: false);
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(_ => FakeReply.Text("done"));
+        ActivityTraceId startupTrace;
+        using (var startup = s_app.StartActivity("startup"))
+        {
+            startupTrace = startup!.TraceId;
+            await h.Client.StartAsync();
+        }
+
+        var runId = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the run");
+        Activity? Invoke() => spans.Stopped.SingleOrDefault(a => a.OperationName == "invoke_agent" && Equals(a.GetTagItem("agentpg.run.id"), runId.ToString()));
+        await Eventually.TrueAsync(() => Invoke() is not null, "the run's invoke_agent span to end");
+
+        Assert.NotEqual(startupTrace, Invoke()!.TraceId);
+        Assert.Equal(default, Invoke()!.ParentSpanId);
+    }
+
+    [DatabaseFact]
+    public async Task ChildRun_ItsSpansAreUnderTheDelegatingExecuteToolSpan()
+    {
+        using var spans = new Spans();
+        await using var h = await Harness.StartAsync(db);
+        string parent = "parent_" + Guid.NewGuid().ToString("N")[..6], child = "child_" + Guid.NewGuid().ToString("N")[..6];
+        var childAgent = await h.AgentAsync(a => a with { Name = child, SystemPrompt = child });
+        var parentAgent = await h.AgentAsync(a => a with { Name = parent, SystemPrompt = parent, AgentIds = [childAgent.Id] });
+        h.Claude.Respond(r => r.SystemText == parent
+            ? (r.ToolResults.Count == 0 ? FakeReply.ToolUse(child, new { task = "part" }) : FakeReply.Text("all done"))
+            : FakeReply.Text("part done"));
+        ActivityTraceId traceId;
+        Guid runId;
+        using (var request = s_app.StartActivity("POST /delegate"))
+        {
+            traceId = request!.TraceId;
+            runId = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), parentAgent.Id, "delegate");
+        }
+
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the parent run");
+        await Eventually.TrueAsync(() => spans.InTrace(traceId) is var ended && ended.Any(a => a.DisplayName == "execute_tool " + child)
+            && ended.Any(a => a.DisplayName == "invoke_agent " + child), "the delegation's and the child run's spans to end");
+
+        var trace = spans.InTrace(traceId);
+        var delegation = Assert.Single(trace, a => a.DisplayName == "execute_tool " + child);
+        Assert.Equal("agent", delegation.GetTagItem("gen_ai.tool.type"));
+        var childInvoke = Assert.Single(trace, a => a.DisplayName == "invoke_agent " + child);
+        Assert.Equal(delegation.SpanId, childInvoke.ParentSpanId);
+    }
 }
 
 [CollectionDefinition(nameof(TelemetryTests), DisableParallelization = true)]
