@@ -131,6 +131,17 @@ internal static class Telemetry
         => Runs.Add(count, new KeyValuePair<string, object?>("agentpg.run.outcome", "cancelled"),
             new KeyValuePair<string, object?>("agentpg.run.mode", mode == "batch" ? "batch" : "streaming"));
 
+    /// <summary>Counts the runs the leader's rescue or stale-instance cleanup failed (rescued more than
+    /// <see cref="RunRescueOptions.MaxAttempts"/> times), one mode (as stored: streaming or batch) per run.</summary>
+    public static void RunsFailed(IReadOnlyList<string> modes)
+    {
+        foreach (var mode in modes)
+        {
+            Runs.Add(1, new KeyValuePair<string, object?>("agentpg.run.outcome", "failed"),
+                new KeyValuePair<string, object?>("agentpg.run.mode", mode == "batch" ? "batch" : "streaming"));
+        }
+    }
+
     public static Activity? StartChat(global::AgentPg.Runs.ClaimedRun claimed, string model, Dictionary<string, System.Text.Json.JsonElement>? capturedBody)
     {
         var activity = Start("chat " + model, ActivityKind.Client, claimed.Activity is null ? claimed.TraceParent : null);

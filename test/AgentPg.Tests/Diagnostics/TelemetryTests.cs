@@ -464,6 +464,34 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
         var childInvoke = Assert.Single(trace, a => a.DisplayName == "invoke_agent " + child);
         Assert.Equal(delegation.SpanId, childInvoke.ParentSpanId);
     }
+
+    [DatabaseFact]
+    public async Task RunFailedByTheRescue_IsCountedAsFailed()
+    {
+        using var metrics = new Measurements();
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.LeaderTtl = TimeSpan.FromMilliseconds(600);
+            o.InstanceTtl = TimeSpan.FromSeconds(2);
+            o.HeartbeatInterval = TimeSpan.FromMilliseconds(200);
+            o.RunRescue.Interval = TimeSpan.FromMilliseconds(200);
+            o.RunRescue.MaxAttempts = 1;
+        }, start: false);
+        var agent = await h.AgentAsync();
+        var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+        await db.Seed.DeadInstanceAsync("ghost-otel");
+        await db.Seed.ClaimRunAsync(run, "ghost-otel", TimeSpan.FromHours(1), rescueAttempts: 1);
+
+        await h.Client.StartAsync();
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => Eventually.WithinAsync(h.Client.WaitForRunAsync(run), "the run to fail"));
+        Assert.Equal("rescue_failed", ex.Context["error_type"]);
+        await Eventually.TrueAsync(() => metrics.Of("agentpg.runs").Any(m => Equals(m.Tags["agentpg.run.outcome"], "failed")),
+            "the run failed by the rescue to be counted", TimeSpan.FromSeconds(5));
+        var failed = Assert.Single(metrics.Of("agentpg.runs"));
+        Assert.Equal(1, failed.Value);
+        Assert.Equal("streaming", failed.Tags["agentpg.run.mode"]);
+    }
 }
 
 [CollectionDefinition(nameof(TelemetryTests), DisableParallelization = true)]
