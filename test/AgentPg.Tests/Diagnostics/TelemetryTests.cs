@@ -492,6 +492,36 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
         Assert.Equal(1, failed.Value);
         Assert.Equal("streaming", failed.Tags["agentpg.run.mode"]);
     }
+
+    [DatabaseFact]
+    public async Task ModelCall_RetriedAfterAFailedAttempt_EachAttemptHasItsChatSpanAndDuration()
+    {
+        // Before, one chat span and one duration covered every attempt and the waits between them (up to
+        // ModelUnavailableTimeout, 5 min by default) and ended successful: an outage that runs waited out showed no failed call.
+        using var spans = new Spans();
+        using var metrics = new Measurements();
+        var model = "claude-otel-" + Guid.NewGuid().ToString("N")[..8];
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync(a => a with { Model = model });
+        h.Claude.Enqueue(FakeReply.Text("cut") with { StreamFault = FakeStreamFault.Error(1, "overloaded_error", "Overloaded") },
+            FakeReply.Text("recovered"));
+
+        var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi"), "the run");
+        Assert.Equal("recovered", response.Text);
+        await Eventually.TrueAsync(() => spans.Stopped.Count(a => a.DisplayName == "chat " + model) == 2, "both attempts' chat spans to end");
+
+        var chats = spans.Stopped.Where(a => a.DisplayName == "chat " + model).OrderBy(a => a.StartTimeUtc).ToList();
+        Assert.Equal(ActivityStatusCode.Error, chats[0].Status);
+        Assert.NotNull(chats[0].GetTagItem("error.type"));
+        Assert.Null(chats[0].GetTagItem("gen_ai.response.id"));
+        Assert.Equal(ActivityStatusCode.Unset, chats[1].Status);
+        Assert.Equal(["end_turn"], (string[])chats[1].GetTagItem("gen_ai.response.finish_reasons")!);
+        // The first attempt's span ended before the wait, so before the second attempt began.
+        Assert.True(chats[0].StartTimeUtc + chats[0].Duration <= chats[1].StartTimeUtc, "the first attempt's span covers the wait after it");
+        var durations = metrics.Of("gen_ai.client.operation.duration").Where(m => Equals(m.Tags["gen_ai.request.model"], model)).ToList();
+        Assert.Equal(2, durations.Count);
+        Assert.Single(durations, m => m.Tags.ContainsKey("error.type"));
+    }
 }
 
 [CollectionDefinition(nameof(TelemetryTests), DisableParallelization = true)]
