@@ -253,7 +253,12 @@ internal static class Telemetry
         return activity;
     }
 
-    public static void ToolCompleted(Activity? activity, string toolName, string? output, bool isError, string? errorMessage, bool captureContent)
+    /// <summary>Counts a tool execution attempt that ended with a result and marks its span failed when the result is an error. The
+    /// span's status description is the error message, unless it is the error result the tool returned
+    /// (<paramref name="errorIsOutput"/>): that is the tool's output, content, recorded only with
+    /// <see cref="TelemetryOptions.CaptureContent"/>.</summary>
+    public static void ToolCompleted(Activity? activity, string toolName, string? output, bool isError, string? errorMessage, bool errorIsOutput,
+        bool captureContent)
     {
         ToolExecutions.Add(1, new KeyValuePair<string, object?>("gen_ai.tool.name", toolName),
             new KeyValuePair<string, object?>("agentpg.tool.outcome", isError ? "error" : "success"));
@@ -264,7 +269,7 @@ internal static class Telemetry
 
         if (isError)
         {
-            activity.Error("tool_error", errorMessage);
+            activity.Error("tool_error", errorIsOutput && !captureContent ? null : errorMessage);
         }
 
         if (captureContent)

@@ -522,6 +522,39 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
         Assert.Equal(2, durations.Count);
         Assert.Single(durations, m => m.Tags.ContainsKey("error.type"));
     }
+
+    [DatabaseFact]
+    public async Task ToolErrorResult_ItsTextIsContent_NotOnTheSpanWithoutCaptureContent()
+    {
+        // Before, the error result a tool returned (sent to Claude as the tool's output) was the execute_tool span's status
+        // description, exported although CaptureContent was false.
+        using var spans = new Spans();
+        var tool = "lookup_" + Guid.NewGuid().ToString("N")[..6];
+        await using var h = await Harness.StartAsync(db, tools: new ErrorResultTool(tool, "no account for Ada Lovelace, 12 Baker Street"));
+        var agent = await h.AgentAsync(a => a with { Tools = [tool] });
+        h.Claude.Respond(r => r.ToolResults.Count == 0 ? FakeReply.ToolUse(tool, new { }) : FakeReply.Text("sorry"));
+
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "find Ada"), "the run");
+        await Eventually.TrueAsync(() => spans.Stopped.Any(a => a.DisplayName == "execute_tool " + tool), "the tool's span to end");
+
+        var span = Assert.Single(spans.Stopped, a => a.DisplayName == "execute_tool " + tool);
+        Assert.Equal(ActivityStatusCode.Error, span.Status);
+        Assert.Equal("tool_error", span.GetTagItem("error.type"));
+        Assert.DoesNotContain("Ada", span.StatusDescription ?? "", StringComparison.Ordinal);
+        Assert.All(span.TagObjects, t => Assert.DoesNotContain("Ada", Convert.ToString(t.Value, System.Globalization.CultureInfo.InvariantCulture) ?? "", StringComparison.Ordinal));
+    }
+
+    private sealed class ErrorResultTool(string name, string error) : IContentTool
+    {
+        public string Name => name;
+
+        public string Description => "Returns an error result.";
+
+        public ToolSchema InputSchema => new();
+
+        public Task<ToolResult> ExecuteContentAsync(ToolContext context, System.Text.Json.JsonElement input, CancellationToken cancellationToken)
+            => Task.FromResult(ToolResult.Error(error));
+    }
 }
 
 [CollectionDefinition(nameof(TelemetryTests), DisableParallelization = true)]
