@@ -200,12 +200,14 @@ internal static class Telemetry
         }
     }
 
-    /// <summary>Measures the tokens of an answer that has no chat span: a batch result (<paramref name="mode"/> <c>batch</c>:
-    /// Claude charged it at the batch price; no operation duration either, as its time is mostly queueing at Claude) or the
-    /// compaction summariser's streamed answer (<c>streaming</c>).</summary>
+    /// <summary>Measures the tokens of an answer whose chat span does not: a batch result (<paramref name="mode"/> <c>batch</c>:
+    /// Claude charged it at the batch price; no operation duration either, as its time is mostly queueing at Claude), the
+    /// compaction summariser's streamed answer (<c>streaming</c>), or the part of a stream that failed mid-way (as far as it
+    /// went; the run's usage counts it too). Nothing when the answer reported no tokens (it failed before message_start).</summary>
     public static void Answered(string model, Claude.ModelResponse response, string mode)
     {
-        if (!TokenUsage.Enabled)
+        var usage = response.Usage;
+        if (!TokenUsage.Enabled || usage.InputTokens + usage.CacheReadInputTokens + usage.CacheCreationInputTokens + usage.OutputTokens == 0)
         {
             return;
         }

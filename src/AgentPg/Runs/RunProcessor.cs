@@ -158,6 +158,7 @@ internal sealed class RunProcessor(Engine engine)
             // A stream that failed mid-way is paid for as far as it went: message_start reported its input tokens (and
             // message_delta, when it came, the output so far). Counted in the iteration's usage, retried or not.
             claimed.IterationUsage += aggregator.Response.Usage;
+            Telemetry.Answered(context.Agent.Model, aggregator.Response, "streaming");
             throw;
         }
 

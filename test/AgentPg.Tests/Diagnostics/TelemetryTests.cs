@@ -555,6 +555,33 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
         public Task<ToolResult> ExecuteContentAsync(ToolContext context, System.Text.Json.JsonElement input, CancellationToken cancellationToken)
             => Task.FromResult(ToolResult.Error(error));
     }
+
+    [DatabaseFact]
+    public async Task ModelCall_CutMidStream_ThePartialAnswersTokensAreMeasuredAsTheRunRecordsThem()
+    {
+        // A stream cut after message_start is paid for as far as it went, and the run's usage counts it; before, the token
+        // usage histogram measured only completed answers, so it read less than the runs' own usage.
+        using var metrics = new Measurements();
+        var model = "claude-otel-" + Guid.NewGuid().ToString("N")[..8];
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync(a => a with { Model = model });
+        h.Claude.Enqueue(
+            FakeReply.Text("cut") with
+            {
+                Usage = new FakeUsage { InputTokens = 100, CacheReadInputTokens = 20, OutputTokens = 1 },
+                StreamFault = FakeStreamFault.Error(1, "overloaded_error", "Overloaded"),
+            },
+            FakeReply.Text("recovered") with { Usage = new FakeUsage { InputTokens = 200, OutputTokens = 7 } });
+
+        var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi"), "the run");
+
+        var usage = (await h.Client.GetRunAsync(response.RunId)).Usage;
+        Assert.True(usage.InputTokens > 200, "the run's usage counts the cut stream's input tokens");
+        var tokens = metrics.Of("gen_ai.client.token.usage").Where(m => Equals(m.Tags["gen_ai.request.model"], model)).ToList();
+        Assert.Equal(usage.InputTokens + usage.CacheReadInputTokens + usage.CacheCreationInputTokens,
+            tokens.Where(m => Equals(m.Tags["gen_ai.token.type"], "input")).Sum(m => m.Value));
+        Assert.Equal(usage.OutputTokens, tokens.Where(m => Equals(m.Tags["gen_ai.token.type"], "output")).Sum(m => m.Value));
+    }
 }
 
 [CollectionDefinition(nameof(TelemetryTests), DisableParallelization = true)]
