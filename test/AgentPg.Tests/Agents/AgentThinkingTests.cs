@@ -1,6 +1,7 @@
 using System.Text.Json;
 using AgentPg.Testing;
 using AgentPg.Tests.Infrastructure;
+using Microsoft.Extensions.AI;
 
 namespace AgentPg.Tests.Agents;
 
@@ -195,6 +196,23 @@ public sealed class AgentThinkingTests(SchemaFixture db) : IClassFixture<SchemaF
         Assert.Equal("Batch thought.", echoed.GetProperty("thinking").GetString());
         Assert.Equal("sig-b", echoed.GetProperty("signature").GetString());
         Assert.Equal("sig-b", (await h.Client.GetMessagesAsync(session))[1].Content[0].Signature);
+    }
+
+    [DatabaseFact]
+    public async Task ChatClient_AnAgentsThinking_IsReasoningContent_ApartFromTheText()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync(a => a with { Model = "claude-opus-4-6", Thinking = AgentThinking.Adaptive });
+        h.Claude.Respond(_ => FakeReply.Message(FakeContentBlock.Thinking("Weigh the options first."), FakeContentBlock.Text("Take the train.")));
+        using var chat = h.Client.AsChatClient(agent.Id);
+
+        var response = await Eventually.WithinAsync(chat.GetResponseAsync("Train or plane?"), "the chat answer", s_timeout);
+
+        Assert.Equal("Take the train.", response.Text);
+        var contents = response.Messages.SelectMany(m => m.Contents).ToList();
+        Assert.Equal("Weigh the options first.", string.Concat(contents.OfType<TextReasoningContent>().Select(c => c.Text)));
+        Assert.DoesNotContain("Weigh", string.Concat(contents.OfType<TextContent>().Select(c => c.Text)), StringComparison.Ordinal);
+        Assert.Equal("""{"type":"adaptive"}""", Thinking(Assert.Single(h.Claude.Requests, r => r.IsMessagesCall).Body!.Value));
     }
 
     [DatabaseFact]
