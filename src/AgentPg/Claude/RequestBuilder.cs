@@ -177,12 +177,27 @@ internal static class RequestBuilder
             body["context_management"] = management;
         }
 
+        // The agent's thinking and effort (AgentDefinition.Thinking, Effort), on every model call of its runs.
+        if (agent.Thinking is { } thinking)
+        {
+            body["thinking"] = JsonElement.Parse(thinking.ToJson());
+        }
+
+        // output_config: the agent's effort and the answer's schema (structured outputs).
+        var outputConfig = new JsonObject();
+        if (agent.Effort is { } effort)
+        {
+            outputConfig["effort"] = AgentEfforts.ToWire(effort);
+        }
+
         if (outputSchema is { } schema)
         {
-            body["output_config"] = JsonSerializer.SerializeToElement(new JsonObject
-            {
-                ["format"] = new JsonObject { ["type"] = "json_schema", ["schema"] = JsonNode.Parse(schema.GetRawText()) },
-            });
+            outputConfig["format"] = new JsonObject { ["type"] = "json_schema", ["schema"] = JsonNode.Parse(schema.GetRawText()) };
+        }
+
+        if (outputConfig.Count > 0)
+        {
+            body["output_config"] = JsonSerializer.SerializeToElement(outputConfig);
         }
 
         // SDK 13.12 has no typed sampling parameters: they go in the raw body.

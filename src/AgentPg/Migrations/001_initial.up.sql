@@ -122,6 +122,9 @@ CREATE TABLE agentpg_agents (
     agent_ids      UUID[] NOT NULL DEFAULT '{}',
     -- Tools and agent tools whose calls wait for a person's decision ('*' = all); NULL = none.
     tools_requiring_approval  TEXT[],
+    -- Claude's thinking and output_config.effort for the agent's model calls (AgentDefinition.Thinking, Effort); NULL = not sent.
+    thinking       JSONB,
+    effort         TEXT,
     -- The JSON schema of the agent's answers (structured outputs), as its text: json, not jsonb, keeps the properties'
     -- order, which is the order Claude writes them in.
     output_schema  JSON,
@@ -134,6 +137,8 @@ CREATE TABLE agentpg_agents (
     CONSTRAINT agent_max_tokens_valid CHECK (max_tokens IS NULL OR max_tokens > 0),
     CONSTRAINT agent_metadata_object CHECK (jsonb_typeof(metadata) = 'object'),
     CONSTRAINT agent_config_object CHECK (jsonb_typeof(config) = 'object'),
+    CONSTRAINT agent_thinking_object CHECK (thinking IS NULL OR jsonb_typeof(thinking) = 'object'),
+    CONSTRAINT agent_effort_valid CHECK (effort IS NULL OR effort IN ('low', 'medium', 'high', 'xhigh', 'max')),
     CONSTRAINT agent_output_schema_object CHECK (output_schema IS NULL OR json_typeof(output_schema) = 'object'),
     CONSTRAINT agent_unique_name_metadata UNIQUE (name, metadata)
 );
