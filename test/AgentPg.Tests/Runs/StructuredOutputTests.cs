@@ -82,6 +82,25 @@ public sealed class StructuredOutputTests(SchemaFixture db) : IClassFixture<Sche
     }
 
     [DatabaseFact]
+    public async Task AgentWithEffortAndASchema_SendsBothInOneOutputConfig()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var schema = StructuredOutput.SchemaFor<Invoice>();
+        var agent = await h.AgentAsync(a => a with { Effort = AgentEffort.Low, OutputSchema = schema });
+        var sent = new ConcurrentQueue<string>();
+        h.Claude.Respond(r =>
+        {
+            sent.Enqueue(r.Body.GetProperty("output_config").GetRawText());
+            return FakeReply.Text("""{"customer":"Hooli","total":1,"dueDate":"2027-04-01","lines":[]}""");
+        });
+
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "read it");
+
+        Assert.Equal("Hooli", response.Deserialize<Invoice>()!.Customer);
+        Assert.All(sent, config => Assert.Equal($$$"""{"effort":"low","format":{"type":"json_schema","schema":{{{schema.GetRawText()}}}}}""", config));
+    }
+
+    [DatabaseFact]
     public async Task BatchRun_SendsTheSchemaInItsBatchRequests()
     {
         await using var h = await Harness.StartAsync(db);
