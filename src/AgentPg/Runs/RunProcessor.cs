@@ -89,7 +89,12 @@ internal sealed class RunProcessor(Engine engine)
             try
             {
                 deltas.BeginAttempt();
-                var response = await CallOnceAsync(claimed, context, body, deltas, token).ConfigureAwait(false);
+                ModelResponse response;
+                using (retries.Attempt())
+                {
+                    response = await CallOnceAsync(claimed, context, body, deltas, token).ConfigureAwait(false);
+                }
+
                 Telemetry.ChatCompleted(chat, context.Agent.Model, response, engine.Time.GetElapsedTime(started), engine.Options.Telemetry.CaptureContent);
                 return response;
             }
@@ -105,7 +110,7 @@ internal sealed class RunProcessor(Engine engine)
                 Telemetry.ChatFailed(chat, context.Agent.Model, ex.GetType().Name, engine.Time.GetElapsedTime(started));
                 throw new PromptTooLongException(ex.ApiMessage ?? ex.Message, tooManyBytes: true);
             }
-            catch (Exception ex) when (ModelRetries.Classify(ex) is { } kind && (ex is AnthropicApiException || !token.IsCancellationRequested))
+            catch (Exception ex) when (retries.KindOf(ex) is { } kind && (ex is AnthropicApiException || !token.IsCancellationRequested))
             {
                 if (retries.OnFailure(ex, kind) is not { } wait)
                 {

@@ -63,7 +63,11 @@ internal sealed class BatchSubmitter(Engine engine)
                 // Never abandoned half-way: once the request is sent the batch may exist, and only a recorded (or cancelled)
                 // batch is safe. A cancelled run makes the recording below fail, which cancels the batch at the API.
                 cancellationToken.ThrowIfCancellationRequested();
-                (batchId, expiresAt) = await _api.CreateAsync(context.IterationId, body, context.Headers(claimed.UsedExtendedContext), CancellationToken.None).ConfigureAwait(false);
+                using (retries.Attempt())
+                {
+                    (batchId, expiresAt) = await _api.CreateAsync(context.IterationId, body, context.Headers(claimed.UsedExtendedContext), CancellationToken.None).ConfigureAwait(false);
+                }
+
                 break;
             }
             catch (AnthropicContentTooLargeException ex)
@@ -74,7 +78,7 @@ internal sealed class BatchSubmitter(Engine engine)
                 await SubmitAsync(claimed, context, resubmission, cancellationToken).ConfigureAwait(false);
                 return;
             }
-            catch (Exception ex) when (ModelRetries.Classify(ex, madeWithoutToken: true) is { } kind && (ex is AnthropicApiException || !cancellationToken.IsCancellationRequested))
+            catch (Exception ex) when (retries.KindOf(ex, madeWithoutToken: true) is { } kind && (ex is AnthropicApiException || !cancellationToken.IsCancellationRequested))
             {
                 // If a request whose answer was lost did create a batch, that batch cannot be found again (the API has no
                 // idempotency key for it): it runs once, unpolled, and its result is never used.
