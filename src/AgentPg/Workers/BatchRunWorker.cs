@@ -42,7 +42,10 @@ internal sealed class BatchSubmitter(Engine engine)
         AfterExpiry,
     }
 
-    public async Task SubmitAsync(ClaimedRun claimed, IterationContext context, Kind resubmission, CancellationToken cancellationToken)
+    // unavailableSince: when the iteration's first batch result errored with Claude unavailable, recorded with the submission
+    // (an earlier one recorded is kept).
+    public async Task SubmitAsync(ClaimedRun claimed, IterationContext context, Kind resubmission, CancellationToken cancellationToken,
+        DateTimeOffset? unavailableSince = null)
     {
         var run = claimed.Run;
         string batchId;
@@ -75,7 +78,7 @@ internal sealed class BatchSubmitter(Engine engine)
                 // 413: the batch's one request is over the Batches API's 256 MB (images, documents, tool outputs). As for a
                 // stream: compacted once when enabled and submitted again, else the run fails with request_too_large.
                 context = await _window.OnRequestTooLargeAsync(claimed, context, ex.ApiMessage ?? ex.Message, cancellationToken).ConfigureAwait(false);
-                await SubmitAsync(claimed, context, resubmission, cancellationToken).ConfigureAwait(false);
+                await SubmitAsync(claimed, context, resubmission, cancellationToken, unavailableSince).ConfigureAwait(false);
                 return;
             }
             catch (Exception ex) when (retries.KindOf(ex, madeWithoutToken: true) is { } kind && (ex is AnthropicApiException || !cancellationToken.IsCancellationRequested))
@@ -114,7 +117,7 @@ internal sealed class BatchSubmitter(Engine engine)
                     engine.Sql.Runs.AddFence(batch, run, engine.InstanceId, context.IterationId);
                     engine.Sql.Iterations.AddSubmitted(batch, context.IterationId, batchId, expiresAt, context.MaxTokens, claimed.UsedExtendedContext,
                         resubmission: resubmission == Kind.Resubmission, afterExpiry: resubmission == Kind.AfterExpiry,
-                        usage: claimed.IterationUsage);
+                        usage: claimed.IterationUsage, unavailableSince: unavailableSince);
                     engine.Sql.Runs.AddSetState(batch, run.Id, RunState.BatchPending);
                     await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
                 }

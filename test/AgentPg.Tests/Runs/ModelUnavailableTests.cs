@@ -273,4 +273,41 @@ public sealed class ModelUnavailableTests(SchemaFixture db) : IClassFixture<Sche
         Assert.Contains("Creating the message batch failed: Claude API error 529 overloaded_error: Overloaded", ex.Message, StringComparison.Ordinal);
         Assert.Equal(3, h.Claude.Requests.Count(IsBatchCreate));
     }
+
+    [DatabaseFact]
+    public async Task BatchResultsOverloadedMoreOftenThanMaxModelRetries_AreResubmittedUntilTheRunCompletes()
+    {
+        // A burst of overload failed a batch run after MaxModelRetries resubmissions, when a streamed run waited it out.
+        await using var h = await Harness.StartAsync(db, o => o.MaxModelRetries = 1);
+        var agent = await h.AgentAsync();
+        var overloaded = FakeReply.Error(529, "overloaded_error", "Overloaded");
+        h.Claude.Enqueue(overloaded, overloaded, overloaded, FakeReply.Error(429, "rate_limit_error", "rate limited"), FakeReply.Text("batched after the burst"));
+
+        var response = await Eventually.WithinAsync(h.Client.RunSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "go"), "the batch run to complete", TimeSpan.FromSeconds(60));
+
+        Assert.Equal("batched after the burst", response.Text);
+        Assert.Equal(5, h.Claude.Requests.Count(IsBatchCreate));
+        Assert.Single(await h.Client.GetIterationsAsync(response.RunId));
+    }
+
+    [DatabaseFact]
+    public async Task BatchResultsOverloadedLongerThanTheTimeout_FailTheRunSayingForHowLong()
+    {
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.MaxModelRetries = 1;
+            o.ModelUnavailableTimeout = TimeSpan.FromSeconds(1);
+        });
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(_ => FakeReply.Error(529, "overloaded_error", "Overloaded"));
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(async () =>
+            await Eventually.WithinAsync(h.Client.RunSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "go"), "the batch run to fail", TimeSpan.FromSeconds(60)));
+
+        Assert.Equal("batch_error", ex.Context["error_type"]);
+        Assert.Contains("Claude's batch request failed: overloaded_error: Overloaded (errored for ", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("Claude stayed unavailable for longer than AgentPgOptions.ModelUnavailableTimeout (1 s)", ex.Message, StringComparison.Ordinal);
+        // Measured from the first errored result (the 200 ms poll interval paces the resubmissions): more than MaxModelRetries.
+        Assert.True(h.Claude.Requests.Count(IsBatchCreate) > 2, $"{h.Claude.Requests.Count(IsBatchCreate)} batches created");
+    }
 }
