@@ -152,6 +152,36 @@ internal sealed class ModelRetries(Engine engine)
         return TimeSpan.FromMilliseconds(250 * _quickRetries);
     }
 
+    /// <summary>Waits before the next attempt of a run's call that failed because Claude is unavailable (a summary of the
+    /// run's automatic compaction), logging the wait (event 2009) and reporting the run's progress; returns
+    /// <see langword="false"/> when this policy does not apply (another failure, <see cref="AgentPgOptions.ModelUnavailableTimeout"/>
+    /// zero): the caller fails the call as it would without it.</summary>
+    /// <param name="what">What failed, for the run's error.</param>
+    /// <param name="exception">The failure.</param>
+    /// <param name="runId">The run the call is made for.</param>
+    /// <param name="reportProgress">Records the run's progress.</param>
+    /// <param name="cancellationToken">The run's token: a cancel or the shutdown's deadline ends the wait.</param>
+    /// <exception cref="RunFailureException"><c>model_error</c> when Claude stayed unavailable for longer than the timeout.</exception>
+    public async Task<bool> WaitOutAsync(string what, Exception exception, Guid runId, Action? reportProgress, CancellationToken cancellationToken)
+    {
+        if (engine.Options.ModelUnavailableTimeout == TimeSpan.Zero || cancellationToken.IsCancellationRequested
+            || KindOf(exception) != ModelFailureKind.Unavailable)
+        {
+            return false;
+        }
+
+        if (OnFailure(exception, ModelFailureKind.Unavailable) is not { } wait)
+        {
+            var error = Error(exception);
+            throw new RunFailureException(ErrorTypes.ModelError, Describe(what, ModelFailureKind.Unavailable, error, error), exception);
+        }
+
+        Diagnostics.Log.ModelUnavailable(engine.Logger, runId, Error(exception), Durations.Format(wait), Durations.Format(FailingFor));
+        reportProgress?.Invoke();
+        await Task.Delay(wait, engine.Time, cancellationToken).ConfigureAwait(false);
+        return true;
+    }
+
     /// <summary>Words the end of a call that is not tried again, for the run's error (never the API key).</summary>
     /// <param name="what">What failed, for example "Claude's streamed answer".</param>
     /// <param name="kind">The last failure's kind.</param>

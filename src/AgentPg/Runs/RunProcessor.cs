@@ -129,7 +129,7 @@ internal sealed class RunProcessor(Engine engine)
                 }
 
                 // The worker is alive and knows why it waits: the rescue must not take the run for a stuck one.
-                (progress ??= new ProgressReporter(engine, claimed.Run, token)).Report();
+                (progress ??= new ProgressReporter(engine, claimed.Run, token)).ReportNow();
                 await Task.Delay(wait, engine.Time, token).ConfigureAwait(false);
             }
         }

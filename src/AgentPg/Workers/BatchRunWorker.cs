@@ -101,7 +101,7 @@ internal sealed class BatchSubmitter(Engine engine)
                     Log.BatchCreateRetry(engine.Logger, run.Id, retries.Failures, ModelRetries.Error(ex));
                 }
 
-                (progress ??= new ProgressReporter(engine, run, cancellationToken)).Report();
+                (progress ??= new ProgressReporter(engine, run, cancellationToken)).ReportNow();
                 await Task.Delay(wait, engine.Time, cancellationToken).ConfigureAwait(false);
             }
         }

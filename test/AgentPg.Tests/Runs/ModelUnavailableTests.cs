@@ -310,4 +310,43 @@ public sealed class ModelUnavailableTests(SchemaFixture db) : IClassFixture<Sche
         // Measured from the first errored result (the 200 ms poll interval paces the resubmissions): more than MaxModelRetries.
         Assert.True(h.Claude.Requests.Count(IsBatchCreate) > 2, $"{h.Claude.Requests.Count(IsBatchCreate)} batches created");
     }
+
+    [DatabaseFact]
+    public async Task TheSummaryOfARunsAutomaticCompaction_WaitsOutAnOverloadedClaude()
+    {
+        // Claude says the prompt is too long; the run compacts its session, and the summariser is overloaded for longer than
+        // the SDK's retries. Before, the compaction failed and the run with it, as context_window_exceeded "even with
+        // automatic compaction"; the summary now waits as the run's own calls do.
+        var claudeOptions = new FakeClaudeServerOptions { ContextWindow = 2500 };
+        await using var h = await Harness.StartAsync(db, claudeOptions, o =>
+        {
+            o.AutoCompaction = true;
+            o.Compaction = new CompactionOptions { MaxTokensForModel = 1_000_000, TargetTokens = 500, ProtectedTokens = 200, PreserveLastN = 1 };
+        });
+        var summarizerCalls = 0;
+        h.Claude.Respond(request =>
+        {
+            if (!request.SystemText.StartsWith("You summarise conversations", StringComparison.Ordinal))
+            {
+                return FakeReply.Text("noted");
+            }
+
+            return Interlocked.Increment(ref summarizerCalls) <= 3 ? Overloaded : FakeReply.Text("SUMMARY of the earlier turns");
+        });
+        var agent = await h.AgentAsync();
+        var session = await h.Client.NewSessionAsync();
+
+        // Turns of about 500 tokens until the prompt is too long for the 2 500-token window and the session is compacted.
+        for (var i = 0; Volatile.Read(ref summarizerCalls) == 0; i++)
+        {
+            Assert.True(i < 20, "the session was never compacted");
+            var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, $"turn {i}: " + new string('y', 2000)), $"run {i}",
+                TimeSpan.FromSeconds(60));
+            Assert.Equal("noted", response.Text);
+        }
+
+        var compaction = Assert.Single(await h.Client.GetCompactionEventsAsync(session));
+        Assert.Equal("context_window", compaction.Reason);
+        Assert.Equal(4, Volatile.Read(ref summarizerCalls));
+    }
 }
