@@ -322,7 +322,7 @@ internal static class Summarizer
             catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
                 if (wait is not null
-                    && await wait.Retries.WaitOutAsync("The summary of the run's automatic compaction", ex, wait.RunId, wait.Progress.ReportNow, cancellationToken).ConfigureAwait(false))
+                    && await wait.Retries.WaitOutAsync("The summary of the run's automatic compaction", ex, wait.Claimed, wait.Progress.ReportNow, cancellationToken).ConfigureAwait(false))
                 {
                     continue;
                 }
@@ -364,4 +364,4 @@ internal static class Summarizer
 
 /// <summary>How a run's automatic compaction waits out an unavailable Claude: the policy of the run's model calls
 /// (<see cref="Runs.ModelRetries"/>) for its summariser calls, and the run it logs them for.</summary>
-internal sealed record RunModelWait(Runs.ModelRetries Retries, Guid RunId, Runs.ProgressReporter Progress);
+internal sealed record RunModelWait(Runs.ModelRetries Retries, Workers.ClaimedRun Claimed, Runs.ProgressReporter Progress);

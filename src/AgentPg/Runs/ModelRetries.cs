@@ -1,6 +1,7 @@
 using System.Net.Http;
 using AgentPg.Claude;
 using AgentPg.Internal;
+using AgentPg.Workers;
 using Anthropic.Exceptions;
 
 namespace AgentPg.Runs;
@@ -152,17 +153,32 @@ internal sealed class ModelRetries(Engine engine)
         return TimeSpan.FromMilliseconds(250 * _quickRetries);
     }
 
+    /// <summary>Announces a wait of a run's model call: log event 2009, and a <see cref="ModelUnavailableEvent"/> for the run's
+    /// watchers.</summary>
+    /// <param name="run">The run (held by this instance).</param>
+    /// <param name="iterationNumber">The iteration whose call waits.</param>
+    /// <param name="exception">The failure.</param>
+    /// <param name="wait">How long the run waits.</param>
+    /// <param name="cancellationToken">The run's token.</param>
+    public Task AnnounceWaitAsync(Run run, int iterationNumber, Exception exception, TimeSpan wait, CancellationToken cancellationToken)
+    {
+        var error = Error(exception);
+        var failingFor = FailingFor;
+        Diagnostics.Log.ModelUnavailable(engine.Logger, run.Id, error, Durations.Format(wait), Durations.Format(failingFor));
+        return engine.Deltas.ModelUnavailableAsync(run, iterationNumber, error, wait, failingFor, cancellationToken);
+    }
+
     /// <summary>Waits before the next attempt of a run's call that failed because Claude is unavailable (a summary of the
     /// run's automatic compaction), logging the wait (event 2009) and reporting the run's progress; returns
     /// <see langword="false"/> when this policy does not apply (another failure, <see cref="AgentPgOptions.ModelUnavailableTimeout"/>
     /// zero): the caller fails the call as it would without it.</summary>
     /// <param name="what">What failed, for the run's error.</param>
     /// <param name="exception">The failure.</param>
-    /// <param name="runId">The run the call is made for.</param>
+    /// <param name="claimed">The run the call is made for.</param>
     /// <param name="reportProgress">Records the run's progress.</param>
     /// <param name="cancellationToken">The run's token: a cancel or the shutdown's deadline ends the wait.</param>
     /// <exception cref="RunFailureException"><c>model_error</c> when Claude stayed unavailable for longer than the timeout.</exception>
-    public async Task<bool> WaitOutAsync(string what, Exception exception, Guid runId, Action? reportProgress, CancellationToken cancellationToken)
+    public async Task<bool> WaitOutAsync(string what, Exception exception, ClaimedRun claimed, Action? reportProgress, CancellationToken cancellationToken)
     {
         if (engine.Options.ModelUnavailableTimeout == TimeSpan.Zero || cancellationToken.IsCancellationRequested
             || KindOf(exception) != ModelFailureKind.Unavailable)
@@ -176,8 +192,8 @@ internal sealed class ModelRetries(Engine engine)
             throw new RunFailureException(ErrorTypes.ModelError, Describe(what, ModelFailureKind.Unavailable, error, error), exception);
         }
 
-        Diagnostics.Log.ModelUnavailable(engine.Logger, runId, Error(exception), Durations.Format(wait), Durations.Format(FailingFor));
         reportProgress?.Invoke();
+        await AnnounceWaitAsync(claimed.Run, claimed.Iteration, exception, wait, cancellationToken).ConfigureAwait(false);
         await Task.Delay(wait, engine.Time, cancellationToken).ConfigureAwait(false);
         return true;
     }

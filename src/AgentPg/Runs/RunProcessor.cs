@@ -122,17 +122,17 @@ internal sealed class RunProcessor(Engine engine)
                     throw new RunFailureException(ErrorTypes.ModelError, retries.Describe("Claude's streamed answer", kind, error, error));
                 }
 
+                // The worker is alive and knows why it waits: the rescue must not take the run for a stuck one.
+                (progress ??= new ProgressReporter(engine, claimed.Run, token)).ReportNow();
                 if (kind == ModelFailureKind.Unavailable && engine.Options.ModelUnavailableTimeout != TimeSpan.Zero)
                 {
-                    Log.ModelUnavailable(engine.Logger, claimed.Run.Id, ModelRetries.Error(ex), Internal.Durations.Format(wait), Internal.Durations.Format(retries.FailingFor));
+                    await retries.AnnounceWaitAsync(claimed.Run, context.IterationNumber, ex, wait, token).ConfigureAwait(false);
                 }
                 else
                 {
                     Log.ModelRetry(engine.Logger, claimed.Run.Id, retries.Failures, ModelRetries.Error(ex));
                 }
 
-                // The worker is alive and knows why it waits: the rescue must not take the run for a stuck one.
-                (progress ??= new ProgressReporter(engine, claimed.Run, token)).ReportNow();
                 await Task.Delay(wait, engine.Time, token).ConfigureAwait(false);
             }
         }

@@ -92,16 +92,16 @@ internal sealed class BatchSubmitter(Engine engine)
                         retries.Describe("Creating the message batch", kind, error, $"Creating the message batch failed: {error}"), ex);
                 }
 
+                (progress ??= new ProgressReporter(engine, run, cancellationToken)).ReportNow();
                 if (kind == ModelFailureKind.Unavailable && engine.Options.ModelUnavailableTimeout != TimeSpan.Zero)
                 {
-                    Log.ModelUnavailable(engine.Logger, run.Id, ModelRetries.Error(ex), Internal.Durations.Format(wait), Internal.Durations.Format(retries.FailingFor));
+                    await retries.AnnounceWaitAsync(run, context.IterationNumber, ex, wait, cancellationToken).ConfigureAwait(false);
                 }
                 else
                 {
                     Log.BatchCreateRetry(engine.Logger, run.Id, retries.Failures, ModelRetries.Error(ex));
                 }
 
-                (progress ??= new ProgressReporter(engine, run, cancellationToken)).ReportNow();
                 await Task.Delay(wait, engine.Time, cancellationToken).ConfigureAwait(false);
             }
         }

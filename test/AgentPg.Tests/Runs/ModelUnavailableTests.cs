@@ -349,4 +349,45 @@ public sealed class ModelUnavailableTests(SchemaFixture db) : IClassFixture<Sche
         Assert.Equal("context_window", compaction.Reason);
         Assert.Equal(4, Volatile.Read(ref summarizerCalls));
     }
+
+    [DatabaseFact]
+    public async Task AWatcher_SeesEachWaitForClaude_AsAModelUnavailableEvent()
+    {
+        // Before, a watcher saw nothing for as long as the run waited (up to ModelUnavailableTimeout): only log 2009 told.
+        await using var h = await Harness.StartAsync(db, start: false);
+        var agent = await h.AgentAsync();
+        h.Claude.Enqueue(Overloaded, FakeReply.Error(429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit", s_sdkRetryAfter),
+            FakeReply.Text("after the waits"));
+        var runId = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "hi");
+        var events = new List<RunEvent>();
+        await using var watch = h.Client.WatchRunAsync(runId).GetAsyncEnumerator();
+        // The watch is registered once its first event (the back-filled creation) arrives: only then does the run start.
+        Assert.True(await watch.MoveNextAsync());
+        events.Add(watch.Current);
+        await h.Client.StartAsync();
+
+        await Eventually.WithinAsync(Task.Run(async () =>
+        {
+            while (await watch.MoveNextAsync())
+            {
+                events.Add(watch.Current);
+            }
+        }), "the watch to end with the run", TimeSpan.FromSeconds(60));
+
+        var waits = events.OfType<ModelUnavailableEvent>().ToList();
+        Assert.Equal(2, waits.Count);
+        Assert.All(waits, w =>
+        {
+            Assert.Equal(runId, w.RunId);
+            Assert.Equal(1, w.IterationNumber);
+            Assert.True(w.Wait > TimeSpan.Zero && w.Wait <= TimeSpan.FromSeconds(2), $"wait {w.Wait}");
+            Assert.Equal(w.Timestamp + w.Wait, w.RetryAt);
+        });
+        Assert.Equal("Claude API error 529 overloaded_error: Overloaded", waits[0].Error);
+        Assert.StartsWith("Claude API error 429 rate_limit_error", waits[1].Error, StringComparison.Ordinal);
+        Assert.True(waits[1].FailingFor >= waits[0].Wait, $"failing for {waits[1].FailingFor} after a wait of {waits[0].Wait}");
+        var answer = events.FindIndex(e => e is MessageStoredEvent { Message.Role: MessageRole.Assistant });
+        Assert.True(answer > events.IndexOf(waits[1]), "the waits come before the answer");
+        Assert.Equal(RunState.Completed, Assert.IsType<RunFinishedEvent>(events[^1]).State);
+    }
 }
