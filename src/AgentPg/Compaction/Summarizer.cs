@@ -364,4 +364,4 @@ internal static class Summarizer
 
 /// <summary>How a run's automatic compaction waits out an unavailable Claude: the policy of the run's model calls
 /// (<see cref="Runs.ModelRetries"/>) for its summariser calls, and the run it logs them for.</summary>
-internal sealed record RunModelWait(Runs.ModelRetries Retries, Workers.ClaimedRun Claimed, Runs.ProgressReporter Progress);
+internal sealed record RunModelWait(Runs.ModelRetries Retries, Runs.ClaimedRun Claimed, Runs.ProgressReporter Progress);

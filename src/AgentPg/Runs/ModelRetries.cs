@@ -1,7 +1,6 @@
 using System.Net.Http;
 using AgentPg.Claude;
 using AgentPg.Internal;
-using AgentPg.Workers;
 using Anthropic.Exceptions;
 
 namespace AgentPg.Runs;
