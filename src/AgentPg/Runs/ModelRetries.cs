@@ -164,7 +164,10 @@ internal sealed class ModelRetries(Engine engine)
         var error = Error(exception);
         var failingFor = FailingFor;
         Diagnostics.Log.ModelUnavailable(engine.Logger, run.Id, error, Durations.Format(wait), Durations.Format(failingFor));
-        return engine.Deltas.ModelUnavailableAsync(run, iterationNumber, error, wait, failingFor, cancellationToken);
+        // Not awaited: the event's write waits for the root's events head (a watcher's back-fill, a delta write), and the wait
+        // and the next attempt must not wait for it (best effort, as the deltas are).
+        _ = engine.Deltas.ModelUnavailableAsync(run, iterationNumber, error, wait, failingFor, cancellationToken);
+        return Task.CompletedTask;
     }
 
     /// <summary>Waits before the next attempt of a run's call that failed because Claude is unavailable (a summary of the

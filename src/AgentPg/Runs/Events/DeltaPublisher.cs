@@ -79,7 +79,11 @@ internal sealed class DeltaPublisher(Engine engine)
                 await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
             }
         }
-        catch (Exception ex) when (ex is NpgsqlException or TimeoutException || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // The run was cancelled or released meanwhile: nobody waits for this event any more.
+        }
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException or OperationCanceledException)
         {
             Log.DeltaPublishFailed(engine.Logger, ex, run.Id);
         }
