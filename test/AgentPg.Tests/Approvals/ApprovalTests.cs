@@ -537,6 +537,53 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         Assert.Null((await h.Client.GetAgentByIdAsync(boss.Id)).ToolsRequiringApproval);
     }
 
+    [DatabaseFact]
+    public async Task RenamingADelegate_ItsDelegatorsApprovalFollowsTheNewName_TheDelegationStillWaits()
+    {
+        // The boss may only delegate to the cleaner with a person's approval, listed by the cleaner's name. Renaming the cleaner
+        // renames the delegate tool Claude calls. Before, the boss kept the old name, which no longer matched any call: the
+        // delegation ran at once, without anyone asked, and nothing said so (a typo in the list is refused for this reason).
+        await using var h = await Harness.StartAsync(db);
+        var suffix = Guid.NewGuid().ToString("N")[..6];
+        var cleaner = await h.AgentAsync(a => a with { Name = "cleaner_" + suffix, SystemPrompt = "cleaner", Tools = [] });
+        var other = await h.AgentAsync(a => a with { Name = "other_" + suffix, SystemPrompt = "other", Tools = [] });
+        var boss = await h.AgentAsync(a => a with
+        {
+            Name = "boss_" + suffix, SystemPrompt = "boss", Tools = [], AgentIds = [cleaner.Id, other.Id], ToolsRequiringApproval = [other.Name, cleaner.Name],
+        });
+        // A delegator that lists the new name already (a tool name, its Tools being null) keeps it once.
+        var broad = await h.AgentAsync(a => a with
+        {
+            Name = "broad_" + suffix, Tools = null, AgentIds = [cleaner.Id], ToolsRequiringApproval = [cleaner.Name, "purger_" + suffix],
+        });
+        var unrelated = await h.AgentAsync(a => a with { Name = "unrelated_" + suffix, Tools = ["x"], ToolsRequiringApproval = ["x"] });
+
+        await h.Client.UpdateAgentAsync(cleaner with { Name = "purger_" + suffix });
+
+        Assert.Equal([other.Name, "purger_" + suffix], (await h.Client.GetAgentByIdAsync(boss.Id)).ToolsRequiringApproval);
+        Assert.Equal(["purger_" + suffix], (await h.Client.GetAgentByIdAsync(broad.Id)).ToolsRequiringApproval);
+        Assert.Equal(["x"], (await h.Client.GetAgentByIdAsync(unrelated.Id)).ToolsRequiringApproval);
+        h.Claude.Respond(r => r.SystemText switch
+        {
+            "cleaner" => FakeReply.Text("deleted everything"),
+            _ when r.ToolResults.Count > 0 => FakeReply.Text("boss got: " + r.ToolResults[0].Content),
+            _ => FakeReply.ToolUse("purger_" + suffix, new { task = "delete everything" }),
+        });
+        var session = await h.Client.NewSessionAsync();
+        var runId = await h.Client.RunFastAsync(session, boss.Id, "clean up");
+
+        var request = await PendingAsync(h.Client, session, "purger_" + suffix);
+        Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_runs WHERE session_id = $1", session));
+        await h.Client.RejectToolCallAsync(request.ToolExecutionId, "not today");
+        Assert.Equal("boss got: The tool call was rejected by the approver: not today",
+            (await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the run after the rejection", s_timeout)).Text);
+
+        // A rename that keeps the name changes nobody else.
+        var before = (await h.Client.GetAgentByIdAsync(boss.Id)).UpdatedAt;
+        await h.Client.UpdateAgentAsync((await h.Client.GetAgentByIdAsync(cleaner.Id)) with { Description = "cleans" });
+        Assert.Equal(before, (await h.Client.GetAgentByIdAsync(boss.Id)).UpdatedAt);
+    }
+
     [Fact]
     public void Options_ApprovalTimeout_MustBePositive()
     {
