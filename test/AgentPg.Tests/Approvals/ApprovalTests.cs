@@ -538,6 +538,38 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     }
 
     [DatabaseFact]
+    public async Task WhatClaudeReadsOfADecision_OverMaxToolOutputLength_IsRefused_AndTheRequestKeepsWaiting()
+    {
+        // Claude reads a rejection reason (and an edited input's note) with every later request of the session, and compaction
+        // keeps them whole. Before, a reason of 2 000 000 characters was taken: the run failed with "The conversation no longer
+        // fits Claude's context window (prompt is too long: 500074 tokens > 200000 maximum)", and so would every later run of
+        // the session, while a tool's own error is cut to MaxToolOutputLength.
+        var refunds = new Refunds();
+        await using var h = await Harness.StartAsync(db, o => o.MaxToolOutputLength = 1000, tools: refunds.Tool());
+        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
+        h.Claude.Respond(r => Refunds.Script(r));
+        var session = await h.Client.NewSessionAsync();
+        var runId = await h.Client.RunFastAsync(session, agent.Id, "refund");
+        var request = await PendingAsync(h.Client, session);
+
+        var reason = await Assert.ThrowsAsync<ArgumentException>(() => h.Client.RejectToolCallAsync(request.ToolExecutionId, new string('x', 1001)));
+        Assert.Equal("reason", reason.ParamName);
+        Assert.StartsWith("The rejection reason has 1001 characters, more than AgentPgOptions.MaxToolOutputLength (1000)", reason.Message, StringComparison.Ordinal);
+        var edit = JsonSerializer.SerializeToElement(new { order = "A-1 " + new string('y', 900), amount = 10 });
+        var input = await Assert.ThrowsAsync<ArgumentException>(() => h.Client.ApproveToolCallAsync(request.ToolExecutionId, edit, new string('z', 100)));
+        Assert.Equal("input", input.ParamName);
+        Assert.Contains("still waits for a decision", input.Message, StringComparison.Ordinal);
+        Assert.Equal(request.ToolExecutionId, Assert.Single(await h.Client.GetPendingApprovalsAsync(session)).ToolExecutionId);
+        Assert.Empty(refunds.Calls);
+
+        // At the limit: taken, and Claude reads all of it.
+        var longest = new string('x', 1000);
+        await h.Client.RejectToolCallAsync(request.ToolExecutionId, longest);
+        var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the run after the rejection", s_timeout);
+        Assert.Equal("ERROR The tool call was rejected by the approver: " + longest, response.Text);
+    }
+
+    [DatabaseFact]
     public async Task RenamingADelegate_ItsDelegatorsApprovalFollowsTheNewName_TheDelegationStillWaits()
     {
         // The boss may only delegate to the cleaner with a person's approval, listed by the cleaner's name. Renaming the cleaner
