@@ -152,6 +152,93 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         Assert.Equal(40, refund.Approval!.OriginalInput!.Value.GetProperty("amount").GetInt32());
     }
 
+    [DatabaseTheory]
+    [InlineData(RunMode.Streaming)]
+    [InlineData(RunMode.Batch)]
+    public async Task ParallelCalls_SomeNeedApproval_TheTurnWaitsForEveryDecision_ResultsInToolUseOrder(RunMode mode)
+    {
+        var refunds = new Refunds();
+        var lookups = 0;
+        var finished = new ConcurrentQueue<ToolCallEvent>();
+        var requested = new ConcurrentQueue<ToolApprovalRequest>();
+        await using var h = await Harness.StartAsync(db, o => o.Hooks = new AgentPgHooks
+        {
+            OnToolCall = (e, _) =>
+            {
+                finished.Enqueue(e);
+                return Task.CompletedTask;
+            },
+            OnApprovalRequested = (r, _) =>
+            {
+                requested.Enqueue(r);
+                return Task.CompletedTask;
+            },
+        }, tools: [refunds.Tool(), new TestTool("lookup", (_, _, _) => Task.FromResult("looked up " + Interlocked.Increment(ref lookups)))]);
+        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund", "lookup"], ToolsRequiringApproval = ["issue_refund"] });
+        h.Claude.Respond(r => r.ToolResults.Count == 0
+            ? FakeReply.Message(
+                FakeContentBlock.ToolUse("issue_refund", new { order = "A", amount = 10 }, "toolu_a"),
+                FakeContentBlock.ToolUse("lookup", new { }, "toolu_l"),
+                FakeContentBlock.ToolUse("issue_refund", new { order = "B", amount = 20 }, "toolu_b"),
+                FakeContentBlock.ToolUse("issue_refund", new { order = "C", amount = 30 }, "toolu_c")) with { StopReason = "tool_use" }
+            : FakeReply.Text(string.Join(" | ", r.ToolResults.Select(t => t.ToolUseId + "=" + (t.IsError ? "ERROR " : "") + t.Content))));
+        var session = await h.Client.NewSessionAsync();
+        var runId = mode == RunMode.Batch ? await h.Client.RunAsync(session, agent.Id, "three refunds") : await h.Client.RunFastAsync(session, agent.Id, "three refunds");
+
+        await Eventually.TrueAsync(async () => (await h.Client.GetPendingApprovalsAsync(session)).Count == 3, "three requests");
+        var pending = await h.Client.GetPendingApprovalsAsync(session);
+        Assert.Equal(["A", "B", "C"], pending.Select(p => p.Input.GetProperty("order").GetString()));
+        await Eventually.TrueAsync(() => requested.Count == 3 && lookups == 1, "each request announced once, the lookup run meanwhile");
+
+        // Decided out of order; the turn goes on only after the last decision and the last approved call.
+        await h.Client.ApproveToolCallAsync(pending[2].ToolExecutionId);
+        await Eventually.TrueAsync(() => refunds.Calls.Count == 1, "the approved refund of C ran");
+        await h.Client.RejectToolCallAsync(pending[0].ToolExecutionId, "not A");
+        Assert.Equal(RunState.PendingTools, (await h.Client.GetRunAsync(runId)).State);
+        Assert.Single(await h.Client.GetPendingApprovalsAsync(session));
+        await h.Client.ApproveToolCallAsync(pending[1].ToolExecutionId, JsonSerializer.SerializeToElement(new { order = "B", amount = 5 }), "less");
+        var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the run after every decision", s_timeout);
+
+        Assert.Equal("toolu_a=ERROR The tool call was rejected by the approver: not A | toolu_l=looked up 1 | toolu_b=The approver changed the input " +
+            "of this call before it ran; it ran with {\"order\": \"B\", \"amount\": 5} (comment: \"less\").\n\nrefunded 5 on B | toolu_c=refunded 30 on C",
+            response.Text);
+        Assert.Equal([5.0, 30.0], refunds.Calls.Select(c => c.GetProperty("amount").GetDouble()).Order());
+        // The rejected call never ran, so no instance reports it.
+        await Eventually.TrueAsync(() => finished.Count == 3, "the lookup and the two refunds reported");
+        Assert.DoesNotContain(finished, e => e.ToolName == "issue_refund" && e.IsError);
+        Assert.Equal(3, requested.Count);
+    }
+
+    [DatabaseFact]
+    public async Task Approve_ADelegationWithAnEditedTask_TheChildRunGetsTheEdit_AndAnInvalidEditIsRefused()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var cleanerName = "cleaner_" + Guid.NewGuid().ToString("N")[..6];
+        var cleaner = await h.AgentAsync(a => a with { Name = cleanerName, SystemPrompt = cleanerName, Tools = [] });
+        var boss = await h.AgentAsync(a => a with { Tools = [], AgentIds = [cleaner.Id], ToolsRequiringApproval = [cleanerName] });
+        h.Claude.Respond(r => r.SystemText == cleanerName ? FakeReply.Text("did: " + r.LastUserText)
+            : r.ToolResults.Count == 0 ? FakeReply.ToolUse(cleanerName, new { task = "delete every order" })
+            : FakeReply.Text("boss got: " + r.ToolResults[0].Content));
+        var session = await h.Client.NewSessionAsync();
+        var runId = await h.Client.RunFastAsync(session, boss.Id, "clean up");
+        var request = await PendingAsync(h.Client, session, cleanerName);
+
+        var empty = await Assert.ThrowsAsync<ArgumentException>(() => h.Client.ApproveToolCallAsync(request.ToolExecutionId, JsonSerializer.SerializeToElement(new { task = "" })));
+        Assert.Contains("'task'", empty.Message, StringComparison.Ordinal);
+        var notAnObject = await Assert.ThrowsAsync<ArgumentException>(() => h.Client.ApproveToolCallAsync(request.ToolExecutionId, JsonSerializer.SerializeToElement(new[] { 1 })));
+        Assert.Contains("must be a JSON object", notAnObject.Message, StringComparison.Ordinal);
+        Assert.Single(await h.Client.GetPendingApprovalsAsync(session));
+
+        await h.Client.ApproveToolCallAsync(request.ToolExecutionId, JsonSerializer.SerializeToElement(new { task = "delete order A-1" }), "only that one");
+        var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the approved delegation", s_timeout);
+
+        Assert.Equal("boss got: The approver changed the input of this call before it ran; it ran with {\"task\": \"delete order A-1\"} " +
+            "(comment: \"only that one\").\n\ndid: delete order A-1", response.Text);
+        var delegation = Assert.Single(response.ToolCalls);
+        Assert.Equal("delete every order", delegation.Approval!.OriginalInput!.Value.GetProperty("task").GetString());
+        Assert.Equal("delete order A-1", (await h.Client.GetRunAsync(delegation.ChildRunId!.Value)).Prompt);
+    }
+
     [DatabaseFact]
     public async Task Approve_WithClaudesOwnInput_TellsClaudeNothingMore()
     {
