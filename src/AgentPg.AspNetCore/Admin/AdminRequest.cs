@@ -8,6 +8,7 @@ namespace AgentPg.AspNetCore.Admin;
 internal sealed class AdminRequest
 {
     private AntiforgeryTokenSet? _tokens;
+    private List<AgentDefinition>? _agents;
 
     public AdminRequest(HttpContext http, AgentPgAdminOptions options, string prefix)
     {
@@ -27,11 +28,33 @@ internal sealed class AdminRequest
     /// <summary>The request's tenant filter, or <see langword="null"/> when it sees everything.</summary>
     public IReadOnlyDictionary<string, object?>? Tenant { get; }
 
-    /// <summary>The agents the request may see and chat with (<see cref="AgentPgAdminOptions.AgentFilter"/>), at most 1 000.</summary>
+    /// <summary>The agents the request may see and chat with (<see cref="AgentPgAdminOptions.AgentFilter"/>), ordered by name.</summary>
     public async Task<IReadOnlyList<AgentDefinition>> AgentsAsync()
     {
-        var agents = (await Client.ListAgentsAsync(limit: 1000, cancellationToken: Aborted).ConfigureAwait(false)).Agents;
+        var agents = await AllAgentsAsync().ConfigureAwait(false);
         return Options.AgentFilter is { } filter ? agents.Where(a => filter(Http, a)).ToList() : agents;
+    }
+
+    /// <summary>Every agent, ordered by name, read once per request: the checks of <see cref="AgentPgAdminOptions.AgentFilter"/>
+    /// (deleting a session, restoring a compaction, starting a chat) need all of them, not a first page. An agent created while
+    /// the pages are read may be missed and one deleted may shift the next page; either only makes a check refuse.</summary>
+    public async Task<IReadOnlyList<AgentDefinition>> AllAgentsAsync()
+    {
+        if (_agents is not null)
+        {
+            return _agents;
+        }
+
+        var agents = new List<AgentDefinition>();
+        AgentList page;
+        do
+        {
+            page = await Client.ListAgentsAsync(limit: 1000, offset: agents.Count, cancellationToken: Aborted).ConfigureAwait(false);
+            agents.AddRange(page.Agents);
+        }
+        while (page.Agents.Count > 0 && agents.Count < page.TotalCount);
+
+        return _agents = agents;
     }
 
     /// <summary>Whether the request may start a run of the agent (<see cref="AgentPgAdminOptions.AgentFilter"/>): a chat, a

@@ -65,11 +65,11 @@ internal static partial class RunsCommands
                 return CliExitCodes.Success;
             }
 
-            var names = await AgentNamesAsync(context, cancellationToken).ConfigureAwait(false);
+            var names = await AgentNamesAsync(context, items.Select(r => r.AgentId), cancellationToken).ConfigureAwait(false);
             var table = CliContext.Table("Id", "Agent", "State", "Mode", "Created", "Iterations", "Tokens", "Prompt / error");
             foreach (var run in items)
             {
-                CliContext.AddRow(table, run.Id.ToString(), names.GetValueOrDefault(run.AgentId, run.AgentId.ToString()),
+                CliContext.AddRow(table, run.Id.ToString(), names[run.AgentId],
                     Format.Name(run.State) + (run.Depth > 0 ? $" (depth {run.Depth})" : ""), Format.Name(run.RunMode), Format.Time(run.CreatedAt),
                     run.IterationCount.ToString(CultureInfo.InvariantCulture), Format.Tokens(run.Usage),
                     run.ErrorMessage is { Length: > 0 } error ? "error: " + Format.Line(error, 60) : Format.Line(run.Prompt, 60));
@@ -231,10 +231,19 @@ internal static partial class RunsCommands
             ? id
             : (await context.Client.GetAgentByNameAsync(text, cancellationToken: cancellationToken).ConfigureAwait(false)).Id;
 
-    private static async Task<Dictionary<Guid, string>> AgentNamesAsync(CliContext context, CancellationToken cancellationToken)
+    // The names of the agents a page of runs used, one lookup each (however many agents the database holds).
+    private static async Task<Dictionary<Guid, string>> AgentNamesAsync(CliContext context, IEnumerable<Guid> agentIds, CancellationToken cancellationToken)
     {
-        var agents = await context.Client.ListAgentsAsync(limit: 1000, cancellationToken: cancellationToken).ConfigureAwait(false);
-        return agents.Agents.ToDictionary(a => a.Id, a => a.Name);
+        var names = new Dictionary<Guid, string>();
+        foreach (var id in agentIds)
+        {
+            if (!names.ContainsKey(id))
+            {
+                names[id] = await AgentNameAsync(context, id, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        return names;
     }
 
     private static async Task<string> AgentNameAsync(CliContext context, Guid agentId, CancellationToken cancellationToken)

@@ -179,6 +179,39 @@ public sealed class AdminSessionDeletionTests(SchemaFixture db, Chromium chromiu
     }
 
     [DatabaseFact]
+    public async Task AgentFilter_WithMoreThanAThousandAgents_SeesTheAgentsAfterTheFirstThousand()
+    {
+        await using var app = await AdminApp.StartAsync(db, configure: o => o.AgentFilter = (http, agent) =>
+            !agent.Metadata.TryGetValue("tenant", out var owner) || Equals(owner?.ToString(), http.User.FindFirst("tenant")?.Value));
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        var tenant = "many-" + suffix;
+        // A thousand agents of another tenant sort before the request's own agent ('a…' < 'z…').
+        for (var i = 0; i < 1000; i++)
+        {
+            await app.Client.CreateAgentAsync(new AgentDefinition
+            {
+                Name = $"a{i:0000}_{suffix}",
+                Model = "claude-sonnet-4-5",
+                Metadata = Tenant("other-" + suffix),
+            });
+        }
+
+        var own = await app.Client.CreateAgentAsync(new AgentDefinition { Name = "z_" + suffix, Model = "claude-sonnet-4-5", Metadata = Tenant(tenant) });
+        var session = await app.Client.NewSessionAsync(metadata: Tenant(tenant));
+        var run = await db.Seed.RunAsync(session, own.Id);
+        await db.Seed.FinishRunAsync(run);
+        using var http = app.HttpClient(user: "ann", tenant: tenant);
+
+        // The new conversation form offers the agent, and the session of its run can be deleted.
+        Assert.Contains($"<option value=\"{own.Name}\">", await http.GetStringAsync("chat"), StringComparison.Ordinal);
+        var (token, _) = await AdminHttpTests.FormTokenAsync(http, $"sessions/{session}");
+        var response = await http.PostAsync($"sessions/{session}/delete", Form(token, confirm: true));
+
+        Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_sessions WHERE id = $1", session));
+    }
+
+    [DatabaseFact]
     public async Task Delete_ASessionWithARunNotFinished_Is409WithTheBusyMessageAndALinkToTheRun_ThenDeletesOnceItIsCancelled()
     {
         await using var app = await AdminApp.StartAsync(db);

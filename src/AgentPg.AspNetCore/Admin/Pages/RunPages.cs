@@ -165,8 +165,8 @@ internal static class RunPages
 
     public static async Task<IReadOnlyDictionary<Guid, string>> AgentNamesAsync(AdminRequest r)
     {
-        var agents = await r.Client.ListAgentsAsync(limit: 1000, cancellationToken: r.Aborted).ConfigureAwait(false);
-        return agents.Agents.ToDictionary(a => a.Id, a => a.Name);
+        var agents = await r.AllAgentsAsync().ConfigureAwait(false);
+        return agents.ToDictionary(a => a.Id, a => a.Name);
     }
 
     // The run and the runs it delegated to, through its agent-tool executions; bounded so a huge tree cannot stall a page.
