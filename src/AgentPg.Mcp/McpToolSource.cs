@@ -266,7 +266,7 @@ public sealed class McpToolSource : IAsyncDisposable, IClientAttachment
 
             _lifetime = new CancellationTokenSource();
             var token = _lifetime.Token;
-            _monitor = Task.Run(() => MonitorAsync(token), CancellationToken.None);
+            _monitor = global::AgentPg.Internal.Background.Run(() => MonitorAsync(token));
         }
     }
 

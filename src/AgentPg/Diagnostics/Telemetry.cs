@@ -131,6 +131,17 @@ internal static class Telemetry
         => Runs.Add(count, new KeyValuePair<string, object?>("agentpg.run.outcome", "cancelled"),
             new KeyValuePair<string, object?>("agentpg.run.mode", mode == "batch" ? "batch" : "streaming"));
 
+    /// <summary>Counts the runs the leader's rescue or stale-instance cleanup failed (rescued more than
+    /// <see cref="RunRescueOptions.MaxAttempts"/> times), one mode (as stored: streaming or batch) per run.</summary>
+    public static void RunsFailed(IReadOnlyList<string> modes)
+    {
+        foreach (var mode in modes)
+        {
+            Runs.Add(1, new KeyValuePair<string, object?>("agentpg.run.outcome", "failed"),
+                new KeyValuePair<string, object?>("agentpg.run.mode", mode == "batch" ? "batch" : "streaming"));
+        }
+    }
+
     public static Activity? StartChat(global::AgentPg.Runs.ClaimedRun claimed, string model, Dictionary<string, System.Text.Json.JsonElement>? capturedBody)
     {
         var activity = Start("chat " + model, ActivityKind.Client, claimed.Activity is null ? claimed.TraceParent : null);
@@ -189,12 +200,14 @@ internal static class Telemetry
         }
     }
 
-    /// <summary>Measures the tokens of an answer that has no chat span: a batch result (<paramref name="mode"/> <c>batch</c>:
-    /// Claude charged it at the batch price; no operation duration either, as its time is mostly queueing at Claude) or the
-    /// compaction summariser's streamed answer (<c>streaming</c>).</summary>
+    /// <summary>Measures the tokens of an answer whose chat span does not: a batch result (<paramref name="mode"/> <c>batch</c>:
+    /// Claude charged it at the batch price; no operation duration either, as its time is mostly queueing at Claude), the
+    /// compaction summariser's streamed answer (<c>streaming</c>), or the part of a stream that failed mid-way (as far as it
+    /// went; the run's usage counts it too). Nothing when the answer reported no tokens (it failed before message_start).</summary>
     public static void Answered(string model, Claude.ModelResponse response, string mode)
     {
-        if (!TokenUsage.Enabled)
+        var usage = response.Usage;
+        if (!TokenUsage.Enabled || usage.InputTokens + usage.CacheReadInputTokens + usage.CacheCreationInputTokens + usage.OutputTokens == 0)
         {
             return;
         }
@@ -242,7 +255,12 @@ internal static class Telemetry
         return activity;
     }
 
-    public static void ToolCompleted(Activity? activity, string toolName, string? output, bool isError, string? errorMessage, bool captureContent)
+    /// <summary>Counts a tool execution attempt that ended with a result and marks its span failed when the result is an error. The
+    /// span's status description is the error message, unless it is the error result the tool returned
+    /// (<paramref name="errorIsOutput"/>): that is the tool's output, content, recorded only with
+    /// <see cref="TelemetryOptions.CaptureContent"/>.</summary>
+    public static void ToolCompleted(Activity? activity, string toolName, string? output, bool isError, string? errorMessage, bool errorIsOutput,
+        bool captureContent)
     {
         ToolExecutions.Add(1, new KeyValuePair<string, object?>("gen_ai.tool.name", toolName),
             new KeyValuePair<string, object?>("agentpg.tool.outcome", isError ? "error" : "success"));
@@ -253,7 +271,7 @@ internal static class Telemetry
 
         if (isError)
         {
-            activity.Error("tool_error", errorMessage);
+            activity.Error("tool_error", errorIsOutput && !captureContent ? null : errorMessage);
         }
 
         if (captureContent)

@@ -19,7 +19,7 @@ internal sealed class LeaderElector(Engine engine, Func<bool, CancellationToken,
     /// <summary>Gets whether this instance believes it leads (the database has the final word).</summary>
     public bool IsLeader { get; private set; }
 
-    public void Start(CancellationToken stop) => _loop = Task.Run(() => LoopAsync(stop), CancellationToken.None);
+    public void Start(CancellationToken stop) => _loop = Internal.Background.Run(() => LoopAsync(stop));
 
     /// <summary>Waits for the loop to end (its token cancelled), then, if this instance leads, stops leading and resigns.</summary>
     public async Task StopAsync()

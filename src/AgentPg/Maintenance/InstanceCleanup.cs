@@ -15,9 +15,10 @@ internal sealed class InstanceCleanup(Engine engine) : MaintenanceService("insta
         await using (batch.ConfigureAwait(false))
         {
             engine.Sql.InstanceCleanup.AddDeleteStale(batch, engine.InstanceId, engine.Options.InstanceTtl, engine.Options.RunRescue.MaxAttempts);
-            foreach (var instance in await engine.QueryListAsync(batch, InstanceCleanupSql.ReadDeleted, cancellationToken).ConfigureAwait(false))
+            foreach (var (instance, failedRunModes) in await engine.QueryListAsync(batch, InstanceCleanupSql.ReadDeleted, cancellationToken).ConfigureAwait(false))
             {
                 Log.StaleInstanceRemoved(engine.Logger, instance);
+                Telemetry.RunsFailed(failedRunModes);
             }
         }
     }

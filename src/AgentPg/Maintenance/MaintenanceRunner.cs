@@ -45,7 +45,7 @@ internal sealed class MaintenanceRunner(Engine engine, IReadOnlyList<IMaintenanc
 
             _leading = CancellationTokenSource.CreateLinkedTokenSource(stop);
             var token = _leading.Token;
-            _loop = Task.Run(() => LoopAsync(token), CancellationToken.None);
+            _loop = Internal.Background.Run(() => LoopAsync(token));
         }
     }
 

@@ -19,6 +19,7 @@ internal sealed class RunRescuer(Engine engine) : MaintenanceService("run rescue
             engine.Sql.Rescue.AddRescue(batch, engine.InstanceId, engine.Options.InstanceTtl, rescue.Timeout, rescue.MaxAttempts);
             foreach (var result in await engine.QueryListAsync(batch, RescueSql.ReadRescue, cancellationToken).ConfigureAwait(false))
             {
+                Telemetry.RunsFailed(result.FailedRunModes);
                 if (result.Released > 0 || result.Continued > 0)
                 {
                     Log.Rescued(engine.Logger, result.Released, result.Continued, string.Join(", ", result.DeadInstances));

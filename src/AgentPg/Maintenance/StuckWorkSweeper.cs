@@ -1,5 +1,7 @@
 using AgentPg.Diagnostics;
 using AgentPg.Runs;
+using AgentPg.Storage;
+using Npgsql;
 
 namespace AgentPg.Maintenance;
 
@@ -21,14 +23,21 @@ internal sealed class StuckWorkSweeper(Engine engine) : MaintenanceService("stuc
 {
     public override async Task RunAsync(CancellationToken cancellationToken)
     {
-        var released = await engine.Sql.Rescue.ReleaseUnheldWorkAsync(engine.DataSource, engine.InstanceId, engine.Options.InstanceTtl,
-            engine.Options.RunRescue.MaxAttempts, cancellationToken).ConfigureAwait(false);
-        if (released > 0)
+        var batch = new NpgsqlBatch();
+        await using (batch.ConfigureAwait(false))
         {
-            Log.UnheldWorkReleased(engine.Logger, released);
-            engine.StreamingWake.Set();
-            engine.BatchWake.Set();
-            engine.ToolWake.Set();
+            engine.Sql.Rescue.AddReleaseUnheldWork(batch, engine.InstanceId, engine.Options.InstanceTtl, engine.Options.RunRescue.MaxAttempts);
+            foreach (var (released, failedRunModes) in await engine.QueryListAsync(batch, RescueSql.ReadReleaseUnheldWork, cancellationToken).ConfigureAwait(false))
+            {
+                Telemetry.RunsFailed(failedRunModes);
+                if (released > 0)
+                {
+                    Log.UnheldWorkReleased(engine.Logger, released);
+                    engine.StreamingWake.Set();
+                    engine.BatchWake.Set();
+                    engine.ToolWake.Set();
+                }
+            }
         }
     }
 }

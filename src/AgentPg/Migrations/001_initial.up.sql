@@ -1294,11 +1294,12 @@ $$;
 -- p_count_rescue: whether this counts against p_max_attempts (crash) or not (graceful shutdown). Work over the
 -- limit is failed with error_type rescue_failed. Returns the number of runs and tool executions touched.
 CREATE FUNCTION agentpg_release_instance_work(p_instance_id TEXT, p_count_rescue BOOLEAN, p_max_attempts INTEGER)
-RETURNS INTEGER
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS TABLE (released INTEGER, failed_run_modes TEXT[])
+LANGUAGE plpgsql ROWS 1 SET search_path FROM CURRENT AS $$
 DECLARE
     v_count INTEGER := 0;
     v_n INTEGER;
+    v_failed TEXT[];
 BEGIN
     -- Lock order: parents before the child runs this may fail (the child's trigger completes the parent's execution), and
     -- the runs of the executions it releases before those executions (failing one continues its run through
@@ -1322,6 +1323,8 @@ BEGIN
        AND r.state IN ('streaming', 'batch_submitting')
        AND i.id = r.current_iteration_id AND i.completed_at IS NULL AND i.batch_id IS NULL;
 
+    -- The mode of each run failed here (rescued too often), for the leader's agentpg.runs count.
+    WITH released_runs AS (
     UPDATE agentpg_runs
        SET state = CASE
                        WHEN p_count_rescue AND rescue_attempts + 1 > p_max_attempts THEN 'failed'
@@ -1340,8 +1343,12 @@ BEGIN
            claim_epoch = claim_epoch + 1
      WHERE id IN (SELECT q.run_id FROM agentpg_run_queue q)
        AND claimed_by_instance_id = p_instance_id
-       AND state NOT IN ('completed', 'cancelled', 'failed');
-    GET DIAGNOSTICS v_n = ROW_COUNT;
+       AND state NOT IN ('completed', 'cancelled', 'failed')
+     RETURNING state, run_mode
+    )
+    SELECT count(*), coalesce(array_agg(run_mode::text) FILTER (WHERE state = 'failed'), '{}')
+      INTO v_n, v_failed
+      FROM released_runs;
     v_count := v_count + v_n;
 
     UPDATE agentpg_tool_executions
@@ -1365,7 +1372,7 @@ BEGIN
        AND child_run_id IS NULL;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     v_count := v_count + v_n;
-    RETURN v_count;
+    RETURN QUERY SELECT v_count, v_failed;
 END
 $$;
 
@@ -1377,14 +1384,17 @@ $$;
 -- released here even when its own heartbeat lags (as agentpg_cleanup_stale_instances never evicts it).
 CREATE FUNCTION agentpg_rescue(p_instance_ttl INTERVAL, p_rescue_timeout INTERVAL, p_max_attempts INTEGER,
                                p_leader_id TEXT DEFAULT NULL)
-RETURNS TABLE (released_instances TEXT[], released_runs INTEGER, continued_runs INTEGER)
+RETURNS TABLE (released_instances TEXT[], released_runs INTEGER, continued_runs INTEGER, failed_run_modes TEXT[])
 LANGUAGE plpgsql ROWS 1 SET search_path FROM CURRENT AS $$
 DECLARE
     v_dead TEXT[];
     v_instance TEXT;
     v_released INTEGER := 0;
     v_continued INTEGER := 0;
+    v_failed TEXT[] := '{}';
+    v_state agentpg_run_state;
     v_run RECORD;
+    v_work RECORD;
 BEGIN
     SELECT coalesce(array_agg(DISTINCT holder), '{}') INTO v_dead
       FROM (
@@ -1402,12 +1412,14 @@ BEGIN
        AND claims.holder IS DISTINCT FROM p_leader_id;
 
     FOREACH v_instance IN ARRAY v_dead LOOP
-        v_released := v_released + agentpg_release_instance_work(v_instance, TRUE, p_max_attempts);
+        SELECT * INTO v_work FROM agentpg_release_instance_work(v_instance, TRUE, p_max_attempts);
+        v_released := v_released + v_work.released;
+        v_failed := v_failed || v_work.failed_run_modes;
     END LOOP;
 
     -- Live holder, no progress: release that run only.
     FOR v_run IN
-        SELECT r.id, r.parent_run_id FROM agentpg_run_queue q JOIN agentpg_runs r ON r.id = q.run_id
+        SELECT r.id, r.parent_run_id, r.run_mode FROM agentpg_run_queue q JOIN agentpg_runs r ON r.id = q.run_id
          WHERE q.state IN ('streaming', 'batch_submitting')
            AND r.state IN ('streaming', 'batch_submitting')
            AND r.claimed_by_instance_id IS NOT NULL
@@ -1437,8 +1449,12 @@ BEGIN
                claimed_by_instance_id = NULL,
                claimed_at = NULL,
                claim_epoch = claim_epoch + 1
-         WHERE id = v_run.id;
+         WHERE id = v_run.id
+        RETURNING state INTO v_state;
         v_released := v_released + 1;
+        IF v_state = 'failed' THEN
+            v_failed := v_failed || v_run.run_mode::text;
+        END IF;
     END LOOP;
 
     -- pending_tools runs whose tools are all terminal but whose results were never written.
@@ -1455,7 +1471,7 @@ BEGIN
         END IF;
     END LOOP;
 
-    RETURN QUERY SELECT v_dead, v_released, v_continued;
+    RETURN QUERY SELECT v_dead, v_released, v_continued, v_failed;
 END
 $$;
 
@@ -1473,10 +1489,13 @@ $$;
 -- holder). Cost: one scan of the claimed rows joined to the few instance rows, once per rescue interval. Lock order as
 -- everywhere: the run, then its executions.
 CREATE FUNCTION agentpg_release_unheld_work(p_bound INTERVAL, p_max_attempts INTEGER)
-RETURNS INTEGER
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+RETURNS TABLE (released INTEGER, failed_run_modes TEXT[])
+LANGUAGE plpgsql ROWS 1 SET search_path FROM CURRENT AS $$
 DECLARE
     v_count INTEGER := 0;
+    v_failed TEXT[] := '{}';
+    v_state agentpg_run_state;
+    v_mode agentpg_run_mode;
     v_item RECORD;
 BEGIN
     FOR v_item IN
@@ -1551,29 +1570,34 @@ BEGIN
                claimed_by_instance_id = NULL,
                claimed_at = NULL,
                claim_epoch = claim_epoch + 1
-         WHERE id = v_item.id;
+         WHERE id = v_item.id
+        RETURNING state, run_mode INTO v_state, v_mode;
         v_count := v_count + 1;
+        IF v_state = 'failed' THEN
+            v_failed := v_failed || v_mode::text;
+        END IF;
     END LOOP;
-    RETURN v_count;
+    RETURN QUERY SELECT v_count, v_failed;
 END
 $$;
 
 -- Leader-only cleanup: removes instances that stopped heartbeating for p_instance_ttl, releasing their work
 -- with the rescue limit first (the delete trigger below is only a safety net for other deletions).
 CREATE FUNCTION agentpg_cleanup_stale_instances(p_leader_id TEXT, p_instance_ttl INTERVAL, p_max_attempts INTEGER)
-RETURNS SETOF TEXT
+RETURNS TABLE (instance_id TEXT, failed_run_modes TEXT[])
 LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT AS $$
 DECLARE
     v_instance TEXT;
 BEGIN
     FOR v_instance IN
-        SELECT id FROM agentpg_instances
-         WHERE last_heartbeat_at < now() - p_instance_ttl AND id <> p_leader_id
+        SELECT i.id FROM agentpg_instances i
+         WHERE i.last_heartbeat_at < now() - p_instance_ttl AND i.id <> p_leader_id
            FOR UPDATE SKIP LOCKED
     LOOP
-        PERFORM agentpg_release_instance_work(v_instance, TRUE, p_max_attempts);
-        DELETE FROM agentpg_instances WHERE id = v_instance;
-        RETURN NEXT v_instance;
+        instance_id := v_instance;
+        SELECT w.failed_run_modes INTO failed_run_modes FROM agentpg_release_instance_work(v_instance, TRUE, p_max_attempts) w;
+        DELETE FROM agentpg_instances i WHERE i.id = v_instance;
+        RETURN NEXT;
     END LOOP;
 END
 $$;

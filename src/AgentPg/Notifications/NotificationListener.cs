@@ -53,7 +53,7 @@ internal sealed class NotificationListener : IAsyncDisposable
     {
         lock (_stop)
         {
-            _loop ??= Task.Run(() => RunAsync(_stop.Token), CancellationToken.None);
+            _loop ??= Internal.Background.Run(() => RunAsync(_stop.Token));
         }
 
         if (_stopWaiting || _firstAttempt.Task.IsCompleted)

@@ -80,12 +80,14 @@ internal sealed class RunProcessor(Engine engine)
     {
         var retries = new ModelRetries(engine);
         ProgressReporter? progress = null;
-        using var chat = Telemetry.StartChat(claimed, context.Agent.Model, engine.Options.Telemetry.CaptureContent ? body : null);
-        var started = engine.Time.GetTimestamp();
         var deltas = engine.Deltas.Open(claimed, context.IterationNumber, token);
         await using var _ = deltas.ConfigureAwait(false);
         while (true)
         {
+            // A chat span and a duration per attempt: an attempt that failed and is retried is a failed model call (error.type),
+            // and the wait before the next one is no part of a call.
+            using var chat = Telemetry.StartChat(claimed, context.Agent.Model, engine.Options.Telemetry.CaptureContent ? body : null);
+            var started = engine.Time.GetTimestamp();
             try
             {
                 deltas.BeginAttempt();
@@ -107,9 +109,10 @@ internal sealed class RunProcessor(Engine engine)
             }
             catch (Exception ex) when (ModelRetries.Classify(ex) is { } kind && (ex is AnthropicApiException || !token.IsCancellationRequested))
             {
+                Telemetry.ChatFailed(chat, context.Agent.Model, ex.GetType().Name, engine.Time.GetElapsedTime(started));
+                chat?.Stop();
                 if (retries.OnFailure(ex, kind) is not { } wait)
                 {
-                    Telemetry.ChatFailed(chat, context.Agent.Model, ex.GetType().Name, engine.Time.GetElapsedTime(started));
                     var error = ModelRetries.Error(ex);
                     throw new RunFailureException(ErrorTypes.ModelError, retries.Describe("Claude's streamed answer", kind, error, error));
                 }
@@ -155,6 +158,7 @@ internal sealed class RunProcessor(Engine engine)
             // A stream that failed mid-way is paid for as far as it went: message_start reported its input tokens (and
             // message_delta, when it came, the output so far). Counted in the iteration's usage, retried or not.
             claimed.IterationUsage += aggregator.Response.Usage;
+            Telemetry.Answered(context.Agent.Model, aggregator.Response, "streaming");
             throw;
         }
 

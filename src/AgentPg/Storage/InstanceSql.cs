@@ -42,7 +42,7 @@ internal sealed class InstanceSql
             """;
         Delete = $"DELETE FROM {s}.agentpg_instances WHERE id = $1";
         // Graceful shutdown: give everything back without counting it as a rescue.
-        ReleaseWork = $"SELECT {s}.agentpg_release_instance_work($1, FALSE, 2147483647)";
+        ReleaseWork = $"SELECT released FROM {s}.agentpg_release_instance_work($1, FALSE, 2147483647)";
         // $1 names, $2 descriptions, $3 input schemas (JSON)
         UpsertTools = $"""
             INSERT INTO {s}.agentpg_tools (name, description, input_schema)

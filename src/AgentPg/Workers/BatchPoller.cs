@@ -36,7 +36,7 @@ internal sealed class BatchPoller(Engine engine)
     private readonly ContextWindowPolicy _window = new(engine);
     private Task? _loop;
 
-    public void Start(CancellationToken stop) => _loop = Task.Run(() => LoopAsync(stop), CancellationToken.None);
+    public void Start(CancellationToken stop) => _loop = Internal.Background.Run(() => LoopAsync(stop));
 
     public Task StopAsync() => _loop ?? Task.CompletedTask;
 

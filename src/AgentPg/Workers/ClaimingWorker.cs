@@ -31,7 +31,7 @@ internal abstract class ClaimingWorker<T>(Engine engine, WakeSignal wake, int ma
     protected abstract string Name { get; }
 
     public void Start(StopTokens stop, CancellationToken stopClaiming)
-        => _loop = Task.Run(() => LoopAsync(stop, stopClaiming), CancellationToken.None);
+        => _loop = Internal.Background.Run(() => LoopAsync(stop, stopClaiming));
 
     /// <summary>Waits for the claim loop to end (after stopClaiming) and for in-flight items to finish.</summary>
     public async Task DrainAsync()

@@ -11,7 +11,7 @@ internal sealed class HeartbeatWorker(Engine engine, Func<CancellationToken, Tas
 {
     private Task? _loop;
 
-    public void Start(CancellationToken stop) => _loop = Task.Run(() => LoopAsync(stop), CancellationToken.None);
+    public void Start(CancellationToken stop) => _loop = Internal.Background.Run(() => LoopAsync(stop));
 
     public Task StopAsync() => _loop ?? Task.CompletedTask;
 

@@ -308,7 +308,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
                 return;
             }
 
-            FireComplete(output.Text, output.IsError, ErrorMessageOf(output), started);
+            FireComplete(output.Text, output.IsError, ErrorMessageOf(output), started, errorIsOutput: output.IsError);
         }
         finally
         {
@@ -507,13 +507,14 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
     /// <summary>Records the tool's result: completed, or failed without a retry when the result reports an error.</summary>
     private Task CompleteAsync(ToolOutput output, long started, CancellationToken cancellationToken)
         => CompleteAsync(output.IsError ? ToolExecutionState.Failed : ToolExecutionState.Completed, output.Text, output.IsError, ErrorMessageOf(output),
-            started, cancellationToken, output.BlocksJson);
+            started, cancellationToken, output.BlocksJson, errorIsOutput: output.IsError);
 
     private static string? ErrorMessageOf(ToolOutput output)
         => !output.IsError ? null : output.Text.Length > 0 ? output.Text : "The tool reported an error without a message.";
 
+    // errorIsOutput: the error is the result the tool returned (content), not an exception's or AgentPg's message.
     private async Task CompleteAsync(ToolExecutionState state, string? output, bool isError, string? errorMessage, long started, CancellationToken cancellationToken,
-        string? blocksJson = null)
+        string? blocksJson = null, bool errorIsOutput = false)
     {
         var continuedRunMode = await Transient.RetryAsync(async ct =>
         {
@@ -530,7 +531,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
             }
         }, engine.Time, cancellationToken).ConfigureAwait(false);
         WakeContinuedRun(continuedRunMode);
-        FireComplete(output, isError, errorMessage, started);
+        FireComplete(output, isError, errorMessage, started, errorIsOutput);
     }
 
     /// <summary>The run continued on this commit: the local run worker of its mode looks at once (other instances learn it from
@@ -584,9 +585,9 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
         IterationNumber = claimed.IterationNumber,
     };
 
-    private void FireComplete(string? output, bool isError, string? errorMessage, long started)
+    private void FireComplete(string? output, bool isError, string? errorMessage, long started, bool errorIsOutput = false)
     {
-        Telemetry.ToolCompleted(Activity.Current, _execution.ToolName, output, isError, errorMessage, engine.Options.Telemetry.CaptureContent);
+        Telemetry.ToolCompleted(Activity.Current, _execution.ToolName, output, isError, errorMessage, errorIsOutput, engine.Options.Telemetry.CaptureContent);
         var e = Event() with
         {
             Output = output,

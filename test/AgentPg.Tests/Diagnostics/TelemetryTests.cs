@@ -409,6 +409,179 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
         Assert.Equal(4, cancelled.Sum(m => m.Value));
         Assert.All(cancelled, m => Assert.Equal("streaming", m.Tags.GetValueOrDefault("agentpg.run.mode")));
     }
+
+    [DatabaseFact]
+    public async Task Client_StartedInsideAnActivity_ItsWorkDoesNotJoinThatTrace()
+    {
+        // A client started inside a span (a startup span, a request that starts it lazily, a test) must not make that span the
+        // parent of everything its background loops do: a run created outside any span starts a trace of its own.
+        using var spans = new Spans();
+        await using var h = await Harness.StartAsync(db, start: false);
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(_ => FakeReply.Text("done"));
+        ActivityTraceId startupTrace;
+        using (var startup = s_app.StartActivity("startup"))
+        {
+            startupTrace = startup!.TraceId;
+            await h.Client.StartAsync();
+        }
+
+        var runId = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the run");
+        Activity? Invoke() => spans.Stopped.SingleOrDefault(a => a.OperationName == "invoke_agent" && Equals(a.GetTagItem("agentpg.run.id"), runId.ToString()));
+        await Eventually.TrueAsync(() => Invoke() is not null, "the run's invoke_agent span to end");
+
+        Assert.NotEqual(startupTrace, Invoke()!.TraceId);
+        Assert.Equal(default, Invoke()!.ParentSpanId);
+    }
+
+    [DatabaseFact]
+    public async Task ChildRun_ItsSpansAreUnderTheDelegatingExecuteToolSpan()
+    {
+        using var spans = new Spans();
+        await using var h = await Harness.StartAsync(db);
+        string parent = "parent_" + Guid.NewGuid().ToString("N")[..6], child = "child_" + Guid.NewGuid().ToString("N")[..6];
+        var childAgent = await h.AgentAsync(a => a with { Name = child, SystemPrompt = child });
+        var parentAgent = await h.AgentAsync(a => a with { Name = parent, SystemPrompt = parent, AgentIds = [childAgent.Id] });
+        h.Claude.Respond(r => r.SystemText == parent
+            ? (r.ToolResults.Count == 0 ? FakeReply.ToolUse(child, new { task = "part" }) : FakeReply.Text("all done"))
+            : FakeReply.Text("part done"));
+        ActivityTraceId traceId;
+        Guid runId;
+        using (var request = s_app.StartActivity("POST /delegate"))
+        {
+            traceId = request!.TraceId;
+            runId = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), parentAgent.Id, "delegate");
+        }
+
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the parent run");
+        await Eventually.TrueAsync(() => spans.InTrace(traceId) is var ended && ended.Any(a => a.DisplayName == "execute_tool " + child)
+            && ended.Any(a => a.DisplayName == "invoke_agent " + child), "the delegation's and the child run's spans to end");
+
+        var trace = spans.InTrace(traceId);
+        var delegation = Assert.Single(trace, a => a.DisplayName == "execute_tool " + child);
+        Assert.Equal("agent", delegation.GetTagItem("gen_ai.tool.type"));
+        var childInvoke = Assert.Single(trace, a => a.DisplayName == "invoke_agent " + child);
+        Assert.Equal(delegation.SpanId, childInvoke.ParentSpanId);
+    }
+
+    [DatabaseFact]
+    public async Task RunFailedByTheRescue_IsCountedAsFailed()
+    {
+        using var metrics = new Measurements();
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.LeaderTtl = TimeSpan.FromMilliseconds(600);
+            o.InstanceTtl = TimeSpan.FromSeconds(2);
+            o.HeartbeatInterval = TimeSpan.FromMilliseconds(200);
+            o.RunRescue.Interval = TimeSpan.FromMilliseconds(200);
+            o.RunRescue.MaxAttempts = 1;
+        }, start: false);
+        var agent = await h.AgentAsync();
+        var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+        await db.Seed.DeadInstanceAsync("ghost-otel");
+        await db.Seed.ClaimRunAsync(run, "ghost-otel", TimeSpan.FromHours(1), rescueAttempts: 1);
+
+        await h.Client.StartAsync();
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(() => Eventually.WithinAsync(h.Client.WaitForRunAsync(run), "the run to fail"));
+        Assert.Equal("rescue_failed", ex.Context["error_type"]);
+        await Eventually.TrueAsync(() => metrics.Of("agentpg.runs").Any(m => Equals(m.Tags["agentpg.run.outcome"], "failed")),
+            "the run failed by the rescue to be counted", TimeSpan.FromSeconds(5));
+        var failed = Assert.Single(metrics.Of("agentpg.runs"));
+        Assert.Equal(1, failed.Value);
+        Assert.Equal("streaming", failed.Tags["agentpg.run.mode"]);
+    }
+
+    [DatabaseFact]
+    public async Task ModelCall_RetriedAfterAFailedAttempt_EachAttemptHasItsChatSpanAndDuration()
+    {
+        // Before, one chat span and one duration covered every attempt and the waits between them (up to
+        // ModelUnavailableTimeout, 5 min by default) and ended successful: an outage that runs waited out showed no failed call.
+        using var spans = new Spans();
+        using var metrics = new Measurements();
+        var model = "claude-otel-" + Guid.NewGuid().ToString("N")[..8];
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync(a => a with { Model = model });
+        h.Claude.Enqueue(FakeReply.Text("cut") with { StreamFault = FakeStreamFault.Error(1, "overloaded_error", "Overloaded") },
+            FakeReply.Text("recovered"));
+
+        var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi"), "the run");
+        Assert.Equal("recovered", response.Text);
+        await Eventually.TrueAsync(() => spans.Stopped.Count(a => a.DisplayName == "chat " + model) == 2, "both attempts' chat spans to end");
+
+        var chats = spans.Stopped.Where(a => a.DisplayName == "chat " + model).OrderBy(a => a.StartTimeUtc).ToList();
+        Assert.Equal(ActivityStatusCode.Error, chats[0].Status);
+        Assert.NotNull(chats[0].GetTagItem("error.type"));
+        Assert.Null(chats[0].GetTagItem("gen_ai.response.id"));
+        Assert.Equal(ActivityStatusCode.Unset, chats[1].Status);
+        Assert.Equal(["end_turn"], (string[])chats[1].GetTagItem("gen_ai.response.finish_reasons")!);
+        // The first attempt's span ended before the wait, so before the second attempt began.
+        Assert.True(chats[0].StartTimeUtc + chats[0].Duration <= chats[1].StartTimeUtc, "the first attempt's span covers the wait after it");
+        var durations = metrics.Of("gen_ai.client.operation.duration").Where(m => Equals(m.Tags["gen_ai.request.model"], model)).ToList();
+        Assert.Equal(2, durations.Count);
+        Assert.Single(durations, m => m.Tags.ContainsKey("error.type"));
+    }
+
+    [DatabaseFact]
+    public async Task ToolErrorResult_ItsTextIsContent_NotOnTheSpanWithoutCaptureContent()
+    {
+        // Before, the error result a tool returned (sent to Claude as the tool's output) was the execute_tool span's status
+        // description, exported although CaptureContent was false.
+        using var spans = new Spans();
+        var tool = "lookup_" + Guid.NewGuid().ToString("N")[..6];
+        await using var h = await Harness.StartAsync(db, tools: new ErrorResultTool(tool, "no account for Ada Lovelace, 12 Baker Street"));
+        var agent = await h.AgentAsync(a => a with { Tools = [tool] });
+        h.Claude.Respond(r => r.ToolResults.Count == 0 ? FakeReply.ToolUse(tool, new { }) : FakeReply.Text("sorry"));
+
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "find Ada"), "the run");
+        await Eventually.TrueAsync(() => spans.Stopped.Any(a => a.DisplayName == "execute_tool " + tool), "the tool's span to end");
+
+        var span = Assert.Single(spans.Stopped, a => a.DisplayName == "execute_tool " + tool);
+        Assert.Equal(ActivityStatusCode.Error, span.Status);
+        Assert.Equal("tool_error", span.GetTagItem("error.type"));
+        Assert.DoesNotContain("Ada", span.StatusDescription ?? "", StringComparison.Ordinal);
+        Assert.All(span.TagObjects, t => Assert.DoesNotContain("Ada", Convert.ToString(t.Value, System.Globalization.CultureInfo.InvariantCulture) ?? "", StringComparison.Ordinal));
+    }
+
+    private sealed class ErrorResultTool(string name, string error) : IContentTool
+    {
+        public string Name => name;
+
+        public string Description => "Returns an error result.";
+
+        public ToolSchema InputSchema => new();
+
+        public Task<ToolResult> ExecuteContentAsync(ToolContext context, System.Text.Json.JsonElement input, CancellationToken cancellationToken)
+            => Task.FromResult(ToolResult.Error(error));
+    }
+
+    [DatabaseFact]
+    public async Task ModelCall_CutMidStream_ThePartialAnswersTokensAreMeasuredAsTheRunRecordsThem()
+    {
+        // A stream cut after message_start is paid for as far as it went, and the run's usage counts it; before, the token
+        // usage histogram measured only completed answers, so it read less than the runs' own usage.
+        using var metrics = new Measurements();
+        var model = "claude-otel-" + Guid.NewGuid().ToString("N")[..8];
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync(a => a with { Model = model });
+        h.Claude.Enqueue(
+            FakeReply.Text("cut") with
+            {
+                Usage = new FakeUsage { InputTokens = 100, CacheReadInputTokens = 20, OutputTokens = 1 },
+                StreamFault = FakeStreamFault.Error(1, "overloaded_error", "Overloaded"),
+            },
+            FakeReply.Text("recovered") with { Usage = new FakeUsage { InputTokens = 200, OutputTokens = 7 } });
+
+        var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi"), "the run");
+
+        var usage = (await h.Client.GetRunAsync(response.RunId)).Usage;
+        Assert.True(usage.InputTokens > 200, "the run's usage counts the cut stream's input tokens");
+        var tokens = metrics.Of("gen_ai.client.token.usage").Where(m => Equals(m.Tags["gen_ai.request.model"], model)).ToList();
+        Assert.Equal(usage.InputTokens + usage.CacheReadInputTokens + usage.CacheCreationInputTokens,
+            tokens.Where(m => Equals(m.Tags["gen_ai.token.type"], "input")).Sum(m => m.Value));
+        Assert.Equal(usage.OutputTokens, tokens.Where(m => Equals(m.Tags["gen_ai.token.type"], "output")).Sum(m => m.Value));
+    }
 }
 
 [CollectionDefinition(nameof(TelemetryTests), DisableParallelization = true)]

@@ -24,7 +24,7 @@ public sealed class RescueLockOrderTests(SchemaFixture db) : IClassFixture<Schem
         await using var transaction = await cancel.BeginTransactionAsync();
         await ExecuteAsync(cancel, "SELECT 1 FROM {schema}.agentpg_runs WHERE id = $1 FOR NO KEY UPDATE", run);
 
-        var released = ScalarAsync<int>(rescue, "SELECT {schema}.agentpg_release_instance_work('dead-lock-order', true, 3)");
+        var released = ScalarAsync<int>(rescue, "SELECT released FROM {schema}.agentpg_release_instance_work('dead-lock-order', true, 3)");
         await Eventually.TrueAsync(
             async () => released.IsCompleted || await db.ScalarAsync<long>(
                 "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", rescue.ProcessID) > 0,
@@ -48,7 +48,7 @@ public sealed class RescueLockOrderTests(SchemaFixture db) : IClassFixture<Schem
         var execution = await db.Seed.ToolExecutionAsync(run, iteration, "toolu_1", "lookup", holder: "dead-continue", claimedAgo: TimeSpan.FromHours(1));
         await db.ExecuteAsync("UPDATE {schema}.agentpg_tool_executions SET rescue_attempts = 3 WHERE id = $1", execution);
 
-        Assert.Equal(1, await db.ScalarAsync<int>("SELECT {schema}.agentpg_release_instance_work('dead-continue', true, 3)"));
+        Assert.Equal(1, await db.ScalarAsync<int>("SELECT released FROM {schema}.agentpg_release_instance_work('dead-continue', true, 3)"));
 
         Assert.Equal("failed", await db.ScalarAsync<string>("SELECT state::text FROM {schema}.agentpg_tool_executions WHERE id = $1", execution));
         Assert.Equal("pending", await db.ScalarAsync<string>("SELECT state::text FROM {schema}.agentpg_runs WHERE id = $1", run));
@@ -119,7 +119,7 @@ public sealed class RescueLockOrderTests(SchemaFixture db) : IClassFixture<Schem
         await using var transaction = await cancel.BeginTransactionAsync();
         await ExecuteAsync(cancel, "SELECT 1 FROM {schema}.agentpg_runs WHERE id = $1 FOR NO KEY UPDATE", parent);
 
-        var released = ScalarAsync<int>(leader, "SELECT {schema}.agentpg_release_unheld_work(interval '0 seconds', 3)");
+        var released = ScalarAsync<int>(leader, "SELECT released FROM {schema}.agentpg_release_unheld_work(interval '0 seconds', 3)");
         await Eventually.TrueAsync(
             async () => released.IsCompleted || await db.ScalarAsync<long>(
                 "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", leader.ProcessID) > 0,

@@ -152,7 +152,7 @@ internal sealed class DeltaStream : IAsyncDisposable
             }
         }
 
-        _writer ??= Task.Run(WriteLoopAsync);
+        _writer ??= Internal.Background.Run(WriteLoopAsync);
         _wake.Set();
         if (Volatile.Read(ref _pendingChars) >= FlushBytes)
         {

@@ -173,7 +173,7 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
     /// <summary>The reader, for tests that check a released feed stopped.</summary>
     public Task? Reader => _reader;
 
-    public void Start() => _reader = Task.Run(() => ReadLoopAsync(_stop.Token));
+    public void Start() => _reader = Internal.Background.Run(() => ReadLoopAsync(_stop.Token));
 
     /// <summary>Stops the reader (the last watcher left).</summary>
     public void Dispose()
