@@ -190,7 +190,7 @@ public sealed partial class AgentPgClient
             case "not_found":
                 throw ToolExecutionNotFound(toolExecutionId, operation);
             case "not_pending":
-                throw ApprovalNotPending(toolExecutionId, operation, null);
+                throw await ApprovalNotPendingAsync(transaction, toolExecutionId, operation, cancellationToken).ConfigureAwait(false);
         }
 
         Log.ToolCallDecided(_logger, toolExecutionId, outcome, decidedBy ?? "(unnamed)");
@@ -239,7 +239,7 @@ public sealed partial class AgentPgClient
                 .ConfigureAwait(false) ?? throw ToolExecutionNotFound(toolExecutionId, operation);
         if (state != "awaiting_approval")
         {
-            throw ApprovalNotPending(toolExecutionId, operation, DbEnums.ParseToolExecutionState(state));
+            throw await ApprovalNotPendingAsync(transaction, toolExecutionId, operation, cancellationToken).ConfigureAwait(false);
         }
 
         ToolSchema? schema = isAgentTool
@@ -259,16 +259,39 @@ public sealed partial class AgentPgClient
     }
 
     private static AgentPgException ToolExecutionNotFound(Guid id, string operation)
-        => new(AgentPgErrorCode.ToolExecutionNotFound, operation, $"No tool execution has id {id}.")
+        => new(AgentPgErrorCode.ToolExecutionNotFound, operation,
+            $"No tool execution has id {id} (a deleted session takes its requests with it). GetPendingApprovalsAsync lists the ids that wait for a decision.")
         {
             Context = new Dictionary<string, object?> { ["tool_execution_id"] = id },
         };
 
-    private static AgentPgException ApprovalNotPending(Guid id, string operation, ToolExecutionState? state)
-        => new(AgentPgErrorCode.ApprovalNotPending, operation,
-            $"Tool execution {id} is not waiting for approval{(state is { } s ? $" (it is {s})" : "")}: it was already approved, rejected or " +
-            "timed out, or its run was cancelled. GetRunToolCallsAsync shows the decision.")
+    // Says why, from the execution's row: a call that never needed approval (a wrong id) is not "already decided".
+    private async Task<AgentPgException> ApprovalNotPendingAsync(NpgsqlTransaction? transaction, Guid id, string operation,
+        CancellationToken cancellationToken)
+    {
+        var row = await _sql.Approvals.DecidedAsync(_dataSource, transaction, id, cancellationToken).ConfigureAwait(false);
+        if (row is null)
         {
-            Context = new Dictionary<string, object?> { ["tool_execution_id"] = id },
+            // Deleted (with its session) since the decision looked.
+            return ToolExecutionNotFound(id, operation);
+        }
+
+        var state = DbEnums.ParseToolExecutionState(row.State);
+        var by = row.DecidedBy is { } who ? $" by {who}" : "";
+        var at = row.DecidedAt is { } when ? " at " + when.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss 'UTC'", System.Globalization.CultureInfo.InvariantCulture) : "";
+        var why = row switch
+        {
+            { Required: false } => $"it never waited for one: its agent did not list '{row.ToolName}' in ToolsRequiringApproval when Claude called it, so it " +
+                $"runs without a decision (it is {state}). Only the requests GetPendingApprovalsAsync lists can be decided.",
+            { Decision: "approved" } => $"it was already approved{by}{at} (it is {state} now). GetRunToolCallsAsync shows the decision.",
+            { Decision: "rejected", DecidedBy: null, Comment: "approval timed out" } =>
+                $"it timed out{at} (AgentPgOptions.ApprovalTimeout) and was rejected. GetRunToolCallsAsync shows the decision.",
+            { Decision: "rejected" } => $"it was already rejected{by}{at}. GetRunToolCallsAsync shows the decision.",
+            _ => $"its run was cancelled before anyone decided (it is {state}).",
         };
+        return new AgentPgException(AgentPgErrorCode.ApprovalNotPending, operation, $"Tool execution {id} is not waiting for approval: {why}")
+        {
+            Context = new Dictionary<string, object?> { ["tool_execution_id"] = id, ["state"] = state },
+        };
+    }
 }

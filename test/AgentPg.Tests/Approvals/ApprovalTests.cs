@@ -305,6 +305,44 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     }
 
     [DatabaseFact]
+    public async Task ApprovalNotPending_SaysWhy_AndAWrongIdIsNotCalledDecided()
+    {
+        // Before, every refusal read "it was already approved, rejected or timed out, or its run was cancelled" — also for the
+        // id of a call that never needed approval (a lookup's, picked from the wrong column), which nobody had decided.
+        var refunds = new Refunds();
+        await using var h = await Harness.StartAsync(db, tools: [refunds.Tool(), new TestTool("lookup", (_, _, _) => Task.FromResult("looked up"))]);
+        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund", "lookup"], ToolsRequiringApproval = ["issue_refund"] });
+        h.Claude.Respond(r => Refunds.Script(r, withLookup: true));
+        var session = await h.Client.NewSessionAsync();
+        var runId = await h.Client.RunFastAsync(session, agent.Id, "refund");
+        var request = await PendingAsync(h.Client, session);
+        var lookup = await db.ScalarAsync<Guid>("SELECT id FROM {schema}.agentpg_tool_executions WHERE run_id = $1 AND tool_name = 'lookup'", runId);
+
+        var never = await Assert.ThrowsAsync<AgentPgException>(() => h.Client.ApproveToolCallAsync(lookup));
+        Assert.Equal(AgentPgErrorCode.ApprovalNotPending, never.Code);
+        Assert.Contains("it never waited for one: its agent did not list 'lookup' in ToolsRequiringApproval", never.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("already", never.Message, StringComparison.Ordinal);
+        var edited = await Assert.ThrowsAsync<AgentPgException>(() => h.Client.ApproveToolCallAsync(lookup, JsonSerializer.SerializeToElement(new { })));
+        Assert.Contains("it never waited for one", edited.Message, StringComparison.Ordinal);
+
+        await h.Client.ApproveToolCallAsync(request.ToolExecutionId, null, null, "alice");
+        var again = await Assert.ThrowsAsync<AgentPgException>(() => h.Client.RejectToolCallAsync(request.ToolExecutionId, "no", "bob"));
+        Assert.Equal(AgentPgErrorCode.ApprovalNotPending, again.Code);
+        Assert.Matches(@"it was already approved by alice at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(it is \w+ now\)", again.Message);
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the approved run", s_timeout);
+
+        var secondRun = await h.Client.RunFastAsync(session, agent.Id, "refund again");
+        var second = await Refunds.PendingAsync(h.Client, session, s_timeout);
+        await h.Client.CancelRunAsync(secondRun);
+        var cancelled = await Assert.ThrowsAsync<AgentPgException>(() => h.Client.ApproveToolCallAsync(second.ToolExecutionId));
+        Assert.Contains("its run was cancelled before anyone decided (it is Skipped)", cancelled.Message, StringComparison.Ordinal);
+
+        var unknown = await Assert.ThrowsAsync<AgentPgException>(() => h.Client.ApproveToolCallAsync(Guid.NewGuid()));
+        Assert.Equal(AgentPgErrorCode.ToolExecutionNotFound, unknown.Code);
+        Assert.Contains("GetPendingApprovalsAsync lists the ids that wait for a decision", unknown.Message, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
     public async Task InCallersTransaction_RolledBackStaysPending_CommittedProceedsWithTheBusinessRow()
     {
         var refunds = new Refunds();
