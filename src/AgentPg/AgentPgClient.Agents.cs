@@ -267,6 +267,8 @@ public sealed partial class AgentPgClient
             throw new ArgumentException($"AgentDefinition.TopK must be positive (was {definition.TopK}); leave it null for the model's default.", parameterName);
         }
 
+        ValidateThinking(definition, parameterName);
+
         if (definition.Tools is not null)
         {
             foreach (var tool in definition.Tools)
@@ -326,6 +328,63 @@ public sealed partial class AgentPgClient
         }
 
         return (JsonMapping.ToJsonObject(definition.Metadata, "AgentDefinition.Metadata"), config);
+    }
+
+    // Claude's rules for thinking (every model call of the agent would otherwise fail with a 400): a budget of at least 1024
+    // tokens and below max_tokens, and with thinking on, no temperature but 1, no top_k, no top_p below 0.95.
+    private static void ValidateThinking(AgentDefinition definition, string parameterName)
+    {
+        if (definition.Effort is { } effort && !Enum.IsDefined(effort))
+        {
+            throw new ArgumentException($"AgentDefinition.Effort is {(int)effort}, which is not an AgentEffort value.", parameterName);
+        }
+
+        if (definition.Thinking is not { } thinking || thinking.Type == AgentThinkingType.Disabled)
+        {
+            return;
+        }
+
+        if (thinking.Type == AgentThinkingType.Enabled)
+        {
+            var budget = thinking.BudgetTokens ?? 0;
+            if (budget < 1024)
+            {
+                throw new ArgumentException(
+                    $"AgentDefinition.Thinking has a budget of {budget} tokens; Claude's minimum is 1024: use AgentThinking.Enabled(1024) or more.",
+                    parameterName);
+            }
+
+            var maxTokens = definition.MaxTokens ?? Claude.RequestBuilder.DefaultMaxTokens;
+            if (budget >= maxTokens)
+            {
+                throw new ArgumentException(
+                    $"AgentDefinition.Thinking has a budget of {budget} tokens, which must be less than AgentDefinition.MaxTokens " +
+                    $"({maxTokens}{(definition.MaxTokens is null ? ", the default" : "")}): thinking counts towards max_tokens. " +
+                    "Raise MaxTokens or lower the budget.", parameterName);
+            }
+        }
+
+        if (definition.Temperature is { } temperature && temperature != 1)
+        {
+            throw new ArgumentException(
+                $"AgentDefinition.Temperature is {temperature}, but with AgentDefinition.Thinking Claude only accepts 1: leave Temperature null, or turn thinking off.",
+                parameterName);
+        }
+
+        if (definition.TopK is { } topK)
+        {
+            throw new ArgumentException(
+                $"AgentDefinition.TopK is {topK}, but Claude refuses top_k with AgentDefinition.Thinking: leave TopK null, or turn thinking off.",
+                parameterName);
+        }
+
+        // Rounded as it is sent: a stored 0.95 reads back as 0.949999988 (REAL).
+        if (definition.TopP is { } topP && Math.Round(topP, 6) < 0.95)
+        {
+            throw new ArgumentException(
+                $"AgentDefinition.TopP is {topP}, but with AgentDefinition.Thinking Claude only accepts 0.95 to 1: leave TopP null, or turn thinking off.",
+                parameterName);
+        }
     }
 
     // Delegates are offered to Claude as tools named after them: the names must be valid tool names and unique among the

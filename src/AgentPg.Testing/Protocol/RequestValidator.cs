@@ -92,7 +92,8 @@ internal static partial class RequestValidator
         var toolChoiceFailure = ValidateToolChoice(body, tools, out var toolChoice);
         var thinkingFailure = ValidateThinking(body, maxTokens, countTokens, out var thinking);
         var turnsFailure = ParseTurns(messages, out var turns);
-        failure = failure ?? toolsFailure ?? toolChoiceFailure ?? thinkingFailure ?? ValidateSampling(body, model) ?? ValidateContextManagement(body, betas)
+        failure = failure ?? toolsFailure ?? toolChoiceFailure ?? thinkingFailure ?? ValidateSampling(body, model)
+                  ?? ValidateThinkingCompatibility(body, thinking, toolChoice) ?? ValidateEffort(body) ?? ValidateContextManagement(body, betas)
                   ?? turnsFailure ?? ValidateConversation(turns);
         if (failure is not null)
         {
@@ -447,6 +448,59 @@ internal static partial class RequestValidator
             default:
                 return ApiFailure.UnknownTag("thinking", type, "enabled", "disabled", "adaptive");
         }
+    }
+
+    private const string ThinkingCompatibility =
+        " Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#feature-compatibility";
+
+    /// <summary>With thinking on (enabled or adaptive), the API refuses a temperature other than 1, top_k, a top_p below 0.95
+    /// and a tool_choice that forces tool use.</summary>
+    private static ApiFailure? ValidateThinkingCompatibility(JsonElement body, JsonElement? thinking, JsonElement? toolChoice)
+    {
+        if (thinking is not { } config || FakeJson.GetString(config, "type") is not ("enabled" or "adaptive"))
+        {
+            return null;
+        }
+
+        if (FakeJson.TryGet(body, "temperature", out var temperature) && temperature.GetDouble() != 1)
+        {
+            return ApiFailure.Invalid("`temperature` may only be set to 1 when thinking is enabled." + ThinkingCompatibility);
+        }
+
+        if (FakeJson.TryGet(body, "top_k", out _))
+        {
+            return ApiFailure.Invalid("`top_k` is not supported when thinking is enabled." + ThinkingCompatibility);
+        }
+
+        if (FakeJson.TryGet(body, "top_p", out var topP) && topP.GetDouble() < 0.95)
+        {
+            return ApiFailure.Invalid("`top_p` must be greater than or equal to 0.95 or unset when thinking is enabled." + ThinkingCompatibility);
+        }
+
+        return toolChoice is { } choice && FakeJson.GetString(choice, "type") is "any" or "tool"
+            ? ApiFailure.Invalid("Thinking may not be enabled when `tool_choice` forces tool use.")
+            : null;
+    }
+
+    private static readonly string[] s_efforts = ["low", "medium", "high", "xhigh", "max"];
+
+    /// <summary><c>output_config</c> is an object; its <c>effort</c>, when present, one of the API's levels.</summary>
+    private static ApiFailure? ValidateEffort(JsonElement body)
+    {
+        if (!FakeJson.TryGet(body, "output_config", out var config))
+        {
+            return null;
+        }
+
+        if (config.ValueKind != JsonValueKind.Object)
+        {
+            return ApiFailure.Invalid("output_config: Input should be a valid dictionary");
+        }
+
+        return FakeJson.TryGet(config, "effort", out var effort)
+               && (effort.ValueKind != JsonValueKind.String || !s_efforts.Contains(effort.GetString(), StringComparer.Ordinal))
+            ? ApiFailure.Invalid("output_config.effort: Input should be " + string.Join(", ", s_efforts[..^1].Select(e => "'" + e + "'")) + " or '" + s_efforts[^1] + "'")
+            : null;
     }
 
     private static ApiFailure? ParseTurns(JsonElement messages, out List<Turn> turns)

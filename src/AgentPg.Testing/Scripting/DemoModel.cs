@@ -20,7 +20,7 @@ internal static partial class DemoModel
     {
         ArgumentNullException.ThrowIfNull(request);
         var blocks = new List<FakeContentBlock>();
-        var thinkingEnabled = request.Thinking is { } thinking && FakeJson.GetString(thinking, "type") == "enabled";
+        var thinkingEnabled = request.Thinking is { } thinking && FakeJson.GetString(thinking, "type") is "enabled" or "adaptive";
 
         if (request.ToolResults.Count > 0)
         {

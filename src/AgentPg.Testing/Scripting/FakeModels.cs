@@ -12,7 +12,7 @@ public static class FakeModels
     /// Inputs are inferred from each tool's <c>input_schema</c> (required properties, enums). Parallel calls are made when
     /// several tools apply, unless <c>disable_parallel_tool_use</c> is set; <c>tool_choice</c> is honoured. When tool
     /// results come back it answers in text quoting them; otherwise it echoes the request in a short text. With extended
-    /// thinking enabled, every answer starts with a signed thinking block.
+    /// thinking enabled or adaptive, every answer starts with a signed thinking block.
     /// </summary>
     public static Func<FakeRequest, FakeReply> Demo { get; } = DemoModel.Reply;
 }

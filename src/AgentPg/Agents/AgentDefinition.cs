@@ -55,6 +55,20 @@ public sealed record AgentDefinition
     /// <remarks>Not together with <see cref="Temperature"/> on Claude Opus 4.1, Sonnet 4.5, Haiku 4.5 and later models.</remarks>
     public double? TopP { get; init; }
 
+    /// <summary>Gets whether and how Claude thinks before it answers (Claude's <c>thinking</c>), or <see langword="null"/> to
+    /// send nothing (the model's default, no thinking).</summary>
+    /// <remarks>For example <see cref="AgentThinking.Adaptive"/> (Claude Opus 4.6, Sonnet 4.6 and later) or
+    /// <see cref="AgentThinking.Enabled(int)"/> with a budget of at least 1024 tokens and less than <see cref="MaxTokens"/>.
+    /// Thinking is not compatible with a <see cref="Temperature"/> other than 1, with <see cref="TopK"/>, or with a
+    /// <see cref="TopP"/> below 0.95: creating or updating such an agent throws <see cref="ArgumentException"/>. Streamed
+    /// thinking arrives as <see cref="ThinkingDeltaEvent"/>; the thinking blocks are stored with the answer.</remarks>
+    public AgentThinking? Thinking { get; init; }
+
+    /// <summary>Gets how many tokens Claude may spend on an answer (Claude's <c>output_config.effort</c>), or
+    /// <see langword="null"/> for the model's default (<see cref="AgentEffort.High"/>).</summary>
+    /// <remarks>With <see cref="AgentThinking.Adaptive"/> it also steers how much Claude thinks.</remarks>
+    public AgentEffort? Effort { get; init; }
+
     /// <summary>Gets free-form metadata, for example a tenant id; <see cref="AgentPgClient.GetAgentByNameAsync"/> filters on it.</summary>
     public IReadOnlyDictionary<string, object?> Metadata { get; init; } = EmptyDictionary.Instance;
 

@@ -176,6 +176,17 @@ internal static class RequestBuilder
             body["context_management"] = management;
         }
 
+        // The agent's thinking and effort (AgentDefinition.Thinking, Effort), on every model call of its runs.
+        if (agent.Thinking is { } thinking)
+        {
+            body["thinking"] = JsonElement.Parse(thinking.ToJson());
+        }
+
+        if (agent.Effort is { } effort)
+        {
+            body["output_config"] = JsonSerializer.SerializeToElement(new JsonObject { ["effort"] = AgentEfforts.ToWire(effort) });
+        }
+
         // SDK 13.12 has no typed sampling parameters: they go in the raw body.
         if (agent.Temperature is { } temperature)
         {

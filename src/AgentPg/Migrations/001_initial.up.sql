@@ -122,6 +122,9 @@ CREATE TABLE agentpg_agents (
     agent_ids      UUID[] NOT NULL DEFAULT '{}',
     -- Tools and agent tools whose calls wait for a person's decision ('*' = all); NULL = none.
     tools_requiring_approval  TEXT[],
+    -- Claude's thinking and output_config.effort for the agent's model calls (AgentDefinition.Thinking, Effort); NULL = not sent.
+    thinking       JSONB,
+    effort         TEXT,
     metadata       JSONB NOT NULL DEFAULT '{}',
     config         JSONB NOT NULL DEFAULT '{}',
     created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
@@ -131,6 +134,8 @@ CREATE TABLE agentpg_agents (
     CONSTRAINT agent_max_tokens_valid CHECK (max_tokens IS NULL OR max_tokens > 0),
     CONSTRAINT agent_metadata_object CHECK (jsonb_typeof(metadata) = 'object'),
     CONSTRAINT agent_config_object CHECK (jsonb_typeof(config) = 'object'),
+    CONSTRAINT agent_thinking_object CHECK (thinking IS NULL OR jsonb_typeof(thinking) = 'object'),
+    CONSTRAINT agent_effort_valid CHECK (effort IS NULL OR effort IN ('low', 'medium', 'high', 'xhigh', 'max')),
     CONSTRAINT agent_unique_name_metadata UNIQUE (name, metadata)
 );
 CREATE INDEX agentpg_idx_agents_metadata ON agentpg_agents USING GIN (metadata);
