@@ -216,6 +216,46 @@ public sealed class AgentThinkingTests(SchemaFixture db) : IClassFixture<SchemaF
     }
 
     [DatabaseFact]
+    public async Task AutoCompaction_InAThinkingAgentsRun_TheSummarisersCallSendsNoThinkingNorEffort()
+    {
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.AutoCompaction = true;
+            o.Compaction = new CompactionOptions { MaxTokensForModel = 4_000, Trigger = 0.8, TargetTokens = 1_000, ProtectedTokens = 100, PreserveLastN = 0 };
+        });
+        var bodies = new List<(bool Summariser, JsonElement Body)>();
+        h.Claude.Respond(r =>
+        {
+            var summariser = r.SystemText.StartsWith("You summarise conversations", StringComparison.Ordinal);
+            lock (bodies)
+            {
+                bodies.Add((summariser, r.Body.Clone()));
+            }
+
+            return summariser
+                ? FakeReply.Text("SUMMARY of the earlier turns")
+                : FakeReply.Message(FakeContentBlock.Thinking("Noting it."), FakeContentBlock.Text("noted"));
+        });
+        var agent = await h.AgentAsync(a => a with { Thinking = AgentThinking.Enabled(1024), Effort = AgentEffort.Low });
+        var session = await h.Client.NewSessionAsync();
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "a long document: " + new string('d', 14_000)), "the first run", s_timeout);
+
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "and now?"), "the run that compacts first", s_timeout);
+
+        Assert.Equal("auto", Assert.Single(await h.Client.GetCompactionEventsAsync(session)).Reason);
+        var summary = Assert.Single(bodies, b => b.Summariser).Body;
+        Assert.False(summary.TryGetProperty("thinking", out _));
+        Assert.False(summary.TryGetProperty("output_config", out _));
+        var agentCalls = bodies.Where(b => !b.Summariser).Select(b => b.Body).ToList();
+        Assert.Equal(2, agentCalls.Count);
+        Assert.All(agentCalls, body =>
+        {
+            Assert.Equal("""{"type":"enabled","budget_tokens":1024}""", Thinking(body));
+            Assert.Equal("low", Effort(body));
+        });
+    }
+
+    [DatabaseFact]
     public async Task AnAgentWithoutThinkingOrEffort_SendsNeitherField()
     {
         await using var h = await Harness.StartAsync(db);
