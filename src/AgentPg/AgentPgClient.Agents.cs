@@ -246,6 +246,7 @@ public sealed partial class AgentPgClient
         Nul.Reject(definition.Model, parameterName, "AgentDefinition.Model");
         Nul.Reject(definition.Description, parameterName, "AgentDefinition.Description");
         Nul.Reject(definition.SystemPrompt, parameterName, "AgentDefinition.SystemPrompt");
+        OutputSchemas.Validate(definition.OutputSchema, parameterName, "AgentDefinition.OutputSchema");
 
         if (definition.MaxTokens is <= 0)
         {

@@ -384,6 +384,7 @@ public sealed partial class AgentPgClient
         Nul.Reject(options?.IdempotencyKey, nameof(options), "RunOptions.IdempotencyKey");
         Nul.Reject(options?.OverrideInstructions, nameof(options), "RunOptions.OverrideInstructions");
         Nul.Reject(options?.AppendInstructions, nameof(options), "RunOptions.AppendInstructions");
+        var outputSchema = OutputSchemas.Validate(options?.OutputSchema, nameof(options), "RunOptions.OutputSchema");
 
         var policy = options?.ConcurrencyPolicy ?? ConcurrencyPolicy.Queue;
         if (!Enum.IsDefined(policy))
@@ -402,6 +403,11 @@ public sealed partial class AgentPgClient
         if (!string.IsNullOrEmpty(options?.AppendInstructions))
         {
             runOptions[RunOptionKeys.AppendInstructions] = options.AppendInstructions;
+        }
+
+        if (outputSchema is not null)
+        {
+            runOptions[RunOptionKeys.OutputSchema] = outputSchema;
         }
 
         var newRun = new NewRun(sessionId, agentId, prompt, mode, InstanceId, variables, runOptions.ToJsonString(), options?.IdempotencyKey,
@@ -507,7 +513,7 @@ public sealed partial class AgentPgClient
 
         if (!existing.SameOptions)
         {
-            differences.Add("RunOptions.OverrideInstructions or AppendInstructions");
+            differences.Add("RunOptions.OverrideInstructions, AppendInstructions or OutputSchema");
         }
 
         if (differences.Count > 0)

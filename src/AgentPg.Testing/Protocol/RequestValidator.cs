@@ -94,6 +94,7 @@ internal static partial class RequestValidator
         var turnsFailure = ParseTurns(messages, out var turns);
         failure = failure ?? toolsFailure ?? toolChoiceFailure ?? thinkingFailure ?? ValidateSampling(body, model)
                   ?? ValidateThinkingCompatibility(body, thinking, toolChoice) ?? ValidateEffort(body) ?? ValidateContextManagement(body, betas)
+                  ?? ValidateOutputFormat(body)
                   ?? turnsFailure ?? ValidateConversation(turns);
         if (failure is not null)
         {
@@ -249,6 +250,36 @@ internal static partial class RequestValidator
 
     /// <summary>Claude's context management (context editing), a beta: the field is refused without the beta, and each edit
     /// must be a known type with well-typed settings.</summary>
+    /// <summary>Structured outputs: <c>output_config.format</c> is <c>{"type": "json_schema", "schema": {…}}</c>. The schema's
+    /// contents are Claude's to judge (which JSON Schema keywords it supports is not checked here).</summary>
+    private static ApiFailure? ValidateOutputFormat(JsonElement body)
+    {
+        if (!FakeJson.TryGet(body, "output_config", out var config))
+        {
+            return null;
+        }
+
+        if (config.ValueKind != JsonValueKind.Object)
+        {
+            return ApiFailure.Invalid("output_config: Input should be a valid dictionary");
+        }
+
+        if (!FakeJson.TryGet(config, "format", out var format) || format.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        var type = format.ValueKind == JsonValueKind.Object ? FakeJson.GetString(format, "type") : null;
+        if (type != "json_schema")
+        {
+            return ApiFailure.UnknownTag("output_config.format", type, ["json_schema"]);
+        }
+
+        return FakeJson.TryGet(format, "schema", out var schema) && schema.ValueKind == JsonValueKind.Object
+            ? null
+            : ApiFailure.Invalid("output_config.format.schema: Field required (a JSON schema object)");
+    }
+
     private static ApiFailure? ValidateContextManagement(JsonElement body, IReadOnlyList<string> betas)
     {
         if (!FakeJson.TryGet(body, "context_management", out var management))

@@ -39,6 +39,17 @@ public sealed record AgentDefinition
     /// (<see cref="AgentPgClient.UpdateAgentAsync"/>) renames the entry.</remarks>
     public IReadOnlyList<string>? ToolsRequiringApproval { get; init; }
 
+    /// <summary>Gets the JSON schema the agent's final answers follow (Claude's structured outputs), or <see langword="null"/> for
+    /// free text.</summary>
+    /// <remarks>Sent on every model call of the agent's runs as <c>output_config.format</c> (<c>{"type": "json_schema", "schema": …}</c>):
+    /// Claude may still call tools, and its answer that ends the turn is JSON that follows the schema. A run's
+    /// <see cref="RunOptions.OutputSchema"/> takes its place for that run; a delegate agent with a schema answers its caller in
+    /// JSON. Read the answer with <see cref="Response.Deserialize{T}(System.Text.Json.JsonSerializerOptions?)"/>. The schema must
+    /// be a JSON object; Claude supports a subset of JSON Schema (every object with <c>"additionalProperties": false</c>, no
+    /// recursive definitions…) and refuses the request with a 400 naming what it does not support — build one from a type with
+    /// <see cref="StructuredOutput.SchemaFor{T}(System.Text.Json.JsonSerializerOptions?)"/>.</remarks>
+    public System.Text.Json.JsonElement? OutputSchema { get; init; }
+
     /// <summary>Gets the maximum number of tokens per answer; <see langword="null"/> means 4096.</summary>
     public int? MaxTokens { get; init; }
 

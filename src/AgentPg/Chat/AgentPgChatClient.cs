@@ -41,7 +41,11 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
             }
 
             var instructions = Instructions(messages, options);
-            runId = await client.RunFastAsync(sessionId, agentId, prompt, instructions is null ? null : new RunOptions { AppendInstructions = instructions },
+            // A JSON schema (GetResponseAsync<T>, ChatResponseFormat.ForJsonSchema) is the run's structured output. Plain JSON
+            // without a schema has no counterpart in Claude's API and is not read, like the other generation settings.
+            var schema = (options?.ResponseFormat as ChatResponseFormatJson)?.Schema;
+            runId = await client.RunFastAsync(sessionId, agentId, prompt,
+                instructions is null && schema is null ? null : new RunOptions { AppendInstructions = instructions, OutputSchema = schema },
                 cancellationToken).ConfigureAwait(false);
             after = 0;
         }

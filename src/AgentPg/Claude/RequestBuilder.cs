@@ -144,10 +144,11 @@ internal static class RequestBuilder
 
     /// <summary>The request body. With <paramref name="cacheTtl"/> ("5m" or "1h") the body carries prompt-cache breakpoints
     /// (see <see cref="PromptCacheBreakpoints"/>); <paramref name="contextManagement"/> is the agent's Claude
-    /// <c>context_management</c> value, sent as is.</summary>
+    /// <c>context_management</c> value, sent as is; <paramref name="outputSchema"/> the schema of the answer (structured
+    /// outputs), sent as <c>output_config.format</c>.</summary>
     public static Dictionary<string, JsonElement> Body(
         AgentDefinition agent, int maxTokens, string? system, JsonArray messages, JsonArray tools,
-        string? cacheTtl = null, JsonElement? contextManagement = null)
+        string? cacheTtl = null, JsonElement? contextManagement = null, JsonElement? outputSchema = null)
     {
         JsonNode? systemNode = string.IsNullOrEmpty(system) ? null : JsonValue.Create(system);
         if (cacheTtl is not null)
@@ -182,9 +183,21 @@ internal static class RequestBuilder
             body["thinking"] = JsonElement.Parse(thinking.ToJson());
         }
 
+        // output_config: the agent's effort and the answer's schema (structured outputs).
+        var outputConfig = new JsonObject();
         if (agent.Effort is { } effort)
         {
-            body["output_config"] = JsonSerializer.SerializeToElement(new JsonObject { ["effort"] = AgentEfforts.ToWire(effort) });
+            outputConfig["effort"] = AgentEfforts.ToWire(effort);
+        }
+
+        if (outputSchema is { } schema)
+        {
+            outputConfig["format"] = new JsonObject { ["type"] = "json_schema", ["schema"] = JsonNode.Parse(schema.GetRawText()) };
+        }
+
+        if (outputConfig.Count > 0)
+        {
+            body["output_config"] = JsonSerializer.SerializeToElement(outputConfig);
         }
 
         // SDK 13.12 has no typed sampling parameters: they go in the raw body.

@@ -125,6 +125,9 @@ CREATE TABLE agentpg_agents (
     -- Claude's thinking and output_config.effort for the agent's model calls (AgentDefinition.Thinking, Effort); NULL = not sent.
     thinking       JSONB,
     effort         TEXT,
+    -- The JSON schema of the agent's answers (structured outputs), as its text: json, not jsonb, keeps the properties'
+    -- order, which is the order Claude writes them in.
+    output_schema  JSON,
     metadata       JSONB NOT NULL DEFAULT '{}',
     config         JSONB NOT NULL DEFAULT '{}',
     created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
@@ -136,6 +139,7 @@ CREATE TABLE agentpg_agents (
     CONSTRAINT agent_config_object CHECK (jsonb_typeof(config) = 'object'),
     CONSTRAINT agent_thinking_object CHECK (thinking IS NULL OR jsonb_typeof(thinking) = 'object'),
     CONSTRAINT agent_effort_valid CHECK (effort IS NULL OR effort IN ('low', 'medium', 'high', 'xhigh', 'max')),
+    CONSTRAINT agent_output_schema_object CHECK (output_schema IS NULL OR json_typeof(output_schema) = 'object'),
     CONSTRAINT agent_unique_name_metadata UNIQUE (name, metadata)
 );
 CREATE INDEX agentpg_idx_agents_metadata ON agentpg_agents USING GIN (metadata);

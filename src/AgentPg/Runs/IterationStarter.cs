@@ -189,6 +189,6 @@ internal sealed class IterationStarter(Engine engine)
             : (options.PromptCacheTtl ?? (streaming ? TimeSpan.FromMinutes(5) : TimeSpan.FromHours(1))) == TimeSpan.FromHours(1) ? "1h" : "5m";
         return new IterationContext(agent, history, offered, delegateTools, toolsJson, tokens,
             RequestBuilder.SystemPrompt(agent, claimed.Run.OverrideInstructions, claimed.Run.AppendInstructions), number, iterationId, extended,
-            cacheTtl, RequestBuilder.ContextManagement(agent));
+            cacheTtl, RequestBuilder.ContextManagement(agent), claimed.Run.OutputSchema ?? agent.OutputSchema);
     }
 }

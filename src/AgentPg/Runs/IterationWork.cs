@@ -80,10 +80,11 @@ internal sealed record IterationContext(
     Guid IterationId,
     bool ExtendedContextAllowed,
     string? CacheTtl = null,
-    System.Text.Json.JsonElement? ContextManagement = null)
+    System.Text.Json.JsonElement? ContextManagement = null,
+    System.Text.Json.JsonElement? OutputSchema = null)
 {
     public Dictionary<string, System.Text.Json.JsonElement> Body()
-        => RequestBuilder.Body(Agent, MaxTokens, System, RequestBuilder.Messages(History), ToolsJson, CacheTtl, ContextManagement);
+        => RequestBuilder.Body(Agent, MaxTokens, System, RequestBuilder.Messages(History), ToolsJson, CacheTtl, ContextManagement, OutputSchema);
 
     /// <summary>The anthropic-beta header of the request, if any.</summary>
     public IReadOnlyDictionary<string, System.Text.Json.JsonElement> Headers(bool extendedContext)

@@ -1,3 +1,5 @@
+using System.Text.Json;
+
 namespace AgentPg;
 
 /// <summary>The result of a completed run.</summary>
@@ -32,4 +34,30 @@ public sealed record Response
 
     /// <summary>Gets the run's tool calls in the order Claude made them.</summary>
     public IReadOnlyList<ToolCall> ToolCalls { get; init; } = [];
+
+    /// <summary>Reads the final answer as JSON: the structured output of a run whose agent (or <see cref="RunOptions"/>) has an
+    /// <see cref="AgentDefinition.OutputSchema"/>.</summary>
+    /// <typeparam name="T">The type the schema describes (for example the one given to
+    /// <see cref="StructuredOutput.SchemaFor{T}(JsonSerializerOptions?)"/>).</typeparam>
+    /// <param name="options">How to read it; <see langword="null"/> for <see cref="JsonSerializerOptions.Web"/> (camelCase,
+    /// case-insensitive), the default of <see cref="StructuredOutput.SchemaFor{T}(JsonSerializerOptions?)"/>.</param>
+    /// <returns>The answer as <typeparamref name="T"/>.</returns>
+    /// <exception cref="InvalidOperationException">Claude did not finish its answer (<see cref="StopReason"/> is
+    /// <c>refusal</c>, <c>max_tokens</c> …, not <c>end_turn</c>): <see cref="Text"/> is not the structured output, or not all
+    /// of it.</exception>
+    /// <exception cref="JsonException"><see cref="Text"/> is not JSON that fits <typeparamref name="T"/> (the run had no
+    /// output schema, or a different one).</exception>
+    public T? Deserialize<T>(JsonSerializerOptions? options = null)
+    {
+        if (StopReason != Runs.StopReasons.EndTurn)
+        {
+            throw new InvalidOperationException(
+                $"Run {RunId} did not end its answer (stop reason '{StopReason}'), so its text is not a whole structured output" +
+                (StopReason == Runs.StopReasons.Refusal ? ": Claude refused to answer." :
+                    StopReason == Runs.StopReasons.MaxTokens ? ": it was cut at the agent's MaxTokens; raise it." : ".") +
+                " Check Response.StopReason before reading the answer as JSON.");
+        }
+
+        return JsonSerializer.Deserialize<T>(Text, options ?? JsonSerializerOptions.Web);
+    }
 }

@@ -87,6 +87,10 @@ public sealed record Run
     /// <summary>Gets the instructions appended to the agent's system prompt for this run, if any.</summary>
     public string? AppendInstructions { get; init; }
 
+    /// <summary>Gets the JSON schema of this run's final answer (<see cref="RunOptions.OutputSchema"/>), if the run was given
+    /// one; <see langword="null"/> when it follows its agent's <see cref="AgentDefinition.OutputSchema"/> or answers in free text.</summary>
+    public System.Text.Json.JsonElement? OutputSchema { get; init; }
+
     /// <summary>Gets when the run was created.</summary>
     public DateTimeOffset CreatedAt { get; init; }
 

@@ -14,6 +14,14 @@ public sealed class RunOptions
     /// <remarks>Ignored when <see cref="OverrideInstructions"/> is set.</remarks>
     public string? AppendInstructions { get; set; }
 
+    /// <summary>Gets or sets the JSON schema of this run's final answer (Claude's structured outputs), in place of the agent's
+    /// <see cref="AgentDefinition.OutputSchema"/> (not for child runs, which follow their own agent's).</summary>
+    /// <remarks>Stored with the run and sent on each of its model calls as <c>output_config.format</c>; read the answer with
+    /// <see cref="Response.Deserialize{T}(System.Text.Json.JsonSerializerOptions?)"/>. Same rules as
+    /// <see cref="AgentDefinition.OutputSchema"/>; <see cref="StructuredOutput.SchemaFor{T}(System.Text.Json.JsonSerializerOptions?)"/>
+    /// builds one from a type.</remarks>
+    public System.Text.Json.JsonElement? OutputSchema { get; set; }
+
     /// <summary>Gets or sets a callback fired when a tool of the run (or of its child runs) starts an attempt.</summary>
     /// <remarks>Fires on the instance that executes the tool, on a thread-pool thread; an exception it throws is logged
     /// and ignored. Callbacks live in memory of the instance that created the run.</remarks>
@@ -28,7 +36,7 @@ public sealed class RunOptions
     /// <remarks>Creating a run with a key already used in the session returns the first run's id instead of a new run,
     /// or throws <see cref="AgentPgException"/> with <see cref="AgentPgErrorCode.IdempotencyConflict"/> when the request
     /// differs: another agent, prompt, mode (<c>RunAsync</c> or <c>RunFastAsync</c>), <see cref="Variables"/>,
-    /// <see cref="OverrideInstructions"/> or <see cref="AppendInstructions"/> (the callbacks and the
+    /// <see cref="OverrideInstructions"/>, <see cref="AppendInstructions"/> or <see cref="OutputSchema"/> (the callbacks and the
     /// <see cref="ConcurrencyPolicy"/> are not compared). 1 to 255 characters.</remarks>
     public string? IdempotencyKey { get; set; }
 

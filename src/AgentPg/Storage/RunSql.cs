@@ -635,6 +635,8 @@ internal sealed class RunSql
             Variables = JsonMapping.FromJsonObject(r.GetString(offset + 28)),
             OverrideInstructions = options.TryGetValue(RunOptionKeys.OverrideInstructions, out var o) ? o as string : null,
             AppendInstructions = options.TryGetValue(RunOptionKeys.AppendInstructions, out var a) ? a as string : null,
+            // Stored as its JSON text (Internal/OutputSchemas.cs).
+            OutputSchema = options.TryGetValue(RunOptionKeys.OutputSchema, out var schema) && schema is string text ? OutputSchemas.Parse(text) : null,
             CreatedAt = r.GetFieldValue<DateTimeOffset>(offset + 30),
             StartedAt = r.IsDBNull(offset + 31) ? null : r.GetFieldValue<DateTimeOffset>(offset + 31),
             FinalizedAt = r.IsDBNull(offset + 32) ? null : r.GetFieldValue<DateTimeOffset>(offset + 32),
@@ -682,4 +684,5 @@ internal static class RunOptionKeys
 {
     public const string OverrideInstructions = "override_instructions";
     public const string AppendInstructions = "append_instructions";
+    public const string OutputSchema = "output_schema";
 }

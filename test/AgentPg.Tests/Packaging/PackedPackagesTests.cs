@@ -70,7 +70,7 @@ public sealed class PackedPackagesTests
         }
     }
 
-    /// <summary>Every project under src/ is packed, and every package has its assembly, XML docs, README, license expression
+    /// <summary>Every project under src/ is packed, and every package has its assembly, XML docs, README, icon, license expression
     /// and repository commit, and a symbol package next to it.</summary>
     private static string CheckPackages(string feed)
     {
@@ -96,12 +96,14 @@ public sealed class PackedPackagesTests
             }
 
             Assert.Contains("README.md", entries);
+            Assert.Contains("icon.png", entries);
             using var nuspecStream = zip.Entries.Single(e => e.FullName.EndsWith(".nuspec", StringComparison.Ordinal)).Open();
             var nuspec = XDocument.Load(nuspecStream);
             var ns = nuspec.Root!.GetDefaultNamespace();
             var metadata = nuspec.Root.Element(ns + "metadata")!;
             Assert.Equal("MIT", metadata.Element(ns + "license")?.Value);
             Assert.Equal("README.md", metadata.Element(ns + "readme")?.Value);
+            Assert.Equal("icon.png", metadata.Element(ns + "icon")?.Value);
             Assert.False(string.IsNullOrEmpty(metadata.Element(ns + "repository")?.Attribute("commit")?.Value), $"{id}: no repository commit in the nuspec");
             Assert.False(string.IsNullOrEmpty(metadata.Element(ns + "description")?.Value), $"{id}: no description");
         }
