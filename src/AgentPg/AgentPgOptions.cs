@@ -134,7 +134,9 @@ public sealed class AgentPgOptions
     /// later run of the session. The limit applies to what a tool returns or throws (text, <see cref="ToolResult"/> content,
     /// MCP results, error messages) and to what is stored: <see cref="ToolExecution.ToolOutput"/> holds the cut text. Images
     /// and documents are limited by bytes (<see cref="ToolResult"/>), not by this setting. An agent tool's answer is bounded
-    /// by its own max_tokens and is not cut.</para>
+    /// by its own max_tokens and is not cut. A person's decision is held to it too, refused rather than cut: a rejection reason,
+    /// or an edited input with its comment (<see cref="AgentPgClient.RejectToolCallAsync(Guid, string, CancellationToken)"/>,
+    /// <see cref="AgentPgClient.ApproveToolCallAsync(Guid, System.Text.Json.JsonElement?, string?, CancellationToken)"/>).</para>
     /// <para>A tool that has more to say should page it (an offset in its input) rather than raise the limit.</para>
     /// </remarks>
     public int? MaxToolOutputLength { get; set; } = 100_000;
