@@ -63,6 +63,12 @@ internal sealed class RunStreamPrinter(TextWriter output, Guid runId, bool showS
                 }
 
                 break;
+            case ModelUnavailableEvent unavailable:
+                // Always shown: a run that waits minutes for Claude would otherwise look hung.
+                Line($"{indent}[waiting] Claude is unavailable ({Format.Line(unavailable.Error, 200)}); trying again in " +
+                     $"{Format.Duration(unavailable.Wait)} (failing for {Format.Duration(unavailable.FailingFor)})" +
+                     (runEvent.RunId != runId ? $" (run {runEvent.RunId})" : ""));
+                break;
             case RunStateChangedEvent state:
                 if (showStates)
                 {

@@ -102,7 +102,8 @@ public static class AgentPgDbContextExtensions
     /// <returns>A task that completes when the decision is written in the transaction; a rollback leaves the request waiting.</returns>
     /// <exception cref="InvalidOperationException">The context has no current transaction.</exception>
     /// <exception cref="ArgumentException">The context's transaction is not an Npgsql transaction on the client's database, or
-    /// <paramref name="input"/> does not match the tool's schema.</exception>
+    /// <paramref name="input"/> does not match the tool's schema or is, with <paramref name="comment"/>, longer than
+    /// <see cref="AgentPgOptions.MaxToolOutputLength"/>.</exception>
     /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
     public static Task ApproveToolCallAsync(this AgentPgClient client, DbContext db, Guid toolExecutionId, JsonElement? input = null,
         string? comment = null, string? decidedBy = null, CancellationToken cancellationToken = default)
@@ -121,7 +122,8 @@ public static class AgentPgDbContextExtensions
     /// <param name="cancellationToken">Cancels the operation.</param>
     /// <returns>A task that completes when the decision is written in the transaction; a rollback leaves the request waiting.</returns>
     /// <exception cref="InvalidOperationException">The context has no current transaction.</exception>
-    /// <exception cref="ArgumentException">The context's transaction is not usable, or <paramref name="reason"/> is empty.</exception>
+    /// <exception cref="ArgumentException">The context's transaction is not usable, or <paramref name="reason"/> is empty or longer than
+    /// <see cref="AgentPgOptions.MaxToolOutputLength"/>.</exception>
     /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
     public static Task RejectToolCallAsync(this AgentPgClient client, DbContext db, Guid toolExecutionId, string reason, string? decidedBy = null,
         CancellationToken cancellationToken = default)

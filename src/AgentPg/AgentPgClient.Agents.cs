@@ -65,8 +65,10 @@ public sealed partial class AgentPgClient
     /// <param name="definition">The agent, identified by <see cref="AgentDefinition.Id"/>.</param>
     /// <param name="cancellationToken">Cancels the operation.</param>
     /// <returns>A task that completes when the agent is updated.</returns>
-    /// <remarks>Renaming an agent that other agents delegate to is checked against the tool-name rule and their other tools.
-    /// Runs already in progress keep using the previous definition until their next model call.</remarks>
+    /// <remarks>Renaming an agent that other agents delegate to is checked against the tool-name rule and their other tools,
+    /// and their <see cref="AgentDefinition.ToolsRequiringApproval"/> entries for the old name take the new one (a delegation
+    /// that needed a person's approval still does). Runs already in progress keep using the previous definition until their
+    /// next model call.</remarks>
     /// <exception cref="ArgumentException">The id is empty, a field is invalid, or <see cref="AgentDefinition.AgentIds"/> lists the
     /// agent itself.</exception>
     /// <exception cref="AgentPgException">The agent does not exist (<see cref="AgentPgErrorCode.AgentNotFound"/>), or another agent
@@ -92,8 +94,15 @@ public sealed partial class AgentPgClient
 
         var rows = await InAgentTransactionAsync(async transaction =>
         {
+            var currentName = await _sql.Agents.LockForUpdateAsync(_dataSource, definition.Id, transaction, cancellationToken).ConfigureAwait(false);
             await ValidateDelegatesAsync(definition, transaction, cancellationToken).ConfigureAwait(false);
             await ValidateRenameAsync(definition, transaction, cancellationToken).ConfigureAwait(false);
+            if (currentName is not null && currentName != definition.Name)
+            {
+                // The delegate tool Claude calls takes the new name: a delegator's approval for the old one would match no call.
+                await _sql.Agents.FollowRenameAsync(_dataSource, definition.Id, currentName, definition.Name, transaction, cancellationToken).ConfigureAwait(false);
+            }
+
             try
             {
                 return await _sql.Agents.UpdateAsync(_dataSource, definition, metadata, config, transaction, cancellationToken).ConfigureAwait(false);

@@ -41,7 +41,8 @@ public sealed partial class AgentPgClient
     /// <remarks>Works on any client, started or not, on any instance; the decision wakes the tool workers of every instance.
     /// Exactly one decision wins: a second one, concurrent or later, throws <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</remarks>
     /// <exception cref="ArgumentException"><paramref name="input"/> does not match the tool's schema (the message says what is
-    /// wrong); the request stays waiting.</exception>
+    /// wrong), or it and <paramref name="comment"/> are longer together than <see cref="AgentPgOptions.MaxToolOutputLength"/>
+    /// (Claude reads both with every later request); the request stays waiting.</exception>
     /// <exception cref="AgentPgException">No tool execution has that id (<see cref="AgentPgErrorCode.ToolExecutionNotFound"/>), or
     /// it is not waiting for a decision (<see cref="AgentPgErrorCode.ApprovalNotPending"/>).</exception>
     public Task ApproveToolCallAsync(Guid toolExecutionId, JsonElement? input = null, string? comment = null, CancellationToken cancellationToken = default)
@@ -54,7 +55,8 @@ public sealed partial class AgentPgClient
     /// <param name="decidedBy">Who decided (a user id or name), stored with the decision and shown in <see cref="ToolApproval.DecidedBy"/>.</param>
     /// <param name="cancellationToken">Cancels the request (nothing is decided then).</param>
     /// <returns>A task that completes when the decision is committed.</returns>
-    /// <exception cref="ArgumentException"><paramref name="input"/> does not match the tool's schema; the request stays waiting.</exception>
+    /// <exception cref="ArgumentException"><paramref name="input"/> does not match the tool's schema, or it and <paramref name="comment"/>
+    /// are longer together than <see cref="AgentPgOptions.MaxToolOutputLength"/>; the request stays waiting.</exception>
     /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
     public Task ApproveToolCallAsync(Guid toolExecutionId, JsonElement? input, string? comment, string? decidedBy, CancellationToken cancellationToken = default)
         => DecideAsync(null, toolExecutionId, true, input, comment, decidedBy, "ApproveToolCall", cancellationToken);
@@ -70,7 +72,8 @@ public sealed partial class AgentPgClient
     /// <remarks>The execution's run row stays locked until the transaction ends: commit promptly. A rollback leaves the request
     /// waiting.</remarks>
     /// <exception cref="ArgumentException">The transaction is not an open Npgsql transaction on the client's database, or
-    /// <paramref name="input"/> does not match the tool's schema.</exception>
+    /// <paramref name="input"/> does not match the tool's schema or is, with <paramref name="comment"/>, longer than
+    /// <see cref="AgentPgOptions.MaxToolOutputLength"/>.</exception>
     /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
     public Task ApproveToolCallAsync(DbTransaction transaction, Guid toolExecutionId, JsonElement? input = null, string? comment = null,
         CancellationToken cancellationToken = default)
@@ -85,7 +88,8 @@ public sealed partial class AgentPgClient
     /// <param name="decidedBy">Who decided.</param>
     /// <param name="cancellationToken">Cancels the request.</param>
     /// <returns>A task that completes when the decision is written in the transaction.</returns>
-    /// <exception cref="ArgumentException">The transaction is not usable, or <paramref name="input"/> does not match the tool's schema.</exception>
+    /// <exception cref="ArgumentException">The transaction is not usable, or <paramref name="input"/> does not match the tool's schema or
+    /// is, with <paramref name="comment"/>, longer than <see cref="AgentPgOptions.MaxToolOutputLength"/>.</exception>
     /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
     public Task ApproveToolCallAsync(DbTransaction transaction, Guid toolExecutionId, JsonElement? input, string? comment, string? decidedBy,
         CancellationToken cancellationToken = default)
@@ -99,7 +103,8 @@ public sealed partial class AgentPgClient
     /// <param name="cancellationToken">Cancels the request (nothing is decided then).</param>
     /// <returns>A task that completes when the decision is committed.</returns>
     /// <remarks>When it was the last open call of its iteration, the run continues at once on any started instance.</remarks>
-    /// <exception cref="ArgumentException"><paramref name="reason"/> is empty.</exception>
+    /// <exception cref="ArgumentException"><paramref name="reason"/> is empty, or longer than <see cref="AgentPgOptions.MaxToolOutputLength"/>
+    /// (Claude reads it with every later request of the session).</exception>
     /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
     public Task RejectToolCallAsync(Guid toolExecutionId, string reason, CancellationToken cancellationToken = default)
         => DecideAsync(null, toolExecutionId, false, null, RequireReason(reason), null, "RejectToolCall", cancellationToken);
@@ -110,7 +115,8 @@ public sealed partial class AgentPgClient
     /// <param name="decidedBy">Who decided.</param>
     /// <param name="cancellationToken">Cancels the request.</param>
     /// <returns>A task that completes when the decision is committed.</returns>
-    /// <exception cref="ArgumentException"><paramref name="reason"/> is empty.</exception>
+    /// <exception cref="ArgumentException"><paramref name="reason"/> is empty, or longer than <see cref="AgentPgOptions.MaxToolOutputLength"/>
+    /// (Claude reads it with every later request of the session).</exception>
     /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
     public Task RejectToolCallAsync(Guid toolExecutionId, string reason, string? decidedBy, CancellationToken cancellationToken = default)
         => DecideAsync(null, toolExecutionId, false, null, RequireReason(reason), decidedBy, "RejectToolCall", cancellationToken);
@@ -122,7 +128,8 @@ public sealed partial class AgentPgClient
     /// <param name="cancellationToken">Cancels the request.</param>
     /// <returns>A task that completes when the decision is written in the transaction.</returns>
     /// <remarks>The run continues only when the transaction commits; a rollback leaves the request waiting.</remarks>
-    /// <exception cref="ArgumentException">The transaction is not usable, or <paramref name="reason"/> is empty.</exception>
+    /// <exception cref="ArgumentException">The transaction is not usable, or <paramref name="reason"/> is empty or longer than
+    /// <see cref="AgentPgOptions.MaxToolOutputLength"/>.</exception>
     /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
     public Task RejectToolCallAsync(DbTransaction transaction, Guid toolExecutionId, string reason, CancellationToken cancellationToken = default)
         => DecideAsync(TransactionGuard.Require(transaction, _dataSource, nameof(transaction)), toolExecutionId, false, null, RequireReason(reason), null,
@@ -135,18 +142,29 @@ public sealed partial class AgentPgClient
     /// <param name="decidedBy">Who decided.</param>
     /// <param name="cancellationToken">Cancels the request.</param>
     /// <returns>A task that completes when the decision is written in the transaction.</returns>
-    /// <exception cref="ArgumentException">The transaction is not usable, or <paramref name="reason"/> is empty.</exception>
+    /// <exception cref="ArgumentException">The transaction is not usable, or <paramref name="reason"/> is empty or longer than
+    /// <see cref="AgentPgOptions.MaxToolOutputLength"/>.</exception>
     /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
     public Task RejectToolCallAsync(DbTransaction transaction, Guid toolExecutionId, string reason, string? decidedBy, CancellationToken cancellationToken = default)
         => DecideAsync(TransactionGuard.Require(transaction, _dataSource, nameof(transaction)), toolExecutionId, false, null, RequireReason(reason), decidedBy,
             "RejectToolCall", cancellationToken);
 
-    private static string RequireReason(string reason)
+    private string RequireReason(string reason)
     {
         ArgumentNullException.ThrowIfNull(reason);
         if (string.IsNullOrWhiteSpace(reason))
         {
             throw new ArgumentException("The rejection reason is empty; Claude reads it to decide what to do instead, so say why.", nameof(reason));
+        }
+
+        // Claude reads it in the call's tool_result with every later request of the session, and compaction never prunes it: a
+        // reason over the limit a tool's error is cut to would fill the context window of this run and of the session's next ones.
+        if (_options.MaxToolOutputLength is { } max && reason.Length > max)
+        {
+            throw new ArgumentException(
+                $"The rejection reason has {reason.Length} characters, more than AgentPgOptions.MaxToolOutputLength ({max}): Claude reads it in the " +
+                "call's tool_result with every later request of the session, and compaction keeps it whole. Shorten it; nothing was decided.",
+                nameof(reason));
         }
 
         Nul.Reject(reason, nameof(reason), "The rejection reason");
@@ -162,7 +180,7 @@ public sealed partial class AgentPgClient
         string? inputJson = null;
         if (input is { } edited)
         {
-            inputJson = await ValidateEditedInputAsync(transaction, toolExecutionId, edited, operation, cancellationToken).ConfigureAwait(false);
+            inputJson = await ValidateEditedInputAsync(transaction, toolExecutionId, edited, comment, operation, cancellationToken).ConfigureAwait(false);
         }
 
         var outcome = await _sql.Approvals.DecideAsync(_dataSource, transaction, toolExecutionId, approve, inputJson, comment, decidedBy, cancellationToken)
@@ -172,7 +190,7 @@ public sealed partial class AgentPgClient
             case "not_found":
                 throw ToolExecutionNotFound(toolExecutionId, operation);
             case "not_pending":
-                throw ApprovalNotPending(toolExecutionId, operation, null);
+                throw await ApprovalNotPendingAsync(transaction, toolExecutionId, operation, cancellationToken).ConfigureAwait(false);
         }
 
         Log.ToolCallDecided(_logger, toolExecutionId, outcome, decidedBy ?? "(unnamed)");
@@ -193,8 +211,8 @@ public sealed partial class AgentPgClient
 
     /// <summary>Checks an approver's edited input against the tool's schema: this client's registration of the tool when it has
     /// one, otherwise the schema the executing instances stored in agentpg_tools; a delegate agent takes <c>{"task": …}</c>.</summary>
-    private async Task<string> ValidateEditedInputAsync(NpgsqlTransaction? transaction, Guid toolExecutionId, JsonElement input, string operation,
-        CancellationToken cancellationToken)
+    private async Task<string> ValidateEditedInputAsync(NpgsqlTransaction? transaction, Guid toolExecutionId, JsonElement input, string? comment,
+        string operation, CancellationToken cancellationToken)
     {
         if (input.ValueKind == JsonValueKind.Undefined)
         {
@@ -205,11 +223,23 @@ public sealed partial class AgentPgClient
         var raw = input.GetRawText();
         Nul.RejectInJson(raw, nameof(input), "The edited input");
 
+        // Both start the call's tool_result ("The approver changed the input …"), sent with every later request of the session and
+        // kept whole by compaction: together at most what a tool's output is cut to.
+        if (_options.MaxToolOutputLength is { } max && raw.Length + (comment?.Length ?? 0) > max)
+        {
+            throw new ArgumentException(
+                $"The edited input ({raw.Length} characters) and the comment ({comment?.Length ?? 0}) are longer together than " +
+                $"AgentPgOptions.MaxToolOutputLength ({max}): Claude reads both in the note that starts the call's tool_result, with every later " +
+                $"request of the session. Shorten them (or pass null to run the tool with Claude's input); tool execution {toolExecutionId} still " +
+                "waits for a decision.",
+                nameof(input));
+        }
+
         var (state, toolName, isAgentTool, storedSchema) = await _sql.Approvals.ForDecisionAsync(_dataSource, transaction, toolExecutionId, cancellationToken)
                 .ConfigureAwait(false) ?? throw ToolExecutionNotFound(toolExecutionId, operation);
         if (state != "awaiting_approval")
         {
-            throw ApprovalNotPending(toolExecutionId, operation, DbEnums.ParseToolExecutionState(state));
+            throw await ApprovalNotPendingAsync(transaction, toolExecutionId, operation, cancellationToken).ConfigureAwait(false);
         }
 
         ToolSchema? schema = isAgentTool
@@ -229,16 +259,39 @@ public sealed partial class AgentPgClient
     }
 
     private static AgentPgException ToolExecutionNotFound(Guid id, string operation)
-        => new(AgentPgErrorCode.ToolExecutionNotFound, operation, $"No tool execution has id {id}.")
+        => new(AgentPgErrorCode.ToolExecutionNotFound, operation,
+            $"No tool execution has id {id} (a deleted session takes its requests with it). GetPendingApprovalsAsync lists the ids that wait for a decision.")
         {
             Context = new Dictionary<string, object?> { ["tool_execution_id"] = id },
         };
 
-    private static AgentPgException ApprovalNotPending(Guid id, string operation, ToolExecutionState? state)
-        => new(AgentPgErrorCode.ApprovalNotPending, operation,
-            $"Tool execution {id} is not waiting for approval{(state is { } s ? $" (it is {s})" : "")}: it was already approved, rejected or " +
-            "timed out, or its run was cancelled. GetRunToolCallsAsync shows the decision.")
+    // Says why, from the execution's row: a call that never needed approval (a wrong id) is not "already decided".
+    private async Task<AgentPgException> ApprovalNotPendingAsync(NpgsqlTransaction? transaction, Guid id, string operation,
+        CancellationToken cancellationToken)
+    {
+        var row = await _sql.Approvals.DecidedAsync(_dataSource, transaction, id, cancellationToken).ConfigureAwait(false);
+        if (row is null)
         {
-            Context = new Dictionary<string, object?> { ["tool_execution_id"] = id },
+            // Deleted (with its session) since the decision looked.
+            return ToolExecutionNotFound(id, operation);
+        }
+
+        var state = DbEnums.ParseToolExecutionState(row.State);
+        var by = row.DecidedBy is { } who ? $" by {who}" : "";
+        var at = row.DecidedAt is { } when ? " at " + when.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss 'UTC'", System.Globalization.CultureInfo.InvariantCulture) : "";
+        var why = row switch
+        {
+            { Required: false } => $"it never waited for one: its agent did not list '{row.ToolName}' in ToolsRequiringApproval when Claude called it, so it " +
+                $"runs without a decision (it is {state}). Only the requests GetPendingApprovalsAsync lists can be decided.",
+            { Decision: "approved" } => $"it was already approved{by}{at} (it is {state} now). GetRunToolCallsAsync shows the decision.",
+            { Decision: "rejected", DecidedBy: null, Comment: "approval timed out" } =>
+                $"it timed out{at} (AgentPgOptions.ApprovalTimeout) and was rejected. GetRunToolCallsAsync shows the decision.",
+            { Decision: "rejected" } => $"it was already rejected{by}{at}. GetRunToolCallsAsync shows the decision.",
+            _ => $"its run was cancelled before anyone decided (it is {state}).",
         };
+        return new AgentPgException(AgentPgErrorCode.ApprovalNotPending, operation, $"Tool execution {id} is not waiting for approval: {why}")
+        {
+            Context = new Dictionary<string, object?> { ["tool_execution_id"] = id, ["state"] = state },
+        };
+    }
 }

@@ -218,6 +218,21 @@ public sealed partial class AgentPgClient
                         RunId = row.RunId, RootRunId = rootRunId, SessionId = sessionId, Depth = row.Depth, Sequence = row.Sequence, Timestamp = row.CreatedAt,
                         IterationNumber = iteration, BlockIndex = block, Thinking = delta,
                     };
+            case "model_unavailable":
+                // Appended with the deltas' function: the text is the wait, as JSON (DeltaPublisher.ModelUnavailableAsync).
+                using (var wait = JsonDocument.Parse(d.GetProperty("text").GetString() ?? "{}"))
+                {
+                    var w = wait.RootElement;
+                    return new ModelUnavailableEvent
+                    {
+                        RunId = row.RunId, RootRunId = rootRunId, SessionId = sessionId, Depth = row.Depth, Sequence = row.Sequence, Timestamp = row.CreatedAt,
+                        IterationNumber = d.GetProperty("iteration_number").GetInt32(),
+                        Error = w.TryGetProperty("error", out var error) ? error.GetString() ?? "" : "",
+                        Wait = TimeSpan.FromMilliseconds(w.TryGetProperty("wait_ms", out var ms) ? ms.GetDouble() : 0),
+                        FailingFor = TimeSpan.FromMilliseconds(w.TryGetProperty("failing_for_ms", out var since) ? since.GetDouble() : 0),
+                    };
+                }
+
             case "message":
                 return new MessageStoredEvent
                 {

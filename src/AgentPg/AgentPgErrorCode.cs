@@ -111,8 +111,8 @@ public enum AgentPgErrorCode
     /// <summary>An agent with the same name and metadata already exists.</summary>
     AgentAlreadyExists,
 
-    /// <summary>The tool execution is not waiting for approval: it was decided already (approved, rejected, timed out) or its run
-    /// was cancelled.</summary>
+    /// <summary>The tool execution is not waiting for approval: it was decided already (approved, rejected, timed out), its run
+    /// was cancelled, or it never needed approval; the message says which.</summary>
     ApprovalNotPending,
 
     /// <summary>The run cannot be regenerated: a compaction still in place summarised some of its messages, so the summary holds

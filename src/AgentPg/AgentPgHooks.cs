@@ -16,6 +16,12 @@ public sealed class AgentPgHooks
     public Func<ModelCallContext, CancellationToken, Task>? OnBeforeMessage { get; set; }
 
     /// <summary>Gets or sets a hook called after each successful model call, with the answer.</summary>
+    /// <remarks>Called before the answer is recorded, so it reports the call Claude answered (and was paid for), not what the
+    /// run kept: an answer the run then drops — its run cancelled, or its claim lost, while the hook ran or the answer was
+    /// being written — was reported all the same, and the stored messages (<see cref="AgentPgClient.GetMessagesAsync"/>) do not
+    /// have it. A batch run's answer is read from the batch's results, so one whose recording failed (the database unreachable
+    /// past the retries, the instance killed) is read again at a later poll, on this or another instance, and reported again:
+    /// key what the hook records by <see cref="ModelCallContext.RunId"/> and <see cref="ModelCallContext.IterationNumber"/>.</remarks>
     public Func<ModelCallContext, CancellationToken, Task>? OnAfterMessage { get; set; }
 
     /// <summary>Gets or sets a hook called once for every tool execution that ends: success, final failure after retries,

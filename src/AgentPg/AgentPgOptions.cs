@@ -134,7 +134,9 @@ public sealed class AgentPgOptions
     /// later run of the session. The limit applies to what a tool returns or throws (text, <see cref="ToolResult"/> content,
     /// MCP results, error messages) and to what is stored: <see cref="ToolExecution.ToolOutput"/> holds the cut text. Images
     /// and documents are limited by bytes (<see cref="ToolResult"/>), not by this setting. An agent tool's answer is bounded
-    /// by its own max_tokens and is not cut.</para>
+    /// by its own max_tokens and is not cut. A person's decision is held to it too, refused rather than cut: a rejection reason,
+    /// or an edited input with its comment (<see cref="AgentPgClient.RejectToolCallAsync(Guid, string, CancellationToken)"/>,
+    /// <see cref="AgentPgClient.ApproveToolCallAsync(Guid, System.Text.Json.JsonElement?, string?, CancellationToken)"/>).</para>
     /// <para>A tool that has more to say should page it (an offset in its input) rather than raise the limit.</para>
     /// </remarks>
     public int? MaxToolOutputLength { get; set; } = 100_000;
@@ -156,8 +158,9 @@ public sealed class AgentPgOptions
 
     /// <summary>Gets or sets how many times the run engine retries a model call that failed inside a streamed answer.</summary>
     /// <value>The default value is 2.</value>
-    /// <remarks>HTTP errors before the answer starts (408, 409, 429, 5xx) are retried by the Anthropic SDK itself. When Claude
-    /// says it is unavailable, <see cref="ModelUnavailableTimeout"/> decides how long the call goes on being retried.</remarks>
+    /// <remarks>When Claude says it is unavailable (HTTP 408, 409, 429, 5xx, or an <c>overloaded_error</c> inside the stream),
+    /// <see cref="ModelUnavailableTimeout"/> decides how long the call goes on being retried; when that is zero, HTTP errors
+    /// before the answer starts are retried by the Anthropic SDK itself.</remarks>
     public int MaxModelRetries { get; set; } = 2;
 
     /// <summary>Gets or sets how long a model call goes on being retried while Claude is unavailable before the run fails.</summary>
@@ -167,9 +170,11 @@ public sealed class AgentPgOptions
     /// <remarks>
     /// <para>Unavailable means Claude answered that it cannot serve the request now — rate limited (429), overloaded (529 or an
     /// <c>overloaded_error</c> inside the stream), failing (5xx, <c>api_error</c>), timed out (408), in conflict (409) — or
-    /// that the connection to it cannot be made at all. The Anthropic SDK retries those twice within a few seconds; after
-    /// that the run's worker waits (1 second, doubling to 1 minute, jittered, and at most a quarter of
-    /// <see cref="RunRescueOptions.Timeout"/>) and calls again, until this long has passed since the call first failed.
+    /// that the connection to it cannot be made at all. The run's worker then waits (1 second, doubling to 1 minute,
+    /// jittered, and at most a quarter of <see cref="RunRescueOptions.Timeout"/>) and calls again, until this long has
+    /// passed since the call first failed. It retries error answers itself instead of the Anthropic SDK: a server's
+    /// <c>retry-after-ms</c> / <c>retry-after</c> is the least it waits (within the same cap), and <c>x-should-retry: false</c>
+    /// fails the call at once. With <see cref="TimeSpan.Zero"/> the SDK retries them, as before this option.
     /// A Claude outage then delays runs instead of failing them. It applies to streamed answers and to creating a batch
     /// run's message batch.</para>
     /// <para>A waiting run keeps its slot (<see cref="MaxConcurrentStreamingRuns"/>, <see cref="MaxConcurrentRuns"/>), so an

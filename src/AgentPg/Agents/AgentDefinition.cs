@@ -35,7 +35,8 @@ public sealed record AgentDefinition
     /// <remarks>Such a call is stored as <see cref="ToolExecutionState.AwaitingApproval"/> and runs only after
     /// <see cref="AgentPgClient.ApproveToolCallAsync(Guid, System.Text.Json.JsonElement?, string?, CancellationToken)"/>; a delegate
     /// agent's child run is created only then. Names must be in <see cref="Tools"/> (any valid tool name when
-    /// <see cref="Tools"/> is <see langword="null"/>) or name a delegate in <see cref="AgentIds"/>.</remarks>
+    /// <see cref="Tools"/> is <see langword="null"/>) or name a delegate in <see cref="AgentIds"/>; renaming that delegate
+    /// (<see cref="AgentPgClient.UpdateAgentAsync"/>) renames the entry.</remarks>
     public IReadOnlyList<string>? ToolsRequiringApproval { get; init; }
 
     /// <summary>Gets the JSON schema the agent's final answers follow (Claude's structured outputs), or <see langword="null"/> for

@@ -63,10 +63,12 @@ internal sealed class Compactor(Engine engine)
     /// <param name="cancellationToken">Cancels the compaction (nothing is written once cancelled).</param>
     /// <param name="onProgress">Called as the summariser's answers stream (the worker of <paramref name="ownRun"/> marks its
     /// run alive with it, so a long summary does not look like a stalled run).</param>
+    /// <param name="wait">For a run's automatic compaction: its summariser calls wait out an unavailable Claude as the run's
+    /// model calls do (<see cref="AgentPgOptions.ModelUnavailableTimeout"/>). Null for an explicit compaction, which fails.</param>
     /// <returns>The result, or null when <paramref name="onlyIfNeeded"/> and not needed, or when an automatic compaction
     /// (<see cref="ReasonAuto"/>) could not bring the conversation under the trigger.</returns>
     public async Task<CompactionResult?> CompactAsync(Guid sessionId, CompactionOptions options, string reason, Guid? ownRun, bool onlyIfNeeded,
-        CancellationToken cancellationToken, Action? onProgress = null)
+        CancellationToken cancellationToken, Action? onProgress = null, RunModelWait? wait = null)
     {
         var started = engine.Time.GetTimestamp();
         var state = await LoadAsync(sessionId, ownRun, cancellationToken).ConfigureAwait(false);
@@ -146,7 +148,7 @@ internal sealed class Compactor(Engine engine)
                 "Compaction needs Claude to write the summary, and no API key is configured: set AgentPgOptions.ApiKey or ANTHROPIC_API_KEY.");
             var previous = Summarizer.Render(prefix.Where(m => m.IsSummary).Select(StripPreamble), pruneToolOutputs: false);
             var conversation = prefix.Where(m => !m.IsSummary).Select(m => Summarizer.Render([m], prune)).Where(t => t.Length > 0).ToList();
-            (summary, usage) = await Summarizer.SummarizeInPartsAsync(model, options, sessionId, previous, conversation, onProgress, cancellationToken)
+            (summary, usage) = await Summarizer.SummarizeInPartsAsync(model, options, sessionId, previous, conversation, onProgress, cancellationToken, wait)
                 .ConfigureAwait(false);
             removed = [.. prefix.Select(m => m.Id)];
             pruned = [];

@@ -158,7 +158,7 @@ internal static class Summarizer
     /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.CompactionFailed"/> when a call fails for another reason,
     /// or a part that cannot be split further is still too long.</exception>
     public static async Task<(string Summary, Usage Usage)> SummarizeInPartsAsync(IAnthropicClient claude, CompactionOptions options, Guid sessionId,
-        string previousContext, IReadOnlyList<string> messages, Action? onProgress, CancellationToken cancellationToken)
+        string previousContext, IReadOnlyList<string> messages, Action? onProgress, CancellationToken cancellationToken, RunModelWait? wait = null)
     {
         var parts = Pack(messages, PartBudget(options));
         if (parts.Count == 0)
@@ -179,7 +179,7 @@ internal static class Summarizer
         {
             try
             {
-                var (partSummary, partUsage) = await SummarizeAsync(claude, options, sessionId, Prompt(summary, string.Join("\n\n", part)), cancellationToken, onProgress)
+                var (partSummary, partUsage) = await SummarizeAsync(claude, options, sessionId, Prompt(summary, string.Join("\n\n", part)), cancellationToken, onProgress, wait)
                     .ConfigureAwait(false);
                 summary = partSummary;
                 usage += partUsage;
@@ -286,8 +286,11 @@ internal static class Summarizer
 
     /// <summary>Calls the summariser; returns the summary text and the call's usage.</summary>
     /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.CompactionFailed"/> when Claude fails or answers nothing.</exception>
+    /// <remarks>With <paramref name="wait"/> (a run's automatic compaction), a call that fails because Claude is unavailable
+    /// is retried as the run's own model calls are (<see cref="AgentPgOptions.ModelUnavailableTimeout"/>), and the run fails
+    /// with <c>model_error</c> when Claude stays unavailable for longer; an explicit compaction fails at once.</remarks>
     public static async Task<(string Summary, Usage Usage)> SummarizeAsync(IAnthropicClient claude, CompactionOptions options, Guid sessionId, string prompt,
-        CancellationToken cancellationToken, Action? onProgress = null)
+        CancellationToken cancellationToken, Action? onProgress = null, RunModelWait? wait = null)
     {
         var body = new Dictionary<string, JsonElement>(StringComparer.Ordinal)
         {
@@ -299,19 +302,34 @@ internal static class Summarizer
                 new Dictionary<string, object> { ["role"] = "user", ["content"] = prompt },
             }),
         };
-        var aggregator = new StreamAggregator { OnProgress = onProgress };
-        try
+        StreamAggregator aggregator;
+        while (true)
         {
-            var events = claude.Messages.CreateStreaming(MessageCreateParams.FromRawUnchecked(s_none, s_none, body), cancellationToken);
-            await foreach (var ev in events.WithCancellation(cancellationToken).ConfigureAwait(false))
+            aggregator = new StreamAggregator { OnProgress = onProgress };
+            try
             {
-                aggregator.Add(ev.Json);
+                using (wait?.Retries.Attempt())
+                {
+                    var events = claude.Messages.CreateStreaming(MessageCreateParams.FromRawUnchecked(s_none, s_none, body), cancellationToken);
+                    await foreach (var ev in events.WithCancellation(cancellationToken).ConfigureAwait(false))
+                    {
+                        aggregator.Add(ev.Json);
+                    }
+                }
+
+                break;
             }
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-        {
-            throw new AgentPgException(AgentPgErrorCode.CompactionFailed, "Compact",
-                $"The summariser model '{options.SummarizerModel}' failed: {ex.Message} Nothing was changed.", ex) { SessionId = sessionId };
+            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                if (wait is not null
+                    && await wait.Retries.WaitOutAsync("The summary of the run's automatic compaction", ex, wait.Claimed, wait.Progress.ReportNow, cancellationToken).ConfigureAwait(false))
+                {
+                    continue;
+                }
+
+                throw new AgentPgException(AgentPgErrorCode.CompactionFailed, "Compact",
+                    $"The summariser model '{options.SummarizerModel}' failed: {ex.Message} Nothing was changed.", ex) { SessionId = sessionId };
+            }
         }
 
         // Charged whatever follows (a summary cut off at max_tokens is refused below but paid for).
@@ -343,3 +361,7 @@ internal static class Summarizer
     private static string Truncate(string content)
         => content.Length <= MaxToolResultChars ? content : string.Concat(content.AsSpan(0, MaxToolResultChars - 3), "...");
 }
+
+/// <summary>How a run's automatic compaction waits out an unavailable Claude: the policy of the run's model calls
+/// (<see cref="Runs.ModelRetries"/>) for its summariser calls, and the run it logs them for.</summary>
+internal sealed record RunModelWait(Runs.ModelRetries Retries, Runs.ClaimedRun Claimed, Runs.ProgressReporter Progress);

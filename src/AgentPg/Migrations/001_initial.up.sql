@@ -319,6 +319,9 @@ CREATE TABLE agentpg_iterations (
     batch_last_poll_at           TIMESTAMPTZ,
     batch_resubmit_count         INTEGER NOT NULL DEFAULT 0,
     batch_expired_count          INTEGER NOT NULL DEFAULT 0,
+    -- When the iteration's first batch result errored with Claude unavailable (overloaded, rate limited, failing): its
+    -- resubmissions go on until AgentPgOptions.ModelUnavailableTimeout has passed since then.
+    batch_unavailable_since      TIMESTAMPTZ,
     -- The request was sent with the 1M-token context window beta.
     extended_context             BOOLEAN NOT NULL DEFAULT FALSE,
     streaming_started_at         TIMESTAMPTZ,

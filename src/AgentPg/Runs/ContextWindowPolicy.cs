@@ -126,7 +126,10 @@ internal sealed partial class ContextWindowPolicy(Engine engine)
         {
             // The summariser's stream is the run's progress meanwhile: a long summary must not get the run rescued.
             var progress = new ProgressReporter(engine, run, cancellationToken);
-            var result = await engine.Compactor.CompactAsync(run.SessionId, options ?? engine.Options.Compaction, reason, run.Id, onlyIfNeeded: false, cancellationToken, progress.Report)
+            // Claude unavailable for the summary: waited out as the run's own model calls are, and the run fails with
+            // model_error if it stays unavailable (not a context_window_exceeded that compaction "could not" avoid).
+            var result = await engine.Compactor.CompactAsync(run.SessionId, options ?? engine.Options.Compaction, reason, run.Id, onlyIfNeeded: false,
+                    cancellationToken, progress.Report, new RunModelWait(new ModelRetries(engine), claimed, progress))
                 .ConfigureAwait(false);
             if (result is null)
             {

@@ -1,4 +1,5 @@
 using System.Net.Http;
+using AgentPg.Claude;
 using AgentPg.Internal;
 using Anthropic.Exceptions;
 
@@ -24,12 +25,17 @@ internal enum ModelFailureKind
 /// <summary>The retry policy of one model call (a streamed answer, or the creation of a run's message batch), the same for
 /// both: counts the failures, decides whether and when the call is tried again, and words the run's error when it is not.</summary>
 /// <remarks>
-/// <para>The SDK has already retried what it retries (408, 409, 429, 5xx before a stream starts, connection errors) before
-/// an exception gets here. A broken answer is retried soon (250 ms, 500 ms…), up to <see cref="AgentPgOptions.MaxModelRetries"/>
+/// <para>The SDK has already retried what it retries (connection errors, its own timeouts; and, when
+/// <see cref="AgentPgOptions.ModelUnavailableTimeout"/> is zero, 408, 409, 429 and 5xx before a stream starts) before an
+/// exception gets here. A broken answer is retried soon (250 ms, 500 ms…), up to <see cref="AgentPgOptions.MaxModelRetries"/>
 /// times. When Claude says it is unavailable, the call is retried with exponential backoff instead (1 s doubling to a minute,
 /// jittered, never more than a quarter of <see cref="RunRescueOptions.Timeout"/> so the rescue does not take the waiting run
 /// for a stuck one), until <see cref="AgentPgOptions.ModelUnavailableTimeout"/> has passed since the call first failed: an
-/// outage of Claude delays runs instead of failing them.</para>
+/// outage of Claude delays runs instead of failing them. An error status then comes here straight from its first answer
+/// (<see cref="Attempt"/>): the SDK would obey its <c>retry-after</c> however long, with no progress reported and no way to
+/// cancel but the call's token. Here the server's <c>retry-after-ms</c> / <c>retry-after</c> is a floor for the next wait
+/// (capped by the quarter of the rescue timeout and the time left), and its <c>x-should-retry</c> is obeyed
+/// (<see cref="KindOf"/>).</para>
 /// <para>The caller reports the run's progress while it waits (the worker is alive) and waits on the run's token, so a cancel
 /// or the shutdown's deadline ends the wait.</para>
 /// </remarks>
@@ -38,6 +44,7 @@ internal sealed class ModelRetries(Engine engine)
     private static readonly TimeSpan s_firstWait = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan s_longestWait = TimeSpan.FromMinutes(1);
 
+    private readonly ServerRetryAdvice _advice = new();
     private long _firstFailure;
     private int _failures;
     private int _quickRetries;
@@ -48,6 +55,32 @@ internal sealed class ModelRetries(Engine engine)
 
     /// <summary>Gets how long ago the call first failed.</summary>
     public TimeSpan FailingFor => _failures == 0 ? TimeSpan.Zero : engine.Time.GetElapsedTime(_firstFailure);
+
+    /// <summary>Starts an attempt of the call: while Claude's unavailability is waited for
+    /// (<see cref="AgentPgOptions.ModelUnavailableTimeout"/> not zero), the SDK returns an error answer at once instead of
+    /// retrying it (and obeying its <c>retry-after</c> however long) and this policy reads the answer's retry headers; with
+    /// the timeout zero the SDK retries as it always did.</summary>
+    /// <returns>The attempt's scope; dispose it when the call returns or throws.</returns>
+    public ServerRetryAdvice.Scope Attempt()
+    {
+        _advice.Clear();
+        return ServerRetryAdvice.Begin(engine.Options.ModelUnavailableTimeout == TimeSpan.Zero ? null : _advice);
+    }
+
+    /// <summary>Classifies a failed attempt as <see cref="Classify"/> does, and as the server's <c>x-should-retry</c> says
+    /// when it answered with one: <c>false</c> makes the failure permanent, <c>true</c> makes an error status one to wait out.</summary>
+    /// <param name="exception">The failure.</param>
+    /// <param name="madeWithoutToken">As for <see cref="Classify"/>.</param>
+    public ModelFailureKind? KindOf(Exception exception, bool madeWithoutToken = false)
+    {
+        var kind = Classify(exception, madeWithoutToken);
+        if (exception is AnthropicApiException && _advice.ShouldRetry is { } retry)
+        {
+            return retry ? ModelFailureKind.Unavailable : ModelFailureKind.Permanent;
+        }
+
+        return kind;
+    }
 
     /// <summary>Classifies a failed call; <see langword="null"/> for an exception that is no failure of Claude's (a bug, a
     /// cancellation of the caller).</summary>
@@ -70,7 +103,7 @@ internal sealed class ModelRetries(Engine engine)
 
     /// <summary>Counts a failure of the call and decides what comes next.</summary>
     /// <param name="exception">The failure.</param>
-    /// <param name="kind">Its kind (<see cref="Classify"/>).</param>
+    /// <param name="kind">Its kind (<see cref="KindOf"/>).</param>
     /// <returns>How long to wait before the next attempt, or <see langword="null"/> when the call fails now.</returns>
     public TimeSpan? OnFailure(Exception exception, ModelFailureKind kind)
     {
@@ -88,9 +121,17 @@ internal sealed class ModelRetries(Engine engine)
                 return null;
             }
 
-            var longest = Math.Min(s_longestWait.Ticks, engine.Options.RunRescue.Timeout.Ticks / 4);
+            var quarterOfRescue = engine.Options.RunRescue.Timeout.Ticks / 4;
+            var longest = Math.Min(s_longestWait.Ticks, quarterOfRescue);
             var wait = TimeSpan.FromTicks(Math.Min(longest, s_firstWait.Ticks << Math.Min(_waits, 16)));
             wait *= 0.5 + (Random.Shared.NextDouble() / 2);
+            if (exception is AnthropicApiException && _advice.RetryAfter is { } retryAfter && retryAfter > wait)
+            {
+                // The server's retry-after is a floor, but never so long that the rescue takes the waiting run: the next
+                // attempt (or the next wait's progress mark) comes within a quarter of RunRescue.Timeout.
+                wait = TimeSpan.FromTicks(Math.Min(retryAfter.Ticks, quarterOfRescue));
+            }
+
             if (limit != Timeout.InfiniteTimeSpan && failingFor + wait > limit)
             {
                 // The last attempt comes when the time is up, not a whole backoff later.
@@ -109,6 +150,54 @@ internal sealed class ModelRetries(Engine engine)
         }
 
         return TimeSpan.FromMilliseconds(250 * _quickRetries);
+    }
+
+    /// <summary>Announces a wait of a run's model call: log event 2009, and a <see cref="ModelUnavailableEvent"/> for the run's
+    /// watchers.</summary>
+    /// <param name="run">The run (held by this instance).</param>
+    /// <param name="iterationNumber">The iteration whose call waits.</param>
+    /// <param name="exception">The failure.</param>
+    /// <param name="wait">How long the run waits.</param>
+    /// <param name="cancellationToken">The run's token.</param>
+    public Task AnnounceWaitAsync(Run run, int iterationNumber, Exception exception, TimeSpan wait, CancellationToken cancellationToken)
+    {
+        var error = Error(exception);
+        var failingFor = FailingFor;
+        Diagnostics.Log.ModelUnavailable(engine.Logger, run.Id, error, Durations.Format(wait), Durations.Format(failingFor));
+        // Not awaited: the event's write waits for the root's events head (a watcher's back-fill, a delta write), and the wait
+        // and the next attempt must not wait for it (best effort, as the deltas are).
+        _ = engine.Deltas.ModelUnavailableAsync(run, iterationNumber, error, wait, failingFor, cancellationToken);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Waits before the next attempt of a run's call that failed because Claude is unavailable (a summary of the
+    /// run's automatic compaction), logging the wait (event 2009) and reporting the run's progress; returns
+    /// <see langword="false"/> when this policy does not apply (another failure, <see cref="AgentPgOptions.ModelUnavailableTimeout"/>
+    /// zero): the caller fails the call as it would without it.</summary>
+    /// <param name="what">What failed, for the run's error.</param>
+    /// <param name="exception">The failure.</param>
+    /// <param name="claimed">The run the call is made for.</param>
+    /// <param name="reportProgress">Records the run's progress.</param>
+    /// <param name="cancellationToken">The run's token: a cancel or the shutdown's deadline ends the wait.</param>
+    /// <exception cref="RunFailureException"><c>model_error</c> when Claude stayed unavailable for longer than the timeout.</exception>
+    public async Task<bool> WaitOutAsync(string what, Exception exception, ClaimedRun claimed, Action? reportProgress, CancellationToken cancellationToken)
+    {
+        if (engine.Options.ModelUnavailableTimeout == TimeSpan.Zero || cancellationToken.IsCancellationRequested
+            || KindOf(exception) != ModelFailureKind.Unavailable)
+        {
+            return false;
+        }
+
+        if (OnFailure(exception, ModelFailureKind.Unavailable) is not { } wait)
+        {
+            var error = Error(exception);
+            throw new RunFailureException(ErrorTypes.ModelError, Describe(what, ModelFailureKind.Unavailable, error, error), exception);
+        }
+
+        reportProgress?.Invoke();
+        await AnnounceWaitAsync(claimed.Run, claimed.Iteration, exception, wait, cancellationToken).ConfigureAwait(false);
+        await Task.Delay(wait, engine.Time, cancellationToken).ConfigureAwait(false);
+        return true;
     }
 
     /// <summary>Words the end of a call that is not tried again, for the run's error (never the API key).</summary>

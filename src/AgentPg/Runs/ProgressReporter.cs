@@ -21,6 +21,14 @@ internal sealed class ProgressReporter(Engine engine, Run run, CancellationToken
         _ = WriteAsync();
     }
 
+    /// <summary>Records the run's progress now, whenever it was last recorded: before a wait (Claude unavailable), which
+    /// can be as long as a quarter of the rescue timeout, so the time before it does not add to it.</summary>
+    public void ReportNow()
+    {
+        Interlocked.Exchange(ref _last, engine.Time.GetTimestamp());
+        _ = WriteAsync();
+    }
+
     private async Task WriteAsync()
     {
         try

@@ -91,7 +91,12 @@ internal sealed class RunProcessor(Engine engine)
             try
             {
                 deltas.BeginAttempt();
-                var response = await CallOnceAsync(claimed, context, body, deltas, token).ConfigureAwait(false);
+                ModelResponse response;
+                using (retries.Attempt())
+                {
+                    response = await CallOnceAsync(claimed, context, body, deltas, token).ConfigureAwait(false);
+                }
+
                 Telemetry.ChatCompleted(chat, context.Agent.Model, response, engine.Time.GetElapsedTime(started), engine.Options.Telemetry.CaptureContent);
                 return response;
             }
@@ -107,7 +112,7 @@ internal sealed class RunProcessor(Engine engine)
                 Telemetry.ChatFailed(chat, context.Agent.Model, ex.GetType().Name, engine.Time.GetElapsedTime(started));
                 throw new PromptTooLongException(ex.ApiMessage ?? ex.Message, tooManyBytes: true);
             }
-            catch (Exception ex) when (ModelRetries.Classify(ex) is { } kind && (ex is AnthropicApiException || !token.IsCancellationRequested))
+            catch (Exception ex) when (retries.KindOf(ex) is { } kind && (ex is AnthropicApiException || !token.IsCancellationRequested))
             {
                 Telemetry.ChatFailed(chat, context.Agent.Model, ex.GetType().Name, engine.Time.GetElapsedTime(started));
                 chat?.Stop();
@@ -117,17 +122,17 @@ internal sealed class RunProcessor(Engine engine)
                     throw new RunFailureException(ErrorTypes.ModelError, retries.Describe("Claude's streamed answer", kind, error, error));
                 }
 
+                // The worker is alive and knows why it waits: the rescue must not take the run for a stuck one.
+                (progress ??= new ProgressReporter(engine, claimed.Run, token)).ReportNow();
                 if (kind == ModelFailureKind.Unavailable && engine.Options.ModelUnavailableTimeout != TimeSpan.Zero)
                 {
-                    Log.ModelUnavailable(engine.Logger, claimed.Run.Id, ModelRetries.Error(ex), Internal.Durations.Format(wait), Internal.Durations.Format(retries.FailingFor));
+                    await retries.AnnounceWaitAsync(claimed.Run, context.IterationNumber, ex, wait, token).ConfigureAwait(false);
                 }
                 else
                 {
                     Log.ModelRetry(engine.Logger, claimed.Run.Id, retries.Failures, ModelRetries.Error(ex));
                 }
 
-                // The worker is alive and knows why it waits: the rescue must not take the run for a stuck one.
-                (progress ??= new ProgressReporter(engine, claimed.Run, token)).Report();
                 await Task.Delay(wait, engine.Time, token).ConfigureAwait(false);
             }
         }

@@ -47,6 +47,18 @@ internal sealed class AgentSql
                    updated_at = now()
              WHERE id = $1
             """;
+        // The name of agent $1, locked until the commit of the update that replaces it: two renames of one agent serialise, and
+        // the second sees the first's name (FollowRename must replace the name the delegators list).
+        LockForUpdate = $"SELECT name FROM {t} WHERE id = $1 FOR NO KEY UPDATE";
+        // Agent $1 is renamed from $2 to $3: its delegators' ToolsRequiringApproval entries for $2 name $3 instead, so a
+        // delegation that needed a person's approval still does (a delegator listing $3 already keeps it once).
+        FollowRename = $"""
+            UPDATE {t}
+               SET tools_requiring_approval = CASE WHEN $3 = ANY (tools_requiring_approval) THEN array_remove(tools_requiring_approval, $2)
+                                                   ELSE array_replace(tools_requiring_approval, $2, $3) END,
+                   updated_at = now()
+             WHERE agent_ids @> ARRAY[$1]::uuid[] AND $2 = ANY (tools_requiring_approval)
+            """;
         GetById = $"SELECT {Columns} FROM {t} WHERE id = $1";
         GetByIds = $"SELECT {Columns} FROM {t} WHERE id = ANY($1)";
         // agent_ids has no foreign key, so a write that lists delegates locks them the way a foreign key would (KEY SHARE,
@@ -91,6 +103,10 @@ internal sealed class AgentSql
     public string InsertIfAbsent { get; }
 
     public string Update { get; }
+
+    public string LockForUpdate { get; }
+
+    public string FollowRename { get; }
 
     public string GetById { get; }
 
@@ -176,6 +192,16 @@ internal sealed class AgentSql
     public Task<int> UpdateAsync(NpgsqlDataSource dataSource, AgentDefinition definition, string metadataJson, string configJson,
         NpgsqlTransaction transaction, CancellationToken cancellationToken)
         => Db.Command(dataSource, transaction, Update, [P.Uuid(definition.Id), .. Values(definition, metadataJson, configJson)]).ExecuteAsync(cancellationToken);
+
+    /// <summary>Locks agent <paramref name="id"/> for an update (<see cref="LockForUpdate"/>); its current name, or null when there is none.</summary>
+    public Task<string?> LockForUpdateAsync(NpgsqlDataSource dataSource, Guid id, NpgsqlTransaction transaction, CancellationToken cancellationToken)
+        => Db.Command(dataSource, transaction, LockForUpdate, P.Uuid(id)).QueryFirstOrDefaultAsync(r => r.GetString(0), cancellationToken);
+
+    /// <summary>Runs <see cref="FollowRename"/>: the delegators of agent <paramref name="id"/> that require approval for
+    /// <paramref name="oldName"/> require it for <paramref name="newName"/>; returns how many changed.</summary>
+    public Task<int> FollowRenameAsync(NpgsqlDataSource dataSource, Guid id, string oldName, string newName, NpgsqlTransaction transaction,
+        CancellationToken cancellationToken)
+        => Db.Command(dataSource, transaction, FollowRename, P.Uuid(id), P.Text(oldName), P.Text(newName)).ExecuteAsync(cancellationToken);
 
     /// <summary>Deletes an agent; returns the rows deleted (0 or 1).</summary>
     public Task<int> DeleteAsync(NpgsqlDataSource dataSource, Guid id, NpgsqlTransaction transaction, CancellationToken cancellationToken)

@@ -47,6 +47,13 @@ internal sealed class ApprovalSql
               FROM {t} te LEFT JOIN {s}.agentpg_tools t ON t.name = te.tool_name AND NOT te.is_agent_tool
              WHERE te.id = $1
             """;
+        // $1 execution: why a decision found it not waiting, for the error message.
+        Decided = $"""
+            SELECT te.state::text, te.tool_name, te.approval_required, te.approval_decision, te.approval_decided_by, te.approval_decided_at,
+                   te.approval_comment
+              FROM {t} te
+             WHERE te.id = $1
+            """;
         // $1 execution, $2 approve, $3 edited input (null = Claude's), $4 comment or reason, $5 decided by.
         Decide = $"SELECT {s}.agentpg_decide_tool_approval($1, $2, $3, $4, $5)";
         // Leader only: $1 leader id, $2 timeout, $3 most requests per pass.
@@ -61,6 +68,8 @@ internal sealed class ApprovalSql
     public string OfIteration { get; }
 
     public string ForDecision { get; }
+
+    public string Decided { get; }
 
     public string Decide { get; }
 
@@ -90,6 +99,15 @@ internal sealed class ApprovalSql
                 r.IsDBNull(DecisionSchemaColumn) ? null : r.GetString(DecisionSchemaColumn)),
             cancellationToken);
 
+    /// <summary>Why execution <paramref name="toolExecutionId"/> is not waiting for a decision (<see cref="Decided"/>), or null when it
+    /// does not exist.</summary>
+    public Task<ApprovalState?> DecidedAsync(NpgsqlDataSource dataSource, NpgsqlTransaction? transaction, Guid toolExecutionId,
+        CancellationToken cancellationToken)
+        => Db.Command(dataSource, transaction, Decided, P.Uuid(toolExecutionId)).QueryFirstOrDefaultAsync(
+            r => new ApprovalState(r.GetString(0), r.GetString(1), r.GetBoolean(2), r.IsDBNull(3) ? null : r.GetString(3), r.IsDBNull(4) ? null : r.GetString(4),
+                r.IsDBNull(5) ? null : r.GetFieldValue<DateTimeOffset>(5), r.IsDBNull(6) ? null : r.GetString(6)),
+            cancellationToken);
+
     /// <summary>Runs <see cref="Decide"/>: "not_found", "not_pending" or the decision taken.</summary>
     public async Task<string> DecideAsync(NpgsqlDataSource dataSource, NpgsqlTransaction? transaction, Guid toolExecutionId, bool approve,
         string? inputJson, string? comment, string? decidedBy, CancellationToken cancellationToken)
@@ -117,3 +135,7 @@ internal sealed class ApprovalSql
 
 /// <summary>A tool execution about to be decided: its state, its tool, and the tool's schema as the instances registered it.</summary>
 internal sealed record ApprovalTarget(string State, string ToolName, bool IsAgentTool, string? StoredSchema);
+
+/// <summary>A tool execution's state and decision, read when a decision found it not waiting.</summary>
+internal sealed record ApprovalState(string State, string ToolName, bool Required, string? Decision, string? DecidedBy, DateTimeOffset? DecidedAt,
+    string? Comment);

@@ -51,7 +51,8 @@ internal sealed class IterationSql
                    batch_expires_at = $3, batch_last_poll_at = NULL, max_tokens = $4, extended_context = $5,
                    batch_resubmit_count = batch_resubmit_count + $6, batch_expired_count = batch_expired_count + $7,
                    input_tokens = $8, output_tokens = $9, cache_creation_input_tokens = $10, cache_read_input_tokens = $11,
-                   started_at = coalesce(started_at, now())
+                   started_at = coalesce(started_at, now()),
+                   batch_unavailable_since = coalesce(batch_unavailable_since, $12)
              WHERE id = $1
             """;
         // Batch polling bookkeeping (not fenced: it changes nothing another holder relies on).
@@ -117,10 +118,11 @@ internal sealed class IterationSql
     /// <summary>Adds <see cref="Submitted"/>: <paramref name="resubmission"/> counts a resubmission, <paramref name="afterExpiry"/>
     /// an expiry; <paramref name="usage"/> is the iteration's usage so far (answers it was charged for and dropped).</summary>
     public void AddSubmitted(NpgsqlBatch batch, Guid iterationId, string batchId, DateTimeOffset expiresAt, int maxTokens, bool extendedContext,
-        bool resubmission, bool afterExpiry, Usage usage)
+        bool resubmission, bool afterExpiry, Usage usage, DateTimeOffset? unavailableSince = null)
         => batch.Append(Submitted, P.Uuid(iterationId), P.Text(batchId), new NpgsqlParameter<DateTimeOffset> { TypedValue = expiresAt }, P.Int(maxTokens),
             P.Bool(extendedContext), P.Int(resubmission ? 1 : 0), P.Int(afterExpiry ? 1 : 0), P.Int((int)usage.InputTokens),
-            P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens));
+            P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens),
+            P.TimestampTz(unavailableSince));
 
     /// <summary>A command for <see cref="Polled"/>.</summary>
     public NpgsqlCommand PolledCommand(NpgsqlDataSource dataSource, Guid iterationId) => Db.Command(dataSource, null, Polled, P.Uuid(iterationId));

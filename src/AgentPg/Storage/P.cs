@@ -27,6 +27,8 @@ internal static class P
 
     public static NpgsqlParameter Bool(bool value) => new NpgsqlParameter<bool> { NpgsqlDbType = NpgsqlDbType.Boolean, TypedValue = value };
 
+    public static NpgsqlParameter TimestampTz(DateTimeOffset? value) => new() { NpgsqlDbType = NpgsqlDbType.TimestampTz, Value = value.HasValue ? value.Value : DBNull.Value };
+
     public static NpgsqlParameter Interval(TimeSpan value) => new NpgsqlParameter<TimeSpan> { NpgsqlDbType = NpgsqlDbType.Interval, TypedValue = value };
 
     public static NpgsqlParameter TextArray(IReadOnlyList<string>? value)

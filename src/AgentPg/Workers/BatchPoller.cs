@@ -2,6 +2,7 @@ using System.Net;
 using System.Text.Json;
 using AgentPg.Claude;
 using AgentPg.Diagnostics;
+using AgentPg.Internal;
 using AgentPg.Runs;
 using AgentPg.Storage;
 using Anthropic.Exceptions;
@@ -12,8 +13,9 @@ namespace AgentPg.Workers;
 /// <summary>Polls the in-progress batches of the runs this instance holds (and of orphaned runs, which it adopts) every
 /// <see cref="AgentPgOptions.BatchPollInterval"/>, and hands each result to the same recording as streamed answers.</summary>
 /// <remarks>
-/// Every outcome ends somewhere: succeeded → recorded; errored → resubmitted while retryable (up to
-/// <see cref="AgentPgOptions.MaxModelRetries"/>), else the run fails; canceled or missing from the results →
+/// Every outcome ends somewhere: succeeded → recorded; errored → resubmitted while Claude is unavailable (overloaded, rate
+/// limited, failing) for up to <see cref="AgentPgOptions.ModelUnavailableTimeout"/> since the iteration's first errored
+/// result (when that is zero, up to <see cref="AgentPgOptions.MaxModelRetries"/> times), else the run fails; canceled or missing from the results →
 /// resubmitted, then failed; expired (or past its expiry without an end) → resubmitted once, then failed.
 /// </remarks>
 internal sealed class BatchPoller(Engine engine)
@@ -244,6 +246,26 @@ internal sealed class BatchPoller(Engine engine)
                     return;
                 }
 
+                if (s_retryableErrors.Contains(errorType) && engine.Options.ModelUnavailableTimeout is var limit && limit != TimeSpan.Zero)
+                {
+                    // Claude unavailable, as for a stream: resubmitted (a new batch, read at the next polls) until
+                    // ModelUnavailableTimeout has passed since the iteration's first errored result.
+                    var now = engine.Time.GetUtcNow();
+                    var since = item.UnavailableSince ?? now;
+                    var failingFor = now - since;
+                    if (limit == Timeout.InfiniteTimeSpan || failingFor < limit)
+                    {
+                        Log.BatchResubmitting(engine.Logger, claimed.Run.Id, item.BatchId,
+                            $"errored with Claude unavailable ({errorType}: {errorMessage}; failing for {Durations.Format(failingFor)}, AgentPgOptions.ModelUnavailableTimeout)");
+                        await ResubmitAsync(claimed, item, BatchSubmitter.Kind.Resubmission, cancellationToken, since).ConfigureAwait(false);
+                        return;
+                    }
+
+                    throw new RunFailureException(ErrorTypes.BatchError,
+                        $"Claude's batch request failed: {errorType}: {errorMessage} (errored for {Durations.Format(failingFor)}, {item.ResubmitCount} " +
+                        $"resubmissions: Claude stayed unavailable for longer than AgentPgOptions.ModelUnavailableTimeout ({Durations.Format(limit)}))");
+                }
+
                 if (s_retryableErrors.Contains(errorType) && item.ResubmitCount < engine.Options.MaxModelRetries)
                 {
                     await ResubmitAsync(claimed, item, BatchSubmitter.Kind.Resubmission, cancellationToken).ConfigureAwait(false);
@@ -287,14 +309,15 @@ internal sealed class BatchPoller(Engine engine)
             "Claude's Message Batches API was too busy. Create the run again, or use RunFastAsync for the streaming API.");
     }
 
-    private async Task ResubmitAsync(ClaimedRun claimed, BatchPollItem item, BatchSubmitter.Kind kind, CancellationToken cancellationToken)
+    private async Task ResubmitAsync(ClaimedRun claimed, BatchPollItem item, BatchSubmitter.Kind kind, CancellationToken cancellationToken,
+        DateTimeOffset? unavailableSince = null)
     {
         // Still held? A run cancelled (or rescued) after this poll read it had its batch cancelled by that, and the poll then
         // finds it "canceled": a new batch would only be created at Claude to be cancelled again (and charged if answered
         // first). Claim lost here ends the poll quietly (PollOneAsync).
         await SetStateAsync(claimed.Run, null, cancellationToken).ConfigureAwait(false);
         var context = await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: true, cancellationToken).ConfigureAwait(false);
-        await _submitter.SubmitAsync(claimed, context, kind, cancellationToken).ConfigureAwait(false);
+        await _submitter.SubmitAsync(claimed, context, kind, cancellationToken, unavailableSince).ConfigureAwait(false);
     }
 
     /// <summary>Compaction, then the 1M window, then the run's failure (<see cref="ContextWindowPolicy"/>), as for a stream.</summary>
@@ -354,4 +377,8 @@ internal sealed class BatchPoller(Engine engine)
 /// <remarks><see cref="DroppedUsage"/>: what the iteration's earlier batches were charged for answers it dropped (a result cut off
 /// by the context window), counted with its final result.</remarks>
 internal sealed record BatchPollItem(Guid IterationId, int IterationNumber, string BatchId, DateTimeOffset? ExpiresAt, int ResubmitCount,
-    int ExpiredCount, bool ExtendedContext, int? MaxTokens, Usage DroppedUsage, Run Run);
+    int ExpiredCount, bool ExtendedContext, int? MaxTokens, Usage DroppedUsage, Run Run)
+{
+    /// <summary>Gets when the iteration's first batch result errored with Claude unavailable, if one did.</summary>
+    public DateTimeOffset? UnavailableSince { get; init; }
+}

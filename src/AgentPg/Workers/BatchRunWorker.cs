@@ -42,7 +42,10 @@ internal sealed class BatchSubmitter(Engine engine)
         AfterExpiry,
     }
 
-    public async Task SubmitAsync(ClaimedRun claimed, IterationContext context, Kind resubmission, CancellationToken cancellationToken)
+    // unavailableSince: when the iteration's first batch result errored with Claude unavailable, recorded with the submission
+    // (an earlier one recorded is kept).
+    public async Task SubmitAsync(ClaimedRun claimed, IterationContext context, Kind resubmission, CancellationToken cancellationToken,
+        DateTimeOffset? unavailableSince = null)
     {
         var run = claimed.Run;
         string batchId;
@@ -63,7 +66,11 @@ internal sealed class BatchSubmitter(Engine engine)
                 // Never abandoned half-way: once the request is sent the batch may exist, and only a recorded (or cancelled)
                 // batch is safe. A cancelled run makes the recording below fail, which cancels the batch at the API.
                 cancellationToken.ThrowIfCancellationRequested();
-                (batchId, expiresAt) = await _api.CreateAsync(context.IterationId, body, context.Headers(claimed.UsedExtendedContext), CancellationToken.None).ConfigureAwait(false);
+                using (retries.Attempt())
+                {
+                    (batchId, expiresAt) = await _api.CreateAsync(context.IterationId, body, context.Headers(claimed.UsedExtendedContext), CancellationToken.None).ConfigureAwait(false);
+                }
+
                 break;
             }
             catch (AnthropicContentTooLargeException ex)
@@ -71,10 +78,10 @@ internal sealed class BatchSubmitter(Engine engine)
                 // 413: the batch's one request is over the Batches API's 256 MB (images, documents, tool outputs). As for a
                 // stream: compacted once when enabled and submitted again, else the run fails with request_too_large.
                 context = await _window.OnRequestTooLargeAsync(claimed, context, ex.ApiMessage ?? ex.Message, cancellationToken).ConfigureAwait(false);
-                await SubmitAsync(claimed, context, resubmission, cancellationToken).ConfigureAwait(false);
+                await SubmitAsync(claimed, context, resubmission, cancellationToken, unavailableSince).ConfigureAwait(false);
                 return;
             }
-            catch (Exception ex) when (ModelRetries.Classify(ex, madeWithoutToken: true) is { } kind && (ex is AnthropicApiException || !cancellationToken.IsCancellationRequested))
+            catch (Exception ex) when (retries.KindOf(ex, madeWithoutToken: true) is { } kind && (ex is AnthropicApiException || !cancellationToken.IsCancellationRequested))
             {
                 // If a request whose answer was lost did create a batch, that batch cannot be found again (the API has no
                 // idempotency key for it): it runs once, unpolled, and its result is never used.
@@ -85,16 +92,16 @@ internal sealed class BatchSubmitter(Engine engine)
                         retries.Describe("Creating the message batch", kind, error, $"Creating the message batch failed: {error}"), ex);
                 }
 
+                (progress ??= new ProgressReporter(engine, run, cancellationToken)).ReportNow();
                 if (kind == ModelFailureKind.Unavailable && engine.Options.ModelUnavailableTimeout != TimeSpan.Zero)
                 {
-                    Log.ModelUnavailable(engine.Logger, run.Id, ModelRetries.Error(ex), Internal.Durations.Format(wait), Internal.Durations.Format(retries.FailingFor));
+                    await retries.AnnounceWaitAsync(run, context.IterationNumber, ex, wait, cancellationToken).ConfigureAwait(false);
                 }
                 else
                 {
                     Log.BatchCreateRetry(engine.Logger, run.Id, retries.Failures, ModelRetries.Error(ex));
                 }
 
-                (progress ??= new ProgressReporter(engine, run, cancellationToken)).Report();
                 await Task.Delay(wait, engine.Time, cancellationToken).ConfigureAwait(false);
             }
         }
@@ -110,7 +117,7 @@ internal sealed class BatchSubmitter(Engine engine)
                     engine.Sql.Runs.AddFence(batch, run, engine.InstanceId, context.IterationId);
                     engine.Sql.Iterations.AddSubmitted(batch, context.IterationId, batchId, expiresAt, context.MaxTokens, claimed.UsedExtendedContext,
                         resubmission: resubmission == Kind.Resubmission, afterExpiry: resubmission == Kind.AfterExpiry,
-                        usage: claimed.IterationUsage);
+                        usage: claimed.IterationUsage, unavailableSince: unavailableSince);
                     engine.Sql.Runs.AddSetState(batch, run.Id, RunState.BatchPending);
                     await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
                 }

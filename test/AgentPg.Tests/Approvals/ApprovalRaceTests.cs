@@ -1,9 +1,11 @@
+using AgentPg.Testing;
 using AgentPg.Tests.Infrastructure;
 using Npgsql;
 
 namespace AgentPg.Tests.Approvals;
 
-/// <summary>Decisions racing what else touches a waiting request: a delete of its run or session.</summary>
+/// <summary>Decisions racing what else touches a waiting request: a delete of its run or session, a cancel of its run, the
+/// approval timeout.</summary>
 public sealed class ApprovalRaceTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
     private async Task<(Guid Session, Guid Run, Guid Execution)> WaitingRequestAsync()
@@ -103,6 +105,83 @@ public sealed class ApprovalRaceTests(SchemaFixture db) : IClassFixture<SchemaFi
         }
 
         return (T)(await command.ExecuteScalarAsync())!;
+    }
+
+    [DatabaseFact]
+    public async Task Approve_RacingACancelOfTheRun_EitherWins_TheToolRunsAtMostOnce_AndTheSessionStaysUsable()
+    {
+        var refunds = new Refunds();
+        await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
+        var approver = await h.AddClientAsync(start: false);
+        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
+        h.Claude.Respond(r => r.LastUserText == "just say hi" ? FakeReply.Text("hi") : Refunds.Script(r));
+        for (var round = 0; round < 8; round++)
+        {
+            var session = await h.Client.NewSessionAsync();
+            var runId = await h.Client.RunFastAsync(session, agent.Id, "refund");
+            var request = await Refunds.PendingAsync(approver, session, TimeSpan.FromSeconds(60));
+
+            var approve = Task.Run(() => approver.ApproveToolCallAsync(request.ToolExecutionId));
+            var cancel = Task.Run(() => h.Client.CancelRunAsync(runId));
+            try
+            {
+                await approve;
+            }
+            catch (AgentPgException ex)
+            {
+                // The cancel came first and closed the request.
+                Assert.Equal(AgentPgErrorCode.ApprovalNotPending, ex.Code);
+            }
+
+            await cancel;
+            Assert.Equal(RunState.Cancelled, (await h.Client.GetRunAsync(runId)).State);
+            Assert.Empty(await approver.GetPendingApprovalsAsync(session));
+            // The fake Claude refuses a history with a tool_use and no tool_result: the next run proves the session is valid.
+            Assert.Equal("hi", (await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "just say hi"), "the next run")).Text);
+        }
+
+        Assert.True(refunds.Calls.Count <= 8, $"{refunds.Calls.Count} refunds for 8 requests");
+    }
+
+    [DatabaseFact]
+    public async Task Approve_AsTheApprovalTimeoutFires_EitherWins_TheToolRunsOnlyWhenTheApprovalWon()
+    {
+        var refunds = new Refunds();
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.ApprovalTimeout = TimeSpan.FromMilliseconds(500);
+            o.CleanupInterval = TimeSpan.FromMilliseconds(50);
+        }, tools: refunds.Tool());
+        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
+        h.Claude.Respond(r => Refunds.Script(r));
+        var approved = 0;
+        for (var round = 0; round < 6; round++)
+        {
+            var runId = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "refund");
+            await Eventually.TrueAsync(async () => (await h.Client.GetRunToolCallsAsync(runId)).Count == 1, "the request is recorded");
+            var execution = await db.ScalarAsync<Guid>("SELECT id FROM {schema}.agentpg_tool_executions WHERE run_id = $1", runId);
+            // On the database clock, as the leader measures: approve when the timeout is a few milliseconds away.
+            await Eventually.TrueAsync(
+                async () => await db.ScalarAsync<bool>(
+                    "SELECT created_at < now() - interval '480 milliseconds' FROM {schema}.agentpg_tool_executions WHERE id = $1", execution),
+                "the request is about to time out", interval: TimeSpan.FromMilliseconds(5));
+            string outcome;
+            try
+            {
+                await h.Client.ApproveToolCallAsync(execution);
+                approved++;
+                outcome = "refunded 40 on A-1";
+            }
+            catch (AgentPgException ex)
+            {
+                Assert.Equal(AgentPgErrorCode.ApprovalNotPending, ex.Code);
+                outcome = "ERROR The tool call was rejected by the approver: approval timed out";
+            }
+
+            Assert.Equal(outcome, (await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the decided run")).Text);
+        }
+
+        Assert.Equal(approved, refunds.Calls.Count);
     }
 
     [DatabaseFact]

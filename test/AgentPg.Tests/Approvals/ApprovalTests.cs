@@ -152,6 +152,93 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         Assert.Equal(40, refund.Approval!.OriginalInput!.Value.GetProperty("amount").GetInt32());
     }
 
+    [DatabaseTheory]
+    [InlineData(RunMode.Streaming)]
+    [InlineData(RunMode.Batch)]
+    public async Task ParallelCalls_SomeNeedApproval_TheTurnWaitsForEveryDecision_ResultsInToolUseOrder(RunMode mode)
+    {
+        var refunds = new Refunds();
+        var lookups = 0;
+        var finished = new ConcurrentQueue<ToolCallEvent>();
+        var requested = new ConcurrentQueue<ToolApprovalRequest>();
+        await using var h = await Harness.StartAsync(db, o => o.Hooks = new AgentPgHooks
+        {
+            OnToolCall = (e, _) =>
+            {
+                finished.Enqueue(e);
+                return Task.CompletedTask;
+            },
+            OnApprovalRequested = (r, _) =>
+            {
+                requested.Enqueue(r);
+                return Task.CompletedTask;
+            },
+        }, tools: [refunds.Tool(), new TestTool("lookup", (_, _, _) => Task.FromResult("looked up " + Interlocked.Increment(ref lookups)))]);
+        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund", "lookup"], ToolsRequiringApproval = ["issue_refund"] });
+        h.Claude.Respond(r => r.ToolResults.Count == 0
+            ? FakeReply.Message(
+                FakeContentBlock.ToolUse("issue_refund", new { order = "A", amount = 10 }, "toolu_a"),
+                FakeContentBlock.ToolUse("lookup", new { }, "toolu_l"),
+                FakeContentBlock.ToolUse("issue_refund", new { order = "B", amount = 20 }, "toolu_b"),
+                FakeContentBlock.ToolUse("issue_refund", new { order = "C", amount = 30 }, "toolu_c")) with { StopReason = "tool_use" }
+            : FakeReply.Text(string.Join(" | ", r.ToolResults.Select(t => t.ToolUseId + "=" + (t.IsError ? "ERROR " : "") + t.Content))));
+        var session = await h.Client.NewSessionAsync();
+        var runId = mode == RunMode.Batch ? await h.Client.RunAsync(session, agent.Id, "three refunds") : await h.Client.RunFastAsync(session, agent.Id, "three refunds");
+
+        await Eventually.TrueAsync(async () => (await h.Client.GetPendingApprovalsAsync(session)).Count == 3, "three requests");
+        var pending = await h.Client.GetPendingApprovalsAsync(session);
+        Assert.Equal(["A", "B", "C"], pending.Select(p => p.Input.GetProperty("order").GetString()));
+        await Eventually.TrueAsync(() => requested.Count == 3 && lookups == 1, "each request announced once, the lookup run meanwhile");
+
+        // Decided out of order; the turn goes on only after the last decision and the last approved call.
+        await h.Client.ApproveToolCallAsync(pending[2].ToolExecutionId);
+        await Eventually.TrueAsync(() => refunds.Calls.Count == 1, "the approved refund of C ran");
+        await h.Client.RejectToolCallAsync(pending[0].ToolExecutionId, "not A");
+        Assert.Equal(RunState.PendingTools, (await h.Client.GetRunAsync(runId)).State);
+        Assert.Single(await h.Client.GetPendingApprovalsAsync(session));
+        await h.Client.ApproveToolCallAsync(pending[1].ToolExecutionId, JsonSerializer.SerializeToElement(new { order = "B", amount = 5 }), "less");
+        var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the run after every decision", s_timeout);
+
+        Assert.Equal("toolu_a=ERROR The tool call was rejected by the approver: not A | toolu_l=looked up 1 | toolu_b=The approver changed the input " +
+            "of this call before it ran; it ran with {\"order\": \"B\", \"amount\": 5} (comment: \"less\").\n\nrefunded 5 on B | toolu_c=refunded 30 on C",
+            response.Text);
+        Assert.Equal([5.0, 30.0], refunds.Calls.Select(c => c.GetProperty("amount").GetDouble()).Order());
+        // The rejected call never ran, so no instance reports it.
+        await Eventually.TrueAsync(() => finished.Count == 3, "the lookup and the two refunds reported");
+        Assert.DoesNotContain(finished, e => e.ToolName == "issue_refund" && e.IsError);
+        Assert.Equal(3, requested.Count);
+    }
+
+    [DatabaseFact]
+    public async Task Approve_ADelegationWithAnEditedTask_TheChildRunGetsTheEdit_AndAnInvalidEditIsRefused()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var cleanerName = "cleaner_" + Guid.NewGuid().ToString("N")[..6];
+        var cleaner = await h.AgentAsync(a => a with { Name = cleanerName, SystemPrompt = cleanerName, Tools = [] });
+        var boss = await h.AgentAsync(a => a with { Tools = [], AgentIds = [cleaner.Id], ToolsRequiringApproval = [cleanerName] });
+        h.Claude.Respond(r => r.SystemText == cleanerName ? FakeReply.Text("did: " + r.LastUserText)
+            : r.ToolResults.Count == 0 ? FakeReply.ToolUse(cleanerName, new { task = "delete every order" })
+            : FakeReply.Text("boss got: " + r.ToolResults[0].Content));
+        var session = await h.Client.NewSessionAsync();
+        var runId = await h.Client.RunFastAsync(session, boss.Id, "clean up");
+        var request = await PendingAsync(h.Client, session, cleanerName);
+
+        var empty = await Assert.ThrowsAsync<ArgumentException>(() => h.Client.ApproveToolCallAsync(request.ToolExecutionId, JsonSerializer.SerializeToElement(new { task = "" })));
+        Assert.Contains("'task'", empty.Message, StringComparison.Ordinal);
+        var notAnObject = await Assert.ThrowsAsync<ArgumentException>(() => h.Client.ApproveToolCallAsync(request.ToolExecutionId, JsonSerializer.SerializeToElement(new[] { 1 })));
+        Assert.Contains("must be a JSON object", notAnObject.Message, StringComparison.Ordinal);
+        Assert.Single(await h.Client.GetPendingApprovalsAsync(session));
+
+        await h.Client.ApproveToolCallAsync(request.ToolExecutionId, JsonSerializer.SerializeToElement(new { task = "delete order A-1" }), "only that one");
+        var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the approved delegation", s_timeout);
+
+        Assert.Equal("boss got: The approver changed the input of this call before it ran; it ran with {\"task\": \"delete order A-1\"} " +
+            "(comment: \"only that one\").\n\ndid: delete order A-1", response.Text);
+        var delegation = Assert.Single(response.ToolCalls);
+        Assert.Equal("delete every order", delegation.Approval!.OriginalInput!.Value.GetProperty("task").GetString());
+        Assert.Equal("delete order A-1", (await h.Client.GetRunAsync(delegation.ChildRunId!.Value)).Prompt);
+    }
+
     [DatabaseFact]
     public async Task Approve_WithClaudesOwnInput_TellsClaudeNothingMore()
     {
@@ -215,6 +302,44 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
                 return ex.Code;
             }
         }
+    }
+
+    [DatabaseFact]
+    public async Task ApprovalNotPending_SaysWhy_AndAWrongIdIsNotCalledDecided()
+    {
+        // Before, every refusal read "it was already approved, rejected or timed out, or its run was cancelled" — also for the
+        // id of a call that never needed approval (a lookup's, picked from the wrong column), which nobody had decided.
+        var refunds = new Refunds();
+        await using var h = await Harness.StartAsync(db, tools: [refunds.Tool(), new TestTool("lookup", (_, _, _) => Task.FromResult("looked up"))]);
+        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund", "lookup"], ToolsRequiringApproval = ["issue_refund"] });
+        h.Claude.Respond(r => Refunds.Script(r, withLookup: true));
+        var session = await h.Client.NewSessionAsync();
+        var runId = await h.Client.RunFastAsync(session, agent.Id, "refund");
+        var request = await PendingAsync(h.Client, session);
+        var lookup = await db.ScalarAsync<Guid>("SELECT id FROM {schema}.agentpg_tool_executions WHERE run_id = $1 AND tool_name = 'lookup'", runId);
+
+        var never = await Assert.ThrowsAsync<AgentPgException>(() => h.Client.ApproveToolCallAsync(lookup));
+        Assert.Equal(AgentPgErrorCode.ApprovalNotPending, never.Code);
+        Assert.Contains("it never waited for one: its agent did not list 'lookup' in ToolsRequiringApproval", never.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("already", never.Message, StringComparison.Ordinal);
+        var edited = await Assert.ThrowsAsync<AgentPgException>(() => h.Client.ApproveToolCallAsync(lookup, JsonSerializer.SerializeToElement(new { })));
+        Assert.Contains("it never waited for one", edited.Message, StringComparison.Ordinal);
+
+        await h.Client.ApproveToolCallAsync(request.ToolExecutionId, null, null, "alice");
+        var again = await Assert.ThrowsAsync<AgentPgException>(() => h.Client.RejectToolCallAsync(request.ToolExecutionId, "no", "bob"));
+        Assert.Equal(AgentPgErrorCode.ApprovalNotPending, again.Code);
+        Assert.Matches(@"it was already approved by alice at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(it is \w+ now\)", again.Message);
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the approved run", s_timeout);
+
+        var secondRun = await h.Client.RunFastAsync(session, agent.Id, "refund again");
+        var second = await Refunds.PendingAsync(h.Client, session, s_timeout);
+        await h.Client.CancelRunAsync(secondRun);
+        var cancelled = await Assert.ThrowsAsync<AgentPgException>(() => h.Client.ApproveToolCallAsync(second.ToolExecutionId));
+        Assert.Contains("its run was cancelled before anyone decided (it is Skipped)", cancelled.Message, StringComparison.Ordinal);
+
+        var unknown = await Assert.ThrowsAsync<AgentPgException>(() => h.Client.ApproveToolCallAsync(Guid.NewGuid()));
+        Assert.Equal(AgentPgErrorCode.ToolExecutionNotFound, unknown.Code);
+        Assert.Contains("GetPendingApprovalsAsync lists the ids that wait for a decision", unknown.Message, StringComparison.Ordinal);
     }
 
     [DatabaseFact]
@@ -535,6 +660,85 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         await Assert.ThrowsAsync<ArgumentException>(() => h.Client.UpdateAgentAsync(boss with { ToolsRequiringApproval = ["nobody"] }));
         await h.Client.UpdateAgentAsync(boss with { ToolsRequiringApproval = null });
         Assert.Null((await h.Client.GetAgentByIdAsync(boss.Id)).ToolsRequiringApproval);
+    }
+
+    [DatabaseFact]
+    public async Task WhatClaudeReadsOfADecision_OverMaxToolOutputLength_IsRefused_AndTheRequestKeepsWaiting()
+    {
+        // Claude reads a rejection reason (and an edited input's note) with every later request of the session, and compaction
+        // keeps them whole. Before, a reason of 2 000 000 characters was taken: the run failed with "The conversation no longer
+        // fits Claude's context window (prompt is too long: 500074 tokens > 200000 maximum)", and so would every later run of
+        // the session, while a tool's own error is cut to MaxToolOutputLength.
+        var refunds = new Refunds();
+        await using var h = await Harness.StartAsync(db, o => o.MaxToolOutputLength = 1000, tools: refunds.Tool());
+        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
+        h.Claude.Respond(r => Refunds.Script(r));
+        var session = await h.Client.NewSessionAsync();
+        var runId = await h.Client.RunFastAsync(session, agent.Id, "refund");
+        var request = await PendingAsync(h.Client, session);
+
+        var reason = await Assert.ThrowsAsync<ArgumentException>(() => h.Client.RejectToolCallAsync(request.ToolExecutionId, new string('x', 1001)));
+        Assert.Equal("reason", reason.ParamName);
+        Assert.StartsWith("The rejection reason has 1001 characters, more than AgentPgOptions.MaxToolOutputLength (1000)", reason.Message, StringComparison.Ordinal);
+        var edit = JsonSerializer.SerializeToElement(new { order = "A-1 " + new string('y', 900), amount = 10 });
+        var input = await Assert.ThrowsAsync<ArgumentException>(() => h.Client.ApproveToolCallAsync(request.ToolExecutionId, edit, new string('z', 100)));
+        Assert.Equal("input", input.ParamName);
+        Assert.Contains("still waits for a decision", input.Message, StringComparison.Ordinal);
+        Assert.Equal(request.ToolExecutionId, Assert.Single(await h.Client.GetPendingApprovalsAsync(session)).ToolExecutionId);
+        Assert.Empty(refunds.Calls);
+
+        // At the limit: taken, and Claude reads all of it.
+        var longest = new string('x', 1000);
+        await h.Client.RejectToolCallAsync(request.ToolExecutionId, longest);
+        var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the run after the rejection", s_timeout);
+        Assert.Equal("ERROR The tool call was rejected by the approver: " + longest, response.Text);
+    }
+
+    [DatabaseFact]
+    public async Task RenamingADelegate_ItsDelegatorsApprovalFollowsTheNewName_TheDelegationStillWaits()
+    {
+        // The boss may only delegate to the cleaner with a person's approval, listed by the cleaner's name. Renaming the cleaner
+        // renames the delegate tool Claude calls. Before, the boss kept the old name, which no longer matched any call: the
+        // delegation ran at once, without anyone asked, and nothing said so (a typo in the list is refused for this reason).
+        await using var h = await Harness.StartAsync(db);
+        var suffix = Guid.NewGuid().ToString("N")[..6];
+        var cleaner = await h.AgentAsync(a => a with { Name = "cleaner_" + suffix, SystemPrompt = "cleaner", Tools = [] });
+        var other = await h.AgentAsync(a => a with { Name = "other_" + suffix, SystemPrompt = "other", Tools = [] });
+        var boss = await h.AgentAsync(a => a with
+        {
+            Name = "boss_" + suffix, SystemPrompt = "boss", Tools = [], AgentIds = [cleaner.Id, other.Id], ToolsRequiringApproval = [other.Name, cleaner.Name],
+        });
+        // A delegator that lists the new name already (a tool name, its Tools being null) keeps it once.
+        var broad = await h.AgentAsync(a => a with
+        {
+            Name = "broad_" + suffix, Tools = null, AgentIds = [cleaner.Id], ToolsRequiringApproval = [cleaner.Name, "purger_" + suffix],
+        });
+        var unrelated = await h.AgentAsync(a => a with { Name = "unrelated_" + suffix, Tools = ["x"], ToolsRequiringApproval = ["x"] });
+
+        await h.Client.UpdateAgentAsync(cleaner with { Name = "purger_" + suffix });
+
+        Assert.Equal([other.Name, "purger_" + suffix], (await h.Client.GetAgentByIdAsync(boss.Id)).ToolsRequiringApproval);
+        Assert.Equal(["purger_" + suffix], (await h.Client.GetAgentByIdAsync(broad.Id)).ToolsRequiringApproval);
+        Assert.Equal(["x"], (await h.Client.GetAgentByIdAsync(unrelated.Id)).ToolsRequiringApproval);
+        h.Claude.Respond(r => r.SystemText switch
+        {
+            "cleaner" => FakeReply.Text("deleted everything"),
+            _ when r.ToolResults.Count > 0 => FakeReply.Text("boss got: " + r.ToolResults[0].Content),
+            _ => FakeReply.ToolUse("purger_" + suffix, new { task = "delete everything" }),
+        });
+        var session = await h.Client.NewSessionAsync();
+        var runId = await h.Client.RunFastAsync(session, boss.Id, "clean up");
+
+        var request = await PendingAsync(h.Client, session, "purger_" + suffix);
+        Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_runs WHERE session_id = $1", session));
+        await h.Client.RejectToolCallAsync(request.ToolExecutionId, "not today");
+        Assert.Equal("boss got: The tool call was rejected by the approver: not today",
+            (await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the run after the rejection", s_timeout)).Text);
+
+        // A rename that keeps the name changes nobody else.
+        var before = (await h.Client.GetAgentByIdAsync(boss.Id)).UpdatedAt;
+        await h.Client.UpdateAgentAsync((await h.Client.GetAgentByIdAsync(cleaner.Id)) with { Description = "cleans" });
+        Assert.Equal(before, (await h.Client.GetAgentByIdAsync(boss.Id)).UpdatedAt);
     }
 
     [Fact]

@@ -179,9 +179,13 @@ public sealed class BatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     }
 
     [DatabaseFact]
-    public async Task Outcome_ErroredRetryableEveryTime_FailsAfterMaxModelRetries()
+    public async Task Outcome_ErroredRetryableEveryTime_WithModelUnavailableTimeoutZero_FailsAfterMaxModelRetries()
     {
-        await using var h = await Harness.StartAsync(db, o => o.MaxModelRetries = 2);
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.MaxModelRetries = 2;
+            o.ModelUnavailableTimeout = TimeSpan.Zero;
+        });
         var agent = await h.AgentAsync();
         h.Claude.Respond(_ => FakeReply.Error(529, "overloaded_error", "Overloaded"));
 

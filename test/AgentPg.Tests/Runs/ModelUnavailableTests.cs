@@ -6,10 +6,10 @@ using AgentPg.Tests.Infrastructure;
 namespace AgentPg.Tests.Runs;
 
 /// <summary><see cref="AgentPgOptions.ModelUnavailableTimeout"/>: a run waits out Claude being rate limited, overloaded or
-/// unreachable (after the SDK's own retries) instead of failing, for streamed answers and for a batch's creation.</summary>
+/// unreachable instead of failing, for streamed answers and for a batch's creation.</summary>
 public sealed class ModelUnavailableTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
-    // The SDK honours retry-after: 1 ms keeps its own two retries fast.
+    // The SDK honours retry-after (when ModelUnavailableTimeout is zero it retries itself): 1 ms keeps its retries fast.
     private static readonly TimeSpan s_sdkRetryAfter = TimeSpan.FromMilliseconds(1);
 
     private static FakeReply Overloaded => FakeReply.Error(529, "overloaded_error", "Overloaded", s_sdkRetryAfter);
@@ -17,22 +17,22 @@ public sealed class ModelUnavailableTests(SchemaFixture db) : IClassFixture<Sche
     private static bool IsBatchCreate(RecordedRequest r) => r.Method == "POST" && r.Path == "/v1/messages/batches";
 
     [DatabaseFact]
-    public async Task OverloadedLongerThanTheSdkRetries_TheRunWaitsAndCompletes()
+    public async Task OverloadedThenRateLimited_TheRunWaitsItOutAndCompletes()
     {
         var logs = new LogCapture();
         await using var h = await Harness.StartAsync(db, o => o.LoggerFactory = logs);
         var agent = await h.AgentAsync();
-        // Two model calls' worth of 529s (the SDK makes three requests a call), a 429, then the answer.
-        h.Claude.Enqueue(Overloaded, Overloaded, Overloaded, Overloaded, Overloaded, Overloaded,
-            FakeReply.Error(429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit", s_sdkRetryAfter),
-            FakeReply.Error(429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit", s_sdkRetryAfter),
+        h.Claude.Enqueue(Overloaded, Overloaded,
             FakeReply.Error(429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit", s_sdkRetryAfter),
             FakeReply.Text("finally"));
 
         var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi");
 
         Assert.Equal("finally", response.Text);
-        Assert.Equal(10, h.Claude.Requests.Count(r => r.IsMessagesCall));
+        // AgentPg owns the retries of an error answer while it waits Claude out: one request per attempt, none by the SDK.
+        var calls = h.Claude.Requests.Where(r => r.IsMessagesCall).ToList();
+        Assert.Equal(4, calls.Count);
+        Assert.All(calls, r => Assert.Equal(0, r.RetryCount));
         var waits = logs.WithEventId(2009);
         Assert.Equal(3, waits.Count);
         Assert.Contains("Claude API error 529 overloaded_error: Overloaded", waits[0].Message, StringComparison.Ordinal);
@@ -41,6 +41,68 @@ public sealed class ModelUnavailableTests(SchemaFixture db) : IClassFixture<Sche
         Assert.Equal(RunState.Completed, run.State);
         Assert.Equal(0, run.RescueAttempts);
         Assert.Single(await h.Client.GetIterationsAsync(response.RunId));
+    }
+
+    [DatabaseFact]
+    public async Task AServersRetryAfter_IsAFloorForTheNextWait()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        var retryAfter = TimeSpan.FromMilliseconds(1500);
+        h.Claude.Enqueue(FakeReply.Error(529, "overloaded_error", "Overloaded", retryAfter), FakeReply.Text("after the retry-after"));
+
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi");
+
+        Assert.Equal("after the retry-after", response.Text);
+        var calls = h.Claude.Requests.Where(r => r.IsMessagesCall).ToList();
+        Assert.Equal(2, calls.Count);
+        // The first backoff is 0.5–1 s: the server's 1.5 s wins. Retried by AgentPg (the SDK would count it as its retry 1).
+        Assert.True(calls[1].ReceivedAt - calls[0].ReceivedAt >= retryAfter - TimeSpan.FromMilliseconds(50),
+            $"retried after {(calls[1].ReceivedAt - calls[0].ReceivedAt).TotalMilliseconds} ms");
+        Assert.Equal(0, calls[1].RetryCount);
+    }
+
+    [DatabaseFact]
+    public async Task ARetryAfterLongerThanAQuarterOfTheRescueTimeout_IsCappedAndTheRunIsNotRescued()
+    {
+        // The SDK obeyed any retry-after inside the call, reporting no progress: a 3 s retry-after twice held the run for
+        // 6 s, and the rescue (2 s) took it from its live worker. AgentPg waits at most a quarter of the rescue timeout.
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.RunRescue.Timeout = TimeSpan.FromSeconds(2);
+            o.RunRescue.Interval = TimeSpan.FromMilliseconds(200);
+            o.LeaderTtl = TimeSpan.FromSeconds(1);
+        });
+        var agent = await h.AgentAsync();
+        var longRetryAfter = FakeReply.Error(529, "overloaded_error", "Overloaded", TimeSpan.FromSeconds(3));
+        h.Claude.Enqueue(longRetryAfter, longRetryAfter, FakeReply.Text("not rescued"));
+        var runId = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "hi");
+
+        var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the run to complete", TimeSpan.FromSeconds(30));
+
+        Assert.Equal("not rescued", response.Text);
+        var calls = h.Claude.Requests.Where(r => r.IsMessagesCall).ToList();
+        Assert.Equal(3, calls.Count);
+        Assert.True(calls[^1].ReceivedAt - calls[0].ReceivedAt < TimeSpan.FromSeconds(3),
+            $"the retry-after of 3 s was not capped at 0.5 s: {(calls[^1].ReceivedAt - calls[0].ReceivedAt).TotalMilliseconds} ms");
+        var run = await h.Client.GetRunAsync(response.RunId);
+        Assert.Equal(0, run.RescueAttempts);
+        Assert.Equal(1, run.ClaimEpoch);
+    }
+
+    [DatabaseFact]
+    public async Task TheServerSayingDoNotRetry_FailsTheRunAtOnce()
+    {
+        await using var h = await Harness.StartAsync(db, o => o.ModelUnavailableTimeout = TimeSpan.FromSeconds(3));
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(_ => FakeReply.Error(529, "overloaded_error", "Overloaded", shouldRetry: false));
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(async () => await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi"));
+
+        Assert.Equal("model_error", ex.Context["error_type"]);
+        Assert.Contains("Claude API error 529 overloaded_error: Overloaded", ex.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("ModelUnavailableTimeout", ex.Message, StringComparison.Ordinal);
+        Assert.Single(h.Claude.Requests, r => r.IsMessagesCall);
     }
 
     [DatabaseFact]
@@ -109,7 +171,7 @@ public sealed class ModelUnavailableTests(SchemaFixture db) : IClassFixture<Sche
         h.Claude.Respond(_ => FakeReply.Error(429, "rate_limit_error", "rate limited", s_sdkRetryAfter));
         var runId = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "hi");
         // Four calls: the waits have grown past a few seconds by then (1, 2, 4 s, jittered down to half).
-        await Eventually.TrueAsync(() => Task.FromResult(h.Claude.Requests.Count(r => r.IsMessagesCall) >= 12), "four calls rate limited", TimeSpan.FromSeconds(60));
+        await Eventually.TrueAsync(() => Task.FromResult(h.Claude.Requests.Count(r => r.IsMessagesCall) >= 4), "four calls rate limited", TimeSpan.FromSeconds(60));
 
         await h.Client.CancelRunAsync(runId);
 
@@ -185,7 +247,7 @@ public sealed class ModelUnavailableTests(SchemaFixture db) : IClassFixture<Sche
         await using var h = await Harness.StartAsync(db);
         var agent = await h.AgentAsync();
         var failures = 0;
-        h.Claude.FailRequests(r => IsBatchCreate(r) && Interlocked.Increment(ref failures) <= 6
+        h.Claude.FailRequests(r => IsBatchCreate(r) && Interlocked.Increment(ref failures) <= 2
             ? new FakeApiError(529, "overloaded_error", "Overloaded") { RetryAfter = s_sdkRetryAfter }
             : null);
         h.Claude.Respond(_ => FakeReply.Text("batched answer"));
@@ -193,7 +255,8 @@ public sealed class ModelUnavailableTests(SchemaFixture db) : IClassFixture<Sche
         var response = await h.Client.RunSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
 
         Assert.Equal("batched answer", response.Text);
-        Assert.Equal(7, h.Claude.Requests.Count(IsBatchCreate));
+        Assert.Equal(3, h.Claude.Requests.Count(IsBatchCreate));
+        Assert.All(h.Claude.Requests.Where(IsBatchCreate), r => Assert.Equal(0, r.RetryCount));
         Assert.Single(await h.Client.GetIterationsAsync(response.RunId));
     }
 
@@ -209,5 +272,122 @@ public sealed class ModelUnavailableTests(SchemaFixture db) : IClassFixture<Sche
         Assert.Equal("batch_error", ex.Context["error_type"]);
         Assert.Contains("Creating the message batch failed: Claude API error 529 overloaded_error: Overloaded", ex.Message, StringComparison.Ordinal);
         Assert.Equal(3, h.Claude.Requests.Count(IsBatchCreate));
+    }
+
+    [DatabaseFact]
+    public async Task BatchResultsOverloadedMoreOftenThanMaxModelRetries_AreResubmittedUntilTheRunCompletes()
+    {
+        // A burst of overload failed a batch run after MaxModelRetries resubmissions, when a streamed run waited it out.
+        await using var h = await Harness.StartAsync(db, o => o.MaxModelRetries = 1);
+        var agent = await h.AgentAsync();
+        var overloaded = FakeReply.Error(529, "overloaded_error", "Overloaded");
+        h.Claude.Enqueue(overloaded, overloaded, overloaded, FakeReply.Error(429, "rate_limit_error", "rate limited"), FakeReply.Text("batched after the burst"));
+
+        var response = await Eventually.WithinAsync(h.Client.RunSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "go"), "the batch run to complete", TimeSpan.FromSeconds(60));
+
+        Assert.Equal("batched after the burst", response.Text);
+        Assert.Equal(5, h.Claude.Requests.Count(IsBatchCreate));
+        Assert.Single(await h.Client.GetIterationsAsync(response.RunId));
+    }
+
+    [DatabaseFact]
+    public async Task BatchResultsOverloadedLongerThanTheTimeout_FailTheRunSayingForHowLong()
+    {
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.MaxModelRetries = 1;
+            o.ModelUnavailableTimeout = TimeSpan.FromSeconds(1);
+        });
+        var agent = await h.AgentAsync();
+        h.Claude.Respond(_ => FakeReply.Error(529, "overloaded_error", "Overloaded"));
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(async () =>
+            await Eventually.WithinAsync(h.Client.RunSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "go"), "the batch run to fail", TimeSpan.FromSeconds(60)));
+
+        Assert.Equal("batch_error", ex.Context["error_type"]);
+        Assert.Contains("Claude's batch request failed: overloaded_error: Overloaded (errored for ", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("Claude stayed unavailable for longer than AgentPgOptions.ModelUnavailableTimeout (1 s)", ex.Message, StringComparison.Ordinal);
+        // Measured from the first errored result (the 200 ms poll interval paces the resubmissions): more than MaxModelRetries.
+        Assert.True(h.Claude.Requests.Count(IsBatchCreate) > 2, $"{h.Claude.Requests.Count(IsBatchCreate)} batches created");
+    }
+
+    [DatabaseFact]
+    public async Task TheSummaryOfARunsAutomaticCompaction_WaitsOutAnOverloadedClaude()
+    {
+        // Claude says the prompt is too long; the run compacts its session, and the summariser is overloaded for longer than
+        // the SDK's retries. Before, the compaction failed and the run with it, as context_window_exceeded "even with
+        // automatic compaction"; the summary now waits as the run's own calls do.
+        var claudeOptions = new FakeClaudeServerOptions { ContextWindow = 2500 };
+        await using var h = await Harness.StartAsync(db, claudeOptions, o =>
+        {
+            o.AutoCompaction = true;
+            o.Compaction = new CompactionOptions { MaxTokensForModel = 1_000_000, TargetTokens = 500, ProtectedTokens = 200, PreserveLastN = 1 };
+        });
+        var summarizerCalls = 0;
+        h.Claude.Respond(request =>
+        {
+            if (!request.SystemText.StartsWith("You summarise conversations", StringComparison.Ordinal))
+            {
+                return FakeReply.Text("noted");
+            }
+
+            return Interlocked.Increment(ref summarizerCalls) <= 3 ? Overloaded : FakeReply.Text("SUMMARY of the earlier turns");
+        });
+        var agent = await h.AgentAsync();
+        var session = await h.Client.NewSessionAsync();
+
+        // Turns of about 500 tokens until the prompt is too long for the 2 500-token window and the session is compacted.
+        for (var i = 0; Volatile.Read(ref summarizerCalls) == 0; i++)
+        {
+            Assert.True(i < 20, "the session was never compacted");
+            var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, $"turn {i}: " + new string('y', 2000)), $"run {i}",
+                TimeSpan.FromSeconds(60));
+            Assert.Equal("noted", response.Text);
+        }
+
+        var compaction = Assert.Single(await h.Client.GetCompactionEventsAsync(session));
+        Assert.Equal("context_window", compaction.Reason);
+        Assert.Equal(4, Volatile.Read(ref summarizerCalls));
+    }
+
+    [DatabaseFact]
+    public async Task AWatcher_SeesEachWaitForClaude_AsAModelUnavailableEvent()
+    {
+        // Before, a watcher saw nothing for as long as the run waited (up to ModelUnavailableTimeout): only log 2009 told.
+        await using var h = await Harness.StartAsync(db, start: false);
+        var agent = await h.AgentAsync();
+        h.Claude.Enqueue(Overloaded, FakeReply.Error(429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit", s_sdkRetryAfter),
+            FakeReply.Text("after the waits"));
+        var runId = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "hi");
+        var events = new List<RunEvent>();
+        await using var watch = h.Client.WatchRunAsync(runId).GetAsyncEnumerator();
+        // The watch is registered once its first event (the back-filled creation) arrives: only then does the run start.
+        Assert.True(await watch.MoveNextAsync());
+        events.Add(watch.Current);
+        await h.Client.StartAsync();
+
+        await Eventually.WithinAsync(Task.Run(async () =>
+        {
+            while (await watch.MoveNextAsync())
+            {
+                events.Add(watch.Current);
+            }
+        }), "the watch to end with the run", TimeSpan.FromSeconds(60));
+
+        var waits = events.OfType<ModelUnavailableEvent>().ToList();
+        Assert.Equal(2, waits.Count);
+        Assert.All(waits, w =>
+        {
+            Assert.Equal(runId, w.RunId);
+            Assert.Equal(1, w.IterationNumber);
+            Assert.True(w.Wait > TimeSpan.Zero && w.Wait <= TimeSpan.FromSeconds(2), $"wait {w.Wait}");
+            Assert.Equal(w.Timestamp + w.Wait, w.RetryAt);
+        });
+        Assert.Equal("Claude API error 529 overloaded_error: Overloaded", waits[0].Error);
+        Assert.StartsWith("Claude API error 429 rate_limit_error", waits[1].Error, StringComparison.Ordinal);
+        Assert.True(waits[1].FailingFor >= waits[0].Wait, $"failing for {waits[1].FailingFor} after a wait of {waits[0].Wait}");
+        var answer = events.FindIndex(e => e is MessageStoredEvent { Message.Role: MessageRole.Assistant });
+        Assert.True(answer > events.IndexOf(waits[1]), "the waits come before the answer");
+        Assert.Equal(RunState.Completed, Assert.IsType<RunFinishedEvent>(events[^1]).State);
     }
 }

@@ -55,6 +55,20 @@
         + (data.done ? (data.isError ? ": failed" : ": done") : data.awaiting ? ": awaiting approval" : ": running…");
     });
     on("state", function (data) { el.setAttribute("data-state", data.state); });
+    // Claude is unavailable and the run waits: one line under the text, replaced by the next wait, gone with the next text.
+    var waiting = null;
+    on("waiting", function (data) {
+      if (!waiting) {
+        waiting = document.createElement("p");
+        waiting.className = "live-waiting";
+        waiting.setAttribute("data-live-waiting", "");
+        el.appendChild(waiting);
+      }
+      waiting.textContent = "Claude is unavailable (" + data.error + "): trying again in " + data.waitSeconds
+        + " s (failing for " + data.failingForSeconds + " s)";
+    });
+    on("iteration", function () { if (waiting) { waiting.remove(); waiting = null; } });
+    on("text", function () { if (waiting) { waiting.remove(); waiting = null; } });
     on("finished", function () {
       source.close();
       if (el.hasAttribute("data-done-reload")) { location.reload(); }

@@ -45,6 +45,12 @@ internal static class RunEventsStream
                         ApprovalRequestedEvent a => ("tool", new { id = a.ToolExecutionId, name = a.ToolName, depth = a.Depth, done = false, isError = false, awaiting = true }),
                         ToolCallStartedEvent s => ("tool", new { id = s.ToolExecutionId, name = s.ToolName, depth = s.Depth, done = false, isError = false, awaiting = false }),
                         ToolCallCompletedEvent c => ("tool", new { id = c.ToolExecutionId, name = c.ToolName, depth = c.Depth, done = true, isError = c.IsError, awaiting = false }),
+                        // Claude unavailable: the page says the run waits, and when it calls again.
+                        ModelUnavailableEvent m when m.RunId == runId => ("waiting", new
+                        {
+                            error = Html.ShowBidiControls(m.Error), retryAt = m.RetryAt.ToString("O", System.Globalization.CultureInfo.InvariantCulture),
+                            waitSeconds = Math.Round(m.Wait.TotalSeconds, 1), failingForSeconds = Math.Round(m.FailingFor.TotalSeconds, 1),
+                        }),
                         RunStateChangedEvent s when s.RunId == runId => ("state", new { state = AdminPages.Name(s.State) }),
                         RunFinishedEvent f when f.RunId == runId => ("finished", new { state = AdminPages.Name(f.State) }),
                         _ => ("", (object)new { }),

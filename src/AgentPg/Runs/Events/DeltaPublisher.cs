@@ -55,6 +55,40 @@ internal sealed class DeltaPublisher(Engine engine)
         }
     }
 
+    /// <summary>Tells the watchers of the run's root (if any) that a model call of the run waits for Claude: a
+    /// <see cref="ModelUnavailableEvent"/>, appended with the deltas' function (fenced by the run's claim; nothing when the
+    /// root is not watched). Best effort: a failure is logged, the wait goes on.</summary>
+    public async Task ModelUnavailableAsync(Run run, int iterationNumber, string error, TimeSpan wait, TimeSpan failingFor, CancellationToken cancellationToken)
+    {
+        if (!AnyWatched)
+        {
+            return;
+        }
+
+        var data = System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["error"] = Nul.Replace(error)!,
+            ["wait_ms"] = Math.Round(wait.TotalMilliseconds),
+            ["failing_for_ms"] = Math.Round(failingFor.TotalMilliseconds),
+        });
+        try
+        {
+            var command = engine.Sql.RunEvents.AppendDeltasCommand(engine.DataSource, run, engine.InstanceId, iterationNumber, ["model_unavailable"], [0], [data]);
+            await using (command.ConfigureAwait(false))
+            {
+                await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // The run was cancelled or released meanwhile: nobody waits for this event any more.
+        }
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException or OperationCanceledException)
+        {
+            Log.DeltaPublishFailed(engine.Logger, ex, run.Id);
+        }
+    }
+
     public DeltaStream Open(ClaimedRun claimed, int iterationNumber, CancellationToken cancellationToken)
         => new(engine, this, claimed.Run, iterationNumber, cancellationToken);
 }

@@ -71,6 +71,31 @@ public sealed record ThinkingDeltaEvent : RunEvent
     public required string Thinking { get; init; }
 }
 
+/// <summary>Claude is unavailable (rate limited, overloaded, failing or unreachable) for a model call of the run — its streamed
+/// answer, the creation of its message batch, or a summary of its automatic compaction — and the run waits
+/// <see cref="Wait"/> before calling again, as <see cref="AgentPgOptions.ModelUnavailableTimeout"/> allows. One event per wait;
+/// the call's next attempt follows (an <see cref="IterationStartedEvent"/> with the same number when text was already
+/// streamed, then its text), or the run fails with <c>model_error</c> once the timeout has passed.</summary>
+/// <remarks>Recorded only while the run is watched: a watch that starts during an outage sees the waits from then on (the
+/// ones before are not back-filled, unlike the run's other events).</remarks>
+public sealed record ModelUnavailableEvent : RunEvent
+{
+    /// <summary>Gets the iteration whose model call waits.</summary>
+    public required int IterationNumber { get; init; }
+
+    /// <summary>Gets Claude's answer (the API's error type and message) or the transport's error, never the API key.</summary>
+    public required string Error { get; init; }
+
+    /// <summary>Gets how long the run waits before the next attempt.</summary>
+    public required TimeSpan Wait { get; init; }
+
+    /// <summary>Gets when the next attempt is due (<see cref="RunEvent.Timestamp"/> plus <see cref="Wait"/>).</summary>
+    public DateTimeOffset RetryAt => Timestamp + Wait;
+
+    /// <summary>Gets how long the call has been failing.</summary>
+    public required TimeSpan FailingFor { get; init; }
+}
+
 /// <summary>A message of the run was stored (the prompt, an assistant answer, tool results).</summary>
 public sealed record MessageStoredEvent : RunEvent
 {
