@@ -23,10 +23,7 @@ internal sealed class RunRescuer(Engine engine) : MaintenanceService("run rescue
                 if (result.Released > 0 || result.Continued > 0)
                 {
                     Log.Rescued(engine.Logger, result.Released, result.Continued, string.Join(", ", result.DeadInstances));
-                    // Released work is claimable now: look at once rather than at the next poll.
-                    engine.StreamingWake.Set();
-                    engine.BatchWake.Set();
-                    engine.ToolWake.Set();
+                    engine.WakeAllWorkers();
                 }
             }
         }

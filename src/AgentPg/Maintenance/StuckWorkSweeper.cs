@@ -33,9 +33,7 @@ internal sealed class StuckWorkSweeper(Engine engine) : MaintenanceService("stuc
                 if (released > 0)
                 {
                     Log.UnheldWorkReleased(engine.Logger, released);
-                    engine.StreamingWake.Set();
-                    engine.BatchWake.Set();
-                    engine.ToolWake.Set();
+                    engine.WakeAllWorkers();
                 }
             }
         }

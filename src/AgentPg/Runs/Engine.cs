@@ -77,6 +77,15 @@ internal sealed class Engine : IDisposable
 
     public WakeSignal ToolWake { get; } = new();
 
+    /// <summary>Wakes every worker (streaming, batch, tools): work given back by the leader is claimable now, so the workers
+    /// look at once rather than at their next poll.</summary>
+    public void WakeAllWorkers()
+    {
+        StreamingWake.Set();
+        BatchWake.Set();
+        ToolWake.Set();
+    }
+
     /// <summary>Executes a worker's batch (created with <c>new NpgsqlBatch()</c>) on a pooled connection of its own, prepared
     /// when <see cref="AgentPgOptions.PrepareStatements"/> is set.</summary>
     public Task<NpgsqlDataReader> ExecuteReaderAsync(NpgsqlBatch batch, CancellationToken cancellationToken)

@@ -83,8 +83,10 @@ internal sealed class DeltaPublisher(Engine engine)
         {
             // The run was cancelled or released meanwhile: nobody waits for this event any more.
         }
-        catch (Exception ex) when (ex is NpgsqlException or TimeoutException or OperationCanceledException)
+        catch (Exception ex) when (ex is not OutOfMemoryException)
         {
+            // Nobody awaits this write (ModelRetries.AnnounceWaitAsync): whatever it throws — the database, or the client's
+            // data source disposed by a shutdown while the write was under way — is logged here, never left unobserved.
             Log.DeltaPublishFailed(engine.Logger, ex, run.Id);
         }
     }
