@@ -385,7 +385,11 @@ public sealed class ModelUnavailableTests(SchemaFixture db) : IClassFixture<Sche
         });
         Assert.Equal("Claude API error 529 overloaded_error: Overloaded", waits[0].Error);
         Assert.StartsWith("Claude API error 429 rate_limit_error", waits[1].Error, StringComparison.Ordinal);
-        Assert.True(waits[1].FailingFor >= waits[0].Wait, $"failing for {waits[1].FailingFor} after a wait of {waits[0].Wait}");
+        // The second failure came after the first wait. Task.Delay's timer runs on the coarse monotonic clock (4 ms ticks on
+        // Linux) while FailingFor is measured with the precise one, so the delay can end a few milliseconds before its length
+        // has passed by the precise clock (CI saw 844 ms after a wait of 849 ms): compare within that clock's resolution.
+        Assert.True(waits[1].FailingFor > waits[0].FailingFor, $"failing for {waits[1].FailingFor}, then {waits[0].FailingFor}");
+        Assert.True(waits[1].FailingFor >= waits[0].Wait - TimeSpan.FromMilliseconds(20), $"failing for {waits[1].FailingFor} after a wait of {waits[0].Wait}");
         var answer = events.FindIndex(e => e is MessageStoredEvent { Message.Role: MessageRole.Assistant });
         Assert.True(answer > events.IndexOf(waits[1]), "the waits come before the answer");
         Assert.Equal(RunState.Completed, Assert.IsType<RunFinishedEvent>(events[^1]).State);
