@@ -159,7 +159,7 @@ internal sealed class ModelRetries(Engine engine)
     /// <param name="exception">The failure.</param>
     /// <param name="wait">How long the run waits.</param>
     /// <param name="cancellationToken">The run's token.</param>
-    public Task AnnounceWaitAsync(Run run, int iterationNumber, Exception exception, TimeSpan wait, CancellationToken cancellationToken)
+    public void AnnounceWait(Run run, int iterationNumber, Exception exception, TimeSpan wait, CancellationToken cancellationToken)
     {
         var error = Error(exception);
         var failingFor = FailingFor;
@@ -167,7 +167,6 @@ internal sealed class ModelRetries(Engine engine)
         // Not awaited: the event's write waits for the root's events head (a watcher's back-fill, a delta write), and the wait
         // and the next attempt must not wait for it (best effort, as the deltas are).
         _ = engine.Deltas.ModelUnavailableAsync(run, iterationNumber, error, wait, failingFor, cancellationToken);
-        return Task.CompletedTask;
     }
 
     /// <summary>Waits before the next attempt of a run's call that failed because Claude is unavailable (a summary of the
@@ -195,7 +194,7 @@ internal sealed class ModelRetries(Engine engine)
         }
 
         reportProgress?.Invoke();
-        await AnnounceWaitAsync(claimed.Run, claimed.Iteration, exception, wait, cancellationToken).ConfigureAwait(false);
+        AnnounceWait(claimed.Run, claimed.Iteration, exception, wait, cancellationToken);
         await Task.Delay(wait, engine.Time, cancellationToken).ConfigureAwait(false);
         return true;
     }

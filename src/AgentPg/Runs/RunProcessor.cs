@@ -126,7 +126,7 @@ internal sealed class RunProcessor(Engine engine)
                 (progress ??= new ProgressReporter(engine, claimed.Run, token)).ReportNow();
                 if (kind == ModelFailureKind.Unavailable && engine.Options.ModelUnavailableTimeout != TimeSpan.Zero)
                 {
-                    await retries.AnnounceWaitAsync(claimed.Run, context.IterationNumber, ex, wait, token).ConfigureAwait(false);
+                    retries.AnnounceWait(claimed.Run, context.IterationNumber, ex, wait, token);
                 }
                 else
                 {

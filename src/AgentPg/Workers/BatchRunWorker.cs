@@ -95,7 +95,7 @@ internal sealed class BatchSubmitter(Engine engine)
                 (progress ??= new ProgressReporter(engine, run, cancellationToken)).ReportNow();
                 if (kind == ModelFailureKind.Unavailable && engine.Options.ModelUnavailableTimeout != TimeSpan.Zero)
                 {
-                    await retries.AnnounceWaitAsync(run, context.IterationNumber, ex, wait, cancellationToken).ConfigureAwait(false);
+                    retries.AnnounceWait(run, context.IterationNumber, ex, wait, cancellationToken);
                 }
                 else
                 {

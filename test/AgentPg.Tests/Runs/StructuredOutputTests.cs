@@ -97,6 +97,7 @@ public sealed class StructuredOutputTests(SchemaFixture db) : IClassFixture<Sche
         var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "read it");
 
         Assert.Equal("Hooli", response.Deserialize<Invoice>()!.Customer);
+        Assert.NotEmpty(sent);
         Assert.All(sent, config => Assert.Equal($$$"""{"effort":"low","format":{"type":"json_schema","schema":{{{schema.GetRawText()}}}}}""", config));
     }
 

@@ -85,7 +85,7 @@ internal sealed class DeltaPublisher(Engine engine)
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            // Nobody awaits this write (ModelRetries.AnnounceWaitAsync): whatever it throws — the database, or the client's
+            // Nobody awaits this write (ModelRetries.AnnounceWait): whatever it throws — the database, or the client's
             // data source disposed by a shutdown while the write was under way — is logged here, never left unobserved.
             Log.DeltaPublishFailed(engine.Logger, ex, run.Id);
         }
