@@ -401,7 +401,7 @@ internal sealed class RunSql
     public async Task<long> RootTreeTokensAsync(NpgsqlDataSource dataSource, Guid runId, CancellationToken cancellationToken)
         => (await Db.Command(dataSource, null, RootTreeTokens, P.Uuid(runId)).QueryFirstAsync(r => r.GetInt64(0), cancellationToken).ConfigureAwait(false)).Row;
 
-        public Task<Run?> GetAsync(NpgsqlDataSource dataSource, Guid id, CancellationToken cancellationToken)
+    public Task<Run?> GetAsync(NpgsqlDataSource dataSource, Guid id, CancellationToken cancellationToken)
         => Db.Command(dataSource, null, Get, P.Uuid(id)).QueryFirstOrDefaultAsync(Read, cancellationToken);
 
     /// <summary>Cancels a run and its children (agentpg_cancel_run): whether it exists, whether this call cancelled it, and the
