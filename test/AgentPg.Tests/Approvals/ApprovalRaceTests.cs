@@ -276,6 +276,50 @@ public sealed class ApprovalRaceTests(SchemaFixture db) : IClassFixture<SchemaFi
     }
 
     [DatabaseFact]
+    public async Task DelegatorWrites_ListingTheOldNameWhileTheDelegateIsRenamed_AreRefused_NotStored()
+    {
+        // The rename of the cleaner holds the cleaner's row and waits (its FollowRename) for another delegator's row, which a
+        // third connection holds. Meanwhile the boss is updated, and an agent created, to need approval for delegating to the
+        // cleaner by the name they read. Both checked that name against the cleaner's row, locked FOR KEY SHARE, which does not
+        // wait for the rename's lock: they saw the old name, passed and committed, and after the rename committed they listed a
+        // name no call matches: the delegation ran without anyone asked.
+        await using var client = db.CreateClient();
+        var suffix = Guid.NewGuid().ToString("N")[..6];
+        AgentDefinition Agent(string name) => new() { Name = name + "_" + suffix, Model = "claude-sonnet-4-5", Tools = [] };
+        var cleaner = await client.CreateAgentAsync(Agent("cleaner"));
+        var other = await client.CreateAgentAsync(Agent("other") with { AgentIds = [cleaner.Id], ToolsRequiringApproval = [cleaner.Name] });
+        var boss = await client.CreateAgentAsync(Agent("boss") with { AgentIds = [cleaner.Id] });
+
+        await using var holder = await db.DataSource.OpenConnectionAsync();
+        await using var held = await holder.BeginTransactionAsync();
+        await ScalarAsync<int>(holder, "SELECT 1 FROM {schema}.agentpg_agents WHERE id = $1 FOR UPDATE", other.Id);
+        var renaming = client.UpdateAgentAsync(cleaner with { Name = "purger_" + suffix });
+        await Eventually.TrueAsync(
+            async () => renaming.IsCompleted || await db.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid <> $1 AND wait_event_type = 'Lock' AND query LIKE '%tools_requiring_approval = CASE%'",
+                holder.ProcessID) > 0,
+            "the rename waits for the other delegator's row");
+
+        var updating = client.UpdateAgentAsync(boss with { ToolsRequiringApproval = [cleaner.Name] });
+        var creating = client.CreateAgentAsync(Agent("boss2") with { AgentIds = [cleaner.Id], ToolsRequiringApproval = [cleaner.Name] });
+        await Eventually.TrueAsync(
+            async () => (updating.IsCompleted && creating.IsCompleted) || await db.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid <> $1 AND wait_event_type = 'Lock' AND query LIKE '%FOR SHARE%'",
+                holder.ProcessID) == 2,
+            "the boss's update and the new agent's creation wait for the cleaner's row, or are done");
+        await held.CommitAsync();
+        await Eventually.WithinAsync(renaming, "the rename");
+
+        Assert.Contains("purger_" + suffix, (await Assert.ThrowsAsync<ArgumentException>(() => Eventually.WithinAsync(updating, "the boss's update"))).Message,
+            StringComparison.Ordinal);
+        Assert.Contains("'cleaner_" + suffix + "'", (await Assert.ThrowsAsync<ArgumentException>(() => Eventually.WithinAsync(creating, "the creation"))).Message,
+            StringComparison.Ordinal);
+        Assert.Null((await client.GetAgentByIdAsync(boss.Id)).ToolsRequiringApproval);
+        Assert.Equal(["purger_" + suffix], (await client.GetAgentByIdAsync(other.Id)).ToolsRequiringApproval);
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_agents WHERE name = $1", "boss2_" + suffix));
+    }
+
+    [DatabaseFact]
     public async Task Decision_OfADecidedRequest_IsStillNotPending()
     {
         var (_, _, execution) = await WaitingRequestAsync();
