@@ -192,7 +192,7 @@ public sealed class ApprovalRaceTests(SchemaFixture db) : IClassFixture<SchemaFi
         // The caller's transaction took its snapshot (an audit row, a read) before a rejection committed. Its approval's guarded
         // update then meets a row changed after its snapshot, and PostgreSQL refuses with 40001: the caller got a raw
         // PostgresException instead of being told that the request was already decided.
-        var (_, _, execution) = await WaitingRequestAsync();
+        var (session, _, execution) = await WaitingRequestAsync();
         await using var client = db.CreateClient();
         await using var connection = await db.DataSource.OpenConnectionAsync();
         await using var transaction = await connection.BeginTransactionAsync(isolation);
@@ -208,6 +208,7 @@ public sealed class ApprovalRaceTests(SchemaFixture db) : IClassFixture<SchemaFi
         await transaction.RollbackAsync();
         Assert.Equal("rejected", await db.ScalarAsync<string>(
             "SELECT approval_decision FROM {schema}.agentpg_tool_executions WHERE id = $1", execution));
+        await DeleteAsync(session);
     }
 
     [DatabaseTheory]
@@ -217,7 +218,7 @@ public sealed class ApprovalRaceTests(SchemaFixture db) : IClassFixture<SchemaFi
     {
         // Both decide in their own transactions: the approval holds the run row, the rejection (its snapshot taken) waits for it;
         // the approval commits and the rejection's update finds the request changed since its snapshot.
-        var (_, _, execution) = await WaitingRequestAsync();
+        var (session, _, execution) = await WaitingRequestAsync();
         await using var client = db.CreateClient();
         await using var approving = await db.DataSource.OpenConnectionAsync();
         await using var approval = await approving.BeginTransactionAsync();
@@ -240,6 +241,7 @@ public sealed class ApprovalRaceTests(SchemaFixture db) : IClassFixture<SchemaFi
         await rejection.RollbackAsync();
         Assert.Equal("approved", await db.ScalarAsync<string>(
             "SELECT approval_decision FROM {schema}.agentpg_tool_executions WHERE id = $1", execution));
+        await DeleteAsync(session);
     }
 
     [DatabaseTheory]
@@ -249,7 +251,7 @@ public sealed class ApprovalRaceTests(SchemaFixture db) : IClassFixture<SchemaFi
     {
         // The library's own transaction inherits default_transaction_isolation: set to repeatable read or serializable (for the
         // database, the role or the connection string), the decision that waited for a concurrent one got 40001 too.
-        var (_, _, execution) = await WaitingRequestAsync();
+        var (session, _, execution) = await WaitingRequestAsync();
         await using var snapshots = TestDatabase.CreateDataSource(b => b.Options = $"-c default_transaction_isolation={level.Replace(" ", "\\ ", StringComparison.Ordinal)}");
         await using var client = db.CreateClient(snapshots);
         await using (var probe = await snapshots.OpenConnectionAsync())
@@ -273,6 +275,7 @@ public sealed class ApprovalRaceTests(SchemaFixture db) : IClassFixture<SchemaFi
         Assert.Equal(AgentPgErrorCode.ApprovalNotPending, error.Code);
         Assert.Contains("already approved by alice", error.Message, StringComparison.Ordinal);
         Assert.DoesNotContain("roll", error.Message, StringComparison.Ordinal);
+        await DeleteAsync(session);
     }
 
     [DatabaseFact]
@@ -318,6 +321,9 @@ public sealed class ApprovalRaceTests(SchemaFixture db) : IClassFixture<SchemaFi
         Assert.Equal(["purger_" + suffix], (await client.GetAgentByIdAsync(other.Id)).ToolsRequiringApproval);
         Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_agents WHERE name = $1", "boss2_" + suffix));
     }
+
+    // An approved execution left pending would be claimed by the tool workers of this class's other tests.
+    private Task DeleteAsync(Guid session) => db.ExecuteAsync("DELETE FROM {schema}.agentpg_sessions WHERE id = $1", session);
 
     [DatabaseFact]
     public async Task Decision_OfADecidedRequest_IsStillNotPending()
