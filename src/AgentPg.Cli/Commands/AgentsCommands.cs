@@ -101,7 +101,7 @@ internal static class AgentsCommands
                 { Type: AgentThinkingType.Enabled } t => $"enabled, budget {t.BudgetTokens} tokens",
                 { Type: AgentThinkingType.Adaptive } => "adaptive",
                 _ => "disabled",
-            });
+            } + (agent.Thinking?.Display is { } display ? $", display {Format.Name(display)}" : ""));
             // As Claude receives it (output_config.effort).
             Fact("Effort", agent.Effort switch { null => null, AgentEffort.ExtraHigh => "xhigh", { } effort => Format.Name(effort) });
             Fact("Tools", agent.Tools is null ? "(any the instance registered)" : agent.Tools.Count == 0 ? "(none)" : string.Join(", ", agent.Tools));

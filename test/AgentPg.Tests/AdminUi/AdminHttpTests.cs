@@ -102,7 +102,10 @@ public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<Sch
             Name = "judge_" + suffix, Model = "claude-sonnet-4-5", MaxTokens = 8192, Thinking = AgentThinking.Enabled(2048),
             Effort = AgentEffort.ExtraHigh, OutputSchema = schema.RootElement.Clone(),
         });
-        await app.Client.CreateAgentAsync(new AgentDefinition { Name = "plain_" + suffix, Model = "claude-sonnet-4-5", Thinking = AgentThinking.Adaptive });
+        await app.Client.CreateAgentAsync(new AgentDefinition
+        {
+            Name = "plain_" + suffix, Model = "claude-sonnet-4-5", Thinking = AgentThinking.Adaptive.WithDisplay(AgentThinkingDisplay.Omitted),
+        });
 
         var html = await http.GetStringAsync("agents");
 
@@ -114,7 +117,7 @@ public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<Sch
         Assert.Contains("&lt;/pre&gt;&lt;script&gt;alert(1)&lt;/script&gt; &amp; more", judge.Value, StringComparison.Ordinal);
         Assert.DoesNotContain("<script>", html, StringComparison.Ordinal);
         var plain = Regex.Match(html, $"<tr><td><strong>plain_{suffix}</strong>.*?</tr>", RegexOptions.Singleline);
-        Assert.Contains("thinking: adaptive", plain.Value, StringComparison.Ordinal);
+        Assert.Contains("thinking: adaptive, display omitted", plain.Value, StringComparison.Ordinal);
         Assert.DoesNotContain("effort", plain.Value, StringComparison.Ordinal);
         Assert.DoesNotContain("output schema", plain.Value, StringComparison.Ordinal);
     }

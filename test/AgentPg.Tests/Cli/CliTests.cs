@@ -209,14 +209,14 @@ public sealed class CliTests(SchemaFixture db) : IClassFixture<SchemaFixture>
             """);
         var judge = await client.CreateAgentAsync(new AgentDefinition
         {
-            Name = "judge_" + suffix, Model = "claude-sonnet-4-5", MaxTokens = 8192, Thinking = AgentThinking.Enabled(2048),
+            Name = "judge_" + suffix, Model = "claude-sonnet-4-5", MaxTokens = 8192, Thinking = AgentThinking.Enabled(2048).WithDisplay(AgentThinkingDisplay.Summarized),
             Effort = AgentEffort.ExtraHigh, OutputSchema = schema.RootElement.Clone(), Tools = ["lookup"], AgentIds = [worker.Id],
             ToolsRequiringApproval = ["worker_" + suffix], SystemPrompt = "Judge fairly.",
         });
 
         var shown = await CliRunner.RunAsync(db.Schema, "agents", "show", judge.Name);
         Assert.True(shown.ExitCode == 0, shown.ToString());
-        Assert.Matches(@"Thinking\s+enabled, budget 2048 tokens", shown.Output);
+        Assert.Matches(@"Thinking\s+enabled, budget 2048 tokens, display summarized", shown.Output);
         Assert.Matches(@"Effort\s+xhigh", shown.Output);
         Assert.Matches($@"Agents\s+worker_{suffix} \({worker.Id}\)", shown.Output);
         Assert.Matches($@"Approval\s+worker_{suffix}", shown.Output);

@@ -44,7 +44,7 @@ internal static class AgentPages
             { Type: AgentThinkingType.Enabled } t => $"thinking: enabled, {t.BudgetTokens} tokens",
             { Type: AgentThinkingType.Adaptive } => "thinking: adaptive",
             _ => "thinking: disabled",
-        };
+        } + (a.Thinking?.Display is { } display ? $", display {display.ToString().ToLowerInvariant()}" : "");
         var effort = a.Effort is { } e ? "effort: " + AgentEfforts.ToWire(e) : null;
         return Html.Of($"""
             <span data-agent-settings>{string.Join(" · ", new[] { thinking, effort }.Where(x => x is not null))}</span>
