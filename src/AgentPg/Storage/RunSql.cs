@@ -143,7 +143,7 @@ internal sealed class RunSql
             """;
         // Iterations to poll: this instance's in-progress batches and orphaned ones. $1 instance, $2 interval, $3 max.
         ForPoll = $"""
-            SELECT {PollColumns}, {Prefixed("r")}
+            SELECT {PollColumns}, {Prefixed("r")}, r.traceparent
               FROM {s}.agentpg_get_iterations_for_poll($1, $2, $3) i
               JOIN {t} r ON r.id = i.run_id
             """;
@@ -573,6 +573,7 @@ internal sealed class RunSql
             UnavailableSince = r.IsDBNull(12) ? null : r.GetFieldValue<DateTimeOffset>(12),
             UnavailableCount = r.GetInt32(13),
             ResubmitDue = r.GetBoolean(14),
+            TraceParent = r.IsDBNull(PollColumnCount + ColumnCount) ? null : r.GetString(PollColumnCount + ColumnCount),
         };
 
     /// <summary>A command for <see cref="CallbackSweep"/> over runs and their creating transactions (null: committed); read

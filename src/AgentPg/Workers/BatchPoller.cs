@@ -126,12 +126,28 @@ internal sealed class BatchPoller(Engine engine)
             IterationId = item.IterationId,
             UsedExtendedContext = item.ExtendedContext,
             IterationUsage = item.DroppedUsage,
+            TraceParent = item.TraceParent,
         };
 
         try
         {
+            await PollClaimedAsync(claimed, item, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            // The span of a result's application (none for a poll that found the batch in progress).
+            claimed.Activity?.Dispose();
+        }
+    }
+
+    private async Task PollClaimedAsync(ClaimedRun claimed, BatchPollItem item, CancellationToken cancellationToken)
+    {
+        var run = claimed.Run;
+        try
+        {
             if (item.ResubmitDue)
             {
+                claimed.Activity = Telemetry.StartBatchResult(claimed, item.BatchId, "errored");
                 // The batch ended errored with Claude unavailable and the iteration's wait is over: nothing to poll.
                 Log.BatchResubmitting(engine.Logger, run.Id, item.BatchId,
                     $"errored with Claude unavailable (failing for {Durations.Format(engine.Time.GetUtcNow() - (item.UnavailableSince ?? engine.Time.GetUtcNow()))}, " +
@@ -148,6 +164,7 @@ internal sealed class BatchPoller(Engine engine)
                     if (batch.ExpiresAt <= engine.Time.GetUtcNow())
                     {
                         // Past its expiry without an end: it will not be processed any more.
+                        claimed.Activity = Telemetry.StartBatchResult(claimed, item.BatchId, "expired");
                         await _api.CancelQuietlyAsync([item.BatchId], take: false, CancellationToken.None).ConfigureAwait(false);
                         await HandleExpiredAsync(claimed, item, cancellationToken).ConfigureAwait(false);
                     }
@@ -158,6 +175,7 @@ internal sealed class BatchPoller(Engine engine)
 
                     break;
                 case "ended":
+                    claimed.Activity = Telemetry.StartBatchResult(claimed, item.BatchId, null);
                     await HandleEndedAsync(claimed, item, cancellationToken).ConfigureAwait(false);
                     break;
             }
@@ -215,6 +233,7 @@ internal sealed class BatchPoller(Engine engine)
     {
         var result = await _api.FindResultAsync(item.BatchId, item.IterationId, cancellationToken).ConfigureAwait(false);
         var type = result is { } r && r.TryGetProperty("type", out var t) ? t.GetString() : null;
+        claimed.Activity?.SetTag("agentpg.batch.result", type ?? "missing");
         switch (type)
         {
             case "succeeded":
@@ -228,6 +247,7 @@ internal sealed class BatchPoller(Engine engine)
                 claimed.IterationUsage += response.Usage;
                 var context = await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false);
                 Telemetry.Answered(context.Agent.Model, response, "batch");
+                Telemetry.BatchAnswered(claimed.Activity, response, engine.Options.Telemetry.CaptureContent);
                 if (response.StopReason == StopReasons.ModelContextWindowExceeded)
                 {
                     // The answer ran into the context window: dropped, and the request takes the prompt-too-long path.
@@ -415,4 +435,7 @@ internal sealed record BatchPollItem(Guid IterationId, int IterationNumber, stri
     /// <summary>Gets whether the batch ended errored with Claude unavailable and the iteration's wait is over: the request is
     /// resubmitted without a poll.</summary>
     public bool ResubmitDue { get; init; }
+
+    /// <summary>Gets the W3C trace context stored with the run, which the span of a result's application continues.</summary>
+    public string? TraceParent { get; init; }
 }
