@@ -145,6 +145,13 @@ public sealed partial class FakeClaudeServer
             .Select(block => block is FakeToolUseBlock { Id: null } toolUse ? toolUse with { Id = Ids.ToolUse() } : block)
             .ToList();
         var usage = _promptCache.Apply(request.Model, request.Prompt) with { Output = TokenEstimator.OutputTokens(content) };
+        if (request.Thinking is { } thinking && FakeJson.GetString(thinking, "display") == "omitted")
+        {
+            // thinking.display "omitted": the blocks come back with empty thinking text and their signatures (billed as
+            // the full thinking, counted above), and a stream sends no thinking_delta.
+            content = content.Select(block => block is FakeThinkingBlock t ? t with { Thinking = "" } : block).ToList();
+        }
+
         if (reply.Usage is { } explicitUsage)
         {
             usage = usage with

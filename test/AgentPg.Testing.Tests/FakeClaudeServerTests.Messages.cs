@@ -161,6 +161,48 @@ public sealed partial class FakeClaudeServerTests
     }
 
     [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Create_ThinkingDisplayOmitted_ReturnsTheBlockWithEmptyThinkingAndItsSignature_BilledAsTheFullThinking(bool streaming)
+    {
+        await using var claude = await FakeClaudeServer.StartAsync();
+        using var client = claude.CreateClient();
+        const string thought = "The user wants a greeting; a short one will do.";
+        FakeReply Reply() => FakeReply.Message(FakeContentBlock.Thinking(thought, "EqQBCgIYAhIM"), FakeContentBlock.Text("Hello!"));
+        var summarized = Sdk.Ask("Greet me") with { MaxTokens = 4096, Thinking = new ThinkingConfigEnabled(2048) { Display = ThinkingConfigEnabledDisplay.Summarized } };
+        var omitted = summarized with { Thinking = new ThinkingConfigEnabled(2048) { Display = ThinkingConfigEnabledDisplay.Omitted } };
+
+        claude.Enqueue(Reply(), Reply());
+        var full = await client.Messages.Create(summarized);
+        List<RawMessageStreamEvent> events = [];
+        Message message;
+        if (streaming)
+        {
+            events = await Sdk.CollectAsync(client.Messages.CreateStreaming(omitted));
+            claude.Enqueue(Reply());
+            message = await client.Messages.CreateStreaming(omitted).Aggregate();
+        }
+        else
+        {
+            message = await client.Messages.Create(omitted);
+        }
+
+        Assert.True(full.Content[0].TryPickThinking(out var fullThinking));
+        Assert.Equal(thought, fullThinking.Thinking);
+        Assert.True(message.Content[0].TryPickThinking(out var thinking));
+        Assert.Equal("", thinking.Thinking);
+        Assert.Equal("EqQBCgIYAhIM", thinking.Signature);
+        Assert.Equal("Hello!", Sdk.Text(message));
+        Assert.Equal(full.Usage.OutputTokens, message.Usage.OutputTokens);
+        if (streaming)
+        {
+            var deltaTypes = Sdk.DeltaTypes(events);
+            Assert.DoesNotContain("thinking_delta", deltaTypes);
+            Assert.Equal(1, deltaTypes.Count(t => t == "signature_delta"));
+        }
+    }
+
+    [Theory]
     [InlineData("end_turn", false)]
     [InlineData("end_turn", true)]
     [InlineData("max_tokens", false)]

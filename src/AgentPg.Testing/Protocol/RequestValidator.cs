@@ -453,6 +453,19 @@ internal static partial class RequestValidator
 
         thinking = config;
         var type = FakeJson.GetString(config, "type");
+        if (type is "disabled" or "adaptive" or "enabled" && FakeJson.TryGet(config, "display", out var display))
+        {
+            if (type == "disabled")
+            {
+                return ApiFailure.Invalid("thinking.disabled.display: Extra inputs are not permitted");
+            }
+
+            if (display.ValueKind != JsonValueKind.String || display.GetString() is not ("summarized" or "omitted"))
+            {
+                return ApiFailure.Invalid($"thinking.{type}.display: Input should be 'summarized' or 'omitted'");
+            }
+        }
+
         switch (type)
         {
             case "disabled" or "adaptive":

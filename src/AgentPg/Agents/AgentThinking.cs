@@ -12,13 +12,19 @@ namespace AgentPg;
 /// <see cref="AgentDefinition.Thinking"/> sends no <c>thinking</c> field at all, so the model's default applies.</para>
 /// <para>Thinking tokens count towards <see cref="AgentDefinition.MaxTokens"/>, and Claude's thinking blocks are stored with
 /// their signatures and sent back unchanged on the next model calls of the conversation, as the API requires.</para>
+/// <para>What a thinking block carries back is <see cref="Display"/>: a summary of the thinking, or nothing (the signature
+/// alone carries the reasoning). Models differ in their default — Claude Opus 4.7 and later omit it — so an application
+/// that shows <see cref="ThinkingDeltaEvent"/> to its users asks for <see cref="AgentThinkingDisplay.Summarized"/> with
+/// <see cref="WithDisplay"/>, and one that never shows thinking can ask for <see cref="AgentThinkingDisplay.Omitted"/>,
+/// whose answers start streaming sooner.</para>
 /// </remarks>
 public sealed record AgentThinking
 {
-    private AgentThinking(AgentThinkingType type, int? budgetTokens)
+    private AgentThinking(AgentThinkingType type, int? budgetTokens, AgentThinkingDisplay? display = null)
     {
         Type = type;
         BudgetTokens = budgetTokens;
+        Display = display;
     }
 
     /// <summary>Gets the kind of thinking.</summary>
@@ -27,6 +33,10 @@ public sealed record AgentThinking
     /// <summary>Gets the most tokens Claude may spend thinking per model call, for <see cref="AgentThinkingType.Enabled"/>;
     /// otherwise <see langword="null"/>.</summary>
     public int? BudgetTokens { get; }
+
+    /// <summary>Gets what Claude's thinking blocks carry back (Claude's <c>thinking.display</c>), or <see langword="null"/>
+    /// to send none and get the model's default.</summary>
+    public AgentThinkingDisplay? Display { get; }
 
     /// <summary>Gets adaptive thinking (<c>{"type":"adaptive"}</c>): Claude decides when and how much to think, guided by
     /// <see cref="AgentDefinition.Effort"/>. Claude Opus 4.6, Sonnet 4.6 and later models.</summary>
@@ -41,12 +51,42 @@ public sealed record AgentThinking
     /// <returns>The setting.</returns>
     public static AgentThinking Enabled(int budgetTokens) => new(AgentThinkingType.Enabled, budgetTokens);
 
-    /// <summary>The request field, for example <c>{"type":"enabled","budget_tokens":2048}</c>.</summary>
-    internal string ToJson() => Type switch
+    /// <summary>The same thinking with the given <see cref="Display"/>, for example
+    /// <c>AgentThinking.Adaptive.WithDisplay(AgentThinkingDisplay.Summarized)</c>.</summary>
+    /// <param name="display">What Claude's thinking blocks carry back.</param>
+    /// <returns>The setting.</returns>
+    /// <exception cref="InvalidOperationException">The thinking is <see cref="Disabled"/>: there is nothing to display.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="display"/> is not an <see cref="AgentThinkingDisplay"/> value.</exception>
+    public AgentThinking WithDisplay(AgentThinkingDisplay display)
     {
-        AgentThinkingType.Enabled => string.Create(System.Globalization.CultureInfo.InvariantCulture, $$"""{"type":"enabled","budget_tokens":{{BudgetTokens}}}"""),
-        AgentThinkingType.Adaptive => """{"type":"adaptive"}""",
-        _ => """{"type":"disabled"}""",
+        if (Type == AgentThinkingType.Disabled)
+        {
+            throw new InvalidOperationException(
+                "AgentThinking.Disabled takes no display: choose AgentThinking.Adaptive or AgentThinking.Enabled(budgetTokens) first.");
+        }
+
+        _ = ToWire(display);
+        return new(Type, BudgetTokens, display);
+    }
+
+    /// <summary>The request field, for example <c>{"type":"enabled","budget_tokens":2048}</c> or
+    /// <c>{"type":"adaptive","display":"summarized"}</c>.</summary>
+    internal string ToJson()
+    {
+        var display = Display is { } d ? ",\"display\":\"" + ToWire(d) + "\"" : "";
+        return Type switch
+        {
+            AgentThinkingType.Enabled => string.Create(System.Globalization.CultureInfo.InvariantCulture, $$"""{"type":"enabled","budget_tokens":{{BudgetTokens}}{{display}}}"""),
+            AgentThinkingType.Adaptive => $$"""{"type":"adaptive"{{display}}}""",
+            _ => """{"type":"disabled"}""",
+        };
+    }
+
+    private static string ToWire(AgentThinkingDisplay display) => display switch
+    {
+        AgentThinkingDisplay.Summarized => "summarized",
+        AgentThinkingDisplay.Omitted => "omitted",
+        _ => throw new ArgumentOutOfRangeException(nameof(display), display, "Not an AgentThinkingDisplay value."),
     };
 
     /// <summary>Reads what <see cref="ToJson"/> wrote.</summary>
@@ -54,13 +94,29 @@ public sealed record AgentThinking
     {
         using var document = JsonDocument.Parse(json);
         var root = document.RootElement;
-        return root.GetProperty("type").GetString() switch
+        var thinking = root.GetProperty("type").GetString() switch
         {
             "enabled" => Enabled(root.GetProperty("budget_tokens").GetInt32()),
             "adaptive" => Adaptive,
             _ => Disabled,
         };
+        return root.TryGetProperty("display", out var display)
+            ? thinking.WithDisplay(display.GetString() == "omitted" ? AgentThinkingDisplay.Omitted : AgentThinkingDisplay.Summarized)
+            : thinking;
     }
+}
+
+/// <summary>What Claude's thinking blocks carry back: Claude's <c>thinking.display</c>, set with
+/// <see cref="AgentThinking.WithDisplay"/>.</summary>
+public enum AgentThinkingDisplay
+{
+    /// <summary><c>"summarized"</c>: a summary of the thinking streams into the block (<see cref="ThinkingDeltaEvent"/>);
+    /// billed for the full thinking, not the summary.</summary>
+    Summarized,
+
+    /// <summary><c>"omitted"</c>: the block's thinking text is empty and its signature carries the reasoning; no
+    /// <see cref="ThinkingDeltaEvent"/>, and the answer starts streaming sooner.</summary>
+    Omitted,
 }
 
 /// <summary>The kinds of <see cref="AgentThinking"/>.</summary>

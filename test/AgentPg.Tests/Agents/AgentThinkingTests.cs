@@ -48,6 +48,95 @@ public sealed class AgentThinkingTests(SchemaFixture db) : IClassFixture<SchemaF
         Assert.Null((await h.Client.GetAgentByIdAsync(created.Id)).Thinking);
     }
 
+    [Fact]
+    public void WithDisplay_KeepsTheThinking_AndDisabledThinkingTakesNone()
+    {
+        var summarized = AgentThinking.Adaptive.WithDisplay(AgentThinkingDisplay.Summarized);
+        Assert.Equal(AgentThinkingType.Adaptive, summarized.Type);
+        Assert.Equal(AgentThinkingDisplay.Summarized, summarized.Display);
+        Assert.Null(AgentThinking.Adaptive.Display);
+        Assert.NotEqual(AgentThinking.Adaptive, summarized);
+        Assert.Equal(summarized, AgentThinking.Adaptive.WithDisplay(AgentThinkingDisplay.Summarized));
+        var budgeted = AgentThinking.Enabled(2048).WithDisplay(AgentThinkingDisplay.Omitted);
+        Assert.Equal((AgentThinkingType.Enabled, 2048, AgentThinkingDisplay.Omitted), (budgeted.Type, budgeted.BudgetTokens, budgeted.Display));
+
+        var disabled = Assert.Throws<InvalidOperationException>(() => AgentThinking.Disabled.WithDisplay(AgentThinkingDisplay.Omitted));
+        Assert.Contains("AgentThinking.Adaptive", disabled.Message, StringComparison.Ordinal);
+        Assert.Throws<ArgumentOutOfRangeException>(() => AgentThinking.Adaptive.WithDisplay((AgentThinkingDisplay)7));
+    }
+
+    [DatabaseFact]
+    public async Task ThinkingDisplay_IsStoredWithTheAgent_AndSentInTheThinkingField()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync(a => a with { Thinking = AgentThinking.Enabled(2048).WithDisplay(AgentThinkingDisplay.Summarized), MaxTokens = 8192 });
+        Assert.Equal(AgentThinking.Enabled(2048).WithDisplay(AgentThinkingDisplay.Summarized), (await h.Client.GetAgentByIdAsync(agent.Id)).Thinking);
+        h.Claude.Respond(_ => FakeReply.Message(FakeContentBlock.Thinking("Short."), FakeContentBlock.Text("ok")));
+
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "hi"), "the run", s_timeout);
+
+        Assert.Equal("""{"type":"enabled","budget_tokens":2048,"display":"summarized"}""", Thinking(Assert.Single(h.Claude.Requests, r => r.IsMessagesCall).Body!.Value));
+        await h.Client.UpdateAgentAsync(agent with { Thinking = AgentThinking.Adaptive });
+        Assert.Same(AgentThinking.Adaptive, (await h.Client.GetAgentByIdAsync(agent.Id)).Thinking);
+    }
+
+    [DatabaseFact]
+    public async Task ThinkingDisplayOmitted_StreamsNoThinking_StoresTheEmptyBlockWithItsSignature_AndSendsItBackUnchanged()
+    {
+        await using var h = await Harness.StartAsync(db, tools: Lookup());
+        var agent = await h.AgentAsync(a => a with
+        {
+            Model = "claude-opus-4-7",
+            Tools = ["lookup"],
+            Thinking = AgentThinking.Adaptive.WithDisplay(AgentThinkingDisplay.Omitted),
+        });
+        var watched = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        h.Claude.Respond(async (r, cancellationToken) =>
+        {
+            if (r.ToolResults.Count > 0)
+            {
+                return FakeReply.Message(FakeContentBlock.Thinking("It was found.", "sig-2"), FakeContentBlock.Text("Found it."));
+            }
+
+            await watched.Task.WaitAsync(cancellationToken);
+            return FakeReply.Message(FakeContentBlock.Thinking("A hidden plan.", "sig-1"), FakeContentBlock.ToolUse("lookup", new { }, "toolu_o1"))
+                with { StopReason = "tool_use" };
+        });
+        var session = await h.Client.NewSessionAsync();
+        var runId = await h.Client.RunFastAsync(session, agent.Id, "look it up");
+
+        var events = new List<RunEvent>();
+        var watch = Task.Run(async () =>
+        {
+            await foreach (var e in h.Client.WatchRunAsync(runId))
+            {
+                events.Add(e);
+                if (!watched.Task.IsCompleted)
+                {
+                    await Eventually.TrueAsync(() => h.Client.Engine.Deltas.IsWatched(runId), "the instance learns of the watch", s_timeout);
+                    watched.TrySetResult();
+                }
+            }
+        });
+        await Eventually.WithinAsync(watch, "the watch to end with the run", s_timeout);
+
+        Assert.Equal(RunState.Completed, (await h.Client.GetRunAsync(runId)).State);
+        Assert.Empty(events.OfType<ThinkingDeltaEvent>());
+        Assert.Contains(events, e => e is TextDeltaEvent);
+        var messages = await h.Client.GetMessagesAsync(session);
+        Assert.Equal([ContentTypes.Thinking, ContentTypes.ToolUse], messages[1].Content.Select(b => b.Type));
+        Assert.Equal("", messages[1].Content[0].Text ?? "");
+        Assert.Equal("sig-1", messages[1].Content[0].Signature);
+
+        var requests = h.Claude.Requests.Where(r => r.IsMessagesCall).Select(r => r.Body!.Value).ToList();
+        Assert.Equal(2, requests.Count);
+        Assert.All(requests, body => Assert.Equal("""{"type":"adaptive","display":"omitted"}""", Thinking(body)));
+        var echoed = requests[1].GetProperty("messages")[1].GetProperty("content")[0];
+        Assert.Equal("thinking", echoed.GetProperty("type").GetString());
+        Assert.Equal("", echoed.GetProperty("thinking").GetString());
+        Assert.Equal("sig-1", echoed.GetProperty("signature").GetString());
+    }
+
     [DatabaseFact]
     public async Task InvalidThinking_IsRefusedOnCreateAndUpdate_SayingWhatToFix()
     {
