@@ -288,6 +288,8 @@ public sealed partial class AgentPgClient
             }
         }
 
+        ValidateMemory(definition, parameterName);
+
         if (definition.ToolsRequiringApproval is { } approval)
         {
             foreach (var name in approval)
@@ -329,6 +331,33 @@ public sealed partial class AgentPgClient
         }
 
         return (JsonMapping.ToJsonObject(definition.Metadata, "AgentDefinition.Metadata"), config);
+    }
+
+    private static void ValidateMemory(AgentDefinition definition, string parameterName)
+    {
+        if (definition.Memory is not { } memory)
+        {
+            return;
+        }
+
+        if (memory.MaxFileBytes <= 0 || memory.MaxStoreBytes <= 0)
+        {
+            throw new ArgumentException(
+                $"AgentDefinition.Memory of agent '{definition.Name}' has MaxFileBytes {memory.MaxFileBytes} and MaxStoreBytes {memory.MaxStoreBytes}; both must be " +
+                $"positive (the defaults are {AgentMemory.DefaultMaxFileBytes} and {AgentMemory.DefaultMaxStoreBytes}).", parameterName);
+        }
+
+        if (memory.MetadataKey is { } key)
+        {
+            Nul.Reject(key, parameterName, "AgentDefinition.Memory.MetadataKey");
+        }
+
+        if (definition.Tools?.Contains(Memory.MemoryTool.ToolName, StringComparer.Ordinal) == true)
+        {
+            throw new ArgumentException(
+                $"AgentDefinition.Tools of agent '{definition.Name}' lists '{Memory.MemoryTool.ToolName}', and the agent has a Memory: Claude's memory tool takes " +
+                "that name. Remove it from Tools (the memory tool needs no registration), or rename your tool.", parameterName);
+        }
     }
 
     // Claude's rules for thinking (every model call of the agent would otherwise fail with a 400): a budget of at least 1024
@@ -429,6 +458,13 @@ public sealed partial class AgentPgClient
         }
 
         CheckDelegateNames(definition.Name, definition.Tools, delegates.Select(d => d.Name).ToList());
+        if (definition.Memory is not null && delegates.Any(d => d.Name == Memory.MemoryTool.ToolName))
+        {
+            throw new ArgumentException(
+                $"Agent '{definition.Name}' has a Memory and delegates to an agent named '{Memory.MemoryTool.ToolName}', the name of Claude's memory tool. " +
+                "Rename the delegate agent, or leave Memory null.", nameof(definition));
+        }
+
         CheckApprovalNames(definition, [.. delegates.Select(d => d.Name)]);
     }
 
@@ -443,7 +479,8 @@ public sealed partial class AgentPgClient
 
         foreach (var name in approval)
         {
-            if (name != "*" && !definition.Tools.Contains(name, StringComparer.Ordinal) && !delegateNames.Contains(name, StringComparer.Ordinal))
+            if (name != "*" && !definition.Tools.Contains(name, StringComparer.Ordinal) && !delegateNames.Contains(name, StringComparer.Ordinal)
+                && !(name == Memory.MemoryTool.ToolName && definition.Memory is not null))
             {
                 throw new ArgumentException(
                     $"AgentDefinition.ToolsRequiringApproval of agent '{definition.Name}' lists '{name}', which is neither in its Tools nor the " +

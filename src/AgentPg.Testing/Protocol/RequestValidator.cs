@@ -369,6 +369,11 @@ internal static partial class RequestValidator
                 return ApiFailure.Invalid($"tools.{index}.{tag}.name: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'");
             }
 
+            if (type == MemoryToolType && ValidateMemoryTool(tool, index, name) is { } memoryFailure)
+            {
+                return memoryFailure;
+            }
+
             JsonElement? schema = null;
             if (isClientTool)
             {
@@ -403,6 +408,32 @@ internal static partial class RequestValidator
                 Json = tool,
             });
             index++;
+        }
+
+        return null;
+    }
+
+    /// <summary>The type of Claude's memory tool (client-executed: Claude calls it as <c>memory</c> with a command).</summary>
+    internal const string MemoryToolType = "memory_20250818";
+
+    // The fields the memory tool's definition takes (Anthropic SDK 13.12 MemoryTool20250818: name, type, allowed_callers,
+    // cache_control, defer_loading, strict); its name is always "memory". No input_schema or description: Claude knows the tool.
+    private static readonly HashSet<string> s_memoryToolFields =
+        ["type", "name", "allowed_callers", "cache_control", "defer_loading", "strict"];
+
+    private static ApiFailure? ValidateMemoryTool(JsonElement tool, int index, string name)
+    {
+        if (name != "memory")
+        {
+            return ApiFailure.Invalid($"tools.{index}.{MemoryToolType}.name: Input should be 'memory'");
+        }
+
+        foreach (var property in tool.EnumerateObject())
+        {
+            if (!s_memoryToolFields.Contains(property.Name))
+            {
+                return ApiFailure.Invalid($"tools.{index}.{MemoryToolType}.{property.Name}: Extra inputs are not permitted");
+            }
         }
 
         return null;

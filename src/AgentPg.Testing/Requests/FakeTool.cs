@@ -12,7 +12,8 @@ public sealed record FakeTool(string Name)
     /// <summary>The <c>input_schema</c> of a client tool; <see langword="null"/> for server tools.</summary>
     public JsonElement? InputSchema { get; init; }
 
-    /// <summary>The <c>type</c> of a server tool (for example <c>web_search_20250305</c>); <see langword="null"/> for client tools.</summary>
+    /// <summary>The <c>type</c> of a typed tool: a server tool (for example <c>web_search_20250305</c>) or a client tool Claude
+    /// defines (<c>memory_20250818</c>, whose name is always <c>memory</c>); <see langword="null"/> for custom tools.</summary>
     public string? ServerToolType { get; init; }
 
     /// <summary>The tool definition as sent.</summary>

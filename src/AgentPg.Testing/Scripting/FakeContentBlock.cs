@@ -32,6 +32,16 @@ public abstract record FakeContentBlock
     public static FakeToolUseBlock ToolUse(string name, object? input = null, string? id = null) =>
         new(name, FakeJson.ToObject(input, nameof(input))) { Id = id };
 
+    /// <summary>A <c>tool_use</c> block calling Claude's memory tool (<c>memory_20250818</c>, always named <c>memory</c>) with
+    /// one command, for example <c>Memory(new { command = "view", path = "/memories" })</c> or
+    /// <c>Memory(new { command = "create", path = "/memories/notes.md", file_text = "…" })</c>.</summary>
+    /// <param name="input">The command and its fields (<c>command</c>, <c>path</c>, <c>file_text</c>, <c>old_str</c>,
+    /// <c>new_str</c>, <c>insert_line</c>, <c>insert_text</c>, <c>old_path</c>, <c>new_path</c>, <c>view_range</c>), as for
+    /// <see cref="ToolUse(string, object?, string?)"/>.</param>
+    /// <param name="id">The tool_use id; <see langword="null"/> generates one.</param>
+    /// <returns>The block.</returns>
+    public static FakeToolUseBlock Memory(object input, string? id = null) => ToolUse("memory", input, id);
+
     /// <summary>
     /// A <c>tool_use</c> block cut off by <c>max_tokens</c>: a stream sends exactly <paramref name="partialInputJson"/> (for
     /// example <c>{"location": "Par</c>) as <c>input_json_delta</c> chunks and stops mid-object, as the real API does. A

@@ -50,6 +50,15 @@ public sealed record AgentDefinition
     /// <see cref="StructuredOutput.SchemaFor{T}(System.Text.Json.JsonSerializerOptions?)"/>.</remarks>
     public System.Text.Json.JsonElement? OutputSchema { get; init; }
 
+    /// <summary>Gets Claude's memory tool for the agent, or <see langword="null"/> for none: which store its notes live in (per
+    /// agent, per session, or per session metadata value such as a tenant id) and how large they may grow.</summary>
+    /// <remarks>An agent with a memory is offered Claude's memory tool (<c>memory_20250818</c>, called <c>memory</c>), whose
+    /// commands AgentPg executes itself against PostgreSQL, each in one transaction with its tool_result; no tool is registered
+    /// and any instance runs them. <see cref="Tools"/> must not list <c>memory</c> then (the memory tool takes that name; with
+    /// <see cref="Tools"/> <see langword="null"/> it takes the place of an instance tool so named). <see cref="ToolsRequiringApproval"/>
+    /// may name <c>memory</c>. See docs/memory.md.</remarks>
+    public AgentMemory? Memory { get; init; }
+
     /// <summary>Gets the maximum number of tokens per answer; <see langword="null"/> means 4096.</summary>
     public int? MaxTokens { get; init; }
 

@@ -69,6 +69,8 @@ DROP TABLE IF EXISTS agentpg_leader;
 DROP TABLE IF EXISTS agentpg_instance_tools;
 DROP TABLE IF EXISTS agentpg_instances;
 DROP TABLE IF EXISTS agentpg_message_archive;
+DROP TABLE IF EXISTS agentpg_memory_files;
+DROP TABLE IF EXISTS agentpg_memory_stores;
 DROP TABLE IF EXISTS agentpg_compaction_events;
 DROP TABLE IF EXISTS agentpg_tool_executions;
 DROP TABLE IF EXISTS agentpg_iterations;

@@ -128,6 +128,8 @@ CREATE TABLE agentpg_agents (
     -- The JSON schema of the agent's answers (structured outputs), as its text: json, not jsonb, keeps the properties'
     -- order, which is the order Claude writes them in.
     output_schema  JSON,
+    -- Claude's memory tool for the agent (AgentDefinition.Memory: the store's scope and limits); NULL = no memory tool.
+    memory         JSONB,
     metadata       JSONB NOT NULL DEFAULT '{}',
     config         JSONB NOT NULL DEFAULT '{}',
     created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
@@ -140,6 +142,7 @@ CREATE TABLE agentpg_agents (
     CONSTRAINT agent_thinking_object CHECK (thinking IS NULL OR jsonb_typeof(thinking) = 'object'),
     CONSTRAINT agent_effort_valid CHECK (effort IS NULL OR effort IN ('low', 'medium', 'high', 'xhigh', 'max')),
     CONSTRAINT agent_output_schema_object CHECK (output_schema IS NULL OR json_typeof(output_schema) = 'object'),
+    CONSTRAINT agent_memory_object CHECK (memory IS NULL OR jsonb_typeof(memory) = 'object'),
     CONSTRAINT agent_unique_name_metadata UNIQUE (name, metadata)
 );
 CREATE INDEX agentpg_idx_agents_metadata ON agentpg_agents USING GIN (metadata);
@@ -373,6 +376,8 @@ CREATE TABLE agentpg_tool_executions (
     tool_name               TEXT NOT NULL,
     tool_input              JSONB NOT NULL,
     is_agent_tool           BOOLEAN NOT NULL DEFAULT FALSE,
+    -- A call of Claude's memory tool by an agent with AgentDefinition.Memory: AgentPg executes it itself, on any instance.
+    is_memory_tool          BOOLEAN NOT NULL DEFAULT FALSE,
     agent_id                UUID REFERENCES agentpg_agents (id),
     child_run_id            UUID REFERENCES agentpg_runs (id) ON DELETE SET NULL,
     tool_output             TEXT,
@@ -425,6 +430,35 @@ CREATE INDEX agentpg_idx_tool_exec_awaiting ON agentpg_tool_executions (created_
 
 ALTER TABLE agentpg_runs ADD CONSTRAINT agentpg_fk_runs_parent_tool_execution
     FOREIGN KEY (parent_tool_execution_id) REFERENCES agentpg_tool_executions (id) ON DELETE SET NULL;
+
+-- Claude's memory tool (AgentDefinition.Memory): a store per agent, per agent and session, or per agent and session
+-- metadata value (a tenant), each holding files under /memories. Writes to a store lock its row first (the INSERT … ON
+-- CONFLICT DO UPDATE that finds or creates it), so two runs writing one store serialise and its size limit holds.
+-- Deleting the agent or the session of a store deletes the store and its files.
+CREATE TABLE agentpg_memory_stores (
+    id              UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    agent_id        UUID NOT NULL REFERENCES agentpg_agents (id) ON DELETE CASCADE,
+    session_id      UUID REFERENCES agentpg_sessions (id) ON DELETE CASCADE,
+    metadata_key    TEXT,
+    metadata_value  TEXT,
+    created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT memory_store_scope CHECK (session_id IS NULL OR metadata_key IS NULL),
+    CONSTRAINT memory_store_metadata CHECK ((metadata_key IS NULL) = (metadata_value IS NULL)),
+    CONSTRAINT memory_store_unique UNIQUE NULLS NOT DISTINCT (agent_id, session_id, metadata_key, metadata_value)
+);
+CREATE INDEX agentpg_idx_memory_stores_session ON agentpg_memory_stores (session_id) WHERE session_id IS NOT NULL;
+
+-- The files of a memory store; directories are implied by the paths ('/memories/a/b.md' makes '/memories/a').
+CREATE TABLE agentpg_memory_files (
+    store_id    UUID NOT NULL REFERENCES agentpg_memory_stores (id) ON DELETE CASCADE,
+    path        TEXT NOT NULL,
+    content     TEXT NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (store_id, path),
+    CONSTRAINT memory_file_path CHECK (starts_with(path, '/memories/'))
+);
 
 CREATE TABLE agentpg_compaction_events (
     id                     UUID PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -941,6 +975,7 @@ BEGIN
            AND te.scheduled_at <= now()
            AND CASE WHEN te.is_agent_tool
                     THEN a.tool_names IS NULL OR a.tool_names <@ m.names
+                    WHEN te.is_memory_tool THEN TRUE
                     ELSE te.tool_name = ANY (m.names)
                END
          ORDER BY te.scheduled_at, te.created_at
@@ -1022,7 +1057,7 @@ $$;
 -- ---------------------------------------------------------------------------------------------------------
 
 -- Inserts one tool execution per element of p_tool_params ({id, iteration_id, tool_use_id, tool_name, tool_input,
--- is_agent_tool, agent_id, max_attempts, position}, plus state/error_message for executions that fail before
+-- is_agent_tool, is_memory_tool, agent_id, max_attempts, position}, plus state/error_message for executions that fail before
 -- running: unknown tool, invalid input; or state awaiting_approval for calls that wait for a person) and moves the run to p_new_state with p_run_updates applied
 -- (tool_iterations, token counters, iteration_count, response_text, stop_reason). Fenced. When every execution
 -- is already terminal the run continues at once (tool_result message, back to pending). Counters in
@@ -1037,7 +1072,7 @@ BEGIN
 
     RETURN QUERY
     INSERT INTO agentpg_tool_executions (id, run_id, iteration_id, tool_use_id, tool_name, tool_input, is_agent_tool,
-                                         agent_id, max_attempts, position, state, is_error, error_message,
+                                         is_memory_tool, agent_id, max_attempts, position, state, is_error, error_message,
                                          tool_output, completed_at, approval_required)
     SELECT coalesce((p->>'id')::uuid, gen_random_uuid()),
            p_run_id,
@@ -1046,6 +1081,7 @@ BEGIN
            p->>'tool_name',
            coalesce(p->'tool_input', '{}'::jsonb),
            coalesce((p->>'is_agent_tool')::boolean, FALSE),
+           coalesce((p->>'is_memory_tool')::boolean, FALSE),
            (p->>'agent_id')::uuid,
            coalesce((p->>'max_attempts')::int, 2),
            coalesce((p->>'position')::int, (ordinality - 1)::int),

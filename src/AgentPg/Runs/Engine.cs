@@ -59,6 +59,9 @@ internal sealed class Engine : IDisposable
 
     public ConcurrentDictionary<string, ITool> Tools { get; }
 
+    /// <summary>Claude's memory tool, which this instance runs for the memory calls of agents with <see cref="AgentDefinition.Memory"/>.</summary>
+    public Memory.MemoryTool MemoryTool => field ??= new Memory.MemoryTool(Sql.Memory);
+
     /// <summary>Writes this instance's registration of one tool as <see cref="Tools"/> has it now, after any such write already
     /// under way (the client's <see cref="InstanceRegistration.SyncToolInBackgroundAsync"/>; set once with the client).</summary>
     public Func<string, Task> SyncToolRegistration { get; set; } = _ => Task.CompletedTask;

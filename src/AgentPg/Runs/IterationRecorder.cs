@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using AgentPg.Claude;
 using AgentPg.Diagnostics;
 using AgentPg.Internal;
+using AgentPg.Memory;
 using AgentPg.Storage;
 using AgentPg.Tools;
 using Npgsql;
@@ -203,6 +204,12 @@ internal sealed class IterationRecorder(Engine engine)
                 p["agent_id"] = delegateId.ToString();
                 p["max_attempts"] = 1;
                 error = ToolInputValidator.Validate(name, DelegateTool.Schema, inputElement);
+            }
+            else if (name == MemoryTool.ToolName && context.Agent.Memory is not null)
+            {
+                // Claude's memory tool: AgentPg runs it (any instance); its commands check their own input.
+                p["is_memory_tool"] = true;
+                error = null;
             }
             else if (context.Tools.TryGetValue(name, out var tool))
             {

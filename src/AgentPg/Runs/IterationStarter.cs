@@ -168,6 +168,12 @@ internal sealed class IterationStarter(Engine engine)
             }
         }
 
+        if (agent.Memory is not null)
+        {
+            // Claude's memory tool takes the name "memory" (an instance tool so named is not offered to this agent).
+            offered.Remove(Memory.MemoryTool.ToolName);
+        }
+
         var toolsJson = new JsonArray();
         foreach (var tool in offered.Values)
         {
@@ -177,6 +183,11 @@ internal sealed class IterationStarter(Engine engine)
         foreach (var d in delegates.Where(d => delegateTools.TryGetValue(d.Name, out var id) && id == d.Id))
         {
             toolsJson.Add(RequestBuilder.ToolDefinition(d.Name, d.Description ?? "", Tools.DelegateTool.InputSchema()));
+        }
+
+        if (agent.Memory is not null && !delegateTools.ContainsKey(Memory.MemoryTool.ToolName))
+        {
+            toolsJson.Add(Memory.MemoryTool.Definition());
         }
 
         var limit = RequestBuilder.ModelMaxOutputTokens(agent.Model);

@@ -23,6 +23,7 @@ internal sealed class Sql
         Compaction = new CompactionSql(schema);
         Approvals = new ApprovalSql(schema, Leader);
         Queries = new QuerySql(schema);
+        Memory = new MemorySql(schema);
     }
 
     public SchemaName Schema { get; }
@@ -56,6 +57,8 @@ internal sealed class Sql
     public ApprovalSql Approvals { get; }
 
     public QuerySql Queries { get; }
+
+    public MemorySql Memory { get; }
 
     /// <summary>What a completed run's response needs besides the run row, in one round trip: its final message, its tool
     /// calls and the token usage summed over the run and its descendants.</summary>

@@ -24,7 +24,7 @@ internal sealed class ToolExecutionSql
         // Claimed executions with what the worker needs to run them: the run's session, agent, variables and depth,
         // and the iteration number. $1 instance, $2 max count.
         Claim = $"""
-            SELECT {Columns}, r.session_id, r.agent_id, r.metadata::text, r.depth, i.iteration_number, r.traceparent
+            SELECT {Columns}, r.session_id, r.agent_id, r.metadata::text, r.depth, i.iteration_number, r.traceparent, te.is_memory_tool
               FROM {s}.agentpg_claim_tool_executions($1, $2) te
               JOIN {s}.agentpg_runs r ON r.id = te.run_id
               JOIN {s}.agentpg_iterations i ON i.id = te.iteration_id
@@ -165,6 +165,7 @@ internal sealed class ToolExecutionSql
         return new ClaimedTool(Read(r), r.GetGuid(c), r.GetGuid(c + 1), r.GetString(c + 2), r.GetInt32(c + 3), r.GetInt32(c + 4))
         {
             TraceParent = r.IsDBNull(c + 5) ? null : r.GetString(c + 5),
+            IsMemoryTool = r.GetBoolean(c + 6),
         };
     }
 

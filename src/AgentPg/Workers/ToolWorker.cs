@@ -15,6 +15,10 @@ internal sealed record ClaimedTool(ToolExecution Execution, Guid SessionId, Guid
 {
     /// <summary>The W3C trace context stored with the run: the tool's span continues the run's trace.</summary>
     public string? TraceParent { get; init; }
+
+    /// <summary>Whether this is a call of Claude's memory tool by an agent with <see cref="AgentDefinition.Memory"/>, which the
+    /// engine runs itself (<see cref="Engine.MemoryTool"/>).</summary>
+    public bool IsMemoryTool { get; init; }
 }
 
 /// <summary>Claims due tool executions this instance can run and executes each in its own task
@@ -87,6 +91,13 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
                 // Its first write (the child run) is fenced and nothing happens before it.
                 engine.Callbacks.FireStart(Event());
                 await new AgentToolRunner(engine, claimed).RunAsync(cts.Token).ConfigureAwait(false);
+                return;
+            }
+
+            if (claimed.IsMemoryTool)
+            {
+                // Its change commits with its tool_result, as an ITransactionalTool's writes do.
+                await RunTransactionalAsync(engine.MemoryTool, started, cts.Token, record).ConfigureAwait(false);
                 return;
             }
 
