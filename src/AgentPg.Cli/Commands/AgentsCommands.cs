@@ -104,6 +104,9 @@ internal static class AgentsCommands
             } + (agent.Thinking?.Display is { } display ? $", display {Format.Name(display)}" : ""));
             // As Claude receives it (output_config.effort).
             Fact("Effort", agent.Effort switch { null => null, AgentEffort.ExtraHigh => "xhigh", { } effort => Format.Name(effort) });
+            Fact("Max iterations", agent.MaxIterations?.ToString(CultureInfo.InvariantCulture));
+            Fact("Token budget", agent.TokenBudget?.ToString(CultureInfo.InvariantCulture));
+            Fact("Memory", agent.Memory is { } memory ? MemoryText(memory) : null);
             Fact("Tools", agent.Tools is null ? "(any the instance registered)" : agent.Tools.Count == 0 ? "(none)" : string.Join(", ", agent.Tools));
             Fact("Agents", string.Join(", ", delegates));
             Fact("Approval", agent.ToolsRequiringApproval is { Count: > 0 } approval ? string.Join(", ", approval) : null);
@@ -116,6 +119,17 @@ internal static class AgentsCommands
             return CliExitCodes.Success;
         });
         return command;
+    }
+
+    private static string MemoryText(AgentMemory memory)
+    {
+        var scope = memory.Scope switch
+        {
+            AgentMemoryScope.Agent => "per agent",
+            AgentMemoryScope.Session => "per session",
+            _ => $"per value of session metadata '{memory.MetadataKey}'",
+        };
+        return string.Create(CultureInfo.InvariantCulture, $"{scope}, files up to {memory.MaxFileBytes} bytes, store up to {memory.MaxStoreBytes} bytes");
     }
 
     private static readonly JsonSerializerOptions s_indented = new() { WriteIndented = true };

@@ -86,7 +86,7 @@ public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<Sch
     }
 
     [DatabaseFact]
-    public async Task AgentsPage_ShowsThinkingEffortAndTheOutputSchema_Encoded()
+    public async Task AgentsPage_ShowsThinkingEffortLimitsMemoryAndTheOutputSchema_Encoded()
     {
         // AgentDefinition.Thinking, Effort and OutputSchema were shown nowhere: an operator could not see why an agent's
         // answers came back as JSON, or cost what they did.
@@ -106,6 +106,11 @@ public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<Sch
         {
             Name = "plain_" + suffix, Model = "claude-sonnet-4-5", Thinking = AgentThinking.Adaptive.WithDisplay(AgentThinkingDisplay.Omitted),
         });
+        await app.Client.CreateAgentAsync(new AgentDefinition
+        {
+            Name = "bounded_" + suffix, Model = "claude-sonnet-4-5", MaxIterations = 12, TokenBudget = 50_000,
+            Memory = AgentMemory.PerSessionMetadata("<b>tenant</b>"),
+        });
 
         var html = await http.GetStringAsync("agents");
 
@@ -120,6 +125,11 @@ public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<Sch
         Assert.Contains("thinking: adaptive, display omitted", plain.Value, StringComparison.Ordinal);
         Assert.DoesNotContain("effort", plain.Value, StringComparison.Ordinal);
         Assert.DoesNotContain("output schema", plain.Value, StringComparison.Ordinal);
+        Assert.DoesNotContain("memory", plain.Value, StringComparison.Ordinal);
+        var bounded = Regex.Match(html, $"<tr><td><strong>bounded_{suffix}</strong>.*?</tr>", RegexOptions.Singleline);
+        // Only what the agent has, joined (an agent without thinking started its list with a separator).
+        Assert.Contains("<span data-agent-settings>max iterations: 12 · token budget: 50000 · memory: per session metadata &#x27;&lt;b&gt;tenant&lt;/b&gt;&#x27;</span>",
+            bounded.Value, StringComparison.Ordinal);
     }
 
     [DatabaseFact]

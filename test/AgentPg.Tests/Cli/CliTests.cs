@@ -212,12 +212,16 @@ public sealed class CliTests(SchemaFixture db) : IClassFixture<SchemaFixture>
             Name = "judge_" + suffix, Model = "claude-sonnet-4-5", MaxTokens = 8192, Thinking = AgentThinking.Enabled(2048).WithDisplay(AgentThinkingDisplay.Summarized),
             Effort = AgentEffort.ExtraHigh, OutputSchema = schema.RootElement.Clone(), Tools = ["lookup"], AgentIds = [worker.Id],
             ToolsRequiringApproval = ["worker_" + suffix], SystemPrompt = "Judge fairly.",
+            MaxIterations = 12, TokenBudget = 50_000, Memory = AgentMemory.PerSessionMetadata("tenant_id"),
         });
 
         var shown = await CliRunner.RunAsync(db.Schema, "agents", "show", judge.Name);
         Assert.True(shown.ExitCode == 0, shown.ToString());
         Assert.Matches(@"Thinking\s+enabled, budget 2048 tokens, display summarized", shown.Output);
         Assert.Matches(@"Effort\s+xhigh", shown.Output);
+        Assert.Matches(@"Max iterations\s+12", shown.Output);
+        Assert.Matches(@"Token budget\s+50000", shown.Output);
+        Assert.Matches(@"Memory\s+per value of session metadata 'tenant_id', files up to 65536 bytes", shown.Output);
         Assert.Matches($@"Agents\s+worker_{suffix} \({worker.Id}\)", shown.Output);
         Assert.Matches($@"Approval\s+worker_{suffix}", shown.Output);
         Assert.Matches(@"Output schema\s+\{", shown.Output);

@@ -1,3 +1,5 @@
+using System.Globalization;
+
 namespace AgentPg.AspNetCore.Admin.Pages;
 
 /// <summary>Agents with the live instances that can run them, and the tools the instances registered.</summary>
@@ -34,8 +36,8 @@ internal static class AgentPages
         return AdminPages.Page(r, "Agents", content);
     }
 
-    // What the agent asks of Claude beyond the prompt: its thinking, its effort and the JSON schema of its answers (encoded as
-    // text: a schema's descriptions are anyone's words).
+    // What the agent asks of Claude beyond the prompt: its thinking, its effort, its run limits, its memory and the JSON schema of
+    // its answers (encoded as text: a schema's descriptions and a metadata key are anyone's words).
     private static Html Settings(AgentDefinition a)
     {
         var thinking = a.Thinking switch
@@ -44,10 +46,25 @@ internal static class AgentPages
             { Type: AgentThinkingType.Enabled } t => $"thinking: enabled, {t.BudgetTokens} tokens",
             { Type: AgentThinkingType.Adaptive } => "thinking: adaptive",
             _ => "thinking: disabled",
-        } + (a.Thinking?.Display is { } display ? $", display {display.ToString().ToLowerInvariant()}" : "");
+        };
+        if (a.Thinking?.Display is { } display)
+        {
+            // No thinking at all stays null: it has no display (and string + string never is).
+            thinking += $", display {display.ToString().ToLowerInvariant()}";
+        }
+
         var effort = a.Effort is { } e ? "effort: " + AgentEfforts.ToWire(e) : null;
+        var iterations = a.MaxIterations is { } max ? string.Create(CultureInfo.InvariantCulture, $"max iterations: {max}") : null;
+        var budget = a.TokenBudget is { } tokens ? string.Create(CultureInfo.InvariantCulture, $"token budget: {tokens}") : null;
+        var memory = a.Memory?.Scope switch
+        {
+            null => null,
+            AgentMemoryScope.Agent => "memory: per agent",
+            AgentMemoryScope.Session => "memory: per session",
+            _ => $"memory: per session metadata '{a.Memory.MetadataKey}'",
+        };
         return Html.Of($"""
-            <span data-agent-settings>{string.Join(" · ", new[] { thinking, effort }.Where(x => x is not null))}</span>
+            <span data-agent-settings>{string.Join(" · ", new[] { thinking, effort, iterations, budget, memory }.Where(x => x is not null))}</span>
             {Html.When(a.OutputSchema is not null, Html.Of($"<details><summary>output schema</summary><pre>{AdminPages.Json(a.OutputSchema)}</pre></details>"))}
             """);
     }
