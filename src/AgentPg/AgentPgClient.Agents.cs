@@ -1,4 +1,5 @@
 using AgentPg.Internal;
+using AgentPg.Runs;
 using AgentPg.Storage;
 using Npgsql;
 
@@ -268,6 +269,8 @@ public sealed partial class AgentPgClient
             throw new ArgumentException($"AgentDefinition.TopK must be positive (was {definition.TopK}); leave it null for the model's default.", parameterName);
         }
 
+        RunLimits.ValidateMaxIterations(definition.MaxIterations, parameterName, "AgentDefinition.MaxIterations");
+        RunLimits.ValidateTokenBudget(definition.TokenBudget, parameterName, "AgentDefinition.TokenBudget");
         ValidateThinking(definition, parameterName);
 
         if (definition.Tools is not null)

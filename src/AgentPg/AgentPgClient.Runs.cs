@@ -1,6 +1,7 @@
 using System.Data.Common;
 using System.Text.Json.Nodes;
 using AgentPg.Internal;
+using AgentPg.Runs;
 using AgentPg.Storage;
 using Npgsql;
 
@@ -385,6 +386,8 @@ public sealed partial class AgentPgClient
         Nul.Reject(options?.OverrideInstructions, nameof(options), "RunOptions.OverrideInstructions");
         Nul.Reject(options?.AppendInstructions, nameof(options), "RunOptions.AppendInstructions");
         var outputSchema = OutputSchemas.Validate(options?.OutputSchema, nameof(options), "RunOptions.OutputSchema");
+        RunLimits.ValidateMaxIterations(options?.MaxIterations, nameof(options), "RunOptions.MaxIterations");
+        RunLimits.ValidateTokenBudget(options?.TokenBudget, nameof(options), "RunOptions.TokenBudget");
 
         var policy = options?.ConcurrencyPolicy ?? ConcurrencyPolicy.Queue;
         if (!Enum.IsDefined(policy))
@@ -408,6 +411,16 @@ public sealed partial class AgentPgClient
         if (outputSchema is not null)
         {
             runOptions[RunOptionKeys.OutputSchema] = outputSchema;
+        }
+
+        if (options?.MaxIterations is { } maxIterations)
+        {
+            runOptions[RunOptionKeys.MaxIterations] = maxIterations;
+        }
+
+        if (options?.TokenBudget is { } tokenBudget)
+        {
+            runOptions[RunOptionKeys.TokenBudget] = tokenBudget;
         }
 
         var newRun = new NewRun(sessionId, agentId, prompt, mode, InstanceId, variables, runOptions.ToJsonString(), options?.IdempotencyKey,
@@ -513,7 +526,7 @@ public sealed partial class AgentPgClient
 
         if (!existing.SameOptions)
         {
-            differences.Add("RunOptions.OverrideInstructions, AppendInstructions or OutputSchema");
+            differences.Add("RunOptions.OverrideInstructions, AppendInstructions, OutputSchema, MaxIterations or TokenBudget");
         }
 
         if (differences.Count > 0)

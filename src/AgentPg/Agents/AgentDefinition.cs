@@ -89,6 +89,33 @@ public sealed record AgentDefinition
     /// <remarks>With <see cref="AgentThinking.Adaptive"/> it also steers how much Claude thinks.</remarks>
     public AgentEffort? Effort { get; init; }
 
+    /// <summary>Gets the most iterations (model calls) a run of this agent may make, 1 to 10 000, or <see langword="null"/> for no
+    /// limit.</summary>
+    /// <remarks>Every iteration of the run counts: the first call, each call after a round of tool results, each continuation
+    /// (<c>pause_turn</c>, a tool call cut off at <c>max_tokens</c>) and an iteration repeated after a rescue (its first call was
+    /// made); a call retried within an iteration (a stream that failed, a prompt compacted to fit) does not. The count is the
+    /// run's <see cref="Run.CurrentIteration"/>, read from the database, so it holds across crashes, rescues and instances.
+    /// Checked before each iteration's model call: a run whose next call would be number <c>MaxIterations + 1</c> fails with
+    /// <c>error_type</c> <c>iteration_limit</c> instead, after the tool results of its last round are stored (the conversation
+    /// stays valid). <see cref="RunOptions.MaxIterations"/> takes its place for one root run. Read when the run makes its next
+    /// call, like the agent's other fields.</remarks>
+    public int? MaxIterations { get; init; }
+
+    /// <summary>Gets the most tokens a root run of this agent and all the runs it delegates to may use together, or
+    /// <see langword="null"/> for no budget.</summary>
+    /// <remarks>Counted as <see cref="Run.Usage"/> records them, all four counters: <see cref="Usage.InputTokens"/> +
+    /// <see cref="Usage.OutputTokens"/> + <see cref="Usage.CacheCreationInputTokens"/> + <see cref="Usage.CacheReadInputTokens"/>
+    /// (unlike <see cref="Usage.TotalTokens"/>, which leaves the cache out), summed over the root run and every child run of its
+    /// tree. Checked before each model
+    /// call of any run in the tree, from what is stored: a run whose tree has used the budget fails with <c>error_type</c>
+    /// <c>token_budget_exceeded</c> instead of calling Claude, so a delegate that stops there fails its caller's tool call, and
+    /// the caller's next call fails the same way. Calls already under way when the budget is reached finish, so a tree can end
+    /// above its budget by those calls' usage. The compaction summariser's calls are not counted (they are recorded with the
+    /// session's compaction events, not in a run's usage). Applies when the agent runs as a root run; a delegate agent's
+    /// budget does not apply to its child runs, which count against their root's. <see cref="RunOptions.TokenBudget"/> takes
+    /// its place for one root run.</remarks>
+    public long? TokenBudget { get; init; }
+
     /// <summary>Gets free-form metadata, for example a tenant id; <see cref="AgentPgClient.GetAgentByNameAsync"/> filters on it.</summary>
     public IReadOnlyDictionary<string, object?> Metadata { get; init; } = EmptyDictionary.Instance;
 

@@ -130,6 +130,9 @@ CREATE TABLE agentpg_agents (
     output_schema  JSON,
     -- Claude's memory tool for the agent (AgentDefinition.Memory: the store's scope and limits); NULL = no memory tool.
     memory         JSONB,
+    -- Run limits (AgentDefinition.MaxIterations, TokenBudget); NULL = none. The budget bounds a root run's whole tree.
+    max_iterations INTEGER,
+    token_budget   BIGINT,
     metadata       JSONB NOT NULL DEFAULT '{}',
     config         JSONB NOT NULL DEFAULT '{}',
     created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
@@ -143,6 +146,8 @@ CREATE TABLE agentpg_agents (
     CONSTRAINT agent_effort_valid CHECK (effort IS NULL OR effort IN ('low', 'medium', 'high', 'xhigh', 'max')),
     CONSTRAINT agent_output_schema_object CHECK (output_schema IS NULL OR json_typeof(output_schema) = 'object'),
     CONSTRAINT agent_memory_object CHECK (memory IS NULL OR jsonb_typeof(memory) = 'object'),
+    CONSTRAINT agent_max_iterations_valid CHECK (max_iterations IS NULL OR max_iterations BETWEEN 1 AND 10000),
+    CONSTRAINT agent_token_budget_valid CHECK (token_budget IS NULL OR token_budget > 0),
     CONSTRAINT agent_unique_name_metadata UNIQUE (name, metadata)
 );
 CREATE INDEX agentpg_idx_agents_metadata ON agentpg_agents USING GIN (metadata);
@@ -201,7 +206,8 @@ CREATE TABLE agentpg_runs (
     continuation_count           INTEGER NOT NULL DEFAULT 0,
     error_message                TEXT,
     -- What ended a failed or cancelled run: processing_error, model_error, batch_error, batch_expired,
-    -- context_window_exceeded, max_tokens_exceeded, continuation_limit, rescue_failed, cancelled
+    -- context_window_exceeded, max_tokens_exceeded, continuation_limit, iteration_limit, token_budget_exceeded,
+    -- rescue_failed, cancelled
     error_type                   TEXT,
     created_by_instance_id       TEXT,
     claimed_by_instance_id       TEXT,
@@ -241,6 +247,9 @@ CREATE UNIQUE INDEX agentpg_idx_runs_idempotency_key ON agentpg_runs (session_id
 CREATE INDEX agentpg_idx_runs_session ON agentpg_runs (session_id, created_at DESC);
 CREATE INDEX agentpg_idx_runs_agent ON agentpg_runs (agent_id);
 CREATE INDEX agentpg_idx_runs_parent ON agentpg_runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+-- The child runs of a root run's tree, for the tree's token budget (RunOptions.TokenBudget): its usage is summed before each
+-- model call of a run with a budget. Child runs only (the root is found by its key), and root_run_id never changes.
+CREATE INDEX agentpg_idx_runs_root ON agentpg_runs (root_run_id) WHERE parent_run_id IS NOT NULL;
 -- Lists and dashboards (ListRunsAsync, GetRunStatisticsAsync): newest first, keyset by (created_at, id), and the runs of
 -- a recent window. created_at never changes, so the index costs an entry per insert only.
 CREATE INDEX agentpg_idx_runs_created ON agentpg_runs (created_at DESC);

@@ -19,6 +19,14 @@ internal static class ErrorTypes
     /// <summary>A request over Claude's size limit (HTTP 413: 32 MB, 256 MB for a message batch) that compaction did not bring under it.</summary>
     public const string RequestTooLarge = "request_too_large";
     public const string ContinuationLimit = "continuation_limit";
+
+    /// <summary>A run that would have made more model calls than its <see cref="AgentDefinition.MaxIterations"/> or
+    /// <see cref="RunOptions.MaxIterations"/> (<see cref="RunLimits"/>).</summary>
+    public const string IterationLimit = "iteration_limit";
+
+    /// <summary>A run whose tree had used its <see cref="RunOptions.TokenBudget"/> or <see cref="AgentDefinition.TokenBudget"/>
+    /// before a model call (<see cref="RunLimits"/>).</summary>
+    public const string TokenBudgetExceeded = "token_budget_exceeded";
     public const string ModelError = "model_error";
     public const string ProcessingError = "processing_error";
     public const string BatchError = "batch_error";

@@ -91,6 +91,15 @@ public sealed record Run
     /// one; <see langword="null"/> when it follows its agent's <see cref="AgentDefinition.OutputSchema"/> or answers in free text.</summary>
     public System.Text.Json.JsonElement? OutputSchema { get; init; }
 
+    /// <summary>Gets the iteration limit this run was given (<see cref="RunOptions.MaxIterations"/>), if any; <see langword="null"/>
+    /// when it follows its agent's <see cref="AgentDefinition.MaxIterations"/> or has no limit.</summary>
+    public int? MaxIterations { get; init; }
+
+    /// <summary>Gets the token budget of the run's tree as stored with the run: the root run's <see cref="RunOptions.TokenBudget"/>,
+    /// or for a child run its root's budget (given to the root or its agent) when the child was created; <see langword="null"/>
+    /// for a root run that follows its agent's <see cref="AgentDefinition.TokenBudget"/>, or when there is no budget.</summary>
+    public long? TokenBudget { get; init; }
+
     /// <summary>Gets when the run was created.</summary>
     public DateTimeOffset CreatedAt { get; init; }
 

@@ -22,6 +22,20 @@ public sealed class RunOptions
     /// builds one from a type.</remarks>
     public System.Text.Json.JsonElement? OutputSchema { get; set; }
 
+    /// <summary>Gets or sets the most iterations (model calls) this run may make, 1 to 10 000, in place of the agent's
+    /// <see cref="AgentDefinition.MaxIterations"/> (not for child runs, which follow their own agent's); <see langword="null"/>
+    /// to keep the agent's.</summary>
+    /// <remarks>Stored with the run. What counts and when it is checked: see <see cref="AgentDefinition.MaxIterations"/>; a run
+    /// that reaches it fails with <c>error_type</c> <c>iteration_limit</c>.</remarks>
+    public int? MaxIterations { get; set; }
+
+    /// <summary>Gets or sets the most tokens this run and all the runs it delegates to may use together, in place of the agent's
+    /// <see cref="AgentDefinition.TokenBudget"/>; <see langword="null"/> to keep the agent's.</summary>
+    /// <remarks>Stored with the run, and with each child run its tree creates. What counts and when it is checked: see
+    /// <see cref="AgentDefinition.TokenBudget"/>; a run that finds the budget used fails with <c>error_type</c>
+    /// <c>token_budget_exceeded</c>. Must be positive.</remarks>
+    public long? TokenBudget { get; set; }
+
     /// <summary>Gets or sets a callback fired when a tool of the run (or of its child runs) starts an attempt.</summary>
     /// <remarks>Fires on the instance that executes the tool, on a thread-pool thread; an exception it throws is logged
     /// and ignored. Callbacks live in memory of the instance that created the run.</remarks>
@@ -36,7 +50,8 @@ public sealed class RunOptions
     /// <remarks>Creating a run with a key already used in the session returns the first run's id instead of a new run,
     /// or throws <see cref="AgentPgException"/> with <see cref="AgentPgErrorCode.IdempotencyConflict"/> when the request
     /// differs: another agent, prompt, mode (<c>RunAsync</c> or <c>RunFastAsync</c>), <see cref="Variables"/>,
-    /// <see cref="OverrideInstructions"/>, <see cref="AppendInstructions"/> or <see cref="OutputSchema"/> (the callbacks and the
+    /// <see cref="OverrideInstructions"/>, <see cref="AppendInstructions"/>, <see cref="OutputSchema"/>, <see cref="MaxIterations"/> or
+    /// <see cref="TokenBudget"/> (the callbacks and the
     /// <see cref="ConcurrencyPolicy"/> are not compared). 1 to 255 characters.</remarks>
     public string? IdempotencyKey { get; set; }
 

@@ -21,12 +21,14 @@ internal sealed class RunProcessor(Engine engine)
     private readonly ContextWindowPolicy _window = new(engine);
     private readonly IterationRecorder _recorder = new(engine);
     private readonly RunFailurePolicy _failures = new(engine);
+    private readonly RunLimits _limits = new(engine);
 
     public Task ProcessAsync(ClaimedRun claimed, StopTokens stop) => _failures.GuardAsync(claimed, async (token, record) =>
     {
         while (true)
         {
             var context = await _starter.StartAsync(claimed, streaming: true, token).ConfigureAwait(false);
+            await _limits.EnsureWithinAsync(claimed, context, token).ConfigureAwait(false);
             context = await _window.BeforeRequestAsync(claimed, context, token).ConfigureAwait(false);
             ModelResponse response;
             Dictionary<string, JsonElement> body;

@@ -81,6 +81,13 @@ internal sealed class RunSql
               FROM {t} WHERE session_id = $1 AND idempotency_key = $2
             """;
         Get = $"SELECT {Columns} FROM {t} WHERE id = $1";
+        // The tokens run $1's tree has used (input + output + cache write + cache read, as each run's usage records them): its
+        // root and every child run of the root, found by agentpg_idx_runs_root. Only for a run with a token budget.
+        RootTreeTokens = $"""
+            SELECT coalesce(sum(r.input_tokens::bigint + r.output_tokens + r.cache_creation_input_tokens + r.cache_read_input_tokens), 0)::bigint
+              FROM (SELECT coalesce(root_run_id, id) AS id FROM {t} WHERE id = $1) root
+              JOIN {t} r ON r.id = root.id OR (r.root_run_id = root.id AND r.parent_run_id IS NOT NULL)
+            """;
         // agentpg.runs.pending: a count on the queue's claim index.
         CountPending = $"SELECT count(*) FROM {queue} WHERE state = 'pending'";
         // The claimed runs, each with its next iteration started (current_iteration), and the outcome of the iteration before
@@ -243,6 +250,8 @@ internal sealed class RunSql
 
     public string Get { get; }
 
+    public string RootTreeTokens { get; }
+
     public string Claim { get; }
 
     public string Fence { get; }
@@ -388,7 +397,11 @@ internal sealed class RunSql
                     DbEnums.ParseRunMode(r.GetString(KeyModeColumn)), r.GetBoolean(KeySameVariablesColumn), r.GetBoolean(KeySameOptionsColumn)),
                 cancellationToken);
 
-    public Task<Run?> GetAsync(NpgsqlDataSource dataSource, Guid id, CancellationToken cancellationToken)
+    /// <summary>The tokens the whole tree of run <paramref name="runId"/> (from its root down) has used (<see cref="RootTreeTokens"/>).</summary>
+    public async Task<long> RootTreeTokensAsync(NpgsqlDataSource dataSource, Guid runId, CancellationToken cancellationToken)
+        => (await Db.Command(dataSource, null, RootTreeTokens, P.Uuid(runId)).QueryFirstAsync(r => r.GetInt64(0), cancellationToken).ConfigureAwait(false)).Row;
+
+        public Task<Run?> GetAsync(NpgsqlDataSource dataSource, Guid id, CancellationToken cancellationToken)
         => Db.Command(dataSource, null, Get, P.Uuid(id)).QueryFirstOrDefaultAsync(Read, cancellationToken);
 
     /// <summary>Cancels a run and its children (agentpg_cancel_run): whether it exists, whether this call cancelled it, and the
@@ -637,6 +650,8 @@ internal sealed class RunSql
             AppendInstructions = options.TryGetValue(RunOptionKeys.AppendInstructions, out var a) ? a as string : null,
             // Stored as its JSON text (Internal/OutputSchemas.cs).
             OutputSchema = options.TryGetValue(RunOptionKeys.OutputSchema, out var schema) && schema is string text ? OutputSchemas.Parse(text) : null,
+            MaxIterations = options.TryGetValue(RunOptionKeys.MaxIterations, out var max) && max is long maxIterations ? (int)maxIterations : null,
+            TokenBudget = options.TryGetValue(RunOptionKeys.TokenBudget, out var budget) && budget is long tokenBudget ? tokenBudget : null,
             CreatedAt = r.GetFieldValue<DateTimeOffset>(offset + 30),
             StartedAt = r.IsDBNull(offset + 31) ? null : r.GetFieldValue<DateTimeOffset>(offset + 31),
             FinalizedAt = r.IsDBNull(offset + 32) ? null : r.GetFieldValue<DateTimeOffset>(offset + 32),
@@ -685,4 +700,9 @@ internal static class RunOptionKeys
     public const string OverrideInstructions = "override_instructions";
     public const string AppendInstructions = "append_instructions";
     public const string OutputSchema = "output_schema";
+    public const string MaxIterations = "max_iterations";
+
+    /// <summary>The tree's budget: set by the root's RunOptions.TokenBudget, and on each child run when it is created
+    /// (ToolExecutionSql.CreateChildRun), from its root's.</summary>
+    public const string TokenBudget = "token_budget";
 }

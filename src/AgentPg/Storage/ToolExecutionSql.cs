@@ -110,9 +110,15 @@ internal sealed class ToolExecutionSql
                 SELECT r.id, r.agent_id, r.parent_run_id FROM {s}.agentpg_runs r JOIN ancestors a ON r.id = a.parent_run_id
             ), child AS (
                 INSERT INTO {s}.agentpg_runs (session_id, agent_id, prompt, run_mode, parent_run_id, parent_tool_execution_id, depth,
-                                              created_by_instance_id, metadata, traceparent)
-                SELECT p.session_id, $2, $3, p.run_mode, p.id, $4, p.depth + 1, $5, p.metadata, coalesce($6, p.traceparent)
+                                              created_by_instance_id, metadata, traceparent, options)
+                SELECT p.session_id, $2, $3, p.run_mode, p.id, $4, p.depth + 1, $5, p.metadata, coalesce($6, p.traceparent),
+                       -- The tree's token budget goes down with it: a root's comes from its options or else its agent, a child's
+                       -- is its root's already. No budget leaves an empty object.
+                       jsonb_strip_nulls(jsonb_build_object('token_budget',
+                           CASE WHEN p.parent_run_id IS NULL THEN coalesce((p.options->>'token_budget')::bigint, pa.token_budget)
+                                ELSE (p.options->>'token_budget')::bigint END))
                   FROM {s}.agentpg_runs p
+                  JOIN {s}.agentpg_agents pa ON pa.id = p.agent_id
                  WHERE p.id = $1 AND NOT EXISTS (SELECT 1 FROM ancestors WHERE agent_id = $2)
                 RETURNING id
             )

@@ -18,12 +18,14 @@ internal sealed class BatchRunWorker(Engine engine)
     private readonly IterationStarter _starter = new(engine);
     private readonly RunFailurePolicy _failures = new(engine);
     private readonly BatchSubmitter _submitter = new(engine);
+    private readonly RunLimits _limits = new(engine);
 
     protected override string Name => "batch run worker";
 
     protected override Task ProcessAsync(ClaimedRun claimed, StopTokens stop) => _failures.GuardAsync(claimed, async (token, _) =>
     {
         var context = await _starter.StartAsync(claimed, streaming: false, token).ConfigureAwait(false);
+        await _limits.EnsureWithinAsync(claimed, context, token).ConfigureAwait(false);
         await _submitter.SubmitAsync(claimed, context, BatchSubmitter.Kind.First, token).ConfigureAwait(false);
     }, stop);
 }

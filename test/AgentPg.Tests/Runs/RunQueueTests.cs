@@ -48,9 +48,9 @@ public sealed class RunQueueTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     [DatabaseFact]
     public async Task Schema_NoIndexOfTheRunsNamesAColumnTheHotPathChanges()
     {
-        // Columns an index of agentpg_runs may name: none of them changes after the insert, but error_type, which changes only
-        // when a run fails or is cancelled.
-        string[] allowed = ["id", "session_id", "idempotency_key", "agent_id", "parent_run_id", "created_at", "error_type"];
+        // Columns an index of agentpg_runs may name: none of them changes after the insert (root_run_id is set by it, for the
+        // token budget's tree), but error_type, which changes only when a run fails or is cancelled.
+        string[] allowed = ["id", "session_id", "idempotency_key", "agent_id", "parent_run_id", "root_run_id", "created_at", "error_type"];
         var named = await db.ScalarAsync<string[]>("""
             SELECT coalesce(array_agg(DISTINCT a.attname ORDER BY a.attname), '{}')
               FROM pg_index x
