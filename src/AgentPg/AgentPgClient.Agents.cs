@@ -95,8 +95,9 @@ public sealed partial class AgentPgClient
 
         var rows = await InAgentTransactionAsync(async transaction =>
         {
-            var currentName = await _sql.Agents.LockForUpdateAsync(_dataSource, definition.Id, transaction, cancellationToken).ConfigureAwait(false);
+            // Delegates first, then the agent (then, renaming it, its delegators): the order every agent write locks in.
             await ValidateDelegatesAsync(definition, transaction, cancellationToken).ConfigureAwait(false);
+            var currentName = await _sql.Agents.LockForUpdateAsync(_dataSource, definition.Id, transaction, cancellationToken).ConfigureAwait(false);
             await ValidateRenameAsync(definition, transaction, cancellationToken).ConfigureAwait(false);
             if (currentName is not null && currentName != definition.Name)
             {
@@ -424,20 +425,35 @@ public sealed partial class AgentPgClient
     // agent's tools.
     // Agent writes and deletes run in a transaction of their own, so the delegates a write checks stay locked until it commits
     // (AgentSql.GetByIdsForDelegation).
+    // Writers lock an agent's delegates before the agent, which is one order only while delegation has no cycle: two agents
+    // that delegate to each other, updated at once, can deadlock, and PostgreSQL aborts one of them; it is run again (it
+    // wrote nothing), a few times.
     private async Task<T> InAgentTransactionAsync<T>(Func<NpgsqlTransaction, Task<T>> work, CancellationToken cancellationToken)
     {
-        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using (connection.ConfigureAwait(false))
+        for (var attempt = 1; ; attempt++)
         {
-            var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-            await using (transaction.ConfigureAwait(false))
+            var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using (connection.ConfigureAwait(false))
             {
-                var result = await work(transaction).ConfigureAwait(false);
-                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-                return result;
+                var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                await using (transaction.ConfigureAwait(false))
+                {
+                    try
+                    {
+                        var result = await work(transaction).ConfigureAwait(false);
+                        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                        return result;
+                    }
+                    catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.DeadlockDetected && attempt < MaxAgentWriteAttempts)
+                    {
+                        // Rolled back by the disposal; nothing of this attempt is left.
+                    }
+                }
             }
         }
     }
+
+    private const int MaxAgentWriteAttempts = 3;
 
     private async Task ValidateDelegatesAsync(AgentDefinition definition, NpgsqlTransaction transaction, CancellationToken cancellationToken)
     {
@@ -468,7 +484,7 @@ public sealed partial class AgentPgClient
                 "Rename the delegate agent, or leave Memory null.", nameof(definition));
         }
 
-        CheckApprovalNames(definition, [.. delegates.Select(d => d.Name)]);
+        CheckApprovalNames(definition, [.. definition.AgentIds.Select(id => delegates.First(d => d.Id == id).Name)]);
     }
 
     // An approval name must be one of the agent's tools (any tool name when Tools is null: the executing instance decides) or
@@ -485,9 +501,11 @@ public sealed partial class AgentPgClient
             if (name != "*" && !definition.Tools.Contains(name, StringComparer.Ordinal) && !delegateNames.Contains(name, StringComparer.Ordinal)
                 && !(name == Memory.MemoryTool.ToolName && definition.Memory is not null))
             {
+                // A delegate's name read before it was renamed is the likely mistake: say the names they have now.
+                var delegates = delegateNames.Count == 0 ? "" : $" (its delegate agents are named {string.Join(", ", delegateNames.Select(n => $"'{n}'"))})";
                 throw new ArgumentException(
                     $"AgentDefinition.ToolsRequiringApproval of agent '{definition.Name}' lists '{name}', which is neither in its Tools nor the " +
-                    "name of a delegate agent in its AgentIds. Add the tool to Tools, or fix the name (\"*\" requires approval for every call).",
+                    $"name of a delegate agent in its AgentIds{delegates}. Add the tool to Tools, or fix the name (\"*\" requires approval for every call).",
                     nameof(definition));
             }
         }

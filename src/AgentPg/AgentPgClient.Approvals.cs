@@ -74,7 +74,9 @@ public sealed partial class AgentPgClient
     /// <exception cref="ArgumentException">The transaction is not an open Npgsql transaction on the client's database, or
     /// <paramref name="input"/> does not match the tool's schema or is, with <paramref name="comment"/>, longer than
     /// <see cref="AgentPgOptions.MaxToolOutputLength"/>.</exception>
-    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
+    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>,
+    /// also when, at REPEATABLE READ or SERIALIZABLE, another decision committed after the transaction's snapshot (the
+    /// <see cref="PostgresException"/> is the inner exception, and the transaction must be rolled back).</exception>
     public Task ApproveToolCallAsync(DbTransaction transaction, Guid toolExecutionId, JsonElement? input = null, string? comment = null,
         CancellationToken cancellationToken = default)
         => DecideAsync(TransactionGuard.Require(transaction, _dataSource, nameof(transaction)), toolExecutionId, true, input, comment, null,
@@ -90,7 +92,9 @@ public sealed partial class AgentPgClient
     /// <returns>A task that completes when the decision is written in the transaction.</returns>
     /// <exception cref="ArgumentException">The transaction is not usable, or <paramref name="input"/> does not match the tool's schema or
     /// is, with <paramref name="comment"/>, longer than <see cref="AgentPgOptions.MaxToolOutputLength"/>.</exception>
-    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
+    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>,
+    /// also when, at REPEATABLE READ or SERIALIZABLE, another decision committed after the transaction's snapshot (the
+    /// <see cref="PostgresException"/> is the inner exception, and the transaction must be rolled back).</exception>
     public Task ApproveToolCallAsync(DbTransaction transaction, Guid toolExecutionId, JsonElement? input, string? comment, string? decidedBy,
         CancellationToken cancellationToken = default)
         => DecideAsync(TransactionGuard.Require(transaction, _dataSource, nameof(transaction)), toolExecutionId, true, input, comment, decidedBy,
@@ -130,7 +134,9 @@ public sealed partial class AgentPgClient
     /// <remarks>The run continues only when the transaction commits; a rollback leaves the request waiting.</remarks>
     /// <exception cref="ArgumentException">The transaction is not usable, or <paramref name="reason"/> is empty or longer than
     /// <see cref="AgentPgOptions.MaxToolOutputLength"/>.</exception>
-    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
+    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>,
+    /// also when, at REPEATABLE READ or SERIALIZABLE, another decision committed after the transaction's snapshot (the
+    /// <see cref="PostgresException"/> is the inner exception, and the transaction must be rolled back).</exception>
     public Task RejectToolCallAsync(DbTransaction transaction, Guid toolExecutionId, string reason, CancellationToken cancellationToken = default)
         => DecideAsync(TransactionGuard.Require(transaction, _dataSource, nameof(transaction)), toolExecutionId, false, null, RequireReason(reason), null,
             "RejectToolCall", cancellationToken);
@@ -144,7 +150,9 @@ public sealed partial class AgentPgClient
     /// <returns>A task that completes when the decision is written in the transaction.</returns>
     /// <exception cref="ArgumentException">The transaction is not usable, or <paramref name="reason"/> is empty or longer than
     /// <see cref="AgentPgOptions.MaxToolOutputLength"/>.</exception>
-    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>.</exception>
+    /// <exception cref="AgentPgException"><see cref="AgentPgErrorCode.ToolExecutionNotFound"/> or <see cref="AgentPgErrorCode.ApprovalNotPending"/>,
+    /// also when, at REPEATABLE READ or SERIALIZABLE, another decision committed after the transaction's snapshot (the
+    /// <see cref="PostgresException"/> is the inner exception, and the transaction must be rolled back).</exception>
     public Task RejectToolCallAsync(DbTransaction transaction, Guid toolExecutionId, string reason, string? decidedBy, CancellationToken cancellationToken = default)
         => DecideAsync(TransactionGuard.Require(transaction, _dataSource, nameof(transaction)), toolExecutionId, false, null, RequireReason(reason), decidedBy,
             "RejectToolCall", cancellationToken);
@@ -183,8 +191,34 @@ public sealed partial class AgentPgClient
             inputJson = await ValidateEditedInputAsync(transaction, toolExecutionId, edited, comment, operation, cancellationToken).ConfigureAwait(false);
         }
 
-        var outcome = await _sql.Approvals.DecideAsync(_dataSource, transaction, toolExecutionId, approve, inputJson, comment, decidedBy, cancellationToken)
-            .ConfigureAwait(false);
+        string outcome;
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                outcome = await _sql.Approvals.DecideAsync(_dataSource, transaction, toolExecutionId, approve, inputJson, comment, decidedBy, cancellationToken)
+                    .ConfigureAwait(false);
+                break;
+            }
+            catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.SerializationFailure)
+            {
+                // REPEATABLE READ or SERIALIZABLE (the caller's transaction, or default_transaction_isolation for our own): the
+                // request or its run changed after the snapshot was taken, most often by a decision that committed first. The
+                // snapshot cannot show what happened and the transaction is aborted, so look on a connection of our own.
+                if (await ConflictingDecisionAsync(transaction is not null, toolExecutionId, operation, ex, cancellationToken).ConfigureAwait(false) is { } decided)
+                {
+                    throw decided;
+                }
+
+                // Still waiting: something else changed the run (a sibling call completed, say). The caller's transaction is
+                // doomed and is the caller's to retry; our own statement simply takes a new snapshot.
+                if (transaction is not null || attempt == MaxDecisionAttempts)
+                {
+                    throw;
+                }
+            }
+        }
+
         switch (outcome)
         {
             case "not_found":
@@ -258,24 +292,50 @@ public sealed partial class AgentPgClient
         return raw;
     }
 
-    private static AgentPgException ToolExecutionNotFound(Guid id, string operation)
+    private static AgentPgException ToolExecutionNotFound(Guid id, string operation, string suffix = "", Exception? innerException = null)
         => new(AgentPgErrorCode.ToolExecutionNotFound, operation,
-            $"No tool execution has id {id} (a deleted session takes its requests with it). GetPendingApprovalsAsync lists the ids that wait for a decision.")
+            $"No tool execution has id {id} (a deleted session takes its requests with it). GetPendingApprovalsAsync lists the ids that wait for a decision.{suffix}",
+            innerException)
         {
             Context = new Dictionary<string, object?> { ["tool_execution_id"] = id },
         };
+
+    // Our own decision statement is retried this many times when a snapshot isolation level refuses it for a change that was
+    // not a decision (the request still waits).
+    private const int MaxDecisionAttempts = 3;
+
+    // After a serialization failure: ApprovalNotPending (or ToolExecutionNotFound) keeping it as the inner exception when the
+    // request, read with a fresh snapshot, no longer waits; null when it still does.
+    private async Task<AgentPgException?> ConflictingDecisionAsync(bool callersTransaction, Guid id, string operation, PostgresException conflict,
+        CancellationToken cancellationToken)
+    {
+        var row = await _sql.Approvals.DecidedAsync(_dataSource, null, id, cancellationToken).ConfigureAwait(false);
+        if (row?.State == "awaiting_approval")
+        {
+            return null;
+        }
+
+        var rollBack = callersTransaction
+            ? " PostgreSQL aborted your transaction (a serialization failure: it read the request before that happened): roll it back."
+            : "";
+        return row is null
+            ? ToolExecutionNotFound(id, operation, rollBack, conflict)
+            : NotPending(row, id, operation, rollBack, conflict);
+    }
 
     // Says why, from the execution's row: a call that never needed approval (a wrong id) is not "already decided".
     private async Task<AgentPgException> ApprovalNotPendingAsync(NpgsqlTransaction? transaction, Guid id, string operation,
         CancellationToken cancellationToken)
     {
         var row = await _sql.Approvals.DecidedAsync(_dataSource, transaction, id, cancellationToken).ConfigureAwait(false);
-        if (row is null)
-        {
+        return row is null
             // Deleted (with its session) since the decision looked.
-            return ToolExecutionNotFound(id, operation);
-        }
+            ? ToolExecutionNotFound(id, operation)
+            : NotPending(row, id, operation, "", null);
+    }
 
+    private static AgentPgException NotPending(ApprovalState row, Guid id, string operation, string suffix, Exception? innerException)
+    {
         var state = DbEnums.ParseToolExecutionState(row.State);
         var by = row.DecidedBy is { } who ? $" by {who}" : "";
         var at = row.DecidedAt is { } when ? " at " + when.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss 'UTC'", System.Globalization.CultureInfo.InvariantCulture) : "";
@@ -289,7 +349,8 @@ public sealed partial class AgentPgClient
             { Decision: "rejected" } => $"it was already rejected{by}{at}. GetRunToolCallsAsync shows the decision.",
             _ => $"its run was cancelled before anyone decided (it is {state}).",
         };
-        return new AgentPgException(AgentPgErrorCode.ApprovalNotPending, operation, $"Tool execution {id} is not waiting for approval: {why}")
+        return new AgentPgException(AgentPgErrorCode.ApprovalNotPending, operation, $"Tool execution {id} is not waiting for approval: {why}{suffix}",
+            innerException)
         {
             Context = new Dictionary<string, object?> { ["tool_execution_id"] = id, ["state"] = state },
         };

@@ -42,27 +42,50 @@ public sealed partial class AgentPgClient
         await _schemaCheck.EnsureAsync("WatchRun", null, cancellationToken).ConfigureAwait(false);
         await EnsureListenerAsync(cancellationToken).ConfigureAwait(false);
         var root = await RegisterWatchAsync(runId, cancellationToken).ConfigureAwait(false) ?? throw RunNotFound(runId, "WatchRun");
-        var feed = _feeds.Acquire(root);
+        // The watched run and the descendants found so far (a child run's first event names its parent): a child run's watch
+        // reads from the start, to find the descendants created before afterSequence.
+        HashSet<Guid>? subtree = runId == root ? null : [runId];
+        // Every event up to this sequence was processed: the events of the feed and of the database reads are in sequence
+        // order, and a watcher that attaches after reading from the database may find some of them in the feed again.
+        var seen = subtree is null ? afterSequence : 0;
+        var feed = _feeds.Acquire(root, seen, out var cursor);
         try
         {
-            // The watched run and the descendants found so far (a child run's first event names its parent).
-            HashSet<Guid>? subtree = runId == root ? null : [runId];
-            var index = 0;
             var batch = new List<FeedEntry>();
             while (true)
             {
                 batch.Clear();
-                var (changed, ended, fault, closed) = feed.Read(index, batch);
-                if (closed)
+                Task changed;
+                bool ended;
+                AgentPgException? fault = null;
+                FeedPage? missed = null;
+                if (cursor is null)
                 {
-                    // The client was disposed while watching: its feeds stopped reading (before, a watch went on polling with a
-                    // data source the host may have disposed, and never returned).
-                    throw new ObjectDisposedException(nameof(AgentPgClient), "The AgentPgClient was disposed while watching the run.");
+                    // The feed dropped events this watcher needs (every watcher attached had read them): it reads them from the
+                    // database, a page at a time, then attaches where they end.
+                    missed = await ReadMissedEventsAsync(feed, root, seen, cancellationToken).ConfigureAwait(false);
+                    batch.AddRange(missed.Value.Entries);
+                    (changed, ended) = (Task.CompletedTask, missed.Value.RootFinished);
+                }
+                else
+                {
+                    (changed, ended, fault, var closed) = feed.Read(cursor, batch);
+                    if (closed)
+                    {
+                        // The client was disposed while watching: its feeds stopped reading (before, a watch went on polling with a
+                        // data source the host may have disposed, and never returned).
+                        throw new ObjectDisposedException(nameof(AgentPgClient), "The AgentPgClient was disposed while watching the run.");
+                    }
                 }
 
-                index += batch.Count;
                 foreach (var (e, parent) in batch)
                 {
+                    if (e.Sequence <= seen)
+                    {
+                        continue;
+                    }
+
+                    seen = e.Sequence;
                     if (subtree is not null)
                     {
                         if (!subtree.Contains(e.RunId))
@@ -90,6 +113,26 @@ public sealed partial class AgentPgClient
                     }
                 }
 
+                if (missed is { } page)
+                {
+                    if (ended)
+                    {
+                        // The root finished (or its events expired) and everything was read.
+                        yield break;
+                    }
+
+                    // Past rows of kinds this version does not materialize too.
+                    seen = Math.Max(seen, page.LastSequence);
+                    if (page.Rows < RunEventFeed.MaxPage)
+                    {
+                        // Caught up with the database: from here on the feed holds what comes next (or null again if the feed
+                        // read and dropped more meanwhile).
+                        cursor = feed.Attach(seen);
+                    }
+
+                    continue;
+                }
+
                 if (batch.Count == 0)
                 {
                     if (fault is not null)
@@ -111,12 +154,51 @@ public sealed partial class AgentPgClient
         }
         finally
         {
-            _feeds.Release(feed);
+            _feeds.Release(feed, cursor);
+        }
+    }
+
+    /// <summary>Reads a page of the events after <paramref name="afterSequence"/> that the feed dropped before this watcher
+    /// attached, as the feed's reader does: a database that is restarting is waited for, a schema that is gone ends the watch,
+    /// and so does the client's disposal.</summary>
+    private async Task<FeedPage> ReadMissedEventsAsync(RunEventFeed feed, Guid root, long afterSequence, CancellationToken cancellationToken)
+    {
+        var backoff = TimeSpan.FromMilliseconds(100);
+        while (true)
+        {
+            if (feed.IsClosed)
+            {
+                throw new ObjectDisposedException(nameof(AgentPgClient), "The AgentPgClient was disposed while watching the run.");
+            }
+
+            try
+            {
+                return await ReadEventPageAsync(root, afterSequence, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                if (feed.IsClosed)
+                {
+                    throw new ObjectDisposedException(nameof(AgentPgClient), "The AgentPgClient was disposed while watching the run.");
+                }
+
+                Diagnostics.Log.RunEventReadFailed(_logger, ex, root);
+                if (await EventReadFaultAsync(ex).ConfigureAwait(false) is { } fatal)
+                {
+                    throw new AgentPgException(fatal.Code, fatal.Operation, fatal.Message, fatal.InnerException) { Context = fatal.Context, RunId = root };
+                }
+
+                await Task.Delay(backoff, _time, cancellationToken).ConfigureAwait(false);
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(5).Ticks));
+            }
         }
     }
 
     /// <summary>The root runs this client currently reads events of (one reader per root run, whatever the number of watchers).</summary>
     internal int ActiveEventFeeds => _feeds.Count;
+
+    /// <summary>The events this client's feeds hold in memory for watchers that have not read them yet.</summary>
+    internal int RetainedEvents => _feeds.RetainedEvents;
 
     private async Task<Guid?> RegisterWatchAsync(Guid runId, CancellationToken cancellationToken)
     {

@@ -50,6 +50,12 @@ public sealed partial class AgentPgClient : IAsyncDisposable
     private readonly Lock _disposeLock = new();
     private WorkerSet? _workers;
     private PendingRunsProbe? _pendingProbe;
+
+    /// <summary>Whether this started client leads its schema now (the leader's jobs, <c>agentpg.runs.pending</c>).</summary>
+    internal bool IsLeader => _workers?.IsLeader ?? false;
+
+    /// <summary>The probe behind <c>agentpg.runs.pending</c> while started, for tests that read it now.</summary>
+    internal PendingRunsProbe? PendingRunsProbe => _pendingProbe;
     private readonly QueryReader _queries;
 
     private AgentPgClient(NpgsqlDataSource dataSource, AgentPgOptions options)
@@ -156,7 +162,7 @@ public sealed partial class AgentPgClient : IAsyncDisposable
 
             _workers = new WorkerSet(_engine, _registration.RegisterAsync);
             _workers.Start();
-            _pendingProbe = new PendingRunsProbe(_options.Schema, InstanceId, CountPendingRunsAsync, _time);
+            _pendingProbe = new PendingRunsProbe(_options.Schema, InstanceId, CountPendingRunsAsync, () => _workers?.IsLeader ?? false, _time);
             Telemetry.Register(_pendingProbe);
             _started = true;
             Log.ClientStarted(_logger, InstanceId, _options.InstanceName!, _options.Schema, _tools.Count);

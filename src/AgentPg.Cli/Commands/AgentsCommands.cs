@@ -1,8 +1,11 @@
 using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Spectre.Console;
 
 namespace AgentPg.Cli.Commands;
 
-/// <summary><c>agentpg agents list</c>.</summary>
+/// <summary><c>agentpg agents list|show</c>.</summary>
 internal static class AgentsCommands
 {
     public static Command Create(CliGlobals globals)
@@ -42,6 +45,78 @@ internal static class AgentsCommands
 
         var agentsCommand = new Command("agents", "Agents stored in the database.");
         agentsCommand.Subcommands.Add(list);
+        agentsCommand.Subcommands.Add(Show(globals));
         return agentsCommand;
     }
+
+    private static Command Show(CliGlobals globals)
+    {
+        var agentArgument = new Argument<string>("agent") { Description = "The agent's name or id." };
+        var command = new Command("show", "Show an agent: model, prompt, tools, delegates, approvals, thinking, effort and output schema.");
+        command.Arguments.Add(agentArgument);
+        globals.SetAction(command, async (parsed, context, cancellationToken) =>
+        {
+            var client = context.Client;
+            var id = await RunsCommands.ResolveAgentAsync(context, parsed.GetValue(agentArgument)!, cancellationToken).ConfigureAwait(false);
+            var agent = await client.GetAgentByIdAsync(id, cancellationToken).ConfigureAwait(false);
+            if (context.Json)
+            {
+                context.WriteJson(agent);
+                return CliExitCodes.Success;
+            }
+
+            var delegates = new List<string>();
+            foreach (var delegateId in agent.AgentIds)
+            {
+                try
+                {
+                    delegates.Add($"{(await client.GetAgentByIdAsync(delegateId, cancellationToken).ConfigureAwait(false)).Name} ({delegateId})");
+                }
+                catch (AgentPgException ex) when (ex.Code == AgentPgErrorCode.AgentNotFound)
+                {
+                    delegates.Add($"(deleted) ({delegateId})");
+                }
+            }
+
+            var facts = new Grid().AddColumn().AddColumn();
+            void Fact(string name, string? value)
+            {
+                if (!string.IsNullOrEmpty(value))
+                {
+                    // Names, prompts and schemas are anyone's text: made inert for the terminal, never read as markup.
+                    facts.AddRow(new Text(name), new Text(Format.Terminal(value)));
+                }
+            }
+
+            Fact("Agent", $"{agent.Name} ({agent.Id})");
+            Fact("Description", agent.Description);
+            Fact("Model", agent.Model);
+            Fact("Max tokens", agent.MaxTokens?.ToString(CultureInfo.InvariantCulture));
+            Fact("Temperature", agent.Temperature?.ToString(CultureInfo.InvariantCulture));
+            Fact("Top k", agent.TopK?.ToString(CultureInfo.InvariantCulture));
+            Fact("Top p", agent.TopP?.ToString(CultureInfo.InvariantCulture));
+            Fact("Thinking", agent.Thinking switch
+            {
+                null => null,
+                { Type: AgentThinkingType.Enabled } t => $"enabled, budget {t.BudgetTokens} tokens",
+                { Type: AgentThinkingType.Adaptive } => "adaptive",
+                _ => "disabled",
+            } + (agent.Thinking?.Display is { } display ? $", display {Format.Name(display)}" : ""));
+            // As Claude receives it (output_config.effort).
+            Fact("Effort", agent.Effort switch { null => null, AgentEffort.ExtraHigh => "xhigh", { } effort => Format.Name(effort) });
+            Fact("Tools", agent.Tools is null ? "(any the instance registered)" : agent.Tools.Count == 0 ? "(none)" : string.Join(", ", agent.Tools));
+            Fact("Agents", string.Join(", ", delegates));
+            Fact("Approval", agent.ToolsRequiringApproval is { Count: > 0 } approval ? string.Join(", ", approval) : null);
+            Fact("Metadata", agent.Metadata.Count == 0 ? null : JsonSerializer.Serialize(agent.Metadata));
+            Fact("Created", Format.Time(agent.CreatedAt));
+            Fact("Updated", Format.Time(agent.UpdatedAt));
+            Fact("System prompt", agent.SystemPrompt);
+            Fact("Output schema", agent.OutputSchema is { } schema ? JsonSerializer.Serialize(schema, s_indented) : null);
+            context.Write(facts);
+            return CliExitCodes.Success;
+        });
+        return command;
+    }
+
+    private static readonly JsonSerializerOptions s_indented = new() { WriteIndented = true };
 }

@@ -39,7 +39,7 @@ internal static class Telemetry
     static Telemetry()
     {
         Meter.CreateObservableGauge("agentpg.runs.pending", ObservePending, "{run}",
-            "Runs waiting to be claimed, per schema, as last read by a started client (refreshed at most every few seconds).");
+            "Runs waiting to be claimed, per schema, reported by the schema's leader only (refreshed at most every few seconds).");
     }
 
     public static void Register(PendingRunsProbe probe) => s_probes.TryAdd(probe, 0);
@@ -87,6 +87,54 @@ internal static class Telemetry
             QueueDuration.Record(Math.Max(0, (claimedAt - run.CreatedAt).TotalSeconds), new KeyValuePair<string, object?>("agentpg.run.mode", Mode(run)));
         }
 
+        return StartInvokeAgentSpan(claimed);
+    }
+
+    /// <summary>Starts the invoke_agent span of a batch run's result being applied by the batch poller (recorded, resubmitted,
+    /// or failing the run), continuing the run's stored trace context: without it a batch run's trace ended with the
+    /// submission of its batch, and its outcome was in no span.</summary>
+    /// <param name="claimed">The run, as the poller holds it.</param>
+    /// <param name="batchId">The message batch whose result is applied.</param>
+    /// <param name="result">Its result (<c>succeeded</c>, <c>errored</c>, <c>canceled</c>, <c>expired</c>, <c>missing</c>), when
+    /// known before it is read.</param>
+    public static Activity? StartBatchResult(global::AgentPg.Runs.ClaimedRun claimed, string batchId, string? result)
+    {
+        var activity = StartInvokeAgentSpan(claimed);
+        if (activity is not null)
+        {
+            activity.SetTag("agentpg.batch.id", batchId);
+            if (result is not null)
+            {
+                activity.SetTag("agentpg.batch.result", result);
+            }
+        }
+
+        return activity;
+    }
+
+    /// <summary>Tags a batch result's span with the answer, as a chat span is tagged (its tokens were measured by
+    /// <see cref="Answered"/>).</summary>
+    public static void BatchAnswered(Activity? activity, Claude.ModelResponse response, bool captureContent)
+    {
+        if (activity is null)
+        {
+            return;
+        }
+
+        activity.SetTag("gen_ai.response.model", response.Model);
+        activity.SetTag("gen_ai.response.id", response.MessageId);
+        activity.SetTag("gen_ai.response.finish_reasons", new[] { response.StopReason ?? "" });
+        activity.SetTag("gen_ai.usage.input_tokens", response.Usage.InputTokens + response.Usage.CacheReadInputTokens + response.Usage.CacheCreationInputTokens);
+        activity.SetTag("gen_ai.usage.output_tokens", response.Usage.OutputTokens);
+        if (captureContent)
+        {
+            activity.SetTag("gen_ai.output.messages", response.ToMessageJson().GetRawText());
+        }
+    }
+
+    private static Activity? StartInvokeAgentSpan(global::AgentPg.Runs.ClaimedRun claimed)
+    {
+        var run = claimed.Run;
         var activity = Start("invoke_agent", ActivityKind.Internal, claimed.TraceParent);
         if (activity is not null)
         {
@@ -307,7 +355,11 @@ internal static class Telemetry
 
 /// <summary>The pending-run count of one started client's schema for <c>agentpg.runs.pending</c>: observed synchronously,
 /// refreshed in the background so a metrics collection never waits for the database.</summary>
-internal sealed class PendingRunsProbe(string schema, string instanceId, Func<CancellationToken, Task<long>> count, TimeProvider time)
+/// <remarks>The count is the schema's, whoever reads it: only the instance that leads the schema reports it, so a dashboard
+/// that sums the gauge over instances (what OpenTelemetry backends do with a gauge's series) gets the queue's length, not
+/// that many times it. An instance that does not lead neither reports nor reads it.</remarks>
+internal sealed class PendingRunsProbe(string schema, string instanceId, Func<CancellationToken, Task<long>> count, Func<bool> isLeader,
+    TimeProvider time)
 {
     private static readonly TimeSpan s_refresh = TimeSpan.FromSeconds(5);
     private long _value = -1;
@@ -320,6 +372,14 @@ internal sealed class PendingRunsProbe(string schema, string instanceId, Func<Ca
 
     public long? Observe()
     {
+        if (!isLeader())
+        {
+            // A count read while leading before is stale by the time this instance leads again.
+            Volatile.Write(ref _value, -1);
+            Volatile.Write(ref _refreshedAt, 0);
+            return null;
+        }
+
         if ((_refreshedAt == 0 || time.GetElapsedTime(Volatile.Read(ref _refreshedAt)) >= s_refresh)
             && Interlocked.CompareExchange(ref _refreshing, 1, 0) == 0)
         {

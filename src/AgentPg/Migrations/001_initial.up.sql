@@ -329,11 +329,20 @@ CREATE TABLE agentpg_iterations (
     batch_expires_at             TIMESTAMPTZ,
     batch_poll_count             INTEGER NOT NULL DEFAULT 0,
     batch_last_poll_at           TIMESTAMPTZ,
+    -- Resubmissions after a canceled or missing result (at most AgentPgOptions.MaxModelRetries). Resubmissions for Claude
+    -- being unavailable are counted in batch_unavailable_count, those for the context window not at all (that policy ends).
     batch_resubmit_count         INTEGER NOT NULL DEFAULT 0,
     batch_expired_count          INTEGER NOT NULL DEFAULT 0,
     -- When the iteration's first batch result errored with Claude unavailable (overloaded, rate limited, failing): its
     -- resubmissions go on until AgentPgOptions.ModelUnavailableTimeout has passed since then.
     batch_unavailable_since      TIMESTAMPTZ,
+    -- Resubmissions after such results: the exponent of the next wait's backoff (and, with ModelUnavailableTimeout zero,
+    -- at most MaxModelRetries).
+    batch_unavailable_count      INTEGER NOT NULL DEFAULT 0,
+    -- Set while the iteration waits out Claude's unavailability: its batch ended errored, and the poller resubmits the
+    -- request once this time has come (durable, so an instance that adopts the run keeps the wait); cleared by the
+    -- resubmission.
+    batch_resubmit_at            TIMESTAMPTZ,
     -- The request was sent with the 1M-token context window beta.
     extended_context             BOOLEAN NOT NULL DEFAULT FALSE,
     streaming_started_at         TIMESTAMPTZ,
@@ -1699,7 +1708,10 @@ BEGIN
      WHERE i.batch_status = 'in_progress'
        AND r.state IN ('batch_pending', 'batch_processing')
        AND (r.claimed_by_instance_id = p_instance_id OR r.claimed_by_instance_id IS NULL)
-       AND (i.batch_last_poll_at IS NULL OR i.batch_last_poll_at < now() - p_poll_interval)
+       -- Due for a poll, or (waiting out Claude's unavailability: nothing to poll) for its resubmission.
+       AND CASE WHEN i.batch_resubmit_at IS NULL
+                THEN i.batch_last_poll_at IS NULL OR i.batch_last_poll_at < now() - p_poll_interval
+                ELSE i.batch_resubmit_at <= now() END
      ORDER BY i.batch_last_poll_at NULLS FIRST
      LIMIT p_max_count;
 END

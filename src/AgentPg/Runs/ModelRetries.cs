@@ -121,23 +121,7 @@ internal sealed class ModelRetries(Engine engine)
                 return null;
             }
 
-            var quarterOfRescue = engine.Options.RunRescue.Timeout.Ticks / 4;
-            var longest = Math.Min(s_longestWait.Ticks, quarterOfRescue);
-            var wait = TimeSpan.FromTicks(Math.Min(longest, s_firstWait.Ticks << Math.Min(_waits, 16)));
-            wait *= 0.5 + (Random.Shared.NextDouble() / 2);
-            if (exception is AnthropicApiException && _advice.RetryAfter is { } retryAfter && retryAfter > wait)
-            {
-                // The server's retry-after is a floor, but never so long that the rescue takes the waiting run: the next
-                // attempt (or the next wait's progress mark) comes within a quarter of RunRescue.Timeout.
-                wait = TimeSpan.FromTicks(Math.Min(retryAfter.Ticks, quarterOfRescue));
-            }
-
-            if (limit != Timeout.InfiniteTimeSpan && failingFor + wait > limit)
-            {
-                // The last attempt comes when the time is up, not a whole backoff later.
-                wait = limit - failingFor;
-            }
-
+            var wait = UnavailableWait(engine.Options, _waits, failingFor, exception is AnthropicApiException ? _advice.RetryAfter : null);
             _waits++;
             return wait;
         }
@@ -152,6 +136,38 @@ internal sealed class ModelRetries(Engine engine)
         return TimeSpan.FromMilliseconds(250 * _quickRetries);
     }
 
+    /// <summary>The wait before the next attempt of a call that Claude is unavailable for (the timeout not zero, and not
+    /// passed): 1 s doubling with each wait to a minute, jittered to 50–100 %, never more than a quarter of
+    /// <see cref="RunRescueOptions.Timeout"/>; the server's retry-after is a floor under that cap; the last attempt comes when
+    /// <see cref="AgentPgOptions.ModelUnavailableTimeout"/> is up. The same schedule for a stream, a batch's creation and a
+    /// batch result errored with Claude unavailable (<see cref="Workers.BatchPoller"/>).</summary>
+    /// <param name="options">The client's options.</param>
+    /// <param name="waits">How many waits came before this one.</param>
+    /// <param name="failingFor">How long the call has been failing.</param>
+    /// <param name="retryAfter">The server's retry-after, if it said one.</param>
+    public static TimeSpan UnavailableWait(AgentPgOptions options, int waits, TimeSpan failingFor, TimeSpan? retryAfter)
+    {
+        var limit = options.ModelUnavailableTimeout;
+        var quarterOfRescue = options.RunRescue.Timeout.Ticks / 4;
+        var longest = Math.Min(s_longestWait.Ticks, quarterOfRescue);
+        var wait = TimeSpan.FromTicks(Math.Min(longest, s_firstWait.Ticks << Math.Clamp(waits, 0, 16)));
+        wait *= 0.5 + (Random.Shared.NextDouble() / 2);
+        if (retryAfter is { } floor && floor > wait)
+        {
+            // The server's retry-after is a floor, but never so long that the rescue takes the waiting run: the next
+            // attempt (or the next wait's progress mark) comes within a quarter of RunRescue.Timeout.
+            wait = TimeSpan.FromTicks(Math.Min(floor.Ticks, quarterOfRescue));
+        }
+
+        if (limit != Timeout.InfiniteTimeSpan && failingFor + wait > limit)
+        {
+            // The last attempt comes when the time is up, not a whole backoff later.
+            wait = limit - failingFor;
+        }
+
+        return wait;
+    }
+
     /// <summary>Announces a wait of a run's model call: log event 2009, and a <see cref="ModelUnavailableEvent"/> for the run's
     /// watchers.</summary>
     /// <param name="run">The run (held by this instance).</param>
@@ -160,9 +176,20 @@ internal sealed class ModelRetries(Engine engine)
     /// <param name="wait">How long the run waits.</param>
     /// <param name="cancellationToken">The run's token.</param>
     public void AnnounceWait(Run run, int iterationNumber, Exception exception, TimeSpan wait, CancellationToken cancellationToken)
+        => AnnounceWait(engine, run, iterationNumber, Error(exception), wait, FailingFor, cancellationToken);
+
+    /// <summary>Announces a wait of a run's model call: log event 2009, and a <see cref="ModelUnavailableEvent"/> for the run's
+    /// watchers.</summary>
+    /// <param name="engine">The engine.</param>
+    /// <param name="run">The run (held by this instance).</param>
+    /// <param name="iterationNumber">The iteration whose call waits.</param>
+    /// <param name="error">The failure, described (<see cref="Error"/>).</param>
+    /// <param name="wait">How long the run waits.</param>
+    /// <param name="failingFor">How long the call has been failing.</param>
+    /// <param name="cancellationToken">The run's token.</param>
+    public static void AnnounceWait(Engine engine, Run run, int iterationNumber, string error, TimeSpan wait, TimeSpan failingFor,
+        CancellationToken cancellationToken)
     {
-        var error = Error(exception);
-        var failingFor = FailingFor;
         Diagnostics.Log.ModelUnavailable(engine.Logger, run.Id, error, Durations.Format(wait), Durations.Format(failingFor));
         // Not awaited: the event's write waits for the root's events head (a watcher's back-fill, a delta write), and the wait
         // and the next attempt must not wait for it (best effort, as the deltas are).

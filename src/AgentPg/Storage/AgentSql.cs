@@ -66,11 +66,14 @@ internal sealed class AgentSql
             """;
         GetById = $"SELECT {Columns} FROM {t} WHERE id = $1";
         GetByIds = $"SELECT {Columns} FROM {t} WHERE id = ANY($1)";
-        // agent_ids has no foreign key, so a write that lists delegates locks them the way a foreign key would (KEY SHARE,
-        // until its commit), and a delete locks the agent before it looks for delegators: whichever comes second sees the
-        // first one's result (a delete waits for the write and then finds the delegator; a write waits for the delete and
-        // then misses the delegate).
-        GetByIdsForDelegation = $"{GetByIds} FOR KEY SHARE";
+        // agent_ids has no foreign key, so a write that lists delegates locks them until its commit, and a delete locks the agent
+        // before it looks for delegators: whichever comes second sees the first one's result (a delete waits for the write and
+        // then finds the delegator; a write waits for the delete and then misses the delegate). SHARE, not the KEY SHARE a
+        // foreign key takes: the write also checks its ToolsRequiringApproval against the delegates' names, so it must wait for
+        // a rename in flight (LockForUpdate) and read the new name — with KEY SHARE it read the old one, passed, and stored a name
+        // the rename's FollowRename, already past, never rewrote. Writers lock delegates before the agent itself (the rename's
+        // order too: the agent, then its delegators), so a rename and an update of its delegator do not deadlock.
+        GetByIdsForDelegation = $"{GetByIds} FOR SHARE";
         LockForDelete = $"SELECT id FROM {t} WHERE id = $1 FOR UPDATE";
         // Exact (name, metadata): the unique key, used by GetOrCreate.
         GetByNameAndMetadata = $"SELECT {Columns} FROM {t} WHERE name = $1 AND metadata = $2";

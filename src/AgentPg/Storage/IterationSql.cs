@@ -42,9 +42,11 @@ internal sealed class IterationSql
                    batch_status = CASE WHEN batch_id IS NULL THEN batch_status ELSE 'ended' END
              WHERE id = $1
             """;
-        // A batch was created for iteration $1: $2 batch id, $3 expiry, $4 max_tokens, $5 extended context, $6 resubmission (0/1),
-        // $7 expiry counted (0/1), $8..$11 the iteration's usage so far: answers it was charged for and dropped (a result cut
-        // off by the context window), which its final result adds to the run. After the fence.
+        // A batch was created for iteration $1: $2 batch id, $3 expiry, $4 max_tokens, $5 extended context, $6 resubmission after
+        // a canceled or missing result (0/1), $7 expiry counted (0/1), $8..$11 the iteration's usage so far: answers it was
+        // charged for and dropped (a result cut off by the context window), which its final result adds to the run, $12 when
+        // Claude was first unavailable for it, $13 resubmission for Claude unavailable (0/1). Ends a wait (batch_resubmit_at).
+        // After the fence.
         Submitted = $"""
             UPDATE {t}
                SET batch_id = $2, batch_request_id = id::text, batch_status = 'in_progress', batch_submitted_at = now(),
@@ -52,7 +54,15 @@ internal sealed class IterationSql
                    batch_resubmit_count = batch_resubmit_count + $6, batch_expired_count = batch_expired_count + $7,
                    input_tokens = $8, output_tokens = $9, cache_creation_input_tokens = $10, cache_read_input_tokens = $11,
                    started_at = coalesce(started_at, now()),
-                   batch_unavailable_since = coalesce(batch_unavailable_since, $12)
+                   batch_unavailable_since = coalesce(batch_unavailable_since, $12),
+                   batch_unavailable_count = batch_unavailable_count + $13, batch_resubmit_at = NULL
+             WHERE id = $1
+            """;
+        // Iteration $1's batch ended errored with Claude unavailable: its request is submitted again after $2 (an interval),
+        // by the database's clock as the poll's due time is; $3 when Claude was first unavailable for it. After the fence.
+        ResubmitLater = $"""
+            UPDATE {t}
+               SET batch_resubmit_at = now() + $2, batch_unavailable_since = coalesce(batch_unavailable_since, $3)
              WHERE id = $1
             """;
         // Batch polling bookkeeping (not fenced: it changes nothing another holder relies on).
@@ -87,6 +97,8 @@ internal sealed class IterationSql
 
     public string Submitted { get; }
 
+    public string ResubmitLater { get; }
+
     public string Polled { get; }
 
     public string TakeCancelingBatches { get; }
@@ -118,11 +130,15 @@ internal sealed class IterationSql
     /// <summary>Adds <see cref="Submitted"/>: <paramref name="resubmission"/> counts a resubmission, <paramref name="afterExpiry"/>
     /// an expiry; <paramref name="usage"/> is the iteration's usage so far (answers it was charged for and dropped).</summary>
     public void AddSubmitted(NpgsqlBatch batch, Guid iterationId, string batchId, DateTimeOffset expiresAt, int maxTokens, bool extendedContext,
-        bool resubmission, bool afterExpiry, Usage usage, DateTimeOffset? unavailableSince = null)
+        bool resubmission, bool afterExpiry, Usage usage, DateTimeOffset? unavailableSince = null, bool afterUnavailable = false)
         => batch.Append(Submitted, P.Uuid(iterationId), P.Text(batchId), new NpgsqlParameter<DateTimeOffset> { TypedValue = expiresAt }, P.Int(maxTokens),
             P.Bool(extendedContext), P.Int(resubmission ? 1 : 0), P.Int(afterExpiry ? 1 : 0), P.Int((int)usage.InputTokens),
             P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens),
-            P.TimestampTz(unavailableSince));
+            P.TimestampTz(unavailableSince), P.Int(afterUnavailable ? 1 : 0));
+
+    /// <summary>Adds <see cref="ResubmitLater"/>: the iteration's request is submitted again once <paramref name="wait"/> has passed.</summary>
+    public void AddResubmitLater(NpgsqlBatch batch, Guid iterationId, TimeSpan wait, DateTimeOffset unavailableSince)
+        => batch.Append(ResubmitLater, P.Uuid(iterationId), P.Interval(wait), P.TimestampTz(unavailableSince));
 
     /// <summary>A command for <see cref="Polled"/>.</summary>
     public NpgsqlCommand PolledCommand(NpgsqlDataSource dataSource, Guid iterationId) => Db.Command(dataSource, null, Polled, P.Uuid(iterationId));

@@ -150,7 +150,7 @@ internal sealed class RunSql
             """;
         // Iterations to poll: this instance's in-progress batches and orphaned ones. $1 instance, $2 interval, $3 max.
         ForPoll = $"""
-            SELECT {PollColumns}, {Prefixed("r")}
+            SELECT {PollColumns}, {Prefixed("r")}, r.traceparent
               FROM {s}.agentpg_get_iterations_for_poll($1, $2, $3) i
               JOIN {t} r ON r.id = i.run_id
             """;
@@ -480,7 +480,8 @@ internal sealed class RunSql
     // The iteration's columns before the run's in ForPoll, in the order ReadForPoll reads them.
     private const string PollColumns =
         "i.id, i.iteration_number, i.batch_id, i.batch_expires_at, i.batch_resubmit_count, i.batch_expired_count, i.extended_context, i.max_tokens, " +
-        "i.input_tokens, i.output_tokens, i.cache_creation_input_tokens, i.cache_read_input_tokens, i.batch_unavailable_since";
+        "i.input_tokens, i.output_tokens, i.cache_creation_input_tokens, i.cache_read_input_tokens, i.batch_unavailable_since, i.batch_unavailable_count, " +
+        "i.batch_resubmit_at IS NOT NULL";
 
     private static readonly int PollColumnCount = PollColumns.Split(", ").Length;
 
@@ -580,7 +581,13 @@ internal sealed class RunSql
         => new(r.GetGuid(0), r.GetInt32(1), r.GetString(2), r.IsDBNull(3) ? null : r.GetFieldValue<DateTimeOffset>(3), r.GetInt32(4), r.GetInt32(5),
             r.GetBoolean(6), r.IsDBNull(7) ? null : r.GetInt32(7),
             new Usage { InputTokens = r.GetInt32(8), OutputTokens = r.GetInt32(9), CacheCreationInputTokens = r.GetInt32(10), CacheReadInputTokens = r.GetInt32(11) },
-            Read(r, PollColumnCount)) { UnavailableSince = r.IsDBNull(12) ? null : r.GetFieldValue<DateTimeOffset>(12) };
+            Read(r, PollColumnCount))
+        {
+            UnavailableSince = r.IsDBNull(12) ? null : r.GetFieldValue<DateTimeOffset>(12),
+            UnavailableCount = r.GetInt32(13),
+            ResubmitDue = r.GetBoolean(14),
+            TraceParent = r.IsDBNull(PollColumnCount + ColumnCount) ? null : r.GetString(PollColumnCount + ColumnCount),
+        };
 
     /// <summary>A command for <see cref="CallbackSweep"/> over runs and their creating transactions (null: committed); read
     /// each row with <see cref="ReadCallbackSweep"/>.</summary>

@@ -126,10 +126,36 @@ internal sealed class BatchPoller(Engine engine)
             IterationId = item.IterationId,
             UsedExtendedContext = item.ExtendedContext,
             IterationUsage = item.DroppedUsage,
+            TraceParent = item.TraceParent,
         };
 
         try
         {
+            await PollClaimedAsync(claimed, item, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            // The span of a result's application (none for a poll that found the batch in progress).
+            claimed.Activity?.Dispose();
+        }
+    }
+
+    private async Task PollClaimedAsync(ClaimedRun claimed, BatchPollItem item, CancellationToken cancellationToken)
+    {
+        var run = claimed.Run;
+        try
+        {
+            if (item.ResubmitDue)
+            {
+                claimed.Activity = Telemetry.StartBatchResult(claimed, item.BatchId, "errored");
+                // The batch ended errored with Claude unavailable and the iteration's wait is over: nothing to poll.
+                Log.BatchResubmitting(engine.Logger, run.Id, item.BatchId,
+                    $"errored with Claude unavailable (failing for {Durations.Format(engine.Time.GetUtcNow() - (item.UnavailableSince ?? engine.Time.GetUtcNow()))}, " +
+                    "AgentPgOptions.ModelUnavailableTimeout)");
+                await ResubmitAsync(claimed, item, BatchSubmitter.Kind.AfterUnavailable, cancellationToken, item.UnavailableSince).ConfigureAwait(false);
+                return;
+            }
+
             var batch = await _api.RetrieveAsync(item.BatchId, cancellationToken).ConfigureAwait(false);
             await MarkPolledAsync(item.IterationId, cancellationToken).ConfigureAwait(false);
             switch (batch.ProcessingStatus.Raw())
@@ -138,6 +164,7 @@ internal sealed class BatchPoller(Engine engine)
                     if (batch.ExpiresAt <= engine.Time.GetUtcNow())
                     {
                         // Past its expiry without an end: it will not be processed any more.
+                        claimed.Activity = Telemetry.StartBatchResult(claimed, item.BatchId, "expired");
                         await _api.CancelQuietlyAsync([item.BatchId], take: false, CancellationToken.None).ConfigureAwait(false);
                         await HandleExpiredAsync(claimed, item, cancellationToken).ConfigureAwait(false);
                     }
@@ -148,6 +175,7 @@ internal sealed class BatchPoller(Engine engine)
 
                     break;
                 case "ended":
+                    claimed.Activity = Telemetry.StartBatchResult(claimed, item.BatchId, null);
                     await HandleEndedAsync(claimed, item, cancellationToken).ConfigureAwait(false);
                     break;
             }
@@ -205,6 +233,7 @@ internal sealed class BatchPoller(Engine engine)
     {
         var result = await _api.FindResultAsync(item.BatchId, item.IterationId, cancellationToken).ConfigureAwait(false);
         var type = result is { } r && r.TryGetProperty("type", out var t) ? t.GetString() : null;
+        claimed.Activity?.SetTag("agentpg.batch.result", type ?? "missing");
         switch (type)
         {
             case "succeeded":
@@ -218,6 +247,7 @@ internal sealed class BatchPoller(Engine engine)
                 claimed.IterationUsage += response.Usage;
                 var context = await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false);
                 Telemetry.Answered(context.Agent.Model, response, "batch");
+                Telemetry.BatchAnswered(claimed.Activity, response, engine.Options.Telemetry.CaptureContent);
                 if (response.StopReason == StopReasons.ModelContextWindowExceeded)
                 {
                     // The answer ran into the context window: dropped, and the request takes the prompt-too-long path.
@@ -248,33 +278,35 @@ internal sealed class BatchPoller(Engine engine)
 
                 if (s_retryableErrors.Contains(errorType) && engine.Options.ModelUnavailableTimeout is var limit && limit != TimeSpan.Zero)
                 {
-                    // Claude unavailable, as for a stream: resubmitted (a new batch, read at the next polls) until
-                    // ModelUnavailableTimeout has passed since the iteration's first errored result.
+                    // Claude unavailable, as for a stream: resubmitted (a new batch) after the stream's backoff, until
+                    // ModelUnavailableTimeout has passed since the iteration's first errored result. The wait is recorded
+                    // with the iteration (a later poll resubmits), so it holds no poll slot and survives an adoption.
                     var now = engine.Time.GetUtcNow();
                     var since = item.UnavailableSince ?? now;
                     var failingFor = now - since;
                     if (limit == Timeout.InfiniteTimeSpan || failingFor < limit)
                     {
-                        Log.BatchResubmitting(engine.Logger, claimed.Run.Id, item.BatchId,
-                            $"errored with Claude unavailable ({errorType}: {errorMessage}; failing for {Durations.Format(failingFor)}, AgentPgOptions.ModelUnavailableTimeout)");
-                        await ResubmitAsync(claimed, item, BatchSubmitter.Kind.Resubmission, cancellationToken, since).ConfigureAwait(false);
+                        var wait = ModelRetries.UnavailableWait(engine.Options, item.UnavailableCount, failingFor, retryAfter: null);
+                        await ResubmitLaterAsync(claimed, item, wait, since, cancellationToken).ConfigureAwait(false);
+                        ModelRetries.AnnounceWait(engine, claimed.Run, item.IterationNumber, $"batch result {errorType}: {errorMessage}", wait, failingFor,
+                            cancellationToken);
                         return;
                     }
 
                     throw new RunFailureException(ErrorTypes.BatchError,
-                        $"Claude's batch request failed: {errorType}: {errorMessage} (errored for {Durations.Format(failingFor)}, {item.ResubmitCount} " +
+                        $"Claude's batch request failed: {errorType}: {errorMessage} (errored for {Durations.Format(failingFor)}, {item.UnavailableCount} " +
                         $"resubmissions: Claude stayed unavailable for longer than AgentPgOptions.ModelUnavailableTimeout ({Durations.Format(limit)}))");
                 }
 
-                if (s_retryableErrors.Contains(errorType) && item.ResubmitCount < engine.Options.MaxModelRetries)
+                if (s_retryableErrors.Contains(errorType) && item.UnavailableCount < engine.Options.MaxModelRetries)
                 {
-                    await ResubmitAsync(claimed, item, BatchSubmitter.Kind.Resubmission, cancellationToken).ConfigureAwait(false);
+                    await ResubmitAsync(claimed, item, BatchSubmitter.Kind.AfterUnavailable, cancellationToken).ConfigureAwait(false);
                     return;
                 }
 
                 throw new RunFailureException(ErrorTypes.BatchError,
                     $"Claude's batch request failed: {errorType}: {errorMessage}" +
-                    (s_retryableErrors.Contains(errorType) ? $" (after {item.ResubmitCount} resubmissions; AgentPgOptions.MaxModelRetries = {engine.Options.MaxModelRetries})" : ""));
+                    (s_retryableErrors.Contains(errorType) ? $" (after {item.UnavailableCount} resubmissions; AgentPgOptions.MaxModelRetries = {engine.Options.MaxModelRetries})" : ""));
 
             case "expired":
                 await HandleExpiredAsync(claimed, item, cancellationToken).ConfigureAwait(false);
@@ -320,6 +352,20 @@ internal sealed class BatchPoller(Engine engine)
         await _submitter.SubmitAsync(claimed, context, kind, cancellationToken, unavailableSince).ConfigureAwait(false);
     }
 
+    /// <summary>Records that the iteration's request is submitted again after <paramref name="wait"/> (fenced: a run cancelled
+    /// or taken meanwhile is left alone).</summary>
+    private async Task ResubmitLaterAsync(ClaimedRun claimed, BatchPollItem item, TimeSpan wait, DateTimeOffset unavailableSince,
+        CancellationToken cancellationToken)
+    {
+        var batch = engine.DataSource.CreateBatch();
+        await using (batch.ConfigureAwait(false))
+        {
+            engine.Sql.Runs.AddFence(batch, claimed.Run, engine.InstanceId, item.IterationId);
+            engine.Sql.Iterations.AddResubmitLater(batch, item.IterationId, wait, unavailableSince);
+            await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     /// <summary>Compaction, then the 1M window, then the run's failure (<see cref="ContextWindowPolicy"/>), as for a stream.</summary>
     private async Task RetryTooLongAsync(ClaimedRun claimed, BatchPollItem item, string detail, CancellationToken cancellationToken,
         IterationContext? loaded = null)
@@ -327,7 +373,7 @@ internal sealed class BatchPoller(Engine engine)
         var context = loaded
             ?? await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false);
         await _window.OnPromptTooLongAsync(claimed, context, detail, cancellationToken).ConfigureAwait(false);
-        await ResubmitAsync(claimed, item, BatchSubmitter.Kind.Resubmission, cancellationToken).ConfigureAwait(false);
+        await ResubmitAsync(claimed, item, BatchSubmitter.Kind.AfterContextWindow, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Compaction (when enabled), then the run's failure with <c>request_too_large</c>, as for a stream's 413.</summary>
@@ -335,7 +381,7 @@ internal sealed class BatchPoller(Engine engine)
     {
         var context = await _starter.LoadAsync(claimed, item.IterationNumber, item.IterationId, item.MaxTokens, includeHistory: false, cancellationToken).ConfigureAwait(false);
         await _window.OnRequestTooLargeAsync(claimed, context, detail, cancellationToken).ConfigureAwait(false);
-        await ResubmitAsync(claimed, item, BatchSubmitter.Kind.Resubmission, cancellationToken).ConfigureAwait(false);
+        await ResubmitAsync(claimed, item, BatchSubmitter.Kind.AfterContextWindow, cancellationToken).ConfigureAwait(false);
     }
 
     private async Task<long?> AdoptAsync(Guid runId, CancellationToken cancellationToken)
@@ -381,4 +427,15 @@ internal sealed record BatchPollItem(Guid IterationId, int IterationNumber, stri
 {
     /// <summary>Gets when the iteration's first batch result errored with Claude unavailable, if one did.</summary>
     public DateTimeOffset? UnavailableSince { get; init; }
+
+    /// <summary>Gets how many times the iteration was resubmitted because Claude was unavailable (apart from
+    /// <see cref="ResubmitCount"/>, the resubmissions after a canceled or missing result).</summary>
+    public int UnavailableCount { get; init; }
+
+    /// <summary>Gets whether the batch ended errored with Claude unavailable and the iteration's wait is over: the request is
+    /// resubmitted without a poll.</summary>
+    public bool ResubmitDue { get; init; }
+
+    /// <summary>Gets the W3C trace context stored with the run, which the span of a result's application continues.</summary>
+    public string? TraceParent { get; init; }
 }

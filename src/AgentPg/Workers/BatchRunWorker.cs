@@ -37,11 +37,23 @@ internal sealed class BatchSubmitter(Engine engine)
     private readonly BatchApi _api = new(engine);
     private readonly ContextWindowPolicy _window = new(engine);
 
+    // What a submission is counted as: each limit has its own count (a burst of overload used to spend the canceled/missing
+    // result's MaxModelRetries).
     public enum Kind
     {
         First,
+
+        /// <summary>After a canceled or missing result: batch_resubmit_count, at most MaxModelRetries.</summary>
         Resubmission,
+
+        /// <summary>After an expiry: batch_expired_count, once.</summary>
         AfterExpiry,
+
+        /// <summary>After a result errored with Claude unavailable: batch_unavailable_count (ModelUnavailableTimeout).</summary>
+        AfterUnavailable,
+
+        /// <summary>After a compaction or a switch to the 1M window: not counted (ContextWindowPolicy ends).</summary>
+        AfterContextWindow,
     }
 
     // unavailableSince: when the iteration's first batch result errored with Claude unavailable, recorded with the submission
@@ -119,7 +131,7 @@ internal sealed class BatchSubmitter(Engine engine)
                     engine.Sql.Runs.AddFence(batch, run, engine.InstanceId, context.IterationId);
                     engine.Sql.Iterations.AddSubmitted(batch, context.IterationId, batchId, expiresAt, context.MaxTokens, claimed.UsedExtendedContext,
                         resubmission: resubmission == Kind.Resubmission, afterExpiry: resubmission == Kind.AfterExpiry,
-                        usage: claimed.IterationUsage, unavailableSince: unavailableSince);
+                        usage: claimed.IterationUsage, unavailableSince: unavailableSince, afterUnavailable: resubmission == Kind.AfterUnavailable);
                     engine.Sql.Runs.AddSetState(batch, run.Id, RunState.BatchPending);
                     await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
                 }

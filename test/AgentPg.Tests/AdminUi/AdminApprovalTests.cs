@@ -159,6 +159,47 @@ public sealed class AdminApprovalTests(SchemaFixture db, Chromium chromium) : IC
     }
 
     [DatabaseFact]
+    public async Task ReasonAndComment_LongerThanTheOld1000_StoredWhole_OverTheLimit_RefusedWithA400_NeverCut()
+    {
+        // The inbox cut a reason or a comment to 1 000 characters without a word (the form said maxlength 1000; a hand-crafted
+        // post went through and Claude read a reason cut mid-sentence). The limit is the client's, MaxToolOutputLength.
+        var (app, claude, agent) = await StartAsync(db);
+        await using var _ = app;
+        await using var __ = claude;
+        var tenant = "ln-" + Guid.NewGuid().ToString("N")[..8];
+        var (_, rejectedRun, rejected) = await RequestAsync(app, agent, tenant);
+        var (_, approvedRun, approved) = await RequestAsync(app, agent, tenant);
+        using var http = app.HttpClient(user: "ann", tenant: tenant);
+        var max = app.Client.Options.MaxToolOutputLength!.Value;
+
+        var (token, inbox) = await AdminHttpTests.FormTokenAsync(http, "approvals");
+        Assert.Contains($"<input name=\"reason\" required maxlength=\"{max}\"", inbox, StringComparison.Ordinal);
+        Assert.Contains($"<input name=\"comment\" maxlength=\"{max}\"", inbox, StringComparison.Ordinal);
+
+        var tooLong = await http.PostAsync($"approvals/{rejected.ToolExecutionId}/reject",
+            new FormUrlEncodedContent([new("__RequestVerificationToken", token), new("reason", new string('r', max + 1))]));
+        Assert.Equal(HttpStatusCode.BadRequest, tooLong.StatusCode);
+        Assert.Contains("MaxToolOutputLength", await tooLong.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        var commentTooLong = await http.PostAsync($"approvals/{approved.ToolExecutionId}/approve",
+            new FormUrlEncodedContent([new("__RequestVerificationToken", token), new("comment", new string('c', max + 1))]));
+        Assert.Equal(HttpStatusCode.BadRequest, commentTooLong.StatusCode);
+        Assert.Contains("MaxToolOutputLength", await commentTooLong.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal(2, (await app.Client.GetPendingApprovalsAsync(metadata: new Dictionary<string, object?> { ["tenant"] = tenant })).Count);
+
+        var reason = "not eligible: " + new string('r', 1500) + " (end)";
+        var comment = "checked: " + new string('c', 1500) + " (end)";
+        Assert.Equal(HttpStatusCode.Redirect, (await http.PostAsync($"approvals/{rejected.ToolExecutionId}/reject",
+            new FormUrlEncodedContent([new("__RequestVerificationToken", token), new("reason", reason)]))).StatusCode);
+        Assert.Equal(HttpStatusCode.Redirect, (await http.PostAsync($"approvals/{approved.ToolExecutionId}/approve",
+            new FormUrlEncodedContent([new("__RequestVerificationToken", token), new("comment", comment)]))).StatusCode);
+
+        Assert.EndsWith(reason, (await Eventually.WithinAsync(app.Client.WaitForRunAsync(rejectedRun), "the rejected run")).Text, StringComparison.Ordinal);
+        Assert.Equal(reason, (await app.Client.GetRunToolCallsAsync(rejectedRun)).Single().Approval!.Comment);
+        await Eventually.WithinAsync(app.Client.WaitForRunAsync(approvedRun), "the approved run");
+        Assert.Equal(comment, (await app.Client.GetRunToolCallsAsync(approvedRun)).Single().Approval!.Comment);
+    }
+
+    [DatabaseFact]
     public async Task Approve_ALongUneditedInputWithAccents_ShownReadableAndRunsWithTheModelsInput()
     {
         var (app, claude, agent) = await StartAsync(db);

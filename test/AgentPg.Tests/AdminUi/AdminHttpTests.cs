@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.RegularExpressions;
+using AgentPg.Testing;
 using AgentPg.Tests.Infrastructure;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
@@ -82,6 +83,85 @@ public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<Sch
         var css = await http.GetAsync("assets/admin.css");
         Assert.Equal("text/css; charset=utf-8", css.Content.Headers.ContentType?.ToString());
         Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync("assets/other.js")).StatusCode);
+    }
+
+    [DatabaseFact]
+    public async Task AgentsPage_ShowsThinkingEffortAndTheOutputSchema_Encoded()
+    {
+        // AgentDefinition.Thinking, Effort and OutputSchema were shown nowhere: an operator could not see why an agent's
+        // answers came back as JSON, or cost what they did.
+        await using var app = await AdminApp.StartAsync(db);
+        using var http = app.HttpClient();
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        using var schema = System.Text.Json.JsonDocument.Parse("""
+            {"type":"object","properties":{"verdict":{"type":"string","description":"</pre><script>alert(1)</script> & more"}},
+             "required":["verdict"],"additionalProperties":false}
+            """);
+        await app.Client.CreateAgentAsync(new AgentDefinition
+        {
+            Name = "judge_" + suffix, Model = "claude-sonnet-4-5", MaxTokens = 8192, Thinking = AgentThinking.Enabled(2048),
+            Effort = AgentEffort.ExtraHigh, OutputSchema = schema.RootElement.Clone(),
+        });
+        await app.Client.CreateAgentAsync(new AgentDefinition
+        {
+            Name = "plain_" + suffix, Model = "claude-sonnet-4-5", Thinking = AgentThinking.Adaptive.WithDisplay(AgentThinkingDisplay.Omitted),
+        });
+
+        var html = await http.GetStringAsync("agents");
+
+        var judge = Regex.Match(html, $"<tr><td><strong>judge_{suffix}</strong>.*?</tr>", RegexOptions.Singleline);
+        Assert.True(judge.Success, "no row for the judge agent");
+        Assert.Contains("thinking: enabled, 2048 tokens · effort: xhigh", judge.Value, StringComparison.Ordinal);
+        Assert.Contains("<details><summary>output schema</summary><pre>", judge.Value, StringComparison.Ordinal);
+        Assert.Contains("&quot;verdict&quot;", judge.Value, StringComparison.Ordinal);
+        Assert.Contains("&lt;/pre&gt;&lt;script&gt;alert(1)&lt;/script&gt; &amp; more", judge.Value, StringComparison.Ordinal);
+        Assert.DoesNotContain("<script>", html, StringComparison.Ordinal);
+        var plain = Regex.Match(html, $"<tr><td><strong>plain_{suffix}</strong>.*?</tr>", RegexOptions.Singleline);
+        Assert.Contains("thinking: adaptive, display omitted", plain.Value, StringComparison.Ordinal);
+        Assert.DoesNotContain("effort", plain.Value, StringComparison.Ordinal);
+        Assert.DoesNotContain("output schema", plain.Value, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
+    public async Task EventStream_OfARunWaitingForAnUnavailableClaude_SendsTheWait_WhichTheLivePageShows()
+    {
+        // The live run page's wait display (ModelUnavailableEvent, event "waiting") had no test.
+        await using var h = await Harness.StartAsync(db, start: false);
+        var overloaded = 0;
+        h.Claude.Respond(r => r.LastUserText != "wait for claude" ? FakeReply.Text("other")
+            : Interlocked.Increment(ref overloaded) == 1 ? FakeReply.Error(529, "overloaded_error", "Overloaded <b>now</b>", TimeSpan.FromMilliseconds(1))
+            : FakeReply.Text("after the wait"));
+        await using var app = await AdminApp.StartAsync(db, h.Claude);
+        var agent = await h.AgentAsync();
+        var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "wait for claude");
+        using var http = app.HttpClient();
+        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+
+        using var response = await http.GetAsync($"runs/{run}/events", HttpCompletionOption.ResponseHeadersRead, cancel.Token);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancel.Token));
+        // The first event (the run's creation, replayed) comes once the watch is registered: only then may the run start.
+        Assert.Equal("id: 1", await reader.ReadLineAsync(cancel.Token));
+        await h.Client.StartAsync();
+        string? line;
+        while ((line = await reader.ReadLineAsync(cancel.Token)) is not null && line != "event: waiting")
+        {
+        }
+
+        Assert.Equal("event: waiting", line);
+        var data = await reader.ReadLineAsync(cancel.Token);
+        Assert.StartsWith("data: ", data, StringComparison.Ordinal);
+        using var wait = System.Text.Json.JsonDocument.Parse(data!["data: ".Length..]);
+        Assert.Equal("Claude API error 529 overloaded_error: Overloaded <b>now</b>", wait.RootElement.GetProperty("error").GetString());
+        Assert.InRange(wait.RootElement.GetProperty("waitSeconds").GetDouble(), 0.1, 2);
+        Assert.True(wait.RootElement.GetProperty("failingForSeconds").GetDouble() >= 0);
+        Assert.True(DateTimeOffset.TryParse(wait.RootElement.GetProperty("retryAt").GetString(), System.Globalization.CultureInfo.InvariantCulture,
+            System.Globalization.DateTimeStyles.None, out _));
+        Assert.Equal("after the wait", (await Eventually.WithinAsync(h.Client.WaitForRunAsync(run), "the run after the wait")).Text);
+
+        // The live page's script writes it with textContent (never as HTML) under the answer, and removes it at the next iteration.
+        var script = await http.GetStringAsync("assets/admin.js");
+        Assert.Contains("on(\"waiting\"", script, StringComparison.Ordinal);
+        Assert.Contains("waiting.textContent = \"Claude is unavailable (\" + data.error", script, StringComparison.Ordinal);
     }
 
     [DatabaseFact]

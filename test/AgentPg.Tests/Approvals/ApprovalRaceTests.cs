@@ -184,6 +184,147 @@ public sealed class ApprovalRaceTests(SchemaFixture db) : IClassFixture<SchemaFi
         Assert.Equal(approved, refunds.Calls.Count);
     }
 
+    [DatabaseTheory]
+    [InlineData(System.Data.IsolationLevel.RepeatableRead)]
+    [InlineData(System.Data.IsolationLevel.Serializable)]
+    public async Task Approve_InTheCallersSnapshotTransaction_AfterAnotherDecisionCommitted_IsApprovalNotPending(System.Data.IsolationLevel isolation)
+    {
+        // The caller's transaction took its snapshot (an audit row, a read) before a rejection committed. Its approval's guarded
+        // update then meets a row changed after its snapshot, and PostgreSQL refuses with 40001: the caller got a raw
+        // PostgresException instead of being told that the request was already decided.
+        var (session, _, execution) = await WaitingRequestAsync();
+        await using var client = db.CreateClient();
+        await using var connection = await db.DataSource.OpenConnectionAsync();
+        await using var transaction = await connection.BeginTransactionAsync(isolation);
+        await ScalarAsync<int>(connection, "SELECT count(*)::int FROM {schema}.agentpg_tool_executions WHERE id = $1", execution);
+
+        await client.RejectToolCallAsync(execution, "not this one", "bob");
+
+        var error = await Assert.ThrowsAsync<AgentPgException>(() => client.ApproveToolCallAsync(transaction, execution, null, "ok", "alice"));
+        Assert.Equal(AgentPgErrorCode.ApprovalNotPending, error.Code);
+        Assert.Contains("already rejected by bob", error.Message, StringComparison.Ordinal);
+        Assert.Contains("roll", error.Message, StringComparison.Ordinal);
+        Assert.Equal(PostgresErrorCodes.SerializationFailure, Assert.IsType<PostgresException>(error.InnerException).SqlState);
+        await transaction.RollbackAsync();
+        Assert.Equal("rejected", await db.ScalarAsync<string>(
+            "SELECT approval_decision FROM {schema}.agentpg_tool_executions WHERE id = $1", execution));
+        await DeleteAsync(session);
+    }
+
+    [DatabaseTheory]
+    [InlineData(System.Data.IsolationLevel.RepeatableRead)]
+    [InlineData(System.Data.IsolationLevel.Serializable)]
+    public async Task Reject_InTheCallersSnapshotTransaction_WaitingForAnApprovalThatCommits_IsApprovalNotPending(System.Data.IsolationLevel isolation)
+    {
+        // Both decide in their own transactions: the approval holds the run row, the rejection (its snapshot taken) waits for it;
+        // the approval commits and the rejection's update finds the request changed since its snapshot.
+        var (session, _, execution) = await WaitingRequestAsync();
+        await using var client = db.CreateClient();
+        await using var approving = await db.DataSource.OpenConnectionAsync();
+        await using var approval = await approving.BeginTransactionAsync();
+        await client.ApproveToolCallAsync(approval, execution, null, "ok", "alice");
+
+        await using var rejecting = await db.DataSource.OpenConnectionAsync();
+        await using var rejection = await rejecting.BeginTransactionAsync(isolation);
+        await ScalarAsync<int>(rejecting, "SELECT count(*)::int FROM {schema}.agentpg_tool_executions WHERE id = $1", execution);
+        var deciding = client.RejectToolCallAsync(rejection, execution, "no", "bob");
+        await Eventually.TrueAsync(
+            async () => deciding.IsCompleted || await db.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", rejecting.ProcessID) > 0,
+            "the rejection waits for the run row the approval holds");
+        await approval.CommitAsync();
+
+        var error = await Assert.ThrowsAsync<AgentPgException>(() => Eventually.WithinAsync(deciding, "the rejection"));
+        Assert.Equal(AgentPgErrorCode.ApprovalNotPending, error.Code);
+        Assert.Contains("already approved by alice", error.Message, StringComparison.Ordinal);
+        Assert.IsType<PostgresException>(error.InnerException);
+        await rejection.RollbackAsync();
+        Assert.Equal("approved", await db.ScalarAsync<string>(
+            "SELECT approval_decision FROM {schema}.agentpg_tool_executions WHERE id = $1", execution));
+        await DeleteAsync(session);
+    }
+
+    [DatabaseTheory]
+    [InlineData("repeatable read")]
+    [InlineData("serializable")]
+    public async Task Reject_OnADatabaseWhoseDefaultIsolationTakesSnapshots_WaitingForAnApprovalThatCommits_IsApprovalNotPending(string level)
+    {
+        // The library's own transaction inherits default_transaction_isolation: set to repeatable read or serializable (for the
+        // database, the role or the connection string), the decision that waited for a concurrent one got 40001 too.
+        var (session, _, execution) = await WaitingRequestAsync();
+        await using var snapshots = TestDatabase.CreateDataSource(b => b.Options = $"-c default_transaction_isolation={level.Replace(" ", "\\ ", StringComparison.Ordinal)}");
+        await using var client = db.CreateClient(snapshots);
+        await using (var probe = await snapshots.OpenConnectionAsync())
+        {
+            Assert.Equal(level, await ScalarAsync<string>(probe, "SHOW default_transaction_isolation"));
+        }
+
+        await using var approving = await db.DataSource.OpenConnectionAsync();
+        await using var approval = await approving.BeginTransactionAsync();
+        await client.ApproveToolCallAsync(approval, execution, null, "ok", "alice");
+
+        var deciding = client.RejectToolCallAsync(execution, "no", "bob");
+        await Eventually.TrueAsync(
+            async () => deciding.IsCompleted || await db.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid <> $1 AND wait_event_type = 'Lock' AND query LIKE '%agentpg_decide_tool_approval%'",
+                approving.ProcessID) > 0,
+            "the rejection waits for the run row the approval holds");
+        await approval.CommitAsync();
+
+        var error = await Assert.ThrowsAsync<AgentPgException>(() => Eventually.WithinAsync(deciding, "the rejection"));
+        Assert.Equal(AgentPgErrorCode.ApprovalNotPending, error.Code);
+        Assert.Contains("already approved by alice", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("roll", error.Message, StringComparison.Ordinal);
+        await DeleteAsync(session);
+    }
+
+    [DatabaseFact]
+    public async Task DelegatorWrites_ListingTheOldNameWhileTheDelegateIsRenamed_AreRefused_NotStored()
+    {
+        // The rename of the cleaner holds the cleaner's row and waits (its FollowRename) for another delegator's row, which a
+        // third connection holds. Meanwhile the boss is updated, and an agent created, to need approval for delegating to the
+        // cleaner by the name they read. Both checked that name against the cleaner's row, locked FOR KEY SHARE, which does not
+        // wait for the rename's lock: they saw the old name, passed and committed, and after the rename committed they listed a
+        // name no call matches: the delegation ran without anyone asked.
+        await using var client = db.CreateClient();
+        var suffix = Guid.NewGuid().ToString("N")[..6];
+        AgentDefinition Agent(string name) => new() { Name = name + "_" + suffix, Model = "claude-sonnet-4-5", Tools = [] };
+        var cleaner = await client.CreateAgentAsync(Agent("cleaner"));
+        var other = await client.CreateAgentAsync(Agent("other") with { AgentIds = [cleaner.Id], ToolsRequiringApproval = [cleaner.Name] });
+        var boss = await client.CreateAgentAsync(Agent("boss") with { AgentIds = [cleaner.Id] });
+
+        await using var holder = await db.DataSource.OpenConnectionAsync();
+        await using var held = await holder.BeginTransactionAsync();
+        await ScalarAsync<int>(holder, "SELECT 1 FROM {schema}.agentpg_agents WHERE id = $1 FOR UPDATE", other.Id);
+        var renaming = client.UpdateAgentAsync(cleaner with { Name = "purger_" + suffix });
+        await Eventually.TrueAsync(
+            async () => renaming.IsCompleted || await db.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid <> $1 AND wait_event_type = 'Lock' AND query LIKE '%tools_requiring_approval = CASE%'",
+                holder.ProcessID) > 0,
+            "the rename waits for the other delegator's row");
+
+        var updating = client.UpdateAgentAsync(boss with { ToolsRequiringApproval = [cleaner.Name] });
+        var creating = client.CreateAgentAsync(Agent("boss2") with { AgentIds = [cleaner.Id], ToolsRequiringApproval = [cleaner.Name] });
+        await Eventually.TrueAsync(
+            async () => (updating.IsCompleted && creating.IsCompleted) || await db.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid <> $1 AND wait_event_type = 'Lock' AND query LIKE '%FOR SHARE%'",
+                holder.ProcessID) == 2,
+            "the boss's update and the new agent's creation wait for the cleaner's row, or are done");
+        await held.CommitAsync();
+        await Eventually.WithinAsync(renaming, "the rename");
+
+        Assert.Contains("purger_" + suffix, (await Assert.ThrowsAsync<ArgumentException>(() => Eventually.WithinAsync(updating, "the boss's update"))).Message,
+            StringComparison.Ordinal);
+        Assert.Contains("'cleaner_" + suffix + "'", (await Assert.ThrowsAsync<ArgumentException>(() => Eventually.WithinAsync(creating, "the creation"))).Message,
+            StringComparison.Ordinal);
+        Assert.Null((await client.GetAgentByIdAsync(boss.Id)).ToolsRequiringApproval);
+        Assert.Equal(["purger_" + suffix], (await client.GetAgentByIdAsync(other.Id)).ToolsRequiringApproval);
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_agents WHERE name = $1", "boss2_" + suffix));
+    }
+
+    // An approved execution left pending would be claimed by the tool workers of this class's other tests.
+    private Task DeleteAsync(Guid session) => db.ExecuteAsync("DELETE FROM {schema}.agentpg_sessions WHERE id = $1", session);
+
     [DatabaseFact]
     public async Task Decision_OfADecidedRequest_IsStillNotPending()
     {

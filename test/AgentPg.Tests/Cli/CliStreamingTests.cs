@@ -292,6 +292,35 @@ public sealed partial class CliStreamingTests(SchemaFixture db) : IClassFixture<
         Assert.True(types.IndexOf("ApprovalRequestedEvent") is >= 0 and var requested && types.IndexOf("ToolCallStartedEvent") > requested, json.ToString());
     }
 
+    [DatabaseFact]
+    public async Task RunsWatch_ARunWaitingForAnUnavailableClaude_ShowsTheWaitingLine()
+    {
+        // ModelUnavailableEvent's [waiting] line had no test: a watcher must see why a run is silent, not a hung command.
+        await using var h = await Harness.StartAsync(db, start: false);
+        var agent = await h.AgentAsync();
+        var overloaded = 0;
+        h.Claude.Respond(r => r.LastUserText != "wait for claude" ? FakeReply.Text("other")
+            : Interlocked.Increment(ref overloaded) == 1 ? FakeReply.Error(529, "overloaded_error", "Overloaded", TimeSpan.FromMilliseconds(1))
+            : FakeReply.Text("after the wait"));
+        var runId = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "wait for claude");
+
+        // A wait is recorded for a run that is watched: start the worker once the watch has marked it.
+        var watching = LiveCliRun.Start(db.Schema, "runs", "watch", runId.ToString());
+        await Eventually.TrueAsync(async () =>
+        {
+            Assert.False(watching.Completion.IsCompleted, $"runs watch ended before the run started: {watching.Output}");
+            return await db.ScalarAsync<bool>("SELECT watched FROM {schema}.agentpg_runs WHERE id = $1", runId);
+        }, "runs watch registers its watch", s_timeout);
+        await h.Client.StartAsync();
+        var result = await watching.Completion.WaitAsync(s_timeout);
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Matches(@"\[waiting\] Claude is unavailable \(Claude API error 529 overloaded_error: Overloaded\); trying again in [0-9.]+ m?s " +
+            @"\(failing for [0-9.]+ m?s\)\n", result.Output);
+        Assert.True(result.Output.IndexOf("[waiting]", StringComparison.Ordinal) < result.Output.IndexOf("after the wait", StringComparison.Ordinal),
+            result.Output);
+    }
+
     [GeneratedRegex(@"in session ([0-9a-f-]{36})")]
     private static partial Regex SessionPattern();
 

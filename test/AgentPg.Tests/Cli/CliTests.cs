@@ -198,6 +198,40 @@ public sealed class CliTests(SchemaFixture db) : IClassFixture<SchemaFixture>
     }
 
     [DatabaseFact]
+    public async Task AgentsShow_ThinkingEffortAndOutputSchema_ByNameOrId_InertAndJson()
+    {
+        // No command showed an agent's thinking, effort or output schema (agents list has a column for none of them).
+        await using var client = db.CreateClient();
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        var worker = await client.CreateAgentAsync(new AgentDefinition { Name = "worker_" + suffix, Model = "claude-sonnet-4-5", Tools = [] });
+        using var schema = JsonDocument.Parse("""
+            {"type":"object","properties":{"verdict":{"type":"string","description":"red \u001b[31malert"}},"required":["verdict"],"additionalProperties":false}
+            """);
+        var judge = await client.CreateAgentAsync(new AgentDefinition
+        {
+            Name = "judge_" + suffix, Model = "claude-sonnet-4-5", MaxTokens = 8192, Thinking = AgentThinking.Enabled(2048).WithDisplay(AgentThinkingDisplay.Summarized),
+            Effort = AgentEffort.ExtraHigh, OutputSchema = schema.RootElement.Clone(), Tools = ["lookup"], AgentIds = [worker.Id],
+            ToolsRequiringApproval = ["worker_" + suffix], SystemPrompt = "Judge fairly.",
+        });
+
+        var shown = await CliRunner.RunAsync(db.Schema, "agents", "show", judge.Name);
+        Assert.True(shown.ExitCode == 0, shown.ToString());
+        Assert.Matches(@"Thinking\s+enabled, budget 2048 tokens, display summarized", shown.Output);
+        Assert.Matches(@"Effort\s+xhigh", shown.Output);
+        Assert.Matches($@"Agents\s+worker_{suffix} \({worker.Id}\)", shown.Output);
+        Assert.Matches($@"Approval\s+worker_{suffix}", shown.Output);
+        Assert.Matches(@"Output schema\s+\{", shown.Output);
+        Assert.Contains("\"verdict\": {", shown.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain('\u001b', shown.Output);
+        Assert.Equal(shown.Output, (await CliRunner.RunAsync(db.Schema, "agents", "show", judge.Id.ToString())).Output);
+
+        var json = Json(await CliRunner.RunAsync(db.Schema, "agents", "show", judge.Id.ToString(), "--json"));
+        Assert.Equal("verdict", json.GetProperty("outputSchema").GetProperty("required")[0].GetString());
+        Assert.Equal(2048, json.GetProperty("thinking").GetProperty("budgetTokens").GetInt32());
+        AssertOneLineError(await CliRunner.RunAsync(db.Schema, "agents", "show", "nobody_" + suffix), 1, "nobody_" + suffix);
+    }
+
+    [DatabaseFact]
     public async Task ModelAndToolOutputWithTerminalEscapes_AreShownInertByEveryCommand()
     {
         // What a model (or a prompt injection through a tool's output) could send a terminal: set the window title, write the

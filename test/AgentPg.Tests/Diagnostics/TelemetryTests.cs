@@ -71,6 +71,9 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
         /// <summary>Reads the observable instruments (gauges) once.</summary>
         public void Observe() => _listener.RecordObservableInstruments();
 
+        /// <summary>Forgets what was measured so far.</summary>
+        public void Clear() => _all.Clear();
+
         public void Dispose() => _listener.Dispose();
 
         private void Record<T>(Instrument instrument, T value, ReadOnlySpan<KeyValuePair<string, object?>> tags, object? state)
@@ -209,6 +212,118 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
             metrics.Observe();
             return metrics.Of("agentpg.runs.pending").Any(m => Equals(m.Tags["agentpg.schema"], db.Schema) && m.Value == 0);
         }, "agentpg.runs.pending to report the schema's pending runs");
+    }
+
+    [DatabaseFact]
+    public async Task RunsPending_TwoInstancesOnOneSchema_OnlyTheLeaderReportsTheSchemasCount()
+    {
+        // Every started client reported the schema-wide count: a dashboard that sums the gauge over instances (what a backend
+        // does with a gauge's series) showed the queue twice over with two instances.
+        using var metrics = new Measurements();
+        await using var h = await Harness.StartAsync(db);
+        var second = await h.AddClientAsync();
+        // Runs of an agent whose tool no instance has stay pending.
+        var agent = await h.Client.CreateAgentAsync(new AgentDefinition
+        {
+            Name = "unclaimable_" + Guid.NewGuid().ToString("N")[..8], Model = "claude-sonnet-4-5", Tools = ["no_instance_has_this_tool"],
+        });
+        var runs = new List<Guid>();
+        for (var i = 0; i < 3; i++)
+        {
+            runs.Add(await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "wait"));
+        }
+
+        try
+        {
+            await Eventually.TrueAsync(() => h.Client.IsLeader || second.IsLeader, "one of the two instances to lead the schema");
+            var leader = h.Client.IsLeader ? h.Client : second;
+            // Both read the count now (else each reads it in the background at its first observation).
+            await h.Client.PendingRunsProbe!.RefreshAsync();
+            await second.PendingRunsProbe!.RefreshAsync();
+
+            metrics.Observe();
+
+            var pending = metrics.Of("agentpg.runs.pending").Where(m => Equals(m.Tags["agentpg.schema"], db.Schema)).ToList();
+            var reported = Assert.Single(pending);
+            Assert.Equal(3, reported.Value);
+            Assert.Equal(leader.InstanceId, reported.Tags["agentpg.instance.id"]);
+        }
+        finally
+        {
+            foreach (var run in runs)
+            {
+                await h.Client.CancelRunAsync(run);
+            }
+        }
+    }
+
+    [DatabaseFact]
+    public async Task BatchRun_EachResultAppliedHasASpanInTheRunsTrace_TheLastWithTheRunsOutcome()
+    {
+        // A batch run's trace ended with the submission of its first batch: the results, the tool round between them and
+        // the run's outcome were in no span.
+        using var spans = new Spans();
+        var (h, agent, model, tool) = await SetUpAsync(captureContent: false);
+        await using var _ = h;
+        var session = await h.Client.NewSessionAsync();
+        ActivityTraceId traceId;
+        Guid runId;
+        using (var request = s_app.StartActivity("POST /jobs"))
+        {
+            traceId = request!.TraceId;
+            runId = await h.Client.RunAsync(session, agent.Id, "Weather in Oslo?");
+        }
+
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the batch run");
+        Activity? Outcome() => spans.InTrace(traceId).SingleOrDefault(a => Equals(a.GetTagItem("agentpg.run.outcome"), "completed"));
+        await Eventually.TrueAsync(() => Outcome() is not null, "the span of the result that completed the run to end");
+
+        var results = spans.InTrace(traceId).Where(a => a.GetTagItem("agentpg.batch.id") is not null).OrderBy(a => a.StartTimeUtc).ToList();
+        var iterations = await h.Client.GetIterationsAsync(runId);
+        // One per result applied (the tool round's, the answer's), each naming its batch, in the run's trace.
+        Assert.Equal(iterations.Select(i => i.BatchId), results.Select(a => (string?)a.GetTagItem("agentpg.batch.id")));
+        Assert.All(results, a =>
+        {
+            Assert.Equal("invoke_agent " + agent.Name, a.DisplayName);
+            Assert.Equal("batch", a.GetTagItem("agentpg.run.mode"));
+            Assert.Equal(runId.ToString(), a.GetTagItem("agentpg.run.id"));
+            Assert.Equal("succeeded", a.GetTagItem("agentpg.batch.result"));
+            Assert.Equal(model, a.GetTagItem("gen_ai.request.model"));
+            Assert.StartsWith("msg_", (string)a.GetTagItem("gen_ai.response.id")!, StringComparison.Ordinal);
+        });
+        Assert.Equal(["tool_use"], (string[])results[0].GetTagItem("gen_ai.response.finish_reasons")!);
+        Assert.Equal(135L, results[0].GetTagItem("gen_ai.usage.input_tokens"));
+        Assert.Null(results[0].GetTagItem("agentpg.run.outcome"));
+        Assert.Same(Outcome(), results[^1]);
+        Assert.Equal(["end_turn"], (string[])results[^1].GetTagItem("gen_ai.response.finish_reasons")!);
+        Assert.Equal(7L, results[^1].GetTagItem("gen_ai.usage.output_tokens"));
+        Assert.Contains(spans.InTrace(traceId), a => a.DisplayName == "execute_tool " + tool);
+    }
+
+    [DatabaseFact]
+    public async Task BatchRun_ARefusedResult_FailsTheRunInASpanWithTheError()
+    {
+        using var spans = new Spans();
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        h.Claude.Enqueue(FakeReply.Error(400, "invalid_request_error", "messages.0: bad content"));
+        ActivityTraceId traceId;
+        Guid runId;
+        using (var request = s_app.StartActivity("POST /jobs"))
+        {
+            traceId = request!.TraceId;
+            runId = await h.Client.RunAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+        }
+
+        await Assert.ThrowsAsync<AgentPgException>(() => Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the batch run"));
+        Activity? Failed() => spans.InTrace(traceId).SingleOrDefault(a => Equals(a.GetTagItem("agentpg.run.outcome"), "failed"));
+        await Eventually.TrueAsync(() => Failed() is not null, "the span of the result that failed the run to end");
+
+        var span = Failed()!;
+        Assert.Equal("errored", span.GetTagItem("agentpg.batch.result"));
+        Assert.Equal(ActivityStatusCode.Error, span.Status);
+        Assert.Equal("batch_error", span.GetTagItem("error.type"));
+        Assert.Contains("invalid_request_error: messages.0: bad content", span.StatusDescription, StringComparison.Ordinal);
     }
 
     [DatabaseFact]

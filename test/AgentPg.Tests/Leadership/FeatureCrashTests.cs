@@ -707,20 +707,22 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
 
         await cluster.StopServerAsync("immediate");
         await cluster.StartServerAsync();
-        // The app's first calls may meet pooled connections the crash broke (Npgsql throws on them once): it tries again.
+        // The app's first calls may meet pooled connections the crash broke (Npgsql throws on them once): it tries again. The
+        // cluster commits without waiting for the WAL flush (synchronous_commit=off), so the answer that asked for approval, if
+        // it committed just before the immediate stop, can be lost with its request: the run is then rescued and asks again.
         ToolApprovalRequest? request = null;
         await Eventually.TrueAsync(async () =>
         {
             try
             {
-                request = (await producer.GetPendingApprovalsAsync(approvalSession)).Single();
-                return true;
+                request = (await producer.GetPendingApprovalsAsync(approvalSession)) is [var only] ? only : null;
+                return request is not null;
             }
             catch (NpgsqlException)
             {
                 return false;
             }
-        }, "the approval request to be listed after the crash");
+        }, "the approval request to be listed after the crash", TimeSpan.FromSeconds(90));
         await producer.ApproveToolCallAsync(request!.ToolExecutionId);
 
         await Eventually.TrueAsync(async () => await CountAsync(dataSource, "SELECT count(*) FROM agentpg_runs WHERE id = ANY($1) AND state IN ('completed', 'failed', 'cancelled')", ids) == 31,

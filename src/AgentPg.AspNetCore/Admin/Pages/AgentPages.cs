@@ -18,6 +18,7 @@ internal static class AgentPages
                 <tr><td><strong>{a.Name}</strong><div class="muted">{a.Description}</div></td><td><code>{a.Model}</code></td>
                 <td>{string.Join(", ", a.Tools ?? [])}</td><td>{string.Join(", ", a.AgentIds.Select(id => names.GetValueOrDefault(id, AdminPages.Short(id))))}</td>
                 <td>{(capable.Count == 0 ? Html.Trusted("<span class=\"badge state-failed\">none</span>") : Html.Text(string.Join(", ", capable.Select(i => i.Name))))}</td>
+                <td>{Settings(a)}</td>
                 <td><a href="{r.Url($"/runs?agent={a.Id}")}">runs</a></td></tr>
                 """);
         });
@@ -25,11 +26,29 @@ internal static class AgentPages
             .GroupBy(x => x.Tool, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal)
             .Select(g => Html.Of($"""<tr><td><code>{g.Key}</code></td><td>{string.Join(", ", g.Select(x => x.Instance))}</td><td><a href="{r.Url($"/tool-executions?tool={Uri.EscapeDataString(g.Key)}")}">executions</a></td></tr>"""));
         var content = Html.Of($"""
-            <table><thead><tr><th>Agent</th><th>Model</th><th>Tools</th><th>Agent tools</th><th>Live instances that can run it</th><th></th></tr></thead><tbody>{rows}</tbody></table>
+            <table><thead><tr><th>Agent</th><th>Model</th><th>Tools</th><th>Agent tools</th><th>Live instances that can run it</th><th>Thinking, effort, output</th><th></th></tr></thead><tbody>{rows}</tbody></table>
             {Html.When(agents.Count == 0, Html.Trusted("<p class=\"muted\">No agents.</p>"))}
             <h2>Tools registered by live instances</h2>
             <table><thead><tr><th>Tool</th><th>Instances</th><th></th></tr></thead><tbody>{tools}</tbody></table>
             """);
         return AdminPages.Page(r, "Agents", content);
+    }
+
+    // What the agent asks of Claude beyond the prompt: its thinking, its effort and the JSON schema of its answers (encoded as
+    // text: a schema's descriptions are anyone's words).
+    private static Html Settings(AgentDefinition a)
+    {
+        var thinking = a.Thinking switch
+        {
+            null => null,
+            { Type: AgentThinkingType.Enabled } t => $"thinking: enabled, {t.BudgetTokens} tokens",
+            { Type: AgentThinkingType.Adaptive } => "thinking: adaptive",
+            _ => "thinking: disabled",
+        } + (a.Thinking?.Display is { } display ? $", display {display.ToString().ToLowerInvariant()}" : "");
+        var effort = a.Effort is { } e ? "effort: " + AgentEfforts.ToWire(e) : null;
+        return Html.Of($"""
+            <span data-agent-settings>{string.Join(" · ", new[] { thinking, effort }.Where(x => x is not null))}</span>
+            {Html.When(a.OutputSchema is not null, Html.Of($"<details><summary>output schema</summary><pre>{AdminPages.Json(a.OutputSchema)}</pre></details>"))}
+            """);
     }
 }

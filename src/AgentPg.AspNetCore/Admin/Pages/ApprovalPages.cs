@@ -10,6 +10,8 @@ internal static class ApprovalPages
     {
         var pending = await r.Client.GetPendingApprovalsAsync(metadata: r.Tenant, limit: 200, cancellationToken: r.Aborted).ConfigureAwait(false);
         var agents = await RunPages.AgentNamesAsync(r).ConfigureAwait(false);
+        // The library's limit on what Claude reads of a decision (the reason; an edited input with its comment).
+        var maxLength = Html.When(r.Client.Options.MaxToolOutputLength is not null, Html.Of($" maxlength=\"{r.Client.Options.MaxToolOutputLength}\""));
         var items = pending.Select(a => Html.Of($"""
             <article class="approval" data-approval="{a.ToolExecutionId}">
             <h3><code>{a.ToolName}</code> <span class="muted">requested by {agents.GetValueOrDefault(a.AgentId, AdminPages.Short(a.AgentId))} · depth {a.Depth} · {AdminPages.Time(a.RequestedAt)}</span></h3>
@@ -18,11 +20,11 @@ internal static class ApprovalPages
             {Html.When(r.CanAct, Html.Of($"""
                 <form method="post" action="{r.Url($"/approvals/{a.ToolExecutionId}/approve")}" class="decide">{r.AntiforgeryField()}
                 <details><summary>edit the input</summary><textarea name="input" rows="6">{AdminPages.Json(a.Input)}</textarea></details>
-                <input name="comment" maxlength="1000" placeholder="comment (optional)">
+                <input name="comment"{maxLength} placeholder="comment (optional)">
                 <button type="submit">Approve</button>
                 </form>
                 <form method="post" action="{r.Url($"/approvals/{a.ToolExecutionId}/reject")}" class="decide">{r.AntiforgeryField()}
-                <input name="reason" required maxlength="1000" placeholder="reason (the model sees it)">
+                <input name="reason" required{maxLength} placeholder="reason (the model sees it)">
                 <button type="submit" class="danger">Reject</button>
                 </form>
                 """))}
@@ -62,7 +64,17 @@ internal static class ApprovalPages
                 throw new AdminHttpException(StatusCodes.Status400BadRequest, $"The edited input is not valid JSON: {e.Message}");
             }
         }
-        await DecideAsync(() => r.Client.ApproveToolCallAsync(execution.Id, input, Text(form["comment"].ToString()), DecidedBy(r), r.Aborted)).ConfigureAwait(false);
+        var comment = Text(form["comment"].ToString());
+        // The client bounds a comment that goes with an edited input (Claude reads both); alone it is only stored, but the form
+        // allows no more, and a hand-crafted post gets the same answer rather than a comment cut short.
+        if (comment is not null && r.Client.Options.MaxToolOutputLength is { } max && comment.Length > max)
+        {
+            throw new AdminHttpException(StatusCodes.Status400BadRequest,
+                $"The comment has {comment.Length} characters, more than the {max} allowed (AgentPgOptions.MaxToolOutputLength). Shorten it; " +
+                "nothing was decided.");
+        }
+
+        await DecideAsync(() => r.Client.ApproveToolCallAsync(execution.Id, input, comment, DecidedBy(r), r.Aborted)).ConfigureAwait(false);
         return RunPages.Back(r, "/approvals");
     }
 
@@ -97,7 +109,8 @@ internal static class ApprovalPages
         }
     }
 
-    private static string? Text(string value) => string.IsNullOrWhiteSpace(value) ? null : value.Length <= 1000 ? value : value[..1000];
+    // Whole: the client refuses what is too long with a message that says so (a 400 here), never cut.
+    private static string? Text(string value) => string.IsNullOrWhiteSpace(value) ? null : value;
 
     private static string? DecidedBy(AdminRequest r) => r.Http.User.Identity?.Name;
 }

@@ -48,7 +48,13 @@ internal sealed class RunEventFeeds
     /// <summary>The feeds with at least one watcher.</summary>
     public int Count => _feeds.Count;
 
-    public RunEventFeed Acquire(Guid rootRunId)
+    /// <summary>Acquires the feed of a root run for a watcher that has every event up to <paramref name="afterSequence"/>
+    /// (release it with <see cref="Release"/>), and attaches the watcher (<see cref="RunEventFeed.Attach"/>): a new feed's
+    /// first watcher is attached before its reader starts, so the events it reads are shared, not dropped before it came.</summary>
+    /// <param name="rootRunId">The root run.</param>
+    /// <param name="afterSequence">The sequence the watcher has everything up to.</param>
+    /// <param name="cursor">The watcher's cursor, or <see langword="null"/> when the events it needs next were dropped already.</param>
+    public RunEventFeed Acquire(Guid rootRunId, long afterSequence, out FeedCursor? cursor)
     {
         lock (_lock)
         {
@@ -57,6 +63,7 @@ internal sealed class RunEventFeeds
                 // The client was disposed after the watch checked: a feed that is closed from the start, with no reader.
                 var closed = new RunEventFeed(rootRunId, _readPage, PollAsync, _fault, _pollInterval, _time, _logger) { Watchers = 1 };
                 closed.Close();
+                cursor = closed.Attach(afterSequence);
                 return closed;
             }
 
@@ -64,7 +71,12 @@ internal sealed class RunEventFeeds
             {
                 feed = new RunEventFeed(rootRunId, _readPage, PollAsync, _fault, _pollInterval, _time, _logger);
                 _feeds[rootRunId] = feed;
+                cursor = feed.Attach(afterSequence);
                 feed.Start();
+            }
+            else
+            {
+                cursor = feed.Attach(afterSequence);
             }
 
             feed.Watchers++;
@@ -72,8 +84,19 @@ internal sealed class RunEventFeeds
         }
     }
 
-    public void Release(RunEventFeed feed)
+    /// <summary>The events the feeds hold in memory (their watchers have not all read them yet), for tests that check the
+    /// memory of a long run's watch is bounded.</summary>
+    internal int RetainedEvents => _feeds.Values.Sum(f => f.Retained);
+
+    /// <summary>Releases a watcher's hold on the feed (and its <paramref name="cursor"/>, if it had one): the last watcher's
+    /// release stops the reader.</summary>
+    public void Release(RunEventFeed feed, FeedCursor? cursor = null)
     {
+        if (cursor is not null)
+        {
+            feed.Detach(cursor);
+        }
+
         lock (_lock)
         {
             if (--feed.Watchers > 0)
@@ -147,15 +170,37 @@ internal sealed class RunEventFeeds
     }
 }
 
-/// <summary>The events of one root run read so far, in sequence order, and the reader that appends new ones.</summary>
+/// <summary>A watcher's place in a <see cref="RunEventFeed"/>: the index (counted from the feed's first event) of the next event
+/// it reads.</summary>
+internal sealed class FeedCursor
+{
+    /// <summary>Guarded by the feed's lock.</summary>
+    internal long Next { get; set; }
+}
+
+/// <summary>The events of one root run that its watchers have not all read yet, in sequence order, and the reader that
+/// appends new ones.</summary>
+/// <remarks>Memory is bounded by what the watchers still need, not by the run's length (a long run streams tens of thousands
+/// of deltas): each attached watcher has a <see cref="FeedCursor"/>, and the events before the last cursor are dropped, but
+/// the last <see cref="KeepRead"/>. A watcher that needs dropped events (it started late, or resumes from an older sequence)
+/// reads them from the database itself, then attaches (<see cref="Attach"/>).</remarks>
 internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, CancellationToken, Task<FeedPage>> readPage,
     Func<CancellationToken, Task> poll, Func<Exception, Task<AgentPgException?>> fault, TimeSpan pollInterval, TimeProvider time, ILogger logger)
     : IDisposable
 {
     private const int PageSize = 500;
+
+    // Read events kept anyway: a run of up to this many events is held whole, so watchers that join it at once (a page
+    // opened by many) share one reader's events and read nothing from the database themselves.
+    private const int KeepRead = PageSize;
     private static readonly TimeSpan s_maxBackoff = TimeSpan.FromSeconds(5);
 
+    // _entries[0] is the feed's event number _dropped (counted from its first event); the events before it were read by every
+    // attached watcher and dropped, the last of them with sequence _droppedThrough.
     private readonly List<FeedEntry> _entries = [];
+    private readonly List<FeedCursor> _cursors = [];
+    private long _dropped;
+    private long _droppedThrough;
     private readonly CancellationTokenSource _stop = new();
     private readonly Workers.WakeSignal _wake = new();
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -194,11 +239,71 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
     /// <summary>The sequence of the newest event read (0: none yet).</summary>
     public long LastRead => Volatile.Read(ref _lastRead);
 
-    /// <summary>Copies the entries from <paramref name="index"/> on into <paramref name="into"/>; returns a task that completes when
-    /// more arrive, whether the feed ended (the root run finished and everything was read), why it cannot go on, if it
-    /// cannot (the schema is gone: the watchers throw it after the entries read before), and whether it was closed (the client
-    /// was disposed: the watchers stop at once).</summary>
-    public (Task Changed, bool Ended, AgentPgException? Fault, bool Closed) Read(int index, List<FeedEntry> into)
+    /// <summary>The events held in memory.</summary>
+    public int Retained
+    {
+        get
+        {
+            lock (_entries)
+            {
+                return _entries.Count;
+            }
+        }
+    }
+
+    /// <summary>Whether the client was disposed (the watchers stop at once).</summary>
+    public bool IsClosed
+    {
+        get
+        {
+            lock (_entries)
+            {
+                return _closed;
+            }
+        }
+    }
+
+    /// <summary>Attaches a watcher that has every event up to <paramref name="afterSequence"/>: its cursor, at the first event
+    /// after it the feed holds or will read; or <see langword="null"/> when events after it were dropped already (read them
+    /// from the database, then attach).</summary>
+    public FeedCursor? Attach(long afterSequence)
+    {
+        lock (_entries)
+        {
+            if (afterSequence < _droppedThrough)
+            {
+                return null;
+            }
+
+            var skip = 0;
+            while (skip < _entries.Count && _entries[skip].Event.Sequence <= afterSequence)
+            {
+                skip++;
+            }
+
+            var cursor = new FeedCursor { Next = _dropped + skip };
+            _cursors.Add(cursor);
+            return cursor;
+        }
+    }
+
+    /// <summary>Detaches a watcher's cursor: what only it still needed is dropped.</summary>
+    public void Detach(FeedCursor cursor)
+    {
+        lock (_entries)
+        {
+            if (_cursors.Remove(cursor))
+            {
+                DropRead();
+            }
+        }
+    }
+
+    /// <summary>Copies the entries from <paramref name="cursor"/> on into <paramref name="into"/> and moves the cursor past them;
+    /// returns a task that completes when more arrive, whether the feed ended (the root run finished and everything was read),
+    /// why it cannot go on, if it cannot (the schema is gone: the watchers throw it after the entries read before), and
+    /// whether it was closed (the client was disposed: the watchers stop at once).</summary>
+    public (Task Changed, bool Ended, AgentPgException? Fault, bool Closed) Read(FeedCursor cursor, List<FeedEntry> into)
     {
         lock (_entries)
         {
@@ -207,12 +312,39 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
                 return (Task.CompletedTask, _ended, _fault, true);
             }
 
-            for (var i = index; i < _entries.Count; i++)
+            var first = cursor.Next - _dropped;
+            for (var i = (int)first; i < _entries.Count; i++)
             {
                 into.Add(_entries[i]);
             }
 
+            cursor.Next = _dropped + _entries.Count;
+            if (into.Count > 0 && _entries.Count > KeepRead)
+            {
+                // This watcher may have been the last to need the oldest events.
+                DropRead();
+            }
+
             return (_changed.Task, _ended, _fault, false);
+        }
+    }
+
+    /// <summary>Drops the events every attached watcher has read, but the last <see cref="KeepRead"/> (a watcher that attaches
+    /// later reads what it needs before them from the database). Under the lock; O(watchers).</summary>
+    private void DropRead()
+    {
+        var keepFrom = _dropped + _entries.Count - KeepRead;
+        foreach (var cursor in _cursors)
+        {
+            keepFrom = Math.Min(keepFrom, cursor.Next);
+        }
+
+        var count = (int)(keepFrom - _dropped);
+        if (count > 0)
+        {
+            _droppedThrough = _entries[count - 1].Event.Sequence;
+            _entries.RemoveRange(0, count);
+            _dropped = keepFrom;
         }
     }
 
@@ -261,6 +393,7 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
         TaskCompletionSource changed;
         lock (_entries)
         {
+            DropRead();
             _entries.AddRange(page.Entries);
             _ended |= page.RootFinished;
             changed = _changed;
