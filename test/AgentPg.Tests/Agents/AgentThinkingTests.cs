@@ -16,6 +16,27 @@ public sealed class AgentThinkingTests(SchemaFixture db) : IClassFixture<SchemaF
 
     private static string Thinking(JsonElement body) => body.GetProperty("thinking").GetRawText();
 
+    /// <summary>Watches the run to its end, releasing <paramref name="watched"/> once the instance knows of the watch (so the answer
+    /// Claude holds back until then streams as deltas); the events the watch delivered.</summary>
+    private static async Task<List<RunEvent>> WatchToTheEndAsync(Harness h, Guid runId, TaskCompletionSource watched)
+    {
+        var events = new List<RunEvent>();
+        var watch = Task.Run(async () =>
+        {
+            await foreach (var e in h.Client.WatchRunAsync(runId))
+            {
+                events.Add(e);
+                if (!watched.Task.IsCompleted)
+                {
+                    await Eventually.TrueAsync(() => h.Client.Engine.Deltas.IsWatched(runId), "the instance learns of the watch", s_timeout);
+                    watched.TrySetResult();
+                }
+            }
+        });
+        await Eventually.WithinAsync(watch, "the watch to end with the run", s_timeout);
+        return events;
+    }
+
     private static string Effort(JsonElement body) => body.GetProperty("output_config").GetProperty("effort").GetString()!;
 
     [DatabaseFact]
@@ -105,20 +126,7 @@ public sealed class AgentThinkingTests(SchemaFixture db) : IClassFixture<SchemaF
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "look it up");
 
-        var events = new List<RunEvent>();
-        var watch = Task.Run(async () =>
-        {
-            await foreach (var e in h.Client.WatchRunAsync(runId))
-            {
-                events.Add(e);
-                if (!watched.Task.IsCompleted)
-                {
-                    await Eventually.TrueAsync(() => h.Client.Engine.Deltas.IsWatched(runId), "the instance learns of the watch", s_timeout);
-                    watched.TrySetResult();
-                }
-            }
-        });
-        await Eventually.WithinAsync(watch, "the watch to end with the run", s_timeout);
+        var events = await WatchToTheEndAsync(h, runId, watched);
 
         Assert.Equal(RunState.Completed, (await h.Client.GetRunAsync(runId)).State);
         Assert.Empty(events.OfType<ThinkingDeltaEvent>());
@@ -194,20 +202,7 @@ public sealed class AgentThinkingTests(SchemaFixture db) : IClassFixture<SchemaF
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "look it up");
 
-        var events = new List<RunEvent>();
-        var watch = Task.Run(async () =>
-        {
-            await foreach (var e in h.Client.WatchRunAsync(runId))
-            {
-                events.Add(e);
-                if (!watched.Task.IsCompleted)
-                {
-                    await Eventually.TrueAsync(() => h.Client.Engine.Deltas.IsWatched(runId), "the instance learns of the watch", s_timeout);
-                    watched.TrySetResult();
-                }
-            }
-        });
-        await Eventually.WithinAsync(watch, "the watch to end with the run", s_timeout);
+        var events = await WatchToTheEndAsync(h, runId, watched);
 
         Assert.Equal(RunState.Completed, (await h.Client.GetRunAsync(runId)).State);
         Assert.Equal(thought, string.Concat(events.OfType<ThinkingDeltaEvent>().Where(d => d.IterationNumber == 1).Select(d => d.Thinking)));
