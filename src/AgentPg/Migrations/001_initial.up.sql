@@ -1366,26 +1366,42 @@ DECLARE
     v_count INTEGER := 0;
     v_n INTEGER;
     v_failed TEXT[];
+    v_locked UUID[];
+    v_held UUID[];
 BEGIN
+    -- The runs the instance holds are locked first, with every run this may write to, and only those are released: the
+    -- statements below all work on that one locked set. Read again by each statement, a claim committed in between (an
+    -- instance judged dead that was only slow, claiming while the leader releases it) had its run released to pending by
+    -- the last statement without its started iteration marked abandoned by the first: an iteration in progress forever,
+    -- and a repeat of it that did not know the call was made again. A claim committed after the lock is left to the next
+    -- release (the instance delete's trigger, or the rescue of a claim by an instance without a row).
     -- Lock order: parents before the child runs this may fail (the child's trigger completes the parent's execution), and
     -- the runs of the executions it releases before those executions (failing one continues its run through
     -- agentpg_trg_tools_complete, which locks the run: with the execution locked first, a cancel of the run, which locks
-    -- the run and then its executions, deadlocked with it).
+    -- the run and then its executions, deadlocked with it); all in one statement, parents first (depth order).
     -- The instance's runs are found through the queue (active runs only; agentpg_runs has no index on the holder).
-    PERFORM 1 FROM agentpg_runs p
-     WHERE p.id IN (SELECT c.parent_run_id FROM agentpg_run_queue q JOIN agentpg_runs c ON c.id = q.run_id
-                     WHERE NOT q.is_root AND c.claimed_by_instance_id = p_instance_id AND c.parent_run_id IS NOT NULL
-                       AND c.state NOT IN ('completed', 'cancelled', 'failed'))
-        OR p.id IN (SELECT te.run_id FROM agentpg_tool_executions te
-                     WHERE te.claimed_by_instance_id = p_instance_id AND te.state = 'running' AND te.child_run_id IS NULL)
-     ORDER BY p.depth, p.id
-       FOR NO KEY UPDATE;
+    SELECT coalesce(array_agg(l.id), '{}'),
+           coalesce(array_agg(l.id) FILTER (WHERE l.claimed_by_instance_id = p_instance_id
+                                             AND l.state NOT IN ('completed', 'cancelled', 'failed')), '{}')
+      INTO v_locked, v_held
+      FROM (SELECT p.id, p.claimed_by_instance_id, p.state FROM agentpg_runs p
+             -- One array, so the runs are found by their key (three ORed IN lists scan agentpg_runs whole).
+             WHERE p.id = ANY (ARRAY(SELECT c.id FROM agentpg_run_queue q JOIN agentpg_runs c ON c.id = q.run_id
+                                      WHERE c.claimed_by_instance_id = p_instance_id
+                                        AND c.state NOT IN ('completed', 'cancelled', 'failed'))
+                               || ARRAY(SELECT c.parent_run_id FROM agentpg_run_queue q JOIN agentpg_runs c ON c.id = q.run_id
+                                         WHERE NOT q.is_root AND c.claimed_by_instance_id = p_instance_id
+                                           AND c.parent_run_id IS NOT NULL AND c.state NOT IN ('completed', 'cancelled', 'failed'))
+                               || ARRAY(SELECT te.run_id FROM agentpg_tool_executions te
+                                         WHERE te.claimed_by_instance_id = p_instance_id AND te.state = 'running'
+                                           AND te.child_run_id IS NULL))
+             ORDER BY p.depth, p.id
+               FOR NO KEY UPDATE) l;
     UPDATE agentpg_iterations i
        SET error_type = 'abandoned', error_message = 'Instance ' || p_instance_id || ' released the run',
            completed_at = now()
-      FROM agentpg_run_queue q JOIN agentpg_runs r ON r.id = q.run_id
-     WHERE q.state IN ('streaming', 'batch_submitting')
-       AND r.claimed_by_instance_id = p_instance_id
+      FROM agentpg_runs r
+     WHERE r.id = ANY (v_held)
        AND r.state IN ('streaming', 'batch_submitting')
        AND i.id = r.current_iteration_id AND i.completed_at IS NULL AND i.batch_id IS NULL;
 
@@ -1407,9 +1423,7 @@ BEGIN
            claimed_by_instance_id = NULL,
            claimed_at = NULL,
            claim_epoch = claim_epoch + 1
-     WHERE id IN (SELECT q.run_id FROM agentpg_run_queue q)
-       AND claimed_by_instance_id = p_instance_id
-       AND state NOT IN ('completed', 'cancelled', 'failed')
+     WHERE id = ANY (v_held)
      RETURNING state, run_mode
     )
     SELECT count(*), coalesce(array_agg(run_mode::text) FILTER (WHERE state = 'failed'), '{}')
@@ -1435,7 +1449,8 @@ BEGIN
            claim_epoch = claim_epoch + 1
      WHERE claimed_by_instance_id = p_instance_id
        AND state = 'running'
-       AND child_run_id IS NULL;
+       AND child_run_id IS NULL
+       AND run_id = ANY (v_locked);
     GET DIAGNOSTICS v_n = ROW_COUNT;
     v_count := v_count + v_n;
     RETURN QUERY SELECT v_count, v_failed;

@@ -1,0 +1,72 @@
+using AgentPg.Maintenance;
+using AgentPg.Tests.Infrastructure;
+using Npgsql;
+
+namespace AgentPg.Tests.Maintenance;
+
+/// <summary>The release of a stale instance's work (agentpg_release_instance_work) against a claim by that instance committed
+/// while it runs: whatever it releases, it releases whole (the run back to pending and its started iteration abandoned).</summary>
+/// <remarks>A class of its own: the cleanup below must find no stale instance but the one it is held on.</remarks>
+public sealed class InstanceReleaseRaceTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    [DatabaseFact]
+    public async Task Cleanup_AClaimCommittedWhileTheInstanceIsReleased_IsReleasedWithItsIterationAbandoned()
+    {
+        // A stale instance (only slow, not dead) claims a run, its iteration started, while the leader's cleanup releases it.
+        // The release marked the held runs' iterations abandoned and then released the held runs, each statement reading the
+        // instance's claims again: a claim committed between the two had its run released to pending, the rescue counted,
+        // with its iteration neither completed nor abandoned (in progress forever; the repeat did not know it was one).
+        // RunLimitsTests.MaxIterations_RescuedRun_… failed in CI this way: [null, null, "iteration_limit"]. Here the cleanup
+        // is held between those two statements (a statement trigger on the iterations waits for an advisory lock the test
+        // holds) while the claim commits.
+        var engine = TestEngine.Create(db, "cleaner", o => o.InstanceTtl = TimeSpan.FromSeconds(30));
+        await db.Seed.LeaseAsync("cleaner");
+        await db.Seed.DeadInstanceAsync("slow");
+        var run = await db.Seed.RunAsync();
+        var iteration = await db.Seed.RunningIterationAsync(run);
+        var gate = Random.Shared.Next(1, int.MaxValue);
+        await db.ExecuteAsync(
+            $"CREATE FUNCTION {{schema}}.test_hold_after_iteration_update() RETURNS trigger LANGUAGE plpgsql AS $$ " +
+            $"BEGIN PERFORM pg_advisory_xact_lock_shared({gate}); RETURN NULL; END $$");
+        await db.ExecuteAsync(
+            "CREATE TRIGGER test_hold_after_iteration_update AFTER UPDATE ON {schema}.agentpg_iterations " +
+            "FOR EACH STATEMENT EXECUTE FUNCTION {schema}.test_hold_after_iteration_update()");
+        try
+        {
+            await using var holder = await db.DataSource.OpenConnectionAsync();
+            await ExecuteAsync(holder, $"SELECT pg_advisory_lock({gate})");
+
+            var cleanup = new InstanceCleanup(engine).RunAsync(CancellationToken.None);
+            await Eventually.TrueAsync(
+                async () => cleanup.IsCompleted || await db.ScalarAsync<long>(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = 0 AND objid = $1::bigint::oid AND objsubid = 1",
+                    (long)gate) > 0,
+                "the cleanup to wait after its iteration update");
+            Assert.False(cleanup.IsCompleted, "The cleanup ended before it was held: the interleaving under test did not happen.");
+            await db.Seed.ClaimRunAsync(run, "slow", TimeSpan.FromHours(1));
+            await ExecuteAsync(holder, $"SELECT pg_advisory_unlock({gate})");
+
+            await Eventually.WithinAsync(cleanup, "the cleanup");
+        }
+        finally
+        {
+            await db.ExecuteAsync("DROP TRIGGER test_hold_after_iteration_update ON {schema}.agentpg_iterations");
+            await db.ExecuteAsync("DROP FUNCTION {schema}.test_hold_after_iteration_update()");
+        }
+
+        // The claim was released with the instance (by the delete's own release), its iteration abandoned.
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = 'slow'"));
+        Assert.Equal("pending, 1 rescue, held by nobody", await db.ScalarAsync<string>(
+            "SELECT state::text || ', ' || rescue_attempts || ' rescue, held by ' || coalesce(claimed_by_instance_id, 'nobody') " +
+            "FROM {schema}.agentpg_runs WHERE id = $1", run));
+        Assert.Equal("abandoned, completed", await db.ScalarAsync<string>(
+            "SELECT coalesce(error_type, 'no error type') || ', ' || CASE WHEN completed_at IS NULL THEN 'in progress' ELSE 'completed' END " +
+            "FROM {schema}.agentpg_iterations WHERE id = $1", iteration));
+    }
+
+    private static async Task ExecuteAsync(NpgsqlConnection connection, string sql)
+    {
+        await using var command = new NpgsqlCommand(sql, connection);
+        await command.ExecuteNonQueryAsync();
+    }
+}
