@@ -59,9 +59,25 @@ public sealed class CrashTests(SchemaFixture db, ITestOutputHelper output) : ICl
         var killedAt = await db.ScalarAsync<DateTime>("SELECT now()::timestamp");
         await victim.KillAsync();
 
-        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>(
-            "SELECT count(*) FROM {schema}.agentpg_runs WHERE id = ANY($1) AND state IN ('completed', 'cancelled', 'failed')", ids) == 100,
-            "all 100 runs to end", TimeSpan.FromSeconds(120));
+        try
+        {
+            await Eventually.TrueAsync(async () => await db.ScalarAsync<long>(
+                "SELECT count(*) FROM {schema}.agentpg_runs WHERE id = ANY($1) AND state IN ('completed', 'cancelled', 'failed')", ids) == 100,
+                "all 100 runs to end", TimeSpan.FromSeconds(120));
+        }
+        finally
+        {
+            // What a failure needs to be understood: the runs not completed (still held, or failed by the rescue after being
+            // released too often: survivors starved past their 2-s instance TTL are evicted and rescued too).
+            output.WriteLine(await db.ScalarAsync<string>(
+                """
+                SELECT 'most rescues of one run: ' || max(rescue_attempts) || '; not completed: '
+                       || coalesce(string_agg(id || ' ' || state || ' (rescued ' || rescue_attempts || ', held by '
+                                              || coalesce(claimed_by_instance_id, 'nobody') || ', ' || coalesce(error_type, 'no error') || ')', '; ')
+                                      FILTER (WHERE state <> 'completed'), 'none')
+                  FROM {schema}.agentpg_runs WHERE id = ANY($1)
+                """, ids));
+        }
 
         var completed = await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_runs WHERE id = ANY($1) AND state = 'completed'", ids);
         var lastFinished = await db.ScalarAsync<DateTime>("SELECT max(finalized_at)::timestamp FROM {schema}.agentpg_runs WHERE id = ANY($1)", ids);
