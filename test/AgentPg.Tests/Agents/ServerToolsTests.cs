@@ -228,6 +228,36 @@ public sealed class ServerToolsTests(SchemaFixture db) : IClassFixture<SchemaFix
         Assert.Equal(first.Tools.Select(t => t.Json.GetRawText()), requests.ElementAt(1).Tools.Select(t => t.Json.GetRawText()));
     }
 
+    [DatabaseFact]
+    public async Task PromptCache_WithServerToolsAndNoSystemPrompt_TheToolsPrefixIsWrittenOnceThenRead()
+    {
+        // The tools are the start of the cached prefix: the breakpoint goes on the last tool that is loaded (the tool search
+        // tool here; "rare" is deferred), and the same definitions on the next call read the prefix back.
+        await using var h = await Harness.StartAsync(db, tools: [new TestTool("big") { Description = string.Concat(Enumerable.Repeat("A tool with a long manual. ", 400)) }, new TestTool("rare")]);
+        var agent = await h.AgentAsync(a => a with
+        {
+            SystemPrompt = null, Tools = ["big", "rare"],
+            ServerTools = [ServerTool.WebSearch(maxUses: 2), ServerTool.ToolSearch(ToolSearchKind.Regex, ["big"])],
+        });
+        var requests = new ConcurrentQueue<FakeRequest>();
+        h.Claude.Respond(request =>
+        {
+            requests.Enqueue(request);
+            return FakeReply.Text("ok");
+        });
+        var session = await h.Client.NewSessionAsync();
+
+        var first = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "one"), "the first run", s_runTimeout);
+        var second = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "two"), "the second run", s_runTimeout);
+
+        var tools = requests.First().Tools;
+        Assert.Equal(["big", "rare", "web_search", "tool_search_tool_regex"], tools.Select(t => t.Name));
+        Assert.Equal([false, false, false, true], tools.Select(t => t.Json.TryGetProperty("cache_control", out _)));
+        Assert.True(first.Usage.CacheCreationInputTokens > 1000, $"the first call wrote {first.Usage.CacheCreationInputTokens} tokens to the cache");
+        Assert.True(second.Usage.CacheReadInputTokens >= first.Usage.CacheCreationInputTokens,
+            $"the second call read {second.Usage.CacheReadInputTokens} cached tokens; the first wrote {first.Usage.CacheCreationInputTokens}");
+    }
+
     private static Task<Response> Run(Harness h, RunMode mode, Guid session, Guid agentId, string prompt) => mode == RunMode.Batch
         ? h.Client.RunSyncAsync(session, agentId, prompt)
         : h.Client.RunFastSyncAsync(session, agentId, prompt);
