@@ -1,5 +1,6 @@
 using System.Text.Json;
 using AgentPg.Testing;
+using AgentPg.Tests.Cli;
 using AgentPg.Tests.Infrastructure;
 
 namespace AgentPg.Tests.Queries;
@@ -334,5 +335,65 @@ public sealed class UsageQueriesTests(SchemaFixture db) : IClassFixture<SchemaFi
         Assert.Throws<ArgumentOutOfRangeException>(() => new ModelPrice(3m, 15m, 3.75m, 6m, 0.3m) with { BatchDiscount = 1.5m });
         var options = Assert.Throws<ArgumentException>(() => db.CreateClient(o => o.ModelPrices["claude-x"] = null!));
         Assert.Contains("AgentPgOptions.ModelPrices", options.Message);
+    }
+
+    [DatabaseFact]
+    public async Task UsageCommand_GroupsAndPricesFromAFile_JsonAndTable_BadInputIsAUsageError()
+    {
+        var tenant = $"t-{Guid.NewGuid():N}";
+        var model = NewModel();
+        var agent = await db.Seed.AgentAsync(model);
+        var session = await SessionAsync(tenant);
+        var run = await RunAsync(session, agent, s_day1, s_day1.AddHours(1), mode: "batch");
+        await CallAsync(new(run, s_day1.AddMinutes(1), model, true, 1_000_000, 1_000_000, 0, 0, 0));
+        await CallAsync(new(run, s_day2.AddMinutes(1), model, false, 1_000_000, 0, 0, 0, 0));
+        var prices = Path.Combine(Path.GetTempPath(), $"agentpg-prices-{Guid.NewGuid():N}.json");
+        await File.WriteAllTextAsync(prices, $$$"""{"{{{model}}}": {"input": 3, "output": 15, "cacheWrite5m": 3.75, "cacheWrite1h": 6, "cacheRead": 0.3}}""");
+        try
+        {
+            string[] common = ["usage", "--tenant", $"tenant_id={tenant}", "--since", s_day1.AddDays(-1).ToString("O"), "--until", s_day3.ToString("O")];
+
+            var json = await CliRunner.RunAsync(db.Schema, [.. common, "--group-by", "day", "--prices", prices, "--json"]);
+            Assert.True(json.ExitCode == 0, json.ToString());
+            using (var document = JsonDocument.Parse(json.Output))
+            {
+                var rows = document.RootElement.GetProperty("rows").EnumerateArray().ToList();
+                Assert.Equal(["2026-03-01", "2026-03-02"], rows.Select(r => r.GetProperty("day").GetString()));
+                Assert.Equal(9m, rows[0].GetProperty("cost").GetDecimal());   // (3 + 15) / 2: batched
+                Assert.Equal(3m, rows[1].GetProperty("cost").GetDecimal());
+                Assert.Equal(12m, document.RootElement.GetProperty("total").GetProperty("cost").GetDecimal());
+            }
+
+            var table = await CliRunner.RunAsync(db.Schema, [.. common, "--group-by", "metadata:tenant_id,model", "--prices", prices]);
+            Assert.True(table.ExitCode == 0, table.ToString());
+            Assert.Contains(tenant, table.Output, StringComparison.Ordinal);
+            Assert.Contains("$12.0000", table.Output, StringComparison.Ordinal);
+            Assert.Contains("total", table.Output, StringComparison.Ordinal);
+
+            var unpriced = await CliRunner.RunAsync(db.Schema, [.. common]);
+            Assert.Contains("No prices: give --prices FILE", unpriced.Output, StringComparison.Ordinal);
+
+            foreach (var (args, message) in new (string[], string)[]
+            {
+                ([.. common, "--group-by", "week"], "--group-by: 'week' is not a usage grouping"),
+                (["usage", "--since", s_day2.ToString("O"), "--until", s_day1.ToString("O")], "UsageQuery.Until"),
+                (["usage", "--tenant", "acme"], "--tenant: 'acme' is not KEY=VALUE"),
+                (["usage", "--group-by", "day,model,agent"], "at most two different groupings"),
+            })
+            {
+                var bad = await CliRunner.RunAsync(db.Schema, args);
+                Assert.True(bad.ExitCode == 2, bad.ToString());
+                Assert.Contains(message, bad.Error, StringComparison.Ordinal);
+            }
+
+            await File.WriteAllTextAsync(prices, $$$"""{"{{{model}}}": {"input": -3, "output": 15, "cacheWrite5m": 3.75, "cacheWrite1h": 6, "cacheRead": 0.3}}""");
+            var negative = await CliRunner.RunAsync(db.Schema, [.. common, "--prices", prices]);
+            Assert.True(negative.ExitCode == 2, negative.ToString());
+            Assert.Contains("ModelPrice.InputPerMillionTokens must not be negative", negative.Error, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(prices);
+        }
     }
 }
