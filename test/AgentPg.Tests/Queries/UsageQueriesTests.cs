@@ -1,7 +1,11 @@
+using System.Text;
 using System.Text.Json;
 using AgentPg.Testing;
 using AgentPg.Tests.Cli;
+using AgentPg.Tests.Hosting;
 using AgentPg.Tests.Infrastructure;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace AgentPg.Tests.Queries;
 
@@ -395,5 +399,31 @@ public sealed class UsageQueriesTests(SchemaFixture db) : IClassFixture<SchemaFi
         {
             File.Delete(prices);
         }
+    }
+
+    [Fact]
+    public void ModelPrices_FromConfiguration_BindLikeEveryOtherOption()
+    {
+        const string json = """
+            {
+              "AgentPg": {
+                "ApiKey": "k",
+                "ModelPrices": {
+                  "claude-sonnet-4-5": {
+                    "InputPerMillionTokens": 3, "OutputPerMillionTokens": 15, "CacheWrite5mPerMillionTokens": 3.75,
+                    "CacheWrite1hPerMillionTokens": 6, "CacheReadPerMillionTokens": 0.3, "BatchDiscount": 0.4
+                  }
+                }
+              }
+            }
+            """;
+        var builder = HostFactory.Builder();
+        builder.Configuration.AddJsonStream(new MemoryStream(Encoding.UTF8.GetBytes(json)));
+        builder.Services.AddAgentPg(builder.Configuration.GetSection("AgentPg"));
+        using var host = builder.Build();
+
+        var price = host.Services.GetRequiredService<AgentPgClient>().Options.ModelPrices["claude-sonnet-4-5"];
+
+        Assert.Equal(new ModelPrice(3m, 15m, 3.75m, 6m, 0.3m) with { BatchDiscount = 0.4m }, price);
     }
 }
