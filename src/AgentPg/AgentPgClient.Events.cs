@@ -63,9 +63,19 @@ public sealed partial class AgentPgClient
                 {
                     // The feed dropped events this watcher needs (every watcher attached had read them): it reads them from the
                     // database, a page at a time, then attaches where they end.
-                    missed = await ReadMissedEventsAsync(feed, root, seen, cancellationToken).ConfigureAwait(false);
-                    batch.AddRange(missed.Value.Entries);
-                    (changed, ended) = (Task.CompletedTask, missed.Value.RootFinished);
+                    try
+                    {
+                        missed = await feed.ReadPageAsync(seen, cancellationToken).ConfigureAwait(false)
+                            ?? throw new ObjectDisposedException(nameof(AgentPgClient), "The AgentPgClient was disposed while watching the run.");
+                    }
+                    catch (AgentPgException schemaGone)
+                    {
+                        // As for the feed's own read: this watcher gets the exception below.
+                        fault = schemaGone;
+                    }
+
+                    batch.AddRange(missed?.Entries ?? []);
+                    (changed, ended) = (Task.CompletedTask, missed?.RootFinished ?? false);
                 }
                 else
                 {
@@ -155,42 +165,6 @@ public sealed partial class AgentPgClient
         finally
         {
             _feeds.Release(feed, cursor);
-        }
-    }
-
-    /// <summary>Reads a page of the events after <paramref name="afterSequence"/> that the feed dropped before this watcher
-    /// attached, as the feed's reader does: a database that is restarting is waited for, a schema that is gone ends the watch,
-    /// and so does the client's disposal.</summary>
-    private async Task<FeedPage> ReadMissedEventsAsync(RunEventFeed feed, Guid root, long afterSequence, CancellationToken cancellationToken)
-    {
-        var backoff = TimeSpan.FromMilliseconds(100);
-        while (true)
-        {
-            if (feed.IsClosed)
-            {
-                throw new ObjectDisposedException(nameof(AgentPgClient), "The AgentPgClient was disposed while watching the run.");
-            }
-
-            try
-            {
-                return await ReadEventPageAsync(root, afterSequence, cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-            {
-                if (feed.IsClosed)
-                {
-                    throw new ObjectDisposedException(nameof(AgentPgClient), "The AgentPgClient was disposed while watching the run.");
-                }
-
-                Diagnostics.Log.RunEventReadFailed(_logger, ex, root);
-                if (await EventReadFaultAsync(ex).ConfigureAwait(false) is { } fatal)
-                {
-                    throw new AgentPgException(fatal.Code, fatal.Operation, fatal.Message, fatal.InnerException) { Context = fatal.Context, RunId = root };
-                }
-
-                await Task.Delay(backoff, _time, cancellationToken).ConfigureAwait(false);
-                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(5).Ticks));
-            }
         }
     }
 

@@ -63,4 +63,49 @@ public sealed class WatchRunSchemaTests : ThrowawaySchemaTests
 
         Assert.Equal(0, client.ActiveEventFeeds);
     }
+
+    [DatabaseFact]
+    public async Task WatchRun_SchemaDroppedWhileAWatcherReadsWhatTheFeedDropped_EndsWithSchemaVersionMismatch()
+    {
+        // A watcher that resumes from an older sequence than the feed holds reads the events it misses from the database,
+        // a page at a time, with the feed's own reader: a schema dropped between two pages ends it as it ends the feed's.
+        var schema = NewSchema();
+        await new AgentPgMigrator(DataSource, schema).MigrateAsync();
+        await using var client = Producer(schema);
+        var agent = await client.CreateAgentAsync(new AgentDefinition { Name = "a", Model = "claude-sonnet-4-5" });
+        var runId = await client.RunFastAsync(await client.NewSessionAsync(), agent.Id, "talk");
+        using var stop = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        await using var first = client.WatchRunAsync(runId, 0, stop.Token).GetAsyncEnumerator();
+        Assert.True(await first.MoveNextAsync());
+
+        // No worker: the run is claimed by hand and its deltas appended as a streaming worker appends them.
+        await ExecuteAsync($"UPDATE \"{schema}\".agentpg_runs SET state = 'streaming', claimed_by_instance_id = 'w', claim_epoch = 7, " +
+                           $"current_iteration = 1 WHERE id = '{runId}'");
+        const int deltas = 3 * 500;
+        await ExecuteAsync($"SELECT \"{schema}\".agentpg_append_run_deltas('{runId}', 'w', 7, 1, " +
+                           $"array_fill('text'::text, ARRAY[{deltas}]), array_fill(0, ARRAY[{deltas}]), " +
+                           $"ARRAY(SELECT 'delta ' || n FROM generate_series(1, {deltas}) n))");
+        var read = 0;
+        while (read < deltas)
+        {
+            Assert.True(await first.MoveNextAsync());
+            read += first.Current is TextDeltaEvent ? 1 : 0;
+        }
+
+        // The first watcher read them all: the feed keeps the last page only, so a watcher from the start reads the rest itself.
+        Assert.True(client.RetainedEvents < deltas, $"the feed holds {client.RetainedEvents} events");
+        await using var resumed = client.WatchRunAsync(runId, 0, stop.Token).GetAsyncEnumerator();
+        Assert.True(await resumed.MoveNextAsync());
+        await ExecuteAsync($"DROP SCHEMA \"{schema}\" CASCADE");
+
+        var ex = await Assert.ThrowsAsync<AgentPgException>(async () =>
+        {
+            while (await resumed.MoveNextAsync())
+            {
+            }
+        });
+        Assert.Equal(AgentPgErrorCode.SchemaVersionMismatch, ex.Code);
+        Assert.Equal("WatchRun", ex.Operation);
+        Assert.Equal(runId, ex.RunId);
+    }
 }

@@ -17,7 +17,9 @@ public sealed class PrivateCluster : IAsyncDisposable
         _bin = bin;
         _dir = dir;
         Port = port;
-        ConnectionString = $"Host=127.0.0.1;Port={port};Username=postgres;Database=postgres;Maximum Pool Size=50;Timeout=5";
+        // Timeout: a stopped server refuses at once; 30 s is for a machine so loaded that opening a connection and loading the
+        // types takes longer than 5 s (a worker process's start once failed so, at a load average of 57).
+        ConnectionString = $"Host=127.0.0.1;Port={port};Username=postgres;Database=postgres;Maximum Pool Size=50;Timeout=30";
     }
 
     public int Port { get; }

@@ -193,6 +193,7 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
     // Read events kept anyway: a run of up to this many events is held whole, so watchers that join it at once (a page
     // opened by many) share one reader's events and read nothing from the database themselves.
     private const int KeepRead = PageSize;
+    private static readonly TimeSpan s_firstBackoff = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan s_maxBackoff = TimeSpan.FromSeconds(5);
 
     // _entries[0] is the feed's event number _dropped (counted from its first event); the events before it were read by every
@@ -406,41 +407,27 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
     private async Task ReadLoopAsync(CancellationToken stop)
     {
         long after = 0;
-        var backoff = TimeSpan.FromMilliseconds(100);
         while (!stop.IsCancellationRequested)
         {
             FeedPage page;
             try
             {
-                page = await readPage(RootRunId, after, stop).ConfigureAwait(false);
-                backoff = TimeSpan.FromMilliseconds(100);
+                if (await ReadPageAsync(after, stop).ConfigureAwait(false) is not { } read)
+                {
+                    return;
+                }
+
+                page = read;
             }
             catch (OperationCanceledException) when (stop.IsCancellationRequested)
             {
                 return;
             }
-            catch (Exception ex)
+            catch (AgentPgException fatal)
             {
-                Log.RunEventReadFailed(logger, ex, RootRunId);
-                if (await FaultAsync(ex).ConfigureAwait(false) is { } fatal)
-                {
-                    // The schema is gone (dropped or rolled back): nothing will be appended any more; the watchers throw.
-                    Fail(fatal);
-                    return;
-                }
-
-                // The database may be restarting: the watchers wait, the feed keeps trying.
-                try
-                {
-                    await Task.Delay(backoff, time, stop).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException)
-                {
-                    return;
-                }
-
-                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, s_maxBackoff.Ticks));
-                continue;
+                // The schema is gone (dropped or rolled back): nothing will be appended any more; the watchers throw.
+                Fail(fatal);
+                return;
             }
 
             // Past every row read, materialized or not: a feed that stopped before an event of an unknown kind read its page
@@ -499,6 +486,41 @@ internal sealed class RunEventFeed(Guid rootRunId, Func<Guid, long, Cancellation
     }
 
     internal const int MaxPage = PageSize;
+
+    /// <summary>Reads the page of events after <paramref name="afterSequence"/>, the feed's reader and a watcher reading
+    /// what the feed dropped alike: a failed read is logged and retried after a backoff (100 ms, doubling to 5 s; the
+    /// database may be restarting), unless the feeds' fault check finds the schema gone.</summary>
+    /// <returns>The page; <see langword="null"/> when the client was disposed meanwhile.</returns>
+    /// <exception cref="AgentPgException">The schema is gone: the fault that ends every watch of the feed.</exception>
+    public async Task<FeedPage?> ReadPageAsync(long afterSequence, CancellationToken cancellationToken)
+    {
+        var backoff = s_firstBackoff;
+        while (!IsClosed)
+        {
+            try
+            {
+                return await readPage(RootRunId, afterSequence, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                if (IsClosed)
+                {
+                    return null;
+                }
+
+                Log.RunEventReadFailed(logger, ex, RootRunId);
+                if (await FaultAsync(ex).ConfigureAwait(false) is { } fatal)
+                {
+                    throw fatal;
+                }
+            }
+
+            await Task.Delay(backoff, time, cancellationToken).ConfigureAwait(false);
+            backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, s_maxBackoff.Ticks));
+        }
+
+        return null;
+    }
 
     private async Task<AgentPgException?> FaultAsync(Exception exception)
     {
