@@ -244,7 +244,8 @@ public sealed partial class AgentPgClient
     }
 
     /// <summary>Checks an approver's edited input against the tool's schema: this client's registration of the tool when it has
-    /// one, otherwise the schema the executing instances stored in agentpg_tools; a delegate agent takes <c>{"task": …}</c>.</summary>
+    /// one, otherwise the schema the executing instances stored in agentpg_tools; a delegate agent takes <c>{"task": …}</c>, and
+    /// Claude's memory tool a well-formed memory command.</summary>
     private async Task<string> ValidateEditedInputAsync(NpgsqlTransaction? transaction, Guid toolExecutionId, JsonElement input, string? comment,
         string operation, CancellationToken cancellationToken)
     {
@@ -269,11 +270,23 @@ public sealed partial class AgentPgClient
                 nameof(input));
         }
 
-        var (state, toolName, isAgentTool, storedSchema) = await _sql.Approvals.ForDecisionAsync(_dataSource, transaction, toolExecutionId, cancellationToken)
+        var (state, toolName, isAgentTool, storedSchema, isMemoryTool) = await _sql.Approvals.ForDecisionAsync(_dataSource, transaction, toolExecutionId, cancellationToken)
                 .ConfigureAwait(false) ?? throw ToolExecutionNotFound(toolExecutionId, operation);
         if (state != "awaiting_approval")
         {
             throw await ApprovalNotPendingAsync(transaction, toolExecutionId, operation, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (isMemoryTool)
+        {
+            // Claude's memory tool has no schema: the edit is checked as a command (an instance tool named memory is another tool).
+            if (Memory.MemoryCommands.FormProblem(input) is { } wrong)
+            {
+                throw new ArgumentException(
+                    $"The edited input was refused and tool execution {toolExecutionId} still waits for a decision. {wrong}", nameof(input));
+            }
+
+            return raw;
         }
 
         ToolSchema? schema = isAgentTool

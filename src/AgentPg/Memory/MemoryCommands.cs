@@ -30,24 +30,82 @@ internal sealed class MemoryCommands(IReadOnlyList<MemoryFile> files, AgentMemor
 {
     private const int LineNumberWidth = 6;
 
+    // The path and text fields each command requires (insert also takes insert_line).
+    private static readonly Dictionary<string, (string[] Paths, string[] Texts)> s_fields = new(StringComparer.Ordinal)
+    {
+        ["view"] = (["path"], []),
+        ["create"] = (["path"], ["file_text"]),
+        ["str_replace"] = (["path"], ["old_str", "new_str"]),
+        ["insert"] = (["path"], ["insert_text"]),
+        ["delete"] = (["path"], []),
+        ["rename"] = (["old_path", "new_path"], []),
+    };
+
+    // Looked up once per entry of a listing and per ancestor of a path: a scan of the files each time made a listing of a
+    // large store quadratic, with the store locked.
+    private readonly Dictionary<string, MemoryFile> _byPath = ByPath(files);
+
     public MemoryOutcome Execute(JsonElement input)
     {
-        if (input.ValueKind != JsonValueKind.Object)
+        if (CommandProblem(input) is { } problem)
         {
-            return MemoryOutcome.Error("The memory tool's input must be an object with a `command`.");
+            return MemoryOutcome.Error(problem);
         }
 
-        var command = String(input, "command");
-        return command switch
+        return String(input, "command") switch
         {
             "view" => View(input),
             "create" => Create(input),
             "str_replace" => StrReplace(input),
             "insert" => Insert(input),
             "delete" => Delete(input),
-            "rename" => Rename(input),
-            null => MemoryOutcome.Error("Missing required parameter `command`: one of view, create, str_replace, insert, delete, rename."),
-            _ => MemoryOutcome.Error($"Unknown command: {command}. Use one of view, create, str_replace, insert, delete, rename."),
+            _ => Rename(input),
+        };
+    }
+
+    /// <summary>What makes <paramref name="input"/> not a memory command that can run — not an object, an unknown command, a
+    /// missing or bad path, text or line — as the tool error would say it; null for a well-formed command (whether it succeeds
+    /// depends on the store's files when it runs). Checks an approver's edit of a command.</summary>
+    public static string? FormProblem(JsonElement input)
+    {
+        if (CommandProblem(input) is { } problem)
+        {
+            return problem;
+        }
+
+        var command = String(input, "command")!;
+        var (paths, texts) = s_fields[command];
+        foreach (var name in paths)
+        {
+            if (!TryPath(input, name, command, out _, out var error))
+            {
+                return error.Text;
+            }
+        }
+
+        foreach (var name in texts)
+        {
+            if (!TryText(input, name, command, out _, out var error))
+            {
+                return error.Text;
+            }
+        }
+
+        return command == "insert" && !TryLine(input, out _) ? InvalidLine : null;
+    }
+
+    private static string? CommandProblem(JsonElement input)
+    {
+        if (input.ValueKind != JsonValueKind.Object)
+        {
+            return "The memory tool's input must be an object with a `command`.";
+        }
+
+        return String(input, "command") switch
+        {
+            null => "Missing required parameter `command`: one of view, create, str_replace, insert, delete, rename.",
+            var command when !s_fields.ContainsKey(command) => $"Unknown command: {command}. Use one of view, create, str_replace, insert, delete, rename.",
+            _ => null,
         };
     }
 
@@ -98,30 +156,38 @@ internal sealed class MemoryCommands(IReadOnlyList<MemoryFile> files, AgentMemor
         }
 
         // Up to 2 levels below the directory, each directory followed by what is in it, names in ordinal order; hidden names
-        // (starting with '.') and what is under them left out. A directory's size is the size of the files under it.
-        var listing = new StringBuilder($"Here're the files and directories up to 2 levels deep in {path}, excluding hidden items:");
-        listing.Append('\n').Append(Size(SizeUnder(path))).Append('\t').Append(path);
-        var prefix = path + "/";
-        var entries = new SortedSet<string>(StringComparer.Ordinal);
+        // (starting with '.') and what is under them left out. A directory's size is the size of the files under it (hidden ones
+        // included). One pass over the files.
+        var prefix = path == MemoryPaths.Root ? MemoryPaths.Root + "/" : path + "/";
+        var total = 0L;
+        var entries = new SortedDictionary<string, long>(StringComparer.Ordinal);
         foreach (var f in files.Where(f => f.Path.StartsWith(prefix, StringComparison.Ordinal)))
         {
+            total += f.SizeBytes;
             var segments = f.Path[prefix.Length..].Split('/');
             if (segments[0].StartsWith('.'))
             {
                 continue;
             }
 
-            entries.Add(segments.Length == 1 ? segments[0] : segments[0] + "/");
-            if (segments.Length >= 2 && !segments[1].StartsWith('.'))
+            if (segments.Length == 1)
             {
-                entries.Add(segments[0] + "/" + (segments.Length == 2 ? segments[1] : segments[1] + "/"));
+                entries[segments[0]] = f.SizeBytes;
+                continue;
+            }
+
+            entries[segments[0] + "/"] = entries.GetValueOrDefault(segments[0] + "/") + f.SizeBytes;
+            if (!segments[1].StartsWith('.'))
+            {
+                var entry = segments[0] + "/" + (segments.Length == 2 ? segments[1] : segments[1] + "/");
+                entries[entry] = entries.GetValueOrDefault(entry) + f.SizeBytes;
             }
         }
 
-        foreach (var entry in entries)
+        var listing = new StringBuilder($"Here're the files and directories up to 2 levels deep in {path}, excluding hidden items:");
+        listing.Append('\n').Append(Size(total)).Append('\t').Append(path);
+        foreach (var (entry, size) in entries)
         {
-            var full = prefix + entry.TrimEnd('/');
-            var size = entry.EndsWith('/') ? SizeUnder(full) : File(full)!.SizeBytes;
             listing.Append('\n').Append(Size(size)).Append('\t').Append(prefix).Append(entry);
         }
 
@@ -224,10 +290,9 @@ internal sealed class MemoryCommands(IReadOnlyList<MemoryFile> files, AgentMemor
             return error;
         }
 
-        if (!input.TryGetProperty("insert_line", out var lineElement) || lineElement.ValueKind != JsonValueKind.Number
-            || !lineElement.TryGetInt32(out var line))
+        if (!TryLine(input, out var line))
         {
-            return MemoryOutcome.Error("Missing or invalid parameter `insert_line` for command `insert`: the number of the line to insert after (0 = at the start).");
+            return MemoryOutcome.Error(InvalidLine);
         }
 
         if (File(path) is not { } file)
@@ -336,13 +401,18 @@ internal sealed class MemoryCommands(IReadOnlyList<MemoryFile> files, AgentMemor
 
     private long StoreSize() => files.Sum(f => (long)Utf8(f.Path) + f.SizeBytes);
 
-    private long SizeUnder(string directory)
-    {
-        var prefix = directory == MemoryPaths.Root ? MemoryPaths.Root + "/" : directory + "/";
-        return files.Where(f => f.Path.StartsWith(prefix, StringComparison.Ordinal)).Sum(f => (long)f.SizeBytes);
-    }
+    private MemoryFile? File(string path) => _byPath.GetValueOrDefault(path);
 
-    private MemoryFile? File(string path) => files.FirstOrDefault(f => f.Path == path);
+    private static Dictionary<string, MemoryFile> ByPath(IReadOnlyList<MemoryFile> files)
+    {
+        var byPath = new Dictionary<string, MemoryFile>(files.Count, StringComparer.Ordinal);
+        foreach (var file in files)
+        {
+            byPath.TryAdd(file.Path, file);
+        }
+
+        return byPath;
+    }
 
     private bool IsDirectory(string path)
         => path == MemoryPaths.Root || files.Any(f => f.Path.StartsWith(path + "/", StringComparison.Ordinal));
@@ -392,6 +462,15 @@ internal sealed class MemoryCommands(IReadOnlyList<MemoryFile> files, AgentMemor
         }
 
         return true;
+    }
+
+    private const string InvalidLine =
+        "Missing or invalid parameter `insert_line` for command `insert`: the number of the line to insert after (0 = at the start).";
+
+    private static bool TryLine(JsonElement input, out int line)
+    {
+        line = 0;
+        return input.TryGetProperty("insert_line", out var element) && element.ValueKind == JsonValueKind.Number && element.TryGetInt32(out line);
     }
 
     private static string? String(JsonElement input, string name)

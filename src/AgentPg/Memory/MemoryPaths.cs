@@ -1,3 +1,6 @@
+using System.Globalization;
+using System.Text;
+
 namespace AgentPg.Memory;
 
 /// <summary>The paths of Claude's memory tool: <c>/memories</c> and what is under it. Paths come from a model (or an
@@ -17,7 +20,8 @@ internal static class MemoryPaths
     /// <summary>The normal form of <paramref name="path"/>: <c>/memories</c> followed by its non-empty segments joined with one
     /// <c>/</c> (repeated and trailing slashes and <c>.</c> segments removed). Null, with the reason in
     /// <paramref name="problem"/>, for a path that is not under <c>/memories</c>, climbs out of it (<c>..</c>, also
-    /// percent-encoded), holds a backslash or a control character (U+0000 included), or is too long.</summary>
+    /// percent-encoded), holds a backslash, a control character (U+0000 included), an invisible format character or an
+    /// unpaired surrogate, or is too long. Names are in Unicode normalization form C.</summary>
     public static string? Normalize(string? path, out string? problem)
     {
         problem = null;
@@ -33,12 +37,14 @@ internal static class MemoryPaths
             return null;
         }
 
-        // U+FFFD: AgentPg stores Claude's U+0000 so (Internal/Nul.cs), and it never names a file on purpose.
-        if (path.Any(c => char.IsControl(c) || c == '\uFFFD'))
+        if (Unprintable(path) >= 0)
         {
-            problem = $"The path {Printable(path)} contains a control or invalid character; use printable characters only.";
+            problem = $"The path {Printable(path)} contains a control, invisible or invalid character; use printable characters only.";
             return null;
         }
+
+        // Composed and decomposed accents (é as one character or as e + U+0301) look the same: one name.
+        path = path.Normalize(NormalizationForm.FormC);
 
         if (path.Contains('\\', StringComparison.Ordinal))
         {
@@ -95,5 +101,51 @@ internal static class MemoryPaths
         }
     }
 
-    private static string Printable(string path) => new(path.Select(c => char.IsControl(c) || c == '\uFFFD' ? '?' : c).ToArray());
+    /// <summary>The index of the first character that has no place in a name, or -1: control characters; U+FFFD, which
+    /// AgentPg stores for Claude's U+0000 and unpaired surrogates (Internal/Nul.cs) and which never names a file on purpose;
+    /// invisible format characters (zero-width spaces and joiners, direction overrides, U+FEFF), with which two names that look
+    /// the same differ; and unpaired surrogates, which are not Unicode and cannot be stored.</summary>
+    private static int Unprintable(string path)
+    {
+        for (var i = 0; i < path.Length; i++)
+        {
+            var c = path[i];
+            if (char.IsHighSurrogate(c) && i + 1 < path.Length && char.IsLowSurrogate(path[i + 1]))
+            {
+                if (CharUnicodeInfo.GetUnicodeCategory(path, i) == UnicodeCategory.Format)
+                {
+                    return i;
+                }
+
+                i++;
+                continue;
+            }
+
+            if (char.IsControl(c) || char.IsSurrogate(c) || c == '\uFFFD' || CharUnicodeInfo.GetUnicodeCategory(c) == UnicodeCategory.Format)
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+
+    private static string Printable(string path)
+    {
+        var printable = new StringBuilder(path.Length);
+        for (var rest = path; rest.Length > 0;)
+        {
+            var bad = Unprintable(rest);
+            if (bad < 0)
+            {
+                printable.Append(rest);
+                break;
+            }
+
+            printable.Append(rest.AsSpan(0, bad)).Append('?');
+            rest = rest[(bad + 1)..];
+        }
+
+        return printable.ToString();
+    }
 }

@@ -41,10 +41,11 @@ internal sealed class ApprovalSql
              WHERE te.iteration_id = $1 AND te.state = 'awaiting_approval'
              ORDER BY te.position
             """;
-        // $1 execution: what the decision needs to validate an edited input; the tool's schema as the instances registered it.
+        // $1 execution: what the decision needs to validate an edited input; the tool's schema as the instances registered it
+        // (none for a delegation or Claude's memory tool, whose name an instance tool may also have).
         ForDecision = $"""
-            SELECT te.state::text, te.tool_name, te.is_agent_tool, t.input_schema::text
-              FROM {t} te LEFT JOIN {s}.agentpg_tools t ON t.name = te.tool_name AND NOT te.is_agent_tool
+            SELECT te.state::text, te.tool_name, te.is_agent_tool, t.input_schema::text, te.is_memory_tool
+              FROM {t} te LEFT JOIN {s}.agentpg_tools t ON t.name = te.tool_name AND NOT te.is_agent_tool AND NOT te.is_memory_tool
              WHERE te.id = $1
             """;
         // $1 execution: why a decision found it not waiting, for the error message.
@@ -79,7 +80,7 @@ internal sealed class ApprovalSql
     public NpgsqlCommand OfIterationCommand(NpgsqlDataSource dataSource, Guid iterationId) => Db.Command(dataSource, null, OfIteration, P.Uuid(iterationId));
 
     // Positions in ForDecision's SELECT list.
-    private const int DecisionStateColumn = 0, DecisionToolNameColumn = 1, DecisionIsAgentToolColumn = 2, DecisionSchemaColumn = 3;
+    private const int DecisionStateColumn = 0, DecisionToolNameColumn = 1, DecisionIsAgentToolColumn = 2, DecisionSchemaColumn = 3, DecisionIsMemoryToolColumn = 4;
 
     // Positions in RequestColumns.
     private const int IdColumn = 0, RunIdColumn = 1, RootRunIdColumn = 2, SessionIdColumn = 3, AgentIdColumn = 4, ToolNameColumn = 5, InputColumn = 6,
@@ -96,7 +97,7 @@ internal sealed class ApprovalSql
         CancellationToken cancellationToken)
         => Db.Command(dataSource, transaction, ForDecision, P.Uuid(toolExecutionId)).QueryFirstOrDefaultAsync(
             r => new ApprovalTarget(r.GetString(DecisionStateColumn), r.GetString(DecisionToolNameColumn), r.GetBoolean(DecisionIsAgentToolColumn),
-                r.IsDBNull(DecisionSchemaColumn) ? null : r.GetString(DecisionSchemaColumn)),
+                r.IsDBNull(DecisionSchemaColumn) ? null : r.GetString(DecisionSchemaColumn), r.GetBoolean(DecisionIsMemoryToolColumn)),
             cancellationToken);
 
     /// <summary>Why execution <paramref name="toolExecutionId"/> is not waiting for a decision (<see cref="Decided"/>), or null when it
@@ -134,7 +135,7 @@ internal sealed class ApprovalSql
 }
 
 /// <summary>A tool execution about to be decided: its state, its tool, and the tool's schema as the instances registered it.</summary>
-internal sealed record ApprovalTarget(string State, string ToolName, bool IsAgentTool, string? StoredSchema);
+internal sealed record ApprovalTarget(string State, string ToolName, bool IsAgentTool, string? StoredSchema, bool IsMemoryTool);
 
 /// <summary>A tool execution's state and decision, read when a decision found it not waiting.</summary>
 internal sealed record ApprovalState(string State, string ToolName, bool Required, string? Decision, string? DecidedBy, DateTimeOffset? DecidedAt,

@@ -248,6 +248,43 @@ public sealed class AgentThinkingTests(SchemaFixture db) : IClassFixture<SchemaF
     }
 
     [DatabaseFact]
+    public async Task ThinkingDisplayOmitted_BatchRun_StoresTheEmptyBlockWithItsSignature_AndSendsItBackUnchanged()
+    {
+        await using var h = await Harness.StartAsync(db, tools: Lookup());
+        var agent = await h.AgentAsync(a => a with
+        {
+            Model = "claude-opus-4-7",
+            Tools = ["lookup"],
+            Thinking = AgentThinking.Adaptive.WithDisplay(AgentThinkingDisplay.Omitted),
+        });
+        var bodies = new List<JsonElement>();
+        h.Claude.Respond(r =>
+        {
+            lock (bodies)
+            {
+                bodies.Add(r.Body.Clone());
+            }
+
+            return r.ToolResults.Count > 0
+                ? FakeReply.Text("Batched and found.")
+                : FakeReply.Message(FakeContentBlock.Thinking("A hidden batch plan.", "sig-ob"), FakeContentBlock.ToolUse("lookup", new { }, "toolu_ob1")) with { StopReason = "tool_use" };
+        });
+        var session = await h.Client.NewSessionAsync();
+
+        var response = await Eventually.WithinAsync(h.Client.RunSyncAsync(session, agent.Id, "look in a batch, quietly"), "the batch run", s_timeout);
+
+        Assert.Equal("Batched and found.", response.Text);
+        Assert.Equal(2, bodies.Count);
+        Assert.All(bodies, body => Assert.Equal("""{"type":"adaptive","display":"omitted"}""", Thinking(body)));
+        var stored = (await h.Client.GetMessagesAsync(session))[1].Content[0];
+        Assert.Equal((ContentTypes.Thinking, "", "sig-ob"), (stored.Type, stored.Text ?? "", stored.Signature));
+        var echoed = bodies[1].GetProperty("messages")[1].GetProperty("content")[0];
+        Assert.Equal("thinking", echoed.GetProperty("type").GetString());
+        Assert.Equal("", echoed.GetProperty("thinking").GetString());
+        Assert.Equal("sig-ob", echoed.GetProperty("signature").GetString());
+    }
+
+    [DatabaseFact]
     public async Task BatchRun_SendsThinkingAndEffort_AndTheThinkingBlockBackWithTheToolResult()
     {
         await using var h = await Harness.StartAsync(db, tools: Lookup());

@@ -180,7 +180,7 @@ public sealed class MemoryToolTests(SchemaFixture db) : IClassFixture<SchemaFixt
             (true, "Path /memories/%2e%2e/secrets would escape /memories directory"),
             (true, "Path must start with /memories, got: /etc/passwd"),
             (true, "The path /memories\\..\\x contains a backslash; separate directories with /."),
-            (true, "The path /memories/a?b contains a control or invalid character; use printable characters only."),
+            (true, "The path /memories/a?b contains a control, invisible or invalid character; use printable characters only."),
             (true, "The path is 1110 characters long; memory paths are at most 1024 characters."),
             (true, "The path /memories/missing.md does not exist. Please provide a valid path."),
             (true, "Cannot delete the /memories directory itself"),
@@ -399,5 +399,75 @@ public sealed class MemoryToolTests(SchemaFixture db) : IClassFixture<SchemaFixt
         Assert.Contains("must be positive", limits.Message, StringComparison.Ordinal);
         var read = await h.Client.GetAgentByIdAsync(stored.Id);
         Assert.Equal(AgentMemory.PerSessionMetadata("tenant") with { MaxStoreBytes = 5000 }, read.Memory);
+    }
+
+    [DatabaseFact]
+    public async Task Run_ViewOfADirectoryOfManyFiles_IsCutAtMaxToolOutputLength()
+    {
+        var (h, scripts) = await StartAsync(o => o.MaxToolOutputLength = 1000);
+        await using var _ = h;
+        var agent = await h.AgentAsync(a => a with { Memory = AgentMemory.PerAgent, Tools = [] });
+        for (var i = 0; i < 60; i++)
+        {
+            await h.Client.WriteMemoryFileAsync(MemoryStoreId.ForAgent(agent.Id), $"/memories/customers/customer-{i:D3}.md", "x");
+        }
+
+        var listing = Assert.Single(await RunAsync(h, scripts, agent, null, View()));
+
+        Assert.False(listing.IsError);
+        Assert.StartsWith("Here're the files and directories up to 2 levels deep in /memories", listing.Content, StringComparison.Ordinal);
+        Assert.InRange(listing.Content.Length, 1000, 1200);
+        Assert.DoesNotContain("customer-059", listing.Content, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
+    public async Task Run_MemoryPerTenant_ANumberOrBooleanValueNamesTheStoreByItsJsonText_AndANullValueHasNoMemory()
+    {
+        var (h, scripts) = await StartAsync();
+        await using var _ = h;
+        var agent = await h.AgentAsync(a => a with { Memory = AgentMemory.PerSessionMetadata("tenant_id"), Tools = [] });
+        var number = await h.Client.NewSessionAsync(metadata: new Dictionary<string, object?> { ["tenant_id"] = 42 });
+        var boolean = await h.Client.NewSessionAsync(metadata: new Dictionary<string, object?> { ["tenant_id"] = true });
+        var none = await h.Client.NewSessionAsync(metadata: new Dictionary<string, object?> { ["tenant_id"] = null });
+
+        await RunAsync(h, scripts, agent, number, Create("/memories/a.md", "forty-two"));
+        await RunAsync(h, scripts, agent, boolean, Create("/memories/a.md", "true"));
+        var nullValue = Assert.Single(await RunAsync(h, scripts, agent, none, View()));
+
+        Assert.Equal("forty-two", (await h.Client.ReadMemoryFileAsync(MemoryStoreId.ForSessionMetadata(agent.Id, "tenant_id", "42"), "/memories/a.md"))?.Content);
+        Assert.Equal("true", (await h.Client.ReadMemoryFileAsync(MemoryStoreId.ForSessionMetadata(agent.Id, "tenant_id", "true"), "/memories/a.md"))?.Content);
+        Assert.True(nullValue.IsError);
+        Assert.Contains("session metadata key 'tenant_id'", nullValue.Content, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
+    public async Task Approve_EditedMemoryCommand_IsCheckedAsAMemoryCommand_EvenWithAnInstanceToolNamedMemory()
+    {
+        // Agents without a memory may use an instance tool named memory; an approver's edit of Claude's memory command was checked
+        // against that tool's schema (and refused), and a path out of /memories was accepted, to fail only when the tool ran.
+        var other = new TestTool("memory", schema: new ToolSchema { Properties = new Dictionary<string, PropertyDef> { ["key"] = new() { Type = "string" } }, Required = ["key"] });
+        var h = await Harness.StartAsync(db, tools: other);
+        await using var _ = h;
+        var scripts = new Scripts();
+        h.Claude.Respond((request, _) => scripts.RespondAsync(request));
+        var agent = await h.AgentAsync(a => a with { Memory = AgentMemory.PerAgent, Tools = null, ToolsRequiringApproval = ["memory"] });
+        var session = await h.Client.NewSessionAsync();
+        var runId = await h.Client.RunFastAsync(session, agent.Id, scripts.Add(Create("/memories/a.md", "claude's text")));
+        await Eventually.TrueAsync(async () => (await h.Client.GetPendingApprovalsAsync(session)).Count == 1, "the memory call to wait for approval");
+        var request = Assert.Single(await h.Client.GetPendingApprovalsAsync(session));
+
+        var outside = await Assert.ThrowsAsync<ArgumentException>(() => h.Client.ApproveToolCallAsync(request.ToolExecutionId,
+            JsonSerializer.SerializeToElement(new { command = "create", path = "/etc/passwd", file_text = "x" })));
+        var unknown = await Assert.ThrowsAsync<ArgumentException>(() => h.Client.ApproveToolCallAsync(request.ToolExecutionId,
+            JsonSerializer.SerializeToElement(new { command = "format", path = "/memories" })));
+        await h.Client.ApproveToolCallAsync(request.ToolExecutionId,
+            JsonSerializer.SerializeToElement(new { command = "create", path = "/memories/b.md", file_text = "approved text" }));
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the approved run", s_timeout);
+
+        Assert.Contains("Path must start with /memories, got: /etc/passwd", outside.Message, StringComparison.Ordinal);
+        Assert.Contains("still waits for a decision", outside.Message, StringComparison.Ordinal);
+        Assert.Contains("Unknown command: format", unknown.Message, StringComparison.Ordinal);
+        var file = Assert.Single(await h.Client.ListMemoryFilesAsync(MemoryStoreId.ForAgent(agent.Id)));
+        Assert.Equal(("/memories/b.md", "approved text"), (file.Path, file.Content));
     }
 }
