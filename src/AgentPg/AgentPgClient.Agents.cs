@@ -293,6 +293,7 @@ public sealed partial class AgentPgClient
         }
 
         ValidateMemory(definition, parameterName);
+        ValidateServerTools(definition, parameterName);
 
         if (definition.ToolsRequiringApproval is { } approval)
         {
@@ -361,6 +362,77 @@ public sealed partial class AgentPgClient
             throw new ArgumentException(
                 $"AgentDefinition.Tools of agent '{definition.Name}' lists '{Memory.MemoryTool.ToolName}', and the agent has a Memory: Claude's memory tool takes " +
                 "that name. Remove it from Tools (the memory tool needs no registration), or rename your tool.", parameterName);
+        }
+    }
+
+    // Server tools are offered next to the client tools, the delegates and the memory tool: every name must be unique, or Claude
+    // refuses the request ("Tool names must be unique") and every run of the agent fails.
+    private static void ValidateServerTools(AgentDefinition definition, string parameterName)
+    {
+        if (definition.ServerTools is not { Count: > 0 } serverTools)
+        {
+            return;
+        }
+
+        if (serverTools.Any(t => t is null))
+        {
+            throw new ArgumentException($"AgentDefinition.ServerTools of agent '{definition.Name}' holds a null entry.", parameterName);
+        }
+
+        var duplicate = serverTools.GroupBy(t => t.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null)
+        {
+            throw new ArgumentException(
+                $"AgentDefinition.ServerTools of agent '{definition.Name}' has two tools named '{duplicate.Key}'; Claude requires unique tool names. Keep one.",
+                parameterName);
+        }
+
+        if (serverTools.Count(t => t.IsToolSearch) > 1)
+        {
+            throw new ArgumentException(
+                $"AgentDefinition.ServerTools of agent '{definition.Name}' has more than one tool search tool ({string.Join(", ", serverTools.Where(t => t.IsToolSearch).Select(t => t.Name))}); " +
+                "keep one: each of them searches the same deferred tools.", parameterName);
+        }
+
+        foreach (var tool in serverTools)
+        {
+            if (definition.Tools?.Contains(tool.Name, StringComparer.Ordinal) == true)
+            {
+                throw new ArgumentException(
+                    $"AgentDefinition.Tools of agent '{definition.Name}' lists '{tool.Name}', the name of its server tool {tool.Type} in ServerTools; Claude could not tell " +
+                    "them apart. Remove one of them, or rename your tool.", parameterName);
+            }
+
+            if (definition.Memory is not null && tool.Name == Memory.MemoryTool.ToolName)
+            {
+                throw new ArgumentException(
+                    $"AgentDefinition.ServerTools of agent '{definition.Name}' has a tool named '{tool.Name}', the name of Claude's memory tool, and the agent has a Memory. " +
+                    "Rename the server tool, or leave Memory null.", parameterName);
+            }
+
+            if (definition.ToolsRequiringApproval?.Contains(tool.Name, StringComparer.Ordinal) == true)
+            {
+                throw new ArgumentException(
+                    $"AgentDefinition.ToolsRequiringApproval of agent '{definition.Name}' lists '{tool.Name}', a server tool: Claude runs it on Anthropic's side within " +
+                    "its answer, so no call of it can wait for a person. Remove it from ToolsRequiringApproval (or the tool from ServerTools).", parameterName);
+            }
+
+            foreach (var name in tool.AlwaysLoadedTools)
+            {
+                if (serverTools.Any(t => t.Name == name) || (definition.Memory is not null && name == Memory.MemoryTool.ToolName))
+                {
+                    throw new ArgumentException(
+                        $"AgentDefinition.ServerTools of agent '{definition.Name}': the tool search lists '{name}' in AlwaysLoadedTools, but only client tools and " +
+                        "delegate agents are deferred (server tools and the memory tool are always loaded). Remove it.", parameterName);
+                }
+
+                if (definition.Tools is not null && !definition.Tools.Contains(name, StringComparer.Ordinal) && definition.AgentIds.Count == 0)
+                {
+                    throw new ArgumentException(
+                        $"AgentDefinition.ServerTools of agent '{definition.Name}': the tool search lists '{name}' in AlwaysLoadedTools, which is not in its Tools " +
+                        "and it has no delegate agents. Fix the name, or add the tool to Tools.", parameterName);
+                }
+            }
         }
     }
 
@@ -476,7 +548,7 @@ public sealed partial class AgentPgClient
             }
         }
 
-        CheckDelegateNames(definition.Name, definition.Tools, delegates.Select(d => d.Name).ToList());
+        CheckDelegateNames(definition.Name, definition.Tools, delegates.Select(d => d.Name).ToList(), definition.ServerTools);
         if (definition.Memory is not null && delegates.Any(d => d.Name == Memory.MemoryTool.ToolName))
         {
             throw new ArgumentException(
@@ -516,14 +588,22 @@ public sealed partial class AgentPgClient
         foreach (var delegator in await _sql.Agents.GetDelegatorsAsync(_dataSource, definition.Id, transaction, cancellationToken).ConfigureAwait(false))
         {
             var others = await _sql.Agents.GetByIdsAsync(_dataSource, [.. delegator.AgentIds.Where(id => id != definition.Id)], transaction, cancellationToken).ConfigureAwait(false);
-            CheckDelegateNames(delegator.Name, delegator.Tools, [.. others.Select(o => o.Name), definition.Name]);
+            CheckDelegateNames(delegator.Name, delegator.Tools, [.. others.Select(o => o.Name), definition.Name], delegator.ServerTools);
         }
     }
 
-    private static void CheckDelegateNames(string agentName, IReadOnlyList<string>? tools, IReadOnlyList<string> delegateNames)
+    private static void CheckDelegateNames(
+        string agentName, IReadOnlyList<string>? tools, IReadOnlyList<string> delegateNames, IReadOnlyList<ServerTool>? serverTools)
     {
         foreach (var name in delegateNames)
         {
+            if (serverTools?.FirstOrDefault(t => t.Name == name) is { } serverTool)
+            {
+                throw new ArgumentException(
+                    $"Agent '{agentName}' has a server tool ({serverTool.Type}) and a delegate agent both named '{name}'; Claude could not tell them apart. " +
+                    "Rename the delegate agent, or remove the server tool.");
+            }
+
             if (!ToolNames.IsValid(name))
             {
                 throw new ArgumentException(

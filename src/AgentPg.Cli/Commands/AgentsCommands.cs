@@ -107,6 +107,7 @@ internal static class AgentsCommands
             Fact("Max iterations", agent.MaxIterations?.ToString(CultureInfo.InvariantCulture));
             Fact("Token budget", agent.TokenBudget?.ToString(CultureInfo.InvariantCulture));
             Fact("Memory", agent.Memory is { } memory ? MemoryText(memory) : null);
+            Fact("Server tools", agent.ServerTools is { Count: > 0 } serverTools ? string.Join(", ", serverTools.Select(ServerToolText)) : null);
             Fact("Tools", agent.Tools is null ? "(any the instance registered)" : agent.Tools.Count == 0 ? "(none)" : string.Join(", ", agent.Tools));
             Fact("Agents", string.Join(", ", delegates));
             Fact("Approval", agent.ToolsRequiringApproval is { Count: > 0 } approval ? string.Join(", ", approval) : null);
@@ -119,6 +120,23 @@ internal static class AgentsCommands
             return CliExitCodes.Success;
         });
         return command;
+    }
+
+    // The tool as Claude knows it (name and type), the beta it adds and, for a tool search, the tools it keeps loaded.
+    private static string ServerToolText(ServerTool tool)
+    {
+        var details = new List<string> { tool.Type };
+        if (tool.Beta is { } beta)
+        {
+            details.Add("beta " + beta);
+        }
+
+        if (tool.IsToolSearch)
+        {
+            details.Add(tool.AlwaysLoadedTools.Count == 0 ? "defers every tool" : "always loaded: " + string.Join(" ", tool.AlwaysLoadedTools));
+        }
+
+        return $"{tool.Name} ({string.Join("; ", details)})";
     }
 
     private static string MemoryText(AgentMemory memory)

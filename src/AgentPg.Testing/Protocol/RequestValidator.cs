@@ -374,6 +374,11 @@ internal static partial class RequestValidator
                 return memoryFailure;
             }
 
+            if (!isClientTool && type != MemoryToolType && ValidateServerTool(tool, index, type!, name) is { } serverFailure)
+            {
+                return serverFailure;
+            }
+
             JsonElement? schema = null;
             if (isClientTool)
             {
@@ -405,12 +410,13 @@ internal static partial class RequestValidator
                 Description = FakeJson.GetString(tool, "description"),
                 InputSchema = schema,
                 ServerToolType = isClientTool ? null : type,
+                DeferLoading = FakeJson.TryGet(tool, "defer_loading", out var defer) && defer.ValueKind == JsonValueKind.True,
                 Json = tool,
             });
             index++;
         }
 
-        return null;
+        return ValidateDeferLoading(tools);
     }
 
     /// <summary>The type of Claude's memory tool (client-executed: Claude calls it as <c>memory</c> with a command).</summary>
@@ -437,6 +443,121 @@ internal static partial class RequestValidator
         }
 
         return null;
+    }
+
+    // The server tools the fake knows, with the fields each definition takes (Anthropic SDK 13.12: WebSearchTool20250305,
+    // WebSearchTool20260209, WebFetchTool20250910, WebFetchTool20260209, CodeExecutionTool20250825, ToolSearchToolRegex20251119,
+    // ToolSearchToolBm25) and the one name Claude knows each by. Other typed tools the SDK knows pass unchecked; a type it does not
+    // know is refused, as the API refuses an unknown tag.
+    private static readonly string[] s_commonServerToolFields = ["type", "name", "allowed_callers", "cache_control", "defer_loading", "strict"];
+
+    private static readonly string[] s_domainFields = ["allowed_domains", "blocked_domains", "max_uses"];
+
+    private static readonly Dictionary<string, (string Name, HashSet<string> Fields)> s_serverTools = new(StringComparer.Ordinal)
+    {
+        ["web_search_20250305"] = ("web_search", [.. s_commonServerToolFields, .. s_domainFields, "user_location"]),
+        ["web_search_20260209"] = ("web_search", [.. s_commonServerToolFields, .. s_domainFields, "user_location"]),
+        ["web_fetch_20250910"] = ("web_fetch", [.. s_commonServerToolFields, .. s_domainFields, "citations", "max_content_tokens", "url_sources"]),
+        ["web_fetch_20260209"] = ("web_fetch", [.. s_commonServerToolFields, .. s_domainFields, "citations", "max_content_tokens", "url_sources"]),
+        ["code_execution_20250825"] = ("code_execution", [.. s_commonServerToolFields]),
+        ["tool_search_tool_regex_20251119"] = ("tool_search_tool_regex", [.. s_commonServerToolFields]),
+        ["tool_search_tool_regex"] = ("tool_search_tool_regex", [.. s_commonServerToolFields]),
+        ["tool_search_tool_bm25_20251119"] = ("tool_search_tool_bm25", [.. s_commonServerToolFields]),
+        ["tool_search_tool_bm25"] = ("tool_search_tool_bm25", [.. s_commonServerToolFields]),
+    };
+
+    // Typed tools of SDK 13.12 the fake accepts without checking their fields.
+    private static readonly HashSet<string> s_otherTypedTools = new(StringComparer.Ordinal)
+    {
+        "advisor_20260301", "agent_toolset_20260401", "bash_20241022", "bash_20250124", "browser_toolset_20260801", "code_execution_20250522",
+        "code_execution_20260120", "code_execution_20260521", "computer_20241022", "computer_20250124", "computer_20251124",
+        "computer_toolset_20260801", "multiagent_20261001", "text_editor_20241022", "text_editor_20250124", "text_editor_20250429",
+        "text_editor_20250728", "web_fetch_20260309", "web_fetch_20260318", "web_search_20260318",
+    };
+
+    private static ApiFailure? ValidateServerTool(JsonElement tool, int index, string type, string name)
+    {
+        if (!s_serverTools.TryGetValue(type, out var known))
+        {
+            return s_otherTypedTools.Contains(type)
+                ? null
+                : ApiFailure.UnknownTag($"tools.{index}", type, ["custom", MemoryToolType, .. s_serverTools.Keys, .. s_otherTypedTools]);
+        }
+
+        if (name != known.Name)
+        {
+            return ApiFailure.Invalid($"tools.{index}.{type}.name: Input should be '{known.Name}'");
+        }
+
+        foreach (var property in tool.EnumerateObject())
+        {
+            if (!known.Fields.Contains(property.Name))
+            {
+                return ApiFailure.Invalid($"tools.{index}.{type}.{property.Name}: Extra inputs are not permitted");
+            }
+        }
+
+        if (FakeJson.TryGet(tool, "max_uses", out var maxUses) && maxUses.ValueKind != JsonValueKind.Null
+            && (!maxUses.TryGetInt32(out var uses) || uses < 1))
+        {
+            return ApiFailure.Invalid($"tools.{index}.{type}.max_uses: Input should be greater than 0");
+        }
+
+        foreach (var field in (string[])["allowed_domains", "blocked_domains"])
+        {
+            if (FakeJson.TryGet(tool, field, out var domains) && domains.ValueKind != JsonValueKind.Null
+                && (domains.ValueKind != JsonValueKind.Array || domains.EnumerateArray().Any(d => d.ValueKind != JsonValueKind.String)))
+            {
+                return ApiFailure.Invalid($"tools.{index}.{type}.{field}: Input should be a valid list of strings");
+            }
+        }
+
+        if (FakeJson.TryGet(tool, "allowed_domains", out var allowed) && allowed.ValueKind != JsonValueKind.Null
+            && FakeJson.TryGet(tool, "blocked_domains", out var blocked) && blocked.ValueKind != JsonValueKind.Null)
+        {
+            return ApiFailure.Invalid($"tools.{index}.{type}: Cannot specify both allowed_domains and blocked_domains");
+        }
+
+        if (FakeJson.TryGet(tool, "user_location", out var location) && location.ValueKind != JsonValueKind.Null
+            && (location.ValueKind != JsonValueKind.Object || FakeJson.GetString(location, "type") != "approximate"))
+        {
+            return ApiFailure.Invalid($"tools.{index}.{type}.user_location.type: Input should be 'approximate'");
+        }
+
+        return null;
+    }
+
+    /// <summary>Tool search: a tool with <c>defer_loading: true</c> needs a tool search tool in the request, which is itself never
+    /// deferred, at least one tool is loaded, and a deferred tool takes no <c>cache_control</c> (it is not in the prompt's
+    /// prefix).</summary>
+    private static ApiFailure? ValidateDeferLoading(List<FakeTool> tools)
+    {
+        var deferred = tools.Where(t => t.DeferLoading).ToList();
+        if (deferred.Count == 0)
+        {
+            return null;
+        }
+
+        var search = tools.FirstOrDefault(t => t.ServerToolType?.StartsWith("tool_search_tool_", StringComparison.Ordinal) == true);
+        if (search is null)
+        {
+            return ApiFailure.Invalid(
+                "tools: defer_loading is set on tool '" + deferred[0].Name + "' but no tool search tool (tool_search_tool_regex or tool_search_tool_bm25) was provided.");
+        }
+
+        if (search.DeferLoading)
+        {
+            return ApiFailure.Invalid($"tools: The tool search tool '{search.Name}' cannot have defer_loading set to true.");
+        }
+
+        if (deferred.Count == tools.Count)
+        {
+            return ApiFailure.Invalid("tools: At least one tool must not have defer_loading set to true.");
+        }
+
+        return deferred.FirstOrDefault(t => FakeJson.TryGet(t.Json, "cache_control", out _)) is { } cached
+            ? ApiFailure.Invalid($"tools: Tool '{cached.Name}' has defer_loading set to true and cannot have cache_control.")
+            : null;
     }
 
     private static ApiFailure? ValidateToolChoice(JsonElement body, List<FakeTool> tools, out JsonElement? toolChoice)
@@ -775,7 +896,8 @@ internal static partial class RequestValidator
                 "image" => ValidateImage(inner, $"{innerPath}.image"),
                 "document" => ValidateDocument(inner, $"{innerPath}.document"),
                 "search_result" => null,
-                _ => ApiFailure.UnknownTag(innerPath, type, "text", "image", "search_result", "document"),
+                "tool_reference" => FakeJson.GetString(inner, "tool_name") is null ? ApiFailure.Invalid($"{innerPath}.tool_reference.tool_name: Field required") : null,
+                _ => ApiFailure.UnknownTag(innerPath, type, "text", "image", "search_result", "document", "tool_reference"),
             };
             if (failure is not null)
             {

@@ -16,6 +16,10 @@ public sealed record FakeTool(string Name)
     /// defines (<c>memory_20250818</c>, whose name is always <c>memory</c>); <see langword="null"/> for custom tools.</summary>
     public string? ServerToolType { get; init; }
 
+    /// <summary>Whether the tool was sent with <c>defer_loading: true</c> (tool search loads it when Claude searches for
+    /// it).</summary>
+    public bool DeferLoading { get; init; }
+
     /// <summary>The tool definition as sent.</summary>
     public JsonElement Json { get; init; }
 }

@@ -81,4 +81,82 @@ public abstract record FakeContentBlock
     /// <param name="json">The block object; it must have a string <c>type</c>.</param>
     /// <returns>The block.</returns>
     public static FakeRawBlock Raw(JsonElement json) => new(json);
+
+    /// <summary>A <c>server_tool_use</c> block: Claude calls one of its server tools, for example
+    /// <c>ServerToolUse("web_search", new { query = "weather in Paris" }, "srvtoolu_01")</c>. Follow it with the tool's result
+    /// block (<see cref="WebSearchToolResult"/>, <see cref="ToolSearchToolResult"/>, or <see cref="Raw(JsonElement)"/>) carrying
+    /// the same id.</summary>
+    /// <param name="name">The server tool's name, for example <c>web_search</c>.</param>
+    /// <param name="input">The input, as for <see cref="ToolUse(string, object?, string?)"/>.</param>
+    /// <param name="id">The id, which the result block repeats as its <c>tool_use_id</c>: <c>srvtoolu_</c> then letters, digits,
+    /// <c>_</c> or <c>-</c>.</param>
+    /// <returns>The block.</returns>
+    public static FakeRawBlock ServerToolUse(string name, object? input, string id)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        ArgumentException.ThrowIfNullOrEmpty(id);
+        var block = new System.Text.Json.Nodes.JsonObject
+        {
+            ["type"] = "server_tool_use",
+            ["id"] = id,
+            ["name"] = name,
+            ["input"] = System.Text.Json.Nodes.JsonNode.Parse(FakeJson.ToObject(input, nameof(input)).GetRawText()),
+        };
+        return new(JsonSerializer.SerializeToElement(block));
+    }
+
+    /// <summary>A <c>web_search_tool_result</c> block: the results of the web search <paramref name="toolUseId"/>, each a
+    /// <c>web_search_result</c> with the URL, the title and an opaque <c>encrypted_content</c> (derived from the URL).</summary>
+    /// <param name="toolUseId">The id of the <see cref="ServerToolUse"/> block it answers.</param>
+    /// <param name="results">The results' URL and title.</param>
+    /// <returns>The block.</returns>
+    public static FakeRawBlock WebSearchToolResult(string toolUseId, params IEnumerable<(string Url, string Title)> results)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(toolUseId);
+        ArgumentNullException.ThrowIfNull(results);
+        var content = new System.Text.Json.Nodes.JsonArray();
+        foreach (var (url, title) in results)
+        {
+            content.Add(new System.Text.Json.Nodes.JsonObject
+            {
+                ["type"] = "web_search_result",
+                ["url"] = url,
+                ["title"] = title,
+                ["encrypted_content"] = Convert.ToBase64String(SHA256.HashData(Encoding.UTF8.GetBytes("web_search_result:" + url))),
+                ["page_age"] = null,
+            });
+        }
+
+        return new(JsonSerializer.SerializeToElement(new System.Text.Json.Nodes.JsonObject
+        {
+            ["type"] = "web_search_tool_result",
+            ["tool_use_id"] = toolUseId,
+            ["content"] = content,
+        }));
+    }
+
+    /// <summary>A <c>tool_search_tool_result</c> block: the tool search <paramref name="toolUseId"/> found
+    /// <paramref name="toolNames"/>, each as a <c>tool_reference</c> (<c>{"type": "tool_search_tool_search_result",
+    /// "tool_references": [{"type": "tool_reference", "tool_name": …}]}</c>); Claude may then call those deferred tools.</summary>
+    /// <param name="toolUseId">The id of the <see cref="ServerToolUse"/> block (a call of <c>tool_search_tool_regex</c> or
+    /// <c>tool_search_tool_bm25</c>) it answers.</param>
+    /// <param name="toolNames">The tools found.</param>
+    /// <returns>The block.</returns>
+    public static FakeRawBlock ToolSearchToolResult(string toolUseId, params IEnumerable<string> toolNames)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(toolUseId);
+        ArgumentNullException.ThrowIfNull(toolNames);
+        var references = new System.Text.Json.Nodes.JsonArray();
+        foreach (var name in toolNames)
+        {
+            references.Add(new System.Text.Json.Nodes.JsonObject { ["type"] = "tool_reference", ["tool_name"] = name });
+        }
+
+        return new(JsonSerializer.SerializeToElement(new System.Text.Json.Nodes.JsonObject
+        {
+            ["type"] = "tool_search_tool_result",
+            ["tool_use_id"] = toolUseId,
+            ["content"] = new System.Text.Json.Nodes.JsonObject { ["type"] = "tool_search_tool_search_result", ["tool_references"] = references },
+        }));
+    }
 }

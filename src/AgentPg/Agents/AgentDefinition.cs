@@ -59,6 +59,20 @@ public sealed record AgentDefinition
     /// may name <c>memory</c>. See docs/memory.md.</remarks>
     public AgentMemory? Memory { get; init; }
 
+    /// <summary>Gets Claude's server tools for the agent — web search, web fetch, code execution, tool search — or
+    /// <see langword="null"/> (or empty) for none.</summary>
+    /// <remarks>For example <c>[ServerTool.WebSearch(maxUses: 5)]</c>. Claude runs these tools itself; AgentPg sends their
+    /// definitions after the client tools on every model call of the agent's runs (with the <c>anthropic-beta</c> a tool needs),
+    /// and stores and sends back the <c>server_tool_use</c> and result blocks exactly as Claude sent them. Names must be unique
+    /// and must not be the name of a tool in <see cref="Tools"/>, of a delegate agent, or <c>memory</c> when the agent has a
+    /// <see cref="Memory"/>: creating or updating such an agent throws <see cref="ArgumentException"/> (with <see cref="Tools"/>
+    /// <see langword="null"/>, a server tool takes the place of an instance tool of the same name). At most one tool search
+    /// tool (<see cref="ServerTool.ToolSearch"/>); with one, the agent's client tools and delegate agents are sent with
+    /// <c>defer_loading: true</c> except its <see cref="ServerTool.AlwaysLoadedTools"/>. Server tool calls need no
+    /// registration and no approval (<see cref="ToolsRequiringApproval"/> cannot name them: Claude runs them). See
+    /// docs/tools.md, "Server tools".</remarks>
+    public IReadOnlyList<ServerTool>? ServerTools { get; init; }
+
     /// <summary>Gets the maximum number of tokens per answer; <see langword="null"/> means 4096.</summary>
     public int? MaxTokens { get; init; }
 

@@ -32,11 +32,12 @@ internal static class PromptCacheBreakpoints
         {
             system = new JsonArray(new JsonObject { ["type"] = "text", ["text"] = text.DeepClone(), ["cache_control"] = Control(ttl) });
         }
-        else if (system is null && tools.Count > 0)
+        else if (system is null && tools.Count > 0 && LastLoaded(tools) is { } last)
         {
-            // The caller's tool list is shared by every request of the iteration: mark a copy.
+            // The caller's tool list is shared by every request of the iteration: mark a copy. A deferred tool (defer_loading,
+            // tool search) is not part of the prompt's prefix and takes no breakpoint: the last tool that is takes it.
             tools = (JsonArray)tools.DeepClone();
-            tools[^1]!["cache_control"] = Control(ttl);
+            tools[last]!["cache_control"] = Control(ttl);
         }
 
         if (messages.Count > 0)
@@ -53,6 +54,20 @@ internal static class PromptCacheBreakpoints
         }
 
         return (system, tools);
+    }
+
+    private static int? LastLoaded(JsonArray tools)
+    {
+        for (var i = tools.Count - 1; i >= 0; i--)
+        {
+            var deferred = tools[i] is JsonObject tool && tool["defer_loading"] is JsonValue flag && flag.GetValueKind() == System.Text.Json.JsonValueKind.True;
+            if (!deferred)
+            {
+                return i;
+            }
+        }
+
+        return null;
     }
 
     private static bool Mark(JsonObject message, string ttl)

@@ -229,18 +229,32 @@ internal static class RequestBuilder
     /// <summary>The key of an agent's <see cref="AgentDefinition.Config"/> whose value is sent as Claude's <c>context_management</c>.</summary>
     public const string ContextManagementKey = "context_management";
 
-    /// <summary>The anthropic-beta header for a request: the 1M-token window and context management, as needed.</summary>
-    public static IReadOnlyDictionary<string, JsonElement> BetaHeaders(bool extendedContext, bool contextManagement)
+    /// <summary>The anthropic-beta header for a request: the 1M-token window, context management and the betas the agent's
+    /// server tools need (<see cref="ServerTool.Beta"/>), as needed, each once.</summary>
+    public static IReadOnlyDictionary<string, JsonElement> BetaHeaders(bool extendedContext, bool contextManagement, IReadOnlyList<ServerTool>? serverTools = null)
     {
-        if (!extendedContext && !contextManagement)
+        var betas = new List<string>();
+        if (extendedContext)
         {
-            return s_noHeaders;
+            betas.Add(ExtendedContextBeta);
         }
 
-        var betas = extendedContext && contextManagement
-            ? ExtendedContextBeta + "," + ContextManagementBeta
-            : extendedContext ? ExtendedContextBeta : ContextManagementBeta;
-        return new Dictionary<string, JsonElement> { ["anthropic-beta"] = JsonSerializer.SerializeToElement(betas) };
+        if (contextManagement)
+        {
+            betas.Add(ContextManagementBeta);
+        }
+
+        foreach (var tool in serverTools ?? [])
+        {
+            if (tool.Beta is { } beta && !betas.Contains(beta, StringComparer.Ordinal))
+            {
+                betas.Add(beta);
+            }
+        }
+
+        return betas.Count == 0
+            ? s_noHeaders
+            : new Dictionary<string, JsonElement> { ["anthropic-beta"] = JsonSerializer.SerializeToElement(string.Join(",", betas)) };
     }
 
     /// <summary>The beta that opens Claude's 1M-token context window.</summary>

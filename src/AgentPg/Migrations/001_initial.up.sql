@@ -130,6 +130,9 @@ CREATE TABLE agentpg_agents (
     output_schema  JSON,
     -- Claude's memory tool for the agent (AgentDefinition.Memory: the store's scope and limits); NULL = no memory tool.
     memory         JSONB,
+    -- Claude's server tools for the agent (AgentDefinition.ServerTools): [{"definition": {...}, "beta": ..., "always_loaded": [...]}];
+    -- json, not jsonb, keeps each definition's text as configured (it is part of the prompt's cached prefix). NULL = none.
+    server_tools   JSON,
     -- Run limits (AgentDefinition.MaxIterations, TokenBudget); NULL = none. The budget bounds a root run's whole tree.
     max_iterations INTEGER,
     token_budget   BIGINT,
@@ -146,6 +149,7 @@ CREATE TABLE agentpg_agents (
     CONSTRAINT agent_effort_valid CHECK (effort IS NULL OR effort IN ('low', 'medium', 'high', 'xhigh', 'max')),
     CONSTRAINT agent_output_schema_object CHECK (output_schema IS NULL OR json_typeof(output_schema) = 'object'),
     CONSTRAINT agent_memory_object CHECK (memory IS NULL OR jsonb_typeof(memory) = 'object'),
+    CONSTRAINT agent_server_tools_array CHECK (server_tools IS NULL OR json_typeof(server_tools) = 'array'),
     CONSTRAINT agent_max_iterations_valid CHECK (max_iterations IS NULL OR max_iterations BETWEEN 1 AND 10000),
     CONSTRAINT agent_token_budget_valid CHECK (token_budget IS NULL OR token_budget > 0),
     CONSTRAINT agent_unique_name_metadata UNIQUE (name, metadata)

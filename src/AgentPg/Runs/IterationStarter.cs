@@ -174,20 +174,38 @@ internal sealed class IterationStarter(Engine engine)
             offered.Remove(Memory.MemoryTool.ToolName);
         }
 
+        // A server tool takes its name from an instance tool (Tools = null) and from a delegate renamed to it since the agent
+        // was checked: Claude refuses two tools of one name, which would fail every call.
+        var serverTools = agent.ServerTools ?? [];
+        foreach (var serverTool in serverTools)
+        {
+            offered.Remove(serverTool.Name);
+            delegateTools.Remove(serverTool.Name);
+        }
+
+        // With a tool search tool, the client tools and delegates are deferred (defer_loading: true) but for the ones it keeps
+        // loaded: Claude sees their names only, and loads the definitions its searches find.
+        var toolSearch = serverTools.FirstOrDefault(t => t.IsToolSearch);
         var toolsJson = new JsonArray();
         foreach (var tool in offered.Values)
         {
-            toolsJson.Add(RequestBuilder.ToolDefinition(tool.Name, tool.Description, tool.InputSchema.ToJsonObject()));
+            toolsJson.Add(Deferred(RequestBuilder.ToolDefinition(tool.Name, tool.Description, tool.InputSchema.ToJsonObject()), toolSearch));
         }
 
         foreach (var d in delegates.Where(d => delegateTools.TryGetValue(d.Name, out var id) && id == d.Id))
         {
-            toolsJson.Add(RequestBuilder.ToolDefinition(d.Name, d.Description ?? "", Tools.DelegateTool.InputSchema()));
+            toolsJson.Add(Deferred(RequestBuilder.ToolDefinition(d.Name, d.Description ?? "", Tools.DelegateTool.InputSchema()), toolSearch));
         }
 
-        if (agent.Memory is not null && !delegateTools.ContainsKey(Memory.MemoryTool.ToolName))
+        if (agent.Memory is not null && !delegateTools.ContainsKey(Memory.MemoryTool.ToolName)
+            && !serverTools.Any(t => t.Name == Memory.MemoryTool.ToolName))
         {
             toolsJson.Add(Memory.MemoryTool.Definition());
+        }
+
+        foreach (var serverTool in serverTools)
+        {
+            toolsJson.Add(serverTool.ToDefinitionNode());
         }
 
         var limit = RequestBuilder.ModelMaxOutputTokens(agent.Model);
@@ -201,5 +219,15 @@ internal sealed class IterationStarter(Engine engine)
         return new IterationContext(agent, history, offered, delegateTools, toolsJson, tokens,
             RequestBuilder.SystemPrompt(agent, claimed.Run.OverrideInstructions, claimed.Run.AppendInstructions), number, iterationId, extended,
             cacheTtl, RequestBuilder.ContextManagement(agent), claimed.Run.OutputSchema ?? agent.OutputSchema);
+    }
+
+    private static JsonObject Deferred(JsonObject definition, ServerTool? toolSearch)
+    {
+        if (toolSearch is not null && !toolSearch.AlwaysLoadedTools.Contains((string)definition["name"]!, StringComparer.Ordinal))
+        {
+            definition["defer_loading"] = true;
+        }
+
+        return definition;
     }
 }

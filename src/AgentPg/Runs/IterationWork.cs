@@ -88,5 +88,5 @@ internal sealed record IterationContext(
 
     /// <summary>The anthropic-beta header of the request, if any.</summary>
     public IReadOnlyDictionary<string, System.Text.Json.JsonElement> Headers(bool extendedContext)
-        => RequestBuilder.BetaHeaders(extendedContext, ContextManagement is not null);
+        => RequestBuilder.BetaHeaders(extendedContext, ContextManagement is not null, Agent.ServerTools);
 }

@@ -9,13 +9,13 @@ internal sealed class AgentSql
     private const string Columns =
         "id, name, description, model, system_prompt, max_tokens, temperature, top_k, top_p, tool_names, agent_ids, " +
         "metadata::text, config::text, created_at, updated_at, tools_requiring_approval, thinking::text, effort, output_schema::text, memory::text, " +
-        "max_iterations, token_budget";
+        "max_iterations, token_budget, server_tools::text";
 
     // Positions in Columns.
     private const int IdColumn = 0, NameColumn = 1, DescriptionColumn = 2, ModelColumn = 3, SystemPromptColumn = 4, MaxTokensColumn = 5,
         TemperatureColumn = 6, TopKColumn = 7, TopPColumn = 8, ToolNamesColumn = 9, AgentIdsColumn = 10, MetadataColumn = 11, ConfigColumn = 12,
         CreatedAtColumn = 13, UpdatedAtColumn = 14, ToolsRequiringApprovalColumn = 15, ThinkingColumn = 16, EffortColumn = 17,
-        OutputSchemaColumn = 18, MemoryColumn = 19, MaxIterationsColumn = 20, TokenBudgetColumn = 21;
+        OutputSchemaColumn = 18, MemoryColumn = 19, MaxIterationsColumn = 20, TokenBudgetColumn = 21, ServerToolsColumn = 22;
 
     // Positions in CountReferences' and Count's SELECT lists.
     private const int RunsColumn = 0, ExecutionsColumn = 1, CountColumn = 0;
@@ -25,30 +25,30 @@ internal sealed class AgentSql
         var t = $"{s}.agentpg_agents";
         // $1 name, $2 description, $3 model, $4 system_prompt, $5 max_tokens, $6 temperature, $7 top_k, $8 top_p,
         // $9 tool_names, $10 agent_ids, $11 metadata, $12 config, $13 tools_requiring_approval, $14 thinking, $15 effort, $16 output_schema,
-        // $17 memory, $18 max_iterations, $19 token_budget
+        // $17 memory, $18 max_iterations, $19 token_budget, $20 server_tools
         Insert = $"""
             INSERT INTO {t} (name, description, model, system_prompt, max_tokens, temperature, top_k, top_p,
                              tool_names, agent_ids, metadata, config, tools_requiring_approval, thinking, effort, output_schema, memory,
-                             max_iterations, token_budget)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+                             max_iterations, token_budget, server_tools)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
             RETURNING {Columns}
             """;
         // Same parameters; returns no row when (name, metadata) already exists.
         InsertIfAbsent = $"""
             INSERT INTO {t} (name, description, model, system_prompt, max_tokens, temperature, top_k, top_p,
                              tool_names, agent_ids, metadata, config, tools_requiring_approval, thinking, effort, output_schema, memory,
-                             max_iterations, token_budget)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+                             max_iterations, token_budget, server_tools)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
             ON CONFLICT ON CONSTRAINT agent_unique_name_metadata DO NOTHING
             RETURNING {Columns}
             """;
-        // $1 id, then the insert parameters as $2..$20.
+        // $1 id, then the insert parameters as $2..$21.
         Update = $"""
             UPDATE {t}
                SET name = $2, description = $3, model = $4, system_prompt = $5, max_tokens = $6, temperature = $7,
                    top_k = $8, top_p = $9, tool_names = $10, agent_ids = $11, metadata = $12, config = $13,
                    tools_requiring_approval = $14, thinking = $15, effort = $16, output_schema = $17, memory = $18,
-                   max_iterations = $19, token_budget = $20,
+                   max_iterations = $19, token_budget = $20, server_tools = $21,
                    updated_at = now()
              WHERE id = $1
             """;
@@ -273,7 +273,7 @@ internal sealed class AgentSql
         }
     }
 
-    // The parameters of Insert and InsertIfAbsent ($1..$19), and of Update after the id.
+    // The parameters of Insert and InsertIfAbsent ($1..$20), and of Update after the id.
     private static NpgsqlParameter[] Values(AgentDefinition d, string metadataJson, string configJson) =>
     [
         P.Text(d.Name), P.Text(d.Description), P.Text(d.Model), P.Text(d.SystemPrompt), P.Int(d.MaxTokens), P.Double(d.Temperature), P.Int(d.TopK),
@@ -281,6 +281,7 @@ internal sealed class AgentSql
         P.TextArray(d.ToolsRequiringApproval is { Count: > 0 } approval ? approval : null),
         P.Jsonb(d.Thinking?.ToJson()), P.Text(d.Effort is { } effort ? AgentEfforts.ToWire(effort) : null),
         P.Json(d.OutputSchema?.GetRawText()), P.Jsonb(d.Memory?.ToJson()), P.Int(d.MaxIterations), P.Long(d.TokenBudget),
+        P.Json(ServerTool.ToJson(d.ServerTools is { Count: > 0 } serverTools ? serverTools : null)),
     ];
 
     public static AgentDefinition Read(NpgsqlDataReader r) => new()
@@ -307,5 +308,6 @@ internal sealed class AgentSql
         Memory = r.IsDBNull(MemoryColumn) ? null : AgentMemory.FromJson(r.GetString(MemoryColumn)),
         MaxIterations = r.IsDBNull(MaxIterationsColumn) ? null : r.GetInt32(MaxIterationsColumn),
         TokenBudget = r.IsDBNull(TokenBudgetColumn) ? null : r.GetInt64(TokenBudgetColumn),
+        ServerTools = r.IsDBNull(ServerToolsColumn) ? null : ServerTool.FromStoredJson(r.GetString(ServerToolsColumn)),
     };
 }

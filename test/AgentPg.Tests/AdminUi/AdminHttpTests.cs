@@ -109,7 +109,7 @@ public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<Sch
         await app.Client.CreateAgentAsync(new AgentDefinition
         {
             Name = "bounded_" + suffix, Model = "claude-sonnet-4-5", MaxIterations = 12, TokenBudget = 50_000,
-            Memory = AgentMemory.PerSessionMetadata("<b>tenant</b>"),
+            Memory = AgentMemory.PerSessionMetadata("<b>tenant</b>"), ServerTools = [ServerTool.WebSearch(), ServerTool.CodeExecution()],
         });
 
         var html = await http.GetStringAsync("agents");
@@ -128,7 +128,7 @@ public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<Sch
         Assert.DoesNotContain("memory", plain.Value, StringComparison.Ordinal);
         var bounded = Regex.Match(html, $"<tr><td><strong>bounded_{suffix}</strong>.*?</tr>", RegexOptions.Singleline);
         // Only what the agent has, joined (an agent without thinking started its list with a separator).
-        Assert.Contains("<span data-agent-settings>max iterations: 12 · token budget: 50000 · memory: per session metadata &#x27;&lt;b&gt;tenant&lt;/b&gt;&#x27;</span>",
+        Assert.Contains("<span data-agent-settings>max iterations: 12 · token budget: 50000 · memory: per session metadata &#x27;&lt;b&gt;tenant&lt;/b&gt;&#x27; · server tools: web_search, code_execution</span>",
             bounded.Value, StringComparison.Ordinal);
     }
 

@@ -213,6 +213,7 @@ public sealed class CliTests(SchemaFixture db) : IClassFixture<SchemaFixture>
             Effort = AgentEffort.ExtraHigh, OutputSchema = schema.RootElement.Clone(), Tools = ["lookup"], AgentIds = [worker.Id],
             ToolsRequiringApproval = ["worker_" + suffix], SystemPrompt = "Judge fairly.",
             MaxIterations = 12, TokenBudget = 50_000, Memory = AgentMemory.PerSessionMetadata("tenant_id"),
+            ServerTools = [ServerTool.WebSearch(maxUses: 3), ServerTool.ToolSearch(ToolSearchKind.Bm25, ["lookup"])],
         });
 
         var shown = await CliRunner.RunAsync(db.Schema, "agents", "show", judge.Name);
@@ -222,6 +223,7 @@ public sealed class CliTests(SchemaFixture db) : IClassFixture<SchemaFixture>
         Assert.Matches(@"Max iterations\s+12", shown.Output);
         Assert.Matches(@"Token budget\s+50000", shown.Output);
         Assert.Matches(@"Memory\s+per value of session metadata 'tenant_id', files up to 65536 bytes", shown.Output);
+        Assert.Matches(@"Server tools\s+web_search \(web_search_20250305\), tool_search_tool_bm25 \(tool_search_tool_bm25_20251119; always loaded: lookup\)", shown.Output);
         Assert.Matches($@"Agents\s+worker_{suffix} \({worker.Id}\)", shown.Output);
         Assert.Matches($@"Approval\s+worker_{suffix}", shown.Output);
         Assert.Matches(@"Output schema\s+\{", shown.Output);
@@ -232,6 +234,7 @@ public sealed class CliTests(SchemaFixture db) : IClassFixture<SchemaFixture>
         var json = Json(await CliRunner.RunAsync(db.Schema, "agents", "show", judge.Id.ToString(), "--json"));
         Assert.Equal("verdict", json.GetProperty("outputSchema").GetProperty("required")[0].GetString());
         Assert.Equal(2048, json.GetProperty("thinking").GetProperty("budgetTokens").GetInt32());
+        Assert.Equal("web_search_20250305", json.GetProperty("serverTools")[0].GetProperty("definition").GetProperty("type").GetString());
         AssertOneLineError(await CliRunner.RunAsync(db.Schema, "agents", "show", "nobody_" + suffix), 1, "nobody_" + suffix);
     }
 

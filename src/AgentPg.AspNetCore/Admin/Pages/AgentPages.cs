@@ -63,8 +63,9 @@ internal static class AgentPages
             AgentMemoryScope.Session => "memory: per session",
             _ => $"memory: per session metadata '{a.Memory.MetadataKey}'",
         };
+        var serverTools = a.ServerTools is { Count: > 0 } tools ? "server tools: " + string.Join(", ", tools.Select(t => t.Name)) : null;
         return Html.Of($"""
-            <span data-agent-settings>{string.Join(" · ", new[] { thinking, effort, iterations, budget, memory }.Where(x => x is not null))}</span>
+            <span data-agent-settings>{string.Join(" · ", new[] { thinking, effort, iterations, budget, memory, serverTools }.Where(x => x is not null))}</span>
             {Html.When(a.OutputSchema is not null, Html.Of($"<details><summary>output schema</summary><pre>{AdminPages.Json(a.OutputSchema)}</pre></details>"))}
             """);
     }
