@@ -36,6 +36,7 @@ internal static class CliApp
         root.Subcommands.Add(RunsCommands.Create(globals));
         root.Subcommands.Add(SessionsCommands.Create(globals));
         root.Subcommands.Add(CompactionsCommands.Create(globals));
+        root.Subcommands.Add(UsageCommand.Create(globals));
         root.Subcommands.Add(ApprovalsCommands.Create(globals));
         root.Subcommands.Add(ChatCommand.Create(globals));
         root.Subcommands.Add(ServeCommand.Create(globals));

@@ -126,8 +126,9 @@ internal static class Format
         throw CliException.Usage($"{option}: '{text}' is not a positive duration (90s, 15m, 2h, 7d).");
     }
 
-    /// <summary>Parses --since: a duration back from now (90s, 15m, 2h, 7d) or a timestamp (2026-11-28T10:00Z).</summary>
-    public static DateTimeOffset Since(string text, TimeProvider time)
+    /// <summary>Parses --since (or another instant option, <paramref name="option"/>): a duration back from now (90s, 15m, 2h, 7d)
+    /// or a timestamp (2026-11-28T10:00Z).</summary>
+    public static DateTimeOffset Since(string text, TimeProvider time, string option = "--since")
     {
         var trimmed = text.Trim();
         if (DurationSeconds(trimmed) is { } seconds && seconds >= 0)
@@ -136,7 +137,7 @@ internal static class Format
             var now = time.GetUtcNow();
             return seconds < (now - DateTimeOffset.MinValue).TotalSeconds - 1
                 ? now - TimeSpan.FromSeconds(seconds)
-                : throw CliException.Usage($"--since: '{text}' reaches back before year 1: give a shorter duration or a timestamp.");
+                : throw CliException.Usage($"{option}: '{text}' reaches back before year 1: give a shorter duration or a timestamp.");
         }
 
         if (DateTimeOffset.TryParse(trimmed, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at))
@@ -144,7 +145,7 @@ internal static class Format
             return at;
         }
 
-        throw CliException.Usage($"--since: '{text}' is neither a duration (90s, 15m, 2h, 7d) nor a timestamp (2026-11-28T10:00:00Z).");
+        throw CliException.Usage($"{option}: '{text}' is neither a duration (90s, 15m, 2h, 7d) nor a timestamp (2026-11-28T10:00:00Z).");
     }
 
     /// <summary>A duration written as a number and a unit (s, m, h or d), in seconds (possibly negative or infinite: the

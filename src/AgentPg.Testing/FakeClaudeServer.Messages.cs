@@ -162,7 +162,8 @@ public sealed partial class FakeClaudeServer
             };
             if (explicitUsage.CacheCreationInputTokens is { } creation)
             {
-                usage = usage with { CacheCreation = creation, Creation5m = creation, Creation1h = 0 };
+                var oneHour = Math.Clamp(explicitUsage.CacheCreation1hInputTokens ?? 0, 0, creation);
+                usage = usage with { CacheCreation = creation, Creation5m = creation - oneHour, Creation1h = oneHour };
             }
         }
 

@@ -89,6 +89,48 @@ public sealed partial class AgentPgClient
         return await _queries.StatisticsAsync(window, bucket, sessionMetadata, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>Sums the tokens and the cost of model calls, filtered and grouped: what a tenant, an agent, a conversation or
+    /// a delegation tree used and cost over a period, and what it would have cost without prompt caching and batches.</summary>
+    /// <param name="query">The filters, the grouping and (optionally) the prices.</param>
+    /// <param name="cancellationToken">Cancels the operation.</param>
+    /// <returns>One row per group, the total and the models without a price.</returns>
+    /// <remarks>Every model call that completed counts, by its completion time (database clock): each iteration of every run,
+    /// delegated runs included, whatever its outcome (a failed call that Claude answered was billed), and each compaction's
+    /// summary (<see cref="UsageSource.Compaction"/>). The cost prices each call's tokens at its model's <see cref="ModelPrice"/>
+    /// (<see cref="UsageQuery.Prices"/>, else <see cref="AgentPgOptions.ModelPrices"/>): cache writes at the price of the lifetime
+    /// Claude reported, calls sent through the Message Batches API with <see cref="ModelPrice.BatchDiscount"/>. A group with a
+    /// call to a model without a price has no cost; <see cref="UsageReport.UnpricedModels"/> names those models.</remarks>
+    /// <exception cref="ArgumentNullException"><paramref name="query"/> is <see langword="null"/>.</exception>
+    /// <exception cref="ArgumentException"><see cref="UsageQuery.Until"/> is not after <see cref="UsageQuery.Since"/>; more than two
+    /// groupings, or one twice; a price is <see langword="null"/>; the model contains U+0000; or the metadata cannot be stored as JSON.</exception>
+    public async Task<UsageReport> GetUsageAsync(UsageQuery query, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        if (query.Since is { } since && query.Until is { } until && until <= since)
+        {
+            throw new ArgumentException(
+                $"UsageQuery.Until ({until:O}) must be after UsageQuery.Since ({since:O}): the range is [Since, Until).", nameof(query));
+        }
+
+        var groups = query.GroupBy ?? [];
+        if (groups.Count > 2 || groups.Any(g => g is null) || groups.Distinct().Count() != groups.Count)
+        {
+            throw new ArgumentException(
+                $"UsageQuery.GroupBy takes at most two different groupings (was {string.Join(", ", groups.Select(g => g?.ToString() ?? "null"))}); " +
+                "for example [UsageGrouping.Day, UsageGrouping.Model] or [UsageGrouping.SessionMetadata(\"tenant_id\")].", nameof(query));
+        }
+
+        if (query.Prices?.FirstOrDefault(p => p.Value is null) is { Key: { } unpricedModel })
+        {
+            throw new ArgumentException($"UsageQuery.Prices has no price for '{unpricedModel}'; give each model a ModelPrice or leave it out.", nameof(query));
+        }
+
+        Internal.Nul.Reject(query.Model, nameof(query), "UsageQuery.Model");
+        await _schemaCheck.EnsureAsync("GetUsage", null, cancellationToken).ConfigureAwait(false);
+        var prices = query.Prices ?? _options.ModelPrices.AsReadOnly();
+        return await Queries.UsageReader.ReadAsync(_dataSource, _sql.Queries, query, prices, cancellationToken).ConfigureAwait(false);
+    }
+
     // Every list: the page size checked, the schema checked, then the query.
     private async Task<ResultPage<T>> ListAsync<TQuery, T>(TQuery query, Func<TQuery, int> limit, string operation,
         Func<TQuery, CancellationToken, Task<ResultPage<T>>> list, CancellationToken cancellationToken)

@@ -201,6 +201,13 @@ public sealed class AgentPgOptions
     /// can take longer than 5 minutes to arrive, so the next iteration would miss a 5-minute entry).</value>
     public TimeSpan? PromptCacheTtl { get; set; }
 
+    /// <summary>Gets or sets the price of each model, by the model name agents use (compared exactly, case included), for the
+    /// cost of <see cref="AgentPgClient.GetUsageAsync"/>.</summary>
+    /// <value>The default value is an empty dictionary: no model is priced, and the usage report has tokens without cost.</value>
+    /// <remarks>AgentPg ships no prices: copy them from Claude's pricing page and update them when it changes (see
+    /// <see cref="ModelPrice"/>). The client keeps a copy made when it is created.</remarks>
+    public IDictionary<string, ModelPrice> ModelPrices { get; set; } = new Dictionary<string, ModelPrice>(StringComparer.Ordinal);
+
     /// <summary>Gets or sets whether sessions are compacted automatically: before an iteration's request when the conversation
     /// is over <see cref="CompactionOptions.Trigger"/>, and when Claude answers that the prompt is too long.</summary>
     /// <value>The default value is <see langword="false"/>.</value>
@@ -234,6 +241,7 @@ public sealed class AgentPgOptions
         copy.Telemetry = Telemetry?.Clone()!;
         copy.Hooks = Hooks?.Clone();
         copy.Compaction = Compaction?.Clone()!;
+        copy.ModelPrices = ModelPrices is null ? null! : new Dictionary<string, ModelPrice>(ModelPrices, StringComparer.Ordinal);
         return copy;
     }
 }

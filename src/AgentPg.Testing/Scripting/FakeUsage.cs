@@ -17,4 +17,8 @@ public sealed record FakeUsage
 
     /// <summary>The <c>cache_read_input_tokens</c> to report.</summary>
     public long? CacheReadInputTokens { get; init; }
+
+    /// <summary>Of <see cref="CacheCreationInputTokens"/>, the tokens to report as written with a 1-hour lifetime
+    /// (<c>cache_creation.ephemeral_1h_input_tokens</c>); the rest are reported as 5-minute writes. Default 0.</summary>
+    public long? CacheCreation1hInputTokens { get; init; }
 }

@@ -104,6 +104,8 @@ internal sealed class ModelResponse
                 OutputTokens = Get(usage, "output_tokens"),
                 CacheCreationInputTokens = Get(usage, "cache_creation_input_tokens"),
                 CacheReadInputTokens = Get(usage, "cache_read_input_tokens"),
+                CacheCreation1hInputTokens = usage.TryGetProperty("cache_creation", out var creation) && creation.ValueKind == JsonValueKind.Object
+                    ? Get(creation, "ephemeral_1h_input_tokens") : 0,
             };
         }
 

@@ -196,6 +196,9 @@ internal sealed class StreamAggregator
         OutputTokens = Get(usage, "output_tokens") ?? current.OutputTokens,
         CacheCreationInputTokens = Get(usage, "cache_creation_input_tokens") ?? current.CacheCreationInputTokens,
         CacheReadInputTokens = Get(usage, "cache_read_input_tokens") ?? current.CacheReadInputTokens,
+        // message_start carries the split by lifetime; message_delta does not repeat it.
+        CacheCreation1hInputTokens = (usage.TryGetProperty("cache_creation", out var creation) && creation.ValueKind == JsonValueKind.Object
+            ? Get(creation, "ephemeral_1h_input_tokens") : null) ?? current.CacheCreation1hInputTokens,
     };
 
     private static long? Get(JsonElement e, string name)

@@ -148,6 +148,15 @@ internal static class AgentPgOptionsValidator
                        "leave it null for 5 minutes on streaming runs and 1 hour on batch runs.");
         }
 
+        if (options.ModelPrices is null)
+        {
+            errors.Add("AgentPgOptions.ModelPrices is null; leave the default (empty) dictionary or add a ModelPrice per model.");
+        }
+        else if (options.ModelPrices.FirstOrDefault(p => string.IsNullOrEmpty(p.Key) || p.Value is null) is { Key: { } badModel })
+        {
+            errors.Add($"AgentPgOptions.ModelPrices has the model '{badModel}' with no price, or an empty model name; give each model a ModelPrice.");
+        }
+
         if (options.Compaction is null)
         {
             errors.Add("AgentPgOptions.Compaction is null; leave the default instance or set a new CompactionOptions().");

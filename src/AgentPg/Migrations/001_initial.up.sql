@@ -366,6 +366,11 @@ CREATE TABLE agentpg_iterations (
     output_tokens                INTEGER NOT NULL DEFAULT 0,
     cache_creation_input_tokens  INTEGER NOT NULL DEFAULT 0,
     cache_read_input_tokens      INTEGER NOT NULL DEFAULT 0,
+    -- Of cache_creation_input_tokens, those written with a 1-hour lifetime (usage.cache_creation.ephemeral_1h_input_tokens):
+    -- billed higher than 5-minute writes. The model the request named (the agent's model then); NULL for an iteration that
+    -- failed before its request was built. Both written with the usage, in the statement that records it, for GetUsageAsync.
+    cache_creation_1h_input_tokens INTEGER NOT NULL DEFAULT 0,
+    model                        TEXT,
     error_message                TEXT,
     error_type                   TEXT,
     created_at                   TIMESTAMPTZ NOT NULL DEFAULT now(),

@@ -327,5 +327,5 @@ internal sealed class IterationRecorder(Engine engine)
     private void AddIterationCompletion(NpgsqlBatch batch, ClaimedRun claimed, IterationContext context, string? stopReason, Guid? messageId,
         int toolCount, string? errorType, string? errorMessage)
         => engine.Sql.Iterations.AddComplete(batch, context.IterationId, stopReason, messageId, toolCount, claimed.IterationUsage, errorType, errorMessage,
-            context.MaxTokens, claimed.UsedExtendedContext);
+            context.MaxTokens, claimed.UsedExtendedContext, context.Agent.Model);
 }

@@ -18,6 +18,10 @@ public sealed record Usage
     /// <summary>Gets the input tokens read from the prompt cache.</summary>
     public long CacheReadInputTokens { get; init; }
 
+    // Of CacheCreationInputTokens, those written with a 1-hour lifetime (usage.cache_creation.ephemeral_1h_input_tokens): stored
+    // per iteration for GetUsageAsync's cost. Internal: the runs' totals (Run.Usage) do not keep the split.
+    internal long CacheCreation1hInputTokens { get; init; }
+
     /// <summary>Gets input plus output tokens (cache tokens excluded).</summary>
     public long TotalTokens => InputTokens + OutputTokens;
 
@@ -35,6 +39,7 @@ public sealed record Usage
             OutputTokens = left.OutputTokens + right.OutputTokens,
             CacheCreationInputTokens = left.CacheCreationInputTokens + right.CacheCreationInputTokens,
             CacheReadInputTokens = left.CacheReadInputTokens + right.CacheReadInputTokens,
+            CacheCreation1hInputTokens = left.CacheCreation1hInputTokens + right.CacheCreation1hInputTokens,
         };
     }
 

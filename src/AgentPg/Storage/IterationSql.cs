@@ -23,21 +23,24 @@ internal sealed class IterationSql
             ON CONFLICT (id) DO NOTHING
             """;
         // $1 id, $2 stop reason, $3 response message, $4 tool execution count, $5..$8 tokens, $9 error type, $10 error message,
-        // $11 max_tokens sent (null: keep), $12 whether the 1M-token context window was used
+        // $11 max_tokens sent (null: keep), $12 whether the 1M-token context window was used, $13 the 1-hour cache writes (of $7),
+        // $14 the model the request named
         Complete = $"""
             UPDATE {t}
                SET stop_reason = $2, response_message_id = $3, has_tool_use = $4 > 0, tool_execution_count = $4,
                    input_tokens = $5, output_tokens = $6, cache_creation_input_tokens = $7, cache_read_input_tokens = $8,
+                   cache_creation_1h_input_tokens = $13, model = coalesce($14, model),
                    error_type = $9, error_message = $10, max_tokens = coalesce($11, max_tokens), extended_context = extended_context OR $12,
                    completed_at = now(), streaming_completed_at = CASE WHEN is_streaming THEN now() END,
                    batch_status = CASE WHEN batch_id IS NULL THEN batch_status ELSE 'ended' END,
                    batch_completed_at = CASE WHEN batch_id IS NULL THEN batch_completed_at ELSE now() END
              WHERE id = $1
             """;
-        // The iteration of a failing run: $1 id, $2..$5 tokens, $6 error type, $7 error message.
+        // The iteration of a failing run: $1 id, $2..$5 tokens, $6 error type, $7 error message, $8 the 1-hour cache writes (of $4).
         Fail = $"""
             UPDATE {t}
                SET input_tokens = $2, output_tokens = $3, cache_creation_input_tokens = $4, cache_read_input_tokens = $5,
+                   cache_creation_1h_input_tokens = $8,
                    error_type = $6, error_message = $7, completed_at = coalesce(completed_at, now()),
                    batch_status = CASE WHEN batch_id IS NULL THEN batch_status ELSE 'ended' END
              WHERE id = $1
@@ -45,15 +48,15 @@ internal sealed class IterationSql
         // A batch was created for iteration $1: $2 batch id, $3 expiry, $4 max_tokens, $5 extended context, $6 resubmission after
         // a canceled or missing result (0/1), $7 expiry counted (0/1), $8..$11 the iteration's usage so far: answers it was
         // charged for and dropped (a result cut off by the context window), which its final result adds to the run, $12 when
-        // Claude was first unavailable for it, $13 resubmission for Claude unavailable (0/1). Ends a wait (batch_resubmit_at).
-        // After the fence.
+        // Claude was first unavailable for it, $13 resubmission for Claude unavailable (0/1), $14 the 1-hour cache writes (of
+        // $10), $15 the model the request names. Ends a wait (batch_resubmit_at). After the fence.
         Submitted = $"""
             UPDATE {t}
                SET batch_id = $2, batch_request_id = id::text, batch_status = 'in_progress', batch_submitted_at = now(),
                    batch_expires_at = $3, batch_last_poll_at = NULL, max_tokens = $4, extended_context = $5,
                    batch_resubmit_count = batch_resubmit_count + $6, batch_expired_count = batch_expired_count + $7,
                    input_tokens = $8, output_tokens = $9, cache_creation_input_tokens = $10, cache_read_input_tokens = $11,
-                   started_at = coalesce(started_at, now()),
+                   cache_creation_1h_input_tokens = $14, model = coalesce($15, model), started_at = coalesce(started_at, now()),
                    batch_unavailable_since = coalesce(batch_unavailable_since, $12),
                    batch_unavailable_count = batch_unavailable_count + $13, batch_resubmit_at = NULL
              WHERE id = $1
@@ -117,24 +120,26 @@ internal sealed class IterationSql
 
     /// <summary>Adds <see cref="Complete"/>.</summary>
     public void AddComplete(NpgsqlBatch batch, Guid iterationId, string? stopReason, Guid? responseMessageId, int toolExecutionCount, Usage usage,
-        string? errorType, string? errorMessage, int maxTokens, bool extendedContext)
+        string? errorType, string? errorMessage, int maxTokens, bool extendedContext, string? model)
         => batch.Append(Complete, P.Uuid(iterationId), P.Text(stopReason), P.Uuid(responseMessageId), P.Int(toolExecutionCount),
             P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens),
-            P.Int((int)usage.CacheReadInputTokens), P.Text(errorType), P.Text(errorMessage), P.Int(maxTokens), P.Bool(extendedContext));
+            P.Int((int)usage.CacheReadInputTokens), P.Text(errorType), P.Text(errorMessage), P.Int(maxTokens), P.Bool(extendedContext),
+            P.Int((int)usage.CacheCreation1hInputTokens), P.Text(model));
 
     /// <summary>Adds <see cref="Fail"/>.</summary>
     public void AddFail(NpgsqlBatch batch, Guid iterationId, Usage usage, string errorType, string errorMessage)
         => batch.Append(Fail, P.Uuid(iterationId), P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens),
-            P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens), P.Text(errorType), P.Text(errorMessage));
+            P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens), P.Text(errorType), P.Text(errorMessage),
+            P.Int((int)usage.CacheCreation1hInputTokens));
 
     /// <summary>Adds <see cref="Submitted"/>: <paramref name="resubmission"/> counts a resubmission, <paramref name="afterExpiry"/>
     /// an expiry; <paramref name="usage"/> is the iteration's usage so far (answers it was charged for and dropped).</summary>
     public void AddSubmitted(NpgsqlBatch batch, Guid iterationId, string batchId, DateTimeOffset expiresAt, int maxTokens, bool extendedContext,
-        bool resubmission, bool afterExpiry, Usage usage, DateTimeOffset? unavailableSince = null, bool afterUnavailable = false)
+        bool resubmission, bool afterExpiry, Usage usage, DateTimeOffset? unavailableSince = null, bool afterUnavailable = false, string? model = null)
         => batch.Append(Submitted, P.Uuid(iterationId), P.Text(batchId), new NpgsqlParameter<DateTimeOffset> { TypedValue = expiresAt }, P.Int(maxTokens),
             P.Bool(extendedContext), P.Int(resubmission ? 1 : 0), P.Int(afterExpiry ? 1 : 0), P.Int((int)usage.InputTokens),
             P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens),
-            P.TimestampTz(unavailableSince), P.Int(afterUnavailable ? 1 : 0));
+            P.TimestampTz(unavailableSince), P.Int(afterUnavailable ? 1 : 0), P.Int((int)usage.CacheCreation1hInputTokens), P.Text(model));
 
     /// <summary>Adds <see cref="ResubmitLater"/>: the iteration's request is submitted again once <paramref name="wait"/> has passed.</summary>
     public void AddResubmitLater(NpgsqlBatch batch, Guid iterationId, TimeSpan wait, DateTimeOffset unavailableSince)

@@ -116,6 +116,75 @@ internal sealed class QuerySql
              WHERE r.created_at >= now() - $1::interval AND {tenant}
              GROUP BY 1, 2
             """);
+
+        // Usage (GetUsageAsync): $1 since, $2 until (completion time, each may be null), $3 tenant, $4 agent, $5 model, $6 root run,
+        // $7 session, $8/$9 the first grouping and its metadata key, $10/$11 the second. Every model call that completed: the
+        // iterations of runs (delegated runs included) and the compactions' summaries. One row per grouping set: the groups by
+        // model and batch (the cost needs both), the groups alone (their runs, counted once), the model and batch of the total,
+        // and the total.
+        //
+        // The time range reaches the iterations through their runs: an iteration completes after its run was created and, when
+        // the run is final, no later than its finalization (the step that finalizes a run completes its iteration, in the same
+        // transaction). So a run created after the range or finalized before it has no iteration in it; for a tenant the runs
+        // come from the tenant's sessions (agentpg_idx_sessions_metadata, agentpg_idx_runs_session) and only the iterations of
+        // the runs alive in the range are read, with no index on iteration times (whose completion would then no longer be a
+        // HOT update).
+        static string Key(string kind, string metadataKey)
+            => $"CASE {kind}::text WHEN 'day' THEN to_char(c.at AT TIME ZONE 'UTC', 'YYYY-MM-DD') WHEN 'agent' THEN c.agent_id::text "
+               + $"WHEN 'model' THEN c.model WHEN 'mode' THEN c.mode WHEN 'source' THEN c.source WHEN 'metadata' THEN c.metadata ->> {metadataKey}::text END";
+        Usage = $"""
+            WITH calls AS (
+                SELECT 'run'::text AS source, i.completed_at AS at, r.id AS run_id, r.agent_id, a.name AS agent_name, r.run_mode::text AS mode,
+                       s.metadata, coalesce(i.model, a.model) AS model, i.batch_id IS NOT NULL AS batch,
+                       i.input_tokens::bigint AS input, i.output_tokens::bigint AS output, i.cache_creation_input_tokens::bigint AS cache_write,
+                       i.cache_creation_1h_input_tokens::bigint AS cache_write_1h, i.cache_read_input_tokens::bigint AS cache_read
+                  FROM {runs} r
+                  JOIN {sessions} s ON s.id = r.session_id
+                  JOIN {s}.agentpg_agents a ON a.id = r.agent_id
+                  JOIN {s}.agentpg_iterations i ON i.run_id = r.id
+                 WHERE i.completed_at IS NOT NULL
+                   AND ($1::timestamptz IS NULL OR (i.completed_at >= $1 AND (r.finalized_at IS NULL OR r.finalized_at >= $1)))
+                   AND ($2::timestamptz IS NULL OR (i.completed_at < $2 AND r.created_at < $2))
+                   AND ($3::jsonb IS NULL OR s.metadata @> $3)
+                   AND ($4::uuid IS NULL OR r.agent_id = $4)
+                   AND ($5::text IS NULL OR coalesce(i.model, a.model) = $5)
+                   -- The run and the runs it delegated to, at any depth (agentpg_idx_runs_parent), as one array: an InitPlan,
+                   -- so the runs are found by their key.
+                   AND ($6::uuid IS NULL OR r.id = ANY (ARRAY(
+                        WITH RECURSIVE tree(id) AS (
+                            SELECT $6::uuid
+                            UNION ALL
+                            SELECT c.id FROM {runs} c JOIN tree t ON c.parent_run_id = t.id)
+                        SELECT id FROM tree)))
+                   AND ($7::uuid IS NULL OR r.session_id = $7)
+                UNION ALL
+                -- A compaction's summary, in one or more calls to the summariser's model, none batched or cached with a 1-hour
+                -- lifetime; it belongs to a session, not to a run or an agent.
+                SELECT 'compaction', e.created_at, NULL, NULL, NULL, NULL, s.metadata, e.model_used, FALSE,
+                       t.input, t.output, t.cache_write, 0, t.cache_read
+                  FROM {s}.agentpg_compaction_events e
+                  JOIN {sessions} s ON s.id = e.session_id
+                 CROSS JOIN LATERAL (SELECT coalesce((e.usage ->> 'input_tokens')::bigint, 0) AS input,
+                                            coalesce((e.usage ->> 'output_tokens')::bigint, 0) AS output,
+                                            coalesce((e.usage ->> 'cache_creation_input_tokens')::bigint, 0) AS cache_write,
+                                            coalesce((e.usage ->> 'cache_read_input_tokens')::bigint, 0) AS cache_read) t
+                 WHERE $4::uuid IS NULL AND $6::uuid IS NULL
+                   AND t.input + t.output + t.cache_write + t.cache_read > 0
+                   AND ($1::timestamptz IS NULL OR e.created_at >= $1)
+                   AND ($2::timestamptz IS NULL OR e.created_at < $2)
+                   AND ($3::jsonb IS NULL OR s.metadata @> $3)
+                   AND ($5::text IS NULL OR e.model_used = $5)
+                   AND ($7::uuid IS NULL OR e.session_id = $7)
+            ), keyed AS (
+                SELECT c.*, {Key("$8", "$9")} AS k1, {Key("$10", "$11")} AS k2 FROM calls c
+            )
+            SELECT GROUPING(k1, k2) = 0, GROUPING(model, batch) = 0, k1, k2, model, batch, min(agent_name),
+                   count(*), count(*) FILTER (WHERE batch), count(DISTINCT run_id),
+                   coalesce(sum(input), 0)::bigint, coalesce(sum(output), 0)::bigint, coalesce(sum(cache_write), 0)::bigint,
+                   coalesce(sum(cache_write_1h), 0)::bigint, coalesce(sum(cache_read), 0)::bigint
+              FROM keyed
+             GROUP BY GROUPING SETS ((k1, k2, model, batch), (k1, k2), (model, batch), ())
+            """;
     }
 
     public Filtered Runs { get; }
@@ -133,6 +202,28 @@ internal sealed class QuerySql
     public Filtered StatisticsQueue { get; }
 
     public Filtered StatisticsBuckets { get; }
+
+    public string Usage { get; }
+
+    /// <summary><see cref="Usage"/> for a query whose groupings are (kind, metadata key) pairs, kinds as <see cref="Usage"/>
+    /// names them; rows for <see cref="ReadUsage"/>.</summary>
+    public Task<List<UsageSqlRow>> UsageAsync(NpgsqlDataSource dataSource, UsageQuery q, string? tenant,
+        IReadOnlyList<(string Kind, string? MetadataKey)> groups, CancellationToken cancellationToken)
+    {
+        (string? Kind, string? MetadataKey) Group(int i) => i < groups.Count ? groups[i] : (null, null);
+        return Db.Command(dataSource, null, Usage, P.Timestamp(q.Since), P.Timestamp(q.Until), P.Jsonb(tenant), P.Uuid(q.AgentId), P.Text(q.Model),
+                P.Uuid(q.RootRunId), P.Uuid(q.SessionId), P.Text(Group(0).Kind), P.Text(Group(0).MetadataKey), P.Text(Group(1).Kind),
+                P.Text(Group(1).MetadataKey))
+            .QueryListAsync(ReadUsage, cancellationToken);
+    }
+
+    /// <summary>One row of <see cref="Usage"/>: whether it is grouped by the keys, and by model and batch; the keys; the sums.</summary>
+    internal readonly record struct UsageSqlRow(bool Keyed, bool Detailed, string? Key1, string? Key2, string? Model, bool Batch, string? AgentName,
+        long Calls, long BatchCalls, long Runs, long Input, long Output, long CacheWrite, long CacheWrite1h, long CacheRead);
+
+    public static UsageSqlRow ReadUsage(NpgsqlDataReader r) => new(r.GetBoolean(0), r.GetBoolean(1), r.IsDBNull(2) ? null : r.GetString(2),
+        r.IsDBNull(3) ? null : r.GetString(3), r.IsDBNull(4) ? null : r.GetString(4), !r.IsDBNull(5) && r.GetBoolean(5), r.IsDBNull(6) ? null : r.GetString(6),
+        r.GetInt64(7), r.GetInt64(8), r.GetInt64(9), r.GetInt64(10), r.GetInt64(11), r.GetInt64(12), r.GetInt64(13), r.GetInt64(14));
 
     /// <summary>A statement in two versions: for every tenant, and for one (the tenant condition as a plain <c>EXISTS</c>, so
     /// PostgreSQL turns it into a semi-join; wrapped in <c>$n IS NULL OR …</c> it could only run it as a filter per row, and

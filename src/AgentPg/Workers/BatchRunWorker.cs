@@ -131,7 +131,8 @@ internal sealed class BatchSubmitter(Engine engine)
                     engine.Sql.Runs.AddFence(batch, run, engine.InstanceId, context.IterationId);
                     engine.Sql.Iterations.AddSubmitted(batch, context.IterationId, batchId, expiresAt, context.MaxTokens, claimed.UsedExtendedContext,
                         resubmission: resubmission == Kind.Resubmission, afterExpiry: resubmission == Kind.AfterExpiry,
-                        usage: claimed.IterationUsage, unavailableSince: unavailableSince, afterUnavailable: resubmission == Kind.AfterUnavailable);
+                        usage: claimed.IterationUsage, unavailableSince: unavailableSince, afterUnavailable: resubmission == Kind.AfterUnavailable,
+                        model: context.Agent.Model);
                     engine.Sql.Runs.AddSetState(batch, run.Id, RunState.BatchPending);
                     await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
                 }
