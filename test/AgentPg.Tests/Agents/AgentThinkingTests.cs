@@ -257,18 +257,7 @@ public sealed class AgentThinkingTests(SchemaFixture db) : IClassFixture<SchemaF
             Tools = ["lookup"],
             Thinking = AgentThinking.Adaptive.WithDisplay(AgentThinkingDisplay.Omitted),
         });
-        var bodies = new List<JsonElement>();
-        h.Claude.Respond(r =>
-        {
-            lock (bodies)
-            {
-                bodies.Add(r.Body.Clone());
-            }
-
-            return r.ToolResults.Count > 0
-                ? FakeReply.Text("Batched and found.")
-                : FakeReply.Message(FakeContentBlock.Thinking("A hidden batch plan.", "sig-ob"), FakeContentBlock.ToolUse("lookup", new { }, "toolu_ob1")) with { StopReason = "tool_use" };
-        });
+        var bodies = ThinkThenLookUp(h, "A hidden batch plan.", "sig-ob", "toolu_ob1");
         var session = await h.Client.NewSessionAsync();
 
         var response = await Eventually.WithinAsync(h.Client.RunSyncAsync(session, agent.Id, "look in a batch, quietly"), "the batch run", s_timeout);
@@ -289,18 +278,7 @@ public sealed class AgentThinkingTests(SchemaFixture db) : IClassFixture<SchemaF
     {
         await using var h = await Harness.StartAsync(db, tools: Lookup());
         var agent = await h.AgentAsync(a => a with { Tools = ["lookup"], Thinking = AgentThinking.Enabled(2048), MaxTokens = 8192, Effort = AgentEffort.Low });
-        var bodies = new List<JsonElement>();
-        h.Claude.Respond(r =>
-        {
-            lock (bodies)
-            {
-                bodies.Add(r.Body.Clone());
-            }
-
-            return r.ToolResults.Count > 0
-                ? FakeReply.Text("Batched and found.")
-                : FakeReply.Message(FakeContentBlock.Thinking("Batch thought.", "sig-b"), FakeContentBlock.ToolUse("lookup", new { }, "toolu_b1")) with { StopReason = "tool_use" };
-        });
+        var bodies = ThinkThenLookUp(h, "Batch thought.", "sig-b", "toolu_b1");
         var session = await h.Client.NewSessionAsync();
 
         var response = await Eventually.WithinAsync(h.Client.RunSyncAsync(session, agent.Id, "look in a batch"), "the batch run", s_timeout);
@@ -388,5 +366,24 @@ public sealed class AgentThinkingTests(SchemaFixture db) : IClassFixture<SchemaF
         var body = Assert.Single(h.Claude.Requests, r => r.IsMessagesCall).Body!.Value;
         Assert.False(body.TryGetProperty("thinking", out _));
         Assert.False(body.TryGetProperty("output_config", out _));
+    }
+
+    /// <summary>Claude thinks and calls lookup, then answers "Batched and found." with the tool result; the request bodies, in
+    /// order.</summary>
+    private static List<JsonElement> ThinkThenLookUp(Harness h, string thought, string signature, string toolUseId)
+    {
+        var bodies = new List<JsonElement>();
+        h.Claude.Respond(r =>
+        {
+            lock (bodies)
+            {
+                bodies.Add(r.Body.Clone());
+            }
+
+            return r.ToolResults.Count > 0
+                ? FakeReply.Text("Batched and found.")
+                : FakeReply.Message(FakeContentBlock.Thinking(thought, signature), FakeContentBlock.ToolUse("lookup", new { }, toolUseId)) with { StopReason = "tool_use" };
+        });
+        return bodies;
     }
 }
