@@ -156,10 +156,7 @@ internal sealed class CliGlobals(TextWriter output, TextWriter error, TextReader
             case NpgsqlException npgsql:
                 return new CliException($"PostgreSQL at {context.DatabaseDescription}: {npgsql.Message}");
             case ArgumentException argument:
-                // Without .NET's " (Parameter 'options')": the message says what to change.
-                return CliException.Usage(argument.ParamName is { } name && argument.Message.EndsWith($" (Parameter '{name}')", StringComparison.Ordinal)
-                    ? argument.Message[..^$" (Parameter '{name}')".Length]
-                    : argument.Message);
+                return CliException.Usage(CliException.MessageOf(argument));
             default:
                 return new CliException($"{exception.GetType().Name}: {exception.Message}");
         }

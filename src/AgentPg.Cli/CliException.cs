@@ -7,6 +7,14 @@ internal sealed class CliException(string message, int exitCode = CliExitCodes.F
     public int ExitCode { get; } = exitCode;
 
     public static CliException Usage(string message) => new(message, CliExitCodes.Usage);
+
+    /// <summary>The message of <paramref name="argument"/> without .NET's <c>" (Parameter 'name')"</c> and what follows it (an
+    /// out-of-range value's "Actual value was …"): the message says what to change, the parameter name means nothing to a
+    /// command line.</summary>
+    public static string MessageOf(ArgumentException argument)
+        => argument.ParamName is { } name && argument.Message.IndexOf($" (Parameter '{name}')", StringComparison.Ordinal) is var end and >= 0
+            ? argument.Message[..end]
+            : argument.Message;
 }
 
 /// <summary>The exit codes scripts can test.</summary>

@@ -103,13 +103,9 @@ internal static class UsageCommand
         }
         catch (ArgumentException ex)
         {
-            throw CliException.Usage($"--group-by: {WithoutParameter(ex)}");
+            throw CliException.Usage($"--group-by: {CliException.MessageOf(ex)}");
         }
     }
-
-    // The message of an argument exception without .NET's " (Parameter 'x')" and what follows it.
-    private static string WithoutParameter(ArgumentException ex)
-        => ex.Message.IndexOf(" (Parameter", StringComparison.Ordinal) is var end and >= 0 ? ex.Message[..end] : ex.Message;
 
     private static Dictionary<string, object?>? Tenant(string[]? entries)
     {
@@ -201,7 +197,7 @@ internal static class UsageCommand
                 }
                 catch (ArgumentOutOfRangeException ex)
                 {
-                    throw CliException.Usage($"--prices: '{path}': the model '{model.Name}': {WithoutParameter(ex)}");
+                    throw CliException.Usage($"--prices: '{path}': the model '{model.Name}': {CliException.MessageOf(ex)}");
                 }
             }
 
