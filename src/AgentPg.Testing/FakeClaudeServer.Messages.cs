@@ -144,7 +144,13 @@ public sealed partial class FakeClaudeServer
         var content = reply.Content
             .Select(block => block is FakeToolUseBlock { Id: null } toolUse ? toolUse with { Id = Ids.ToolUse() } : block)
             .ToList();
-        var usage = _promptCache.Apply(request.Model, request.Prompt) with { Output = TokenEstimator.OutputTokens(content) };
+        var usage = _promptCache.Apply(request.Model, request.Prompt) with
+        {
+            Output = TokenEstimator.OutputTokens(content),
+            // Claude bills each search and fetch it ran in the answer: its server_tool_use blocks.
+            WebSearchRequests = content.Count(b => b is FakeRawBlock { Type: "server_tool_use" } raw && ServerToolName(raw) == "web_search"),
+            WebFetchRequests = content.Count(b => b is FakeRawBlock { Type: "server_tool_use" } raw && ServerToolName(raw) == "web_fetch"),
+        };
         if (request.Thinking is { } thinking && FakeJson.GetString(thinking, "display") == "omitted")
         {
             // thinking.display "omitted": the blocks come back with empty thinking text and their signatures (billed as
@@ -159,6 +165,8 @@ public sealed partial class FakeClaudeServer
                 Input = explicitUsage.InputTokens ?? usage.Input,
                 Output = explicitUsage.OutputTokens ?? usage.Output,
                 CacheRead = explicitUsage.CacheReadInputTokens ?? usage.CacheRead,
+                WebSearchRequests = explicitUsage.WebSearchRequests ?? usage.WebSearchRequests,
+                WebFetchRequests = explicitUsage.WebFetchRequests ?? usage.WebFetchRequests,
             };
             if (explicitUsage.CacheCreationInputTokens is { } creation)
             {
@@ -169,6 +177,8 @@ public sealed partial class FakeClaudeServer
 
         return new RenderedMessage(Ids.Message(), reply.Model ?? request.Model, content, reply.StopReason, reply.StopSequence, usage);
     }
+
+    private static string? ServerToolName(FakeRawBlock block) => FakeJson.GetString(block.Json, "name");
 
     private static FakeRequest ToFakeRequest(ParsedMessageRequest parsed, IReadOnlyDictionary<string, string> headers, IReadOnlyList<string> betas, int? retryCount, string? batchCustomId)
     {

@@ -7,7 +7,14 @@ using System.Text.Json;
 namespace AgentPg.Testing;
 
 /// <summary>Token counts of one answer's <c>usage</c>.</summary>
-internal readonly record struct UsageCounts(long Input, long CacheCreation, long CacheRead, long Creation5m, long Creation1h, long Output);
+internal readonly record struct UsageCounts(long Input, long CacheCreation, long CacheRead, long Creation5m, long Creation1h, long Output)
+{
+    /// <summary><c>server_tool_use.web_search_requests</c>; with <see cref="WebFetchRequests"/>, written only when one is not 0.</summary>
+    public long WebSearchRequests { get; init; }
+
+    /// <summary><c>server_tool_use.web_fetch_requests</c>.</summary>
+    public long WebFetchRequests { get; init; }
+}
 
 /// <summary>
 /// A prefix cache keyed on cache_control breakpoints, as Claude's prompt caching documents it: the key of a breakpoint is the model plus a hash of

@@ -99,6 +99,22 @@ internal static class ProtocolWriter
             switch (block)
             {
                 case FakeTextBlock text:
+                    // As Claude streams a cited passage: the block starts without citations, each comes in a citations_delta
+                    // before the text.
+                    foreach (var citation in text.Citations)
+                    {
+                        events.Add(Event("content_block_delta", w =>
+                        {
+                            w.WriteString("type", "content_block_delta");
+                            w.WriteNumber("index", index);
+                            w.WriteStartObject("delta");
+                            w.WriteString("type", "citations_delta");
+                            w.WritePropertyName("citation");
+                            citation.WriteTo(w);
+                            w.WriteEndObject();
+                        }));
+                    }
+
                     foreach (var chunk in Chunks(text.Text, chunkSize))
                     {
                         events.Add(Delta(index, "text_delta", "text", chunk));
@@ -146,6 +162,7 @@ internal static class ProtocolWriter
             w.WriteNumber("cache_creation_input_tokens", message.Usage.CacheCreation);
             w.WriteNumber("cache_read_input_tokens", message.Usage.CacheRead);
             w.WriteNumber("output_tokens", message.Usage.Output);
+            WriteServerToolUse(w, message.Usage);
             w.WriteEndObject();
         }));
         events.Add(Event("message_stop", w => w.WriteString("type", "message_stop")));
@@ -205,7 +222,22 @@ internal static class ProtocolWriter
         writer.WriteNumber("ephemeral_1h_input_tokens", usage.Creation1h);
         writer.WriteEndObject();
         writer.WriteNumber("output_tokens", outputTokens);
+        WriteServerToolUse(writer, usage);
         writer.WriteString("service_tier", "standard");
+        writer.WriteEndObject();
+    }
+
+    /// <summary><c>usage.server_tool_use</c>, when the answer ran a server tool Claude bills per use.</summary>
+    private static void WriteServerToolUse(Utf8JsonWriter writer, UsageCounts usage)
+    {
+        if (usage.WebSearchRequests == 0 && usage.WebFetchRequests == 0)
+        {
+            return;
+        }
+
+        writer.WriteStartObject("server_tool_use");
+        writer.WriteNumber("web_search_requests", usage.WebSearchRequests);
+        writer.WriteNumber("web_fetch_requests", usage.WebFetchRequests);
         writer.WriteEndObject();
     }
 
@@ -230,6 +262,17 @@ internal static class ProtocolWriter
         {
             case FakeTextBlock text:
                 writer.WriteString("text", complete ? text.Text : "");
+                if (complete && text.Citations.Count > 0)
+                {
+                    writer.WriteStartArray("citations");
+                    foreach (var citation in text.Citations)
+                    {
+                        citation.WriteTo(writer);
+                    }
+
+                    writer.WriteEndArray();
+                }
+
                 break;
             case FakeThinkingBlock thinking:
                 writer.WriteString("thinking", complete ? thinking.Thinking : "");

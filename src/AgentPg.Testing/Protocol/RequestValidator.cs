@@ -816,7 +816,7 @@ internal static partial class RequestValidator
 
                 return text.Length == 0 ? ApiFailure.Invalid("messages: text content blocks must be non-empty")
                     : string.IsNullOrWhiteSpace(text) ? ApiFailure.Invalid(NonWhitespaceText)
-                    : null;
+                    : ValidateCitations(block, $"{path}.text");
             case "tool_use":
                 if (role != "assistant")
                 {
@@ -857,6 +857,54 @@ internal static partial class RequestValidator
             default:
                 return null;
         }
+    }
+
+    /// <summary>The fields each citation type requires when a text block is sent back (Claude's citation params).</summary>
+    private static readonly Dictionary<string, string[]> s_citationFields = new(StringComparer.Ordinal)
+    {
+        ["char_location"] = ["cited_text", "document_index", "start_char_index", "end_char_index"],
+        ["page_location"] = ["cited_text", "document_index", "start_page_number", "end_page_number"],
+        ["content_block_location"] = ["cited_text", "document_index", "start_block_index", "end_block_index"],
+        ["search_result_location"] = ["cited_text", "search_result_index", "source", "start_block_index", "end_block_index"],
+        ["web_search_result_location"] = ["cited_text", "encrypted_index", "url"],
+    };
+
+    /// <summary>A text block's <c>citations</c>: absent, null, or a list of citations of a known type with their fields, as
+    /// Claude sent them (a citation sent back without its <c>encrypted_index</c> is refused).</summary>
+    private static ApiFailure? ValidateCitations(JsonElement block, string path)
+    {
+        if (!FakeJson.TryGet(block, "citations", out var citations) || citations.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        if (citations.ValueKind != JsonValueKind.Array)
+        {
+            return ApiFailure.Invalid($"{path}.citations: Input should be a valid list");
+        }
+
+        var index = 0;
+        foreach (var citation in citations.EnumerateArray())
+        {
+            var at = string.Create(CultureInfo.InvariantCulture, $"{path}.citations.{index++}");
+            if (citation.ValueKind != JsonValueKind.Object)
+            {
+                return ApiFailure.Invalid($"{at}: Input should be a valid dictionary");
+            }
+
+            var type = FakeJson.GetString(citation, "type");
+            if (type is null || !s_citationFields.TryGetValue(type, out var fields))
+            {
+                return ApiFailure.UnknownTag(at, type, s_citationFields.Keys);
+            }
+
+            if (fields.FirstOrDefault(f => !FakeJson.TryGet(citation, f, out var value) || value.ValueKind == JsonValueKind.Null) is { } missing)
+            {
+                return ApiFailure.Invalid($"{at}.{type}.{missing}: Field required");
+            }
+        }
+
+        return null;
     }
 
     private static readonly string[] s_imageMediaTypes = ["image/jpeg", "image/png", "image/gif", "image/webp"];

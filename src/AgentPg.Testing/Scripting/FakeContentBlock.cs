@@ -23,6 +23,25 @@ public abstract record FakeContentBlock
     /// <returns>The block.</returns>
     public static FakeTextBlock Text(string text) => new(text);
 
+    /// <summary>A <c>text</c> block that cites sources, as Claude writes after a web search or a fetch with citations, for
+    /// example <c>CitedText("It is sunny.", FakeCitation.WebSearchResultLocation("https://example.org/paris", "Paris weather",
+    /// "Sunny, 21 °C"))</c>.</summary>
+    /// <param name="text">The text.</param>
+    /// <param name="citations">The citation objects (see <see cref="FakeCitation"/>); each must have a string <c>type</c>.</param>
+    /// <returns>The block.</returns>
+    public static FakeTextBlock CitedText(string text, params IEnumerable<JsonElement> citations)
+    {
+        ArgumentNullException.ThrowIfNull(citations);
+        var list = citations.Select(c => c.Clone()).ToList();
+        if (list.FirstOrDefault(c => c.ValueKind != JsonValueKind.Object || !c.TryGetProperty("type", out var t) || t.ValueKind != JsonValueKind.String)
+            is { ValueKind: not JsonValueKind.Undefined } bad)
+        {
+            throw new ArgumentException($"A citation must be a JSON object with a string \"type\"; got {bad.GetRawText()}.", nameof(citations));
+        }
+
+        return new(text) { Citations = list };
+    }
+
     /// <summary>A <c>tool_use</c> block: the model calls <paramref name="name"/> with <paramref name="input"/>.</summary>
     /// <param name="name">The tool name.</param>
     /// <param name="input">The input object: an anonymous object, a dictionary, a <see cref="JsonElement"/>, a

@@ -21,4 +21,12 @@ public sealed record FakeUsage
     /// <summary>Of <see cref="CacheCreationInputTokens"/>, the tokens to report as written with a 1-hour lifetime
     /// (<c>cache_creation.ephemeral_1h_input_tokens</c>); the rest are reported as 5-minute writes. Default 0.</summary>
     public long? CacheCreation1hInputTokens { get; init; }
+
+    /// <summary>The <c>server_tool_use.web_search_requests</c> to report; by default the answer's <c>server_tool_use</c> blocks
+    /// named <c>web_search</c>. Usage carries <c>server_tool_use</c> only when it or <see cref="WebFetchRequests"/> is not 0.</summary>
+    public long? WebSearchRequests { get; init; }
+
+    /// <summary>The <c>server_tool_use.web_fetch_requests</c> to report; by default the answer's <c>server_tool_use</c> blocks
+    /// named <c>web_fetch</c>.</summary>
+    public long? WebFetchRequests { get; init; }
 }

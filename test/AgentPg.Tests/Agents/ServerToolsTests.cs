@@ -185,6 +185,51 @@ public sealed class ServerToolsTests(SchemaFixture db) : IClassFixture<SchemaFix
     [DatabaseTheory]
     [InlineData(RunMode.Streaming)]
     [InlineData(RunMode.Batch)]
+    public async Task WebSearchAnswer_CitedText_KeepsItsCitations_InTheMessage_TheWatchersEvent_AndTheNextRequest(RunMode mode)
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync(a => a with { ServerTools = [ServerTool.WebSearch(maxUses: 3)] });
+        var search = FakeContentBlock.ServerToolUse("web_search", new { query = "claude shannon birth date" }, "srvtoolu_01Shannon");
+        var results = FakeContentBlock.WebSearchToolResult("srvtoolu_01Shannon", ("https://en.wikipedia.org/wiki/Claude_Shannon", "Claude Shannon - Wikipedia"));
+        var cited = FakeContentBlock.CitedText("Claude Shannon was born on April 30, 1916.",
+            FakeCitation.WebSearchResultLocation("https://en.wikipedia.org/wiki/Claude_Shannon", "Claude Shannon - Wikipedia",
+                "Claude Elwood Shannon (April 30, 1916 – February 24, 2001)"),
+            FakeCitation.WebSearchResultLocation("https://example.org/bell-labs", null, "Shannon joined Bell Labs in 1941"));
+        var requests = new ConcurrentQueue<FakeRequest>();
+        h.Claude.Respond(request =>
+        {
+            requests.Enqueue(request);
+            return request.LastUserText == "when was Shannon born?"
+                ? FakeReply.Message(FakeContentBlock.Text("Let me search."), search, results, cited, FakeContentBlock.Text(" He died in 2001."))
+                : FakeReply.Text("You asked before.");
+        });
+        var session = await h.Client.NewSessionAsync();
+        var runId = mode == RunMode.Batch
+            ? await h.Client.RunAsync(session, agent.Id, "when was Shannon born?")
+            : await h.Client.RunFastAsync(session, agent.Id, "when was Shannon born?");
+
+        var events = await Eventually.WithinAsync(WatchAsync(h.Client, runId), "the watch to end", s_runTimeout);
+
+        var expected = JsonSerializer.SerializeToElement(cited.Citations);
+        var stored = (await h.Client.GetMessagesAsync(session)).Single(m => m.Role == MessageRole.Assistant);
+        Assert.Equal(["text", "server_tool_use", "web_search_tool_result", "text", "text"], stored.Content.Select(b => b.Type));
+        AssertSameJson(expected, stored.Content[3].Raw!.Value.GetProperty("citations"));
+        Assert.False(stored.Content[4].Raw!.Value.TryGetProperty("citations", out _), "an uncited block has no citations");
+        var announced = Assert.Single(events.OfType<MessageStoredEvent>(), e => e.Message?.Role == MessageRole.Assistant).Message!;
+        AssertSameJson(expected, announced.Content[3].Raw!.Value.GetProperty("citations"));
+
+        // The next run sends the cited block back as Claude sent it (Claude checks the citations' fields).
+        Assert.Equal("You asked before.", (await Eventually.WithinAsync(Run(h, mode, session, agent.Id, "and his death?"), "the second run", s_runTimeout)).Text);
+        var sentBack = requests.Last().Messages[1].GetProperty("content");
+        AssertSameJson(JsonSerializer.SerializeToElement(new JsonObject
+        {
+            ["type"] = "text", ["text"] = cited.Text, ["citations"] = JsonNode.Parse(expected.GetRawText()),
+        }), sentBack[3]);
+    }
+
+    [DatabaseTheory]
+    [InlineData(RunMode.Streaming)]
+    [InlineData(RunMode.Batch)]
     public async Task ToolSearch_DefersTheClientToolsAndDelegates_AndReplaysTheToolReferences(RunMode mode)
     {
         await using var h = await Harness.StartAsync(db, tools:
@@ -261,6 +306,17 @@ public sealed class ServerToolsTests(SchemaFixture db) : IClassFixture<SchemaFix
     private static Task<Response> Run(Harness h, RunMode mode, Guid session, Guid agentId, string prompt) => mode == RunMode.Batch
         ? h.Client.RunSyncAsync(session, agentId, prompt)
         : h.Client.RunFastSyncAsync(session, agentId, prompt);
+
+    private static async Task<List<RunEvent>> WatchAsync(AgentPgClient client, Guid runId)
+    {
+        var events = new List<RunEvent>();
+        await foreach (var e in client.WatchRunAsync(runId))
+        {
+            events.Add(e);
+        }
+
+        return events;
+    }
 
     private static ServerTool Json(string json) => ServerTool.FromJson(JsonDocument.Parse(json).RootElement);
 
