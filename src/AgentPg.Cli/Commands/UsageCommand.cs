@@ -68,14 +68,19 @@ internal static class UsageCommand
                 return CliExitCodes.Success;
             }
 
+            // Server tools billed per use get a column when the calls used any.
+            var serverTools = report.Total.WebSearchRequests + report.Total.WebFetchRequests > 0;
             var columns = groups.Select(g => g.ToString())
-                .Concat(["Calls", "Batched", "Runs", "Input", "Output", "Cache write (1h)", "Cache read", "Cost", "Without discounts"]).ToArray();
+                .Concat(["Calls", "Batched", "Runs", "Input", "Output", "Cache write (1h)", "Cache read"])
+                .Concat(serverTools ? ["Web searches (fetches)"] : [])
+                .Concat(["Cost", "Without discounts"]).ToArray();
             var table = CliContext.Table(columns);
             foreach (var row in report.Rows.Append(report.Total))
             {
                 var keys = groups.Select(g => ReferenceEquals(row, report.Total) && groups.IndexOf(g) == 0 ? "total" : ReferenceEquals(row, report.Total) ? "" : Key(row, g));
                 CliContext.AddRow(table, [.. keys, Number(row.ModelCalls), Number(row.BatchModelCalls), Number(row.Runs), Number(row.InputTokens),
                     Number(row.OutputTokens), $"{Number(row.CacheCreationInputTokens)} ({Number(row.CacheCreation1hInputTokens)})", Number(row.CacheReadInputTokens),
+                    .. serverTools ? [$"{Number(row.WebSearchRequests)} ({Number(row.WebFetchRequests)})"] : Array.Empty<string>(),
                     Money(row.Cost), Money(row.CostWithoutDiscounts)]);
             }
 
@@ -185,7 +190,7 @@ internal static class UsageCommand
                     }
 
                     return fallback ?? throw CliException.Usage(
-                        $"--prices: '{path}': the model '{model.Name}' needs a number \"{name}\" (US dollars per million tokens); each model has input, output, cacheWrite5m, cacheWrite1h and cacheRead.");
+                        $"--prices: '{path}': the model '{model.Name}' needs a number \"{name}\" (US dollars per million tokens); each model has input, output, cacheWrite5m, cacheWrite1h and cacheRead (and optionally batchDiscount and webSearchPerThousand).");
                 }
 
                 try
@@ -193,6 +198,7 @@ internal static class UsageCommand
                     prices[model.Name] = new ModelPrice(Price("input"), Price("output"), Price("cacheWrite5m"), Price("cacheWrite1h"), Price("cacheRead"))
                     {
                         BatchDiscount = Price("batchDiscount", 0.5m),
+                        WebSearchPerThousand = Price("webSearchPerThousand", 10m),
                     };
                 }
                 catch (ArgumentOutOfRangeException ex)

@@ -106,6 +106,8 @@ internal sealed class ModelResponse
                 CacheReadInputTokens = Get(usage, "cache_read_input_tokens"),
                 CacheCreation1hInputTokens = usage.TryGetProperty("cache_creation", out var creation) && creation.ValueKind == JsonValueKind.Object
                     ? Get(creation, "ephemeral_1h_input_tokens") : 0,
+                WebSearchRequests = StreamAggregator.ServerToolUse(usage, "web_search_requests") ?? 0,
+                WebFetchRequests = StreamAggregator.ServerToolUse(usage, "web_fetch_requests") ?? 0,
             };
         }
 

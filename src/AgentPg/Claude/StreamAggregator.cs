@@ -199,7 +199,14 @@ internal sealed class StreamAggregator
         // message_start carries the split by lifetime; message_delta does not repeat it.
         CacheCreation1hInputTokens = (usage.TryGetProperty("cache_creation", out var creation) && creation.ValueKind == JsonValueKind.Object
             ? Get(creation, "ephemeral_1h_input_tokens") : null) ?? current.CacheCreation1hInputTokens,
+        // Cumulative, like the token counts: a later event's count replaces the earlier one.
+        WebSearchRequests = ServerToolUse(usage, "web_search_requests") ?? current.WebSearchRequests,
+        WebFetchRequests = ServerToolUse(usage, "web_fetch_requests") ?? current.WebFetchRequests,
     };
+
+    /// <summary>A count of <c>usage.server_tool_use</c>.</summary>
+    internal static long? ServerToolUse(JsonElement usage, string name)
+        => usage.TryGetProperty("server_tool_use", out var uses) && uses.ValueKind == JsonValueKind.Object ? Get(uses, name) : null;
 
     private static long? Get(JsonElement e, string name)
         => e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt64() : null;

@@ -34,6 +34,9 @@ internal static class Telemetry
     public static readonly Counter<long> ToolExecutions = Meter.CreateCounter<long>("agentpg.tool.executions", "{execution}",
         "Tool execution attempts, by gen_ai.tool.name and agentpg.tool.outcome.");
 
+    public static readonly Counter<long> ServerToolRequests = Meter.CreateCounter<long>("agentpg.server_tool.requests", "{request}",
+        "Server tool uses Claude bills per use (usage.server_tool_use), by gen_ai.tool.name (web_search, web_fetch) and agentpg.run.mode.");
+
     private static readonly ConcurrentDictionary<PendingRunsProbe, byte> s_probes = new();
 
     static Telemetry()
@@ -126,6 +129,7 @@ internal static class Telemetry
         activity.SetTag("gen_ai.response.finish_reasons", new[] { response.StopReason ?? "" });
         activity.SetTag("gen_ai.usage.input_tokens", response.Usage.InputTokens + response.Usage.CacheReadInputTokens + response.Usage.CacheCreationInputTokens);
         activity.SetTag("gen_ai.usage.output_tokens", response.Usage.OutputTokens);
+        ServerToolTags(activity, response.Usage);
         if (captureContent)
         {
             activity.SetTag("gen_ai.output.messages", response.ToMessageJson().GetRawText());
@@ -232,6 +236,8 @@ internal static class Telemetry
             TokenUsage.Record(input, [.. tags, new("gen_ai.token.type", "input"), new("agentpg.run.mode", "streaming")]);
             TokenUsage.Record(output, [.. tags, new("gen_ai.token.type", "output"), new("agentpg.run.mode", "streaming")]);
         }
+
+        ServerToolsUsed(model, response.Usage, "streaming");
         if (activity is null)
         {
             return;
@@ -242,6 +248,7 @@ internal static class Telemetry
         activity.SetTag("gen_ai.response.finish_reasons", new[] { response.StopReason ?? "" });
         activity.SetTag("gen_ai.usage.input_tokens", input);
         activity.SetTag("gen_ai.usage.output_tokens", output);
+        ServerToolTags(activity, response.Usage);
         if (captureContent)
         {
             activity.SetTag("gen_ai.output.messages", response.ToMessageJson().GetRawText());
@@ -255,6 +262,7 @@ internal static class Telemetry
     public static void Answered(string model, Claude.ModelResponse response, string mode)
     {
         var usage = response.Usage;
+        ServerToolsUsed(model, usage, mode);
         if (!TokenUsage.Enabled || usage.InputTokens + usage.CacheReadInputTokens + usage.CacheCreationInputTokens + usage.OutputTokens == 0)
         {
             return;
@@ -268,6 +276,39 @@ internal static class Telemetry
         TokenUsage.Record(response.Usage.InputTokens + response.Usage.CacheReadInputTokens + response.Usage.CacheCreationInputTokens,
             [.. tags, new("gen_ai.token.type", "input")]);
         TokenUsage.Record(response.Usage.OutputTokens, [.. tags, new("gen_ai.token.type", "output")]);
+    }
+
+    /// <summary>Counts an answer's billed server tool uses (<see cref="ServerToolRequests"/>); nothing when it ran none.</summary>
+    public static void ServerToolsUsed(string model, Usage usage, string mode)
+    {
+        if (!ServerToolRequests.Enabled || usage.WebSearchRequests + usage.WebFetchRequests == 0)
+        {
+            return;
+        }
+
+        foreach (var (tool, count) in new[] { ("web_search", usage.WebSearchRequests), ("web_fetch", usage.WebFetchRequests) })
+        {
+            if (count > 0)
+            {
+                ServerToolRequests.Add(count, new KeyValuePair<string, object?>("gen_ai.tool.name", tool),
+                    new KeyValuePair<string, object?>("gen_ai.provider.name", Provider), new KeyValuePair<string, object?>("gen_ai.request.model", model),
+                    new KeyValuePair<string, object?>("agentpg.run.mode", mode));
+            }
+        }
+    }
+
+    // The server tool uses of a chat span's answer, when it ran any (most answers do not: no tag).
+    private static void ServerToolTags(Activity activity, Usage usage)
+    {
+        if (usage.WebSearchRequests > 0)
+        {
+            activity.SetTag("agentpg.usage.web_search_requests", usage.WebSearchRequests);
+        }
+
+        if (usage.WebFetchRequests > 0)
+        {
+            activity.SetTag("agentpg.usage.web_fetch_requests", usage.WebFetchRequests);
+        }
     }
 
     public static void ChatFailed(Activity? activity, string model, string errorType, TimeSpan duration)

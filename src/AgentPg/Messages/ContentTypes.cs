@@ -31,6 +31,21 @@ public static class ContentTypes
     /// <summary>The result of a web search server tool call.</summary>
     public const string WebSearchToolResult = "web_search_tool_result";
 
+    /// <summary>The result of a web fetch server tool call.</summary>
+    public const string WebFetchToolResult = "web_fetch_tool_result";
+
+    /// <summary>The result of a code execution server tool call (<c>code_execution_20250522</c>'s Python).</summary>
+    public const string CodeExecutionToolResult = "code_execution_tool_result";
+
+    /// <summary>The result of a bash command of the code execution server tool (<c>code_execution_20250825</c>).</summary>
+    public const string BashCodeExecutionToolResult = "bash_code_execution_tool_result";
+
+    /// <summary>The result of a file operation of the code execution server tool (<c>code_execution_20250825</c>).</summary>
+    public const string TextEditorCodeExecutionToolResult = "text_editor_code_execution_tool_result";
+
+    /// <summary>The result of a tool search server tool call: the deferred tools it found.</summary>
+    public const string ToolSearchToolResult = "tool_search_tool_result";
+
     /// <summary>A web search result (reference name).</summary>
     public const string WebSearchResult = "web_search_result";
 }

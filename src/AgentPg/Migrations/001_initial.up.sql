@@ -370,6 +370,10 @@ CREATE TABLE agentpg_iterations (
     -- billed higher than 5-minute writes. The model the request named (the agent's model then); NULL for an iteration that
     -- failed before its request was built. Both written with the usage, in the statement that records it, for GetUsageAsync.
     cache_creation_1h_input_tokens INTEGER NOT NULL DEFAULT 0,
+    -- Server tool uses Claude bills per use (usage.server_tool_use): web searches (priced per 1 000) and web fetches; NULL when
+    -- the answer ran none (most iterations: a NULL costs a bit of the row's null bitmap, a 0 four bytes). Written with the usage.
+    web_search_requests          INTEGER,
+    web_fetch_requests           INTEGER,
     model                        TEXT,
     error_message                TEXT,
     error_type                   TEXT,

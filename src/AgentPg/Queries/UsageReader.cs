@@ -47,6 +47,8 @@ internal static class UsageReader
                 CacheCreationInputTokens = r.CacheWrite,
                 CacheCreation1hInputTokens = r.CacheWrite1h,
                 CacheReadInputTokens = r.CacheRead,
+                WebSearchRequests = r.WebSearches,
+                WebFetchRequests = r.WebFetches,
                 ModelCalls = r.Calls,
                 BatchModelCalls = r.BatchCalls,
                 Runs = r.Runs,
@@ -97,7 +99,7 @@ internal static class UsageReader
         };
     }
 
-    // The tokens of one part (one model, batched or not) at its price: as billed, and without caching or batching.
+    // The tokens and web searches of one part (one model, batched or not) at its price: as billed, and without caching or batching.
     private static (decimal Billed, decimal List) Price(QuerySql.UsageSqlRow part, ModelPrice price)
     {
         const decimal million = 1_000_000m;
@@ -111,8 +113,10 @@ internal static class UsageReader
             billed *= 1m - price.BatchDiscount;
         }
 
+        // Web searches are billed per use, batched or not; web fetches only through the tokens of what was fetched.
+        var searches = part.WebSearches * price.WebSearchPerThousand / 1000m;
         var list = ((part.Input + part.CacheWrite + part.CacheRead) * price.InputPerMillionTokens + part.Output * price.OutputPerMillionTokens) / million;
-        return (billed, list);
+        return (billed + searches, list + searches);
     }
 
     private static string SqlKind(UsageGroupKind kind) => kind switch

@@ -56,6 +56,10 @@ public sealed record Iteration
     /// waiting at Claude, what its earlier batches were charged.</summary>
     public Usage Usage { get; init; } = Usage.Zero;
 
+    /// <summary>Gets the server tools Claude ran in this call that it bills per use (web searches and fetches), counted like
+    /// <see cref="Usage"/>: every answer charged for, also one that was dropped.</summary>
+    public ServerToolUsage ServerToolUse { get; init; } = ServerToolUsage.None;
+
     /// <summary>Gets the error, when the call failed or was abandoned.</summary>
     public string? ErrorMessage { get; init; }
 

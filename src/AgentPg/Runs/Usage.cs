@@ -22,6 +22,12 @@ public sealed record Usage
     // per iteration for GetUsageAsync's cost. Internal: the runs' totals (Run.Usage) do not keep the split.
     internal long CacheCreation1hInputTokens { get; init; }
 
+    // Server tool uses Claude bills per use (usage.server_tool_use): stored per iteration (Iteration.ServerToolUse) for
+    // GetUsageAsync's cost; internal for the same reason.
+    internal long WebSearchRequests { get; init; }
+
+    internal long WebFetchRequests { get; init; }
+
     /// <summary>Gets input plus output tokens (cache tokens excluded).</summary>
     public long TotalTokens => InputTokens + OutputTokens;
 
@@ -40,6 +46,8 @@ public sealed record Usage
             CacheCreationInputTokens = left.CacheCreationInputTokens + right.CacheCreationInputTokens,
             CacheReadInputTokens = left.CacheReadInputTokens + right.CacheReadInputTokens,
             CacheCreation1hInputTokens = left.CacheCreation1hInputTokens + right.CacheCreation1hInputTokens,
+            WebSearchRequests = left.WebSearchRequests + right.WebSearchRequests,
+            WebFetchRequests = left.WebFetchRequests + right.WebFetchRequests,
         };
     }
 
@@ -47,4 +55,18 @@ public sealed record Usage
     /// <param name="other">The usage to add.</param>
     /// <returns>The sum of every counter.</returns>
     public Usage Add(Usage other) => this + other;
+}
+
+/// <summary>The server tool uses Claude bills per use, of one model call (<see cref="Iteration.ServerToolUse"/>; the answer's
+/// <c>usage.server_tool_use</c>).</summary>
+public sealed record ServerToolUsage
+{
+    /// <summary>No server tool use.</summary>
+    public static readonly ServerToolUsage None = new();
+
+    /// <summary>Gets the web searches Claude ran (billed per search, on top of tokens; see <see cref="ModelPrice.WebSearchPerThousand"/>).</summary>
+    public long WebSearchRequests { get; init; }
+
+    /// <summary>Gets the pages Claude fetched with web fetch (no charge per fetch: the fetched content is billed as input tokens).</summary>
+    public long WebFetchRequests { get; init; }
 }

@@ -10,7 +10,7 @@ internal sealed class IterationSql
         "id, run_id, iteration_number, is_streaming, trigger_type, batch_id, batch_status::text, batch_submitted_at, batch_completed_at, " +
         "batch_expires_at, batch_poll_count, max_tokens, stop_reason, response_message_id, has_tool_use, tool_execution_count, " +
         "input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens, error_message, error_type, created_at, " +
-        "started_at, completed_at";
+        "started_at, completed_at, coalesce(web_search_requests, 0), coalesce(web_fetch_requests, 0)";
 
     public IterationSql(SchemaName s)
     {
@@ -24,23 +24,24 @@ internal sealed class IterationSql
             """;
         // $1 id, $2 stop reason, $3 response message, $4 tool execution count, $5..$8 tokens, $9 error type, $10 error message,
         // $11 max_tokens sent (null: keep), $12 whether the 1M-token context window was used, $13 the 1-hour cache writes (of $7),
-        // $14 the model the request named
+        // $14 the model the request named, $15/$16 the web searches and fetches (NULL for none)
         Complete = $"""
             UPDATE {t}
                SET stop_reason = $2, response_message_id = $3, has_tool_use = $4 > 0, tool_execution_count = $4,
                    input_tokens = $5, output_tokens = $6, cache_creation_input_tokens = $7, cache_read_input_tokens = $8,
-                   cache_creation_1h_input_tokens = $13, model = coalesce($14, model),
+                   cache_creation_1h_input_tokens = $13, model = coalesce($14, model), web_search_requests = $15, web_fetch_requests = $16,
                    error_type = $9, error_message = $10, max_tokens = coalesce($11, max_tokens), extended_context = extended_context OR $12,
                    completed_at = now(), streaming_completed_at = CASE WHEN is_streaming THEN now() END,
                    batch_status = CASE WHEN batch_id IS NULL THEN batch_status ELSE 'ended' END,
                    batch_completed_at = CASE WHEN batch_id IS NULL THEN batch_completed_at ELSE now() END
              WHERE id = $1
             """;
-        // The iteration of a failing run: $1 id, $2..$5 tokens, $6 error type, $7 error message, $8 the 1-hour cache writes (of $4).
+        // The iteration of a failing run: $1 id, $2..$5 tokens, $6 error type, $7 error message, $8 the 1-hour cache writes (of $4),
+        // $9/$10 the web searches and fetches (NULL for none).
         Fail = $"""
             UPDATE {t}
                SET input_tokens = $2, output_tokens = $3, cache_creation_input_tokens = $4, cache_read_input_tokens = $5,
-                   cache_creation_1h_input_tokens = $8,
+                   cache_creation_1h_input_tokens = $8, web_search_requests = $9, web_fetch_requests = $10,
                    error_type = $6, error_message = $7, completed_at = coalesce(completed_at, now()),
                    batch_status = CASE WHEN batch_id IS NULL THEN batch_status ELSE 'ended' END
              WHERE id = $1
@@ -49,7 +50,8 @@ internal sealed class IterationSql
         // a canceled or missing result (0/1), $7 expiry counted (0/1), $8..$11 the iteration's usage so far: answers it was
         // charged for and dropped (a result cut off by the context window), which its final result adds to the run, $12 when
         // Claude was first unavailable for it, $13 resubmission for Claude unavailable (0/1), $14 the 1-hour cache writes (of
-        // $10), $15 the model the request names. Ends a wait (batch_resubmit_at). After the fence.
+        // $10), $15 the model the request names, $16/$17 the web searches and fetches of those answers (NULL for none). Ends a
+        // wait (batch_resubmit_at). After the fence.
         Submitted = $"""
             UPDATE {t}
                SET batch_id = $2, batch_request_id = id::text, batch_status = 'in_progress', batch_submitted_at = now(),
@@ -57,6 +59,7 @@ internal sealed class IterationSql
                    batch_resubmit_count = batch_resubmit_count + $6, batch_expired_count = batch_expired_count + $7,
                    input_tokens = $8, output_tokens = $9, cache_creation_input_tokens = $10, cache_read_input_tokens = $11,
                    cache_creation_1h_input_tokens = $14, model = coalesce($15, model), started_at = coalesce(started_at, now()),
+                   web_search_requests = $16, web_fetch_requests = $17,
                    batch_unavailable_since = coalesce(batch_unavailable_since, $12),
                    batch_unavailable_count = batch_unavailable_count + $13, batch_resubmit_at = NULL
              WHERE id = $1
@@ -124,13 +127,13 @@ internal sealed class IterationSql
         => batch.Append(Complete, P.Uuid(iterationId), P.Text(stopReason), P.Uuid(responseMessageId), P.Int(toolExecutionCount),
             P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens),
             P.Int((int)usage.CacheReadInputTokens), P.Text(errorType), P.Text(errorMessage), P.Int(maxTokens), P.Bool(extendedContext),
-            P.Int((int)usage.CacheCreation1hInputTokens), P.Text(model));
+            P.Int((int)usage.CacheCreation1hInputTokens), P.Text(model), Uses(usage.WebSearchRequests), Uses(usage.WebFetchRequests));
 
     /// <summary>Adds <see cref="Fail"/>.</summary>
     public void AddFail(NpgsqlBatch batch, Guid iterationId, Usage usage, string errorType, string errorMessage)
         => batch.Append(Fail, P.Uuid(iterationId), P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens),
             P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens), P.Text(errorType), P.Text(errorMessage),
-            P.Int((int)usage.CacheCreation1hInputTokens));
+            P.Int((int)usage.CacheCreation1hInputTokens), Uses(usage.WebSearchRequests), Uses(usage.WebFetchRequests));
 
     /// <summary>Adds <see cref="Submitted"/>: <paramref name="resubmission"/> counts a resubmission, <paramref name="afterExpiry"/>
     /// an expiry; <paramref name="usage"/> is the iteration's usage so far (answers it was charged for and dropped).</summary>
@@ -139,7 +142,11 @@ internal sealed class IterationSql
         => batch.Append(Submitted, P.Uuid(iterationId), P.Text(batchId), new NpgsqlParameter<DateTimeOffset> { TypedValue = expiresAt }, P.Int(maxTokens),
             P.Bool(extendedContext), P.Int(resubmission ? 1 : 0), P.Int(afterExpiry ? 1 : 0), P.Int((int)usage.InputTokens),
             P.Int((int)usage.OutputTokens), P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens),
-            P.TimestampTz(unavailableSince), P.Int(afterUnavailable ? 1 : 0), P.Int((int)usage.CacheCreation1hInputTokens), P.Text(model));
+            P.TimestampTz(unavailableSince), P.Int(afterUnavailable ? 1 : 0), P.Int((int)usage.CacheCreation1hInputTokens), P.Text(model),
+            Uses(usage.WebSearchRequests), Uses(usage.WebFetchRequests));
+
+    // A server tool count: NULL when the answer ran none (the columns' common case; see the migration).
+    private static NpgsqlParameter Uses(long count) => P.Int(count == 0 ? null : (int?)count);
 
     /// <summary>Adds <see cref="ResubmitLater"/>: the iteration's request is submitted again once <paramref name="wait"/> has passed.</summary>
     public void AddResubmitLater(NpgsqlBatch batch, Guid iterationId, TimeSpan wait, DateTimeOffset unavailableSince)
@@ -198,5 +205,8 @@ internal sealed class IterationSql
         CreatedAt = r.GetFieldValue<DateTimeOffset>(22),
         StartedAt = r.IsDBNull(23) ? null : r.GetFieldValue<DateTimeOffset>(23),
         CompletedAt = r.IsDBNull(24) ? null : r.GetFieldValue<DateTimeOffset>(24),
+        ServerToolUse = r.GetInt32(25) == 0 && r.GetInt32(26) == 0
+            ? ServerToolUsage.None
+            : new ServerToolUsage { WebSearchRequests = r.GetInt32(25), WebFetchRequests = r.GetInt32(26) },
     };
 }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -83,6 +84,10 @@ internal static class MessageContent
             }
         }
 
+        // A server tool's result (web_search_tool_result, …): its content is the result, or an object with an error_code.
+        var serverResult = isToolResult && type != ContentTypes.ToolResult && type != "mcp_tool_result" && block.TryGetProperty("content", out var sc)
+            ? sc : default;
+        var serverError = serverResult.ValueKind == JsonValueKind.Object ? String(serverResult, "error_code") : null;
         return new ContentBlock
         {
             Type = type,
@@ -99,11 +104,119 @@ internal static class MessageContent
             ToolResultForUseId = isToolResult ? String(block, "tool_use_id") : null,
             ToolContent = toolContent,
             ToolContentBlocks = toolContentBlocks,
-            IsError = isToolResult && block.TryGetProperty("is_error", out var isError) && isError.ValueKind == JsonValueKind.True,
+            IsError = serverError is not null || (isToolResult && block.TryGetProperty("is_error", out var isError) && isError.ValueKind == JsonValueKind.True),
+            ServerToolErrorCode = serverError,
+            Citations = type == ContentTypes.Text && block.TryGetProperty("citations", out var citations) && citations.ValueKind == JsonValueKind.Array
+                ? ReadCitations(citations) : [],
+            WebSearchResults = serverError is null && type == ContentTypes.WebSearchToolResult ? ReadWebSearchResults(serverResult) : [],
+            WebFetchResult = serverError is null && type == ContentTypes.WebFetchToolResult ? ReadWebFetchResult(serverResult) : null,
+            CodeExecutionResult = serverError is null && type is ContentTypes.CodeExecutionToolResult or ContentTypes.BashCodeExecutionToolResult
+                ? ReadCodeExecutionResult(serverResult) : null,
             Source = type is ContentTypes.Image or ContentTypes.Document && block.TryGetProperty("source", out var source) ? source : null,
             Raw = raw,
         };
     }
+
+    private static List<Citation> ReadCitations(JsonElement citations)
+    {
+        var list = new List<Citation>(citations.GetArrayLength());
+        foreach (var c in citations.EnumerateArray())
+        {
+            if (c.ValueKind != JsonValueKind.Object)
+            {
+                continue;
+            }
+
+            var type = String(c, "type") ?? "";
+            var (start, end) = type switch
+            {
+                "char_location" => ("start_char_index", "end_char_index"),
+                "page_location" => ("start_page_number", "end_page_number"),
+                _ => ("start_block_index", "end_block_index"),
+            };
+            list.Add(new Citation
+            {
+                Type = type,
+                CitedText = String(c, "cited_text"),
+                Url = String(c, "url") ?? String(c, "source"),
+                Title = String(c, "title") ?? String(c, "document_title"),
+                DocumentIndex = Int(c, "document_index") ?? Int(c, "search_result_index"),
+                Start = Int(c, start),
+                End = Int(c, end),
+                Raw = c,
+            });
+        }
+
+        return list;
+    }
+
+    private static List<WebSearchResult> ReadWebSearchResults(JsonElement content)
+    {
+        var results = new List<WebSearchResult>();
+        if (content.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var r in content.EnumerateArray())
+            {
+                if (r.ValueKind == JsonValueKind.Object && String(r, "url") is { } url)
+                {
+                    results.Add(new WebSearchResult { Url = url, Title = String(r, "title"), PageAge = String(r, "page_age") });
+                }
+            }
+        }
+
+        return results;
+    }
+
+    private static WebFetchResult? ReadWebFetchResult(JsonElement content)
+    {
+        if (content.ValueKind != JsonValueKind.Object || String(content, "url") is not { } url)
+        {
+            return null;
+        }
+
+        var document = content.TryGetProperty("content", out var d) && d.ValueKind == JsonValueKind.Object ? d : (JsonElement?)null;
+        var source = document is { } doc && doc.TryGetProperty("source", out var s) && s.ValueKind == JsonValueKind.Object ? s : default;
+        return new WebFetchResult
+        {
+            Url = url,
+            RetrievedAt = DateTimeOffset.TryParse(String(content, "retrieved_at"), CultureInfo.InvariantCulture,
+                DateTimeStyles.AssumeUniversal, out var at) ? at : null,
+            Title = document is { } titled ? String(titled, "title") : null,
+            Text = source.ValueKind == JsonValueKind.Object && String(source, "type") == "text" ? String(source, "data") : null,
+            Document = document,
+        };
+    }
+
+    private static CodeExecutionResult? ReadCodeExecutionResult(JsonElement content)
+    {
+        if (content.ValueKind != JsonValueKind.Object)
+        {
+            return null;
+        }
+
+        var files = new List<string>();
+        if (content.TryGetProperty("content", out var outputs) && outputs.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var output in outputs.EnumerateArray())
+            {
+                if (output.ValueKind == JsonValueKind.Object && String(output, "file_id") is { } fileId)
+                {
+                    files.Add(fileId);
+                }
+            }
+        }
+
+        return new CodeExecutionResult
+        {
+            Stdout = String(content, "stdout") ?? "",
+            Stderr = String(content, "stderr") ?? "",
+            ReturnCode = Int(content, "return_code") ?? 0,
+            FileIds = files,
+        };
+    }
+
+    private static int? Int(JsonElement e, string name)
+        => e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i) ? i : null;
 
     private static readonly JsonElement s_emptyObject = JsonDocument.Parse("{}").RootElement;
 

@@ -137,7 +137,8 @@ internal sealed class QuerySql
                 SELECT 'run'::text AS source, i.completed_at AS at, r.id AS run_id, r.agent_id, a.name AS agent_name, r.run_mode::text AS mode,
                        s.metadata, coalesce(i.model, a.model) AS model, i.batch_id IS NOT NULL AS batch,
                        i.input_tokens::bigint AS input, i.output_tokens::bigint AS output, i.cache_creation_input_tokens::bigint AS cache_write,
-                       i.cache_creation_1h_input_tokens::bigint AS cache_write_1h, i.cache_read_input_tokens::bigint AS cache_read
+                       i.cache_creation_1h_input_tokens::bigint AS cache_write_1h, i.cache_read_input_tokens::bigint AS cache_read,
+                       coalesce(i.web_search_requests, 0)::bigint AS web_searches, coalesce(i.web_fetch_requests, 0)::bigint AS web_fetches
                   FROM {runs} r
                   JOIN {sessions} s ON s.id = r.session_id
                   JOIN {s}.agentpg_agents a ON a.id = r.agent_id
@@ -159,9 +160,9 @@ internal sealed class QuerySql
                    AND ($7::uuid IS NULL OR r.session_id = $7)
                 UNION ALL
                 -- A compaction's summary, in one or more calls to the summariser's model, none batched or cached with a 1-hour
-                -- lifetime; it belongs to a session, not to a run or an agent.
+                -- lifetime, with no server tools; it belongs to a session, not to a run or an agent.
                 SELECT 'compaction', e.created_at, NULL, NULL, NULL, NULL, s.metadata, e.model_used, FALSE,
-                       t.input, t.output, t.cache_write, 0, t.cache_read
+                       t.input, t.output, t.cache_write, 0, t.cache_read, 0, 0
                   FROM {s}.agentpg_compaction_events e
                   JOIN {sessions} s ON s.id = e.session_id
                  CROSS JOIN LATERAL (SELECT coalesce((e.usage ->> 'input_tokens')::bigint, 0) AS input,
@@ -181,7 +182,8 @@ internal sealed class QuerySql
             SELECT GROUPING(k1, k2) = 0, GROUPING(model, batch) = 0, k1, k2, model, batch, min(agent_name),
                    count(*), count(*) FILTER (WHERE batch), count(DISTINCT run_id),
                    coalesce(sum(input), 0)::bigint, coalesce(sum(output), 0)::bigint, coalesce(sum(cache_write), 0)::bigint,
-                   coalesce(sum(cache_write_1h), 0)::bigint, coalesce(sum(cache_read), 0)::bigint
+                   coalesce(sum(cache_write_1h), 0)::bigint, coalesce(sum(cache_read), 0)::bigint,
+                   coalesce(sum(web_searches), 0)::bigint, coalesce(sum(web_fetches), 0)::bigint
               FROM keyed
              GROUP BY GROUPING SETS ((k1, k2, model, batch), (k1, k2), (model, batch), ())
             """;
@@ -219,11 +221,13 @@ internal sealed class QuerySql
 
     /// <summary>One row of <see cref="Usage"/>: whether it is grouped by the keys, and by model and batch; the keys; the sums.</summary>
     internal readonly record struct UsageSqlRow(bool Keyed, bool Detailed, string? Key1, string? Key2, string? Model, bool Batch, string? AgentName,
-        long Calls, long BatchCalls, long Runs, long Input, long Output, long CacheWrite, long CacheWrite1h, long CacheRead);
+        long Calls, long BatchCalls, long Runs, long Input, long Output, long CacheWrite, long CacheWrite1h, long CacheRead, long WebSearches,
+        long WebFetches);
 
     public static UsageSqlRow ReadUsage(NpgsqlDataReader r) => new(r.GetBoolean(0), r.GetBoolean(1), r.IsDBNull(2) ? null : r.GetString(2),
         r.IsDBNull(3) ? null : r.GetString(3), r.IsDBNull(4) ? null : r.GetString(4), !r.IsDBNull(5) && r.GetBoolean(5), r.IsDBNull(6) ? null : r.GetString(6),
-        r.GetInt64(7), r.GetInt64(8), r.GetInt64(9), r.GetInt64(10), r.GetInt64(11), r.GetInt64(12), r.GetInt64(13), r.GetInt64(14));
+        r.GetInt64(7), r.GetInt64(8), r.GetInt64(9), r.GetInt64(10), r.GetInt64(11), r.GetInt64(12), r.GetInt64(13), r.GetInt64(14),
+        r.GetInt64(15), r.GetInt64(16));
 
     /// <summary>A statement in two versions: for every tenant, and for one (the tenant condition as a plain <c>EXISTS</c>, so
     /// PostgreSQL turns it into a semi-join; wrapped in <c>$n IS NULL OR …</c> it could only run it as a filter per row, and

@@ -481,7 +481,8 @@ internal sealed class RunSql
     private const string PollColumns =
         "i.id, i.iteration_number, i.batch_id, i.batch_expires_at, i.batch_resubmit_count, i.batch_expired_count, i.extended_context, i.max_tokens, " +
         "i.input_tokens, i.output_tokens, i.cache_creation_input_tokens, i.cache_read_input_tokens, i.batch_unavailable_since, i.batch_unavailable_count, " +
-        "i.batch_resubmit_at IS NOT NULL";
+        // (No ", " inside a column: PollColumnCount splits on it.)
+        "i.batch_resubmit_at IS NOT NULL, coalesce(i.web_search_requests,0), coalesce(i.web_fetch_requests,0)";
 
     private static readonly int PollColumnCount = PollColumns.Split(", ").Length;
 
@@ -580,7 +581,11 @@ internal sealed class RunSql
     public static BatchPollItem ReadForPoll(NpgsqlDataReader r)
         => new(r.GetGuid(0), r.GetInt32(1), r.GetString(2), r.IsDBNull(3) ? null : r.GetFieldValue<DateTimeOffset>(3), r.GetInt32(4), r.GetInt32(5),
             r.GetBoolean(6), r.IsDBNull(7) ? null : r.GetInt32(7),
-            new Usage { InputTokens = r.GetInt32(8), OutputTokens = r.GetInt32(9), CacheCreationInputTokens = r.GetInt32(10), CacheReadInputTokens = r.GetInt32(11) },
+            new Usage
+            {
+                InputTokens = r.GetInt32(8), OutputTokens = r.GetInt32(9), CacheCreationInputTokens = r.GetInt32(10), CacheReadInputTokens = r.GetInt32(11),
+                WebSearchRequests = r.GetInt32(15), WebFetchRequests = r.GetInt32(16),
+            },
             Read(r, PollColumnCount))
         {
             UnavailableSince = r.IsDBNull(12) ? null : r.GetFieldValue<DateTimeOffset>(12),

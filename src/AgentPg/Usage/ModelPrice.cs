@@ -51,6 +51,12 @@ public sealed record ModelPrice
     }
         = 0.5m;
 
+    /// <summary>Gets the price of a thousand web searches (Claude's web search server tool, billed per search on top of the
+    /// tokens its results add to the input, batched or not). Web fetch has no such charge: a fetched page costs only the input
+    /// tokens of its content.</summary>
+    /// <value>The default value is 10 (US$10 per 1 000 searches, the price for every model on Claude's pricing page).</value>
+    public decimal WebSearchPerThousand { get; init => field = NonNegative(value, nameof(WebSearchPerThousand)); } = 10m;
+
     private static decimal NonNegative(decimal value, string name)
-        => value >= 0m ? value : throw new ArgumentOutOfRangeException(name, value, $"ModelPrice.{name} must not be negative (US dollars per million tokens).");
+        => value >= 0m ? value : throw new ArgumentOutOfRangeException(name, value, $"ModelPrice.{name} must not be negative (US dollars{(name == nameof(WebSearchPerThousand) ? " per thousand searches" : " per million tokens")}).");
 }

@@ -66,6 +66,14 @@ public sealed record UsageRow
     /// <summary>Gets the input tokens read from the prompt cache.</summary>
     public long CacheReadInputTokens { get; init; }
 
+    /// <summary>Gets the web searches Claude ran in the calls (its web search server tool; <c>usage.server_tool_use</c>), billed
+    /// per search on top of tokens.</summary>
+    public long WebSearchRequests { get; init; }
+
+    /// <summary>Gets the pages Claude fetched in the calls (its web fetch server tool); not billed per fetch: the pages' content
+    /// is billed as input tokens.</summary>
+    public long WebFetchRequests { get; init; }
+
     /// <summary>Gets the model calls: runs' iterations and compaction summaries.</summary>
     public long ModelCalls { get; init; }
 
@@ -76,11 +84,12 @@ public sealed record UsageRow
     public long Runs { get; init; }
 
     /// <summary>Gets what the calls cost in US dollars, as billed: cache writes at their lifetime's price, batched calls
-    /// with the batch discount. <see langword="null"/> when a model of the group has no price.</summary>
+    /// with the batch discount, web searches at <see cref="ModelPrice.WebSearchPerThousand"/>. <see langword="null"/> when a
+    /// model of the group has no price.</summary>
     public decimal? Cost { get; init; }
 
     /// <summary>Gets what the same calls would have cost without prompt caching and without the Message Batches API: every
-    /// input token (base, cache write, cache read) at the input price, no discount. <see langword="null"/> when a model of the
-    /// group has no price.</summary>
+    /// input token (base, cache write, cache read) at the input price, no discount, and the web searches. <see langword="null"/>
+    /// when a model of the group has no price.</summary>
     public decimal? CostWithoutDiscounts { get; init; }
 }

@@ -227,6 +227,97 @@ public sealed class ServerToolsTests(SchemaFixture db) : IClassFixture<SchemaFix
         }), sentBack[3]);
     }
 
+    [DatabaseFact]
+    public async Task GetMessagesAsync_ServerToolBlocks_ReadTyped_WithoutJson()
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync(a => a with { ServerTools = [ServerTool.WebSearch(), ServerTool.WebFetch(citations: true), ServerTool.CodeExecution()] });
+        var blocks = new FakeContentBlock[]
+        {
+            FakeContentBlock.ServerToolUse("web_search", new { query = "paris weather" }, "srvtoolu_01Search"),
+            Raw("""{"type":"web_search_tool_result","tool_use_id":"srvtoolu_01Search","content":[{"type":"web_search_result","url":"https://example.org/paris","title":"Paris weather","encrypted_content":"RW5j","page_age":"April 30, 2025"},{"type":"web_search_result","url":"https://example.org/fr","title":"France","encrypted_content":"RW5k"}]}"""),
+            FakeContentBlock.ServerToolUse("web_search", new { query = "more" }, "srvtoolu_01Search2"),
+            Raw("""{"type":"web_search_tool_result","tool_use_id":"srvtoolu_01Search2","content":{"type":"web_search_tool_result_error","error_code":"max_uses_exceeded"}}"""),
+            FakeContentBlock.ServerToolUse("web_fetch", new { url = "https://example.org/paris" }, "srvtoolu_01Fetch"),
+            Raw("""{"type":"web_fetch_tool_result","tool_use_id":"srvtoolu_01Fetch","content":{"type":"web_fetch_result","url":"https://example.org/paris","retrieved_at":"2026-11-30T10:30:00Z","content":{"type":"document","source":{"type":"text","media_type":"text/plain","data":"Sunny, 21 °C."},"title":"Paris weather","citations":{"enabled":true}}}}"""),
+            FakeContentBlock.ServerToolUse("bash_code_execution", new { command = "python3 -c 'print(6*7)'" }, "srvtoolu_01Bash"),
+            Raw("""{"type":"bash_code_execution_tool_result","tool_use_id":"srvtoolu_01Bash","content":{"type":"bash_code_execution_result","stdout":"42\n","stderr":"","return_code":0,"content":[{"type":"bash_code_execution_output","file_id":"file_011CNha8iCJcU1wXNR6q4V8w"}]}}"""),
+            FakeContentBlock.CitedText("It is sunny.",
+                FakeCitation.WebSearchResultLocation("https://example.org/paris", "Paris weather", "Sunny"),
+                FakeCitation.CharLocation(0, "Paris weather", "Sunny, 21 °C.", 0, 13)),
+            Raw("""{"type":"future_tool_result","tool_use_id":"srvtoolu_01Future","content":{"b":2,"a":[1.50,"x"]}}"""),
+        };
+        h.Claude.Respond(_ => FakeReply.Message(blocks));
+        var session = await h.Client.NewSessionAsync();
+
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, "weather?"), "the run", s_runTimeout);
+
+        var content = (await h.Client.GetMessagesAsync(session)).Single(m => m.Role == MessageRole.Assistant).Content;
+        Assert.Equal(("web_search", "paris weather"), (content[0].ToolName, content[0].ToolInput!.Value.GetProperty("query").GetString()));
+        Assert.Equal(
+            [new WebSearchResult { Url = "https://example.org/paris", Title = "Paris weather", PageAge = "April 30, 2025" }, new WebSearchResult { Url = "https://example.org/fr", Title = "France" }],
+            content[1].WebSearchResults);
+        Assert.Equal(("srvtoolu_01Search", false, null), (content[1].ToolResultForUseId, content[1].IsError, content[1].ServerToolErrorCode));
+        Assert.Equal((true, "max_uses_exceeded"), (content[3].IsError, content[3].ServerToolErrorCode));
+        Assert.Empty(content[3].WebSearchResults);
+        var page = content[5].WebFetchResult!;
+        Assert.Equal(("https://example.org/paris", "Paris weather", "Sunny, 21 °C."), (page.Url, page.Title, page.Text));
+        Assert.Equal(new DateTimeOffset(2026, 11, 30, 10, 30, 0, TimeSpan.Zero), page.RetrievedAt);
+        Assert.Equal("document", page.Document!.Value.GetProperty("type").GetString());
+        var run = content[7].CodeExecutionResult!;
+        Assert.Equal(("42\n", "", 0), (run.Stdout, run.Stderr, run.ReturnCode));
+        Assert.Equal(["file_011CNha8iCJcU1wXNR6q4V8w"], run.FileIds);
+        Assert.Equal(
+            [
+                ("web_search_result_location", "Sunny", "https://example.org/paris", "Paris weather", null, null, null),
+                ("char_location", "Sunny, 21 °C.", null, "Paris weather", 0, 0, 13),
+            ],
+            content[8].Citations.Select(c => (c.Type, c.CitedText, c.Url, c.Title, c.DocumentIndex, c.Start, c.End)));
+        AssertSameJson(blocks[8] is FakeTextBlock t ? t.Citations[0] : default, content[8].Citations[0].Raw);
+        Assert.All(content.Where(b => b.Type != "text"), b => Assert.Empty(b.Citations));
+        // A block type this version does not know: nothing typed, and kept whole (sent back as it came).
+        Assert.Equal(("srvtoolu_01Future", null, null, null), (content[9].ToolResultForUseId, content[9].WebFetchResult, content[9].CodeExecutionResult, content[9].ServerToolErrorCode));
+        AssertSameJson(((FakeRawBlock)blocks[9]).Json, content[9].Raw!.Value);
+        Assert.Contains("1.50", content[9].Raw!.Value.GetRawText(), StringComparison.Ordinal);
+    }
+
+    [DatabaseTheory]
+    [InlineData(RunMode.Streaming)]
+    [InlineData(RunMode.Batch)]
+    public async Task WebSearchesAndFetches_AreRecordedPerIteration_AndCountedAndPricedByGetUsageAsync(RunMode mode)
+    {
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync(a => a with { Model = "claude-search-" + Guid.NewGuid().ToString("N")[..8], ServerTools = [ServerTool.WebSearch(), ServerTool.WebFetch()] });
+        h.Claude.Respond(request => request.Messages[request.Messages.GetArrayLength() - 1].GetProperty("role").GetString() == "assistant"
+            ? FakeReply.Text("Sunny.")
+            : FakeReply.Message(
+                FakeContentBlock.ServerToolUse("web_search", new { query = "paris" }, "srvtoolu_01A"),
+                FakeContentBlock.WebSearchToolResult("srvtoolu_01A", ("https://example.org/paris", "Paris")),
+                FakeContentBlock.ServerToolUse("web_search", new { query = "paris today" }, "srvtoolu_01B"),
+                FakeContentBlock.WebSearchToolResult("srvtoolu_01B", ("https://example.org/today", "Today")),
+                FakeContentBlock.ServerToolUse("web_fetch", new { url = "https://example.org/today" }, "srvtoolu_01C"),
+                Raw("""{"type":"web_fetch_tool_result","tool_use_id":"srvtoolu_01C","content":{"type":"web_fetch_tool_error","error_code":"url_not_accessible"}}""")) with
+            {
+                StopReason = FakeStopReason.PauseTurn,
+            });
+        var session = await h.Client.NewSessionAsync();
+
+        var response = await Eventually.WithinAsync(Run(h, mode, session, agent.Id, "weather?"), "the run", s_runTimeout);
+
+        var iterations = await h.Client.GetIterationsAsync(response.RunId);
+        Assert.Equal([(2L, 1L), (0L, 0L)], iterations.Select(i => (i.ServerToolUse.WebSearchRequests, i.ServerToolUse.WebFetchRequests)));
+        var price = new ModelPrice(3m, 15m, 3.75m, 6m, 0.3m);
+        var report = await h.Client.GetUsageAsync(new UsageQuery { SessionId = session, Prices = new Dictionary<string, ModelPrice> { [agent.Model] = price } });
+        var free = await h.Client.GetUsageAsync(new UsageQuery
+        {
+            SessionId = session, Prices = new Dictionary<string, ModelPrice> { [agent.Model] = price with { WebSearchPerThousand = 0m } },
+        });
+        Assert.Equal((2L, 1L), (report.Total.WebSearchRequests, report.Total.WebFetchRequests));
+        // Two searches at US$10 per 1 000, batched or not; the fetch costs its tokens only.
+        Assert.Equal(0.02m, report.Total.Cost - free.Total.Cost);
+        Assert.Equal(0.02m, report.Total.CostWithoutDiscounts - free.Total.CostWithoutDiscounts);
+    }
+
     [DatabaseTheory]
     [InlineData(RunMode.Streaming)]
     [InlineData(RunMode.Batch)]
@@ -317,6 +408,8 @@ public sealed class ServerToolsTests(SchemaFixture db) : IClassFixture<SchemaFix
 
         return events;
     }
+
+    private static FakeRawBlock Raw(string json) => FakeContentBlock.Raw(JsonDocument.Parse(json).RootElement);
 
     private static ServerTool Json(string json) => ServerTool.FromJson(JsonDocument.Parse(json).RootElement);
 
