@@ -14,7 +14,13 @@ public sealed partial class AgentPgClient
     /// <see cref="ArgumentException"/> says so otherwise, before any run is created). The text of the system messages and
     /// <see cref="Microsoft.Extensions.AI.ChatOptions.Instructions"/> are appended to the agent's system prompt for that run
     /// (<see cref="RunOptions.AppendInstructions"/>). The agent chooses the model, tools and limits: the other chat options
-    /// are not read, and each update's <see cref="Microsoft.Extensions.AI.ChatResponseUpdate.ModelId"/> is the agent's model.</para>
+    /// are not read, and each update's <see cref="Microsoft.Extensions.AI.ChatResponseUpdate.ModelId"/> is the agent's model —
+    /// except that a <see cref="Microsoft.Extensions.AI.HostedWebSearchTool"/> or
+    /// <see cref="Microsoft.Extensions.AI.HostedCodeInterpreterTool"/> in <see cref="Microsoft.Extensions.AI.ChatOptions.Tools"/>
+    /// must be a server tool the agent has (<see cref="AgentDefinition.ServerTools"/>), and any other hosted tool is refused
+    /// (an <see cref="ArgumentException"/>, before any run is created). Claude's server tool calls and results come as
+    /// Microsoft.Extensions.AI's hosted-tool contents, and citations as
+    /// <see cref="Microsoft.Extensions.AI.CitationAnnotation"/>s (docs/tools.md, "Through Microsoft.Extensions.AI").</para>
     /// <para>Responses are streamed through <see cref="WatchRunAsync"/>: the agent's tool calls appear as
     /// <see cref="Microsoft.Extensions.AI.FunctionCallContent"/>/<see cref="Microsoft.Extensions.AI.FunctionResultContent"/>
     /// (already executed by AgentPg's workers), and every update carries a continuation token (the run id and the event

@@ -40,6 +40,7 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
                 sessionId = await client.NewSessionAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
             }
 
+            await CheckHostedToolsAsync(options, cancellationToken).ConfigureAwait(false);
             var instructions = Instructions(messages, options);
             // A JSON schema (GetResponseAsync<T>, ChatResponseFormat.ForJsonSchema) is the run's structured output. Plain JSON
             // without a schema has no counterpart in Claude's API and is not read, like the other generation settings.
@@ -139,6 +140,44 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
         {
             throw new ArgumentException("ChatOptions.ContinuationToken belongs to a run of another conversation than ChatOptions.ConversationId: " +
                 "pass the token with the conversation id of the response it came from, or without a conversation id.", paramName);
+        }
+    }
+
+    /// <summary>The hosted tools of <see cref="ChatOptions.Tools"/> (Microsoft.Extensions.AI's markers for a service's own tools)
+    /// must be server tools the agent has: the agent defines its tools, and a request cannot add one, so a hosted tool it lacks
+    /// is refused before any run is created rather than silently answered without it. One it has changes nothing (its settings
+    /// are the agent's). <see cref="AIFunction"/>s stay unread, as before: they run in the caller's process, which AgentPg's
+    /// workers cannot call, and the agent's own tools may be any registered tool, which no definition lists.</summary>
+    private async Task CheckHostedToolsAsync(ChatOptions? options, CancellationToken cancellationToken)
+    {
+        if (options?.Tools is not { Count: > 0 } tools || tools.All(t => t is AIFunctionDeclaration))
+        {
+            return;
+        }
+
+        var agent = await client.GetAgentByIdAsync(agentId, cancellationToken).ConfigureAwait(false);
+        foreach (var tool in tools.Where(t => t is not AIFunctionDeclaration))
+        {
+            var (prefix, factory) = tool switch
+            {
+                HostedWebSearchTool => ("web_search_", "ServerTool.WebSearch()"),
+                HostedCodeInterpreterTool => ("code_execution_", "ServerTool.CodeExecution()"),
+                _ => ((string?)null, (string?)null),
+            };
+            if (prefix is null)
+            {
+                throw new ArgumentException($"ChatOptions.Tools holds a {tool.GetType().Name}, which Claude has no server tool for: an AgentPg " +
+                    "chat request can name the agent's web search (HostedWebSearchTool) and code execution (HostedCodeInterpreterTool); " +
+                    "the agent's other tools, tool search included, are set on the agent (AgentDefinition.Tools, ServerTools). Remove it " +
+                    "from ChatOptions.Tools.", nameof(options));
+            }
+
+            if (agent.ServerTools?.Any(t => t.Type.StartsWith(prefix, StringComparison.Ordinal)) != true)
+            {
+                throw new ArgumentException($"ChatOptions.Tools holds a {tool.GetType().Name}, but the agent '{agent.Name}' has no {prefix.TrimEnd('_')} " +
+                    $"server tool, and the agent defines its tools (a request cannot add one): add {factory} to its ServerTools " +
+                    "(UpdateAgentAsync), or remove the tool from ChatOptions.Tools.", nameof(options));
+            }
         }
     }
 
@@ -309,18 +348,37 @@ internal sealed class AgentPgChatClient(AgentPgClient client, Guid agentId) : IC
             for (var i = 0; i < message.Content.Count; i++)
             {
                 var block = message.Content[i];
-                if (block.Type is not (ContentTypes.Text or ContentTypes.Thinking) || string.IsNullOrEmpty(block.Text))
+                if (block.Type is not (ContentTypes.Text or ContentTypes.Thinking))
                 {
+                    // Claude's server tools ran inside the answer: their calls and results come with it, in its order.
+                    if (ServerToolContent.From(block) is { } serverContent)
+                    {
+                        contents.Add(serverContent);
+                    }
+
                     continue;
                 }
 
                 var received = _blocks.TryGetValue(i, out var sb) ? sb.ToString() : "";
+                TextContent? cited = null;
                 // Deltas are a prefix of the stored block (they are published in order from its start); if they are not, the
                 // stored text is not repeated: the caller would get it twice.
-                if (received.Length < block.Text.Length && block.Text.StartsWith(received, StringComparison.Ordinal))
+                if (!string.IsNullOrEmpty(block.Text) && received.Length < block.Text.Length && block.Text.StartsWith(received, StringComparison.Ordinal))
                 {
                     var rest = block.Text[received.Length..];
-                    contents.Add(block.Type == ContentTypes.Text ? new TextContent(rest) : new TextReasoningContent(rest));
+                    contents.Add(block.Type == ContentTypes.Text ? cited = new TextContent(rest) : new TextReasoningContent(rest));
+                }
+
+                if (block.Citations.Count > 0)
+                {
+                    // The sources of the block's text (the deltas carry none): on the rest of its text, or on an empty text
+                    // content when the deltas brought all of it.
+                    if (cited is null)
+                    {
+                        contents.Add(cited = new TextContent(""));
+                    }
+
+                    cited.Annotations = [.. block.Citations.Select(ServerToolContent.Annotation)];
                 }
             }
 
