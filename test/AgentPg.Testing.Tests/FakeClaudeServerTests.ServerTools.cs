@@ -71,6 +71,43 @@ public sealed partial class FakeClaudeServerTests
         Assert.Equal("get_weather", Assert.Single(Sdk.ToolUses(message)).Name);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Create_CitedTextAndSearchUsage_ParseInTheSdk_StreamedAsCitationsDeltas(bool streaming)
+    {
+        await using var claude = await FakeClaudeServer.StartAsync();
+        using var client = claude.CreateClient();
+        var citation = FakeCitation.WebSearchResultLocation("https://example.org/paris", "Paris weather", "Sunny, 21 °C");
+        claude.Respond(_ => FakeReply.Message(
+            FakeContentBlock.ServerToolUse("web_search", new { query = "paris" }, "srvtoolu_01A"),
+            FakeContentBlock.WebSearchToolResult("srvtoolu_01A", ("https://example.org/paris", "Paris weather")),
+            FakeContentBlock.ServerToolUse("web_fetch", new { url = "https://example.org/paris" }, "srvtoolu_01B"),
+            FakeContentBlock.Raw(JsonDocument.Parse("""{"type":"web_fetch_tool_result","tool_use_id":"srvtoolu_01B","content":{"type":"web_fetch_tool_error","error_code":"url_not_accessible"}}""").RootElement),
+            FakeContentBlock.CitedText("It is sunny.", citation)));
+        var parameters = new MessageCreateParams
+        {
+            Model = Sdk.Model,
+            MaxTokens = 1024,
+            Messages = [new UserMessageParam("Weather in Paris?")],
+            Tools = [new WebSearchTool20250305(), new WebFetchTool20250910()],
+        };
+
+        var message = streaming ? await client.Messages.CreateStreaming(parameters).Aggregate() : await client.Messages.Create(parameters);
+
+        Assert.True(message.Content[4].TryPickText(out var text));
+        Assert.Equal("It is sunny.", text!.Text);
+        AssertSameJson(JsonSerializer.SerializeToElement(new[] { citation }), JsonSerializer.SerializeToElement(text.Citations));
+        Assert.Equal((1L, 1L), (message.Usage.ServerToolUse!.WebSearchRequests, message.Usage.ServerToolUse.WebFetchRequests));
+        if (streaming)
+        {
+            // The server blocks come whole; the cited text's citation comes as a delta before its text.
+            var deltas = Sdk.DeltaTypes(await Sdk.CollectAsync(client.Messages.CreateStreaming(parameters)));
+            Assert.Equal("citations_delta", deltas[0]);
+            Assert.All(deltas.Skip(1), d => Assert.Equal("text_delta", d));
+        }
+    }
+
     private static void AssertSameJson(JsonElement expected, JsonElement actual)
         => Assert.True(JsonNode.DeepEquals(JsonNode.Parse(expected.GetRawText()), JsonNode.Parse(actual.GetRawText())),
             $"expected {expected.GetRawText()}\nbut got {actual.GetRawText()}");
