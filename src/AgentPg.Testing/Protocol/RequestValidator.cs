@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using AgentPg.Internal;
 
 namespace AgentPg.Testing;
 
@@ -933,7 +934,7 @@ internal static partial class RequestValidator
                     return ApiFailure.Invalid($"{path}.source.base64.data: Field required and must be valid base64 data");
                 }
 
-                return SniffImage(bytes) == mediaType
+                return ImageSignature.Sniff(bytes) == mediaType
                     ? null
                     : ApiFailure.Invalid($"{path}.source.base64.data: Image does not match the provided media type {mediaType}");
             case "url":
@@ -1001,26 +1002,6 @@ internal static partial class RequestValidator
         {
             return null;
         }
-    }
-
-    private static string? SniffImage(ReadOnlySpan<byte> bytes)
-    {
-        if (bytes.StartsWith((ReadOnlySpan<byte>)[0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))
-        {
-            return "image/png";
-        }
-
-        if (bytes.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xD8, 0xFF]))
-        {
-            return "image/jpeg";
-        }
-
-        if (bytes.StartsWith("GIF87a"u8) || bytes.StartsWith("GIF89a"u8))
-        {
-            return "image/gif";
-        }
-
-        return bytes.Length >= 12 && bytes.StartsWith("RIFF"u8) && bytes[8..12].SequenceEqual("WEBP"u8) ? "image/webp" : null;
     }
 
     private static ApiFailure? ValidateConversation(List<Turn> turns)
