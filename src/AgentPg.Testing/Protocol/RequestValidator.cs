@@ -937,10 +937,8 @@ internal static partial class RequestValidator
                 return ImageSignature.Sniff(bytes) == mediaType
                     ? null
                     : ApiFailure.Invalid($"{path}.source.base64.data: Image does not match the provided media type {mediaType}");
-            case "url":
-                return FakeJson.GetString(source, "url") is null ? ApiFailure.Invalid($"{path}.source.url.url: Field required") : null;
-            case "file":
-                return FakeJson.GetString(source, "file_id") is null ? ApiFailure.Invalid($"{path}.source.file.file_id: Field required") : null;
+            case "url" or "file":
+                return ValidateReferenceSource(source, sourceType, path);
             default:
                 return ApiFailure.UnknownTag($"{path}.source", sourceType, "base64", "url", "file");
         }
@@ -978,14 +976,17 @@ internal static partial class RequestValidator
                 return FakeJson.GetString(source, "data") is null ? ApiFailure.Invalid($"{path}.source.text.data: Field required") : null;
             case "content":
                 return FakeJson.TryGet(source, "content", out _) ? null : ApiFailure.Invalid($"{path}.source.content.content: Field required");
-            case "url":
-                return FakeJson.GetString(source, "url") is null ? ApiFailure.Invalid($"{path}.source.url.url: Field required") : null;
-            case "file":
-                return FakeJson.GetString(source, "file_id") is null ? ApiFailure.Invalid($"{path}.source.file.file_id: Field required") : null;
+            case "url" or "file":
+                return ValidateReferenceSource(source, sourceType, path);
             default:
                 return ApiFailure.UnknownTag($"{path}.source", sourceType, "base64", "text", "content", "url", "file");
         }
     }
+
+    /// <summary>An image's or a document's source by reference: a URL or an uploaded file's id.</summary>
+    private static ApiFailure? ValidateReferenceSource(JsonElement source, string sourceType, string path) => sourceType == "url"
+        ? FakeJson.GetString(source, "url") is null ? ApiFailure.Invalid($"{path}.source.url.url: Field required") : null
+        : FakeJson.GetString(source, "file_id") is null ? ApiFailure.Invalid($"{path}.source.file.file_id: Field required") : null;
 
     private static byte[]? DecodeBase64(JsonElement source)
     {
