@@ -412,10 +412,7 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
 
         // Thaw the frozen worker with its summary: its compaction finds the session compacted meanwhile and writes nothing.
         releaseFrozenSummary.SetResult();
-        a.Resume();
-        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = $1", a.InstanceId) == 1,
-            "the thawed instance to register again");
-        await a.StopAsync();
+        await a.ThawAndStopAsync(db);
 
         var compaction = Assert.Single(await producer.GetCompactionEventsAsync(session));
         Assert.Equal("auto", compaction.Reason);
@@ -449,10 +446,7 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
         Assert.Equal("parent got: child answer to look it up", response.Text);
 
         releaseFrozenChild.SetResult();
-        a.Resume();
-        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = $1", a.InstanceId) == 1,
-            "the thawed instance to register again");
-        await a.StopAsync();
+        await a.ThawAndStopAsync(db);
 
         var finished = await producer.GetRunAsync(run);
         Assert.Equal(RunState.Completed, finished.State);
