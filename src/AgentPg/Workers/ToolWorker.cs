@@ -187,7 +187,8 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
 
     /// <summary>The execution is still this instance's (review D9): a cancel committed between the claim and the
     /// registration in <see cref="InFlightWork"/> sent its notification to nobody, and the tool must not run for a cancelled
-    /// run. One statement without a transaction; the fence's row locks end with it.</summary>
+    /// run. A read without a lock (no write transaction): a cancel or rescue that commits after this statement's snapshot
+    /// finds the execution registered, as a cancel during the tool's run does.</summary>
     private async Task CheckStillClaimedAsync(NpgsqlConnection? connection, CancellationToken cancellationToken)
     {
         if (connection is null)
@@ -195,14 +196,14 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
             var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
-                AddFence(batch);
+                engine.Sql.ToolExecutions.AddStillClaimed(batch, _execution, engine.InstanceId);
                 await engine.ExecuteNonQueryAsync(batch, cancellationToken).ConfigureAwait(false);
             }
 
             return;
         }
 
-        var command = engine.Sql.ToolExecutions.FenceCommand(connection, _execution, engine.InstanceId);
+        var command = engine.Sql.ToolExecutions.StillClaimedCommand(connection, _execution, engine.InstanceId);
         await using (command.ConfigureAwait(false))
         {
             await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
@@ -233,7 +234,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
                 return;
             }
 
-            // Before BEGIN: the fence's lock on the run must not last as long as the tool.
+            // Before BEGIN: the check is not part of the tool's transaction.
             await CheckStillClaimedAsync(connection, cancellationToken).ConfigureAwait(false);
             engine.Callbacks.FireStart(Event());
             transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
