@@ -977,15 +977,20 @@ $$;
 
 -- Claims up to p_max_count due tool executions the instance can run: a regular tool it registered, or an
 -- agent tool whose target agent's tools it has. Each claim bumps claim_epoch and attempt_count.
+-- The claimed executions' root runs that nobody watches are found before the update, the way agentpg_append_run_event
+-- finds them (the root's shared advisory lock, then no head), once per run instead of once per execution: their
+-- tool_started events are then skipped by the trigger's condition, without a PL/pgSQL call per execution.
 CREATE FUNCTION agentpg_claim_tool_executions(p_instance_id TEXT, p_max_count INTEGER)
 RETURNS SETOF agentpg_tool_executions
 LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+DECLARE
+    v_ids UUID[];
+    v_roots UUID[];
 BEGIN
-    RETURN QUERY
     WITH my_tools AS (
         SELECT ARRAY(SELECT it.tool_name FROM agentpg_instance_tools it WHERE it.instance_id = p_instance_id) AS names
     ), candidates AS (
-        SELECT te.id
+        SELECT te.id, te.run_id
           FROM agentpg_tool_executions te
           LEFT JOIN agentpg_agents a ON a.id = te.agent_id
          CROSS JOIN my_tools m
@@ -1000,6 +1005,23 @@ BEGIN
          LIMIT p_max_count
          FOR UPDATE OF te SKIP LOCKED
     )
+    SELECT array_agg(c.id), array_agg(DISTINCT c.run_id) INTO v_ids, v_roots FROM candidates c;
+    IF v_ids IS NULL THEN
+        RETURN;
+    END IF;
+
+    SELECT array_agg(r.id) INTO v_roots
+      FROM agentpg_runs r
+     WHERE r.id = ANY (v_roots) AND r.parent_run_id IS NULL AND NOT r.watched
+       AND NOT agentpg_run_event_unwatched(r.id);
+    IF v_roots IS NOT NULL THEN
+        -- The lock first, then the lookup in a statement of its own (a snapshot taken after the lock).
+        PERFORM pg_advisory_xact_lock_shared(agentpg_run_event_lock_key(u)) FROM unnest(v_roots) u;
+        PERFORM agentpg_run_event_skip(u) FROM unnest(v_roots) u
+         WHERE NOT EXISTS (SELECT 1 FROM agentpg_run_event_heads h WHERE h.root_run_id = u);
+    END IF;
+
+    RETURN QUERY
     UPDATE agentpg_tool_executions te
        SET state = 'running',
            claimed_by_instance_id = p_instance_id,
@@ -1007,8 +1029,7 @@ BEGIN
            started_at = now(),
            claim_epoch = te.claim_epoch + 1,
            attempt_count = te.attempt_count + 1
-      FROM candidates c
-     WHERE te.id = c.id
+     WHERE te.id = ANY (v_ids)
     RETURNING te.*;
 END
 $$;
@@ -1049,15 +1070,18 @@ BEGIN
 END
 $$;
 
--- Same for a tool execution. The run row is locked first (lock order: run, then its tool executions).
+-- Same for a tool execution. The run row is locked first (lock order: run, then its tool executions). A root run locked
+-- with its watch marker unset: its live events are skipped in this transaction, as agentpg_fence_run does (the execution's
+-- completion, and the continuation when it is the iteration's last).
 CREATE FUNCTION agentpg_fence_tool_execution(p_execution_id UUID, p_instance_id TEXT, p_claim_epoch BIGINT) RETURNS VOID
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     v_run_id UUID;
+    v_unwatched_root BOOLEAN;
 BEGIN
     SELECT run_id INTO v_run_id FROM agentpg_tool_executions WHERE id = p_execution_id;
     IF FOUND THEN
-        PERFORM 1 FROM agentpg_runs WHERE id = v_run_id FOR NO KEY UPDATE;
+        SELECT parent_run_id IS NULL AND NOT watched INTO v_unwatched_root FROM agentpg_runs WHERE id = v_run_id FOR NO KEY UPDATE;
         PERFORM 1 FROM agentpg_tool_executions
          WHERE id = p_execution_id AND claimed_by_instance_id = p_instance_id AND claim_epoch = p_claim_epoch
            AND state = 'running'
@@ -1066,6 +1090,9 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'tool execution % is no longer claimed by instance % with epoch %', p_execution_id, p_instance_id, p_claim_epoch
             USING ERRCODE = 'AP001';
+    END IF;
+    IF v_unwatched_root THEN
+        PERFORM agentpg_run_event_skip(v_run_id);
     END IF;
 END
 $$;
@@ -1912,11 +1939,14 @@ BEGIN
     RETURN NULL;
 END
 $$;
+-- A root run's id is its root's: a transaction that found it unwatched (the claim, the fences) skips the call.
 CREATE TRIGGER agentpg_trg_run_event_tool AFTER UPDATE OF state, child_run_id ON agentpg_tool_executions
-    FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state OR OLD.child_run_id IS DISTINCT FROM NEW.child_run_id)
+    FOR EACH ROW WHEN ((OLD.state IS DISTINCT FROM NEW.state OR OLD.child_run_id IS DISTINCT FROM NEW.child_run_id)
+                       AND NOT coalesce(strpos(current_setting('agentpg.unwatched_roots', true), NEW.run_id::text), 0) > 0)
     EXECUTE FUNCTION agentpg_run_event_on_tool();
 CREATE TRIGGER agentpg_trg_run_event_tool_created AFTER INSERT ON agentpg_tool_executions
-    FOR EACH ROW WHEN (NEW.state <> 'pending') EXECUTE FUNCTION agentpg_run_event_on_tool();
+    FOR EACH ROW WHEN (NEW.state <> 'pending' AND NOT coalesce(strpos(current_setting('agentpg.unwatched_roots', true), NEW.run_id::text), 0) > 0)
+    EXECUTE FUNCTION agentpg_run_event_on_tool();
 
 -- The first step of watching p_run_id's hierarchy, in a transaction of its own before agentpg_watch_run: sets the root
 -- run's watch marker (see agentpg_runs.watched). The UPDATE waits for the transactions holding the row, which skipped
