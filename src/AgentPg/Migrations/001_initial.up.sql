@@ -843,8 +843,11 @@ BEGIN
     RETURN NULL;
 END
 $$;
+-- The deferral is tested in the trigger's condition too (as agentpg_trg_run_created does), so the executions the library
+-- creates, which announce themselves after their commit, cost no PL/pgSQL call each.
 CREATE TRIGGER agentpg_trg_tool_created AFTER INSERT ON agentpg_tool_executions
-    FOR EACH ROW WHEN (NEW.state = 'pending') EXECUTE FUNCTION agentpg_notify_tool_created();
+    FOR EACH ROW WHEN (NEW.state = 'pending' AND NOT coalesce('agentpg_tool_pending' = ANY (string_to_array(current_setting('agentpg.defer_notify', TRUE), ',')), FALSE))
+    EXECUTE FUNCTION agentpg_notify_tool_created();
 
 -- ---------------------------------------------------------------------------------------------------------
 -- Claims and fencing

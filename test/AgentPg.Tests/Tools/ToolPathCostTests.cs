@@ -48,6 +48,25 @@ public sealed class ToolPathCostTests(SchemaFixture db) : IClassFixture<SchemaFi
         Assert.Equal(0L, await CallsAsync(connection, "agentpg_append_run_event"));
     }
 
+    [DatabaseFact]
+    public async Task ToolExecutionInsert_NotifiesThroughItsTrigger_OnlyWhenTheTransactionDoesNotDoItItself()
+    {
+        var run = await db.Seed.RunAsync();
+        var iteration = await db.Seed.ToolIterationAsync(run, toolExecutions: 2);
+
+        await using var connection = await db.DataSource.OpenConnectionAsync();
+        await using var transaction = await connection.BeginTransactionAsync();
+        await ExecuteAsync(connection, "SET LOCAL track_functions = 'pl'");
+        await ExecuteAsync(connection, "SET LOCAL agentpg.defer_notify = 'agentpg_tool_pending'");
+        await InsertExecutionAsync(connection, run, iteration, "toolu_deferred");
+        Assert.Equal(0L, await CallsAsync(connection, "agentpg_notify_tool_created"));
+
+        await ExecuteAsync(connection, "SET LOCAL agentpg.defer_notify = ''");
+        await InsertExecutionAsync(connection, run, iteration, "toolu_announced");
+        Assert.Equal(1L, await CallsAsync(connection, "agentpg_notify_tool_created"));
+        await transaction.RollbackAsync();
+    }
+
     private async Task<(string Instance, string Tool)> InstanceWithToolAsync()
     {
         var instance = "cost-" + Guid.NewGuid().ToString("N")[..8];
@@ -57,6 +76,11 @@ public sealed class ToolPathCostTests(SchemaFixture db) : IClassFixture<SchemaFi
         await db.ExecuteAsync("INSERT INTO {schema}.agentpg_instance_tools (instance_id, tool_name) VALUES ($1, $2)", instance, tool);
         return (instance, tool);
     }
+
+    private async Task InsertExecutionAsync(NpgsqlConnection connection, Guid run, Guid iteration, string toolUseId)
+        => await ExecuteAsync(connection,
+            $"INSERT INTO \"{db.Schema}\".agentpg_tool_executions (run_id, iteration_id, tool_use_id, tool_name, tool_input) " +
+            $"VALUES ('{run}', '{iteration}', '{toolUseId}', 'no_such_tool', '{{}}')");
 
     // Calls of the schema's function in this transaction so far (track_functions = 'pl'; null before the first call).
     private async Task<long> CallsAsync(NpgsqlConnection connection, string function)
