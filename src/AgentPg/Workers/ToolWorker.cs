@@ -528,7 +528,22 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
     private async Task CompleteAsync(ToolExecutionState state, string? output, bool isError, string? errorMessage, long started, CancellationToken cancellationToken,
         string? blocksJson = null, bool errorIsOutput = false)
     {
-        var continuedRunMode = await Transient.RetryAsync(async ct =>
+        // With the results of the run's other executions that end at the same time, in one transaction; alone (retried while
+        // the database is unreachable) when that batch failed.
+        var (written, continuedRunMode) = await engine.ToolResults.WriteAsync(
+            new ToolResult(_execution, state, output, isError, errorMessage, blocksJson), cancellationToken).ConfigureAwait(false);
+        if (!written)
+        {
+            continuedRunMode = await WriteResultAloneAsync(state, output, isError, errorMessage, blocksJson, cancellationToken).ConfigureAwait(false);
+        }
+
+        WakeContinuedRun(continuedRunMode);
+        FireComplete(output, isError, errorMessage, started, errorIsOutput);
+    }
+
+    private Task<string?> WriteResultAloneAsync(ToolExecutionState state, string? output, bool isError, string? errorMessage, string? blocksJson,
+        CancellationToken cancellationToken)
+        => Transient.RetryAsync(async ct =>
         {
             var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
@@ -541,10 +556,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
                     return await ToolExecutionSql.ReadContinuedRunModeAsync(reader, ct).ConfigureAwait(false);
                 }
             }
-        }, engine.Time, cancellationToken).ConfigureAwait(false);
-        WakeContinuedRun(continuedRunMode);
-        FireComplete(output, isError, errorMessage, started, errorIsOutput);
-    }
+        }, engine.Time, cancellationToken);
 
     /// <summary>The run continued on this commit: the local run worker of its mode looks at once (other instances learn it from
     /// agentpg_run_state).</summary>

@@ -1,3 +1,4 @@
+using AgentPg.Testing;
 using AgentPg.Tests.Infrastructure;
 using Npgsql;
 
@@ -65,6 +66,52 @@ public sealed class ToolPathCostTests(SchemaFixture db) : IClassFixture<SchemaFi
         await InsertExecutionAsync(connection, run, iteration, "toolu_announced");
         Assert.Equal(1L, await CallsAsync(connection, "agentpg_notify_tool_created"));
         await transaction.RollbackAsync();
+    }
+
+    [DatabaseFact]
+    public async Task ResultsOfOneRunThatEndTogether_AreWrittenTogether_EachOnce()
+    {
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var running = 0;
+        var returned = 0;
+        var h = await Harness.StartAsync(db, tools: new TestTool("together", async (_, input, ct) =>
+        {
+            Interlocked.Increment(ref running);
+            await gate.Task.WaitAsync(ct);
+            Interlocked.Increment(ref returned);
+            return "result " + input.GetProperty("n").GetInt32();
+        }));
+        await using var scope = h;
+        var agent = await h.AgentAsync(a => a with { Tools = null });
+        h.Claude.Respond(r => r.ToolResults.Count > 0
+            ? FakeReply.Text($"{r.ToolResults.Count} results")
+            : FakeReply.Message([.. Enumerable.Range(0, 5).Select(i => FakeContentBlock.ToolUse("together", new { n = i }, $"toolu_{i}"))]) with { StopReason = "tool_use" });
+        var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "five at once");
+        await Eventually.TrueAsync(() => Volatile.Read(ref running) == 5, "the five calls to run");
+
+        // The run's row locked: the first result's write waits in its fence while the other four arrive.
+        await using (var connection = await db.DataSource.OpenConnectionAsync())
+        {
+            await using var transaction = await connection.BeginTransactionAsync();
+            await ExecuteAsync(connection, $"SELECT 1 FROM \"{db.Schema}\".agentpg_runs WHERE id = '{run}' FOR NO KEY UPDATE");
+            gate.SetResult();
+            await Eventually.TrueAsync(() => Volatile.Read(ref returned) == 5, "the five tools to return");
+            await Eventually.TrueAsync(
+                async () => await db.ScalarAsync<long>(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%agentpg_fence_tool_execution%'",
+                    db.Schema) == 1,
+                "the first result's write to wait for the run's lock");
+            await transaction.CommitAsync();
+        }
+
+        var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(run), "the run to complete");
+        Assert.Equal("5 results", response.Text);
+        Assert.Equal(Enumerable.Range(0, 5).Select(i => "result " + i), response.ToolCalls.OrderBy(c => c.Output).Select(c => c.Output));
+        Assert.All(response.ToolCalls, c => Assert.Equal(ToolExecutionState.Completed, c.State));
+        // Each result's row was last written by the transaction that stored it: the first alone, the four that arrived while
+        // it waited in one more.
+        Assert.Equal(2L, await db.ScalarAsync<long>(
+            "SELECT count(DISTINCT xmin::text) FROM {schema}.agentpg_tool_executions WHERE run_id = $1", run));
     }
 
     private async Task<(string Instance, string Tool)> InstanceWithToolAsync()
