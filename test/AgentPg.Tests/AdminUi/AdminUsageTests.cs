@@ -132,6 +132,7 @@ public sealed partial class AdminUsageTests(SchemaFixture db, Chromium chromium)
         Assert.Equal(Haiku, await page.InnerTextAsync("table.usage tbody td >> nth=0"));
         // A slot for each day of the last seven and today; only the day of the call has bars: its input and output, stacked.
         Assert.Equal(2, await page.Locator("figure.chart svg rect").CountAsync());
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = Chromium.ScreenshotPath("usage.png"), FullPage = true });
         Assert.Empty(errors);
     }
 

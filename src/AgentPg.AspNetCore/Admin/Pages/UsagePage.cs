@@ -59,7 +59,7 @@ internal static class UsagePage
             </section>
             {Html.When(report.UnpricedModels.Count > 0, Html.Of($"""<p class="notice" data-unpriced>No price for {string.Join(", ", report.UnpricedModels)}: their calls are not in the cost. Set <code>AgentPgOptions.ModelPrices</code> (see the usage guide).</p>"""))}
             <section class="charts">{Charts.DailyBars(Days(daily.Rows, since, until), $"Tokens per day, {period.Label.ToLowerInvariant()}")}</section>
-            <table class="usage"><thead><tr>{groups.Select(g => Html.Of($"<th>{Heading(g)}</th>"))}<th class="num">Calls</th><th class="num">Runs</th><th class="num">Input</th><th class="num">Cache writes (1 h)</th><th class="num">Cache reads</th><th class="num">Output</th><th class="num">Cost</th></tr></thead>
+            <table class="usage"><thead><tr>{groups.Select(g => Html.Of($"<th>{Heading(g)}</th>"))}<th class="num">Calls</th><th class="num">Runs</th><th class="num">Input, uncached</th><th class="num">Cache writes (1 h)</th><th class="num">Cache reads</th><th class="num">Output</th><th class="num">Cost</th></tr></thead>
             <tbody>{Ordered(report.Rows, groups).Select(row => Row(r, row, groups))}</tbody></table>
             {Html.When(report.Rows.Count == 0, Html.Trusted("<p class=\"muted\">No model calls in this period.</p>"))}
             """);
