@@ -1275,12 +1275,21 @@ BEGIN
      ORDER BY d.depth, d.id
        FOR NO KEY UPDATE;
 
+    -- The batches still in flight at Claude, to cancel there. An iteration waiting out Claude's unavailability
+    -- (batch_resubmit_at set) has none: its batch ended (errored) and only the resubmission was to come, so its batch is
+    -- ended here, the wait with it, and nothing is sent to the API.
     SELECT coalesce(array_agg(DISTINCT i.batch_id), '{}') INTO v_batch_ids
       FROM agentpg_iterations i
-     WHERE i.run_id = p_run_id AND i.batch_status IN ('in_progress', 'canceling') AND i.batch_id IS NOT NULL;
+     WHERE i.run_id = p_run_id AND i.batch_status IN ('in_progress', 'canceling') AND i.batch_id IS NOT NULL
+       AND i.batch_resubmit_at IS NULL;
 
     UPDATE agentpg_iterations
-       SET batch_status = CASE WHEN batch_status = 'in_progress' THEN 'canceling'::agentpg_batch_status ELSE batch_status END,
+       SET batch_status = CASE WHEN batch_status = 'in_progress' AND batch_resubmit_at IS NOT NULL THEN 'ended'::agentpg_batch_status
+                               WHEN batch_status = 'in_progress' THEN 'canceling'::agentpg_batch_status
+                               ELSE batch_status END,
+           batch_completed_at = CASE WHEN batch_status = 'in_progress' AND batch_resubmit_at IS NOT NULL
+                                     THEN coalesce(batch_completed_at, now()) ELSE batch_completed_at END,
+           batch_resubmit_at = NULL,
            error_type = coalesce(error_type, 'cancelled'),
            completed_at = coalesce(completed_at, now())
      WHERE run_id = p_run_id AND completed_at IS NULL;
