@@ -201,10 +201,12 @@ CREATE TABLE agentpg_runs (
     current_iteration_id         UUID,
     response_text                TEXT,
     stop_reason                  TEXT,
-    input_tokens                 INTEGER NOT NULL DEFAULT 0,
-    output_tokens                INTEGER NOT NULL DEFAULT 0,
-    cache_creation_input_tokens  INTEGER NOT NULL DEFAULT 0,
-    cache_read_input_tokens      INTEGER NOT NULL DEFAULT 0,
+    -- Sums over the run's iterations, so BIGINT: a long cached run (thousands of iterations reading ~1M tokens from the
+    -- cache each) passes 2^31. An iteration's own counts are one model call's (bounded by the context window): INTEGER.
+    input_tokens                 BIGINT NOT NULL DEFAULT 0,
+    output_tokens                BIGINT NOT NULL DEFAULT 0,
+    cache_creation_input_tokens  BIGINT NOT NULL DEFAULT 0,
+    cache_read_input_tokens      BIGINT NOT NULL DEFAULT 0,
     iteration_count              INTEGER NOT NULL DEFAULT 0,
     tool_iterations              INTEGER NOT NULL DEFAULT 0,
     continuation_count           INTEGER NOT NULL DEFAULT 0,
