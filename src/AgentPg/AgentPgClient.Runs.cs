@@ -9,46 +9,20 @@ namespace AgentPg;
 
 public sealed partial class AgentPgClient
 {
+    /// <inheritdoc cref="RunFastAsync(Guid, Guid, string, RunOptions?, CancellationToken)"/>
     /// <summary>Creates a batch run: Claude's Message Batches API answers at half the price, within minutes to hours.</summary>
-    /// <param name="sessionId">The session; root runs of a session are processed one at a time.</param>
-    /// <param name="agentId">The agent that answers.</param>
-    /// <param name="prompt">The user's message.</param>
-    /// <param name="options">Variables, instructions, tool callbacks, idempotency key and concurrency policy.</param>
-    /// <param name="cancellationToken">Cancels creating the run.</param>
-    /// <returns>The run id.</returns>
     /// <remarks>Each model call of the run (one per tool round) is its own message batch; tools run as soon as a result is in.</remarks>
-    /// <exception cref="ArgumentException">The prompt is empty or contains U+0000 (which PostgreSQL cannot store), or an option is invalid.</exception>
-    /// <exception cref="AgentPgException">See <see cref="RunFastAsync(Guid, Guid, string, RunOptions?, CancellationToken)"/>.</exception>
     public Task<Guid> RunAsync(Guid sessionId, Guid agentId, string prompt, RunOptions? options = null, CancellationToken cancellationToken = default)
         => CreateRunAsync(null, sessionId, agentId, prompt, RunMode.Batch, options, cancellationToken);
 
+    /// <inheritdoc cref="RunFastAsync(DbTransaction, Guid, Guid, string, RunOptions?, CancellationToken)"/>
     /// <summary>Creates a batch run inside the caller's transaction.</summary>
-    /// <param name="transaction">An open transaction on an <see cref="NpgsqlConnection"/> to the client's database.</param>
-    /// <param name="sessionId">The session.</param>
-    /// <param name="agentId">The agent that answers.</param>
-    /// <param name="prompt">The user's message.</param>
-    /// <param name="options">Per-run options.</param>
-    /// <param name="cancellationToken">Cancels creating the run.</param>
-    /// <returns>The run id.</returns>
     /// <remarks>Nothing is submitted before the transaction commits; a rollback removes the run.</remarks>
-    /// <exception cref="ArgumentException">The transaction is not an open Npgsql transaction on the client's database, or an
-    /// argument is invalid.</exception>
-    /// <exception cref="AgentPgException">See <see cref="RunFastAsync(Guid, Guid, string, RunOptions?, CancellationToken)"/>.</exception>
     public Task<Guid> RunAsync(DbTransaction transaction, Guid sessionId, Guid agentId, string prompt, RunOptions? options = null, CancellationToken cancellationToken = default)
         => CreateRunAsync(TransactionGuard.Require(transaction, _dataSource, nameof(transaction)), sessionId, agentId, prompt, RunMode.Batch, options, cancellationToken);
 
+    /// <inheritdoc cref="RunFastSyncAsync(Guid, Guid, string, RunOptions?, CancellationToken)"/>
     /// <summary>Creates a batch run and waits for its response.</summary>
-    /// <param name="sessionId">The session.</param>
-    /// <param name="agentId">The agent that answers.</param>
-    /// <param name="prompt">The user's message.</param>
-    /// <param name="options">Per-run options.</param>
-    /// <param name="cancellationToken">Stops waiting; the run itself goes on (cancel it with <see cref="CancelRunAsync"/>).</param>
-    /// <returns>The response of the completed run.</returns>
-    /// <remarks>Waits like <see cref="WaitForRunAsync"/>: as long as the run is not final, with a logged warning (event id
-    /// 1301) when after a short grace period no live instance can claim it — for example because this client is a producer
-    /// and no started client (worker) runs on the schema, or none registered the agent's tools.</remarks>
-    /// <exception cref="AgentPgException">The run failed (<see cref="AgentPgErrorCode.RunFailed"/>) or was cancelled
-    /// (<see cref="AgentPgErrorCode.RunCancelled"/>), or creating it failed.</exception>
     public async Task<Response> RunSyncAsync(Guid sessionId, Guid agentId, string prompt, RunOptions? options = null, CancellationToken cancellationToken = default)
     {
         var runId = await RunAsync(sessionId, agentId, prompt, options, cancellationToken).ConfigureAwait(false);

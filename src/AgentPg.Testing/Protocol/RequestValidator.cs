@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using AgentPg.Internal;
 
 namespace AgentPg.Testing;
 
@@ -933,13 +934,11 @@ internal static partial class RequestValidator
                     return ApiFailure.Invalid($"{path}.source.base64.data: Field required and must be valid base64 data");
                 }
 
-                return SniffImage(bytes) == mediaType
+                return ImageSignature.Sniff(bytes) == mediaType
                     ? null
                     : ApiFailure.Invalid($"{path}.source.base64.data: Image does not match the provided media type {mediaType}");
-            case "url":
-                return FakeJson.GetString(source, "url") is null ? ApiFailure.Invalid($"{path}.source.url.url: Field required") : null;
-            case "file":
-                return FakeJson.GetString(source, "file_id") is null ? ApiFailure.Invalid($"{path}.source.file.file_id: Field required") : null;
+            case "url" or "file":
+                return ValidateReferenceSource(source, sourceType, path);
             default:
                 return ApiFailure.UnknownTag($"{path}.source", sourceType, "base64", "url", "file");
         }
@@ -977,14 +976,17 @@ internal static partial class RequestValidator
                 return FakeJson.GetString(source, "data") is null ? ApiFailure.Invalid($"{path}.source.text.data: Field required") : null;
             case "content":
                 return FakeJson.TryGet(source, "content", out _) ? null : ApiFailure.Invalid($"{path}.source.content.content: Field required");
-            case "url":
-                return FakeJson.GetString(source, "url") is null ? ApiFailure.Invalid($"{path}.source.url.url: Field required") : null;
-            case "file":
-                return FakeJson.GetString(source, "file_id") is null ? ApiFailure.Invalid($"{path}.source.file.file_id: Field required") : null;
+            case "url" or "file":
+                return ValidateReferenceSource(source, sourceType, path);
             default:
                 return ApiFailure.UnknownTag($"{path}.source", sourceType, "base64", "text", "content", "url", "file");
         }
     }
+
+    /// <summary>An image's or a document's source by reference: a URL or an uploaded file's id.</summary>
+    private static ApiFailure? ValidateReferenceSource(JsonElement source, string sourceType, string path) => sourceType == "url"
+        ? FakeJson.GetString(source, "url") is null ? ApiFailure.Invalid($"{path}.source.url.url: Field required") : null
+        : FakeJson.GetString(source, "file_id") is null ? ApiFailure.Invalid($"{path}.source.file.file_id: Field required") : null;
 
     private static byte[]? DecodeBase64(JsonElement source)
     {
@@ -1001,26 +1003,6 @@ internal static partial class RequestValidator
         {
             return null;
         }
-    }
-
-    private static string? SniffImage(ReadOnlySpan<byte> bytes)
-    {
-        if (bytes.StartsWith((ReadOnlySpan<byte>)[0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))
-        {
-            return "image/png";
-        }
-
-        if (bytes.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xD8, 0xFF]))
-        {
-            return "image/jpeg";
-        }
-
-        if (bytes.StartsWith("GIF87a"u8) || bytes.StartsWith("GIF89a"u8))
-        {
-            return "image/gif";
-        }
-
-        return bytes.Length >= 12 && bytes.StartsWith("RIFF"u8) && bytes[8..12].SequenceEqual("WEBP"u8) ? "image/webp" : null;
     }
 
     private static ApiFailure? ValidateConversation(List<Turn> turns)

@@ -15,57 +15,34 @@ internal class ScopedTool<TTool>(IServiceScopeFactory scopes, string name, strin
 
     public ToolSchema InputSchema { get; } = inputSchema;
 
-    public async Task<string> ExecuteAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken)
+    public Task<string> ExecuteAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken)
+        => InScopeAsync(context, tool => tool.ExecuteAsync(context, input, cancellationToken));
+
+    public Task<ToolResult> ExecuteContentAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken)
+        => InScopeAsync(context, async tool => tool is IContentTool contentTool
+            ? await contentTool.ExecuteContentAsync(context, input, cancellationToken).ConfigureAwait(false)
+            : ToolResult.FromText(await tool.ExecuteAsync(context, input, cancellationToken).ConfigureAwait(false) ?? ""));
+
+    /// <summary>Resolves the tool in a scope of its own and runs <paramref name="execute"/> with the execution's scope end
+    /// open: what the tool binds to the execution in its scoped services (a pooled DbContext bound with UseToolTransaction) is
+    /// undone before the scope is disposed and the services are reused.</summary>
+    private async Task<T> InScopeAsync<T>(ToolContext context, Func<TTool, Task<T>> execute)
     {
         var scope = scopes.CreateAsyncScope();
         await using (scope.ConfigureAwait(false))
         {
-            var end = Begin(context);
+            var end = new ToolScopeEnd();
+            context.ScopeEnd = end;
             try
             {
-                var tool = scope.ServiceProvider.GetRequiredService<TTool>();
-                return await tool.ExecuteAsync(context, input, cancellationToken).ConfigureAwait(false);
+                return await execute(scope.ServiceProvider.GetRequiredService<TTool>()).ConfigureAwait(false);
             }
             finally
             {
-                End(context, end);
+                context.ScopeEnd = null;
+                end.Run();
             }
         }
-    }
-
-    public async Task<ToolResult> ExecuteContentAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken)
-    {
-        var scope = scopes.CreateAsyncScope();
-        await using (scope.ConfigureAwait(false))
-        {
-            var end = Begin(context);
-            try
-            {
-                var tool = scope.ServiceProvider.GetRequiredService<TTool>();
-                return tool is IContentTool contentTool
-                    ? await contentTool.ExecuteContentAsync(context, input, cancellationToken).ConfigureAwait(false)
-                    : ToolResult.FromText(await tool.ExecuteAsync(context, input, cancellationToken).ConfigureAwait(false) ?? "");
-            }
-            finally
-            {
-                End(context, end);
-            }
-        }
-    }
-
-    /// <summary>Opens the execution's scope end: what the tool binds to the execution in its scoped services (a pooled
-    /// DbContext bound with UseToolTransaction) is undone before the scope is disposed and the services are reused.</summary>
-    private static ToolScopeEnd Begin(ToolContext context)
-    {
-        var end = new ToolScopeEnd();
-        context.ScopeEnd = end;
-        return end;
-    }
-
-    private static void End(ToolContext context, ToolScopeEnd end)
-    {
-        context.ScopeEnd = null;
-        end.Run();
     }
 }
 

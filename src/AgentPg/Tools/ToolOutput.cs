@@ -176,7 +176,7 @@ internal sealed record ToolOutput(string Text, string? BlocksJson, bool IsError)
         var kind = mediaType.StartsWith("image/", StringComparison.Ordinal) ? "image" : "content";
         if (mediaType.StartsWith("image/", StringComparison.Ordinal))
         {
-            if (SniffImage(bytes.Span) is not { } actual)
+            if (ImageSignature.Sniff(bytes.Span) is not { } actual)
             {
                 summary = IsClaudeImageType(mediaType)
                     ? $"[image: {name}{mediaType}, {size} bytes; not shown: the bytes are not a {mediaType[6..].ToUpperInvariant()} image]"
@@ -288,28 +288,6 @@ internal sealed record ToolOutput(string Text, string? BlocksJson, bool IsError)
     }
 
     private static bool IsClaudeImageType(string mediaType) => mediaType is "image/jpeg" or "image/png" or "image/gif" or "image/webp";
-
-    /// <summary>The media type the bytes actually have, among those Claude accepts (it refuses an image whose bytes do not
-    /// match its declared type).</summary>
-    internal static string? SniffImage(ReadOnlySpan<byte> bytes)
-    {
-        if (bytes.StartsWith((ReadOnlySpan<byte>)[0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))
-        {
-            return "image/png";
-        }
-
-        if (bytes.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xD8, 0xFF]))
-        {
-            return "image/jpeg";
-        }
-
-        if (bytes.StartsWith("GIF87a"u8) || bytes.StartsWith("GIF89a"u8))
-        {
-            return "image/gif";
-        }
-
-        return bytes.Length >= 12 && bytes.StartsWith("RIFF"u8) && bytes[8..12].SequenceEqual("WEBP"u8) ? "image/webp" : null;
-    }
 
     private static string DataLimit => $"the result's images and documents are limited to {MaxResultDataBytes / (1024 * 1024)} MB together";
 

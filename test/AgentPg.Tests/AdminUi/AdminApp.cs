@@ -38,6 +38,11 @@ public sealed class AdminApp : IAsyncDisposable
 
     public AgentPgClient Client => _app.Services.GetRequiredService<AgentPgClient>();
 
+    /// <summary>An <see cref="AgentPgAdminOptions.AgentFilter"/> by tenant, as the option's documentation suggests: an agent whose
+    /// metadata names a tenant is seen only by requests with that <c>tenant</c> claim; an agent without one is shared.</summary>
+    public static bool TenantAgentFilter(HttpContext http, AgentDefinition agent)
+        => !agent.Metadata.TryGetValue("tenant", out var owner) || Equals(owner?.ToString(), http.User.FindFirst("tenant")?.Value);
+
     /// <summary>Starts the app. <paramref name="protect"/> false mounts the UI with no authorization requirement (deny by default
     /// applies); <paramref name="worker"/> also processes runs in this app.</summary>
     public static async Task<AdminApp> StartAsync(SchemaFixture db, FakeClaudeServer? claude = null, Action<AgentPgAdminOptions>? configure = null,

@@ -418,8 +418,7 @@ public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<Sch
     [DatabaseFact]
     public async Task AgentFilter_HidesAnotherTenantsAgents_AndRefusesAChatWithThem()
     {
-        await using var app = await AdminApp.StartAsync(db, configure: o => o.AgentFilter = (http, agent) =>
-            !agent.Metadata.TryGetValue("tenant", out var owner) || Equals(owner?.ToString(), http.User.FindFirst("tenant")?.Value));
+        await using var app = await AdminApp.StartAsync(db, configure: o => o.AgentFilter = AdminApp.TenantAgentFilter);
         var suffix = Guid.NewGuid().ToString("N")[..8];
         string acme = "acme-" + suffix, globex = "globex-" + suffix;
         var shared = await app.Client.CreateAgentAsync(new AgentDefinition { Name = "shared_" + suffix, Model = "claude-sonnet-4-5" });

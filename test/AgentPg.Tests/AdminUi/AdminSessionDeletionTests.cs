@@ -153,8 +153,7 @@ public sealed class AdminSessionDeletionTests(SchemaFixture db, Chromium chromiu
     [DatabaseFact]
     public async Task Delete_ASessionHoldingRunsOfAnAgentTheRequestMayNotSee_IsRefused()
     {
-        await using var app = await AdminApp.StartAsync(db, configure: o => o.AgentFilter = (http, agent) =>
-            !agent.Metadata.TryGetValue("tenant", out var owner) || Equals(owner?.ToString(), http.User.FindFirst("tenant")?.Value));
+        await using var app = await AdminApp.StartAsync(db, configure: o => o.AgentFilter = AdminApp.TenantAgentFilter);
         var suffix = Guid.NewGuid().ToString("N")[..8];
         string acme = "acme-" + suffix, globex = "globex-" + suffix;
         var hidden = await app.Client.CreateAgentAsync(new AgentDefinition
@@ -181,8 +180,7 @@ public sealed class AdminSessionDeletionTests(SchemaFixture db, Chromium chromiu
     [DatabaseFact]
     public async Task AgentFilter_WithMoreThanAThousandAgents_SeesTheAgentsAfterTheFirstThousand()
     {
-        await using var app = await AdminApp.StartAsync(db, configure: o => o.AgentFilter = (http, agent) =>
-            !agent.Metadata.TryGetValue("tenant", out var owner) || Equals(owner?.ToString(), http.User.FindFirst("tenant")?.Value));
+        await using var app = await AdminApp.StartAsync(db, configure: o => o.AgentFilter = AdminApp.TenantAgentFilter);
         var suffix = Guid.NewGuid().ToString("N")[..8];
         var tenant = "many-" + suffix;
         // A thousand agents of another tenant sort before the request's own agent ('a…' < 'z…').

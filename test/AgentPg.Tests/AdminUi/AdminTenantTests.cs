@@ -11,8 +11,7 @@ public sealed class AdminTenantTests(SchemaFixture db) : IClassFixture<SchemaFix
     [DatabaseFact]
     public async Task AgentFilter_AConversationOfAHiddenAgent_CannotBeContinuedOrRegenerated()
     {
-        await using var app = await AdminApp.StartAsync(db, configure: o => o.AgentFilter = (http, agent) =>
-            !agent.Metadata.TryGetValue("tenant", out var owner) || Equals(owner?.ToString(), http.User.FindFirst("tenant")?.Value));
+        await using var app = await AdminApp.StartAsync(db, configure: o => o.AgentFilter = AdminApp.TenantAgentFilter);
         var suffix = Guid.NewGuid().ToString("N")[..8];
         string acme = "acme-" + suffix, globex = "globex-" + suffix;
         var hidden = await app.Client.CreateAgentAsync(new AgentDefinition

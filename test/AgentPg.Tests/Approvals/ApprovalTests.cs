@@ -14,11 +14,19 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
 
     // A started harness whose agent asks for one refund of 40 on A-1 that needs approval (the agent's ToolsRequiringApproval:
     // approval), and that request, waiting.
+    /// <summary>An agent with the refund tool, <paramref name="approval"/> requiring approval, and Claude scripted by
+    /// <see cref="Refunds.Script"/>.</summary>
+    private static async Task<AgentDefinition> RefundAgentAsync(Harness h, string approval = "issue_refund")
+    {
+        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = [approval] });
+        h.Claude.Respond(r => Refunds.Script(r));
+        return agent;
+    }
+
     private async Task<(Harness H, Guid RunId, ToolApprovalRequest Request)> WaitingRefundAsync(Refunds refunds, string approval = "issue_refund")
     {
         var h = await Harness.StartAsync(db, tools: refunds.Tool());
-        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = [approval] });
-        h.Claude.Respond(r => Refunds.Script(r));
+        var agent = await RefundAgentAsync(h, approval);
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "refund order A-1");
         return (h, runId, await PendingAsync(h.Client, session));
@@ -106,8 +114,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         var refunds = new Refunds();
         await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
         var producer = await h.AddClientAsync(start: false);
-        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => Refunds.Script(r));
+        var agent = await RefundAgentAsync(h);
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "refund order A-1");
         var request = await PendingAsync(producer, session);
@@ -258,8 +265,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         var refunds = new Refunds();
         await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
         var other = await h.AddClientAsync(start: false);
-        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => Refunds.Script(r));
+        var agent = await RefundAgentAsync(h);
 
         var unknown = Guid.NewGuid();
         Assert.Equal(AgentPgErrorCode.ToolExecutionNotFound, (await Assert.ThrowsAsync<AgentPgException>(() => h.Client.ApproveToolCallAsync(unknown))).Code);
@@ -348,8 +354,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         var refunds = new Refunds();
         await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
         await db.ExecuteAsync("CREATE TABLE IF NOT EXISTS {schema}.refund_audit (execution_id uuid PRIMARY KEY, approver text NOT NULL)");
-        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => Refunds.Script(r));
+        var agent = await RefundAgentAsync(h);
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "refund");
         var request = await PendingAsync(h.Client, session);
@@ -393,8 +398,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     {
         var refunds = new Refunds();
         await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
-        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => Refunds.Script(r));
+        var agent = await RefundAgentAsync(h);
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "refund");
         var request = await PendingAsync(h.Client, session);
@@ -428,8 +432,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
             o.ApprovalTimeout = TimeSpan.FromMilliseconds(300);
             o.CleanupInterval = TimeSpan.FromMilliseconds(200);
         }, tools: refunds.Tool());
-        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => Refunds.Script(r));
+        var agent = await RefundAgentAsync(h);
 
         var response = await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "refund"), "the timed-out run", s_timeout);
 
@@ -474,8 +477,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     {
         var refunds = new Refunds();
         await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
-        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => Refunds.Script(r));
+        var agent = await RefundAgentAsync(h);
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunAsync(session, agent.Id, "refund");
         var request = await PendingAsync(h.Client, session);
@@ -503,8 +505,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
                 return Task.CompletedTask;
             },
         }, tools: refunds.Tool());
-        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => Refunds.Script(r));
+        var agent = await RefundAgentAsync(h);
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "refund");
         var request = await PendingAsync(h.Client, session);
@@ -571,8 +572,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         var refunds = new Refunds();
         await using var h = await Harness.StartAsync(db, tools: refunds.Tool());
         var approver = await h.AddClientAsync(start: false);
-        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => Refunds.Script(r));
+        var agent = await RefundAgentAsync(h);
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "refund");
         var request = await PendingAsync(approver, session);
@@ -671,8 +671,7 @@ public sealed class ApprovalTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         // the session, while a tool's own error is cut to MaxToolOutputLength.
         var refunds = new Refunds();
         await using var h = await Harness.StartAsync(db, o => o.MaxToolOutputLength = 1000, tools: refunds.Tool());
-        var agent = await h.AgentAsync(a => a with { Tools = ["issue_refund"], ToolsRequiringApproval = ["issue_refund"] });
-        h.Claude.Respond(r => Refunds.Script(r));
+        var agent = await RefundAgentAsync(h);
         var session = await h.Client.NewSessionAsync();
         var runId = await h.Client.RunFastAsync(session, agent.Id, "refund");
         var request = await PendingAsync(h.Client, session);

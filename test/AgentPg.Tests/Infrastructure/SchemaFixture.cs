@@ -85,6 +85,21 @@ public sealed class SchemaFixture : IAsyncLifetime
         return (T)(await command.ExecuteScalarAsync())!;
     }
 
+    /// <summary>Installs a trigger for a test on <paramref name="table"/> of the schema: <c>CREATE TRIGGER name timing ON table FOR
+    /// EACH ROW [WHEN (when)]</c>, whose function runs <paramref name="body"/> (PL/pgSQL statements). Disposing the result drops the
+    /// trigger, so that the class's other tests, which share the schema, never see it.</summary>
+    public async Task<IAsyncDisposable> TriggerAsync(string name, string timing, string table, string body, string? when = null)
+    {
+        await ExecuteAsync($"CREATE FUNCTION {{schema}}.{name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} END $$");
+        await ExecuteAsync($"CREATE TRIGGER {name} {timing} ON {{schema}}.{table} FOR EACH ROW {(when is null ? "" : $"WHEN ({when}) ")}EXECUTE FUNCTION {{schema}}.{name}()");
+        return new TestTrigger(this, name, table);
+    }
+
+    private sealed class TestTrigger(SchemaFixture db, string name, string table) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync() => await db.ExecuteAsync($"DROP TRIGGER {name} ON {{schema}}.{table}");
+    }
+
     public async Task<int> ExecuteAsync(string sql, params object[] parameters)
     {
         await using var command = DataSource.CreateCommand(sql.Replace("{schema}", $"\"{Schema}\"", StringComparison.Ordinal));

@@ -106,6 +106,16 @@ public sealed class WorkerProcess : IAsyncDisposable
     /// <summary>SIGCONT.</summary>
     public void Resume() => Signal(18);
 
+    /// <summary>Resumes a paused worker (one paused long enough to be evicted, its held work taken over), waits until its
+    /// instance registered again in <paramref name="db"/>'s schema, then stops it gracefully.</summary>
+    public async Task ThawAndStopAsync(SchemaFixture db)
+    {
+        Resume();
+        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = $1", InstanceId) == 1,
+            "the thawed instance to register again");
+        await StopAsync();
+    }
+
     /// <summary>SIGTERM: graceful stop; waits for the process to exit.</summary>
     public async Task StopAsync(TimeSpan? timeout = null)
     {

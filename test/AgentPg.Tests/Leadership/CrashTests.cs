@@ -149,10 +149,7 @@ public sealed class CrashTests(SchemaFixture db, ITestOutputHelper output) : ICl
 
         // Thaw it with its answer: the stream completes, the write is refused by the fence, and it registers again.
         releaseFirst.SetResult();
-        frozen.Resume();
-        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = $1", frozen.InstanceId) == 1,
-            "the thawed instance to register again");
-        await frozen.StopAsync();
+        await frozen.ThawAndStopAsync(db);
 
         var messages = await producer.GetMessagesAsync(session);
         Assert.Equal(["who answers?", "answer from the survivor"], messages.Select(m => m.Content.Single().Text));

@@ -60,6 +60,44 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
         return (requested, release);
     }
 
+    /// <summary>Answers every run's model call "noted: …", and the summarizer's calls "SUMMARY n" (n counts them); the first
+    /// summary call is <paramref name="firstSummary"/> (it holds the call while the test acts on the worker). Returns the
+    /// number of summary calls so far.</summary>
+    private static Func<int> SummarizingClaude(FakeClaudeServer claude, Func<CancellationToken, Task<FakeReply>> firstSummary)
+    {
+        var summaries = 0;
+        claude.Respond(async (request, ct) =>
+        {
+            if (!request.SystemText.StartsWith(SummarizerPrompt, StringComparison.Ordinal))
+            {
+                return FakeReply.Text("noted: " + request.LastUserText[..Math.Min(12, request.LastUserText.Length)]);
+            }
+
+            var summary = Interlocked.Increment(ref summaries);
+            return summary == 1 ? await firstSummary(ct) : FakeReply.Text("SUMMARY " + summary);
+        });
+        return () => Volatile.Read(ref summaries);
+    }
+
+    /// <summary>A worker's arguments with auto-compaction at 4 000 tokens.</summary>
+    private Dictionary<string, string> CompactingArguments(FakeClaudeServer claude, string name)
+    {
+        var arguments = Arguments(claude, name);
+        arguments["auto-compaction"] = "4000";
+        return arguments;
+    }
+
+    /// <summary>A first run over the compaction trigger on its own (nothing to compact yet), then a run whose request needs a
+    /// compaction; returns the session and that second run.</summary>
+    private static async Task<(Guid Session, Guid Run)> RunNeedingACompactionAsync(AgentPgClient producer, string agentPrefix)
+    {
+        var agent = await producer.CreateAgentAsync(new AgentDefinition { Name = Name(agentPrefix), Model = "m", Tools = [] });
+        var session = await producer.NewSessionAsync();
+        await Eventually.WithinAsync(producer.WaitForRunAsync(await producer.RunFastAsync(session, agent.Id, "a long document: " + new string('d', 14_000))),
+            "the first run");
+        return (session, await producer.RunFastAsync(session, agent.Id, "and now?"));
+    }
+
     private async Task CreateEffectsTableAsync()
         => await db.ExecuteAsync("CREATE TABLE IF NOT EXISTS {schema}.tool_effects (execution_id uuid, run_id uuid, effect text, attempt int, created_at timestamptz DEFAULT now())");
 
@@ -135,42 +173,21 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
     {
         await using var claude = await FakeClaudeServer.StartAsync();
         var summaryRequested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var summaries = 0;
-        claude.Respond(async (request, ct) =>
+        var summaries = SummarizingClaude(claude, async ct =>
         {
-            if (!request.SystemText.StartsWith(SummarizerPrompt, StringComparison.Ordinal))
-            {
-                return FakeReply.Text("noted: " + request.LastUserText[..Math.Min(12, request.LastUserText.Length)]);
-            }
-
-            if (Interlocked.Increment(ref summaries) == 1)
-            {
-                // The first worker's summary never comes: it is killed while waiting for it.
-                summaryRequested.TrySetResult();
-                await Task.Delay(Timeout.Infinite, ct);
-            }
-
-            return FakeReply.Text("SUMMARY " + summaries);
+            // The first worker's summary never comes: it is killed while waiting for it.
+            summaryRequested.TrySetResult();
+            await Task.Delay(Timeout.Infinite, ct);
+            throw new OperationCanceledException(ct);
         });
-        var compacting = new Func<string, Dictionary<string, string>>(name =>
-        {
-            var arguments = Arguments(claude, name);
-            arguments["auto-compaction"] = "4000";
-            return arguments;
-        });
-        var first = await WorkerProcess.StartAsync(compacting("first"));
+        var first = await WorkerProcess.StartAsync(CompactingArguments(claude, "first"));
         await using var firstWorker = first;
         await using var producer = db.CreateClient(o => (o.ApiKey, o.BaseUrl) = (claude.ApiKey, claude.BaseUrl));
-        var agent = await producer.CreateAgentAsync(new AgentDefinition { Name = Name("compact"), Model = "m", Tools = [] });
-        var session = await producer.NewSessionAsync();
-        // A first run over the trigger on its own (nothing to compact yet), then a run whose request needs a compaction.
-        await Eventually.WithinAsync(producer.WaitForRunAsync(await producer.RunFastAsync(session, agent.Id, "a long document: " + new string('d', 14_000))),
-            "the first run");
-        var run = await producer.RunFastAsync(session, agent.Id, "and now?");
+        var (session, run) = await RunNeedingACompactionAsync(producer, "compact");
         await Eventually.WithinAsync(summaryRequested.Task, "the first worker's summary request");
 
         await first.KillAsync();
-        await using var second = await WorkerProcess.StartAsync(compacting("second"));
+        await using var second = await WorkerProcess.StartAsync(CompactingArguments(claude, "second"));
 
         var response = await Eventually.WithinAsync(producer.WaitForRunAsync(run), "the second instance to compact and finish", TimeSpan.FromSeconds(30));
         Assert.Equal("noted: and now?", response.Text);
@@ -194,7 +211,7 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
         messages = await producer.GetMessagesAsync(session);
         Assert.Equal(["SUMMARY", "noted: and now?"], messages.Select(m => m.IsSummary ? "SUMMARY" : m.Content.Single().Text!));
         Assert.Equal(2, (await producer.GetCompactionEventsAsync(session)).Count);
-        Assert.Equal(3, summaries);
+        Assert.Equal(3, summaries());
     }
 
     [DatabaseFact]
@@ -377,49 +394,25 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
         await using var claude = await FakeClaudeServer.StartAsync();
         var frozenSummaryRequested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var releaseFrozenSummary = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var summaries = 0;
-        claude.Respond(async (request, ct) =>
+        SummarizingClaude(claude, async ct =>
         {
-            if (!request.SystemText.StartsWith(SummarizerPrompt, StringComparison.Ordinal))
-            {
-                return FakeReply.Text("noted: " + request.LastUserText[..Math.Min(12, request.LastUserText.Length)]);
-            }
-
-            if (Interlocked.Increment(ref summaries) == 1)
-            {
-                frozenSummaryRequested.TrySetResult();
-                await releaseFrozenSummary.Task.WaitAsync(ct);
-                return FakeReply.Text("LATE SUMMARY");
-            }
-
-            return FakeReply.Text("SUMMARY");
+            frozenSummaryRequested.TrySetResult();
+            await releaseFrozenSummary.Task.WaitAsync(ct);
+            return FakeReply.Text("LATE SUMMARY");
         });
-        var compacting = new Func<string, Dictionary<string, string>>(name =>
-        {
-            var arguments = Arguments(claude, name);
-            arguments["auto-compaction"] = "4000";
-            return arguments;
-        });
-        await using var a = await WorkerProcess.StartAsync(compacting("a"));
+        await using var a = await WorkerProcess.StartAsync(CompactingArguments(claude, "a"));
         await using var producer = db.CreateClient();
-        var agent = await producer.CreateAgentAsync(new AgentDefinition { Name = Name("frozencompact"), Model = "m", Tools = [] });
-        var session = await producer.NewSessionAsync();
-        await Eventually.WithinAsync(producer.WaitForRunAsync(await producer.RunFastAsync(session, agent.Id, "a long document: " + new string('d', 14_000))),
-            "the first run");
-        var run = await producer.RunFastAsync(session, agent.Id, "and now?");
+        var (session, run) = await RunNeedingACompactionAsync(producer, "frozencompact");
         await Eventually.WithinAsync(frozenSummaryRequested.Task, "the first worker's summary request");
 
         a.Pause();
-        await using var b = await WorkerProcess.StartAsync(compacting("b"));
+        await using var b = await WorkerProcess.StartAsync(CompactingArguments(claude, "b"));
         var response = await Eventually.WithinAsync(producer.WaitForRunAsync(run), "the survivor to compact and finish", TimeSpan.FromSeconds(30));
         Assert.Equal("noted: and now?", response.Text);
 
         // Thaw the frozen worker with its summary: its compaction finds the session compacted meanwhile and writes nothing.
         releaseFrozenSummary.SetResult();
-        a.Resume();
-        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = $1", a.InstanceId) == 1,
-            "the thawed instance to register again");
-        await a.StopAsync();
+        await a.ThawAndStopAsync(db);
 
         var compaction = Assert.Single(await producer.GetCompactionEventsAsync(session));
         Assert.Equal("auto", compaction.Reason);
@@ -453,10 +446,7 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
         Assert.Equal("parent got: child answer to look it up", response.Text);
 
         releaseFrozenChild.SetResult();
-        a.Resume();
-        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_instances WHERE id = $1", a.InstanceId) == 1,
-            "the thawed instance to register again");
-        await a.StopAsync();
+        await a.ThawAndStopAsync(db);
 
         var finished = await producer.GetRunAsync(run);
         Assert.Equal(RunState.Completed, finished.State);
@@ -476,37 +466,22 @@ public sealed class FeatureCrashTests(SchemaFixture db) : IClassFixture<SchemaFi
     {
         await using var claude = await FakeClaudeServer.StartAsync();
         var summaryRequested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var summaries = 0;
-        claude.Respond(async (request, ct) =>
+        SummarizingClaude(claude, async ct =>
         {
-            if (!request.SystemText.StartsWith(SummarizerPrompt, StringComparison.Ordinal))
-            {
-                return FakeReply.Text("noted: " + request.LastUserText[..Math.Min(12, request.LastUserText.Length)]);
-            }
-
-            if (Interlocked.Increment(ref summaries) == 1)
-            {
-                // The stopping instance's summary never comes.
-                summaryRequested.TrySetResult();
-                await Task.Delay(Timeout.Infinite, ct);
-            }
-
-            return FakeReply.Text("SUMMARY");
+            // The stopping instance's summary never comes.
+            summaryRequested.TrySetResult();
+            await Task.Delay(Timeout.Infinite, ct);
+            throw new OperationCanceledException(ct);
         });
         var compacting = new Func<string, Dictionary<string, string>>(name =>
         {
-            var arguments = Arguments(claude, name);
-            arguments["auto-compaction"] = "4000";
+            var arguments = CompactingArguments(claude, name);
             arguments["stop-timeout-ms"] = "500";
             return arguments;
         });
         await using var first = await WorkerProcess.StartAsync(compacting("first"));
         await using var producer = db.CreateClient();
-        var agent = await producer.CreateAgentAsync(new AgentDefinition { Name = Name("stopcompact"), Model = "m", Tools = [] });
-        var session = await producer.NewSessionAsync();
-        await Eventually.WithinAsync(producer.WaitForRunAsync(await producer.RunFastAsync(session, agent.Id, "a long document: " + new string('d', 14_000))),
-            "the first run");
-        var run = await producer.RunFastAsync(session, agent.Id, "and now?");
+        var (session, run) = await RunNeedingACompactionAsync(producer, "stopcompact");
         await Eventually.WithinAsync(summaryRequested.Task, "the first worker's summary request");
 
         await first.StopAsync();

@@ -127,35 +127,22 @@ public sealed class ShutdownTests(SchemaFixture db) : IClassFixture<SchemaFixtur
         h.Claude.Respond(r => r.ToolResults.Count > 0 ? FakeReply.Text(r.ToolResults[0].Content) : FakeReply.ToolUse("once", new { }));
 
         // The completion write is slow: the deadline passes while it is in flight.
-        await db.ExecuteAsync("""
-            CREATE FUNCTION {schema}.slow_completion() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$
-            """);
-        await db.ExecuteAsync("""
-            CREATE TRIGGER slow_completion BEFORE UPDATE ON {schema}.agentpg_tool_executions
-               FOR EACH ROW WHEN (OLD.state = 'running' AND NEW.state = 'completed') EXECUTE FUNCTION {schema}.slow_completion()
-            """);
-        try
+        await using var slow = await db.TriggerAsync("slow_completion", "BEFORE UPDATE", "agentpg_tool_executions",
+            "PERFORM pg_sleep(1); RETURN NEW;", when: "OLD.state = 'running' AND NEW.state = 'completed'");
+        var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+        await Eventually.WithinAsync(returned.Task, "the tool to return");
+        using (var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(100)))
         {
-            var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
-            await Eventually.WithinAsync(returned.Task, "the tool to return");
-            using (var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(100)))
-            {
-                await h.Client.StopAsync(deadline.Token);
-            }
+            await h.Client.StopAsync(deadline.Token);
+        }
 
-            var other = await h.AddClientAsync(tools: new TestTool("once", (_, _, _) =>
-            {
-                Interlocked.Increment(ref calls);
-                return Task.FromResult("done again");
-            }));
-            Assert.Equal("done once", (await Eventually.WithinAsync(other.WaitForRunAsync(run), "the run to complete")).Text);
-            Assert.Equal(1, calls);
-        }
-        finally
+        var other = await h.AddClientAsync(tools: new TestTool("once", (_, _, _) =>
         {
-            await db.ExecuteAsync("DROP TRIGGER slow_completion ON {schema}.agentpg_tool_executions");
-        }
+            Interlocked.Increment(ref calls);
+            return Task.FromResult("done again");
+        }));
+        Assert.Equal("done once", (await Eventually.WithinAsync(other.WaitForRunAsync(run), "the run to complete")).Text);
+        Assert.Equal(1, calls);
     }
 
     [DatabaseFact]
@@ -169,49 +156,36 @@ public sealed class ShutdownTests(SchemaFixture db) : IClassFixture<SchemaFixtur
 
         // The recording waits (inside its transaction) for an advisory lock the test holds until the deadline has passed.
         var gateKey = Random.Shared.Next(1, int.MaxValue);
-        await db.ExecuteAsync($$"""
-            CREATE FUNCTION {schema}.slow_run_completion() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN PERFORM pg_advisory_xact_lock_shared(77002, {{gateKey}}); RETURN NEW; END $$
-            """);
-        await db.ExecuteAsync("""
-            CREATE TRIGGER slow_run_completion BEFORE UPDATE ON {schema}.agentpg_runs
-               FOR EACH ROW WHEN (OLD.state = 'streaming' AND NEW.state = 'completed') EXECUTE FUNCTION {schema}.slow_run_completion()
-            """);
-        try
+        await using var slow = await db.TriggerAsync("slow_run_completion", "BEFORE UPDATE", "agentpg_runs",
+            $"PERFORM pg_advisory_xact_lock_shared(77002, {gateKey}); RETURN NEW;", when: "OLD.state = 'streaming' AND NEW.state = 'completed'");
+        await using var gate = await db.DataSource.OpenConnectionAsync();
+        await using (var hold = new NpgsqlCommand($"SELECT pg_advisory_lock(77002, {gateKey})", gate))
         {
-            await using var gate = await db.DataSource.OpenConnectionAsync();
-            await using (var hold = new NpgsqlCommand($"SELECT pg_advisory_lock(77002, {gateKey})", gate))
+            await hold.ExecuteNonQueryAsync();
+        }
+
+        var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+        await Eventually.TrueAsync(async () => await db.ScalarAsync<long>(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 77002 AND objid = $1 AND objsubid = 2 AND NOT granted",
+                (long)gateKey) > 0,
+            "the completed stream's recording to be in flight");
+        using (var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(100)))
+        {
+            var deadlinePassed = new TaskCompletionSource();
+            using var registration = deadline.Token.Register(() => deadlinePassed.TrySetResult());
+            var stopping = h.Client.StopAsync(deadline.Token);
+            await Eventually.WithinAsync(deadlinePassed.Task, "the stop deadline");
+            await using (var release = new NpgsqlCommand($"SELECT pg_advisory_unlock(77002, {gateKey})", gate))
             {
-                await hold.ExecuteNonQueryAsync();
+                await release.ExecuteNonQueryAsync();
             }
 
-            var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
-            await Eventually.TrueAsync(async () => await db.ScalarAsync<long>(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 77002 AND objid = $1 AND objsubid = 2 AND NOT granted",
-                    (long)gateKey) > 0,
-                "the completed stream's recording to be in flight");
-            using (var deadline = new CancellationTokenSource(TimeSpan.FromMilliseconds(100)))
-            {
-                var deadlinePassed = new TaskCompletionSource();
-                using var registration = deadline.Token.Register(() => deadlinePassed.TrySetResult());
-                var stopping = h.Client.StopAsync(deadline.Token);
-                await Eventually.WithinAsync(deadlinePassed.Task, "the stop deadline");
-                await using (var release = new NpgsqlCommand($"SELECT pg_advisory_unlock(77002, {gateKey})", gate))
-                {
-                    await release.ExecuteNonQueryAsync();
-                }
-
-                await Eventually.WithinAsync(stopping, "the stop");
-            }
-
-            var other = await h.AddClientAsync();
-            Assert.Equal("answered once", (await Eventually.WithinAsync(other.WaitForRunAsync(run), "the run to complete")).Text);
-            Assert.Equal(1, h.Claude.Requests.Count(r => r.IsMessagesCall));
-            Assert.Null(Assert.Single(await other.GetIterationsAsync(run)).ErrorType);
+            await Eventually.WithinAsync(stopping, "the stop");
         }
-        finally
-        {
-            await db.ExecuteAsync("DROP TRIGGER slow_run_completion ON {schema}.agentpg_runs");
-        }
+
+        var other = await h.AddClientAsync();
+        Assert.Equal("answered once", (await Eventually.WithinAsync(other.WaitForRunAsync(run), "the run to complete")).Text);
+        Assert.Equal(1, h.Claude.Requests.Count(r => r.IsMessagesCall));
+        Assert.Null(Assert.Single(await other.GetIterationsAsync(run)).ErrorType);
     }
 }

@@ -9,12 +9,6 @@ public sealed class BatchContinuationTests(SchemaFixture db) : IClassFixture<Sch
 {
     private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(60);
 
-    private static ToolSchema NoteSchema => new()
-    {
-        Properties = new Dictionary<string, PropertyDef> { ["text"] = new() { Type = "string" } },
-        Required = ["text"],
-    };
-
     private static bool IsBatchCreate(RecordedRequest r) => r.Method == "POST" && r.Path == "/v1/messages/batches";
 
     /// <summary>The request of each batch created, in order.</summary>
@@ -26,16 +20,8 @@ public sealed class BatchContinuationTests(SchemaFixture db) : IClassFixture<Sch
     [DatabaseFact]
     public async Task MaxTokensWithTruncatedToolUse_TheNextBatchHasDoubledMaxTokensAndThePartialCallNeverRuns()
     {
-        var inputs = new List<string>();
-        await using var h = await Harness.StartAsync(db, tools: new TestTool("save_note", (_, input, _) =>
-        {
-            lock (inputs)
-            {
-                inputs.Add(input.GetProperty("text").GetString()!);
-            }
-
-            return Task.FromResult("saved");
-        }, NoteSchema));
+        var notes = new NoteTool();
+        await using var h = await Harness.StartAsync(db, tools: notes);
         var agent = await h.AgentAsync(a => a with { MaxTokens = 1000, Tools = ["save_note"] });
         h.Claude.Enqueue(
             FakeReply.Message(FakeContentBlock.Text("Saving."), FakeContentBlock.TruncatedToolUse("save_note", "{\"text\": \"a very long no")) with
@@ -48,7 +34,7 @@ public sealed class BatchContinuationTests(SchemaFixture db) : IClassFixture<Sch
         var response = await Eventually.WithinAsync(h.Client.RunSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "save a long note"), "the run", s_timeout);
 
         Assert.Equal("Saved your note.", response.Text);
-        Assert.Equal(["a very long note"], inputs);
+        Assert.Equal(["a very long note"], notes.Saved);
         var sent = Sent(h);
         Assert.Equal([1000L, 2000L, 1000L], sent.Select(p => p.GetProperty("max_tokens").GetInt64()));
         Assert.Equal(1, sent[1].GetProperty("messages").GetArrayLength());

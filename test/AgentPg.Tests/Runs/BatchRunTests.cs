@@ -134,30 +134,17 @@ public sealed class BatchRunTests(SchemaFixture db) : IClassFixture<SchemaFixtur
     public async Task Outcome_ResultTheDatabaseRefuses_FailsTheRunInsteadOfPollingForever()
     {
         // A poison result: recording it fails the same way at every poll.
-        await db.ExecuteAsync("""
-            CREATE FUNCTION {schema}.refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN RAISE EXCEPTION 'injected: this content is refused'; END $$
-            """);
-        await db.ExecuteAsync("""
-            CREATE TRIGGER refuse_poison BEFORE INSERT ON {schema}.agentpg_messages
-               FOR EACH ROW WHEN (NEW.content -> 0 ->> 'text' = 'poison') EXECUTE FUNCTION {schema}.refuse_poison()
-            """);
-        try
-        {
-            await using var h = await Harness.StartAsync(db);
-            var agent = await h.AgentAsync();
-            h.Claude.Enqueue(FakeReply.Text("poison"));
+        await using var refuse = await db.TriggerAsync("refuse_poison", "BEFORE INSERT", "agentpg_messages",
+            "RAISE EXCEPTION 'injected: this content is refused';", when: "NEW.content -> 0 ->> 'text' = 'poison'");
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync();
+        h.Claude.Enqueue(FakeReply.Text("poison"));
 
-            var ex = await Assert.ThrowsAsync<AgentPgException>(async () =>
-                await Eventually.WithinAsync(h.Client.RunSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "go"), "the run to end", TimeSpan.FromSeconds(30)));
+        var ex = await Assert.ThrowsAsync<AgentPgException>(async () =>
+            await Eventually.WithinAsync(h.Client.RunSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "go"), "the run to end", TimeSpan.FromSeconds(30)));
 
-            Assert.Equal("processing_error", ex.Context["error_type"]);
-            Assert.Contains("injected: this content is refused", ex.Message, StringComparison.Ordinal);
-        }
-        finally
-        {
-            await db.ExecuteAsync("DROP TRIGGER refuse_poison ON {schema}.agentpg_messages");
-        }
+        Assert.Equal("processing_error", ex.Context["error_type"]);
+        Assert.Contains("injected: this content is refused", ex.Message, StringComparison.Ordinal);
     }
 
     [DatabaseFact]

@@ -42,32 +42,13 @@ public sealed class CancelAndRegenerateTests(SchemaFixture db) : IClassFixture<S
         await using var h = await Harness.StartAsync(db);
         var agent = await h.AgentAsync();
         var session = await h.Client.NewSessionAsync();
-        var streaming = new TaskCompletionSource();
-        var streamCancelled = new TaskCompletionSource();
-        h.Claude.Respond(async (request, ct) =>
-        {
-            if (request.LastUserText == "long")
-            {
-                streaming.TrySetResult();
-                try
-                {
-                    await new TaskCompletionSource().Task.WaitAsync(ct);
-                }
-                catch (OperationCanceledException)
-                {
-                    streamCancelled.TrySetResult();
-                    throw;
-                }
-            }
-
-            return FakeReply.Text("fresh answer to " + request.LastUserText);
-        });
+        var held = new HeldRequest(h.Claude, "long", request => FakeReply.Text("fresh answer to " + request.LastUserText));
         var run = await h.Client.RunFastAsync(session, agent.Id, "long");
-        await Eventually.WithinAsync(streaming.Task, "the request to Claude");
+        await Eventually.WithinAsync(held.Arrived, "the request to Claude");
 
         await h.Client.CancelRunAsync(run);
 
-        await Eventually.WithinAsync(streamCancelled.Task, "the in-flight stream to be cancelled");
+        await Eventually.WithinAsync(held.Aborted, "the in-flight stream to be cancelled");
         Assert.Equal(RunState.Cancelled, (await h.Client.GetRunAsync(run)).State);
         var next = await h.Client.RunFastSyncAsync(session, agent.Id, "next");
         // D22: the cancelled run's prompt stays in the session's history but is not part of what Claude sees next.
@@ -158,21 +139,11 @@ public sealed class CancelAndRegenerateTests(SchemaFixture db) : IClassFixture<S
         await using var h = await Harness.StartAsync(db);
         var childAgent = await h.AgentAsync(a => a with { SystemPrompt = "child" });
         var parentAgent = await h.AgentAsync(a => a with { SystemPrompt = "parent", AgentIds = [childAgent.Id] });
-        var childStreaming = new TaskCompletionSource();
-        h.Claude.Respond(async (request, ct) =>
-        {
-            if (request.SystemText == "child")
-            {
-                childStreaming.TrySetResult();
-                await new TaskCompletionSource().Task.WaitAsync(ct);
-            }
-
-            return request.ToolResults.Count == 0
-                ? FakeReply.ToolUse(childAgent.Name, new { task = "sub task" })
-                : FakeReply.Text($"parent saw: {request.ToolResults[0].Content} error={request.ToolResults[0].IsError}");
-        });
+        var childStreaming = new HeldRequest(h.Claude, request => request.SystemText == "child", request => request.ToolResults.Count == 0
+            ? FakeReply.ToolUse(childAgent.Name, new { task = "sub task" })
+            : FakeReply.Text($"parent saw: {request.ToolResults[0].Content} error={request.ToolResults[0].IsError}"));
         var parent = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), parentAgent.Id, "delegate");
-        await Eventually.WithinAsync(childStreaming.Task, "the child run to stream");
+        await Eventually.WithinAsync(childStreaming.Arrived, "the child run to stream");
         var child = (await h.Client.GetRunToolCallsAsync(parent)).Single().ChildRunId!.Value;
 
         await h.Client.CancelRunAsync(child);
@@ -188,20 +159,11 @@ public sealed class CancelAndRegenerateTests(SchemaFixture db) : IClassFixture<S
         await using var h = await Harness.StartAsync(db);
         var childAgent = await h.AgentAsync(a => a with { SystemPrompt = "child" });
         var parentAgent = await h.AgentAsync(a => a with { SystemPrompt = "parent", AgentIds = [childAgent.Id] });
-        var childStreaming = new TaskCompletionSource();
-        h.Claude.Respond(async (request, ct) =>
-        {
-            if (request.SystemText == "child")
-            {
-                childStreaming.TrySetResult();
-                await new TaskCompletionSource().Task.WaitAsync(ct);
-            }
-
-            return FakeReply.ToolUse(childAgent.Name, new { task = "sub task" });
-        });
+        var childStreaming = new HeldRequest(h.Claude, request => request.SystemText == "child",
+            _ => FakeReply.ToolUse(childAgent.Name, new { task = "sub task" }));
         var session = await h.Client.NewSessionAsync();
         var parent = await h.Client.RunFastAsync(session, parentAgent.Id, "delegate");
-        await Eventually.WithinAsync(childStreaming.Task, "the child run to stream");
+        await Eventually.WithinAsync(childStreaming.Arrived, "the child run to stream");
         var child = (await h.Client.GetRunToolCallsAsync(parent)).Single().ChildRunId!.Value;
 
         await h.Client.CancelRunAsync(parent);

@@ -10,38 +10,19 @@ public sealed class CrossInstanceCancelTests(SchemaFixture db) : IClassFixture<S
     [DatabaseFact]
     public async Task ClientBCancels_WhileClientAStreams_TheStreamRequestIsAbortedAndNotRetried()
     {
-        var streaming = new TaskCompletionSource();
-        var aborted = new TaskCompletionSource();
         await using var h = await Harness.StartAsync(db);
         var worker = h.Client;
         var other = await h.AddClientAsync(start: false);
         var agent = await h.AgentAsync();
-        h.Claude.Respond(async (request, ct) =>
-        {
-            if (request.LastUserText == "long")
-            {
-                streaming.TrySetResult();
-                try
-                {
-                    await new TaskCompletionSource().Task.WaitAsync(ct);
-                }
-                catch (OperationCanceledException)
-                {
-                    aborted.TrySetResult();
-                    throw;
-                }
-            }
-
-            return FakeReply.Text("answer to " + request.LastUserText);
-        });
+        var held = new HeldRequest(h.Claude, "long", request => FakeReply.Text("answer to " + request.LastUserText));
         var session = await other.NewSessionAsync();
         var run = await other.RunFastAsync(session, agent.Id, "long");
-        await Eventually.WithinAsync(streaming.Task, "the worker's request to Claude");
+        await Eventually.WithinAsync(held.Arrived, "the worker's request to Claude");
         Assert.Equal(worker.InstanceId, (await other.GetRunAsync(run)).ClaimedByInstanceId);
 
         await other.CancelRunAsync(run);
 
-        await Eventually.WithinAsync(aborted.Task, "the worker to abort its in-flight request");
+        await Eventually.WithinAsync(held.Aborted, "the worker to abort its in-flight request");
         Assert.Equal(RunState.Cancelled, (await other.GetRunAsync(run)).State);
         // The worker is free and the session usable: the next run completes, and the cancelled call was never retried. The
         // cancelled prompt is not part of the next request (D22).

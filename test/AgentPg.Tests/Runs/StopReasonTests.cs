@@ -5,12 +5,6 @@ namespace AgentPg.Tests.Runs;
 
 public sealed class StopReasonTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
-    private static ToolSchema NoteSchema => new()
-    {
-        Properties = new Dictionary<string, PropertyDef> { ["text"] = new() { Type = "string" } },
-        Required = ["text"],
-    };
-
     [DatabaseTheory]
     [InlineData("end_turn")]
     [InlineData("stop_sequence")]
@@ -32,16 +26,8 @@ public sealed class StopReasonTests(SchemaFixture db) : IClassFixture<SchemaFixt
     [DatabaseFact]
     public async Task MaxTokensWithTruncatedToolUse_NeverExecutesThePartialCallAndRetriesWithDoubledMaxTokens()
     {
-        var inputs = new List<string>();
-        await using var h = await Harness.StartAsync(db, tools: new TestTool("save_note", (_, input, _) =>
-        {
-            lock (inputs)
-            {
-                inputs.Add(input.GetProperty("text").GetString()!);
-            }
-
-            return Task.FromResult("saved");
-        }, NoteSchema));
+        var notes = new NoteTool();
+        await using var h = await Harness.StartAsync(db, tools: notes);
         var agent = await h.AgentAsync(a => a with { MaxTokens = 1000 });
         h.Claude.Enqueue(
             FakeReply.Message(FakeContentBlock.Text("Saving."), FakeContentBlock.TruncatedToolUse("save_note", "{\"text\": \"a very long no")) with { StopReason = "max_tokens" },
@@ -51,7 +37,7 @@ public sealed class StopReasonTests(SchemaFixture db) : IClassFixture<SchemaFixt
         var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "save a long note");
 
         Assert.Equal("Saved your note.", response.Text);
-        Assert.Equal(["a very long note"], inputs);
+        Assert.Equal(["a very long note"], notes.Saved);
         var requests = h.Claude.Requests.Where(r => r.IsMessagesCall).ToList();
         // Only the repeated iteration gets the doubled budget; the next one is back to the agent's setting.
         Assert.Equal([1000L, 2000L, 1000L], requests.Select(r => r.Body!.Value.GetProperty("max_tokens").GetInt64()));

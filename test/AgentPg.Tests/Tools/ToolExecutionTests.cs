@@ -233,30 +233,20 @@ public sealed class ToolExecutionTests(SchemaFixture db) : IClassFixture<SchemaF
         // comes after the worker's (so it runs first). Before, Claude got the tool's "search aborted" instead of the timeout,
         // depending on which of the two noticed the cancellation first.
         var timeouts = new HeldTimeouts(TimeSpan.FromMinutes(17));
-        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var listening = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var search = new CancellationWrappingTool();
         var (h, session, agent) = await SetUpAsync(db, o =>
         {
             o.ToolTimeout = timeouts.Timeout;
             o.TimeProvider = timeouts;
             o.ToolRetry.MaxAttempts = 1;
-        }, new TestTool("search", async (_, _, ct) =>
-        {
-            started.TrySetResult();
-            await gate.Task;
-            var result = new TaskCompletionSource<string>();
-            using var registration = ct.Register(() => result.TrySetException(new InvalidOperationException("search aborted")));
-            listening.TrySetResult();
-            return await result.Task;
-        }));
+        }, search);
         await using var scope = h;
         ScriptOneCall(h.Claude, "search", new { });
 
         var run = h.Client.RunFastSyncAsync(session, agent.Id, "go");
-        await Eventually.WithinAsync(started.Task, "the tool to start");
-        gate.SetResult();
-        await Eventually.WithinAsync(listening.Task, "the tool to listen to its token");
+        await Eventually.WithinAsync(search.Started, "the tool to start");
+        search.OpenGate();
+        await Eventually.WithinAsync(search.Listening, "the tool to listen to its token");
         await timeouts.FireNextAsync();
         var response = await Eventually.WithinAsync(run, "the run");
 

@@ -141,26 +141,15 @@ public sealed class ToolWorkerTests(SchemaFixture db) : IClassFixture<SchemaFixt
         // stop's deadline has passed: the execution is handed back for another instance, like one whose tool threw an
         // OperationCanceledException. Before, it failed for good: Claude got "The tool's result could not be stored: search
         // aborted" as the tool's result.
-        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var listening = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var h = await Harness.StartAsync(db, tools: new TestTool("search", async (_, _, ct) =>
-        {
-            started.TrySetResult();
-            // Its registration on the token comes after the worker's own (the worker waits on the body with the same token).
-            await gate.Task;
-            var result = new TaskCompletionSource<string>();
-            using var registration = ct.Register(() => result.TrySetException(new InvalidOperationException("search aborted")));
-            listening.TrySetResult();
-            return await result.Task;
-        }));
+        var search = new CancellationWrappingTool();
+        var h = await Harness.StartAsync(db, tools: search);
         await using var scope = h;
         var agent = await h.AgentAsync(a => a with { Tools = null });
         h.Claude.Respond(r => r.ToolResults.Count > 0 ? FakeReply.Text("done") : FakeReply.ToolUse("search", new { }));
         var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
-        await Eventually.WithinAsync(started.Task, "the tool to start");
-        gate.SetResult();
-        await Eventually.WithinAsync(listening.Task, "the tool to listen to its token");
+        await Eventually.WithinAsync(search.Started, "the tool to start");
+        search.OpenGate();
+        await Eventually.WithinAsync(search.Listening, "the tool to listen to its token");
 
         await h.Client.StopAsync(new CancellationToken(true));
 
