@@ -1799,7 +1799,8 @@ CREATE TABLE agentpg_run_events (
     root_run_id  UUID NOT NULL REFERENCES agentpg_run_event_heads (root_run_id) ON DELETE CASCADE,
     sequence     BIGINT NOT NULL,
     run_id       UUID NOT NULL,
-    -- state, finished, iteration, text, thinking, message, tool_started, tool_completed, approval_requested
+    -- state, finished, iteration, text, thinking, tool_input, model_unavailable, message, tool_started, tool_completed,
+    -- approval_requested
     kind         TEXT NOT NULL,
     -- The row the event is about (message, tool execution, iteration), read when the event is delivered.
     ref_id       UUID,
@@ -2043,7 +2044,7 @@ BEGIN
 END
 $$;
 
--- Text and thinking deltas of a streaming iteration, coalesced by the streaming instance; written only while the
+-- Text, thinking and tool-input deltas of a streaming iteration, coalesced by the streaming instance; written only while the
 -- instance still holds the run (p_instance_id, p_claim_epoch) and the root run is watched. Returns whether it wrote.
 CREATE FUNCTION agentpg_append_run_deltas(p_run_id UUID, p_instance_id TEXT, p_claim_epoch BIGINT, p_iteration_number INTEGER,
                                           p_kinds TEXT[], p_block_indexes INTEGER[], p_texts TEXT[])
