@@ -201,10 +201,12 @@ CREATE TABLE agentpg_runs (
     current_iteration_id         UUID,
     response_text                TEXT,
     stop_reason                  TEXT,
-    input_tokens                 INTEGER NOT NULL DEFAULT 0,
-    output_tokens                INTEGER NOT NULL DEFAULT 0,
-    cache_creation_input_tokens  INTEGER NOT NULL DEFAULT 0,
-    cache_read_input_tokens      INTEGER NOT NULL DEFAULT 0,
+    -- Sums over the run's iterations, so BIGINT: a long cached run (thousands of iterations reading ~1M tokens from the
+    -- cache each) passes 2^31. An iteration's own counts are one model call's (bounded by the context window): INTEGER.
+    input_tokens                 BIGINT NOT NULL DEFAULT 0,
+    output_tokens                BIGINT NOT NULL DEFAULT 0,
+    cache_creation_input_tokens  BIGINT NOT NULL DEFAULT 0,
+    cache_read_input_tokens      BIGINT NOT NULL DEFAULT 0,
     iteration_count              INTEGER NOT NULL DEFAULT 0,
     tool_iterations              INTEGER NOT NULL DEFAULT 0,
     continuation_count           INTEGER NOT NULL DEFAULT 0,
@@ -1305,12 +1307,21 @@ BEGIN
      ORDER BY d.depth, d.id
        FOR NO KEY UPDATE;
 
+    -- The batches still in flight at Claude, to cancel there. An iteration waiting out Claude's unavailability
+    -- (batch_resubmit_at set) has none: its batch ended (errored) and only the resubmission was to come, so its batch is
+    -- ended here, the wait with it, and nothing is sent to the API.
     SELECT coalesce(array_agg(DISTINCT i.batch_id), '{}') INTO v_batch_ids
       FROM agentpg_iterations i
-     WHERE i.run_id = p_run_id AND i.batch_status IN ('in_progress', 'canceling') AND i.batch_id IS NOT NULL;
+     WHERE i.run_id = p_run_id AND i.batch_status IN ('in_progress', 'canceling') AND i.batch_id IS NOT NULL
+       AND i.batch_resubmit_at IS NULL;
 
     UPDATE agentpg_iterations
-       SET batch_status = CASE WHEN batch_status = 'in_progress' THEN 'canceling'::agentpg_batch_status ELSE batch_status END,
+       SET batch_status = CASE WHEN batch_status = 'in_progress' AND batch_resubmit_at IS NOT NULL THEN 'ended'::agentpg_batch_status
+                               WHEN batch_status = 'in_progress' THEN 'canceling'::agentpg_batch_status
+                               ELSE batch_status END,
+           batch_completed_at = CASE WHEN batch_status = 'in_progress' AND batch_resubmit_at IS NOT NULL
+                                     THEN coalesce(batch_completed_at, now()) ELSE batch_completed_at END,
+           batch_resubmit_at = NULL,
            error_type = coalesce(error_type, 'cancelled'),
            completed_at = coalesce(completed_at, now())
      WHERE run_id = p_run_id AND completed_at IS NULL;
@@ -1413,7 +1424,8 @@ BEGIN
     -- instance judged dead that was only slow, claiming while the leader releases it) had its run released to pending by
     -- the last statement without its started iteration marked abandoned by the first: an iteration in progress forever,
     -- and a repeat of it that did not know the call was made again. A claim committed after the lock is left to the next
-    -- release (the instance delete's trigger, or the rescue of a claim by an instance without a row).
+    -- release (the instance delete's trigger, or the rescue of a claim by an instance without a row), which counts it
+    -- against the same rescue limit (p_max_attempts; the trigger has the cleanup's in agentpg.rescue_max_attempts).
     -- Lock order: parents before the child runs this may fail (the child's trigger completes the parent's execution), and
     -- the runs of the executions it releases before those executions (failing one continues its run through
     -- agentpg_trg_tools_complete, which locks the run: with the execution locked first, a cancel of the run, which locks
@@ -1702,13 +1714,16 @@ END
 $$;
 
 -- Leader-only cleanup: removes instances that stopped heartbeating for p_instance_ttl, releasing their work
--- with the rescue limit first (the delete trigger below is only a safety net for other deletions).
+-- with the rescue limit first. The delete trigger below releases what was claimed after that release locked the runs
+-- (an instance judged dead that was only slow), with the same limit: the cleanup hands it over in a transaction-local
+-- setting (agentpg.rescue_max_attempts), reset before it returns.
 CREATE FUNCTION agentpg_cleanup_stale_instances(p_leader_id TEXT, p_instance_ttl INTERVAL, p_max_attempts INTEGER)
 RETURNS TABLE (instance_id TEXT, failed_run_modes TEXT[])
 LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT AS $$
 DECLARE
     v_instance TEXT;
 BEGIN
+    PERFORM set_config('agentpg.rescue_max_attempts', p_max_attempts::text, true);
     FOR v_instance IN
         SELECT i.id FROM agentpg_instances i
          WHERE i.last_heartbeat_at < now() - p_instance_ttl AND i.id <> p_leader_id
@@ -1719,16 +1734,23 @@ BEGIN
         DELETE FROM agentpg_instances i WHERE i.id = v_instance;
         RETURN NEXT;
     END LOOP;
+    PERFORM set_config('agentpg.rescue_max_attempts', '', true);
 END
 $$;
 
--- An instance row is deleted (graceful stop, or the leader evicting a stale instance): release what it
--- still holds instead of failing it (reference defect 6). Graceful stop and cleanup release first, so this is a
--- no-op then; it only catches deletions made by hand.
+-- An instance row is deleted (graceful stop, the leader evicting a stale instance, or anyone by hand): release what it
+-- still holds instead of failing it (reference defect 6). Graceful stop and cleanup release first,
+-- so this catches a claim committed after their release locked the instance's runs, and deletions made by hand. The
+-- release is a crash's, counted as a rescue. Inside the leader's cleanup it is also counted against the cleanup's limit
+-- (RunRescue.MaxAttempts, in the setting agentpg.rescue_max_attempts), so a run over it fails with rescue_failed here
+-- exactly as in the cleanup's own release. Elsewhere (a deletion by hand) the database does not know the client's
+-- limit: the rescue is counted only, and a run over the limit fails at its next release by the leader. No table is
+-- read for the limit, so an instance's deregistration never depends on the lease table.
 CREATE FUNCTION agentpg_cleanup_orphaned_work() RETURNS TRIGGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-    PERFORM agentpg_release_instance_work(OLD.id, TRUE, 2147483647);
+    PERFORM agentpg_release_instance_work(OLD.id, TRUE,
+                                          coalesce(nullif(current_setting('agentpg.rescue_max_attempts', true), '')::int, 2147483647));
     RETURN OLD;
 END
 $$;
