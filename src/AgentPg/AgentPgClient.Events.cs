@@ -274,6 +274,21 @@ public sealed partial class AgentPgClient
                         RunId = row.RunId, RootRunId = rootRunId, SessionId = sessionId, Depth = row.Depth, Sequence = row.Sequence, Timestamp = row.CreatedAt,
                         IterationNumber = iteration, BlockIndex = block, Thinking = delta,
                     };
+            case DeltaStream.ToolInput:
+                // Appended with the deltas' function: the text is the call's id and name with the piece of input (DeltaStream.ToolInputText).
+                using (var call = JsonDocument.Parse(d.GetProperty("text").GetString() ?? "{}"))
+                {
+                    var i = call.RootElement;
+                    return new ToolInputDeltaEvent
+                    {
+                        RunId = row.RunId, RootRunId = rootRunId, SessionId = sessionId, Depth = row.Depth, Sequence = row.Sequence, Timestamp = row.CreatedAt,
+                        IterationNumber = d.GetProperty("iteration_number").GetInt32(), BlockIndex = d.GetProperty("block_index").GetInt32(),
+                        ToolUseId = i.TryGetProperty("id", out var toolUseId) ? toolUseId.GetString() ?? "" : "",
+                        ToolName = i.TryGetProperty("name", out var toolName) ? toolName.GetString() ?? "" : "",
+                        PartialJson = i.TryGetProperty("partial_json", out var partial) ? partial.GetString() ?? "" : "",
+                    };
+                }
+
             case "model_unavailable":
                 // Appended with the deltas' function: the text is the wait, as JSON (DeltaPublisher.ModelUnavailableAsync).
                 using (var wait = JsonDocument.Parse(d.GetProperty("text").GetString() ?? "{}"))

@@ -20,6 +20,7 @@ internal static class AdminEndpoints
         group.MapGet("/assets/{name}", Assets.Serve);
 
         Get("/dashboard", DashboardPage.RenderAsync);
+        Get("/usage", UsagePage.RenderAsync);
         Get("/runs", RunPages.ListAsync);
         Get("/runs/{id}", RunPages.DetailAsync);
         Get("/runs/{id}/events", RunEventsStream.StreamAsync);

@@ -16,7 +16,7 @@ internal static class AdminPages
 
     private static readonly (string Path, string Label)[] s_navigation =
     [
-        ("/dashboard", "Dashboard"), ("/runs", "Runs"), ("/sessions", "Sessions"), ("/tool-executions", "Tool executions"),
+        ("/dashboard", "Dashboard"), ("/usage", "Usage"), ("/runs", "Runs"), ("/sessions", "Sessions"), ("/tool-executions", "Tool executions"),
         ("/agents", "Agents"), ("/instances", "Instances"), ("/compaction", "Compaction"), ("/approvals", "Approvals"), ("/chat", "Chat"),
     ];
 

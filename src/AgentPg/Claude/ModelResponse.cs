@@ -30,6 +30,27 @@ internal sealed class ModelResponse
     // node) for every delta. A block's first delta is set on it directly (a fast model's short answer is one delta).
     private Dictionary<int, (string Property, StringBuilder Text)>? _streamed;
 
+    // The input JSON of tool calls still streaming, by position (the aggregator's own builders): what a watcher who starts in the
+    // middle of a tool call gets first.
+    private Dictionary<int, StringBuilder>? _partialInputs;
+
+    /// <summary>The input JSON of the tool call at <paramref name="position"/> received so far while it streams; <see langword="null"/>
+    /// once the block has stopped (its parsed input is on the block) or for any other block.</summary>
+    public string? PartialInput(int position)
+        => _partialInputs is not null && _partialInputs.TryGetValue(position, out var json) ? json.ToString() : null;
+
+    /// <summary>Starts (with a builder) or ends (with <see langword="null"/>) the streamed input of a tool call.</summary>
+    internal void SetPartialInput(int position, StringBuilder? json)
+    {
+        if (json is null)
+        {
+            _partialInputs?.Remove(position);
+            return;
+        }
+
+        (_partialInputs ??= [])[position] = json;
+    }
+
     /// <summary>The text of a text block (or the thinking of a thinking block) so far, also while it is still streaming.</summary>
     public string? BlockText(int position, string property)
         => _streamed is not null && _streamed.TryGetValue(position, out var open) && open.Property == property

@@ -20,9 +20,9 @@ internal sealed class StreamAggregator
     /// and stops, and every kind of content delta (text, thinking, signature, tool input, citations). Pings are not
     /// progress: they only show that the connection is open.</summary>
     public Action? OnProgress { get; init; }
-    /// <summary>Called with each text or thinking delta after it was applied: the response, the block's position in it,
-    /// whether it is thinking, and the delta.</summary>
-    public Action<ModelResponse, int, bool, string>? OnDelta { get; init; }
+    /// <summary>Called with each text, thinking or tool-input delta after it was applied: the response, the block's position in
+    /// it, what the delta is, and the delta.</summary>
+    public Action<ModelResponse, int, StreamedDelta, string>? OnDelta { get; init; }
 
     public ModelResponse Response => _response;
 
@@ -54,7 +54,9 @@ internal sealed class StreamAggregator
                 _response.Blocks.Add(block);
                 if ((string?)block["type"] is "tool_use" or "server_tool_use" or "mcp_tool_use")
                 {
-                    _partialJson[index] = new StringBuilder();
+                    var json = new StringBuilder();
+                    _partialJson[index] = json;
+                    _response.SetPartialInput(_response.Blocks.Count - 1, json);
                 }
 
                 break;
@@ -121,19 +123,21 @@ internal sealed class StreamAggregator
                 var text = Unescaped(delta.GetProperty("text"));
                 _response.AppendStreamedText(position, "text", text);
                 OnText?.Invoke(text);
-                OnDelta?.Invoke(_response, position, false, text);
+                OnDelta?.Invoke(_response, position, StreamedDelta.Text, text);
                 break;
             case "input_json_delta":
                 if (_partialJson.TryGetValue(index, out var sb))
                 {
-                    sb.Append(Unescaped(delta.GetProperty("partial_json")));
+                    var partial = Unescaped(delta.GetProperty("partial_json"));
+                    sb.Append(partial);
+                    OnDelta?.Invoke(_response, position, StreamedDelta.ToolInput, partial);
                 }
 
                 break;
             case "thinking_delta":
                 var thinking = Unescaped(delta.GetProperty("thinking"));
                 _response.AppendStreamedText(position, "thinking", thinking);
-                OnDelta?.Invoke(_response, position, true, thinking);
+                OnDelta?.Invoke(_response, position, StreamedDelta.Thinking, thinking);
                 break;
             case "signature_delta":
                 block["signature"] = delta.GetProperty("signature").GetString();
@@ -157,6 +161,7 @@ internal sealed class StreamAggregator
             return;
         }
 
+        _response.SetPartialInput(position, null);
         var block = _response.Blocks[position];
         var json = sb.ToString();
         if (json.Length == 0)
@@ -210,4 +215,17 @@ internal sealed class StreamAggregator
 
     private static long? Get(JsonElement e, string name)
         => e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt64() : null;
+}
+
+/// <summary>What a streamed delta adds to its block.</summary>
+internal enum StreamedDelta
+{
+    /// <summary>Text of a text block.</summary>
+    Text,
+
+    /// <summary>Thinking of a thinking block.</summary>
+    Thinking,
+
+    /// <summary>A piece of a tool call's input JSON (<c>input_json_delta</c>).</summary>
+    ToolInput,
 }

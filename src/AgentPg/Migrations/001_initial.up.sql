@@ -201,10 +201,12 @@ CREATE TABLE agentpg_runs (
     current_iteration_id         UUID,
     response_text                TEXT,
     stop_reason                  TEXT,
-    input_tokens                 INTEGER NOT NULL DEFAULT 0,
-    output_tokens                INTEGER NOT NULL DEFAULT 0,
-    cache_creation_input_tokens  INTEGER NOT NULL DEFAULT 0,
-    cache_read_input_tokens      INTEGER NOT NULL DEFAULT 0,
+    -- Sums over the run's iterations, so BIGINT: a long cached run (thousands of iterations reading ~1M tokens from the
+    -- cache each) passes 2^31. An iteration's own counts are one model call's (bounded by the context window): INTEGER.
+    input_tokens                 BIGINT NOT NULL DEFAULT 0,
+    output_tokens                BIGINT NOT NULL DEFAULT 0,
+    cache_creation_input_tokens  BIGINT NOT NULL DEFAULT 0,
+    cache_read_input_tokens      BIGINT NOT NULL DEFAULT 0,
     iteration_count              INTEGER NOT NULL DEFAULT 0,
     tool_iterations              INTEGER NOT NULL DEFAULT 0,
     continuation_count           INTEGER NOT NULL DEFAULT 0,
@@ -847,8 +849,11 @@ BEGIN
     RETURN NULL;
 END
 $$;
+-- The deferral is tested in the trigger's condition too (as agentpg_trg_run_created does), so the executions the library
+-- creates, which announce themselves after their commit, cost no PL/pgSQL call each.
 CREATE TRIGGER agentpg_trg_tool_created AFTER INSERT ON agentpg_tool_executions
-    FOR EACH ROW WHEN (NEW.state = 'pending') EXECUTE FUNCTION agentpg_notify_tool_created();
+    FOR EACH ROW WHEN (NEW.state = 'pending' AND NOT coalesce('agentpg_tool_pending' = ANY (string_to_array(current_setting('agentpg.defer_notify', TRUE), ',')), FALSE))
+    EXECUTE FUNCTION agentpg_notify_tool_created();
 
 -- ---------------------------------------------------------------------------------------------------------
 -- Claims and fencing
@@ -981,15 +986,20 @@ $$;
 
 -- Claims up to p_max_count due tool executions the instance can run: a regular tool it registered, or an
 -- agent tool whose target agent's tools it has. Each claim bumps claim_epoch and attempt_count.
+-- The claimed executions' root runs that nobody watches are found before the update, the way agentpg_append_run_event
+-- finds them (the root's shared advisory lock, then no head), once per run instead of once per execution: their
+-- tool_started events are then skipped by the trigger's condition, without a PL/pgSQL call per execution.
 CREATE FUNCTION agentpg_claim_tool_executions(p_instance_id TEXT, p_max_count INTEGER)
 RETURNS SETOF agentpg_tool_executions
 LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+DECLARE
+    v_ids UUID[];
+    v_roots UUID[];
 BEGIN
-    RETURN QUERY
     WITH my_tools AS (
         SELECT ARRAY(SELECT it.tool_name FROM agentpg_instance_tools it WHERE it.instance_id = p_instance_id) AS names
     ), candidates AS (
-        SELECT te.id
+        SELECT te.id, te.run_id
           FROM agentpg_tool_executions te
           LEFT JOIN agentpg_agents a ON a.id = te.agent_id
          CROSS JOIN my_tools m
@@ -1004,6 +1014,23 @@ BEGIN
          LIMIT p_max_count
          FOR UPDATE OF te SKIP LOCKED
     )
+    SELECT array_agg(c.id), array_agg(DISTINCT c.run_id) INTO v_ids, v_roots FROM candidates c;
+    IF v_ids IS NULL THEN
+        RETURN;
+    END IF;
+
+    SELECT array_agg(r.id) INTO v_roots
+      FROM agentpg_runs r
+     WHERE r.id = ANY (v_roots) AND r.parent_run_id IS NULL AND NOT r.watched
+       AND NOT agentpg_run_event_unwatched(r.id);
+    IF v_roots IS NOT NULL THEN
+        -- The lock first, then the lookup in a statement of its own (a snapshot taken after the lock).
+        PERFORM pg_advisory_xact_lock_shared(agentpg_run_event_lock_key(u)) FROM unnest(v_roots) u;
+        PERFORM agentpg_run_event_skip(u) FROM unnest(v_roots) u
+         WHERE NOT EXISTS (SELECT 1 FROM agentpg_run_event_heads h WHERE h.root_run_id = u);
+    END IF;
+
+    RETURN QUERY
     UPDATE agentpg_tool_executions te
        SET state = 'running',
            claimed_by_instance_id = p_instance_id,
@@ -1011,8 +1038,7 @@ BEGIN
            started_at = now(),
            claim_epoch = te.claim_epoch + 1,
            attempt_count = te.attempt_count + 1
-      FROM candidates c
-     WHERE te.id = c.id
+     WHERE te.id = ANY (v_ids)
     RETURNING te.*;
 END
 $$;
@@ -1053,15 +1079,18 @@ BEGIN
 END
 $$;
 
--- Same for a tool execution. The run row is locked first (lock order: run, then its tool executions).
+-- Same for a tool execution. The run row is locked first (lock order: run, then its tool executions). A root run locked
+-- with its watch marker unset: its live events are skipped in this transaction, as agentpg_fence_run does (the execution's
+-- completion, and the continuation when it is the iteration's last).
 CREATE FUNCTION agentpg_fence_tool_execution(p_execution_id UUID, p_instance_id TEXT, p_claim_epoch BIGINT) RETURNS VOID
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     v_run_id UUID;
+    v_unwatched_root BOOLEAN;
 BEGIN
     SELECT run_id INTO v_run_id FROM agentpg_tool_executions WHERE id = p_execution_id;
     IF FOUND THEN
-        PERFORM 1 FROM agentpg_runs WHERE id = v_run_id FOR NO KEY UPDATE;
+        SELECT parent_run_id IS NULL AND NOT watched INTO v_unwatched_root FROM agentpg_runs WHERE id = v_run_id FOR NO KEY UPDATE;
         PERFORM 1 FROM agentpg_tool_executions
          WHERE id = p_execution_id AND claimed_by_instance_id = p_instance_id AND claim_epoch = p_claim_epoch
            AND state = 'running'
@@ -1070,6 +1099,9 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'tool execution % is no longer claimed by instance % with epoch %', p_execution_id, p_instance_id, p_claim_epoch
             USING ERRCODE = 'AP001';
+    END IF;
+    IF v_unwatched_root THEN
+        PERFORM agentpg_run_event_skip(v_run_id);
     END IF;
 END
 $$;
@@ -1279,12 +1311,21 @@ BEGIN
      ORDER BY d.depth, d.id
        FOR NO KEY UPDATE;
 
+    -- The batches still in flight at Claude, to cancel there. An iteration waiting out Claude's unavailability
+    -- (batch_resubmit_at set) has none: its batch ended (errored) and only the resubmission was to come, so its batch is
+    -- ended here, the wait with it, and nothing is sent to the API.
     SELECT coalesce(array_agg(DISTINCT i.batch_id), '{}') INTO v_batch_ids
       FROM agentpg_iterations i
-     WHERE i.run_id = p_run_id AND i.batch_status IN ('in_progress', 'canceling') AND i.batch_id IS NOT NULL;
+     WHERE i.run_id = p_run_id AND i.batch_status IN ('in_progress', 'canceling') AND i.batch_id IS NOT NULL
+       AND i.batch_resubmit_at IS NULL;
 
     UPDATE agentpg_iterations
-       SET batch_status = CASE WHEN batch_status = 'in_progress' THEN 'canceling'::agentpg_batch_status ELSE batch_status END,
+       SET batch_status = CASE WHEN batch_status = 'in_progress' AND batch_resubmit_at IS NOT NULL THEN 'ended'::agentpg_batch_status
+                               WHEN batch_status = 'in_progress' THEN 'canceling'::agentpg_batch_status
+                               ELSE batch_status END,
+           batch_completed_at = CASE WHEN batch_status = 'in_progress' AND batch_resubmit_at IS NOT NULL
+                                     THEN coalesce(batch_completed_at, now()) ELSE batch_completed_at END,
+           batch_resubmit_at = NULL,
            error_type = coalesce(error_type, 'cancelled'),
            completed_at = coalesce(completed_at, now())
      WHERE run_id = p_run_id AND completed_at IS NULL;
@@ -1387,7 +1428,8 @@ BEGIN
     -- instance judged dead that was only slow, claiming while the leader releases it) had its run released to pending by
     -- the last statement without its started iteration marked abandoned by the first: an iteration in progress forever,
     -- and a repeat of it that did not know the call was made again. A claim committed after the lock is left to the next
-    -- release (the instance delete's trigger, or the rescue of a claim by an instance without a row).
+    -- release (the instance delete's trigger, or the rescue of a claim by an instance without a row), which counts it
+    -- against the same rescue limit (p_max_attempts; the trigger has the cleanup's in agentpg.rescue_max_attempts).
     -- Lock order: parents before the child runs this may fail (the child's trigger completes the parent's execution), and
     -- the runs of the executions it releases before those executions (failing one continues its run through
     -- agentpg_trg_tools_complete, which locks the run: with the execution locked first, a cancel of the run, which locks
@@ -1676,13 +1718,16 @@ END
 $$;
 
 -- Leader-only cleanup: removes instances that stopped heartbeating for p_instance_ttl, releasing their work
--- with the rescue limit first (the delete trigger below is only a safety net for other deletions).
+-- with the rescue limit first. The delete trigger below releases what was claimed after that release locked the runs
+-- (an instance judged dead that was only slow), with the same limit: the cleanup hands it over in a transaction-local
+-- setting (agentpg.rescue_max_attempts), reset before it returns.
 CREATE FUNCTION agentpg_cleanup_stale_instances(p_leader_id TEXT, p_instance_ttl INTERVAL, p_max_attempts INTEGER)
 RETURNS TABLE (instance_id TEXT, failed_run_modes TEXT[])
 LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT AS $$
 DECLARE
     v_instance TEXT;
 BEGIN
+    PERFORM set_config('agentpg.rescue_max_attempts', p_max_attempts::text, true);
     FOR v_instance IN
         SELECT i.id FROM agentpg_instances i
          WHERE i.last_heartbeat_at < now() - p_instance_ttl AND i.id <> p_leader_id
@@ -1693,16 +1738,23 @@ BEGIN
         DELETE FROM agentpg_instances i WHERE i.id = v_instance;
         RETURN NEXT;
     END LOOP;
+    PERFORM set_config('agentpg.rescue_max_attempts', '', true);
 END
 $$;
 
--- An instance row is deleted (graceful stop, or the leader evicting a stale instance): release what it
--- still holds instead of failing it (reference defect 6). Graceful stop and cleanup release first, so this is a
--- no-op then; it only catches deletions made by hand.
+-- An instance row is deleted (graceful stop, the leader evicting a stale instance, or anyone by hand): release what it
+-- still holds instead of failing it (reference defect 6). Graceful stop and cleanup release first,
+-- so this catches a claim committed after their release locked the instance's runs, and deletions made by hand. The
+-- release is a crash's, counted as a rescue. Inside the leader's cleanup it is also counted against the cleanup's limit
+-- (RunRescue.MaxAttempts, in the setting agentpg.rescue_max_attempts), so a run over it fails with rescue_failed here
+-- exactly as in the cleanup's own release. Elsewhere (a deletion by hand) the database does not know the client's
+-- limit: the rescue is counted only, and a run over the limit fails at its next release by the leader. No table is
+-- read for the limit, so an instance's deregistration never depends on the lease table.
 CREATE FUNCTION agentpg_cleanup_orphaned_work() RETURNS TRIGGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-    PERFORM agentpg_release_instance_work(OLD.id, TRUE, 2147483647);
+    PERFORM agentpg_release_instance_work(OLD.id, TRUE,
+                                          coalesce(nullif(current_setting('agentpg.rescue_max_attempts', true), '')::int, 2147483647));
     RETURN OLD;
 END
 $$;
@@ -1781,7 +1833,8 @@ CREATE TABLE agentpg_run_events (
     root_run_id  UUID NOT NULL REFERENCES agentpg_run_event_heads (root_run_id) ON DELETE CASCADE,
     sequence     BIGINT NOT NULL,
     run_id       UUID NOT NULL,
-    -- state, finished, iteration, text, thinking, message, tool_started, tool_completed, approval_requested
+    -- state, finished, iteration, text, thinking, tool_input, model_unavailable, message, tool_started, tool_completed,
+    -- approval_requested
     kind         TEXT NOT NULL,
     -- The row the event is about (message, tool execution, iteration), read when the event is delivered.
     ref_id       UUID,
@@ -1916,11 +1969,14 @@ BEGIN
     RETURN NULL;
 END
 $$;
+-- A root run's id is its root's: a transaction that found it unwatched (the claim, the fences) skips the call.
 CREATE TRIGGER agentpg_trg_run_event_tool AFTER UPDATE OF state, child_run_id ON agentpg_tool_executions
-    FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state OR OLD.child_run_id IS DISTINCT FROM NEW.child_run_id)
+    FOR EACH ROW WHEN ((OLD.state IS DISTINCT FROM NEW.state OR OLD.child_run_id IS DISTINCT FROM NEW.child_run_id)
+                       AND NOT coalesce(strpos(current_setting('agentpg.unwatched_roots', true), NEW.run_id::text), 0) > 0)
     EXECUTE FUNCTION agentpg_run_event_on_tool();
 CREATE TRIGGER agentpg_trg_run_event_tool_created AFTER INSERT ON agentpg_tool_executions
-    FOR EACH ROW WHEN (NEW.state <> 'pending') EXECUTE FUNCTION agentpg_run_event_on_tool();
+    FOR EACH ROW WHEN (NEW.state <> 'pending' AND NOT coalesce(strpos(current_setting('agentpg.unwatched_roots', true), NEW.run_id::text), 0) > 0)
+    EXECUTE FUNCTION agentpg_run_event_on_tool();
 
 -- The first step of watching p_run_id's hierarchy, in a transaction of its own before agentpg_watch_run: sets the root
 -- run's watch marker (see agentpg_runs.watched). The UPDATE waits for the transactions holding the row, which skipped
@@ -2025,7 +2081,7 @@ BEGIN
 END
 $$;
 
--- Text and thinking deltas of a streaming iteration, coalesced by the streaming instance; written only while the
+-- Text, thinking and tool-input deltas of a streaming iteration, coalesced by the streaming instance; written only while the
 -- instance still holds the run (p_instance_id, p_claim_epoch) and the root run is watched. Returns whether it wrote.
 CREATE FUNCTION agentpg_append_run_deltas(p_run_id UUID, p_instance_id TEXT, p_claim_epoch BIGINT, p_iteration_number INTEGER,
                                           p_kinds TEXT[], p_block_indexes INTEGER[], p_texts TEXT[])

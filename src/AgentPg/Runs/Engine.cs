@@ -31,7 +31,11 @@ internal sealed class Engine : IDisposable
         // compacts and counts tokens with it too); none without an API key.
         Claude = string.IsNullOrEmpty(options.ApiKey) ? null : Claude_.ClaudeClients.Create(options);
         Compactor = new Compaction.Compactor(this);
+        ToolResults = new ToolResultWriter(this);
     }
+
+    /// <summary>Writes tool results, those of one run that end together in one transaction.</summary>
+    public ToolResultWriter ToolResults { get; }
 
     /// <summary>Publishes streamed text to watchers of the run (WatchRunAsync).</summary>
     public Events.DeltaPublisher Deltas { get; }

@@ -527,8 +527,8 @@ internal sealed class RunSql
 
     /// <summary>Adds <see cref="Complete"/>; its result holds one row, read with <see cref="ReadNextRunModeAsync"/>.</summary>
     public void AddComplete(NpgsqlBatch batch, Guid runId, string responseText, string stopReason, Usage usage)
-        => batch.Append(Complete, P.Uuid(runId), P.Text(responseText), P.Text(stopReason), P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens),
-            P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens));
+        => batch.Append(Complete, P.Uuid(runId), P.Text(responseText), P.Text(stopReason), P.Long(usage.InputTokens), P.Long(usage.OutputTokens),
+            P.Long(usage.CacheCreationInputTokens), P.Long(usage.CacheReadInputTokens));
 
     /// <summary>Reads every result of a batch holding <see cref="Complete"/> and returns its next_run_mode (null: none).</summary>
     public static async Task<string?> ReadNextRunModeAsync(NpgsqlDataReader reader, CancellationToken cancellationToken)
@@ -549,13 +549,13 @@ internal sealed class RunSql
     /// <summary>Adds <see cref="Continue"/> (the claim is kept: <paramref name="inPlace"/>) or <see cref="ContinueLater"/>
     /// (the run is queued again), counting one continuation.</summary>
     public void AddContinue(NpgsqlBatch batch, Guid runId, Usage usage, bool inPlace)
-        => batch.Append(inPlace ? Continue : ContinueLater, P.Uuid(runId), P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens),
-            P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens), P.Int(1));
+        => batch.Append(inPlace ? Continue : ContinueLater, P.Uuid(runId), P.Long(usage.InputTokens), P.Long(usage.OutputTokens),
+            P.Long(usage.CacheCreationInputTokens), P.Long(usage.CacheReadInputTokens), P.Int(1));
 
     /// <summary>Adds <see cref="Fail"/> with the failed iteration's usage.</summary>
     public void AddFail(NpgsqlBatch batch, Guid runId, string errorType, string message, Usage usage)
-        => batch.Append(Fail, P.Uuid(runId), P.Text(errorType), P.Text(message), P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens),
-            P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens));
+        => batch.Append(Fail, P.Uuid(runId), P.Text(errorType), P.Text(message), P.Long(usage.InputTokens), P.Long(usage.OutputTokens),
+            P.Long(usage.CacheCreationInputTokens), P.Long(usage.CacheReadInputTokens));
 
     /// <summary>Adds <see cref="SetState"/>.</summary>
     public void AddSetState(NpgsqlBatch batch, Guid runId, RunState state) => batch.Append(SetState, P.Uuid(runId), P.Text(state.ToDb()));
@@ -643,10 +643,10 @@ internal sealed class RunSql
             StopReason = r.IsDBNull(offset + 14) ? null : r.GetString(offset + 14),
             Usage = new Usage
             {
-                InputTokens = r.GetInt32(offset + 15),
-                OutputTokens = r.GetInt32(offset + 16),
-                CacheCreationInputTokens = r.GetInt32(offset + 17),
-                CacheReadInputTokens = r.GetInt32(offset + 18),
+                InputTokens = r.GetInt64(offset + 15),
+                OutputTokens = r.GetInt64(offset + 16),
+                CacheCreationInputTokens = r.GetInt64(offset + 17),
+                CacheReadInputTokens = r.GetInt64(offset + 18),
             },
             IterationCount = r.GetInt32(offset + 19),
             ToolIterations = r.GetInt32(offset + 20),

@@ -30,6 +30,14 @@ internal sealed class ToolExecutionSql
               JOIN {s}.agentpg_iterations i ON i.id = te.iteration_id
             """;
         Fence = $"SELECT {s}.agentpg_fence_tool_execution($1, $2, $3)";
+        // $1 id, $2 instance, $3 epoch. The execution is still claimed by this instance under this epoch, read without a lock:
+        // no row lock, so no transaction id, no WAL and no commit to flush. When it is not, the fence raises AP001 (it finds
+        // the execution as this statement's snapshot did, or later still: an epoch only grows and a terminal state stays).
+        StillClaimed = $"""
+            SELECT {s}.agentpg_fence_tool_execution($1, $2, $3)
+             WHERE NOT EXISTS (SELECT 1 FROM {t}
+                                WHERE id = $1 AND claimed_by_instance_id = $2 AND claim_epoch = $3 AND state = 'running')
+            """;
         // $1 id, $2 state, $3 output, $4 is_error, $5 error message, $6 content blocks (NULL for text). After the fence.
         Complete = $"""
             UPDATE {t}
@@ -138,6 +146,8 @@ internal sealed class ToolExecutionSql
 
     public string Fence { get; }
 
+    public string StillClaimed { get; }
+
     public string Complete { get; }
 
     public string ContinuedRunMode { get; }
@@ -179,10 +189,14 @@ internal sealed class ToolExecutionSql
     public void AddFence(NpgsqlBatch batch, ToolExecution execution, string instanceId)
         => batch.Append(Fence, P.Uuid(execution.Id), P.Text(instanceId), P.Long(execution.ClaimEpoch));
 
-    /// <summary>A command for <see cref="Fence"/> on <paramref name="connection"/> (no transaction).</summary>
-    public NpgsqlCommand FenceCommand(NpgsqlConnection connection, ToolExecution execution, string instanceId)
+    /// <summary>Adds <see cref="StillClaimed"/> for the execution's claim by <paramref name="instanceId"/>.</summary>
+    public void AddStillClaimed(NpgsqlBatch batch, ToolExecution execution, string instanceId)
+        => batch.Append(StillClaimed, P.Uuid(execution.Id), P.Text(instanceId), P.Long(execution.ClaimEpoch));
+
+    /// <summary>A command for <see cref="StillClaimed"/> on <paramref name="connection"/> (no transaction).</summary>
+    public NpgsqlCommand StillClaimedCommand(NpgsqlConnection connection, ToolExecution execution, string instanceId)
     {
-        var command = new NpgsqlCommand(Fence, connection);
+        var command = new NpgsqlCommand(StillClaimed, connection);
         command.Parameters.Add(P.Uuid(execution.Id));
         command.Parameters.Add(P.Text(instanceId));
         command.Parameters.Add(P.Long(execution.ClaimEpoch));

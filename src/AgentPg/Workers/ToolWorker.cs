@@ -187,7 +187,8 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
 
     /// <summary>The execution is still this instance's (review D9): a cancel committed between the claim and the
     /// registration in <see cref="InFlightWork"/> sent its notification to nobody, and the tool must not run for a cancelled
-    /// run. One statement without a transaction; the fence's row locks end with it.</summary>
+    /// run. A read without a lock (no write transaction): a cancel or rescue that commits after this statement's snapshot
+    /// finds the execution registered, as a cancel during the tool's run does.</summary>
     private async Task CheckStillClaimedAsync(NpgsqlConnection? connection, CancellationToken cancellationToken)
     {
         if (connection is null)
@@ -195,14 +196,14 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
             var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
-                AddFence(batch);
+                engine.Sql.ToolExecutions.AddStillClaimed(batch, _execution, engine.InstanceId);
                 await engine.ExecuteNonQueryAsync(batch, cancellationToken).ConfigureAwait(false);
             }
 
             return;
         }
 
-        var command = engine.Sql.ToolExecutions.FenceCommand(connection, _execution, engine.InstanceId);
+        var command = engine.Sql.ToolExecutions.StillClaimedCommand(connection, _execution, engine.InstanceId);
         await using (command.ConfigureAwait(false))
         {
             await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
@@ -233,7 +234,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
                 return;
             }
 
-            // Before BEGIN: the fence's lock on the run must not last as long as the tool.
+            // Before BEGIN: the check is not part of the tool's transaction.
             await CheckStillClaimedAsync(connection, cancellationToken).ConfigureAwait(false);
             engine.Callbacks.FireStart(Event());
             transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
@@ -527,7 +528,22 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
     private async Task CompleteAsync(ToolExecutionState state, string? output, bool isError, string? errorMessage, long started, CancellationToken cancellationToken,
         string? blocksJson = null, bool errorIsOutput = false)
     {
-        var continuedRunMode = await Transient.RetryAsync(async ct =>
+        // With the results of the run's other executions that end at the same time, in one transaction; alone (retried while
+        // the database is unreachable) when that batch failed.
+        var (written, continuedRunMode) = await engine.ToolResults.WriteAsync(
+            new ToolResult(_execution, state, output, isError, errorMessage, blocksJson), cancellationToken).ConfigureAwait(false);
+        if (!written)
+        {
+            continuedRunMode = await WriteResultAloneAsync(state, output, isError, errorMessage, blocksJson, cancellationToken).ConfigureAwait(false);
+        }
+
+        WakeContinuedRun(continuedRunMode);
+        FireComplete(output, isError, errorMessage, started, errorIsOutput);
+    }
+
+    private Task<string?> WriteResultAloneAsync(ToolExecutionState state, string? output, bool isError, string? errorMessage, string? blocksJson,
+        CancellationToken cancellationToken)
+        => Transient.RetryAsync(async ct =>
         {
             var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
@@ -540,10 +556,7 @@ internal sealed class ToolRunner(Engine engine, ClaimedTool claimed)
                     return await ToolExecutionSql.ReadContinuedRunModeAsync(reader, ct).ConfigureAwait(false);
                 }
             }
-        }, engine.Time, cancellationToken).ConfigureAwait(false);
-        WakeContinuedRun(continuedRunMode);
-        FireComplete(output, isError, errorMessage, started, errorIsOutput);
-    }
+        }, engine.Time, cancellationToken);
 
     /// <summary>The run continued on this commit: the local run worker of its mode looks at once (other instances learn it from
     /// agentpg_run_state).</summary>

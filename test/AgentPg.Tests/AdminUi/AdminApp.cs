@@ -44,15 +44,17 @@ public sealed class AdminApp : IAsyncDisposable
         => !agent.Metadata.TryGetValue("tenant", out var owner) || Equals(owner?.ToString(), http.User.FindFirst("tenant")?.Value);
 
     /// <summary>Starts the app. <paramref name="protect"/> false mounts the UI with no authorization requirement (deny by default
-    /// applies); <paramref name="worker"/> also processes runs in this app.</summary>
+    /// applies); <paramref name="worker"/> also processes runs in this app; <paramref name="options"/> sets the client's options
+    /// beyond the test defaults.</summary>
     public static async Task<AdminApp> StartAsync(SchemaFixture db, FakeClaudeServer? claude = null, Action<AgentPgAdminOptions>? configure = null,
-        bool protect = true, bool worker = false, string? pathBase = null, Action<IAgentPgBuilder>? agentpgBuilder = null)
+        bool protect = true, bool worker = false, string? pathBase = null, Action<IAgentPgBuilder>? agentpgBuilder = null,
+        Action<AgentPgOptions>? options = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0));
         builder.Services.AddNpgsqlDataSource(TestDatabase.ConnectionString);
-        var agentpg = builder.Services.AddAgentPg(HostFactory.Options(db, claude));
+        var agentpg = builder.Services.AddAgentPg(HostFactory.Options(db, claude, options));
         if (worker)
         {
             agentpg.AddWorker();

@@ -16,7 +16,7 @@ public sealed class AdminBrowserTests(SchemaFixture db, Chromium chromium) : ICl
 
         var paths = new[]
         {
-            "dashboard", "dashboard?window=hour", "runs", $"runs/{seed.Run}", "sessions", $"sessions/{seed.Session}", "tool-executions",
+            "dashboard", "dashboard?window=hour", "usage", "usage?period=30d&group=day&then=model", "runs", $"runs/{seed.Run}", "sessions", $"sessions/{seed.Session}", "tool-executions",
             $"tool-executions/{seed.ToolExecution}", "agents", "instances", "compaction", $"compaction?session={seed.Session}", "chat", $"chat/{seed.Session}",
         };
         foreach (var path in paths)

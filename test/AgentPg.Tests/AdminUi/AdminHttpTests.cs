@@ -12,7 +12,7 @@ namespace AgentPg.Tests.AdminUi;
 public sealed partial class AdminHttpTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
     private static readonly string[] s_listPages =
-        ["dashboard", "dashboard?window=hour", "runs", "sessions", "tool-executions", "agents", "instances", "compaction", "chat"];
+        ["dashboard", "dashboard?window=hour", "usage", "usage?period=24h&group=model&then=day", "runs", "sessions", "tool-executions", "agents", "instances", "compaction", "chat"];
 
     [DatabaseFact]
     public async Task NoAuthorizationRequirement_EveryRequestRefusedWithHowToConfigureAccess()

@@ -115,6 +115,40 @@ public sealed class BatchCancelInFlightTests(SchemaFixture db) : IClassFixture<S
         Assert.Single(h.Claude.Requests, IsBatchCancel);
     }
 
+    [DatabaseFact]
+    public async Task Cancelled_WhileItWaitsToResubmitAfterAnOverloadedResult_NoCancelIsSentForTheEndedBatch()
+    {
+        // A batch whose result errored overloaded has ended, and the run waits (batch_resubmit_at) to submit its request again
+        // in a new batch. The cancel took that ended batch for one in flight: it marked the iteration canceling, and the
+        // poller sent Claude a cancel for a batch that had ended.
+        await using var h = await Harness.StartAsync(db);
+        h.Claude.Respond(r => r.LastUserText == "go" ? FakeReply.Error(529, "overloaded_error", "Overloaded") : FakeReply.Text("answered"));
+        var agent = await h.AgentAsync();
+        var session = await h.Client.NewSessionAsync();
+        var run = await h.Client.RunAsync(session, agent.Id, "go");
+        // The wait (0.5–1 s at first, doubling) is made an hour long while it is still ahead, so the cancel comes during it:
+        // a poll resubmits only once the wait is over, and this moves only a wait that is not.
+        await Eventually.TrueAsync(async () => await db.ExecuteAsync(
+                "UPDATE {schema}.agentpg_iterations SET batch_resubmit_at = now() + interval '1 hour' WHERE run_id = $1 AND batch_resubmit_at > now()",
+                run) == 1,
+            "the run to wait to resubmit its request after an overloaded result");
+        // A client that processes nothing cancels: a batch it took for one in flight is left to the started instance's poller,
+        // whose next tick (PollerMovedOnAsync) would send its cancel.
+        var bystander = await h.AddClientAsync(start: false);
+
+        await bystander.CancelRunAsync(run);
+
+        Assert.Equal(RunState.Cancelled, (await h.Client.GetRunAsync(run)).State);
+        Assert.Equal(AgentPgErrorCode.RunCancelled, (await Assert.ThrowsAsync<AgentPgException>(() => h.Client.WaitForRunAsync(run))).Code);
+        await PollerMovedOnAsync(h, agent);
+        Assert.DoesNotContain(h.Claude.Requests, IsBatchCancel);
+        var iteration = Assert.Single(await h.Client.GetIterationsAsync(run));
+        Assert.Equal(BatchStatus.Ended, iteration.BatchStatus);
+        Assert.Equal("cancelled", iteration.ErrorType);
+        Assert.NotNull(iteration.CompletedAt);
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_iterations WHERE run_id = $1 AND batch_resubmit_at IS NOT NULL", run));
+    }
+
     /// <summary>A batch run whose run a client that processes nothing cancelled: its batch is left <c>canceling</c> for a
     /// started instance to cancel at the API.</summary>
     private static async Task<(Guid Run, string BatchId)> CancellingBatchAsync(Harness h)

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json;
 using AgentPg.Testing;
 using AgentPg.Tests.Infrastructure;
@@ -14,51 +15,59 @@ public sealed class ToolWorkerTests(SchemaFixture db) : IClassFixture<SchemaFixt
     [DatabaseFact]
     public async Task CancelBetweenClaimAndStart_TheToolBodyNeverRuns()
     {
-        var snoozed = 0;
         var bodyRuns = 0;
-        var h = await Harness.StartAsync(db, tools: new TestTool("late", (_, _, _) =>
+        using var atSpan = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        // The tool's span starts after the execution is registered as in flight and before the worker checks that it still
+        // holds it: the listener holds the worker there while the test cancels the run.
+        using var listener = new ActivityListener
         {
-            if (Interlocked.Increment(ref snoozed) == 1)
+            ShouldListenTo = s => s.Name == "AgentPg",
+            Sample = (ref ActivityCreationOptions<ActivityContext> o)
+                => o.Name == "execute_tool late_d9" ? ActivitySamplingResult.AllData : ActivitySamplingResult.None,
+            ActivityStarted = a =>
             {
-                // Not claimed again until the test, holding the run's lock, makes it due.
-                throw new ToolSnoozeException(TimeSpan.FromHours(1), "later");
+                if (a.OperationName == "execute_tool late_d9")
+                {
+                    atSpan.Set();
+                    release.Wait(s_timeout);
+                }
+            },
+        };
+        ActivitySource.AddActivityListener(listener);
+        try
+        {
+            var h = await Harness.StartAsync(db, tools: new TestTool("late_d9", (_, _, _) =>
+            {
+                Interlocked.Increment(ref bodyRuns);
+                return Task.FromResult("ran");
+            }));
+            await using var scope = h;
+            var agent = await h.AgentAsync(a => a with { Tools = null });
+            h.Claude.Respond(r => r.ToolResults.Count > 0 ? FakeReply.Text("done") : FakeReply.ToolUse("late_d9", new { }));
+            var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+            Assert.True(await Task.Run(() => atSpan.Wait(s_timeout)), "the worker to claim the execution");
+
+            // A cancel that commits after the claim, whose notification reached the instance before the execution was
+            // registered as in flight (here: not sent at all).
+            await using (var connection = await db.DataSource.OpenConnectionAsync())
+            {
+                await using var transaction = await connection.BeginTransactionAsync();
+                await Execute(connection, "SET LOCAL agentpg.defer_notify = 'agentpg_run_finalized'");
+                await Execute(connection, $"SELECT * FROM \"{db.Schema}\".agentpg_cancel_run($1)", run);
+                await transaction.CommitAsync();
             }
 
-            Interlocked.Increment(ref bodyRuns);
-            return Task.FromResult("ran");
-        }));
-        await using var scope = h;
-        var agent = await h.AgentAsync(a => a with { Tools = null });
-        h.Claude.Respond(r => r.ToolResults.Count > 0 ? FakeReply.Text("done") : FakeReply.ToolUse("late", new { }));
-        var run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
-        await Eventually.TrueAsync(
-            async () => await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_tool_executions WHERE run_id = $1 AND snooze_count = 1 AND state = 'pending'", run) == 1,
-            "the execution to be snoozed");
-
-        // A cancel that commits right after the claim, whose notification reached the instance before the execution was
-        // registered as in flight (here: not sent at all). The transaction holds the run's lock from before the claim.
-        await using var connection = await db.DataSource.OpenConnectionAsync();
-        await using var transaction = await connection.BeginTransactionAsync();
-        await Execute(connection, $"SELECT 1 FROM \"{db.Schema}\".agentpg_runs WHERE id = $1 FOR NO KEY UPDATE", run);
-        // Due now (an update of scheduled_at alone fires no trigger and does not wait for the run's lock): the worker claims it
-        // at its next poll, with the run locked whatever the timing.
-        await db.ExecuteAsync("UPDATE {schema}.agentpg_tool_executions SET scheduled_at = now() WHERE run_id = $1", run);
-        await Eventually.TrueAsync(
-            async () => await db.ScalarAsync<long>("SELECT count(*) FROM {schema}.agentpg_tool_executions WHERE run_id = $1 AND state = 'running'", run) == 1,
-            "the execution to be claimed again");
-        await Eventually.TrueAsync(
-            async () => await db.ScalarAsync<long>(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%agentpg_fence_tool_execution%'",
-                db.Schema) == 1,
-            "the worker to wait for the run's lock");
-        await Execute(connection, "SET LOCAL agentpg.defer_notify = 'agentpg_run_finalized'");
-        await Execute(connection, $"SELECT * FROM \"{db.Schema}\".agentpg_cancel_run($1)", run);
-        await transaction.CommitAsync();
-
-        Assert.Equal(RunState.Cancelled, (await h.Client.GetRunAsync(run)).State);
-        await h.Client.StopAsync();
-        Assert.Equal(0, bodyRuns);
-        Assert.Equal(ToolExecutionState.Skipped, Assert.Single(await h.Client.GetRunToolCallsAsync(run)).State);
+            release.Set();
+            Assert.Equal(RunState.Cancelled, (await h.Client.GetRunAsync(run)).State);
+            await h.Client.StopAsync();
+            Assert.Equal(0, bodyRuns);
+            Assert.Equal(ToolExecutionState.Skipped, Assert.Single(await h.Client.GetRunToolCallsAsync(run)).State);
+        }
+        finally
+        {
+            release.Set();
+        }
     }
 
     [DatabaseFact]

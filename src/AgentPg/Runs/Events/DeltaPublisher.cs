@@ -95,7 +95,7 @@ internal sealed class DeltaPublisher(Engine engine)
         => new(engine, this, claimed.Run, iterationNumber, cancellationToken);
 }
 
-/// <summary>Publishes the text and thinking deltas of one iteration's streamed answer while the root run is watched: coalesced
+/// <summary>Publishes the text, thinking and tool-input deltas of one iteration's streamed answer while the root run is watched: coalesced
 /// (every <see cref="FlushInterval"/> or <see cref="FlushBytes"/>), written by a single background writer in order, never
 /// blocking the stream. When a watch starts in the middle of the answer, everything streamed so far goes out first.</summary>
 internal sealed class DeltaStream : IAsyncDisposable
@@ -109,7 +109,8 @@ internal sealed class DeltaStream : IAsyncDisposable
     private readonly int _iterationNumber;
     private readonly CancellationTokenSource _stop;
     private readonly object _lock = new();
-    private readonly List<(string Kind, int Block, StringBuilder Text)> _pending = [];
+    // A tool call's input carries the call's id and name (read on the stream's thread, where the blocks are written).
+    private readonly List<(string Kind, int Block, StringBuilder Text, (string Id, string Name)? Tool)> _pending = [];
     private readonly WakeSignal _wake = new();
     private readonly WakeSignal _full = new();
     private Guid _root;
@@ -151,7 +152,7 @@ internal sealed class DeltaStream : IAsyncDisposable
     }
 
     /// <summary>Called on the stream's thread after the aggregator applied a delta to the block at <paramref name="position"/>.</summary>
-    public void OnDelta(ModelResponse response, int position, bool thinking, string text)
+    public void OnDelta(ModelResponse response, int position, StreamedDelta kind, string text)
     {
         if (_dead)
         {
@@ -175,7 +176,11 @@ internal sealed class DeltaStream : IAsyncDisposable
                     var type = (string?)block["type"];
                     if (type is "text" or "thinking" && response.BlockText(i, type) is { Length: > 0 } soFar)
                     {
-                        Append(type, i, soFar);
+                        Append(type, i, soFar, null);
+                    }
+                    else if (response.PartialInput(i) is { Length: > 0 } inputSoFar)
+                    {
+                        Append(ToolInput, i, inputSoFar, Tool(block));
                     }
                 }
             }
@@ -184,7 +189,15 @@ internal sealed class DeltaStream : IAsyncDisposable
         {
             lock (_lock)
             {
-                Append(thinking ? "thinking" : "text", position, text);
+                switch (kind)
+                {
+                    case StreamedDelta.ToolInput:
+                        Append(ToolInput, position, text, Tool(response.Blocks[position]));
+                        break;
+                    default:
+                        Append(kind == StreamedDelta.Thinking ? "thinking" : "text", position, text, null);
+                        break;
+                }
             }
         }
 
@@ -217,7 +230,7 @@ internal sealed class DeltaStream : IAsyncDisposable
 
             if (IsWatched())
             {
-                OnDelta(response, 0, false, "");
+                OnDelta(response, 0, StreamedDelta.Text, "");
             }
         }
 
@@ -293,7 +306,9 @@ internal sealed class DeltaStream : IAsyncDisposable
         }
     }
 
-    private void Append(string kind, int block, string text)
+    private static (string Id, string Name) Tool(System.Text.Json.Nodes.JsonObject block) => ((string?)block["id"] ?? "", (string?)block["name"] ?? "");
+
+    private void Append(string kind, int block, string text, (string Id, string Name)? tool)
     {
         if (text.Length == 0)
         {
@@ -306,7 +321,7 @@ internal sealed class DeltaStream : IAsyncDisposable
         }
         else
         {
-            _pending.Add((kind, block, new StringBuilder(text)));
+            _pending.Add((kind, block, new StringBuilder(text), tool));
         }
 
         _pendingChars += text.Length;
@@ -341,12 +356,13 @@ internal sealed class DeltaStream : IAsyncDisposable
                         _reset = false;
                     }
 
-                    foreach (var (kind, block, text) in _pending)
+                    foreach (var (kind, block, text, tool) in _pending)
                     {
                         kinds.Add(kind);
                         blocks.Add(block);
                         // U+0000 cannot be stored: the same U+FFFD the stored answer gets (Internal/Nul.cs).
-                        texts.Add(Nul.Replace(text.ToString())!);
+                        var delta = Nul.Replace(text.ToString())!;
+                        texts.Add(tool is { } call ? ToolInputText(call.Id, call.Name, delta) : delta);
                     }
 
                     _pending.Clear();
@@ -373,6 +389,19 @@ internal sealed class DeltaStream : IAsyncDisposable
         {
         }
     }
+
+    /// <summary>The kind of a tool-input delta's event row; its text is <see cref="ToolInputText"/>.</summary>
+    public const string ToolInput = "tool_input";
+
+    /// <summary>A tool-input delta's text: the call's id and name with the piece of input JSON, as one JSON object (the event
+    /// rows hold one text per delta, as a model-unavailable event's wait does).</summary>
+    internal static string ToolInputText(string id, string name, string partialJson)
+        => System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, string>
+        {
+            ["id"] = Nul.Replace(id)!,
+            ["name"] = Nul.Replace(name)!,
+            ["partial_json"] = partialJson,
+        });
 
     private async Task<bool> WriteAsync(List<string> kinds, List<int> blocks, List<string> texts, CancellationToken token)
     {

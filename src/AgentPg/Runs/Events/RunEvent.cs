@@ -71,6 +71,32 @@ public sealed record ThinkingDeltaEvent : RunEvent
     public required string Thinking { get; init; }
 }
 
+/// <summary>A piece of the input of a tool call Claude is writing, coalesced like <see cref="TextDeltaEvent"/>: what a page
+/// shows while a long input (a file's content, a query) streams, before the call starts. Concatenated in order, the pieces of
+/// one block are the input's JSON text; it is complete, and valid JSON, only when the block is (the stored message and the
+/// call's <see cref="ToolCallStartedEvent"/> carry the parsed input). Server tools' calls (<c>web_search</c>, …) stream their
+/// input too.</summary>
+/// <remarks>A watch that starts in the middle of a call gets the input so far as its first piece. An answer cut off at
+/// <c>max_tokens</c> in the middle of a call leaves its input incomplete: that call never runs, and the iteration is repeated.</remarks>
+public sealed record ToolInputDeltaEvent : RunEvent
+{
+    /// <summary>Gets the iteration the tool call belongs to.</summary>
+    public required int IterationNumber { get; init; }
+
+    /// <summary>Gets the position of the tool call's block in the assistant message.</summary>
+    public required int BlockIndex { get; init; }
+
+    /// <summary>Gets the tool call's id (Claude's <c>toolu_…</c> or <c>srvtoolu_…</c>), which its tool execution's
+    /// <see cref="ToolExecution.ToolUseId"/> repeats.</summary>
+    public required string ToolUseId { get; init; }
+
+    /// <summary>Gets the name of the tool being called.</summary>
+    public required string ToolName { get; init; }
+
+    /// <summary>Gets the JSON text to append to what the call's input already received (Claude's <c>partial_json</c>).</summary>
+    public required string PartialJson { get; init; }
+}
+
 /// <summary>Claude is unavailable (rate limited, overloaded, failing or unreachable) for a model call of the run — its streamed
 /// answer, the creation of its message batch, or a summary of its automatic compaction — and the run waits
 /// <see cref="Wait"/> before calling again, as <see cref="AgentPgOptions.ModelUnavailableTimeout"/> allows. One event per wait;

@@ -171,7 +171,8 @@ public sealed class StreamAggregatorTests
         var seen = new List<(int Position, bool Thinking, string SoFar)>();
         var aggregator = new StreamAggregator
         {
-            OnDelta = (response, position, thinking, _) => seen.Add((position, thinking, response.BlockText(position, thinking ? "thinking" : "text")!)),
+            OnDelta = (response, position, kind, _) =>
+                seen.Add((position, kind == StreamedDelta.Thinking, response.BlockText(position, kind == StreamedDelta.Thinking ? "thinking" : "text")!)),
         };
         var events = new List<string>
         {
@@ -207,6 +208,40 @@ public sealed class StreamAggregatorTests
 
         Assert.Equal(expected, (string?)r.Blocks[1]["text"]);
         Assert.Equal(expected, r.Text);
+    }
+
+    [Fact]
+    public void ToolInputDeltas_AreReportedWithTheInputSoFar_UntilTheBlockStops()
+    {
+        var seen = new List<(int Position, StreamedDelta Kind, string Delta, string? SoFar)>();
+        var aggregator = new StreamAggregator { OnDelta = (response, position, kind, delta) => seen.Add((position, kind, delta, response.PartialInput(position))) };
+        foreach (var e in new[]
+                 {
+                     Start,
+                     """{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}""",
+                     """{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Writing."}}""",
+                     """{"type":"content_block_stop","index":0}""",
+                     """{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"write_note","input":{}}}""",
+                     """{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":""}}""",
+                     """{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"text\": \"a"}}""",
+                     """{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"b\"}"}}""",
+                 })
+        {
+            aggregator.Add(JsonDocument.Parse(e).RootElement);
+        }
+
+        var r = aggregator.Response;
+        Assert.Equal((0, StreamedDelta.Text, "Writing.", null), seen[0]);
+        Assert.Equal((1, StreamedDelta.ToolInput, "", ""), seen[1]);
+        Assert.Equal((1, StreamedDelta.ToolInput, "{\"text\": \"a", "{\"text\": \"a"), seen[2]);
+        Assert.Equal((1, StreamedDelta.ToolInput, "b\"}", "{\"text\": \"ab\"}"), seen[3]);
+        Assert.Null(r.PartialInput(0));
+
+        aggregator.Add(JsonDocument.Parse("""{"type":"content_block_stop","index":1}""").RootElement);
+
+        // Stopped: the parsed input is on the block, and nothing is partial any more.
+        Assert.Null(r.PartialInput(1));
+        Assert.Equal("ab", (string?)r.Blocks[1]["input"]!["text"]);
     }
 
     [Fact]
