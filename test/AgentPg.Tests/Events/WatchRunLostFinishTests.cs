@@ -37,7 +37,8 @@ public sealed class WatchRunLostFinishTests(SchemaFixture db) : IClassFixture<Sc
             await reconnect.WaitForTimerAsync();
             answer.SetResult();
             RunEvent last = events.Current;
-            while (await events.MoveNextAsync())
+            // Bounded: a watch that never ends fails here with what it waited for (it once hung a loaded suite for 20 minutes).
+            while (await Eventually.WithinAsync(events.MoveNextAsync().AsTask(), $"the watcher's next event after {last.GetType().Name} {last.Sequence}", s_timeout))
             {
                 last = events.Current;
             }
