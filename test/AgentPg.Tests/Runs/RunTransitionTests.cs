@@ -2,6 +2,7 @@ using AgentPg.Runs;
 using AgentPg.Storage;
 using AgentPg.Tests.Infrastructure;
 using Npgsql;
+using static AgentPg.Tests.Infrastructure.ConnectionSql;
 
 namespace AgentPg.Tests.Runs;
 
@@ -82,22 +83,5 @@ public sealed class RunTransitionTests(SchemaFixture db) : IClassFixture<SchemaF
     }
 
     // Calls of agentpg_run_before_update in this transaction so far (track_functions = 'pl'; null before the first call).
-    private async Task<long> BeforeUpdateCallsAsync(NpgsqlConnection connection)
-    {
-        var calls = await ScalarAsync<object>(connection,
-            $"SELECT pg_stat_get_xact_function_calls('\"{db.Schema}\".agentpg_run_before_update'::regproc)");
-        return calls is DBNull ? 0 : (long)calls;
-    }
-
-    private static async Task ExecuteAsync(NpgsqlConnection connection, string sql)
-    {
-        await using var command = new NpgsqlCommand(sql, connection);
-        await command.ExecuteNonQueryAsync();
-    }
-
-    private static async Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql)
-    {
-        await using var command = new NpgsqlCommand(sql, connection);
-        return (T)(await command.ExecuteScalarAsync())!;
-    }
+    private Task<long> BeforeUpdateCallsAsync(NpgsqlConnection connection) => FunctionCallsAsync(connection, db.Schema, "agentpg_run_before_update");
 }

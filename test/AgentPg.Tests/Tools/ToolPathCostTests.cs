@@ -1,6 +1,7 @@
 using AgentPg.Testing;
 using AgentPg.Tests.Infrastructure;
 using Npgsql;
+using static AgentPg.Tests.Infrastructure.ConnectionSql;
 
 namespace AgentPg.Tests.Tools;
 
@@ -129,22 +130,6 @@ public sealed class ToolPathCostTests(SchemaFixture db) : IClassFixture<SchemaFi
             $"INSERT INTO \"{db.Schema}\".agentpg_tool_executions (run_id, iteration_id, tool_use_id, tool_name, tool_input) " +
             $"VALUES ('{run}', '{iteration}', '{toolUseId}', 'no_such_tool', '{{}}')");
 
-    // Calls of the schema's function in this transaction so far (track_functions = 'pl'; null before the first call).
-    private async Task<long> CallsAsync(NpgsqlConnection connection, string function)
-    {
-        var calls = await ScalarAsync<object>(connection, $"SELECT pg_stat_get_xact_function_calls('\"{db.Schema}\".{function}'::regproc)");
-        return calls is DBNull ? 0 : (long)calls;
-    }
-
-    private static async Task ExecuteAsync(NpgsqlConnection connection, string sql)
-    {
-        await using var command = new NpgsqlCommand(sql, connection);
-        await command.ExecuteNonQueryAsync();
-    }
-
-    private static async Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql)
-    {
-        await using var command = new NpgsqlCommand(sql, connection);
-        return (T)(await command.ExecuteScalarAsync())!;
-    }
+    // Calls of the schema's function in this transaction so far (track_functions = 'pl').
+    private Task<long> CallsAsync(NpgsqlConnection connection, string function) => FunctionCallsAsync(connection, db.Schema, function);
 }
