@@ -1,3 +1,4 @@
+using AgentPg.Notifications;
 using AgentPg.Testing;
 using AgentPg.Tests.Infrastructure;
 
@@ -13,8 +14,12 @@ public sealed class WatchRunLostFinishTests(SchemaFixture db) : IClassFixture<Sc
     [DatabaseFact]
     public async Task WatchedRootFinishingWhileTheListenerIsDown_IsNoLongerWatchedAfterTheReconnect()
     {
-        // The listener's first reconnect delay (100 ms) is held: the run finishes while the instance listens to nothing.
-        var reconnect = new HeldTimeouts(TimeSpan.FromMilliseconds(100));
+        // The listener's first reconnect delay (100 ms) is held: the run finishes while the instance listens to nothing. Only
+        // the listener's: the tool worker's poll wait (100 ms in the tests' options) was held too, created first, so
+        // WaitForTimerAsync returned before the listener saw its loss, and a loss seen after FireAll held the reconnect for
+        // good; the worker's other 100 ms timers (its claim loop's first error delay, a database step's second retry) held
+        // could stall the run.
+        var reconnect = new HeldTimeouts(TimeSpan.FromMilliseconds(100), typeof(NotificationListener));
         await using var h = await Harness.StartAsync(db, o => o.TimeProvider = reconnect);
         var watcher = await h.AddClientAsync(start: false);
         var agent = await h.AgentAsync();

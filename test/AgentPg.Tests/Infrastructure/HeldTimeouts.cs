@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Threading.Channels;
 
 namespace AgentPg.Tests.Infrastructure;
@@ -6,7 +7,12 @@ namespace AgentPg.Tests.Infrastructure;
 /// time, as <c>new CancellationTokenSource(Timeout, time)</c> does): they fire only when the test fires them. A test first waits
 /// for what must have happened before the timeout (the tool started, the call reached the server), then fires it, instead of
 /// racing a short real timeout on a loaded machine.</summary>
-public sealed class HeldTimeouts(TimeSpan timeout) : TimeProvider
+/// <param name="timeout">The due time of the held timers.</param>
+/// <param name="createdBy">When set, only the timers with that due time created by this type's code (its async methods
+/// included) are held: for a due time the library also uses elsewhere. <c>NotificationListener</c>'s first reconnect delay
+/// is 100 ms, as are <c>ClaimingWorker</c>'s first error delay, <c>Transient</c>'s second retry and the tool poll interval of
+/// the tests' options, which must keep running.</param>
+public sealed class HeldTimeouts(TimeSpan timeout, Type? createdBy = null) : TimeProvider
 {
     private static readonly TimeSpan s_never = global::System.Threading.Timeout.InfiniteTimeSpan;
 
@@ -18,7 +24,7 @@ public sealed class HeldTimeouts(TimeSpan timeout) : TimeProvider
 
     public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
     {
-        if (dueTime != Timeout)
+        if (dueTime != Timeout || (createdBy is not null && !IsCreatedBy(createdBy)))
         {
             return base.CreateTimer(callback, state, dueTime, period);
         }
@@ -32,6 +38,11 @@ public sealed class HeldTimeouts(TimeSpan timeout) : TimeProvider
         _held.Writer.TryWrite(timer);
         return timer;
     }
+
+    // The timer is created synchronously by the code that asks for it (Task.Delay, WaitAsync, a CancellationTokenSource): a
+    // frame of the type's methods, or of its async methods' state machines (types nested in it), is on the stack.
+    private static bool IsCreatedBy(Type type)
+        => new StackTrace(1, fNeedFileInfo: false).GetFrames().Any(f => f.GetMethod()?.DeclaringType is { } t && (t == type || t.DeclaringType == type));
 
     /// <summary>Fires the oldest held timer that has not fired yet, waiting for one to be created.</summary>
     public async Task FireNextAsync()
