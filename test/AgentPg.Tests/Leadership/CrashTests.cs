@@ -30,9 +30,19 @@ public sealed class CrashTests(SchemaFixture db, ITestOutputHelper output) : ICl
                 ? FakeReply.Text("done: " + request.ToolResults[0].Content)
                 : FakeReply.Message(FakeContentBlock.Text("Recording it now."), FakeContentBlock.ToolUse("record_effect", new { effect = request.LastUserText, hold_ms = 400 })) with { StopReason = "tool_use" })
             with { EventDelay = TimeSpan.FromMilliseconds(15) });
-        await using var w1 = await WorkerProcess.StartAsync(WorkerProcess.CrashTestArguments(TestDatabase.ConnectionString, db.Schema, claude, "w1"));
-        await using var w2 = await WorkerProcess.StartAsync(WorkerProcess.CrashTestArguments(TestDatabase.ConnectionString, db.Schema, claude, "w2"));
-        await using var w3 = await WorkerProcess.StartAsync(WorkerProcess.CrashTestArguments(TestDatabase.ConnectionString, db.Schema, claude, "w3"));
+        // A survivor starved past its 2-s instance TTL (seen at loads of 30 and more) is evicted, and what it holds is rescued
+        // like the victim's: a run held by evicted instances more than RunRescue.MaxAttempts (3) times failed rescue_failed,
+        // as documented (99 of 100 runs once, 22 runs rescued after a kill of a worker holding 4). What this test is about is
+        // that every run completes with its effect exactly once through kills and evictions, not that limit: lifted here.
+        var arguments = new Func<string, Dictionary<string, string>>(name =>
+        {
+            var args = WorkerProcess.CrashTestArguments(TestDatabase.ConnectionString, db.Schema, claude, name);
+            args["max-rescue-attempts"] = "1000";
+            return args;
+        });
+        await using var w1 = await WorkerProcess.StartAsync(arguments("w1"));
+        await using var w2 = await WorkerProcess.StartAsync(arguments("w2"));
+        await using var w3 = await WorkerProcess.StartAsync(arguments("w3"));
         await using var producer = db.CreateClient();
         var agent = await EffectAgentAsync(producer);
 
