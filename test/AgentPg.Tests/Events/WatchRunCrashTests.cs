@@ -20,39 +20,43 @@ public sealed class WatchRunCrashTests(SchemaFixture db) : IClassFixture<SchemaF
         claude.Respond(_ => Interlocked.Increment(ref calls) == 1
             ? FakeReply.Text(s_firstAttempt) with { EventDelay = TimeSpan.FromMilliseconds(100) }
             : FakeReply.Text(SecondAttempt) with { EventDelay = TimeSpan.FromMilliseconds(10) });
-        var first = await WorkerProcess.StartAsync(WorkerProcess.CrashTestArguments(TestDatabase.ConnectionString, db.Schema, claude, "first"));
-        await using var firstWorker = first;
-        WorkerProcess? second = null;
+        // Both workers start before the run: whichever claims it is killed mid-stream, the other takes over. Before, the second
+        // started after the kill, and a loaded machine's process start (tens of seconds at a load of 60) ate into the deadline.
+        // An instance TTL of 10 s (2 s in the crash tests' arguments): a survivor starved past 2 s was evicted in turn and the
+        // run rescued once more (iterations 1, 2, 3, once under heavy load).
+        var arguments = new Func<string, Dictionary<string, string>>(name =>
+        {
+            var args = WorkerProcess.CrashTestArguments(TestDatabase.ConnectionString, db.Schema, claude, name);
+            args["instance-ttl-ms"] = "10000";
+            return args;
+        });
+        await using var first = await WorkerProcess.StartAsync(arguments("first"));
+        await using var second = await WorkerProcess.StartAsync(arguments("second"));
+        var workers = new[] { first, second };
         await using var watcher = db.CreateClient();
         var agent = await watcher.CreateAgentAsync(new AgentDefinition { Name = "crash_" + Guid.NewGuid().ToString("N")[..6], Model = "m", Tools = [] });
         var runId = await watcher.RunFastAsync(await watcher.NewSessionAsync(), agent.Id, "write slowly");
 
         var events = new List<RunEvent>();
         var killedAfter = -1;
-        try
+        WorkerProcess? victim = null;
+        WorkerProcess? survivor = null;
+        await Eventually.WithinAsync(Task.Run(async () =>
         {
-            await Eventually.WithinAsync(Task.Run(async () =>
+            await foreach (var e in watcher.WatchRunAsync(runId))
             {
-                await foreach (var e in watcher.WatchRunAsync(runId))
+                events.Add(e);
+                if (e is TextDeltaEvent && killedAfter < 0)
                 {
-                    events.Add(e);
-                    if (e is TextDeltaEvent && killedAfter < 0)
-                    {
-                        // The first worker is streaming the answer: kill it, and start the instance that takes over.
-                        killedAfter = events.Count;
-                        await first.KillAsync();
-                        second = await WorkerProcess.StartAsync(WorkerProcess.CrashTestArguments(TestDatabase.ConnectionString, db.Schema, claude, "second"));
-                    }
+                    // A worker is streaming the answer: kill it; the other one takes over.
+                    killedAfter = events.Count;
+                    var holder = (await watcher.GetRunAsync(runId)).ClaimedByInstanceId;
+                    victim = workers.Single(w => w.InstanceId == holder);
+                    survivor = workers.Single(w => w != victim);
+                    await victim.KillAsync();
                 }
-            }), "the watched run to finish after the rescue", TimeSpan.FromSeconds(90));
-        }
-        finally
-        {
-            if (second is not null)
-            {
-                await second.DisposeAsync();
             }
-        }
+        }), "the watched run to finish after the rescue", TimeSpan.FromSeconds(90));
 
         Assert.True(killedAfter > 0, "a delta arrived while the first worker streamed");
         // What each iteration was, to tell why when there is one more (once under heavy load: iterations 1, 2, 3).
@@ -61,7 +65,7 @@ public sealed class WatchRunCrashTests(SchemaFixture db) : IClassFixture<SchemaF
             runId);
         var iterationNumbers = events.OfType<IterationStartedEvent>().Select(i => i.IterationNumber).ToList();
         Assert.True(iterationNumbers.SequenceEqual([1, 2]),
-            $"iterations {string.Join(", ", iterationNumbers)}: {iterations}; second worker's output: {second?.Output}");
+            $"iterations {string.Join(", ", iterationNumbers)}: {iterations}; surviving worker's output: {survivor?.Output}");
         var afterKill = events.Skip(killedAfter).ToList();
         var rescued = Assert.Single(afterKill.OfType<RunStateChangedEvent>(), s => s.State == RunState.Pending);
         Assert.Equal(RunState.Streaming, rescued.PreviousState);
@@ -72,7 +76,7 @@ public sealed class WatchRunCrashTests(SchemaFixture db) : IClassFixture<SchemaF
         var finished = Assert.IsType<RunFinishedEvent>(events[^1]);
         Assert.Equal(RunState.Completed, finished.State);
         Assert.Equal(SecondAttempt, finished.Response!.Text);
-        Assert.Equal(second!.InstanceId, await db.ScalarAsync<string>(
+        Assert.Equal(survivor!.InstanceId, await db.ScalarAsync<string>(
             "SELECT instance_id FROM {schema}.agentpg_iterations WHERE run_id = $1 AND iteration_number = 2", runId));
     }
 }
