@@ -674,6 +674,8 @@ CREATE TRIGGER agentpg_trg_run_queue_deleted AFTER DELETE ON agentpg_runs
 -- run per session at a time); NULL for child runs and when nothing waits. Workers claim on a finished run only when it
 -- is set. The finished run is excluded by id: called from the RETURNING of its own UPDATE, this STABLE function still
 -- sees the row as it was before (and its queue row, which the run's queue trigger deletes only after the statement).
+-- The library's completion (RunSql.Complete) writes this query out in its RETURNING, a PL/pgSQL call per run less: keep
+-- the two in step.
 CREATE FUNCTION agentpg_next_root_run_mode(p_run_id UUID, p_session_id UUID, p_parent_run_id UUID) RETURNS TEXT
 LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN
