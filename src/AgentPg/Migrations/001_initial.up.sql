@@ -385,6 +385,11 @@ CREATE TABLE agentpg_iterations (
     CONSTRAINT unique_iteration_per_run UNIQUE (run_id, iteration_number),
     CONSTRAINT iteration_trigger_type_valid CHECK (trigger_type IN ('user_prompt', 'tool_results', 'continuation'))
 );
+-- An iteration row is written twice: inserted by the claim, updated with the answer's outcome and usage. No index names a
+-- column the completion changes, so that update is HOT when its page has room for the new version: the free space per
+-- page is for it (as for agentpg_runs). With pages filled to the brim by the claims' inserts, 14 % of the completions in
+-- the closed loop and 57 % in a drain wrote a version on another page, an entry in both indexes of the table each.
+ALTER TABLE agentpg_iterations SET (fillfactor = 70);
 CREATE INDEX agentpg_idx_iterations_batch ON agentpg_iterations (batch_id) WHERE batch_id IS NOT NULL;
 CREATE INDEX agentpg_idx_iterations_polling ON agentpg_iterations (batch_status, batch_last_poll_at NULLS FIRST)
     WHERE batch_status = 'in_progress';
