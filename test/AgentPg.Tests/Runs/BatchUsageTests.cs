@@ -92,6 +92,31 @@ public sealed class BatchUsageTests(SchemaFixture db) : IClassFixture<SchemaFixt
     [DatabaseTheory]
     [InlineData(true)]
     [InlineData(false)]
+    public async Task AnswerCutOffTwice_TheFailedIterationKeepsTheModelItsRequestsNamed(bool batch)
+    {
+        // GetUsageAsync prices an iteration at the model stored with it, and only one with none (it failed before a request
+        // was built) at its agent's current model: a failed iteration that called Claude must store the model it asked.
+        await using var h = await Harness.StartAsync(db);
+        var (asked, later) = ("claude-asked-" + Guid.NewGuid().ToString("N")[..8], "claude-later-" + Guid.NewGuid().ToString("N")[..8]);
+        var agent = await h.AgentAsync(a => a with { Model = asked, Config = s_extended });
+        var cutOff = FakeReply.Text("cut off") with
+        {
+            StopReason = FakeStopReason.ModelContextWindowExceeded,
+            Usage = new FakeUsage { InputTokens = 1000, OutputTokens = 300, CacheCreationInputTokens = 0, CacheReadInputTokens = 0 },
+        };
+        h.Claude.Enqueue(cutOff, cutOff);
+        var session = await h.Client.NewSessionAsync();
+        await Assert.ThrowsAsync<AgentPgException>(() => RunAsync(h, batch, session, agent.Id, "go"));
+
+        await h.Client.UpdateAgentAsync(agent with { Model = later });
+
+        var row = Assert.Single((await h.Client.GetUsageAsync(new UsageQuery { SessionId = session, GroupBy = [UsageGrouping.Model] })).Rows);
+        Assert.Equal((asked, 2000L, 600L), (row.Model, row.InputTokens, row.OutputTokens));
+    }
+
+    [DatabaseTheory]
+    [InlineData(true)]
+    [InlineData(false)]
     public async Task AnswerCutOffTwice_TheFailedRunCountsBothAnswers(bool batch)
     {
         await using var h = await Harness.StartAsync(db);
