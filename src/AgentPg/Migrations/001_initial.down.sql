@@ -38,6 +38,7 @@ DROP FUNCTION IF EXISTS agentpg_cleanup_stale_instances(TEXT, INTERVAL, INTEGER)
 DROP FUNCTION IF EXISTS agentpg_rescue(INTERVAL, INTERVAL, INTEGER, TEXT);
 DROP FUNCTION IF EXISTS agentpg_release_unheld_work(INTERVAL, INTEGER);
 DROP FUNCTION IF EXISTS agentpg_release_instance_work(TEXT, BOOLEAN, INTEGER);
+DROP FUNCTION IF EXISTS agentpg_rescue_runs(UUID[], BOOLEAN, INTEGER, TEXT, TEXT, TEXT);
 DROP FUNCTION IF EXISTS agentpg_delete_run_messages(UUID);
 DROP FUNCTION IF EXISTS agentpg_cancel_run(UUID);
 DROP FUNCTION IF EXISTS agentpg_expire_tool_approvals(INTERVAL, INTEGER);

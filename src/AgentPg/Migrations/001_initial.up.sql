@@ -1405,6 +1405,56 @@ $$;
 -- Liveness: release and rescue (replaces the reference's fail-on-delete and get_stuck_runs)
 -- ---------------------------------------------------------------------------------------------------------
 
+-- Gives runs back to the queue: the one release step of every rescue path (agentpg_release_instance_work for a stopped or
+-- stopping instance, agentpg_rescue for a run without progress, agentpg_release_unheld_work for a claim nobody holds).
+-- p_run_ids: runs the caller has locked already, in its lock order (parents before the child runs this may fail: failing a
+-- child completes its parent's execution, which locks the parent), all held by a claim being released. Their unfinished
+-- streaming or batch_submitting iteration is marked abandoned (p_abandoned: why); a batch_pending / batch_processing run
+-- keeps its batch and state, released for adoption by a poller; every other run goes back to pending. p_count_rescue:
+-- whether this counts against p_max_attempts (a crash, a stuck run) or not (graceful shutdown); a run over the limit
+-- fails with error_type rescue_failed and the message p_failed_lead || ' <n> times (the maximum is <m>)' || p_failed_tail.
+-- Every claim_epoch is bumped, so the old holder's late writes are refused. The runs' queue rows follow through the state
+-- triggers (run, then queue row). Returns the number of runs released and the mode of each run failed here (for the
+-- leader's agentpg.runs count).
+CREATE FUNCTION agentpg_rescue_runs(p_run_ids UUID[], p_count_rescue BOOLEAN, p_max_attempts INTEGER, p_abandoned TEXT,
+                                    p_failed_lead TEXT, p_failed_tail TEXT)
+RETURNS TABLE (released INTEGER, failed_run_modes TEXT[])
+LANGUAGE plpgsql ROWS 1 SET search_path FROM CURRENT AS $$
+BEGIN
+    -- Before the runs' state changes: it reads the state the holder left.
+    UPDATE agentpg_iterations i
+       SET error_type = 'abandoned', error_message = p_abandoned, completed_at = now()
+      FROM agentpg_runs r
+     WHERE r.id = ANY (p_run_ids)
+       AND r.state IN ('streaming', 'batch_submitting')
+       AND i.id = r.current_iteration_id AND i.completed_at IS NULL AND i.batch_id IS NULL;
+
+    RETURN QUERY
+    WITH released_runs AS (
+    UPDATE agentpg_runs
+       SET state = CASE
+                       WHEN p_count_rescue AND rescue_attempts + 1 > p_max_attempts THEN 'failed'
+                       WHEN state IN ('batch_pending', 'batch_processing') THEN state
+                       ELSE 'pending'
+                   END::agentpg_run_state,
+           error_type = CASE WHEN p_count_rescue AND rescue_attempts + 1 > p_max_attempts THEN 'rescue_failed' ELSE error_type END,
+           error_message = CASE WHEN p_count_rescue AND rescue_attempts + 1 > p_max_attempts
+                                THEN p_failed_lead || ' ' || rescue_attempts || ' times (the maximum is ' || p_max_attempts || ')'
+                                     || p_failed_tail
+                                ELSE error_message END,
+           rescue_attempts = rescue_attempts + CASE WHEN p_count_rescue THEN 1 ELSE 0 END,
+           last_rescue_at = CASE WHEN p_count_rescue THEN now() ELSE last_rescue_at END,
+           claimed_by_instance_id = NULL,
+           claimed_at = NULL,
+           claim_epoch = claim_epoch + 1
+     WHERE id = ANY (p_run_ids)
+     RETURNING state, run_mode
+    )
+    SELECT count(*)::int, coalesce(array_agg(run_mode::text) FILTER (WHERE state = 'failed'), '{}')
+      FROM released_runs;
+END
+$$;
+
 -- Gives work held by instance p_instance_id back to the queue, bumping every claim_epoch so its late writes
 -- are refused:
 --   * streaming / batch_submitting runs go back to pending (their unfinished iteration is marked abandoned);
@@ -1452,38 +1502,9 @@ BEGIN
                                            AND te.child_run_id IS NULL))
              ORDER BY p.depth, p.id
                FOR NO KEY UPDATE) l;
-    UPDATE agentpg_iterations i
-       SET error_type = 'abandoned', error_message = 'Instance ' || p_instance_id || ' released the run',
-           completed_at = now()
-      FROM agentpg_runs r
-     WHERE r.id = ANY (v_held)
-       AND r.state IN ('streaming', 'batch_submitting')
-       AND i.id = r.current_iteration_id AND i.completed_at IS NULL AND i.batch_id IS NULL;
-
-    -- The mode of each run failed here (rescued too often), for the leader's agentpg.runs count.
-    WITH released_runs AS (
-    UPDATE agentpg_runs
-       SET state = CASE
-                       WHEN p_count_rescue AND rescue_attempts + 1 > p_max_attempts THEN 'failed'
-                       WHEN state IN ('batch_pending', 'batch_processing') THEN state
-                       ELSE 'pending'
-                   END::agentpg_run_state,
-           error_type = CASE WHEN p_count_rescue AND rescue_attempts + 1 > p_max_attempts THEN 'rescue_failed' ELSE error_type END,
-           error_message = CASE WHEN p_count_rescue AND rescue_attempts + 1 > p_max_attempts
-                                THEN 'Run was rescued ' || rescue_attempts || ' times (the maximum is ' || p_max_attempts
-                                     || '); last holder: instance ' || p_instance_id
-                                ELSE error_message END,
-           rescue_attempts = rescue_attempts + CASE WHEN p_count_rescue THEN 1 ELSE 0 END,
-           last_rescue_at = CASE WHEN p_count_rescue THEN now() ELSE last_rescue_at END,
-           claimed_by_instance_id = NULL,
-           claimed_at = NULL,
-           claim_epoch = claim_epoch + 1
-     WHERE id = ANY (v_held)
-     RETURNING state, run_mode
-    )
-    SELECT count(*), coalesce(array_agg(run_mode::text) FILTER (WHERE state = 'failed'), '{}')
-      INTO v_n, v_failed
-      FROM released_runs;
+    SELECT w.released, w.failed_run_modes INTO v_n, v_failed
+      FROM agentpg_rescue_runs(v_held, p_count_rescue, p_max_attempts, 'Instance ' || p_instance_id || ' released the run',
+                               'Run was rescued', '; last holder: instance ' || p_instance_id) w;
     v_count := v_count + v_n;
 
     UPDATE agentpg_tool_executions
@@ -1528,7 +1549,6 @@ DECLARE
     v_released INTEGER := 0;
     v_continued INTEGER := 0;
     v_failed TEXT[] := '{}';
-    v_state agentpg_run_state;
     v_run RECORD;
     v_work RECORD;
 BEGIN
@@ -1569,28 +1589,11 @@ BEGIN
                 CONTINUE;
             END IF;
         END IF;
-        UPDATE agentpg_iterations i
-           SET error_type = 'abandoned', error_message = 'No progress for ' || p_rescue_timeout, completed_at = now()
-          FROM agentpg_runs r
-         WHERE r.id = v_run.id AND i.id = r.current_iteration_id AND i.completed_at IS NULL;
-        UPDATE agentpg_runs
-           SET state = CASE WHEN rescue_attempts + 1 > p_max_attempts THEN 'failed' ELSE 'pending' END::agentpg_run_state,
-               error_type = CASE WHEN rescue_attempts + 1 > p_max_attempts THEN 'rescue_failed' ELSE error_type END,
-               error_message = CASE WHEN rescue_attempts + 1 > p_max_attempts
-                                    THEN 'Run made no progress and was rescued ' || rescue_attempts
-                                         || ' times (the maximum is ' || p_max_attempts || ')'
-                                    ELSE error_message END,
-               rescue_attempts = rescue_attempts + 1,
-               last_rescue_at = now(),
-               claimed_by_instance_id = NULL,
-               claimed_at = NULL,
-               claim_epoch = claim_epoch + 1
-         WHERE id = v_run.id
-        RETURNING state INTO v_state;
-        v_released := v_released + 1;
-        IF v_state = 'failed' THEN
-            v_failed := v_failed || v_run.run_mode::text;
-        END IF;
+        SELECT * INTO v_work
+          FROM agentpg_rescue_runs(ARRAY[v_run.id], TRUE, p_max_attempts, 'No progress for ' || p_rescue_timeout,
+                                   'Run made no progress and was rescued', '');
+        v_released := v_released + v_work.released;
+        v_failed := v_failed || v_work.failed_run_modes;
     END LOOP;
 
     -- pending_tools runs whose tools are all terminal but whose results were never written.
@@ -1630,9 +1633,8 @@ LANGUAGE plpgsql ROWS 1 SET search_path FROM CURRENT AS $$
 DECLARE
     v_count INTEGER := 0;
     v_failed TEXT[] := '{}';
-    v_state agentpg_run_state;
-    v_mode agentpg_run_mode;
     v_item RECORD;
+    v_work RECORD;
 BEGIN
     FOR v_item IN
         SELECT te.id, te.run_id, te.claimed_by_instance_id AS holder, te.claim_epoch
@@ -1689,29 +1691,11 @@ BEGIN
             PERFORM 1 FROM agentpg_runs p WHERE p.id = v_item.parent_run_id FOR NO KEY UPDATE SKIP LOCKED;
             CONTINUE WHEN NOT FOUND;
         END IF;
-        UPDATE agentpg_iterations i
-           SET error_type = 'abandoned', error_message = 'Instance ' || v_item.holder || ' stopped working on the run',
-               completed_at = now()
-          FROM agentpg_runs r
-         WHERE r.id = v_item.id AND i.id = r.current_iteration_id AND i.completed_at IS NULL AND i.batch_id IS NULL;
-        UPDATE agentpg_runs
-           SET state = CASE WHEN rescue_attempts + 1 > p_max_attempts THEN 'failed' ELSE 'pending' END::agentpg_run_state,
-               error_type = CASE WHEN rescue_attempts + 1 > p_max_attempts THEN 'rescue_failed' ELSE error_type END,
-               error_message = CASE WHEN rescue_attempts + 1 > p_max_attempts
-                                    THEN 'Run was rescued ' || rescue_attempts || ' times (the maximum is ' || p_max_attempts
-                                         || '); last holder: instance ' || v_item.holder || ', which stopped working on it'
-                                    ELSE error_message END,
-               rescue_attempts = rescue_attempts + 1,
-               last_rescue_at = now(),
-               claimed_by_instance_id = NULL,
-               claimed_at = NULL,
-               claim_epoch = claim_epoch + 1
-         WHERE id = v_item.id
-        RETURNING state, run_mode INTO v_state, v_mode;
-        v_count := v_count + 1;
-        IF v_state = 'failed' THEN
-            v_failed := v_failed || v_mode::text;
-        END IF;
+        SELECT * INTO v_work
+          FROM agentpg_rescue_runs(ARRAY[v_item.id], TRUE, p_max_attempts, 'Instance ' || v_item.holder || ' stopped working on the run',
+                                   'Run was rescued', '; last holder: instance ' || v_item.holder || ', which stopped working on it');
+        v_count := v_count + v_work.released;
+        v_failed := v_failed || v_work.failed_run_modes;
     END LOOP;
     RETURN QUERY SELECT v_count, v_failed;
 END

@@ -1,6 +1,7 @@
 using AgentPg.Storage;
 using AgentPg.Tests.Infrastructure;
 using Npgsql;
+using static AgentPg.Tests.Infrastructure.ConnectionSql;
 
 namespace AgentPg.Tests.Events;
 
@@ -24,12 +25,6 @@ public sealed class RunEventProtocolTests(SchemaFixture db) : IClassFixture<Sche
         command.Parameters.Add(Id(session));
         command.Parameters.Add(Id(run));
         return (Guid)(await command.ExecuteScalarAsync())!;
-    }
-
-    private static async Task ExecuteAsync(NpgsqlConnection connection, string sql)
-    {
-        await using var command = new NpgsqlCommand(sql, connection);
-        await command.ExecuteNonQueryAsync();
     }
 
     /// <summary>What a first watcher does (RunEventSql.WatchAsync), on a connection of the test's: marks the root run's row,

@@ -44,49 +44,40 @@ public sealed class AgentPgHealthCheckTests(SchemaFixture db) : IClassFixture<Sc
     {
         // Before, a worker whose instances all failed to take the lease reported Healthy while rescue, cleanup, approval
         // timeouts and retention had stopped. The election is broken here by a trigger that refuses every write of the lease.
-        await db.ExecuteAsync("""
-            CREATE FUNCTION {schema}.refuse_leader() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'election broken (test)'; END $$;
-            CREATE TRIGGER refuse_leader BEFORE INSERT OR UPDATE ON {schema}.agentpg_leader FOR EACH ROW EXECUTE FUNCTION {schema}.refuse_leader();
-            DELETE FROM {schema}.agentpg_leader;
-            """);
+        await using var refuse = await db.TriggerAsync("refuse_leader", "BEFORE INSERT OR UPDATE", "agentpg_leader",
+            "RAISE EXCEPTION 'election broken (test)';");
+        await db.ExecuteAsync("DELETE FROM {schema}.agentpg_leader");
+        var builder = HostFactory.Builder();
+        builder.Services.AddAgentPg(HostFactory.Options(db, null, o =>
+                (o.HeartbeatInterval, o.InstanceTtl, o.LeaderTtl) = (TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(5), TimeSpan.FromMilliseconds(200))))
+            .AddWorker();
+        builder.Services.AddHealthChecks().AddAgentPg();
+        using var host = builder.Build();
+        await host.StartAsync();
         try
         {
-            var builder = HostFactory.Builder();
-            builder.Services.AddAgentPg(HostFactory.Options(db, null, o =>
-                    (o.HeartbeatInterval, o.InstanceTtl, o.LeaderTtl) = (TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(5), TimeSpan.FromMilliseconds(200))))
-                .AddWorker();
-            builder.Services.AddHealthChecks().AddAgentPg();
-            using var host = builder.Build();
-            await host.StartAsync();
-            try
-            {
-                var health = host.Services.GetRequiredService<HealthCheckService>();
-                HealthReportEntry entry = default;
-                await Eventually.TrueAsync(async () => (entry = (await health.CheckHealthAsync()).Entries["agentpg"]).Status == HealthStatus.Degraded,
-                    "the check reports that no instance has held the leader lease for two LeaderTtl");
+            var health = host.Services.GetRequiredService<HealthCheckService>();
+            HealthReportEntry entry = default;
+            await Eventually.TrueAsync(async () => (entry = (await health.CheckHealthAsync()).Entries["agentpg"]).Status == HealthStatus.Degraded,
+                "the check reports that no instance has held the leader lease for two LeaderTtl");
 
-                Assert.Contains("No AgentPg instance has held the leader lease", entry.Description, StringComparison.Ordinal);
-                Assert.Contains("rescuing the work of dead instances", entry.Description, StringComparison.Ordinal);
-                // Degraded past 2 × LeaderTtl (0.4 s here); the figure is rounded to milliseconds, so 0.4003 s reads 0.4.
-                Assert.True((double)entry.Data["leaderless_seconds"] >= 0.4, $"leaderless_seconds {entry.Data["leaderless_seconds"]}");
+            Assert.Contains("No AgentPg instance has held the leader lease", entry.Description, StringComparison.Ordinal);
+            Assert.Contains("rescuing the work of dead instances", entry.Description, StringComparison.Ordinal);
+            // Degraded past 2 × LeaderTtl (0.4 s here); the figure is rounded to milliseconds, so 0.4003 s reads 0.4.
+            Assert.True((double)entry.Data["leaderless_seconds"] >= 0.4, $"leaderless_seconds {entry.Data["leaderless_seconds"]}");
 
-                // Elected again: healthy, with the leader named.
-                await db.ExecuteAsync("DROP TRIGGER refuse_leader ON {schema}.agentpg_leader");
-                var client = host.Services.GetRequiredService<AgentPgClient>();
-                // Healthy with the lease held (a 200-ms lease can lapse between a refresh and a check on a loaded machine: then the
-                // check is Healthy without a leader until the next refresh, which is not what this waits for).
-                await Eventually.TrueAsync(async () => (entry = (await health.CheckHealthAsync()).Entries["agentpg"]).Status == HealthStatus.Healthy
-                    && entry.Data.ContainsKey("leader"), "healthy once an instance holds the lease");
-                Assert.Equal(client.InstanceId, entry.Data["leader"]);
-            }
-            finally
-            {
-                await host.StopAsync();
-            }
+            // Elected again: healthy, with the leader named.
+            await refuse.DisposeAsync();
+            var client = host.Services.GetRequiredService<AgentPgClient>();
+            // Healthy with the lease held (a 200-ms lease can lapse between a refresh and a check on a loaded machine: then the
+            // check is Healthy without a leader until the next refresh, which is not what this waits for).
+            await Eventually.TrueAsync(async () => (entry = (await health.CheckHealthAsync()).Entries["agentpg"]).Status == HealthStatus.Healthy
+                && entry.Data.ContainsKey("leader"), "healthy once an instance holds the lease");
+            Assert.Equal(client.InstanceId, entry.Data["leader"]);
         }
         finally
         {
-            await db.ExecuteAsync("DROP TRIGGER IF EXISTS refuse_leader ON {schema}.agentpg_leader; DROP FUNCTION {schema}.refuse_leader()");
+            await host.StopAsync();
         }
     }
 

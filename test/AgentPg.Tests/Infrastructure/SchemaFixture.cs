@@ -86,18 +86,30 @@ public sealed class SchemaFixture : IAsyncLifetime
     }
 
     /// <summary>Installs a trigger for a test on <paramref name="table"/> of the schema: <c>CREATE TRIGGER name timing ON table FOR
-    /// EACH ROW [WHEN (when)]</c>, whose function runs <paramref name="body"/> (PL/pgSQL statements). Disposing the result drops the
-    /// trigger, so that the class's other tests, which share the schema, never see it.</summary>
-    public async Task<IAsyncDisposable> TriggerAsync(string name, string timing, string table, string body, string? when = null)
+    /// EACH ROW [WHEN (when)]</c> (<c>FOR EACH STATEMENT</c> with <paramref name="perStatement"/>), whose function runs
+    /// <paramref name="body"/> (PL/pgSQL statements; <c>{schema}</c> names the schema). Disposing the result drops the trigger and
+    /// its function, so that the class's other tests, which share the schema, never see it; a test may dispose it early (the
+    /// second disposal does nothing).</summary>
+    public async Task<IAsyncDisposable> TriggerAsync(string name, string timing, string table, string body, string? when = null,
+        bool perStatement = false)
     {
         await ExecuteAsync($"CREATE FUNCTION {{schema}}.{name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} END $$");
-        await ExecuteAsync($"CREATE TRIGGER {name} {timing} ON {{schema}}.{table} FOR EACH ROW {(when is null ? "" : $"WHEN ({when}) ")}EXECUTE FUNCTION {{schema}}.{name}()");
+        await ExecuteAsync($"CREATE TRIGGER {name} {timing} ON {{schema}}.{table} FOR EACH {(perStatement ? "STATEMENT" : "ROW")} " +
+            $"{(when is null ? "" : $"WHEN ({when}) ")}EXECUTE FUNCTION {{schema}}.{name}()");
         return new TestTrigger(this, name, table);
     }
 
     private sealed class TestTrigger(SchemaFixture db, string name, string table) : IAsyncDisposable
     {
-        public async ValueTask DisposeAsync() => await db.ExecuteAsync($"DROP TRIGGER {name} ON {{schema}}.{table}");
+        private int _dropped;
+
+        public async ValueTask DisposeAsync()
+        {
+            if (Interlocked.Exchange(ref _dropped, 1) == 0)
+            {
+                await db.ExecuteAsync($"DROP TRIGGER {name} ON {{schema}}.{table}; DROP FUNCTION {{schema}}.{name}()");
+            }
+        }
     }
 
     public async Task<int> ExecuteAsync(string sql, params object[] parameters)

@@ -58,79 +58,58 @@ public sealed class StuckWorkSweeperTests(SchemaFixture db) : IClassFixture<Sche
         // write, they vouched for the claim once it committed, and the leader (this instance) released the run its worker
         // was starting: the model was called twice.
         var key = Random.Shared.NextInt64(1, long.MaxValue).ToString(CultureInfo.InvariantCulture);
-        await db.ExecuteAsync("""
-            CREATE FUNCTION {schema}.slow_claim() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN PERFORM pg_advisory_xact_lock(KEY); RETURN NEW; END $$
-            """.Replace("KEY", key, StringComparison.Ordinal));
-        await db.ExecuteAsync("""
-            CREATE TRIGGER slow_claim BEFORE UPDATE ON {schema}.agentpg_runs
-               FOR EACH ROW WHEN (OLD.claimed_by_instance_id IS NULL AND NEW.claimed_by_instance_id IS NOT NULL
-                                  AND OLD.rescue_attempts = 0)
-               EXECUTE FUNCTION {schema}.slow_claim()
-            """);
+        await using var slowClaim = await db.TriggerAsync("slow_claim", "BEFORE UPDATE", "agentpg_runs",
+            $"PERFORM pg_advisory_xact_lock({key}); RETURN NEW;",
+            when: "OLD.claimed_by_instance_id IS NULL AND NEW.claimed_by_instance_id IS NOT NULL AND OLD.rescue_attempts = 0");
         // Each heartbeat's time, to wait for two of them during the claim (the second is dated by the first).
         await db.ExecuteAsync("CREATE TABLE {schema}.heartbeats_seen (at TIMESTAMPTZ NOT NULL)");
-        await db.ExecuteAsync("""
-            CREATE FUNCTION {schema}.heartbeat_seen() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN INSERT INTO {schema}.heartbeats_seen VALUES (NEW.last_heartbeat_at); RETURN NULL; END $$
-            """);
-        await db.ExecuteAsync("""
-            CREATE TRIGGER heartbeat_seen AFTER UPDATE OF last_heartbeat_at ON {schema}.agentpg_instances
-               FOR EACH ROW EXECUTE FUNCTION {schema}.heartbeat_seen()
-            """);
+        await using var heartbeatSeen = await db.TriggerAsync("heartbeat_seen", "AFTER UPDATE OF last_heartbeat_at", "agentpg_instances",
+            "INSERT INTO {schema}.heartbeats_seen VALUES (NEW.last_heartbeat_at); RETURN NULL;");
         await using var blocker = await db.DataSource.OpenConnectionAsync();
         await using (var take = new NpgsqlCommand($"SELECT pg_advisory_lock({key})", blocker))
         {
             await take.ExecuteNonQueryAsync();
         }
 
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.InstanceTtl = TimeSpan.FromSeconds(1);
+            o.LeaderTtl = TimeSpan.FromSeconds(1);
+            // Long next to the sweep's interval: the sweep runs between the claim's commit and the next heartbeat.
+            o.HeartbeatInterval = TimeSpan.FromMilliseconds(900);
+            o.RunRescue.Interval = TimeSpan.FromMilliseconds(50);
+        });
+        var agent = await h.AgentAsync();
+        var answers = 0;
+        h.Claude.Respond(_ => FakeReply.Text("answer " + Interlocked.Increment(ref answers)));
+        Guid run;
         try
         {
-            await using var h = await Harness.StartAsync(db, o =>
-            {
-                o.InstanceTtl = TimeSpan.FromSeconds(1);
-                o.LeaderTtl = TimeSpan.FromSeconds(1);
-                // Long next to the sweep's interval: the sweep runs between the claim's commit and the next heartbeat.
-                o.HeartbeatInterval = TimeSpan.FromMilliseconds(900);
-                o.RunRescue.Interval = TimeSpan.FromMilliseconds(50);
-            });
-            var agent = await h.AgentAsync();
-            var answers = 0;
-            h.Claude.Respond(_ => FakeReply.Text("answer " + Interlocked.Increment(ref answers)));
-            Guid run;
-            try
-            {
-                run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
-                // The claim has taken the run (claimed_at is set before the trigger waits), two heartbeats came more than the
-                // bound after that, and the instance leads (it runs the sweep).
-                await Eventually.TrueAsync(
-                    async () => await db.ScalarAsync<bool>("""
-                        SELECT coalesce(bool_or((SELECT count(*) FROM {schema}.heartbeats_seen h
-                                                  WHERE h.at > l.waitstart + interval '1 second') >= 2), false)
-                               AND EXISTS (SELECT 1 FROM {schema}.agentpg_leader WHERE leader_id = $1 AND expires_at > now())
-                          FROM pg_locks l
-                          JOIN pg_stat_activity a ON a.pid = l.pid
-                         WHERE l.locktype = 'advisory' AND NOT l.granted AND a.query LIKE '%' || $2 || '%agentpg_claim_runs%'
-                        """, h.Client.InstanceId, db.Schema),
-                    "the claim waits for the lock, the instance heartbeats twice more than the bound later and leads");
-            }
-            finally
-            {
-                // Before the harness stops: its worker waits for the claim, which waits for the lock.
-                await using var release = new NpgsqlCommand("SELECT pg_advisory_unlock_all()", blocker);
-                await release.ExecuteNonQueryAsync();
-            }
-
-            var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(run), "the run to complete");
-
-            Assert.Equal("answer 1", response.Text);
-            Assert.Equal(1, answers);
-            Assert.Equal(0, (await h.Client.GetRunAsync(run)).RescueAttempts);
+            run = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+            // The claim has taken the run (claimed_at is set before the trigger waits), two heartbeats came more than the
+            // bound after that, and the instance leads (it runs the sweep).
+            await Eventually.TrueAsync(
+                async () => await db.ScalarAsync<bool>("""
+                    SELECT coalesce(bool_or((SELECT count(*) FROM {schema}.heartbeats_seen h
+                                              WHERE h.at > l.waitstart + interval '1 second') >= 2), false)
+                           AND EXISTS (SELECT 1 FROM {schema}.agentpg_leader WHERE leader_id = $1 AND expires_at > now())
+                      FROM pg_locks l
+                      JOIN pg_stat_activity a ON a.pid = l.pid
+                     WHERE l.locktype = 'advisory' AND NOT l.granted AND a.query LIKE '%' || $2 || '%agentpg_claim_runs%'
+                    """, h.Client.InstanceId, db.Schema),
+                "the claim waits for the lock, the instance heartbeats twice more than the bound later and leads");
         }
         finally
         {
-            await db.ExecuteAsync("DROP TRIGGER slow_claim ON {schema}.agentpg_runs");
-            await db.ExecuteAsync("DROP TRIGGER heartbeat_seen ON {schema}.agentpg_instances");
+            // Before the harness stops: its worker waits for the claim, which waits for the lock.
+            await using var release = new NpgsqlCommand("SELECT pg_advisory_unlock_all()", blocker);
+            await release.ExecuteNonQueryAsync();
         }
+
+        var response = await Eventually.WithinAsync(h.Client.WaitForRunAsync(run), "the run to complete");
+
+        Assert.Equal("answer 1", response.Text);
+        Assert.Equal(1, answers);
+        Assert.Equal(0, (await h.Client.GetRunAsync(run)).RescueAttempts);
     }
 }

@@ -1,6 +1,6 @@
 using AgentPg.Maintenance;
 using AgentPg.Tests.Infrastructure;
-using Npgsql;
+using static AgentPg.Tests.Infrastructure.ConnectionSql;
 
 namespace AgentPg.Tests.Maintenance;
 
@@ -75,13 +75,8 @@ public sealed class InstanceReleaseRaceTests(SchemaFixture db) : IClassFixture<S
         var run = await db.Seed.RunAsync();
         var iteration = await db.Seed.RunningIterationAsync(run);
         var gate = Random.Shared.Next(1, int.MaxValue);
-        await db.ExecuteAsync(
-            $"CREATE FUNCTION {{schema}}.test_hold_after_iteration_update() RETURNS trigger LANGUAGE plpgsql AS $$ " +
-            $"BEGIN PERFORM pg_advisory_xact_lock_shared({gate}); RETURN NULL; END $$");
-        await db.ExecuteAsync(
-            "CREATE TRIGGER test_hold_after_iteration_update AFTER UPDATE ON {schema}.agentpg_iterations " +
-            "FOR EACH STATEMENT EXECUTE FUNCTION {schema}.test_hold_after_iteration_update()");
-        try
+        await using (await db.TriggerAsync("test_hold_after_iteration_update", "AFTER UPDATE", "agentpg_iterations",
+                         $"PERFORM pg_advisory_xact_lock_shared({gate}); RETURN NULL;", perStatement: true))
         {
             await using var holder = await db.DataSource.OpenConnectionAsync();
             await ExecuteAsync(holder, $"SELECT pg_advisory_lock({gate})");
@@ -98,18 +93,7 @@ public sealed class InstanceReleaseRaceTests(SchemaFixture db) : IClassFixture<S
 
             await Eventually.WithinAsync(cleanup, "the cleanup");
         }
-        finally
-        {
-            await db.ExecuteAsync("DROP TRIGGER test_hold_after_iteration_update ON {schema}.agentpg_iterations");
-            await db.ExecuteAsync("DROP FUNCTION {schema}.test_hold_after_iteration_update()");
-        }
 
         return (run, iteration);
-    }
-
-    private static async Task ExecuteAsync(NpgsqlConnection connection, string sql)
-    {
-        await using var command = new NpgsqlCommand(sql, connection);
-        await command.ExecuteNonQueryAsync();
     }
 }

@@ -336,33 +336,22 @@ public sealed class MemoryToolTests(SchemaFixture db) : IClassFixture<SchemaFixt
         // sequence is not transactional, so only the first attempt fails.
         var trigger = "fail_" + Guid.NewGuid().ToString("N")[..8];
         await db.ExecuteAsync($"CREATE SEQUENCE {{schema}}.{trigger}_seq");
-        await db.ExecuteAsync($$"""
-            CREATE FUNCTION {schema}.{{trigger}}() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF NEW.is_memory_tool AND NEW.state = 'completed' AND nextval('{schema}.{{trigger}}_seq') = 1 THEN
-                    RAISE EXCEPTION 'injected failure of the result''s commit';
-                END IF;
-                RETURN NEW;
-            END $$
+        await using var fail = await db.TriggerAsync(trigger, "BEFORE UPDATE", "agentpg_tool_executions", $$"""
+            IF NEW.is_memory_tool AND NEW.state = 'completed' AND nextval('{schema}.{{trigger}}_seq') = 1 THEN
+                RAISE EXCEPTION 'injected failure of the result''s commit';
+            END IF;
+            RETURN NEW;
             """);
-        await db.ExecuteAsync($"CREATE TRIGGER {trigger} BEFORE UPDATE ON {{schema}}.agentpg_tool_executions FOR EACH ROW EXECUTE FUNCTION {{schema}}.{trigger}()");
-        try
-        {
-            var prompt = scripts.Add(new { command = "insert", path = "/memories/count.md", insert_line = 0, insert_text = "one more" });
-            await h.Client.WriteMemoryFileAsync(MemoryStoreId.ForAgent(agent.Id), "/memories/count.md", "start\n");
-            var runId = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, prompt);
-            await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the memory run", s_timeout);
+        var prompt = scripts.Add(new { command = "insert", path = "/memories/count.md", insert_line = 0, insert_text = "one more" });
+        await h.Client.WriteMemoryFileAsync(MemoryStoreId.ForAgent(agent.Id), "/memories/count.md", "start\n");
+        var runId = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, prompt);
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the memory run", s_timeout);
 
-            var call = Assert.Single(await h.Client.GetRunToolCallsAsync(runId));
-            Assert.Equal(ToolExecutionState.Completed, call.State);
-            Assert.Equal(2, await db.ScalarAsync<int>("SELECT attempt_count FROM {schema}.agentpg_tool_executions WHERE run_id = $1", runId));
-            Assert.Equal("The file /memories/count.md has been edited.", Assert.Single(scripts.Results[prompt]).Content);
-            Assert.Equal("one more\nstart\n", (await h.Client.ReadMemoryFileAsync(MemoryStoreId.ForAgent(agent.Id), "/memories/count.md"))!.Content);
-        }
-        finally
-        {
-            await db.ExecuteAsync($"DROP TRIGGER {trigger} ON {{schema}}.agentpg_tool_executions");
-        }
+        var call = Assert.Single(await h.Client.GetRunToolCallsAsync(runId));
+        Assert.Equal(ToolExecutionState.Completed, call.State);
+        Assert.Equal(2, await db.ScalarAsync<int>("SELECT attempt_count FROM {schema}.agentpg_tool_executions WHERE run_id = $1", runId));
+        Assert.Equal("The file /memories/count.md has been edited.", Assert.Single(scripts.Results[prompt]).Content);
+        Assert.Equal("one more\nstart\n", (await h.Client.ReadMemoryFileAsync(MemoryStoreId.ForAgent(agent.Id), "/memories/count.md"))!.Content);
     }
 
     [DatabaseFact]

@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using AgentPg.Testing;
 using AgentPg.Tests.Infrastructure;
-using Npgsql;
+using static AgentPg.Tests.Infrastructure.ConnectionSql;
 
 namespace AgentPg.Tests.Runs;
 
@@ -18,76 +18,58 @@ public sealed class LockOrderAndRetentionTests(SchemaFixture db) : IClassFixture
         // detected a deadlock and the caller of RunFastAsync got a raw 40P01 about half of the time. Every wait below is for
         // a state that lasts until the test ends it (a lock waiter), never for a window that a slow poll could miss.
         var gateKey = Random.Shared.Next(1, int.MaxValue);
-        await db.ExecuteAsync($$"""
-            CREATE OR REPLACE FUNCTION {schema}.test_held_agent_tool_completion() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF NEW.is_agent_tool AND NEW.state = 'completed' AND OLD.state = 'running' THEN
-                    PERFORM pg_advisory_xact_lock_shared(77001, {{gateKey}});
-                END IF;
-                RETURN NEW;
-            END $$;
-            CREATE TRIGGER test_held_agent_tool_completion BEFORE UPDATE ON {schema}.agentpg_tool_executions
-                FOR EACH ROW EXECUTE FUNCTION {schema}.test_held_agent_tool_completion();
+        await using var held = await db.TriggerAsync("test_held_agent_tool_completion", "BEFORE UPDATE", "agentpg_tool_executions", $"""
+            IF NEW.is_agent_tool AND NEW.state = 'completed' AND OLD.state = 'running' THEN
+                PERFORM pg_advisory_xact_lock_shared(77001, {gateKey});
+            END IF;
+            RETURN NEW;
             """);
-        try
+        await using var gate = await db.DataSource.OpenConnectionAsync();
+        await using var h = await Harness.StartAsync(db);
+        var child = await h.AgentAsync(a => a with { SystemPrompt = "You are the child." });
+        var parent = await h.AgentAsync(a => a with { SystemPrompt = "You are the parent.", AgentIds = [child.Id] });
+        var childArrived = new ConcurrentDictionary<string, TaskCompletionSource>();
+        var releaseChild = new ConcurrentDictionary<string, TaskCompletionSource>();
+        h.Claude.Respond(async (request, ct) =>
         {
-            await using var gate = await db.DataSource.OpenConnectionAsync();
-            await using var h = await Harness.StartAsync(db);
-            var child = await h.AgentAsync(a => a with { SystemPrompt = "You are the child." });
-            var parent = await h.AgentAsync(a => a with { SystemPrompt = "You are the parent.", AgentIds = [child.Id] });
-            var childArrived = new ConcurrentDictionary<string, TaskCompletionSource>();
-            var releaseChild = new ConcurrentDictionary<string, TaskCompletionSource>();
-            h.Claude.Respond(async (request, ct) =>
+            if (request.SystemText.Contains("the child", StringComparison.Ordinal))
             {
-                if (request.SystemText.Contains("the child", StringComparison.Ordinal))
-                {
-                    var task = request.LastUserText;
-                    childArrived.GetOrAdd(task, _ => new()).TrySetResult();
-                    await releaseChild.GetOrAdd(task, _ => new()).Task.WaitAsync(ct);
-                    return FakeReply.Text("child did " + task);
-                }
-
-                return request.ToolResults.Count == 0 && request.LastUserText.StartsWith("delegate", StringComparison.Ordinal)
-                    ? FakeReply.ToolUse(child.Name, new { task = request.LastUserText + " work" }) with { StopReason = "tool_use" }
-                    : FakeReply.Text("parent done");
-            });
-
-            for (var i = 0; i < 3; i++)
-            {
-                var session = await h.Client.NewSessionAsync();
-                var task = $"delegate {i} work";
-                await h.Client.RunFastAsync(session, parent.Id, $"delegate {i}");
-                await Eventually.WithinAsync(childArrived.GetOrAdd(task, _ => new()).Task, "the child run's request");
-                await ExecuteAsync(gate, $"SELECT pg_advisory_lock(77001, {gateKey})");
-                releaseChild.GetOrAdd(task, _ => new()).TrySetResult();
-                await Eventually.TrueAsync(
-                    async () => await db.ScalarAsync<long>(
-                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 77001 AND objid = $1 AND objsubid = 2 AND NOT granted",
-                        (long)gateKey) > 0,
-                    "the worker records the child's completion (and waits in the test trigger)");
-
-                var interrupting = h.Client.RunFastAsync(session, parent.Id, "interrupt " + i,
-                    new RunOptions { ConcurrencyPolicy = ConcurrencyPolicy.Interrupt });
-                await Eventually.TrueAsync(
-                    async () => interrupting.IsCompleted || await db.ScalarAsync<long>(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event <> 'advisory' AND query LIKE $1",
-                        $"%{db.Schema}%") > 0,
-                    "the interrupting run's creation cancels the parent, or waits for the worker's locks to do it");
-                await ExecuteAsync(gate, $"SELECT pg_advisory_unlock(77001, {gateKey})");
-
-                var interruptingId = await Eventually.WithinAsync(interrupting, "the interrupting run's creation");
-                Assert.Equal("parent done", (await Eventually.WithinAsync(h.Client.WaitForRunAsync(interruptingId), "the interrupting run")).Text);
+                var task = request.LastUserText;
+                childArrived.GetOrAdd(task, _ => new()).TrySetResult();
+                await releaseChild.GetOrAdd(task, _ => new()).Task.WaitAsync(ct);
+                return FakeReply.Text("child did " + task);
             }
-        }
-        finally
-        {
-            await db.ExecuteAsync("DROP TRIGGER test_held_agent_tool_completion ON {schema}.agentpg_tool_executions");
-        }
 
-        static async Task ExecuteAsync(NpgsqlConnection connection, string sql)
+            return request.ToolResults.Count == 0 && request.LastUserText.StartsWith("delegate", StringComparison.Ordinal)
+                ? FakeReply.ToolUse(child.Name, new { task = request.LastUserText + " work" }) with { StopReason = "tool_use" }
+                : FakeReply.Text("parent done");
+        });
+
+        for (var i = 0; i < 3; i++)
         {
-            await using var command = new NpgsqlCommand(sql, connection);
-            await command.ExecuteNonQueryAsync();
+            var session = await h.Client.NewSessionAsync();
+            var task = $"delegate {i} work";
+            await h.Client.RunFastAsync(session, parent.Id, $"delegate {i}");
+            await Eventually.WithinAsync(childArrived.GetOrAdd(task, _ => new()).Task, "the child run's request");
+            await ExecuteAsync(gate, $"SELECT pg_advisory_lock(77001, {gateKey})");
+            releaseChild.GetOrAdd(task, _ => new()).TrySetResult();
+            await Eventually.TrueAsync(
+                async () => await db.ScalarAsync<long>(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 77001 AND objid = $1 AND objsubid = 2 AND NOT granted",
+                    (long)gateKey) > 0,
+                "the worker records the child's completion (and waits in the test trigger)");
+
+            var interrupting = h.Client.RunFastAsync(session, parent.Id, "interrupt " + i,
+                new RunOptions { ConcurrencyPolicy = ConcurrencyPolicy.Interrupt });
+            await Eventually.TrueAsync(
+                async () => interrupting.IsCompleted || await db.ScalarAsync<long>(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event <> 'advisory' AND query LIKE $1",
+                    $"%{db.Schema}%") > 0,
+                "the interrupting run's creation cancels the parent, or waits for the worker's locks to do it");
+            await ExecuteAsync(gate, $"SELECT pg_advisory_unlock(77001, {gateKey})");
+
+            var interruptingId = await Eventually.WithinAsync(interrupting, "the interrupting run's creation");
+            Assert.Equal("parent done", (await Eventually.WithinAsync(h.Client.WaitForRunAsync(interruptingId), "the interrupting run")).Text);
         }
     }
 
