@@ -399,6 +399,13 @@ internal static partial class RequestValidator
                 }
 
                 schema = inputSchema;
+                foreach (var flag in (ReadOnlySpan<string>)["strict", "eager_input_streaming"])
+                {
+                    if (FakeJson.TryGet(tool, flag, out var value) && value.ValueKind is not (JsonValueKind.True or JsonValueKind.False or JsonValueKind.Null))
+                    {
+                        return ApiFailure.Invalid($"tools.{index}.custom.{flag}: Input should be a valid boolean");
+                    }
+                }
             }
 
             if (!names.Add(name))
@@ -412,6 +419,8 @@ internal static partial class RequestValidator
                 InputSchema = schema,
                 ServerToolType = isClientTool ? null : type,
                 DeferLoading = FakeJson.TryGet(tool, "defer_loading", out var defer) && defer.ValueKind == JsonValueKind.True,
+                Strict = isClientTool && FakeJson.TryGet(tool, "strict", out var strict) && strict.ValueKind == JsonValueKind.True,
+                EagerInputStreaming = isClientTool && FakeJson.TryGet(tool, "eager_input_streaming", out var eager) && eager.ValueKind == JsonValueKind.True,
                 Json = tool,
             });
             index++;

@@ -20,6 +20,12 @@ public sealed record FakeTool(string Name)
     /// it).</summary>
     public bool DeferLoading { get; init; }
 
+    /// <summary>Whether the tool was sent with <c>strict: true</c> (strict tool use).</summary>
+    public bool Strict { get; init; }
+
+    /// <summary>Whether the tool was sent with <c>eager_input_streaming: true</c> (fine-grained tool streaming).</summary>
+    public bool EagerInputStreaming { get; init; }
+
     /// <summary>The tool definition as sent.</summary>
     public JsonElement Json { get; init; }
 }

@@ -14,8 +14,33 @@ internal sealed class ModelResponse
 
     public List<JsonObject> Blocks { get; } = [];
 
-    /// <summary>Indexes of tool_use blocks whose input JSON was cut off (max_tokens in the middle of a tool call).</summary>
+    /// <summary>Indexes of tool_use blocks whose input JSON was cut off (max_tokens in the middle of a tool call), or is not
+    /// JSON for another reason (fine-grained tool streaming sends a tool's input as Claude writes it, unvalidated).</summary>
     public HashSet<int> TruncatedToolUses { get; } = [];
+
+    /// <summary>The streamed input text of the <see cref="TruncatedToolUses"/> that a stream delivered, by position.</summary>
+    public Dictionary<int, string> UnparsedToolInputs { get; } = [];
+
+    /// <summary>Indexes of tool_use blocks whose input was not JSON in an answer that was not cut off: their input is the
+    /// text Claude wrote, wrapped as <c>{"INVALID_JSON": text}</c>, and they are answered with an error, never executed.</summary>
+    public HashSet<int> InvalidToolInputs { get; } = [];
+
+    /// <summary>The key under which a tool_use's input that is not JSON is kept (the Messages API takes only an object as a
+    /// tool_use's input).</summary>
+    public const string InvalidJsonKey = "INVALID_JSON";
+
+    /// <summary>Turns the <see cref="TruncatedToolUses"/> of an answer that was not cut off into <see cref="InvalidToolInputs"/>:
+    /// each keeps Claude's text as its input, wrapped in an object, so that the turn can be stored, sent back and answered.</summary>
+    public void KeepInvalidToolInputs()
+    {
+        foreach (var index in TruncatedToolUses)
+        {
+            Blocks[index]["input"] = new JsonObject { [InvalidJsonKey] = UnparsedToolInputs.GetValueOrDefault(index, "") };
+            InvalidToolInputs.Add(index);
+        }
+
+        TruncatedToolUses.Clear();
+    }
 
     public string? StopReason { get; set; }
 

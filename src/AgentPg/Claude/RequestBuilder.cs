@@ -265,6 +265,24 @@ internal static class RequestBuilder
     public static JsonObject ToolDefinition(string name, string description, JsonObject inputSchema)
         => new() { ["name"] = name, ["description"] = description, ["input_schema"] = inputSchema };
 
+    /// <summary>A client tool's definition, with <c>strict</c> and <c>eager_input_streaming</c> when the tool asks for them
+    /// (the latter only in a streaming request).</summary>
+    public static JsonObject ToolDefinition(ITool tool, bool streaming)
+    {
+        var definition = ToolDefinition(tool.Name, tool.Description, tool.InputSchema.ToJsonObject());
+        if (tool.Strict)
+        {
+            definition["strict"] = true;
+        }
+
+        if (streaming && tool.EagerInputStreaming)
+        {
+            definition["eager_input_streaming"] = true;
+        }
+
+        return definition;
+    }
+
     /// <summary>The largest max_tokens a model accepts, for doubling after a truncated tool call.</summary>
     public static int ModelMaxOutputTokens(string model)
     {

@@ -176,8 +176,10 @@ internal sealed class StreamAggregator
         }
         catch (JsonException)
         {
-            // Cut off mid-object (max_tokens). Never executed; the iteration is repeated with more room.
+            // Cut off mid-object (max_tokens): never executed, the iteration is repeated with more room. Or not JSON in an answer
+            // that ends normally (fine-grained tool streaming): answered with an error (IterationRecorder).
             _response.TruncatedToolUses.Add(position);
+            _response.UnparsedToolInputs[position] = json;
         }
     }
 

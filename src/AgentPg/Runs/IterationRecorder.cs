@@ -60,6 +60,10 @@ internal sealed class IterationRecorder(Engine engine)
             return continueInPlace ? IterationOutcome.ContinueInPlace : IterationOutcome.Done;
         }
 
+        // Not cut off, yet not JSON: fine-grained tool streaming (ITool.EagerInputStreaming) sends a tool's input unvalidated.
+        // The tool_use stays in the turn with Claude's text and is answered with an error (below), so the conversation stays valid.
+        response.KeepInvalidToolInputs();
+
         if (response.StopReason == StopReasons.PauseTurn)
         {
             EnsureContinuationAllowed(claimed, StopReasons.PauseTurn);
@@ -180,7 +184,7 @@ internal sealed class IterationRecorder(Engine engine)
         var awaiting = 0;
         var approvalList = context.Agent.ToolsRequiringApproval;
         var position = 0;
-        foreach (var (_, block) in toolUses)
+        foreach (var (index, block) in toolUses)
         {
             var name = (string?)block["name"] ?? "";
             var input = block["input"] ?? new JsonObject();
@@ -198,7 +202,18 @@ internal sealed class IterationRecorder(Engine engine)
 
             // Unknown tools and invalid inputs fail here, before any worker claims them: no attempt is consumed.
             string? error;
-            if (context.Delegates.TryGetValue(name, out var delegateId))
+            if (response.InvalidToolInputs.Contains(index))
+            {
+                error = $"The input of tool '{name}' is not valid JSON, so the tool was not called. Call it again with its whole input " +
+                    "as one JSON object.";
+                if (context.Delegates.TryGetValue(name, out var delegateOfInvalid))
+                {
+                    p["is_agent_tool"] = true;
+                    p["agent_id"] = delegateOfInvalid.ToString();
+                    p["max_attempts"] = 1;
+                }
+            }
+            else if (context.Delegates.TryGetValue(name, out var delegateId))
             {
                 p["is_agent_tool"] = true;
                 p["agent_id"] = delegateId.ToString();

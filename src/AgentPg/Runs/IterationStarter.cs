@@ -191,7 +191,7 @@ internal sealed class IterationStarter(Engine engine)
         var toolsJson = new JsonArray();
         foreach (var tool in offered.Values)
         {
-            toolsJson.Add(Deferred(RequestBuilder.ToolDefinition(tool.Name, tool.Description, tool.InputSchema.ToJsonObject()), toolSearch));
+            toolsJson.Add(Deferred(RequestBuilder.ToolDefinition(tool, streaming), toolSearch));
         }
 
         foreach (var d in delegates.Where(d => delegateTools.TryGetValue(d.Name, out var id) && id == d.Id))

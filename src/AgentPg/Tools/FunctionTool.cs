@@ -33,6 +33,14 @@ public sealed class FunctionTool : IContentTool
     /// <inheritdoc/>
     public ToolSchema InputSchema { get; }
 
+    /// <inheritdoc/>
+    /// <remarks>Set it before the tool is registered.</remarks>
+    public bool Strict { get; set; }
+
+    /// <inheritdoc/>
+    /// <remarks>Set it before the tool is registered.</remarks>
+    public bool EagerInputStreaming { get; set; }
+
     /// <summary>Creates a tool from a delegate.</summary>
     /// <param name="name">The tool name (<c>^[a-zA-Z0-9_-]{1,64}$</c>).</param>
     /// <param name="description">What the tool does, for Claude.</param>

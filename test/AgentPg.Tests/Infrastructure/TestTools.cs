@@ -11,6 +11,10 @@ public sealed class TestTool(string name, Func<ToolContext, JsonElement, Cancell
 
     public ToolSchema InputSchema { get; init; } = schema ?? new ToolSchema();
 
+    public bool Strict { get; init; }
+
+    public bool EagerInputStreaming { get; init; }
+
     public Task<string> ExecuteAsync(ToolContext context, JsonElement input, CancellationToken cancellationToken)
         => execute is null ? Task.FromResult("ok") : execute(context, input, cancellationToken);
 }

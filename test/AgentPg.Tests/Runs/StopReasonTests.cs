@@ -50,6 +50,61 @@ public sealed class StopReasonTests(SchemaFixture db) : IClassFixture<SchemaFixt
         Assert.Single(response.ToolCalls);
     }
 
+    // Fine-grained tool streaming (eager_input_streaming) streams a tool's input without Claude's validation, so an answer that
+    // ends normally (tool_use) can still carry input that is not JSON. Before, such a tool_use was left without a tool_result:
+    // the next request of the session was refused by the API (here: by the fake's validator) and the session was stuck.
+    [DatabaseFact]
+    public async Task InvalidToolInputJson_WithoutMaxTokens_IsAnsweredWithAnErrorAndTheToolIsNotCalled()
+    {
+        var notes = new NoteTool();
+        await using var h = await Harness.StartAsync(db, tools: notes);
+        var agent = await h.AgentAsync();
+        h.Claude.Enqueue(
+            FakeReply.Message(
+                FakeContentBlock.TruncatedToolUse("save_note", "{\"text\": \"unterminated", id: "toolu_bad"),
+                FakeContentBlock.ToolUse("save_note", new { text = "a good note" }, id: "toolu_good")) with { StopReason = "tool_use" },
+            FakeReply.Text("One saved, one failed."),
+            FakeReply.Text("Still talking."));
+        var session = await h.Client.NewSessionAsync();
+
+        var response = await h.Client.RunFastSyncAsync(session, agent.Id, "save two notes");
+
+        Assert.Equal("One saved, one failed.", response.Text);
+        Assert.Equal(["a good note"], notes.Saved);
+        var call = Assert.Single(response.ToolCalls, c => c.IsError);
+        Assert.Contains("not valid JSON", call.ErrorMessage, StringComparison.Ordinal);
+        var second = h.Claude.Requests.Where(r => r.IsMessagesCall).ElementAt(1).Body!.Value.GetProperty("messages");
+        // The assistant turn keeps the tool_use with its text as Claude wrote it, wrapped in an object (the API takes only
+        // objects as input), and every tool_use has its tool_result.
+        var badUse = second[1].GetProperty("content").EnumerateArray().Single(b => b.GetProperty("id").GetString() == "toolu_bad");
+        Assert.Equal("{\"text\": \"unterminated", badUse.GetProperty("input").GetProperty("INVALID_JSON").GetString());
+        var results = second[2].GetProperty("content").EnumerateArray().ToList();
+        Assert.Equal(["toolu_bad", "toolu_good"], results.Select(r => r.GetProperty("tool_use_id").GetString()).Order());
+        Assert.True(results.Single(r => r.GetProperty("tool_use_id").GetString() == "toolu_bad").GetProperty("is_error").GetBoolean());
+
+        // The session goes on.
+        Assert.Equal("Still talking.", (await h.Client.RunFastSyncAsync(session, agent.Id, "and now?")).Text);
+    }
+
+    // The same answer as the only tool call: before, the run completed with the tool_use unanswered.
+    [DatabaseFact]
+    public async Task InvalidToolInputJson_AsTheOnlyCall_IsAnsweredAndTheRunGoesOn()
+    {
+        var notes = new NoteTool();
+        await using var h = await Harness.StartAsync(db, tools: notes);
+        var agent = await h.AgentAsync();
+        h.Claude.Enqueue(
+            FakeReply.Message(FakeContentBlock.TruncatedToolUse("save_note", "{\"text\": tru")) with { StopReason = "tool_use" },
+            FakeReply.Text("Sorry, let me retry later."));
+
+        var response = await h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(), agent.Id, "save a note");
+
+        Assert.Equal("Sorry, let me retry later.", response.Text);
+        Assert.Empty(notes.Saved);
+        Assert.Equal(2, response.IterationCount);
+        Assert.True(Assert.Single(response.ToolCalls).IsError);
+    }
+
     [DatabaseFact]
     public async Task PauseTurn_ContinuesWithThePausedTurnSentBackAsIs()
     {
