@@ -105,15 +105,26 @@ internal static class ThroughputBenchmark
             }
         }
 
+        var profile = await DbProfile.CreateAsync(env);
+        if (profile is not null)
+        {
+            await profile.BeginAsync(env);
+        }
+
         var before = await counters.TakeAsync(env);
         Interlocked.Exchange(ref windowStart, Stopwatch.GetTimestamp());
         await Task.WhenAny(Task.WhenAll(producers), Task.Delay(TimeSpan.FromSeconds(options.Seconds)));
         var end = Stopwatch.GetTimestamp();
         Interlocked.Exchange(ref windowEnd, end);
         var after = await counters.TakeAsync(env);
+        var profiled = profile is null ? null : await profile.EndAsync(env);
         ThrowIfFaulted(producers);
         await stop.CancelAsync();
         await Task.WhenAll(producers);
+        if (profile is not null)
+        {
+            await profile.WriteAsync(env, shape is null ? "closed loop" : "closed loop (tools)", profiled!, Interlocked.Read(ref inWindow));
+        }
 
         var seconds = Stopwatch.GetElapsedTime(windowStart, end).TotalSeconds;
         return new ThroughputResult(concurrency, concurrency, inWindow, seconds, inWindow / seconds, Interlocked.Read(ref failed),
@@ -138,12 +149,22 @@ internal static class ThroughputBenchmark
 
         var waits = runs.Select(env.Completions.WaitAsync).ToArray();
         await using var worker = env.CreateClient(concurrency);
+        var profile = await DbProfile.CreateAsync(env);
+        if (profile is not null)
+        {
+            await profile.BeginAsync(env);
+        }
+
         var before = await counters.TakeAsync(env);
         var started = Stopwatch.GetTimestamp();
         await worker.StartAsync();
         var completions = await Task.WhenAll(waits).WaitAsync(TimeSpan.FromSeconds(Math.Max(120, backlog / 50)));
         var last = completions.Max(c => c.Timestamp);
         var after = await counters.TakeAsync(env);
+        if (profile is not null)
+        {
+            await profile.WriteAsync(env, "drain", await profile.EndAsync(env), backlog);
+        }
         foreach (var run in runs)
         {
             env.Completions.Forget(run);

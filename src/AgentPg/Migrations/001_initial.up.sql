@@ -385,6 +385,11 @@ CREATE TABLE agentpg_iterations (
     CONSTRAINT unique_iteration_per_run UNIQUE (run_id, iteration_number),
     CONSTRAINT iteration_trigger_type_valid CHECK (trigger_type IN ('user_prompt', 'tool_results', 'continuation'))
 );
+-- An iteration row is written twice: inserted by the claim, updated with the answer's outcome and usage. No index names a
+-- column the completion changes, so that update is HOT when its page has room for the new version: the free space per
+-- page is for it (as for agentpg_runs). With pages filled to the brim by the claims' inserts, 14 % of the completions in
+-- the closed loop and 57 % in a drain wrote a version on another page, an entry in both indexes of the table each.
+ALTER TABLE agentpg_iterations SET (fillfactor = 70);
 CREATE INDEX agentpg_idx_iterations_batch ON agentpg_iterations (batch_id) WHERE batch_id IS NOT NULL;
 CREATE INDEX agentpg_idx_iterations_polling ON agentpg_iterations (batch_status, batch_last_poll_at NULLS FIRST)
     WHERE batch_status = 'in_progress';
@@ -674,6 +679,8 @@ CREATE TRIGGER agentpg_trg_run_queue_deleted AFTER DELETE ON agentpg_runs
 -- run per session at a time); NULL for child runs and when nothing waits. Workers claim on a finished run only when it
 -- is set. The finished run is excluded by id: called from the RETURNING of its own UPDATE, this STABLE function still
 -- sees the row as it was before (and its queue row, which the run's queue trigger deletes only after the statement).
+-- The library's completion (RunSql.Complete) writes this query out in its RETURNING, a PL/pgSQL call per run less: keep
+-- the two in step.
 CREATE FUNCTION agentpg_next_root_run_mode(p_run_id UUID, p_session_id UUID, p_parent_run_id UUID) RETURNS TEXT
 LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 BEGIN

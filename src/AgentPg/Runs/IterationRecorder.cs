@@ -128,7 +128,7 @@ internal sealed class IterationRecorder(Engine engine)
             var batch = new NpgsqlBatch();
             await using (batch.ConfigureAwait(false))
             {
-                NotifySql.AddDefer(batch, Notifications.Channels.RunFinalized);
+                NotifySql.AddDeferOnIndexPlans(batch, Notifications.Channels.RunFinalized);
                 engine.Sql.Runs.AddLockParent(batch, run);
                 engine.Sql.Runs.AddFence(batch, run, engine.InstanceId, context.IterationId);
                 AddAssistantMessage(batch, run, messageId, response, once: true);

@@ -8,6 +8,11 @@ internal static class NotifySql
     /// <summary>In a step's batch: the listed channels are not notified by the triggers; the step sends them after commit.</summary>
     public const string Defer = "SELECT set_config('agentpg.defer_notify', $1, true)";
 
+    /// <summary><see cref="Defer"/>, and the batch's statements planned on their indexes (enable_seqscan off, local to the
+    /// transaction): for a batch with a read that a generic plan made while a table was small could turn into a scan of the
+    /// whole table (the completion's next root run, <see cref="RunSql.Complete"/>). One statement for both.</summary>
+    public const string DeferOnIndexPlans = "SELECT set_config('agentpg.defer_notify', $1, true), set_config('enable_seqscan', 'off', true)";
+
     /// <summary>Notifications on their own ($1 channels, $2 payloads, pairwise), committed asynchronously: they carry no
     /// data, so nothing waits for a WAL flush while holding the notification lock. One transaction for many.</summary>
     public const string Send =
@@ -19,6 +24,9 @@ internal static class NotifySql
 
     /// <summary>Adds <see cref="Defer"/> for <paramref name="channels"/> (comma-separated).</summary>
     public static void AddDefer(NpgsqlBatch batch, string channels) => batch.Append(Defer, P.Text(channels));
+
+    /// <summary>Adds <see cref="DeferOnIndexPlans"/> for <paramref name="channels"/> (comma-separated).</summary>
+    public static void AddDeferOnIndexPlans(NpgsqlBatch batch, string channels) => batch.Append(DeferOnIndexPlans, P.Text(channels));
 
     /// <summary>Adds <see cref="Send"/>: <paramref name="channels"/> and <paramref name="payloads"/> pairwise.</summary>
     public static void AddSend(NpgsqlBatch batch, IReadOnlyList<string> channels, IReadOnlyList<string> payloads)

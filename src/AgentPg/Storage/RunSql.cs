@@ -119,15 +119,23 @@ internal sealed class RunSql
         // $1 run, $2 iteration number, $3 iteration id. After the fence.
         StartIteration = $"UPDATE {t} SET current_iteration = $2, current_iteration_id = $3, last_progress_at = now() WHERE id = $1";
         // $1 run, $2 response text, $3 stop reason, $4..$7 tokens. After the fence. Returns the mode of the session's next
-        // active root run (see agentpg_next_root_run_mode), for the deferred agentpg_run_finalized notification.
+        // active root run, for the deferred agentpg_run_finalized notification: agentpg_next_root_run_mode's query, written
+        // out (a PL/pgSQL call per run less; RunTransitionTests). Like the function, the RETURNING reads the statement's
+        // snapshot, in which the run's own queue row (deleted by its trigger after the statement) is excluded by id. The
+        // function plans with enable_seqscan off; the batch that sends this sets it too (NotifySql.DeferOnIndexPlans), so a
+        // plan made while the queue was small does not scan it whole once it has grown.
         Complete = $"""
-            UPDATE {t}
+            UPDATE {t} r
                SET state = 'completed', previous_state = state, finalized_at = coalesce(finalized_at, now()), response_text = $2, stop_reason = $3,
                    input_tokens = input_tokens + $4, output_tokens = output_tokens + $5,
                    cache_creation_input_tokens = cache_creation_input_tokens + $6, cache_read_input_tokens = cache_read_input_tokens + $7,
                    iteration_count = iteration_count + 1, claimed_by_instance_id = NULL, claimed_at = NULL
              WHERE id = $1
-            RETURNING {s}.agentpg_next_root_run_mode(id, session_id, parent_run_id) AS next_run_mode
+            RETURNING CASE WHEN r.parent_run_id IS NULL THEN
+                          (SELECT o.run_mode::text FROM {queue} o
+                            WHERE o.session_id = r.session_id AND o.is_root AND o.run_id <> r.id
+                            ORDER BY o.seq LIMIT 1)
+                      END AS next_run_mode
             """;
         // An iteration that continues in place (pause_turn, truncated tool call, context retry): count it, keep the claim.
         // $1 run, $2..$5 tokens, $6 continuation increment. After the fence.

@@ -34,6 +34,35 @@ public sealed class RunTransitionTests(SchemaFixture db) : IClassFixture<SchemaF
     }
 
     [DatabaseFact]
+    public async Task Completion_ReturnsTheModeOfTheSessionsNextRootRun_WithoutAFunctionCall()
+    {
+        var agent = await db.Seed.AgentAsync();
+        var session = await db.Seed.SessionAsync();
+        var first = await db.Seed.RunAsync(session, agent, mode: "streaming");
+        var next = await db.Seed.RunAsync(session, agent, mode: "batch");
+        var sql = new RunSql(new SchemaName(db.Schema));
+        try
+        {
+            await using var connection = await db.DataSource.OpenConnectionAsync();
+            await using var transaction = await connection.BeginTransactionAsync();
+            await ExecuteAsync(connection, "SET LOCAL track_functions = 'pl'");
+            await ExecuteAsync(connection, $"SELECT id FROM \"{db.Schema}\".agentpg_claim_runs('transition-test', 100, 'streaming')");
+            Assert.Equal("batch", await CompleteAsync(connection, sql, first));
+
+            // The session's last root run: nothing waits behind it.
+            await ExecuteAsync(connection, $"SELECT id FROM \"{db.Schema}\".agentpg_claim_runs('transition-test', 100, 'batch')");
+            Assert.Equal(("batch_submitting", "pending", false), await StateAsync(connection, next));
+            Assert.Null(await CompleteAsync(connection, sql, next));
+            Assert.Equal(0L, await FunctionCallsAsync(connection, db.Schema, "agentpg_next_root_run_mode"));
+        }
+        finally
+        {
+            await db.Seed.FinishRunAsync(first, "cancelled");
+            await db.Seed.FinishRunAsync(next, "cancelled");
+        }
+    }
+
+    [DatabaseFact]
     public async Task HandWrittenStateChanges_StillGetPreviousStateFinalizedAtAndTheErrorType()
     {
         var agent = await db.Seed.AgentAsync();
@@ -70,6 +99,16 @@ public sealed class RunTransitionTests(SchemaFixture db) : IClassFixture<SchemaF
         await ExecuteAsync(claimer, $"SELECT id FROM \"{db.Schema}\".agentpg_claim_runs('transition-test', 100, 'streaming')");
         var claimedAt = await ScalarAsync<DateTime>(claimer, $"SELECT claimed_at FROM \"{db.Schema}\".agentpg_runs WHERE id = '{run}'");
         Assert.True(claimedAt >= createdAt, $"claimed at {claimedAt:O}, created at {createdAt:O}");
+    }
+
+    private static async Task<string?> CompleteAsync(NpgsqlConnection connection, RunSql sql, Guid run)
+    {
+        // As the worker sends it: the finalized notification deferred (the trigger, which would call the function, skipped).
+        await using var batch = new NpgsqlBatch(connection);
+        NotifySql.AddDeferOnIndexPlans(batch, AgentPg.Notifications.Channels.RunFinalized);
+        sql.AddComplete(batch, run, "done", StopReasons.EndTurn, new Usage());
+        await using var reader = await batch.ExecuteReaderAsync();
+        return await RunSql.ReadNextRunModeAsync(reader, CancellationToken.None);
     }
 
     private async Task<(string State, string? Previous, bool Finalized)> StateAsync(NpgsqlConnection connection, Guid run)
