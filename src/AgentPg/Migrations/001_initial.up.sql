@@ -1711,7 +1711,8 @@ $$;
 -- Leader-only cleanup: removes instances that stopped heartbeating for p_instance_ttl, releasing their work
 -- with the rescue limit first. The delete trigger below releases what was claimed after that release locked the runs
 -- (an instance judged dead that was only slow), with the same limit: the cleanup hands it over in a transaction-local
--- setting (agentpg.rescue_max_attempts), reset before it returns.
+-- setting (agentpg.rescue_max_attempts), reset before it returns. The trigger hands back the modes of the runs it failed
+-- (agentpg.released_failed_run_modes), returned with the cleanup's own, so the leader counts every run failed here.
 CREATE FUNCTION agentpg_cleanup_stale_instances(p_leader_id TEXT, p_instance_ttl INTERVAL, p_max_attempts INTEGER)
 RETURNS TABLE (instance_id TEXT, failed_run_modes TEXT[])
 LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT AS $$
@@ -1726,10 +1727,14 @@ BEGIN
     LOOP
         instance_id := v_instance;
         SELECT w.failed_run_modes INTO failed_run_modes FROM agentpg_release_instance_work(v_instance, TRUE, p_max_attempts) w;
+        PERFORM set_config('agentpg.released_failed_run_modes', '', true);
         DELETE FROM agentpg_instances i WHERE i.id = v_instance;
+        failed_run_modes := failed_run_modes
+                            || coalesce(nullif(current_setting('agentpg.released_failed_run_modes', true), '')::text[], '{}');
         RETURN NEXT;
     END LOOP;
     PERFORM set_config('agentpg.rescue_max_attempts', '', true);
+    PERFORM set_config('agentpg.released_failed_run_modes', '', true);
 END
 $$;
 
@@ -1738,14 +1743,22 @@ $$;
 -- so this catches a claim committed after their release locked the instance's runs, and deletions made by hand. The
 -- release is a crash's, counted as a rescue. Inside the leader's cleanup it is also counted against the cleanup's limit
 -- (RunRescue.MaxAttempts, in the setting agentpg.rescue_max_attempts), so a run over it fails with rescue_failed here
--- exactly as in the cleanup's own release. Elsewhere (a deletion by hand) the database does not know the client's
--- limit: the rescue is counted only, and a run over the limit fails at its next release by the leader. No table is
--- read for the limit, so an instance's deregistration never depends on the lease table.
+-- exactly as in the cleanup's own release, and the modes of the runs it failed are handed back to the cleanup
+-- (agentpg.released_failed_run_modes) for the leader's count of failed runs. Elsewhere (a deletion by hand) the database
+-- does not know the client's limit: the rescue is counted only, and a run over the limit fails at its next release by the
+-- leader. No table is read for the limit, so an instance's deregistration never depends on the lease table.
 CREATE FUNCTION agentpg_cleanup_orphaned_work() RETURNS TRIGGER
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v_limit INTEGER := nullif(current_setting('agentpg.rescue_max_attempts', true), '')::int;
+    v_failed TEXT[];
 BEGIN
-    PERFORM agentpg_release_instance_work(OLD.id, TRUE,
-                                          coalesce(nullif(current_setting('agentpg.rescue_max_attempts', true), '')::int, 2147483647));
+    SELECT w.failed_run_modes INTO v_failed FROM agentpg_release_instance_work(OLD.id, TRUE, coalesce(v_limit, 2147483647)) w;
+    IF v_limit IS NOT NULL AND cardinality(v_failed) > 0 THEN
+        PERFORM set_config('agentpg.released_failed_run_modes',
+                           (coalesce(nullif(current_setting('agentpg.released_failed_run_modes', true), '')::text[], '{}') || v_failed)::text,
+                           true);
+    END IF;
     RETURN OLD;
 END
 $$;

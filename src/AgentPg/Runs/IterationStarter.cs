@@ -20,6 +20,7 @@ internal sealed class IterationStarter(Engine engine)
             // of their own. Every later write is fenced on the claim and this iteration.
             claimed.IterationStarted = false;
             claimed.IterationUsage = Usage.Zero;
+            claimed.IterationModel = null;
             claimed.CompactedForContextWindow = false;
             if (claimed.FirstIterationInputs is { } inputs)
             {
@@ -73,6 +74,7 @@ internal sealed class IterationStarter(Engine engine)
                     claimed.Iteration = number;
                     claimed.IterationId = iterationId;
                     claimed.IterationUsage = Usage.Zero;
+                    claimed.IterationModel = null;
                     claimed.CompactedForContextWindow = false;
                     return BuildContext(claimed, agent, delegates, history, number, iterationId, claimed.MaxTokensOverride, streaming);
                 }

@@ -59,6 +59,10 @@ internal sealed class ClaimedRun
 
     /// <summary>Usage of the current iteration's model calls (retries included: they are paid for).</summary>
     public Usage IterationUsage { get; set; } = Usage.Zero;
+
+    /// <summary>The model the current iteration's streamed requests named (null before the first is sent), stored with the
+    /// iteration when it fails as when it completes, so its usage is priced at that model.</summary>
+    public string? IterationModel { get; set; }
 }
 
 /// <summary>What an iteration's request is built from, as read from the database.</summary>

@@ -123,7 +123,7 @@ internal sealed class RunFailurePolicy(Engine engine)
                     engine.Sql.Runs.AddFence(batch, run, engine.InstanceId, null);
                     if (claimed.IterationId is { } iterationId)
                     {
-                        engine.Sql.Iterations.AddFail(batch, iterationId, usage, errorType, message);
+                        engine.Sql.Iterations.AddFail(batch, iterationId, usage, errorType, message, claimed.IterationModel);
                     }
 
                     engine.Sql.Runs.AddFail(batch, run.Id, errorType, message, usage);

@@ -41,6 +41,7 @@ internal sealed class RunProcessor(Engine engine)
                     await engine.Hooks.BeforeMessageAsync(ModelCalls.Context(claimed, context, RunMode.Streaming, body, null, null), token).ConfigureAwait(false);
                 }
 
+                claimed.IterationModel = context.Agent.Model;
                 try
                 {
                     response = await CallWithRetriesAsync(claimed, context, body, token).ConfigureAwait(false);

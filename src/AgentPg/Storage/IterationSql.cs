@@ -37,11 +37,12 @@ internal sealed class IterationSql
              WHERE id = $1
             """;
         // The iteration of a failing run: $1 id, $2..$5 tokens, $6 error type, $7 error message, $8 the 1-hour cache writes (of $4),
-        // $9/$10 the web searches and fetches (NULL for none).
+        // $9/$10 the web searches and fetches (NULL for none), $11 the model its requests named (null: none sent, or a batch's,
+        // which Submitted stored).
         Fail = $"""
             UPDATE {t}
                SET input_tokens = $2, output_tokens = $3, cache_creation_input_tokens = $4, cache_read_input_tokens = $5,
-                   cache_creation_1h_input_tokens = $8, web_search_requests = $9, web_fetch_requests = $10,
+                   cache_creation_1h_input_tokens = $8, web_search_requests = $9, web_fetch_requests = $10, model = coalesce($11, model),
                    error_type = $6, error_message = $7, completed_at = coalesce(completed_at, now()),
                    batch_status = CASE WHEN batch_id IS NULL THEN batch_status ELSE 'ended' END
              WHERE id = $1
@@ -129,11 +130,11 @@ internal sealed class IterationSql
             P.Int((int)usage.CacheReadInputTokens), P.Text(errorType), P.Text(errorMessage), P.Int(maxTokens), P.Bool(extendedContext),
             P.Int((int)usage.CacheCreation1hInputTokens), P.Text(model), Uses(usage.WebSearchRequests), Uses(usage.WebFetchRequests));
 
-    /// <summary>Adds <see cref="Fail"/>.</summary>
-    public void AddFail(NpgsqlBatch batch, Guid iterationId, Usage usage, string errorType, string errorMessage)
+    /// <summary>Adds <see cref="Fail"/>; <paramref name="model"/> is the model the iteration's requests named, if it sent any.</summary>
+    public void AddFail(NpgsqlBatch batch, Guid iterationId, Usage usage, string errorType, string errorMessage, string? model)
         => batch.Append(Fail, P.Uuid(iterationId), P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens),
             P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens), P.Text(errorType), P.Text(errorMessage),
-            P.Int((int)usage.CacheCreation1hInputTokens), Uses(usage.WebSearchRequests), Uses(usage.WebFetchRequests));
+            P.Int((int)usage.CacheCreation1hInputTokens), Uses(usage.WebSearchRequests), Uses(usage.WebFetchRequests), P.Text(model));
 
     /// <summary>Adds <see cref="Submitted"/>: <paramref name="resubmission"/> counts a resubmission, <paramref name="afterExpiry"/>
     /// an expiry; <paramref name="usage"/> is the iteration's usage so far (answers it was charged for and dropped).</summary>

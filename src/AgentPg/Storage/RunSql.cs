@@ -490,7 +490,7 @@ internal sealed class RunSql
         "i.id, i.iteration_number, i.batch_id, i.batch_expires_at, i.batch_resubmit_count, i.batch_expired_count, i.extended_context, i.max_tokens, " +
         "i.input_tokens, i.output_tokens, i.cache_creation_input_tokens, i.cache_read_input_tokens, i.batch_unavailable_since, i.batch_unavailable_count, " +
         // (No ", " inside a column: PollColumnCount splits on it.)
-        "i.batch_resubmit_at IS NOT NULL, coalesce(i.web_search_requests,0), coalesce(i.web_fetch_requests,0)";
+        "i.batch_resubmit_at IS NOT NULL, coalesce(i.web_search_requests,0), coalesce(i.web_fetch_requests,0), i.cache_creation_1h_input_tokens";
 
     private static readonly int PollColumnCount = PollColumns.Split(", ").Length;
 
@@ -592,7 +592,7 @@ internal sealed class RunSql
             new Usage
             {
                 InputTokens = r.GetInt32(8), OutputTokens = r.GetInt32(9), CacheCreationInputTokens = r.GetInt32(10), CacheReadInputTokens = r.GetInt32(11),
-                WebSearchRequests = r.GetInt32(15), WebFetchRequests = r.GetInt32(16),
+                WebSearchRequests = r.GetInt32(15), WebFetchRequests = r.GetInt32(16), CacheCreation1hInputTokens = r.GetInt32(17),
             },
             Read(r, PollColumnCount))
         {

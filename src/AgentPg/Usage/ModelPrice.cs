@@ -53,8 +53,10 @@ public sealed record ModelPrice
 
     /// <summary>Gets the price of a thousand web searches (Claude's web search server tool, billed per search on top of the
     /// tokens its results add to the input, batched or not). Web fetch has no such charge: a fetched page costs only the input
-    /// tokens of its content.</summary>
-    /// <value>The default value is 10 (US$10 per 1 000 searches, the price for every model on Claude's pricing page).</value>
+    /// tokens of its content. Code execution is billed by container time, which answers do not report: it is not priced.</summary>
+    /// <value>The default value is 10: US$10 per 1 000 searches, the same for every model, as published on Claude's pricing page
+    /// (<c>https://platform.claude.com/docs/en/about-claude/pricing</c>) and the web search tool's page
+    /// (<c>https://platform.claude.com/docs/en/agents-and-tools/tool-use/web-search-tool</c>).</value>
     public decimal WebSearchPerThousand { get; init => field = NonNegative(value, nameof(WebSearchPerThousand)); } = 10m;
 
     private static decimal NonNegative(decimal value, string name)

@@ -14,9 +14,19 @@ public sealed partial class AdminUsageTests(SchemaFixture db, Chromium chromium)
     private const string Haiku = "claude-haiku-4-5";
     private const string Unpriced = "claude-opus-4-5";
 
-    // Every call reports the same tokens: 1 000 in, 100 out, nothing cached.
+    private const string SearchPrompt = "search the web";
+
+    // Every call reports the same tokens: 1 000 in, 100 out, nothing cached; a call for SearchPrompt also 3 web searches and 2
+    // web fetches (usage.server_tool_use).
     private static FakeReply Reply(FakeRequest request)
-        => FakeReply.Text("ok") with { Usage = new FakeUsage { InputTokens = 1000, OutputTokens = 100, CacheCreationInputTokens = 0, CacheReadInputTokens = 0 } };
+        => FakeReply.Text("ok") with
+        {
+            Usage = new FakeUsage
+            {
+                InputTokens = 1000, OutputTokens = 100, CacheCreationInputTokens = 0, CacheReadInputTokens = 0,
+                WebSearchRequests = request.LastUserText == SearchPrompt ? 3 : 0, WebFetchRequests = request.LastUserText == SearchPrompt ? 2 : 0,
+            },
+        };
 
     private static async Task<(AdminApp App, FakeClaudeServer Claude)> StartAsync(SchemaFixture db)
     {
@@ -32,12 +42,12 @@ public sealed partial class AdminUsageTests(SchemaFixture db, Chromium chromium)
     private static async Task<Guid> AgentAsync(AdminApp app, string model)
         => (await app.Client.CreateAgentAsync(new AgentDefinition { Name = "usage_" + Guid.NewGuid().ToString("N")[..10], Model = model })).Id;
 
-    private static async Task RunsAsync(AdminApp app, Guid agent, Dictionary<string, object?> metadata, int count)
+    private static async Task RunsAsync(AdminApp app, Guid agent, Dictionary<string, object?> metadata, int count, string prompt = "how much?")
     {
         var session = await app.Client.NewSessionAsync(metadata: metadata);
         for (var i = 0; i < count; i++)
         {
-            await app.Client.RunFastSyncAsync(session, agent, "how much?");
+            await app.Client.RunFastSyncAsync(session, agent, prompt);
         }
     }
 
@@ -85,6 +95,39 @@ public sealed partial class AdminUsageTests(SchemaFixture db, Chromium chromium)
     }
 
     [DatabaseFact]
+    public async Task WebSearchesAndFetches_HaveAColumnAndACard_AndTheSearchesArePriced()
+    {
+        var (app, claude) = await StartAsync(db);
+        await using var _ = app;
+        await using var __ = claude;
+        var tenant = "s-" + Guid.NewGuid().ToString("N")[..8];
+        var sonnet = await AgentAsync(app, Sonnet);
+        var haiku = await AgentAsync(app, Haiku);
+        await RunsAsync(app, sonnet, new() { ["tenant"] = tenant }, 2, SearchPrompt);
+        await RunsAsync(app, haiku, new() { ["tenant"] = tenant }, 1);
+        var sonnetName = (await app.Client.GetAgentByIdAsync(sonnet)).Name;
+        var haikuName = (await app.Client.GetAgentByIdAsync(haiku)).Name;
+        using var http = app.HttpClient(tenant: tenant);
+
+        var html = await http.GetStringAsync("usage");
+
+        // Agent | calls | runs | input | cache writes (1 h) | cache reads | output | web searches (fetches) | cost. Sonnet:
+        // 2 × (1 000 × $3 + 100 × $15) / 1M + 6 searches × $10 / 1 000 = $0.009 + $0.06.
+        Assert.Contains("<th class=\"num\">Web searches (fetches)</th>", html, StringComparison.Ordinal);
+        Assert.Equal(["2", "2", "2,000", "0 (0)", "0", "200", "6 (4)", "$0.069"], Cells(Row(html, sonnetName))[1..]);
+        Assert.Equal(["1", "1", "1,000", "0 (0)", "0", "100", "0 (0)", "$0.0015"], Cells(Row(html, haikuName))[1..]);
+        Assert.Contains("<span class=\"value\" data-usage-web-searches>6</span><span class=\"label\">4 web fetches</span>", html, StringComparison.Ordinal);
+        Assert.Contains("<span class=\"value\" data-usage-cost>$0.0705</span>", html, StringComparison.Ordinal);
+
+        // A tenant whose calls used no server tool gets neither the column nor the card, as before.
+        var other = "t-" + Guid.NewGuid().ToString("N")[..8];
+        await RunsAsync(app, haiku, new() { ["tenant"] = other }, 1);
+        var plain = await app.HttpClient(tenant: other).GetStringAsync("usage");
+        Assert.DoesNotContain("Web searches", plain, StringComparison.Ordinal);
+        Assert.DoesNotContain("data-usage-web-searches", plain, StringComparison.Ordinal);
+    }
+
+    [DatabaseFact]
     public async Task AModelWithoutAPrice_IsNamedAndTheTotalHasNoCost_AndMetadataValuesAreEncoded()
     {
         var (app, claude) = await StartAsync(db);
@@ -119,7 +162,7 @@ public sealed partial class AdminUsageTests(SchemaFixture db, Chromium chromium)
         await using var _ = app;
         await using var __ = claude;
         var tenant = "b-" + Guid.NewGuid().ToString("N")[..8];
-        await RunsAsync(app, await AgentAsync(app, Haiku), new() { ["tenant"] = tenant }, 1);
+        await RunsAsync(app, await AgentAsync(app, Haiku), new() { ["tenant"] = tenant }, 1, SearchPrompt);
         var (page, errors) = await chromium.PageAsync(tenant: tenant);
 
         await page.GotoAsync(new Uri(app.Root, "usage").ToString());
@@ -130,6 +173,10 @@ public sealed partial class AdminUsageTests(SchemaFixture db, Chromium chromium)
 
         Assert.Equal("Model", await page.TextContentAsync("table.usage th >> nth=0"));
         Assert.Equal(Haiku, await page.InnerTextAsync("table.usage tbody td >> nth=0"));
+        // The call's web searches and fetches: a column of the table and a card.
+        Assert.Equal("Web searches (fetches)", await page.TextContentAsync("table.usage th >> nth=7"));
+        Assert.Equal("3 (2)", await page.InnerTextAsync("table.usage tbody td >> nth=7"));
+        Assert.True(await page.IsVisibleAsync("[data-usage-web-searches]"), "the web searches card is shown");
         // A slot for each day of the last seven and today; only the day of the call has bars: its input and output, stacked.
         Assert.Equal(2, await page.Locator("figure.chart svg rect").CountAsync());
         await page.ScreenshotAsync(new PageScreenshotOptions { Path = Chromium.ScreenshotPath("usage.png"), FullPage = true });

@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Diagnostics.Metrics;
 using AgentPg.Testing;
 using AgentPg.Tests.Infrastructure;
 
@@ -40,45 +39,6 @@ public sealed class TelemetryTests(SchemaFixture db) : IClassFixture<SchemaFixtu
         public List<Activity> InTrace(ActivityTraceId traceId) => Stopped.Where(a => a.TraceId == traceId).ToList();
 
         public void Dispose() => _listener.Dispose();
-    }
-
-    /// <summary>Collects every measurement of AgentPg's meter: instrument, value and tags.</summary>
-    private sealed class Measurements : IDisposable
-    {
-        private readonly MeterListener _listener;
-        private readonly ConcurrentBag<(string Instrument, double Value, Dictionary<string, object?> Tags)> _all = [];
-
-        public Measurements()
-        {
-            _listener = new MeterListener
-            {
-                InstrumentPublished = (instrument, l) =>
-                {
-                    if (instrument.Meter.Name == "AgentPg")
-                    {
-                        l.EnableMeasurementEvents(instrument);
-                    }
-                },
-            };
-            _listener.SetMeasurementEventCallback<long>(Record);
-            _listener.SetMeasurementEventCallback<double>(Record);
-            _listener.Start();
-        }
-
-        public List<(string Instrument, double Value, Dictionary<string, object?> Tags)> Of(string instrument)
-            => _all.Where(m => m.Instrument == instrument).ToList();
-
-        /// <summary>Reads the observable instruments (gauges) once.</summary>
-        public void Observe() => _listener.RecordObservableInstruments();
-
-        /// <summary>Forgets what was measured so far.</summary>
-        public void Clear() => _all.Clear();
-
-        public void Dispose() => _listener.Dispose();
-
-        private void Record<T>(Instrument instrument, T value, ReadOnlySpan<KeyValuePair<string, object?>> tags, object? state)
-            => _all.Add((instrument.Name, Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture),
-                tags.ToArray().ToDictionary(t => t.Key, t => t.Value)));
     }
 
     private async Task<(Harness H, AgentDefinition Agent, string Model, string Tool)> SetUpAsync(bool captureContent)

@@ -6,7 +6,9 @@ namespace AgentPg.Tests.Maintenance;
 
 /// <summary>The release of a stale instance's work (agentpg_release_instance_work) against a claim by that instance committed
 /// while it runs: whatever it releases, it releases whole (the run back to pending and its started iteration abandoned).</summary>
-/// <remarks>A class of its own: the cleanup below must find no stale instance but the one it is held on.</remarks>
+/// <remarks>A class of its own: the cleanup below must find no stale instance but the one it is held on. In the
+/// <c>TelemetryTests</c> collection, which runs alone: one test counts the process-wide meter's failed runs.</remarks>
+[Collection(nameof(AgentPg.Tests.Diagnostics.TelemetryTests))]
 public sealed class InstanceReleaseRaceTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
     [DatabaseFact]
@@ -41,6 +43,21 @@ public sealed class InstanceReleaseRaceTests(SchemaFixture db) : IClassFixture<S
         Assert.Equal("failed, rescue_failed, 3 rescues, held by nobody", await db.ScalarAsync<string>(
             "SELECT state::text || ', ' || coalesce(error_type, 'no error type') || ', ' || rescue_attempts || ' rescues, held by ' " +
             "|| coalesce(claimed_by_instance_id, 'nobody') FROM {schema}.agentpg_runs WHERE id = $1", run));
+    }
+
+    [DatabaseFact]
+    public async Task Cleanup_AClaimCommittedWhileTheInstanceIsReleased_ItsFailedRunIsCountedByTheLeader()
+    {
+        // The run the instance delete's trigger fails (rescue_failed, inside the cleanup's DELETE) was not in what the cleanup
+        // returned: the leader's agentpg.runs count of failed runs missed it.
+        using var metrics = new Measurements();
+
+        var (run, _) = await CleanupWithAClaimCommittedWhileItIsHeldAsync("slow-and-counted", rescueAttempts: 2, maxAttempts: 2);
+
+        Assert.Equal("failed, rescue_failed", await db.ScalarAsync<string>(
+            "SELECT state::text || ', ' || coalesce(error_type, 'no error type') FROM {schema}.agentpg_runs WHERE id = $1", run));
+        var failed = Assert.Single(metrics.Of("agentpg.runs"));
+        Assert.Equal((1d, "failed", "streaming"), (failed.Value, failed.Tags["agentpg.run.outcome"], failed.Tags["agentpg.run.mode"]));
     }
 
     /// <summary>Runs the leader's cleanup of the dead instance <paramref name="instance"/>, held between its iteration update

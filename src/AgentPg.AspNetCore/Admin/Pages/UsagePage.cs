@@ -40,6 +40,8 @@ internal static class UsagePage
 
         var choices = await r.AgentsAsync().ConfigureAwait(false);
         var total = report.Total;
+        // Server tools billed per use get a column and a card when the calls used any (as agentpg usage shows them).
+        var serverTools = total.WebSearchRequests + total.WebFetchRequests > 0;
         var content = Html.Of($"""
             <p class="tabs">{s_periods.Select(p => Html.Of($"""<a href="{r.Url($"/usage?period={p.Value}")}"{Html.When(p.Value == period.Value, Html.Trusted(" class=\"active\""))}>{p.Label}</a>"""))}</p>
             <form method="get" class="filters">
@@ -56,11 +58,12 @@ internal static class UsagePage
             <div class="card"><span class="label">Runs</span><span class="value">{AdminPages.Tokens(total.Runs)}</span></div>
             <div class="card"><span class="label">Input tokens</span><span class="value">{AdminPages.Tokens(Input(total))}</span><span class="label">{CacheShare(total)}</span></div>
             <div class="card"><span class="label">Output tokens</span><span class="value">{AdminPages.Tokens(total.OutputTokens)}</span></div>
+            {Html.When(serverTools, Html.Of($"""<div class="card"><span class="label">Web searches</span><span class="value" data-usage-web-searches>{AdminPages.Tokens(total.WebSearchRequests)}</span><span class="label">{AdminPages.Tokens(total.WebFetchRequests)} web fetches</span></div>"""))}
             </section>
             {Html.When(report.UnpricedModels.Count > 0, Html.Of($"""<p class="notice" data-unpriced>No price for {string.Join(", ", report.UnpricedModels)}: their calls are not in the cost. Set <code>AgentPgOptions.ModelPrices</code> (see the usage guide).</p>"""))}
             <section class="charts">{Charts.DailyBars(Days(daily.Rows, since, until), $"Tokens per day, {period.Label.ToLowerInvariant()}")}</section>
-            <table class="usage"><thead><tr>{groups.Select(g => Html.Of($"<th>{Heading(g)}</th>"))}<th class="num">Calls</th><th class="num">Runs</th><th class="num">Input, uncached</th><th class="num">Cache writes (1 h)</th><th class="num">Cache reads</th><th class="num">Output</th><th class="num">Cost</th></tr></thead>
-            <tbody>{Ordered(report.Rows, groups).Select(row => Row(r, row, groups))}</tbody></table>
+            <table class="usage"><thead><tr>{groups.Select(g => Html.Of($"<th>{Heading(g)}</th>"))}<th class="num">Calls</th><th class="num">Runs</th><th class="num">Input, uncached</th><th class="num">Cache writes (1 h)</th><th class="num">Cache reads</th><th class="num">Output</th>{Html.When(serverTools, Html.Trusted("<th class=\"num\">Web searches (fetches)</th>"))}<th class="num">Cost</th></tr></thead>
+            <tbody>{Ordered(report.Rows, groups).Select(row => Row(r, row, groups, serverTools))}</tbody></table>
             {Html.When(report.Rows.Count == 0, Html.Trusted("<p class=\"muted\">No model calls in this period.</p>"))}
             """);
         return AdminPages.Page(r, "Usage", content);
@@ -117,11 +120,11 @@ internal static class UsagePage
             ? rows.OrderBy(x => x.Day).ThenByDescending(x => x.Cost ?? -1).ThenByDescending(Input)
             : rows.OrderByDescending(x => x.Cost ?? -1).ThenByDescending(x => Input(x) + x.OutputTokens);
 
-    private static Html Row(AdminRequest r, UsageRow row, List<UsageGrouping> groups)
+    private static Html Row(AdminRequest r, UsageRow row, List<UsageGrouping> groups, bool serverTools)
         => Html.Of($"""
             <tr>{groups.Select(g => Html.Of($"<td>{Key(r, row, g)}</td>"))}<td class="num">{AdminPages.Tokens(row.ModelCalls)}</td><td class="num">{AdminPages.Tokens(row.Runs)}</td>
             <td class="num">{AdminPages.Tokens(row.InputTokens)}</td><td class="num">{AdminPages.Tokens(row.CacheCreationInputTokens)} ({AdminPages.Tokens(row.CacheCreation1hInputTokens)})</td>
-            <td class="num">{AdminPages.Tokens(row.CacheReadInputTokens)}</td><td class="num">{AdminPages.Tokens(row.OutputTokens)}</td><td class="num">{Cost(row.Cost)}</td></tr>
+            <td class="num">{AdminPages.Tokens(row.CacheReadInputTokens)}</td><td class="num">{AdminPages.Tokens(row.OutputTokens)}</td>{Html.When(serverTools, Html.Of($"""<td class="num">{AdminPages.Tokens(row.WebSearchRequests)} ({AdminPages.Tokens(row.WebFetchRequests)})</td>"""))}<td class="num">{Cost(row.Cost)}</td></tr>
             """);
 
     private static Html Key(AdminRequest r, UsageRow row, UsageGrouping g) => g.Kind switch
