@@ -150,15 +150,12 @@ internal sealed partial class DbProfile
         text.AppendLine();
         text.AppendLine("| resource manager / record | records/run | B/run | FPI B/run |");
         text.AppendLine("|---|---|---|---|");
-        await using (var command = env.DataSource.CreateCommand("""
+        await using (var command = WalCommand(env, window, """
             SELECT resource_manager || '/' || record_type, count(*), sum(record_length), sum(fpi_length)
             FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn)
             GROUP BY 1 ORDER BY 3 DESC
             """))
         {
-            command.CommandTimeout = 600;
-            command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = window.StartLsn });
-            command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = window.EndLsn });
             await using var reader = await command.ExecuteReaderAsync();
             while (await reader.ReadAsync())
             {
@@ -172,7 +169,7 @@ internal sealed partial class DbProfile
         text.AppendLine();
         text.AppendLine("| relation | kind | records/run | B/run | of which inserts/run |");
         text.AppendLine("|---|---|---|---|---|");
-        await using (var command = env.DataSource.CreateCommand("""
+        await using (var command = WalCommand(env, window, """
             WITH r AS (
                 SELECT substring(block_ref FROM 'rel \d+/\d+/(\d+)')::oid AS filenode,
                        resource_manager, record_type, record_length
@@ -185,9 +182,6 @@ internal sealed partial class DbProfile
             FROM r GROUP BY 1, 2 ORDER BY 4 DESC
             """))
         {
-            command.CommandTimeout = 600;
-            command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = window.StartLsn });
-            command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = window.EndLsn });
             await using var reader = await command.ExecuteReaderAsync();
             while (await reader.ReadAsync())
             {
@@ -195,6 +189,16 @@ internal sealed partial class DbProfile
                     $"| {reader.GetString(0)} | {reader.GetString(1)} | {reader.GetInt64(2) / (double)n:0.00} | {reader.GetInt64(3) / (double)n:0} | {reader.GetInt64(4) / (double)n:0.00} |");
             }
         }
+    }
+
+    // A query over the window's WAL ($1 start LSN, $2 end LSN); reading a window's records takes a while.
+    private static NpgsqlCommand WalCommand(BenchEnvironment env, Window window, string sql)
+    {
+        var command = env.DataSource.CreateCommand(sql);
+        command.CommandTimeout = 600;
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = window.StartLsn });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = window.EndLsn });
+        return command;
     }
 
     private static async Task<Dictionary<string, (long Calls, double Self, double Total)>> ReadFunctionsAsync(BenchEnvironment env)
