@@ -201,34 +201,27 @@ internal sealed class IterationRecorder(Engine engine)
             };
 
             // Unknown tools and invalid inputs fail here, before any worker claims them: no attempt is consumed.
+            // An input that is not JSON (fine-grained tool streaming) fails whatever the tool: it cannot be validated or run.
+            var notJson = response.InvalidToolInputs.Contains(index)
+                ? $"The input of tool '{name}' is not valid JSON, so the tool was not called. Call it again with its whole input as one JSON object."
+                : null;
             string? error;
-            if (response.InvalidToolInputs.Contains(index))
-            {
-                error = $"The input of tool '{name}' is not valid JSON, so the tool was not called. Call it again with its whole input " +
-                    "as one JSON object.";
-                if (context.Delegates.TryGetValue(name, out var delegateOfInvalid))
-                {
-                    p["is_agent_tool"] = true;
-                    p["agent_id"] = delegateOfInvalid.ToString();
-                    p["max_attempts"] = 1;
-                }
-            }
-            else if (context.Delegates.TryGetValue(name, out var delegateId))
+            if (context.Delegates.TryGetValue(name, out var delegateId))
             {
                 p["is_agent_tool"] = true;
                 p["agent_id"] = delegateId.ToString();
                 p["max_attempts"] = 1;
-                error = ToolInputValidator.Validate(name, DelegateTool.Schema, inputElement);
+                error = notJson ?? ToolInputValidator.Validate(name, DelegateTool.Schema, inputElement);
             }
             else if (name == MemoryTool.ToolName && context.Agent.Memory is not null)
             {
                 // Claude's memory tool: AgentPg runs it (any instance); its commands check their own input.
                 p["is_memory_tool"] = true;
-                error = null;
+                error = notJson;
             }
             else if (context.Tools.TryGetValue(name, out var tool))
             {
-                error = ToolInputValidator.Validate(name, tool.InputSchema, inputElement);
+                error = notJson ?? ToolInputValidator.Validate(name, tool.InputSchema, inputElement);
             }
             else
             {
