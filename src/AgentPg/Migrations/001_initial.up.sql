@@ -873,10 +873,14 @@ CREATE TRIGGER agentpg_trg_tool_created AFTER INSERT ON agentpg_tool_executions
 -- the claim index's order, stopped after p_max_count claimable rows, whatever the number of pending runs: the queue holds
 -- few rows in steady state, its statistics say so, and a plan cached from them (bitmap scan of every pending run, sort,
 -- limit) costs about 100 ms a claim once a backlog of 20 000 runs builds up, until the next ANALYZE of the queue.
+-- Materialize, hash and merge joins are off for the same reason on the run rows' side: statistics taken while pending runs
+-- were rare (a history of finished runs) made the planner read every run of the agent (agentpg_idx_runs_agent) into a
+-- Materialize and join each queued run against it, 21 ms a claim once 11 000 runs were pending; the plan left probes each
+-- queued run's row by its primary key.
 CREATE FUNCTION agentpg_claim_candidates(p_instance_id TEXT, p_max_count INTEGER, p_run_mode agentpg_run_mode)
 RETURNS UUID[]
 LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET enable_sort = off SET enable_bitmapscan = off
-                 SET enable_indexscan = on AS $$
+                 SET enable_indexscan = on SET enable_material = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
     v_ids UUID[];
 BEGIN

@@ -37,11 +37,40 @@ public sealed class ClaimPlanTests(SchemaFixture db) : IClassFixture<SchemaFixtu
         Assert.Equal(oldest, (Guid)(await first.ExecuteScalarAsync())!);
     }
 
+    [DatabaseFact]
+    public async Task Claim_BacklogAfterStatisticsSaidPendingRunsWereRare_ProbesTheClaimedRunsByIdNotEveryRunOfTheAgent()
+    {
+        // An application's history: many finished runs of one agent, the run table analyzed while none was pending. A burst
+        // then queues a backlog, and autovacuum analyzes the queue (a small table, so first) before the run table again. Told
+        // that the queue is long and the agent's pending runs are few, the planner used to read every run of the agent
+        // (agentpg_idx_runs_agent) into a Materialize and join each queued run against it, on every claim (the benchmark's
+        // drain: 21 ms per claim of ten runs with 11 000 pending, against 0.4 ms).
+        var agent = await db.Seed.AgentAsync();
+        await InsertPendingRunsAsync(agent, Backlog);
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET state = 'completed', started_at = now() WHERE agent_id = $1", agent);
+        await db.ExecuteAsync("ANALYZE {schema}.agentpg_runs, {schema}.agentpg_agents");
+        await InsertPendingRunsAsync(agent, Backlog);
+        await db.ExecuteAsync("ANALYZE {schema}.agentpg_run_queue");
+        var oldest = await db.ScalarAsync<Guid>("SELECT run_id FROM {schema}.agentpg_run_queue WHERE state = 'pending' ORDER BY seq LIMIT 1");
+
+        await using var connection = await db.DataSource.OpenConnectionAsync();
+        await using var transaction = await connection.BeginTransactionAsync();
+        // The first claim of the connection also reads the catalogs to plan; the second is the claim itself.
+        Assert.Equal(1, (await ClaimAsync(connection, count: 1)).Rows);
+        var (rows, pages) = await ClaimAsync(connection, count: 1);
+        Assert.Equal(1, rows);
+        // One run: its queue row, run row, agent, prompt and iteration, about a hundred pages; the agent's runs are hundreds more.
+        Assert.True(pages < 200, $"a claim of one run read {pages} pages");
+        await using var first = new NpgsqlCommand(
+            $"SELECT id FROM \"{db.Schema}\".agentpg_runs WHERE state = 'streaming' ORDER BY seq LIMIT 1", connection);
+        Assert.Equal(oldest, (Guid)(await first.ExecuteScalarAsync())!);
+    }
+
     // Runs the claim under EXPLAIN ANALYZE: the rows it claimed and the pages it read.
-    private async Task<(int Rows, long Pages)> ClaimAsync(NpgsqlConnection connection)
+    private async Task<(int Rows, long Pages)> ClaimAsync(NpgsqlConnection connection, int count = ClaimSize)
     {
         await using var command = new NpgsqlCommand(
-            $"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT id FROM \"{db.Schema}\".agentpg_claim_runs('plan-test', {ClaimSize}, 'streaming')",
+            $"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT id FROM \"{db.Schema}\".agentpg_claim_runs('plan-test', {count}, 'streaming')",
             connection);
         using var plan = JsonDocument.Parse((string)(await command.ExecuteScalarAsync())!);
         var top = plan.RootElement[0].GetProperty("Plan");
