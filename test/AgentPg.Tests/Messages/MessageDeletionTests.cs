@@ -1,0 +1,180 @@
+using System.Data.Common;
+using AgentPg.Testing;
+using AgentPg.Tests.Infrastructure;
+using Npgsql;
+
+namespace AgentPg.Tests.Messages;
+
+/// <summary>Deleting messages (compaction's remove and a restore's summary, a regeneration, a session's deletion) clears
+/// the response_message_id of their iterations and finds those iterations by run: it never reads the whole iteration
+/// table, which in a database with millions of iterations is one full scan per deleted message.</summary>
+public sealed class MessageDeletionTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    private const string SummarizerPrompt = "You summarise conversations";
+    private const int OtherIterations = 5_000;
+    private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(60);
+
+    private static readonly CompactionOptions s_summarize = new()
+    {
+        Strategy = CompactionStrategy.Summarization,
+        ProtectedTokens = 50,
+        PreserveLastN = 2,
+        TargetTokens = 100,
+        MaxTokensForModel = 200_000,
+        UseTokenCountingApi = true,
+    };
+
+    [DatabaseFact]
+    public async Task DeleteSession_AmongThousandsOfOtherIterations_DeletesItsIterationsWithoutScanningTheTable()
+    {
+        await OtherIterationsAsync();
+        var (h, session) = await ConversationAsync(turns: 2);
+        await using var _ = h;
+
+        await using var connection = await db.DataSource.OpenConnectionAsync();
+        await using var transaction = await connection.BeginTransactionAsync();
+        await h.Client.DeleteSessionAsync(transaction, session);
+        var scans = await IterationScansInTransactionAsync(connection, transaction);
+        await transaction.CommitAsync();
+
+        Assert.True(scans == 0, $"deleting a session of 2 runs read the whole iteration table {scans} times");
+        Assert.Equal(0L, await db.ScalarAsync<long>(
+            "SELECT count(*) FROM {schema}.agentpg_iterations i WHERE NOT EXISTS (SELECT 1 FROM {schema}.agentpg_runs r WHERE r.id = i.run_id)"));
+        Assert.Equal(0L, await DanglingAsync());
+    }
+
+    [DatabaseFact]
+    public async Task RegenerateRun_AmongThousandsOfOtherIterations_UnlinksTheRunsIterationsWithoutScanningTheTable()
+    {
+        await OtherIterationsAsync();
+        var (h, session) = await ConversationAsync(turns: 2);
+        await using var _ = h;
+        var messages = await h.Client.GetMessagesAsync(session);
+        var last = messages[^1].RunId!.Value;
+        Assert.Equal(1L, await db.ScalarAsync<long>(
+            "SELECT count(*) FROM {schema}.agentpg_iterations WHERE run_id = $1 AND response_message_id IS NOT NULL", last));
+
+        // The deletion a regeneration makes (agentpg_delete_run_messages), in a transaction of the test's to count its scans.
+        await using (var connection = await db.DataSource.OpenConnectionAsync())
+        {
+            await using var transaction = await connection.BeginTransactionAsync();
+            await using var delete = new NpgsqlCommand($"SELECT \"{db.Schema}\".agentpg_delete_run_messages($1)", connection, transaction)
+            {
+                Parameters = { new() { Value = last } },
+            };
+            Assert.Equal(2, (int)(await delete.ExecuteScalarAsync())!);
+            var scans = await IterationScansInTransactionAsync(connection, transaction);
+            Assert.True(scans == 0, $"deleting the messages of one run read the whole iteration table {scans} times");
+            await transaction.RollbackAsync();
+        }
+
+        var regenerated = await h.Client.RegenerateRunAsync(last);
+        await Eventually.WithinAsync(h.Client.WaitForRunAsync(regenerated), "the regenerated run", s_timeout);
+
+        Assert.Equal(0L, await db.ScalarAsync<long>(
+            "SELECT count(*) FROM {schema}.agentpg_iterations WHERE run_id = $1 AND response_message_id IS NOT NULL", last));
+        Assert.Equal(1L, await db.ScalarAsync<long>(
+            "SELECT count(*) FROM {schema}.agentpg_iterations WHERE run_id = $1 AND response_message_id IS NOT NULL", regenerated));
+        Assert.Equal(0L, await DanglingAsync());
+    }
+
+    [DatabaseFact]
+    public async Task CompactAndRestore_AmongThousandsOfOtherIterations_UnlinkAndRelinkTheIterationsWithoutScanningTheTable()
+    {
+        await OtherIterationsAsync();
+        var (h, session) = await ConversationAsync(turns: 5);
+        await using var _ = h;
+        var links = await LinksAsync(session);
+        Assert.Equal(5, links.Count);
+
+        // The compaction and the restore through a client of their own whose connections are not pooled: each connection's
+        // backend ends when it is closed, and a backend's statistics reach pg_stat_user_tables before it leaves
+        // pg_stat_activity, so once none is left every scan they made is counted.
+        var applicationName = "msgdel_" + Guid.NewGuid().ToString("N")[..10];
+        var before = await IterationScansAsync();
+        CompactionResult compaction;
+        await using (var dataSource = TestDatabase.CreateDataSource(b => { b.ApplicationName = applicationName; b.Pooling = false; }))
+        {
+            await using var compactor = db.CreateClient(dataSource, o => { o.ApiKey = h.Claude.ApiKey; o.BaseUrl = h.Claude.BaseUrl; });
+            compaction = await compactor.CompactAsync(session, s_summarize);
+            Assert.True(compaction.MessagesRemoved > 0);
+            var unlinked = await LinksAsync(session);
+            Assert.True(unlinked.Count < links.Count, "the compaction removed no answer of an iteration");
+            Assert.All(unlinked, l => Assert.Equal(links[l.Key], l.Value));
+            Assert.Equal(0L, await DanglingAsync());
+
+            await compactor.RestoreCompactionAsync(compaction.EventId);
+        }
+
+        await Eventually.TrueAsync(
+            async () => await db.ScalarAsync<long>("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", applicationName) == 0,
+            "the compactor's connections ended", s_timeout);
+        var scans = await IterationScansAsync() - before;
+
+        Assert.True(scans == 0, $"a compaction of {compaction.MessagesRemoved} messages and its restore read the whole iteration table {scans} times");
+        Assert.Equal(links, await LinksAsync(session));
+        Assert.Equal(0L, await DanglingAsync());
+    }
+
+    // A completed run of another session with thousands of iterations, and statistics that say so: a planner that can look
+    // iterations up by an index does.
+    private async Task OtherIterationsAsync()
+    {
+        var run = await db.Seed.RunAsync();
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET state = 'completed', started_at = now() WHERE id = $1", run);
+        await db.ExecuteAsync(
+            "INSERT INTO {schema}.agentpg_iterations (run_id, iteration_number, stop_reason, completed_at) " +
+            "SELECT $1, g, 'end_turn', now() FROM generate_series(1, $2) g", run, OtherIterations);
+        await db.ExecuteAsync("ANALYZE {schema}.agentpg_iterations");
+    }
+
+    private async Task<(Harness H, Guid Session)> ConversationAsync(int turns)
+    {
+        var h = await Harness.StartAsync(db);
+        h.Claude.Respond(request => FakeReply.Text(
+            request.SystemText.StartsWith(SummarizerPrompt, StringComparison.Ordinal) ? "SUMMARY of the earlier turns" : "answer to: " + request.LastUserText));
+        var agent = await h.AgentAsync();
+        var session = await h.Client.NewSessionAsync();
+        for (var i = 0; i < turns; i++)
+        {
+            await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, $"question {i} " + new string('q', 200)), $"turn {i}", s_timeout);
+        }
+
+        return (h, session);
+    }
+
+    // Each iteration of the session that points at a message, and that message.
+    private async Task<Dictionary<Guid, Guid>> LinksAsync(Guid session)
+    {
+        var links = new Dictionary<Guid, Guid>();
+        await using var command = db.DataSource.CreateCommand(
+            $"SELECT i.id, i.response_message_id FROM \"{db.Schema}\".agentpg_iterations i JOIN \"{db.Schema}\".agentpg_runs r ON r.id = i.run_id " +
+            "WHERE r.session_id = $1 AND i.response_message_id IS NOT NULL");
+        command.Parameters.Add(new() { Value = session });
+        await using var reader = await command.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            links.Add(reader.GetGuid(0), reader.GetGuid(1));
+        }
+
+        return links;
+    }
+
+    // Iterations that point at a message that does not exist.
+    private Task<long> DanglingAsync() => db.ScalarAsync<long>(
+        "SELECT count(*) FROM {schema}.agentpg_iterations i WHERE i.response_message_id IS NOT NULL " +
+        "AND NOT EXISTS (SELECT 1 FROM {schema}.agentpg_messages m WHERE m.id = i.response_message_id)");
+
+    private Task<long> IterationScansAsync() => db.ScalarAsync<long>(
+        "SELECT seq_scan FROM pg_stat_user_tables WHERE relid = $1::regclass", $"\"{db.Schema}\".agentpg_iterations");
+
+    private async Task<long> IterationScansInTransactionAsync(NpgsqlConnection connection, DbTransaction transaction)
+    {
+        await using var command = new NpgsqlCommand("SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relid = $1::regclass", connection,
+            (NpgsqlTransaction)transaction)
+        {
+            Parameters = { new() { Value = $"\"{db.Schema}\".agentpg_iterations" } },
+        };
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
+}
