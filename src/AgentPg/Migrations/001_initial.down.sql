@@ -4,6 +4,7 @@
 DROP TRIGGER IF EXISTS agentpg_trg_run_event_tool_created ON agentpg_tool_executions;
 DROP TRIGGER IF EXISTS agentpg_trg_run_event_tool ON agentpg_tool_executions;
 DROP TRIGGER IF EXISTS agentpg_trg_run_event_message ON agentpg_messages;
+DROP TRIGGER IF EXISTS agentpg_trg_messages_unlink_iterations ON agentpg_messages;
 DROP TRIGGER IF EXISTS agentpg_trg_run_event_iteration ON agentpg_iterations;
 DROP TRIGGER IF EXISTS agentpg_trg_run_event_created ON agentpg_runs;
 DROP TRIGGER IF EXISTS agentpg_trg_a_run_event_state ON agentpg_runs;
@@ -40,6 +41,7 @@ DROP FUNCTION IF EXISTS agentpg_release_unheld_work(INTERVAL, INTEGER);
 DROP FUNCTION IF EXISTS agentpg_release_instance_work(TEXT, BOOLEAN, INTEGER);
 DROP FUNCTION IF EXISTS agentpg_rescue_runs(UUID[], BOOLEAN, INTEGER, TEXT, TEXT, TEXT);
 DROP FUNCTION IF EXISTS agentpg_delete_run_messages(UUID);
+DROP FUNCTION IF EXISTS agentpg_unlink_deleted_messages();
 DROP FUNCTION IF EXISTS agentpg_cancel_run(UUID);
 DROP FUNCTION IF EXISTS agentpg_expire_tool_approvals(INTERVAL, INTEGER);
 DROP FUNCTION IF EXISTS agentpg_decide_tool_approval(UUID, BOOLEAN, JSONB, TEXT, TEXT);

@@ -361,7 +361,12 @@ CREATE TABLE agentpg_iterations (
     max_tokens                   INTEGER,
     request_message_ids          JSONB,
     stop_reason                  TEXT,
-    response_message_id          UUID REFERENCES agentpg_messages (id) ON DELETE SET NULL,
+    -- The assistant message the answer was stored as: always a message of this iteration's run (the completion inserts it,
+    -- in its transaction; a restored compaction puts it back with its run). Not a foreign key: a deleted message's action
+    -- would look its iterations up by this column, which no index names (an index on it would make every completion
+    -- non-HOT), so every deleted message scanned the whole table. agentpg_trg_messages_unlink_iterations sets it to NULL
+    -- when the message is deleted, finding the iterations by run.
+    response_message_id          UUID,
     has_tool_use                 BOOLEAN NOT NULL DEFAULT FALSE,
     tool_execution_count         INTEGER NOT NULL DEFAULT 0,
     input_tokens                 INTEGER NOT NULL DEFAULT 0,
@@ -1399,6 +1404,30 @@ BEGIN
     RETURN QUERY SELECT TRUE, TRUE, v_batch_ids, v_run.state, v_child_ids;
 END
 $$;
+
+-- An iteration never points at a message that is gone: a statement that deletes messages (compaction's remove, a
+-- restore's summary, agentpg_delete_run_messages, the cascades of a run's or session's deletion) sets the
+-- response_message_id of their iterations to NULL, as ON DELETE SET NULL did. An iteration's response message is a
+-- message of its run, so the iterations are found through the deleted messages' runs (unique_iteration_per_run): a
+-- few index probes per statement, where the foreign key's action scanned every iteration of the database for every
+-- deleted message. Summaries have no run and are no iteration's response. Iterations of a run deleted by the same
+-- statement are gone already, or go right after. Planned with sequential scans, materialization, hash and merge joins off:
+-- otherwise, for a few deleted messages, the planner reads every iteration once (a scan to hash, or a whole index into a
+-- Materialize) rather than probe the index once per message, and every iteration of the database is read per statement.
+CREATE FUNCTION agentpg_unlink_deleted_messages() RETURNS TRIGGER
+LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off SET enable_material = off SET enable_hashjoin = off
+                 SET enable_mergejoin = off AS $$
+BEGIN
+    UPDATE agentpg_iterations i
+       SET response_message_id = NULL
+      FROM agentpg_deleted_messages d
+     WHERE i.run_id = d.run_id AND i.response_message_id = d.id;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER agentpg_trg_messages_unlink_iterations AFTER DELETE ON agentpg_messages
+    REFERENCING OLD TABLE AS agentpg_deleted_messages
+    FOR EACH STATEMENT EXECUTE FUNCTION agentpg_unlink_deleted_messages();
 
 -- Deletes the messages of one run; returns how many messages were deleted.
 CREATE FUNCTION agentpg_delete_run_messages(p_run_id UUID) RETURNS INTEGER

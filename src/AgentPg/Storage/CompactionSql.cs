@@ -61,7 +61,7 @@ internal sealed class CompactionSql
                        'format', 1,
                        'action', CASE WHEN msg.id = ANY($3) THEN 'removed' ELSE 'pruned' END,
                        'message', to_jsonb(msg),
-                       'iterations', coalesce((SELECT jsonb_agg(i.id) FROM {s}.agentpg_iterations i WHERE i.response_message_id = msg.id), '[]'))
+                       'iterations', coalesce((SELECT jsonb_agg(i.id) FROM {s}.agentpg_iterations i WHERE i.run_id = msg.run_id AND i.response_message_id = msg.id), '[]'))
               FROM {m} msg
              WHERE msg.session_id = $2 AND (msg.id = ANY($3) OR msg.id = ANY($4))
             """;
