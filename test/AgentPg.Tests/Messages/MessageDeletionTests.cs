@@ -17,6 +17,7 @@ public sealed class MessageDeletionTests(SchemaFixture db) : IClassFixture<Schem
     // (or of a whole index) reads every one of the others.
     private const long Few = OtherIterations / 10;
     private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(60);
+    private readonly string _applicationName = "msgdel_" + Guid.NewGuid().ToString("N")[..10];
 
     private static readonly CompactionOptions s_summarize = new()
     {
@@ -32,12 +33,13 @@ public sealed class MessageDeletionTests(SchemaFixture db) : IClassFixture<Schem
     public async Task DeleteSession_AmongThousandsOfOtherIterations_DeletesItsIterationsWithoutScanningTheTable()
     {
         await OtherIterationsAsync();
-        var (h, session) = await ConversationAsync(turns: 2);
+        await using var dataSource = Unpooled();
+        var (h, client, session) = await ConversationAsync(dataSource, turns: 2);
         await using var _ = h;
 
         await using var connection = await db.DataSource.OpenConnectionAsync();
         await using var transaction = await connection.BeginTransactionAsync();
-        await h.Client.DeleteSessionAsync(transaction, session);
+        await client.DeleteSessionAsync(transaction, session);
         var read = await IterationsReadInTransactionAsync(connection, transaction);
         await transaction.CommitAsync();
 
@@ -51,9 +53,10 @@ public sealed class MessageDeletionTests(SchemaFixture db) : IClassFixture<Schem
     public async Task RegenerateRun_AmongThousandsOfOtherIterations_UnlinksTheRunsIterationsWithoutScanningTheTable()
     {
         await OtherIterationsAsync();
-        var (h, session) = await ConversationAsync(turns: 2);
+        await using var dataSource = Unpooled();
+        var (h, client, session) = await ConversationAsync(dataSource, turns: 2);
         await using var _ = h;
-        var messages = await h.Client.GetMessagesAsync(session);
+        var messages = await client.GetMessagesAsync(session);
         var last = messages[^1].RunId!.Value;
         Assert.Equal(1L, await db.ScalarAsync<long>(
             "SELECT count(*) FROM {schema}.agentpg_iterations WHERE run_id = $1 AND response_message_id IS NOT NULL", last));
@@ -72,8 +75,8 @@ public sealed class MessageDeletionTests(SchemaFixture db) : IClassFixture<Schem
             await transaction.RollbackAsync();
         }
 
-        var regenerated = await h.Client.RegenerateRunAsync(last);
-        await Eventually.WithinAsync(h.Client.WaitForRunAsync(regenerated), "the regenerated run", s_timeout);
+        var regenerated = await client.RegenerateRunAsync(last);
+        await Eventually.WithinAsync(client.WaitForRunAsync(regenerated), "the regenerated run", s_timeout);
 
         Assert.Equal(0L, await db.ScalarAsync<long>(
             "SELECT count(*) FROM {schema}.agentpg_iterations WHERE run_id = $1 AND response_message_id IS NOT NULL", last));
@@ -86,37 +89,34 @@ public sealed class MessageDeletionTests(SchemaFixture db) : IClassFixture<Schem
     public async Task CompactAndRestore_AmongThousandsOfOtherIterations_UnlinkAndRelinkTheIterationsWithoutScanningTheTable()
     {
         await OtherIterationsAsync();
-        var (h, session) = await ConversationAsync(turns: 5);
+        await using var dataSource = Unpooled();
+        var (h, client, session) = await ConversationAsync(dataSource, turns: 5);
         await using var _ = h;
-        var links = await LinksAsync(session);
-        Assert.Equal(5, links.Count);
+        await client.StopAsync();
 
-        // The compaction and the restore through a client of their own whose connections are not pooled: each connection's
+        // The compaction, the restore and the test's own queries through connections that are not pooled: each connection's
         // backend ends when it is closed, and a backend's statistics reach pg_stat_user_tables before it leaves
-        // pg_stat_activity, so once none is left every scan they made is counted.
-        var applicationName = "msgdel_" + Guid.NewGuid().ToString("N")[..10];
+        // pg_stat_activity, so once none is left every row they read is counted (the client that ran the turns is
+        // stopped: its leader's sweeps read iterations too).
+        await using var compactor = db.CreateClient(dataSource, o => { o.ApiKey = h.Claude.ApiKey; o.BaseUrl = h.Claude.BaseUrl; });
+        var links = await LinksAsync(dataSource, session);
+        Assert.Equal(5, links.Count);
+        await EndedAsync();
         var before = await IterationsReadAsync();
-        CompactionResult compaction;
-        await using (var dataSource = TestDatabase.CreateDataSource(b => { b.ApplicationName = applicationName; b.Pooling = false; }))
-        {
-            await using var compactor = db.CreateClient(dataSource, o => { o.ApiKey = h.Claude.ApiKey; o.BaseUrl = h.Claude.BaseUrl; });
-            compaction = await compactor.CompactAsync(session, s_summarize);
-            Assert.True(compaction.MessagesRemoved > 0);
-            var unlinked = await LinksAsync(session);
-            Assert.True(unlinked.Count < links.Count, "the compaction removed no answer of an iteration");
-            Assert.All(unlinked, l => Assert.Equal(links[l.Key], l.Value));
-            Assert.Equal(0L, await DanglingAsync());
 
-            await compactor.RestoreCompactionAsync(compaction.EventId);
-        }
+        var compaction = await compactor.CompactAsync(session, s_summarize);
+        Assert.True(compaction.MessagesRemoved > 0);
+        var unlinked = await LinksAsync(dataSource, session);
+        Assert.True(unlinked.Count < links.Count, "the compaction removed no answer of an iteration");
+        Assert.All(unlinked, l => Assert.Equal(links[l.Key], l.Value));
+        await compactor.RestoreCompactionAsync(compaction.EventId);
+        await EndedAsync();
 
-        await Eventually.TrueAsync(
-            async () => await db.ScalarAsync<long>("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", applicationName) == 0,
-            "the compactor's connections ended", s_timeout);
         var read = await IterationsReadAsync() - before;
 
+        // Reading the links twice is two index scans of the session's iterations: a handful of rows.
         Assert.True(read < Few, $"a compaction of {compaction.MessagesRemoved} messages and its restore read {read} iterations");
-        Assert.Equal(links, await LinksAsync(session));
+        Assert.Equal(links, await LinksAsync(dataSource, session));
         Assert.Equal(0L, await DanglingAsync());
     }
 
@@ -136,26 +136,34 @@ public sealed class MessageDeletionTests(SchemaFixture db) : IClassFixture<Schem
         await db.ExecuteAsync("ANALYZE {schema}.agentpg_iterations");
     }
 
-    private async Task<(Harness H, Guid Session)> ConversationAsync(int turns)
+    // A started client whose connections are unpooled (its reads of the iteration table reported once it is stopped and
+    // EndedAsync returned), and a session of that many turns.
+    private async Task<(Harness H, AgentPgClient Client, Guid Session)> ConversationAsync(NpgsqlDataSource dataSource, int turns)
     {
-        var h = await Harness.StartAsync(db);
+        var h = await Harness.StartAsync(db, start: false);
+        var client = await h.AddClientAsync(dataSource);
         h.Claude.Respond(request => FakeReply.Text(
             request.SystemText.StartsWith(SummarizerPrompt, StringComparison.Ordinal) ? "SUMMARY of the earlier turns" : "answer to: " + request.LastUserText));
-        var agent = await h.AgentAsync();
-        var session = await h.Client.NewSessionAsync();
+        var agent = await client.CreateAgentAsync(new AgentDefinition
+        {
+            Name = "agent_" + Guid.NewGuid().ToString("N")[..10],
+            Model = "claude-sonnet-4-5",
+            SystemPrompt = "You are a test agent.",
+        });
+        var session = await client.NewSessionAsync();
         for (var i = 0; i < turns; i++)
         {
-            await Eventually.WithinAsync(h.Client.RunFastSyncAsync(session, agent.Id, $"question {i} " + new string('q', 200)), $"turn {i}", s_timeout);
+            await Eventually.WithinAsync(client.RunFastSyncAsync(session, agent.Id, $"question {i} " + new string('q', 200)), $"turn {i}", s_timeout);
         }
 
-        return (h, session);
+        return (h, client, session);
     }
 
     // Each iteration of the session that points at a message, and that message.
-    private async Task<Dictionary<Guid, Guid>> LinksAsync(Guid session)
+    private async Task<Dictionary<Guid, Guid>> LinksAsync(NpgsqlDataSource dataSource, Guid session)
     {
         var links = new Dictionary<Guid, Guid>();
-        await using var command = db.DataSource.CreateCommand(
+        await using var command = dataSource.CreateCommand(
             $"SELECT i.id, i.response_message_id FROM \"{db.Schema}\".agentpg_iterations i JOIN \"{db.Schema}\".agentpg_runs r ON r.id = i.run_id " +
             "WHERE r.session_id = $1 AND i.response_message_id IS NOT NULL");
         command.Parameters.Add(new() { Value = session });
@@ -168,10 +176,24 @@ public sealed class MessageDeletionTests(SchemaFixture db) : IClassFixture<Schem
         return links;
     }
 
-    // Iterations that point at a message that does not exist.
-    private Task<long> DanglingAsync() => db.ScalarAsync<long>(
-        "SELECT count(*) FROM {schema}.agentpg_iterations i WHERE i.response_message_id IS NOT NULL " +
-        "AND NOT EXISTS (SELECT 1 FROM {schema}.agentpg_messages m WHERE m.id = i.response_message_id)");
+    // The test's own reads of the iteration table go through connections of their own, not pooled, so they have reported
+    // their statistics once EndedAsync returns.
+    private NpgsqlDataSource Unpooled() => TestDatabase.CreateDataSource(b => { b.ApplicationName = _applicationName; b.Pooling = false; });
+
+    // Every backend of the unpooled connections has ended, its statistics reported.
+    private Task EndedAsync() => Eventually.TrueAsync(
+        async () => await db.ScalarAsync<long>("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", _applicationName) == 0,
+        "the unpooled connections' backends ended", s_timeout);
+
+    // Iterations that point at a message that does not exist (a scan of the whole table).
+    private async Task<long> DanglingAsync()
+    {
+        await using var dataSource = Unpooled();
+        await using var command = dataSource.CreateCommand(
+            $"SELECT count(*) FROM \"{db.Schema}\".agentpg_iterations i WHERE i.response_message_id IS NOT NULL " +
+            $"AND NOT EXISTS (SELECT 1 FROM \"{db.Schema}\".agentpg_messages m WHERE m.id = i.response_message_id)");
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
 
     // Rows of agentpg_iterations read so far, by sequential scans and index scans (the counts other backends reported).
     private Task<long> IterationsReadAsync() => db.ScalarAsync<long>(
