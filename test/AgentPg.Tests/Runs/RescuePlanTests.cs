@@ -1,4 +1,5 @@
 using System.Text.Json;
+using AgentPg.Storage;
 using AgentPg.Tests.Infrastructure;
 using Npgsql;
 
@@ -35,6 +36,41 @@ public sealed class RescuePlanTests(SchemaFixture db) : IClassFixture<SchemaFixt
         await transaction.RollbackAsync();
 
         await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET state = 'cancelled' WHERE agent_id = $1 AND state = 'pending'", agent);
+    }
+
+    [DatabaseFact]
+    public async Task Instances_BacklogAfterStatisticsSaidClaimedRunsWereRare_DoNotReadEveryRunPerInstance()
+    {
+        // The same statistics, read by the in-flight count of the instance list (ListInstancesAsync, the admin UI): it used
+        // to hash every run of the table once per instance.
+        var agent = await db.Seed.AgentAsync();
+        await InsertPendingRunsAsync(agent, History);
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET state = 'completed', started_at = now() WHERE agent_id = $1", agent);
+        await db.ExecuteAsync("ANALYZE {schema}.agentpg_runs, {schema}.agentpg_run_queue");
+        await InsertPendingRunsAsync(agent, Backlog);
+        await db.ExecuteAsync("ANALYZE {schema}.agentpg_run_queue");
+        foreach (var instance in new[] { "plan-a", "plan-b", "plan-c" })
+        {
+            await db.Seed.InstanceAsync(instance, TimeSpan.Zero);
+        }
+
+        var runPages = await db.ScalarAsync<long>("SELECT pg_relation_size('{schema}.agentpg_runs') / current_setting('block_size')::bigint");
+        var sql = new QuerySql(new SchemaName(db.Schema)).Instances;
+        await using var connection = await db.DataSource.OpenConnectionAsync();
+        await ExplainAsync(connection, sql);
+        var pages = await ExplainAsync(connection, sql);
+        // The queue once per instance, a few hundred pages each here.
+        Assert.True(pages < runPages, $"listing three instances read {pages} pages; the run table has {runPages}");
+
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET state = 'cancelled' WHERE agent_id = $1 AND state = 'pending'", agent);
+    }
+
+    private static async Task<long> ExplainAsync(NpgsqlConnection connection, string sql)
+    {
+        await using var command = new NpgsqlCommand("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, connection);
+        using var plan = JsonDocument.Parse((string)(await command.ExecuteScalarAsync())!);
+        var top = plan.RootElement[0].GetProperty("Plan");
+        return top.GetProperty("Shared Hit Blocks").GetInt64() + top.GetProperty("Shared Read Blocks").GetInt64();
     }
 
     // Runs a rescue round under EXPLAIN ANALYZE: the pages it read (the function's statements included).
