@@ -1,7 +1,9 @@
 using System.Net.Http;
 using AgentPg.Claude;
 using AgentPg.Internal;
+using AgentPg.Storage;
 using Anthropic.Exceptions;
+using Npgsql;
 
 namespace AgentPg.Runs;
 
@@ -222,8 +224,31 @@ internal sealed class ModelRetries(Engine engine)
 
         reportProgress?.Invoke();
         AnnounceWait(claimed.Run, claimed.Iteration, exception, wait, cancellationToken);
-        await Task.Delay(wait, engine.Time, cancellationToken).ConfigureAwait(false);
+        await WaitAsync(claimed.Run, wait, cancellationToken).ConfigureAwait(false);
         return true;
+    }
+
+    /// <summary>Waits before the next attempt of a run's call, then checks that this instance still holds the run: a run
+    /// rescued by another instance or cancelled while it waited (a cancel whose notification did not arrive) makes no request
+    /// to Claude whose answer would be thrown away at its next fenced write.</summary>
+    /// <param name="run">The run (held by this instance when the wait began).</param>
+    /// <param name="wait">How long to wait.</param>
+    /// <param name="cancellationToken">The run's token: a cancel or the shutdown's deadline ends the wait.</param>
+    /// <exception cref="PostgresException">SQLSTATE AP001 (<c>agentpg_claim_lost</c>) when the run is no longer this
+    /// instance's under its claim epoch, or final: the work stops as at a fence.</exception>
+    public async Task WaitAsync(Run run, TimeSpan wait, CancellationToken cancellationToken)
+    {
+        await Task.Delay(wait, engine.Time, cancellationToken).ConfigureAwait(false);
+        // One read by primary key, only after a wait: a call that did not wait pays nothing for it.
+        await Transient.RetryAsync(async ct =>
+        {
+            var batch = new NpgsqlBatch();
+            await using (batch.ConfigureAwait(false))
+            {
+                engine.Sql.Runs.AddStillClaimed(batch, run, engine.InstanceId);
+                await engine.ExecuteNonQueryAsync(batch, ct).ConfigureAwait(false);
+            }
+        }, engine.Time, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Words the end of a call that is not tried again, for the run's error (never the API key).</summary>

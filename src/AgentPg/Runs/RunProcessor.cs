@@ -136,7 +136,7 @@ internal sealed class RunProcessor(Engine engine)
                     Log.ModelRetry(engine.Logger, claimed.Run.Id, retries.Failures, ModelRetries.Error(ex));
                 }
 
-                await Task.Delay(wait, engine.Time, token).ConfigureAwait(false);
+                await retries.WaitAsync(claimed.Run, wait, token).ConfigureAwait(false);
             }
         }
     }

@@ -111,6 +111,15 @@ internal sealed class RunSql
                                FOR NO KEY UPDATE) locked) fence
              WHERE fence.held = 0
             """;
+        // $1 run, $2 instance, $3 epoch. The run is still claimed by this instance under this epoch and not final, read without
+        // a lock: no row lock, so no transaction id, no WAL and no commit to flush. When it is not, SQLSTATE AP001 as from the
+        // fence (the run as this statement's snapshot found it, or later still: an epoch only grows and a final state stays).
+        // Before the next request to Claude after a wait: a run rescued or cancelled meanwhile makes no paid call.
+        StillClaimed = $"""
+            SELECT {s}.agentpg_claim_lost($1, $2, $3)
+             WHERE NOT EXISTS (SELECT 1 FROM {t}
+                                WHERE id = $1 AND claimed_by_instance_id = $2 AND claim_epoch = $3 AND state NOT IN {Terminal})
+            """;
         // Lock order (parent run before child run): a child run's final write locks its parent first, since the child's
         // completion trigger completes the parent's tool execution and locks the parent. $1 parent run.
         LockParent = $"SELECT 1 FROM {t} WHERE id = $1 FOR NO KEY UPDATE";
@@ -263,6 +272,8 @@ internal sealed class RunSql
     public string Claim { get; }
 
     public string Fence { get; }
+
+    public string StillClaimed { get; }
 
     public string LockParent { get; }
 
@@ -515,6 +526,10 @@ internal sealed class RunSql
     /// also checks that it is still the run's current iteration.</summary>
     public void AddFence(NpgsqlBatch batch, Run run, string instanceId, Guid? iterationId)
         => batch.Append(Fence, P.Uuid(run.Id), P.Text(instanceId), P.Long(run.ClaimEpoch), P.Uuid(iterationId));
+
+    /// <summary>Adds <see cref="StillClaimed"/> for the run's claim by <paramref name="instanceId"/>.</summary>
+    public void AddStillClaimed(NpgsqlBatch batch, Run run, string instanceId)
+        => batch.Append(StillClaimed, P.Uuid(run.Id), P.Text(instanceId), P.Long(run.ClaimEpoch));
 
     /// <summary>Adds <see cref="LockParent"/> for a child run (nothing for a root run).</summary>
     public void AddLockParent(NpgsqlBatch batch, Run run)

@@ -116,7 +116,7 @@ internal sealed class BatchSubmitter(Engine engine)
                     Log.BatchCreateRetry(engine.Logger, run.Id, retries.Failures, ModelRetries.Error(ex));
                 }
 
-                await Task.Delay(wait, engine.Time, cancellationToken).ConfigureAwait(false);
+                await retries.WaitAsync(run, wait, cancellationToken).ConfigureAwait(false);
             }
         }
 

@@ -102,6 +102,65 @@ public sealed class ModelUnavailableTests(SchemaFixture db) : IClassFixture<Sche
     }
 
     [DatabaseFact]
+    public async Task ARunRescuedWhileItWaits_MakesNoFurtherRequestToClaude()
+    {
+        // Before, the attempt after the wait was sent anyway and the old holder learnt of the lost claim only at its next fenced
+        // write: against the real API a paid answer thrown away (here the second request, answered, then log 2001 at the
+        // recording). The wait is a retry-after capped at a quarter of the rescue timeout (15 s), held until the claim is gone.
+        var logs = new LogCapture();
+        var heldWait = new HeldTimeouts(TimeSpan.FromSeconds(15), typeof(global::AgentPg.Runs.RunProcessor));
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.RunRescue.Timeout = TimeSpan.FromSeconds(60);
+            o.TimeProvider = heldWait;
+            o.LoggerFactory = logs;
+        });
+        var agent = await h.AgentAsync();
+        h.Claude.Enqueue(FakeReply.Error(529, "overloaded_error", "Overloaded", TimeSpan.FromSeconds(120)), FakeReply.Text("thrown away"));
+        var runId = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "hi");
+        await heldWait.WaitForTimerAsync();
+
+        // What a rescue does to the claim while the worker waits.
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET claim_epoch = claim_epoch + 1 WHERE id = $1", runId);
+        heldWait.FireAll();
+
+        await Eventually.TrueAsync(() => Task.FromResult(logs.WithEventId(2001).Count > 0), "the old holder to drop the run (log 2001)", TimeSpan.FromSeconds(60));
+        Assert.Single(h.Claude.Requests, r => r.IsMessagesCall);
+        Assert.DoesNotContain(await h.Client.GetMessagesAsync((await h.Client.GetRunAsync(runId)).SessionId), m => m.Role == MessageRole.Assistant);
+        await h.Client.CancelRunAsync(runId);
+    }
+
+    [DatabaseFact]
+    public async Task ABatchRunRescuedWhileItsCreationWaits_CreatesNoFurtherBatch()
+    {
+        // As for a stream: before, the batch was created after the wait, its recording failed the fence, and the batch was
+        // cancelled at the API (created for nothing).
+        var logs = new LogCapture();
+        var heldWait = new HeldTimeouts(TimeSpan.FromSeconds(15), typeof(global::AgentPg.Workers.BatchSubmitter));
+        await using var h = await Harness.StartAsync(db, o =>
+        {
+            o.RunRescue.Timeout = TimeSpan.FromSeconds(60);
+            o.TimeProvider = heldWait;
+            o.LoggerFactory = logs;
+        });
+        var agent = await h.AgentAsync();
+        var failures = 0;
+        h.Claude.FailRequests(r => IsBatchCreate(r) && Interlocked.Increment(ref failures) <= 1
+            ? new FakeApiError(529, "overloaded_error", "Overloaded") { RetryAfter = TimeSpan.FromSeconds(120) }
+            : null);
+        h.Claude.Respond(_ => FakeReply.Text("thrown away"));
+        var runId = await h.Client.RunAsync(await h.Client.NewSessionAsync(), agent.Id, "go");
+        await heldWait.WaitForTimerAsync();
+
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET claim_epoch = claim_epoch + 1 WHERE id = $1", runId);
+        heldWait.FireAll();
+
+        await Eventually.TrueAsync(() => Task.FromResult(logs.WithEventId(2001).Count > 0), "the old holder to drop the run (log 2001)", TimeSpan.FromSeconds(60));
+        Assert.Single(h.Claude.Requests, IsBatchCreate);
+        await h.Client.CancelRunAsync(runId);
+    }
+
+    [DatabaseFact]
     public async Task TheServerSayingDoNotRetry_FailsTheRunAtOnce()
     {
         await using var h = await Harness.StartAsync(db, o => o.ModelUnavailableTimeout = TimeSpan.FromSeconds(3));
