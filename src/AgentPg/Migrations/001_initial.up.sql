@@ -1000,9 +1000,14 @@ $$;
 -- The claimed executions' root runs that nobody watches are found before the update, the way agentpg_append_run_event
 -- finds them (the root's shared advisory lock, then no head), once per run instead of once per execution: their
 -- tool_started events are then skipped by the trigger's condition, without a PL/pgSQL call per execution.
+-- Planned as agentpg_claim_candidates is, and for the same reason (a queue small in steady state, a backlog faster than
+-- ANALYZE): the one plan left walks agentpg_idx_tool_exec_pending_scheduled in order and stops after p_max_count claimable
+-- executions, each one's agent probed by its key. With a sort or a bitmap scan allowed, a plan that read and sorted every
+-- pending execution to claim one was a matter of statistics (200 pages a claim of one with 3 000 pending, against 40).
 CREATE FUNCTION agentpg_claim_tool_executions(p_instance_id TEXT, p_max_count INTEGER)
 RETURNS SETOF agentpg_tool_executions
-LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT SET enable_seqscan = off SET enable_sort = off SET enable_bitmapscan = off
+                         SET enable_indexscan = on SET enable_material = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
     v_ids UUID[];
     v_roots UUID[];
@@ -1565,9 +1570,14 @@ DECLARE
 BEGIN
     SELECT coalesce(array_agg(DISTINCT holder), '{}') INTO v_dead
       FROM (
+        -- A pending run has no holder (a claim makes it streaming or batch_submitting, every release clears the holder):
+        -- its queue row is left out before the join, so a backlog of pending runs is not probed run by run, and statistics
+        -- that say claimed runs are rare do not turn this into a scan of every run (1 594 pages a round with 3 000 pending
+        -- and 23 000 runs, against 238: the queue alone).
         SELECT r.claimed_by_instance_id AS holder, r.claimed_at AS claimed_at
           FROM agentpg_run_queue q JOIN agentpg_runs r ON r.id = q.run_id
-         WHERE r.claimed_by_instance_id IS NOT NULL AND r.state NOT IN ('completed', 'cancelled', 'failed')
+         WHERE q.state <> 'pending'
+           AND r.claimed_by_instance_id IS NOT NULL AND r.state NOT IN ('completed', 'cancelled', 'failed')
         UNION ALL
         SELECT te.claimed_by_instance_id, te.claimed_at
           FROM agentpg_tool_executions te
@@ -1785,9 +1795,15 @@ CREATE TRIGGER agentpg_trg_cleanup_orphaned_tools AFTER DELETE ON agentpg_instan
 
 -- Batch iterations this instance must poll: its own runs' in-progress batches, plus orphaned ones
 -- (batch runs released by a rescue), least recently polled first.
+-- Planned as agentpg_claim_candidates is: the one plan left walks agentpg_idx_iterations_polling in order and probes each
+-- iteration's run by its key. The run table has no index naming its state; statistics that said batch runs were rare (a
+-- history of finished runs, the iterations analyzed after a burst of batches but not the runs yet) made the planner scan
+-- every run and probe each one's iterations, on every poll (10 470 pages a poll with 3 000 batches in progress and 23 000
+-- runs, against 37).
 CREATE FUNCTION agentpg_get_iterations_for_poll(p_instance_id TEXT, p_poll_interval INTERVAL, p_max_count INTEGER)
 RETURNS SETOF agentpg_iterations
-LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql ROWS 5 SET search_path FROM CURRENT SET enable_seqscan = off SET enable_sort = off SET enable_bitmapscan = off
+                         SET enable_indexscan = on SET enable_material = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 BEGIN
     RETURN QUERY
     SELECT i.*

@@ -81,6 +81,8 @@ internal sealed class QuerySql
             """);
 
         // Instances with their heartbeat age by the database clock, leadership, tools and in-flight work.
+        // A pending run has no holder: its queue row is left out before the join (as in agentpg_rescue), so neither a backlog
+        // nor statistics that say claimed runs are rare make the in-flight count read every run, once per instance.
         Instances = $"""
             SELECT i.id, i.name, i.hostname, i.pid, i.version, i.max_concurrent_runs, i.max_concurrent_tools, i.created_at,
                    i.last_heartbeat_at, now() - i.last_heartbeat_at,
@@ -88,7 +90,8 @@ internal sealed class QuerySql
                    coalesce((SELECT array_agg(it.tool_name ORDER BY it.tool_name) FROM {s}.agentpg_instance_tools it
                               WHERE it.instance_id = i.id), ARRAY[]::text[]),
                    (SELECT count(*) FROM {s}.agentpg_run_queue q JOIN {runs} r ON r.id = q.run_id
-                     WHERE r.claimed_by_instance_id = i.id AND r.state NOT IN ('completed', 'cancelled', 'failed'))::int,
+                     WHERE q.state <> 'pending' AND r.claimed_by_instance_id = i.id
+                       AND r.state NOT IN ('completed', 'cancelled', 'failed'))::int,
                    (SELECT count(*) FROM {tools} te WHERE te.claimed_by_instance_id = i.id AND te.state = 'running')::int
               FROM {s}.agentpg_instances i
              ORDER BY i.created_at, i.id

@@ -1,0 +1,93 @@
+using System.Text.Json;
+using AgentPg.Storage;
+using AgentPg.Tests.Infrastructure;
+using Npgsql;
+
+namespace AgentPg.Tests.Runs;
+
+/// <summary>The leader's rescue round reads the claimed work, not every run, whatever the statistics of the run table say
+/// (<see cref="ClaimPlanTests"/> for the run claim).</summary>
+public sealed class RescuePlanTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    private const int History = 20_000;
+    private const int Backlog = 3_000;
+
+    [DatabaseFact]
+    public async Task Rescue_BacklogAfterStatisticsSaidClaimedRunsWereRare_DoesNotReadEveryRun()
+    {
+        // An application's history: many finished runs, the run table analyzed while none was claimed. A burst then queues
+        // a backlog and autovacuum analyzes the queue. Looking for the holders of claimed runs, the rescue used to scan every
+        // run of the table into a hash (the run table has no index naming a holder), on every round.
+        var agent = await db.Seed.AgentAsync();
+        await InsertPendingRunsAsync(agent, History);
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET state = 'completed', started_at = now() WHERE agent_id = $1", agent);
+        await db.ExecuteAsync("ANALYZE {schema}.agentpg_runs, {schema}.agentpg_run_queue");
+        await InsertPendingRunsAsync(agent, Backlog);
+        await db.ExecuteAsync("ANALYZE {schema}.agentpg_run_queue");
+        var runPages = await db.ScalarAsync<long>("SELECT pg_relation_size('{schema}.agentpg_runs') / current_setting('block_size')::bigint");
+
+        await using var connection = await db.DataSource.OpenConnectionAsync();
+        await using var transaction = await connection.BeginTransactionAsync();
+        // The first round of the connection also reads the catalogs to plan; the second is the round itself.
+        await RescueAsync(connection);
+        var pages = await RescueAsync(connection);
+        // Three reads of the queue (holders, stalled runs, the pending_tools sweep), a few hundred pages each here.
+        Assert.True(pages < runPages, $"a rescue round read {pages} pages; the run table has {runPages}");
+        await transaction.RollbackAsync();
+
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET state = 'cancelled' WHERE agent_id = $1 AND state = 'pending'", agent);
+    }
+
+    [DatabaseFact]
+    public async Task Instances_BacklogAfterStatisticsSaidClaimedRunsWereRare_DoNotReadEveryRunPerInstance()
+    {
+        // The same statistics, read by the in-flight count of the instance list (ListInstancesAsync, the admin UI): it used
+        // to hash every run of the table once per instance.
+        var agent = await db.Seed.AgentAsync();
+        await InsertPendingRunsAsync(agent, History);
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET state = 'completed', started_at = now() WHERE agent_id = $1", agent);
+        await db.ExecuteAsync("ANALYZE {schema}.agentpg_runs, {schema}.agentpg_run_queue");
+        await InsertPendingRunsAsync(agent, Backlog);
+        await db.ExecuteAsync("ANALYZE {schema}.agentpg_run_queue");
+        foreach (var instance in new[] { "plan-a", "plan-b", "plan-c" })
+        {
+            await db.Seed.InstanceAsync(instance, TimeSpan.Zero);
+        }
+
+        var runPages = await db.ScalarAsync<long>("SELECT pg_relation_size('{schema}.agentpg_runs') / current_setting('block_size')::bigint");
+        var sql = new QuerySql(new SchemaName(db.Schema)).Instances;
+        await using var connection = await db.DataSource.OpenConnectionAsync();
+        await ExplainAsync(connection, sql);
+        var pages = await ExplainAsync(connection, sql);
+        // The queue once per instance, a few hundred pages each here.
+        Assert.True(pages < runPages, $"listing three instances read {pages} pages; the run table has {runPages}");
+
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET state = 'cancelled' WHERE agent_id = $1 AND state = 'pending'", agent);
+    }
+
+    private static async Task<long> ExplainAsync(NpgsqlConnection connection, string sql)
+    {
+        await using var command = new NpgsqlCommand("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, connection);
+        using var plan = JsonDocument.Parse((string)(await command.ExecuteScalarAsync())!);
+        var top = plan.RootElement[0].GetProperty("Plan");
+        return top.GetProperty("Shared Hit Blocks").GetInt64() + top.GetProperty("Shared Read Blocks").GetInt64();
+    }
+
+    // Runs a rescue round under EXPLAIN ANALYZE: the pages it read (the function's statements included).
+    private async Task<long> RescueAsync(NpgsqlConnection connection)
+    {
+        await using var command = new NpgsqlCommand(
+            $"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM \"{db.Schema}\".agentpg_rescue(interval '1 minute', interval '5 minutes', 3, 'plan-test')",
+            connection);
+        using var plan = JsonDocument.Parse((string)(await command.ExecuteScalarAsync())!);
+        var top = plan.RootElement[0].GetProperty("Plan");
+        return top.GetProperty("Shared Hit Blocks").GetInt64() + top.GetProperty("Shared Read Blocks").GetInt64();
+    }
+
+    // Pending runs, each in a session of its own.
+    private Task InsertPendingRunsAsync(Guid agent, int count)
+        => db.ExecuteAsync("""
+            WITH sessions AS (INSERT INTO {schema}.agentpg_sessions (metadata) SELECT '{}' FROM generate_series(1, $2) RETURNING id)
+            INSERT INTO {schema}.agentpg_runs (session_id, agent_id, prompt, run_mode) SELECT id, $1, 'go', 'streaming' FROM sessions
+            """, agent, count);
+}
