@@ -122,8 +122,8 @@ internal sealed class QuerySql
 
         // Usage (GetUsageAsync): $1 since, $2 until (completion time, each may be null), $3 tenant, $4 agent, $5 model, $6 root run,
         // $7 session, $8/$9 the first grouping and its metadata key, $10/$11 the second. Every model call that completed or that
-        // Claude billed before it failed: the iterations of runs (delegated runs included) and the compactions' summaries. One row per grouping set: the groups by
-        // model and batch (the cost needs both), the groups alone (their runs, counted once), the model and batch of the total,
+        // Claude billed before it failed: the iterations of runs (delegated runs included) and the compactions' summaries. One
+        // row per grouping set: the groups by model and batch (the cost needs both), the groups alone (their runs, counted once), the model and batch of the total,
         // and the total.
         //
         // The time range reaches the iterations through their runs: an iteration completes after its run was created and, when
