@@ -21,6 +21,7 @@ internal sealed class IterationStarter(Engine engine)
             claimed.IterationStarted = false;
             claimed.IterationUsage = Usage.Zero;
             claimed.IterationModel = null;
+            claimed.IterationMaxTokens = null;
             claimed.CompactedForContextWindow = false;
             if (claimed.FirstIterationInputs is { } inputs)
             {
@@ -75,6 +76,7 @@ internal sealed class IterationStarter(Engine engine)
                     claimed.IterationId = iterationId;
                     claimed.IterationUsage = Usage.Zero;
                     claimed.IterationModel = null;
+                    claimed.IterationMaxTokens = null;
                     claimed.CompactedForContextWindow = false;
                     return BuildContext(claimed, agent, delegates, history, number, iterationId, claimed.MaxTokensOverride, streaming);
                 }

@@ -63,6 +63,10 @@ internal sealed class ClaimedRun
     /// <summary>The model the current iteration's streamed requests named (null before the first is sent), stored with the
     /// iteration when it fails as when it completes, so its usage is priced at that model.</summary>
     public string? IterationModel { get; set; }
+
+    /// <summary>The max_tokens of the current iteration's last streamed request (null before the first is sent), stored with the
+    /// iteration when it fails as when it completes.</summary>
+    public int? IterationMaxTokens { get; set; }
 }
 
 /// <summary>What an iteration's request is built from, as read from the database.</summary>

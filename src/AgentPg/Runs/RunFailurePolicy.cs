@@ -123,7 +123,8 @@ internal sealed class RunFailurePolicy(Engine engine)
                     engine.Sql.Runs.AddFence(batch, run, engine.InstanceId, null);
                     if (claimed.IterationId is { } iterationId)
                     {
-                        engine.Sql.Iterations.AddFail(batch, iterationId, usage, errorType, message, claimed.IterationModel);
+                        engine.Sql.Iterations.AddFail(batch, iterationId, usage, errorType, message, claimed.IterationModel, claimed.IterationMaxTokens,
+                            claimed.IterationModel is not null && claimed.UsedExtendedContext);
                     }
 
                     engine.Sql.Runs.AddFail(batch, run.Id, errorType, message, usage);

@@ -42,6 +42,7 @@ internal sealed class RunProcessor(Engine engine)
                 }
 
                 claimed.IterationModel = context.Agent.Model;
+                claimed.IterationMaxTokens = context.MaxTokens;
                 try
                 {
                     response = await CallWithRetriesAsync(claimed, context, body, token).ConfigureAwait(false);

@@ -43,6 +43,7 @@ internal sealed class IterationSql
             UPDATE {t}
                SET input_tokens = $2, output_tokens = $3, cache_creation_input_tokens = $4, cache_read_input_tokens = $5,
                    cache_creation_1h_input_tokens = $8, web_search_requests = $9, web_fetch_requests = $10, model = coalesce($11, model),
+                   max_tokens = coalesce($12, max_tokens), extended_context = extended_context OR $13,
                    error_type = $6, error_message = $7, completed_at = coalesce(completed_at, now()),
                    batch_status = CASE WHEN batch_id IS NULL THEN batch_status ELSE 'ended' END
              WHERE id = $1
@@ -130,11 +131,14 @@ internal sealed class IterationSql
             P.Int((int)usage.CacheReadInputTokens), P.Text(errorType), P.Text(errorMessage), P.Int(maxTokens), P.Bool(extendedContext),
             P.Int((int)usage.CacheCreation1hInputTokens), P.Text(model), Uses(usage.WebSearchRequests), Uses(usage.WebFetchRequests));
 
-    /// <summary>Adds <see cref="Fail"/>; <paramref name="model"/> is the model the iteration's requests named, if it sent any.</summary>
-    public void AddFail(NpgsqlBatch batch, Guid iterationId, Usage usage, string errorType, string errorMessage, string? model)
+    /// <summary>Adds <see cref="Fail"/>; <paramref name="model"/>, <paramref name="maxTokens"/> and <paramref name="extendedContext"/>
+    /// are what the iteration's last request named, if it sent any (null and false otherwise: the row keeps what it has).</summary>
+    public void AddFail(NpgsqlBatch batch, Guid iterationId, Usage usage, string errorType, string errorMessage, string? model, int? maxTokens,
+        bool extendedContext)
         => batch.Append(Fail, P.Uuid(iterationId), P.Int((int)usage.InputTokens), P.Int((int)usage.OutputTokens),
             P.Int((int)usage.CacheCreationInputTokens), P.Int((int)usage.CacheReadInputTokens), P.Text(errorType), P.Text(errorMessage),
-            P.Int((int)usage.CacheCreation1hInputTokens), Uses(usage.WebSearchRequests), Uses(usage.WebFetchRequests), P.Text(model));
+            P.Int((int)usage.CacheCreation1hInputTokens), Uses(usage.WebSearchRequests), Uses(usage.WebFetchRequests), P.Text(model), P.Int(maxTokens),
+            P.Bool(extendedContext));
 
     /// <summary>Adds <see cref="Submitted"/>: <paramref name="resubmission"/> counts a resubmission, <paramref name="afterExpiry"/>
     /// an expiry; <paramref name="usage"/> is the iteration's usage so far (answers it was charged for and dropped).</summary>

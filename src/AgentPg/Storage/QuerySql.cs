@@ -121,9 +121,9 @@ internal sealed class QuerySql
             """);
 
         // Usage (GetUsageAsync): $1 since, $2 until (completion time, each may be null), $3 tenant, $4 agent, $5 model, $6 root run,
-        // $7 session, $8/$9 the first grouping and its metadata key, $10/$11 the second. Every model call that completed: the
-        // iterations of runs (delegated runs included) and the compactions' summaries. One row per grouping set: the groups by
-        // model and batch (the cost needs both), the groups alone (their runs, counted once), the model and batch of the total,
+        // $7 session, $8/$9 the first grouping and its metadata key, $10/$11 the second. Every model call that completed or that
+        // Claude billed before it failed: the iterations of runs (delegated runs included) and the compactions' summaries. One
+        // row per grouping set: the groups by model and batch (the cost needs both), the groups alone (their runs, counted once), the model and batch of the total,
         // and the total.
         //
         // The time range reaches the iterations through their runs: an iteration completes after its run was created and, when
@@ -147,6 +147,10 @@ internal sealed class QuerySql
                   JOIN {s}.agentpg_agents a ON a.id = r.agent_id
                   JOIN {s}.agentpg_iterations i ON i.run_id = r.id
                  WHERE i.completed_at IS NOT NULL
+                   -- A failed iteration is a call only when Claude billed it (an answer that failed mid-way): not a request
+                   -- never sent (no model), refused, unavailable to the end, or abandoned by a rescue before an answer.
+                   AND (i.error_type IS NULL
+                        OR i.input_tokens + i.output_tokens + i.cache_creation_input_tokens + i.cache_read_input_tokens > 0)
                    AND ($1::timestamptz IS NULL OR (i.completed_at >= $1 AND (r.finalized_at IS NULL OR r.finalized_at >= $1)))
                    AND ($2::timestamptz IS NULL OR (i.completed_at < $2 AND r.created_at < $2))
                    AND ($3::jsonb IS NULL OR s.metadata @> $3)

@@ -74,7 +74,8 @@ public sealed record UsageRow
     /// is billed as input tokens.</summary>
     public long WebFetchRequests { get; init; }
 
-    /// <summary>Gets the model calls: runs' iterations and compaction summaries.</summary>
+    /// <summary>Gets the model calls: runs' iterations and compaction summaries that Claude billed (an iteration that failed
+    /// before Claude billed anything is no call).</summary>
     public long ModelCalls { get; init; }
 
     /// <summary>Gets the part of <see cref="ModelCalls"/> sent through the Message Batches API.</summary>

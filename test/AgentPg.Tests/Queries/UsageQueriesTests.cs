@@ -309,6 +309,49 @@ public sealed class UsageQueriesTests(SchemaFixture db) : IClassFixture<SchemaFi
     }
 
     [DatabaseFact]
+    public async Task GetUsageAsync_AFailedIterationClaudeBilledNothingFor_IsNoModelCall_OneBilledMidStreamIs()
+    {
+        // Before, every failed iteration counted as a model call and its run as a run with calls: a request refused (403)
+        // with no tokens, one never sent or abandoned by a rescue. Only what Claude billed counts: an answer that failed
+        // mid-way after message_start was billed for its input tokens and stays a call.
+        await using var h = await Harness.StartAsync(db, o => o.MaxModelRetries = 0);
+        var model = NewModel();
+        var agent = await h.AgentAsync(a => a with { Model = model });
+        h.Claude.Respond(r => r.LastUserText switch
+        {
+            "refused" => FakeReply.Error(403, "permission_error", "Your API key does not have permission to use the specified resource."),
+            "cut" => FakeReply.Text("cut off") with { Usage = new FakeUsage { InputTokens = 40, OutputTokens = 0 }, StreamFault = FakeStreamFault.Disconnect(2) },
+            _ => FakeReply.Text("fine") with { Usage = new FakeUsage { InputTokens = 100, OutputTokens = 10 } },
+        });
+        var tenant = $"t-{Guid.NewGuid():N}";
+        foreach (var prompt in new[] { "refused", "cut" })
+        {
+            var failed = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(metadata: Tenant(tenant)), agent.Id, prompt);
+            await Assert.ThrowsAsync<AgentPgException>(() => Eventually.WithinAsync(h.Client.WaitForRunAsync(failed), $"the {prompt} run to fail"));
+        }
+
+        await Eventually.WithinAsync(h.Client.RunFastSyncAsync(await h.Client.NewSessionAsync(metadata: Tenant(tenant)), agent.Id, "answered"), "the answered run");
+
+        var report = await h.Client.GetUsageAsync(new UsageQuery { SessionMetadata = Tenant(tenant) });
+        Assert.Equal((2L, 2L, 140L), (report.Total.ModelCalls, report.Total.Runs, report.Total.InputTokens));
+    }
+
+    [DatabaseFact]
+    public async Task AFailedIteration_RecordsTheMaxTokensAndContextWindowItsRequestSent()
+    {
+        // Before, a failed iteration's row kept max_tokens NULL (only a completion stored it): the row did not say what was sent.
+        await using var h = await Harness.StartAsync(db);
+        var agent = await h.AgentAsync(a => a with { Model = NewModel(), MaxTokens = 1234 });
+        h.Claude.Respond(_ => FakeReply.Error(403, "permission_error", "Your API key does not have permission to use the specified resource."));
+        var runId = await h.Client.RunFastAsync(await h.Client.NewSessionAsync(), agent.Id, "refused");
+        await Assert.ThrowsAsync<AgentPgException>(() => Eventually.WithinAsync(h.Client.WaitForRunAsync(runId), "the refused run to fail"));
+
+        Assert.Single(h.Claude.Requests, r => r.IsMessagesCall);
+        Assert.Equal(((int?)1234, false), (await h.Db.ScalarAsync<int?>("SELECT max_tokens FROM {schema}.agentpg_iterations WHERE run_id = $1", runId),
+            await h.Db.ScalarAsync<bool>("SELECT extended_context FROM {schema}.agentpg_iterations WHERE run_id = $1", runId)));
+    }
+
+    [DatabaseFact]
     public async Task GetUsageAsync_BadInput_ThrowsArgumentExceptionsThatSayWhatToFix()
     {
         await using var client = db.CreateClient();
