@@ -10,6 +10,14 @@ public sealed class TestData(SchemaFixture db)
             "INSERT INTO {schema}.agentpg_agents (name, model, system_prompt, tool_names, agent_ids) VALUES ($1, $2, 'You are a test agent.', $3, $4) RETURNING id",
             "agent_" + Guid.NewGuid().ToString("N")[..10], model, (tools ?? []).ToArray(), (delegates ?? []).ToArray());
 
+    /// <summary><paramref name="count"/> pending streaming runs of <paramref name="agent"/>, each in a session of its own, in one
+    /// statement (a backlog for the plan tests).</summary>
+    public Task PendingRunsAsync(Guid agent, int count)
+        => db.ExecuteAsync("""
+            WITH sessions AS (INSERT INTO {schema}.agentpg_sessions (metadata) SELECT '{}' FROM generate_series(1, $2) RETURNING id)
+            INSERT INTO {schema}.agentpg_runs (session_id, agent_id, prompt, run_mode) SELECT id, $1, 'go', 'streaming' FROM sessions
+            """, agent, count);
+
     /// <summary>A root session.</summary>
     public Task<Guid> SessionAsync() => db.ScalarAsync<Guid>("INSERT INTO {schema}.agentpg_sessions DEFAULT VALUES RETURNING id");
 

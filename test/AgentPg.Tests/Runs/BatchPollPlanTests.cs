@@ -1,4 +1,3 @@
-using System.Text.Json;
 using AgentPg.Tests.Infrastructure;
 using Npgsql;
 
@@ -38,16 +37,9 @@ public sealed class BatchPollPlanTests(SchemaFixture db) : IClassFixture<SchemaF
     }
 
     // Runs the poll under EXPLAIN ANALYZE: the rows it returned and the pages it read.
-    private async Task<(int Rows, long Pages)> PollAsync(NpgsqlConnection connection)
-    {
-        await using var command = new NpgsqlCommand(
-            $"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT id FROM \"{db.Schema}\".agentpg_get_iterations_for_poll('plan-test', interval '1 minute', {PollSize})",
-            connection);
-        using var plan = JsonDocument.Parse((string)(await command.ExecuteScalarAsync())!);
-        var top = plan.RootElement[0].GetProperty("Plan");
-        return (top.GetProperty("Actual Rows").GetInt32(),
-            top.GetProperty("Shared Hit Blocks").GetInt64() + top.GetProperty("Shared Read Blocks").GetInt64());
-    }
+    private Task<(int Rows, long Pages)> PollAsync(NpgsqlConnection connection)
+        => Explained.RunAsync(connection,
+            $"SELECT id FROM \"{db.Schema}\".agentpg_get_iterations_for_poll('plan-test', interval '1 minute', {PollSize})");
 
     // Batch runs, each in a session of its own, with a first iteration whose batch is in the given status.
     private Task InsertBatchRunsAsync(Guid agent, int count, string batchStatus)

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using AgentPg.Tests.Infrastructure;
 using Npgsql;
 
@@ -15,7 +14,7 @@ public sealed class ClaimPlanTests(SchemaFixture db) : IClassFixture<SchemaFixtu
     public async Task Claim_BacklogWhileThePlannerPrefersAnotherPathThanTheClaimIndex_ReadsTheClaimedRunsNotTheWholeBacklog()
     {
         var agent = await db.Seed.AgentAsync();
-        await InsertPendingRunsAsync(agent, Backlog);
+        await db.Seed.PendingRunsAsync(agent, Backlog);
         var oldest = await db.ScalarAsync<Guid>("SELECT run_id FROM {schema}.agentpg_run_queue WHERE state = 'pending' ORDER BY seq LIMIT 1");
 
         // What statistics of a small queue do to a cached plan (the benchmark's drain: a bitmap scan of 21 685 pending runs,
@@ -46,10 +45,10 @@ public sealed class ClaimPlanTests(SchemaFixture db) : IClassFixture<SchemaFixtu
         // (agentpg_idx_runs_agent) into a Materialize and join each queued run against it, on every claim (the benchmark's
         // drain: 21 ms per claim of ten runs with 11 000 pending, against 0.4 ms).
         var agent = await db.Seed.AgentAsync();
-        await InsertPendingRunsAsync(agent, Backlog);
+        await db.Seed.PendingRunsAsync(agent, Backlog);
         await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET state = 'completed', started_at = now() WHERE agent_id = $1", agent);
         await db.ExecuteAsync("ANALYZE {schema}.agentpg_runs, {schema}.agentpg_agents");
-        await InsertPendingRunsAsync(agent, Backlog);
+        await db.Seed.PendingRunsAsync(agent, Backlog);
         await db.ExecuteAsync("ANALYZE {schema}.agentpg_run_queue");
         var oldest = await db.ScalarAsync<Guid>("SELECT run_id FROM {schema}.agentpg_run_queue WHERE state = 'pending' ORDER BY seq LIMIT 1");
 
@@ -67,21 +66,7 @@ public sealed class ClaimPlanTests(SchemaFixture db) : IClassFixture<SchemaFixtu
     }
 
     // Runs the claim under EXPLAIN ANALYZE: the rows it claimed and the pages it read.
-    private async Task<(int Rows, long Pages)> ClaimAsync(NpgsqlConnection connection, int count = ClaimSize)
-    {
-        await using var command = new NpgsqlCommand(
-            $"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT id FROM \"{db.Schema}\".agentpg_claim_runs('plan-test', {count}, 'streaming')",
-            connection);
-        using var plan = JsonDocument.Parse((string)(await command.ExecuteScalarAsync())!);
-        var top = plan.RootElement[0].GetProperty("Plan");
-        return (top.GetProperty("Actual Rows").GetInt32(),
-            top.GetProperty("Shared Hit Blocks").GetInt64() + top.GetProperty("Shared Read Blocks").GetInt64());
-    }
+    private Task<(int Rows, long Pages)> ClaimAsync(NpgsqlConnection connection, int count = ClaimSize)
+        => Explained.RunAsync(connection, $"SELECT id FROM \"{db.Schema}\".agentpg_claim_runs('plan-test', {count}, 'streaming')");
 
-    // Pending runs, each in a session of its own.
-    private Task InsertPendingRunsAsync(Guid agent, int count)
-        => db.ExecuteAsync("""
-            WITH sessions AS (INSERT INTO {schema}.agentpg_sessions (metadata) SELECT '{}' FROM generate_series(1, $2) RETURNING id)
-            INSERT INTO {schema}.agentpg_runs (session_id, agent_id, prompt, run_mode) SELECT id, $1, 'go', 'streaming' FROM sessions
-            """, agent, count);
 }

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using AgentPg.Storage;
 using AgentPg.Tests.Infrastructure;
 using Npgsql;
@@ -19,10 +18,10 @@ public sealed class RescuePlanTests(SchemaFixture db) : IClassFixture<SchemaFixt
         // a backlog and autovacuum analyzes the queue. Looking for the holders of claimed runs, the rescue used to scan every
         // run of the table into a hash (the run table has no index naming a holder), on every round.
         var agent = await db.Seed.AgentAsync();
-        await InsertPendingRunsAsync(agent, History);
+        await db.Seed.PendingRunsAsync(agent, History);
         await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET state = 'completed', started_at = now() WHERE agent_id = $1", agent);
         await db.ExecuteAsync("ANALYZE {schema}.agentpg_runs, {schema}.agentpg_run_queue");
-        await InsertPendingRunsAsync(agent, Backlog);
+        await db.Seed.PendingRunsAsync(agent, Backlog);
         await db.ExecuteAsync("ANALYZE {schema}.agentpg_run_queue");
         var runPages = await db.ScalarAsync<long>("SELECT pg_relation_size('{schema}.agentpg_runs') / current_setting('block_size')::bigint");
 
@@ -44,10 +43,10 @@ public sealed class RescuePlanTests(SchemaFixture db) : IClassFixture<SchemaFixt
         // The same statistics, read by the in-flight count of the instance list (ListInstancesAsync, the admin UI): it used
         // to hash every run of the table once per instance.
         var agent = await db.Seed.AgentAsync();
-        await InsertPendingRunsAsync(agent, History);
+        await db.Seed.PendingRunsAsync(agent, History);
         await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET state = 'completed', started_at = now() WHERE agent_id = $1", agent);
         await db.ExecuteAsync("ANALYZE {schema}.agentpg_runs, {schema}.agentpg_run_queue");
-        await InsertPendingRunsAsync(agent, Backlog);
+        await db.Seed.PendingRunsAsync(agent, Backlog);
         await db.ExecuteAsync("ANALYZE {schema}.agentpg_run_queue");
         foreach (var instance in new[] { "plan-a", "plan-b", "plan-c" })
         {
@@ -65,29 +64,10 @@ public sealed class RescuePlanTests(SchemaFixture db) : IClassFixture<SchemaFixt
         await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET state = 'cancelled' WHERE agent_id = $1 AND state = 'pending'", agent);
     }
 
-    private static async Task<long> ExplainAsync(NpgsqlConnection connection, string sql)
-    {
-        await using var command = new NpgsqlCommand("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, connection);
-        using var plan = JsonDocument.Parse((string)(await command.ExecuteScalarAsync())!);
-        var top = plan.RootElement[0].GetProperty("Plan");
-        return top.GetProperty("Shared Hit Blocks").GetInt64() + top.GetProperty("Shared Read Blocks").GetInt64();
-    }
+    private static async Task<long> ExplainAsync(NpgsqlConnection connection, string sql) => (await Explained.RunAsync(connection, sql)).Pages;
 
     // Runs a rescue round under EXPLAIN ANALYZE: the pages it read (the function's statements included).
-    private async Task<long> RescueAsync(NpgsqlConnection connection)
-    {
-        await using var command = new NpgsqlCommand(
-            $"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM \"{db.Schema}\".agentpg_rescue(interval '1 minute', interval '5 minutes', 3, 'plan-test')",
-            connection);
-        using var plan = JsonDocument.Parse((string)(await command.ExecuteScalarAsync())!);
-        var top = plan.RootElement[0].GetProperty("Plan");
-        return top.GetProperty("Shared Hit Blocks").GetInt64() + top.GetProperty("Shared Read Blocks").GetInt64();
-    }
+    private Task<long> RescueAsync(NpgsqlConnection connection)
+        => ExplainAsync(connection, $"SELECT * FROM \"{db.Schema}\".agentpg_rescue(interval '1 minute', interval '5 minutes', 3, 'plan-test')");
 
-    // Pending runs, each in a session of its own.
-    private Task InsertPendingRunsAsync(Guid agent, int count)
-        => db.ExecuteAsync("""
-            WITH sessions AS (INSERT INTO {schema}.agentpg_sessions (metadata) SELECT '{}' FROM generate_series(1, $2) RETURNING id)
-            INSERT INTO {schema}.agentpg_runs (session_id, agent_id, prompt, run_mode) SELECT id, $1, 'go', 'streaming' FROM sessions
-            """, agent, count);
 }

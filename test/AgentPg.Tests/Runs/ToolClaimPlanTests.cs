@@ -1,4 +1,3 @@
-using System.Text.Json;
 using AgentPg.Tests.Infrastructure;
 using Npgsql;
 
@@ -57,16 +56,8 @@ public sealed class ToolClaimPlanTests(SchemaFixture db) : IClassFixture<SchemaF
 
     // Runs the claim of one execution under EXPLAIN ANALYZE: the rows it claimed and the pages it read (the function's
     // statements included). The first call of a connection also reads the catalogs to plan.
-    private async Task<(int Rows, long Pages)> ClaimAsync(NpgsqlConnection connection)
-    {
-        await using var command = new NpgsqlCommand(
-            $"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT id FROM \"{db.Schema}\".agentpg_claim_tool_executions('{Instance}', 1)",
-            connection);
-        using var plan = JsonDocument.Parse((string)(await command.ExecuteScalarAsync())!);
-        var top = plan.RootElement[0].GetProperty("Plan");
-        return (top.GetProperty("Actual Rows").GetInt32(),
-            top.GetProperty("Shared Hit Blocks").GetInt64() + top.GetProperty("Shared Read Blocks").GetInt64());
-    }
+    private Task<(int Rows, long Pages)> ClaimAsync(NpgsqlConnection connection)
+        => Explained.RunAsync(connection, $"SELECT id FROM \"{db.Schema}\".agentpg_claim_tool_executions('{Instance}', 1)");
 
     private Task<Guid> OldestPendingAsync()
         => db.ScalarAsync<Guid>(
