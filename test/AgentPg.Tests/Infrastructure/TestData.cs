@@ -18,6 +18,18 @@ public sealed class TestData(SchemaFixture db)
             INSERT INTO {schema}.agentpg_runs (session_id, agent_id, prompt, run_mode) SELECT id, $1, 'go', 'streaming' FROM sessions
             """, agent, count);
 
+    /// <summary>The statistics of an application's run table after a burst: <paramref name="history"/> finished runs of
+    /// <paramref name="agent"/>, the run table and the queue analyzed then (nothing pending), then <paramref name="backlog"/>
+    /// pending runs and only the queue analyzed again, as autovacuum does first for the small table.</summary>
+    public async Task BacklogAfterHistoryAsync(Guid agent, int history, int backlog)
+    {
+        await PendingRunsAsync(agent, history);
+        await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET state = 'completed', started_at = now() WHERE agent_id = $1", agent);
+        await db.ExecuteAsync("ANALYZE {schema}.agentpg_runs, {schema}.agentpg_run_queue, {schema}.agentpg_agents");
+        await PendingRunsAsync(agent, backlog);
+        await db.ExecuteAsync("ANALYZE {schema}.agentpg_run_queue");
+    }
+
     /// <summary>A root session.</summary>
     public Task<Guid> SessionAsync() => db.ScalarAsync<Guid>("INSERT INTO {schema}.agentpg_sessions DEFAULT VALUES RETURNING id");
 

@@ -45,11 +45,7 @@ public sealed class ClaimPlanTests(SchemaFixture db) : IClassFixture<SchemaFixtu
         // (agentpg_idx_runs_agent) into a Materialize and join each queued run against it, on every claim (the benchmark's
         // drain: 21 ms per claim of ten runs with 11 000 pending, against 0.4 ms).
         var agent = await db.Seed.AgentAsync();
-        await db.Seed.PendingRunsAsync(agent, Backlog);
-        await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET state = 'completed', started_at = now() WHERE agent_id = $1", agent);
-        await db.ExecuteAsync("ANALYZE {schema}.agentpg_runs, {schema}.agentpg_agents");
-        await db.Seed.PendingRunsAsync(agent, Backlog);
-        await db.ExecuteAsync("ANALYZE {schema}.agentpg_run_queue");
+        await db.Seed.BacklogAfterHistoryAsync(agent, history: Backlog, backlog: Backlog);
         var oldest = await db.ScalarAsync<Guid>("SELECT run_id FROM {schema}.agentpg_run_queue WHERE state = 'pending' ORDER BY seq LIMIT 1");
 
         await using var connection = await db.DataSource.OpenConnectionAsync();

@@ -18,11 +18,7 @@ public sealed class RescuePlanTests(SchemaFixture db) : IClassFixture<SchemaFixt
         // a backlog and autovacuum analyzes the queue. Looking for the holders of claimed runs, the rescue used to scan every
         // run of the table into a hash (the run table has no index naming a holder), on every round.
         var agent = await db.Seed.AgentAsync();
-        await db.Seed.PendingRunsAsync(agent, History);
-        await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET state = 'completed', started_at = now() WHERE agent_id = $1", agent);
-        await db.ExecuteAsync("ANALYZE {schema}.agentpg_runs, {schema}.agentpg_run_queue");
-        await db.Seed.PendingRunsAsync(agent, Backlog);
-        await db.ExecuteAsync("ANALYZE {schema}.agentpg_run_queue");
+        await db.Seed.BacklogAfterHistoryAsync(agent, History, Backlog);
         var runPages = await db.ScalarAsync<long>("SELECT pg_relation_size('{schema}.agentpg_runs') / current_setting('block_size')::bigint");
 
         await using var connection = await db.DataSource.OpenConnectionAsync();
@@ -43,11 +39,7 @@ public sealed class RescuePlanTests(SchemaFixture db) : IClassFixture<SchemaFixt
         // The same statistics, read by the in-flight count of the instance list (ListInstancesAsync, the admin UI): it used
         // to hash every run of the table once per instance.
         var agent = await db.Seed.AgentAsync();
-        await db.Seed.PendingRunsAsync(agent, History);
-        await db.ExecuteAsync("UPDATE {schema}.agentpg_runs SET state = 'completed', started_at = now() WHERE agent_id = $1", agent);
-        await db.ExecuteAsync("ANALYZE {schema}.agentpg_runs, {schema}.agentpg_run_queue");
-        await db.Seed.PendingRunsAsync(agent, Backlog);
-        await db.ExecuteAsync("ANALYZE {schema}.agentpg_run_queue");
+        await db.Seed.BacklogAfterHistoryAsync(agent, History, Backlog);
         foreach (var instance in new[] { "plan-a", "plan-b", "plan-c" })
         {
             await db.Seed.InstanceAsync(instance, TimeSpan.Zero);
